@@ -1,0 +1,281 @@
+"""
+The seams of pycm, as zope interfaces.
+
+L{IContainerBackend} is the one the daemon drives: the command table calls
+it and nothing above it knows which backend it is.  The others are the
+seams inside the supervising backends (memory and process), which share one
+lifecycle engine (L{pycm.backends.supervisor}) and differ only in how a run
+is started, where logs go and where records are kept.
+
+Every method that returns a Deferred fails only by errback, with a
+L{pycm.errors.PycmError} subclass; none raises synchronously.
+"""
+
+from __future__ import annotations
+
+from zope.interface import Attribute, Interface
+
+
+class IContainerBackend(Interface):
+    """
+    A place where containers run: in memory, as host processes, in Docker.
+
+    Names are validated by the caller; the backend may assume a valid name.
+    Operations on one container are applied in the order they are called.
+    """
+
+    name = Attribute("The backend's registered name, e.g. C{'process'}.")
+    capabilities = Attribute("A L{pycm.model.Capabilities}.")
+    defaultImage = Attribute("The image used when a spec has none (a C{str}).")
+
+    def open():
+        """
+        Get ready: load saved records, reconcile them with what really runs,
+        connect to an engine.  Called once, before any other method.
+
+        @return: a Deferred that fires with None when ready.
+        """
+
+    def close():
+        """
+        Shut down as the daemon stops: stop the containers the backend owns
+        (each with its stop timeout, in parallel), save, release resources.
+
+        @return: a Deferred that fires with None when done.
+        """
+
+    def addObserver(observer):
+        """
+        Register C{observer}, a callable taking a L{pycm.model.ContainerEvent}
+        (with C{id} None).  It is called synchronously for every lifecycle
+        event, in order, after the change is durable.  This is the one seam
+        through which events reach the daemon.
+        """
+
+    def removeObserver(observer):
+        """Unregister an observer added with L{addObserver}."""
+
+    def create(spec):
+        """
+        Create a container from a L{pycm.model.ContainerSpec} without
+        starting it; emits C{create}.
+
+        @return: Deferred firing with the L{pycm.model.Container} (state
+            C{created}); errbacks with L{pycm.errors.Conflict} if the name is
+            taken, L{pycm.errors.NoImage}, L{pycm.errors.BadRequest} for an
+            option the backend cannot honour.
+        """
+
+    def start(name):
+        """
+        Start a created or exited container; emits C{start}.  Starting a
+        running container is a no-op that fires with it.
+
+        @return: Deferred firing with the L{pycm.model.Container} once it is
+            running; L{pycm.errors.NotFound}; L{pycm.errors.BackendError} if
+            it could not be started (the container is then C{dead}, with its
+            C{error}, and stays listed).
+        """
+
+    def stop(name, timeout):
+        """
+        Send the stop signal, wait up to C{timeout} seconds (None: the
+        container's stop timeout), then SIGKILL; emits C{kill} (if it had to)
+        C{die} and C{stop}.  A client stop disables the restart policy until
+        the next start.  Stopping a stopped container is a no-op.
+
+        @return: Deferred firing with the L{pycm.model.Container} once it has
+            exited; L{pycm.errors.NotFound}.
+        """
+
+    def restart(name, timeout):
+        """
+        Stop (as L{stop}), then start; emits C{restart} too.
+
+        @return: Deferred firing with the running L{pycm.model.Container}.
+        """
+
+    def kill(name, signal):
+        """
+        Send signal number C{signal}; emits C{kill}.
+
+        @return: Deferred firing with the L{pycm.model.Container} as it is
+            right after the signal was sent; L{pycm.errors.NotFound};
+            L{pycm.errors.Conflict} if it is not running.
+        """
+
+    def remove(name, force):
+        """
+        Remove a container and its logs; emits C{destroy}.  A running (or
+        restarting) one only with C{force}, which kills it first.
+
+        @return: Deferred firing with None; L{pycm.errors.NotFound};
+            L{pycm.errors.Conflict} if running and not C{force}.
+        """
+
+    def list():
+        """
+        @return: Deferred firing with a list of every
+            L{pycm.model.Container} this backend owns, in any order.
+        """
+
+    def inspect(name):
+        """
+        @return: Deferred firing with the L{pycm.model.Container};
+            L{pycm.errors.NotFound}.
+        """
+
+    def logs(name, tail):
+        """
+        @param tail: how many of the last lines, or None for all.
+        @return: Deferred firing with a list of L{pycm.model.LogLine}, oldest
+            first; L{pycm.errors.NotFound}.
+        """
+
+    def follow(name, tail, observer):
+        """
+        Like L{logs}, then go on: call C{observer} with each new
+        L{pycm.model.LogLine} as it is written.
+
+        @return: Deferred firing with a L{pycm.model.LogFollow} whose
+            C{backlog} is what L{logs} would have returned (no line is both
+            in the backlog and given to C{observer}, none is missed) and
+            whose C{ended} fires when the container stops running (or is
+            removed) or when its C{cancel} is called.
+        """
+
+    def wait(name, condition):
+        """
+        Wait for a L{pycm.model.WaitCondition}: C{not-running} (fires at
+        once if it is not running), C{running} (at once if running),
+        C{next-exit} (the next time it exits), C{removed}.
+
+        @return: a cancellable Deferred firing with the
+            L{pycm.model.Container} as it was when the condition held;
+            L{pycm.errors.NotFound} if there is no such container when
+            called.  Cancelling it leaves nothing behind.
+        """
+
+
+class IRunObserver(Interface):
+    """
+    What a supervisor gives a runtime to hear about one run.
+    """
+
+    def output(stream, line):
+        """
+        One line of output, without its newline: C{stream} is C{"stdout"} or
+        C{"stderr"}, C{line} is C{bytes} (possibly not UTF-8, possibly
+        truncated by the runtime's line-length limit).
+        """
+
+    def exited(exitCode):
+        """
+        The run is over: all its output has been delivered and it has been
+        reaped.  C{exitCode} is its status, or minus the signal number that
+        ended it.  Called exactly once.
+        """
+
+
+class IRun(Interface):
+    """One run (one process group) of a container, as a runtime started it."""
+
+    pid = Attribute("The main process id, or None for a simulated run.")
+    startTime = Attribute(
+        "An opaque value that, with C{pid}, identifies the process across a "
+        "daemon restart (the process backend: the start time in clock ticks "
+        "from /proc/PID/stat), or None."
+    )
+
+    def signal(signum):
+        """
+        Send C{signum} to the whole run (its process group).  A run that has
+        already exited ignores it.
+        """
+
+
+class IRuntime(Interface):
+    """
+    How a supervising backend starts one run of a container.
+    """
+
+    images = Attribute("A frozenset of the image names this runtime accepts.")
+    defaultImage = Attribute("The image used when a spec names none.")
+    defaultCommand = Attribute("The command (tuple of str) used when none is given.")
+    capabilities = Attribute("A L{pycm.model.Capabilities}.")
+
+    def spawn(container, observer):
+        """
+        Start one run of C{container} (a L{pycm.model.Container} whose
+        C{image} and C{command} are already filled in), reporting to
+        C{observer} (an L{IRunObserver}).
+
+        @return: Deferred firing with an L{IRun}, or failing with
+            L{pycm.errors.BackendError} saying why it could not start (an
+            executable that does not exist, a workdir that is missing).
+        """
+
+    def reclaim(container, pid, startTime):
+        """
+        After a daemon restart, deal with a run the previous daemon left:
+        if C{pid} still names the same process (same C{startTime}), stop its
+        whole process group (stop signal, then SIGKILL after the container's
+        stop timeout).
+
+        @return: Deferred firing with C{True} if it was still running and is
+            now gone, C{False} if it was already gone.
+        """
+
+
+class ILogStore(Interface):
+    """Where a supervising backend keeps its containers' output."""
+
+    def append(name, logLine):
+        """Store one L{pycm.model.LogLine} for container C{name}."""
+
+    def tail(name, count):
+        """
+        @return: a list of the last C{count} (None: all kept)
+            L{pycm.model.LogLine}s of container C{name}, oldest first.
+        """
+
+    def remove(name):
+        """Forget container C{name}'s output."""
+
+
+class IRecordStore(Interface):
+    """
+    Where a supervising backend keeps its container records durably.
+    Writes are durable when the call returns: the supervisor saves before
+    it replies or emits the event.
+    """
+
+    def load():
+        """
+        @return: a list of every saved record, each a JSON-able C{dict} as
+            given to L{save}.
+        @raise pycm.errors.BackendError: if the store is corrupt or
+            truncated (never an empty list in its place).
+        """
+
+    def save(name, record):
+        """Durably save one record (a JSON-able C{dict}) under C{name}."""
+
+    def delete(name):
+        """Durably forget the record of C{name}."""
+
+
+class IEventStore(Interface):
+    """Where the daemon's event log is kept across restarts."""
+
+    def lastId():
+        """@return: the highest event id ever stored (0 if none)."""
+
+    def append(event):
+        """Durably store one numbered L{pycm.model.ContainerEvent}."""
+
+    def since(eventId, limit):
+        """
+        @return: the stored events with an id above C{eventId}, oldest
+            first, at most C{limit} of them.
+        """

@@ -1,0 +1,354 @@
+"""
+Frozen value types that flow from the backends up to the wire.
+
+Times are POSIX seconds (C{float}) from the injected clock; they become
+RFC 3339 UTC strings only when turned into JSON, at the edge.
+"""
+
+from __future__ import annotations
+
+import re
+import signal as _signal
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Callable
+
+import attrs
+
+from pycm.errors import BadRequest, InvalidName
+
+
+class State:
+    """The states a container can be in (the contract's C{state} field)."""
+
+    CREATED = "created"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    RESTARTING = "restarting"
+    EXITED = "exited"
+    DEAD = "dead"
+
+    ALL = (CREATED, RUNNING, STOPPING, RESTARTING, EXITED, DEAD)
+    #: States in which a process is alive.
+    ALIVE = frozenset({RUNNING, STOPPING})
+
+
+class Action:
+    """The C{action} of a container event."""
+
+    CREATE = "create"
+    START = "start"
+    DIE = "die"
+    STOP = "stop"
+    KILL = "kill"
+    RESTART = "restart"
+    DESTROY = "destroy"
+
+    ALL = (CREATE, START, DIE, STOP, KILL, RESTART, DESTROY)
+
+
+class WaitCondition:
+    """The conditions C{wait --for} accepts."""
+
+    NOT_RUNNING = "not-running"
+    RUNNING = "running"
+    NEXT_EXIT = "next-exit"
+    REMOVED = "removed"
+
+    ALL = (NOT_RUNNING, RUNNING, NEXT_EXIT, REMOVED)
+
+
+_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+\Z")
+MAX_NAME_LENGTH = 128
+DEFAULT_STOP_TIMEOUT = 10.0
+DEFAULT_STOP_SIGNAL = "SIGTERM"
+
+
+def validateName(name: str) -> str:
+    """
+    Return C{name} if it is a valid container name, else raise
+    L{InvalidName}.
+    """
+    if len(name) > MAX_NAME_LENGTH or not _NAME.match(name):
+        raise InvalidName(name)
+    return name
+
+
+def parseSignal(value: str) -> int:
+    """
+    Turn C{KILL}, C{SIGKILL}, C{kill} or C{9} into a signal number.
+
+    @raise BadRequest: for anything that is not a signal.
+    """
+    text = value.strip().upper()
+    if text.isdigit():
+        number = int(text)
+        if number in {s.value for s in _signal.Signals}:
+            return number
+        raise BadRequest(f"unknown signal {value!r}")
+    if not text.startswith("SIG"):
+        text = "SIG" + text
+    try:
+        return int(_signal.Signals[text])
+    except KeyError:
+        raise BadRequest(f"unknown signal {value!r}") from None
+
+
+def signalName(number: int) -> str:
+    """Return C{"SIGTERM"} for 15."""
+    try:
+        return _signal.Signals(number).name
+    except ValueError:
+        return str(number)
+
+
+def formatTime(seconds: float | None) -> str | None:
+    """Format POSIX seconds as RFC 3339 UTC with milliseconds, or None."""
+    if seconds is None:
+        return None
+    moment = datetime.fromtimestamp(seconds, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def parseTime(text: str | None) -> float | None:
+    """The inverse of L{formatTime} (also accepts other RFC 3339 forms)."""
+    if text is None:
+        return None
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
+    # Engines may give nanoseconds; datetime takes at most microseconds.
+    text = re.sub(r"(\.\d{6})\d+", r"\1", text)
+    return datetime.fromisoformat(text).timestamp()
+
+
+@attrs.frozen
+class RestartPolicy:
+    """
+    A Docker restart policy.
+
+    @ivar name: C{no}, C{on-failure}, C{always} or C{unless-stopped}.
+    @ivar maxRetries: for C{on-failure}, the most restarts, or None for
+        no limit.
+    """
+
+    name: str = "no"
+    maxRetries: int | None = None
+
+    NAMES = ("no", "on-failure", "always", "unless-stopped")
+
+    @classmethod
+    def parse(cls, text: str) -> RestartPolicy:
+        """Parse C{no}, C{on-failure}, C{on-failure:3}, C{always}..."""
+        name, sep, count = text.partition(":")
+        if name not in cls.NAMES:
+            raise BadRequest(
+                f"bad --restart {text!r}: expected one of no, on-failure[:MAX], "
+                "always, unless-stopped"
+            )
+        if not sep:
+            return cls(name)
+        if name != "on-failure" or not count.isdigit():
+            raise BadRequest(f"bad --restart {text!r}: only on-failure takes :MAX")
+        return cls(name, int(count))
+
+    def __str__(self) -> str:
+        if self.maxRetries is not None:
+            return f"{self.name}:{self.maxRetries}"
+        return self.name
+
+
+@attrs.frozen
+class ContainerSpec:
+    """
+    What a client asked for with C{run} or C{create}.
+
+    C{image} and C{command} are None when the client gave none: the backend
+    fills in its defaults.
+    """
+
+    name: str
+    image: str | None = None
+    command: tuple[str, ...] | None = None
+    env: Mapping[str, str] = attrs.field(factory=dict)
+    labels: Mapping[str, str] = attrs.field(factory=dict)
+    restartPolicy: RestartPolicy = attrs.field(factory=RestartPolicy)
+    stopTimeout: float | None = None
+    stopSignal: str | None = None
+    memory: int | None = None
+    cpus: float | None = None
+    workdir: str | None = None
+
+    #: The run/create options each field comes from, as the wire names them.
+    OPTION_FIELDS = {
+        "env": "env",
+        "label": "labels",
+        "restart": "restartPolicy",
+        "stop-timeout": "stopTimeout",
+        "stop-signal": "stopSignal",
+        "memory": "memory",
+        "cpus": "cpus",
+        "workdir": "workdir",
+    }
+
+    def optionsUsed(self) -> frozenset[str]:
+        """The names of the run/create options this spec sets."""
+        used = set()
+        if self.env:
+            used.add("env")
+        if self.labels:
+            used.add("label")
+        if self.restartPolicy.name != "no":
+            used.add("restart")
+        for option, field in (
+            ("stop-timeout", self.stopTimeout),
+            ("stop-signal", self.stopSignal),
+            ("memory", self.memory),
+            ("cpus", self.cpus),
+            ("workdir", self.workdir),
+        ):
+            if field is not None:
+                used.add(option)
+        return frozenset(used)
+
+
+@attrs.frozen
+class Container:
+    """
+    A container as a backend reports it: the contract's container object.
+    """
+
+    name: str
+    id: str
+    backend: str
+    image: str
+    command: tuple[str, ...]
+    state: str
+    created: float
+    pid: int | None = None
+    exitCode: int | None = None
+    started: float | None = None
+    finished: float | None = None
+    restartPolicy: RestartPolicy = attrs.field(factory=RestartPolicy)
+    restartCount: int = 0
+    labels: Mapping[str, str] = attrs.field(factory=dict)
+    env: Mapping[str, str] = attrs.field(factory=dict)
+    stopTimeout: float = DEFAULT_STOP_TIMEOUT
+    stopSignal: str = DEFAULT_STOP_SIGNAL
+    memory: int | None = None
+    cpus: float | None = None
+    workdir: str | None = None
+    error: str | None = None
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON object of C{list} and of most replies."""
+        return {
+            "name": self.name,
+            "id": self.id,
+            "backend": self.backend,
+            "image": self.image,
+            "command": list(self.command),
+            "state": self.state,
+            "pid": self.pid,
+            "exit_code": self.exitCode,
+            "created": formatTime(self.created),
+            "started": formatTime(self.started),
+            "finished": formatTime(self.finished),
+            "restart_policy": str(self.restartPolicy),
+            "restart_count": self.restartCount,
+            "labels": dict(self.labels),
+        }
+
+    def detail(self) -> dict[str, Any]:
+        """The JSON object of C{inspect}: the summary and every detail."""
+        result = self.summary()
+        result.update(
+            env=dict(self.env),
+            stop_timeout=self.stopTimeout,
+            stop_signal=self.stopSignal,
+            memory=self.memory,
+            cpus=self.cpus,
+            workdir=self.workdir,
+            error=self.error,
+        )
+        return result
+
+
+@attrs.frozen
+class LogLine:
+    """One line of a container's output, without its newline."""
+
+    time: float
+    stream: str
+    line: str
+
+    def toJSON(self) -> dict[str, Any]:
+        return {"time": formatTime(self.time), "stream": self.stream, "line": self.line}
+
+
+@attrs.frozen
+class LogFollow:
+    """
+    A running C{logs --follow}: see L{pycm.interfaces.IContainerBackend.follow}.
+
+    @ivar backlog: the lines already written, oldest first.
+    @ivar ended: a Deferred that fires with None when following is over.
+    @ivar cancel: call it to stop following; C{ended} then fires.
+    """
+
+    backlog: list[LogLine]
+    ended: Any  # Deferred[None]
+    cancel: Callable[[], None]
+
+
+@attrs.frozen
+class ContainerEvent:
+    """
+    A lifecycle event.  Backends emit it with C{id} None; the daemon's
+    event log numbers it.
+    """
+
+    action: str
+    name: str
+    time: float
+    exitCode: int | None = None
+    id: int | None = None
+
+    def toJSON(self) -> dict[str, Any]:
+        result: dict[str, Any] = {
+            "type": "container",
+            "id": self.id,
+            "action": self.action,
+            "name": self.name,
+            "time": formatTime(self.time),
+        }
+        if self.action == Action.DIE:
+            result["exit_code"] = self.exitCode
+        return result
+
+
+@attrs.frozen
+class Capabilities:
+    """
+    What a backend supports, as C{info} reports it.
+
+    @ivar options: the C{run}/C{create} options it honours (wire names:
+        C{env}, C{label}, C{restart}, C{stop-timeout}, C{stop-signal},
+        C{memory}, C{cpus}, C{workdir}).  The command table refuses the
+        others with C{bad_request} before the backend is called.
+    @ivar limits: which resource limits it enforces (C{memory}, C{cpus}).
+    @ivar images: a short description of what an image is for it.
+    """
+
+    options: frozenset[str]
+    limits: frozenset[str] = frozenset()
+    images: str = ""
+
+    def toJSON(self) -> dict[str, Any]:
+        return {
+            "options": sorted(self.options),
+            "limits": sorted(self.limits),
+            "images": self.images,
+        }
+
+
+ALL_OPTIONS = frozenset(ContainerSpec.OPTION_FIELDS)
