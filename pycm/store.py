@@ -1,0 +1,371 @@
+"""
+Durable state of a pycm daemon: container records and the event log in one
+SQLite file, and the lock that keeps a second daemon off a state directory.
+
+Why SQLite rather than a JSON file written with write-fsync-rename: a save
+is one small transaction (one row), not a rewrite of every record, so the
+cost stays flat with 1,000 containers and 10,000 events; SQLite's own
+checks tell a corrupt or truncated file from an empty one; and it is in the
+standard library.
+
+Journal and sync mode: the database runs in WAL mode.  With
+C{synchronous=NORMAL} (the default here) a transaction is written to the
+WAL file with C{write()} before the call returns, so it survives the daemon
+being killed (C{kill -9}, a crash): the kernel has the bytes.  Only an
+operating-system crash or power loss can drop the last few transactions,
+and even then the database stays consistent (it never tears).  Pass
+C{sync="full"} (the process backend's C{state-sync=full} option) to fsync
+the WAL on every commit as well: each reply is then durable across power
+loss, at the price of one fsync per save (about 0.2 ms on an SSD, 10 ms on
+a spinning disk).
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import sqlite3
+from collections.abc import Iterable
+from typing import Any
+
+from zope.interface import implementer
+
+from pycm.errors import BackendError
+from pycm.interfaces import IEventStore, IRecordStore
+from pycm.model import ContainerEvent
+
+#: The schema version kept in C{PRAGMA user_version}.
+SCHEMA_VERSION = 1
+
+#: How many events are kept at least (the contract asks for 10,000).
+DEFAULT_KEEP_EVENTS = 10_000
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+_SCHEMA = """
+CREATE TABLE containers (
+    name TEXT PRIMARY KEY,
+    record TEXT NOT NULL
+);
+CREATE TABLE events (
+    id INTEGER PRIMARY KEY,
+    action TEXT NOT NULL,
+    name TEXT NOT NULL,
+    time REAL NOT NULL,
+    exit_code INTEGER
+);
+CREATE TABLE meta (
+    key TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+"""
+
+
+class StoreCorrupt(BackendError):
+    """The state file is corrupt or truncated; nothing was loaded from it."""
+
+
+class StateDirLocked(BackendError):
+    """Another daemon holds the lock of this state directory."""
+
+
+@implementer(IRecordStore, IEventStore)
+class SQLiteStore:
+    """
+    Container records and the event log in one SQLite database.
+
+    Opening checks the file: a file that is not SQLite, is truncated, fails
+    SQLite's C{quick_check} or holds an unknown schema raises
+    L{StoreCorrupt}, a L{BackendError}, naming the file.  Every write is a
+    committed transaction when the method returns.
+
+    @ivar path: the database file.
+    @ivar keepEvents: the event log keeps at least this many newest events.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        keepEvents: int = DEFAULT_KEEP_EVENTS,
+        sync: str = "normal",
+    ) -> None:
+        if sync.lower() not in ("normal", "full"):
+            raise ValueError(f"sync must be 'normal' or 'full', not {sync!r}")
+        self.path = path
+        self.keepEvents = keepEvents
+        # Prune in batches: a DELETE on every append would double its cost.
+        self._pruneSlack = max(1, keepEvents // 10)
+        self._checkFile()
+        try:
+            self._db = sqlite3.connect(path, isolation_level=None)
+        except sqlite3.Error as e:
+            raise BackendError(f"cannot open state database {path}: {e}") from e
+        try:
+            self._setUp(sync.upper())
+        except sqlite3.DatabaseError as e:
+            self._db.close()
+            raise StoreCorrupt(
+                f"state database {path} is corrupt: {e}; it was left untouched, "
+                "move it away (or restore a backup) to start afresh"
+            ) from e
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _checkFile(self) -> None:
+        """Refuse a file that exists but cannot be one of ours."""
+        try:
+            with open(self.path, "rb") as f:
+                header = f.read(len(_SQLITE_MAGIC))
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            raise BackendError(f"cannot read state database {self.path}: {e}") from e
+        if not header:
+            raise StoreCorrupt(
+                f"state database {self.path} is empty (truncated to 0 bytes); "
+                "refusing to start with no records: move it away to start afresh"
+            )
+        if header != _SQLITE_MAGIC:
+            raise StoreCorrupt(
+                f"state database {self.path} is not an SQLite database "
+                "(truncated or overwritten); move it away to start afresh"
+            )
+
+    def _setUp(self, sync: str) -> None:
+        db = self._db
+        mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if mode.lower() != "wal":
+            raise BackendError(f"state database {self.path}: cannot use WAL ({mode})")
+        db.execute(f"PRAGMA synchronous={sync}")
+        check = [row[0] for row in db.execute("PRAGMA quick_check")]
+        if check != ["ok"]:
+            raise StoreCorrupt(
+                f"state database {self.path} is corrupt: {'; '.join(check[:5])}"
+            )
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        tables = {
+            row[0]
+            for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")
+        }
+        if version == 0 and not tables:
+            db.execute("BEGIN IMMEDIATE")
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            db.execute("COMMIT")
+        elif version != SCHEMA_VERSION:
+            raise StoreCorrupt(
+                f"state database {self.path} has schema version {version}, "
+                f"this pycm knows {SCHEMA_VERSION}"
+            )
+        elif not {"containers", "events", "meta"} <= tables:
+            raise StoreCorrupt(
+                f"state database {self.path} lacks tables "
+                f"{sorted({'containers', 'events', 'meta'} - tables)}"
+            )
+        self._eventCount = db.execute("SELECT count(*) FROM events").fetchone()[0]
+
+    def close(self) -> None:
+        """Close the database (idempotent)."""
+        if self._db is not None:
+            self._db.close()
+            self._db = None  # type: ignore[assignment]
+
+    def _write(self, sql: str, args: Iterable[Any]) -> None:
+        try:
+            self._db.execute(sql, tuple(args))
+        except sqlite3.Error as e:
+            raise BackendError(f"cannot write state database {self.path}: {e}") from e
+
+    # IRecordStore
+
+    def load(self) -> list[dict[str, Any]]:
+        """
+        Every saved record, in name order.
+
+        @raise StoreCorrupt: if the file or a record in it is damaged.
+        """
+        try:
+            rows = self._db.execute(
+                "SELECT name, record FROM containers ORDER BY name"
+            ).fetchall()
+        except sqlite3.DatabaseError as e:
+            raise StoreCorrupt(f"state database {self.path} is corrupt: {e}") from e
+        records = []
+        for name, text in rows:
+            try:
+                record = json.loads(text)
+            except ValueError as e:
+                raise StoreCorrupt(
+                    f"state database {self.path}: record {name!r} is damaged: {e}"
+                ) from e
+            if not isinstance(record, dict):
+                raise StoreCorrupt(
+                    f"state database {self.path}: record {name!r} is not an object"
+                )
+            records.append(record)
+        return records
+
+    def save(self, name: str, record: dict[str, Any]) -> None:
+        """Durably save C{record} under C{name}, replacing any older one."""
+        text = json.dumps(record, separators=(",", ":"), sort_keys=True)
+        self._write(
+            "INSERT INTO containers (name, record) VALUES (?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET record = excluded.record",
+            (name, text),
+        )
+
+    def delete(self, name: str) -> None:
+        """Durably forget C{name}'s record (no error if there is none)."""
+        self._write("DELETE FROM containers WHERE name = ?", (name,))
+
+    # IEventStore
+
+    def lastId(self) -> int:
+        """The highest event id ever stored, 0 if none."""
+        row = self._db.execute(
+            "SELECT max(value) FROM ("
+            " SELECT max(id) AS value FROM events"
+            " UNION ALL SELECT value FROM meta WHERE key = 'last_event_id')"
+        ).fetchone()
+        return row[0] or 0
+
+    def append(self, event: ContainerEvent) -> None:
+        """
+        Durably store a numbered event; older events beyond L{keepEvents}
+        (plus a small slack) are pruned.
+
+        @raise ValueError: if the event has no id.
+        @raise BackendError: if the id is not above every stored id.
+        """
+        if event.id is None:
+            raise ValueError("only numbered events can be stored")
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute(
+                    "INSERT INTO events (id, action, name, time, exit_code) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (event.id, event.action, event.name, event.time, event.exitCode),
+                )
+                # The highest id is also kept apart from the rows, so that
+                # it never goes back, whatever is pruned or deleted.
+                self._db.execute(
+                    "INSERT INTO meta (key, value) VALUES ('last_event_id', ?) "
+                    "ON CONFLICT (key) DO UPDATE SET "
+                    "value = max(value, excluded.value)",
+                    (event.id,),
+                )
+                self._eventCount += 1
+                if self._eventCount > self.keepEvents + self._pruneSlack:
+                    self._prune()
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                self._eventCount = self._db.execute(
+                    "SELECT count(*) FROM events"
+                ).fetchone()[0]
+                raise
+        except sqlite3.IntegrityError as e:
+            raise BackendError(
+                f"event id {event.id} is already stored in {self.path}"
+            ) from e
+        except sqlite3.Error as e:
+            raise BackendError(f"cannot write state database {self.path}: {e}") from e
+
+    def _prune(self) -> None:
+        """Drop the oldest events, keeping the newest L{keepEvents}."""
+        self._db.execute(
+            "DELETE FROM events WHERE id NOT IN "
+            "(SELECT id FROM events ORDER BY id DESC LIMIT ?)",
+            (self.keepEvents,),
+        )
+        self._eventCount = self.keepEvents
+
+    def since(self, eventId: int, limit: int | None = None) -> list[ContainerEvent]:
+        """The stored events with an id above C{eventId}, oldest first."""
+        sql = (
+            "SELECT id, action, name, time, exit_code FROM events "
+            "WHERE id > ? ORDER BY id"
+        )
+        args: tuple[Any, ...] = (eventId,)
+        if limit is not None:
+            sql += " LIMIT ?"
+            args += (limit,)
+        try:
+            rows = self._db.execute(sql, args).fetchall()
+        except sqlite3.DatabaseError as e:
+            raise StoreCorrupt(f"state database {self.path} is corrupt: {e}") from e
+        return [
+            ContainerEvent(action=a, name=n, time=t, exitCode=c, id=i)
+            for (i, a, n, t, c) in rows
+        ]
+
+
+class StateDirLock:
+    """
+    An exclusive C{flock} on C{DIR/lock}, held while a daemon uses a state
+    directory.  The lock file holds the holder's pid, for the message the
+    next daemon gets.  The descriptor is close-on-exec, so container
+    processes never inherit (and never keep) the lock.
+    """
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+        self.path = os.path.join(directory, "lock")
+        self._fd: int | None = None
+
+    @property
+    def locked(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self) -> None:
+        """
+        Take the lock.
+
+        @raise StateDirLocked: if another process holds it.
+        @raise BackendError: if the directory cannot be used at all.
+        """
+        if self._fd is not None:
+            return
+        try:
+            os.makedirs(self.directory, mode=0o700, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as e:
+            raise BackendError(
+                f"cannot use state directory {self.directory}: {e.strerror}"
+            ) from e
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            holder = ""
+            try:
+                text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+                if text.isdigit():
+                    holder = f" (pid {text})"
+            except OSError:
+                pass
+            os.close(fd)
+            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise StateDirLocked(
+                    f"another pycm daemon{holder} is using state directory "
+                    f"{self.directory}; stop it first or choose another --state-dir"
+                ) from e
+            raise BackendError(f"cannot lock {self.path}: {e.strerror}") from e
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        """Release the lock (idempotent)."""
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            try:
+                os.ftruncate(fd, 0)
+            except OSError:
+                pass
+            os.close(fd)
