@@ -1,0 +1,339 @@
+"""
+The memory backend: the shared L{Supervisor} with simulated runs.
+
+Nothing runs on the host.  Time is the injected clock's, so tests drive it
+with a L{twisted.internet.task.Clock}.  Images: C{memory} (the default) and
+C{host} (plus the C{default-image} backend option, if given).  Without a
+command a container runs C{sleep infinity}.
+
+Simulated commands (the first word decides; the rest are its arguments):
+  - C{sleep S}: exits 0 after S seconds; C{sleep infinity} never exits.
+  - C{exit N}: exits with status N (modulo 256) right away.
+  - C{echo WORDS...}: writes one stdout line, the words joined by spaces,
+    then exits 0.
+  - C{fail TEXT...}: writes one stderr line, then exits 1.
+  - C{delay S COMMAND...}: does nothing for S seconds, then behaves as
+    COMMAND.
+  - C{ignore-term}: runs until signalled, and ignores SIGTERM (so C{stop}
+    has to escalate to SIGKILL after the stop timeout).
+  - C{unstartable ...}: cannot be started (start fails; the container is
+    C{dead}).
+  - anything else: runs until signalled.
+
+A run ends with minus the signal number on any signal except SIGCHLD,
+SIGCONT, SIGURG, SIGWINCH, SIGUSR1 and SIGUSR2, which it ignores.  Pids are
+fake increasing integers.
+
+Every run/create option is accepted and recorded (C{info} lists them all),
+but no resource limit is enforced: C{capabilities.limits} is empty.
+Records are not kept across daemon restarts (the record store is a no-op),
+unless a L{MemoryRecordStore} is given.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import signal as _signal
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.python.filepath import FilePath
+from zope.interface import implementer
+
+from pycm.backends.supervisor import Supervisor, defaultIdFactory
+from pycm.errors import BackendError
+from pycm.interfaces import ILogStore, IRecordStore, IRun, IRunObserver, IRuntime
+from pycm.model import ALL_OPTIONS, Capabilities, Container, LogLine, parseSignal
+
+#: Signals a simulated run ignores.
+IGNORED_SIGNALS = frozenset(
+    {
+        _signal.SIGCHLD,
+        _signal.SIGCONT,
+        _signal.SIGURG,
+        _signal.SIGWINCH,
+        _signal.SIGUSR1,
+        _signal.SIGUSR2,
+    }
+)
+
+DEFAULT_IMAGE = "memory"
+IMAGES = frozenset({"memory", "host"})
+DEFAULT_COMMAND = ("sleep", "infinity")
+
+
+@implementer(IRunObserver)
+class _Discard:
+    """An observer for runs nobody listens to any more."""
+
+    def output(self, stream: str, line: bytes) -> None:
+        pass
+
+    def exited(self, exitCode: int | None) -> None:
+        pass
+
+
+@implementer(IRun)
+class SimulatedRun:
+    """One simulated run: see the module docstring for its behaviours."""
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        observer: IRunObserver,
+        pid: int,
+        onExit: Callable[[SimulatedRun], None],
+    ) -> None:
+        self.pid = pid
+        self.startTime = None
+        self.observer = observer
+        self.ignoreTerm = False
+        self.exitCode: int | None = None
+        self.done = False
+        self._clock = clock
+        self._calls: list[IDelayedCall] = []
+        self._dying = False
+        self._onExit = onExit
+        self.exitWaiters: list[Deferred[int | None]] = []
+
+    def later(self, delay: float, f: Callable[..., object], *args: object) -> None:
+        """Run C{f} after C{delay} seconds unless the run ends first."""
+        self._calls = [c for c in self._calls if c.active()]
+        self._calls.append(self._clock.callLater(delay, f, *args))
+
+    def _cancelAll(self) -> None:
+        calls, self._calls = self._calls, []
+        for call in calls:
+            if call.active():
+                call.cancel()
+
+    def write(self, stream: str, text: str) -> None:
+        if not self.done:
+            self.observer.output(stream, text.encode("utf-8"))
+
+    def exit(self, code: int | None) -> None:
+        if self.done:
+            return
+        self.done = True
+        self.exitCode = code
+        self._cancelAll()
+        self._onExit(self)
+        self.observer.exited(code)
+        waiters, self.exitWaiters = self.exitWaiters, []
+        for d in waiters:
+            d.callback(code)
+
+    def signal(self, signum: int) -> None:
+        if self.done or self._dying or signum in IGNORED_SIGNALS:
+            return
+        if self.ignoreTerm and signum == _signal.SIGTERM:
+            return
+        self._dying = True
+        self._cancelAll()
+        self._calls.append(self._clock.callLater(0, self.exit, -signum))
+
+
+@implementer(IRuntime)
+class SimulatedRuntime:
+    """
+    An L{IRuntime} whose runs are simulated on C{clock}.
+
+    It remembers its live runs by pid, so one runtime shared by two
+    supervisors simulates processes that survive a daemon restart.
+    """
+
+    defaultCommand = DEFAULT_COMMAND
+
+    def __init__(self, clock: IReactorTime, defaultImage: str = DEFAULT_IMAGE) -> None:
+        self._clock = clock
+        self.defaultImage = defaultImage
+        self.images = IMAGES | {defaultImage}
+        self.capabilities = Capabilities(
+            options=ALL_OPTIONS,
+            limits=frozenset(),
+            images="simulated: " + ", ".join(sorted(self.images)),
+        )
+        self._nextPid = 1000
+        #: Live runs by pid.
+        self.runs: dict[int, SimulatedRun] = {}
+
+    def spawn(self, container: Container, observer: IRunObserver) -> Deferred[IRun]:
+        argv = list(container.command) or list(self.defaultCommand)
+        if argv[0] == "unstartable":
+            return fail(BackendError(f'cannot start "{argv[0]}": simulated failure'))
+        self._nextPid += 1
+        run = SimulatedRun(
+            self._clock, observer, self._nextPid, lambda r: self.runs.pop(r.pid, None)
+        )
+        self.runs[run.pid] = run
+        self._behave(run, argv)
+        return succeed(run)
+
+    def _behave(self, run: SimulatedRun, argv: list[str]) -> None:
+        command, args = argv[0], argv[1:]
+        if command == "sleep":
+            if args == ["infinity"]:
+                return
+            try:
+                seconds = float(args[0]) if len(args) == 1 else -1.0
+            except ValueError:
+                seconds = -1.0
+            if seconds < 0:
+                self._fail(run, f"sleep: invalid time interval {' '.join(args)!r}")
+            else:
+                run.later(seconds, run.exit, 0)
+        elif command == "exit":
+            try:
+                code = int(args[0]) % 256 if args else 0
+            except ValueError:
+                self._fail(run, f"exit: {args[0]}: numeric argument required")
+            else:
+                run.later(0, run.exit, code)
+        elif command == "echo":
+            run.later(0, self._echo, run, "stdout", " ".join(args), 0)
+        elif command == "fail":
+            run.later(0, self._echo, run, "stderr", " ".join(args), 1)
+        elif command == "delay" and args:
+            try:
+                seconds = float(args[0])
+            except ValueError:
+                self._fail(run, f"delay: invalid time interval {args[0]!r}")
+            else:
+                run.later(seconds, self._behave, run, args[1:] or ["exit", "0"])
+        elif command == "ignore-term":
+            run.ignoreTerm = True
+
+    def _echo(self, run: SimulatedRun, stream: str, text: str, code: int) -> None:
+        run.write(stream, text)
+        run.exit(code)
+
+    def _fail(self, run: SimulatedRun, message: str) -> None:
+        run.later(0, self._echo, run, "stderr", message, 1)
+
+    def reclaim(
+        self, container: Container, pid: int | None, startTime: object
+    ) -> Deferred[bool]:
+        run = self.runs.get(pid) if pid is not None else None
+        if run is None:
+            return succeed(False)
+        run.observer = _Discard()
+        d: Deferred[int | None] = Deferred()
+        run.exitWaiters.append(d)
+        run.signal(parseSignal(container.stopSignal))
+        timer = self._clock.callLater(
+            container.stopTimeout, run.signal, _signal.SIGKILL
+        )
+
+        def gone(_: object) -> bool:
+            if timer.active():
+                timer.cancel()
+            return True
+
+        return d.addCallback(gone)
+
+
+@implementer(ILogStore)
+class MemoryLogStore:
+    """Keeps the last C{maxLines} lines of each container in memory."""
+
+    def __init__(self, maxLines: int = 10_000) -> None:
+        self._maxLines = maxLines
+        self._lines: dict[str, collections.deque[LogLine]] = {}
+
+    def append(self, name: str, logLine: LogLine) -> None:
+        lines = self._lines.get(name)
+        if lines is None:
+            lines = self._lines[name] = collections.deque(maxlen=self._maxLines)
+        lines.append(logLine)
+
+    def tail(self, name: str, count: int | None) -> list[LogLine]:
+        lines = list(self._lines.get(name, ()))
+        if count is None:
+            return lines
+        if count <= 0:
+            return []
+        return lines[-count:]
+
+    def remove(self, name: str) -> None:
+        self._lines.pop(name, None)
+
+
+@implementer(IRecordStore)
+class NullRecordStore:
+    """Keeps nothing: the memory backend forgets everything on restart."""
+
+    def load(self) -> list[dict[str, Any]]:
+        return []
+
+    def save(self, name: str, record: dict[str, Any]) -> None:
+        pass
+
+    def delete(self, name: str) -> None:
+        pass
+
+
+@implementer(IRecordStore)
+class MemoryRecordStore:
+    """
+    Keeps records in memory, as JSON text (so a record that is not JSON-able
+    fails at once).  Share one between two supervisors to simulate a daemon
+    restart.
+    """
+
+    def __init__(self) -> None:
+        self.records: dict[str, str] = {}
+
+    def load(self) -> list[dict[str, Any]]:
+        return [json.loads(text) for text in self.records.values()]
+
+    def save(self, name: str, record: dict[str, Any]) -> None:
+        self.records[name] = json.dumps(record)
+
+    def delete(self, name: str) -> None:
+        self.records.pop(name, None)
+
+
+class MemoryBackend(Supervisor):
+    """
+    The memory backend.
+
+    @param clock: the time source of the simulated runs.
+    @param runtime: a L{SimulatedRuntime} (default: a fresh one on C{clock}).
+    @param recordStore: where records are kept (default: nowhere).
+    """
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        runtime: SimulatedRuntime | None = None,
+        recordStore: IRecordStore | None = None,
+        logStore: ILogStore | None = None,
+        idFactory: Callable[[], str] = defaultIdFactory,
+    ) -> None:
+        self.runtime = runtime if runtime is not None else SimulatedRuntime(clock)
+        super().__init__(
+            clock=clock,
+            backendName="memory",
+            runtime=self.runtime,
+            logStore=logStore if logStore is not None else MemoryLogStore(),
+            recordStore=recordStore if recordStore is not None else NullRecordStore(),
+            idFactory=idFactory,
+        )
+
+
+def makeBackend(
+    reactor: IReactorTime,
+    stateDir: FilePath[Any] | None,
+    options: Mapping[str, str | None],
+) -> MemoryBackend:
+    """
+    The C{pycm.backends} entry point: a L{MemoryBackend} on C{reactor}.
+
+    C{stateDir} is not used (nothing is kept).  Of C{options}, only
+    C{default-image} means something here; others are ignored.
+    """
+    defaultImage = options.get("default-image") or DEFAULT_IMAGE
+    return MemoryBackend(reactor, runtime=SimulatedRuntime(reactor, defaultImage))
