@@ -1,0 +1,608 @@
+"""
+The C{pycm} command: one request from the command line, requests piped on
+standard input, or the interactive shell on a terminal.
+
+Exit codes: 0 when every reply was C{OK}, 1 when one was C{ERR}, 2 for a
+usage error, 3 when the daemon cannot be reached (or the connection to it
+is lost).
+
+Only L{main} picks the global reactor; everything else takes one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NoReturn, TextIO
+
+import attrs
+from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.endpoints import clientFromString
+from twisted.internet.error import (
+    ConnectError,
+    ConnectionRefusedError,
+    DNSLookupError,
+)
+from twisted.internet.interfaces import (
+    IHalfCloseableProtocol,
+    IReactorTime,
+    IStreamClientEndpoint,
+)
+from twisted.protocols.basic import LineOnlyReceiver
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from pycm.client import format as fmt
+from pycm.client.config import (
+    TOKEN_FILE,
+    defaultEndpoint,
+    defaultStateDir,
+    findToken,
+)
+from pycm.client.protocol import (
+    ClientProtocol,
+    Disconnected,
+    connect,
+    isSilentLine,
+)
+from pycm.errors import PycmError, Unauthorized
+
+EXIT_OK = 0
+EXIT_ERR = 1
+EXIT_USAGE = 2
+EXIT_UNREACHABLE = 3
+
+DESCRIPTION = """\
+Talk to the pycm container manager daemon.
+
+With a COMMAND, send that one request and print the reply.  Without one,
+read requests from standard input (one per line) when it is a pipe or a
+file, or start the interactive shell when it is a terminal."""
+
+EPILOG = """\
+commands (run by the daemon; `pycm help COMMAND` shows one command's usage):
+  ping | version | info | help [COMMAND]
+  run    [OPTIONS] NAME [IMAGE [COMMAND [ARG...]]]   create and start
+  create [OPTIONS] NAME [IMAGE [COMMAND [ARG...]]]   create only
+         options: -e/--env K=V, -l/--label K=V, --restart=POLICY,
+                  --stop-timeout=S, --stop-signal=SIG, --memory=SIZE,
+                  --cpus=N, -w/--workdir=DIR
+  start NAME | stop [--time=S] NAME | restart [--time=S] NAME
+  kill [--signal=SIG] NAME | rm [--force] NAME
+  list (ls, ps) [--filter=KEY=VALUE]...          a table of containers
+  inspect NAME                                   every detail
+  logs [--tail=N] [--follow] NAME                output (--follow: until it stops)
+  wait [--for=COND] [--timeout=S] NAME           until it stops (or COND)
+  events [--since=ID] [--filter=KEY=VALUE]...    stream events until Ctrl-C
+
+examples:
+  pycm run web host sleep 1000
+  pycm ls
+  pycm logs --follow web
+  pycm --json inspect web
+  pycm --host unix:/run/pycm.sock ps
+  printf 'ping\\nlist\\n' | pycm
+  pycm                       (the interactive shell)
+
+environment:
+  PYCM_HOST    the daemon's endpoint (default tcp:127.0.0.1:8080)
+  PYCM_TOKEN   the token (default: read from the daemon's token file)
+
+exit status: 0 OK, 1 the daemon answered ERR, 2 usage error,
+             3 the daemon cannot be reached"""
+
+
+class UsageError(Exception):
+    """The command line is wrong (exit status 2)."""
+
+
+class CannotConnect(Exception):
+    """The daemon cannot be reached (exit status 3)."""
+
+    def __init__(self, endpoint: str, reason: BaseException) -> None:
+        super().__init__(endpoint, reason)
+        self.endpoint = endpoint
+        self.reason = reason
+
+    def __str__(self) -> str:
+        if isinstance(self.reason, ConnectionRefusedError):
+            reason = "connection refused (is the daemon running?)"
+        elif isinstance(self.reason, DNSLookupError):
+            reason = "no such host"
+        else:
+            reason = str(self.reason).strip() or type(self.reason).__name__
+        return f"cannot reach the pycm daemon at {self.endpoint}: {reason}"
+
+
+@attrs.frozen
+class Options:
+    """
+    What the command line asked for.
+
+    @ivar tokenSource: where the token came from, for error messages.
+    """
+
+    host: str
+    token: str | None
+    json: bool
+    command: tuple[str, ...]
+    tokenSource: str | None = None
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def makeParser() -> argparse.ArgumentParser:
+    """The parser of pycm's own options (those before COMMAND)."""
+    parser = _Parser(
+        prog="pycm",
+        usage="pycm [--host ENDPOINT] [--token TOKEN] [--json] [COMMAND [ARG...]]",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--host", "-H", metavar="ENDPOINT",
+        help="a Twisted client endpoint: tcp:HOST:PORT, unix:PATH, "
+        "tls:HOST:PORT (default: $PYCM_HOST, else tcp:127.0.0.1:8080)",
+    )
+    parser.add_argument(
+        "--token", metavar="TOKEN",
+        help="authenticate with TOKEN (default: $PYCM_TOKEN, else the "
+        "daemon's token file when readable)",
+    )
+    parser.add_argument(
+        "--json", action="store_true",
+        help="print replies as raw JSON (with piped input: the raw "
+        "OK/ERR/EVENT lines)",
+    )
+    parser.add_argument("--version", action="version",
+                        version=f"pycm client {_version()}")
+    return parser
+
+
+def _version() -> str:
+    from pycm import __version__
+    return __version__
+
+
+_VALUE_OPTIONS = frozenset({"--host", "-H", "--token"})
+
+
+def parseArguments(
+    argv: Sequence[str],
+    environ: Mapping[str, str] | None = None,
+    uid: int | None = None,
+) -> Options:
+    """
+    Parse pycm's options; the first word that is not one of them starts
+    the COMMAND, whose words are left alone (so C{pycm logs --follow web}
+    passes C{--follow} to the daemon).
+
+    @raise UsageError: for a bad command line.
+    """
+    if environ is None:
+        environ = os.environ
+    argv = list(argv)
+    split = 0
+    while split < len(argv):
+        word = argv[split]
+        if word == "--":
+            break
+        if not word.startswith("-") or word == "-":
+            break
+        split += 2 if word in _VALUE_OPTIONS else 1
+    own, command = argv[:split], argv[split:]
+    if command and command[0] == "--":
+        command = command[1:]
+    parsed = makeParser().parse_args(own)
+    token = findToken(parsed.token, environ, uid)
+    if parsed.token:
+        source = "--token"
+    elif environ.get("PYCM_TOKEN"):
+        source = "$PYCM_TOKEN"
+    elif token:
+        source = defaultStateDir(environ, uid).child(TOKEN_FILE).path
+    else:
+        source = None
+    for word in command:
+        if "\n" in word or "\r" in word:
+            raise UsageError("an argument cannot contain a line break")
+    return Options(
+        host=parsed.host or defaultEndpoint(environ),
+        token=token,
+        json=parsed.json,
+        command=tuple(command),
+        tokenSource=source,
+    )
+
+
+def endpointFor(reactor: Any, description: str) -> IStreamClientEndpoint:
+    """
+    The client endpoint for C{description}.
+
+    @raise UsageError: when it is not a valid endpoint string.
+    """
+    try:
+        return clientFromString(reactor, description)
+    except Exception as e:
+        raise UsageError(f"bad endpoint {description!r}: {e}") from None
+
+
+async def connectTo(reactor: Any, options: Options) -> ClientProtocol:
+    """
+    Connect (and authenticate when a token is known).
+
+    @raise UsageError: for a bad endpoint string.
+    @raise CannotConnect: when the daemon cannot be reached.
+    """
+    endpoint = endpointFor(reactor, options.host)
+    try:
+        return await connect(endpoint, options.token)
+    except (ConnectError, DNSLookupError, OSError, Disconnected) as e:
+        raise CannotConnect(options.host, e) from None
+
+
+def peerDescription(client: ClientProtocol, fallback: str) -> str:
+    """C{127.0.0.1:8080} or a socket path: where the client is connected."""
+    try:
+        peer = client.transport.getPeer()  # type: ignore[union-attr]
+    except Exception:
+        return fallback
+    host = getattr(peer, "host", None)
+    port = getattr(peer, "port", None)
+    if host is not None and port is not None:
+        if ":" in host:
+            return f"[{host}]:{port}"
+        return f"{host}:{port}"
+    name = getattr(peer, "name", None)
+    if name:
+        return name.decode() if isinstance(name, bytes) else str(name)
+    return fallback
+
+
+def explainError(error: BaseException, client: ClientProtocol,
+                 options: Options) -> str:
+    """L{fmt.formatError}, with a hint for C{unauthorized}."""
+    text = fmt.formatError(error)
+    if isinstance(error, Unauthorized):
+        if client.authError is not None and options.tokenSource:
+            text += f" (the daemon refused the token from {options.tokenSource})"
+        elif not options.token:
+            path = defaultStateDir().child(TOKEN_FILE).path
+            text += (f" (no token: use --token, set PYCM_TOKEN, or make {path} "
+                     "readable)")
+    return text
+
+
+def _writeLines(stream: TextIO, lines: Sequence[str]) -> None:
+    for line in lines:
+        stream.write(line + "\n")
+    flush = getattr(stream, "flush", None)
+    if flush is not None:
+        flush()
+
+
+def _isFollow(words: Sequence[str]) -> bool:
+    for word in words[1:]:
+        if word == "--":
+            return False
+        if word in ("--follow", "-f"):
+            return True
+    return False
+
+
+# -- one request from the command line ---------------------------------------
+
+
+async def runCommand(
+    reactor: IReactorTime,
+    client: ClientProtocol,
+    options: Options,
+    out: TextIO,
+    err: TextIO,
+) -> int:
+    """
+    Send C{options.command}, print the reply (and, for C{events} and
+    C{logs --follow}, the events that follow), return the exit status.
+    """
+    words = options.command
+    line = shlex.join(words)
+    name = words[0].lower()
+    follow = name == "logs" and _isFollow(words)
+    streaming = name == "events" and "--off" not in words
+    finished: Deferred[None] = Deferred()
+    early: list[Any] = []
+    replied = False
+
+    def showEvent(event: Any) -> None:
+        if not replied:
+            early.append(event)
+            return
+        if follow:
+            if not isinstance(event, dict) or event.get("type") not in (
+                "log", "log_end"
+            ):
+                return
+            if event["type"] == "log_end":
+                if not finished.called:
+                    finished.callback(None)
+                return
+            text = fmt.formatLogLine(event)
+        else:
+            text = fmt.formatEvent(event)
+        if options.json:
+            text = json.dumps(event, ensure_ascii=False)
+        _writeLines(out, [text])
+
+    client.addEventListener(showEvent)
+    try:
+        value = await client.request(line)
+    except PycmError as e:
+        _writeLines(err, [explainError(e, client, options)])
+        client.disconnect()
+        return EXIT_ERR
+    except Disconnected:
+        _writeLines(err, [f"Error: lost the connection to the pycm daemon at "
+                          f"{options.host}"])
+        return EXIT_UNREACHABLE
+    except ValueError as e:
+        _writeLines(err, [f"pycm: {e}"])
+        client.disconnect()
+        return EXIT_USAGE
+    replied = True
+    if options.json:
+        _writeLines(out, [json.dumps(value, ensure_ascii=False)])
+    else:
+        lines = fmt.formatReply(name, value, reactor.seconds())
+        # The events banner goes to stderr so `pycm events | grep` sees
+        # only events.
+        _writeLines(err if streaming else out, lines)
+    for event in early:
+        showEvent(event)
+    if not (follow or streaming) or finished.called:
+        client.disconnect()
+        return EXIT_OK
+
+    lost = client.whenDisconnected()
+    lost.addCallback(lambda _: None)
+    await DeferredList([finished, lost], fireOnOneCallback=True)
+    if finished.called:
+        client.disconnect()
+        return EXIT_OK
+    _writeLines(err, [f"Error: lost the connection to the pycm daemon at "
+                      f"{options.host}"])
+    return EXIT_UNREACHABLE
+
+
+# -- requests piped on standard input ----------------------------------------
+
+
+@implementer(IHalfCloseableProtocol)
+class PipedRequests(LineOnlyReceiver):
+    """
+    Each line read is a request; each reply, and each event, is written to
+    this protocol's transport (standard output) as it comes.  After the
+    input ends and the last reply is written, C{done} fires with the exit
+    status.  Requests are pipelined, at most L{WINDOW} in flight: beyond
+    that, reading pauses (the daemon answers in order, so output order is
+    request order).
+    """
+
+    delimiter = b"\n"
+    # Requests are limited by the daemon (64 KiB by default, configurable);
+    # let it judge, but do not buffer an endless line here either.
+    MAX_LENGTH = 16 * 1024 * 1024
+    WINDOW = 64
+
+    def __init__(self, client: ClientProtocol, options: Options,
+                 clock: IReactorTime, err: TextIO) -> None:
+        self.client = client
+        self.options = options
+        self.clock = clock
+        self.err = err
+        self.done: Deferred[int] = Deferred()
+        self.inFlight = 0
+        self.failed = False
+        self.lost = False
+        self.eof = False
+        self.paused = False
+        self._closing = False
+
+    def connectionMade(self) -> None:
+        self.client.addEventListener(self._event)
+        self.client.whenDisconnected().addCallback(self._daemonLost)
+
+    def _write(self, lines: Sequence[str]) -> None:
+        if self.transport is not None and not self._closing:
+            self.transport.write(
+                "".join(line + "\n" for line in lines).encode("utf-8")
+            )
+
+    def _event(self, event: Any) -> None:
+        if self.options.json:
+            self._write(["EVENT " + json.dumps(event, ensure_ascii=False)])
+        else:
+            self._write([fmt.formatEvent(event)])
+
+    def lineReceived(self, raw: bytes) -> None:
+        if raw.endswith(b"\r"):
+            raw = raw[:-1]
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            _writeLines(self.err, ["Error: a request line is not valid UTF-8"])
+            self.failed = True
+            return
+        if isSilentLine(line):
+            return
+        if self.lost:
+            return
+        command = fmt.commandName(line)
+        self.inFlight += 1
+        d = self.client.request(line)
+        d.addCallbacks(self._ok, self._err, callbackArgs=(command,))
+        d.addBoth(self._settled)
+        if self.inFlight >= self.WINDOW and not self.paused:
+            self.paused = True
+            self.transport.pauseProducing()  # type: ignore[union-attr]
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        _writeLines(self.err, ["Error: a request line is too long"])
+        self.failed = True
+        self.eof = True
+        self._maybeFinish()
+
+    def _ok(self, value: Any, command: str) -> None:
+        if self.options.json:
+            self._write(["OK " + json.dumps(value, ensure_ascii=False)])
+        else:
+            self._write(fmt.formatReply(command, value, self.clock.seconds()))
+
+    def _err(self, failure: Failure) -> None:
+        error = failure.value
+        if isinstance(error, Disconnected):
+            return
+        self.failed = True
+        if self.options.json and isinstance(error, PycmError):
+            self._write([f"ERR {error.code} {error.message}"])
+        else:
+            _writeLines(self.err, [explainError(error, self.client, self.options)])
+
+    def _settled(self, _: object) -> None:
+        self.inFlight -= 1
+        if self.paused and self.inFlight < self.WINDOW // 2 and not self.lost:
+            self.paused = False
+            self.transport.resumeProducing()  # type: ignore[union-attr]
+        self._maybeFinish()
+
+    def _daemonLost(self, reason: BaseException) -> None:
+        if self.eof and self.inFlight == 0:
+            return
+        self.lost = True
+        _writeLines(self.err, [f"Error: lost the connection to the pycm daemon "
+                               f"at {self.options.host}"])
+        self.eof = True
+        self._maybeFinish()
+
+    def readConnectionLost(self) -> None:
+        self.eof = True
+        self._maybeFinish()
+
+    def writeConnectionLost(self) -> None:
+        self._finish()
+
+    def _maybeFinish(self) -> None:
+        if self.eof and self.inFlight == 0 and not self._closing:
+            self._closing = True
+            self.client.removeEventListener(self._event)
+            self.client.disconnect()
+            if self.transport is not None:
+                self.transport.loseConnection()
+            else:
+                self._finish()
+
+    def connectionLost(self, reason: Failure | None = None) -> None:
+        self._finish()
+
+    def _finish(self) -> None:
+        if self.done.called:
+            return
+        if self.lost:
+            code = EXIT_UNREACHABLE
+        elif self.failed:
+            code = EXIT_ERR
+        else:
+            code = EXIT_OK
+        self.done.callback(code)
+
+
+async def runPiped(
+    reactor: IReactorTime,
+    client: ClientProtocol,
+    options: Options,
+    attachStdio: Callable[[PipedRequests], object],
+    err: TextIO,
+) -> int:
+    """Serve requests read through C{attachStdio}; the exit status."""
+    piped = PipedRequests(client, options, reactor, err)
+    attachStdio(piped)
+    return await piped.done
+
+
+# -- the entry point ---------------------------------------------------------
+
+
+async def run(
+    reactor: Any,
+    options: Options,
+    out: TextIO,
+    err: TextIO,
+    attachStdio: Callable[[PipedRequests], object] | None = None,
+    interactive: bool = False,
+) -> int:
+    """
+    Connect and do what C{options} says; the exit status.
+
+    @param attachStdio: connects a protocol to standard input/output (for
+        piped mode); L{twisted.internet.stdio.StandardIO} in L{main}.
+    @param interactive: start the shell when there is no COMMAND.
+    """
+    try:
+        client = await connectTo(reactor, options)
+    except UsageError as e:
+        _writeLines(err, [f"pycm: {e}"])
+        return EXIT_USAGE
+    except CannotConnect as e:
+        _writeLines(err, [f"Error: {e}"])
+        return EXIT_UNREACHABLE
+    if options.command:
+        return await runCommand(reactor, client, options, out, err)
+    if interactive:
+        from pycm.client.shell import runShell
+
+        return await runShell(reactor, client, options)
+    assert attachStdio is not None
+    return await runPiped(reactor, client, options, attachStdio, err)
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """The C{pycm} console script."""
+    if argv is None:
+        argv = sys.argv[1:]
+    try:
+        options = parseArguments(argv)
+    except UsageError as e:
+        sys.stderr.write(f"pycm: {e}\nTry 'pycm --help'.\n")
+        sys.exit(EXIT_USAGE)
+
+    from twisted.internet import stdio, task
+
+    interactive = not options.command and sys.stdin.isatty()
+
+    async def _main(reactor: Any) -> None:
+        def attach(protocol: PipedRequests) -> object:
+            return stdio.StandardIO(protocol, reactor=reactor)
+
+        try:
+            code = await run(reactor, options, sys.stdout, sys.stderr,
+                             attachStdio=attach, interactive=interactive)
+        except SystemExit:
+            raise
+        except BaseException:
+            traceback.print_exc()
+            code = EXIT_ERR
+        raise SystemExit(code)
+
+    task.react(_main)
+
+
+if __name__ == "__main__":
+    main()

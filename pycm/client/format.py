@@ -1,0 +1,208 @@
+"""
+Human output, shared by the one-shot command line and the shell.
+
+Every function returns text (lines without newlines); none prints.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Sequence
+from typing import Any
+
+from pycm.errors import PycmError
+from pycm.model import parseTime
+
+LIST_COMMANDS = frozenset({"list", "ls", "ps"})
+TABLE_COLUMNS = (
+    "NAME", "STATE", "IMAGE", "COMMAND", "PID", "EXIT", "CREATED", "RESTARTS",
+)
+COMMAND_WIDTH = 30
+
+
+def ago(when: str | None, now: float) -> str:
+    """C{"5 minutes ago"} for an RFC 3339 time, like C{docker ps}."""
+    if not when:
+        return "-"
+    try:
+        seconds = now - (parseTime(when) or 0.0)
+    except ValueError:
+        return when
+    if seconds < 1:
+        return "Less than a second ago"
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60),
+                       ("second", 1)):
+        if seconds >= size:
+            count = int(seconds // size)
+            if unit == "day" and count >= 14:
+                weeks = count // 7
+                return f"{weeks} weeks ago"
+            return f"{count} {unit}{'s' if count != 1 else ''} ago"
+    return "-"  # unreachable
+
+
+def truncate(text: str, width: int) -> str:
+    """Cut C{text} to C{width} characters, ending with an ellipsis if cut."""
+    if len(text) <= width:
+        return text
+    return text[: width - 1] + "\N{HORIZONTAL ELLIPSIS}"
+
+
+def _cell(value: Any) -> str:
+    return "-" if value is None or value == "" else str(value)
+
+
+def containerTable(containers: Sequence[dict[str, Any]], now: float) -> list[str]:
+    """A C{docker ps}-like table: a header line, then one line per container."""
+    rows = [list(TABLE_COLUMNS)]
+    for c in containers:
+        command = c.get("command") or []
+        if isinstance(command, list):
+            command = shlex.join(str(word) for word in command)
+        rows.append([
+            _cell(c.get("name")),
+            _cell(c.get("state")),
+            _cell(c.get("image")),
+            '"' + truncate(str(command), COMMAND_WIDTH) + '"' if command else "-",
+            _cell(c.get("pid")),
+            _cell(c.get("exit_code")),
+            ago(c.get("created"), now),
+            _cell(c.get("restart_count", 0)),
+        ])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(TABLE_COLUMNS))]
+    return [
+        "   ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
+        for row in rows
+    ]
+
+
+def keyValues(value: dict[str, Any], indent: int = 0) -> list[str]:
+    """C{key: value} lines, nested objects indented under their key."""
+    lines = []
+    pad = "  " * indent
+    width = max((len(str(k)) for k in value), default=0) + 1
+    for key, item in value.items():
+        label = f"{key}:".ljust(width)
+        if isinstance(item, dict) and item:
+            lines.append(f"{pad}{key}:")
+            lines.extend(keyValues(item, indent + 1))
+        elif isinstance(item, list) and item and any(
+            isinstance(x, (dict, list)) for x in item
+        ):
+            lines.append(f"{pad}{key}:")
+            for x in item:
+                lines.append(f"{pad}  - {scalar(x)}")
+        else:
+            lines.append(f"{pad}{label} {scalar(item)}")
+    return lines
+
+
+def scalar(value: Any) -> str:
+    """One value on one line: strings bare, C{null} as C{-}, else JSON."""
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list) and all(isinstance(x, str) for x in value):
+        return shlex.join(value) if value else "[]"
+    if isinstance(value, dict) and not value:
+        return "{}"
+    return json.dumps(value, ensure_ascii=False)
+
+
+def isContainer(value: Any) -> bool:
+    return isinstance(value, dict) and "name" in value and "state" in value \
+        and "image" in value
+
+
+def commandName(line: str) -> str:
+    """The lower-cased command word of a request line (C{""} if none)."""
+    try:
+        words = shlex.split(line)
+    except ValueError:
+        words = line.split()
+    return words[0].lower() if words else ""
+
+
+def formatReply(command: str, value: Any, now: float) -> list[str]:
+    """The lines to show a person for the C{OK} reply to C{command}."""
+    if command in LIST_COMMANDS and isinstance(value, list):
+        return containerTable(value, now)
+    if command == "logs" and isinstance(value, list):
+        return [formatLogLine(entry) for entry in value]
+    if command == "wait" and isinstance(value, dict):
+        return [formatWait(value)]
+    if command == "rm" and isinstance(value, dict) and value.get("removed"):
+        return [f"{value.get('name')} removed"]
+    if command == "events" and isinstance(value, dict):
+        if value.get("events"):
+            return [f"Watching events (last id {value.get('last_id')})"]
+        return ["Stopped watching events"]
+    if command == "help":
+        return formatHelp(value)
+    if isContainer(value):
+        return keyValues(value)
+    if isinstance(value, str):
+        return value.splitlines() or [""]
+    if isinstance(value, dict):
+        return keyValues(value)
+    if isinstance(value, list):
+        return [scalar(item) for item in value]
+    return [scalar(value)]
+
+
+def formatHelp(value: Any) -> list[str]:
+    """The server's help, whatever its shape."""
+    if isinstance(value, str):
+        return value.splitlines()
+    if isinstance(value, list):
+        return [scalar(item) for item in value]
+    if isinstance(value, dict):
+        if "usage" in value and isinstance(value["usage"], str):
+            return keyValues(value)
+        width = max((len(str(k)) for k in value), default=0)
+        return [f"{str(k).ljust(width)}  {scalar(v)}" for k, v in value.items()]
+    return [scalar(value)]
+
+
+def formatWait(value: dict[str, Any]) -> str:
+    """C{web: exited, exit code 0}."""
+    text = f"{value.get('name')}: {value.get('state')}"
+    if value.get("exit_code") is not None:
+        text += f", exit code {value['exit_code']}"
+    return text
+
+
+def formatLogLine(entry: Any) -> str:
+    """The text of a log line (what the container wrote)."""
+    if isinstance(entry, dict):
+        return str(entry.get("line", ""))
+    return str(entry)
+
+
+def formatEvent(event: Any) -> str:
+    """One line for an C{EVENT}: a container event, a log line, a log end."""
+    if not isinstance(event, dict):
+        return scalar(event)
+    kind = event.get("type")
+    if kind == "log":
+        return f"{event.get('name')} | {event.get('line', '')}"
+    if kind == "log_end":
+        return f"{event.get('name')}: end of logs"
+    if kind == "container":
+        text = (f"{event.get('time') or '-'}  #{event.get('id')}  "
+                f"{event.get('name')}  {event.get('action')}")
+        if event.get("exit_code") is not None:
+            text += f" (exit code {event['exit_code']})"
+        return text
+    return json.dumps(event, ensure_ascii=False)
+
+
+def formatError(error: BaseException) -> str:
+    """C{Error: not_found: no such container: web}."""
+    if isinstance(error, PycmError):
+        return f"Error: {error.code}: {error.message}"
+    return f"Error: {error}"

@@ -1,0 +1,283 @@
+"""
+The client side of the pycm line protocol (see docs/protocol.md).
+
+L{ClientProtocol} keeps a FIFO of C{(request, Deferred)}: the server answers
+every request line with exactly one C{OK}/C{ERR} line, in request order, so
+each reply fires the Deferred at the head of the queue.  C{EVENT} lines may
+come between any two replies; they go to listeners and never touch the
+queue.  The shape follows txtorcon's C{TorControlProtocol}.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.defer import Deferred, fail
+from twisted.internet.endpoints import connectProtocol
+from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.logger import Logger
+from twisted.protocols.basic import LineOnlyReceiver
+from twisted.python.failure import Failure
+
+from pycm import errors
+
+EventListener = Callable[[Any], None]
+
+#: Error classes by protocol error code.
+ERROR_CLASSES: dict[str, type[errors.PycmError]] = {
+    cls.code: cls
+    for cls in (
+        errors.BadRequest,
+        errors.InvalidName,
+        errors.NotFound,
+        errors.Conflict,
+        errors.NoImage,
+        errors.Unauthorized,
+        errors.TooLong,
+        errors.Unavailable,
+        errors.BackendError,
+        errors.InternalError,
+    )
+}
+
+
+class Disconnected(ConnectionDone):
+    """
+    The connection to the daemon is gone: every request still waiting for
+    its reply fails with this.
+
+    @ivar reason: the L{Failure} C{connectionLost} was given.
+    """
+
+    def __init__(self, reason: Failure | None = None) -> None:
+        super().__init__("the connection to the pycm daemon was lost")
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return "the connection to the pycm daemon was lost"
+
+
+class ProtocolError(Exception):
+    """The daemon sent a line that is not C{OK}, C{ERR} or C{EVENT}."""
+
+
+def errorFromReply(code: str, message: str) -> errors.PycmError:
+    """
+    Build the L{pycm.errors} exception for C{ERR <code> <message>}.
+
+    The message is kept exactly as the server sent it (the constructors of
+    some classes format their own message, so they are bypassed).  An
+    unknown code gives a plain L{errors.PycmError} whose C{code} is that
+    code.
+    """
+    cls = ERROR_CLASSES.get(code, errors.PycmError)
+    error = cls.__new__(cls)
+    errors.PycmError.__init__(error, message)
+    if cls is errors.PycmError:
+        error.code = code
+    return error
+
+
+def isSilentLine(line: str) -> bool:
+    """
+    True for a blank or comment line: the server gives it no reply, so it
+    must never be sent as a request.
+    """
+    stripped = line.strip()
+    return not stripped or stripped.startswith("#")
+
+
+class ClientProtocol(LineOnlyReceiver):
+    """
+    A pipelining client: L{request} sends a line and returns a Deferred that
+    fires with the decoded JSON of its C{OK} reply, or fails with a
+    L{pycm.errors.PycmError} for C{ERR}, or with L{Disconnected}.
+    """
+
+    # Replies are one line each, and some are big: a `list` of 1,000
+    # containers is a few hundred KB, `logs --tail=N` can be more.  Allow
+    # 16 MiB so no legitimate reply is refused, while a broken or hostile
+    # server still cannot make us buffer without end.
+    MAX_LENGTH = 16 * 1024 * 1024
+    # The server ends lines with LF; a CR before it is dropped in
+    # lineReceived so CRLF servers work too.
+    delimiter = b"\n"
+
+    _log = Logger()
+
+    def __init__(self) -> None:
+        self._pending: deque[tuple[str, Deferred[Any]]] = deque()
+        self._listeners: list[EventListener] = []
+        self._disconnectWaiters: list[Deferred[BaseException]] = []
+        self._lostReason: Failure | None = None
+        #: Why the daemon refused the token given to L{connect}, if it did.
+        self.authError: errors.PycmError | None = None
+
+    # -- the public API -----------------------------------------------------
+
+    def request(self, line: str) -> Deferred[Any]:
+        """
+        Send one request line (without its newline).
+
+        @return: a Deferred firing with the reply's JSON value.  It fails at
+            once with C{ValueError} for a line the server would not answer
+            with exactly one reply (blank, comment, or containing a
+            newline), and with L{Disconnected} when not connected.
+        """
+        if "\n" in line or "\r" in line:
+            return fail(ValueError("a request cannot contain a line break"))
+        if isSilentLine(line):
+            return fail(ValueError("a blank or comment line gets no reply"))
+        if self._lostReason is not None or self.transport is None:
+            return fail(Disconnected(self._lostReason))
+        d: Deferred[Any] = Deferred()
+        self._pending.append((line, d))
+        self.sendLine(line.encode("utf-8"))
+        return d
+
+    def command(self, *words: str) -> Deferred[Any]:
+        """Send a request made of C{words}, quoted with shell rules."""
+        return self.request(shlex.join(words))
+
+    def authenticate(self, token: str) -> Deferred[Any]:
+        """Send C{auth TOKEN}; fires with C{"authenticated"}."""
+        return self.command("auth", token)
+
+    @property
+    def pending(self) -> int:
+        """How many requests are waiting for their reply."""
+        return len(self._pending)
+
+    def addEventListener(self, listener: EventListener) -> None:
+        """Call C{listener(event)} with the decoded JSON of each EVENT line."""
+        self._listeners.append(listener)
+
+    def removeEventListener(self, listener: EventListener) -> None:
+        """Stop calling C{listener}; removing an unknown one is a no-op."""
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    def whenDisconnected(self) -> Deferred[BaseException]:
+        """
+        A new Deferred that fires once the connection is lost (at once if it
+        already is), with the exception that ended it (e.g.
+        L{ConnectionDone}): it never fails.
+        """
+        d: Deferred[BaseException] = Deferred()
+        if self._lostReason is not None:
+            d.callback(self._lostReason.value)
+        else:
+            self._disconnectWaiters.append(d)
+        return d
+
+    def disconnect(self) -> None:
+        """Close the connection; pending requests fail with L{Disconnected}."""
+        if self.transport is not None:
+            self.transport.loseConnection()
+
+    # -- LineOnlyReceiver ---------------------------------------------------
+
+    def lineReceived(self, line: bytes) -> None:
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        text = line.decode("utf-8", errors="replace")
+        kind, _, rest = text.partition(" ")
+        if kind == "EVENT":
+            self._eventReceived(rest)
+        elif kind == "OK":
+            self._replyReceived(rest)
+        elif kind == "ERR":
+            code, _, message = rest.partition(" ")
+            self._fireHead(Failure(errorFromReply(code, message)))
+        elif text:
+            self._protocolError(f"unexpected line from the daemon: {text[:200]!r}")
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        self._protocolError(
+            f"a reply from the daemon is longer than {self.MAX_LENGTH} bytes"
+        )
+
+    def connectionLost(self, reason: Failure = ConnectionDone()) -> None:  # type: ignore[override,assignment]
+        self.connected = False
+        if not isinstance(reason, Failure):
+            reason = Failure(reason)
+        self._lostReason = reason
+        pending, self._pending = self._pending, deque()
+        for _line, d in pending:
+            d.errback(Disconnected(reason))
+        waiters, self._disconnectWaiters = self._disconnectWaiters, []
+        for waiter in waiters:
+            waiter.callback(reason.value)
+
+    # -- internals ----------------------------------------------------------
+
+    def _replyReceived(self, payload: str) -> None:
+        try:
+            value = json.loads(payload)
+        except ValueError:
+            self._protocolError(f"a reply is not valid JSON: {payload[:200]!r}")
+            return
+        self._fireHead(value)
+
+    def _fireHead(self, result: Any) -> None:
+        if not self._pending:
+            self._protocolError("a reply came with no request waiting for it")
+            return
+        _line, d = self._pending.popleft()
+        if isinstance(result, Failure):
+            d.errback(result)
+        else:
+            d.callback(result)
+
+    def _eventReceived(self, payload: str) -> None:
+        try:
+            event = json.loads(payload)
+        except ValueError:
+            self._log.warn("ignoring an EVENT that is not JSON: {payload!r}",
+                           payload=payload[:200])
+            return
+        for listener in list(self._listeners):
+            try:
+                listener(event)
+            except Exception:
+                self._log.failure("event listener {listener!r} failed",
+                                  listener=listener)
+
+    def _protocolError(self, message: str) -> None:
+        """
+        The stream is out of step: fail the head request with
+        L{ProtocolError}, then drop the connection (the rest fail with
+        L{Disconnected}).
+        """
+        self._log.error("{message}", message=message)
+        if self._pending:
+            _line, d = self._pending.popleft()
+            d.errback(ProtocolError(message))
+        if self.transport is not None:
+            self.transport.loseConnection()
+
+
+async def connect(
+    endpoint: IStreamClientEndpoint, token: str | None = None
+) -> ClientProtocol:
+    """
+    Connect to the daemon at C{endpoint} and, when C{token} is given,
+    authenticate first.
+
+    A token the daemon refuses is not fatal here: the daemon may not need
+    one, and a command that does need it fails with C{ERR unauthorized},
+    which says more.  C{protocol.authError} keeps the refusal.
+    """
+    protocol = ClientProtocol()
+    await connectProtocol(endpoint, protocol)
+    if token:
+        try:
+            await protocol.authenticate(token)
+        except errors.PycmError as e:
+            protocol.authError = e
+    return protocol

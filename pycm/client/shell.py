@@ -1,0 +1,360 @@
+"""
+The interactive shell: a conch L{HistoricRecvLine} (history and line
+editing) inside an L{insults.ServerProtocol}, on L{StandardIO}.
+
+L{ShellProtocol} is the whole console logic and is tested on a
+L{StringTransport}; L{runShell} alone touches the real terminal.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import shlex
+import sys
+import termios
+import tty
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from twisted.conch.insults import insults
+from twisted.conch.recvline import HistoricRecvLine
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.python.failure import Failure
+
+from pycm.client import format as fmt
+from pycm.client.cli import peerDescription
+from pycm.client.protocol import ClientProtocol, isSilentLine
+
+#: Options of run/create/stop that take a value as the next word.
+VALUE_OPTIONS = frozenset({
+    "-e", "-l", "-w", "--env", "--label", "--restart", "--stop-timeout",
+    "--stop-signal", "--memory", "--cpus", "--workdir", "--time",
+})
+#: Commands that ask for a container name when typed without one.
+NAME_REQUIRED = frozenset({"run", "stop"})
+
+SHELL_HELP = [
+    "",
+    "In this shell: exit, quit or Ctrl-D leave; Up/Down recall earlier lines;",
+    "Ctrl-C clears the line; `help COMMAND` shows one command's usage.",
+]
+
+# Control keys, as insults delivers them (raw bytes).
+CTRL_A, CTRL_C, CTRL_D, CTRL_E = b"\x01", b"\x03", b"\x04", b"\x05"
+CTRL_H, CTRL_L, CTRL_U = b"\x08", b"\x0c", b"\x15"
+
+
+def hasPositional(args: Sequence[str]) -> bool:
+    """
+    True when C{args} (the words after the command) hold a positional
+    argument (a container name), not just options.
+    """
+    i = 0
+    while i < len(args):
+        word = args[i]
+        if word == "--":
+            return i + 1 < len(args)
+        if word.startswith("-") and word != "-":
+            i += 2 if word in VALUE_OPTIONS else 1
+            continue
+        return True
+    return False
+
+
+def progressMessage(words: Sequence[str]) -> str:
+    """What to show when a request takes more than a second."""
+    command = words[0].lower() if words else ""
+    name = next((w for w in reversed(words[1:]) if not w.startswith("-")), "")
+    if command in ("stop", "restart") and name:
+        return f"waiting for {name} to {command}\N{HORIZONTAL ELLIPSIS}"
+    if command == "wait" and name:
+        return f"waiting for {name}\N{HORIZONTAL ELLIPSIS}"
+    if command in ("run", "create"):
+        return ("waiting for the daemon (it may be pulling the image)"
+                "\N{HORIZONTAL ELLIPSIS}")
+    return f"waiting for the reply to {command}\N{HORIZONTAL ELLIPSIS}"
+
+
+class ShellProtocol(HistoricRecvLine):
+    """
+    The pycm shell.
+
+    One request is in flight at a time; lines entered meanwhile are queued.
+    Output (replies, events, progress) is printed above the line being
+    typed: the input line is erased, the text written, then the prompt and
+    the typed text are drawn again with the cursor where it was.
+
+    @ivar done: fires with the exit status once the terminal is closed.
+    """
+
+    ps = (b"pycm> ", b"Enter container name: ")
+    PROGRESS_DELAY = 1.0
+
+    def __init__(
+        self,
+        client: ClientProtocol,
+        clock: IReactorTime,
+        greeting: str,
+        done: Deferred[int] | None = None,
+        notices: Sequence[str] = (),
+    ) -> None:
+        self.client = client
+        self.clock = clock
+        self.greeting = greeting
+        self.notices = list(notices)
+        self.done: Deferred[int] = done if done is not None else Deferred()
+        self.busy = False
+        self.asking: list[str] | None = None
+        self.queued: list[str] = []
+        self.exitCode = 0
+        self.leaving = False
+        self._progress: IDelayedCall | None = None
+
+    # -- setting up -----------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        HistoricRecvLine.connectionMade(self)
+        self.keyHandlers.update({
+            CTRL_A: self.handle_HOME,
+            CTRL_E: self.handle_END,
+            CTRL_C: self.handle_INTERRUPT,
+            CTRL_D: self.handle_EOF,
+            CTRL_H: self.handle_BACKSPACE,
+            CTRL_L: self.handle_CLEAR,
+            CTRL_U: self.handle_KILL_LINE,
+        })
+        self.client.addEventListener(self.eventReceived)
+        self.client.whenDisconnected().addCallback(self._daemonLost)
+
+    def initializeScreen(self) -> None:
+        # Unlike RecvLine, do not reset (clear) the user's terminal.
+        for line in [self.greeting, *self.notices]:
+            self.terminal.write(line.encode("utf-8") + b"\n")
+        self.terminal.write(self.ps[self.pn])
+        self.setInsertMode()
+
+    # -- drawing --------------------------------------------------------------
+
+    def _inputPrefix(self) -> bytes:
+        return b"" if self.busy else self.ps[self.pn]
+
+    def drawInputLine(self) -> None:
+        self.terminal.write(self._inputPrefix() + b"".join(self.lineBuffer))
+        back = len(self.lineBuffer) - self.lineBufferIndex
+        if back:
+            self.terminal.cursorBackward(back)
+
+    def printAbove(self, lines: Sequence[str]) -> None:
+        """Print C{lines} and redraw the input line (prompt, typed text) below."""
+        self.terminal.write(b"\r")
+        self.terminal.eraseToLineEnd()
+        for line in lines:
+            self.terminal.write(line.encode("utf-8", "replace") + b"\n")
+        self.drawInputLine()
+
+    # -- keys -----------------------------------------------------------------
+
+    def handle_INTERRUPT(self) -> None:
+        """Ctrl-C: drop the typed text (and a pending name question)."""
+        self.terminal.write(b"^C\n")
+        self.lineBuffer = []
+        self.lineBufferIndex = 0
+        self.historyPosition = len(self.historyLines)
+        if self.asking is not None:
+            self.asking = None
+            self.pn = 0
+        self.drawInputLine()
+
+    def handle_EOF(self) -> None:
+        """Ctrl-D: leave on an empty line, else delete the next character."""
+        if self.lineBuffer:
+            self.handle_DELETE()
+            return
+        self.terminal.write(b"\n")
+        self.leave()
+
+    def handle_CLEAR(self) -> None:
+        """Ctrl-L: clear the screen, keep the typed text."""
+        self.terminal.eraseDisplay()
+        self.terminal.cursorHome()
+        self.drawInputLine()
+
+    def handle_KILL_LINE(self) -> None:
+        """Ctrl-U: delete from the start of the line to the cursor."""
+        del self.lineBuffer[: self.lineBufferIndex]
+        self.lineBufferIndex = 0
+        self.terminal.write(b"\r")
+        self.terminal.eraseToLineEnd()
+        self.drawInputLine()
+
+    # -- lines ----------------------------------------------------------------
+
+    def lineReceived(self, line: bytes) -> None:
+        text = line.decode("utf-8", "replace")
+        if self.asking is not None:
+            words, self.asking = self.asking, None
+            self.pn = 0
+            name = text.strip()
+            if not name:
+                self.printAbove(["Container name required"])
+                return
+            self.send(shlex.join([*words, name]), [*words, name])
+            return
+        if self.busy:
+            self.queued.append(text)
+            return
+        self.handleLine(text)
+
+    def handleLine(self, text: str) -> None:
+        """Act on one line typed at the prompt."""
+        if isSilentLine(text):
+            self.drawInputLine()
+            return
+        try:
+            words = shlex.split(text)
+        except ValueError as e:
+            self.printAbove([f"Error: bad_request: {e}"])
+            return
+        command = words[0].lower()
+        if command in ("exit", "quit"):
+            self.leave()
+            return
+        if command in NAME_REQUIRED and not hasPositional(words[1:]):
+            self.asking = words
+            self.pn = 1
+            self.drawInputLine()
+            return
+        self.send(text, words)
+
+    def send(self, line: str, words: Sequence[str]) -> None:
+        """Send one request; print its reply when it comes."""
+        command = words[0].lower() if words else ""
+        self.busy = True
+        self._progress = self.clock.callLater(
+            self.PROGRESS_DELAY, self._showProgress, list(words)
+        )
+        d = self.client.request(line)
+        d.addCallbacks(self._formatReply, self._formatError,
+                       callbackArgs=(command, words))
+        d.addCallback(self._replied)
+
+    def _formatReply(self, value: Any, command: str,
+                     words: Sequence[str]) -> list[str]:
+        lines = fmt.formatReply(command, value, self.clock.seconds())
+        if command == "help" and len(words) == 1:
+            lines = [*lines, *SHELL_HELP]
+        return lines
+
+    def _formatError(self, failure: Failure) -> list[str]:
+        return [fmt.formatError(failure.value)]
+
+    def _replied(self, lines: list[str]) -> None:
+        if self._progress is not None and self._progress.active():
+            self._progress.cancel()
+        self._progress = None
+        if self.leaving:
+            return
+        self.busy = False
+        self.printAbove(lines)
+        while self.queued and not self.busy and self.asking is None \
+                and not self.leaving:
+            self.handleLine(self.queued.pop(0))
+
+    def _showProgress(self, words: list[str]) -> None:
+        self._progress = None
+        if self.busy and not self.leaving:
+            self.printAbove([progressMessage(words)])
+
+    def eventReceived(self, event: Any) -> None:
+        """Print an EVENT above the line being typed."""
+        if not self.leaving:
+            self.printAbove([fmt.formatEvent(event)])
+
+    # -- leaving --------------------------------------------------------------
+
+    def leave(self, code: int = 0) -> None:
+        """Close the connection to the daemon and the terminal."""
+        if self.leaving:
+            return
+        self.leaving = True
+        self.exitCode = code
+        self.client.removeEventListener(self.eventReceived)
+        self.client.disconnect()
+        # Not terminal.loseConnection(): that resets (clears) the screen.
+        transport = getattr(self.terminal, "transport", None)
+        if transport is not None:
+            transport.loseConnection()
+        else:  # pragma: no cover
+            self._finish()
+
+    def _daemonLost(self, reason: BaseException) -> None:
+        if self.leaving:
+            return
+        self.printAbove(["Connection to the pycm daemon lost."])
+        self.terminal.write(b"\r")
+        self.terminal.eraseToLineEnd()
+        self.leave(3)
+
+    def connectionLost(self, reason: Failure | None = None) -> None:
+        if not self.leaving:
+            self.leaving = True
+            self.client.disconnect()
+        if self._progress is not None and self._progress.active():
+            self._progress.cancel()
+        self._finish()
+
+    def _finish(self) -> None:
+        if not self.done.called:
+            self.done.callback(self.exitCode)
+
+
+def _nonBlockingFlags(fds: Sequence[int]) -> list[tuple[int, int]]:
+    return [(fd, fcntl.fcntl(fd, fcntl.F_GETFL)) for fd in fds]
+
+
+async def runShell(
+    reactor: Any,
+    client: ClientProtocol,
+    options: Any,
+    stdin: int | None = None,
+    stdout: int | None = None,
+    makeStdio: Callable[..., object] | None = None,
+) -> int:
+    """
+    Run the shell on the terminal until it ends; the exit status.
+
+    The terminal is put in raw mode (insults does the echo and editing);
+    its settings, and the blocking mode of both descriptors, are restored
+    in C{finally}.
+    """
+    from twisted.internet import stdio
+
+    if stdin is None:
+        stdin = sys.stdin.fileno()
+    if stdout is None:
+        stdout = sys.stdout.fileno()
+    if makeStdio is None:
+        makeStdio = stdio.StandardIO
+    greeting = ("Connected to the pycm daemon at "
+                f"{peerDescription(client, options.host)}")
+    notices = []
+    if client.authError is not None:
+        notices.append(f"Warning: the daemon refused the token from "
+                       f"{options.tokenSource} ({client.authError})")
+    notices.append("Type `help` for the commands, `exit` or Ctrl-D to leave.")
+    done: Deferred[int] = Deferred()
+    saved = termios.tcgetattr(stdin)
+    flags = _nonBlockingFlags(sorted({stdin, stdout}))
+    try:
+        tty.setraw(stdin)
+        makeStdio(
+            insults.ServerProtocol(ShellProtocol, client, reactor, greeting,
+                                   done, notices),
+            stdin=stdin, stdout=stdout, reactor=reactor,
+        )
+        return await done
+    finally:
+        termios.tcsetattr(stdin, termios.TCSADRAIN, saved)
+        for fd, flag in flags:
+            fcntl.fcntl(fd, fcntl.F_SETFL, flag)
