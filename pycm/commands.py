@@ -1,0 +1,637 @@
+"""
+The command table: words in, backend calls, JSON-able results out.
+
+Every command the protocol knows is a row of L{COMMANDS}; a word that is
+not a key of that table (C{__init__}, C{lineReceived}, C{_x}) is an
+unknown command.  Handlers return a JSON-able value or a Deferred of one,
+and fail by raising (or errbacking with) a L{pycm.errors.PycmError}.
+Nothing here knows about bytes or the wire; nothing here knows which
+backend it drives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import attrs
+from twisted.internet.defer import Deferred, TimeoutError
+from twisted.internet.interfaces import IReactorTime
+
+import pycm
+from pycm.auth import MAX_FAILED_AUTH, tokensMatch
+from pycm.errors import BackendError, BadRequest, Unauthorized
+from pycm.events import EventLog
+from pycm.interfaces import IContainerBackend
+from pycm.model import (
+    Container,
+    ContainerEvent,
+    ContainerSpec,
+    LogFollow,
+    LogLine,
+    RestartPolicy,
+    State,
+    WaitCondition,
+    formatTime,
+    parseSignal,
+    signalName,
+    validateName,
+)
+from pycm.words import (
+    Option,
+    parseCount,
+    parseKeyValues,
+    parseOptions,
+    parseSeconds,
+    parseSize,
+)
+
+#: How many log lines C{logs} returns when no C{--tail} is given.
+DEFAULT_TAIL = 100
+
+
+@attrs.define
+class Daemon:
+    """
+    What every connection of one daemon shares.
+
+    @ivar token: the token TCP and TLS listeners require, or None.
+    @ivar listeners: descriptions of the listening endpoints, for C{info}.
+    """
+
+    clock: IReactorTime
+    backend: IContainerBackend
+    events: EventLog
+    token: str | None = None
+    listeners: list[str] = attrs.field(factory=list)
+    startedAt: float = attrs.field(default=None)
+    connections: int = 0
+
+    def __attrs_post_init__(self) -> None:
+        if self.startedAt is None:
+            self.startedAt = self.clock.seconds()
+        self.backend.addObserver(self.events.record)
+
+
+class Session:
+    """
+    One connection's state, as the command table sees it.
+
+    The protocol creates it with the two ways back to the client:
+    C{sendEvent} (one JSON-able value, sent as an C{EVENT} line) and
+    C{close} (close the connection once the current reply is written).
+    C{requireAuth} says whether this listener wants C{auth TOKEN} first.
+    """
+
+    def __init__(
+        self,
+        daemon: Daemon,
+        sendEvent: Callable[[Any], None],
+        close: Callable[[], None],
+        requireAuth: bool,
+    ) -> None:
+        self.daemon = daemon
+        self.sendEvent = sendEvent
+        self.close = close
+        self.authenticated = not requireAuth or daemon.token is None
+        self.failedAuth = 0
+        self.follows: dict[str, LogFollow] = {}
+        #: Waits to cancel if the connection goes away first.
+        self.pending: set[Deferred[Any]] = set()
+        #: Callables the protocol calls right after it writes the reply.
+        self.afterReply: list[Callable[[], None]] = []
+        self._eventFilter: dict[str, set[str]] | None = None
+
+    # events
+    @property
+    def subscribed(self) -> bool:
+        return self._eventFilter is not None
+
+    def subscribe(self, filters: dict[str, set[str]]) -> None:
+        if self._eventFilter is None:
+            self.daemon.events.subscribe(self._onEvent)
+        self._eventFilter = filters
+
+    def unsubscribe(self) -> None:
+        if self._eventFilter is not None:
+            self.daemon.events.unsubscribe(self._onEvent)
+            self._eventFilter = None
+
+    def _onEvent(self, event: ContainerEvent) -> None:
+        if self._eventFilter is not None and eventMatches(event, self._eventFilter):
+            self.sendEvent(event.toJSON())
+
+    # logs --follow
+    def startFollowing(self, name: str, follow: LogFollow) -> None:
+        self.follows[name] = follow
+
+        def ended(_: object) -> None:
+            if self.follows.get(name) is follow:
+                del self.follows[name]
+                self.sendEvent({"type": "log_end", "name": name})
+
+        follow.ended.addBoth(ended)
+
+    def sendLogLine(self, name: str, line: LogLine) -> None:
+        self.sendEvent(
+            {
+                "type": "log",
+                "name": name,
+                "time": formatTime(line.time),
+                "stream": line.stream,
+                "line": line.line,
+            }
+        )
+
+    def disconnected(self) -> None:
+        """The connection is gone: stop everything it asked for."""
+        self.unsubscribe()
+        for pending in list(self.pending):
+            pending.cancel()
+        for follow in list(self.follows.values()):
+            follow.cancel()
+        self.follows.clear()
+
+
+Handler = Callable[[Session, dict[str, Any], list[str]], Any]
+
+
+@attrs.frozen
+class Command:
+    """
+    One row of the command table.
+
+    @ivar arguments: how C{help} shows the positional arguments.
+    @ivar minArgs: the fewest positional arguments; C{maxArgs} the most
+        (None: no limit).
+    @ivar public: True if it may be used before C{auth}.
+    """
+
+    name: str
+    handler: Handler
+    summary: str
+    arguments: str = ""
+    options: tuple[Option, ...] = ()
+    minArgs: int = 0
+    maxArgs: int | None = 0
+    public: bool = False
+    aliases: tuple[str, ...] = ()
+
+    def usage(self) -> str:
+        parts = [self.name, *(option.usage() for option in self.options)]
+        if self.arguments:
+            parts.append(self.arguments)
+        return " ".join(parts)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "usage": self.usage(),
+            "summary": self.summary,
+            "aliases": list(self.aliases),
+        }
+
+
+def dispatch(session: Session, words: Sequence[str]) -> Any:
+    """
+    Run one request.
+
+    @return: a JSON-able result or a Deferred firing with one.
+    @raise pycm.errors.PycmError: for a request that fails at once.
+    """
+    command = COMMANDS.get(words[0].lower())
+    if command is None:
+        raise BadRequest(f"unknown command {words[0]!r}; try 'help'")
+    if not (command.public or session.authenticated):
+        raise Unauthorized(f"'{command.name}' needs authentication first: auth TOKEN")
+    options, args = parseOptions(words[1:], command.options)
+    if len(args) < command.minArgs:
+        raise BadRequest(f"not enough arguments; usage: {command.usage()}")
+    if command.maxArgs is not None and len(args) > command.maxArgs:
+        raise BadRequest(f"too many arguments; usage: {command.usage()}")
+    return command.handler(session, options, args)
+
+
+# The handlers, in the order of the contract's table.
+
+
+def ping(session: Session, options: dict[str, Any], args: list[str]) -> Any:
+    return "pong"
+
+
+def version(session: Session, options: dict[str, Any], args: list[str]) -> Any:
+    return {
+        "server": "pycm",
+        "version": pycm.__version__,
+        "protocol": pycm.PROTOCOL_VERSION,
+        "backend": session.daemon.backend.name,
+    }
+
+
+def help_(session: Session, options: dict[str, Any], args: list[str]) -> Any:
+    if not args:
+        return {"commands": [command.describe() for command in TABLE]}
+    command = COMMANDS.get(args[0].lower())
+    if command is None:
+        raise BadRequest(f"unknown command {args[0]!r}; try 'help'")
+    return command.describe()
+
+
+RUN_OPTIONS = (
+    Option("env", "e", repeat=True, metavar="K=V"),
+    Option("label", "l", repeat=True, metavar="K=V"),
+    Option("restart", metavar="no|on-failure[:MAX]|always|unless-stopped"),
+    Option("stop-timeout", metavar="SECONDS"),
+    Option("stop-signal", metavar="SIG"),
+    Option("memory", metavar="SIZE"),
+    Option("cpus", metavar="N"),
+    Option("workdir", "w", metavar="DIR"),
+)
+
+
+def specFromRequest(options: dict[str, Any], args: list[str]) -> ContainerSpec:
+    """Build a L{ContainerSpec} from C{run}/C{create}'s options and words."""
+    name = validateName(args[0])
+    image = args[1] if len(args) > 1 else None
+    if image is not None and image.startswith("-"):
+        raise BadRequest(
+            f"options must come before the name: {image!r} came after {name!r}"
+        )
+    command = tuple(args[2:]) or None
+    cpus = None
+    if "cpus" in options:
+        try:
+            cpus = float(options["cpus"])
+        except ValueError:
+            cpus = -1.0
+        if not 0 < cpus < float("inf"):
+            raise BadRequest(f"bad --cpus {options['cpus']!r}: expected a positive number")
+    stopSignal = None
+    if "stop-signal" in options:
+        stopSignal = signalName(parseSignal(options["stop-signal"]))
+    return ContainerSpec(
+        name=name,
+        image=image,
+        command=command,
+        env=parseKeyValues(options.get("env", []), "env"),
+        labels=parseKeyValues(options.get("label", []), "label"),
+        restartPolicy=RestartPolicy.parse(options.get("restart", "no")),
+        stopTimeout=(
+            parseSeconds(options["stop-timeout"], "stop-timeout")
+            if "stop-timeout" in options
+            else None
+        ),
+        stopSignal=stopSignal,
+        memory=parseSize(options["memory"]) if "memory" in options else None,
+        cpus=cpus,
+        workdir=options.get("workdir"),
+    )
+
+
+def _checkCapabilities(backend: IContainerBackend, spec: ContainerSpec) -> None:
+    refused = spec.optionsUsed() - backend.capabilities.options
+    if refused:
+        names = ", ".join(f"--{option}" for option in sorted(refused))
+        raise BadRequest(f"the {backend.name} backend cannot honour {names}")
+
+
+def create(session: Session, options: dict[str, Any], args: list[str]) -> Any:
+    backend = session.daemon.backend
+    spec = specFromRequest(options, args)
+    _checkCapabilities(backend, spec)
+    return backend.create(spec).addCallback(Container.summary)
+
+
+def run(session: Session, options: dict[str, Any], args: list[str]) -> Any:
+    backend = session.daemon.backend
+    spec = specFromRequest(options, args)
+    _checkCapabilities(backend, spec)
+    created = backend.create(spec)
+    created.addCallback(lambda container: backend.start(container.name))
+    return created.addCallback(Container.summary)
+
+
+def start(session: Session, options: dict[str, Any], args: list[str]) -> Any:
+    name = validateName(args[0])
+    return session.daemon.backend.start(name).addCallback(Container.summary)
+
+
+def _timeout(options: dict[str, Any]) -> float | None:
+    if "time" in options:
+        return parseSeconds(options["time"], "time")
+    return None
+
+
+def stop(session: Session, options: dict[str, Any], args: list[str]) -> Any:
+    name = validateName(args[0])
+    d = session.daemon.backend.stop(name, _timeout(options))
+    return d.addCallback(Container.summary)
+
+
+def restart(session: Session, options: dict[str, Any], args: list[str]) -> Any:
+    name = validateName(args[0])
+    d = session.daemon.backend.restart(name, _timeout(options))
+    return d.addCallback(Container.summary)
+
+
+def kill(session: Session, options: dict[str, Any], args: list[str]) -> Any:
+    name = validateName(args[0])
+    signal = parseSignal(options.get("signal", "KILL"))
+    return session.daemon.backend.kill(name, signal).addCallback(Container.summary)
+
+
+def rm(session: Session, options: dict[str, Any], args: list[str]) -> Any:
+    name = validateName(args[0])
+    d = session.daemon.backend.remove(name, bool(options.get("force")))
+    return d.addCallback(lambda _: {"name": name, "removed": True})
+
+
+LIST_FILTERS = ("state", "label", "name")
+EVENT_FILTERS = ("name", "action")
+
+
+def parseFilters(values: Iterable[str], allowed: Sequence[str]) -> dict[str, set[str]]:
+    """
+    Turn C{["state=running", "state=exited", "name=web"]} into
+    C{{"state": {"running", "exited"}, "name": {"web"}}}: values of one key
+    are alternatives, different keys must all match (Docker's rule).
+    """
+    filters: dict[str, set[str]] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        key = key.lower()
+        if not sep or key not in allowed:
+            raise BadRequest(
+                f"bad --filter {item!r}: expected KEY=VALUE with KEY one of "
+                + ", ".join(allowed)
+            )
+        filters.setdefault(key, set()).add(value)
+    return filters
+
+
+def _labelMatches(labels: Mapping[str, str], wanted: str) -> bool:
+    key, sep, value = wanted.partition("=")
+    if not sep:
+        return key in labels
+    return labels.get(key) == value
+
+
+def containerMatches(container: Container, filters: dict[str, set[str]]) -> bool:
+    """Does C{container} pass every filter of C{list --filter}?"""
+    for key, values in filters.items():
+        if key == "state":
+            ok = container.state in values
+        elif key == "label":
+            ok = any(_labelMatches(container.labels, value) for value in values)
+        else:
+            ok = any(value in container.name for value in values)
+        if not ok:
+            return False
+    return True
+
+
+def eventMatches(event: ContainerEvent, filters: dict[str, set[str]]) -> bool:
+    """Does C{event} pass every filter of C{events --filter}?"""
+    for key, values in filters.items():
+        if getattr(event, key) not in values:
+            return False
+    return True
+
+
+def list_(session: Session, options: dict[str, Any], args: list[str]) -> Any:
+    filters = parseFilters(options.get("filter", []), LIST_FILTERS)
+
+    def render(containers: list[Container]) -> list[dict[str, Any]]:
+        chosen = [c for c in containers if containerMatches(c, filters)]
+        chosen.sort(key=lambda container: container.name)
+        return [container.summary() for container in chosen]
+
+    return session.daemon.backend.list().addCallback(render)
+
+
+def inspect(session: Session, options: dict[str, Any], args: list[str]) -> Any:
+    name = validateName(args[0])
+    return session.daemon.backend.inspect(name).addCallback(Container.detail)
+
+
+def _tail(options: dict[str, Any]) -> int | None:
+    value = options.get("tail")
+    if value is None:
+        return DEFAULT_TAIL
+    if value == "all":
+        return None
+    return parseCount(value, "tail")
+
+
+def logs(session: Session, options: dict[str, Any], args: list[str]) -> Any:
+    name = validateName(args[0])
+    backend = session.daemon.backend
+    tail = _tail(options)
+    if not options.get("follow"):
+        d = backend.logs(name, tail)
+        return d.addCallback(lambda lines: [line.toJSON() for line in lines])
+    if name in session.follows:
+        raise BadRequest(f"already following {name}; send 'unfollow {name}' first")
+
+    def following(follow: LogFollow) -> list[dict[str, Any]]:
+        session.startFollowing(name, follow)
+        return [line.toJSON() for line in follow.backlog]
+
+    d = backend.follow(name, tail, lambda line: session.sendLogLine(name, line))
+    return d.addCallback(following)
+
+
+def unfollow(session: Session, options: dict[str, Any], args: list[str]) -> Any:
+    name = validateName(args[0])
+    follow = session.follows.get(name)
+    if follow is None:
+        raise BadRequest(f"not following the logs of {name}")
+    follow.cancel()
+    return {"name": name, "following": False}
+
+
+def wait(session: Session, options: dict[str, Any], args: list[str]) -> Any:
+    name = validateName(args[0])
+    condition = options.get("for", WaitCondition.NOT_RUNNING)
+    if condition not in WaitCondition.ALL:
+        raise BadRequest(
+            f"bad --for {condition!r}: expected one of " + ", ".join(WaitCondition.ALL)
+        )
+    timeout = parseSeconds(options["timeout"], "timeout") if "timeout" in options else None
+    d = session.daemon.backend.wait(name, condition)
+    if timeout is not None:
+        d.addTimeout(timeout, session.daemon.clock)
+    session.pending.add(d)
+
+    def settled(passthrough: Any) -> Any:
+        session.pending.discard(d)
+        return passthrough
+
+    d.addBoth(settled)
+
+    def timedOut(failure: Any) -> None:
+        failure.trap(TimeoutError)
+        raise BackendError(
+            f"timed out after {timeout:g} s waiting for {name} ({condition})"
+        )
+
+    def result(container: Container) -> dict[str, Any]:
+        state = "removed" if condition == WaitCondition.REMOVED else container.state
+        return {"name": name, "state": state, "exit_code": container.exitCode}
+
+    return d.addCallbacks(result, timedOut)
+
+
+def events(session: Session, options: dict[str, Any], args: list[str]) -> Any:
+    log = session.daemon.events
+    if options.get("off"):
+        if set(options) - {"off"}:
+            raise BadRequest("--off takes no other option")
+        session.unsubscribe()
+        return {"events": False, "last_id": log.lastId}
+    filters = parseFilters(options.get("filter", []), EVENT_FILTERS)
+    since = parseCount(options["since"], "since") if "since" in options else None
+    session.subscribe(filters)
+    if since is not None:
+        backlog = [e for e in log.since(since) if eventMatches(e, filters)]
+        # Right after the OK reply, before any event newer than last_id.
+        for event in backlog:
+            session.afterReply.append(lambda event=event: session.sendEvent(event.toJSON()))
+    return {"events": True, "last_id": log.lastId}
+
+
+def info(session: Session, options: dict[str, Any], args: list[str]) -> Any:
+    daemon = session.daemon
+    backend = daemon.backend
+
+    def render(containers: list[Container]) -> dict[str, Any]:
+        counts = dict.fromkeys(State.ALL, 0)
+        for container in containers:
+            counts[container.state] = counts.get(container.state, 0) + 1
+        capabilities = backend.capabilities.toJSON()
+        capabilities["commands"] = sorted(COMMANDS)
+        return {
+            "server": "pycm",
+            "version": pycm.__version__,
+            "protocol": pycm.PROTOCOL_VERSION,
+            "backend": backend.name,
+            "default_image": backend.defaultImage,
+            "capabilities": capabilities,
+            "containers": {"total": len(containers), **counts},
+            "uptime": round(daemon.clock.seconds() - daemon.startedAt, 3),
+            "listeners": list(daemon.listeners),
+            "connections": daemon.connections,
+            "last_event_id": daemon.events.lastId,
+        }
+
+    return backend.list().addCallback(render)
+
+
+def auth(session: Session, options: dict[str, Any], args: list[str]) -> Any:
+    token = session.daemon.token
+    if session.authenticated or token is None:
+        session.authenticated = True
+        return "authenticated"
+    if tokensMatch(token, args[0]):
+        session.authenticated = True
+        return "authenticated"
+    session.failedAuth += 1
+    if session.failedAuth >= MAX_FAILED_AUTH:
+        session.close()
+        raise Unauthorized("wrong token; too many tries, closing the connection")
+    raise Unauthorized("wrong token")
+
+
+def exit_(session: Session, options: dict[str, Any], args: list[str]) -> Any:
+    session.close()
+    return "bye"
+
+
+NAME = "NAME"
+TABLE = (
+    Command("ping", ping, "check that the daemon answers", public=True),
+    Command("version", version, "the daemon's version and backend", public=True),
+    Command(
+        "help", help_, "list the commands, or show one's usage",
+        arguments="[COMMAND]", maxArgs=1, public=True,
+    ),
+    Command(
+        "run", run, "create a container and start it",
+        arguments="NAME [IMAGE [COMMAND [ARG...]]]",
+        options=RUN_OPTIONS, minArgs=1, maxArgs=None,
+    ),
+    Command(
+        "create", create, "create a container without starting it",
+        arguments="NAME [IMAGE [COMMAND [ARG...]]]",
+        options=RUN_OPTIONS, minArgs=1, maxArgs=None,
+    ),
+    Command("start", start, "start a created or stopped container",
+            arguments=NAME, minArgs=1, maxArgs=1),
+    Command(
+        "stop", stop, "stop a container: its stop signal, then KILL after --time",
+        arguments=NAME, options=(Option("time", "t", metavar="SECONDS"),),
+        minArgs=1, maxArgs=1,
+    ),
+    Command(
+        "restart", restart, "stop a container, then start it",
+        arguments=NAME, options=(Option("time", "t", metavar="SECONDS"),),
+        minArgs=1, maxArgs=1,
+    ),
+    Command(
+        "kill", kill, "send a signal to a container (default KILL)",
+        arguments=NAME, options=(Option("signal", "s", metavar="SIG"),),
+        minArgs=1, maxArgs=1,
+    ),
+    Command(
+        "rm", rm, "remove a container (a running one only with --force)",
+        arguments=NAME, options=(Option("force", "f", takesValue=False),),
+        minArgs=1, maxArgs=1,
+    ),
+    Command(
+        "list", list_, "list every container, sorted by name",
+        options=(Option("filter", "f", repeat=True, metavar="state|label|name=VALUE"),),
+        aliases=("ls", "ps"),
+    ),
+    Command("inspect", inspect, "show every detail of a container",
+            arguments=NAME, minArgs=1, maxArgs=1),
+    Command(
+        "logs", logs, "show a container's last output lines; --follow streams more",
+        arguments=NAME,
+        options=(
+            Option("tail", "n", metavar="N|all"),
+            Option("follow", "f", takesValue=False),
+        ),
+        minArgs=1, maxArgs=1,
+    ),
+    Command("unfollow", unfollow, "stop a logs --follow on this connection",
+            arguments=NAME, minArgs=1, maxArgs=1),
+    Command(
+        "wait", wait, "wait until a container reaches a condition",
+        arguments=NAME,
+        options=(
+            Option("for", metavar="not-running|running|next-exit|removed"),
+            Option("timeout", metavar="SECONDS"),
+        ),
+        minArgs=1, maxArgs=1,
+    ),
+    Command(
+        "events", events, "receive container events on this connection",
+        options=(
+            Option("since", metavar="ID"),
+            Option("filter", "f", repeat=True, metavar="name|action=VALUE"),
+            Option("off", takesValue=False),
+        ),
+    ),
+    Command("info", info, "the daemon's backend, capabilities, counts and listeners"),
+    Command("auth", auth, "authenticate this connection", arguments="TOKEN",
+            minArgs=1, maxArgs=1, public=True),
+    Command("exit", exit_, "close this connection", public=True, aliases=("quit",)),
+)
+
+#: The dispatch table: lower-case command word (and alias) to its row.
+COMMANDS: dict[str, Command] = {}
+for _command in TABLE:
+    COMMANDS[_command.name] = _command
+    for _alias in _command.aliases:
+        COMMANDS[_alias] = _command
+del _command, _alias

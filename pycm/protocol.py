@@ -1,0 +1,308 @@
+"""
+The server side of the line protocol: framing, limits, the order of
+replies, backpressure, and turning results and errors into lines.
+
+Requests on one connection run one at a time, in order: while one is in
+flight (a C{stop}, a C{wait}) the protocol stops reading from that
+connection, so its later requests wait in the kernel's socket buffer, not in
+the daemon's memory.  The same happens when the client does not read its
+replies (the transport's write buffer is full).  Other connections are not
+affected.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IPushProducer
+from twisted.internet.protocol import Factory, connectionDone
+from twisted.logger import Logger
+from twisted.protocols.basic import LineReceiver
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from pycm.commands import Daemon, Session, dispatch
+from pycm.errors import InternalError, PycmError, TooLong
+from pycm.words import decodeLine, splitWords
+
+#: The longest request line accepted, in bytes, without its line end.
+DEFAULT_MAX_LINE_LENGTH = 65_536
+
+#: How many bytes of EVENT lines may pile up for a client that does not
+#: read, beyond what the transport buffers itself, before it is dropped.
+DEFAULT_MAX_EVENT_BACKLOG = 1024 * 1024
+
+#: A line starting with one of these is a browser's HTTP request smuggled
+#: to a loopback port: the connection is closed without acting on it.
+_HTTP_METHODS = tuple(
+    method + b" "
+    for method in (
+        b"GET", b"POST", b"PUT", b"HEAD", b"OPTIONS",
+        b"DELETE", b"PATCH", b"CONNECT", b"TRACE",
+    )
+)
+
+_encodeJSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def encodeReply(kind: bytes, value: Any) -> bytes:
+    """Encode C{OK <json>} or C{EVENT <json>} (without the line end)."""
+    return kind + b" " + _encodeJSON(value).encode("utf-8")
+
+
+def encodeError(error: PycmError) -> bytes:
+    """Encode C{ERR <code> <message>}, the message kept on one line."""
+    message = " ".join(str(error).split()) or error.code
+    return b"ERR " + error.code.encode("ascii") + b" " + message.encode("utf-8")
+
+
+def isCrossProtocol(line: bytes) -> bool:
+    """Is this the start of an HTTP request rather than a pycm request?"""
+    head = line[:8].upper()
+    return head.startswith(_HTTP_METHODS) or head.startswith(b"HOST:")
+
+
+@implementer(IPushProducer)
+class _WriteThrottle:
+    """
+    Registered with the transport so that a client that does not read its
+    replies makes the protocol stop reading its requests.
+    """
+
+    def __init__(self, protocol: PycmServerProtocol) -> None:
+        self._protocol = protocol
+
+    def pauseProducing(self) -> None:
+        self._protocol.pauseReading("write")
+
+    def resumeProducing(self) -> None:
+        self._protocol.resumeReading("write")
+
+    def stopProducing(self) -> None:
+        pass
+
+
+class PycmServerProtocol(LineReceiver):
+    """
+    One client connection of the daemon.
+
+    @ivar session: the connection's state as the command table sees it.
+    """
+
+    # LF ends a line; a CR before it is dropped in lineReceived, so telnet
+    # and CRLF clients work.
+    delimiter = b"\n"
+    # Replaced in connectionMade by the factory's limit plus one byte for a
+    # CR; LineReceiver never buffers more than this of one line.
+    MAX_LENGTH = DEFAULT_MAX_LINE_LENGTH + 1
+
+    factory: PycmServerFactory
+    log = Logger()
+
+    session: Session
+    _lost = False
+    _inFlight = False
+    _closeAfterReply = False
+
+    def connectionMade(self) -> None:
+        factory = self.factory
+        self.MAX_LENGTH = factory.maxLineLength + 1
+        self.session = Session(
+            factory.daemon, self.sendEvent, self.closeAfterReply, factory.requireAuth
+        )
+        self._pauses: set[str] = set()
+        self._eventBacklog = 0
+        self._peer = _describePeer(self.transport)
+        factory.daemon.connections += 1
+        self.transport.registerProducer(_WriteThrottle(self), True)
+        self.log.info(
+            "connection from {peer} on {listener}",
+            peer=self._peer,
+            listener=factory.description,
+        )
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._lost = True
+        self.factory.daemon.connections -= 1
+        self.session.disconnected()
+        self.log.info("connection from {peer} closed", peer=self._peer)
+
+    # Reading and its pauses.
+
+    def pauseReading(self, reason: str) -> None:
+        """Stop reading requests until every reason is resumed."""
+        if not self._pauses:
+            self.pauseProducing()
+        self._pauses.add(reason)
+
+    def resumeReading(self, reason: str) -> None:
+        """Drop one reason to pause; read again if none is left."""
+        if reason == "write":
+            self._eventBacklog = 0
+        if reason not in self._pauses:
+            return
+        self._pauses.discard(reason)
+        if not self._pauses and not self._lost and not self.transport.disconnecting:
+            self.resumeProducing()
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        self._tooLong()
+
+    def _tooLong(self) -> None:
+        limit = self.factory.maxLineLength
+        self.log.warn(
+            "request line from {peer} longer than {limit} bytes: closing",
+            peer=self._peer,
+            limit=limit,
+        )
+        self.clearLineBuffer()
+        self.sendLine(encodeError(TooLong(f"request line longer than {limit} bytes")))
+        self.transport.loseConnection()
+
+    def lineReceived(self, line: bytes) -> None:
+        if line[-1:] == b"\r":
+            line = line[:-1]
+        if len(line) > self.factory.maxLineLength:
+            return self._tooLong()
+        if isCrossProtocol(line):
+            self.log.warn(
+                "HTTP request from {peer}: closing (cross-protocol guard)",
+                peer=self._peer,
+            )
+            self.clearLineBuffer()
+            self.transport.loseConnection()
+            return
+        stripped = line.lstrip()
+        if not stripped or stripped[:1] == b"#":
+            return
+        self._handle(line)
+
+    # Requests and replies.
+
+    def _handle(self, line: bytes) -> None:
+        try:
+            words = splitWords(decodeLine(line))
+            if not words:
+                return
+            if self.factory.logRequests:
+                self.log.debug("{peer} request {command}", peer=self._peer, command=words[0])
+            result = dispatch(self.session, words)
+        except PycmError as error:
+            self._replyError(error)
+            return
+        except Exception:
+            self._replyFailure(Failure())
+            return
+        if not isinstance(result, Deferred):
+            self._replyOK(result)
+            return
+        self._inFlight = True
+        result.addCallbacks(self._replyOK, self._replyFailure)
+        result.addBoth(self._requestDone)
+        if self._inFlight:
+            self.pauseReading("request")
+
+    def _requestDone(self, _: object) -> None:
+        self._inFlight = False
+        if "request" in self._pauses:
+            # Go on with the next request in a fresh reactor turn, never
+            # inside the backend call that fired this one.
+            self.factory.daemon.clock.callLater(0, self.resumeReading, "request")
+
+    def _replyOK(self, result: Any) -> None:
+        try:
+            line = encodeReply(b"OK", result)
+        except Exception:
+            self._replyFailure(Failure())
+            return
+        self._reply(line)
+
+    def _replyFailure(self, failure: Failure) -> None:
+        if isinstance(failure.value, PycmError):
+            self._replyError(failure.value)
+            return
+        self.log.failure("internal error serving {peer}", failure, peer=self._peer)
+        self._replyError(InternalError(f"internal error: {failure.getErrorMessage()}"))
+
+    def _replyError(self, error: PycmError) -> None:
+        if self.factory.logRequests:
+            self.log.debug("{peer} error {code}", peer=self._peer, code=error.code)
+        self._reply(encodeError(error))
+
+    def _reply(self, line: bytes) -> None:
+        if self._lost:
+            return
+        self.sendLine(line)
+        after, self.session.afterReply = self.session.afterReply, []
+        for action in after:
+            action()
+        if self._closeAfterReply:
+            self.clearLineBuffer()
+            self.transport.loseConnection()
+
+    def closeAfterReply(self) -> None:
+        """Close the connection as soon as the current reply is written."""
+        self._closeAfterReply = True
+
+    def sendEvent(self, value: Any) -> None:
+        """
+        Send one C{EVENT} line.  A client that lets more than the factory's
+        C{maxEventBacklog} bytes of them pile up is disconnected.
+        """
+        if self._lost:
+            return
+        line = encodeReply(b"EVENT", value)
+        if "write" in self._pauses:
+            self._eventBacklog += len(line) + 1
+            if self._eventBacklog > self.factory.maxEventBacklog:
+                self.log.warn(
+                    "{peer} is too far behind on its events: disconnecting",
+                    peer=self._peer,
+                )
+                self._lost = True
+                self.transport.abortConnection()
+                return
+        self.sendLine(line)
+
+
+class PycmServerFactory(Factory):
+    """
+    Makes L{PycmServerProtocol}s for one listener.
+
+    @ivar requireAuth: whether this listener wants C{auth TOKEN} first
+        (TCP and TLS listeners, unless the operator turned it off).
+    @ivar description: the listener, as C{info} and the logs show it.
+    """
+
+    protocol = PycmServerProtocol
+    noisy = False
+
+    def __init__(
+        self,
+        daemon: Daemon,
+        requireAuth: bool = False,
+        description: str = "",
+        maxLineLength: int = DEFAULT_MAX_LINE_LENGTH,
+        maxEventBacklog: int = DEFAULT_MAX_EVENT_BACKLOG,
+        logRequests: bool = False,
+    ) -> None:
+        self.daemon = daemon
+        self.requireAuth = requireAuth
+        self.description = description
+        self.maxLineLength = maxLineLength
+        self.maxEventBacklog = maxEventBacklog
+        self.logRequests = logRequests
+
+
+def _describePeer(transport: Any) -> str:
+    try:
+        peer = transport.getPeer()
+    except Exception:
+        return "?"
+    host = getattr(peer, "host", None)
+    if host is not None:
+        return f"{host}:{getattr(peer, 'port', '')}"
+    name = getattr(peer, "name", None)
+    return f"unix:{name.decode() if isinstance(name, bytes) else name or '?'}"

@@ -1,0 +1,172 @@
+"""
+Request lines into words, and words into options and arguments.
+
+A line is split by POSIX shell rules (quotes and backslashes, nothing
+else); options come before the positional arguments, as C{--opt=value},
+C{--opt value} or a listed short form (C{-e K=V}); C{--} ends them.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+
+from pycm.errors import BadRequest
+
+_SHELL_SPECIAL = frozenset("'\"\\")
+
+
+def splitWords(line: str) -> list[str]:
+    """
+    Split a decoded request line into words.
+
+    @raise BadRequest: on unbalanced quotes or a trailing backslash.
+    """
+    if _SHELL_SPECIAL.isdisjoint(line):
+        # The fast path: most requests have no quoting at all.
+        return line.split()
+    try:
+        return shlex.split(line, comments=False, posix=True)
+    except ValueError as e:
+        raise BadRequest(f"cannot split the request into words: {e}") from None
+
+
+def decodeLine(line: bytes) -> str:
+    """
+    Decode one request line.
+
+    @raise BadRequest: if it is not UTF-8 or contains NUL.
+    """
+    if b"\0" in line:
+        raise BadRequest("the request contains a NUL byte")
+    try:
+        return line.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise BadRequest(f"the request is not valid UTF-8 (byte {e.start})") from None
+
+
+@attrs.frozen
+class Option:
+    """
+    One option a command accepts.
+
+    @ivar name: the long name, without dashes (C{"env"}).
+    @ivar short: the one-letter short form, without its dash, or None.
+    @ivar takesValue: False for a flag (C{--force}).
+    @ivar repeat: True if it may be given more than once (values collect
+        into a list).
+    @ivar metavar: how C{help} names its value.
+    """
+
+    name: str
+    short: str | None = None
+    takesValue: bool = True
+    repeat: bool = False
+    metavar: str = "VALUE"
+
+    def usage(self) -> str:
+        text = f"--{self.name}"
+        if self.takesValue:
+            text += f"={self.metavar}"
+        if self.short:
+            text = f"-{self.short}|{text}"
+        return f"[{text}]" + ("..." if self.repeat else "")
+
+
+def parseOptions(
+    words: Sequence[str], options: Sequence[Option]
+) -> tuple[dict[str, Any], list[str]]:
+    """
+    Take the leading options off C{words}.
+
+    @return: the options given (flags as True, repeatable ones as lists,
+        others as strings) and the remaining positional words.
+    @raise BadRequest: for an unknown option, a missing value, a flag given
+        a value, or a non-repeatable option given twice.
+    """
+    byLong = {option.name: option for option in options}
+    byShort = {option.short: option for option in options if option.short}
+    given: dict[str, Any] = {}
+    index = 0
+    while index < len(words):
+        word = words[index]
+        if word == "--":
+            index += 1
+            break
+        if not word.startswith("-") or word == "-":
+            break
+        value: str | None = None
+        if word.startswith("--"):
+            name, sep, attached = word[2:].partition("=")
+            option = byLong.get(name.lower())
+            if sep:
+                value = attached
+        else:
+            name = word[1:]
+            option = byShort.get(name)
+        if option is None:
+            raise BadRequest(f"unknown option {word.partition('=')[0]!r}")
+        index += 1
+        if option.takesValue:
+            if value is None:
+                if index >= len(words):
+                    raise BadRequest(f"option --{option.name} needs a value")
+                value = words[index]
+                index += 1
+            if option.repeat:
+                given.setdefault(option.name, []).append(value)
+                continue
+        elif value is not None:
+            raise BadRequest(f"option --{option.name} takes no value")
+        else:
+            value = True  # type: ignore[assignment]
+        if option.name in given:
+            raise BadRequest(f"option --{option.name} given twice")
+        given[option.name] = value
+    return given, list(words[index:])
+
+
+def parseKeyValues(values: Sequence[str], what: str) -> dict[str, str]:
+    """Turn C{["A=1", "B=2"]} into a dict; C{what} names the option."""
+    result = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise BadRequest(f"bad --{what} {item!r}: expected KEY=VALUE")
+        result[key] = value
+    return result
+
+
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def parseSize(text: str) -> int:
+    """Parse C{512m}, C{1g}, C{1048576} into bytes."""
+    lowered = text.strip().lower()
+    number, unit = lowered, ""
+    if lowered and lowered[-1] in _SIZE_UNITS:
+        number, unit = lowered[:-1], lowered[-1]
+    if not number.isdigit() or int(number) <= 0:
+        raise BadRequest(f"bad size {text!r}: expected bytes, or a number with k, m or g")
+    return int(number) * _SIZE_UNITS[unit]
+
+
+def parseSeconds(text: str, what: str) -> float:
+    """Parse a non-negative number of seconds."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise BadRequest(f"bad --{what} {text!r}: expected seconds") from None
+    if not (seconds >= 0) or seconds == float("inf"):
+        raise BadRequest(f"bad --{what} {text!r}: expected seconds")
+    return seconds
+
+
+def parseCount(text: str, what: str) -> int:
+    """Parse a non-negative whole number."""
+    if not text.isdigit():
+        raise BadRequest(f"bad --{what} {text!r}: expected a whole number")
+    return int(text)
