@@ -1,0 +1,182 @@
+# shellcheck shell=bash
+# Start a private Docker engine (and a loopback registry) for pycm's docker
+# tests.  Source it, then call the functions:
+#
+#   source .ci/docker-setup.sh
+#   pycm_docker_setup      # installs if needed, starts dockerd + registry,
+#                          # builds the test image, exports PYCM_* variables
+#   ...run the tests...
+#   pycm_docker_teardown   # stops both, removes the private directories
+#
+# Or run it as a script: `.ci/docker-setup.sh setup` prints `export ...`
+# lines for `eval "$(.ci/docker-setup.sh setup)"`, and `.ci/docker-setup.sh
+# teardown DIR` stops what `setup` started in DIR.
+#
+# Exported after setup:
+#   PYCM_DOCKER_HOST     unix://DIR/docker.sock, the private engine
+#   PYCM_DOCKER_PIDFILE  its pidfile (fault tests kill and restart it)
+#   PYCM_DOCKERD_ARGS    the dockerd command line, to restart it the same way
+#   PYCM_TEST_IMAGE      pycm-test/busybox:latest, a busybox-static image
+#   PYCM_TEST_REGISTRY   127.0.0.1:PORT, a registry holding
+#                        PORT/pycm-test/busybox:latest for pull tests
+#   PYCM_REQUIRE_DOCKER  1: docker tests fail instead of skipping
+#   PYCM_DOCKER_DIR      the private directory (for teardown)
+#
+# Everything lives in one directory (PYCM_DOCKER_DIR, default a mktemp -d under
+# /tmp: a UNIX socket path must stay under 108 bytes).  Takes ~5-15 s when
+# the packages are already installed.
+
+_pycm_log() { echo "docker-setup: $*" >&2; }
+
+pycm_docker_install() {
+    local missing=()
+    command -v dockerd >/dev/null || missing+=(docker.io)
+    [ -x /bin/busybox ] || [ -x /usr/bin/busybox ] || missing+=(busybox-static)
+    command -v docker-registry >/dev/null || missing+=(docker-registry)
+    if [ "${#missing[@]}" -gt 0 ]; then
+        _pycm_log "installing ${missing[*]}"
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
+    fi
+}
+
+# pycm_docker_start_engine DIR: start dockerd with its state in DIR; wait.
+pycm_docker_start_engine() {
+    local dir=$1
+    mkdir -p "$dir/data" "$dir/exec"
+    local args="--data-root $dir/data --exec-root $dir/exec --storage-driver vfs \
+--iptables=false --ip-masq=false --bridge=none --host unix://$dir/docker.sock \
+--pidfile $dir/dockerd.pid"
+    # shellcheck disable=SC2086
+    dockerd $args >>"$dir/dockerd.log" 2>&1 &
+    PYCM_DOCKERD_ARGS=$args
+    local i
+    for i in $(seq 1 150); do
+        if docker -H "unix://$dir/docker.sock" version >/dev/null 2>&1; then
+            return 0
+        fi
+        sleep 0.2
+    done
+    _pycm_log "dockerd did not answer; its log:"
+    tail -n 30 "$dir/dockerd.log" >&2
+    return 1
+}
+
+# pycm_docker_build_image DIR HOST TAG: docker import a busybox root fs.
+pycm_docker_build_image() {
+    local dir=$1 host=$2 tag=$3 bb root applet
+    bb=$(command -v busybox)
+    [ -x /bin/busybox ] && file -L /bin/busybox 2>/dev/null | grep -q static && bb=/bin/busybox
+    root="$dir/rootfs"
+    rm -rf "$root"
+    mkdir -p "$root/bin" "$root/tmp" "$root/etc" "$root/proc" "$root/sys" "$root/dev"
+    cp "$bb" "$root/bin/busybox"
+    for applet in $("$bb" --list); do
+        [ "$applet" = busybox ] || ln -sf busybox "$root/bin/$applet"
+    done
+    echo "root:x:0:0:root:/:/bin/sh" >"$root/etc/passwd"
+    echo "root:x:0:" >"$root/etc/group"
+    tar -C "$root" -c . | docker -H "$host" import \
+        -c 'ENV PATH=/bin' -c 'CMD ["sh"]' - "$tag" >/dev/null
+    rm -rf "$root"
+}
+
+# pycm_docker_start_registry DIR PORT: a loopback registry on 127.0.0.1:PORT.
+pycm_docker_start_registry() {
+    local dir=$1 port=$2 i
+    mkdir -p "$dir/registry"
+    cat >"$dir/registry.yml" <<EOF
+version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: $dir/registry
+http:
+  addr: 127.0.0.1:$port
+EOF
+    docker-registry serve "$dir/registry.yml" >>"$dir/registry.log" 2>&1 &
+    echo $! >"$dir/registry.pid"
+    for i in $(seq 1 100); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    _pycm_log "registry did not start; its log:"
+    tail -n 20 "$dir/registry.log" >&2
+    return 1
+}
+
+_pycm_free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+pycm_docker_setup() {
+    pycm_docker_install || return 1
+    local dir=${PYCM_DOCKER_DIR:-$(mktemp -d /tmp/pycm-docker.XXXXXX)}
+    local host="unix://$dir/docker.sock"
+    local image=pycm-test/busybox:latest port
+    pycm_docker_start_engine "$dir" || return 1
+    pycm_docker_build_image "$dir" "$host" "$image" || return 1
+    port=$(_pycm_free_port)
+    pycm_docker_start_registry "$dir" "$port" || return 1
+    # 127.0.0.0/8 registries are insecure (plain HTTP) by default.
+    docker -H "$host" tag "$image" "127.0.0.1:$port/$image" &&
+        docker -H "$host" push "127.0.0.1:$port/$image" >/dev/null &&
+        docker -H "$host" rmi "127.0.0.1:$port/$image" >/dev/null || return 1
+    export PYCM_DOCKER_DIR=$dir
+    export PYCM_DOCKER_HOST=$host
+    export PYCM_DOCKER_PIDFILE=$dir/dockerd.pid
+    export PYCM_DOCKERD_ARGS
+    export PYCM_TEST_IMAGE=$image
+    export PYCM_TEST_REGISTRY=127.0.0.1:$port
+    export PYCM_REQUIRE_DOCKER=1
+    _pycm_log "engine at $host, registry at 127.0.0.1:$port, image $image"
+}
+
+# pycm_docker_teardown [DIR]: stop the engine and registry, remove DIR.
+pycm_docker_teardown() {
+    local dir=${1:-$PYCM_DOCKER_DIR} pid i
+    [ -n "$dir" ] && [ -d "$dir" ] || return 0
+    if [ -S "$dir/docker.sock" ]; then
+        # Remove containers first so no shim outlives the engine.
+        docker -H "unix://$dir/docker.sock" ps -aq 2>/dev/null |
+            xargs -r docker -H "unix://$dir/docker.sock" rm -f >/dev/null 2>&1
+    fi
+    for f in "$dir/registry.pid" "$dir/dockerd.pid"; do
+        [ -f "$f" ] || continue
+        pid=$(cat "$f")
+        kill "$pid" 2>/dev/null || continue
+        for i in $(seq 1 100); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -9 "$pid" 2>/dev/null
+    done
+    # vfs layers can hold read-only bits; exec-root may hold mounts.
+    umount -R "$dir/exec" 2>/dev/null
+    umount -R "$dir/data" 2>/dev/null
+    rm -rf "$dir" 2>/dev/null
+    unset PYCM_DOCKER_HOST PYCM_DOCKER_PIDFILE PYCM_DOCKERD_ARGS PYCM_TEST_IMAGE \
+        PYCM_TEST_REGISTRY PYCM_DOCKER_DIR
+    return 0
+}
+
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+    set -u
+    case "${1:-}" in
+    setup)
+        pycm_docker_setup >&2 || exit 1
+        for v in PYCM_DOCKER_DIR PYCM_DOCKER_HOST PYCM_DOCKER_PIDFILE \
+            PYCM_DOCKERD_ARGS PYCM_TEST_IMAGE PYCM_TEST_REGISTRY PYCM_REQUIRE_DOCKER; do
+            printf 'export %s=%q\n' "$v" "${!v}"
+        done
+        ;;
+    teardown) pycm_docker_teardown "${2:-${PYCM_DOCKER_DIR:-}}" ;;
+    *)
+        echo "usage: $0 setup|teardown [DIR]" >&2
+        exit 2
+        ;;
+    esac
+fi

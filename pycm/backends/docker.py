@@ -1,0 +1,892 @@
+"""
+The Docker backend: pycm in front of a Docker engine, through its Engine
+API (L{pycm.backends.dockerengine}), with the engine doing the container
+work.
+
+Containers pycm creates carry the label C{io.pycm.managed=true}; the
+backend sees only those (any other container is L{NotFound}, and its name
+is a L{Conflict} for C{create}).  Events come from one filtered
+C{GET /events} stream (L{pycm.backends.dockerevents}); every operation's
+Deferred fires only after the observers have seen its event (or after
+L{DockerBackend.eventGrace} seconds if the stream is late), so the event
+log is in step with the replies.  How engine states and exit codes map to
+pycm's is in L{pycm.backends.dockermap}.
+
+While the engine is unreachable every call fails with L{Unavailable}; the
+backend keeps trying in the background and recovers by itself.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import os
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+from twisted.internet import defer
+from twisted.internet.defer import Deferred, DeferredLock
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from pycm.backends.dockerengine import (
+    EngineAddress,
+    EngineClient,
+    EngineError,
+    Stream,
+    defaultHost,
+)
+from pycm.backends.dockerevents import EngineEvents
+from pycm.backends.dockermap import (
+    ACTIONS,
+    MANAGED_LABEL,
+    containerFromInspect,
+    createBody,
+    isManaged,
+    mapEngineError,
+    mapExitCode,
+    sinceParam,
+    splitImage,
+)
+from pycm.backends.dockerstream import Demultiplexer, JSONLines, LogLineSplitter
+from pycm.errors import (
+    BackendError,
+    BadRequest,
+    Conflict,
+    NoImage,
+    NotFound,
+    PycmError,
+    Unavailable,
+)
+from pycm.interfaces import IContainerBackend
+from pycm.model import (
+    ALL_OPTIONS,
+    Action,
+    Capabilities,
+    Container,
+    ContainerEvent,
+    ContainerSpec,
+    LogFollow,
+    LogLine,
+    State,
+    WaitCondition,
+    parseSignal,
+    parseTime,
+)
+
+#: The backend options C{makeBackend} takes (C{--docker-host} and so on on
+#: the daemon's command line), with their defaults and help.
+OPTIONS: dict[str, tuple[str, str]] = {
+    "docker-host": (
+        "",
+        "the engine: unix:///PATH or tcp://HOST:PORT (default: $DOCKER_HOST, "
+        "else unix:///var/run/docker.sock)",
+    ),
+    "default-image": ("busybox:latest", "the image of a run/create that names none"),
+    "pull": ("never", "never: a missing image is ERR no_image; missing: pull it"),
+    "request-timeout": ("10", "seconds an engine request may take"),
+    "pull-timeout": ("300", "seconds a pull may take"),
+    "network": ("", "HostConfig.NetworkMode of new containers (e.g. none)"),
+    "init": ("yes", "yes: run docker-init as PID 1 (signals behave as on a host)"),
+    "stop-on-close": (
+        "no",
+        "yes: stop pycm's running containers when the daemon stops",
+    ),
+}
+
+_LIST_FILTERS = {"label": [f"{MANAGED_LABEL}=true"]}
+_EVENT_FILTERS = {"type": ["container"], **_LIST_FILTERS}
+
+CAPABILITIES = Capabilities(
+    options=ALL_OPTIONS,
+    limits=frozenset({"memory", "cpus"}),
+    images="a Docker image reference (e.g. busybox:latest)",
+)
+
+
+def _yesNo(option: str, text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("yes", "true", "1", "on"):
+        return True
+    if value in ("no", "false", "0", "off"):
+        return False
+    raise ValueError(f"--{option} must be yes or no, not {text!r}")
+
+
+def _seconds(option: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or math.isinf(value):
+        raise ValueError(f"--{option} must be a positive number of seconds, not {text!r}")
+    return value
+
+
+def makeBackend(reactor: Any, stateDir: Any, options: dict[str, str]) -> DockerBackend:
+    """
+    Build the Docker backend from the daemon's backend options (see
+    L{OPTIONS}); C{stateDir} is not used (the engine keeps the state).
+
+    @raise ValueError: for a bad option value.
+    """
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        DockerBackend.log.warn(
+            "docker backend ignores options it does not know: {unknown}",
+            unknown=", ".join(unknown),
+        )
+
+    def get(key: str) -> str:
+        return options.get(key) or OPTIONS[key][0]
+
+    pull = get("pull").strip().lower()
+    if pull not in ("never", "missing"):
+        raise ValueError(f"--pull must be never or missing, not {pull!r}")
+    try:
+        address = EngineAddress.parse(get("docker-host") or defaultHost(dict(os.environ)))
+    except BackendError as e:
+        raise ValueError(str(e)) from None
+    engine = EngineClient(reactor, address, _seconds("request-timeout", get("request-timeout")))
+    return DockerBackend(
+        reactor,
+        engine,
+        defaultImage=get("default-image"),
+        pull=pull == "missing",
+        pullTimeout=_seconds("pull-timeout", get("pull-timeout")),
+        networkMode=get("network") or None,
+        init=_yesNo("init", get("init")),
+        stopOnClose=_yesNo("stop-on-close", get("stop-on-close")),
+    )
+
+
+class _Waiter:
+    """Someone waiting for an event (name, action) after a sequence number."""
+
+    def __init__(self, name: str, actions: frozenset[str], after: int) -> None:
+        self.name = name
+        self.actions = actions
+        self.after = after
+        self.deferred: Deferred[None] = Deferred(lambda d: None)
+
+
+@implementer(IContainerBackend)
+class DockerBackend:
+    """
+    L{IContainerBackend} on a Docker engine.
+
+    @ivar eventGrace: how long an operation waits for its own event to come
+        back on the event stream before it replies anyway.
+    @ivar pullObservers: callables taking C{(image, progress)} with each
+        progress object of a pull (C{status}, C{id}, C{progressDetail}).
+    """
+
+    name = "docker"
+    capabilities = CAPABILITIES
+    log = Logger()
+    eventGrace = 3.0
+    #: How often a C{wait --for=running} looks again, besides the events.
+    pollInterval = 1.0
+
+    def __init__(
+        self,
+        reactor: Any,
+        engine: EngineClient,
+        defaultImage: str = "busybox:latest",
+        pull: bool = False,
+        pullTimeout: float = 300.0,
+        networkMode: str | None = None,
+        init: bool = True,
+        stopOnClose: bool = False,
+    ) -> None:
+        self.reactor = reactor
+        self.engine = engine
+        self.defaultImage = defaultImage
+        self.pull = pull
+        self.pullTimeout = pullTimeout
+        self.networkMode = networkMode
+        self.init = init
+        self.stopOnClose = stopOnClose
+        self.pullObservers: list[Callable[[str, dict[str, Any]], None]] = []
+        self._observers: list[Callable[[ContainerEvent], None]] = []
+        self._locks: dict[str, DeferredLock] = {}
+        self._stopping: collections.Counter[str] = collections.Counter()
+        self._signals: dict[str, set[int]] = {}
+        self._known: dict[str, tuple[str, str]] = {}
+        self._details: dict[str, dict[str, Any]] = {}
+        self._seq = 0
+        self._recent: collections.deque[tuple[int, str, str]] = collections.deque(maxlen=2000)
+        self._waiters: list[_Waiter] = []
+        self._events = EngineEvents(
+            reactor, engine, _EVENT_FILTERS, self._engineEvent, self._connected
+        )
+        self._closed = False
+
+    # -- lifecycle ------------------------------------------------------------
+
+    def open(self) -> Deferred[None]:
+        """
+        Start following the engine's events.  Fires at once: if the engine
+        is not there yet, calls fail with L{Unavailable} until it is.
+        """
+        self._events.start()
+        return defer.succeed(None)
+
+    @defer.inlineCallbacks
+    def close(self) -> Any:
+        """Stop following events (and, with C{stop-on-close}, the containers)."""
+        self._closed = True
+        if self.stopOnClose:
+            try:
+                containers = yield self.list()
+            except PycmError:
+                containers = []
+            yield defer.DeferredList(
+                [
+                    self.stop(c.name, None)
+                    for c in containers
+                    if c.state in State.ALIVE or c.state == State.RESTARTING
+                ],
+                consumeErrors=True,
+            )
+        self._events.stop()
+        for waiter in self._waiters:
+            if not waiter.deferred.called:
+                waiter.deferred.callback(None)
+        self._waiters = []
+        yield self.engine.close()
+
+    def addObserver(self, observer: Callable[[ContainerEvent], None]) -> None:
+        self._observers.append(observer)
+
+    def removeObserver(self, observer: Callable[[ContainerEvent], None]) -> None:
+        if observer in self._observers:
+            self._observers.remove(observer)
+
+    # -- events ---------------------------------------------------------------
+
+    def _emit(self, event: ContainerEvent) -> None:
+        for observer in list(self._observers):
+            try:
+                observer(event)
+            except Exception:
+                self.log.failure("event observer {observer!r} failed", observer=observer)
+
+    def _engineEvent(self, raw: dict[str, Any]) -> None:
+        """Turn one engine event into a pycm event, and note what it says."""
+        action = str(raw.get("Action") or raw.get("status") or "")
+        action = action.split(":", 1)[0]
+        actor = raw.get("Actor") or {}
+        attributes = actor.get("Attributes") or {}
+        name = str(attributes.get("name", ""))
+        cid = str(actor.get("ID") or raw.get("id") or "")
+        if action not in ACTIONS or not name:
+            return
+        if not isManaged(attributes):
+            return
+        self._details.pop(cid, None)
+        nano = raw.get("timeNano")
+        when = nano / 1e9 if isinstance(nano, int) else float(raw.get("time", 0))
+        exitCode = None
+        if action == Action.START:
+            self._signals.pop(name, None)
+            self._known[name] = (cid, State.RUNNING)
+        elif action == Action.CREATE:
+            self._signals.pop(name, None)
+            self._known[name] = (cid, State.CREATED)
+        elif action == Action.KILL:
+            try:
+                signum = parseSignal(str(attributes.get("signal", "9")))
+            except PycmError:
+                signum = 9
+            self._signals.setdefault(name, set()).add(signum)
+            if self._stopping[name] and signum != 9:
+                # The stop signal of a pycm stop: the contract's kill event
+                # is only for a stop that had to escalate.
+                return self._note(name, "stop-signal")
+        elif action == Action.DIE:
+            try:
+                code = int(attributes.get("exitCode", ""))
+            except ValueError:
+                code = None
+            exitCode = mapExitCode(code, self._signals.get(name, ()), False)
+            self._known[name] = (cid, State.EXITED)
+        elif action == Action.DESTROY:
+            self._known.pop(name, None)
+            self._signals.pop(name, None)
+        self._emit(ContainerEvent(action, name, when, exitCode))
+        self._note(name, action)
+
+    def _note(self, name: str, action: str) -> None:
+        """Record that C{action} happened to C{name}; fire who waits for it."""
+        self._seq += 1
+        self._recent.append((self._seq, name, action))
+        fired = [
+            w
+            for w in self._waiters
+            if w.name == name and action in w.actions and self._seq > w.after
+        ]
+        for waiter in fired:
+            self._waiters.remove(waiter)
+            if not waiter.deferred.called:
+                waiter.deferred.callback(None)
+
+    def _mark(self) -> int:
+        """A point in the event sequence to wait from."""
+        return self._seq
+
+    def _awaitEvent(
+        self, mark: int, name: str, *actions: str, grace: float | None = None
+    ) -> Deferred[None]:
+        """
+        Fire once an event in C{actions} for C{name} has been seen after
+        C{mark}, or at once if the stream is down, or after the grace time.
+        """
+        wanted = frozenset(actions)
+        for seq, seen, action in reversed(self._recent):
+            if seq <= mark:
+                break
+            if seen == name and action in wanted:
+                return defer.succeed(None)
+        if not self._events.connected:
+            return defer.succeed(None)
+        waiter = _Waiter(name, wanted, mark)
+        self._waiters.append(waiter)
+        d = waiter.deferred
+        timeout = self.eventGrace if grace is None else grace
+
+        def late() -> None:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+            if not d.called:
+                self.log.warn(
+                    "no {actions} event for {name} from the engine within {t} s",
+                    actions="/".join(sorted(wanted)),
+                    name=name,
+                    t=timeout,
+                )
+                d.callback(None)
+
+        call = self.reactor.callLater(timeout, late)
+
+        def stopTimer(result: Any) -> Any:
+            if call.active():
+                call.cancel()
+            return result
+
+        return d.addBoth(stopTimer)
+
+    @defer.inlineCallbacks
+    def _connected(self, reconnect: bool) -> Any:
+        """
+        The event stream is (again) open: compare the engine's containers
+        with what the events said, and emit what an engine restart lost.
+        """
+        try:
+            _, summaries = yield self.engine.request(
+                "GET", "/containers/json", {"all": True, "filters": _LIST_FILTERS}
+            )
+        except (PycmError, EngineError):
+            return
+        now = self.reactor.seconds()
+        current: dict[str, tuple[str, str]] = {}
+        for summary in summaries or ():
+            names = summary.get("Names") or ["/"]
+            name = names[0].lstrip("/")
+            state = str(summary.get("State", ""))
+            alive = state in ("running", "restarting", "paused")
+            current[name] = (summary.get("Id", ""), "running" if alive else state)
+        if reconnect:
+            for name, (cid, state) in list(self._known.items()):
+                now_ = current.get(name)
+                if now_ is None or now_[0] != cid:
+                    if state == State.RUNNING:
+                        self._emit(ContainerEvent(Action.DIE, name, now, None))
+                    self._emit(ContainerEvent(Action.DESTROY, name, now))
+                    self._note(name, Action.DESTROY)
+                elif state == State.RUNNING and now_[1] != "running":
+                    data = yield self._inspectId(cid, name, quiet=True)
+                    code = None
+                    if data is not None:
+                        code = self._container(data).exitCode
+                    self._emit(ContainerEvent(Action.DIE, name, now, code))
+                    self._note(name, Action.DIE)
+            for name, (cid, state) in current.items():
+                before = self._known.get(name)
+                if before is None or before[0] != cid:
+                    self._emit(ContainerEvent(Action.CREATE, name, now))
+                    if state == "running":
+                        self._emit(ContainerEvent(Action.START, name, now))
+                elif before[1] != State.RUNNING and state == "running":
+                    self._emit(ContainerEvent(Action.START, name, now))
+        self._known = {
+            name: (cid, State.RUNNING if state == "running" else State.EXITED)
+            for name, (cid, state) in current.items()
+        }
+        self._details.clear()
+
+    # -- helpers --------------------------------------------------------------
+
+    def _lock(self, name: str) -> DeferredLock:
+        lock = self._locks.get(name)
+        if lock is None:
+            lock = self._locks[name] = DeferredLock()
+        return lock
+
+    def _serially(self, name: str, f: Callable[..., Any], *args: Any) -> Deferred[Any]:
+        """Run C{f} under C{name}'s lock: one operation per container at a time."""
+        lock = self._lock(name)
+
+        def release(result: Any) -> Any:
+            lock.release()
+            if not lock.locked and not lock.waiting and self._locks.get(name) is lock:
+                del self._locks[name]
+            return result
+
+        def locked(_: Any) -> Deferred[Any]:
+            return defer.maybeDeferred(f, *args).addBoth(release)
+
+        return lock.acquire().addCallback(locked)
+
+    def _container(self, data: dict[str, Any]) -> Container:
+        name = str(data.get("Name", "")).lstrip("/")
+        return containerFromInspect(
+            data, self._signals.get(name, ()), stopping=self._stopping[name] > 0
+        )
+
+    def _fail(self, error: BaseException, name: str | None = None, **kw: Any) -> Exception:
+        if isinstance(error, EngineError):
+            return mapEngineError(error.status, error.message, name=name, **kw)
+        return error  # type: ignore[return-value]
+
+    @defer.inlineCallbacks
+    def _inspectId(self, ref: str, name: str, quiet: bool = False) -> Any:
+        """
+        C{GET /containers/REF/json} for one of pycm's containers.
+
+        @return: Deferred firing with the engine's JSON; L{NotFound} if
+            there is none with that name (or it is not pycm's), or None with
+            C{quiet}.
+        """
+        try:
+            _, data = yield self.engine.request("GET", f"/containers/{ref}/json")
+        except EngineError as e:
+            if e.status == 404 and quiet:
+                return None
+            raise self._fail(e, name) from None
+        if (
+            not isinstance(data, dict)
+            or str(data.get("Name", "")).lstrip("/") != name
+            or not isManaged((data.get("Config") or {}).get("Labels"))
+        ):
+            if quiet:
+                return None
+            raise NotFound(name)
+        self._details[data["Id"]] = data
+        return data
+
+    def _resolve(self, name: str) -> Deferred[dict[str, Any]]:
+        return self._inspectId(name, name)
+
+    # -- create ---------------------------------------------------------------
+
+    def create(self, spec: ContainerSpec) -> Deferred[Container]:
+        return self._serially(spec.name, self._create, spec)
+
+    @defer.inlineCallbacks
+    def _create(self, spec: ContainerSpec) -> Any:
+        image = spec.image or self.defaultImage
+        body = createBody(spec, image, self.networkMode, self.init)
+        mark = self._mark()
+        try:
+            _, created = yield self._createRequest(spec.name, image, body)
+        except EngineError as e:
+            if not (self.pull and e.status == 404):
+                raise self._fail(e, spec.name, image=image) from None
+            yield self.pullImage(image)
+            try:
+                _, created = yield self._createRequest(spec.name, image, body)
+            except EngineError as e2:
+                raise self._fail(e2, spec.name, image=image) from None
+        yield self._awaitEvent(mark, spec.name, Action.CREATE)
+        data = yield self._inspectId(created["Id"], spec.name)
+        return self._container(data)
+
+    @defer.inlineCallbacks
+    def _createRequest(self, name: str, image: str, body: dict[str, Any]) -> Any:
+        try:
+            result = yield self.engine.request("POST", "/containers/create", {"name": name}, body)
+        except EngineError as e:
+            if e.status == 409 and "already in use" in e.message:
+                raise Conflict(f'container name "{name}" is already in use') from None
+            raise
+        return result
+
+    @defer.inlineCallbacks
+    def pullImage(self, image: str) -> Any:
+        """
+        Pull C{image} (C{POST /images/create}), logging its progress and
+        giving each progress object to the L{pullObservers}.
+
+        @return: Deferred firing with None once pulled; L{NoImage} if the
+            registry has no such image.
+        """
+        fromImage, tag = splitImage(image)
+        errors: list[str] = []
+        lastStatus: dict[str, str] = {}
+
+        def progress(item: Any) -> None:
+            if not isinstance(item, dict):
+                return
+            if item.get("error"):
+                errors.append(str(item["error"]))
+                return
+            status = str(item.get("status", ""))
+            key = str(item.get("id", ""))
+            if lastStatus.get(key) != status:
+                lastStatus[key] = status
+                self.log.info("pulling {image}: {id} {status}", image=image, id=key, status=status)
+            for observer in list(self.pullObservers):
+                try:
+                    observer(image, item)
+                except Exception:
+                    self.log.failure("pull observer failed")
+
+        parser = JSONLines(progress)
+        self.log.info("pulling {image}", image=image)
+        try:
+            stream: Stream = yield self.engine.stream(
+                "POST", "/images/create", {"fromImage": fromImage, "tag": tag}, parser.feed
+            )
+        except EngineError as e:
+            if e.status in (404, 400, 401, 403, 500):
+                raise NoImage(image, e.message) from None
+            raise self._fail(e) from None
+        timedOut = [False]
+
+        def timeout() -> None:
+            timedOut[0] = True
+            stream.cancel()
+
+        call = self.reactor.callLater(self.pullTimeout, timeout)
+        yield stream.ended
+        if call.active():
+            call.cancel()
+        parser.flush()
+        if timedOut[0]:
+            raise Unavailable(f"pulling {image} took longer than {self.pullTimeout:g} s")
+        if errors:
+            raise NoImage(image, errors[-1])
+        self.log.info("pulled {image}", image=image)
+
+    # -- start, stop, restart, kill, remove -------------------------------------
+
+    def start(self, name: str) -> Deferred[Container]:
+        return self._serially(name, self._start, name)
+
+    @defer.inlineCallbacks
+    def _start(self, name: str) -> Any:
+        data = yield self._resolve(name)
+        cid = data["Id"]
+        mark = self._mark()
+        try:
+            status, _ = yield self.engine.request("POST", f"/containers/{cid}/start")
+        except EngineError as e:
+            if e.status == 404:
+                raise NotFound(name) from None
+            raise BackendError(f"cannot start {name}: {e.message}") from None
+        if status != 304:
+            self._signals.pop(name, None)
+            yield self._awaitEvent(mark, name, Action.START)
+        data = yield self._inspectId(cid, name)
+        return self._container(data)
+
+    def stop(self, name: str, timeout: float | None) -> Deferred[Container]:
+        return self._serially(name, self._stopOrRestart, name, timeout, False)
+
+    def restart(self, name: str, timeout: float | None) -> Deferred[Container]:
+        return self._serially(name, self._stopOrRestart, name, timeout, True)
+
+    @defer.inlineCallbacks
+    def _stopOrRestart(self, name: str, timeout: float | None, restart: bool) -> Any:
+        data = yield self._resolve(name)
+        cid = data["Id"]
+        container = self._container(data)
+        seconds = container.stopTimeout if timeout is None else timeout
+        params = {"t": math.ceil(max(seconds, 0))}
+        alive = container.state in State.ALIVE or container.state == State.RESTARTING
+        if alive:
+            signals = self._signals.setdefault(name, set())
+            signals.update({parseSignal(container.stopSignal), 9})
+        mark = self._mark()
+        self._stopping[name] += 1
+        try:
+            status, _ = yield self.engine.request(
+                "POST",
+                f"/containers/{cid}/{'restart' if restart else 'stop'}",
+                params,
+                timeout=params["t"] + self.engine.timeout,
+            )
+            if restart:
+                self._signals.pop(name, None)
+                yield self._awaitEvent(mark, name, Action.RESTART)
+            elif status != 304:
+                yield self._awaitEvent(mark, name, Action.STOP)
+        except EngineError as e:
+            raise self._fail(e, name) from None
+        finally:
+            self._stopping[name] -= 1
+            if self._stopping[name] <= 0:
+                del self._stopping[name]
+        data = yield self._inspectId(cid, name)
+        return self._container(data)
+
+    def kill(self, name: str, signal: int) -> Deferred[Container]:
+        # Not serialized: a kill must be able to cut a slow stop short.
+        return defer.ensureDeferred(self._kill(name, signal))
+
+    async def _kill(self, name: str, signal: int) -> Container:
+        data = await self._resolve(name)
+        cid = data["Id"]
+        mark = self._mark()
+        self._signals.setdefault(name, set()).add(signal)
+        try:
+            await self.engine.request("POST", f"/containers/{cid}/kill", {"signal": str(signal)})
+        except EngineError as e:
+            if e.status == 409 or "is not running" in e.message:
+                raise Conflict(f"container {name} is not running") from None
+            raise self._fail(e, name) from None
+        await self._awaitEvent(mark, name, Action.KILL)
+        data = await self._inspectId(cid, name)
+        return self._container(data)
+
+    def remove(self, name: str, force: bool) -> Deferred[None]:
+        if force:
+            return defer.ensureDeferred(self._remove(name, force))
+        return self._serially(name, lambda: defer.ensureDeferred(self._remove(name, force)))
+
+    async def _remove(self, name: str, force: bool) -> None:
+        data = await self._resolve(name)
+        cid = data["Id"]
+        if force:
+            self._signals.setdefault(name, set()).add(9)
+        mark = self._mark()
+        try:
+            await self.engine.request("DELETE", f"/containers/{cid}", {"force": force, "v": True})
+        except EngineError as e:
+            if e.status == 409:
+                raise Conflict(
+                    f"container {name} is running: stop it first, or use --force"
+                ) from None
+            raise self._fail(e, name) from None
+        self._details.pop(cid, None)
+        await self._awaitEvent(mark, name, Action.DESTROY)
+
+    # -- list, inspect ----------------------------------------------------------
+
+    @defer.inlineCallbacks
+    def list(self) -> Any:
+        """
+        One C{GET /containers/json}; details come from a cache of inspects
+        that every event for a container and every state change empties.
+        """
+        try:
+            _, summaries = yield self.engine.request(
+                "GET", "/containers/json", {"all": True, "filters": _LIST_FILTERS}
+            )
+        except EngineError as e:
+            raise self._fail(e) from None
+        useCache = self._events.connected
+        result: list[Container] = []
+        missing: list[tuple[str, str]] = []
+        ids = set()
+        for summary in summaries or ():
+            cid = summary.get("Id", "")
+            name = (summary.get("Names") or ["/"])[0].lstrip("/")
+            ids.add(cid)
+            cached = self._details.get(cid) if useCache else None
+            if cached is not None and (cached.get("State") or {}).get("Status") == summary.get(
+                "State"
+            ):
+                result.append(self._container(cached))
+            else:
+                missing.append((cid, name))
+        if missing:
+            found = yield defer.gatherResults(
+                [self._inspectId(cid, name, quiet=True) for cid, name in missing],
+                consumeErrors=True,
+            ).addErrback(lambda f: f.value.subFailure)
+            result.extend(self._container(data) for data in found if data is not None)
+        for cid in list(self._details):
+            if cid not in ids:
+                del self._details[cid]
+        return result
+
+    @defer.inlineCallbacks
+    def inspect(self, name: str) -> Any:
+        data = yield self._resolve(name)
+        return self._container(data)
+
+    # -- logs -----------------------------------------------------------------
+
+    @defer.inlineCallbacks
+    def _readLogs(self, cid: str, tail: int | None) -> Any:
+        """The last C{tail} lines as C{(timestamp, LogLine)} pairs."""
+        _, body = yield self.engine.request(
+            "GET",
+            f"/containers/{cid}/logs",
+            {
+                "stdout": True,
+                "stderr": True,
+                "timestamps": True,
+                "tail": "all" if tail is None else max(tail, 0),
+            },
+            raw=True,
+        )
+        lines: list[tuple[str | None, LogLine]] = []
+        splitter = LogLineSplitter(
+            lambda stream, ts, text: lines.append((ts, _logLine(stream, ts, text))), True
+        )
+        Demultiplexer(splitter.frameReceived).feed(body or b"")
+        splitter.flush()
+        return lines
+
+    @defer.inlineCallbacks
+    def logs(self, name: str, tail: int | None) -> Any:
+        data = yield self._resolve(name)
+        try:
+            lines = yield self._readLogs(data["Id"], tail)
+        except EngineError as e:
+            raise self._fail(e, name) from None
+        return [line for _, line in lines]
+
+    @defer.inlineCallbacks
+    def follow(self, name: str, tail: int | None, observer: Callable[[LogLine], None]) -> Any:
+        """
+        The backlog from one C{logs} request, then a C{logs?follow=1}
+        stream from the backlog's last timestamp, skipping the lines at
+        that very timestamp that the backlog already had.
+        """
+        data = yield self._resolve(name)
+        cid = data["Id"]
+        try:
+            backlog = yield self._readLogs(cid, tail)
+        except EngineError as e:
+            raise self._fail(e, name) from None
+        params: dict[str, Any] = {
+            "stdout": True,
+            "stderr": True,
+            "timestamps": True,
+            "follow": True,
+        }
+        lastStamp = backlog[-1][0] if backlog else None
+        skip = 0
+        if lastStamp is not None:
+            params["since"] = sinceParam(lastStamp)
+            skip = sum(1 for ts, _ in backlog if ts == lastStamp)
+        else:
+            params["tail"] = 0 if tail == 0 else "all"
+        state = {"skip": skip}
+
+        def lineReceived(stream: str, ts: str | None, text: str) -> None:
+            if lastStamp is not None and ts is not None:
+                if ts < lastStamp and len(ts) == len(lastStamp):
+                    return
+                if ts == lastStamp and state["skip"] > 0:
+                    state["skip"] -= 1
+                    return
+            observer(_logLine(stream, ts, text))
+
+        splitter = LogLineSplitter(lineReceived, True)
+        demux = Demultiplexer(splitter.frameReceived)
+        try:
+            stream = yield self.engine.stream("GET", f"/containers/{cid}/logs", params, demux.feed)
+        except EngineError as e:
+            raise self._fail(e, name) from None
+        ended: Deferred[None] = Deferred()
+
+        def done(_: Any) -> None:
+            splitter.flush()
+            if not ended.called:
+                ended.callback(None)
+
+        stream.ended.addCallback(done)
+        return LogFollow([line for _, line in backlog], ended, stream.cancel)
+
+    # -- wait -----------------------------------------------------------------
+
+    def wait(self, name: str, condition: str) -> Deferred[Container]:
+        return defer.ensureDeferred(self._wait(name, condition))
+
+    async def _wait(self, name: str, condition: str) -> Container:
+        if condition not in WaitCondition.ALL:
+            raise BadRequest(f"unknown wait condition {condition!r}")
+        data = await self._resolve(name)
+        cid = data["Id"]
+        before = self._container(data)
+        alive = before.state in State.ALIVE
+        if condition == WaitCondition.RUNNING:
+            return await self._waitRunning(name, cid, before)
+        if condition == WaitCondition.NOT_RUNNING and not alive:
+            return before
+        mark = self._mark()
+        try:
+            _, result = await self.engine.request(
+                "POST", f"/containers/{cid}/wait", {"condition": condition}, timeout=0
+            )
+        except EngineError as e:
+            raise self._fail(e, name) from None
+        if condition == WaitCondition.REMOVED:
+            await self._awaitEvent(mark, name, Action.DESTROY)
+            return _exited(before, result, self._signals.get(name, ()))
+        await self._awaitEvent(mark, name, Action.DIE)
+        after = await self._inspectId(cid, name, quiet=True)
+        if after is None:
+            raise NotFound(name)
+        container = self._container(after)
+        if container.state in State.ALIVE or container.state == State.RESTARTING:
+            # Restarted by its policy already: report it as it was at exit.
+            container = _exited(container, result, self._signals.get(name, ()))
+        return container
+
+    async def _waitRunning(self, name: str, cid: str, before: Container) -> Container:
+        if before.state in State.ALIVE:
+            return before
+        while True:
+            waiter = self._awaitEvent(
+                self._mark(), name, Action.START, Action.DESTROY, grace=self.pollInterval
+            )
+            await waiter
+            data = await self._inspectId(cid, name, quiet=True)
+            if data is None:
+                raise NotFound(name)
+            container = self._container(data)
+            if container.state in State.ALIVE:
+                return container
+
+
+def _logLine(stream: str, ts: str | None, text: str) -> LogLine:
+    when = 0.0
+    if ts is not None:
+        try:
+            when = parseTime(ts) or 0.0
+        except ValueError:
+            when = 0.0
+    return LogLine(when, stream, text)
+
+
+def _exited(container: Container, result: Any, signals: Any) -> Container:
+    """C{container} as it was when the engine's wait saw it exit."""
+    code = None
+    if isinstance(result, dict):
+        code = result.get("StatusCode")
+    return attrs.evolve(
+        container,
+        state=State.EXITED,
+        pid=None,
+        exitCode=mapExitCode(code, signals, False),
+    )
+
+
+__all__ = ["CAPABILITIES", "OPTIONS", "DockerBackend", "makeBackend"]

@@ -1,0 +1,414 @@
+"""
+An asynchronous client of the Docker Engine API, on treq, over a UNIX
+socket (or TCP).
+
+It knows HTTP and the engine's conventions (version prefix, JSON bodies,
+C{{"message": ...}} errors) but nothing of pycm's containers: it fails with
+L{EngineError} (the engine answered with an error status) or
+L{pycm.errors.Unavailable} (no answer: not running, socket missing, died
+mid-request, too slow), and L{pycm.backends.docker} maps the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote, urlencode, urlsplit
+
+import attrs
+import treq
+from treq.client import HTTPClient
+from twisted.internet import defer
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.endpoints import HostnameEndpoint, UNIXClientEndpoint
+from twisted.internet.error import ConnectError, TimeoutError
+from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.client import Agent, HTTPConnectionPool, ResponseDone
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import IAgentEndpointFactory
+from zope.interface import implementer
+
+from pycm.errors import BackendError, Unavailable
+
+DEFAULT_HOST = "unix:///var/run/docker.sock"
+#: The newest API version this client speaks; older engines are asked for
+#: their own version (never below L{MIN_API_VERSION}).
+MAX_API_VERSION = (1, 43)
+#: Wait conditions and NanoCpus need 1.30 at least.
+MIN_API_VERSION = (1, 30)
+
+
+class EngineError(Exception):
+    """
+    The engine answered with an error status.
+
+    @ivar status: the HTTP status code.
+    @ivar message: the engine's own message.
+    """
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status = status
+        self.message = message
+
+
+def defaultHost(environ: dict[str, str] | None = None) -> str:
+    """The engine address: C{DOCKER_HOST}, else the standard UNIX socket."""
+    environ = os.environ if environ is None else environ  # type: ignore[assignment]
+    return environ.get("DOCKER_HOST") or DEFAULT_HOST
+
+
+@attrs.frozen
+class EngineAddress:
+    """A parsed C{unix:///path} or C{tcp://host:port} engine address."""
+
+    scheme: str
+    path: str = ""
+    host: str = ""
+    port: int = 0
+
+    @classmethod
+    def parse(cls, text: str) -> EngineAddress:
+        """
+        Parse a Docker host string.
+
+        @raise BackendError: for anything but C{unix://} and C{tcp://}.
+        """
+        parts = urlsplit(text)
+        if parts.scheme == "unix" and (parts.path or parts.netloc):
+            return cls("unix", path=parts.netloc + parts.path)
+        if parts.scheme in ("tcp", "http") and parts.hostname:
+            return cls("tcp", host=parts.hostname, port=parts.port or 2375)
+        raise BackendError(f"bad docker host {text!r}: expected unix:///PATH or tcp://HOST:PORT")
+
+    def __str__(self) -> str:
+        if self.scheme == "unix":
+            return f"unix://{self.path}"
+        return f"tcp://{self.host}:{self.port}"
+
+
+@implementer(IAgentEndpointFactory)
+@attrs.frozen
+class _EngineEndpoints:
+    """Every request goes to the engine's endpoint, whatever its URL."""
+
+    reactor: Any
+    address: EngineAddress
+    connectTimeout: float
+
+    def endpointForURI(self, uri: Any) -> IStreamClientEndpoint:
+        if self.address.scheme == "unix":
+            return UNIXClientEndpoint(self.reactor, self.address.path, timeout=self.connectTimeout)
+        return HostnameEndpoint(
+            self.reactor,
+            self.address.host,
+            self.address.port,
+            timeout=self.connectTimeout,
+        )
+
+
+class _StreamProtocol(Protocol):
+    """Hand a response body to C{onData} as it comes; fire C{done} at its end."""
+
+    def __init__(self, onData: Callable[[bytes], None], done: Deferred[None]) -> None:
+        self._onData = onData
+        self._done = done
+
+    def dataReceived(self, data: bytes) -> None:
+        try:
+            self._onData(data)
+        except Exception:
+            _log.failure("stream consumer failed; closing the stream")
+            self.transport.stopProducing()  # type: ignore[union-attr]
+
+    def connectionLost(self, reason: Failure = ResponseDone) -> None:  # type: ignore[assignment]
+        if not self._done.called:
+            self._done.callback(None)
+
+
+@attrs.define
+class Stream:
+    """
+    A streamed response being read.
+
+    @ivar ended: fires with None when the body ends, whether the engine
+        closed it, the connection was lost, or L{cancel} was called.
+    """
+
+    ended: Deferred[None]
+    _transport: Any = None
+
+    def cancel(self) -> None:
+        """Stop reading: close the connection."""
+        if self._transport is not None and not self.ended.called:
+            self._transport.stopProducing()
+
+
+_log = Logger()
+
+
+class EngineClient:
+    """
+    Talk to one Docker engine.
+
+    @ivar timeout: seconds every ordinary request may take, body included.
+    """
+
+    log = _log
+
+    def __init__(
+        self,
+        reactor: Any,
+        address: EngineAddress,
+        timeout: float = 10.0,
+        persistent: bool = True,
+    ) -> None:
+        self.reactor = reactor
+        self.address = address
+        self.timeout = timeout
+        pool = HTTPConnectionPool(reactor, persistent=persistent)
+        pool.maxPersistentPerHost = 8
+        pool.retryAutomatically = True
+        self._pool = pool
+        agent = Agent.usingEndpointFactory(
+            reactor, _EngineEndpoints(reactor, address, timeout), pool=pool
+        )
+        self._http = HTTPClient(agent)
+        self._base = (
+            "http://docker" if address.scheme == "unix" else f"http://{address.host}:{address.port}"
+        )
+        self._prefix: str | None = None
+        self.apiVersion: str | None = None
+        self.engineVersion: dict[str, Any] = {}
+
+    def close(self) -> Deferred[None]:
+        """Close the pooled connections."""
+        return self._pool.closeCachedConnections()
+
+    def forgetVersion(self) -> None:
+        """Negotiate again on the next request (the engine may have changed)."""
+        self._prefix = None
+
+    @defer.inlineCallbacks
+    def negotiate(self) -> Any:
+        """
+        Ask the engine its version (C{GET /version}) and pick the API
+        version to speak: its own, at most L{MAX_API_VERSION}.
+
+        @return: Deferred firing with the chosen version string.
+        """
+        status, body = yield self._call("GET", "/version", None, None, self.timeout)
+        self._check(status, body, "GET", "/version")
+        self.engineVersion = body if isinstance(body, dict) else {}
+        text = str(self.engineVersion.get("ApiVersion", "1.24"))
+        try:
+            major, minor = (int(part) for part in text.split(".")[:2])
+        except ValueError:
+            raise BackendError(f"docker engine sent a bad ApiVersion {text!r}") from None
+        version = min((major, minor), MAX_API_VERSION)
+        if version < MIN_API_VERSION:
+            raise BackendError(
+                f"docker engine API {text} is too old: pycm needs "
+                f"{MIN_API_VERSION[0]}.{MIN_API_VERSION[1]} or later"
+            )
+        self.apiVersion = f"{version[0]}.{version[1]}"
+        self._prefix = f"/v{self.apiVersion}"
+        return self.apiVersion
+
+    @defer.inlineCallbacks
+    def request(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, Any] | None = None,
+        body: Any = None,
+        timeout: float | None = None,
+        raw: bool = False,
+    ) -> Any:
+        """
+        Send one request and read its whole body.
+
+        @param timeout: seconds for it all (None: L{timeout}; 0: no limit,
+            for C{/wait}); the Deferred is cancellable.
+        @param raw: give the body as C{bytes}, not decoded JSON.
+        @return: Deferred firing with C{(status, decoded JSON or None)} for
+            a 2xx or 304 status; L{EngineError} for others;
+            L{Unavailable} when the engine does not answer in time.
+        """
+        if self._prefix is None:
+            yield self.negotiate()
+        fullPath = self._prefix + path  # type: ignore[operator]
+        status, decoded = yield self._call(
+            method,
+            fullPath,
+            params,
+            body,
+            self.timeout if timeout is None else timeout,
+            raw,
+        )
+        self._check(status, decoded, method, path)
+        return (status, decoded)
+
+    @defer.inlineCallbacks
+    def stream(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, Any] | None,
+        onData: Callable[[bytes], None],
+        body: Any = None,
+    ) -> Any:
+        """
+        Send one request and stream its body to C{onData}.
+
+        The answer's headers must come within L{timeout}; the body may go
+        on for ever.
+
+        @return: Deferred firing with a L{Stream} once the engine answered
+            with a 2xx status; L{EngineError}, L{Unavailable} as for
+            L{request}.
+        """
+        if self._prefix is None:
+            yield self.negotiate()
+        url = self._url(self._prefix + path, params)  # type: ignore[operator]
+        kwargs = self._bodyArgs(body)
+        d = self._http.request(method, url, unbuffered=True, **kwargs)
+        d.addTimeout(self.timeout, self.reactor)
+        try:
+            response = yield d
+        except Exception as error:
+            raise self._unavailable(error, method, path) from None
+        if response.code >= 300:
+            content = yield treq.content(response)
+            self._check(response.code, _decode(content), method, path)
+        ended: Deferred[None] = Deferred()
+        protocol = _StreamProtocol(onData, ended)
+        response.deliverBody(protocol)
+        return Stream(ended, protocol.transport)
+
+    def _url(self, path: str, params: dict[str, Any] | None) -> str:
+        url = self._base + quote(path)
+        if params:
+            items = [(k, _param(v)) for k, v in params.items() if v is not None]
+            url += "?" + urlencode(items)
+        return url
+
+    def _bodyArgs(self, body: Any) -> dict[str, Any]:
+        if body is None:
+            return {}
+        return {
+            "data": json.dumps(body).encode("utf-8"),
+            "headers": Headers({b"Content-Type": [b"application/json"]}),
+        }
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, Any] | None,
+        body: Any,
+        timeout: float,
+        raw: bool = False,
+    ) -> Deferred[tuple[int, Any]]:
+        url = self._url(path, params)
+        d = self._http.request(method, url, **self._bodyArgs(body))
+
+        def read(response: Any) -> Deferred[tuple[int, Any]]:
+            def decode(content: bytes) -> tuple[int, Any]:
+                if raw and 200 <= response.code < 300:
+                    return (response.code, content)
+                return (response.code, _decode(content))
+
+            return treq.content(response).addCallback(decode)
+
+        def failed(failure: Failure) -> Failure:
+            if failure.check(CancelledError) and not timedOut:
+                return failure
+            raise self._unavailable(failure.value, method, path, timeout)
+
+        timedOut: list[bool] = []
+
+        def expire() -> None:
+            timedOut.append(True)
+            d.cancel()
+
+        d.addCallback(read)
+        if timeout > 0:
+            d.addBoth(_cancelCall, self.reactor.callLater(timeout, expire))
+        d.addErrback(failed)
+        return d
+
+    def _unavailable(
+        self, error: BaseException, method: str, path: str, timeout: float | None = None
+    ) -> Exception:
+        if isinstance(error, EngineError | BackendError | Unavailable):
+            return error
+        self.forgetVersion()
+        if isinstance(error, CancelledError | TimeoutError) and timeout is not None:
+            what = f"did not answer {method} {path} within {timeout:g} s"
+        elif isinstance(error, CancelledError | TimeoutError):
+            what = f"did not answer {method} {path} in time"
+        else:
+            what = f"failed during {method} {path}: {_describe(error)}"
+        return Unavailable(f"docker engine at {self.address} {what}")
+
+    def _check(self, status: int, body: Any, method: str, path: str) -> None:
+        if 200 <= status < 300 or status == 304:
+            return
+        message = ""
+        if isinstance(body, dict):
+            message = str(body.get("message", ""))
+        elif isinstance(body, str):
+            message = body
+        raise EngineError(status, message.strip() or f"{method} {path} failed")
+
+
+def _cancelCall(result: Any, call: Any) -> Any:
+    if call.active():
+        call.cancel()
+    return result
+
+
+def _describe(error: BaseException) -> str:
+    reasons = getattr(error, "reasons", None)
+    if reasons:
+        return "; ".join(_describe(r.value) for r in reasons)
+    if isinstance(error, ConnectError):
+        code = error.osError
+        if isinstance(code, int):
+            return f"cannot connect: {os.strerror(code)}"
+        return f"cannot connect: {error.args[0] if error.args else code}"
+    text = str(error).strip()
+    return text or type(error).__name__
+
+
+def _decode(content: bytes) -> Any:
+    if not content:
+        return None
+    try:
+        return json.loads(content)
+    except ValueError:
+        return content.decode("utf-8", "replace")
+
+
+def _param(value: Any) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, dict | list):
+        return json.dumps(value)
+    return str(value)
+
+
+__all__ = [
+    "DEFAULT_HOST",
+    "EngineAddress",
+    "EngineClient",
+    "EngineError",
+    "Stream",
+    "defaultHost",
+]

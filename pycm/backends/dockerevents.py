@@ -1,0 +1,163 @@
+"""
+One long-lived C{GET /events} stream from the engine, kept open for ever.
+
+When the stream ends (the engine stopped, restarted, the socket went
+away) it reconnects with a growing delay and asks for C{since=} the last
+event it delivered, dropping the ones it already gave, so none is missed
+or repeated while the engine keeps its history.  After every (re)connection
+it calls C{onConnected}, so the backend can reconcile what an engine
+restart may have lost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from pycm.backends.dockerengine import EngineClient, Stream
+from pycm.backends.dockerstream import JSONLines
+
+
+def eventKey(event: dict[str, Any]) -> tuple[Any, ...]:
+    """What tells two engine events apart (for de-duplication)."""
+    actor = event.get("Actor") or {}
+    return (event.get("timeNano"), actor.get("ID"), event.get("Action"))
+
+
+class EngineEvents:
+    """
+    Follow the engine's events.
+
+    @ivar connected: whether the stream is open right now.
+    """
+
+    log = Logger()
+    minDelay = 0.1
+    maxDelay = 5.0
+
+    def __init__(
+        self,
+        reactor: Any,
+        engine: EngineClient,
+        filters: dict[str, list[str]],
+        onEvent: Callable[[dict[str, Any]], None],
+        onConnected: Callable[[bool], Any],
+    ) -> None:
+        self._reactor = reactor
+        self._engine = engine
+        self._filters = filters
+        self._onEvent = onEvent
+        self._onConnected = onConnected
+        self.connected = False
+        self._running = False
+        self._stream: Stream | None = None
+        self._pending: Any = None
+        self._retry: Any = None
+        self._delay = self.minDelay
+        self._lastNano: int | None = None
+        self._sinceSeconds: float | None = None
+        self._boundary: set[tuple[Any, ...]] = set()
+        self._everConnected = False
+        self._failures = 0
+
+    def start(self) -> None:
+        """Open the stream now, and keep it open until L{stop}."""
+        self._running = True
+        self._connect()
+
+    def stop(self) -> None:
+        """Close the stream and stop reconnecting."""
+        self._running = False
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
+        self._retry = None
+        if self._pending is not None:
+            self._pending.cancel()
+        if self._stream is not None:
+            self._stream.cancel()
+
+    def _since(self) -> str | None:
+        if self._lastNano is not None:
+            seconds, nanos = divmod(self._lastNano, 10**9)
+            return f"{seconds}.{nanos:09d}"
+        if self._sinceSeconds is not None:
+            return f"{self._sinceSeconds:.9f}"
+        return None
+
+    def _connect(self) -> None:
+        self._retry = None
+        if not self._running:
+            return
+        parser = JSONLines(self._received)
+        params = {"filters": self._filters, "since": self._since()}
+        connectedAt = self._reactor.seconds()
+        d = self._pending = self._engine.stream("GET", "/events", params, parser.feed)
+
+        def opened(stream: Stream) -> Any:
+            self._pending = None
+            self._stream = stream
+            self.connected = True
+            reconnect = self._everConnected
+            if not self._everConnected:
+                self._sinceSeconds = connectedAt
+            self._everConnected = True
+            if self._failures:
+                self.log.info("docker engine event stream is back")
+            self._failures = 0
+            self._delay = self.minDelay
+            stream.ended.addCallback(lambda _: self._ended(parser))
+            return defer.maybeDeferred(self._onConnected, reconnect).addErrback(
+                lambda f: self.log.failure("reconciling after connecting", f)
+            )
+
+        def failed(failure: Any) -> None:
+            self._pending = None
+            if not self._running:
+                return
+            self._failures += 1
+            if self._failures == 1:
+                self.log.warn(
+                    "docker engine event stream unavailable ({why}); retrying",
+                    why=failure.getErrorMessage(),
+                )
+            self._schedule()
+
+        d.addCallbacks(opened, failed)
+
+    def _ended(self, parser: JSONLines) -> None:
+        parser.flush()
+        self._stream = None
+        self.connected = False
+        if self._running:
+            self.log.warn("docker engine event stream ended; reconnecting")
+            self._failures += 1
+            self._schedule()
+
+    def _schedule(self) -> None:
+        delay = self._delay
+        self._delay = min(self._delay * 2, self.maxDelay)
+        self._retry = self._reactor.callLater(delay, self._connect)
+
+    def _received(self, event: Any) -> None:
+        if not isinstance(event, dict):
+            return
+        nano = event.get("timeNano")
+        if not isinstance(nano, int):
+            nano = int(event.get("time", 0)) * 10**9
+        key = eventKey(event)
+        if self._lastNano is not None:
+            if nano < self._lastNano:
+                return
+            if nano == self._lastNano and key in self._boundary:
+                return
+        if nano != self._lastNano:
+            self._boundary = set()
+        self._lastNano = nano
+        self._boundary.add(key)
+        try:
+            self._onEvent(event)
+        except Exception:
+            self.log.failure("handling docker event {event!r}", event=event)

@@ -1,0 +1,296 @@
+"""
+Pure mappings between pycm's values and the Docker Engine API's JSON.
+
+No I/O here: every function takes engine JSON (or a spec) and returns
+pycm values (or engine JSON), so each is unit-tested without an engine.
+
+Decisions, documented once:
+  - States: the engine's C{created}, C{running}, C{restarting},
+    C{exited} and C{dead} are pycm's; C{paused} is reported as
+    C{running} (its processes exist; pycm has no pause); C{removing} as
+    C{exited} (it is going away); C{created} with a start error as C{dead}
+    (pycm's "could not be started"), with the engine's error as C{error}.
+    A container pycm is stopping is C{stopping} until it has exited.
+  - Exit codes: the engine reports a signal death as 128+N.  pycm reports
+    -N when the code is 128+N and signal N was sent to the container since
+    it last started (by a pycm C{stop}/C{kill}/C{rm --force}, or by anyone,
+    as seen on the engine's event stream), or when the engine says it was
+    OOM-killed (-9).  Any other code is reported as the engine gives it,
+    so a program's own C{exit 143} stays 143.
+  - Stop timeouts: the engine takes whole seconds; a fractional timeout is
+    rounded up, and the exact value is kept in a label for C{inspect}.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from pycm.errors import BackendError, BadRequest, Conflict, NoImage, NotFound, PycmError
+from pycm.model import (
+    DEFAULT_STOP_SIGNAL,
+    DEFAULT_STOP_TIMEOUT,
+    Container,
+    ContainerSpec,
+    RestartPolicy,
+    State,
+    parseSignal,
+    parseTime,
+    signalName,
+)
+
+#: The label on every container pycm creates; C{list} shows only those.
+MANAGED_LABEL = "io.pycm.managed"
+#: Labels under this prefix are pycm's own and are not shown to clients.
+PRIVATE_PREFIX = "io.pycm."
+ENV_KEYS_LABEL = "io.pycm.env-keys"
+STOP_TIMEOUT_LABEL = "io.pycm.stop-timeout"
+
+#: Engine actions that are contract events; the rest are ignored.
+ACTIONS = frozenset({"create", "start", "die", "stop", "kill", "restart", "destroy"})
+
+_ZERO_TIME = "0001-01-01T00:00:00Z"
+
+_STATES = {
+    "created": State.CREATED,
+    "running": State.RUNNING,
+    "paused": State.RUNNING,
+    "restarting": State.RESTARTING,
+    "removing": State.EXITED,
+    "exited": State.EXITED,
+    "dead": State.DEAD,
+}
+
+
+def mapState(engineState: Mapping[str, Any]) -> str:
+    """Turn the engine's C{State} object into a pycm state (see the module)."""
+    status = str(engineState.get("Status", "")).lower()
+    state = _STATES.get(status, State.DEAD)
+    if state == State.CREATED and engineState.get("Error"):
+        return State.DEAD
+    return state
+
+
+def mapExitCode(code: int | None, signalsSent: Iterable[int], oomKilled: bool) -> int | None:
+    """Report 128+N as -N when signal N was sent (see the module)."""
+    if code is None:
+        return None
+    if oomKilled and code == 137:
+        return -9
+    if code > 128 and (code - 128) in set(signalsSent):
+        return -(code - 128)
+    return code
+
+
+def _time(text: str | None) -> float | None:
+    if not text or text.startswith("0001-01-01"):
+        return None
+    return parseTime(text)
+
+
+def userLabels(labels: Mapping[str, str] | None) -> dict[str, str]:
+    """The labels a client set: everything but pycm's own."""
+    return {k: v for k, v in (labels or {}).items() if not k.startswith(PRIVATE_PREFIX)}
+
+
+def isManaged(labels: Mapping[str, str] | None) -> bool:
+    """Did pycm create the container with these labels?"""
+    return (labels or {}).get(MANAGED_LABEL) == "true"
+
+
+def containerFromInspect(
+    data: Mapping[str, Any],
+    signalsSent: Iterable[int] = (),
+    stopping: bool = False,
+) -> Container:
+    """
+    Build a L{Container} from C{GET /containers/ID/json}.
+
+    @param signalsSent: the signals sent since it last started.
+    @param stopping: pycm is stopping it right now.
+    """
+    config = data.get("Config") or {}
+    host = data.get("HostConfig") or {}
+    engineState = data.get("State") or {}
+    labels = config.get("Labels") or {}
+    state = mapState(engineState)
+    if stopping and state == State.RUNNING:
+        state = State.STOPPING
+    exitCode = None
+    finished = None
+    if state in (State.EXITED, State.DEAD) and (
+        _time(engineState.get("FinishedAt")) or engineState.get("Error")
+    ):
+        exitCode = mapExitCode(
+            engineState.get("ExitCode"), signalsSent, bool(engineState.get("OOMKilled"))
+        )
+        finished = _time(engineState.get("FinishedAt"))
+    path = data.get("Path")
+    if path:
+        command = (path, *(data.get("Args") or ()))
+    else:
+        command = tuple(config.get("Cmd") or ())
+    policy = host.get("RestartPolicy") or {}
+    policyName = policy.get("Name") or "no"
+    retries = policy.get("MaximumRetryCount") or None
+    restartPolicy = RestartPolicy(policyName, retries if policyName == "on-failure" else None)
+    envKeys = None
+    if ENV_KEYS_LABEL in labels:
+        try:
+            envKeys = set(json.loads(labels[ENV_KEYS_LABEL]))
+        except ValueError:
+            envKeys = None
+    env = {}
+    for item in config.get("Env") or ():
+        key, _, value = item.partition("=")
+        if envKeys is None or key in envKeys:
+            env[key] = value
+    stopTimeout: float = DEFAULT_STOP_TIMEOUT
+    if STOP_TIMEOUT_LABEL in labels:
+        try:
+            stopTimeout = float(labels[STOP_TIMEOUT_LABEL])
+        except ValueError:
+            pass
+    elif config.get("StopTimeout") is not None:
+        stopTimeout = float(config["StopTimeout"])
+    pid = engineState.get("Pid") or None
+    nanoCpus = host.get("NanoCpus") or 0
+    return Container(
+        name=str(data.get("Name", "")).lstrip("/"),
+        id=str(data.get("Id", "")),
+        backend="docker",
+        image=str(config.get("Image", "")),
+        command=tuple(str(word) for word in command),
+        state=state,
+        created=parseTime(data.get("Created")) or 0.0,
+        pid=pid if state in State.ALIVE else None,
+        exitCode=exitCode,
+        started=_time(engineState.get("StartedAt")),
+        finished=finished,
+        restartPolicy=restartPolicy,
+        restartCount=int(data.get("RestartCount") or 0),
+        labels=userLabels(labels),
+        env=env,
+        stopTimeout=stopTimeout,
+        stopSignal=config.get("StopSignal") or DEFAULT_STOP_SIGNAL,
+        memory=host.get("Memory") or None,
+        cpus=nanoCpus / 1e9 if nanoCpus else None,
+        workdir=config.get("WorkingDir") or None,
+        error=engineState.get("Error") or None,
+    )
+
+
+def createBody(
+    spec: ContainerSpec,
+    image: str,
+    networkMode: str | None = None,
+    init: bool = True,
+) -> dict[str, Any]:
+    """
+    The JSON body of C{POST /containers/create} for C{spec}.
+
+    @raise BadRequest: for values the engine cannot take.
+    """
+    labels = dict(spec.labels)
+    for key in labels:
+        if key.startswith(PRIVATE_PREFIX):
+            raise BadRequest(f"label {key!r}: the {PRIVATE_PREFIX} prefix is pycm's own")
+    labels[MANAGED_LABEL] = "true"
+    hostConfig: dict[str, Any] = {"Init": init}
+    body: dict[str, Any] = {"Image": image, "Labels": labels, "HostConfig": hostConfig}
+    if spec.command is not None:
+        body["Cmd"] = list(spec.command)
+    if spec.env:
+        for key in spec.env:
+            if not key or "=" in key:
+                raise BadRequest(f"bad --env name {key!r}")
+        body["Env"] = [f"{k}={v}" for k, v in spec.env.items()]
+        labels[ENV_KEYS_LABEL] = json.dumps(sorted(spec.env))
+    if spec.workdir is not None:
+        if not spec.workdir.startswith("/"):
+            raise BadRequest(f"--workdir {spec.workdir!r} must be an absolute path")
+        body["WorkingDir"] = spec.workdir
+    if spec.stopSignal is not None:
+        body["StopSignal"] = signalName(parseSignal(spec.stopSignal))
+    if spec.stopTimeout is not None:
+        if spec.stopTimeout < 0:
+            raise BadRequest("--stop-timeout must not be negative")
+        body["StopTimeout"] = math.ceil(spec.stopTimeout)
+        labels[STOP_TIMEOUT_LABEL] = repr(float(spec.stopTimeout))
+    if spec.memory is not None:
+        if spec.memory <= 0:
+            raise BadRequest("--memory must be positive")
+        hostConfig["Memory"] = spec.memory
+    if spec.cpus is not None:
+        if not spec.cpus > 0:
+            raise BadRequest("--cpus must be positive")
+        hostConfig["NanoCpus"] = round(spec.cpus * 1e9)
+    policy = spec.restartPolicy
+    if policy.name != "no":
+        hostConfig["RestartPolicy"] = {
+            "Name": policy.name,
+            "MaximumRetryCount": policy.maxRetries or 0,
+        }
+    if networkMode:
+        hostConfig["NetworkMode"] = networkMode
+    return body
+
+
+def splitImage(reference: str) -> tuple[str, str]:
+    """
+    Split an image reference into C{fromImage} and C{tag} for a pull:
+    C{busybox} -> C{("busybox", "latest")}, C{host:5000/a/b:1} ->
+    C{("host:5000/a/b", "1")}, C{a@sha256:...} -> C{("a", "sha256:...")}.
+    """
+    if "@" in reference:
+        name, _, digest = reference.partition("@")
+        return name, digest
+    slash = reference.rfind("/")
+    colon = reference.rfind(":")
+    if colon > slash:
+        return reference[:colon], reference[colon + 1 :]
+    return reference, "latest"
+
+
+def sinceParam(timestamp: str) -> str:
+    """
+    Turn the engine's RFC 3339 timestamp (nanoseconds) into the
+    C{seconds.nanoseconds} form of its C{since} parameters, exactly.
+    """
+    text = timestamp.rstrip("Z")
+    head, _, fraction = text.partition(".")
+    whole = datetime.fromisoformat(head + "+00:00").timestamp()
+    digits = (fraction + "000000000")[:9]
+    return f"{int(whole)}.{digits}"
+
+
+def mapEngineError(
+    status: int,
+    message: str,
+    name: str | None = None,
+    image: str | None = None,
+    badRequest: bool = True,
+) -> PycmError:
+    """
+    Turn an engine error into a pycm error: 404 -> L{NotFound} (or
+    L{NoImage} when it is about an image), 409 -> L{Conflict}, 400 ->
+    L{BadRequest} (unless C{badRequest} is false), others ->
+    L{BackendError} with the engine's message.
+    """
+    lowered = message.lower()
+    if status == 404:
+        if image is not None and ("image" in lowered or "manifest" in lowered):
+            return NoImage(image, message)
+        if name is not None:
+            return NotFound(name)
+        return BackendError(f"docker engine: {message}")
+    if status == 409:
+        if name is not None and "already in use" in lowered:
+            return Conflict(f'container name "{name}" is already in use')
+        return Conflict(message)
+    if status == 400 and badRequest:
+        return BadRequest(message)
+    return BackendError(f"docker engine: {message}")
