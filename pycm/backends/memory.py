@@ -213,9 +213,7 @@ class SimulatedRuntime:
     def _fail(self, run: SimulatedRun, message: str) -> None:
         run.later(0, self._echo, run, "stderr", message, 1)
 
-    def reclaim(
-        self, container: Container, pid: int | None, startTime: object
-    ) -> Deferred[bool]:
+    def reclaim(self, container: Container, pid: int | None, startTime: object) -> Deferred[bool]:
         run = self.runs.get(pid) if pid is not None else None
         if run is None:
             return succeed(False)
@@ -223,9 +221,7 @@ class SimulatedRuntime:
         d: Deferred[int | None] = Deferred()
         run.exitWaiters.append(d)
         run.signal(parseSignal(container.stopSignal))
-        timer = self._clock.callLater(
-            container.stopTimeout, run.signal, _signal.SIGKILL
-        )
+        timer = self._clock.callLater(container.stopTimeout, run.signal, _signal.SIGKILL)
 
         def gone(_: object) -> bool:
             if timer.active():

@@ -335,9 +335,7 @@ class Supervisor:
             consumeErrors=True,
         )
         back = [r for r in self._records.values() if self._comesBack(r)]
-        await gatherResults(
-            [r.lock.run(self._bringBack, r) for r in back], consumeErrors=True
-        )
+        await gatherResults([r.lock.run(self._bringBack, r) for r in back], consumeErrors=True)
 
     async def _reconcile(self, record: Record) -> None:
         """Settle a record that a dead daemon left alive or restarting."""
@@ -391,9 +389,7 @@ class Supervisor:
         d = self._spawn(record, auto=False)
 
         def failed(f: Failure) -> None:
-            self._log.warn(
-                "could not bring back {name}: {error}", name=record.name, error=f.value
-            )
+            self._log.warn("could not bring back {name}: {error}", name=record.name, error=f.value)
 
         return d.addErrback(failed)
 
@@ -530,9 +526,7 @@ class Supervisor:
             return fail(e)
         return record.lock.run(self._stopLocked, record, timeout)
 
-    def _stopLocked(
-        self, record: Record, timeout: float | None
-    ) -> Container | Deferred[Container]:
+    def _stopLocked(self, record: Record, timeout: float | None) -> Container | Deferred[Container]:
         self._checkCurrent(record)
         if record.state == State.RESTARTING:
             self._cancelRestart(record)
@@ -631,9 +625,7 @@ class Supervisor:
         self._resolveWaiters(record, "removed")
 
     def list(self) -> Deferred[list[Container]]:
-        return succeed(
-            [self._records[name].toContainer() for name in sorted(self._records)]
-        )
+        return succeed([self._records[name].toContainer() for name in sorted(self._records)])
 
     def inspect(self, name: str) -> Deferred[Container]:
         try:
@@ -662,9 +654,7 @@ class Supervisor:
         except Exception as e:
             return fail(e)
         follower = _Follower(observer, Deferred(lambda d: self._unfollow(record, follower)))
-        if record.state in (State.CREATED, State.EXITED, State.DEAD) and (
-            record.observer is None
-        ):
+        if record.state in (State.CREATED, State.EXITED, State.DEAD) and (record.observer is None):
             follower.ended.callback(None)
         else:
             record.followers.append(follower)
@@ -740,9 +730,7 @@ class Supervisor:
             errbackArgs=(record, observer, auto),
         )
 
-    def _spawned(
-        self, run: IRun, record: Record, observer: _RunObserver, auto: bool
-    ) -> Container:
+    def _spawned(self, run: IRun, record: Record, observer: _RunObserver, auto: bool) -> Container:
         if record.observer is not observer or record.removed:
             run.signal(_signal.SIGKILL)
             raise NotFound(record.name)
@@ -836,14 +824,10 @@ class Supervisor:
         if call is not None and call.active():
             call.cancel()
 
-    def _output(
-        self, record: Record, observer: _RunObserver, stream: str, line: bytes
-    ) -> None:
+    def _output(self, record: Record, observer: _RunObserver, stream: str, line: bytes) -> None:
         if record.observer is not observer or record.removed:
             return
-        logLine = LogLine(
-            self._clock.seconds(), stream, line.decode("utf-8", errors="replace")
-        )
+        logLine = LogLine(self._clock.seconds(), stream, line.decode("utf-8", errors="replace"))
         self._logStore.append(record.name, logLine)
         for follower in list(record.followers):
             try:
@@ -851,9 +835,7 @@ class Supervisor:
             except Exception:
                 self._log.failure("log follower of {name} failed", name=record.name)
 
-    def _exited(
-        self, record: Record, observer: _RunObserver, exitCode: int | None
-    ) -> None:
+    def _exited(self, record: Record, observer: _RunObserver, exitCode: int | None) -> None:
         if record.observer is not observer:
             return
         if not observer.attached:
@@ -884,12 +866,8 @@ class Supervisor:
         elif not record.removing and self._policyRestarts(record, exitCode):
             record.backoff = nextBackoff(record.backoff, duration)
             record.state = State.RESTARTING
-            record.pendingRestart = self._clock.callLater(
-                record.backoff, self._autoRestart, record
-            )
-        self._log.info(
-            "{name} exited with {exitCode}", name=record.name, exitCode=exitCode
-        )
+            record.pendingRestart = self._clock.callLater(record.backoff, self._autoRestart, record)
+        self._log.info("{name} exited with {exitCode}", name=record.name, exitCode=exitCode)
         self._saveQuietly(record)
         self._emit(Action.DIE, record, exitCode)
         if stopRequested:
