@@ -131,6 +131,12 @@ class PycmServerProtocol(LineReceiver):
 
     # Reading and its pauses.
 
+    def dataReceived(self, data: bytes) -> None:
+        if self._lost or self.transport.disconnecting:
+            # Closing: nothing more from this client is acted on.
+            return
+        super().dataReceived(data)
+
     def pauseReading(self, reason: str) -> None:
         """Stop reading requests until every reason is resumed."""
         if not self._pauses:
@@ -220,6 +226,8 @@ class PycmServerProtocol(LineReceiver):
         self._reply(line)
 
     def _replyFailure(self, failure: Failure) -> None:
+        if self._lost:
+            return
         if isinstance(failure.value, PycmError):
             self._replyError(failure.value)
             return

@@ -38,14 +38,17 @@ class FakeServer:
         assert isinstance(protocol, PycmServerProtocol)
         transport = StringTransport()
         protocol.makeConnection(transport)
-        return FakeConnection(protocol, transport)
+        return FakeConnection(protocol, transport, self.clock)
 
 
 class FakeConnection:
     """One client connection: send bytes, read the lines the server wrote."""
 
-    def __init__(self, protocol: PycmServerProtocol, transport: StringTransport) -> None:
+    def __init__(
+        self, protocol: PycmServerProtocol, transport: StringTransport, clock: Clock
+    ) -> None:
         self.protocol = protocol
+        self.clock = clock
         self.transport = transport
         self._read = 0
 
@@ -78,9 +81,17 @@ class FakeConnection:
         return parsed
 
     def request(self, line: str) -> tuple[str, Any]:
-        """Send one line and return its one reply (EVENT lines are skipped)."""
+        """
+        Send one line and return its one reply (EVENT lines are skipped),
+        letting the clock run the zero-delay calls a reply may wait for.
+        """
         self.send(line + "\n")
         replies = [reply for reply in self.replies() if reply[0] != "EVENT"]
+        for _ in range(3):
+            if replies:
+                break
+            self.clock.advance(0)
+            replies = [reply for reply in self.replies() if reply[0] != "EVENT"]
         assert len(replies) == 1, replies
         return replies[0]
 

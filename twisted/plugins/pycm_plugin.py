@@ -1,5 +1,8 @@
 from twisted.application.service import ServiceMaker
 
 pycm = ServiceMaker(
-    "pycm", "pycm.tap", "The pycm container manager daemon (line protocol, pluggable backends).", "pycm"
+    "pycm",
+    "pycm.tap",
+    "The pycm container manager daemon (line protocol, pluggable backends).",
+    "pycm",
 )

@@ -1,0 +1,457 @@
+"""
+Tests for L{pycm.protocol}: framing, limits, reply order, backpressure,
+authentication and events, on fake transports and a fake clock.
+"""
+
+from __future__ import annotations
+
+import json
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from pycm.errors import ERROR_CODES, PycmError
+from pycm.protocol import encodeError, isCrossProtocol
+
+from .helpers import FakeServer
+
+
+class FramingTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.server = FakeServer()
+        self.conn = self.server.connect()
+
+    def test_ping(self) -> None:
+        """ping answers OK "pong"."""
+        self.conn.send("ping\n")
+        self.assertEqual(self.conn.lines(), [b'OK "pong"'])
+
+    def test_chunks(self) -> None:
+        """
+        The same bytes fed in chunks of every size from 1 to their length
+        give the same replies: LF and CRLF line ends both work.
+        """
+        data = b"ping\r\nversion\n# a comment\n\n   \nPiNg\r\nhelp stop\n"
+        expected = None
+        for size in range(1, len(data) + 1):
+            conn = FakeServer().connect()
+            conn.sendInChunks(data, size)
+            replies = conn.replies()
+            if expected is None:
+                expected = replies
+                self.assertEqual([kind for kind, _ in replies], ["OK"] * 4)
+            self.assertEqual(replies, expected, f"chunk size {size}")
+
+    def test_blankAndComments(self) -> None:
+        """Blank lines and lines starting with # get no reply."""
+        self.conn.send("\n\r\n  \t \n#run web\n   # stop web\n")
+        self.assertEqual(self.conn.lines(), [])
+        self.assertEqual(self.server.backend._records, {})
+
+    def test_unknownCommands(self) -> None:
+        """
+        Words that are not in the command table, including Python names
+        of the protocol and dispatcher, are unknown commands.
+        """
+        for word in ("frobnicate", "__init__", "lineReceived", "_x", "dispatch",
+                     "COMMANDS", "__class__", "_handle"):
+            self.assertEqual(self.conn.err(word), "bad_request", word)
+        self.assertFalse(self.conn.closed)
+
+    def test_badBytes(self) -> None:
+        """
+        A line that is not UTF-8, contains NUL or has unbalanced quotes is
+        a bad request; the connection stays open.
+        """
+        for line in (b"run \xff\xfe\n", b"ping\x00\n", b'run web "x\n', b"run web 'x\n",
+                     b"run web x\\\n"):
+            self.conn.send(line)
+            [(kind, (code, _))] = self.conn.replies()
+            self.assertEqual((kind, code), ("ERR", "bad_request"), line)
+        self.assertEqual(self.conn.ok("ping"), "pong")
+
+    def test_commandCaseInsensitive(self) -> None:
+        """The command word is case-insensitive."""
+        self.assertEqual(self.conn.ok("PING"), "pong")
+        self.assertEqual(self.conn.ok("Version")["server"], "pycm")
+
+    def test_errorLineIsOneLine(self) -> None:
+        """An error message with newlines is folded onto one line."""
+        line = encodeError(PycmError("a\nb\r\nc"))
+        self.assertEqual(line, b"ERR internal a b c")
+
+
+class LimitTests(SynchronousTestCase):
+    def test_lineAtLimit(self) -> None:
+        """A line of exactly the limit is served (here: a bad request)."""
+        conn = FakeServer(maxLineLength=2048).connect()
+        conn.send(b"x" * 2048 + b"\r\n")
+        self.assertEqual(conn.replies()[0][1][0], "bad_request")
+        self.assertFalse(conn.closed)
+
+    def test_tooLong(self) -> None:
+        """
+        A line over the limit gets ERR too_long and the connection is
+        closed; nothing after it is acted on.
+        """
+        server = FakeServer(maxLineLength=2048)
+        conn = server.connect()
+        conn.send(b"ping\n" + b"x" * 2049 + b"\nrun web\n")
+        replies = conn.replies()
+        self.assertEqual([r[0] for r in replies], ["OK", "ERR"])
+        self.assertEqual(replies[1][1][0], "too_long")
+        self.assertTrue(conn.closed)
+        self.assertEqual(server.backend._records, {})
+
+    def test_tooLongWithoutNewline(self) -> None:
+        """
+        A line that grows past the limit with no newline yet is refused as
+        soon as it is too long: the server never buffers an unbounded line.
+        """
+        conn = FakeServer(maxLineLength=2048).connect()
+        for _ in range(10):
+            conn.send(b"y" * 1000)
+        [(kind, (code, _))] = conn.replies()
+        self.assertEqual((kind, code), ("ERR", "too_long"))
+        self.assertTrue(conn.closed)
+        self.assertLessEqual(len(conn.protocol._buffer), 2048 + 2)
+
+    def test_crossProtocol(self) -> None:
+        """
+        An HTTP request line closes the connection at once, with no reply,
+        and the lines after it are not acted on.
+        """
+        for first in ("GET / HTTP/1.1", "POST /x HTTP/1.1", "OPTIONS * HTTP/1.1",
+                      "Host: 127.0.0.1:8080", "PUT / HTTP/1.0", "CONNECT a:1 HTTP/1.1"):
+            server = FakeServer()
+            conn = server.connect()
+            conn.send(first + "\r\nHost: x\r\n\r\nrun web host sleep 1000\n")
+            self.assertEqual(conn.transport.value(), b"", first)
+            self.assertTrue(conn.closed, first)
+            self.assertEqual(server.backend._records, {}, first)
+
+    def test_crossProtocolDetection(self) -> None:
+        """Only HTTP methods followed by a space, or Host:, count."""
+        self.assertTrue(isCrossProtocol(b"DELETE /containers HTTP/1.1"))
+        self.assertTrue(isCrossProtocol(b"host: example"))
+        self.assertFalse(isCrossProtocol(b"GETTER"))
+        self.assertFalse(isCrossProtocol(b"run GET"))
+
+
+class OrderTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.server = FakeServer()
+        self.conn = self.server.connect()
+
+    def test_slowRequestHoldsBackLaterReplies(self) -> None:
+        """
+        A slow stop holds back the replies behind it on its connection,
+        and they come in request order once it is done.
+        """
+        self.conn.ok("run slow memory ignore-term")
+        self.conn.send("stop --time=5 slow\nping\nlist\n")
+        self.assertEqual(self.conn.lines(), [])
+        self.server.clock.advance(5)
+        self.server.clock.advance(0)
+        replies = self.conn.replies()
+        self.assertEqual([kind for kind, _ in replies], ["OK", "OK", "OK"])
+        self.assertEqual(replies[0][1]["state"], "exited")
+        self.assertEqual(replies[0][1]["exit_code"], -9)
+        self.assertEqual(replies[1][1], "pong")
+        self.assertEqual(replies[2][1][0]["state"], "exited")
+
+    def test_slowRequestPausesReading(self) -> None:
+        """
+        While a request is in flight the protocol stops reading from its
+        transport, so pipelined requests wait in the kernel, not in memory.
+        """
+        self.conn.ok("run slow memory ignore-term")
+        self.conn.send("stop slow\n")
+        self.assertEqual(self.conn.transport.producerState, "paused")
+        self.server.clock.advance(10)
+        self.server.clock.advance(0)
+        self.assertEqual(self.conn.transport.producerState, "producing")
+
+    def test_otherConnectionsNotDelayed(self) -> None:
+        """One connection's slow stop does not delay another's requests."""
+        self.conn.ok("run slow memory ignore-term")
+        self.conn.send("stop slow\n")
+        other = self.server.connect()
+        self.assertEqual(other.ok("ping"), "pong")
+        self.assertEqual(other.ok("inspect slow")["state"], "stopping")
+        self.assertEqual(self.conn.lines(), [])
+
+    def test_clientThatDoesNotRead(self) -> None:
+        """
+        When the transport's write buffer is full (the client does not
+        read), the server stops reading that client's requests.
+        """
+        self.conn.transport.producer.pauseProducing()
+        self.assertEqual(self.conn.transport.producerState, "paused")
+        self.conn.send("ping\nping\n")
+        self.assertEqual(self.conn.lines(), [])
+        self.conn.transport.producer.resumeProducing()
+        self.assertEqual(self.conn.lines(), [b'OK "pong"', b'OK "pong"'])
+
+    def test_subscriberTooFarBehind(self) -> None:
+        """
+        An event subscriber that does not read is disconnected once its
+        unread events pass the backlog limit; other connections go on.
+        """
+        server = FakeServer(maxEventBacklog=1024)
+        slow = server.connect()
+        slow.ok("events")
+        slow.transport.producer.pauseProducing()
+        other = server.connect()
+        for i in range(40):
+            other.ok(f"create c{i}")
+            if slow.closed:
+                break
+        self.assertTrue(slow.closed)
+        self.assertTrue(slow.transport.disconnected)
+        self.assertFalse(other.closed)
+        self.assertEqual(other.ok("ping"), "pong")
+
+    def test_exit(self) -> None:
+        """exit (or quit) replies "bye", then the server closes."""
+        self.conn.send("exit\nping\n")
+        self.assertEqual(self.conn.lines(), [b'OK "bye"'])
+        self.assertTrue(self.conn.closed)
+        conn = self.server.connect()
+        self.assertEqual(conn.ok("QUIT"), "bye")
+        self.assertTrue(conn.closed)
+
+
+class AuthTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.server = FakeServer(token="s3cret")
+        self.conn = self.server.connect(requireAuth=True)
+
+    def test_publicCommands(self) -> None:
+        """ping, version, help and auth work before authenticating."""
+        self.assertEqual(self.conn.ok("ping"), "pong")
+        self.assertEqual(self.conn.ok("version")["protocol"], 1)
+        self.assertIn("commands", self.conn.ok("help"))
+
+    def test_othersUnauthorized(self) -> None:
+        """Every other command gets ERR unauthorized and does nothing."""
+        for line in ("list", "run web", "info", "events", "logs web", "stop web"):
+            self.assertEqual(self.conn.err(line), "unauthorized", line)
+        self.assertEqual(self.server.backend._records, {})
+
+    def test_goodToken(self) -> None:
+        """auth with the right token unlocks the connection."""
+        self.assertEqual(self.conn.ok("auth s3cret"), "authenticated")
+        self.assertEqual(self.conn.ok("list"), [])
+
+    def test_threeWrongTokens(self) -> None:
+        """After 3 wrong tokens the server closes the connection."""
+        self.assertEqual(self.conn.err("auth a"), "unauthorized")
+        self.assertEqual(self.conn.err("auth b"), "unauthorized")
+        self.assertFalse(self.conn.closed)
+        self.assertEqual(self.conn.err("auth c"), "unauthorized")
+        self.assertTrue(self.conn.closed)
+
+    def test_unixNeedsNoToken(self) -> None:
+        """A listener that does not require auth serves at once."""
+        conn = self.server.connect(requireAuth=False)
+        self.assertEqual(conn.ok("list"), [])
+
+
+class CommandTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.server = FakeServer()
+        self.conn = self.server.connect()
+
+    def test_lifecycle(self) -> None:
+        """The contract's example session, on the memory backend."""
+        web = self.conn.ok("run web host sleep 1000")
+        self.assertEqual((web["name"], web["state"], web["command"]),
+                         ("web", "running", ["sleep", "1000"]))
+        self.assertEqual(self.conn.err("run web"), "conflict")
+        [listed] = self.conn.ok("list")
+        self.assertEqual(listed["state"], "running")
+        stopped = self.conn.ok("stop web")
+        self.assertEqual((stopped["state"], stopped["exit_code"]), ("exited", -15))
+        self.assertEqual(self.conn.ok("rm web"), {"name": "web", "removed": True})
+        self.assertEqual(self.conn.err("inspect web"), "not_found")
+
+    def test_containerObject(self) -> None:
+        """A container has the contract's fields; inspect adds the details."""
+        summary = self.conn.ok("create -e A=1 -l tier=web --restart=on-failure:3 c1")
+        self.assertEqual(
+            set(summary),
+            {"name", "id", "backend", "image", "command", "state", "pid", "exit_code",
+             "created", "started", "finished", "restart_policy", "restart_count", "labels"},
+        )
+        self.assertEqual(summary["state"], "created")
+        self.assertEqual(summary["restart_policy"], "on-failure:3")
+        self.assertRegex(summary["created"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+        detail = self.conn.ok("inspect c1")
+        for key in ("env", "stop_timeout", "stop_signal", "memory", "cpus", "workdir"):
+            self.assertIn(key, detail)
+        self.assertEqual(detail["env"], {"A": "1"})
+        self.assertEqual(detail["labels"], {"tier": "web"})
+
+    def test_errors(self) -> None:
+        """Each kind of bad request gets its error code."""
+        self.assertEqual(self.conn.err("run -- -bad"), "invalid_name")
+        self.assertEqual(self.conn.err("run -bad"), "bad_request")
+        self.assertEqual(self.conn.err("run a"), "invalid_name")
+        self.assertEqual(self.conn.err(f"run {'x' * 129}"), "invalid_name")
+        self.assertEqual(self.conn.err("run web nosuchimage"), "no_image")
+        self.assertEqual(self.conn.err("stop ghost"), "not_found")
+        self.assertEqual(self.conn.err("run --restart=sometimes web"), "bad_request")
+        self.assertEqual(self.conn.err("run --memory=lots web"), "bad_request")
+        self.assertEqual(self.conn.err("run --bogus web"), "bad_request")
+        self.assertEqual(self.conn.err("run"), "bad_request")
+        self.assertEqual(self.conn.err("stop a b"), "bad_request")
+        self.assertEqual(self.conn.err("kill --signal=NOPE web"), "bad_request")
+        self.assertEqual(self.conn.err("run web -e X=1"), "bad_request")
+        self.conn.ok("run web")
+        self.assertEqual(self.conn.err("rm web"), "conflict")
+
+    def test_commandUntouched(self) -> None:
+        """Everything after the image is the command, quoting resolved."""
+        c = self.conn.ok('create web host sh -c "echo hi; sleep 5" --not-an-option')
+        self.assertEqual(c["command"], ["sh", "-c", "echo hi; sleep 5", "--not-an-option"])
+
+    def test_killAndWait(self) -> None:
+        """kill defaults to KILL; wait reports the exit code."""
+        self.conn.ok("run web")
+        killed = self.conn.ok("kill web")
+        self.assertEqual(killed["name"], "web")
+        self.assertEqual(self.conn.ok("wait web"),
+                         {"name": "web", "state": "exited", "exit_code": -9})
+
+    def test_waitTimeout(self) -> None:
+        """wait --timeout fails with ERR backend timed out."""
+        self.conn.ok("run web")
+        self.conn.send("wait --timeout=2 web\n")
+        self.assertEqual(self.conn.lines(), [])
+        self.server.clock.advance(2)
+        [(kind, (code, message))] = self.conn.replies()
+        self.assertEqual((kind, code), ("ERR", "backend"))
+        self.assertIn("timed out", message)
+
+    def test_waitCancelledOnDisconnect(self) -> None:
+        """A pending wait is cancelled when its connection goes away."""
+        self.conn.ok("run web")
+        self.conn.send("wait web\n")
+        self.conn.protocol.connectionLost(None)
+        self.assertEqual(self.conn.protocol.session.pending, set())
+
+    def test_listFiltersAndOrder(self) -> None:
+        """list sorts by name and applies state, label and name filters."""
+        self.conn.ok("create -l tier=db zeta")
+        self.conn.ok("run -l tier=web alpha")
+        self.conn.ok("run mid")
+        names = [c["name"] for c in self.conn.ok("ls")]
+        self.assertEqual(names, ["alpha", "mid", "zeta"])
+        self.assertEqual([c["name"] for c in self.conn.ok("ps --filter state=running")],
+                         ["alpha", "mid"])
+        self.assertEqual([c["name"] for c in self.conn.ok("list -f label=tier")],
+                         ["alpha", "zeta"])
+        self.assertEqual([c["name"] for c in self.conn.ok("list -f label=tier=db")], ["zeta"])
+        self.assertEqual([c["name"] for c in self.conn.ok("list -f name=ph")], ["alpha"])
+        self.assertEqual(self.conn.err("list -f color=red"), "bad_request")
+
+    def test_logs(self) -> None:
+        """logs returns the last lines as log objects; --tail limits them."""
+        self.conn.ok("run e1 memory echo hello world")
+        self.server.clock.advance(0)
+        [line] = self.conn.ok("logs e1")
+        self.assertEqual((line["stream"], line["line"]), ("stdout", "hello world"))
+        self.assertEqual(self.conn.ok("logs --tail=0 e1"), [])
+
+    def test_logsFollow(self) -> None:
+        """
+        logs --follow streams log EVENTs until the container stops, then a
+        log_end; unfollow ends it early.
+        """
+        self.conn.ok("run d1 memory delay 5 echo later")
+        self.assertEqual(self.conn.ok("logs --follow d1"), [])
+        self.server.clock.advance(5)
+        self.server.clock.advance(0)
+        events = [value for kind, value in self.conn.replies() if kind == "EVENT"]
+        self.assertEqual([e["type"] for e in events], ["log", "log_end"])
+        self.assertEqual(events[0]["line"], "later")
+        self.conn.ok("run d2")
+        self.conn.ok("logs -f d2")
+        self.conn.send("unfollow d2\n")
+        self.assertEqual(
+            [kind for kind, _ in self.conn.replies()], ["EVENT", "OK"]
+        )
+        self.assertEqual(self.conn.err("unfollow d2"), "bad_request")
+
+    def test_events(self) -> None:
+        """
+        events subscribes the connection; events carry increasing ids;
+        --since replays the retained ones after the OK; --off stops them.
+        """
+        reply = self.conn.ok("events")
+        self.assertEqual(reply, {"events": True, "last_id": 0})
+        self.conn.send("run web\n")
+        lines = self.conn.replies()
+        self.assertEqual([kind for kind, _ in lines], ["EVENT", "EVENT", "OK"])
+        self.assertEqual([(e["id"], e["action"]) for _, e in lines[:2]],
+                         [(1, "create"), (2, "start")])
+        other = self.server.connect()
+        other.send("events --since=1 --filter action=start\n")
+        replies = other.replies()
+        self.assertEqual(replies[0], ("OK", {"events": True, "last_id": 2}))
+        self.assertEqual([(k, e["id"]) for k, e in replies[1:]], [("EVENT", 2)])
+        self.assertEqual(self.conn.ok("events --off")["events"], False)
+        self.conn.ok("kill web")
+        self.assertEqual(self.conn.replies(), [])
+
+    def test_help(self) -> None:
+        """help lists every command; help COMMAND shows its usage."""
+        names = {c["name"] for c in self.conn.ok("help")["commands"]}
+        self.assertTrue({"run", "stop", "list", "events", "wait", "auth"} <= names)
+        usage = self.conn.ok("help stop")["usage"]
+        self.assertIn("--time", usage)
+        self.assertEqual(self.conn.err("help nope"), "bad_request")
+
+    def test_info(self) -> None:
+        """info reports the backend, capabilities, counts and uptime."""
+        self.conn.ok("run web")
+        self.conn.ok("create other")
+        self.server.clock.advance(3)
+        info = self.conn.ok("info")
+        self.assertEqual(info["backend"], "memory")
+        self.assertEqual(info["containers"]["total"], 2)
+        self.assertEqual(info["containers"]["running"], 1)
+        self.assertEqual(info["containers"]["created"], 1)
+        self.assertEqual(info["uptime"], 3)
+        self.assertIn("run", info["capabilities"]["commands"])
+        self.assertIn("env", info["capabilities"]["options"])
+
+    def test_internalError(self) -> None:
+        """
+        An unexpected exception becomes ERR internal, is logged, and the
+        connection goes on being served.
+        """
+        def broken() -> None:
+            raise ZeroDivisionError("oops")
+
+        self.server.backend.list = broken  # type: ignore[method-assign]
+        self.assertEqual(self.conn.err("list"), "internal")
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+        self.assertEqual(self.conn.ok("ping"), "pong")
+
+    def test_everyReplyIsOneJSONValue(self) -> None:
+        """Every OK and EVENT line carries exactly one JSON value."""
+        self.conn.ok("events")
+        self.conn.send('run -e "X=a b" web\nlist\ninfo\nhelp\nversion\n')
+        for line in self.conn.lines():
+            kind, _, rest = line.partition(b" ")
+            if kind != b"ERR":
+                json.loads(rest)
+
+    def test_errorCodes(self) -> None:
+        """Every error class's code is one of the contract's."""
+        from pycm import errors
+
+        for value in vars(errors).values():
+            if isinstance(value, type) and issubclass(value, PycmError):
+                self.assertIn(value.code, ERROR_CODES)
