@@ -493,6 +493,10 @@ class PipedRequests(LineOnlyReceiver):
         self._maybeFinish()
 
     def readConnectionLost(self) -> None:
+        # A last line without its newline is still a request.
+        rest, self._buffer = self._buffer, b""
+        if rest:
+            self.lineReceived(rest)
         self.eof = True
         self._maybeFinish()
 

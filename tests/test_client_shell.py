@@ -1,0 +1,318 @@
+"""
+Tests for L{pycm.client.shell}: the interactive shell, driven through
+conch's L{insults.ServerProtocol} on a L{StringTransport}, as a terminal
+would drive it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.conch.insults import insults
+from twisted.internet.defer import Deferred
+from twisted.internet.error import ConnectionDone
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+
+from pycm.client.shell import ShellProtocol, hasPositional, progressMessage
+from pycm.client.testing import FakeDaemon, connectToFake, ok
+
+GREETING = "Connected to the pycm daemon at 127.0.0.1:8080"
+UP = b"\x1b[A"
+DOWN = b"\x1b[B"
+LEFT = b"\x1b[D"
+
+
+class TerminalTransport(StringTransport):
+    """A terminal whose C{loseConnection} ends the connection at once."""
+
+    protocol: Any = None
+
+    def loseConnection(self) -> None:
+        super().loseConnection()
+        if self.protocol is not None:
+            protocol, self.protocol = self.protocol, None
+            protocol.connectionLost(Failure(ConnectionDone()))
+
+
+class ShellHarness:
+    """A shell connected to a L{FakeDaemon} and to an in-memory terminal."""
+
+    def __init__(self, daemon: FakeDaemon | None = None) -> None:
+        self.client, self.daemon, self.pump = connectToFake(
+            daemon if daemon is not None else FakeDaemon()
+        )
+        self.clock = Clock()
+        self.done: Deferred[int] = Deferred()
+        self.terminal = insults.ServerProtocol(
+            ShellProtocol, self.client, self.clock, GREETING, self.done, []
+        )
+        self.transport = TerminalTransport()
+        self.transport.protocol = self.terminal
+        self.terminal.makeConnection(self.transport)
+        self.shell: ShellProtocol = self.terminal.terminalProtocol
+        self.pump.flush()
+
+    def type(self, keys: bytes) -> None:
+        """Press C{keys}, then let the daemon answer."""
+        self.terminal.dataReceived(keys)
+        self.pump.flush()
+
+    def screen(self) -> bytes:
+        """Everything written to the terminal, then forget it."""
+        value = self.transport.value()
+        self.transport.clear()
+        return value
+
+    def typed(self) -> bytes:
+        return b"".join(self.shell.lineBuffer)
+
+
+class ShellTests(SynchronousTestCase):
+    """The interactive shell."""
+
+    def test_greeting(self) -> None:
+        """
+        The shell greets with the daemon's address, then shows the prompt,
+        without resetting (clearing) the terminal.
+        """
+        h = ShellHarness()
+        screen = h.screen()
+        self.assertTrue(screen.startswith(GREETING.encode() + b"\r\n"))
+        self.assertTrue(screen.endswith(b"pycm> ") or b"pycm> " in screen)
+        self.assertNotIn(b"\x1bc", screen)
+
+    def test_request(self) -> None:
+        """A typed line is sent as is; the reply is printed, then the prompt."""
+        h = ShellHarness()
+        h.screen()
+        h.type(b"ping\r")
+        self.assertEqual(h.daemon.received, ["ping"])
+        screen = h.screen()
+        self.assertIn(b"pong\r\n", screen)
+        self.assertTrue(screen.endswith(b"pycm> "))
+
+    def test_quotingKept(self) -> None:
+        """The line goes to the daemon with the user's own quoting."""
+        h = ShellHarness(FakeDaemon({"run": ok({"name": "web"})}))
+        h.type(b"run web busybox sh -c \"echo hi; sleep 5\"\r")
+        self.assertEqual(h.daemon.received,
+                         ['run web busybox sh -c "echo hi; sleep 5"'])
+
+    def test_error(self) -> None:
+        """An ERR reply is shown with its code and message."""
+        h = ShellHarness(FakeDaemon({"inspect": "ERR not_found no such "
+                                     "container: x"}))
+        h.type(b"inspect x\r")
+        self.assertIn(b"Error: not_found: no such container: x\r\n", h.screen())
+
+    def test_badQuoting(self) -> None:
+        """A line with unbalanced quotes is refused locally."""
+        h = ShellHarness()
+        h.type(b"run 'web\r")
+        self.assertEqual(h.daemon.received, [])
+        self.assertIn(b"Error: bad_request", h.screen())
+
+    def test_nameRequiredEmpty(self) -> None:
+        """
+        C{run} or C{stop} without a name asks "Enter container name:"; an
+        empty answer prints "Container name required" and sends nothing.
+        """
+        for command in (b"run", b"stop", b"RUN", b"stop --time 5"):
+            h = ShellHarness()
+            h.screen()
+            h.type(command + b"\r")
+            self.assertTrue(h.screen().endswith(b"Enter container name: "))
+            h.type(b"\r")
+            screen = h.screen()
+            self.assertIn(b"Container name required\r\n", screen)
+            self.assertTrue(screen.endswith(b"pycm> "))
+            self.assertEqual(h.daemon.received, [])
+
+    def test_nameRequiredAnswered(self) -> None:
+        """The answer becomes the name, after any options typed."""
+        h = ShellHarness(FakeDaemon({"stop": ok({"name": "web"})}))
+        h.type(b"stop --time 5\r")
+        h.type(b"web\r")
+        self.assertEqual(h.daemon.received, ["stop --time 5 web"])
+
+    def test_nameGiven(self) -> None:
+        """With a name, nothing is asked."""
+        h = ShellHarness(FakeDaemon({"run": ok({"name": "web"})}))
+        h.type(b"run -e A=1 web\r")
+        self.assertEqual(h.daemon.received, ["run -e A=1 web"])
+        self.assertNotIn(b"Enter container name", h.screen())
+
+    def test_history(self) -> None:
+        """Up-arrow recalls earlier lines; Enter sends the recalled line."""
+        h = ShellHarness()
+        h.type(b"ping\r")
+        h.type(b"version\r")
+        h.type(UP)
+        self.assertEqual(h.typed(), b"version")
+        h.type(UP)
+        self.assertEqual(h.typed(), b"ping")
+        h.type(DOWN)
+        self.assertEqual(h.typed(), b"version")
+        h.type(UP + b"\r")
+        self.assertEqual(h.daemon.received, ["ping", "version", "ping"])
+
+    def test_eventWhileTyping(self) -> None:
+        """
+        An event arriving while the user types is printed on its own line;
+        the prompt and the typed text are drawn again below it, with the
+        cursor where it was, and the typed text is still sent on Enter.
+        """
+        h = ShellHarness()
+        h.type(b"lisst" + LEFT + LEFT)
+        h.screen()
+        h.daemon.sendEvent({"type": "container", "id": 7, "action": "die",
+                            "name": "web", "time": "T", "exit_code": 0})
+        h.pump.flush()
+        screen = h.screen()
+        self.assertTrue(screen.startswith(b"\r\x1b[K"))
+        self.assertIn(b"T  #7  web  die (exit code 0)\r\npycm> lisst\x1b[2D",
+                      screen)
+        self.assertEqual(h.typed(), b"lisst")
+        h.type(b"\x7f\r")  # backspace deletes the second "s"
+        self.assertEqual(h.daemon.received, ["list"])
+
+    def test_eventWhileAskingName(self) -> None:
+        """An event while asking for a name redraws that question."""
+        h = ShellHarness()
+        h.type(b"run\r")
+        h.screen()
+        h.daemon.sendEvent({"type": "log", "name": "a", "line": "x"})
+        h.pump.flush()
+        self.assertTrue(h.screen().endswith(b"a | x\r\nEnter container name: "))
+
+    def test_exitAndQuit(self) -> None:
+        """
+        C{exit} and C{quit} leave: nothing is sent, the connection to the
+        daemon and the terminal are closed, C{done} fires with 0.
+        """
+        for word in (b"exit", b"quit", b"  QUIT  "):
+            h = ShellHarness()
+            h.type(word + b"\r")
+            self.assertEqual(self.successResultOf(h.done), 0)
+            self.assertEqual(h.daemon.received, [])
+            self.assertTrue(h.transport.disconnecting)
+            self.successResultOf(h.client.whenDisconnected())
+            self.assertNotIn(b"\x1bc", h.screen())
+
+    def test_ctrlD(self) -> None:
+        """Ctrl-D on an empty line leaves; with text it deletes instead."""
+        h = ShellHarness()
+        h.type(b"ab" + LEFT + b"\x04")
+        self.assertEqual(h.typed(), b"a")
+        self.assertNoResult(h.done)
+        h.type(b"\x7f\x04")
+        self.assertEqual(self.successResultOf(h.done), 0)
+
+    def test_ctrlC(self) -> None:
+        """Ctrl-C drops the typed text and a pending name question."""
+        h = ShellHarness()
+        h.type(b"run\r")
+        h.type(b"we\x03")
+        self.assertEqual(h.typed(), b"")
+        self.assertTrue(h.screen().endswith(b"^C\r\npycm> "))
+        h.type(b"ping\r")
+        self.assertEqual(h.daemon.received, ["ping"])
+
+    def test_endOfInput(self) -> None:
+        """The terminal closing ends the shell and its connection."""
+        h = ShellHarness()
+        h.terminal.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(self.successResultOf(h.done), 0)
+        h.pump.flush()
+        self.successResultOf(h.client.whenDisconnected())
+
+    def test_daemonLost(self) -> None:
+        """The daemon going away is reported; the shell ends with 3."""
+        h = ShellHarness()
+        h.daemon.transport.loseConnection()
+        h.pump.flush()
+        self.assertIn(b"Connection to the pycm daemon lost.", h.screen())
+        self.assertEqual(self.successResultOf(h.done), 3)
+
+    def test_queuedWhileBusy(self) -> None:
+        """
+        Lines entered while a reply is awaited are sent, in order, after
+        it; no prompt is shown while waiting.
+        """
+        held: Deferred[Any] = Deferred()
+        h = ShellHarness(FakeDaemon({"stop": lambda w: held}))
+        h.type(b"stop web\r")
+        self.assertFalse(h.screen().endswith(b"pycm> "))
+        h.type(b"ping\r")
+        self.assertEqual(h.daemon.received, ["stop web"])
+        held.callback(ok({"name": "web", "state": "exited", "image": "i"}))
+        h.pump.flush()
+        self.assertEqual(h.daemon.received, ["stop web", "ping"])
+        screen = h.screen()
+        self.assertLess(screen.index(b"state:"), screen.index(b"pong"))
+        self.assertTrue(screen.endswith(b"pycm> "))
+
+    def test_progress(self) -> None:
+        """A request still unanswered after a second shows a progress note."""
+        held: Deferred[Any] = Deferred()
+        h = ShellHarness(FakeDaemon({"stop": lambda w: held}))
+        h.type(b"stop web\r")
+        h.clock.advance(0.9)
+        self.assertNotIn(b"waiting", h.screen())
+        h.clock.advance(0.2)
+        self.assertIn("waiting for web to stop\N{HORIZONTAL ELLIPSIS}"
+                      .encode(), h.screen())
+        held.callback(ok("x"))
+        h.pump.flush()
+        self.assertEqual(h.clock.getDelayedCalls(), [])
+
+    def test_noProgressWhenQuick(self) -> None:
+        """A quick reply cancels the progress note."""
+        h = ShellHarness()
+        h.type(b"ping\r")
+        self.assertEqual(h.clock.getDelayedCalls(), [])
+
+    def test_help(self) -> None:
+        """C{help} shows the daemon's help, then the shell's own keys."""
+        h = ShellHarness(FakeDaemon({"help": ok("run NAME ...\nstop NAME")}))
+        h.type(b"help\r")
+        screen = h.screen()
+        self.assertIn(b"run NAME ...\r\nstop NAME\r\n", screen)
+        self.assertIn(b"Ctrl-D", screen)
+
+    def test_blankLine(self) -> None:
+        """A blank line sends nothing and shows the prompt again."""
+        h = ShellHarness()
+        h.screen()
+        h.type(b"   \r")
+        self.assertEqual(h.daemon.received, [])
+        self.assertTrue(h.screen().endswith(b"pycm> "))
+
+    def test_ctrlU(self) -> None:
+        """Ctrl-U deletes from the start of the line to the cursor."""
+        h = ShellHarness()
+        h.type(b"abcd" + LEFT + b"\x15")
+        self.assertEqual(h.typed(), b"d")
+        self.assertEqual(h.shell.lineBufferIndex, 0)
+
+
+class HelperTests(SynchronousTestCase):
+    """The shell's small helpers."""
+
+    def test_hasPositional(self) -> None:
+        """Options (with their values) are not names; other words are."""
+        self.assertFalse(hasPositional([]))
+        self.assertFalse(hasPositional(["--time", "5"]))
+        self.assertFalse(hasPositional(["-e", "A=1", "--restart=always"]))
+        self.assertTrue(hasPositional(["--time=5", "web"]))
+        self.assertTrue(hasPositional(["--", "-odd"]))
+        self.assertFalse(hasPositional(["--"]))
+
+    def test_progressMessage(self) -> None:
+        """Progress notes name the container when they can."""
+        self.assertEqual(progressMessage(["stop", "--time=5", "web"]),
+                         "waiting for web to stop\N{HORIZONTAL ELLIPSIS}")
+        self.assertIn("pulling", progressMessage(["run", "web", "nginx"]))
