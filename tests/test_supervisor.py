@@ -1,0 +1,472 @@
+"""
+Tests for L{pycm.backends.supervisor}: the edges of the lifecycle engine,
+on a fake clock with simulated runs.
+"""
+
+from __future__ import annotations
+
+import signal
+from typing import Any
+
+from twisted.internet.defer import CancelledError, Deferred, fail, succeed
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
+
+from pycm.backends.memory import MemoryBackend, MemoryRecordStore, SimulatedRuntime
+from pycm.backends.supervisor import (
+    LOST_ERROR,
+    MAX_BACKOFF,
+    RECLAIMED_ERROR,
+    SHUTDOWN_ERROR,
+    Record,
+    nextBackoff,
+)
+from pycm.errors import BackendError, BadRequest, Conflict, NotFound
+from pycm.interfaces import IRecordStore, IRun, IRunObserver
+from pycm.model import (
+    Action,
+    Capabilities,
+    Container,
+    ContainerEvent,
+    ContainerSpec,
+    RestartPolicy,
+    State,
+    WaitCondition,
+)
+from pycm.testing import EventRecorder, advanceClock
+
+
+def spec(name: str, *command: str, **kw: Any) -> ContainerSpec:
+    return ContainerSpec(name, command=command or None, **kw)
+
+
+class SupervisorTestCase(SynchronousTestCase):
+    """A memory backend on a L{Clock}, with an event recorder."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.store = MemoryRecordStore()
+        self.runtime = SimulatedRuntime(self.clock)
+        self.backend = self.makeBackend()
+        self.recorder = EventRecorder()
+        self.backend.addObserver(self.recorder)
+
+    def makeBackend(self, runtime: SimulatedRuntime | None = None) -> MemoryBackend:
+        backend = MemoryBackend(self.clock, runtime=runtime or self.runtime, recordStore=self.store)
+        self.successResultOf(backend.open())
+        return backend
+
+    def run_(self, s: ContainerSpec, backend: MemoryBackend | None = None) -> Container:
+        backend = backend or self.backend
+        self.successResultOf(backend.create(s))
+        return self.successResultOf(backend.start(s.name))
+
+    def inspect(self, name: str, backend: MemoryBackend | None = None) -> Container:
+        return self.successResultOf((backend or self.backend).inspect(name))
+
+    def startTimes(self, name: str) -> list[float]:
+        return [e.time for e in self.recorder.events if e.name == name and e.action == "start"]
+
+
+class BackoffTests(SupervisorTestCase):
+    """Restart delays and C{restart_count}."""
+
+    def test_nextBackoff(self) -> None:
+        """Delays start at 0.1 s, double, stop at 60 s, reset after a 10 s run."""
+        delays = []
+        previous = 0.0
+        for _ in range(12):
+            previous = nextBackoff(previous, 0.0)
+            delays.append(previous)
+        self.assertEqual(delays[:4], [0.1, 0.2, 0.4, 0.8])
+        self.assertEqual(delays[-1], MAX_BACKOFF)
+        self.assertEqual(nextBackoff(MAX_BACKOFF, 10.0), 0.1)
+        self.assertEqual(nextBackoff(0.4, 9.9), 0.8)
+
+    def test_delaysDouble(self) -> None:
+        """
+        A run failing at once is restarted after 0.1, 0.2, 0.4... s, in
+        state C{restarting} meanwhile, C{restart_count} counting restarts.
+        """
+        self.run_(spec("web", "exit", "1", restartPolicy=RestartPolicy("on-failure")))
+        self.clock.advance(0)
+        self.assertEqual(self.inspect("web").state, State.RESTARTING)
+        for _ in range(12):
+            advanceClock(self.clock, 61)
+        times = self.startTimes("web")
+        gaps = [round(b - a, 6) for a, b in zip(times, times[1:])]
+        self.assertEqual(gaps[:5], [0.1, 0.2, 0.4, 0.8, 1.6])
+        self.assertEqual(gaps[-1], 60.0)
+        self.assertEqual(self.inspect("web").restartCount, len(times) - 1)
+        restarts = self.recorder.actions("web").count(Action.RESTART)
+        self.assertEqual(restarts, len(times) - 1)
+
+    def test_resetAfterLongRun(self) -> None:
+        """A run that lasted 10 s resets the delay to 0.1 s; 9 s does not."""
+        self.run_(spec("long", "sleep", "10", restartPolicy=RestartPolicy("always")))
+        self.run_(spec("short", "sleep", "9", restartPolicy=RestartPolicy("always")))
+        advanceClock(self.clock, 60)
+        longTimes = self.startTimes("long")
+        self.assertEqual({round(b - a, 6) for a, b in zip(longTimes, longTimes[1:])}, {10.1})
+        shortTimes = self.startTimes("short")
+        gaps = [round(b - a, 6) for a, b in zip(shortTimes, shortTimes[1:])]
+        self.assertEqual(gaps[:3], [9.1, 9.2, 9.4])
+
+    def test_onFailureMax(self) -> None:
+        """C{on-failure:3} restarts exactly 3 times."""
+        self.run_(spec("web", "exit", "2", restartPolicy=RestartPolicy("on-failure", 3)))
+        advanceClock(self.clock, 100)
+        container = self.inspect("web")
+        self.assertEqual((container.state, container.restartCount), (State.EXITED, 3))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_onFailureZero(self) -> None:
+        """C{on-failure:0} means at most 0 restarts."""
+        self.run_(spec("web", "exit", "2", restartPolicy=RestartPolicy("on-failure", 0)))
+        advanceClock(self.clock, 10)
+        self.assertEqual(self.inspect("web").restartCount, 0)
+        self.assertEqual(self.inspect("web").state, State.EXITED)
+
+    def test_stopRestarting(self) -> None:
+        """C{stop} of a C{restarting} container cancels the pending restart."""
+        self.run_(spec("web", "exit", "1", restartPolicy=RestartPolicy("always")))
+        self.clock.advance(0)
+        self.assertEqual(self.inspect("web").state, State.RESTARTING)
+        container = self.successResultOf(self.backend.stop("web", None))
+        self.assertEqual(container.state, State.EXITED)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertEqual(self.recorder.actions("web")[-2:], [Action.DIE, Action.STOP])
+
+    def test_startRestarting(self) -> None:
+        """A client C{start} of a C{restarting} container starts it now."""
+        self.run_(spec("web", "exit", "1", restartPolicy=RestartPolicy("always")))
+        self.clock.advance(0)
+        container = self.successResultOf(self.backend.start("web"))
+        self.assertEqual((container.state, container.restartCount), (State.RUNNING, 0))
+
+    def test_failedAutomaticRestart(self) -> None:
+        """An automatic restart that cannot start leaves the container C{dead}."""
+        self.run_(spec("web", "exit", "1", restartPolicy=RestartPolicy("always")))
+        self.clock.advance(0)
+        self.runtime.spawn = lambda c, o: fail(BackendError("no more"))  # type: ignore
+        advanceClock(self.clock, 1)
+        container = self.inspect("web")
+        self.assertEqual((container.state, container.error), (State.DEAD, "no more"))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+class LifecycleTests(SupervisorTestCase):
+    """Operations and their edge cases."""
+
+    def test_killIgnoredSignal(self) -> None:
+        """C{kill} emits C{kill} even if the run ignores the signal."""
+        self.run_(spec("web"))
+        container = self.successResultOf(self.backend.kill("web", signal.SIGUSR1))
+        self.clock.advance(1)
+        self.assertEqual(container.state, State.RUNNING)
+        self.assertEqual(self.inspect("web").state, State.RUNNING)
+        self.assertEqual(self.recorder.actions("web")[-1], Action.KILL)
+
+    def test_startQueuedBehindStop(self) -> None:
+        """A C{start} called during a slow C{stop} runs after it completes."""
+        self.run_(spec("web", "ignore-term"))
+        stopping = self.backend.stop("web", 5)
+        starting = self.backend.start("web")
+        self.assertNoResult(starting)
+        self.assertEqual(self.inspect("web").state, State.STOPPING)
+        self.clock.advance(5)
+        self.clock.advance(0)
+        self.assertEqual(self.successResultOf(stopping).exitCode, -signal.SIGKILL)
+        self.assertEqual(self.successResultOf(starting).state, State.RUNNING)
+
+    def test_removeForceDuringStop(self) -> None:
+        """C{remove --force} during a slow C{stop} kills at once."""
+        self.run_(spec("web", "ignore-term"))
+        stopping = self.backend.stop("web", 30)
+        removing = self.backend.remove("web", True)
+        self.clock.advance(0)
+        self.assertEqual(self.successResultOf(stopping).exitCode, -signal.SIGKILL)
+        self.assertIsNone(self.successResultOf(removing))
+        self.assertEqual(
+            self.recorder.actions("web"),
+            ["create", "start", "kill", "die", "stop", "destroy"],
+        )
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_secondStopShortensTimeout(self) -> None:
+        """A second C{stop} with a shorter timeout brings the SIGKILL forward."""
+        self.run_(spec("web", "ignore-term"))
+        first = self.backend.stop("web", 30)
+        self.successResultOf(self.backend.kill("web", signal.SIGTERM))
+        self.clock.advance(10)
+        self.assertNoResult(first)
+        self.clock.advance(20)
+        self.assertEqual(self.successResultOf(first).exitCode, -signal.SIGKILL)
+
+    def test_removeRestartingNeedsForce(self) -> None:
+        """A C{restarting} container is removed only with force."""
+        self.run_(spec("web", "exit", "1", restartPolicy=RestartPolicy("always")))
+        self.clock.advance(0)
+        self.failureResultOf(self.backend.remove("web", False), Conflict)
+        self.successResultOf(self.backend.remove("web", True))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_badStopSignal(self) -> None:
+        """An unknown stop signal is refused with L{BadRequest}."""
+        self.failureResultOf(self.backend.create(spec("web", stopSignal="SIGNOPE")), BadRequest)
+
+    def test_stopSignalNormalised(self) -> None:
+        """Stop signals are kept by name: C{INT} and C{2} become C{SIGINT}."""
+        for name, value in (("a1", "INT"), ("a2", "2")):
+            c = self.successResultOf(self.backend.create(spec(name, stopSignal=value)))
+            self.assertEqual(c.stopSignal, "SIGINT")
+
+    def test_unsupportedOption(self) -> None:
+        """An option outside the runtime's capabilities is refused, named."""
+        self.runtime.capabilities = Capabilities(options=frozenset({"env"}))
+        f = self.failureResultOf(self.backend.create(spec("web", memory=1024)), BadRequest)
+        self.assertIn("--memory", str(f.value))
+
+    def test_waitCancelLeavesNothing(self) -> None:
+        """A cancelled wait is forgotten by its record."""
+        self.successResultOf(self.backend.create(spec("web")))
+        d = self.backend.wait("web", WaitCondition.NEXT_EXIT)
+        d.cancel()
+        self.failureResultOf(d, CancelledError)
+        self.assertEqual(self.backend._records["web"].waiters, [])
+
+    def test_waitRunningRemoved(self) -> None:
+        """A C{running} waiter fails with C{NotFound} if the container is removed."""
+        self.successResultOf(self.backend.create(spec("web")))
+        d = self.backend.wait("web", WaitCondition.RUNNING)
+        self.successResultOf(self.backend.remove("web", False))
+        self.failureResultOf(d, NotFound)
+
+    def test_logDecoding(self) -> None:
+        """Output that is not UTF-8 is decoded with replacement characters."""
+        self.successResultOf(self.backend.create(spec("web")))
+        record = self.backend._records["web"]
+        self.successResultOf(self.backend.start("web"))
+        seen: list[Any] = []
+        follow = self.successResultOf(self.backend.follow("web", None, seen.append))
+        assert record.observer is not None
+        record.observer.output("stderr", b"caf\xe9")
+        self.assertEqual([(x.stream, x.line) for x in seen], [("stderr", "caf\ufffd")])
+        self.assertEqual(follow.backlog, [])
+        self.assertEqual(self.successResultOf(self.backend.logs("web", None)), seen)
+
+    def test_followAcrossAutomaticRestart(self) -> None:
+        """A follow goes on across automatic restarts and ends at the last exit."""
+        policy = RestartPolicy("on-failure", 2)
+        self.run_(spec("web", "fail", "oops", restartPolicy=policy))
+        seen: list[Any] = []
+        follow = self.successResultOf(self.backend.follow("web", None, seen.append))
+        advanceClock(self.clock, 0.15)
+        self.assertNoResult(follow.ended)
+        advanceClock(self.clock, 1)
+        self.successResultOf(follow.ended)
+        self.assertEqual([x.line for x in seen], ["oops"] * 3)
+
+    def test_exitBeforeSpawnFires(self) -> None:
+        """A run that exits before its spawn Deferred fires is still handled."""
+
+        @implementer(IRun)
+        class Run:
+            pid = 7
+            startTime = None
+
+            def signal(self, signum: int) -> None:
+                pass
+
+        def spawn(container: Container, observer: IRunObserver) -> Deferred[IRun]:
+            observer.exited(5)
+            return succeed(Run())
+
+        self.runtime.spawn = spawn  # type: ignore[method-assign]
+        self.successResultOf(self.backend.create(spec("web")))
+        container = self.successResultOf(self.backend.start("web"))
+        self.assertEqual(container.state, State.RUNNING)
+        self.assertEqual(self.inspect("web").exitCode, 5)
+        self.assertEqual(self.recorder.actions("web"), ["create", "start", "die"])
+
+
+@implementer(IRecordStore)
+class CheckingStore(MemoryRecordStore):
+    """A record store that can fail its writes."""
+
+    broken = False
+
+    def save(self, name: str, record: dict[str, Any]) -> None:
+        if self.broken:
+            raise OSError("disk full")
+        super().save(name, record)
+
+
+class DurabilityTests(SupervisorTestCase):
+    """Records are saved before events and replies; they survive restarts."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.store = CheckingStore()
+        self.backend = self.makeBackend()
+        self.backend.addObserver(self.recorder)
+
+    def savedState(self, name: str) -> str | None:
+        for data in self.store.load():
+            if data["name"] == name:
+                return data["state"]
+        return None
+
+    def test_savedBeforeEvents(self) -> None:
+        """Each event finds the record already saved in its new state."""
+        seen: list[tuple[str, str | None]] = []
+
+        def observer(event: ContainerEvent) -> None:
+            seen.append((event.action, self.savedState(event.name)))
+
+        self.backend.addObserver(observer)
+        self.run_(spec("web", "exit", "1", restartPolicy=RestartPolicy("on-failure", 1)))
+        advanceClock(self.clock, 1)
+        self.successResultOf(self.backend.remove("web", False))
+        self.assertEqual(
+            seen,
+            [
+                ("create", "created"),
+                ("start", "running"),
+                ("die", "restarting"),
+                ("start", "running"),
+                ("restart", "running"),
+                ("die", "exited"),
+                ("destroy", None),
+            ],
+        )
+
+    def test_savedBeforeReplies(self) -> None:
+        """A stop's reply fires after its exited state is saved."""
+        self.run_(spec("web"))
+        states: list[str | None] = []
+        d = self.backend.stop("web", None)
+        d.addCallback(lambda c: states.append(self.savedState("web")))
+        self.clock.advance(0)
+        self.assertEqual(states, ["exited"])
+
+    def test_saveFailure(self) -> None:
+        """A create whose record cannot be saved fails and takes no name."""
+        self.store.broken = True
+        self.failureResultOf(self.backend.create(spec("web")), BackendError)
+        self.store.broken = False
+        self.successResultOf(self.backend.create(spec("web")))
+
+    def test_recordRoundTrip(self) -> None:
+        """L{Record.toDict} and L{Record.fromDict} are inverses."""
+        self.run_(
+            spec(
+                "web",
+                "sleep",
+                "5",
+                env={"A": "b"},
+                labels={"x": "y"},
+                restartPolicy=RestartPolicy("on-failure", 4),
+                memory=10,
+                cpus=0.25,
+                workdir="/w",
+            )
+        )
+        record = self.backend._records["web"]
+        again = Record.fromDict(record.toDict())
+        self.assertEqual(again.toContainer(), record.toContainer())
+
+    def test_corruptStore(self) -> None:
+        """L{open} fails with L{BackendError} on a record it cannot read."""
+        self.store.records["web"] = '{"name": "web"}'
+        backend = MemoryBackend(self.clock, recordStore=self.store)
+        self.failureResultOf(backend.open(), BackendError)
+
+    def policies(self) -> None:
+        """Create one container per interesting case, all running."""
+        for name, policy in (
+            ("always", "always"),
+            ("always-stopped", "always"),
+            ("unless", "unless-stopped"),
+            ("unless-stopped", "unless-stopped"),
+            ("onfailure", "on-failure"),
+            ("no", "no"),
+        ):
+            self.run_(spec(name, restartPolicy=RestartPolicy.parse(policy)))
+        self.successResultOf(
+            self.backend.create(spec("created", restartPolicy=RestartPolicy("always")))
+        )
+        for name in ("always-stopped", "unless-stopped"):
+            d = self.backend.stop(name, None)
+            self.clock.advance(0)
+            self.successResultOf(d)
+
+    def states(self, backend: MemoryBackend) -> dict[str, str]:
+        return {c.name: c.state for c in self.successResultOf(backend.list())}
+
+    def test_closeThenOpen(self) -> None:
+        """
+        C{close} stops every running container, not as a client stop: the
+        next C{open} brings back C{always}, C{unless-stopped} (unless a
+        client stopped it) and interrupted C{on-failure} ones.
+        """
+        self.policies()
+        closing = self.backend.close()
+        self.clock.advance(0)
+        self.successResultOf(closing)
+        self.assertEqual(set(self.states(self.backend).values()), {"exited", "created"})
+        self.assertEqual(self.inspect("no").error, SHUTDOWN_ERROR)
+        self.assertIsNone(self.inspect("always-stopped").error)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        second = self.makeBackend(SimulatedRuntime(self.clock))
+        self.assertEqual(
+            self.states(second),
+            {
+                "always": "running",
+                "always-stopped": "running",
+                "unless": "running",
+                "unless-stopped": "exited",
+                "onfailure": "running",
+                "no": "exited",
+                "created": "created",
+            },
+        )
+
+    def test_closeStopsInParallel(self) -> None:
+        """C{close} stops containers in parallel, each with its stop timeout."""
+        self.run_(spec("a", "ignore-term", stopTimeout=5))
+        self.run_(spec("b", "ignore-term", stopTimeout=5))
+        closing = self.backend.close()
+        self.clock.advance(4.9)
+        self.assertNoResult(closing)
+        self.clock.advance(0.1)
+        self.clock.advance(0)
+        self.successResultOf(closing)
+        self.assertEqual(self.inspect("a").exitCode, -signal.SIGKILL)
+
+    def test_daemonDiedProcessesSurvived(self) -> None:
+        """
+        After a daemon died, C{open} stops the runs it left (C{exited}, with
+        an C{error} saying so) and applies restart policies.
+        """
+        self.policies()
+        second = MemoryBackend(self.clock, runtime=self.runtime, recordStore=self.store)
+        opening = second.open()  # same runtime: the runs survived
+        self.clock.advance(0)
+        self.successResultOf(opening)
+        self.assertEqual(self.states(second)["always"], "running")
+        self.assertEqual(self.states(second)["no"], "exited")
+        self.assertEqual(self.inspect("no", second).error, RECLAIMED_ERROR)
+        self.assertEqual(self.inspect("unless-stopped", second).state, "exited")
+        self.assertEqual(
+            self.runtime.runs.keys(), {c.pid for c in self.successResultOf(second.list()) if c.pid}
+        )
+
+    def test_daemonDiedProcessesGone(self) -> None:
+        """Runs a dead daemon left that are gone are C{dead}: lost."""
+        self.policies()
+        second = self.makeBackend(SimulatedRuntime(self.clock))
+        container = self.inspect("no", second)
+        self.assertEqual((container.state, container.error), (State.DEAD, LOST_ERROR))
+        self.assertEqual(self.states(second)["unless"], "running")
