@@ -98,7 +98,7 @@ __all__ = [
 def memoryBackend(clock: Clock | None = None) -> MemoryBackend:
     """
     An opened L{MemoryBackend} on C{clock} (a fresh L{Clock} if None; it is
-    then C{backend.runtime._clock}, or pass your own to drive it).
+    C{backend.clock} either way).
     """
     backend = MemoryBackend(clock if clock is not None else Clock())
     backend.open()  # fires at once: nothing to load

@@ -296,7 +296,8 @@ class MemoryBackend(Supervisor):
     """
     The memory backend.
 
-    @param clock: the time source of the simulated runs.
+    @param clock: the time source of the simulated runs (kept as C{clock},
+        so tests can drive it).
     @param runtime: a L{SimulatedRuntime} (default: a fresh one on C{clock}).
     @param recordStore: where records are kept (default: nowhere).
     """
@@ -309,6 +310,7 @@ class MemoryBackend(Supervisor):
         logStore: ILogStore | None = None,
         idFactory: Callable[[], str] = defaultIdFactory,
     ) -> None:
+        self.clock = clock
         self.runtime = runtime if runtime is not None else SimulatedRuntime(clock)
         super().__init__(
             clock=clock,
