@@ -313,4 +313,6 @@ def _describePeer(transport: Any) -> str:
     if host is not None:
         return f"{host}:{getattr(peer, 'port', '')}"
     name = getattr(peer, "name", None)
+    if name is None:
+        return type(peer).__name__
     return f"unix:{name.decode() if isinstance(name, bytes) else name or '?'}"

@@ -224,6 +224,8 @@ def _unixEndpoint(listener: Listener, group: str | None) -> str:
 class ListenerService(StreamServerEndpointService):
     """Listens on one endpoint; gives a UNIX socket its group."""
 
+    log = Logger()
+
     def __init__(self, reactor: Any, listener: Listener, factory: Any, group: str | None):
         endpoint = serverFromString(reactor, _unixEndpoint(listener, group))
         super().__init__(endpoint, factory)
@@ -232,12 +234,32 @@ class ListenerService(StreamServerEndpointService):
 
     def privilegedStartService(self) -> None:
         super().privilegedStartService()
+        assert self._waitingForPort is not None
+        self._waitingForPort.addCallback(self._listening)
+
+    def _listening(self, port: Any) -> Any:
+        address = "stdio" if self.listener.kind == "stdio" else _describeAddress(port)
         if self.listener.kind == "unix" and self._group:
             path = _splitEndpoint(self.listener.description)[1][0]
-            gid = grp.getgrnam(self._group).gr_gid
-            self._waitingForPort.addCallback(  # type: ignore[union-attr]
-                lambda port: (os.chown(path, -1, gid), port)[1]
-            )
+            os.chown(path, -1, grp.getgrnam(self._group).gr_gid)
+        self.log.info(
+            "pycm listening on {address} (token {auth})",
+            address=address,
+            auth="required" if self.listener.requireAuth else "not required",
+        )
+        return port
+
+
+def _describeAddress(port: Any) -> str:
+    """C{tcp:127.0.0.1:8080}, C{unix:/run/pycm.sock} or C{stdio}."""
+    try:
+        address = port.getHost()
+    except Exception:
+        return "stdio"
+    if hasattr(address, "port"):
+        return f"{address.type.lower()}:{address.host}:{address.port}"
+    name = getattr(address, "name", b"")
+    return "unix:" + (name.decode() if isinstance(name, bytes) else str(name))
 
 
 class PycmService(MultiService):
@@ -306,7 +328,7 @@ def _openEventStore(stateDir: FilePath, closers: list[Any]) -> IEventStore:
     """The durable event store in the state directory."""
     from pycm.store import SQLiteStore
 
-    store = SQLiteStore(stateDir.child("state.db").path)
+    store = SQLiteStore(stateDir.child("events.db").path)
     closers.append(store.close)
     return store
 
@@ -342,7 +364,9 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     except (PycmError, OSError) as e:
         for closer in closers:
             closer()
-        raise usage.UsageError(str(e)) from None
+        # twistd reports option errors only while parsing options; past
+        # that point the clean way out is a message and a non-zero status.
+        raise SystemExit(f"twistd pycm: {e}") from None
     listeners: list[Listener] = options["listeners"]
     daemon = Daemon(
         clock=reactor,
