@@ -21,6 +21,8 @@ from __future__ import annotations
 import collections
 import math
 import os
+import re
+import shlex
 from collections.abc import Callable
 from typing import Any
 
@@ -87,6 +89,10 @@ OPTIONS: dict[str, tuple[str, str]] = {
     "pull": ("never", "never: a missing image is ERR no_image; missing: pull it"),
     "request-timeout": ("10", "seconds an engine request may take"),
     "pull-timeout": ("300", "seconds a pull may take"),
+    "default-command": (
+        "",
+        "the command of a run/create that gives none, as shell words (default: the image's own)",
+    ),
     "network": ("", "HostConfig.NetworkMode of new containers (e.g. none)"),
     "init": ("yes", "yes: run docker-init as PID 1 (signals behave as on a host)"),
     "stop-on-close": (
@@ -95,6 +101,7 @@ OPTIONS: dict[str, tuple[str, str]] = {
     ),
 }
 
+_TINI_EXEC_FAILED = re.compile(r"\[FATAL tini \(\d+\)\] exec (.*) failed: (.*)")
 _LIST_FILTERS = {"label": [f"{MANAGED_LABEL}=true"]}
 _EVENT_FILTERS = {"type": ["container"], **_LIST_FILTERS}
 
@@ -156,6 +163,7 @@ def makeBackend(reactor: Any, stateDir: Any, options: dict[str, str]) -> DockerB
         pull=pull == "missing",
         pullTimeout=_seconds("pull-timeout", get("pull-timeout")),
         networkMode=get("network") or None,
+        defaultCommand=tuple(shlex.split(get("default-command"))) or None,
         init=_yesNo("init", get("init")),
         stopOnClose=_yesNo("stop-on-close", get("stop-on-close")),
     )
@@ -199,6 +207,7 @@ class DockerBackend:
         networkMode: str | None = None,
         init: bool = True,
         stopOnClose: bool = False,
+        defaultCommand: tuple[str, ...] | None = None,
     ) -> None:
         self.reactor = reactor
         self.engine = engine
@@ -208,6 +217,7 @@ class DockerBackend:
         self.networkMode = networkMode
         self.init = init
         self.stopOnClose = stopOnClose
+        self.defaultCommand = defaultCommand
         self.pullObservers: list[Callable[[str, dict[str, Any]], None]] = []
         self._observers: list[Callable[[ContainerEvent], None]] = []
         self._locks: dict[str, DeferredLock] = {}
@@ -222,6 +232,8 @@ class DockerBackend:
             reactor, engine, _EVENT_FILTERS, self._engineEvent, self._connected
         )
         self._closed = False
+        #: Containers whose command could not be executed, by id: dead.
+        self._startErrors: dict[str, str] = {}
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -250,7 +262,7 @@ class DockerBackend:
                 ],
                 consumeErrors=True,
             )
-        self._events.stop()
+        yield self._events.stop()
         for waiter in self._waiters:
             if not waiter.deferred.called:
                 waiter.deferred.callback(None)
@@ -313,6 +325,7 @@ class DockerBackend:
             exitCode = mapExitCode(code, self._signals.get(name, ()), False)
             self._known[name] = (cid, State.EXITED)
         elif action == Action.DESTROY:
+            self._startErrors.pop(cid, None)
             self._known.pop(name, None)
             self._signals.pop(name, None)
         self._emit(ContainerEvent(action, name, when, exitCode))
@@ -451,9 +464,13 @@ class DockerBackend:
 
     def _container(self, data: dict[str, Any]) -> Container:
         name = str(data.get("Name", "")).lstrip("/")
-        return containerFromInspect(
+        container = containerFromInspect(
             data, self._signals.get(name, ()), stopping=self._stopping[name] > 0
         )
+        startError = self._startErrors.get(container.id)
+        if startError is not None and container.state == State.EXITED:
+            container = attrs.evolve(container, state=State.DEAD, error=startError)
+        return container
 
     def _fail(self, error: BaseException, name: str | None = None, **kw: Any) -> Exception:
         if isinstance(error, EngineError):
@@ -497,6 +514,8 @@ class DockerBackend:
     @defer.inlineCallbacks
     def _create(self, spec: ContainerSpec) -> Any:
         image = spec.image or self.defaultImage
+        if spec.command is None and self.defaultCommand:
+            spec = attrs.evolve(spec, command=self.defaultCommand)
         body = createBody(spec, image, self.networkMode, self.init)
         mark = self._mark()
         try:
@@ -589,6 +608,7 @@ class DockerBackend:
     def _start(self, name: str) -> Any:
         data = yield self._resolve(name)
         cid = data["Id"]
+        self._startErrors.pop(cid, None)
         mark = self._mark()
         try:
             status, _ = yield self.engine.request("POST", f"/containers/{cid}/start")
@@ -600,7 +620,31 @@ class DockerBackend:
             self._signals.pop(name, None)
             yield self._awaitEvent(mark, name, Action.START)
         data = yield self._inspectId(cid, name)
-        return self._container(data)
+        container = self._container(data)
+        if status != 304 and self.init and container.exitCode in (126, 127):
+            why = yield self._execFailure(cid)
+            if why is not None:
+                message = f"cannot start {name}: {why}"
+                self._startErrors[cid] = message
+                raise BackendError(message)
+        return container
+
+    @defer.inlineCallbacks
+    def _execFailure(self, cid: str) -> Any:
+        """
+        Why docker-init could not run the command, from its last words, or
+        None: with C{init}, a command that cannot be executed is not an
+        engine start error but a quick exit 127 (126) with this message.
+        """
+        try:
+            lines = yield self._readLogs(cid, 5)
+        except (EngineError, PycmError):
+            return None
+        for _, line in reversed(lines):
+            match = _TINI_EXEC_FAILED.match(line.line)
+            if line.stream == "stderr" and match:
+                return f"exec {match.group(1)}: {match.group(2)}"
+        return None
 
     def stop(self, name: str, timeout: float | None) -> Deferred[Container]:
         return self._serially(name, self._stopOrRestart, name, timeout, False)

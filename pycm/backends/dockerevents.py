@@ -68,8 +68,8 @@ class EngineEvents:
         self._running = True
         self._connect()
 
-    def stop(self) -> None:
-        """Close the stream and stop reconnecting."""
+    def stop(self) -> defer.Deferred[None]:
+        """Close the stream and stop reconnecting; fires once it is closed."""
         self._running = False
         if self._retry is not None and self._retry.active():
             self._retry.cancel()
@@ -77,7 +77,12 @@ class EngineEvents:
         if self._pending is not None:
             self._pending.cancel()
         if self._stream is not None:
+            ended = self._stream.ended
             self._stream.cancel()
+            d: defer.Deferred[None] = defer.Deferred()
+            ended.addBoth(lambda _: d.callback(None))
+            return d
+        return defer.succeed(None)
 
     def _since(self) -> str | None:
         if self._lastNano is not None:

@@ -203,12 +203,13 @@ def createBody(
     body: dict[str, Any] = {"Image": image, "Labels": labels, "HostConfig": hostConfig}
     if spec.command is not None:
         body["Cmd"] = list(spec.command)
+    for key in spec.env:
+        if not key or "=" in key:
+            raise BadRequest(f"bad --env name {key!r}")
     if spec.env:
-        for key in spec.env:
-            if not key or "=" in key:
-                raise BadRequest(f"bad --env name {key!r}")
         body["Env"] = [f"{k}={v}" for k, v in spec.env.items()]
-        labels[ENV_KEYS_LABEL] = json.dumps(sorted(spec.env))
+    # Only these are the client's: the engine adds the image's (PATH...).
+    labels[ENV_KEYS_LABEL] = json.dumps(sorted(spec.env))
     if spec.workdir is not None:
         if not spec.workdir.startswith("/"):
             raise BadRequest(f"--workdir {spec.workdir!r} must be an absolute path")

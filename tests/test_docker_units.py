@@ -1,0 +1,493 @@
+"""
+Unit tests of the Docker backend's pure parts: the stream parsers, the
+engine-to-pycm mappings, option parsing.  No engine needed; behaviour
+against a real engine is in L{tests.test_docker_engine}.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from typing import Any
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from pycm.backends.docker import OPTIONS, makeBackend
+from pycm.backends.dockerengine import EngineAddress, EngineClient, defaultHost
+from pycm.backends.dockerevents import EngineEvents
+from pycm.backends.dockermap import (
+    ENV_KEYS_LABEL,
+    MANAGED_LABEL,
+    STOP_TIMEOUT_LABEL,
+    containerFromInspect,
+    createBody,
+    mapEngineError,
+    mapExitCode,
+    mapState,
+    sinceParam,
+    splitImage,
+)
+from pycm.backends.dockerstream import (
+    Demultiplexer,
+    JSONLines,
+    LogLineSplitter,
+    StreamFormatError,
+)
+from pycm.errors import BackendError, BadRequest, Conflict, NoImage, NotFound
+from pycm.model import ContainerSpec, RestartPolicy, State
+
+
+def frame(stream: int, payload: bytes) -> bytes:
+    """One frame of the engine's multiplexed stream."""
+    return struct.pack(">BxxxL", stream, len(payload)) + payload
+
+
+def chunked(data: bytes, size: int) -> list[bytes]:
+    """C{data} cut into pieces of C{size} bytes."""
+    return [data[i : i + size] for i in range(0, len(data), size)]
+
+
+class DemultiplexerTests(SynchronousTestCase):
+    """L{Demultiplexer} splits the 8-byte-header framed stream."""
+
+    data = (
+        frame(1, b"2026-11-29T13:00:00.000000001Z hello\n")
+        + frame(2, b"2026-11-29T13:00:00.000000002Z oops\n")
+        + frame(1, b"")
+        + frame(1, b"2026-11-29T13:00:00.000000003Z a" + b"x" * 300 + b"\n")
+    )
+
+    def parse(self, size: int) -> list[tuple[str, bytes]]:
+        frames: list[tuple[str, bytes]] = []
+        demux = Demultiplexer(lambda s, p: frames.append((s, p)))
+        for piece in chunked(self.data, size):
+            demux.feed(piece)
+        self.assertEqual(demux.pending, 0)
+        return frames
+
+    def test_anyChunking(self) -> None:
+        """The same frames come out whether the bytes come 1, 2, ... N at a time."""
+        expected = self.parse(len(self.data))
+        self.assertEqual(len(expected), 4)
+        self.assertEqual(expected[1], ("stderr", b"2026-11-29T13:00:00.000000002Z oops\n"))
+        for size in range(1, 60):
+            self.assertEqual(self.parse(size), expected, f"chunks of {size}")
+
+    def test_incompleteFrameWaits(self) -> None:
+        """A frame is delivered only once all its payload is there."""
+        frames: list[tuple[str, bytes]] = []
+        demux = Demultiplexer(lambda s, p: frames.append((s, p)))
+        whole = frame(1, b"abc")
+        demux.feed(whole[:-1])
+        self.assertEqual(frames, [])
+        self.assertEqual(demux.pending, len(whole) - 1)
+        demux.feed(whole[-1:])
+        self.assertEqual(frames, [("stdout", b"abc")])
+
+    def test_badStreamNumber(self) -> None:
+        """A header with an unknown stream number is a format error, not junk lines."""
+        demux = Demultiplexer(lambda s, p: None)
+        self.assertRaises(StreamFormatError, demux.feed, b"\x07\0\0\0\0\0\0\x01x")
+
+
+class LogLineSplitterTests(SynchronousTestCase):
+    """L{LogLineSplitter} turns frames into timestamped lines, per stream."""
+
+    def test_linesAcrossFrames(self) -> None:
+        """A line split over frames is joined; the two streams are kept apart."""
+        lines: list[tuple[str, str | None, str]] = []
+        splitter = LogLineSplitter(lambda *a: lines.append(a), timestamps=True)
+        splitter.frameReceived("stdout", b"2026-11-29T13:00:00.5Z hel")
+        splitter.frameReceived("stderr", b"2026-11-29T13:00:01Z err\r\n")
+        splitter.frameReceived("stdout", b"lo\nno-timestamp-here")
+        splitter.flush()
+        self.assertEqual(
+            lines,
+            [
+                ("stderr", "2026-11-29T13:00:01Z", "err"),
+                ("stdout", "2026-11-29T13:00:00.5Z", "hello"),
+                ("stdout", None, "no-timestamp-here"),
+            ],
+        )
+
+    def test_badUTF8(self) -> None:
+        """Bytes that are not UTF-8 are replaced, never an exception."""
+        lines: list[tuple[str, str | None, str]] = []
+        splitter = LogLineSplitter(lambda *a: lines.append(a), timestamps=False)
+        splitter.frameReceived("stdout", b"\xff\xfe ok\n")
+        self.assertEqual(lines, [("stdout", None, "\ufffd\ufffd ok")])
+
+    def test_longLineIsCut(self) -> None:
+        """A line without newline longer than maxLength is cut, not buffered for ever."""
+        lines: list[tuple[str, str | None, str]] = []
+        splitter = LogLineSplitter(lambda *a: lines.append(a), timestamps=False)
+        splitter.maxLength = 10
+        splitter.frameReceived("stdout", b"x" * 25)
+        self.assertEqual([text for _, _, text in lines], ["x" * 10, "x" * 10])
+        splitter.flush()
+        self.assertEqual(lines[-1][2], "x" * 5)
+
+
+class JSONLinesTests(SynchronousTestCase):
+    """L{JSONLines} splits the engine's event and progress streams."""
+
+    def test_anyChunking(self) -> None:
+        """Values come out whole and in order whatever the chunk size; junk is skipped."""
+        values = [{"a": 1}, {"status": "Pulling", "id": "x"}, [1, 2]]
+        data = b"".join(json.dumps(v).encode() + b"\n" for v in values)
+        data = data.replace(b"\n", b"\nnot json\n", 1) + b'{"last": true}'
+        for size in range(1, len(data) + 1):
+            seen: list[Any] = []
+            parser = JSONLines(seen.append)
+            for piece in chunked(data, size):
+                parser.feed(piece)
+            parser.flush()
+            self.assertEqual(seen, [*values, {"last": True}], f"chunks of {size}")
+
+
+def inspectData(**overrides: Any) -> dict[str, Any]:
+    """A C{GET /containers/ID/json} answer of a container pycm created."""
+    data: dict[str, Any] = {
+        "Id": "abc123",
+        "Name": "/web",
+        "Created": "2026-11-29T13:00:00.123456789Z",
+        "Path": "sleep",
+        "Args": ["100"],
+        "RestartCount": 2,
+        "State": {
+            "Status": "exited",
+            "Running": False,
+            "Pid": 0,
+            "ExitCode": 143,
+            "OOMKilled": False,
+            "Error": "",
+            "StartedAt": "2026-11-29T13:00:01Z",
+            "FinishedAt": "2026-11-29T13:00:02Z",
+        },
+        "Config": {
+            "Image": "busybox:latest",
+            "Cmd": ["sleep", "100"],
+            "Env": ["PATH=/bin", "A=1"],
+            "Labels": {
+                MANAGED_LABEL: "true",
+                ENV_KEYS_LABEL: '["A"]',
+                STOP_TIMEOUT_LABEL: "2.5",
+                "team": "x",
+            },
+            "StopSignal": "SIGTERM",
+            "StopTimeout": 3,
+            "WorkingDir": "/tmp",
+        },
+        "HostConfig": {
+            "RestartPolicy": {"Name": "on-failure", "MaximumRetryCount": 3},
+            "Memory": 1 << 26,
+            "NanoCpus": 500_000_000,
+        },
+    }
+    data.update(overrides)
+    return data
+
+
+class MappingTests(SynchronousTestCase):
+    """Engine JSON to pycm values."""
+
+    def test_states(self) -> None:
+        """Each engine state maps to a pycm one; paused is running, removing is exited."""
+        cases = {
+            "created": State.CREATED,
+            "running": State.RUNNING,
+            "paused": State.RUNNING,
+            "restarting": State.RESTARTING,
+            "removing": State.EXITED,
+            "exited": State.EXITED,
+            "dead": State.DEAD,
+            "something-new": State.DEAD,
+        }
+        for engine, pycm in cases.items():
+            self.assertEqual(mapState({"Status": engine}), pycm, engine)
+
+    def test_startErrorIsDead(self) -> None:
+        """A created container the engine could not start is dead."""
+        self.assertEqual(
+            mapState({"Status": "created", "Error": "exec: nope: not found"}), State.DEAD
+        )
+
+    def test_exitCodes(self) -> None:
+        """128+N is -N only if signal N was sent, or the engine OOM-killed it."""
+        self.assertEqual(mapExitCode(143, {15, 9}, False), -15)
+        self.assertEqual(mapExitCode(137, {15, 9}, False), -9)
+        self.assertEqual(mapExitCode(143, (), False), 143)
+        self.assertEqual(mapExitCode(137, (), True), -9)
+        self.assertEqual(mapExitCode(3, {3}, False), 3)
+        self.assertIsNone(mapExitCode(None, {9}, False))
+
+    def test_container(self) -> None:
+        """Every field of the contract's container comes from the inspect JSON."""
+        container = containerFromInspect(inspectData(), {15})
+        self.assertEqual(container.name, "web")
+        self.assertEqual(container.backend, "docker")
+        self.assertEqual(container.command, ("sleep", "100"))
+        self.assertEqual(container.state, State.EXITED)
+        self.assertEqual(container.exitCode, -15)
+        self.assertIsNone(container.pid)
+        self.assertEqual(container.labels, {"team": "x"})
+        self.assertEqual(container.env, {"A": "1"})
+        self.assertEqual(container.stopTimeout, 2.5)
+        self.assertEqual(container.restartPolicy, RestartPolicy("on-failure", 3))
+        self.assertEqual(container.restartCount, 2)
+        self.assertEqual(container.memory, 1 << 26)
+        self.assertEqual(container.cpus, 0.5)
+        self.assertEqual(container.workdir, "/tmp")
+        self.assertAlmostEqual(container.created, 1795957200.123456, places=5)
+        self.assertIsNotNone(container.finished)
+
+    def test_runningAndStopping(self) -> None:
+        """A running container has a pid and no exit code; one pycm is stopping is stopping."""
+        data = inspectData(
+            State={
+                "Status": "running",
+                "Pid": 42,
+                "ExitCode": 0,
+                "StartedAt": "2026-11-29T13:00:01Z",
+                "FinishedAt": "0001-01-01T00:00:00Z",
+            }
+        )
+        container = containerFromInspect(data)
+        self.assertEqual(
+            (container.state, container.pid, container.exitCode), ("running", 42, None)
+        )
+        self.assertIsNone(container.finished)
+        self.assertEqual(containerFromInspect(data, stopping=True).state, State.STOPPING)
+
+    def test_createdHasNoExitCode(self) -> None:
+        """A container never started has no exit code, and no start time."""
+        data = inspectData(
+            State={
+                "Status": "created",
+                "ExitCode": 0,
+                "StartedAt": "0001-01-01T00:00:00Z",
+                "FinishedAt": "0001-01-01T00:00:00Z",
+            }
+        )
+        container = containerFromInspect(data)
+        self.assertEqual(
+            (container.state, container.exitCode, container.started), ("created", None, None)
+        )
+
+    def test_createBody(self) -> None:
+        """Every run option becomes its engine field; pycm's label marks it."""
+        spec = ContainerSpec(
+            name="web",
+            image="ignored",
+            command=("sh", "-c", "echo hi"),
+            env={"A": "1"},
+            labels={"team": "x"},
+            restartPolicy=RestartPolicy("on-failure", 3),
+            stopTimeout=2.5,
+            stopSignal="hup",
+            memory=1 << 26,
+            cpus=1.5,
+            workdir="/tmp",
+        )
+        body = createBody(spec, "busybox:1", networkMode="none", init=True)
+        self.assertEqual(body["Image"], "busybox:1")
+        self.assertEqual(body["Cmd"], ["sh", "-c", "echo hi"])
+        self.assertEqual(body["Env"], ["A=1"])
+        self.assertEqual(body["Labels"]["team"], "x")
+        self.assertEqual(body["Labels"][MANAGED_LABEL], "true")
+        self.assertEqual(body["StopTimeout"], 3)
+        self.assertEqual(body["Labels"][STOP_TIMEOUT_LABEL], "2.5")
+        self.assertEqual(body["StopSignal"], "SIGHUP")
+        self.assertEqual(body["WorkingDir"], "/tmp")
+        host = body["HostConfig"]
+        self.assertEqual(host["RestartPolicy"], {"Name": "on-failure", "MaximumRetryCount": 3})
+        self.assertEqual(host["Memory"], 1 << 26)
+        self.assertEqual(host["NanoCpus"], 1_500_000_000)
+        self.assertEqual(host["NetworkMode"], "none")
+        self.assertTrue(host["Init"])
+
+    def test_createBodyDefaults(self) -> None:
+        """Without a command the image's own runs (no Cmd); no policy means none sent."""
+        body = createBody(ContainerSpec(name="web"), "busybox")
+        self.assertNotIn("Cmd", body)
+        self.assertNotIn("RestartPolicy", body["HostConfig"])
+        self.assertNotIn("NetworkMode", body["HostConfig"])
+
+    def test_createBodyRefuses(self) -> None:
+        """Values the engine cannot take are bad requests before any request."""
+        for spec in [
+            ContainerSpec(name="w", labels={MANAGED_LABEL: "false"}),
+            ContainerSpec(name="w", workdir="relative"),
+            ContainerSpec(name="w", cpus=0.0),
+            ContainerSpec(name="w", memory=-1),
+            ContainerSpec(name="w", stopSignal="NOPE"),
+            ContainerSpec(name="w", env={"A=B": "c"}),
+        ]:
+            self.assertRaises(BadRequest, createBody, spec, "busybox")
+
+    def test_splitImage(self) -> None:
+        """References split into fromImage and tag as the pull endpoint wants."""
+        self.assertEqual(splitImage("busybox"), ("busybox", "latest"))
+        self.assertEqual(splitImage("busybox:1.36"), ("busybox", "1.36"))
+        self.assertEqual(
+            splitImage("127.0.0.1:5000/pycm-test/busybox"),
+            ("127.0.0.1:5000/pycm-test/busybox", "latest"),
+        )
+        self.assertEqual(splitImage("127.0.0.1:5000/a/b:v1"), ("127.0.0.1:5000/a/b", "v1"))
+        self.assertEqual(splitImage("a@sha256:00ff"), ("a", "sha256:00ff"))
+
+    def test_sinceParam(self) -> None:
+        """RFC 3339 nanosecond timestamps become exact seconds.nanoseconds."""
+        self.assertEqual(sinceParam("1970-01-01T00:00:10.000000123Z"), "10.000000123")
+        self.assertEqual(sinceParam("1970-01-01T00:00:10.5Z"), "10.500000000")
+        self.assertEqual(sinceParam("1970-01-01T00:00:10Z"), "10.000000000")
+
+    def test_engineErrors(self) -> None:
+        """Engine statuses become the contract's error codes, keeping its message."""
+        self.assertEqual(mapEngineError(404, "No such container: x", name="x"), NotFound("x"))
+        self.assertEqual(
+            mapEngineError(404, "No such image: i", name="x", image="i"),
+            NoImage("i", "No such image: i"),
+        )
+        self.assertEqual(
+            mapEngineError(409, 'Conflict. The container name "/x" is already in use', "x"),
+            Conflict('container name "x" is already in use'),
+        )
+        self.assertIsInstance(mapEngineError(409, "is running", "x"), Conflict)
+        self.assertEqual(mapEngineError(400, "bad", "x"), BadRequest("bad"))
+        self.assertIsInstance(mapEngineError(400, "bad", "x", badRequest=False), BackendError)
+        error = mapEngineError(500, "disk full", "x")
+        self.assertIsInstance(error, BackendError)
+        self.assertIn("disk full", str(error))
+
+
+class OptionTests(SynchronousTestCase):
+    """makeBackend's options and the engine address."""
+
+    def test_addresses(self) -> None:
+        """unix:// and tcp:// hosts parse; anything else is refused."""
+        self.assertEqual(EngineAddress.parse("unix:///run/d.sock").path, "/run/d.sock")
+        tcp = EngineAddress.parse("tcp://10.0.0.1:2376")
+        self.assertEqual((tcp.host, tcp.port), ("10.0.0.1", 2376))
+        self.assertRaises(BackendError, EngineAddress.parse, "ssh://host")
+        self.assertRaises(BackendError, EngineAddress.parse, "/var/run/docker.sock")
+
+    def test_defaultHost(self) -> None:
+        """DOCKER_HOST wins; without it, the standard socket."""
+        self.assertEqual(defaultHost({"DOCKER_HOST": "tcp://h:1"}), "tcp://h:1")
+        self.assertEqual(defaultHost({}), "unix:///var/run/docker.sock")
+
+    def test_makeBackend(self) -> None:
+        """Options set the backend up; nothing connects until open()."""
+        backend = makeBackend(
+            Clock(),
+            None,
+            {
+                "docker-host": "unix:///nowhere.sock",
+                "default-image": "img:1",
+                "pull": "missing",
+                "request-timeout": "2.5",
+                "network": "none",
+                "init": "no",
+                "default-command": "sleep 1000",
+            },
+        )
+        self.assertEqual(backend.defaultImage, "img:1")
+        self.assertTrue(backend.pull)
+        self.assertEqual(backend.engine.timeout, 2.5)
+        self.assertEqual(backend.networkMode, "none")
+        self.assertFalse(backend.init)
+        self.assertEqual(backend.defaultCommand, ("sleep", "1000"))
+        self.assertEqual(str(backend.engine.address), "unix:///nowhere.sock")
+
+    def test_badOptions(self) -> None:
+        """A bad value is a ValueError naming the option; every option is documented."""
+        for options in [
+            {"pull": "always"},
+            {"request-timeout": "-1"},
+            {"init": "maybe"},
+            {"docker-host": "ftp://x"},
+        ]:
+            self.assertRaises(ValueError, makeBackend, Clock(), None, options)
+        for key in ("docker-host", "default-image", "pull", "request-timeout"):
+            self.assertIn(key, OPTIONS)
+
+
+class _FakeEngine:
+    """Stands in for L{EngineClient}.stream in event-stream unit tests."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+
+    def stream(self, method: str, path: str, params: Any, onData: Any) -> Any:
+        from twisted.internet.defer import Deferred
+
+        self.calls.append(params)
+        d: Deferred[Any] = Deferred()
+        self.last = (d, onData)
+        return d
+
+
+class EngineEventsTests(SynchronousTestCase):
+    """L{EngineEvents} de-duplicates across reconnections and backs off."""
+
+    def test_reconnectSinceAndDedupe(self) -> None:
+        """After the stream ends it reconnects with since= the last event, dropping repeats."""
+        from twisted.internet.defer import Deferred
+
+        from pycm.backends.dockerengine import Stream
+
+        clock = Clock()
+        engine = _FakeEngine()
+        seen: list[Any] = []
+        events = EngineEvents(clock, engine, {}, seen.append, lambda r: None)  # type: ignore[arg-type]
+        events.start()
+        d, onData = engine.last
+        ended: Deferred[None] = Deferred()
+        d.callback(Stream(ended))
+        self.assertTrue(events.connected)
+        a = {"Action": "start", "Actor": {"ID": "1"}, "timeNano": 5_000000001}
+        b = {"Action": "die", "Actor": {"ID": "1"}, "timeNano": 5_000000001}
+        onData(json.dumps(a).encode() + b"\n" + json.dumps(b).encode() + b"\n")
+        ended.callback(None)
+        self.assertFalse(events.connected)
+        clock.advance(events.minDelay)
+        self.assertEqual(engine.calls[-1]["since"], "5.000000001")
+        d, onData = engine.last
+        d.callback(Stream(Deferred()))
+        c = {"Action": "destroy", "Actor": {"ID": "1"}, "timeNano": 6_000000000}
+        onData(b"".join(json.dumps(e).encode() + b"\n" for e in (a, b, c)))
+        self.assertEqual(seen, [a, b, c])
+
+    def test_backoff(self) -> None:
+        """Failed connections are retried with a doubling delay up to maxDelay."""
+        clock = Clock()
+        engine = _FakeEngine()
+        events = EngineEvents(clock, engine, {}, lambda e: None, lambda r: None)  # type: ignore[arg-type]
+        events.start()
+        delays = []
+        for _ in range(10):
+            d, _ = engine.last
+            d.errback(RuntimeError("down"))
+            delays.append(clock.getDelayedCalls()[0].getTime() - clock.seconds())
+            clock.advance(delays[-1])
+        self.assertEqual([round(d, 6) for d in delays[:3]], [0.1, 0.2, 0.4])
+        self.assertEqual(delays[-1], events.maxDelay)
+        events.stop()
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+
+class EngineClientTests(SynchronousTestCase):
+    """L{EngineClient} builds URLs the engine understands."""
+
+    def test_url(self) -> None:
+        """Parameters are encoded; dicts become JSON (filters), booleans 1/0, None dropped."""
+        client = EngineClient(Clock(), EngineAddress.parse("unix:///x.sock"))
+        url = client._url(
+            "/v1.41/containers/json", {"all": True, "filters": {"label": ["a=b"]}, "x": None}
+        )
+        self.assertEqual(
+            url,
+            "http://docker/v1.41/containers/json?all=1&filters=%7B%22label%22%3A+%5B%22a%3Db%22%5D%7D",
+        )
