@@ -130,7 +130,9 @@ class Session:
                 del self.follows[name]
                 self.sendEvent({"type": "log_end", "name": name})
 
-        follow.ended.addBoth(ended)
+        # Hooked after the reply, so that a follow that is over at once
+        # (the container is not running) sends its log_end after the OK.
+        self.afterReply.append(lambda: follow.ended.addBoth(ended))
 
     def sendLogLine(self, name: str, line: LogLine) -> None:
         self.sendEvent(

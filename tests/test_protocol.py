@@ -383,6 +383,14 @@ class CommandTests(SynchronousTestCase):
         )
         self.assertEqual(self.conn.err("unfollow d2"), "bad_request")
 
+    def test_followStoppedContainer(self) -> None:
+        """Following a container that is not running: OK, then log_end."""
+        self.conn.ok("create idle")
+        self.conn.send("logs --follow idle\n")
+        self.assertEqual(
+            self.conn.replies(), [("OK", []), ("EVENT", {"type": "log_end", "name": "idle"})]
+        )
+
     def test_events(self) -> None:
         """
         events subscribes the connection; events carry increasing ids;
