@@ -1,0 +1,103 @@
+"""Tests for L{pycm.tap}: the daemon's options and listeners."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from twisted.python import usage
+from twisted.python.filepath import FilePath
+from twisted.trial.unittest import SynchronousTestCase
+
+from pycm.auth import loadOrCreateToken, readToken, tokensMatch
+from pycm.errors import BadRequest
+from pycm.tap import DEFAULT_LISTEN, Options, classifyListener
+
+
+class ClassifyListenerTests(SynchronousTestCase):
+    def test_loopbackTCP(self) -> None:
+        """Loopback TCP wants a token, unless --no-auth."""
+        for description in (DEFAULT_LISTEN, "tcp6:9:interface=\\:\\:1",
+                            "tcp:1:interface=localhost", "tcp:1:127.0.0.2"):
+            self.assertTrue(classifyListener(description, False).requireAuth, description)
+            self.assertFalse(classifyListener(description, True).requireAuth, description)
+
+    def test_nonLoopbackTCPRefused(self) -> None:
+        """TCP without TLS on any other address is refused."""
+        for description in ("tcp:8080", "tcp:8080:interface=0.0.0.0",
+                            "tcp:8080:interface=192.168.1.5", "tcp6:80:interface=\\:\\:"):
+            self.assertRaises(usage.UsageError, classifyListener, description, False)
+
+    def test_tlsElsewhere(self) -> None:
+        """TLS on a public address is allowed, and always wants the token."""
+        listener = classifyListener("ssl:8443:privateKey=k.pem", noAuth=True)
+        self.assertTrue(listener.requireAuth)
+        self.assertFalse(listener.loopback)
+
+    def test_unixAndStdio(self) -> None:
+        """UNIX sockets and stdio need no token."""
+        self.assertFalse(classifyListener("unix:/tmp/x.sock", False).requireAuth)
+        self.assertFalse(classifyListener("stdio:", False).requireAuth)
+
+    def test_unknownKind(self) -> None:
+        """An endpoint pycm cannot place always wants the token."""
+        self.assertTrue(classifyListener("systemd:domain=INET:index=0", True).requireAuth)
+
+
+class OptionsTests(SynchronousTestCase):
+    def parse(self, *args: str) -> Options:
+        options = Options()
+        options.parseOptions(list(args))
+        return options
+
+    def test_defaults(self) -> None:
+        """The defaults are the contract's: process backend, 127.0.0.1:8080."""
+        options = self.parse("--state-dir", self.mktemp())
+        self.assertEqual(options["backend"], "process")
+        self.assertEqual(options["listen"], [DEFAULT_LISTEN])
+
+    def test_repeatableListen(self) -> None:
+        """--listen may be given many times."""
+        options = self.parse("--listen", "unix:/tmp/a", "--listen", "stdio:")
+        self.assertEqual(options["listen"], ["unix:/tmp/a", "stdio:"])
+
+    def test_unknownBackend(self) -> None:
+        """An unknown backend is a usage error naming the available ones."""
+        error = self.assertRaises(usage.UsageError, self.parse, "--backend", "zz")
+        self.assertIn("memory", str(error))
+        self.assertIn("process", str(error))
+
+    def test_backendOptions(self) -> None:
+        """Backend options are passed through by name."""
+        options = self.parse("--docker-host", "unix:///x.sock", "--backend-option", "k=v")
+        self.assertEqual(options["backend-options"], {"docker-host": "unix:///x.sock", "k": "v"})
+        self.assertRaises(usage.UsageError, self.parse, "--backend-option", "novalue")
+
+    def test_badValues(self) -> None:
+        """Nonsense limits and levels are refused."""
+        self.assertRaises(usage.UsageError, self.parse, "--max-line-length", "10")
+        self.assertRaises(usage.UsageError, self.parse, "--log-level", "loud")
+        self.assertRaises(usage.UsageError, self.parse, "--socket-group", "no-such-group-x")
+
+
+class TokenTests(SynchronousTestCase):
+    def test_createdPrivateAndReused(self) -> None:
+        """The token file is made 0600 in a 0700 directory, then reused."""
+        path = FilePath(self.mktemp()).child("state").child("token")
+        token = loadOrCreateToken(path)
+        self.assertGreaterEqual(len(token), 32)
+        self.assertEqual(stat.S_IMODE(os.stat(path.path).st_mode), 0o600)
+        self.assertEqual(stat.S_IMODE(os.stat(path.parent().path).st_mode), 0o700)
+        self.assertEqual(loadOrCreateToken(path), token)
+
+    def test_emptyTokenFile(self) -> None:
+        """An empty token file is an error, not an empty token."""
+        path = FilePath(self.mktemp())
+        path.setContent(b"\n")
+        self.assertRaises(BadRequest, readToken, path)
+
+    def test_compare(self) -> None:
+        """Tokens compare equal only when identical."""
+        self.assertTrue(tokensMatch("abc", "abc"))
+        self.assertFalse(tokensMatch("abc", "abd"))
+        self.assertFalse(tokensMatch("abc", ""))
