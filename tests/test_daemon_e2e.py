@@ -115,8 +115,9 @@ class DaemonE2ETests(SynchronousTestCase):
     def test_secondDaemonRefused(self) -> None:
         """A second daemon on the same state directory is refused."""
         daemon = RealDaemon(self).start()
-        result = _runTwistd(["--state-dir", daemon.stateDir, "--listen", "tcp:0:interface=127.0.0.1",
-                             "--no-auth"])
+        result = _runTwistd(
+            ["--state-dir", daemon.stateDir, "--listen", "tcp:0:interface=127.0.0.1", "--no-auth"]
+        )
         self.assertNotEqual(result.returncode, 0)
         output = result.stdout + result.stderr
         self.assertIn(b"another pycm daemon", output)
