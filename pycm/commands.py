@@ -497,9 +497,13 @@ def events(session: Session, options: dict[str, Any], args: list[str]) -> Any:
     if since is not None:
         backlog = [e for e in log.since(since) if eventMatches(e, filters)]
         # Right after the OK reply, before any event newer than last_id.
-        for event in backlog:
-            session.afterReply.append(lambda event=event: session.sendEvent(event.toJSON()))
+        session.afterReply.append(lambda: _replay(session, backlog))
     return {"events": True, "last_id": log.lastId}
+
+
+def _replay(session: Session, backlog: list[ContainerEvent]) -> None:
+    for event in backlog:
+        session.sendEvent(event.toJSON())
 
 
 def info(session: Session, options: dict[str, Any], args: list[str]) -> Any:

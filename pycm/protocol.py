@@ -99,6 +99,9 @@ class PycmServerProtocol(LineReceiver):
     MAX_LENGTH = DEFAULT_MAX_LINE_LENGTH + 1
 
     factory: PycmServerFactory
+    # A TCP, UNIX, TLS or stdio transport: ITransport plus IProducer and
+    # abortConnection, which ITransport alone does not declare.
+    transport: Any
     log = Logger()
 
     session: Session
@@ -284,7 +287,7 @@ class PycmServerFactory(Factory):
     @ivar description: the listener, as C{info} and the logs show it.
     """
 
-    protocol = PycmServerProtocol
+    protocol = PycmServerProtocol  # type: ignore[assignment]
     noisy = False
 
     def __init__(

@@ -308,13 +308,17 @@ class PycmService(MultiService):
         # Listening waits until the backend is open (see startService).
         pass
 
+    def _runClosers(self, result: object) -> object:
+        for closer in self._closers:
+            closer()
+        return result
+
     def stopService(self) -> Deferred[Any]:
         stopping = super().stopService()
 
         def closeBackend(_: object) -> Deferred[Any]:
             d = maybeDeferred(self.backend.close)
-            for closer in self._closers:
-                d.addBoth(lambda result, closer=closer: (closer(), result)[1])
+            d.addBoth(self._runClosers)
             return d
 
         stopping.addBoth(closeBackend)
