@@ -28,6 +28,25 @@
 
 _pycm_log() { echo "docker-setup: $*" >&2; }
 
+# _pycm_alive PID: is it running (a zombie nobody reaped is not)?
+_pycm_alive() {
+    local state
+    state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
+    [ -n "$state" ] && [ "$state" != Z ]
+}
+
+# _pycm_kill_under DIR: SIGKILL what still runs from DIR (the shims and
+# containers of a dockerd that was killed with SIGKILL).
+_pycm_kill_under() {
+    local dir=$1 p
+    for p in /proc/[0-9]*; do
+        [ "${p#/proc/}" = "$$" ] && continue
+        if { tr '\0' ' ' <"$p/cmdline"; } 2>/dev/null | grep -qF -- "$dir/"; then
+            kill -9 "${p#/proc/}" 2>/dev/null
+        fi
+    done
+}
+
 pycm_docker_install() {
     local missing=()
     command -v dockerd >/dev/null || missing+=(docker.io)
@@ -42,19 +61,31 @@ pycm_docker_install() {
 
 # pycm_docker_start_engine DIR: start dockerd with its state in DIR; wait.
 pycm_docker_start_engine() {
-    local dir=$1
+    local dir=$1 pid
     mkdir -p "$dir/data" "$dir/exec"
+    # A dockerd killed with SIGKILL leaves its pidfile, which stops the next.
+    if [ -f "$dir/dockerd.pid" ] && ! _pycm_alive "$(cat "$dir/dockerd.pid")"; then
+        rm -f "$dir/dockerd.pid"
+    fi
+    # Its containerd child dies with it; where PID 1 does not reap, the
+    # zombie's pid in containerd.pid makes the next dockerd wait for it.
+    local cpid="$dir/exec/containerd/containerd.pid"
+    if [ -f "$cpid" ] && ! _pycm_alive "$(cat "$cpid")"; then
+        rm -f "$cpid"
+    fi
     local args="--data-root $dir/data --exec-root $dir/exec --storage-driver vfs \
 --iptables=false --ip-masq=false --bridge=none --host unix://$dir/docker.sock \
 --pidfile $dir/dockerd.pid"
     # shellcheck disable=SC2086
-    dockerd $args >>"$dir/dockerd.log" 2>&1 &
+    dockerd $args </dev/null >>"$dir/dockerd.log" 2>&1 &
+    pid=$!
     PYCM_DOCKERD_ARGS=$args
     local i
     for i in $(seq 1 150); do
         if docker -H "unix://$dir/docker.sock" version >/dev/null 2>&1; then
             return 0
         fi
+        _pycm_alive "$pid" || break
         sleep 0.2
     done
     _pycm_log "dockerd did not answer; its log:"
@@ -95,7 +126,7 @@ storage:
 http:
   addr: 127.0.0.1:$port
 EOF
-    docker-registry serve "$dir/registry.yml" >>"$dir/registry.log" 2>&1 &
+    docker-registry serve "$dir/registry.yml" </dev/null >>"$dir/registry.log" 2>&1 &
     echo $! >"$dir/registry.pid"
     for i in $(seq 1 100); do
         if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
@@ -149,11 +180,12 @@ pycm_docker_teardown() {
         pid=$(cat "$f")
         kill "$pid" 2>/dev/null || continue
         for i in $(seq 1 100); do
-            kill -0 "$pid" 2>/dev/null || break
+            _pycm_alive "$pid" || break
             sleep 0.1
         done
         kill -9 "$pid" 2>/dev/null
     done
+    _pycm_kill_under "$dir"
     # vfs layers can hold read-only bits; exec-root may hold mounts.
     umount -R "$dir/exec" 2>/dev/null
     umount -R "$dir/data" 2>/dev/null

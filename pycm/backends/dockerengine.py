@@ -329,7 +329,9 @@ class EngineClient:
         def failed(failure: Failure) -> Failure:
             if failure.check(CancelledError) and not timedOut:
                 return failure
-            raise self._unavailable(failure.value, method, path, timeout)
+            raise self._unavailable(
+                failure.value, method, path, timeout if timedOut else None
+            )
 
         timedOut: list[bool] = []
 
@@ -349,7 +351,7 @@ class EngineClient:
         if isinstance(error, EngineError | BackendError | Unavailable):
             return error
         self.forgetVersion()
-        if isinstance(error, CancelledError | TimeoutError) and timeout is not None:
+        if timeout is not None:
             what = f"did not answer {method} {path} within {timeout:g} s"
         elif isinstance(error, CancelledError | TimeoutError):
             what = f"did not answer {method} {path} in time"

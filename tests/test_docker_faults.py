@@ -1,0 +1,178 @@
+"""
+Faults of the engine, with a real engine of the tests' own: a dockerd on a
+private socket and data directory (started with C{.ci/docker-setup.sh}'s
+functions) that the tests kill with SIGKILL and start again, and a fake
+engine that never answers.
+
+These run when the docker tests run (see L{tests.test_docker_support}):
+they need C{dockerd} and root, as C{.ci/docker-setup.sh} does.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import tempfile
+from typing import Any
+
+from twisted.internet import defer, reactor, utils
+from twisted.internet.protocol import Factory, Protocol
+from twisted.trial.unittest import SkipTest
+
+from pycm.errors import Unavailable
+from pycm.model import ContainerSpec, State
+from tests.test_docker_engine import EngineTestCase, eventually, sleep
+from tests.test_docker_support import engineBackend, requireEngine, testImage
+
+SCRIPT = os.path.join(os.path.dirname(os.path.dirname(__file__)), ".ci", "docker-setup.sh")
+
+
+class PrivateEngine:
+    """A dockerd of one test's own, in a fresh directory."""
+
+    def __init__(self) -> None:
+        self.dir = tempfile.mkdtemp(prefix="pycm-f.", dir="/tmp")
+        self.host = f"unix://{self.dir}/docker.sock"
+
+    def _script(self, commands: str) -> defer.Deferred[int]:
+        return utils.getProcessValue(
+            "/bin/bash", ["-c", f"source {SCRIPT} && {commands}"], env=dict(os.environ)
+        )
+
+    @defer.inlineCallbacks
+    def start(self, image: bool = False) -> Any:
+        """Start dockerd (and build the test image in it)."""
+        commands = f"pycm_docker_start_engine {self.dir}"
+        if image:
+            commands += f" && pycm_docker_build_image {self.dir} {self.host} {testImage()}"
+        code = yield self._script(commands)
+        if code != 0:
+            raise AssertionError(f"could not start a private dockerd in {self.dir}")
+
+    def kill(self) -> None:
+        """SIGKILL the engine, as a crash would."""
+        with open(os.path.join(self.dir, "dockerd.pid")) as f:
+            os.kill(int(f.read().strip()), signal.SIGKILL)
+
+    def teardown(self) -> defer.Deferred[int]:
+        """Stop it, and everything it started; remove the directory."""
+        return self._script(f"pycm_docker_teardown {self.dir}")
+
+
+class EngineFaultTests(EngineTestCase):
+    """The backend keeps serving through engine outages and recovers by itself."""
+
+    timeout = 180
+
+    def setUp(self) -> None:
+        requireEngine()
+        if not shutil.which("dockerd") or os.geteuid() != 0:
+            raise SkipTest("fault tests start their own dockerd: they need it, and root")
+        self.engine = PrivateEngine()
+        self.addCleanup(self.engine.teardown)
+        self.backendOptions = {"docker-host": self.engine.host, "request-timeout": "5"}
+        self.backend = engineBackend(reactor, **self.backendOptions)
+        self.backend._events.maxDelay = 0.5
+        self.events: list[Any] = []
+        self.backend.addObserver(self.events.append)
+        self.names: list[str] = []
+
+    @defer.inlineCallbacks
+    def test_socketMissingAtStart(self) -> Any:
+        """No engine at open(): open fires, calls say unavailable, then it recovers alone."""
+        yield self.backend.open()
+        self.addCleanup(self.backend.close)
+        error = yield self.assertFailure(self.backend.list(), Unavailable)
+        self.assertIn(self.engine.host, str(error))
+        yield self.assertFailure(self.backend.inspect("anything"), Unavailable)
+        yield self.engine.start(image=True)
+        yield eventually(lambda: self.backend._events.connected)
+        listed = yield self.backend.list()
+        self.assertEqual(listed, [])
+        name = self.name()
+        container = yield self.run_(name, "sleep", "1000")
+        self.assertEqual(container.state, State.RUNNING)
+        self.assertEqual(self.actions(name), ["create", "start"])
+
+    @defer.inlineCallbacks
+    def test_engineKilledMidRequest(self) -> Any:
+        """
+        The engine dies during a stop: the stop fails as unavailable, so do
+        other calls; when it is back, calls work, the event stream
+        reconnects, and the exit the outage hid is reported as a die event.
+        """
+        yield self.engine.start(image=True)
+        yield self.backend.open()
+        self.addCleanup(self.backend.close)
+        yield eventually(lambda: self.backend._events.connected)
+        name = self.name()
+        yield self.run_(name, "sh", "-c", "trap '' TERM; sleep 1000 & wait; sleep 1000")
+        yield sleep(0.3)
+        stopping = self.backend.stop(name, 60)
+        yield sleep(0.5)
+        self.engine.kill()
+        error = yield self.assertFailure(stopping, Unavailable)
+        self.assertIn("docker engine", str(error))
+        yield self.assertFailure(self.backend.list(), Unavailable)
+        yield eventually(lambda: not self.backend._events.connected)
+        yield self.engine.start()
+        yield eventually(lambda: self.backend._events.connected, timeout=30)
+        listed = yield eventually(lambda: self.backend.list().addErrback(lambda f: None))
+        self.assertEqual([c.name for c in listed], [name])
+        self.assertIn(listed[0].state, (State.EXITED, State.DEAD))
+        yield eventually(lambda: "die" in self.actions(name))
+        container = yield self.run_(self.name(), "sleep", "1000")
+        self.assertEqual(container.state, State.RUNNING)
+
+    @defer.inlineCallbacks
+    def test_engineRestartedGracefully(self) -> Any:
+        """A clean engine restart: events are resumed and the daemon's view is right."""
+        yield self.engine.start(image=True)
+        yield self.backend.open()
+        self.addCleanup(self.backend.close)
+        yield eventually(lambda: self.backend._events.connected)
+        name = self.name()
+        yield self.backend.create(ContainerSpec(name, command=("true",)))
+        with open(os.path.join(self.engine.dir, "dockerd.pid")) as f:
+            os.kill(int(f.read().strip()), signal.SIGTERM)
+        yield eventually(lambda: not self.backend._events.connected, timeout=30)
+        yield self.engine.start()
+        yield eventually(lambda: self.backend._events.connected, timeout=30)
+        container = yield eventually(lambda: self.backend.start(name).addErrback(lambda f: None))
+        self.assertEqual(container.name, name)
+        yield eventually(lambda: "die" in self.actions(name))
+        self.assertEqual(self.actions(name), ["create", "start", "die"])
+
+
+class _Silent(Protocol):
+    """Accepts a connection and never answers."""
+
+
+class SlowEngineTests(EngineTestCase):
+    """An engine that does not answer in time."""
+
+    @defer.inlineCallbacks
+    def setUp(self) -> Any:
+        requireEngine()
+        self.dir = tempfile.mkdtemp(prefix="pycm-s.", dir="/tmp")
+        self.addCleanup(shutil.rmtree, self.dir, True)
+        path = os.path.join(self.dir, "docker.sock")
+        port = reactor.listenUNIX(path, Factory.forProtocol(_Silent))  # type: ignore[attr-defined]
+        self.addCleanup(port.stopListening)
+        self.backend = engineBackend(
+            reactor, **{"docker-host": f"unix://{path}", "request-timeout": "0.5"}
+        )
+        yield self.backend.open()
+        self.addCleanup(self.backend.close)
+
+    @defer.inlineCallbacks
+    def test_timeout(self) -> Any:
+        """Every call fails as unavailable after request-timeout, saying so; none hangs."""
+        started = reactor.seconds()  # type: ignore[attr-defined]
+        error = yield self.assertFailure(self.backend.list(), Unavailable)
+        elapsed = reactor.seconds() - started  # type: ignore[attr-defined]
+        self.assertIn("did not answer", str(error))
+        self.assertLess(elapsed, 3)
+        yield self.assertFailure(self.backend.inspect("x"), Unavailable)
+        self.assertFalse(self.backend._events.connected)
