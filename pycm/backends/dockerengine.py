@@ -329,9 +329,7 @@ class EngineClient:
         def failed(failure: Failure) -> Failure:
             if failure.check(CancelledError) and not timedOut:
                 return failure
-            raise self._unavailable(
-                failure.value, method, path, timeout if timedOut else None
-            )
+            raise self._unavailable(failure.value, method, path, timeout if timedOut else None)
 
         timedOut: list[bool] = []
 
