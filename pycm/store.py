@@ -142,14 +142,9 @@ class SQLiteStore:
         db.execute(f"PRAGMA synchronous={sync}")
         check = [row[0] for row in db.execute("PRAGMA quick_check")]
         if check != ["ok"]:
-            raise StoreCorrupt(
-                f"state database {self.path} is corrupt: {'; '.join(check[:5])}"
-            )
+            raise StoreCorrupt(f"state database {self.path} is corrupt: {'; '.join(check[:5])}")
         version = db.execute("PRAGMA user_version").fetchone()[0]
-        tables = {
-            row[0]
-            for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")
-        }
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         if version == 0 and not tables:
             db.execute("BEGIN IMMEDIATE")
             for statement in _SCHEMA.split(";"):
@@ -176,6 +171,8 @@ class SQLiteStore:
             self._db = None  # type: ignore[assignment]
 
     def _write(self, sql: str, args: Iterable[Any]) -> None:
+        if self._db is None:
+            raise BackendError(f"state database {self.path} is closed")
         try:
             self._db.execute(sql, tuple(args))
         except sqlite3.Error as e:
@@ -190,9 +187,7 @@ class SQLiteStore:
         @raise StoreCorrupt: if the file or a record in it is damaged.
         """
         try:
-            rows = self._db.execute(
-                "SELECT name, record FROM containers ORDER BY name"
-            ).fetchall()
+            rows = self._db.execute("SELECT name, record FROM containers ORDER BY name").fetchall()
         except sqlite3.DatabaseError as e:
             raise StoreCorrupt(f"state database {self.path} is corrupt: {e}") from e
         records = []
@@ -204,9 +199,7 @@ class SQLiteStore:
                     f"state database {self.path}: record {name!r} is damaged: {e}"
                 ) from e
             if not isinstance(record, dict):
-                raise StoreCorrupt(
-                    f"state database {self.path}: record {name!r} is not an object"
-                )
+                raise StoreCorrupt(f"state database {self.path}: record {name!r} is not an object")
             records.append(record)
         return records
 
@@ -244,12 +237,13 @@ class SQLiteStore:
         """
         if event.id is None:
             raise ValueError("only numbered events can be stored")
+        if self._db is None:
+            raise BackendError(f"state database {self.path} is closed")
         try:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 self._db.execute(
-                    "INSERT INTO events (id, action, name, time, exit_code) "
-                    "VALUES (?, ?, ?, ?, ?)",
+                    "INSERT INTO events (id, action, name, time, exit_code) VALUES (?, ?, ?, ?, ?)",
                     (event.id, event.action, event.name, event.time, event.exitCode),
                 )
                 # The highest id is also kept apart from the rows, so that
@@ -266,32 +260,24 @@ class SQLiteStore:
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
-                self._eventCount = self._db.execute(
-                    "SELECT count(*) FROM events"
-                ).fetchone()[0]
+                self._eventCount = self._db.execute("SELECT count(*) FROM events").fetchone()[0]
                 raise
         except sqlite3.IntegrityError as e:
-            raise BackendError(
-                f"event id {event.id} is already stored in {self.path}"
-            ) from e
+            raise BackendError(f"event id {event.id} is already stored in {self.path}") from e
         except sqlite3.Error as e:
             raise BackendError(f"cannot write state database {self.path}: {e}") from e
 
     def _prune(self) -> None:
         """Drop the oldest events, keeping the newest L{keepEvents}."""
         self._db.execute(
-            "DELETE FROM events WHERE id NOT IN "
-            "(SELECT id FROM events ORDER BY id DESC LIMIT ?)",
+            "DELETE FROM events WHERE id NOT IN (SELECT id FROM events ORDER BY id DESC LIMIT ?)",
             (self.keepEvents,),
         )
         self._eventCount = self.keepEvents
 
     def since(self, eventId: int, limit: int | None = None) -> list[ContainerEvent]:
         """The stored events with an id above C{eventId}, oldest first."""
-        sql = (
-            "SELECT id, action, name, time, exit_code FROM events "
-            "WHERE id > ? ORDER BY id"
-        )
+        sql = "SELECT id, action, name, time, exit_code FROM events WHERE id > ? ORDER BY id"
         args: tuple[Any, ...] = (eventId,)
         if limit is not None:
             sql += " LIMIT ?"
@@ -301,8 +287,7 @@ class SQLiteStore:
         except sqlite3.DatabaseError as e:
             raise StoreCorrupt(f"state database {self.path} is corrupt: {e}") from e
         return [
-            ContainerEvent(action=a, name=n, time=t, exitCode=c, id=i)
-            for (i, a, n, t, c) in rows
+            ContainerEvent(action=a, name=n, time=t, exitCode=c, id=i) for (i, a, n, t, c) in rows
         ]
 
 
@@ -336,9 +321,7 @@ class StateDirLock:
             os.makedirs(self.directory, mode=0o700, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as e:
-            raise BackendError(
-                f"cannot use state directory {self.directory}: {e.strerror}"
-            ) from e
+            raise BackendError(f"cannot use state directory {self.directory}: {e.strerror}") from e
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:

@@ -322,7 +322,5 @@ class StateDirLockTests(SynchronousTestCase):
         """A directory that cannot be created gives a BackendError."""
         path = self.mktemp()
         open(path, "w").close()
-        error = self.assertRaises(
-            BackendError, StateDirLock(os.path.join(path, "sub")).acquire
-        )
+        error = self.assertRaises(BackendError, StateDirLock(os.path.join(path, "sub")).acquire)
         self.assertNotIsInstance(error, StateDirLocked)

@@ -1,0 +1,698 @@
+"""
+The process backend: containers are host processes, supervised by the
+shared L{Supervisor}, with logs in rotating files, records in SQLite and
+limits through cgroups.
+
+The only image is C{host} (the host's own filesystem).  Without a command a
+container runs the C{default-command} option (default C{sleep infinity}).
+
+How a run starts (L{ProcessRuntime.spawn}):
+  1. Checks up front, so the client gets a clear C{ERR backend}: the
+     workdir exists and the executable is found (the container's C{PATH},
+     relative to its workdir) and executable.  Limits are refused with
+     C{BadRequest} when this daemon cannot enforce them.
+  2. C{reactor.spawnProcess} starts, from an argument list and never
+     through a shell, a tiny exec helper: C{python -I -S -c HELPER ...}.
+     The helper calls C{setsid()} (the run gets its own session and process
+     group, whose id is its pid), joins the container's cgroups, puts
+     C{/dev/null} on stdin, changes to the workdir and C{execve}s the
+     command, keeping its pid.  Python rather than a C helper because it is
+     always there; it costs a few milliseconds per start.
+  3. A status pipe (fd 3, close-on-exec in the helper) says whether the
+     exec worked: it closes empty on success; on failure the helper writes
+     the reason and exits 127, the spawn fails with L{BackendError} and the
+     supervisor leaves the container C{dead} with that C{error}.
+
+Environment: C{PATH}, C{HOME}, C{LANG=C.UTF-8}, C{PYCM_CONTAINER=NAME},
+then the container's C{--env}.  Workdir: C{--workdir}, else the
+C{default-workdir} option (default C{/}).
+
+Stopping: every signal goes to the whole process group (C{killpg}), and
+SIGKILL also to every process still in the container's cgroup, if it has
+one.  When the main process exits, whatever is left of its group is killed
+at once (as Docker does when a container's init exits), so no child or
+grandchild outlives its container; pipes a stray process still holds are
+closed after L{LINGER} seconds so the exit is always reported.
+
+Output: stdout and stderr are split into lines (a newline ends a line; a
+final line without one is kept; a line longer than L{MAX_LINE} bytes is cut
+into several lines of at most L{MAX_LINE} bytes, so nothing is lost and
+nothing grows without bound).  At most L{LINES_PER_TURN} lines are handled
+per reactor turn per run: past that, reading from that child is paused
+until the next turn, so a child that floods its output is slowed down by its
+pipe filling up, the daemon's memory stays flat, and other connections are
+served in between.
+
+After a daemon crash (L{ProcessRuntime.reclaim}): a run is recognised by
+its pid and its start time from C{/proc/PID/stat} (a recycled pid has
+another start time) and stopped: the stop signal to its group, SIGKILL
+after the stop timeout.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shlex
+import signal as _signal
+import sys
+from collections import deque
+from collections.abc import Mapping
+from typing import Any
+
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.protocol import ProcessProtocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.python.filepath import FilePath
+from zope.interface import implementer
+
+from pycm import procfs
+from pycm.backends.supervisor import Supervisor, defaultIdFactory
+from pycm.cgroups import NO_CGROUPS, Cgroups, detect
+from pycm.errors import BackendError, BadRequest, PycmError
+from pycm.interfaces import IRun, IRunObserver, IRuntime
+from pycm.logfiles import DEFAULT_MAX_FILES, DEFAULT_MAX_SIZE, FileLogStore
+from pycm.model import ALL_OPTIONS, Capabilities, Container, ContainerSpec, parseSignal
+from pycm.store import SQLiteStore
+
+#: The process backend's only image.
+HOST_IMAGE = "host"
+DEFAULT_COMMAND = ("sleep", "infinity")
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+DEFAULT_WORKDIR = "/"
+#: The longest line kept as one line; longer ones are cut into pieces.
+MAX_LINE = 64 * 1024
+#: Lines handled per run per reactor turn before reading is paused.
+LINES_PER_TURN = 256
+#: Seconds to wait, after the main process exited, for its pipes to close.
+LINGER = 1.0
+#: How often L{ProcessRuntime.reclaim} looks whether a process is gone.
+RECLAIM_POLL = 0.05
+#: How long reclaim waits after SIGKILL before giving up.
+RECLAIM_KILL_WAIT = 5.0
+#: The exit status of the helper when it could not execute the command.
+EXEC_FAILED = 127
+
+_STATUS_FD = 3
+_STREAMS = {1: "stdout", 2: "stderr"}
+
+#: The exec helper (see the module docstring).  argv: workdir, executable,
+#: the number N of cgroup.procs files, those N files, "--", the command.
+EXEC_HELPER = r"""
+import os, signal, sys
+def main(argv):
+    os.set_inheritable(3, False)
+    workdir, executable, count = argv[1], argv[2], int(argv[3])
+    procs, command = argv[4:4 + count], argv[5 + count:]
+    stage = "setsid"
+    try:
+        os.setsid()
+        stage = "join cgroup"
+        for path in procs:
+            fd = os.open(path, os.O_WRONLY)
+            try:
+                os.write(fd, str(os.getpid()).encode())
+            finally:
+                os.close(fd)
+        stage = "open /dev/null"
+        null = os.open("/dev/null", os.O_RDONLY)
+        if null != 0:
+            os.dup2(null, 0)
+            os.close(null)
+        else:
+            os.set_inheritable(0, True)
+        stage = "chdir to " + workdir
+        os.chdir(workdir)
+        # Python ignores these; a command must start with the defaults.
+        for name in ("SIGPIPE", "SIGXFSZ"):
+            if hasattr(signal, name):
+                signal.signal(getattr(signal, name), signal.SIG_DFL)
+        stage = "exec " + executable
+        os.execve(executable, command, os.environ)
+    except OSError as e:
+        os.write(3, (stage + ": " + (e.strerror or str(e))).encode("utf-8", "replace"))
+        os._exit(127)
+main(sys.argv)
+"""
+
+MiB = 1024 * 1024
+
+
+def parseSize(text: str) -> int:
+    """C{1048576}, C{512k}, C{10m}, C{10MiB}, C{1g} -> bytes."""
+    value = text.strip().lower().removesuffix("ib").removesuffix("b")
+    factor = 1
+    if value and value[-1] in "kmg":
+        factor = 1024 ** ("kmg".index(value[-1]) + 1)
+        value = value[:-1]
+    try:
+        number = float(value)
+    except ValueError:
+        raise BadRequest(f"bad size {text!r}: expected bytes, or k, m, g") from None
+    if number <= 0:
+        raise BadRequest(f"bad size {text!r}: it must be positive")
+    return int(number * factor)
+
+
+def findExecutable(command: str, path: str, workdir: str) -> str:
+    """
+    Resolve C{command} as C{execvp} would, with C{path} as C{PATH} and
+    relative names taken from C{workdir}.
+
+    @return: the absolute path of the executable.
+    @raise BackendError: saying why it cannot be executed.
+    """
+    if not command:
+        raise BackendError("exec: empty command")
+    if "/" in command:
+        candidates = [os.path.join(workdir, command)]
+    else:
+        candidates = [
+            os.path.join(workdir, directory or ".", command) for directory in path.split(os.pathsep)
+        ]
+    denied = None
+    for candidate in candidates:
+        if os.path.isdir(candidate):
+            if "/" in command:
+                raise BackendError(f"exec: {command!r}: is a directory")
+            continue
+        if os.path.exists(candidate):
+            if os.access(candidate, os.X_OK):
+                return os.path.normpath(candidate)
+            denied = candidate
+    if denied is not None:
+        raise BackendError(f"exec: {command!r}: permission denied ({denied})")
+    if "/" in command:
+        raise BackendError(f"exec: {command!r}: no such file or directory")
+    raise BackendError(f"exec: {command!r}: executable file not found in $PATH")
+
+
+def _exitCode(reason: Failure) -> int | None:
+    """The status of an ended process, or minus the signal that ended it."""
+    value = reason.value
+    signum = getattr(value, "signal", None)
+    if signum is not None:
+        return -int(signum)
+    code = getattr(value, "exitCode", None)
+    return None if code is None else int(code)
+
+
+def _killpg(pgid: int, signum: int) -> bool:
+    """Signal a process group; False if it does not exist."""
+    try:
+        os.killpg(pgid, signum)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return False
+
+
+@implementer(IRun)
+class ProcessRun:
+    """
+    One run: a session and process group led by C{pid}.
+
+    @ivar pid: the main process id (also the group and session id).
+    @ivar startTime: its start time in clock ticks (C{/proc/PID/stat}).
+    """
+
+    def __init__(
+        self, runtime: ProcessRuntime, pid: int, startTime: int | None, group: str | None
+    ) -> None:
+        self._runtime = runtime
+        self.pid = pid
+        self.startTime = startTime
+        self.group = group
+        #: The main process has been reaped: its pid may be reused.
+        self.exited = False
+
+    def signal(self, signum: int) -> None:
+        """Send C{signum} to the whole group; ignored once it has exited."""
+        if self.exited:
+            return
+        if not _killpg(self.pid, signum):
+            # Before its setsid() the helper is not yet a group leader.
+            try:
+                os.kill(self.pid, signum)
+            except OSError:
+                pass
+        if signum == _signal.SIGKILL and self.group is not None:
+            self._runtime.cgroups.killAll(self.group)
+
+    def __repr__(self) -> str:
+        return f"<ProcessRun pid={self.pid} startTime={self.startTime}>"
+
+
+class _RunProtocol(ProcessProtocol):
+    """Reads one run's status pipe and output; reports to its observer."""
+
+    def __init__(self, runtime: ProcessRuntime, observer: IRunObserver, group: str | None):
+        self._runtime = runtime
+        self._observer = observer
+        self._group = group
+        self._status = b""
+        self.started: Deferred[ProcessRun] = Deferred()
+        self.run: ProcessRun | None = None
+        self._failed = False
+        self._partial = {"stdout": b"", "stderr": b""}
+        self._pending: deque[tuple[str, bytes]] = deque()
+        self._paused = False
+        self._drainCall: IDelayedCall | None = None
+        self._lingerCall: IDelayedCall | None = None
+
+    # -- status pipe --------------------------------------------------------
+
+    def childDataReceived(self, childFD: int, data: bytes) -> None:
+        if childFD == _STATUS_FD:
+            if len(self._status) < 4096:
+                self._status += data
+            return
+        stream = _STREAMS.get(childFD)
+        if stream is None or self._failed:
+            return
+        self._pending.append((stream, data))
+        self._drain(LINES_PER_TURN)
+
+    def childConnectionLost(self, childFD: int) -> None:
+        if childFD == _STATUS_FD:
+            self._statusDone()
+            return
+        stream = _STREAMS.get(childFD)
+        if stream is not None:
+            self._drain(None)
+            self._flushPartial(stream)
+
+    def _statusDone(self) -> None:
+        if self.started.called:
+            return
+        if self._status:
+            self._failed = True
+            message = self._status.decode("utf-8", "replace")
+            self.started.errback(BackendError(message))
+        else:
+            assert self.run is not None
+            self.started.callback(self.run)
+
+    # -- output -------------------------------------------------------------
+
+    def _emit(self, stream: str, line: bytes) -> None:
+        try:
+            self._observer.output(stream, line)
+        except Exception:
+            self._runtime.log.failure("run observer failed on output")
+
+    def _drain(self, budget: int | None) -> None:
+        """Handle pending output, at most C{budget} lines (None: all)."""
+        pending = self._pending
+        while pending and (budget is None or budget > 0):
+            stream, data = pending[0]
+            partial = self._partial[stream]
+            start = 0
+            while budget is None or budget > 0:
+                end = data.find(b"\n", start)
+                if end < 0:
+                    break
+                line = partial + data[start:end] if partial else data[start:end]
+                partial = b""
+                for offset in range(0, max(len(line), 1), MAX_LINE):
+                    self._emit(stream, line[offset : offset + MAX_LINE])
+                if budget is not None:
+                    budget -= 1
+                start = end + 1
+            rest = data[start:]
+            if budget is not None and budget <= 0 and b"\n" in rest:
+                self._partial[stream] = partial
+                pending[0] = (stream, rest)
+                break
+            pending.popleft()
+            partial += rest
+            while len(partial) > MAX_LINE:
+                self._emit(stream, partial[:MAX_LINE])
+                partial = partial[MAX_LINE:]
+            self._partial[stream] = partial
+        self._schedule()
+
+    def _schedule(self) -> None:
+        """Pause reading while lines are pending; resume once none are."""
+        transport = self.transport
+        if self._pending:
+            if not self._paused and transport is not None:
+                self._paused = True
+                transport.pauseProducing()  # type: ignore[attr-defined]
+            if self._drainCall is None:
+                self._drainCall = self._runtime.reactor.callLater(0, self._drainLater)
+        elif self._paused:
+            self._paused = False
+            if transport is not None:
+                transport.resumeProducing()  # type: ignore[attr-defined]
+
+    def _drainLater(self) -> None:
+        self._drainCall = None
+        self._drain(LINES_PER_TURN)
+
+    def _flushPartial(self, stream: str) -> None:
+        partial, self._partial[stream] = self._partial[stream], b""
+        if partial and not self._failed:
+            self._emit(stream, partial)
+
+    # -- exit ---------------------------------------------------------------
+
+    def processExited(self, reason: Failure) -> None:
+        """The main process is reaped: kill what is left of its group."""
+        if self.run is None:
+            return
+        self.run.exited = True
+        _killpg(self.run.pid, _signal.SIGKILL)
+        if self._group is not None:
+            self._runtime.cgroups.killAll(self._group)
+        self._lingerCall = self._runtime.reactor.callLater(LINGER, self._closePipes)
+
+    def _closePipes(self) -> None:
+        """A stray process still holds our pipes: stop waiting for it."""
+        self._lingerCall = None
+        transport = self.transport
+        if transport is None:
+            return
+        self._runtime.log.warn(
+            "pid {pid}: output pipes still open {linger}s after exit; closing them",
+            pid=self.run.pid if self.run else None,
+            linger=LINGER,
+        )
+        if self._paused:
+            self._paused = False
+            transport.resumeProducing()  # type: ignore[attr-defined]
+        for fd in (1, 2, _STATUS_FD):
+            transport.closeChildFD(fd)  # type: ignore[attr-defined]
+
+    def processEnded(self, reason: Failure) -> None:
+        for call in (self._lingerCall, self._drainCall):
+            if call is not None and call.active():
+                call.cancel()
+        self._lingerCall = self._drainCall = None
+        if self.run is not None and not self.run.exited:
+            self.run.exited = True
+        self._statusDone()
+        self._drain(None)
+        for stream in ("stdout", "stderr"):
+            self._flushPartial(stream)
+        if self._group is not None:
+            self._runtime._releaseGroup(self._group)
+        if self._failed:
+            return
+        try:
+            self._observer.exited(_exitCode(reason))
+        except Exception:
+            self._runtime.log.failure("run observer failed on exit")
+
+
+@implementer(IRuntime)
+class ProcessRuntime:
+    """
+    Starts runs as host processes: see the module docstring.
+
+    @param reactor: an C{IReactorProcess} and C{IReactorTime}.
+    @param defaultCommand: the command of containers created without one.
+    @param cgroups: what limits can be enforced (see L{pycm.cgroups.detect}).
+    @param defaultWorkdir: the workdir of containers created without one.
+    @param python: the interpreter that runs the exec helper.
+    """
+
+    images = frozenset({HOST_IMAGE})
+    defaultImage = HOST_IMAGE
+    log = Logger()
+
+    def __init__(
+        self,
+        reactor: Any,
+        defaultCommand: tuple[str, ...] = DEFAULT_COMMAND,
+        cgroups: Cgroups = NO_CGROUPS,
+        defaultWorkdir: str = DEFAULT_WORKDIR,
+        python: str = sys.executable,
+        proc: str = procfs.PROC,
+    ) -> None:
+        if not defaultCommand:
+            raise BadRequest("the default command must not be empty")
+        self.reactor = reactor
+        self.defaultCommand = tuple(defaultCommand)
+        self.cgroups = cgroups
+        self.defaultWorkdir = defaultWorkdir
+        self.python = python
+        self.proc = proc
+        unenforced = {"memory", "cpus"} - cgroups.limits
+        self.capabilities = Capabilities(
+            options=ALL_OPTIONS - unenforced,
+            limits=cgroups.limits,
+            images="host: commands run as processes on the host's own filesystem",
+        )
+        try:
+            home = pwd.getpwuid(os.geteuid()).pw_dir
+        except KeyError:
+            home = "/"
+        self.baseEnvironment = {"PATH": DEFAULT_PATH, "HOME": home, "LANG": "C.UTF-8"}
+
+    def environment(self, container: Container) -> dict[str, str]:
+        """The whole environment of a run of C{container}."""
+        env = dict(self.baseEnvironment)
+        env["PYCM_CONTAINER"] = container.name
+        env.update(container.env)
+        return env
+
+    @staticmethod
+    def groupName(container: Container) -> str:
+        """The name of C{container}'s cgroup."""
+        return f"{container.name}-{container.id[:12]}"
+
+    def spawn(self, container: Container, observer: IRunObserver) -> Deferred[IRun]:
+        """Start one run of C{container}; see L{IRuntime.spawn}."""
+        try:
+            return self._spawn(container, observer)
+        except PycmError as e:
+            return fail(e)
+        except Exception as e:
+            return fail(BackendError(f"could not start {container.name}: {e}"))
+
+    def _spawn(self, container: Container, observer: IRunObserver) -> Deferred[IRun]:
+        if container.image not in self.images:
+            raise BackendError(f"the process backend cannot run image {container.image!r}")
+        self.cgroups.check(container.memory, container.cpus)
+        command = list(container.command)
+        if not command:
+            raise BackendError("no command to run")
+        env = self.environment(container)
+        workdir = container.workdir or self.defaultWorkdir
+        if not os.path.isabs(workdir):
+            raise BackendError(f"workdir {workdir!r} is not an absolute path")
+        if not os.path.isdir(workdir):
+            raise BackendError(f"workdir {workdir!r} does not exist")
+        executable = findExecutable(command[0], env.get("PATH", ""), workdir)
+        group = None
+        procs: list[str] = []
+        if container.memory is not None or container.cpus is not None:
+            group = self.groupName(container)
+            procs = self.cgroups.prepare(group, container.memory, container.cpus)
+        argv = [self.python, "-I", "-S", "-c", EXEC_HELPER, workdir, executable]
+        argv += [str(len(procs)), *procs, "--", *command]
+        protocol = _RunProtocol(self, observer, group)
+        try:
+            transport = self.reactor.spawnProcess(
+                protocol,
+                self.python,
+                argv,
+                env=env,
+                path=None,
+                usePTY=False,
+                childFDs={1: "r", 2: "r", _STATUS_FD: "r"},
+            )
+        except OSError as e:
+            if group is not None:
+                self._releaseGroup(group)
+            raise BackendError(f"could not start {container.name}: {e.strerror}") from e
+        pid = transport.pid
+        protocol.run = ProcessRun(self, pid, procfs.startTime(pid, self.proc), group)
+        return protocol.started  # type: ignore[return-value]
+
+    def _releaseGroup(self, group: str, attempts: int = 20) -> None:
+        """Remove a run's cgroup once its processes are gone (retrying)."""
+        self.cgroups.killAll(group)
+        if not self.cgroups.release(group) and attempts > 0:
+            self.reactor.callLater(0.1, self._releaseGroup, group, attempts - 1)
+
+    def reclaim(self, container: Container, pid: int | None, startTime: Any) -> Deferred[bool]:
+        """
+        Stop a run a dead daemon left: see L{IRuntime.reclaim}.  A pid whose
+        start time differs (or is unknown) is not touched.
+        """
+        group = self.groupName(container)
+        if pid is None or not procfs.isSameProcess(pid, startTime, self.proc):
+            if group and self.cgroups.limits:
+                self._releaseGroup(group, attempts=0)
+            return succeed(False)
+        try:
+            stopSignal = parseSignal(container.stopSignal)
+        except PycmError:
+            stopSignal = _signal.SIGTERM
+        self.log.info(
+            "stopping {name} (pid {pid}), left running by a previous daemon",
+            name=container.name,
+            pid=pid,
+        )
+        _killpg(pid, stopSignal)
+        done: Deferred[bool] = Deferred()
+        now = self.reactor.seconds()
+        killAt = now + max(container.stopTimeout, 0)
+        giveUpAt = killAt + RECLAIM_KILL_WAIT
+
+        def poll(killed: bool) -> None:
+            alive = procfs.isSameProcess(pid, startTime, self.proc)
+            if not alive:
+                # The leader is gone; nothing of its group may stay.
+                _killpg(pid, _signal.SIGKILL)
+                if self.cgroups.limits:
+                    self._releaseGroup(group)
+                done.callback(True)
+                return
+            current = self.reactor.seconds()
+            if not killed and current >= killAt:
+                self.log.info("{name}: SIGKILL after the stop timeout", name=container.name)
+                _killpg(pid, _signal.SIGKILL)
+                if self.cgroups.limits:
+                    self.cgroups.killAll(group)
+                killed = True
+            if killed and current >= giveUpAt:
+                done.errback(BackendError(f"pid {pid} of {container.name} survived SIGKILL"))
+                return
+            self.reactor.callLater(RECLAIM_POLL, poll, killed)
+
+        poll(False)
+        return done
+
+
+class ProcessBackend(Supervisor):
+    """
+    The process backend: a L{Supervisor} over a L{ProcessRuntime}, a
+    L{FileLogStore} in C{STATE/logs} and a L{SQLiteStore} in
+    C{STATE/state.db}.
+
+    The state directory's lock is the daemon's business (L{pycm.tap} takes
+    it before making the backend).
+
+    @ivar store: the SQLite store; also an L{IEventStore} (C{eventStore}).
+    """
+
+    def __init__(
+        self,
+        reactor: Any,
+        stateDir: str,
+        runtime: ProcessRuntime | None = None,
+        logMaxSize: int = DEFAULT_MAX_SIZE,
+        logMaxFiles: int = DEFAULT_MAX_FILES,
+        sync: str = "normal",
+        idFactory: Any = defaultIdFactory,
+    ) -> None:
+        self.runtime = runtime if runtime is not None else ProcessRuntime(reactor)
+        try:
+            os.makedirs(stateDir, mode=0o700, exist_ok=True)
+        except OSError as e:
+            raise BackendError(f"cannot use state directory {stateDir}: {e}") from e
+        self.store = SQLiteStore(os.path.join(stateDir, "state.db"), sync=sync)
+        try:
+            self.logStore = FileLogStore(
+                os.path.join(stateDir, "logs"), maxSize=logMaxSize, maxFiles=logMaxFiles
+            )
+        except BaseException:
+            self.store.close()
+            raise
+        super().__init__(
+            clock=reactor,
+            backendName="process",
+            runtime=self.runtime,
+            logStore=self.logStore,
+            recordStore=self.store,
+            idFactory=idFactory,
+        )
+
+    @property
+    def eventStore(self) -> SQLiteStore:
+        """The same SQLite file, as an L{IEventStore}."""
+        return self.store
+
+    def create(self, spec: ContainerSpec) -> Deferred[Container]:
+        """Refuse limits that cannot be enforced with the reason, then create."""
+        try:
+            self.runtime.cgroups.check(spec.memory, spec.cpus)
+        except BadRequest as e:
+            return fail(e)
+        return super().create(spec)
+
+    def close(self) -> Deferred[None]:
+        """Stop every container, then close the files."""
+
+        def closeFiles(result: object) -> object:
+            self.logStore.close()
+            self.store.close()
+            return result
+
+        return super().close().addBoth(closeFiles)
+
+
+def makeBackend(
+    reactor: Any, stateDir: FilePath[Any] | str, options: Mapping[str, str | None]
+) -> ProcessBackend:
+    """
+    The C{pycm.backends} entry point.
+
+    Options (all optional): C{default-command} (split like a shell would,
+    default C{sleep infinity}); C{log-max-size} (bytes or with k/m/g,
+    default 10m) and C{log-max-files} (default 3); C{default-workdir}
+    (default C{/}); C{cgroups} (C{auto} or C{off}) and C{cgroup-parent}
+    (default C{/pycm}); C{state-sync} (C{normal} or C{full}, see
+    L{pycm.store}); C{default-image} (only C{host} is accepted).
+
+    @raise BadRequest: for a bad option value.
+    @raise BackendError: if the state cannot be used (e.g. it is corrupt).
+    """
+    path = stateDir.path if isinstance(stateDir, FilePath) else str(stateDir)
+
+    def option(name: str, default: str) -> str:
+        value = options.get(name)
+        return default if value is None or value == "" else value
+
+    image = option("default-image", HOST_IMAGE)
+    if image != HOST_IMAGE:
+        raise BadRequest(f"the process backend's only image is {HOST_IMAGE!r}, not {image!r}")
+    command = option("default-command", shlex.join(DEFAULT_COMMAND))
+    try:
+        defaultCommand = tuple(shlex.split(command))
+    except ValueError as e:
+        raise BadRequest(f"bad default-command {command!r}: {e}") from None
+    if not defaultCommand:
+        raise BadRequest("default-command must not be empty")
+    logMaxSize = parseSize(option("log-max-size", "10m"))
+    filesText = option("log-max-files", str(DEFAULT_MAX_FILES))
+    if not filesText.isdigit() or int(filesText) < 1:
+        raise BadRequest(f"bad log-max-files {filesText!r}: expected a positive integer")
+    cgroupMode = option("cgroups", "auto")
+    if cgroupMode not in ("auto", "off"):
+        raise BadRequest(f"bad cgroups {cgroupMode!r}: expected auto or off")
+    sync = option("state-sync", "normal")
+    if sync not in ("normal", "full"):
+        raise BadRequest(f"bad state-sync {sync!r}: expected normal or full")
+    workdir = option("default-workdir", DEFAULT_WORKDIR)
+    if not os.path.isabs(workdir):
+        raise BadRequest(f"bad default-workdir {workdir!r}: not an absolute path")
+    cgroups = detect(option("cgroup-parent", "/pycm"), enabled=cgroupMode == "auto")
+    ProcessRuntime.log.info("process backend limits: {what}", what=cgroups.describe())
+    runtime = ProcessRuntime(
+        reactor, defaultCommand=defaultCommand, cgroups=cgroups, defaultWorkdir=workdir
+    )
+    return ProcessBackend(
+        reactor,
+        path,
+        runtime=runtime,
+        logMaxSize=logMaxSize,
+        logMaxFiles=int(filesText),
+        sync=sync,
+    )

@@ -1,0 +1,222 @@
+"""
+Per-container log files that rotate by size: an L{ILogStore} on disk.
+
+Layout: C{DIR/NAME.log} is being written; when one more record would take
+it over C{maxSize} bytes it becomes C{NAME.log.1}, the older ones shift to
+C{NAME.log.2}..., and only C{maxFiles} files are kept (default 10 MiB x 3).
+
+Format: one JSON object per line, C{{"time":SECONDS,"stream":"stdout",
+"line":"..."}}, written with C{ensure_ascii}, so every file is plain ASCII
+whatever the container printed: a line that was not UTF-8 (kept by the
+supervisor as lone surrogates) round-trips exactly, and a newline inside a
+line can never split a record.  Line length is capped by the runtime (see
+L{pycm.backends.process.MAX_LINE}); the store writes what it is given.
+
+Writes are one C{os.write} of one record to an C{O_APPEND} descriptor, so a
+record reaches the kernel before C{append} returns and survives a daemon
+crash.  A record torn by a crash mid-write is skipped when reading, and the
+next write starts on a fresh line.  At most C{maxOpen} files are kept open
+(least recently written closed first), so 1,000 containers do not use 1,000
+descriptors.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import OrderedDict
+from collections.abc import Iterator
+from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
+
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from pycm.errors import BackendError
+from pycm.interfaces import ILogStore
+from pycm.model import LogLine
+
+MiB = 1024 * 1024
+DEFAULT_MAX_SIZE = 10 * MiB
+DEFAULT_MAX_FILES = 3
+DEFAULT_MAX_OPEN = 64
+
+_BLOCK = 64 * 1024
+
+
+def encodeRecord(logLine: LogLine) -> bytes:
+    """One log line as one record (with its newline)."""
+    time = repr(float(logLine.time))
+    stream = encode_basestring_ascii(logLine.stream)
+    line = encode_basestring_ascii(logLine.line)
+    return f'{{"time":{time},"stream":{stream},"line":{line}}}\n'.encode("ascii")
+
+
+def decodeRecord(record: bytes) -> LogLine | None:
+    """The log line of a record (without its newline), None if damaged."""
+    try:
+        value = json.loads(record)
+        return LogLine(time=float(value["time"]), stream=str(value["stream"]), line=value["line"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def reversedRecords(path: str, blockSize: int = _BLOCK) -> Iterator[bytes]:
+    """
+    The non-empty lines of the file at C{path}, last first, read backwards
+    in blocks: the cost is proportional to what is read, not to the file.
+    A missing file has no lines.
+    """
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        return
+    with f:
+        position = f.seek(0, os.SEEK_END)
+        rest = b""
+        while position > 0:
+            step = min(blockSize, position)
+            position -= step
+            f.seek(position)
+            pieces = (f.read(step) + rest).split(b"\n")
+            rest = pieces[0]
+            for piece in reversed(pieces[1:]):
+                if piece:
+                    yield piece
+        if rest:
+            yield rest
+
+
+class _OpenLog:
+    """The descriptor and size of one container's current log file."""
+
+    __slots__ = ("fd", "size")
+
+    def __init__(self, fd: int, size: int) -> None:
+        self.fd = fd
+        self.size = size
+
+
+@implementer(ILogStore)
+class FileLogStore:
+    """
+    Rotating per-container log files in C{directory}.
+
+    @ivar maxSize: a file is rotated before it would grow over this many
+        bytes (a single record bigger than that gets a file of its own).
+    @ivar maxFiles: how many files are kept per container, current included.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        directory: str,
+        maxSize: int = DEFAULT_MAX_SIZE,
+        maxFiles: int = DEFAULT_MAX_FILES,
+        maxOpen: int = DEFAULT_MAX_OPEN,
+    ) -> None:
+        if maxSize < 1 or maxFiles < 1 or maxOpen < 1:
+            raise ValueError("maxSize, maxFiles and maxOpen must be positive")
+        self.directory = directory
+        self.maxSize = maxSize
+        self.maxFiles = maxFiles
+        self.maxOpen = maxOpen
+        self._open: OrderedDict[str, _OpenLog] = OrderedDict()
+        try:
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+        except OSError as e:
+            raise BackendError(f"cannot use log directory {directory}: {e}") from e
+
+    def paths(self, name: str) -> list[str]:
+        """C{name}'s log files, newest (the current one) first."""
+        current = os.path.join(self.directory, f"{name}.log")
+        return [current] + [f"{current}.{i}" for i in range(1, self.maxFiles)]
+
+    def _get(self, name: str) -> _OpenLog:
+        entry = self._open.get(name)
+        if entry is not None:
+            self._open.move_to_end(name)
+            return entry
+        path = self.paths(name)[0]
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        size = os.fstat(fd).st_size
+        if size:
+            # A crash may have torn the last record: start on a fresh line.
+            with open(path, "rb") as f:
+                f.seek(size - 1)
+                if f.read(1) != b"\n":
+                    size += os.write(fd, b"\n")
+        entry = self._open[name] = _OpenLog(fd, size)
+        while len(self._open) > self.maxOpen:
+            _, old = self._open.popitem(last=False)
+            os.close(old.fd)
+        return entry
+
+    def _close(self, name: str) -> None:
+        entry = self._open.pop(name, None)
+        if entry is not None:
+            os.close(entry.fd)
+
+    def _rotate(self, name: str) -> None:
+        self._close(name)
+        paths = self.paths(name)
+        try:
+            os.unlink(paths[-1])
+        except FileNotFoundError:
+            pass
+        for older, newer in zip(reversed(paths[1:]), reversed(paths[:-1])):
+            try:
+                os.rename(newer, older)
+            except FileNotFoundError:
+                pass
+
+    def append(self, name: str, logLine: LogLine) -> None:
+        """Write one line for C{name}, rotating first if it would not fit."""
+        record = encodeRecord(logLine)
+        try:
+            entry = self._get(name)
+            if entry.size and entry.size + len(record) > self.maxSize:
+                self._rotate(name)
+                entry = self._get(name)
+            entry.size += os.write(entry.fd, record)
+        except OSError as e:
+            # A full disk must not take the daemon down: the line is lost,
+            # and said so, once per failing write.
+            self._close(name)
+            self.log.error("cannot write the log of {name}: {error}", name=name, error=e)
+
+    def tail(self, name: str, count: int | None) -> list[LogLine]:
+        """The last C{count} (None: all kept) lines of C{name}, oldest first."""
+        if count is not None and count <= 0:
+            return []
+        lines: list[LogLine] = []
+        for path in self.paths(name):
+            for record in reversedRecords(path):
+                line = decodeRecord(record)
+                if line is not None:
+                    lines.append(line)
+                    if count is not None and len(lines) >= count:
+                        lines.reverse()
+                        return lines
+        lines.reverse()
+        return lines
+
+    def remove(self, name: str) -> None:
+        """Delete every log file of C{name}."""
+        self._close(name)
+        current = self.paths(name)[0]
+        for path in self.paths(name):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+        # Files kept under a larger maxFiles of an earlier configuration.
+        index = self.maxFiles
+        while os.path.exists(f"{current}.{index}"):
+            os.unlink(f"{current}.{index}")
+            index += 1
+
+    def close(self) -> None:
+        """Close every open file (the store can still be used after)."""
+        for name in list(self._open):
+            self._close(name)

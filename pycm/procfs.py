@@ -1,0 +1,115 @@
+"""
+What Linux's C{/proc} says about processes: enough to recognise one of our
+runs after a daemon restart (its pid and its start time, so a recycled pid
+is never mistaken for it) and to find what is left of a process group.
+"""
+
+from __future__ import annotations
+
+import os
+
+import attrs
+
+PROC = "/proc"
+
+
+@attrs.frozen
+class ProcStat:
+    """
+    The fields of C{/proc/PID/stat} pycm uses.
+
+    @ivar startTime: field 22, the start time in clock ticks since boot.
+    """
+
+    pid: int
+    state: str
+    ppid: int
+    pgrp: int
+    session: int
+    startTime: int
+
+    @property
+    def alive(self) -> bool:
+        """False for a zombie (exited, not reaped yet) or a dead task."""
+        return self.state not in ("Z", "X", "x")
+
+
+def parseStat(text: str) -> ProcStat:
+    """
+    Parse the text of C{/proc/PID/stat}.  The command name (field 2) is in
+    parentheses and may itself contain spaces and parentheses, so the other
+    fields are counted from the last C{)}.
+
+    @raise ValueError: if the text is not a stat line.
+    """
+    open_ = text.index("(")
+    close = text.rindex(")")
+    pid = int(text[:open_].strip())
+    rest = text[close + 1 :].split()
+    # rest[0] is field 3 (state); field N is rest[N - 3].
+    return ProcStat(
+        pid=pid,
+        state=rest[0],
+        ppid=int(rest[1]),
+        pgrp=int(rest[2]),
+        session=int(rest[3]),
+        startTime=int(rest[19]),
+    )
+
+
+def readStat(pid: int, proc: str = PROC) -> ProcStat | None:
+    """The stat of C{pid}, or None if there is no such process."""
+    try:
+        with open(f"{proc}/{pid}/stat") as f:
+            text = f.read()
+    except (FileNotFoundError, ProcessLookupError, NotADirectoryError):
+        return None
+    except OSError:
+        return None
+    try:
+        return parseStat(text)
+    except (ValueError, IndexError):
+        return None
+
+
+def startTime(pid: int, proc: str = PROC) -> int | None:
+    """The start time (clock ticks since boot) of C{pid}, or None if gone."""
+    stat = readStat(pid, proc)
+    return None if stat is None else stat.startTime
+
+
+def isSameProcess(pid: int, start: int | None, proc: str = PROC) -> bool:
+    """
+    Whether C{pid} is still the live (not zombie) process that started at
+    C{start}.  An unknown C{start} (None) never matches: a pid alone could
+    have been recycled.
+    """
+    if start is None:
+        return False
+    stat = readStat(pid, proc)
+    return stat is not None and stat.alive and stat.startTime == start
+
+
+def allStats(proc: str = PROC) -> list[ProcStat]:
+    """The stat of every process, skipping those that vanish meanwhile."""
+    stats = []
+    try:
+        names = os.listdir(proc)
+    except OSError:
+        return stats
+    for name in names:
+        if name.isdigit():
+            stat = readStat(int(name), proc)
+            if stat is not None:
+                stats.append(stat)
+    return stats
+
+
+def groupMembers(pgid: int, proc: str = PROC) -> list[int]:
+    """The live processes whose process group is C{pgid}."""
+    return sorted(s.pid for s in allStats(proc) if s.pgrp == pgid and s.alive)
+
+
+def sessionMembers(sid: int, proc: str = PROC) -> list[int]:
+    """The live processes whose session is C{sid}."""
+    return sorted(s.pid for s in allStats(proc) if s.session == sid and s.alive)

@@ -1,0 +1,217 @@
+"""
+Tests for L{pycm.cgroups} (on fake cgroup trees) and L{pycm.procfs}.
+"""
+
+from __future__ import annotations
+
+import os
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from pycm import procfs
+from pycm.cgroups import (
+    CPU_PERIOD,
+    NO_CGROUPS,
+    Cgroups,
+    Mount,
+    cpuQuota,
+    detect,
+    parseMountinfo,
+)
+from pycm.errors import BackendError, BadRequest
+
+HYBRID = """\
+31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw,relatime - cgroup cgroup rw,cpu,cpuacct
+35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+39 31 0:36 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+"""
+
+
+def read(path: str) -> str:
+    with open(path) as f:
+        return f.read()
+
+
+class MountinfoTests(SynchronousTestCase):
+    """Finding the cgroup hierarchies in /proc/self/mountinfo."""
+
+    def test_hybrid(self) -> None:
+        """v1 mounts keep their memory/cpu controllers; v2 mounts are found."""
+        self.assertEqual(
+            parseMountinfo(HYBRID),
+            [
+                Mount("/sys/fs/cgroup/cpu,cpuacct", 1, frozenset({"cpu", "cpuacct"})),
+                Mount("/sys/fs/cgroup/memory", 1, frozenset({"memory"})),
+                Mount("/sys/fs/cgroup/pids", 1, frozenset()),
+                Mount("/sys/fs/cgroup/unified", 2, frozenset()),
+            ],
+        )
+
+    def test_optionalFields(self) -> None:
+        """Optional fields (shared:N) before the separator are skipped."""
+        text = "30 1 0:26 / /sys/fs/cgroup rw shared:4 - cgroup2 cgroup2 rw,nsdelegate\n"
+        self.assertEqual(parseMountinfo(text), [Mount("/sys/fs/cgroup", 2, frozenset())])
+
+    def test_cpuQuota(self) -> None:
+        """--cpus becomes a quota per period, never below the kernel's minimum."""
+        self.assertEqual(cpuQuota(0.5), CPU_PERIOD // 2)
+        self.assertEqual(cpuQuota(2), CPU_PERIOD * 2)
+        self.assertEqual(cpuQuota(0.0001), 1000)
+
+
+class FakeTreeTests(SynchronousTestCase):
+    """L{detect} and L{Cgroups} on directory trees that look like cgroupfs."""
+
+    def setUp(self) -> None:
+        self.root = os.path.abspath(self.mktemp())
+
+    def v2(self, controllers: str = "cpuset cpu io memory pids") -> str:
+        mount = os.path.join(self.root, "unified")
+        os.makedirs(mount)
+        with open(os.path.join(mount, "cgroup.controllers"), "w") as f:
+            f.write(controllers + "\n")
+        with open(os.path.join(mount, "cgroup.subtree_control"), "w") as f:
+            f.write("\n")
+        return f"41 31 0:38 / {mount} rw - cgroup2 cgroup2 rw\n"
+
+    def v1(self) -> str:
+        lines = []
+        for name, options in (("memory", "rw,memory"), ("cpu", "rw,cpu,cpuacct")):
+            mount = os.path.join(self.root, name)
+            os.makedirs(mount)
+            lines.append(f"35 31 0:32 / {mount} rw - cgroup cgroup {options}\n")
+        return "".join(lines)
+
+    def test_v2(self) -> None:
+        """
+        With v2 controllers, the parent group delegates memory and cpu, and
+        a container's group gets memory.max and cpu.max.
+        """
+        cgroups = detect("/pycm", mountinfo=self.v2())
+        base = os.path.join(self.root, "unified", "pycm")
+        self.assertEqual(cgroups.version, 2)
+        self.assertEqual(cgroups.limits, frozenset({"memory", "cpus"}))
+        self.assertEqual(cgroups.dirs, {"memory": base, "cpus": base})
+        self.assertIn("+memory", read(os.path.join(self.root, "unified", "cgroup.subtree_control")))
+        procs = cgroups.prepare("web-1", 64 * 1024 * 1024, 1.5)
+        self.assertEqual(procs, [os.path.join(base, "web-1", "cgroup.procs")])
+        self.assertEqual(read(os.path.join(base, "web-1", "memory.max")), str(64 * 1024 * 1024))
+        self.assertEqual(read(os.path.join(base, "web-1", "cpu.max")), "150000 100000")
+        self.assertFalse(os.path.exists(os.path.join(base, "pycm-probe", "cgroup.procs")))
+
+    def test_v2WithoutControllers(self) -> None:
+        """A v2 mount lacking the controllers falls through to v1."""
+        cgroups = detect("/pycm", mountinfo=self.v2("hugetlb") + self.v1())
+        self.assertEqual(cgroups.version, 1)
+
+    def test_v1(self) -> None:
+        """With v1 hierarchies, limits go to memory.limit_in_bytes and cfs quota."""
+        cgroups = detect("/pycm", mountinfo=self.v1())
+        self.assertEqual(cgroups.version, 1)
+        self.assertEqual(cgroups.limits, frozenset({"memory", "cpus"}))
+        memory = os.path.join(self.root, "memory", "pycm", "web-1")
+        cpu = os.path.join(self.root, "cpu", "pycm", "web-1")
+        procs = cgroups.prepare("web-1", 1000000, 0.25)
+        self.assertEqual(
+            procs, [os.path.join(memory, "cgroup.procs"), os.path.join(cpu, "cgroup.procs")]
+        )
+        self.assertEqual(read(os.path.join(memory, "memory.limit_in_bytes")), "1000000")
+        self.assertEqual(read(os.path.join(cpu, "cpu.cfs_quota_us")), "25000")
+        self.assertEqual(read(os.path.join(cpu, "cpu.cfs_period_us")), "100000")
+        self.assertEqual(
+            cgroups.prepare("web-2", 1000000, None),
+            [os.path.join(self.root, "memory", "pycm", "web-2", "cgroup.procs")],
+        )
+
+    def test_nothingMounted(self) -> None:
+        """No hierarchy: no limits, and a reason for each."""
+        cgroups = detect("/pycm", mountinfo="")
+        self.assertEqual(cgroups.limits, frozenset())
+        self.assertEqual(set(cgroups.reasons), {"memory", "cpus"})
+        self.assertIn("no resource limits", cgroups.describe())
+
+    def test_unwritable(self) -> None:
+        """A hierarchy the daemon cannot write to gives no limits, with the reason."""
+        if os.geteuid() == 0:
+            mountinfo = self.v1()
+            for name in ("memory", "cpu"):
+                open(os.path.join(self.root, name, "pycm"), "w").close()
+        else:
+            mountinfo = self.v1()
+            for name in ("memory", "cpu"):
+                os.chmod(os.path.join(self.root, name), 0o555)
+        cgroups = detect("/pycm", mountinfo=mountinfo)
+        self.assertEqual(cgroups.limits, frozenset())
+        self.assertIn("cannot set memory limits", cgroups.reasons["memory"])
+
+    def test_disabled(self) -> None:
+        """cgroups=off means no limits whatever the machine has."""
+        self.assertIs(detect("/pycm", mountinfo=self.v1(), enabled=False), NO_CGROUPS)
+
+    def test_check(self) -> None:
+        """
+        Limits that are not enforced are refused with a BadRequest naming
+        the option and the reason; bad values are refused too.
+        """
+        cgroups = Cgroups(1, {"memory": "/x"}, {"cpus": "no cpu controller"})
+        cgroups.check(1024, None)
+        error = self.assertRaises(BadRequest, cgroups.check, None, 1.0)
+        self.assertIn("--cpus cannot be enforced by this daemon: no cpu controller", str(error))
+        self.assertRaises(BadRequest, cgroups.check, 0, None)
+        self.assertRaises(BadRequest, NO_CGROUPS.prepare, "x", 1024, None)
+
+    def test_prepareFailure(self) -> None:
+        """A group that cannot be created is a BackendError."""
+        parent = os.path.join(self.root, "file")
+        os.makedirs(self.root)
+        open(parent, "w").close()
+        cgroups = Cgroups(1, {"memory": parent}, {})
+        self.assertRaises(BackendError, cgroups.prepare, "web", 1024, None)
+
+    def test_pidsAndRelease(self) -> None:
+        """pids reads cgroup.procs; release removes empty groups only."""
+        cgroups = detect("/pycm", mountinfo=self.v1())
+        cgroups.prepare("web-1", 1000000, None)
+        group = os.path.join(self.root, "memory", "pycm", "web-1")
+        with open(os.path.join(group, "cgroup.procs"), "w") as f:
+            f.write("12\n34\n")
+        self.assertEqual(cgroups.pids("web-1"), [12, 34])
+        # On a real cgroupfs the interface files vanish with the directory.
+        for name in os.listdir(group):
+            os.unlink(os.path.join(group, name))
+        self.assertTrue(cgroups.release("web-1"))
+        self.assertFalse(os.path.exists(group))
+        self.assertTrue(cgroups.release("web-1"))
+
+
+class ProcfsTests(SynchronousTestCase):
+    """Reading /proc/PID/stat."""
+
+    def test_parseStat(self) -> None:
+        """The command name may hold spaces and parentheses."""
+        fields = ["S", "1", "100", "100"] + ["0"] * 15 + ["987654"] + ["0"] * 20
+        stat = procfs.parseStat("4242 (a) (b c) " + " ".join(fields))
+        self.assertEqual(
+            (stat.pid, stat.state, stat.ppid, stat.pgrp, stat.session, stat.startTime),
+            (4242, "S", 1, 100, 100, 987654),
+        )
+        self.assertTrue(stat.alive)
+
+    def test_self(self) -> None:
+        """This process is found, with its own group and a start time."""
+        stat = procfs.readStat(os.getpid())
+        self.assertEqual(stat.pgrp, os.getpgrp())
+        self.assertEqual(stat.session, os.getsid(0))
+        self.assertTrue(procfs.isSameProcess(os.getpid(), stat.startTime))
+        self.assertFalse(procfs.isSameProcess(os.getpid(), stat.startTime + 1))
+        self.assertFalse(procfs.isSameProcess(os.getpid(), None))
+        self.assertIn(os.getpid(), procfs.groupMembers(os.getpgrp()))
+        self.assertIn(os.getpid(), procfs.sessionMembers(os.getsid(0)))
+
+    def test_missing(self) -> None:
+        """A pid that does not exist has no stat and no start time."""
+        self.assertIsNone(procfs.readStat(2**22 + 1))
+        self.assertIsNone(procfs.startTime(2**22 + 1))
+        self.assertEqual(procfs.allStats(self.mktemp()), [])

@@ -1,0 +1,241 @@
+"""
+Tests for L{pycm.logfiles}: rotating per-container log files.
+"""
+
+from __future__ import annotations
+
+import os
+
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
+
+from pycm.interfaces import ILogStore
+from pycm.logfiles import (
+    FileLogStore,
+    decodeRecord,
+    encodeRecord,
+    reversedRecords,
+)
+from pycm.model import LogLine
+
+
+def lines(count: int, stream: str = "stdout", start: int = 0) -> list[LogLine]:
+    """C{count} numbered log lines."""
+    return [
+        LogLine(time=1000.0 + i, stream=stream, line=f"line {i}")
+        for i in range(start, start + count)
+    ]
+
+
+class RecordTests(SynchronousTestCase):
+    """The on-disk record format."""
+
+    def test_roundTrip(self) -> None:
+        """
+        Text with newlines, quotes, non-ASCII and lone surrogates (invalid
+        UTF-8 kept by surrogateescape) comes back exactly, from one ASCII
+        record line.
+        """
+        for text in [
+            "",
+            "plain",
+            'quote " and \\ backslash',
+            "new\nline\r\x00nul",
+            "héllo ✓ 😀",
+            b"bad \xff\xfe utf-8".decode("utf-8", "surrogateescape"),
+        ]:
+            line = LogLine(time=1764421200.123456, stream="stderr", line=text)
+            record = encodeRecord(line)
+            self.assertTrue(record.endswith(b"\n"))
+            self.assertEqual(record.count(b"\n"), 1)
+            record.decode("ascii")
+            self.assertEqual(decodeRecord(record[:-1]), line)
+
+    def test_damaged(self) -> None:
+        """A torn or foreign record decodes to None instead of raising."""
+        record = encodeRecord(LogLine(time=1.0, stream="stdout", line="x"))
+        for bad in [record[:10], b"not json", b'{"time":1}', b"[1,2]", b"\xff"]:
+            self.assertIsNone(decodeRecord(bad))
+
+    def test_reversedRecords(self) -> None:
+        """
+        Lines come back last first across block boundaries, with blank lines
+        skipped and an unterminated last line included.
+        """
+        path = self.mktemp()
+        content = b"".join(b"%d\n" % i for i in range(1000)) + b"\n\npartial"
+        with open(path, "wb") as f:
+            f.write(content)
+        for block in (1, 2, 7, 64, 100_000):
+            got = list(reversedRecords(path, blockSize=block))
+            self.assertEqual(got[0], b"partial")
+            self.assertEqual(got[1:], [b"%d" % i for i in reversed(range(1000))])
+        self.assertEqual(list(reversedRecords(path + ".missing")), [])
+
+
+class FileLogStoreTests(SynchronousTestCase):
+    """L{FileLogStore} keeps, rotates, tails and removes logs."""
+
+    def setUp(self) -> None:
+        self.dir = self.mktemp()
+
+    def store(self, **kwargs: int) -> FileLogStore:
+        store = FileLogStore(self.dir, **kwargs)
+        self.addCleanup(store.close)
+        return store
+
+    def test_interface(self) -> None:
+        """It provides ILogStore."""
+        self.assertTrue(verifyObject(ILogStore, self.store()))
+
+    def test_appendTail(self) -> None:
+        """Appended lines come back from tail, oldest first, per container."""
+        store = self.store()
+        written = lines(5)
+        for line in written:
+            store.append("web", line)
+        store.append("db", LogLine(time=1.0, stream="stderr", line="other"))
+        self.assertEqual(store.tail("web", None), written)
+        self.assertEqual(store.tail("web", 2), written[-2:])
+        self.assertEqual(store.tail("web", 100), written)
+        self.assertEqual(store.tail("web", 0), [])
+        self.assertEqual(store.tail("db", 10), [LogLine(1.0, "stderr", "other")])
+        self.assertEqual(store.tail("none", 10), [])
+
+    def test_survivesReopen(self) -> None:
+        """A new store on the same directory reads what the old one wrote."""
+        store = self.store()
+        for line in lines(3):
+            store.append("web", line)
+        store.close()
+        self.assertEqual(self.store().tail("web", None), lines(3))
+
+    def test_rotation(self) -> None:
+        """
+        Files rotate before they would exceed maxSize; only maxFiles are
+        kept, and tail reads across them in order, losing only the oldest.
+        """
+        recordSize = len(encodeRecord(lines(1, start=99)[0]))
+        store = self.store(maxSize=recordSize * 10, maxFiles=3)
+        written = lines(95)
+        for line in written:
+            store.append("web", line)
+        files = sorted(os.listdir(self.dir))
+        self.assertEqual(files, ["web.log", "web.log.1", "web.log.2"])
+        for name in files:
+            self.assertLessEqual(os.path.getsize(os.path.join(self.dir, name)), recordSize * 10)
+        kept = store.tail("web", None)
+        self.assertEqual(kept, written[-len(kept) :])
+        # The two full older files and the current one (records vary in size).
+        self.assertGreater(len(kept), 20)
+        self.assertLessEqual(len(kept), 30)
+        self.assertEqual(store.tail("web", 12), written[-12:])
+
+    def test_oneFile(self) -> None:
+        """With maxFiles=1 a full file is simply started afresh."""
+        recordSize = len(encodeRecord(lines(1)[0]))
+        store = self.store(maxSize=recordSize * 4, maxFiles=1)
+        for line in lines(10):
+            store.append("web", line)
+        self.assertEqual(os.listdir(self.dir), ["web.log"])
+        self.assertEqual(store.tail("web", None), lines(10)[8:])
+
+    def test_recordBiggerThanFile(self) -> None:
+        """A record bigger than maxSize is still kept, in a file of its own."""
+        store = self.store(maxSize=100, maxFiles=2)
+        big = LogLine(time=1.0, stream="stdout", line="x" * 1000)
+        store.append("web", lines(1)[0])
+        store.append("web", big)
+        self.assertEqual(store.tail("web", None), [lines(1)[0], big])
+
+    def test_tornRecordSkipped(self) -> None:
+        """
+        A record torn by a crash mid-write is skipped by tail, and the next
+        write starts on a fresh line so it is not glued to the torn one.
+        """
+        store = self.store()
+        store.append("web", lines(1)[0])
+        store.close()
+        with open(os.path.join(self.dir, "web.log"), "ab") as f:
+            f.write(encodeRecord(lines(1, start=1)[0])[:15])
+        store = self.store()
+        store.append("web", lines(1, start=2)[0])
+        self.assertEqual(store.tail("web", None), [lines(1)[0], lines(1, start=2)[0]])
+
+    def test_remove(self) -> None:
+        """remove deletes every file of that container and no other's."""
+        store = self.store(maxSize=200, maxFiles=3)
+        for line in lines(20):
+            store.append("web", line)
+            store.append("web.log", line)
+        store.remove("web")
+        self.assertEqual(store.tail("web", None), [])
+        self.assertTrue(all(n.startswith("web.log.log") for n in os.listdir(self.dir)))
+        self.assertNotEqual(store.tail("web.log", None), [])
+        store.remove("never-existed")
+
+    def test_removeLeftoverFiles(self) -> None:
+        """remove also deletes files kept under a larger maxFiles earlier."""
+        big = self.store(maxSize=100, maxFiles=5)
+        for line in lines(20):
+            big.append("web", line)
+        big.close()
+        self.store(maxSize=100, maxFiles=2).remove("web")
+        self.assertEqual(os.listdir(self.dir), [])
+
+    def test_manyContainersFewDescriptors(self) -> None:
+        """
+        Writing to more containers than maxOpen keeps at most maxOpen files
+        open, and every line still lands in the right file.
+        """
+        store = self.store(maxOpen=4)
+        before = len(os.listdir("/proc/self/fd"))
+        for round_ in range(3):
+            for i in range(20):
+                store.append(f"c{i}", LogLine(float(round_), "stdout", f"{i}-{round_}"))
+        self.assertLessEqual(len(os.listdir("/proc/self/fd")), before + 4)
+        self.assertEqual([line.line for line in store.tail("c7", None)], ["7-0", "7-1", "7-2"])
+
+    def test_tailIsLazy(self) -> None:
+        """
+        tail of a few lines reads only the end of a big file: it does not
+        get slower or hungrier with the file size (it reads ~one block).
+        """
+        store = self.store(maxSize=50 * 1024 * 1024)
+        path = os.path.join(self.dir, "web.log")
+        with open(path, "wb") as f:
+            chunk = b"".join(encodeRecord(line) for line in lines(10_000))
+            for _ in range(30):
+                f.write(chunk)
+        reads = []
+        realOpen = open
+
+        class Counting:
+            def __init__(self, f):
+                self.f = f
+
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *a):
+                self.f.close()
+
+            def seek(self, *a):
+                return self.f.seek(*a)
+
+            def read(self, n):
+                reads.append(n)
+                return self.f.read(n)
+
+        import pycm.logfiles as module
+
+        module.open = lambda p, m: Counting(realOpen(p, m))  # type: ignore[attr-defined]
+        self.addCleanup(delattr, module, "open")
+        got = store.tail("web", 10)
+        self.assertEqual([line.line for line in got], [f"line {i}" for i in range(9990, 10000)])
+        self.assertLessEqual(sum(reads), 64 * 1024)
+
+    def test_badArguments(self) -> None:
+        """Sizes and counts must be positive."""
+        self.assertRaises(ValueError, FileLogStore, self.dir, maxSize=0)
+        self.assertRaises(ValueError, FileLogStore, self.dir, maxFiles=0)

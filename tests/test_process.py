@@ -1,0 +1,1033 @@
+"""
+Tests for L{pycm.backends.process}: the process runtime on fakes, on real
+processes, and the conformance suite against the process backend.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.task import Clock, deferLater
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
+
+from pycm import procfs
+from pycm.backends import process
+from pycm.backends.process import (
+    EXEC_HELPER,
+    LINES_PER_TURN,
+    MAX_LINE,
+    ProcessRun,
+    ProcessRuntime,
+    _RunProtocol,
+    findExecutable,
+    makeBackend,
+    parseSize,
+)
+from pycm.backends.supervisor import RECLAIMED_ERROR, Record
+from pycm.cgroups import NO_CGROUPS, Cgroups, detect
+from pycm.errors import BackendError, BadRequest
+from pycm.interfaces import IContainerBackend, IRun, IRunObserver, IRuntime
+from pycm.model import Container, ContainerSpec, State
+from pycm.store import SQLiteStore
+from tests.conformance import ReactorFixture, make_backend_tests
+
+
+def container(
+    name: str = "web", command: tuple[str, ...] = ("sleep", "1000"), **kw: Any
+) -> Container:
+    """A container value for the runtime."""
+    return Container(
+        name=name,
+        id="0123456789abcdef0123456789abcdef",
+        backend="process",
+        image="host",
+        command=command,
+        state=State.CREATED,
+        created=0.0,
+        **kw,
+    )
+
+
+@implementer(IRunObserver)
+class RecordingObserver:
+    """An IRunObserver that remembers what it heard."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, bytes]] = []
+        self.exits: list[int | None] = []
+        self.ended: Deferred[int | None] = Deferred()
+
+    def output(self, stream: str, line: bytes) -> None:
+        self.lines.append((stream, line))
+
+    def exited(self, exitCode: int | None) -> None:
+        self.exits.append(exitCode)
+        self.ended.callback(exitCode)
+
+    def text(self, stream: str = "stdout") -> list[str]:
+        return [line.decode("utf-8", "replace") for s, line in self.lines if s == stream]
+
+
+# -- fakes -------------------------------------------------------------------
+
+
+class FakeProcessTransport:
+    """Enough of a process transport for L{_RunProtocol}."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.paused = False
+        self.pauses = 0
+        self.closed: list[int] = []
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+        self.pauses += 1
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+
+    def closeChildFD(self, fd: int) -> None:
+        self.closed.append(fd)
+
+
+class FakeProcessReactor(Clock):
+    """A Clock that records C{spawnProcess} calls instead of forking."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.spawned: list[dict[str, Any]] = []
+        self.nextPid = 4242
+        self.spawnError: OSError | None = None
+
+    def spawnProcess(self, protocol: Any, executable: str, args: list[str], **kw: Any) -> Any:
+        if self.spawnError is not None:
+            raise self.spawnError
+        transport = FakeProcessTransport(self.nextPid)
+        self.nextPid += 1
+        self.spawned.append(
+            dict(protocol=protocol, executable=executable, args=args, transport=transport, **kw)
+        )
+        protocol.makeConnection(transport)
+        return transport
+
+
+class ManualCall:
+    """A delayed call that runs only when the test says so."""
+
+    def __init__(self, calls: list[ManualCall], f: Any, args: tuple[Any, ...]) -> None:
+        self.calls, self.f, self.args = calls, f, args
+
+    def active(self) -> bool:
+        return self in self.calls
+
+    def cancel(self) -> None:
+        self.calls.remove(self)
+
+
+class ManualScheduler:
+    """
+    A C{callLater} whose calls run one reactor turn at a time: L{turn}
+    runs only the calls scheduled before it, as the real reactor does.
+    """
+
+    def __init__(self) -> None:
+        self.calls: list[ManualCall] = []
+
+    def callLater(self, delay: float, f: Any, *args: Any) -> ManualCall:
+        call = ManualCall(self.calls, f, args)
+        self.calls.append(call)
+        return call
+
+    def turn(self) -> None:
+        current, self.calls[:] = list(self.calls), []
+        for call in current:
+            call.f(*call.args)
+
+    def advance(self, seconds: float) -> None:
+        self.turn()
+
+    def getDelayedCalls(self) -> list[ManualCall]:
+        return list(self.calls)
+
+
+class FakeRuntime:
+    """What L{_RunProtocol} needs of its runtime."""
+
+    def __init__(self) -> None:
+        self.reactor = Clock()
+        self.cgroups = NO_CGROUPS
+        self.released: list[str] = []
+        self.log = ProcessRuntime.log
+
+    def _releaseGroup(self, group: str) -> None:
+        self.released.append(group)
+
+
+def ended(exitCode: int = 0, signum: int | None = None) -> Failure:
+    """The reason processEnded gets."""
+    from twisted.internet.error import ProcessDone, ProcessTerminated
+
+    if exitCode == 0 and signum is None:
+        return Failure(ProcessDone(0))
+    return Failure(ProcessTerminated(exitCode if signum is None else None, signum))
+
+
+# -- pure functions ------------------------------------------------------------
+
+
+class HelpersTests(SynchronousTestCase):
+    """Sizes and executable lookup."""
+
+    def test_parseSize(self) -> None:
+        """Sizes are bytes, or k/m/g (with optional B or iB); bad ones are refused."""
+        self.assertEqual(parseSize("1048576"), 1048576)
+        self.assertEqual(parseSize("512k"), 512 * 1024)
+        self.assertEqual(parseSize("10m"), 10 * 1024 * 1024)
+        self.assertEqual(parseSize("10MiB"), 10 * 1024 * 1024)
+        self.assertEqual(parseSize("1G"), 1024**3)
+        for bad in ("", "x", "-1", "0", "10q"):
+            self.assertRaises(BadRequest, parseSize, bad)
+
+    def test_findExecutable(self) -> None:
+        """
+        Names without a slash are searched in PATH (relative entries from
+        the workdir); names with one are taken from the workdir.
+        """
+        root = os.path.abspath(self.mktemp())
+        os.makedirs(os.path.join(root, "bin"))
+        tool = os.path.join(root, "bin", "tool")
+        with open(tool, "w") as f:
+            f.write("#!/bin/sh\n")
+        os.chmod(tool, 0o755)
+        self.assertEqual(findExecutable("tool", "/nonexistent:" + root + "/bin", "/"), tool)
+        self.assertEqual(findExecutable("tool", "bin", root), tool)
+        self.assertEqual(findExecutable("./bin/tool", "", root), tool)
+        self.assertEqual(findExecutable(tool, "", "/"), tool)
+        self.assertEqual(findExecutable("sh", process.DEFAULT_PATH, "/"), "/usr/bin/sh")
+
+    def test_findExecutableErrors(self) -> None:
+        """Missing, non-executable and directory commands give clear reasons."""
+        root = os.path.abspath(self.mktemp())
+        os.makedirs(os.path.join(root, "dir"))
+        plain = os.path.join(root, "plain")
+        open(plain, "w").close()
+        os.chmod(plain, 0o644)
+        cases = {
+            ("nope", "/usr/bin"): "executable file not found in $PATH",
+            ("./nope", ""): "no such file or directory",
+            ("./dir", ""): "is a directory",
+            ("", "/usr/bin"): "empty command",
+        }
+        if os.geteuid() != 0:
+            cases[("./plain", "")] = "permission denied"
+        for (command, path), message in cases.items():
+            error = self.assertRaises(BackendError, findExecutable, command, path, root)
+            self.assertIn(message, str(error))
+
+    def test_makeBackendOptions(self) -> None:
+        """Bad backend options are refused when the backend is made."""
+        stateDir = self.mktemp()
+        for options in (
+            {"default-command": "'unbalanced"},
+            {"default-command": "  "},
+            {"log-max-size": "huge"},
+            {"log-max-files": "0"},
+            {"cgroups": "maybe"},
+            {"state-sync": "never"},
+            {"default-workdir": "relative"},
+            {"default-image": "busybox"},
+        ):
+            self.assertRaises(BadRequest, makeBackend, Clock(), stateDir, options)
+
+    def test_makeBackend(self) -> None:
+        """
+        makeBackend honours its options: default command, log sizes,
+        workdir, no limits with cgroups=off; the backend is named process.
+        """
+        stateDir = self.mktemp()
+        backend = makeBackend(
+            Clock(),
+            stateDir,
+            {
+                "default-command": "sleep 'a b'",
+                "log-max-size": "1m",
+                "log-max-files": "5",
+                "cgroups": "off",
+                "default-workdir": "/tmp",
+                "docker-host": None,
+            },
+        )
+        self.addCleanup(backend.store.close)
+        self.assertTrue(verifyObject(IContainerBackend, backend))
+        self.assertEqual(backend.name, "process")
+        self.assertEqual(backend.defaultImage, "host")
+        self.assertEqual(backend.runtime.defaultCommand, ("sleep", "a b"))
+        self.assertEqual(backend.logStore.maxSize, 1024 * 1024)
+        self.assertEqual(backend.logStore.maxFiles, 5)
+        self.assertEqual(backend.runtime.defaultWorkdir, "/tmp")
+        self.assertEqual(backend.capabilities.limits, frozenset())
+        self.assertNotIn("memory", backend.capabilities.options)
+        self.assertIs(backend.eventStore, backend.store)
+        self.assertTrue(os.path.exists(os.path.join(stateDir, "state.db")))
+
+
+# -- the run protocol on fakes ------------------------------------------------------
+
+
+class RunProtocolTests(SynchronousTestCase):
+    """L{_RunProtocol}: status pipe, line splitting, backpressure, exit."""
+
+    def setUp(self) -> None:
+        self.runtime = FakeRuntime()
+        self.observer = RecordingObserver()
+        self.protocol = _RunProtocol(self.runtime, self.observer, None)  # type: ignore[arg-type]
+        self.transport = FakeProcessTransport(99999999)
+        self.protocol.makeConnection(self.transport)
+        self.protocol.run = ProcessRun(self.runtime, 99999999, 1, None)  # type: ignore[arg-type]
+        self.killed: list[tuple[int, int]] = []
+        self.patch(process, "_killpg", lambda pgid, sig: self.killed.append((pgid, sig)))
+
+    def feed(self, fd: int, data: bytes, chunk: int) -> None:
+        for i in range(0, len(data), chunk):
+            self.protocol.childDataReceived(fd, data[i : i + chunk])
+            self.runtime.reactor.advance(0)
+
+    def test_started(self) -> None:
+        """An empty status pipe means the exec worked: started fires with the run."""
+        self.protocol.childConnectionLost(3)
+        self.assertIs(self.successResultOf(self.protocol.started), self.protocol.run)
+
+    def test_execFailed(self) -> None:
+        """
+        A status message means the exec failed: started fails with it as a
+        BackendError, and the observer hears neither output nor exit.
+        """
+        self.protocol.childDataReceived(3, b"exec /bin/x: ")
+        self.protocol.childDataReceived(3, b"No such file or directory")
+        self.protocol.childConnectionLost(3)
+        error = self.failureResultOf(self.protocol.started, BackendError).value
+        self.assertEqual(str(error), "exec /bin/x: No such file or directory")
+        self.protocol.childDataReceived(1, b"late\n")
+        self.protocol.processEnded(ended(127))
+        self.assertEqual(self.observer.lines, [])
+        self.assertEqual(self.observer.exits, [])
+
+    def test_linesInAnyChunks(self) -> None:
+        """
+        Output split into chunks of any size gives the same lines, per
+        stream, including empty lines and a last line without a newline.
+        """
+        data = b"one\n\ntwo three\r\n" + b"x" * 100 + b"\nlast"
+        expected = [b"one", b"", b"two three\r", b"x" * 100, b"last"]
+        for chunk in range(1, 20):
+            self.setUp()
+            self.feed(1, data, chunk)
+            self.feed(2, b"err\n", chunk)
+            self.protocol.childConnectionLost(1)
+            self.protocol.childConnectionLost(2)
+            self.assertEqual([line for s, line in self.observer.lines if s == "stdout"], expected)
+            self.assertEqual([line for s, line in self.observer.lines if s == "stderr"], [b"err"])
+
+    def test_longLinesCut(self) -> None:
+        """
+        A line longer than MAX_LINE is delivered as pieces of at most
+        MAX_LINE bytes, losing nothing, and never buffered beyond that.
+        """
+        data = b"a" * (MAX_LINE * 2 + 10) + b"\n" + b"b" * (MAX_LINE + 1)
+        self.feed(1, data, 8192)
+        self.assertLessEqual(len(self.protocol._partial["stdout"]), MAX_LINE)
+        self.protocol.childConnectionLost(1)
+        lengths = [len(line) for _, line in self.observer.lines]
+        self.assertEqual(lengths, [MAX_LINE, MAX_LINE, 10, MAX_LINE, 1])
+        self.assertEqual(
+            b"".join(line for _, line in self.observer.lines), data.replace(b"\n", b"")
+        )
+
+    def test_invalidUtf8Kept(self) -> None:
+        """Bytes that are not UTF-8 reach the observer unchanged."""
+        self.feed(1, b"\xff\xfe bad \x80\n", 3)
+        self.assertEqual(self.observer.lines, [("stdout", b"\xff\xfe bad \x80")])
+
+    def test_backpressure(self) -> None:
+        """
+        A chunk with more lines than LINES_PER_TURN is handled over several
+        reactor turns: reading is paused meanwhile, and resumed once done.
+        """
+        scheduler = self.runtime.reactor = ManualScheduler()  # type: ignore[assignment]
+        count = LINES_PER_TURN * 3 + 5
+        self.protocol.childDataReceived(1, b"".join(b"%d\n" % i for i in range(count)))
+        self.assertEqual(len(self.observer.lines), LINES_PER_TURN)
+        self.assertTrue(self.transport.paused)
+        scheduler.turn()
+        self.assertEqual(len(self.observer.lines), LINES_PER_TURN * 2)
+        self.assertTrue(self.transport.paused)
+        scheduler.turn()
+        self.assertEqual(len(self.observer.lines), LINES_PER_TURN * 3)
+        scheduler.turn()
+        self.assertEqual(scheduler.calls, [])
+        self.assertEqual(len(self.observer.lines), count)
+        self.assertFalse(self.transport.paused)
+        self.assertEqual([int(line) for _, line in self.observer.lines], list(range(count)))
+
+    def test_exitReported(self) -> None:
+        """
+        The exit code is the status, or minus the signal number; pending
+        output and partial lines are delivered before the exit.
+        """
+        for reason, code in ((ended(0), 0), (ended(3), 3), (ended(signum=15), -15)):
+            self.setUp()
+            self.protocol.childConnectionLost(3)
+            self.protocol.childDataReceived(1, b"".join(b"%d\n" % i for i in range(1000)) + b"tail")
+            self.protocol.processExited(reason)
+            self.protocol.processEnded(reason)
+            self.assertEqual(self.observer.exits, [code])
+            self.assertEqual(len(self.observer.lines), 1001)
+            self.assertEqual(self.observer.lines[-1], ("stdout", b"tail"))
+
+    def test_leftoversKilledOnExit(self) -> None:
+        """
+        When the main process exits, its whole group gets SIGKILL, and the
+        run ignores signals from then on (its pid may be reused).
+        """
+        self.protocol.childConnectionLost(3)
+        self.protocol.processExited(ended(0))
+        self.assertEqual(self.killed, [(99999999, signal.SIGKILL)])
+        self.protocol.run.signal(signal.SIGTERM)  # type: ignore[union-attr]
+        self.assertEqual(self.killed, [(99999999, signal.SIGKILL)])
+
+    def test_lingeringPipesClosed(self) -> None:
+        """
+        If a stray process keeps the output pipes open after the main
+        process exited, they are closed after LINGER seconds.
+        """
+        self.protocol.childConnectionLost(3)
+        self.protocol.processExited(ended(0))
+        self.runtime.reactor.advance(process.LINGER - 0.01)
+        self.assertEqual(self.transport.closed, [])
+        self.runtime.reactor.advance(0.02)
+        self.assertEqual(sorted(self.transport.closed), [1, 2, 3])
+        self.protocol.processEnded(ended(0))
+        self.assertEqual(self.observer.exits, [0])
+        self.assertEqual(self.runtime.reactor.getDelayedCalls(), [])
+
+
+class RuntimeFakeTests(SynchronousTestCase):
+    """L{ProcessRuntime.spawn} and C{reclaim} on a fake process reactor."""
+
+    def setUp(self) -> None:
+        self.reactor = FakeProcessReactor()
+        self.runtime = ProcessRuntime(self.reactor, python="/usr/bin/python3-fake")
+
+    def test_interfaces(self) -> None:
+        """The runtime provides IRuntime; its only image is host."""
+        self.assertTrue(verifyObject(IRuntime, self.runtime))
+        self.assertEqual(self.runtime.images, frozenset({"host"}))
+        self.assertEqual(self.runtime.defaultCommand, ("sleep", "infinity"))
+
+    def test_spawnArguments(self) -> None:
+        """
+        A run is the exec helper from an argument list (no shell), with a
+        small clean environment plus --env, the workdir, stdin not given,
+        stdout/stderr/status pipes, and no PTY.
+        """
+        self.patch(os.environ, "copy", None)  # never used: nothing leaks
+        c = container(command=("sleep", "1000"), env={"A": "1", "PATH": "/bin"}, workdir="/tmp")
+        d = self.runtime.spawn(c, RecordingObserver())
+        self.assertNoResult(d)
+        [call] = self.reactor.spawned
+        self.assertEqual(call["executable"], "/usr/bin/python3-fake")
+        args = call["args"]
+        self.assertEqual(args[:5], ["/usr/bin/python3-fake", "-I", "-S", "-c", EXEC_HELPER])
+        self.assertEqual(args[5:], ["/tmp", "/bin/sleep", "0", "--", "sleep", "1000"])
+        self.assertEqual(
+            call["env"],
+            {
+                "PATH": "/bin",
+                "HOME": self.runtime.baseEnvironment["HOME"],
+                "LANG": "C.UTF-8",
+                "PYCM_CONTAINER": "web",
+                "A": "1",
+            },
+        )
+        self.assertEqual(call["childFDs"], {1: "r", 2: "r", 3: "r"})
+        self.assertIs(call["usePTY"], False)
+        self.assertIsNone(call["path"])
+        call["protocol"].childConnectionLost(3)
+        run = self.successResultOf(d)
+        self.assertTrue(verifyObject(IRun, run))
+        self.assertEqual(run.pid, 4242)
+
+    def test_spawnRefusedUpFront(self) -> None:
+        """
+        A missing workdir, a missing executable or limits that cannot be
+        enforced fail spawn at once, without starting anything.
+        """
+        cases = [
+            (container(workdir="/nonexistent-dir"), BackendError, "does not exist"),
+            (container(workdir="relative"), BackendError, "absolute"),
+            (container(command=("no-such-cmd",)), BackendError, "not found"),
+            (container(memory=1 << 26), BadRequest, "--memory"),
+            (container(cpus=0.5), BadRequest, "--cpus"),
+        ]
+        for c, kind, message in cases:
+            error = self.failureResultOf(self.runtime.spawn(c, RecordingObserver()), kind)
+            self.assertIn(message, str(error.value))
+        self.assertEqual(self.reactor.spawned, [])
+
+    def test_spawnOSError(self) -> None:
+        """spawnProcess itself failing is a BackendError with the reason."""
+        self.reactor.spawnError = OSError(12, "Cannot allocate memory")
+        error = self.failureResultOf(
+            self.runtime.spawn(container(), RecordingObserver()), BackendError
+        )
+        self.assertIn("Cannot allocate memory", str(error.value))
+
+    def test_capabilities(self) -> None:
+        """Without cgroups, --memory and --cpus are not offered."""
+        caps = self.runtime.capabilities
+        self.assertEqual(caps.limits, frozenset())
+        self.assertEqual(
+            caps.options,
+            frozenset({"env", "label", "restart", "stop-timeout", "stop-signal", "workdir"}),
+        )
+        limited = ProcessRuntime(self.reactor, cgroups=Cgroups(1, {"memory": "/x"}, {}))
+        self.assertEqual(limited.capabilities.limits, frozenset({"memory"}))
+        self.assertIn("memory", limited.capabilities.options)
+        self.assertNotIn("cpus", limited.capabilities.options)
+
+    def fakeProc(self, pid: int, start: int, state: str = "S") -> str:
+        """A /proc with one process."""
+        proc = self.mktemp()
+        os.makedirs(os.path.join(proc, str(pid)))
+        with open(os.path.join(proc, str(pid), "stat"), "w") as f:
+            fields = [state, "1", str(pid), str(pid)] + ["0"] * 15 + [str(start)] + ["0"] * 20
+            f.write(f"{pid} (sleep) " + " ".join(fields) + "\n")
+        return proc
+
+    def test_reclaimRecycledPid(self) -> None:
+        """A pid whose start time differs is left alone: reclaim fires False."""
+        killed: list[tuple[int, int]] = []
+        self.patch(process, "_killpg", lambda *a: killed.append(a))
+        self.runtime.proc = self.fakeProc(777, 5000)
+        for startTime in (4999, None):
+            d = self.runtime.reclaim(container(), 777, startTime)
+            self.assertIs(self.successResultOf(d), False)
+        self.assertIs(self.successResultOf(self.runtime.reclaim(container(), None, 5)), False)
+        self.assertEqual(killed, [])
+
+    def test_reclaimStopThenKill(self) -> None:
+        """
+        A surviving run gets its stop signal, SIGKILL after its stop
+        timeout, and reclaim fires True once it is gone.
+        """
+        killed: list[tuple[int, int]] = []
+        self.patch(process, "_killpg", lambda *a: killed.append(a))
+        proc = self.runtime.proc = self.fakeProc(777, 5000)
+        c = container(stopTimeout=2.0, stopSignal="SIGINT")
+        d = self.runtime.reclaim(c, 777, 5000)
+        self.assertEqual(killed, [(777, signal.SIGINT)])
+        self.reactor.advance(1.0)
+        self.assertNoResult(d)
+        self.reactor.pump([process.RECLAIM_POLL] * 30)
+        self.assertIn((777, signal.SIGKILL), killed)
+        self.assertNoResult(d)
+        os.unlink(os.path.join(proc, "777", "stat"))
+        self.reactor.advance(process.RECLAIM_POLL)
+        self.assertIs(self.successResultOf(d), True)
+
+    def test_reclaimZombieIsGone(self) -> None:
+        """A zombie (exited, not yet reaped by init) counts as gone."""
+        self.patch(process, "_killpg", lambda *a: None)
+        self.runtime.proc = self.fakeProc(777, 5000, state="Z")
+        self.assertIs(self.successResultOf(self.runtime.reclaim(container(), 777, 5000)), False)
+
+    def test_reclaimSurvivor(self) -> None:
+        """A process that survives SIGKILL makes reclaim fail loudly."""
+        self.patch(process, "_killpg", lambda *a: None)
+        self.runtime.proc = self.fakeProc(777, 5000)
+        d = self.runtime.reclaim(container(stopTimeout=0.0), 777, 5000)
+        self.reactor.pump([process.RECLAIM_POLL] * 200)
+        self.failureResultOf(d, BackendError)
+
+
+# -- real processes -------------------------------------------------------------
+
+
+def waitUntil(predicate: Any, timeout: float = 10.0, interval: float = 0.02) -> Deferred[None]:
+    """Poll C{predicate} on the real reactor until true, failing after C{timeout}."""
+
+    @inlineCallbacks
+    def poll() -> Iterator[Deferred[Any]]:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"condition not met within {timeout}s: {predicate}")
+            yield deferLater(reactor, interval, lambda: None)
+
+    return poll()
+
+
+class RealRuntimeTests(TestCase):
+    """L{ProcessRuntime} with real processes on the real reactor."""
+
+    timeout = 60
+
+    def setUp(self) -> None:
+        self.runtime = ProcessRuntime(reactor)
+        self.runs: list[ProcessRun] = []
+
+    def tearDown(self) -> None:
+        for run in self.runs:
+            if not run.exited:
+                run.signal(signal.SIGKILL)
+
+    @inlineCallbacks
+    def spawn(self, command: tuple[str, ...], **kw: Any) -> Iterator[Deferred[Any]]:
+        observer = RecordingObserver()
+        run = yield self.runtime.spawn(container(command=command, **kw), observer)
+        self.runs.append(run)
+        return run, observer
+
+    @inlineCallbacks
+    def test_outputAndExit(self) -> None:
+        """stdout and stderr arrive as lines; the exit status is reported."""
+        run, observer = yield self.spawn(
+            ("sh", "-c", "echo out; echo err >&2; printf part; exit 3")
+        )
+        code = yield observer.ended
+        self.assertEqual(code, 3)
+        self.assertEqual(observer.text("stdout"), ["out", "part"])
+        self.assertEqual(observer.text("stderr"), ["err"])
+
+    @inlineCallbacks
+    def test_ownSession(self) -> None:
+        """A run leads its own session and process group, and has a start time."""
+        run, observer = yield self.spawn(("sleep", "1000"))
+        stat = procfs.readStat(run.pid)
+        self.assertEqual((stat.session, stat.pgrp), (run.pid, run.pid))
+        self.assertEqual(run.startTime, stat.startTime)
+        self.assertNotEqual(stat.session, os.getsid(0))
+        run.signal(signal.SIGTERM)
+        code = yield observer.ended
+        self.assertEqual(code, -signal.SIGTERM)
+
+    @inlineCallbacks
+    def test_environmentWorkdirStdin(self) -> None:
+        """
+        The run sees only the clean environment plus --env, runs in its
+        workdir, has /dev/null as stdin and default signal dispositions.
+        """
+        self.patch(os, "environ", dict(os.environ, PYCM_TEST_LEAK="1"))
+        workdir = os.path.abspath(self.mktemp())
+        os.makedirs(workdir)
+        script = "env | sort; pwd; readlink /proc/self/fd/0; grep SigIgn /proc/self/status"
+        run, observer = yield self.spawn(
+            ("sh", "-c", script), env={"FOO": "bar baz"}, workdir=workdir
+        )
+        yield observer.ended
+        out = observer.text()
+        self.assertIn("FOO=bar baz", out)
+        self.assertIn("LANG=C.UTF-8", out)
+        self.assertIn("PYCM_CONTAINER=web", out)
+        self.assertNotIn("PYCM_TEST_LEAK=1", out)
+        self.assertIn(workdir, out)
+        self.assertIn("/dev/null", out)
+        [ignored] = [int(line.split()[1], 16) for line in out if line.startswith("SigIgn:")]
+        for signum in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGTERM, signal.SIGINT):
+            self.assertFalse(ignored & (1 << (signum - 1)), signum)
+
+    @inlineCallbacks
+    def test_execFailureInHelper(self) -> None:
+        """
+        An executable that passes the up-front checks but cannot be
+        executed (a script with a missing interpreter) fails spawn with the
+        reason, through the helper's status pipe.
+        """
+        script = os.path.abspath(self.mktemp())
+        with open(script, "w") as f:
+            f.write("#!/nonexistent/interpreter\n")
+        os.chmod(script, 0o755)
+        observer = RecordingObserver()
+        d = self.runtime.spawn(container(command=(script,)), observer)
+        error = yield self.assertFailure(d, BackendError)
+        self.assertIn("exec", str(error))
+        self.assertIn("No such file or directory", str(error))
+        yield deferLater(reactor, 0.1, lambda: None)
+        self.assertEqual(observer.exits, [])
+
+    @inlineCallbacks
+    def test_groupKilledOnStop(self) -> None:
+        """
+        The stop signal reaches children and grandchildren: after it no
+        process of the group is left.
+        """
+        run, observer = yield self.spawn(
+            ("sh", "-c", "sleep 1000 & sh -c 'sleep 1000 & wait' & wait")
+        )
+        yield waitUntil(lambda: len(procfs.groupMembers(run.pid)) >= 4)
+        run.signal(signal.SIGTERM)
+        yield observer.ended
+        yield waitUntil(lambda: procfs.groupMembers(run.pid) == [])
+
+    @inlineCallbacks
+    def test_leftoversKilledAfterExit(self) -> None:
+        """
+        When the main process exits on its own, background children it
+        left are killed, and the exit is reported promptly.
+        """
+        run, observer = yield self.spawn(("sh", "-c", "sleep 1000 & sleep 1000 & exit 5"))
+        started = time.monotonic()
+        code = yield observer.ended
+        self.assertEqual(code, 5)
+        self.assertLess(time.monotonic() - started, process.LINGER)
+        yield waitUntil(lambda: procfs.groupMembers(run.pid) == [])
+
+    @inlineCallbacks
+    def test_strayHoldingPipes(self) -> None:
+        """
+        A process that escaped into another session but holds the output
+        pipe does not keep the run alive: the exit is reported after LINGER.
+        """
+        run, observer = yield self.spawn(
+            ("sh", "-c", "setsid sh -c 'echo $$; exec sleep 1000' & sleep 0.2; exit 0")
+        )
+        code = yield observer.ended
+        self.assertEqual(code, 0)
+        [strayPid] = [int(line) for line in observer.text()]
+        os.kill(strayPid, signal.SIGKILL)
+
+    @inlineCallbacks
+    def test_longLinesAndBinary(self) -> None:
+        """Very long lines are cut, not lost; invalid UTF-8 is kept."""
+        run, observer = yield self.spawn(
+            ("sh", "-c", "head -c 200000 /dev/zero | tr '\\0' a; printf '\\n\\377\\376\\n'")
+        )
+        yield observer.ended
+        lines = [line for _, line in observer.lines]
+        self.assertEqual(
+            [len(line) for line in lines[:-1]], [MAX_LINE] * 3 + [200000 - 3 * MAX_LINE]
+        )
+        self.assertEqual(lines[-1], b"\xff\xfe")
+
+    @inlineCallbacks
+    def test_floodKeepsReactorResponsive(self) -> None:
+        """
+        A run writing 30 MB as fast as it can does not grow the daemon's
+        memory, and the reactor keeps answering timers within 100 ms.
+        """
+        gaps: list[float] = []
+        last = [time.monotonic()]
+
+        def tick() -> None:
+            now = time.monotonic()
+            gaps.append(now - last[0])
+            last[0] = now
+
+        from twisted.internet.task import LoopingCall
+
+        ticker = LoopingCall(tick)
+        ticker.start(0.01)
+        self.addCleanup(ticker.stop)
+        before = _rss()
+        observer = _CountingObserver()
+        flood = f"yes '{'x' * 99}' | head -c 30000000"
+        run = yield self.runtime.spawn(container(command=("sh", "-c", flood)), observer)
+        self.runs.append(run)
+        code = yield observer.ended
+        self.assertEqual(code, 0)
+        # Every line of 99 x's and its newline arrives, nothing else.
+        self.assertEqual(observer.count, 300_000)
+        self.assertEqual(observer.bytes, 300_000 * 99)
+        self.assertLess(max(gaps), 0.1)
+        self.assertLess(_rss() - before, 30 * 1024 * 1024)
+
+
+def _rss() -> int:
+    """This process's resident set size in bytes."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+@implementer(IRunObserver)
+class _CountingObserver:
+    """Counts lines and bytes without keeping them."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.bytes = 0
+        self.ended: Deferred[int | None] = Deferred()
+
+    def output(self, stream: str, line: bytes) -> None:
+        self.count += 1
+        self.bytes += len(line)
+
+    def exited(self, exitCode: int | None) -> None:
+        self.ended.callback(exitCode)
+
+
+class RealReclaimTests(TestCase):
+    """L{ProcessRuntime.reclaim} on real processes left by a 'dead daemon'."""
+
+    timeout = 30
+
+    def orphan(self, script: str) -> subprocess.Popen[bytes]:
+        """A process group in its own session, as a dead daemon leaves it."""
+        child = subprocess.Popen(["sh", "-c", script], start_new_session=True)
+        self.addCleanup(self.cleanup, child)
+        return child
+
+    def cleanup(self, child: subprocess.Popen[bytes]) -> None:
+        try:
+            os.killpg(child.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        child.wait()
+
+    @inlineCallbacks
+    def test_reclaimStopsGroup(self) -> None:
+        """A survivor recognised by pid and start time is stopped, group and all."""
+        child = self.orphan("sleep 1000 & sleep 1000 & wait")
+        yield waitUntil(lambda: len(procfs.groupMembers(child.pid)) >= 3)
+        runtime = ProcessRuntime(reactor)
+        start = procfs.startTime(child.pid)
+        stopped = yield runtime.reclaim(container(), child.pid, start)
+        self.assertIs(stopped, True)
+        yield waitUntil(lambda: procfs.groupMembers(child.pid) == [])
+
+    @inlineCallbacks
+    def test_reclaimEscalates(self) -> None:
+        """A survivor that ignores the stop signal gets SIGKILL after the timeout."""
+        child = self.orphan("trap '' TERM; sleep 1000 & wait")
+        yield waitUntil(lambda: len(procfs.groupMembers(child.pid)) >= 2)
+        runtime = ProcessRuntime(reactor)
+        started = time.monotonic()
+        stopped = yield runtime.reclaim(
+            container(stopTimeout=0.5), child.pid, procfs.startTime(child.pid)
+        )
+        self.assertIs(stopped, True)
+        self.assertGreaterEqual(time.monotonic() - started, 0.5)
+        yield waitUntil(lambda: procfs.groupMembers(child.pid) == [])
+
+    @inlineCallbacks
+    def test_reclaimWrongStartTime(self) -> None:
+        """A live pid with another start time (a recycled pid) is not touched."""
+        child = self.orphan("exec sleep 1000")
+        runtime = ProcessRuntime(reactor)
+        start = procfs.startTime(child.pid)
+        stopped = yield runtime.reclaim(container(), child.pid, start - 1)
+        self.assertIs(stopped, False)
+        self.assertIsNone(child.poll())
+
+
+class BackendReclaimTests(TestCase):
+    """L{ProcessBackend.open} settles what a killed daemon left behind."""
+
+    timeout = 30
+
+    @inlineCallbacks
+    def test_survivorStoppedOnOpen(self) -> None:
+        """
+        A record saved as running by a daemon that died, whose process
+        still runs, is stopped on open: the record is exited with the
+        reason in error, and the process group is gone.
+        """
+        stateDir = self.mktemp()
+        os.makedirs(stateDir)
+        child = subprocess.Popen(["sh", "-c", "sleep 1000 & wait"], start_new_session=True)
+        self.addCleanup(child.wait)
+        self.addCleanup(lambda: _killpgQuietly(child.pid))
+        record = Record(
+            name="web",
+            id="f" * 32,
+            backend="process",
+            image="host",
+            command=("sh", "-c", "sleep 1000 & wait"),
+            created=1.0,
+            state=State.RUNNING,
+            pid=child.pid,
+            started=2.0,
+            startTime=procfs.startTime(child.pid),
+        )
+        store = SQLiteStore(os.path.join(stateDir, "state.db"))
+        store.save("web", record.toDict())
+        store.save(
+            "gone",
+            Record(
+                name="gone",
+                id="e" * 32,
+                backend="process",
+                image="host",
+                command=("true",),
+                created=1.0,
+                state=State.RUNNING,
+                pid=child.pid,
+                startTime=1,
+            ).toDict(),
+        )
+        store.close()
+        backend = makeBackend(reactor, stateDir, {"cgroups": "off"})
+        yield backend.open()
+        self.addCleanup(backend.close)
+        web = yield backend.inspect("web")
+        self.assertEqual(web.state, State.EXITED)
+        self.assertEqual(web.error, RECLAIMED_ERROR)
+        gone = yield backend.inspect("gone")
+        self.assertEqual(gone.state, State.DEAD)
+        yield waitUntil(lambda: procfs.groupMembers(child.pid) == [])
+
+
+def _killpgQuietly(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+# -- cgroups on this machine ---------------------------------------------------------
+
+
+class RealLimitsTests(TestCase):
+    """Limits really applied, where this machine lets the daemon set them."""
+
+    timeout = 30
+
+    def setUp(self) -> None:
+        self.cgroups = detect(parent="/pycm-test")
+        if not self.cgroups.limits:
+            raise SkipTest(f"no cgroup limits here: {self.cgroups.describe()}")
+
+    @inlineCallbacks
+    def test_runJoinsItsGroup(self) -> None:
+        """
+        A run with --memory/--cpus is inside its own group with those
+        limits, from before its command starts; the group goes after exit.
+        """
+        runtime = ProcessRuntime(reactor, cgroups=self.cgroups)
+        observer = RecordingObserver()
+        c = container(command=("cat", "/proc/self/cgroup"), memory=64 * 1024 * 1024, cpus=0.5)
+        yield runtime.spawn(c, observer)
+        yield observer.ended
+        group = runtime.groupName(c)
+        self.assertTrue(any(line.endswith("/pycm-test/" + group) for line in observer.text()))
+        yield waitUntil(
+            lambda: (
+                not any(os.path.exists(os.path.join(p, group)) for p in self.cgroups.dirs.values())
+            )
+        )
+
+    @inlineCallbacks
+    def test_memoryLimitEnforced(self) -> None:
+        """A run that allocates over its --memory limit is killed by the kernel."""
+        runtime = ProcessRuntime(reactor, cgroups=self.cgroups)
+        if "memory" not in self.cgroups.limits:
+            raise SkipTest("no memory limit here")
+        observer = RecordingObserver()
+        hog = (sys.executable, "-c", "x = bytearray(200 * 1024 * 1024); print('survived')")
+        yield runtime.spawn(container(command=hog, memory=32 * 1024 * 1024), observer)
+        code = yield observer.ended
+        self.assertEqual(code, -signal.SIGKILL)
+        self.assertNotIn("survived", observer.text())
+
+
+# -- conformance -----------------------------------------------------------------------
+
+
+class ProcessFixture(ReactorFixture):
+    """The conformance fixture of the process backend, with real processes."""
+
+    image = "host"
+    missingImage = "busybox"
+    longCommand = ("sleep", "1000")
+    ignoreTermCommand = ("sh", "-c", "trap '' TERM; exec sleep 1000")
+    badCommand = ("pycm-no-such-executable",)
+
+    def __init__(self, limits: bool) -> None:
+        super().__init__(reactor)
+        self.limits = limits
+
+    def exitCommand(self, code: int) -> tuple[str, ...]:
+        return ("sh", "-c", f"exit {code}")
+
+    def echoCommand(self, text: str) -> tuple[str, ...]:
+        return ("printf", "%s\\n", text)
+
+    def delayedEchoCommand(self, text: str) -> tuple[str, ...]:
+        return ("sh", "-c", 'sleep 1; printf "%s\\n" "$1"', "sh", text)
+
+    def makeBackend(self, testCase: TestCase) -> Deferred[IContainerBackend]:
+        stateDir = testCase.mktemp()
+        options = {"cgroups": "auto" if self.limits else "off", "cgroup-parent": "/pycm-test"}
+        backend = makeBackend(reactor, stateDir, options)
+        testCase.addCleanup(lambda: self.settle(testCase, backend.close(), 60))
+        return backend.open().addCallback(lambda _: backend)
+
+
+class ProcessConformanceTests(make_backend_tests(ProcessFixture(limits=True))):  # type: ignore[misc]
+    """The conformance suite on the process backend, limits as detected."""
+
+
+class ProcessNoLimitsConformanceTests(make_backend_tests(ProcessFixture(limits=False))):  # type: ignore[misc]
+    """The conformance suite on the process backend without cgroups."""
+
+
+class ProcessBackendTests(TestCase):
+    """Process-backend specifics through the backend interface."""
+
+    timeout = 60
+
+    @inlineCallbacks
+    def test_limitRefusedWithReason(self) -> None:
+        """Without cgroups, --memory is refused with BadRequest saying why."""
+        backend = makeBackend(reactor, self.mktemp(), {"cgroups": "off"})
+        yield backend.open()
+        self.addCleanup(backend.close)
+        d = backend.create(ContainerSpec("lim", image="host", command=("true",), memory=1 << 26))
+        error = yield self.assertFailure(d, BadRequest)
+        self.assertIn("--memory cannot be enforced", str(error))
+
+    @inlineCallbacks
+    def test_badCommandStaysDead(self) -> None:
+        """A missing executable: start fails, the record is dead with its error."""
+        backend = makeBackend(reactor, self.mktemp(), {"cgroups": "off"})
+        yield backend.open()
+        self.addCleanup(backend.close)
+        yield backend.create(ContainerSpec("bad", image="host", command=("no-such-cmd",)))
+        error = yield self.assertFailure(backend.start("bad"), BackendError)
+        self.assertIn("executable file not found", str(error))
+        bad = yield backend.inspect("bad")
+        self.assertEqual(bad.state, State.DEAD)
+        self.assertIn("no-such-cmd", bad.error)
+
+    @inlineCallbacks
+    def test_recordsAndLogsSurviveReopen(self) -> None:
+        """Records and logs written by one backend are there for the next."""
+        stateDir = self.mktemp()
+        backend = makeBackend(reactor, stateDir, {"cgroups": "off"})
+        yield backend.open()
+        yield backend.create(ContainerSpec("hello", image="host", command=("echo", "hi")))
+        yield backend.start("hello")
+        yield backend.wait("hello", "not-running")
+        yield backend.close()
+        again = makeBackend(reactor, stateDir, {"cgroups": "off"})
+        yield again.open()
+        self.addCleanup(again.close)
+        hello = yield again.inspect("hello")
+        self.assertEqual((hello.state, hello.exitCode), (State.EXITED, 0))
+        logs = yield again.logs("hello", None)
+        self.assertEqual([line.line for line in logs], ["hi"])
