@@ -1,0 +1,50 @@
+"""Rows of figures, and the table run.py prints."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Row:
+    """One measured figure, and its target when it has one."""
+
+    section: str
+    name: str
+    value: str
+    target: str = ""
+    passed: bool | None = None  # None: a figure without a target
+    note: str = ""
+
+    @property
+    def status(self) -> str:
+        if self.passed is None:
+            return ""
+        return "PASS" if self.passed else "FAIL"
+
+
+@dataclass
+class Report:
+    rows: list[Row] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def add(self, *args, **kwargs) -> Row:
+        row = Row(*args, **kwargs)
+        self.rows.append(row)
+        print(f"  {row.name}: {row.value}"
+              + (f"   [{row.status} {row.target}]" if row.passed is not None else "")
+              + (f"   ({row.note})" if row.note else ""), flush=True)
+        return row
+
+    def table(self) -> str:
+        headers = ("section", "figure", "value", "target", "result")
+        data = [(r.section, r.name, r.value, r.target, r.status) for r in self.rows]
+        widths = [max(len(h), *(len(d[i]) for d in data)) if data else len(h)
+                  for i, h in enumerate(headers)]
+        line = "  ".join("-" * w for w in widths)
+        out = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)), line]
+        for d in data:
+            out.append("  ".join(v.ljust(w) for v, w in zip(d, widths)).rstrip())
+        return "\n".join(out)

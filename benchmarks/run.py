@@ -1,0 +1,121 @@
+"""
+pycm benchmarks: one command, every figure and ratio measured in the same run.
+
+    python benchmarks/run.py [--only core|process] [--quick] [--pin]
+
+Prints a table of figures, ratios against references measured in the same
+run (the Twisted floor for the core section, supervisord for the process
+section), and PASS/FAIL against each target of issues 2 and 3.  Exit status:
+0 when every section ran (whether or not targets were met), 1 on an error,
+2 when a section could not run for want of a prerequisite (it says which).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+from benchmarks import common  # noqa: E402
+from benchmarks.report import Report  # noqa: E402
+
+
+class Missing(Exception):
+    """A prerequisite of a section is not installed."""
+
+
+def machine() -> str:
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    import twisted
+
+    pinned = (f"servers pinned to CPU {common.SERVER_CPU}, load generators to CPU "
+              f"{common.CLIENT_CPU}" if common.pinnable() else "no CPU pinning")
+    return (f"{platform.node()}: {common.cpuCount()} CPUs ({model or platform.machine()}), "
+            f"Linux {platform.release()}, Python {platform.python_version()}, "
+            f"Twisted {twisted.__version__}; {pinned}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", choices=("core", "process"), action="append",
+                        help="run only this section (repeatable); default: both")
+    parser.add_argument("--quick", action="store_true",
+                        help="fewer and shorter rounds (under a minute): a smoke test "
+                             "of the benchmark, not figures to quote")
+    parser.add_argument("--pin", action="store_true",
+                        help="pin the servers to CPU 0 and the load generators to CPU 1")
+    args = parser.parse_args(argv)
+    common.PIN = args.pin
+    sections = args.only or ["core", "process"]
+
+    if sys.platform != "linux":
+        print("the benchmarks read /proc and use epoll: Linux only", file=sys.stderr)
+        return 1
+    from benchmarks.daemon import pycmSource
+
+    report = Report()
+    print(f"machine: {machine()}")
+    print(f"pycm under test: {pycmSource()}")
+    print(f"mode: {'quick (smoke test; figures are rough)' if args.quick else 'full'}\n",
+          flush=True)
+    started = time.monotonic()
+    for name in sections:
+        children = common.Children()
+        print(f"== {name}", flush=True)
+        try:
+            if name == "core":
+                from benchmarks import core
+
+                core.run(report, args.quick, children)
+            else:
+                from benchmarks import process
+
+                process.run(report, args.quick, children)
+        except KeyboardInterrupt:
+            children.killAll()
+            raise
+        except Exception as e:
+            if type(e).__name__ == "Missing":
+                report.skipped.append(f"{name}: {e}")
+                print(f"  SKIPPED: {e}", flush=True)
+            else:
+                report.errors.append(f"{name}: {e!r}")
+                traceback.print_exc()
+        finally:
+            children.killAll()
+
+    print(f"\n== results ({time.monotonic() - started:.0f} s)")
+    print(f"machine: {machine()}")
+    print(report.table())
+    for note in report.notes:
+        print(f"note: {note}")
+    failed = [r for r in report.rows if r.passed is False]
+    passed = [r for r in report.rows if r.passed]
+    print(f"\ntargets: {len(passed)} PASS, {len(failed)} FAIL")
+    for line in report.skipped:
+        print(f"SKIPPED {line}")
+    for line in report.errors:
+        print(f"ERROR {line}")
+    if report.errors:
+        return 1
+    if report.skipped:
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
