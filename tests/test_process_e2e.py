@@ -1,0 +1,248 @@
+"""
+End-to-end tests of the process backend: the real C{twistd pycm} with
+C{--backend process} in a subprocess, real sockets, real container
+processes, and the daemon killed with SIGKILL and started again.
+
+They poll with deadlines (L{tests.e2e.waitFor}); no fixed sleeps.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from pycm import procfs
+from pycm.backends.supervisor import LOST_ERROR, RECLAIMED_ERROR, SHUTDOWN_ERROR
+from pycm.cgroups import detect
+from tests.e2e import RealDaemon, waitFor
+
+
+def processDaemon(testCase: SynchronousTestCase, stateDir: str | None = None) -> RealDaemon:
+    """A process-backend daemon (cgroups in a test parent group)."""
+    return RealDaemon(
+        testCase,
+        backend="process",
+        stateDir=stateDir,
+        args=["--backend-option", "cgroup-parent=/pycm-e2e"],
+    )
+
+
+def groupGone(pgid: int) -> bool:
+    return procfs.groupMembers(pgid) == []
+
+
+def killGroupLater(testCase: SynchronousTestCase, pgid: int) -> None:
+    """Make sure a test never leaves a process group behind."""
+
+    def kill() -> None:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except OSError:
+            pass
+
+    testCase.addCleanup(kill)
+
+
+def rss(pid: int) -> int:
+    """The resident set size of C{pid}, in bytes."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+class ProcessDaemonTests(SynchronousTestCase):
+    """The process backend through the real daemon."""
+
+    def test_runStopLogs(self) -> None:
+        """
+        C{run web host ...} starts a real process in its own session; stop
+        ends it with minus the signal; its output is in C{logs}.
+        """
+        daemon = processDaemon(self).start()
+        client = daemon.connect()
+        web = client.ok("run web host sh -c 'echo hello; exec sleep 1000'")
+        self.assertEqual(web["state"], "running")
+        pid = web["pid"]
+        killGroupLater(self, pid)
+        self.assertEqual(procfs.readStat(pid).session, pid)  # type: ignore[union-attr]
+        waitFor(lambda: client.ok("logs web"), "the output")
+        self.assertEqual([line["line"] for line in client.ok("logs web")], ["hello"])
+        stopped = client.ok("stop web")
+        self.assertEqual((stopped["state"], stopped["exit_code"]), ("exited", -15))
+        waitFor(lambda: groupGone(pid), "the group to be gone")
+        self.assertEqual(client.err("run other busybox"), "no_image")
+        self.assertEqual(client.err("run bad host no-such-executable"), "backend")
+        bad = client.ok("inspect bad")
+        self.assertEqual(bad["state"], "dead")
+        self.assertIn("no-such-executable", bad["error"])
+
+    def test_infoReportsLimits(self) -> None:
+        """
+        C{info} says which limits this daemon enforces; an option it cannot
+        enforce is refused with bad_request, never ignored.
+        """
+        enforced = detect("/pycm-e2e").limits
+        daemon = processDaemon(self).start()
+        client = daemon.connect()
+        info = client.ok("info")
+        text = str(info)
+        for limit in ("memory", "cpus"):
+            value = {"memory": "64m", "cpus": "0.5"}[limit]
+            if limit in enforced:
+                web = client.ok(f"run --{limit}={value} lim-{limit} host sleep 1000")
+                killGroupLater(self, web["pid"])
+                self.assertIn(limit, text)
+            else:
+                self.assertEqual(
+                    client.err(f"run --{limit}={value} lim host sleep 1000"), "bad_request"
+                )
+
+    def test_daemonKilledThenRestarted(self) -> None:
+        """
+        After SIGKILL of the daemon, the containers' processes survive (own
+        sessions); the next daemon finds every record and its logs, stops
+        the survivors (by pid and start time) and says so in C{error}, and
+        brings back the C{always} container with a new process.
+        """
+        daemon = processDaemon(self).start()
+        client = daemon.connect()
+        web = client.ok("run web host sh -c 'echo before-crash; sleep 1000 & sleep 1000'")
+        svc = client.ok("run --restart=always svc host sleep 1000")
+        client.ok("create idle host true")
+        for pgid in (web["pid"], svc["pid"]):
+            killGroupLater(self, pgid)
+        waitFor(lambda: len(procfs.groupMembers(web["pid"])) >= 3, "web's children")
+        waitFor(lambda: client.ok("logs web"), "web's output")
+        lastId = client.ok("events")["last_id"]
+
+        daemon.kill9()
+        self.assertEqual(len(procfs.groupMembers(web["pid"])), 3)
+
+        daemon.start()
+        client = daemon.connect()
+        waitFor(lambda: groupGone(web["pid"]), "web's group to be stopped")
+        waitFor(lambda: groupGone(svc["pid"]), "svc's old process to be stopped")
+        after = client.ok("inspect web")
+        self.assertEqual(after["state"], "exited")
+        self.assertEqual(after["error"], RECLAIMED_ERROR)
+        self.assertEqual(after["id"], web["id"])
+        self.assertEqual([line["line"] for line in client.ok("logs web")], ["before-crash"])
+        self.assertEqual(client.ok("inspect idle")["state"], "created")
+        svcAfter = client.ok("inspect svc")
+        self.assertEqual(svcAfter["state"], "running")
+        self.assertNotEqual(svcAfter["pid"], svc["pid"])
+        killGroupLater(self, svcAfter["pid"])
+        # The restart's events (die of the survivors, start of svc) follow on.
+        self.assertGreater(client.ok("events")["last_id"], lastId)
+
+    def test_processGoneWhileDaemonDead(self) -> None:
+        """
+        A container whose process died while the daemon was dead is
+        reported dead, with why, after the restart.
+        """
+        daemon = processDaemon(self).start()
+        client = daemon.connect()
+        web = client.ok("run web host sleep 1000")
+        killGroupLater(self, web["pid"])
+        daemon.kill9()
+        os.killpg(web["pid"], signal.SIGKILL)
+        waitFor(lambda: groupGone(web["pid"]), "the process to die")
+        daemon.start()
+        after = daemon.connect().ok("inspect web")
+        self.assertEqual(after["state"], "dead")
+        self.assertEqual(after["error"], LOST_ERROR)
+
+    def test_sigtermStopsContainers(self) -> None:
+        """
+        SIGTERM stops every container (in parallel) before the daemon
+        exits; after a restart the records say why, C{unless-stopped} comes
+        back and a client-stopped one does not.
+        """
+        daemon = processDaemon(self).start()
+        client = daemon.connect()
+        web = client.ok("run web host sleep 1000")
+        back = client.ok("run --restart=unless-stopped back host sleep 1000")
+        client.ok("run --restart=unless-stopped halted host sleep 1000")
+        client.ok("stop halted")
+        for pgid in (web["pid"], back["pid"]):
+            killGroupLater(self, pgid)
+        daemon.signal(signal.SIGTERM)
+        daemon.exitCode()
+        self.assertTrue(groupGone(web["pid"]))
+        self.assertTrue(groupGone(back["pid"]))
+        daemon.start()
+        client = daemon.connect()
+        after = client.ok("inspect web")
+        self.assertEqual((after["state"], after["error"]), ("exited", SHUTDOWN_ERROR))
+        backAfter = client.ok("inspect back")
+        self.assertEqual(backAfter["state"], "running")
+        killGroupLater(self, backAfter["pid"])
+        self.assertEqual(client.ok("inspect halted")["state"], "exited")
+
+    def test_corruptStateRefused(self) -> None:
+        """A corrupt state file stops the daemon with a clear message."""
+        daemon = processDaemon(self)
+        os.makedirs(daemon.stateDir)
+        with open(os.path.join(daemon.stateDir, "state.db"), "wb") as f:
+            f.write(b"this is not a database\n")
+        daemon.start(expectFailure=True)
+        self.assertNotEqual(daemon.exitCode(), 0)
+        assert daemon.process is not None and daemon.process.stdout is not None
+        output = daemon.process.stdout.read().decode() + daemon.log()
+        self.assertIn("not an SQLite database", output)
+        with open(os.path.join(daemon.stateDir, "state.db"), "rb") as f:
+            self.assertEqual(f.read(), b"this is not a database\n")
+
+    def test_floodDoesNotHurtTheDaemon(self) -> None:
+        """
+        A container writing 100 MB as fast as it can: the daemon's RSS stays
+        under 150 MiB and C{ping} on another connection answers within
+        100 ms all along.
+        """
+        daemon = processDaemon(self).start()
+        client = daemon.connect()
+        pinger = daemon.connect()
+        line = "x" * 99
+        flood = client.ok(f"run flood host sh -c \"yes '{line}' | head -c 100000000\"")
+        killGroupLater(self, flood["pid"])
+        worst = {"ping": 0.0, "rss": 0}
+        done = threading.Event()
+
+        def watch() -> None:
+            while not done.is_set():
+                worst["rss"] = max(worst["rss"], rss(daemon.pid))
+                started = time.monotonic()
+                self.assertEqual(pinger.ok("ping"), "pong")
+                worst["ping"] = max(worst["ping"], time.monotonic() - started)
+                time.sleep(0.01)
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        try:
+            started = time.monotonic()
+            result = waitFor(
+                lambda: (lambda c: c if c["state"] == "exited" else None)(
+                    client.ok("inspect flood")
+                ),
+                "the flood to end",
+                deadline=300,
+            )
+            elapsed = time.monotonic() - started
+        finally:
+            done.set()
+            watcher.join()
+        self.assertEqual(result["exit_code"], 0)
+        last = client.ok("logs --tail=1 flood")
+        self.assertEqual(len(last[0]["line"]), 99)
+        print(
+            f"\n100 MB flood: {elapsed:.1f}s, worst ping {worst['ping'] * 1000:.1f} ms, "
+            f"peak daemon RSS {worst['rss'] / 2**20:.1f} MiB"
+        )
+        self.assertLess(worst["ping"], 0.1)
+        self.assertLess(worst["rss"], 150 * 2**20)
