@@ -21,6 +21,7 @@ from __future__ import annotations
 import collections
 import math
 import os
+import posixpath
 import re
 import shlex
 from collections.abc import Callable
@@ -102,6 +103,7 @@ OPTIONS: dict[str, tuple[str, str]] = {
 }
 
 _TINI_EXEC_FAILED = re.compile(r"\[FATAL tini \(\d+\)\] exec (.*) failed: (.*)")
+_DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _LIST_FILTERS = {"label": [f"{MANAGED_LABEL}=true"]}
 _EVENT_FILTERS = {"type": ["container"], **_LIST_FILTERS}
 
@@ -234,6 +236,12 @@ class DockerBackend:
         self._closed = False
         #: Containers whose command could not be executed, by id: dead.
         self._startErrors: dict[str, str] = {}
+        #: pycm start/restart calls in flight, by name.
+        self._clientStarts: collections.Counter[str] = collections.Counter()
+        #: The restart policy of each container, as last inspected.
+        self._policies: dict[str, str] = {}
+        #: The last engine action seen for each container.
+        self._lastAction: dict[str, str] = {}
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -303,7 +311,17 @@ class DockerBackend:
         exitCode = None
         if action == Action.START:
             self._signals.pop(name, None)
+            previous = self._lastAction.get(name)
             self._known[name] = (cid, State.RUNNING)
+            if not self._clientStarts[name]:
+                # Not a pycm start or restart: the engine's restart policy
+                # (or a start by another client of the engine).
+                policy = self._policies.get(name)
+                automatic = policy != "no" if policy else previous == Action.DIE
+                if automatic:
+                    self._emit(ContainerEvent(action, name, when))
+                    self._note(name, action)
+                    action = Action.RESTART
         elif action == Action.CREATE:
             self._signals.pop(name, None)
             self._known[name] = (cid, State.CREATED)
@@ -328,8 +346,12 @@ class DockerBackend:
             self._startErrors.pop(cid, None)
             self._known.pop(name, None)
             self._signals.pop(name, None)
+        self._lastAction[name] = action
         self._emit(ContainerEvent(action, name, when, exitCode))
         self._note(name, action)
+        if action == Action.DESTROY:
+            self._lastAction.pop(name, None)
+            self._policies.pop(name, None)
 
     def _note(self, name: str, action: str) -> None:
         """Record that C{action} happened to C{name}; fire who waits for it."""
@@ -467,8 +489,9 @@ class DockerBackend:
         container = containerFromInspect(
             data, self._signals.get(name, ()), stopping=self._stopping[name] > 0
         )
+        self._policies[container.name] = container.restartPolicy.name
         startError = self._startErrors.get(container.id)
-        if startError is not None and container.state == State.EXITED:
+        if startError is not None and container.state in (State.EXITED, State.CREATED):
             container = attrs.evolve(container, state=State.DEAD, error=startError)
         return container
 
@@ -609,18 +632,37 @@ class DockerBackend:
         data = yield self._resolve(name)
         cid = data["Id"]
         self._startErrors.pop(cid, None)
+        if self.init and not (data.get("State") or {}).get("Running"):
+            missing = yield self._missingExecutable(cid, data)
+            if missing is not None:
+                message = f"cannot start {name}: {missing}"
+                self._startErrors[cid] = message
+                self._emit(ContainerEvent(Action.DIE, name, self.reactor.seconds(), None))
+                raise BackendError(message)
         mark = self._mark()
+        self._clientStarts[name] += 1
         try:
             status, _ = yield self.engine.request("POST", f"/containers/{cid}/start")
+            if status != 304:
+                self._signals.pop(name, None)
+            # Inspect at once: the reply is the container as it was started,
+            # before a quick exit and a policy restart change it.
+            data = yield self._inspectId(cid, name)
+            if status != 304:
+                yield self._awaitEvent(mark, name, Action.START)
         except EngineError as e:
             if e.status == 404:
                 raise NotFound(name) from None
             raise BackendError(f"cannot start {name}: {e.message}") from None
-        if status != 304:
-            self._signals.pop(name, None)
-            yield self._awaitEvent(mark, name, Action.START)
-        data = yield self._inspectId(cid, name)
+        finally:
+            self._clientStarts[name] -= 1
+            if self._clientStarts[name] <= 0:
+                del self._clientStarts[name]
         container = self._container(data)
+        if status != 304:
+            # A client start resets the engine's count; a run that already
+            # ended may have been counted again before the inspect.
+            container = attrs.evolve(container, restartCount=0)
         if status != 304 and self.init and container.exitCode in (126, 127):
             why = yield self._execFailure(cid)
             if why is not None:
@@ -628,6 +670,46 @@ class DockerBackend:
                 self._startErrors[cid] = message
                 raise BackendError(message)
         return container
+
+    @defer.inlineCallbacks
+    def _missingExecutable(self, cid: str, data: dict[str, Any]) -> Any:
+        """
+        Why the container's command cannot be executed, or None if it can
+        (as far as a look at its filesystem tells).  Under docker-init the
+        engine starts a container whose command does not exist (init
+        then exits 127), so look first: C{HEAD /containers/ID/archive} of
+        the command, along the container's C{PATH}.
+        """
+        path = data.get("Path")
+        if not path or not isinstance(path, str):
+            return None
+        config = data.get("Config") or {}
+        searchPath = _DEFAULT_PATH
+        for item in config.get("Env") or ():
+            if item.startswith("PATH="):
+                searchPath = item[len("PATH=") :]
+        if "/" in path:
+            workdir = config.get("WorkingDir") or "/"
+            candidates = [path if path.startswith("/") else posixpath.join(workdir, path)]
+        else:
+            candidates = [posixpath.join(d, path) for d in searchPath.split(":") if d]
+
+        def exists(candidate: str) -> Deferred[bool]:
+            d = self.engine.request("HEAD", f"/containers/{cid}/archive", {"path": candidate})
+
+            def failed(f: Any) -> bool:
+                return not (f.check(EngineError) and f.value.status == 404)
+
+            return d.addCallbacks(lambda _: True, failed)
+
+        if not candidates:
+            return None
+        found = yield defer.gatherResults([exists(c) for c in candidates])
+        if any(found):
+            return None
+        if "/" in path:
+            return f'exec: "{path}": no such file or directory'
+        return f'exec: "{path}": executable file not found in $PATH'
 
     @defer.inlineCallbacks
     def _execFailure(self, cid: str) -> Any:

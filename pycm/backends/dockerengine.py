@@ -282,6 +282,8 @@ class EngineClient:
         try:
             response = yield d
         except Exception as error:
+            if _cancelled(error):
+                raise CancelledError() from None
             raise self._unavailable(error, method, path) from None
         if response.code >= 300:
             content = yield treq.content(response)
@@ -327,8 +329,8 @@ class EngineClient:
             return treq.content(response).addCallback(decode)
 
         def failed(failure: Failure) -> Failure:
-            if failure.check(CancelledError) and not timedOut:
-                return failure
+            if not timedOut and _cancelled(failure.value):
+                raise CancelledError()
             raise self._unavailable(failure.value, method, path, timeout if timedOut else None)
 
         timedOut: list[bool] = []
@@ -372,6 +374,13 @@ def _cancelCall(result: Any, call: Any) -> Any:
     if call.active():
         call.cancel()
     return result
+
+
+def _cancelled(error: BaseException) -> bool:
+    """Was C{error} caused by cancelling (perhaps wrapped by the agent)?"""
+    if isinstance(error, CancelledError):
+        return True
+    return any(_cancelled(r.value) for r in getattr(error, "reasons", None) or ())
 
 
 def _describe(error: BaseException) -> str:

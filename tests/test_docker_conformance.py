@@ -1,0 +1,50 @@
+"""
+The shared backend conformance suite (L{pycm.testing.make_backend_tests})
+against the Docker backend on a real engine, with the busybox test image
+and C{--network none}.
+
+Needs C{PYCM_DOCKER_HOST} (see L{tests.test_docker_support}); skips
+without it, fails without it under C{PYCM_REQUIRE_DOCKER=1}.
+"""
+
+from __future__ import annotations
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.trial.unittest import TestCase
+
+from pycm.interfaces import IContainerBackend
+from tests.conformance import ReactorFixture, make_backend_tests
+from tests.test_docker_support import engineBackend, requireEngine, testImage
+
+
+class DockerFixture(ReactorFixture):
+    """The conformance fixture of the Docker backend, on the test engine."""
+
+    missingImage = "pycm-test/no-such-image:1"
+    longCommand = ("sleep", "1000")
+    ignoreTermCommand = ("sh", "-c", "trap '' TERM; sleep 1000")
+    badCommand = ("pycm-no-such-executable",)
+
+    def __init__(self) -> None:
+        super().__init__(reactor)  # type: ignore[arg-type]
+        self.image = testImage()
+
+    def exitCommand(self, code: int) -> tuple[str, ...]:
+        return ("sh", "-c", f"exit {code}")
+
+    def echoCommand(self, text: str) -> tuple[str, ...]:
+        return ("printf", "%s\\n", text)
+
+    def delayedEchoCommand(self, text: str) -> tuple[str, ...]:
+        return ("sh", "-c", 'sleep 1; printf "%s\\n" "$1"', "sh", text)
+
+    def makeBackend(self, testCase: TestCase) -> Deferred[IContainerBackend]:
+        requireEngine()
+        backend = engineBackend(reactor)
+        testCase.addCleanup(lambda: self.settle(testCase, backend.close(), 60))
+        return backend.open().addCallback(lambda _: backend)
+
+
+class DockerConformanceTests(make_backend_tests(DockerFixture())):  # type: ignore[misc]
+    """The Docker backend passes the backend conformance suite on a real engine."""
