@@ -243,3 +243,7 @@ def expectOK(reply: bytes, what: str) -> bytes:
 
 def python() -> str:
     return sys.executable
+
+
+class Missing(Exception):
+    """A prerequisite of a section is not installed: the section is skipped."""

@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -132,6 +133,14 @@ def throughput(report: Report, s: Settings, daemon: Daemon,
                         f"{max(clientShare):.0%}")
         report.add(SECTION, f"ratio pycm/floor, 50 x {depth}", f"{ratio:.2f}",
                    target=f">= {targets[depth]:.2f}", passed=ratio >= targets[depth])
+        # Requests per second of server CPU: what each server costs per request,
+        # even in a round where it was not kept 100% busy.
+        perCpu = {name: median([r / max(c, 1e-3) for r, c in zip(rates[name], serverShare[name])])
+                  for name in rates}
+        report.add(SECTION, f"ratio per server CPU-second, 50 x {depth}",
+                   f"{perCpu['pycm'] / perCpu['floor']:.2f}",
+                   note=f"floor {perCpu['floor']:,.0f}, pycm {perCpu['pycm']:,.0f} "
+                        "requests per CPU-second")
 
 
 def createContainers(client: LineClient, count: int, prefix: str = "c") -> None:
@@ -225,7 +234,8 @@ class _Flooder(threading.Thread):
             self.error = str(e)
 
     def close(self) -> None:
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        # Linger 0: reset, so the daemon drops what it had queued for us at once.
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         self.sock.close()
 
 

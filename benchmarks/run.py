@@ -26,10 +26,6 @@ from benchmarks import common  # noqa: E402
 from benchmarks.report import Report  # noqa: E402
 
 
-class Missing(Exception):
-    """A prerequisite of a section is not installed."""
-
-
 def machine() -> str:
     model = ""
     try:
@@ -89,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             children.killAll()
             raise
         except Exception as e:
-            if type(e).__name__ == "Missing":
+            if isinstance(e, common.Missing):
                 report.skipped.append(f"{name}: {e}")
                 print(f"  SKIPPED: {e}", flush=True)
             else:
