@@ -236,6 +236,8 @@ class DockerBackend:
         self._closed = False
         #: Containers whose command could not be executed, by id: dead.
         self._startErrors: dict[str, str] = {}
+        #: The inspect of a container just created, for the start that follows.
+        self._justCreated: dict[str, dict[str, Any]] = {}
         #: pycm start/restart calls in flight, by name.
         self._clientStarts: collections.Counter[str] = collections.Counter()
         #: The restart policy of each container, as last inspected.
@@ -349,6 +351,8 @@ class DockerBackend:
         self._lastAction[name] = action
         self._emit(ContainerEvent(action, name, when, exitCode))
         self._note(name, action)
+        if action in (Action.DESTROY, Action.START):
+            self._justCreated.pop(name, None)
         if action == Action.DESTROY:
             self._lastAction.pop(name, None)
             self._policies.pop(name, None)
@@ -553,6 +557,8 @@ class DockerBackend:
                 raise self._fail(e2, spec.name, image=image) from None
         yield self._awaitEvent(mark, spec.name, Action.CREATE)
         data = yield self._inspectId(created["Id"], spec.name)
+        # The daemon's run is create then start: spare start a lookup.
+        self._justCreated[spec.name] = data
         return self._container(data)
 
     @defer.inlineCallbacks
@@ -629,7 +635,9 @@ class DockerBackend:
 
     @defer.inlineCallbacks
     def _start(self, name: str) -> Any:
-        data = yield self._resolve(name)
+        data = self._justCreated.pop(name, None)
+        if data is None:
+            data = yield self._resolve(name)
         cid = data["Id"]
         self._startErrors.pop(cid, None)
         if self.init and not (data.get("State") or {}).get("Running"):
@@ -793,6 +801,7 @@ class DockerBackend:
         return self._serially(name, lambda: defer.ensureDeferred(self._remove(name, force)))
 
     async def _remove(self, name: str, force: bool) -> None:
+        self._justCreated.pop(name, None)
         data = await self._resolve(name)
         cid = data["Id"]
         if force:
