@@ -42,7 +42,7 @@ _pycm_kill_under() {
     for p in /proc/[0-9]*; do
         [ "${p#/proc/}" = "$$" ] && continue
         if { tr '\0' ' ' <"$p/cmdline"; } 2>/dev/null | grep -qF -- "$dir/"; then
-            kill -9 "${p#/proc/}" 2>/dev/null
+            kill -9 "${p#/proc/}" 2>/dev/null || true
         fi
     done
 }
@@ -50,7 +50,7 @@ _pycm_kill_under() {
 pycm_docker_install() {
     local missing=()
     command -v dockerd >/dev/null || missing+=(docker.io)
-    [ -x /bin/busybox ] || [ -x /usr/bin/busybox ] || missing+=(busybox-static)
+    _pycm_static_busybox >/dev/null || missing+=(busybox-static)
     command -v docker-registry >/dev/null || missing+=(docker-registry)
     if [ "${#missing[@]}" -gt 0 ]; then
         _pycm_log "installing ${missing[*]}"
@@ -93,11 +93,26 @@ pycm_docker_start_engine() {
     return 1
 }
 
+# _pycm_static_busybox: print the path of a statically linked busybox.
+_pycm_static_busybox() {
+    local bb
+    for bb in /bin/busybox /usr/bin/busybox "$(command -v busybox 2>/dev/null)"; do
+        [ -n "$bb" ] && [ -x "$bb" ] || continue
+        if ! ldd "$bb" >/dev/null 2>&1; then
+            echo "$bb"
+            return 0
+        fi
+    done
+    return 1
+}
+
 # pycm_docker_build_image DIR HOST TAG: docker import a busybox root fs.
 pycm_docker_build_image() {
     local dir=$1 host=$2 tag=$3 bb root applet
-    bb=$(command -v busybox)
-    [ -x /bin/busybox ] && file -L /bin/busybox 2>/dev/null | grep -q static && bb=/bin/busybox
+    bb=$(_pycm_static_busybox) || {
+        _pycm_log "no statically linked busybox (apt-get install busybox-static)"
+        return 1
+    }
     root="$dir/rootfs"
     rm -rf "$root"
     mkdir -p "$root/bin" "$root/tmp" "$root/etc" "$root/proc" "$root/sys" "$root/dev"
@@ -168,12 +183,12 @@ pycm_docker_setup() {
 
 # pycm_docker_teardown [DIR]: stop the engine and registry, remove DIR.
 pycm_docker_teardown() {
-    local dir=${1:-$PYCM_DOCKER_DIR} pid i
+    local dir=${1:-${PYCM_DOCKER_DIR:-}} pid i f
     [ -n "$dir" ] && [ -d "$dir" ] || return 0
     if [ -S "$dir/docker.sock" ]; then
         # Remove containers first so no shim outlives the engine.
-        docker -H "unix://$dir/docker.sock" ps -aq 2>/dev/null |
-            xargs -r docker -H "unix://$dir/docker.sock" rm -f >/dev/null 2>&1
+        { docker -H "unix://$dir/docker.sock" ps -aq 2>/dev/null |
+            xargs -r docker -H "unix://$dir/docker.sock" rm -f >/dev/null 2>&1; } || true
     fi
     for f in "$dir/registry.pid" "$dir/dockerd.pid"; do
         [ -f "$f" ] || continue
@@ -183,13 +198,13 @@ pycm_docker_teardown() {
             _pycm_alive "$pid" || break
             sleep 0.1
         done
-        kill -9 "$pid" 2>/dev/null
+        kill -9 "$pid" 2>/dev/null || true
     done
     _pycm_kill_under "$dir"
     # vfs layers can hold read-only bits; exec-root may hold mounts.
-    umount -R "$dir/exec" 2>/dev/null
-    umount -R "$dir/data" 2>/dev/null
-    rm -rf "$dir" 2>/dev/null
+    umount -R "$dir/exec" 2>/dev/null || true
+    umount -R "$dir/data" 2>/dev/null || true
+    rm -rf "$dir" 2>/dev/null || true
     unset PYCM_DOCKER_HOST PYCM_DOCKER_PIDFILE PYCM_DOCKERD_ARGS PYCM_TEST_IMAGE \
         PYCM_TEST_REGISTRY PYCM_DOCKER_DIR
     return 0

@@ -91,8 +91,7 @@ def run(report: Report, quick: bool, children: Children) -> None:
     daemon = startDaemon(
         children,
         "docker",
-        ["--docker-host", host, "--default-image", image,
-         "--backend-option", "network=none"],
+        ["--docker-host", host, "--default-image", image, "--backend-option", "network=none"],
     )
     client = LineClient(daemon.port)
     tag = uuid.uuid4().hex[:6]
@@ -108,10 +107,17 @@ def run(report: Report, quick: bool, children: Children) -> None:
             pycmNames.append(name)
             expectOK(client.request(f"run {name} {image} sleep 1000"), "run")
             sdkContainers.append(
-                sdk.containers.run(image, ["sleep", "1000"], detach=True,
-                                   network_mode="none", init=True,
-                                   labels={"bench": tag}, name=f"bench-{tag}-sw{warm}")
+                sdk.containers.run(
+                    image,
+                    ["sleep", "1000"],
+                    detach=True,
+                    network_mode="none",
+                    init=True,
+                    labels={"bench": tag},
+                    name=f"bench-{tag}-sw{warm}",
+                )
             )
+
         def pycmRun(i: int) -> None:
             name = f"bench-{tag}-p{i}"
             pycmNames.append(name)
@@ -122,9 +128,15 @@ def run(report: Report, quick: bool, children: Children) -> None:
         def sdkRun(i: int) -> None:
             started = time.perf_counter()
             sdkContainers.append(
-                sdk.containers.run(image, ["sleep", "1000"], detach=True,
-                                   network_mode="none", init=True,
-                                   labels={"bench": tag}, name=f"bench-{tag}-s{i}")
+                sdk.containers.run(
+                    image,
+                    ["sleep", "1000"],
+                    detach=True,
+                    network_mode="none",
+                    init=True,
+                    labels={"bench": tag},
+                    name=f"bench-{tag}-s{i}",
+                )
             )
             sdkTimes.append(time.perf_counter() - started)
 
@@ -135,16 +147,19 @@ def run(report: Report, quick: bool, children: Children) -> None:
             second(i)
         pycmMs = median(pycmTimes) * 1000
         sdkMs = median(sdkTimes) * 1000
-        report.add(SECTION, f"docker SDK containers.run(detach=True) x {rounds} (median ms)",
-                   f"{sdkMs:.1f}")
+        report.add(
+            SECTION,
+            f"docker SDK containers.run(detach=True) x {rounds} (median ms)",
+            f"{sdkMs:.1f}",
+        )
         ratio = pycmMs / sdkMs
-        report.add(SECTION, f"pycm run x {rounds}, docker backend (median ms)",
-                   f"{pycmMs:.1f}")
-        report.add(SECTION, "run latency ratio pycm/SDK", f"{ratio:.2f}x",
-                   "<= 1.10x", ratio <= 1.10)
+        report.add(SECTION, f"pycm run x {rounds}, docker backend (median ms)", f"{pycmMs:.1f}")
+        report.add(
+            SECTION, "run latency ratio pycm/SDK", f"{ratio:.2f}x", "<= 1.10x", ratio <= 1.10
+        )
 
         count = len(pycmNames)
-        conn = _UnixHTTP(host[len("unix://"):])
+        conn = _UnixHTTP(host[len("unix://") :])
         engineTimes = []
         listTimes = []
         for _ in range(5):
@@ -158,11 +173,19 @@ def run(report: Report, quick: bool, children: Children) -> None:
         conn.close()
         engineList = median(engineTimes) * 1000
         pycmList = median(listTimes) * 1000
-        report.add(SECTION, f"engine GET /containers/json, {count} pycm containers "
-                   "(median ms)", f"{engineList:.2f}")
+        report.add(
+            SECTION,
+            f"engine GET /containers/json, {count} pycm containers (median ms)",
+            f"{engineList:.2f}",
+        )
         limit = 1.5 * engineList + 2
-        report.add(SECTION, f"pycm list, {count} containers (median ms)", f"{pycmList:.2f}",
-                   f"<= 1.5x engine + 2 ms = {limit:.2f}", pycmList <= limit)
+        report.add(
+            SECTION,
+            f"pycm list, {count} containers (median ms)",
+            f"{pycmList:.2f}",
+            f"<= 1.5x engine + 2 ms = {limit:.2f}",
+            pycmList <= limit,
+        )
         report.notes.append(
             f"docker: engine {sdk.version().get('Version', '?')} at {host}, image {image}, "
             "--network none, docker-init; SDK calls straight at the same engine"

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -57,10 +57,10 @@ class EngineError(Exception):
         self.message = message
 
 
-def defaultHost(environ: dict[str, str] | None = None) -> str:
+def defaultHost(environ: Mapping[str, str] | None = None) -> str:
     """The engine address: C{DOCKER_HOST}, else the standard UNIX socket."""
-    environ = os.environ if environ is None else environ  # type: ignore[assignment]
-    return environ.get("DOCKER_HOST") or DEFAULT_HOST
+    source: Mapping[str, str] = os.environ if environ is None else environ
+    return source.get("DOCKER_HOST") or DEFAULT_HOST
 
 
 @attrs.frozen
@@ -318,7 +318,7 @@ class EngineClient:
         raw: bool = False,
     ) -> Deferred[tuple[int, Any]]:
         url = self._url(path, params)
-        d = self._http.request(method, url, **self._bodyArgs(body))
+        d: Deferred[Any] = self._http.request(method, url, **self._bodyArgs(body))
 
         def read(response: Any) -> Deferred[tuple[int, Any]]:
             def decode(content: bytes) -> tuple[int, Any]:
