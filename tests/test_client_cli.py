@@ -582,3 +582,21 @@ class FormatTests(SynchronousTestCase):
         self.assertEqual(fmt.formatReply("rm", {"name": "w", "removed": True},
                                          NOW), ["w removed"])
 
+
+
+class InterruptTests(SynchronousTestCase):
+    """Ctrl-C while streaming."""
+
+    def test_eventsInterrupted(self) -> None:
+        """
+        Stopping the reactor (Ctrl-C) while C{events} streams ends it with
+        status 0 and no "lost the connection" message.
+        """
+        h = Harness(FakeDaemon({"events": ok({"events": True, "last_id": 0})}))
+        d = h.run(options("events"))
+        for trigger, args, kw in h.reactor.triggers["before"]["shutdown"]:
+            trigger(*args, **kw)
+        h.daemon.transport.loseConnection()
+        h.flush()
+        self.assertEqual(self.successResultOf(d), 0)
+        self.assertNotIn("lost", h.err.getvalue())

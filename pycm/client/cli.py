@@ -371,10 +371,16 @@ async def runCommand(
         client.disconnect()
         return EXIT_OK
 
+    # Ctrl-C (or SIGTERM) stops the reactor, which closes the connection:
+    # that is the normal end of `events`, not a lost daemon.
+    interrupted: list[bool] = []
+    addTrigger = getattr(reactor, "addSystemEventTrigger", None)
+    if addTrigger is not None:
+        addTrigger("before", "shutdown", lambda: interrupted.append(True))
     lost = client.whenDisconnected()
     lost.addCallback(lambda _: None)
     await DeferredList([finished, lost], fireOnOneCallback=True)
-    if finished.called:
+    if finished.called or interrupted:
         client.disconnect()
         return EXIT_OK
     _writeLines(err, [f"Error: lost the connection to the pycm daemon at "

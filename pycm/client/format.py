@@ -155,16 +155,35 @@ def formatReply(command: str, value: Any, now: float) -> list[str]:
 
 
 def formatHelp(value: Any) -> list[str]:
-    """The server's help, whatever its shape."""
+    """
+    The server's help: C{{"commands": [{name, usage, summary, aliases}]}}
+    as a two-column list, one command's C{{name, usage, ...}} as its usage;
+    any other shape generically.
+    """
+    if isinstance(value, dict) and isinstance(value.get("commands"), list):
+        entries = [c for c in value["commands"] if isinstance(c, dict)]
+        width = max((len(str(c.get("name", ""))) for c in entries), default=0)
+        lines = ["Commands:"]
+        for c in entries:
+            text = f"  {str(c.get('name', '')).ljust(width)}  {c.get('summary', '')}"
+            if c.get("aliases"):
+                text += f" (also {', '.join(c['aliases'])})"
+            lines.append(text.rstrip())
+        lines.append("Type `help COMMAND` for one command's usage.")
+        return lines
+    if isinstance(value, dict) and isinstance(value.get("usage"), str):
+        lines = [f"usage: {value['usage']}"]
+        if value.get("summary"):
+            lines.append(f"  {value['summary']}")
+        if value.get("aliases"):
+            lines.append(f"  aliases: {', '.join(value['aliases'])}")
+        return lines
     if isinstance(value, str):
         return value.splitlines()
     if isinstance(value, list):
         return [scalar(item) for item in value]
     if isinstance(value, dict):
-        if "usage" in value and isinstance(value["usage"], str):
-            return keyValues(value)
-        width = max((len(str(k)) for k in value), default=0)
-        return [f"{str(k).ljust(width)}  {scalar(v)}" for k, v in value.items()]
+        return keyValues(value)
     return [scalar(value)]
 
 

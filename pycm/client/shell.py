@@ -29,7 +29,7 @@ from pycm.client.protocol import ClientProtocol, isSilentLine
 #: Options of run/create/stop that take a value as the next word.
 VALUE_OPTIONS = frozenset({
     "-e", "-l", "-w", "--env", "--label", "--restart", "--stop-timeout",
-    "--stop-signal", "--memory", "--cpus", "--workdir", "--time",
+    "--stop-signal", "--memory", "--cpus", "--workdir", "--time", "-t",
 })
 #: Commands that ask for a container name when typed without one.
 NAME_REQUIRED = frozenset({"run", "stop"})
@@ -37,7 +37,7 @@ NAME_REQUIRED = frozenset({"run", "stop"})
 SHELL_HELP = [
     "",
     "In this shell: exit, quit or Ctrl-D leave; Up/Down recall earlier lines;",
-    "Ctrl-C clears the line; `help COMMAND` shows one command's usage.",
+    "Ctrl-C clears the line; events are shown as they come.",
 ]
 
 # Control keys, as insults delivers them (raw bytes).
@@ -281,6 +281,8 @@ class ShellProtocol(HistoricRecvLine):
         self.exitCode = code
         self.client.removeEventListener(self.eventReceived)
         self.client.disconnect()
+        # Leave the terminal's insert mode (set by RecvLine) as we found it.
+        self.terminal.resetModes([insults.modes.IRM])
         # Not terminal.loseConnection(): that resets (clears) the screen.
         transport = getattr(self.terminal, "transport", None)
         if transport is not None:
@@ -342,7 +344,8 @@ async def runShell(
     if client.authError is not None:
         notices.append(f"Warning: the daemon refused the token from "
                        f"{options.tokenSource} ({client.authError})")
-    notices.append("Type `help` for the commands, `exit` or Ctrl-D to leave.")
+    notices.append("Type `help` for the commands, `events` to watch container "
+                   "events, `exit` or Ctrl-D to leave.")
     done: Deferred[int] = Deferred()
     saved = termios.tcgetattr(stdin)
     flags = _nonBlockingFlags(sorted({stdin, stdout}))

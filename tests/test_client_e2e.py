@@ -1,0 +1,304 @@
+"""
+End-to-end tests of the client: the real daemon (C{python -m twisted pycm}
+on the memory backend, on a free loopback port) driven by the real C{pycm}
+command, one-shot, piped, and as the interactive shell on a pseudo-terminal.
+
+These use real processes, sockets and time; they are skipped where the
+daemon's plugin is not available.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import shutil
+import socket
+import subprocess
+import sys
+import termios
+import time
+from typing import Any
+
+from twisted.trial.unittest import SkipTest, TestCase
+
+TIMEOUT = 20.0
+
+
+def freePort() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Daemon:
+    """A real pycm daemon in a subprocess."""
+
+    def __init__(self, stateDir: str, auth: bool = False) -> None:
+        self.port = freePort()
+        self.stateDir = stateDir
+        self.endpoint = f"tcp:127.0.0.1:{self.port}"
+        args = [sys.executable, "-m", "twisted", "pycm",
+                "--listen", f"tcp:{self.port}:interface=127.0.0.1",
+                "--backend", "memory", "--state-dir", stateDir]
+        if not auth:
+            args.append("--no-auth")
+        self.log = open(os.path.join(stateDir, "..", "daemon.log"), "wb")
+        self.process = subprocess.Popen(args, stdout=self.log, stderr=self.log)
+        deadline = time.monotonic() + TIMEOUT
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise SkipTest(f"the daemon did not start ({self.process.returncode})")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+                return
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("the daemon did not start listening")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log.close()
+
+
+class ClientE2ETests(TestCase):
+    """The real C{pycm} against the real daemon."""
+
+    def setUp(self) -> None:
+        base = os.path.abspath(self.mktemp())
+        os.makedirs(os.path.join(base, "state"))
+        self.base = base
+        self.daemon = Daemon(os.path.join(base, "state"))
+        self.addCleanup(self.daemon.stop)
+        self.env = dict(os.environ, PYCM_HOST=self.daemon.endpoint,
+                        HOME=base, XDG_STATE_HOME=base, TERM="xterm")
+        self.env.pop("PYCM_TOKEN", None)
+
+    def pycm(self, *args: str, input: str | None = None,
+             **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "pycm.client.cli", *args],
+            input=input if input is not None else "",
+            capture_output=True, text=True, timeout=TIMEOUT,
+            env=dict(self.env, **env),
+        )
+
+    def test_oneShot(self) -> None:
+        """
+        One-shot commands: human output and exit status 0 on OK, 1 and
+        C{Error: code: message} on ERR, raw JSON with --json, a list table.
+        """
+        r = self.pycm("ping")
+        self.assertEqual((r.returncode, r.stdout), (0, "pong\n"))
+        r = self.pycm("run", "web", "host", "sh", "-c", "echo hi; sleep 5")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("name:", r.stdout)
+        r = self.pycm("run", "web")
+        self.assertEqual(r.returncode, 1)
+        self.assertTrue(r.stderr.startswith("Error: conflict: "), r.stderr)
+        r = self.pycm("--json", "inspect", "web")
+        self.assertEqual(r.returncode, 0)
+        detail = json.loads(r.stdout)
+        self.assertEqual(detail["command"], ["sh", "-c", "echo hi; sleep 5"])
+        r = self.pycm("ls")
+        lines = r.stdout.splitlines()
+        self.assertEqual(lines[0].split()[:3], ["NAME", "STATE", "IMAGE"])
+        self.assertTrue(lines[1].startswith("web "))
+        r = self.pycm("inspect", "nope")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("not_found", r.stderr)
+
+    def test_exitCodes(self) -> None:
+        """A usage error exits 2; an unreachable daemon exits 3."""
+        r = self.pycm("--no-such-option")
+        self.assertEqual(r.returncode, 2)
+        port = freePort()
+        r = self.pycm("--host", f"tcp:127.0.0.1:{port}", "ping")
+        self.assertEqual(r.returncode, 3)
+        self.assertIn(f"tcp:127.0.0.1:{port}", r.stderr)
+        r = self.pycm("--host", f"unix:{self.base}/no.sock", "ping")
+        self.assertEqual(r.returncode, 3)
+
+    def test_piped(self) -> None:
+        """Piped requests: every reply printed in order; 1 if any ERR."""
+        r = self.pycm(input="ping\n# comment\nversion\nbogus\nping")
+        self.assertEqual(r.returncode, 1)
+        lines = r.stdout.splitlines()
+        self.assertEqual(lines[0], "pong")
+        self.assertEqual(lines[-1], "pong")
+        self.assertIn("server:   pycm", lines)
+        self.assertIn("bad_request", r.stderr)
+        r = self.pycm("--json", input="ping\nping\n")
+        self.assertEqual((r.returncode, r.stdout), (0, 'OK "pong"\nOK "pong"\n'))
+
+    def test_consoleScript(self) -> None:
+        """The installed C{pycm} console script works too."""
+        script = shutil.which("pycm")
+        if script is None:
+            raise SkipTest("the pycm console script is not installed")
+        r = subprocess.run([script, "ping"], capture_output=True, text=True,
+                           timeout=TIMEOUT, env=self.env, stdin=subprocess.DEVNULL)
+        self.assertEqual((r.returncode, r.stdout), (0, "pong\n"), r.stderr)
+
+
+class AuthE2ETests(TestCase):
+    """Tokens, against a daemon that requires one."""
+
+    def test_token(self) -> None:
+        """
+        Without a token the daemon refuses; with C{PYCM_TOKEN} or
+        C{--token} (the daemon's token file's content) it accepts.
+        """
+        base = os.path.abspath(self.mktemp())
+        state = os.path.join(base, "state")
+        os.makedirs(state)
+        daemon = Daemon(state, auth=True)
+        self.addCleanup(daemon.stop)
+        with open(os.path.join(state, "token")) as f:
+            token = f.read().strip()
+        env = dict(os.environ, PYCM_HOST=daemon.endpoint, HOME=base,
+                   XDG_STATE_HOME=os.path.join(base, "elsewhere"))
+        env.pop("PYCM_TOKEN", None)
+
+        def pycm(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, "-m", "pycm.client.cli", *args], input="",
+                capture_output=True, text=True, timeout=TIMEOUT,
+                env=dict(env, **extra))
+
+        if os.getuid() != 0:
+            r = pycm("ls")
+            self.assertEqual(r.returncode, 1)
+            self.assertIn("unauthorized", r.stderr)
+        self.assertEqual(pycm("ls", PYCM_TOKEN=token).returncode, 0)
+        self.assertEqual(pycm("--token", token, "ls").returncode, 0)
+        r = pycm("--token", "wrong", "ls")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("refused the token from --token", r.stderr)
+        # As the daemon's user, the default state directory's token is found.
+        r = pycm("ls", XDG_STATE_HOME=base)
+        if os.getuid() != 0:
+            self.assertEqual(r.returncode, 0, r.stderr)
+
+
+class ShellE2ETests(TestCase):
+    """The interactive shell on a pseudo-terminal."""
+
+    def setUp(self) -> None:
+        base = os.path.abspath(self.mktemp())
+        os.makedirs(os.path.join(base, "state"))
+        self.daemon = Daemon(os.path.join(base, "state"))
+        self.addCleanup(self.daemon.stop)
+        self.env = dict(os.environ, PYCM_HOST=self.daemon.endpoint, HOME=base,
+                        XDG_STATE_HOME=base, TERM="xterm")
+        master, slave = os.openpty()
+        self.master, self.slave = master, slave
+        self.addCleanup(os.close, master)
+        self.addCleanup(os.close, slave)
+        self.before = termios.tcgetattr(slave)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "pycm.client.cli"], stdin=slave,
+            stdout=slave, stderr=slave, env=self.env, start_new_session=True,
+        )
+        self.addCleanup(self._reap)
+        self.output = b""
+
+    def _reap(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+
+    def readUntil(self, expected: bytes, timeout: float = TIMEOUT) -> bytes:
+        """Read the terminal until C{expected} shows up; all read so far."""
+        deadline = time.monotonic() + timeout
+        while expected not in self.output:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self.fail(f"{expected!r} not seen in {self.output!r}")
+            ready, _, _ = select.select([self.master], [], [], min(left, 0.2))
+            if ready:
+                try:
+                    data = os.read(self.master, 65536)
+                except OSError:
+                    data = b""
+                if not data:
+                    self.fail(f"{expected!r} not seen before EOF: {self.output!r}")
+                self.output += data
+        return self.output
+
+    def type(self, keys: bytes) -> None:
+        os.write(self.master, keys)
+
+    def mark(self) -> None:
+        """Forget what was read (so the next readUntil looks at new output)."""
+        self.output = b""
+
+    def pycm(self, *args: str) -> Any:
+        return subprocess.run([sys.executable, "-m", "pycm.client.cli", *args],
+                              capture_output=True, text=True, timeout=TIMEOUT,
+                              env=self.env, stdin=subprocess.DEVNULL)
+
+    def test_session(self) -> None:
+        """
+        A whole session: the greeting names 127.0.0.1:PORT; a request and
+        its reply; the name guardrail; an event arriving while a line is
+        typed is printed and the typed text redrawn; history; Ctrl-D leaves
+        with status 0 and the terminal settings restored.
+        """
+        self.readUntil(
+            b"Connected to the pycm daemon at 127.0.0.1:%d" % self.daemon.port)
+        self.readUntil(b"pycm> ")
+        self.mark()
+        self.type(b"ping\r")
+        self.readUntil(b"pong\r\n")
+        self.readUntil(b"pycm> ")
+
+        self.mark()
+        self.type(b"stop\r")
+        self.readUntil(b"Enter container name: ")
+        self.type(b"\r")
+        self.readUntil(b"Container name required")
+        self.readUntil(b"pycm> ")
+
+        self.mark()
+        self.type(b"events\r")
+        self.readUntil(b"Watching events")
+        self.readUntil(b"pycm> ")
+        self.mark()
+        self.type(b"insp")
+        self.readUntil(b"insp")
+        self.assertEqual(self.pycm("run", "web", "host", "sleep", "100")
+                         .returncode, 0)
+        self.readUntil(b"web  start")
+        screen = self.readUntil(b"pycm> insp")
+        self.assertLess(screen.index(b"web  create"), screen.rindex(b"pycm> insp"))
+        self.mark()
+        self.type(b"ect web\r")
+        self.readUntil(b"state:")
+        self.readUntil(b"running")
+        self.readUntil(b"pycm> ")
+
+        self.mark()
+        self.type(b"\x1b[A")
+        self.readUntil(b"inspect web")
+        self.type(b"\x03")
+        self.readUntil(b"^C")
+
+        self.type(b"\x04")
+        self.assertEqual(self.process.wait(TIMEOUT), 0)
+        after = termios.tcgetattr(self.slave)
+        self.assertEqual(after, self.before)
+
+    def test_exit(self) -> None:
+        """C{exit} leaves cleanly."""
+        self.readUntil(b"pycm> ")
+        self.type(b"exit\r")
+        self.assertEqual(self.process.wait(TIMEOUT), 0)
+        self.assertEqual(termios.tcgetattr(self.slave), self.before)
