@@ -402,14 +402,14 @@ class OptionTests(SynchronousTestCase):
         self.assertEqual(str(backend.engine.address), "unix:///nowhere.sock")
 
     def test_badOptions(self) -> None:
-        """A bad value is a ValueError naming the option; every option is documented."""
+        """A bad value is a BadRequest naming the option; every option is documented."""
         for options in [
             {"pull": "always"},
             {"request-timeout": "-1"},
             {"init": "maybe"},
             {"docker-host": "ftp://x"},
         ]:
-            self.assertRaises(ValueError, makeBackend, Clock(), None, options)
+            self.assertRaises(BadRequest, makeBackend, Clock(), None, options)
         for key in ("docker-host", "default-image", "pull", "request-timeout"):
             self.assertIn(key, OPTIONS)
 

@@ -120,7 +120,7 @@ def _yesNo(option: str, text: str) -> bool:
         return True
     if value in ("no", "false", "0", "off"):
         return False
-    raise ValueError(f"--{option} must be yes or no, not {text!r}")
+    raise BadRequest(f"--{option} must be yes or no, not {text!r}")
 
 
 def _seconds(option: str, text: str) -> float:
@@ -129,7 +129,7 @@ def _seconds(option: str, text: str) -> float:
     except ValueError:
         value = -1.0
     if not value > 0 or math.isinf(value):
-        raise ValueError(f"--{option} must be a positive number of seconds, not {text!r}")
+        raise BadRequest(f"--{option} must be a positive number of seconds, not {text!r}")
     return value
 
 
@@ -138,7 +138,8 @@ def makeBackend(reactor: Any, stateDir: Any, options: dict[str, str]) -> DockerB
     Build the Docker backend from the daemon's backend options (see
     L{OPTIONS}); C{stateDir} is not used (the engine keeps the state).
 
-    @raise ValueError: for a bad option value.
+    @raise BadRequest: for a bad option value (the daemon reports it and
+        exits, as twistd does for its own options).
     """
     unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
@@ -152,11 +153,11 @@ def makeBackend(reactor: Any, stateDir: Any, options: dict[str, str]) -> DockerB
 
     pull = get("pull").strip().lower()
     if pull not in ("never", "missing"):
-        raise ValueError(f"--pull must be never or missing, not {pull!r}")
+        raise BadRequest(f"--pull must be never or missing, not {pull!r}")
     try:
         address = EngineAddress.parse(get("docker-host") or defaultHost(dict(os.environ)))
     except BackendError as e:
-        raise ValueError(str(e)) from None
+        raise BadRequest(str(e)) from None
     engine = EngineClient(reactor, address, _seconds("request-timeout", get("request-timeout")))
     return DockerBackend(
         reactor,
