@@ -334,7 +334,7 @@ class OneShotTests(SynchronousTestCase):
                             "name": "web", "time": "T"})
         h.flush()
         self.assertEqual(h.out.getvalue(), "T  #5  web  start\n")
-        h.daemon.transport.loseConnection()
+        h.daemon.disconnect()
         h.flush()
         self.assertEqual(self.successResultOf(d), 3)
         self.assertIn("lost the connection", h.err.getvalue())
@@ -399,7 +399,7 @@ class OneShotTests(SynchronousTestCase):
         """The connection dropping before the reply: exit status 3."""
         h = Harness(FakeDaemon({"stop": lambda words: Deferred()}))
         d = h.run(options("stop", "web"))
-        h.daemon.transport.loseConnection()
+        h.daemon.disconnect()
         h.flush()
         self.assertEqual(self.successResultOf(d), 3)
         self.assertIn("lost the connection", h.err.getvalue())
@@ -441,8 +441,10 @@ class PipedTests(SynchronousTestCase):
         data = b"ping\n\n# comment\r\nversion\r\nlist\nping"
         for size in range(1, len(data) + 1):
             held: Deferred[Any] = Deferred()
-            daemon = FakeDaemon({"version": lambda w, held=held: held,
-                                 "list": ok([])})
+            def version(words: list[str], held: Deferred[Any] = held) -> Any:
+                return held
+
+            daemon = FakeDaemon({"version": version, "list": ok([])})
             h, stdio, d = self.start(daemon)
             for i in range(0, len(data), size):
                 stdio.protocol.dataReceived(data[i:i + size])
@@ -522,7 +524,7 @@ class PipedTests(SynchronousTestCase):
         h, stdio, d = self.start(FakeDaemon({"wait": lambda w: Deferred()}))
         stdio.protocol.dataReceived(b"wait x\nping\n")
         h.flush()
-        h.daemon.transport.loseConnection()
+        h.daemon.disconnect()
         h.flush()
         self.assertEqual(self.successResultOf(d), 3)
         self.assertIn("lost the connection", h.err.getvalue())
@@ -596,7 +598,7 @@ class InterruptTests(SynchronousTestCase):
         d = h.run(options("events"))
         for trigger, args, kw in h.reactor.triggers["before"]["shutdown"]:
             trigger(*args, **kw)
-        h.daemon.transport.loseConnection()
+        h.daemon.disconnect()
         h.flush()
         self.assertEqual(self.successResultOf(d), 0)
         self.assertNotIn("lost", h.err.getvalue())

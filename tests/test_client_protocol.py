@@ -213,8 +213,13 @@ class DisconnectTests(SynchronousTestCase):
         client, _ = connected()
         order: list[int] = []
         ds = [client.request(f"wait c{i}") for i in range(3)]
+
+        def record(failure: Failure, i: int) -> Failure:
+            order.append(i)
+            return failure
+
         for i, d in enumerate(ds):
-            d.addErrback(lambda f, i=i: order.append(i) or f)
+            d.addErrback(record, i)
         reason = Failure(ConnectionLost("gone"))
         client.connectionLost(reason)
         for d in ds:

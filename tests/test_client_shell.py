@@ -52,7 +52,7 @@ class ShellHarness:
         self.transport = TerminalTransport()
         self.transport.protocol = self.terminal
         self.terminal.makeConnection(self.transport)
-        self.shell: ShellProtocol = self.terminal.terminalProtocol
+        self.shell: ShellProtocol = self.terminal.terminalProtocol  # type: ignore[assignment]
         self.pump.flush()
 
     def type(self, keys: bytes) -> None:
@@ -232,7 +232,7 @@ class ShellTests(SynchronousTestCase):
     def test_daemonLost(self) -> None:
         """The daemon going away is reported; the shell ends with 3."""
         h = ShellHarness()
-        h.daemon.transport.loseConnection()
+        h.daemon.disconnect()
         h.pump.flush()
         self.assertIn(b"Connection to the pycm daemon lost.", h.screen())
         self.assertEqual(self.successResultOf(h.done), 3)

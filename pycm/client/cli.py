@@ -377,8 +377,7 @@ async def runCommand(
     addTrigger = getattr(reactor, "addSystemEventTrigger", None)
     if addTrigger is not None:
         addTrigger("before", "shutdown", lambda: interrupted.append(True))
-    lost = client.whenDisconnected()
-    lost.addCallback(lambda _: None)
+    lost: Deferred[None] = client.whenDisconnected().addCallback(lambda _: None)
     await DeferredList([finished, lost], fireOnOneCallback=True)
     if finished.called or interrupted:
         client.disconnect()

@@ -336,8 +336,7 @@ async def runShell(
         stdin = sys.stdin.fileno()
     if stdout is None:
         stdout = sys.stdout.fileno()
-    if makeStdio is None:
-        makeStdio = stdio.StandardIO
+    factory: Callable[..., object] = makeStdio or stdio.StandardIO
     greeting = ("Connected to the pycm daemon at "
                 f"{peerDescription(client, options.host)}")
     notices = []
@@ -351,7 +350,7 @@ async def runShell(
     flags = _nonBlockingFlags(sorted({stdin, stdout}))
     try:
         tty.setraw(stdin)
-        makeStdio(
+        factory(
             insults.ServerProtocol(ShellProtocol, client, reactor, greeting,
                                    done, notices),
             stdin=stdin, stdout=stdout, reactor=reactor,

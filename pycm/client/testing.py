@@ -92,7 +92,13 @@ class FakeDaemon(LineOnlyReceiver):
             for line in entry["lines"]:
                 self.sendLine(line.encode("utf-8"))
             if entry["close"]:
+                assert self.transport is not None
                 self.transport.loseConnection()
+
+    def disconnect(self) -> None:
+        """Drop the connection, as a daemon going away does."""
+        assert self.transport is not None
+        self.transport.loseConnection()
 
     def sendEvent(self, value: Any) -> None:
         """Send an EVENT line now."""
