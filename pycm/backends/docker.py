@@ -14,6 +14,22 @@ pycm's is in L{pycm.backends.dockermap}.
 
 While the engine is unreachable every call fails with L{Unavailable}; the
 backend keeps trying in the background and recovers by itself.
+
+Choices worth knowing (options: L{OPTIONS}):
+  - Containers run under docker-init (C{HostConfig.Init}, option C{init})
+    so a stop signal reaches the command as on a host (C{stop} of
+    C{sleep} gives -15, not a timeout and -9).  Since the engine then starts
+    even a command that does not exist, C{start} first looks for the
+    executable in the container's filesystem; a missing one fails C{start}
+    with L{BackendError} and the container is C{dead} (remembered in
+    memory only: after a daemon restart it shows as C{exited} 127).
+  - C{close} leaves the containers running (the engine owns them); option
+    C{stop-on-close} stops them instead.
+  - Restarts by the engine's restart policy appear as C{start} then
+    C{restart}, as the contract has it; so does a C{docker start} of a
+    stopped pycm container from outside pycm when it has a policy.
+  - Pull progress: each progress object goes to L{DockerBackend.pullObservers}
+    and to the log.
 """
 
 from __future__ import annotations
