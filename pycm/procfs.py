@@ -113,3 +113,12 @@ def groupMembers(pgid: int, proc: str = PROC) -> list[int]:
 def sessionMembers(sid: int, proc: str = PROC) -> list[int]:
     """The live processes whose session is C{sid}."""
     return sorted(s.pid for s in allStats(proc) if s.session == sid and s.alive)
+
+
+def environ(pid: int, proc: str = PROC) -> bytes | None:
+    """The environment C{pid} was started with (NUL-separated), or None."""
+    try:
+        with open(f"{proc}/{pid}/environ", "rb") as f:
+            return f.read()
+    except OSError:
+        return None

@@ -252,6 +252,15 @@ class HelpersTests(SynchronousTestCase):
         ):
             self.assertRaises(BadRequest, makeBackend, Clock(), stateDir, options)
 
+    def test_raiseFileLimit(self) -> None:
+        """The soft limit of open files is raised towards the hard limit."""
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        self.addCleanup(resource.setrlimit, resource.RLIMIT_NOFILE, (soft, hard))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(256, hard), hard))
+        now = process.raiseFileLimit(wanted=min(512, hard))
+        self.assertEqual(now, min(512, hard))
+        self.assertEqual(resource.getrlimit(resource.RLIMIT_NOFILE)[0], min(512, hard))
+
     def test_makeBackend(self) -> None:
         """
         makeBackend honours its options: default command, log sizes,
@@ -429,7 +438,12 @@ class RuntimeFakeTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.reactor = FakeProcessReactor()
-        self.runtime = ProcessRuntime(self.reactor, python="/usr/bin/python3-fake")
+        self.runtime = ProcessRuntime(
+            self.reactor,
+            python="/usr/bin/python3-fake",
+            launcher=("/usr/bin/env-fake", "/usr/bin/setsid-fake"),
+            proc=os.path.abspath(self.mktemp()),
+        )
 
     def test_interfaces(self) -> None:
         """The runtime provides IRuntime; its only image is host."""
@@ -437,13 +451,60 @@ class RuntimeFakeTests(SynchronousTestCase):
         self.assertEqual(self.runtime.images, frozenset({"host"}))
         self.assertEqual(self.runtime.defaultCommand, ("sleep", "infinity"))
 
+    def test_spawnArgumentsSetsid(self) -> None:
+        """
+        A run without limits is C{env -C WORKDIR setsid -- COMMAND} from an
+        argument list (no shell), with a small clean environment plus
+        --env, /dev/null as stdin, stdout/stderr pipes and no PTY; it fires
+        once /proc shows it leading its own session.
+        """
+        c = container(command=("sleep", "1000"), env={"A": "1"}, workdir="/tmp")
+        os.makedirs(os.path.join(self.runtime.proc, "4242"))
+        stat = os.path.join(self.runtime.proc, "4242", "stat")
+        fields = ["S", "1", "1", "1"] + ["0"] * 15 + ["77"] + ["0"] * 20
+        with open(stat, "w") as f:
+            f.write("4242 (env) " + " ".join(fields))
+        d = self.runtime.spawn(c, RecordingObserver())
+        self.reactor.advance(0.01)
+        self.assertNoResult(d)
+        fields[2:4] = ["4242", "4242"]
+        with open(stat, "w") as f:
+            f.write("4242 (sleep) " + " ".join(fields))
+        self.reactor.advance(0.01)
+        run = self.successResultOf(d)
+        self.assertEqual(run.startTime, 77)
+        [call] = self.reactor.spawned
+        self.assertEqual(call["executable"], "/usr/bin/env-fake")
+        self.assertEqual(
+            call["args"], ["env", "-C", "/tmp", "/usr/bin/setsid-fake", "--", "sleep", "1000"]
+        )
+        self.assertIsNone(call["path"])
+        self.assertEqual(
+            call["env"],
+            {
+                "PATH": process.DEFAULT_PATH,
+                "HOME": self.runtime.baseEnvironment["HOME"],
+                "LANG": "C.UTF-8",
+                "PYCM_CONTAINER": "web",
+                "A": "1",
+            },
+        )
+        stdin = call["childFDs"][0]
+        self.assertEqual(os.readlink(f"/proc/self/fd/{stdin}"), "/dev/null")
+        self.assertEqual({k: v for k, v in call["childFDs"].items() if k}, {1: "r", 2: "r"})
+        self.assertIs(call["usePTY"], False)
+        self.assertTrue(verifyObject(IRun, run))
+        self.assertEqual(run.pid, 4242)
+        self.runtime.close()
+
     def test_spawnArguments(self) -> None:
         """
-        A run is the exec helper from an argument list (no shell), with a
-        small clean environment plus --env, the workdir, stdin not given,
-        stdout/stderr/status pipes, and no PTY.
+        Without setsid (and for runs with limits), a run is the exec helper
+        from an argument list (no shell), with a small clean environment
+        plus --env, the workdir, stdin not given, stdout/stderr/status
+        pipes, and no PTY; it fires once the status pipe closes empty.
         """
-        self.patch(os.environ, "copy", None)  # never used: nothing leaks
+        self.runtime.launcher = None
         c = container(command=("sleep", "1000"), env={"A": "1", "PATH": "/bin"}, workdir="/tmp")
         d = self.runtime.spawn(c, RecordingObserver())
         self.assertNoResult(d)
@@ -581,12 +642,19 @@ def waitUntil(predicate: Any, timeout: float = 10.0, interval: float = 0.02) -> 
 
 
 class RealRuntimeTests(TestCase):
-    """L{ProcessRuntime} with real processes on the real reactor."""
+    """L{ProcessRuntime} with real processes on the real reactor (setsid)."""
 
     timeout = 60
+    useHelper = False
 
     def setUp(self) -> None:
-        self.runtime = ProcessRuntime(reactor)
+        if self.useHelper:
+            self.runtime = ProcessRuntime(reactor, launcher=None)
+        else:
+            self.runtime = ProcessRuntime(reactor)
+            if self.runtime.launcher is None:
+                raise SkipTest("no env -C and setsid on this machine")
+        self.addCleanup(self.runtime.close)
         self.runs: list[ProcessRun] = []
 
     def tearDown(self) -> None:
@@ -650,11 +718,12 @@ class RealRuntimeTests(TestCase):
             self.assertFalse(ignored & (1 << (signum - 1)), signum)
 
     @inlineCallbacks
-    def test_execFailureInHelper(self) -> None:
+    def test_execFailureLate(self) -> None:
         """
         An executable that passes the up-front checks but cannot be
-        executed (a script with a missing interpreter) fails spawn with the
-        reason, through the helper's status pipe.
+        executed (a script with a missing interpreter): with the helper,
+        spawn fails with the reason, through its status pipe; with setsid,
+        the run exits 126 or 127 and the reason is a stderr line.
         """
         script = os.path.abspath(self.mktemp())
         with open(script, "w") as f:
@@ -662,11 +731,17 @@ class RealRuntimeTests(TestCase):
         os.chmod(script, 0o755)
         observer = RecordingObserver()
         d = self.runtime.spawn(container(command=(script,)), observer)
-        error = yield self.assertFailure(d, BackendError)
-        self.assertIn("exec", str(error))
-        self.assertIn("No such file or directory", str(error))
-        yield deferLater(reactor, 0.1, lambda: None)
-        self.assertEqual(observer.exits, [])
+        if self.useHelper:
+            error = yield self.assertFailure(d, BackendError)
+            self.assertIn("exec", str(error))
+            self.assertIn("No such file or directory", str(error))
+            yield deferLater(reactor, 0.1, lambda: None)
+            self.assertEqual(observer.exits, [])
+        else:
+            yield d
+            code = yield observer.ended
+            self.assertIn(code, (126, 127))
+            self.assertIn(script, " ".join(observer.text("stderr")))
 
     @inlineCallbacks
     def test_groupKilledOnStop(self) -> None:
@@ -755,6 +830,12 @@ class RealRuntimeTests(TestCase):
         self.assertLess(_rss() - before, 30 * 1024 * 1024)
 
 
+class RealHelperRuntimeTests(RealRuntimeTests):
+    """The same, with the Python exec helper instead of setsid."""
+
+    useHelper = True
+
+
 def _rss() -> int:
     """This process's resident set size in bytes."""
     with open("/proc/self/status") as f:
@@ -823,6 +904,32 @@ class RealReclaimTests(TestCase):
         self.assertIs(stopped, True)
         self.assertGreaterEqual(time.monotonic() - started, 0.5)
         yield waitUntil(lambda: procfs.groupMembers(child.pid) == [])
+
+    @inlineCallbacks
+    def test_reclaimLeftoversOfExitedLeader(self) -> None:
+        """
+        If the main process exited while the daemon was dead but children
+        of its group survived, reclaim (False: the run was gone) kills those
+        started with this container's marker, and only those.
+        """
+        env = dict(os.environ, PYCM_CONTAINER="web")
+        child = subprocess.Popen(
+            ["sh", "-c", "sleep 1000 & env -u PYCM_CONTAINER sleep 1001 & exit 0"],
+            start_new_session=True,
+            env=env,
+        )
+        self.addCleanup(_killpgQuietly, child.pid)
+        start = procfs.startTime(child.pid)
+        child.wait()  # as init would reap it
+        yield waitUntil(lambda: len(procfs.groupMembers(child.pid)) == 2)
+        [marked, unmarked] = sorted(
+            procfs.groupMembers(child.pid),
+            key=lambda pid: b"1001" in open(f"/proc/{pid}/cmdline", "rb").read(),
+        )
+        stopped = yield ProcessRuntime(reactor).reclaim(container(), child.pid, start)
+        self.assertIs(stopped, False)
+        yield waitUntil(lambda: procfs.groupMembers(child.pid) == [unmarked])
+        self.assertNotIn(marked, procfs.groupMembers(child.pid))
 
     @inlineCallbacks
     def test_reclaimWrongStartTime(self) -> None:

@@ -12,16 +12,25 @@ How a run starts (L{ProcessRuntime.spawn}):
      relative to its workdir) and executable.  Limits are refused with
      C{BadRequest} when this daemon cannot enforce them.
   2. C{reactor.spawnProcess} starts, from an argument list and never
-     through a shell, a tiny exec helper: C{python -I -S -c HELPER ...}.
-     The helper calls C{setsid()} (the run gets its own session and process
-     group, whose id is its pid), joins the container's cgroups, puts
-     C{/dev/null} on stdin, changes to the workdir and C{execve}s the
-     command, keeping its pid.  Python rather than a C helper because it is
-     always there; it costs a few milliseconds per start.
-  3. A status pipe (fd 3, close-on-exec in the helper) says whether the
-     exec worked: it closes empty on success; on failure the helper writes
-     the reason and exits 127, the spawn fails with L{BackendError} and the
-     supervisor leaves the container C{dead} with that C{error}.
+     through a shell, one of two small exec wrappers that keep the pid:
+       - a container without limits: C{env -C WORKDIR setsid -- COMMAND...}
+         (coreutils and util-linux, on every Linux), with C{/dev/null} on
+         stdin, started with C{posix_spawn}.  C{setsid} makes the run the
+         leader of its own session and process group (whose id is its pid)
+         and C{execvp}s the command.  The spawn fires once C{/proc} shows
+         the run leading its session (a few milliseconds).  Should the exec
+         still fail after the checks of step 1, C{setsid} says why on stderr
+         (a log line) and exits 126 or 127.
+       - a container with C{--memory}/C{--cpus} (or no C{setsid} on the
+         machine): the exec helper C{python -I -S -c EXEC_HELPER ...}, which
+         calls C{setsid()}, joins the container's cgroups (so every process
+         it ever forks is inside), puts C{/dev/null} on stdin, changes to the
+         workdir and C{execve}s the command.  A status pipe (fd 3,
+         close-on-exec in the helper) says whether the exec worked: it closes
+         empty on success; on failure the helper writes the reason and exits
+         127, the spawn fails with L{BackendError} and the supervisor leaves
+         the container C{dead} with that C{error}.  Python costs ~10-20 ms a
+         start, so it is only used where it is needed.
 
 Environment: C{PATH}, C{HOME}, C{LANG=C.UTF-8}, C{PYCM_CONTAINER=NAME},
 then the container's C{--env}.  Workdir: C{--workdir}, else the
@@ -53,8 +62,11 @@ from __future__ import annotations
 
 import os
 import pwd
+import resource
 import shlex
+import shutil
 import signal as _signal
+import subprocess
 import sys
 from collections import deque
 from collections.abc import Mapping
@@ -92,10 +104,14 @@ LINGER = 1.0
 RECLAIM_POLL = 0.05
 #: How long reclaim waits after SIGKILL before giving up.
 RECLAIM_KILL_WAIT = 5.0
+#: How often, and at most how long, spawn looks whether a run leads its session.
+SESSION_POLL = 0.001
+SESSION_WAIT = 5.0
 #: The exit status of the helper when it could not execute the command.
 EXEC_FAILED = 127
 
 _STATUS_FD = 3
+_FIND = object()
 _STREAMS = {1: "stdout", 2: "stderr"}
 
 #: The exec helper (see the module docstring).  argv: workdir, executable,
@@ -187,6 +203,34 @@ def findExecutable(command: str, path: str, workdir: str) -> str:
     if "/" in command:
         raise BackendError(f"exec: {command!r}: no such file or directory")
     raise BackendError(f"exec: {command!r}: executable file not found in $PATH")
+
+
+_launcher: list[tuple[str, str] | None] = []
+
+
+def findLauncher() -> tuple[str, str] | None:
+    """
+    The C{env} (with C{-C DIR}) and C{setsid} executables of this machine,
+    or None if either is missing or too old (checked once, by running them).
+    """
+    if not _launcher:
+        envPath = shutil.which("env", path=DEFAULT_PATH)
+        setsidPath = shutil.which("setsid", path=DEFAULT_PATH)
+        found = None
+        if envPath and setsidPath:
+            try:
+                result = subprocess.run(
+                    [envPath, "-C", "/", setsidPath, "--", "true"],
+                    stdin=subprocess.DEVNULL,
+                    capture_output=True,
+                    timeout=10,
+                )
+                if result.returncode == 0:
+                    found = (envPath, setsidPath)
+            except (OSError, subprocess.SubprocessError):
+                pass
+        _launcher.append(found)
+    return _launcher[0]
 
 
 def _exitCode(reason: Failure) -> int | None:
@@ -418,6 +462,9 @@ class ProcessRuntime:
     @param cgroups: what limits can be enforced (see L{pycm.cgroups.detect}).
     @param defaultWorkdir: the workdir of containers created without one.
     @param python: the interpreter that runs the exec helper.
+    @param launcher: the C{env} and C{setsid} executables for runs without
+        limits (see L{findLauncher}, the default); None: always use the
+        Python helper.
     """
 
     images = frozenset({HOST_IMAGE})
@@ -432,6 +479,7 @@ class ProcessRuntime:
         defaultWorkdir: str = DEFAULT_WORKDIR,
         python: str = sys.executable,
         proc: str = procfs.PROC,
+        launcher: tuple[str, str] | None | object = _FIND,
     ) -> None:
         if not defaultCommand:
             raise BadRequest("the default command must not be empty")
@@ -441,6 +489,10 @@ class ProcessRuntime:
         self.defaultWorkdir = defaultWorkdir
         self.python = python
         self.proc = proc
+        if launcher is _FIND:
+            launcher = findLauncher()
+        self.launcher: tuple[str, str] | None = launcher  # type: ignore[assignment]
+        self._devnull: int | None = None
         unenforced = {"memory", "cpus"} - cgroups.limits
         self.capabilities = Capabilities(
             options=ALL_OPTIONS - unenforced,
@@ -493,32 +545,109 @@ class ProcessRuntime:
         if container.memory is not None or container.cpus is not None:
             group = self.groupName(container)
             procs = self.cgroups.prepare(group, container.memory, container.cpus)
-        argv = [self.python, "-I", "-S", "-c", EXEC_HELPER, workdir, executable]
-        argv += [str(len(procs)), *procs, "--", *command]
         protocol = _RunProtocol(self, observer, group)
+        fast = not procs and self.launcher is not None
         try:
-            transport = self.reactor.spawnProcess(
-                protocol,
-                self.python,
-                argv,
-                env=env,
-                path=None,
-                usePTY=False,
-                childFDs={1: "r", 2: "r", _STATUS_FD: "r"},
-            )
+            if fast:
+                # setsid execvp()s with the container's PATH, from the workdir,
+                # as findExecutable did.  No path=: Twisted then uses
+                # posix_spawn, whose child runs no Python code before exec
+                # (a fork()ed child could swallow an early SIGTERM).
+                envPath, setsidPath = self.launcher  # type: ignore[misc]
+                transport = self.reactor.spawnProcess(
+                    protocol,
+                    envPath,
+                    ["env", "-C", workdir, setsidPath, "--", *command],
+                    env=env,
+                    path=None,
+                    usePTY=False,
+                    childFDs={0: self._nullFD(), 1: "r", 2: "r"},
+                )
+            else:
+                argv = [self.python, "-I", "-S", "-c", EXEC_HELPER, workdir, executable]
+                argv += [str(len(procs)), *procs, "--", *command]
+                transport = self.reactor.spawnProcess(
+                    protocol,
+                    self.python,
+                    argv,
+                    env=env,
+                    path=None,
+                    usePTY=False,
+                    childFDs={1: "r", 2: "r", _STATUS_FD: "r"},
+                )
         except OSError as e:
             if group is not None:
                 self._releaseGroup(group)
             raise BackendError(f"could not start {container.name}: {e.strerror}") from e
         pid = transport.pid
         protocol.run = ProcessRun(self, pid, procfs.startTime(pid, self.proc), group)
+        if fast:
+            self._awaitSession(protocol, SESSION_WAIT / SESSION_POLL)
         return protocol.started  # type: ignore[return-value]
+
+    def _awaitSession(self, protocol: _RunProtocol, attempts: float) -> None:
+        """
+        Fire C{protocol.started} once the run leads its own session (so
+        every signal reaches its group), or has already exited.
+        """
+        run = protocol.run
+        if protocol.started.called or run is None:
+            return
+        stat = procfs.readStat(run.pid, self.proc)
+        if stat is None or not stat.alive or stat.session == run.pid or attempts <= 0:
+            protocol.started.callback(run)
+            return
+        self.reactor.callLater(SESSION_POLL, self._awaitSession, protocol, attempts - 1)
+
+    def _nullFD(self) -> int:
+        """A descriptor of /dev/null, kept open, for the runs' stdin."""
+        if self._devnull is None:
+            self._devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        return self._devnull
+
+    def close(self) -> None:
+        """Release what the runtime holds (not the runs)."""
+        if self._devnull is not None:
+            os.close(self._devnull)
+            self._devnull = None
 
     def _releaseGroup(self, group: str, attempts: int = 20) -> None:
         """Remove a run's cgroup once its processes are gone (retrying)."""
         self.cgroups.killAll(group)
         if not self.cgroups.release(group) and attempts > 0:
             self.reactor.callLater(0.1, self._releaseGroup, group, attempts - 1)
+
+    def _killLeftovers(self, container: Container, pid: int, startTime: int) -> list[int]:
+        """
+        The main process of a run is gone, but children of its group may
+        have survived it.  Kill those that are provably ours: in session and
+        group C{pid}, started after the main process, with no other process
+        holding that pid now (a recycled pid leads another session), and
+        started with this container's C{PYCM_CONTAINER}.
+        """
+        if procfs.readStat(pid, self.proc) is not None:
+            return []
+        marker = b"\0PYCM_CONTAINER=" + container.name.encode() + b"\0"
+        killed = []
+        for stat in procfs.allStats(self.proc):
+            if stat.pgrp != pid or stat.session != pid or not stat.alive:
+                continue
+            if stat.startTime < startTime:
+                continue
+            if marker not in (b"\0" + (procfs.environ(stat.pid, self.proc) or b"")):
+                continue
+            try:
+                os.kill(stat.pid, _signal.SIGKILL)
+                killed.append(stat.pid)
+            except OSError:
+                pass
+        if killed:
+            self.log.info(
+                "{name}: killed {pids}, left over from a run whose main process had exited",
+                name=container.name,
+                pids=killed,
+            )
+        return killed
 
     def reclaim(self, container: Container, pid: int | None, startTime: Any) -> Deferred[bool]:
         """
@@ -527,7 +656,9 @@ class ProcessRuntime:
         """
         group = self.groupName(container)
         if pid is None or not procfs.isSameProcess(pid, startTime, self.proc):
-            if group and self.cgroups.limits:
+            if pid is not None and startTime is not None:
+                self._killLeftovers(container, pid, startTime)
+            if self.cgroups.limits:
                 self._releaseGroup(group, attempts=0)
             return succeed(False)
         try:
@@ -631,11 +762,32 @@ class ProcessBackend(Supervisor):
         """Stop every container, then close the files."""
 
         def closeFiles(result: object) -> object:
+            self.runtime.close()
             self.logStore.close()
             self.store.close()
             return result
 
         return super().close().addBoth(closeFiles)
+
+
+def raiseFileLimit(wanted: int = 1 << 20) -> int:
+    """
+    Raise this process's soft limit of open files towards its hard limit:
+    each running container holds two pipes, and the common default of 1,024
+    would stop the daemon near 500 containers.  (Containers inherit it, as
+    they do Docker's.)
+
+    @return: the soft limit now in force.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(hard, wanted)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            return target
+        except (OSError, ValueError):
+            pass
+    return soft
 
 
 def makeBackend(
@@ -683,6 +835,7 @@ def makeBackend(
     workdir = option("default-workdir", DEFAULT_WORKDIR)
     if not os.path.isabs(workdir):
         raise BadRequest(f"bad default-workdir {workdir!r}: not an absolute path")
+    raiseFileLimit()
     cgroups = detect(option("cgroup-parent", "/pycm"), enabled=cgroupMode == "auto")
     ProcessRuntime.log.info("process backend limits: {what}", what=cgroups.describe())
     runtime = ProcessRuntime(
