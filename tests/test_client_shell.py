@@ -40,14 +40,16 @@ class TerminalTransport(StringTransport):
 class ShellHarness:
     """A shell connected to a L{FakeDaemon} and to an in-memory terminal."""
 
-    def __init__(self, daemon: FakeDaemon | None = None) -> None:
+    def __init__(self, daemon: FakeDaemon | None = None,
+                 columns: int = 80) -> None:
         self.client, self.daemon, self.pump = connectToFake(
             daemon if daemon is not None else FakeDaemon()
         )
         self.clock = Clock()
         self.done: Deferred[int] = Deferred()
         self.terminal = insults.ServerProtocol(
-            ShellProtocol, self.client, self.clock, GREETING, self.done, []
+            ShellProtocol, self.client, self.clock, GREETING, self.done, [],
+            lambda: columns,
         )
         self.transport = TerminalTransport()
         self.transport.protocol = self.terminal
@@ -172,12 +174,32 @@ class ShellTests(SynchronousTestCase):
                             "name": "web", "time": "T", "exit_code": 0})
         h.pump.flush()
         screen = h.screen()
-        self.assertTrue(screen.startswith(b"\r\x1b[K"))
+        self.assertTrue(screen.startswith(b"\r\x1b[J"))
         self.assertIn(b"T  #7  web  die (exit code 0)\r\npycm> lisst\x1b[2D",
                       screen)
         self.assertEqual(h.typed(), b"lisst")
         h.type(b"\x7f\r")  # backspace deletes the second "s"
         self.assertEqual(h.daemon.received, ["list"])
+
+    def test_eventWhileTypingWrapped(self) -> None:
+        """
+        When the typed line wraps over several terminal rows, the cursor
+        goes up to the prompt's row before erasing, so no piece of the old
+        line is left on screen.
+        """
+        h = ShellHarness(columns=10)
+        h.type(b"inspect abcdefghij")  # "pycm> " + 18 = 24 chars: 3 rows
+        h.screen()
+        h.daemon.sendEvent({"type": "log", "name": "a", "line": "x"})
+        h.pump.flush()
+        self.assertTrue(h.screen().startswith(b"\x1b[2A\r\x1b[J"
+                                              b"a | x\r\npycm> inspect"))
+        h2 = ShellHarness(columns=12)
+        h2.type(b"123456")  # exactly one full row: the cursor stays on it
+        h2.screen()
+        h2.daemon.sendEvent({"type": "log", "name": "a", "line": "x"})
+        h2.pump.flush()
+        self.assertTrue(h2.screen().startswith(b"\r\x1b[J"))
 
     def test_eventWhileAskingName(self) -> None:
         """An event while asking for a name redraws that question."""

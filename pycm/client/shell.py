@@ -9,6 +9,7 @@ L{StringTransport}; L{runShell} alone touches the real terminal.
 from __future__ import annotations
 
 import fcntl
+import os
 import shlex
 import sys
 import termios
@@ -98,9 +99,12 @@ class ShellProtocol(HistoricRecvLine):
         greeting: str,
         done: Deferred[int] | None = None,
         notices: Sequence[str] = (),
+        columns: Callable[[], int] | None = None,
     ) -> None:
         self.client = client
         self.clock = clock
+        #: The terminal's width now (it can change while the shell runs).
+        self.columns = columns if columns is not None else (lambda: 80)
         self.greeting = greeting
         self.notices = list(notices)
         self.done: Deferred[int] = done if done is not None else Deferred()
@@ -145,10 +149,25 @@ class ShellProtocol(HistoricRecvLine):
         if back:
             self.terminal.cursorBackward(back)
 
+    def _rowsAboveCursor(self) -> int:
+        """How many terminal rows of the input line are above the cursor."""
+        width = max(self.columns(), 1)
+        before = len(self._inputPrefix()) + self.lineBufferIndex
+        if self.lineBufferIndex == len(self.lineBuffer) and before:
+            # After writing a full row the cursor waits at its last column.
+            return (before - 1) // width
+        return before // width
+
     def printAbove(self, lines: Sequence[str]) -> None:
-        """Print C{lines} and redraw the input line (prompt, typed text) below."""
+        """
+        Print C{lines} and redraw the input line (prompt, typed text) below,
+        erasing it first, even when it wraps over several rows.
+        """
+        rows = self._rowsAboveCursor()
+        if rows:
+            self.terminal.cursorUp(rows)
         self.terminal.write(b"\r")
-        self.terminal.eraseToLineEnd()
+        self.terminal.eraseToDisplayEnd()
         for line in lines:
             self.terminal.write(line.encode("utf-8", "replace") + b"\n")
         self.drawInputLine()
@@ -346,13 +365,20 @@ async def runShell(
     notices.append("Type `help` for the commands, `events` to watch container "
                    "events, `exit` or Ctrl-D to leave.")
     done: Deferred[int] = Deferred()
+
+    def columns() -> int:
+        try:
+            return os.get_terminal_size(stdout).columns
+        except OSError:
+            return 80
+
     saved = termios.tcgetattr(stdin)
     flags = _nonBlockingFlags(sorted({stdin, stdout}))
     try:
         tty.setraw(stdin)
         factory(
             insults.ServerProtocol(ShellProtocol, client, reactor, greeting,
-                                   done, notices),
+                                   done, notices, columns),
             stdin=stdin, stdout=stdout, reactor=reactor,
         )
         return await done
