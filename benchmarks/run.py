@@ -1,7 +1,7 @@
 """
 pycm benchmarks: one command, every figure and ratio measured in the same run.
 
-    python benchmarks/run.py [--only core|process] [--quick] [--pin]
+    python benchmarks/run.py [--only core|process|docker] [--quick] [--pin]
 
 Prints a table of figures, ratios against references measured in the same
 run (the Twisted floor for the core section, supervisord for the process
@@ -47,8 +47,9 @@ def machine() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", choices=("core", "process"), action="append",
-                        help="run only this section (repeatable); default: both")
+    parser.add_argument("--only", choices=("core", "process", "docker"), action="append",
+                        help="run only this section (repeatable); default: core and "
+                             "process (docker needs an engine: see bench_docker.py)")
     parser.add_argument("--quick", action="store_true",
                         help="fewer and shorter rounds (under a minute): a smoke test "
                              "of the benchmark, not figures to quote")
@@ -77,10 +78,14 @@ def main(argv: list[str] | None = None) -> int:
                 from benchmarks import core
 
                 core.run(report, args.quick, children)
-            else:
+            elif name == "process":
                 from benchmarks import process
 
                 process.run(report, args.quick, children)
+            else:
+                from benchmarks import bench_docker
+
+                bench_docker.run(report, args.quick, children)
         except KeyboardInterrupt:
             children.killAll()
             raise
