@@ -404,6 +404,25 @@ class OneShotTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(d), 3)
         self.assertIn("lost the connection", h.err.getvalue())
 
+    def test_notAPycmDaemon(self) -> None:
+        """
+        A server that does not speak the protocol (say, an HTTP server):
+        exit status 3 and a message saying so, not a traceback.
+        """
+        h = Harness(FakeDaemon({"ping": "HTTP/1.1 400 Bad Request"}))
+        d = h.run(options("ping"))
+        self.assertEqual(self.successResultOf(d), 3)
+        self.assertIn("does not answer like a pycm daemon", h.err.getvalue())
+        self.flushLoggedErrors()
+
+    def test_notAPycmDaemonAtAuth(self) -> None:
+        """The same when the garbage answers the C{auth} sent first."""
+        h = Harness(FakeDaemon({"auth": "HTTP/1.1 400 Bad Request"}))
+        d = h.run(options("ping", token="t"))
+        self.assertEqual(self.successResultOf(d), 3)
+        self.assertIn("cannot reach the pycm daemon", h.err.getvalue())
+        self.flushLoggedErrors()
+
     def test_badEndpoint(self) -> None:
         """A malformed endpoint string is a usage error (exit status 2)."""
         reactor = MemoryReactorClock()
@@ -528,6 +547,19 @@ class PipedTests(SynchronousTestCase):
         h.flush()
         self.assertEqual(self.successResultOf(d), 3)
         self.assertIn("lost the connection", h.err.getvalue())
+
+    def test_exitLine(self) -> None:
+        """
+        An C{exit} line: its reply is printed, the daemon's closing is not
+        an error, and it ends the session: lines after it are not sent.
+        """
+        h, stdio, d = self.start(FakeDaemon())
+        stdio.protocol.dataReceived(b"ping\nexit\n")
+        h.flush()
+        self.assertEqual(self.successResultOf(d), 0)
+        self.assertEqual(stdio.value(), b"pong\nbye\n")
+        self.assertEqual(h.err.getvalue(), "")
+        self.assertEqual(h.daemon.received, ["ping", "exit"])
 
     def test_emptyInput(self) -> None:
         """No input at all: exit status 0 and nothing printed."""

@@ -47,6 +47,7 @@ from pycm.client.config import (
 from pycm.client.protocol import (
     ClientProtocol,
     Disconnected,
+    ProtocolError,
     connect,
     isSilentLine,
 )
@@ -246,7 +247,8 @@ async def connectTo(reactor: Any, options: Options) -> ClientProtocol:
     endpoint = endpointFor(reactor, options.host)
     try:
         return await connect(endpoint, options.token)
-    except (ConnectError, DNSLookupError, OSError, Disconnected) as e:
+    except (ConnectError, DNSLookupError, OSError, Disconnected,
+            ProtocolError) as e:
         raise CannotConnect(options.host, e) from None
 
 
@@ -353,6 +355,10 @@ async def runCommand(
         _writeLines(err, [f"Error: lost the connection to the pycm daemon at "
                           f"{options.host}"])
         return EXIT_UNREACHABLE
+    except ProtocolError as e:
+        _writeLines(err, [f"Error: {options.host} does not answer like a pycm "
+                          f"daemon: {e}"])
+        return EXIT_UNREACHABLE
     except ValueError as e:
         _writeLines(err, [f"pycm: {e}"])
         client.disconnect()
@@ -419,6 +425,7 @@ class PipedRequests(LineOnlyReceiver):
         self.lost = False
         self.eof = False
         self.paused = False
+        self.saidBye = False
         self._closing = False
 
     def connectionMade(self) -> None:
@@ -448,7 +455,7 @@ class PipedRequests(LineOnlyReceiver):
             return
         if isSilentLine(line):
             return
-        if self.lost:
+        if self.lost or self.saidBye:
             return
         command = fmt.commandName(line)
         self.inFlight += 1
@@ -466,6 +473,9 @@ class PipedRequests(LineOnlyReceiver):
         self._maybeFinish()
 
     def _ok(self, value: Any, command: str) -> None:
+        if command in ("exit", "quit"):
+            # The daemon closes the connection after this reply: expected.
+            self.saidBye = True
         if self.options.json:
             self._write(["OK " + json.dumps(value, ensure_ascii=False)])
         else:
@@ -490,6 +500,10 @@ class PipedRequests(LineOnlyReceiver):
 
     def _daemonLost(self, reason: BaseException) -> None:
         if self.eof and self.inFlight == 0:
+            return
+        if self.saidBye:
+            self.eof = True
+            self._maybeFinish()
             return
         self.lost = True
         _writeLines(self.err, [f"Error: lost the connection to the pycm daemon "
