@@ -291,12 +291,17 @@ class OneShotTests(SynchronousTestCase):
         self.assertEqual(h.out.getvalue(), "web: exited, exit code 3\n")
 
     def test_logs(self) -> None:
-        """C{logs} prints the lines' text."""
+        """
+        C{logs} prints the lines' text; the container's stderr lines go to
+        stderr, as with C{docker logs}.
+        """
         lines = [{"time": "t", "stream": "stdout", "line": "one"},
-                 {"time": "t", "stream": "stderr", "line": "two"}]
+                 {"time": "t", "stream": "stderr", "line": "two"},
+                 {"time": "t", "stream": "stdout", "line": "three"}]
         h = Harness(FakeDaemon({"logs": ok(lines)}))
         self.successResultOf(h.run(options("logs", "web")))
-        self.assertEqual(h.out.getvalue(), "one\ntwo\n")
+        self.assertEqual(h.out.getvalue(), "one\nthree\n")
+        self.assertEqual(h.err.getvalue(), "two\n")
 
     def test_logsFollow(self) -> None:
         """
@@ -316,10 +321,13 @@ class OneShotTests(SynchronousTestCase):
         self.assertNoResult(d)
         self.assertEqual(h.out.getvalue(), "old\nnew 1\n")
         h.daemon.sendEvent({"type": "log", "name": "web", "line": "new 2"})
+        h.daemon.sendEvent({"type": "log", "name": "web", "stream": "stderr",
+                            "line": "oops"})
         h.daemon.sendEvent({"type": "log_end", "name": "web"})
         h.flush()
         self.assertEqual(self.successResultOf(d), 0)
         self.assertEqual(h.out.getvalue(), "old\nnew 1\nnew 2\n")
+        self.assertEqual(h.err.getvalue(), "oops\n")
 
     def test_events(self) -> None:
         """

@@ -292,6 +292,13 @@ def _writeLines(stream: TextIO, lines: Sequence[str]) -> None:
         flush()
 
 
+def _logStream(entry: Any, out: TextIO, err: TextIO) -> TextIO:
+    """Where a log line goes: stderr for the container's stderr."""
+    if isinstance(entry, dict) and entry.get("stream") == "stderr":
+        return err
+    return out
+
+
 def _isFollow(words: Sequence[str]) -> bool:
     for word in words[1:]:
         if word == "--":
@@ -341,8 +348,9 @@ async def runCommand(
         else:
             text = fmt.formatEvent(event)
         if options.json:
-            text = json.dumps(event, ensure_ascii=False)
-        _writeLines(out, [text])
+            _writeLines(out, [json.dumps(event, ensure_ascii=False)])
+        else:
+            _writeLines(_logStream(event, out, err), [text])
 
     client.addEventListener(showEvent)
     try:
@@ -366,6 +374,11 @@ async def runCommand(
     replied = True
     if options.json:
         _writeLines(out, [json.dumps(value, ensure_ascii=False)])
+    elif name == "logs" and isinstance(value, list):
+        # Like `docker logs`: what the container wrote to stderr goes to
+        # stderr.
+        for entry in value:
+            _writeLines(_logStream(entry, out, err), [fmt.formatLogLine(entry)])
     else:
         lines = fmt.formatReply(name, value, reactor.seconds())
         # The events banner goes to stderr so `pycm events | grep` sees
