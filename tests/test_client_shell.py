@@ -313,6 +313,27 @@ class ShellTests(SynchronousTestCase):
         self.assertEqual(h.daemon.received, [])
         self.assertTrue(h.screen().endswith(b"pycm> "))
 
+    def test_tabCompletesCommand(self) -> None:
+        """Tab completes a unique command word, and lists several."""
+        h = ShellHarness()
+        h.type(b"insp\t")
+        self.assertEqual(h.typed(), b"inspect ")
+        h2 = ShellHarness()
+        h2.type(b"r")
+        h2.screen()
+        h2.type(b"\t")
+        self.assertEqual(h2.typed(), b"r")
+        self.assertIn(b"restart  rm  run\r\npycm> r", h2.screen())
+        h2.type(b"es\tweb\t")
+        self.assertEqual(h2.typed(), b"restart web")
+
+    def test_unauthorizedHint(self) -> None:
+        """C{unauthorized} in the shell says how to authenticate."""
+        h = ShellHarness(FakeDaemon({"list": "ERR unauthorized auth first"}))
+        h.type(b"list\r")
+        self.assertIn(b"Error: unauthorized: auth first (type `auth TOKEN`",
+                      h.screen())
+
     def test_ctrlU(self) -> None:
         """Ctrl-U deletes from the start of the line to the cursor."""
         h = ShellHarness()

@@ -26,12 +26,19 @@ from twisted.python.failure import Failure
 from pycm.client import format as fmt
 from pycm.client.cli import peerDescription
 from pycm.client.protocol import ClientProtocol, isSilentLine
+from pycm.errors import Unauthorized
 
 #: Options of run/create/stop that take a value as the next word.
 VALUE_OPTIONS = frozenset({
     "-e", "-l", "-w", "--env", "--label", "--restart", "--stop-timeout",
     "--stop-signal", "--memory", "--cpus", "--workdir", "--time", "-t",
 })
+#: Command words Tab completes (the contract's commands, and the shell's).
+COMMANDS = (
+    "auth", "create", "events", "exit", "help", "info", "inspect", "kill",
+    "list", "logs", "ls", "ping", "ps", "quit", "restart", "rm", "run",
+    "start", "stop", "unfollow", "version", "wait",
+)
 #: Commands that ask for a container name when typed without one.
 NAME_REQUIRED = frozenset({"run", "stop"})
 
@@ -174,6 +181,22 @@ class ShellProtocol(HistoricRecvLine):
 
     # -- keys -----------------------------------------------------------------
 
+    def handle_TAB(self) -> None:
+        """
+        Tab completes the command word: a unique match is completed, several
+        are listed.
+        """
+        typed = b"".join(self.lineBuffer)
+        if b" " in typed or self.lineBufferIndex != len(self.lineBuffer):
+            return
+        prefix = typed.decode("utf-8", "replace").lower()
+        matches = [c for c in COMMANDS if c.startswith(prefix)]
+        if len(matches) == 1:
+            for ch in (matches[0][len(prefix):] + " ").encode():
+                self.characterReceived(bytes([ch]), False)
+        elif matches and prefix:
+            self.printAbove(["  ".join(matches)])
+
     def handle_INTERRUPT(self) -> None:
         """Ctrl-C: drop the typed text (and a pending name question)."""
         self.terminal.write(b"^C\n")
@@ -266,7 +289,10 @@ class ShellProtocol(HistoricRecvLine):
         return lines
 
     def _formatError(self, failure: Failure) -> list[str]:
-        return [fmt.formatError(failure.value)]
+        text = fmt.formatError(failure.value)
+        if isinstance(failure.value, Unauthorized):
+            text += " (type `auth TOKEN`, or start pycm with --token or PYCM_TOKEN)"
+        return [text]
 
     def _replied(self, lines: list[str]) -> None:
         if self._progress is not None and self._progress.active():
