@@ -7,8 +7,10 @@ RFC 3339 UTC strings only when turned into JSON, at the edge.
 
 from __future__ import annotations
 
+import functools
 import re
 import signal as _signal
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Callable
@@ -106,8 +108,16 @@ def formatTime(seconds: float | None) -> str | None:
     """Format POSIX seconds as RFC 3339 UTC with milliseconds, or None."""
     if seconds is None:
         return None
-    moment = datetime.fromtimestamp(seconds, UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return _formatTime(seconds)
+
+
+@functools.lru_cache(maxsize=8192)
+def _formatTime(seconds: float) -> str:
+    # Cached: a list of 1,000 containers formats the same few thousand
+    # times again and again, and strftime is most of a list's cost.
+    whole = int(seconds // 1)
+    millis = int((seconds - whole) * 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{millis:03d}Z"
 
 
 def parseTime(text: str | None) -> float | None:

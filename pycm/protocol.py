@@ -44,6 +44,15 @@ _HTTP_METHODS = tuple(
     )
 )
 
+#: First bytes of the lines the guard must look at (HTTP methods, Host:).
+_GUARD_FIRST_BYTES = frozenset(bytes([c]) for c in b"GPHODCTHh")
+
+#: First bytes of lines that may be blank or comments.
+_BLANK_FIRST_BYTES = frozenset([b"", b" ", b"\t", b"#", b"\r", b"\x0b", b"\x0c"])
+
+#: The most request lines served from one connection in one reactor turn.
+LINES_PER_TURN = 64
+
 _encodeJSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
@@ -59,9 +68,12 @@ def encodeError(error: PycmError) -> bytes:
 
 
 def isCrossProtocol(line: bytes) -> bool:
-    """Is this the start of an HTTP request rather than a pycm request?"""
-    head = line[:8].upper()
-    return head.startswith(_HTTP_METHODS) or head.startswith(b"HOST:")
+    """
+    Is this the start of an HTTP request rather than a pycm request?  HTTP
+    methods are case-sensitive (browsers send them in capitals); header
+    names are not.
+    """
+    return line.startswith(_HTTP_METHODS) or line[:5].lower() == b"host:"
 
 
 @implementer(IPushProducer)
@@ -105,6 +117,7 @@ class PycmServerProtocol(LineReceiver):
     log = Logger()
 
     session: Session
+    _batch: list[bytes] | None = None
     _lost = False
     _inFlight = False
     _closeAfterReply = False
@@ -135,10 +148,61 @@ class PycmServerProtocol(LineReceiver):
     # Reading and its pauses.
 
     def dataReceived(self, data: bytes) -> None:
+        """
+        Split the bytes into lines and serve them.
+
+        This replaces L{LineReceiver.dataReceived}, keeping its contract
+        (C{lineReceived}, C{MAX_LENGTH}, pausing), for two reasons: it finds
+        lines by index instead of re-splitting the rest of the buffer for
+        each line, which is quadratic when a client pipelines thousands of
+        lines in one read; and it serves at most L{LINES_PER_TURN} lines in
+        one reactor turn, so a client with a full pipe cannot hold up the
+        others.  The replies to the lines of one turn are written at once.
+        """
         if self._lost or self.transport.disconnecting:
             # Closing: nothing more from this client is acted on.
             return
-        super().dataReceived(data)
+        self._buffer += data
+        if self._busyReceiving:
+            return
+        self._busyReceiving = True
+        self._batch = []
+        try:
+            self._serveBuffer()
+        finally:
+            self._busyReceiving = False
+            batch, self._batch = self._batch, None
+            if batch and not self._lost:
+                self.transport.writeSequence(batch)
+
+    def _serveBuffer(self) -> None:
+        buffer = self._buffer
+        start = 0
+        served = 0
+        maxLength = self.MAX_LENGTH
+        while not self.paused:
+            end = buffer.find(b"\n", start)
+            if end < 0:
+                break
+            if end - start > maxLength:
+                self._buffer = b""
+                self._tooLong()
+                return
+            line = buffer[start:end]
+            start = end + 1
+            self.lineReceived(line)
+            if self.transport.disconnecting or self._lost:
+                self._buffer = b""
+                return
+            served += 1
+            if served >= LINES_PER_TURN and start < len(buffer):
+                self.pauseReading("turn")
+                self.factory.daemon.clock.callLater(0, self.resumeReading, "turn")
+                break
+        self._buffer = buffer[start:]
+        if len(self._buffer) > maxLength:
+            self._buffer = b""
+            self._tooLong()
 
     def pauseReading(self, reason: str) -> None:
         """Stop reading requests until every reason is resumed."""
@@ -167,7 +231,8 @@ class PycmServerProtocol(LineReceiver):
             limit=limit,
         )
         self.clearLineBuffer()
-        self.sendLine(encodeError(TooLong(f"request line longer than {limit} bytes")))
+        self._write(encodeError(TooLong(f"request line longer than {limit} bytes")))
+        self._flush()
         self.transport.loseConnection()
 
     def lineReceived(self, line: bytes) -> None:
@@ -175,17 +240,20 @@ class PycmServerProtocol(LineReceiver):
             line = line[:-1]
         if len(line) > self.factory.maxLineLength:
             return self._tooLong()
-        if isCrossProtocol(line):
+        first = line[:1]
+        if first in _GUARD_FIRST_BYTES and isCrossProtocol(line):
             self.log.warn(
                 "HTTP request from {peer}: closing (cross-protocol guard)",
                 peer=self._peer,
             )
             self.clearLineBuffer()
+            self._flush()
             self.transport.loseConnection()
             return
-        stripped = line.lstrip()
-        if not stripped or stripped[:1] == b"#":
-            return
+        if first in _BLANK_FIRST_BYTES:
+            stripped = line.lstrip()
+            if not stripped or stripped[:1] == b"#":
+                return
         self._handle(line)
 
     # Requests and replies.
@@ -204,7 +272,7 @@ class PycmServerProtocol(LineReceiver):
         except Exception:
             self._replyFailure(Failure())
             return
-        if not isinstance(result, Deferred):
+        if type(result) is not Deferred:
             self._replyOK(result)
             return
         self._inFlight = True
@@ -245,13 +313,28 @@ class PycmServerProtocol(LineReceiver):
     def _reply(self, line: bytes) -> None:
         if self._lost:
             return
-        self.sendLine(line)
-        after, self.session.afterReply = self.session.afterReply, []
-        for action in after:
-            action()
+        self._write(line)
+        if self.session.afterReply:
+            after, self.session.afterReply = self.session.afterReply, []
+            for action in after:
+                action()
         if self._closeAfterReply:
             self.clearLineBuffer()
+            self._flush()
             self.transport.loseConnection()
+
+    def _write(self, line: bytes) -> None:
+        """Write one line now, or with the others of this turn."""
+        if self._batch is not None:
+            self._batch.append(line + b"\n")
+        else:
+            self.transport.write(line + b"\n")
+
+    def _flush(self) -> None:
+        """Write what this turn has gathered so far."""
+        if self._batch:
+            batch, self._batch = self._batch, []
+            self.transport.writeSequence(batch)
 
     def closeAfterReply(self) -> None:
         """Close the connection as soon as the current reply is written."""
@@ -275,7 +358,7 @@ class PycmServerProtocol(LineReceiver):
                 self._lost = True
                 self.transport.abortConnection()
                 return
-        self.sendLine(line)
+        self._write(line)
 
 
 class PycmServerFactory(Factory):

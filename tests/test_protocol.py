@@ -133,6 +133,7 @@ class LimitTests(SynchronousTestCase):
         """Only HTTP methods followed by a space, or Host:, count."""
         self.assertTrue(isCrossProtocol(b"DELETE /containers HTTP/1.1"))
         self.assertTrue(isCrossProtocol(b"host: example"))
+        self.assertTrue(isCrossProtocol(b"HOST:example"))
         self.assertFalse(isCrossProtocol(b"GETTER"))
         self.assertFalse(isCrossProtocol(b"run GET"))
 
@@ -170,6 +171,26 @@ class OrderTests(SynchronousTestCase):
         self.server.clock.advance(10)
         self.server.clock.advance(0)
         self.assertEqual(self.conn.transport.producerState, "producing")
+
+    def test_fairTurns(self) -> None:
+        """
+        A client that pipelines many requests in one read is served
+        LINES_PER_TURN of them per reactor turn, so others get their turn;
+        every one is answered in order in the end.
+        """
+        from pycm.protocol import LINES_PER_TURN
+
+        self.conn.send("".join(f"create c{i:03d}\n" for i in range(200)))
+        self.assertEqual(len(self.conn.lines()), LINES_PER_TURN)
+        other = self.server.connect()
+        self.assertEqual(other.ok("ping"), "pong")
+        names = []
+        for _ in range(10):
+            self.server.clock.advance(0)
+        for kind, value in self.conn.replies():
+            names.append(value["name"])
+        self.assertEqual(len(names), 200 - LINES_PER_TURN)
+        self.assertEqual(names[-1], "c199")
 
     def test_otherConnectionsNotDelayed(self) -> None:
         """One connection's slow stop does not delay another's requests."""
