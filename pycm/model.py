@@ -11,9 +11,9 @@ import functools
 import re
 import signal as _signal
 import time
-from collections.abc import Mapping
-from datetime import UTC, datetime
-from typing import Any, Callable
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
 
 import attrs
 

@@ -248,12 +248,13 @@ class ShellE2ETests(TestCase):
     def test_session(self) -> None:
         """
         A whole session: the greeting names 127.0.0.1:PORT; a request and
-        its reply; the name guardrail; an event arriving while a line is
-        typed is printed and the typed text redrawn; history; Ctrl-D leaves
+        its reply; the name guardrail; events are on from the start, and an
+        event arriving while a line is typed is printed and the typed text redrawn; history; Ctrl-D leaves
         with status 0 and the terminal settings restored.
         """
         self.readUntil(
             b"Connected to the pycm daemon at 127.0.0.1:%d" % self.daemon.port)
+        self.readUntil(b"Container events are shown as they happen")
         self.readUntil(b"pycm> ")
         self.mark()
         self.type(b"ping\r")
@@ -267,10 +268,6 @@ class ShellE2ETests(TestCase):
         self.readUntil(b"Container name required")
         self.readUntil(b"pycm> ")
 
-        self.mark()
-        self.type(b"events\r")
-        self.readUntil(b"Watching events")
-        self.readUntil(b"pycm> ")
         self.mark()
         self.type(b"insp")
         self.readUntil(b"insp")

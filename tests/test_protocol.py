@@ -187,7 +187,7 @@ class OrderTests(SynchronousTestCase):
         names = []
         for _ in range(10):
             self.server.clock.advance(0)
-        for kind, value in self.conn.replies():
+        for _, value in self.conn.replies():
             names.append(value["name"])
         self.assertEqual(len(names), 200 - LINES_PER_TURN)
         self.assertEqual(names[-1], "c199")

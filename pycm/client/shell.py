@@ -26,7 +26,7 @@ from twisted.python.failure import Failure
 from pycm.client import format as fmt
 from pycm.client.cli import peerDescription
 from pycm.client.protocol import ClientProtocol, isSilentLine
-from pycm.errors import Unauthorized
+from pycm.errors import PycmError, Unauthorized
 
 #: Options of run/create/stop that take a value as the next word.
 VALUE_OPTIONS = frozenset({
@@ -388,8 +388,15 @@ async def runShell(
     if client.authError is not None:
         notices.append(f"Warning: the daemon refused the token from "
                        f"{options.tokenSource} ({client.authError})")
-    notices.append("Type `help` for the commands, `events` to watch container "
-                   "events, `exit` or Ctrl-D to leave.")
+    # Events are printed as they happen: subscribe before the first prompt.
+    try:
+        await client.request("events")
+    except PycmError as e:
+        notices.append(f"Container events are off: {e}")
+    else:
+        notices.append("Container events are shown as they happen (`events --off` "
+                       "stops them).")
+    notices.append("Type `help` for the commands, `exit` or Ctrl-D to leave.")
     done: Deferred[int] = Deferred()
 
     def columns() -> int:
