@@ -202,6 +202,10 @@ pycm_docker_teardown() {
     done
     _pycm_kill_under "$dir"
     # vfs layers can hold read-only bits; exec-root may hold mounts.
+    # A dockerd killed with SIGKILL leaves its network namespaces mounted.
+    for f in "$dir"/exec/netns/*; do
+        [ -e "$f" ] && { umount "$f" 2>/dev/null || umount -l "$f" 2>/dev/null || true; }
+    done
     umount -R "$dir/exec" 2>/dev/null || true
     umount -R "$dir/data" 2>/dev/null || true
     rm -rf "$dir" 2>/dev/null || true
