@@ -206,7 +206,11 @@ def dispatch(session: Session, words: Sequence[str]) -> Any:
         raise BadRequest(f"unknown command {words[0]!r}; try 'help'")
     if not (command.public or session.authenticated):
         raise Unauthorized(f"'{command.name}' needs authentication first: auth TOKEN")
-    options, args = parseOptions(words[1:], command.options)
+    if len(words) == 1:
+        options: dict[str, Any] = {}
+        args: list[str] = []
+    else:
+        options, args = parseOptions(words[1:], command.options)
     if len(args) < command.minArgs:
         raise BadRequest(f"not enough arguments; usage: {command.usage()}")
     if command.maxArgs is not None and len(args) > command.maxArgs:

@@ -50,8 +50,10 @@ _GUARD_FIRST_BYTES = frozenset(bytes([c]) for c in b"GPHODCTHh")
 #: First bytes of lines that may be blank or comments.
 _BLANK_FIRST_BYTES = frozenset([b"", b" ", b"\t", b"#", b"\r", b"\x0b", b"\x0c"])
 
-#: The most request lines served from one connection in one reactor turn.
+#: The most request lines served from one connection in one reactor turn,
+#: and the most reply bytes it may write in one turn before it yields.
 LINES_PER_TURN = 64
+BYTES_PER_TURN = 64 * 1024
 
 _encodeJSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
@@ -118,12 +120,15 @@ class PycmServerProtocol(LineReceiver):
 
     session: Session
     _batch: list[bytes] | None = None
+    _batchBytes = 0
     _lost = False
     _inFlight = False
     _closeAfterReply = False
 
     def connectionMade(self) -> None:
         factory = self.factory
+        self._maxLineLength = factory.maxLineLength
+        self._logRequests = factory.logRequests
         self.MAX_LENGTH = factory.maxLineLength + 1
         self.session = Session(
             factory.daemon, self.sendEvent, self.closeAfterReply, factory.requireAuth
@@ -167,13 +172,14 @@ class PycmServerProtocol(LineReceiver):
             return
         self._busyReceiving = True
         self._batch = []
+        self._batchBytes = 0
         try:
             self._serveBuffer()
         finally:
             self._busyReceiving = False
-            batch, self._batch = self._batch, None
-            if batch and not self._lost:
-                self.transport.writeSequence(batch)
+            if not self._lost:
+                self._flush()
+            self._batch = None
 
     def _serveBuffer(self) -> None:
         buffer = self._buffer
@@ -195,7 +201,9 @@ class PycmServerProtocol(LineReceiver):
                 self._buffer = b""
                 return
             served += 1
-            if served >= LINES_PER_TURN and start < len(buffer):
+            if (served >= LINES_PER_TURN or self._batchBytes >= BYTES_PER_TURN) and start < len(
+                buffer
+            ):
                 self.pauseReading("turn")
                 self.factory.daemon.clock.callLater(0, self.resumeReading, "turn")
                 break
@@ -238,7 +246,7 @@ class PycmServerProtocol(LineReceiver):
     def lineReceived(self, line: bytes) -> None:
         if line[-1:] == b"\r":
             line = line[:-1]
-        if len(line) > self.factory.maxLineLength:
+        if len(line) > self._maxLineLength:
             return self._tooLong()
         first = line[:1]
         if first in _GUARD_FIRST_BYTES and isCrossProtocol(line):
@@ -263,7 +271,7 @@ class PycmServerProtocol(LineReceiver):
             words = splitWords(decodeLine(line))
             if not words:
                 return
-            if self.factory.logRequests:
+            if self._logRequests:
                 self.log.debug("{peer} request {command}", peer=self._peer, command=words[0])
             result = dispatch(self.session, words)
         except PycmError as error:
@@ -273,7 +281,12 @@ class PycmServerProtocol(LineReceiver):
             self._replyFailure(Failure())
             return
         if type(result) is not Deferred:
-            self._replyOK(result)
+            try:
+                reply = b"OK " + _encodeJSON(result).encode("utf-8")
+            except Exception:
+                self._replyFailure(Failure())
+                return
+            self._reply(reply)
             return
         self._inFlight = True
         result.addCallbacks(self._replyOK, self._replyFailure)
@@ -325,13 +338,19 @@ class PycmServerProtocol(LineReceiver):
 
     def _write(self, line: bytes) -> None:
         """Write one line now, or with the others of this turn."""
-        if self._batch is not None:
-            self._batch.append(line + b"\n")
-        else:
+        if self._batch is None:
             self.transport.write(line + b"\n")
+            return
+        self._batch.append(line + b"\n")
+        self._batchBytes += len(line) + 1
+        if self._batchBytes >= BYTES_PER_TURN:
+            # Big replies go out at once, so that a client that does not
+            # read is noticed (the write throttle pauses us) straight away.
+            self._flush()
 
     def _flush(self) -> None:
         """Write what this turn has gathered so far."""
+        self._batchBytes = 0
         if self._batch:
             batch, self._batch = self._batch, []
             self.transport.writeSequence(batch)

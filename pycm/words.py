@@ -8,6 +8,7 @@ C{--opt value} or a listed short form (C{-e K=V}); C{--} ends them.
 
 from __future__ import annotations
 
+import functools
 import shlex
 from collections.abc import Sequence
 from typing import Any
@@ -76,6 +77,16 @@ class Option:
         return f"[{text}]" + ("..." if self.repeat else "")
 
 
+@functools.lru_cache(maxsize=64)
+def _optionTables(
+    options: tuple[Option, ...],
+) -> tuple[dict[str, Option], dict[str, Option]]:
+    """The options by long and by short name (made once per command)."""
+    byLong = {option.name: option for option in options}
+    byShort = {option.short: option for option in options if option.short}
+    return byLong, byShort
+
+
 def parseOptions(
     words: Sequence[str], options: Sequence[Option]
 ) -> tuple[dict[str, Any], list[str]]:
@@ -87,8 +98,7 @@ def parseOptions(
     @raise BadRequest: for an unknown option, a missing value, a flag given
         a value, or a non-repeatable option given twice.
     """
-    byLong = {option.name: option for option in options}
-    byShort = {option.short: option for option in options if option.short}
+    byLong, byShort = _optionTables(tuple(options))
     given: dict[str, Any] = {}
     index = 0
     while index < len(words):

@@ -192,6 +192,19 @@ class OrderTests(SynchronousTestCase):
         self.assertEqual(len(names), 200 - LINES_PER_TURN)
         self.assertEqual(names[-1], "c199")
 
+    def test_bigRepliesYieldTheTurn(self) -> None:
+        """
+        Pipelined requests with big replies yield the turn once a turn has
+        written BYTES_PER_TURN, so one client's lists cannot starve others.
+        """
+        for i in range(300):
+            self.conn.ok(f"create c{i:03d}")
+        self.conn.send("list\n" * 5)
+        self.assertEqual(len(self.conn.lines()), 1)
+        for _ in range(5):
+            self.server.clock.advance(0)
+        self.assertEqual(len(self.conn.lines()), 4)
+
     def test_otherConnectionsNotDelayed(self) -> None:
         """One connection's slow stop does not delay another's requests."""
         self.conn.ok("run slow memory ignore-term")
