@@ -121,7 +121,14 @@ class FakeProcessReactor(Clock):
             dict(protocol=protocol, executable=executable, args=args, transport=transport, **kw)
         )
         protocol.makeConnection(transport)
+        if self.reapAtOnce:
+            # What Twisted does when the child exited before it registered
+            # its reap handler: processExited at once, and pid None.
+            transport.pid = None  # type: ignore[assignment]
+            protocol.processExited(ended(0))
         return transport
+
+    reapAtOnce = False
 
 
 class ManualCall:
@@ -168,6 +175,7 @@ class FakeRuntime:
 
     def __init__(self) -> None:
         self.reactor = Clock()
+        self.proc = "/proc"
         self.cgroups = NO_CGROUPS
         self.released: list[str] = []
         self.log = ProcessRuntime.log
@@ -530,6 +538,22 @@ class RuntimeFakeTests(SynchronousTestCase):
         run = self.successResultOf(d)
         self.assertTrue(verifyObject(IRun, run))
         self.assertEqual(run.pid, 4242)
+
+    def test_reapedInsideSpawnProcess(self) -> None:
+        """
+        A child so quick that Twisted reaps it inside spawnProcess (the
+        transport's pid is then None) still gives a run with its pid, whose
+        leftovers are killed, and spawn fires.
+        """
+        killed: list[tuple[int, int]] = []
+        self.patch(process, "_killpg", lambda *a: killed.append(a))
+        self.reactor.reapAtOnce = True
+        run = self.successResultOf(self.runtime.spawn(container(), RecordingObserver()))
+        self.assertEqual(run.pid, 4242)
+        self.assertTrue(run.exited)
+        self.assertEqual(killed, [(4242, signal.SIGKILL)])
+        run.signal(signal.SIGTERM)
+        self.assertEqual(killed, [(4242, signal.SIGKILL)])
 
     def test_spawnRefusedUpFront(self) -> None:
         """

@@ -294,6 +294,7 @@ class _RunProtocol(ProcessProtocol):
     """Reads one run's status pipe and output; reports to its observer."""
 
     def __init__(self, runtime: ProcessRuntime, observer: IRunObserver, group: str | None):
+        super().__init__()
         self._runtime = runtime
         self._observer = observer
         self._group = group
@@ -306,6 +307,17 @@ class _RunProtocol(ProcessProtocol):
         self._paused = False
         self._drainCall: IDelayedCall | None = None
         self._lingerCall: IDelayedCall | None = None
+
+    def connectionMade(self) -> None:
+        """
+        The process exists (not yet reaped: Twisted may reap a fast one
+        before spawnProcess even returns, and C{transport.pid} is then
+        None), so its pid and start time are known here.
+        """
+        pid = self.transport.pid  # type: ignore[union-attr]
+        self.run = ProcessRun(
+            self._runtime, pid, procfs.startTime(pid, self._runtime.proc), self._group
+        )
 
     # -- status pipe --------------------------------------------------------
 
@@ -579,8 +591,7 @@ class ProcessRuntime:
             if group is not None:
                 self._releaseGroup(group)
             raise BackendError(f"could not start {container.name}: {e.strerror}") from e
-        pid = transport.pid
-        protocol.run = ProcessRun(self, pid, procfs.startTime(pid, self.proc), group)
+        del transport  # its pid is None once reaped: the run keeps it
         if fast:
             self._awaitSession(protocol, SESSION_WAIT / SESSION_POLL)
         return protocol.started  # type: ignore[return-value]
