@@ -121,6 +121,7 @@ class PycmServerProtocol(LineReceiver):
     session: Session
     _batch: list[bytes] | None = None
     _batchBytes = 0
+    _turnBytes = 0
     _lost = False
     _inFlight = False
     _closeAfterReply = False
@@ -172,7 +173,7 @@ class PycmServerProtocol(LineReceiver):
             return
         self._busyReceiving = True
         self._batch = []
-        self._batchBytes = 0
+        self._batchBytes = self._turnBytes = 0
         try:
             self._serveBuffer()
         finally:
@@ -201,7 +202,7 @@ class PycmServerProtocol(LineReceiver):
                 self._buffer = b""
                 return
             served += 1
-            if (served >= LINES_PER_TURN or self._batchBytes >= BYTES_PER_TURN) and start < len(
+            if (served >= LINES_PER_TURN or self._turnBytes >= BYTES_PER_TURN) and start < len(
                 buffer
             ):
                 self.pauseReading("turn")
@@ -343,6 +344,7 @@ class PycmServerProtocol(LineReceiver):
             return
         self._batch.append(line + b"\n")
         self._batchBytes += len(line) + 1
+        self._turnBytes += len(line) + 1
         if self._batchBytes >= BYTES_PER_TURN:
             # Big replies go out at once, so that a client that does not
             # read is noticed (the write throttle pauses us) straight away.
