@@ -249,8 +249,9 @@ class ShellE2ETests(TestCase):
         """
         A whole session: the greeting names 127.0.0.1:PORT; a request and
         its reply; the name guardrail; events are on from the start, and an
-        event arriving while a line is typed is printed and the typed text redrawn; history; Ctrl-D leaves
-        with status 0 and the terminal settings restored.
+        event arriving while a line is typed is printed and the typed text
+        redrawn; history; Ctrl-D leaves with status 0 and the terminal
+        settings restored.
         """
         self.readUntil(
             b"Connected to the pycm daemon at 127.0.0.1:%d" % self.daemon.port)
