@@ -29,6 +29,7 @@ from pycm.model import (
     ContainerSpec,
     LogFollow,
     LogLine,
+    ProgressEvent,
     RestartPolicy,
     State,
     WaitCondition,
@@ -117,7 +118,7 @@ class Session:
             self.daemon.events.unsubscribe(self._onEvent)
             self._eventFilter = None
 
-    def _onEvent(self, event: ContainerEvent) -> None:
+    def _onEvent(self, event: ContainerEvent | ProgressEvent) -> None:
         if self._eventFilter is not None and eventMatches(event, self._eventFilter):
             self.sendEvent(event.toJSON())
 
@@ -396,7 +397,7 @@ def containerMatches(container: Container, filters: dict[str, set[str]]) -> bool
     return True
 
 
-def eventMatches(event: ContainerEvent, filters: dict[str, set[str]]) -> bool:
+def eventMatches(event: ContainerEvent | ProgressEvent, filters: dict[str, set[str]]) -> bool:
     """Does C{event} pass every filter of C{events --filter}?"""
     for key, values in filters.items():
         if getattr(event, key) not in values:

@@ -13,12 +13,12 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from pycm.interfaces import IEventStore
-from pycm.model import ContainerEvent
+from pycm.model import ContainerEvent, ProgressEvent
 
 #: The contract keeps at least this many events for C{events --since}.
 RETAINED_EVENTS = 10_000
 
-Subscriber = Callable[[ContainerEvent], None]
+Subscriber = Callable[[ContainerEvent | ProgressEvent], None]
 
 
 @implementer(IEventStore)
@@ -66,17 +66,25 @@ class EventLog:
         """The id of the newest event (0 if there is none yet)."""
         return self._lastId
 
-    def record(self, event: ContainerEvent) -> ContainerEvent:
-        """Number, store and publish one event from the backend."""
+    def record(self, event: ContainerEvent | ProgressEvent) -> None:
+        """
+        Number, store and publish one event from the backend; progress
+        events are only published.
+        """
+        if isinstance(event, ProgressEvent):
+            self._publish(event)
+            return
         self._lastId += 1
         numbered = attrs.evolve(event, id=self._lastId)
         self.store.append(numbered)
+        self._publish(numbered)
+
+    def _publish(self, event: ContainerEvent | ProgressEvent) -> None:
         for subscriber in list(self._subscribers):
             try:
-                subscriber(numbered)
+                subscriber(event)
             except Exception:
                 self.log.failure("event subscriber {s!r} failed", s=subscriber)
-        return numbered
 
     def since(self, eventId: int, limit: int = RETAINED_EVENTS) -> list[ContainerEvent]:
         """The retained events with an id above C{eventId}, oldest first."""

@@ -337,6 +337,29 @@ class ContainerEvent:
 
 
 @attrs.frozen
+class ProgressEvent:
+    """
+    How a long operation is getting on (an image pull for a C{run}), for
+    event subscribers.  Backends emit it through the same seam as
+    L{ContainerEvent}s; it is neither numbered nor kept.
+    """
+
+    name: str
+    action: str
+    detail: str
+    time: float
+
+    def toJSON(self) -> dict[str, Any]:
+        return {
+            "type": "progress",
+            "action": self.action,
+            "name": self.name,
+            "detail": self.detail,
+            "time": formatTime(self.time),
+        }
+
+
+@attrs.frozen
 class Capabilities:
     """
     What a backend supports, as C{info} reports it.

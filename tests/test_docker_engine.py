@@ -20,7 +20,14 @@ from zope.interface.verify import verifyObject
 from pycm.backends.dockermap import MANAGED_LABEL
 from pycm.errors import BadRequest, Conflict, NoImage, NotFound
 from pycm.interfaces import IContainerBackend
-from pycm.model import ContainerEvent, ContainerSpec, LogLine, RestartPolicy, State
+from pycm.model import (
+    ContainerEvent,
+    ContainerSpec,
+    LogLine,
+    ProgressEvent,
+    RestartPolicy,
+    State,
+)
 from tests.test_docker_support import (
     engineBackend,
     removeContainers,
@@ -382,13 +389,20 @@ class PullTests(EngineTestCase):
         self.addCleanup(
             lambda: self.backend.engine.request("DELETE", f"/images/{image}", {"force": True})
         )
-        progress: list[tuple[str, dict[str, Any]]] = []
-        self.backend.pullObservers.append(lambda i, p: progress.append((i, p)))
+        progress: list[ProgressEvent] = []
+
+        def observe(event: object) -> None:
+            if isinstance(event, ProgressEvent):
+                progress.append(event)
+
+        self.backend.addObserver(observe)
+        self.addCleanup(self.backend.removeObserver, observe)
         name = self.name()
         container = yield self.backend.create(ContainerSpec(name, image=image, command=("true",)))
         self.assertEqual(container.image, image)
         self.assertTrue(progress)
-        self.assertTrue(any("Status" in str(p.get("status")) for _, p in progress))
+        self.assertEqual({(e.name, e.action) for e in progress}, {(name, "pull")})
+        self.assertTrue(any("Status" in e.detail for e in progress), progress)
 
     @defer.inlineCallbacks
     def test_pullUnknown(self) -> Any:

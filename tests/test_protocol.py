@@ -446,6 +446,28 @@ class CommandTests(SynchronousTestCase):
         self.conn.ok("kill web")
         self.assertEqual(self.conn.replies(), [])
 
+    def test_progressEvents(self) -> None:
+        """
+        Progress events (an image pull) reach subscribers, unnumbered and
+        not kept; filters apply to them too.
+        """
+        from pycm.model import ProgressEvent
+
+        self.conn.ok("events")
+        quiet = self.server.connect()
+        quiet.ok("events --filter action=create")
+        self.server.events.record(ProgressEvent("web", "pull", "busybox: Downloading", 5.0))
+        [(kind, event)] = self.conn.replies()
+        self.assertEqual(kind, "EVENT")
+        self.assertEqual(
+            event,
+            {"type": "progress", "action": "pull", "name": "web",
+             "detail": "busybox: Downloading", "time": "1970-01-01T00:00:05.000Z"},
+        )
+        self.assertEqual(quiet.replies(), [])
+        self.assertEqual(self.server.events.lastId, 0)
+        self.assertEqual(self.server.events.since(0), [])
+
     def test_help(self) -> None:
         """help lists every command; help COMMAND shows its usage."""
         names = {c["name"] for c in self.conn.ok("help")["commands"]}

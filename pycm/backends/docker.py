@@ -28,8 +28,9 @@ Choices worth knowing (options: L{OPTIONS}):
   - Restarts by the engine's restart policy appear as C{start} then
     C{restart}, as the contract has it; so does a C{docker start} of a
     stopped pycm container from outside pycm when it has a policy.
-  - Pull progress: each progress object goes to L{DockerBackend.pullObservers}
-    and to the log.
+  - Pull progress goes to the log, and to the observers as
+    L{ProgressEvent}s (one each time a layer's status changes), so event
+    subscribers such as the shell see it.
 """
 
 from __future__ import annotations
@@ -88,6 +89,7 @@ from pycm.model import (
     ContainerSpec,
     LogFollow,
     LogLine,
+    ProgressEvent,
     State,
     WaitCondition,
     parseSignal,
@@ -205,8 +207,6 @@ class DockerBackend:
 
     @ivar eventGrace: how long an operation waits for its own event to come
         back on the event stream before it replies anyway.
-    @ivar pullObservers: callables taking C{(image, progress)} with each
-        progress object of a pull (C{status}, C{id}, C{progressDetail}).
     """
 
     name = "docker"
@@ -237,8 +237,7 @@ class DockerBackend:
         self.init = init
         self.stopOnClose = stopOnClose
         self.defaultCommand = defaultCommand
-        self.pullObservers: list[Callable[[str, dict[str, Any]], None]] = []
-        self._observers: list[Callable[[ContainerEvent], None]] = []
+        self._observers: list[Callable[[ContainerEvent | ProgressEvent], None]] = []
         self._locks: dict[str, DeferredLock] = {}
         self._stopping: collections.Counter[str] = collections.Counter()
         self._signals: dict[str, set[int]] = {}
@@ -305,7 +304,7 @@ class DockerBackend:
 
     # -- events ---------------------------------------------------------------
 
-    def _emit(self, event: ContainerEvent) -> None:
+    def _emit(self, event: ContainerEvent | ProgressEvent) -> None:
         for observer in list(self._observers):
             try:
                 observer(event)
@@ -567,7 +566,7 @@ class DockerBackend:
         except EngineError as e:
             if not (self.pull and e.status == 404):
                 raise self._fail(e, spec.name, image=image) from None
-            yield self.pullImage(image)
+            yield self.pullImage(image, spec.name)
             try:
                 _, created = yield self._createRequest(spec.name, image, body)
             except EngineError as e2:
@@ -589,10 +588,11 @@ class DockerBackend:
         return result
 
     @defer.inlineCallbacks
-    def pullImage(self, image: str) -> Any:
+    def pullImage(self, image: str, name: str | None = None) -> Any:
         """
-        Pull C{image} (C{POST /images/create}), logging its progress and
-        giving each progress object to the L{pullObservers}.
+        Pull C{image} (C{POST /images/create}), logging its progress and,
+        for the container C{name}, emitting a L{ProgressEvent} each time a
+        layer's status changes.
 
         @return: Deferred firing with None once pulled; L{NoImage} if the
             registry has no such image.
@@ -612,11 +612,9 @@ class DockerBackend:
             if lastStatus.get(key) != status:
                 lastStatus[key] = status
                 self.log.info("pulling {image}: {id} {status}", image=image, id=key, status=status)
-            for observer in list(self.pullObservers):
-                try:
-                    observer(image, item)
-                except Exception:
-                    self.log.failure("pull observer failed")
+                if name is not None:
+                    detail = " ".join(part for part in (image, key, status) if part)
+                    self._emit(ProgressEvent(name, "pull", detail, self.reactor.seconds()))
 
         parser = JSONLines(progress)
         self.log.info("pulling {image}", image=image)

@@ -209,6 +209,8 @@ def formatEvent(event: Any) -> str:
     kind = event.get("type")
     if kind == "log":
         return f"{event.get('name')} | {event.get('line', '')}"
+    if kind == "progress":
+        return f"{event.get('name')}: {event.get('action')} {event.get('detail', '')}".rstrip()
     if kind == "log_end":
         return f"{event.get('name')}: end of logs"
     if kind == "container":
