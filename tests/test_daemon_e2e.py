@@ -98,6 +98,27 @@ class DaemonE2ETests(SynchronousTestCase):
         ids = [e["id"] for e in waitFor(lambda: _eventsUntil(client, lastId + 1), "events")]
         self.assertEqual(ids[-1], lastId + 1)
 
+    def test_stdioListener(self) -> None:
+        """--listen stdio: serves the protocol on the daemon's stdin and stdout."""
+        import tempfile
+
+        home = tempfile.mkdtemp(prefix="pycm-e2e-")
+        process = subprocess.Popen(
+            [*twistdCommand(), "-n", "--pidfile=", "--logfile", os.path.join(home, "log"),
+             "pycm", "--backend", "memory", "--state-dir", os.path.join(home, "s"),
+             "--listen", "stdio:"],
+            cwd=home, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        )
+        self.addCleanup(process.wait)
+        self.addCleanup(process.kill)
+        assert process.stdin is not None and process.stdout is not None
+        process.stdin.write(b"ping\nrun web\nlist\nexit\n")
+        process.stdin.flush()
+        self.assertEqual(process.stdout.readline(), b'OK "pong"\n')
+        self.assertTrue(process.stdout.readline().startswith(b'OK {"name":"web"'))
+        self.assertTrue(process.stdout.readline().startswith(b'OK [{"name":"web"'))
+        self.assertEqual(process.stdout.readline(), b'OK "bye"\n')
+
     def test_nonLoopbackTCPRefused(self) -> None:
         """A TCP listener on every address without TLS is refused at start-up."""
         result = _runTwistd(["--listen", "tcp:0"])
