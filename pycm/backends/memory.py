@@ -165,12 +165,14 @@ class SimulatedRuntime:
         if argv[0] == "unstartable":
             return fail(BackendError(f'cannot start "{argv[0]}": simulated failure'))
         self._nextPid += 1
-        run = SimulatedRun(
-            self._clock, observer, self._nextPid, lambda r: self.runs.pop(r.pid, None)
-        )
+        run = SimulatedRun(self._clock, observer, self._nextPid, self._forget)
         self.runs[run.pid] = run
         self._behave(run, argv)
         return succeed(run)
+
+    def _forget(self, run: SimulatedRun) -> None:
+        """Drop an exited run from the live runs."""
+        self.runs.pop(run.pid, None)
 
     def _behave(self, run: SimulatedRun, argv: list[str]) -> None:
         command, args = argv[0], argv[1:]

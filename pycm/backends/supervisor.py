@@ -42,6 +42,7 @@ Rules the engine keeps:
 
 from __future__ import annotations
 
+import builtins
 import signal as _signal
 import uuid
 from collections.abc import Callable
@@ -74,6 +75,7 @@ from pycm.model import (
     DEFAULT_STOP_SIGNAL,
     DEFAULT_STOP_TIMEOUT,
     Action,
+    Capabilities,
     Container,
     ContainerEvent,
     ContainerSpec,
@@ -125,13 +127,13 @@ def defaultIdFactory() -> str:
 @attrs.define(eq=False)
 class _Waiter:
     condition: str
-    deferred: Deferred
+    deferred: Deferred[Container]
 
 
 @attrs.define(eq=False)
 class _Follower:
     observer: Callable[[LogLine], None]
-    ended: Deferred
+    ended: Deferred[None]
 
 
 @attrs.define(eq=False)
@@ -182,7 +184,7 @@ class Record:
     removing: bool = attrs.field(default=False, repr=False)
     removed: bool = attrs.field(default=False, repr=False)
     waiters: list[_Waiter] = attrs.field(factory=list, repr=False)
-    exitWaiters: list[Deferred] = attrs.field(factory=list, repr=False)
+    exitWaiters: list[Deferred[Container]] = attrs.field(factory=list, repr=False)
     followers: list[_Follower] = attrs.field(factory=list, repr=False)
     lock: DeferredLock = attrs.field(factory=DeferredLock, repr=False)
 
@@ -308,7 +310,7 @@ class Supervisor:
         self._closing = False
 
     @property
-    def capabilities(self):  # type: ignore[no-untyped-def]
+    def capabilities(self) -> Capabilities:
         return self._runtime.capabilities
 
     @property
@@ -509,10 +511,10 @@ class Supervisor:
             return fail(e)
         return record.lock.run(self._startLocked, record)
 
-    def _startLocked(self, record: Record) -> Container | Deferred[Container]:
+    def _startLocked(self, record: Record) -> Deferred[Container]:
         self._checkCurrent(record)
         if record.state in State.ALIVE:
-            return record.toContainer()
+            return succeed(record.toContainer())
         self._cancelRestart(record)
         record.manuallyStopped = False
         record.restartCount = 0
@@ -526,7 +528,7 @@ class Supervisor:
             return fail(e)
         return record.lock.run(self._stopLocked, record, timeout)
 
-    def _stopLocked(self, record: Record, timeout: float | None) -> Container | Deferred[Container]:
+    def _stopLocked(self, record: Record, timeout: float | None) -> Deferred[Container]:
         self._checkCurrent(record)
         if record.state == State.RESTARTING:
             self._cancelRestart(record)
@@ -535,9 +537,9 @@ class Supervisor:
             self._save(record)
             self._emit(Action.STOP, record)
             self._endFollowers(record)
-            return record.toContainer()
+            return succeed(record.toContainer())
         if record.state not in State.ALIVE:
-            return record.toContainer()
+            return succeed(record.toContainer())
         record.manuallyStopped = True
         return self._terminate(record, timeout, clientStop=True)
 
@@ -596,7 +598,7 @@ class Supervisor:
                 self._emit(Action.KILL, record)
             self._signal(record, _signal.SIGKILL)
 
-    def _removeLocked(self, record: Record, force: bool) -> Deferred[None] | None:
+    def _removeLocked(self, record: Record, force: bool) -> Deferred[None]:
         self._checkCurrent(record)
         if record.state in State.ALIVE or record.state == State.RESTARTING:
             if not force:
@@ -606,10 +608,15 @@ class Supervisor:
                 )
             self._forceKill(record)
             if record.state in State.ALIVE:
-                d: Deferred[Any] = Deferred()
+                d: Deferred[Container] = Deferred()
                 record.exitWaiters.append(d)
-                return d.addCallback(lambda _: self._destroy(record))
-        return self._destroy(record)
+
+                def exited(_: Container) -> None:
+                    self._destroy(record)
+
+                return d.addCallback(exited)
+        self._destroy(record)
+        return succeed(None)
 
     def _destroy(self, record: Record) -> None:
         self._checkCurrent(record)
@@ -633,14 +640,15 @@ class Supervisor:
         except NotFound as e:
             return fail(e)
 
-    def logs(self, name: str, tail: int | None) -> Deferred[list[LogLine]]:
+    # C{list} below means the method above, in this class body.
+    def logs(self, name: str, tail: int | None) -> Deferred[builtins.list[LogLine]]:
         try:
             self._lookup(name)
         except NotFound as e:
             return fail(e)
         return maybeDeferred(self._tail, name, tail)
 
-    def _tail(self, name: str, tail: int | None) -> list[LogLine]:
+    def _tail(self, name: str, tail: int | None) -> builtins.list[LogLine]:
         if tail is not None and tail <= 0:
             return []
         return list(self._logStore.tail(name, tail))
@@ -722,12 +730,12 @@ class Supervisor:
         """Start one run of C{record}; fires once it is running."""
         observer = _RunObserver(self, record)
         record.observer = observer
-        d = maybeDeferred(self._runtime.spawn, record.toContainer(), observer)
+        d: Deferred[IRun] = maybeDeferred(self._runtime.spawn, record.toContainer(), observer)
         return d.addCallbacks(
             self._spawned,
             self._spawnFailed,
             callbackArgs=(record, observer, auto),
-            errbackArgs=(record, observer, auto),
+            errbackArgs=(record, observer),
         )
 
     def _spawned(self, run: IRun, record: Record, observer: _RunObserver, auto: bool) -> Container:
@@ -756,9 +764,7 @@ class Supervisor:
             self._exited(record, observer, observer.pendingExit[0])
         return snapshot
 
-    def _spawnFailed(
-        self, failure: Failure, record: Record, observer: _RunObserver, auto: bool
-    ) -> Failure | None:
+    def _spawnFailed(self, failure: Failure, record: Record, observer: _RunObserver) -> Failure:
         if record.observer is observer:
             record.observer = None
         reason = str(failure.value) or repr(failure.value)
@@ -774,8 +780,6 @@ class Supervisor:
         self._emit(Action.DIE, record, None)
         self._resolveWaiters(record, "exit")
         self._endFollowers(record)
-        if auto:
-            return None
         if isinstance(failure.value, BackendError):
             return failure
         return Failure(BackendError(f"could not start {record.name}: {reason}"))
@@ -898,6 +902,8 @@ class Supervisor:
             if record.state != State.RESTARTING or self._closing:
                 return None
             record.restartCount += 1
-            return self._spawn(record, auto=True)
+            # A failed start is already recorded (the container is dead) and
+            # nobody waits for an automatic restart: swallow the failure.
+            return self._spawn(record, auto=True).addErrback(lambda _: None)
 
         record.lock.run(restartLocked)
