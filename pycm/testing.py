@@ -53,7 +53,7 @@ from __future__ import annotations
 
 import signal as _signal
 import uuid
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Generator
 from typing import Any, Protocol
 
 from twisted.internet import defer
@@ -176,7 +176,10 @@ class EventRecorder:
             if entry in self._waiting:
                 self._waiting.remove(entry)
 
-        entry = (predicate, Deferred(cancel))
+        entry: tuple[Callable[[list[ContainerEvent]], bool], Deferred[Any]] = (
+            predicate,
+            Deferred(cancel),
+        )
         self._waiting.append(entry)
         return entry[1]
 
@@ -298,19 +301,28 @@ def make_backend_tests(fixture: BackendFixture) -> type[TestCase]:
         #: Seconds (of the backend's clock) an operation may take.
         opTimeout = 30.0
 
+        # Set by setUp.
+        fixture: BackendFixture
+        prefix: str
+        backend: IContainerBackend
+        recorder: EventRecorder
+        _names: list[str]
+
+        # trial waits for the Deferred setUp returns; the stubs only know
+        # unittest's setUp, which returns None.
         @inlineCallbacks
-        def setUp(self) -> Iterator[Deferred[Any]]:
+        def setUp(self) -> Generator[Deferred[Any], Any, None]:  # type: ignore[override]
             self.fixture = fixture
             self.prefix = f"pycmt-{uuid.uuid4().hex[:8]}-"
             self.backend = yield fixture.makeBackend(self)
             self.recorder = EventRecorder()
             self.backend.addObserver(self.recorder)
             self.addCleanup(self.backend.removeObserver, self.recorder)
-            self._names: list[str] = []
+            self._names = []
             self.addCleanup(self._removeAll)
 
         @inlineCallbacks
-        def _removeAll(self) -> Iterator[Deferred[Any]]:
+        def _removeAll(self) -> Generator[Deferred[Any], Any, None]:
             for name in self._names:
                 try:
                     yield self.settle(self.backend.remove(name, True))
@@ -339,7 +351,7 @@ def make_backend_tests(fixture: BackendFixture) -> type[TestCase]:
             return self.settle(self.backend.create(spec))
 
         @inlineCallbacks
-        def runContainer(self, spec: ContainerSpec) -> Iterator[Deferred[Any]]:
+        def runContainer(self, spec: ContainerSpec) -> Generator[Deferred[Any], Any, Container]:
             yield self.create(spec)
             container = yield self.settle(self.backend.start(spec.name))
             return container
@@ -354,7 +366,9 @@ def make_backend_tests(fixture: BackendFixture) -> type[TestCase]:
             return self.recorder.actions(name).count(action)
 
         @inlineCallbacks
-        def assertActions(self, name: str, expected: list[str]) -> Iterator[Deferred[Any]]:
+        def assertActions(
+            self, name: str, expected: list[str]
+        ) -> Generator[Deferred[Any], Any, None]:
             """Wait for C{len(expected)} events of C{name}, then compare."""
             try:
                 yield self.eventsUntil(lambda _: len(self.recorder.actions(name)) >= len(expected))
@@ -382,7 +396,7 @@ def make_backend_tests(fixture: BackendFixture) -> type[TestCase]:
         # create
 
         @inlineCallbacks
-        def test_create(self) -> Iterator[Deferred[Any]]:
+        def test_create(self) -> Generator[Deferred[Any], Any, None]:
             """C{create} makes a C{created} container and emits C{create}."""
             spec = self.spec("create", fixture.longCommand)
             container = yield self.create(spec)
@@ -404,7 +418,7 @@ def make_backend_tests(fixture: BackendFixture) -> type[TestCase]:
             yield self.assertActions(spec.name, [Action.CREATE])
 
         @inlineCallbacks
-        def test_createDefaults(self) -> Iterator[Deferred[Any]]:
+        def test_createDefaults(self) -> Generator[Deferred[Any], Any, None]:
             """Without image and command, the backend's defaults fill in."""
             container = yield self.create(ContainerSpec(self.containerName("defaults")))
             self.assertEqual(container.image, self.backend.defaultImage)
@@ -412,7 +426,7 @@ def make_backend_tests(fixture: BackendFixture) -> type[TestCase]:
             self.assertTrue(container.command)
 
         @inlineCallbacks
-        def test_createConflict(self) -> Iterator[Deferred[Any]]:
+        def test_createConflict(self) -> Generator[Deferred[Any], Any, None]:
             """Creating a taken name fails with L{Conflict}, changing nothing."""
             spec = self.spec("conflict", fixture.longCommand)
             first = yield self.create(spec)
@@ -423,7 +437,7 @@ def make_backend_tests(fixture: BackendFixture) -> type[TestCase]:
             yield self.assertActions(spec.name, [Action.CREATE])
 
         @inlineCallbacks
-        def test_createNoImage(self) -> Iterator[Deferred[Any]]:
+        def test_createNoImage(self) -> Generator[Deferred[Any], Any, None]:
             """An image the backend lacks fails with L{NoImage}."""
             name = self.containerName("noimage")
             spec = ContainerSpec(name, image=fixture.missingImage, command=fixture.longCommand)
@@ -431,7 +445,7 @@ def make_backend_tests(fixture: BackendFixture) -> type[TestCase]:
             yield self.assertFails(self.backend.inspect(name), NotFound)
 
         @inlineCallbacks
-        def test_createUnsupportedOption(self) -> Iterator[Deferred[Any]]:
+        def test_createUnsupportedOption(self) -> Generator[Deferred[Any], Any, None]:
             """An option the backend cannot honour fails with L{BadRequest}."""
             missing = sorted(ALL_OPTIONS - self.backend.capabilities.options)
             if not missing:
@@ -453,7 +467,7 @@ def make_backend_tests(fixture: BackendFixture) -> type[TestCase]:
             self.assertIn(option, str(error))
 
         @inlineCallbacks
-        def test_inspectDetails(self) -> Iterator[Deferred[Any]]:
+        def test_inspectDetails(self) -> Generator[Deferred[Any], Any, None]:
             """C{inspect} reports every detail given at creation."""
             options = self.backend.capabilities.options
             kw: dict[str, Any] = {}
@@ -489,7 +503,7 @@ def make_backend_tests(fixture: BackendFixture) -> type[TestCase]:
         # missing containers
 
         @inlineCallbacks
-        def test_notFound(self) -> Iterator[Deferred[Any]]:
+        def test_notFound(self) -> Generator[Deferred[Any], Any, None]:
             """Every operation on a name nobody created fails with L{NotFound}."""
             name = self.containerName("missing")
             calls = [
@@ -511,7 +525,7 @@ def make_backend_tests(fixture: BackendFixture) -> type[TestCase]:
         # start, stop, restart, kill
 
         @inlineCallbacks
-        def test_start(self) -> Iterator[Deferred[Any]]:
+        def test_start(self) -> Generator[Deferred[Any], Any, None]:
             """C{start} makes it C{running} and emits C{start}."""
             spec = self.spec("start", fixture.longCommand)
             container = yield self.runContainer(spec)
@@ -523,7 +537,7 @@ def make_backend_tests(fixture: BackendFixture) -> type[TestCase]:
             yield self.assertActions(spec.name, [Action.CREATE, Action.START])
 
         @inlineCallbacks
-        def test_startRunning(self) -> Iterator[Deferred[Any]]:
+        def test_startRunning(self) -> Generator[Deferred[Any], Any, None]:
             """Starting a running container is a no-op firing with it."""
             spec = self.spec("startrunning", fixture.longCommand)
             first = yield self.runContainer(spec)
@@ -534,7 +548,7 @@ def make_backend_tests(fixture: BackendFixture) -> type[TestCase]:
             yield self.assertActions(spec.name, [Action.CREATE, Action.START])
 
         @inlineCallbacks
-        def test_stop(self) -> Iterator[Deferred[Any]]:
+        def test_stop(self) -> Generator[Deferred[Any], Any, None]:
             """
             C{stop} sends the stop signal and fires once it has exited;
             events C{die} (with the exit code) and C{stop}.
@@ -553,7 +567,7 @@ def make_backend_tests(fixture: BackendFixture) -> type[TestCase]:
             self.assertEqual(die.exitCode, container.exitCode)
 
         @inlineCallbacks
-        def test_stopNotRunning(self) -> Iterator[Deferred[Any]]:
+        def test_stopNotRunning(self) -> Generator[Deferred[Any], Any, None]:
             """Stopping a container that is not running is a no-op."""
             spec = self.spec("stopcreated", fixture.longCommand)
             yield self.create(spec)
@@ -562,7 +576,7 @@ def make_backend_tests(fixture: BackendFixture) -> type[TestCase]:
             yield self.assertActions(spec.name, [Action.CREATE])
 
         @inlineCallbacks
-        def test_stopEscalates(self) -> Iterator[Deferred[Any]]:
+        def test_stopEscalates(self) -> Generator[Deferred[Any], Any, None]:
             """A run ignoring the stop signal gets C{kill}ed after the timeout."""
             if fixture.ignoreTermCommand is None:
                 raise SkipTest("the fixture has no command ignoring SIGTERM")
@@ -579,7 +593,7 @@ def make_backend_tests(fixture: BackendFixture) -> type[TestCase]:
             )
 
         @inlineCallbacks
-        def test_stopDefaultTimeout(self) -> Iterator[Deferred[Any]]:
+        def test_stopDefaultTimeout(self) -> Generator[Deferred[Any], Any, None]:
             """C{stop} with no timeout waits the container's stop timeout."""
             if fixture.ignoreTermCommand is None:
                 raise SkipTest("the fixture has no command ignoring SIGTERM")
@@ -593,7 +607,7 @@ def make_backend_tests(fixture: BackendFixture) -> type[TestCase]:
             self.assertLess(container.finished - container.started, 9.0)
 
         @inlineCallbacks
-        def test_restart(self) -> Iterator[Deferred[Any]]:
+        def test_restart(self) -> Generator[Deferred[Any], Any, None]:
             """C{restart} stops then starts; events end C{start}, C{restart}."""
             spec = self.spec("restart", fixture.longCommand)
             yield self.runContainer(spec)
@@ -612,7 +626,7 @@ def make_backend_tests(fixture: BackendFixture) -> type[TestCase]:
             )
 
         @inlineCallbacks
-        def test_restartCreated(self) -> Iterator[Deferred[Any]]:
+        def test_restartCreated(self) -> Generator[Deferred[Any], Any, None]:
             """C{restart} of a container that is not running starts it."""
             spec = self.spec("restartcreated", fixture.longCommand)
             yield self.create(spec)
@@ -621,7 +635,7 @@ def make_backend_tests(fixture: BackendFixture) -> type[TestCase]:
             yield self.assertActions(spec.name, [Action.CREATE, Action.START, Action.RESTART])
 
         @inlineCallbacks
-        def test_kill(self) -> Iterator[Deferred[Any]]:
+        def test_kill(self) -> Generator[Deferred[Any], Any, None]:
             """C{kill} sends the signal and emits C{kill}, then C{die}."""
             spec = self.spec("kill", fixture.longCommand)
             yield self.runContainer(spec)
@@ -635,14 +649,14 @@ def make_backend_tests(fixture: BackendFixture) -> type[TestCase]:
             )
 
         @inlineCallbacks
-        def test_killNotRunning(self) -> Iterator[Deferred[Any]]:
+        def test_killNotRunning(self) -> Generator[Deferred[Any], Any, None]:
             """Killing a container that is not running fails with L{Conflict}."""
             spec = self.spec("killcreated", fixture.longCommand)
             yield self.create(spec)
             yield self.assertFails(self.backend.kill(spec.name, int(_signal.SIGKILL)), Conflict)
 
         @inlineCallbacks
-        def test_exitCode(self) -> Iterator[Deferred[Any]]:
+        def test_exitCode(self) -> Generator[Deferred[Any], Any, None]:
             """A run's own exit status is its C{exit_code}; it emits C{die}."""
             spec = self.spec("exitcode", fixture.exitCommand(3))
             yield self.runContainer(spec)
@@ -654,7 +668,7 @@ def make_backend_tests(fixture: BackendFixture) -> type[TestCase]:
             self.assertEqual(die.exitCode, 3)
 
         @inlineCallbacks
-        def test_startExited(self) -> Iterator[Deferred[Any]]:
+        def test_startExited(self) -> Generator[Deferred[Any], Any, None]:
             """An exited container can be started again."""
             spec = self.spec("startexited", fixture.exitCommand(0))
             yield self.runContainer(spec)
@@ -667,7 +681,7 @@ def make_backend_tests(fixture: BackendFixture) -> type[TestCase]:
             self.assertEqual(self.count(spec.name, Action.START), 2)
 
         @inlineCallbacks
-        def test_deadOnFailedStart(self) -> Iterator[Deferred[Any]]:
+        def test_deadOnFailedStart(self) -> Generator[Deferred[Any], Any, None]:
             """
             A run that cannot be started fails C{start} with L{BackendError};
             the container is C{dead} with an C{error}, listed and removable.
@@ -688,7 +702,7 @@ def make_backend_tests(fixture: BackendFixture) -> type[TestCase]:
         # remove
 
         @inlineCallbacks
-        def test_remove(self) -> Iterator[Deferred[Any]]:
+        def test_remove(self) -> Generator[Deferred[Any], Any, None]:
             """C{remove} forgets a stopped container and emits C{destroy}."""
             spec = self.spec("remove", fixture.longCommand)
             yield self.create(spec)
@@ -700,7 +714,7 @@ def make_backend_tests(fixture: BackendFixture) -> type[TestCase]:
             yield self.assertActions(spec.name, [Action.CREATE, Action.DESTROY])
 
         @inlineCallbacks
-        def test_removeRunning(self) -> Iterator[Deferred[Any]]:
+        def test_removeRunning(self) -> Generator[Deferred[Any], Any, None]:
             """Removing a running container without force is a L{Conflict}."""
             spec = self.spec("removerunning", fixture.longCommand)
             yield self.runContainer(spec)
@@ -709,7 +723,7 @@ def make_backend_tests(fixture: BackendFixture) -> type[TestCase]:
             self.assertEqual(container.state, State.RUNNING)
 
         @inlineCallbacks
-        def test_removeForce(self) -> Iterator[Deferred[Any]]:
+        def test_removeForce(self) -> Generator[Deferred[Any], Any, None]:
             """C{remove --force} kills a running container first."""
             spec = self.spec("removeforce", fixture.longCommand)
             yield self.runContainer(spec)
@@ -721,7 +735,7 @@ def make_backend_tests(fixture: BackendFixture) -> type[TestCase]:
             )
 
         @inlineCallbacks
-        def test_removeThenCreate(self) -> Iterator[Deferred[Any]]:
+        def test_removeThenCreate(self) -> Generator[Deferred[Any], Any, None]:
             """A removed container's name can be used again, with a new id."""
             spec = self.spec("reuse", fixture.longCommand)
             first = yield self.create(spec)
@@ -732,7 +746,7 @@ def make_backend_tests(fixture: BackendFixture) -> type[TestCase]:
         # logs
 
         @inlineCallbacks
-        def test_logs(self) -> Iterator[Deferred[Any]]:
+        def test_logs(self) -> Generator[Deferred[Any], Any, None]:
             """Output is kept as log lines, oldest first; C{tail} limits."""
             spec = self.spec("logs", fixture.echoCommand("hello world"))
             yield self.runContainer(spec)
@@ -749,7 +763,7 @@ def make_backend_tests(fixture: BackendFixture) -> type[TestCase]:
             self.assertEqual(none, [])
 
         @inlineCallbacks
-        def test_logsRemoved(self) -> Iterator[Deferred[Any]]:
+        def test_logsRemoved(self) -> Generator[Deferred[Any], Any, None]:
             """A container created again after C{remove} has no old output."""
             spec = self.spec("logsremoved", fixture.echoCommand("old"))
             yield self.runContainer(spec)
@@ -760,7 +774,7 @@ def make_backend_tests(fixture: BackendFixture) -> type[TestCase]:
             self.assertEqual(lines, [])
 
         @inlineCallbacks
-        def test_follow(self) -> Iterator[Deferred[Any]]:
+        def test_follow(self) -> Generator[Deferred[Any], Any, None]:
             """
             C{follow} gives the backlog, then each new line, and ends when
             the container stops running; nothing is missed or repeated.
@@ -775,7 +789,7 @@ def make_backend_tests(fixture: BackendFixture) -> type[TestCase]:
             self.assertEqual([x.line for x in everything], ["later"])
 
         @inlineCallbacks
-        def test_followExited(self) -> Iterator[Deferred[Any]]:
+        def test_followExited(self) -> Generator[Deferred[Any], Any, None]:
             """Following a container that has exited gives its backlog, and ends."""
             spec = self.spec("followexited", fixture.echoCommand("done"))
             yield self.runContainer(spec)
@@ -787,7 +801,7 @@ def make_backend_tests(fixture: BackendFixture) -> type[TestCase]:
             self.assertEqual(seen, [])
 
         @inlineCallbacks
-        def test_followCancel(self) -> Iterator[Deferred[Any]]:
+        def test_followCancel(self) -> Generator[Deferred[Any], Any, None]:
             """Cancelling a follow ends it at once."""
             spec = self.spec("followcancel", fixture.longCommand)
             yield self.runContainer(spec)
@@ -796,7 +810,7 @@ def make_backend_tests(fixture: BackendFixture) -> type[TestCase]:
             yield self.settle(follow.ended, 5)
 
         @inlineCallbacks
-        def test_followRemoved(self) -> Iterator[Deferred[Any]]:
+        def test_followRemoved(self) -> Generator[Deferred[Any], Any, None]:
             """A follow ends when its container is removed."""
             spec = self.spec("followremoved", fixture.longCommand)
             yield self.runContainer(spec)
@@ -807,7 +821,7 @@ def make_backend_tests(fixture: BackendFixture) -> type[TestCase]:
         # wait
 
         @inlineCallbacks
-        def test_waitNotRunningNow(self) -> Iterator[Deferred[Any]]:
+        def test_waitNotRunningNow(self) -> Generator[Deferred[Any], Any, None]:
             """C{wait not-running} fires at once for a container not running."""
             spec = self.spec("waitnow", fixture.longCommand)
             yield self.create(spec)
@@ -815,7 +829,7 @@ def make_backend_tests(fixture: BackendFixture) -> type[TestCase]:
             self.assertEqual(container.state, State.CREATED)
 
         @inlineCallbacks
-        def test_waitRunning(self) -> Iterator[Deferred[Any]]:
+        def test_waitRunning(self) -> Generator[Deferred[Any], Any, None]:
             """C{wait running} fires once it runs, at once if it does."""
             spec = self.spec("waitrunning", fixture.longCommand)
             yield self.create(spec)
@@ -827,7 +841,7 @@ def make_backend_tests(fixture: BackendFixture) -> type[TestCase]:
             self.assertEqual(again.state, State.RUNNING)
 
         @inlineCallbacks
-        def test_waitNextExit(self) -> Iterator[Deferred[Any]]:
+        def test_waitNextExit(self) -> Generator[Deferred[Any], Any, None]:
             """C{wait next-exit} fires with the container as it exited."""
             spec = self.spec("waitexit", fixture.longCommand)
             yield self.runContainer(spec)
@@ -838,7 +852,7 @@ def make_backend_tests(fixture: BackendFixture) -> type[TestCase]:
             self.assertIn(container.exitCode, fixture.signalledExitCodes(_signal.SIGTERM))
 
         @inlineCallbacks
-        def test_waitRemoved(self) -> Iterator[Deferred[Any]]:
+        def test_waitRemoved(self) -> Generator[Deferred[Any], Any, None]:
             """C{wait removed} fires once the container is removed."""
             spec = self.spec("waitremoved", fixture.longCommand)
             yield self.create(spec)
@@ -847,7 +861,7 @@ def make_backend_tests(fixture: BackendFixture) -> type[TestCase]:
             yield self.settle(waiting)
 
         @inlineCallbacks
-        def test_waitCancel(self) -> Iterator[Deferred[Any]]:
+        def test_waitCancel(self) -> Generator[Deferred[Any], Any, None]:
             """A wait can be cancelled; the container is unaffected."""
             spec = self.spec("waitcancel", fixture.longCommand)
             yield self.create(spec)
@@ -863,7 +877,7 @@ def make_backend_tests(fixture: BackendFixture) -> type[TestCase]:
         # restart policies
 
         @inlineCallbacks
-        def test_onFailureMax(self) -> Iterator[Deferred[Any]]:
+        def test_onFailureMax(self) -> Generator[Deferred[Any], Any, None]:
             """C{on-failure:2} restarts a failing run twice, then leaves it."""
             policy = RestartPolicy("on-failure", 2)
             spec = self.spec("onfailure", fixture.exitCommand(1), restartPolicy=policy)
@@ -879,7 +893,7 @@ def make_backend_tests(fixture: BackendFixture) -> type[TestCase]:
             self.assertEqual(self.count(spec.name, Action.DIE), 3)
 
         @inlineCallbacks
-        def test_onFailureSuccess(self) -> Iterator[Deferred[Any]]:
+        def test_onFailureSuccess(self) -> Generator[Deferred[Any], Any, None]:
             """C{on-failure} does not restart a run that exited 0."""
             policy = RestartPolicy("on-failure")
             spec = self.spec("onsuccess", fixture.exitCommand(0), restartPolicy=policy)
@@ -892,7 +906,7 @@ def make_backend_tests(fixture: BackendFixture) -> type[TestCase]:
             self.assertEqual(self.count(spec.name, Action.START), 1)
 
         @inlineCallbacks
-        def test_alwaysThenStop(self) -> Iterator[Deferred[Any]]:
+        def test_alwaysThenStop(self) -> Generator[Deferred[Any], Any, None]:
             """
             C{always} restarts even successful runs; a client C{stop} ends
             that, whether it comes while running or restarting.
@@ -911,7 +925,7 @@ def make_backend_tests(fixture: BackendFixture) -> type[TestCase]:
             self.assertEqual(container.state, State.EXITED)
 
         @inlineCallbacks
-        def test_alwaysKilled(self) -> Iterator[Deferred[Any]]:
+        def test_alwaysKilled(self) -> Generator[Deferred[Any], Any, None]:
             """A client C{kill} disables the restart policy too."""
             policy = RestartPolicy("always")
             spec = self.spec("alwayskilled", fixture.longCommand, restartPolicy=policy)
@@ -924,7 +938,7 @@ def make_backend_tests(fixture: BackendFixture) -> type[TestCase]:
             self.assertEqual(self.count(spec.name, Action.START), 1)
 
         @inlineCallbacks
-        def test_startResetsPolicy(self) -> Iterator[Deferred[Any]]:
+        def test_startResetsPolicy(self) -> Generator[Deferred[Any], Any, None]:
             """
             A client C{start} after a client stop re-enables the policy and
             resets C{restart_count}.
