@@ -48,8 +48,10 @@ class IContainerBackend(Interface):
         """
         Register C{observer}, a callable taking a L{pycm.model.ContainerEvent}
         (with C{id} None).  It is called synchronously for every lifecycle
-        event, in order, after the change is durable.  This is the one seam
-        through which events reach the daemon.
+        event, in order, after the change is durable.  A backend with long
+        operations (an image pull) may also give it
+        L{pycm.model.ProgressEvent}s.  This is the one seam through which
+        events reach the daemon.
         """
 
     def removeObserver(observer):

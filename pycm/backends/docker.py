@@ -295,10 +295,10 @@ class DockerBackend:
         self._waiters = []
         yield self.engine.close()
 
-    def addObserver(self, observer: Callable[[ContainerEvent], None]) -> None:
+    def addObserver(self, observer: Callable[[ContainerEvent | ProgressEvent], None]) -> None:
         self._observers.append(observer)
 
-    def removeObserver(self, observer: Callable[[ContainerEvent], None]) -> None:
+    def removeObserver(self, observer: Callable[[ContainerEvent | ProgressEvent], None]) -> None:
         if observer in self._observers:
             self._observers.remove(observer)
 
