@@ -333,11 +333,11 @@ def detect(
     dirs = {}
     v1reasons: dict[str, str] = {}
     for limit, controller in (("memory", "memory"), ("cpus", "cpu")):
-        mount = next((m for m in mounts if m.version == 1 and controller in m.controllers), None)
-        if mount is None:
+        v1 = next((m for m in mounts if m.version == 1 and controller in m.controllers), None)
+        if v1 is None:
             v1reasons[limit] = f"no cgroup {controller} controller is mounted"
             continue
-        base = os.path.join(mount.path, relative)
+        base = os.path.join(v1.path, relative)
         try:
             os.makedirs(base, exist_ok=True)
             _probe(Cgroups(1, {limit: base}, {}), limit)

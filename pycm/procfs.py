@@ -92,7 +92,7 @@ def isSameProcess(pid: int, start: int | None, proc: str = PROC) -> bool:
 
 def allStats(proc: str = PROC) -> list[ProcStat]:
     """The stat of every process, skipping those that vanish meanwhile."""
-    stats = []
+    stats: list[ProcStat] = []
     try:
         names = os.listdir(proc)
     except OSError:
