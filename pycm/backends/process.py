@@ -307,6 +307,8 @@ class _RunProtocol(ProcessProtocol):
         self._paused = False
         self._drainCall: IDelayedCall | None = None
         self._lingerCall: IDelayedCall | None = None
+        #: The runtime's next look at whether the run leads its session.
+        self.sessionCall: IDelayedCall | None = None
 
     def connectionMade(self) -> None:
         """
@@ -444,10 +446,10 @@ class _RunProtocol(ProcessProtocol):
             transport.closeChildFD(fd)  # type: ignore[attr-defined]
 
     def processEnded(self, reason: Failure) -> None:
-        for call in (self._lingerCall, self._drainCall):
+        for call in (self._lingerCall, self._drainCall, self.sessionCall):
             if call is not None and call.active():
                 call.cancel()
-        self._lingerCall = self._drainCall = None
+        self._lingerCall = self._drainCall = self.sessionCall = None
         if self.run is not None and not self.run.exited:
             self.run.exited = True
         self._statusDone()
@@ -608,7 +610,9 @@ class ProcessRuntime:
         if stat is None or not stat.alive or stat.session == run.pid or attempts <= 0:
             protocol.started.callback(run)
             return
-        self.reactor.callLater(SESSION_POLL, self._awaitSession, protocol, attempts - 1)
+        protocol.sessionCall = self.reactor.callLater(
+            SESSION_POLL, self._awaitSession, protocol, attempts - 1
+        )
 
     def _nullFD(self) -> int:
         """A descriptor of /dev/null, kept open, for the runs' stdin."""
