@@ -67,11 +67,28 @@ class Daemon:
     listeners: list[str] = attrs.field(factory=list)
     startedAt: float = attrs.field(default=None)
     connections: int = 0
+    #: False until the backend is open; connections wait until then.
+    ready: bool = True
+    _whenReady: list[Callable[[], None]] = attrs.field(factory=list)
 
     def __attrs_post_init__(self) -> None:
         if self.startedAt is None:
             self.startedAt = self.clock.seconds()
         self.backend.addObserver(self.events.record)
+
+    def whenReady(self, callback: Callable[[], None]) -> None:
+        """Call C{callback} once the daemon is ready (at once if it is)."""
+        if self.ready:
+            callback()
+        else:
+            self._whenReady.append(callback)
+
+    def setReady(self) -> None:
+        """The backend is open: serve the connections that were waiting."""
+        self.ready = True
+        waiting, self._whenReady = self._whenReady, []
+        for callback in waiting:
+            callback()
 
 
 class Session:

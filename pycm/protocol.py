@@ -139,6 +139,9 @@ class PycmServerProtocol(LineReceiver):
         self._peer = _describePeer(self.transport)
         factory.daemon.connections += 1
         self.transport.registerProducer(_WriteThrottle(self), True)
+        if not factory.daemon.ready:
+            self.pauseReading("opening")
+            factory.daemon.whenReady(lambda: self.resumeReading("opening"))
         self.log.info(
             "connection from {peer} on {listener}",
             peer=self._peer,

@@ -5,17 +5,13 @@ C{twistd pycm}: the daemon's command line and its service.
 from __future__ import annotations
 
 import grp
-import ipaddress
 import os
-import re
 import sys
 from typing import Any
 
-import attrs
-from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet.defer import Deferred, maybeDeferred
-from twisted.internet.endpoints import serverFromString
+from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.filepath import FilePath
@@ -27,7 +23,8 @@ from pycm.client.config import defaultStateDir
 from pycm.commands import Daemon
 from pycm.errors import PycmError
 from pycm.events import EventLog
-from pycm.interfaces import IContainerBackend, IEventStore
+from pycm.interfaces import IEventStore
+from pycm.listeners import InsecureListener, Listener, ListenerService, classifyListener
 from pycm.protocol import (
     DEFAULT_MAX_EVENT_BACKLOG,
     DEFAULT_MAX_LINE_LENGTH,
@@ -45,70 +42,6 @@ BACKEND_OPTIONS = (
     "log-max-size",
     "log-max-files",
 )
-
-
-@attrs.frozen
-class Listener:
-    """
-    One C{--listen} endpoint string and what pycm makes of it.
-
-    @ivar requireAuth: whether connections must send C{auth TOKEN} first.
-    """
-
-    description: str
-    kind: str
-    loopback: bool
-    requireAuth: bool
-
-
-def _splitEndpoint(description: str) -> tuple[str, list[str], dict[str, str]]:
-    """Split an endpoint string into its kind, positional and named parts."""
-    parts = [part.replace("\\:", ":") for part in re.split(r"(?<!\\):", description)]
-    kind = parts[0].lower()
-    args, kwargs = [], {}
-    for part in parts[1:]:
-        key, sep, value = part.partition("=")
-        if sep:
-            kwargs[key] = value
-        else:
-            args.append(part)
-    return kind, args, kwargs
-
-
-def _isLoopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def classifyListener(description: str, noAuth: bool) -> Listener:
-    """
-    Decide how to treat a C{--listen} string.
-
-    @raise usage.UsageError: for a TCP listener on a non-loopback address
-        without TLS.
-    """
-    kind, args, kwargs = _splitEndpoint(description)
-    if kind in ("unix", "stdio"):
-        return Listener(description, kind, loopback=True, requireAuth=False)
-    if kind in ("tcp", "tcp6", "ssl", "tls"):
-        interface = kwargs.get("interface", args[1] if len(args) > 1 else "")
-        loopback = _isLoopback(interface)
-        if kind in ("tcp", "tcp6") and not loopback:
-            where = interface or "every address"
-            raise usage.UsageError(
-                f"refusing --listen {description}: a TCP listener on {where} "
-                "without TLS would send tokens and commands in the clear; listen "
-                "on a loopback address (interface=127.0.0.1), a UNIX socket, or "
-                "use ssl:"
-            )
-        return Listener(description, kind, loopback, requireAuth=not (noAuth and loopback))
-    # Anything else (systemd sockets, third-party endpoints): we cannot tell
-    # where it listens, so it always wants the token.
-    return Listener(description, kind, loopback=False, requireAuth=True)
 
 
 class Options(usage.Options):
@@ -203,7 +136,8 @@ class Options(usage.Options):
         if not self["listen"]:
             self["listen"] = [DEFAULT_LISTEN]
         self["listeners"] = [
-            classifyListener(description, self["no-auth"]) for description in self["listen"]
+            classifyListener(description, self["no-auth"], self["socket-group"])
+            for description in self["listen"]
         ]
         stateDir = self["state-dir"]
         self["state-dir"] = FilePath(stateDir) if stateDir else defaultStateDir()
@@ -214,54 +148,6 @@ class Options(usage.Options):
         self["backend-options"] = backendOptions
 
 
-def _unixEndpoint(listener: Listener, group: str | None) -> str:
-    """Give a UNIX listener the contract's permissions unless it set a mode."""
-    if listener.kind != "unix" or ":mode=" in listener.description:
-        return listener.description
-    return listener.description + (":mode=660" if group else ":mode=600")
-
-
-class ListenerService(StreamServerEndpointService):
-    """Listens on one endpoint; gives a UNIX socket its group."""
-
-    log = Logger()
-
-    def __init__(self, reactor: Any, listener: Listener, factory: Any, group: str | None):
-        endpoint = serverFromString(reactor, _unixEndpoint(listener, group))
-        super().__init__(endpoint, factory)
-        self.listener = listener
-        self._group = group
-
-    def privilegedStartService(self) -> None:
-        super().privilegedStartService()
-        assert self._waitingForPort is not None
-        self._waitingForPort.addCallback(self._listening)
-
-    def _listening(self, port: Any) -> Any:
-        address = "stdio" if self.listener.kind == "stdio" else _describeAddress(port)
-        if self.listener.kind == "unix" and self._group:
-            path = _splitEndpoint(self.listener.description)[1][0]
-            os.chown(path, -1, grp.getgrnam(self._group).gr_gid)
-        self.log.info(
-            "pycm listening on {address} (token {auth})",
-            address=address,
-            auth="required" if self.listener.requireAuth else "not required",
-        )
-        return port
-
-
-def _describeAddress(port: Any) -> str:
-    """C{tcp:127.0.0.1:8080}, C{unix:/run/pycm.sock} or C{stdio}."""
-    try:
-        address = port.getHost()
-    except Exception:
-        return "stdio"
-    if hasattr(address, "port"):
-        return f"{address.type.lower()}:{address.host}:{address.port}"
-    name = getattr(address, "name", b"")
-    return "unix:" + (name.decode() if isinstance(name, bytes) else str(name))
-
-
 class PycmService(MultiService):
     """
     The daemon: opens the backend, then starts listening; on stop, stops
@@ -270,10 +156,11 @@ class PycmService(MultiService):
 
     log = Logger()
 
-    def __init__(self, reactor: Any, backend: IContainerBackend, closers: list[Any]) -> None:
+    def __init__(self, reactor: Any, daemon: Daemon, closers: list[Any]) -> None:
         super().__init__()
         self._reactor = reactor
-        self.backend = backend
+        self._daemon = daemon
+        self.backend = daemon.backend
         self._closers = closers
         self.ready: Deferred[None] = Deferred()
 
@@ -290,8 +177,8 @@ class PycmService(MultiService):
 
     def _listen(self, _: object) -> None:
         for child in self:
-            child.privilegedStartService()
             child.startService()
+        self._daemon.setReady()
         self.log.info("pycm is ready")
         self.ready.callback(None)
 
@@ -305,8 +192,20 @@ class PycmService(MultiService):
         self._reactor.stop()
 
     def privilegedStartService(self) -> None:
-        # Listening waits until the backend is open (see startService).
-        pass
+        """
+        Bind every listener now, before the backend opens: a port in use or
+        an insecure listener stops twistd with a message and a non-zero
+        status.  Connections made before the backend is open wait (the
+        protocol does not read them until the daemon is ready).
+        """
+        for child in self:
+            try:
+                child.privilegedStartService()
+            except (CannotListenError, InsecureListener, OSError) as e:
+                for other in self:
+                    if getattr(other, "port", None) is not None:
+                        other.port.stopListening()
+                raise SystemExit(f"twistd pycm: cannot listen: {e}") from None
 
     def _runClosers(self, result: object) -> object:
         for closer in self._closers:
@@ -378,8 +277,9 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         events=events,
         token=token,
         listeners=[listener.description for listener in listeners],
+        ready=False,
     )
-    service = PycmService(reactor, backend, closers)
+    service = PycmService(reactor, daemon, closers)
     for listener in listeners:
         serverFactory = PycmServerFactory(
             daemon,
@@ -389,9 +289,12 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             maxEventBacklog=options["max-event-backlog"],
             logRequests=options["log-level"] == "debug",
         )
-        ListenerService(reactor, listener, serverFactory, options["socket-group"]).setServiceParent(
-            service
-        )
+        try:
+            listening = ListenerService(reactor, listener, serverFactory, options["socket-group"])
+        except Exception as e:
+            # A missing key file, a malformed endpoint string...
+            raise SystemExit(f"twistd pycm: --listen {listener.description}: {e}") from None
+        listening.setServiceParent(service)
     return service
 
 

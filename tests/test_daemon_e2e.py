@@ -119,6 +119,21 @@ class DaemonE2ETests(SynchronousTestCase):
         self.assertTrue(process.stdout.readline().startswith(b'OK [{"name":"web"'))
         self.assertEqual(process.stdout.readline(), b'OK "bye"\n')
 
+    def test_portInUse(self) -> None:
+        """A port that is taken stops the daemon at once, with a message."""
+        import socket
+
+        taken = socket.socket()
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        self.addCleanup(taken.close)
+        port = taken.getsockname()[1]
+        result = _runTwistd(["--no-auth", "--listen", f"tcp:{port}:interface=127.0.0.1"])
+        self.assertNotEqual(result.returncode, 0)
+        output = result.stdout + result.stderr
+        self.assertIn(b"cannot listen", output)
+        self.assertNotIn(b"pycm is ready", output)
+
     def test_nonLoopbackTCPRefused(self) -> None:
         """A TCP listener on every address without TLS is refused at start-up."""
         result = _runTwistd(["--listen", "tcp:0"])

@@ -11,7 +11,13 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pycm.auth import loadOrCreateToken, readToken, tokensMatch
 from pycm.errors import BadRequest
-from pycm.tap import DEFAULT_LISTEN, Options, classifyListener
+from pycm.listeners import (
+    InsecureListener,
+    checkBoundAddress,
+    classifyListener,
+    splitEndpoint,
+)
+from pycm.tap import DEFAULT_LISTEN, Options
 
 
 class ClassifyListenerTests(SynchronousTestCase):
@@ -42,6 +48,71 @@ class ClassifyListenerTests(SynchronousTestCase):
     def test_unknownKind(self) -> None:
         """An endpoint pycm cannot place always wants the token."""
         self.assertTrue(classifyListener("systemd:domain=INET:index=0", True).requireAuth)
+
+    def test_splitLikeTwisted(self) -> None:
+        """
+        Endpoint strings split as Twisted splits them: a backslash escapes
+        any character, and only the first = of a parameter counts.
+        """
+        from twisted.internet.endpoints import _parse
+
+        for description in ("tcp:80:interface=127.0.0.1", "t\\cp:1:inter\\face=0.0.0.0",
+                            "unix:/tmp/a\\:mode=1.sock", "ssl:1:k.pem:c.pem:SSLv23:0.0.0.0",
+                            "tcp:1:interface=a=b", "unix:address=/x:mode=600:lockfile=0"):
+            self.assertEqual(splitEndpoint(description), _parse(description), description)
+
+    def test_escapesDoNotFoolTheCheck(self) -> None:
+        """Escaped kinds and keywords are seen as Twisted sees them."""
+        for description in ("t\\cp:8080:interface=0.0.0.0",
+                            "tcp:8080:interface=127.0.0.1:inter\\face=0.0.0.0",
+                            "tcp:8080:127.0.0.1:interface=0.0.0.0"):
+            self.assertRaises(usage.UsageError, classifyListener, description, True)
+
+    def test_sslPositionalInterface(self) -> None:
+        """ssl's interface is its fifth positional parameter, not its second."""
+        listener = classifyListener("ssl:8443:127.0.0.1", noAuth=True)
+        self.assertFalse(listener.loopback)
+        self.assertTrue(listener.requireAuth)
+        listener = classifyListener("ssl:8443:k.pem:c.pem:SSLv23:127.0.0.1", noAuth=True)
+        self.assertTrue(listener.loopback)
+        self.assertFalse(listener.requireAuth)
+
+    def test_unixMode(self) -> None:
+        """
+        UNIX sockets are 0600 (0660 with a group) unless a mode is given;
+        one that others could use is refused, however the mode is spelled.
+        """
+        self.assertEqual(classifyListener("unix:/tmp/s", False).unixMode, 0o600)
+        self.assertEqual(classifyListener("unix:/tmp/s", False, "root").unixMode, 0o660)
+        self.assertEqual(classifyListener("unix:/tmp/s:mode=640", False).unixMode, 0o640)
+        for description in ("unix:/tmp/s:mode=666", "unix:/tmp/s:666",
+                            "unix:address=/tmp/x\\:mode=1.sock"):
+            if description.endswith("1.sock"):
+                self.assertEqual(classifyListener(description, False).unixMode, 0o600)
+            else:
+                self.assertRaises(usage.UsageError, classifyListener, description, False)
+
+    def test_duplicateKeyword(self) -> None:
+        """A keyword given twice is refused (Twisted would keep the last)."""
+        self.assertRaises(usage.UsageError, classifyListener,
+                          "tcp:1:interface=127.0.0.1:interface=127.0.0.1", False)
+
+    def test_boundAddressChecked(self) -> None:
+        """
+        Once listening, plaintext or a supposedly loopback listener on a
+        non-loopback address is refused.
+        """
+        from twisted.internet.address import IPv4Address
+
+        public = IPv4Address("TCP", "10.1.2.3", 80)
+        local = IPv4Address("TCP", "127.0.0.1", 80)
+        systemd = classifyListener("systemd:domain=INET:index=0", False)
+        self.assertRaises(InsecureListener, checkBoundAddress, systemd, public)
+        checkBoundAddress(systemd, local)
+        tls = classifyListener("ssl:443:privateKey=k.pem", False)
+        checkBoundAddress(tls, public)
+        tcp = classifyListener("tcp:80:interface=127.0.0.1", True)
+        self.assertRaises(InsecureListener, checkBoundAddress, tcp, public)
 
 
 class OptionsTests(SynchronousTestCase):

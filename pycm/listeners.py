@@ -1,0 +1,251 @@
+"""
+What pycm makes of a C{--listen} endpoint string: what kind of listener it
+is, whether it is on loopback, whether it wants the token, and the service
+that listens on it.
+
+Endpoint strings are split here exactly as Twisted splits them (a backslash
+escapes any character, C{:} separates parameters, the first C{=} of a
+parameter makes it a keyword), so that what pycm checks is what Twisted
+opens; a keyword given twice is refused, where Twisted would silently keep
+the last.  Once listening, the address the kernel really bound is checked
+again: a listener that turns out to be plaintext TCP on a non-loopback
+address stops the daemon.
+"""
+
+from __future__ import annotations
+
+import grp
+import ipaddress
+import os
+from typing import Any
+
+import attrs
+from twisted.application.internet import StreamServerEndpointService
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.endpoints import UNIXServerEndpoint, serverFromString
+from twisted.logger import Logger
+from twisted.python import usage
+
+#: Kinds whose connections are encrypted.
+ENCRYPTED = frozenset({"ssl", "tls"})
+#: Kinds that listen on TCP in the clear.
+PLAINTEXT_TCP = frozenset({"tcp", "tcp6"})
+
+#: Where each kind takes its interface among the positional parameters
+#: (after the kind itself), as Twisted's parsers define them.
+_INTERFACE_POSITION = {"tcp": 2, "tcp6": 2, "ssl": 5}
+
+
+class InsecureListener(Exception):
+    """A listener bound where it must not: plaintext TCP off loopback."""
+
+
+def splitEndpoint(description: str) -> tuple[list[str], dict[str, str]]:
+    """
+    Split an endpoint string into positional and keyword parameters, as
+    Twisted's C{serverFromString} does.
+
+    @raise usage.UsageError: if a keyword is given twice.
+    """
+    args: list[str] = []
+    kwargs: dict[str, str] = {}
+    part: list[str] = []
+    current = ""
+    separators = ":="
+    characters = iter(description)
+
+    def finish() -> None:
+        if len(part) == 1:
+            args.append(part[0])
+            return
+        key, value = part[0], part[1]
+        if key in kwargs:
+            raise usage.UsageError(f"--listen {description}: {key}= is given twice")
+        kwargs[key] = value
+
+    for character in characters:
+        if character in separators:
+            part.append(current)
+            current = ""
+            if character == ":":
+                finish()
+                part = []
+                separators = ":="
+            else:
+                separators = ":"
+        elif character == "\\":
+            current += next(characters, "")
+        else:
+            current += character
+    part.append(current)
+    finish()
+    return args, kwargs
+
+
+def isLoopback(host: str) -> bool:
+    """Is C{host} a loopback address (names other than localhost: no)?"""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@attrs.frozen
+class Listener:
+    """
+    One C{--listen} endpoint string and what pycm makes of it.
+
+    @ivar kind: C{tcp}, C{tcp6}, C{ssl}, C{tls}, C{unix}, C{stdio}, or another
+        installed endpoint type.
+    @ivar loopback: whether it listens on loopback only (or is not a
+        network listener at all).
+    @ivar requireAuth: whether connections must send C{auth TOKEN} first.
+    @ivar unixMode: for a UNIX socket, the mode it gets.
+    """
+
+    description: str
+    kind: str
+    loopback: bool
+    requireAuth: bool
+    unixMode: int | None = None
+
+    def endpoint(self, reactor: Any) -> Any:
+        """The Twisted server endpoint to listen on."""
+        if self.kind == "unix":
+            args, kwargs = splitEndpoint(self.description)
+            address = kwargs.get("address", args[1] if len(args) > 1 else "")
+            backlog = int(kwargs.get("backlog", args[3] if len(args) > 3 else 50))
+            lockfile = kwargs.get("lockfile", args[4] if len(args) > 4 else "1")
+            return UNIXServerEndpoint(
+                reactor, address, backlog=backlog, mode=self.unixMode, wantPID=bool(int(lockfile))
+            )
+        return serverFromString(reactor, self.description)
+
+
+def classifyListener(description: str, noAuth: bool, socketGroup: str | None = None) -> Listener:
+    """
+    Decide how to treat a C{--listen} string.
+
+    @param noAuth: the operator's C{--no-auth}: no token on loopback.
+    @param socketGroup: C{--socket-group}: UNIX sockets get mode 0660
+        instead of 0600.
+    @raise usage.UsageError: for plaintext TCP on a non-loopback address, a
+        UNIX socket that others could use, or a malformed string.
+    """
+    args, kwargs = splitEndpoint(description)
+    kind = args[0] if args else ""
+    if kind == "stdio":
+        return Listener(description, kind, loopback=True, requireAuth=False)
+    if kind == "unix":
+        if len(args) < 2 and "address" not in kwargs:
+            raise usage.UsageError(f"--listen {description}: unix: needs a path")
+        given = kwargs.get("mode", args[2] if len(args) > 2 else None)
+        if given is None:
+            mode = 0o660 if socketGroup else 0o600
+        else:
+            try:
+                mode = int(given, 8)
+            except ValueError:
+                raise usage.UsageError(f"--listen {description}: bad mode {given!r}") from None
+        if mode & 0o007:
+            raise usage.UsageError(
+                f"refusing --listen {description}: a UNIX socket with mode {mode:o} "
+                "lets every local user control pycm without a token; use 600, or 660 "
+                "with --socket-group"
+            )
+        return Listener(description, kind, loopback=True, requireAuth=False, unixMode=mode)
+    if kind in PLAINTEXT_TCP or kind in ENCRYPTED:
+        position = _INTERFACE_POSITION.get(kind)
+        positional = args[position] if position is not None and len(args) > position else ""
+        interface = kwargs.get("interface", positional)
+        loopback = isLoopback(interface)
+        if kind in PLAINTEXT_TCP and not loopback:
+            where = interface or "every address"
+            raise usage.UsageError(
+                f"refusing --listen {description}: a TCP listener on {where} "
+                "without TLS would send tokens and commands in the clear; listen "
+                "on a loopback address (interface=127.0.0.1), a UNIX socket, or "
+                "use ssl:"
+            )
+        return Listener(description, kind, loopback, requireAuth=not (noAuth and loopback))
+    # Anything else (systemd sockets, third-party endpoints): pycm cannot
+    # tell where it listens, so it always wants the token, and the address
+    # it binds is checked once listening.
+    return Listener(description, kind, loopback=False, requireAuth=True)
+
+
+def checkBoundAddress(listener: Listener, address: Any) -> None:
+    """
+    Check the address a listener really bound.
+
+    @raise InsecureListener: for plaintext on a non-loopback address, or a
+        listener classified as loopback that is not.
+    """
+    if not isinstance(address, IPv4Address | IPv6Address):
+        return
+    loopback = isLoopback(address.host)
+    if not loopback and (listener.loopback or listener.kind not in ENCRYPTED):
+        raise InsecureListener(
+            f"--listen {listener.description} is listening on {address.host}, "
+            "which is not loopback, without TLS or without the token: refusing to serve"
+        )
+
+
+def describeAddress(port: Any) -> str:
+    """C{tcp:127.0.0.1:8080}, C{unix:/run/pycm.sock} or C{stdio}."""
+    try:
+        address = port.getHost()
+    except Exception:
+        return "stdio"
+    if isinstance(address, IPv4Address | IPv6Address):
+        return f"{address.type.lower()}:{address.host}:{address.port}"
+    name = getattr(address, "name", None)
+    if name is None:
+        return "stdio"
+    return "unix:" + (name.decode() if isinstance(name, bytes) else str(name))
+
+
+class ListenerService(StreamServerEndpointService):
+    """
+    Listens on one endpoint: binds at once (so that twistd reports a port in
+    use and exits), checks what it bound, gives a UNIX socket its group.
+    """
+
+    log = Logger()
+
+    def __init__(self, reactor: Any, listener: Listener, factory: Any, group: str | None):
+        super().__init__(listener.endpoint(reactor), factory)
+        self.listener = listener
+        self._group = group
+        self.port: Any = None
+
+    def privilegedStartService(self) -> None:
+        """
+        Listen now; raise at once if that fails or the listener bound where
+        it must not (twistd then reports it and exits non-zero).
+        """
+        waiting = self.endpoint.listen(self.factory)
+        waiting.addCallback(self._listening)
+        failures: list[Any] = []
+        waiting.addErrback(failures.append)
+        self._waitingForPort = waiting
+        if failures:
+            failures[0].raiseException()
+
+    def _listening(self, port: Any) -> Any:
+        self.port = port
+        if self.listener.kind == "stdio":
+            address = "stdio"
+        else:
+            checkBoundAddress(self.listener, port.getHost())
+            address = describeAddress(port)
+        if self.listener.kind == "unix" and self._group:
+            os.chown(address[len("unix:") :], -1, grp.getgrnam(self._group).gr_gid)
+        self.log.info(
+            "pycm listening on {address} (token {auth})",
+            address=address,
+            auth="required" if self.listener.requireAuth else "not required",
+        )
+        return port
