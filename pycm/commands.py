@@ -104,7 +104,7 @@ class Session:
     def __init__(
         self,
         daemon: Daemon,
-        sendEvent: Callable[[Any], None],
+        sendEvent: Callable[..., None],
         close: Callable[[], None],
         requireAuth: bool,
     ) -> None:
@@ -113,7 +113,10 @@ class Session:
         self.close = close
         self.authenticated = not requireAuth or daemon.token is None
         self.failedAuth = 0
+        #: Names with a C{logs --follow} asked for (set up or not yet).
+        self.following: set[str] = set()
         self.follows: dict[str, LogFollow] = {}
+        self.closed = False
         #: Waits to cancel if the connection goes away first.
         self.pending: set[Deferred[Any]] = set()
         #: Callables the protocol calls right after it writes the reply.
@@ -141,18 +144,36 @@ class Session:
 
     # logs --follow
     def startFollowing(self, name: str, follow: LogFollow) -> None:
+        """
+        A follow the backend has set up: keep it, and end it with a
+        C{log_end} when the backend says it is over.
+        """
+        if self.closed or name not in self.following:
+            # The client went away, or unfollowed, while it was set up.
+            follow.cancel()
+            return
         self.follows[name] = follow
 
         def ended(_: object) -> None:
             if self.follows.get(name) is follow:
-                del self.follows[name]
-                self.sendEvent({"type": "log_end", "name": name})
+                self.endFollowing(name)
 
         # Hooked after the reply, so that a follow that is over at once
         # (the container is not running) sends its log_end after the OK.
         self.afterReply.append(lambda: follow.ended.addBoth(ended))
 
+    def endFollowing(self, name: str) -> None:
+        """Stop following C{name}: no more of its lines, then C{log_end}."""
+        self.following.discard(name)
+        follow = self.follows.pop(name, None)
+        if follow is not None:
+            follow.cancel()
+        if not self.closed:
+            self.sendEvent({"type": "log_end", "name": name})
+
     def sendLogLine(self, name: str, line: LogLine) -> None:
+        if name not in self.following or self.closed:
+            return
         self.sendEvent(
             {
                 "type": "log",
@@ -165,9 +186,11 @@ class Session:
 
     def disconnected(self) -> None:
         """The connection is gone: stop everything it asked for."""
+        self.closed = True
         self.unsubscribe()
         for pending in list(self.pending):
             pending.cancel()
+        self.following.clear()
         for follow in list(self.follows.values()):
             follow.cancel()
         self.follows.clear()
@@ -454,23 +477,27 @@ def logs(session: Session, options: dict[str, Any], args: list[str]) -> Any:
     if not options.get("follow"):
         d = backend.logs(name, tail)
         return d.addCallback(lambda lines: [line.toJSON() for line in lines])
-    if name in session.follows:
+    if name in session.following:
         raise BadRequest(f"already following {name}; send 'unfollow {name}' first")
+    session.following.add(name)
 
     def following(follow: LogFollow) -> list[dict[str, Any]]:
         session.startFollowing(name, follow)
         return [line.toJSON() for line in follow.backlog]
 
+    def failed(failure: Any) -> Any:
+        session.following.discard(name)
+        return failure
+
     d = backend.follow(name, tail, lambda line: session.sendLogLine(name, line))
-    return d.addCallback(following)
+    return d.addCallbacks(following, failed)
 
 
 def unfollow(session: Session, options: dict[str, Any], args: list[str]) -> Any:
     name = validateName(args[0])
-    follow = session.follows.get(name)
-    if follow is None:
+    if name not in session.follows:
         raise BadRequest(f"not following the logs of {name}")
-    follow.cancel()
+    session.endFollowing(name)
     return {"name": name, "following": False}
 
 
@@ -514,10 +541,12 @@ def events(session: Session, options: dict[str, Any], args: list[str]) -> Any:
         session.unsubscribe()
         return {"events": False, "last_id": log.lastId}
     filters = parseFilters(options.get("filter", []), EVENT_FILTERS)
-    since = parseCount(options["since"], "since") if "since" in options else None
-    session.subscribe(filters)
-    if since is not None:
+    backlog: list[ContainerEvent] = []
+    if "since" in options:
+        since = min(parseCount(options["since"], "since"), log.lastId)
         backlog = [e for e in log.since(since) if eventMatches(e, filters)]
+    session.subscribe(filters)
+    if backlog:
         # Right after the OK reply, before any event newer than last_id.
         session.afterReply.append(lambda: _replay(session, backlog))
     return {"events": True, "last_id": log.lastId}
@@ -525,7 +554,7 @@ def events(session: Session, options: dict[str, Any], args: list[str]) -> Any:
 
 def _replay(session: Session, backlog: list[ContainerEvent]) -> None:
     for event in backlog:
-        session.sendEvent(event.toJSON())
+        session.sendEvent(event.toJSON(), replay=True)
 
 
 def info(session: Session, options: dict[str, Any], args: list[str]) -> Any:

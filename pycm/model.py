@@ -83,7 +83,7 @@ def parseSignal(value: str) -> int:
     @raise BadRequest: for anything that is not a signal.
     """
     text = value.strip().upper()
-    if text.isdigit():
+    if text.isascii() and text.isdigit() and len(text) < 4:
         number = int(text)
         if number in {s.value for s in _signal.Signals}:
             return number
@@ -157,7 +157,7 @@ class RestartPolicy:
             )
         if not sep:
             return cls(name)
-        if name != "on-failure" or not count.isdigit():
+        if name != "on-failure" or not (count.isascii() and count.isdigit() and len(count) < 10):
             raise BadRequest(f"bad --restart {text!r}: only on-failure takes :MAX")
         return cls(name, int(count))
 

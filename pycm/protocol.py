@@ -13,6 +13,7 @@ affected.
 from __future__ import annotations
 
 import json
+from collections import deque
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -24,7 +25,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from pycm.commands import Daemon, Session, dispatch
-from pycm.errors import InternalError, PycmError, TooLong
+from pycm.errors import BadRequest, InternalError, PycmError, TooLong
 from pycm.words import decodeLine, splitWords
 
 #: The longest request line accepted, in bytes, without its line end.
@@ -48,7 +49,11 @@ _HTTP_METHODS = tuple(
 _GUARD_FIRST_BYTES = frozenset(bytes([c]) for c in b"GPHODCTHh")
 
 #: First bytes of lines that may be blank or comments.
-_BLANK_FIRST_BYTES = frozenset([b"", b" ", b"\t", b"#", b"\r", b"\x0b", b"\x0c"])
+_BLANK_FIRST_BYTES = frozenset([b"", b" ", b"\t", b"#"])
+
+#: What one queued event is counted as against the backlog limit (events
+#: are queued as values and encoded when they are sent).
+_EVENT_SIZE_GUESS = 256
 
 #: The most request lines served from one connection in one reactor turn,
 #: and the most reply bytes it may write in one turn before it yields.
@@ -60,13 +65,13 @@ _encodeJSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 def encodeReply(kind: bytes, value: Any) -> bytes:
     """Encode C{OK <json>} or C{EVENT <json>} (without the line end)."""
-    return kind + b" " + _encodeJSON(value).encode("utf-8")
+    return kind + b" " + _encodeJSON(value).encode("utf-8", "replace")
 
 
 def encodeError(error: PycmError) -> bytes:
     """Encode C{ERR <code> <message>}, the message kept on one line."""
     message = " ".join(str(error).split()) or error.code
-    return b"ERR " + error.code.encode("ascii") + b" " + message.encode("utf-8")
+    return b"ERR " + error.code.encode("ascii") + b" " + message.encode("utf-8", "replace")
 
 
 def isCrossProtocol(line: bytes) -> bool:
@@ -123,6 +128,7 @@ class PycmServerProtocol(LineReceiver):
     _batchBytes = 0
     _turnBytes = 0
     _lost = False
+    _overlong = b""
     _inFlight = False
     _closeAfterReply = False
 
@@ -135,6 +141,7 @@ class PycmServerProtocol(LineReceiver):
             factory.daemon, self.sendEvent, self.closeAfterReply, factory.requireAuth
         )
         self._pauses: set[str] = set()
+        self._events: deque[Any] = deque()
         self._eventBacklog = 0
         self._peer = _describePeer(self.transport)
         factory.daemon.connections += 1
@@ -171,7 +178,8 @@ class PycmServerProtocol(LineReceiver):
         if self._lost or self.transport.disconnecting:
             # Closing: nothing more from this client is acted on.
             return
-        self._buffer += data
+        if not self._overlong:
+            self._buffer += data
         if self._busyReceiving:
             return
         self._busyReceiving = True
@@ -196,7 +204,7 @@ class PycmServerProtocol(LineReceiver):
                 break
             if end - start > maxLength:
                 self._buffer = b""
-                self._tooLong()
+                self._refuseLine(buffer[start : start + 8])
                 return
             line = buffer[start:end]
             start = end + 1
@@ -211,10 +219,20 @@ class PycmServerProtocol(LineReceiver):
                 self.pauseReading("turn")
                 self.factory.daemon.clock.callLater(0, self.resumeReading, "turn")
                 break
-        self._buffer = buffer[start:]
-        if len(self._buffer) > maxLength:
-            self._buffer = b""
-            self._tooLong()
+        rest = buffer[start:]
+        # Only the unfinished last line counts against the limit: complete
+        # lines waiting behind a pause are requests like any others.
+        unfinished = len(rest) - (rest.rfind(b"\n") + 1)
+        if unfinished > maxLength:
+            if not self._overlong:
+                # Keep the complete lines before it, read nothing more, and
+                # refuse it in its turn, after their replies.
+                self._overlong = rest[-unfinished:][:8]
+                self.transport.pauseProducing()
+            rest = rest[: len(rest) - unfinished]
+        self._buffer = rest
+        if self._overlong and not rest and not self.paused:
+            self._refuseLine(self._overlong)
 
     def pauseReading(self, reason: str) -> None:
         """Stop reading requests until every reason is resumed."""
@@ -224,16 +242,39 @@ class PycmServerProtocol(LineReceiver):
 
     def resumeReading(self, reason: str) -> None:
         """Drop one reason to pause; read again if none is left."""
-        if reason == "write":
-            self._eventBacklog = 0
+        if reason == "write" and "write" in self._pauses:
+            self._pauses.discard("write")
+            self._sendQueuedEvents()
+            if "write" in self._pauses:
+                return
+            self._pauses.add("write")
         if reason not in self._pauses:
             return
         self._pauses.discard(reason)
         if not self._pauses and not self._lost and not self.transport.disconnecting:
             self.resumeProducing()
 
+    def resumeProducing(self) -> None:
+        self.paused = False
+        if not self._overlong:
+            self.transport.resumeProducing()
+        self.dataReceived(b"")
+
     def lineLengthExceeded(self, line: bytes) -> None:
-        self._tooLong()
+        self._refuseLine(line[:8])
+
+    def _refuseLine(self, head: bytes) -> None:
+        """An overlong line: drop it silently if it is HTTP, else too_long."""
+        if head[:1] in _GUARD_FIRST_BYTES and isCrossProtocol(head):
+            self._crossProtocol()
+        else:
+            self._tooLong()
+
+    def _crossProtocol(self) -> None:
+        self.log.warn("HTTP request from {peer}: closing (cross-protocol guard)", peer=self._peer)
+        self.clearLineBuffer()
+        self._flush()
+        self.transport.loseConnection()
 
     def _tooLong(self) -> None:
         limit = self.factory.maxLineLength
@@ -250,20 +291,13 @@ class PycmServerProtocol(LineReceiver):
     def lineReceived(self, line: bytes) -> None:
         if line[-1:] == b"\r":
             line = line[:-1]
-        if len(line) > self._maxLineLength:
-            return self._tooLong()
         first = line[:1]
         if first in _GUARD_FIRST_BYTES and isCrossProtocol(line):
-            self.log.warn(
-                "HTTP request from {peer}: closing (cross-protocol guard)",
-                peer=self._peer,
-            )
-            self.clearLineBuffer()
-            self._flush()
-            self.transport.loseConnection()
-            return
+            return self._crossProtocol()
+        if len(line) > self._maxLineLength:
+            return self._tooLong()
         if first in _BLANK_FIRST_BYTES:
-            stripped = line.lstrip()
+            stripped = line.lstrip(b" \t")
             if not stripped or stripped[:1] == b"#":
                 return
         self._handle(line)
@@ -274,7 +308,7 @@ class PycmServerProtocol(LineReceiver):
         try:
             words = splitWords(decodeLine(line))
             if not words:
-                return
+                raise BadRequest("empty request")
             if self._logRequests:
                 self.log.debug("{peer} request {command}", peer=self._peer, command=words[0])
             result = dispatch(self.session, words)
@@ -286,7 +320,7 @@ class PycmServerProtocol(LineReceiver):
             return
         if type(result) is not Deferred:
             try:
-                reply = b"OK " + _encodeJSON(result).encode("utf-8")
+                reply = b"OK " + _encodeJSON(result).encode("utf-8", "replace")
             except Exception:
                 self._replyFailure(Failure())
                 return
@@ -364,25 +398,37 @@ class PycmServerProtocol(LineReceiver):
         """Close the connection as soon as the current reply is written."""
         self._closeAfterReply = True
 
-    def sendEvent(self, value: Any) -> None:
+    def sendEvent(self, value: Any, replay: bool = False) -> None:
         """
-        Send one C{EVENT} line.  A client that lets more than the factory's
-        C{maxEventBacklog} bytes of them pile up is disconnected.
+        Send one C{EVENT} line, or queue it while the client is not reading.
+
+        Live events that pile up beyond the factory's C{maxEventBacklog}
+        bytes get the client disconnected.  Replayed ones (C{events
+        --since}) do not count: they are bounded by the event log, and go
+        out as fast as the client reads them.
         """
         if self._lost:
             return
-        line = encodeReply(b"EVENT", value)
-        if "write" in self._pauses:
-            self._eventBacklog += len(line) + 1
-            if self._eventBacklog > self.factory.maxEventBacklog:
-                self.log.warn(
-                    "{peer} is too far behind on its events: disconnecting",
-                    peer=self._peer,
-                )
-                self._lost = True
-                self.transport.abortConnection()
-                return
-        self._write(line)
+        if not self._events and "write" not in self._pauses:
+            self._write(encodeReply(b"EVENT", value))
+            return
+        self._events.append(value)
+        if replay:
+            return
+        self._eventBacklog += _EVENT_SIZE_GUESS
+        if self._eventBacklog > self.factory.maxEventBacklog:
+            self.log.warn("{peer} is too far behind on its events: disconnecting", peer=self._peer)
+            self._lost = True
+            self._events.clear()
+            abort = getattr(self.transport, "abortConnection", self.transport.loseConnection)
+            abort()
+
+    def _sendQueuedEvents(self) -> None:
+        """Write queued events until the client stops reading again."""
+        while self._events and "write" not in self._pauses and not self._lost:
+            self._write(encodeReply(b"EVENT", self._events.popleft()))
+        if not self._events:
+            self._eventBacklog = 0
 
 
 class PycmServerFactory(Factory):

@@ -9,6 +9,7 @@ C{--opt value} or a listed short form (C{-e K=V}); C{--} ends them.
 from __future__ import annotations
 
 import functools
+import re
 import shlex
 from collections.abc import Sequence
 from typing import Any
@@ -18,6 +19,9 @@ import attrs
 from pycm.errors import BadRequest
 
 _SHELL_SPECIAL = frozenset("'\"\\")
+_WORD = re.compile(r"[^ \t\r\n]+")
+#: A whole number as clients may write one: ASCII digits, not too many.
+_NUMBER = re.compile(r"[0-9]{1,15}")
 
 
 def splitWords(line: str) -> list[str]:
@@ -27,8 +31,10 @@ def splitWords(line: str) -> list[str]:
     @raise BadRequest: on unbalanced quotes or a trailing backslash.
     """
     if _SHELL_SPECIAL.isdisjoint(line):
-        # The fast path: most requests have no quoting at all.
-        return line.split()
+        # The fast path: most requests have no quoting at all.  It splits on
+        # the same characters as shlex (not on every Unicode space), so a
+        # quote elsewhere on the line never changes the words.
+        return _WORD.findall(line)
     try:
         return shlex.split(line, comments=False, posix=True)
     except ValueError as e:
@@ -159,7 +165,7 @@ def parseSize(text: str) -> int:
     number, unit = lowered, ""
     if lowered and lowered[-1] in _SIZE_UNITS:
         number, unit = lowered[:-1], lowered[-1]
-    if not number.isdigit() or int(number) <= 0:
+    if not _NUMBER.fullmatch(number) or int(number) <= 0:
         raise BadRequest(f"bad size {text!r}: expected bytes, or a number with k, m or g")
     return int(number) * _SIZE_UNITS[unit]
 
@@ -177,6 +183,6 @@ def parseSeconds(text: str, what: str) -> float:
 
 def parseCount(text: str, what: str) -> int:
     """Parse a non-negative whole number."""
-    if not text.isdigit():
+    if not _NUMBER.fullmatch(text):
         raise BadRequest(f"bad --{what} {text!r}: expected a whole number")
     return int(text)

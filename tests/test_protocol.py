@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 
+from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
 from pycm.errors import ERROR_CODES, PycmError
@@ -519,3 +520,190 @@ class CommandTests(SynchronousTestCase):
         for value in vars(errors).values():
             if isinstance(value, type) and issubclass(value, PycmError):
                 self.assertIn(value.code, ERROR_CODES)
+
+
+class ThrottlingTransport(StringTransport):
+    """
+    A StringTransport that, like a TCP transport, pauses its producer when
+    more than C{limit} bytes are waiting to be sent, until L{drain}.
+    """
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+        self.sent = 0
+
+    def write(self, data: bytes) -> None:
+        super().write(data)
+        if len(self.value()) - self.sent > self.limit and self.producerState == "producing":
+            self.producer.pauseProducing()
+
+    def writeSequence(self, data: list[bytes]) -> None:
+        self.write(b"".join(data))
+
+    def drain(self) -> None:
+        """The peer read everything: resume the producer."""
+        self.sent = len(self.value())
+        if self.producerState == "paused":
+            self.producer.resumeProducing()
+
+
+class ReviewRegressionTests(SynchronousTestCase):
+    """Edge cases found in review, each pinned down."""
+
+    def test_pipelinedLinesAreNotOneLongLine(self) -> None:
+        """
+        Complete lines waiting behind a pause do not count against the line
+        limit: only the unfinished last line does.
+        """
+        server = FakeServer(maxLineLength=1024)
+        conn = server.connect()
+        conn.ok("run slow memory ignore-term")
+        conn.send("stop --time=5 slow\n" + "ping\n" * 300)
+        server.clock.advance(5)
+        for _ in range(10):
+            server.clock.advance(0)
+        replies = conn.replies()
+        self.assertEqual(len(replies), 301)
+        self.assertEqual({kind for kind, _ in replies}, {"OK"})
+        self.assertFalse(conn.closed)
+
+    def test_overlongLineWaitsItsTurn(self) -> None:
+        """
+        A line that grows too long behind an in-flight request is refused
+        after that request's reply, never before it.
+        """
+        server = FakeServer(maxLineLength=1024)
+        conn = server.connect()
+        conn.ok("run slow memory ignore-term")
+        conn.send("stop --time=5 slow\n" + "x" * 2000)
+        self.assertEqual(conn.lines(), [])
+        self.assertFalse(conn.closed)
+        server.clock.advance(5)
+        server.clock.advance(0)
+        replies = conn.replies()
+        self.assertEqual([kind for kind, _ in replies], ["OK", "ERR"])
+        self.assertEqual(replies[1][1][0], "too_long")
+        self.assertTrue(conn.closed)
+
+    def test_overlongHTTPLineClosedSilently(self) -> None:
+        """An HTTP request line longer than the limit still gets no reply."""
+        conn = FakeServer(maxLineLength=1024).connect()
+        conn.send(b"GET /" + b"a" * 5000)
+        self.assertEqual(conn.transport.value(), b"")
+        self.assertTrue(conn.closed)
+
+    def test_replayDoesNotCountAsFallingBehind(self) -> None:
+        """
+        events --since replays every retained event to a client that reads
+        slowly, without disconnecting it, in order, then live events.
+        """
+        server = FakeServer(maxEventBacklog=1024)
+        maker = server.connect()
+        for i in range(200):
+            maker.ok(f"create c{i:03d}")
+        conn = server.connect()
+        transport = ThrottlingTransport(limit=4096)
+        conn.protocol.makeConnection(transport)
+        conn.transport = transport
+        conn.send("events --since=0\n")
+        self.assertEqual(transport.producerState, "paused")
+        maker.ok("create late")
+        self.assertFalse(conn.closed)
+        while transport.producerState == "paused":
+            transport.drain()
+        replies = conn.replies()
+        self.assertEqual(replies[0], ("OK", {"events": True, "last_id": 200}))
+        ids = [event["id"] for _, event in replies[1:]]
+        self.assertEqual(ids, list(range(1, 202)))
+
+    def test_eventsErrorLeavesNoSubscription(self) -> None:
+        """A refused events request does not subscribe the connection."""
+        server = FakeServer()
+        conn = server.connect()
+        self.assertEqual(conn.err("events --since=99999999999999999999"), "bad_request")
+        self.assertFalse(conn.protocol.session.subscribed)
+        self.assertEqual(server.events.subscriberCount, 0)
+
+    def test_oddNumbers(self) -> None:
+        """Digits that are not ASCII, or far too many, are bad requests."""
+        conn = FakeServer().connect()
+        conn.ok("run web")
+        for line in ("kill --signal=\u00b2 web", "logs --tail=\u00b2 web", "events --since=\u00b2",
+                     "run --memory=\u00b2 w2", "run --restart=on-failure:\u00b2 w2",
+                     "logs --tail=" + "9" * 5000 + " web", "kill --signal=99999 web"):
+            self.assertEqual(conn.err(line), "bad_request", line[:40])
+        self.flushLoggedErrors()
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+    def test_unicodeBlankIsARequest(self) -> None:
+        """
+        A line that is blank only to Unicode still gets its one reply, and
+        words split the same way with or without quotes on the line.
+        """
+        conn = FakeServer().connect()
+        for line in (b"\x1c\n", b"\xc2\xa0\n", b"\r\r\n"):
+            conn.send(line)
+            [(kind, (code, _))] = conn.replies()
+            self.assertEqual((kind, code), ("ERR", "bad_request"), line)
+        self.assertEqual(conn.err("ping\u00a0x"), "bad_request")
+        self.assertEqual(conn.err("ping\u00a0'x'"), "bad_request")
+        self.assertEqual(conn.ok("create wx memory 'a b' c\u00a0d")["command"],
+                         ["a b", "c\u00a0d"])
+
+    def test_followSetUpAfterDisconnect(self) -> None:
+        """
+        A follow the backend sets up after the client has gone is
+        cancelled at once.
+        """
+        from twisted.internet.defer import Deferred
+
+        server = FakeServer()
+        conn = server.connect()
+        conn.ok("run web")
+        pending: Deferred[object] = Deferred()
+        realFollow = server.backend.follow
+        server.backend.follow = lambda *a: pending  # type: ignore[method-assign]
+        conn.send("logs --follow web\n")
+        conn.protocol.connectionLost(None)
+        follow = self.successResultOf(realFollow("web", 0, lambda line: None))
+        pending.callback(follow)
+        self.assertTrue(follow.ended.called)
+        self.assertEqual(conn.protocol.session.follows, {})
+
+    def test_unfollowEndsAtOnce(self) -> None:
+        """
+        unfollow sends log_end before its OK, and no line of that
+        container after it, even if the backend ends the stream later.
+        """
+        server = FakeServer()
+        conn = server.connect()
+        conn.ok("run d2")
+        conn.ok("logs -f d2")
+        observers: list[object] = []
+        conn.send("unfollow d2\n")
+        self.assertEqual(
+            conn.replies(),
+            [("EVENT", {"type": "log_end", "name": "d2"}),
+             ("OK", {"name": "d2", "following": False})],
+        )
+        conn.protocol.session.sendLogLine("d2", object())  # type: ignore[arg-type]
+        self.assertEqual(conn.replies(), [])
+        self.assertEqual(observers, [])
+        conn.ok("logs -f d2")
+
+    def test_slowSubscriberOnATransportWithoutAbort(self) -> None:
+        """
+        A subscriber too far behind on a transport with no abortConnection
+        (stdio) is closed with loseConnection instead.
+        """
+        server = FakeServer(maxEventBacklog=1024)
+        slow = server.connect()
+        slow.ok("events")
+        slow.transport.producer.pauseProducing()
+        slow.transport.abortConnection = None  # type: ignore[assignment]
+        del slow.transport.abortConnection
+        other = server.connect()
+        for i in range(20):
+            other.ok(f"create c{i}")
+        self.assertTrue(slow.closed)
