@@ -8,6 +8,7 @@ from __future__ import annotations
 import hmac
 import os
 import secrets
+import stat
 
 from twisted.python.filepath import FilePath
 
@@ -19,15 +20,55 @@ MAX_FAILED_AUTH = 3
 
 def readToken(path: FilePath) -> str:
     """
-    Read a token file.
+    Read a token file, which must be a regular file (not a link) of this
+    user's that nobody else can read or write.
 
-    @raise BadRequest: if it is empty.
+    @raise BadRequest: if it is empty, or others could read or change it.
     @raise OSError: if it cannot be read.
     """
-    token = path.getContent().decode("utf-8").strip()
+    fd = os.open(path.path, os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(fd, "rb") as tokenFile:
+        status = os.fstat(tokenFile.fileno())
+        if not stat.S_ISREG(status.st_mode):
+            raise BadRequest(f"the token file {path.path} is not a regular file")
+        if status.st_uid != os.geteuid() or status.st_mode & 0o077:
+            raise BadRequest(
+                f"the token file {path.path} must belong to this user and be readable "
+                f"by it alone (chmod 600): it has mode {stat.S_IMODE(status.st_mode):o}"
+            )
+        token = tokenFile.read().decode("utf-8").strip()
     if not token:
         raise BadRequest(f"the token file {path.path} is empty")
     return token
+
+
+def secureStateDir(directory: FilePath) -> list[str]:
+    """
+    Make sure the state directory is this user's and private: create it
+    0700, or take group and other permissions off an existing one.
+
+    @return: warnings to log (what was changed).
+    @raise BadRequest: if it belongs to another user, or is not a directory.
+    """
+    if not directory.exists():
+        directory.makedirs()
+        os.chmod(directory.path, 0o700)
+        return []
+    status = os.stat(directory.path)
+    if not stat.S_ISDIR(status.st_mode):
+        raise BadRequest(f"the state directory {directory.path} is not a directory")
+    if status.st_uid != os.geteuid():
+        raise BadRequest(
+            f"the state directory {directory.path} belongs to uid {status.st_uid}, "
+            f"not to this user ({os.geteuid()})"
+        )
+    if status.st_mode & 0o077:
+        os.chmod(directory.path, 0o700)
+        return [
+            f"the state directory {directory.path} had mode "
+            f"{stat.S_IMODE(status.st_mode):o}; it is now 700"
+        ]
+    return []
 
 
 def loadOrCreateToken(path: FilePath) -> str:

@@ -5,7 +5,6 @@ C{twistd pycm}: the daemon's command line and its service.
 from __future__ import annotations
 
 import grp
-import os
 import sys
 from typing import Any
 
@@ -17,7 +16,7 @@ from twisted.python import usage
 from twisted.python.filepath import FilePath
 
 import pycm
-from pycm.auth import loadOrCreateToken, readToken
+from pycm.auth import loadOrCreateToken, readToken, secureStateDir
 from pycm.backends import availableBackends, loadBackendFactory
 from pycm.client.config import defaultStateDir
 from pycm.commands import Daemon
@@ -32,6 +31,8 @@ from pycm.protocol import (
 )
 
 DEFAULT_LISTEN = "tcp:8080:interface=127.0.0.1"
+
+log = Logger()
 
 #: Options passed through to the backend, by their command-line name.
 BACKEND_OPTIONS = (
@@ -251,11 +252,10 @@ def makeService(options: Options, reactor: Any = None) -> IService:
 
         reactor = globalReactor
     stateDir: FilePath = options["state-dir"]
-    if not stateDir.exists():
-        stateDir.makedirs()
-        os.chmod(stateDir.path, 0o700)
     closers: list[Any] = []
     try:
+        for warning in secureStateDir(stateDir):
+            log.warn("{warning}", warning=warning)
         _lockStateDir(stateDir, closers)
         if options["auth-token-file"]:
             token = readToken(FilePath(options["auth-token-file"]))

@@ -9,7 +9,7 @@ from twisted.python import usage
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
 
-from pycm.auth import loadOrCreateToken, readToken, tokensMatch
+from pycm.auth import loadOrCreateToken, readToken, secureStateDir, tokensMatch
 from pycm.errors import BadRequest
 from pycm.listeners import (
     InsecureListener,
@@ -166,6 +166,30 @@ class TokenTests(SynchronousTestCase):
         path = FilePath(self.mktemp())
         path.setContent(b"\n")
         self.assertRaises(BadRequest, readToken, path)
+
+    def test_untrustedTokenFile(self) -> None:
+        """
+        A token file that others can read, or a link, is refused: the
+        daemon never trusts a token someone else could know or plant.
+        """
+        path = FilePath(self.mktemp())
+        path.setContent(b"abc\n")
+        os.chmod(path.path, 0o644)
+        self.assertRaises(BadRequest, readToken, path)
+        os.chmod(path.path, 0o600)
+        self.assertEqual(readToken(path), "abc")
+        link = FilePath(self.mktemp())
+        os.symlink(path.path, link.path)
+        self.assertRaises(OSError, readToken, link)
+
+    def test_stateDirMadePrivate(self) -> None:
+        """An existing state directory open to others is made 0700."""
+        directory = FilePath(self.mktemp())
+        directory.makedirs()
+        os.chmod(directory.path, 0o755)
+        self.assertEqual(len(secureStateDir(directory)), 1)
+        self.assertEqual(stat.S_IMODE(os.stat(directory.path).st_mode), 0o700)
+        self.assertEqual(secureStateDir(directory), [])
 
     def test_compare(self) -> None:
         """Tokens compare equal only when identical."""
