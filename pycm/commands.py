@@ -255,6 +255,8 @@ def dispatch(session: Session, words: Sequence[str]) -> Any:
     if len(args) < command.minArgs:
         raise BadRequest(f"not enough arguments; usage: {command.usage()}")
     if command.maxArgs is not None and len(args) > command.maxArgs:
+        if any(arg.startswith("-") for arg in args[command.maxArgs :]):
+            raise BadRequest(f"options must come before the arguments; usage: {command.usage()}")
         raise BadRequest(f"too many arguments; usage: {command.usage()}")
     return command.handler(session, options, args)
 

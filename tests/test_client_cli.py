@@ -642,3 +642,17 @@ class InterruptTests(SynchronousTestCase):
         h.flush()
         self.assertEqual(self.successResultOf(d), 0)
         self.assertNotIn("lost", h.err.getvalue())
+
+
+class ContainerLineTests(SynchronousTestCase):
+    def test_containerLine(self) -> None:
+        """
+        A command that acts on a container prints one line about it;
+        inspect prints every field.
+        """
+        container = {"name": "web", "state": "exited", "image": "host", "pid": None,
+                     "exit_code": -15, "error": None}
+        self.assertEqual(fmt.formatReply("stop", container, 0), ["web  exited  exit code -15"])
+        running = dict(container, state="running", pid=7, exit_code=None)
+        self.assertEqual(fmt.formatReply("run", running, 0), ["web  running  pid 7"])
+        self.assertRegex("\n".join(fmt.formatReply("inspect", container, 0)), r"state: +exited")

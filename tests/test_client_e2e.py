@@ -99,7 +99,7 @@ class ClientE2ETests(TestCase):
         self.assertEqual((r.returncode, r.stdout), (0, "pong\n"))
         r = self.pycm("run", "web", "host", "sh", "-c", "echo hi; sleep 5")
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertIn("name:", r.stdout)
+        self.assertRegex(r.stdout, r"^web  running  pid \d+\n$")
         r = self.pycm("run", "web")
         self.assertEqual(r.returncode, 1)
         self.assertTrue(r.stderr.startswith("Error: conflict: "), r.stderr)

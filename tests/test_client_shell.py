@@ -274,7 +274,7 @@ class ShellTests(SynchronousTestCase):
         h.pump.flush()
         self.assertEqual(h.daemon.received, ["stop web", "ping"])
         screen = h.screen()
-        self.assertLess(screen.index(b"state:"), screen.index(b"pong"))
+        self.assertLess(screen.index(b"web  exited"), screen.index(b"pong"))
         self.assertTrue(screen.endswith(b"pycm> "))
 
     def test_progress(self) -> None:

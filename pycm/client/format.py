@@ -143,6 +143,8 @@ def formatReply(command: str, value: Any, now: float) -> list[str]:
         return ["Stopped watching events"]
     if command == "help":
         return formatHelp(value)
+    if isContainer(value) and command != "inspect":
+        return [containerLine(value)]
     if isContainer(value):
         return keyValues(value)
     if isinstance(value, str):
@@ -152,6 +154,22 @@ def formatReply(command: str, value: Any, now: float) -> list[str]:
     if isinstance(value, list):
         return [scalar(item) for item in value]
     return [scalar(value)]
+
+
+def containerLine(container: dict[str, Any]) -> str:
+    """
+    One line for a container that a command acted on (C{run}, C{stop}...):
+    C{web  running  pid 4242}, C{web  exited  exit code -15}; C{inspect}
+    shows every field.
+    """
+    parts = [str(container.get("name")), str(container.get("state"))]
+    if container.get("pid") is not None:
+        parts.append(f"pid {container['pid']}")
+    if container.get("exit_code") is not None:
+        parts.append(f"exit code {container['exit_code']}")
+    if container.get("error"):
+        parts.append(f"({container['error']})")
+    return "  ".join(parts)
 
 
 def formatHelp(value: Any) -> list[str]:
