@@ -11,6 +11,7 @@ backend it drives.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -49,6 +50,12 @@ from pycm.words import (
 
 #: How many log lines C{logs} returns when no C{--tail} is given.
 DEFAULT_TAIL = 100
+
+#: The most bytes of log lines one C{logs} reply may carry (clients must
+#: hold a reply line in memory; pycm's client takes up to 16 MiB).
+MAX_LOGS_REPLY = 8 * 2**20
+
+_jsonSize = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 @attrs.define
@@ -477,15 +484,20 @@ def logs(session: Session, options: dict[str, Any], args: list[str]) -> Any:
     backend = session.daemon.backend
     tail = _tail(options)
     if not options.get("follow"):
-        d = backend.logs(name, tail)
-        return d.addCallback(lambda lines: [line.toJSON() for line in lines])
+        return backend.logs(name, tail).addCallback(logLinesReply)
     if name in session.following:
         raise BadRequest(f"already following {name}; send 'unfollow {name}' first")
     session.following.add(name)
 
     def following(follow: LogFollow) -> list[dict[str, Any]]:
+        try:
+            backlog = logLinesReply(follow.backlog)
+        except BadRequest:
+            follow.cancel()
+            session.following.discard(name)
+            raise
         session.startFollowing(name, follow)
-        return [line.toJSON() for line in follow.backlog]
+        return backlog
 
     def failed(failure: Any) -> Any:
         session.following.discard(name)
@@ -493,6 +505,28 @@ def logs(session: Session, options: dict[str, Any], args: list[str]) -> Any:
 
     d = backend.follow(name, tail, lambda line: session.sendLogLine(name, line))
     return d.addCallbacks(following, failed)
+
+
+def logLinesReply(lines: Sequence[LogLine]) -> list[dict[str, Any]]:
+    """
+    The JSON of C{logs}' reply.
+
+    @raise BadRequest: if it would be over L{MAX_LOGS_REPLY} bytes, saying
+        how many of the newest lines would fit.
+    """
+    result = []
+    size = 0
+    for line in reversed(lines):
+        item = line.toJSON()
+        size += len(_jsonSize(item)) + 1
+        if size > MAX_LOGS_REPLY:
+            raise BadRequest(
+                f"the last {len(lines)} lines are over the {MAX_LOGS_REPLY // 2**20} MiB "
+                f"a reply may carry; the last {len(result)} fit: use --tail={len(result)}"
+            )
+        result.append(item)
+    result.reverse()
+    return result
 
 
 def unfollow(session: Session, options: dict[str, Any], args: list[str]) -> Any:

@@ -74,9 +74,16 @@ class EventLog:
         if isinstance(event, ProgressEvent):
             self._publish(event)
             return
+        numbered = attrs.evolve(event, id=self._lastId + 1)
+        try:
+            self.store.append(numbered)
+        except Exception:
+            # Not kept, so not published either: ids stay without gaps, and
+            # a subscriber never sees an event that --since would not replay.
+            self.log.failure("could not store event {action} {name}",
+                             action=event.action, name=event.name)
+            raise
         self._lastId += 1
-        numbered = attrs.evolve(event, id=self._lastId)
-        self.store.append(numbered)
         self._publish(numbered)
 
     def _publish(self, event: ContainerEvent | ProgressEvent) -> None:

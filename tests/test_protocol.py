@@ -707,3 +707,19 @@ class ReviewRegressionTests(SynchronousTestCase):
         for i in range(20):
             other.ok(f"create c{i}")
         self.assertTrue(slow.closed)
+
+
+class LogsReplyTests(SynchronousTestCase):
+    def test_replyTooBig(self) -> None:
+        """
+        A logs reply over the size limit is refused, saying how many of the
+        newest lines would fit; no giant reply line is ever built.
+        """
+        from pycm import commands
+        from pycm.model import LogLine
+
+        self.patch(commands, "MAX_LOGS_REPLY", 1000)
+        lines = [LogLine(0.0, "stdout", "x" * 100) for _ in range(20)]
+        error = self.assertRaises(commands.BadRequest, commands.logLinesReply, lines)
+        self.assertIn("use --tail=6", str(error))
+        self.assertEqual(len(commands.logLinesReply(lines[-6:])), 6)
