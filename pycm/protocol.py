@@ -60,6 +60,9 @@ _EVENT_SIZE_GUESS = 256
 LINES_PER_TURN = 64
 BYTES_PER_TURN = 64 * 1024
 
+#: The replies of the commands that answer with a fixed string.
+_STRING_REPLIES = {text: b"OK " + json.dumps(text).encode() for text in ("pong", "bye")}
+
 _encodeJSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
@@ -319,11 +322,13 @@ class PycmServerProtocol(LineReceiver):
             self._replyFailure(Failure())
             return
         if type(result) is not Deferred:
-            try:
-                reply = b"OK " + _encodeJSON(result).encode("utf-8", "replace")
-            except Exception:
-                self._replyFailure(Failure())
-                return
+            reply = _STRING_REPLIES.get(result) if type(result) is str else None
+            if reply is None:
+                try:
+                    reply = b"OK " + _encodeJSON(result).encode("utf-8", "replace")
+                except Exception:
+                    self._replyFailure(Failure())
+                    return
             self._reply(reply)
             return
         self._inFlight = True
@@ -364,7 +369,16 @@ class PycmServerProtocol(LineReceiver):
     def _reply(self, line: bytes) -> None:
         if self._lost:
             return
-        self._write(line)
+        batch = self._batch
+        if batch is None:
+            self.transport.write(line + b"\n")
+        else:
+            # _write, inlined: this is the path of every reply.
+            batch.append(line + b"\n")
+            self._batchBytes += len(line) + 1
+            self._turnBytes += len(line) + 1
+            if self._batchBytes >= BYTES_PER_TURN:
+                self._flush()
         if self.session.afterReply:
             after, self.session.afterReply = self.session.afterReply, []
             for action in after:
