@@ -514,7 +514,7 @@ def logLinesReply(lines: Sequence[LogLine]) -> list[dict[str, Any]]:
     @raise BadRequest: if it would be over L{MAX_LOGS_REPLY} bytes, saying
         how many of the newest lines would fit.
     """
-    result = []
+    result: list[dict[str, Any]] = []
     size = 0
     for line in reversed(lines):
         item = line.toJSON()
