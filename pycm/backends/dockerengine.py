@@ -25,10 +25,11 @@ from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.endpoints import HostnameEndpoint, UNIXClientEndpoint
 from twisted.internet.error import ConnectError, TimeoutError
 from twisted.internet.interfaces import IStreamClientEndpoint
-from twisted.internet.protocol import Protocol
+from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.client import Agent, HTTPConnectionPool, ResponseDone
+from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgentEndpointFactory
 from zope.interface import implementer
@@ -129,6 +130,46 @@ class _StreamProtocol(Protocol):
     def connectionLost(self, reason: Failure = ResponseDone) -> None:  # type: ignore[assignment]
         if not self._done.called:
             self._done.callback(None)
+
+
+class _BodyCollector(Protocol):
+    """Collect a whole response body; fire C{done} with it at its end."""
+
+    def __init__(self, done: Deferred[bytes]) -> None:
+        self._done = done
+        self._parts: list[bytes] = []
+
+    def dataReceived(self, data: bytes) -> None:
+        self._parts.append(data)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self._done.called:
+            return
+        if reason.check(ResponseDone, PotentialDataLoss):
+            self._done.callback(b"".join(self._parts))
+        else:
+            self._done.errback(reason)
+
+
+def readBody(response: Any) -> Deferred[bytes]:
+    """
+    Read the whole body of an unbuffered C{response}.
+
+    Cancelling the Deferred closes the connection (treq's own reading has
+    no canceller, so a cancelled read of a body that never ends, such as
+    C{POST /containers/ID/wait}'s, would keep its socket open until the
+    engine ends it).
+    """
+
+    def cancel(d: Deferred[bytes]) -> None:
+        transport = collector.transport
+        if transport is not None:
+            transport.stopProducing()  # type: ignore[attr-defined]
+
+    done: Deferred[bytes] = Deferred(cancel)
+    collector = _BodyCollector(done)
+    response.deliverBody(collector)
+    return done
 
 
 @attrs.define
@@ -318,7 +359,9 @@ class EngineClient:
         raw: bool = False,
     ) -> Deferred[tuple[int, Any]]:
         url = self._url(path, params)
-        d: Deferred[Any] = self._http.request(method, url, **self._bodyArgs(body))
+        # Unbuffered, read with readBody: a timeout or a cancel during the
+        # body then closes the connection.
+        d: Deferred[Any] = self._http.request(method, url, unbuffered=True, **self._bodyArgs(body))
 
         def read(response: Any) -> Deferred[tuple[int, Any]]:
             def decode(content: bytes) -> tuple[int, Any]:
@@ -326,7 +369,7 @@ class EngineClient:
                     return (response.code, content)
                 return (response.code, _decode(content))
 
-            return treq.content(response).addCallback(decode)
+            return readBody(response).addCallback(decode)
 
         def failed(failure: Failure) -> Failure:
             if not timedOut and _cancelled(failure.value):
