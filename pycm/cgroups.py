@@ -11,11 +11,26 @@ it, writing a limit, and removing the probe.  Each limit that passed is in
 L{Cgroups.limits}; a limit that did not is refused for every container,
 with the reason in L{Cgroups.reasons}, never silently ignored.
 
-A container with limits gets its own group C{PARENT/NAME-ID} in each
-hierarchy needed, with the limits written before its process starts; the
-process joins it itself (L{Cgroups.prepare} returns the C{cgroup.procs}
-files to write its pid to) before it executes the command, so every child
-it ever forks is inside.  Containers without limits get no group.
+Tracking: whatever limits are enforced, every container gets a group
+C{PARENT/NAME-ID} in a I{tracking} hierarchy when the daemon can make one
+(as Docker does): the unified hierarchy (v2, also in "hybrid" mode, where
+it is a plain group with no controller), else the v1 C{pids}, C{freezer}
+or C{name=systemd} hierarchy.  Every process a run ever forks is in it --
+also one that calls C{setsid} or leaves its process group -- so stopping,
+removing or reclaiming a container kills the whole group
+(L{Cgroups.killAll}).  L{detect} proves tracking works by moving the
+daemon itself into a probe group and back (the fast spawn path does that
+around each spawn, so the child is born in its group).
+
+A container with limits also gets a group of that name in each limit
+hierarchy, with the limits written before its process starts; the process
+joins them (L{Cgroups.prepare} returns the C{cgroup.procs} files to write
+its pid to) before it executes the command.
+
+Swap: a memory limit also limits swap (C{memory.swap.max} 0, v1
+C{memory.memsw.limit_in_bytes}) where the kernel has swap accounting.
+Where it does not, L{Cgroups.swapLimited} is False, the daemon logs it at
+start, and the memory limit bounds RAM only (a container may swap).
 
 v2 files: C{memory.max}, C{cpu.max} (C{"QUOTA PERIOD"}).  v1 files:
 C{memory.limit_in_bytes}, C{cpu.cfs_period_us} and C{cpu.cfs_quota_us}.
@@ -47,6 +62,8 @@ class Mount:
     path: str
     version: int
     controllers: frozenset[str]
+    #: Every super option of a v1 mount (controllers, C{name=...}).
+    options: frozenset[str] = frozenset()
 
 
 def parseMountinfo(text: str) -> list[Mount]:
@@ -65,7 +82,14 @@ def parseMountinfo(text: str) -> list[Mount]:
             mounts.append(Mount(path, 2, frozenset()))
         elif fsType == "cgroup":
             options = frozenset(superOptions.split(","))
-            mounts.append(Mount(path, 1, options & {"memory", "cpu", "cpuacct"}))
+            mounts.append(
+                Mount(
+                    path,
+                    1,
+                    options & {"memory", "cpu", "cpuacct"},
+                    frozenset(o for o in options if o in ("pids", "freezer") or "=" in o),
+                )
+            )
     return mounts
 
 
@@ -83,9 +107,28 @@ def _read(path: str) -> str:
         return f.read()
 
 
+#: The smallest C{--cpus} accepted (Docker's: one hundredth of a CPU).
+MIN_CPUS = 0.01
+
+
 def cpuQuota(cpus: float) -> int:
     """The quota, in microseconds per L{CPU_PERIOD}, for C{cpus} CPUs."""
     return max(MIN_CPU_QUOTA, round(cpus * CPU_PERIOD))
+
+
+def checkCpus(cpus: float, available: int | None = None) -> None:
+    """
+    Refuse a C{--cpus} below L{MIN_CPUS} or above the machine's CPU count,
+    as Docker does, rather than rounding it silently.
+
+    @raise BadRequest: saying the range.
+    """
+    count = available if available is not None else (os.cpu_count() or 1)
+    if cpus < MIN_CPUS or cpus > count:
+        raise BadRequest(
+            f"bad --cpus {cpus:g}: the range of CPUs is from {MIN_CPUS} to {count}"
+            " (the CPUs available)"
+        )
 
 
 class Cgroups:
@@ -96,6 +139,11 @@ class Cgroups:
     @ivar limits: the enforced limits: C{memory}, C{cpus}.
     @ivar reasons: for each limit not enforced, why.
     @ivar dirs: for each enforced limit, the parent group directory.
+    @ivar tracking: the parent group directory of the tracking hierarchy
+        (every container gets a group there), or None.
+    @ivar home: the C{cgroup.procs} file of the daemon's own group in the
+        tracking hierarchy (where it goes back to after a spawn), or None.
+    @ivar swapLimited: a memory limit also limits swap.
     """
 
     def __init__(
@@ -103,20 +151,35 @@ class Cgroups:
         version: int | None,
         dirs: dict[str, str],
         reasons: dict[str, str],
+        tracking: str | None = None,
+        home: str | None = None,
+        swapLimited: bool = True,
     ) -> None:
         self.version = version
         self.dirs = dict(dirs)
         self.limits = frozenset(dirs)
         self.reasons = dict(reasons)
+        self.tracking = tracking
+        self.home = home
+        self.swapLimited = swapLimited
 
     def describe(self) -> str:
         """One line for the daemon's log."""
+        track = (
+            f"every container tracked in a cgroup under {self.tracking}"
+            if self.tracking
+            else "containers NOT tracked by cgroups (process group and run marker only)"
+        )
         if not self.limits:
-            return "no resource limits: " + "; ".join(
-                f"{k}: {v}" for k, v in sorted(self.reasons.items())
+            return (
+                track
+                + "; no resource limits: "
+                + "; ".join(f"{k}: {v}" for k, v in sorted(self.reasons.items()))
             )
         parts = [f"{limit} via {path}" for limit, path in sorted(self.dirs.items())]
-        return f"cgroup v{self.version}: " + ", ".join(parts)
+        if "memory" in self.limits and not self.swapLimited:
+            parts.append("WARNING: swap is not limited (no swap accounting)")
+        return f"{track}; cgroup v{self.version}: " + ", ".join(parts)
 
     def check(self, memory: int | None, cpus: float | None) -> None:
         """
@@ -134,11 +197,15 @@ class Cgroups:
                 )
             if value <= 0:
                 raise BadRequest(f"bad --{option} {value}: it must be positive")
+        if cpus is not None:
+            checkCpus(cpus)
 
     def groupDirs(self, group: str, memory: bool, cpus: bool) -> list[str]:
-        """The group directories of C{group} for the limits it uses."""
+        """The group directories of C{group}: tracking, then the limits it uses."""
         wanted = [k for k, used in (("memory", memory), ("cpus", cpus)) if used]
         dirs: list[str] = []
+        if self.tracking is not None:
+            dirs.append(os.path.join(self.tracking, group))
         for limit in wanted:
             path = os.path.join(self.dirs[limit], group)
             if path not in dirs:
@@ -149,8 +216,8 @@ class Cgroups:
         """
         Create C{group} with its limits written.
 
-        @return: the C{cgroup.procs} files the process must join (empty
-            without limits).
+        @return: the C{cgroup.procs} files the process must join (the
+            tracking group's first; empty without tracking nor limits).
         @raise BadRequest: for a limit that cannot be enforced.
         @raise BackendError: if the group cannot be set up.
         """
@@ -175,13 +242,13 @@ class Cgroups:
                 # No swap either, or the limit is only a suggestion.
                 _write(os.path.join(path, "memory.swap.max"), "0")
             except OSError:
-                pass
+                self.swapLimited = False
         else:
             _write(os.path.join(path, "memory.limit_in_bytes"), str(memory))
             try:
                 _write(os.path.join(path, "memory.memsw.limit_in_bytes"), str(memory))
             except OSError:
-                pass
+                self.swapLimited = False
 
     def _writeCpus(self, path: str, cpus: float) -> None:
         quota = cpuQuota(cpus)
@@ -202,15 +269,37 @@ class Cgroups:
             found.update(int(word) for word in text.split() if word.isdigit())
         return sorted(found)
 
-    def killAll(self, group: str) -> list[int]:
-        """SIGKILL every process still in C{group}; return their pids."""
-        pids = self.pids(group)
-        for pid in pids:
+    def killAll(self, group: str, rounds: int = 10) -> list[int]:
+        """
+        SIGKILL every process in C{group} (never the daemon itself), again
+        while new ones appear (a process may fork while it is being killed);
+        return their pids.
+        """
+        me = os.getpid()
+        killed: list[int] = []
+        for _ in range(rounds):
+            pids = [pid for pid in self.pids(group) if pid != me and pid not in killed]
+            if not pids:
+                break
+            for pid in pids:
+                try:
+                    os.kill(pid, _signal.SIGKILL)
+                except OSError:
+                    pass
+            killed.extend(pids)
+        return killed
+
+    def groups(self) -> set[str]:
+        """The names of the groups now under the parent(s)."""
+        names: set[str] = set()
+        for parent in {*self.dirs.values(), *([self.tracking] if self.tracking else [])}:
             try:
-                os.kill(pid, _signal.SIGKILL)
+                entries = os.scandir(parent)
             except OSError:
-                pass
-        return pids
+                continue
+            with entries:
+                names.update(e.name for e in entries if e.is_dir() and e.name != _PROBE)
+        return names
 
     def release(self, group: str) -> bool:
         """
@@ -219,7 +308,7 @@ class Cgroups:
         @return: True if none is left (False: processes still in it).
         """
         clean = True
-        for path in self.groupDirs(group, "memory" in self.dirs, "cpus" in self.dirs):
+        for path in reversed(self.groupDirs(group, "memory" in self.dirs, "cpus" in self.dirs)):
             try:
                 os.rmdir(path)
             except FileNotFoundError:
@@ -273,7 +362,105 @@ def _probe(cgroups: Cgroups, limit: str) -> None:
         cgroups.release(_PROBE)
 
 
+def parseProcCgroup(text: str) -> dict[str, str]:
+    """
+    C{/proc/PID/cgroup} as {hierarchy key: path}: the key is C{""} for the
+    unified hierarchy, else each controller (and C{name=...}) of the line.
+    """
+    paths: dict[str, str] = {}
+    for line in text.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        _, controllers, path = parts
+        if not controllers:
+            paths[""] = path
+        for controller in controllers.split(","):
+            if controller:
+                paths[controller] = path
+    return paths
+
+
+def _probeTracking(mount: str, base: str, ownPath: str) -> str:
+    """
+    Prove the daemon can make a group under C{base} and move itself into
+    it and back home; return its home C{cgroup.procs}.
+    """
+    home = os.path.join(mount, ownPath.lstrip("/"), "cgroup.procs")
+    probe = os.path.join(base, _PROBE)
+    os.makedirs(probe, exist_ok=True)
+    me = str(os.getpid())
+    try:
+        _write(os.path.join(probe, "cgroup.procs"), me)
+        _write(home, me)
+    finally:
+        try:
+            os.rmdir(probe)
+        except OSError:
+            pass
+    return home
+
+
+def detectTracking(
+    mounts: list[Mount], relative: str, own: dict[str, str]
+) -> tuple[str | None, str | None, str]:
+    """
+    The tracking hierarchy: the unified one, else v1 C{pids}, C{freezer}
+    or C{name=systemd}.
+
+    @param own: the daemon's own groups (L{parseProcCgroup}).
+    @return: (parent group directory, the daemon's home C{cgroup.procs},
+        why there is none).
+    """
+    candidates: list[tuple[str, str]] = [(m.path, "") for m in mounts if m.version == 2]
+    v1 = [m for m in mounts if m.version == 1]
+    for key in ("pids", "freezer", "name=systemd"):
+        for m in v1:
+            if key in m.controllers or key in m.options:
+                candidates.append((m.path, key))
+    why = "no cgroup hierarchy to track containers in"
+    for mount, key in candidates:
+        if key not in own:
+            continue
+        base = os.path.join(mount, relative)
+        try:
+            home = _probeTracking(mount, base, own[key])
+        except OSError as e:
+            why = f"cannot track containers in {base}: {e.strerror or e}"
+            continue
+        return base, home, ""
+    return None, None, why
+
+
 def detect(
+    parent: str = DEFAULT_PARENT,
+    mountinfo: str | None = None,
+    enabled: bool = True,
+    procCgroup: str | None = None,
+) -> Cgroups:
+    """
+    Find out how containers are tracked and which limits this daemon can
+    enforce: see L{_detectLimits} and L{detectTracking}.
+
+    @param procCgroup: the text of C{/proc/self/cgroup} (for tests).
+    """
+    limits = _detectLimits(parent, mountinfo, enabled)
+    if not enabled or (mountinfo is not None and procCgroup is None):
+        return limits  # a test's fake tree: no tracking unless asked
+    try:
+        if mountinfo is None:
+            mountinfo = _read("/proc/self/mountinfo")
+        if procCgroup is None:
+            procCgroup = _read("/proc/self/cgroup")
+    except OSError:
+        return limits
+    tracking, home, _ = detectTracking(
+        parseMountinfo(mountinfo), parent.strip("/"), parseProcCgroup(procCgroup)
+    )
+    return Cgroups(limits.version, limits.dirs, limits.reasons, tracking, home)
+
+
+def _detectLimits(
     parent: str = DEFAULT_PARENT,
     mountinfo: str | None = None,
     enabled: bool = True,

@@ -122,3 +122,15 @@ def environ(pid: int, proc: str = PROC) -> bytes | None:
             return f.read()
     except OSError:
         return None
+
+
+def runId(environ: bytes) -> str | None:
+    """The C{PYCM_RUN_ID} of a NUL-separated environment, None if none."""
+    start = environ.find(b"PYCM_RUN_ID=")
+    while start > 0 and environ[start - 1] != 0:
+        start = environ.find(b"PYCM_RUN_ID=", start + 1)
+    if start < 0:
+        return None
+    end = environ.find(b"\0", start)
+    value = environ[start + len(b"PYCM_RUN_ID=") : end if end >= 0 else None]
+    return value.decode("ascii", "replace")

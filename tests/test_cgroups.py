@@ -44,7 +44,7 @@ class MountinfoTests(SynchronousTestCase):
             [
                 Mount("/sys/fs/cgroup/cpu,cpuacct", 1, frozenset({"cpu", "cpuacct"})),
                 Mount("/sys/fs/cgroup/memory", 1, frozenset({"memory"})),
-                Mount("/sys/fs/cgroup/pids", 1, frozenset()),
+                Mount("/sys/fs/cgroup/pids", 1, frozenset(), frozenset({"pids"})),
                 Mount("/sys/fs/cgroup/unified", 2, frozenset()),
             ],
         )

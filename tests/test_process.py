@@ -35,7 +35,7 @@ from pycm.backends.process import (
     makeBackend,
     parseSize,
 )
-from pycm.backends.supervisor import RECLAIMED_ERROR, Record
+from pycm.backends.supervisor import RECLAIMED_ERROR, STARTING_ERROR, Record
 from pycm.cgroups import NO_CGROUPS, Cgroups, detect
 from pycm.errors import BackendError, BadRequest
 from pycm.interfaces import IContainerBackend, IRun, IRunObserver, IRuntime
@@ -480,7 +480,7 @@ class RuntimeFakeTests(SynchronousTestCase):
             f.write("4242 (sleep) " + " ".join(fields))
         self.reactor.advance(0.01)
         run = self.successResultOf(d)
-        self.assertEqual(run.startTime, 77)
+        self.assertEqual(run.startTime, [None, 77])
         [call] = self.reactor.spawned
         self.assertEqual(call["executable"], "/usr/bin/env-fake")
         self.assertEqual(
@@ -670,13 +670,14 @@ class RealRuntimeTests(TestCase):
 
     timeout = 60
     useHelper = False
+    native = True
 
     def setUp(self) -> None:
         if self.useHelper:
-            self.runtime = ProcessRuntime(reactor, launcher=None)
+            self.runtime = ProcessRuntime(reactor, launcher=None, native=False)
         else:
-            self.runtime = ProcessRuntime(reactor)
-            if self.runtime.launcher is None:
+            self.runtime = ProcessRuntime(reactor, native=self.native)
+            if not self.native and self.runtime.launcher is None:
                 raise SkipTest("no env -C and setsid on this machine")
         self.addCleanup(self.runtime.close)
         self.runs: list[ProcessRun] = []
@@ -710,7 +711,7 @@ class RealRuntimeTests(TestCase):
         run, observer = yield self.spawn(("sleep", "1000"))
         stat = procfs.readStat(run.pid)
         self.assertEqual((stat.session, stat.pgrp), (run.pid, run.pid))
-        self.assertEqual(run.startTime, stat.startTime)
+        self.assertEqual(run.startTime, [self.runtime.bootId, stat.startTime])
         self.assertNotEqual(stat.session, os.getsid(0))
         run.signal(signal.SIGTERM)
         code = yield observer.ended
@@ -755,7 +756,7 @@ class RealRuntimeTests(TestCase):
         os.chmod(script, 0o755)
         observer = RecordingObserver()
         d = self.runtime.spawn(container(command=(script,)), observer)
-        if self.useHelper:
+        if self.useHelper or self.native:
             error = yield self.assertFailure(d, BackendError)
             self.assertIn("exec", str(error))
             self.assertIn("No such file or directory", str(error))
@@ -855,9 +856,31 @@ class RealRuntimeTests(TestCase):
 
 
 class RealHelperRuntimeTests(RealRuntimeTests):
-    """The same, with the Python exec helper instead of setsid."""
+    """The same, with the Python exec helper instead of posix_spawn."""
 
     useHelper = True
+
+
+class RealLauncherRuntimeTests(RealRuntimeTests):
+    """The same, with C{env -C DIR setsid} instead of posix_spawn."""
+
+    native = False
+
+
+def _marked(runId: str) -> list[int]:
+    """The live processes started with C{PYCM_RUN_ID=runId}."""
+    return [
+        stat.pid
+        for stat in procfs.allStats()
+        if stat.alive and procfs.runId(procfs.environ(stat.pid) or b"") == runId
+    ]
+
+
+def _killQuietly(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except OSError:
+        pass
 
 
 def _rss() -> int:
@@ -930,30 +953,32 @@ class RealReclaimTests(TestCase):
         yield waitUntil(lambda: procfs.groupMembers(child.pid) == [])
 
     @inlineCallbacks
-    def test_reclaimLeftoversOfExitedLeader(self) -> None:
+    def test_sweepKillsMarkedProcesses(self) -> None:
         """
-        If the main process exited while the daemon was dead but children
-        of its group survived, reclaim (False: the run was gone) kills those
-        started with this container's marker, and only those.
+        L{ProcessRuntime.sweep} kills every process started with the run id
+        of one of the given runs (whatever its session or group: also one
+        that called setsid), and only those; it says which runs it found.
         """
-        env = dict(os.environ, PYCM_CONTAINER="web")
+        env = dict(os.environ, PYCM_RUN_ID="run-swept")
         child = subprocess.Popen(
-            ["sh", "-c", "sleep 1000 & env -u PYCM_CONTAINER sleep 1001 & exit 0"],
+            ["sh", "-c", "sleep 1000 & setsid sleep 1002 & env -u PYCM_RUN_ID sleep 1001 & exit 0"],
             start_new_session=True,
             env=env,
         )
         self.addCleanup(_killpgQuietly, child.pid)
-        start = procfs.startTime(child.pid)
         child.wait()  # as init would reap it
-        yield waitUntil(lambda: len(procfs.groupMembers(child.pid)) == 2)
-        [marked, unmarked] = sorted(
-            procfs.groupMembers(child.pid),
-            key=lambda pid: b"1001" in open(f"/proc/{pid}/cmdline", "rb").read(),
-        )
-        stopped = yield ProcessRuntime(reactor).reclaim(container(), child.pid, start)
-        self.assertIs(stopped, False)
-        yield waitUntil(lambda: procfs.groupMembers(child.pid) == [unmarked])
-        self.assertNotIn(marked, procfs.groupMembers(child.pid))
+        yield waitUntil(lambda: len(_marked("run-swept")) == 2)
+        [unmarked] = [
+            pid
+            for pid in procfs.groupMembers(child.pid)
+            if b"1001" in open(f"/proc/{pid}/cmdline", "rb").read()
+        ]
+        self.addCleanup(_killQuietly, unmarked)
+        runtime = ProcessRuntime(reactor, cgroups=NO_CGROUPS)
+        found = yield runtime.sweep({"run-swept": container(), "run-other": container()})
+        self.assertEqual(found, ["run-swept"])
+        yield waitUntil(lambda: _marked("run-swept") == [])
+        self.assertTrue(procfs.isSameProcess(unmarked, procfs.startTime(unmarked)))
 
     @inlineCallbacks
     def test_reclaimWrongStartTime(self) -> None:
@@ -1021,6 +1046,93 @@ class BackendReclaimTests(TestCase):
         gone = yield backend.inspect("gone")
         self.assertEqual(gone.state, State.DEAD)
         yield waitUntil(lambda: procfs.groupMembers(child.pid) == [])
+
+
+class ContainmentTests(TestCase):
+    """Every process of a container goes with it, also one that called setsid."""
+
+    timeout = 60
+
+    def makeBackend(self, cgroups: str) -> Deferred[Any]:
+        stateDir = self.mktemp()
+        backend = makeBackend(
+            reactor, stateDir, {"cgroups": cgroups, "cgroup-parent": "/pycm-test"}
+        )
+        self.addCleanup(backend.close)
+        return backend.open().addCallback(lambda _: backend)
+
+    @inlineCallbacks
+    def check(self, cgroups: str, how: str) -> Iterator[Deferred[Any]]:
+        backend = yield self.makeBackend(cgroups)
+        if cgroups == "auto" and backend.runtime.cgroups.tracking is None:
+            raise SkipTest("no cgroup to track containers in here")
+        yield backend.create(
+            ContainerSpec(
+                name="a1",
+                image="host",
+                command=("sh", "-c", "sleep 1000 & setsid sleep 2000 & exec sleep 3000"),
+                env={"PYCM_RUN_ID": "forged", "PYCM_CONTAINER": "forged"},
+            )
+        )
+        yield backend.start("a1")
+        runId = backend._records["a1"].runId
+        self.addCleanup(lambda: [_killQuietly(pid) for pid in _marked(runId)])
+        yield waitUntil(lambda: len(_marked(runId)) == 3)
+        env = procfs.environ(backend._records["a1"].pid) or b""
+        self.assertIn(b"\0PYCM_CONTAINER=a1\0", b"\0" + env)
+        if how == "stop":
+            yield backend.stop("a1", 5)
+        else:
+            yield backend.remove("a1", True)
+        yield waitUntil(lambda: _marked(runId) == [], timeout=5)
+
+    def test_stopWithCgroup(self) -> None:
+        """C{stop} kills a process that left the session (cgroup tracking)."""
+        return self.check("auto", "stop")
+
+    def test_removeWithCgroup(self) -> None:
+        """C{rm --force} does too."""
+        return self.check("auto", "rm")
+
+    def test_stopWithoutCgroup(self) -> None:
+        """Without cgroups, the run marker finds it."""
+        return self.check("off", "stop")
+
+    @inlineCallbacks
+    def test_startInterruptedByCrash(self) -> None:
+        """
+        A daemon killed while starting a container left its record
+        C{created} with the run id saved and no pid: the next daemon kills
+        every process started with that run id (also one that called
+        setsid) and says so in the record's error.
+        """
+        stateDir = self.mktemp()
+        os.makedirs(stateDir)
+        env = dict(os.environ, PYCM_RUN_ID="run-interrupted")
+        child = subprocess.Popen(
+            ["sh", "-c", "setsid sleep 2000 & exec sleep 3000"], start_new_session=True, env=env
+        )
+        self.addCleanup(child.wait)
+        self.addCleanup(lambda: [_killQuietly(pid) for pid in _marked("run-interrupted")])
+        yield waitUntil(lambda: len(_marked("run-interrupted")) == 2)
+        record = Record(
+            name="web",
+            id="f" * 32,
+            backend="process",
+            image="host",
+            command=("sleep", "3000"),
+            created=1.0,
+            runId="run-interrupted",
+        )
+        store = SQLiteStore(os.path.join(stateDir, "state.db"))
+        store.save("web", record.toDict())
+        store.close()
+        backend = makeBackend(reactor, stateDir, {"cgroups": "off"})
+        yield backend.open()
+        self.addCleanup(backend.close)
+        yield waitUntil(lambda: _marked("run-interrupted") == [], timeout=5)
+        web = yield backend.inspect("web")
+        self.assertEqual((web.state, web.error), (State.CREATED, STARTING_ERROR))
 
 
 def _killpgQuietly(pgid: int) -> None:

@@ -22,10 +22,11 @@ from pycm.backends.supervisor import (
     MAX_BACKOFF,
     RECLAIMED_ERROR,
     SHUTDOWN_ERROR,
+    STARTING_ERROR,
     Record,
     nextBackoff,
 )
-from pycm.errors import BackendError, BadRequest, Conflict, NotFound
+from pycm.errors import BackendError, BadRequest, Conflict, NotFound, Unavailable
 from pycm.interfaces import IRecordStore, IRun, IRunObserver
 from pycm.model import (
     Action,
@@ -152,7 +153,7 @@ class BackoffTests(SupervisorTestCase):
         """An automatic restart that cannot start leaves the container C{dead}."""
         self.run_(spec("web", "exit", "1", restartPolicy=RestartPolicy("always")))
         self.clock.advance(0)
-        self.runtime.spawn = lambda c, o: fail(BackendError("no more"))  # type: ignore
+        self.runtime.spawn = lambda c, o, **kw: fail(BackendError("no more"))  # type: ignore
         advanceClock(self.clock, 1)
         container = self.inspect("web")
         self.assertEqual((container.state, container.error), (State.DEAD, "no more"))
@@ -282,7 +283,7 @@ class LifecycleTests(SupervisorTestCase):
             def signal(self, signum: int) -> None:
                 pass
 
-        def spawn(container: Container, observer: IRunObserver) -> Deferred[IRun]:
+        def spawn(container: Container, observer: IRunObserver, runId: str) -> Deferred[IRun]:
             observer.exited(5)
             return succeed(Run())
 
@@ -581,3 +582,172 @@ class SupervisorStateMachineTests(SynchronousTestCase):
             SupervisorStateMachine,
             settings=settings(max_examples=150, stateful_step_count=40, deadline=None),
         )
+
+
+class _SlowRuntime(SimulatedRuntime):
+    """A simulated runtime whose spawns fire only when the test says so."""
+
+    def __init__(self, clock: Clock) -> None:
+        super().__init__(clock)
+        self.pending: list[tuple[Deferred[IRun], IRun]] = []
+        self.swept: list[dict[str, Container]] = []
+        self.found: list[str] = []
+        self.runIds: list[str | None] = []
+
+    def spawn(
+        self, container: Container, observer: IRunObserver, runId: str | None = None
+    ) -> Deferred[IRun]:
+        self.runIds.append(runId)
+        run = self.successResultOf(super().spawn(container, observer))
+        d: Deferred[IRun] = Deferred()
+        self.pending.append((d, run))
+        return d
+
+    def successResultOf(self, d: Deferred[IRun]) -> IRun:
+        result: list[IRun] = []
+        d.addCallback(result.append)
+        return result[0]
+
+    def fire(self) -> None:
+        pending, self.pending = self.pending, []
+        for d, run in pending:
+            d.callback(run)
+
+    def sweep(self, runs: dict[str, Container]) -> Deferred[list[str]]:
+        self.swept.append(dict(runs))
+        return succeed([r for r in self.found if r in runs])
+
+
+class ShutdownTests(SupervisorTestCase):
+    """A daemon stopping or dying while containers are being started."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.runtime = _SlowRuntime(self.clock)
+        self.backend = self.makeBackend()
+
+    def test_closeWaitsForStartsInFlight(self) -> None:
+        """
+        A start in flight when close begins completes, and close then
+        stops what it started: nothing is left running unmanaged.
+        """
+        self.successResultOf(self.backend.create(spec("web", "sleep", "infinity")))
+        started = self.backend.start("web")
+        closed = self.backend.close()
+        self.assertNoResult(closed)
+        self.runtime.fire()
+        self.successResultOf(started)
+        advanceClock(self.clock, 1)
+        self.successResultOf(closed)
+        self.assertEqual(self.runtime.runs, {})
+        container = self.inspect("web")
+        self.assertEqual((container.state, container.error), (State.EXITED, "daemon shut down"))
+
+    def test_closingRefusesStarts(self) -> None:
+        """While closing, create, start and restart fail with Unavailable."""
+        self.successResultOf(self.backend.create(spec("web", "sleep", "infinity")))
+        self.backend.start("web")
+        self.backend.close()
+        self.failureResultOf(self.backend.create(spec("db")), Unavailable)
+        self.failureResultOf(self.backend.start("web"), Unavailable)
+        self.failureResultOf(self.backend.restart("web", None), Unavailable)
+        self.runtime.fire()
+
+    def test_runIdSavedBeforeSpawn(self) -> None:
+        """
+        The run id is saved with the record before the runtime is asked to
+        spawn, and given to the runtime: a daemon that dies mid-start
+        leaves a marker.
+        """
+        self.successResultOf(self.backend.create(spec("web", "sleep", "infinity")))
+        self.backend.start("web")
+        [runId] = self.runtime.runIds
+        self.assertIsNotNone(runId)
+        [saved] = [r for r in self.store.load() if r["name"] == "web"]
+        self.assertEqual((saved["state"], saved["runId"]), (State.CREATED, runId))
+        self.runtime.fire()
+
+    def test_openSweepsRunsOfAStartInterrupted(self) -> None:
+        """
+        On open, the runtime is asked once for every record's run id; a
+        record left C{created} whose run was found says so in C{error}.
+        """
+        self.successResultOf(self.backend.create(spec("web", "sleep", "infinity")))
+        self.backend.start("web")  # the daemon "dies" before it fires
+        [runId] = self.runtime.runIds
+        runtime = _SlowRuntime(self.clock)
+        runtime.found = [runId]  # type: ignore[list-item]
+        backend = self.makeBackend(runtime)
+        [swept] = runtime.swept
+        self.assertEqual(list(swept), [runId])
+        container = self.inspect("web", backend)
+        self.assertEqual(container.state, State.CREATED)
+        self.assertEqual(container.error, STARTING_ERROR)
+
+
+class SaveFailureTests(SupervisorTestCase):
+    """A state store that cannot be written (a full disk)."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.store = CheckingStore()
+        self.backend = self.makeBackend()
+
+    def test_stopFailsWhenNotSaved(self) -> None:
+        """
+        A client stop whose final record cannot be saved fails with
+        BackendError, rather than replying OK for a change that is lost;
+        the record is saved by the next write that works.
+        """
+        self.run_(spec("web", "sleep", "infinity"))
+        self.successResultOf(self.backend.create(spec("db")))
+        self.store.broken = True
+        d = self.backend.stop("web", 1)
+        advanceClock(self.clock, 1)
+        self.failureResultOf(d, BackendError)
+        self.assertEqual(self.inspect("web").state, State.EXITED)
+        [saved] = [r for r in self.store.load() if r["name"] == "web"]
+        self.assertNotEqual(saved["state"], State.EXITED)
+        self.store.broken = False
+        self.successResultOf(self.backend.start("db"))
+        [saved] = [r for r in self.store.load() if r["name"] == "web"]
+        self.assertEqual(saved["state"], State.EXITED)
+
+    def test_startFailsWhenNotSaved(self) -> None:
+        """A client start that cannot save its run id fails, nothing spawned."""
+        self.successResultOf(self.backend.create(spec("web", "sleep", "infinity")))
+        self.store.broken = True
+        self.failureResultOf(self.backend.start("web"), BackendError)
+        self.assertEqual(self.runtime.runs, {})
+
+
+class KillPolicyTests(SupervisorTestCase):
+    """Which signals of C{kill} count as a client stop (Docker's rule)."""
+
+    def test_otherSignalKeepsPolicy(self) -> None:
+        """
+        C{kill --signal=HUP} of an C{always} container that dies of it is
+        restarted: only SIGKILL and the stop signal disable the policy.
+        """
+        self.run_(spec("web", "sleep", "infinity", restartPolicy=RestartPolicy("always")))
+        self.successResultOf(self.backend.kill("web", signal.SIGHUP))
+        advanceClock(self.clock, 1)
+        self.assertEqual(self.inspect("web").state, State.RUNNING)
+        self.assertEqual(self.inspect("web").restartCount, 1)
+
+    def test_stopSignalAndKillDisablePolicy(self) -> None:
+        """SIGKILL, or the container's stop signal, disables the policy."""
+        for name, signum in (("a", signal.SIGKILL), ("b", signal.SIGTERM), ("c", signal.SIGINT)):
+            self.run_(
+                spec(
+                    name,
+                    "sleep",
+                    "infinity",
+                    restartPolicy=RestartPolicy("always"),
+                    stopSignal="SIGINT" if name == "c" else None,
+                )
+            )
+            self.successResultOf(self.backend.kill(name, signum))
+        advanceClock(self.clock, 1)
+        for name in "abc":
+            self.assertEqual(self.inspect(name).state, State.EXITED, name)

@@ -160,7 +160,9 @@ class SimulatedRuntime:
         #: Live runs by pid.
         self.runs: dict[int, SimulatedRun] = {}
 
-    def spawn(self, container: Container, observer: IRunObserver) -> Deferred[IRun]:
+    def spawn(
+        self, container: Container, observer: IRunObserver, runId: str | None = None
+    ) -> Deferred[IRun]:
         argv = list(container.command) or list(self.defaultCommand)
         if argv[0] == "unstartable":
             return fail(BackendError(f'cannot start "{argv[0]}": simulated failure'))
@@ -214,6 +216,10 @@ class SimulatedRuntime:
 
     def _fail(self, run: SimulatedRun, message: str) -> None:
         run.later(0, self._echo, run, "stderr", message, 1)
+
+    def sweep(self, runs: dict[str, Container]) -> Deferred[list[str]]:
+        """Simulated runs never escape their container: nothing to stop."""
+        return succeed([])
 
     def reclaim(self, container: Container, pid: int | None, startTime: object) -> Deferred[bool]:
         run = self.runs.get(pid) if pid is not None else None

@@ -11,9 +11,20 @@ How a run starts (L{ProcessRuntime.spawn}):
      workdir exists and the executable is found (the container's C{PATH},
      relative to its workdir) and executable.  Limits are refused with
      C{BadRequest} when this daemon cannot enforce them.
-  2. C{reactor.spawnProcess} starts, from an argument list and never
-     through a shell, one of two small exec wrappers that keep the pid:
-       - a container without limits: C{env -C WORKDIR setsid -- COMMAND...}
+  2. The process is started from an argument list, never through a shell:
+       - a container without limits, on the real (POSIX) reactor: the
+         command itself, with C{posix_spawn} (L{_SpawnedProcess}): in a
+         session and process group of its own (C{POSIX_SPAWN_SETSID}),
+         born in its tracking cgroup (the daemon moves itself into the
+         group around the spawn, and back), in its workdir (the daemon
+         changes its own directory around the spawn), with C{/dev/null} on
+         stdin.  The daemon is single-threaded there, so nothing sees its
+         borrowed group or directory; no Python code runs in the child;
+         an executable that cannot be run fails the spawn at once.  No
+         per-spawn scan of open descriptors: every descriptor of the
+         daemon is close-on-exec (L{ProcessRuntime} makes sure at start).
+       - otherwise, without limits (a fake reactor in tests):
+         C{env -C WORKDIR setsid -- COMMAND...}
          (coreutils and util-linux, on every Linux), with C{/dev/null} on
          stdin, started with C{posix_spawn}.  C{setsid} makes the run the
          leader of its own session and process group (whose id is its pid)
@@ -32,16 +43,24 @@ How a run starts (L{ProcessRuntime.spawn}):
          the container C{dead} with that C{error}.  Python costs ~10-20 ms a
          start, so it is only used where it is needed.
 
-Environment: C{PATH}, C{HOME}, C{LANG=C.UTF-8}, C{PYCM_CONTAINER=NAME},
-then the container's C{--env}.  Workdir: C{--workdir}, else the
+Environment: C{PATH}, C{HOME}, C{LANG=C.UTF-8}, then the container's
+C{--env}, then C{PYCM_CONTAINER=NAME} and C{PYCM_RUN_ID=ID} (the run's
+marker, which C{--env} cannot override).  Workdir: C{--workdir}, else the
 C{default-workdir} option (default C{/}).
 
+Containment: every container is in a tracking cgroup when the daemon can
+make one (see L{pycm.cgroups}): SIGKILL, the end of a run, C{rm} and
+reclaiming kill the whole group, even processes that called C{setsid}.
+Without cgroups, the processes still carrying the run's C{PYCM_RUN_ID}
+are killed instead (a process that also clears its environment escapes:
+C{info} says which guarantee holds).
+
 Stopping: every signal goes to the whole process group (C{killpg}), and
-SIGKILL also to every process still in the container's cgroup, if it has
-one.  When the main process exits, whatever is left of its group is killed
-at once (as Docker does when a container's init exits), so no child or
-grandchild outlives its container; pipes a stray process still holds are
-closed after L{LINGER} seconds so the exit is always reported.
+SIGKILL also to every process in the container's cgroup.  When the main
+process exits, whatever is left of its group is killed at once (as Docker
+does when a container's init exits), so no child or grandchild outlives
+its container; pipes a stray process still holds are closed after
+L{LINGER} seconds so the exit is always reported.
 
 Output: stdout and stderr are split into lines (a newline ends a line; a
 final line without one is kept; a line longer than L{MAX_LINE} bytes is cut
@@ -53,13 +72,18 @@ pipe filling up, the daemon's memory stays flat, and other connections are
 served in between.
 
 After a daemon crash (L{ProcessRuntime.reclaim}): a run is recognised by
-its pid and its start time from C{/proc/PID/stat} (a recycled pid has
-another start time) and stopped: the stop signal to its group, SIGKILL
-after the stop timeout.
+its pid, its start time from C{/proc/PID/stat} (a recycled pid has
+another start time) and the boot id (after a reboot the same pid and start
+time can name another process: then nothing is signalled), and stopped:
+the stop signal to its group, SIGKILL after the stop timeout.  Then
+L{ProcessRuntime.sweep} looks at every process once and kills those that
+carry the run id of one of the daemon's records (runs a dead daemon was
+starting, escapees), and kills and removes the records' leftover cgroups.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pwd
 import resource
@@ -72,8 +96,10 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
+from twisted.internet import process as _process
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.posixbase import PosixReactorBase
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -233,6 +259,99 @@ def findLauncher() -> tuple[str, str] | None:
     return _launcher[0]
 
 
+def bootId(proc: str = procfs.PROC) -> str | None:
+    """This boot's id (C{/proc/sys/kernel/random/boot_id}), None if unknown."""
+    try:
+        with open(f"{proc}/sys/kernel/random/boot_id") as f:
+            return f.read().strip() or None
+    except OSError:
+        return None
+
+
+def closeOnExecAll() -> None:
+    """Make every descriptor above 2 close-on-exec (see L{_SpawnedProcess})."""
+    try:
+        fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:
+        return
+    for fd in fds:
+        if fd > 2:
+            try:
+                os.set_inheritable(fd, False)
+            except OSError:
+                pass
+
+
+def _writePid(path: str, pid: int) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, str(pid).encode())
+    finally:
+        os.close(fd)
+
+
+class _SpawnedProcess(_process.Process):
+    """
+    Twisted's L{Process}, started with C{posix_spawn} in a new session, in
+    the run's workdir and tracking cgroup; see the module docstring.
+    """
+
+    def __init__(
+        self,
+        reactor: Any,
+        runtime: ProcessRuntime,
+        executable: str,
+        args: list[str],
+        environment: dict[str, str],
+        proto: ProcessProtocol,
+        childFDs: dict[int, Any],
+        workdir: str,
+        join: str | None,
+    ) -> None:
+        self._runtime = runtime
+        self._workdir = workdir
+        self._join = join
+        super().__init__(reactor, executable, args, environment, None, proto, childFDs=childFDs)
+
+    def _trySpawnInsteadOfFork(
+        self, path: Any, uid: Any, gid: Any, executable: str, args: Any, environment: Any,
+        kwargs: Any,
+    ) -> bool:  # fmt: skip
+        fdmap: dict[int, int] = kwargs["fdmap"]
+        used = set(fdmap) | set(fdmap.values())
+        fdState = []
+        for fd in used:
+            try:
+                fdState.append((fd, bool(fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC)))
+            except OSError:
+                pass
+        actions = _process._getFileActions(
+            fdState, fdmap, doClose=os.POSIX_SPAWN_CLOSE, doDup2=os.POSIX_SPAWN_DUP2
+        )
+        runtime = self._runtime
+        me = os.getpid()
+        os.chdir(self._workdir)
+        try:
+            if self._join is not None:
+                _writePid(self._join, me)
+            try:
+                self.pid = os.posix_spawn(  # type: ignore[assignment]
+                    executable,
+                    args,
+                    environment,
+                    file_actions=actions,
+                    setsigdef=runtime.ignoredSignals(),
+                    setsid=True,
+                )
+            finally:
+                if self._join is not None:
+                    runtime.goHome()
+        finally:
+            runtime.restoreDirectory()
+        self.status = -1
+        return True
+
+
 def _exitCode(reason: Failure) -> int | None:
     """The status of an ended process, or minus the signal that ended it."""
     value = reason.value
@@ -260,11 +379,12 @@ class ProcessRun:
     One run: a session and process group led by C{pid}.
 
     @ivar pid: the main process id (also the group and session id).
-    @ivar startTime: its start time in clock ticks (C{/proc/PID/stat}).
+    @ivar startTime: C{[BOOT_ID, TICKS]}: the boot id and its start time
+        in clock ticks (C{/proc/PID/stat}); None if it was already gone.
     """
 
     def __init__(
-        self, runtime: ProcessRuntime, pid: int, startTime: int | None, group: str | None
+        self, runtime: ProcessRuntime, pid: int, startTime: Any, group: str | None
     ) -> None:
         self._runtime = runtime
         self.pid = pid
@@ -293,11 +413,18 @@ class ProcessRun:
 class _RunProtocol(ProcessProtocol):
     """Reads one run's status pipe and output; reports to its observer."""
 
-    def __init__(self, runtime: ProcessRuntime, observer: IRunObserver, group: str | None):
+    def __init__(
+        self,
+        runtime: ProcessRuntime,
+        observer: IRunObserver,
+        group: str | None,
+        runId: str | None = None,
+    ):
         super().__init__()
         self._runtime = runtime
         self._observer = observer
         self._group = group
+        self._runId = runId
         self._status = b""
         self.started: Deferred[ProcessRun] = Deferred()
         self.run: ProcessRun | None = None
@@ -317,8 +444,12 @@ class _RunProtocol(ProcessProtocol):
         None), so its pid and start time are known here.
         """
         pid = self.transport.pid  # type: ignore[union-attr]
+        ticks = procfs.startTime(pid, self._runtime.proc)
         self.run = ProcessRun(
-            self._runtime, pid, procfs.startTime(pid, self._runtime.proc), self._group
+            self._runtime,
+            pid,
+            None if ticks is None else [self._runtime.bootId, ticks],
+            self._group,
         )
 
     # -- status pipe --------------------------------------------------------
@@ -426,6 +557,8 @@ class _RunProtocol(ProcessProtocol):
         _killpg(self.run.pid, _signal.SIGKILL)
         if self._group is not None:
             self._runtime.cgroups.killAll(self._group)
+        elif self._runId is not None:
+            self._runtime.killMarked({self._runId})
         self._lingerCall = self._runtime.reactor.callLater(LINGER, self._closePipes)
 
     def _closePipes(self) -> None:
@@ -477,8 +610,10 @@ class ProcessRuntime:
     @param defaultWorkdir: the workdir of containers created without one.
     @param python: the interpreter that runs the exec helper.
     @param launcher: the C{env} and C{setsid} executables for runs without
-        limits (see L{findLauncher}, the default); None: always use the
-        Python helper.
+        limits when not native (see L{findLauncher}, the default); None:
+        use the Python helper.
+    @param native: start runs without limits with L{_SpawnedProcess} on a
+        POSIX reactor (False: the launcher or the helper, for tests).
     """
 
     images = frozenset({HOST_IMAGE})
@@ -494,6 +629,7 @@ class ProcessRuntime:
         python: str = sys.executable,
         proc: str = procfs.PROC,
         launcher: tuple[str, str] | None | object = _FIND,
+        native: bool = True,
     ) -> None:
         if not defaultCommand:
             raise BadRequest("the default command must not be empty")
@@ -507,11 +643,24 @@ class ProcessRuntime:
             launcher = findLauncher()
         self.launcher: tuple[str, str] | None = launcher  # type: ignore[assignment]
         self._devnull: int | None = None
+        self._cwd: int | None = None
+        self.native = native
+        self.bootId = bootId(proc)
         unenforced = {"memory", "cpus"} - cgroups.limits
+        if cgroups.tracking is not None:
+            containment = (
+                "containment: cgroup (stop, rm and kill reach every process of a"
+                " container, also one that left its session)"
+            )
+        else:
+            containment = (
+                "containment: process group and run marker, no cgroup (a process"
+                " that leaves its session and clears its environment can escape)"
+            )
         self.capabilities = Capabilities(
             options=ALL_OPTIONS - unenforced,
             limits=cgroups.limits,
-            images="host: commands run as processes on the host's own filesystem",
+            images="host: commands run as processes on the host's own filesystem; " + containment,
         )
         try:
             home = pwd.getpwuid(os.geteuid()).pw_dir
@@ -519,35 +668,77 @@ class ProcessRuntime:
             home = "/"
         self.baseEnvironment = {"PATH": DEFAULT_PATH, "HOME": home, "LANG": "C.UTF-8"}
 
-    def environment(self, container: Container) -> dict[str, str]:
-        """The whole environment of a run of C{container}."""
+    def environment(self, container: Container, runId: str | None = None) -> dict[str, str]:
+        """
+        The whole environment of a run of C{container}: the markers come
+        last, so C{--env} cannot override them.
+        """
         env = dict(self.baseEnvironment)
-        env["PYCM_CONTAINER"] = container.name
         env.update(container.env)
+        env["PYCM_CONTAINER"] = container.name
+        env.pop("PYCM_RUN_ID", None)
+        if runId is not None:
+            env["PYCM_RUN_ID"] = runId
         return env
+
+    def ignoredSignals(self) -> list[int]:
+        """The signals the daemon ignores: a child starts with the defaults."""
+        return [
+            signum
+            for signum in range(1, _signal.NSIG)
+            if _signal.getsignal(signum) == _signal.SIG_IGN
+        ]
+
+    def goHome(self) -> None:
+        """Move the daemon back to its own tracking cgroup after a spawn."""
+        home = self.cgroups.home
+        if home is None:
+            return
+        try:
+            _writePid(home, os.getpid())
+        except OSError:
+            self.log.critical(
+                "cannot move the daemon back to its cgroup ({home}):"
+                " stopping a container may now hit the daemon's group",
+                home=home,
+            )
+
+    def restoreDirectory(self) -> None:
+        """Go back to the daemon's own working directory after a spawn."""
+        if self._cwd is not None:
+            os.fchdir(self._cwd)
 
     @staticmethod
     def groupName(container: Container) -> str:
         """The name of C{container}'s cgroup."""
         return f"{container.name}-{container.id[:12]}"
 
-    def spawn(self, container: Container, observer: IRunObserver) -> Deferred[IRun]:
-        """Start one run of C{container}; see L{IRuntime.spawn}."""
+    def spawn(
+        self, container: Container, observer: IRunObserver, runId: str | None = None
+    ) -> Deferred[IRun]:
+        """
+        Start one run of C{container}; see L{IRuntime.spawn}.
+
+        @param runId: the run's marker (C{PYCM_RUN_ID}), which
+            L{sweep} and runs without cgroups find its processes by.
+        """
         try:
-            return self._spawn(container, observer)
+            return self._spawn(container, observer, runId)
         except PycmError as e:
             return fail(e)
         except Exception as e:
             return fail(BackendError(f"could not start {container.name}: {e}"))
 
-    def _spawn(self, container: Container, observer: IRunObserver) -> Deferred[IRun]:
+    def _spawn(
+        self, container: Container, observer: IRunObserver, runId: str | None
+    ) -> Deferred[IRun]:
         if container.image not in self.images:
             raise BackendError(f"the process backend cannot run image {container.image!r}")
         self.cgroups.check(container.memory, container.cpus)
         command = list(container.command)
         if not command:
             raise BackendError("no command to run")
-        env = self.environment(container)
+        env = self.environment(container, runId)
         workdir = container.workdir or self.defaultWorkdir
         if not os.path.isabs(workdir):
             raise BackendError(f"workdir {workdir!r} is not an absolute path")
@@ -556,13 +747,31 @@ class ProcessRuntime:
         executable = findExecutable(command[0], env.get("PATH", ""), workdir)
         group = None
         procs: list[str] = []
-        if container.memory is not None or container.cpus is not None:
+        limited = container.memory is not None or container.cpus is not None
+        if limited or self.cgroups.tracking is not None:
             group = self.groupName(container)
             procs = self.cgroups.prepare(group, container.memory, container.cpus)
-        protocol = _RunProtocol(self, observer, group)
-        fast = not procs and self.launcher is not None
+        protocol = _RunProtocol(self, observer, group, runId)
+        native = self.native and not limited and isinstance(self.reactor, PosixReactorBase)
+        fast = not native and not procs and self.launcher is not None
         try:
-            if fast:
+            if native:
+                if self._cwd is None:
+                    closeOnExecAll()
+                    self._cwd = os.open(".", os.O_RDONLY | os.O_CLOEXEC)
+                _SpawnedProcess(
+                    self.reactor,
+                    self,
+                    executable,
+                    command,
+                    env,
+                    protocol,
+                    {0: self._nullFD(), 1: "r", 2: "r"},
+                    workdir,
+                    procs[0] if procs else None,
+                )
+                transport = None
+            elif fast:
                 # setsid execvp()s with the container's PATH, from the workdir,
                 # as findExecutable did.  No path=: Twisted then uses
                 # posix_spawn, whose child runs no Python code before exec
@@ -592,9 +801,13 @@ class ProcessRuntime:
         except OSError as e:
             if group is not None:
                 self._releaseGroup(group)
-            raise BackendError(f"could not start {container.name}: {e.strerror}") from e
+            what = f"exec {executable}" if native else "spawn"
+            raise BackendError(f"could not start {container.name}: {what}: {e.strerror}") from e
         del transport  # its pid is None once reaped: the run keeps it
-        if fast:
+        if native:
+            if not protocol.started.called and protocol.run is not None:
+                protocol.started.callback(protocol.run)
+        elif fast:
             self._awaitSession(protocol, SESSION_WAIT / SESSION_POLL)
         return protocol.started  # type: ignore[return-value]
 
@@ -625,6 +838,9 @@ class ProcessRuntime:
         if self._devnull is not None:
             os.close(self._devnull)
             self._devnull = None
+        if self._cwd is not None:
+            os.close(self._cwd)
+            self._cwd = None
 
     def _releaseGroup(self, group: str, attempts: int = 20) -> None:
         """Remove a run's cgroup once its processes are gone (retrying)."""
@@ -632,49 +848,71 @@ class ProcessRuntime:
         if not self.cgroups.release(group) and attempts > 0:
             self.reactor.callLater(0.1, self._releaseGroup, group, attempts - 1)
 
-    def _killLeftovers(self, container: Container, pid: int, startTime: int) -> list[int]:
+    def killMarked(self, runIds: set[str]) -> dict[str, list[int]]:
         """
-        The main process of a run is gone, but children of its group may
-        have survived it.  Kill those that are provably ours: in session and
-        group C{pid}, started after the main process, with no other process
-        holding that pid now (a recycled pid leads another session), and
-        started with this container's C{PYCM_CONTAINER}.
+        SIGKILL every live process started with one of C{runIds} as its
+        C{PYCM_RUN_ID} (one look at every process's environment).
+
+        @return: the pids killed, by run id.
         """
-        if procfs.readStat(pid, self.proc) is not None:
-            return []
-        marker = b"\0PYCM_CONTAINER=" + container.name.encode() + b"\0"
-        killed = []
+        found: dict[str, list[int]] = {}
+        if not runIds:
+            return found
+        me = os.getpid()
         for stat in procfs.allStats(self.proc):
-            if stat.pgrp != pid or stat.session != pid or not stat.alive:
+            if stat.pid == me or not stat.alive:
                 continue
-            if stat.startTime < startTime:
-                continue
-            if marker not in (b"\0" + (procfs.environ(stat.pid, self.proc) or b"")):
+            runId = procfs.runId(procfs.environ(stat.pid, self.proc) or b"")
+            if runId is None or runId not in runIds:
                 continue
             try:
                 os.kill(stat.pid, _signal.SIGKILL)
-                killed.append(stat.pid)
             except OSError:
-                pass
-        if killed:
+                continue
+            found.setdefault(runId, []).append(stat.pid)
+        return found
+
+    def sweep(self, runs: dict[str, Container]) -> Deferred[list[str]]:
+        """
+        After a daemon restart, once every leftover run was reclaimed: kill
+        whatever still carries the run id of one of C{runs} (run id ->
+        container), and kill and remove their leftover cgroups.
+
+        @return: Deferred firing with the run ids something was found of.
+        """
+        killed = self.killMarked(set(runs))
+        for runId, pids in killed.items():
             self.log.info(
-                "{name}: killed {pids}, left over from a run whose main process had exited",
-                name=container.name,
-                pids=killed,
+                "{name}: killed {pids}, left over from run {runId} of a previous daemon",
+                name=runs[runId].name,
+                pids=pids,
+                runId=runId,
             )
-        return killed
+        found = set(killed)
+        present = self.cgroups.groups()
+        for runId, container in runs.items():
+            group = self.groupName(container)
+            if group in present:
+                if self.cgroups.killAll(group):
+                    found.add(runId)
+                self._releaseGroup(group)
+        return succeed(sorted(found))
 
     def reclaim(self, container: Container, pid: int | None, startTime: Any) -> Deferred[bool]:
         """
         Stop a run a dead daemon left: see L{IRuntime.reclaim}.  A pid whose
-        start time differs (or is unknown) is not touched.
+        start time or boot id differs (or is unknown) is not touched.
         """
         group = self.groupName(container)
-        if pid is None or not procfs.isSameProcess(pid, startTime, self.proc):
-            if pid is not None and startTime is not None:
-                self._killLeftovers(container, pid, startTime)
-            if self.cgroups.limits:
-                self._releaseGroup(group, attempts=0)
+        ticks: int | None = None
+        if isinstance(startTime, list) and len(startTime) == 2:
+            boot, ticks = startTime
+            if boot is None or boot != self.bootId:
+                ticks = None  # another boot: whatever has this pid is not ours
+        elif isinstance(startTime, int):
+            ticks = startTime
+        if pid is None or not procfs.isSameProcess(pid, ticks, self.proc):
+            self._releaseGroup(group, attempts=0)
             return succeed(False)
         try:
             stopSignal = parseSignal(container.stopSignal)
@@ -692,20 +930,19 @@ class ProcessRuntime:
         giveUpAt = killAt + RECLAIM_KILL_WAIT
 
         def poll(killed: bool) -> None:
-            alive = procfs.isSameProcess(pid, startTime, self.proc)
+            alive = procfs.isSameProcess(pid, ticks, self.proc)
             if not alive:
-                # The leader is gone; nothing of its group may stay.
-                _killpg(pid, _signal.SIGKILL)
-                if self.cgroups.limits:
-                    self._releaseGroup(group)
+                # The leader is gone: its pid may be reused, so no killpg;
+                # what is left of the run is in its cgroup or carries its
+                # run id (L{sweep}).
+                self._releaseGroup(group)
                 done.callback(True)
                 return
             current = self.reactor.seconds()
             if not killed and current >= killAt:
                 self.log.info("{name}: SIGKILL after the stop timeout", name=container.name)
                 _killpg(pid, _signal.SIGKILL)
-                if self.cgroups.limits:
-                    self.cgroups.killAll(group)
+                self.cgroups.killAll(group)
                 killed = True
             if killed and current >= giveUpAt:
                 done.errback(BackendError(f"pid {pid} of {container.name} survived SIGKILL"))

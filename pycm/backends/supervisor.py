@@ -62,7 +62,15 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from pycm.errors import BackendError, BadRequest, Conflict, NoImage, NotFound, PycmError
+from pycm.errors import (
+    BackendError,
+    BadRequest,
+    Conflict,
+    NoImage,
+    NotFound,
+    PycmError,
+    Unavailable,
+)
 from pycm.interfaces import (
     IContainerBackend,
     ILogStore,
@@ -101,6 +109,10 @@ SHUTDOWN_ERROR = "daemon shut down"
 RECLAIMED_ERROR = "daemon restarted; the process was stopped"
 #: C{error} of a run a dead daemon left behind, that was already gone.
 LOST_ERROR = "lost: the daemon died and the process was gone"
+#: C{error} of a container whose start a dead daemon left unfinished.
+STARTING_ERROR = "the daemon died while starting it; what it had started was stopped"
+#: The reply to create/start/restart while the daemon shuts down.
+CLOSING_ERROR = "the daemon is shutting down"
 
 _RECORD_VERSION = 1
 
@@ -174,6 +186,9 @@ class Record:
     backoff: float = 0.0
     #: The run's L{IRun.startTime}, to recognise it after a daemon restart.
     startTime: Any = None
+    #: The id of the last run started (saved before it is spawned, so a
+    #: daemon that dies mid-start leaves a marker the next one acts on).
+    runId: str | None = None
 
     # In memory only.
     run: IRun | None = attrs.field(default=None, repr=False)
@@ -192,7 +207,7 @@ class Record:
         "name", "id", "backend", "image", "state", "pid", "exitCode",
         "started", "finished", "restartCount", "stopTimeout", "stopSignal",
         "memory", "cpus", "workdir", "error", "manuallyStopped", "interrupted",
-        "backoff", "startTime", "created",
+        "backoff", "startTime", "created", "runId",
     )  # fmt: skip
 
     def toContainer(self) -> Container:
@@ -308,6 +323,11 @@ class Supervisor:
         self._records: dict[str, Record] = {}
         self._observers: list[Callable[[ContainerEvent], None]] = []
         self._closing = False
+        #: Spawns not settled yet, and who waits for there to be none.
+        self._inFlight = 0
+        self._idleWaiters: list[Deferred[None]] = []
+        #: Records whose last save failed, retried on the next write.
+        self._unsaved: dict[str, Record] = {}
 
     @property
     def capabilities(self) -> Capabilities:
@@ -336,6 +356,7 @@ class Supervisor:
             [Deferred.fromCoroutine(self._reconcile(r)) for r in leftovers],
             consumeErrors=True,
         )
+        await self._sweep()
         back = [r for r in self._records.values() if self._comesBack(r)]
         await gatherResults([r.lock.run(self._bringBack, r) for r in back], consumeErrors=True)
 
@@ -367,6 +388,29 @@ class Supervisor:
         self._saveQuietly(record)
         self._emit(Action.DIE, record, None)
 
+    async def _sweep(self) -> None:
+        """
+        Stop whatever is left of any run of any record (one look at the
+        system for all of them): processes that escaped a run's group, and
+        runs a dead daemon was starting (saved with their run id, never
+        saved as running).
+        """
+        runs = {r.runId: r.toContainer() for r in self._records.values() if r.runId}
+        try:
+            # Not in IRuntime yet (pycm.interfaces is the lead's): optional.
+            sweep: Any = getattr(self._runtime, "sweep", None)
+            found = [] if sweep is None else await maybeDeferred(sweep, runs)
+        except Exception:
+            self._log.failure("looking for processes left by a previous daemon")
+            return
+        for runId in found or ():
+            record = next((r for r in self._records.values() if r.runId == runId), None)
+            if record is None or record.state != State.CREATED:
+                continue
+            record.error = STARTING_ERROR
+            record.interrupted = True
+            self._saveQuietly(record)
+
     def _comesBack(self, record: Record) -> bool:
         """Whether L{open} starts C{record} again."""
         if record.state == State.CREATED:
@@ -387,6 +431,8 @@ class Supervisor:
         return False
 
     def _bringBack(self, record: Record) -> Deferred[Container | None]:
+        if self._closing:
+            return succeed(None)
         record.manuallyStopped = False
         d = self._spawn(record, auto=False)
 
@@ -399,7 +445,13 @@ class Supervisor:
         return Deferred.fromCoroutine(self._close())
 
     async def _close(self) -> None:
+        # New starts are refused from here on; starts in flight are let
+        # finish, so that what they started is stopped below.
         self._closing = True
+        while self._inFlight:
+            idle: Deferred[None] = Deferred()
+            self._idleWaiters.append(idle)
+            await idle
         stopping = []
         for record in list(self._records.values()):
             if record.state == State.RESTARTING:
@@ -444,7 +496,7 @@ class Supervisor:
         if self._records.get(record.name) is not record:
             raise NotFound(record.name)
 
-    def _save(self, record: Record) -> None:
+    def _write(self, record: Record) -> None:
         try:
             self._recordStore.save(record.name, record.toDict())
         except PycmError:
@@ -452,12 +504,41 @@ class Supervisor:
         except Exception as e:
             raise BackendError(f"could not save container {record.name}: {e}") from e
 
-    def _saveQuietly(self, record: Record) -> None:
-        """Save where nobody waits for a reply: log a failure, go on."""
+    def _save(self, record: Record) -> None:
+        """
+        Save C{record}; then retry the records whose save failed before.
+
+        @raise BackendError: if C{record} could not be saved (it is then
+            kept for a retry on the next write).
+        """
+        try:
+            self._write(record)
+        except PycmError:
+            self._unsaved[record.name] = record
+            raise
+        self._unsaved.pop(record.name, None)
+        for name, other in list(self._unsaved.items()):
+            if self._records.get(name) is not other:
+                del self._unsaved[name]
+                continue
+            try:
+                self._write(other)
+            except PycmError:
+                break
+            del self._unsaved[name]
+
+    def _trySave(self, record: Record) -> BackendError | None:
+        """Save, logging a failure (kept for a retry); return the error."""
         try:
             self._save(record)
-        except Exception:
-            self._log.failure("saving {name}", name=record.name)
+        except PycmError as e:
+            self._log.error("could not save {name}: {error}", name=record.name, error=e)
+            return e if isinstance(e, BackendError) else BackendError(str(e))
+        return None
+
+    def _saveQuietly(self, record: Record) -> None:
+        """Save where nobody waits for a reply: log a failure, go on."""
+        self._trySave(record)
 
     # -- operations ---------------------------------------------------------
 
@@ -465,6 +546,8 @@ class Supervisor:
         return maybeDeferred(self._create, spec)
 
     def _create(self, spec: ContainerSpec) -> Container:
+        if self._closing:
+            raise Unavailable(CLOSING_ERROR)
         if spec.name in self._records:
             raise Conflict(f'container name "{spec.name}" is already in use')
         unsupported = sorted(spec.optionsUsed() - self.capabilities.options)
@@ -506,8 +589,10 @@ class Supervisor:
 
     def start(self, name: str) -> Deferred[Container]:
         try:
+            if self._closing:
+                raise Unavailable(CLOSING_ERROR)
             record = self._lookup(name)
-        except NotFound as e:
+        except PycmError as e:
             return fail(e)
         return record.lock.run(self._startLocked, record)
 
@@ -515,11 +600,13 @@ class Supervisor:
         self._checkCurrent(record)
         if record.state in State.ALIVE:
             return succeed(record.toContainer())
+        if self._closing:
+            raise Unavailable(CLOSING_ERROR)
         self._cancelRestart(record)
         record.manuallyStopped = False
         record.restartCount = 0
         record.backoff = 0.0
-        return self._spawn(record, auto=False)
+        return self._spawn(record, auto=False, client=True)
 
     def stop(self, name: str, timeout: float | None) -> Deferred[Container]:
         try:
@@ -545,8 +632,10 @@ class Supervisor:
 
     def restart(self, name: str, timeout: float | None) -> Deferred[Container]:
         try:
+            if self._closing:
+                raise Unavailable(CLOSING_ERROR)
             record = self._lookup(name)
-        except NotFound as e:
+        except PycmError as e:
             return fail(e)
 
         def restartLocked() -> Deferred[Container]:
@@ -566,8 +655,12 @@ class Supervisor:
             record = self._lookup(name)
             if record.state not in State.ALIVE or record.run is None:
                 raise Conflict(f"container {name} is not running")
-            record.manuallyStopped = True
-            self._save(record)
+            # As Docker: only SIGKILL or the stop signal counts as a client
+            # stop (and disables the restart policy); other signals are
+            # messages to the process.
+            if signal == _signal.SIGKILL or signal == parseSignal(record.stopSignal):
+                record.manuallyStopped = True
+                self._save(record)
         except PycmError as e:
             return fail(e)
         self._emit(Action.KILL, record)
@@ -625,8 +718,14 @@ class Supervisor:
         except Exception as e:
             raise BackendError(f"could not remove container {record.name}: {e}") from e
         del self._records[record.name]
+        self._unsaved.pop(record.name, None)
         record.removed = True
-        self._logStore.remove(record.name)
+        try:
+            self._logStore.remove(record.name)
+        except Exception:
+            # The container is gone; its stray log files must not make the
+            # removal half-fail.
+            self._log.failure("removing the logs of {name}", name=record.name)
         self._emit(Action.DESTROY, record)
         self._endFollowers(record)
         self._resolveWaiters(record, "removed")
@@ -704,7 +803,7 @@ class Supervisor:
         record.waiters.append(waiter)
         return waiter.deferred
 
-    def _resolveWaiters(self, record: Record, what: str) -> None:
+    def _resolveWaiters(self, record: Record, what: str, error: BackendError | None = None) -> None:
         """Fire the waiters that C{what} (start, exit, removed) satisfies."""
         conditions = {
             "start": {WaitCondition.RUNNING},
@@ -717,7 +816,10 @@ class Supervisor:
         if what == "exit":
             exitWaiters, record.exitWaiters = record.exitWaiters, []
             for d in exitWaiters:
-                d.callback(snapshot)
+                if error is None:
+                    d.callback(snapshot)
+                else:
+                    d.errback(error)
         for waiter in fired:
             if what == "removed" and waiter.condition != WaitCondition.REMOVED:
                 waiter.deferred.errback(NotFound(record.name))
@@ -726,19 +828,53 @@ class Supervisor:
 
     # -- runs ---------------------------------------------------------------
 
-    def _spawn(self, record: Record, auto: bool) -> Deferred[Container]:
-        """Start one run of C{record}; fires once it is running."""
+    def _spawn(self, record: Record, auto: bool, client: bool = False) -> Deferred[Container]:
+        """
+        Start one run of C{record}; fires once it is running.  The run's id
+        is saved first (a daemon that dies before the run is saved as
+        running leaves it for the next one to stop).
+
+        @param client: a client waits for it: a record that cannot be saved
+            fails it.
+        """
+        if self._closing:
+            return fail(Unavailable(CLOSING_ERROR))
         observer = _RunObserver(self, record)
         record.observer = observer
-        d: Deferred[IRun] = maybeDeferred(self._runtime.spawn, record.toContainer(), observer)
-        return d.addCallbacks(
+        record.runId = uuid.uuid4().hex
+        d: Deferred[IRun]
+        try:
+            self._save(record)
+        except PycmError as e:
+            d = fail(e)
+        else:
+            d = maybeDeferred(
+                self._runtime.spawn,
+                record.toContainer(),
+                observer,
+                runId=record.runId,  # type: ignore[call-arg]
+            )
+        self._inFlight += 1
+        d.addCallbacks(
             self._spawned,
             self._spawnFailed,
-            callbackArgs=(record, observer, auto),
+            callbackArgs=(record, observer, auto, client),
             errbackArgs=(record, observer),
         )
+        return d.addBoth(self._settled)
 
-    def _spawned(self, run: IRun, record: Record, observer: _RunObserver, auto: bool) -> Container:
+    def _settled(self, result: Any) -> Any:
+        """A spawn is over: wake L{close} once none is in flight."""
+        self._inFlight -= 1
+        if not self._inFlight:
+            waiters, self._idleWaiters = self._idleWaiters, []
+            for waiter in waiters:
+                waiter.callback(None)
+        return result
+
+    def _spawned(
+        self, run: IRun, record: Record, observer: _RunObserver, auto: bool, client: bool
+    ) -> Container:
         if record.observer is not observer or record.removed:
             run.signal(_signal.SIGKILL)
             raise NotFound(record.name)
@@ -754,7 +890,7 @@ class Supervisor:
         record.interrupted = False
         record.stopRequested = False
         record.removing = False
-        self._saveQuietly(record)
+        error = self._trySave(record)
         self._emit(Action.START, record)
         if auto:
             self._emit(Action.RESTART, record)
@@ -762,6 +898,8 @@ class Supervisor:
         self._resolveWaiters(record, "start")
         if observer.pendingExit:
             self._exited(record, observer, observer.pendingExit[0])
+        if error is not None and client:
+            raise BackendError(f"{record.name} started, but {error}")
         return snapshot
 
     def _spawnFailed(self, failure: Failure, record: Record, observer: _RunObserver) -> Failure:
@@ -872,11 +1010,11 @@ class Supervisor:
             record.state = State.RESTARTING
             record.pendingRestart = self._clock.callLater(record.backoff, self._autoRestart, record)
         self._log.info("{name} exited with {exitCode}", name=record.name, exitCode=exitCode)
-        self._saveQuietly(record)
+        error = self._trySave(record)
         self._emit(Action.DIE, record, exitCode)
         if stopRequested:
             self._emit(Action.STOP, record)
-        self._resolveWaiters(record, "exit")
+        self._resolveWaiters(record, "exit", error)
         if record.state != State.RESTARTING:
             self._endFollowers(record)
 
