@@ -259,8 +259,17 @@ class SQLiteStore:
                     self._prune()
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
-                self._eventCount = self._db.execute("SELECT count(*) FROM events").fetchone()[0]
+                # After some errors (SQLITE_FULL, SQLITE_IOERR...) SQLite has
+                # already rolled the transaction back: a ROLLBACK then would
+                # raise and hide the real error.
+                try:
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    self._eventCount = self._db.execute(
+                        "SELECT count(*) FROM events"
+                    ).fetchone()[0]
+                except sqlite3.Error:
+                    pass
                 raise
         except sqlite3.IntegrityError as e:
             raise BackendError(f"event id {event.id} is already stored in {self.path}") from e

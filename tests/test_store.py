@@ -184,6 +184,25 @@ class SQLiteStoreEventTests(SynchronousTestCase):
         self.addCleanup(store.close)
         return store
 
+    def test_diskFullReportsTheRealError(self) -> None:
+        """
+        When the disk is full SQLite has already rolled back: C{append}
+        reports "full", not a failed ROLLBACK, the count of events stays
+        right, and the store works again once there is room.
+        """
+        store = self.open()
+        pages = store._db.execute("PRAGMA page_count").fetchone()[0]
+        store._db.execute(f"PRAGMA max_page_count={pages}")
+        with self.assertRaises(BackendError) as caught:
+            for i in range(1, 10_000):
+                store.append(ContainerEvent("start", "web" + "x" * 200, 1.0, None, id=i))
+        self.assertIn("full", str(caught.exception))
+        stored = len(store.since(0))
+        self.assertEqual(store._eventCount, stored)
+        store._db.execute("PRAGMA max_page_count=1000000")
+        store.append(ContainerEvent("start", "web", 1.0, None, id=stored + 1))
+        self.assertEqual(len(store.since(0)), stored + 1)
+
     def test_lastIdEmpty(self) -> None:
         """A new store's last id is 0."""
         self.assertEqual(self.open().lastId(), 0)
