@@ -55,6 +55,18 @@ def eventually(check: Any, timeout: float = 15.0, interval: float = 0.1) -> Any:
         yield sleep(interval)
 
 
+def openSockets() -> int:
+    """How many sockets this process has open."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}").startswith("socket:"):
+                count += 1
+        except OSError:
+            pass
+    return count
+
+
 class EngineTestCase(TestCase):
     """A backend on the test engine, opened, with its containers removed after."""
 
@@ -328,6 +340,52 @@ class DockerBackendTests(EngineTestCase):
         self.assertEqual(self.backend._waiters, [])
         still = yield self.backend.inspect(name)
         self.assertEqual(still.state, State.RUNNING)
+
+    @defer.inlineCallbacks
+    def test_timedOutWaitsCloseTheirConnections(self) -> Any:
+        """
+        A wait that times out (the command's --timeout cancels it) or whose
+        own request times out while the engine holds the body back closes
+        its connection: no socket stays open until the container exits.
+        """
+        name = self.name()
+        container = yield self.run_(name, "sleep", "1000")
+        yield self.backend.engine.close()
+        before = openSockets()
+        waits = [self.backend.wait(name, "not-running").addTimeout(0.5, reactor) for _ in range(20)]
+        waits += [
+            self.backend.engine.request(
+                "POST",
+                f"/containers/{container.id}/wait",
+                {"condition": "not-running"},
+                timeout=0.5,
+            )
+            for _ in range(20)
+        ]
+        results = yield defer.DeferredList(waits, consumeErrors=True)
+        self.assertTrue(all(not ok for ok, _ in results))
+        yield self.backend.engine.close()
+        yield eventually(lambda: openSockets() <= before, timeout=5)
+        still = yield self.backend.inspect(name)
+        self.assertEqual(still.state, State.RUNNING)
+
+    @defer.inlineCallbacks
+    def test_concurrentEventsAllDelivered(self) -> Any:
+        """
+        Many containers run and removed at once: the engine's events come
+        a little out of timestamp order, and every one still reaches the
+        observers (none is dropped as old), so no operation waits for its
+        event in vain.
+        """
+        names: list[str] = []
+        for _ in range(3):
+            batch = [self.name() for _ in range(40)]
+            names += batch
+            yield defer.gatherResults([self.run_(n, "sleep", "1000") for n in batch])
+            yield defer.gatherResults([self.backend.remove(n, True) for n in batch])
+        expected = ["create", "start", "kill", "die", "destroy"]
+        wrong = {n: self.actions(n) for n in names if self.actions(n) != expected}
+        self.assertEqual(wrong, {})
 
     @defer.inlineCallbacks
     def test_removeRunning(self) -> Any:

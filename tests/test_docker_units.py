@@ -453,12 +453,52 @@ class EngineEventsTests(SynchronousTestCase):
         ended.callback(None)
         self.assertFalse(events.connected)
         clock.advance(events.minDelay)
-        self.assertEqual(engine.calls[-1]["since"], "5.000000001")
+        self.assertEqual(engine.calls[-1]["since"], "3.000000001")
         d, onData = engine.last
         d.callback(Stream(Deferred()))
         c = {"Action": "destroy", "Actor": {"ID": "1"}, "timeNano": 6_000000000}
         onData(b"".join(json.dumps(e).encode() + b"\n" for e in (a, b, c)))
         self.assertEqual(seen, [a, b, c])
+
+    def test_liveEventsOutOfOrder(self) -> None:
+        """
+        Live events a little out of timestamp order are all delivered; after
+        a reconnection the replay (from before the newest, by the replay
+        window) drops exactly the ones already delivered.
+        """
+        from twisted.internet.defer import Deferred
+
+        from pycm.backends.dockerengine import Stream
+
+        clock = Clock()
+        engine = _FakeEngine()
+        seen: list[Any] = []
+        events = EngineEvents(clock, engine, {}, seen.append, lambda r: None)  # type: ignore[arg-type]
+        events.start()
+        d, onData = engine.last
+        ended: Deferred[None] = Deferred()
+        d.callback(Stream(ended))
+
+        def event(action: str, cid: str, nano: int) -> dict[str, Any]:
+            return {"Action": action, "Actor": {"ID": cid}, "timeNano": nano}
+
+        live = [
+            event("create", "a", 10_000000500),
+            event("create", "b", 10_000000400),
+            event("start", "b", 10_000000900),
+            event("start", "a", 10_000000800),
+        ]
+        onData(b"".join(json.dumps(e).encode() + b"\n" for e in live))
+        self.assertEqual(seen, live)
+        ended.callback(None)
+        clock.advance(events.minDelay)
+        self.assertEqual(engine.calls[-1]["since"], "8.000000900")
+        d, onData = engine.last
+        d.callback(Stream(Deferred()))
+        missed = event("die", "a", 10_000000950)
+        replay = sorted([*live, missed], key=lambda e: e["timeNano"])
+        onData(b"".join(json.dumps(e).encode() + b"\n" for e in replay))
+        self.assertEqual(seen, [*live, missed])
 
     def test_backoff(self) -> None:
         """Failed connections are retried with a doubling delay up to maxDelay."""

@@ -2,15 +2,19 @@
 One long-lived C{GET /events} stream from the engine, kept open for ever.
 
 When the stream ends (the engine stopped, restarted, the socket went
-away) it reconnects with a growing delay and asks for C{since=} the last
-event it delivered, dropping the ones it already gave, so none is missed
-or repeated while the engine keeps its history.  After every (re)connection
+away) it reconnects with a growing delay and asks for C{since=} a little
+before the newest event it delivered (the engine's live events can come
+slightly out of timestamp order), dropping the ones it already gave (it
+remembers the keys of the recent ones), so none is missed or repeated
+while the engine keeps its history.  Live events are never dropped for
+their timestamp: only exact repeats are.  After every (re)connection
 it calls C{onConnected}, so the backend can reconcile what an engine
 restart may have lost.
 """
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Callable
 from typing import Any
 
@@ -37,6 +41,11 @@ class EngineEvents:
     log = Logger()
     minDelay = 0.1
     maxDelay = 5.0
+    #: Seconds before the newest delivered event a reconnection replays
+    #: from, for events that came out of timestamp order.
+    replayWindow = 2.0
+    #: How many recent event keys are kept to drop the replayed ones.
+    maxKeys = 20000
 
     def __init__(
         self,
@@ -59,7 +68,8 @@ class EngineEvents:
         self._delay = self.minDelay
         self._lastNano: int | None = None
         self._sinceSeconds: float | None = None
-        self._boundary: set[tuple[Any, ...]] = set()
+        self._seen: set[tuple[Any, ...]] = set()
+        self._seenOrder: collections.deque[tuple[Any, ...]] = collections.deque()
         self._everConnected = False
         self._failures = 0
 
@@ -86,7 +96,12 @@ class EngineEvents:
 
     def _since(self) -> str | None:
         if self._lastNano is not None:
-            seconds, nanos = divmod(self._lastNano, 10**9)
+            since = self._lastNano - int(self.replayWindow * 10**9)
+            if self._sinceSeconds is not None:
+                # Never replay what came before the first subscription.
+                since = max(since, int(self._sinceSeconds * 10**9))
+            since = max(since, 0)
+            seconds, nanos = divmod(since, 10**9)
             return f"{seconds}.{nanos:09d}"
         if self._sinceSeconds is not None:
             return f"{self._sinceSeconds:.9f}"
@@ -153,15 +168,15 @@ class EngineEvents:
         if not isinstance(nano, int):
             nano = int(event.get("time", 0)) * 10**9
         key = eventKey(event)
-        if self._lastNano is not None:
-            if nano < self._lastNano:
-                return
-            if nano == self._lastNano and key in self._boundary:
-                return
-        if nano != self._lastNano:
-            self._boundary = set()
-        self._lastNano = nano
-        self._boundary.add(key)
+        if key in self._seen:
+            # Replayed after a reconnection: delivered already.
+            return
+        self._seen.add(key)
+        self._seenOrder.append(key)
+        while len(self._seenOrder) > self.maxKeys:
+            self._seen.discard(self._seenOrder.popleft())
+        if self._lastNano is None or nano > self._lastNano:
+            self._lastNano = nano
         try:
             self._onEvent(event)
         except Exception:
