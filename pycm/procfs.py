@@ -60,12 +60,15 @@ def parseStat(text: str) -> ProcStat:
 def readStat(pid: int, proc: str = PROC) -> ProcStat | None:
     """The stat of C{pid}, or None if there is no such process."""
     try:
-        with open(f"{proc}/{pid}/stat") as f:
-            text = f.read()
-    except (FileNotFoundError, ProcessLookupError, NotADirectoryError):
-        return None
+        fd = os.open(f"{proc}/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return None
+    try:
+        text = os.read(fd, 4096).decode("utf-8", "replace")
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
     try:
         return parseStat(text)
     except (ValueError, IndexError):

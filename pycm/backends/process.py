@@ -644,6 +644,7 @@ class ProcessRuntime:
         self.launcher: tuple[str, str] | None = launcher  # type: ignore[assignment]
         self._devnull: int | None = None
         self._cwd: int | None = None
+        self._ignored: list[int] | None = None
         self.native = native
         self.bootId = bootId(proc)
         unenforced = {"memory", "cpus"} - cgroups.limits
@@ -682,12 +683,17 @@ class ProcessRuntime:
         return env
 
     def ignoredSignals(self) -> list[int]:
-        """The signals the daemon ignores: a child starts with the defaults."""
-        return [
-            signum
-            for signum in range(1, _signal.NSIG)
-            if _signal.getsignal(signum) == _signal.SIG_IGN
-        ]
+        """
+        The signals the daemon ignores, so that a child starts with the
+        defaults (looked up once: the daemon does not change them later).
+        """
+        if self._ignored is None:
+            self._ignored = [
+                signum
+                for signum in range(1, _signal.NSIG)
+                if _signal.getsignal(signum) == _signal.SIG_IGN
+            ]
+        return self._ignored
 
     def goHome(self) -> None:
         """Move the daemon back to its own tracking cgroup after a spawn."""
