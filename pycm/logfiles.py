@@ -7,9 +7,10 @@ C{NAME.log.2}..., and only C{maxFiles} files are kept (default 10 MiB x 3).
 
 Format: one JSON object per line, C{{"time":SECONDS,"stream":"stdout",
 "line":"..."}}, written with C{ensure_ascii}, so every file is plain ASCII
-whatever the container printed: a line that was not UTF-8 (kept by the
-supervisor as lone surrogates) round-trips exactly, and a newline inside a
-line can never split a record.  Line length is capped by the runtime (see
+whatever the container printed, and a newline inside a line can never
+split a record.  What is stored is the text the supervisor gives: output
+that was not valid UTF-8 has already been decoded with U+FFFD replacement
+characters (C{errors="replace"}) there, so its exact bytes are not kept.  Line length is capped by the runtime (see
 L{pycm.backends.process.MAX_LINE}); the store writes what it is given.
 
 Writes are one C{os.write} of one record to an C{O_APPEND} descriptor, so a
@@ -39,6 +40,9 @@ MiB = 1024 * 1024
 DEFAULT_MAX_SIZE = 10 * MiB
 DEFAULT_MAX_FILES = 3
 DEFAULT_MAX_OPEN = 64
+#: L{FileLogStore.tail} stops once it has read this many bytes of records
+#: (keeping the newest), so one request cannot stall the daemon for long.
+DEFAULT_TAIL_BUDGET = 8 * MiB
 
 _BLOCK = 64 * 1024
 
@@ -104,6 +108,7 @@ class FileLogStore:
     @ivar maxSize: a file is rotated before it would grow over this many
         bytes (a single record bigger than that gets a file of its own).
     @ivar maxFiles: how many files are kept per container, current included.
+    @ivar tailBudget: the most bytes of records one L{tail} reads.
     """
 
     log = Logger()
@@ -114,6 +119,7 @@ class FileLogStore:
         maxSize: int = DEFAULT_MAX_SIZE,
         maxFiles: int = DEFAULT_MAX_FILES,
         maxOpen: int = DEFAULT_MAX_OPEN,
+        tailBudget: int = DEFAULT_TAIL_BUDGET,
     ) -> None:
         if maxSize < 1 or maxFiles < 1 or maxOpen < 1:
             raise ValueError("maxSize, maxFiles and maxOpen must be positive")
@@ -121,6 +127,7 @@ class FileLogStore:
         self.maxSize = maxSize
         self.maxFiles = maxFiles
         self.maxOpen = maxOpen
+        self.tailBudget = tailBudget
         self._open: OrderedDict[str, _OpenLog] = OrderedDict()
         try:
             os.makedirs(directory, mode=0o700, exist_ok=True)
@@ -185,13 +192,27 @@ class FileLogStore:
             self._close(name)
             self.log.error("cannot write the log of {name}: {error}", name=name, error=e)
 
-    def tail(self, name: str, count: int | None) -> list[LogLine]:
-        """The last C{count} (None: all kept) lines of C{name}, oldest first."""
+    def tail(
+        self, name: str, count: int | None, budget: int | None = None
+    ) -> list[LogLine]:
+        """
+        The last C{count} (None: all kept) lines of C{name}, oldest first,
+        read from the end: at most C{budget} bytes of records (default
+        L{tailBudget}) are read and decoded, the newest kept, so that even
+        C{--tail=all} on large logs costs a bounded time.
+        """
         if count is not None and count <= 0:
             return []
+        if budget is None:
+            budget = self.tailBudget
         lines: list[LogLine] = []
+        used = 0
         for path in self.paths(name):
             for record in reversedRecords(path):
+                used += len(record) + 1
+                if used > budget:
+                    lines.reverse()
+                    return lines
                 line = decodeRecord(record)
                 if line is not None:
                     lines.append(line)

@@ -235,6 +235,22 @@ class FileLogStoreTests(SynchronousTestCase):
         self.assertEqual([line.line for line in got], [f"line {i}" for i in range(9990, 10000)])
         self.assertLessEqual(sum(reads), 64 * 1024)
 
+    def test_tailAllIsBounded(self) -> None:
+        """
+        tail of all lines reads at most C{tailBudget} bytes of records from
+        the end, across rotated files, keeping the newest lines in order.
+        """
+        store = self.store(maxSize=64 * 1024, maxFiles=5, tailBudget=16 * 1024)
+        written = lines(5_000)
+        for line in written:
+            store.append("web", line)
+        got = store.tail("web", None)
+        self.assertTrue(0 < len(got) < len(written))
+        self.assertEqual(got, written[-len(got) :])
+        size = sum(len(encodeRecord(line)) for line in got)
+        self.assertLessEqual(size, 16 * 1024)
+        self.assertGreater(size, 16 * 1024 - 2 * len(encodeRecord(written[-1])))
+
     def test_badArguments(self) -> None:
         """Sizes and counts must be positive."""
         self.assertRaises(ValueError, FileLogStore, self.dir, maxSize=0)
