@@ -770,6 +770,10 @@ class DockerBackend:
             signals.update({parseSignal(container.stopSignal), 9})
         mark = self._mark()
         self._stopping[name] += 1
+        if restart:
+            # The engine's start during POST /restart is pycm's, not its
+            # restart policy's: one restart event, not two.
+            self._clientStarts[name] += 1
         try:
             status, _ = yield self.engine.request(
                 "POST",
@@ -788,6 +792,10 @@ class DockerBackend:
             self._stopping[name] -= 1
             if self._stopping[name] <= 0:
                 del self._stopping[name]
+            if restart:
+                self._clientStarts[name] -= 1
+                if self._clientStarts[name] <= 0:
+                    del self._clientStarts[name]
         data = yield self._inspectId(cid, name)
         return self._container(data)
 
