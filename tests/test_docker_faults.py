@@ -14,11 +14,12 @@ import os
 import shutil
 import signal
 import tempfile
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from twisted.internet import defer, reactor, utils
 from twisted.internet.protocol import Factory, Protocol
-from twisted.trial.unittest import SkipTest
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from pycm.errors import Unavailable
 from pycm.model import ContainerSpec, State
@@ -26,6 +27,62 @@ from tests.test_docker_engine import EngineTestCase, eventually, sleep
 from tests.test_docker_support import engineBackend, requireEngine, testImage
 
 SCRIPT = os.path.join(os.path.dirname(os.path.dirname(__file__)), ".ci", "docker-setup.sh")
+
+
+def requirePrivateEngine(
+    environ: Mapping[str, str] | None = None,
+    which: Callable[[str], str | None] = shutil.which,
+    geteuid: Callable[[], int] = os.geteuid,
+) -> None:
+    """
+    Check that the fault tests can start a dockerd of their own.
+
+    @raise SkipTest: if they cannot (no C{dockerd}, not root), unless
+        C{PYCM_REQUIRE_DOCKER=1}.
+    @raise AssertionError: if they cannot and C{PYCM_REQUIRE_DOCKER=1}.
+    """
+    env = os.environ if environ is None else environ
+    missing = []
+    if not which("dockerd"):
+        missing.append("dockerd on PATH")
+    if geteuid() != 0:
+        missing.append("root")
+    if not missing:
+        return
+    why = f"fault tests start their own dockerd: they need {' and '.join(missing)}"
+    if env.get("PYCM_REQUIRE_DOCKER") == "1":
+        raise AssertionError(f"PYCM_REQUIRE_DOCKER=1 but {why}")
+    raise SkipTest(why)
+
+
+class RequirePrivateEngineTests(SynchronousTestCase):
+    """The fault tests skip without dockerd or root, and fail instead when required."""
+
+    def test_present(self) -> None:
+        """With dockerd and root nothing is raised."""
+        requirePrivateEngine({}, lambda name: "/usr/sbin/dockerd", lambda: 0)
+
+    def test_skipsWhenNotRequired(self) -> None:
+        """Without dockerd, or without root, the tests skip, saying why."""
+        error = self.assertRaises(SkipTest, requirePrivateEngine, {}, lambda name: None, lambda: 0)
+        self.assertIn("dockerd", str(error))
+        error = self.assertRaises(
+            SkipTest, requirePrivateEngine, {}, lambda name: "/usr/sbin/dockerd", lambda: 1000
+        )
+        self.assertIn("root", str(error))
+
+    def test_failsWhenRequired(self) -> None:
+        """Under PYCM_REQUIRE_DOCKER=1 a missing dockerd or root is a failure, not a skip."""
+        required = {"PYCM_REQUIRE_DOCKER": "1"}
+        for which, euid in [(None, 0), ("/usr/sbin/dockerd", 1000)]:
+            error = self.assertRaises(
+                AssertionError,
+                requirePrivateEngine,
+                required,
+                lambda name, which=which: which,
+                lambda euid=euid: euid,
+            )
+            self.assertIn("PYCM_REQUIRE_DOCKER=1", str(error))
 
 
 class PrivateEngine:
@@ -67,8 +124,7 @@ class EngineFaultTests(EngineTestCase):
 
     def setUp(self) -> None:
         requireEngine()
-        if not shutil.which("dockerd") or os.geteuid() != 0:
-            raise SkipTest("fault tests start their own dockerd: they need it, and root")
+        requirePrivateEngine()
         self.engine = PrivateEngine()
         self.addCleanup(self.engine.teardown)
         self.backendOptions = {"docker-host": self.engine.host, "request-timeout": "5"}
