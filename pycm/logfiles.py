@@ -10,7 +10,8 @@ Format: one JSON object per line, C{{"time":SECONDS,"stream":"stdout",
 whatever the container printed, and a newline inside a line can never
 split a record.  What is stored is the text the supervisor gives: output
 that was not valid UTF-8 has already been decoded with U+FFFD replacement
-characters (C{errors="replace"}) there, so its exact bytes are not kept.  Line length is capped by the runtime (see
+characters (C{errors="replace"}) there, so its exact bytes are not kept.
+Line length is capped by the runtime (see
 L{pycm.backends.process.MAX_LINE}); the store writes what it is given.
 
 Writes are one C{os.write} of one record to an C{O_APPEND} descriptor, so a

@@ -14,9 +14,11 @@ from pycm.cgroups import (
     NO_CGROUPS,
     Cgroups,
     Mount,
+    checkCpus,
     cpuQuota,
     detect,
     parseMountinfo,
+    parseProcCgroup,
 )
 from pycm.errors import BackendError, BadRequest
 
@@ -53,6 +55,34 @@ class MountinfoTests(SynchronousTestCase):
         """Optional fields (shared:N) before the separator are skipped."""
         text = "30 1 0:26 / /sys/fs/cgroup rw shared:4 - cgroup2 cgroup2 rw,nsdelegate\n"
         self.assertEqual(parseMountinfo(text), [Mount("/sys/fs/cgroup", 2, frozenset())])
+
+    def test_cpusRange(self) -> None:
+        """
+        --cpus below 0.01 or above the CPU count is refused (as Docker
+        does), not rounded silently; the check is part of L{Cgroups.check}.
+        """
+        checkCpus(0.01, 2)
+        checkCpus(2, 2)
+        for bad in (0.005, 2.5):
+            error = self.assertRaises(BadRequest, checkCpus, bad, 2)
+            self.assertIn("0.01 to 2", str(error))
+        cgroups = Cgroups(1, {"cpus": "/x"}, {})
+        self.assertRaises(BadRequest, cgroups.check, None, 0.001)
+
+    def test_swapNotLimitedIsSaid(self) -> None:
+        """Where swap cannot be limited, the start-up line says so loudly."""
+        cgroups = Cgroups(1, {"memory": "/x"}, {}, tracking="/t", swapLimited=False)
+        self.assertIn("swap is not limited", cgroups.describe())
+        self.assertIn("tracked in a cgroup under /t", cgroups.describe())
+        self.assertIn("NOT tracked", NO_CGROUPS.describe())
+
+    def test_parseProcCgroup(self) -> None:
+        """/proc/self/cgroup gives each hierarchy's own group."""
+        text = "9:name=systemd:/a\n8:pids:/b\n2:cpu,cpuacct:/c\n0::/d\n"
+        self.assertEqual(
+            parseProcCgroup(text),
+            {"name=systemd": "/a", "pids": "/b", "cpu": "/c", "cpuacct": "/c", "": "/d"},
+        )
 
     def test_cpuQuota(self) -> None:
         """--cpus becomes a quota per period, never below the kernel's minimum."""

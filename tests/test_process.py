@@ -981,6 +981,23 @@ class RealReclaimTests(TestCase):
         self.assertTrue(procfs.isSameProcess(unmarked, procfs.startTime(unmarked)))
 
     @inlineCallbacks
+    def test_reclaimOtherBoot(self) -> None:
+        """
+        A run saved during another boot (its boot id differs) is lost, and
+        nothing is signalled, even if pid and start time match now.
+        """
+        child = self.orphan("exec sleep 1000")
+        runtime = ProcessRuntime(reactor, cgroups=NO_CGROUPS)
+        start = procfs.startTime(child.pid)
+        stopped = yield runtime.reclaim(container(), child.pid, ["another-boot", start])
+        self.assertIs(stopped, False)
+        self.assertIsNone(child.poll())
+        stopped = yield runtime.reclaim(
+            container(stopTimeout=0), child.pid, [runtime.bootId, start]
+        )
+        self.assertIs(stopped, True)
+
+    @inlineCallbacks
     def test_reclaimWrongStartTime(self) -> None:
         """A live pid with another start time (a recycled pid) is not touched."""
         child = self.orphan("exec sleep 1000")
