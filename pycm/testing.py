@@ -925,6 +925,25 @@ def make_backend_tests(fixture: BackendFixture) -> type[TestCase]:
             self.assertEqual(container.state, State.EXITED)
 
         @inlineCallbacks
+        def test_alwaysOtherSignal(self) -> Generator[Deferred[Any], Any, None]:
+            """
+            A C{kill} with a signal that is neither SIGKILL nor the stop
+            signal is a message, not a client stop: an C{always} container
+            that dies of it is restarted (Docker's rule).  (A backend whose
+            process ignores SIGHUP, as a PID 1 does, has nothing to check.)
+            """
+            policy = RestartPolicy("always")
+            spec = self.spec("alwayshup", fixture.longCommand, restartPolicy=policy)
+            yield self.runContainer(spec)
+            yield self.settle(self.backend.kill(spec.name, int(_signal.SIGHUP)))
+            yield self.sleep(1.5)
+            if self.count(spec.name, Action.DIE):
+                self.assertGreaterEqual(self.count(spec.name, Action.RESTART), 1)
+                container = yield self.settle(self.backend.inspect(spec.name))
+                self.assertEqual(container.state, State.RUNNING)
+            yield self.settle(self.backend.remove(spec.name, True))
+
+        @inlineCallbacks
         def test_alwaysKilled(self) -> Generator[Deferred[Any], Any, None]:
             """A client C{kill} disables the restart policy too."""
             policy = RestartPolicy("always")
