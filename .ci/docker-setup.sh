@@ -26,6 +26,10 @@
 # /tmp: a UNIX socket path must stay under 108 bytes).  Takes ~5-15 s when
 # the packages are already installed.
 
+# dockerd, runc and containerd live in the sbin directories, which a
+# non-login shell may not have on its PATH.
+export PATH=/usr/local/sbin:/usr/sbin:/sbin:$PATH
+
 _pycm_log() { echo "docker-setup: $*" >&2; }
 
 # _pycm_alive PID: is it running (a zombie nobody reaped is not)?
@@ -35,16 +39,79 @@ _pycm_alive() {
     [ -n "$state" ] && [ "$state" != Z ]
 }
 
-# _pycm_kill_under DIR: SIGKILL what still runs from DIR (the shims and
-# containers of a dockerd that was killed with SIGKILL).
+# _pycm_kill_under DIR: SIGKILL what still runs from DIR (the private
+# containerd, the shims it started, with DIR/containerd.sock on their
+# command line) and every descendant of those (the containers' processes,
+# whose command lines do not name DIR).
 _pycm_kill_under() {
-    local dir=$1 p
+    local dir=$1 p pid ppid found=" " more=1
     for p in /proc/[0-9]*; do
         [ "${p#/proc/}" = "$$" ] && continue
         if { tr '\0' ' ' <"$p/cmdline"; } 2>/dev/null | grep -qF -- "$dir/"; then
-            kill -9 "${p#/proc/}" 2>/dev/null || true
+            found="$found${p#/proc/} "
         fi
     done
+    [ "$found" = " " ] && return 0
+    while [ "$more" = 1 ]; do
+        more=0
+        for p in /proc/[0-9]*; do
+            pid=${p#/proc/}
+            case "$found" in *" $pid "*) continue ;; esac
+            # The 4th field of stat, after the parenthesised command name.
+            ppid=$(sed 's/.*) [A-Za-z] \([0-9]*\).*/\1/' "$p/stat" 2>/dev/null) || continue
+            case "$found" in
+            *" $ppid "*)
+                found="$found$pid "
+                more=1
+                ;;
+            esac
+        done
+    done
+    for pid in $found; do
+        [ "$pid" = "$$" ] || kill -9 "$pid" 2>/dev/null || true
+    done
+}
+
+# pycm_docker_start_containerd DIR: a containerd of DIR's own (socket
+# DIR/containerd.sock), unless it runs already.  dockerd without
+# --containerd uses a system containerd whenever
+# /run/containerd/containerd.sock exists (as after `apt-get install
+# docker.io` on a systemd machine), sharing it with the host's engine;
+# with its own, the engine, its shims and its containers are the tests'
+# alone, and teardown finds them all under DIR.
+pycm_docker_start_containerd() {
+    local dir=$1 pid i
+    if [ -f "$dir/containerd.pid" ] && _pycm_alive "$(cat "$dir/containerd.pid")" &&
+        [ -S "$dir/containerd.sock" ]; then
+        return 0
+    fi
+    mkdir -p "$dir/containerd/root" "$dir/containerd/state" "$dir/containerd/opt"
+    cat >"$dir/containerd.toml" <<END_OF_TOML
+version = 2
+root = "$dir/containerd/root"
+state = "$dir/containerd/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = "$dir/containerd.sock"
+[ttrpc]
+  address = "$dir/containerd.sock.ttrpc"
+[debug]
+  address = "$dir/containerd-debug.sock"
+[plugins."io.containerd.internal.v1.opt"]
+  path = "$dir/containerd/opt"
+END_OF_TOML
+    rm -f "$dir/containerd.sock" "$dir/containerd.sock.ttrpc" "$dir/containerd-debug.sock"
+    containerd --config "$dir/containerd.toml" </dev/null >>"$dir/containerd.log" 2>&1 &
+    pid=$!
+    echo "$pid" >"$dir/containerd.pid"
+    for i in $(seq 1 100); do
+        [ -S "$dir/containerd.sock" ] && return 0
+        _pycm_alive "$pid" || break
+        sleep 0.1
+    done
+    _pycm_log "containerd did not start; its log:"
+    tail -n 30 "$dir/containerd.log" >&2
+    return 1
 }
 
 pycm_docker_install() {
@@ -69,13 +136,12 @@ pycm_docker_start_engine() {
     fi
     # Its containerd child dies with it; where PID 1 does not reap, the
     # zombie's pid in containerd.pid makes the next dockerd wait for it.
-    local cpid="$dir/exec/containerd/containerd.pid"
-    if [ -f "$cpid" ] && ! _pycm_alive "$(cat "$cpid")"; then
-        rm -f "$cpid"
-    fi
+    pycm_docker_start_containerd "$dir" || return 1
+    # Its own containerd, and namespaces of its own in it besides.
     local args="--data-root $dir/data --exec-root $dir/exec --storage-driver vfs \
 --iptables=false --ip-masq=false --bridge=none --host unix://$dir/docker.sock \
---pidfile $dir/dockerd.pid"
+--pidfile $dir/dockerd.pid --containerd $dir/containerd.sock \
+--containerd-namespace pycm-test --containerd-plugins-namespace pycm-test-plugins"
     # shellcheck disable=SC2086
     dockerd $args </dev/null >>"$dir/dockerd.log" 2>&1 &
     pid=$!
@@ -190,7 +256,7 @@ pycm_docker_teardown() {
         { docker -H "unix://$dir/docker.sock" ps -aq 2>/dev/null |
             xargs -r docker -H "unix://$dir/docker.sock" rm -f >/dev/null 2>&1; } || true
     fi
-    for f in "$dir/registry.pid" "$dir/dockerd.pid"; do
+    for f in "$dir/registry.pid" "$dir/dockerd.pid" "$dir/containerd.pid"; do
         [ -f "$f" ] || continue
         pid=$(cat "$f")
         kill "$pid" 2>/dev/null || continue

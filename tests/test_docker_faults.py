@@ -201,6 +201,77 @@ class EngineFaultTests(EngineTestCase):
         self.assertEqual(self.actions(name), ["create", "start", "die"])
 
 
+def commandLines(needle: str) -> dict[int, str]:
+    """The command lines (by pid) of the processes whose own mentions C{needle}."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                line = f.read().replace(b"\0", b" ").decode("utf-8", "replace")
+        except OSError:
+            continue
+        if needle in line:
+            found[int(entry)] = line
+    return found
+
+
+def processAlive(pid: int) -> bool:
+    """Is C{pid} running (not a zombie)?"""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+class PrivateEngineTests(EngineTestCase):
+    """
+    C{.ci/docker-setup.sh}'s engine is the tests' alone: its own containerd
+    (never a system one at /run/containerd), and teardown ends everything
+    it started, even after the engine was killed.
+    """
+
+    timeout = 120
+
+    def setUp(self) -> None:
+        requireEngine()
+        requirePrivateEngine()
+        self.engine = PrivateEngine()
+        self.addCleanup(self.engine.teardown)
+
+    @defer.inlineCallbacks
+    def test_ownContainerdAndCleanTeardown(self) -> Any:
+        """
+        The shims of its containers talk to its own containerd; after a
+        SIGKILL of dockerd, teardown still kills the containers' processes.
+        """
+        yield self.engine.start(image=True)
+        backend = engineBackend(reactor, **{"docker-host": self.engine.host})
+        yield backend.open()
+        self.addCleanup(backend.close)
+        yield eventually(lambda: backend._events.connected)
+        self.backend = backend
+        container = yield self.run_("pycm-private", "sleep", "1000")
+        self.assertTrue(processAlive(container.pid))
+        shims = {
+            pid: line
+            for pid, line in commandLines(container.id).items()
+            if "containerd-shim" in line
+        }
+        self.assertTrue(shims)
+        for line in shims.values():
+            self.assertIn(f"-address {self.engine.dir}/containerd.sock", line)
+            self.assertNotIn("/run/containerd/containerd.sock", line)
+        yield backend.close()
+        self.engine.kill()
+        code = yield self.engine.teardown()
+        self.assertEqual(code, 0)
+        yield eventually(lambda: not processAlive(container.pid), timeout=10)
+        yield eventually(lambda: not commandLines(self.engine.dir + "/"), timeout=10)
+
+
 class _Silent(Protocol):
     """Accepts a connection and never answers."""
 
