@@ -14,11 +14,12 @@ import os
 from typing import Any
 
 from twisted.internet import defer, reactor, task
+from twisted.internet.protocol import Factory
 from twisted.trial.unittest import TestCase
 from zope.interface.verify import verifyObject
 
 from pycm.backends.dockermap import MANAGED_LABEL
-from pycm.errors import BadRequest, Conflict, NoImage, NotFound
+from pycm.errors import BackendError, BadRequest, Conflict, NoImage, NotFound, Unavailable
 from pycm.interfaces import IContainerBackend
 from pycm.model import (
     ContainerEvent,
@@ -213,6 +214,21 @@ class DockerBackendTests(EngineTestCase):
         self.assertEqual(container.exitCode, 143)
 
     @defer.inlineCallbacks
+    def test_oomKillIsSignal9(self) -> Any:
+        """
+        A container the kernel's OOM killer ends reports -9 everywhere: its
+        die event, wait and inspect agree.
+        """
+        name = self.name()
+        yield self.run_(name, "sh", "-c", "head -c 400000000 /dev/zero | tail", memory=16 << 20)
+        waited = yield self.backend.wait(name, "not-running")
+        _, raw = yield self.backend.engine.request("GET", f"/containers/{name}/json")
+        self.assertTrue(raw["State"]["OOMKilled"], raw["State"])
+        inspected = yield self.backend.inspect(name)
+        die = [e.exitCode for e in self.events if e.name == name and e.action == "die"]
+        self.assertEqual((die, waited.exitCode, inspected.exitCode), ([-9], -9, -9))
+
+    @defer.inlineCallbacks
     def test_killWithSignal(self) -> Any:
         """kill --signal=HUP: a kill event, then die with -1; killing it again conflicts."""
         name = self.name()
@@ -327,6 +343,18 @@ class DockerBackendTests(EngineTestCase):
         self.assertEqual(gone.name, name)
         self.assertEqual(gone.state, State.EXITED)
         yield self.assertFailure(self.backend.wait(name, "running"), NotFound)
+
+    @defer.inlineCallbacks
+    def test_waitRemovedAgreesWithStop(self) -> Any:
+        """wait --for=removed reports the exit code stop reported (-15), not 143."""
+        name = self.name()
+        yield self.run_(name, "sleep", "1000")
+        removed = self.backend.wait(name, "removed")
+        stopped = yield self.backend.stop(name, 5)
+        self.assertEqual(stopped.exitCode, -15)
+        yield self.backend.remove(name, False)
+        gone = yield removed
+        self.assertEqual((gone.state, gone.exitCode), (State.EXITED, -15))
 
     @defer.inlineCallbacks
     def test_waitCancel(self) -> Any:
@@ -461,6 +489,35 @@ class PullTests(EngineTestCase):
         self.assertTrue(progress)
         self.assertEqual({(e.name, e.action) for e in progress}, {(name, "pull")})
         self.assertTrue(any("Status" in e.detail for e in progress), progress)
+
+    @defer.inlineCallbacks
+    def test_notFoundNotAboutTheImage(self) -> Any:
+        """
+        A 404 at start about a network (the engine checks it only then) is
+        a backend error saying what is missing, not not_found.  (The same at
+        create, which the engine is slow to produce: L{tests.test_docker_units}.)
+        """
+        backend = engineBackend(reactor, pull="missing", network="pycm-no-such-network")
+        yield backend.open()
+        self.addCleanup(backend.close)
+        name = self.name()
+        yield backend.create(ContainerSpec(name, command=("true",)))
+        error = yield self.assertFailure(backend.start(name), BackendError)
+        self.assertEqual(type(error), BackendError)
+        self.assertIn("pycm-no-such-network", str(error))
+
+    @defer.inlineCallbacks
+    def test_pullRegistryUnreachable(self) -> Any:
+        """A registry that cannot be reached is unavailable, not no_image."""
+        port = reactor.listenTCP(0, Factory(), interface="127.0.0.1")  # type: ignore[attr-defined]
+        address = port.getHost()
+        yield port.stopListening()
+        image = f"127.0.0.1:{address.port}/pycm-test/unreachable:1"
+        error = yield self.assertFailure(
+            self.backend.create(ContainerSpec(self.name(), image=image)), Unavailable
+        )
+        self.assertIn(image, str(error))
+        self.assertIn("unreachable", str(error))
 
     @defer.inlineCallbacks
     def test_pullUnknown(self) -> Any:

@@ -14,7 +14,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from pycm.backends.docker import OPTIONS, makeBackend
-from pycm.backends.dockerengine import EngineAddress, EngineClient, defaultHost
+from pycm.backends.dockerengine import EngineAddress, EngineClient, EngineError, defaultHost
 from pycm.backends.dockerevents import EngineEvents
 from pycm.backends.dockermap import (
     ENV_KEYS_LABEL,
@@ -22,8 +22,10 @@ from pycm.backends.dockermap import (
     STOP_TIMEOUT_LABEL,
     containerFromInspect,
     createBody,
+    isMissingImage,
     mapEngineError,
     mapExitCode,
+    mapPullError,
     mapState,
     sinceParam,
     splitImage,
@@ -34,7 +36,7 @@ from pycm.backends.dockerstream import (
     LogLineSplitter,
     StreamFormatError,
 )
-from pycm.errors import BackendError, BadRequest, Conflict, NoImage, NotFound
+from pycm.errors import BackendError, BadRequest, Conflict, NoImage, NotFound, Unavailable
 from pycm.model import ContainerSpec, RestartPolicy, State
 
 
@@ -313,6 +315,8 @@ class MappingTests(SynchronousTestCase):
         self.assertNotIn("Cmd", body)
         self.assertNotIn("RestartPolicy", body["HostConfig"])
         self.assertNotIn("NetworkMode", body["HostConfig"])
+        # Always sent, so only SIGTERM (or SIGKILL) kills end the policy.
+        self.assertEqual(body["StopSignal"], "SIGTERM")
 
     def test_createBodyRefuses(self) -> None:
         """Values the engine cannot take are bad requests before any request."""
@@ -360,6 +364,72 @@ class MappingTests(SynchronousTestCase):
         error = mapEngineError(500, "disk full", "x")
         self.assertIsInstance(error, BackendError)
         self.assertIn("disk full", str(error))
+
+    def test_pullErrors(self) -> None:
+        """Only a missing image is no_image; an unreachable registry unavailable; others backend."""
+        missing = [
+            (404, "manifest for r/x:1 not found: manifest unknown: manifest unknown"),
+            (404, "pull access denied for x, repository does not exist"),
+            (None, "manifest unknown"),
+            (403, "denied"),
+        ]
+        for status, message in missing:
+            self.assertIsInstance(mapPullError("x", status, message), NoImage, message)
+        unreachable = (
+            'Get "http://127.0.0.1:1/v2/": dial tcp 127.0.0.1:1: connect: connection refused'
+        )
+        self.assertIsInstance(mapPullError("x", 500, unreachable), Unavailable)
+        for status, message in [(500, "no space left on device"), (None, "write /x: disk full")]:
+            error = mapPullError("x", status, message)
+            self.assertEqual(type(error), BackendError, message)
+            self.assertIn(message, str(error))
+
+    def test_createNotFoundNotAboutTheImage(self) -> None:
+        """A 404 at create that is not about the image is a backend error, not not_found."""
+        error = mapEngineError(404, "network pycm-x not found", name="x", image="i")
+        self.assertEqual(type(error), BackendError)
+        self.assertIn("network pycm-x not found", str(error))
+        self.assertFalse(isMissingImage("network pycm-x not found"))
+        self.assertTrue(isMissingImage("No such image: busybox:latest"))
+
+
+class CreateErrorTests(SynchronousTestCase):
+    """How the backend maps the engine's errors at create, on a stubbed engine."""
+
+    def backend(self, error: Exception) -> tuple[Any, list[str]]:
+        from twisted.internet.defer import fail
+
+        from pycm.backends.docker import DockerBackend
+
+        calls: list[str] = []
+
+        class Engine:
+            timeout = 10.0
+
+            def request(self, method: str, path: str, *args: Any, **kw: Any) -> Any:
+                calls.append(f"{method} {path}")
+                return fail(error)
+
+            def stream(self, method: str, path: str, *args: Any, **kw: Any) -> Any:
+                calls.append(f"{method} {path}")
+                return fail(EngineError(404, "manifest unknown"))
+
+        return DockerBackend(Clock(), Engine(), pull=True), calls  # type: ignore[arg-type]
+
+    def test_otherNotFoundAtCreate(self) -> None:
+        """With pull=missing, a 404 at create not about the image pulls nothing: backend error."""
+        message = 'create v: error looking up volume plugin x: plugin "x" not found'
+        backend, calls = self.backend(EngineError(404, message))
+        error = self.failureResultOf(backend.create(ContainerSpec("web")), BackendError).value
+        self.assertEqual(type(error), BackendError)
+        self.assertIn(message, str(error))
+        self.assertEqual(calls, ["POST /containers/create"])
+
+    def test_missingImageAtCreatePulls(self) -> None:
+        """With pull=missing, "No such image" at create pulls; a missing one is no_image."""
+        backend, calls = self.backend(EngineError(404, "No such image: busybox:latest"))
+        self.failureResultOf(backend.create(ContainerSpec("web")), NoImage)
+        self.assertEqual(calls, ["POST /containers/create", "POST /images/create"])
 
 
 class OptionTests(SynchronousTestCase):

@@ -64,8 +64,10 @@ from pycm.backends.dockermap import (
     containerFromInspect,
     createBody,
     isManaged,
+    isMissingImage,
     mapEngineError,
     mapExitCode,
+    mapPullError,
     sinceParam,
     splitImage,
 )
@@ -74,7 +76,6 @@ from pycm.errors import (
     BackendError,
     BadRequest,
     Conflict,
-    NoImage,
     NotFound,
     PycmError,
     Unavailable,
@@ -260,6 +261,9 @@ class DockerBackend:
         self._policies: dict[str, str] = {}
         #: The last engine action seen for each container.
         self._lastAction: dict[str, str] = {}
+        #: The exit code of each container's last die event, by id, as
+        #: reported then (kept past its destroy, for C{wait --for=removed}).
+        self._exits: collections.OrderedDict[str, int | None] = collections.OrderedDict()
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -319,9 +323,14 @@ class DockerBackend:
         attributes = actor.get("Attributes") or {}
         name = str(attributes.get("name", ""))
         cid = str(actor.get("ID") or raw.get("id") or "")
-        if action not in ACTIONS or not name:
+        if not name or not isManaged(attributes):
             return
-        if not isManaged(attributes):
+        if action == "oom":
+            # The kernel's OOM killer sent SIGKILL: the die that follows
+            # (137) is -9, as inspect (OOMKilled) has it.
+            self._signals.setdefault(name, set()).add(9)
+            return
+        if action not in ACTIONS:
             return
         self._details.pop(cid, None)
         nano = raw.get("timeNano")
@@ -360,6 +369,10 @@ class DockerBackend:
                 code = None
             exitCode = mapExitCode(code, self._signals.get(name, ()), False)
             self._known[name] = (cid, State.EXITED)
+            self._exits[cid] = exitCode
+            self._exits.move_to_end(cid)
+            while len(self._exits) > 1000:
+                self._exits.popitem(last=False)
         elif action == Action.DESTROY:
             self._startErrors.pop(cid, None)
             self._known.pop(name, None)
@@ -564,7 +577,7 @@ class DockerBackend:
         try:
             _, created = yield self._createRequest(spec.name, image, body)
         except EngineError as e:
-            if not (self.pull and e.status == 404):
+            if not (self.pull and e.status == 404 and isMissingImage(e.message)):
                 raise self._fail(e, spec.name, image=image) from None
             yield self.pullImage(image, spec.name)
             try:
@@ -595,7 +608,9 @@ class DockerBackend:
         layer's status changes.
 
         @return: Deferred firing with None once pulled; L{NoImage} if the
-            registry has no such image.
+            registry has no such image, L{Unavailable} if it cannot be
+            reached, L{BackendError} for other failures (see
+            L{mapPullError}).
         """
         fromImage, tag = splitImage(image)
         errors: list[str] = []
@@ -623,9 +638,7 @@ class DockerBackend:
                 "POST", "/images/create", {"fromImage": fromImage, "tag": tag}, parser.feed
             )
         except EngineError as e:
-            if e.status in (404, 400, 401, 403, 500):
-                raise NoImage(image, e.message) from None
-            raise self._fail(e) from None
+            raise mapPullError(image, e.status, e.message) from None
         timedOut = [False]
 
         def timeout() -> None:
@@ -640,7 +653,7 @@ class DockerBackend:
         if timedOut[0]:
             raise Unavailable(f"pulling {image} took longer than {self.pullTimeout:g} s")
         if errors:
-            raise NoImage(image, errors[-1])
+            raise mapPullError(image, None, errors[-1])
         self.log.info("pulled {image}", image=image)
 
     # -- start, stop, restart, kill, remove -------------------------------------
@@ -674,8 +687,9 @@ class DockerBackend:
             if status != 304:
                 yield self._awaitEvent(mark, name, Action.START)
         except EngineError as e:
-            if e.status == 404:
+            if e.status == 404 and "no such container" in e.message.lower():
                 raise NotFound(name) from None
+            # Another 404 (a missing network) is not about the container.
             raise BackendError(f"cannot start {name}: {e.message}") from None
         finally:
             self._clientStarts[name] -= 1
@@ -995,9 +1009,11 @@ class DockerBackend:
             )
         except EngineError as e:
             raise self._fail(e, name) from None
+        # The signals sent as of now: the destroy event forgets them.
+        signals = set(self._signals.get(name, ()))
         if condition == WaitCondition.REMOVED:
             await self._awaitEvent(mark, name, Action.DESTROY)
-            return _exited(before, result, self._signals.get(name, ()))
+            return self._exitedAs(before, cid, result, signals)
         await self._awaitEvent(mark, name, Action.DIE)
         after = await self._inspectId(cid, name, quiet=True)
         if after is None:
@@ -1005,8 +1021,21 @@ class DockerBackend:
         container = self._container(after)
         if container.state in State.ALIVE or container.state == State.RESTARTING:
             # Restarted by its policy already: report it as it was at exit.
-            container = _exited(container, result, self._signals.get(name, ()))
+            container = self._exitedAs(container, cid, result, signals)
         return container
+
+    def _exitedAs(
+        self, container: Container, cid: str, result: Any, signals: set[int]
+    ) -> Container:
+        """
+        C{container} as it was when the engine's wait saw it exit: with the
+        exit code its die event reported (so C{wait} agrees with C{stop}
+        and the events), else from the wait's own status and C{signals}.
+        """
+        exited = _exited(container, result, signals | self._signals.get(container.name, set()))
+        if cid in self._exits and self._exits[cid] is not None:
+            exited = attrs.evolve(exited, exitCode=self._exits[cid])
+        return exited
 
     async def _waitRunning(self, name: str, cid: str, before: Container) -> Container:
         if before.state in State.ALIVE:

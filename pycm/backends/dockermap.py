@@ -29,7 +29,15 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from pycm.errors import BackendError, BadRequest, Conflict, NoImage, NotFound, PycmError
+from pycm.errors import (
+    BackendError,
+    BadRequest,
+    Conflict,
+    NoImage,
+    NotFound,
+    PycmError,
+    Unavailable,
+)
 from pycm.model import (
     DEFAULT_STOP_SIGNAL,
     DEFAULT_STOP_TIMEOUT,
@@ -214,8 +222,10 @@ def createBody(
         if not spec.workdir.startswith("/"):
             raise BadRequest(f"--workdir {spec.workdir!r} must be an absolute path")
         body["WorkingDir"] = spec.workdir
-    if spec.stopSignal is not None:
-        body["StopSignal"] = signalName(parseSignal(spec.stopSignal))
+    # Always sent: an engine (20.10) with no StopSignal takes a kill with any
+    # signal as a client stop that ends the restart policy; with one, only
+    # the stop signal and SIGKILL do (what the contract says).
+    body["StopSignal"] = signalName(parseSignal(spec.stopSignal or DEFAULT_STOP_SIGNAL))
     if spec.stopTimeout is not None:
         if spec.stopTimeout < 0:
             raise BadRequest("--stop-timeout must not be negative")
@@ -268,6 +278,56 @@ def sinceParam(timestamp: str) -> str:
     return f"{int(whole)}.{digits}"
 
 
+#: What the engine (and registries through it) say when an image is not
+#: there: at create (C{No such image}), at a pull (C{manifest unknown},
+#: C{repository does not exist}); never a bare "not found", which a
+#: missing network says too.
+_MISSING_IMAGE = (
+    "no such image",
+    "manifest unknown",
+    "repository does not exist",
+    "name unknown",
+)
+#: What the engine says when a registry could not be reached.
+_REGISTRY_UNREACHABLE = (
+    "connection refused",
+    "no such host",
+    "i/o timeout",
+    "timeout exceeded",
+    "network is unreachable",
+    "connection reset",
+    "temporary failure in name resolution",
+    "tls handshake timeout",
+    "server misbehaving",
+)
+
+
+def isMissingImage(message: str) -> bool:
+    """Does the engine's C{message} say that an image does not exist?"""
+    lowered = message.lower()
+    if any(phrase in lowered for phrase in _REGISTRY_UNREACHABLE):
+        return False
+    return any(phrase in lowered for phrase in _MISSING_IMAGE)
+
+
+def mapPullError(image: str, status: int | None, message: str) -> PycmError:
+    """
+    Turn a failed pull of C{image} into a pycm error: L{NoImage} only when
+    the registry says there is no such image (or refuses it: 401, 403);
+    L{Unavailable} when the registry cannot be reached; L{BackendError}
+    for anything else (disk full, a registry's 500).
+
+    @param status: the engine's HTTP status, or None for an error in the
+        pull's progress stream.
+    """
+    lowered = message.lower()
+    if any(phrase in lowered for phrase in _REGISTRY_UNREACHABLE):
+        return Unavailable(f"cannot pull {image}: registry unreachable: {message}")
+    if status in (401, 403, 404) or isMissingImage(message) or "access denied" in lowered:
+        return NoImage(image, message)
+    return BackendError(f"cannot pull {image}: {message}")
+
+
 def mapEngineError(
     status: int,
     message: str,
@@ -276,15 +336,19 @@ def mapEngineError(
     badRequest: bool = True,
 ) -> PycmError:
     """
-    Turn an engine error into a pycm error: 404 -> L{NotFound} (or
-    L{NoImage} when it is about an image), 409 -> L{Conflict}, 400 ->
+    Turn an engine error into a pycm error: 404 -> L{NotFound} (with
+    C{image}, that is a create: L{NoImage} when the image is missing,
+    L{BackendError} for anything else missing, such as a network), 409 ->
+    L{Conflict}, 400 ->
     L{BadRequest} (unless C{badRequest} is false), others ->
     L{BackendError} with the engine's message.
     """
     lowered = message.lower()
     if status == 404:
-        if image is not None and ("image" in lowered or "manifest" in lowered):
-            return NoImage(image, message)
+        if image is not None:
+            if isMissingImage(message):
+                return NoImage(image, message)
+            return BackendError(f"docker engine: {message}")
         if name is not None:
             return NotFound(name)
         return BackendError(f"docker engine: {message}")
