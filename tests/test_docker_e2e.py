@@ -11,11 +11,16 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
+import tempfile
+import time
+from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.e2e import RealDaemon, waitFor
+from tests.test_docker_faults import SCRIPT, requirePrivateEngine
 from tests.test_docker_support import requireEngine, testImage, uniqueName
 
 
@@ -105,6 +110,108 @@ class DockerE2ETests(SynchronousTestCase):
         self.assertEqual(result.returncode, 1)
         self.assertIn(b"unavailable", result.stderr + result.stdout)
         self.assertIsNone(daemon.process.poll() if daemon.process else None)
+
+
+class DockerE2EFaultTests(SynchronousTestCase):
+    """The daemon on the docker backend through an engine crash, from the outside."""
+
+    def setUp(self) -> None:
+        requireEngine()
+        requirePrivateEngine()
+        self.dir = tempfile.mkdtemp(prefix="pycm-e.", dir="/tmp")
+        self.host = f"unix://{self.dir}/docker.sock"
+        self.addCleanup(self.script, f"pycm_docker_teardown {self.dir}")
+
+    def script(self, commands: str) -> subprocess.Popen[bytes]:
+        """Run C{.ci/docker-setup.sh} functions in the background."""
+        return subprocess.Popen(
+            ["/bin/bash", "-c", f"source {SCRIPT} && {commands}"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def startEngine(self, pinger: Any = None, image: bool = False) -> None:
+        """Start the private engine; meanwhile C{pinger} must get its pongs."""
+        commands = f"pycm_docker_start_engine {self.dir}"
+        if image:
+            commands += f" && pycm_docker_build_image {self.dir} {self.host} {testImage()}"
+        starting = self.script(commands)
+        deadline = time.monotonic() + 60
+        while starting.poll() is None:
+            if pinger is not None:
+                self.assertPong(pinger)
+            else:
+                time.sleep(0.05)
+            self.assertLess(time.monotonic(), deadline, "the engine did not start")
+        self.assertEqual(starting.returncode, 0)
+
+    def assertPong(self, client: Any) -> None:
+        """C{ping} answers at once (well within a second)."""
+        started = time.monotonic()
+        self.assertEqual(client.ok("ping"), "pong")
+        self.assertLess(time.monotonic() - started, 1.0)
+
+    def test_engineKilledAndRestarted(self) -> None:
+        """
+        The engine is killed (SIGKILL) under a running container and started
+        again: ping answers on another connection throughout, calls say
+        unavailable meanwhile, then list is right again and an events
+        subscriber gets the container's die.
+        """
+        self.startEngine(image=True)
+        daemon = dockerDaemon(self, self.host, "--backend-option", "request-timeout=3")
+        subscriber = daemon.connect()
+        pinger = daemon.connect()
+        client = daemon.connect()
+        self.assertEqual(subscriber.ok("events")["events"], True)
+        name = uniqueName("crash")
+
+        def actions() -> list[str]:
+            subscriber.ok("ping")  # reads the EVENT lines that came before
+            return [e["action"] for e in subscriber.events if e.get("name") == name]
+
+        # The daemon's event stream may need a moment to connect to a new engine.
+        waitFor(lambda: client.request("list")[0] == "OK", "the engine to be reachable")
+        self.assertEqual(client.ok(f"run {name} {testImage()} sleep 1000")["state"], "running")
+        waitFor(lambda: actions() == ["create", "start"], "create and start events")
+        with open(os.path.join(self.dir, "dockerd.pid")) as f:
+            os.kill(int(f.read().strip()), signal.SIGKILL)
+        self.assertPong(pinger)
+        waitFor(
+            lambda: (
+                (self.assertPong(pinger), client.request("list"))[1] == ("ERR", ANY_UNAVAILABLE)
+            ),
+            "list to say unavailable",
+        )
+        self.startEngine(pinger)
+
+        def listed() -> Any:
+            self.assertPong(pinger)
+            kind, value = client.request(f"list --filter name={name}")
+            return value if kind == "OK" and value and value[0]["state"] == "exited" else None
+
+        containers = waitFor(listed, "list to show the container exited")
+        self.assertEqual([c["name"] for c in containers], [name])
+        waitFor(lambda: "die" in actions(), "the die event")
+        # The engine's restore stops what ran (stop signal, then SIGKILL):
+        # a kill event comes first.
+        seen = actions()
+        self.assertEqual((seen[:2], seen.count("die")), (["create", "start"], 1))
+        die = [e for e in subscriber.events if e.get("name") == name and e["action"] == "die"]
+        self.assertIn(die[0]["exit_code"], (-15, -9))
+        self.assertPong(pinger)
+        self.assertEqual(client.ok(f"rm {name}"), {"name": name, "removed": True})
+
+
+class _Unavailable:
+    """Equal to any C{ERR unavailable} reply value."""
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, tuple) and other[:1] == ("unavailable",)
+
+
+ANY_UNAVAILABLE = _Unavailable()
 
 
 __all__ = ["dockerDaemon", "os", "subprocess"]
