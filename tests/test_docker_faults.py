@@ -19,8 +19,9 @@ from typing import Any
 
 from twisted.internet import defer, reactor, utils
 from twisted.internet.protocol import Factory, Protocol
-from twisted.trial.unittest import SkipTest, SynchronousTestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
+from pycm.backends.dockerengine import EngineAddress, EngineClient
 from pycm.errors import Unavailable
 from pycm.model import ContainerSpec, State
 from tests.test_docker_engine import EngineTestCase, eventually, sleep
@@ -303,3 +304,65 @@ class SlowEngineTests(EngineTestCase):
         self.assertLess(elapsed, 3)
         yield self.assertFailure(self.backend.inspect("x"), Unavailable)
         self.assertFalse(self.backend._events.connected)
+
+
+class _HalfAnswer(Protocol):
+    """
+    Answers C{GET /version}; to anything else, an error status with a body
+    it never finishes sending.
+    """
+
+    def connectionMade(self) -> None:
+        self.buffer = b""
+        self.factory.connections += 1  # type: ignore[attr-defined]
+
+    def dataReceived(self, data: bytes) -> None:
+        self.buffer += data
+        while b"\r\n\r\n" in self.buffer:
+            head, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
+            if b" /version " in head.split(b"\r\n", 1)[0]:
+                body = b'{"ApiVersion": "1.41", "Version": "20.10.0"}'
+                self.transport.write(  # type: ignore[union-attr]
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+                )
+            else:
+                self.transport.write(  # type: ignore[union-attr]
+                    b"HTTP/1.1 500 Internal Server Error\r\n"
+                    b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+                    b'{"message": "this never'
+                )
+
+    def connectionLost(self, reason: Any = None) -> None:
+        self.factory.connections -= 1  # type: ignore[attr-defined]
+
+
+class SlowErrorBodyTests(TestCase):
+    """An engine that sends an error status and then stalls in its body."""
+
+    timeout = 20
+
+    @defer.inlineCallbacks
+    def test_streamErrorBodyTimesOut(self) -> Any:
+        """
+        A streamed request (events, logs --follow, a pull) whose error body
+        never ends fails as unavailable after the request timeout, and its
+        connection is closed.
+        """
+        directory = tempfile.mkdtemp(prefix="pycm-b.", dir="/tmp")
+        self.addCleanup(shutil.rmtree, directory, True)
+        path = os.path.join(directory, "docker.sock")
+        factory = Factory.forProtocol(_HalfAnswer)
+        factory.connections = 0  # type: ignore[attr-defined]
+        port = reactor.listenUNIX(path, factory)  # type: ignore[attr-defined]
+        self.addCleanup(port.stopListening)
+        engine = EngineClient(reactor, EngineAddress.parse(f"unix://{path}"), timeout=0.5)
+        self.addCleanup(engine.close)
+        started = reactor.seconds()  # type: ignore[attr-defined]
+        error = yield self.assertFailure(
+            engine.stream("GET", "/events", None, lambda data: None), Unavailable
+        )
+        self.assertIn("/events", str(error))
+        self.assertLess(reactor.seconds() - started, 5)  # type: ignore[attr-defined]
+        yield engine.close()
+        yield eventually(lambda: factory.connections == 0, timeout=5)  # type: ignore[attr-defined]

@@ -18,7 +18,6 @@ from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
 import attrs
-import treq
 from treq.client import HTTPClient
 from twisted.internet import defer
 from twisted.internet.defer import CancelledError, Deferred
@@ -155,7 +154,7 @@ def readBody(response: Any) -> Deferred[bytes]:
     """
     Read the whole body of an unbuffered C{response}.
 
-    Cancelling the Deferred closes the connection (treq's own reading has
+    Cancelling the Deferred closes the connection (C{treq.content} has
     no canceller, so a cancelled read of a body that never ends, such as
     C{POST /containers/ID/wait}'s, would keep its socket open until the
     engine ends it).
@@ -327,7 +326,16 @@ class EngineClient:
                 raise CancelledError() from None
             raise self._unavailable(error, method, path) from None
         if response.code >= 300:
-            content = yield treq.content(response)
+            # The error's body must come in time too (and a timeout closes
+            # the connection).
+            reading = readBody(response)
+            reading.addTimeout(self.timeout, self.reactor)
+            try:
+                content = yield reading
+            except Exception as error:
+                if _cancelled(error):
+                    raise CancelledError() from None
+                raise self._unavailable(error, method, path) from None
             self._check(response.code, _decode(content), method, path)
         ended: Deferred[None] = Deferred()
         protocol = _StreamProtocol(onData, ended)
