@@ -273,6 +273,35 @@ class DockerBackendTests(EngineTestCase):
         yield eventually(lambda: self.actions(name).count("die") == 3)
 
     @defer.inlineCallbacks
+    def test_policyRestartAfterDaemonRestart(self) -> Any:
+        """
+        A daemon that starts again while the engine waits to restart a
+        container by its policy tells that restart as start, restart: it
+        learns the policy from the engine, not from its own memory.
+        """
+        name = self.name()
+        yield self.run_(name, "sh", "-c", "exit 1", restartPolicy=RestartPolicy("always"))
+
+        @defer.inlineCallbacks
+        def backingOff() -> Any:
+            _, raw = yield self.backend.engine.request("GET", f"/containers/{name}/json")
+            # From the 5th restart on the engine waits 3.2 s and more.
+            return raw["State"]["Restarting"] and raw["RestartCount"] >= 5
+
+        yield eventually(backingOff, timeout=30, interval=0.05)
+        yield self.backend.close()
+        again = engineBackend(reactor)
+        events: list[ContainerEvent] = []
+        again.addObserver(events.append)
+        yield again.open()
+        self.addCleanup(again.close)
+        yield eventually(lambda: again._events.connected)
+        yield eventually(lambda: [e.action for e in events if e.name == name][:1] == ["start"])
+        yield eventually(lambda: len([e for e in events if e.name == name]) >= 2, timeout=5)
+        self.assertEqual([e.action for e in events if e.name == name][:2], ["start", "restart"])
+        yield again.remove(name, True)
+
+    @defer.inlineCallbacks
     def test_restart(self) -> Any:
         """restart: stop then start; events die, stop, start, restart; still running."""
         name = self.name()

@@ -19,6 +19,7 @@ from pycm.backends.dockerevents import EngineEvents
 from pycm.backends.dockermap import (
     ENV_KEYS_LABEL,
     MANAGED_LABEL,
+    RESTART_POLICY_LABEL,
     STOP_TIMEOUT_LABEL,
     containerFromInspect,
     createBody,
@@ -430,6 +431,91 @@ class CreateErrorTests(SynchronousTestCase):
         backend, calls = self.backend(EngineError(404, "No such image: busybox:latest"))
         self.failureResultOf(backend.create(ContainerSpec("web")), NoImage)
         self.assertEqual(calls, ["POST /containers/create", "POST /images/create"])
+
+
+class ReconcileTests(SynchronousTestCase):
+    """What the backend tells after the event stream comes back from an engine restart."""
+
+    def test_snapshotAndNotes(self) -> None:
+        """
+        Compared against one snapshot: a container a live event changes
+        while reconciliation waits for the engine gets no second, synthetic
+        event, and keeps what the live event said; the synthetic create
+        and start fire who waits for them.
+        """
+        from twisted.internet.defer import Deferred
+
+        from pycm.backends.docker import DockerBackend
+
+        pending: dict[str, Deferred[Any]] = {}
+
+        class Engine:
+            timeout = 10.0
+
+            def request(self, method: str, path: str, *args: Any, **kw: Any) -> Any:
+                d: Deferred[Any] = Deferred()
+                pending[path] = d
+                return d
+
+        backend = DockerBackend(Clock(), Engine())  # type: ignore[arg-type]
+        backend._events.connected = True
+        seen: list[Any] = []
+        backend.addObserver(seen.append)
+        backend._known = {"a": ("id-a", State.RUNNING), "b": ("id-b", State.CREATED)}
+        mark = backend._mark()
+        waiters = [
+            backend._awaitEvent(mark, "b", "start"),
+            backend._awaitEvent(mark, "c", "create"),
+            backend._awaitEvent(mark, "c", "start"),
+        ]
+        done = backend._connected(True)
+        labels = {MANAGED_LABEL: "true"}
+
+        def summary(name: str, cid: str, state: str) -> dict[str, Any]:
+            policy = {**labels, RESTART_POLICY_LABEL: "no"}
+            return {"Id": cid, "Names": [f"/{name}"], "State": state, "Labels": policy}
+
+        pending.pop("/containers/json").callback(
+            (
+                200,
+                [
+                    summary("a", "id-a", "exited"),
+                    summary("b", "id-b", "running"),
+                    summary("c", "id-c", "running"),
+                ],
+            )
+        )
+        self.assertEqual(list(pending), ["/containers/id-a/json"])
+        # The stream, open again, tells a's exit while the inspect is out.
+        backend._engineEvent(
+            {
+                "Action": "die",
+                "Actor": {"ID": "id-a", "Attributes": {"name": "a", "exitCode": "3", **labels}},
+                "timeNano": 1,
+            }
+        )
+        inspect = {
+            "Id": "id-a",
+            "Name": "/a",
+            "Config": {"Labels": labels},
+            "State": {"Status": "exited", "ExitCode": 3, "FinishedAt": "2026-01-01T00:00:00Z"},
+        }
+        pending.pop("/containers/id-a/json").callback((200, inspect))
+        self.successResultOf(done)
+        actions = [(e.name, e.action, e.exitCode) for e in seen]
+        self.assertEqual(
+            actions,
+            [
+                ("a", "die", 3),
+                ("b", "start", None),
+                ("c", "create", None),
+                ("c", "start", None),
+            ],
+        )
+        for waiter in waiters:
+            self.successResultOf(waiter)
+        self.assertEqual(backend._known["a"], ("id-a", State.EXITED))
+        self.assertEqual(backend._known["c"], ("id-c", State.RUNNING))
 
 
 class OptionTests(SynchronousTestCase):

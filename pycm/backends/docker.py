@@ -61,6 +61,7 @@ from pycm.backends.dockerevents import EngineEvents
 from pycm.backends.dockermap import (
     ACTIONS,
     MANAGED_LABEL,
+    RESTART_POLICY_LABEL,
     containerFromInspect,
     createBody,
     isManaged,
@@ -449,7 +450,14 @@ class DockerBackend:
     def _connected(self, reconnect: bool) -> Any:
         """
         The event stream is (again) open: compare the engine's containers
-        with what the events said, and emit what an engine restart lost.
+        with what the events said, and emit what an engine restart lost;
+        learn the restart policies of containers this daemon has not seen
+        yet (after a daemon restart), so their policy restarts are told as
+        such.
+
+        The comparison is against one snapshot of what the events said,
+        taken with the engine's list; a container a live event changes
+        while this looks at it is left to that event.
         """
         try:
             _, summaries = yield self.engine.request(
@@ -457,42 +465,89 @@ class DockerBackend:
             )
         except (PycmError, EngineError):
             return
-        now = self.reactor.seconds()
         current: dict[str, tuple[str, str]] = {}
+        unknownPolicy: list[tuple[str, str]] = []
         for summary in summaries or ():
             names = summary.get("Names") or ["/"]
             name = names[0].lstrip("/")
+            cid = str(summary.get("Id", ""))
             state = str(summary.get("State", ""))
             alive = state in ("running", "restarting", "paused")
-            current[name] = (summary.get("Id", ""), "running" if alive else state)
+            current[name] = (cid, "running" if alive else state)
+            policy = (summary.get("Labels") or {}).get(RESTART_POLICY_LABEL)
+            if policy:
+                self._policies.setdefault(name, policy)
+            elif name not in self._policies:
+                unknownPolicy.append((cid, name))
+            if name not in self._lastAction:
+                self._lastAction[name] = Action.START if state == "running" else Action.DIE
+        known = dict(self._known)
+
+        def untouched(name: str) -> bool:
+            # No live event has changed it since the snapshot.
+            return self._known.get(name) == known.get(name)
+
         if reconnect:
-            for name, (cid, state) in list(self._known.items()):
+            stopped = [
+                (name, cid)
+                for name, (cid, state) in known.items()
+                if state == State.RUNNING
+                and current.get(name, ("", ""))[0] == cid
+                and current[name][1] != "running"
+            ]
+            found = yield defer.gatherResults(
+                [self._inspectId(cid, name, quiet=True) for name, cid in stopped],
+                consumeErrors=True,
+            ).addErrback(lambda f: [None] * len(stopped))
+            codes = {
+                name: self._container(data).exitCode if data is not None else None
+                for (name, _), data in zip(stopped, found, strict=True)
+            }
+            now = self.reactor.seconds()
+            for name, (cid, state) in known.items():
+                if not untouched(name):
+                    continue
                 now_ = current.get(name)
                 if now_ is None or now_[0] != cid:
                     if state == State.RUNNING:
                         self._emit(ContainerEvent(Action.DIE, name, now, None))
+                        self._note(name, Action.DIE)
                     self._emit(ContainerEvent(Action.DESTROY, name, now))
                     self._note(name, Action.DESTROY)
-                elif state == State.RUNNING and now_[1] != "running":
-                    data = yield self._inspectId(cid, name, quiet=True)
-                    code = None
-                    if data is not None:
-                        code = self._container(data).exitCode
-                    self._emit(ContainerEvent(Action.DIE, name, now, code))
+                elif name in codes:
+                    self._emit(ContainerEvent(Action.DIE, name, now, codes[name]))
                     self._note(name, Action.DIE)
             for name, (cid, state) in current.items():
-                before = self._known.get(name)
+                if not untouched(name):
+                    continue
+                before = known.get(name)
                 if before is None or before[0] != cid:
                     self._emit(ContainerEvent(Action.CREATE, name, now))
+                    self._note(name, Action.CREATE)
                     if state == "running":
                         self._emit(ContainerEvent(Action.START, name, now))
+                        self._note(name, Action.START)
                 elif before[1] != State.RUNNING and state == "running":
                     self._emit(ContainerEvent(Action.START, name, now))
-        self._known = {
-            name: (cid, State.RUNNING if state == "running" else State.EXITED)
-            for name, (cid, state) in current.items()
-        }
+                    self._note(name, Action.START)
+        for name in set(known) | set(current):
+            if not untouched(name):
+                continue
+            if name in current:
+                cid, state = current[name]
+                self._known[name] = (cid, State.RUNNING if state == "running" else State.EXITED)
+            else:
+                self._known.pop(name, None)
         self._details.clear()
+        if unknownPolicy:
+            # Created before the policy label, by an older pycm.
+            found = yield defer.gatherResults(
+                [self._inspectId(cid, name, quiet=True) for cid, name in unknownPolicy],
+                consumeErrors=True,
+            ).addErrback(lambda f: [])
+            for data in found:
+                if data is not None:
+                    self._container(data)
 
     # -- helpers --------------------------------------------------------------
 

@@ -56,6 +56,9 @@ MANAGED_LABEL = "io.pycm.managed"
 PRIVATE_PREFIX = "io.pycm."
 ENV_KEYS_LABEL = "io.pycm.env-keys"
 STOP_TIMEOUT_LABEL = "io.pycm.stop-timeout"
+#: The restart policy's name, so a daemon that starts again knows it from
+#: the engine's list (and tells policy restarts as such).
+RESTART_POLICY_LABEL = "io.pycm.restart-policy"
 
 #: Engine actions that are contract events; the rest are ignored.
 ACTIONS = frozenset({"create", "start", "die", "stop", "kill", "restart", "destroy"})
@@ -240,6 +243,7 @@ def createBody(
             raise BadRequest("--cpus must be positive")
         hostConfig["NanoCpus"] = round(spec.cpus * 1e9)
     policy = spec.restartPolicy
+    labels[RESTART_POLICY_LABEL] = policy.name
     if policy.name != "no":
         hostConfig["RestartPolicy"] = {
             "Name": policy.name,
