@@ -184,9 +184,9 @@ class IRun(Interface):
 
     pid = Attribute("The main process id, or None for a simulated run.")
     startTime = Attribute(
-        "An opaque value that, with C{pid}, identifies the process across a "
-        "daemon restart (the process backend: the start time in clock ticks "
-        "from /proc/PID/stat), or None."
+        "An opaque JSON-able value that, with C{pid}, identifies the process "
+        "across a daemon restart (the process backend: the boot id and the "
+        "start time in clock ticks from /proc/PID/stat), or None."
     )
 
     def signal(signum):
@@ -206,11 +206,14 @@ class IRuntime(Interface):
     defaultCommand = Attribute("The command (tuple of str) used when none is given.")
     capabilities = Attribute("A L{pycm.model.Capabilities}.")
 
-    def spawn(container, observer):
+    def spawn(container, observer, runId=None):
         """
         Start one run of C{container} (a L{pycm.model.Container} whose
         C{image} and C{command} are already filled in), reporting to
-        C{observer} (an L{IRunObserver}).
+        C{observer} (an L{IRunObserver}).  C{runId}, saved with the record
+        before the spawn, marks the run's processes (the process backend
+        puts it in their environment as C{PYCM_RUN_ID}) so that L{sweep}
+        can find them after a crash.
 
         @return: Deferred firing with an L{IRun}, or failing with
             L{pycm.errors.BackendError} saying why it could not start (an
@@ -226,6 +229,24 @@ class IRuntime(Interface):
 
         @return: Deferred firing with C{True} if it was still running and is
             now gone, C{False} if it was already gone.
+        """
+
+
+class IRuntimeSweep(Interface):
+    """
+    Optional for an L{IRuntime}: what a runtime whose runs can outlive the
+    daemon offers to clean up after a crash.
+    """
+
+    def sweep(runs):
+        """
+        After a daemon restart, once every leftover run was reclaimed: stop
+        whatever still carries the run id of one of C{runs} (a C{dict} of run
+        id to L{pycm.model.Container}): processes started while the daemon
+        died, before their record said so.
+
+        @return: Deferred firing with the list of run ids something was
+            found of.
         """
 
 

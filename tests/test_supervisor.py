@@ -27,7 +27,7 @@ from pycm.backends.supervisor import (
     nextBackoff,
 )
 from pycm.errors import BackendError, BadRequest, Conflict, NotFound, Unavailable
-from pycm.interfaces import IRecordStore, IRun, IRunObserver
+from pycm.interfaces import IRecordStore, IRun, IRunObserver, IRuntimeSweep
 from pycm.model import (
     Action,
     Capabilities,
@@ -584,6 +584,7 @@ class SupervisorStateMachineTests(SynchronousTestCase):
         )
 
 
+@implementer(IRuntimeSweep)
 class _SlowRuntime(SimulatedRuntime):
     """A simulated runtime whose spawns fire only when the test says so."""
 

@@ -110,7 +110,7 @@ from pycm import procfs
 from pycm.backends.supervisor import Supervisor, defaultIdFactory
 from pycm.cgroups import NO_CGROUPS, Cgroups, detect
 from pycm.errors import BackendError, BadRequest, PycmError
-from pycm.interfaces import IRun, IRunObserver, IRuntime
+from pycm.interfaces import IRun, IRunObserver, IRuntime, IRuntimeSweep
 from pycm.logfiles import DEFAULT_MAX_FILES, DEFAULT_MAX_SIZE, FileLogStore
 from pycm.model import ALL_OPTIONS, Capabilities, Container, ContainerSpec, parseSignal
 from pycm.store import SQLiteStore
@@ -599,7 +599,7 @@ class _RunProtocol(ProcessProtocol):
             self._runtime.log.failure("run observer failed on exit")
 
 
-@implementer(IRuntime)
+@implementer(IRuntime, IRuntimeSweep)
 class ProcessRuntime:
     """
     Starts runs as host processes: see the module docstring.
@@ -643,6 +643,8 @@ class ProcessRuntime:
             launcher = findLauncher()
         self.launcher: tuple[str, str] | None = launcher  # type: ignore[assignment]
         self._devnull: int | None = None
+        #: Retries of cgroup removals, by group: finished or dropped by close.
+        self._releaseCalls: dict[str, Any] = {}
         self._cwd: int | None = None
         self._ignored: list[int] | None = None
         self.native = native
@@ -841,6 +843,11 @@ class ProcessRuntime:
 
     def close(self) -> None:
         """Release what the runtime holds (not the runs)."""
+        for group, call in list(self._releaseCalls.items()):
+            call.cancel()
+            self.cgroups.killAll(group)
+            self.cgroups.release(group)
+        self._releaseCalls.clear()
         if self._devnull is not None:
             os.close(self._devnull)
             self._devnull = None
@@ -850,9 +857,12 @@ class ProcessRuntime:
 
     def _releaseGroup(self, group: str, attempts: int = 20) -> None:
         """Remove a run's cgroup once its processes are gone (retrying)."""
+        self._releaseCalls.pop(group, None)
         self.cgroups.killAll(group)
         if not self.cgroups.release(group) and attempts > 0:
-            self.reactor.callLater(0.1, self._releaseGroup, group, attempts - 1)
+            self._releaseCalls[group] = self.reactor.callLater(
+                0.1, self._releaseGroup, group, attempts - 1
+            )
 
     def killMarked(self, runIds: set[str]) -> dict[str, list[int]]:
         """

@@ -78,6 +78,7 @@ from pycm.interfaces import (
     IRun,
     IRunObserver,
     IRuntime,
+    IRuntimeSweep,
 )
 from pycm.model import (
     DEFAULT_STOP_SIGNAL,
@@ -397,9 +398,9 @@ class Supervisor:
         """
         runs = {r.runId: r.toContainer() for r in self._records.values() if r.runId}
         try:
-            # Not in IRuntime yet (pycm.interfaces is the lead's): optional.
-            sweep: Any = getattr(self._runtime, "sweep", None)
-            found = [] if sweep is None else await maybeDeferred(sweep, runs)
+            found: list[str] = []
+            if IRuntimeSweep.providedBy(self._runtime):
+                found = await maybeDeferred(IRuntimeSweep(self._runtime).sweep, runs)
         except Exception:
             self._log.failure("looking for processes left by a previous daemon")
             return
