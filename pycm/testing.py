@@ -626,6 +626,35 @@ def make_backend_tests(fixture: BackendFixture) -> type[TestCase]:
             )
 
         @inlineCallbacks
+        def test_restartWithPolicy(self) -> Generator[Deferred[Any], Any, None]:
+            """
+            C{restart} of a container with a restart policy is one restart:
+            C{die}, C{stop}, C{start}, C{restart}, once each (the start is
+            the client's, not the policy's).
+            """
+            spec = self.spec(
+                "restartpolicy", fixture.longCommand, restartPolicy=RestartPolicy("always")
+            )
+            yield self.runContainer(spec)
+            container = yield self.settle(self.backend.restart(spec.name, None))
+            self.assertEqual(container.state, State.RUNNING)
+            # A stop after it: its events come after any the restart caused.
+            yield self.settle(self.backend.stop(spec.name, None))
+            yield self.assertActions(
+                spec.name,
+                [
+                    Action.CREATE,
+                    Action.START,
+                    Action.DIE,
+                    Action.STOP,
+                    Action.START,
+                    Action.RESTART,
+                    Action.DIE,
+                    Action.STOP,
+                ],
+            )
+
+        @inlineCallbacks
         def test_restartCreated(self) -> Generator[Deferred[Any], Any, None]:
             """C{restart} of a container that is not running starts it."""
             spec = self.spec("restartcreated", fixture.longCommand)
