@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 import attrs
@@ -41,11 +42,13 @@ from pycm.model import (
 )
 from pycm.words import (
     Option,
+    decodeLine,
     parseCount,
     parseKeyValues,
     parseOptions,
     parseSeconds,
     parseSize,
+    splitWords,
 )
 
 #: How many log lines C{logs} returns when no C{--tail} is given.
@@ -203,7 +206,7 @@ class Session:
         self.follows.clear()
 
 
-Handler = Callable[[Session, dict[str, Any], list[str]], Any]
+Handler = Callable[[Session, Mapping[str, Any], Sequence[str]], Any]
 
 
 @attrs.frozen
@@ -242,13 +245,42 @@ class Command:
         }
 
 
-def dispatch(session: Session, words: Sequence[str]) -> Any:
+def handleLine(session: Session, line: bytes) -> Any:
     """
-    Run one request.
+    Run one request line (without its line end).
+
+    Parsing a line gives the same command, options and arguments every
+    time, so short lines are parsed once and remembered: a client repeating
+    C{ping} or C{list} pays for a dictionary look-up, not for decoding and
+    splitting.  Authentication is checked on every request.
 
     @return: a JSON-able result or a Deferred firing with one.
     @raise pycm.errors.PycmError: for a request that fails at once.
     """
+    parsed = _parsedLines.get(line)
+    if parsed is None:
+        parsed = parseRequest(session, splitWords(decodeLine(line)))
+        if len(line) <= _CACHED_LINE_LENGTH:
+            if len(_parsedLines) >= _CACHED_LINES:
+                _parsedLines.clear()
+            _parsedLines[line] = parsed
+    command, options, args = parsed
+    if not (command.public or session.authenticated):
+        raise Unauthorized(f"'{command.name}' needs authentication first: auth TOKEN")
+    return command.handler(session, options, args)
+
+
+def parseRequest(session: Session, words: Sequence[str]) -> ParsedRequest:
+    """
+    The command, options and arguments of a request's words.
+
+    @raise BadRequest: for an unknown command, options or arguments.
+    @raise Unauthorized: for a command that needs C{auth} first (checked
+        before its options, so that an unauthenticated client learns
+        nothing more).
+    """
+    if not words:
+        raise BadRequest("empty request")
     command = COMMANDS.get(words[0].lower())
     if command is None:
         raise BadRequest(f"unknown command {words[0]!r}; try 'help'")
@@ -265,17 +297,26 @@ def dispatch(session: Session, words: Sequence[str]) -> Any:
         if any(arg.startswith("-") for arg in args[command.maxArgs :]):
             raise BadRequest(f"options must come before the arguments; usage: {command.usage()}")
         raise BadRequest(f"too many arguments; usage: {command.usage()}")
-    return command.handler(session, options, args)
+    # Read-only: one parse may serve many requests.
+    return command, MappingProxyType(options), tuple(args)
+
+
+ParsedRequest = tuple["Command", Mapping[str, Any], tuple[str, ...]]
+
+#: Parsed request lines, by their bytes (see L{handleLine}).
+_parsedLines: dict[bytes, ParsedRequest] = {}
+_CACHED_LINES = 1024
+_CACHED_LINE_LENGTH = 128
 
 
 # The handlers, in the order of the contract's table.
 
 
-def ping(session: Session, options: dict[str, Any], args: list[str]) -> Any:
+def ping(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> Any:
     return "pong"
 
 
-def version(session: Session, options: dict[str, Any], args: list[str]) -> Any:
+def version(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> Any:
     return {
         "server": "pycm",
         "version": pycm.__version__,
@@ -284,7 +325,7 @@ def version(session: Session, options: dict[str, Any], args: list[str]) -> Any:
     }
 
 
-def help_(session: Session, options: dict[str, Any], args: list[str]) -> Any:
+def help_(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> Any:
     if not args:
         return {"commands": [command.describe() for command in TABLE]}
     command = COMMANDS.get(args[0].lower())
@@ -305,7 +346,7 @@ RUN_OPTIONS = (
 )
 
 
-def specFromRequest(options: dict[str, Any], args: list[str]) -> ContainerSpec:
+def specFromRequest(options: Mapping[str, Any], args: Sequence[str]) -> ContainerSpec:
     """Build a L{ContainerSpec} from C{run}/C{create}'s options and words."""
     name = validateName(args[0])
     image = args[1] if len(args) > 1 else None
@@ -351,14 +392,14 @@ def _checkCapabilities(backend: IContainerBackend, spec: ContainerSpec) -> None:
         raise BadRequest(f"the {backend.name} backend cannot honour {names}")
 
 
-def create(session: Session, options: dict[str, Any], args: list[str]) -> Any:
+def create(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> Any:
     backend = session.daemon.backend
     spec = specFromRequest(options, args)
     _checkCapabilities(backend, spec)
     return backend.create(spec).addCallback(Container.summary)
 
 
-def run(session: Session, options: dict[str, Any], args: list[str]) -> Any:
+def run(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> Any:
     backend = session.daemon.backend
     spec = specFromRequest(options, args)
     _checkCapabilities(backend, spec)
@@ -367,36 +408,36 @@ def run(session: Session, options: dict[str, Any], args: list[str]) -> Any:
     return created.addCallback(Container.summary)
 
 
-def start(session: Session, options: dict[str, Any], args: list[str]) -> Any:
+def start(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> Any:
     name = validateName(args[0])
     return session.daemon.backend.start(name).addCallback(Container.summary)
 
 
-def _timeout(options: dict[str, Any]) -> float | None:
+def _timeout(options: Mapping[str, Any]) -> float | None:
     if "time" in options:
         return parseSeconds(options["time"], "time")
     return None
 
 
-def stop(session: Session, options: dict[str, Any], args: list[str]) -> Any:
+def stop(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> Any:
     name = validateName(args[0])
     d = session.daemon.backend.stop(name, _timeout(options))
     return d.addCallback(Container.summary)
 
 
-def restart(session: Session, options: dict[str, Any], args: list[str]) -> Any:
+def restart(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> Any:
     name = validateName(args[0])
     d = session.daemon.backend.restart(name, _timeout(options))
     return d.addCallback(Container.summary)
 
 
-def kill(session: Session, options: dict[str, Any], args: list[str]) -> Any:
+def kill(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> Any:
     name = validateName(args[0])
     signal = parseSignal(options.get("signal", "KILL"))
     return session.daemon.backend.kill(name, signal).addCallback(Container.summary)
 
 
-def rm(session: Session, options: dict[str, Any], args: list[str]) -> Any:
+def rm(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> Any:
     name = validateName(args[0])
     d = session.daemon.backend.remove(name, bool(options.get("force")))
     return d.addCallback(lambda _: {"name": name, "removed": True})
@@ -454,7 +495,7 @@ def eventMatches(event: ContainerEvent | ProgressEvent, filters: dict[str, set[s
     return True
 
 
-def list_(session: Session, options: dict[str, Any], args: list[str]) -> Any:
+def list_(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> Any:
     filters = parseFilters(options.get("filter", []), LIST_FILTERS)
 
     def render(containers: list[Container]) -> list[dict[str, Any]]:
@@ -465,12 +506,12 @@ def list_(session: Session, options: dict[str, Any], args: list[str]) -> Any:
     return session.daemon.backend.list().addCallback(render)
 
 
-def inspect(session: Session, options: dict[str, Any], args: list[str]) -> Any:
+def inspect(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> Any:
     name = validateName(args[0])
     return session.daemon.backend.inspect(name).addCallback(Container.detail)
 
 
-def _tail(options: dict[str, Any]) -> int | None:
+def _tail(options: Mapping[str, Any]) -> int | None:
     value = options.get("tail")
     if value is None:
         return DEFAULT_TAIL
@@ -479,7 +520,7 @@ def _tail(options: dict[str, Any]) -> int | None:
     return parseCount(value, "tail")
 
 
-def logs(session: Session, options: dict[str, Any], args: list[str]) -> Any:
+def logs(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> Any:
     name = validateName(args[0])
     backend = session.daemon.backend
     tail = _tail(options)
@@ -529,7 +570,7 @@ def logLinesReply(lines: Sequence[LogLine]) -> list[dict[str, Any]]:
     return result
 
 
-def unfollow(session: Session, options: dict[str, Any], args: list[str]) -> Any:
+def unfollow(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> Any:
     name = validateName(args[0])
     if name not in session.follows:
         raise BadRequest(f"not following the logs of {name}")
@@ -537,7 +578,7 @@ def unfollow(session: Session, options: dict[str, Any], args: list[str]) -> Any:
     return {"name": name, "following": False}
 
 
-def wait(session: Session, options: dict[str, Any], args: list[str]) -> Any:
+def wait(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> Any:
     name = validateName(args[0])
     condition = options.get("for", WaitCondition.NOT_RUNNING)
     if condition not in WaitCondition.ALL:
@@ -569,7 +610,7 @@ def wait(session: Session, options: dict[str, Any], args: list[str]) -> Any:
     return d.addCallbacks(result, timedOut)
 
 
-def events(session: Session, options: dict[str, Any], args: list[str]) -> Any:
+def events(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> Any:
     log = session.daemon.events
     if options.get("off"):
         if set(options) - {"off"}:
@@ -593,7 +634,7 @@ def _replay(session: Session, backlog: list[ContainerEvent]) -> None:
         session.sendEvent(event.toJSON(), replay=True)
 
 
-def info(session: Session, options: dict[str, Any], args: list[str]) -> Any:
+def info(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> Any:
     daemon = session.daemon
     backend = daemon.backend
 
@@ -620,7 +661,7 @@ def info(session: Session, options: dict[str, Any], args: list[str]) -> Any:
     return backend.list().addCallback(render)
 
 
-def auth(session: Session, options: dict[str, Any], args: list[str]) -> Any:
+def auth(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> Any:
     token = session.daemon.token
     if session.authenticated or token is None:
         session.authenticated = True
@@ -635,7 +676,7 @@ def auth(session: Session, options: dict[str, Any], args: list[str]) -> Any:
     raise Unauthorized("wrong token")
 
 
-def exit_(session: Session, options: dict[str, Any], args: list[str]) -> Any:
+def exit_(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> Any:
     session.close()
     return "bye"
 

@@ -24,9 +24,8 @@ from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from pycm.commands import Daemon, Session, dispatch
-from pycm.errors import BadRequest, InternalError, PycmError, TooLong
-from pycm.words import decodeLine, splitWords
+from pycm.commands import Daemon, Session, handleLine
+from pycm.errors import InternalError, PycmError, TooLong
 
 #: The longest request line accepted, in bytes, without its line end.
 DEFAULT_MAX_LINE_LENGTH = 65_536
@@ -309,12 +308,9 @@ class PycmServerProtocol(LineReceiver):
 
     def _handle(self, line: bytes) -> None:
         try:
-            words = splitWords(decodeLine(line))
-            if not words:
-                raise BadRequest("empty request")
             if self._logRequests:
-                self.log.debug("{peer} request {command}", peer=self._peer, command=words[0])
-            result = dispatch(self.session, words)
+                self.log.debug("{peer} request {line!r}", peer=self._peer, line=line[:80])
+            result = handleLine(self.session, line)
         except PycmError as error:
             self._replyError(error)
             return

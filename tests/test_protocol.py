@@ -286,6 +286,16 @@ class AuthTests(SynchronousTestCase):
         self.assertEqual(self.conn.err("auth c"), "unauthorized")
         self.assertTrue(self.conn.closed)
 
+    def test_rememberedParseStillChecksAuth(self) -> None:
+        """
+        A request line parsed (and remembered) for an authenticated client
+        is still refused to one that is not.
+        """
+        self.assertEqual(self.conn.ok("auth s3cret"), "authenticated")
+        self.assertEqual(self.conn.ok("list --filter state=running"), [])
+        other = self.server.connect(requireAuth=True)
+        self.assertEqual(other.err("list --filter state=running"), "unauthorized")
+
     def test_unixNeedsNoToken(self) -> None:
         """A listener that does not require auth serves at once."""
         conn = self.server.connect(requireAuth=False)
