@@ -99,6 +99,21 @@ def run(report: Report, quick: bool, children: Children) -> None:
     sdkContainers = []
     pycmTimes: list[float] = []
     sdkTimes: list[float] = []
+
+    def sdkStart(name: str) -> None:
+        """What the SDK user does: containers.run(detach=True)."""
+        sdkContainers.append(
+            sdk.containers.run(
+                image,
+                ["sleep", "1000"],
+                detach=True,
+                network_mode="none",
+                init=True,
+                labels={"bench": tag},
+                name=name,
+            )
+        )
+
     try:
         expectOK(client.request("ping"), "ping")
         # One of each first, unmeasured: image and layer caches warm.
@@ -106,17 +121,7 @@ def run(report: Report, quick: bool, children: Children) -> None:
             name = f"bench-{tag}-w{warm}"
             pycmNames.append(name)
             expectOK(client.request(f"run {name} {image} sleep 1000"), "run")
-            sdkContainers.append(
-                sdk.containers.run(
-                    image,
-                    ["sleep", "1000"],
-                    detach=True,
-                    network_mode="none",
-                    init=True,
-                    labels={"bench": tag},
-                    name=f"bench-{tag}-sw{warm}",
-                )
-            )
+            sdkStart(f"bench-{tag}-sw{warm}")
 
         def pycmRun(i: int) -> None:
             name = f"bench-{tag}-p{i}"
@@ -127,17 +132,7 @@ def run(report: Report, quick: bool, children: Children) -> None:
 
         def sdkRun(i: int) -> None:
             started = time.perf_counter()
-            sdkContainers.append(
-                sdk.containers.run(
-                    image,
-                    ["sleep", "1000"],
-                    detach=True,
-                    network_mode="none",
-                    init=True,
-                    labels={"bench": tag},
-                    name=f"bench-{tag}-s{i}",
-                )
-            )
+            sdkStart(f"bench-{tag}-s{i}")
             sdkTimes.append(time.perf_counter() - started)
 
         for i in range(rounds):

@@ -10,11 +10,18 @@ import json
 import struct
 from typing import Any
 
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from pycm.backends.docker import OPTIONS, makeBackend
-from pycm.backends.dockerengine import EngineAddress, EngineClient, EngineError, defaultHost
+from pycm.backends.dockerengine import (
+    EngineAddress,
+    EngineClient,
+    EngineError,
+    Stream,
+    defaultHost,
+)
 from pycm.backends.dockerevents import EngineEvents
 from pycm.backends.dockermap import (
     ENV_KEYS_LABEL,
@@ -570,6 +577,23 @@ class OptionTests(SynchronousTestCase):
             self.assertIn(key, OPTIONS)
 
 
+def _connectedEvents() -> tuple[Clock, Any, EngineEvents, list[Any], Any, Any]:
+    """
+    An L{EngineEvents} on a fake engine and clock, connected: the clock,
+    the engine, it, the events it delivered, the stream's end Deferred and
+    the stream's data callback.
+    """
+    clock = Clock()
+    engine = _FakeEngine()
+    seen: list[Any] = []
+    events = EngineEvents(clock, engine, {}, seen.append, lambda r: None)  # type: ignore[arg-type]
+    events.start()
+    d, onData = engine.last
+    ended: Deferred[None] = Deferred()
+    d.callback(Stream(ended))
+    return clock, engine, events, seen, ended, onData
+
+
 class _FakeEngine:
     """Stands in for L{EngineClient}.stream in event-stream unit tests."""
 
@@ -590,18 +614,7 @@ class EngineEventsTests(SynchronousTestCase):
 
     def test_reconnectSinceAndDedupe(self) -> None:
         """After the stream ends it reconnects with since= the last event, dropping repeats."""
-        from twisted.internet.defer import Deferred
-
-        from pycm.backends.dockerengine import Stream
-
-        clock = Clock()
-        engine = _FakeEngine()
-        seen: list[Any] = []
-        events = EngineEvents(clock, engine, {}, seen.append, lambda r: None)  # type: ignore[arg-type]
-        events.start()
-        d, onData = engine.last
-        ended: Deferred[None] = Deferred()
-        d.callback(Stream(ended))
+        clock, engine, events, seen, ended, onData = _connectedEvents()
         self.assertTrue(events.connected)
         a = {"Action": "start", "Actor": {"ID": "1"}, "timeNano": 5_000000001}
         b = {"Action": "die", "Actor": {"ID": "1"}, "timeNano": 5_000000001}
@@ -622,18 +635,7 @@ class EngineEventsTests(SynchronousTestCase):
         a reconnection the replay (from before the newest, by the replay
         window) drops exactly the ones already delivered.
         """
-        from twisted.internet.defer import Deferred
-
-        from pycm.backends.dockerengine import Stream
-
-        clock = Clock()
-        engine = _FakeEngine()
-        seen: list[Any] = []
-        events = EngineEvents(clock, engine, {}, seen.append, lambda r: None)  # type: ignore[arg-type]
-        events.start()
-        d, onData = engine.last
-        ended: Deferred[None] = Deferred()
-        d.callback(Stream(ended))
+        clock, engine, events, seen, ended, onData = _connectedEvents()
 
         def event(action: str, cid: str, nano: int) -> dict[str, Any]:
             return {"Action": action, "Actor": {"ID": cid}, "timeNano": nano}

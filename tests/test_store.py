@@ -33,8 +33,8 @@ def event(eventId: int, action: str = "start", name: str = "web") -> ContainerEv
     return ContainerEvent(action=action, name=name, time=1000.0 + eventId, id=eventId)
 
 
-class SQLiteStoreRecordTests(SynchronousTestCase):
-    """L{SQLiteStore} as an L{IRecordStore}."""
+class _StoreTestCase(SynchronousTestCase):
+    """A state database in a fresh directory for each test."""
 
     def setUp(self) -> None:
         self.dir = self.mktemp()
@@ -45,6 +45,10 @@ class SQLiteStoreRecordTests(SynchronousTestCase):
         store = SQLiteStore(self.path, **kwargs)  # type: ignore[arg-type]
         self.addCleanup(store.close)
         return store
+
+
+class SQLiteStoreRecordTests(_StoreTestCase):
+    """L{SQLiteStore} as an L{IRecordStore}."""
 
     def test_interfaces(self) -> None:
         """The store provides both IRecordStore and IEventStore."""
@@ -171,18 +175,8 @@ class SQLiteStoreRecordTests(SynchronousTestCase):
         self.assertRaises(StoreCorrupt, SQLiteStore, self.path)
 
 
-class SQLiteStoreEventTests(SynchronousTestCase):
+class SQLiteStoreEventTests(_StoreTestCase):
     """L{SQLiteStore} as an L{IEventStore}."""
-
-    def setUp(self) -> None:
-        self.dir = self.mktemp()
-        os.makedirs(self.dir)
-        self.path = os.path.join(self.dir, "state.db")
-
-    def open(self, **kwargs: object) -> SQLiteStore:
-        store = SQLiteStore(self.path, **kwargs)  # type: ignore[arg-type]
-        self.addCleanup(store.close)
-        return store
 
     def test_diskFullReportsTheRealError(self) -> None:
         """
