@@ -148,7 +148,7 @@ pycm_docker_start_engine() {
     PYCM_DOCKERD_ARGS=$args
     local i
     for i in $(seq 1 150); do
-        if docker -H "unix://$dir/docker.sock" version >/dev/null 2>&1; then
+        if timeout -k 2 5 docker -H "unix://$dir/docker.sock" version >/dev/null 2>&1; then
             return 0
         fi
         _pycm_alive "$pid" || break
@@ -188,7 +188,7 @@ pycm_docker_build_image() {
     done
     echo "root:x:0:0:root:/:/bin/sh" >"$root/etc/passwd"
     echo "root:x:0:" >"$root/etc/group"
-    tar -C "$root" -c . | docker -H "$host" import \
+    tar -C "$root" -c . | timeout -k 5 120 docker -H "$host" import \
         -c 'ENV PATH=/bin' -c 'CMD ["sh"]' - "$tag" >/dev/null
     rm -rf "$root"
 }
@@ -234,9 +234,9 @@ pycm_docker_setup() {
     port=$(_pycm_free_port)
     pycm_docker_start_registry "$dir" "$port" || return 1
     # 127.0.0.0/8 registries are insecure (plain HTTP) by default.
-    docker -H "$host" tag "$image" "127.0.0.1:$port/$image" &&
-        docker -H "$host" push "127.0.0.1:$port/$image" >/dev/null &&
-        docker -H "$host" rmi "127.0.0.1:$port/$image" >/dev/null || return 1
+    timeout -k 5 30 docker -H "$host" tag "$image" "127.0.0.1:$port/$image" &&
+        timeout -k 5 120 docker -H "$host" push "127.0.0.1:$port/$image" >/dev/null &&
+        timeout -k 5 30 docker -H "$host" rmi "127.0.0.1:$port/$image" >/dev/null || return 1
     export PYCM_DOCKER_DIR=$dir
     export PYCM_DOCKER_HOST=$host
     export PYCM_DOCKER_PIDFILE=$dir/dockerd.pid
@@ -247,14 +247,55 @@ pycm_docker_setup() {
     _pycm_log "engine at $host, registry at 127.0.0.1:$port, image $image"
 }
 
+# pycm_docker_diagnose [DIR]: a short account of the engine's health, for
+# a CI log after failed tests: does it answer, what does it hold, what did
+# it and its containerd last log, and a goroutine dump's path (SIGUSR1).
+pycm_docker_diagnose() {
+    local dir=${1:-${PYCM_DOCKER_DIR:-}} pid
+    [ -n "$dir" ] && [ -d "$dir" ] || return 0
+    echo "== docker engine diagnostics ($dir)"
+    echo "load: $(cut -d' ' -f1-3 /proc/loadavg); free MiB: $(free -m | awk '/^Mem:/ {print $7}');" \
+        "disk: $(df -h "$dir" | awk 'NR==2 {print $4 " free"}')"
+    if timeout -k 2 5 docker -H "unix://$dir/docker.sock" version >/dev/null 2>&1; then
+        echo "engine answers; containers: $(timeout -k 2 10 docker -H "unix://$dir/docker.sock" \
+            ps -aq 2>/dev/null | wc -l)"
+    else
+        echo "engine does NOT answer within 5 s"
+    fi
+    if [ -f "$dir/dockerd.pid" ] && pid=$(cat "$dir/dockerd.pid") && _pycm_alive "$pid"; then
+        kill -USR1 "$pid" 2>/dev/null && sleep 1
+        # Where the engine's goroutines wait on a lock: the first docker
+        # frame of each, counted (a deadlock shows as one frame, many times).
+        local dump
+        dump=$(ls -t "$dir"/exec/goroutine-stacks-*.log "$dir"/data/goroutine-stacks-*.log \
+            2>/dev/null | head -n 1)
+        if [ -n "$dump" ]; then
+            echo "-- goroutines waiting on locks, by first docker frame ($dump)"
+            awk '/^goroutine / {waiting = /semacquire|sync.Mutex|sync.RWMutex/; seen = 0; next}
+                waiting && !seen && /^github.com\/docker\/docker\// {print; seen = 1}' "$dump" |
+                sed 's/(0x[^)]*)/()/' | sort | uniq -c | sort -rn | head -n 6
+        fi
+    fi
+    local f
+    for f in dockerd containerd; do
+        echo "-- $f.log, its last errors and warnings"
+        grep -E 'level=(error|warning|fatal|panic)' "$dir/$f.log" 2>/dev/null |
+            grep -v 'does not support cgroup' | tail -n 8 | cut -c1-300
+    done
+    return 0
+}
+
 # pycm_docker_teardown [DIR]: stop the engine and registry, remove DIR.
 pycm_docker_teardown() {
     local dir=${1:-${PYCM_DOCKER_DIR:-}} pid i f
     [ -n "$dir" ] && [ -d "$dir" ] || return 0
     if [ -S "$dir/docker.sock" ]; then
-        # Remove containers first so no shim outlives the engine.
-        { docker -H "unix://$dir/docker.sock" ps -aq 2>/dev/null |
-            xargs -r docker -H "unix://$dir/docker.sock" rm -f >/dev/null 2>&1; } || true
+        # Remove containers first so no shim outlives the engine; bounded,
+        # for an engine that no longer answers must not hang the teardown
+        # (what still runs is killed below).
+        { timeout -k 5 10 docker -H "unix://$dir/docker.sock" ps -aq 2>/dev/null |
+            xargs -r timeout -k 5 60 docker -H "unix://$dir/docker.sock" rm -f \
+                >/dev/null 2>&1; } || true
     fi
     for f in "$dir/registry.pid" "$dir/dockerd.pid" "$dir/containerd.pid"; do
         [ -f "$f" ] || continue

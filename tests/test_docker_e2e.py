@@ -120,7 +120,7 @@ class DockerE2EFaultTests(SynchronousTestCase):
         requirePrivateEngine()
         self.dir = tempfile.mkdtemp(prefix="pycm-e.", dir="/tmp")
         self.host = f"unix://{self.dir}/docker.sock"
-        self.addCleanup(self.script, f"pycm_docker_teardown {self.dir}")
+        self.addCleanup(self.teardownEngine)
 
     def script(self, commands: str) -> subprocess.Popen[bytes]:
         """Run C{.ci/docker-setup.sh} functions in the background."""
@@ -130,6 +130,19 @@ class DockerE2EFaultTests(SynchronousTestCase):
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
+
+    def teardownEngine(self) -> None:
+        """
+        Stop the private engine and wait for that (bounded): a teardown
+        still running would overlap the next test's use of the shared one.
+        """
+        stopping = self.script(f"pycm_docker_teardown {self.dir}")
+        try:
+            stopping.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            stopping.kill()
+            stopping.wait()
+            self.fail(f"tearing down the private engine in {self.dir} took over 120 s")
 
     def startEngine(self, pinger: Any = None, image: bool = False) -> None:
         """Start the private engine; meanwhile C{pinger} must get its pongs."""
