@@ -412,6 +412,23 @@ class OneShotTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(d), 3)
         self.assertIn("lost the connection", h.err.getvalue())
 
+    def test_interruptedBeforeReply(self) -> None:
+        """
+        Ctrl-C while waiting (the reactor shuts down, closing the
+        connection) is exit status 130 and says the daemon may go on, not
+        that the daemon was lost.
+        """
+        h = Harness(FakeDaemon({"stop": lambda words: Deferred()}))
+        d = h.run(options("stop", "web"))
+        for trigger, args, kwargs in h.reactor.triggers["before"]["shutdown"]:
+            trigger(*args, **kwargs)
+        h.daemon.disconnect()
+        h.flush()
+        self.assertEqual(self.successResultOf(d), 130)
+        self.assertIn("interrupted before the reply", h.err.getvalue())
+        self.assertIn("stop web", h.err.getvalue())
+        self.assertNotIn("lost the connection", h.err.getvalue())
+
     def test_notAPycmDaemon(self) -> None:
         """
         A server that does not speak the protocol (say, an HTTP server):
@@ -439,6 +456,22 @@ class OneShotTests(SynchronousTestCase):
                                    out, err))
         self.assertEqual(self.successResultOf(d), 2)
         self.assertIn("bad endpoint 'bogus:x'", err.getvalue())
+
+    def test_dockerStyleEndpointHint(self) -> None:
+        """
+        A Docker-style address (C{HOST:PORT}, C{tcp://HOST:PORT}) is a
+        usage error that names the endpoint string it means.
+        """
+        for given, meant in [
+            ("127.0.0.1:8080", "tcp:127.0.0.1:8080"),
+            ("tcp://localhost:9000", "tcp:localhost:9000"),
+        ]:
+            err = io.StringIO()
+            d = ensureDeferred(cli.run(MemoryReactorClock(), options("ping", host=given),
+                                       io.StringIO(), err))
+            self.assertEqual(self.successResultOf(d), 2)
+            self.assertIn(f"did you mean {meant}?", err.getvalue())
+        self.assertIsNone(cli.endpointHint("bogus:x"))
 
     def test_mainUsageError(self) -> None:
         """C{main} exits 2 on a usage error, before touching any reactor."""

@@ -57,6 +57,8 @@ EXIT_OK = 0
 EXIT_ERR = 1
 EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
+#: Interrupted (Ctrl-C) while waiting for a reply, as shells count SIGINT.
+EXIT_INTERRUPTED = 130
 
 DESCRIPTION = """\
 Talk to the pycm container manager daemon.
@@ -95,7 +97,8 @@ environment:
   PYCM_TOKEN   the token (default: read from the daemon's token file)
 
 exit status: 0 OK, 1 the daemon answered ERR, 2 usage error,
-             3 the daemon cannot be reached"""
+             3 the daemon cannot be reached, 130 interrupted before the
+             reply came (Ctrl-C ends `events` and `logs -f` with 0)"""
 
 
 class UsageError(Exception):
@@ -231,10 +234,31 @@ def endpointFor(reactor: Any, description: str) -> IStreamClientEndpoint:
 
     @raise UsageError: when it is not a valid endpoint string.
     """
+    if description.startswith("tcp://"):
+        # Twisted would take "//HOST" for the host name.
+        raise UsageError(
+            f"bad endpoint {description!r}: Twisted endpoint strings have no '//' "
+            f"(did you mean {endpointHint(description)}?)"
+        )
     try:
         return clientFromString(reactor, description)
     except Exception as e:
-        raise UsageError(f"bad endpoint {description!r}: {e}") from None
+        hint = endpointHint(description)
+        message = f"bad endpoint {description!r}: {e}"
+        raise UsageError(message + (f" (did you mean {hint}?)" if hint else "")) from None
+
+
+def endpointHint(description: str) -> str | None:
+    """
+    The endpoint string a Docker-style address means, if it is one:
+    C{HOST:PORT} and C{tcp://HOST:PORT} are C{tcp:HOST:PORT}.
+    """
+    if description.startswith("tcp://"):
+        description = description[len("tcp://") :]
+    host, sep, port = description.rpartition(":")
+    if sep and host and port.isdigit() and ":" not in host:
+        return f"tcp:{host}:{port}"
+    return None
 
 
 async def connectTo(reactor: Any, options: Options) -> ClientProtocol:
@@ -311,6 +335,19 @@ def _isFollow(words: Sequence[str]) -> bool:
 # -- one request from the command line ---------------------------------------
 
 
+def _interruptions(reactor: Any) -> list[bool]:
+    """
+    A list that becomes C{[True]} when the reactor begins to shut down
+    (Ctrl-C or SIGTERM under L{task.react}), which also closes the
+    connection: what tells an interruption from a lost daemon.
+    """
+    interrupted: list[bool] = []
+    addTrigger = getattr(reactor, "addSystemEventTrigger", None)
+    if addTrigger is not None:
+        addTrigger("before", "shutdown", lambda: interrupted.append(True))
+    return interrupted
+
+
 async def runCommand(
     reactor: IReactorTime,
     client: ClientProtocol,
@@ -352,6 +389,7 @@ async def runCommand(
         else:
             _writeLines(_logStream(event, out, err), [text])
 
+    interrupted = _interruptions(reactor)
     client.addEventListener(showEvent)
     try:
         value = await client.request(line)
@@ -360,6 +398,10 @@ async def runCommand(
         client.disconnect()
         return EXIT_ERR
     except Disconnected:
+        if interrupted:
+            _writeLines(err, [f"pycm: interrupted before the reply; the daemon may "
+                              f"still carry out: {line}"])
+            return EXIT_INTERRUPTED
         _writeLines(err, [f"Error: lost the connection to the pycm daemon at "
                           f"{options.host}"])
         return EXIT_UNREACHABLE
@@ -392,10 +434,6 @@ async def runCommand(
 
     # Ctrl-C (or SIGTERM) stops the reactor, which closes the connection:
     # that is the normal end of `events`, not a lost daemon.
-    interrupted: list[bool] = []
-    addTrigger = getattr(reactor, "addSystemEventTrigger", None)
-    if addTrigger is not None:
-        addTrigger("before", "shutdown", lambda: interrupted.append(True))
     lost: Deferred[None] = client.whenDisconnected().addCallback(lambda _: None)
     await DeferredList([finished, lost], fireOnOneCallback=True)
     if finished.called or interrupted:
