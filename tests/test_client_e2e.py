@@ -196,24 +196,31 @@ class ShellE2ETests(TestCase):
         os.makedirs(os.path.join(base, "state"))
         self.daemon = Daemon(os.path.join(base, "state"))
         self.addCleanup(self.daemon.stop)
+        self.base = base
         self.env = dict(os.environ, PYCM_HOST=self.daemon.endpoint, HOME=base,
                         XDG_STATE_HOME=base, TERM="xterm")
+        self.env.pop("PYCM_HISTORY", None)
+        self.startShell()
+
+    def startShell(self) -> None:
+        """Start C{pycm} (the shell) on a new pseudo-terminal."""
         master, slave = os.openpty()
         self.master, self.slave = master, slave
         self.addCleanup(os.close, master)
         self.addCleanup(os.close, slave)
         self.before = termios.tcgetattr(slave)
-        self.process = subprocess.Popen(
+        process = subprocess.Popen(
             [sys.executable, "-m", "pycm.client.cli"], stdin=slave,
             stdout=slave, stderr=slave, env=self.env, start_new_session=True,
         )
-        self.addCleanup(self._reap)
+        self.process = process
+        self.addCleanup(self._reap, process)
         self.output = b""
 
-    def _reap(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait()
+    def _reap(self, process: subprocess.Popen[bytes]) -> None:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
 
     def readUntil(self, expected: bytes, timeout: float = TIMEOUT) -> bytes:
         """Read the terminal until C{expected} shows up; all read so far."""
@@ -300,3 +307,35 @@ class ShellE2ETests(TestCase):
         self.type(b"exit\r")
         self.assertEqual(self.process.wait(TIMEOUT), 0)
         self.assertEqual(termios.tcgetattr(self.slave), self.before)
+
+    def test_historyAcrossSessions(self) -> None:
+        """
+        Lines typed in one session come back with Up in the next; the
+        history file is private and never holds an C{auth} line's token.
+        """
+        self.readUntil(b"pycm> ")
+        self.mark()
+        self.type(b"auth not-the-token\r")
+        self.readUntil(b"authenticated")
+        self.readUntil(b"pycm> ")
+        self.mark()
+        self.type(b"ping\r")
+        self.readUntil(b"pong\r\n")
+        self.readUntil(b"pycm> ")
+        self.type(b"exit\r")
+        self.assertEqual(self.process.wait(TIMEOUT), 0)
+
+        path = os.path.join(self.base, "pycm", "history")
+        with open(path, "rb") as f:
+            self.assertEqual(f.read(), b"ping\nexit\n")
+        self.assertEqual(os.stat(path).st_mode & 0o777, 0o600)
+
+        self.startShell()
+        self.readUntil(b"pycm> ")
+        self.mark()
+        self.type(b"\x1b[A\x1b[A")
+        self.readUntil(b"ping")
+        self.type(b"\r")
+        self.readUntil(b"pong\r\n")
+        self.type(b"\x04")
+        self.assertEqual(self.process.wait(TIMEOUT), 0)

@@ -6,6 +6,7 @@ would drive it.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from twisted.conch.insults import insults
@@ -16,6 +17,7 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
+from pycm.client.history import HistoryFile
 from pycm.client.shell import ShellProtocol, hasPositional, progressMessage
 from pycm.client.testing import FakeDaemon, connectToFake, ok
 
@@ -41,7 +43,7 @@ class ShellHarness:
     """A shell connected to a L{FakeDaemon} and to an in-memory terminal."""
 
     def __init__(self, daemon: FakeDaemon | None = None,
-                 columns: int = 80) -> None:
+                 columns: int = 80, history: HistoryFile | None = None) -> None:
         self.client, self.daemon, self.pump = connectToFake(
             daemon if daemon is not None else FakeDaemon()
         )
@@ -49,7 +51,7 @@ class ShellHarness:
         self.done: Deferred[int] = Deferred()
         self.terminal = insults.ServerProtocol(
             ShellProtocol, self.client, self.clock, GREETING, self.done, [],
-            lambda: columns,
+            lambda: columns, history,
         )
         self.transport = TerminalTransport()
         self.transport.protocol = self.terminal
@@ -160,6 +162,36 @@ class ShellTests(SynchronousTestCase):
         self.assertEqual(h.typed(), b"version")
         h.type(UP + b"\r")
         self.assertEqual(h.daemon.received, ["ping", "version", "ping"])
+
+    def test_historyFile(self) -> None:
+        """
+        With a history file, Up recalls the lines of earlier sessions, and
+        the lines typed now are added to it (an C{auth} line is not).
+        """
+        path = os.path.abspath(self.mktemp())
+        with open(path, "w") as f:
+            f.write("ping\nlist\n")
+        h = ShellHarness(FakeDaemon({"auth": ok("authenticated")}), history=HistoryFile(path))
+        h.type(UP)
+        self.assertEqual(h.typed(), b"list")
+        h.type(UP + b"\r")
+        h.type(b"auth s3cret\r")
+        h.type(b"version\r")
+        self.assertEqual(h.daemon.received, ["ping", "auth s3cret", "version"])
+        with open(path) as f:
+            self.assertEqual(f.read(), "ping\nlist\nping\nversion\n")
+
+    def test_historyFileUnusable(self) -> None:
+        """A history file that cannot be read is a warning, not a failure."""
+        path = os.path.abspath(self.mktemp())
+        os.symlink("/nonexistent", path)
+        h = ShellHarness(history=HistoryFile(path))
+        screen = h.screen()
+        self.assertIn(b"Warning: cannot read the history file", screen)
+        self.assertIn(b"(history is kept for this session only)", screen)
+        h.type(b"ping\r")
+        h.type(UP)
+        self.assertEqual(h.typed(), b"ping")
 
     def test_eventWhileTyping(self) -> None:
         """

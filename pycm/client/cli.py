@@ -95,6 +95,8 @@ examples:
 environment:
   PYCM_HOST    the daemon's endpoint (default tcp:127.0.0.1:8080)
   PYCM_TOKEN   the token (default: read from the daemon's token file)
+  PYCM_HISTORY the shell's history file (default:
+               ~/.local/state/pycm/history; empty: keep none)
 
 exit status: 0 OK, 1 the daemon answered ERR, 2 usage error,
              3 the daemon cannot be reached, 130 interrupted before the

@@ -25,6 +25,7 @@ from twisted.python.failure import Failure
 
 from pycm.client import format as fmt
 from pycm.client.cli import peerDescription
+from pycm.client.history import HistoryFile, defaultHistoryPath
 from pycm.client.protocol import ClientProtocol, isSilentLine
 from pycm.errors import PycmError, Unauthorized
 
@@ -94,6 +95,7 @@ class ShellProtocol(HistoricRecvLine):
     the typed text are drawn again with the cursor where it was.
 
     @ivar done: fires with the exit status once the terminal is closed.
+    @ivar history: where typed lines are kept across sessions, or None.
     """
 
     ps = (b"pycm> ", b"Enter container name: ")
@@ -107,8 +109,11 @@ class ShellProtocol(HistoricRecvLine):
         done: Deferred[int] | None = None,
         notices: Sequence[str] = (),
         columns: Callable[[], int] | None = None,
+        history: HistoryFile | None = None,
     ) -> None:
         self.client = client
+        self.history = history
+        self._historyProblemShown = False
         self.clock = clock
         #: The terminal's width now (it can change while the shell runs).
         self.columns = columns if columns is not None else (lambda: 80)
@@ -125,7 +130,11 @@ class ShellProtocol(HistoricRecvLine):
     # -- setting up -----------------------------------------------------------
 
     def connectionMade(self) -> None:
+        saved = self.history.load() if self.history is not None else []
+        self._noteHistoryProblem(self.notices.append)
         HistoricRecvLine.connectionMade(self)
+        self.historyLines = [line.encode("utf-8") for line in saved]
+        self.historyPosition = len(self.historyLines)
         self.keyHandlers.update({
             CTRL_A: self.handle_HOME,
             CTRL_E: self.handle_END,
@@ -232,8 +241,19 @@ class ShellProtocol(HistoricRecvLine):
 
     # -- lines ----------------------------------------------------------------
 
+    def _noteHistoryProblem(self, show: Callable[[str], object]) -> None:
+        """Say once that the history file cannot be used."""
+        if self.history is None or self.history.problem is None:
+            return
+        if not self._historyProblemShown:
+            self._historyProblemShown = True
+            show(f"Warning: {self.history.problem} (history is kept for this session only)")
+
     def lineReceived(self, line: bytes) -> None:
         text = line.decode("utf-8", "replace")
+        if self.history is not None:
+            self.history.append(text)
+            self._noteHistoryProblem(lambda notice: self.printAbove([notice]))
         if self.asking is not None:
             words, self.asking = self.asking, None
             self.pn = 0
@@ -398,10 +418,13 @@ async def runShell(
                        "stops them).")
     notices.append("Type `help` for the commands, `exit` or Ctrl-D to leave.")
     done: Deferred[int] = Deferred()
+    historyPath = defaultHistoryPath()
+    history = HistoryFile(historyPath) if historyPath else None
 
     def columns() -> int:
         try:
-            return os.get_terminal_size(stdout).columns
+            # A terminal that does not know its size says 0 columns.
+            return os.get_terminal_size(stdout).columns or 80
         except OSError:
             return 80
 
@@ -411,7 +434,7 @@ async def runShell(
         tty.setraw(stdin)
         factory(
             insults.ServerProtocol(ShellProtocol, client, reactor, greeting,
-                                   done, notices, columns),
+                                   done, notices, columns, history),
             stdin=stdin, stdout=stdout, reactor=reactor,
         )
         return await done

@@ -1,0 +1,125 @@
+"""
+The shell's history file: the lines typed in earlier sessions, so that Up
+recalls them as in any shell.
+
+It lives in C{$PYCM_HISTORY}, else C{$XDG_STATE_HOME/pycm/history}, else
+C{~/.local/state/pycm/history} (C{PYCM_HISTORY=} set empty keeps none).
+The file is private (0600, never followed through a symlink), lines of
+C{auth TOKEN} are never written, and it is cut back to its last
+L{HistoryFile.maxLines} lines when loaded.  Failing to read or write it
+never stops the shell: the history is then kept for the session only.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+#: Lines kept across sessions.
+MAX_LINES = 1000
+
+
+def defaultHistoryPath(environ: Mapping[str, str] | None = None) -> str | None:
+    """Where the history is kept, or None when C{PYCM_HISTORY} is set empty."""
+    if environ is None:
+        environ = os.environ
+    if "PYCM_HISTORY" in environ:
+        return environ["PYCM_HISTORY"] or None
+    base = environ.get("XDG_STATE_HOME", "")
+    if not os.path.isabs(base):
+        home = environ.get("HOME") or os.path.expanduser("~")
+        base = os.path.join(home, ".local", "state")
+    return os.path.join(base, "pycm", "history")
+
+
+def isPrivate(line: str) -> bool:
+    """True for a line that must never be written down (it holds a token)."""
+    words = line.split(None, 1)
+    return bool(words) and words[0].lower() == "auth"
+
+
+class HistoryFile:
+    """
+    One user's shell history on disk.
+
+    @ivar problem: why the file could not be used (then it no longer is),
+        or None.
+    """
+
+    maxLines = MAX_LINES
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.problem: str | None = None
+        self._last: str | None = None
+
+    def load(self) -> list[str]:
+        """The saved lines, oldest first (cut back to L{maxLines} on disk)."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return []
+        except OSError as e:
+            self._fail("read", e)
+            return []
+        with os.fdopen(fd, "rb") as f:
+            data = f.read()
+        lines = [
+            line for line in data.decode("utf-8", "replace").splitlines()
+            if line.strip() and not isPrivate(line)
+        ]
+        if len(lines) > self.maxLines:
+            lines = lines[-self.maxLines:]
+            self._rewrite(lines)
+        self._last = lines[-1] if lines else None
+        return lines
+
+    def append(self, line: str) -> None:
+        """Add a typed line (not blank ones, repeats of the last, or C{auth})."""
+        if self.problem is not None or not line.strip() or isPrivate(line):
+            return
+        if line == self._last or "\n" in line or "\r" in line:
+            return
+        self._last = line
+        try:
+            self._makeDirectory()
+            fd = os.open(
+                self.path,
+                os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                0o600,
+            )
+            try:
+                os.write(fd, line.encode("utf-8", "replace") + b"\n")
+            finally:
+                os.close(fd)
+        except OSError as e:
+            self._fail("write", e)
+
+    def _makeDirectory(self) -> None:
+        directory = os.path.dirname(self.path)
+        if directory:
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+
+    def _rewrite(self, lines: list[str]) -> None:
+        """Replace the file with C{lines}, atomically."""
+        temporary = f"{self.path}.{os.getpid()}.tmp"
+        try:
+            fd = os.open(
+                temporary,
+                os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
+                0o600,
+            )
+            with os.fdopen(fd, "wb") as f:
+                f.write("".join(line + "\n" for line in lines).encode("utf-8", "replace"))
+            os.replace(temporary, self.path)
+        except OSError as e:
+            self._fail("write", e)
+            try:
+                os.unlink(temporary)
+            except OSError:
+                pass
+
+    def _fail(self, what: str, error: OSError) -> None:
+        if self.problem is None:
+            reason = error.strerror or str(error)
+            self.problem = f"cannot {what} the history file {self.path}: {reason}"

@@ -1,0 +1,123 @@
+"""Tests for L{pycm.client.history}: the shell's history file."""
+
+from __future__ import annotations
+
+import os
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from pycm.client.history import HistoryFile, defaultHistoryPath, isPrivate
+
+
+class DefaultPathTests(SynchronousTestCase):
+    """Where the history is kept."""
+
+    def test_explicit(self) -> None:
+        """C{PYCM_HISTORY} names the file; set empty, there is none."""
+        self.assertEqual(defaultHistoryPath({"PYCM_HISTORY": "/x/h"}), "/x/h")
+        self.assertIsNone(defaultHistoryPath({"PYCM_HISTORY": "", "HOME": "/h"}))
+
+    def test_xdg(self) -> None:
+        """C{$XDG_STATE_HOME/pycm/history}, when that is absolute."""
+        self.assertEqual(defaultHistoryPath({"XDG_STATE_HOME": "/s", "HOME": "/h"}),
+                         "/s/pycm/history")
+        self.assertEqual(defaultHistoryPath({"XDG_STATE_HOME": "rel", "HOME": "/h"}),
+                         "/h/.local/state/pycm/history")
+
+
+class HistoryFileTests(SynchronousTestCase):
+    """Reading and writing the history."""
+
+    def setUp(self) -> None:
+        self.dir = os.path.abspath(self.mktemp())
+        self.path = os.path.join(self.dir, "pycm", "history")
+
+    def content(self) -> bytes:
+        with open(self.path, "rb") as f:
+            return f.read()
+
+    def test_missing(self) -> None:
+        """No file yet: no lines and no problem."""
+        history = HistoryFile(self.path)
+        self.assertEqual(history.load(), [])
+        self.assertIsNone(history.problem)
+
+    def test_roundTrip(self) -> None:
+        """
+        Appended lines are loaded by the next session, oldest first, in a
+        private file in a private directory.
+        """
+        history = HistoryFile(self.path)
+        for line in ["ping", "run web host sleep 9", "list"]:
+            history.append(line)
+        self.assertEqual(HistoryFile(self.path).load(),
+                         ["ping", "run web host sleep 9", "list"])
+        self.assertEqual(os.stat(self.path).st_mode & 0o777, 0o600)
+        self.assertEqual(os.stat(os.path.dirname(self.path)).st_mode & 0o777, 0o700)
+
+    def test_notKept(self) -> None:
+        """Blank lines, a repeat of the last line and C{auth} lines are not kept."""
+        history = HistoryFile(self.path)
+        for line in ["ping", "ping", "  ", "", "AUTH s3cret", "auth s3cret", "list", "ping"]:
+            history.append(line)
+        self.assertEqual(self.content(), b"ping\nlist\nping\n")
+        self.assertTrue(isPrivate("  auth x"))
+        self.assertFalse(isPrivate("author"))
+
+    def test_authLinesDroppedOnLoad(self) -> None:
+        """A token written by something else is not offered back."""
+        os.makedirs(os.path.dirname(self.path))
+        with open(self.path, "wb") as f:
+            f.write(b"ping\nauth s3cret\n\n\xff\xfe bad\n")
+        self.assertEqual(HistoryFile(self.path).load(), ["ping", "\ufffd\ufffd bad"])
+
+    def test_cutBack(self) -> None:
+        """Loading cuts the file back to its last C{maxLines} lines."""
+        history = HistoryFile(self.path)
+        history.maxLines = 3
+        for i in range(7):
+            history.append(f"ping {i}")
+        again = HistoryFile(self.path)
+        again.maxLines = 3
+        self.assertEqual(again.load(), ["ping 4", "ping 5", "ping 6"])
+        self.assertEqual(self.content(), b"ping 4\nping 5\nping 6\n")
+        self.assertEqual(os.stat(self.path).st_mode & 0o777, 0o600)
+        self.assertEqual(os.listdir(os.path.dirname(self.path)), ["history"])
+
+    def test_repeatOfLoadedLast(self) -> None:
+        """The last line of an earlier session counts as the last line."""
+        HistoryFile(self.path).append("ping")
+        history = HistoryFile(self.path)
+        history.load()
+        history.append("ping")
+        self.assertEqual(self.content(), b"ping\n")
+
+    def test_symlinkRefused(self) -> None:
+        """
+        A symlink in the file's place is neither read nor written through:
+        the history is then for the session only, and says why.
+        """
+        os.makedirs(os.path.dirname(self.path))
+        target = os.path.join(self.dir, "elsewhere")
+        with open(target, "wb") as f:
+            f.write(b"secret\n")
+        os.symlink(target, self.path)
+        history = HistoryFile(self.path)
+        self.assertEqual(history.load(), [])
+        self.assertIn("cannot read the history file", history.problem or "")
+        history.append("ping")
+        with open(target, "rb") as f:
+            self.assertEqual(f.read(), b"secret\n")
+
+    def test_unwritable(self) -> None:
+        """A path that cannot be created: no exception, a problem said once."""
+        os.makedirs(self.dir)
+        blocker = os.path.join(self.dir, "pycm")
+        with open(blocker, "wb"):
+            pass
+        history = HistoryFile(self.path)
+        history.append("ping")
+        problem = history.problem
+        self.assertIn("cannot write the history file", problem or "")
+        history.append("list")
+        self.assertEqual(history.problem, problem)
