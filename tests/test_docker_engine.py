@@ -206,6 +206,34 @@ class DockerBackendTests(EngineTestCase):
         self.assertEqual(self.actions(name), ["create", "start", "kill", "die", "stop"])
 
     @defer.inlineCallbacks
+    def test_stopSignalRememberedAcrossRestarts(self) -> Any:
+        """
+        A container pycm stopped still shows -15 (not the engine's 143)
+        after a daemon restart on the same state directory; on another
+        state directory, which never saw the stop, it shows 143.
+        """
+        name = self.name()
+        stateDir = os.path.abspath(self.mktemp())
+        os.makedirs(stateDir)
+        first = engineBackend(reactor, stateDir=stateDir)
+        yield first.open()
+        try:
+            yield first.create(ContainerSpec(name, command=("sleep", "1000")))
+            yield first.start(name)
+            stopped = yield first.stop(name, 10)
+        finally:
+            yield first.close()
+        self.assertEqual(stopped.exitCode, -15)
+        for directory, expected in [(stateDir, -15), (None, 143)]:
+            again = engineBackend(reactor, stateDir=directory)
+            yield again.open()
+            try:
+                seen = yield again.inspect(name)
+            finally:
+                yield again.close()
+            self.assertEqual((seen.state, seen.exitCode), (State.EXITED, expected))
+
+    @defer.inlineCallbacks
     def test_ownExitCodeAbove128(self) -> Any:
         """A program's own exit 143 (no signal sent) stays 143."""
         name = self.name()

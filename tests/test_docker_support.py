@@ -85,7 +85,9 @@ def uniqueName(prefix: str = "t") -> str:
     return f"pycm-{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-def engineBackend(reactor: Any, host: str | None = None, **options: str) -> DockerBackend:
+def engineBackend(
+    reactor: Any, host: str | None = None, stateDir: str | None = None, **options: str
+) -> DockerBackend:
     """A docker backend on the test engine, as the daemon would build it."""
     settings = {
         "docker-host": host or requireEngine(),
@@ -93,7 +95,7 @@ def engineBackend(reactor: Any, host: str | None = None, **options: str) -> Dock
         "network": "none",
     }
     settings.update(options)
-    return makeBackend(reactor, None, settings)
+    return makeBackend(reactor, stateDir, settings)
 
 
 @defer.inlineCallbacks

@@ -7,11 +7,13 @@ against a real engine is in L{tests.test_docker_engine}.
 from __future__ import annotations
 
 import json
+import os
 import struct
 from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
+from twisted.logger import Logger, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from pycm.backends.docker import OPTIONS, makeBackend
@@ -38,6 +40,7 @@ from pycm.backends.dockermap import (
     sinceParam,
     splitImage,
 )
+from pycm.backends.dockersignals import SignalsSent
 from pycm.backends.dockerstream import (
     Demultiplexer,
     JSONLines,
@@ -689,3 +692,79 @@ class EngineClientTests(SynchronousTestCase):
             url,
             "http://docker/v1.41/containers/json?all=1&filters=%7B%22label%22%3A+%5B%22a%3Db%22%5D%7D",
         )
+
+
+class SignalsSentTests(SynchronousTestCase):
+    """L{SignalsSent}: what pycm sent each container, kept in a file."""
+
+    def setUp(self) -> None:
+        os.makedirs(self.mktemp())
+        self.path = os.path.abspath(self.mktemp())
+
+    def test_inMemory(self) -> None:
+        """Without a path: add, get, forget."""
+        sent = SignalsSent()
+        sent.add("web", 15, 9)
+        sent.add("web", 15)
+        self.assertEqual(sent.get("web"), {9, 15})
+        self.assertEqual(sent.get("db"), frozenset())
+        sent.forget("web")
+        sent.forget("web")
+        self.assertEqual(sent.get("web"), frozenset())
+
+    def test_keptInFile(self) -> None:
+        """
+        Another instance on the same file (a restarted daemon) knows what
+        was sent; a forgotten or pruned name is gone from the file too.
+        """
+        sent = SignalsSent(self.path)
+        sent.add("web", 15, 9)
+        sent.add("db", 2)
+        sent.add("old", 9)
+        self.assertEqual(SignalsSent(self.path).get("web"), {9, 15})
+        sent.forget("db")
+        sent.keepOnly(["web", "db"])
+        again = SignalsSent(self.path)
+        self.assertEqual((again.get("web"), again.get("db"), again.get("old")),
+                         ({9, 15}, frozenset(), frozenset()))
+        self.assertEqual(os.stat(self.path).st_mode & 0o777, 0o600)
+        self.assertFalse(os.path.exists(self.path + ".tmp"))
+
+    def test_writtenOnlyOnChange(self) -> None:
+        """Nothing is written when nothing changed (a start forgets nothing)."""
+        sent = SignalsSent(self.path)
+        sent.forget("web")
+        sent.keepOnly([])
+        self.assertFalse(os.path.exists(self.path))
+        sent.add("web", 15)
+        os.unlink(self.path)
+        sent.add("web", 15)
+        self.assertFalse(os.path.exists(self.path))
+
+    def test_badFileIgnored(self) -> None:
+        """A file that is not what was written is ignored, with a warning."""
+        logged = self.captureLog()
+        for content in [b"{not json", b"[1, 2]", b'{"web": [15, "x"], "db": [9]}']:
+            with open(self.path, "wb") as f:
+                f.write(content)
+            sent = SignalsSent(self.path)
+            self.assertEqual(sent.get("web"), frozenset())
+        self.assertEqual(sent.get("db"), {9})
+        self.assertEqual(len(logged), 2)
+        self.assertTrue(all(self.path in formatEvent(e) for e in logged))
+
+    def test_unwritable(self) -> None:
+        """A file that cannot be written: the memory is kept in this process."""
+        logged = self.captureLog()
+        sent = SignalsSent(os.path.join(self.path, "missing-directory", "signals.json"))
+        sent.add("web", 15)
+        sent.add("db", 9)
+        self.assertEqual((sent.get("web"), sent.get("db")), ({15}, {9}))
+        self.assertEqual(len(logged), 1)
+        self.assertIn("may show exit code 128+N", formatEvent(logged[0]))
+
+    def captureLog(self) -> list[dict[str, Any]]:
+        """The events L{SignalsSent} logs from now on."""
+        logged: list[dict[str, Any]] = []
+        self.patch(SignalsSent, "log", Logger(observer=logged.append))
+        return logged

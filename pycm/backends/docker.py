@@ -72,6 +72,7 @@ from pycm.backends.dockermap import (
     sinceParam,
     splitImage,
 )
+from pycm.backends.dockersignals import SignalsSent
 from pycm.backends.dockerstream import Demultiplexer, JSONLines, LogLineSplitter
 from pycm.errors import (
     BackendError,
@@ -125,6 +126,8 @@ OPTIONS: dict[str, tuple[str, str]] = {
 _TINI_EXEC_FAILED = re.compile(r"\[FATAL tini \(\d+\)\] exec (.*) failed: (.*)")
 _DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _LIST_FILTERS = {"label": [f"{MANAGED_LABEL}=true"]}
+#: In the state directory: which signals pycm sent which container.
+SIGNALS_FILE = "docker-signals.json"
 _EVENT_FILTERS = {"type": ["container"], **_LIST_FILTERS}
 
 CAPABILITIES = Capabilities(
@@ -156,7 +159,8 @@ def _seconds(option: str, text: str) -> float:
 def makeBackend(reactor: Any, stateDir: Any, options: dict[str, str]) -> DockerBackend:
     """
     Build the Docker backend from the daemon's backend options (see
-    L{OPTIONS}); C{stateDir} is not used (the engine keeps the state).
+    L{OPTIONS}).  The engine keeps the containers' state; C{stateDir} (None:
+    nowhere) keeps only which signals pycm sent them (L{SignalsSent}).
 
     @raise BadRequest: for a bad option value (the daemon reports it and
         exits, as twistd does for its own options).
@@ -189,6 +193,9 @@ def makeBackend(reactor: Any, stateDir: Any, options: dict[str, str]) -> DockerB
         defaultCommand=tuple(shlex.split(get("default-command"))) or None,
         init=_yesNo("init", get("init")),
         stopOnClose=_yesNo("stop-on-close", get("stop-on-close")),
+        signals=SignalsSent(
+            os.path.join(getattr(stateDir, "path", stateDir), SIGNALS_FILE) if stateDir else None
+        ),
     )
 
 
@@ -229,6 +236,7 @@ class DockerBackend:
         init: bool = True,
         stopOnClose: bool = False,
         defaultCommand: tuple[str, ...] | None = None,
+        signals: SignalsSent | None = None,
     ) -> None:
         self.reactor = reactor
         self.engine = engine
@@ -242,7 +250,7 @@ class DockerBackend:
         self._observers: list[Callable[[ContainerEvent | ProgressEvent], None]] = []
         self._locks: dict[str, DeferredLock] = {}
         self._stopping: collections.Counter[str] = collections.Counter()
-        self._signals: dict[str, set[int]] = {}
+        self._signals = signals if signals is not None else SignalsSent()
         self._known: dict[str, tuple[str, str]] = {}
         self._details: dict[str, dict[str, Any]] = {}
         self._seq = 0
@@ -329,7 +337,7 @@ class DockerBackend:
         if action == "oom":
             # The kernel's OOM killer sent SIGKILL: the die that follows
             # (137) is -9, as inspect (OOMKilled) has it.
-            self._signals.setdefault(name, set()).add(9)
+            self._signals.add(name, 9)
             return
         if action not in ACTIONS:
             return
@@ -338,7 +346,7 @@ class DockerBackend:
         when = nano / 1e9 if isinstance(nano, int) else float(raw.get("time", 0))
         exitCode = None
         if action == Action.START:
-            self._signals.pop(name, None)
+            self._signals.forget(name)
             previous = self._lastAction.get(name)
             self._known[name] = (cid, State.RUNNING)
             if not self._clientStarts[name]:
@@ -351,14 +359,14 @@ class DockerBackend:
                     self._note(name, action)
                     action = Action.RESTART
         elif action == Action.CREATE:
-            self._signals.pop(name, None)
+            self._signals.forget(name)
             self._known[name] = (cid, State.CREATED)
         elif action == Action.KILL:
             try:
                 signum = parseSignal(str(attributes.get("signal", "9")))
             except PycmError:
                 signum = 9
-            self._signals.setdefault(name, set()).add(signum)
+            self._signals.add(name, signum)
             if self._stopping[name] and signum != 9:
                 # The stop signal of a pycm stop: the contract's kill event
                 # is only for a stop that had to escalate.
@@ -368,7 +376,7 @@ class DockerBackend:
                 code = int(attributes.get("exitCode", ""))
             except ValueError:
                 code = None
-            exitCode = mapExitCode(code, self._signals.get(name, ()), False)
+            exitCode = mapExitCode(code, self._signals.get(name), False)
             self._known[name] = (cid, State.EXITED)
             self._exits[cid] = exitCode
             self._exits.move_to_end(cid)
@@ -377,7 +385,7 @@ class DockerBackend:
         elif action == Action.DESTROY:
             self._startErrors.pop(cid, None)
             self._known.pop(name, None)
-            self._signals.pop(name, None)
+            self._signals.forget(name)
         self._lastAction[name] = action
         self._emit(ContainerEvent(action, name, when, exitCode))
         self._note(name, action)
@@ -463,7 +471,9 @@ class DockerBackend:
             _, summaries = yield self.engine.request(
                 "GET", "/containers/json", {"all": True, "filters": _LIST_FILTERS}
             )
-        except (PycmError, EngineError):
+        except (PycmError, EngineError, defer.CancelledError):
+            # Unreachable again (the next connection compares again), or
+            # the backend is closing.
             return
         current: dict[str, tuple[str, str]] = {}
         unknownPolicy: list[tuple[str, str]] = []
@@ -481,6 +491,8 @@ class DockerBackend:
                 unknownPolicy.append((cid, name))
             if name not in self._lastAction:
                 self._lastAction[name] = Action.START if state == "running" else Action.DIE
+        # What was sent to containers removed meanwhile is of no more use.
+        self._signals.keepOnly(current)
         known = dict(self._known)
 
         def untouched(name: str) -> bool:
@@ -575,7 +587,7 @@ class DockerBackend:
     def _container(self, data: dict[str, Any]) -> Container:
         name = str(data.get("Name", "")).lstrip("/")
         container = containerFromInspect(
-            data, self._signals.get(name, ()), stopping=self._stopping[name] > 0
+            data, self._signals.get(name), stopping=self._stopping[name] > 0
         )
         self._policies[container.name] = container.restartPolicy.name
         startError = self._startErrors.get(container.id)
@@ -735,7 +747,7 @@ class DockerBackend:
         try:
             status, _ = yield self.engine.request("POST", f"/containers/{cid}/start")
             if status != 304:
-                self._signals.pop(name, None)
+                self._signals.forget(name)
             # Inspect at once: the reply is the container as it was started,
             # before a quick exit and a policy restart change it.
             data = yield self._inspectId(cid, name)
@@ -835,8 +847,7 @@ class DockerBackend:
         params = {"t": math.ceil(max(seconds, 0))}
         alive = container.state in State.ALIVE or container.state == State.RESTARTING
         if alive:
-            signals = self._signals.setdefault(name, set())
-            signals.update({parseSignal(container.stopSignal), 9})
+            self._signals.add(name, parseSignal(container.stopSignal), 9)
         mark = self._mark()
         self._stopping[name] += 1
         if restart:
@@ -851,7 +862,7 @@ class DockerBackend:
                 timeout=params["t"] + self.engine.timeout,
             )
             if restart:
-                self._signals.pop(name, None)
+                self._signals.forget(name)
                 yield self._awaitEvent(mark, name, Action.RESTART)
             elif status != 304:
                 yield self._awaitEvent(mark, name, Action.STOP)
@@ -876,7 +887,7 @@ class DockerBackend:
         data = await self._resolve(name)
         cid = data["Id"]
         mark = self._mark()
-        self._signals.setdefault(name, set()).add(signal)
+        self._signals.add(name, signal)
         try:
             await self.engine.request("POST", f"/containers/{cid}/kill", {"signal": str(signal)})
         except EngineError as e:
@@ -897,7 +908,7 @@ class DockerBackend:
         data = await self._resolve(name)
         cid = data["Id"]
         if force:
-            self._signals.setdefault(name, set()).add(9)
+            self._signals.add(name, 9)
         mark = self._mark()
         try:
             await self.engine.request("DELETE", f"/containers/{cid}", {"force": force, "v": True})
@@ -1065,7 +1076,7 @@ class DockerBackend:
         except EngineError as e:
             raise self._fail(e, name) from None
         # The signals sent as of now: the destroy event forgets them.
-        signals = set(self._signals.get(name, ()))
+        signals = set(self._signals.get(name))
         if condition == WaitCondition.REMOVED:
             await self._awaitEvent(mark, name, Action.DESTROY)
             return self._exitedAs(before, cid, result, signals)
@@ -1087,7 +1098,7 @@ class DockerBackend:
         exit code its die event reported (so C{wait} agrees with C{stop}
         and the events), else from the wait's own status and C{signals}.
         """
-        exited = _exited(container, result, signals | self._signals.get(container.name, set()))
+        exited = _exited(container, result, signals | self._signals.get(container.name))
         if cid in self._exits and self._exits[cid] is not None:
             exited = attrs.evolve(exited, exitCode=self._exits[cid])
         return exited

@@ -225,9 +225,16 @@ class EngineClient:
         self._prefix: str | None = None
         self.apiVersion: str | None = None
         self.engineVersion: dict[str, Any] = {}
+        #: Requests under way, cancelled by L{close}.
+        self._calls: set[Deferred[Any]] = set()
 
     def close(self) -> Deferred[None]:
-        """Close the pooled connections."""
+        """
+        Cancel the requests under way (their connections close) and close
+        the pooled ones: none is left open, nor put back in the pool later.
+        """
+        for call in list(self._calls):
+            call.cancel()
         return self._pool.closeCachedConnections()
 
     def forgetVersion(self) -> None:
@@ -394,7 +401,13 @@ class EngineClient:
         if timeout > 0:
             d.addBoth(_cancelCall, self.reactor.callLater(timeout, expire))
         d.addErrback(failed)
-        return d
+        self._calls.add(d)
+
+        def done(result: Any) -> Any:
+            self._calls.discard(d)
+            return result
+
+        return d.addBoth(done)
 
     def _unavailable(
         self, error: BaseException, method: str, path: str, timeout: float | None = None

@@ -1,0 +1,106 @@
+"""
+The signals pycm sent each Docker container since its last start.
+
+The engine reports a container killed by signal N as exit code 128+N, the
+same as one that exited 128+N by itself; the contract wants -N when pycm
+sent N (C{stop} gives -15).  Only pycm knows what it sent, so it keeps
+that here, and in a small file in the state directory (written before the
+signal goes out) so that a daemon restart between the stop and an
+C{inspect} does not turn -15 into 143.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+
+from twisted.logger import Logger
+
+
+class SignalsSent:
+    """
+    Container name -> the signals pycm sent it, kept in C{path} (a JSON
+    object) when given.  A missing or unreadable file is an empty memory;
+    a file that cannot be written is logged and the memory kept in this
+    process only.
+    """
+
+    log = Logger()
+
+    def __init__(self, path: str | None = None) -> None:
+        self.path = path
+        self._sent: dict[str, frozenset[int]] = {}
+        self._writeFailed = False
+        if path is not None:
+            self._sent = self._load(path)
+
+    def get(self, name: str) -> frozenset[int]:
+        """The signals sent to C{name}."""
+        return self._sent.get(name, frozenset())
+
+    def add(self, name: str, *signums: int) -> None:
+        """Note that C{signums} are being sent to C{name}."""
+        before = self._sent.get(name, frozenset())
+        after = before.union(signums)
+        if after != before:
+            self._sent[name] = after
+            self._save()
+
+    def forget(self, name: str) -> None:
+        """C{name} started again, was created anew or is gone."""
+        if self._sent.pop(name, None) is not None:
+            self._save()
+
+    def keepOnly(self, names: Iterable[str]) -> None:
+        """Forget every container not in C{names} (the ones that exist)."""
+        keep = set(names)
+        gone = [name for name in self._sent if name not in keep]
+        for name in gone:
+            del self._sent[name]
+        if gone:
+            self._save()
+
+    def _load(self, path: str) -> dict[str, frozenset[int]]:
+        try:
+            with open(path, "rb") as f:
+                data = json.loads(f.read())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as e:
+            self.log.warn("ignoring {path}: {error}", path=path, error=e)
+            return {}
+        if not isinstance(data, dict):
+            self.log.warn("ignoring {path}: not a JSON object", path=path)
+            return {}
+        sent: dict[str, frozenset[int]] = {}
+        for name, signums in data.items():
+            if isinstance(signums, list) and all(type(s) is int for s in signums):
+                sent[str(name)] = frozenset(signums)
+        return sent
+
+    def _save(self) -> None:
+        if self.path is None:
+            return
+        data = {name: sorted(signums) for name, signums in sorted(self._sent.items())}
+        temporary = f"{self.path}.tmp"
+        try:
+            fd = os.open(
+                temporary,
+                os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
+                0o600,
+            )
+            with os.fdopen(fd, "wb") as f:
+                f.write(json.dumps(data).encode("ascii"))
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(temporary, self.path)
+        except OSError as e:
+            if not self._writeFailed:
+                self._writeFailed = True
+                self.log.warn(
+                    "cannot write {path} ({error}): after a daemon restart, containers "
+                    "pycm stopped may show exit code 128+N instead of -N",
+                    path=self.path,
+                    error=e,
+                )
