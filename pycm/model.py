@@ -248,9 +248,23 @@ class Container:
     cpus: float | None = None
     workdir: str | None = None
     error: str | None = None
+    _summary: dict[str, Any] | None = attrs.field(
+        default=None, init=False, eq=False, repr=False, hash=False
+    )
 
     def summary(self) -> dict[str, Any]:
-        """The JSON object of C{list} and of most replies."""
+        """
+        The JSON object of C{list} and of most replies: a new dict each
+        time, made once per container value (its C{command} list and
+        C{labels} dict are shared: read them, do not change them).
+        """
+        cached = self._summary
+        if cached is None:
+            cached = self._makeSummary()
+            object.__setattr__(self, "_summary", cached)
+        return dict(cached)
+
+    def _makeSummary(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "id": self.id,

@@ -752,3 +752,45 @@ class KillPolicyTests(SupervisorTestCase):
         advanceClock(self.clock, 1)
         for name in "abc":
             self.assertEqual(self.inspect(name).state, State.EXITED, name)
+
+
+class SnapshotTests(SupervisorTestCase):
+    """
+    C{list} and C{inspect} hand out one frozen snapshot per record until
+    the record changes (what keeps C{list} of 1,000 containers fast).
+    """
+
+    def test_sameUntilChanged(self) -> None:
+        """Unchanged, the same value; after any change, a new, right one."""
+        self.run_(spec("web", "sleep", "100"))
+        first = self.inspect("web")
+        self.assertIs(self.inspect("web"), first)
+        self.assertIs(self.successResultOf(self.backend.list())[0], first)
+        self.successResultOf(self.backend.kill("web", signal.SIGKILL))
+        self.clock.advance(1)
+        after = self.inspect("web")
+        self.assertIsNot(after, first)
+        self.assertEqual((first.state, after.state), (State.RUNNING, State.EXITED))
+        self.assertEqual(after.exitCode, -9)
+
+    def test_everyFieldChangeSeen(self) -> None:
+        """Setting any field of a record makes a new snapshot."""
+        record = Record(name="web", id="1", backend="memory", image="memory",
+                        command=("sleep", "1"), created=0.0)
+        before = record.toContainer()
+        record.restartCount = 3
+        self.assertEqual(record.toContainer().restartCount, 3)
+        record.labels = {"a": "b"}
+        self.assertEqual(record.toContainer().labels, {"a": "b"})
+        self.assertEqual(before.restartCount, 0)
+
+    def test_summaryIsACopy(self) -> None:
+        """The summary is made once, and each caller gets its own dict."""
+        self.run_(spec("web", "sleep", "100", labels={"k": "v"}))
+        container = self.inspect("web")
+        mine = container.summary()
+        mine["extra"] = True
+        self.assertNotIn("extra", container.summary())
+        self.assertEqual(container.summary(), container.summary())
+        self.assertIn("env", container.detail())
+        self.assertNotIn("env", container.summary())

@@ -149,13 +149,24 @@ class _Follower:
     ended: Deferred[None]
 
 
-@attrs.define(eq=False)
+def _forgetSnapshot(record: Record, attribute: Any, value: Any) -> Any:
+    """Any change to a record makes its L{Record.snapshot} stale."""
+    if attribute.name != "snapshot":
+        record.snapshot = None
+    return value
+
+
+@attrs.define(eq=False, on_setattr=_forgetSnapshot)
 class Record:
     """
     The engine's mutable, private record of one container: everything of a
     L{Container} plus run bookkeeping.  L{toDict}/L{fromDict} give the
     JSON-able form kept in an L{IRecordStore}; the fields after C{startTime}
     live only in memory.
+
+    Fields are only ever replaced, never changed in place (C{labels} and
+    C{env} are not edited), so that L{toContainer} can hand out the same
+    snapshot until one is.
     """
 
     name: str
@@ -203,6 +214,8 @@ class Record:
     exitWaiters: list[Deferred[Container]] = attrs.field(factory=list, repr=False)
     followers: list[_Follower] = attrs.field(factory=list, repr=False)
     lock: DeferredLock = attrs.field(factory=DeferredLock, repr=False)
+    #: The last L{toContainer} value, until any field is set again.
+    snapshot: Container | None = attrs.field(default=None, init=False, repr=False)
 
     _PERSISTED = (
         "name", "id", "backend", "image", "state", "pid", "exitCode",
@@ -213,6 +226,11 @@ class Record:
 
     def toContainer(self) -> Container:
         """A frozen snapshot, as the contract shows it."""
+        if self.snapshot is None:
+            self.snapshot = self._freeze()
+        return self.snapshot
+
+    def _freeze(self) -> Container:
         return Container(
             name=self.name,
             id=self.id,
