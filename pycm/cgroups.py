@@ -351,8 +351,12 @@ def _ensureV2Parent(mount: str, parent: str, controllers: Iterable[str]) -> None
             )
 
 
-def _probe(cgroups: Cgroups, limit: str) -> None:
-    """Prove a limit can be set by setting it on a throwaway group."""
+def _probe(cgroups: Cgroups, limit: str) -> bool:
+    """
+    Prove a limit can be set by setting it on a throwaway group.
+
+    @return: whether a memory limit there limits swap too.
+    """
     try:
         if limit == "memory":
             cgroups.prepare(_PROBE, 512 * 1024 * 1024, None)
@@ -360,6 +364,7 @@ def _probe(cgroups: Cgroups, limit: str) -> None:
             cgroups.prepare(_PROBE, None, 1.0)
     finally:
         cgroups.release(_PROBE)
+    return cgroups.swapLimited
 
 
 def parseProcCgroup(text: str) -> dict[str, str]:
@@ -457,7 +462,9 @@ def detect(
     tracking, home, _ = detectTracking(
         parseMountinfo(mountinfo), parent.strip("/"), parseProcCgroup(procCgroup)
     )
-    return Cgroups(limits.version, limits.dirs, limits.reasons, tracking, home)
+    return Cgroups(
+        limits.version, limits.dirs, limits.reasons, tracking, home, limits.swapLimited
+    )
 
 
 def _detectLimits(
@@ -504,21 +511,23 @@ def _detectLimits(
                 "cpus": f"cannot delegate controllers under {base}: {e.strerror}",
             }
             break
+        swapLimited = True
         for limit, controller in (("memory", "memory"), ("cpus", "cpu")):
             if controller not in wanted:
                 reasons[limit] = f"no {controller} controller in {mount.path}"
                 continue
             try:
-                _probe(Cgroups(2, {limit: base}, {}), limit)
+                swapLimited &= _probe(Cgroups(2, {limit: base}, {}), limit)
             except (OSError, BackendError, BadRequest) as e:
                 reasons[limit] = f"cannot set {controller} limits under {base}: {e}"
             else:
                 dirs[limit] = base
         if dirs:
-            return Cgroups(2, dirs, reasons)
+            return Cgroups(2, dirs, reasons, swapLimited=swapLimited)
 
     dirs = {}
     v1reasons: dict[str, str] = {}
+    swapLimited = True
     for limit, controller in (("memory", "memory"), ("cpus", "cpu")):
         v1 = next((m for m in mounts if m.version == 1 and controller in m.controllers), None)
         if v1 is None:
@@ -527,13 +536,13 @@ def _detectLimits(
         base = os.path.join(v1.path, relative)
         try:
             os.makedirs(base, exist_ok=True)
-            _probe(Cgroups(1, {limit: base}, {}), limit)
+            swapLimited &= _probe(Cgroups(1, {limit: base}, {}), limit)
         except (OSError, BackendError, BadRequest) as e:
             v1reasons[limit] = f"cannot set {controller} limits under {base}: {e}"
         else:
             dirs[limit] = base
     if dirs:
-        return Cgroups(1, dirs, v1reasons)
+        return Cgroups(1, dirs, v1reasons, swapLimited=swapLimited)
     if reasons:
         return Cgroups(None, {}, reasons)
     return Cgroups(None, {}, v1reasons or _none("no cgroup hierarchy found").reasons)

@@ -131,6 +131,20 @@ class FakeTreeTests(SynchronousTestCase):
         self.assertEqual(read(os.path.join(base, "web-1", "cpu.max")), "150000 100000")
         self.assertFalse(os.path.exists(os.path.join(base, "pycm-probe", "cgroup.procs")))
 
+    def test_swapNotLimitedFoundAtStart(self) -> None:
+        """
+        Where the probe cannot limit swap, L{detect} says so at start (not
+        only once a container with --memory has run).
+        """
+        mountinfo = self.v2()
+        probe = os.path.join(self.root, "unified", "pycm", "pycm-probe")
+        os.makedirs(os.path.join(probe, "memory.swap.max"))
+        cgroups = detect("/pycm", mountinfo=mountinfo)
+        self.assertIn("memory", cgroups.limits)
+        self.assertFalse(cgroups.swapLimited)
+        self.assertIn("swap is not limited", cgroups.describe())
+        self.assertTrue(detect("/pycm", mountinfo=self.v1()).swapLimited)
+
     def test_v2WithoutControllers(self) -> None:
         """A v2 mount lacking the controllers falls through to v1."""
         cgroups = detect("/pycm", mountinfo=self.v2("hugetlb") + self.v1())

@@ -592,6 +592,12 @@ class RuntimeFakeTests(SynchronousTestCase):
         self.assertEqual(limited.capabilities.limits, frozenset({"memory"}))
         self.assertIn("memory", limited.capabilities.options)
         self.assertNotIn("cpus", limited.capabilities.options)
+        self.assertNotIn("swap", limited.capabilities.images)
+        noSwap = Cgroups(1, {"memory": "/x"}, {}, swapLimited=False)
+        self.assertIn(
+            "--memory bounds RAM only",
+            ProcessRuntime(self.reactor, cgroups=noSwap).capabilities.images,
+        )
 
     def fakeProc(self, pid: int, start: int, state: str = "S") -> str:
         """A /proc with one process."""

@@ -660,6 +660,8 @@ class ProcessRuntime:
                 "containment: process group and run marker, no cgroup (a process"
                 " that leaves its session and clears its environment can escape)"
             )
+        if "memory" in cgroups.limits and not cgroups.swapLimited:
+            containment += "; --memory bounds RAM only (no swap accounting: it may swap)"
         self.capabilities = Capabilities(
             options=ALL_OPTIONS - unenforced,
             limits=cgroups.limits,
