@@ -728,7 +728,7 @@ class SignalsSentTests(SynchronousTestCase):
         self.assertEqual((again.get("web"), again.get("db"), again.get("old")),
                          ({9, 15}, frozenset(), frozenset()))
         self.assertEqual(os.stat(self.path).st_mode & 0o777, 0o600)
-        self.assertFalse(os.path.exists(self.path + ".tmp"))
+        self.assertEqual(os.listdir(os.path.dirname(self.path)), [os.path.basename(self.path)])
 
     def test_writtenOnlyOnChange(self) -> None:
         """Nothing is written when nothing changed (a start forgets nothing)."""

@@ -12,10 +12,11 @@ C{inspect} does not turn -15 into 143.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable
 
 from twisted.logger import Logger
+
+from pycm.files import replacePrivately
 
 
 class SignalsSent:
@@ -83,18 +84,8 @@ class SignalsSent:
         if self.path is None:
             return
         data = {name: sorted(signums) for name, signums in sorted(self._sent.items())}
-        temporary = f"{self.path}.tmp"
         try:
-            fd = os.open(
-                temporary,
-                os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
-                0o600,
-            )
-            with os.fdopen(fd, "wb") as f:
-                f.write(json.dumps(data).encode("ascii"))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(temporary, self.path)
+            replacePrivately(self.path, json.dumps(data).encode("ascii"), sync=True)
         except OSError as e:
             if not self._writeFailed:
                 self._writeFailed = True

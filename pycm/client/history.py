@@ -15,6 +15,8 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
+from pycm.files import replacePrivately
+
 #: Lines kept across sessions.
 MAX_LINES = 1000
 
@@ -102,22 +104,11 @@ class HistoryFile:
 
     def _rewrite(self, lines: list[str]) -> None:
         """Replace the file with C{lines}, atomically."""
-        temporary = f"{self.path}.{os.getpid()}.tmp"
+        data = "".join(line + "\n" for line in lines).encode("utf-8", "replace")
         try:
-            fd = os.open(
-                temporary,
-                os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
-                0o600,
-            )
-            with os.fdopen(fd, "wb") as f:
-                f.write("".join(line + "\n" for line in lines).encode("utf-8", "replace"))
-            os.replace(temporary, self.path)
+            replacePrivately(self.path, data)
         except OSError as e:
             self._fail("write", e)
-            try:
-                os.unlink(temporary)
-            except OSError:
-                pass
 
     def _fail(self, what: str, error: OSError) -> None:
         if self.problem is None:
