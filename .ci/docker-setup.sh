@@ -268,19 +268,19 @@ pycm_docker_diagnose() {
         # frame of each, counted (a deadlock shows as one frame, many times).
         local dump
         dump=$(ls -t "$dir"/exec/goroutine-stacks-*.log "$dir"/data/goroutine-stacks-*.log \
-            2>/dev/null | head -n 1)
+            2>/dev/null | head -n 1) || true
         if [ -n "$dump" ]; then
             echo "-- goroutines waiting on locks, by first docker frame ($dump)"
             awk '/^goroutine / {waiting = /semacquire|sync.Mutex|sync.RWMutex/; seen = 0; next}
                 waiting && !seen && /^github.com\/docker\/docker\// {print; seen = 1}' "$dump" |
-                sed 's/(0x[^)]*)/()/' | sort | uniq -c | sort -rn | head -n 6
+                sed 's/(0x[^)]*)/()/' | sort | uniq -c | sort -rn | head -n 6 || true
         fi
     fi
     local f
     for f in dockerd containerd; do
         echo "-- $f.log, its last errors and warnings"
         grep -E 'level=(error|warning|fatal|panic)' "$dir/$f.log" 2>/dev/null |
-            grep -v 'does not support cgroup' | tail -n 8 | cut -c1-300
+            grep -v 'does not support cgroup' | tail -n 8 | cut -c1-300 || true
     done
     return 0
 }

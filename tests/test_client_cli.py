@@ -465,6 +465,7 @@ class OneShotTests(SynchronousTestCase):
         for given, meant in [
             ("127.0.0.1:8080", "tcp:127.0.0.1:8080"),
             ("tcp://localhost:9000", "tcp:localhost:9000"),
+            ("tcp://localhost", "tcp:HOST:PORT"),
         ]:
             err = io.StringIO()
             d = ensureDeferred(cli.run(MemoryReactorClock(), options("ping", host=given),

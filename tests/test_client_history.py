@@ -64,6 +64,14 @@ class HistoryFileTests(SynchronousTestCase):
         self.assertTrue(isPrivate("  auth x"))
         self.assertFalse(isPrivate("author"))
 
+    def test_quotedAuthNotKept(self) -> None:
+        """An C{auth} line is known however it is quoted (as the shell splits it)."""
+        history = HistoryFile(self.path)
+        for line in ['"auth" s3cret', "'AUTH' s3cret", 'au""th s3cret', "\\auth s3cret",
+                     "auth 'unbalanced", "ping"]:
+            history.append(line)
+        self.assertEqual(self.content(), b"ping\n")
+
     def test_authLinesDroppedOnLoad(self) -> None:
         """A token written by something else is not offered back."""
         os.makedirs(os.path.dirname(self.path))
@@ -105,9 +113,32 @@ class HistoryFileTests(SynchronousTestCase):
         history = HistoryFile(self.path)
         self.assertEqual(history.load(), [])
         self.assertIn("cannot read the history file", history.problem or "")
-        history.append("ping")
+        writer = HistoryFile(self.path)
+        writer.append("ping")
+        self.assertIn("cannot write the history file", writer.problem or "")
         with open(target, "rb") as f:
             self.assertEqual(f.read(), b"secret\n")
+
+    def test_notARegularFile(self) -> None:
+        """A directory (or any non-file) in its place: a problem, no crash, no hang."""
+        os.makedirs(self.path)
+        history = HistoryFile(self.path)
+        self.assertEqual(history.load(), [])
+        self.assertIn("not a regular file", history.problem or "")
+        fifo = os.path.join(self.dir, "fifo")
+        os.mkfifo(fifo)
+        history = HistoryFile(fifo)
+        self.assertEqual(history.load(), [])
+        self.assertIn("not a regular file", history.problem or "")
+
+    def test_madePrivate(self) -> None:
+        """A file others can read is made private before it is used."""
+        os.makedirs(os.path.dirname(self.path))
+        with open(self.path, "w") as f:
+            f.write("ping\n")
+        os.chmod(self.path, 0o644)
+        self.assertEqual(HistoryFile(self.path).load(), ["ping"])
+        self.assertEqual(os.stat(self.path).st_mode & 0o777, 0o600)
 
     def test_unwritable(self) -> None:
         """A path that cannot be created: no exception, a problem said once."""

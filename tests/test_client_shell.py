@@ -181,6 +181,21 @@ class ShellTests(SynchronousTestCase):
         with open(path) as f:
             self.assertEqual(f.read(), "ping\nlist\nping\nversion\n")
 
+    def test_historyOfAnAnsweredName(self) -> None:
+        """
+        A name typed at "Enter container name:" is remembered as the whole
+        request it made, in the session and in the file, not on its own.
+        """
+        path = os.path.abspath(self.mktemp())
+        h = ShellHarness(FakeDaemon({"stop": ok({"name": "web"})}), history=HistoryFile(path))
+        h.type(b"stop\r")
+        h.type(b"web\r")
+        self.assertEqual(h.daemon.received, ["stop web"])
+        h.type(UP)
+        self.assertEqual(h.typed(), b"stop web")
+        with open(path) as f:
+            self.assertEqual(f.read(), "stop\nstop web\n")
+
     def test_historyFileUnusable(self) -> None:
         """A history file that cannot be read is a warning, not a failure."""
         path = os.path.abspath(self.mktemp())

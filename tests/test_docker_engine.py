@@ -455,6 +455,25 @@ class DockerBackendTests(EngineTestCase):
         self.assertEqual(still.state, State.RUNNING)
 
     @defer.inlineCallbacks
+    def test_closeEndsStreams(self) -> Any:
+        """
+        Closing the engine client ends the streams being read (a follow of
+        a container that never exits): no connection is left open.
+        """
+        container = yield self.run_(self.name(), "sleep", "1000")
+        before = openSockets()
+        stream = yield self.backend.engine.stream(
+            "GET",
+            f"/containers/{container.id}/logs",
+            {"follow": True, "stdout": True, "stderr": True},
+            lambda data: None,
+        )
+        self.assertFalse(stream.ended.called)
+        yield self.backend.engine.close()
+        yield stream.ended.addTimeout(5, reactor)
+        yield eventually(lambda: openSockets() < before + 1, timeout=5)
+
+    @defer.inlineCallbacks
     def test_concurrentEventsAllDelivered(self) -> Any:
         """
         Many containers run and removed at once: the engine's events come

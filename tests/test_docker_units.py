@@ -723,7 +723,7 @@ class SignalsSentTests(SynchronousTestCase):
         sent.add("old", 9)
         self.assertEqual(SignalsSent(self.path).get("web"), {9, 15})
         sent.forget("db")
-        sent.keepOnly(["web", "db"])
+        sent.settle(sent.names(), {"web": False, "db": False})
         again = SignalsSent(self.path)
         self.assertEqual((again.get("web"), again.get("db"), again.get("old")),
                          ({9, 15}, frozenset(), frozenset()))
@@ -734,12 +734,33 @@ class SignalsSentTests(SynchronousTestCase):
         """Nothing is written when nothing changed (a start forgets nothing)."""
         sent = SignalsSent(self.path)
         sent.forget("web")
-        sent.keepOnly([])
+        sent.settle(sent.names(), {})
         self.assertFalse(os.path.exists(self.path))
         sent.add("web", 15)
         os.unlink(self.path)
         sent.add("web", 15)
         self.assertFalse(os.path.exists(self.path))
+
+    def test_settle(self) -> None:
+        """
+        Against the engine's list: a container that is gone is forgotten;
+        one an earlier daemon stopped that runs again (restarted while no
+        daemon watched) is forgotten; one this daemon signals while the list
+        is taken, or that is still stopped, is kept.
+        """
+        earlier = SignalsSent(self.path)
+        for name in ("gone", "restarted", "stopped", "stopping"):
+            earlier.add(name, 15)
+        sent = SignalsSent(self.path)
+        before = sent.names()
+        sent.add("stopping", 9)
+        sent.add("new", 15)
+        sent.settle(before, {"restarted": True, "stopped": False, "stopping": True, "new": True})
+        self.assertEqual(sent.names(), {"stopped", "stopping", "new"})
+        self.assertEqual(SignalsSent(self.path).names(), {"stopped", "stopping", "new"})
+        # Only a daemon's first comparison judges what it loaded.
+        sent.settle(sent.names(), {"stopped": True, "stopping": True, "new": True})
+        self.assertEqual(sent.names(), {"stopped", "stopping", "new"})
 
     def test_badFileIgnored(self) -> None:
         """A file that is not what was written is ignored, with a warning."""

@@ -467,6 +467,7 @@ class DockerBackend:
         taken with the engine's list; a container a live event changes
         while this looks at it is left to that event.
         """
+        remembered = self._signals.names()
         try:
             _, summaries = yield self.engine.request(
                 "GET", "/containers/json", {"all": True, "filters": _LIST_FILTERS}
@@ -491,8 +492,11 @@ class DockerBackend:
                 unknownPolicy.append((cid, name))
             if name not in self._lastAction:
                 self._lastAction[name] = Action.START if state == "running" else Action.DIE
-        # What was sent to containers removed meanwhile is of no more use.
-        self._signals.keepOnly(current)
+        # What was sent to containers removed meanwhile, or restarted while
+        # no daemon watched, no longer applies.
+        self._signals.settle(
+            remembered, {name: state == "running" for name, (_, state) in current.items()}
+        )
         known = dict(self._known)
 
         def untouched(name: str) -> bool:

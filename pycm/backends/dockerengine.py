@@ -171,7 +171,7 @@ def readBody(response: Any) -> Deferred[bytes]:
     return done
 
 
-@attrs.define
+@attrs.define(eq=False)
 class Stream:
     """
     A streamed response being read.
@@ -225,16 +225,20 @@ class EngineClient:
         self._prefix: str | None = None
         self.apiVersion: str | None = None
         self.engineVersion: dict[str, Any] = {}
-        #: Requests under way, cancelled by L{close}.
+        #: Requests under way and streams being read, cancelled by L{close}.
         self._calls: set[Deferred[Any]] = set()
+        self._streams: set[Stream] = set()
 
     def close(self) -> Deferred[None]:
         """
-        Cancel the requests under way (their connections close) and close
-        the pooled ones: none is left open, nor put back in the pool later.
+        Cancel the requests under way and the streams being read (their
+        connections close) and close the pooled ones: none is left open, nor
+        put back in the pool later.
         """
         for call in list(self._calls):
             call.cancel()
+        for stream in list(self._streams):
+            stream.cancel()
         return self._pool.closeCachedConnections()
 
     def forgetVersion(self) -> None:
@@ -347,7 +351,15 @@ class EngineClient:
         ended: Deferred[None] = Deferred()
         protocol = _StreamProtocol(onData, ended)
         response.deliverBody(protocol)
-        return Stream(ended, protocol.transport)
+        stream = Stream(ended, protocol.transport)
+        self._streams.add(stream)
+
+        def forget(result: object) -> object:
+            self._streams.discard(stream)
+            return result
+
+        ended.addBoth(forget)
+        return stream
 
     def _url(self, path: str, params: dict[str, Any] | None) -> str:
         url = self._base + quote(path)

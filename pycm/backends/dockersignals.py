@@ -12,7 +12,7 @@ C{inspect} does not turn -15 into 143.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from twisted.logger import Logger
 
@@ -35,13 +35,20 @@ class SignalsSent:
         self._writeFailed = False
         if path is not None:
             self._sent = self._load(path)
+        #: Loaded from the file and not seen since: sent by an earlier daemon.
+        self._unverified = set(self._sent)
 
     def get(self, name: str) -> frozenset[int]:
         """The signals sent to C{name}."""
         return self._sent.get(name, frozenset())
 
+    def names(self) -> frozenset[str]:
+        """The containers something is remembered of."""
+        return frozenset(self._sent)
+
     def add(self, name: str, *signums: int) -> None:
         """Note that C{signums} are being sent to C{name}."""
+        self._unverified.discard(name)
         before = self._sent.get(name, frozenset())
         after = before.union(signums)
         if after != before:
@@ -50,16 +57,28 @@ class SignalsSent:
 
     def forget(self, name: str) -> None:
         """C{name} started again, was created anew or is gone."""
+        self._unverified.discard(name)
         if self._sent.pop(name, None) is not None:
             self._save()
 
-    def keepOnly(self, names: Iterable[str]) -> None:
-        """Forget every container not in C{names} (the ones that exist)."""
-        keep = set(names)
-        gone = [name for name in self._sent if name not in keep]
-        for name in gone:
+    def settle(self, before: Iterable[str], running: Mapping[str, bool]) -> None:
+        """
+        Compare with the engine's containers (C{running}: name -> is it
+        running?), listed when L{names} was C{before}: forget those of
+        C{before} that are gone, and those an earlier daemon noted that run
+        now (started again while no daemon saw it: what was sent no longer
+        applies).  A name noted while the list was taken is left alone.
+        """
+        stale = [
+            name
+            for name in before
+            if name in self._sent
+            and (name not in running or (name in self._unverified and running[name]))
+        ]
+        self._unverified.clear()
+        for name in stale:
             del self._sent[name]
-        if gone:
+        if stale:
             self._save()
 
     def _load(self, path: str) -> dict[str, frozenset[int]]:

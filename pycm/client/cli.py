@@ -238,16 +238,17 @@ def endpointFor(reactor: Any, description: str) -> IStreamClientEndpoint:
     """
     if description.startswith("tcp://"):
         # Twisted would take "//HOST" for the host name.
+        hint = endpointHint(description) or "tcp:HOST:PORT"
         raise UsageError(
             f"bad endpoint {description!r}: Twisted endpoint strings have no '//' "
-            f"(did you mean {endpointHint(description)}?)"
+            f"(did you mean {hint}?)"
         )
     try:
         return clientFromString(reactor, description)
     except Exception as e:
-        hint = endpointHint(description)
+        meant = endpointHint(description)
         message = f"bad endpoint {description!r}: {e}"
-        raise UsageError(message + (f" (did you mean {hint}?)" if hint else "")) from None
+        raise UsageError(message + (f" (did you mean {meant}?)" if meant else "")) from None
 
 
 def endpointHint(description: str) -> str | None:

@@ -13,6 +13,8 @@ never stops the shell: the history is then kept for the session only.
 from __future__ import annotations
 
 import os
+import shlex
+import stat
 from collections.abc import Mapping
 
 from pycm.files import replacePrivately
@@ -35,8 +37,14 @@ def defaultHistoryPath(environ: Mapping[str, str] | None = None) -> str | None:
 
 
 def isPrivate(line: str) -> bool:
-    """True for a line that must never be written down (it holds a token)."""
-    words = line.split(None, 1)
+    """
+    True for a line that must never be written down: an C{auth} line (it
+    holds a token), however it is quoted, split as the shell splits it.
+    """
+    try:
+        words = shlex.split(line)
+    except ValueError:
+        words = line.split()
     return bool(words) and words[0].lower() == "auth"
 
 
@@ -58,16 +66,20 @@ class HistoryFile:
     def load(self) -> list[str]:
         """The saved lines, oldest first (cut back to L{maxLines} on disk)."""
         try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            fd = self._open(os.O_RDONLY | os.O_NONBLOCK)
         except FileNotFoundError:
             return []
         except OSError as e:
             self._fail("read", e)
             return []
-        with os.fdopen(fd, "rb") as f:
-            data = f.read()
+        try:
+            with os.fdopen(fd, "rb") as f:
+                data = f.read()
+        except OSError as e:
+            self._fail("read", e)
+            return []
         lines = [
-            line for line in data.decode("utf-8", "replace").splitlines()
+            line for line in data.decode("utf-8", "replace").split("\n")
             if line.strip() and not isPrivate(line)
         ]
         if len(lines) > self.maxLines:
@@ -80,22 +92,39 @@ class HistoryFile:
         """Add a typed line (not blank ones, repeats of the last, or C{auth})."""
         if self.problem is not None or not line.strip() or isPrivate(line):
             return
-        if line == self._last or "\n" in line or "\r" in line:
+        if line == self._last or "\n" in line:
             return
         self._last = line
         try:
             self._makeDirectory()
-            fd = os.open(
-                self.path,
-                os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
-                0o600,
-            )
+            fd = self._open(os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK)
             try:
                 os.write(fd, line.encode("utf-8", "replace") + b"\n")
             finally:
                 os.close(fd)
         except OSError as e:
             self._fail("write", e)
+
+    def _open(self, flags: int) -> int:
+        """
+        Open the file (never through a symlink), and make sure it is a
+        regular file of this user's, readable by nobody else.
+
+        @raise OSError: if it cannot be opened, or is not such a file.
+        """
+        fd = os.open(self.path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise OSError(f"{self.path} is not a regular file")
+            if info.st_uid != os.geteuid():
+                raise OSError(f"{self.path} belongs to another user")
+            if info.st_mode & 0o077:
+                os.fchmod(fd, 0o600)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
 
     def _makeDirectory(self) -> None:
         directory = os.path.dirname(self.path)

@@ -249,20 +249,32 @@ class ShellProtocol(HistoricRecvLine):
             self._historyProblemShown = True
             show(f"Warning: {self.history.problem} (history is kept for this session only)")
 
-    def lineReceived(self, line: bytes) -> None:
-        text = line.decode("utf-8", "replace")
+    def _remember(self, text: str) -> None:
+        """Keep a line in the history file (conch keeps the session's)."""
         if self.history is not None:
             self.history.append(text)
             self._noteHistoryProblem(lambda notice: self.printAbove([notice]))
+
+    def lineReceived(self, line: bytes) -> None:
+        text = line.decode("utf-8", "replace")
         if self.asking is not None:
             words, self.asking = self.asking, None
             self.pn = 0
             name = text.strip()
+            if self.historyLines and self.historyLines[-1] == line:
+                # The answer alone is no command: recall the whole request.
+                self.historyLines.pop()
+                self.historyPosition = len(self.historyLines)
             if not name:
                 self.printAbove(["Container name required"])
                 return
-            self.send(shlex.join([*words, name]), [*words, name])
+            request = shlex.join([*words, name])
+            self.historyLines.append(request.encode("utf-8"))
+            self.historyPosition = len(self.historyLines)
+            self._remember(request)
+            self.send(request, [*words, name])
             return
+        self._remember(text)
         if self.busy:
             self.queued.append(text)
             return
