@@ -1,3 +1,4 @@
+#!/usr/bin/env bash
 # shellcheck shell=bash
 # Start a private Docker engine (and a loopback registry) for pycm's docker
 # tests.  Source it, then call the functions:
