@@ -147,10 +147,18 @@ def run(report: Report, quick: bool, children: Children) -> None:
             f"docker SDK containers.run(detach=True) x {rounds} (median ms)",
             f"{sdkMs:.1f}",
         )
-        ratio = pycmMs / sdkMs
+        # Each round's two runs meet the engine in the same state (it slows
+        # as it holds more): the median of the rounds' ratios.
+        ratio = median([p / s for p, s in zip(pycmTimes, sdkTimes, strict=True)])
         report.add(SECTION, f"pycm run x {rounds}, docker backend (median ms)", f"{pycmMs:.1f}")
         report.add(
-            SECTION, "run latency ratio pycm/SDK", f"{ratio:.2f}x", "<= 1.10x", ratio <= 1.10
+            SECTION,
+            "run latency ratio pycm/SDK",
+            f"{ratio:.2f}x",
+            "<= 1.10x",
+            ratio <= 1.10,
+            note=f"median of the {rounds} rounds' ratios; ratio of the medians "
+            f"{pycmMs / sdkMs:.2f}x",
         )
 
         count = len(pycmNames)
