@@ -19,10 +19,12 @@ from typing import Any
 import attrs
 from twisted.internet.defer import Deferred, TimeoutError
 from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 import pycm
 from pycm.auth import MAX_FAILED_AUTH, tokensMatch
-from pycm.errors import BackendError, BadRequest, Unauthorized
+from pycm.errors import BackendError, BadRequest, PycmError, Unauthorized
 from pycm.events import EventLog
 from pycm.interfaces import IContainerBackend
 from pycm.model import (
@@ -117,10 +119,13 @@ class Session:
         sendEvent: Callable[..., None],
         close: Callable[[], None],
         requireAuth: bool,
+        peer: str = "",
     ) -> None:
         self.daemon = daemon
         self.sendEvent = sendEvent
         self.close = close
+        #: Who is at the other end, for the log.
+        self.peer = peer
         self.authenticated = not requireAuth or daemon.token is None
         self.failedAuth = 0
         #: Names with a C{logs --follow} asked for (set up or not yet).
@@ -208,6 +213,9 @@ class Session:
 
 Handler = Callable[[Session, Mapping[str, Any], Sequence[str]], Any]
 
+#: The log of requests that change containers (see L{audited}).
+requestLog = Logger(namespace="pycm.requests")
+
 
 @attrs.frozen
 class Command:
@@ -229,6 +237,8 @@ class Command:
     maxArgs: int | None = 0
     public: bool = False
     aliases: tuple[str, ...] = ()
+    #: It changes a container: logged at info with its outcome (L{audited}).
+    changes: bool = False
 
     def usage(self) -> str:
         parts = [self.name, *(option.usage() for option in self.options)]
@@ -267,7 +277,55 @@ def handleLine(session: Session, line: bytes) -> Any:
     command, options, args = parsed
     if not (command.public or session.authenticated):
         raise Unauthorized(f"'{command.name}' needs authentication first: auth TOKEN")
+    if command.changes:
+        return audited(session, command, options, args)
     return command.handler(session, options, args)
+
+
+def audited(
+    session: Session, command: Command, options: Mapping[str, Any], args: Sequence[str]
+) -> Any:
+    """
+    Run a request that changes a container, and log (at info) who asked
+    what of which container, and how it ended.  Only the command and the
+    container's name are logged: never its options (C{--env} may hold a
+    secret).
+    """
+    name = args[0] if args else ""
+    try:
+        result = command.handler(session, options, args)
+    except Exception as error:
+        _logOutcome(session, command, name, error)
+        raise
+    if isinstance(result, Deferred):
+
+        def logged(outcome: Any) -> Any:
+            _logOutcome(
+                session, command, name, outcome.value if isinstance(outcome, Failure) else None
+            )
+            return outcome
+
+        return result.addBoth(logged)
+    _logOutcome(session, command, name, None)
+    return result
+
+
+def _logOutcome(
+    session: Session, command: Command, name: str, error: BaseException | None
+) -> None:
+    if error is None:
+        outcome = "ok"
+    elif isinstance(error, PycmError):
+        outcome = f"{error.code}: {error}"
+    else:
+        outcome = f"failed: {error!r}"
+    requestLog.info(
+        "{peer}: {command} {name}: {outcome}",
+        peer=session.peer or "-",
+        command=command.name,
+        name=name,
+        outcome=outcome,
+    )
 
 
 def parseRequest(session: Session, words: Sequence[str]) -> ParsedRequest:
@@ -692,34 +750,34 @@ TABLE = (
     Command(
         "run", run, "create a container and start it",
         arguments="NAME [IMAGE [COMMAND [ARG...]]]",
-        options=RUN_OPTIONS, minArgs=1, maxArgs=None,
+        options=RUN_OPTIONS, minArgs=1, maxArgs=None, changes=True,
     ),
     Command(
         "create", create, "create a container without starting it",
         arguments="NAME [IMAGE [COMMAND [ARG...]]]",
-        options=RUN_OPTIONS, minArgs=1, maxArgs=None,
+        options=RUN_OPTIONS, minArgs=1, maxArgs=None, changes=True,
     ),
     Command("start", start, "start a created or stopped container",
-            arguments=NAME, minArgs=1, maxArgs=1),
+            arguments=NAME, minArgs=1, maxArgs=1, changes=True),
     Command(
         "stop", stop, "stop a container: its stop signal, then KILL after --time",
         arguments=NAME, options=(Option("time", "t", metavar="SECONDS"),),
-        minArgs=1, maxArgs=1,
+        minArgs=1, maxArgs=1, changes=True,
     ),
     Command(
         "restart", restart, "stop a container, then start it",
         arguments=NAME, options=(Option("time", "t", metavar="SECONDS"),),
-        minArgs=1, maxArgs=1,
+        minArgs=1, maxArgs=1, changes=True,
     ),
     Command(
         "kill", kill, "send a signal to a container (default KILL)",
         arguments=NAME, options=(Option("signal", "s", metavar="SIG"),),
-        minArgs=1, maxArgs=1,
+        minArgs=1, maxArgs=1, changes=True,
     ),
     Command(
         "rm", rm, "remove a container (a running one only with --force)",
         arguments=NAME, options=(Option("force", "f", takesValue=False),),
-        minArgs=1, maxArgs=1,
+        minArgs=1, maxArgs=1, changes=True,
     ),
     Command(
         "list", list_, "list every container, sorted by name",

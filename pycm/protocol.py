@@ -139,13 +139,17 @@ class PycmServerProtocol(LineReceiver):
         self._maxLineLength = factory.maxLineLength
         self._logRequests = factory.logRequests
         self.MAX_LENGTH = factory.maxLineLength + 1
+        self._peer = _describePeer(self.transport)
         self.session = Session(
-            factory.daemon, self.sendEvent, self.closeAfterReply, factory.requireAuth
+            factory.daemon,
+            self.sendEvent,
+            self.closeAfterReply,
+            factory.requireAuth,
+            peer=self._peer,
         )
         self._pauses: set[str] = set()
         self._events: deque[Any] = deque()
         self._eventBacklog = 0
-        self._peer = _describePeer(self.transport)
         factory.daemon.connections += 1
         self.transport.registerProducer(_WriteThrottle(self), True)
         if not factory.daemon.ready:

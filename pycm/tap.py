@@ -75,7 +75,13 @@ class Options(usage.Options):
          "The longest request line accepted, in bytes.", int],
         ["max-event-backlog", None, DEFAULT_MAX_EVENT_BACKLOG,
          "Bytes of unread events after which a subscriber is disconnected.", int],
-        ["log-level", None, "info", "info, or debug to log every request."],
+        [
+            "log-level",
+            None,
+            "info",
+            "info: connections, and each request that changes a container (who, which "
+            "container, the outcome; never its options); debug: every request too.",
+        ],
         ["docker-host", None, None,
          "docker backend: the engine's address (unix:///var/run/docker.sock, "
          "tcp://HOST:PORT) [default: $DOCKER_HOST]."],

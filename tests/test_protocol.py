@@ -8,8 +8,10 @@ from __future__ import annotations
 import json
 
 from twisted.internet.testing import StringTransport
+from twisted.logger import Logger, LogLevel, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
+from pycm import commands
 from pycm.errors import ERROR_CODES, PycmError
 from pycm.protocol import encodeError, isCrossProtocol
 
@@ -733,3 +735,45 @@ class LogsReplyTests(SynchronousTestCase):
         error = self.assertRaises(commands.BadRequest, commands.logLinesReply, lines)
         self.assertIn("use --tail=6", str(error))
         self.assertEqual(len(commands.logLinesReply(lines[-6:])), 6)
+
+
+class RequestLogTests(SynchronousTestCase):
+    """Requests that change a container are logged at info, with their outcome."""
+
+    def setUp(self) -> None:
+        self.logged: list[dict] = []
+        self.patch(commands, "requestLog", Logger(observer=self.logged.append))
+        self.server = FakeServer()
+        self.conn = self.server.connect()
+
+    def lines(self) -> list[str]:
+        return [formatEvent(event) for event in self.logged]
+
+    def test_changesLogged(self) -> None:
+        """
+        run, stop, rm... are logged with the peer, the container and how
+        they ended (an error with its code); ping, list, inspect are not.
+        """
+        self.conn.ok("run web host sleep 1000")
+        self.conn.ok("ping")
+        self.conn.ok("list")
+        self.conn.ok("inspect web")
+        self.assertEqual(self.conn.err("rm web"), "conflict")
+        self.conn.ok("stop web")
+        self.assertEqual(self.conn.err("start nosuch"), "not_found")
+        peer = self.conn.protocol.session.peer
+        self.assertTrue(peer)
+        lines = self.lines()
+        self.assertEqual(len(lines), 4)
+        self.assertEqual(lines[0], f"{peer}: run web: ok")
+        self.assertTrue(lines[1].startswith(f"{peer}: rm web: conflict: "))
+        self.assertEqual(lines[2], f"{peer}: stop web: ok")
+        self.assertTrue(lines[3].startswith(f"{peer}: start nosuch: not_found"))
+        self.assertTrue(all(e["log_level"] == LogLevel.info for e in self.logged))
+
+    def test_optionsNotLogged(self) -> None:
+        """Options are never logged: --env may hold a secret."""
+        self.conn.ok("run -e PASSWORD=hunter2 db host sleep 1000")
+        self.assertEqual(len(self.logged), 1)
+        self.assertNotIn("hunter2", repr(self.logged[0]))
+        self.assertNotIn("hunter2", formatEvent(self.logged[0]))
