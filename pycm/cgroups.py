@@ -93,6 +93,18 @@ def parseMountinfo(text: str) -> list[Mount]:
     return mounts
 
 
+def movePid(procs: str, pid: int) -> None:
+    """
+    Move process C{pid} into the group of the C{cgroup.procs} file
+    C{procs} (never creating the file: the group must exist).
+    """
+    fd = os.open(procs, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, str(pid).encode())
+    finally:
+        os.close(fd)
+
+
 def _write(path: str, value: str) -> None:
     """Write C{value} to a cgroup file in one C{write}."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)

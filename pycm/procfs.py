@@ -137,3 +137,12 @@ def runId(environ: bytes) -> str | None:
     end = environ.find(b"\0", start)
     value = environ[start + len(b"PYCM_RUN_ID=") : end if end >= 0 else None]
     return value.decode("ascii", "replace")
+
+
+def bootId(proc: str = PROC) -> str | None:
+    """This boot's id (C{/proc/sys/kernel/random/boot_id}), None if unknown."""
+    try:
+        with open(f"{proc}/sys/kernel/random/boot_id") as f:
+            return f.read().strip() or None
+    except OSError:
+        return None

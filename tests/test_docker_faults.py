@@ -118,16 +118,22 @@ class PrivateEngine:
         return self._script(f"pycm_docker_teardown {self.dir}")
 
 
+def usePrivateEngine(test: TestCase) -> PrivateEngine:
+    """A private engine for C{test}, torn down after it (skips as L{requireEngine})."""
+    requireEngine()
+    requirePrivateEngine()
+    engine = PrivateEngine()
+    test.addCleanup(engine.teardown)
+    return engine
+
+
 class EngineFaultTests(EngineTestCase):
     """The backend keeps serving through engine outages and recovers by itself."""
 
     timeout = 180
 
     def setUp(self) -> None:
-        requireEngine()
-        requirePrivateEngine()
-        self.engine = PrivateEngine()
-        self.addCleanup(self.engine.teardown)
+        self.engine = usePrivateEngine(self)
         self.backendOptions = {"docker-host": self.engine.host, "request-timeout": "5"}
         self.backend = engineBackend(reactor, **self.backendOptions)
         self.backend._events.maxDelay = 0.5
@@ -237,10 +243,7 @@ class PrivateEngineTests(EngineTestCase):
     timeout = 120
 
     def setUp(self) -> None:
-        requireEngine()
-        requirePrivateEngine()
-        self.engine = PrivateEngine()
-        self.addCleanup(self.engine.teardown)
+        self.engine = usePrivateEngine(self)
 
     @defer.inlineCallbacks
     def test_ownContainerdAndCleanTeardown(self) -> Any:

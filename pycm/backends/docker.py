@@ -251,6 +251,8 @@ class DockerBackend:
         self._locks: dict[str, DeferredLock] = {}
         self._stopping: collections.Counter[str] = collections.Counter()
         self._signals = signals if signals is not None else SignalsSent()
+        #: Containers the kernel's OOM killer hit, until their die event.
+        self._oomKilled: set[str] = set()
         self._known: dict[str, tuple[str, str]] = {}
         self._details: dict[str, dict[str, Any]] = {}
         self._seq = 0
@@ -337,7 +339,7 @@ class DockerBackend:
         if action == "oom":
             # The kernel's OOM killer sent SIGKILL: the die that follows
             # (137) is -9, as inspect (OOMKilled) has it.
-            self._signals.add(name, 9)
+            self._oomKilled.add(name)
             return
         if action not in ACTIONS:
             return
@@ -360,6 +362,7 @@ class DockerBackend:
                     action = Action.RESTART
         elif action == Action.CREATE:
             self._signals.forget(name)
+            self._oomKilled.discard(name)
             self._known[name] = (cid, State.CREATED)
         elif action == Action.KILL:
             try:
@@ -376,7 +379,8 @@ class DockerBackend:
                 code = int(attributes.get("exitCode", ""))
             except ValueError:
                 code = None
-            exitCode = mapExitCode(code, self._signals.get(name), False)
+            exitCode = mapExitCode(code, self._signals.get(name), name in self._oomKilled)
+            self._oomKilled.discard(name)
             self._known[name] = (cid, State.EXITED)
             self._exits[cid] = exitCode
             self._exits.move_to_end(cid)
@@ -386,6 +390,7 @@ class DockerBackend:
             self._startErrors.pop(cid, None)
             self._known.pop(name, None)
             self._signals.forget(name)
+            self._oomKilled.discard(name)
         self._lastAction[name] = action
         self._emit(ContainerEvent(action, name, when, exitCode))
         self._note(name, action)

@@ -157,7 +157,9 @@ def readBody(response: Any) -> Deferred[bytes]:
     Cancelling the Deferred closes the connection (C{treq.content} has
     no canceller, so a cancelled read of a body that never ends, such as
     C{POST /containers/ID/wait}'s, would keep its socket open until the
-    engine ends it).
+    engine ends it).  Not Twisted's C{readBody}: after a cancel it still
+    fires its Deferred when the connection ends (C{AlreadyCalledError})
+    and left those sockets open in C{test_timedOutWaitsCloseTheirConnections}.
     """
 
     def cancel(d: Deferred[bytes]) -> None:
@@ -328,25 +330,13 @@ class EngineClient:
             yield self.negotiate()
         url = self._url(self._prefix + path, params)  # type: ignore[operator]
         kwargs = self._bodyArgs(body)
-        d = self._http.request(method, url, unbuffered=True, **kwargs)
-        d.addTimeout(self.timeout, self.reactor)
-        try:
-            response = yield d
-        except Exception as error:
-            if _cancelled(error):
-                raise CancelledError() from None
-            raise self._unavailable(error, method, path) from None
+        response = yield self._inTime(
+            self._http.request(method, url, unbuffered=True, **kwargs), method, path, self.timeout
+        )
         if response.code >= 300:
             # The error's body must come in time too (and a timeout closes
             # the connection).
-            reading = readBody(response)
-            reading.addTimeout(self.timeout, self.reactor)
-            try:
-                content = yield reading
-            except Exception as error:
-                if _cancelled(error):
-                    raise CancelledError() from None
-                raise self._unavailable(error, method, path) from None
+            content = yield self._inTime(readBody(response), method, path, self.timeout)
             self._check(response.code, _decode(content), method, path)
         ended: Deferred[None] = Deferred()
         protocol = _StreamProtocol(onData, ended)
@@ -360,6 +350,30 @@ class EngineClient:
 
         ended.addBoth(forget)
         return stream
+
+    def _inTime(
+        self, d: Deferred[Any], method: str, path: str, timeout: float
+    ) -> Deferred[Any]:
+        """
+        C{d}, given C{timeout} seconds (0: no limit), then cancelled: a
+        cancel from elsewhere stays a L{CancelledError}; any other failure,
+        the timeout included, is L{Unavailable}.  (The agent may wrap the
+        timeout's own cancel, so a flag, not the error, tells them apart.)
+        """
+        timedOut: list[bool] = []
+
+        def expire() -> None:
+            timedOut.append(True)
+            d.cancel()
+
+        def failed(failure: Failure) -> Failure:
+            if not timedOut and _cancelled(failure.value):
+                raise CancelledError()
+            raise self._unavailable(failure.value, method, path, timeout if timedOut else None)
+
+        if timeout > 0:
+            d.addBoth(_cancelCall, self.reactor.callLater(timeout, expire))
+        return d.addErrback(failed)
 
     def _url(self, path: str, params: dict[str, Any] | None) -> str:
         url = self._base + quote(path)
@@ -398,21 +412,7 @@ class EngineClient:
 
             return readBody(response).addCallback(decode)
 
-        def failed(failure: Failure) -> Failure:
-            if not timedOut and _cancelled(failure.value):
-                raise CancelledError()
-            raise self._unavailable(failure.value, method, path, timeout if timedOut else None)
-
-        timedOut: list[bool] = []
-
-        def expire() -> None:
-            timedOut.append(True)
-            d.cancel()
-
-        d.addCallback(read)
-        if timeout > 0:
-            d.addBoth(_cancelCall, self.reactor.callLater(timeout, expire))
-        d.addErrback(failed)
+        d = self._inTime(d.addCallback(read), method, path, timeout)
         self._calls.add(d)
 
         def done(result: Any) -> Any:

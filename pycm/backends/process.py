@@ -108,7 +108,7 @@ from zope.interface import implementer
 
 from pycm import procfs
 from pycm.backends.supervisor import Supervisor, defaultIdFactory
-from pycm.cgroups import NO_CGROUPS, Cgroups, detect
+from pycm.cgroups import NO_CGROUPS, Cgroups, detect, movePid
 from pycm.errors import BackendError, BadRequest, PycmError
 from pycm.interfaces import IRun, IRunObserver, IRuntime, IRuntimeSweep
 from pycm.logfiles import DEFAULT_MAX_FILES, DEFAULT_MAX_SIZE, FileLogStore
@@ -259,15 +259,6 @@ def findLauncher() -> tuple[str, str] | None:
     return _launcher[0]
 
 
-def bootId(proc: str = procfs.PROC) -> str | None:
-    """This boot's id (C{/proc/sys/kernel/random/boot_id}), None if unknown."""
-    try:
-        with open(f"{proc}/sys/kernel/random/boot_id") as f:
-            return f.read().strip() or None
-    except OSError:
-        return None
-
-
 def closeOnExecAll() -> None:
     """Make every descriptor above 2 close-on-exec (see L{_SpawnedProcess})."""
     try:
@@ -280,14 +271,6 @@ def closeOnExecAll() -> None:
                 os.set_inheritable(fd, False)
             except OSError:
                 pass
-
-
-def _writePid(path: str, pid: int) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-    try:
-        os.write(fd, str(pid).encode())
-    finally:
-        os.close(fd)
 
 
 class _SpawnedProcess(_process.Process):
@@ -333,7 +316,7 @@ class _SpawnedProcess(_process.Process):
         os.chdir(self._workdir)
         try:
             if self._join is not None:
-                _writePid(self._join, me)
+                movePid(self._join, me)
             try:
                 self.pid = os.posix_spawn(  # type: ignore[assignment]
                     executable,
@@ -648,7 +631,7 @@ class ProcessRuntime:
         self._cwd: int | None = None
         self._ignored: list[int] | None = None
         self.native = native
-        self.bootId = bootId(proc)
+        self.bootId = procfs.bootId(proc)
         unenforced = {"memory", "cpus"} - cgroups.limits
         if cgroups.tracking is not None:
             containment = (
@@ -705,7 +688,7 @@ class ProcessRuntime:
         if home is None:
             return
         try:
-            _writePid(home, os.getpid())
+            movePid(home, os.getpid())
         except OSError:
             self.log.critical(
                 "cannot move the daemon back to its cgroup ({home}):"

@@ -30,12 +30,17 @@ def defaultStateDir(
         uid = os.getuid()
     if uid == 0:
         return FilePath("/var/lib/pycm")
+    return FilePath(xdgStateHome(environ)).child("pycm")
+
+
+def xdgStateHome(environ: Mapping[str, str]) -> str:
+    """C{$XDG_STATE_HOME}, else C{~/.local/state}."""
     base = environ.get("XDG_STATE_HOME", "")
     # The XDG spec says a relative path is invalid and must be ignored.
     if not os.path.isabs(base):
         home = environ.get("HOME") or os.path.expanduser("~")
         base = os.path.join(home, ".local", "state")
-    return FilePath(base).child("pycm")
+    return base
 
 
 def defaultEndpoint(environ: Mapping[str, str] | None = None) -> str:

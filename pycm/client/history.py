@@ -17,6 +17,7 @@ import shlex
 import stat
 from collections.abc import Mapping
 
+from pycm.client.config import xdgStateHome
 from pycm.files import replacePrivately
 
 #: Lines kept across sessions.
@@ -29,11 +30,7 @@ def defaultHistoryPath(environ: Mapping[str, str] | None = None) -> str | None:
         environ = os.environ
     if "PYCM_HISTORY" in environ:
         return environ["PYCM_HISTORY"] or None
-    base = environ.get("XDG_STATE_HOME", "")
-    if not os.path.isabs(base):
-        home = environ.get("HOME") or os.path.expanduser("~")
-        base = os.path.join(home, ".local", "state")
-    return os.path.join(base, "pycm", "history")
+    return os.path.join(xdgStateHome(environ), "pycm", "history")
 
 
 def isPrivate(line: str) -> bool:
