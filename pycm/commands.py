@@ -24,7 +24,7 @@ from twisted.python.failure import Failure
 
 import pycm
 from pycm.auth import MAX_FAILED_AUTH, tokensMatch
-from pycm.errors import BackendError, BadRequest, PycmError, Unauthorized
+from pycm.errors import BackendError, BadRequest, InvalidName, PycmError, Unauthorized
 from pycm.events import EventLog
 from pycm.interfaces import IContainerBackend
 from pycm.model import (
@@ -42,6 +42,7 @@ from pycm.model import (
     signalName,
     validateName,
 )
+from pycm.redact import REDACTED, describeRequest, isImageReference, scrub, secretWords
 from pycm.words import (
     Option,
     decodeLine,
@@ -109,15 +110,18 @@ class Session:
 
     The protocol creates it with the two ways back to the client:
     C{sendEvent} (one JSON-able value, sent as an C{EVENT} line) and
-    C{close} (close the connection once the current reply is written).
+    C{close} (close the connection once the current reply is written; a
+    reason, if given, is logged as a forced close).
     C{requireAuth} says whether this listener wants C{auth TOKEN} first.
     """
+
+    log = Logger()
 
     def __init__(
         self,
         daemon: Daemon,
         sendEvent: Callable[..., None],
-        close: Callable[[], None],
+        close: Callable[..., None],
         requireAuth: bool,
         peer: str = "",
     ) -> None:
@@ -128,6 +132,8 @@ class Session:
         self.peer = peer
         self.authenticated = not requireAuth or daemon.token is None
         self.failedAuth = 0
+        #: Whether a request was refused for want of C{auth} (logged once).
+        self.refusedUnauthenticated = False
         #: Names with a C{logs --follow} asked for (set up or not yet).
         self.following: set[str] = set()
         self.follows: dict[str, LogFollow] = {}
@@ -199,6 +205,21 @@ class Session:
             }
         )
 
+    def unauthenticated(self, command: str) -> Unauthorized:
+        """
+        The error for a command sent before C{auth}; the first on this
+        connection is logged at info (the client may not be reading).
+        """
+        if not self.refusedUnauthenticated:
+            self.refusedUnauthenticated = True
+            self.log.info(
+                "{peer}: '{command}' refused: not authenticated (auth TOKEN first); "
+                "later refusals on this connection are not logged",
+                peer=self.peer or "-",
+                command=command,
+            )
+        return Unauthorized(f"'{command}' needs authentication first: auth TOKEN")
+
     def disconnected(self) -> None:
         """The connection is gone: stop everything it asked for."""
         self.closed = True
@@ -239,6 +260,9 @@ class Command:
     aliases: tuple[str, ...] = ()
     #: It changes a container: logged at info with its outcome (L{audited}).
     changes: bool = False
+    #: How many leading arguments the log may show (the container's name,
+    #: run's image); the others may be secret (L{pycm.redact}).
+    loggedArgs: int = 0
 
     def usage(self) -> str:
         parts = [self.name, *(option.usage() for option in self.options)]
@@ -276,7 +300,7 @@ def handleLine(session: Session, line: bytes) -> Any:
             _parsedLines[line] = parsed
     command, options, args = parsed
     if not (command.public or session.authenticated):
-        raise Unauthorized(f"'{command.name}' needs authentication first: auth TOKEN")
+        raise session.unauthenticated(command.name)
     if command.changes:
         return audited(session, command, options, args)
     return command.handler(session, options, args)
@@ -288,37 +312,59 @@ def audited(
     """
     Run a request that changes a container, and log (at info) who asked
     what of which container, and how it ended.  Only the command and the
-    container's name are logged: never its options (C{--env} may hold a
-    secret).
+    container's name are logged: never its options or other arguments
+    (C{--env} may hold a secret), nor an error message quoting them.
     """
-    name = args[0] if args else ""
+    name = _loggedName(args[0]) if args else ""
     try:
         result = command.handler(session, options, args)
     except Exception as error:
-        _logOutcome(session, command, name, error)
+        _logOutcome(session, command, name, error, options, args)
         raise
     if isinstance(result, Deferred):
 
         def logged(outcome: Any) -> Any:
-            _logOutcome(
-                session, command, name, outcome.value if isinstance(outcome, Failure) else None
-            )
+            error = outcome.value if isinstance(outcome, Failure) else None
+            _logOutcome(session, command, name, error, options, args)
             return outcome
 
         return result.addBoth(logged)
-    _logOutcome(session, command, name, None)
+    _logOutcome(session, command, name, None, options, args)
     return result
 
 
+def _isName(word: str) -> bool:
+    try:
+        validateName(word)
+    except PycmError:
+        return False
+    return True
+
+
+def _loggedName(word: str) -> str:
+    """A container name as the log shows it: only a valid name is shown."""
+    return word if _isName(word) else REDACTED
+
+
 def _logOutcome(
-    session: Session, command: Command, name: str, error: BaseException | None
+    session: Session,
+    command: Command,
+    name: str,
+    error: BaseException | None,
+    options: Mapping[str, Any],
+    args: Sequence[str],
 ) -> None:
     if error is None:
         outcome = "ok"
-    elif isinstance(error, PycmError):
-        outcome = f"{error.code}: {error}"
+    elif isinstance(error, (BadRequest, InvalidName)):
+        # These quote the request back; the client has the message.
+        outcome = error.code
     else:
-        outcome = f"failed: {error!r}"
+        secrets = secretWords(options, args[command.loggedArgs :])
+        if isinstance(error, PycmError):
+            outcome = f"{error.code}: {scrub(str(error), secrets)}"
+        else:
+            outcome = f"failed: {scrub(repr(error), secrets)}"
     requestLog.info(
         "{peer}: {command} {name}: {outcome}",
         peer=session.peer or "-",
@@ -326,6 +372,37 @@ def _logOutcome(
         name=name,
         outcome=outcome,
     )
+
+
+def describeLine(line: bytes) -> str:
+    """
+    A request line as the debug log shows it (see L{pycm.redact}): the
+    command, its options' names and the container's name; never a value.
+    """
+    try:
+        words = splitWords(decodeLine(line))
+    except BadRequest:
+        return f"<unreadable request, {len(line)} bytes>"
+    command = COMMANDS.get(words[0].lower()) if words else None
+    if command is None:
+        # The word may be a token pasted on a line of its own.
+        return f"<unknown command, {len(line)} bytes>"
+    try:
+        options, args = parseOptions(words[1:], command.options)
+    except BadRequest:
+        return f"{command.name} <bad options, {len(words) - 1} words redacted>"
+    return describeRequest(command.name, options, args, _visibleArgs(command, args))
+
+
+def _visibleArgs(command: Command, args: Sequence[str]) -> int:
+    """How many leading arguments are a valid name, then an image, to show."""
+    checks = (_isName, isImageReference)[: command.loggedArgs]
+    visible = 0
+    for check, arg in zip(checks, args):
+        if not check(arg):
+            break
+        visible += 1
+    return visible
 
 
 def parseRequest(session: Session, words: Sequence[str]) -> ParsedRequest:
@@ -343,7 +420,7 @@ def parseRequest(session: Session, words: Sequence[str]) -> ParsedRequest:
     if command is None:
         raise BadRequest(f"unknown command {words[0]!r}; try 'help'")
     if not (command.public or session.authenticated):
-        raise Unauthorized(f"'{command.name}' needs authentication first: auth TOKEN")
+        raise session.unauthenticated(command.name)
     if len(words) == 1:
         options: dict[str, Any] = {}
         args: list[str] = []
@@ -728,8 +805,15 @@ def auth(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> A
         session.authenticated = True
         return "authenticated"
     session.failedAuth += 1
+    # Never the token tried: it may be a real one, one character off.
+    session.log.info(
+        "{peer}: wrong token (failed auth attempt {count} of {limit})",
+        peer=session.peer or "-",
+        count=session.failedAuth,
+        limit=MAX_FAILED_AUTH,
+    )
     if session.failedAuth >= MAX_FAILED_AUTH:
-        session.close()
+        session.close(f"{MAX_FAILED_AUTH} failed auth attempts")
         raise Unauthorized("wrong token; too many tries, closing the connection")
     raise Unauthorized("wrong token")
 
@@ -750,34 +834,34 @@ TABLE = (
     Command(
         "run", run, "create a container and start it",
         arguments="NAME [IMAGE [COMMAND [ARG...]]]",
-        options=RUN_OPTIONS, minArgs=1, maxArgs=None, changes=True,
+        options=RUN_OPTIONS, minArgs=1, maxArgs=None, changes=True, loggedArgs=2,
     ),
     Command(
         "create", create, "create a container without starting it",
         arguments="NAME [IMAGE [COMMAND [ARG...]]]",
-        options=RUN_OPTIONS, minArgs=1, maxArgs=None, changes=True,
+        options=RUN_OPTIONS, minArgs=1, maxArgs=None, changes=True, loggedArgs=2,
     ),
     Command("start", start, "start a created or stopped container",
-            arguments=NAME, minArgs=1, maxArgs=1, changes=True),
+            arguments=NAME, minArgs=1, maxArgs=1, loggedArgs=1, changes=True),
     Command(
         "stop", stop, "stop a container: its stop signal, then KILL after --time",
         arguments=NAME, options=(Option("time", "t", metavar="SECONDS"),),
-        minArgs=1, maxArgs=1, changes=True,
+        minArgs=1, maxArgs=1, loggedArgs=1, changes=True,
     ),
     Command(
         "restart", restart, "stop a container, then start it",
         arguments=NAME, options=(Option("time", "t", metavar="SECONDS"),),
-        minArgs=1, maxArgs=1, changes=True,
+        minArgs=1, maxArgs=1, loggedArgs=1, changes=True,
     ),
     Command(
         "kill", kill, "send a signal to a container (default KILL)",
         arguments=NAME, options=(Option("signal", "s", metavar="SIG"),),
-        minArgs=1, maxArgs=1, changes=True,
+        minArgs=1, maxArgs=1, loggedArgs=1, changes=True,
     ),
     Command(
         "rm", rm, "remove a container (a running one only with --force)",
         arguments=NAME, options=(Option("force", "f", takesValue=False),),
-        minArgs=1, maxArgs=1, changes=True,
+        minArgs=1, maxArgs=1, loggedArgs=1, changes=True,
     ),
     Command(
         "list", list_, "list every container, sorted by name",
@@ -785,7 +869,7 @@ TABLE = (
         aliases=("ls", "ps"),
     ),
     Command("inspect", inspect, "show every detail of a container",
-            arguments=NAME, minArgs=1, maxArgs=1),
+            arguments=NAME, minArgs=1, maxArgs=1, loggedArgs=1),
     Command(
         "logs", logs, "show a container's last output lines; --follow streams more",
         arguments=NAME,
@@ -793,10 +877,10 @@ TABLE = (
             Option("tail", "n", metavar="N|all"),
             Option("follow", "f", takesValue=False),
         ),
-        minArgs=1, maxArgs=1,
+        minArgs=1, maxArgs=1, loggedArgs=1,
     ),
     Command("unfollow", unfollow, "stop a logs --follow on this connection",
-            arguments=NAME, minArgs=1, maxArgs=1),
+            arguments=NAME, minArgs=1, maxArgs=1, loggedArgs=1),
     Command(
         "wait", wait, "wait until a container reaches a condition",
         arguments=NAME,
@@ -804,7 +888,7 @@ TABLE = (
             Option("for", metavar="not-running|running|next-exit|removed"),
             Option("timeout", metavar="SECONDS"),
         ),
-        minArgs=1, maxArgs=1,
+        minArgs=1, maxArgs=1, loggedArgs=1,
     ),
     Command(
         "events", events, "receive container events on this connection",

@@ -24,7 +24,7 @@ from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from pycm.commands import Daemon, Session, handleLine
+from pycm.commands import Daemon, Session, describeLine, handleLine
 from pycm.errors import InternalError, PycmError, TooLong
 
 #: The longest request line accepted, in bytes, without its line end.
@@ -133,6 +133,7 @@ class PycmServerProtocol(LineReceiver):
     _overlong = b""
     _inFlight = False
     _closeAfterReply = False
+    _closeReason = ""
 
     def connectionMade(self) -> None:
         factory = self.factory
@@ -165,7 +166,18 @@ class PycmServerProtocol(LineReceiver):
         self._lost = True
         self.factory.daemon.connections -= 1
         self.session.disconnected()
-        self.log.info("connection from {peer} closed", peer=self._peer)
+        discarded = _describeDiscarded(self._buffer)
+        if discarded:
+            # A client that sends no line end (or closes before its lines
+            # are served) sees nothing: say so here.  Never the bytes
+            # themselves, which may hold a token.
+            self.log.info(
+                "connection from {peer} closed; {discarded} discarded",
+                peer=self._peer,
+                discarded=discarded,
+            )
+        else:
+            self.log.info("connection from {peer} closed", peer=self._peer)
 
     # Reading and its pauses.
 
@@ -276,19 +288,21 @@ class PycmServerProtocol(LineReceiver):
         else:
             self._tooLong()
 
+    def _logForcedClose(self, reason: str) -> None:
+        """Say why the daemon closes this connection (never what was sent)."""
+        self.log.info(
+            "closing the connection from {peer}: {reason}", peer=self._peer, reason=reason
+        )
+
     def _crossProtocol(self) -> None:
-        self.log.warn("HTTP request from {peer}: closing (cross-protocol guard)", peer=self._peer)
+        self._logForcedClose("an HTTP request (cross-protocol guard)")
         self.clearLineBuffer()
         self._flush()
         self.transport.loseConnection()
 
     def _tooLong(self) -> None:
         limit = self.factory.maxLineLength
-        self.log.warn(
-            "request line from {peer} longer than {limit} bytes: closing",
-            peer=self._peer,
-            limit=limit,
-        )
+        self._logForcedClose(f"a request line longer than {limit} bytes (too_long)")
         self.clearLineBuffer()
         self._write(encodeError(TooLong(f"request line longer than {limit} bytes")))
         self._flush()
@@ -313,7 +327,10 @@ class PycmServerProtocol(LineReceiver):
     def _handle(self, line: bytes) -> None:
         try:
             if self._logRequests:
-                self.log.debug("{peer} request {line!r}", peer=self._peer, line=line[:80])
+                # Redacted: a request may carry a token or a secret value.
+                self.log.debug(
+                    "{peer} request: {request}", peer=self._peer, request=describeLine(line)
+                )
             result = handleLine(self.session, line)
         except PycmError as error:
             self._replyError(error)
@@ -384,6 +401,8 @@ class PycmServerProtocol(LineReceiver):
             for action in after:
                 action()
         if self._closeAfterReply:
+            if self._closeReason:
+                self._logForcedClose(self._closeReason)
             self.clearLineBuffer()
             self._flush()
             self.transport.loseConnection()
@@ -408,9 +427,14 @@ class PycmServerProtocol(LineReceiver):
             batch, self._batch = self._batch, []
             self.transport.writeSequence(batch)
 
-    def closeAfterReply(self) -> None:
-        """Close the connection as soon as the current reply is written."""
+    def closeAfterReply(self, reason: str = "") -> None:
+        """
+        Close the connection as soon as the current reply is written; a
+        C{reason} says the daemon forces it (logged), none that the client
+        asked (C{exit}).
+        """
         self._closeAfterReply = True
+        self._closeReason = reason
 
     def sendEvent(self, value: Any, replay: bool = False) -> None:
         """
@@ -431,7 +455,9 @@ class PycmServerProtocol(LineReceiver):
             return
         self._eventBacklog += _EVENT_SIZE_GUESS
         if self._eventBacklog > self.factory.maxEventBacklog:
-            self.log.warn("{peer} is too far behind on its events: disconnecting", peer=self._peer)
+            self._logForcedClose(
+                f"over {self.factory.maxEventBacklog} bytes of events unread (slow subscriber)"
+            )
             self._lost = True
             self._events.clear()
             abort = getattr(self.transport, "abortConnection", self.transport.loseConnection)
@@ -472,6 +498,23 @@ class PycmServerFactory(Factory):
         self.maxLineLength = maxLineLength
         self.maxEventBacklog = maxEventBacklog
         self.logRequests = logRequests
+
+
+def _describeDiscarded(buffer: bytes) -> str:
+    """
+    What a closing connection leaves unread, for the log: how many lines
+    and bytes, never the bytes themselves.
+    """
+    if not buffer:
+        return ""
+    lines = buffer.count(b"\n")
+    unfinished = len(buffer) - (buffer.rfind(b"\n") + 1)
+    parts = []
+    if lines:
+        parts.append(f"{lines} request line{'s' if lines > 1 else ''} not yet served")
+    if unfinished:
+        parts.append(f"{unfinished} bytes of an unfinished line (no line end)")
+    return " and ".join(parts)
 
 
 def _describePeer(transport: Any) -> str:

@@ -79,8 +79,10 @@ class Options(usage.Options):
             "log-level",
             None,
             "info",
-            "info: connections, and each request that changes a container (who, which "
-            "container, the outcome; never its options); debug: every request too.",
+            "info: connections (and input left unread at close), refusals, wrong tokens, "
+            "forced closes, and each request that changes a container (who, which "
+            "container, the outcome); debug: every request too, redacted. No level logs "
+            "a token or an option's value.",
         ],
         ["docker-host", None, None,
          "docker backend: the engine's address (unix:///var/run/docker.sock, "

@@ -96,6 +96,7 @@ from pycm.model import (
     parseSignal,
     signalName,
 )
+from pycm.redact import containerSecrets, scrub
 
 #: The first delay before an automatic restart, in seconds.
 INITIAL_BACKOFF = 0.1
@@ -290,6 +291,11 @@ class Record:
             raise BackendError(f"corrupt container record: {e}") from e
 
 
+def _scrubbed(record: Record, text: str) -> str:
+    """C{text} for the log: without the container's command or option values."""
+    return scrub(text, containerSecrets(record.command, record.env, record.labels, record.workdir))
+
+
 @implementer(IRunObserver)
 class _RunObserver:
     """Tells the supervisor about one run of one record."""
@@ -456,7 +462,11 @@ class Supervisor:
         d = self._spawn(record, auto=False)
 
         def failed(f: Failure) -> None:
-            self._log.warn("could not bring back {name}: {error}", name=record.name, error=f.value)
+            self._log.warn(
+                "could not bring back {name}: {error}",
+                name=record.name,
+                error=_scrubbed(record, str(f.value)),
+            )
 
         return d.addErrback(failed)
 
@@ -925,7 +935,11 @@ class Supervisor:
         if record.observer is observer:
             record.observer = None
         reason = str(failure.value) or repr(failure.value)
-        self._log.warn("{name} could not be started: {reason}", name=record.name, reason=reason)
+        self._log.warn(
+            "{name} could not be started: {reason}",
+            name=record.name,
+            reason=_scrubbed(record, reason),
+        )
         record.run = None
         record.pid = None
         record.startTime = None

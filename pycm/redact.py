@@ -1,0 +1,108 @@
+"""
+What the daemon's log may say about a request: never a token, an option's
+value or a command's arguments, whatever the log level.
+
+A request is logged as its command word, the names of its options, the
+container's name and C{run}'s image; every other word (option values, the
+command run in the container, a token) is C{<redacted>}:
+
+    run --env=<redacted> --memory=<redacted> web busybox <redacted> <redacted>
+    auth <redacted>
+
+An error message logged with a request has every word that could be
+secret (option values, arguments after the name) taken out first.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+#: What stands in the log for a word that is not shown.
+REDACTED = "<redacted>"
+
+#: Secrets shorter than this are only taken out as whole words, so that a
+#: value such as C{1} does not eat every digit of a message.
+_SHORT = 4
+
+
+#: What an image reference may look like (registry, path, tag, digest).
+_IMAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@-]*\Z")
+
+
+def isImageReference(word: str) -> bool:
+    """Does C{word} look like an image (not C{KEY=VALUE}, not an option)?"""
+    return len(word) <= 255 and _IMAGE.match(word) is not None
+
+
+def describeRequest(
+    command: str, options: Mapping[str, Any], args: Sequence[str], visible: int
+) -> str:
+    """
+    A parsed request as the log shows it.
+
+    @param visible: how many leading arguments may be shown (a container
+        name and an image the caller has checked); the rest are redacted.
+    """
+    words = [command]
+    for name, value in options.items():
+        if value is True:
+            words.append(f"--{name}")
+        else:
+            values = value if isinstance(value, list) else [value]
+            words.extend(f"--{name}={REDACTED}" for _ in values)
+    for index, arg in enumerate(args):
+        words.append(arg if index < visible else REDACTED)
+    return " ".join(words)
+
+
+def secretWords(options: Mapping[str, Any], args: Sequence[str]) -> list[str]:
+    """
+    The words of a request that could be secret: every option value (and
+    the value of a C{KEY=VALUE}), and the arguments given (those after the
+    name and image).
+    """
+    secrets: list[str] = []
+    for value in options.values():
+        if value is True:
+            continue
+        for item in value if isinstance(value, list) else [value]:
+            secrets.append(item)
+            _, sep, after = item.partition("=")
+            if sep:
+                secrets.append(after)
+    secrets.extend(args)
+    return [secret for secret in secrets if secret]
+
+
+def containerSecrets(
+    command: Iterable[str], env: Mapping[str, str], labels: Mapping[str, str],
+    workdir: str | None,
+) -> list[str]:
+    """The words of a container's spec that could be secret (see L{scrub})."""
+    secrets = [*command, *env.values(), *labels.values()]
+    if workdir:
+        secrets.append(workdir)
+    return [secret for secret in secrets if secret]
+
+
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    """
+    C{text} with every secret taken out: as written, and as C{repr} or JSON
+    would quote it (the forms error messages use).
+    """
+    forms: set[str] = set()
+    for secret in secrets:
+        if secret:
+            forms.add(secret)
+            forms.add(repr(secret)[1:-1])
+            forms.add(json.dumps(secret, ensure_ascii=False)[1:-1])
+            forms.add(json.dumps(secret)[1:-1])
+    for form in sorted(forms, key=len, reverse=True):
+        if len(form) >= _SHORT:
+            text = text.replace(form, REDACTED)
+        else:
+            text = re.sub(rf"(?<![\w]){re.escape(form)}(?![\w])", REDACTED, text)
+    return text

@@ -1,0 +1,282 @@
+"""
+Tests of what the daemon logs: thrown-away input, refusals, failed
+C{auth}, forced closes (so that a client that sees nothing leaves a trace),
+and never a token or an option's value, at any level.  Fake transports and
+a clock; the log is captured from the global log publisher.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from twisted.internet.protocol import connectionDone
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
+from twisted.trial.unittest import SynchronousTestCase
+
+from pycm.commands import describeLine
+from pycm.redact import REDACTED, scrub, secretWords
+
+from .helpers import FakeServer
+
+TOKEN = "s3cret-token-value"
+WRONG = "wr0ng-token-value"
+
+
+def captureLog(testCase: SynchronousTestCase) -> list[dict[str, Any]]:
+    """Every log event from now until the end of the test."""
+    events: list[dict[str, Any]] = []
+    globalLogPublisher.addObserver(events.append)
+    testCase.addCleanup(globalLogPublisher.removeObserver, events.append)
+    return events
+
+
+def assertNeverLogged(testCase: SynchronousTestCase, events: list[dict[str, Any]],
+                      *secrets: str) -> None:
+    """No event, formatted or as its raw fields, holds any of C{secrets}."""
+    for event in events:
+        text = formatEvent(event) + repr(event)
+        for secret in secrets:
+            testCase.assertNotIn(secret, text)
+
+
+class ThrownAwayInputTests(SynchronousTestCase):
+    """Input the daemon drops at close is logged at info, once, without its bytes."""
+
+    def setUp(self) -> None:
+        self.events = captureLog(self)
+        self.server = FakeServer(token=TOKEN)
+
+    def closedLines(self) -> list[str]:
+        return [
+            formatEvent(event) for event in self.events
+            if "closed" in formatEvent(event) and event["log_level"] == LogLevel.info
+        ]
+
+    def test_unfinishedLine(self) -> None:
+        """
+        A line without its line end (the teaching client's C{run NAME}) is
+        logged at close with the peer and its length, never its bytes.
+        """
+        conn = self.server.connect()
+        conn.send(f"auth {TOKEN}")
+        conn.protocol.connectionLost(connectionDone)
+        peer = conn.protocol.session.peer
+        [line] = self.closedLines()
+        self.assertIn(peer, line)
+        self.assertIn(f"{len('auth ' + TOKEN)} bytes of an unfinished line (no line end)", line)
+        self.assertIn("discarded", line)
+        assertNeverLogged(self, self.events, TOKEN)
+
+    def test_linesNotServed(self) -> None:
+        """
+        Complete lines still waiting behind a request in flight when the
+        client goes are counted, with the unfinished rest.
+        """
+        conn = self.server.connect()
+        conn.ok("run web")
+        conn.send("wait web\nping\nlist\nru")
+        conn.protocol.connectionLost(connectionDone)
+        [line] = self.closedLines()
+        self.assertIn("2 request lines not yet served and 2 bytes of an unfinished line", line)
+
+    def test_nothingThrownAway(self) -> None:
+        """A connection that leaves nothing unread closes with the plain line."""
+        conn = self.server.connect()
+        conn.ok("ping")
+        conn.protocol.connectionLost(connectionDone)
+        [line] = self.closedLines()
+        self.assertNotIn("discarded", line)
+
+    def test_firstUnauthorizedRefusal(self) -> None:
+        """
+        The first request refused for want of C{auth} is logged at info
+        with the peer and the command; later refusals are not.
+        """
+        conn = self.server.connect(requireAuth=True)
+        for request in ("list", "run web", "info"):
+            self.assertEqual(conn.err(request), "unauthorized")
+        refusals = [e for e in self.events if "not authenticated" in formatEvent(e)]
+        self.assertEqual(len(refusals), 1)
+        self.assertEqual(refusals[0]["log_level"], LogLevel.info)
+        self.assertIn(conn.protocol.session.peer, formatEvent(refusals[0]))
+        self.assertIn("'list' refused", formatEvent(refusals[0]))
+        other = self.server.connect(requireAuth=True)
+        self.assertEqual(other.err("list"), "unauthorized")
+        self.assertEqual(len([e for e in self.events if "not authenticated" in formatEvent(e)]), 2)
+
+
+class AuthLogTests(SynchronousTestCase):
+    """Failed auth attempts and the close they end in are logged; tokens never."""
+
+    def setUp(self) -> None:
+        self.events = captureLog(self)
+        self.server = FakeServer(token=TOKEN)
+        self.conn = self.server.connect(requireAuth=True)
+
+    def test_failedAttempts(self) -> None:
+        """Each wrong token is logged at info with the peer and the count."""
+        self.assertEqual(self.conn.err(f"auth {WRONG}1"), "unauthorized")
+        self.assertEqual(self.conn.err(f"auth {WRONG}2"), "unauthorized")
+        failed = [e for e in self.events if "wrong token" in formatEvent(e)]
+        self.assertEqual(
+            [formatEvent(e) for e in failed],
+            [f"{self.conn.protocol.session.peer}: wrong token (failed auth attempt {n} of 3)"
+             for n in (1, 2)],
+        )
+        self.assertTrue(all(e["log_level"] == LogLevel.info for e in failed))
+        self.assertEqual(self.conn.ok(f"auth {TOKEN}"), "authenticated")
+        assertNeverLogged(self, self.events, WRONG, TOKEN)
+
+    def test_tooManyFailures(self) -> None:
+        """The third wrong token closes the connection, and the log says why."""
+        for n in range(3):
+            self.conn.err(f"auth {WRONG}{n}")
+        self.assertTrue(self.conn.closed)
+        closes = [formatEvent(e) for e in self.events if "closing the connection" in formatEvent(e)]
+        self.assertEqual(
+            closes,
+            [f"closing the connection from {self.conn.protocol.session.peer}: "
+             "3 failed auth attempts"],
+        )
+        assertNeverLogged(self, self.events, WRONG)
+
+    def test_exitIsNotForced(self) -> None:
+        """A client's own C{exit} is no forced close."""
+        self.conn.ok("exit")
+        self.assertTrue(self.conn.closed)
+        self.assertEqual([e for e in self.events if "closing the connection" in formatEvent(e)], [])
+
+
+class ForcedCloseTests(SynchronousTestCase):
+    """Every close the daemon forces is logged at info with the peer and the reason."""
+
+    def setUp(self) -> None:
+        self.events = captureLog(self)
+
+    def forcedCloses(self) -> list[str]:
+        return [
+            formatEvent(e) for e in self.events
+            if "closing the connection" in formatEvent(e) and e["log_level"] == LogLevel.info
+        ]
+
+    def test_tooLong(self) -> None:
+        """A line over the limit: too_long, logged without the line."""
+        conn = FakeServer().connect(maxLineLength=1024)
+        conn.send("run -e PASSWORD=" + "x" * 2000 + "\n")
+        self.assertTrue(conn.closed)
+        [line] = self.forcedCloses()
+        self.assertIn(conn.protocol.session.peer, line)
+        self.assertIn("longer than 1024 bytes (too_long)", line)
+        assertNeverLogged(self, self.events, "PASSWORD")
+
+    def test_crossProtocol(self) -> None:
+        """A browser's HTTP request: closed by the cross-protocol guard."""
+        conn = FakeServer().connect()
+        conn.send("POST /?token=abc HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertTrue(conn.closed)
+        [line] = self.forcedCloses()
+        self.assertIn(conn.protocol.session.peer, line)
+        self.assertIn("cross-protocol guard", line)
+        assertNeverLogged(self, self.events, "token=abc")
+
+    def test_slowSubscriber(self) -> None:
+        """A subscriber that does not read its events is closed, and the log says so."""
+        server = FakeServer(maxEventBacklog=1024)
+        slow = server.connect()
+        slow.ok("events")
+        slow.transport.producer.pauseProducing()
+        other = server.connect()
+        for i in range(40):
+            other.ok(f"create c{i}")
+        self.assertTrue(slow.closed)
+        [line] = self.forcedCloses()
+        self.assertIn(slow.protocol.session.peer, line)
+        self.assertIn("slow subscriber", line)
+
+
+class DebugRedactionTests(SynchronousTestCase):
+    """At debug each request is logged redacted: no token, no option value."""
+
+    def setUp(self) -> None:
+        self.events = captureLog(self)
+        self.server = FakeServer(token=TOKEN, logRequests=True)
+        self.conn = self.server.connect(requireAuth=True)
+
+    def requests(self) -> list[str]:
+        return [
+            formatEvent(e).partition("request: ")[2] for e in self.events
+            if e["log_level"] == LogLevel.debug and "request: " in formatEvent(e)
+        ]
+
+    def test_requestsRedacted(self) -> None:
+        """
+        C{auth} is logged as C{auth <redacted>}; C{run} as its option names,
+        the name and the image, its option values and command redacted.
+        """
+        self.conn.err(f"auth {WRONG}")
+        self.conn.ok(f"auth {TOKEN}")
+        self.conn.ok("run -e PASSWORD=hunter2 --memory 1g web host sh -c 'echo hunter3'")
+        self.conn.ok("stop -t 3 web")
+        self.assertEqual(
+            self.requests(),
+            [
+                f"auth {REDACTED}",
+                f"auth {REDACTED}",
+                f"run --env={REDACTED} --memory={REDACTED} web host {REDACTED} {REDACTED} "
+                f"{REDACTED}",
+                f"stop --time={REDACTED} web",
+            ],
+        )
+        assertNeverLogged(self, self.events, TOKEN, WRONG, "hunter2", "hunter3", "PASSWORD")
+
+    def test_whatIsNotARequest(self) -> None:
+        """
+        A token pasted on a line of its own, bad bytes, bad options and an
+        invalid name are logged as their size or shape, never their words.
+        """
+        self.assertEqual(describeLine(TOKEN.encode()), f"<unknown command, {len(TOKEN)} bytes>")
+        self.assertEqual(describeLine(b"run \xff"), "<unreadable request, 5 bytes>")
+        self.assertEqual(describeLine(b"run 'open"), "<unreadable request, 9 bytes>")
+        self.assertEqual(describeLine(b"run --pass=x y"), "run <bad options, 2 words redacted>")
+        self.assertEqual(describeLine(b"run PASSWORD=x"), f"run {REDACTED}")
+        self.assertEqual(describeLine(b"run web PASSWORD=x"), f"run web {REDACTED}")
+        self.assertEqual(describeLine(b"help run"), f"help {REDACTED}")
+        self.assertEqual(describeLine(b"rm -f web"), "rm --force web")
+
+    def test_errorsOfRequestsRedacted(self) -> None:
+        """
+        The info log of a failed request keeps the error's code, and its
+        message only with every value of the request taken out.
+        """
+        self.conn.ok(f"auth {TOKEN}")
+        self.conn.err("run --cpus hunter2 db")
+        self.conn.err("run -e hunter4 db")
+        self.conn.err("run db host unstartable")
+        outcomes = [
+            formatEvent(e) for e in self.events if e.get("log_namespace") == "pycm.requests"
+        ]
+        self.assertEqual(len(outcomes), 3)
+        self.assertTrue(outcomes[0].endswith(": run db: bad_request"), outcomes[0])
+        self.assertTrue(outcomes[1].endswith(": run db: bad_request"), outcomes[1])
+        self.assertIn(f'cannot start "{REDACTED}": simulated failure', outcomes[2])
+        assertNeverLogged(self, self.events, TOKEN, "hunter2", "hunter4", "unstartable")
+
+
+class ScrubTests(SynchronousTestCase):
+    """L{scrub} takes a request's secret words out of a message."""
+
+    def test_forms(self) -> None:
+        """A secret goes as written, as repr quotes it and as JSON escapes it."""
+        secret = "it's \"x\"\t"
+        for quoted in (secret, repr(secret), json.dumps(secret)):
+            self.assertNotIn("x", scrub(f"engine said {quoted}", [secret]).replace("engine", ""))
+
+    def test_keyValue(self) -> None:
+        """The value of C{KEY=VALUE} is a secret on its own too."""
+        secrets = secretWords({"env": ["PASSWORD=hunter2"]}, [])
+        self.assertEqual(scrub("invalid value hunter2", secrets), f"invalid value {REDACTED}")
+
+    def test_shortSecretsWholeWords(self) -> None:
+        """A short value is taken out only as a whole word."""
+        self.assertEqual(scrub("cpus 1 for web1", ["1"]), f"cpus {REDACTED} for web1")
