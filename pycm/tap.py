@@ -5,6 +5,8 @@ C{twistd pycm}: the daemon's command line and its service.
 from __future__ import annotations
 
 import grp
+import os
+import stat
 import sys
 from typing import Any
 
@@ -253,12 +255,68 @@ def _lockStateDir(stateDir: FilePath, closers: list[Any]) -> None:
     closers.append(lock.release)
 
 
+def twistdLogPath(options: usage.Options) -> str | None:
+    """
+    The file twistd will log to, if it logs to a file: its C{--logfile},
+    or C{twistd.log} when it daemonizes without one.  None for stdout,
+    syslog, a custom C{--logger}, or options not parsed by twistd.
+    """
+    twistd = getattr(options, "parent", None)
+    if twistd is None or twistd.get("syslog") or twistd.get("logger"):
+        return None
+    name = twistd.get("logfile")
+    if name == "-" or (not name and twistd.get("nodaemon")):
+        return None
+    return os.path.abspath(name or "twistd.log")
+
+
+def makeLogFilePrivate(path: str) -> str | None:
+    """
+    Create twistd's log file readable by its owner alone, or take group
+    write and others' permissions off an existing one of this user's.
+
+    twistd opens C{--logfile} after L{makeService}, before it daemonizes,
+    under the caller's umask (0644 under the usual 022); then each rotated
+    or reopened file gets the mode the file had when twistd first opened
+    it.  So the mode set here holds for the file and every rotation,
+    whatever the umask.  A link is left alone (never followed to change a
+    file elsewhere), as is a file of another user's.
+
+    @return: a warning to log if an existing file's mode was changed.
+    """
+    existed = os.path.lexists(path)
+    try:
+        fd = os.open(
+            path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
+        )
+    except OSError:
+        # A link, or a directory that is not there: twistd says so itself.
+        return None
+    try:
+        status = os.fstat(fd)
+        mode = stat.S_IMODE(status.st_mode)
+        private = (mode & 0o740) | 0o600
+        if not stat.S_ISREG(status.st_mode) or status.st_uid != os.geteuid() or mode == private:
+            return None
+        os.fchmod(fd, private)
+    finally:
+        os.close(fd)
+    if existed:
+        return f"the log file {path} had mode {mode:o}; it is now {private:o}"
+    return None
+
+
 def makeService(options: Options, reactor: Any = None) -> IService:
     """Build the daemon's service from its options."""
     if reactor is None:
         from twisted.internet import reactor as globalReactor
 
         reactor = globalReactor
+    logPath = twistdLogPath(options)
+    if logPath is not None:
+        warning = makeLogFilePrivate(logPath)
+        if warning:
+            log.warn("{warning}", warning=warning)
     stateDir: FilePath = options["state-dir"]
     closers: list[Any] = []
     try:

@@ -136,6 +136,7 @@ class RealDaemon:
         stateDir: str | None = None,
         auth: bool = False,
         env: dict[str, str] | None = None,
+        umask: int = -1,
     ) -> None:
         self.testCase = testCase
         self.backend = backend
@@ -146,6 +147,8 @@ class RealDaemon:
         self.socketPath = os.path.join(self.home, "pycm.sock")
         self.auth = auth
         self.env = env
+        #: The umask twistd starts under (-1: this process's own).
+        self.umask = umask
         self.process: subprocess.Popen[bytes] | None = None
         self.logPath = ""
         self.port = 0
@@ -166,7 +169,7 @@ class RealDaemon:
         self.process = subprocess.Popen(
             command, cwd=self.home, env=env,
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            start_new_session=True,
+            start_new_session=True, umask=self.umask,
         )
         self.testCase.addCleanup(self.stop)
         if expectFailure:

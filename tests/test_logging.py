@@ -8,14 +8,19 @@ a clock; the log is captured from the global log publisher.
 from __future__ import annotations
 
 import json
+import os
+import stat
 from typing import Any
 
 from twisted.internet.protocol import connectionDone
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
+from twisted.python import logfile
+from twisted.scripts.twistd import ServerOptions
 from twisted.trial.unittest import SynchronousTestCase
 
 from pycm.commands import describeLine
 from pycm.redact import REDACTED, scrub, secretWords
+from pycm.tap import makeLogFilePrivate, twistdLogPath
 
 from .helpers import FakeServer
 
@@ -280,3 +285,69 @@ class ScrubTests(SynchronousTestCase):
     def test_shortSecretsWholeWords(self) -> None:
         """A short value is taken out only as a whole word."""
         self.assertEqual(scrub("cpus 1 for web1", ["1"]), f"cpus {REDACTED} for web1")
+
+
+class LogFileModeTests(SynchronousTestCase):
+    """twistd's log file is made private before twistd opens it, whatever the umask."""
+
+    def setUp(self) -> None:
+        self.directory = self.mktemp()
+        os.makedirs(self.directory)
+        old = os.umask(0o022)
+        self.addCleanup(os.umask, old)
+
+    def mode(self, path: str) -> int:
+        return stat.S_IMODE(os.lstat(path).st_mode)
+
+    def test_logPathFromTwistd(self) -> None:
+        """The file twistd logs to is learnt from twistd's own options."""
+
+        def path(*args: str) -> str | None:
+            config = ServerOptions()
+            config.parseOptions([*args, "pycm", "--backend", "memory"])
+            return twistdLogPath(config.subOptions)
+
+        self.assertEqual(path("--logfile", "x.log"), os.path.abspath("x.log"))
+        self.assertEqual(path("-n", "--logfile", "x.log"), os.path.abspath("x.log"))
+        self.assertEqual(path(), os.path.abspath("twistd.log"))
+        self.assertIsNone(path("-n"))
+        self.assertIsNone(path("-n", "--logfile", "-"))
+        self.assertIsNone(path("--syslog"))
+
+    def test_createdPrivate(self) -> None:
+        """
+        A new log file is made 0600 under umask 022, and so are the files
+        twisted's LogFile rotates and reopens it into.
+        """
+        path = os.path.join(self.directory, "pycm.log")
+        self.assertIsNone(makeLogFilePrivate(path))
+        self.assertEqual(self.mode(path), 0o600)
+        twistdLog = logfile.LogFile.fromFullPath(path)
+        twistdLog.write("one\n")
+        twistdLog.rotate()
+        twistdLog.reopen()
+        twistdLog.close()
+        self.assertEqual((self.mode(path), self.mode(path + ".1")), (0o600, 0o600))
+
+    def test_existingTightened(self) -> None:
+        """An existing 0644 log file becomes 0640, with a warning; 0600 is left."""
+        path = os.path.join(self.directory, "pycm.log")
+        with open(path, "w") as f:
+            f.write("old\n")
+        os.chmod(path, 0o666)
+        self.assertIn("now 640", makeLogFilePrivate(path) or "")
+        self.assertEqual(self.mode(path), 0o640)
+        self.assertIsNone(makeLogFilePrivate(path))
+        with open(path) as f:
+            self.assertEqual(f.read(), "old\n")
+
+    def test_linkLeftAlone(self) -> None:
+        """A link is never followed to change the mode of a file elsewhere."""
+        victim = os.path.join(self.directory, "victim")
+        with open(victim, "w"):
+            pass
+        os.chmod(victim, 0o644)
+        path = os.path.join(self.directory, "pycm.log")
+        os.symlink(victim, path)
+        self.assertIsNone(makeLogFilePrivate(path))
+        self.assertEqual(self.mode(victim), 0o644)

@@ -1,18 +1,67 @@
 """
 End-to-end tests of the daemon's log file: the real C{twistd pycm}, real
-sockets, the memory backend.  Thrown-away input and refusals leave a line
-in it; no token or option value reaches it, even at C{--log-level debug}.
+sockets, the memory backend.  The log file is private whatever the umask,
+daemonized or not; thrown-away input and refusals leave a line in it; and
+no token or option value reaches it, even at C{--log-level debug}.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import signal
+import stat
+import subprocess
+import tempfile
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from .e2e import RealDaemon, waitFor
+from .e2e import DEADLINE, RealDaemon, twistdCommand, waitFor
 
 WRONG = "wr0ng-t0ken-tried"
+
+
+def _alive(pid: int) -> bool:
+    """Is C{pid} running (not gone, not a zombie nobody has reaped yet)?"""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+class LogFileModeE2ETests(SynchronousTestCase):
+    def test_foregroundUnderUmask022(self) -> None:
+        """C{twistd -n --logfile} under umask 022 creates the log file 0600."""
+        daemon = RealDaemon(self, umask=0o022).start()
+        self.assertEqual(stat.S_IMODE(os.stat(daemon.logPath).st_mode), 0o600)
+
+    def test_daemonizedUnderUmask022(self) -> None:
+        """
+        Daemonized twistd opens its log file before it forks, under the
+        caller's umask: under 022 it is still created 0600.
+        """
+        home = tempfile.mkdtemp(prefix="pycm-e2e-")
+        self.addCleanup(shutil.rmtree, home, ignore_errors=True)
+        pidPath = os.path.join(home, "pycm.pid")
+        logPath = os.path.join(home, "pycm.log")
+        parent = subprocess.run(
+            [*twistdCommand(), "--pidfile", pidPath, "--logfile", logPath,
+             "pycm", "--backend", "memory", "--state-dir", os.path.join(home, "state"),
+             "--listen", "tcp:0:interface=127.0.0.1"],
+            cwd=home, umask=0o022, stdin=subprocess.DEVNULL, capture_output=True,
+            timeout=DEADLINE,
+        )
+        self.assertEqual(parent.returncode, 0, parent.stderr)
+        pid = int(waitFor(lambda: (_read(pidPath) or "").strip().isdigit() and _read(pidPath),
+                          "the pid file"))
+        self.addCleanup(_stop, pid)
+
+        def ready() -> bool:
+            return "pycm is ready" in (_read(logPath) or "")
+
+        waitFor(ready, "the daemon to be ready")
+        self.assertEqual(stat.S_IMODE(os.stat(logPath).st_mode), 0o600)
 
 
 class LogContentE2ETests(SynchronousTestCase):
@@ -62,3 +111,21 @@ class LogContentE2ETests(SynchronousTestCase):
         self.assertIn("request: <unknown command,", log)
         for secret in (token, "hunter2", WRONG, "PASSWORD"):
             self.assertNotIn(secret, log)
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
+def _stop(pid: int) -> None:
+    """SIGTERM the daemonized twistd and wait until it is gone."""
+    if _alive(pid):
+        os.kill(pid, signal.SIGTERM)
+        try:
+            waitFor(lambda: not _alive(pid), "the daemon to exit")
+        except AssertionError:
+            os.kill(pid, signal.SIGKILL)
