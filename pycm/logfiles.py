@@ -16,18 +16,28 @@ L{pycm.backends.process.MAX_LINE}); the store writes what it is given.
 
 Writes are one C{os.write} of one record to an C{O_APPEND} descriptor, so a
 record reaches the kernel before C{append} returns and survives a daemon
-crash.  A record torn by a crash mid-write is skipped when reading, and the
-next write starts on a fresh line.  At most C{maxOpen} files are kept open
-(least recently written closed first), so 1,000 containers do not use 1,000
-descriptors.
+crash.  A record torn by a crash mid-write (or by a disk that filled up
+mid-record) is skipped when reading, and the next write starts on a fresh
+line.  At most C{maxOpen} files are kept open (least recently written
+closed first), so 1,000 containers do not use 1,000 descriptors.
+
+A full disk (or any other failing write) never takes the daemon down: the
+container's file stays open (one descriptor, never one per line), its lines
+are dropped and counted, the daemon's log says so once when it starts and
+once, with the count, when it ends, and each line is tried again as it
+comes, so writing resumes by itself as soon as there is room.  The gap is
+marked in the file by a line of the daemon's own (stream C{pycm}):
+C{[pycm: N lines dropped: disk full]}; while it lasts, L{FileLogStore.tail}
+ends with that line, with the count so far.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
 
 from twisted.logger import Logger
@@ -46,6 +56,12 @@ DEFAULT_MAX_OPEN = 64
 DEFAULT_TAIL_BUDGET = 8 * MiB
 
 _BLOCK = 64 * 1024
+
+#: The C{stream} of the lines the daemon itself adds to a container's log.
+PYCM_STREAM = "pycm"
+
+#: Errors that mean the filesystem has no room (for anyone, or for this user).
+_NO_ROOM = (errno.ENOSPC, errno.EDQUOT)
 
 
 def encodeRecord(logLine: LogLine) -> bytes:
@@ -91,14 +107,44 @@ def reversedRecords(path: str, blockSize: int = _BLOCK) -> Iterator[bytes]:
             yield rest
 
 
+def describeWriteError(error: OSError) -> str:
+    """A short reason for a failed write: C{disk full}, or what the OS said."""
+    if error.errno in _NO_ROOM:
+        return "disk full"
+    return error.strerror or str(error)
+
+
 class _OpenLog:
-    """The descriptor and size of one container's current log file."""
+    """
+    The descriptor and size of one container's current log file; C{torn}
+    when its last record is unfinished (the next write starts a new line).
+    """
 
-    __slots__ = ("fd", "size")
+    __slots__ = ("fd", "size", "torn")
 
-    def __init__(self, fd: int, size: int) -> None:
+    def __init__(self, fd: int, size: int, torn: bool) -> None:
         self.fd = fd
         self.size = size
+        self.torn = torn
+
+
+class _Dropping:
+    """Lines of one container that could not be written, since C{since}."""
+
+    __slots__ = ("count", "since", "reason")
+
+    def __init__(self, since: float, reason: str) -> None:
+        self.count = 0
+        self.since = since
+        self.reason = reason
+
+    def marker(self) -> LogLine:
+        """The line that marks the gap in the log."""
+        return LogLine(
+            time=self.since,
+            stream=PYCM_STREAM,
+            line=f"[pycm: {self.count} lines dropped: {self.reason}]",
+        )
 
 
 @implementer(ILogStore)
@@ -110,6 +156,8 @@ class FileLogStore:
         bytes (a single record bigger than that gets a file of its own).
     @ivar maxFiles: how many files are kept per container, current included.
     @ivar tailBudget: the most bytes of records one L{tail} reads.
+    @param write: writes to a descriptor and returns how much it wrote
+        (C{os.write}; tests give one that fails as a full disk does).
     """
 
     log = Logger()
@@ -121,6 +169,7 @@ class FileLogStore:
         maxFiles: int = DEFAULT_MAX_FILES,
         maxOpen: int = DEFAULT_MAX_OPEN,
         tailBudget: int = DEFAULT_TAIL_BUDGET,
+        write: Callable[[int, bytes], int] = os.write,
     ) -> None:
         if maxSize < 1 or maxFiles < 1 or maxOpen < 1:
             raise ValueError("maxSize, maxFiles and maxOpen must be positive")
@@ -129,7 +178,9 @@ class FileLogStore:
         self.maxFiles = maxFiles
         self.maxOpen = maxOpen
         self.tailBudget = tailBudget
+        self._write = write
         self._open: OrderedDict[str, _OpenLog] = OrderedDict()
+        self._dropping: dict[str, _Dropping] = {}
         try:
             os.makedirs(directory, mode=0o700, exist_ok=True)
         except OSError as e:
@@ -146,15 +197,15 @@ class FileLogStore:
             self._open.move_to_end(name)
             return entry
         path = self.paths(name)[0]
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        size = os.fstat(fd).st_size
-        if size:
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            size = os.fstat(fd).st_size
             # A crash may have torn the last record: start on a fresh line.
-            with open(path, "rb") as f:
-                f.seek(size - 1)
-                if f.read(1) != b"\n":
-                    size += os.write(fd, b"\n")
-        entry = self._open[name] = _OpenLog(fd, size)
+            torn = size > 0 and os.pread(fd, 1, size - 1) != b"\n"
+        except OSError:
+            os.close(fd)
+            raise
+        entry = self._open[name] = _OpenLog(fd, size, torn)
         while len(self._open) > self.maxOpen:
             _, old = self._open.popitem(last=False)
             os.close(old.fd)
@@ -178,20 +229,65 @@ class FileLogStore:
             except FileNotFoundError:
                 pass
 
-    def append(self, name: str, logLine: LogLine) -> None:
-        """Write one line for C{name}, rotating first if it would not fit."""
-        record = encodeRecord(logLine)
-        try:
+    def _writeRecord(self, name: str, record: bytes) -> None:
+        """
+        Write one record to C{name}'s current file, rotating first if it
+        would not fit.
+
+        @raise OSError: if it was not wholly written (a part written is
+            left torn, and the next record starts on a new line).
+        """
+        entry = self._get(name)
+        if entry.size and entry.size + len(record) > self.maxSize:
+            self._rotate(name)
             entry = self._get(name)
-            if entry.size and entry.size + len(record) > self.maxSize:
-                self._rotate(name)
-                entry = self._get(name)
-            entry.size += os.write(entry.fd, record)
+        if entry.torn:
+            record = b"\n" + record
+        written = self._write(entry.fd, record)
+        entry.size += written
+        entry.torn = written < len(record)
+        if entry.torn:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def append(self, name: str, logLine: LogLine) -> None:
+        """
+        Write one line for C{name}, rotating first if it would not fit; a
+        line that cannot be written is dropped and counted (see the module
+        docstring), never raised.
+        """
+        dropping = self._dropping.get(name)
+        try:
+            if dropping is not None:
+                self._writeRecord(name, encodeRecord(dropping.marker()))
+                del self._dropping[name]
+                self.log.warn(
+                    "the log of {name} is written again: {count} lines were dropped ({reason})",
+                    name=name,
+                    count=dropping.count,
+                    reason=dropping.reason,
+                )
+            self._writeRecord(name, encodeRecord(logLine))
         except OSError as e:
-            # A full disk must not take the daemon down: the line is lost,
-            # and said so, once per failing write.
-            self._close(name)
-            self.log.error("cannot write the log of {name}: {error}", name=name, error=e)
+            self._dropped(name, logLine, e)
+
+    def _dropped(self, name: str, logLine: LogLine, error: OSError) -> None:
+        """Count a line that could not be written; say so once per episode."""
+        dropping = self._dropping.get(name)
+        if dropping is None:
+            dropping = self._dropping[name] = _Dropping(logLine.time, describeWriteError(error))
+            self.log.error(
+                "cannot write the log of {name}: {reason} ({error}); its lines are "
+                "dropped and counted until they can be written again",
+                name=name,
+                reason=dropping.reason,
+                error=error.strerror or str(error),
+            )
+        dropping.count += 1
+
+    def dropped(self, name: str) -> int:
+        """How many lines of C{name} are being dropped now (0: none)."""
+        dropping = self._dropping.get(name)
+        return 0 if dropping is None else dropping.count
 
     def tail(
         self, name: str, count: int | None, budget: int | None = None
@@ -204,6 +300,15 @@ class FileLogStore:
         """
         if count is not None and count <= 0:
             return []
+        dropping = self._dropping.get(name)
+        if dropping is not None:
+            # Lines are being dropped now: the newest line says so.
+            rest = None if count is None else count - 1
+            kept = self._tailFiles(name, rest, budget) if rest != 0 else []
+            return [*kept, dropping.marker()]
+        return self._tailFiles(name, count, budget)
+
+    def _tailFiles(self, name: str, count: int | None, budget: int | None) -> list[LogLine]:
         if budget is None:
             budget = self.tailBudget
         lines: list[LogLine] = []
@@ -226,6 +331,14 @@ class FileLogStore:
     def remove(self, name: str) -> None:
         """Delete every log file of C{name}."""
         self._close(name)
+        dropping = self._dropping.pop(name, None)
+        if dropping is not None:
+            self.log.warn(
+                "{name} removed: {count} lines of its log had been dropped ({reason})",
+                name=name,
+                count=dropping.count,
+                reason=dropping.reason,
+            )
         current = self.paths(name)[0]
         for path in self.paths(name):
             try:
@@ -239,6 +352,21 @@ class FileLogStore:
             index += 1
 
     def close(self) -> None:
-        """Close every open file (the store can still be used after)."""
+        """
+        Close every open file (the store can still be used after); mark the
+        gaps of lines being dropped, where that can be written.
+        """
+        for name, dropping in list(self._dropping.items()):
+            try:
+                self._writeRecord(name, encodeRecord(dropping.marker()))
+            except OSError:
+                pass
+            del self._dropping[name]
+            self.log.warn(
+                "closing the log of {name}: {count} lines were dropped ({reason})",
+                name=name,
+                count=dropping.count,
+                reason=dropping.reason,
+            )
         for name in list(self._open):
             self._close(name)

@@ -4,13 +4,16 @@ Tests for L{pycm.logfiles}: rotating per-container log files.
 
 from __future__ import annotations
 
+import errno
 import os
 
+from twisted.logger import Logger
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from pycm.interfaces import ILogStore
 from pycm.logfiles import (
+    PYCM_STREAM,
     FileLogStore,
     decodeRecord,
     encodeRecord,
@@ -255,3 +258,194 @@ class FileLogStoreTests(SynchronousTestCase):
         """Sizes and counts must be positive."""
         self.assertRaises(ValueError, FileLogStore, self.dir, maxSize=0)
         self.assertRaises(ValueError, FileLogStore, self.dir, maxFiles=0)
+
+
+class FakeDisk:
+    """
+    A write function for L{FileLogStore} on a disk with C{room} bytes left
+    (None: no limit): it writes what fits for real and then fails as a full
+    filesystem does, with a short write, then C{OSError(ENOSPC)}.  A real
+    full filesystem is used by the end-to-end test (tests.test_diskfull_e2e);
+    this one makes the unit tests exact and fast.
+    """
+
+    def __init__(self, room: int | None = None, error: int = errno.ENOSPC) -> None:
+        self.room = room
+        self.error = error
+        self.failures = 0
+
+    def write(self, fd: int, data: bytes) -> int:
+        if self.room is None:
+            return os.write(fd, data)
+        if self.room == 0:
+            self.failures += 1
+            raise OSError(self.error, os.strerror(self.error))
+        written = os.write(fd, data[: self.room])
+        self.room -= written
+        return written
+
+
+class DiskFullTests(SynchronousTestCase):
+    """
+    L{FileLogStore} on a full disk: one descriptor per container whatever
+    happens, lines dropped and counted, one log line per episode, a marker
+    in the log, and writing resumes by itself.
+    """
+
+    def setUp(self) -> None:
+        self.dir = self.mktemp()
+        self.disk = FakeDisk()
+        self.logged: list[dict] = []
+        self.store = FileLogStore(self.dir, write=self.disk.write)
+        self.store.log = Logger(observer=self.logged.append)
+        self.addCleanup(self.store.close)
+
+    def messages(self) -> list[str]:
+        from twisted.logger import formatEvent
+
+        return [formatEvent(event) for event in self.logged]
+
+    def fds(self) -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    def test_oneDescriptorWhileFull(self) -> None:
+        """
+        Thousands of lines on a full disk, to a file whose last record is
+        torn (the state that made every write reopen the file and leak its
+        descriptor), keep one descriptor open for the container, and never
+        raise.
+        """
+        path = os.path.join(self.dir, "web.log")
+        with open(path, "wb") as f:
+            f.write(encodeRecord(lines(1)[0])[:10])
+        before = self.fds()
+        self.disk.room = 0
+        for line in lines(5_000, start=1):
+            self.store.append("web", line)
+        self.assertLessEqual(self.fds(), before + 1)
+        self.assertEqual(self.store.dropped("web"), 5_000)
+
+    def test_loggedOncePerEpisode(self) -> None:
+        """
+        The daemon's log says "disk full" once when lines start being
+        dropped and once, with the count, when they are written again;
+        never once per line.
+        """
+        self.store.append("web", lines(1)[0])
+        self.disk.room = 0
+        for line in lines(1_000, start=1):
+            self.store.append("web", line)
+        self.assertEqual(len(self.logged), 1)
+        self.assertIn("disk full", self.messages()[0])
+        self.assertIn("web", self.messages()[0])
+        self.disk.room = None
+        self.store.append("web", lines(1, start=1001)[0])
+        self.assertEqual(len(self.logged), 2)
+        self.assertIn("1000 lines were dropped (disk full)", self.messages()[1])
+        self.assertEqual(self.store.dropped("web"), 0)
+
+    def test_markerWhenSpaceReturns(self) -> None:
+        """
+        When space returns, the next line is written after a line of the
+        daemon's own saying how many were dropped, where they were dropped.
+        """
+        self.store.append("web", lines(1)[0])
+        self.disk.room = 0
+        for line in lines(3, start=1):
+            self.store.append("web", line)
+        self.disk.room = None
+        self.store.append("web", lines(1, start=4)[0])
+        got = self.store.tail("web", None)
+        self.assertEqual(
+            got,
+            [
+                lines(1)[0],
+                LogLine(1001.0, PYCM_STREAM, "[pycm: 3 lines dropped: disk full]"),
+                lines(1, start=4)[0],
+            ],
+        )
+        self.store.close()
+        reopened = FileLogStore(self.dir)
+        self.addCleanup(reopened.close)
+        self.assertEqual(reopened.tail("web", None), got)
+
+    def test_tailWhileFull(self) -> None:
+        """
+        While lines are being dropped, C{logs} ends with the marker and the
+        count so far (C{--tail=N} counts it as one of the N lines).
+        """
+        for line in lines(5):
+            self.store.append("web", line)
+        self.disk.room = 0
+        for line in lines(7, start=5):
+            self.store.append("web", line)
+        marker = LogLine(1005.0, PYCM_STREAM, "[pycm: 7 lines dropped: disk full]")
+        self.assertEqual(self.store.tail("web", None), [*lines(5), marker])
+        self.assertEqual(self.store.tail("web", 3), [*lines(5)[-2:], marker])
+        self.assertEqual(self.store.tail("web", 1), [marker])
+        self.assertEqual(self.store.tail("web", 0), [])
+        self.assertEqual(self.store.tail("other", None), [])
+
+    def test_shortWrite(self) -> None:
+        """
+        A record cut short by the last bytes of the disk is left torn and
+        skipped; the marker and the next lines start on a fresh line.
+        """
+        self.store.append("web", lines(1)[0])
+        self.disk.room = 20
+        self.store.append("web", lines(1, start=1)[0])
+        self.store.append("web", lines(1, start=2)[0])
+        self.assertEqual(self.store.dropped("web"), 2)
+        self.disk.room = None
+        self.store.append("web", lines(1, start=3)[0])
+        marker = LogLine(1001.0, PYCM_STREAM, "[pycm: 2 lines dropped: disk full]")
+        self.assertEqual(self.store.tail("web", None), [lines(1)[0], marker, lines(1, start=3)[0]])
+
+    def test_markerCutShort(self) -> None:
+        """
+        Room for only part of the marker: the episode goes on (no count is
+        lost or told twice) until the whole marker fits.
+        """
+        self.store.append("web", lines(1)[0])
+        self.disk.room = 0
+        self.store.append("web", lines(1, start=1)[0])
+        self.disk.room = 10
+        self.store.append("web", lines(1, start=2)[0])
+        self.assertEqual(self.store.dropped("web"), 2)
+        self.disk.room = None
+        self.store.append("web", lines(1, start=3)[0])
+        self.assertEqual(
+            [line.line for line in self.store.tail("web", None)],
+            ["line 0", "[pycm: 2 lines dropped: disk full]", "line 3"],
+        )
+
+    def test_otherErrors(self) -> None:
+        """Another write error is dropped and counted the same, and named."""
+        self.disk.error = errno.EIO
+        self.disk.room = 0
+        self.store.append("web", lines(1)[0])
+        self.assertEqual(
+            self.store.tail("web", None)[-1].line,
+            f"[pycm: 1 lines dropped: {os.strerror(errno.EIO)}]",
+        )
+
+    def test_removeEndsEpisode(self) -> None:
+        """Removing a container forgets its count, saying how many were lost."""
+        self.disk.room = 0
+        self.store.append("web", lines(1)[0])
+        self.store.remove("web")
+        self.assertEqual(self.store.dropped("web"), 0)
+        self.assertEqual(self.store.tail("web", None), [])
+        self.assertIn("1 lines of its log had been dropped", self.messages()[-1])
+
+    def test_closeMarksTheGap(self) -> None:
+        """Closing the store writes the marker where there is room."""
+        self.store.append("web", lines(1)[0])
+        self.disk.room = 0
+        self.store.append("web", lines(1, start=1)[0])
+        self.disk.room = None
+        self.store.close()
+        self.assertEqual(
+            [line.line for line in FileLogStore(self.dir).tail("web", None)],
+            ["line 0", "[pycm: 1 lines dropped: disk full]"],
+        )
