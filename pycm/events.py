@@ -9,6 +9,7 @@ from collections import deque
 from collections.abc import Callable
 
 import attrs
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -17,6 +18,9 @@ from pycm.model import ContainerEvent, ProgressEvent
 
 #: The contract keeps at least this many events for C{events --since}.
 RETAINED_EVENTS = 10_000
+
+#: Seconds between two tries at storing events that wait (a full disk).
+RETRY_INTERVAL = 1.0
 
 Subscriber = Callable[[ContainerEvent | ProgressEvent], None]
 
@@ -50,11 +54,27 @@ class EventLog:
     Give L{record} to the backend's C{addObserver}: every event the backend
     emits then gets the next id, is stored before anyone hears of it, and
     reaches every subscriber in order.
+
+    When the store cannot be written (a full disk), events are not lost:
+    they are numbered and published as usual, kept in memory in order
+    (L{since} replays them too), and stored as soon as the store takes
+    them again (tried before each new event, and every L{RETRY_INTERVAL}
+    seconds given a C{clock}).  At most L{RETAINED_EVENTS} wait; older
+    ones are then dropped from memory (their ids are never reused).
+
+    @ivar clock: schedules the retries (None: only a new event retries).
     """
 
     store: IEventStore = attrs.field(factory=MemoryEventStore)
+    clock: IReactorTime | None = None
     _subscribers: list[Subscriber] = attrs.field(factory=list, init=False)
     _lastId: int = attrs.field(default=0, init=False)
+    _unsaved: deque[ContainerEvent] = attrs.field(factory=deque, init=False)
+    _retry: IDelayedCall | None = attrs.field(default=None, init=False)
+    #: Why storing failed, while events wait (else None).
+    _error: str | None = attrs.field(default=None, init=False)
+    _waited: int = attrs.field(default=0, init=False)
+    _lost: int = attrs.field(default=0, init=False)
 
     log = Logger()
 
@@ -75,16 +95,72 @@ class EventLog:
             self._publish(event)
             return
         numbered = attrs.evolve(event, id=self._lastId + 1)
-        try:
-            self.store.append(numbered)
-        except Exception:
-            # Not kept, so not published either: ids stay without gaps, and
-            # a subscriber never sees an event that --since would not replay.
-            self.log.failure("could not store event {action} {name}",
-                             action=event.action, name=event.name)
-            raise
         self._lastId += 1
+        if self._unsaved:
+            self.flush()
+        self._unsaved.append(numbered)
+        if len(self._unsaved) > RETAINED_EVENTS:
+            self._unsaved.popleft()
+            self._lost += 1
+        self.flush()
         self._publish(numbered)
+
+    @property
+    def unsavedCount(self) -> int:
+        """How many events wait to be stored."""
+        return len(self._unsaved)
+
+    def flush(self) -> bool:
+        """Store the events that wait, oldest first; True once none waits."""
+        stored = 0
+        while self._unsaved:
+            try:
+                self.store.append(self._unsaved[0])
+            except Exception as e:
+                self._waited += stored
+                if self._error is None:
+                    self.log.error(
+                        "cannot store events: {error}; they are kept in memory, "
+                        "published and replayed, and stored when the state "
+                        "directory can be written again",
+                        error=str(e),
+                    )
+                self._error = str(e)
+                if self.clock is not None and (self._retry is None or not self._retry.active()):
+                    self._retry = self.clock.callLater(RETRY_INTERVAL, self._retryNow)
+                return False
+            self._unsaved.popleft()
+            stored += 1
+        if self._error is not None:
+            self.log.warn(
+                "events are stored again: {count} had waited, {lost} were dropped "
+                "from memory before they could be",
+                count=self._waited + stored,
+                lost=self._lost,
+            )
+            self._error = None
+            self._lost = 0
+            self._waited = 0
+        return True
+
+    def _retryNow(self) -> None:
+        self._retry = None
+        self.flush()
+
+    def close(self) -> None:
+        """Stop retrying, after a last try; say what is lost."""
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
+        self._retry = None
+        if not self.flush():
+            if self._retry is not None and self._retry.active():
+                self._retry.cancel()
+            self._retry = None
+            self.log.error(
+                "{count} events could not be stored before the daemon stopped ({error})",
+                count=len(self._unsaved),
+                error=self._error,
+            )
 
     def _publish(self, event: ContainerEvent | ProgressEvent) -> None:
         for subscriber in list(self._subscribers):
@@ -94,8 +170,17 @@ class EventLog:
                 self.log.failure("event subscriber {s!r} failed", s=subscriber)
 
     def since(self, eventId: int, limit: int = RETAINED_EVENTS) -> list[ContainerEvent]:
-        """The retained events with an id above C{eventId}, oldest first."""
-        return self.store.since(eventId, limit)
+        """
+        The retained events with an id above C{eventId}, oldest first
+        (those waiting to be stored included).
+        """
+        stored = self.store.since(eventId, limit)
+        waiting = [event for event in self._unsaved if event.id > eventId]  # type: ignore[operator]
+        if waiting:
+            # What waits is newer than anything stored (stored in order).
+            first = waiting[0].id
+            stored = [event for event in stored if event.id < first]  # type: ignore[operator]
+        return (stored + waiting)[:limit]
 
     def subscribe(self, subscriber: Subscriber) -> None:
         self._subscribers.append(subscriber)

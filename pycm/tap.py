@@ -218,6 +218,11 @@ class PycmService(MultiService):
                         other.port.stopListening()
                 raise SystemExit(f"twistd pycm: cannot listen: {e}") from None
 
+    def _closeEvents(self, result: object) -> object:
+        """Store the events that wait (a full disk), while the store is open."""
+        self._daemon.events.close()
+        return result
+
     def _runClosers(self, result: object) -> object:
         for closer in self._closers:
             closer()
@@ -228,6 +233,7 @@ class PycmService(MultiService):
 
         def closeBackend(_: object) -> Deferred[Any]:
             d = maybeDeferred(self.backend.close)
+            d.addBoth(self._closeEvents)
             d.addBoth(self._runClosers)
             return d
 
@@ -329,7 +335,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             token = loadOrCreateToken(stateDir.child("token"))
         factory = loadBackendFactory(options["backend"])
         backend = factory(reactor, stateDir, options["backend-options"])
-        events = EventLog(_openEventStore(stateDir, closers))
+        events = EventLog(_openEventStore(stateDir, closers), clock=reactor)
     except (PycmError, OSError) as e:
         for closer in closers:
             closer()

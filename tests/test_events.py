@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+from twisted.internet.task import Clock
+from twisted.logger import Logger, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
-from pycm.events import EventLog, MemoryEventStore
+from pycm.events import RETAINED_EVENTS, RETRY_INTERVAL, EventLog, MemoryEventStore
 from pycm.model import ContainerEvent, ProgressEvent
 
 
-class BrokenStore(MemoryEventStore):
-    """A store whose disk is full."""
+class FlakyStore(MemoryEventStore):
+    """A store whose disk may be full."""
+
+    broken = False
 
     def append(self, event: ContainerEvent) -> None:
-        raise OSError("database or disk is full")
+        if self.broken:
+            raise OSError("database or disk is full")
+        super().append(event)
 
 
 class EventLogTests(SynchronousTestCase):
@@ -28,17 +34,82 @@ class EventLogTests(SynchronousTestCase):
         self.assertEqual([e.id for e in seen], [42, 43])  # type: ignore[attr-defined]
         self.assertEqual([e.id for e in log.since(41)], [42, 43])
 
-    def test_unstoredEventNotPublished(self) -> None:
+    def test_unstoredEventKept(self) -> None:
         """
-        An event the store could not keep is not published and uses no id:
-        subscribers never see what --since could not replay.
+        Events the store cannot take (a full disk) are numbered, published
+        and replayed by --since as usual, kept in memory in order, and
+        stored by the retry once the store works again; the log says so
+        once when it starts and once, with the count, when it ends.
         """
-        log = EventLog(BrokenStore())
+        store = FlakyStore()
+        clock = Clock()
+        log = EventLog(store, clock=clock)
+        logged: list[dict] = []
+        self.patch(EventLog, "log", Logger(observer=logged.append))
         seen: list[object] = []
         log.subscribe(seen.append)
-        self.assertRaises(OSError, log.record, ContainerEvent("create", "a", 1.0))
-        self.flushLoggedErrors(OSError)
-        self.assertEqual((seen, log.lastId), ([], 0))
+        log.record(ContainerEvent("create", "a", 1.0))
+        store.broken = True
+        for action in ("start", "kill", "die"):
+            log.record(ContainerEvent(action, "a", 2.0))
+        self.assertEqual([e.id for e in seen], [1, 2, 3, 4])  # type: ignore[attr-defined]
+        self.assertEqual([e.id for e in log.since(0)], [1, 2, 3, 4])
+        self.assertEqual([e.id for e in log.since(2)], [3, 4])
+        self.assertEqual([e.id for e in log.since(0, limit=2)], [1, 2])
+        self.assertEqual(log.unsavedCount, 3)
+        self.assertEqual(len(logged), 1)
+        self.assertIn("disk is full", formatEvent(logged[0]))
+        clock.advance(RETRY_INTERVAL)
+        self.assertEqual(log.unsavedCount, 3)
+        store.broken = False
+        clock.advance(RETRY_INTERVAL)
+        self.assertEqual(log.unsavedCount, 0)
+        self.assertEqual([e.id for e in store.since(0, 100)], [1, 2, 3, 4])
+        self.assertEqual(len(logged), 2)
+        self.assertIn("3 had waited", formatEvent(logged[1]))
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_newEventStoresWhatWaitsFirst(self) -> None:
+        """Without a clock, the next event stores those that wait, in order."""
+        store = FlakyStore()
+        log = EventLog(store)
+        self.patch(EventLog, "log", Logger(observer=lambda event: None))
+        store.broken = True
+        log.record(ContainerEvent("create", "a", 1.0))
+        log.record(ContainerEvent("start", "a", 1.0))
+        store.broken = False
+        log.record(ContainerEvent("die", "a", 1.0))
+        self.assertEqual([e.id for e in store.since(0, 100)], [1, 2, 3])
+
+    def test_waitingIsBounded(self) -> None:
+        """
+        At most RETAINED_EVENTS wait in memory; older ones are dropped, and
+        ids go on (never reused).
+        """
+        store = FlakyStore()
+        store.broken = True
+        log = EventLog(store)
+        self.patch(EventLog, "log", Logger(observer=lambda event: None))
+        for i in range(RETAINED_EVENTS + 5):
+            log.record(ContainerEvent("create", f"c{i}", 1.0))
+        self.assertEqual(log.unsavedCount, RETAINED_EVENTS)
+        self.assertEqual(log.since(0)[0].id, 6)
+        store.broken = False
+        log.record(ContainerEvent("create", "last", 1.0))
+        self.assertEqual(store.lastId(), RETAINED_EVENTS + 6)
+
+    def test_closeSaysWhatIsLost(self) -> None:
+        """Closing with events still waiting logs how many; no timer is left."""
+        store = FlakyStore()
+        store.broken = True
+        clock = Clock()
+        log = EventLog(store, clock=clock)
+        logged: list[dict] = []
+        self.patch(EventLog, "log", Logger(observer=logged.append))
+        log.record(ContainerEvent("create", "a", 1.0))
+        log.close()
+        self.assertIn("1 events could not be stored", formatEvent(logged[-1]))
+        self.assertEqual(clock.getDelayedCalls(), [])
 
     def test_progressNotKept(self) -> None:
         """Progress events are published, never numbered or stored."""
