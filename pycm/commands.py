@@ -575,7 +575,14 @@ def kill(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> A
 def rm(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> Any:
     name = validateName(args[0])
     d = session.daemon.backend.remove(name, bool(options.get("force")))
-    return d.addCallback(lambda _: {"name": name, "removed": True})
+
+    def removed(result: Container | None) -> dict[str, Any]:
+        reply: dict[str, Any] = {"name": name, "removed": True}
+        if isinstance(result, Container) and not result.saved:
+            reply["saved"] = False
+        return reply
+
+    return d.addCallback(removed)
 
 
 LIST_FILTERS = ("state", "label", "name")
@@ -791,6 +798,10 @@ def info(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> A
             "listeners": list(daemon.listeners),
             "connections": daemon.connections,
             "last_event_id": daemon.events.lastId,
+            "unsaved": {
+                "containers": sum(1 for container in containers if not container.saved),
+                "events": daemon.events.unsavedCount,
+            },
         }
 
     return backend.list().addCallback(render)

@@ -22,6 +22,9 @@ class IContainerBackend(Interface):
 
     Names are validated by the caller; the backend may assume a valid name.
     Operations on one container are applied in the order they are called.
+    C{stop}, C{kill} and C{remove} never fail for want of disk space: a
+    backend that keeps state on disk applies them anyway and says so with a
+    container whose C{saved} is False.
     """
 
     name = Attribute("The backend's registered name, e.g. C{'process'}.")
@@ -48,7 +51,8 @@ class IContainerBackend(Interface):
         """
         Register C{observer}, a callable taking a L{pycm.model.ContainerEvent}
         (with C{id} None).  It is called synchronously for every lifecycle
-        event, in order, after the change is durable.  A backend with long
+        event, in order, after the change is durable (or, when it cannot be
+        written yet, kept in memory to be written later).  A backend with long
         operations (an image pull) may also give it
         L{pycm.model.ProgressEvent}s.  This is the one seam through which
         events reach the daemon.
@@ -111,7 +115,10 @@ class IContainerBackend(Interface):
         Remove a container and its logs; emits C{destroy}.  A running (or
         restarting) one only with C{force}, which kills it first.
 
-        @return: Deferred firing with None; L{pycm.errors.NotFound};
+        @return: Deferred firing with None, or with the removed
+            L{pycm.model.Container} whose C{saved} is False when the removal
+            is done but not yet written to disk (a full disk: it is written
+            when it can be); L{pycm.errors.NotFound};
             L{pycm.errors.Conflict} if running and not C{force}.
         """
 
@@ -270,7 +277,9 @@ class IRecordStore(Interface):
     """
     Where a supervising backend keeps its container records durably.
     Writes are durable when the call returns: the supervisor saves before
-    it replies or emits the event.
+    it replies or emits the event (or, when a write fails, keeps the change
+    in memory, says so in the reply and writes it later).  A write that
+    fails raises (L{pycm.errors.BackendError}, or C{OSError}).
     """
 
     def load():

@@ -248,6 +248,9 @@ class Container:
     cpus: float | None = None
     workdir: str | None = None
     error: str | None = None
+    #: False while a change of it is not yet in the daemon's state
+    #: directory (a full disk): it is kept in memory and written later.
+    saved: bool = True
     _summary: dict[str, Any] | None = attrs.field(
         default=None, init=False, eq=False, repr=False, hash=False
     )
@@ -265,7 +268,7 @@ class Container:
         return dict(cached)
 
     def _makeSummary(self) -> dict[str, Any]:
-        return {
+        summary = {
             "name": self.name,
             "id": self.id,
             "backend": self.backend,
@@ -281,6 +284,9 @@ class Container:
             "restart_count": self.restartCount,
             "labels": dict(self.labels),
         }
+        if not self.saved:
+            summary["saved"] = False
+        return summary
 
     def detail(self) -> dict[str, Any]:
         """The JSON object of C{inspect}: the summary and every detail."""

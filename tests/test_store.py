@@ -175,6 +175,36 @@ class SQLiteStoreRecordTests(_StoreTestCase):
         self.assertRaises(StoreCorrupt, SQLiteStore, self.path)
 
 
+class SQLiteStoreFullTests(_StoreTestCase):
+    """
+    L{SQLiteStore}'s record writes on a full database (SQLite's own page
+    limit stands for a full disk; the real one is in tests.test_diskfull_e2e).
+    """
+
+    def test_fullThenRoomAgain(self) -> None:
+        """
+        A save that does not fit raises BackendError saying the database is
+        full and changes nothing; records saved before are intact, and
+        saves work again once there is room.
+        """
+        store = self.open()
+        store.save("web", {"name": "web", "n": 0})
+        pages = store._db.execute("PRAGMA page_count").fetchone()[0]
+        store._db.execute(f"PRAGMA max_page_count={pages}")
+        with self.assertRaises(BackendError) as caught:
+            for i in range(1, 1000):
+                store.save(f"c{i}", {"name": f"c{i}", "blob": "x" * 2000})
+        self.assertIn("full", str(caught.exception))
+        saved = {record["name"] for record in store.load()}
+        self.assertIn("web", saved)
+        store._db.execute("PRAGMA max_page_count=1000000")
+        store.save("after", {"name": "after"})
+        store.delete("web")
+        store.close()
+        names = {record["name"] for record in self.open().load()}
+        self.assertEqual(names, (saved - {"web"}) | {"after"})
+
+
 class SQLiteStoreEventTests(_StoreTestCase):
     """L{SQLiteStore} as an L{IEventStore}."""
 

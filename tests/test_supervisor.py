@@ -13,10 +13,12 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.internet.task import Clock
+from twisted.logger import Logger, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
 from pycm.backends.memory import MemoryBackend, MemoryRecordStore, SimulatedRuntime
+from pycm.backends.recordwriter import RETRY_INTERVAL, RecordWriter
 from pycm.backends.supervisor import (
     LOST_ERROR,
     MAX_BACKOFF,
@@ -305,6 +307,11 @@ class CheckingStore(MemoryRecordStore):
         if self.broken:
             raise OSError("disk full")
         super().save(name, record)
+
+    def delete(self, name: str) -> None:
+        if self.broken:
+            raise OSError("disk full")
+        super().delete(name)
 
 
 class DurabilityTests(SupervisorTestCase):
@@ -687,32 +694,103 @@ class ShutdownTests(SupervisorTestCase):
 
 
 class SaveFailureTests(SupervisorTestCase):
-    """A state store that cannot be written (a full disk)."""
+    """
+    A state store that cannot be written (a full disk): what stops or
+    removes a container is done at once and kept in memory until it can be
+    written, saying so (C{saved} False); what starts one is refused.
+    """
 
     def setUp(self) -> None:
         super().setUp()
         self.store = CheckingStore()
         self.backend = self.makeBackend()
+        self.backend.addObserver(self.recorder)
+        self.logged: list[dict[str, Any]] = []
+        self.patch(RecordWriter, "log", Logger(observer=self.logged.append))
 
-    def test_stopFailsWhenNotSaved(self) -> None:
+    def saved(self, name: str) -> dict[str, Any] | None:
+        found = [r for r in self.store.load() if r["name"] == name]
+        return found[0] if found else None
+
+    def test_stopWhenNotSaved(self) -> None:
         """
-        A client stop whose final record cannot be saved fails with
-        BackendError, rather than replying OK for a change that is lost;
-        the record is saved by the next write that works.
+        A client stop on a full disk stops the container and replies with
+        it, C{saved} False; the record is written by the retry once the
+        store works again, and the container is then C{saved}.
         """
         self.run_(spec("web", "sleep", "infinity"))
-        self.successResultOf(self.backend.create(spec("db")))
         self.store.broken = True
         d = self.backend.stop("web", 1)
         advanceClock(self.clock, 1)
-        self.failureResultOf(d, BackendError)
-        self.assertEqual(self.inspect("web").state, State.EXITED)
-        [saved] = [r for r in self.store.load() if r["name"] == "web"]
-        self.assertNotEqual(saved["state"], State.EXITED)
+        container = self.successResultOf(d)
+        self.assertEqual((container.state, container.saved), (State.EXITED, False))
+        self.assertEqual(container.summary()["saved"], False)
+        self.assertFalse(self.inspect("web").saved)
+        self.assertNotEqual(self.saved("web")["state"], State.EXITED)  # type: ignore[index]
         self.store.broken = False
-        self.successResultOf(self.backend.start("db"))
-        [saved] = [r for r in self.store.load() if r["name"] == "web"]
-        self.assertEqual(saved["state"], State.EXITED)
+        self.clock.advance(RETRY_INTERVAL)
+        self.assertEqual(self.saved("web")["state"], State.EXITED)  # type: ignore[index]
+        self.assertTrue(self.inspect("web").saved)
+        self.assertNotIn("saved", self.inspect("web").summary())
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_killWhenNotSaved(self) -> None:
+        """
+        C{kill} of an C{always} container on a full disk kills it and
+        disables its policy at once (it is not restarted), C{saved} False.
+        """
+        self.run_(spec("web", "sleep", "infinity", restartPolicy=RestartPolicy("always")))
+        self.store.broken = True
+        container = self.successResultOf(self.backend.kill("web", signal.SIGKILL))
+        self.assertFalse(container.saved)
+        advanceClock(self.clock, 5)
+        self.assertEqual(self.inspect("web").state, State.EXITED)
+        self.store.broken = False
+        advanceClock(self.clock, RETRY_INTERVAL)
+        record = self.saved("web")
+        assert record is not None
+        self.assertEqual((record["state"], record["manuallyStopped"]), (State.EXITED, True))
+
+    def test_removeWhenNotSaved(self) -> None:
+        """
+        C{rm --force} on a full disk removes the container at once (it is
+        gone from C{list}, C{destroy} is emitted) and fires with it,
+        C{saved} False; its record is deleted once the store works again.
+        """
+        self.run_(spec("web", "sleep", "infinity"))
+        self.store.broken = True
+        d = self.backend.remove("web", True)
+        advanceClock(self.clock, 1)
+        removed = self.successResultOf(d)
+        assert isinstance(removed, Container)
+        self.assertFalse(removed.saved)
+        self.assertEqual(self.successResultOf(self.backend.list()), [])
+        self.assertEqual(self.recorder.actions("web")[-1], "destroy")
+        self.assertIsNotNone(self.saved("web"))
+        self.store.broken = False
+        advanceClock(self.clock, RETRY_INTERVAL)
+        self.assertIsNone(self.saved("web"))
+
+    def test_removeSavedFiresWithNone(self) -> None:
+        """A removal that is on disk fires with None, as before."""
+        self.successResultOf(self.backend.create(spec("web")))
+        self.assertIsNone(self.successResultOf(self.backend.remove("web", False)))
+
+    def test_createAfterUnsavedRemove(self) -> None:
+        """
+        A new container of the name of one whose removal waits is refused
+        while the disk is full; once it is created, the removal that waited
+        never deletes it.
+        """
+        self.successResultOf(self.backend.create(spec("web")))
+        self.store.broken = True
+        self.successResultOf(self.backend.remove("web", False))
+        self.failureResultOf(self.backend.create(spec("web")), BackendError)
+        self.store.broken = False
+        created = self.successResultOf(self.backend.create(spec("web", "sleep", "1")))
+        self.assertTrue(created.saved)
+        self.clock.advance(RETRY_INTERVAL)
+        self.assertEqual(self.saved("web")["command"], ["sleep", "1"])  # type: ignore[index]
 
     def test_startFailsWhenNotSaved(self) -> None:
         """A client start that cannot save its run id fails, nothing spawned."""
@@ -720,6 +798,35 @@ class SaveFailureTests(SupervisorTestCase):
         self.store.broken = True
         self.failureResultOf(self.backend.start("web"), BackendError)
         self.assertEqual(self.runtime.runs, {})
+
+    def test_loggedOncePerEpisode(self) -> None:
+        """
+        The daemon's log says once that records cannot be written and once
+        that they are again, with the count, however many changes waited.
+        """
+        for name in ("a", "b", "c"):
+            self.run_(spec(name, "sleep", "infinity"))
+        self.store.broken = True
+        for name in ("a", "b", "c"):
+            self.successResultOf(self.backend.kill(name, signal.SIGKILL))
+        advanceClock(self.clock, 5)
+        self.assertEqual(len(self.logged), 1)
+        self.assertIn("disk full", formatEvent(self.logged[0]))
+        self.store.broken = False
+        self.clock.advance(RETRY_INTERVAL)
+        self.assertEqual(len(self.logged), 2)
+        self.assertIn("changes of 3 containers had waited", formatEvent(self.logged[1]))
+
+    def test_closeWritesWhatWaits(self) -> None:
+        """Closing writes what waits when it can, and leaves no timer."""
+        self.run_(spec("web", "sleep", "infinity"))
+        self.store.broken = True
+        self.successResultOf(self.backend.kill("web", signal.SIGKILL))
+        advanceClock(self.clock, 1)
+        self.store.broken = False
+        self.successResultOf(self.backend.close())
+        self.assertTrue(self.saved("web")["manuallyStopped"])  # type: ignore[index]
+        self.assertEqual(self.clock.getDelayedCalls(), [])
 
 
 class KillPolicyTests(SupervisorTestCase):

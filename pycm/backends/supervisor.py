@@ -10,7 +10,14 @@ daemon restart -- lives here, once.
 
 Rules the engine keeps:
   - A record is saved before the event that announces its change is
-    emitted, and before the Deferred of the operation fires.
+    emitted, and before the Deferred of the operation fires.  What starts
+    a process (a new container, the run id written before each spawn) is
+    refused if it cannot be saved: no process runs that a later daemon
+    could not find.  What stops or removes one is never refused for want
+    of disk: when the record store cannot be written (a full disk) the
+    change is applied in memory, the container shows C{saved} False until
+    its record is written, and a L{RecordWriter} writes it when it can
+    (see L{pycm.backends.recordwriter}).
   - C{start}, C{stop}, C{restart} and C{remove} of one container are
     applied in the order they are called (a per-container lock);
     C{kill} and the killing half of C{remove --force} act at once, so they
@@ -62,6 +69,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from pycm.backends.recordwriter import RecordWriter
 from pycm.errors import (
     BackendError,
     BadRequest,
@@ -204,6 +212,8 @@ class Record:
     runId: str | None = None
 
     # In memory only.
+    #: A change of this record waits to be written (a full disk).
+    unsaved: bool = attrs.field(default=False, repr=False)
     run: IRun | None = attrs.field(default=None, repr=False)
     observer: _RunObserver | None = attrs.field(default=None, repr=False)
     pendingRestart: IDelayedCall | None = attrs.field(default=None, repr=False)
@@ -254,6 +264,7 @@ class Record:
             cpus=self.cpus,
             workdir=self.workdir,
             error=self.error,
+            saved=not self.unsaved,
         )
 
     def toDict(self) -> dict[str, Any]:
@@ -351,8 +362,7 @@ class Supervisor:
         #: Spawns not settled yet, and who waits for there to be none.
         self._inFlight = 0
         self._idleWaiters: list[Deferred[None]] = []
-        #: Records whose last save failed, retried on the next write.
-        self._unsaved: dict[str, Record] = {}
+        self._writer = RecordWriter(clock, recordStore, self._recordsWritten)
 
     @property
     def capabilities(self) -> Capabilities:
@@ -391,7 +401,7 @@ class Supervisor:
         record.stopRequested = False
         if record.state == State.RESTARTING:
             record.state = State.EXITED
-            self._saveQuietly(record)
+            self._saveLater(record)
             return
         try:
             stopped = await maybeDeferred(
@@ -410,7 +420,7 @@ class Supervisor:
         record.startTime = None
         record.exitCode = None
         record.finished = self._clock.seconds()
-        self._saveQuietly(record)
+        self._saveLater(record)
         self._emit(Action.DIE, record, None)
 
     async def _sweep(self) -> None:
@@ -434,7 +444,7 @@ class Supervisor:
                 continue
             record.error = STARTING_ERROR
             record.interrupted = True
-            self._saveQuietly(record)
+            self._saveLater(record)
 
     def _comesBack(self, record: Record) -> bool:
         """Whether L{open} starts C{record} again."""
@@ -488,12 +498,13 @@ class Supervisor:
                 record.state = State.EXITED
                 record.error = SHUTDOWN_ERROR
                 record.interrupted = True
-                self._saveQuietly(record)
+                self._saveLater(record)
             elif record.state in State.ALIVE and record.run is not None:
                 stopping.append(self._terminate(record, None, clientStop=False))
         await gatherResults(stopping, consumeErrors=True)
         for record in self._records.values():
             self._endFollowers(record)
+        self._writer.close()
 
     # -- observers ----------------------------------------------------------
 
@@ -525,49 +536,25 @@ class Supervisor:
         if self._records.get(record.name) is not record:
             raise NotFound(record.name)
 
-    def _write(self, record: Record) -> None:
-        try:
-            self._recordStore.save(record.name, record.toDict())
-        except PycmError:
-            raise
-        except Exception as e:
-            raise BackendError(f"could not save container {record.name}: {e}") from e
-
     def _save(self, record: Record) -> None:
         """
-        Save C{record}; then retry the records whose save failed before.
+        Save C{record} now, before anything is done that needs it on disk.
 
-        @raise BackendError: if C{record} could not be saved (it is then
-            kept for a retry on the next write).
+        @raise BackendError: if it could not be saved.
         """
-        try:
-            self._write(record)
-        except PycmError:
-            self._unsaved[record.name] = record
-            raise
-        self._unsaved.pop(record.name, None)
-        for name, other in list(self._unsaved.items()):
-            if self._records.get(name) is not other:
-                del self._unsaved[name]
-                continue
-            try:
-                self._write(other)
-            except PycmError:
-                break
-            del self._unsaved[name]
+        self._writer.saveNow(record.name, record.toDict())
+        record.unsaved = False
 
-    def _trySave(self, record: Record) -> BackendError | None:
-        """Save, logging a failure (kept for a retry); return the error."""
-        try:
-            self._save(record)
-        except PycmError as e:
-            self._log.error("could not save {name}: {error}", name=record.name, error=e)
-            return e if isinstance(e, BackendError) else BackendError(str(e))
-        return None
+    def _saveLater(self, record: Record) -> None:
+        """Save a change already made; if it cannot be now, it waits."""
+        record.unsaved = not self._writer.save(record.name, record.toDict())
 
-    def _saveQuietly(self, record: Record) -> None:
-        """Save where nobody waits for a reply: log a failure, go on."""
-        self._trySave(record)
+    def _recordsWritten(self, names: builtins.list[str]) -> None:
+        """Changes that waited were written: their containers are saved."""
+        for name in names:
+            record = self._records.get(name)
+            if record is not None:
+                record.unsaved = False
 
     # -- operations ---------------------------------------------------------
 
@@ -635,7 +622,7 @@ class Supervisor:
         record.manuallyStopped = False
         record.restartCount = 0
         record.backoff = 0.0
-        return self._spawn(record, auto=False, client=True)
+        return self._spawn(record, auto=False)
 
     def stop(self, name: str, timeout: float | None) -> Deferred[Container]:
         try:
@@ -650,7 +637,7 @@ class Supervisor:
             self._cancelRestart(record)
             record.state = State.EXITED
             record.manuallyStopped = True
-            self._save(record)
+            self._saveLater(record)
             self._emit(Action.STOP, record)
             self._endFollowers(record)
             return succeed(record.toContainer())
@@ -689,14 +676,14 @@ class Supervisor:
             # messages to the process.
             if signal == _signal.SIGKILL or signal == parseSignal(record.stopSignal):
                 record.manuallyStopped = True
-                self._save(record)
+                self._saveLater(record)
         except PycmError as e:
             return fail(e)
         self._emit(Action.KILL, record)
         self._signal(record, signal)
         return succeed(record.toContainer())
 
-    def remove(self, name: str, force: bool) -> Deferred[None]:
+    def remove(self, name: str, force: bool) -> Deferred[Container | None]:
         try:
             record = self._lookup(name)
         except NotFound as e:
@@ -711,16 +698,16 @@ class Supervisor:
             self._cancelRestart(record)
             record.state = State.EXITED
             record.manuallyStopped = True
-            self._saveQuietly(record)
+            self._saveLater(record)
         elif record.state in State.ALIVE and record.run is not None:
             if not record.removing:
                 record.removing = True
                 record.manuallyStopped = True
-                self._saveQuietly(record)
+                self._saveLater(record)
                 self._emit(Action.KILL, record)
             self._signal(record, _signal.SIGKILL)
 
-    def _removeLocked(self, record: Record, force: bool) -> Deferred[None]:
+    def _removeLocked(self, record: Record, force: bool) -> Deferred[Container | None]:
         self._checkCurrent(record)
         if record.state in State.ALIVE or record.state == State.RESTARTING:
             if not force:
@@ -733,21 +720,22 @@ class Supervisor:
                 d: Deferred[Container] = Deferred()
                 record.exitWaiters.append(d)
 
-                def exited(_: Container) -> None:
-                    self._destroy(record)
+                def exited(_: Container) -> Container | None:
+                    return self._destroy(record)
 
                 return d.addCallback(exited)
-        self._destroy(record)
-        return succeed(None)
+        return succeed(self._destroy(record))
 
-    def _destroy(self, record: Record) -> None:
+    def _destroy(self, record: Record) -> Container | None:
+        """
+        Forget C{record}.
+
+        @return: None, or the container as it was if its removal is not
+            saved yet (C{saved} False).
+        """
         self._checkCurrent(record)
-        try:
-            self._recordStore.delete(record.name)
-        except Exception as e:
-            raise BackendError(f"could not remove container {record.name}: {e}") from e
+        record.unsaved = not self._writer.delete(record.name)
         del self._records[record.name]
-        self._unsaved.pop(record.name, None)
         record.removed = True
         try:
             self._logStore.remove(record.name)
@@ -758,6 +746,7 @@ class Supervisor:
         self._emit(Action.DESTROY, record)
         self._endFollowers(record)
         self._resolveWaiters(record, "removed")
+        return record.toContainer() if record.unsaved else None
 
     def list(self) -> Deferred[list[Container]]:
         return succeed([self._records[name].toContainer() for name in sorted(self._records)])
@@ -832,7 +821,7 @@ class Supervisor:
         record.waiters.append(waiter)
         return waiter.deferred
 
-    def _resolveWaiters(self, record: Record, what: str, error: BackendError | None = None) -> None:
+    def _resolveWaiters(self, record: Record, what: str) -> None:
         """Fire the waiters that C{what} (start, exit, removed) satisfies."""
         conditions = {
             "start": {WaitCondition.RUNNING},
@@ -845,10 +834,7 @@ class Supervisor:
         if what == "exit":
             exitWaiters, record.exitWaiters = record.exitWaiters, []
             for d in exitWaiters:
-                if error is None:
-                    d.callback(snapshot)
-                else:
-                    d.errback(error)
+                d.callback(snapshot)
         for waiter in fired:
             if what == "removed" and waiter.condition != WaitCondition.REMOVED:
                 waiter.deferred.errback(NotFound(record.name))
@@ -857,14 +843,12 @@ class Supervisor:
 
     # -- runs ---------------------------------------------------------------
 
-    def _spawn(self, record: Record, auto: bool, client: bool = False) -> Deferred[Container]:
+    def _spawn(self, record: Record, auto: bool) -> Deferred[Container]:
         """
         Start one run of C{record}; fires once it is running.  The run's id
         is saved first (a daemon that dies before the run is saved as
-        running leaves it for the next one to stop).
-
-        @param client: a client waits for it: a record that cannot be saved
-            fails it.
+        running leaves it for the next one to stop); if it cannot be saved,
+        nothing is spawned and the start fails.
         """
         if self._closing:
             return fail(Unavailable(CLOSING_ERROR))
@@ -887,7 +871,7 @@ class Supervisor:
         d.addCallbacks(
             self._spawned,
             self._spawnFailed,
-            callbackArgs=(record, observer, auto, client),
+            callbackArgs=(record, observer, auto),
             errbackArgs=(record, observer),
         )
         return d.addBoth(self._settled)
@@ -902,7 +886,7 @@ class Supervisor:
         return result
 
     def _spawned(
-        self, run: IRun, record: Record, observer: _RunObserver, auto: bool, client: bool
+        self, run: IRun, record: Record, observer: _RunObserver, auto: bool
     ) -> Container:
         if record.observer is not observer or record.removed:
             run.signal(_signal.SIGKILL)
@@ -919,7 +903,9 @@ class Supervisor:
         record.interrupted = False
         record.stopRequested = False
         record.removing = False
-        error = self._trySave(record)
+        # The run id was saved before the spawn: should this save have to
+        # wait, a daemon that dies meanwhile still finds and stops the run.
+        self._saveLater(record)
         self._emit(Action.START, record)
         if auto:
             self._emit(Action.RESTART, record)
@@ -927,8 +913,6 @@ class Supervisor:
         self._resolveWaiters(record, "start")
         if observer.pendingExit:
             self._exited(record, observer, observer.pendingExit[0])
-        if error is not None and client:
-            raise BackendError(f"{record.name} started, but {error}")
         return snapshot
 
     def _spawnFailed(self, failure: Failure, record: Record, observer: _RunObserver) -> Failure:
@@ -947,7 +931,7 @@ class Supervisor:
         record.error = reason
         record.exitCode = None
         record.finished = self._clock.seconds()
-        self._saveQuietly(record)
+        self._saveLater(record)
         self._emit(Action.DIE, record, None)
         self._resolveWaiters(record, "exit")
         self._endFollowers(record)
@@ -980,7 +964,7 @@ class Supervisor:
             timer.reset(max(timeout, 0))
         if record.state == State.RUNNING:
             record.state = State.STOPPING
-            self._saveQuietly(record)
+            self._saveLater(record)
             record.killTimer = self._clock.callLater(
                 max(timeout, 0), self._escalate, record, record.observer
             )
@@ -1043,11 +1027,11 @@ class Supervisor:
             record.state = State.RESTARTING
             record.pendingRestart = self._clock.callLater(record.backoff, self._autoRestart, record)
         self._log.info("{name} exited with {exitCode}", name=record.name, exitCode=exitCode)
-        error = self._trySave(record)
+        self._saveLater(record)
         self._emit(Action.DIE, record, exitCode)
         if stopRequested:
             self._emit(Action.STOP, record)
-        self._resolveWaiters(record, "exit", error)
+        self._resolveWaiters(record, "exit")
         if record.state != State.RESTARTING:
             self._endFollowers(record)
 

@@ -136,7 +136,7 @@ def formatReply(command: str, value: Any, now: float) -> list[str]:
     if command == "wait" and isinstance(value, dict):
         return [formatWait(value)]
     if command == "rm" and isinstance(value, dict) and value.get("removed"):
-        return [f"{value.get('name')} removed"]
+        return [f"{value.get('name')} removed" + notSaved(value)]
     if command == "events" and isinstance(value, dict):
         if value.get("events"):
             return [f"Watching events (last id {value.get('last_id')})"]
@@ -169,7 +169,16 @@ def containerLine(container: dict[str, Any]) -> str:
         parts.append(f"exit code {container['exit_code']}")
     if container.get("error"):
         parts.append(f"({container['error']})")
-    return "  ".join(parts)
+    return "  ".join(parts) + notSaved(container)
+
+
+#: What a person is told of a change the daemon could not write yet.
+NOT_SAVED = "  (not saved yet: the daemon's disk is full; it writes it when it can)"
+
+
+def notSaved(value: dict[str, Any]) -> str:
+    """L{NOT_SAVED} for a reply whose change is not on disk yet, else C{""}."""
+    return NOT_SAVED if value.get("saved") is False else ""
 
 
 def formatHelp(value: Any) -> list[str]:
