@@ -69,7 +69,9 @@ class Children:
         self.tempdirs: list[str] = []
 
     def tempdir(self, prefix: str) -> str:
-        path = tempfile.mkdtemp(prefix=f"pycm-bench-{prefix}-")
+        # Under /tmp whatever $TMPDIR says: sockets live here, and their
+        # paths must stay under 108 bytes.
+        path = tempfile.mkdtemp(prefix=f"pycm-bench-{prefix}-", dir="/tmp")
         self.tempdirs.append(path)
         return path
 

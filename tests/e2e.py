@@ -141,7 +141,9 @@ class RealDaemon:
         self.testCase = testCase
         self.backend = backend
         self.args = list(args)
-        self.home = tempfile.mkdtemp(prefix="pycm-e2e-")
+        # Under /tmp whatever $TMPDIR says: the socket's path must stay
+        # under 108 bytes.
+        self.home = tempfile.mkdtemp(prefix="pycm-e2e-", dir="/tmp")
         testCase.addCleanup(shutil.rmtree, self.home, ignore_errors=True)
         self.stateDir = stateDir or os.path.join(self.home, "state")
         self.socketPath = os.path.join(self.home, "pycm.sock")

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred, ensureDeferred
-from twisted.internet.error import ConnectionLost
+from twisted.internet.error import ConnectionLost, ConnectionRefusedError
 from twisted.internet.protocol import Factory
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
@@ -456,6 +456,45 @@ class OneShotTests(SynchronousTestCase):
                                    out, err))
         self.assertEqual(self.successResultOf(d), 2)
         self.assertIn("bad endpoint 'bogus:x'", err.getvalue())
+
+    def longSocketPath(self, size: int) -> str:
+        """An absolute socket path of C{size} bytes."""
+        path = "/" + "d" * 50 + "/"
+        return path + "s" * (size - len(path))
+
+    def test_socketPathTooLong(self) -> None:
+        """
+        A UNIX socket path too long for a socket address is a usage error
+        (exit status 2) saying so, in every mode (one request, piped, the
+        shell), and no connection is attempted: Twisted would hang on it.
+        """
+        longest = cli.MAX_UNIX_PATH
+        for host in (f"unix:{self.longSocketPath(longest + 1)}",
+                     f"unix:path={self.longSocketPath(longest + 60)}:timeout=5"):
+            for command, mode in [(("ping",), {}),
+                                  ((), {"attachStdio": attach(FakeStdio())}),
+                                  ((), {"interactive": True})]:
+                reactor = MemoryReactorClock()
+                err = io.StringIO()
+                d = ensureDeferred(cli.run(reactor, options(*command, host=host),
+                                           io.StringIO(), err, **mode))
+                self.assertEqual(self.successResultOf(d), 2)
+                self.assertEqual(reactor.unixClients, [])
+                self.assertIn(f"bad endpoint {host!r}: the socket path is ", err.getvalue())
+                self.assertIn(f"at most {longest}", err.getvalue())
+
+    def test_longestSocketPath(self) -> None:
+        """A socket path of the longest size allowed is connected to."""
+        path = self.longSocketPath(cli.MAX_UNIX_PATH)
+        reactor = MemoryReactorClock()
+        d = ensureDeferred(cli.run(reactor, options("ping", host=f"unix:{path}"),
+                                   io.StringIO(), io.StringIO()))
+        self.assertNoResult(d)
+        self.assertEqual([client[0] for client in reactor.unixClients], [path])
+        factory = reactor.unixClients[0][1]
+        factory.clientConnectionFailed(reactor.connectors[0],
+                                       Failure(ConnectionRefusedError()))
+        self.assertEqual(self.successResultOf(d), 3)
 
     def test_dockerStyleEndpointHint(self) -> None:
         """

@@ -16,6 +16,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import termios
 import time
 from typing import Any
@@ -29,6 +30,17 @@ def freePort() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def shortTempDir(test: TestCase) -> str:
+    """
+    A new directory under C{/tmp}, removed after C{test}: a UNIX socket
+    path must stay under 108 bytes wherever the clone (and so trial's
+    temporary directory) lives, and whatever C{$TMPDIR} says.
+    """
+    path = tempfile.mkdtemp(prefix="pycm-c.", dir="/tmp")
+    test.addCleanup(shutil.rmtree, path, ignore_errors=True)
+    return path
 
 
 class Daemon:
@@ -123,8 +135,23 @@ class ClientE2ETests(TestCase):
         r = self.pycm("--host", f"tcp:127.0.0.1:{port}", "ping")
         self.assertEqual(r.returncode, 3)
         self.assertIn(f"tcp:127.0.0.1:{port}", r.stderr)
-        r = self.pycm("--host", f"unix:{self.base}/no.sock", "ping")
+        r = self.pycm("--host", f"unix:{shortTempDir(self)}/no.sock", "ping")
         self.assertEqual(r.returncode, 3)
+
+    def test_socketPathTooLong(self) -> None:
+        """
+        A UNIX socket path too long to connect to (as under a deep clone's
+        temporary directory) is a usage error said on stderr, exit status
+        2, at once: with one request and with piped requests, never a hang
+        or a traceback.
+        """
+        path = os.path.join(shortTempDir(self), "d" * 120, "pycm.sock")
+        for args, input in [(("ping",), None), ((), "ping\n")]:
+            r = self.pycm("--host", f"unix:{path}", *args, input=input)
+            self.assertEqual(r.returncode, 2, r.stderr)
+            self.assertIn(f"bad endpoint 'unix:{path}': the socket path is", r.stderr)
+            self.assertNotIn("Traceback", r.stderr)
+            self.assertEqual(r.stdout, "")
 
     def test_piped(self) -> None:
         """Piped requests: every reply printed in order; 1 if any ERR."""

@@ -22,7 +22,7 @@ from typing import Any, NoReturn, TextIO
 
 import attrs
 from twisted.internet.defer import Deferred, DeferredList
-from twisted.internet.endpoints import clientFromString
+from twisted.internet.endpoints import UNIXClientEndpoint, clientFromString
 from twisted.internet.error import (
     ConnectError,
     ConnectionRefusedError,
@@ -59,6 +59,12 @@ EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
 #: Interrupted (Ctrl-C) while waiting for a reply, as shells count SIGINT.
 EXIT_INTERRUPTED = 130
+
+#: The longest UNIX socket path a connection can name: the size of
+#: C{sun_path} (108 bytes on Linux, 104 on macOS and the BSDs) less the
+#: terminating NUL.  Twisted meets a longer one with a traceback and a
+#: connection attempt that never ends, so it is refused before connecting.
+MAX_UNIX_PATH = (104 if sys.platform == "darwin" or "bsd" in sys.platform else 108) - 1
 
 DESCRIPTION = """\
 Talk to the pycm container manager daemon.
@@ -234,7 +240,8 @@ def endpointFor(reactor: Any, description: str) -> IStreamClientEndpoint:
     """
     The client endpoint for C{description}.
 
-    @raise UsageError: when it is not a valid endpoint string.
+    @raise UsageError: when it is not a valid endpoint string, or names a
+        UNIX socket path too long to connect to.
     """
     if description.startswith("tcp://"):
         # Twisted would take "//HOST" for the host name.
@@ -244,11 +251,29 @@ def endpointFor(reactor: Any, description: str) -> IStreamClientEndpoint:
             f"(did you mean {hint}?)"
         )
     try:
-        return clientFromString(reactor, description)
+        endpoint = clientFromString(reactor, description)
     except Exception as e:
         meant = endpointHint(description)
         message = f"bad endpoint {description!r}: {e}"
         raise UsageError(message + (f" (did you mean {meant}?)" if meant else "")) from None
+    if isinstance(endpoint, UNIXClientEndpoint):
+        checkSocketPath(description, endpoint._path)
+    return endpoint
+
+
+def checkSocketPath(description: str, path: str | bytes) -> None:
+    """
+    Refuse a UNIX socket path too long to connect to.
+
+    @raise UsageError: when C{path} is over L{MAX_UNIX_PATH} bytes.
+    """
+    size = len(os.fsencode(path))
+    if size > MAX_UNIX_PATH:
+        raise UsageError(
+            f"bad endpoint {description!r}: the socket path is {size} bytes, and a "
+            f"UNIX socket path can have at most {MAX_UNIX_PATH} (name it by a "
+            "shorter path: a relative one, or a symbolic link to its directory)"
+        )
 
 
 def endpointHint(description: str) -> str | None:
