@@ -184,7 +184,8 @@ class AuthE2ETests(TestCase):
         C{--token} (the daemon's token file's content) it accepts.
         """
         base = os.path.abspath(self.mktemp())
-        state = os.path.join(base, "state")
+        # The default state directory of a user whose XDG_STATE_HOME is base.
+        state = os.path.join(base, "pycm")
         os.makedirs(state)
         daemon = Daemon(state, auth=True)
         self.addCleanup(daemon.stop)
