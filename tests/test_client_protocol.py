@@ -167,7 +167,7 @@ class ErrorMappingTests(SynchronousTestCase):
 
     def test_everyCode(self) -> None:
         """
-        Each code of the contract maps to its class, which keeps the code
+        Each error code of the protocol maps to its class, which keeps the code
         and the server's message verbatim.
         """
         for code in errors.ERROR_CODES:

@@ -34,7 +34,7 @@ VALUE_OPTIONS = frozenset({
     "-e", "-l", "-w", "--env", "--label", "--restart", "--stop-timeout",
     "--stop-signal", "--memory", "--cpus", "--workdir", "--time", "-t",
 })
-#: Command words Tab completes (the contract's commands, and the shell's).
+#: Command words Tab completes (the protocol's commands, and the shell's).
 COMMANDS = (
     "auth", "create", "events", "exit", "help", "info", "inspect", "kill",
     "list", "logs", "ls", "ping", "ps", "quit", "restart", "rm", "run",
