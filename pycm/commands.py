@@ -230,6 +230,15 @@ class Session:
         for follow in list(self.follows.values()):
             follow.cancel()
         self.follows.clear()
+        # Let go of the protocol: with no cycle left, the connection's
+        # memory is freed now, not at the next full garbage collection.
+        self.sendEvent = _ignore
+        self.close = _ignore
+        self.afterReply.clear()
+
+
+def _ignore(*args: Any, **kwargs: Any) -> None:
+    """What a closed session's ways back to its client became."""
 
 
 Handler = Callable[[Session, Mapping[str, Any], Sequence[str]], Any]
@@ -808,8 +817,13 @@ def info(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> A
 
 
 def auth(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> Any:
+    """
+    Check the token.  A wrong one is refused and counted even on a
+    connection that needs none or has authenticated already (it stays
+    so); the third closes the connection.
+    """
     token = session.daemon.token
-    if session.authenticated or token is None:
+    if token is None:
         session.authenticated = True
         return "authenticated"
     if tokensMatch(token, args[0]):

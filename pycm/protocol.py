@@ -8,6 +8,14 @@ connection, so its later requests wait in the kernel's socket buffer, not in
 the daemon's memory.  The same happens when the client does not read its
 replies (the transport's write buffer is full).  Other connections are not
 affected.
+
+A client that shuts its sending side (C{shutdown(SHUT_WR)}, C{nc -N}) still
+gets the reply to every line it sent; the server then closes.
+
+Connections cost descriptors and memory before they prove anything: until a
+connection on a listener that wants the token has authenticated, its lines
+are short and it is closed when idle, and the daemon refuses connections
+beyond its cap at once.
 """
 
 from __future__ import annotations
@@ -17,18 +25,27 @@ from collections import deque
 from typing import Any
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IPushProducer
-from twisted.internet.protocol import Factory, connectionDone
+from twisted.internet.interfaces import IDelayedCall, IHalfCloseableProtocol, IPushProducer
+from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from pycm.commands import Daemon, Session, describeLine, handleLine
-from pycm.errors import InternalError, PycmError, TooLong
+from pycm.errors import InternalError, PycmError, TooLong, Unauthorized, Unavailable
 
 #: The longest request line accepted, in bytes, without its line end.
 DEFAULT_MAX_LINE_LENGTH = 65_536
+
+#: The longest request line accepted before C{auth} on a listener that
+#: wants the token: plenty for C{auth TOKEN}, and 3,000 connections holding
+#: that much cost little.
+PREAUTH_MAX_LINE_LENGTH = 4096
+
+#: Seconds a connection that has not authenticated may go without sending
+#: a request line before it is closed.
+DEFAULT_AUTH_TIMEOUT = 30.0
 
 #: How many bytes of EVENT lines may pile up for a client that does not
 #: read, beyond what the transport buffers itself, before it is dropped.
@@ -105,6 +122,7 @@ class _WriteThrottle:
         pass
 
 
+@implementer(IHalfCloseableProtocol)
 class PycmServerProtocol(LineReceiver):
     """
     One client connection of the daemon.
@@ -134,12 +152,14 @@ class PycmServerProtocol(LineReceiver):
     _inFlight = False
     _closeAfterReply = False
     _closeReason = ""
+    #: The client shut its sending side: answer what it sent, then close.
+    _readClosed = False
+    #: Closes a connection that has not authenticated when it is idle.
+    _authTimer: IDelayedCall | None = None
 
     def connectionMade(self) -> None:
         factory = self.factory
-        self._maxLineLength = factory.maxLineLength
         self._logRequests = factory.logRequests
-        self.MAX_LENGTH = factory.maxLineLength + 1
         self._peer = _describePeer(self.transport)
         self.session = Session(
             factory.daemon,
@@ -148,6 +168,8 @@ class PycmServerProtocol(LineReceiver):
             factory.requireAuth,
             peer=self._peer,
         )
+        self._preAuth = not self.session.authenticated
+        self._setLineLimit()
         self._pauses: set[str] = set()
         self._events: deque[Any] = deque()
         self._eventBacklog = 0
@@ -156,6 +178,9 @@ class PycmServerProtocol(LineReceiver):
         if not factory.daemon.ready:
             self.pauseReading("opening")
             factory.daemon.whenReady(lambda: self.resumeReading("opening"))
+        if self._preAuth:
+            # The idle clock starts once the daemon reads the connection.
+            factory.daemon.whenReady(self._startAuthTimer)
         self.log.info(
             "connection from {peer} on {listener}",
             peer=self._peer,
@@ -164,9 +189,13 @@ class PycmServerProtocol(LineReceiver):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._lost = True
+        self._stopAuthTimer()
         self.factory.daemon.connections -= 1
+        self.factory.connectionLimit.released()
         self.session.disconnected()
         discarded = _describeDiscarded(self._buffer)
+        # Nothing more is served: let go of unread input at once.
+        self._buffer = b""
         if discarded:
             # A client that sends no line end (or closes before its lines
             # are served) sees nothing: say so here.  Never the bytes
@@ -178,6 +207,76 @@ class PycmServerProtocol(LineReceiver):
             )
         else:
             self.log.info("connection from {peer} closed", peer=self._peer)
+
+    # Half-close.
+
+    def readConnectionLost(self) -> None:
+        """
+        The client will send nothing more: serve the complete lines it sent
+        (an unfinished last line is dropped unanswered), then close.
+        """
+        self._readClosed = True
+        self._stopAuthTimer()
+        # Only complete lines are served; the unfinished one stays unread
+        # (and is counted as discarded when the connection closes).
+        self.dataReceived(b"")
+
+    def writeConnectionLost(self) -> None:
+        """Replies can no longer be sent: close."""
+        self.transport.loseConnection()
+
+    def _closeIfAnswered(self) -> None:
+        """After a half-close: close once every line sent has its reply."""
+        if (
+            self._readClosed
+            and not self._inFlight
+            and not self._overlong
+            and b"\n" not in self._buffer
+            and not self._lost
+            and not self.transport.disconnecting
+        ):
+            self.transport.loseConnection()
+
+    # Before auth.
+
+    def _setLineLimit(self) -> None:
+        """The line limit: the listener's, or a short one before auth."""
+        limit = self.factory.maxLineLength
+        if self._preAuth:
+            limit = min(limit, PREAUTH_MAX_LINE_LENGTH)
+        self._maxLineLength = limit
+        # One more byte for a CR; LineReceiver never buffers more than this.
+        self.MAX_LENGTH = limit + 1
+
+    def _startAuthTimer(self) -> None:
+        if self._preAuth and not self._lost and not self._readClosed:
+            clock = self.factory.daemon.clock
+            self._authTimer = clock.callLater(self.factory.authTimeout, self._authTimedOut)
+
+    def _stopAuthTimer(self) -> None:
+        timer, self._authTimer = self._authTimer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+
+    def _authTimedOut(self) -> None:
+        """Idle too long without authenticating: say so and close."""
+        self._authTimer = None
+        if self._lost or self.transport.disconnecting:
+            return
+        timeout = self.factory.authTimeout
+        self._logForcedClose(f"no auth within {timeout:g} seconds")
+        self.clearLineBuffer()
+        self._write(
+            encodeError(Unauthorized(f"no auth TOKEN within {timeout:g} seconds: closing"))
+        )
+        self._flush()
+        self.transport.loseConnection()
+
+    def _authenticated(self) -> None:
+        """The token was right: the listener's own limits from now on."""
+        self._preAuth = False
+        self._stopAuthTimer()
+        self._setLineLimit()
 
     # Reading and its pauses.
 
@@ -210,16 +309,18 @@ class PycmServerProtocol(LineReceiver):
             if not self._lost:
                 self._flush()
             self._batch = None
+        self._closeIfAnswered()
 
     def _serveBuffer(self) -> None:
         buffer = self._buffer
         start = 0
         served = 0
-        maxLength = self.MAX_LENGTH
         while not self.paused:
             end = buffer.find(b"\n", start)
             if end < 0:
                 break
+            # Read on each line: auth lifts the limit for the lines after it.
+            maxLength = self.MAX_LENGTH
             if end - start > maxLength:
                 self._buffer = b""
                 self._refuseLine(buffer[start : start + 8])
@@ -241,7 +342,7 @@ class PycmServerProtocol(LineReceiver):
         # Only the unfinished last line counts against the limit: complete
         # lines waiting behind a pause are requests like any others.
         unfinished = len(rest) - (rest.rfind(b"\n") + 1)
-        if unfinished > maxLength:
+        if unfinished > self.MAX_LENGTH:
             if not self._overlong:
                 # Keep the complete lines before it, read nothing more, and
                 # refuse it in its turn, after their replies.
@@ -274,7 +375,9 @@ class PycmServerProtocol(LineReceiver):
 
     def resumeProducing(self) -> None:
         self.paused = False
-        if not self._overlong:
+        # After a half-close the transport must not read again: it would
+        # report the end of input a second time.
+        if not self._overlong and not self._readClosed:
             self.transport.resumeProducing()
         self.dataReceived(b"")
 
@@ -301,14 +404,17 @@ class PycmServerProtocol(LineReceiver):
         self.transport.loseConnection()
 
     def _tooLong(self) -> None:
-        limit = self.factory.maxLineLength
+        limit = self._maxLineLength
         self._logForcedClose(f"a request line longer than {limit} bytes (too_long)")
         self.clearLineBuffer()
-        self._write(encodeError(TooLong(f"request line longer than {limit} bytes")))
+        before = " before auth" if self._preAuth else ""
+        self._write(encodeError(TooLong(f"request line longer than {limit} bytes{before}")))
         self._flush()
         self.transport.loseConnection()
 
     def lineReceived(self, line: bytes) -> None:
+        if self._authTimer is not None:
+            self._authTimer.reset(self.factory.authTimeout)
         if line[-1:] == b"\r":
             line = line[:-1]
         first = line[:1]
@@ -332,6 +438,8 @@ class PycmServerProtocol(LineReceiver):
                     "{peer} request: {request}", peer=self._peer, request=describeLine(line)
                 )
             result = handleLine(self.session, line)
+            if self._preAuth and self.session.authenticated:
+                self._authenticated()
         except PycmError as error:
             self._replyError(error)
             return
@@ -471,6 +579,65 @@ class PycmServerProtocol(LineReceiver):
             self._eventBacklog = 0
 
 
+class ConnectionLimit:
+    """
+    The most connections a daemon keeps open at once, shared by all its
+    listeners.  A connection beyond it on a listener that wants the token is
+    refused at once; listeners that need none (a UNIX socket, guarded by its
+    mode) are counted but never refused, so that an operator can still get
+    in during a flood.  Each episode of refusals is logged once, not once
+    per connection.
+
+    @ivar maximum: the cap, or None for none.
+    """
+
+    log = Logger()
+
+    def __init__(self, daemon: Daemon, maximum: int | None = None) -> None:
+        self._daemon = daemon
+        self.maximum = maximum
+        #: Connections refused since the daemon was last below its cap.
+        self.refused = 0
+
+    def admit(self) -> bool:
+        """May one more connection be served?"""
+        if self.maximum is None or self._daemon.connections < self.maximum:
+            return True
+        if not self.refused:
+            self.log.warn(
+                "{count} connections open, the most allowed (--max-connections): "
+                "refusing new ones",
+                count=self._daemon.connections,
+            )
+        self.refused += 1
+        return False
+
+    def released(self) -> None:
+        """A connection closed: end an episode of refusals if there is room."""
+        if self.refused and self.maximum is not None and self._daemon.connections < self.maximum:
+            self.log.info(
+                "accepting connections again ({refused} refused while full)",
+                refused=self.refused,
+            )
+            self.refused = 0
+
+
+class _Refusal(Protocol):
+    """A connection over the cap: one C{ERR unavailable} line, then closed."""
+
+    transport: Any
+
+    def __init__(self, maximum: int) -> None:
+        self._maximum = maximum
+
+    def connectionMade(self) -> None:
+        error = Unavailable(
+            f"the daemon has {self._maximum} connections open, its limit: try again later"
+        )
+        self.transport.write(encodeError(error) + b"\n")
+        self.transport.loseConnection()
+
+
 class PycmServerFactory(Factory):
     """
     Makes L{PycmServerProtocol}s for one listener.
@@ -478,6 +645,10 @@ class PycmServerFactory(Factory):
     @ivar requireAuth: whether this listener wants C{auth TOKEN} first
         (TCP and TLS listeners, unless the operator turned it off).
     @ivar description: the listener, as C{info} and the logs show it.
+    @ivar authTimeout: seconds without a request line after which a
+        connection that has not authenticated is closed.
+    @ivar connectionLimit: the daemon's cap on connections (the same object
+        for all its listeners).
     """
 
     protocol = PycmServerProtocol  # type: ignore[assignment]
@@ -491,6 +662,8 @@ class PycmServerFactory(Factory):
         maxLineLength: int = DEFAULT_MAX_LINE_LENGTH,
         maxEventBacklog: int = DEFAULT_MAX_EVENT_BACKLOG,
         logRequests: bool = False,
+        authTimeout: float = DEFAULT_AUTH_TIMEOUT,
+        connectionLimit: ConnectionLimit | None = None,
     ) -> None:
         self.daemon = daemon
         self.requireAuth = requireAuth
@@ -498,6 +671,18 @@ class PycmServerFactory(Factory):
         self.maxLineLength = maxLineLength
         self.maxEventBacklog = maxEventBacklog
         self.logRequests = logRequests
+        self.authTimeout = authTimeout
+        if connectionLimit is None:
+            connectionLimit = ConnectionLimit(daemon)
+        self.connectionLimit = connectionLimit
+
+    def buildProtocol(self, addr: Any) -> Any:
+        """A protocol for the connection, or a refusal over the cap."""
+        limit = self.connectionLimit
+        if self.requireAuth and not limit.admit():
+            assert limit.maximum is not None
+            return _Refusal(limit.maximum)
+        return super().buildProtocol(addr)
 
 
 def _describeDiscarded(buffer: bytes) -> str:

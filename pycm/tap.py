@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import grp
 import os
+import resource
 import stat
 import sys
 from typing import Any
@@ -27,14 +28,36 @@ from pycm.events import EventLog
 from pycm.interfaces import IEventStore
 from pycm.listeners import InsecureListener, Listener, ListenerService, classifyListener
 from pycm.protocol import (
+    DEFAULT_AUTH_TIMEOUT,
     DEFAULT_MAX_EVENT_BACKLOG,
     DEFAULT_MAX_LINE_LENGTH,
+    PREAUTH_MAX_LINE_LENGTH,
+    ConnectionLimit,
     PycmServerFactory,
 )
 
 DEFAULT_LISTEN = "tcp:8080:interface=127.0.0.1"
 
 log = Logger()
+
+#: Descriptors kept out of the default connection cap for the daemon's own
+#: files (state database, logs, listeners, lock) before halving the rest
+#: between connections and containers.
+RESERVED_FILES = 256
+
+#: The default connection cap never goes above this, whatever the limit.
+MAX_DEFAULT_CONNECTIONS = 10_000
+
+
+def defaultMaxConnections(fileLimit: int) -> int:
+    """
+    The connection cap for a daemon whose soft limit of open files is
+    C{fileLimit}: half of what is left after L{RESERVED_FILES}, the other
+    half being for containers' pipes and log files (1,024 gives 384).
+    """
+    if fileLimit == resource.RLIM_INFINITY or fileLimit < 0:
+        return MAX_DEFAULT_CONNECTIONS
+    return max(8, min(MAX_DEFAULT_CONNECTIONS, (fileLimit - RESERVED_FILES) // 2))
 
 #: Options passed through to the backend, by their command-line name.
 BACKEND_OPTIONS = (
@@ -77,6 +100,13 @@ class Options(usage.Options):
          "The longest request line accepted, in bytes.", int],
         ["max-event-backlog", None, DEFAULT_MAX_EVENT_BACKLOG,
          "Bytes of unread events after which a subscriber is disconnected.", int],
+        ["auth-timeout", None, DEFAULT_AUTH_TIMEOUT,
+         "Seconds a connection that has not sent auth TOKEN may stay idle (no request "
+         f"line) before it is closed; until then its lines may be {PREAUTH_MAX_LINE_LENGTH} "
+         "bytes at most.", float],
+        ["max-connections", None, None,
+         "The most connections open at once, on all listeners; more are refused at once "
+         "[default: half of the open-file limit left after 256, at most 10000].", int],
         [
             "log-level",
             None,
@@ -139,6 +169,10 @@ class Options(usage.Options):
             raise usage.UsageError("--log-level must be info or debug")
         if self["max-line-length"] < 1024:
             raise usage.UsageError("--max-line-length must be at least 1024")
+        if not self["auth-timeout"] > 0:
+            raise usage.UsageError("--auth-timeout must be a number of seconds above 0")
+        if self["max-connections"] is not None and self["max-connections"] < 1:
+            raise usage.UsageError("--max-connections must be at least 1")
         if self["socket-group"] is not None:
             try:
                 grp.getgrnam(self["socket-group"])
@@ -352,6 +386,11 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         ready=False,
     )
     service = PycmService(reactor, daemon, closers)
+    maxConnections = options["max-connections"]
+    if maxConnections is None:
+        # Read after the backend is made: it may have raised the limit.
+        maxConnections = defaultMaxConnections(resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+    connectionLimit = ConnectionLimit(daemon, maxConnections)
     for listener in listeners:
         serverFactory = PycmServerFactory(
             daemon,
@@ -360,6 +399,8 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             maxLineLength=options["max-line-length"],
             maxEventBacklog=options["max-event-backlog"],
             logRequests=options["log-level"] == "debug",
+            authTimeout=options["auth-timeout"],
+            connectionLimit=connectionLimit,
         )
         try:
             listening = ListenerService(reactor, listener, serverFactory, options["socket-group"])

@@ -137,6 +137,7 @@ class RealDaemon:
         auth: bool = False,
         env: dict[str, str] | None = None,
         umask: int = -1,
+        fileLimit: int | None = None,
     ) -> None:
         self.testCase = testCase
         self.backend = backend
@@ -151,6 +152,8 @@ class RealDaemon:
         self.env = env
         #: The umask twistd starts under (-1: this process's own).
         self.umask = umask
+        #: Soft and hard RLIMIT_NOFILE of the daemon, if not inherited.
+        self.fileLimit = fileLimit
         self.process: subprocess.Popen[bytes] | None = None
         self.logPath = ""
         self.port = 0
@@ -172,12 +175,20 @@ class RealDaemon:
             command, cwd=self.home, env=env,
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             start_new_session=True, umask=self.umask,
+            preexec_fn=None if self.fileLimit is None else self._limitFiles,
         )
         self.testCase.addCleanup(self.stop)
         if expectFailure:
             return self
         waitFor(self._ready, "the daemon to listen")
         return self
+
+    def _limitFiles(self) -> None:
+        """In the child: the open-file limit the daemon is to run under."""
+        import resource
+
+        assert self.fileLimit is not None
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.fileLimit, self.fileLimit))
 
     def _ready(self) -> bool:
         assert self.process is not None

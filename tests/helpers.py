@@ -105,6 +105,10 @@ class FakeConnection:
         assert kind == "ERR", (line, kind, value)
         return value[0]
 
+    def halfClose(self) -> None:
+        """The client shuts its sending side, as C{shutdown(SHUT_WR)} does."""
+        self.protocol.readConnectionLost()
+
     @property
     def closed(self) -> bool:
         return bool(self.transport.disconnecting)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+from typing import Any
 
 from twisted.python import usage
 from twisted.python.filepath import FilePath
@@ -149,6 +150,53 @@ class OptionsTests(SynchronousTestCase):
         self.assertRaises(usage.UsageError, self.parse, "--max-line-length", "10")
         self.assertRaises(usage.UsageError, self.parse, "--log-level", "loud")
         self.assertRaises(usage.UsageError, self.parse, "--socket-group", "no-such-group-x")
+        self.assertRaises(usage.UsageError, self.parse, "--auth-timeout", "0")
+        self.assertRaises(usage.UsageError, self.parse, "--auth-timeout", "soon")
+        self.assertRaises(usage.UsageError, self.parse, "--max-connections", "0")
+
+    def test_connectionBoundsReachEveryListener(self) -> None:
+        """
+        --auth-timeout and --max-connections reach the factory of every
+        listener, which share one cap; without --max-connections the cap
+        comes from the open-file limit.
+        """
+        import resource
+
+        from twisted.internet.testing import MemoryReactorClock
+
+        from pycm.tap import defaultMaxConnections, makeService
+
+        def factories(*args: str) -> list[Any]:
+            options = self.parse("--backend", "memory", "--state-dir", self.mktemp(),
+                                 "--listen", "tcp:0:interface=127.0.0.1",
+                                 "--listen", "unix:" + self.mktemp(), *args)
+            service = makeService(options, MemoryReactorClock())
+            self.addCleanup(service._runClosers, None)
+            return [child.factory for child in service]
+
+        tcp, unix = factories("--auth-timeout", "2.5", "--max-connections", "7")
+        self.assertEqual((tcp.authTimeout, unix.authTimeout), (2.5, 2.5))
+        self.assertIs(tcp.connectionLimit, unix.connectionLimit)
+        self.assertEqual(tcp.connectionLimit.maximum, 7)
+        tcp, _ = factories()
+        self.assertEqual(tcp.authTimeout, 30)
+        fileLimit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        self.assertEqual(tcp.connectionLimit.maximum, defaultMaxConnections(fileLimit))
+
+    def test_defaultMaxConnections(self) -> None:
+        """
+        The default cap leaves 256 descriptors to the daemon and half the
+        rest to containers, within sane bounds.
+        """
+        import resource
+
+        from pycm.tap import defaultMaxConnections
+
+        self.assertEqual(defaultMaxConnections(1024), 384)
+        self.assertEqual(defaultMaxConnections(8192), 3968)
+        self.assertEqual(defaultMaxConnections(256), 8)
+        self.assertEqual(defaultMaxConnections(1 << 20), 10_000)
+        self.assertEqual(defaultMaxConnections(resource.RLIM_INFINITY), 10_000)
 
 
 class TokenTests(SynchronousTestCase):

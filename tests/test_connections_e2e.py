@@ -1,0 +1,155 @@
+"""
+End-to-end tests of what a connection may cost and how it ends: the real
+C{twistd pycm}, real sockets.  A half-closed connection gets its replies;
+connections that have not authenticated are bounded (short lines, an idle
+timeout, the daemon's cap on connections).
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from .e2e import DEADLINE, LineClient, RealDaemon, waitFor
+
+
+def _readUntilClosed(sock: socket.socket) -> bytes:
+    """Everything the daemon sends until it closes the connection."""
+    sock.settimeout(DEADLINE)
+    received = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return received
+        received += chunk
+
+
+class HalfCloseE2ETests(SynchronousTestCase):
+    def test_shutdownWrite(self) -> None:
+        """
+        A client that sends its requests and shuts its sending side
+        (SHUT_WR) gets every reply in order, slow ones included, then the
+        daemon closes; an unfinished last line gets no reply.
+        """
+        daemon = RealDaemon(self).start()
+        daemon.connect().ok("run slow memory ignore-term")
+        sock = socket.create_connection(("127.0.0.1", daemon.port), timeout=DEADLINE)
+        self.addCleanup(sock.close)
+        sock.sendall(b"ping\nstop --time=1 slow\nwait slow\nlist\nversion")
+        sock.shutdown(socket.SHUT_WR)
+        lines = _readUntilClosed(sock).splitlines()
+        self.assertEqual(len(lines), 4, lines)
+        self.assertEqual(lines[0], b'OK "pong"')
+        self.assertTrue(lines[1].startswith(b'OK {"name":"slow"'), lines[1])
+        self.assertIn(b'"exit_code":-9', lines[1])
+        self.assertTrue(lines[2].startswith(b'OK {"name":"slow"'), lines[2])
+        self.assertTrue(lines[3].startswith(b'OK [{"name":"slow"'), lines[3])
+
+    def test_shutdownWriteOnUnixSocket(self) -> None:
+        """The same holds on a UNIX socket."""
+        daemon = RealDaemon(self).start()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.addCleanup(sock.close)
+        sock.settimeout(DEADLINE)
+        sock.connect(daemon.socketPath)
+        sock.sendall(b"ping\n" * 500)
+        sock.shutdown(socket.SHUT_WR)
+        self.assertEqual(_readUntilClosed(sock), b'OK "pong"\n' * 500)
+
+    def test_netcat(self) -> None:
+        """printf 'ping\\n' | nc -N 127.0.0.1 PORT prints the reply."""
+        nc = shutil.which("nc")
+        if nc is None:
+            raise self.skipTest("nc (netcat-openbsd) is not installed")
+        daemon = RealDaemon(self).start()
+        result = subprocess.run(
+            [nc, "-N", "127.0.0.1", str(daemon.port)],
+            input=b"ping\nversion\n", capture_output=True, timeout=DEADLINE,
+        )
+        lines = result.stdout.splitlines()
+        self.assertEqual(lines[0], b'OK "pong"', result)
+        self.assertTrue(lines[1].startswith(b'OK {"server":"pycm"'), result)
+
+
+class UnauthenticatedBoundsE2ETests(SynchronousTestCase):
+    def start(self, *args: str, fileLimit: int | None = None) -> RealDaemon:
+        return RealDaemon(self, auth=True, args=args, fileLimit=fileLimit).start()
+
+    def token(self, daemon: RealDaemon) -> str:
+        with open(f"{daemon.stateDir}/token") as tokenFile:
+            return tokenFile.read().strip()
+
+    def test_longLineAndIdleBeforeAuth(self) -> None:
+        """
+        Before auth a line of more than 4 KiB gets ERR too_long and the
+        connection closes; an idle connection is closed after
+        --auth-timeout with ERR unauthorized; an authenticated one is not.
+        """
+        daemon = self.start("--auth-timeout", "0.5")
+        longLine = daemon.connect()
+        longLine.send(b"auth " + b"x" * 5000)
+        self.assertEqual(longLine.reply()[1][0], "too_long")
+        waitFor(longLine.isClosed, "the daemon to close the connection")
+        idle = daemon.connect()
+        authenticated = daemon.connect()
+        self.assertEqual(authenticated.ok(f"auth {self.token(daemon)}"), "authenticated")
+        kind, (code, message) = idle.reply()
+        self.assertEqual((kind, code), ("ERR", "unauthorized"))
+        self.assertIn("0.5 seconds", message)
+        waitFor(idle.isClosed, "the daemon to close the idle connection")
+        self.assertEqual(authenticated.ok("list"), [])
+
+    def test_maxConnections(self) -> None:
+        """
+        Connections beyond --max-connections are refused at once with an
+        ERR unavailable line, logged once for the episode; the UNIX socket
+        still lets the operator in; room made by a close is used again.
+        """
+        daemon = self.start("--max-connections", "3")
+        held = [daemon.connect() for _ in range(3)]
+        self.assertEqual(held[0].ok("ping"), "pong")
+        for _ in range(5):
+            refused = daemon.connect()
+            kind, (code, message) = refused.reply()
+            self.assertEqual((kind, code), ("ERR", "unavailable"))
+            self.assertIn("3 connections", message)
+            waitFor(refused.isClosed, "the daemon to close a refused connection")
+        operator = daemon.connect(unix=True)
+        self.assertEqual(operator.ok("list"), [])
+        self.assertEqual(daemon.log().count("refusing new ones"), 1)
+        operator.close()
+        held.pop().close()
+        waitFor(lambda: "accepting connections again (5 refused" in daemon.log(),
+                "the end of the episode in the log")
+        self.assertEqual(daemon.connect().ok(f"auth {self.token(daemon)}"), "authenticated")
+
+    def test_floodUnderLowFileLimit(self) -> None:
+        """
+        Under a hard limit of 512 open files, 600 connections that never
+        authenticate leave the daemon able to run a container: the default
+        cap (derived from the limit: 128) refuses the connections beyond it
+        at once, before they can take the descriptors a container needs.
+        """
+        daemon = RealDaemon(self, backend="process", auth=True, fileLimit=512).start()
+        client = daemon.connect()
+        self.assertEqual(client.ok(f"auth {self.token(daemon)}"), "authenticated")
+        flood = []
+        for _ in range(600):
+            sock = socket.create_connection(("127.0.0.1", daemon.port), timeout=5)
+            self.addCleanup(sock.close)
+            sock.sendall(b"ping\n")
+            flood.append(LineClient(sock))
+        web = client.ok("run web host sleep 1000")
+        self.assertEqual(web["state"], "running")
+        self.assertEqual(client.ok("rm -f web")["name"], "web")
+        refused = 0
+        for connection in flood:
+            connection.sock.settimeout(5)
+            kind, value = connection.reply()
+            if kind == "ERR":
+                self.assertEqual(value[0], "unavailable")
+                refused += 1
+        self.assertEqual(refused, 600 - (128 - 1))
