@@ -1,6 +1,6 @@
 """
 Starting the daemon under test: ``twistd -n --pidfile= pycm ...`` in its own
-process group, on a free loopback port, with ``--no-auth``.
+process group, on a free loopback port, with ``--no-auth`` unless asked.
 
 When this checkout has a ``pycm/`` package next to ``benchmarks/``, that
 working tree is what runs (it goes first on PYTHONPATH, and twistd finds its
@@ -47,7 +47,8 @@ class Daemon:
 
 
 def startDaemon(children: Children, backend: str, extra: list[str] | None = None,
-                timeout: float = 30.0) -> Daemon:
+                timeout: float = 30.0, auth: bool = False) -> Daemon:
+    """Start the daemon; with C{auth}, its TCP listener wants the token."""
     base = children.tempdir(f"pycm-{backend}")
     stateDir = os.path.join(base, "state")
     os.mkdir(stateDir)
@@ -56,7 +57,7 @@ def startDaemon(children: Children, backend: str, extra: list[str] | None = None
     argv = [
         sys.executable, "-c", TWISTD, "-n", "--pidfile=", "pycm",
         "--backend", backend, "--state-dir", stateDir,
-        "--listen", f"tcp:{port}:interface=127.0.0.1", "--no-auth",
+        "--listen", f"tcp:{port}:interface=127.0.0.1", *([] if auth else ["--no-auth"]),
         *(extra or []),
     ]
     proc = children.start(argv, cpu=SERVER_CPU, logPath=logPath, env=daemonEnv(), cwd=base)
