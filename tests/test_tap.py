@@ -183,6 +183,30 @@ class OptionsTests(SynchronousTestCase):
         fileLimit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
         self.assertEqual(tcp.connectionLimit.maximum, defaultMaxConnections(fileLimit))
 
+    def test_startUpObjectsFrozen(self) -> None:
+        """
+        Once ready, the daemon moves what start-up made out of the garbage
+        collector's reach (gc.freeze), so that a full pass costs in
+        proportion to the connections, not to all of Twisted.
+        """
+        import gc
+
+        from twisted.internet.testing import MemoryReactorClock
+
+        from pycm.tap import makeService
+
+        options = self.parse("--backend", "memory", "--state-dir", self.mktemp(),
+                             "--listen", "unix:" + self.mktemp())
+        service = makeService(options, MemoryReactorClock())
+        self.addCleanup(service._runClosers, None)
+        gc.unfreeze()
+        self.addCleanup(gc.unfreeze)
+        service.privilegedStartService()
+        self.assertEqual(gc.get_freeze_count(), 0)
+        service.startService()
+        self.successResultOf(service.ready)
+        self.assertGreater(gc.get_freeze_count(), 0)
+
     def test_defaultMaxConnections(self) -> None:
         """
         The default cap leaves 256 descriptors to the daemon and half the
