@@ -26,7 +26,7 @@ def readToken(path: FilePath) -> str:
     @raise BadRequest: if it is empty, or others could read or change it.
     @raise OSError: if it cannot be read.
     """
-    fd = os.open(path.path, os.O_RDONLY | os.O_NOFOLLOW)
+    fd = os.open(path.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     with os.fdopen(fd, "rb") as tokenFile:
         status = os.fstat(tokenFile.fileno())
         if not stat.S_ISREG(status.st_mode):
@@ -42,41 +42,12 @@ def readToken(path: FilePath) -> str:
     return token
 
 
-def secureStateDir(directory: FilePath) -> list[str]:
-    """
-    Make sure the state directory is this user's and private: create it
-    0700, or take group and other permissions off an existing one.
-
-    @return: warnings to log (what was changed).
-    @raise BadRequest: if it belongs to another user, or is not a directory.
-    """
-    if not directory.exists():
-        directory.makedirs()
-        os.chmod(directory.path, 0o700)
-        return []
-    status = os.stat(directory.path)
-    if not stat.S_ISDIR(status.st_mode):
-        raise BadRequest(f"the state directory {directory.path} is not a directory")
-    if status.st_uid != os.geteuid():
-        raise BadRequest(
-            f"the state directory {directory.path} belongs to uid {status.st_uid}, "
-            f"not to this user ({os.geteuid()})"
-        )
-    if status.st_mode & 0o077:
-        os.chmod(directory.path, 0o700)
-        return [
-            f"the state directory {directory.path} had mode "
-            f"{stat.S_IMODE(status.st_mode):o}; it is now 700"
-        ]
-    return []
-
-
 def loadOrCreateToken(path: FilePath) -> str:
     """
     Return the token in C{path}, creating it first (mode 0600, a fresh
     random token) if it does not exist.  The directory is created 0700.
     """
-    if path.exists():
+    if os.path.lexists(path.path):
         return readToken(path)
     parent = path.parent()
     if not parent.exists():
@@ -84,7 +55,8 @@ def loadOrCreateToken(path: FilePath) -> str:
         os.chmod(parent.path, 0o700)
     token = secrets.token_urlsafe(32)
     try:
-        fd = os.open(path.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(path.path, flags, 0o600)
     except FileExistsError:
         # Another process made it between our check and our open.
         return readToken(path)

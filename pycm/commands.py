@@ -83,24 +83,42 @@ class Daemon:
     #: False until the backend is open; connections wait until then.
     ready: bool = True
     _whenReady: list[Callable[[], None]] = attrs.field(factory=list)
+    _whenFailed: list[Callable[[], None]] = attrs.field(factory=list)
 
     def __attrs_post_init__(self) -> None:
         if self.startedAt is None:
             self.startedAt = self.clock.seconds()
         self.backend.addObserver(self.events.record)
 
-    def whenReady(self, callback: Callable[[], None]) -> None:
-        """Call C{callback} once the daemon is ready (at once if it is)."""
+    def whenReady(
+        self,
+        callback: Callable[[], None],
+        otherwise: Callable[[], None] | None = None,
+    ) -> None:
+        """
+        Call C{callback} once the daemon is ready (at once if it is), or
+        C{otherwise} if the backend fails to open.
+        """
         if self.ready:
             callback()
         else:
             self._whenReady.append(callback)
+            if otherwise is not None:
+                self._whenFailed.append(otherwise)
 
     def setReady(self) -> None:
         """The backend is open: serve the connections that were waiting."""
         self.ready = True
+        self._whenFailed = []
         waiting, self._whenReady = self._whenReady, []
         for callback in waiting:
+            callback()
+
+    def setFailed(self) -> None:
+        """The backend could not open: let go of the connections waiting."""
+        self._whenReady = []
+        failed, self._whenFailed = self._whenFailed, []
+        for callback in failed:
             callback()
 
 
@@ -811,6 +829,7 @@ def info(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> A
                 "containers": sum(1 for container in containers if not container.saved),
                 "events": daemon.events.unsavedCount,
             },
+            "quarantined": list(getattr(backend, "quarantined", [])),
         }
 
     return backend.list().addCallback(render)

@@ -5,6 +5,7 @@ The daemon's event log: numbers the backend's lifecycle events, keeps them
 
 from __future__ import annotations
 
+import os
 from collections import deque
 from collections.abc import Callable
 
@@ -13,16 +14,94 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from pycm.files import replacePrivately
 from pycm.interfaces import IEventStore
 from pycm.model import ContainerEvent, ProgressEvent
+from pycm.statedir import openNoFollow
 
 #: The contract keeps at least this many events for C{events --since}.
 RETAINED_EVENTS = 10_000
 
 #: Seconds between two tries at storing events that wait (a full disk).
 RETRY_INTERVAL = 1.0
+#: How many ids the mark is written ahead of the ids handed out.
+MARK_STEP = 100
 
 Subscriber = Callable[[ContainerEvent | ProgressEvent], None]
+
+
+class EventIdMark:
+    """
+    A high-water mark of event ids in a small file of its own (beside the
+    event store, e.g. C{STATE/events.mark}), so that ids never repeat, even
+    when the event store is lost or deleted: no id is handed out before the
+    mark is at or above it.
+
+    The mark is written ahead, L{MARK_STEP} ids at a time (one fsynced
+    atomic replace per step, not per event), and brought back to the last
+    id used when the daemon stops cleanly: a clean restart leaves no gap;
+    after a crash with the event store lost, ids go on at most
+    L{MARK_STEP} above the last one used.
+    """
+
+    log = Logger()
+
+    def __init__(self, path: str, step: int = MARK_STEP) -> None:
+        self.path = path
+        self.step = step
+        self.value = self._read()
+        self._failing = False
+
+    def _read(self) -> int:
+        try:
+            fd = openNoFollow(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            return 0
+        with os.fdopen(fd, "rb") as f:
+            text = f.read(64).strip()
+        if not text.isdigit():
+            self.log.warn(
+                "ignoring the damaged event id mark {path} ({text!r})", path=self.path, text=text
+            )
+            return 0
+        return int(text)
+
+    def _write(self, value: int) -> None:
+        replacePrivately(self.path, f"{value}\n".encode(), sync=True)
+        self.value = value
+
+    def cover(self, eventId: int) -> None:
+        """
+        Make sure the mark is at or above C{eventId} before it is used.
+        Never raises: a mark that cannot be written (a full disk) is said
+        once, and tried again with the next id (the event is handed out
+        all the same, as events that cannot be stored are).
+        """
+        if eventId <= self.value:
+            return
+        try:
+            self._write(eventId + self.step)
+        except OSError as e:
+            if not self._failing:
+                self.log.error(
+                    "cannot write the event id mark {path}: {error}; ids handed out "
+                    "meanwhile may come again if the event log is lost too",
+                    path=self.path, error=str(e),
+                )
+            self._failing = True
+        else:
+            if self._failing:
+                self.log.info("the event id mark {path} is written again", path=self.path)
+            self._failing = False
+
+    def settle(self, lastId: int) -> None:
+        """On a clean stop: the mark is the last id used (no gap next time)."""
+        if lastId != self.value:
+            try:
+                self._write(lastId)
+            except OSError as e:
+                # The mark stays ahead: the next start skips a few ids.
+                self.log.warn("cannot write {path}: {error}", path=self.path, error=e)
 
 
 @implementer(IEventStore)
@@ -67,6 +146,8 @@ class EventLog:
 
     store: IEventStore = attrs.field(factory=MemoryEventStore)
     clock: IReactorTime | None = None
+    #: Where the highest id is kept apart from the store (None: nowhere).
+    mark: EventIdMark | None = None
     _subscribers: list[Subscriber] = attrs.field(factory=list, init=False)
     _lastId: int = attrs.field(default=0, init=False)
     _unsaved: deque[ContainerEvent] = attrs.field(factory=deque, init=False)
@@ -79,7 +160,7 @@ class EventLog:
     log = Logger()
 
     def __attrs_post_init__(self) -> None:
-        self._lastId = self.store.lastId()
+        self._lastId = max(self.store.lastId(), self.mark.value if self.mark else 0)
 
     @property
     def lastId(self) -> int:
@@ -95,6 +176,8 @@ class EventLog:
             self._publish(event)
             return
         numbered = attrs.evolve(event, id=self._lastId + 1)
+        if self.mark is not None:
+            self.mark.cover(self._lastId + 1)
         self._lastId += 1
         if self._unsaved:
             self.flush()
@@ -161,6 +244,9 @@ class EventLog:
                 count=len(self._unsaved),
                 error=self._error,
             )
+        if self.mark is not None:
+            # The mark comes back to the last id used: no gap next start.
+            self.mark.settle(self._lastId)
 
     def _publish(self, event: ContainerEvent | ProgressEvent) -> None:
         for subscriber in list(self._subscribers):

@@ -16,9 +16,15 @@ def replacePrivately(path: str, data: bytes, sync: bool = False) -> None:
     """
     temporary = f"{path}.{os.getpid()}.tmp"
     try:
+        # A leftover of a crash (or anything planted there, a hard link
+        # included) is removed, never written through: O_EXCL.
+        try:
+            os.unlink(temporary)
+        except FileNotFoundError:
+            pass
         fd = os.open(
             temporary,
-            os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
+            os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
             0o600,
         )
         with os.fdopen(fd, "wb") as f:

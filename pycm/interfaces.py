@@ -285,9 +285,22 @@ class IRecordStore(Interface):
     def load():
         """
         @return: a list of every saved record, each a JSON-able C{dict} as
-            given to L{save}.
+            given to L{save}; a record that cannot be read is put in
+            quarantine (L{quarantine}) and left out.
         @raise pycm.errors.BackendError: if the store is corrupt or
             truncated (never an empty list in its place).
+        """
+
+    def quarantine(name, reason):
+        """
+        Put the damaged record of C{name} aside (kept for an operator, no
+        longer loaded) and log it with C{reason}.  Never raises.
+        """
+
+    def quarantined():
+        """
+        @return: the records put aside, as C{{"name": ..., "reason": ...}}
+            dicts in name order.
         """
 
     def save(name, record):

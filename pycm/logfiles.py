@@ -88,7 +88,9 @@ def reversedRecords(path: str, blockSize: int = _BLOCK) -> Iterator[bytes]:
     A missing file has no lines.
     """
     try:
-        f = open(path, "rb")
+        # Never through a link: one planted in the state directory would
+        # hand another file's content to the client.
+        f = os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC), "rb")
     except FileNotFoundError:
         return
     with f:
@@ -197,7 +199,9 @@ class FileLogStore:
             self._open.move_to_end(name)
             return entry
         path = self.paths(name)[0]
-        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        # Never through a link planted in the state directory (O_NOFOLLOW).
+        flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(path, flags, 0o600)
         try:
             size = os.fstat(fd).st_size
             # A crash may have torn the last record: start on a fresh line.

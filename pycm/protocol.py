@@ -177,7 +177,9 @@ class PycmServerProtocol(LineReceiver):
         self.transport.registerProducer(_WriteThrottle(self), True)
         if not factory.daemon.ready:
             self.pauseReading("opening")
-            factory.daemon.whenReady(lambda: self.resumeReading("opening"))
+            factory.daemon.whenReady(
+                lambda: self.resumeReading("opening"), otherwise=self._abandon
+            )
         if self._preAuth:
             # The idle clock starts once the daemon reads the connection.
             factory.daemon.whenReady(self._startAuthTimer)
@@ -186,6 +188,11 @@ class PycmServerProtocol(LineReceiver):
             peer=self._peer,
             listener=factory.description,
         )
+
+    def _abandon(self) -> None:
+        """The daemon cannot serve (its backend failed to open): close at once."""
+        abort = getattr(self.transport, "abortConnection", self.transport.loseConnection)
+        abort()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._lost = True

@@ -27,14 +27,17 @@ import fcntl
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Iterable
 from typing import Any
 
+from twisted.logger import Logger
 from zope.interface import implementer
 
 from pycm.errors import BackendError
 from pycm.interfaces import IEventStore, IRecordStore
 from pycm.model import ContainerEvent
+from pycm.statedir import UnsafeStateDir, openNoFollow
 
 #: The schema version kept in C{PRAGMA user_version}.
 SCHEMA_VERSION = 1
@@ -43,6 +46,18 @@ SCHEMA_VERSION = 1
 DEFAULT_KEEP_EVENTS = 10_000
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
+
+#: Damaged records, kept aside (made when first needed, so that an older
+#: pycm still opens the file).
+_QUARANTINE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS quarantine (
+    id INTEGER PRIMARY KEY,
+    name BLOB NOT NULL,
+    record BLOB,
+    reason TEXT NOT NULL,
+    time REAL NOT NULL
+)
+"""
 
 _SCHEMA = """
 CREATE TABLE containers (
@@ -85,6 +100,8 @@ class SQLiteStore:
     @ivar keepEvents: the event log keeps at least this many newest events.
     """
 
+    log = Logger()
+
     def __init__(
         self,
         path: str,
@@ -95,6 +112,7 @@ class SQLiteStore:
             raise ValueError(f"sync must be 'normal' or 'full', not {sync!r}")
         self.path = path
         self.keepEvents = keepEvents
+        self._quarantined: dict[str, str] = {}
         # Prune in batches: a DELETE on every append would double its cost.
         self._pruneSlack = max(1, keepEvents // 10)
         self._checkFile()
@@ -115,14 +133,37 @@ class SQLiteStore:
             raise
 
     def _checkFile(self) -> None:
-        """Refuse a file that exists but cannot be one of ours."""
+        """
+        Refuse a file that exists but cannot be one of ours, and a link
+        anywhere a file of this database goes; create a missing database
+        file 0600 ourselves (SQLite would follow a planted link).
+        """
+        for suffix in ("-wal", "-shm", "-journal"):
+            side = self.path + suffix
+            if os.path.islink(side):
+                raise UnsafeStateDir(
+                    f"{side} is a symbolic link (pycm never makes one): someone else "
+                    f"may have planted it; remove it (rm {side})"
+                )
         try:
-            with open(self.path, "rb") as f:
-                header = f.read(len(_SQLITE_MAGIC))
+            fd = openNoFollow(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL)
+        except FileExistsError:
+            pass
+        except OSError as e:
+            raise BackendError(f"cannot create state database {self.path}: {e.strerror}") from e
+        else:
+            os.close(fd)
+            return
+        try:
+            fd = openNoFollow(self.path, os.O_RDONLY)
         except FileNotFoundError:
             return
         except OSError as e:
-            raise BackendError(f"cannot read state database {self.path}: {e}") from e
+            raise BackendError(f"cannot read state database {self.path}: {e.strerror}") from e
+        try:
+            header = os.pread(fd, len(_SQLITE_MAGIC), 0)
+        finally:
+            os.close(fd)
         if not header:
             raise StoreCorrupt(
                 f"state database {self.path} is empty (truncated to 0 bytes); "
@@ -182,26 +223,94 @@ class SQLiteStore:
 
     def load(self) -> list[dict[str, Any]]:
         """
-        Every saved record, in name order.
+        Every saved record, in name order.  A damaged record (not UTF-8
+        JSON, not an object, or naming another container than its key) is
+        put in quarantine (see L{quarantine}) and left out: one bad row
+        never keeps the others from being served.
 
-        @raise StoreCorrupt: if the file or a record in it is damaged.
+        @raise StoreCorrupt: if the file itself is damaged.
         """
         try:
-            rows = self._db.execute("SELECT name, record FROM containers ORDER BY name").fetchall()
+            rows = self._db.execute(
+                "SELECT rowid, CAST(name AS BLOB), CAST(record AS BLOB) "
+                "FROM containers ORDER BY name"
+            ).fetchall()
         except sqlite3.DatabaseError as e:
             raise StoreCorrupt(f"state database {self.path} is corrupt: {e}") from e
         records = []
-        for name, text in rows:
+        for rowid, rawName, text in rows:
+            name = bytes(rawName or b"").decode("utf-8", "replace")
             try:
-                record = json.loads(text)
+                record = json.loads(bytes(text or b""))
             except ValueError as e:
-                raise StoreCorrupt(
-                    f"state database {self.path}: record {name!r} is damaged: {e}"
-                ) from e
+                self._quarantineRow(rowid, name, f"not JSON: {e}")
+                continue
             if not isinstance(record, dict):
-                raise StoreCorrupt(f"state database {self.path}: record {name!r} is not an object")
-            records.append(record)
+                self._quarantineRow(rowid, name, "not a JSON object")
+            elif record.get("name", name) != name:
+                self._quarantineRow(rowid, name, f"it names {record.get('name')!r}, not {name!r}")
+            else:
+                records.append(record)
         return records
+
+    def quarantine(self, name: str, reason: str) -> None:
+        """
+        Put C{name}'s record aside: its row moves, raw bytes and all, to the
+        C{quarantine} table (for an operator to look at), and it is reported
+        by L{quarantined} and in the log.  If the move cannot be written
+        the record stays where it is (and is put aside again next start).
+        """
+        try:
+            row = self._db.execute(
+                "SELECT rowid FROM containers WHERE name = ?", (name,)
+            ).fetchone()
+        except sqlite3.Error:
+            row = None
+        self._quarantineRow(row[0] if row else None, name, reason)
+
+    def _quarantineRow(self, rowid: int | None, name: str, reason: str) -> None:
+        self.log.error(
+            "state database {path}: the record of {name!r} is damaged ({reason}); "
+            "it is kept aside in the quarantine table and not served",
+            path=self.path, name=name, reason=reason,
+        )
+        self._quarantined[name] = reason
+        if rowid is None:
+            return
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute(_QUARANTINE_SCHEMA)
+                self._db.execute(
+                    "INSERT INTO quarantine (name, record, reason, time) "
+                    "SELECT CAST(name AS BLOB), CAST(record AS BLOB), ?, ? "
+                    "FROM containers WHERE rowid = ?",
+                    (reason, time.time(), rowid),
+                )
+                self._db.execute("DELETE FROM containers WHERE rowid = ?", (rowid,))
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as e:
+            self.log.error(
+                "could not move the record of {name!r} to quarantine: {error}",
+                name=name, error=e,
+            )
+
+    def quarantined(self) -> list[dict[str, str]]:
+        """The records in quarantine: C{{"name": ..., "reason": ...}}, by name."""
+        found = dict(self._quarantined)
+        try:
+            rows = self._db.execute(
+                "SELECT CAST(name AS BLOB), reason FROM quarantine ORDER BY id"
+            ).fetchall()
+        except sqlite3.Error:
+            rows = []  # no table: nothing was ever put aside
+        for name, reason in rows:
+            found.setdefault(bytes(name).decode("utf-8", "replace"), reason)
+        return [{"name": name, "reason": found[name]} for name in sorted(found)]
 
     def save(self, name: str, record: dict[str, Any]) -> None:
         """Durably save C{record} under C{name}, replacing any older one."""
@@ -328,7 +437,7 @@ class StateDirLock:
             return
         try:
             os.makedirs(self.directory, mode=0o700, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fd = openNoFollow(self.path, os.O_RDWR | os.O_CREAT)
         except OSError as e:
             raise BackendError(f"cannot use state directory {self.directory}: {e.strerror}") from e
         try:

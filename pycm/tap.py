@@ -4,6 +4,7 @@ C{twistd pycm}: the daemon's command line and its service.
 
 from __future__ import annotations
 
+import atexit
 import gc
 import grp
 import os
@@ -20,13 +21,12 @@ from twisted.python import usage
 from twisted.python.filepath import FilePath
 
 import pycm
-from pycm.auth import loadOrCreateToken, readToken, secureStateDir
+from pycm.auth import loadOrCreateToken, readToken
 from pycm.backends import availableBackends, loadBackendFactory
 from pycm.client.config import defaultStateDir
 from pycm.commands import Daemon
 from pycm.errors import PycmError
-from pycm.events import EventLog
-from pycm.interfaces import IEventStore
+from pycm.events import EventIdMark, EventLog
 from pycm.listeners import InsecureListener, Listener, ListenerService, classifyListener
 from pycm.protocol import (
     DEFAULT_AUTH_TIMEOUT,
@@ -36,6 +36,7 @@ from pycm.protocol import (
     ConnectionLimit,
     PycmServerFactory,
 )
+from pycm.statedir import checkStateDir
 
 DEFAULT_LISTEN = "tcp:8080:interface=127.0.0.1"
 
@@ -209,6 +210,8 @@ class PycmService(MultiService):
         self.backend = daemon.backend
         self._closers = closers
         self.ready: Deferred[None] = Deferred()
+        #: The backend could not open; the process exits with status 1.
+        self.failed = False
 
     def startService(self) -> None:
         Service.startService(self)
@@ -234,13 +237,33 @@ class PycmService(MultiService):
         self.ready.callback(None)
 
     def _failedToOpen(self, failure: Any) -> None:
+        """
+        The backend could not open: stop listening, close the connections
+        that were waiting for it, and end the process with status 1 (never
+        a daemon that listens but cannot answer).
+        """
         self.log.failure(
-            "the {backend} backend could not start; pycm is stopping",
+            "the {backend} backend could not start; pycm is stopping (exit status 1)",
             failure,
             backend=self.backend.name,
         )
+        self._stopListening()
+        self._daemon.setFailed()
+        self.failed = True
         self.ready.errback(failure)
-        self._reactor.stop()
+        self.ready.addErrback(lambda _: None)
+        # Before the reactor runs (the open failed at once, inside twistd's
+        # start-up) reactor.stop() would raise and be lost, and the daemon
+        # would run for ever: stop once it runs.
+        self._reactor.addSystemEventTrigger("after", "shutdown", _exitAtExit, 1)
+        self._reactor.callWhenRunning(self._reactor.stop)
+
+    def _stopListening(self) -> None:
+        for child in self:
+            port = getattr(child, "port", None)
+            if port is not None:
+                child.port = None
+                port.stopListening()
 
     def privilegedStartService(self) -> None:
         """
@@ -253,9 +276,7 @@ class PycmService(MultiService):
             try:
                 child.privilegedStartService()
             except (CannotListenError, InsecureListener, OSError) as e:
-                for other in self:
-                    if getattr(other, "port", None) is not None:
-                        other.port.stopListening()
+                self._stopListening()
                 raise SystemExit(f"twistd pycm: cannot listen: {e}") from None
 
     def _closeEvents(self, result: object) -> object:
@@ -264,7 +285,8 @@ class PycmService(MultiService):
         return result
 
     def _runClosers(self, result: object) -> object:
-        for closer in self._closers:
+        # Last opened, first closed: the lock is released last.
+        for closer in reversed(self._closers):
             closer()
         return result
 
@@ -284,13 +306,32 @@ class PycmService(MultiService):
         return stopping
 
 
-def _openEventStore(stateDir: FilePath, closers: list[Any]) -> IEventStore:
-    """The durable event store in the state directory."""
+def _exitAtExit(status: int) -> None:
+    """
+    Make the process exit with C{status} once twistd is done (its pidfile
+    removed, its log closed): twistd itself always exits 0 after the
+    reactor stops.
+    """
+
+    def exit() -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+
+    atexit.register(exit)
+
+
+def _openEventLog(stateDir: FilePath, closers: list[Any], reactor: Any) -> EventLog:
+    """
+    The event log, kept in C{events.db}, with its high-water mark in
+    C{events.mark} (so that ids never repeat, even if C{events.db} is lost).
+    """
     from pycm.store import SQLiteStore
 
     store = SQLiteStore(stateDir.child("events.db").path)
     closers.append(store.close)
-    return store
+    mark = EventIdMark(stateDir.child("events.mark").path)
+    return EventLog(store, clock=reactor, mark=mark)
 
 
 def _lockStateDir(stateDir: FilePath, closers: list[Any]) -> None:
@@ -366,7 +407,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     stateDir: FilePath = options["state-dir"]
     closers: list[Any] = []
     try:
-        for warning in secureStateDir(stateDir):
+        for warning in checkStateDir(stateDir.path):
             log.warn("{warning}", warning=warning)
         _lockStateDir(stateDir, closers)
         if options["auth-token-file"]:
@@ -375,9 +416,9 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             token = loadOrCreateToken(stateDir.child("token"))
         factory = loadBackendFactory(options["backend"])
         backend = factory(reactor, stateDir, options["backend-options"])
-        events = EventLog(_openEventStore(stateDir, closers), clock=reactor)
+        events = _openEventLog(stateDir, closers, reactor)
     except (PycmError, OSError) as e:
-        for closer in closers:
+        for closer in reversed(closers):
             closer()
         # twistd reports option errors only while parsing options; past
         # that point the clean way out is a message and a non-zero status.

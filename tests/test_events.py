@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import stat
+
 from twisted.internet.task import Clock
-from twisted.logger import Logger, formatEvent
+from twisted.logger import Logger, formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from pycm.events import RETAINED_EVENTS, RETRY_INTERVAL, EventLog, MemoryEventStore
+from pycm.events import RETAINED_EVENTS, RETRY_INTERVAL, EventIdMark, EventLog, MemoryEventStore
 from pycm.model import ContainerEvent, ProgressEvent
 
 
@@ -127,3 +130,90 @@ class EventLogTests(SynchronousTestCase):
             log.record(ContainerEvent("create", f"c{i}", 1.0))
         kept = log.since(0)
         self.assertEqual((len(kept), kept[0].id, kept[-1].id), (10_000, 51, 10_050))
+
+
+class EventIdMarkTests(SynchronousTestCase):
+    """
+    L{EventIdMark}: a high-water mark kept apart from the event store, so
+    that ids never repeat when the store is lost (on a real file system).
+    """
+
+    def setUp(self) -> None:
+        self.dir = self.mktemp()
+        os.makedirs(self.dir)
+        self.path = os.path.join(self.dir, "events.mark")
+
+    def makeLog(self, store: MemoryEventStore | None = None, step: int = 10) -> EventLog:
+        return EventLog(store or MemoryEventStore(), mark=EventIdMark(self.path, step=step))
+
+    def record(self, log: EventLog, count: int) -> list[int]:
+        seen: list[ContainerEvent] = []
+        log.subscribe(seen.append)  # type: ignore[arg-type]
+        for i in range(count):
+            log.record(ContainerEvent("create", f"c{i}", 1.0))
+        log.unsubscribe(seen.append)  # type: ignore[arg-type]
+        return [e.id for e in seen]  # type: ignore[misc]
+
+    def test_idsGoOnAfterStoreLost(self) -> None:
+        """
+        With the event store lost (a fresh, empty one), the ids go on above
+        every id handed out before, after a clean stop or a crash.
+        """
+        log = self.makeLog()
+        self.assertEqual(self.record(log, 25), list(range(1, 26)))
+        log.close()
+        self.assertEqual(self.record(self.makeLog(), 3), [26, 27, 28])
+        # A crash: no close, the mark stays ahead; ids skip, never repeat.
+        after = self.record(self.makeLog(), 1)
+        self.assertGreater(after[0], 28)
+        self.assertLessEqual(after[0], 28 + 10 + 1)
+
+    def test_cleanRestartLeavesNoGap(self) -> None:
+        """With the store kept, a clean restart goes on at the next id."""
+        store = MemoryEventStore()
+        log = self.makeLog(store)
+        self.record(log, 5)
+        log.close()
+        self.assertEqual(self.record(self.makeLog(store), 2), [6, 7])
+
+    def test_writtenAhead(self) -> None:
+        """The mark is written once per step, ahead of the ids used."""
+        log = self.makeLog(step=10)
+        self.record(log, 1)
+        with open(self.path) as f:
+            self.assertEqual(f.read(), "11\n")
+        before = os.stat(self.path).st_ino
+        self.record(log, 10)
+        self.assertEqual(os.stat(self.path).st_ino, before)
+        self.record(log, 1)
+        with open(self.path) as f:
+            self.assertEqual(f.read(), "22\n")
+        self.assertEqual(stat.S_IMODE(os.stat(self.path).st_mode), 0o600)
+
+    def test_markUnwritable(self) -> None:
+        """
+        An id the mark cannot cover (a full disk) is still handed out and
+        published, as an event that cannot be stored is; the log says so
+        once, and the mark is written again as soon as it can be.
+        """
+        log = self.makeLog(step=10)
+        blocker = f"{self.path}.{os.getpid()}.tmp"
+        # The temporary file's name is taken by a directory: even root
+        # cannot write the mark.
+        os.mkdir(blocker)
+        errors: list[dict[str, object]] = []
+        globalLogPublisher.addObserver(errors.append)
+        self.addCleanup(globalLogPublisher.removeObserver, errors.append)
+        self.assertEqual(self.record(log, 3), [1, 2, 3])
+        said = [e for e in errors if "cannot write the event id mark" in formatEvent(e)]
+        self.assertEqual(len(said), 1)
+        os.rmdir(blocker)
+        self.record(log, 1)
+        with open(self.path) as f:
+            self.assertEqual(f.read(), "14\n")
+
+    def test_damagedMarkIgnored(self) -> None:
+        """A mark that is not a number is ignored (and said so)."""
+        with open(self.path, "w") as f:
+            f.write("garbage")
+        self.assertEqual(EventIdMark(self.path).value, 0)

@@ -148,13 +148,42 @@ class SQLiteStoreRecordTests(_StoreTestCase):
             f.truncate(size // 2)
         self.assertRaises(StoreCorrupt, SQLiteStore, self.path)
 
-    def test_damagedRecordIsCorrupt(self) -> None:
-        """A record that is not JSON makes load fail, not skip it."""
+    def test_damagedRecordsQuarantined(self) -> None:
+        """
+        A record that is not JSON, not UTF-8, not an object, or names
+        another container than its key is moved, raw bytes and all, to the
+        quarantine table and reported; the other records load.
+        """
         store = self.open()
-        store.save("web", {"v": 1})
-        store._db.execute("UPDATE containers SET record = '{broken' WHERE name='web'")
-        error = self.assertRaises(StoreCorrupt, store.load)
-        self.assertIn("'web'", str(error))
+        for name in ("a", "bad", "utf", "list", "other", "z"):
+            store.save(name, {"name": name})
+        db = store._db
+        db.execute("UPDATE containers SET record = '{broken' WHERE name = 'bad'")
+        db.execute("UPDATE containers SET record = CAST(x'ff7b7d' AS TEXT) WHERE name = 'utf'")
+        db.execute("UPDATE containers SET record = '[1]' WHERE name = 'list'")
+        db.execute("""UPDATE containers SET record = '{"name": "a"}' WHERE name = 'other'""")
+        self.assertEqual(store.load(), [{"name": "a"}, {"name": "z"}])
+        self.assertEqual(
+            [entry["name"] for entry in store.quarantined()], ["bad", "list", "other", "utf"]
+        )
+        store.close()
+        again = self.open()
+        self.assertEqual(again.load(), [{"name": "a"}, {"name": "z"}])
+        self.assertEqual(len(again.quarantined()), 4)
+        kept = dict(
+            again._db.execute("SELECT CAST(name AS TEXT), record FROM quarantine").fetchall()
+        )
+        self.assertEqual(kept["bad"], b"{broken")
+        self.assertEqual(kept["utf"], b"\xff{}")
+
+    def test_quarantineByName(self) -> None:
+        """The supervisor can put aside a record it cannot read by name."""
+        store = self.open()
+        store.save("web", {"name": "web"})
+        store.save("db", {"name": "db"})
+        store.quarantine("web", "missing fields")
+        self.assertEqual(store.load(), [{"name": "db"}])
+        self.assertEqual(store.quarantined(), [{"name": "web", "reason": "missing fields"}])
 
     def test_unknownSchemaVersion(self) -> None:
         """A database from another schema version is refused."""

@@ -388,11 +388,19 @@ class DurabilityTests(SupervisorTestCase):
         again = Record.fromDict(record.toDict())
         self.assertEqual(again.toContainer(), record.toContainer())
 
-    def test_corruptStore(self) -> None:
-        """L{open} fails with L{BackendError} on a record it cannot read."""
+    def test_damagedRecordQuarantined(self) -> None:
+        """
+        A record with missing fields is put aside (named by the backend's
+        C{quarantined}); L{open} succeeds and serves the other records.
+        """
+        self.successResultOf(self.backend.create(ContainerSpec(name="good")))
         self.store.records["web"] = '{"name": "web"}'
         backend = MemoryBackend(self.clock, recordStore=self.store)
-        self.failureResultOf(backend.open(), BackendError)
+        self.successResultOf(backend.open())
+        self.assertEqual([c.name for c in self.successResultOf(backend.list())], ["good"])
+        self.assertEqual([q["name"] for q in backend.quarantined], ["web"])
+        self.assertIn("corrupt container record", backend.quarantined[0]["reason"])
+        self.assertNotIn("web", self.store.records)
 
     def policies(self) -> None:
         """Create one container per interesting case, all running."""

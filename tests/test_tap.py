@@ -6,19 +6,22 @@ import os
 import stat
 from typing import Any
 
+from twisted.internet.address import UNIXAddress
+from twisted.internet.defer import Deferred
+from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python import usage
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
 
-from pycm.auth import loadOrCreateToken, readToken, secureStateDir, tokensMatch
-from pycm.errors import BadRequest
+from pycm.auth import loadOrCreateToken, readToken, tokensMatch
+from pycm.errors import BackendError, BadRequest
 from pycm.listeners import (
     InsecureListener,
     checkBoundAddress,
     classifyListener,
     splitEndpoint,
 )
-from pycm.tap import DEFAULT_LISTEN, Options
+from pycm.tap import DEFAULT_LISTEN, Options, _exitAtExit, makeService
 
 
 class ClassifyListenerTests(SynchronousTestCase):
@@ -254,17 +257,53 @@ class TokenTests(SynchronousTestCase):
         os.symlink(path.path, link.path)
         self.assertRaises(OSError, readToken, link)
 
-    def test_stateDirMadePrivate(self) -> None:
-        """An existing state directory open to others is made 0700."""
-        directory = FilePath(self.mktemp())
-        directory.makedirs()
-        os.chmod(directory.path, 0o755)
-        self.assertEqual(len(secureStateDir(directory)), 1)
-        self.assertEqual(stat.S_IMODE(os.stat(directory.path).st_mode), 0o700)
-        self.assertEqual(secureStateDir(directory), [])
-
     def test_compare(self) -> None:
         """Tokens compare equal only when identical."""
         self.assertTrue(tokensMatch("abc", "abc"))
         self.assertFalse(tokensMatch("abc", "abd"))
         self.assertFalse(tokensMatch("abc", ""))
+
+
+class OpenFailureTests(SynchronousTestCase):
+    """
+    A backend that cannot open never leaves a daemon that listens but
+    cannot answer (on a memory reactor and fake transports).
+    """
+
+    def test_backendOpenFailure(self) -> None:
+        """
+        When the backend's open fails, the listeners stop, a connection made
+        while it was opening is closed (never left waiting), the reactor is
+        stopped once it runs (even if the open failed before it ran), and
+        the process is set to exit with status 1.
+        """
+        reactor = MemoryReactorClock()
+        home = os.path.abspath(self.mktemp())
+        options = Options()
+        options.parseOptions([
+            "--backend", "memory", "--state-dir", os.path.join(home, "state"),
+            "--listen", f"unix:{os.path.join(home, 's')}",
+        ])
+        service = makeService(options, reactor)
+        self.addCleanup(service._runClosers, None)  # type: ignore[attr-defined]
+        opening: Deferred[None] = Deferred()
+        service.backend.open = lambda: opening  # type: ignore[attr-defined]
+        service.privilegedStartService()
+        service.startService()
+        [listener] = list(service)  # type: ignore[call-overload]
+        stopped: list[bool] = []
+        listener.port.stopListening = lambda: stopped.append(True)
+        protocol = listener.factory.buildProtocol(UNIXAddress(None))
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        protocol.dataReceived(b"ping\n")
+        opening.errback(BackendError("the engine is not there"))
+        self.assertEqual(len(self.flushLoggedErrors(BackendError)), 1)
+        self.assertTrue(transport.disconnected)
+        self.assertEqual(transport.value(), b"")
+        self.assertEqual(stopped, [True])
+        self.assertTrue(service.failed)  # type: ignore[attr-defined]
+        self.assertIn((_exitAtExit, (1,), {}), reactor.triggers["after"]["shutdown"])
+        self.assertFalse(reactor.hasStopped)
+        reactor.run()
+        self.assertTrue(reactor.hasStopped)

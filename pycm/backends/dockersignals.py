@@ -12,6 +12,7 @@ C{inspect} does not turn -15 into 143.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Mapping
 
 from twisted.logger import Logger
@@ -83,7 +84,8 @@ class SignalsSent:
 
     def _load(self, path: str) -> dict[str, frozenset[int]]:
         try:
-            with open(path, "rb") as f:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            with os.fdopen(fd, "rb") as f:
                 data = json.loads(f.read())
         except FileNotFoundError:
             return {}

@@ -278,6 +278,12 @@ class NullRecordStore:
     def delete(self, name: str) -> None:
         pass
 
+    def quarantine(self, name: str, reason: str) -> None:
+        pass
+
+    def quarantined(self) -> list[dict[str, str]]:
+        return []
+
 
 @implementer(IRecordStore)
 class MemoryRecordStore:
@@ -289,6 +295,7 @@ class MemoryRecordStore:
 
     def __init__(self) -> None:
         self.records: dict[str, str] = {}
+        self.damaged: dict[str, tuple[str, str]] = {}
 
     def load(self) -> list[dict[str, Any]]:
         return [json.loads(text) for text in self.records.values()]
@@ -298,6 +305,13 @@ class MemoryRecordStore:
 
     def delete(self, name: str) -> None:
         self.records.pop(name, None)
+
+    def quarantine(self, name: str, reason: str) -> None:
+        """Move C{name}'s record (its text) to L{damaged}."""
+        self.damaged[name] = (self.records.pop(name, ""), reason)
+
+    def quarantined(self) -> list[dict[str, str]]:
+        return [{"name": n, "reason": self.damaged[n][1]} for n in sorted(self.damaged)]
 
 
 class MemoryBackend(Supervisor):

@@ -372,6 +372,11 @@ class Supervisor:
     def defaultImage(self) -> str:
         return self._runtime.defaultImage
 
+    @property
+    def quarantined(self) -> list[dict[str, str]]:
+        """The damaged records put aside when the backend opened."""
+        return self._recordStore.quarantined()
+
     # -- open / close -------------------------------------------------------
 
     def open(self) -> Deferred[None]:
@@ -379,7 +384,13 @@ class Supervisor:
 
     async def _open(self) -> None:
         for data in self._recordStore.load():
-            record = Record.fromDict(data)
+            try:
+                record = Record.fromDict(data)
+            except BackendError as e:
+                # One damaged record must not keep the others from being
+                # served: it is put aside, named in the log and by info.
+                self._recordStore.quarantine(str(data.get("name")), str(e))
+                continue
             record.backend = self.name
             self._records[record.name] = record
         leftovers = [

@@ -1,0 +1,152 @@
+"""
+The state directory is the daemon's alone: checked at start, and every
+file in it opened without following a link.
+
+The daemon often runs as root, and it creates, truncates and appends to
+files in its state directory.  Had anyone else been able to write there
+(a directory left mode 777, or one owned by another user), they could have
+planted a symbolic link (C{lock -> /etc/shadow}) or a hard link to any
+file and made the daemon overwrite it.  So L{checkStateDir} refuses, with
+the command that fixes it, a state directory or subdirectory that is not
+this user's or that group or others may write, and any link in it; and
+L{openNoFollow} opens state files with C{O_NOFOLLOW}, refusing a file
+that is not a plain file of this user's with one name.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+
+from pycm.errors import BackendError
+
+
+class UnsafeStateDir(BackendError):
+    """The state directory, or something in it, is not the daemon's alone."""
+
+
+def _fix(path: str) -> str:
+    return f"chown -R {os.geteuid()}:{os.getegid()} {path} && chmod -R go-rwx {path}"
+
+
+def _checkEntry(path: str, status: os.stat_result, root: str) -> None:
+    """Refuse one entry of the tree that someone else could have put there."""
+    if stat.S_ISLNK(status.st_mode):
+        raise UnsafeStateDir(
+            f"{path} in the state directory is a symbolic link (pycm never makes "
+            f"one): someone else may have planted it; remove it (rm {path}) and "
+            f"make sure nobody else can write to {root}"
+        )
+    if status.st_uid != os.geteuid():
+        raise UnsafeStateDir(
+            f"{path} in the state directory belongs to uid {status.st_uid}, not to "
+            f"this user ({os.geteuid()}): someone else may have put it there; check "
+            f"the directory, then fix it: {_fix(root)}"
+        )
+    if stat.S_ISDIR(status.st_mode):
+        if status.st_mode & 0o022:
+            raise UnsafeStateDir(
+                f"the state directory {path} may be written by group or others "
+                f"(mode {stat.S_IMODE(status.st_mode):o}), so links planted there "
+                f"could make pycm overwrite any file; check that it holds nothing "
+                f"you did not put there, then: chmod 700 {path}"
+            )
+    elif status.st_nlink > 1:
+        raise UnsafeStateDir(
+            f"{path} in the state directory has {status.st_nlink} names (a hard "
+            f"link, which pycm never makes): someone else may have planted it; "
+            f"remove it (rm {path})"
+        )
+
+
+def checkStateDir(path: str) -> list[str]:
+    """
+    Make the state directory (created 0700 if missing) and every
+    directory under it private to this user, or refuse it.
+
+    A directory that group or others may read is made 0700 (a warning is
+    returned); one that they may write, an entry owned by another user,
+    any symbolic link and any file with more than one name is refused:
+    any of them may have been planted.  The state directory itself may be
+    reached through a link (an operator's choice); nothing under it may.
+
+    @return: warnings to log (what was changed).
+    @raise UnsafeStateDir: naming the entry and the command that fixes it.
+    """
+    if not os.path.lexists(path):
+        parent = os.path.dirname(os.path.abspath(path))
+        os.makedirs(parent, exist_ok=True)
+        os.mkdir(path, 0o700)
+        os.chmod(path, 0o700)  # whatever the umask
+        return []
+    status = os.stat(path)
+    if not stat.S_ISDIR(status.st_mode):
+        raise UnsafeStateDir(f"the state directory {path} is not a directory")
+    _checkEntry(path, status, path)
+    warnings: list[str] = []
+    pending = [path]
+    while pending:
+        directory = pending.pop()
+        status = os.stat(directory, follow_symlinks=directory == path)
+        if status.st_mode & 0o077:
+            os.chmod(directory, 0o700)
+            warnings.append(
+                f"the state directory {directory} had mode "
+                f"{stat.S_IMODE(status.st_mode):o}; it is now 700"
+            )
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                entryStatus = entry.stat(follow_symlinks=False)
+                _checkEntry(entry.path, entryStatus, path)
+                if stat.S_ISDIR(entryStatus.st_mode):
+                    pending.append(entry.path)
+    return warnings
+
+
+def makePrivateDir(path: str) -> None:
+    """
+    Create the subdirectory C{path} 0700 if it is missing; refuse it if it
+    is a link, not a directory, or not private to this user.
+
+    @raise UnsafeStateDir: if it is not safe to use.
+    @raise OSError: if it cannot be created.
+    """
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    else:
+        os.chmod(path, 0o700)
+        return
+    status = os.lstat(path)
+    _checkEntry(path, status, os.path.dirname(path) or ".")
+    if not stat.S_ISDIR(status.st_mode):
+        raise UnsafeStateDir(f"{path} in the state directory is not a directory")
+
+
+def openNoFollow(path: str, flags: int, mode: int = 0o600) -> int:
+    """
+    C{os.open} a state file never through a symbolic link (C{O_NOFOLLOW},
+    close-on-exec), and refuse what is not a plain file of this user's
+    with a single name.
+
+    @return: the descriptor.
+    @raise UnsafeStateDir: for a link or a file that is not the daemon's.
+    @raise OSError: for any other failure (e.g. C{FileNotFoundError}).
+    """
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            _checkEntry(path, os.lstat(path), os.path.dirname(path) or ".")
+        raise
+    try:
+        status = os.fstat(fd)
+        if not stat.S_ISREG(status.st_mode):
+            raise UnsafeStateDir(f"{path} in the state directory is not a regular file")
+        _checkEntry(path, status, os.path.dirname(path) or ".")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd

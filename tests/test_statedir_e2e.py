@@ -1,0 +1,223 @@
+"""
+Fault tests of the state directory against the real C{twistd pycm}: links
+planted in it, a directory others may write, a damaged container record,
+a state database the backend cannot open, and a lost C{events.db}.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import socket
+import sqlite3
+import time
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from pycm.store import SQLiteStore
+from tests.e2e import DEADLINE, RealDaemon, waitFor
+
+VICTIM = b"root-only content\n"
+
+
+def _output(daemon: RealDaemon) -> str:
+    assert daemon.process is not None and daemon.process.stdout is not None
+    return daemon.process.stdout.read().decode("utf-8", "replace") + daemon.log()
+
+
+class PlantedLinkTests(SynchronousTestCase):
+    """
+    A link planted in the state directory (which someone else could write
+    before the first start) never makes the daemon write through it: the
+    daemon refuses to start, says which link and how to fix it.
+    """
+
+    def plantAndStart(self, name: str, backend: str = "memory") -> tuple[RealDaemon, str, str]:
+        daemon = RealDaemon(self, backend=backend)
+        os.mkdir(daemon.stateDir, 0o700)
+        victim = os.path.join(daemon.home, "victim")
+        with open(victim, "wb") as f:
+            f.write(VICTIM)
+        os.chmod(victim, 0o600)
+        link = os.path.join(daemon.stateDir, name)
+        os.makedirs(os.path.dirname(link), mode=0o700, exist_ok=True)
+        target = victim
+        if name == "logs":
+            target = os.path.join(daemon.home, "elsewhere")
+            os.mkdir(target)
+        os.symlink(target, link)
+        daemon.start(expectFailure=True)
+        return daemon, link, target
+
+    def test_linksRefused(self) -> None:
+        """
+        C{lock}, C{token}, C{events.db}, C{state.db}, a container's log file
+        and its rotated name, or the C{logs} directory, planted as links:
+        twistd exits non-zero naming the link, and the file (or directory)
+        it points to is untouched.
+        """
+        for name, backend in (
+            ("lock", "memory"),
+            ("token", "memory"),
+            ("events.db", "memory"),
+            ("state.db", "process"),
+            ("logs/web.log", "process"),
+            ("logs/web.log.1", "process"),
+            ("logs", "process"),
+        ):
+            with self.subTest(name=name):
+                daemon, link, target = self.plantAndStart(name, backend)
+                self.assertNotEqual(daemon.exitCode(), 0)
+                output = _output(daemon)
+                self.assertIn("symbolic link", output)
+                self.assertIn(f"rm {link}", output)
+                if os.path.isdir(target):
+                    self.assertEqual(os.listdir(target), [])
+                else:
+                    with open(target, "rb") as f:
+                        self.assertEqual(f.read(), VICTIM)
+
+    def test_writableStateDirRefused(self) -> None:
+        """
+        A state directory that others may write is refused at start (not
+        quietly fixed), with the command that fixes it.
+        """
+        daemon = RealDaemon(self)
+        os.mkdir(daemon.stateDir)
+        os.chmod(daemon.stateDir, 0o777)
+        daemon.start(expectFailure=True)
+        self.assertNotEqual(daemon.exitCode(), 0)
+        self.assertIn(f"chmod 700 {daemon.stateDir}", _output(daemon))
+        self.assertEqual(os.listdir(daemon.stateDir), [])
+
+    def test_subdirectoriesPrivate(self) -> None:
+        """The directories the daemon makes in its state directory are 0700."""
+        daemon = RealDaemon(self, backend="process").start()
+        client = daemon.connect()
+        client.ok("run web host echo hello")
+        waitFor(lambda: os.path.exists(os.path.join(daemon.stateDir, "logs", "web.log")), "a log")
+        for directory in (daemon.stateDir, os.path.join(daemon.stateDir, "logs")):
+            self.assertEqual(os.stat(directory).st_mode & 0o777, 0o700)
+
+
+class DamagedStateTests(SynchronousTestCase):
+    """A damaged record is put aside; a state that cannot open ends the daemon."""
+
+    def test_damagedRecordQuarantined(self) -> None:
+        """
+        A record with bad JSON and one with missing fields are quarantined:
+        the daemon starts, C{info} names them, the log says so, and the
+        other containers are served.
+        """
+        daemon = RealDaemon(self, backend="process").start()
+        client = daemon.connect()
+        for name in ("web", "broken", "partial"):
+            client.ok(f"create {name}")
+        daemon.stop()
+        db = sqlite3.connect(os.path.join(daemon.stateDir, "state.db"))
+        db.execute("UPDATE containers SET record = '{not json' WHERE name = 'broken'")
+        db.execute(
+            """UPDATE containers SET record = '{"name": "partial"}' WHERE name = 'partial'"""
+        )
+        db.commit()
+        db.close()
+        daemon.start()
+        client = daemon.connect()
+        info = client.ok("info")
+        self.assertEqual([q["name"] for q in info["quarantined"]], ["broken", "partial"])
+        self.assertEqual([c["name"] for c in client.ok("list")], ["web"])
+        client.ok("start web")
+        self.assertIn("the record of 'broken' is damaged", daemon.log())
+        daemon.stop()
+        self.assertEqual(daemon.exitCode(), -15)
+
+    def test_backendOpenFailureExits(self) -> None:
+        """
+        When the backend cannot open its state (here a containers table
+        without its record column), twistd exits non-zero within seconds,
+        and a client that connected during start-up is closed, not left
+        waiting for an answer.
+        """
+        daemon = RealDaemon(self, backend="process")
+        os.mkdir(daemon.stateDir, 0o700)
+        SQLiteStore(os.path.join(daemon.stateDir, "state.db")).close()
+        db = sqlite3.connect(os.path.join(daemon.stateDir, "state.db"))
+        db.execute("DROP TABLE containers")
+        db.execute("CREATE TABLE containers (name TEXT PRIMARY KEY)")
+        db.commit()
+        db.close()
+        started = time.monotonic()
+        daemon.start(expectFailure=True)
+        port = waitFor(lambda: _listeningPort(daemon), "the daemon to listen")
+        try:
+            sock = socket.create_connection(("127.0.0.1", port), timeout=DEADLINE)
+        except ConnectionRefusedError:
+            sock = None  # it had already stopped listening
+        if sock is not None:
+            self.addCleanup(sock.close)
+            sock.sendall(b"ping\n")
+            try:
+                self.assertEqual(sock.recv(100), b"")
+            except ConnectionResetError:
+                pass
+        self.assertEqual(daemon.exitCode(deadline=15), 1)
+        self.assertLess(time.monotonic() - started, 15)
+        log = daemon.log()
+        self.assertIn("pycm is stopping", log)
+        self.assertNotIn("pycm is ready", log)
+
+
+def _listeningPort(daemon: RealDaemon) -> int | None:
+    for line in daemon.log().splitlines():
+        if "pycm listening on tcp:" in line:
+            return int(line.split("pycm listening on tcp:")[1].split()[0].rsplit(":", 1)[1])
+    return None
+
+
+class LostEventLogTests(SynchronousTestCase):
+    """Event ids never repeat, even when C{events.db} is lost."""
+
+    def lastIdThenLose(self, daemon: RealDaemon, crash: bool) -> int:
+        client = daemon.connect()
+        for name in ("a1", "a2", "a3"):
+            client.ok(f"create {name}")
+        lastId = client.ok("events")["last_id"]
+        self.assertGreaterEqual(lastId, 3)
+        if crash:
+            daemon.kill9()
+        else:
+            daemon.stop()
+        for path in glob.glob(os.path.join(daemon.stateDir, "events.db*")):
+            os.unlink(path)
+        return lastId
+
+    def newIdAfterRestart(self, daemon: RealDaemon) -> int:
+        daemon.start()
+        client = daemon.connect()
+        client.ok("events --since=0")
+        client.ok("create b1")
+
+        def created() -> int | None:
+            client.ok("ping")
+            ids = [e["id"] for e in client.events if e.get("type") == "container"]
+            return ids[-1] if ids else None
+
+        return waitFor(created, "the create event")
+
+    def test_idsGoOnAfterStop(self) -> None:
+        """
+        Events made, daemon stopped, C{events.db} deleted, daemon started:
+        the new event's id is the next one after the old ones.
+        """
+        daemon = RealDaemon(self).start()
+        lastId = self.lastIdThenLose(daemon, crash=False)
+        self.assertEqual(self.newIdAfterRestart(daemon), lastId + 1)
+
+    def test_idsGoOnAfterCrash(self) -> None:
+        """
+        The same after C{kill -9}: the new ids are above the old ones (the
+        mark written ahead may skip some, never repeat one).
+        """
+        daemon = RealDaemon(self).start()
+        lastId = self.lastIdThenLose(daemon, crash=True)
+        self.assertGreater(self.newIdAfterRestart(daemon), lastId)
