@@ -42,6 +42,17 @@ def readToken(path: FilePath) -> str:
     return token
 
 
+def newToken() -> str:
+    """
+    A fresh random token (256 bits, URL-safe), never starting with C{-}, so
+    that no command line or tool can take it for an option.
+    """
+    while True:
+        token = secrets.token_urlsafe(32)
+        if not token.startswith("-"):
+            return token
+
+
 def loadOrCreateToken(path: FilePath) -> str:
     """
     Return the token in C{path}, creating it first (mode 0600, a fresh
@@ -53,7 +64,7 @@ def loadOrCreateToken(path: FilePath) -> str:
     if not parent.exists():
         parent.makedirs()
         os.chmod(parent.path, 0o700)
-    token = secrets.token_urlsafe(32)
+    token = newToken()
     try:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         fd = os.open(path.path, flags, 0o600)

@@ -290,6 +290,9 @@ class Command:
     #: How many leading arguments the log may show (the container's name,
     #: run's image); the others may be secret (L{pycm.redact}).
     loggedArgs: int = 0
+    #: Its arguments are taken as they are, none read as an option (a token
+    #: may start with C{-}).
+    literal: bool = False
 
     def usage(self) -> str:
         parts = [self.name, *(option.usage() for option in self.options)]
@@ -448,9 +451,9 @@ def parseRequest(session: Session, words: Sequence[str]) -> ParsedRequest:
         raise BadRequest(f"unknown command {words[0]!r}; try 'help'")
     if not (command.public or session.authenticated):
         raise session.unauthenticated(command.name)
-    if len(words) == 1:
+    if len(words) == 1 or command.literal:
         options: dict[str, Any] = {}
-        args: list[str] = []
+        args: list[str] = list(words[1:])
     else:
         options, args = parseOptions(words[1:], command.options)
     if len(args) < command.minArgs:
@@ -944,7 +947,7 @@ TABLE = (
     ),
     Command("info", info, "the daemon's backend, capabilities, counts and listeners"),
     Command("auth", auth, "authenticate this connection", arguments="TOKEN",
-            minArgs=1, maxArgs=1, public=True),
+            minArgs=1, maxArgs=1, public=True, literal=True),
     Command("exit", exit_, "close this connection", public=True, aliases=("quit",)),
 )
 

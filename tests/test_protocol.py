@@ -281,6 +281,17 @@ class AuthTests(SynchronousTestCase):
         self.assertEqual(self.conn.ok("auth s3cret"), "authenticated")
         self.assertEqual(self.conn.ok("list"), [])
 
+    def test_tokenStartingWithDash(self) -> None:
+        """
+        A token that starts with C{-} (urlsafe base64 makes one in 64) is
+        taken as the token, not as an unknown option.
+        """
+        server = FakeServer(token="-s3cret")
+        conn = server.connect(requireAuth=True)
+        self.assertEqual(conn.ok("auth -s3cret"), "authenticated")
+        self.assertEqual(conn.ok("list"), [])
+        self.assertEqual(conn.err("auth --wrong"), "unauthorized")
+
     def test_threeWrongTokens(self) -> None:
         """After 3 wrong tokens the server closes the connection."""
         self.assertEqual(self.conn.err("auth a"), "unauthorized")

@@ -13,7 +13,7 @@ from twisted.python import usage
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
 
-from pycm.auth import loadOrCreateToken, readToken, tokensMatch
+from pycm.auth import loadOrCreateToken, newToken, readToken, tokensMatch
 from pycm.errors import BackendError, BadRequest
 from pycm.listeners import (
     InsecureListener,
@@ -235,6 +235,15 @@ class TokenTests(SynchronousTestCase):
         self.assertEqual(stat.S_IMODE(os.stat(path.path).st_mode), 0o600)
         self.assertEqual(stat.S_IMODE(os.stat(path.parent().path).st_mode), 0o700)
         self.assertEqual(loadOrCreateToken(path), token)
+
+    def test_newTokensNeverStartWithDash(self) -> None:
+        """
+        No new token starts with C{-} (where a command line would read it as
+        an option); one in 64 random ones would.
+        """
+        tokens = [newToken() for _ in range(2000)]
+        self.assertFalse([t for t in tokens if t.startswith("-")])
+        self.assertEqual(len(set(tokens)), len(tokens))
 
     def test_emptyTokenFile(self) -> None:
         """An empty token file is an error, not an empty token."""
