@@ -413,8 +413,8 @@ class StateDirLock:
     """
     An exclusive C{flock} on C{DIR/lock}, held while a daemon uses a state
     directory.  The lock file holds the holder's pid, for the message the
-    next daemon gets.  The descriptor is close-on-exec, so container
-    processes never inherit (and never keep) the lock.
+    next daemon gets (L{recordHolder}).  The descriptor is close-on-exec,
+    so container processes never inherit (and never keep) the lock.
     """
 
     def __init__(self, directory: str) -> None:
@@ -457,9 +457,18 @@ class StateDirLock:
                     f"{self.directory}; stop it first or choose another --state-dir"
                 ) from e
             raise BackendError(f"cannot lock {self.path}: {e.strerror}") from e
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._fd = fd
+        self.recordHolder()
+
+    def recordHolder(self) -> None:
+        """
+        Write this process's pid in the lock file.  twistd forks after the
+        lock is taken, so the daemon records itself again once it runs: the
+        next daemon is told a pid that exists.
+        """
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+            os.pwrite(self._fd, f"{os.getpid()}\n".encode(), 0)
 
     def release(self) -> None:
         """Release the lock (idempotent)."""

@@ -11,7 +11,7 @@ import os
 import resource
 import stat
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet.defer import Deferred, maybeDeferred
@@ -37,6 +37,10 @@ from pycm.protocol import (
     PycmServerFactory,
 )
 from pycm.statedir import checkStateDir
+from pycm.startup import StartupReport
+
+if TYPE_CHECKING:
+    from pycm.store import StateDirLock
 
 DEFAULT_LISTEN = "tcp:8080:interface=127.0.0.1"
 
@@ -152,6 +156,21 @@ class Options(usage.Options):
             raise usage.UsageError(f"--backend-option wants KEY=VALUE, not {item!r}")
         self["backend-option"][key] = value
 
+    def parseOptions(self, options: list[str] | None = None) -> None:
+        """
+        Parse, as usage.Options does; under twistd, a refusal exits 1 with
+        its reason on stderr (twistd before 26.10 printed it on stdout, with
+        its whole usage, and exited 0).
+        """
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as e:
+            if self.parent is None:
+                raise
+            raise SystemExit(
+                f"twistd pycm: {e}\n(twistd pycm --help lists the options)"
+            ) from None
+
     def opt_version(self) -> None:
         """Print the version and exit."""
         print(f"pycm {pycm.__version__} (protocol {pycm.PROTOCOL_VERSION})")
@@ -203,12 +222,21 @@ class PycmService(MultiService):
 
     log = Logger()
 
-    def __init__(self, reactor: Any, daemon: Daemon, closers: list[Any]) -> None:
+    def __init__(
+        self,
+        reactor: Any,
+        daemon: Daemon,
+        closers: list[Any],
+        report: StartupReport | None = None,
+        stateLock: StateDirLock | None = None,
+    ) -> None:
         super().__init__()
         self._reactor = reactor
         self._daemon = daemon
         self.backend = daemon.backend
         self._closers = closers
+        self._report = report if report is not None else StartupReport()
+        self._stateLock = stateLock
         self.ready: Deferred[None] = Deferred()
         #: The backend could not open; the process exits with status 1.
         self.failed = False
@@ -234,6 +262,7 @@ class PycmService(MultiService):
         # and all of Twisted held every client up for 100 ms).
         gc.freeze()
         self.log.info("pycm is ready")
+        self._report.ready()
         self.ready.callback(None)
 
     def _failedToOpen(self, failure: Any) -> None:
@@ -250,6 +279,9 @@ class PycmService(MultiService):
         self._stopListening()
         self._daemon.setFailed()
         self.failed = True
+        self._report.failed(
+            f"the {self.backend.name} backend could not start: {failure.getErrorMessage()}"
+        )
         self.ready.errback(failure)
         self.ready.addErrback(lambda _: None)
         # Before the reactor runs (the open failed at once, inside twistd's
@@ -267,17 +299,29 @@ class PycmService(MultiService):
 
     def privilegedStartService(self) -> None:
         """
-        Bind every listener now, before the backend opens: a port in use or
-        an insecure listener stops twistd with a message and a non-zero
-        status.  Connections made before the backend is open wait (the
-        protocol does not read them until the daemon is ready).
+        Runs in the daemon, after twistd's fork: take twistd's start-up
+        report over and record the daemon's pid in the state directory's
+        lock.  Then bind every listener, before the backend opens: a port in
+        use or an insecure listener stops twistd with its reason on stderr
+        and a non-zero status.  Connections made before the backend is open
+        wait (the protocol does not read them until the daemon is ready).
         """
+        self._report.daemonized()
+        if self._stateLock is not None:
+            self._stateLock.recordHolder()
         for child in self:
             try:
                 child.privilegedStartService()
             except (CannotListenError, InsecureListener, OSError) as e:
                 self._stopListening()
-                raise SystemExit(f"twistd pycm: cannot listen: {e}") from None
+                self._refuse(_cannotListen(child, e))
+
+    def _refuse(self, reason: str) -> None:
+        """Stop before the reactor runs: tell why, exit 1."""
+        self.log.error("pycm cannot start: {reason}", reason=reason)
+        self._report.failed(reason)
+        self._runClosers(None)
+        raise SystemExit(1)
 
     def _closeEvents(self, result: object) -> object:
         """Store the events that wait (a full disk), while the store is open."""
@@ -304,6 +348,25 @@ class PycmService(MultiService):
             lambda failure: self.log.failure("error while stopping", failure)
         )
         return stopping
+
+
+#: The longest path a UNIX socket can have on Linux (sun_path, less its NUL).
+UNIX_PATH_MAX = 107
+
+
+def _cannotListen(service: Any, error: Exception) -> str:
+    """Why a listener could not listen, for a person."""
+    listener = getattr(service, "listener", None)
+    where = listener.description if listener is not None else "an endpoint"
+    why = str(error)
+    if isinstance(error, CannotListenError) and error.socketError is not None:
+        why = str(error.socketError)
+        if listener is not None and listener.kind == "unix":
+            path = str(error.port.decode() if isinstance(error.port, bytes) else error.port)
+            size = len(os.fsencode(path))
+            if size > UNIX_PATH_MAX:
+                why = f"the path is {size} bytes, a UNIX socket's may have {UNIX_PATH_MAX} at most"
+    return f"cannot listen on {where}: {why}"
 
 
 def _exitAtExit(status: int) -> None:
@@ -334,12 +397,13 @@ def _openEventLog(stateDir: FilePath, closers: list[Any], reactor: Any) -> Event
     return EventLog(store, clock=reactor, mark=mark)
 
 
-def _lockStateDir(stateDir: FilePath, closers: list[Any]) -> None:
+def _lockStateDir(stateDir: FilePath, closers: list[Any]) -> StateDirLock:
     from pycm.store import StateDirLock
 
     lock = StateDirLock(stateDir.path)
     lock.acquire()
     closers.append(lock.release)
+    return lock
 
 
 def twistdLogPath(options: usage.Options) -> str | None:
@@ -409,7 +473,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     try:
         for warning in checkStateDir(stateDir.path):
             log.warn("{warning}", warning=warning)
-        _lockStateDir(stateDir, closers)
+        stateLock = _lockStateDir(stateDir, closers)
         if options["auth-token-file"]:
             token = readToken(FilePath(options["auth-token-file"]))
         else:
@@ -432,7 +496,9 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         listeners=[listener.description for listener in listeners],
         ready=False,
     )
-    service = PycmService(reactor, daemon, closers)
+    service = PycmService(
+        reactor, daemon, closers, StartupReport.fromOptions(options), stateLock
+    )
     maxConnections = options["max-connections"]
     if maxConnections is None:
         # Read after the backend is made: it may have raised the limit.

@@ -7,13 +7,21 @@ discovery, listeners, the token file, start-up refusals.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import socket
 import stat
 import subprocess
+import tempfile
+import textwrap
+import time
 
 from twisted.trial.unittest import SynchronousTestCase
 
 from .e2e import DEADLINE, RealDaemon, twistdCommand, waitFor
+
+#: A start-up that fails must say so within this many seconds.
+REFUSAL_DEADLINE = 10.0
 
 
 class DaemonE2ETests(SynchronousTestCase):
@@ -178,6 +186,200 @@ class DaemonE2ETests(SynchronousTestCase):
         for option in ("--listen", "--backend", "--state-dir", "--no-auth",
                        "--auth-token-file", "--docker-host", "--default-image"):
             self.assertIn(option, output)
+
+
+class DaemonizedStartTests(SynchronousTestCase):
+    """
+    The README's quick start: C{twistd --pidfile P --logfile L pycm}, which
+    daemonizes.  A start that fails exits non-zero within seconds, with its
+    reason on stderr and no pidfile left; one that succeeds exits 0 once
+    pycm is ready.
+    """
+
+    def setUp(self) -> None:
+        self.home = tempfile.mkdtemp(prefix="pycm-e2e-")
+        self.addCleanup(shutil.rmtree, self.home, ignore_errors=True)
+        self.pidfile = os.path.join(self.home, "pycm.pid")
+        self.stateDir = os.path.join(self.home, "state")
+
+    def start(
+        self, args: list[str], foreground: bool = False, pidfile: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> tuple[subprocess.CompletedProcess[bytes], float]:
+        """Run twistd as the README does; its result and how long it took."""
+        command = [
+            *twistdCommand(), *(["-n"] if foreground else []),
+            "--pidfile", pidfile or self.pidfile,
+            "--logfile", os.path.join(self.home, "pycm.log"),
+            "pycm", "--backend", "memory", "--state-dir", self.stateDir, "--no-auth", *args,
+        ]
+        started = time.monotonic()
+        result = subprocess.run(
+            command, cwd=self.home, capture_output=True, timeout=DEADLINE,
+            stdin=subprocess.DEVNULL, env=dict(os.environ, **(env or {})),
+        )
+        return result, time.monotonic() - started
+
+    def assertRefused(
+        self, result: subprocess.CompletedProcess[bytes], took: float, *reasons: bytes
+    ) -> None:
+        self.assertNotEqual(result.returncode, 0, result)
+        self.assertLess(took, REFUSAL_DEADLINE)
+        for reason in reasons:
+            self.assertIn(reason, result.stderr)
+        self.assertNotIn(b"Traceback", result.stderr)
+        self.assertFalse(os.path.exists(self.pidfile), "a stale pidfile was left")
+
+    def daemonPid(self) -> int:
+        """The pid twistd wrote; the daemon is stopped at cleanup."""
+        with open(self.pidfile) as f:
+            pid = int(f.read())
+        self.addCleanup(_stopProcess, pid)
+        return pid
+
+    def test_portInUse(self) -> None:
+        """A TCP port already taken: refused at once, the reason on stderr."""
+        taken = socket.socket()
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        self.addCleanup(taken.close)
+        port = taken.getsockname()[1]
+        result, took = self.start(["--listen", f"tcp:{port}:interface=127.0.0.1"])
+        self.assertRefused(result, took, b"cannot listen", b"Address already in use")
+
+    def test_unixPathTooLong(self) -> None:
+        """A UNIX socket path over 108 bytes: refused, naming the limit."""
+        path = os.path.join(self.home, "d" * 60, "s" * 60 + ".sock")
+        os.makedirs(os.path.dirname(path))
+        self.assertGreater(len(os.fsencode(path)), 108)
+        result, took = self.start(["--listen", f"unix:{path}"])
+        self.assertRefused(result, took, b"cannot listen", b"107 at most")
+
+    def test_foregroundWithLogFile(self) -> None:
+        """
+        In the foreground with a log file, the reason reaches the terminal's
+        stderr too (twistd sends Python's stderr to the log file).
+        """
+        taken = socket.socket()
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        self.addCleanup(taken.close)
+        port = taken.getsockname()[1]
+        result, took = self.start(
+            ["--listen", f"tcp:{port}:interface=127.0.0.1"], foreground=True
+        )
+        self.assertRefused(result, took, b"cannot listen", b"Address already in use")
+
+    def test_stateDirUnusable(self) -> None:
+        """A state directory that is a file: refused with the reason."""
+        open(self.stateDir, "w").close()
+        result, took = self.start(["--listen", "tcp:0:interface=127.0.0.1"])
+        self.assertRefused(result, took, self.stateDir.encode())
+
+    def test_backendFailsToOpen(self) -> None:
+        """
+        A backend whose open fails once the reactor runs (a third-party
+        backend, installed through the entry point on PYTHONPATH): the
+        waiting parent exits non-zero with the reason, daemonized or in the
+        foreground, and no pidfile is left.
+        """
+        path = [_failingBackendPath(self.home), os.environ.get("PYTHONPATH", "")]
+        env = {"PYTHONPATH": os.pathsep.join(filter(None, path))}
+        for foreground in (False, True):
+            result, took = self.start(
+                ["--backend", "failing", "--listen", "tcp:0:interface=127.0.0.1"],
+                foreground=foreground, env=env,
+            )
+            self.assertRefused(result, took, b"backend could not start", b"no engine here")
+
+    def test_readyWhenExited(self) -> None:
+        """
+        A good start exits 0 once pycm listens: the UNIX socket answers at
+        once, and the pidfile names the daemon.
+        """
+        path = os.path.join(self.home, "pycm.sock")
+        result, took = self.start(["--listen", f"unix:{path}"])
+        self.assertEqual(result.returncode, 0, result)
+        pid = self.daemonPid()
+        self.assertTrue(_alive(pid))
+        sock = socket.socket(socket.AF_UNIX)
+        self.addCleanup(sock.close)
+        sock.settimeout(DEADLINE)
+        sock.connect(path)
+        sock.sendall(b"ping\n")
+        self.assertEqual(sock.recv(100), b'OK "pong"\n')
+
+    def test_lockNamesTheDaemon(self) -> None:
+        """
+        The state directory's lock records the daemon's pid (not the one
+        twistd had before it forked), and a second daemon on the same state
+        directory is refused naming that live process.
+        """
+        result, _ = self.start(["--listen", "tcp:0:interface=127.0.0.1"])
+        self.assertEqual(result.returncode, 0, result)
+        pid = self.daemonPid()
+        with open(os.path.join(self.stateDir, "lock")) as f:
+            self.assertEqual(f.read().strip(), str(pid))
+        second = os.path.join(self.home, "second.pid")
+        result, took = self.start(["--listen", "tcp:0:interface=127.0.0.1"], pidfile=second)
+        self.assertNotEqual(result.returncode, 0)
+        self.assertLess(took, REFUSAL_DEADLINE)
+        self.assertIn(f"another pycm daemon (pid {pid})".encode(), result.stderr)
+        self.assertFalse(os.path.exists(second))
+        self.assertTrue(_alive(pid))
+
+
+_FAILING_BACKEND = """
+from twisted.internet.task import deferLater
+
+from pycm.backends.memory import makeBackend as makeMemoryBackend
+from pycm.errors import BackendError
+
+
+def makeBackend(reactor, stateDir, options):
+    backend = makeMemoryBackend(reactor, stateDir, options)
+
+    def fail():
+        raise BackendError("no engine here")
+
+    backend.open = lambda: deferLater(reactor, 0.05, fail)
+    return backend
+"""
+
+
+def _failingBackendPath(home: str) -> str:
+    """
+    A directory holding a third-party backend, C{failing}, whose open fails
+    after the reactor has started; registered through its entry point.
+    """
+    where = os.path.join(home, "site")
+    info = os.path.join(where, "pycm_failing-0.dist-info")
+    os.makedirs(info)
+    with open(os.path.join(where, "pycm_failing.py"), "w") as f:
+        f.write(textwrap.dedent(_FAILING_BACKEND))
+    with open(os.path.join(info, "METADATA"), "w") as f:
+        f.write("Metadata-Version: 2.1\nName: pycm-failing\nVersion: 0\n")
+    with open(os.path.join(info, "entry_points.txt"), "w") as f:
+        f.write("[pycm.backends]\nfailing = pycm_failing:makeBackend\n")
+    return where
+
+
+def _stopProcess(pid: int) -> None:
+    """SIGTERM a daemon that is not our child; wait until it is gone."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    waitFor(lambda: not _alive(pid), f"pid {pid} to exit")
+
+
+def _alive(pid: int) -> bool:
+    """Is C{pid} running (a zombie nobody reaped yet is not)?"""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
 
 
 def _eventsUntil(client: object, wanted: int) -> list[dict[str, object]] | None:

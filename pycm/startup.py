@@ -1,0 +1,166 @@
+"""
+How a start-up ends, told to whoever ran C{twistd pycm}: the reason on the
+terminal's stderr, a non-zero exit status, and no pidfile left behind,
+whether twistd daemonized or not.
+
+twistd daemonizes before it starts the service: its first process waits on
+a status pipe (C{config["statusPipe"]}) for C{b"0"} (started, exit 0) or
+C{b"1 MESSAGE"} (exit 1); the daemon's own stderr is C{/dev/null} by then.
+twistd writes C{b"0"} as soon as C{startService} returns, before the reactor
+runs (so before the backend has opened), and reports only an C{Exception}
+raised on the way: a C{SystemExit} left the parent waiting for ever and the
+pidfile behind.  So L{StartupReport} takes that pipe over once twistd has
+forked, keeps a copy of the terminal's stderr from before the fork, and
+answers the waiting parent only when pycm is ready or has failed.  In the
+foreground the same report writes the reason to the terminal (twistd sends
+C{sys.stderr} to the log file).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import sys
+from collections.abc import Callable, MutableMapping
+from typing import Any
+
+from twisted.logger import Logger
+
+#: What twistd's waiting parent prints after C{An error has occurred:} when
+#: the reason itself already reached the terminal.
+SEE_ABOVE = "pycm did not start (the reason is above)"
+
+#: twistd's parent reads at most this many bytes of status.
+_STATUS_LENGTH = 100
+
+
+def _exitNonZero() -> None:
+    """At interpreter exit, after twistd's own clean-up: exit 1, not 0."""
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(1)
+
+
+class StartupReport:
+    """
+    Tells the person (or service manager) who started the daemon how its
+    start-up ended, once: L{ready} or L{failed}.
+
+    @ivar outcome: C{None} until the start-up ended, then C{"ready"} or
+        C{"failed"}.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        stderr: int | None = None,
+        twistdConfig: MutableMapping[str, Any] | None = None,
+        atExit: Callable[[Callable[[], None]], object] = atexit.register,
+    ) -> None:
+        """
+        @param stderr: a descriptor of the terminal's stderr, taken before
+            twistd forked; the report closes it when the start-up ends.
+        @param twistdConfig: twistd's own options (the parent of pycm's
+            options): where its status pipe and pidfile are.
+        @param atExit: registers what runs at interpreter exit.
+        """
+        self._stderr = stderr
+        self._config = twistdConfig
+        self._atExit = atExit
+        self._statusPipe: int | None = None
+        self.outcome: str | None = None
+
+    @classmethod
+    def fromOptions(cls, options: Any) -> StartupReport:
+        """
+        The report for C{twistd pycm} with these options; outside twistd
+        (no parent options) a report that tells nobody.
+        """
+        twistdConfig = getattr(options, "parent", None)
+        if twistdConfig is None:
+            return cls()
+        try:
+            stderr: int | None = os.dup(2)
+        except OSError:
+            stderr = None
+        return cls(stderr, twistdConfig)
+
+    def daemonized(self) -> None:
+        """
+        twistd has forked (or chose not to): take its status pipe, if any,
+        so that twistd does not answer the waiting parent before pycm is
+        ready.
+        """
+        if self._config is not None and self._statusPipe is None:
+            self._statusPipe = self._config.pop("statusPipe", None)
+
+    def ready(self) -> None:
+        """pycm listens and its backend is open: the parent exits 0."""
+        if self.outcome is None:
+            self.outcome = "ready"
+            self._finish(b"0")
+
+    def failed(self, reason: str, exitLater: bool = False) -> None:
+        """
+        pycm cannot start: the reason goes to the terminal, the pidfile is
+        removed, the waiting parent exits 1.
+
+        @param exitLater: the reactor has run, so twistd would exit 0 after
+            its shutdown: make the exit status 1 instead.
+        """
+        if self.outcome is not None:
+            return
+        self.outcome = "failed"
+        told = self._tell(f"twistd pycm: {reason}\n")
+        self._removePidfile()
+        status = (SEE_ABOVE if told else reason).encode("utf-8", "backslashreplace")
+        self._finish(b"1 " + status[: _STATUS_LENGTH - 2])
+        if exitLater:
+            self._atExit(_exitNonZero)
+
+    def _tell(self, text: str) -> bool:
+        if self._stderr is None:
+            return False
+        data = text.encode("utf-8", "backslashreplace")
+        try:
+            while data:
+                data = data[os.write(self._stderr, data) :]
+        except OSError:
+            return False
+        return True
+
+    def _removePidfile(self) -> None:
+        """
+        Remove twistd's pidfile if it names this process, and tell twistd
+        it is gone (twistd removes it only on a clean exit).
+        """
+        if self._config is None:
+            return
+        pidfile = self._config.get("pidfile")
+        if not pidfile:
+            return
+        try:
+            with open(pidfile, "rb") as f:
+                mine = f.read().strip() == str(os.getpid()).encode()
+            if mine:
+                os.unlink(pidfile)
+                self._config["pidfile"] = ""
+        except OSError as e:
+            self.log.warn("cannot remove pidfile {path}: {error}", path=pidfile, error=e)
+
+    def _finish(self, status: bytes) -> None:
+        if self._statusPipe is not None:
+            pipe, self._statusPipe = self._statusPipe, None
+            try:
+                os.write(pipe, status)
+            except OSError:
+                pass
+            os.close(pipe)
+        if self._stderr is not None:
+            stderr, self._stderr = self._stderr, None
+            os.close(stderr)
