@@ -6,22 +6,28 @@ import os
 import stat
 from typing import Any
 
+from twisted.application.service import Service
 from twisted.internet.address import UNIXAddress
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail
+from twisted.internet.error import CannotListenError
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python import usage
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
 
 from pycm.auth import loadOrCreateToken, newToken, readToken, tokensMatch
+from pycm.backends.memory import MemoryBackend
+from pycm.commands import Daemon
 from pycm.errors import BackendError, BadRequest
+from pycm.events import EventLog
 from pycm.listeners import (
     InsecureListener,
     checkBoundAddress,
     classifyListener,
     splitEndpoint,
 )
-from pycm.tap import DEFAULT_LISTEN, Options, _exitAtExit, makeService
+from pycm.startup import StartupReport
+from pycm.tap import DEFAULT_LISTEN, Options, PycmService, _exitAtExit, makeService
 
 
 class ClassifyListenerTests(SynchronousTestCase):
@@ -316,3 +322,175 @@ class OpenFailureTests(SynchronousTestCase):
         self.assertFalse(reactor.hasStopped)
         reactor.run()
         self.assertTrue(reactor.hasStopped)
+
+
+class StartupReportTests(SynchronousTestCase):
+    """
+    L{StartupReport} on real pipes standing for the terminal's stderr and
+    twistd's status pipe.
+    """
+
+    def setUp(self) -> None:
+        self.stderrRead, stderr = os.pipe()
+        self.statusRead, status = os.pipe()
+        self.addCleanup(os.close, self.stderrRead)
+        self.addCleanup(os.close, self.statusRead)
+        self.pidfile = self.mktemp()
+        with open(self.pidfile, "w") as f:
+            f.write(str(os.getpid()))
+        self.config: dict[str, object] = {"statusPipe": status, "pidfile": self.pidfile}
+        self.atExit: list[object] = []
+        self.report = StartupReport(stderr, self.config, self.atExit.append)
+
+    def read(self, fd: int) -> bytes:
+        """Everything written to a pipe whose every writer is closed."""
+        chunks = []
+        while chunk := os.read(fd, 4096):
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def test_takesTheStatusPipe(self) -> None:
+        """Once daemonized, twistd no longer has a status pipe to answer."""
+        self.report.daemonized()
+        self.assertNotIn("statusPipe", self.config)
+
+    def test_ready(self) -> None:
+        """Ready: the parent reads b"0", stderr is released, the pidfile kept."""
+        self.report.daemonized()
+        self.report.ready()
+        self.assertEqual(self.read(self.statusRead), b"0")
+        self.assertEqual(self.read(self.stderrRead), b"")
+        self.assertTrue(os.path.exists(self.pidfile))
+        self.assertEqual(self.report.outcome, "ready")
+
+    def test_failed(self) -> None:
+        """
+        Failed: the whole reason on stderr, a status the parent reports as
+        an error (within twistd's 100 bytes), the pidfile removed and
+        forgotten; the exit status is left alone unless asked.
+        """
+        reason = "cannot listen on unix:/" + "x" * 200
+        self.report.daemonized()
+        self.report.failed(reason)
+        self.assertEqual(self.read(self.stderrRead), f"twistd pycm: {reason}\n".encode())
+        status = self.read(self.statusRead)
+        self.assertTrue(status.startswith(b"1 "))
+        self.assertLessEqual(len(status), 100)
+        self.assertFalse(os.path.exists(self.pidfile))
+        self.assertEqual(self.config["pidfile"], "")
+        self.assertEqual(self.atExit, [])
+
+    def test_failedAfterTheReactorRan(self) -> None:
+        """After the reactor ran, a failure also makes the exit status 1."""
+        self.report.daemonized()
+        self.report.failed("no engine", exitLater=True)
+        self.assertEqual(len(self.atExit), 1)
+
+    def test_onlyTheFirstOutcome(self) -> None:
+        """A start-up ends once: a later failure changes nothing."""
+        self.report.daemonized()
+        self.report.ready()
+        self.report.failed("late")
+        self.assertEqual(self.read(self.statusRead), b"0")
+        self.assertTrue(os.path.exists(self.pidfile))
+
+    def test_othersPidfileKept(self) -> None:
+        """A pidfile naming another process is not removed."""
+        with open(self.pidfile, "w") as f:
+            f.write("1")
+        self.report.failed("no")
+        self.assertTrue(os.path.exists(self.pidfile))
+        self.read(self.stderrRead)
+        os.close(self.config.pop("statusPipe"))  # type: ignore[arg-type]
+
+    def test_foreground(self) -> None:
+        """
+        In the foreground (no status pipe) the reason still reaches stderr
+        and the status pipe is never looked for again.
+        """
+        os.close(self.config.pop("statusPipe"))  # type: ignore[arg-type]
+        self.report.daemonized()
+        self.report.failed("port in use")
+        self.assertEqual(self.read(self.stderrRead), b"twistd pycm: port in use\n")
+
+
+class _FailingListener(Service):
+    """A listener whose port is taken."""
+
+    def privilegedStartService(self) -> None:
+        raise CannotListenError("127.0.0.1", 8080, OSError(98, "Address already in use"))
+
+
+class PycmServiceStartTests(SynchronousTestCase):
+    """How L{PycmService} ends a start-up, on a fake reactor."""
+
+    def setUp(self) -> None:
+        self.reactor = MemoryReactorClock()
+        self.backend = MemoryBackend(self.reactor)
+        self.reported: list[tuple[str, object]] = []
+        report = StartupReport()
+        report.ready = lambda: self.reported.append(("ready", None))  # type: ignore[method-assign]
+        report.failed = (  # type: ignore[method-assign]
+            lambda reason, exitLater=False: self.reported.append((reason, exitLater))
+        )
+        self.closed: list[str] = []
+        daemon = Daemon(clock=self.reactor, backend=self.backend, events=EventLog(), ready=False)
+        self.service = PycmService(self.reactor, daemon, [lambda: self.closed.append("x")], report)
+
+    def test_listenFailure(self) -> None:
+        """A port in use: reported, closers run, twistd exits 1."""
+        _FailingListener().setServiceParent(self.service)
+        error = self.assertRaises(SystemExit, self.service.privilegedStartService)
+        self.assertEqual(error.code, 1)
+        [(reason, exitLater)] = self.reported
+        self.assertIn("Address already in use", str(reason))
+        self.assertFalse(exitLater)
+        self.assertEqual(self.closed, ["x"])
+
+    def test_ready(self) -> None:
+        """The backend open and the listeners started: reported ready."""
+        self.service.startService()
+        self.assertEqual(self.reported, [("ready", None)])
+
+    def test_backendFailsToOpen(self) -> None:
+        """
+        The backend cannot open: reported with the reason, the exit status
+        made non-zero, the reactor stopped.
+        """
+        self.backend.open = lambda: fail(BackendError("no engine"))  # type: ignore[method-assign]
+        self.service.startService()
+        self.failureResultOf(self.service.ready, BackendError)
+        self.assertEqual(self.reported, [("the memory backend could not start: no engine", True)])
+        self.assertTrue(self.reactor.hasStopped)
+        self.assertEqual(len(self.flushLoggedErrors(BackendError)), 1)
+
+
+class TwistdOptionsTests(SynchronousTestCase):
+    def test_refusedUnderTwistd(self) -> None:
+        """
+        Under twistd (a parent Options), a refused option exits 1 with its
+        reason (twistd 24.3 printed it on stdout and exited 0).
+        """
+        options = Options()
+        options.parent = usage.Options()
+        error = self.assertRaises(SystemExit, options.parseOptions, ["--backend", "zz"])
+        self.assertIn("twistd pycm: unknown backend 'zz'", str(error.code))
+        self.assertIn("process", str(error.code))
+
+
+class StateDirLockTests(SynchronousTestCase):
+    def test_recordHolder(self) -> None:
+        """
+        The lock file names the process that records itself (twistd's
+        daemon, after the fork), not the one that took the lock.
+        """
+        from pycm.store import StateDirLock
+
+        lock = StateDirLock(self.mktemp())
+        lock.acquire()
+        self.addCleanup(lock.release)
+        with open(lock.path, "w") as f:
+            f.write("999999\n")  # as if taken before a fork
+        lock.recordHolder()
+        with open(lock.path) as f:
+            self.assertEqual(f.read(), f"{os.getpid()}\n")
