@@ -98,6 +98,16 @@ class StartupReport:
         """
         if self._config is not None and self._statusPipe is None:
             self._statusPipe = self._config.pop("statusPipe", None)
+            if self._statusPipe is not None:
+                self._atExit(self._exitedUnready)
+
+    def _exitedUnready(self) -> None:
+        """
+        The daemon exits before the start-up ended (an error that reached
+        twistd): twistd's parent holds the pipe's other end too, so it would
+        wait for ever unless told.
+        """
+        self.failed("pycm exited before it was ready (the log says why)")
 
     def ready(self) -> None:
         """pycm listens and its backend is open: the parent exits 0."""
@@ -150,6 +160,8 @@ class StartupReport:
             if mine:
                 os.unlink(pidfile)
                 self._config["pidfile"] = ""
+        except FileNotFoundError:
+            pass
         except OSError as e:
             self.log.warn("cannot remove pidfile {path}: {error}", path=pidfile, error=e)
 

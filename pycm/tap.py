@@ -335,6 +335,9 @@ class PycmService(MultiService):
         return result
 
     def stopService(self) -> Deferred[Any]:
+        if self._report.outcome is None:
+            # Stopped (a signal) while the backend was opening.
+            self._report.failed("pycm was stopped before it was ready", exitLater=True)
         stopping = super().stopService()
 
         def closeBackend(_: object) -> Deferred[Any]:

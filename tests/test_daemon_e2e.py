@@ -305,6 +305,38 @@ class DaemonizedStartTests(SynchronousTestCase):
             )
             self.assertRefused(result, took, b"backend could not start", b"no engine here")
 
+    def test_stoppedBeforeReady(self) -> None:
+        """
+        A daemon stopped (SIGTERM) while its backend is still opening: the
+        waiting parent exits non-zero, never waits for ever.
+        """
+        path = [_failingBackendPath(self.home), os.environ.get("PYTHONPATH", "")]
+        command = [
+            *twistdCommand(), "--pidfile", self.pidfile,
+            "--logfile", os.path.join(self.home, "pycm.log"),
+            "pycm", "--backend", "slow", "--state-dir", self.stateDir,
+            "--no-auth", "--listen", "tcp:0:interface=127.0.0.1",
+        ]
+        parent = subprocess.Popen(
+            command, cwd=self.home, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, path))),
+        )
+        self.addCleanup(parent.wait)
+        self.addCleanup(parent.kill)
+        waitFor(lambda: os.path.exists(self.pidfile) and os.path.getsize(self.pidfile),
+                "the daemon's pidfile")
+        pid = self.daemonPid()
+        waitFor(lambda: "starting on the" in _read(os.path.join(self.home, "pycm.log")),
+                "the backend to start opening")
+        self.assertIsNone(parent.poll(), "twistd returned before pycm was ready")
+        os.kill(pid, signal.SIGTERM)
+        _, stderr = parent.communicate(timeout=REFUSAL_DEADLINE)
+        self.assertNotEqual(parent.returncode, 0)
+        self.assertIn(b"was stopped before it was ready", stderr)
+        waitFor(lambda: not _alive(pid), "the daemon to exit")
+        self.assertFalse(os.path.exists(self.pidfile))
+
     def test_readyWhenExited(self) -> None:
         """
         A good start exits 0 once pycm listens: the UNIX socket answers at
@@ -343,6 +375,7 @@ class DaemonizedStartTests(SynchronousTestCase):
 
 
 _FAILING_BACKEND = """
+from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
 
 from pycm.backends.memory import makeBackend as makeMemoryBackend
@@ -357,13 +390,20 @@ def makeBackend(reactor, stateDir, options):
 
     backend.open = lambda: deferLater(reactor, 0.05, fail)
     return backend
+
+
+def makeSlowBackend(reactor, stateDir, options):
+    backend = makeMemoryBackend(reactor, stateDir, options)
+    backend.open = Deferred
+    return backend
 """
 
 
 def _failingBackendPath(home: str) -> str:
     """
-    A directory holding a third-party backend, C{failing}, whose open fails
-    after the reactor has started; registered through its entry point.
+    A directory holding third-party backends, registered through their
+    entry point: C{failing}, whose open fails after the reactor has started,
+    and C{slow}, whose open never ends.
     """
     where = os.path.join(home, "site")
     info = os.path.join(where, "pycm_failing-0.dist-info")
@@ -373,8 +413,19 @@ def _failingBackendPath(home: str) -> str:
     with open(os.path.join(info, "METADATA"), "w") as f:
         f.write("Metadata-Version: 2.1\nName: pycm-failing\nVersion: 0\n")
     with open(os.path.join(info, "entry_points.txt"), "w") as f:
-        f.write("[pycm.backends]\nfailing = pycm_failing:makeBackend\n")
+        f.write(
+            "[pycm.backends]\nfailing = pycm_failing:makeBackend\n"
+            "slow = pycm_failing:makeSlowBackend\n"
+        )
     return where
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
 
 
 def _stopProcess(pid: int) -> None:

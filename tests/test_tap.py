@@ -26,7 +26,7 @@ from pycm.listeners import (
     classifyListener,
     splitEndpoint,
 )
-from pycm.startup import StartupReport
+from pycm.startup import StartupReport, _exitNonZero
 from pycm.tap import DEFAULT_LISTEN, Options, PycmService, _exitAtExit, makeService
 
 
@@ -354,6 +354,18 @@ class StartupReportTests(SynchronousTestCase):
         self.report.daemonized()
         self.assertNotIn("statusPipe", self.config)
 
+    def test_exitBeforeReady(self) -> None:
+        """
+        A daemon that exits before it is ready (an error that reaches
+        twistd) still answers the waiting parent: a failure.
+        """
+        self.report.daemonized()
+        [exiting] = self.atExit
+        exiting()  # type: ignore[operator]
+        self.assertTrue(self.read(self.statusRead).startswith(b"1 "))
+        self.assertIn(b"exited before it was ready", self.read(self.stderrRead))
+        self.assertEqual(self.report.outcome, "failed")
+
     def test_ready(self) -> None:
         """Ready: the parent reads b"0", stderr is released, the pidfile kept."""
         self.report.daemonized()
@@ -378,13 +390,13 @@ class StartupReportTests(SynchronousTestCase):
         self.assertLessEqual(len(status), 100)
         self.assertFalse(os.path.exists(self.pidfile))
         self.assertEqual(self.config["pidfile"], "")
-        self.assertEqual(self.atExit, [])
+        self.assertNotIn(_exitNonZero, self.atExit)
 
     def test_failedAfterTheReactorRan(self) -> None:
         """After the reactor ran, a failure also makes the exit status 1."""
         self.report.daemonized()
         self.report.failed("no engine", exitLater=True)
-        self.assertEqual(len(self.atExit), 1)
+        self.assertIn(_exitNonZero, self.atExit)
 
     def test_onlyTheFirstOutcome(self) -> None:
         """A start-up ends once: a later failure changes nothing."""
@@ -451,6 +463,13 @@ class PycmServiceStartTests(SynchronousTestCase):
         """The backend open and the listeners started: reported ready."""
         self.service.startService()
         self.assertEqual(self.reported, [("ready", None)])
+
+    def test_stoppedBeforeReady(self) -> None:
+        """Stopped while the backend opens: reported as a failed start."""
+        self.backend.open = Deferred  # type: ignore[method-assign]
+        self.service.startService()
+        self.service.stopService()
+        self.assertEqual(self.reported, [("pycm was stopped before it was ready", True)])
 
     def test_backendFailsToOpen(self) -> None:
         """
