@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import atexit
 import os
-import sys
 from collections.abc import Callable, MutableMapping
 from typing import Any
 
@@ -32,17 +31,6 @@ SEE_ABOVE = "pycm did not start (the reason is above)"
 
 #: twistd's parent reads at most this many bytes of status.
 _STATUS_LENGTH = 100
-
-
-def _exitNonZero() -> None:
-    """At interpreter exit, after twistd's own clean-up: exit 1, not 0."""
-    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
-        try:
-            if stream is not None:
-                stream.flush()
-        except (OSError, ValueError):
-            pass
-    os._exit(1)
 
 
 class StartupReport:
@@ -115,13 +103,11 @@ class StartupReport:
             self.outcome = "ready"
             self._finish(b"0")
 
-    def failed(self, reason: str, exitLater: bool = False) -> None:
+    def failed(self, reason: str) -> None:
         """
         pycm cannot start: the reason goes to the terminal, the pidfile is
-        removed, the waiting parent exits 1.
-
-        @param exitLater: the reactor has run, so twistd would exit 0 after
-            its shutdown: make the exit status 1 instead.
+        removed, the waiting parent exits 1.  (The daemon's own exit status
+        is its caller's business.)
         """
         if self.outcome is not None:
             return
@@ -130,8 +116,6 @@ class StartupReport:
         self._removePidfile()
         status = (SEE_ABOVE if told else reason).encode("utf-8", "backslashreplace")
         self._finish(b"1 " + status[: _STATUS_LENGTH - 2])
-        if exitLater:
-            self._atExit(_exitNonZero)
 
     def _tell(self, text: str) -> bool:
         if self._stderr is None:

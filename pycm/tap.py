@@ -336,8 +336,9 @@ class PycmService(MultiService):
 
     def stopService(self) -> Deferred[Any]:
         if self._report.outcome is None:
-            # Stopped (a signal) while the backend was opening.
-            self._report.failed("pycm was stopped before it was ready", exitLater=True)
+            # Stopped (a signal) while the backend was opening: twistd
+            # exits by that signal.
+            self._report.failed("pycm was stopped before it was ready")
         stopping = super().stopService()
 
         def closeBackend(_: object) -> Deferred[Any]:

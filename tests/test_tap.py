@@ -26,7 +26,7 @@ from pycm.listeners import (
     classifyListener,
     splitEndpoint,
 )
-from pycm.startup import StartupReport, _exitNonZero
+from pycm.startup import StartupReport
 from pycm.tap import DEFAULT_LISTEN, Options, PycmService, _exitAtExit, makeService
 
 
@@ -379,7 +379,7 @@ class StartupReportTests(SynchronousTestCase):
         """
         Failed: the whole reason on stderr, a status the parent reports as
         an error (within twistd's 100 bytes), the pidfile removed and
-        forgotten; the exit status is left alone unless asked.
+        forgotten.
         """
         reason = "cannot listen on unix:/" + "x" * 200
         self.report.daemonized()
@@ -390,13 +390,6 @@ class StartupReportTests(SynchronousTestCase):
         self.assertLessEqual(len(status), 100)
         self.assertFalse(os.path.exists(self.pidfile))
         self.assertEqual(self.config["pidfile"], "")
-        self.assertNotIn(_exitNonZero, self.atExit)
-
-    def test_failedAfterTheReactorRan(self) -> None:
-        """After the reactor ran, a failure also makes the exit status 1."""
-        self.report.daemonized()
-        self.report.failed("no engine", exitLater=True)
-        self.assertIn(_exitNonZero, self.atExit)
 
     def test_onlyTheFirstOutcome(self) -> None:
         """A start-up ends once: a later failure changes nothing."""
@@ -433,18 +426,31 @@ class _FailingListener(Service):
         raise CannotListenError("127.0.0.1", 8080, OSError(98, "Address already in use"))
 
 
+class _RecordingReport(StartupReport):
+    """A start-up report that tells nobody and remembers what it was told."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reported: list[str] = []
+
+    def ready(self) -> None:
+        self.reported.append("ready")
+        super().ready()
+
+    def failed(self, reason: str) -> None:
+        if self.outcome is None:
+            self.reported.append(reason)
+        super().failed(reason)
+
+
 class PycmServiceStartTests(SynchronousTestCase):
     """How L{PycmService} ends a start-up, on a fake reactor."""
 
     def setUp(self) -> None:
         self.reactor = MemoryReactorClock()
         self.backend = MemoryBackend(self.reactor)
-        self.reported: list[tuple[str, object]] = []
-        report = StartupReport()
-        report.ready = lambda: self.reported.append(("ready", None))  # type: ignore[method-assign]
-        report.failed = (  # type: ignore[method-assign]
-            lambda reason, exitLater=False: self.reported.append((reason, exitLater))
-        )
+        report = _RecordingReport()
+        self.reported = report.reported
         self.closed: list[str] = []
         daemon = Daemon(clock=self.reactor, backend=self.backend, events=EventLog(), ready=False)
         self.service = PycmService(self.reactor, daemon, [lambda: self.closed.append("x")], report)
@@ -454,33 +460,32 @@ class PycmServiceStartTests(SynchronousTestCase):
         _FailingListener().setServiceParent(self.service)
         error = self.assertRaises(SystemExit, self.service.privilegedStartService)
         self.assertEqual(error.code, 1)
-        [(reason, exitLater)] = self.reported
-        self.assertIn("Address already in use", str(reason))
-        self.assertFalse(exitLater)
+        [reason] = self.reported
+        self.assertIn("cannot listen on", reason)
+        self.assertIn("Address already in use", reason)
         self.assertEqual(self.closed, ["x"])
 
     def test_ready(self) -> None:
         """The backend open and the listeners started: reported ready."""
         self.service.startService()
-        self.assertEqual(self.reported, [("ready", None)])
+        self.assertEqual(self.reported, ["ready"])
 
     def test_stoppedBeforeReady(self) -> None:
         """Stopped while the backend opens: reported as a failed start."""
         self.backend.open = Deferred  # type: ignore[method-assign]
         self.service.startService()
         self.service.stopService()
-        self.assertEqual(self.reported, [("pycm was stopped before it was ready", True)])
+        self.assertEqual(self.reported, ["pycm was stopped before it was ready"])
 
     def test_backendFailsToOpen(self) -> None:
         """
-        The backend cannot open: reported with the reason, the exit status
-        made non-zero, the reactor stopped.
+        The backend cannot open: reported with the reason (the exit status
+        is L{OpenFailureTests}'s), and only once, not again on the way out.
         """
         self.backend.open = lambda: fail(BackendError("no engine"))  # type: ignore[method-assign]
         self.service.startService()
-        self.failureResultOf(self.service.ready, BackendError)
-        self.assertEqual(self.reported, [("the memory backend could not start: no engine", True)])
-        self.assertTrue(self.reactor.hasStopped)
+        self.service.stopService()
+        self.assertEqual(self.reported, ["the memory backend could not start: no engine"])
         self.assertEqual(len(self.flushLoggedErrors(BackendError)), 1)
 
 
