@@ -36,8 +36,8 @@ from pycm.protocol import (
     ConnectionLimit,
     PycmServerFactory,
 )
-from pycm.statedir import checkStateDir
 from pycm.startup import StartupReport
+from pycm.statedir import checkStateDir
 
 if TYPE_CHECKING:
     from pycm.store import StateDirLock
