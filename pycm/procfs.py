@@ -1,12 +1,16 @@
 """
 What Linux's C{/proc} says about processes: enough to recognise one of our
 runs after a daemon restart (its pid and its start time, so a recycled pid
-is never mistaken for it) and to find what is left of a process group.
+is never mistaken for it), to find what is left of a process group, and to
+find (and kill) the processes that carry a run's marker in their
+environment.
 """
 
 from __future__ import annotations
 
 import os
+import signal as _signal
+from collections.abc import Container
 
 import attrs
 
@@ -137,6 +141,63 @@ def runId(environ: bytes) -> str | None:
     end = environ.find(b"\0", start)
     value = environ[start + len(b"PYCM_RUN_ID=") : end if end >= 0 else None]
     return value.decode("ascii", "replace")
+
+
+def _pidfd(pid: int) -> int | None:
+    """
+    A pidfd of C{pid}, or None if it is gone.
+
+    @raise OSError: with C{ENOSYS} where the kernel has none (before 5.3).
+    """
+    opener = getattr(os, "pidfd_open", None)
+    if opener is None:
+        raise OSError(38, "no pidfd_open")
+    try:
+        return int(opener(pid))
+    except ProcessLookupError:
+        return None
+
+
+def killIfMarked(
+    pid: int, runIds: Container[str], signum: int = _signal.SIGKILL, proc: str = PROC
+) -> str | None:
+    """
+    Send C{signum} to C{pid} if its environment carries one of C{runIds} as
+    C{PYCM_RUN_ID}.
+
+    The signal never reaches another process that took over the pid: it
+    goes through a pidfd opened before the environment is read (if the
+    process ends meanwhile, the signal reaches nobody).  Where the kernel
+    has no pidfds, the start time is read again after the environment and
+    the signal is sent only if it did not change.
+
+    @return: the run id it carried, if it was signalled; None if it carries
+        none of them, is gone, or its environment cannot be read (another
+        user's process, for a daemon that is not root).
+    """
+    try:
+        pidfd = _pidfd(pid)
+    except OSError:
+        pidfd = -1
+    if pidfd is None:
+        return None
+    try:
+        before = startTime(pid, proc) if pidfd < 0 else None
+        found = runId(environ(pid, proc) or b"")
+        if found is None or found not in runIds:
+            return None
+        if pidfd >= 0:
+            _signal.pidfd_send_signal(pidfd, signum)
+        else:
+            if before is None or startTime(pid, proc) != before:
+                return None
+            os.kill(pid, signum)
+        return found
+    except OSError:
+        return None
+    finally:
+        if pidfd >= 0:
+            os.close(pidfd)
 
 
 def bootId(proc: str = PROC) -> str | None:

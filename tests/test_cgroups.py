@@ -5,6 +5,8 @@ Tests for L{pycm.cgroups} (on fake cgroup trees) and L{pycm.procfs}.
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -259,3 +261,72 @@ class ProcfsTests(SynchronousTestCase):
         self.assertIsNone(procfs.readStat(2**22 + 1))
         self.assertIsNone(procfs.startTime(2**22 + 1))
         self.assertEqual(procfs.allStats(self.mktemp()), [])
+
+
+class KillIfMarkedTests(SynchronousTestCase):
+    """L{procfs.killIfMarked}: only a process carrying the marker, never another."""
+
+    def child(self, runId: str | None) -> subprocess.Popen[bytes]:
+        """A C{sleep} with C{PYCM_RUN_ID=runId} (None: without one)."""
+        env = {k: v for k, v in os.environ.items() if k != "PYCM_RUN_ID"}
+        if runId is not None:
+            env["PYCM_RUN_ID"] = runId
+        child = subprocess.Popen(["sleep", "1000"], env=env)
+        self.addCleanup(child.wait)
+        self.addCleanup(child.kill)
+        return child
+
+    def test_marked(self) -> None:
+        """A process carrying one of the run ids gets the signal; it is named."""
+        child = self.child("run-a")
+        self.assertEqual(procfs.killIfMarked(child.pid, {"run-a", "run-b"}), "run-a")
+        self.assertEqual(child.wait(), -signal.SIGKILL)
+
+    def test_unmarked(self) -> None:
+        """Another run id, or none, and the process is left alone."""
+        other, bare = self.child("run-other"), self.child(None)
+        self.assertIsNone(procfs.killIfMarked(other.pid, {"run-a"}))
+        self.assertIsNone(procfs.killIfMarked(bare.pid, {"run-a"}))
+        self.assertIsNone(procfs.killIfMarked(2**22 + 1, {"run-a"}))
+        self.assertIsNone(other.poll())
+        self.assertIsNone(bare.poll())
+
+    def test_pidReusedAfterPidfd(self) -> None:
+        """
+        The signal goes through the pidfd opened first: if that process
+        ended and its pid now names a marked process (simulated: the
+        environment read is made to say so), nobody is signalled.
+        """
+        victim = self.child(None)
+        gone = self.child(None)
+        realPidfd = procfs._pidfd
+
+        def pidfdThenExit(pid: int) -> int | None:
+            fd = realPidfd(pid)
+            gone.kill()
+            gone.wait()
+            return fd
+
+        self.patch(procfs, "_pidfd", pidfdThenExit)
+        self.patch(procfs, "environ", lambda pid, proc=procfs.PROC: b"PYCM_RUN_ID=run-a\0")
+        self.assertIsNone(procfs.killIfMarked(gone.pid, {"run-a"}))
+        self.assertIsNone(victim.poll())
+
+    def test_withoutPidfd(self) -> None:
+        """
+        Without pidfds, the start time is read again after the environment:
+        a change (the pid was reused) means no signal; no change, the signal.
+        """
+        child = self.child("run-a")
+
+        def noPidfd(pid: int) -> int | None:
+            raise OSError(38, "no pidfd_open")
+
+        self.patch(procfs, "_pidfd", noPidfd)
+        starts = iter([100, 101])
+        self.patch(procfs, "startTime", lambda pid, proc=procfs.PROC: next(starts))
+        self.assertIsNone(procfs.killIfMarked(child.pid, {"run-a"}))
+        self.assertIsNone(child.poll())
+        self.patch(procfs, "startTime", lambda pid, proc=procfs.PROC: 100)
+        self.assertEqual(procfs.killIfMarked(child.pid, {"run-a"}), "run-a")
+        self.assertEqual(child.wait(), -signal.SIGKILL)

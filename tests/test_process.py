@@ -170,6 +170,19 @@ class ManualScheduler:
         return list(self.calls)
 
 
+class FakeMarkSweep:
+    """A L{process.MarkSweep} whose sweeps the test finishes by hand."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, int | None, str]] = []
+        self.waiters: list[Deferred[None]] = []
+
+    def kill(self, runId: str, notBefore: int | None, name: str) -> Deferred[None]:
+        self.asked.append((runId, notBefore, name))
+        self.waiters.append(Deferred())
+        return self.waiters[-1]
+
+
 class FakeRuntime:
     """What L{_RunProtocol} needs of its runtime."""
 
@@ -179,6 +192,7 @@ class FakeRuntime:
         self.cgroups = NO_CGROUPS
         self.released: list[str] = []
         self.log = ProcessRuntime.log
+        self.markSweep = FakeMarkSweep()
 
     def _releaseGroup(self, group: str) -> None:
         self.released.append(group)
@@ -424,6 +438,25 @@ class RunProtocolTests(SynchronousTestCase):
         self.assertEqual(self.killed, [(99999999, signal.SIGKILL)])
         self.protocol.run.signal(signal.SIGTERM)  # type: ignore[union-attr]
         self.assertEqual(self.killed, [(99999999, signal.SIGKILL)])
+
+    def test_exitToldAfterMarkSweep(self) -> None:
+        """
+        When the main process exits, what carries the run's marker is
+        killed (given its start time, so older processes are not read),
+        and the exit is told only once that is done.
+        """
+        protocol = _RunProtocol(
+            self.runtime, self.observer, None, "run-1", "web"  # type: ignore[arg-type]
+        )
+        protocol.makeConnection(self.transport)
+        protocol.run = ProcessRun(self.runtime, 4242, ["boot", 777], None)  # type: ignore[arg-type]
+        protocol.childConnectionLost(3)
+        protocol.processExited(ended(0))
+        self.assertEqual(self.runtime.markSweep.asked, [("run-1", 777, "web")])
+        protocol.processEnded(ended(0))
+        self.assertEqual(self.observer.exits, [])
+        self.runtime.markSweep.waiters[0].callback(None)
+        self.assertEqual(self.observer.exits, [0])
 
     def test_lingeringPipesClosed(self) -> None:
         """
@@ -915,6 +948,104 @@ class _CountingObserver:
         self.ended.callback(exitCode)
 
 
+class MarkSweepTests(SynchronousTestCase):
+    """L{process.MarkSweep}: one look at /proc for every run that ended in a turn."""
+
+    def setUp(self) -> None:
+        self.reactor = FakeProcessReactor()
+        self.runtime = ProcessRuntime(self.reactor, launcher=None, native=False)
+        self.looks: list[tuple[set[str], int | None]] = []
+
+        def killMarked(runIds: set[str], notBefore: int | None = None) -> dict[str, list[int]]:
+            self.looks.append((set(runIds), notBefore))
+            return {"run-1": [4242]} if "run-1" in runIds else {}
+
+        self.patch(self.runtime, "killMarked", killMarked)
+
+    def test_oneLookPerTurn(self) -> None:
+        """
+        Runs that end in one reactor turn share one look, from the earliest
+        start time; each waiter fires after it.
+        """
+        first = self.runtime.markSweep.kill("run-1", 500, "a")
+        second = self.runtime.markSweep.kill("run-2", 300, "b")
+        self.assertEqual(self.looks, [])
+        self.assertNoResult(first)
+        self.reactor.advance(0)
+        self.assertEqual(self.looks, [({"run-1", "run-2"}, 300)])
+        self.successResultOf(first)
+        self.successResultOf(second)
+        third = self.runtime.markSweep.kill("run-3", None, "c")
+        self.reactor.advance(0)
+        self.assertEqual(self.looks[1], ({"run-3"}, None))
+        self.successResultOf(third)
+
+    def test_closeFinishesPending(self) -> None:
+        """Closing the runtime does a pending look at once: no waiter is left."""
+        waiter = self.runtime.markSweep.kill("run-1", 1, "a")
+        self.runtime.close()
+        self.successResultOf(waiter)
+        self.assertEqual(len(self.looks), 1)
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+
+
+class KillMarkedTests(SynchronousTestCase):
+    """L{ProcessRuntime.killMarked} over a simulated process table."""
+
+    def setUp(self) -> None:
+        self.runtime = ProcessRuntime(FakeProcessReactor(), launcher=None, native=False)
+        #: The process table of each successive look.
+        self.tables: list[list[procfs.ProcStat]] = []
+        self.read: list[int] = []
+        self.marked = {10: "run-1", 11: "run-1", 12: "run-2", os.getpid(): "run-1"}
+        self.patch(procfs, "allStats", lambda proc: self.tables.pop(0) if self.tables else [])
+
+        def killIfMarked(pid: int, runIds: Any, signum: int = 9, proc: str = "") -> str | None:
+            self.read.append(pid)
+            runId = self.marked.get(pid)
+            return runId if runId in runIds else None
+
+        self.patch(procfs, "killIfMarked", killIfMarked)
+
+    def stat(self, pid: int, start: int, state: str = "S") -> procfs.ProcStat:
+        return procfs.ProcStat(pid, state, 1, pid, pid, start)
+
+    def test_againWhileNewOnesTurnUp(self) -> None:
+        """
+        A marked child that turns up in the next look (forked while its
+        parent was being killed) is killed too; the looks stop once one
+        finds nothing new; a process killed already is not read again.
+        """
+        first = [self.stat(10, 100), self.stat(20, 100)]
+        self.tables = [first, first + [self.stat(11, 101)], first + [self.stat(11, 101)]]
+        found = self.runtime.killMarked({"run-1"})
+        self.assertEqual(found, {"run-1": [10, 11]})
+        self.assertEqual(self.read, [10, 20, 20, 11, 20])
+        self.assertEqual(self.tables, [])
+
+    def test_olderSkipped(self) -> None:
+        """
+        Processes older than the runs, zombies, and the daemon itself are
+        never read; other runs' processes are not killed.
+        """
+        self.tables = [
+            [
+                self.stat(10, 99),
+                self.stat(11, 100),
+                self.stat(12, 150),
+                self.stat(13, 150, "Z"),
+                self.stat(os.getpid(), 150),
+            ]
+        ]
+        self.assertEqual(self.runtime.killMarked({"run-1"}, notBefore=100), {"run-1": [11]})
+        self.assertEqual(self.read, [11, 12])
+
+    def test_nothingToLookFor(self) -> None:
+        """No run ids: no look at all."""
+        self.assertEqual(self.runtime.killMarked(set()), {})
+        self.assertEqual(self.read, [])
+
+
 class RealReclaimTests(TestCase):
     """L{ProcessRuntime.reclaim} on real processes left by a 'dead daemon'."""
 
@@ -1085,24 +1216,43 @@ class ContainmentTests(TestCase):
         return backend.open().addCallback(lambda _: backend)
 
     @inlineCallbacks
-    def check(self, cgroups: str, how: str) -> Iterator[Deferred[Any]]:
+    def check(self, cgroups: str, how: str, escape: bool = False) -> Iterator[Deferred[Any]]:
         backend = yield self.makeBackend(cgroups)
-        if cgroups == "auto" and backend.runtime.cgroups.tracking is None:
+        tracking = backend.runtime.cgroups.tracking
+        if cgroups == "auto" and tracking is None:
             raise SkipTest("no cgroup to track containers in here")
+        script = "sleep 1000 & setsid sleep 2000 & exec sleep 3000"
+        if escape:
+            if os.geteuid() != 0:
+                raise SkipTest("only root can move a process out of its container's cgroup")
+            # The shell moves itself to the hierarchy's root group, then
+            # starts its children there.
+            root = os.path.join(os.path.dirname(tracking), "cgroup.procs")
+            script = f"echo $$ > {root}; {script}"
         yield backend.create(
             ContainerSpec(
                 name="a1",
                 image="host",
-                command=("sh", "-c", "sleep 1000 & setsid sleep 2000 & exec sleep 3000"),
+                command=("sh", "-c", script),
                 env={"PYCM_RUN_ID": "forged", "PYCM_CONTAINER": "forged"},
             )
         )
         yield backend.start("a1")
         runId = backend._records["a1"].runId
+        main = backend._records["a1"].pid
         self.addCleanup(lambda: [_killQuietly(pid) for pid in _marked(runId)])
-        yield waitUntil(lambda: len(_marked(runId)) == 3)
+
+        def escaped() -> bool:
+            marked = _marked(runId)
+            sessions = [procfs.readStat(pid) for pid in marked if pid != main]
+            return len(marked) == 3 and any(s is not None and s.session == s.pid for s in sessions)
+
+        yield waitUntil(escaped)
         env = procfs.environ(backend._records["a1"].pid) or b""
         self.assertIn(b"\0PYCM_CONTAINER=a1\0", b"\0" + env)
+        if escape:
+            group = backend.runtime.groupName(backend._records["a1"].toContainer())
+            self.assertEqual(backend.runtime.cgroups.pids(group), [])
         if how == "stop":
             yield backend.stop("a1", 5)
         else:
@@ -1120,6 +1270,17 @@ class ContainmentTests(TestCase):
     def test_stopWithoutCgroup(self) -> None:
         """Without cgroups, the run marker finds it."""
         return self.check("off", "stop")
+
+    def test_stopEscapedCgroup(self) -> None:
+        """
+        C{stop} kills processes that left both the session and the cgroup
+        (as root can): the run marker finds them.
+        """
+        return self.check("auto", "stop", escape=True)
+
+    def test_removeEscapedCgroup(self) -> None:
+        """C{rm --force} does too."""
+        return self.check("auto", "rm", escape=True)
 
     @inlineCallbacks
     def test_startInterruptedByCrash(self) -> None:

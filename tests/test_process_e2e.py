@@ -13,7 +13,7 @@ import signal
 import threading
 import time
 
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from pycm import procfs
 from pycm.backends.supervisor import LOST_ERROR, RECLAIMED_ERROR, SHUTDOWN_ERROR
@@ -252,3 +252,89 @@ class ProcessDaemonTests(SynchronousTestCase):
         self.assertLess(p95, 0.1)
         self.assertLess(pings[-1], 1.0)
         self.assertLess(worst["rss"], 150 * 2**20)
+
+
+def escapeTarget() -> str:
+    """
+    The C{cgroup.procs} file of the root of the hierarchy the daemon tracks
+    containers in (writing a pid there takes it out of its container's
+    group), or skip: only root may, and only where containers are tracked.
+    """
+    if os.geteuid() != 0:
+        raise SkipTest("only root can move a process out of its container's cgroup")
+    tracking = detect("/pycm-e2e").tracking
+    if tracking is None:
+        raise SkipTest("no cgroup hierarchy to track containers in on this machine")
+    return os.path.join(os.path.dirname(tracking), "cgroup.procs")
+
+
+def isAlive(pid: int, start: int) -> bool:
+    """Whether the process C{pid} that started at C{start} still runs."""
+    return procfs.isSameProcess(pid, start)
+
+
+class EscapeTests(SynchronousTestCase):
+    """
+    A container process that leaves both its session and its cgroup (as
+    root can: C{echo $$ > /sys/fs/cgroup/unified/cgroup.procs; setsid ...})
+    still ends with its container: C{stop}, C{rm -f}, the daemon's SIGTERM,
+    and the next daemon after a SIGKILL find it by its run marker.
+    """
+
+    def setUp(self) -> None:
+        self.target = escapeTarget()
+        self.daemon = processDaemon(self).start()
+        self.client = self.daemon.connect()
+
+    def escaping(self, name: str) -> tuple[int, int]:
+        """
+        Run C{name}, whose shell moves itself to the root cgroup, starts a
+        child in a new session there, and waits; return the child's pid and
+        start time once it is out of the container's cgroup and session.
+        """
+        script = (
+            f"echo $$ > {self.target}; setsid sh -c 'echo $$; exec sleep 1000' & exec sleep 2000"
+        )
+        container = self.client.ok(f'run {name} host sh -c "{script}"')
+        killGroupLater(self, container["pid"])
+        lines = waitFor(lambda: self.client.ok(f"logs {name}"), f"{name}'s escapee")
+        pid = int(lines[0]["line"])
+        start = procfs.startTime(pid)
+        assert start is not None
+        self.addCleanup(lambda: isAlive(pid, start) and os.kill(pid, signal.SIGKILL))
+        with open(f"/proc/{pid}/cgroup") as f:
+            groups = f.read()
+        self.assertNotIn(f"/pycm-e2e/{name}-", groups)
+        stat = procfs.readStat(pid)
+        assert stat is not None
+        self.assertNotIn(stat.session, (container["pid"], procfs.readStat(self.daemon.pid).session))  # type: ignore[union-attr]
+        self.assertTrue(isAlive(pid, start))
+        return pid, start
+
+    def test_stop(self) -> None:
+        """C{stop} kills a process that left its container's session and cgroup."""
+        pid, start = self.escaping("esc-stop")
+        stopped = self.client.ok("stop esc-stop")
+        self.assertEqual(stopped["state"], "exited")
+        waitFor(lambda: not isAlive(pid, start), "the escaped process to be killed", 10)
+
+    def test_removeForce(self) -> None:
+        """C{rm -f} kills it too."""
+        pid, start = self.escaping("esc-rm")
+        self.client.ok("rm -f esc-rm")
+        waitFor(lambda: not isAlive(pid, start), "the escaped process to be killed", 10)
+
+    def test_daemonShutdown(self) -> None:
+        """The daemon's SIGTERM stops it with its container before the daemon exits."""
+        pid, start = self.escaping("esc-term")
+        self.daemon.signal(signal.SIGTERM)
+        self.daemon.exitCode()
+        waitFor(lambda: not isAlive(pid, start), "the escaped process to be killed", 10)
+
+    def test_reclaimAfterCrash(self) -> None:
+        """The next daemon after a SIGKILL of this one kills it on start."""
+        pid, start = self.escaping("esc-crash")
+        self.daemon.kill9()
+        self.assertTrue(isAlive(pid, start))
+        self.daemon.start()
+        waitFor(lambda: not isAlive(pid, start), "the escaped process to be killed", 10)

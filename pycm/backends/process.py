@@ -48,19 +48,24 @@ C{--env}, then C{PYCM_CONTAINER=NAME} and C{PYCM_RUN_ID=ID} (the run's
 marker, which C{--env} cannot override).  Workdir: C{--workdir}, else the
 C{default-workdir} option (default C{/}).
 
-Containment: every container is in a tracking cgroup when the daemon can
-make one (see L{pycm.cgroups}): SIGKILL, the end of a run, C{rm} and
-reclaiming kill the whole group, even processes that called C{setsid}.
-Without cgroups, the processes still carrying the run's C{PYCM_RUN_ID}
-are killed instead (a process that also clears its environment escapes:
-C{info} says which guarantee holds).
-
-Stopping: every signal goes to the whole process group (C{killpg}), and
-SIGKILL also to every process in the container's cgroup.  When the main
-process exits, whatever is left of its group is killed at once (as Docker
-does when a container's init exits), so no child or grandchild outlives
-its container; pipes a stray process still holds are closed after
-L{LINGER} seconds so the exit is always reported.
+Containment: a run is its process group; every container is also in a
+tracking cgroup when the daemon can make one (see L{pycm.cgroups}); and
+every process of a run carries the run's marker (C{PYCM_RUN_ID}) in its
+environment.  SIGKILL and the end of a run -- so C{stop}, C{rm --force},
+C{kill} and the daemon's shutdown -- kill the whole process group and the
+whole cgroup at once, then (L{MarkSweep}: one look at C{/proc} per reactor
+turn for every run that ended in it) every process that still carries the
+run's marker: one that called C{setsid} and also moved itself out of the
+cgroup (root can write any C{cgroup.procs}) is found that way.  The exit is
+reported once that is done.  Reclaiming after a crash does the same
+(L{ProcessRuntime.sweep}).  A process is signalled through a pidfd opened
+before its environment is read, so a pid reused meanwhile is never hit.
+What can still escape: a process that leaves the process group and the
+cgroup (or runs without cgroups) I{and} drops the marker (it executes a
+program with a new environment, C{env -i ...}, or overwrites the memory
+its environment is in); and, for a daemon that is not root, a process it
+may not read or signal (a set-user-id program).  C{info} says which
+guarantee holds.
 
 Output: stdout and stderr are split into lines (a newline ends a line; a
 final line without one is kept; a line longer than L{MAX_LINE} bytes is cut
@@ -93,7 +98,7 @@ import signal as _signal
 import subprocess
 import sys
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from twisted.internet import process as _process
@@ -128,6 +133,9 @@ LINES_PER_TURN = 256
 LINGER = 1.0
 #: How often L{ProcessRuntime.reclaim} looks whether a process is gone.
 RECLAIM_POLL = 0.05
+#: The most looks at /proc for processes carrying a run marker, while new
+#: ones turn up (each look kills what it finds).
+MARK_ROUNDS = 10
 #: How long reclaim waits after SIGKILL before giving up.
 RECLAIM_KILL_WAIT = 5.0
 #: How often, and at most how long, spawn looks whether a run leads its session.
@@ -402,12 +410,16 @@ class _RunProtocol(ProcessProtocol):
         observer: IRunObserver,
         group: str | None,
         runId: str | None = None,
+        name: str = "",
     ):
         super().__init__()
         self._runtime = runtime
         self._observer = observer
         self._group = group
         self._runId = runId
+        self._name = name
+        #: Fires once what still carried the run's marker was killed.
+        self._marked: Deferred[None] | None = None
         self._status = b""
         self.started: Deferred[ProcessRun] = Deferred()
         self.run: ProcessRun | None = None
@@ -533,15 +545,23 @@ class _RunProtocol(ProcessProtocol):
     # -- exit ---------------------------------------------------------------
 
     def processExited(self, reason: Failure) -> None:
-        """The main process is reaped: kill what is left of its group."""
+        """
+        The main process is reaped: kill what is left of its group and its
+        cgroup now, and (at the end of this reactor turn, one look at
+        C{/proc} for every run that ended in it) whatever still carries its
+        run marker: processes that left both.
+        """
+        if self._runId is not None:
+            notBefore = None
+            if self.run is not None and isinstance(self.run.startTime, list):
+                notBefore = self.run.startTime[1]
+            self._marked = self._runtime.markSweep.kill(self._runId, notBefore, self._name)
         if self.run is None:
             return
         self.run.exited = True
         _killpg(self.run.pid, _signal.SIGKILL)
         if self._group is not None:
             self._runtime.cgroups.killAll(self._group)
-        elif self._runId is not None:
-            self._runtime.killMarked({self._runId})
         self._lingerCall = self._runtime.reactor.callLater(LINGER, self._closePipes)
 
     def _closePipes(self) -> None:
@@ -576,10 +596,76 @@ class _RunProtocol(ProcessProtocol):
             self._runtime._releaseGroup(self._group)
         if self._failed:
             return
+        code = _exitCode(reason)
+        marked = self._marked
+        if marked is not None and not marked.called:
+            # The exit is told once nothing of the run is left.
+            marked.addCallback(lambda _: self._reportExit(code))
+        else:
+            self._reportExit(code)
+
+    def _reportExit(self, code: int | None) -> None:
         try:
-            self._observer.exited(_exitCode(reason))
+            self._observer.exited(code)
         except Exception:
             self._runtime.log.failure("run observer failed on exit")
+
+
+class MarkSweep:
+    """
+    Kills the processes still carrying the run marker (C{PYCM_RUN_ID}) of
+    runs that ended: those that left both the run's process group and its
+    cgroup.  The runs that end in one reactor turn share one look at
+    C{/proc} (at the end of that turn), so stopping many containers at once
+    does not read every process once per container.
+    """
+
+    def __init__(self, runtime: ProcessRuntime) -> None:
+        self._runtime = runtime
+        #: run id -> (earliest start time, container name, waiters)
+        self._pending: dict[str, tuple[int | None, str, list[Deferred[None]]]] = {}
+        self._call: IDelayedCall | None = None
+
+    def kill(self, runId: str, notBefore: int | None, name: str) -> Deferred[None]:
+        """
+        Kill what carries C{runId} at the end of this reactor turn.
+
+        @param notBefore: the run's start time in clock ticks (older
+            processes cannot carry its marker and are not read), or None.
+        @return: a Deferred that fires once that is done.
+        """
+        done: Deferred[None] = Deferred()
+        _, _, waiters = self._pending.setdefault(runId, (notBefore, name, []))
+        waiters.append(done)
+        if self._call is None:
+            self._call = self._runtime.reactor.callLater(0, self.sweep)
+        return done
+
+    def sweep(self) -> None:
+        """Do the pending work now (also what L{ProcessRuntime.close} calls)."""
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
+        pending, self._pending = self._pending, {}
+        if not pending:
+            return
+        starts = [notBefore for notBefore, _, _ in pending.values()]
+        notBefore = None if None in starts else min(s for s in starts if s is not None)
+        try:
+            killed = self._runtime.killMarked(set(pending), notBefore)
+        except Exception:
+            self._runtime.log.failure("looking for processes of ended runs")
+            killed = {}
+        for runId, pids in killed.items():
+            self._runtime.log.info(
+                "{name}: killed {pids}, which outlived the container"
+                " (out of its process group and cgroup, found by its run marker)",
+                name=pending[runId][1],
+                pids=pids,
+            )
+        for _, _, waiters in pending.values():
+            for waiter in waiters:
+                waiter.callback(None)
 
 
 @implementer(IRuntime, IRuntimeSweep)
@@ -628,6 +714,8 @@ class ProcessRuntime:
         self._devnull: int | None = None
         #: Retries of cgroup removals, by group: finished or dropped by close.
         self._releaseCalls: dict[str, Any] = {}
+        #: Kills what still carries the marker of runs that ended.
+        self.markSweep = MarkSweep(self)
         self._cwd: int | None = None
         self._ignored: list[int] | None = None
         self.native = native
@@ -635,13 +723,15 @@ class ProcessRuntime:
         unenforced = {"memory", "cpus"} - cgroups.limits
         if cgroups.tracking is not None:
             containment = (
-                "containment: cgroup (stop, rm and kill reach every process of a"
-                " container, also one that left its session)"
+                "containment: cgroup and run marker (stop, rm and kill reach every"
+                " process of a container, also one that left its session and its"
+                " cgroup, unless it also executed a program with a new environment)"
             )
         else:
             containment = (
                 "containment: process group and run marker, no cgroup (a process"
-                " that leaves its session and clears its environment can escape)"
+                " that leaves its session and executes a program with a new"
+                " environment can escape)"
             )
         if "memory" in cgroups.limits and not cgroups.swapLimited:
             containment += "; --memory bounds RAM only (no swap accounting: it may swap)"
@@ -744,7 +834,7 @@ class ProcessRuntime:
         if limited or self.cgroups.tracking is not None:
             group = self.groupName(container)
             procs = self.cgroups.prepare(group, container.memory, container.cpus)
-        protocol = _RunProtocol(self, observer, group, runId)
+        protocol = _RunProtocol(self, observer, group, runId, container.name)
         native = self.native and not limited and isinstance(self.reactor, PosixReactorBase)
         fast = not native and not procs and self.launcher is not None
         try:
@@ -828,6 +918,7 @@ class ProcessRuntime:
 
     def close(self) -> None:
         """Release what the runtime holds (not the runs)."""
+        self.markSweep.sweep()
         for group, call in list(self._releaseCalls.items()):
             call.cancel()
             self.cgroups.killAll(group)
@@ -849,28 +940,42 @@ class ProcessRuntime:
                 0.1, self._releaseGroup, group, attempts - 1
             )
 
-    def killMarked(self, runIds: set[str]) -> dict[str, list[int]]:
+    def killMarked(
+        self, runIds: Collection[str], notBefore: int | None = None
+    ) -> dict[str, list[int]]:
         """
         SIGKILL every live process started with one of C{runIds} as its
-        C{PYCM_RUN_ID} (one look at every process's environment).
+        C{PYCM_RUN_ID}, whatever its session, process group, cgroup or
+        user (see L{procfs.killIfMarked}: never a process that reused a
+        pid); look again while new ones turn up (one may fork while it is
+        being killed), at most L{MARK_ROUNDS} looks.
 
+        @param notBefore: the earliest start time of the runs, in clock
+            ticks: older processes cannot carry their markers and their
+            environments are not read.  None: read every process's.
         @return: the pids killed, by run id.
         """
         found: dict[str, list[int]] = {}
         if not runIds:
             return found
         me = os.getpid()
-        for stat in procfs.allStats(self.proc):
-            if stat.pid == me or not stat.alive:
-                continue
-            runId = procfs.runId(procfs.environ(stat.pid, self.proc) or b"")
-            if runId is None or runId not in runIds:
-                continue
-            try:
-                os.kill(stat.pid, _signal.SIGKILL)
-            except OSError:
-                continue
-            found.setdefault(runId, []).append(stat.pid)
+        signalled: set[tuple[int, int]] = set()
+        for _ in range(MARK_ROUNDS):
+            fresh = False
+            for stat in procfs.allStats(self.proc):
+                key = (stat.pid, stat.startTime)
+                if stat.pid == me or not stat.alive or key in signalled:
+                    continue
+                if notBefore is not None and stat.startTime < notBefore:
+                    continue
+                runId = procfs.killIfMarked(stat.pid, runIds, proc=self.proc)
+                if runId is None:
+                    continue
+                signalled.add(key)
+                fresh = True
+                found.setdefault(runId, []).append(stat.pid)
+            if not fresh:
+                break
         return found
 
     def sweep(self, runs: dict[str, Container]) -> Deferred[list[str]]:
