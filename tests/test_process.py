@@ -980,6 +980,31 @@ class MarkSweepTests(SynchronousTestCase):
         self.assertEqual(self.looks[1], ({"run-3"}, None))
         self.successResultOf(third)
 
+    def test_pacedByItsCost(self) -> None:
+        """
+        After a look that took T seconds, the next waits until T/MARK_DUTY
+        seconds from its start, so many runs ending one after another
+        share looks and cost the daemon at most MARK_DUTY of its time.
+        """
+
+        def slowLook(runIds: set[str], notBefore: int | None = None) -> dict[str, list[int]]:
+            self.looks.append((set(runIds), notBefore))
+            self.reactor.rightNow += 0.2
+            return {}
+
+        self.patch(self.runtime, "killMarked", slowLook)
+        self.runtime.markSweep.kill("run-1", None, "a")
+        self.reactor.advance(0)
+        self.assertEqual(len(self.looks), 1)
+        waiters = [self.runtime.markSweep.kill(f"run-{i}", None, "b") for i in (2, 3)]
+        wait = 0.2 * (1 / process.MARK_DUTY - 1)
+        self.reactor.advance(wait - 0.01)
+        self.assertEqual(len(self.looks), 1)
+        self.assertNoResult(waiters[0])
+        self.reactor.advance(0.02)
+        self.assertEqual(self.looks[1], ({"run-2", "run-3"}, None))
+        self.successResultOf(waiters[1])
+
     def test_closeFinishesPending(self) -> None:
         """Closing the runtime does a pending look at once: no waiter is left."""
         waiter = self.runtime.markSweep.kill("run-1", 1, "a")

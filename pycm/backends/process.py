@@ -136,6 +136,11 @@ RECLAIM_POLL = 0.05
 #: The most looks at /proc for processes carrying a run marker, while new
 #: ones turn up (each look kills what it finds).
 MARK_ROUNDS = 10
+#: The most of its time the daemon spends looking for processes carrying
+#: the marker of runs that ended (see L{MarkSweep}), and the longest it
+#: makes a run's end wait for a look.
+MARK_DUTY = 0.5
+MARK_MAX_DELAY = 1.0
 #: How long reclaim waits after SIGKILL before giving up.
 RECLAIM_KILL_WAIT = 5.0
 #: How often, and at most how long, spawn looks whether a run leads its session.
@@ -616,8 +621,10 @@ class MarkSweep:
     Kills the processes still carrying the run marker (C{PYCM_RUN_ID}) of
     runs that ended: those that left both the run's process group and its
     cgroup.  The runs that end in one reactor turn share one look at
-    C{/proc} (at the end of that turn), so stopping many containers at once
-    does not read every process once per container.
+    C{/proc} (at the end of that turn), and a look that took T seconds is
+    followed by at least T/L{MARK_DUTY} - T seconds without one: stopping
+    many containers at once gathers them into fewer looks instead of
+    reading every process once per container.
     """
 
     def __init__(self, runtime: ProcessRuntime) -> None:
@@ -625,6 +632,8 @@ class MarkSweep:
         #: run id -> (earliest start time, container name, waiters)
         self._pending: dict[str, tuple[int | None, str, list[Deferred[None]]]] = {}
         self._call: IDelayedCall | None = None
+        #: No look before this time (reactor seconds).
+        self._notUntil = 0.0
 
     def kill(self, runId: str, notBefore: int | None, name: str) -> Deferred[None]:
         """
@@ -638,7 +647,9 @@ class MarkSweep:
         _, _, waiters = self._pending.setdefault(runId, (notBefore, name, []))
         waiters.append(done)
         if self._call is None:
-            self._call = self._runtime.reactor.callLater(0, self.sweep)
+            clock = self._runtime.reactor
+            delay = min(max(self._notUntil - clock.seconds(), 0.0), MARK_MAX_DELAY)
+            self._call = clock.callLater(delay, self.sweep)
         return done
 
     def sweep(self) -> None:
@@ -651,11 +662,15 @@ class MarkSweep:
             return
         starts = [notBefore for notBefore, _, _ in pending.values()]
         notBefore = None if None in starts else min(s for s in starts if s is not None)
+        clock = self._runtime.reactor
+        began = clock.seconds()
         try:
             killed = self._runtime.killMarked(set(pending), notBefore)
         except Exception:
             self._runtime.log.failure("looking for processes of ended runs")
             killed = {}
+        ended = clock.seconds()
+        self._notUntil = ended + max(ended - began, 0.0) * (1 / MARK_DUTY - 1)
         for runId, pids in killed.items():
             self._runtime.log.info(
                 "{name}: killed {pids}, which outlived the container"
