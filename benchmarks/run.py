@@ -1,7 +1,7 @@
 """
 pycm benchmarks: one command, every figure and ratio measured in the same run.
 
-    python benchmarks/run.py [--only core|process|connections|docker] [--quick] [--pin]
+    python benchmarks/run.py [--only core|process|connections|flood|docker] [--quick] [--pin]
 
 Prints a table of figures, ratios against references measured in the same
 run (the Twisted floor for the core section, supervisord for the process
@@ -47,10 +47,11 @@ def machine() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", choices=("core", "process", "connections", "docker"),
+    parser.add_argument("--only", choices=("core", "process", "connections", "flood", "docker"),
                         action="append",
-                        help="run only this section (repeatable); default: core, process "
-                             "and connections (docker needs an engine: see bench_docker.py)")
+                        help="run only this section (repeatable); default: core, process, "
+                             "connections and flood (docker needs an engine: see "
+                             "bench_docker.py)")
     parser.add_argument("--quick", action="store_true",
                         help="fewer and shorter rounds (under a minute): a smoke test "
                              "of the benchmark, not figures to quote")
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="pin the servers to CPU 0 and the load generators to CPU 1")
     args = parser.parse_args(argv)
     common.PIN = args.pin
-    sections = args.only or ["core", "process", "connections"]
+    sections = args.only or ["core", "process", "connections", "flood"]
 
     if sys.platform != "linux":
         print("the benchmarks read /proc and use epoll: Linux only", file=sys.stderr)
@@ -87,6 +88,10 @@ def main(argv: list[str] | None = None) -> int:
                 from benchmarks import connections
 
                 connections.run(report, args.quick, children)
+            elif name == "flood":
+                from benchmarks import flood
+
+                flood.run(report, args.quick, children)
             else:
                 from benchmarks import bench_docker
 

@@ -171,11 +171,12 @@ class IRunObserver(Interface):
     What a supervisor gives a runtime to hear about one run.
     """
 
-    def output(stream, line):
+    def output(stream, lines):
         """
-        One line of output, without its newline: C{stream} is C{"stdout"} or
-        C{"stderr"}, C{line} is C{bytes} (possibly not UTF-8, possibly
-        truncated by the runtime's line-length limit).
+        Lines of output, in order, each without its newline: C{stream} is
+        C{"stdout"} or C{"stderr"}, C{lines} a non-empty list of C{bytes}
+        (possibly not UTF-8, possibly cut by the runtime's line-length
+        limit).  A runtime hands on what it read at once as one batch.
         """
 
     def exited(exitCode):
@@ -262,6 +263,13 @@ class ILogStore(Interface):
 
     def append(name, logLine):
         """Store one L{pycm.model.LogLine} for container C{name}."""
+
+    def appendLines(name, time, stream, lines):
+        """
+        Store C{lines} (a list of C{str}) for container C{name}, all with
+        the same C{time} and C{stream}, in order: the same as one L{append}
+        per line, cheaper.
+        """
 
     def tail(name, count):
         """

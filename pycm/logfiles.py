@@ -12,13 +12,14 @@ split a record.  What is stored is the text the supervisor gives: output
 that was not valid UTF-8 has already been decoded with U+FFFD replacement
 characters (C{errors="replace"}) there, so its exact bytes are not kept.
 Line length is capped by the runtime (see
-L{pycm.backends.process.MAX_LINE}); the store writes what it is given.
+L{pycm.backends.output.MAX_LINE}); the store writes what it is given.
 
-Writes are one C{os.write} of one record to an C{O_APPEND} descriptor, so a
-record reaches the kernel before C{append} returns and survives a daemon
-crash.  A record torn by a crash mid-write (or by a disk that filled up
-mid-record) is skipped when reading, and the next write starts on a fresh
-line.  At most C{maxOpen} files are kept open (least recently written
+Writes are one C{os.write} of one record (L{FileLogStore.append}), or of
+the records of one batch (L{FileLogStore.appendLines}: the lines one read
+of a container's output gave), to an C{O_APPEND} descriptor, so a record
+reaches the kernel before the call returns and survives a daemon crash.
+A record torn by a crash mid-write (or by a disk that filled up mid-record)
+is skipped when reading, and the next write starts on a fresh line.  At most C{maxOpen} files are kept open (least recently written
 closed first), so 1,000 containers do not use 1,000 descriptors.
 
 A full disk (or any other failing write) never takes the daemon down: the
@@ -259,23 +260,79 @@ class FileLogStore:
         line that cannot be written is dropped and counted (see the module
         docstring), never raised.
         """
-        dropping = self._dropping.get(name)
         try:
-            if dropping is not None:
-                self._writeRecord(name, encodeRecord(dropping.marker()))
-                del self._dropping[name]
-                self.log.warn(
-                    "the log of {name} is written again: {count} lines were dropped ({reason})",
-                    name=name,
-                    count=dropping.count,
-                    reason=dropping.reason,
-                )
+            self._endGap(name)
             self._writeRecord(name, encodeRecord(logLine))
         except OSError as e:
             self._dropped(name, logLine, e)
 
-    def _dropped(self, name: str, logLine: LogLine, error: OSError) -> None:
-        """Count a line that could not be written; say so once per episode."""
+    def _endGap(self, name: str) -> None:
+        """
+        If C{name}'s lines were being dropped, write the line that marks
+        the gap, and say so.
+
+        @raise OSError: if it cannot be written (the gap goes on).
+        """
+        dropping = self._dropping.get(name)
+        if dropping is None:
+            return
+        self._writeRecord(name, encodeRecord(dropping.marker()))
+        del self._dropping[name]
+        self.log.warn(
+            "the log of {name} is written again: {count} lines were dropped ({reason})",
+            name=name,
+            count=dropping.count,
+            reason=dropping.reason,
+        )
+
+    def appendLines(self, name: str, time: float, stream: str, lines: list[str]) -> None:
+        """
+        Write C{lines} for C{name}, one record each, all with C{time} and
+        C{stream}: what one L{append} per line would write, in one write
+        when they fit in the current file (else record by record, rotating
+        where one would not fit).  Lines that cannot be written are dropped
+        and counted as L{append} does.
+        """
+        if not lines:
+            return
+        prefix = f'{{"time":{float(time)!r},"stream":{encode_basestring_ascii(stream)},"line":'
+        body = ("}\n" + prefix).join(map(encode_basestring_ascii, lines))
+        data = (prefix + body + "}\n").encode("ascii")
+        try:
+            self._endGap(name)
+            entry = self._get(name)
+        except OSError as e:
+            self._dropped(name, LogLine(time, stream, lines[0]), e, len(lines))
+            return
+        if entry.size and entry.size + len(data) > self.maxSize:
+            for line in lines:
+                self.append(name, LogLine(time, stream, line))
+            return
+        start = 0
+        if entry.torn:
+            data = b"\n" + data
+            start = 1
+        error: OSError | None = None
+        try:
+            written = self._write(entry.fd, data)
+        except OSError as e:
+            written, error = 0, e
+        entry.size += written
+        if written < len(data):
+            if written:
+                entry.torn = data[written - 1] != 0x0A
+            done = data.count(b"\n", start, max(written, start))
+            if error is None:
+                error = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            self._dropped(name, LogLine(time, stream, lines[done]), error, len(lines) - done)
+        else:
+            entry.torn = False
+
+    def _dropped(self, name: str, logLine: LogLine, error: OSError, count: int = 1) -> None:
+        """
+        Count a line (or C{count} lines from C{logLine} on) that could not
+        be written; say so once per episode.
+        """
         dropping = self._dropping.get(name)
         if dropping is None:
             dropping = self._dropping[name] = _Dropping(logLine.time, describeWriteError(error))
@@ -286,7 +343,7 @@ class FileLogStore:
                 reason=dropping.reason,
                 error=error.strerror or str(error),
             )
-        dropping.count += 1
+        dropping.count += count
 
     def dropped(self, name: str) -> int:
         """How many lines of C{name} are being dropped now (0: none)."""

@@ -134,6 +134,41 @@ class FileLogStoreTests(SynchronousTestCase):
         self.assertLessEqual(len(kept), 30)
         self.assertEqual(store.tail("web", 12), written[-12:])
 
+    def test_appendLinesSameAsAppend(self) -> None:
+        """
+        A batch of lines writes the very bytes one append per line would
+        (one record per line, same time and stream), and reads back as them.
+        """
+        texts = ["", "plain", 'q " \\ b', "new\nline", "héllo ✓ 😀", "\ufffd"]
+        one, batch = self.store(), FileLogStore(self.dir + "-batch")
+        self.addCleanup(batch.close)
+        for text in texts:
+            one.append("web", LogLine(1764421200.25, "stderr", text))
+        batch.appendLines("web", 1764421200.25, "stderr", texts)
+        batch.appendLines("web", 1.0, "stdout", [])
+        with open(os.path.join(self.dir, "web.log"), "rb") as f:
+            expected = f.read()
+        with open(os.path.join(self.dir + "-batch", "web.log"), "rb") as f:
+            self.assertEqual(f.read(), expected)
+        self.assertEqual(
+            batch.tail("web", None), [LogLine(1764421200.25, "stderr", t) for t in texts]
+        )
+
+    def test_appendLinesRotates(self) -> None:
+        """
+        A batch that would not fit in the current file is written record by
+        record, rotating where one would not fit: no file grows over
+        maxSize, and every line is kept in order.
+        """
+        recordSize = len(encodeRecord(LogLine(1000.0, "stdout", "line 0")))
+        store = self.store(maxSize=recordSize * 10, maxFiles=5)
+        texts = [f"line {i}" for i in range(7)]
+        for _ in range(4):
+            store.appendLines("web", 1000.0, "stdout", texts)
+        for name in os.listdir(self.dir):
+            self.assertLessEqual(os.path.getsize(os.path.join(self.dir, name)), recordSize * 10)
+        self.assertEqual([x.line for x in store.tail("web", None)], texts * 4)
+
     def test_oneFile(self) -> None:
         """With maxFiles=1 a full file is simply started afresh."""
         recordSize = len(encodeRecord(lines(1)[0]))

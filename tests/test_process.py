@@ -24,10 +24,9 @@ from zope.interface.verify import verifyObject
 
 from pycm import procfs
 from pycm.backends import process
+from pycm.backends.output import MAX_LINE, OutputPacer
 from pycm.backends.process import (
     EXEC_HELPER,
-    LINES_PER_TURN,
-    MAX_LINE,
     ProcessRun,
     ProcessRuntime,
     _RunProtocol,
@@ -69,8 +68,8 @@ class RecordingObserver:
         self.exits: list[int | None] = []
         self.ended: Deferred[int | None] = Deferred()
 
-    def output(self, stream: str, line: bytes) -> None:
-        self.lines.append((stream, line))
+    def output(self, stream: str, lines: list[bytes]) -> None:
+        self.lines.extend((stream, line) for line in lines)
 
     def exited(self, exitCode: int | None) -> None:
         self.exits.append(exitCode)
@@ -193,6 +192,7 @@ class FakeRuntime:
         self.released: list[str] = []
         self.log = ProcessRuntime.log
         self.markSweep = FakeMarkSweep()
+        self.pacer = OutputPacer(self.reactor)
 
     def _releaseGroup(self, group: str) -> None:
         self.released.append(group)
@@ -379,7 +379,7 @@ class RunProtocolTests(SynchronousTestCase):
         """
         data = b"a" * (MAX_LINE * 2 + 10) + b"\n" + b"b" * (MAX_LINE + 1)
         self.feed(1, data, 8192)
-        self.assertLessEqual(len(self.protocol._partial["stdout"]), MAX_LINE)
+        self.assertLessEqual(len(self.protocol._lines["stdout"]), MAX_LINE)
         self.protocol.childConnectionLost(1)
         lengths = [len(line) for _, line in self.observer.lines]
         self.assertEqual(lengths, [MAX_LINE, MAX_LINE, 10, MAX_LINE, 1])
@@ -394,24 +394,59 @@ class RunProtocolTests(SynchronousTestCase):
 
     def test_backpressure(self) -> None:
         """
-        A chunk with more lines than LINES_PER_TURN is handled over several
-        reactor turns: reading is paused meanwhile, and resumed once done.
+        Handling output is paced on the runtime's clock: once the time spent
+        on it (here 1 ms a line, the observer advancing the clock) empties
+        the budget, reading is paused, and resumed once half of it is back;
+        over a long flood the share of time spent is the pacer's share, and
+        every line arrives, in order, whole, whatever the chunks.
         """
-        scheduler = self.runtime.reactor = ManualScheduler()  # type: ignore[assignment]
-        count = LINES_PER_TURN * 3 + 5
-        self.protocol.childDataReceived(1, b"".join(b"%d\n" % i for i in range(count)))
-        self.assertEqual(len(self.observer.lines), LINES_PER_TURN)
+        clock = self.runtime.reactor
+        pacer = self.runtime.pacer = OutputPacer(clock, share=0.5, burst=0.01)
+
+        class SlowObserver(RecordingObserver):
+            def output(self, stream: str, lines: list[bytes]) -> None:
+                clock.rightNow += 0.001 * len(lines)
+                super().output(stream, lines)
+
+        self.observer = SlowObserver()
+        self.protocol._observer = self.observer
+        data = b"".join(b"line %d\n" % i for i in range(3000))
+        start = clock.seconds()
+        offset, size, reads = 0, 1, 0
+        while offset < len(data):
+            if self.transport.paused:
+                self.assertEqual(pacer.holding, 1)
+                clock.advance(clock.getDelayedCalls()[0].getTime() - clock.seconds())
+                continue
+            size = size % 97 + 1
+            self.protocol.childDataReceived(1, data[offset : offset + size * 3])
+            offset += size * 3
+            reads += 1
+        self.protocol.childConnectionLost(1)
+        self.assertEqual([s for s, _ in self.observer.lines], ["stdout"] * 3000)
+        self.assertEqual(
+            [line for _, line in self.observer.lines], [b"line %d" % i for i in range(3000)]
+        )
+        self.assertGreater(self.transport.pauses, 10)
+        busy = 3000 * 0.001
+        elapsed = clock.seconds() - start
+        self.assertLess(busy / elapsed, 0.5 + 0.01 / elapsed + 0.02)
+        self.assertGreater(busy / elapsed, 0.45)
+
+    def test_pausedReaderForgottenAtEnd(self) -> None:
+        """A run that ends while paused leaves no waiting reader nor timer behind."""
+        clock = self.runtime.reactor
+        self.runtime.pacer = OutputPacer(clock, share=0.5, burst=0.01)
+        clock.rightNow += 1
+        self.runtime.pacer.spend(0.02)
+        self.protocol.childDataReceived(1, b"x\n")
         self.assertTrue(self.transport.paused)
-        scheduler.turn()
-        self.assertEqual(len(self.observer.lines), LINES_PER_TURN * 2)
-        self.assertTrue(self.transport.paused)
-        scheduler.turn()
-        self.assertEqual(len(self.observer.lines), LINES_PER_TURN * 3)
-        scheduler.turn()
-        self.assertEqual(scheduler.calls, [])
-        self.assertEqual(len(self.observer.lines), count)
-        self.assertFalse(self.transport.paused)
-        self.assertEqual([int(line) for _, line in self.observer.lines], list(range(count)))
+        self.protocol.childConnectionLost(3)
+        self.protocol.processExited(ended(0))
+        self.protocol.processEnded(ended(0))
+        self.assertEqual(self.runtime.pacer.holding, 0)
+        self.assertEqual(clock.getDelayedCalls(), [])
+        self.assertEqual(self.observer.exits, [0])
 
     def test_exitReported(self) -> None:
         """
@@ -940,9 +975,9 @@ class _CountingObserver:
         self.bytes = 0
         self.ended: Deferred[int | None] = Deferred()
 
-    def output(self, stream: str, line: bytes) -> None:
-        self.count += 1
-        self.bytes += len(line)
+    def output(self, stream: str, lines: list[bytes]) -> None:
+        self.count += len(lines)
+        self.bytes += sum(map(len, lines))
 
     def exited(self, exitCode: int | None) -> None:
         self.ended.callback(exitCode)

@@ -338,3 +338,58 @@ class EscapeTests(SynchronousTestCase):
         self.assertTrue(isAlive(pid, start))
         self.daemon.start()
         waitFor(lambda: not isAlive(pid, start), "the escaped process to be killed", 10)
+
+
+def cpuSeconds(pid: int) -> float:
+    """User + system CPU time of C{pid} so far (C{/proc/PID/stat})."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class FloodTests(SynchronousTestCase):
+    """A container that floods its output is slowed down; the daemon is not."""
+
+    def test_floodCostsUnderHalfACore(self) -> None:
+        """
+        C{yes} in a container for 4 s costs the daemon under half a core
+        (its CPU time over the wall time), and C{ping} on another
+        connection keeps answering; the last line logged is whole.
+        """
+        daemon = processDaemon(self).start()
+        client = daemon.connect()
+        pinger = daemon.connect()
+        line = "x" * 20
+        started = time.monotonic()
+        cpuBefore = cpuSeconds(daemon.pid)
+        flood = client.ok(f"run flood host timeout 4 yes {line}")
+        killGroupLater(self, flood["pid"])
+        pings = []
+        while client.ok("inspect flood")["state"] == "running":
+            sent = time.monotonic()
+            self.assertEqual(pinger.ok("ping"), "pong")
+            pings.append(time.monotonic() - sent)
+            time.sleep(0.01)
+        share = (cpuSeconds(daemon.pid) - cpuBefore) / (time.monotonic() - started)
+        pings.sort()
+        p95 = pings[int(len(pings) * 0.95)]
+        print(f"\nyes flood: daemon CPU {share:.2f} of a core, ping p95 {p95 * 1000:.1f} ms")
+        self.assertLess(share, 0.5)
+        # The 95th percentile: this machine is shared (see the flood test above).
+        self.assertLess(p95, 0.1)
+        self.assertEqual([x["line"] for x in client.ok("logs --tail=1 flood")], [line])
+
+    def test_numberedLinesAllLogged(self) -> None:
+        """
+        A container that writes 50,000 numbered lines as fast as it can:
+        every one is in C{logs}, in order, none torn or lost.
+        """
+        daemon = processDaemon(self).start()
+        client = daemon.connect()
+        count = 50_000
+        lines = client.ok(f"run lines host seq 1 {count}")
+        killGroupLater(self, lines["pid"])
+        waitFor(lambda: client.ok("inspect lines")["state"] == "exited", "seq to end")
+        logged = client.ok("logs --tail=all lines")
+        self.assertEqual([x["line"] for x in logged], [str(i) for i in range(1, count + 1)])
+        self.assertEqual({x["stream"] for x in logged}, {"stdout"})

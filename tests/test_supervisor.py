@@ -257,10 +257,29 @@ class LifecycleTests(SupervisorTestCase):
         seen: list[Any] = []
         follow = self.successResultOf(self.backend.follow("web", None, seen.append))
         assert record.observer is not None
-        record.observer.output("stderr", b"caf\xe9")
+        record.observer.output("stderr", [b"caf\xe9"])
         self.assertEqual([(x.stream, x.line) for x in seen], [("stderr", "caf\ufffd")])
         self.assertEqual(follow.backlog, [])
         self.assertEqual(self.successResultOf(self.backend.logs("web", None)), seen)
+
+    def test_batchOfLines(self) -> None:
+        """
+        A batch of lines is stored and followed line by line, in order,
+        each decoded on its own (a sequence cut at the end of one line does
+        not swallow the next).
+        """
+        self.successResultOf(self.backend.create(spec("web")))
+        record = self.backend._records["web"]
+        self.successResultOf(self.backend.start("web"))
+        seen: list[Any] = []
+        self.successResultOf(self.backend.follow("web", None, seen.append))
+        assert record.observer is not None
+        record.observer.output("stdout", [b"\xe2\x82", b"", b"caf\xc3\xa9", b"\xff\xfe x"])
+        expected = ["\ufffd", "", "caf\u00e9", "\ufffd\ufffd x"]
+        self.assertEqual([x.line for x in seen], expected)
+        self.assertEqual(len({x.time for x in seen}), 1)
+        logs = self.successResultOf(self.backend.logs("web", None))
+        self.assertEqual([(x.stream, x.line) for x in logs], [("stdout", t) for t in expected])
 
     def test_followAcrossAutomaticRestart(self) -> None:
         """A follow goes on across automatic restarts and ends at the last exit."""

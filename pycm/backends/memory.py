@@ -69,7 +69,7 @@ DEFAULT_COMMAND = ("sleep", "infinity")
 class _Discard:
     """An observer for runs nobody listens to any more."""
 
-    def output(self, stream: str, line: bytes) -> None:
+    def output(self, stream: str, lines: list[bytes]) -> None:
         pass
 
     def exited(self, exitCode: int | None) -> None:
@@ -112,7 +112,7 @@ class SimulatedRun:
 
     def write(self, stream: str, text: str) -> None:
         if not self.done:
-            self.observer.output(stream, text.encode("utf-8"))
+            self.observer.output(stream, [text.encode("utf-8")])
 
     def exit(self, code: int | None) -> None:
         if self.done:
@@ -252,6 +252,10 @@ class MemoryLogStore:
         if lines is None:
             lines = self._lines[name] = collections.deque(maxlen=self._maxLines)
         lines.append(logLine)
+
+    def appendLines(self, name: str, time: float, stream: str, lines: list[str]) -> None:
+        for line in lines:
+            self.append(name, LogLine(time, stream, line))
 
     def tail(self, name: str, count: int | None) -> list[LogLine]:
         lines = list(self._lines.get(name, ()))

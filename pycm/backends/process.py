@@ -68,13 +68,14 @@ may not read or signal (a set-user-id program).  C{info} says which
 guarantee holds.
 
 Output: stdout and stderr are split into lines (a newline ends a line; a
-final line without one is kept; a line longer than L{MAX_LINE} bytes is cut
-into several lines of at most L{MAX_LINE} bytes, so nothing is lost and
-nothing grows without bound).  At most L{LINES_PER_TURN} lines are handled
-per reactor turn per run: past that, reading from that child is paused
-until the next turn, so a child that floods its output is slowed down by its
-pipe filling up, the daemon's memory stays flat, and other connections are
-served in between.
+final line without one is kept; a line longer than 64 KiB is cut into
+several lines of at most 64 KiB, so nothing is lost and nothing grows
+without bound: L{pycm.backends.output.LineSplitter}).  Each
+chunk read is handed on as one batch of lines.  The time the daemon spends
+on output is kept under a share of its time, summed over every container
+(L{pycm.backends.output.OutputPacer}): past it, reading is paused, so a
+container that floods its output blocks on its full pipe (as under Docker)
+and the daemon stays responsive; nothing the container wrote is lost.
 
 After a daemon crash (L{ProcessRuntime.reclaim}): a run is recognised by
 its pid, its start time from C{/proc/PID/stat} (a recycled pid has
@@ -97,7 +98,6 @@ import shutil
 import signal as _signal
 import subprocess
 import sys
-from collections import deque
 from collections.abc import Collection, Mapping
 from typing import Any
 
@@ -112,6 +112,7 @@ from twisted.python.filepath import FilePath
 from zope.interface import implementer
 
 from pycm import procfs
+from pycm.backends.output import LineSplitter, OutputPacer
 from pycm.backends.supervisor import Supervisor, defaultIdFactory
 from pycm.cgroups import NO_CGROUPS, Cgroups, detect, movePid
 from pycm.errors import BackendError, BadRequest, PycmError
@@ -125,10 +126,6 @@ HOST_IMAGE = "host"
 DEFAULT_COMMAND = ("sleep", "infinity")
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEFAULT_WORKDIR = "/"
-#: The longest line kept as one line; longer ones are cut into pieces.
-MAX_LINE = 64 * 1024
-#: Lines handled per run per reactor turn before reading is paused.
-LINES_PER_TURN = 256
 #: Seconds to wait, after the main process exited, for its pipes to close.
 LINGER = 1.0
 #: How often L{ProcessRuntime.reclaim} looks whether a process is gone.
@@ -429,10 +426,8 @@ class _RunProtocol(ProcessProtocol):
         self.started: Deferred[ProcessRun] = Deferred()
         self.run: ProcessRun | None = None
         self._failed = False
-        self._partial = {"stdout": b"", "stderr": b""}
-        self._pending: deque[tuple[str, bytes]] = deque()
+        self._lines = {"stdout": LineSplitter(), "stderr": LineSplitter()}
         self._paused = False
-        self._drainCall: IDelayedCall | None = None
         self._lingerCall: IDelayedCall | None = None
         #: The runtime's next look at whether the run leads its session.
         self.sessionCall: IDelayedCall | None = None
@@ -462,8 +457,13 @@ class _RunProtocol(ProcessProtocol):
         stream = _STREAMS.get(childFD)
         if stream is None or self._failed:
             return
-        self._pending.append((stream, data))
-        self._drain(LINES_PER_TURN)
+        clock = self._runtime.reactor
+        began = clock.seconds()
+        lines = self._lines[stream].feed(data)
+        if lines:
+            self._emit(stream, lines)
+        if not self._runtime.pacer.spend(clock.seconds() - began):
+            self._pause()
 
     def childConnectionLost(self, childFD: int) -> None:
         if childFD == _STATUS_FD:
@@ -471,7 +471,6 @@ class _RunProtocol(ProcessProtocol):
             return
         stream = _STREAMS.get(childFD)
         if stream is not None:
-            self._drain(None)
             self._flushPartial(stream)
 
     def _statusDone(self) -> None:
@@ -487,65 +486,34 @@ class _RunProtocol(ProcessProtocol):
 
     # -- output -------------------------------------------------------------
 
-    def _emit(self, stream: str, line: bytes) -> None:
+    def _emit(self, stream: str, lines: list[bytes]) -> None:
         try:
-            self._observer.output(stream, line)
+            self._observer.output(stream, lines)
         except Exception:
             self._runtime.log.failure("run observer failed on output")
 
-    def _drain(self, budget: int | None) -> None:
-        """Handle pending output, at most C{budget} lines (None: all)."""
-        pending = self._pending
-        while pending and (budget is None or budget > 0):
-            stream, data = pending[0]
-            partial = self._partial[stream]
-            start = 0
-            while budget is None or budget > 0:
-                end = data.find(b"\n", start)
-                if end < 0:
-                    break
-                line = partial + data[start:end] if partial else data[start:end]
-                partial = b""
-                for offset in range(0, max(len(line), 1), MAX_LINE):
-                    self._emit(stream, line[offset : offset + MAX_LINE])
-                if budget is not None:
-                    budget -= 1
-                start = end + 1
-            rest = data[start:]
-            if budget is not None and budget <= 0 and b"\n" in rest:
-                self._partial[stream] = partial
-                pending[0] = (stream, rest)
-                break
-            pending.popleft()
-            partial += rest
-            while len(partial) > MAX_LINE:
-                self._emit(stream, partial[:MAX_LINE])
-                partial = partial[MAX_LINE:]
-            self._partial[stream] = partial
-        self._schedule()
-
-    def _schedule(self) -> None:
-        """Pause reading while lines are pending; resume once none are."""
+    def _pause(self) -> None:
+        """Stop reading until the output budget allows it again."""
         transport = self.transport
-        if self._pending:
-            if not self._paused and transport is not None:
-                self._paused = True
-                transport.pauseProducing()  # type: ignore[attr-defined]
-            if self._drainCall is None:
-                self._drainCall = self._runtime.reactor.callLater(0, self._drainLater)
-        elif self._paused:
-            self._paused = False
-            if transport is not None:
-                transport.resumeProducing()  # type: ignore[attr-defined]
+        if self._paused or transport is None:
+            return
+        self._paused = True
+        transport.pauseProducing()  # type: ignore[attr-defined]
+        self._runtime.pacer.hold(self._resume)
 
-    def _drainLater(self) -> None:
-        self._drainCall = None
-        self._drain(LINES_PER_TURN)
+    def _resume(self) -> None:
+        if not self._paused:
+            return
+        self._paused = False
+        self._runtime.pacer.release(self._resume)
+        transport = self.transport
+        if transport is not None:
+            transport.resumeProducing()  # type: ignore[attr-defined]
 
     def _flushPartial(self, stream: str) -> None:
-        partial, self._partial[stream] = self._partial[stream], b""
-        if partial and not self._failed:
-            self._emit(stream, partial)
+        last = self._lines[stream].flush()
+        if last and not self._failed:
+            self._emit(stream, last)
 
     # -- exit ---------------------------------------------------------------
 
@@ -580,21 +548,21 @@ class _RunProtocol(ProcessProtocol):
             pid=self.run.pid if self.run else None,
             linger=LINGER,
         )
-        if self._paused:
-            self._paused = False
-            transport.resumeProducing()  # type: ignore[attr-defined]
+        self._resume()
         for fd in (1, 2, _STATUS_FD):
             transport.closeChildFD(fd)  # type: ignore[attr-defined]
 
     def processEnded(self, reason: Failure) -> None:
-        for call in (self._lingerCall, self._drainCall, self.sessionCall):
+        for call in (self._lingerCall, self.sessionCall):
             if call is not None and call.active():
                 call.cancel()
-        self._lingerCall = self._drainCall = self.sessionCall = None
+        self._lingerCall = self.sessionCall = None
+        if self._paused:
+            self._paused = False
+            self._runtime.pacer.release(self._resume)
         if self.run is not None and not self.run.exited:
             self.run.exited = True
         self._statusDone()
-        self._drain(None)
         for stream in ("stdout", "stderr"):
             self._flushPartial(stream)
         if self._group is not None:
@@ -731,6 +699,8 @@ class ProcessRuntime:
         self._releaseCalls: dict[str, Any] = {}
         #: Kills what still carries the marker of runs that ended.
         self.markSweep = MarkSweep(self)
+        #: The daemon's time budget for its containers' output.
+        self.pacer = OutputPacer(reactor)
         self._cwd: int | None = None
         self._ignored: list[int] | None = None
         self.native = native

@@ -319,8 +319,8 @@ class _RunObserver:
         #: An exit reported before the run was attached.
         self.pendingExit: list[int | None] = []
 
-    def output(self, stream: str, line: bytes) -> None:
-        self._supervisor._output(self._record, self, stream, line)
+    def output(self, stream: str, lines: list[bytes]) -> None:
+        self._supervisor._output(self._record, self, stream, lines)
 
     def exited(self, exitCode: int | None) -> None:
         self._supervisor._exited(self._record, self, exitCode)
@@ -994,16 +994,25 @@ class Supervisor:
         if call is not None and call.active():
             call.cancel()
 
-    def _output(self, record: Record, observer: _RunObserver, stream: str, line: bytes) -> None:
-        if record.observer is not observer or record.removed:
+    def _output(
+        self, record: Record, observer: _RunObserver, stream: str, lines: builtins.list[bytes]
+    ) -> None:
+        if record.observer is not observer or record.removed or not lines:
             return
-        logLine = LogLine(self._clock.seconds(), stream, line.decode("utf-8", errors="replace"))
-        self._logStore.append(record.name, logLine)
-        for follower in list(record.followers):
-            try:
-                follower.observer(logLine)
-            except Exception:
-                self._log.failure("log follower of {name} failed", name=record.name)
+        now = self._clock.seconds()
+        # One decode for the batch: the same text as line by line (a newline
+        # is never part of a UTF-8 sequence), without a call per line.
+        texts = b"\n".join(lines).decode("utf-8", errors="replace").split("\n")
+        self._logStore.appendLines(record.name, now, stream, texts)
+        if not record.followers:
+            return
+        for text in texts:
+            logLine = LogLine(now, stream, text)
+            for follower in list(record.followers):
+                try:
+                    follower.observer(logLine)
+                except Exception:
+                    self._log.failure("log follower of {name} failed", name=record.name)
 
     def _exited(self, record: Record, observer: _RunObserver, exitCode: int | None) -> None:
         if record.observer is not observer:
