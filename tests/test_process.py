@@ -884,6 +884,34 @@ class RealRuntimeTests(TestCase):
         os.kill(strayPid, signal.SIGKILL)
 
     @inlineCallbacks
+    def test_strayHoldingPipesWhilePaused(self) -> None:
+        """
+        Output the run wrote before it exited is all logged even when
+        reading was paused (the output budget spent) and a stray that
+        escaped the run (own session, no marker) holds the pipes: what is
+        in them is read before they are closed.
+        """
+        pidFile = os.path.abspath(self.mktemp())
+        self.addCleanup(self.killStray, pidFile)
+        self.runtime.pacer = OutputPacer(reactor, share=0.001, burst=0.01)
+        self.runtime.pacer.spend(1.0)
+        script = (
+            f"setsid env -i sh -c 'echo $$ > {pidFile}; exec sleep 1000' & "
+            "while [ ! -s " + pidFile + " ]; do sleep 0.01; done; seq 1 10000"
+        )
+        run, observer = yield self.spawn(("sh", "-c", script))
+        code = yield observer.ended
+        self.assertEqual(code, 0)
+        self.assertEqual(observer.text(), [str(i) for i in range(1, 10001)])
+
+    def killStray(self, pidFile: str) -> None:
+        try:
+            with open(pidFile) as f:
+                os.kill(int(f.read()), signal.SIGKILL)
+        except (OSError, ValueError):
+            pass
+
+    @inlineCallbacks
     def test_longLinesAndBinary(self) -> None:
         """Very long lines are cut, not lost; invalid UTF-8 is kept."""
         run, observer = yield self.spawn(

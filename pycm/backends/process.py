@@ -126,8 +126,10 @@ HOST_IMAGE = "host"
 DEFAULT_COMMAND = ("sleep", "infinity")
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEFAULT_WORKDIR = "/"
-#: Seconds to wait, after the main process exited, for its pipes to close.
+#: Seconds to wait, after the main process exited, for its pipes to close,
+#: and the most bytes then read from each before it is closed.
 LINGER = 1.0
+LINGER_DRAIN = 1024 * 1024
 #: How often L{ProcessRuntime.reclaim} looks whether a process is gone.
 RECLAIM_POLL = 0.05
 #: The most looks at /proc for processes carrying a run marker, while new
@@ -538,7 +540,11 @@ class _RunProtocol(ProcessProtocol):
         self._lingerCall = self._runtime.reactor.callLater(LINGER, self._closePipes)
 
     def _closePipes(self) -> None:
-        """A stray process still holds our pipes: stop waiting for it."""
+        """
+        A stray process still holds our pipes: stop waiting for it.  What
+        is in them already (reading may have been paused) is read first, up
+        to L{LINGER_DRAIN} bytes a pipe, so no line the run wrote is lost.
+        """
         self._lingerCall = None
         transport = self.transport
         if transport is None:
@@ -549,8 +555,28 @@ class _RunProtocol(ProcessProtocol):
             linger=LINGER,
         )
         self._resume()
+        pipes = getattr(transport, "pipes", {})
+        for childFD, stream in _STREAMS.items():
+            reader = pipes.get(childFD)
+            if reader is not None:
+                self._drainPipe(reader.fileno(), stream)
         for fd in (1, 2, _STATUS_FD):
             transport.closeChildFD(fd)  # type: ignore[attr-defined]
+
+    def _drainPipe(self, fd: int, stream: str) -> None:
+        """Read what C{fd} (non-blocking) holds now, up to L{LINGER_DRAIN} bytes."""
+        left = LINGER_DRAIN
+        while left > 0:
+            try:
+                data = os.read(fd, min(left, 65536))
+            except OSError:
+                return
+            if not data:
+                return
+            left -= len(data)
+            lines = self._lines[stream].feed(data)
+            if lines and not self._failed:
+                self._emit(stream, lines)
 
     def processEnded(self, reason: Failure) -> None:
         for call in (self._lingerCall, self.sessionCall):
