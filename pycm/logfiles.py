@@ -19,8 +19,9 @@ the records of one batch (L{FileLogStore.appendLines}: the lines one read
 of a container's output gave), to an C{O_APPEND} descriptor, so a record
 reaches the kernel before the call returns and survives a daemon crash.
 A record torn by a crash mid-write (or by a disk that filled up mid-record)
-is skipped when reading, and the next write starts on a fresh line.  At most C{maxOpen} files are kept open (least recently written
-closed first), so 1,000 containers do not use 1,000 descriptors.
+is skipped when reading, and the next write starts on a fresh line.  At
+most C{maxOpen} files are kept open (least recently written closed first),
+so 1,000 containers do not use 1,000 descriptors.
 
 A full disk (or any other failing write) never takes the daemon down: the
 container's file stays open (one descriptor, never one per line), its lines

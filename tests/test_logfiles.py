@@ -484,3 +484,39 @@ class DiskFullTests(SynchronousTestCase):
             [line.line for line in FileLogStore(self.dir).tail("web", None)],
             ["line 0", "[pycm: 1 lines dropped: disk full]"],
         )
+
+    def test_batchCutShort(self) -> None:
+        """
+        A batch the disk takes only part of: the records written whole are
+        kept, the one cut is skipped, the rest are counted as dropped; the
+        marker and the next lines start on a fresh line.
+        """
+        self.store.append("web", lines(1)[0])
+        recordSize = len(encodeRecord(LogLine(2000.0, "stdout", "b 0")))
+        self.disk.room = recordSize * 2 + 5
+        self.store.appendLines("web", 2000.0, "stdout", [f"b {i}" for i in range(5)])
+        self.assertEqual(self.store.dropped("web"), 3)
+        self.assertEqual(len(self.logged), 1)
+        self.store.appendLines("web", 2001.0, "stdout", ["c 0", "c 1"])
+        self.assertEqual(self.store.dropped("web"), 5)
+        self.disk.room = None
+        self.store.appendLines("web", 2002.0, "stdout", ["d 0", "d 1"])
+        self.assertEqual(
+            [line.line for line in self.store.tail("web", None)],
+            ["line 0", "b 0", "b 1", "[pycm: 5 lines dropped: disk full]", "d 0", "d 1"],
+        )
+        self.assertEqual(self.store.dropped("web"), 0)
+        self.assertEqual(len(self.logged), 2)
+
+    def test_batchOnFullDisk(self) -> None:
+        """
+        Batches on a full disk keep one descriptor, raise nothing, count
+        every line, and try one write per batch (not one per line).
+        """
+        before = self.fds()
+        self.disk.room = 0
+        for i in range(100):
+            self.store.appendLines("web", 3000.0 + i, "stdout", [f"{i}-{j}" for j in range(50)])
+        self.assertEqual(self.store.dropped("web"), 5_000)
+        self.assertLessEqual(self.fds(), before + 1)
+        self.assertEqual(self.disk.failures, 100)
