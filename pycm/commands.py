@@ -417,10 +417,14 @@ def describeLine(line: bytes) -> str:
     if command is None:
         # The word may be a token pasted on a line of its own.
         return f"<unknown command, {len(line)} bytes>"
-    try:
-        options, args = parseOptions(words[1:], command.options)
-    except BadRequest:
-        return f"{command.name} <bad options, {len(words) - 1} words redacted>"
+    if command.literal:
+        options: dict[str, Any] = {}
+        args = words[1:]
+    else:
+        try:
+            options, args = parseOptions(words[1:], command.options)
+        except BadRequest:
+            return f"{command.name} <bad options, {len(words) - 1} words redacted>"
     return describeRequest(command.name, options, args, _visibleArgs(command, args))
 
 

@@ -271,7 +271,7 @@ class PycmServerProtocol(LineReceiver):
         if self._lost or self.transport.disconnecting:
             return
         timeout = self.factory.authTimeout
-        self._logForcedClose(f"no auth within {timeout:g} seconds")
+        self._logForcedClose(f"no auth TOKEN within {timeout:g} seconds (auth timeout)")
         self.clearLineBuffer()
         self._write(
             encodeError(Unauthorized(f"no auth TOKEN within {timeout:g} seconds: closing"))
@@ -412,9 +412,9 @@ class PycmServerProtocol(LineReceiver):
 
     def _tooLong(self) -> None:
         limit = self._maxLineLength
-        self._logForcedClose(f"a request line longer than {limit} bytes (too_long)")
-        self.clearLineBuffer()
         before = " before auth" if self._preAuth else ""
+        self._logForcedClose(f"a request line longer than {limit} bytes{before} (too_long)")
+        self.clearLineBuffer()
         self._write(encodeError(TooLong(f"request line longer than {limit} bytes{before}")))
         self._flush()
         self.transport.loseConnection()

@@ -85,6 +85,22 @@ class ThrownAwayInputTests(SynchronousTestCase):
         [line] = self.closedLines()
         self.assertIn("2 request lines not yet served and 2 bytes of an unfinished line", line)
 
+    def test_unfinishedLineAtHalfClose(self) -> None:
+        """
+        A client that shuts its sending side after a line without its line
+        end (C{printf 'run web' | nc -N}) gets the replies to its complete
+        lines; the unfinished one is counted at close.
+        """
+        conn = self.server.connect()
+        conn.send("ping\nrun web")
+        conn.protocol.readConnectionLost()
+        self.assertEqual(conn.lines(), [b'OK "pong"'])
+        self.assertTrue(conn.closed)
+        conn.protocol.connectionLost(connectionDone)
+        [line] = self.closedLines()
+        self.assertIn("; 7 bytes of an unfinished line (no line end) discarded", line)
+        self.assertEqual(self.server.backend._records, {})
+
     def test_nothingThrownAway(self) -> None:
         """A connection that leaves nothing unread closes with the plain line."""
         conn = self.server.connect()
@@ -175,6 +191,25 @@ class ForcedCloseTests(SynchronousTestCase):
         self.assertIn("longer than 1024 bytes (too_long)", line)
         assertNeverLogged(self, self.events, "PASSWORD")
 
+    def test_tooLongBeforeAuth(self) -> None:
+        """Before auth the shorter limit applies, and the log says so."""
+        conn = FakeServer(token=TOKEN).connect(requireAuth=True)
+        conn.send("auth " + "x" * 5000 + "\n")
+        self.assertTrue(conn.closed)
+        [line] = self.forcedCloses()
+        self.assertIn("longer than 4096 bytes before auth (too_long)", line)
+
+    def test_authTimeout(self) -> None:
+        """A connection idle without auth is closed, and the log says why."""
+        server = FakeServer(token=TOKEN)
+        conn = server.connect(requireAuth=True, authTimeout=30.0)
+        conn.send("au")
+        server.clock.advance(30)
+        self.assertTrue(conn.closed)
+        [line] = self.forcedCloses()
+        self.assertIn(conn.protocol.session.peer, line)
+        self.assertIn("no auth TOKEN within 30 seconds (auth timeout)", line)
+
     def test_crossProtocol(self) -> None:
         """A browser's HTTP request: closed by the cross-protocol guard."""
         conn = FakeServer().connect()
@@ -248,6 +283,7 @@ class DebugRedactionTests(SynchronousTestCase):
         self.assertEqual(describeLine(b"run web PASSWORD=x"), f"run web {REDACTED}")
         self.assertEqual(describeLine(b"help run"), f"help {REDACTED}")
         self.assertEqual(describeLine(b"rm -f web"), "rm --force web")
+        self.assertEqual(describeLine(b"auth -" + TOKEN.encode()), f"auth {REDACTED}")
 
     def test_errorsOfRequestsRedacted(self) -> None:
         """

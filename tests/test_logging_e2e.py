@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import tempfile
@@ -75,6 +76,11 @@ class LogContentE2ETests(SynchronousTestCase):
         silent = daemon.connect()
         silent.send("run web")
         silent.close()
+        halfClosed = daemon.connect()
+        halfClosed.send("ping\nrun db-x")
+        halfClosed.sock.shutdown(socket.SHUT_WR)
+        self.assertEqual(halfClosed.reply(), ("OK", "pong"))
+        waitFor(halfClosed.isClosed, "the daemon to close the half-closed connection")
         refused = daemon.connect()
         self.assertEqual(refused.err("list"), "unauthorized")
         self.assertEqual(refused.err(f"auth {WRONG}"), "unauthorized")
@@ -82,10 +88,12 @@ class LogContentE2ETests(SynchronousTestCase):
         waitFor(lambda: "unfinished line" in daemon.log(), "the thrown-away line in the log")
         log = daemon.log()
         self.assertIn("; 7 bytes of an unfinished line (no line end) discarded", log)
+        self.assertIn("; 8 bytes of an unfinished line (no line end) discarded", log)
         self.assertIn("'list' refused: not authenticated", log)
         self.assertIn("wrong token (failed auth attempt 1 of 3)", log)
         self.assertNotIn(WRONG, log)
         self.assertNotIn("run web", log)
+        self.assertNotIn("db-x", log)
 
     def test_debugLogRedacted(self) -> None:
         """
