@@ -16,6 +16,9 @@ Connections cost descriptors and memory before they prove anything: until a
 connection on a listener that wants the token has authenticated, its lines
 are short and it is closed when idle, and the daemon refuses connections
 beyond its cap at once.
+
+Under legacy framing (L{pycm.legacyframing}) a pause after an unfinished
+line ends a request too, for the teaching client that sends no line end.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from zope.interface import implementer
 
 from pycm.commands import Daemon, Session, describeLine, handleLine
 from pycm.errors import InternalError, PycmError, TooLong, Unauthorized, Unavailable
+from pycm.legacyframing import PauseFraming
 
 #: The longest request line accepted, in bytes, without its line end.
 DEFAULT_MAX_LINE_LENGTH = 65_536
@@ -156,6 +160,8 @@ class PycmServerProtocol(LineReceiver):
     _readClosed = False
     #: Closes a connection that has not authenticated when it is idle.
     _authTimer: IDelayedCall | None = None
+    #: Under legacy framing, ends a request line at a pause as well as at LF.
+    _framing: PauseFraming | None = None
 
     def connectionMade(self) -> None:
         factory = self.factory
@@ -173,6 +179,8 @@ class PycmServerProtocol(LineReceiver):
         self._pauses: set[str] = set()
         self._events: deque[Any] = deque()
         self._eventBacklog = 0
+        if factory.legacyFraming:
+            self._framing = PauseFraming(factory.daemon.clock, self._pauseEndsLine)
         factory.daemon.connections += 1
         self.transport.registerProducer(_WriteThrottle(self), True)
         if not factory.daemon.ready:
@@ -197,6 +205,8 @@ class PycmServerProtocol(LineReceiver):
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._lost = True
         self._stopAuthTimer()
+        if self._framing is not None:
+            self._framing.stop()
         self.factory.daemon.connections -= 1
         self.factory.connectionLimit.released()
         self.session.disconnected()
@@ -220,12 +230,18 @@ class PycmServerProtocol(LineReceiver):
     def readConnectionLost(self) -> None:
         """
         The client will send nothing more: serve the complete lines it sent
-        (an unfinished last line is dropped unanswered), then close.
+        (an unfinished last line is dropped unanswered, except under legacy
+        framing, where the end of input ends it as a pause would), then
+        close.
         """
         self._readClosed = True
         self._stopAuthTimer()
-        # Only complete lines are served; the unfinished one stays unread
-        # (and is counted as discarded when the connection closes).
+        if self._framing is not None:
+            self._framing.stop()
+            self._endUnfinishedLine()
+        # Only complete lines are served; the unfinished one (unless legacy
+        # framing just ended it) stays unread, and is counted as discarded
+        # when the connection closes.
         self.dataReceived(b"")
 
     def writeConnectionLost(self) -> None:
@@ -285,6 +301,21 @@ class PycmServerProtocol(LineReceiver):
         self._stopAuthTimer()
         self._setLineLimit()
 
+    # Legacy framing.
+
+    def _endUnfinishedLine(self) -> None:
+        """End the unfinished last line as LF would (legacy framing)."""
+        buffer = self._buffer
+        if buffer and buffer[-1:] != b"\n" and not self._overlong:
+            self._buffer = buffer + b"\n"
+
+    def _pauseEndsLine(self) -> None:
+        """No more bytes for a while after an unfinished line: serve it."""
+        if self._lost or self.transport.disconnecting:
+            return
+        self._endUnfinishedLine()
+        self.dataReceived(b"")
+
     # Reading and its pauses.
 
     def dataReceived(self, data: bytes) -> None:
@@ -304,6 +335,8 @@ class PycmServerProtocol(LineReceiver):
             return
         if not self._overlong:
             self._buffer += data
+            if data and self._framing is not None:
+                self._framing.received(not self._buffer.endswith(b"\n"))
         if self._busyReceiving:
             return
         self._busyReceiving = True
@@ -656,6 +689,8 @@ class PycmServerFactory(Factory):
         connection that has not authenticated is closed.
     @ivar connectionLimit: the daemon's cap on connections (the same object
         for all its listeners).
+    @ivar legacyFraming: whether a pause after an unfinished line ends a
+        request as LF does (L{pycm.legacyframing}).
     """
 
     protocol = PycmServerProtocol  # type: ignore[assignment]
@@ -671,6 +706,7 @@ class PycmServerFactory(Factory):
         logRequests: bool = False,
         authTimeout: float = DEFAULT_AUTH_TIMEOUT,
         connectionLimit: ConnectionLimit | None = None,
+        legacyFraming: bool = False,
     ) -> None:
         self.daemon = daemon
         self.requireAuth = requireAuth
@@ -682,6 +718,7 @@ class PycmServerFactory(Factory):
         if connectionLimit is None:
             connectionLimit = ConnectionLimit(daemon)
         self.connectionLimit = connectionLimit
+        self.legacyFraming = legacyFraming
 
     def buildProtocol(self, addr: Any) -> Any:
         """A protocol for the connection, or a refusal over the cap."""

@@ -27,6 +27,7 @@ from pycm.client.config import defaultStateDir
 from pycm.commands import Daemon
 from pycm.errors import PycmError
 from pycm.events import EventIdMark, EventLog
+from pycm.legacyframing import LEGACY_PAUSE
 from pycm.listeners import InsecureListener, Listener, ListenerService, classifyListener
 from pycm.protocol import (
     DEFAULT_AUTH_TIMEOUT,
@@ -90,6 +91,11 @@ class Options(usage.Options):
 
     optFlags = [
         ["no-auth", None, "Require no token on loopback listeners (never on others)."],
+        ["legacy-framing", None,
+         "On every listener, a request may also end with a pause (50 ms without a byte) "
+         "instead of a newline, for the teaching client that sends none; lines ending in "
+         "a newline are served at once as always. Changes no token rule: that client "
+         "sends no token, so use it with --no-auth on loopback."],
     ]
     optParameters = [
         ["backend", "b", "process",
@@ -508,6 +514,12 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         # Read after the backend is made: it may have raised the limit.
         maxConnections = defaultMaxConnections(resource.getrlimit(resource.RLIMIT_NOFILE)[0])
     connectionLimit = ConnectionLimit(daemon, maxConnections)
+    if options["legacy-framing"]:
+        log.info(
+            "legacy framing: on every listener a pause of {pause:g} ms after an "
+            "unfinished line ends a request",
+            pause=LEGACY_PAUSE * 1000,
+        )
     for listener in listeners:
         serverFactory = PycmServerFactory(
             daemon,
@@ -518,6 +530,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             logRequests=options["log-level"] == "debug",
             authTimeout=options["auth-timeout"],
             connectionLimit=connectionLimit,
+            legacyFraming=options["legacy-framing"],
         )
         try:
             listening = ListenerService(reactor, listener, serverFactory, options["socket-group"])

@@ -1114,3 +1114,230 @@ class MemoryTests(SynchronousTestCase):
         finally:
             if enabled:
                 gc.enable()
+
+
+class LegacyFramingTests(SynchronousTestCase):
+    """
+    C{--legacy-framing}: a pause after an unfinished line ends a request,
+    for the teaching client that sends no newline; lines that end with a
+    newline are served as without the option.
+    """
+
+    def setUp(self) -> None:
+        from pycm.legacyframing import LEGACY_PAUSE
+
+        self.pause = LEGACY_PAUSE
+        self.server = FakeServer(legacyFraming=True)
+        self.conn = self.server.connect()
+
+    def test_pauseEndsRequest(self) -> None:
+        """
+        A request with no newline is served once no byte has come for the
+        pause, not before.
+        """
+        self.conn.send("ping")
+        self.server.clock.advance(self.pause * 0.9)
+        self.assertEqual(self.conn.lines(), [])
+        self.server.clock.advance(self.pause * 0.1)
+        self.assertEqual(self.conn.lines(), [b'OK "pong"'])
+        self.assertEqual(self.server.clock.getDelayedCalls(), [])
+
+    def test_piecesWithinThePauseAreOneRequest(self) -> None:
+        """
+        Bytes arriving in pieces less than the pause apart are one request:
+        each piece starts the pause again.
+        """
+        for piece in (b"ru", b"n b", b"log", b"one"):
+            self.conn.send(piece)
+            self.server.clock.advance(self.pause * 0.8)
+        self.assertEqual(self.conn.lines(), [])
+        self.assertEqual(self.server.backend._records, {})
+        self.server.clock.advance(self.pause * 0.2)
+        [(kind, container)] = self.conn.replies()
+        self.assertEqual((kind, container["name"]), ("OK", "blogone"))
+
+    def test_everyChunkSize(self) -> None:
+        """
+        The same unfinished request fed in chunks of 1..N bytes with no
+        pause between them is one request, served after the pause.
+        """
+        request = b"run blogone"
+        for size in range(1, len(request) + 1):
+            server = FakeServer(legacyFraming=True)
+            conn = server.connect()
+            conn.sendInChunks(request, size)
+            self.assertEqual(conn.lines(), [], size)
+            server.clock.advance(self.pause)
+            self.assertEqual([kind for kind, _ in conn.replies()], ["OK"], size)
+            self.assertEqual(list(server.backend._records), ["blogone"], size)
+
+    def test_teachingClientSession(self) -> None:
+        """
+        The teaching client's requests, each followed by a pause, do what
+        they say, one reply each, in order, then C{exit} closes.
+        """
+        for request in ("run blogone", "list", "stop blogone", "run blogtwo", "exit"):
+            self.conn.send(request)
+            self.server.clock.advance(self.pause)
+            for _ in range(3):
+                self.server.clock.advance(0)
+        replies = self.conn.replies()
+        self.assertEqual([kind for kind, _ in replies], ["OK"] * 5)
+        self.assertEqual(replies[-1][1], "bye")
+        self.assertTrue(self.conn.closed)
+        states = {c["name"]: c["state"] for c in self.server.connect().ok("list")}
+        self.assertEqual(states, {"blogone": "exited", "blogtwo": "running"})
+
+    def test_newlineLinesUnchanged(self) -> None:
+        """
+        Lines ending with a newline are served at once, in any chunking,
+        and leave no pause timer behind.
+        """
+        data = b"ping\r\nversion\nping\n"
+        for size in range(1, len(data) + 1):
+            server = FakeServer(legacyFraming=True)
+            conn = server.connect()
+            conn.sendInChunks(data, size)
+            self.assertEqual([kind for kind, _ in conn.replies()], ["OK"] * 3, size)
+            self.assertEqual(server.clock.getDelayedCalls(), [], size)
+
+    def test_newlineBeforeThePause(self) -> None:
+        """
+        A line whose newline comes within the pause is one request, served
+        when the newline comes; the pause then ends nothing.
+        """
+        self.conn.send("pi")
+        self.server.clock.advance(self.pause / 2)
+        self.conn.send("ng\n")
+        self.assertEqual(self.conn.lines(), [b'OK "pong"'])
+        self.server.clock.advance(self.pause)
+        self.assertEqual(self.conn.lines(), [])
+
+    def test_partialLineThenPauseThenRest(self) -> None:
+        """
+        A partial line followed by a pause is a request under legacy
+        framing: the bytes after the pause start the next one.
+        """
+        self.conn.send("pi")
+        self.server.clock.advance(self.pause)
+        self.conn.send("ng\n")
+        replies = self.conn.replies()
+        self.assertEqual([kind for kind, _ in replies], ["ERR", "ERR"])
+        self.assertEqual([value[0] for _, value in replies], ["bad_request"] * 2)
+        self.assertIn("pi", replies[0][1][1])
+
+    def test_pausedRequestWithCR(self) -> None:
+        """A CR ending a paused request is dropped, as before an LF."""
+        self.conn.send("ping\r")
+        self.server.clock.advance(self.pause)
+        self.assertEqual(self.conn.lines(), [b'OK "pong"'])
+
+    def test_longLineLimit(self) -> None:
+        """
+        A paused request is held to the line limit: at the limit it is
+        served, one byte over it gets ERR too_long and the connection is
+        closed; an unfinished line past the limit is refused at once.
+        """
+        conn = FakeServer(legacyFraming=True, maxLineLength=2048).connect()
+        conn.send(b"x" * 2048)
+        conn.clock.advance(self.pause)
+        self.assertEqual(conn.replies()[0][1][0], "bad_request")
+        self.assertFalse(conn.closed)
+        conn.send(b"x" * 2049)
+        conn.clock.advance(self.pause)
+        [(kind, (code, _))] = conn.replies()
+        self.assertEqual((kind, code), ("ERR", "too_long"))
+        self.assertTrue(conn.closed)
+        conn = FakeServer(legacyFraming=True, maxLineLength=2048).connect()
+        conn.send(b"y" * 2050)
+        [(kind, (code, _))] = conn.replies()
+        self.assertEqual((kind, code), ("ERR", "too_long"))
+        self.assertTrue(conn.closed)
+        conn.clock.advance(self.pause)
+        self.assertEqual(conn.lines(), [])
+
+    def test_preAuthLimits(self) -> None:
+        """
+        On a listener that wants the token, a paused request before auth is
+        held to the short pre-auth limit and refused like any other; a
+        paused C{auth TOKEN} authenticates.
+        """
+        from pycm.protocol import PREAUTH_MAX_LINE_LENGTH
+
+        server = FakeServer(token="s3cret", legacyFraming=True)
+        conn = server.connect(requireAuth=True)
+        conn.send("list")
+        conn.clock.advance(self.pause)
+        self.assertEqual(conn.replies()[0][1][0], "unauthorized")
+        conn.send(b"auth " + b"x" * PREAUTH_MAX_LINE_LENGTH)
+        conn.clock.advance(self.pause)
+        [(kind, (code, message))] = conn.replies()
+        self.assertEqual((kind, code), ("ERR", "too_long"))
+        self.assertIn("before auth", message)
+        self.assertTrue(conn.closed)
+        conn = server.connect(requireAuth=True)
+        conn.send("auth s3cret")
+        conn.clock.advance(self.pause)
+        conn.send("list")
+        conn.clock.advance(self.pause)
+        self.assertEqual([kind for kind, _ in conn.replies()], ["OK", "OK"])
+
+    def test_pauseBehindARequestInFlight(self) -> None:
+        """
+        A request ended by a pause while a slow one is in flight waits for
+        its turn, and gets its reply after it.
+        """
+        self.conn.send("run slow memory ignore-term")
+        self.server.clock.advance(self.pause)
+        self.conn.lines()
+        self.conn.send("stop --time=5 slow")
+        self.server.clock.advance(self.pause)
+        self.conn.send("ping")
+        self.server.clock.advance(self.pause)
+        self.assertEqual(self.conn.lines(), [])
+        self.server.clock.advance(5)
+        for _ in range(3):
+            self.server.clock.advance(0)
+        replies = self.conn.replies()
+        self.assertEqual([kind for kind, _ in replies], ["OK", "OK"])
+        self.assertEqual((replies[0][1]["state"], replies[1][1]), ("exited", "pong"))
+
+    def test_halfCloseEndsRequest(self) -> None:
+        """
+        The end of input ends an unfinished request as a pause would: it is
+        served, then the connection closes.
+        """
+        self.conn.send("ping\nrun web")
+        self.conn.halfClose()
+        self.assertEqual([kind for kind, _ in self.conn.replies()], ["OK", "OK"])
+        self.assertEqual(list(self.server.backend._records), ["web"])
+        self.assertTrue(self.conn.closed)
+        self.assertEqual(self.server.clock.getDelayedCalls(), [])
+
+    def test_exitWithoutNewline(self) -> None:
+        """C{exit} sent with no newline says bye and closes after the pause."""
+        self.conn.send("exit")
+        self.server.clock.advance(self.pause)
+        self.assertEqual(self.conn.lines(), [b'OK "bye"'])
+        self.assertTrue(self.conn.closed)
+
+    def test_noPauseTimerAfterClose(self) -> None:
+        """A connection lost in the middle of a line leaves no timer behind."""
+        self.conn.send("run web")
+        self.conn.protocol.connectionLost()
+        self.assertEqual(self.server.clock.getDelayedCalls(), [])
+        self.assertEqual(self.server.backend._records, {})
+
+    def test_notWithoutTheOption(self) -> None:
+        """
+        Without legacy framing a pause ends nothing: the unfinished request
+        waits for its newline, and is dropped unanswered at a half-close.
+        """
+        server = FakeServer()
+        conn = server.connect()
+        conn.send("run web")
+        server.clock.advance(self.pause * 100)
+        self.assertEqual(conn.lines(), [])
+        conn.halfClose()
+        self.assertEqual(conn.transport.value(), b"")
+        self.assertEqual(server.backend._records, {})

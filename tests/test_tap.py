@@ -192,6 +192,29 @@ class OptionsTests(SynchronousTestCase):
         fileLimit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
         self.assertEqual(tcp.connectionLimit.maximum, defaultMaxConnections(fileLimit))
 
+    def test_legacyFramingReachesEveryListener(self) -> None:
+        """
+        --legacy-framing turns pause framing on for the factory of every
+        listener; it is off without it, and it changes no token rule.
+        """
+        from twisted.internet.testing import MemoryReactorClock
+
+        from pycm.tap import makeService
+
+        def factories(*args: str) -> list[Any]:
+            options = self.parse("--backend", "memory", "--state-dir", self.mktemp(),
+                                 "--listen", "tcp:0:interface=127.0.0.1",
+                                 "--listen", "unix:" + self.mktemp(), *args)
+            service = makeService(options, MemoryReactorClock())
+            self.addCleanup(service._runClosers, None)
+            return [child.factory for child in service]
+
+        tcp, unix = factories("--legacy-framing")
+        self.assertEqual((tcp.legacyFraming, unix.legacyFraming), (True, True))
+        self.assertEqual((tcp.requireAuth, unix.requireAuth), (True, False))
+        tcp, unix = factories()
+        self.assertEqual((tcp.legacyFraming, unix.legacyFraming), (False, False))
+
     def test_startUpObjectsFrozen(self) -> None:
         """
         Once ready, the daemon moves what start-up made out of the garbage
