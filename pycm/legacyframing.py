@@ -8,6 +8,13 @@ with LF, as always, or when no more bytes come for L{LEGACY_PAUSE} seconds
 after an unfinished line.  Lines that end with LF are served at once, as
 without the option; only a connection whose input stops in the middle of
 a line waits for the pause.
+
+A pause is only counted while the daemon reads the connection: bytes that
+wait in the kernel while it does not read have no timing the daemon can
+see.  So that the teaching client's pauses are still seen while a request
+is in flight (a slow C{stop}, a pull) or its unread replies fill the
+socket, a connection under legacy framing is read ahead while it is
+paused, up to L{LEGACY_READ_AHEAD} bytes, and only then stops being read.
 """
 
 from __future__ import annotations
@@ -20,6 +27,11 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 #: shorter than a person takes between two requests, far longer than the
 #: gap between two packets of one write on loopback.
 LEGACY_PAUSE = 0.05
+
+#: Bytes of input a connection under legacy framing may hold while its
+#: requests wait (one in flight, replies unread), read so that pauses are
+#: still seen: dozens of the teaching client's requests.
+LEGACY_READ_AHEAD = 4096
 
 
 class PauseFraming:
@@ -40,10 +52,11 @@ class PauseFraming:
         self._pause = pause
         self._timer: IDelayedCall | None = None
 
-    def received(self, unfinished: bool) -> None:
+    def watch(self, unfinished: bool) -> None:
         """
-        Bytes arrived; C{unfinished} says whether the input now ends in the
-        middle of a line.  The pause is counted from the last bytes.
+        Bytes arrived, or reading resumed; C{unfinished} says whether the
+        input now ends in the middle of a line.  The pause is counted from
+        now.
         """
         if not unfinished:
             self.stop()
@@ -55,10 +68,17 @@ class PauseFraming:
             self._timer = self._clock.callLater(self._pause, self._paused)
 
     def stop(self) -> None:
-        """Forget the pause being counted (a line end came, or the input ended)."""
+        """
+        Forget the pause being counted: a line end came, the input ended,
+        or the daemon stopped reading (silence it causes is no pause).
+        """
         timer, self._timer = self._timer, None
         if timer is not None and timer.active():
             timer.cancel()
+
+    def mayReadAhead(self, buffered: int) -> bool:
+        """May a connection holding C{buffered} bytes of input go on reading?"""
+        return buffered < LEGACY_READ_AHEAD
 
     def _paused(self) -> None:
         self._timer = None

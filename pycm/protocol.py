@@ -336,7 +336,9 @@ class PycmServerProtocol(LineReceiver):
         if not self._overlong:
             self._buffer += data
             if data and self._framing is not None:
-                self._framing.received(not self._buffer.endswith(b"\n"))
+                self._framing.watch(not self._buffer.endswith(b"\n"))
+                if self.paused and not self._framing.mayReadAhead(len(self._buffer)):
+                    self._stopReading()
         if self._busyReceiving:
             return
         self._busyReceiving = True
@@ -413,12 +415,30 @@ class PycmServerProtocol(LineReceiver):
         if not self._pauses and not self._lost and not self.transport.disconnecting:
             self.resumeProducing()
 
+    def pauseProducing(self) -> None:
+        """
+        Serve no more lines, and stop reading, except that under legacy
+        framing the connection is read ahead (pauses are seen only while it
+        is read) until it holds L{pycm.legacyframing.LEGACY_READ_AHEAD} bytes.
+        """
+        self.paused = True
+        if self._framing is None or not self._framing.mayReadAhead(len(self._buffer)):
+            self._stopReading()
+
+    def _stopReading(self) -> None:
+        self.transport.pauseProducing()
+        if self._framing is not None:
+            # The silence this causes is not the client's pause.
+            self._framing.stop()
+
     def resumeProducing(self) -> None:
         self.paused = False
         # After a half-close the transport must not read again: it would
         # report the end of input a second time.
         if not self._overlong and not self._readClosed:
             self.transport.resumeProducing()
+            if self._framing is not None:
+                self._framing.watch(self._buffer[-1:] not in (b"", b"\n"))
         self.dataReceived(b"")
 
     def lineLengthExceeded(self, line: bytes) -> None:

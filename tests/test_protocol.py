@@ -1282,25 +1282,83 @@ class LegacyFramingTests(SynchronousTestCase):
         conn.clock.advance(self.pause)
         self.assertEqual([kind for kind, _ in conn.replies()], ["OK", "OK"])
 
-    def test_pauseBehindARequestInFlight(self) -> None:
+    def test_pausesSeenWhileARequestIsInFlight(self) -> None:
         """
-        A request ended by a pause while a slow one is in flight waits for
-        its turn, and gets its reply after it.
+        While a slow request is in flight the connection is still read (a
+        pause is seen only while it is read), so the requests typed
+        meanwhile stay apart; they wait for their turn and are answered in
+        order after it.
         """
         self.conn.send("run slow memory ignore-term")
         self.server.clock.advance(self.pause)
         self.conn.lines()
         self.conn.send("stop --time=5 slow")
         self.server.clock.advance(self.pause)
-        self.conn.send("ping")
-        self.server.clock.advance(self.pause)
+        for request in ("list", "ping"):
+            self.assertEqual(self.conn.transport.producerState, "producing")
+            self.conn.send(request)
+            self.server.clock.advance(self.pause)
         self.assertEqual(self.conn.lines(), [])
         self.server.clock.advance(5)
         for _ in range(3):
             self.server.clock.advance(0)
         replies = self.conn.replies()
-        self.assertEqual([kind for kind, _ in replies], ["OK", "OK"])
-        self.assertEqual((replies[0][1]["state"], replies[1][1]), ("exited", "pong"))
+        self.assertEqual([kind for kind, _ in replies], ["OK", "OK", "OK"])
+        self.assertEqual(replies[0][1]["state"], "exited")
+        self.assertEqual(replies[2][1], "pong")
+
+    def test_readAheadBounded(self) -> None:
+        """
+        Behind a request in flight, a connection under legacy framing is
+        read only until it holds LEGACY_READ_AHEAD bytes; then it is no
+        longer read, and is read again once the request is answered.
+        """
+        from pycm.legacyframing import LEGACY_READ_AHEAD
+
+        self.conn.ok("run slow memory ignore-term")
+        self.conn.send("stop --time=5 slow\n")
+        self.conn.send("ping\n" * (LEGACY_READ_AHEAD // 5))
+        self.assertEqual(self.conn.transport.producerState, "producing")
+        self.conn.send("ping\n")
+        self.assertEqual(self.conn.transport.producerState, "paused")
+        self.server.clock.advance(5)
+        for _ in range(3):
+            self.server.clock.advance(0)
+        self.assertEqual(self.conn.transport.producerState, "producing")
+        self.assertEqual(len(self.conn.lines()), 2 + LEGACY_READ_AHEAD // 5)
+
+    def test_noPauseWhileNotReading(self) -> None:
+        """
+        Silence while the daemon does not read the connection is no pause:
+        a line cut by the end of a read behind a slow request is not ended
+        early, and its rest, read once the request is answered, completes
+        it; if no rest comes, the pause is counted from when reading
+        resumed.
+        """
+        from pycm.legacyframing import LEGACY_READ_AHEAD
+
+        def cutBehindASlowStop() -> Any:
+            conn = FakeServer(legacyFraming=True).connect()
+            conn.ok("run slow memory ignore-term")
+            conn.send(b"stop --time=5 slow\n#" + b"x" * LEGACY_READ_AHEAD + b"\npi")
+            self.assertEqual(conn.transport.producerState, "paused")
+            conn.clock.advance(4)
+            self.assertEqual(conn.lines(), [])
+            conn.clock.advance(1)
+            for _ in range(3):
+                conn.clock.advance(0)
+            self.assertEqual(conn.replies()[0][1]["state"], "exited")
+            self.assertEqual(conn.transport.producerState, "producing")
+            return conn
+
+        conn = cutBehindASlowStop()
+        conn.send("ng\n")
+        self.assertEqual(conn.lines(), [b'OK "pong"'])
+        conn = cutBehindASlowStop()
+        conn.clock.advance(self.pause * 0.9)
+        self.assertEqual(conn.lines(), [])
+        conn.clock.advance(self.pause * 0.1)
+        self.assertEqual(conn.replies()[0][1][0], "bad_request")
 
     def test_halfCloseEndsRequest(self) -> None:
         """
