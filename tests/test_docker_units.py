@@ -416,6 +416,7 @@ class CreateErrorTests(SynchronousTestCase):
 
         class Engine:
             timeout = 10.0
+            isPodman = False
 
             def request(self, method: str, path: str, *args: Any, **kw: Any) -> Any:
                 calls.append(f"{method} {path}")
@@ -461,6 +462,7 @@ class ReconcileTests(SynchronousTestCase):
 
         class Engine:
             timeout = 10.0
+            isPodman = False
 
             def request(self, method: str, path: str, *args: Any, **kw: Any) -> Any:
                 d: Deferred[Any] = Deferred()

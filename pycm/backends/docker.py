@@ -45,7 +45,7 @@ from collections.abc import Callable
 from typing import Any
 
 import attrs
-from twisted.internet import defer
+from twisted.internet import defer, task
 from twisted.internet.defer import Deferred, DeferredLock
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -59,13 +59,17 @@ from pycm.backends.dockerengine import (
 )
 from pycm.backends.dockerevents import EngineEvents
 from pycm.backends.dockermap import (
+    ACTION_ALIASES,
     ACTIONS,
     MANAGED_LABEL,
     RESTART_POLICY_LABEL,
+    commandOf,
     containerFromInspect,
     createBody,
     isManaged,
     isMissingImage,
+    isNameConflict,
+    isStateConflict,
     mapEngineError,
     mapExitCode,
     mapPullError,
@@ -124,6 +128,8 @@ OPTIONS: dict[str, tuple[str, str]] = {
 }
 
 _TINI_EXEC_FAILED = re.compile(r"\[FATAL tini \(\d+\)\] exec (.*) failed: (.*)")
+#: Podman's init (catatonit) says this, and exits 1, when it cannot exec.
+_CATATONIT_EXEC_FAILED = re.compile(r"ERROR \(catatonit:\d+\): failed to exec pid1: (.*)")
 _DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _LIST_FILTERS = {"label": [f"{MANAGED_LABEL}=true"]}
 #: In the state directory: which signals pycm sent which container.
@@ -268,6 +274,15 @@ class DockerBackend:
         self._justCreated: dict[str, dict[str, Any]] = {}
         #: pycm start/restart calls in flight, by name.
         self._clientStarts: collections.Counter[str] = collections.Counter()
+        #: pycm restart calls in flight, by name (Podman: see L{_podmanEvents}).
+        self._restarting: collections.Counter[str] = collections.Counter()
+        #: When pycm last asked the engine to stop (or restart) each
+        #: container it is stopping: Podman's die events of earlier runs may
+        #: come after that, and are not the stop's.
+        self._stopSent: dict[str, float] = {}
+        #: The ids whose destroy was told (an engine's late one is not told
+        #: again after pycm told it for want of one).
+        self._destroyed: collections.deque[str] = collections.deque(maxlen=1000)
         #: The restart policy of each container, as last inspected.
         self._policies: dict[str, str] = {}
         #: The last engine action seen for each container.
@@ -330,6 +345,7 @@ class DockerBackend:
         """Turn one engine event into a pycm event, and note what it says."""
         action = str(raw.get("Action") or raw.get("status") or "")
         action = action.split(":", 1)[0]
+        action = ACTION_ALIASES.get(action, action)
         actor = raw.get("Actor") or {}
         attributes = actor.get("Attributes") or {}
         name = str(attributes.get("name", ""))
@@ -342,6 +358,16 @@ class DockerBackend:
             self._oomKilled.add(name)
             return
         if action not in ACTIONS:
+            return
+        if action == Action.DESTROY:
+            if cid in self._destroyed:
+                return
+            self._destroyed.append(cid)
+        podman = self.engine.isPodman
+        if podman and action in (Action.RESTART, Action.STOP):
+            # Podman tells a restart (pycm's or its policy's) before the
+            # container stops, and a stop only now and then: the backend
+            # tells both itself (L{_podmanEvents}, and the start below).
             return
         self._details.pop(cid, None)
         nano = raw.get("timeNano")
@@ -379,6 +405,11 @@ class DockerBackend:
                 code = int(attributes.get("exitCode", ""))
             except ValueError:
                 code = None
+            if podman and code == 128 + 9 and self._stoppedBy(name, when):
+                # Podman tells no kill when a stop escalates: tell it
+                # before the die, as Docker does.
+                self._emit(ContainerEvent(Action.KILL, name, when))
+                self._note(name, Action.KILL)
             exitCode = mapExitCode(code, self._signals.get(name), name in self._oomKilled)
             self._oomKilled.discard(name)
             self._known[name] = (cid, State.EXITED)
@@ -394,11 +425,34 @@ class DockerBackend:
         self._lastAction[name] = action
         self._emit(ContainerEvent(action, name, when, exitCode))
         self._note(name, action)
+        if podman:
+            self._podmanEvents(name, action, when)
         if action in (Action.DESTROY, Action.START):
             self._justCreated.pop(name, None)
         if action == Action.DESTROY:
             self._lastAction.pop(name, None)
             self._policies.pop(name, None)
+
+    def _podmanEvents(self, name: str, action: str, when: float) -> None:
+        """
+        Tell what Podman's event stream leaves out after C{action}: the
+        C{stop} after the die of a pycm stop or restart, and the
+        C{restart} after the start of a pycm restart (Podman tells its
+        own restart first, which L{_engineEvent} drops).
+        """
+        if action == Action.DIE and self._stoppedBy(name, when):
+            self._lastAction[name] = Action.STOP
+            self._emit(ContainerEvent(Action.STOP, name, when))
+            self._note(name, Action.STOP)
+        elif action == Action.START and self._restarting[name]:
+            self._lastAction[name] = Action.RESTART
+            self._emit(ContainerEvent(Action.RESTART, name, when))
+            self._note(name, Action.RESTART)
+
+    def _stoppedBy(self, name: str, when: float) -> bool:
+        """Is a die of C{name} at C{when} the end of a pycm stop or restart?"""
+        sent = self._stopSent.get(name)
+        return bool(self._stopping[name]) and sent is not None and when >= sent
 
     def _note(self, name: str, action: str) -> None:
         """Record that C{action} happened to C{name}; fire who waits for it."""
@@ -418,6 +472,15 @@ class DockerBackend:
         """A point in the event sequence to wait from."""
         return self._seq
 
+    def _seen(self, mark: int, name: str, actions: frozenset[str]) -> bool:
+        """Has an event in C{actions} for C{name} been seen after C{mark}?"""
+        for seq, seen, action in reversed(self._recent):
+            if seq <= mark:
+                break
+            if seen == name and action in actions:
+                return True
+        return False
+
     def _awaitEvent(
         self, mark: int, name: str, *actions: str, grace: float | None = None
     ) -> Deferred[None]:
@@ -426,11 +489,8 @@ class DockerBackend:
         C{mark}, or at once if the stream is down, or after the grace time.
         """
         wanted = frozenset(actions)
-        for seq, seen, action in reversed(self._recent):
-            if seq <= mark:
-                break
-            if seen == name and action in wanted:
-                return defer.succeed(None)
+        if self._seen(mark, name, wanted):
+            return defer.succeed(None)
         if not self._events.connected:
             return defer.succeed(None)
         waiter = _Waiter(name, wanted, mark)
@@ -671,7 +731,7 @@ class DockerBackend:
         try:
             result = yield self.engine.request("POST", "/containers/create", {"name": name}, body)
         except EngineError as e:
-            if e.status == 409 and "already in use" in e.message:
+            if isNameConflict(e.status, e.message):
                 raise Conflict(f'container name "{name}" is already in use') from None
             raise
         return result
@@ -776,7 +836,9 @@ class DockerBackend:
             # A client start resets the engine's count; a run that already
             # ended may have been counted again before the inspect.
             container = attrs.evolve(container, restartCount=0)
-        if status != 304 and self.init and container.exitCode in (126, 127):
+        # docker-init exits 127 (126) when it cannot exec; catatonit 1.
+        execCodes = (1, 126, 127) if self.engine.isPodman else (126, 127)
+        if status != 304 and self.init and container.exitCode in execCodes:
             why = yield self._execFailure(cid)
             if why is not None:
                 message = f"cannot start {name}: {why}"
@@ -793,8 +855,9 @@ class DockerBackend:
         then exits 127), so look first: C{HEAD /containers/ID/archive} of
         the command, along the container's C{PATH}.
         """
-        path = data.get("Path")
-        if not path or not isinstance(path, str):
+        command = commandOf(data)
+        path = command[0] if command else None
+        if not path:
             return None
         config = data.get("Config") or {}
         searchPath = _DEFAULT_PATH
@@ -839,6 +902,9 @@ class DockerBackend:
             match = _TINI_EXEC_FAILED.match(line.line)
             if line.stream == "stderr" and match:
                 return f"exec {match.group(1)}: {match.group(2)}"
+            match = _CATATONIT_EXEC_FAILED.match(line.line)
+            if line.stream == "stderr" and match:
+                return f"exec: {match.group(1)}"
         return None
 
     def stop(self, name: str, timeout: float | None) -> Deferred[Container]:
@@ -859,10 +925,12 @@ class DockerBackend:
             self._signals.add(name, parseSignal(container.stopSignal), 9)
         mark = self._mark()
         self._stopping[name] += 1
+        self._stopSent[name] = self.reactor.seconds()
         if restart:
             # The engine's start during POST /restart is pycm's, not its
             # restart policy's: one restart event, not two.
             self._clientStarts[name] += 1
+            self._restarting[name] += 1
         try:
             status, _ = yield self.engine.request(
                 "POST",
@@ -870,6 +938,8 @@ class DockerBackend:
                 params,
                 timeout=params["t"] + self.engine.timeout,
             )
+            if status == 304 and not restart and self.engine.isPodman:
+                status = yield self._podmanStopBetweenRuns(name, cid, params)
             if restart:
                 self._signals.forget(name)
                 yield self._awaitEvent(mark, name, Action.RESTART)
@@ -881,12 +951,54 @@ class DockerBackend:
             self._stopping[name] -= 1
             if self._stopping[name] <= 0:
                 del self._stopping[name]
+                self._stopSent.pop(name, None)
             if restart:
                 self._clientStarts[name] -= 1
                 if self._clientStarts[name] <= 0:
                     del self._clientStarts[name]
+                self._restarting[name] -= 1
+                if self._restarting[name] <= 0:
+                    del self._restarting[name]
         data = yield self._inspectId(cid, name)
         return self._container(data)
+
+    #: How long a stop waits for Podman to settle a container between two
+    #: runs of its restart policy (L{_podmanStopBetweenRuns}).
+    podmanSettleTime = 5.0
+
+    @defer.inlineCallbacks
+    def _podmanStopBetweenRuns(self, name: str, cid: str, params: dict[str, Any]) -> Any:
+        """
+        Podman answers 304 to a stop that finds the container between two
+        runs of its restart policy (C{stopped}, not yet C{exited}), and
+        starts it again: look until it is C{exited} for good, stopping it
+        again once it runs (a stop of a running container ends the
+        policy), for at most L{podmanSettleTime} seconds.
+
+        @return: Deferred firing with the status of the last stop.
+        """
+        # No stop is in effect: the die of a run the policy starts now is
+        # not this stop's.
+        self._stopSent.pop(name, None)
+        deadline = self.reactor.seconds() + self.podmanSettleTime
+        while self.reactor.seconds() < deadline:
+            _, data = yield self.engine.request("GET", f"/containers/{cid}/json")
+            status = str(((data or {}).get("State") or {}).get("Status", ""))
+            if status in ("exited", "created", "dead", "removing", ""):
+                return 304
+            if status == "running":
+                self._stopSent[name] = self.reactor.seconds()
+                stopped, _ = yield self.engine.request(
+                    "POST",
+                    f"/containers/{cid}/stop",
+                    params,
+                    timeout=params["t"] + self.engine.timeout,
+                )
+                if stopped != 304:
+                    return stopped
+                self._stopSent.pop(name, None)
+            yield task.deferLater(self.reactor, 0.05, lambda: None)
+        return 304
 
     def kill(self, name: str, signal: int) -> Deferred[Container]:
         # Not serialized: a kill must be able to cut a slow stop short.
@@ -900,7 +1012,7 @@ class DockerBackend:
         try:
             await self.engine.request("POST", f"/containers/{cid}/kill", {"signal": str(signal)})
         except EngineError as e:
-            if e.status == 409 or "is not running" in e.message:
+            if isStateConflict(e.status, e.message) or "is not running" in e.message:
                 raise Conflict(f"container {name} is not running") from None
             raise self._fail(e, name) from None
         await self._awaitEvent(mark, name, Action.KILL)
@@ -920,15 +1032,38 @@ class DockerBackend:
             self._signals.add(name, 9)
         mark = self._mark()
         try:
+            if force and self.engine.isPodman and (data.get("State") or {}).get("Running"):
+                # Podman's remove --force is a stop (the stop signal, then
+                # SIGKILL after the stop timeout); Docker's, as pycm's, a
+                # SIGKILL at once.
+                await self._killQuietly(cid)
             await self.engine.request("DELETE", f"/containers/{cid}", {"force": force, "v": True})
         except EngineError as e:
-            if e.status == 409:
+            if isStateConflict(e.status, e.message):
                 raise Conflict(
                     f"container {name} is running: stop it first, or use --force"
                 ) from None
             raise self._fail(e, name) from None
         self._details.pop(cid, None)
         await self._awaitEvent(mark, name, Action.DESTROY)
+        if self._events.connected and not self._seen(mark, name, frozenset({Action.DESTROY})):
+            # Removed, and the engine told no destroy in the grace time (an
+            # engine that tells none, or a late one, then not told twice).
+            self._engineEvent(
+                {
+                    "Action": Action.DESTROY,
+                    "Actor": {"ID": cid, "Attributes": {"name": name, MANAGED_LABEL: "true"}},
+                    "timeNano": int(self.reactor.seconds() * 10**9),
+                }
+            )
+
+    async def _killQuietly(self, cid: str) -> None:
+        """SIGKILL the container C{cid}, unless it is no longer running."""
+        try:
+            await self.engine.request("POST", f"/containers/{cid}/kill", {"signal": "9"})
+        except EngineError as e:
+            if not isStateConflict(e.status, e.message):
+                raise
 
     # -- list, inspect ----------------------------------------------------------
 
@@ -1047,10 +1182,6 @@ class DockerBackend:
 
         splitter = LogLineSplitter(lineReceived, True)
         demux = Demultiplexer(splitter.frameReceived)
-        try:
-            stream = yield self.engine.stream("GET", f"/containers/{cid}/logs", params, demux.feed)
-        except EngineError as e:
-            raise self._fail(e, name) from None
         ended: Deferred[None] = Deferred()
 
         def done(_: Any) -> None:
@@ -1058,8 +1189,41 @@ class DockerBackend:
             if not ended.called:
                 ended.callback(None)
 
-        stream.ended.addCallback(done)
-        return LogFollow([line for _, line in backlog], ended, stream.cancel)
+        path = f"/containers/{cid}/logs"
+        if not self.engine.isPodman:
+            try:
+                stream = yield self.engine.stream("GET", path, params, demux.feed)
+            except EngineError as e:
+                raise self._fail(e, name) from None
+            stream.ended.addCallback(done)
+            return LogFollow([line for _, line in backlog], ended, stream.cancel)
+        # Podman answers a log follow only with its first line: open it in
+        # the background, with no limit on the wait for that answer.
+        opening = self.engine.stream("GET", path, params, demux.feed, headerTimeout=0)
+        opened: list[Stream] = []
+
+        def streaming(stream: Stream) -> None:
+            opened.append(stream)
+            stream.ended.addCallback(done)
+
+        def failed(failure: Any) -> None:
+            if not failure.check(defer.CancelledError):
+                self.log.info(
+                    "following {name}'s logs failed: {why}",
+                    name=name,
+                    why=failure.getErrorMessage(),
+                )
+            done(None)
+
+        opening.addCallbacks(streaming, failed)
+
+        def cancel() -> None:
+            if opened:
+                opened[0].cancel()
+            else:
+                opening.cancel()
+
+        return LogFollow([line for _, line in backlog], ended, cancel)
 
     # -- wait -----------------------------------------------------------------
 

@@ -243,6 +243,18 @@ class EngineClient:
             stream.cancel()
         return self._pool.closeCachedConnections()
 
+    @property
+    def isPodman(self) -> bool:
+        """
+        Is the engine Podman's Docker-compatible service (as its
+        C{GET /version} said at the last negotiation)?
+        """
+        components = self.engineVersion.get("Components") or ()
+        return any(
+            isinstance(c, dict) and "podman" in str(c.get("Name", "")).lower()
+            for c in components
+        )
+
     def forgetVersion(self) -> None:
         """Negotiate again on the next request (the engine may have changed)."""
         self._prefix = None
@@ -315,11 +327,14 @@ class EngineClient:
         params: dict[str, Any] | None,
         onData: Callable[[bytes], None],
         body: Any = None,
+        headerTimeout: float | None = None,
     ) -> Any:
         """
         Send one request and stream its body to C{onData}.
 
-        The answer's headers must come within L{timeout}; the body may go
+        The answer's headers must come within C{headerTimeout} (None:
+        L{timeout}; 0: no limit, for an engine that sends them only with
+        the first data, as Podman does for a log follow); the body may go
         on for ever.
 
         @return: Deferred firing with a L{Stream} once the engine answered
@@ -331,7 +346,10 @@ class EngineClient:
         url = self._url(self._prefix + path, params)  # type: ignore[operator]
         kwargs = self._bodyArgs(body)
         response = yield self._inTime(
-            self._http.request(method, url, unbuffered=True, **kwargs), method, path, self.timeout
+            self._http.request(method, url, unbuffered=True, **kwargs),
+            method,
+            path,
+            self.timeout if headerTimeout is None else headerTimeout,
         )
         if response.code >= 300:
             # The error's body must come in time too (and a timeout closes

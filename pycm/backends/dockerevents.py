@@ -6,7 +6,8 @@ away) it reconnects with a growing delay and asks for C{since=} a little
 before the newest event it delivered (the engine's live events can come
 slightly out of timestamp order), dropping the ones it already gave (it
 remembers the keys of the recent ones), so none is missed or repeated
-while the engine keeps its history.  Live events are never dropped for
+while the engine keeps its history; the first request asks for
+C{since=} the moment it was sent.  Live events are never dropped for
 their timestamp: only exact repeats are.  After every (re)connection
 it calls C{onConnected}, so the backend can reconcile what an engine
 restart may have lost.
@@ -112,8 +113,12 @@ class EngineEvents:
         if not self._running:
             return
         parser = JSONLines(self._received)
+        if self._sinceSeconds is None:
+            # From the first request on, not from its answer: an operation
+            # sent meanwhile (the engine may be slow to answer, as Podman
+            # is while it reads its event file) must not lose its events.
+            self._sinceSeconds = self._reactor.seconds()
         params = {"filters": self._filters, "since": self._since()}
-        connectedAt = self._reactor.seconds()
         d = self._pending = self._engine.stream("GET", "/events", params, parser.feed)
 
         def opened(stream: Stream) -> Any:
@@ -121,8 +126,6 @@ class EngineEvents:
             self._stream = stream
             self.connected = True
             reconnect = self._everConnected
-            if not self._everConnected:
-                self._sinceSeconds = connectedAt
             self._everConnected = True
             if self._failures:
                 self.log.info("docker engine event stream is back")

@@ -59,9 +59,19 @@ STOP_TIMEOUT_LABEL = "io.pycm.stop-timeout"
 #: The restart policy's name, so a daemon that starts again knows it from
 #: the engine's list (and tells policy restarts as such).
 RESTART_POLICY_LABEL = "io.pycm.restart-policy"
+#: The image as the client named it (Podman reports C{localhost/NAME} for
+#: a local C{NAME}; Docker the name as given).
+IMAGE_LABEL = "io.pycm.image"
+#: Podman's init (catatonit), as its inspect shows it: C{Path} is this and
+#: C{Args} are C{--} and then the command.
+PODMAN_INIT = "/run/podman-init"
 
 #: Engine actions that are contract events; the rest are ignored.
 ACTIONS = frozenset({"create", "start", "die", "stop", "kill", "restart", "destroy"})
+#: Engine actions that are other engines' names for contract events:
+#: Podman's compatible event stream says C{remove} where Docker says
+#: C{destroy} (Docker has no container C{remove} action).
+ACTION_ALIASES = {"remove": "destroy"}
 
 _ZERO_TIME = "0001-01-01T00:00:00Z"
 
@@ -73,6 +83,13 @@ _STATES = {
     "removing": State.EXITED,
     "exited": State.EXITED,
     "dead": State.DEAD,
+    # Podman's own states, which its compatible inspect may show between
+    # Docker's: a container set up to start, one being stopped, one
+    # stopped and not yet cleaned up.
+    "configured": State.CREATED,
+    "initialized": State.CREATED,
+    "stopping": State.RUNNING,
+    "stopped": State.EXITED,
 }
 
 
@@ -139,11 +156,7 @@ def containerFromInspect(
             engineState.get("ExitCode"), signalsSent, bool(engineState.get("OOMKilled"))
         )
         finished = _time(engineState.get("FinishedAt"))
-    path = data.get("Path")
-    if path:
-        command = (path, *(data.get("Args") or ()))
-    else:
-        command = tuple(config.get("Cmd") or ())
+    command = commandOf(data)
     policy = host.get("RestartPolicy") or {}
     policyName = policy.get("Name") or "no"
     retries = policy.get("MaximumRetryCount") or None
@@ -173,8 +186,8 @@ def containerFromInspect(
         name=str(data.get("Name", "")).lstrip("/"),
         id=str(data.get("Id", "")),
         backend="docker",
-        image=str(config.get("Image", "")),
-        command=tuple(str(word) for word in command),
+        image=str(labels.get(IMAGE_LABEL) or config.get("Image", "")),
+        command=command,
         state=state,
         created=parseTime(data.get("Created")) or 0.0,
         pid=pid if state in State.ALIVE else None,
@@ -186,12 +199,36 @@ def containerFromInspect(
         labels=userLabels(labels),
         env=env,
         stopTimeout=stopTimeout,
-        stopSignal=config.get("StopSignal") or DEFAULT_STOP_SIGNAL,
+        stopSignal=_signalText(config.get("StopSignal")),
         memory=host.get("Memory") or None,
         cpus=nanoCpus / 1e9 if nanoCpus else None,
         workdir=config.get("WorkingDir") or None,
         error=engineState.get("Error") or None,
     )
+
+
+def commandOf(data: Mapping[str, Any]) -> tuple[str, ...]:
+    """
+    The command a container runs, from its inspect: C{Path} and C{Args}
+    (without Podman's init in front: see L{PODMAN_INIT}), else C{Cmd}.
+    """
+    path = data.get("Path")
+    args = list(data.get("Args") or ())
+    if path == PODMAN_INIT and args[:1] == ["--"] and len(args) > 1:
+        path, args = args[1], args[2:]
+    if path:
+        return (str(path), *(str(arg) for arg in args))
+    return tuple(str(word) for word in (data.get("Config") or {}).get("Cmd") or ())
+
+
+def _signalText(value: Any) -> str:
+    """The stop signal by name: Podman reports a number (C{15})."""
+    if value is None or value == "":
+        return DEFAULT_STOP_SIGNAL
+    text = str(value)
+    if text.isdigit():
+        return signalName(int(text))
+    return text
 
 
 def createBody(
@@ -210,6 +247,7 @@ def createBody(
         if key.startswith(PRIVATE_PREFIX):
             raise BadRequest(f"label {key!r}: the {PRIVATE_PREFIX} prefix is pycm's own")
     labels[MANAGED_LABEL] = "true"
+    labels[IMAGE_LABEL] = image
     hostConfig: dict[str, Any] = {"Init": init}
     body: dict[str, Any] = {"Image": image, "Labels": labels, "HostConfig": hostConfig}
     if spec.command is not None:
@@ -234,6 +272,10 @@ def createBody(
             raise BadRequest("--stop-timeout must not be negative")
         body["StopTimeout"] = math.ceil(spec.stopTimeout)
         labels[STOP_TIMEOUT_LABEL] = repr(float(spec.stopTimeout))
+    else:
+        # Always sent: Podman takes none as 0 (a stop is a SIGKILL at
+        # once); Docker as its default, which this is.
+        body["StopTimeout"] = math.ceil(DEFAULT_STOP_TIMEOUT)
     if spec.memory is not None:
         if spec.memory <= 0:
             raise BadRequest("--memory must be positive")
@@ -332,6 +374,23 @@ def mapPullError(image: str, status: int | None, message: str) -> PycmError:
     return BackendError(f"cannot pull {image}: {message}")
 
 
+def isStateConflict(status: int, message: str) -> bool:
+    """
+    Does the engine refuse because of the container's state (a kill of
+    one not running, a remove of one running)?  Docker says so with 409;
+    Podman with 500 and C{container state improper}.
+    """
+    return status == 409 or "container state improper" in message.lower()
+
+
+def isNameConflict(status: int, message: str) -> bool:
+    """
+    Is the engine's create error a name already in use?  Docker says so
+    with 409; Podman with 500 (C{... that name is already in use}).
+    """
+    return status in (409, 500) and "already in use" in message.lower()
+
+
 def mapEngineError(
     status: int,
     message: str,
@@ -342,12 +401,12 @@ def mapEngineError(
     """
     Turn an engine error into a pycm error: 404 -> L{NotFound} (with
     C{image}, that is a create: L{NoImage} when the image is missing,
-    L{BackendError} for anything else missing, such as a network), 409 ->
-    L{Conflict}, 400 ->
-    L{BadRequest} (unless C{badRequest} is false), others ->
-    L{BackendError} with the engine's message.
+    L{BackendError} for anything else missing, such as a network), 409
+    (or Podman's 500 saying the same: L{isNameConflict},
+    L{isStateConflict}) -> L{Conflict}, 400 -> L{BadRequest} (unless
+    C{badRequest} is false), others -> L{BackendError} with the engine's
+    message.
     """
-    lowered = message.lower()
     if status == 404:
         if image is not None:
             if isMissingImage(message):
@@ -356,9 +415,9 @@ def mapEngineError(
         if name is not None:
             return NotFound(name)
         return BackendError(f"docker engine: {message}")
-    if status == 409:
-        if name is not None and "already in use" in lowered:
-            return Conflict(f'container name "{name}" is already in use')
+    if name is not None and isNameConflict(status, message):
+        return Conflict(f'container name "{name}" is already in use')
+    if isStateConflict(status, message):
         return Conflict(message)
     if status == 400 and badRequest:
         return BadRequest(message)

@@ -1,0 +1,363 @@
+"""
+Unit tests of what the Docker backend does differently on Podman's
+Docker-compatible API (Podman 4.3, as Debian ships it), on a scripted
+engine and a fake clock.  The same behaviours against a real Podman are
+the docker modules run with C{PYCM_DOCKER_HOST} at a Podman service
+(C{.ci/podman-setup.sh}, C{.ci/run}).
+
+The engine here is a script, not a fake of Podman: it answers each request
+with what Podman 4.3 was seen to answer, and the test feeds the events
+Podman was seen to send, in its order.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet import defer
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from pycm.backends.docker import DockerBackend
+from pycm.backends.dockerengine import EngineAddress, EngineClient, EngineError
+from pycm.backends.dockerevents import EngineEvents
+from pycm.backends.dockermap import (
+    IMAGE_LABEL,
+    MANAGED_LABEL,
+    containerFromInspect,
+    createBody,
+    mapEngineError,
+)
+from pycm.errors import Conflict
+from pycm.model import ContainerSpec, State
+
+_LABELS = {MANAGED_LABEL: "true", IMAGE_LABEL: "pycm-test/busybox:latest"}
+#: What Podman 4.3 answers to a create whose name is taken, and to a kill
+#: or remove the container's state refuses (both HTTP 500).
+PODMAN_NAME_CONFLICT = (
+    'container create: creating container storage: the container name "web" is already '
+    "in use by e111f. You have to remove that container to be able to reuse that name: "
+    "that name is already in use"
+)
+PODMAN_STATE_CONFLICT = (
+    "cannot remove container 725bc as it is running - running or paused containers "
+    "cannot be removed without force: container state improper"
+)
+
+
+def podmanInspect(status: str = "running", **overrides: Any) -> dict[str, Any]:
+    """A C{GET /containers/ID/json} answer of Podman 4.3 for a pycm container."""
+    data: dict[str, Any] = {
+        "Id": "c1",
+        "Name": "web",
+        "Created": "2026-11-30T15:00:00.000000000Z",
+        "Path": "/run/podman-init",
+        "Args": ["--", "sleep", "1000"],
+        "State": {
+            "Status": status,
+            "Running": status == "running",
+            "Pid": 42 if status == "running" else 0,
+            "ExitCode": 0,
+            "StartedAt": "2026-11-30T15:00:01Z",
+            "FinishedAt": "0001-01-01T00:00:00Z",
+        },
+        "Config": {
+            "Image": "localhost/pycm-test/busybox:latest",
+            "Cmd": ["sleep", "1000"],
+            "Labels": dict(_LABELS),
+            "StopSignal": 15,
+            "StopTimeout": 10,
+        },
+        "HostConfig": {"Init": True},
+    }
+    data.update(overrides)
+    return data
+
+
+class ScriptedEngine:
+    """
+    Stands in for L{EngineClient}: each request is answered by the first
+    of C{answers} whose (method, path suffix) matches, a value or a callable
+    of the params; every request is recorded in C{calls}.
+    """
+
+    timeout = 10.0
+
+    def __init__(self, podman: bool = True) -> None:
+        self.isPodman = podman
+        self.calls: list[tuple[str, str, Any]] = []
+        self.answers: list[tuple[str, str, Any]] = []
+
+    def answer(self, method: str, suffix: str, result: Any) -> None:
+        self.answers.append((method, suffix, result))
+
+    def request(self, method: str, path: str, params: Any = None, *a: Any, **kw: Any) -> Any:
+        self.calls.append((method, path, params))
+        for m, suffix, result in self.answers:
+            if m == method and path.endswith(suffix):
+                if isinstance(result, list):
+                    # A sequence of answers, one per call; the last repeats.
+                    result = result.pop(0) if len(result) > 1 else result[0]
+                if callable(result):
+                    result = result(params)
+                if isinstance(result, Exception):
+                    return defer.fail(result)
+                if isinstance(result, Deferred):
+                    return result
+                if not isinstance(result, tuple):
+                    result = (200, result)
+                return defer.succeed(result)
+        raise AssertionError(f"no answer for {method} {path}")
+
+    def stream(self, method: str, path: str, params: Any, onData: Any, **kw: Any) -> Any:
+        self.calls.append((method, path, dict(params or {}, **kw)))
+        return Deferred()
+
+
+def podmanEvent(action: str, exitCode: int | None = None, nano: int = 1) -> dict[str, Any]:
+    """An event of Podman's compatible stream for the container web (c1)."""
+    attributes: dict[str, Any] = {"name": "web", **_LABELS}
+    if exitCode is not None:
+        attributes["exitCode"] = str(exitCode)
+    return {"Action": action, "Actor": {"ID": "c1", "Attributes": attributes}, "timeNano": nano}
+
+
+class PodmanBackendTests(SynchronousTestCase):
+    """The backend tells the contract's events and errors on Podman."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(100)
+        self.engine = ScriptedEngine()
+        self.backend = DockerBackend(self.clock, self.engine)  # type: ignore[arg-type]
+        self.backend._events.connected = True
+        self.seen: list[Any] = []
+        self.backend.addObserver(self.seen.append)
+
+    def actions(self) -> list[str]:
+        return [e.action for e in self.seen]
+
+    def feed(self, *events: dict[str, Any]) -> None:
+        for event in events:
+            self.backend._engineEvent(event)
+
+    def later(self) -> int:
+        """A timeNano after the clock's now (an event of what pycm just asked)."""
+        return int((self.clock.seconds() + 0.1) * 10**9)
+
+    def test_stopTellsStopAndEscalation(self) -> None:
+        """
+        Podman sends only the die of a stop, and nothing of its escalation
+        to SIGKILL: the backend tells kill (for a 137) before that die, and
+        stop after it.
+        """
+        stopping: Deferred[Any] = Deferred()
+        self.engine.answer("GET", "/json", [podmanInspect("running"), podmanInspect("exited")])
+        self.engine.answer("POST", "/stop", stopping)
+        done = self.backend.stop("web", 1)
+        self.feed(podmanEvent("die", 137, self.later()))
+        stopping.callback((204, None))
+        self.successResultOf(done)
+        self.assertEqual(self.actions(), ["kill", "die", "stop"])
+        self.assertEqual(self.seen[1].exitCode, -9)
+
+    def test_stopOnDockerTellsWhatTheEngineSays(self) -> None:
+        """On Docker, which sends kill and stop itself, nothing is added or doubled."""
+        self.engine.isPodman = False
+        stopping: Deferred[Any] = Deferred()
+        self.engine.answer("GET", "/json", [podmanInspect("running"), podmanInspect("exited")])
+        self.engine.answer("POST", "/stop", stopping)
+        done = self.backend.stop("web", 1)
+        kill = podmanEvent("kill", nano=self.later())
+        kill["Actor"]["Attributes"]["signal"] = "9"
+        self.feed(kill, podmanEvent("die", 137, self.later()), podmanEvent("stop"))
+        stopping.callback((204, None))
+        self.successResultOf(done)
+        self.assertEqual(self.actions(), ["kill", "die", "stop"])
+
+    def test_restartInContractOrder(self) -> None:
+        """
+        Podman tells restart first, then die and start: the backend tells
+        die, stop, start, restart, as Docker does.
+        """
+        restarting: Deferred[Any] = Deferred()
+        self.engine.answer("GET", "/json", podmanInspect("running"))
+        self.engine.answer("POST", "/restart", restarting)
+        done = self.backend.restart("web", 5)
+        self.feed(
+            podmanEvent("restart", nano=self.later()),
+            podmanEvent("die", 143, self.later()),
+            podmanEvent("cleanup", nano=self.later()),
+            podmanEvent("init", nano=self.later()),
+            podmanEvent("start", nano=self.later()),
+        )
+        restarting.callback((204, None))
+        self.successResultOf(done)
+        self.assertEqual(self.actions(), ["die", "stop", "start", "restart"])
+
+    def test_policyRestartToldOnce(self) -> None:
+        """A restart by Podman's policy (restart, then start) is one start and one restart."""
+        self.backend._policies["web"] = "always"
+        self.feed(
+            podmanEvent("die", 1),
+            podmanEvent("restart", nano=2),
+            podmanEvent("start", nano=3),
+        )
+        self.assertEqual(self.actions(), ["die", "start", "restart"])
+
+    def test_removeTellsDestroyOnce(self) -> None:
+        """Podman's remove event is the contract's destroy, told once, with no wait."""
+        self.engine.answer("GET", "/json", podmanInspect("exited"))
+        self.engine.answer("DELETE", "/c1", lambda params: self.feed(podmanEvent("remove")))
+        self.successResultOf(self.backend.remove("web", False))
+        self.assertEqual(self.actions(), ["destroy"])
+        # A destroy the engine sends late, or besides its remove, is not told again.
+        self.feed(podmanEvent("destroy", nano=2))
+        self.assertEqual(self.actions(), ["destroy"])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_removeWithNoEventTellsDestroy(self) -> None:
+        """
+        An engine that sends no destroy at all: once the grace time is
+        over, the backend tells it; a late one is then not told twice.
+        """
+        self.engine.answer("GET", "/json", podmanInspect("exited"))
+        self.engine.answer("DELETE", "/c1", (204, None))
+        done = self.backend.remove("web", False)
+        self.assertNoResult(done)
+        self.clock.advance(self.backend.eventGrace)
+        self.successResultOf(done)
+        self.assertEqual(self.actions(), ["destroy"])
+        self.feed(podmanEvent("destroy", nano=2))
+        self.assertEqual(self.actions(), ["destroy"])
+
+    def test_removeForceKillsFirst(self) -> None:
+        """
+        Podman's remove --force is a stop (stop signal, stop timeout): on
+        Podman the backend sends SIGKILL first, as Docker's remove does.
+        """
+        self.engine.answer("GET", "/json", podmanInspect("running"))
+        self.engine.answer("POST", "/kill", (204, None))
+        self.engine.answer("DELETE", "/c1", lambda params: self.feed(podmanEvent("remove")))
+        self.successResultOf(self.backend.remove("web", True))
+        sent = [(m, p.rsplit("/", 1)[-1], q) for m, p, q in self.engine.calls if m != "GET"]
+        self.assertEqual(
+            sent, [("POST", "kill", {"signal": "9"}), ("DELETE", "c1", {"force": True, "v": True})]
+        )
+
+    def test_stopBetweenRunsOfThePolicy(self) -> None:
+        """
+        A stop that finds the container between two runs of its policy
+        (Podman answers 304 and starts it again) stops it once it runs.
+        """
+        self.engine.answer(
+            "GET",
+            "/json",
+            [
+                podmanInspect("running"),
+                podmanInspect("stopped"),
+                podmanInspect("running"),
+                podmanInspect("exited"),
+            ],
+        )
+        self.engine.answer("POST", "/stop", [(304, None), (204, None)])
+        done = self.backend.stop("web", 1)
+        self.assertNoResult(done)
+        self.clock.advance(0.05)
+        self.feed(podmanEvent("die", 143, self.later()))
+        self.successResultOf(done)
+        stops = [p for m, p, _ in self.engine.calls if m == "POST"]
+        self.assertEqual(len(stops), 2)
+        self.assertEqual(self.actions(), ["die", "stop"])
+
+    def test_conflictsOnPodman(self) -> None:
+        """Podman's 500s for a taken name and a refused state are conflicts."""
+        self.engine.answer("POST", "/containers/create", EngineError(500, PODMAN_NAME_CONFLICT))
+        error = self.failureResultOf(self.backend.create(ContainerSpec("web")), Conflict).value
+        self.assertEqual(str(error), 'container name "web" is already in use')
+        self.engine.answer("GET", "/json", podmanInspect("running"))
+        self.engine.answer("DELETE", "/c1", EngineError(500, PODMAN_STATE_CONFLICT))
+        self.failureResultOf(self.backend.remove("web", False), Conflict)
+        self.assertIsInstance(mapEngineError(500, PODMAN_STATE_CONFLICT, "web"), Conflict)
+        self.assertIsInstance(mapEngineError(500, PODMAN_NAME_CONFLICT, "web"), Conflict)
+
+    def test_followWaitsForTheFirstLine(self) -> None:
+        """
+        Podman answers a log follow only with its first line: the follow
+        starts at once, its stream has no header time limit, and a cancel
+        before that answer ends it.
+        """
+        self.engine.answer("GET", "/json", podmanInspect("running"))
+        self.engine.answer("GET", "/logs", (200, b""))
+        follow = self.successResultOf(self.backend.follow("web", None, lambda line: None))
+        _, path, params = self.engine.calls[-1]
+        self.assertEqual((path, params["headerTimeout"]), ("/containers/c1/logs", 0))
+        self.assertNoResult(follow.ended)
+        follow.cancel()
+        self.successResultOf(follow.ended)
+
+
+class PodmanMappingTests(SynchronousTestCase):
+    """Podman's inspect and pycm's create body."""
+
+    def test_inspect(self) -> None:
+        """
+        Podman's init is not the command, its numbered stop signal is
+        named, the image is the one the client named, and its own states
+        map to the contract's.
+        """
+        container = containerFromInspect(podmanInspect("running"))
+        self.assertEqual(container.command, ("sleep", "1000"))
+        self.assertEqual(container.stopSignal, "SIGTERM")
+        self.assertEqual(container.image, "pycm-test/busybox:latest")
+        self.assertEqual(container.state, State.RUNNING)
+        for status, state in [
+            ("configured", State.CREATED),
+            ("initialized", State.CREATED),
+            ("stopping", State.RUNNING),
+            ("stopped", State.EXITED),
+        ]:
+            self.assertEqual(containerFromInspect(podmanInspect(status)).state, state, status)
+
+    def test_createBody(self) -> None:
+        """
+        The image as named is kept in a label, and the stop timeout is
+        always sent (Podman takes none as 0: a stop would be a SIGKILL).
+        """
+        body = createBody(ContainerSpec("web"), "pycm-test/busybox:latest")
+        self.assertEqual(body["Labels"][IMAGE_LABEL], "pycm-test/busybox:latest")
+        self.assertEqual(body["StopTimeout"], 10)
+
+
+class PodmanEngineTests(SynchronousTestCase):
+    """The engine client and the event stream."""
+
+    def test_isPodman(self) -> None:
+        """The engine is Podman when its version's components say so."""
+        client = EngineClient(Clock(), EngineAddress.parse("unix:///x.sock"))
+        self.assertFalse(client.isPodman)
+        client.engineVersion = {"Components": [{"Name": "Engine"}]}
+        self.assertFalse(client.isPodman)
+        client.engineVersion = {"Components": [{"Name": "Podman Engine"}]}
+        self.assertTrue(client.isPodman)
+
+    def test_firstEventsSinceTheRequest(self) -> None:
+        """
+        The first events request asks for the events since it was sent:
+        what pycm did while the engine was slow to answer it (Podman reads
+        its whole event file first) is not lost.
+        """
+        clock = Clock()
+        clock.advance(1234.5)
+        calls: list[Any] = []
+
+        class Engine:
+            def stream(self, method: str, path: str, params: Any, onData: Any) -> Any:
+                calls.append(params)
+                return Deferred()
+
+        seen: list[Any] = []
+        events = EngineEvents(clock, Engine(), {}, seen.append, lambda r: None)  # type: ignore[arg-type]
+        events.start()
+        self.assertEqual(calls[0]["since"], "1234.500000000")
