@@ -110,9 +110,11 @@ pycm_podman_start_service() {
     local dir=$1 pid i
     rm -f "$dir/podman.sock"
     _pycm_podman_cmd "$dir"
-    # --time=0: the service never exits for want of clients.
-    "${_pycm_podman_argv[@]}" system service --time=0 "unix://$dir/podman.sock" \
-        </dev/null >>"$dir/podman.log" 2>&1 &
+    # --time=0: the service never exits for want of clients.  From DIR:
+    # conmon writes an `oom` file into its working directory when the
+    # kernel's OOM killer strikes (and Podman 4.3 reads none back).
+    (cd "$dir" && exec "${_pycm_podman_argv[@]}" system service --time=0 \
+        "unix://$dir/podman.sock") </dev/null >>"$dir/podman.log" 2>&1 &
     pid=$!
     echo "$pid" >"$dir/podman.pid"
     for i in $(seq 1 100); do

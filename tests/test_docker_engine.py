@@ -584,7 +584,10 @@ class PullTests(EngineTestCase):
         self.assertEqual(container.image, image)
         self.assertTrue(progress)
         self.assertEqual({(e.name, e.action) for e in progress}, {(name, "pull")})
-        self.assertTrue(any("Status" in e.detail for e in progress), progress)
+        self.assertTrue(any(image in e.detail for e in progress), progress)
+        if not self.backend.engine.isPodman:
+            # Podman's progress has the layers' statuses only, no closing line.
+            self.assertTrue(any("Status" in e.detail for e in progress), progress)
 
     @defer.inlineCallbacks
     def test_notFoundNotAboutTheImage(self) -> Any:
@@ -597,6 +600,14 @@ class PullTests(EngineTestCase):
         yield backend.open()
         self.addCleanup(backend.close)
         name = self.name()
+        if self.backend.engine.isPodman:
+            # Podman checks the network at create already.
+            error = yield self.assertFailure(
+                backend.create(ContainerSpec(name, command=("true",))), BackendError
+            )
+            self.assertEqual(type(error), BackendError)
+            self.assertIn("pycm-no-such-network", str(error))
+            return
         yield backend.create(ContainerSpec(name, command=("true",)))
         error = yield self.assertFailure(backend.start(name), BackendError)
         self.assertEqual(type(error), BackendError)

@@ -25,6 +25,7 @@ from pycm.backends.dockerevents import EngineEvents
 from pycm.backends.dockermap import (
     IMAGE_LABEL,
     MANAGED_LABEL,
+    RESTART_POLICY_LABEL,
     containerFromInspect,
     createBody,
     mapEngineError,
@@ -205,6 +206,17 @@ class PodmanBackendTests(SynchronousTestCase):
             podmanEvent("start", nano=3),
         )
         self.assertEqual(self.actions(), ["die", "start", "restart"])
+
+    def test_policyStartBeforeReconciling(self) -> None:
+        """
+        A policy restart that comes before a new daemon learnt the policy
+        (Podman restarts at once, with no back-off) is told as one: the
+        policy is in the event's labels.
+        """
+        start = podmanEvent("start", nano=3)
+        start["Actor"]["Attributes"][RESTART_POLICY_LABEL] = "always"
+        self.feed(start)
+        self.assertEqual(self.actions(), ["start", "restart"])
 
     def test_removeTellsDestroyOnce(self) -> None:
         """Podman's remove event is the contract's destroy, told once, with no wait."""

@@ -380,7 +380,10 @@ class DockerBackend:
             if not self._clientStarts[name]:
                 # Not a pycm start or restart: the engine's restart policy
                 # (or a start by another client of the engine).
-                policy = self._policies.get(name)
+                # The label, for a start that comes before the daemon
+                # learnt the policy (Podman restarts at once, with no
+                # back-off, so one may come while it reconciles).
+                policy = self._policies.get(name) or attributes.get(RESTART_POLICY_LABEL)
                 automatic = policy != "no" if policy else previous == Action.DIE
                 if automatic:
                     self._emit(ContainerEvent(action, name, when))
