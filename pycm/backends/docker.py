@@ -31,6 +31,17 @@ Choices worth knowing (options: L{OPTIONS}):
   - Pull progress goes to the log, and to the observers as
     L{ProgressEvent}s (one each time a layer's status changes), so event
     subscribers such as the shell see it.
+  - On Podman's compatible API (L{EngineClient.isPodman}; 4.3 tested) the
+    replies and events are made Docker's: its C{remove} event is
+    C{destroy}; its own C{stop} and C{restart} events (a restart is told
+    before the container stops, a stop only now and then) are dropped and
+    the backend tells them where Docker does (L{_podmanEvents}), with the
+    C{kill} of a stop that escalated; C{remove --force} sends SIGKILL
+    first (Podman's is a stop); a stop that finds the container between
+    two runs of its policy is repeated once it runs; a log follow waits
+    for Podman's first line with no time limit.  Any engine that tells no
+    C{destroy} after a remove gets one from the backend, after the grace
+    time.
 """
 
 from __future__ import annotations
