@@ -24,7 +24,7 @@ from twisted.python.failure import Failure
 
 import pycm
 from pycm.auth import MAX_FAILED_AUTH, tokensMatch
-from pycm.errors import BackendError, BadRequest, InvalidName, PycmError, Unauthorized
+from pycm.errors import BackendError, BadRequest, PycmError, Unauthorized
 from pycm.events import EventLog
 from pycm.interfaces import IContainerBackend
 from pycm.model import (
@@ -42,7 +42,7 @@ from pycm.model import (
     signalName,
     validateName,
 )
-from pycm.redact import REDACTED, describeRequest, isImageReference, scrub, secretWords
+from pycm.redact import REDACTED, describeRequest, isImageReference
 from pycm.words import (
     Option,
     decodeLine,
@@ -343,23 +343,24 @@ def audited(
     Run a request that changes a container, and log (at info) who asked
     what of which container, and how it ended.  Only the command and the
     container's name are logged: never its options or other arguments
-    (C{--env} may hold a secret), nor an error message quoting them.
+    (C{--env} may hold a secret), nor an error's message (see
+    L{_logOutcome}).
     """
     name = _loggedName(args[0]) if args else ""
     try:
         result = command.handler(session, options, args)
     except Exception as error:
-        _logOutcome(session, command, name, error, options, args)
+        _logOutcome(session, command, name, error)
         raise
     if isinstance(result, Deferred):
 
         def logged(outcome: Any) -> Any:
             error = outcome.value if isinstance(outcome, Failure) else None
-            _logOutcome(session, command, name, error, options, args)
+            _logOutcome(session, command, name, error)
             return outcome
 
         return result.addBoth(logged)
-    _logOutcome(session, command, name, None, options, args)
+    _logOutcome(session, command, name, None)
     return result
 
 
@@ -381,20 +382,20 @@ def _logOutcome(
     command: Command,
     name: str,
     error: BaseException | None,
-    options: Mapping[str, Any],
-    args: Sequence[str],
 ) -> None:
+    """
+    Log how a request that changes a container ended: C{ok}, the error's
+    code, or C{internal} and the exception's type.  Never an error's
+    message: it may quote the request (an option's value) or what the
+    container was made with (its command, its environment), which the
+    request does not show; the client has the message.
+    """
     if error is None:
         outcome = "ok"
-    elif isinstance(error, (BadRequest, InvalidName)):
-        # These quote the request back; the client has the message.
+    elif isinstance(error, PycmError):
         outcome = error.code
     else:
-        secrets = secretWords(options, args[command.loggedArgs :])
-        if isinstance(error, PycmError):
-            outcome = f"{error.code}: {scrub(str(error), secrets)}"
-        else:
-            outcome = f"failed: {scrub(repr(error), secrets)}"
+        outcome = f"{PycmError.code} ({type(error).__name__})"
     requestLog.info(
         "{peer}: {command} {name}: {outcome}",
         peer=session.peer or "-",

@@ -9,8 +9,11 @@ command run in the container, a token) is C{<redacted>}:
     run --env=<redacted> --memory=<redacted> web busybox <redacted> <redacted>
     auth <redacted>
 
-An error message logged with a request has every word that could be
-secret (option values, arguments after the name) taken out first.
+A request's outcome is logged as its error code only, never the error's
+message: a backend's message may quote what the container was made with
+(its command, its environment), which the request does not show.  Messages
+the daemon must log (the supervisor's warnings) have every word that could
+be secret taken out first (L{scrub}).
 """
 
 from __future__ import annotations
@@ -56,25 +59,6 @@ def describeRequest(
     for index, arg in enumerate(args):
         words.append(arg if index < visible else REDACTED)
     return " ".join(words)
-
-
-def secretWords(options: Mapping[str, Any], args: Sequence[str]) -> list[str]:
-    """
-    The words of a request that could be secret: every option value (and
-    the value of a C{KEY=VALUE}), and the arguments given (those after the
-    name and image).
-    """
-    secrets: list[str] = []
-    for value in options.values():
-        if value is True:
-            continue
-        for item in value if isinstance(value, list) else [value]:
-            secrets.append(item)
-            _, sep, after = item.partition("=")
-            if sep:
-                secrets.append(after)
-    secrets.extend(args)
-    return [secret for secret in secrets if secret]
 
 
 def containerSecrets(

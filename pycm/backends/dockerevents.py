@@ -183,4 +183,11 @@ class EngineEvents:
         try:
             self._onEvent(event)
         except Exception:
-            self.log.failure("handling docker event {event!r}", event=event)
+            # Not the event itself: its attributes hold the container's labels.
+            actor = event.get("Actor")
+            self.log.failure(
+                "handling docker event {type} {action} {id}",
+                type=event.get("Type"),
+                action=event.get("Action"),
+                id=actor.get("ID") if isinstance(actor, dict) else None,
+            )
