@@ -34,6 +34,7 @@ from twisted.internet.interfaces import (
     IStreamClientEndpoint,
 )
 from twisted.protocols.basic import LineOnlyReceiver
+from twisted.python import usage
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -52,6 +53,7 @@ from pycm.client.protocol import (
     isSilentLine,
 )
 from pycm.errors import PycmError, Unauthorized
+from pycm.listeners import splitEndpoint
 
 EXIT_OK = 0
 EXIT_ERR = 1
@@ -257,8 +259,20 @@ def endpointFor(reactor: Any, description: str) -> IStreamClientEndpoint:
         message = f"bad endpoint {description!r}: {e}"
         raise UsageError(message + (f" (did you mean {meant}?)" if meant else "")) from None
     if isinstance(endpoint, UNIXClientEndpoint):
-        checkSocketPath(description, endpoint._path)
+        checkSocketPath(description, unixSocketPath(description))
     return endpoint
+
+
+def unixSocketPath(description: str) -> str:
+    """
+    The socket path of a C{unix:} endpoint string Twisted has parsed: its
+    C{path=} or first argument, unquoted by the same rules.
+    """
+    try:
+        args, kwargs = splitEndpoint(description)
+    except usage.UsageError:
+        raise UsageError(f"bad endpoint {description!r}: a keyword is given twice") from None
+    return kwargs.get("path", args[1] if len(args) > 1 else "")
 
 
 def checkSocketPath(description: str, path: str | bytes) -> None:
