@@ -111,6 +111,15 @@ class Listener:
     requireAuth: bool
     unixMode: int | None = None
 
+    @property
+    def capped(self) -> bool:
+        """
+        Are connections beyond the daemon's cap refused here?  Every
+        listener but a UNIX socket and stdio, with or without the token: on
+        those an operator can always get in.
+        """
+        return self.kind not in ("unix", "stdio")
+
     def endpoint(self, reactor: Any) -> Any:
         """The Twisted server endpoint to listen on."""
         if self.kind == "unix":

@@ -14,8 +14,9 @@ gets the reply to every line it sent; the server then closes.
 
 Connections cost descriptors and memory before they prove anything: until a
 connection on a listener that wants the token has authenticated, its lines
-are short and it is closed when idle, and the daemon refuses connections
-beyond its cap at once.
+are short and it is closed if it has not authenticated within a fixed time,
+and the daemon refuses connections to its TCP and TLS listeners beyond its
+cap at once.
 
 Under legacy framing (L{pycm.legacyframing}) a pause after an unfinished
 line ends a request too, for the teaching client that sends no line end.
@@ -24,12 +25,16 @@ line ends a request too, for the teaching client that sends no line end.
 from __future__ import annotations
 
 import json
+import socket
+import struct
 from collections import deque
 from typing import Any
 
+from twisted.internet.address import UNIXAddress
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IHalfCloseableProtocol, IPushProducer
 from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.internet.stdio import PipeAddress
 from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
@@ -47,8 +52,8 @@ DEFAULT_MAX_LINE_LENGTH = 65_536
 #: that much cost little.
 PREAUTH_MAX_LINE_LENGTH = 4096
 
-#: Seconds a connection that has not authenticated may go without sending
-#: a request line before it is closed.
+#: Seconds a connection on a listener that wants the token has to
+#: authenticate, counted from when the daemon starts reading it.
 DEFAULT_AUTH_TIMEOUT = 30.0
 
 #: How many bytes of EVENT lines may pile up for a client that does not
@@ -158,15 +163,17 @@ class PycmServerProtocol(LineReceiver):
     _closeReason = ""
     #: The client shut its sending side: answer what it sent, then close.
     _readClosed = False
-    #: Closes a connection that has not authenticated when it is idle.
+    #: Closes a connection that has not authenticated in time.
     _authTimer: IDelayedCall | None = None
     #: Under legacy framing, ends a request line at a pause as well as at LF.
     _framing: PauseFraming | None = None
+    #: The write throttle is registered with the transport.
+    _producing = False
 
     def connectionMade(self) -> None:
         factory = self.factory
         self._logRequests = factory.logRequests
-        self._peer = _describePeer(self.transport)
+        self._peer = describePeer(self.transport)
         self.session = Session(
             factory.daemon,
             self.sendEvent,
@@ -183,13 +190,15 @@ class PycmServerProtocol(LineReceiver):
             self._framing = PauseFraming(factory.daemon.clock, self._pauseEndsLine)
         factory.daemon.connections += 1
         self.transport.registerProducer(_WriteThrottle(self), True)
+        self._producing = True
         if not factory.daemon.ready:
             self.pauseReading("opening")
             factory.daemon.whenReady(
                 lambda: self.resumeReading("opening"), otherwise=self._abandon
             )
         if self._preAuth:
-            # The idle clock starts once the daemon reads the connection.
+            # The deadline counts from when the daemon reads the connection;
+            # nothing the client sends moves it.
             factory.daemon.whenReady(self._startAuthTimer)
         self.log.info(
             "connection from {peer} on {listener}",
@@ -199,8 +208,22 @@ class PycmServerProtocol(LineReceiver):
 
     def _abandon(self) -> None:
         """The daemon cannot serve (its backend failed to open): close at once."""
-        abort = getattr(self.transport, "abortConnection", self.transport.loseConnection)
-        abort()
+        self._close(abort=True)
+
+    def _close(self, abort: bool = False) -> None:
+        """
+        Close the connection: unregister the write throttle first, since a
+        transport with a paused streaming producer may wait for it for ever
+        instead of finishing the close (and TLS does not start its close
+        while any producer is registered).
+        """
+        if self._producing:
+            self._producing = False
+            self.transport.unregisterProducer()
+        if abort:
+            getattr(self.transport, "abortConnection", self.transport.loseConnection)()
+        else:
+            self.transport.loseConnection()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._lost = True
@@ -246,7 +269,7 @@ class PycmServerProtocol(LineReceiver):
 
     def writeConnectionLost(self) -> None:
         """Replies can no longer be sent: close."""
-        self.transport.loseConnection()
+        self._close()
 
     def _closeIfAnswered(self) -> None:
         """After a half-close: close once every line sent has its reply."""
@@ -258,7 +281,7 @@ class PycmServerProtocol(LineReceiver):
             and not self._lost
             and not self.transport.disconnecting
         ):
-            self.transport.loseConnection()
+            self._close()
 
     # Before auth.
 
@@ -282,7 +305,7 @@ class PycmServerProtocol(LineReceiver):
             timer.cancel()
 
     def _authTimedOut(self) -> None:
-        """Idle too long without authenticating: say so and close."""
+        """Not authenticated by the deadline: say so and close."""
         self._authTimer = None
         if self._lost or self.transport.disconnecting:
             return
@@ -293,7 +316,7 @@ class PycmServerProtocol(LineReceiver):
             encodeError(Unauthorized(f"no auth TOKEN within {timeout:g} seconds: closing"))
         )
         self._flush()
-        self.transport.loseConnection()
+        self._close()
 
     def _authenticated(self) -> None:
         """The token was right: the listener's own limits from now on."""
@@ -461,7 +484,7 @@ class PycmServerProtocol(LineReceiver):
         self._logForcedClose("an HTTP request (cross-protocol guard)")
         self.clearLineBuffer()
         self._flush()
-        self.transport.loseConnection()
+        self._close()
 
     def _tooLong(self) -> None:
         limit = self._maxLineLength
@@ -470,11 +493,9 @@ class PycmServerProtocol(LineReceiver):
         self.clearLineBuffer()
         self._write(encodeError(TooLong(f"request line longer than {limit} bytes{before}")))
         self._flush()
-        self.transport.loseConnection()
+        self._close()
 
     def lineReceived(self, line: bytes) -> None:
-        if self._authTimer is not None:
-            self._authTimer.reset(self.factory.authTimeout)
         if line[-1:] == b"\r":
             line = line[:-1]
         first = line[:1]
@@ -573,7 +594,7 @@ class PycmServerProtocol(LineReceiver):
                 self._logForcedClose(self._closeReason)
             self.clearLineBuffer()
             self._flush()
-            self.transport.loseConnection()
+            self._close()
 
     def _write(self, line: bytes) -> None:
         """Write one line now, or with the others of this turn."""
@@ -628,8 +649,7 @@ class PycmServerProtocol(LineReceiver):
             )
             self._lost = True
             self._events.clear()
-            abort = getattr(self.transport, "abortConnection", self.transport.loseConnection)
-            abort()
+            self._close(abort=True)
 
     def _sendQueuedEvents(self) -> None:
         """Write queued events until the client stops reading again."""
@@ -642,27 +662,41 @@ class PycmServerProtocol(LineReceiver):
 class ConnectionLimit:
     """
     The most connections a daemon keeps open at once, shared by all its
-    listeners.  A connection beyond it on a listener that wants the token is
-    refused at once; listeners that need none (a UNIX socket, guarded by its
-    mode) are counted but never refused, so that an operator can still get
-    in during a flood.  Each episode of refusals is logged once, not once
-    per connection.
+    listeners.  A connection beyond it on a TCP or TLS listener (with or
+    without the token) is refused at once; UNIX sockets and stdio are
+    counted but never refused, so that an operator can still get in during a
+    flood.
+
+    An episode of refusals is logged once as it starts and once as it ends.
+    It ends only when the open connections fall below L{LOW_WATER} of the
+    cap, or, once L{QUIET} seconds pass without a refusal, at the next
+    close: clients that open and close connections at the cap do not start
+    an episode each.
 
     @ivar maximum: the cap, or None for none.
     """
 
     log = Logger()
 
+    #: An episode ends when fewer than this share of the cap are open.
+    LOW_WATER = 0.9
+    #: Seconds without a refusal after which a close ends an episode.
+    QUIET = 60.0
+
     def __init__(self, daemon: Daemon, maximum: int | None = None) -> None:
         self._daemon = daemon
         self.maximum = maximum
-        #: Connections refused since the daemon was last below its cap.
+        #: Connections refused in this episode (0: none is going on).
         self.refused = 0
+        self._lastRefusal = 0.0
 
     def admit(self) -> bool:
         """May one more connection be served?"""
         if self.maximum is None or self._daemon.connections < self.maximum:
             return True
+        now = self._daemon.clock.seconds()
+        if self.refused and now - self._lastRefusal >= self.QUIET:
+            self._endEpisode()
         if not self.refused:
             self.log.warn(
                 "{count} connections open, the most allowed (--max-connections): "
@@ -670,16 +704,26 @@ class ConnectionLimit:
                 count=self._daemon.connections,
             )
         self.refused += 1
+        self._lastRefusal = now
         return False
 
     def released(self) -> None:
-        """A connection closed: end an episode of refusals if there is room."""
-        if self.refused and self.maximum is not None and self._daemon.connections < self.maximum:
-            self.log.info(
-                "accepting connections again ({refused} refused while full)",
-                refused=self.refused,
-            )
-            self.refused = 0
+        """A connection closed: end an episode of refusals if it is over."""
+        if not self.refused or self.maximum is None:
+            return
+        connections = self._daemon.connections
+        if connections >= self.maximum:
+            return
+        quiet = self._daemon.clock.seconds() - self._lastRefusal >= self.QUIET
+        if quiet or connections < self.maximum * self.LOW_WATER:
+            self._endEpisode()
+
+    def _endEpisode(self) -> None:
+        self.log.info(
+            "accepting connections again ({refused} refused while full)",
+            refused=self.refused,
+        )
+        self.refused = 0
 
 
 class _Refusal(Protocol):
@@ -704,9 +748,12 @@ class PycmServerFactory(Factory):
 
     @ivar requireAuth: whether this listener wants C{auth TOKEN} first
         (TCP and TLS listeners, unless the operator turned it off).
+    @ivar capped: whether connections beyond the daemon's cap are refused
+        on this listener (TCP and TLS listeners, with or without the token;
+        never a UNIX socket or stdio).
     @ivar description: the listener, as C{info} and the logs show it.
-    @ivar authTimeout: seconds without a request line after which a
-        connection that has not authenticated is closed.
+    @ivar authTimeout: seconds after which a connection that has not
+        authenticated is closed, counted from when the daemon reads it.
     @ivar connectionLimit: the daemon's cap on connections (the same object
         for all its listeners).
     @ivar legacyFraming: whether a pause after an unfinished line ends a
@@ -727,9 +774,11 @@ class PycmServerFactory(Factory):
         authTimeout: float = DEFAULT_AUTH_TIMEOUT,
         connectionLimit: ConnectionLimit | None = None,
         legacyFraming: bool = False,
+        capped: bool = True,
     ) -> None:
         self.daemon = daemon
         self.requireAuth = requireAuth
+        self.capped = capped
         self.description = description
         self.maxLineLength = maxLineLength
         self.maxEventBacklog = maxEventBacklog
@@ -743,7 +792,7 @@ class PycmServerFactory(Factory):
     def buildProtocol(self, addr: Any) -> Any:
         """A protocol for the connection, or a refusal over the cap."""
         limit = self.connectionLimit
-        if self.requireAuth and not limit.admit():
+        if self.capped and not limit.admit():
             assert limit.maximum is not None
             return _Refusal(limit.maximum)
         return super().buildProtocol(addr)
@@ -766,15 +815,51 @@ def _describeDiscarded(buffer: bytes) -> str:
     return " and ".join(parts)
 
 
-def _describePeer(transport: Any) -> str:
+def describePeer(transport: Any) -> str:
+    """
+    The peer of a connection as the log shows it: C{HOST:PORT} for TCP and
+    TLS (C{[HOST]:PORT} for IPv6); for a UNIX socket, the socket's path, the
+    connection's descriptor (which tells apart connections from one
+    process) and the connecting process's pid and uid from C{SO_PEERCRED},
+    as in C{unix:/run/pycm.sock#12 pid=4242 uid=1000}; C{stdio} for the
+    standard input and output.
+    """
     try:
         peer = transport.getPeer()
     except Exception:
         return "?"
     host = getattr(peer, "host", None)
     if host is not None:
-        return f"{host}:{getattr(peer, 'port', '')}"
-    name = getattr(peer, "name", None)
-    if name is None:
-        return type(peer).__name__
-    return f"unix:{name.decode() if isinstance(name, bytes) else name or '?'}"
+        port = getattr(peer, "port", "")
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    if isinstance(peer, UNIXAddress):
+        return _describeUNIXPeer(transport)
+    if isinstance(peer, PipeAddress):
+        return "stdio"
+    return type(peer).__name__
+
+
+def _describeUNIXPeer(transport: Any) -> str:
+    # The peer's own address is almost always unnamed: the listener's path
+    # says where it came in.
+    try:
+        path = transport.getHost().name
+    except Exception:
+        path = None
+    if isinstance(path, bytes):
+        path = path.decode("utf-8", "replace")
+    described = f"unix:{path or '?'}"
+    sock = getattr(transport, "socket", None)
+    if sock is None:
+        return described
+    try:
+        described += f"#{sock.fileno()}"
+        credentials = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
+    except OSError:
+        return described
+    pid, uid, _ = _PEERCRED.unpack(credentials)
+    return f"{described} pid={pid} uid={uid}"
+
+
+#: C{struct ucred}: pid, uid, gid.
+_PEERCRED = struct.Struct("3i")

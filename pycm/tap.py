@@ -11,6 +11,7 @@ import os
 import resource
 import stat
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from twisted.application.service import IService, MultiService, Service
@@ -224,6 +225,9 @@ class PycmService(MultiService):
     """
     The daemon: opens the backend, then starts listening; on stop, stops
     listening, then closes the backend (which stops its containers).
+
+    @param whenReady: called once the daemon is ready (twistd's path
+        passes L{freezeStartupObjects}).
     """
 
     log = Logger()
@@ -235,8 +239,10 @@ class PycmService(MultiService):
         closers: list[Any],
         report: StartupReport | None = None,
         stateLock: StateDirLock | None = None,
+        whenReady: Callable[[], None] = lambda: None,
     ) -> None:
         super().__init__()
+        self._whenReady = whenReady
         self._reactor = reactor
         self._daemon = daemon
         self.backend = daemon.backend
@@ -262,11 +268,7 @@ class PycmService(MultiService):
         for child in self:
             child.startService()
         self._daemon.setReady()
-        # What start-up made lives as long as the daemon: the collector's
-        # full passes skip it from now on, so that they cost in proportion
-        # to the connections and containers (a pass over 3,000 connections
-        # and all of Twisted held every client up for 100 ms).
-        gc.freeze()
+        self._whenReady()
         self.log.info("pycm is ready")
         self._report.ready()
         self.ready.callback(None)
@@ -467,12 +469,42 @@ def makeLogFilePrivate(path: str) -> str | None:
     return None
 
 
-def makeService(options: Options, reactor: Any = None) -> IService:
-    """Build the daemon's service from its options."""
+_frozen = False
+
+
+def freezeStartupObjects() -> None:
+    """
+    Once per process, after start-up: collect, then move what is left (all
+    of Twisted, the backend, the listeners) out of the collector's full
+    passes, so that they cost in proportion to the connections and
+    containers (a pass over 3,000 connections and all of Twisted held every
+    client up for 100 ms).  The collection first leaves start-up's garbage
+    out of the frozen set, where it would stay for ever.
+    """
+    global _frozen
+    if _frozen:
+        return
+    _frozen = True
+    gc.collect()
+    gc.freeze()
+
+
+def makeService(
+    options: Options, reactor: Any = None, whenReady: Callable[[], None] | None = None
+) -> IService:
+    """
+    Build the daemon's service from its options.
+
+    twistd calls it with the options alone: the global reactor, and
+    L{freezeStartupObjects} once the daemon is ready.  Tests pass their own
+    reactor, and no C{whenReady} unless they want one.
+    """
     if reactor is None:
         from twisted.internet import reactor as globalReactor
 
         reactor = globalReactor
+        if whenReady is None:
+            whenReady = freezeStartupObjects
     logPath = twistdLogPath(options)
     if logPath is not None:
         warning = makeLogFilePrivate(logPath)
@@ -507,7 +539,12 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         ready=False,
     )
     service = PycmService(
-        reactor, daemon, closers, StartupReport.fromOptions(options), stateLock
+        reactor,
+        daemon,
+        closers,
+        StartupReport.fromOptions(options),
+        stateLock,
+        whenReady=whenReady or (lambda: None),
     )
     maxConnections = options["max-connections"]
     if maxConnections is None:
@@ -531,6 +568,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             authTimeout=options["auth-timeout"],
             connectionLimit=connectionLimit,
             legacyFraming=options["legacy-framing"],
+            capped=listener.capped,
         )
         try:
             listening = ListenerService(reactor, listener, serverFactory, options["socket-group"])

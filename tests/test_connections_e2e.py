@@ -1,8 +1,8 @@
 """
 End-to-end tests of what a connection may cost and how it ends: the real
 C{twistd pycm}, real sockets.  A half-closed connection gets its replies;
-connections that have not authenticated are bounded (short lines, an idle
-timeout, the daemon's cap on connections).
+connections that have not authenticated are bounded (short lines, a
+deadline to authenticate, the daemon's cap on connections).
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
+import time
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -101,6 +102,43 @@ class UnauthenticatedBoundsE2ETests(SynchronousTestCase):
         self.assertIn("0.5 seconds", message)
         waitFor(idle.isClosed, "the daemon to close the idle connection")
         self.assertEqual(authenticated.ok("list"), [])
+
+    def test_authDeadlineNotMovedByActivity(self) -> None:
+        """
+        A connection that keeps sending lines (pings, comments) but never
+        authenticates is still closed --auth-timeout seconds after it
+        connected.
+        """
+        daemon = self.start("--auth-timeout", "1")
+        busy = daemon.connect()
+        connected = time.monotonic()
+        closed = False
+        while not closed and time.monotonic() - connected < DEADLINE:
+            try:
+                busy.send("# still here\nping\n")
+                kind, value = busy.reply()
+            except OSError:
+                break
+            closed = kind == "ERR"
+            # Pacing the client, as a keep-alive would; no race depends on it.
+            time.sleep(0.1)
+        self.assertLess(time.monotonic() - connected, 5)
+        waitFor(lambda: "no auth TOKEN within 1 seconds (auth timeout)" in daemon.log(),
+                "the auth timeout in the log")
+
+    def test_noAuthListenerCapped(self) -> None:
+        """
+        A --no-auth TCP listener is capped like any other; the UNIX socket
+        still lets the operator in.
+        """
+        daemon = RealDaemon(self, args=["--max-connections", "2"]).start()
+        held = [daemon.connect() for _ in range(2)]
+        self.assertEqual(held[0].ok("ping"), "pong")
+        refused = daemon.connect()
+        kind, (code, _) = refused.reply()
+        self.assertEqual((kind, code), ("ERR", "unavailable"))
+        waitFor(refused.isClosed, "the daemon to close a refused connection")
+        self.assertEqual(daemon.connect(unix=True).ok("list"), [])
 
     def test_maxConnections(self) -> None:
         """

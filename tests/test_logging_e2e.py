@@ -121,6 +121,39 @@ class LogContentE2ETests(SynchronousTestCase):
             self.assertNotIn(secret, log)
 
 
+class LogPeerAndOutcomeE2ETests(SynchronousTestCase):
+    def test_unixPeerNamed(self) -> None:
+        """
+        A connection on the UNIX socket is logged with the socket's path,
+        its descriptor and the pid and uid of the process that connected.
+        """
+        daemon = RealDaemon(self).start()
+        self.assertEqual(daemon.connect(unix=True).ok("ping"), "pong")
+        named = f"connection from unix:{daemon.socketPath}#"
+        waitFor(lambda: named in daemon.log(), "the UNIX connection in the log")
+        [line] = [line for line in daemon.log().splitlines() if named in line]
+        self.assertIn(f" pid={os.getpid()} uid={os.getuid()} on unix:", line)
+
+    def test_failedStartShowsNoContainerSecret(self) -> None:
+        """
+        C{start} of a container whose stored command cannot run: the
+        client gets the engine's message, the log only C{backend}, never
+        the command, its arguments or the environment.
+        """
+        daemon = RealDaemon(self, backend="process").start()
+        client = daemon.connect()
+        client.ok("create -e PASSWORD=hunter9 web host /nonexistent-SECRETCMD --token=SECRETARG")
+        kind, (code, message) = client.request("start web")
+        self.assertEqual((kind, code), ("ERR", "backend"))
+        self.assertIn("SECRETCMD", message)
+        client.ok("rm -f web")
+        daemon.stop()
+        log = daemon.log()
+        self.assertIn(": start web: backend\n", log)
+        for secret in ("SECRETCMD", "SECRETARG", "hunter9", "PASSWORD"):
+            self.assertNotIn(secret, log)
+
+
 def _read(path: str) -> str | None:
     try:
         with open(path) as f:

@@ -187,6 +187,9 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual((tcp.authTimeout, unix.authTimeout), (2.5, 2.5))
         self.assertIs(tcp.connectionLimit, unix.connectionLimit)
         self.assertEqual(tcp.connectionLimit.maximum, 7)
+        self.assertEqual((tcp.capped, unix.capped), (True, False))
+        tcp, _ = factories("--no-auth")
+        self.assertEqual((tcp.requireAuth, tcp.capped), (False, True))
         tcp, _ = factories()
         self.assertEqual(tcp.authTimeout, 30)
         fileLimit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
@@ -215,11 +218,12 @@ class OptionsTests(SynchronousTestCase):
         tcp, unix = factories()
         self.assertEqual((tcp.legacyFraming, unix.legacyFraming), (False, False))
 
-    def test_startUpObjectsFrozen(self) -> None:
+    def test_whenReadyHook(self) -> None:
         """
-        Once ready, the daemon moves what start-up made out of the garbage
-        collector's reach (gc.freeze), so that a full pass costs in
-        proportion to the connections, not to all of Twisted.
+        makeService hands its C{whenReady} hook (twistd's: freeze what
+        start-up made, L{pycm.tap.freezeStartupObjects}) to the service,
+        which runs it once ready; given a reactor and no hook, it freezes
+        nothing.
         """
         import gc
 
@@ -227,17 +231,18 @@ class OptionsTests(SynchronousTestCase):
 
         from pycm.tap import makeService
 
-        options = self.parse("--backend", "memory", "--state-dir", self.mktemp(),
-                             "--listen", "unix:" + self.mktemp())
-        service = makeService(options, MemoryReactorClock())
-        self.addCleanup(service._runClosers, None)
-        gc.unfreeze()
-        self.addCleanup(gc.unfreeze)
-        service.privilegedStartService()
-        self.assertEqual(gc.get_freeze_count(), 0)
-        service.startService()
-        self.successResultOf(service.ready)
-        self.assertGreater(gc.get_freeze_count(), 0)
+        calls: list[str] = []
+        for whenReady in (lambda: calls.append("ready"), None):
+            options = self.parse("--backend", "memory", "--state-dir", self.mktemp(),
+                                 "--listen", "unix:" + self.mktemp())
+            service = makeService(options, MemoryReactorClock(), whenReady=whenReady)
+            self.addCleanup(service._runClosers, None)  # type: ignore[attr-defined]
+            before = gc.get_freeze_count()
+            service.privilegedStartService()
+            service.startService()
+            self.successResultOf(service.ready)  # type: ignore[attr-defined]
+            self.assertEqual(calls, ["ready"])
+            self.assertEqual(gc.get_freeze_count(), before)
 
     def test_defaultMaxConnections(self) -> None:
         """
@@ -510,6 +515,64 @@ class PycmServiceStartTests(SynchronousTestCase):
         self.service.stopService()
         self.assertEqual(self.reported, ["the memory backend could not start: no engine"])
         self.assertEqual(len(self.flushLoggedErrors(BackendError)), 1)
+
+
+class FreezeTests(SynchronousTestCase):
+    """The collector's freeze belongs to twistd's path, never to library code."""
+
+    def test_readyFreezesNothing(self) -> None:
+        """
+        A L{PycmService} built by a test (or any library user) becoming
+        ready leaves the collector alone: nothing is frozen.
+        """
+        import gc
+
+        reactor = MemoryReactorClock()
+        daemon = Daemon(clock=reactor, backend=MemoryBackend(reactor), events=EventLog(),
+                        ready=False)
+        service = PycmService(reactor, daemon, [])
+        before = gc.get_freeze_count()
+        service.startService()
+        self.assertTrue(daemon.ready)
+        self.assertEqual(gc.get_freeze_count(), before)
+
+    def test_whenReadyCalledOnceReady(self) -> None:
+        """The C{whenReady} hook runs once, when the daemon is ready; never on a failed open."""
+        reactor = MemoryReactorClock()
+        calls: list[bool] = []
+        backend = MemoryBackend(reactor)
+        daemon = Daemon(clock=reactor, backend=backend, events=EventLog(), ready=False)
+        service = PycmService(reactor, daemon, [], whenReady=lambda: calls.append(daemon.ready))
+        service.startService()
+        self.assertEqual(calls, [True])
+        failing = MemoryBackend(reactor)
+        failing.open = lambda: fail(BackendError("no engine"))  # type: ignore[method-assign]
+        daemon = Daemon(clock=reactor, backend=failing, events=EventLog(), ready=False)
+        PycmService(reactor, daemon, [], whenReady=lambda: calls.append(False)).startService()
+        self.assertEqual(calls, [True])
+        self.flushLoggedErrors(BackendError)
+
+    def test_freezeStartupObjects(self) -> None:
+        """
+        twistd's hook collects before it freezes (start-up's garbage is not
+        kept for ever), and does so once per process.
+        """
+        from pycm import tap
+
+        calls: list[str] = []
+
+        class RecordingGC:
+            def collect(self) -> None:
+                calls.append("collect")
+
+            def freeze(self) -> None:
+                calls.append("freeze")
+
+        self.patch(tap, "gc", RecordingGC())
+        self.patch(tap, "_frozen", False)
+        tap.freezeStartupObjects()
+        tap.freezeStartupObjects()
+        self.assertEqual(calls, ["collect", "freeze"])
 
 
 class TwistdOptionsTests(SynchronousTestCase):
