@@ -50,6 +50,7 @@ from pycm.words import (
     parseKeyValues,
     parseOptions,
     parseSeconds,
+    parseSince,
     parseSize,
     splitWords,
 )
@@ -700,9 +701,13 @@ def _tail(options: Mapping[str, Any]) -> int | None:
 def logs(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> Any:
     name = validateName(args[0])
     backend = session.daemon.backend
-    tail = _tail(options)
+    since = None
+    if "since" in options:
+        since = parseSince(options["since"], session.daemon.clock.seconds())
+    # With --since, every line since then, unless --tail says otherwise.
+    tail = _tail(options) if since is None or "tail" in options else None
     if not options.get("follow"):
-        return backend.logs(name, tail).addCallback(logLinesReply)
+        return backend.logs(name, tail, since).addCallback(logLinesReply)
     if name in session.following:
         raise BadRequest(f"already following {name}; send 'unfollow {name}' first")
     session.following.add(name)
@@ -721,7 +726,7 @@ def logs(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> A
         session.following.discard(name)
         return failure
 
-    d = backend.follow(name, tail, lambda line: session.sendLogLine(name, line))
+    d = backend.follow(name, tail, lambda line: session.sendLogLine(name, line), since)
     return d.addCallbacks(following, failed)
 
 
@@ -928,6 +933,7 @@ TABLE = (
         options=(
             Option("tail", "n", metavar="N|all"),
             Option("follow", "f", takesValue=False),
+            Option("since", metavar="DURATION|TIME"),
         ),
         minArgs=1, maxArgs=1, loggedArgs=1,
     ),

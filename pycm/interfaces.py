@@ -134,17 +134,19 @@ class IContainerBackend(Interface):
             L{pycm.errors.NotFound}.
         """
 
-    def logs(name, tail):
+    def logs(name, tail, since=None):
         """
         @param tail: how many of the last lines, or None for all.
+        @param since: a POSIX time, or None: only the lines written at or
+            after it (C{tail} then counts among those).
         @return: Deferred firing with a list of L{pycm.model.LogLine}, oldest
             first; L{pycm.errors.NotFound}.
         """
 
-    def follow(name, tail, observer):
+    def follow(name, tail, observer, since=None):
         """
-        Like L{logs}, then go on: call C{observer} with each new
-        L{pycm.model.LogLine} as it is written.
+        Like L{logs} (C{tail} and C{since} limit the backlog), then go on:
+        call C{observer} with each new L{pycm.model.LogLine} as it is written.
 
         @return: Deferred firing with a L{pycm.model.LogFollow} whose
             C{backlog} is what L{logs} would have returned (no line is both

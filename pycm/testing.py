@@ -780,6 +780,35 @@ def make_backend_tests(fixture: BackendFixture) -> type[TestCase]:
             self.assertEqual(none, [])
 
         @inlineCallbacks
+        def test_logsSince(self) -> Generator[Deferred[Any], Any, None]:
+            """
+            C{since} keeps the lines written at or after a time, for C{logs}
+            and for C{follow}'s backlog; C{tail} counts among those.
+            """
+            spec = self.spec("logssince", fixture.echoCommand("first"))
+            yield self.runContainer(spec)
+            yield self.waitFor(spec.name, WaitCondition.NOT_RUNNING)
+            yield self.sleep(0.1)
+            yield self.settle(self.backend.start(spec.name))
+            yield self.eventsUntil(lambda _: self.count(spec.name, Action.DIE) == 2)
+            lines = yield self.settle(self.backend.logs(spec.name, None))
+            self.assertEqual(len(lines), 2)
+            self.assertLess(lines[0].time, lines[1].time)
+            since = yield self.settle(self.backend.logs(spec.name, None, lines[1].time))
+            self.assertEqual(since, lines[1:])
+            both = yield self.settle(self.backend.logs(spec.name, None, lines[0].time))
+            self.assertEqual(both, lines)
+            lastOne = yield self.settle(self.backend.logs(spec.name, 1, lines[0].time))
+            self.assertEqual(lastOne, lines[1:])
+            later = yield self.settle(self.backend.logs(spec.name, None, lines[1].time + 1))
+            self.assertEqual(later, [])
+            follow = yield self.settle(
+                self.backend.follow(spec.name, None, lambda line: None, lines[1].time)
+            )
+            follow.cancel()
+            self.assertEqual(follow.backlog, lines[1:])
+
+        @inlineCallbacks
         def test_logsRemoved(self) -> Generator[Deferred[Any], Any, None]:
             """A container created again after C{remove} has no old output."""
             spec = self.spec("logsremoved", fixture.echoCommand("old"))

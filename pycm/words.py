@@ -186,3 +186,53 @@ def parseCount(text: str, what: str) -> int:
     if not _NUMBER.fullmatch(text):
         raise BadRequest(f"bad --{what} {text!r}: expected a whole number")
     return int(text)
+
+
+_DURATION_PART = re.compile(r"([0-9]{1,9}(?:\.[0-9]{1,9})?)(ms|s|m|h)")
+_DURATION = re.compile(r"(?:[0-9]{1,9}(?:\.[0-9]{1,9})?(?:ms|s|m|h))+")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_TIMESTAMP = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,9})?")
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}(?:[Tt ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,9})?)?"
+    r"(?:[Zz]|[+-][0-9]{2}:[0-9]{2})?)?"
+)
+
+
+def parseSince(text: str, now: float, what: str = "since") -> float:
+    """
+    The POSIX time C{--since} names, as C{docker logs --since} takes it: a
+    duration before C{now} (C{10m}, C{1h30m}, C{45s}, C{1.5h}, C{500ms}),
+    an RFC 3339 time (C{2026-11-30T15:00:00Z}, with an offset, or a date
+    alone; without an offset it is UTC), or seconds since the epoch
+    (C{1764514800}, C{1764514800.5}).
+
+    @raise BadRequest: for anything else.
+    """
+    if _DURATION.fullmatch(text):
+        seconds = sum(
+            float(number) * _DURATION_UNITS[unit]
+            for number, unit in _DURATION_PART.findall(text)
+        )
+        return now - seconds
+    if _TIMESTAMP.fullmatch(text):
+        return float(text)
+    if _RFC3339.fullmatch(text):
+        from datetime import datetime, timezone
+
+        iso = text.replace("z", "Z").replace("t", "T")
+        if iso.endswith("Z"):
+            iso = iso[:-1] + "+00:00"
+        # datetime takes at most microseconds.
+        iso = re.sub(r"(\.[0-9]{6})[0-9]+", r"\1", iso)
+        try:
+            when = datetime.fromisoformat(iso)
+        except ValueError:
+            pass
+        else:
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=timezone.utc)
+            return when.timestamp()
+    raise BadRequest(
+        f"bad --{what} {text!r}: expected a duration (10m, 1h30m), an RFC 3339 "
+        "time (2026-11-30T15:00:00Z) or seconds since the epoch"
+    )

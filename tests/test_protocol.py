@@ -14,6 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pycm import commands
 from pycm.errors import ERROR_CODES, PycmError
+from pycm.model import formatTime
 from pycm.protocol import encodeError, isCrossProtocol
 
 from .helpers import FakeServer
@@ -436,6 +437,29 @@ class CommandTests(SynchronousTestCase):
         [line] = self.conn.ok("logs e1")
         self.assertEqual((line["stream"], line["line"]), ("stdout", "hello world"))
         self.assertEqual(self.conn.ok("logs --tail=0 e1"), [])
+
+    def test_logsSince(self) -> None:
+        """
+        logs --since keeps the lines written since a duration ago, an RFC
+        3339 time or an epoch time (then every such line, not the default
+        last 100); a bad value is bad_request.
+        """
+        self.conn.ok("run e1 memory echo early")
+        self.server.clock.advance(0)
+        self.server.clock.advance(600)
+        self.conn.ok("start e1")
+        self.server.clock.advance(0)
+        self.assertEqual([x["line"] for x in self.conn.ok("logs e1")], ["early", "early"])
+        self.assertEqual([x["line"] for x in self.conn.ok("logs --since=5m e1")], ["early"])
+        self.assertEqual(len(self.conn.ok("logs --since 1h e1")), 2)
+        self.assertEqual(len(self.conn.ok("logs --since=1h5m30s e1")), 2)
+        now = self.server.clock.seconds()
+        self.assertEqual(len(self.conn.ok(f"logs --since={now - 1:.3f} e1")), 1)
+        stamp = formatTime(now - 60)
+        self.assertEqual(len(self.conn.ok(f"logs --since={stamp} e1")), 1)
+        self.assertEqual(len(self.conn.ok("logs --since=1h --tail=1 e1")), 1)
+        for bad in ("yesterday", "5x", "-5m", "2026-13-01T00:00:00Z", ""):
+            self.assertEqual(self.conn.err(f"logs --since={bad!r} e1"), "bad_request", bad)
 
     def test_logsFollow(self) -> None:
         """

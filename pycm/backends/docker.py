@@ -1127,18 +1127,24 @@ class DockerBackend:
     # -- logs -----------------------------------------------------------------
 
     @defer.inlineCallbacks
-    def _readLogs(self, cid: str, tail: int | None) -> Any:
-        """The last C{tail} lines as C{(timestamp, LogLine)} pairs."""
+    def _readLogs(self, cid: str, tail: int | None, since: float | None = None) -> Any:
+        """
+        The last C{tail} lines (of those at or after C{since}) as
+        C{(timestamp, LogLine)} pairs.
+        """
+        params: dict[str, Any] = {
+            "stdout": True,
+            "stderr": True,
+            "timestamps": True,
+            "tail": "all" if tail is None else max(tail, 0),
+        }
+        if since is not None:
+            # The engine takes its tail before its since: ask for every line
+            # since then, and keep the last C{tail} here.
+            params["since"] = f"{since:.6f}"
+            params["tail"] = "all"
         _, body = yield self.engine.request(
-            "GET",
-            f"/containers/{cid}/logs",
-            {
-                "stdout": True,
-                "stderr": True,
-                "timestamps": True,
-                "tail": "all" if tail is None else max(tail, 0),
-            },
-            raw=True,
+            "GET", f"/containers/{cid}/logs", params, raw=True
         )
         lines: list[tuple[str | None, LogLine]] = []
         splitter = LogLineSplitter(
@@ -1146,19 +1152,29 @@ class DockerBackend:
         )
         Demultiplexer(splitter.frameReceived).feed(body or b"")
         splitter.flush()
+        if since is not None:
+            lines = [pair for pair in lines if pair[1].time >= since]
+            if tail is not None:
+                lines = lines[-tail:] if tail > 0 else []
         return lines
 
     @defer.inlineCallbacks
-    def logs(self, name: str, tail: int | None) -> Any:
+    def logs(self, name: str, tail: int | None, since: float | None = None) -> Any:
         data = yield self._resolve(name)
         try:
-            lines = yield self._readLogs(data["Id"], tail)
+            lines = yield self._readLogs(data["Id"], tail, since)
         except EngineError as e:
             raise self._fail(e, name) from None
         return [line for _, line in lines]
 
     @defer.inlineCallbacks
-    def follow(self, name: str, tail: int | None, observer: Callable[[LogLine], None]) -> Any:
+    def follow(
+        self,
+        name: str,
+        tail: int | None,
+        observer: Callable[[LogLine], None],
+        since: float | None = None,
+    ) -> Any:
         """
         The backlog from one C{logs} request, then a C{logs?follow=1}
         stream from the backlog's last timestamp, skipping the lines at
@@ -1167,7 +1183,7 @@ class DockerBackend:
         data = yield self._resolve(name)
         cid = data["Id"]
         try:
-            backlog = yield self._readLogs(cid, tail)
+            backlog = yield self._readLogs(cid, tail, since)
         except EngineError as e:
             raise self._fail(e, name) from None
         params: dict[str, Any] = {
@@ -1183,6 +1199,8 @@ class DockerBackend:
             skip = sum(1 for ts, _ in backlog if ts == lastStamp)
         else:
             params["tail"] = 0 if tail == 0 else "all"
+            if since is not None:
+                params["since"] = f"{since:.6f}"
         state = {"skip": skip}
 
         def lineReceived(stream: str, ts: str | None, text: str) -> None:

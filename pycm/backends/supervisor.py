@@ -769,24 +769,37 @@ class Supervisor:
             return fail(e)
 
     # C{list} below means the method above, in this class body.
-    def logs(self, name: str, tail: int | None) -> Deferred[builtins.list[LogLine]]:
+    def logs(
+        self, name: str, tail: int | None, since: float | None = None
+    ) -> Deferred[builtins.list[LogLine]]:
         try:
             self._lookup(name)
         except NotFound as e:
             return fail(e)
-        return maybeDeferred(self._tail, name, tail)
+        return maybeDeferred(self._tail, name, tail, since)
 
-    def _tail(self, name: str, tail: int | None) -> builtins.list[LogLine]:
+    def _tail(
+        self, name: str, tail: int | None, since: float | None = None
+    ) -> builtins.list[LogLine]:
         if tail is not None and tail <= 0:
             return []
-        return list(self._logStore.tail(name, tail))
+        if since is None:
+            return list(self._logStore.tail(name, tail))
+        # Every line kept (as much as the store reads at once), then those
+        # since C{since}, then the last C{tail} of them.
+        lines = [line for line in self._logStore.tail(name, None) if line.time >= since]
+        return lines if tail is None else lines[-tail:]
 
     def follow(
-        self, name: str, tail: int | None, observer: Callable[[LogLine], None]
+        self,
+        name: str,
+        tail: int | None,
+        observer: Callable[[LogLine], None],
+        since: float | None = None,
     ) -> Deferred[LogFollow]:
         try:
             record = self._lookup(name)
-            backlog = self._tail(name, tail)
+            backlog = self._tail(name, tail, since)
         except Exception as e:
             return fail(e)
         follower = _Follower(observer, Deferred(lambda d: self._unfollow(record, follower)))
