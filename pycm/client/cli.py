@@ -52,6 +52,7 @@ from pycm.client.protocol import (
     connect,
     isSilentLine,
 )
+from pycm.client.plan import Plan, PlanError, planCommand
 from pycm.errors import PycmError, Unauthorized
 from pycm.listeners import splitEndpoint
 
@@ -146,6 +147,8 @@ class Options:
     json: bool
     command: tuple[str, ...]
     tokenSource: str | None = None
+    #: What C{command} asks of the daemon (see L{pycm.client.plan}).
+    plan: Plan | None = None
 
 
 class _Parser(argparse.ArgumentParser):
@@ -229,12 +232,19 @@ def parseArguments(
     for word in command:
         if "\n" in word or "\r" in word:
             raise UsageError("an argument cannot contain a line break")
+    plan = None
+    if command:
+        try:
+            plan = planCommand(command)
+        except PlanError as e:
+            raise UsageError(str(e)) from None
     return Options(
         host=parsed.host or defaultEndpoint(environ),
         token=token,
         json=parsed.json,
         command=tuple(command),
         tokenSource=source,
+        plan=plan,
     )
 
 
@@ -365,15 +375,6 @@ def _logStream(entry: Any, out: TextIO, err: TextIO) -> TextIO:
     return out
 
 
-def _isFollow(words: Sequence[str]) -> bool:
-    for word in words[1:]:
-        if word == "--":
-            return False
-        if word in ("--follow", "-f"):
-            return True
-    return False
-
-
 # -- one request from the command line ---------------------------------------
 
 
@@ -396,23 +397,33 @@ async def runCommand(
     options: Options,
     out: TextIO,
     err: TextIO,
+    environ: Mapping[str, str] | None = None,
 ) -> int:
     """
-    Send C{options.command}, print the reply (and, for C{events} and
-    C{logs --follow}, the events that follow), return the exit status.
+    Carry out C{options.command}'s L{Plan}: send its requests one after
+    the other, print each reply (and, for C{events} and C{logs --follow},
+    the events that follow), return the exit status: the worst of them.
     """
-    words = options.command
-    line = shlex.join(words)
-    name = words[0].lower()
-    follow = name == "logs" and _isFollow(words)
-    streaming = name == "events" and "--off" not in words
+    plan = options.plan if options.plan is not None else planCommand(options.command)
+    if environ is None:
+        environ = os.environ
+    name = plan.command
+    follow = plan.follow
+    streaming = name == "events" and "--off" not in plan.requests[0]
+    prefixes: fmt.LogPrefixes | None = None
+    if name == "logs" and len(plan.requests) > 1:
+        isatty = getattr(out, "isatty", None)
+        prefixes = fmt.LogPrefixes(
+            plan.names, fmt.useColour(bool(isatty and isatty()), environ)
+        )
     finished: Deferred[None] = Deferred()
-    early: list[Any] = []
+    early: list[tuple[Any, str]] = []
+    following: set[str] = set()
     replied = False
 
-    def showEvent(event: Any) -> None:
+    def showEvent(event: Any, payload: str) -> None:
         if not replied:
-            early.append(event)
+            early.append((event, payload))
             return
         if follow:
             if not isinstance(event, dict) or event.get("type") not in (
@@ -420,59 +431,87 @@ async def runCommand(
             ):
                 return
             if event["type"] == "log_end":
-                if not finished.called:
+                following.discard(str(event.get("name")))
+                if not following and not finished.called:
                     finished.callback(None)
                 return
-            text = fmt.formatLogLine(event)
+            text = fmt.formatLogEntry(event, str(event.get("name")), prefixes,
+                                      plan.timestamps)
         else:
             text = fmt.formatEvent(event)
         if options.json:
-            _writeLines(out, [json.dumps(event, ensure_ascii=False)])
+            _writeLines(out, [payload])
         else:
             _writeLines(_logStream(event, out, err), [text])
 
+    def listener(event: Any) -> None:
+        showEvent(event, client.payload)
+
     interrupted = _interruptions(reactor)
-    client.addEventListener(showEvent)
-    try:
-        value = await client.request(line)
-    except PycmError as e:
-        _writeLines(err, [explainError(e, client, options)])
-        client.disconnect()
-        return EXIT_ERR
-    except Disconnected:
-        if interrupted:
-            _writeLines(err, [f"pycm: interrupted before the reply; the daemon may "
-                              f"still carry out: {line}"])
-            return EXIT_INTERRUPTED
-        _writeLines(err, [f"Error: lost the connection to the pycm daemon at "
-                          f"{options.host}"])
-        return EXIT_UNREACHABLE
-    except ProtocolError as e:
-        _writeLines(err, [f"Error: {options.host} does not answer like a pycm "
-                          f"daemon: {e}"])
-        return EXIT_UNREACHABLE
-    except ValueError as e:
-        _writeLines(err, [f"pycm: {e}"])
-        client.disconnect()
-        return EXIT_USAGE
+    client.addEventListener(listener)
+    code = EXIT_OK
+    logLines: list[tuple[str, int, str, Any]] = []
+    for index, words in enumerate(plan.requests):
+        line = shlex.join(words)
+        try:
+            value = await client.request(line)
+        except PycmError as e:
+            reportError(err, options, e.code, e.message,
+                        explainError(e, client, options))
+            code = max(code, EXIT_USAGE if e.code == "bad_request" else EXIT_ERR)
+            continue
+        except Disconnected:
+            if interrupted:
+                _writeLines(err, [f"pycm: interrupted before the reply; the daemon may "
+                                  f"still carry out: {line}"])
+                return EXIT_INTERRUPTED
+            reportError(err, options, "unreachable",
+                        f"lost the connection to the pycm daemon at {options.host}")
+            return EXIT_UNREACHABLE
+        except ProtocolError as e:
+            reportError(err, options, "unreachable",
+                        f"{options.host} does not answer like a pycm daemon: {e}")
+            return EXIT_UNREACHABLE
+        except ValueError as e:
+            reportError(err, options, "usage", str(e), f"pycm: {e}")
+            client.disconnect()
+            return EXIT_USAGE
+        if follow:
+            following.add(words[-1])
+        if options.json:
+            _writeLines(out, [client.payload])
+        elif name == "logs" and isinstance(value, list):
+            if prefixes is None:
+                # Like `docker logs`: what the container wrote to stderr
+                # goes to stderr.
+                for entry in value:
+                    _writeLines(_logStream(entry, out, err),
+                                [fmt.formatLogEntry(entry, timestamps=plan.timestamps)])
+            else:
+                for entry in value:
+                    when = entry.get("time") if isinstance(entry, dict) else None
+                    logLines.append((_sortTime(when), index, words[-1], entry))
+        else:
+            lines = None
+            if isinstance(value, list) and name in fmt.LIST_COMMANDS:
+                lines = fmt.formatContainers(value, plan.quiet, plan.template,
+                                             plan.jsonLines)
+            if lines is None:
+                lines = fmt.formatReply(name, value, reactor.seconds())
+            # The events banner goes to stderr so `pycm events | grep` sees
+            # only events.
+            _writeLines(err if streaming else out, lines)
+    # Several containers' lines, merged by time (each one's stay in order).
+    logLines.sort(key=lambda item: (item[0], item[1]))
+    for _, _, container, entry in logLines:
+        _writeLines(_logStream(entry, out, err),
+                    [fmt.formatLogEntry(entry, container, prefixes, plan.timestamps)])
     replied = True
-    if options.json:
-        _writeLines(out, [json.dumps(value, ensure_ascii=False)])
-    elif name == "logs" and isinstance(value, list):
-        # Like `docker logs`: what the container wrote to stderr goes to
-        # stderr.
-        for entry in value:
-            _writeLines(_logStream(entry, out, err), [fmt.formatLogLine(entry)])
-    else:
-        lines = fmt.formatReply(name, value, reactor.seconds())
-        # The events banner goes to stderr so `pycm events | grep` sees
-        # only events.
-        _writeLines(err if streaming else out, lines)
-    for event in early:
-        showEvent(event)
-    if not (follow or streaming) or finished.called:
+    for event, payload in early:
+        showEvent(event, payload)
+    if not ((follow and following) or streaming) or finished.called:
         client.disconnect()
-        return EXIT_OK
+        return code
 
     # Ctrl-C (or SIGTERM) stops the reactor, which closes the connection:
     # that is the normal end of `events`, not a lost daemon.
@@ -480,10 +519,29 @@ async def runCommand(
     await DeferredList([finished, lost], fireOnOneCallback=True)
     if finished.called or interrupted:
         client.disconnect()
-        return EXIT_OK
-    _writeLines(err, [f"Error: lost the connection to the pycm daemon at "
-                      f"{options.host}"])
+        return code
+    reportError(err, options, "unreachable",
+                f"lost the connection to the pycm daemon at {options.host}")
     return EXIT_UNREACHABLE
+
+
+def _sortTime(when: Any) -> str:
+    # The daemon's times are all of one form (UTC, milliseconds): their
+    # text sorts as they do.
+    return when if isinstance(when, str) else ""
+
+
+def reportError(err: TextIO, options: Options, code: str, message: str,
+                text: str | None = None) -> None:
+    """
+    Print an error on C{err}: C{text} (default C{Error: MESSAGE}) for a
+    person, or C{{"error":CODE,"message":MESSAGE}} with C{--json}.
+    """
+    if options.json:
+        _writeLines(err, [json.dumps({"error": code, "message": message},
+                                     ensure_ascii=False)])
+    else:
+        _writeLines(err, [text if text is not None else f"Error: {message}"])
 
 
 # -- requests piped on standard input ----------------------------------------
@@ -533,7 +591,8 @@ class PipedRequests(LineOnlyReceiver):
 
     def _event(self, event: Any) -> None:
         if self.options.json:
-            self._write(["EVENT " + json.dumps(event, ensure_ascii=False)])
+            # The daemon's JSON, unchanged.
+            self._write(["EVENT " + self.client.payload])
         else:
             self._write([fmt.formatEvent(event)])
 
@@ -570,7 +629,7 @@ class PipedRequests(LineOnlyReceiver):
             # The daemon closes the connection after this reply: expected.
             self.saidBye = True
         if self.options.json:
-            self._write(["OK " + json.dumps(value, ensure_ascii=False)])
+            self._write(["OK " + self.client.payload])
         else:
             self._write(fmt.formatReply(command, value, self.clock.seconds()))
 
@@ -674,10 +733,10 @@ async def run(
     try:
         client = await connectTo(reactor, options)
     except UsageError as e:
-        _writeLines(err, [f"pycm: {e}"])
+        reportError(err, options, "usage", str(e), f"pycm: {e}")
         return EXIT_USAGE
     except CannotConnect as e:
-        _writeLines(err, [f"Error: {e}"])
+        reportError(err, options, "unreachable", str(e))
         return EXIT_UNREACHABLE
     if options.command:
         return await runCommand(reactor, client, options, out, err)

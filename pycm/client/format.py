@@ -7,9 +7,12 @@ Every function returns text (lines without newlines); none prints.
 from __future__ import annotations
 
 import json
+import re
 import shlex
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+import attrs
 
 from pycm.errors import PycmError
 from pycm.model import parseTime
@@ -254,3 +257,167 @@ def formatError(error: BaseException) -> str:
     if isinstance(error, PycmError):
         return f"Error: {error.code}: {error.message}"
     return f"Error: {error}"
+
+
+# -- Docker's --format -------------------------------------------------------
+
+
+def _labels(container: dict[str, Any]) -> str:
+    labels = container.get("labels") or {}
+    if not isinstance(labels, dict):
+        return scalar(labels)
+    return ",".join(f"{key}={value}" for key, value in sorted(labels.items()))
+
+
+def _command(container: dict[str, Any]) -> str:
+    command = container.get("command") or []
+    if isinstance(command, list):
+        return shlex.join(str(word) for word in command)
+    return str(command)
+
+
+def _field(key: str) -> Any:
+    def get(container: dict[str, Any]) -> str:
+        value = container.get(key)
+        return "" if value is None else scalar(value)
+
+    return get
+
+
+#: The fields a C{--format} template may name, as C{{{.Name}}}, and what
+#: each shows of a container.
+TEMPLATE_FIELDS: dict[str, Any] = {
+    "Name": _field("name"),
+    "ID": _field("id"),
+    "State": _field("state"),
+    "Image": _field("image"),
+    "Command": _command,
+    "Pid": _field("pid"),
+    "ExitCode": _field("exit_code"),
+    "Created": _field("created"),
+    "Started": _field("started"),
+    "Finished": _field("finished"),
+    "Restarts": _field("restart_count"),
+    "RestartPolicy": _field("restart_policy"),
+    "Labels": _labels,
+    "Backend": _field("backend"),
+}
+
+_PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
+_FIELD_NAME = re.compile(r"\s*\.([A-Za-z]+)\s*")
+
+
+class TemplateError(ValueError):
+    """A C{--format} template names an unknown field, or is not a template."""
+
+
+@attrs.frozen
+class Template:
+    """
+    A C{--format} template: text with C{{{.Field}}} placeholders (the
+    fields of L{TEMPLATE_FIELDS}), C{\\t} and C{\\n} as in Docker's.  Only
+    fields: no functions, no pipelines, nothing is executed.
+
+    @ivar parts: literal text and field names, alternately (text first).
+    """
+
+    parts: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, text: str) -> Template:
+        """@raise TemplateError: for an unknown field or anything but fields."""
+        text = text.replace("\\t", "\t").replace("\\n", "\n")
+        parts: list[str] = []
+        position = 0
+        for match in _PLACEHOLDER.finditer(text):
+            parts.append(text[position:match.start()])
+            field = _FIELD_NAME.fullmatch(match.group(1))
+            if field is None:
+                raise TemplateError(
+                    f"bad --format {match.group(0)!r}: only fields like {{{{.Name}}}} "
+                    "are supported; fields: " + ", ".join(TEMPLATE_FIELDS)
+                )
+            if field.group(1) not in TEMPLATE_FIELDS:
+                raise TemplateError(
+                    f"bad --format: no field {field.group(1)!r}; fields: "
+                    + ", ".join(TEMPLATE_FIELDS)
+                )
+            parts.append(field.group(1))
+            position = match.end()
+        rest = text[position:]
+        if "{{" in rest or "}}" in rest:
+            raise TemplateError(f"bad --format {text!r}: an unclosed {{{{")
+        parts.append(rest)
+        return cls(tuple(parts))
+
+    def render(self, container: dict[str, Any]) -> str:
+        out = []
+        for index, part in enumerate(self.parts):
+            out.append(TEMPLATE_FIELDS[part](container) if index % 2 else part)
+        return "".join(out)
+
+
+def formatContainers(
+    containers: Sequence[dict[str, Any]],
+    quiet: bool = False,
+    template: Template | None = None,
+    jsonLines: bool = False,
+) -> list[str] | None:
+    """
+    C{ps -q}, C{ps --format json} and C{ps --format TEMPLATE}: the lines,
+    or None when none of them is asked for (the table then).
+    """
+    if jsonLines:
+        return [json.dumps(c, ensure_ascii=False, separators=(",", ":"))
+                for c in containers]
+    if template is not None:
+        return [template.render(c) for c in containers]
+    if quiet:
+        return [str(c.get("name")) for c in containers]
+    return None
+
+
+# -- logs of several containers ----------------------------------------------
+
+#: Colours for C{NAME |} prefixes, in turn, as docker compose does.
+PREFIX_COLOURS = (36, 33, 32, 35, 34, 96, 93, 92, 95, 94)
+
+
+def useColour(isatty: bool, environ: Mapping[str, str]) -> bool:
+    """Colours only on a terminal, and never with C{NO_COLOR} set."""
+    return isatty and not environ.get("NO_COLOR") and environ.get("TERM") != "dumb"
+
+
+@attrs.frozen
+class LogPrefixes:
+    """
+    The C{NAME | } prefix of each container's lines when several are
+    shown: names padded to one width, each in its own colour on a terminal.
+    """
+
+    names: tuple[str, ...]
+    colour: bool = False
+
+    def prefix(self, name: str) -> str:
+        if not self.names:
+            return ""
+        width = max(len(n) for n in self.names)
+        text = f"{name.ljust(width)} | "
+        if not self.colour:
+            return text
+        index = self.names.index(name) if name in self.names else 0
+        code = PREFIX_COLOURS[index % len(PREFIX_COLOURS)]
+        return f"\x1b[{code}m{text}\x1b[0m"
+
+
+def formatLogEntry(
+    entry: Any, name: str = "", prefixes: LogPrefixes | None = None,
+    timestamps: bool = False,
+) -> str:
+    """A log line with, as asked, its container's prefix and its time."""
+    text = formatLogLine(entry)
+    if timestamps and isinstance(entry, dict) and entry.get("time"):
+        text = f"{entry['time']} {text}"
+    if prefixes is not None:
+        text = prefixes.prefix(name) + text
+    return text

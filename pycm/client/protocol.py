@@ -117,6 +117,10 @@ class ClientProtocol(LineOnlyReceiver):
         self._lostReason: Failure | None = None
         #: Why the daemon refused the token given to L{connect}, if it did.
         self.authError: errors.PycmError | None = None
+        #: The JSON text of the C{OK} or C{EVENT} line being delivered, as
+        #: the daemon sent it: a request's callbacks and event listeners may
+        #: read it while they run (C{--json} passes it through unchanged).
+        self.payload = ""
 
     # -- the public API -----------------------------------------------------
 
@@ -187,6 +191,7 @@ class ClientProtocol(LineOnlyReceiver):
             line = line[:-1]
         text = line.decode("utf-8", errors="replace")
         kind, _, rest = text.partition(" ")
+        self.payload = rest
         if kind == "EVENT":
             self._eventReceived(rest)
         elif kind == "OK":

@@ -1,0 +1,220 @@
+"""
+What a one-shot command line asks of the daemon: Docker's habits, read by
+the client before anything is sent.
+
+C{pycm COMMAND ...} is sent as it is, except for what the Docker CLI has
+taught people to type:
+
+  - C{COMMAND --help} (or C{-h}) is C{help COMMAND};
+  - C{run -d}/C{--detach} is dropped (pycm always detaches);
+  - C{ps -a}/C{--all} is dropped (pycm always lists every container);
+    C{ps -q}/C{--quiet} prints the names alone, C{ps --format json} one
+    JSON object per line, C{ps --format TEMPLATE} a line per container
+    (see L{pycm.client.format.Template});
+  - C{stop}, C{start}, C{restart}, C{kill}, C{rm} and C{logs} take several
+    names: one request each, in order, the options given to each;
+  - C{logs -t}/C{--timestamps} prints each line's time first.
+
+Nothing here touches the network: L{planCommand} turns words into a
+L{Plan}, which the sending code carries out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import attrs
+
+from pycm.client.format import Template, TemplateError
+
+#: Commands that take several names, one request each.
+MULTI_NAME = frozenset({"stop", "start", "restart", "kill", "rm", "logs"})
+LIST_COMMANDS = frozenset({"list", "ls", "ps"})
+
+#: The options that take a value as the next word, by command (the rest
+#: are flags): what tells an option's value from a name.
+VALUE_OPTIONS: dict[str, frozenset[str]] = {
+    "stop": frozenset({"-t", "--time"}),
+    "restart": frozenset({"-t", "--time"}),
+    "kill": frozenset({"-s", "--signal"}),
+    "logs": frozenset({"-n", "--tail", "--since"}),
+    "list": frozenset({"-f", "--filter", "--format"}),
+    "run": frozenset({
+        "-e", "--env", "-l", "--label", "-w", "--workdir", "--restart",
+        "--stop-timeout", "--stop-signal", "--memory", "--cpus",
+    }),
+}
+VALUE_OPTIONS["ls"] = VALUE_OPTIONS["ps"] = VALUE_OPTIONS["list"]
+VALUE_OPTIONS["create"] = VALUE_OPTIONS["run"]
+
+
+class PlanError(Exception):
+    """The command line is wrong (a usage error: exit status 2)."""
+
+
+@attrs.frozen
+class Plan:
+    """
+    The requests one command line sends, and how to show their replies.
+
+    @ivar command: the command word, lower case (C{ps} stays C{ps}).
+    @ivar requests: the words of each request, sent in order.
+    @ivar quiet: C{ps -q}: the names alone.
+    @ivar template: C{ps --format TEMPLATE}, or None.
+    @ivar jsonLines: C{ps --format json}: one JSON object per line.
+    @ivar timestamps: C{logs -t}: each line's time first.
+    """
+
+    command: str
+    requests: tuple[tuple[str, ...], ...]
+    quiet: bool = False
+    template: Template | None = None
+    jsonLines: bool = False
+    timestamps: bool = False
+
+    @property
+    def follow(self) -> bool:
+        """A C{logs --follow}: events go on after the replies."""
+        return self.command == "logs" and any(
+            _isFollow(words) for words in self.requests
+        )
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The container names, for a command sent once per name."""
+        if self.command not in MULTI_NAME:
+            return ()
+        return tuple(words[-1] for words in self.requests)
+
+
+def _isFollow(words: Sequence[str]) -> bool:
+    for word in words[1:]:
+        if word == "--" or not word.startswith("-"):
+            return False
+        if word in ("--follow", "-f"):
+            return True
+    return False
+
+
+def splitOptions(
+    words: Sequence[str], valueOptions: frozenset[str]
+) -> tuple[list[str], list[str]]:
+    """
+    The leading option words (each with its value) and the rest, as the
+    daemon splits them: the first word not starting with C{-} ends the
+    options, C{--} too (and is kept with them).
+    """
+    index = 0
+    while index < len(words):
+        word = words[index]
+        if word == "--":
+            index += 1
+            break
+        if not word.startswith("-") or word == "-":
+            break
+        index += 2 if word in valueOptions else 1
+    return list(words[:index]), list(words[index:])
+
+
+def wantsHelp(options: Sequence[str]) -> bool:
+    """C{--help} or C{-h} among a command's options."""
+    return any(word in ("--help", "-h") for word in options if word != "--")
+
+
+def planCommand(words: Sequence[str]) -> Plan:
+    """
+    The L{Plan} for the words after pycm's own options.
+
+    @raise PlanError: for a usage error (a bad C{--format}).
+    """
+    command = words[0].lower()
+    rest = list(words[1:])
+    options, positional = splitOptions(rest, VALUE_OPTIONS.get(command, frozenset()))
+    if wantsHelp(options):
+        return Plan("help", (("help", command),))
+    if command in ("run", "create"):
+        kept = [w for w in options if w not in ("-d", "--detach")] if command == "run" \
+            else options
+        return Plan(command, ((words[0], *kept, *positional),))
+    if command in LIST_COMMANDS:
+        return _planList(words[0], command, options, positional)
+    if command == "logs":
+        kept = [w for w in options if w not in ("-t", "--timestamps")]
+        timestamps = len(kept) != len(options)
+        return _perName(words[0], command, kept, positional, timestamps=timestamps)
+    if command in MULTI_NAME:
+        return _perName(words[0], command, options, positional)
+    return Plan(command, (tuple(words),))
+
+
+def _perName(
+    word: str,
+    command: str,
+    options: list[str],
+    names: list[str],
+    timestamps: bool = False,
+) -> Plan:
+    if len(names) <= 1:
+        return Plan(command, ((word, *options, *names),), timestamps=timestamps)
+    if options and options[-1] == "--":
+        options = options[:-1]
+    if any(name.startswith("-") for name in names):
+        # Only after the names, where the daemon would refuse it too:
+        # send one request with every word so that it says why.
+        return Plan(command, ((word, *options, *names),), timestamps=timestamps)
+    requests = tuple((word, *options, name) for name in names)
+    return Plan(command, requests, timestamps=timestamps)
+
+
+def _planList(
+    word: str, command: str, options: list[str], positional: list[str]
+) -> Plan:
+    kept: list[str] = []
+    quiet = False
+    formatText: str | None = None
+    index = 0
+    while index < len(options):
+        option = options[index]
+        index += 1
+        if option in ("-a", "--all"):
+            continue
+        if option in ("-q", "--quiet"):
+            quiet = True
+            continue
+        if option == "--format" or option.startswith("--format="):
+            if "=" in option:
+                formatText = option.partition("=")[2]
+            elif index < len(options):
+                formatText = options[index]
+                index += 1
+            else:
+                raise PlanError("option --format needs a value: json, or a template "
+                                "like '{{.Name}} {{.State}}'")
+            continue
+        if len(option) > 2 and option[0] == "-" and option[1] != "-" \
+                and set(option[1:]) <= {"a", "q"}:
+            # Combined short flags, as in `docker ps -aq`.
+            quiet = quiet or "q" in option
+            continue
+        if option in ("-f", "--filter") and index < len(options):
+            kept.extend((option, options[index]))
+            index += 1
+            continue
+        kept.append(option)
+    template: Template | None = None
+    jsonLines = False
+    if formatText is not None:
+        if formatText.strip().lower() == "json":
+            jsonLines = True
+        else:
+            try:
+                template = Template.parse(formatText)
+            except TemplateError as e:
+                raise PlanError(str(e)) from None
+    return Plan(
+        command,
+        ((word, *kept, *positional),),
+        quiet=quiet,
+        template=template,
+        jsonLines=jsonLines,
+    )
