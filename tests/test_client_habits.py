@@ -1,0 +1,304 @@
+"""
+Tests for Docker's habits in the one-shot client (L{pycm.client.plan} and
+the formatting it asks of L{pycm.client.format}), on a fake daemon.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.testing import MemoryReactorClock
+from twisted.test.iosim import ConnectionCompleter
+from twisted.trial.unittest import SynchronousTestCase
+
+from pycm.client import cli
+from pycm.client import format as fmt
+from pycm.client.plan import PlanError, planCommand
+from pycm.client.testing import FakeDaemon, event, ok
+
+from .test_client_cli import DB, WEB, Harness, options
+
+
+def planned(*words: str, **kw: Any) -> cli.Options:
+    """Options for C{words}, planned as L{cli.parseArguments} plans them."""
+    return options(*words, plan=planCommand(words), **kw)
+
+
+class PlanTests(SynchronousTestCase):
+    """How command words become requests."""
+
+    def test_unchanged(self) -> None:
+        """A command with nothing of Docker's is sent as it is."""
+        plan = planCommand(["run", "web", "host", "sh", "-c", "echo -d --help"])
+        self.assertEqual(plan.requests, (("run", "web", "host", "sh", "-c", "echo -d --help"),))
+        self.assertEqual(planCommand(["inspect", "web"]).requests, (("inspect", "web"),))
+
+    def test_detach(self) -> None:
+        """C{run -d}/C{--detach} is dropped: pycm always detaches."""
+        for flag in ("-d", "--detach"):
+            plan = planCommand(["run", flag, "-e", "A=1", "web", "host", "top", "-d"])
+            self.assertEqual(plan.requests, (("run", "-e", "A=1", "web", "host", "top", "-d"),))
+
+    def test_help(self) -> None:
+        """C{COMMAND --help} (or C{-h}) is C{help COMMAND}."""
+        for words in (["stop", "--help"], ["stop", "-t", "5", "-h"], ["STOP", "--help", "web"]):
+            self.assertEqual(planCommand(words).requests, (("help", "stop"),))
+        self.assertEqual(planCommand(["ps", "--help"]).requests, (("help", "ps"),))
+
+    def test_listFlags(self) -> None:
+        """C{ps -a}, C{--all} are dropped; C{-q}, C{-aq} ask for names only."""
+        self.assertEqual(planCommand(["ps", "-a"]).requests, (("ps",),))
+        self.assertFalse(planCommand(["ps", "--all"]).quiet)
+        for words in (["ps", "-q"], ["ls", "--quiet"], ["ps", "-aq"], ["ps", "-qa"]):
+            plan = planCommand(words)
+            self.assertTrue(plan.quiet, words)
+            self.assertEqual(plan.requests, ((words[0],),))
+        plan = planCommand(["ps", "-a", "-f", "state=running", "-q"])
+        self.assertEqual(plan.requests, (("ps", "-f", "state=running"),))
+
+    def test_format(self) -> None:
+        """C{--format json} and C{--format TEMPLATE}, in either spelling."""
+        self.assertTrue(planCommand(["ps", "--format", "json"]).jsonLines)
+        self.assertTrue(planCommand(["ps", "--format=JSON"]).jsonLines)
+        plan = planCommand(["ps", "--format={{.Name}}\\t{{ .State }}"])
+        assert plan.template is not None
+        self.assertEqual(plan.template.render(WEB), "web\trunning")
+        self.assertEqual(plan.requests, (("ps",),))
+
+    def test_formatErrors(self) -> None:
+        """
+        An unknown field, anything but a field in C{{{ }}}, or no value is
+        a usage error naming the fields.
+        """
+        for bad in ("{{.Nope}}", "{{json .}}", "{{range .}}", "{{.Name", "{{.Name}"):
+            with self.assertRaises(PlanError) as caught:
+                planCommand(["ps", "--format", bad])
+            self.assertIn("Name", str(caught.exception))
+        self.assertRaises(PlanError, planCommand, ["ps", "--format"])
+        with self.assertRaises(cli.UsageError):
+            cli.parseArguments(["ps", "--format", "{{.Nope}}"], environ={})
+
+    def test_severalNames(self) -> None:
+        """
+        stop, start, restart, kill and rm take several names: one request
+        each, in order, with the options given to each.
+        """
+        plan = planCommand(["stop", "-t", "3", "a", "b", "c"])
+        self.assertEqual(plan.requests, (("stop", "-t", "3", "a"), ("stop", "-t", "3", "b"),
+                                         ("stop", "-t", "3", "c")))
+        self.assertEqual(planCommand(["rm", "-f", "a", "b"]).requests,
+                         (("rm", "-f", "a"), ("rm", "-f", "b")))
+        self.assertEqual(planCommand(["kill", "--signal=TERM", "a", "b"]).requests,
+                         (("kill", "--signal=TERM", "a"), ("kill", "--signal=TERM", "b")))
+        self.assertEqual(planCommand(["start", "a", "b"]).names, ("a", "b"))
+        self.assertEqual(planCommand(["restart", "a"]).requests, (("restart", "a"),))
+        # An option after the names is the daemon's to refuse, in one request.
+        self.assertEqual(planCommand(["stop", "a", "-t", "3"]).requests,
+                         (("stop", "a", "-t", "3"),))
+
+    def test_logs(self) -> None:
+        """C{logs -t} is the client's; several names are a request each."""
+        plan = planCommand(["logs", "-t", "--since=10m", "-n", "5", "a", "b"])
+        self.assertTrue(plan.timestamps)
+        self.assertEqual(plan.requests, (("logs", "--since=10m", "-n", "5", "a"),
+                                         ("logs", "--since=10m", "-n", "5", "b")))
+        self.assertFalse(plan.follow)
+        self.assertTrue(planCommand(["logs", "--timestamps", "-f", "a"]).follow)
+
+
+class TemplateTests(SynchronousTestCase):
+    """C{--format TEMPLATE}: fields only."""
+
+    def test_fields(self) -> None:
+        """Every documented field shows its part of a container."""
+        container = dict(WEB, labels={"tier": "web", "a": "1"})
+        template = fmt.Template.parse(
+            "{{.Name}}|{{.ID}}|{{.State}}|{{.Image}}|{{.Command}}|{{.Pid}}|{{.ExitCode}}|"
+            "{{.Restarts}}|{{.Labels}}|{{.RestartPolicy}}|{{.Backend}}"
+        )
+        self.assertEqual(
+            template.render(container),
+            "web|abc|running|host|sleep 100|4242||0|a=1,tier=web|no|memory",
+        )
+        self.assertEqual(fmt.Template.parse("{{.Created}}").render(WEB), WEB["created"])
+        self.assertEqual(fmt.Template.parse("{{.ExitCode}}").render(DB), "-15")
+
+    def test_noExecution(self) -> None:
+        """Text that looks like code is only text outside C{{{ }}}."""
+        template = fmt.Template.parse("{.Name} $(id) {{.Name}}")
+        self.assertEqual(template.render(WEB), "{.Name} $(id) web")
+
+
+class OneShotHabitsTests(SynchronousTestCase):
+    """The one-shot client carrying out a plan against a fake daemon."""
+
+    def test_quiet(self) -> None:
+        """C{ps -q} prints the names alone, one a line."""
+        h = Harness(FakeDaemon({"ps": ok([DB, WEB])}))
+        self.assertEqual(self.successResultOf(h.run(planned("ps", "-aq"))), 0)
+        self.assertEqual(h.out.getvalue(), "db\nweb\n")
+        self.assertEqual(h.daemon.received, ["ps"])
+
+    def test_formatJSON(self) -> None:
+        """C{ps --format json}: one JSON object per line, each a container."""
+        h = Harness(FakeDaemon({"ps": ok([DB, WEB])}))
+        self.successResultOf(h.run(planned("ps", "--format", "json")))
+        lines = h.out.getvalue().splitlines()
+        self.assertEqual([json.loads(line) for line in lines], [DB, WEB])
+
+    def test_formatTemplate(self) -> None:
+        """C{ps --format TEMPLATE}: the template for each container."""
+        h = Harness(FakeDaemon({"list": ok([DB, WEB])}))
+        self.successResultOf(h.run(planned("list", "--format", "{{.Name}}={{.State}}")))
+        self.assertEqual(h.out.getvalue(), "db=exited\nweb=running\n")
+
+    def test_severalNames(self) -> None:
+        """
+        Several names: a request each, in order; each error printed, and
+        exit status 1 when one failed, the others still done.
+        """
+        def stop(words: list[str]) -> str:
+            if words[-1] == "nope":
+                return "ERR not_found no such container: nope"
+            return ok(dict(WEB, name=words[-1], state="exited", pid=None, exit_code=-15))
+
+        h = Harness(FakeDaemon({"stop": stop}))
+        d = h.run(planned("stop", "-t", "1", "a", "nope", "b"))
+        h.flush()
+        self.assertEqual(self.successResultOf(d), 1)
+        self.assertEqual(h.daemon.received, ["stop -t 1 a", "stop -t 1 nope", "stop -t 1 b"])
+        self.assertEqual(h.out.getvalue(),
+                         "a  exited  exit code -15\nb  exited  exit code -15\n")
+        self.assertEqual(h.err.getvalue(), "Error: not_found: no such container: nope\n")
+
+    def test_badRequestExitsTwo(self) -> None:
+        """A C{bad_request} from the daemon is a usage error: exit status 2."""
+        h = Harness(FakeDaemon({"stop": "ERR bad_request unknown option '--bogus'"}))
+        self.assertEqual(self.successResultOf(h.run(planned("stop", "--bogus", "a"))), 2)
+        self.assertEqual(h.err.getvalue(), "Error: bad_request: unknown option '--bogus'\n")
+
+    def test_jsonErrors(self) -> None:
+        """With C{--json} an error is a JSON object on stderr."""
+        h = Harness(FakeDaemon({"inspect": "ERR not_found no such container: x"}))
+        self.assertEqual(self.successResultOf(h.run(planned("inspect", "x", json=True))), 1)
+        self.assertEqual(json.loads(h.err.getvalue()),
+                         {"error": "not_found", "message": "no such container: x"})
+        self.assertEqual(h.out.getvalue(), "")
+
+    def test_jsonUnchanged(self) -> None:
+        """With C{--json} the reply is printed exactly as the daemon sent it."""
+        raw = '{"name":"web","state":"running","image":"host","x":"caf\\u00e9"}'
+        h = Harness(FakeDaemon({"inspect": "OK " + raw}))
+        self.successResultOf(h.run(planned("inspect", "web", json=True)))
+        self.assertEqual(h.out.getvalue(), raw + "\n")
+
+    def test_jsonUnreachable(self) -> None:
+        """With C{--json}, an unreachable daemon is a JSON error too."""
+        reactor = MemoryReactorClock()
+        out, err = io.StringIO(), io.StringIO()
+        d = ensureDeferred(cli.run(reactor, planned("ping", json=True), out, err))
+        ConnectionCompleter(reactor).failOnce()
+        self.assertEqual(self.successResultOf(d), 3)
+        self.assertEqual(json.loads(err.getvalue())["error"], "unreachable")
+
+    def test_logsTimestamps(self) -> None:
+        """C{logs -t} prints each line's time before it."""
+        lines = [{"time": "2026-11-30T10:00:00.000Z", "stream": "stdout", "line": "one"}]
+        h = Harness(FakeDaemon({"logs": ok(lines)}))
+        self.successResultOf(h.run(planned("logs", "-t", "web")))
+        self.assertEqual(h.out.getvalue(), "2026-11-30T10:00:00.000Z one\n")
+        self.assertEqual(h.daemon.received, ["logs web"])
+
+    def test_logsSeveral(self) -> None:
+        """
+        C{logs a b}: each container's lines with a C{NAME |} prefix, merged
+        by time; no colours when the output is not a terminal.
+        """
+        replies = {
+            "a": [{"time": "2026-11-30T10:00:00.000Z", "stream": "stdout", "line": "a1"},
+                  {"time": "2026-11-30T10:00:02.000Z", "stream": "stdout", "line": "a2"}],
+            "bb": [{"time": "2026-11-30T10:00:01.000Z", "stream": "stdout", "line": "b1"}],
+        }
+        h = Harness(FakeDaemon({"logs": lambda words: ok(replies[words[-1]])}))
+        d = h.run(planned("logs", "--since=1h", "a", "bb"))
+        h.flush()
+        self.assertEqual(self.successResultOf(d), 0)
+        self.assertEqual(h.out.getvalue(), "a  | a1\nbb | b1\na  | a2\n")
+        self.assertEqual(h.daemon.received, ["logs --since=1h a", "logs --since=1h bb"])
+
+    def test_logsSeveralColours(self) -> None:
+        """On a terminal each name has its colour, unless NO_COLOR is set."""
+        prefixes = fmt.LogPrefixes(("a", "b"), fmt.useColour(True, {}))
+        self.assertEqual(prefixes.prefix("a"), "\x1b[36ma | \x1b[0m")
+        self.assertEqual(prefixes.prefix("b"), "\x1b[33mb | \x1b[0m")
+        self.assertFalse(fmt.useColour(True, {"NO_COLOR": "1"}))
+        self.assertFalse(fmt.useColour(False, {}))
+
+        class Terminal(io.StringIO):
+            def isatty(self) -> bool:
+                return True
+
+        h = Harness(FakeDaemon({"logs": lambda words: ok(
+            [{"time": "t", "stream": "stdout", "line": words[-1]}])}))
+        h.out = Terminal()
+        d = h.run(planned("logs", "a", "b"))
+        h.flush()
+        self.successResultOf(d)
+        self.assertIn("\x1b[36ma | \x1b[0ma\n", h.out.getvalue())
+
+    def test_logsSeveralFollow(self) -> None:
+        """
+        C{logs -f a b}: both followed on one connection, lines prefixed
+        as they come, done once both have ended.
+        """
+        held: Deferred[Any] = Deferred()
+        h = Harness(FakeDaemon({"logs": lambda words: held if words[-1] == "b" else ok([])}))
+        d = h.run(planned("logs", "-f", "a", "b"))
+        h.flush()
+        held.callback([ok([]), event({"type": "log", "name": "a", "line": "early"})])
+        h.flush()
+        self.assertEqual(h.out.getvalue(), "a | early\n")
+        h.daemon.sendEvent({"type": "log", "name": "b", "line": "hi"})
+        h.daemon.sendEvent({"type": "log_end", "name": "a"})
+        h.flush()
+        self.assertNoResult(d)
+        h.daemon.sendEvent({"type": "log_end", "name": "b"})
+        h.flush()
+        self.assertEqual(self.successResultOf(d), 0)
+        self.assertEqual(h.out.getvalue(), "a | early\nb | hi\n")
+
+    def test_commandHelp(self) -> None:
+        """C{pycm stop --help} sends C{help stop}."""
+        h = Harness(FakeDaemon({"help": ok({"name": "stop", "usage": "stop NAME",
+                                            "summary": "stop it", "aliases": []})}))
+        self.assertEqual(self.successResultOf(h.run(planned("stop", "--help"))), 0)
+        self.assertEqual(h.daemon.received, ["help stop"])
+        self.assertEqual(h.out.getvalue(), "usage: stop NAME\n  stop it\n")
+
+
+class PipedJSONTests(SynchronousTestCase):
+    """Piped requests with C{--json} pass the daemon's lines through."""
+
+    def test_unchanged(self) -> None:
+        """OK and EVENT lines are written exactly as the daemon sent them."""
+        from .test_client_cli import FakeStdio
+
+        raw = '{"a":1,  "b":"caf\\u00e9"}'
+        daemon = FakeDaemon({"inspect": ["EVENT " + raw, "OK " + raw]})
+        h = Harness(daemon)
+        stdio = FakeStdio()
+
+        def attach(protocol: cli.PipedRequests) -> None:
+            stdio.protocol = protocol
+            protocol.makeConnection(stdio)
+
+        d = h.run(options(json=True), attachStdio=attach)
+        stdio.protocol.dataReceived(b"inspect web\n")
+        h.flush()
+        stdio.protocol.readConnectionLost()
+        h.flush()
+        self.assertEqual(self.successResultOf(d), 0)
+        self.assertEqual(stdio.value().decode(), f"EVENT {raw}\nOK {raw}\n")
