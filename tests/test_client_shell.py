@@ -374,6 +374,80 @@ class ShellTests(SynchronousTestCase):
         h2.type(b"es\tweb\t")
         self.assertEqual(h2.typed(), b"restart web")
 
+    def test_tabCompletesNames(self) -> None:
+        """
+        Tab after a command that takes names completes a container name
+        (asked of the daemon): a unique one with a space, the common start
+        of several (then listed); at "Enter container name:" too.
+        """
+        containers = [{"name": n} for n in ("db", "web", "web2", "worker")]
+        h = ShellHarness(FakeDaemon({"list": ok(containers)}))
+        h.type(b"stop d\t")
+        self.assertEqual(h.typed(), b"stop db ")
+        self.assertEqual(h.daemon.received, ["list"])
+        h.type(b"w\t")
+        self.assertEqual(h.typed(), b"stop db w")
+        self.assertIn(b"web  web2  worker", h.screen())
+        h.type(b"e\t")
+        self.assertEqual(h.typed(), b"stop db web")
+        h.type(b"\x15rm -f wo\t")
+        self.assertEqual(h.typed(), b"rm -f worker ")
+        h.type(b"\x15stop\r")
+        h.type(b"d\t")
+        self.assertEqual(h.typed(), b"db ")
+        # No names where a name is a new one, or an option's value.
+        h.type(b"\x03run w\t")
+        self.assertEqual(h.typed(), b"run w")
+        h.type(b"\x15stop -t w\t")
+        self.assertEqual(h.typed(), b"stop -t w")
+
+    def test_tabNamesLineChanged(self) -> None:
+        """A name reply that comes after the line changed is not typed in."""
+        held: Deferred[Any] = Deferred()
+        h = ShellHarness(FakeDaemon({"list": lambda words: held}))
+        h.type(b"stop w\t")
+        h.type(b"x")
+        held.callback(ok([{"name": "web"}]))
+        h.pump.flush()
+        self.assertEqual(h.typed(), b"stop wx")
+
+    def test_tabCompletesOptions(self) -> None:
+        """Tab after a dash completes the command's options."""
+        h = ShellHarness()
+        h.type(b"logs --f\t")
+        self.assertEqual(h.typed(), b"logs --follow ")
+        h.type(b"--s\t")
+        self.assertEqual(h.typed(), b"logs --follow --since ")
+        h.type(b"\x15stop --\t")
+        self.assertEqual(h.typed(), b"stop --time ")
+        self.assertEqual(h.daemon.received, [])
+
+    def test_commandsFromTable(self) -> None:
+        """The command words Tab knows are those of the daemon's table."""
+        from pycm import commands
+        from pycm.client import shell
+
+        self.assertEqual(list(shell.COMMANDS), sorted(commands.COMMANDS))
+        self.assertIn("--since", shell.valueOptions("logs"))
+        self.assertNotIn("-f", shell.valueOptions("rm"))
+
+    def test_ctrlDAtNamePrompt(self) -> None:
+        """
+        Ctrl-D at "Enter container name:" cancels the question, not the
+        shell: the prompt comes back, nothing is sent, the shell goes on.
+        """
+        h = ShellHarness()
+        h.type(b"stop\r")
+        h.screen()
+        h.type(b"\x04")
+        self.assertNoResult(h.done)
+        self.assertTrue(h.screen().endswith(b"\r\npycm> "))
+        self.assertEqual(h.daemon.received, [])
+        h.type(b"ping\r")
+        self.assertEqual(h.daemon.received, ["ping"])
+        h.type(b"\x04")
+        self.assertEqual(self.successResultOf(h.done), 0)
+
     def test_unauthorizedHint(self) -> None:
         """C{unauthorized} in the shell says how to authenticate."""
         h = ShellHarness(FakeDaemon({"list": "ERR unauthorized auth first"}))

@@ -748,6 +748,31 @@ async def run(
     return await runPiped(reactor, client, options, attachStdio, err)
 
 
+def clientCommand(options: Options, out: TextIO, err: TextIO) -> int | None:
+    """
+    Carry out a command of the client's own, which needs no connection
+    (C{completion SHELL}, and the hidden C{__names} that completion
+    scripts call): its exit status, or None for a command of the daemon's.
+    """
+    if not options.command:
+        return None
+    word = options.command[0]
+    if word == "completion":
+        from pycm.client.completion import SHELLS, completionScript
+
+        if len(options.command) != 2 or options.command[1] not in SHELLS:
+            _writeLines(err, ["pycm: usage: pycm completion bash|zsh|fish"])
+            return EXIT_USAGE
+        out.write(completionScript(options.command[1]))
+        return EXIT_OK
+    if word == "__names":
+        from pycm.client.completion import containerNames
+
+        _writeLines(out, containerNames(options.host, options.token))
+        return EXIT_OK
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """The C{pycm} console script."""
     if argv is None:
@@ -757,6 +782,9 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     except UsageError as e:
         sys.stderr.write(f"pycm: {e}\nTry 'pycm --help'.\n")
         sys.exit(EXIT_USAGE)
+    local = clientCommand(options, sys.stdout, sys.stderr)
+    if local is not None:
+        sys.exit(local)
 
     from twisted.internet import stdio, task
 

@@ -29,17 +29,39 @@ from pycm.client.history import HistoryFile, defaultHistoryPath
 from pycm.client.protocol import ClientProtocol, isSilentLine
 from pycm.errors import PycmError, Unauthorized
 
+def _spellings(option: Any) -> tuple[str, ...]:
+    return (f"--{option.name}", *([f"-{option.short}"] if option.short else ()))
+
+
+def _table() -> tuple[tuple[str, ...], dict[str, Any]]:
+    """The command words and rows of the daemon's command table."""
+    from pycm.commands import COMMANDS as rows
+
+    return tuple(sorted(rows)), dict(rows)
+
+
+#: Command words Tab completes, and each command's row (its options): from
+#: the daemon's command table.
+COMMANDS, _ROWS = _table()
+
+
+def valueOptions(command: str) -> frozenset[str]:
+    """The options of C{command} that take the next word as their value."""
+    row = _ROWS.get(command.lower())
+    if row is None:
+        return frozenset()
+    return frozenset(
+        spelling for option in row.options if option.takesValue
+        for spelling in _spellings(option)
+    )
+
+
 #: Options of run/create/stop that take a value as the next word.
-VALUE_OPTIONS = frozenset({
-    "-e", "-l", "-w", "--env", "--label", "--restart", "--stop-timeout",
-    "--stop-signal", "--memory", "--cpus", "--workdir", "--time", "-t",
+VALUE_OPTIONS = valueOptions("run") | valueOptions("stop")
+#: Commands whose arguments are container names Tab completes.
+NAME_COMMANDS = frozenset({
+    "start", "stop", "restart", "kill", "rm", "inspect", "logs", "wait", "unfollow",
 })
-#: Command words Tab completes (the protocol's commands, and the shell's).
-COMMANDS = (
-    "auth", "create", "events", "exit", "help", "info", "inspect", "kill",
-    "list", "logs", "ls", "ping", "ps", "quit", "restart", "rm", "run",
-    "start", "stop", "unfollow", "version", "wait",
-)
 #: Commands that ask for a container name when typed without one.
 NAME_REQUIRED = frozenset({"run", "stop"})
 
@@ -54,7 +76,7 @@ CTRL_A, CTRL_C, CTRL_D, CTRL_E = b"\x01", b"\x03", b"\x04", b"\x05"
 CTRL_H, CTRL_L, CTRL_U = b"\x08", b"\x0c", b"\x15"
 
 
-def hasPositional(args: Sequence[str]) -> bool:
+def hasPositional(args: Sequence[str], values: frozenset[str] = VALUE_OPTIONS) -> bool:
     """
     True when C{args} (the words after the command) hold a positional
     argument (a container name), not just options.
@@ -65,7 +87,7 @@ def hasPositional(args: Sequence[str]) -> bool:
         if word == "--":
             return i + 1 < len(args)
         if word.startswith("-") and word != "-":
-            i += 2 if word in VALUE_OPTIONS else 1
+            i += 2 if word in values else 1
             continue
         return True
     return False
@@ -192,18 +214,61 @@ class ShellProtocol(HistoricRecvLine):
 
     def handle_TAB(self) -> None:
         """
-        Tab completes the command word: a unique match is completed, several
-        are listed.
+        Tab completes the word before the cursor: the command word, an
+        option of the command (from the daemon's table), or a container
+        name (asked of the daemon: completed when its reply comes, if the
+        line has not changed meanwhile).  A unique match is completed,
+        several are listed after their common start.
         """
-        typed = b"".join(self.lineBuffer)
-        if b" " in typed or self.lineBufferIndex != len(self.lineBuffer):
+        if self.lineBufferIndex != len(self.lineBuffer):
             return
-        prefix = typed.decode("utf-8", "replace").lower()
-        matches = [c for c in COMMANDS if c.startswith(prefix)]
+        typed = b"".join(self.lineBuffer).decode("utf-8", "replace")
+        if self.asking is not None:
+            if self.asking[0].lower() != "run" and " " not in typed:
+                self._completeNames(typed)
+            return
+        if " " not in typed:
+            prefix = typed.lower()
+            self._complete(prefix, [c for c in COMMANDS if c.startswith(prefix)])
+            return
+        words = typed.split(" ")
+        current, before = words[-1], [w for w in words[:-1] if w]
+        row = _ROWS.get(before[0].lower())
+        if row is None:
+            return
+        if current.startswith("-"):
+            spellings = sorted(
+                spelling for option in row.options for spelling in _spellings(option)
+            )
+            self._complete(current, [o for o in spellings if o.startswith(current)])
+            return
+        if row.name not in NAME_COMMANDS or (
+            len(before) > 1 and before[-1] in valueOptions(row.name)
+        ):
+            return
+        self._completeNames(current)
+
+    def _completeNames(self, prefix: str) -> None:
+        """Complete a container name, once the daemon has said which exist."""
+        before = list(self.lineBuffer)
+
+        def listed(containers: Any) -> None:
+            if self.leaving or self.lineBuffer != before:
+                return
+            names = sorted(str(c.get("name")) for c in containers if isinstance(c, dict))
+            self._complete(prefix, [n for n in names if n.startswith(prefix)])
+
+        self.client.request("list").addCallbacks(listed, lambda failure: None)
+
+    def _complete(self, prefix: str, matches: list[str]) -> None:
+        """Type the rest of a unique match (and a space); list several."""
         if len(matches) == 1:
-            for ch in (matches[0][len(prefix):] + " ").encode():
-                self.characterReceived(bytes([ch]), False)
-        elif matches and prefix:
+            rest = matches[0][len(prefix):] + " "
+        else:
+            rest = os.path.commonprefix(matches)[len(prefix):]
+        for ch in rest.encode("utf-8"):
+            self.characterReceived(bytes([ch]), False)
+        if len(matches) > 1 and (prefix or self.lineBuffer):
             self.printAbove(["  ".join(matches)])
 
     def handle_INTERRUPT(self) -> None:
@@ -218,11 +283,19 @@ class ShellProtocol(HistoricRecvLine):
         self.drawInputLine()
 
     def handle_EOF(self) -> None:
-        """Ctrl-D: leave on an empty line, else delete the next character."""
+        """
+        Ctrl-D: leave on an empty line, else delete the next character; at
+        "Enter container name:", cancel the question, not the shell.
+        """
         if self.lineBuffer:
             self.handle_DELETE()
             return
         self.terminal.write(b"\n")
+        if self.asking is not None:
+            self.asking = None
+            self.pn = 0
+            self.drawInputLine()
+            return
         self.leave()
 
     def handle_CLEAR(self) -> None:
@@ -294,7 +367,7 @@ class ShellProtocol(HistoricRecvLine):
         if command in ("exit", "quit"):
             self.leave()
             return
-        if command in NAME_REQUIRED and not hasPositional(words[1:]):
+        if command in NAME_REQUIRED and not hasPositional(words[1:], valueOptions(command)):
             self.asking = words
             self.pn = 1
             self.drawInputLine()

@@ -1,0 +1,329 @@
+"""
+Tab completion: C{pycm completion bash|zsh|fish} prints a script for the
+shell, and the hidden C{pycm __names} prints the container names for it.
+
+The command words and their options come from the daemon's command table
+(L{pycm.commands.TABLE}) and the options the client reads itself
+(L{pycm.client.plan}); the names are asked of the daemon over a plain
+socket with a one-second deadline, and nothing is printed on any error, so
+that a Tab never hangs or spills an error into the command line.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import socket
+import time
+from collections.abc import Sequence
+
+import attrs
+
+#: Options the client reads itself, by command (see L{pycm.client.plan}).
+CLIENT_OPTIONS: dict[str, tuple[str, ...]] = {
+    "run": ("-d", "--detach"),
+    "list": ("-a", "--all", "-q", "--quiet", "--format"),
+    "logs": ("-t", "--timestamps"),
+}
+#: The client's own commands, not the daemon's.
+CLIENT_COMMANDS = ("completion",)
+SHELLS = ("bash", "zsh", "fish")
+#: pycm's own options, before the command.
+GLOBAL_OPTIONS = ("--host", "-H", "--token", "--json", "--help", "--version")
+#: Commands whose positional arguments are all container names (several
+#: with Docker's habits), and those that take one name.
+MULTI_NAME = frozenset({"stop", "start", "restart", "kill", "rm", "logs"})
+ONE_NAME = frozenset({"inspect", "wait", "unfollow"})
+#: How long C{pycm __names} may take, in seconds.
+NAMES_TIMEOUT = 1.0
+
+
+@attrs.frozen
+class CommandWords:
+    """
+    What completion knows of one command.
+
+    @ivar words: its name and aliases.
+    @ivar options: every option spelling it takes (C{-t}, C{--time}).
+    @ivar valueOptions: those that take the next word as their value.
+    @ivar names: whether its arguments are container names.
+    """
+
+    name: str
+    summary: str
+    words: tuple[str, ...]
+    options: tuple[str, ...]
+    valueOptions: tuple[str, ...]
+    names: bool
+
+
+def commandTable() -> list[CommandWords]:
+    """Every command, from the daemon's table and the client's additions."""
+    from pycm.commands import TABLE
+
+    table = []
+    for command in TABLE:
+        options: list[str] = []
+        values: list[str] = []
+        for option in command.options:
+            spellings = [f"--{option.name}"] + ([f"-{option.short}"] if option.short else [])
+            options.extend(spellings)
+            if option.takesValue:
+                values.extend(spellings)
+        extra = CLIENT_OPTIONS.get(command.name, ())
+        options.extend(extra)
+        if "--format" in extra:
+            values.append("--format")
+        options.append("--help")
+        table.append(CommandWords(
+            name=command.name,
+            summary=command.summary,
+            words=(command.name, *command.aliases),
+            options=tuple(options),
+            valueOptions=tuple(values),
+            names=command.name in MULTI_NAME or command.name in ONE_NAME,
+        ))
+    table.append(CommandWords("completion", "print a shell completion script",
+                              ("completion",), (), (), False))
+    return table
+
+
+def commandWords(table: Sequence[CommandWords] | None = None) -> list[str]:
+    """Every command word (aliases too), sorted."""
+    if table is None:
+        table = commandTable()
+    return sorted(word for command in table for word in command.words)
+
+
+# -- the scripts ---------------------------------------------------------------
+
+_BASH = r"""# pycm completion for bash: add to ~/.bashrc
+#   source <(pycm completion bash)
+_pycm_names() {
+    "$1" "${@:2}" __names 2>/dev/null
+}
+_pycm() {
+    local cur prev cmd i program
+    cur="${COMP_WORDS[COMP_CWORD]}"
+    prev=""
+    [ "$COMP_CWORD" -gt 0 ] && prev="${COMP_WORDS[COMP_CWORD-1]}"
+    program="${COMP_WORDS[0]}"
+    local -a own=()
+    cmd=""
+    i=1
+    while [ "$i" -lt "$COMP_CWORD" ]; do
+        case "${COMP_WORDS[i]}" in
+            --host|-H|--token)
+                own+=("${COMP_WORDS[i]}" "${COMP_WORDS[i+1]}"); i=$((i+2)) ;;
+            --host=*|--token=*) own+=("${COMP_WORDS[i]}"); i=$((i+1)) ;;
+            -*) i=$((i+1)) ;;
+            *) cmd="${COMP_WORDS[i]}"; break ;;
+        esac
+    done
+    COMPREPLY=()
+    if [ -z "$cmd" ]; then
+        case "$prev" in
+            --host|-H|--token) return ;;
+        esac
+        if [[ "$cur" == -* ]]; then
+            COMPREPLY=($(compgen -W "@GLOBAL@" -- "$cur"))
+        else
+            COMPREPLY=($(compgen -W "@COMMANDS@" -- "$cur"))
+        fi
+        return
+    fi
+    local options="" values="" names=""
+    case "${cmd,,}" in
+@CASES@
+    esac
+    local word
+    for word in $values; do
+        [ "$prev" = "$word" ] && return
+    done
+    if [[ "$cur" == -* ]]; then
+        COMPREPLY=($(compgen -W "$options" -- "$cur"))
+    elif [ "$names" = commands ]; then
+        COMPREPLY=($(compgen -W "@COMMANDS@" -- "$cur"))
+    elif [ "$names" = shells ]; then
+        COMPREPLY=($(compgen -W "@SHELLS@" -- "$cur"))
+    elif [ "$names" = yes ]; then
+        COMPREPLY=($(compgen -W "$(_pycm_names "$program" "${own[@]}")" -- "$cur"))
+    fi
+}
+complete -F _pycm pycm
+"""
+
+_ZSH = r"""#compdef pycm
+# pycm completion for zsh: add to ~/.zshrc
+#   source <(pycm completion zsh)
+autoload -U +X bashcompinit && bashcompinit
+"""
+
+_FISH_HEAD = r"""# pycm completion for fish:
+#   pycm completion fish > ~/.config/fish/completions/pycm.fish
+function __pycm_names
+    set -l words (commandline -opc)
+    set -l own
+    set -l i 2
+    while test $i -le (count $words)
+        switch $words[$i]
+            case --host -H --token
+                set own $own $words[$i] $words[(math $i + 1)]
+                set i (math $i + 2)
+            case '-*'
+                set i (math $i + 1)
+            case '*'
+                break
+        end
+    end
+    $words[1] $own __names 2>/dev/null
+end
+complete -c pycm -f
+complete -c pycm -n __fish_use_subcommand -l host -s H -r -d "the daemon's endpoint"
+complete -c pycm -n __fish_use_subcommand -l token -r -d 'the token'
+complete -c pycm -n __fish_use_subcommand -l json -d 'raw JSON output'
+"""
+
+
+def _bashCase(command: CommandWords) -> str:
+    if command.name == "help":
+        names = "commands"
+    elif command.name == "completion":
+        names = "shells"
+    else:
+        names = "yes" if command.names else ""
+    pattern = "|".join(command.words)
+    return (
+        f"        {pattern})\n"
+        f"            options=\"{' '.join(command.options)}\"\n"
+        f"            values=\"{' '.join(command.valueOptions)}\"\n"
+        f"            names=\"{names}\" ;;"
+    )
+
+
+def bashScript(table: Sequence[CommandWords] | None = None) -> str:
+    """The bash completion script (a function C{_pycm})."""
+    if table is None:
+        table = commandTable()
+    return (
+        _BASH.replace("@CASES@", "\n".join(_bashCase(c) for c in table))
+        .replace("@COMMANDS@", " ".join(commandWords(table)))
+        .replace("@GLOBAL@", " ".join(GLOBAL_OPTIONS))
+        .replace("@SHELLS@", " ".join(SHELLS))
+    )
+
+
+def zshScript(table: Sequence[CommandWords] | None = None) -> str:
+    """The zsh completion script: the bash one, through C{bashcompinit}."""
+    return _ZSH + bashScript(table)
+
+
+def _fishQuote(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def fishScript(table: Sequence[CommandWords] | None = None) -> str:
+    """The fish completion script."""
+    if table is None:
+        table = commandTable()
+    lines = [_FISH_HEAD.rstrip("\n")]
+    for command in table:
+        for word in command.words:
+            lines.append(
+                f"complete -c pycm -n __fish_use_subcommand -a {word} "
+                f"-d {_fishQuote(command.summary)}"
+            )
+        seen = f"'__fish_seen_subcommand_from {' '.join(command.words)}'"
+        for option in command.options:
+            flag = f"-l {option[2:]}" if option.startswith("--") else f"-s {option[1:]}"
+            needs = " -r" if option in command.valueOptions else ""
+            lines.append(f"complete -c pycm -n {seen} {flag}{needs}")
+        if command.names:
+            lines.append(f"complete -c pycm -n {seen} -a '(__pycm_names)'")
+        elif command.name == "help":
+            lines.append(f"complete -c pycm -n {seen} -a {_fishQuote(' '.join(commandWords(table)))}")
+        elif command.name == "completion":
+            lines.append(f"complete -c pycm -n {seen} -a {_fishQuote(' '.join(SHELLS))}")
+    return "\n".join(lines) + "\n"
+
+
+SCRIPTS = {"bash": bashScript, "zsh": zshScript, "fish": fishScript}
+
+
+def completionScript(shell: str) -> str:
+    """
+    The completion script for C{shell}.
+
+    @raise KeyError: for a shell other than bash, zsh or fish.
+    """
+    return SCRIPTS[shell]()
+
+
+# -- container names, quickly -------------------------------------------------
+
+
+def socketAddress(host: str) -> tuple[int, object] | None:
+    """
+    The address family and address of a plain C{tcp:} or C{unix:}
+    endpoint string, or None for any other (C{tls:} is not tried).
+    """
+    kind, _, rest = host.partition(":")
+    fields = rest.split(":")
+    named = dict(f.split("=", 1) for f in fields if "=" in f)
+    plain = [f for f in fields if "=" not in f]
+    if kind == "unix":
+        path = named.get("path") or (plain[0] if plain else "")
+        return (socket.AF_UNIX, path) if path else None
+    if kind == "tcp":
+        hostName = named.get("host") or (plain[0] if plain else "")
+        port = named.get("port") or (plain[1] if len(plain) > 1 else "")
+        if hostName and port.isdigit():
+            return (socket.AF_UNSPEC, (hostName, int(port)))
+    return None
+
+
+def containerNames(host: str, token: str | None,
+                   timeout: float = NAMES_TIMEOUT) -> list[str]:
+    """
+    The daemon's container names, sorted; C{[]} on any error or when the
+    daemon has not answered within C{timeout} seconds.
+    """
+    address = socketAddress(host)
+    if address is None:
+        return []
+    deadline = time.monotonic() + timeout
+    family, where = address
+    try:
+        if family == socket.AF_UNIX:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(timeout)
+            sock.connect(where)  # type: ignore[arg-type]
+        else:
+            sock = socket.create_connection(where, timeout)  # type: ignore[arg-type]
+    except OSError:
+        return []
+    with sock:
+        try:
+            requests = b""
+            if token:
+                requests += f"auth {shlex.quote(token)}\n".encode()
+            requests += b"list\n"
+            sock.sendall(requests)
+            replies = 2 if token else 1
+            buffer = b""
+            while buffer.count(b"\n") < replies:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return []
+                sock.settimeout(left)
+                chunk = sock.recv(65536)
+                if not chunk:
+                    return []
+                buffer += chunk
+            line = buffer.split(b"\n")[replies - 1]
+            if not line.startswith(b"OK "):
+                return []
+            containers = json.loads(line[3:])
+            return sorted(str(c["name"]) for c in containers if isinstance(c, dict))
+        except (OSError, ValueError, KeyError, TypeError):
+            return []
