@@ -368,15 +368,23 @@ class ProgressEvent:
     action: str
     detail: str
     time: float
+    #: For a pull: the image, the layer (C{""} for the image as a whole)
+    #: and the layer's status, as the engine says them.
+    image: str = ""
+    layer: str = ""
+    status: str = ""
 
     def toJSON(self) -> dict[str, Any]:
-        return {
+        value = {
             "type": "progress",
             "action": self.action,
             "name": self.name,
             "detail": self.detail,
             "time": formatTime(self.time),
         }
+        if self.status:
+            value.update(image=self.image, layer=self.layer, status=self.status)
+        return value
 
 
 @attrs.frozen

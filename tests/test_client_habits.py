@@ -237,10 +237,6 @@ class OneShotHabitsTests(SynchronousTestCase):
         self.assertFalse(fmt.useColour(True, {"NO_COLOR": "1"}))
         self.assertFalse(fmt.useColour(False, {}))
 
-        class Terminal(io.StringIO):
-            def isatty(self) -> bool:
-                return True
-
         h = Harness(FakeDaemon({"logs": lambda words: ok(
             [{"time": "t", "stream": "stdout", "line": words[-1]}])}))
         h.out = Terminal()
@@ -302,3 +298,81 @@ class PipedJSONTests(SynchronousTestCase):
         h.flush()
         self.assertEqual(self.successResultOf(d), 0)
         self.assertEqual(stdio.value().decode(), f"EVENT {raw}\nOK {raw}\n")
+
+
+class Terminal(io.StringIO):
+    """A stream that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def pull(layer: str, status: str, image: str = "busybox:latest") -> str:
+    detail = " ".join(part for part in (image, layer, status) if part)
+    return event({"type": "progress", "action": "pull", "name": "web", "detail": detail,
+                  "time": "t", "image": image, "layer": layer, "status": status})
+
+
+class PullProgressTests(SynchronousTestCase):
+    """A one-shot C{run} shows an image pull's progress on a terminal."""
+
+    def daemon(self) -> FakeDaemon:
+        """A daemon that pulls for C{run}: progress to a subscriber only."""
+        subscribed: list[bool] = []
+
+        def events(words: list[str]) -> str:
+            subscribed.append(True)
+            return ok({"events": True, "last_id": 3})
+
+        def run(words: list[str]) -> list[str]:
+            progress = [
+                pull("", "Pulling from library/busybox"),
+                pull("9ad63333ebc9", "Pulling fs layer"),
+                pull("9ad63333ebc9", "Downloading"),
+                pull("0123456789ab", "Pulling fs layer"),
+                pull("9ad63333ebc9", "Pull complete"),
+            ]
+            return [*(progress if subscribed else []), ok(WEB)]
+
+        return FakeDaemon({"events": events, "run": run})
+
+    def test_terminal(self) -> None:
+        """
+        On a terminal: the client asks for this container's pull events,
+        draws one line per layer and redraws them in place (cursor up,
+        erase line) as each changes; the reply follows on stdout.
+        """
+        h = Harness(self.daemon())
+        h.err = Terminal()
+        d = h.run(planned("run", "-d", "web", "busybox"))
+        h.flush()
+        self.assertEqual(self.successResultOf(d), 0)
+        self.assertEqual(h.daemon.received[0],
+                         "events --filter action=pull --filter name=web")
+        self.assertEqual(h.daemon.received[1], "run web busybox")
+        self.assertEqual(h.out.getvalue(), "web  running  pid 4242\n")
+        screen = h.err.getvalue()
+        self.assertIn("\x1b[3A", screen)
+        # What the terminal shows in the end: the last drawing.
+        last = screen.rsplit("\x1b[3A", 1)[1]
+        self.assertEqual(
+            [line.split("\x1b[2K")[-1] for line in last.split("\n")[:-1]],
+            ["busybox:latest: Pulling from library/busybox",
+             "9ad63333ebc9: Pull complete", "0123456789ab: Pulling fs layer"],
+        )
+
+    def test_piped(self) -> None:
+        """Not on a terminal: no events asked for, nothing but the reply."""
+        h = Harness(self.daemon())
+        d = h.run(planned("run", "web", "busybox"))
+        h.flush()
+        self.assertEqual(self.successResultOf(d), 0)
+        self.assertEqual(h.daemon.received, ["run web busybox"])
+        self.assertEqual(h.err.getvalue(), "")
+        self.assertEqual(h.out.getvalue(), "web  running  pid 4242\n")
+
+    def test_onlyDetail(self) -> None:
+        """A progress event with only a detail still draws, a line of its own."""
+        progress = fmt.PullProgress()
+        self.assertEqual(progress.update({"detail": "busybox a Downloading"}),
+                         "\r\x1b[2Kbusybox a Downloading\n")

@@ -791,3 +791,91 @@ class SignalsSentTests(SynchronousTestCase):
         logged: list[dict[str, Any]] = []
         self.patch(SignalsSent, "log", Logger(observer=logged.append))
         return logged
+
+
+class PullProgressTests(SynchronousTestCase):
+    """The progress events of a pull, on a stubbed engine."""
+
+    def test_layers(self) -> None:
+        """
+        Each change of a layer's status is a progress event naming the
+        image, the layer (C{""} for the image as a whole) and the status.
+        """
+        from twisted.internet.defer import succeed
+
+        from pycm.backends.docker import DockerBackend
+        from pycm.backends.dockerengine import Stream
+        from pycm.model import ProgressEvent
+
+        lines = [
+            {"status": "Pulling from library/busybox", "id": "latest"},
+            {"status": "Pulling fs layer", "id": "9ad63333ebc9"},
+            {"status": "Downloading", "id": "9ad63333ebc9", "progressDetail": {"current": 1}},
+            {"status": "Downloading", "id": "9ad63333ebc9", "progressDetail": {"current": 2}},
+            {"status": "Status: Downloaded newer image for busybox:latest"},
+        ]
+
+        class Engine:
+            timeout = 10.0
+
+            def stream(self, method: str, path: str, params: Any, feed: Any) -> Any:
+                feed(b"".join(json.dumps(line).encode() + b"\r\n" for line in lines))
+                return succeed(Stream(succeed(None)))
+
+        backend = DockerBackend(Clock(), Engine(), pull=True)  # type: ignore[arg-type]
+        seen: list[Any] = []
+        backend.addObserver(seen.append)
+        self.successResultOf(backend.pullImage("busybox:latest", "web"))
+        self.assertTrue(all(isinstance(e, ProgressEvent) for e in seen))
+        self.assertEqual(
+            [(e.toJSON()["layer"], e.toJSON()["status"]) for e in seen],
+            [("latest", "Pulling from library/busybox"),
+             ("9ad63333ebc9", "Pulling fs layer"),
+             ("9ad63333ebc9", "Downloading"),
+             ("", "Status: Downloaded newer image for busybox:latest")],
+        )
+        self.assertEqual({e.toJSON()["image"] for e in seen}, {"busybox:latest"})
+        self.assertEqual(seen[1].toJSON()["detail"],
+                         "busybox:latest 9ad63333ebc9 Pulling fs layer")
+
+
+class LogsSinceTests(SynchronousTestCase):
+    """C{logs} with C{since}, on a stubbed engine."""
+
+    def test_since(self) -> None:
+        """
+        The engine is asked for every line since then (its tail comes
+        before its since), and the last C{tail} of them are kept here.
+        """
+        from twisted.internet.defer import succeed
+
+        from pycm.backends.docker import DockerBackend
+        from pycm.model import parseTime
+
+        stamps = ["2026-11-30T10:00:00.000000000Z", "2026-11-30T10:00:01.000000000Z",
+                  "2026-11-30T10:00:02.000000000Z"]
+        asked: list[Any] = []
+
+        def frames(since: float) -> bytes:
+            payloads = [f"{stamp} line {i}\n".encode() for i, stamp in enumerate(stamps)
+                        if (parseTime(stamp) or 0) >= since]
+            return b"".join(struct.pack(">BxxxL", 1, len(p)) + p for p in payloads)
+
+        class Engine:
+            timeout = 10.0
+
+            def request(self, method: str, path: str, params: Any = None,
+                        *args: Any, **kw: Any) -> Any:
+                asked.append(params)
+                return succeed((200, frames(float(params.get("since", 0)))))
+
+        backend = DockerBackend(Clock(), Engine(), pull=False)  # type: ignore[arg-type]
+        since = parseTime(stamps[1])
+        lines = self.successResultOf(backend._readLogs("cid", 1, since))
+        self.assertEqual([line.line for _, line in lines], ["line 2"])
+        self.assertEqual((asked[-1]["tail"], float(asked[-1]["since"])), ("all", since))
+        lines = self.successResultOf(backend._readLogs("cid", None, since))
+        self.assertEqual([line.line for _, line in lines], ["line 1", "line 2"])
+        lines = self.successResultOf(backend._readLogs("cid", 5))
+        self.assertNotIn("since", asked[-1])
+        self.assertEqual(len(lines), 3)

@@ -779,7 +779,10 @@ class DockerBackend:
                 self.log.info("pulling {image}: {id} {status}", image=image, id=key, status=status)
                 if name is not None:
                     detail = " ".join(part for part in (image, key, status) if part)
-                    self._emit(ProgressEvent(name, "pull", detail, self.reactor.seconds()))
+                    self._emit(ProgressEvent(
+                        name, "pull", detail, self.reactor.seconds(),
+                        image=image, layer=key, status=status,
+                    ))
 
         parser = JSONLines(progress)
         self.log.info("pulling {image}", image=image)

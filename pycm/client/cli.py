@@ -444,7 +444,14 @@ async def runCommand(
         else:
             _writeLines(_logStream(event, out, err), [text])
 
+    progress = await _watchPull(client, options, plan, err)
+
     def listener(event: Any) -> None:
+        if progress is not None and isinstance(event, dict) \
+                and event.get("type") == "progress":
+            err.write(progress.update(event))
+            err.flush()
+            return
         showEvent(event, client.payload)
 
     interrupted = _interruptions(reactor)
@@ -523,6 +530,28 @@ async def runCommand(
     reportError(err, options, "unreachable",
                 f"lost the connection to the pycm daemon at {options.host}")
     return EXIT_UNREACHABLE
+
+
+async def _watchPull(client: ClientProtocol, options: Options, plan: Plan,
+                     err: TextIO) -> fmt.PullProgress | None:
+    """
+    For C{run} or C{create} with a terminal on stderr: ask the daemon for
+    the progress of pulls for this container, and return what draws them;
+    None otherwise (piped, C{--json}, or a daemon that will not say).
+    """
+    isatty = getattr(err, "isatty", None)
+    if plan.command not in ("run", "create") or options.json \
+            or not (isatty and isatty()) or not plan.names:
+        return None
+    watch = ["events", "--filter", "action=pull", "--filter", f"name={plan.names[0]}"]
+    try:
+        await client.request(shlex.join(watch))
+    except (PycmError, ValueError):
+        return None
+    except (Disconnected, ProtocolError):
+        # The request itself will say so.
+        return None
+    return fmt.PullProgress()
 
 
 def _sortTime(when: Any) -> str:

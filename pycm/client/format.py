@@ -421,3 +421,36 @@ def formatLogEntry(
     if prefixes is not None:
         text = prefixes.prefix(name) + text
     return text
+
+
+# -- an image pull's progress ------------------------------------------------
+
+
+class PullProgress:
+    """
+    An image pull's progress on a terminal, as C{docker pull} shows it:
+    one line for the image and one per layer, each rewritten in place as
+    its status changes (the lines drawn before are redrawn, from the
+    cursor moved back up over them).
+    """
+
+    def __init__(self) -> None:
+        self.lines: dict[str, str] = {}
+        self.drawn = 0
+
+    def update(self, event: dict[str, Any]) -> str:
+        """The text that redraws the progress with C{event} in it."""
+        status = event.get("status")
+        if isinstance(status, str) and status:
+            layer = str(event.get("layer") or "")
+            image = str(event.get("image") or "")
+            self.lines[layer] = f"{layer or image}: {status}"
+        else:
+            # A daemon that sends only the detail: a line of its own.
+            detail = str(event.get("detail", ""))
+            self.lines[detail] = detail
+        text = f"\x1b[{self.drawn}A" if self.drawn else ""
+        for line in self.lines.values():
+            text += "\r\x1b[2K" + line + "\n"
+        self.drawn = len(self.lines)
+        return text

@@ -81,7 +81,13 @@ class Plan:
 
     @property
     def names(self) -> tuple[str, ...]:
-        """The container names, for a command sent once per name."""
+        """
+        The container names: one a request for a command sent once per
+        name, the new container's for C{run} and C{create}.
+        """
+        if self.command in ("run", "create"):
+            _, positional = splitOptions(self.requests[0][1:], VALUE_OPTIONS["run"])
+            return tuple(positional[:1])
         if self.command not in MULTI_NAME:
             return ()
         return tuple(words[-1] for words in self.requests)
