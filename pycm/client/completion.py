@@ -149,6 +149,7 @@ _pycm() {
     elif [ "$names" = yes ]; then
         COMPREPLY=($(compgen -W "$(_pycm_names "$program" "${own[@]}")" -- "$cur"))
     fi
+    return 0
 }
 complete -F _pycm pycm
 """

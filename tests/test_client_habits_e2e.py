@@ -1,0 +1,252 @@
+"""
+End-to-end tests of Docker's habits, completion and the shell's Tab: the
+real C{pycm} against the real daemon (memory backend, a free loopback
+port), the bash completion script run in a real C{bash}, the shell on a
+real pseudo-terminal.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+from twisted.trial.unittest import SkipTest, TestCase
+
+from . import test_client_e2e as base
+
+TIMEOUT = base.TIMEOUT
+
+STAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
+
+
+class HabitsE2ETests(TestCase):
+    """Docker's habits, one-shot."""
+
+    setUp = base.ClientE2ETests.setUp
+    pycm = base.ClientE2ETests.pycm
+
+    def ok(self, *args: str) -> subprocess.CompletedProcess[str]:
+        r = self.pycm(*args)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return r
+
+    def waitForLogs(self, name: str, count: int) -> None:
+        deadline = time.monotonic() + TIMEOUT
+        while len(self.ok("--json", "logs", name).stdout and
+                  json.loads(self.ok("--json", "logs", name).stdout)) < count:
+            if time.monotonic() > deadline:
+                self.fail(f"{name} did not write {count} lines")
+            time.sleep(0.05)
+
+    def test_severalNames(self) -> None:
+        """
+        C{stop aa nope bb}: a request each, in order; the error printed,
+        the others done, exit status 1; C{rm -f aa bb} removes both.
+        """
+        self.ok("run", "-d", "aa")
+        self.ok("run", "--detach", "bb")
+        r = self.pycm("stop", "-t", "1", "aa", "nope", "bb")
+        self.assertEqual(r.returncode, 1)
+        self.assertEqual([line.split()[:2] for line in r.stdout.splitlines()],
+                         [["aa", "exited"], ["bb", "exited"]])
+        self.assertEqual(r.stderr, "Error: not_found: no such container: nope\n")
+        self.ok("start", "aa", "bb")
+        r = self.ok("rm", "-f", "aa", "bb")
+        self.assertEqual(r.stdout, "aa removed\nbb removed\n")
+        self.assertEqual(self.ok("ps", "-aq").stdout, "")
+
+    def test_psQuietAndFormat(self) -> None:
+        """C{ps -q}, C{ps --format json}, C{ps --format TEMPLATE}; a bad field exits 2."""
+        self.ok("run", "-l", "tier=web", "web")
+        self.ok("create", "db")
+        self.assertEqual(self.ok("ps", "-a", "-q").stdout, "db\nweb\n")
+        lines = self.ok("ps", "--format", "json").stdout.splitlines()
+        self.assertEqual([json.loads(line)["name"] for line in lines], ["db", "web"])
+        r = self.ok("ps", "--format", "{{.Name}}\\t{{.State}}\\t{{.Labels}}")
+        self.assertEqual(r.stdout, "db\tcreated\t\nweb\trunning\ttier=web\n")
+        r = self.ok("ls", "-f", "state=running", "--format={{.Name}}")
+        self.assertEqual(r.stdout, "web\n")
+        r = self.pycm("ps", "--format", "{{.Nope}}")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("no field 'Nope'", r.stderr)
+
+    def test_logs(self) -> None:
+        """
+        C{logs -t} puts each line's time first; C{--since} filters in the
+        daemon; several names get C{NAME |} prefixes (no colours in a
+        pipe), merged by time; C{logs -f a b} follows both to their end.
+        """
+        self.ok("run", "one", "memory", "echo", "hello")
+        self.ok("run", "two", "memory", "echo", "world")
+        self.waitForLogs("one", 1)
+        self.waitForLogs("two", 1)
+        r = self.ok("logs", "-t", "one")
+        self.assertRegex(r.stdout, f"^{STAMP} hello\n$")
+        self.assertEqual(self.ok("logs", "--since=1h", "one").stdout, "hello\n")
+        self.assertEqual(self.ok("logs", "--since=2099-01-01T00:00:00Z", "one").stdout, "")
+        r = self.ok("logs", "--since", "10m", "one", "two")
+        self.assertEqual(r.stdout, "one | hello\ntwo | world\n")
+        r = self.ok("logs", "--timestamps", "one", "two")
+        self.assertRegex(r.stdout, f"^one \\| {STAMP} hello\ntwo \\| {STAMP} world\n$")
+        r = self.pycm("logs", "--since=yesterday", "one")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("bad --since", r.stderr)
+
+        self.ok("run", "late1", "memory", "delay", "1", "echo", "first")
+        self.ok("run", "late2", "memory", "delay", "1", "echo", "second")
+        r = self.ok("logs", "-f", "late1", "late2")
+        self.assertEqual(sorted(r.stdout.splitlines()),
+                         ["late1 | first", "late2 | second"])
+
+    def test_commandHelp(self) -> None:
+        """C{pycm COMMAND --help} is C{pycm help COMMAND}."""
+        r = self.ok("stop", "--help")
+        self.assertEqual(r.stdout, self.ok("help", "stop").stdout)
+        self.assertTrue(r.stdout.startswith("usage: stop "), r.stdout)
+        self.assertTrue(self.ok("ps", "-h").stdout.startswith("usage: list "))
+
+    def test_badRequestExitsTwo(self) -> None:
+        """
+        The daemon's usage errors (C{bad_request}: an unknown option, a
+        missing argument) exit 2, like the client's own.
+        """
+        for args in (("stop", "--bogus", "web"), ("stop",), ("inspect", "a", "b")):
+            r = self.pycm(*args)
+            self.assertEqual(r.returncode, 2, args)
+            self.assertTrue(r.stderr.startswith("Error: bad_request: "), r.stderr)
+        self.assertEqual(self.pycm("inspect", "nope").returncode, 1)
+
+    def test_json(self) -> None:
+        """
+        With C{--json}, errors are JSON on stderr, and replies (one-shot
+        and piped) are the daemon's JSON exactly as it sent them.
+        """
+        r = self.pycm("--json", "inspect", "nope")
+        self.assertEqual(r.returncode, 1)
+        self.assertEqual(json.loads(r.stderr),
+                         {"error": "not_found", "message": "no such container: nope"})
+        r = self.pycm("--json", "stop", "--bogus", "x")
+        self.assertEqual((r.returncode, json.loads(r.stderr)["error"]), (2, "bad_request"))
+        self.ok("run", "web", "memory", "echo", "caf\u00e9")
+        with socket.create_connection(("127.0.0.1", self.daemon.port), TIMEOUT) as s:
+            s.sendall(b"inspect web\n")
+            raw = b""
+            while not raw.endswith(b"\n"):
+                raw += s.recv(65536)
+        self.assertEqual(self.ok("--json", "inspect", "web").stdout.encode(), raw[3:])
+        r = self.pycm("--json", input="inspect web\n")
+        self.assertEqual(r.stdout.encode(), raw)
+        r = self.pycm("--json", "--host", "tcp:127.0.0.1:1", "ping")
+        self.assertEqual((r.returncode, json.loads(r.stderr)["error"]), (3, "unreachable"))
+
+
+class CompletionE2ETests(TestCase):
+    """The bash completion script, run in C{bash} against a real daemon."""
+
+    setUp = base.ClientE2ETests.setUp
+    pycm = base.ClientE2ETests.pycm
+
+    def complete(self, *words: str, env: dict[str, str] | None = None) -> list[str]:
+        """What C{_pycm} offers for C{words} (the last one being typed)."""
+        bash = shutil.which("bash")
+        script = shutil.which("pycm", path=os.path.dirname(sys.executable))
+        if bash is None or script is None:
+            raise SkipTest("needs bash and the installed pycm console script")
+        quoted = " ".join(f"'{w}'" for w in (script, *words))
+        program = (
+            f"source <('{script}' completion bash) && COMP_WORDS=({quoted}) && "
+            f"COMP_CWORD={len(words)} && _pycm && echo \"${{COMPREPLY[@]}}\""
+        )
+        r = subprocess.run([bash, "--norc", "-c", program], capture_output=True, text=True,
+                           timeout=TIMEOUT, env=env if env is not None else self.env,
+                           stdin=subprocess.DEVNULL)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return r.stdout.split()
+
+    def test_bash(self) -> None:
+        """
+        Commands, each command's options (from the daemon's table), and
+        container names asked of the daemon; C{--host} on the command line
+        is used for the names; an unreachable daemon gives no names and
+        no error.
+        """
+        for name in ("web", "web2", "db"):
+            self.assertEqual(self.pycm("run", name).returncode, 0)
+        self.assertEqual(self.complete("st"), ["start", "stop"])
+        self.assertEqual(self.complete("stop", "w"), ["web", "web2"])
+        self.assertEqual(self.complete("rm", "-f", "d"), ["db"])
+        self.assertEqual(self.complete("stop", "web", ""), ["db", "web", "web2"])
+        self.assertEqual(self.complete("logs", "--s"), ["--since"])
+        self.assertEqual(self.complete("ps", "--f"), ["--filter", "--format"])
+        self.assertEqual(self.complete("stop", "-t", ""), [])
+        self.assertEqual(self.complete("run", "w"), [])
+        self.assertEqual(self.complete("help", "lo"), ["logs"])
+        self.assertEqual(sorted(self.complete("completion", "")), ["bash", "fish", "zsh"])
+        env = dict(self.env)
+        del env["PYCM_HOST"]
+        self.assertEqual(
+            self.complete("--host", self.daemon.endpoint, "kill", "d", env=env), ["db"]
+        )
+        started = time.monotonic()
+        self.assertEqual(
+            self.complete("--host", "tcp:127.0.0.1:1", "stop", "", env=env), []
+        )
+        self.assertLess(time.monotonic() - started, TIMEOUT)
+
+
+class ShellHabitsE2ETests(TestCase):
+    """The shell's Tab and Ctrl-D at the name prompt, on a real pty."""
+
+    setUp = base.ShellE2ETests.setUp
+    startShell = base.ShellE2ETests.startShell
+    _reap = base.ShellE2ETests._reap
+    readUntil = base.ShellE2ETests.readUntil
+    type = base.ShellE2ETests.type
+    mark = base.ShellE2ETests.mark
+    pycm = base.ShellE2ETests.pycm
+
+    def test_tabAndCtrlD(self) -> None:
+        """
+        Tab completes a container name asked of the daemon, and an option;
+        Ctrl-D at "Enter container name:" cancels the question and the
+        shell goes on; Ctrl-D at the prompt then leaves with status 0.
+        """
+        for name in ("alpha", "beta"):
+            self.assertEqual(self.pycm("run", name).returncode, 0)
+        self.readUntil(b"pycm> ")
+        self.mark()
+        self.type(b"inspect al\t")
+        self.readUntil(b"alpha ")
+        self.type(b"\r")
+        self.readUntil(b"state:")
+        self.readUntil(b"pycm> ")
+
+        self.mark()
+        self.type(b"logs --f\t")
+        self.readUntil(b"--follow ")
+        self.type(b"\x15")
+
+        self.mark()
+        self.type(b"stop\r")
+        self.readUntil(b"Enter container name: ")
+        self.type(b"b\t")
+        self.readUntil(b"beta ")
+        self.type(b"\x15\x04")
+        self.readUntil(b"pycm> ")
+        self.assertIsNone(self.process.poll())
+        self.mark()
+        self.type(b"ping\r")
+        self.readUntil(b"pong")
+        self.readUntil(b"pycm> ")
+        self.assertEqual(
+            re.findall(r"(\w+)\s+running", self.pycm("ps").stdout), ["alpha", "beta"]
+        )
+        self.type(b"\x04")
+        self.assertEqual(self.process.wait(TIMEOUT), 0)
+
