@@ -12,6 +12,7 @@ import functools
 import re
 import shlex
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import attrs
@@ -217,8 +218,6 @@ def parseSince(text: str, now: float, what: str = "since") -> float:
     if _TIMESTAMP.fullmatch(text):
         return float(text)
     if _RFC3339.fullmatch(text):
-        from datetime import datetime, timezone
-
         iso = text.replace("z", "Z").replace("t", "T")
         if iso.endswith("Z"):
             iso = iso[:-1] + "+00:00"
@@ -230,7 +229,7 @@ def parseSince(text: str, now: float, what: str = "since") -> float:
             pass
         else:
             if when.tzinfo is None:
-                when = when.replace(tzinfo=timezone.utc)
+                when = when.replace(tzinfo=UTC)
             return when.timestamp()
     raise BadRequest(
         f"bad --{what} {text!r}: expected a duration (10m, 1h30m), an RFC 3339 "

@@ -45,6 +45,7 @@ from pycm.client.config import (
     defaultStateDir,
     findToken,
 )
+from pycm.client.plan import Plan, PlanError, planCommand
 from pycm.client.protocol import (
     ClientProtocol,
     Disconnected,
@@ -52,7 +53,6 @@ from pycm.client.protocol import (
     connect,
     isSilentLine,
 )
-from pycm.client.plan import Plan, PlanError, planCommand
 from pycm.errors import PycmError, Unauthorized
 from pycm.listeners import splitEndpoint
 
@@ -84,13 +84,18 @@ commands (run by the daemon; `pycm help COMMAND` shows one command's usage):
          options: -e/--env K=V, -l/--label K=V, --restart=POLICY,
                   --stop-timeout=S, --stop-signal=SIG, --memory=SIZE,
                   --cpus=N, -w/--workdir=DIR
-  start NAME | stop [--time=S] NAME | restart [--time=S] NAME
-  kill [--signal=SIG] NAME | rm [--force] NAME
+  start NAME... | stop [--time=S] NAME... | restart [--time=S] NAME...
+  kill [--signal=SIG] NAME... | rm [--force] NAME...   (one request a name)
   list (ls, ps) [--filter=KEY=VALUE]...          a table of containers
+         client options: -q/--quiet (names), --format json|TEMPLATE
+                         ({{.Name}} {{.State}} {{.Image}} {{.Command}} ...)
   inspect NAME                                   every detail
-  logs [--tail=N] [--follow] NAME                output (--follow: until it stops)
+  logs [--tail=N] [--since=10m|TIME] [--follow] [-t] NAME...
+                                                 output (--follow: until it stops)
   wait [--for=COND] [--timeout=S] NAME           until it stops (or COND)
   events [--since=ID] [--filter=KEY=VALUE]...    stream events until Ctrl-C
+  completion bash|zsh|fish                       a shell completion script
+  COMMAND --help                                 the same as help COMMAND
 
 examples:
   pycm run web host sleep 1000
@@ -107,7 +112,8 @@ environment:
   PYCM_HISTORY the shell's history file (default:
                ~/.local/state/pycm/history; empty: keep none)
 
-exit status: 0 OK, 1 the daemon answered ERR, 2 usage error,
+exit status: 0 OK, 1 the daemon answered ERR, 2 usage error (the
+             client's, or the daemon's bad_request),
              3 the daemon cannot be reached, 130 interrupted before the
              reply came (Ctrl-C ends `events` and `logs -f` with 0)"""
 

@@ -242,7 +242,8 @@ def fishScript(table: Sequence[CommandWords] | None = None) -> str:
         if command.names:
             lines.append(f"complete -c pycm -n {seen} -a '(__pycm_names)'")
         elif command.name == "help":
-            lines.append(f"complete -c pycm -n {seen} -a {_fishQuote(' '.join(commandWords(table)))}")
+            words = _fishQuote(" ".join(commandWords(table)))
+            lines.append(f"complete -c pycm -n {seen} -a {words}")
         elif command.name == "completion":
             lines.append(f"complete -c pycm -n {seen} -a {_fishQuote(' '.join(SHELLS))}")
     return "\n".join(lines) + "\n"

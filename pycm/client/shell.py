@@ -29,6 +29,7 @@ from pycm.client.history import HistoryFile, defaultHistoryPath
 from pycm.client.protocol import ClientProtocol, isSilentLine
 from pycm.errors import PycmError, Unauthorized
 
+
 def _spellings(option: Any) -> tuple[str, ...]:
     return (f"--{option.name}", *([f"-{option.short}"] if option.short else ()))
 
