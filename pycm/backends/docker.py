@@ -1144,7 +1144,7 @@ class DockerBackend:
         if since is not None:
             # The engine takes its tail before its since: ask for every line
             # since then, and keep the last C{tail} here.
-            params["since"] = f"{since:.6f}"
+            params["since"] = f"{since:.9f}"
             params["tail"] = "all"
         _, body = yield self.engine.request(
             "GET", f"/containers/{cid}/logs", params, raw=True
@@ -1203,7 +1203,7 @@ class DockerBackend:
         else:
             params["tail"] = 0 if tail == 0 else "all"
             if since is not None:
-                params["since"] = f"{since:.6f}"
+                params["since"] = f"{since:.9f}"
         state = {"skip": skip}
 
         def lineReceived(stream: str, ts: str | None, text: str) -> None:
@@ -1213,7 +1213,10 @@ class DockerBackend:
                 if ts == lastStamp and state["skip"] > 0:
                     state["skip"] -= 1
                     return
-            observer(_logLine(stream, ts, text))
+            line = _logLine(stream, ts, text)
+            if lastStamp is None and since is not None and line.time < since:
+                return
+            observer(line)
 
         splitter = LogLineSplitter(lineReceived, True)
         demux = Demultiplexer(splitter.frameReceived)
