@@ -16,8 +16,7 @@ import shlex
 import socket
 import time
 from collections.abc import Sequence
-
-import attrs
+from typing import NamedTuple
 
 #: Options the client reads itself, by command (see L{pycm.client.plan}).
 CLIENT_OPTIONS: dict[str, tuple[str, ...]] = {
@@ -38,8 +37,7 @@ ONE_NAME = frozenset({"inspect", "wait", "unfollow"})
 NAMES_TIMEOUT = 1.0
 
 
-@attrs.frozen
-class CommandWords:
+class CommandWords(NamedTuple):
     """
     What completion knows of one command.
 

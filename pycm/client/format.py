@@ -12,8 +12,6 @@ import shlex
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import attrs
-
 from pycm.errors import PycmError
 from pycm.model import parseTime
 
@@ -311,7 +309,6 @@ class TemplateError(ValueError):
     """A C{--format} template names an unknown field, or is not a template."""
 
 
-@attrs.frozen
 class Template:
     """
     A C{--format} template: text with C{{{.Field}}} placeholders (the
@@ -321,7 +318,17 @@ class Template:
     @ivar parts: literal text and field names, alternately (text first).
     """
 
-    parts: tuple[str, ...]
+    def __init__(self, parts: tuple[str, ...]) -> None:
+        self.parts = parts
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Template) and other.parts == self.parts
+
+    def __hash__(self) -> int:
+        return hash(self.parts)
+
+    def __repr__(self) -> str:
+        return f"Template({self.parts!r})"
 
     @classmethod
     def parse(cls, text: str) -> Template:
@@ -388,15 +395,15 @@ def useColour(isatty: bool, environ: Mapping[str, str]) -> bool:
     return isatty and not environ.get("NO_COLOR") and environ.get("TERM") != "dumb"
 
 
-@attrs.frozen
 class LogPrefixes:
     """
     The C{NAME | } prefix of each container's lines when several are
     shown: names padded to one width, each in its own colour on a terminal.
     """
 
-    names: tuple[str, ...]
-    colour: bool = False
+    def __init__(self, names: tuple[str, ...], colour: bool = False) -> None:
+        self.names = names
+        self.colour = colour
 
     def prefix(self, name: str) -> str:
         if not self.names:

@@ -22,8 +22,7 @@ L{Plan}, which the sending code carries out.
 from __future__ import annotations
 
 from collections.abc import Sequence
-
-import attrs
+from typing import NamedTuple
 
 from pycm.client.format import Template, TemplateError
 
@@ -52,8 +51,7 @@ class PlanError(Exception):
     """The command line is wrong (a usage error: exit status 2)."""
 
 
-@attrs.frozen
-class Plan:
+class Plan(NamedTuple):
     """
     The requests one command line sends, and how to show their replies.
 
