@@ -313,6 +313,13 @@ class IRecordStore(Interface):
             dicts in name order.
         """
 
+    def remains():
+        """
+        @return: C{(name, text)} of each record put aside since the store
+            was opened, C{text} the record as it was stored (C{bytes}), so
+            that the supervisor can stop what its last run left running.
+        """
+
     def save(name, record):
         """Durably save one record (a JSON-able C{dict}) under C{name}."""
 

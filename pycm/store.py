@@ -113,6 +113,8 @@ class SQLiteStore:
         self.path = path
         self.keepEvents = keepEvents
         self._quarantined: dict[str, str] = {}
+        #: The raw text of each record put aside since the store was opened.
+        self._remains: list[tuple[str, bytes]] = []
         # Prune in batches: a DELETE on every append would double its cost.
         self._pruneSlack = max(1, keepEvents // 10)
         self._checkFile()
@@ -278,6 +280,14 @@ class SQLiteStore:
         if rowid is None:
             return
         try:
+            row = self._db.execute(
+                "SELECT CAST(record AS BLOB) FROM containers WHERE rowid = ?", (rowid,)
+            ).fetchone()
+        except sqlite3.Error:
+            row = None
+        if row is not None:
+            self._remains.append((name, bytes(row[0] or b"")))
+        try:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 self._db.execute(_QUARANTINE_SCHEMA)
@@ -298,6 +308,10 @@ class SQLiteStore:
                 "could not move the record of {name!r} to quarantine: {error}",
                 name=name, error=e,
             )
+
+    def remains(self) -> list[tuple[str, bytes]]:
+        """The name and raw text of each record put aside since it was opened."""
+        return list(self._remains)
 
     def quarantined(self) -> list[dict[str, str]]:
         """The records in quarantine: C{{"name": ..., "reason": ...}}, by name."""

@@ -7,6 +7,7 @@ a state database the backend cannot open, and a lost C{events.db}.
 from __future__ import annotations
 
 import glob
+import json
 import os
 import socket
 import sqlite3
@@ -14,6 +15,7 @@ import time
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from pycm import procfs
 from pycm.store import SQLiteStore
 from tests.e2e import DEADLINE, RealDaemon, waitFor
 
@@ -128,6 +130,46 @@ class DamagedStateTests(SynchronousTestCase):
         self.assertEqual([c["name"] for c in client.ok("list")], ["web"])
         client.ok("start web")
         self.assertIn("the record of 'broken' is damaged", daemon.log())
+        daemon.stop()
+        self.assertEqual(daemon.exitCode(), -15)
+
+    def test_damagedRunningRecordStopped(self) -> None:
+        """
+        Running containers whose records are damaged while the daemon is
+        dead (kill -9) -- one cut short as by a torn write, one without its
+        command -- are quarantined and their processes stopped by the next
+        daemon, found by what can still be read of the records; the other
+        container is served.
+        """
+        daemon = RealDaemon(self, backend="process").start()
+        client = daemon.connect()
+        pids = {}
+        for name in ("web", "api", "db"):
+            pid = client.ok(f"run {name} host sleep 1000")["pid"]
+            pids[name] = (pid, procfs.startTime(pid))
+        for pid, start in pids.values():
+            self.addCleanup(lambda p=pid, t=start: procfs.isSameProcess(p, t) and os.kill(p, 9))
+        daemon.kill9()
+        db = sqlite3.connect(os.path.join(daemon.stateDir, "state.db"))
+        [(text,)] = db.execute("SELECT record FROM containers WHERE name = 'web'")
+        db.execute(
+            "UPDATE containers SET record = ? WHERE name = 'web'",
+            (text[: text.index('"state"')],),
+        )
+        [(text,)] = db.execute("SELECT record FROM containers WHERE name = 'api'")
+        record = json.loads(text)
+        del record["command"]
+        db.execute("UPDATE containers SET record = ? WHERE name = 'api'", (json.dumps(record),))
+        db.commit()
+        db.close()
+        daemon.start()
+        client = daemon.connect()
+        self.assertEqual([q["name"] for q in client.ok("info")["quarantined"]], ["api", "web"])
+        for name in ("web", "api"):
+            pid, start = pids[name]
+            waitFor(lambda p=pid, t=start: not procfs.isSameProcess(p, t), f"{name}'s sleep to end")
+        self.assertEqual([c["name"] for c in client.ok("list")], ["db"])
+        client.ok("start db")
         daemon.stop()
         self.assertEqual(daemon.exitCode(), -15)
 

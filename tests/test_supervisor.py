@@ -5,6 +5,7 @@ on a fake clock with simulated runs.
 
 from __future__ import annotations
 
+import json
 import signal
 from typing import Any
 
@@ -420,6 +421,27 @@ class DurabilityTests(SupervisorTestCase):
         self.assertEqual([q["name"] for q in backend.quarantined], ["web"])
         self.assertIn("corrupt container record", backend.quarantined[0]["reason"])
         self.assertNotIn("web", self.store.records)
+
+    def test_quarantinedRunStopped(self) -> None:
+        """
+        A running container whose record is damaged while its daemon is
+        dead (here: the command is missing) is put aside, and the run it
+        left is still stopped: what can be read of the record (pid, start
+        time, run id, id) goes to the runtime's reclaim.
+        """
+        pid = self.run_(spec("web", "sleep", "infinity")).pid
+        self.run_(spec("good", "sleep", "infinity"))
+        damaged = json.loads(self.store.records["web"])
+        del damaged["command"]
+        self.store.records["web"] = json.dumps(damaged)
+        # The first backend died: it is never closed.
+        second = MemoryBackend(self.clock, runtime=self.runtime, recordStore=self.store)
+        opened = second.open()
+        advanceClock(self.clock, 15)
+        self.successResultOf(opened)
+        self.assertEqual([q["name"] for q in second.quarantined], ["web"])
+        self.assertNotIn(pid, self.runtime.runs)
+        self.assertEqual([c.name for c in self.successResultOf(second.list())], ["good"])
 
     def policies(self) -> None:
         """Create one container per interesting case, all running."""

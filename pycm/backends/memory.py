@@ -288,6 +288,9 @@ class NullRecordStore:
     def quarantined(self) -> list[dict[str, str]]:
         return []
 
+    def remains(self) -> list[tuple[str, bytes]]:
+        return []
+
 
 @implementer(IRecordStore)
 class MemoryRecordStore:
@@ -316,6 +319,9 @@ class MemoryRecordStore:
 
     def quarantined(self) -> list[dict[str, str]]:
         return [{"name": n, "reason": self.damaged[n][1]} for n in sorted(self.damaged)]
+
+    def remains(self) -> list[tuple[str, bytes]]:
+        return [(n, self.damaged[n][0].encode()) for n in sorted(self.damaged)]
 
 
 class MemoryBackend(Supervisor):

@@ -70,6 +70,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from pycm.backends.recordwriter import RecordWriter
+from pycm.backends.remains import Remains, salvage
 from pycm.errors import (
     BackendError,
     BadRequest,
@@ -393,16 +394,18 @@ class Supervisor:
                 continue
             record.backend = self.name
             self._records[record.name] = record
+        remains = [salvage(name, raw) for name, raw in self._recordStore.remains()]
         leftovers = [
             r
             for r in self._records.values()
             if r.state in State.ALIVE or r.state == State.RESTARTING
         ]
         await gatherResults(
-            [Deferred.fromCoroutine(self._reconcile(r)) for r in leftovers],
+            [Deferred.fromCoroutine(self._reconcile(r)) for r in leftovers]
+            + [Deferred.fromCoroutine(self._stopRemains(r)) for r in remains],
             consumeErrors=True,
         )
-        await self._sweep()
+        await self._sweep(remains)
         back = [r for r in self._records.values() if self._comesBack(r)]
         await gatherResults([r.lock.run(self._bringBack, r) for r in back], consumeErrors=True)
 
@@ -434,14 +437,62 @@ class Supervisor:
         self._saveLater(record)
         self._emit(Action.DIE, record, None)
 
-    async def _sweep(self) -> None:
+    def _remainsContainer(self, remains: Remains) -> Container:
+        """A container standing for a quarantined record's last run."""
+        return Container(
+            name=remains.name,
+            id=remains.id or "",
+            backend=self.name,
+            image=self.defaultImage,
+            command=(),
+            state=State.RUNNING,
+            created=0.0,
+            pid=remains.pid,
+            stopTimeout=remains.stopTimeout,
+            stopSignal=remains.stopSignal,
+        )
+
+    async def _stopRemains(self, remains: Remains) -> None:
+        """
+        Stop the last run of a quarantined record, as far as what could be
+        read of it identifies it: its process (a pid with its start time)
+        and its group (the container id); its run marker is L{_sweep}'s.
+        """
+        if not remains.traceable and remains.pid is None:
+            self._log.error(
+                "nothing identifies the last run of the quarantined record of "
+                "{name!r}: if it was running, its processes (PYCM_CONTAINER={name} "
+                "in their environment) are no longer managed; stop them by hand",
+                name=remains.name,
+            )
+            return
+        try:
+            stopped = await maybeDeferred(
+                self._runtime.reclaim,
+                self._remainsContainer(remains),
+                remains.pid,
+                remains.startTime,
+            )
+        except Exception:
+            self._log.failure("stopping what the quarantined {name!r} left", name=remains.name)
+            return
+        if stopped:
+            self._log.warn(
+                "stopped the process of the quarantined record of {name!r} (pid {pid}),"
+                " left running by a previous daemon",
+                name=remains.name,
+                pid=remains.pid,
+            )
+
+    async def _sweep(self, remains: builtins.list[Remains]) -> None:
         """
         Stop whatever is left of any run of any record (one look at the
-        system for all of them): processes that escaped a run's group, and
-        runs a dead daemon was starting (saved with their run id, never
-        saved as running).
+        system for all of them): processes that escaped a run's group, runs
+        a dead daemon was starting (saved with their run id, never saved as
+        running), and the last runs of records put aside (C{remains}).
         """
         runs = {r.runId: r.toContainer() for r in self._records.values() if r.runId}
+        runs.update((r.runId, self._remainsContainer(r)) for r in remains if r.runId)
         try:
             found: list[str] = []
             if IRuntimeSweep.providedBy(self._runtime):
