@@ -14,7 +14,6 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from pycm.files import replacePrivately
 from pycm.interfaces import IEventStore
 from pycm.model import ContainerEvent, ProgressEvent
 from pycm.statedir import openNoFollow
@@ -26,6 +25,10 @@ RETAINED_EVENTS = 10_000
 RETRY_INTERVAL = 1.0
 #: How many ids the mark is written ahead of the ids handed out.
 MARK_STEP = 100
+#: How far ahead the mark jumps while events or the mark cannot be written.
+MARK_RESERVE = 100_000
+#: The digits of the mark in its file.
+MARK_WIDTH = 20
 
 Subscriber = Callable[[ContainerEvent | ProgressEvent], None]
 
@@ -34,14 +37,19 @@ class EventIdMark:
     """
     A high-water mark of event ids in a small file of its own (beside the
     event store, e.g. C{STATE/events.mark}), so that ids never repeat, even
-    when the event store is lost or deleted: no id is handed out before the
-    mark is at or above it.
+    when the event store is lost or deleted, or could not be written (a
+    full disk) before a crash: no id is handed out before the mark is at
+    or above it.
 
-    The mark is written ahead, L{MARK_STEP} ids at a time (one fsynced
-    atomic replace per step, not per event), and brought back to the last
-    id used when the daemon stops cleanly: a clean restart leaves no gap;
-    after a crash with the event store lost, ids go on at most
-    L{MARK_STEP} above the last one used.
+    The file is opened once, at start, and holds the mark in a fixed width
+    (L{MARK_WIDTH} digits and a newline).  It is changed in place
+    (C{pwrite}, then C{fsync}), which needs no new disk blocks: the mark can
+    be written on a full disk, where replacing the file could not.  The
+    mark is written ahead, L{MARK_STEP} ids at a time (one write per step,
+    not per event), and brought back to the last id used when the daemon
+    stops cleanly: a clean restart leaves no gap; after a crash, ids go on
+    above the mark and may skip some, never repeat one.  L{reserve} moves
+    it further ahead at once, while the events themselves cannot be stored.
     """
 
     log = Logger()
@@ -49,17 +57,24 @@ class EventIdMark:
     def __init__(self, path: str, step: int = MARK_STEP) -> None:
         self.path = path
         self.step = step
-        self.value = self._read()
         self._failing = False
+        self._fd: int | None = openNoFollow(path, os.O_RDWR | os.O_CREAT)
+        try:
+            self.value = self._read()
+            self._write(self.value)
+        except OSError as e:
+            # A new file on a full disk: said, and tried again at each id.
+            self._failed(e)
+        except BaseException:
+            self.close()
+            raise
 
     def _read(self) -> int:
-        try:
-            fd = openNoFollow(self.path, os.O_RDONLY)
-        except FileNotFoundError:
+        assert self._fd is not None
+        text = os.pread(self._fd, 64, 0).strip()
+        if not text:
             return 0
-        with os.fdopen(fd, "rb") as f:
-            text = f.read(64).strip()
-        if not text.isdigit():
+        if not text.isdigit() or len(text) > MARK_WIDTH:
             self.log.warn(
                 "ignoring the damaged event id mark {path} ({text!r})", path=self.path, text=text
             )
@@ -67,32 +82,57 @@ class EventIdMark:
         return int(text)
 
     def _write(self, value: int) -> None:
-        replacePrivately(self.path, f"{value}\n".encode(), sync=True)
+        """Put C{value} in the file, in place, and make it durable."""
+        if self._fd is None:
+            raise OSError(f"{self.path} is closed")
+        data = f"{value:0{MARK_WIDTH}d}\n".encode()
+        if os.pwrite(self._fd, data, 0) != len(data):
+            raise OSError(f"short write to {self.path}")
+        if os.fstat(self._fd).st_size != len(data):
+            os.ftruncate(self._fd, len(data))  # a mark of an older pycm
+        os.fsync(self._fd)
         self.value = value
+
+    def _failed(self, error: OSError) -> None:
+        if not self._failing:
+            self.log.error(
+                "cannot write the event id mark {path}: {error}; ids go on, and "
+                "the mark is moved further ahead once it can be written",
+                path=self.path, error=str(error),
+            )
+        self._failing = True
+
+    def _raise(self, value: int) -> bool:
+        """Move the mark up to C{value} (never down); never raises."""
+        if value <= self.value:
+            return True
+        try:
+            self._write(value)
+        except OSError as e:
+            self._failed(e)
+            return False
+        if self._failing:
+            self.log.info("the event id mark {path} is written again", path=self.path)
+        self._failing = False
+        return True
 
     def cover(self, eventId: int) -> None:
         """
         Make sure the mark is at or above C{eventId} before it is used.
-        Never raises: a mark that cannot be written (a full disk) is said
-        once, and tried again with the next id (the event is handed out
-        all the same, as events that cannot be stored are).
+        Never raises: a mark that cannot be written is said once, and tried
+        again with the next id, then L{MARK_RESERVE} ahead (the event is
+        handed out all the same, as events that cannot be stored are).
         """
-        if eventId <= self.value:
-            return
-        try:
-            self._write(eventId + self.step)
-        except OSError as e:
-            if not self._failing:
-                self.log.error(
-                    "cannot write the event id mark {path}: {error}; ids handed out "
-                    "meanwhile may come again if the event log is lost too",
-                    path=self.path, error=str(e),
-                )
-            self._failing = True
-        else:
-            if self._failing:
-                self.log.info("the event id mark {path} is written again", path=self.path)
-            self._failing = False
+        if eventId > self.value:
+            self._raise(eventId + (MARK_RESERVE if self._failing else self.step))
+
+    def reserve(self, lastId: int) -> None:
+        """
+        Move the mark L{MARK_RESERVE} ids past C{lastId} now: the events
+        cannot be stored, and one write then covers the ids of a long
+        episode.  Never raises.
+        """
+        self._raise(lastId + MARK_RESERVE)
 
     def settle(self, lastId: int) -> None:
         """On a clean stop: the mark is the last id used (no gap next time)."""
@@ -102,6 +142,12 @@ class EventIdMark:
             except OSError as e:
                 # The mark stays ahead: the next start skips a few ids.
                 self.log.warn("cannot write {path}: {error}", path=self.path, error=e)
+
+    def close(self) -> None:
+        """Close the file (idempotent)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 @implementer(IEventStore)
@@ -202,6 +248,10 @@ class EventLog:
             except Exception as e:
                 self._waited += stored
                 if self._error is None:
+                    if self.mark is not None:
+                        # Until they are stored, only the mark keeps their
+                        # ids from coming again after a crash.
+                        self.mark.reserve(self._lastId)
                     self.log.error(
                         "cannot store events: {error}; they are kept in memory, "
                         "published and replayed, and stored when the state "
@@ -247,6 +297,7 @@ class EventLog:
         if self.mark is not None:
             # The mark comes back to the last id used: no gap next start.
             self.mark.settle(self._lastId)
+            self.mark.close()
 
     def _publish(self, event: ContainerEvent | ProgressEvent) -> None:
         for subscriber in list(self._subscribers):

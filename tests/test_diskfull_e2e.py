@@ -18,6 +18,7 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from pycm.events import MARK_STEP
 from tests.e2e import LineClient, RealDaemon, waitFor
 
 #: The size of the state directory's filesystem.
@@ -166,6 +167,58 @@ class DiskFullTests(SynchronousTestCase):
         self.assertEqual([event["id"] for event in events], list(range(1, lastId + 1)))
         flood = [event["action"] for event in events if event["name"] == "flood"]
         self.assertEqual(flood, ["create", "start", "kill", "die", "destroy"])
+
+
+    def test_crashWhileFullIdsNeverRepeat(self) -> None:
+        """
+        Events handed out while the disk is full, past the point where the
+        id mark must be written again (one C{destroy} per container
+        removed), cannot be stored; the daemon is then killed (kill -9)
+        before space returns.  The next daemon hands out no id it had
+        handed out: its first one is above them all (ids may skip after a
+        crash, never repeat).
+        """
+        client = self.client
+        os.unlink(self.filler)
+        count = MARK_STEP * 6 // 10
+        for i in range(count):
+            client.ok(f"create c{i}")
+        with open(os.path.join(self.daemon.stateDir, "events.mark")) as f:
+            mark = int(f.read())
+        lastId = client.ok("info")["last_event_id"]
+        self.assertLess(mark - lastId, count)  # the removals go past the mark
+        _fill(self.filler)
+        self.assertTrue(_diskFull(self.mount))
+        for i in range(count):
+            client.ok(f"rm c{i}")
+        info = client.ok("info")
+        self.assertGreater(info["last_event_id"], mark)
+        self.assertGreater(info["unsaved"]["events"], 0)
+        lastId = info["last_event_id"]
+        self.daemon.kill9()
+        os.unlink(self.filler)
+        self.daemon.start()
+        after = self.daemon.connect(unix=True)
+        after.ok("events")
+        after.ok("create fresh")
+
+        def created() -> int | None:
+            after.ok("ping")
+            ids = [e["id"] for e in after.events if e.get("name") == "fresh"]
+            return ids[0] if ids else None
+
+        self.assertGreater(waitFor(created, "the create event of fresh"), lastId)
+
+
+def _fill(path: str) -> None:
+    """Write C{path} until the disk it is on is full."""
+    with open(path, "wb", buffering=0) as f:
+        for chunk in (65536, 4096, 1):
+            try:
+                while True:
+                    f.write(b"\0" * chunk)
+            except OSError:
+                pass
 
 
 def _replayed(client: LineClient, lastId: int) -> list[dict[str, Any]]:

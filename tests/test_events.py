@@ -9,7 +9,14 @@ from twisted.internet.task import Clock
 from twisted.logger import Logger, formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from pycm.events import RETAINED_EVENTS, RETRY_INTERVAL, EventIdMark, EventLog, MemoryEventStore
+from pycm.events import (
+    MARK_RESERVE,
+    RETAINED_EVENTS,
+    RETRY_INTERVAL,
+    EventIdMark,
+    EventLog,
+    MemoryEventStore,
+)
 from pycm.model import ContainerEvent, ProgressEvent
 
 
@@ -22,6 +29,21 @@ class FlakyStore(MemoryEventStore):
         if self.broken:
             raise OSError("database or disk is full")
         super().append(event)
+
+
+class FlakyMark(EventIdMark):
+    """
+    An event id mark whose writes fail while C{broken}: a fake, because a
+    disk on which even a write in place fails cannot be made here without
+    root (the full-disk end-to-end test covers the real full disk).
+    """
+
+    broken = False
+
+    def _write(self, value: int) -> None:
+        if self.broken:
+            raise OSError(28, "No space left on device")
+        super()._write(value)
 
 
 class EventLogTests(SynchronousTestCase):
@@ -177,40 +199,78 @@ class EventIdMarkTests(SynchronousTestCase):
         self.assertEqual(self.record(self.makeLog(store), 2), [6, 7])
 
     def test_writtenAhead(self) -> None:
-        """The mark is written once per step, ahead of the ids used."""
+        """
+        The mark is written once per step, ahead of the ids used, in place
+        (the same file, always the same size: a full disk has room for it).
+        """
         log = self.makeLog(step=10)
         self.record(log, 1)
         with open(self.path) as f:
-            self.assertEqual(f.read(), "11\n")
+            self.assertEqual(f.read(), "%020d\n" % 11)
         before = os.stat(self.path).st_ino
         self.record(log, 10)
-        self.assertEqual(os.stat(self.path).st_ino, before)
         self.record(log, 1)
         with open(self.path) as f:
-            self.assertEqual(f.read(), "22\n")
+            self.assertEqual(f.read(), "%020d\n" % 22)
+        self.assertEqual(os.stat(self.path).st_ino, before)
         self.assertEqual(stat.S_IMODE(os.stat(self.path).st_mode), 0o600)
+
+    def test_olderMarkRead(self) -> None:
+        """A mark an older pycm wrote (no leading zeros) is read and widened."""
+        with open(self.path, "w") as f:
+            f.write("123\n")
+        mark = EventIdMark(self.path)
+        self.addCleanup(mark.close)
+        self.assertEqual(mark.value, 123)
+        with open(self.path) as f:
+            self.assertEqual(f.read(), "%020d\n" % 123)
 
     def test_markUnwritable(self) -> None:
         """
-        An id the mark cannot cover (a full disk) is still handed out and
-        published, as an event that cannot be stored is; the log says so
-        once, and the mark is written again as soon as it can be.
+        An id the mark cannot cover is still handed out and published, as
+        an event that cannot be stored is; the log says so once, and the
+        mark is written again, L{MARK_RESERVE} ahead, as soon as it can be.
         """
-        log = self.makeLog(step=10)
-        blocker = f"{self.path}.{os.getpid()}.tmp"
-        # The temporary file's name is taken by a directory: even root
-        # cannot write the mark.
-        os.mkdir(blocker)
+        mark = FlakyMark(self.path, step=10)
+        log = EventLog(MemoryEventStore(), mark=mark)
+        mark.broken = True
         errors: list[dict[str, object]] = []
         globalLogPublisher.addObserver(errors.append)
         self.addCleanup(globalLogPublisher.removeObserver, errors.append)
         self.assertEqual(self.record(log, 3), [1, 2, 3])
         said = [e for e in errors if "cannot write the event id mark" in formatEvent(e)]
         self.assertEqual(len(said), 1)
-        os.rmdir(blocker)
+        mark.broken = False
         self.record(log, 1)
         with open(self.path) as f:
-            self.assertEqual(f.read(), "14\n")
+            self.assertEqual(int(f.read()), 4 + MARK_RESERVE)
+        log.close()
+        with open(self.path) as f:
+            self.assertEqual(int(f.read()), 4)
+
+    def test_noRepeatAfterCrashWhileFull(self) -> None:
+        """
+        The events cannot be stored and then the mark cannot be written
+        either (a full disk, injected), and the daemon crashes: the next
+        one hands out no id that was handed out before (it may skip some).
+        """
+        store = FlakyStore()
+        mark = FlakyMark(self.path, step=10)
+        log = EventLog(store, mark=mark)
+        self.addCleanup(mark.close)
+        before = self.record(log, 5)
+        store.broken = True
+        before += self.record(log, 1)
+        mark.broken = True
+        before += self.record(log, 40)
+        self.assertEqual(before, list(range(1, 47)))
+        # A crash: no close; the store kept what it took before it broke.
+        store.broken = False
+        again = FlakyMark(self.path, step=10)
+        self.addCleanup(again.close)
+        after = self.record(EventLog(store, mark=again), 3)
+        self.assertFalse(set(after) & set(before), after)
+        self.assertGreater(after[0], before[-1])
 
     def test_damagedMarkIgnored(self) -> None:
         """A mark that is not a number is ignored (and said so)."""
