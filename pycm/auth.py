@@ -13,6 +13,7 @@ import stat
 from twisted.python.filepath import FilePath
 
 from pycm.errors import BadRequest
+from pycm.statedir import openNoFollow
 
 #: How many wrong tokens a connection may send before it is closed.
 MAX_FAILED_AUTH = 3
@@ -26,7 +27,7 @@ def readToken(path: FilePath) -> str:
     @raise BadRequest: if it is empty, or others could read or change it.
     @raise OSError: if it cannot be read.
     """
-    fd = os.open(path.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    fd = openNoFollow(path.path, os.O_RDONLY, checkOwner=False)
     with os.fdopen(fd, "rb") as tokenFile:
         status = os.fstat(tokenFile.fileno())
         if not stat.S_ISREG(status.st_mode):
@@ -66,8 +67,7 @@ def loadOrCreateToken(path: FilePath) -> str:
         os.chmod(parent.path, 0o700)
     token = newToken()
     try:
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        fd = os.open(path.path, flags, 0o600)
+        fd = openNoFollow(path.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
     except FileExistsError:
         # Another process made it between our check and our open.
         return readToken(path)

@@ -48,6 +48,7 @@ from zope.interface import implementer
 from pycm.errors import BackendError
 from pycm.interfaces import ILogStore
 from pycm.model import LogLine
+from pycm.statedir import makePrivateDir, openNoFollow
 
 MiB = 1024 * 1024
 DEFAULT_MAX_SIZE = 10 * MiB
@@ -66,12 +67,15 @@ PYCM_STREAM = "pycm"
 _NO_ROOM = (errno.ENOSPC, errno.EDQUOT)
 
 
+def recordPrefix(time: float, stream: str) -> str:
+    """A record up to its line: C{{"time":TIME,"stream":STREAM,"line":}}."""
+    return f'{{"time":{float(time)!r},"stream":{encode_basestring_ascii(stream)},"line":'
+
+
 def encodeRecord(logLine: LogLine) -> bytes:
     """One log line as one record (with its newline)."""
-    time = repr(float(logLine.time))
-    stream = encode_basestring_ascii(logLine.stream)
     line = encode_basestring_ascii(logLine.line)
-    return f'{{"time":{time},"stream":{stream},"line":{line}}}\n'.encode("ascii")
+    return f"{recordPrefix(logLine.time, logLine.stream)}{line}}}\n".encode("ascii")
 
 
 def decodeRecord(record: bytes) -> LogLine | None:
@@ -92,7 +96,7 @@ def reversedRecords(path: str, blockSize: int = _BLOCK) -> Iterator[bytes]:
     try:
         # Never through a link: one planted in the state directory would
         # hand another file's content to the client.
-        f = os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC), "rb")
+        f = os.fdopen(openNoFollow(path, os.O_RDONLY, checkOwner=False), "rb")
     except FileNotFoundError:
         return
     with f:
@@ -186,7 +190,7 @@ class FileLogStore:
         self._open: OrderedDict[str, _OpenLog] = OrderedDict()
         self._dropping: dict[str, _Dropping] = {}
         try:
-            os.makedirs(directory, mode=0o700, exist_ok=True)
+            makePrivateDir(directory)
         except OSError as e:
             raise BackendError(f"cannot use log directory {directory}: {e}") from e
 
@@ -201,9 +205,9 @@ class FileLogStore:
             self._open.move_to_end(name)
             return entry
         path = self.paths(name)[0]
-        # Never through a link planted in the state directory (O_NOFOLLOW).
-        flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-        fd = os.open(path, flags, 0o600)
+        # Never through a link planted in the state directory; any failure
+        # an OSError, which the writers count as dropped lines.
+        fd = openNoFollow(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, checkOwner=False)
         try:
             size = os.fstat(fd).st_size
             # A crash may have torn the last record: start on a fresh line.
@@ -296,7 +300,7 @@ class FileLogStore:
         """
         if not lines:
             return
-        prefix = f'{{"time":{float(time)!r},"stream":{encode_basestring_ascii(stream)},"line":'
+        prefix = recordPrefix(time, stream)
         body = ("}\n" + prefix).join(map(encode_basestring_ascii, lines))
         data = (prefix + body + "}\n").encode("ascii")
         try:

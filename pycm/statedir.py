@@ -106,12 +106,14 @@ def checkStateDir(path: str) -> list[str]:
 
 def makePrivateDir(path: str) -> None:
     """
-    Create the subdirectory C{path} 0700 if it is missing; refuse it if it
-    is a link, not a directory, or not private to this user.
+    Create the subdirectory C{path} 0700 (whatever the umask) if it is
+    missing, its missing parents too; refuse it if it is a link, not a
+    directory, or not this user's alone to write.
 
     @raise UnsafeStateDir: if it is not safe to use.
     @raise OSError: if it cannot be created.
     """
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     try:
         os.mkdir(path, 0o700)
     except FileExistsError:
@@ -125,12 +127,17 @@ def makePrivateDir(path: str) -> None:
         raise UnsafeStateDir(f"{path} in the state directory is not a directory")
 
 
-def openNoFollow(path: str, flags: int, mode: int = 0o600) -> int:
+def openNoFollow(path: str, flags: int, mode: int = 0o600, checkOwner: bool = True) -> int:
     """
-    C{os.open} a state file never through a symbolic link (C{O_NOFOLLOW},
+    C{os.open} a file never through a symbolic link (C{O_NOFOLLOW},
     close-on-exec), and refuse what is not a plain file of this user's
     with a single name.
 
+    @param checkOwner: False to skip that refusal, for a caller that checks
+        what it needs itself (a token file outside the state directory,
+        twistd's log file) or must see every failure as an C{OSError}
+        (container log files, written on the reactor): a link is then an
+        C{OSError} (C{ELOOP}) too.
     @return: the descriptor.
     @raise UnsafeStateDir: for a link or a file that is not the daemon's.
     @raise OSError: for any other failure (e.g. C{FileNotFoundError}).
@@ -138,9 +145,11 @@ def openNoFollow(path: str, flags: int, mode: int = 0o600) -> int:
     try:
         fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
     except OSError as e:
-        if e.errno == errno.ELOOP:
+        if checkOwner and e.errno == errno.ELOOP:
             _checkEntry(path, os.lstat(path), os.path.dirname(path) or ".")
         raise
+    if not checkOwner:
+        return fd
     try:
         status = os.fstat(fd)
         if not stat.S_ISREG(status.st_mode):

@@ -39,7 +39,7 @@ from pycm.protocol import (
     PycmServerFactory,
 )
 from pycm.startup import StartupReport
-from pycm.statedir import checkStateDir
+from pycm.statedir import checkStateDir, openNoFollow
 
 if TYPE_CHECKING:
     from pycm.store import StateDirLock
@@ -449,9 +449,7 @@ def makeLogFilePrivate(path: str) -> str | None:
     """
     existed = os.path.lexists(path)
     try:
-        fd = os.open(
-            path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
-        )
+        fd = openNoFollow(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, checkOwner=False)
     except OSError:
         # A link, or a directory that is not there: twistd says so itself.
         return None

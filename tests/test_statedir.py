@@ -6,6 +6,7 @@ daemon write to a file outside it.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 
@@ -152,6 +153,35 @@ class NoFollowTests(_PlantedTestCase):
         )
         self.assertIn(f"rm {path}", str(error))
         self.assertVictimUntouched()
+
+    def test_openNoFollowUnchecked(self) -> None:
+        """
+        Without C{checkOwner}, L{openNoFollow} still never follows a link
+        (an C{OSError}, C{ELOOP}), but opens a file with two names, which
+        the checked open refuses.
+        """
+        path = self.plant("token")
+        error = self.assertRaises(OSError, openNoFollow, path, os.O_RDONLY, checkOwner=False)
+        self.assertEqual(error.errno, errno.ELOOP)
+        os.unlink(path)
+        named = os.path.join(self.state, "twice")
+        with open(named, "w") as f:
+            f.write("x")
+        os.link(named, os.path.join(self.state, "again"))
+        self.assertRaises(UnsafeStateDir, openNoFollow, named, os.O_RDONLY)
+        os.close(openNoFollow(named, os.O_RDONLY, checkOwner=False))
+        self.assertVictimUntouched()
+
+    def test_logDirectoryLinkRefused(self) -> None:
+        """
+        The log directory is made with L{makePrivateDir}: a link in its
+        place (planted before the start) is refused, not written through.
+        """
+        self.plant("logs", self.home)
+        error = self.assertRaises(
+            BackendError, FileLogStore, os.path.join(self.state, "logs")
+        )
+        self.assertIn("symbolic link", str(error))
 
     def test_lock(self) -> None:
         """The state directory's lock never truncates a file a link names."""

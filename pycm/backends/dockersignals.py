@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping
 from twisted.logger import Logger
 
 from pycm.files import replacePrivately
+from pycm.statedir import UnsafeStateDir, openNoFollow
 
 
 class SignalsSent:
@@ -84,12 +85,12 @@ class SignalsSent:
 
     def _load(self, path: str) -> dict[str, frozenset[int]]:
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            fd = openNoFollow(path, os.O_RDONLY)
             with os.fdopen(fd, "rb") as f:
                 data = json.loads(f.read())
         except FileNotFoundError:
             return {}
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, UnsafeStateDir) as e:
             self.log.warn("ignoring {path}: {error}", path=path, error=e)
             return {}
         if not isinstance(data, dict):
