@@ -248,12 +248,14 @@ class IRuntimeSweep(Interface):
     daemon offers to clean up after a crash.
     """
 
-    def sweep(runs):
+    def sweep(runs, strays=()):
         """
         After a daemon restart, once every leftover run was reclaimed: stop
         whatever still carries the run id of one of C{runs} (a C{dict} of run
         id to L{pycm.model.Container}): processes started while the daemon
-        died, before their record said so.
+        died, before their record said so; and whatever this daemon's runs
+        of the containers named in C{strays} left (records put aside with no
+        run id left to read; no run of them has started since).
 
         @return: Deferred firing with the list of run ids something was
             found of.

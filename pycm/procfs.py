@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import signal as _signal
-from collections.abc import Container
+from collections.abc import Callable, Container
 
 import attrs
 
@@ -131,16 +131,22 @@ def environ(pid: int, proc: str = PROC) -> bytes | None:
         return None
 
 
-def runId(environ: bytes) -> str | None:
-    """The C{PYCM_RUN_ID} of a NUL-separated environment, None if none."""
-    start = environ.find(b"PYCM_RUN_ID=")
+def environValue(environ: bytes, name: str) -> str | None:
+    """The value of C{name} in a NUL-separated environment, None if none."""
+    key = name.encode("ascii") + b"="
+    start = environ.find(key)
     while start > 0 and environ[start - 1] != 0:
-        start = environ.find(b"PYCM_RUN_ID=", start + 1)
+        start = environ.find(key, start + 1)
     if start < 0:
         return None
     end = environ.find(b"\0", start)
-    value = environ[start + len(b"PYCM_RUN_ID=") : end if end >= 0 else None]
-    return value.decode("ascii", "replace")
+    value = environ[start + len(key) : end if end >= 0 else None]
+    return value.decode("utf-8", "surrogateescape")
+
+
+def runId(environ: bytes) -> str | None:
+    """The C{PYCM_RUN_ID} of a NUL-separated environment, None if none."""
+    return environValue(environ, "PYCM_RUN_ID")
 
 
 def _pidfd(pid: int) -> int | None:
@@ -175,6 +181,26 @@ def killIfMarked(
         none of them, is gone, or its environment cannot be read (another
         user's process, for a daemon that is not root).
     """
+
+    def marked(environ: bytes) -> str | None:
+        found = runId(environ)
+        return found if found is not None and found in runIds else None
+
+    return killIf(pid, marked, signum, proc)
+
+
+def killIf(
+    pid: int,
+    marked: Callable[[bytes], str | None],
+    signum: int = _signal.SIGKILL,
+    proc: str = PROC,
+) -> str | None:
+    """
+    Send C{signum} to C{pid} if C{marked} finds a mark in its environment,
+    never to another process that took over the pid (see L{killIfMarked}).
+
+    @return: the mark, if it was signalled; else None.
+    """
     try:
         pidfd = _pidfd(pid)
     except OSError:
@@ -183,8 +209,8 @@ def killIfMarked(
         return None
     try:
         before = startTime(pid, proc) if pidfd < 0 else None
-        found = runId(environ(pid, proc) or b"")
-        if found is None or found not in runIds:
+        found = marked(environ(pid, proc) or b"")
+        if found is None:
             return None
         if pidfd >= 0:
             _signal.pidfd_send_signal(pidfd, signum)

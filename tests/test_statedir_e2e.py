@@ -137,14 +137,15 @@ class DamagedStateTests(SynchronousTestCase):
         """
         Running containers whose records are damaged while the daemon is
         dead (kill -9) -- one cut short as by a torn write, one without its
-        command -- are quarantined and their processes stopped by the next
-        daemon, found by what can still be read of the records; the other
-        container is served.
+        command, one of which only the name is left -- are quarantined and
+        their processes stopped by the next daemon, found by what can still
+        be read of the records (or by name and state directory, in their
+        environment); the other container is served.
         """
         daemon = RealDaemon(self, backend="process").start()
         client = daemon.connect()
         pids = {}
-        for name in ("web", "api", "db"):
+        for name in ("web", "api", "app", "db"):
             pid = client.ok(f"run {name} host sleep 1000")["pid"]
             pids[name] = (pid, procfs.startTime(pid))
         for pid, start in pids.values():
@@ -160,14 +161,19 @@ class DamagedStateTests(SynchronousTestCase):
         record = json.loads(text)
         del record["command"]
         db.execute("UPDATE containers SET record = ? WHERE name = 'api'", (json.dumps(record),))
+        db.execute(
+            """UPDATE containers SET record = '{"name":"app","broken":' WHERE name = 'app'"""
+        )
         db.commit()
         db.close()
         daemon.start()
         client = daemon.connect()
-        self.assertEqual([q["name"] for q in client.ok("info")["quarantined"]], ["api", "web"])
-        for name in ("web", "api"):
+        quarantined = [q["name"] for q in client.ok("info")["quarantined"]]
+        self.assertEqual(quarantined, ["api", "app", "web"])
+        for name in quarantined:
             pid, start = pids[name]
             waitFor(lambda p=pid, t=start: not procfs.isSameProcess(p, t), f"{name}'s sleep to end")
+        self.assertIn(f"[{pids['app'][0]}], left running by a previous daemon for ['app']", daemon.log())
         self.assertEqual([c["name"] for c in client.ok("list")], ["db"])
         client.ok("start db")
         daemon.stop()

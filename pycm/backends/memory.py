@@ -217,7 +217,7 @@ class SimulatedRuntime:
     def _fail(self, run: SimulatedRun, message: str) -> None:
         run.later(0, self._echo, run, "stderr", message, 1)
 
-    def sweep(self, runs: dict[str, Container]) -> Deferred[list[str]]:
+    def sweep(self, runs: dict[str, Container], strays: object = ()) -> Deferred[list[str]]:
         """Simulated runs never escape their container: nothing to stop."""
         return succeed([])
 

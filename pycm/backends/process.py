@@ -756,6 +756,10 @@ class ProcessRuntime:
         except KeyError:
             home = "/"
         self.baseEnvironment = {"PATH": DEFAULT_PATH, "HOME": home, "LANG": "C.UTF-8"}
+        #: This daemon's state directory, carried by every run (C{PYCM_STATE})
+        #: so that a run whose record is lost can still be told from another
+        #: daemon's container of the same name (None: not marked).
+        self.stateMarker: str | None = None
 
     def environment(self, container: Container, runId: str | None = None) -> dict[str, str]:
         """
@@ -765,6 +769,9 @@ class ProcessRuntime:
         env = dict(self.baseEnvironment)
         env.update(container.env)
         env["PYCM_CONTAINER"] = container.name
+        env.pop("PYCM_STATE", None)
+        if self.stateMarker is not None:
+            env["PYCM_STATE"] = self.stateMarker
         env.pop("PYCM_RUN_ID", None)
         if runId is not None:
             env["PYCM_RUN_ID"] = runId
@@ -989,14 +996,59 @@ class ProcessRuntime:
                 break
         return found
 
-    def sweep(self, runs: dict[str, Container]) -> Deferred[list[str]]:
+    def killStrays(self, names: Collection[str]) -> list[int]:
+        """
+        SIGKILL every live process of a run of this daemon's (its
+        C{PYCM_STATE} is L{stateMarker}) of a container named in C{names},
+        whatever its run: for records put aside with no run id left to
+        read.  Only ever called before any run of those names is started.
+
+        @return: the pids killed.
+        """
+        if self.stateMarker is None or not names:
+            return []
+
+        def stray(environ: bytes) -> str | None:
+            if procfs.environValue(environ, "PYCM_STATE") != self.stateMarker:
+                return None
+            name = procfs.environValue(environ, "PYCM_CONTAINER")
+            return name if name is not None and name in names else None
+
+        me = os.getpid()
+        killed: list[int] = []
+        for _ in range(MARK_ROUNDS):
+            fresh = [
+                stat.pid
+                for stat in procfs.allStats(self.proc)
+                if stat.pid != me
+                and stat.alive
+                and stat.pid not in killed
+                and procfs.killIf(stat.pid, stray, proc=self.proc) is not None
+            ]
+            if not fresh:
+                break
+            killed += fresh
+        return killed
+
+    def sweep(
+        self, runs: dict[str, Container], strays: Collection[str] = ()
+    ) -> Deferred[list[str]]:
         """
         After a daemon restart, once every leftover run was reclaimed: kill
         whatever still carries the run id of one of C{runs} (run id ->
-        container), and kill and remove their leftover cgroups.
+        container), and kill and remove their leftover cgroups; kill what
+        runs of the containers named in C{strays} (see L{killStrays}).
 
         @return: Deferred firing with the run ids something was found of.
         """
+        strayed = self.killStrays(strays)
+        if strayed:
+            self.log.info(
+                "killed {pids}, left running by a previous daemon for {names}"
+                " (their records are quarantined)",
+                pids=strayed,
+                names=sorted(strays),
+            )
         killed = self.killMarked(set(runs))
         for runId, pids in killed.items():
             self.log.info(
@@ -1097,6 +1149,8 @@ class ProcessBackend(Supervisor):
             os.makedirs(stateDir, mode=0o700, exist_ok=True)
         except OSError as e:
             raise BackendError(f"cannot use state directory {stateDir}: {e}") from e
+        if self.runtime.stateMarker is None:
+            self.runtime.stateMarker = os.path.realpath(stateDir)
         self.store = SQLiteStore(os.path.join(stateDir, "state.db"), sync=sync)
         try:
             self.logStore = FileLogStore(

@@ -456,15 +456,10 @@ class Supervisor:
         """
         Stop the last run of a quarantined record, as far as what could be
         read of it identifies it: its process (a pid with its start time)
-        and its group (the container id); its run marker is L{_sweep}'s.
+        and its group (the container id).  Its run marker, or its name when
+        no run id could be read, is L{_sweep}'s.
         """
         if not remains.traceable and remains.pid is None:
-            self._log.error(
-                "nothing identifies the last run of the quarantined record of "
-                "{name!r}: if it was running, its processes (PYCM_CONTAINER={name} "
-                "in their environment) are no longer managed; stop them by hand",
-                name=remains.name,
-            )
             return
         try:
             stopped = await maybeDeferred(
@@ -489,14 +484,19 @@ class Supervisor:
         Stop whatever is left of any run of any record (one look at the
         system for all of them): processes that escaped a run's group, runs
         a dead daemon was starting (saved with their run id, never saved as
-        running), and the last runs of records put aside (C{remains}).
+        running), and the last runs of records put aside (C{remains}): by
+        their run ids, or by their names where none could be read.
         """
         runs = {r.runId: r.toContainer() for r in self._records.values() if r.runId}
         runs.update((r.runId, self._remainsContainer(r)) for r in remains if r.runId)
         try:
             found: list[str] = []
             if IRuntimeSweep.providedBy(self._runtime):
-                found = await maybeDeferred(IRuntimeSweep(self._runtime).sweep, runs)
+                sweep = IRuntimeSweep(self._runtime).sweep
+                strays = {r.name for r in remains if r.runId is None}
+                found = await (
+                    maybeDeferred(sweep, runs, strays) if strays else maybeDeferred(sweep, runs)
+                )
         except Exception:
             self._log.failure("looking for processes left by a previous daemon")
             return
