@@ -206,12 +206,12 @@ class EventIdMarkTests(SynchronousTestCase):
         log = self.makeLog(step=10)
         self.record(log, 1)
         with open(self.path) as f:
-            self.assertEqual(f.read(), "%020d\n" % 11)
+            self.assertEqual(f.read(), f"{11:020d}\n")
         before = os.stat(self.path).st_ino
         self.record(log, 10)
         self.record(log, 1)
         with open(self.path) as f:
-            self.assertEqual(f.read(), "%020d\n" % 22)
+            self.assertEqual(f.read(), f"{22:020d}\n")
         self.assertEqual(os.stat(self.path).st_ino, before)
         self.assertEqual(stat.S_IMODE(os.stat(self.path).st_mode), 0o600)
 
@@ -223,7 +223,7 @@ class EventIdMarkTests(SynchronousTestCase):
         self.addCleanup(mark.close)
         self.assertEqual(mark.value, 123)
         with open(self.path) as f:
-            self.assertEqual(f.read(), "%020d\n" % 123)
+            self.assertEqual(f.read(), f"{123:020d}\n")
 
     def test_markUnwritable(self) -> None:
         """

@@ -59,7 +59,7 @@ class SalvageTests(SynchronousTestCase):
 
     def test_fieldWrittenTwice(self) -> None:
         """A field found twice in unparsable text is unsure: left out."""
-        text = '{"pid": 12, "runId": "%s", "pid": 13,' % RUN_ID
+        text = '{"pid": 12, "runId": "' + RUN_ID + '", "pid": 13,'
         remains = salvage("web", text)
         self.assertEqual((remains.pid, remains.runId), (None, RUN_ID))
 

@@ -173,7 +173,8 @@ class DamagedStateTests(SynchronousTestCase):
         for name in quarantined:
             pid, start = pids[name]
             waitFor(lambda p=pid, t=start: not procfs.isSameProcess(p, t), f"{name}'s sleep to end")
-        self.assertIn(f"[{pids['app'][0]}], left running by a previous daemon for ['app']", daemon.log())
+        app = pids["app"][0]
+        self.assertIn(f"[{app}], left running by a previous daemon for ['app']", daemon.log())
         self.assertEqual([c["name"] for c in client.ok("list")], ["db"])
         client.ok("start db")
         daemon.stop()

@@ -24,7 +24,6 @@ import attrs
 from pycm.model import DEFAULT_STOP_SIGNAL, DEFAULT_STOP_TIMEOUT
 
 
-
 def _keyed(key: str) -> str:
     """A pattern of C{key} as a key of the record's object, up to its value."""
     return r'(?:^|[{,])\s*"' + key + r'"\s*:\s*'
