@@ -891,7 +891,9 @@ TABLE = (
     Command(
         "run", run, "create a container and start it",
         arguments="NAME [IMAGE [COMMAND [ARG...]]]",
-        options=RUN_OPTIONS, minArgs=1, maxArgs=None, changes=True, loggedArgs=2,
+        # --detach: Docker's habit; pycm always detaches.
+        options=(*RUN_OPTIONS, Option("detach", "d", takesValue=False)),
+        minArgs=1, maxArgs=None, changes=True, loggedArgs=2,
     ),
     Command(
         "create", create, "create a container without starting it",
@@ -922,7 +924,11 @@ TABLE = (
     ),
     Command(
         "list", list_, "list every container, sorted by name",
-        options=(Option("filter", "f", repeat=True, metavar="state|label|name=VALUE"),),
+        options=(
+            Option("filter", "f", repeat=True, metavar="state|label|name=VALUE"),
+            # --all: Docker's habit; pycm always lists every container.
+            Option("all", "a", takesValue=False),
+        ),
         aliases=("ls", "ps"),
     ),
     Command("inspect", inspect, "show every detail of a container",

@@ -438,6 +438,20 @@ class CommandTests(SynchronousTestCase):
         self.assertEqual((line["stream"], line["line"]), ("stdout", "hello world"))
         self.assertEqual(self.conn.ok("logs --tail=0 e1"), [])
 
+    def test_dockerFlags(self) -> None:
+        """
+        Docker's C{run -d}/C{--detach} and C{ps -a}/C{--all} are accepted
+        and change nothing (pycm always detaches and lists every
+        container), so the shell, piped requests and C{nc} take them too.
+        """
+        self.assertEqual(self.conn.ok("run -d web")["state"], "running")
+        self.assertEqual(self.conn.ok("run --detach db")["state"], "running")
+        self.conn.ok("stop db")
+        self.assertEqual([c["name"] for c in self.conn.ok("ps -a")], ["db", "web"])
+        self.assertEqual([c["name"] for c in self.conn.ok("list --all -f state=running")],
+                         ["web"])
+        self.assertEqual(self.conn.err("create -d x"), "bad_request")
+
     def test_logsSince(self) -> None:
         """
         logs --since keeps the lines written since a duration ago, an RFC

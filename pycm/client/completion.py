@@ -69,7 +69,7 @@ def commandTable() -> list[CommandWords]:
             if option.takesValue:
                 values.extend(spellings)
         extra = CLIENT_OPTIONS.get(command.name, ())
-        options.extend(extra)
+        options.extend(option for option in extra if option not in options)
         if "--format" in extra:
             values.append("--format")
         options.append("--help")
