@@ -431,6 +431,46 @@ class ShellTests(SynchronousTestCase):
         self.assertIn("--since", shell.valueOptions("logs"))
         self.assertNotIn("-f", shell.valueOptions("rm"))
 
+    def test_dockerHabits(self) -> None:
+        """
+        Docker's habits hold in the shell as on the command line: several
+        names (a request each, every reply and error shown), C{ps -q} and
+        C{--format}, C{COMMAND --help}; a bad template is refused unsent.
+        """
+        def stop(words: list[str]) -> str:
+            if words[-1] == "nope":
+                return "ERR not_found no such container: nope"
+            return ok({"name": words[-1], "state": "exited", "image": "host",
+                       "exit_code": 0})
+
+        containers = [{"name": "db", "state": "exited", "image": "host"},
+                      {"name": "web", "state": "running", "image": "host"}]
+        h = ShellHarness(FakeDaemon({
+            "stop": stop,
+            "ps": ok(containers),
+            "help": ok({"name": "stop", "usage": "stop NAME", "summary": "s"}),
+        }))
+        h.screen()
+        h.type(b"stop web nope db\r")
+        self.assertEqual(h.daemon.received, ["stop web", "stop nope", "stop db"])
+        screen = h.screen()
+        self.assertIn(b"web  exited  exit code 0\r\n"
+                      b"Error: not_found: no such container: nope\r\n"
+                      b"db  exited  exit code 0\r\n", screen)
+        h.type(b"ps -aq\r")
+        self.assertIn(b"db\r\nweb\r\npycm> ", h.screen())
+        h.type(b"ps --format '{{.Name}}={{.State}}'\r")
+        self.assertIn(b"db=exited\r\nweb=running\r\n", h.screen())
+        h.type(b"stop --help\r")
+        self.assertEqual(h.daemon.received[-1], "help stop")
+        self.assertIn(b"usage: stop NAME", h.screen())
+        sent = len(h.daemon.received)
+        h.type(b"ps --format '{{.Nope}}'\r")
+        self.assertIn(b"Error: bad --format: no field 'Nope'", h.screen())
+        self.assertEqual(len(h.daemon.received), sent)
+        h.type(b"ping\r")
+        self.assertIn(b"pong", h.screen())
+
     def test_ctrlDAtNamePrompt(self) -> None:
         """
         Ctrl-D at "Enter container name:" cancels the question, not the

@@ -19,13 +19,14 @@ from typing import Any
 
 from twisted.conch.insults import insults
 from twisted.conch.recvline import HistoricRecvLine
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
 
 from pycm.client import format as fmt
 from pycm.client.cli import peerDescription
 from pycm.client.history import HistoryFile, defaultHistoryPath
+from pycm.client.plan import Plan, PlanError, planCommand, wantsHelp
 from pycm.client.protocol import ClientProtocol, isSilentLine
 from pycm.errors import PycmError, Unauthorized
 
@@ -368,7 +369,8 @@ class ShellProtocol(HistoricRecvLine):
         if command in ("exit", "quit"):
             self.leave()
             return
-        if command in NAME_REQUIRED and not hasPositional(words[1:], valueOptions(command)):
+        if command in NAME_REQUIRED and not hasPositional(words[1:], valueOptions(command)) \
+                and not wantsHelp(words[1:]):
             self.asking = words
             self.pn = 1
             self.drawInputLine()
@@ -376,16 +378,49 @@ class ShellProtocol(HistoricRecvLine):
         self.send(text, words)
 
     def send(self, line: str, words: Sequence[str]) -> None:
-        """Send one request; print its reply when it comes."""
+        """
+        Send one request; print its reply when it comes.  Docker's habits
+        (L{pycm.client.plan}) hold as on the command line: C{ps -q},
+        C{--format}, several names, C{logs -t}, C{COMMAND --help}.
+        """
         command = words[0].lower() if words else ""
+        try:
+            plan = planCommand(words) if words else None
+        except PlanError as e:
+            self.printAbove([f"Error: {e}"])
+            return
         self.busy = True
         self._progress = self.clock.callLater(
             self.PROGRESS_DELAY, self._showProgress, list(words)
         )
-        d = self.client.request(line)
-        d.addCallbacks(self._formatReply, self._formatError,
-                       callbackArgs=(command, words))
-        d.addCallback(self._replied)
+        if plan is None or plan == Plan(command, (tuple(words),)):
+            d = self.client.request(line)
+            d.addCallbacks(self._formatReply, self._formatError,
+                           callbackArgs=(command, words))
+            d.addCallback(self._replied)
+            return
+        replies = [
+            self.client.request(shlex.join(request)).addCallbacks(
+                self._formatPlanned, self._formatError, callbackArgs=(plan, request)
+            )
+            for request in plan.requests
+        ]
+        def flatten(groups: list[list[str]]) -> None:
+            self._replied([line for group in groups for line in group])
+
+        gatherResults(replies).addCallback(flatten)
+
+    def _formatPlanned(self, value: Any, plan: Plan, request: Sequence[str]) -> list[str]:
+        """A reply to one request of a L{Plan}, as the plan says to show it."""
+        if isinstance(value, list) and plan.command in fmt.LIST_COMMANDS:
+            lines = fmt.formatContainers(value, plan.quiet, plan.template, plan.jsonLines)
+            if lines is not None:
+                return lines
+        if plan.command == "logs" and isinstance(value, list):
+            prefixes = fmt.LogPrefixes(plan.names) if len(plan.requests) > 1 else None
+            return [fmt.formatLogEntry(entry, request[-1], prefixes, plan.timestamps)
+                    for entry in value]
+        return self._formatReply(value, plan.command, request)
 
     def _formatReply(self, value: Any, command: str,
                      words: Sequence[str]) -> list[str]:
