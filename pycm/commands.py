@@ -43,6 +43,7 @@ from pycm.model import (
     validateName,
 )
 from pycm.redact import REDACTED, describeRequest, isImageReference
+from pycm.stats import ContainerStats
 from pycm.words import (
     Option,
     decodeLine,
@@ -792,6 +793,20 @@ def wait(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> A
     return d.addCallbacks(result, timedOut)
 
 
+def stats(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> Any:
+    """
+    The usage of every running container, or of each named one, sorted by
+    name.  C{--no-stream} is accepted for C{docker stats}' sake: the
+    daemon always answers once.
+    """
+    names = [validateName(arg) for arg in args]
+
+    def render(rows: list[ContainerStats]) -> list[dict[str, Any]]:
+        return [row.toJSON() for row in sorted(rows, key=lambda row: row.name)]
+
+    return session.daemon.backend.stats(names).addCallback(render)
+
+
 def events(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> Any:
     log = session.daemon.events
     if options.get("off"):
@@ -953,6 +968,11 @@ TABLE = (
             Option("timeout", metavar="SECONDS"),
         ),
         minArgs=1, maxArgs=1, loggedArgs=1,
+    ),
+    Command(
+        "stats", stats, "CPU, memory, pids and block I/O of running (or the named) containers",
+        arguments="[NAME...]", options=(Option("no-stream", takesValue=False),),
+        maxArgs=None, loggedArgs=1,
     ),
     Command(
         "events", events, "receive container events on this connection",

@@ -167,6 +167,20 @@ class IContainerBackend(Interface):
             called.  Cancelling it leaves nothing behind.
         """
 
+    def stats(names):
+        """
+        The resource usage of containers (see L{pycm.stats}).
+
+        @param names: a sequence of container names; empty for every
+            running container.
+        @return: Deferred firing with a list of L{pycm.stats.ContainerStats},
+            in any order: one per running container, or one per distinct
+            name given (a container that is not running has every figure
+            None); L{pycm.errors.NotFound} if a name is unknown.  Figures
+            the backend cannot know are None; C{cpuPercent} is over the
+            last interval as L{pycm.stats.CpuSampler} defines it.
+        """
+
 
 class IRunObserver(Interface):
     """
@@ -259,6 +273,23 @@ class IRuntimeSweep(Interface):
 
         @return: Deferred firing with the list of run ids something was
             found of.
+        """
+
+
+class IRuntimeStats(Interface):
+    """
+    Optional for an L{IRuntime}: reading its runs' resource usage.  Without
+    it, a supervising backend's C{stats} has every figure None.
+    """
+
+    def usage(runs):
+        """
+        Read the counters of running containers, all at once (a runtime may
+        share one look at C{/proc} between them).
+
+        @param runs: a list of (L{pycm.model.Container}, L{IRun}) pairs.
+        @return: a list of L{pycm.stats.Usage} (or None where nothing is
+            known), in the same order.
         """
 
 

@@ -398,18 +398,28 @@ class Capabilities:
         others with C{bad_request} before the backend is called.
     @ivar limits: which resource limits it enforces (C{memory}, C{cpus}).
     @ivar images: a short description of what an image is for it.
+    @ivar stats: the figures its C{stats} can report (L{STATS_FIGURES});
+        the others are always null.
     """
 
     options: frozenset[str]
     limits: frozenset[str] = frozenset()
     images: str = ""
+    stats: frozenset[str] = frozenset()
 
     def toJSON(self) -> dict[str, Any]:
         return {
             "options": sorted(self.options),
             "limits": sorted(self.limits),
             "images": self.images,
+            "stats": sorted(self.stats),
         }
+
+
+#: The figures of a C{stats} row.
+STATS_FIGURES = frozenset(
+    {"cpu_percent", "memory", "memory_limit", "pids", "read_bytes", "write_bytes"}
+)
 
 
 ALL_OPTIONS = frozenset(ContainerSpec.OPTION_FIELDS)

@@ -24,6 +24,8 @@ a backend and how to express a few commands on it.  It has:
   - C{badCommand}: a command that cannot be started at all (start fails with
     L{BackendError}, the container becomes C{dead}), or None.
   - C{exitCommand(code)}: a command that exits promptly with C{code}.
+  - C{busyCommand} (optional): a command that keeps one CPU busy until
+    signalled, or None (the C{stats} CPU test skips).
   - C{echoCommand(text)}: writes C{text} as one stdout line, then exits 0.
   - C{delayedEchoCommand(text)}: the same, after about one second.
   - C{signalledExitCodes(signum)}: the exit codes a run killed by C{signum}
@@ -69,6 +71,7 @@ from pycm.errors import BackendError, BadRequest, Conflict, NoImage, NotFound
 from pycm.interfaces import IContainerBackend
 from pycm.model import (
     ALL_OPTIONS,
+    STATS_FIGURES,
     Action,
     Capabilities,
     Container,
@@ -79,6 +82,7 @@ from pycm.model import (
     State,
     WaitCondition,
 )
+from pycm.stats import ContainerStats
 
 __all__ = [
     "BackendFixture",
@@ -219,6 +223,7 @@ class MemoryFixture:
     longCommand = ("sleep", "infinity")
     ignoreTermCommand: tuple[str, ...] | None = ("ignore-term",)
     badCommand: tuple[str, ...] | None = ("unstartable",)
+    busyCommand: tuple[str, ...] | None = ("burn",)
 
     def __init__(self) -> None:
         self._clocks: dict[TestCase, Clock] = {}
@@ -1022,5 +1027,91 @@ def make_backend_tests(fixture: BackendFixture) -> type[TestCase]:
             container = yield self.settle(self.backend.inspect(spec.name))
             self.assertEqual(container.restartCount, 1)
             self.assertEqual(container.state, State.EXITED)
+
+        # stats
+
+        def assertFigures(self, row: ContainerStats) -> None:
+            """The figures of a running container have their types."""
+            known = self.backend.capabilities.stats
+            self.assertLessEqual(known, STATS_FIGURES)
+            figures = row.toJSON()
+            for figure in STATS_FIGURES:
+                value = figures[figure]
+                if figure not in known:
+                    self.assertIsNone(value, figure)
+                elif figure == "cpu_percent":
+                    self.assertIsInstance(value, float, figure)
+                    self.assertGreaterEqual(value, 0.0)
+                elif value is not None:
+                    self.assertIsInstance(value, int, figure)
+                    self.assertGreaterEqual(value, 0, figure)
+            for figure in ("memory", "pids"):
+                if figure in known:
+                    self.assertGreater(figures[figure], 0, figure)
+
+        @inlineCallbacks
+        def test_statsRunning(self) -> Generator[Deferred[Any], Any, None]:
+            """
+            C{stats} with no name lists every running container with its
+            figures, and not one that is only created.
+            """
+            running = self.spec("statsrunning", fixture.longCommand)
+            created = self.spec("statscreated", fixture.longCommand)
+            yield self.runContainer(running)
+            yield self.create(created)
+            rows = yield self.settle(self.backend.stats([]))
+            mine = {row.name: row for row in rows if row.name.startswith(self.prefix)}
+            self.assertEqual(set(mine), {running.name})
+            self.assertEqual(mine[running.name].state, State.RUNNING)
+            self.assertFigures(mine[running.name])
+
+        @inlineCallbacks
+        def test_statsNamed(self) -> Generator[Deferred[Any], Any, None]:
+            """
+            C{stats NAME...} gives one row per distinct name: a container
+            that is not running has every figure None.
+            """
+            running = self.spec("statsnamedrun", fixture.longCommand)
+            created = self.spec("statsnamedcreated", fixture.longCommand)
+            yield self.runContainer(running)
+            yield self.create(created)
+            rows = yield self.settle(
+                self.backend.stats([created.name, running.name, created.name])
+            )
+            byName = {row.name: row for row in rows}
+            self.assertEqual(len(rows), 2)
+            self.assertEqual(byName[created.name], ContainerStats(created.name, State.CREATED))
+            self.assertEqual(byName[running.name].state, State.RUNNING)
+            self.assertFigures(byName[running.name])
+
+        @inlineCallbacks
+        def test_statsNotFound(self) -> Generator[Deferred[Any], Any, None]:
+            """C{stats} of an unknown name fails with L{NotFound}."""
+            running = self.spec("statsknown", fixture.longCommand)
+            yield self.runContainer(running)
+            yield self.assertFails(
+                self.backend.stats([running.name, self.prefix + "nosuch"]), NotFound
+            )
+
+        @inlineCallbacks
+        def test_statsBusy(self) -> Generator[Deferred[Any], Any, None]:
+            """
+            A container keeping a CPU busy shows it in C{cpu_percent} over
+            the last interval; an idle one shows little.
+            """
+            busy = getattr(fixture, "busyCommand", None)
+            if busy is None or "cpu_percent" not in self.backend.capabilities.stats:
+                raise SkipTest("the fixture has no busy command")
+            spec = self.spec("statsbusy", busy)
+            idle = self.spec("statsidle", fixture.longCommand)
+            yield self.runContainer(spec)
+            yield self.runContainer(idle)
+            yield self.settle(self.backend.stats([spec.name, idle.name]))
+            yield self.sleep(1.5)
+            rows = yield self.settle(self.backend.stats([spec.name, idle.name]))
+            byName = {row.name: row for row in rows}
+            # One CPU busy is 100%; a loaded test machine gives it less.
+            self.assertGreater(byName[spec.name].cpuPercent, 25.0)
+            self.assertLess(byName[idle.name].cpuPercent, 25.0)
 
     return BackendConformanceTests

@@ -25,6 +25,7 @@ class DockerFixture(ReactorFixture):
     longCommand = ("sleep", "1000")
     ignoreTermCommand = ("sh", "-c", "trap '' TERM; sleep 1000")
     badCommand = ("pycm-no-such-executable",)
+    busyCommand = ("sh", "-c", "while :; do :; done")
 
     def __init__(self) -> None:
         super().__init__(reactor)  # type: ignore[arg-type]

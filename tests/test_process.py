@@ -1471,6 +1471,7 @@ class ProcessFixture(ReactorFixture):
     longCommand = ("sleep", "1000")
     ignoreTermCommand = ("sh", "-c", "trap '' TERM; exec sleep 1000")
     badCommand = ("pycm-no-such-executable",)
+    busyCommand = ("sh", "-c", "while :; do :; done")
 
     def __init__(self, limits: bool) -> None:
         super().__init__(reactor)

@@ -86,6 +86,7 @@ from pycm.backends.dockermap import (
     mapPullError,
     sinceParam,
     splitImage,
+    usageFromStats,
 )
 from pycm.backends.dockersignals import SignalsSent
 from pycm.backends.dockerstream import Demultiplexer, JSONLines, LogLineSplitter
@@ -100,6 +101,7 @@ from pycm.errors import (
 from pycm.interfaces import IContainerBackend
 from pycm.model import (
     ALL_OPTIONS,
+    STATS_FIGURES,
     Action,
     Capabilities,
     Container,
@@ -113,6 +115,7 @@ from pycm.model import (
     parseSignal,
     parseTime,
 )
+from pycm.stats import ContainerStats, CpuSampler
 
 #: The backend options C{makeBackend} takes (C{--docker-host} and so on on
 #: the daemon's command line), with their defaults and help.
@@ -151,6 +154,7 @@ CAPABILITIES = Capabilities(
     options=ALL_OPTIONS,
     limits=frozenset({"memory", "cpus"}),
     images="a Docker image reference (e.g. busybox:latest)",
+    stats=STATS_FIGURES,
 )
 
 
@@ -301,6 +305,8 @@ class DockerBackend:
         #: The exit code of each container's last die event, by id, as
         #: reported then (kept past its destroy, for C{wait --for=removed}).
         self._exits: collections.OrderedDict[str, int | None] = collections.OrderedDict()
+        #: CPU samples, for an engine that sends no previous one.
+        self._cpu = CpuSampler(reactor)
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -1126,6 +1132,49 @@ class DockerBackend:
     def inspect(self, name: str) -> Any:
         data = yield self._resolve(name)
         return self._container(data)
+
+    # -- stats ----------------------------------------------------------------
+
+    @defer.inlineCallbacks
+    def stats(self, names: Any) -> Any:
+        """
+        One C{GET /containers/ID/stats?stream=false} per running container,
+        all at once (L{usageFromStats}); C{cpu_percent} is the engine's own
+        interval when it sends a previous sample, else the daemon's
+        (L{CpuSampler}).
+        """
+        if names:
+            containers = []
+            for name in dict.fromkeys(names):
+                containers.append((yield self.inspect(name)))
+        else:
+            containers = [c for c in (yield self.list()) if c.state in State.ALIVE]
+        running = [c for c in containers if c.state in State.ALIVE]
+        usages = yield defer.gatherResults([self._usage(c) for c in running], consumeErrors=True)
+        result = [ContainerStats.idle(c) for c in containers if c.state not in State.ALIVE]
+        for container, usage in zip(running, usages):
+            cpu = usage.cpuPercent if usage is not None else None
+            if usage is not None and cpu is None:
+                cpu = self._cpu.percent(
+                    (container.id, container.started), container.started, usage.cpuSeconds
+                )
+            result.append(ContainerStats.of(container, usage, cpu))
+        if not names:
+            self._cpu.keepOnly((c.id, c.started) for c in running)
+        return result
+
+    @defer.inlineCallbacks
+    def _usage(self, container: Container) -> Any:
+        """The engine's figures for one container; None if it just stopped."""
+        try:
+            _, data = yield self.engine.request(
+                "GET", f"/containers/{container.id}/stats", {"stream": False}
+            )
+        except EngineError as e:
+            if e.status in (404, 409):
+                return None
+            raise self._fail(e, container.name) from None
+        return usageFromStats(data, container.memory)
 
     # -- logs -----------------------------------------------------------------
 

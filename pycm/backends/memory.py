@@ -18,11 +18,18 @@ Simulated commands (the first word decides; the rest are its arguments):
     has to escalate to SIGKILL after the stop timeout).
   - C{unstartable ...}: cannot be started (start fails; the container is
     C{dead}).
+  - C{burn [FRACTION]}: runs until signalled, keeping FRACTION of a CPU
+    busy (default 1; C{burn 2.5} is two and a half CPUs).
   - anything else: runs until signalled.
 
 A run ends with minus the signal number on any signal except SIGCHLD,
 SIGCONT, SIGURG, SIGWINCH, SIGUSR1 and SIGUSR2, which it ignores.  Pids are
 fake increasing integers.
+
+Usage (C{stats}) is simulated on the clock: a run uses no CPU (C{burn}:
+its FRACTION), L{SIMULATED_MEMORY} bytes and one process, has read
+nothing and written the bytes of its output; the memory limit is the
+container's C{--memory}.
 
 Every run/create option is accepted and recorded (C{info} lists them all),
 but no resource limit is enforced: C{capabilities.limits} is empty.
@@ -45,8 +52,23 @@ from zope.interface import implementer
 
 from pycm.backends.supervisor import Supervisor, defaultIdFactory
 from pycm.errors import BackendError
-from pycm.interfaces import ILogStore, IRecordStore, IRun, IRunObserver, IRuntime
-from pycm.model import ALL_OPTIONS, Capabilities, Container, LogLine, parseSignal
+from pycm.interfaces import (
+    ILogStore,
+    IRecordStore,
+    IRun,
+    IRunObserver,
+    IRuntime,
+    IRuntimeStats,
+)
+from pycm.model import (
+    ALL_OPTIONS,
+    STATS_FIGURES,
+    Capabilities,
+    Container,
+    LogLine,
+    parseSignal,
+)
+from pycm.stats import Usage
 
 #: Signals a simulated run ignores.
 IGNORED_SIGNALS = frozenset(
@@ -63,6 +85,8 @@ IGNORED_SIGNALS = frozenset(
 DEFAULT_IMAGE = "memory"
 IMAGES = frozenset({"memory", "host"})
 DEFAULT_COMMAND = ("sleep", "infinity")
+#: The memory a simulated run uses, in bytes.
+SIMULATED_MEMORY = 4 * 2**20
 
 
 @implementer(IRunObserver)
@@ -98,6 +122,21 @@ class SimulatedRun:
         self._dying = False
         self._onExit = onExit
         self.exitWaiters: list[Deferred[int | None]] = []
+        #: When it started, the CPUs it keeps busy, the bytes it wrote.
+        self.started = clock.seconds()
+        self.load = 0.0
+        self.written = 0
+
+    def usage(self, memoryLimit: int | None) -> Usage:
+        """Its simulated counters now."""
+        return Usage(
+            cpuSeconds=self.load * (self._clock.seconds() - self.started),
+            memory=SIMULATED_MEMORY,
+            memoryLimit=memoryLimit,
+            pids=1,
+            readBytes=0,
+            writeBytes=self.written,
+        )
 
     def later(self, delay: float, f: Callable[..., object], *args: object) -> None:
         """Run C{f} after C{delay} seconds unless the run ends first."""
@@ -112,7 +151,9 @@ class SimulatedRun:
 
     def write(self, stream: str, text: str) -> None:
         if not self.done:
-            self.observer.output(stream, [text.encode("utf-8")])
+            data = text.encode("utf-8")
+            self.written += len(data) + 1
+            self.observer.output(stream, [data])
 
     def exit(self, code: int | None) -> None:
         if self.done:
@@ -136,7 +177,7 @@ class SimulatedRun:
         self._calls.append(self._clock.callLater(0, self.exit, -signum))
 
 
-@implementer(IRuntime)
+@implementer(IRuntime, IRuntimeStats)
 class SimulatedRuntime:
     """
     An L{IRuntime} whose runs are simulated on C{clock}.
@@ -155,6 +196,7 @@ class SimulatedRuntime:
             options=ALL_OPTIONS,
             limits=frozenset(),
             images="simulated: " + ", ".join(sorted(self.images)),
+            stats=STATS_FIGURES,
         )
         self._nextPid = 1000
         #: Live runs by pid.
@@ -209,6 +251,14 @@ class SimulatedRuntime:
                 run.later(seconds, self._behave, run, args[1:] or ["exit", "0"])
         elif command == "ignore-term":
             run.ignoreTerm = True
+        elif command == "burn":
+            try:
+                run.load = float(args[0]) if args else 1.0
+            except ValueError:
+                run.load = -1.0
+            if not 0 <= run.load < float("inf"):
+                run.load = 0.0
+                self._fail(run, f"burn: invalid CPU fraction {' '.join(args)!r}")
 
     def _echo(self, run: SimulatedRun, stream: str, text: str, code: int) -> None:
         run.write(stream, text)
@@ -216,6 +266,13 @@ class SimulatedRuntime:
 
     def _fail(self, run: SimulatedRun, message: str) -> None:
         run.later(0, self._echo, run, "stderr", message, 1)
+
+    def usage(self, runs: list[tuple[Container, IRun]]) -> list[Usage | None]:
+        """Each run's simulated usage (see the module docstring)."""
+        return [
+            run.usage(container.memory) if isinstance(run, SimulatedRun) else None
+            for container, run in runs
+        ]
 
     def sweep(self, runs: dict[str, Container], strays: object = ()) -> Deferred[list[str]]:
         """Simulated runs never escape their container: nothing to stop."""

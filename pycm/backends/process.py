@@ -113,12 +113,21 @@ from zope.interface import implementer
 
 from pycm import procfs
 from pycm.backends.output import LineSplitter, OutputPacer
+from pycm.backends.processstats import readUsage
 from pycm.backends.supervisor import Supervisor, defaultIdFactory
 from pycm.cgroups import NO_CGROUPS, Cgroups, detect, movePid
 from pycm.errors import BackendError, BadRequest, PycmError
-from pycm.interfaces import IRun, IRunObserver, IRuntime, IRuntimeSweep
+from pycm.interfaces import IRun, IRunObserver, IRuntime, IRuntimeStats, IRuntimeSweep
 from pycm.logfiles import DEFAULT_MAX_FILES, DEFAULT_MAX_SIZE, FileLogStore
-from pycm.model import ALL_OPTIONS, Capabilities, Container, ContainerSpec, parseSignal
+from pycm.model import (
+    ALL_OPTIONS,
+    STATS_FIGURES,
+    Capabilities,
+    Container,
+    ContainerSpec,
+    parseSignal,
+)
+from pycm.stats import Usage
 from pycm.store import SQLiteStore
 
 #: The process backend's only image.
@@ -677,7 +686,7 @@ class MarkSweep:
                 waiter.callback(None)
 
 
-@implementer(IRuntime, IRuntimeSweep)
+@implementer(IRuntime, IRuntimeSweep, IRuntimeStats)
 class ProcessRuntime:
     """
     Starts runs as host processes: see the module docstring.
@@ -750,6 +759,7 @@ class ProcessRuntime:
             options=ALL_OPTIONS - unenforced,
             limits=cgroups.limits,
             images="host: commands run as processes on the host's own filesystem; " + containment,
+            stats=STATS_FIGURES,
         )
         try:
             home = pwd.getpwuid(os.geteuid()).pw_dir
@@ -927,6 +937,17 @@ class ProcessRuntime:
         protocol.sessionCall = self.reactor.callLater(
             SESSION_POLL, self._awaitSession, protocol, attempts - 1
         )
+
+    def usage(self, runs: list[tuple[Container, IRun]]) -> list[Usage | None]:
+        """
+        Each run's usage, from its cgroups, else C{/proc}
+        (L{pycm.backends.processstats}).
+        """
+        wanted = [
+            (getattr(run, "group", None), run.pid, container.memory)
+            for container, run in runs
+        ]
+        return list(readUsage(self.cgroups, wanted, self.proc))
 
     def _nullFD(self) -> int:
         """A descriptor of /dev/null, kept open, for the runs' stdin."""

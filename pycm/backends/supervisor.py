@@ -52,7 +52,7 @@ from __future__ import annotations
 import builtins
 import signal as _signal
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
@@ -87,6 +87,7 @@ from pycm.interfaces import (
     IRun,
     IRunObserver,
     IRuntime,
+    IRuntimeStats,
     IRuntimeSweep,
 )
 from pycm.model import (
@@ -106,6 +107,7 @@ from pycm.model import (
     signalName,
 )
 from pycm.redact import containerSecrets, scrub
+from pycm.stats import ContainerStats, CpuSampler
 
 #: The first delay before an automatic restart, in seconds.
 INITIAL_BACKOFF = 0.1
@@ -364,6 +366,7 @@ class Supervisor:
         self._inFlight = 0
         self._idleWaiters: list[Deferred[None]] = []
         self._writer = RecordWriter(clock, recordStore, self._recordsWritten)
+        self._cpu = CpuSampler(clock)
 
     @property
     def capabilities(self) -> Capabilities:
@@ -818,6 +821,39 @@ class Supervisor:
             return succeed(self._lookup(name).toContainer())
         except NotFound as e:
             return fail(e)
+
+    def stats(self, names: Sequence[str]) -> Deferred[builtins.list[ContainerStats]]:
+        """
+        The usage of running containers, from the runtime's
+        L{IRuntimeStats} (every figure None without it).
+        """
+        try:
+            if names:
+                records = [self._lookup(name) for name in dict.fromkeys(names)]
+            else:
+                records = [r for r in self._records.values() if r.state in State.ALIVE]
+            return succeed(self._stats(records))
+        except PycmError as e:
+            return fail(e)
+        except Exception as e:
+            return fail(BackendError(f"cannot read the containers' usage: {e}"))
+
+    def _stats(self, records: builtins.list[Record]) -> builtins.list[ContainerStats]:
+        running = [r for r in records if r.state in State.ALIVE and r.run is not None]
+        reader = IRuntimeStats(self._runtime, None)
+        pairs = [(r.toContainer(), r.run) for r in running]
+        usages = reader.usage(pairs) if reader is not None and pairs else [None] * len(pairs)
+        result = [ContainerStats.idle(r.toContainer()) for r in records if r not in running]
+        for (container, _), usage in zip(pairs, usages):
+            key = (container.id, container.started)
+            cpu = self._cpu.percent(
+                key, container.started, usage.cpuSeconds if usage is not None else None
+            )
+            result.append(ContainerStats.of(container, usage, cpu))
+        self._cpu.keepOnly(
+            (r.id, r.started) for r in self._records.values() if r.state in State.ALIVE
+        )
+        return result
 
     # C{list} below means the method above, in this class body.
     def logs(

@@ -1,0 +1,217 @@
+"""
+The process backend's C{stats}: each run's usage from its cgroups, else
+from C{/proc}.
+
+For each figure the run's cgroup directories (tracking first, then its
+limit groups: see L{pycm.cgroups}) are read, cgroup v2 and v1 alike:
+
+  - CPU: v2 C{cpu.stat} C{usage_usec} (every v2 group has it, even
+    without the cpu controller), v1 C{cpuacct.usage};
+  - memory: v2 C{memory.current} less C{inactive_file} of
+    C{memory.stat}, v1 C{memory.usage_in_bytes} less
+    C{total_inactive_file} (Docker's figure: page cache that can be
+    dropped is not counted); the limit from v2 C{memory.max}, v1
+    C{memory.limit_in_bytes} (none when it says C{max} or a huge number);
+  - pids: C{pids.current} (v1 and v2);
+  - block I/O: v2 C{io.stat} C{rbytes}/C{wbytes}, summed over devices.
+
+What no cgroup file says is summed over the run's processes in C{/proc}:
+those in its tracking cgroup (C{cgroup.procs}), or, without one, those in
+its process group (one scan of C{/proc} serves every run of a request):
+CPU from C{stat} (user and system time, with that of reaped children),
+memory as resident set size (shared pages counted in each process), pids
+as threads, I/O from C{io} (C{read_bytes}/C{write_bytes}, of the live
+processes only).  A figure nothing can tell is None.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import attrs
+
+from pycm import procfs
+from pycm.cgroups import Cgroups
+from pycm.stats import Usage
+
+_TICK = os.sysconf("SC_CLK_TCK")
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+#: A v1 memory limit at least this large means "no limit".
+_NO_LIMIT = 2**60
+
+
+def _read(path: str) -> str | None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        return os.read(fd, 65536).decode("ascii", "replace")
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _keyed(text: str | None, key: str) -> int | None:
+    """The value of C{key} in a C{KEY VALUE} per line cgroup file."""
+    if text is None:
+        return None
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name == key:
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+def _number(text: str | None) -> int | None:
+    if text is None:
+        return None
+    try:
+        return int(text.strip())
+    except ValueError:
+        return None
+
+
+def parseIOStat(text: str) -> tuple[int, int]:
+    """C{(rbytes, wbytes)} summed over the devices of a v2 C{io.stat}."""
+    read = written = 0
+    for line in text.splitlines():
+        for field in line.split()[1:]:
+            key, _, value = field.partition("=")
+            if key == "rbytes" and value.isdigit():
+                read += int(value)
+            elif key == "wbytes" and value.isdigit():
+                written += int(value)
+    return read, written
+
+
+def cgroupUsage(dirs: Sequence[str]) -> Usage:
+    """What the cgroup files in C{dirs} say (None where none does)."""
+    cpu: float | None = None
+    memory = limit = pids = readBytes = writeBytes = None
+    for path in dirs:
+        if cpu is None:
+            usec = _keyed(_read(os.path.join(path, "cpu.stat")), "usage_usec")
+            if usec is not None:
+                cpu = usec / 1e6
+            else:
+                nsec = _number(_read(os.path.join(path, "cpuacct.usage")))
+                cpu = None if nsec is None else nsec / 1e9
+        if memory is None:
+            current = _number(_read(os.path.join(path, "memory.current")))
+            if current is not None:
+                inactive = _keyed(_read(os.path.join(path, "memory.stat")), "inactive_file")
+                memory = max(current - (inactive or 0), 0)
+                limit = _number(_read(os.path.join(path, "memory.max")))
+            else:
+                current = _number(_read(os.path.join(path, "memory.usage_in_bytes")))
+                if current is not None:
+                    stat = _read(os.path.join(path, "memory.stat"))
+                    inactive = _keyed(stat, "total_inactive_file")
+                    memory = max(current - (inactive or 0), 0)
+                    limit = _number(_read(os.path.join(path, "memory.limit_in_bytes")))
+                    if limit is not None and limit >= _NO_LIMIT:
+                        limit = None
+        if pids is None:
+            pids = _number(_read(os.path.join(path, "pids.current")))
+        if readBytes is None:
+            text = _read(os.path.join(path, "io.stat"))
+            if text is not None:
+                readBytes, writeBytes = parseIOStat(text)
+    return Usage(cpu, memory, limit, pids, readBytes, writeBytes)
+
+
+def processUsage(pids: Sequence[int], proc: str = procfs.PROC) -> Usage:
+    """The sums over processes C{pids} (see the module docstring)."""
+    ticks = threads = pages = 0
+    readBytes: int | None = 0
+    writeBytes: int | None = 0
+    for pid in pids:
+        stat = _read(f"{proc}/{pid}/stat")
+        if stat is None:
+            continue
+        try:
+            fields = stat[stat.rindex(")") + 1 :].split()
+            # fields[N - 3] is field N of proc(5).
+            ticks += sum(int(f) for f in fields[11:15])
+            threads += int(fields[17])
+            pages += int(fields[21])
+        except (ValueError, IndexError):
+            continue
+        io = _read(f"{proc}/{pid}/io")
+        if io is None or readBytes is None or writeBytes is None:
+            readBytes = writeBytes = None
+            continue
+        read = _keyed(io.replace(":", ""), "read_bytes")
+        written = _keyed(io.replace(":", ""), "write_bytes")
+        if read is None or written is None:
+            readBytes = writeBytes = None
+        else:
+            readBytes += read
+            writeBytes += written
+    return Usage(ticks / _TICK, pages * _PAGE, None, threads, readBytes, writeBytes)
+
+
+def _merge(first: Usage, then: Usage) -> Usage:
+    """C{first}'s figures, with C{then}'s where C{first} has None."""
+
+    def pick(a: object, b: object) -> object:
+        return a if a is not None else b
+
+    return Usage(
+        pick(first.cpuSeconds, then.cpuSeconds),  # type: ignore[arg-type]
+        pick(first.memory, then.memory),  # type: ignore[arg-type]
+        first.memoryLimit if first.memory is not None else then.memoryLimit,
+        pick(first.pids, then.pids),  # type: ignore[arg-type]
+        pick(first.readBytes, then.readBytes),  # type: ignore[arg-type]
+        first.writeBytes if first.readBytes is not None else then.writeBytes,
+    )
+
+
+def _complete(usage: Usage) -> bool:
+    return None not in (usage.cpuSeconds, usage.memory, usage.pids, usage.readBytes)
+
+
+def readUsage(
+    cgroups: Cgroups,
+    runs: Sequence[tuple[str | None, int, int | None]],
+    proc: str = procfs.PROC,
+) -> list[Usage]:
+    """
+    The usage of each run, given as C{(group, pid, memoryLimit)}: its
+    cgroup's name (None without one), its process group, and the limit it
+    was started with (what a v1 hierarchy without the memory controller
+    cannot tell).
+    """
+    result: list[Usage] = []
+    groupless: dict[int, int] = {}
+    for index, (group, pgid, memoryLimit) in enumerate(runs):
+        if group is None:
+            usage = Usage()
+            groupless[pgid] = index
+        else:
+            dirs = cgroups.groupDirs(group, "memory" in cgroups.dirs, "cpus" in cgroups.dirs)
+            usage = cgroupUsage(dirs)
+            if not _complete(usage):
+                usage = _merge(usage, processUsage(cgroups.pids(group), proc))
+        if usage.memoryLimit is None and memoryLimit is not None:
+            usage = attrs.evolve(usage, memoryLimit=memoryLimit)
+        result.append(usage)
+    if groupless:
+        members: dict[int, list[int]] = {pgid: [] for pgid in groupless}
+        for stat in procfs.allStats(proc):
+            if stat.pgrp in members and stat.alive:
+                members[stat.pgrp].append(stat.pid)
+        for pgid, index in groupless.items():
+            usage = processUsage(members[pgid], proc)
+            limit = runs[index][2]
+            result[index] = Usage(
+                usage.cpuSeconds, usage.memory, limit, usage.pids,
+                usage.readBytes, usage.writeBytes,
+            )  # fmt: skip
+    return result
