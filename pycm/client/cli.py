@@ -53,6 +53,7 @@ from pycm.client.protocol import (
     connect,
     isSilentLine,
 )
+from pycm.client.stats import streamStats, wantsStream
 from pycm.errors import PycmError, Unauthorized
 from pycm.listeners import splitEndpoint
 
@@ -94,6 +95,9 @@ commands (run by the daemon; `pycm help COMMAND` shows one command's usage):
                                                  output (--follow: until it stops)
   wait [--for=COND] [--timeout=S] NAME           until it stops (or COND)
   events [--since=ID] [--filter=KEY=VALUE]...    stream events until Ctrl-C
+  stats [--no-stream] [NAME...]                  CPU, memory, pids, block I/O
+                                                 (refreshed every second)
+  top                                            a live full-screen view (q quits)
   completion bash|zsh|fish                       a shell completion script
   COMMAND --help                                 the same as help COMMAND
 
@@ -773,6 +777,15 @@ async def run(
     except CannotConnect as e:
         reportError(err, options, "unreachable", str(e))
         return EXIT_UNREACHABLE
+    live = options.command[0].lower() if options.command else ""
+    if live == "top":
+        from pycm.client.top import runTop
+
+        return await runTop(reactor, client, options, err)
+    if live == "stats" and wantsStream(options.command):
+        return await streamStats(reactor, client, options.command, out, err,
+                                 terminal=out.isatty(), asJSON=options.json,
+                                 interrupted=_interruptions(reactor))
     if options.command:
         return await runCommand(reactor, client, options, out, err)
     if interactive:

@@ -12,6 +12,7 @@ import shlex
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pycm.client.stats import statsTable
 from pycm.errors import PycmError
 from pycm.model import parseTime
 
@@ -144,6 +145,8 @@ def formatReply(command: str, value: Any, now: float) -> list[str]:
         return ["Stopped watching events"]
     if command == "help":
         return formatHelp(value)
+    if command == "stats" and isinstance(value, list):
+        return statsTable(value)
     if isContainer(value) and command != "inspect":
         return [containerLine(value)]
     if isContainer(value):
