@@ -1,11 +1,11 @@
 """
 pycm benchmarks: one command, every figure and ratio measured in the same run.
 
-    python benchmarks/run.py [--only core|process|connections|flood|docker] [--quick] [--pin]
+    python benchmarks/run.py [--only core|process|connections|flood|stats|docker] [--quick] [--pin]
 
 Prints a table of figures, ratios against references measured in the same
 run (the Twisted floor for the core section, supervisord for the process
-section), and PASS/FAIL against each target of issues 2, 3, 4 and 7.  Exit status:
+section), and PASS/FAIL against each target of issues 2, 3, 4, 7 and 11.  Exit status:
 0 when every section ran (whether or not targets were met), 1 on an error,
 2 when a section could not run for want of a prerequisite (it says which).
 """
@@ -47,10 +47,11 @@ def machine() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", choices=("core", "process", "connections", "flood", "docker"),
+    parser.add_argument("--only",
+                        choices=("core", "process", "connections", "flood", "stats", "docker"),
                         action="append",
                         help="run only this section (repeatable); default: core, process, "
-                             "connections and flood (docker needs an engine: see "
+                             "connections, flood and stats (docker needs an engine: see "
                              "bench_docker.py)")
     parser.add_argument("--quick", action="store_true",
                         help="fewer and shorter rounds (under a minute): a smoke test "
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="pin the servers to CPU 0 and the load generators to CPU 1")
     args = parser.parse_args(argv)
     common.PIN = args.pin
-    sections = args.only or ["core", "process", "connections", "flood"]
+    sections = args.only or ["core", "process", "connections", "flood", "stats"]
 
     if sys.platform != "linux":
         print("the benchmarks read /proc and use epoll: Linux only", file=sys.stderr)
@@ -92,6 +93,10 @@ def main(argv: list[str] | None = None) -> int:
                 from benchmarks import flood
 
                 flood.run(report, args.quick, children)
+            elif name == "stats":
+                from benchmarks import stats
+
+                stats.run(report, args.quick, children)
             else:
                 from benchmarks import bench_docker
 

@@ -18,7 +18,13 @@ from twisted.trial.unittest import SynchronousTestCase
 from pycm.backends.docker import DockerBackend
 from pycm.backends.dockerengine import EngineError
 from pycm.backends.dockermap import usageFromStats
-from pycm.backends.processstats import cgroupUsage, parseIOStat, processUsage, readUsage
+from pycm.backends.processstats import (
+    CgroupFiles,
+    cgroupUsage,
+    parseIOStat,
+    processUsage,
+    readUsage,
+)
 from pycm.cgroups import Cgroups
 from pycm.errors import NotFound
 from pycm.stats import CpuSampler, Usage
@@ -227,6 +233,23 @@ class ProcessStatsTests(SynchronousTestCase):
         self.assertEqual((usage.cpuSeconds, usage.memory, usage.memoryLimit), (1.5, 4 * MiB, None))
         self.assertIsNone(usage.pids)
 
+    def test_absentFilesLearnt(self) -> None:
+        """
+        A file a group lacks is not looked for again under the same parent
+        (a hierarchy without that controller), but only when the group was
+        there: a group that vanished meanwhile teaches nothing.
+        """
+        parent = os.path.join(self.root, "unified", "pycm")
+        _write(f"{parent}/web-1/cpu.stat", "usage_usec 1\n")
+        files = CgroupFiles()
+        cgroupUsage([f"{parent}/gone-1"], files)
+        cgroupUsage([f"{parent}/web-1"], files)
+        _write(f"{parent}/web-1/memory.current", "4096")
+        _write(f"{parent}/db-1/memory.current", "4096")
+        _write(f"{parent}/db-1/cpu.stat", "usage_usec 2\n")
+        self.assertEqual(cgroupUsage([f"{parent}/db-1"], files), Usage(2e-6))
+        self.assertEqual(cgroupUsage([f"{parent}/db-1"]).memory, 4096)
+
     def test_parseIOStat(self) -> None:
         """Devices without bytes, and junk, are skipped."""
         self.assertEqual(parseIOStat("8:0 rios=3\n253:0 rbytes=7 wbytes=x\n"), (7, 0))
@@ -256,7 +279,7 @@ class ProcessStatsTests(SynchronousTestCase):
         self.process(12, 12, self.tick, 7)
         self.process(13, 77, self.tick, 1000)
         usage = readUsage(
-            Cgroups(None, {}, {}), [(None, 10, 32 * MiB), (None, 12, None)], self.proc
+            Cgroups(None, {}, {}), [(None, 10, 32 * MiB, None), (None, 12, None, None)], self.proc
         )
         self.assertEqual(usage[0], Usage(4.0, 200 * self.page, 32 * MiB, 4, 8192, 16384))
         self.assertEqual(usage[1].memory, 7 * self.page)
@@ -272,7 +295,7 @@ class ProcessStatsTests(SynchronousTestCase):
         self.process(10, 10, self.tick, 100)
         self.process(11, 10, self.tick, 100)
         cgroups = Cgroups(2, {}, {}, tracking=tracking)
-        [usage] = readUsage(cgroups, [("web-1", 10, None)], self.proc)
+        [usage] = readUsage(cgroups, [("web-1", 10, None, None)], self.proc)
         self.assertEqual(usage, Usage(1.0, 200 * self.page, None, 4, 8192, 16384))
 
 

@@ -113,7 +113,7 @@ from zope.interface import implementer
 
 from pycm import procfs
 from pycm.backends.output import LineSplitter, OutputPacer
-from pycm.backends.processstats import readUsage
+from pycm.backends.processstats import UsageReader
 from pycm.backends.supervisor import Supervisor, defaultIdFactory
 from pycm.cgroups import NO_CGROUPS, Cgroups, detect, movePid
 from pycm.errors import BackendError, BadRequest, PycmError
@@ -734,6 +734,8 @@ class ProcessRuntime:
         self._releaseCalls: dict[str, Any] = {}
         #: Kills what still carries the marker of runs that ended.
         self.markSweep = MarkSweep(self)
+        #: Reads the runs' usage for C{stats}.
+        self.usageReader = UsageReader(cgroups, proc)
         #: The daemon's time budget for its containers' output.
         self.pacer = OutputPacer(reactor)
         self._cwd: int | None = None
@@ -944,10 +946,10 @@ class ProcessRuntime:
         (L{pycm.backends.processstats}).
         """
         wanted = [
-            (getattr(run, "group", None), run.pid, container.memory)
+            (getattr(run, "group", None), run.pid, container.memory, container.cpus)
             for container, run in runs
         ]
-        return list(readUsage(self.cgroups, wanted, self.proc))
+        return list(self.usageReader.read(wanted))
 
     def _nullFD(self) -> int:
         """A descriptor of /dev/null, kept open, for the runs' stdin."""

@@ -90,47 +90,84 @@ def parseIOStat(text: str) -> tuple[int, int]:
     return read, written
 
 
-def cgroupUsage(dirs: Sequence[str]) -> Usage:
+class CgroupFiles:
+    """
+    Reads a group's interface files, remembering which ones a hierarchy
+    does not have (a v2 group without the memory controller has no
+    C{memory.current}; its siblings have none either): each absence is
+    learnt from a directory where another file was read, so a group that
+    vanished meanwhile teaches nothing.
+    """
+
+    def __init__(self) -> None:
+        self._absent: set[tuple[str, str]] = set()
+        self._missed: list[tuple[str, str]] = []
+        self._found = False
+
+    def read(self, directory: str, name: str) -> str | None:
+        parent = directory.rpartition("/")[0]
+        if (parent, name) in self._absent:
+            return None
+        text = _read(f"{directory}/{name}")
+        if text is None:
+            self._missed.append((parent, name))
+        else:
+            self._found = True
+        return text
+
+    def done(self) -> None:
+        """The end of one directory's reads: learn what it lacked."""
+        if self._found:
+            self._absent.update(self._missed)
+        self._missed, self._found = [], False
+
+
+def cgroupUsage(dirs: Sequence[str], files: CgroupFiles | None = None) -> Usage:
     """What the cgroup files in C{dirs} say (None where none does)."""
+    files = files if files is not None else CgroupFiles()
     cpu: float | None = None
     memory = limit = pids = readBytes = writeBytes = None
     for path in dirs:
         if cpu is None:
-            usec = _keyed(_read(os.path.join(path, "cpu.stat")), "usage_usec")
+            usec = _keyed(files.read(path, "cpu.stat"), "usage_usec")
             if usec is not None:
                 cpu = usec / 1e6
             else:
-                nsec = _number(_read(os.path.join(path, "cpuacct.usage")))
+                nsec = _number(files.read(path, "cpuacct.usage"))
                 cpu = None if nsec is None else nsec / 1e9
         if memory is None:
-            current = _number(_read(os.path.join(path, "memory.current")))
+            current = _number(files.read(path, "memory.current"))
             if current is not None:
-                inactive = _keyed(_read(os.path.join(path, "memory.stat")), "inactive_file")
+                inactive = _keyed(files.read(path, "memory.stat"), "inactive_file")
                 memory = max(current - (inactive or 0), 0)
-                limit = _number(_read(os.path.join(path, "memory.max")))
+                limit = _number(files.read(path, "memory.max"))
             else:
-                current = _number(_read(os.path.join(path, "memory.usage_in_bytes")))
+                current = _number(files.read(path, "memory.usage_in_bytes"))
                 if current is not None:
-                    stat = _read(os.path.join(path, "memory.stat"))
+                    stat = files.read(path, "memory.stat")
                     inactive = _keyed(stat, "total_inactive_file")
                     memory = max(current - (inactive or 0), 0)
-                    limit = _number(_read(os.path.join(path, "memory.limit_in_bytes")))
+                    limit = _number(files.read(path, "memory.limit_in_bytes"))
                     if limit is not None and limit >= _NO_LIMIT:
                         limit = None
         if pids is None:
-            pids = _number(_read(os.path.join(path, "pids.current")))
+            pids = _number(files.read(path, "pids.current"))
         if readBytes is None:
-            text = _read(os.path.join(path, "io.stat"))
+            text = files.read(path, "io.stat")
             if text is not None:
                 readBytes, writeBytes = parseIOStat(text)
+        files.done()
     return Usage(cpu, memory, limit, pids, readBytes, writeBytes)
 
 
-def processUsage(pids: Sequence[int], proc: str = procfs.PROC) -> Usage:
-    """The sums over processes C{pids} (see the module docstring)."""
+def processUsage(pids: Sequence[int], proc: str = procfs.PROC, io: bool = True) -> Usage:
+    """
+    The sums over processes C{pids} (see the module docstring); without
+    C{io}, the I/O is not read (None).
+    """
     ticks = threads = pages = 0
-    readBytes: int | None = 0
-    writeBytes: int | None = 0
+    readBytes: int | None = 0 if io else None
+    writeBytes: int | None = 0 if io else None
     for pid in pids:
         stat = _read(f"{proc}/{pid}/stat")
         if stat is None:
@@ -143,18 +180,25 @@ def processUsage(pids: Sequence[int], proc: str = procfs.PROC) -> Usage:
             pages += int(fields[21])
         except (ValueError, IndexError):
             continue
-        io = _read(f"{proc}/{pid}/io")
-        if io is None or readBytes is None or writeBytes is None:
-            readBytes = writeBytes = None
+        if readBytes is None or writeBytes is None:
             continue
-        read = _keyed(io.replace(":", ""), "read_bytes")
-        written = _keyed(io.replace(":", ""), "write_bytes")
+        read, written = _ioBytes(_read(f"{proc}/{pid}/io"))
         if read is None or written is None:
             readBytes = writeBytes = None
         else:
             readBytes += read
             writeBytes += written
     return Usage(ticks / _TICK, pages * _PAGE, None, threads, readBytes, writeBytes)
+
+
+def _ioBytes(text: str | None) -> tuple[int | None, int | None]:
+    """C{read_bytes} and C{write_bytes} of a C{/proc/PID/io}."""
+    found: dict[str, int] = {}
+    for line in (text or "").splitlines():
+        key, _, value = line.partition(": ")
+        if key in ("read_bytes", "write_bytes") and value.isdigit():
+            found[key] = int(value)
+    return found.get("read_bytes"), found.get("write_bytes")
 
 
 def _merge(first: Usage, then: Usage) -> Usage:
@@ -177,41 +221,59 @@ def _complete(usage: Usage) -> bool:
     return None not in (usage.cpuSeconds, usage.memory, usage.pids, usage.readBytes)
 
 
+class UsageReader:
+    """
+    Reads runs' usage for one runtime, keeping what it learnt of the
+    hierarchies (L{CgroupFiles}) from one request to the next.
+    """
+
+    def __init__(self, cgroups: Cgroups, proc: str = procfs.PROC) -> None:
+        self.cgroups = cgroups
+        self.proc = proc
+        self.files = CgroupFiles()
+
+    def read(self, runs: Sequence[tuple[str | None, int, int | None, float | None]]) -> list[Usage]:
+        """
+        The usage of each run, given as C{(group, pid, memory, cpus)}: its
+        cgroup's name (None without one), its process group, and the
+        limits it was started with (the groups it has; a memory limit is
+        also what a hierarchy without the memory controller cannot tell).
+        """
+        result: list[Usage] = []
+        groupless: dict[int, int] = {}
+        for index, (group, pgid, memoryLimit, cpus) in enumerate(runs):
+            if group is None:
+                usage = Usage()
+                groupless[pgid] = index
+            else:
+                dirs = self.cgroups.groupDirs(group, memoryLimit is not None, cpus is not None)
+                usage = cgroupUsage(dirs, self.files)
+                if not _complete(usage):
+                    pids = self._members(dirs[0])
+                    fallback = processUsage(pids, self.proc, io=usage.readBytes is None)
+                    usage = _merge(usage, fallback)
+            if usage.memoryLimit is None and memoryLimit is not None:
+                usage = attrs.evolve(usage, memoryLimit=memoryLimit)
+            result.append(usage)
+        if groupless:
+            members: dict[int, list[int]] = {pgid: [] for pgid in groupless}
+            for stat in procfs.allStats(self.proc):
+                if stat.pgrp in members and stat.alive:
+                    members[stat.pgrp].append(stat.pid)
+            for pgid, index in groupless.items():
+                usage = processUsage(members[pgid], self.proc)
+                result[index] = attrs.evolve(usage, memoryLimit=runs[index][2])
+        return result
+
+    def _members(self, directory: str) -> list[int]:
+        text = _read(f"{directory}/cgroup.procs")
+        return [int(word) for word in text.split() if word.isdigit()] if text else []
+
+
 def readUsage(
     cgroups: Cgroups,
-    runs: Sequence[tuple[str | None, int, int | None]],
+    runs: Sequence[tuple[str | None, int, int | None, float | None]],
     proc: str = procfs.PROC,
 ) -> list[Usage]:
-    """
-    The usage of each run, given as C{(group, pid, memoryLimit)}: its
-    cgroup's name (None without one), its process group, and the limit it
-    was started with (what a v1 hierarchy without the memory controller
-    cannot tell).
-    """
-    result: list[Usage] = []
-    groupless: dict[int, int] = {}
-    for index, (group, pgid, memoryLimit) in enumerate(runs):
-        if group is None:
-            usage = Usage()
-            groupless[pgid] = index
-        else:
-            dirs = cgroups.groupDirs(group, "memory" in cgroups.dirs, "cpus" in cgroups.dirs)
-            usage = cgroupUsage(dirs)
-            if not _complete(usage):
-                usage = _merge(usage, processUsage(cgroups.pids(group), proc))
-        if usage.memoryLimit is None and memoryLimit is not None:
-            usage = attrs.evolve(usage, memoryLimit=memoryLimit)
-        result.append(usage)
-    if groupless:
-        members: dict[int, list[int]] = {pgid: [] for pgid in groupless}
-        for stat in procfs.allStats(proc):
-            if stat.pgrp in members and stat.alive:
-                members[stat.pgrp].append(stat.pid)
-        for pgid, index in groupless.items():
-            usage = processUsage(members[pgid], proc)
-            limit = runs[index][2]
-            result[index] = Usage(
-                usage.cpuSeconds, usage.memory, limit, usage.pids,
-                usage.readBytes, usage.writeBytes,
-            )  # fmt: skip
-    return result
+    """L{UsageReader.read} once."""
+    return UsageReader(cgroups, proc).read(runs)
