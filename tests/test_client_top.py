@@ -362,3 +362,22 @@ class TopTests(SynchronousTestCase):
         top.flush()
         self.assertEqual(self.successResultOf(top.done), 3)
         self.assertTrue(top.screen.closed)
+
+
+class ShellStatsTests(SynchronousTestCase):
+    """C{stats} in the interactive shell."""
+
+    def test_completedAndShownAsTable(self) -> None:
+        """Tab completes C{stats}; its reply is shown as the stats table."""
+        from pycm.client.testing import FakeDaemon, ok
+        from tests.test_client_shell import ShellHarness
+
+        row = {"name": "web", "state": "running", "cpu_percent": 1.5, "memory": MiB,
+               "memory_limit": None, "pids": 2, "read_bytes": 0, "write_bytes": 0}  # fmt: skip
+        h = ShellHarness(FakeDaemon({"stats": ok([row])}))
+        h.type(b"stat\t")
+        self.assertEqual(h.typed(), b"stats ")
+        h.type(b"\r")
+        screen = h.screen().decode()
+        for line in statsTable([row]):
+            self.assertIn(line, screen)

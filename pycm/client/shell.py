@@ -62,7 +62,7 @@ def valueOptions(command: str) -> frozenset[str]:
 VALUE_OPTIONS = valueOptions("run") | valueOptions("stop")
 #: Commands whose arguments are container names Tab completes.
 NAME_COMMANDS = frozenset({
-    "start", "stop", "restart", "kill", "rm", "inspect", "logs", "wait", "unfollow",
+    "start", "stop", "restart", "kill", "rm", "inspect", "logs", "wait", "unfollow", "stats",
 })
 #: Commands that ask for a container name when typed without one.
 NAME_REQUIRED = frozenset({"run", "stop"})
