@@ -14,6 +14,7 @@ from typing import Any
 
 from twisted.conch.insults import helper, insults
 from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.test.iosim import FakeTransport, connect
 from twisted.trial.unittest import SynchronousTestCase
@@ -381,3 +382,44 @@ class ShellStatsTests(SynchronousTestCase):
         screen = h.screen().decode()
         for line in statsTable([row]):
             self.assertIn(line, screen)
+
+
+class TopHelpTests(SynchronousTestCase):
+    """C{pycm top --help} needs no daemon; C{stats --help} goes to C{help}."""
+
+    def test_topHelp(self) -> None:
+        """C{top --help} prints the keys, without connecting."""
+        from pycm.client.cli import clientCommand, parseArguments
+
+        out, err = io.StringIO(), io.StringIO()
+        options = parseArguments(["--host", "unix:/nonexistent", "top", "--help"], {})
+        self.assertEqual(clientCommand(options, out, err), 0)
+        self.assertIn("usage: pycm top", out.getvalue())
+        self.assertIn("s stop, r restart, d remove", out.getvalue())
+
+    def test_statsHelp(self) -> None:
+        """C{stats --help} is the daemon's help of C{stats}, not a stream."""
+        from pycm.client.cli import Options, run
+        from pycm.client.testing import FakeDaemon, connectToFake, ok
+
+        daemon = FakeDaemon({"help": ok({"name": "stats", "usage": "stats [NAME...]",
+                                         "summary": "usage", "aliases": []})})  # fmt: skip
+        client, daemon, pump = connectToFake(daemon)
+
+        class Reactor(Clock):
+            pass
+
+        import pycm.client.cli as cli
+
+        self.patch(cli, "connectTo", lambda reactor, options: _succeed(client))
+        out, err = io.StringIO(), io.StringIO()
+        options = Options(host="tcp:x:1", token=None, json=False, command=("stats", "--help"))
+        d = ensureDeferred(run(Reactor(), options, out, err))
+        pump.flush()
+        self.assertEqual(self.successResultOf(d), 0)
+        self.assertEqual(daemon.received, ["help stats"])
+        self.assertIn("stats [NAME...]", out.getvalue())
+
+
+async def _succeed(value: Any) -> Any:
+    return value

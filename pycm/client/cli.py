@@ -45,7 +45,7 @@ from pycm.client.config import (
     defaultStateDir,
     findToken,
 )
-from pycm.client.plan import Plan, PlanError, planCommand
+from pycm.client.plan import Plan, PlanError, planCommand, wantsHelp
 from pycm.client.protocol import (
     ClientProtocol,
     Disconnected,
@@ -53,7 +53,7 @@ from pycm.client.protocol import (
     connect,
     isSilentLine,
 )
-from pycm.client.stats import streamStats, wantsStream
+from pycm.client.stats import TOP_USAGE, streamStats, wantsStream
 from pycm.errors import PycmError, Unauthorized
 from pycm.listeners import splitEndpoint
 
@@ -778,6 +778,8 @@ async def run(
         reportError(err, options, "unreachable", str(e))
         return EXIT_UNREACHABLE
     live = options.command[0].lower() if options.command else ""
+    if wantsHelp(options.command[1:]):
+        live = ""  # `stats --help` is `help stats`, as for every command
     if live == "top":
         from pycm.client.top import runTop
 
@@ -812,6 +814,9 @@ def clientCommand(options: Options, out: TextIO, err: TextIO) -> int | None:
             _writeLines(err, ["pycm: usage: pycm completion bash|zsh|fish"])
             return EXIT_USAGE
         out.write(completionScript(options.command[1]))
+        return EXIT_OK
+    if word == "top" and wantsHelp(options.command[1:]):
+        _writeLines(out, TOP_USAGE)
         return EXIT_OK
     if word == "__names":
         from pycm.client.completion import containerNames

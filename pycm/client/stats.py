@@ -27,6 +27,20 @@ if TYPE_CHECKING:  # The tables are used by the reactor-free one-shot path too.
 
     from pycm.client.protocol import ClientProtocol
 
+#: What C{pycm top --help} prints (top is the client's, not the daemon's).
+TOP_USAGE = [
+    "usage: pycm top",
+    "",
+    "A full-screen live view of the containers (a terminal is needed): state,",
+    "health, restarts, CPU and memory with a bar and a sparkline of the last",
+    "minute, the latest events at the bottom; refreshed every second.",
+    "",
+    "keys: Up/Down or k/j select   c, m, n sort by CPU, memory, name",
+    "      / filter by name (Enter applies, empty shows all)",
+    "      s stop, r restart, d remove (rm --force) the selected one (y/n)",
+    "      q or Ctrl-C quit",
+]
+
 #: Seconds between two tables of C{pycm stats}.
 REFRESH = 1.0
 HEADER = ("NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "PIDS", "BLOCK I/O")
