@@ -1,8 +1,8 @@
 """
 End-to-end tests of Docker's habits, completion and the shell's Tab: the
-real C{pycm} against the real daemon (memory backend, a free loopback
-port), the bash completion script run in a real C{bash}, the shell on a
-real pseudo-terminal.
+installed C{pycm} console script against the real daemon (memory backend,
+a free loopback port and a UNIX socket), the bash completion script run
+in a real C{bash}, the shell on a real pseudo-terminal.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
 import shutil
 import socket
 import subprocess
@@ -18,18 +19,36 @@ import time
 
 from twisted.trial.unittest import SkipTest, TestCase
 
-from . import test_client_e2e as base
+from .e2e import DEADLINE, RealDaemon, pycmCommand
 
-TIMEOUT = base.TIMEOUT
-
+TIMEOUT = DEADLINE
 STAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
 
 
-class HabitsE2ETests(TestCase):
-    """Docker's habits, one-shot."""
+class Client:
+    """
+    The real daemon (memory backend) and the installed C{pycm} console
+    script pointed at it over TCP (the one-shot path a user takes).
+    """
 
-    setUp = base.ClientE2ETests.setUp
-    pycm = base.ClientE2ETests.pycm
+    def setUp(self) -> None:
+        self.daemon = RealDaemon(self).start()  # type: ignore[arg-type]
+        home = self.daemon.home
+        self.env = dict(os.environ, PYCM_HOST=f"tcp:127.0.0.1:{self.daemon.port}",
+                        HOME=home, XDG_STATE_HOME=home, TERM="xterm")
+        self.env.pop("PYCM_TOKEN", None)
+        self.env.pop("NO_COLOR", None)
+
+    def pycm(self, *args: str, input: str | None = None,
+             **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*pycmCommand(), *args], input=input if input is not None else "",
+            capture_output=True, text=True, timeout=TIMEOUT, env=dict(self.env, **env),
+        )
+
+
+class HabitsE2ETests(Client, TestCase):
+    """Docker's habits, one-shot."""
 
     def ok(self, *args: str) -> subprocess.CompletedProcess[str]:
         r = self.pycm(*args)
@@ -51,7 +70,9 @@ class HabitsE2ETests(TestCase):
         """
         self.ok("run", "-d", "aa")
         self.ok("run", "--detach", "bb")
-        r = self.pycm("stop", "-t", "1", "aa", "nope", "bb")
+        # Over the UNIX socket too.
+        r = self.pycm("stop", "-t", "1", "aa", "nope", "bb",
+                      PYCM_HOST=f"unix:{self.daemon.socketPath}")
         self.assertEqual(r.returncode, 1)
         self.assertEqual([line.split()[:2] for line in r.stdout.splitlines()],
                          [["aa", "exited"], ["bb", "exited"]])
@@ -146,11 +167,8 @@ class HabitsE2ETests(TestCase):
         self.assertEqual((r.returncode, json.loads(r.stderr)["error"]), (3, "unreachable"))
 
 
-class CompletionE2ETests(TestCase):
+class CompletionE2ETests(Client, TestCase):
     """The bash completion script, run in C{bash} against a real daemon."""
-
-    setUp = base.ClientE2ETests.setUp
-    pycm = base.ClientE2ETests.pycm
 
     def complete(self, *words: str, env: dict[str, str] | None = None) -> list[str]:
         """What C{_pycm} offers for C{words} (the last one being typed)."""
@@ -191,7 +209,7 @@ class CompletionE2ETests(TestCase):
         env = dict(self.env)
         del env["PYCM_HOST"]
         self.assertEqual(
-            self.complete("--host", self.daemon.endpoint, "kill", "d", env=env), ["db"]
+            self.complete("--host", f"unix:{self.daemon.socketPath}", "kill", "d", env=env), ["db"]
         )
         started = time.monotonic()
         self.assertEqual(
@@ -200,16 +218,52 @@ class CompletionE2ETests(TestCase):
         self.assertLess(time.monotonic() - started, TIMEOUT)
 
 
-class ShellHabitsE2ETests(TestCase):
+class ShellHabitsE2ETests(Client, TestCase):
     """The shell's Tab and Ctrl-D at the name prompt, on a real pty."""
 
-    setUp = base.ShellE2ETests.setUp
-    startShell = base.ShellE2ETests.startShell
-    _reap = base.ShellE2ETests._reap
-    readUntil = base.ShellE2ETests.readUntil
-    type = base.ShellE2ETests.type
-    mark = base.ShellE2ETests.mark
-    pycm = base.ShellE2ETests.pycm
+    def startShell(self) -> None:
+        """Start C{pycm} (the shell) on a new pseudo-terminal."""
+        master, slave = os.openpty()
+        self.master = master
+        self.addCleanup(os.close, master)
+        self.addCleanup(os.close, slave)
+        self.env.pop("PYCM_HISTORY", None)
+        self.process = subprocess.Popen(
+            [*pycmCommand()], stdin=slave, stdout=slave, stderr=slave,
+            env=self.env, start_new_session=True,
+        )
+        self.addCleanup(self._reap, self.process)
+        self.output = b""
+
+    def _reap(self, process: subprocess.Popen[bytes]) -> None:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+
+    def readUntil(self, expected: bytes) -> bytes:
+        """Read the terminal until C{expected} shows up; all read so far."""
+        deadline = time.monotonic() + TIMEOUT
+        while expected not in self.output:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self.fail(f"{expected!r} not seen in {self.output!r}")
+            ready, _, _ = select.select([self.master], [], [], min(left, 0.2))
+            if ready:
+                try:
+                    data = os.read(self.master, 65536)
+                except OSError:
+                    data = b""
+                if not data:
+                    self.fail(f"{expected!r} not seen before EOF: {self.output!r}")
+                self.output += data
+        return self.output
+
+    def type(self, keys: bytes) -> None:
+        os.write(self.master, keys)
+
+    def mark(self) -> None:
+        """Forget what was read (so the next readUntil looks at new output)."""
+        self.output = b""
 
     def test_tabAndCtrlD(self) -> None:
         """
@@ -219,6 +273,7 @@ class ShellHabitsE2ETests(TestCase):
         """
         for name in ("alpha", "beta"):
             self.assertEqual(self.pycm("run", name).returncode, 0)
+        self.startShell()
         self.readUntil(b"pycm> ")
         self.mark()
         self.type(b"inspect al\t")
