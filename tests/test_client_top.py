@@ -423,3 +423,19 @@ class TopHelpTests(SynchronousTestCase):
 
 async def _succeed(value: Any) -> Any:
     return value
+
+
+class LiveCommandTests(SynchronousTestCase):
+    """Which command lines run a live view in the reactor."""
+
+    def test_live(self) -> None:
+        """top and streaming stats are live; --no-stream and --help are not."""
+        from pycm.client.stats import liveCommand
+
+        self.assertEqual(liveCommand(["top"]), "top")
+        self.assertEqual(liveCommand(["STATS", "web"]), "stats")
+        self.assertIsNone(liveCommand(["stats", "--no-stream"]))
+        self.assertIsNone(liveCommand(["stats", "--help"]))
+        self.assertIsNone(liveCommand(["top", "-h"]))
+        self.assertIsNone(liveCommand(["list"]))
+        self.assertIsNone(liveCommand([]))

@@ -53,7 +53,7 @@ from pycm.client.protocol import (
     connect,
     isSilentLine,
 )
-from pycm.client.stats import TOP_USAGE, streamStats, wantsStream
+from pycm.client.stats import TOP_USAGE, liveCommand, streamStats
 from pycm.errors import PycmError, Unauthorized
 from pycm.listeners import splitEndpoint
 
@@ -777,14 +777,12 @@ async def run(
     except CannotConnect as e:
         reportError(err, options, "unreachable", str(e))
         return EXIT_UNREACHABLE
-    live = options.command[0].lower() if options.command else ""
-    if wantsHelp(options.command[1:]):
-        live = ""  # `stats --help` is `help stats`, as for every command
+    live = liveCommand(options.command)
     if live == "top":
         from pycm.client.top import runTop
 
         return await runTop(reactor, client, options, err)
-    if live == "stats" and wantsStream(options.command):
+    if live == "stats":
         return await streamStats(reactor, client, options.command, out, err,
                                  terminal=out.isatty(), asJSON=options.json,
                                  interrupted=_interruptions(reactor))

@@ -108,6 +108,23 @@ def wantsStream(words: Sequence[str]) -> bool:
     return "--no-stream" not in words[1:]
 
 
+def liveCommand(words: Sequence[str]) -> str | None:
+    """
+    C{"top"} or C{"stats"} when the command line asks for a live view that
+    runs in the reactor until Ctrl-C (C{pycm top}, C{pycm stats} without
+    C{--no-stream}), else None: a one-shot request like any other (so is
+    C{COMMAND --help}, which is C{help COMMAND}).
+    """
+    if not words:
+        return None
+    word = words[0].lower()
+    if any(arg in ("--help", "-h") for arg in words[1:] if arg != "--"):
+        return None
+    if word == "top" or (word == "stats" and wantsStream(words)):
+        return word
+    return None
+
+
 async def streamStats(
     clock: IReactorTime,
     client: ClientProtocol,
