@@ -131,7 +131,7 @@ _pycm() {
         return
     fi
     local options="" values="" names=""
-    case "${cmd,,}" in
+    case "$cmd" in
 @CASES@
     esac
     local word
@@ -155,6 +155,9 @@ complete -F _pycm pycm
 _ZSH = r"""#compdef pycm
 # pycm completion for zsh: add to ~/.zshrc
 #   source <(pycm completion zsh)
+# The bash script below, through zsh's bash completion emulation (it uses
+# nothing of bash that zsh lacks).
+(( ${+_comps} )) || { autoload -U +X compinit && compinit; }
 autoload -U +X bashcompinit && bashcompinit
 """
 
