@@ -7,17 +7,18 @@ RFC 3339 UTC strings only when turned into JSON, at the edge.
 
 from __future__ import annotations
 
-import functools
 import re
 import signal as _signal
-import time
 from collections.abc import Callable, Mapping
-from datetime import datetime
 from typing import Any
 
 import attrs
 
 from pycm.errors import BadRequest, InvalidName
+
+# Re-exported: the wire times have always been imported from here.
+from pycm.timestamps import formatTime as formatTime
+from pycm.timestamps import parseTime as parseTime
 
 
 class State:
@@ -102,33 +103,6 @@ def signalName(number: int) -> str:
         return _signal.Signals(number).name
     except ValueError:
         return str(number)
-
-
-def formatTime(seconds: float | None) -> str | None:
-    """Format POSIX seconds as RFC 3339 UTC with milliseconds, or None."""
-    if seconds is None:
-        return None
-    return _formatTime(seconds)
-
-
-@functools.lru_cache(maxsize=8192)
-def _formatTime(seconds: float) -> str:
-    # Cached: a list of 1,000 containers formats the same few thousand
-    # times again and again, and strftime is most of a list's cost.
-    whole = int(seconds // 1)
-    millis = int((seconds - whole) * 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{millis:03d}Z"
-
-
-def parseTime(text: str | None) -> float | None:
-    """The inverse of L{formatTime} (also accepts other RFC 3339 forms)."""
-    if text is None:
-        return None
-    if text.endswith("Z"):
-        text = text[:-1] + "+00:00"
-    # Engines may give nanoseconds; datetime takes at most microseconds.
-    text = re.sub(r"(\.\d{6})\d+", r"\1", text)
-    return datetime.fromisoformat(text).timestamp()
 
 
 @attrs.frozen

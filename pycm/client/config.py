@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-from twisted.python.filepath import FilePath
+if TYPE_CHECKING:
+    # Imported when used: the one-shot client finds its token without
+    # importing Twisted.
+    from twisted.python.filepath import FilePath
 
 DEFAULT_ENDPOINT = "tcp:127.0.0.1:8080"
 TOKEN_FILE = "token"
@@ -24,13 +28,29 @@ def defaultStateDir(
     The daemon's default state directory: C{/var/lib/pycm} for root;
     otherwise C{$XDG_STATE_HOME/pycm}, or C{~/.local/state/pycm}.
     """
+    from twisted.python.filepath import FilePath
+
+    return FilePath(defaultStateDirPath(environ, uid))
+
+
+def defaultStateDirPath(
+    environ: Mapping[str, str] | None = None, uid: int | None = None
+) -> str:
+    """The path of L{defaultStateDir}."""
     if environ is None:
         environ = os.environ
     if uid is None:
         uid = os.getuid()
     if uid == 0:
-        return FilePath("/var/lib/pycm")
-    return FilePath(xdgStateHome(environ)).child("pycm")
+        return "/var/lib/pycm"
+    return os.path.join(os.path.abspath(xdgStateHome(environ)), "pycm")
+
+
+def defaultTokenPath(
+    environ: Mapping[str, str] | None = None, uid: int | None = None
+) -> str:
+    """The daemon's token file in its default state directory."""
+    return os.path.join(defaultStateDirPath(environ, uid), TOKEN_FILE)
 
 
 def xdgStateHome(environ: Mapping[str, str]) -> str:
@@ -50,10 +70,13 @@ def defaultEndpoint(environ: Mapping[str, str] | None = None) -> str:
     return environ.get("PYCM_HOST") or DEFAULT_ENDPOINT
 
 
-def readTokenFile(path: FilePath[str]) -> str | None:
+def readTokenFile(path: FilePath[str] | str) -> str | None:
     """The token in C{path}, or None when it is missing, unreadable or empty."""
+    if not isinstance(path, str):
+        path = path.path
     try:
-        token = path.getContent().decode("utf-8").strip()
+        with open(path, "rb") as f:
+            token = f.read().decode("utf-8").strip()
     except (OSError, UnicodeDecodeError):
         return None
     return token or None
@@ -75,4 +98,4 @@ def findToken(
         environ = os.environ
     if environ.get("PYCM_TOKEN"):
         return environ["PYCM_TOKEN"]
-    return readTokenFile(defaultStateDir(environ, uid).child(TOKEN_FILE))
+    return readTokenFile(defaultTokenPath(environ, uid))

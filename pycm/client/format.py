@@ -12,9 +12,11 @@ import shlex
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+# Imported by the one-shot client, which must stay quick to start: no
+# Twisted here, nor attrs (pycm.model), directly or not.
 from pycm.client.stats import statsTable
 from pycm.errors import PycmError
-from pycm.model import parseTime
+from pycm.timestamps import parseTime
 
 LIST_COMMANDS = frozenset({"list", "ls", "ps"})
 TABLE_COLUMNS = (

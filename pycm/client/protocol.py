@@ -26,27 +26,18 @@ from twisted.python.failure import Failure
 
 from pycm import errors
 
+# The line-reading helpers live in pycm.client.wire (no Twisted there, for
+# the one-shot client); they are re-exported under their old names here.
+from pycm.client.wire import ERROR_CLASSES as ERROR_CLASSES
+from pycm.client.wire import MAX_REPLY_LENGTH, ConnectionGone
+from pycm.client.wire import ProtocolError as ProtocolError
+from pycm.client.wire import errorFromReply as errorFromReply
+from pycm.client.wire import isSilentLine as isSilentLine
+
 EventListener = Callable[[Any], None]
 
-#: Error classes by protocol error code.
-ERROR_CLASSES: dict[str, type[errors.PycmError]] = {
-    cls.code: cls
-    for cls in (
-        errors.BadRequest,
-        errors.InvalidName,
-        errors.NotFound,
-        errors.Conflict,
-        errors.NoImage,
-        errors.Unauthorized,
-        errors.TooLong,
-        errors.Unavailable,
-        errors.BackendError,
-        errors.InternalError,
-    )
-}
 
-
-class Disconnected(ConnectionDone):
+class Disconnected(ConnectionDone, ConnectionGone):
     """
     The connection to the daemon is gone: every request still waiting for
     its reply fails with this.
@@ -62,36 +53,6 @@ class Disconnected(ConnectionDone):
         return "the connection to the pycm daemon was lost"
 
 
-class ProtocolError(Exception):
-    """The daemon sent a line that is not C{OK}, C{ERR} or C{EVENT}."""
-
-
-def errorFromReply(code: str, message: str) -> errors.PycmError:
-    """
-    Build the L{pycm.errors} exception for C{ERR <code> <message>}.
-
-    The message is kept exactly as the server sent it (the constructors of
-    some classes format their own message, so they are bypassed).  An
-    unknown code gives a plain L{errors.PycmError} whose C{code} is that
-    code.
-    """
-    cls = ERROR_CLASSES.get(code, errors.PycmError)
-    error = cls.__new__(cls)
-    errors.PycmError.__init__(error, message)
-    if cls is errors.PycmError:
-        error.code = code
-    return error
-
-
-def isSilentLine(line: str) -> bool:
-    """
-    True for a blank or comment line: the server gives it no reply, so it
-    must never be sent as a request.
-    """
-    stripped = line.strip()
-    return not stripped or stripped.startswith("#")
-
-
 class ClientProtocol(LineOnlyReceiver):
     """
     A pipelining client: L{request} sends a line and returns a Deferred that
@@ -99,11 +60,8 @@ class ClientProtocol(LineOnlyReceiver):
     L{pycm.errors.PycmError} for C{ERR}, or with L{Disconnected}.
     """
 
-    # Replies are one line each, and some are big: a `list` of 1,000
-    # containers is a few hundred KB, `logs --tail=N` can be more.  Allow
-    # 16 MiB so no legitimate reply is refused, while a broken or hostile
-    # server still cannot make us buffer without end.
-    MAX_LENGTH = 16 * 1024 * 1024
+    # Replies are one line each, and some are big (see MAX_REPLY_LENGTH).
+    MAX_LENGTH = MAX_REPLY_LENGTH
     # The server ends lines with LF; a CR before it is dropped in
     # lineReceived so CRLF servers work too.
     delimiter = b"\n"
@@ -178,6 +136,30 @@ class ClientProtocol(LineOnlyReceiver):
         else:
             self._disconnectWaiters.append(d)
         return d
+
+    def waitUntil(self, condition: Callable[[], bool]) -> Deferred[None]:
+        """
+        A Deferred that fires once C{condition()} is true after an event
+        (the listeners added before this one have seen it), or once the
+        connection is lost.
+        """
+        done: Deferred[None] = Deferred()
+
+        def check(event: Any) -> None:
+            if not done.called and condition():
+                done.callback(None)
+
+        def lost(reason: BaseException) -> None:
+            if not done.called:
+                done.callback(None)
+
+        def stop(result: None) -> None:
+            self.removeEventListener(check)
+
+        self.addEventListener(check)
+        self.whenDisconnected().addCallback(lost)
+        done.addCallback(stop)
+        return done
 
     def disconnect(self) -> None:
         """Close the connection; pending requests fail with L{Disconnected}."""
