@@ -6,56 +6,45 @@ Exit codes: 0 when every reply was C{OK}, 1 when one was C{ERR}, 2 for a
 usage error, 3 when the daemon cannot be reached (or the connection to it
 is lost).
 
+One request over a plain C{tcp:} or C{unix:} endpoint takes the fast path,
+a blocking socket with no reactor (L{pycm.client.oneshot}), which runs the
+same L{runCommand}; everything else (C{tls:} and other endpoints, piped
+requests, the shell, C{top} and streaming C{stats}) runs in Twisted's
+reactor.  Twisted is imported only by the functions of the reactor's path,
+never when this module is imported: importing the reactor costs more than
+the whole of a one-shot call.
+
 Only L{main} picks the global reactor; everything else takes one.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shlex
 import sys
-import traceback
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NoReturn, TextIO
-
-import attrs
-from twisted.internet.defer import Deferred, DeferredList
-from twisted.internet.endpoints import UNIXClientEndpoint, clientFromString
-from twisted.internet.error import (
-    ConnectError,
-    ConnectionRefusedError,
-    DNSLookupError,
-)
-from twisted.internet.interfaces import (
-    IHalfCloseableProtocol,
-    IReactorTime,
-    IStreamClientEndpoint,
-)
-from twisted.protocols.basic import LineOnlyReceiver
-from twisted.python import usage
-from twisted.python.failure import Failure
-from zope.interface import implementer
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, TextIO
 
 from pycm.client import format as fmt
 from pycm.client.config import (
-    TOKEN_FILE,
     defaultEndpoint,
-    defaultStateDir,
+    defaultTokenPath,
     findToken,
 )
 from pycm.client.plan import Plan, PlanError, planCommand, wantsHelp
-from pycm.client.protocol import (
-    ClientProtocol,
-    Disconnected,
-    ProtocolError,
-    connect,
-    isSilentLine,
-)
 from pycm.client.stats import TOP_USAGE, liveCommand, streamStats
+from pycm.client.wire import ConnectionGone, ProtocolError
 from pycm.errors import PycmError, Unauthorized
-from pycm.listeners import splitEndpoint
+
+if TYPE_CHECKING:
+    import argparse
+
+    from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
+
+    from pycm.client.oneshot import BlockingClient
+    from pycm.client.piped import PipedRequests
+    from pycm.client.protocol import ClientProtocol
 
 EXIT_OK = 0
 EXIT_ERR = 1
@@ -135,6 +124,8 @@ class CannotConnect(Exception):
         self.reason = reason
 
     def __str__(self) -> str:
+        from twisted.internet.error import ConnectionRefusedError, DNSLookupError
+
         if isinstance(self.reason, ConnectionRefusedError):
             reason = "connection refused (is the daemon running?)"
         elif isinstance(self.reason, DNSLookupError):
@@ -144,10 +135,10 @@ class CannotConnect(Exception):
         return f"cannot reach the pycm daemon at {self.endpoint}: {reason}"
 
 
-@attrs.frozen
-class Options:
+class Options(NamedTuple):
     """
-    What the command line asked for.
+    What the command line asked for (a NamedTuple: attrs would cost a
+    one-shot call a tenth of its time to import).
 
     @ivar tokenSource: where the token came from, for error messages.
     """
@@ -161,13 +152,14 @@ class Options:
     plan: Plan | None = None
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message)
-
-
 def makeParser() -> argparse.ArgumentParser:
     """The parser of pycm's own options (those before COMMAND)."""
+    import argparse
+
+    class _Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> NoReturn:
+            raise UsageError(message)
+
     parser = _Parser(
         prog="pycm",
         usage="pycm [--host ENDPOINT] [--token TOKEN] [--json] [COMMAND [ARG...]]",
@@ -203,6 +195,34 @@ def _version() -> str:
 _VALUE_OPTIONS = frozenset({"--host", "-H", "--token"})
 
 
+def _plainOptions(own: Sequence[str]) -> tuple[str | None, str | None, bool] | None:
+    """
+    pycm's own options (host, token, json) when they are spelled plainly
+    (C{--host X}, C{--host=X}, C{-H X}, C{--token X}, C{--token=X},
+    C{--json}), as argparse reads them; None for anything else (help, an
+    abbreviation, a value that looks like an option, a mistake), which
+    argparse then reads.  Importing argparse and building the parser cost
+    a one-shot call a tenth of its time.
+    """
+    values: dict[str, str | None] = {"host": None, "token": None}
+    json = False
+    words = iter(own)
+    for word in words:
+        if word == "--json":
+            json = True
+            continue
+        option, equals, value = word.partition("=")
+        name = {"--host": "host", "-H": "host", "--token": "token"}.get(option)
+        if name is None or (equals and option == "-H"):
+            return None
+        if not equals:
+            value = next(words, "-")
+        if value.startswith("-"):
+            return None
+        values[name] = value
+    return values["host"], values["token"], json
+
+
 def parseArguments(
     argv: Sequence[str],
     environ: Mapping[str, str] | None = None,
@@ -229,14 +249,18 @@ def parseArguments(
     own, command = argv[:split], argv[split:]
     if command and command[0] == "--":
         command = command[1:]
-    parsed = makeParser().parse_args(own)
-    token = findToken(parsed.token, environ, uid)
-    if parsed.token:
+    plain = _plainOptions(own)
+    if plain is None:
+        parsed = makeParser().parse_args(own)
+        plain = parsed.host, parsed.token, parsed.json
+    host, explicitToken, asJSON = plain
+    token = findToken(explicitToken, environ, uid)
+    if explicitToken:
         source = "--token"
     elif environ.get("PYCM_TOKEN"):
         source = "$PYCM_TOKEN"
     elif token:
-        source = defaultStateDir(environ, uid).child(TOKEN_FILE).path
+        source = defaultTokenPath(environ, uid)
     else:
         source = None
     for word in command:
@@ -249,9 +273,9 @@ def parseArguments(
         except PlanError as e:
             raise UsageError(str(e)) from None
     return Options(
-        host=parsed.host or defaultEndpoint(environ),
+        host=host or defaultEndpoint(environ),
         token=token,
-        json=parsed.json,
+        json=asJSON,
         command=tuple(command),
         tokenSource=source,
         plan=plan,
@@ -272,6 +296,8 @@ def endpointFor(reactor: Any, description: str) -> IStreamClientEndpoint:
             f"bad endpoint {description!r}: Twisted endpoint strings have no '//' "
             f"(did you mean {hint}?)"
         )
+    from twisted.internet.endpoints import UNIXClientEndpoint, clientFromString
+
     try:
         endpoint = clientFromString(reactor, description)
     except Exception as e:
@@ -288,6 +314,10 @@ def unixSocketPath(description: str) -> str:
     The socket path of a C{unix:} endpoint string Twisted has parsed: its
     C{path=} or first argument, unquoted by the same rules.
     """
+    from twisted.python import usage
+
+    from pycm.listeners import splitEndpoint
+
     try:
         args, kwargs = splitEndpoint(description)
     except usage.UsageError:
@@ -330,6 +360,10 @@ async def connectTo(reactor: Any, options: Options) -> ClientProtocol:
     @raise UsageError: for a bad endpoint string.
     @raise CannotConnect: when the daemon cannot be reached.
     """
+    from twisted.internet.error import ConnectError, DNSLookupError
+
+    from pycm.client.protocol import Disconnected, connect
+
     endpoint = endpointFor(reactor, options.host)
     try:
         return await connect(endpoint, options.token)
@@ -356,7 +390,7 @@ def peerDescription(client: ClientProtocol, fallback: str) -> str:
     return fallback
 
 
-def explainError(error: BaseException, client: ClientProtocol,
+def explainError(error: BaseException, client: ClientProtocol | BlockingClient,
                  options: Options) -> str:
     """L{fmt.formatError}, with a hint for C{unauthorized}."""
     text = fmt.formatError(error)
@@ -364,7 +398,7 @@ def explainError(error: BaseException, client: ClientProtocol,
         if client.authError is not None and options.tokenSource:
             text += f" (the daemon refused the token from {options.tokenSource})"
         elif not options.token:
-            path = defaultStateDir().child(TOKEN_FILE).path
+            path = defaultTokenPath()
             text += (f" (no token: use --token, set PYCM_TOKEN, or make {path} "
                      "readable)")
     return text
@@ -388,6 +422,13 @@ def _logStream(entry: Any, out: TextIO, err: TextIO) -> TextIO:
 # -- one request from the command line ---------------------------------------
 
 
+def interruptedBeforeReply(line: str, err: TextIO) -> int:
+    """Ctrl-C before the reply: say the daemon may go on; exit status 130."""
+    _writeLines(err, [f"pycm: interrupted before the reply; the daemon may "
+                      f"still carry out: {line}"])
+    return EXIT_INTERRUPTED
+
+
 def _interruptions(reactor: Any) -> list[bool]:
     """
     A list that becomes C{[True]} when the reactor begins to shut down
@@ -403,16 +444,25 @@ def _interruptions(reactor: Any) -> list[bool]:
 
 async def runCommand(
     reactor: IReactorTime,
-    client: ClientProtocol,
+    client: ClientProtocol | BlockingClient,
     options: Options,
     out: TextIO,
     err: TextIO,
     environ: Mapping[str, str] | None = None,
+    interrupted: list[bool] | None = None,
 ) -> int:
     """
     Carry out C{options.command}'s L{Plan}: send its requests one after
     the other, print each reply (and, for C{events} and C{logs --follow},
     the events that follow), return the exit status: the worst of them.
+
+    The same coroutine serves both paths: in the reactor with a
+    L{ClientProtocol}, and on a blocking socket with a
+    L{pycm.client.oneshot.BlockingClient}, whose awaitables finish before
+    they return; so the output is the same by construction.
+
+    @param interrupted: becomes C{[True]} on Ctrl-C (L{_interruptions} by
+        default).
     """
     plan = options.plan if options.plan is not None else planCommand(options.command)
     if environ is None:
@@ -426,7 +476,7 @@ async def runCommand(
         prefixes = fmt.LogPrefixes(
             plan.names, fmt.useColour(bool(isatty and isatty()), environ)
         )
-    finished: Deferred[None] = Deferred()
+    finished: list[bool] = []
     early: list[tuple[Any, str]] = []
     following: set[str] = set()
     replied = False
@@ -442,8 +492,8 @@ async def runCommand(
                 return
             if event["type"] == "log_end":
                 following.discard(str(event.get("name")))
-                if not following and not finished.called:
-                    finished.callback(None)
+                if not following:
+                    finished.append(True)
                 return
             text = fmt.formatLogEntry(event, str(event.get("name")), prefixes,
                                       plan.timestamps)
@@ -464,7 +514,8 @@ async def runCommand(
             return
         showEvent(event, client.payload)
 
-    interrupted = _interruptions(reactor)
+    if interrupted is None:
+        interrupted = _interruptions(reactor)
     client.addEventListener(listener)
     code = EXIT_OK
     logLines: list[tuple[str, int, str, Any]] = []
@@ -477,11 +528,9 @@ async def runCommand(
                         explainError(e, client, options))
             code = max(code, EXIT_USAGE if e.code == "bad_request" else EXIT_ERR)
             continue
-        except Disconnected:
+        except ConnectionGone:
             if interrupted:
-                _writeLines(err, [f"pycm: interrupted before the reply; the daemon may "
-                                  f"still carry out: {line}"])
-                return EXIT_INTERRUPTED
+                return interruptedBeforeReply(line, err)
             reportError(err, options, "unreachable",
                         f"lost the connection to the pycm daemon at {options.host}")
             return EXIT_UNREACHABLE
@@ -526,15 +575,14 @@ async def runCommand(
     replied = True
     for event, payload in early:
         showEvent(event, payload)
-    if not ((follow and following) or streaming) or finished.called:
+    if not ((follow and following) or streaming) or finished:
         client.disconnect()
         return code
 
     # Ctrl-C (or SIGTERM) stops the reactor, which closes the connection:
     # that is the normal end of `events`, not a lost daemon.
-    lost: Deferred[None] = client.whenDisconnected().addCallback(lambda _: None)
-    await DeferredList([finished, lost], fireOnOneCallback=True)
-    if finished.called or interrupted:
+    await client.waitUntil(lambda: bool(finished))
+    if finished or interrupted:
         client.disconnect()
         return code
     reportError(err, options, "unreachable",
@@ -542,7 +590,7 @@ async def runCommand(
     return EXIT_UNREACHABLE
 
 
-async def _watchPull(client: ClientProtocol, options: Options, plan: Plan,
+async def _watchPull(client: ClientProtocol | BlockingClient, options: Options, plan: Plan,
                      err: TextIO) -> fmt.PullProgress | None:
     """
     For C{run} or C{create} with a terminal on stderr: ask the daemon for
@@ -558,7 +606,7 @@ async def _watchPull(client: ClientProtocol, options: Options, plan: Plan,
         await client.request(shlex.join(watch))
     except (PycmError, ValueError):
         return None
-    except (Disconnected, ProtocolError):
+    except (ConnectionGone, ProtocolError):
         # The request itself will say so.
         return None
     return fmt.PullProgress()
@@ -583,174 +631,6 @@ def reportError(err: TextIO, options: Options, code: str, message: str,
         _writeLines(err, [text if text is not None else f"Error: {message}"])
 
 
-# -- requests piped on standard input ----------------------------------------
-
-
-@implementer(IHalfCloseableProtocol)
-class PipedRequests(LineOnlyReceiver):
-    """
-    Each line read is a request; each reply, and each event, is written to
-    this protocol's transport (standard output) as it comes.  After the
-    input ends and the last reply is written, C{done} fires with the exit
-    status.  Requests are pipelined, at most L{WINDOW} in flight: beyond
-    that, reading pauses (the daemon answers in order, so output order is
-    request order).
-    """
-
-    delimiter = b"\n"
-    # Requests are limited by the daemon (64 KiB by default, configurable);
-    # let it judge, but do not buffer an endless line here either.
-    MAX_LENGTH = 16 * 1024 * 1024
-    WINDOW = 64
-
-    def __init__(self, client: ClientProtocol, options: Options,
-                 clock: IReactorTime, err: TextIO) -> None:
-        self.client = client
-        self.options = options
-        self.clock = clock
-        self.err = err
-        self.done: Deferred[int] = Deferred()
-        self.inFlight = 0
-        self.failed = False
-        self.lost = False
-        self.eof = False
-        self.paused = False
-        self.saidBye = False
-        self._closing = False
-
-    def connectionMade(self) -> None:
-        self.client.addEventListener(self._event)
-        self.client.whenDisconnected().addCallback(self._daemonLost)
-
-    def _write(self, lines: Sequence[str]) -> None:
-        if self.transport is not None and not self._closing:
-            self.transport.write(
-                "".join(line + "\n" for line in lines).encode("utf-8")
-            )
-
-    def _event(self, event: Any) -> None:
-        if self.options.json:
-            # The daemon's JSON, unchanged.
-            self._write(["EVENT " + self.client.payload])
-        else:
-            self._write([fmt.formatEvent(event)])
-
-    def lineReceived(self, raw: bytes) -> None:
-        if raw.endswith(b"\r"):
-            raw = raw[:-1]
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            _writeLines(self.err, ["Error: a request line is not valid UTF-8"])
-            self.failed = True
-            return
-        if isSilentLine(line):
-            return
-        if self.lost or self.saidBye:
-            return
-        command = fmt.commandName(line)
-        self.inFlight += 1
-        d = self.client.request(line)
-        d.addCallbacks(self._ok, self._err, callbackArgs=(command,))
-        d.addBoth(self._settled)
-        if self.inFlight >= self.WINDOW and not self.paused:
-            self.paused = True
-            self.transport.pauseProducing()  # type: ignore[union-attr]
-
-    def lineLengthExceeded(self, line: bytes) -> None:
-        _writeLines(self.err, ["Error: a request line is too long"])
-        self.failed = True
-        self.eof = True
-        self._maybeFinish()
-
-    def _ok(self, value: Any, command: str) -> None:
-        if command in ("exit", "quit"):
-            # The daemon closes the connection after this reply: expected.
-            self.saidBye = True
-        if self.options.json:
-            self._write(["OK " + self.client.payload])
-        else:
-            self._write(fmt.formatReply(command, value, self.clock.seconds()))
-
-    def _err(self, failure: Failure) -> None:
-        error = failure.value
-        if isinstance(error, Disconnected):
-            return
-        self.failed = True
-        if self.options.json and isinstance(error, PycmError):
-            self._write([f"ERR {error.code} {error.message}"])
-        else:
-            _writeLines(self.err, [explainError(error, self.client, self.options)])
-
-    def _settled(self, _: object) -> None:
-        self.inFlight -= 1
-        if self.paused and self.inFlight < self.WINDOW // 2 and not self.lost:
-            self.paused = False
-            self.transport.resumeProducing()  # type: ignore[union-attr]
-        self._maybeFinish()
-
-    def _daemonLost(self, reason: BaseException) -> None:
-        if self.eof and self.inFlight == 0:
-            return
-        if self.saidBye:
-            self.eof = True
-            self._maybeFinish()
-            return
-        self.lost = True
-        _writeLines(self.err, [f"Error: lost the connection to the pycm daemon "
-                               f"at {self.options.host}"])
-        self.eof = True
-        self._maybeFinish()
-
-    def readConnectionLost(self) -> None:
-        # A last line without its newline is still a request.
-        rest, self._buffer = self._buffer, b""
-        if rest:
-            self.lineReceived(rest)
-        self.eof = True
-        self._maybeFinish()
-
-    def writeConnectionLost(self) -> None:
-        self._finish()
-
-    def _maybeFinish(self) -> None:
-        if self.eof and self.inFlight == 0 and not self._closing:
-            self._closing = True
-            self.client.removeEventListener(self._event)
-            self.client.disconnect()
-            if self.transport is not None:
-                self.transport.loseConnection()
-            else:
-                self._finish()
-
-    def connectionLost(self, reason: Failure | None = None) -> None:
-        self._finish()
-
-    def _finish(self) -> None:
-        if self.done.called:
-            return
-        if self.lost:
-            code = EXIT_UNREACHABLE
-        elif self.failed:
-            code = EXIT_ERR
-        else:
-            code = EXIT_OK
-        self.done.callback(code)
-
-
-async def runPiped(
-    reactor: IReactorTime,
-    client: ClientProtocol,
-    options: Options,
-    attachStdio: Callable[[PipedRequests], object],
-    err: TextIO,
-) -> int:
-    """Serve requests read through C{attachStdio}; the exit status."""
-    piped = PipedRequests(client, options, reactor, err)
-    attachStdio(piped)
-    return await piped.done
-
-
 # -- the entry point ---------------------------------------------------------
 
 
@@ -769,12 +649,17 @@ async def run(
         piped mode); L{twisted.internet.stdio.StandardIO} in L{main}.
     @param interactive: start the shell when there is no COMMAND.
     """
+    interrupted = _interruptions(reactor)
     try:
         client = await connectTo(reactor, options)
     except UsageError as e:
         reportError(err, options, "usage", str(e), f"pycm: {e}")
         return EXIT_USAGE
     except CannotConnect as e:
+        if options.command and interrupted:
+            # Ctrl-C while connecting or authenticating closed the
+            # connection: the request may not have been sent, or may have.
+            return interruptedBeforeReply(shlex.join(options.command), err)
         reportError(err, options, "unreachable", str(e))
         return EXIT_UNREACHABLE
     live = liveCommand(options.command)
@@ -785,13 +670,16 @@ async def run(
     if live == "stats":
         return await streamStats(reactor, client, options.command, out, err,
                                  terminal=out.isatty(), asJSON=options.json,
-                                 interrupted=_interruptions(reactor))
+                                 interrupted=interrupted)
     if options.command:
-        return await runCommand(reactor, client, options, out, err)
+        return await runCommand(reactor, client, options, out, err,
+                                interrupted=interrupted)
     if interactive:
         from pycm.client.shell import runShell
 
         return await runShell(reactor, client, options)
+    from pycm.client.piped import runPiped
+
     assert attachStdio is not None
     return await runPiped(reactor, client, options, attachStdio, err)
 
@@ -824,6 +712,17 @@ def clientCommand(options: Options, out: TextIO, err: TextIO) -> int | None:
     return None
 
 
+def useReactor(options: Options, environ: Mapping[str, str]) -> bool:
+    """
+    Whether C{options} need the reactor: piped requests, the shell and the
+    live views (C{top}, streaming C{stats}) do, and C{$PYCM_CLIENT=twisted}
+    sends one request through it too (the fast path takes plain C{tcp:}
+    and C{unix:} endpoints; it hands the others to the reactor itself).
+    """
+    return (not options.command or liveCommand(options.command) is not None
+            or environ.get("PYCM_CLIENT") == "twisted")
+
+
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """The C{pycm} console script."""
     if argv is None:
@@ -836,6 +735,12 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     local = clientCommand(options, sys.stdout, sys.stderr)
     if local is not None:
         sys.exit(local)
+    if not useReactor(options, os.environ):
+        from pycm.client import oneshot
+
+        code = _guarded(lambda: oneshot.main(options, sys.stdout, sys.stderr))
+        if code is not None:
+            sys.exit(code)
 
     from twisted.internet import stdio, task
 
@@ -851,11 +756,26 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         except SystemExit:
             raise
         except BaseException:
+            import traceback
+
             traceback.print_exc()
             code = EXIT_ERR
         raise SystemExit(code)
 
     task.react(_main)
+
+
+def _guarded(call: Callable[[], int | None]) -> int | None:
+    """C{call()}; a bug is a traceback on stderr and exit status 1."""
+    try:
+        return call()
+    except SystemExit:
+        raise
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+        return EXIT_ERR
 
 
 if __name__ == "__main__":

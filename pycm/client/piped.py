@@ -1,0 +1,195 @@
+"""
+Requests piped on standard input (C{printf 'ping\nlist\n' | pycm}), in
+the reactor: each line a request, pipelined, each reply printed as it
+comes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, TextIO
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IHalfCloseableProtocol, IReactorTime
+from twisted.protocols.basic import LineOnlyReceiver
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from pycm.client import format as fmt
+from pycm.client.cli import (
+    EXIT_ERR,
+    EXIT_OK,
+    EXIT_UNREACHABLE,
+    Options,
+    _writeLines,
+    explainError,
+)
+from pycm.client.protocol import ClientProtocol, Disconnected, isSilentLine
+from pycm.errors import PycmError
+
+
+@implementer(IHalfCloseableProtocol)
+class PipedRequests(LineOnlyReceiver):
+    """
+    Each line read is a request; each reply, and each event, is written to
+    this protocol's transport (standard output) as it comes.  After the
+    input ends and the last reply is written, C{done} fires with the exit
+    status.  Requests are pipelined, at most L{WINDOW} in flight: beyond
+    that, reading pauses (the daemon answers in order, so output order is
+    request order).
+    """
+
+    delimiter = b"\n"
+    # Requests are limited by the daemon (64 KiB by default, configurable);
+    # let it judge, but do not buffer an endless line here either.
+    MAX_LENGTH = 16 * 1024 * 1024
+    WINDOW = 64
+
+    def __init__(self, client: ClientProtocol, options: Options,
+                 clock: IReactorTime, err: TextIO) -> None:
+        self.client = client
+        self.options = options
+        self.clock = clock
+        self.err = err
+        self.done: Deferred[int] = Deferred()
+        self.inFlight = 0
+        self.failed = False
+        self.lost = False
+        self.eof = False
+        self.paused = False
+        self.saidBye = False
+        self._closing = False
+
+    def connectionMade(self) -> None:
+        self.client.addEventListener(self._event)
+        self.client.whenDisconnected().addCallback(self._daemonLost)
+
+    def _write(self, lines: Sequence[str]) -> None:
+        if self.transport is not None and not self._closing:
+            self.transport.write(
+                "".join(line + "\n" for line in lines).encode("utf-8")
+            )
+
+    def _event(self, event: Any) -> None:
+        if self.options.json:
+            # The daemon's JSON, unchanged.
+            self._write(["EVENT " + self.client.payload])
+        else:
+            self._write([fmt.formatEvent(event)])
+
+    def lineReceived(self, raw: bytes) -> None:
+        if raw.endswith(b"\r"):
+            raw = raw[:-1]
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            _writeLines(self.err, ["Error: a request line is not valid UTF-8"])
+            self.failed = True
+            return
+        if isSilentLine(line):
+            return
+        if self.lost or self.saidBye:
+            return
+        command = fmt.commandName(line)
+        self.inFlight += 1
+        d = self.client.request(line)
+        d.addCallbacks(self._ok, self._err, callbackArgs=(command,))
+        d.addBoth(self._settled)
+        if self.inFlight >= self.WINDOW and not self.paused:
+            self.paused = True
+            self.transport.pauseProducing()  # type: ignore[union-attr]
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        _writeLines(self.err, ["Error: a request line is too long"])
+        self.failed = True
+        self.eof = True
+        self._maybeFinish()
+
+    def _ok(self, value: Any, command: str) -> None:
+        if command in ("exit", "quit"):
+            # The daemon closes the connection after this reply: expected.
+            self.saidBye = True
+        if self.options.json:
+            self._write(["OK " + self.client.payload])
+        else:
+            self._write(fmt.formatReply(command, value, self.clock.seconds()))
+
+    def _err(self, failure: Failure) -> None:
+        error = failure.value
+        if isinstance(error, Disconnected):
+            return
+        self.failed = True
+        if self.options.json and isinstance(error, PycmError):
+            self._write([f"ERR {error.code} {error.message}"])
+        else:
+            _writeLines(self.err, [explainError(error, self.client, self.options)])
+
+    def _settled(self, _: object) -> None:
+        self.inFlight -= 1
+        if self.paused and self.inFlight < self.WINDOW // 2 and not self.lost:
+            self.paused = False
+            self.transport.resumeProducing()  # type: ignore[union-attr]
+        self._maybeFinish()
+
+    def _daemonLost(self, reason: BaseException) -> None:
+        if self.eof and self.inFlight == 0:
+            return
+        if self.saidBye:
+            self.eof = True
+            self._maybeFinish()
+            return
+        self.lost = True
+        _writeLines(self.err, [f"Error: lost the connection to the pycm daemon "
+                               f"at {self.options.host}"])
+        self.eof = True
+        self._maybeFinish()
+
+    def readConnectionLost(self) -> None:
+        # A last line without its newline is still a request.
+        rest, self._buffer = self._buffer, b""
+        if rest:
+            self.lineReceived(rest)
+        self.eof = True
+        self._maybeFinish()
+
+    def writeConnectionLost(self) -> None:
+        self._finish()
+
+    def _maybeFinish(self) -> None:
+        if self.eof and self.inFlight == 0 and not self._closing:
+            self._closing = True
+            self.client.removeEventListener(self._event)
+            self.client.disconnect()
+            if self.transport is not None:
+                self.transport.loseConnection()
+            else:
+                self._finish()
+
+    def connectionLost(self, reason: Failure | None = None) -> None:
+        self._finish()
+
+    def _finish(self) -> None:
+        if self.done.called:
+            return
+        if self.lost:
+            code = EXIT_UNREACHABLE
+        elif self.failed:
+            code = EXIT_ERR
+        else:
+            code = EXIT_OK
+        self.done.callback(code)
+
+
+async def runPiped(
+    reactor: IReactorTime,
+    client: ClientProtocol,
+    options: Options,
+    attachStdio: Callable[[PipedRequests], object],
+    err: TextIO,
+) -> int:
+    """Serve requests read through C{attachStdio}; the exit status."""
+    piped = PipedRequests(client, options, reactor, err)
+    attachStdio(piped)
+    return await piped.done
+
+
