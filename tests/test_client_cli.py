@@ -1,15 +1,25 @@
 """
-Tests for L{pycm.client.cli} (the one-shot command line and piped-stdin
-mode), L{pycm.client.config} and L{pycm.client.format}.
+Tests for L{pycm.client.cli} (the one-shot command line), L{pycm.client.oneshot}
+(its path without a reactor), L{pycm.client.piped} (piped-stdin mode),
+L{pycm.client.config} and L{pycm.client.format}.
+
+The one-shot tests run twice: in the reactor (L{cli.run}) and on the fast
+path (L{oneshot.OneShotCall}), against the same fake daemon.
 """
 
 from __future__ import annotations
 
+import errno
 import io
 import json
+import os
+import socket
+import subprocess
+import sys
 from collections.abc import Callable
 from typing import Any
 
+from twisted.internet import error as twistedErrors
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.error import ConnectionLost, ConnectionRefusedError
 from twisted.internet.protocol import Factory
@@ -19,7 +29,7 @@ from twisted.python.filepath import FilePath
 from twisted.test.iosim import ConnectionCompleter, IOPump
 from twisted.trial.unittest import SynchronousTestCase
 
-from pycm.client import cli, config
+from pycm.client import cli, config, oneshot, piped
 from pycm.client import format as fmt
 from pycm.client.testing import FakeDaemon, event, ok
 from pycm.model import formatTime
@@ -71,9 +81,89 @@ class Harness:
         assert self.pump is not None
         self.pump.flush()
 
+    def interrupt(self) -> None:
+        """Ctrl-C: the reactor shuts down, which closes the connection."""
+        for trigger, args, kwargs in self.reactor.triggers["before"]["shutdown"]:
+            trigger(*args, **kwargs)
+        self.daemon.disconnect()
+        self.flush()
+
+
+class DaemonSocket:
+    """
+    A non-blocking socket whose other end is a L{FakeDaemon}, in memory:
+    C{recv} raises C{BlockingIOError} while the daemon has written nothing
+    (the fast path's awaitables then suspend, and L{FastHarness.flush}
+    resumes them), and returns C{b""} once it closed.
+    """
+
+    def __init__(self, daemon: FakeDaemon) -> None:
+        self.daemon = daemon
+        self.transport = StringTransport()
+        daemon.makeConnection(self.transport)
+        self.closed = False
+        #: Ctrl-C: the next C{recv} raises C{KeyboardInterrupt}.
+        self.interruptNext = False
+
+    def sendall(self, data: bytes) -> None:
+        self.daemon.dataReceived(data)
+
+    def recv(self, size: int) -> bytes:
+        if self.interruptNext:
+            self.interruptNext = False
+            raise KeyboardInterrupt()
+        data = self.transport.value()
+        self.transport.clear()
+        if data:
+            return data
+        if self.transport.disconnecting:
+            return b""
+        raise BlockingIOError()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.daemon.connectionLost(Failure(ConnectionLost()))
+
+
+class FastHarness:
+    """
+    The fast path (L{oneshot.callDaemon} with a L{oneshot.BlockingClient})
+    against a L{FakeDaemon}, on a L{DaemonSocket}.
+    """
+
+    def __init__(self, daemon: FakeDaemon | None = None) -> None:
+        self.daemon = daemon if daemon is not None else FakeDaemon()
+        self.out = io.StringIO()
+        self.err = io.StringIO()
+        self.done: Deferred[int] = Deferred()
+
+    def run(self, opts: cli.Options) -> Deferred[int]:
+        self.socket = DaemonSocket(self.daemon)
+        client = oneshot.BlockingClient(self.socket)  # type: ignore[arg-type]
+        clock = MemoryReactorClock()
+        clock.advance(NOW)
+        self.coroutine = oneshot.callDaemon(client, opts, self.out, self.err, clock)
+        self.flush()
+        return self.done
+
+    def flush(self) -> None:
+        """Let the call read what the daemon wrote."""
+        if self.done.called:
+            return
+        try:
+            self.coroutine.send(None)
+        except StopIteration as e:
+            self.done.callback(e.value)
+
+    def interrupt(self) -> None:
+        """Ctrl-C: KeyboardInterrupt in the blocking read."""
+        self.socket.interruptNext = True
+        self.flush()
+
 
 class FakeStdio(StringTransport):
-    """Standard input/output for L{cli.PipedRequests}, in memory."""
+    """Standard input/output for L{piped.PipedRequests}, in memory."""
 
     protocol: Any = None
 
@@ -156,6 +246,25 @@ class ParseArgumentsTests(SynchronousTestCase):
             self.assertRaises(cli.UsageError, cli.parseArguments, argv,
                               self.ENV, 1000)
 
+    def test_plainOptionsAsArgparse(self) -> None:
+        """
+        pycm's own options, read without argparse when plainly spelled,
+        read as argparse reads them; anything else is left to argparse.
+        """
+        for argv in (
+            [], ["--json"], ["--host", "unix:/s"], ["--host=tcp:h:1"], ["-H", "x"],
+            ["--token", "t"], ["--token=a=b"], ["--host", "a", "--host", "b", "--json"],
+            ["--host", ""], ["--token", "t", "-H", "unix:path=/p:timeout=3"],
+        ):
+            plain = cli._plainOptions(argv)
+            assert plain is not None, argv
+            parsed = cli.makeParser().parse_args(argv)
+            self.assertEqual(plain, (parsed.host, parsed.token, parsed.json), argv)
+        for argv in (["--help"], ["-h"], ["--version"], ["--ho", "x"], ["--jso"],
+                     ["-Hx"], ["-H=x"], ["--host"], ["--token", "-t"], ["--json=1"],
+                     ["--bogus"]):
+            self.assertIsNone(cli._plainOptions(argv), argv)
+
     def test_lineBreakInArgument(self) -> None:
         """An argument with a line break cannot be one request line."""
         self.assertRaises(cli.UsageError, cli.parseArguments,
@@ -206,58 +315,64 @@ class ConfigTests(SynchronousTestCase):
         self.assertIsNone(config.readTokenFile(path))
 
 
-class OneShotTests(SynchronousTestCase):
-    """One request from the command line."""
+class OneShotTestsMixin:
+    """
+    One request from the command line, on either path: the subclasses say
+    which harness (L{Harness}, the reactor's; L{FastHarness}, the fast
+    path's) runs it.
+    """
 
-    def test_ok(self) -> None:
+    harness: Callable[..., Any]
+
+    def test_ok(self: Any) -> None:
         """An OK reply is printed for a person; the exit status is 0."""
-        h = Harness()
+        h = self.harness()
         d = h.run(options("ping"))
         self.assertEqual(self.successResultOf(d), 0)
         self.assertEqual(h.out.getvalue(), "pong\n")
         self.assertEqual(h.err.getvalue(), "")
         self.assertEqual(h.daemon.received, ["ping"])
 
-    def test_err(self) -> None:
+    def test_err(self: Any) -> None:
         """
         An ERR reply: exit status 1, C{Error: <code>: <message>} on
         stderr, nothing on stdout.
         """
-        h = Harness(FakeDaemon({"inspect": "ERR not_found no such container: x"}))
+        h = self.harness(FakeDaemon({"inspect": "ERR not_found no such container: x"}))
         d = h.run(options("inspect", "x"))
         self.assertEqual(self.successResultOf(d), 1)
         self.assertEqual(h.out.getvalue(), "")
         self.assertEqual(h.err.getvalue(),
                          "Error: not_found: no such container: x\n")
 
-    def test_quoting(self) -> None:
+    def test_quoting(self: Any) -> None:
         """The arguments are joined into one line with shell quoting."""
-        h = Harness(FakeDaemon({"run": ok(WEB)}))
+        h = self.harness(FakeDaemon({"run": ok(WEB)}))
         self.successResultOf(h.run(options(
             "run", "web", "busybox", "sh", "-c", "echo hi; sleep 5")))
         self.assertEqual(h.daemon.received,
                          ["run web busybox sh -c 'echo hi; sleep 5'"])
 
-    def test_json(self) -> None:
+    def test_json(self: Any) -> None:
         """With C{--json} the reply's JSON is printed as is."""
-        h = Harness(FakeDaemon({"inspect": ok(WEB)}))
+        h = self.harness(FakeDaemon({"inspect": ok(WEB)}))
         d = h.run(options("inspect", "web", json=True))
         self.assertEqual(self.successResultOf(d), 0)
         self.assertEqual(json.loads(h.out.getvalue()), WEB)
 
-    def test_container(self) -> None:
+    def test_container(self: Any) -> None:
         """A container reply is printed as C{key: value} lines."""
-        h = Harness(FakeDaemon({"inspect": ok(WEB)}))
+        h = self.harness(FakeDaemon({"inspect": ok(WEB)}))
         self.successResultOf(h.run(options("inspect", "web")))
         lines = h.out.getvalue().splitlines()
         self.assertIn("name:           web", lines)
         self.assertIn("command:        sleep 100", lines)
         self.assertIn("exit_code:      -", lines)
 
-    def test_listTable(self) -> None:
+    def test_listTable(self: Any) -> None:
         """C{list} (and C{ls}, C{ps}) print a C{docker ps}-like table."""
         for command in ("list", "ls", "ps"):
-            h = Harness(FakeDaemon({command: ok([DB, WEB])}))
+            h = self.harness(FakeDaemon({command: ok([DB, WEB])}))
             d = h.run(options(command))
             self.assertEqual(self.successResultOf(d), 0)
             lines = h.out.getvalue().splitlines()
@@ -277,20 +392,20 @@ class OneShotTests(SynchronousTestCase):
             self.assertEqual(lines[1][start:start + 4], "host")
             self.assertEqual(lines[2][start:start + 4], "host")
 
-    def test_emptyList(self) -> None:
+    def test_emptyList(self: Any) -> None:
         """An empty C{list} prints only the header."""
-        h = Harness(FakeDaemon({"list": ok([])}))
+        h = self.harness(FakeDaemon({"list": ok([])}))
         self.successResultOf(h.run(options("list")))
         self.assertEqual(h.out.getvalue().split(), list(fmt.TABLE_COLUMNS))
 
-    def test_wait(self) -> None:
+    def test_wait(self: Any) -> None:
         """C{wait} prints the state and the exit code."""
-        h = Harness(FakeDaemon({"wait": ok({"name": "web", "state": "exited",
+        h = self.harness(FakeDaemon({"wait": ok({"name": "web", "state": "exited",
                                             "exit_code": 3})}))
         self.successResultOf(h.run(options("wait", "web")))
         self.assertEqual(h.out.getvalue(), "web: exited, exit code 3\n")
 
-    def test_logs(self) -> None:
+    def test_logs(self: Any) -> None:
         """
         C{logs} prints the lines' text; the container's stderr lines go to
         stderr, as with C{docker logs}.
@@ -298,18 +413,18 @@ class OneShotTests(SynchronousTestCase):
         lines = [{"time": "t", "stream": "stdout", "line": "one"},
                  {"time": "t", "stream": "stderr", "line": "two"},
                  {"time": "t", "stream": "stdout", "line": "three"}]
-        h = Harness(FakeDaemon({"logs": ok(lines)}))
+        h = self.harness(FakeDaemon({"logs": ok(lines)}))
         self.successResultOf(h.run(options("logs", "web")))
         self.assertEqual(h.out.getvalue(), "one\nthree\n")
         self.assertEqual(h.err.getvalue(), "two\n")
 
-    def test_logsFollow(self) -> None:
+    def test_logsFollow(self: Any) -> None:
         """
         C{logs --follow} prints the backlog, then each EVENT log line, and
         exits 0 at C{log_end}; container events are not printed.
         """
         held: Deferred[Any] = Deferred()
-        h = Harness(FakeDaemon({"logs": lambda words: held}))
+        h = self.harness(FakeDaemon({"logs": lambda words: held}))
         d = h.run(options("logs", "--follow", "web"))
         held.callback([
             ok([{"time": "t", "stream": "stdout", "line": "old"}]),
@@ -329,12 +444,12 @@ class OneShotTests(SynchronousTestCase):
         self.assertEqual(h.out.getvalue(), "old\nnew 1\nnew 2\n")
         self.assertEqual(h.err.getvalue(), "oops\n")
 
-    def test_events(self) -> None:
+    def test_events(self: Any) -> None:
         """
         C{events} prints each event as it comes (the banner on stderr)
         until the connection ends; the daemon going away is exit status 3.
         """
-        h = Harness(FakeDaemon({"events": ok({"events": True, "last_id": 4})}))
+        h = self.harness(FakeDaemon({"events": ok({"events": True, "last_id": 4})}))
         d = h.run(options("events"))
         self.assertNoResult(d)
         self.assertIn("last id 4", h.err.getvalue())
@@ -347,9 +462,9 @@ class OneShotTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(d), 3)
         self.assertIn("lost the connection", h.err.getvalue())
 
-    def test_eventsJSON(self) -> None:
+    def test_eventsJSON(self: Any) -> None:
         """C{--json events} prints each event's JSON on its own line."""
-        h = Harness(FakeDaemon({"events": ok({"events": True, "last_id": 0})}))
+        h = self.harness(FakeDaemon({"events": ok({"events": True, "last_id": 0})}))
         d = h.run(options("events", json=True))
         ev = {"type": "container", "id": 1, "action": "create", "name": "a"}
         h.daemon.sendEvent(ev)
@@ -358,18 +473,18 @@ class OneShotTests(SynchronousTestCase):
                          [{"events": True, "last_id": 0}, ev])
         self.assertNoResult(d)
 
-    def test_authFirst(self) -> None:
+    def test_authFirst(self: Any) -> None:
         """With a token, C{auth TOKEN} is sent before the command."""
-        h = Harness()
+        h = self.harness()
         self.successResultOf(h.run(options("ping", token="s3cret")))
         self.assertEqual(h.daemon.received, ["auth s3cret", "ping"])
 
-    def test_unauthorizedHint(self) -> None:
+    def test_unauthorizedHint(self: Any) -> None:
         """
         When the daemon refused the token, the error says where the token
         came from.
         """
-        h = Harness(FakeDaemon({
+        h = self.harness(FakeDaemon({
             "auth": "ERR unauthorized wrong token",
             "list": "ERR unauthorized authenticate first",
         }))
@@ -381,11 +496,85 @@ class OneShotTests(SynchronousTestCase):
             "token from $PYCM_TOKEN)\n",
         )
 
-    def test_noTokenHint(self) -> None:
+    def test_noTokenHint(self: Any) -> None:
         """Without any token, C{unauthorized} explains how to give one."""
-        h = Harness(FakeDaemon({"list": "ERR unauthorized authenticate first"}))
+        h = self.harness(FakeDaemon({"list": "ERR unauthorized authenticate first"}))
         self.successResultOf(h.run(options("list")))
         self.assertIn("no token: use --token, set PYCM_TOKEN", h.err.getvalue())
+
+    def test_lostBeforeReply(self: Any) -> None:
+        """The connection dropping before the reply: exit status 3."""
+        h = self.harness(FakeDaemon({"stop": lambda words: Deferred()}))
+        d = h.run(options("stop", "web"))
+        h.daemon.disconnect()
+        h.flush()
+        self.assertEqual(self.successResultOf(d), 3)
+        self.assertIn("lost the connection", h.err.getvalue())
+
+    def test_interruptedBeforeReply(self: Any) -> None:
+        """
+        Ctrl-C while waiting (the reactor shuts down, closing the
+        connection) is exit status 130 and says the daemon may go on, not
+        that the daemon was lost.
+        """
+        h = self.harness(FakeDaemon({"stop": lambda words: Deferred()}))
+        d = h.run(options("stop", "web"))
+        h.interrupt()
+        self.assertEqual(self.successResultOf(d), 130)
+        self.assertIn("interrupted before the reply", h.err.getvalue())
+        self.assertIn("stop web", h.err.getvalue())
+        self.assertNotIn("lost the connection", h.err.getvalue())
+
+    def test_interruptedDuringAuth(self: Any) -> None:
+        """
+        Ctrl-C while the C{auth} sent first waits for its answer is an
+        interruption too (130, the request named), not an unreachable
+        daemon.
+        """
+        h = self.harness(FakeDaemon({"auth": lambda words: Deferred()}))
+        d = h.run(options("stop", "web", token="t"))
+        self.assertNoResult(d)
+        h.interrupt()
+        self.assertEqual(self.successResultOf(d), 130)
+        self.assertEqual(h.err.getvalue(), "pycm: interrupted before the reply; the "
+                         "daemon may still carry out: stop web\n")
+        self.assertEqual(h.daemon.received, ["auth t"])
+
+    def test_notAPycmDaemon(self: Any) -> None:
+        """
+        A server that does not speak the protocol (say, an HTTP server):
+        exit status 3 and a message saying so, not a traceback.
+        """
+        h = self.harness(FakeDaemon({"ping": "HTTP/1.1 400 Bad Request"}))
+        d = h.run(options("ping"))
+        self.assertEqual(self.successResultOf(d), 3)
+        self.assertIn("does not answer like a pycm daemon", h.err.getvalue())
+        self.flushLoggedErrors()
+
+    def test_notAPycmDaemonAtAuth(self: Any) -> None:
+        """The same when the garbage answers the C{auth} sent first."""
+        h = self.harness(FakeDaemon({"auth": "HTTP/1.1 400 Bad Request"}))
+        d = h.run(options("ping", token="t"))
+        self.assertEqual(self.successResultOf(d), 3)
+        self.assertIn("cannot reach the pycm daemon", h.err.getvalue())
+        self.flushLoggedErrors()
+
+
+
+class OneShotReactorTests(OneShotTestsMixin, SynchronousTestCase):
+    """L{OneShotTestsMixin} in the reactor (C{tls:}, C{$PYCM_CLIENT=twisted})."""
+
+    harness = Harness
+
+
+class OneShotFastTests(OneShotTestsMixin, SynchronousTestCase):
+    """L{OneShotTestsMixin} on the fast path (plain C{tcp:} and C{unix:})."""
+
+    harness = FastHarness
+
+
+class ReactorPathTests(SynchronousTestCase):
+    """What only the reactor's path does: parse any endpoint, connect."""
 
     def test_connectionRefused(self) -> None:
         """
@@ -402,51 +591,6 @@ class OneShotTests(SynchronousTestCase):
             "Error: cannot reach the pycm daemon at tcp:127.0.0.1:8080: "
             "connection refused (is the daemon running?)\n",
         )
-
-    def test_lostBeforeReply(self) -> None:
-        """The connection dropping before the reply: exit status 3."""
-        h = Harness(FakeDaemon({"stop": lambda words: Deferred()}))
-        d = h.run(options("stop", "web"))
-        h.daemon.disconnect()
-        h.flush()
-        self.assertEqual(self.successResultOf(d), 3)
-        self.assertIn("lost the connection", h.err.getvalue())
-
-    def test_interruptedBeforeReply(self) -> None:
-        """
-        Ctrl-C while waiting (the reactor shuts down, closing the
-        connection) is exit status 130 and says the daemon may go on, not
-        that the daemon was lost.
-        """
-        h = Harness(FakeDaemon({"stop": lambda words: Deferred()}))
-        d = h.run(options("stop", "web"))
-        for trigger, args, kwargs in h.reactor.triggers["before"]["shutdown"]:
-            trigger(*args, **kwargs)
-        h.daemon.disconnect()
-        h.flush()
-        self.assertEqual(self.successResultOf(d), 130)
-        self.assertIn("interrupted before the reply", h.err.getvalue())
-        self.assertIn("stop web", h.err.getvalue())
-        self.assertNotIn("lost the connection", h.err.getvalue())
-
-    def test_notAPycmDaemon(self) -> None:
-        """
-        A server that does not speak the protocol (say, an HTTP server):
-        exit status 3 and a message saying so, not a traceback.
-        """
-        h = Harness(FakeDaemon({"ping": "HTTP/1.1 400 Bad Request"}))
-        d = h.run(options("ping"))
-        self.assertEqual(self.successResultOf(d), 3)
-        self.assertIn("does not answer like a pycm daemon", h.err.getvalue())
-        self.flushLoggedErrors()
-
-    def test_notAPycmDaemonAtAuth(self) -> None:
-        """The same when the garbage answers the C{auth} sent first."""
-        h = Harness(FakeDaemon({"auth": "HTTP/1.1 400 Bad Request"}))
-        d = h.run(options("ping", token="t"))
-        self.assertEqual(self.successResultOf(d), 3)
-        self.assertIn("cannot reach the pycm daemon", h.err.getvalue())
-        self.flushLoggedErrors()
 
     def test_badEndpoint(self) -> None:
         """A malformed endpoint string is a usage error (exit status 2)."""
@@ -606,7 +750,7 @@ class PipedTests(SynchronousTestCase):
             return held[-1]
 
         h, stdio, d = self.start(FakeDaemon({"wait": hold}))
-        window = cli.PipedRequests.WINDOW
+        window = piped.PipedRequests.WINDOW
         stdio.protocol.dataReceived(b"wait x\n" * window)
         h.flush()
         self.assertEqual(stdio.producerState, "paused")
@@ -699,22 +843,34 @@ class FormatTests(SynchronousTestCase):
 
 
 
-class InterruptTests(SynchronousTestCase):
-    """Ctrl-C while streaming."""
+class InterruptTestsMixin:
+    """Ctrl-C while streaming, on either path."""
 
-    def test_eventsInterrupted(self) -> None:
+    harness: Callable[..., Any]
+
+    def test_eventsInterrupted(self: Any) -> None:
         """
         Stopping the reactor (Ctrl-C) while C{events} streams ends it with
         status 0 and no "lost the connection" message.
         """
-        h = Harness(FakeDaemon({"events": ok({"events": True, "last_id": 0})}))
+        h = self.harness(FakeDaemon({"events": ok({"events": True, "last_id": 0})}))
         d = h.run(options("events"))
-        for trigger, args, kw in h.reactor.triggers["before"]["shutdown"]:
-            trigger(*args, **kw)
-        h.daemon.disconnect()
-        h.flush()
+        self.assertIn("Watching events", h.err.getvalue())
+        h.interrupt()
         self.assertEqual(self.successResultOf(d), 0)
         self.assertNotIn("lost", h.err.getvalue())
+
+
+class InterruptReactorTests(InterruptTestsMixin, SynchronousTestCase):
+    """L{InterruptTestsMixin} in the reactor."""
+
+    harness = Harness
+
+
+class InterruptFastTests(InterruptTestsMixin, SynchronousTestCase):
+    """L{InterruptTestsMixin} on the fast path."""
+
+    harness = FastHarness
 
 
 class ContainerLineTests(SynchronousTestCase):
@@ -729,3 +885,198 @@ class ContainerLineTests(SynchronousTestCase):
         running = dict(container, state="running", pid=7, exit_code=None)
         self.assertEqual(fmt.formatReply("run", running, 0), ["web  running  pid 7"])
         self.assertRegex("\n".join(fmt.formatReply("inspect", container, 0)), r"state: +exited")
+
+
+class FakeSocket:
+    """
+    A blocking socket's calls, scripted: C{recv} returns the next of
+    C{replies} (bytes) or raises it (an exception); what is sent is kept.
+    """
+
+    def __init__(self, replies: list[bytes | BaseException]) -> None:
+        self.replies = list(replies)
+        self.sent: list[bytes] = []
+        self.closed = False
+
+    def sendall(self, data: bytes) -> None:
+        self.sent.append(data)
+
+    def recv(self, size: int) -> bytes:
+        reply = self.replies.pop(0) if self.replies else b""
+        if isinstance(reply, BaseException):
+            raise reply
+        return reply
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class BlockingClientTests(SynchronousTestCase):
+    """L{oneshot.BlockingClient} on a blocking socket, run by L{oneshot.runToEnd}."""
+
+    def call(self, sock: FakeSocket, *command: str, **kw: Any) -> tuple[
+            int, io.StringIO, io.StringIO]:
+        out, err = io.StringIO(), io.StringIO()
+        client = oneshot.BlockingClient(sock)  # type: ignore[arg-type]
+        code = oneshot.runToEnd(oneshot.callDaemon(client, options(*command, **kw),
+                                                   out, err))
+        self.assertTrue(sock.closed)
+        return code, out, err
+
+    def test_byteByByte(self) -> None:
+        """
+        Replies split anywhere (here one byte at a time, CRLF ends) read as
+        whole lines; C{auth} is answered before the request is sent; an
+        event before the reply is shown after it.
+        """
+        wire = b'OK "authenticated"\r\nEVENT {"type": "progress", "name": "web", ' \
+               b'"action": "pull"}\nOK ' + json.dumps(WEB).encode() + b"\r\n"
+        sock = FakeSocket([wire[i:i + 1] for i in range(len(wire))])
+        code, out, err = self.call(sock, "run", "web", token="t")
+        self.assertEqual(code, 0)
+        self.assertEqual(b"".join(sock.sent), b"auth t\nrun web\n")
+        self.assertEqual(out.getvalue(), "web  running  pid 4242\nweb: pull\n")
+        self.assertEqual(err.getvalue(), "")
+
+    def test_interrupted(self) -> None:
+        """Ctrl-C (KeyboardInterrupt) in the read before the reply: 130."""
+        code, out, err = self.call(FakeSocket([KeyboardInterrupt()]), "stop", "web")
+        self.assertEqual(code, 130)
+        self.assertEqual(err.getvalue(), "pycm: interrupted before the reply; the "
+                         "daemon may still carry out: stop web\n")
+
+    def test_interruptedStream(self) -> None:
+        """Ctrl-C after the reply of C{events} is its normal end: 0."""
+        sock = FakeSocket([ok({"events": True, "last_id": 1}).encode() + b"\n",
+                           KeyboardInterrupt()])
+        code, out, err = self.call(sock, "events")
+        self.assertEqual(code, 0)
+        self.assertNotIn("lost", err.getvalue())
+
+    def test_signalBetweenReads(self) -> None:
+        """
+        The signal handler raises only in a read; a signal outside one
+        (while a reply is printed) ends the next read instead.
+        """
+        client = oneshot.BlockingClient(FakeSocket([]))  # type: ignore[arg-type]
+        client.interrupt()
+        self.assertTrue(client.pendingInterrupt)
+        client.reading = True
+        self.assertRaises(KeyboardInterrupt, client.interrupt)
+        code, out, err = self.call(FakeSocket([b"OK 1\n"]), "ping")
+        self.assertEqual(code, 0)
+
+    def test_reset(self) -> None:
+        """A connection reset before the reply is a lost daemon: 3."""
+        code, out, err = self.call(FakeSocket([ConnectionResetError()]), "ping")
+        self.assertEqual(code, 3)
+        self.assertEqual(err.getvalue(), "Error: lost the connection to the pycm "
+                         "daemon at tcp:127.0.0.1:8080\n")
+
+    def test_tooLong(self) -> None:
+        """
+        A reply over the client's limit ends the call (not the machine's
+        memory), as the reactor's client does.
+        """
+        self.patch(oneshot, "MAX_REPLY_LENGTH", 10)
+        code, out, err = self.call(FakeSocket([b"OK " + b"x" * 20]), "ping")
+        self.assertEqual(code, 3)
+        self.assertIn("longer than 10 bytes", err.getvalue())
+
+
+class FastPathTests(SynchronousTestCase):
+    """What only the fast path does: read plain endpoints, connect."""
+
+    def test_socketAddress(self) -> None:
+        """
+        C{tcp:} and C{unix:} strings, positional or with keywords, as
+        Twisted's parsers read them.
+        """
+        inet, unix = socket.AF_INET, socket.AF_UNIX
+        for description, expected in [
+            ("tcp:127.0.0.1:8080", (inet, ("127.0.0.1", 8080), 30, None)),
+            ("tcp:localhost:1:timeout=5", (inet, ("localhost", 1), 5, None)),
+            ("tcp:host=h:port=2", (inet, ("h", 2), 30, None)),
+            ("tcp:3:host=h", (inet, ("h", 3), 30, None)),
+            ("unix:/run/p.sock", (unix, "/run/p.sock", 30, "/run/p.sock")),
+            ("unix:path=rel.sock:timeout=2", (unix, "rel.sock", 2, "rel.sock")),
+        ]:
+            self.assertEqual(oneshot.socketAddress(description),
+                             oneshot.SocketAddress(*expected), description)
+
+    def test_othersToTheReactor(self) -> None:
+        """
+        Any other string is left to the reactor's path (which refuses it,
+        with its hints, or connects): C{tls:}, escapes, unknown keywords,
+        Docker-style addresses, bad ports.
+        """
+        for description in [
+            "tls:127.0.0.1:8080", "ssl:h:1", "bogus:x", "tcp://h:1", "h:1",
+            "127.0.0.1:8080", "tcp:h", "tcp:h:x", "tcp:h:99999",
+            "tcp:h:1:bindAddress=1.2.3.4", r"tcp:\:\:1:80", "unix:/s:checkPID=1",
+            "unix:", "tcp:h:1:timeout=0", "tcp:h:1:timeout=x", "TCP:h:1",
+            "unix:/a=b",
+        ]:
+            self.assertIsNone(oneshot.socketAddress(description), description)
+            self.assertIsNone(oneshot.main(options("ping", host=description),
+                                           io.StringIO(), io.StringIO()))
+
+    def test_socketPathTooLong(self) -> None:
+        """
+        A UNIX socket path too long for a socket address is refused before
+        connecting, with the reactor's words and exit status 2.
+        """
+        path = "/" + "d" * 50 + "/" + "s" * 60
+        for host in (f"unix:{path}", f"unix:path={path}:timeout=5"):
+            err = io.StringIO()
+            self.assertEqual(oneshot.main(options("ping", host=host), io.StringIO(), err), 2)
+            reactorErr = io.StringIO()
+            d = ensureDeferred(cli.run(MemoryReactorClock(), options("ping", host=host),
+                                       io.StringIO(), reactorErr))
+            self.assertEqual(self.successResultOf(d), 2)
+            self.assertEqual(err.getvalue(), reactorErr.getvalue())
+
+    def test_connectErrors(self) -> None:
+        """
+        A failure to connect is worded as the reactor words the same
+        failure: refused, no such socket, timed out, no such host.
+        """
+        for raised, expected in [
+            (OSError(errno.ECONNREFUSED, "x"),
+             "connection refused (is the daemon running?)"),
+            (FileNotFoundError(errno.ENOENT, "x"),
+             "An error occurred while connecting: 2: No such file or directory."),
+            (TimeoutError("timed out"), "User timeout caused connection failure."),
+            (socket.gaierror(-2, "Name or service not known"), "no such host"),
+        ]:
+            reason = oneshot.connectError(raised)
+            self.assertEqual(str(cli.CannotConnect("tcp:h:1", reason)),
+                             f"cannot reach the pycm daemon at tcp:h:1: {expected}")
+        twisted = twistedErrors.getConnectError(
+            (errno.ECONNREFUSED, os.strerror(errno.ECONNREFUSED)))
+        self.assertEqual(str(oneshot.connectError(
+            OSError(errno.ECONNREFUSED, "Connection refused"))), str(twisted))
+
+    def test_useReactor(self) -> None:
+        """
+        Piped requests and the shell need the reactor; one request does
+        not, unless C{$PYCM_CLIENT=twisted} says so.
+        """
+        self.assertTrue(cli.useReactor(options(), {}))
+        self.assertFalse(cli.useReactor(options("ls"), {}))
+        self.assertFalse(cli.useReactor(options("ls"), {"PYCM_CLIENT": "fast"}))
+        self.assertTrue(cli.useReactor(options("ls"), {"PYCM_CLIENT": "twisted"}))
+
+    def test_noTwistedImported(self) -> None:
+        """
+        The console script's module, the fast path and the formatting code
+        import neither Twisted nor attrs (importing the reactor is most of
+        a one-shot call's time).
+        """
+        code = ("import sys, pycm, pycm.client.cli, pycm.client.oneshot, "
+                "pycm.client.format, pycm.client.config; "
+                "print(sorted({m.split('.')[0] for m in sys.modules} & "
+                "{'twisted', 'attrs', 'attr', 'zope', 'OpenSSL', 'cryptography'}))")
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                                text=True, check=True)
+        self.assertEqual(result.stdout, "[]\n", result.stderr)

@@ -1,7 +1,10 @@
 """
 End-to-end tests of the client: the real daemon (C{python -m twisted pycm}
-on the memory backend, on a free loopback port) driven by the real C{pycm}
-command, one-shot, piped, and as the interactive shell on a pseudo-terminal.
+on the memory backend, on a free loopback port and a UNIX socket) driven by
+the real C{pycm} command, one-shot, piped, and as the interactive shell on
+a pseudo-terminal.  The one-shot tests run on both of the client's paths:
+the fast one (a blocking socket, no reactor) and the reactor's
+(C{$PYCM_CLIENT=twisted}).
 
 These use real processes, sockets and time; they are skipped where the
 daemon's plugin is not available.
@@ -13,6 +16,7 @@ import json
 import os
 import select
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -46,13 +50,19 @@ def shortTempDir(test: TestCase) -> str:
 class Daemon:
     """A real pycm daemon in a subprocess."""
 
-    def __init__(self, stateDir: str, auth: bool = False) -> None:
+    def __init__(self, stateDir: str, auth: bool = False,
+                 socketDir: str | None = None) -> None:
         self.port = freePort()
         self.stateDir = stateDir
         self.endpoint = f"tcp:127.0.0.1:{self.port}"
         args = [sys.executable, "-m", "twisted", "pycm",
                 "--listen", f"tcp:{self.port}:interface=127.0.0.1",
                 "--backend", "memory", "--state-dir", stateDir]
+        #: The UNIX socket endpoint, when C{socketDir} is given.
+        self.unixEndpoint: str | None = None
+        if socketDir is not None:
+            self.unixEndpoint = f"unix:{socketDir}/pycm.sock"
+            args += ["--listen", self.unixEndpoint]
         if not auth:
             args.append("--no-auth")
         self.log = open(os.path.join(stateDir, "..", "daemon.log"), "wb")
@@ -63,9 +73,12 @@ class Daemon:
                 raise SkipTest(f"the daemon did not start ({self.process.returncode})")
             try:
                 socket.create_connection(("127.0.0.1", self.port), 0.2).close()
-                return
+                if self.unixEndpoint is None or os.path.exists(
+                        self.unixEndpoint[len("unix:"):]):
+                    return
             except OSError:
-                time.sleep(0.1)
+                pass
+            time.sleep(0.1)
         self.stop()
         raise RuntimeError("the daemon did not start listening")
 
@@ -80,17 +93,29 @@ class Daemon:
         self.log.close()
 
 
-class ClientE2ETests(TestCase):
-    """The real C{pycm} against the real daemon."""
+#: The client's two paths for one request, as the environment picks them.
+FAST = {"PYCM_CLIENT": ""}
+REACTOR = {"PYCM_CLIENT": "twisted"}
+
+
+class ClientE2ETestsMixin:
+    """
+    The real C{pycm} against the real daemon, on the path C{clientEnv}
+    picks (run by L{ClientE2EFastTests} and L{ClientE2EReactorTests}).
+    """
+
+    clientEnv: dict[str, str] = {}
 
     def setUp(self) -> None:
         base = os.path.abspath(self.mktemp())
         os.makedirs(os.path.join(base, "state"))
         self.base = base
-        self.daemon = Daemon(os.path.join(base, "state"))
+        self.daemon = Daemon(os.path.join(base, "state"),
+                             socketDir=shortTempDir(self))
         self.addCleanup(self.daemon.stop)
         self.env = dict(os.environ, PYCM_HOST=self.daemon.endpoint,
-                        HOME=base, XDG_STATE_HOME=base, TERM="xterm")
+                        HOME=base, XDG_STATE_HOME=base, TERM="xterm",
+                        **self.clientEnv)
         self.env.pop("PYCM_TOKEN", None)
 
     def pycm(self, *args: str, input: str | None = None,
@@ -107,6 +132,15 @@ class ClientE2ETests(TestCase):
         One-shot commands: human output and exit status 0 on OK, 1 and
         C{Error: code: message} on ERR, raw JSON with --json, a list table.
         """
+        self.oneShot()
+
+    def test_oneShotUnix(self) -> None:
+        """The same over the daemon's UNIX socket."""
+        assert self.daemon.unixEndpoint is not None
+        self.env["PYCM_HOST"] = self.daemon.unixEndpoint
+        self.oneShot()
+
+    def oneShot(self) -> None:
         r = self.pycm("ping")
         self.assertEqual((r.returncode, r.stdout), (0, "pong\n"))
         r = self.pycm("run", "web", "host", "sh", "-c", "echo hi; sleep 5")
@@ -175,13 +209,173 @@ class ClientE2ETests(TestCase):
         self.assertEqual((r.returncode, r.stdout), (0, "pong\n"), r.stderr)
 
 
+    def test_eventsInterrupted(self) -> None:
+        """
+        C{pycm events} prints its banner on stderr and each event on
+        stdout as it comes; Ctrl-C (SIGINT) ends it with status 0.
+        """
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pycm.client.cli", "events"], env=self.env,
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            preexec_fn=defaultSIGINT)
+        self.addCleanup(_reap, process)
+        assert process.stderr is not None and process.stdout is not None
+        self.assertIn("Watching events", readLine(process.stderr))
+        self.assertEqual(self.pycm("create", "evented").returncode, 0)
+        self.assertRegex(readLine(process.stdout), r"#\d+  evented  create$")
+        process.send_signal(signal.SIGINT)
+        self.assertEqual(process.wait(TIMEOUT), 0)
+        self.assertEqual(process.stderr.read(), b"")
+
+    def test_interruptedBeforeReply(self) -> None:
+        """
+        Ctrl-C (SIGINT) while waiting for the reply: status 130, and
+        stderr says the daemon may still carry the request out.
+        """
+        self.assertEqual(self.pycm("run", "slow", "host", "sleep", "600").returncode, 0)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pycm.client.cli", "wait", "slow"], env=self.env,
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            preexec_fn=defaultSIGINT)
+        self.addCleanup(_reap, process)
+        # The wait is under way once the daemon counts its connection
+        # (and the one asking).
+        deadline = time.monotonic() + TIMEOUT
+        while json.loads(self.pycm("--json", "info").stdout)["connections"] < 2:
+            self.assertLess(time.monotonic(), deadline, "the wait never connected")
+            self.assertIsNone(process.poll())
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        self.assertEqual(process.wait(TIMEOUT), 130)
+        assert process.stderr is not None
+        self.assertEqual(process.stderr.read().decode(),
+                         "pycm: interrupted before the reply; the daemon may still "
+                         "carry out: wait slow\n")
+
+
+def defaultSIGINT() -> None:
+    """
+    In the child: Ctrl-C as a terminal gives it, whatever the test runner
+    inherited (a shell's background job ignores SIGINT, and so would pycm).
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def readLine(stream: Any) -> str:
+    """The next line of a child's pipe, within L{TIMEOUT}."""
+    ready, _, _ = select.select([stream], [], [], TIMEOUT)
+    if not ready:
+        raise AssertionError("no line within the timeout")
+    return str(stream.readline().decode())
+
+
+def _reap(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.kill()
+    process.wait()
+    for stream in (process.stdout, process.stderr):
+        if stream is not None:
+            stream.close()
+
+
+class ClientE2EFastTests(ClientE2ETestsMixin, TestCase):
+    """L{ClientE2ETestsMixin} on the fast path (no reactor)."""
+
+    clientEnv = FAST
+
+
+class ClientE2EReactorTests(ClientE2ETestsMixin, TestCase):
+    """L{ClientE2ETestsMixin} in the reactor."""
+
+    clientEnv = REACTOR
+
+
+class PathsE2ETests(TestCase):
+    """Both paths side by side against one daemon."""
+
+    def setUp(self) -> None:
+        base = os.path.abspath(self.mktemp())
+        os.makedirs(os.path.join(base, "state"))
+        self.daemon = Daemon(os.path.join(base, "state"), socketDir=shortTempDir(self))
+        self.addCleanup(self.daemon.stop)
+        self.env = dict(os.environ, HOME=base, XDG_STATE_HOME=base)
+        self.env.pop("PYCM_TOKEN", None)
+
+    def pycm(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "pycm.client.cli", *args], input="",
+            capture_output=True, text=True, timeout=TIMEOUT, env=dict(self.env, **env))
+
+    def test_sameOutput(self) -> None:
+        """
+        The same requests give the same stdout, stderr and exit status on
+        both paths, over TCP and the UNIX socket: replies, errors, logs,
+        an unreachable daemon, a socket path too long, a bad endpoint, with
+        and without C{--json}; Docker's habits (C{ps -q}, C{--format},
+        several names, C{logs -t}).
+        """
+        assert self.daemon.unixEndpoint is not None
+        socketDir = os.path.dirname(self.daemon.unixEndpoint[len("unix:"):])
+        self.assertEqual(self.pycm("-H", self.daemon.endpoint, "run", "web", "host",
+                                   "sh", "-c", "echo hi").returncode, 0)
+        long = os.path.join(socketDir, "d" * 120, "pycm.sock")
+        cases: list[tuple[str, ...]] = []
+        for host in (self.daemon.endpoint, self.daemon.unixEndpoint):
+            cases += [
+                ("-H", host, "ping"), ("-H", host, "--json", "inspect", "web"),
+                ("-H", host, "inspect", "nope"), ("-H", host, "logs", "web"),
+                ("-H", host, "help", "run"), ("-H", host, "run", "--bogus", "x"),
+                ("-H", host, "wait", "--for=removed", "--timeout=0.01", "web"),
+            ]
+        cases += [
+            ("-H", f"tcp:127.0.0.1:{freePort()}", "ping"),
+            ("--json", "-H", f"tcp:127.0.0.1:{freePort()}", "ping"),
+            ("--json", "-H", f"unix:{long}", "ping"),
+            ("-H", self.daemon.endpoint, "ps", "-q"),
+            ("-H", self.daemon.unixEndpoint, "ps", "--format", "{{.Name}} {{.State}}"),
+            ("-H", self.daemon.endpoint, "stop", "nope", "gone"),
+            ("-H", self.daemon.endpoint, "--json", "inspect", "nope"),
+            ("-H", self.daemon.endpoint, "logs", "-t", "web"),
+            ("-H", f"unix:{socketDir}/nothing.sock", "ping"),
+            ("-H", f"unix:{long}", "ping"),
+            ("-H", "127.0.0.1:1", "ping"),
+            ("-H", "tcp:127.0.0.1", "ping"),
+        ]
+        for args in cases:
+            fast = self.pycm(*args, **FAST)
+            slow = self.pycm(*args, **REACTOR)
+            self.assertEqual(
+                (fast.returncode, fast.stdout, fast.stderr),
+                (slow.returncode, slow.stdout, slow.stderr), args)
+
+    def test_fastPathImports(self) -> None:
+        """
+        A one-shot C{list} over TCP and over the UNIX socket imports
+        neither Twisted nor attrs (C{python -X importtime}); with
+        C{$PYCM_CLIENT=twisted} it does.
+        """
+        assert self.daemon.unixEndpoint is not None
+        for host in (self.daemon.endpoint, self.daemon.unixEndpoint):
+            for env, expected in ((FAST, []), (REACTOR, ["attrs", "twisted"])):
+                r = subprocess.run(
+                    [sys.executable, "-X", "importtime", "-m", "pycm.client.cli",
+                     "-H", host, "list"], capture_output=True, text=True,
+                    timeout=TIMEOUT, env=dict(self.env, **env), stdin=subprocess.DEVNULL)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                imported = {line.rsplit("|", 1)[-1].strip().split(".")[0]
+                            for line in r.stderr.splitlines()
+                            if line.startswith("import time:")}
+                self.assertEqual(sorted(imported & {"twisted", "attrs"}), expected)
+
+
 class AuthE2ETests(TestCase):
     """Tokens, against a daemon that requires one."""
 
     def test_token(self) -> None:
         """
         Without a token the daemon refuses; with C{PYCM_TOKEN} or
-        C{--token} (the daemon's token file's content) it accepts.
+        C{--token} (the daemon's token file's content) it accepts; on both
+        of the client's paths.
         """
         base = os.path.abspath(self.mktemp())
         # The default state directory of a user whose XDG_STATE_HOME is base.
@@ -195,6 +389,10 @@ class AuthE2ETests(TestCase):
                    XDG_STATE_HOME=os.path.join(base, "elsewhere"))
         env.pop("PYCM_TOKEN", None)
 
+        for path in (FAST, REACTOR):
+            self.tokenCases(dict(env, **path), base, token)
+
+    def tokenCases(self, env: dict[str, str], base: str, token: str) -> None:
         def pycm(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
             return subprocess.run(
                 [sys.executable, "-m", "pycm.client.cli", *args], input="",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred, ensureDeferred
@@ -19,7 +20,7 @@ from pycm.client import format as fmt
 from pycm.client.plan import PlanError, planCommand
 from pycm.client.testing import FakeDaemon, event, ok
 
-from .test_client_cli import DB, WEB, Harness, options
+from .test_client_cli import DB, WEB, FastHarness, Harness, options
 
 
 def planned(*words: str, **kw: Any) -> cli.Options:
@@ -132,30 +133,35 @@ class TemplateTests(SynchronousTestCase):
         self.assertEqual(template.render(WEB), "{.Name} $(id) web")
 
 
-class OneShotHabitsTests(SynchronousTestCase):
-    """The one-shot client carrying out a plan against a fake daemon."""
+class OneShotHabitsTestsMixin:
+    """
+    The one-shot client carrying out a plan against a fake daemon, on
+    either path (the subclasses say which harness runs it).
+    """
 
-    def test_quiet(self) -> None:
+    harness: Callable[..., Any]
+
+    def test_quiet(self: Any) -> None:
         """C{ps -q} prints the names alone, one a line."""
-        h = Harness(FakeDaemon({"ps": ok([DB, WEB])}))
+        h = self.harness(FakeDaemon({"ps": ok([DB, WEB])}))
         self.assertEqual(self.successResultOf(h.run(planned("ps", "-aq"))), 0)
         self.assertEqual(h.out.getvalue(), "db\nweb\n")
         self.assertEqual(h.daemon.received, ["ps"])
 
-    def test_formatJSON(self) -> None:
+    def test_formatJSON(self: Any) -> None:
         """C{ps --format json}: one JSON object per line, each a container."""
-        h = Harness(FakeDaemon({"ps": ok([DB, WEB])}))
+        h = self.harness(FakeDaemon({"ps": ok([DB, WEB])}))
         self.successResultOf(h.run(planned("ps", "--format", "json")))
         lines = h.out.getvalue().splitlines()
         self.assertEqual([json.loads(line) for line in lines], [DB, WEB])
 
-    def test_formatTemplate(self) -> None:
+    def test_formatTemplate(self: Any) -> None:
         """C{ps --format TEMPLATE}: the template for each container."""
-        h = Harness(FakeDaemon({"list": ok([DB, WEB])}))
+        h = self.harness(FakeDaemon({"list": ok([DB, WEB])}))
         self.successResultOf(h.run(planned("list", "--format", "{{.Name}}={{.State}}")))
         self.assertEqual(h.out.getvalue(), "db=exited\nweb=running\n")
 
-    def test_severalNames(self) -> None:
+    def test_severalNames(self: Any) -> None:
         """
         Several names: a request each, in order; each error printed, and
         exit status 1 when one failed, the others still done.
@@ -165,7 +171,7 @@ class OneShotHabitsTests(SynchronousTestCase):
                 return "ERR not_found no such container: nope"
             return ok(dict(WEB, name=words[-1], state="exited", pid=None, exit_code=-15))
 
-        h = Harness(FakeDaemon({"stop": stop}))
+        h = self.harness(FakeDaemon({"stop": stop}))
         d = h.run(planned("stop", "-t", "1", "a", "nope", "b"))
         h.flush()
         self.assertEqual(self.successResultOf(d), 1)
@@ -174,45 +180,36 @@ class OneShotHabitsTests(SynchronousTestCase):
                          "a  exited  exit code -15\nb  exited  exit code -15\n")
         self.assertEqual(h.err.getvalue(), "Error: not_found: no such container: nope\n")
 
-    def test_badRequestExitsTwo(self) -> None:
+    def test_badRequestExitsTwo(self: Any) -> None:
         """A C{bad_request} from the daemon is a usage error: exit status 2."""
-        h = Harness(FakeDaemon({"stop": "ERR bad_request unknown option '--bogus'"}))
+        h = self.harness(FakeDaemon({"stop": "ERR bad_request unknown option '--bogus'"}))
         self.assertEqual(self.successResultOf(h.run(planned("stop", "--bogus", "a"))), 2)
         self.assertEqual(h.err.getvalue(), "Error: bad_request: unknown option '--bogus'\n")
 
-    def test_jsonErrors(self) -> None:
+    def test_jsonErrors(self: Any) -> None:
         """With C{--json} an error is a JSON object on stderr."""
-        h = Harness(FakeDaemon({"inspect": "ERR not_found no such container: x"}))
+        h = self.harness(FakeDaemon({"inspect": "ERR not_found no such container: x"}))
         self.assertEqual(self.successResultOf(h.run(planned("inspect", "x", json=True))), 1)
         self.assertEqual(json.loads(h.err.getvalue()),
                          {"error": "not_found", "message": "no such container: x"})
         self.assertEqual(h.out.getvalue(), "")
 
-    def test_jsonUnchanged(self) -> None:
+    def test_jsonUnchanged(self: Any) -> None:
         """With C{--json} the reply is printed exactly as the daemon sent it."""
         raw = '{"name":"web","state":"running","image":"host","x":"caf\\u00e9"}'
-        h = Harness(FakeDaemon({"inspect": "OK " + raw}))
+        h = self.harness(FakeDaemon({"inspect": "OK " + raw}))
         self.successResultOf(h.run(planned("inspect", "web", json=True)))
         self.assertEqual(h.out.getvalue(), raw + "\n")
 
-    def test_jsonUnreachable(self) -> None:
-        """With C{--json}, an unreachable daemon is a JSON error too."""
-        reactor = MemoryReactorClock()
-        out, err = io.StringIO(), io.StringIO()
-        d = ensureDeferred(cli.run(reactor, planned("ping", json=True), out, err))
-        ConnectionCompleter(reactor).failOnce()
-        self.assertEqual(self.successResultOf(d), 3)
-        self.assertEqual(json.loads(err.getvalue())["error"], "unreachable")
-
-    def test_logsTimestamps(self) -> None:
+    def test_logsTimestamps(self: Any) -> None:
         """C{logs -t} prints each line's time before it."""
         lines = [{"time": "2026-11-30T10:00:00.000Z", "stream": "stdout", "line": "one"}]
-        h = Harness(FakeDaemon({"logs": ok(lines)}))
+        h = self.harness(FakeDaemon({"logs": ok(lines)}))
         self.successResultOf(h.run(planned("logs", "-t", "web")))
         self.assertEqual(h.out.getvalue(), "2026-11-30T10:00:00.000Z one\n")
         self.assertEqual(h.daemon.received, ["logs web"])
 
-    def test_logsSeveral(self) -> None:
+    def test_logsSeveral(self: Any) -> None:
         """
         C{logs a b}: each container's lines with a C{NAME |} prefix, merged
         by time; no colours when the output is not a terminal.
@@ -222,14 +219,14 @@ class OneShotHabitsTests(SynchronousTestCase):
                   {"time": "2026-11-30T10:00:02.000Z", "stream": "stdout", "line": "a2"}],
             "bb": [{"time": "2026-11-30T10:00:01.000Z", "stream": "stdout", "line": "b1"}],
         }
-        h = Harness(FakeDaemon({"logs": lambda words: ok(replies[words[-1]])}))
+        h = self.harness(FakeDaemon({"logs": lambda words: ok(replies[words[-1]])}))
         d = h.run(planned("logs", "--since=1h", "a", "bb"))
         h.flush()
         self.assertEqual(self.successResultOf(d), 0)
         self.assertEqual(h.out.getvalue(), "a  | a1\nbb | b1\na  | a2\n")
         self.assertEqual(h.daemon.received, ["logs --since=1h a", "logs --since=1h bb"])
 
-    def test_logsSeveralColours(self) -> None:
+    def test_logsSeveralColours(self: Any) -> None:
         """On a terminal each name has its colour, unless NO_COLOR is set."""
         prefixes = fmt.LogPrefixes(("a", "b"), fmt.useColour(True, {}))
         self.assertEqual(prefixes.prefix("a"), "\x1b[36ma | \x1b[0m")
@@ -237,7 +234,7 @@ class OneShotHabitsTests(SynchronousTestCase):
         self.assertFalse(fmt.useColour(True, {"NO_COLOR": "1"}))
         self.assertFalse(fmt.useColour(False, {}))
 
-        h = Harness(FakeDaemon({"logs": lambda words: ok(
+        h = self.harness(FakeDaemon({"logs": lambda words: ok(
             [{"time": "t", "stream": "stdout", "line": words[-1]}])}))
         h.out = Terminal()
         d = h.run(planned("logs", "a", "b"))
@@ -245,13 +242,13 @@ class OneShotHabitsTests(SynchronousTestCase):
         self.successResultOf(d)
         self.assertIn("\x1b[36ma | \x1b[0ma\n", h.out.getvalue())
 
-    def test_logsSeveralFollow(self) -> None:
+    def test_logsSeveralFollow(self: Any) -> None:
         """
         C{logs -f a b}: both followed on one connection, lines prefixed
         as they come, done once both have ended.
         """
         held: Deferred[Any] = Deferred()
-        h = Harness(FakeDaemon({"logs": lambda words: held if words[-1] == "b" else ok([])}))
+        h = self.harness(FakeDaemon({"logs": lambda words: held if words[-1] == "b" else ok([])}))
         d = h.run(planned("logs", "-f", "a", "b"))
         h.flush()
         held.callback([ok([]), event({"type": "log", "name": "a", "line": "early"})])
@@ -266,13 +263,38 @@ class OneShotHabitsTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(d), 0)
         self.assertEqual(h.out.getvalue(), "a | early\nb | hi\n")
 
-    def test_commandHelp(self) -> None:
+    def test_commandHelp(self: Any) -> None:
         """C{pycm stop --help} sends C{help stop}."""
-        h = Harness(FakeDaemon({"help": ok({"name": "stop", "usage": "stop NAME",
+        h = self.harness(FakeDaemon({"help": ok({"name": "stop", "usage": "stop NAME",
                                             "summary": "stop it", "aliases": []})}))
         self.assertEqual(self.successResultOf(h.run(planned("stop", "--help"))), 0)
         self.assertEqual(h.daemon.received, ["help stop"])
         self.assertEqual(h.out.getvalue(), "usage: stop NAME\n  stop it\n")
+
+
+class OneShotHabitsReactorTests(OneShotHabitsTestsMixin, SynchronousTestCase):
+    """L{OneShotHabitsTestsMixin} in the reactor."""
+
+    harness = Harness
+
+
+class OneShotHabitsFastTests(OneShotHabitsTestsMixin, SynchronousTestCase):
+    """L{OneShotHabitsTestsMixin} on the fast path (no reactor)."""
+
+    harness = FastHarness
+
+
+class UnreachableJSONTests(SynchronousTestCase):
+    """Errors before any request, as JSON."""
+
+    def test_jsonUnreachable(self) -> None:
+        """With C{--json}, an unreachable daemon is a JSON error too."""
+        reactor = MemoryReactorClock()
+        out, err = io.StringIO(), io.StringIO()
+        d = ensureDeferred(cli.run(reactor, planned("ping", json=True), out, err))
+        ConnectionCompleter(reactor).failOnce()
+        self.assertEqual(self.successResultOf(d), 3)
+        self.assertEqual(json.loads(err.getvalue())["error"], "unreachable")
 
 
 class PipedJSONTests(SynchronousTestCase):
@@ -313,10 +335,15 @@ def pull(layer: str, status: str, image: str = "busybox:latest") -> str:
                   "time": "t", "image": image, "layer": layer, "status": status})
 
 
-class PullProgressTests(SynchronousTestCase):
-    """A one-shot C{run} shows an image pull's progress on a terminal."""
+class PullProgressTestsMixin:
+    """
+    A one-shot C{run} shows an image pull's progress on a terminal, on
+    either path.
+    """
 
-    def daemon(self) -> FakeDaemon:
+    harness: Callable[..., Any]
+
+    def daemon(self: Any) -> FakeDaemon:
         """A daemon that pulls for C{run}: progress to a subscriber only."""
         subscribed: list[bool] = []
 
@@ -336,13 +363,13 @@ class PullProgressTests(SynchronousTestCase):
 
         return FakeDaemon({"events": events, "run": run})
 
-    def test_terminal(self) -> None:
+    def test_terminal(self: Any) -> None:
         """
         On a terminal: the client asks for this container's pull events,
         draws one line per layer and redraws them in place (cursor up,
         erase line) as each changes; the reply follows on stdout.
         """
-        h = Harness(self.daemon())
+        h = self.harness(self.daemon())
         h.err = Terminal()
         d = h.run(planned("run", "-d", "web", "busybox"))
         h.flush()
@@ -361,9 +388,9 @@ class PullProgressTests(SynchronousTestCase):
              "9ad63333ebc9: Pull complete", "0123456789ab: Pulling fs layer"],
         )
 
-    def test_piped(self) -> None:
+    def test_piped(self: Any) -> None:
         """Not on a terminal: no events asked for, nothing but the reply."""
-        h = Harness(self.daemon())
+        h = self.harness(self.daemon())
         d = h.run(planned("run", "web", "busybox"))
         h.flush()
         self.assertEqual(self.successResultOf(d), 0)
@@ -371,8 +398,20 @@ class PullProgressTests(SynchronousTestCase):
         self.assertEqual(h.err.getvalue(), "")
         self.assertEqual(h.out.getvalue(), "web  running  pid 4242\n")
 
-    def test_onlyDetail(self) -> None:
+    def test_onlyDetail(self: Any) -> None:
         """A progress event with only a detail still draws, a line of its own."""
         progress = fmt.PullProgress()
         self.assertEqual(progress.update({"detail": "busybox a Downloading"}),
                          "\r\x1b[2Kbusybox a Downloading\n")
+
+
+class PullProgressReactorTests(PullProgressTestsMixin, SynchronousTestCase):
+    """L{PullProgressTestsMixin} in the reactor."""
+
+    harness = Harness
+
+
+class PullProgressFastTests(PullProgressTestsMixin, SynchronousTestCase):
+    """L{PullProgressTestsMixin} on the fast path (no reactor)."""
+
+    harness = FastHarness
