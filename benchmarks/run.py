@@ -1,11 +1,13 @@
 """
 pycm benchmarks: one command, every figure and ratio measured in the same run.
 
-    python benchmarks/run.py [--only core|process|connections|flood|stats|docker] [--quick] [--pin]
+    python benchmarks/run.py [--only core|process|connections|flood|stats|client|docker] [--quick]
+                             [--pin] [--client-baseline OLD_PYCM]
 
 Prints a table of figures, ratios against references measured in the same
 run (the Twisted floor for the core section, supervisord for the process
-section), and PASS/FAIL against each target of issues 2, 3, 4, 7 and 11.  Exit status:
+section, supervisorctl for the client section), and PASS/FAIL against each
+target of issues 2, 3, 4, 7 and 11.  Exit status:
 0 when every section ran (whether or not targets were met), 1 on an error,
 2 when a section could not run for want of a prerequisite (it says which).
 """
@@ -48,19 +50,23 @@ def machine() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only",
-                        choices=("core", "process", "connections", "flood", "stats", "docker"),
+                        choices=("core", "process", "connections", "flood", "stats", "client",
+                                 "docker"),
                         action="append",
                         help="run only this section (repeatable); default: core, process, "
-                             "connections, flood and stats (docker needs an engine: see "
+                             "connections, flood, stats and client (docker needs an engine: see "
                              "bench_docker.py)")
     parser.add_argument("--quick", action="store_true",
                         help="fewer and shorter rounds (under a minute): a smoke test "
                              "of the benchmark, not figures to quote")
     parser.add_argument("--pin", action="store_true",
                         help="pin the servers to CPU 0 and the load generators to CPU 1")
+    parser.add_argument("--client-baseline", metavar="OLD_PYCM",
+                        help="the client section also times this older pycm console "
+                             "script (its list and its shell's start-up)")
     args = parser.parse_args(argv)
     common.PIN = args.pin
-    sections = args.only or ["core", "process", "connections", "flood", "stats"]
+    sections = args.only or ["core", "process", "connections", "flood", "stats", "client"]
 
     if sys.platform != "linux":
         print("the benchmarks read /proc and use epoll: Linux only", file=sys.stderr)
@@ -97,6 +103,11 @@ def main(argv: list[str] | None = None) -> int:
                 from benchmarks import stats
 
                 stats.run(report, args.quick, children)
+            elif name == "client":
+                from benchmarks import client
+
+                client.BASELINE = args.client_baseline
+                client.run(report, args.quick, children)
             else:
                 from benchmarks import bench_docker
 
