@@ -24,12 +24,15 @@ class TableTests(SynchronousTestCase):
     def test_everyCommand(self) -> None:
         """
         Every command word and alias of the table, and the client's own
-        C{completion}, with every option spelling of each.
+        commands (C{completion}, C{top}), with every option spelling of
+        each.
         """
         table = completion.commandTable()
         self.assertEqual(
-            completion.commandWords(table), sorted([*commands.COMMANDS, "completion"])
+            completion.commandWords(table),
+            sorted([*commands.COMMANDS, *completion.CLIENT_COMMANDS]),
         )
+        self.assertIn("top", completion.CLIENT_COMMANDS)
         byName = {c.name: c for c in table}
         for row in commands.TABLE:
             for option in row.options:

@@ -24,14 +24,17 @@ CLIENT_OPTIONS: dict[str, tuple[str, ...]] = {
     "list": ("-a", "--all", "-q", "--quiet", "--format"),
     "logs": ("-t", "--timestamps"),
 }
-#: The client's own commands, not the daemon's.
-CLIENT_COMMANDS = ("completion",)
+#: The client's own commands, not the daemon's, and what they are.
+CLIENT_COMMANDS = {
+    "completion": "print a shell completion script",
+    "top": "a live full-screen view of the containers",
+}
 SHELLS = ("bash", "zsh", "fish")
 #: pycm's own options, before the command.
 GLOBAL_OPTIONS = ("--host", "-H", "--token", "--json", "--help", "--version")
 #: Commands whose positional arguments are all container names (several
 #: with Docker's habits), and those that take one name.
-MULTI_NAME = frozenset({"stop", "start", "restart", "kill", "rm", "logs"})
+MULTI_NAME = frozenset({"stop", "start", "restart", "kill", "rm", "logs", "stats"})
 ONE_NAME = frozenset({"inspect", "wait", "unfollow"})
 #: How long C{pycm __names} may take, in seconds.
 NAMES_TIMEOUT = 1.0
@@ -81,8 +84,8 @@ def commandTable() -> list[CommandWords]:
             valueOptions=tuple(values),
             names=command.name in MULTI_NAME or command.name in ONE_NAME,
         ))
-    table.append(CommandWords("completion", "print a shell completion script",
-                              ("completion",), (), (), False))
+    for name, summary in CLIENT_COMMANDS.items():
+        table.append(CommandWords(name, summary, (name,), ("--help",), (), False))
     return table
 
 
