@@ -225,6 +225,54 @@ class CompletionE2ETests(Client, TestCase):
         self.assertLess(time.monotonic() - started, TIMEOUT)
 
 
+    def runShell(self, shell: str, program: str) -> list[str]:
+        """Run C{program} in C{shell} (installed in CI), its output's lines."""
+        found = shutil.which(shell)
+        script = shutil.which("pycm", path=os.path.dirname(sys.executable))
+        if found is None or script is None:
+            raise SkipTest(f"needs {shell} and the installed pycm console script")
+        r = subprocess.run([found, "-c", program.replace("PYCM", script)],
+                           capture_output=True, text=True, timeout=TIMEOUT, env=self.env,
+                           stdin=subprocess.DEVNULL)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return r.stdout.splitlines()
+
+    def test_fish(self) -> None:
+        """
+        The fish script, loaded in a real C{fish}: commands with their
+        summaries, and container names asked of the daemon.
+        """
+        for name in ("web", "web2", "db"):
+            self.assertEqual(self.pycm("run", name).returncode, 0)
+        offered = self.runShell(
+            "fish", "PYCM completion fish | source; complete -C 'PYCM sto'"
+        )
+        self.assertEqual([line.split("\t")[0] for line in offered], ["stop"])
+        names = self.runShell(
+            "fish", "PYCM completion fish | source; complete -C 'PYCM stop w'"
+        )
+        self.assertEqual(sorted(line.split("\t")[0] for line in names), ["web", "web2"])
+
+    def test_zsh(self) -> None:
+        """
+        The zsh script, loaded in a real C{zsh -f}: it sets up bash
+        completion emulation and runs C{_pycm} as zsh's C{compgen -F} does
+        (options of C{emulate sh}: arrays from 0); zsh itself then keeps the
+        candidates that match what is typed.
+        """
+        for name in ("web", "web2", "db"):
+            self.assertEqual(self.pycm("run", name).returncode, 0)
+        program = (
+            "source <(PYCM completion zsh) || exit 3; "
+            "(( ${+functions[_pycm]} )) || exit 4; "
+            "setopt ksharrays kshglob noshglob braceexpand; "
+            "COMP_WORDS=(PYCM stop w); COMP_CWORD=2; _pycm; print -l -- \"${COMPREPLY[@]}\""
+        )
+        # The container names (zsh, not compgen, then keeps those with "w").
+        self.assertEqual(sorted(self.runShell("zsh", f"emulate zsh; {program}")),
+                         ["db", "web", "web2"])
+
+
 class ShellHabitsE2ETests(Client, TestCase):
     """The shell's Tab and Ctrl-D at the name prompt, on a real pty."""
 
