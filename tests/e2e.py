@@ -8,15 +8,19 @@ with a deadline, never by sleeping a fixed time.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
+import termios
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -58,6 +62,79 @@ def waitFor(predicate: Callable[[], Any], what: str, deadline: float = DEADLINE)
         if time.monotonic() > end:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.02)
+
+
+class Terminal:
+    """
+    A program on a new pseudo-terminal, the test holding the master side,
+    read as a person watches a screen: until what the test expects shows up.
+
+    @ivar output: what was read since the last L{mark}.
+    @ivar settingsBefore: the terminal's settings before the program ran.
+    """
+
+    def __init__(
+        self,
+        testCase: SynchronousTestCase,
+        argv: Sequence[str],
+        env: dict[str, str] | None = None,
+        size: tuple[int, int] | None = None,
+    ) -> None:
+        master, slave = os.openpty()
+        testCase.addCleanup(os.close, master)
+        testCase.addCleanup(os.close, slave)
+        if size is not None:
+            rows, columns = size
+            fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+        self.master, self.slave = master, slave
+        self.settingsBefore = termios.tcgetattr(slave)
+        self.process = subprocess.Popen(
+            list(argv), stdin=slave, stdout=slave, stderr=slave, env=env,
+            start_new_session=True,
+        )
+        testCase.addCleanup(self._reap)
+        self.output = b""
+
+    def _reap(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+
+    def settings(self) -> list[Any]:
+        """The terminal's settings now."""
+        return termios.tcgetattr(self.slave)
+
+    def readUntil(self, expected: bytes, timeout: float = DEADLINE) -> bytes:
+        """Read until C{expected} shows up; all read since the last L{mark}."""
+        deadline = time.monotonic() + timeout
+        while expected not in self.output:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"{expected!r} not seen in {self.output[-3000:]!r}")
+            ready, _, _ = select.select([self.master], [], [], min(left, 0.2))
+            if ready:
+                try:
+                    data = os.read(self.master, 65536)
+                except OSError:
+                    data = b""
+                if not data:
+                    raise AssertionError(
+                        f"{expected!r} not seen before EOF: {self.output[-3000:]!r}"
+                    )
+                self.output += data
+        return self.output
+
+    def readPast(self, expected: bytes) -> None:
+        """Read until C{expected} shows up, then forget it and all before it."""
+        self.readUntil(expected)
+        self.output = self.output[self.output.index(expected) + len(expected) :]
+
+    def type(self, keys: bytes) -> None:
+        os.write(self.master, keys)
+
+    def mark(self) -> None:
+        """Forget what was read (so the next readUntil looks at new output)."""
+        self.output = b""
 
 
 class LineClient:

@@ -21,11 +21,12 @@ import socket
 import subprocess
 import sys
 import tempfile
-import termios
 import time
 from typing import Any
 
 from twisted.trial.unittest import SkipTest, TestCase
+
+from tests.e2e import Terminal
 
 TIMEOUT = 20.0
 
@@ -430,48 +431,7 @@ class ShellE2ETests(TestCase):
 
     def startShell(self) -> None:
         """Start C{pycm} (the shell) on a new pseudo-terminal."""
-        master, slave = os.openpty()
-        self.master, self.slave = master, slave
-        self.addCleanup(os.close, master)
-        self.addCleanup(os.close, slave)
-        self.before = termios.tcgetattr(slave)
-        process = subprocess.Popen(
-            [sys.executable, "-m", "pycm.client.cli"], stdin=slave,
-            stdout=slave, stderr=slave, env=self.env, start_new_session=True,
-        )
-        self.process = process
-        self.addCleanup(self._reap, process)
-        self.output = b""
-
-    def _reap(self, process: subprocess.Popen[bytes]) -> None:
-        if process.poll() is None:
-            process.kill()
-        process.wait()
-
-    def readUntil(self, expected: bytes, timeout: float = TIMEOUT) -> bytes:
-        """Read the terminal until C{expected} shows up; all read so far."""
-        deadline = time.monotonic() + timeout
-        while expected not in self.output:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                self.fail(f"{expected!r} not seen in {self.output!r}")
-            ready, _, _ = select.select([self.master], [], [], min(left, 0.2))
-            if ready:
-                try:
-                    data = os.read(self.master, 65536)
-                except OSError:
-                    data = b""
-                if not data:
-                    self.fail(f"{expected!r} not seen before EOF: {self.output!r}")
-                self.output += data
-        return self.output
-
-    def type(self, keys: bytes) -> None:
-        os.write(self.master, keys)
-
-    def mark(self) -> None:
-        """Forget what was read (so the next readUntil looks at new output)."""
-        self.output = b""
+        self.terminal = Terminal(self, [sys.executable, "-m", "pycm.client.cli"], self.env)
 
     def pycm(self, *args: str) -> Any:
         return subprocess.run([sys.executable, "-m", "pycm.client.cli", *args],
@@ -486,71 +446,71 @@ class ShellE2ETests(TestCase):
         redrawn; history; Ctrl-D leaves with status 0 and the terminal
         settings restored.
         """
-        self.readUntil(
+        self.terminal.readUntil(
             b"Connected to the pycm daemon at 127.0.0.1:%d" % self.daemon.port)
-        self.readUntil(b"Container events are shown as they happen")
-        self.readUntil(b"pycm> ")
-        self.mark()
-        self.type(b"ping\r")
-        self.readUntil(b"pong\r\n")
-        self.readUntil(b"pycm> ")
+        self.terminal.readUntil(b"Container events are shown as they happen")
+        self.terminal.readUntil(b"pycm> ")
+        self.terminal.mark()
+        self.terminal.type(b"ping\r")
+        self.terminal.readUntil(b"pong\r\n")
+        self.terminal.readUntil(b"pycm> ")
 
-        self.mark()
-        self.type(b"stop\r")
-        self.readUntil(b"Enter container name: ")
-        self.type(b"\r")
-        self.readUntil(b"Container name required")
-        self.readUntil(b"pycm> ")
+        self.terminal.mark()
+        self.terminal.type(b"stop\r")
+        self.terminal.readUntil(b"Enter container name: ")
+        self.terminal.type(b"\r")
+        self.terminal.readUntil(b"Container name required")
+        self.terminal.readUntil(b"pycm> ")
 
-        self.mark()
-        self.type(b"insp")
-        self.readUntil(b"insp")
+        self.terminal.mark()
+        self.terminal.type(b"insp")
+        self.terminal.readUntil(b"insp")
         self.assertEqual(self.pycm("run", "web", "host", "sleep", "100")
                          .returncode, 0)
-        self.readUntil(b"web  start")
-        screen = self.readUntil(b"pycm> insp")
+        self.terminal.readUntil(b"web  start")
+        screen = self.terminal.readUntil(b"pycm> insp")
         self.assertLess(screen.index(b"web  create"), screen.rindex(b"pycm> insp"))
-        self.mark()
-        self.type(b"ect web\r")
-        self.readUntil(b"state:")
-        self.readUntil(b"running")
-        self.readUntil(b"pycm> ")
+        self.terminal.mark()
+        self.terminal.type(b"ect web\r")
+        self.terminal.readUntil(b"state:")
+        self.terminal.readUntil(b"running")
+        self.terminal.readUntil(b"pycm> ")
 
-        self.mark()
-        self.type(b"\x1b[A")
-        self.readUntil(b"inspect web")
-        self.type(b"\x03")
-        self.readUntil(b"^C")
+        self.terminal.mark()
+        self.terminal.type(b"\x1b[A")
+        self.terminal.readUntil(b"inspect web")
+        self.terminal.type(b"\x03")
+        self.terminal.readUntil(b"^C")
 
-        self.type(b"\x04")
-        self.assertEqual(self.process.wait(TIMEOUT), 0)
-        after = termios.tcgetattr(self.slave)
-        self.assertEqual(after, self.before)
+        self.terminal.type(b"\x04")
+        self.assertEqual(self.terminal.process.wait(TIMEOUT), 0)
+        after = self.terminal.settings()
+        self.assertEqual(after, self.terminal.settingsBefore)
 
     def test_exit(self) -> None:
         """C{exit} leaves cleanly."""
-        self.readUntil(b"pycm> ")
-        self.type(b"exit\r")
-        self.assertEqual(self.process.wait(TIMEOUT), 0)
-        self.assertEqual(termios.tcgetattr(self.slave), self.before)
+        self.terminal.readUntil(b"pycm> ")
+        self.terminal.type(b"exit\r")
+        self.assertEqual(self.terminal.process.wait(TIMEOUT), 0)
+        self.assertEqual(self.terminal.settings(), self.terminal.settingsBefore)
 
     def test_historyAcrossSessions(self) -> None:
         """
         Lines typed in one session come back with Up in the next; the
         history file is private and never holds an C{auth} line's token.
         """
-        self.readUntil(b"pycm> ")
-        self.mark()
-        self.type(b"auth not-the-token\r")
+        self.terminal.readUntil(b"pycm> ")
+        self.terminal.mark()
+        self.terminal.type(b"auth not-the-token\r")
         # A wrong token is refused even on a connection that needs none.
-        self.readUntil(b"unauthorized")
-        self.readUntil(b"pycm> ")
-        self.mark()
-        self.type(b"ping\r")
-        self.readUntil(b"pong\r\n")
-        self.readUntil(b"pycm> ")
-        self.type(b"exit\r")
-        self.assertEqual(self.process.wait(TIMEOUT), 0)
+        self.terminal.readUntil(b"unauthorized")
+        self.terminal.readUntil(b"pycm> ")
+        self.terminal.mark()
+        self.terminal.type(b"ping\r")
+        self.terminal.readUntil(b"pong\r\n")
+        self.terminal.readUntil(b"pycm> ")
+        self.terminal.type(b"exit\r")
+        self.assertEqual(self.terminal.process.wait(TIMEOUT), 0)
 
         path = os.path.join(self.base, "pycm", "history")
         with open(path, "rb") as f:
@@ -558,11 +518,11 @@ class ShellE2ETests(TestCase):
         self.assertEqual(os.stat(path).st_mode & 0o777, 0o600)
 
         self.startShell()
-        self.readUntil(b"pycm> ")
-        self.mark()
-        self.type(b"\x1b[A\x1b[A")
-        self.readUntil(b"ping")
-        self.type(b"\r")
-        self.readUntil(b"pong\r\n")
-        self.type(b"\x04")
-        self.assertEqual(self.process.wait(TIMEOUT), 0)
+        self.terminal.readUntil(b"pycm> ")
+        self.terminal.mark()
+        self.terminal.type(b"\x1b[A\x1b[A")
+        self.terminal.readUntil(b"ping")
+        self.terminal.type(b"\r")
+        self.terminal.readUntil(b"pong\r\n")
+        self.terminal.type(b"\x04")
+        self.assertEqual(self.terminal.process.wait(TIMEOUT), 0)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import select
 import shutil
 import socket
 import subprocess
@@ -21,7 +20,7 @@ from twisted.trial.unittest import SkipTest, TestCase
 
 from pycm import commands
 
-from .e2e import DEADLINE, RealDaemon, pycmCommand
+from .e2e import DEADLINE, RealDaemon, Terminal, pycmCommand
 
 TIMEOUT = DEADLINE
 STAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
@@ -278,47 +277,8 @@ class ShellHabitsE2ETests(Client, TestCase):
 
     def startShell(self) -> None:
         """Start C{pycm} (the shell) on a new pseudo-terminal."""
-        master, slave = os.openpty()
-        self.master = master
-        self.addCleanup(os.close, master)
-        self.addCleanup(os.close, slave)
         self.env.pop("PYCM_HISTORY", None)
-        self.process = subprocess.Popen(
-            [*pycmCommand()], stdin=slave, stdout=slave, stderr=slave,
-            env=self.env, start_new_session=True,
-        )
-        self.addCleanup(self._reap, self.process)
-        self.output = b""
-
-    def _reap(self, process: subprocess.Popen[bytes]) -> None:
-        if process.poll() is None:
-            process.kill()
-        process.wait()
-
-    def readUntil(self, expected: bytes) -> bytes:
-        """Read the terminal until C{expected} shows up; all read so far."""
-        deadline = time.monotonic() + TIMEOUT
-        while expected not in self.output:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                self.fail(f"{expected!r} not seen in {self.output!r}")
-            ready, _, _ = select.select([self.master], [], [], min(left, 0.2))
-            if ready:
-                try:
-                    data = os.read(self.master, 65536)
-                except OSError:
-                    data = b""
-                if not data:
-                    self.fail(f"{expected!r} not seen before EOF: {self.output!r}")
-                self.output += data
-        return self.output
-
-    def type(self, keys: bytes) -> None:
-        os.write(self.master, keys)
-
-    def mark(self) -> None:
-        """Forget what was read (so the next readUntil looks at new output)."""
-        self.output = b""
+        self.terminal = Terminal(self, pycmCommand(), self.env)
 
     def test_tabAndCtrlD(self) -> None:
         """
@@ -329,34 +289,34 @@ class ShellHabitsE2ETests(Client, TestCase):
         for name in ("alpha", "beta"):
             self.assertEqual(self.pycm("run", name).returncode, 0)
         self.startShell()
-        self.readUntil(b"pycm> ")
-        self.mark()
-        self.type(b"inspect al\t")
-        self.readUntil(b"alpha ")
-        self.type(b"\r")
-        self.readUntil(b"state:")
-        self.readUntil(b"pycm> ")
+        self.terminal.readUntil(b"pycm> ")
+        self.terminal.mark()
+        self.terminal.type(b"inspect al\t")
+        self.terminal.readUntil(b"alpha ")
+        self.terminal.type(b"\r")
+        self.terminal.readUntil(b"state:")
+        self.terminal.readUntil(b"pycm> ")
 
-        self.mark()
-        self.type(b"logs --f\t")
-        self.readUntil(b"--follow ")
-        self.type(b"\x15")
+        self.terminal.mark()
+        self.terminal.type(b"logs --f\t")
+        self.terminal.readUntil(b"--follow ")
+        self.terminal.type(b"\x15")
 
-        self.mark()
-        self.type(b"stop\r")
-        self.readUntil(b"Enter container name: ")
-        self.type(b"b\t")
-        self.readUntil(b"beta ")
-        self.type(b"\x15\x04")
-        self.readUntil(b"pycm> ")
-        self.assertIsNone(self.process.poll())
-        self.mark()
-        self.type(b"ping\r")
-        self.readUntil(b"pong")
-        self.readUntil(b"pycm> ")
+        self.terminal.mark()
+        self.terminal.type(b"stop\r")
+        self.terminal.readUntil(b"Enter container name: ")
+        self.terminal.type(b"b\t")
+        self.terminal.readUntil(b"beta ")
+        self.terminal.type(b"\x15\x04")
+        self.terminal.readUntil(b"pycm> ")
+        self.assertIsNone(self.terminal.process.poll())
+        self.terminal.mark()
+        self.terminal.type(b"ping\r")
+        self.terminal.readUntil(b"pong")
+        self.terminal.readUntil(b"pycm> ")
         self.assertEqual(
             re.findall(r"(\w+)\s+running", self.pycm("ps").stdout), ["alpha", "beta"]
         )
-        self.type(b"\x04")
-        self.assertEqual(self.process.wait(TIMEOUT), 0)
+        self.terminal.type(b"\x04")
+        self.assertEqual(self.terminal.process.wait(TIMEOUT), 0)
 

@@ -6,19 +6,14 @@ on a pseudo-terminal driven by the test as a person would.
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
-import select
 import signal
-import struct
 import subprocess
-import termios
 import time
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.e2e import DEADLINE, RealDaemon, pycmCommand, waitFor
+from tests.e2e import DEADLINE, RealDaemon, Terminal, pycmCommand, waitFor
 
 
 class StatsE2ETests(SynchronousTestCase):
@@ -94,45 +89,12 @@ class TopE2ETests(SynchronousTestCase):
         for name in ("alpha", "beta"):
             result = self.daemon.pycm("run", name, "host", "sleep", "1000")
             self.assertEqual(result.returncode, 0, result.stderr)
-        master, slave = os.openpty()
-        self.addCleanup(os.close, master)
-        self.addCleanup(os.close, slave)
-        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 120, 0, 0))
-        self.master, self.slave = master, slave
-        self.before = termios.tcgetattr(slave)
         env = dict(self.daemon.clientEnv(), TERM="xterm", LANG="C.UTF-8")
-        self.process = subprocess.Popen(
-            [*pycmCommand(), "top"], stdin=slave, stdout=slave, stderr=slave,
-            env=env, start_new_session=True,
-        )  # fmt: skip
-        self.addCleanup(self._reap)
-        self.output = b""
-
-    def _reap(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait()
-
-    def readUntil(self, expected: bytes) -> None:
-        """Read the terminal until C{expected} shows up."""
-        deadline = time.monotonic() + DEADLINE
-        while expected not in self.output:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                self.fail(f"{expected!r} not seen in {self.output[-3000:]!r}")
-            ready, _, _ = select.select([self.master], [], [], min(left, 0.2))
-            if ready:
-                try:
-                    data = os.read(self.master, 65536)
-                except OSError:
-                    data = b""
-                if not data:
-                    self.fail(f"{expected!r} not seen before EOF: {self.output[-3000:]!r}")
-                self.output += data
+        self.terminal = Terminal(self, [*pycmCommand(), "top"], env, size=(30, 120))
 
     def press(self, keys: bytes) -> None:
-        self.output = b""
-        os.write(self.master, keys)
+        self.terminal.mark()
+        self.terminal.type(keys)
 
     def state(self, name: str) -> str:
         result = self.daemon.pycm("--json", "ls")
@@ -148,37 +110,37 @@ class TopE2ETests(SynchronousTestCase):
         daemon, and show the events; q leaves with status 0, the normal
         screen and the terminal's settings restored.
         """
-        self.readUntil(b"\x1b[?1049h")
-        self.readUntil(b"alpha")
-        self.readUntil(b"beta")
-        self.assertIn(b"running", self.output)
+        self.terminal.readUntil(b"\x1b[?1049h")
+        self.terminal.readUntil(b"alpha")
+        self.terminal.readUntil(b"beta")
+        self.assertIn(b"running", self.terminal.output)
         self.press(b"c")
-        self.readUntil(b"sort: cpu")
+        self.terminal.readUntil(b"sort: cpu")
         self.press(b"/bet\r")
-        self.readUntil(b"filter: bet")
+        self.terminal.readUntil(b"filter: bet")
         # beta is the only row, so selected: stop it.
         self.press(b"s")
-        self.readUntil(b"Stop beta? (y/n)")
+        self.terminal.readUntil(b"Stop beta? (y/n)")
         self.press(b"y")
         waitFor(lambda: self.state("beta") == "exited", "beta to stop")
-        self.readUntil(b"beta stop")
+        self.terminal.readUntil(b"beta stop")
         self.assertEqual(self.state("alpha"), "running")
         self.press(b"/\x15\r")
-        self.readUntil(b"alpha")
+        self.terminal.readUntil(b"alpha")
         # Up to alpha (sorted by CPU, the running one comes first).
         self.press(b"\x1b[A")
-        self.readUntil(b"> alpha")
+        self.terminal.readUntil(b"> alpha")
         self.press(b"d")
-        self.readUntil(b"Remove alpha? (y/n)")
+        self.terminal.readUntil(b"Remove alpha? (y/n)")
         self.press(b"n")
-        self.readUntil(b"cancelled")
+        self.terminal.readUntil(b"cancelled")
         self.assertEqual(self.state("alpha"), "running")
         self.press(b"d")
-        self.readUntil(b"Remove alpha? (y/n)")
+        self.terminal.readUntil(b"Remove alpha? (y/n)")
         self.press(b"y")
         waitFor(lambda: self.state("alpha") == "removed", "alpha to be removed")
-        self.readUntil(b"alpha destroy")
+        self.terminal.readUntil(b"alpha destroy")
         self.press(b"q")
-        self.assertEqual(self.process.wait(timeout=DEADLINE), 0)
-        self.readUntil(b"\x1b[?1049l")
-        self.assertEqual(termios.tcgetattr(self.slave), self.before)
+        self.assertEqual(self.terminal.process.wait(timeout=DEADLINE), 0)
+        self.terminal.readUntil(b"\x1b[?1049l")
+        self.assertEqual(self.terminal.settings(), self.terminal.settingsBefore)

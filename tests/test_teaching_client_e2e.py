@@ -13,14 +13,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import select
-import subprocess
 import sys
-import time
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.e2e import DEADLINE, RealDaemon, waitFor
+from tests.e2e import DEADLINE, RealDaemon, Terminal, waitFor
 
 FIXTURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "teaching_client.py")
 
@@ -35,43 +32,16 @@ class TeachingClient:
     """The teaching client on a new pseudo-terminal, typed at as a person would."""
 
     def __init__(self, testCase: SynchronousTestCase, port: int) -> None:
-        master, slave = os.openpty()
-        self.master = master
-        testCase.addCleanup(os.close, master)
-        self.process = subprocess.Popen(
-            [sys.executable, FIXTURE, "127.0.0.1", str(port)],
-            stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
-        )
-        os.close(slave)
-        testCase.addCleanup(self._reap)
-        self.output = b""
-
-    def _reap(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait()
+        self.terminal = Terminal(testCase, [sys.executable, FIXTURE, "127.0.0.1", str(port)])
+        self.process = self.terminal.process
 
     def readUntil(self, expected: bytes) -> None:
         """Read the terminal until C{expected} shows up, then forget what was read."""
-        deadline = time.monotonic() + DEADLINE
-        while expected not in self.output:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f"{expected!r} not seen in {self.output!r}")
-            ready, _, _ = select.select([self.master], [], [], min(left, 0.2))
-            if ready:
-                try:
-                    data = os.read(self.master, 65536)
-                except OSError:
-                    data = b""
-                if not data:
-                    raise AssertionError(f"{expected!r} not seen before EOF: {self.output!r}")
-                self.output += data
-        self.output = self.output[self.output.index(expected) + len(expected) :]
+        self.terminal.readPast(expected)
 
     def type(self, line: str) -> None:
         """Type a line and press Enter."""
-        os.write(self.master, line.encode() + b"\r")
+        self.terminal.type(line.encode() + b"\r")
 
 
 class TeachingClientTests(SynchronousTestCase):
