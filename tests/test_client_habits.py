@@ -404,6 +404,21 @@ class PullProgressTestsMixin:
         self.assertEqual(progress.update({"detail": "busybox a Downloading"}),
                          "\r\x1b[2Kbusybox a Downloading\n")
 
+    def test_cutToTheTerminal(self: Any) -> None:
+        """
+        A line wider than the terminal is cut to leave its last column
+        free: wrapped onto two rows, it would throw out the count of rows
+        the next redraw moves up.
+        """
+        progress = fmt.PullProgress(columns=20)
+        progress.update({"image": "registry.example:5000/busybox:latest", "layer": "",
+                         "status": "Digest: sha256:0123456789abcdef"})
+        self.assertEqual(
+            progress.update({"image": "busybox", "layer": "9ad63333ebc9",
+                             "status": "Pull complete"}),
+            "\x1b[1A\r\x1b[2Kregistry.example:50\n\r\x1b[2K9ad63333ebc9: Pull \n",
+        )
+
 
 class PullProgressReactorTests(PullProgressTestsMixin, SynchronousTestCase):
     """L{PullProgressTestsMixin} in the reactor."""

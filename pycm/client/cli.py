@@ -609,7 +609,15 @@ async def _watchPull(client: ClientProtocol | BlockingClient, options: Options, 
     except (ConnectionGone, ProtocolError):
         # The request itself will say so.
         return None
-    return fmt.PullProgress()
+    return fmt.PullProgress(_terminalColumns(err))
+
+
+def _terminalColumns(stream: TextIO) -> int:
+    """The width of the terminal C{stream} writes to; 0 if it will not say."""
+    try:
+        return os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, OSError, ValueError):
+        return 0
 
 
 def _sortTime(when: Any) -> str:

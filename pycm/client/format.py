@@ -444,9 +444,14 @@ class PullProgress:
     one line for the image and one per layer, each rewritten in place as
     its status changes (the lines drawn before are redrawn, from the
     cursor moved back up over them).
+
+    @ivar columns: the terminal's width (0: unknown).  Each line is cut to
+        fit in it, last column left free: a line that wrapped would take
+        two rows, and moving up one row per line would then miss the top.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, columns: int = 0) -> None:
+        self.columns = columns
         self.lines: dict[str, str] = {}
         self.drawn = 0
 
@@ -463,6 +468,8 @@ class PullProgress:
             self.lines[detail] = detail
         text = f"\x1b[{self.drawn}A" if self.drawn else ""
         for line in self.lines.values():
+            if self.columns > 1:
+                line = line[: self.columns - 1]
             text += "\r\x1b[2K" + line + "\n"
         self.drawn = len(self.lines)
         return text

@@ -1,0 +1,244 @@
+"""
+End-to-end: a one-shot C{pycm run} of an image the engine does not have,
+against the real C{twistd pycm --backend docker --pull missing} in front of
+the test engine, pulling from the test registry: the pull's progress is
+drawn on a terminal, and nothing of it shows when stderr is piped.
+
+Needs C{PYCM_DOCKER_HOST} and C{PYCM_TEST_REGISTRY} (see
+L{tests.test_docker_support}); skips without them, fails without them
+under C{PYCM_REQUIRE_DOCKER=1}.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import select
+import struct
+import subprocess
+import termios
+import time
+import uuid
+
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
+
+from tests.e2e import DEADLINE, RealDaemon, pycmCommand
+from tests.test_docker_support import dockerCLIEnv, requireEngine, testImage, uniqueName
+
+#: A layer's line as the client draws it: the engine's short id, a status.
+LAYER_LINE = re.compile(rb"\r\x1b\[2K([0-9a-f]{12}): ([A-Za-z][^\r\n]*)\n")
+#: Moving the cursor back up over the lines drawn before, to redraw them.
+CURSOR_UP = re.compile(rb"\x1b\[[0-9]+A")
+#: What the drawing is made of: a control sequence, or one character.
+_PIECE = re.compile(r"\x1b\[([0-9]*)([A-Za-z])|(.)", re.DOTALL)
+#: The terminal's size, as most are: lines longer than this wrap.
+COLUMNS = 80
+
+
+def screen(drawn: bytes, columns: int = COLUMNS) -> list[str]:
+    """
+    The rows a terminal C{columns} wide shows after C{drawn}, as an xterm
+    draws what the client uses: carriage return, line feed, erase line
+    (C{ESC [2K}), cursor up (C{ESC [NA}); a line longer than the terminal
+    wraps onto the next row.
+    """
+    rows: list[list[str]] = [[]]
+    row = column = 0
+    for match in _PIECE.finditer(drawn.decode("utf-8", errors="replace")):
+        count, command, char = match.groups()
+        if command == "A":
+            row = max(0, row - int(count or 1))
+        elif command == "K":
+            rows[row] = []
+        elif command:
+            raise AssertionError(f"unexpected control sequence {match.group()!r}")
+        elif char == "\r":
+            column = 0
+        elif char == "\n":
+            row += 1
+        else:
+            # The cursor stays in the last column until one more character.
+            if column >= columns:
+                row += 1
+                column = 0
+            while len(rows) <= row:
+                rows.append([])
+            line = rows[row]
+            line.extend(" " * (column + 1 - len(line)))
+            line[column] = char
+            column += 1
+        while len(rows) <= row:
+            rows.append([])
+    return ["".join(line).rstrip() for line in rows if "".join(line).strip()]
+
+
+def requireRegistry() -> str:
+    """
+    The loopback registry of C{.ci/docker-setup.sh} (C{127.0.0.1:PORT}).
+
+    @raise SkipTest: without one, unless C{PYCM_REQUIRE_DOCKER=1}.
+    @raise AssertionError: without one under C{PYCM_REQUIRE_DOCKER=1}.
+    """
+    registry = os.environ.get("PYCM_TEST_REGISTRY", "")
+    if not registry:
+        if os.environ.get("PYCM_REQUIRE_DOCKER") == "1":
+            raise AssertionError("PYCM_REQUIRE_DOCKER=1 but PYCM_TEST_REGISTRY is unset")
+        raise SkipTest("PYCM_TEST_REGISTRY is not set (see .ci/docker-setup.sh)")
+    return registry
+
+
+class PullProgressE2ETests(SynchronousTestCase):
+    """C{pycm run} of an image being pulled, on a terminal and piped."""
+
+    def setUp(self) -> None:
+        self.host = requireEngine()
+        self.registry = requireRegistry()
+        self.daemon = RealDaemon(
+            self,
+            backend="docker",
+            args=[
+                "--docker-host", self.host,
+                "--default-image", testImage(),
+                "--backend-option", "network=none",
+                "--pull", "missing",
+            ],
+        ).start()
+
+    def docker(self, *args: str) -> subprocess.CompletedProcess[bytes]:
+        """Run the C{docker} CLI on the test engine; fail the test if it fails."""
+        result = subprocess.run(
+            ["docker", *args], env=dockerCLIEnv(self.host), capture_output=True,
+            stdin=subprocess.DEVNULL, timeout=120,
+        )
+        self.assertEqual(result.returncode, 0, f"docker {args}: {result.stderr!r}")
+        return result
+
+    def imageOnlyInRegistry(self) -> str:
+        """
+        An image of a new name, with a layer of its own on top of the test
+        image's, that the registry holds and the engine does not: its pull
+        downloads a layer.
+        """
+        name = f"{self.registry}/pycm-test/progress-{uuid.uuid4().hex[:8]}:1"
+        builder = uniqueName("layer")
+        self.docker("run", "--name", builder, "--network", "none", testImage(),
+                    "sh", "-c", f"echo {uuid.uuid4().hex} > /layer")
+        self.docker("commit", builder, name)
+        self.docker("rm", builder)
+        self.docker("push", name)
+        self.docker("rmi", name)
+        self.addCleanup(
+            subprocess.run, ["docker", "rmi", "--force", name], env=dockerCLIEnv(self.host),
+            capture_output=True, stdin=subprocess.DEVNULL, timeout=120,
+        )
+        self.assertFalse(self.hasImage(name))
+        return name
+
+    def hasImage(self, name: str) -> bool:
+        """Whether the engine has the image C{name}."""
+        result = subprocess.run(
+            ["docker", "image", "inspect", name], env=dockerCLIEnv(self.host),
+            capture_output=True, stdin=subprocess.DEVNULL, timeout=60,
+        )
+        return result.returncode == 0
+
+    def removeLater(self, name: str) -> None:
+        """Remove the container C{name} at the end of the test."""
+        self.addCleanup(self.daemon.pycm, "rm", "--force", name)
+
+    def runOnTerminal(self, *args: str) -> tuple[int, bytes, bytes]:
+        """
+        Run the real C{pycm} with its stderr on a new pseudo-terminal and its
+        stdout on a pipe.
+
+        @return: its exit code, what it wrote on stdout, and what on the
+            terminal.
+        """
+        master, slave = os.openpty()
+        self.addCleanup(os.close, master)
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, COLUMNS, 0, 0))
+        try:
+            process = subprocess.Popen(
+                [*pycmCommand(), *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stderr=slave, env=self.daemon.clientEnv(), start_new_session=True,
+            )
+        finally:
+            os.close(slave)
+        assert process.stdout is not None
+        terminal = b""
+        stdout = b""
+        open_ = {master, process.stdout.fileno()}
+        deadline = time.monotonic() + 2 * DEADLINE
+        while open_:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                process.kill()
+                process.wait()
+                self.fail(f"pycm did not finish: terminal {terminal!r}, stdout {stdout!r}")
+            ready, _, _ = select.select(list(open_), [], [], left)
+            for fd in ready:
+                try:
+                    data = os.read(fd, 65536)
+                except OSError:
+                    # EIO: the terminal has no writer left.
+                    data = b""
+                if not data:
+                    open_.discard(fd)
+                elif fd == master:
+                    terminal += data
+                else:
+                    stdout += data
+        process.stdout.close()
+        return process.wait(timeout=DEADLINE), stdout, terminal
+
+    def test_progressOnTerminal(self) -> None:
+        """
+        With stderr on a terminal, C{pycm run} of an image being pulled
+        draws the pull as it goes: a line per layer, redrawn in place (the
+        cursor moved back up over them), the layer that was downloaded
+        ending I{Pull complete}; stdout has the reply, as always.  The
+        screen shows each line once in the end, on an 80-column terminal
+        too, where the image's lines (its name, a digest) are wider.
+        """
+        image = self.imageOnlyInRegistry()
+        name = uniqueName("pull")
+        self.removeLater(name)
+        code, stdout, terminal = self.runOnTerminal("run", name, image, "sleep", "100")
+        self.assertEqual(code, 0, (stdout, terminal))
+        self.assertIn(name.encode(), stdout)
+        self.assertNotIn(b"\x1b", stdout)
+        layers: dict[bytes, list[bytes]] = {}
+        for layer, status in LAYER_LINE.findall(terminal.replace(b"\r\n", b"\n")):
+            layers.setdefault(layer, []).append(status)
+        self.assertTrue(layers, terminal)
+        self.assertTrue(CURSOR_UP.search(terminal), terminal)
+        # The layer only the registry had was pulled, whichever the
+        # engine's id for it; the test image's layer was there already.
+        self.assertIn(b"Pull complete", [statuses[-1] for statuses in layers.values()],
+                      terminal)
+        self.assertTrue(self.hasImage(image))
+        shown = screen(terminal)
+        self.assertEqual(len(shown), len(set(shown)), shown)
+        self.assertTrue(all(len(row) <= COLUMNS for row in shown), shown)
+        for layer, statuses in layers.items():
+            self.assertIn(f"{layer.decode()}: {statuses[-1].decode()}", shown)
+        self.assertEqual(len([row for row in shown if "Pulling from" in row]), 1, shown)
+        self.assertIn("Status: Downloaded newer image", shown[-1])
+
+    def test_nothingWhenPiped(self) -> None:
+        """
+        With stderr piped, C{pycm run} of an image being pulled prints no
+        progress: stderr stays empty, stdout has the reply; the image was
+        pulled all the same.
+        """
+        image = self.imageOnlyInRegistry()
+        name = uniqueName("pull")
+        self.removeLater(name)
+        result = self.daemon.pycm("run", name, image, "sleep", "100")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(result.stderr, b"")
+        self.assertIn(name.encode(), result.stdout)
+        self.assertNotIn(b"\x1b", result.stdout)
+        self.assertTrue(self.hasImage(image))
+        self.assertIn("pulling", self.daemon.log())
