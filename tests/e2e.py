@@ -79,7 +79,13 @@ class Terminal:
         argv: Sequence[str],
         env: dict[str, str] | None = None,
         size: tuple[int, int] | None = None,
+        stdout: int | None = None,
     ) -> None:
+        """
+        @param size: the terminal's rows and columns (None: the kernel's 0x0).
+        @param stdout: where the program's stdout goes instead of the
+            terminal (C{subprocess.PIPE}: L{process}'s C{stdout}).
+        """
         master, slave = os.openpty()
         testCase.addCleanup(os.close, master)
         testCase.addCleanup(os.close, slave)
@@ -89,9 +95,11 @@ class Terminal:
         self.master, self.slave = master, slave
         self.settingsBefore = termios.tcgetattr(slave)
         self.process = subprocess.Popen(
-            list(argv), stdin=slave, stdout=slave, stderr=slave, env=env,
-            start_new_session=True,
+            list(argv), stdin=slave, stdout=slave if stdout is None else stdout,
+            stderr=slave, env=env, start_new_session=True,
         )
+        if self.process.stdout is not None:
+            testCase.addCleanup(self.process.stdout.close)
         testCase.addCleanup(self._reap)
         self.output = b""
 
@@ -123,6 +131,26 @@ class Terminal:
                     )
                 self.output += data
         return self.output
+
+    def readToEnd(self, timeout: float = DEADLINE) -> bytes:
+        """Read until the program has exited and written all; all read since L{mark}."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"the program did not exit: {self.output[-3000:]!r}")
+            ready, _, _ = select.select([self.master], [], [], min(left, 0.2))
+            if not ready:
+                if self.process.poll() is not None:
+                    return self.output
+                continue
+            try:
+                data = os.read(self.master, 65536)
+            except OSError:
+                data = b""
+            if not data:
+                return self.output
+            self.output += data
 
     def readPast(self, expected: bytes) -> None:
         """Read until C{expected} shows up, then forget it and all before it."""

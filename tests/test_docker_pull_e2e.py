@@ -11,21 +11,16 @@ under C{PYCM_REQUIRE_DOCKER=1}.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import re
-import select
 import socket
-import struct
 import subprocess
-import termios
-import time
 import uuid
 from urllib.parse import urlencode
 
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-from tests.e2e import DEADLINE, RealDaemon, pycmCommand
+from tests.e2e import DEADLINE, RealDaemon, Terminal, pycmCommand
 from tests.test_docker_support import dockerCLIEnv, requireEngine, testImage, uniqueName
 
 #: A layer's line as the client draws it: the engine's short id, a status.
@@ -172,48 +167,18 @@ class PullProgressE2ETests(SynchronousTestCase):
 
     def runOnTerminal(self, *args: str) -> tuple[int, bytes, bytes]:
         """
-        Run the real C{pycm} with its stderr on a new pseudo-terminal and its
-        stdout on a pipe.
+        Run the real C{pycm} with its stderr on a new pseudo-terminal,
+        C{COLUMNS} wide, and its stdout on a pipe.
 
         @return: its exit code, what it wrote on stdout, and what on the
             terminal.
         """
-        master, slave = os.openpty()
-        self.addCleanup(os.close, master)
-        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, COLUMNS, 0, 0))
-        try:
-            process = subprocess.Popen(
-                [*pycmCommand(), *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                stderr=slave, env=self.daemon.clientEnv(), start_new_session=True,
-            )
-        finally:
-            os.close(slave)
-        assert process.stdout is not None
-        terminal = b""
-        stdout = b""
-        open_ = {master, process.stdout.fileno()}
-        deadline = time.monotonic() + 2 * DEADLINE
-        while open_:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                process.kill()
-                process.wait()
-                self.fail(f"pycm did not finish: terminal {terminal!r}, stdout {stdout!r}")
-            ready, _, _ = select.select(list(open_), [], [], left)
-            for fd in ready:
-                try:
-                    data = os.read(fd, 65536)
-                except OSError:
-                    # EIO: the terminal has no writer left.
-                    data = b""
-                if not data:
-                    open_.discard(fd)
-                elif fd == master:
-                    terminal += data
-                else:
-                    stdout += data
-        process.stdout.close()
-        return process.wait(timeout=DEADLINE), stdout, terminal
+        terminal = Terminal(self, [*pycmCommand(), *args], env=self.daemon.clientEnv(),
+                            size=(24, COLUMNS), stdout=subprocess.PIPE)
+        drawn = terminal.readToEnd(2 * DEADLINE)
+        assert terminal.process.stdout is not None
+        stdout = terminal.process.stdout.read()
+        return terminal.process.wait(timeout=DEADLINE), stdout, drawn
 
     def test_progressOnTerminal(self) -> None:
         """
