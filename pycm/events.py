@@ -29,6 +29,10 @@ MARK_STEP = 100
 MARK_RESERVE = 100_000
 #: The digits of the mark in its file.
 MARK_WIDTH = 20
+#: The highest mark taken as it is: ids are SQLite integers (below 2**63),
+#: and ids go on above the mark, up to L{MARK_RESERVE} at a time.  A mark
+#: above it is damaged.
+MAX_MARK = 2**62
 
 Subscriber = Callable[[ContainerEvent | ProgressEvent], None]
 
@@ -74,7 +78,7 @@ class EventIdMark:
         text = os.pread(self._fd, 64, 0).strip()
         if not text:
             return 0
-        if not text.isdigit() or len(text) > MARK_WIDTH:
+        if not text.isdigit() or len(text) > MARK_WIDTH or int(text) > MAX_MARK:
             self.log.warn(
                 "ignoring the damaged event id mark {path} ({text!r})", path=self.path, text=text
             )

@@ -18,6 +18,7 @@ from pycm.events import (
     MemoryEventStore,
 )
 from pycm.model import ContainerEvent, ProgressEvent
+from pycm.store import SQLiteStore
 
 
 class FlakyStore(MemoryEventStore):
@@ -277,3 +278,24 @@ class EventIdMarkTests(SynchronousTestCase):
         with open(self.path, "w") as f:
             f.write("garbage")
         self.assertEqual(EventIdMark(self.path).value, 0)
+
+    def test_outOfRangeMarkIgnored(self) -> None:
+        """
+        A mark too large for the ids that go on above it (2**63 and more do
+        not fit an SQLite integer) is ignored as damaged, and said so: the
+        events after it are stored, none waits in memory.
+        """
+        with open(self.path, "w") as f:
+            f.write(f"{2**63:020d}\n")
+        said: list[dict[str, object]] = []
+        globalLogPublisher.addObserver(said.append)
+        self.addCleanup(globalLogPublisher.removeObserver, said.append)
+        mark = EventIdMark(self.path)
+        self.addCleanup(mark.close)
+        self.assertEqual(mark.value, 0)
+        self.assertTrue(any("damaged event id mark" in formatEvent(e) for e in said))
+        store = SQLiteStore(os.path.join(self.dir, "events.db"))
+        self.addCleanup(store.close)
+        log = EventLog(store, mark=mark)
+        self.assertEqual(self.record(log, 2), [1, 2])
+        self.assertEqual([e.id for e in store.since(0)], [1, 2])
