@@ -226,7 +226,8 @@ class Cgroups:
 
     def prepare(self, group: str, memory: int | None, cpus: float | None) -> list[str]:
         """
-        Create C{group} with its limits written.
+        Create C{group} with its limits written; if it cannot be, none of
+        it is left.
 
         @return: the C{cgroup.procs} files the process must join (the
             tracking group's first; empty without tracking nor limits).
@@ -244,6 +245,7 @@ class Cgroups:
             if cpus is not None:
                 self._writeCpus(os.path.join(self.dirs["cpus"], group), cpus)
         except OSError as e:
+            self.release(group)  # what was made of it, still empty
             raise BackendError(f"cannot set up the cgroup of {group}: {e}") from e
         return procs
 

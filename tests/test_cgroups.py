@@ -216,6 +216,21 @@ class FakeTreeTests(SynchronousTestCase):
         cgroups = Cgroups(1, {"memory": parent}, {})
         self.assertRaises(BackendError, cgroups.prepare, "web", 1024, None)
 
+    def test_prepareFailureLeavesNoGroup(self) -> None:
+        """
+        A group whose limit cannot be written (here the kernel refuses the
+        value, injected) is removed again: a failed start leaves no empty
+        group behind.
+        """
+        cgroups = detect("/pycm", mountinfo=self.v2())
+
+        def refuse(path: str, memory: int) -> None:
+            raise OSError(22, "Invalid argument")
+
+        cgroups._writeMemory = refuse  # type: ignore[method-assign]
+        self.assertRaises(BackendError, cgroups.prepare, "web-1", 1024 * 1024, None)
+        self.assertFalse(os.path.exists(os.path.join(self.root, "unified", "pycm", "web-1")))
+
     def test_pidsAndRelease(self) -> None:
         """pids reads cgroup.procs; release removes empty groups only."""
         cgroups = detect("/pycm", mountinfo=self.v1())

@@ -109,7 +109,7 @@ class FakeProcessReactor(Clock):
         super().__init__()
         self.spawned: list[dict[str, Any]] = []
         self.nextPid = 4242
-        self.spawnError: OSError | None = None
+        self.spawnError: Exception | None = None
 
     def spawnProcess(self, protocol: Any, executable: str, args: list[str], **kw: Any) -> Any:
         if self.spawnError is not None:
@@ -647,6 +647,21 @@ class RuntimeFakeTests(SynchronousTestCase):
             self.runtime.spawn(container(), RecordingObserver()), BackendError
         )
         self.assertIn("Cannot allocate memory", str(error.value))
+
+    def test_failedSpawnLeavesNoGroup(self) -> None:
+        """
+        A spawn that fails after the run's cgroup was made, with an
+        OSError or any other error (here a value spawnProcess refuses),
+        removes the group (on a fake tracking hierarchy).
+        """
+        tracking = os.path.abspath(self.mktemp())
+        os.makedirs(tracking)
+        self.runtime.cgroups = Cgroups(2, {}, {}, tracking=tracking)
+        group = os.path.join(tracking, ProcessRuntime.groupName(container()))
+        for error in (OSError(12, "Cannot allocate memory"), TypeError("expected str")):
+            self.reactor.spawnError = error
+            self.failureResultOf(self.runtime.spawn(container(), RecordingObserver()))
+            self.assertFalse(os.path.exists(group), error)
 
     def test_capabilities(self) -> None:
         """Without cgroups, --memory and --cpus are not offered."""

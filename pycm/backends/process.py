@@ -911,9 +911,12 @@ class ProcessRuntime:
                     usePTY=False,
                     childFDs={1: "r", 2: "r", _STATUS_FD: "r"},
                 )
-        except OSError as e:
+        except BaseException as e:
+            # Nothing was started: the group made for the run goes too.
             if group is not None:
                 self._releaseGroup(group)
+            if not isinstance(e, OSError):
+                raise
             what = f"exec {executable}" if native else "spawn"
             raise BackendError(f"could not start {container.name}: {what}: {e.strerror}") from e
         del transport  # its pid is None once reaped: the run keeps it
