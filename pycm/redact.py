@@ -62,23 +62,29 @@ def describeRequest(
 
 
 def containerSecrets(
-    command: Iterable[str], env: Mapping[str, str], labels: Mapping[str, str],
-    workdir: str | None,
+    command: Iterable[object], env: Mapping[object, object], labels: Mapping[object, object],
+    workdir: object,
 ) -> list[str]:
-    """The words of a container's spec that could be secret (see L{scrub})."""
+    """
+    The words of a container's spec that could be secret (see L{scrub}),
+    as strings whatever they are (a damaged record's may not be).
+    """
     secrets = [*command, *env.values(), *labels.values()]
     if workdir:
         secrets.append(workdir)
-    return [secret for secret in secrets if secret]
+    return [str(secret) for secret in secrets if secret is not None and secret != ""]
 
 
-def scrub(text: str, secrets: Iterable[str]) -> str:
+def scrub(text: object, secrets: Iterable[object]) -> str:
     """
     C{text} with every secret taken out: as written, and as C{repr} or JSON
-    would quote it (the forms error messages use).
+    would quote it (the forms error messages use).  Values that are not
+    strings are taken out as their text: scrubbing never fails.
     """
+    text = str(text)
     forms: set[str] = set()
-    for secret in secrets:
+    for value in secrets:
+        secret = value if isinstance(value, str) else "" if value is None else str(value)
         if secret:
             forms.add(secret)
             forms.add(repr(secret)[1:-1])

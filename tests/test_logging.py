@@ -19,7 +19,7 @@ from twisted.scripts.twistd import ServerOptions
 from twisted.trial.unittest import SynchronousTestCase
 
 from pycm.commands import describeLine
-from pycm.redact import REDACTED, scrub
+from pycm.redact import REDACTED, containerSecrets, scrub
 from pycm.tap import makeLogFilePrivate, twistdLogPath
 
 from .helpers import FakeServer
@@ -382,6 +382,19 @@ class ScrubTests(SynchronousTestCase):
     def test_shortSecretsWholeWords(self) -> None:
         """A short value is taken out only as a whole word."""
         self.assertEqual(scrub("cpus 1 for web1", ["1"]), f"cpus {REDACTED} for web1")
+
+    def test_notStrings(self) -> None:
+        """
+        Values that are not strings (a damaged record's: an int in its env
+        or command, a null) are taken out as their text; scrubbing never
+        fails, whatever it is given.
+        """
+        secrets = containerSecrets(["sleep", 1000], {"A": 12345, "B": None}, {}, None)
+        self.assertEqual(
+            scrub("sleep 1000 failed, A=12345", secrets),
+            f"{REDACTED} {REDACTED} failed, A={REDACTED}",
+        )
+        self.assertEqual(scrub(ValueError("bad 12345"), [12345, None]), f"bad {REDACTED}")
 
 
 class LogFileModeTests(SynchronousTestCase):

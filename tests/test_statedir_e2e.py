@@ -180,6 +180,64 @@ class DamagedStateTests(SynchronousTestCase):
         daemon.stop()
         self.assertEqual(daemon.exitCode(), -15)
 
+    def test_wrongTypedFieldsQuarantined(self) -> None:
+        """
+        Records with one field of the wrong type or out of range (an int in
+        C{env} or in the command, an unknown stop signal, a time that is
+        not one, a negative stop timeout or memory, another's id) are
+        quarantined, each named with its field: the daemon starts and
+        serves the rest, C{list} and C{inspect} answer, no process of theirs
+        is started, and a clean stop leaves none running.
+        """
+        daemon = RealDaemon(self, backend="process").start()
+        client = daemon.connect()
+        client.ok("run --restart=always -e A=1 xx host sleep 1000")
+        for name in ("ss", "cmd", "neg", "mem", "twin"):
+            client.ok(f"run --restart=always {name} host sleep 1000")
+        client.ok("run --restart=always good host sleep 1000")
+        client.ok("create tt host")
+        daemon.stop()
+        db = sqlite3.connect(os.path.join(daemon.stateDir, "state.db"))
+        records = {
+            name: json.loads(text) for name, text in db.execute("SELECT name, record FROM containers")
+        }
+        records["xx"]["env"] = {"A": 1}
+        records["ss"]["stopSignal"] = "SIGFOO"
+        records["tt"]["created"] = "yesterday"
+        records["cmd"]["command"] = ["sleep", 1000]
+        records["neg"]["stopTimeout"] = -5
+        records["mem"]["memory"] = -1
+        records["twin"]["id"] = records["good"]["id"]
+        for name, record in records.items():
+            db.execute(
+                "UPDATE containers SET record = ? WHERE name = ?", (json.dumps(record), name)
+            )
+        db.commit()
+        db.close()
+        daemon.start()
+        client = daemon.connect()
+        damaged = {"xx": "env", "ss": "stopSignal", "tt": "created", "cmd": "command",
+                   "neg": "stopTimeout", "mem": "memory", "twin": "id"}  # fmt: skip
+        quarantined = {q["name"]: q["reason"] for q in client.ok("info")["quarantined"]}
+        self.assertEqual(sorted(quarantined), sorted(damaged))
+        log = daemon.log()
+        for name, field in damaged.items():
+            self.assertIn(f"'{field}'", quarantined[name])
+            self.assertIn(f"the record of {name!r} is damaged", log)
+        [good] = client.ok("list")
+        self.assertEqual((good["name"], good["state"]), ("good", "running"))
+        self.assertEqual(client.ok("inspect good")["name"], "good")
+        client.err("inspect tt")
+        pid = good["pid"]
+        start = procfs.startTime(pid)
+        self.addCleanup(lambda: procfs.isSameProcess(pid, start) and os.kill(pid, 9))
+        daemon.stop()
+        self.assertEqual(daemon.exitCode(), -15)
+        self.assertNotIn("Traceback", daemon.log())
+        self.assertNotIn("is closed", daemon.log())
+        waitFor(lambda: not procfs.isSameProcess(pid, start), "good's sleep to end")
+        self.assertEqual(_sleepsOf(daemon), [])
+
     def test_backendOpenFailureExits(self) -> None:
         """
         When the backend cannot open its state (here a containers table
@@ -214,6 +272,23 @@ class DamagedStateTests(SynchronousTestCase):
         log = daemon.log()
         self.assertIn("pycm is stopping", log)
         self.assertNotIn("pycm is ready", log)
+
+
+def _sleepsOf(daemon: RealDaemon) -> list[int]:
+    """The pids of processes that run in this daemon's state directory's containers."""
+    marker = b"PYCM_STATE=" + os.fsencode(os.path.realpath(daemon.stateDir))
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                environ = f.read()
+        except OSError:
+            continue
+        if marker in environ.split(b"\0"):
+            found.append(int(entry))
+    return found
 
 
 def _listeningPort(daemon: RealDaemon) -> int | None:

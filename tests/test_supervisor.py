@@ -422,6 +422,103 @@ class DurabilityTests(SupervisorTestCase):
         self.assertIn("corrupt container record", backend.quarantined[0]["reason"])
         self.assertNotIn("web", self.store.records)
 
+    def test_wrongTypedFieldsQuarantined(self) -> None:
+        """
+        A record with one field of the wrong type or out of range is put
+        aside like bad JSON, its reason naming the field; L{open} succeeds,
+        and C{list} and C{inspect} serve the rest.
+        """
+        damages: dict[str, tuple[str, Any]] = {
+            "env": ("env", {"A": 1}),
+            "labels": ("labels", ["x"]),
+            "signal": ("stopSignal", "SIGFOO"),
+            "created": ("created", "yesterday"),
+            "started": ("started", 1e300),
+            "command": ("command", ["sleep", 1000]),
+            "timeout": ("stopTimeout", -5),
+            "memory": ("memory", -1),
+            "cpus": ("cpus", "2"),
+            "pid": ("pid", True),
+            "count": ("restartCount", -1),
+            "policy": ("restartPolicy", "sometimes"),
+            "image": ("image", None),
+            "workdir": ("workdir", 7),
+        }
+        for name in [*damages, "good"]:
+            self.run_(spec(name, restartPolicy=RestartPolicy("always"), env={"A": "1"}))
+        for name, (field, value) in damages.items():
+            record = json.loads(self.store.records[name])
+            record[field] = value
+            self.store.records[name] = json.dumps(record)
+        backend = MemoryBackend(self.clock, runtime=SimulatedRuntime(self.clock),
+                                recordStore=self.store)  # fmt: skip
+        self.successResultOf(backend.open())
+        reasons = {q["name"]: q["reason"] for q in backend.quarantined}
+        self.assertEqual(sorted(reasons), sorted(damages))
+        for name, (field, _) in damages.items():
+            self.assertIn(f"field {field!r}", reasons[name])
+        self.assertEqual([c.name for c in self.successResultOf(backend.list())], ["good"])
+        self.assertEqual(self.inspect("good", backend).state, State.RUNNING)
+
+    def test_duplicateIdQuarantined(self) -> None:
+        """
+        A record with the id of another (a copy of a running one that a
+        dead daemon left) is put aside, naming the field and the other
+        record; the run of the one served, whose id, run id and pid the
+        copy holds, is reclaimed for the one served only (not stopped
+        twice, nor found lost).
+        """
+        run = self.run_(spec("web", "sleep", "infinity"))
+        copy = json.loads(self.store.records["web"])
+        copy["name"] = "xweb"
+        self.store.records["xweb"] = json.dumps(copy)
+        reclaimed: list[str] = []
+        reclaim = self.runtime.reclaim
+
+        def recordingReclaim(container: Container, pid: int | None, startTime: Any) -> Any:
+            if pid is not None:
+                reclaimed.append(container.name)
+            return reclaim(container, pid, startTime)
+
+        self.runtime.reclaim = recordingReclaim  # type: ignore[method-assign]
+        second = MemoryBackend(self.clock, runtime=self.runtime, recordStore=self.store)
+        opened = second.open()
+        advanceClock(self.clock, 15)
+        self.successResultOf(opened)
+        self.assertEqual(reclaimed, ["web"])
+        [quarantined] = second.quarantined
+        self.assertEqual(quarantined["name"], "xweb")
+        self.assertIn("field 'id' is also the id of 'web'", quarantined["reason"])
+        self.assertNotIn(run.pid, self.runtime.runs)
+        web = self.inspect("web", second)
+        self.assertEqual((web.state, web.error), (State.EXITED, RECLAIMED_ERROR))
+
+    def test_badStopSignalAtClose(self) -> None:
+        """
+        A container whose stop signal is not one (a record from before the
+        checks) is sent SIGTERM at close, which goes on to stop and save
+        every other container: no process is left, close succeeds.
+        """
+        self.run_(spec("aa", "sleep", "infinity"))
+        self.run_(spec("bb", "sleep", "infinity"))
+        self.backend._records["aa"].stopSignal = "SIGFOO"
+        closed = self.backend.close()
+        advanceClock(self.clock, 1)
+        self.successResultOf(closed)
+        self.assertEqual(self.runtime.runs, {})
+        for name in ("aa", "bb"):
+            saved = json.loads(self.store.records[name])
+            self.assertEqual((saved["state"], saved["exitCode"]), ("exited", -signal.SIGTERM))
+
+    def test_badStopSignalKill(self) -> None:
+        """C{kill} of a container whose stop signal is not one still signals it."""
+        self.run_(spec("aa", "sleep", "infinity"))
+        self.backend._records["aa"].stopSignal = "SIGFOO"
+        self.successResultOf(self.backend.kill("aa", signal.SIGTERM))
+        advanceClock(self.clock, 1)
+        self.assertEqual(self.inspect("aa").exitCode, -signal.SIGTERM)
+        self.assertEqual(self.inspect("aa").state, State.EXITED)
+
     def test_quarantinedRunStopped(self) -> None:
         """
         A running container whose record is damaged while its daemon is

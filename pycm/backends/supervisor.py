@@ -69,6 +69,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from pycm.backends.recordcheck import checkRecord
 from pycm.backends.recordwriter import RecordWriter
 from pycm.backends.remains import Remains, salvage
 from pycm.errors import (
@@ -287,20 +288,20 @@ class Record:
         """
         The inverse of L{toDict}.
 
-        @raise BackendError: if C{data} is not a record.
+        @raise BackendError: if C{data} is not a record, or one of its
+            fields is missing, of the wrong type or out of range (the
+            message names the field).
         """
         try:
             if data.get("version") != _RECORD_VERSION:
                 raise ValueError(f"unknown record version {data.get('version')!r}")
+            checkRecord(data)
             fields = {k: data[k] for k in cls._PERSISTED if k in data}
-            fields["command"] = tuple(str(word) for word in data["command"])
+            fields["command"] = tuple(data["command"])
             fields["restartPolicy"] = RestartPolicy.parse(data["restartPolicy"])
             fields["labels"] = dict(data.get("labels", {}))
             fields["env"] = dict(data.get("env", {}))
-            record = cls(**fields)
-            if record.state not in State.ALL:
-                raise ValueError(f"unknown state {record.state!r}")
-            return record
+            return cls(**fields)
         except (KeyError, TypeError, ValueError, AttributeError, PycmError) as e:
             raise BackendError(f"corrupt container record: {e}") from e
 
@@ -387,9 +388,15 @@ class Supervisor:
         return Deferred.fromCoroutine(self._open())
 
     async def _open(self) -> None:
+        owners: dict[str, str] = {}
         for data in self._recordStore.load():
             try:
                 record = Record.fromDict(data)
+                owner = owners.setdefault(record.id, record.name)
+                if owner != record.name:
+                    raise BackendError(
+                        f"corrupt container record: field 'id' is also the id of {owner!r}"
+                    )
             except BackendError as e:
                 # One damaged record must not keep the others from being
                 # served: it is put aside, named in the log and by info.
@@ -397,7 +404,9 @@ class Supervisor:
                 continue
             record.backend = self.name
             self._records[record.name] = record
-        remains = [salvage(name, raw) for name, raw in self._recordStore.remains()]
+        remains = [
+            self._notServed(salvage(name, raw)) for name, raw in self._recordStore.remains()
+        ]
         leftovers = [
             r
             for r in self._records.values()
@@ -411,6 +420,21 @@ class Supervisor:
         await self._sweep(remains)
         back = [r for r in self._records.values() if self._comesBack(r)]
         await gatherResults([r.lock.run(self._bringBack, r) for r in back], consumeErrors=True)
+
+    def _notServed(self, remains: Remains) -> Remains:
+        """
+        C{remains} without what identifies a record that is served (a
+        quarantined copy of one, e.g. with the same id): its run is the
+        served record's, and is not stopped for the copy.
+        """
+        served = self._records.values()
+        if remains.id is not None and any(r.id == remains.id for r in served):
+            remains = attrs.evolve(remains, id=None)
+        if remains.runId is not None and any(r.runId == remains.runId for r in served):
+            remains = attrs.evolve(remains, runId=None)
+        if remains.pid is not None and any(r.pid == remains.pid for r in served):
+            remains = attrs.evolve(remains, pid=None, startTime=None)
+        return remains
 
     async def _reconcile(self, record: Record) -> None:
         """Settle a record that a dead daemon left alive or restarting."""
@@ -556,16 +580,22 @@ class Supervisor:
             idle: Deferred[None] = Deferred()
             self._idleWaiters.append(idle)
             await idle
+        # Every container is stopped and saved before close fires (and the
+        # stores can be closed): one that fails to is logged, never cuts
+        # the others short.
         stopping = []
         for record in list(self._records.values()):
-            if record.state == State.RESTARTING:
-                self._cancelRestart(record)
-                record.state = State.EXITED
-                record.error = SHUTDOWN_ERROR
-                record.interrupted = True
-                self._saveLater(record)
-            elif record.state in State.ALIVE and record.run is not None:
-                stopping.append(self._terminate(record, None, clientStop=False))
+            try:
+                if record.state == State.RESTARTING:
+                    self._cancelRestart(record)
+                    record.state = State.EXITED
+                    record.error = SHUTDOWN_ERROR
+                    record.interrupted = True
+                    self._saveLater(record)
+                elif record.state in State.ALIVE and record.run is not None:
+                    stopping.append(self._terminate(record, None, clientStop=False))
+            except Exception:
+                self._log.failure("stopping {name} at shutdown", name=record.name)
         await gatherResults(stopping, consumeErrors=True)
         for record in self._records.values():
             self._endFollowers(record)
@@ -739,7 +769,7 @@ class Supervisor:
             # As Docker: only SIGKILL or the stop signal counts as a client
             # stop (and disables the restart policy); other signals are
             # messages to the process.
-            if signal == _signal.SIGKILL or signal == parseSignal(record.stopSignal):
+            if signal in (_signal.SIGKILL, self._stopSignal(record)):
                 record.manuallyStopped = True
                 self._saveLater(record)
         except PycmError as e:
@@ -1079,8 +1109,20 @@ class Supervisor:
             record.killTimer = self._clock.callLater(
                 max(timeout, 0), self._escalate, record, record.observer
             )
-            self._signal(record, parseSignal(record.stopSignal))
+            self._signal(record, self._stopSignal(record))
         return d
+
+    def _stopSignal(self, record: Record) -> int:
+        """C{record}'s stop signal; SIGTERM (and a warning) if it is not one."""
+        try:
+            return parseSignal(record.stopSignal)
+        except PycmError:
+            self._log.warn(
+                "{name}'s stop signal {signal!r} is not a signal: SIGTERM is sent",
+                name=record.name,
+                signal=record.stopSignal,
+            )
+            return _signal.SIGTERM
 
     def _escalate(self, record: Record, observer: _RunObserver | None) -> None:
         record.killTimer = None
