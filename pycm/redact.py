@@ -62,7 +62,7 @@ def describeRequest(
 
 
 def containerSecrets(
-    command: Iterable[object], env: Mapping[object, object], labels: Mapping[object, object],
+    command: Iterable[object], env: Mapping[Any, object], labels: Mapping[Any, object],
     workdir: object,
 ) -> list[str]:
     """

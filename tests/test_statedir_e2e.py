@@ -198,9 +198,8 @@ class DamagedStateTests(SynchronousTestCase):
         client.ok("create tt host")
         daemon.stop()
         db = sqlite3.connect(os.path.join(daemon.stateDir, "state.db"))
-        records = {
-            name: json.loads(text) for name, text in db.execute("SELECT name, record FROM containers")
-        }
+        rows = db.execute("SELECT name, record FROM containers")
+        records = {name: json.loads(text) for name, text in rows}
         records["xx"]["env"] = {"A": 1}
         records["ss"]["stopSignal"] = "SIGFOO"
         records["tt"]["created"] = "yesterday"
