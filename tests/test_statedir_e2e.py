@@ -187,7 +187,7 @@ class DamagedStateTests(SynchronousTestCase):
         not one, a negative stop timeout or memory, another's id) are
         quarantined, each named with its field: the daemon starts and
         serves the rest, C{list} and C{inspect} answer, no process of theirs
-        is started, and a clean stop leaves none running.
+        is started, and a clean stop leaves none running, nor any cgroup.
         """
         daemon = RealDaemon(self, backend="process").start()
         client = daemon.connect()
@@ -236,6 +236,9 @@ class DamagedStateTests(SynchronousTestCase):
         self.assertNotIn("is closed", daemon.log())
         waitFor(lambda: not procfs.isSameProcess(pid, start), "good's sleep to end")
         self.assertEqual(_sleepsOf(daemon), [])
+        groups = [f"{name}-{record['id'][:12]}" for name, record in records.items()]
+        patterns = [f"/sys/fs/cgroup/{at}pycm/{group}" for at in ("", "*/") for group in groups]
+        self.assertEqual([path for pattern in patterns for path in glob.glob(pattern)], [])
 
     def test_backendOpenFailureExits(self) -> None:
         """
