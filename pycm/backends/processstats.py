@@ -258,8 +258,13 @@ class UsageReader:
         if groupless:
             members: dict[int, list[int]] = {pgid: [] for pgid in groupless}
             for stat in procfs.allStats(self.proc):
-                if stat.pgrp in members and stat.alive:
+                if not stat.alive:
+                    continue
+                if stat.pgrp in members:
                     members[stat.pgrp].append(stat.pid)
+                elif stat.pid in members:
+                    # The leader itself, between its spawn and its setsid.
+                    members[stat.pid].append(stat.pid)
             for pgid, index in groupless.items():
                 usage = processUsage(members[pgid], self.proc)
                 result[index] = attrs.evolve(usage, memoryLimit=runs[index][2])
