@@ -11,19 +11,61 @@ the command that fixes it, a state directory or subdirectory that is not
 this user's or that group or others may write, and any link in it; and
 L{openNoFollow} opens state files with C{O_NOFOLLOW}, refusing a file
 that is not a plain file of this user's with one name.
+
+The directories above it matter as much: whoever may write one of them
+can rename the state directory away and put a directory of their own in
+its place, links and all.  So L{checkAncestors} also refuses, as sshd's
+C{StrictModes} does, a state directory under a directory that group or
+others may write (unless its sticky bit keeps them from renaming what is
+not theirs, as on C{/tmp}) or that belongs to someone other than root or
+this user.
 """
 
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import stat
+from collections.abc import Callable, Iterator
 
 from pycm.errors import BackendError
 
 
 class UnsafeStateDir(BackendError):
     """The state directory, or something in it, is not the daemon's alone."""
+
+
+class NotRegularFile(UnsafeStateDir, OSError):
+    """
+    A state file is a FIFO, a directory, a socket or a device: never read
+    or written (a FIFO would block start-up for ever).  An C{OSError} too,
+    for the callers that count every failure to open as one.
+    """
+
+    def __init__(self, path: str, mode: int, code: int = errno.EINVAL) -> None:
+        message = (
+            f"{path} is {_kind(mode)}, not a regular file (pycm makes only regular "
+            f"files there): move it away (mv {path} {path}.old) and start again"
+        )
+        OSError.__init__(self, code, message)
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+def _kind(mode: int) -> str:
+    for test, kind in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISLNK, "a symbolic link"),
+    ):
+        if test(mode):
+            return kind
+    return f"of type {stat.S_IFMT(mode):o}"
 
 
 def _fix(path: str) -> str:
@@ -60,6 +102,86 @@ def _checkEntry(path: str, status: os.stat_result, root: str) -> None:
         )
 
 
+def _lookedUpIn(path: str) -> Iterator[str]:
+    """
+    Every directory in which a name is looked up on the way to C{path}
+    (that of each component, resolved, and all the directories above it),
+    nearest first.
+    """
+    seen: set[str] = set()
+    prefix = os.path.abspath(path)
+    while True:
+        parent = os.path.dirname(prefix)
+        if parent == prefix:
+            return
+        directory = os.path.realpath(parent)
+        while directory not in seen:
+            seen.add(directory)
+            yield directory
+            above = os.path.dirname(directory)
+            if above == directory:
+                break
+            directory = above
+        prefix = parent
+
+
+def checkAncestors(
+    path: str,
+    lookup: Callable[[str], os.stat_result] = os.stat,
+    uid: int | None = None,
+) -> None:
+    """
+    Refuse a state directory that someone else could replace: one under a
+    directory (its resolved path and every directory above, up to C{/})
+    that group or others may write without the sticky bit, or that belongs
+    to a user other than root or this one.  A directory not made yet is
+    skipped (the daemon makes it).
+
+    @param lookup: C{os.stat}, or a fake in tests.
+    @param uid: this user (C{os.geteuid()} by default).
+    @raise UnsafeStateDir: naming the directory and the fix.
+    """
+    if uid is None:
+        uid = os.geteuid()
+    for directory in _lookedUpIn(path):
+        try:
+            status = lookup(directory)
+        except FileNotFoundError:
+            continue
+        if status.st_uid not in (0, uid):
+            raise UnsafeStateDir(
+                f"the state directory {path} is under {directory}, which belongs to "
+                f"uid {status.st_uid} (not root, not this user {uid}): that user could "
+                f"replace the state directory with one of their own; choose another "
+                f"--state-dir, under directories only root or this user own"
+            )
+        writable = status.st_mode & 0o022
+        if writable and not status.st_mode & stat.S_ISVTX:
+            who = "go" if writable & 0o020 else "o"
+            raise UnsafeStateDir(
+                f"the state directory {path} is under {directory}, which group or "
+                f"others may write (mode {stat.S_IMODE(status.st_mode):o}, no sticky "
+                f"bit): they could rename the state directory away and put one of "
+                f"their own in its place; fix it (chmod {who}-w {directory}) or "
+                f"choose another --state-dir"
+            )
+
+
+def _makeParents(directory: str) -> None:
+    """
+    Make C{directory} and its missing parents 0755 whatever the umask
+    (under umask 0 they would be 0777: anyone could replace what is below).
+    """
+    if os.path.lexists(directory):
+        return
+    _makeParents(os.path.dirname(directory))
+    try:
+        os.mkdir(directory, 0o755)
+    except FileExistsError:
+        return
+    os.chmod(directory, 0o755)
+
+
 def checkStateDir(path: str) -> list[str]:
     """
     Make the state directory (created 0700 if missing) and every
@@ -70,13 +192,14 @@ def checkStateDir(path: str) -> list[str]:
     any symbolic link and any file with more than one name is refused:
     any of them may have been planted.  The state directory itself may be
     reached through a link (an operator's choice); nothing under it may.
+    So is one that someone else could replace (L{checkAncestors}).
 
     @return: warnings to log (what was changed).
     @raise UnsafeStateDir: naming the entry and the command that fixes it.
     """
+    checkAncestors(path)
     if not os.path.lexists(path):
-        parent = os.path.dirname(os.path.abspath(path))
-        os.makedirs(parent, exist_ok=True)
+        _makeParents(os.path.dirname(os.path.abspath(path)))
         os.mkdir(path, 0o700)
         os.chmod(path, 0o700)  # whatever the umask
         return []
@@ -131,30 +254,41 @@ def openNoFollow(path: str, flags: int, mode: int = 0o600, checkOwner: bool = Tr
     """
     C{os.open} a file never through a symbolic link (C{O_NOFOLLOW},
     close-on-exec), and refuse what is not a plain file of this user's
-    with a single name.
+    with a single name.  It is opened C{O_NONBLOCK} (cleared after, unless
+    asked for), so that a FIFO is refused at once rather than waited on.
 
     @param checkOwner: False to skip that refusal, for a caller that checks
         what it needs itself (a token file outside the state directory,
         twistd's log file) or must see every failure as an C{OSError}
         (container log files, written on the reactor): a link is then an
-        C{OSError} (C{ELOOP}) too.
+        C{OSError} (C{ELOOP}) too.  A file that is not a regular file is
+        refused either way, with L{NotRegularFile} (an C{OSError}).
     @return: the descriptor.
     @raise UnsafeStateDir: for a link or a file that is not the daemon's.
     @raise OSError: for any other failure (e.g. C{FileNotFoundError}).
     """
     try:
-        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, mode)
     except OSError as e:
         if checkOwner and e.errno == errno.ELOOP:
             _checkEntry(path, os.lstat(path), os.path.dirname(path) or ".")
+        if e.errno in (errno.EISDIR, errno.ENXIO, errno.ENODEV, errno.ENOTSUP):
+            # A directory opened for writing, a FIFO with no reader, a socket.
+            try:
+                status = os.lstat(path)
+            except OSError:
+                raise e from None
+            if not stat.S_ISREG(status.st_mode):
+                raise NotRegularFile(path, status.st_mode, e.errno) from None
         raise
-    if not checkOwner:
-        return fd
     try:
         status = os.fstat(fd)
         if not stat.S_ISREG(status.st_mode):
-            raise UnsafeStateDir(f"{path} in the state directory is not a regular file")
-        _checkEntry(path, status, os.path.dirname(path) or ".")
+            raise NotRegularFile(path, status.st_mode)
+        if not flags & os.O_NONBLOCK:
+            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+        if checkOwner:
+            _checkEntry(path, status, os.path.dirname(path) or ".")
     except BaseException:
         os.close(fd)
         raise

@@ -37,7 +37,7 @@ from zope.interface import implementer
 from pycm.errors import BackendError
 from pycm.interfaces import IEventStore, IRecordStore
 from pycm.model import ContainerEvent
-from pycm.statedir import UnsafeStateDir, openNoFollow
+from pycm.statedir import NotRegularFile, UnsafeStateDir, openNoFollow
 
 #: The schema version kept in C{PRAGMA user_version}.
 SCHEMA_VERSION = 1
@@ -147,6 +147,9 @@ class SQLiteStore:
                     f"{side} is a symbolic link (pycm never makes one): someone else "
                     f"may have planted it; remove it (rm {side})"
                 )
+            if os.path.lexists(side) and not os.path.isfile(side):
+                # SQLite would open a FIFO there and wait for ever.
+                raise NotRegularFile(side, os.lstat(side).st_mode)
         try:
             fd = openNoFollow(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL)
         except FileExistsError:

@@ -8,14 +8,28 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import stat
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
+from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
+
+from pycm.auth import loadOrCreateToken
+from pycm.events import EventIdMark
 
 from pycm.errors import BackendError
 from pycm.logfiles import FileLogStore
 from pycm.model import LogLine
-from pycm.statedir import UnsafeStateDir, checkStateDir, makePrivateDir, openNoFollow
+from pycm.statedir import (
+    NotRegularFile,
+    UnsafeStateDir,
+    checkAncestors,
+    checkStateDir,
+    makePrivateDir,
+    openNoFollow,
+)
 from pycm.store import SQLiteStore, StateDirLock
 
 VICTIM = b"precious content\n"
@@ -50,14 +64,19 @@ class CheckStateDirTests(_PlantedTestCase):
     """L{checkStateDir} at start: private or refused, with the fix named."""
 
     def test_createdPrivate(self) -> None:
-        """A missing state directory is created 0700, whatever the umask."""
-        path = os.path.join(self.home, "a", "new")
+        """
+        A missing state directory is created 0700, and its missing parents
+        0755 (nobody else may replace it), whatever the umask.
+        """
+        path = os.path.join(self.home, "a", "b", "new")
         old = os.umask(0)
         try:
             self.assertEqual(checkStateDir(path), [])
         finally:
             os.umask(old)
         self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o700)
+        for parent in (os.path.dirname(path), os.path.dirname(os.path.dirname(path))):
+            self.assertEqual(stat.S_IMODE(os.stat(parent).st_mode), 0o755)
 
     def test_readableMadePrivate(self) -> None:
         """A state directory (or subdirectory) others may read is made 0700."""
@@ -233,3 +252,234 @@ class NoFollowTests(_PlantedTestCase):
         self.assertVictimUntouched()
         self.assertRaises(OSError, store.tail, "old", None)
         self.assertVictimUntouched()
+
+
+def _fakeLookup(
+    overrides: dict[str, tuple[int, int]],
+) -> Callable[[str], os.stat_result]:
+    """
+    C{os.stat}, but with the (mode, owner) of some directories replaced:
+    a directory of another user's cannot be made here without root.
+    """
+
+    def lookup(path: str) -> os.stat_result:
+        status = os.stat(path)
+        if path not in overrides:
+            return status
+        mode, uid = overrides[path]
+        fields = list(status)
+        fields[stat.ST_MODE] = stat.S_IFDIR | mode
+        fields[stat.ST_UID] = uid
+        return os.stat_result(fields)
+
+    return lookup
+
+
+class AncestorTests(_PlantedTestCase):
+    """
+    A state directory someone else could replace (a writable, non-sticky
+    directory above it, or one of another user's) is refused at start.
+    """
+
+    def test_writableParentRefused(self) -> None:
+        """
+        A parent that group and others may write (0777, not sticky) is
+        refused by L{checkStateDir}, naming it and the fix; the state
+        directory, missing, is not made.
+        """
+        shared = os.path.join(self.home, "shared")
+        os.mkdir(shared)
+        os.chmod(shared, 0o777)
+        state = os.path.join(shared, "state")
+        error = self.assertRaises(UnsafeStateDir, checkStateDir, state)
+        self.assertIn(f"under {shared},", str(error))
+        self.assertIn(f"chmod go-w {shared}", str(error))
+        self.assertIn("--state-dir", str(error))
+        self.assertFalse(os.path.lexists(state))
+        os.mkdir(state, 0o700)
+        self.assertRaises(UnsafeStateDir, checkStateDir, state)
+
+    def test_othersWritableParentRefused(self) -> None:
+        """A parent others (not group) may write: the fix is C{chmod o-w}."""
+        os.chmod(self.home, 0o757)
+        error = self.assertRaises(UnsafeStateDir, checkStateDir, self.state)
+        self.assertIn(f"chmod o-w {self.home}", str(error))
+
+    def test_stickyParentAccepted(self) -> None:
+        """
+        Under a sticky world-writable directory (as C{/tmp}), others cannot
+        rename what is not theirs: the state directory is accepted.
+        """
+        shared = os.path.join(self.home, "shared")
+        os.mkdir(shared)
+        os.chmod(shared, 0o1777)
+        self.assertEqual(checkStateDir(os.path.join(shared, "state")), [])
+        self.assertTrue(os.path.isdir(os.path.join(shared, "state")))
+
+    def test_everyAncestorChecked(self) -> None:
+        """
+        Every directory up to C{/} is looked at, not just the parent: one
+        writable two levels up is refused.
+        """
+        above = os.path.dirname(self.home)
+        lookup = _fakeLookup({above: (0o777, 0)})
+        error = self.assertRaises(UnsafeStateDir, checkAncestors, self.state, lookup)
+        self.assertIn(f"under {above},", str(error))
+        checkAncestors(self.state, _fakeLookup({"/": (0o1777, 0)}))
+        self.assertRaises(UnsafeStateDir, checkAncestors, self.state, _fakeLookup({"/": (0o775, 0)}))
+
+    def test_otherOwnerRefused(self) -> None:
+        """
+        An ancestor of another user's (not root, not this user) is refused;
+        one of root's or of this user's is accepted.
+        """
+        uid = os.geteuid()
+        other = uid + 4242
+        lookup = _fakeLookup({self.home: (0o755, other)})
+        error = self.assertRaises(UnsafeStateDir, checkAncestors, self.state, lookup)
+        self.assertIn(f"under {self.home},", str(error))
+        self.assertIn(f"uid {other}", str(error))
+        checkAncestors(self.state, _fakeLookup({self.home: (0o755, 0)}), uid=other)
+        checkAncestors(self.state, _fakeLookup({self.home: (0o700, other)}), uid=other)
+
+    def test_throughLink(self) -> None:
+        """
+        A state directory named through a link is checked on both ways to
+        it: the directory holding the link, and those above its target.
+        """
+        real = os.path.join(self.home, "real")
+        os.makedirs(os.path.join(real, "state"), 0o700)
+        links = os.path.join(self.home, "links")
+        os.mkdir(links)
+        os.symlink(real, os.path.join(links, "to-real"))
+        state = os.path.join(links, "to-real", "state")
+        checkAncestors(state)
+        for unsafe in (links, real):
+            with self.subTest(unsafe=unsafe):
+                lookup = _fakeLookup({unsafe: (0o777, 0)})
+                error = self.assertRaises(UnsafeStateDir, checkAncestors, state, lookup)
+                self.assertIn(f"under {unsafe},", str(error))
+
+
+@contextmanager
+def _noHang(seconds: float = 5.0) -> Iterator[None]:
+    """
+    Fail, rather than hang for ever, if the code inside blocks (an open of
+    a FIFO waits for a writer): an alarm interrupts the system call.
+    """
+
+    def expire(signum: int, frame: object) -> None:
+        raise AssertionError(f"blocked for more than {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+class NotRegularTests(_PlantedTestCase):
+    """
+    A FIFO or a directory where a state file goes is refused at once (not
+    waited on for ever), naming the file and the fix.
+    """
+
+    def makeNotRegular(self, name: str, kind: str) -> str:
+        path = os.path.join(self.state, name)
+        if kind == "FIFO":
+            os.mkfifo(path, 0o600)
+        else:
+            os.mkdir(path, 0o700)
+        return path
+
+    def removeNotRegular(self, path: str) -> None:
+        (os.rmdir if os.path.isdir(path) else os.unlink)(path)
+
+    def assertRefused(self, kind: str, path: str, error: Exception) -> None:
+        self.assertIn(f"{path} is a {kind}, not a regular file", str(error))
+        self.assertIn(f"mv {path} {path}.old", str(error))
+
+    def test_openNoFollow(self) -> None:
+        """
+        L{openNoFollow}, for reading, writing or both, checked or not: a
+        FIFO or a directory is a L{NotRegularFile}, both an
+        L{UnsafeStateDir} and an C{OSError}.
+        """
+        for kind in ("FIFO", "directory"):
+            path = self.makeNotRegular("thing", kind)
+            for flags in (os.O_RDONLY, os.O_WRONLY, os.O_RDWR | os.O_CREAT):
+                for checkOwner in (True, False):
+                    with self.subTest(kind=kind, flags=flags, checkOwner=checkOwner), _noHang():
+                        error = self.assertRaises(
+                            NotRegularFile, openNoFollow, path, flags, checkOwner=checkOwner
+                        )
+                        self.assertIsInstance(error, OSError)
+                        self.assertIsInstance(error, UnsafeStateDir)
+                        self.assertRefused(kind, path, error)
+            self.removeNotRegular(path)
+
+    def test_blockingClearedAfter(self) -> None:
+        """A regular file is opened blocking, as asked, and non-blocking if asked."""
+        path = os.path.join(self.state, "plain")
+        fd = openNoFollow(path, os.O_RDWR | os.O_CREAT)
+        self.addCleanup(os.close, fd)
+        self.assertTrue(os.get_blocking(fd))
+        fd2 = openNoFollow(path, os.O_RDWR | os.O_NONBLOCK)
+        self.addCleanup(os.close, fd2)
+        self.assertFalse(os.get_blocking(fd2))
+
+    def test_token(self) -> None:
+        """The token: a FIFO or a directory is refused, never waited on."""
+        for kind in ("FIFO", "directory"):
+            with self.subTest(kind=kind), _noHang():
+                path = self.makeNotRegular("token", kind)
+                error = self.assertRaises(OSError, loadOrCreateToken, FilePath(path))
+                self.assertRefused(kind, path, error)
+                self.removeNotRegular(path)
+
+    def test_lock(self) -> None:
+        """The lock: a FIFO or a directory is refused."""
+        for kind in ("FIFO", "directory"):
+            with self.subTest(kind=kind), _noHang():
+                path = self.makeNotRegular("lock", kind)
+                error = self.assertRaises(BackendError, StateDirLock(self.state).acquire)
+                self.assertRefused(kind, path, error)
+                self.removeNotRegular(path)
+
+    def test_eventMark(self) -> None:
+        """The event id mark: a FIFO or a directory is refused."""
+        for kind in ("FIFO", "directory"):
+            with self.subTest(kind=kind), _noHang():
+                path = self.makeNotRegular("events.mark", kind)
+                error = self.assertRaises(UnsafeStateDir, EventIdMark, path)
+                self.assertRefused(kind, path, error)
+                self.removeNotRegular(path)
+
+    def test_database(self) -> None:
+        """The database and its side files: a FIFO or a directory is refused."""
+        for name in ("events.db", "events.db-wal", "events.db-journal"):
+            for kind in ("FIFO", "directory"):
+                with self.subTest(name=name, kind=kind), _noHang():
+                    path = self.makeNotRegular(name, kind)
+                    error = self.assertRaises(
+                        BackendError, SQLiteStore, os.path.join(self.state, "events.db")
+                    )
+                    self.assertRefused(kind, path, error)
+                    self.removeNotRegular(path)
+
+    def test_logFile(self) -> None:
+        """
+        A container's log file that is a FIFO: its lines are dropped (an
+        C{OSError} to the writer), never written into the FIFO.
+        """
+        store = FileLogStore(os.path.join(self.state, "logs"))
+        self.addCleanup(store.close)
+        path = os.path.join(self.state, "logs", "web.log")
+        os.mkfifo(path, 0o600)
+        with _noHang():
+            reader = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+            self.addCleanup(os.close, reader)
+            store.append("web", LogLine(1.0, "stdout", "hello"))
+            self.assertEqual(os.read(reader, 100), b"")

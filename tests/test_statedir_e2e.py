@@ -13,7 +13,7 @@ import socket
 import sqlite3
 import time
 
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from pycm import procfs
 from pycm.store import SQLiteStore
@@ -100,6 +100,80 @@ class PlantedLinkTests(SynchronousTestCase):
         waitFor(lambda: os.path.exists(os.path.join(daemon.stateDir, "logs", "web.log")), "a log")
         for directory in (daemon.stateDir, os.path.join(daemon.stateDir, "logs")):
             self.assertEqual(os.stat(directory).st_mode & 0o777, 0o700)
+
+
+class UnsafeAncestorTests(SynchronousTestCase):
+    """
+    A state directory that someone else could rename away and replace
+    with their own (links and all) is refused by the real daemon at start.
+    """
+
+    def underShared(self, mode: int) -> tuple[RealDaemon, str]:
+        daemon = RealDaemon(self)
+        shared = os.path.join(daemon.home, "shared")
+        os.mkdir(shared)
+        os.chmod(shared, mode)
+        daemon.stateDir = os.path.join(shared, "state")
+        return daemon, shared
+
+    def test_writableParentRefused(self) -> None:
+        """
+        Under a 0777 directory without the sticky bit, twistd exits
+        non-zero naming that directory and the fix, and makes nothing.
+        """
+        daemon, shared = self.underShared(0o777)
+        daemon.start(expectFailure=True)
+        self.assertNotEqual(daemon.exitCode(), 0)
+        output = _output(daemon)
+        self.assertIn(f"under {shared},", output)
+        self.assertIn(f"chmod go-w {shared}", output)
+        self.assertEqual(os.listdir(shared), [])
+
+    def test_stickyParentAccepted(self) -> None:
+        """Under a sticky 1777 directory (as /tmp) the daemon starts and serves."""
+        daemon, shared = self.underShared(0o1777)
+        daemon.start()
+        daemon.connect().ok("create web")
+        self.assertEqual(os.stat(daemon.stateDir).st_mode & 0o777, 0o700)
+
+    def test_otherOwnersParentRefused(self) -> None:
+        """
+        Under a directory of another user's (nobody), even 0755, the daemon
+        as root refuses to start: that user could replace the state directory.
+        """
+        if os.geteuid() != 0:
+            raise SkipTest("giving a directory to another user needs root")
+        daemon, shared = self.underShared(0o755)
+        os.chown(shared, 65534, 65534)
+        daemon.start(expectFailure=True)
+        self.assertNotEqual(daemon.exitCode(), 0)
+        self.assertIn(f"under {shared}, which belongs to uid 65534", _output(daemon))
+        self.assertEqual(os.listdir(shared), [])
+
+
+class NotRegularStateFileTests(SynchronousTestCase):
+    """
+    A FIFO or a directory where the daemon keeps a file stops start-up at
+    once (a FIFO used to block it for ever), naming the file and the fix.
+    """
+
+    def test_refusedAtOnce(self) -> None:
+        """C{token}, C{lock} and C{events.mark}, each a FIFO then a directory."""
+        for name in ("token", "lock", "events.mark"):
+            for kind in ("FIFO", "directory"):
+                with self.subTest(name=name, kind=kind):
+                    daemon = RealDaemon(self)
+                    os.mkdir(daemon.stateDir, 0o700)
+                    path = os.path.join(daemon.stateDir, name)
+                    if kind == "FIFO":
+                        os.mkfifo(path, 0o600)
+                    else:
+                        os.mkdir(path, 0o700)
+                    daemon.start(expectFailure=True)
+                    self.assertNotEqual(daemon.exitCode(), 0)
+                    output = _output(daemon)
+                    self.assertIn(f"{path} is a {kind}, not a regular file", output)
+                    self.assertIn(f"mv {path} {path}.old", output)
 
 
 class DamagedStateTests(SynchronousTestCase):
