@@ -682,6 +682,30 @@ class RuntimeFakeTests(SynchronousTestCase):
             ProcessRuntime(self.reactor, cgroups=noSwap).capabilities.images,
         )
 
+    def test_containmentSaidPrecisely(self) -> None:
+        """
+        C{info} says what stop, rm and kill reach, with and without a
+        tracking cgroup, and what is out of reach (a process that drops its
+        environment, and leaves the cgroup); never that every process of a
+        container is reached.
+        """
+        tracked = Cgroups(2, {}, {}, tracking="/x")
+        for runtime, reached in (
+            (self.runtime, "the run's process group and every process that still carries"),
+            (
+                ProcessRuntime(self.reactor, cgroups=tracked),
+                "the run's process group, every process in its cgroup, and every process",
+            ),
+        ):
+            images = runtime.capabilities.images
+            self.assertIn(reached, images)
+            self.assertIn("is out of reach", images)
+            self.assertNotIn("every process of a container", images)
+        self.assertIn(
+            "a container run as root can always do that",
+            ProcessRuntime(self.reactor, cgroups=tracked).capabilities.images,
+        )
+
     def fakeProc(self, pid: int, start: int, state: str = "S") -> str:
         """A /proc with one process."""
         proc = self.mktemp()

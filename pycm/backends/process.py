@@ -745,15 +745,19 @@ class ProcessRuntime:
         unenforced = {"memory", "cpus"} - cgroups.limits
         if cgroups.tracking is not None:
             containment = (
-                "containment: cgroup and run marker (stop, rm and kill reach every"
-                " process of a container, also one that left its session and its"
-                " cgroup, unless it also executed a program with a new environment)"
+                "containment: process group, cgroup and run marker (stop, rm and kill"
+                " reach the run's process group, every process in its cgroup, and"
+                " every process that still carries the run's marker in its"
+                " environment; a process that both leaves the cgroup and drops its"
+                " environment, e.g. env -i, is out of reach: without namespaces, a"
+                " container run as root can always do that)"
             )
         else:
             containment = (
-                "containment: process group and run marker, no cgroup (a process"
-                " that leaves its session and executes a program with a new"
-                " environment can escape)"
+                "containment: process group and run marker, no cgroup (stop, rm and"
+                " kill reach the run's process group and every process that still"
+                " carries the run's marker in its environment; a process that leaves"
+                " its session and drops its environment, e.g. env -i, is out of reach)"
             )
         if "memory" in cgroups.limits and not cgroups.swapLimited:
             containment += "; --memory bounds RAM only (no swap accounting: it may swap)"
