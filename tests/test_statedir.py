@@ -17,9 +17,8 @@ from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
 
 from pycm.auth import loadOrCreateToken
-from pycm.events import EventIdMark
-
 from pycm.errors import BackendError
+from pycm.events import EventIdMark
 from pycm.logfiles import FileLogStore
 from pycm.model import LogLine
 from pycm.statedir import (
@@ -326,7 +325,8 @@ class AncestorTests(_PlantedTestCase):
         error = self.assertRaises(UnsafeStateDir, checkAncestors, self.state, lookup)
         self.assertIn(f"under {above},", str(error))
         checkAncestors(self.state, _fakeLookup({"/": (0o1777, 0)}))
-        self.assertRaises(UnsafeStateDir, checkAncestors, self.state, _fakeLookup({"/": (0o775, 0)}))
+        groupWritable = _fakeLookup({"/": (0o775, 0)})
+        self.assertRaises(UnsafeStateDir, checkAncestors, self.state, groupWritable)
 
     def test_otherOwnerRefused(self) -> None:
         """
