@@ -135,6 +135,26 @@ class ClientE2ETestsMixin:
         """
         self.oneShot()
 
+    def test_readerGone(self) -> None:
+        """
+        A reader that closed standard output (C{pycm ls | head -0}) ends the
+        client quietly with status 141, as git and docker end then, not
+        with a traceback: for a request, and for a command of the client's.
+        """
+        self.assertEqual(self.pycm("run", "web", "host", "echo", "hello").returncode, 0)
+        for args in (["ls"], ["logs", "web"], ["completion", "bash"]):
+            reader, writer = os.pipe()
+            os.close(reader)
+            try:
+                result = subprocess.run(
+                    [sys.executable, "-m", "pycm.client.cli", *args],
+                    stdin=subprocess.DEVNULL, stdout=writer, stderr=subprocess.PIPE,
+                    text=True, timeout=TIMEOUT, env=self.env,
+                )
+            finally:
+                os.close(writer)
+            self.assertEqual((result.returncode, result.stderr), (141, ""), args)
+
     def test_oneShotUnix(self) -> None:
         """The same over the daemon's UNIX socket."""
         assert self.daemon.unixEndpoint is not None

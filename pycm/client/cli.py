@@ -52,6 +52,9 @@ EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
 #: Interrupted (Ctrl-C) while waiting for a reply, as shells count SIGINT.
 EXIT_INTERRUPTED = 130
+#: The reader of standard output went away (C{pycm logs web | head}): the
+#: shell's 128 + SIGPIPE, as C{git} and C{docker} end then, and quietly.
+EXIT_READER_GONE = 141
 
 #: The longest UNIX socket path a connection can name: the size of
 #: C{sun_path} (108 bytes on Linux, 104 on macOS and the BSDs) less the
@@ -733,6 +736,23 @@ def useReactor(options: Options, environ: Mapping[str, str]) -> bool:
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """The C{pycm} console script."""
+    try:
+        _main(argv)
+    except BrokenPipeError:
+        _readerGone()
+
+
+def _readerGone() -> NoReturn:
+    """
+    Standard output's reader closed it: end quietly (what is still
+    buffered goes nowhere, not into a second error at exit).
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(EXIT_READER_GONE)
+
+
+def _main(argv: Sequence[str] | None) -> NoReturn:
     if argv is None:
         argv = sys.argv[1:]
     try:
@@ -763,6 +783,8 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
                              attachStdio=attach, interactive=interactive)
         except SystemExit:
             raise
+        except BrokenPipeError:
+            _readerGone()
         except BaseException:
             import traceback
 
@@ -777,7 +799,7 @@ def _guarded(call: Callable[[], int | None]) -> int | None:
     """C{call()}; a bug is a traceback on stderr and exit status 1."""
     try:
         return call()
-    except SystemExit:
+    except (SystemExit, BrokenPipeError):
         raise
     except BaseException:
         import traceback
