@@ -197,6 +197,27 @@ class PodmanBackendTests(SynchronousTestCase):
         self.successResultOf(done)
         self.assertEqual(self.actions(), ["die", "stop", "start", "restart"])
 
+    def test_restartAfterALateStart(self) -> None:
+        """
+        The start event of the run before a restart may come while the
+        restart is under way (Podman's stream lags under load): it is a
+        start, not the restart's, and the restart is told after its own.
+        """
+        restarting: Deferred[Any] = Deferred()
+        self.engine.answer("GET", "/json", podmanInspect("running"))
+        self.engine.answer("POST", "/restart", restarting)
+        before = int((self.clock.seconds() - 0.5) * 10**9)
+        done = self.backend.restart("web", 5)
+        self.feed(
+            podmanEvent("start", nano=before),
+            podmanEvent("restart", nano=self.later()),
+            podmanEvent("die", 143, self.later()),
+            podmanEvent("start", nano=self.later()),
+        )
+        restarting.callback((204, None))
+        self.successResultOf(done)
+        self.assertEqual(self.actions(), ["start", "die", "stop", "start", "restart"])
+
     def test_policyRestartToldOnce(self) -> None:
         """A restart by Podman's policy (restart, then start) is one start and one restart."""
         self.backend._policies["web"] = "always"

@@ -291,6 +291,9 @@ class DockerBackend:
         self._clientStarts: collections.Counter[str] = collections.Counter()
         #: pycm restart calls in flight, by name (Podman: see L{_podmanEvents}).
         self._restarting: collections.Counter[str] = collections.Counter()
+        #: When pycm last asked the engine to restart each container it is
+        #: restarting: a late start event of the run before is not its.
+        self._restartSent: dict[str, float] = {}
         #: When pycm last asked the engine to stop (or restart) each
         #: container it is stopping: Podman's die events of earlier runs may
         #: come after that, and are not the stop's.
@@ -464,10 +467,18 @@ class DockerBackend:
             self._lastAction[name] = Action.STOP
             self._emit(ContainerEvent(Action.STOP, name, when))
             self._note(name, Action.STOP)
-        elif action == Action.START and self._restarting[name]:
+        elif action == Action.START and self._restartedBy(name, when):
             self._lastAction[name] = Action.RESTART
             self._emit(ContainerEvent(Action.RESTART, name, when))
             self._note(name, Action.RESTART)
+
+    def _restartedBy(self, name: str, when: float) -> bool:
+        """
+        Is a start of C{name} at C{when} the one of a pycm restart?  Not
+        the start of the run before it, whose event may come late.
+        """
+        sent = self._restartSent.get(name)
+        return bool(self._restarting[name]) and sent is not None and when >= sent
 
     def _stoppedBy(self, name: str, when: float) -> bool:
         """Is a die of C{name} at C{when} the end of a pycm stop or restart?"""
@@ -954,6 +965,7 @@ class DockerBackend:
             # restart policy's: one restart event, not two.
             self._clientStarts[name] += 1
             self._restarting[name] += 1
+            self._restartSent[name] = self._stopSent[name]
         try:
             status, _ = yield self.engine.request(
                 "POST",
@@ -982,6 +994,7 @@ class DockerBackend:
                 self._restarting[name] -= 1
                 if self._restarting[name] <= 0:
                     del self._restarting[name]
+                    self._restartSent.pop(name, None)
         data = yield self._inspectId(cid, name)
         return self._container(data)
 
