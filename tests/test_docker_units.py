@@ -16,7 +16,7 @@ from twisted.internet.task import Clock
 from twisted.logger import Logger, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
-from pycm.backends.docker import OPTIONS, makeBackend
+from pycm.backends.docker import OPTIONS, DockerBackend, makeBackend
 from pycm.backends.dockerengine import (
     EngineAddress,
     EngineClient,
@@ -879,3 +879,60 @@ class LogsSinceTests(SynchronousTestCase):
         lines = self.successResultOf(backend._readLogs("cid", 5))
         self.assertNotIn("since", asked[-1])
         self.assertEqual(len(lines), 3)
+
+
+class NextExitTests(SynchronousTestCase):
+    """
+    C{wait next-exit} on a scripted engine (L{tests.test_docker_podman}'s)
+    and a fake clock: the engine's own wait counts only exits after it got
+    the request, so the backend ends the wait on a die event as well.
+    """
+
+    def setUp(self) -> None:
+        from tests.test_docker_podman import ScriptedEngine, podmanInspect
+
+        self.clock = Clock()
+        self.clock.advance(100)
+        self.engine = ScriptedEngine(podman=False)
+        self.cancelled: list[bool] = []
+        self.engineWait: Deferred[Any] = Deferred(lambda _: self.cancelled.append(True))
+        self.engine.answer(
+            "GET", "/json", [podmanInspect("running"), podmanInspect("exited")]
+        )
+        self.engine.answer("POST", "/wait", self.engineWait)
+        self.backend = DockerBackend(self.clock, self.engine)  # type: ignore[arg-type]
+        self.backend._events.connected = True
+
+    def die(self) -> None:
+        from tests.test_docker_podman import podmanEvent
+
+        self.backend._engineEvent(podmanEvent("die", 129, int(self.clock.seconds() * 1e9)))
+
+    def test_exitBeforeTheEngineWaits(self) -> None:
+        """
+        A die that came before the engine's wait began (a kill sent at
+        the same time got there first) ends the wait: the engine's would
+        wait for ever.  The engine's wait is cancelled.
+        """
+        waiting = self.backend.wait("web", "next-exit")
+        self.die()
+        container = self.successResultOf(waiting)
+        self.assertEqual(container.state, State.EXITED)
+        self.assertEqual(self.cancelled, [True])
+        self.assertEqual(self.backend._waiters, [])
+
+    def test_engineAnswersFirst(self) -> None:
+        """The engine's answer ends the wait as before, and no waiter is left."""
+        waiting = self.backend.wait("web", "next-exit")
+        self.engineWait.callback((200, {"StatusCode": 129}))
+        self.die()
+        container = self.successResultOf(waiting)
+        self.assertEqual(container.state, State.EXITED)
+        self.assertEqual((self.cancelled, self.backend._waiters), ([], []))
+
+    def test_engineErrorEndsTheWait(self) -> None:
+        """An engine error still fails the wait, with no die event."""
+        waiting = self.backend.wait("web", "next-exit")
+        self.engineWait.errback(EngineError(404, "No such container: web"))
+        self.failureResultOf(waiting, NotFound)
+        self.assertEqual(self.backend._waiters, [])

@@ -550,6 +550,24 @@ class DockerBackend:
 
         return d.addBoth(stopTimer)
 
+    def _eventAfter(self, mark: int, name: str, *actions: str) -> Deferred[None]:
+        """
+        Fire once an event in C{actions} for C{name} has been seen after
+        C{mark}, however late; cancelling it stops the waiting.
+        """
+        wanted = frozenset(actions)
+        if self._seen(mark, name, wanted):
+            return defer.succeed(None)
+        waiter = _Waiter(name, wanted, mark)
+        self._waiters.append(waiter)
+
+        def forget(result: Any) -> Any:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+            return result
+
+        return waiter.deferred.addBoth(forget)
+
     @defer.inlineCallbacks
     def _connected(self, reconnect: bool) -> Any:
         """
@@ -1328,9 +1346,10 @@ class DockerBackend:
     # -- wait -----------------------------------------------------------------
 
     def wait(self, name: str, condition: str) -> Deferred[Container]:
-        return defer.ensureDeferred(self._wait(name, condition))
+        # From the call on: an exit before the engine has the wait counts.
+        return defer.ensureDeferred(self._wait(name, condition, self._mark()))
 
-    async def _wait(self, name: str, condition: str) -> Container:
+    async def _wait(self, name: str, condition: str, mark: int) -> Container:
         if condition not in WaitCondition.ALL:
             raise BadRequest(f"unknown wait condition {condition!r}")
         data = await self._resolve(name)
@@ -1341,11 +1360,16 @@ class DockerBackend:
             return await self._waitRunning(name, cid, before)
         if condition == WaitCondition.NOT_RUNNING and not alive:
             return before
-        mark = self._mark()
+        engineWait = self.engine.request(
+            "POST", f"/containers/{cid}/wait", {"condition": condition}, timeout=0
+        )
+        if condition == WaitCondition.NEXT_EXIT:
+            # The engine waits for the exit after it got the request: one
+            # that came sooner (a kill sent meanwhile got there first)
+            # would leave it waiting for ever.  Its die event ends the wait.
+            engineWait = _untilEvent(engineWait, self._eventAfter(mark, name, Action.DIE))
         try:
-            _, result = await self.engine.request(
-                "POST", f"/containers/{cid}/wait", {"condition": condition}, timeout=0
-            )
+            _, result = await engineWait
         except EngineError as e:
             raise self._fail(e, name) from None
         # The signals sent as of now: the destroy event forgets them.
@@ -1390,6 +1414,38 @@ class DockerBackend:
             container = self._container(data)
             if container.state in State.ALIVE:
                 return container
+
+
+def _untilEvent(request: Deferred[Any], event: Deferred[None]) -> Deferred[Any]:
+    """
+    C{request}'s result or failure, or C{(200, None)} once C{event} fires
+    first (C{request} is then cancelled); cancelling it cancels both.
+    """
+
+    def cancel(_: Deferred[Any]) -> None:
+        request.cancel()
+        event.cancel()
+
+    outcome: Deferred[Any] = Deferred(cancel)
+
+    def answered(result: Any) -> None:
+        event.cancel()
+        if not outcome.called:
+            outcome.callback(result)
+
+    def failed(failure: Any) -> None:
+        event.cancel()
+        if not outcome.called:
+            outcome.errback(failure)
+
+    def happened(_: None) -> None:
+        if not outcome.called:
+            outcome.callback((200, None))
+        request.cancel()
+
+    event.addCallbacks(happened, lambda _: None)
+    request.addCallbacks(answered, failed)
+    return outcome
 
 
 def _logLine(stream: str, ts: str | None, text: str) -> LogLine:
