@@ -216,6 +216,28 @@ def describeAddress(port: Any) -> str:
     return "unix:" + (name.decode() if isinstance(name, bytes) else str(name))
 
 
+def boundListener(listener: Listener, port: Any) -> dict[str, Any] | None:
+    """
+    What the listeners file says of a bound TCP or TLS listener: its host,
+    its real port (C{tcp:0} included) and whether it wants the token; None
+    for a UNIX socket, stdio or a listener not bound.
+    """
+    if port is None:
+        return None
+    try:
+        address = port.getHost()
+    except Exception:
+        return None
+    if not isinstance(address, IPv4Address | IPv6Address):
+        return None
+    return {
+        "kind": listener.kind,
+        "host": address.host,
+        "port": address.port,
+        "token": listener.requireAuth,
+    }
+
+
 class ListenerService(StreamServerEndpointService):
     """
     Listens on one endpoint: binds at once (so that twistd reports a port in

@@ -7,6 +7,7 @@ from __future__ import annotations
 import atexit
 import gc
 import grp
+import json
 import os
 import resource
 import stat
@@ -28,8 +29,15 @@ from pycm.client.config import defaultStateDir
 from pycm.commands import Daemon
 from pycm.errors import PycmError
 from pycm.events import EventIdMark, EventLog
+from pycm.files import replacePrivately
 from pycm.legacyframing import LEGACY_PAUSE
-from pycm.listeners import InsecureListener, Listener, ListenerService, classifyListener
+from pycm.listeners import (
+    InsecureListener,
+    Listener,
+    ListenerService,
+    boundListener,
+    classifyListener,
+)
 from pycm.protocol import (
     DEFAULT_AUTH_TIMEOUT,
     DEFAULT_MAX_EVENT_BACKLOG,
@@ -240,9 +248,11 @@ class PycmService(MultiService):
         report: StartupReport | None = None,
         stateLock: StateDirLock | None = None,
         whenReady: Callable[[], None] = lambda: None,
+        listenersFile: str | None = None,
     ) -> None:
         super().__init__()
         self._whenReady = whenReady
+        self._listenersFile = listenersFile
         self._reactor = reactor
         self._daemon = daemon
         self.backend = daemon.backend
@@ -255,6 +265,8 @@ class PycmService(MultiService):
 
     def startService(self) -> None:
         Service.startService(self)
+        # A crashed daemon's file never outlives this start.
+        self._removeListenersFile()
         self.log.info(
             "pycm {version} starting on the {backend} backend",
             version=pycm.__version__,
@@ -267,6 +279,7 @@ class PycmService(MultiService):
     def _listen(self, _: object) -> None:
         for child in self:
             child.startService()
+        self._writeListenersFile()
         self._daemon.setReady()
         self._whenReady()
         self.log.info("pycm is ready")
@@ -299,11 +312,47 @@ class PycmService(MultiService):
         self._reactor.callWhenRunning(self._reactor.stop)
 
     def _stopListening(self) -> None:
+        self._removeListenersFile()
         for child in self:
             port = getattr(child, "port", None)
             if port is not None:
                 child.port = None
                 port.stopListening()
+
+    def _writeListenersFile(self) -> None:
+        """
+        Write the listeners file (each TCP and TLS listener as bound, and
+        whether it wants the token): the client sends the token it finds
+        beside it only to those that do.
+        """
+        if self._listenersFile is None:
+            return
+        records = []
+        for child in self:
+            listener = getattr(child, "listener", None)
+            if listener is not None:
+                record = boundListener(listener, getattr(child, "port", None))
+                if record is not None:
+                    records.append(record)
+        try:
+            replacePrivately(self._listenersFile, json.dumps(records).encode() + b"\n")
+        except OSError as e:
+            self.log.error(
+                "cannot write {path} ({error}): clients will not send the token they "
+                "find in the token file",
+                path=self._listenersFile,
+                error=e,
+            )
+
+    def _removeListenersFile(self) -> None:
+        if self._listenersFile is None:
+            return
+        try:
+            os.unlink(self._listenersFile)
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            self.log.warn("cannot remove {path}: {error}", path=self._listenersFile, error=e)
 
     def privilegedStartService(self) -> None:
         """
@@ -347,6 +396,7 @@ class PycmService(MultiService):
             # Stopped (a signal) while the backend was opening: twistd
             # exits by that signal.
             self._report.failed("pycm was stopped before it was ready")
+        self._removeListenersFile()
         stopping = super().stopService()
 
         def closeBackend(_: object) -> Deferred[Any]:
@@ -543,6 +593,7 @@ def makeService(
         StartupReport.fromOptions(options),
         stateLock,
         whenReady=whenReady or (lambda: None),
+        listenersFile=stateDir.child("listeners").path,
     )
     maxConnections = options["max-connections"]
     if maxConnections is None:

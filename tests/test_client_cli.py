@@ -229,16 +229,102 @@ class ParseArgumentsTests(SynchronousTestCase):
         self.assertEqual(opts.token, "cli")
         self.assertEqual(opts.tokenSource, "--token")
 
-    def test_tokenFile(self) -> None:
-        """The token file of the default state directory is read."""
+    def stateWithToken(self, listeners: list[dict[str, Any]] | None) -> dict[str, str]:
+        """
+        An environment whose default state directory has a token file and,
+        unless C{listeners} is None, a listeners file listing C{listeners}.
+        """
         state = FilePath(self.mktemp())
         state.child("pycm").makedirs()
         state.child("pycm").child("token").setContent(b"filetoken\n")
-        env = {"HOME": "/x", "XDG_STATE_HOME": state.path}
+        if listeners is not None:
+            state.child("pycm").child("listeners").setContent(
+                json.dumps(listeners).encode())
+        return {"HOME": "/x", "XDG_STATE_HOME": state.path}
+
+    def test_tokenFile(self) -> None:
+        """
+        The token file of the default state directory is read, and sent to
+        an endpoint its daemon listens on with a token required.
+        """
+        env = self.stateWithToken(
+            [{"kind": "tcp", "host": "127.0.0.1", "port": 8080, "token": True}])
         opts = cli.parseArguments(["ping"], env, uid=1000)
         self.assertEqual(opts.token, "filetoken")
         self.assertEqual(opts.tokenSource,
-                         state.child("pycm").child("token").path)
+                         os.path.join(env["XDG_STATE_HOME"], "pycm", "token"))
+        self.assertIsNone(opts.tokenWithheld)
+
+    def test_tokenFileNotSentElsewhere(self) -> None:
+        """
+        The token file's token is not sent to an endpoint its daemon does
+        not listen on (another port, another host, a UNIX socket), nor
+        without a listeners file; the options say it was withheld.
+        """
+        listeners = [{"kind": "tcp", "host": "127.0.0.1", "port": 8080, "token": True}]
+        for listed, host in (
+            (listeners, "tcp:127.0.0.1:9999"),
+            (listeners, "tcp:example.com:8080"),
+            (listeners, "tcp:127.0.0.2:8080"),
+            (listeners, "unix:/run/pycm.sock"),
+            (listeners, "tls:127.0.0.1:9999"),
+            (None, "tcp:127.0.0.1:8080"),
+            ([], "tcp:127.0.0.1:8080"),
+            ("garbage", "tcp:127.0.0.1:8080"),
+        ):
+            env = self.stateWithToken(listed)  # type: ignore[arg-type]
+            opts = cli.parseArguments(["--host", host, "ping"], env, uid=1000)
+            self.assertIsNone(opts.token, (listed, host))
+            self.assertIsNone(opts.tokenSource, (listed, host))
+            self.assertEqual(opts.tokenWithheld,
+                             os.path.join(env["XDG_STATE_HOME"], "pycm", "token"))
+
+    def test_tokenFileNotSentToNoAuthListener(self) -> None:
+        """
+        A listener that wants no token (C{--no-auth}) is not sent the
+        token file's token, which it would refuse as a wrong token.
+        """
+        env = self.stateWithToken(
+            [{"kind": "tcp", "host": "127.0.0.1", "port": 8080, "token": False}])
+        opts = cli.parseArguments(["ping"], env, uid=1000)
+        self.assertIsNone(opts.token)
+
+    def test_tokenFileLoopbackNames(self) -> None:
+        """
+        C{localhost} is the daemon's 127.0.0.1 listener; a TLS listener on
+        every address is reached on loopback, but no other name is assumed
+        to be this machine.
+        """
+        env = self.stateWithToken([
+            {"kind": "tcp", "host": "127.0.0.1", "port": 8080, "token": True},
+            {"kind": "ssl", "host": "0.0.0.0", "port": 8443, "token": True},
+            {"kind": "ssl", "host": "::", "port": 9443, "token": True},
+        ])
+        for host, sent in (
+            ("tcp:localhost:8080", True),
+            ("tcp:host=127.0.0.1:port=8080", True),
+            ("tls:127.0.0.1:8443", True),
+            ("tls:localhost:8443", True),
+            ("tls:127.0.0.1:9443", True),
+            ("tls:myhost.example:8443", False),
+            ("tcp:localhost:8443", True),
+            ("tcp:127.0.0.1:8081", False),
+        ):
+            opts = cli.parseArguments(["--host", host, "ping"], env, uid=1000)
+            self.assertEqual(opts.token == "filetoken", sent, host)
+
+    def test_chosenTokenSentAnywhere(self) -> None:
+        """
+        A token given with C{--token} or C{PYCM_TOKEN} is the user's choice:
+        sent to whatever endpoint is given.
+        """
+        env = self.stateWithToken(None)
+        opts = cli.parseArguments(["--host", "tcp:127.0.0.1:9999", "--token", "t", "ping"],
+                                  env, uid=1000)
+        self.assertEqual(opts.token, "t")
+        opts = cli.parseArguments(["--host", "tcp:127.0.0.1:9999", "ping"],
+                                  dict(env, PYCM_TOKEN="e"), uid=1000)
+        self.assertEqual(opts.token, "e")
 
     def test_usageErrors(self) -> None:
         """Unknown options and missing values are L{cli.UsageError}s."""
@@ -501,6 +587,19 @@ class OneShotTestsMixin:
         h = self.harness(FakeDaemon({"list": "ERR unauthorized authenticate first"}))
         self.successResultOf(h.run(options("list")))
         self.assertIn("no token: use --token, set PYCM_TOKEN", h.err.getvalue())
+
+    def test_withheldTokenHint(self: Any) -> None:
+        """
+        When the token file's token was not sent, C{unauthorized} says why
+        and how to send it.
+        """
+        h = self.harness(FakeDaemon({"list": "ERR unauthorized authenticate first"}))
+        self.successResultOf(h.run(options("list", tokenWithheld="/s/pycm/token")))
+        self.assertEqual(h.daemon.received, ["list"])
+        self.assertIn(
+            "(the token in /s/pycm/token was not sent: tcp:127.0.0.1:8080 is not an "
+            "endpoint the local daemon listens on with a token; to send it, use "
+            "--token or set PYCM_TOKEN)", h.err.getvalue())
 
     def test_lostBeforeReply(self: Any) -> None:
         """The connection dropping before the reply: exit status 3."""

@@ -435,6 +435,135 @@ class AuthE2ETests(TestCase):
             self.assertEqual(r.returncode, 0, r.stderr)
 
 
+def clientCommand(base: str, *args: str) -> list[str]:
+    """
+    The real C{pycm} with C{args}, for a user whose default state directory
+    is C{base}/pycm: as root (whose default is /var/lib/pycm, which a test
+    must not touch), run in a mount namespace of its own where C{base} is
+    mounted on /var/lib; otherwise C{XDG_STATE_HOME} must be C{base}.
+    """
+    command = [sys.executable, "-m", "pycm.client.cli", *args]
+    if os.getuid() != 0:
+        return command
+    mount = 'mount --make-rprivate / && mount --bind "$0" /var/lib && exec "$@"'
+    return ["unshare", "--mount", "sh", "-c", mount, base, *command]
+
+
+class TokenScopeE2ETests(TestCase):
+    """
+    The token the client finds in the default state directory's token file
+    goes only to the endpoints that file's daemon listens on with a token
+    required (the real C{pycm} and the real daemon; see L{clientCommand}).
+    """
+
+    def setUp(self) -> None:
+        self.base = os.path.abspath(self.mktemp())
+        self.state = os.path.join(self.base, "pycm")
+        os.makedirs(self.state, 0o700)
+        os.chmod(self.base, 0o755)
+        self.env = dict(os.environ, HOME=self.base, XDG_STATE_HOME=self.base)
+        for name in ("PYCM_TOKEN", "PYCM_HOST"):
+            self.env.pop(name, None)
+
+    def pycm(self, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            clientCommand(self.base, *args), input="",
+            capture_output=True, text=True, timeout=TIMEOUT,
+            env=dict(self.env, **extra))
+
+    def test_notSentToAStranger(self) -> None:
+        """
+        A listener that is not the daemon's (a plain socket on a free port)
+        receives no C{auth} line, on both of the client's paths and from
+        completion's container names; the client says why it sent none.
+        """
+        with open(os.path.join(self.state, "token"), "w") as f:
+            f.write("the-real-token\n")
+        stranger = socket.socket()
+        self.addCleanup(stranger.close)
+        stranger.bind(("127.0.0.1", 0))
+        stranger.listen(5)
+        endpoint = f"tcp:127.0.0.1:{stranger.getsockname()[1]}"
+        for args, path, last in (
+            (["ping"], FAST, b"ping\n"),
+            (["ping"], REACTOR, b"ping\n"),
+            (["__names"], FAST, b"list\n"),
+        ):
+            client = subprocess.Popen(
+                clientCommand(self.base, "--host", endpoint, *args),
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, env=dict(self.env, **path))
+            self.addCleanup(client.wait)
+            self.addCleanup(client.kill)
+            received = self.receive(stranger, last)
+            self.assertNotIn(b"auth", received, args)
+            self.assertNotIn(b"the-real-token", received, args)
+            self.assertEqual(received, last)
+            out, err = client.communicate(timeout=TIMEOUT)
+            if args == ["ping"]:
+                self.assertIn(b"was not sent: " + endpoint.encode(), err)
+
+    def receive(self, listening: socket.socket, last: bytes) -> bytes:
+        """
+        The first line a client sends (or what came before the deadline),
+        answered with C{unauthorized} when it is C{last}; then close.
+        """
+        deadline = time.monotonic() + TIMEOUT
+        listening.settimeout(TIMEOUT)
+        connection, _ = listening.accept()
+        received = b""
+        with connection:
+            while b"\n" not in received:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                connection.settimeout(left)
+                try:
+                    chunk = connection.recv(4096)
+                except TimeoutError:
+                    break
+                if not chunk:
+                    break
+                received += chunk
+            if received == b"ping\n":
+                connection.sendall(b"ERR unauthorized authenticate first\n")
+        return received
+
+    def test_reachesItsDaemon(self) -> None:
+        """
+        The daemon with a token required on a port of its choosing
+        (C{tcp:0}) is sent the token found in its token file, on both
+        paths; a plain socket on another port is told why it was not.
+        """
+        daemon = Daemon(self.state, auth=True)
+        self.addCleanup(daemon.stop)
+        for path in (FAST, REACTOR):
+            r = self.pycm("ls", PYCM_HOST=daemon.endpoint, **path)
+            self.assertEqual((r.returncode, r.stderr), (0, ""), path)
+            r = self.pycm("ls", PYCM_HOST="tcp:localhost:" + str(daemon.port), **path)
+            self.assertEqual((r.returncode, r.stderr), (0, ""), path)
+
+    def test_noAuthDaemonNotSentToken(self) -> None:
+        """
+        Against a C{--no-auth} daemon, a plain C{pycm list} does not send
+        the token of the default state directory's token file (another
+        daemon's), which the daemon would refuse and log as a wrong token.
+        """
+        with open(os.path.join(self.state, "token"), "w") as f:
+            f.write("another-daemons-token\n")
+        os.makedirs(os.path.join(self.base, "no-auth", "state"))
+        daemon = Daemon(os.path.join(self.base, "no-auth", "state"), auth=False)
+        self.addCleanup(daemon.stop)
+        for path in (FAST, REACTOR):
+            r = self.pycm("list", PYCM_HOST=daemon.endpoint, **path)
+            self.assertEqual((r.returncode, r.stderr), (0, ""), path)
+        daemon.stop()
+        with open(os.path.join(self.base, "no-auth", "daemon.log"), "rb") as f:
+            log = f.read()
+        self.assertIn(b"connection from", log)
+        self.assertNotIn(b"wrong token", log)
+
+
 class ShellE2ETests(TestCase):
     """The interactive shell on a pseudo-terminal."""
 

@@ -244,6 +244,53 @@ class OptionsTests(SynchronousTestCase):
             self.assertEqual(calls, ["ready"])
             self.assertEqual(gc.get_freeze_count(), before)
 
+    def test_listenersFile(self) -> None:
+        """
+        Once listening, the daemon writes C{STATE_DIR/listeners}, privately:
+        each TCP listener's bound host and real port (a port of the kernel's
+        choosing for C{tcp:0}) and whether it wants the token; no UNIX
+        socket.  It is removed on stop.
+        """
+        import json
+
+        from twisted.internet.address import IPv4Address
+        from twisted.internet.testing import _FakePort
+
+        class ChosenPortReactor(MemoryReactorClock):
+            """Binds as the kernel would: the interface asked, port 0 chosen."""
+
+            def listenTCP(self, port: int, factory: Any, backlog: int = 50,
+                          interface: str = "") -> _FakePort:
+                super().listenTCP(port, factory, backlog, interface)
+                return _FakePort(IPv4Address("TCP", interface, port or 43210))
+
+        state = self.mktemp()
+        options = self.parse("--backend", "memory", "--state-dir", state,
+                             "--listen", "tcp:0:interface=127.0.0.1",
+                             "--listen", "tcp:8081:interface=127.0.0.2",
+                             "--listen", "unix:" + self.mktemp(), "--no-auth")
+        options2 = self.parse("--backend", "memory", "--state-dir", self.mktemp(),
+                              "--listen", "tcp:0:interface=127.0.0.1")
+        for parsed, expected in (
+            (options, [
+                {"kind": "tcp", "host": "127.0.0.1", "port": 43210, "token": False},
+                {"kind": "tcp", "host": "127.0.0.2", "port": 8081, "token": False},
+            ]),
+            (options2, [
+                {"kind": "tcp", "host": "127.0.0.1", "port": 43210, "token": True},
+            ]),
+        ):
+            service = makeService(parsed, ChosenPortReactor(), whenReady=lambda: None)
+            self.addCleanup(service._runClosers, None)  # type: ignore[attr-defined]
+            path = os.path.join(parsed["state-dir"].path, "listeners")
+            service.privilegedStartService()
+            service.startService()
+            with open(path) as f:
+                self.assertEqual(json.load(f), expected)
+            self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
+            service.stopService()
+            self.assertFalse(os.path.exists(path))
+
     def test_defaultMaxConnections(self) -> None:
         """
         The default cap leaves 256 descriptors to the daemon and half the

@@ -29,8 +29,11 @@ from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, TextIO
 from pycm.client import format as fmt
 from pycm.client.config import (
     defaultEndpoint,
+    defaultListenersPath,
     defaultTokenPath,
     findToken,
+    readListeners,
+    tokenWanted,
 )
 from pycm.client.plan import Plan, PlanError, planCommand, wantsHelp
 from pycm.client.stats import TOP_USAGE, liveCommand, streamStats
@@ -104,7 +107,8 @@ examples:
 
 environment:
   PYCM_HOST    the daemon's endpoint (default tcp:127.0.0.1:8080)
-  PYCM_TOKEN   the token (default: read from the daemon's token file)
+  PYCM_TOKEN   the token (default: read from the daemon's token file, and
+               sent only to the endpoints that daemon listens on)
   PYCM_HISTORY the shell's history file (default:
                ~/.local/state/pycm/history; empty: keep none)
 
@@ -144,6 +148,9 @@ class Options(NamedTuple):
     one-shot call a tenth of its time to import).
 
     @ivar tokenSource: where the token came from, for error messages.
+    @ivar tokenWithheld: the token file's token, found but not sent: the
+        endpoint is not one the daemon owning that file listens on with a
+        token required.
     """
 
     host: str
@@ -153,6 +160,7 @@ class Options(NamedTuple):
     tokenSource: str | None = None
     #: What C{command} asks of the daemon (see L{pycm.client.plan}).
     plan: Plan | None = None
+    tokenWithheld: str | None = None
 
 
 def makeParser() -> argparse.ArgumentParser:
@@ -178,7 +186,8 @@ def makeParser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--token", metavar="TOKEN",
         help="authenticate with TOKEN (default: $PYCM_TOKEN, else the "
-        "daemon's token file when readable)",
+        "daemon's token file when readable, sent only to that daemon's own "
+        "listeners)",
     )
     parser.add_argument(
         "--json", action="store_true",
@@ -266,6 +275,12 @@ def parseArguments(
         source = defaultTokenPath(environ, uid)
     else:
         source = None
+    host = host or defaultEndpoint(environ)
+    withheld = None
+    if token and source == defaultTokenPath(environ, uid):
+        # Found, not chosen: sent only where its own daemon wants it.
+        if not tokenWanted(host, readListeners(defaultListenersPath(environ, uid))):
+            token, source, withheld = None, None, defaultTokenPath(environ, uid)
     for word in command:
         if "\n" in word or "\r" in word:
             raise UsageError("an argument cannot contain a line break")
@@ -276,12 +291,13 @@ def parseArguments(
         except PlanError as e:
             raise UsageError(str(e)) from None
     return Options(
-        host=host or defaultEndpoint(environ),
+        host=host,
         token=token,
         json=asJSON,
         command=tuple(command),
         tokenSource=source,
         plan=plan,
+        tokenWithheld=withheld,
     )
 
 
@@ -400,6 +416,10 @@ def explainError(error: BaseException, client: ClientProtocol | BlockingClient,
     if isinstance(error, Unauthorized):
         if client.authError is not None and options.tokenSource:
             text += f" (the daemon refused the token from {options.tokenSource})"
+        elif options.tokenWithheld:
+            text += (f" (the token in {options.tokenWithheld} was not sent: "
+                     f"{options.host} is not an endpoint the local daemon listens on "
+                     "with a token; to send it, use --token or set PYCM_TOKEN)")
         elif not options.token:
             path = defaultTokenPath()
             text += (f" (no token: use --token, set PYCM_TOKEN, or make {path} "

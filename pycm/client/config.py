@@ -8,6 +8,7 @@ told.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
@@ -19,6 +20,10 @@ if TYPE_CHECKING:
 
 DEFAULT_ENDPOINT = "tcp:127.0.0.1:8080"
 TOKEN_FILE = "token"
+#: Beside the token: the daemon's TCP and TLS listeners, as bound.
+LISTENERS_FILE = "listeners"
+#: Addresses a listener on every address answers on from this machine.
+_WILDCARDS = {"0.0.0.0": ("127.",), "::": ("127.", "::1", "::ffff:127.")}
 
 
 def defaultStateDir(
@@ -99,3 +104,83 @@ def findToken(
     if environ.get("PYCM_TOKEN"):
         return environ["PYCM_TOKEN"]
     return readTokenFile(defaultTokenPath(environ, uid))
+
+
+def defaultListenersPath(
+    environ: Mapping[str, str] | None = None, uid: int | None = None
+) -> str:
+    """The daemon's listeners file in its default state directory."""
+    return os.path.join(defaultStateDirPath(environ, uid), LISTENERS_FILE)
+
+
+def readListeners(path: str) -> list[tuple[str, int, bool]]:
+    """
+    The listeners the daemon wrote in C{path}: (host, port, wants a token)
+    for each TCP or TLS listener; C{[]} when it is missing or unreadable.
+    """
+    try:
+        with open(path, "rb") as f:
+            records = json.loads(f.read().decode("utf-8"))
+    except (OSError, ValueError):
+        return []
+    listeners = []
+    for record in records if isinstance(records, list) else []:
+        if not isinstance(record, dict):
+            continue
+        host, port, token = record.get("host"), record.get("port"), record.get("token")
+        if isinstance(host, str) and type(port) is int and isinstance(token, bool):
+            listeners.append((host, port, token))
+    return listeners
+
+
+def endpointAddress(description: str) -> tuple[str, int] | None:
+    """
+    The host and port a C{tcp:}, C{tls:} or C{ssl:} client endpoint string
+    connects to (positional or C{host=}/C{port=}), or None for any other
+    (a UNIX socket, a string pycm cannot read for certain).
+    """
+    kind, sep, rest = description.partition(":")
+    if not sep or kind not in ("tcp", "tls", "ssl") or "\\" in rest:
+        return None
+    positional: list[str] = []
+    keywords: dict[str, str] = {}
+    for part in rest.split(":"):
+        key, equals, value = part.partition("=")
+        if not equals:
+            positional.append(part)
+        elif key in keywords:
+            return None
+        else:
+            keywords[key] = value
+    host = keywords.get("host", positional[0] if positional else "")
+    port = keywords.get("port", positional[1] if len(positional) > 1 else "")
+    if "host" in keywords and "port" not in keywords and positional:
+        port = positional[0]
+    if not host or not port.isdigit():
+        return None
+    return host.strip("[]").lower(), int(port)
+
+
+def _reaches(host: str, bound: str) -> bool:
+    """Whether connecting to C{host} reaches a listener bound on C{bound}."""
+    if host in ("localhost", "localhost."):
+        host = "127.0.0.1"
+    if host == bound.lower():
+        return True
+    return host.startswith(_WILDCARDS.get(bound, ()))
+
+
+def tokenWanted(description: str, listeners: list[tuple[str, int, bool]]) -> bool:
+    """
+    Whether the endpoint C{description} is one the daemon of C{listeners}
+    listens on with a token required: only then is a token found in its
+    token file sent there.
+    """
+    address = endpointAddress(description)
+    if address is None:
+        return False
+    host, port = address
+    return any(
+        token and port == boundPort and _reaches(host, boundHost)
+        for boundHost, boundPort, token in listeners
+    )
