@@ -10,6 +10,11 @@ opens; a keyword given twice is refused, where Twisted would silently keep
 the last.  Once listening, the address the kernel really bound is checked
 again: a listener that turns out to be plaintext TCP on a non-loopback
 address stops the daemon.
+
+TCP, TLS and UNIX listeners get a listen backlog of L{defaultBacklog}
+unless the string gives one (C{backlog=}): Twisted's 50 makes about one
+connect in 50 wait a second for the SYN to be sent again when many clients
+connect at once.
 """
 
 from __future__ import annotations
@@ -34,6 +39,37 @@ PLAINTEXT_TCP = frozenset({"tcp", "tcp6"})
 #: Where each kind takes its interface among the positional parameters
 #: (after the kind itself), as Twisted's parsers define them.
 _INTERFACE_POSITION = {"tcp": 2, "tcp6": 2, "ssl": 5}
+
+#: Where each kind takes its listen backlog among the positional
+#: parameters (after the kind itself), as Twisted's parsers define them.
+_BACKLOG_POSITION = {"tcp": 3, "tcp6": 2, "ssl": 6, "unix": 3}
+
+#: The largest listen backlog pycm asks for by default.
+MAX_DEFAULT_BACKLOG = 1024
+
+
+def defaultBacklog(somaxconn: str = "/proc/sys/net/core/somaxconn") -> int:
+    """
+    The listen backlog when the endpoint string gives none: the kernel's
+    C{net.core.somaxconn} (the most it grants), at most
+    L{MAX_DEFAULT_BACKLOG}.
+    """
+    try:
+        with open(somaxconn) as limit:
+            kernel = int(limit.read())
+    except (OSError, ValueError):
+        return MAX_DEFAULT_BACKLOG
+    return max(1, min(MAX_DEFAULT_BACKLOG, kernel))
+
+
+def givenBacklog(kind: str, args: list[str], kwargs: dict[str, str]) -> str | None:
+    """The backlog an endpoint string gives, by keyword or position."""
+    position = _BACKLOG_POSITION.get(kind)
+    if "backlog" in kwargs:
+        return kwargs["backlog"]
+    if position is not None and len(args) > position:
+        return args[position]
+    return None
 
 
 class InsecureListener(Exception):
@@ -122,14 +158,17 @@ class Listener:
 
     def endpoint(self, reactor: Any) -> Any:
         """The Twisted server endpoint to listen on."""
+        args, kwargs = splitEndpoint(self.description)
+        given = givenBacklog(self.kind, args, kwargs)
         if self.kind == "unix":
-            args, kwargs = splitEndpoint(self.description)
             address = kwargs.get("address", args[1] if len(args) > 1 else "")
-            backlog = int(kwargs.get("backlog", args[3] if len(args) > 3 else 50))
+            backlog = defaultBacklog() if given is None else int(given)
             lockfile = kwargs.get("lockfile", args[4] if len(args) > 4 else "1")
             return UNIXServerEndpoint(
                 reactor, address, backlog=backlog, mode=self.unixMode, wantPID=bool(int(lockfile))
             )
+        if given is None and self.kind in _BACKLOG_POSITION:
+            return serverFromString(reactor, f"{self.description}:backlog={defaultBacklog()}")
         return serverFromString(reactor, self.description)
 
 
