@@ -14,9 +14,15 @@ gets the reply to every line it sent; the server then closes.
 
 Connections cost descriptors and memory before they prove anything: until a
 connection on a listener that wants the token has authenticated, its lines
-are short and it is closed if it has not authenticated within a fixed time,
-and the daemon refuses connections to its TCP and TLS listeners beyond its
-cap at once.
+are short and it is closed if it has not authenticated within a fixed time.  The
+daemon's TCP and TLS listeners share a cap on connections: at the cap a new
+connection takes the place of the oldest one that has not authenticated
+yet (which is closed), so a client that authenticates promptly always gets
+in however many idle connections others hold; only when every connection
+has authenticated (or needs no token) is a new one refused at once.
+
+The info lines about single connections (opened, closed, closed by the
+daemon) are rate-limited and summarized (L{pycm.connectionlog}).
 
 Under legacy framing (L{pycm.legacyframing}) a pause after an unfinished
 line ends a request too, for the teaching client that sends no line end.
@@ -41,8 +47,10 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from pycm.commands import Daemon, Session, describeLine, handleLine
+from pycm.connectionlog import ConnectionLog
 from pycm.errors import InternalError, PycmError, TooLong, Unauthorized, Unavailable
 from pycm.legacyframing import PauseFraming
+from pycm.peers import peerGroup
 
 #: The longest request line accepted, in bytes, without its line end.
 DEFAULT_MAX_LINE_LENGTH = 65_536
@@ -55,6 +63,10 @@ PREAUTH_MAX_LINE_LENGTH = 4096
 #: Seconds a connection on a listener that wants the token has to
 #: authenticate, counted from when the daemon starts reading it.
 DEFAULT_AUTH_TIMEOUT = 30.0
+
+#: Seconds a connection closed to make room may take to send its ERR line
+#: before it is aborted (a client that does not read cannot keep it open).
+EVICTION_GRACE = 2.0
 
 #: How many bytes of EVENT lines may pile up for a client that does not
 #: read, beyond what the transport buffers itself, before it is dropped.
@@ -169,6 +181,12 @@ class PycmServerProtocol(LineReceiver):
     _framing: PauseFraming | None = None
     #: The write throttle is registered with the transport.
     _producing = False
+    #: The "connection from" line was logged (so its close is logged too).
+    _logged = False
+    #: Closed to make room for a new connection; aborts it if it lingers.
+    _evictionTimer: IDelayedCall | None = None
+    #: Who it comes from, while it waits for its C{auth} (L{pycm.peers}).
+    peerGroup = ""
 
     def connectionMade(self) -> None:
         factory = self.factory
@@ -200,11 +218,15 @@ class PycmServerProtocol(LineReceiver):
             # The deadline counts from when the daemon reads the connection;
             # nothing the client sends moves it.
             factory.daemon.whenReady(self._startAuthTimer)
-        self.log.info(
-            "connection from {peer} on {listener}",
-            peer=self._peer,
-            listener=factory.description,
-        )
+            if factory.capped:
+                factory.connectionLimit.waiting(self, peerGroup(self.transport))
+        self._logged = factory.connectionLimit.connectionLog.connections.allow()
+        if self._logged:
+            self.log.info(
+                "connection from {peer} on {listener}",
+                peer=self._peer,
+                listener=factory.description,
+            )
 
     def _abandon(self) -> None:
         """The daemon cannot serve (its backend failed to open): close at once."""
@@ -228,14 +250,20 @@ class PycmServerProtocol(LineReceiver):
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._lost = True
         self._stopAuthTimer()
+        timer, self._evictionTimer = self._evictionTimer, None
+        if timer is not None and timer.active():
+            timer.cancel()
         if self._framing is not None:
             self._framing.stop()
         self.factory.daemon.connections -= 1
-        self.factory.connectionLimit.released()
+        self.factory.connectionLimit.released(self)
         self.session.disconnected()
         discarded = _describeDiscarded(self._buffer)
         # Nothing more is served: let go of unread input at once.
         self._buffer = b""
+        if not self._logged:
+            # Counted in the summary when it opened.
+            return
         if discarded:
             # A client that sends no line end (or closes before its lines
             # are served) sees nothing: say so here.  Never the bytes
@@ -323,6 +351,41 @@ class PycmServerProtocol(LineReceiver):
         self._preAuth = False
         self._stopAuthTimer()
         self._setLineLimit()
+        self.factory.connectionLimit.settled(self)
+
+    def makeRoom(self, maximum: int) -> None:
+        """
+        Close this connection, which has not authenticated, to make room
+        for a new one at the cap: an C{ERR unavailable} line, then closed
+        (aborted if the client does not take the line within
+        L{EVICTION_GRACE} seconds).
+        """
+        self._stopAuthTimer()
+        self._logForcedClose(
+            f"{maximum} connections open and this one not authenticated: "
+            "making room for a new one (made room)"
+        )
+        self.clearLineBuffer()
+        self._events.clear()
+        error = Unavailable(
+            f"the daemon has {maximum} connections open, its limit, and this one "
+            "had not authenticated: closing it for a newer one"
+        )
+        self._write(encodeError(error))
+        self._flush()
+        if "write" in self._pauses:
+            # The client is not reading: the line would never go out.
+            self._close(abort=True)
+            return
+        self._close()
+        self._evictionTimer = self.factory.daemon.clock.callLater(
+            EVICTION_GRACE, self._abortEvicted
+        )
+
+    def _abortEvicted(self) -> None:
+        self._evictionTimer = None
+        if not self._lost:
+            getattr(self.transport, "abortConnection", self.transport.loseConnection)()
 
     # Legacy framing.
 
@@ -475,10 +538,16 @@ class PycmServerProtocol(LineReceiver):
             self._tooLong()
 
     def _logForcedClose(self, reason: str) -> None:
-        """Say why the daemon closes this connection (never what was sent)."""
-        self.log.info(
-            "closing the connection from {peer}: {reason}", peer=self._peer, reason=reason
-        )
+        """
+        Say why the daemon closes this connection (never what was sent);
+        beyond the log budget, counted for a summary under the short reason
+        in the last parentheses.
+        """
+        short = reason.rsplit("(", 1)[-1].rstrip(")") if reason.endswith(")") else reason
+        if self.factory.connectionLimit.connectionLog.forcedCloses.allow(short):
+            self.log.info(
+                "closing the connection from {peer}: {reason}", peer=self._peer, reason=reason
+            )
 
     def _crossProtocol(self) -> None:
         self._logForcedClose("an HTTP request (cross-protocol guard)")
@@ -662,10 +731,20 @@ class PycmServerProtocol(LineReceiver):
 class ConnectionLimit:
     """
     The most connections a daemon keeps open at once, shared by all its
-    listeners.  A connection beyond it on a TCP or TLS listener (with or
-    without the token) is refused at once; UNIX sockets and stdio are
-    counted but never refused, so that an operator can still get in during a
-    flood.
+    listeners.
+
+    At the cap, a new connection on a TCP or TLS listener takes the place of
+    the oldest connection on such a listener that has not authenticated yet
+    (that one gets C{ERR unavailable} and is closed): holding connections
+    without the token never keeps out a client that authenticates promptly.
+    The place is taken from the peer holding the most such connections (a
+    local user, told by the uid owning the peer socket, or a remote
+    address: L{pycm.peers}), its oldest first: a user who keeps reopening
+    connections as fast as they are closed displaces only their own.
+    Connections that have authenticated, or need no token, are never
+    closed for another; when they alone fill the cap, a new connection is
+    refused at once.  UNIX sockets and stdio are counted but never refused,
+    so that an operator can still get in during a flood.
 
     An episode of refusals is logged once as it starts and once as it ends.
     It ends only when the open connections fall below L{LOW_WATER} of the
@@ -674,6 +753,7 @@ class ConnectionLimit:
     an episode each.
 
     @ivar maximum: the cap, or None for none.
+    @ivar connectionLog: the budgets of the per-connection log lines.
     """
 
     log = Logger()
@@ -686,29 +766,72 @@ class ConnectionLimit:
     def __init__(self, daemon: Daemon, maximum: int | None = None) -> None:
         self._daemon = daemon
         self.maximum = maximum
+        self.connectionLog = ConnectionLog(daemon.clock)
         #: Connections refused in this episode (0: none is going on).
         self.refused = 0
         self._lastRefusal = 0.0
+        #: Capped connections not authenticated yet, by peer, oldest first.
+        self._waiting: dict[str, dict[PycmServerProtocol, int]] = {}
+        self._arrivals = 0
+        #: Connections closed to make room that are not gone yet.
+        self._leaving: set[PycmServerProtocol] = set()
+
+    def waiting(self, protocol: PycmServerProtocol, peer: str) -> None:
+        """A connection on a capped listener from C{peer} waits for its C{auth}."""
+        self._arrivals += 1
+        protocol.peerGroup = peer
+        self._waiting.setdefault(peer, {})[protocol] = self._arrivals
+
+    def settled(self, protocol: PycmServerProtocol) -> None:
+        """A waiting connection authenticated (or closed): it no longer waits."""
+        group = self._waiting.get(protocol.peerGroup)
+        if group is not None and group.pop(protocol, None) is not None and not group:
+            del self._waiting[protocol.peerGroup]
 
     def admit(self) -> bool:
-        """May one more connection be served?"""
-        if self.maximum is None or self._daemon.connections < self.maximum:
+        """
+        May one more connection be served?  At the cap, yes if the oldest
+        connection waiting for its C{auth} can make room.
+        """
+        if self.maximum is None or self._daemon.connections - len(self._leaving) < self.maximum:
+            return True
+        # Those leaving still hold a descriptor each: at most a cap's worth.
+        oldest = self._displaceable() if len(self._leaving) < self.maximum else None
+        if oldest is not None:
+            self.settled(oldest)
+            self._leaving.add(oldest)
+            oldest.makeRoom(self.maximum)
             return True
         now = self._daemon.clock.seconds()
         if self.refused and now - self._lastRefusal >= self.QUIET:
             self._endEpisode()
         if not self.refused:
             self.log.warn(
-                "{count} connections open, the most allowed (--max-connections): "
-                "refusing new ones",
+                "{count} connections open, the most allowed (--max-connections), "
+                "all of them authenticated or needing no token: refusing new ones",
                 count=self._daemon.connections,
             )
         self.refused += 1
         self._lastRefusal = now
         return False
 
-    def released(self) -> None:
+    def _displaceable(self) -> PycmServerProtocol | None:
+        """
+        The oldest waiting connection of the peer with the most of them
+        (of those with as many, the one waiting longest), or None.
+        """
+        if not self._waiting:
+            return None
+        group = max(
+            self._waiting.values(), key=lambda group: (len(group), -next(iter(group.values())))
+        )
+        return next(iter(group))
+
+    def released(self, protocol: PycmServerProtocol | None = None) -> None:
         """A connection closed: end an episode of refusals if it is over."""
+        if protocol is not None:
+            self.settled(protocol)
+            self._leaving.discard(protocol)
         if not self.refused or self.maximum is None:
             return
         connections = self._daemon.connections

@@ -7,6 +7,7 @@ deadline to authenticate, the daemon's cap on connections).
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -14,7 +15,51 @@ import time
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from .e2e import DEADLINE, LineClient, RealDaemon, waitFor
+from .e2e import DEADLINE, RealDaemon, waitFor
+
+
+def _openSockets(pid: int) -> int:
+    """How many sockets process C{pid} holds open, from /proc/PID/fd."""
+    count = 0
+    directory = f"/proc/{pid}/fd"
+    for name in os.listdir(directory):
+        try:
+            if os.readlink(os.path.join(directory, name)).startswith("socket:"):
+                count += 1
+        except OSError:
+            pass
+    return count
+
+
+#: A local user without the token: holds COUNT connections that never
+#: authenticate and opens a new one as soon as one is closed or refused,
+#: until its standard input closes; then prints how many it opened.
+_REFILLING_ATTACKER = """
+import selectors, socket, sys
+port, count = int(sys.argv[1]), int(sys.argv[2])
+selector = selectors.DefaultSelector()
+selector.register(sys.stdin, selectors.EVENT_READ)
+opened = 0
+while True:
+    while len(selector.get_map()) - 1 < count:
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.setblocking(False)
+        selector.register(sock, selectors.EVENT_READ)
+        opened += 1
+        if opened == count:
+            print("full", flush=True)
+    for key, _ in selector.select():
+        if key.fileobj is sys.stdin:
+            print(opened, flush=True)
+            sys.exit(0)
+        try:
+            data = key.fileobj.recv(65536)
+        except OSError:
+            data = b""
+        if not data or b"ERR unavailable" in data:
+            selector.unregister(key.fileobj)
+            key.fileobj.close()
+"""
 
 
 def _readUntilClosed(sock: socket.socket) -> bytes:
@@ -142,19 +187,22 @@ class UnauthenticatedBoundsE2ETests(SynchronousTestCase):
 
     def test_maxConnections(self) -> None:
         """
-        Connections beyond --max-connections are refused at once with an
-        ERR unavailable line, logged once for the episode; the UNIX socket
-        still lets the operator in; room made by a close is used again.
+        When the connections at --max-connections have all authenticated,
+        new ones are refused at once with an ERR unavailable line, logged
+        once for the episode; the UNIX socket still lets the operator in;
+        room made by a close is used again.
         """
         daemon = self.start("--max-connections", "3")
         held = [daemon.connect() for _ in range(3)]
-        self.assertEqual(held[0].ok("ping"), "pong")
+        for connection in held:
+            self.assertEqual(connection.ok(f"auth {self.token(daemon)}"), "authenticated")
         for _ in range(5):
             refused = daemon.connect()
             kind, (code, message) = refused.reply()
             self.assertEqual((kind, code), ("ERR", "unavailable"))
             self.assertIn("3 connections", message)
             waitFor(refused.isClosed, "the daemon to close a refused connection")
+        self.assertEqual(held[0].ok("ping"), "pong")
         operator = daemon.connect(unix=True)
         self.assertEqual(operator.ok("list"), [])
         self.assertEqual(daemon.log().count("refusing new ones"), 1)
@@ -164,12 +212,66 @@ class UnauthenticatedBoundsE2ETests(SynchronousTestCase):
                 "the end of the episode in the log")
         self.assertEqual(daemon.connect().ok(f"auth {self.token(daemon)}"), "authenticated")
 
+    def test_tokenHolderGetsInDuringRefillingFlood(self) -> None:
+        """
+        With --max-connections 10 and another local user without the token
+        holding every slot and reopening each connection the moment it is
+        closed, the real client with the token gets in every time over TCP
+        (the only listener by default): a newcomer takes the place of the
+        oldest connection of the user holding the most that have not
+        authenticated, so the attacker displaces only its own.  The daemon
+        never serves more than the cap; the sockets it holds are the cap's
+        and, for a turn or two, those it is closing (never more than the cap).
+        """
+        if os.getuid() != 0:
+            raise self.skipTest("needs root, to run the attacker as another user")
+        # A Python another user may run (the test's may sit under /root).
+        python = next(
+            (p for p in ("/usr/bin/python3", "/usr/local/bin/python3") if os.path.exists(p)),
+            None,
+        )
+        if python is None:
+            raise self.skipTest("no system python3 for the attacker")
+        daemon = self.start("--max-connections", "10")
+        token = self.token(daemon)
+        baseline = _openSockets(daemon.pid)
+        attacker = subprocess.Popen(
+            [python, "-c", _REFILLING_ATTACKER, str(daemon.port), "10"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, user=65534, cwd="/",
+        )
+        self.addCleanup(attacker.wait, DEADLINE)
+        self.addCleanup(attacker.kill)
+        assert attacker.stdout is not None and attacker.stdin is not None
+        self.assertEqual(attacker.stdout.readline(), b"full\n")
+        env = dict(
+            os.environ, PYCM_HOST=f"tcp:127.0.0.1:{daemon.port}", PYCM_TOKEN=token
+        )
+        most = 0
+        for attempt in range(20):
+            if attempt % 2:
+                result = daemon.pycm("ping", env=env)
+                self.assertEqual((result.returncode, result.stdout.strip()), (0, b"pong"),
+                                 result)
+            else:
+                client = daemon.connect()
+                self.assertEqual(client.ok(f"auth {token}"), "authenticated")
+                self.assertEqual(client.ok("ping"), "pong")
+                client.close()
+            most = max(most, _openSockets(daemon.pid) - baseline)
+        attacker.stdin.close()
+        opened = int(attacker.stdout.readline())
+        self.assertGreater(opened, 20)
+        self.assertLessEqual(most, 2 * 10, "sockets beyond the listeners' own")
+        self.assertIn("(made room)", daemon.log())
+
     def test_floodUnderLowFileLimit(self) -> None:
         """
         Under a hard limit of 512 open files, 600 connections that never
-        authenticate leave the daemon able to run a container: the default
-        cap (derived from the limit: 128) refuses the connections beyond it
-        at once, before they can take the descriptors a container needs.
+        authenticate leave the daemon able to run a container: at the
+        default cap (derived from the limit: 128) each newcomer takes the
+        place of the oldest that has not authenticated, so the daemon never
+        holds more than the cap, and the descriptors a container needs stay
+        free; the authenticated client keeps its place.
         """
         daemon = RealDaemon(self, backend="process", auth=True, fileLimit=512).start()
         client = daemon.connect()
@@ -179,15 +281,22 @@ class UnauthenticatedBoundsE2ETests(SynchronousTestCase):
             sock = socket.create_connection(("127.0.0.1", daemon.port), timeout=5)
             self.addCleanup(sock.close)
             sock.sendall(b"ping\n")
-            flood.append(LineClient(sock))
+            flood.append(sock)
         web = client.ok("run web host sleep 1000")
         self.assertEqual(web["state"], "running")
         self.assertEqual(client.ok("rm -f web")["name"], "web")
-        refused = 0
-        for connection in flood:
-            connection.sock.settimeout(5)
-            kind, value = connection.reply()
-            if kind == "ERR":
-                self.assertEqual(value[0], "unavailable")
-                refused += 1
-        self.assertEqual(refused, 600 - (128 - 1))
+        waitFor(lambda: client.ok("info")["connections"] == 128,
+                "the daemon to hold the cap's worth of connections")
+        closed = 0
+        for sock in flood:
+            sock.setblocking(False)
+            received = b""
+            try:
+                while chunk := sock.recv(65536):
+                    received += chunk
+                closed += 1
+                self.assertIn(b"ERR unavailable", received)
+            except BlockingIOError:
+                # Still open: one of the newest, which kept its place.
+                self.assertNotIn(b"ERR", received)
+        self.assertEqual(closed, 600 - (128 - 1))

@@ -235,6 +235,79 @@ class ForcedCloseTests(SynchronousTestCase):
         self.assertIn("slow subscriber", line)
 
 
+class ConnectionChurnLogTests(SynchronousTestCase):
+    """
+    Clients opening and closing connections as fast as they can leave a
+    bounded log: the per-connection lines are rate-limited on the daemon's
+    clock, and those not logged one by one are counted in a summary.
+    """
+
+    def setUp(self) -> None:
+        from pycm.protocol import ConnectionLimit
+
+        self.events = captureLog(self)
+        self.server = FakeServer(token=TOKEN)
+        self.limit = ConnectionLimit(self.server.daemon, 1000)
+
+    def connect(self) -> Any:
+        return self.server.connect(requireAuth=True, connectionLimit=self.limit)
+
+    def lines(self, text: str) -> list[str]:
+        return [formatEvent(e) for e in self.events if text in formatEvent(e)]
+
+    def test_churnBounded(self) -> None:
+        """
+        1,000 connections opened and closed within ten seconds log at most
+        the budget's burst plus its rate for that time of open/close pairs,
+        then one summary line with how many more there were.
+        """
+        budget = self.limit.connectionLog.connections
+        for _ in range(100):
+            for _ in range(10):
+                self.connect().protocol.connectionLost(connectionDone)
+            self.server.clock.advance(0.1)
+        opened = self.lines("connection from")
+        closed = [line for line in opened if line.endswith("closed")]
+        opened = [line for line in opened if " on " in line]
+        allowed = budget.burst + int(10 * budget.rate) + 1
+        self.assertLessEqual(len(opened), allowed)
+        self.assertGreaterEqual(len(opened), budget.burst)
+        self.assertEqual(len(closed), len(opened))
+        self.assertEqual(self.lines("not logged one by one"), [])
+        self.server.clock.advance(budget.interval)
+        [summary] = self.lines("not logged one by one")
+        self.assertIn(f"{1000 - len(opened)} more connections opened and closed", summary)
+        # Once quiet, connections are logged again one by one.
+        self.server.clock.advance(budget.burst / budget.rate)
+        self.connect()
+        self.assertEqual(len(self.lines(" on ")), len(opened) + 1)
+
+    def test_forcedClosesSummarized(self) -> None:
+        """
+        Forced closes (here: too_long before auth) beyond the budget are not
+        logged one by one, but never silently: a summary counts them by
+        reason.
+        """
+        budget = self.limit.connectionLog.forcedCloses
+        for _ in range(200):
+            self.connect().send("auth " + "x" * 5000 + "\n")
+        logged = self.lines("closing the connection from")
+        self.assertEqual(len(logged), budget.burst)
+        self.server.clock.advance(budget.interval)
+        [summary] = self.lines("connections closed by the daemon")
+        self.assertIn(f"{200 - budget.burst} more connections closed by the daemon", summary)
+        self.assertIn("too_long: ", summary)
+
+    def test_madeRoomLogged(self) -> None:
+        """A connection closed to make room at the cap is a logged forced close."""
+        self.limit.maximum = 1
+        first = self.connect()
+        self.connect()
+        [line] = self.lines("closing the connection from")
+        self.assertIn(first.protocol.session.peer, line)
+        self.assertIn("(made room)", line)
+
+
 class DebugRedactionTests(SynchronousTestCase):
     """At debug each request is logged redacted: no token, no option value."""
 

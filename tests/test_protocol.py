@@ -1191,6 +1191,134 @@ class ConnectionLimitTests(SynchronousTestCase):
         self.assertIn("1 refused", formatEvent(events[3]))
 
 
+class MakeRoomTests(SynchronousTestCase):
+    """
+    At the cap, a new connection takes the place of the oldest one that has
+    not authenticated, so holding connections without the token never
+    keeps out a client that has it.
+    """
+
+    TOKEN = "s3cret-token-value"
+
+    def setUp(self) -> None:
+        from pycm.protocol import ConnectionLimit
+
+        self.server = FakeServer(token=self.TOKEN)
+        self.limit = ConnectionLimit(self.server.daemon, 2)
+
+    def connect(
+        self, requireAuth: bool = True, capped: bool = True, peer: str = "192.168.1.1"
+    ) -> Any:
+        """A connection, or a refusal, from C{peer}: a FakeConnection either way."""
+        from twisted.internet.address import IPv4Address
+
+        from pycm.protocol import PycmServerFactory
+
+        from .helpers import FakeConnection
+
+        factory = PycmServerFactory(
+            self.server.daemon, requireAuth=requireAuth, connectionLimit=self.limit,
+            capped=capped,
+        )
+        protocol = factory.buildProtocol(None)
+        transport = StringTransport(peerAddress=IPv4Address("TCP", peer, 40000))
+        protocol.makeConnection(transport)
+        return FakeConnection(protocol, transport, self.server.clock)
+
+    def test_oldestUnauthenticatedMakesRoom(self) -> None:
+        """
+        With the cap full of connections that have not authenticated, a new
+        one is served: the oldest gets ERR unavailable and is closed; the
+        new one authenticates and is served; the next newcomer displaces the
+        next oldest that has not authenticated, never the authenticated one.
+        """
+        first, second = self.connect(), self.connect()
+        newcomer = self.connect()
+        [line] = first.transport.value().splitlines()
+        self.assertTrue(line.startswith(b"ERR unavailable "), line)
+        self.assertIn(b"not authenticated", line)
+        self.assertTrue(first.transport.disconnecting)
+        self.assertFalse(second.transport.disconnecting)
+        newcomer.send(f"auth {self.TOKEN}\nping\n")
+        self.assertEqual(newcomer.lines(), [b'OK "authenticated"', b'OK "pong"'])
+        first.protocol.connectionLost()
+        self.assertEqual(self.server.daemon.connections, 2)
+        later = self.connect()
+        self.assertTrue(second.transport.disconnecting)
+        self.assertFalse(newcomer.transport.disconnecting)
+        later.send("ping\n")
+        self.assertEqual(later.lines(), [b'OK "pong"'])
+
+    def test_placeTakenFromTheBusiestPeer(self) -> None:
+        """
+        The place is taken from the peer holding the most connections that
+        have not authenticated, its oldest first: a peer reopening
+        connections as fast as they are closed displaces only its own, never
+        an older connection of another peer that holds fewer.
+        """
+        self.limit.maximum = 4
+        client = self.connect(peer="10.0.0.2")
+        attacker = [self.connect(peer="10.0.0.9") for _ in range(3)]
+        for _ in range(20):
+            attacker.append(self.connect(peer="10.0.0.9"))
+            displaced = attacker.pop(0)
+            self.assertTrue(displaced.transport.disconnecting)
+            displaced.protocol.connectionLost()
+        self.assertFalse(client.transport.disconnecting)
+        client.send(f"auth {self.TOKEN}\n")
+        self.assertEqual(client.lines(), [b'OK "authenticated"'])
+
+    def test_authenticatedAloneAreRefused(self) -> None:
+        """
+        When every connection at the cap has authenticated, or needs no
+        token (a --no-auth TCP listener), a new one is refused as before and
+        no connection is closed for it.
+        """
+        authenticated = self.connect()
+        authenticated.send(f"auth {self.TOKEN}\n")
+        noAuth = self.connect(requireAuth=False)
+        refused = self.connect()
+        self.assertTrue(refused.transport.value().startswith(b"ERR unavailable "))
+        self.assertTrue(refused.transport.disconnecting)
+        self.assertFalse(authenticated.transport.disconnecting)
+        self.assertFalse(noAuth.transport.disconnecting)
+        self.assertEqual(self.limit.refused, 1)
+
+    def test_uncappedNeverMakeRoom(self) -> None:
+        """
+        A connection on an uncapped listener (a UNIX socket) is never closed
+        for a newcomer, even before auth.
+        """
+        unix = self.connect(capped=False)
+        self.connect(requireAuth=False)
+        refused = self.connect()
+        self.assertTrue(refused.transport.value().startswith(b"ERR unavailable "))
+        self.assertFalse(unix.transport.disconnecting)
+
+    def test_lingeringAborted(self) -> None:
+        """
+        A displaced connection whose client does not take its ERR line is
+        aborted after EVICTION_GRACE seconds; until it is gone it counts
+        against a bound of one cap's worth of leaving connections, beyond
+        which newcomers are refused.
+        """
+        from pycm.protocol import EVICTION_GRACE
+
+        aborted: list[int] = []
+        held = [self.connect(), self.connect()]
+        for index, connection in enumerate(held):
+            connection.transport.abortConnection = lambda index=index: aborted.append(index)
+        self.connect()
+        self.connect()
+        # Both held ones are leaving (their close never finishes here): the
+        # two newcomers are served, the next is refused.
+        self.assertEqual(self.server.daemon.connections, 4)
+        refused = self.connect()
+        self.assertTrue(refused.transport.value().startswith(b"ERR unavailable "))
+        self.server.clock.advance(EVICTION_GRACE)
+        self.assertEqual(aborted, [0, 1])
+
+
 class CloseTests(SynchronousTestCase):
     """Every close the server makes finishes, whatever the write throttle did."""
 
@@ -1621,3 +1749,101 @@ class PeerTests(SynchronousTestCase):
             (PipeAddress(), "stdio"),
         ]:
             self.assertEqual(describePeer(StringTransport(peerAddress=address)), described)
+
+
+class ListenerBacklogTests(SynchronousTestCase):
+    """
+    TCP, TLS and UNIX listeners get a listen backlog of min(1024,
+    somaxconn) unless the endpoint string gives one (Twisted's 50 makes
+    about one connect in 50 wait a second when many clients connect at once).
+    """
+
+    def listen(self, description: str) -> Any:
+        from twisted.internet.protocol import Factory
+        from twisted.internet.testing import MemoryReactor
+
+        from pycm.listeners import classifyListener
+
+        reactor = MemoryReactor()
+        listener = classifyListener(description, noAuth=False)
+        listener.endpoint(reactor).listen(Factory())
+        return reactor
+
+    def test_defaultBacklog(self) -> None:
+        """Without backlog= a TCP or UNIX listener asks for the larger default."""
+        from pycm.listeners import defaultBacklog
+
+        expected = defaultBacklog()
+        self.assertGreater(expected, 50)
+        self.assertEqual(self.listen("tcp:0:interface=127.0.0.1").tcpServers[0][2], expected)
+        self.assertEqual(self.listen("tcp6:0:interface=\\:\\:1").tcpServers[0][2], expected)
+        path = self.mktemp()
+        self.assertEqual(self.listen(f"unix:{path}").unixServers[0][2], expected)
+
+    def test_givenBacklogKept(self) -> None:
+        """A backlog the operator gives, by keyword or position, is kept."""
+        self.assertEqual(
+            self.listen("tcp:0:interface=127.0.0.1:backlog=7").tcpServers[0][2], 7
+        )
+        self.assertEqual(self.listen("tcp:0:127.0.0.1:9").tcpServers[0][2], 9)
+        path = self.mktemp()
+        self.assertEqual(self.listen(f"unix:{path}:mode=600:backlog=5").unixServers[0][2], 5)
+
+    def test_backlogFromKernel(self) -> None:
+        """The default is somaxconn when lower than 1024, 1024 when higher."""
+        from pycm.listeners import defaultBacklog
+
+        low, high, broken = self.mktemp(), self.mktemp(), self.mktemp()
+        for path, text in ((low, "128\n"), (high, "4096\n"), (broken, "x")):
+            with open(path, "w") as file:
+                file.write(text)
+        self.assertEqual(defaultBacklog(low), 128)
+        self.assertEqual(defaultBacklog(high), 1024)
+        self.assertEqual(defaultBacklog(broken), 1024)
+        self.assertEqual(defaultBacklog(self.mktemp()), 1024)
+
+
+class PeerGroupTests(SynchronousTestCase):
+    """
+    Who a TCP connection comes from: the uid owning a loopback peer's socket
+    (asked of the kernel, as ss -e does), else the peer's address.  Real
+    sockets on loopback: the kernel is what is being asked.
+    """
+
+    def connected(self, family: int = 0) -> tuple[Any, Any]:
+        """A loopback TCP connection: the accepted end and its peer's address."""
+        import socket
+
+        family = family or socket.AF_INET
+        host = "127.0.0.1" if family == socket.AF_INET else "::1"
+        server = socket.socket(family)
+        self.addCleanup(server.close)
+        server.bind((host, 0))
+        server.listen()
+        client = socket.create_connection(server.getsockname()[:2])
+        self.addCleanup(client.close)
+        accepted, peer = server.accept()
+        self.addCleanup(accepted.close)
+        return accepted, peer
+
+    def test_ownUID(self) -> None:
+        """A loopback peer of this process is this process's uid, IPv4 and IPv6."""
+        import os
+        import socket
+
+        from pycm.peers import loopbackPeerUID
+
+        for family in (socket.AF_INET, socket.AF_INET6):
+            accepted, peer = self.connected(family)
+            uid = loopbackPeerUID(peer[:2], accepted.getsockname()[:2])
+            self.assertEqual(uid, os.getuid())
+
+    def test_notLoopback(self) -> None:
+        """A remote peer is told by its address; the kernel is not asked."""
+        from twisted.internet.address import IPv4Address
+
+        from pycm.peers import loopbackPeerUID, peerGroup
+
+        self.assertIsNone(loopbackPeerUID(("192.0.2.7", 4000), ("192.0.2.1", 8080)))
+        transport = StringTransport(peerAddress=IPv4Address("TCP", "192.0.2.7", 4000))
+        self.assertEqual(peerGroup(transport), "host:192.0.2.7")
