@@ -757,7 +757,11 @@ def useReactor(options: Options, environ: Mapping[str, str]) -> bool:
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """The C{pycm} console script."""
     try:
-        _main(argv)
+        try:
+            _main(argv)
+        finally:
+            # Here, not at exit: a reader gone is seen by the handler below.
+            sys.stdout.flush()
     except BrokenPipeError:
         _readerGone()
 
