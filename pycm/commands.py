@@ -154,6 +154,9 @@ class Session:
         self.failedAuth = 0
         #: Whether a request was refused for want of C{auth} (logged once).
         self.refusedUnauthenticated = False
+        #: May an auth line (a wrong token, a refusal) be logged now?  The
+        #: protocol shares a budget among connections (L{pycm.connectionlog}).
+        self.mayLog: Callable[[str], bool] = lambda reason: True
         #: Names with a C{logs --follow} asked for (set up or not yet).
         self.following: set[str] = set()
         self.follows: dict[str, LogFollow] = {}
@@ -230,7 +233,7 @@ class Session:
         The error for a command sent before C{auth}; the first on this
         connection is logged at info (the client may not be reading).
         """
-        if not self.refusedUnauthenticated:
+        if not self.refusedUnauthenticated and self.mayLog("not authenticated"):
             self.refusedUnauthenticated = True
             self.log.info(
                 "{peer}: '{command}' refused: not authenticated (auth TOKEN first); "
@@ -878,12 +881,13 @@ def auth(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> A
         return "authenticated"
     session.failedAuth += 1
     # Never the token tried: it may be a real one, one character off.
-    session.log.info(
-        "{peer}: wrong token (failed auth attempt {count} of {limit})",
-        peer=session.peer or "-",
-        count=session.failedAuth,
-        limit=MAX_FAILED_AUTH,
-    )
+    if session.mayLog("wrong token"):
+        session.log.info(
+            "{peer}: wrong token (failed auth attempt {count} of {limit})",
+            peer=session.peer or "-",
+            count=session.failedAuth,
+            limit=MAX_FAILED_AUTH,
+        )
     if session.failedAuth >= MAX_FAILED_AUTH:
         session.close(f"{MAX_FAILED_AUTH} failed auth attempts")
         raise Unauthorized("wrong token; too many tries, closing the connection")

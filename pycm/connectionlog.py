@@ -3,8 +3,9 @@ Log lines about single connections, bounded: a client that opens and closes
 connections as fast as it can must not fill the disk with the daemon's log.
 
 Each kind of line (connections opened and closed; connections the daemon
-closed itself) has a token bucket on the daemon's clock: a burst of
-L{LogBudget.burst} lines, then L{LogBudget.rate} a second.  Lines beyond it
+closed itself; wrong tokens and requests refused before C{auth}) has a
+token bucket on the daemon's clock: a burst of L{LogBudget.burst} lines,
+then L{LogBudget.rate} a second.  Lines beyond it
 are not dropped silently: they are counted, and one summary line says how
 many there were, L{LogBudget.interval} seconds after the first of them.
 """
@@ -97,6 +98,12 @@ class ConnectionLog:
         self.forcedCloses = LogBudget(
             clock,
             "{count} more connections closed by the daemon in the last {seconds:g} seconds "
+            "({reasons}; not logged one by one)",
+            **budget,
+        )
+        self.authFailures = LogBudget(
+            clock,
+            "{count} more requests refused before auth in the last {seconds:g} seconds "
             "({reasons}; not logged one by one)",
             **budget,
         )

@@ -199,6 +199,7 @@ class PycmServerProtocol(LineReceiver):
             factory.requireAuth,
             peer=self._peer,
         )
+        self.session.mayLog = factory.connectionLimit.connectionLog.authFailures.allow
         self._preAuth = not self.session.authenticated
         self._setLineLimit()
         self._pauses: set[str] = set()

@@ -298,6 +298,25 @@ class ConnectionChurnLogTests(SynchronousTestCase):
         self.assertIn(f"{200 - budget.burst} more connections closed by the daemon", summary)
         self.assertIn("too_long: ", summary)
 
+    def test_authFailuresSummarized(self) -> None:
+        """
+        Wrong tokens and requests refused before auth, from connection after
+        connection, are logged up to the budget, then summarized by kind.
+        """
+        budget = self.limit.connectionLog.authFailures
+        for _ in range(100):
+            connection = self.connect()
+            connection.send(f"auth {WRONG}\nlist\n")
+            connection.protocol.connectionLost(connectionDone)
+        logged = self.lines("wrong token") + self.lines("refused: not authenticated")
+        self.assertEqual(len(logged), budget.burst)
+        self.server.clock.advance(budget.interval)
+        [summary] = self.lines("refused before auth")
+        self.assertIn(f"{200 - budget.burst} more requests refused before auth", summary)
+        self.assertIn("wrong token: ", summary)
+        self.assertIn("not authenticated: ", summary)
+        assertNeverLogged(self, self.events, WRONG)
+
     def test_madeRoomLogged(self) -> None:
         """A connection closed to make room at the cap is a logged forced close."""
         self.limit.maximum = 1
