@@ -27,6 +27,9 @@ a backend and how to express a few commands on it.  It has:
   - C{busyCommand} (optional): a command that keeps one CPU busy until
     signalled, or None (the C{stats} CPU test skips).
   - C{echoCommand(text)}: writes C{text} as one stdout line, then exits 0.
+  - C{logTimeResolution} (optional, seconds): how far apart two log lines
+    must be written to get different times (default 0.1; Podman's are
+    whole seconds).
   - C{delayedEchoCommand(text)}: the same, after about one second.
   - C{signalledExitCodes(signum)}: the exit codes a run killed by C{signum}
     may report (the contract says C{-signum}).
@@ -793,7 +796,8 @@ def make_backend_tests(fixture: BackendFixture) -> type[TestCase]:
             spec = self.spec("logssince", fixture.echoCommand("first"))
             yield self.runContainer(spec)
             yield self.waitFor(spec.name, WaitCondition.NOT_RUNNING)
-            yield self.sleep(0.1)
+            # Far enough apart that the two lines' times differ.
+            yield self.sleep(getattr(fixture, "logTimeResolution", 0.1))
             yield self.settle(self.backend.start(spec.name))
             yield self.eventsUntil(lambda _: self.count(spec.name, Action.DIE) == 2)
             lines = yield self.settle(self.backend.logs(spec.name, None))

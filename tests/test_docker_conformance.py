@@ -26,6 +26,9 @@ class DockerFixture(ReactorFixture):
     ignoreTermCommand = ("sh", "-c", "trap '' TERM; sleep 1000")
     badCommand = ("pycm-no-such-executable",)
     busyCommand = ("sh", "-c", "while :; do :; done")
+    #: Podman 4.3 gives log lines whole-second times (dockerd, nanoseconds):
+    #: two lines a second apart have different ones on both.
+    logTimeResolution = 1.1
 
     def __init__(self) -> None:
         super().__init__(reactor)  # type: ignore[arg-type]
