@@ -1847,3 +1847,49 @@ class PeerGroupTests(SynchronousTestCase):
         self.assertIsNone(loopbackPeerUID(("192.0.2.7", 4000), ("192.0.2.1", 8080)))
         transport = StringTransport(peerAddress=IPv4Address("TCP", "192.0.2.7", 4000))
         self.assertEqual(peerGroup(transport), "host:192.0.2.7")
+
+
+class AcceptsPerTurnTests(SynchronousTestCase):
+    """A listener accepts a bounded number of connections in one reactor turn."""
+
+    def test_burstSpreadOverTurns(self) -> None:
+        """
+        With 50 connects waiting, one turn of a real TCP port (its C{doRead})
+        accepts at most L{MAX_ACCEPTS_PER_TURN}, however long the burst
+        lasts (Twisted's own count starts at 100 and grows by 20 a turn),
+        so other clients' requests are read between the turns.
+        """
+        import socket
+
+        from twisted.internet import reactor
+        from twisted.internet.protocol import Factory, Protocol
+
+        from pycm.listeners import MAX_ACCEPTS_PER_TURN, capAccepts
+
+        built: list[Protocol] = []
+
+        class Counting(Factory):
+            def buildProtocol(self, addr: Any) -> Protocol:
+                protocol = Protocol()
+                built.append(protocol)
+                return protocol
+
+        port = reactor.listenTCP(0, Counting(), backlog=128, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        port.stopReading()  # this test turns it by hand
+        capAccepts(port)
+        clients = []
+        for _ in range(50):
+            client = socket.create_connection(("127.0.0.1", port.getHost().port))
+            self.addCleanup(client.close)
+            clients.append(client)
+        turns = 0
+        while len(built) < 50 and turns < 50:
+            before = len(built)
+            port.doRead()
+            turns += 1
+            self.assertLessEqual(len(built) - before, MAX_ACCEPTS_PER_TURN)
+        self.assertEqual(len(built), 50)
+        self.assertGreaterEqual(turns, 50 // MAX_ACCEPTS_PER_TURN)
+        for protocol in built:
+            protocol.transport.abortConnection()  # type: ignore[union-attr]
