@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import signal
 from collections.abc import Callable, MutableMapping
 from typing import Any
 
@@ -49,6 +50,7 @@ class StartupReport:
         stderr: int | None = None,
         twistdConfig: MutableMapping[str, Any] | None = None,
         atExit: Callable[[Callable[[], None]], object] = atexit.register,
+        kill: Callable[[int, int], None] = os.kill,
     ) -> None:
         """
         @param stderr: a descriptor of the terminal's stderr, taken before
@@ -56,10 +58,13 @@ class StartupReport:
         @param twistdConfig: twistd's own options (the parent of pycm's
             options): where its status pipe and pidfile are.
         @param atExit: registers what runs at interpreter exit.
+        @param kill: C{os.kill}, to die of a signal caught before the
+            reactor runs.
         """
         self._stderr = stderr
         self._config = twistdConfig
         self._atExit = atExit
+        self._kill = kill
         self._statusPipe: int | None = None
         self.outcome: str | None = None
 
@@ -88,6 +93,17 @@ class StartupReport:
             self._statusPipe = self._config.pop("statusPipe", None)
             if self._statusPipe is not None:
                 self._atExit(self._exitedUnready)
+                # Until the reactor runs and takes them over (a stop then
+                # goes through stopService), these signals would kill the
+                # daemon at once, leaving twistd's parent waiting for ever.
+                for signum in (signal.SIGTERM, signal.SIGINT):
+                    signal.signal(signum, self._signalledEarly)
+
+    def _signalledEarly(self, signum: int, frame: object) -> None:
+        """Stopped before the reactor ran: say so, then die of the signal."""
+        self.failed("pycm was stopped before it was ready")
+        signal.signal(signum, signal.SIG_DFL)
+        self._kill(os.getpid(), signum)
 
     def _exitedUnready(self) -> None:
         """

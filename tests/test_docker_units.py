@@ -842,6 +842,25 @@ class PullProgressTests(SynchronousTestCase):
 class LogsSinceTests(SynchronousTestCase):
     """C{logs} with C{since}, on a stubbed engine."""
 
+    def test_engineAskedNoLaterThanTheLine(self) -> None:
+        """
+        The engine's C{since} for a line's own time is never after that
+        line's nanosecond stamp (a float near today's epoch is exact to a
+        quarter microsecond: C{.9f} of it rounded this stamp up by 16 ns,
+        and the engine left the line out).
+        """
+        from decimal import Decimal
+
+        from pycm.backends.docker import engineSince
+        from pycm.model import parseTime
+
+        stamp = "2026-11-30T17:27:13.273646100Z"
+        exact = Decimal(1796059633) + Decimal("0.273646100")
+        since = parseTime(stamp)
+        assert since is not None
+        self.assertLessEqual(Decimal(engineSince(since)), exact)
+        self.assertGreater(Decimal(engineSince(since)), exact - Decimal("0.000002"))
+
     def test_since(self) -> None:
         """
         The engine is asked for every line since then (its tail comes
@@ -849,7 +868,7 @@ class LogsSinceTests(SynchronousTestCase):
         """
         from twisted.internet.defer import succeed
 
-        from pycm.backends.docker import DockerBackend
+        from pycm.backends.docker import DockerBackend, engineSince
         from pycm.model import parseTime
 
         stamps = ["2026-11-30T10:00:00.000000000Z", "2026-11-30T10:00:01.000000000Z",
@@ -873,7 +892,8 @@ class LogsSinceTests(SynchronousTestCase):
         since = parseTime(stamps[1])
         lines = self.successResultOf(backend._readLogs("cid", 1, since))
         self.assertEqual([line.line for _, line in lines], ["line 2"])
-        self.assertEqual((asked[-1]["tail"], float(asked[-1]["since"])), ("all", since))
+        # A microsecond early (see test_engineAskedNoLaterThanTheLine).
+        self.assertEqual((asked[-1]["tail"], asked[-1]["since"]), ("all", engineSince(since)))
         lines = self.successResultOf(backend._readLogs("cid", None, since))
         self.assertEqual([line.line for _, line in lines], ["line 1", "line 2"])
         lines = self.successResultOf(backend._readLogs("cid", 5))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import stat
 from typing import Any
 
@@ -415,7 +416,11 @@ class StartupReportTests(SynchronousTestCase):
             f.write(str(os.getpid()))
         self.config: dict[str, object] = {"statusPipe": status, "pidfile": self.pidfile}
         self.atExit: list[object] = []
-        self.report = StartupReport(stderr, self.config, self.atExit.append)
+        self.kills: list[tuple[int, int]] = []
+        self.report = StartupReport(stderr, self.config, self.atExit.append,
+                                    kill=lambda pid, signum: self.kills.append((pid, signum)))
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            self.addCleanup(signal.signal, signum, signal.getsignal(signum))
 
     def read(self, fd: int) -> bytes:
         """Everything written to a pipe whose every writer is closed."""
@@ -423,6 +428,24 @@ class StartupReportTests(SynchronousTestCase):
         while chunk := os.read(fd, 4096):
             chunks.append(chunk)
         return b"".join(chunks)
+
+    def test_signalBeforeTheReactor(self) -> None:
+        """
+        SIGTERM after the fork but before the reactor runs (and takes the
+        signals over) is told as a stop before ready, the pidfile removed;
+        then the daemon dies of that signal.  Before, it died at once and
+        twistd's parent waited for ever.
+        """
+        self.report.daemonized()
+        handler = signal.getsignal(signal.SIGTERM)
+        self.assertTrue(callable(handler))
+        handler(signal.SIGTERM, None)  # type: ignore[operator]
+        self.assertEqual(self.report.outcome, "failed")
+        self.assertEqual(self.read(self.statusRead)[:2], b"1 ")
+        self.assertIn(b"stopped before it was ready", self.read(self.stderrRead))
+        self.assertFalse(os.path.exists(self.pidfile))
+        self.assertEqual(self.kills, [(os.getpid(), signal.SIGTERM)])
+        self.assertIs(signal.getsignal(signal.SIGTERM), signal.SIG_DFL)
 
     def test_takesTheStatusPipe(self) -> None:
         """Once daemonized, twistd no longer has a status pipe to answer."""

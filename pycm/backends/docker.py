@@ -1224,7 +1224,7 @@ class DockerBackend:
         if since is not None:
             # The engine takes its tail before its since: ask for every line
             # since then, and keep the last C{tail} here.
-            params["since"] = f"{since:.9f}"
+            params["since"] = engineSince(since)
             params["tail"] = "all"
         _, body = yield self.engine.request(
             "GET", f"/containers/{cid}/logs", params, raw=True
@@ -1283,7 +1283,7 @@ class DockerBackend:
         else:
             params["tail"] = 0 if tail == 0 else "all"
             if since is not None:
-                params["since"] = f"{since:.9f}"
+                params["since"] = engineSince(since)
         state = {"skip": skip}
 
         def lineReceived(stream: str, ts: str | None, text: str) -> None:
@@ -1472,3 +1472,14 @@ def _exited(container: Container, result: Any, signals: Any) -> Container:
 
 
 __all__ = ["CAPABILITIES", "OPTIONS", "DockerBackend", "makeBackend"]
+
+
+def engineSince(since: float) -> str:
+    """
+    The engine's C{since} for lines at or after C{since}, a microsecond
+    early: near today's epoch a float is exact to a quarter of one, so the
+    nanosecond time of the very line C{since} came from could fall just
+    before it and be left out.  The lines kept are then cut here, on the
+    same floats.
+    """
+    return f"{max(since - 1e-6, 0.0):.9f}"
