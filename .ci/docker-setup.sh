@@ -173,14 +173,10 @@ _pycm_static_busybox() {
     return 1
 }
 
-# pycm_docker_build_image DIR HOST TAG: docker import a busybox root fs.
-pycm_docker_build_image() {
-    local dir=$1 host=$2 tag=$3 bb root applet
-    bb=$(_pycm_static_busybox) || {
-        _pycm_log "no statically linked busybox (apt-get install busybox-static)"
-        return 1
-    }
-    root="$dir/rootfs"
+# _pycm_busybox_rootfs BUSYBOX ROOT: a root fs of a static busybox, its
+# applets linked to it (never busybox to itself), for docker and podman import.
+_pycm_busybox_rootfs() {
+    local bb=$1 root=$2 applet
     rm -rf "$root"
     mkdir -p "$root/bin" "$root/tmp" "$root/etc" "$root/proc" "$root/sys" "$root/dev"
     cp "$bb" "$root/bin/busybox"
@@ -189,6 +185,17 @@ pycm_docker_build_image() {
     done
     echo "root:x:0:0:root:/:/bin/sh" >"$root/etc/passwd"
     echo "root:x:0:" >"$root/etc/group"
+}
+
+# pycm_docker_build_image DIR HOST TAG: docker import a busybox root fs.
+pycm_docker_build_image() {
+    local dir=$1 host=$2 tag=$3 bb root
+    bb=$(_pycm_static_busybox) || {
+        _pycm_log "no statically linked busybox (apt-get install busybox-static)"
+        return 1
+    }
+    root="$dir/rootfs"
+    _pycm_busybox_rootfs "$bb" "$root"
     tar -C "$root" -c . | timeout -k 5 120 docker -H "$host" import \
         -c 'ENV PATH=/bin' -c 'CMD ["sh"]' - "$tag" >/dev/null
     rm -rf "$root"

@@ -134,20 +134,13 @@ pycm_podman_start_service() {
 # pycm_podman_build_image DIR TAG: podman import a busybox root fs (the
 # same image as pycm_docker_build_image's).
 pycm_podman_build_image() {
-    local dir=$1 tag=$2 bb root applet
+    local dir=$1 tag=$2 bb root
     bb=$(_pycm_static_busybox) || {
         _pycm_podman_log "no statically linked busybox (apt-get install busybox-static)"
         return 1
     }
     root="$dir/rootfs"
-    rm -rf "$root"
-    mkdir -p "$root/bin" "$root/tmp" "$root/etc" "$root/proc" "$root/sys" "$root/dev"
-    cp "$bb" "$root/bin/busybox"
-    for applet in $("$bb" --list); do
-        [ "$applet" = busybox ] || ln -sf busybox "$root/bin/$applet"
-    done
-    echo "root:x:0:0:root:/:/bin/sh" >"$root/etc/passwd"
-    echo "root:x:0:" >"$root/etc/group"
+    _pycm_busybox_rootfs "$bb" "$root"
     _pycm_podman_cmd "$dir"
     tar -C "$root" -c . | timeout -k 5 120 "${_pycm_podman_argv[@]}" import -q \
         -c 'ENV PATH=/bin' -c 'CMD ["sh"]' - "$tag" >/dev/null || {
