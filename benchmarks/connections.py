@@ -39,7 +39,7 @@ from benchmarks.report import Report
 SECTION = "connections"
 
 #: The most an unauthenticated connection may hold: an unfinished line of
-#: pycm.protocol.PREAUTH_MAX_LINE_LENGTH bytes (one more is refused).
+#: pycm.daemon.protocol.PREAUTH_MAX_LINE_LENGTH bytes (one more is refused).
 PREAUTH_BYTES = 4096
 
 

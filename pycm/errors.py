@@ -3,7 +3,7 @@ One exception per protocol error code.
 
 Everything below the protocol fails with one of these; the protocol turns
 them into ``ERR <code> <message>`` lines in exactly one place
-(L{pycm.protocol}).  Any other exception reaching the protocol is a bug and
+(L{pycm.daemon.protocol}).  Any other exception reaching the protocol is a bug and
 is reported as C{internal}.
 """
 

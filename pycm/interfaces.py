@@ -4,7 +4,7 @@ The seams of pycm, as zope interfaces.
 L{IContainerBackend} is the one the daemon drives: the command table calls
 it and nothing above it knows which backend it is.  The others are the
 seams inside the supervising backends (memory and process), which share one
-lifecycle engine (L{pycm.backends.supervisor}) and differ only in how a run
+lifecycle engine (L{pycm.backends.supervisor.backend}) and differ only in how a run
 is started, where logs go and where records are kept.
 
 Every method that returns a Deferred fails only by errback, with a

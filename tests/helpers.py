@@ -12,9 +12,9 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
 from pycm.backends.memory import MemoryBackend
-from pycm.commands import Daemon
-from pycm.events import EventLog
-from pycm.protocol import PycmServerFactory, PycmServerProtocol
+from pycm.daemon.eventlog import EventLog
+from pycm.daemon.protocol import PycmServerFactory, PycmServerProtocol
+from pycm.daemon.session import Daemon
 
 
 class FakeServer:

@@ -1,5 +1,6 @@
 """
-Tests for L{pycm.cgroups} (on fake cgroup trees) and L{pycm.procfs}.
+Tests for L{pycm.backends.process.cgroups} (on fake cgroup trees) and
+L{pycm.backends.process.procfs}.
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ import subprocess
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pycm import procfs
-from pycm.cgroups import (
+from pycm.backends.process import procfs
+from pycm.backends.process.cgroups import (
     CPU_PERIOD,
     NO_CGROUPS,
     Cgroups,

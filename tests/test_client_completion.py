@@ -12,8 +12,8 @@ import threading
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pycm import commands
 from pycm.client import cli, completion
+from pycm.daemon import commands
 
 from .test_client_cli import options
 

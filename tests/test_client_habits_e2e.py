@@ -18,7 +18,7 @@ import time
 
 from twisted.trial.unittest import SkipTest, TestCase
 
-from pycm import commands
+from pycm.daemon import commands
 
 from .e2e import DEADLINE, RealDaemon, Terminal, pycmCommand
 

@@ -424,8 +424,8 @@ class ShellTests(SynchronousTestCase):
 
     def test_commandsFromTable(self) -> None:
         """The command words Tab knows are those of the daemon's table."""
-        from pycm import commands
         from pycm.client import shell
+        from pycm.daemon import commands
 
         self.assertEqual(list(shell.COMMANDS), sorted(commands.COMMANDS))
         self.assertIn("--since", shell.valueOptions("logs"))

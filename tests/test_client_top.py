@@ -23,7 +23,7 @@ from pycm.client import format as fmt
 from pycm.client.protocol import ClientProtocol
 from pycm.client.stats import binarySize, decimalSize, statsTable, streamStats
 from pycm.client.top import DOWN_ARROW, TopView, bar, sparkline
-from pycm.protocol import PycmServerFactory
+from pycm.daemon.protocol import PycmServerFactory
 from tests.helpers import FakeServer
 
 MiB = 2**20

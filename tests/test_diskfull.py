@@ -12,12 +12,12 @@ from twisted.logger import Logger
 from twisted.trial.unittest import SynchronousTestCase
 
 from pycm.backends.memory import MemoryBackend
-from pycm.backends.recordwriter import RETRY_INTERVAL, RecordWriter
+from pycm.backends.process.logfiles import FileLogStore
+from pycm.backends.supervisor.recordwriter import RETRY_INTERVAL, RecordWriter
 from pycm.client import format as fmt
-from pycm.commands import Daemon
-from pycm.events import EventLog
-from pycm.logfiles import FileLogStore
-from pycm.protocol import PycmServerFactory, PycmServerProtocol
+from pycm.daemon.eventlog import EventLog
+from pycm.daemon.protocol import PycmServerFactory, PycmServerProtocol
+from pycm.daemon.session import Daemon
 from tests.helpers import FakeConnection
 from tests.test_events import FlakyStore
 from tests.test_logfiles import FakeDisk

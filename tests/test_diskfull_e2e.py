@@ -18,7 +18,7 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pycm.events import MARK_STEP
+from pycm.daemon.eventlog import MARK_STEP
 from tests.e2e import LineClient, RealDaemon, waitFor
 
 #: The size of the state directory's filesystem.

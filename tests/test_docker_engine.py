@@ -19,7 +19,7 @@ from twisted.internet.protocol import Factory
 from twisted.trial.unittest import TestCase
 from zope.interface.verify import verifyObject
 
-from pycm.backends.dockermap import MANAGED_LABEL
+from pycm.backends.docker.translate import MANAGED_LABEL
 from pycm.errors import BackendError, BadRequest, Conflict, NoImage, NotFound, Unavailable
 from pycm.interfaces import IContainerBackend
 from pycm.model import (

@@ -21,7 +21,7 @@ from twisted.internet import defer, reactor, utils
 from twisted.internet.protocol import Factory, Protocol
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
-from pycm.backends.dockerengine import EngineAddress, EngineClient
+from pycm.backends.docker.engine import EngineAddress, EngineClient
 from pycm.errors import Unavailable
 from pycm.model import ContainerSpec, State
 from tests.test_docker_engine import EngineTestCase, eventually, sleep

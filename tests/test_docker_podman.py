@@ -19,10 +19,10 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from pycm.backends.docker import DockerBackend
-from pycm.backends.dockerengine import EngineAddress, EngineClient, EngineError
-from pycm.backends.dockerevents import EngineEvents
-from pycm.backends.dockermap import (
+from pycm.backends.docker.backend import DockerBackend
+from pycm.backends.docker.engine import EngineAddress, EngineClient, EngineError
+from pycm.backends.docker.events import EngineEvents
+from pycm.backends.docker.translate import (
     IMAGE_LABEL,
     MANAGED_LABEL,
     RESTART_POLICY_LABEL,

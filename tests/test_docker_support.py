@@ -21,7 +21,7 @@ from typing import Any
 from twisted.internet import defer
 from twisted.trial.unittest import SkipTest
 
-from pycm.backends.docker import DockerBackend, makeBackend
+from pycm.backends.docker.backend import DockerBackend, makeBackend
 
 _reachable: dict[str, str | None] = {}
 

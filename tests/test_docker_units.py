@@ -16,16 +16,23 @@ from twisted.internet.task import Clock
 from twisted.logger import Logger, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
-from pycm.backends.docker import OPTIONS, DockerBackend, makeBackend
-from pycm.backends.dockerengine import (
+from pycm.backends.docker.backend import OPTIONS, DockerBackend, makeBackend
+from pycm.backends.docker.engine import (
     EngineAddress,
     EngineClient,
     EngineError,
     Stream,
     defaultHost,
 )
-from pycm.backends.dockerevents import EngineEvents
-from pycm.backends.dockermap import (
+from pycm.backends.docker.events import EngineEvents
+from pycm.backends.docker.signals import SignalsSent
+from pycm.backends.docker.stream import (
+    Demultiplexer,
+    JSONLines,
+    LogLineSplitter,
+    StreamFormatError,
+)
+from pycm.backends.docker.translate import (
     ENV_KEYS_LABEL,
     MANAGED_LABEL,
     RESTART_POLICY_LABEL,
@@ -39,13 +46,6 @@ from pycm.backends.dockermap import (
     mapState,
     sinceParam,
     splitImage,
-)
-from pycm.backends.dockersignals import SignalsSent
-from pycm.backends.dockerstream import (
-    Demultiplexer,
-    JSONLines,
-    LogLineSplitter,
-    StreamFormatError,
 )
 from pycm.errors import BackendError, BadRequest, Conflict, NoImage, NotFound, Unavailable
 from pycm.model import ContainerSpec, RestartPolicy, State
@@ -410,7 +410,7 @@ class CreateErrorTests(SynchronousTestCase):
     def backend(self, error: Exception) -> tuple[Any, list[str]]:
         from twisted.internet.defer import fail
 
-        from pycm.backends.docker import DockerBackend
+        from pycm.backends.docker.backend import DockerBackend
 
         calls: list[str] = []
 
@@ -456,7 +456,7 @@ class ReconcileTests(SynchronousTestCase):
         """
         from twisted.internet.defer import Deferred
 
-        from pycm.backends.docker import DockerBackend
+        from pycm.backends.docker.backend import DockerBackend
 
         pending: dict[str, Deferred[Any]] = {}
 
@@ -803,8 +803,8 @@ class PullProgressTests(SynchronousTestCase):
         """
         from twisted.internet.defer import succeed
 
-        from pycm.backends.docker import DockerBackend
-        from pycm.backends.dockerengine import Stream
+        from pycm.backends.docker.backend import DockerBackend
+        from pycm.backends.docker.engine import Stream
         from pycm.model import ProgressEvent
 
         lines = [
@@ -851,7 +851,7 @@ class LogsSinceTests(SynchronousTestCase):
         """
         from decimal import Decimal
 
-        from pycm.backends.docker import engineSince
+        from pycm.backends.docker.backend import engineSince
         from pycm.model import parseTime
 
         stamp = "2026-11-30T17:27:13.273646100Z"
@@ -868,7 +868,7 @@ class LogsSinceTests(SynchronousTestCase):
         """
         from twisted.internet.defer import succeed
 
-        from pycm.backends.docker import DockerBackend, engineSince
+        from pycm.backends.docker.backend import DockerBackend, engineSince
         from pycm.model import parseTime
 
         stamps = ["2026-11-30T10:00:00.000000000Z", "2026-11-30T10:00:01.000000000Z",

@@ -1,4 +1,4 @@
-"""Tests for L{pycm.events}: numbering, keeping and publishing events."""
+"""Tests for L{pycm.daemon.eventlog}: numbering, keeping and publishing events."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from twisted.internet.task import Clock
 from twisted.logger import Logger, formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from pycm.events import (
+from pycm.daemon.eventlog import (
     MARK_RESERVE,
     RETAINED_EVENTS,
     RETRY_INTERVAL,

@@ -1,5 +1,5 @@
 """
-Tests for L{pycm.logfiles}: rotating per-container log files.
+Tests for L{pycm.backends.process.logfiles}: rotating per-container log files.
 """
 
 from __future__ import annotations
@@ -11,14 +11,14 @@ from twisted.logger import Logger
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from pycm.interfaces import ILogStore
-from pycm.logfiles import (
+from pycm.backends.process.logfiles import (
     PYCM_STREAM,
     FileLogStore,
     decodeRecord,
     encodeRecord,
     reversedRecords,
 )
+from pycm.interfaces import ILogStore
 from pycm.model import LogLine
 
 
@@ -265,7 +265,7 @@ class FileLogStoreTests(SynchronousTestCase):
                 reads.append(n)
                 return self.f.read(n)
 
-        import pycm.logfiles as module
+        import pycm.backends.process.logfiles as module
 
         module.open = lambda p, m: Counting(realOpen(p, m))  # type: ignore[attr-defined]
         self.addCleanup(delattr, module, "open")

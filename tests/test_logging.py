@@ -18,9 +18,9 @@ from twisted.python import logfile
 from twisted.scripts.twistd import ServerOptions
 from twisted.trial.unittest import SynchronousTestCase
 
-from pycm.commands import describeLine
-from pycm.redact import REDACTED, containerSecrets, scrub
-from pycm.tap import makeLogFilePrivate, twistdLogPath
+from pycm.daemon.commands import describeLine
+from pycm.daemon.redact import REDACTED, containerSecrets, scrub
+from pycm.daemon.tap import makeLogFilePrivate, twistdLogPath
 
 from .helpers import FakeServer
 
@@ -243,7 +243,7 @@ class ConnectionChurnLogTests(SynchronousTestCase):
     """
 
     def setUp(self) -> None:
-        from pycm.protocol import ConnectionLimit
+        from pycm.daemon.protocol import ConnectionLimit
 
         self.events = captureLog(self)
         self.server = FakeServer(token=TOKEN)
@@ -444,7 +444,7 @@ class DockerEventLogTests(SynchronousTestCase):
         """
         from twisted.internet.task import Clock
 
-        from pycm.backends.dockerevents import EngineEvents
+        from pycm.backends.docker.events import EngineEvents
 
         events = captureLog(self)
 

@@ -1,5 +1,5 @@
 """
-Tests for L{pycm.backends.process}: the process runtime on fakes, on real
+Tests for L{pycm.backends.process.runtime}: the process runtime on fakes, on real
 processes, and the conformance suite against the process backend.
 """
 
@@ -22,10 +22,11 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from pycm import procfs
-from pycm.backends import process
-from pycm.backends.output import MAX_LINE, OutputPacer
-from pycm.backends.process import (
+from pycm.backends.process import procfs
+from pycm.backends.process import runtime as process
+from pycm.backends.process.cgroups import NO_CGROUPS, Cgroups, detect
+from pycm.backends.process.output import MAX_LINE, OutputPacer
+from pycm.backends.process.runtime import (
     EXEC_HELPER,
     ProcessRun,
     ProcessRuntime,
@@ -34,8 +35,7 @@ from pycm.backends.process import (
     makeBackend,
     parseSize,
 )
-from pycm.backends.supervisor import RECLAIMED_ERROR, STARTING_ERROR, Record
-from pycm.cgroups import NO_CGROUPS, Cgroups, detect
+from pycm.backends.supervisor.backend import RECLAIMED_ERROR, STARTING_ERROR, Record
 from pycm.errors import BackendError, BadRequest
 from pycm.interfaces import IContainerBackend, IRun, IRunObserver, IRuntime
 from pycm.model import Container, ContainerSpec, State

@@ -15,9 +15,9 @@ import time
 
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-from pycm import procfs
-from pycm.backends.supervisor import LOST_ERROR, RECLAIMED_ERROR, SHUTDOWN_ERROR
-from pycm.cgroups import detect
+from pycm.backends.process import procfs
+from pycm.backends.process.cgroups import detect
+from pycm.backends.supervisor.backend import LOST_ERROR, RECLAIMED_ERROR, SHUTDOWN_ERROR
 from tests.e2e import RealDaemon, waitFor
 
 

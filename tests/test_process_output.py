@@ -1,5 +1,5 @@
 """
-Tests for L{pycm.backends.output}: splitting a container's output into
+Tests for L{pycm.backends.process.output}: splitting a container's output into
 lines, and pacing the daemon's time spent on it, on a fake clock.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from pycm.backends.output import LineSplitter, OutputPacer
+from pycm.backends.process.output import LineSplitter, OutputPacer
 
 
 def split(data: bytes, chunk: int, maxLine: int = 10) -> list[bytes]:

@@ -1,5 +1,5 @@
 """
-Tests for L{pycm.protocol}: framing, limits, reply order, backpressure,
+Tests for L{pycm.daemon.protocol}: framing, limits, reply order, backpressure,
 authentication and events, on fake transports and a fake clock.
 """
 
@@ -12,10 +12,10 @@ from twisted.internet.testing import StringTransport
 from twisted.logger import Logger, LogLevel, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
-from pycm import commands
+from pycm.daemon import commands
+from pycm.daemon.protocol import encodeError, isCrossProtocol
 from pycm.errors import ERROR_CODES, PycmError
 from pycm.model import formatTime
-from pycm.protocol import encodeError, isCrossProtocol
 
 from .helpers import FakeServer
 
@@ -183,7 +183,7 @@ class OrderTests(SynchronousTestCase):
         LINES_PER_TURN of them per reactor turn, so others get their turn;
         every one is answered in order in the end.
         """
-        from pycm.protocol import LINES_PER_TURN
+        from pycm.daemon.protocol import LINES_PER_TURN
 
         self.conn.send("".join(f"create c{i:03d}\n" for i in range(200)))
         self.assertEqual(len(self.conn.lines()), LINES_PER_TURN)
@@ -792,7 +792,7 @@ class LogsReplyTests(SynchronousTestCase):
         A logs reply over the size limit is refused, saying how many of the
         newest lines would fit; no giant reply line is ever built.
         """
-        from pycm import commands
+        from pycm.daemon import commands
         from pycm.model import LogLine
 
         self.patch(commands, "MAX_LOGS_REPLY", 1000)
@@ -894,7 +894,7 @@ class HalfCloseTests(SynchronousTestCase):
 
     def test_manyLinesOverSeveralTurns(self) -> None:
         """More lines than one turn serves are all answered before the close."""
-        from pycm.protocol import LINES_PER_TURN
+        from pycm.daemon.protocol import LINES_PER_TURN
 
         self.conn.send("ping\n" * (LINES_PER_TURN * 3))
         self.conn.halfClose()
@@ -946,7 +946,7 @@ class PreAuthTests(SynchronousTestCase):
         Before auth, a line over PREAUTH_MAX_LINE_LENGTH gets ERR too_long
         and the connection is closed; a line at the limit is served.
         """
-        from pycm.protocol import PREAUTH_MAX_LINE_LENGTH
+        from pycm.daemon.protocol import PREAUTH_MAX_LINE_LENGTH
 
         self.conn.send(b"#" + b"x" * (PREAUTH_MAX_LINE_LENGTH - 1) + b"\n")
         self.conn.send(b"auth " + b"x" * (PREAUTH_MAX_LINE_LENGTH - 5) + b"\r\n")
@@ -963,7 +963,7 @@ class PreAuthTests(SynchronousTestCase):
         An unfinished line is refused as soon as it passes the pre-auth
         limit: no connection holds more than that before auth.
         """
-        from pycm.protocol import PREAUTH_MAX_LINE_LENGTH
+        from pycm.daemon.protocol import PREAUTH_MAX_LINE_LENGTH
 
         for _ in range(PREAUTH_MAX_LINE_LENGTH // 512 + 1):
             self.conn.send(b"y" * 512)
@@ -1047,13 +1047,13 @@ class ConnectionLimitTests(SynchronousTestCase):
     """The daemon's cap on open connections."""
 
     def setUp(self) -> None:
-        from pycm.protocol import ConnectionLimit
+        from pycm.daemon.protocol import ConnectionLimit
 
         self.server = FakeServer()
         self.limit = ConnectionLimit(self.server.daemon, 2)
 
     def connect(self, requireAuth: bool = True, capped: bool = True) -> Any:
-        from pycm.protocol import PycmServerFactory
+        from pycm.daemon.protocol import PycmServerFactory
 
         factory = PycmServerFactory(
             self.server.daemon,
@@ -1089,7 +1089,7 @@ class ConnectionLimitTests(SynchronousTestCase):
         An episode of refusals is logged once when it starts and once when
         it ends (with how many were refused), not once per connection.
         """
-        from pycm.protocol import ConnectionLimit
+        from pycm.daemon.protocol import ConnectionLimit
 
         events: list[dict[str, Any]] = []
         self.patch(ConnectionLimit, "log", Logger(observer=events.append))
@@ -1138,7 +1138,7 @@ class ConnectionLimitTests(SynchronousTestCase):
         Every TCP and TLS listener is capped, with or without --no-auth;
         UNIX sockets and stdio never are, and the daemon's factories follow.
         """
-        from pycm.listeners import classifyListener
+        from pycm.daemon.listeners import classifyListener
 
         for description, noAuth in [
             ("tcp:8080:interface=127.0.0.1", True),
@@ -1157,7 +1157,7 @@ class ConnectionLimitTests(SynchronousTestCase):
         logged once: it ends only when the connections fall below 90% of
         the cap, or at a close after a quiet minute without refusals.
         """
-        from pycm.protocol import ConnectionLimit
+        from pycm.daemon.protocol import ConnectionLimit
 
         events: list[dict[str, Any]] = []
         self.patch(ConnectionLimit, "log", Logger(observer=events.append))
@@ -1201,7 +1201,7 @@ class MakeRoomTests(SynchronousTestCase):
     TOKEN = "s3cret-token-value"
 
     def setUp(self) -> None:
-        from pycm.protocol import ConnectionLimit
+        from pycm.daemon.protocol import ConnectionLimit
 
         self.server = FakeServer(token=self.TOKEN)
         self.limit = ConnectionLimit(self.server.daemon, 2)
@@ -1212,7 +1212,7 @@ class MakeRoomTests(SynchronousTestCase):
         """A connection, or a refusal, from C{peer}: a FakeConnection either way."""
         from twisted.internet.address import IPv4Address
 
-        from pycm.protocol import PycmServerFactory
+        from pycm.daemon.protocol import PycmServerFactory
 
         from .helpers import FakeConnection
 
@@ -1302,7 +1302,7 @@ class MakeRoomTests(SynchronousTestCase):
         against a bound of one cap's worth of leaving connections, beyond
         which newcomers are refused.
         """
-        from pycm.protocol import EVICTION_GRACE
+        from pycm.daemon.protocol import EVICTION_GRACE
 
         aborted: list[int] = []
         held = [self.connect(), self.connect()]
@@ -1337,7 +1337,7 @@ class CloseTests(SynchronousTestCase):
         from twisted.internet.testing import MemoryReactorClock
         from twisted.python.failure import Failure
 
-        from pycm.protocol import PycmServerFactory
+        from pycm.daemon.protocol import PycmServerFactory
 
         server = FakeServer()
         creator = server.connect()
@@ -1388,7 +1388,7 @@ class MemoryTests(SynchronousTestCase):
         import gc
         import weakref
 
-        from pycm.protocol import PycmServerProtocol
+        from pycm.daemon.protocol import PycmServerProtocol
 
         # Log events name their source: keep none (trial's log buffer would).
         self.patch(PycmServerProtocol, "log", Logger(observer=lambda event: None))
@@ -1423,7 +1423,7 @@ class LegacyFramingTests(SynchronousTestCase):
     """
 
     def setUp(self) -> None:
-        from pycm.legacyframing import LEGACY_PAUSE
+        from pycm.daemon.legacyframing import LEGACY_PAUSE
 
         self.pause = LEGACY_PAUSE
         self.server = FakeServer(legacyFraming=True)
@@ -1561,7 +1561,7 @@ class LegacyFramingTests(SynchronousTestCase):
         held to the short pre-auth limit and refused like any other; a
         paused C{auth TOKEN} authenticates.
         """
-        from pycm.protocol import PREAUTH_MAX_LINE_LENGTH
+        from pycm.daemon.protocol import PREAUTH_MAX_LINE_LENGTH
 
         server = FakeServer(token="s3cret", legacyFraming=True)
         conn = server.connect(requireAuth=True)
@@ -1612,7 +1612,7 @@ class LegacyFramingTests(SynchronousTestCase):
         read only until it holds LEGACY_READ_AHEAD bytes; then it is no
         longer read, and is read again once the request is answered.
         """
-        from pycm.legacyframing import LEGACY_READ_AHEAD
+        from pycm.daemon.legacyframing import LEGACY_READ_AHEAD
 
         self.conn.ok("run slow memory ignore-term")
         self.conn.send("stop --time=5 slow\n")
@@ -1634,7 +1634,7 @@ class LegacyFramingTests(SynchronousTestCase):
         it; if no rest comes, the pause is counted from when reading
         resumed.
         """
-        from pycm.legacyframing import LEGACY_READ_AHEAD
+        from pycm.daemon.legacyframing import LEGACY_READ_AHEAD
 
         def cutBehindASlowStop() -> Any:
             conn = FakeServer(legacyFraming=True).connect()
@@ -1714,7 +1714,7 @@ class PeerTests(SynchronousTestCase):
 
         from twisted.internet.address import UNIXAddress
 
-        from pycm.protocol import describePeer
+        from pycm.daemon.protocol import describePeer
 
         ours, theirs = socket.socketpair(socket.AF_UNIX)
         self.addCleanup(ours.close)
@@ -1741,7 +1741,7 @@ class PeerTests(SynchronousTestCase):
         from twisted.internet.address import IPv4Address, IPv6Address
         from twisted.internet.stdio import PipeAddress
 
-        from pycm.protocol import describePeer
+        from pycm.daemon.protocol import describePeer
 
         for address, described in [
             (IPv4Address("TCP", "127.0.0.1", 50412), "127.0.0.1:50412"),
@@ -1762,7 +1762,7 @@ class ListenerBacklogTests(SynchronousTestCase):
         from twisted.internet.protocol import Factory
         from twisted.internet.testing import MemoryReactor
 
-        from pycm.listeners import classifyListener
+        from pycm.daemon.listeners import classifyListener
 
         reactor = MemoryReactor()
         listener = classifyListener(description, noAuth=False)
@@ -1771,7 +1771,7 @@ class ListenerBacklogTests(SynchronousTestCase):
 
     def test_defaultBacklog(self) -> None:
         """Without backlog= a TCP or UNIX listener asks for the larger default."""
-        from pycm.listeners import defaultBacklog
+        from pycm.daemon.listeners import defaultBacklog
 
         expected = defaultBacklog()
         self.assertGreater(expected, 50)
@@ -1791,7 +1791,7 @@ class ListenerBacklogTests(SynchronousTestCase):
 
     def test_backlogFromKernel(self) -> None:
         """The default is somaxconn when lower than 1024, 1024 when higher."""
-        from pycm.listeners import defaultBacklog
+        from pycm.daemon.listeners import defaultBacklog
 
         low, high, broken = self.mktemp(), self.mktemp(), self.mktemp()
         for path, text in ((low, "128\n"), (high, "4096\n"), (broken, "x")):
@@ -1831,7 +1831,7 @@ class PeerGroupTests(SynchronousTestCase):
         import os
         import socket
 
-        from pycm.peers import loopbackPeerUID
+        from pycm.daemon.peers import loopbackPeerUID
 
         for family in (socket.AF_INET, socket.AF_INET6):
             accepted, peer = self.connected(family)
@@ -1842,7 +1842,7 @@ class PeerGroupTests(SynchronousTestCase):
         """A remote peer is told by its address; the kernel is not asked."""
         from twisted.internet.address import IPv4Address
 
-        from pycm.peers import loopbackPeerUID, peerGroup
+        from pycm.daemon.peers import loopbackPeerUID, peerGroup
 
         self.assertIsNone(loopbackPeerUID(("192.0.2.7", 4000), ("192.0.2.1", 8080)))
         transport = StringTransport(peerAddress=IPv4Address("TCP", "192.0.2.7", 4000))
@@ -1864,7 +1864,7 @@ class AcceptsPerTurnTests(SynchronousTestCase):
         from twisted.internet import reactor
         from twisted.internet.protocol import Factory, Protocol
 
-        from pycm.listeners import MAX_ACCEPTS_PER_TURN, capAccepts
+        from pycm.daemon.listeners import MAX_ACCEPTS_PER_TURN, capAccepts
 
         built: list[Protocol] = []
 

@@ -1,5 +1,5 @@
 """
-Tests for L{pycm.backends.remains}: what is read of a damaged record to
+Tests for L{pycm.backends.supervisor.remains}: what is read of a damaged record to
 stop the run it left.
 """
 
@@ -9,7 +9,7 @@ import json
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pycm.backends.remains import Remains, salvage
+from pycm.backends.supervisor.remains import Remains, salvage
 
 RUN_ID = "0123456789abcdef0123456789abcdef"
 ID = "fedcba9876543210fedcba9876543210"

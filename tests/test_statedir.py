@@ -16,10 +16,10 @@ from contextlib import contextmanager
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
 
-from pycm.auth import loadOrCreateToken
+from pycm.backends.process.logfiles import FileLogStore
+from pycm.daemon.auth import loadOrCreateToken
+from pycm.daemon.eventlog import EventIdMark
 from pycm.errors import BackendError
-from pycm.events import EventIdMark
-from pycm.logfiles import FileLogStore
 from pycm.model import LogLine
 from pycm.statedir import (
     NotRegularFile,

@@ -15,7 +15,7 @@ import time
 
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-from pycm import procfs
+from pycm.backends.process import procfs
 from pycm.store import SQLiteStore
 from tests.e2e import DEADLINE, RealDaemon, waitFor
 

@@ -15,17 +15,17 @@ from twisted.internet import defer
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from pycm.backends.docker import DockerBackend
-from pycm.backends.dockerengine import EngineError
-from pycm.backends.dockermap import usageFromStats
-from pycm.backends.processstats import (
+from pycm.backends.docker.backend import DockerBackend
+from pycm.backends.docker.engine import EngineError
+from pycm.backends.docker.translate import usageFromStats
+from pycm.backends.process.cgroups import Cgroups
+from pycm.backends.process.usage import (
     CgroupFiles,
     cgroupUsage,
     parseIOStat,
     processUsage,
     readUsage,
 )
-from pycm.cgroups import Cgroups
 from pycm.errors import NotFound
 from pycm.stats import CpuSampler, Usage
 from tests.helpers import FakeServer

@@ -1,5 +1,5 @@
 """
-Tests for L{pycm.backends.supervisor}: the edges of the lifecycle engine,
+Tests for L{pycm.backends.supervisor.backend}: the edges of the lifecycle engine,
 on a fake clock with simulated runs.
 """
 
@@ -19,8 +19,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
 from pycm.backends.memory import MemoryBackend, MemoryRecordStore, SimulatedRuntime
-from pycm.backends.recordwriter import RETRY_INTERVAL, RecordWriter
-from pycm.backends.supervisor import (
+from pycm.backends.supervisor.backend import (
     LOST_ERROR,
     MAX_BACKOFF,
     RECLAIMED_ERROR,
@@ -29,6 +28,7 @@ from pycm.backends.supervisor import (
     Record,
     nextBackoff,
 )
+from pycm.backends.supervisor.recordwriter import RETRY_INTERVAL, RecordWriter
 from pycm.errors import BackendError, BadRequest, Conflict, NotFound, Unavailable
 from pycm.interfaces import IRecordStore, IRun, IRunObserver, IRuntimeSweep
 from pycm.model import (

@@ -1,4 +1,4 @@
-"""Tests for L{pycm.tap}: the daemon's options and listeners."""
+"""Tests for L{pycm.daemon.tap}: the daemon's options and listeners."""
 
 from __future__ import annotations
 
@@ -16,19 +16,19 @@ from twisted.python import usage
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
 
-from pycm.auth import loadOrCreateToken, newToken, readToken, tokensMatch
 from pycm.backends.memory import MemoryBackend
-from pycm.commands import Daemon
-from pycm.errors import BackendError, BadRequest
-from pycm.events import EventLog
-from pycm.listeners import (
+from pycm.daemon.auth import loadOrCreateToken, newToken, readToken, tokensMatch
+from pycm.daemon.eventlog import EventLog
+from pycm.daemon.listeners import (
     InsecureListener,
     checkBoundAddress,
     classifyListener,
     splitEndpoint,
 )
-from pycm.startup import StartupReport
-from pycm.tap import DEFAULT_LISTEN, Options, PycmService, _exitAtExit, makeService
+from pycm.daemon.session import Daemon
+from pycm.daemon.startup import StartupReport
+from pycm.daemon.tap import DEFAULT_LISTEN, Options, PycmService, _exitAtExit, makeService
+from pycm.errors import BackendError, BadRequest
 
 
 class ClassifyListenerTests(SynchronousTestCase):
@@ -174,7 +174,7 @@ class OptionsTests(SynchronousTestCase):
 
         from twisted.internet.testing import MemoryReactorClock
 
-        from pycm.tap import defaultMaxConnections, makeService
+        from pycm.daemon.tap import defaultMaxConnections, makeService
 
         def factories(*args: str) -> list[Any]:
             options = self.parse("--backend", "memory", "--state-dir", self.mktemp(),
@@ -203,7 +203,7 @@ class OptionsTests(SynchronousTestCase):
         """
         from twisted.internet.testing import MemoryReactorClock
 
-        from pycm.tap import makeService
+        from pycm.daemon.tap import makeService
 
         def factories(*args: str) -> list[Any]:
             options = self.parse("--backend", "memory", "--state-dir", self.mktemp(),
@@ -222,7 +222,7 @@ class OptionsTests(SynchronousTestCase):
     def test_whenReadyHook(self) -> None:
         """
         makeService hands its C{whenReady} hook (twistd's: freeze what
-        start-up made, L{pycm.tap.freezeStartupObjects}) to the service,
+        start-up made, L{pycm.daemon.tap.freezeStartupObjects}) to the service,
         which runs it once ready; given a reactor and no hook, it freezes
         nothing.
         """
@@ -230,7 +230,7 @@ class OptionsTests(SynchronousTestCase):
 
         from twisted.internet.testing import MemoryReactorClock
 
-        from pycm.tap import makeService
+        from pycm.daemon.tap import makeService
 
         calls: list[str] = []
         for whenReady in (lambda: calls.append("ready"), None):
@@ -299,7 +299,7 @@ class OptionsTests(SynchronousTestCase):
         """
         import resource
 
-        from pycm.tap import defaultMaxConnections
+        from pycm.daemon.tap import defaultMaxConnections
 
         self.assertEqual(defaultMaxConnections(1024), 384)
         self.assertEqual(defaultMaxConnections(8192), 3968)
@@ -627,7 +627,7 @@ class FreezeTests(SynchronousTestCase):
         twistd's hook collects before it freezes (start-up's garbage is not
         kept for ever), and does so once per process.
         """
-        from pycm import tap
+        from pycm.daemon import tap
 
         calls: list[str] = []
 

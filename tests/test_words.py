@@ -1,9 +1,8 @@
-"""Tests for L{pycm.words}: splitting request lines and parsing options."""
+"""Tests for L{pycm.daemon.requestline}: splitting request lines and parsing options."""
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pycm.errors import BadRequest
-from pycm.words import (
+from pycm.daemon.requestline import (
     Option,
     decodeLine,
     parseKeyValues,
@@ -12,6 +11,7 @@ from pycm.words import (
     parseSize,
     splitWords,
 )
+from pycm.errors import BadRequest
 
 RUN = (Option("env", "e", repeat=True), Option("restart"), Option("force", "f", takesValue=False))
 

@@ -50,7 +50,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.filepath import FilePath
 from zope.interface import implementer
 
-from pycm.backends.supervisor import Supervisor, defaultIdFactory
+from pycm.backends.supervisor.backend import Supervisor, defaultIdFactory
 from pycm.errors import BackendError
 from pycm.interfaces import (
     ILogStore,

@@ -335,7 +335,7 @@ def unixSocketPath(description: str) -> str:
     """
     from twisted.python import usage
 
-    from pycm.listeners import splitEndpoint
+    from pycm.daemon.listeners import splitEndpoint
 
     try:
         args, kwargs = splitEndpoint(description)

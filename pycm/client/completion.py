@@ -3,7 +3,7 @@ Tab completion: C{pycm completion bash|zsh|fish} prints a script for the
 shell, and the hidden C{pycm __names} prints the container names for it.
 
 The command words and their options come from the daemon's command table
-(L{pycm.commands.TABLE}) and the options the client reads itself
+(L{pycm.daemon.commands.TABLE}) and the options the client reads itself
 (L{pycm.client.plan}); the names are asked of the daemon over a plain
 socket with a one-second deadline, and nothing is printed on any error, so
 that a Tab never hangs or spills an error into the command line.
@@ -60,7 +60,7 @@ class CommandWords(NamedTuple):
 
 def commandTable() -> list[CommandWords]:
     """Every command, from the daemon's table and the client's additions."""
-    from pycm.commands import TABLE
+    from pycm.daemon.commands import TABLE
 
     table = []
     for command in TABLE:

@@ -37,7 +37,7 @@ def _spellings(option: Any) -> tuple[str, ...]:
 
 def _table() -> tuple[tuple[str, ...], dict[str, Any]]:
     """The command words and rows of the daemon's command table."""
-    from pycm.commands import COMMANDS as rows
+    from pycm.daemon.commands import COMMANDS as rows
 
     return tuple(sorted(rows)), dict(rows)
 

@@ -2,7 +2,7 @@ from twisted.application.service import ServiceMaker
 
 pycm = ServiceMaker(
     "pycm",
-    "pycm.tap",
+    "pycm.daemon.tap",
     "The pycm container manager daemon (line protocol, pluggable backends).",
     "pycm",
 )

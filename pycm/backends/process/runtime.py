@@ -49,7 +49,7 @@ marker, which C{--env} cannot override).  Workdir: C{--workdir}, else the
 C{default-workdir} option (default C{/}).
 
 Containment: a run is its process group; every container is also in a
-tracking cgroup when the daemon can make one (see L{pycm.cgroups}); and
+tracking cgroup when the daemon can make one (see L{pycm.backends.process.cgroups}); and
 every process of a run carries the run's marker (C{PYCM_RUN_ID}) in its
 environment.  SIGKILL and the end of a run -- so C{stop}, C{rm --force},
 C{kill} and the daemon's shutdown -- kill the whole process group and the
@@ -70,10 +70,10 @@ guarantee holds.
 Output: stdout and stderr are split into lines (a newline ends a line; a
 final line without one is kept; a line longer than 64 KiB is cut into
 several lines of at most 64 KiB, so nothing is lost and nothing grows
-without bound: L{pycm.backends.output.LineSplitter}).  Each
+without bound: L{pycm.backends.process.output.LineSplitter}).  Each
 chunk read is handed on as one batch of lines.  The time the daemon spends
 on output is kept under a share of its time, summed over every container
-(L{pycm.backends.output.OutputPacer}): past it, reading is paused, so a
+(L{pycm.backends.process.output.OutputPacer}): past it, reading is paused, so a
 container that floods its output blocks on its full pipe (as under Docker)
 and the daemon stays responsive; nothing the container wrote is lost.
 
@@ -111,14 +111,14 @@ from twisted.python.failure import Failure
 from twisted.python.filepath import FilePath
 from zope.interface import implementer
 
-from pycm import procfs
-from pycm.backends.output import LineSplitter, OutputPacer
-from pycm.backends.processstats import UsageReader
-from pycm.backends.supervisor import Supervisor, defaultIdFactory
-from pycm.cgroups import NO_CGROUPS, Cgroups, detect, movePid
+from pycm.backends.process import procfs
+from pycm.backends.process.cgroups import NO_CGROUPS, Cgroups, detect, movePid
+from pycm.backends.process.logfiles import DEFAULT_MAX_FILES, DEFAULT_MAX_SIZE, FileLogStore
+from pycm.backends.process.output import LineSplitter, OutputPacer
+from pycm.backends.process.usage import UsageReader
+from pycm.backends.supervisor.backend import Supervisor, defaultIdFactory
 from pycm.errors import BackendError, BadRequest, PycmError
 from pycm.interfaces import IRun, IRunObserver, IRuntime, IRuntimeStats, IRuntimeSweep
-from pycm.logfiles import DEFAULT_MAX_FILES, DEFAULT_MAX_SIZE, FileLogStore
 from pycm.model import (
     ALL_OPTIONS,
     STATS_FIGURES,
@@ -693,7 +693,7 @@ class ProcessRuntime:
 
     @param reactor: an C{IReactorProcess} and C{IReactorTime}.
     @param defaultCommand: the command of containers created without one.
-    @param cgroups: what limits can be enforced (see L{pycm.cgroups.detect}).
+    @param cgroups: what limits can be enforced (see L{pycm.backends.process.cgroups.detect}).
     @param defaultWorkdir: the workdir of containers created without one.
     @param python: the interpreter that runs the exec helper.
     @param launcher: the C{env} and C{setsid} executables for runs without
@@ -950,7 +950,7 @@ class ProcessRuntime:
     def usage(self, runs: list[tuple[Container, IRun]]) -> list[Usage | None]:
         """
         Each run's usage, from its cgroups, else C{/proc}
-        (L{pycm.backends.processstats}).
+        (L{pycm.backends.process.usage}).
         """
         wanted = [
             (getattr(run, "group", None), run.pid, container.memory, container.cpus)
@@ -1158,7 +1158,7 @@ class ProcessBackend(Supervisor):
     L{FileLogStore} in C{STATE/logs} and a L{SQLiteStore} in
     C{STATE/state.db}.
 
-    The state directory's lock is the daemon's business (L{pycm.tap} takes
+    The state directory's lock is the daemon's business (L{pycm.daemon.tap} takes
     it before making the backend).
 
     @ivar store: the SQLite store; also an L{IEventStore} (C{eventStore}).

@@ -22,8 +22,8 @@ from typing import Any
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from pycm.backends.dockerengine import EngineClient, Stream
-from pycm.backends.dockerstream import JSONLines
+from pycm.backends.docker.engine import EngineClient, Stream
+from pycm.backends.docker.stream import JSONLines
 
 
 def eventKey(event: dict[str, Any]) -> tuple[Any, ...]:

@@ -1,16 +1,16 @@
 """
 The Docker backend: pycm in front of a Docker engine, through its Engine
-API (L{pycm.backends.dockerengine}), with the engine doing the container
+API (L{pycm.backends.docker.engine}), with the engine doing the container
 work.
 
 Containers pycm creates carry the label C{io.pycm.managed=true}; the
 backend sees only those (any other container is L{NotFound}, and its name
 is a L{Conflict} for C{create}).  Events come from one filtered
-C{GET /events} stream (L{pycm.backends.dockerevents}); every operation's
+C{GET /events} stream (L{pycm.backends.docker.events}); every operation's
 Deferred fires only after the observers have seen its event (or after
 L{DockerBackend.eventGrace} seconds if the stream is late), so the event
 log is in step with the replies.  How engine states and exit codes map to
-pycm's is in L{pycm.backends.dockermap}.
+pycm's is in L{pycm.backends.docker.translate}.
 
 While the engine is unreachable every call fails with L{Unavailable}; the
 backend keeps trying in the background and recovers by itself.
@@ -61,15 +61,17 @@ from twisted.internet.defer import Deferred, DeferredLock
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from pycm.backends.dockerengine import (
+from pycm.backends.docker.engine import (
     EngineAddress,
     EngineClient,
     EngineError,
     Stream,
     defaultHost,
 )
-from pycm.backends.dockerevents import EngineEvents
-from pycm.backends.dockermap import (
+from pycm.backends.docker.events import EngineEvents
+from pycm.backends.docker.signals import SignalsSent
+from pycm.backends.docker.stream import Demultiplexer, JSONLines, LogLineSplitter
+from pycm.backends.docker.translate import (
     ACTION_ALIASES,
     ACTIONS,
     MANAGED_LABEL,
@@ -88,8 +90,6 @@ from pycm.backends.dockermap import (
     splitImage,
     usageFromStats,
 )
-from pycm.backends.dockersignals import SignalsSent
-from pycm.backends.dockerstream import Demultiplexer, JSONLines, LogLineSplitter
 from pycm.errors import (
     BackendError,
     BadRequest,

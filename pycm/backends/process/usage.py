@@ -3,7 +3,7 @@ The process backend's C{stats}: each run's usage from its cgroups, else
 from C{/proc}.
 
 For each figure the run's cgroup directories (tracking first, then its
-limit groups: see L{pycm.cgroups}) are read, cgroup v2 and v1 alike:
+limit groups: see L{pycm.backends.process.cgroups}) are read, cgroup v2 and v1 alike:
 
   - CPU: v2 C{cpu.stat} C{usage_usec} (every v2 group has it, even
     without the cpu controller), v1 C{cpuacct.usage};
@@ -31,8 +31,8 @@ from collections.abc import Sequence
 
 import attrs
 
-from pycm import procfs
-from pycm.cgroups import Cgroups
+from pycm.backends.process import procfs
+from pycm.backends.process.cgroups import Cgroups
 from pycm.stats import Usage
 
 _TICK = os.sysconf("SC_CLK_TCK")

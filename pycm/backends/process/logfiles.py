@@ -12,7 +12,7 @@ split a record.  What is stored is the text the supervisor gives: output
 that was not valid UTF-8 has already been decoded with U+FFFD replacement
 characters (C{errors="replace"}) there, so its exact bytes are not kept.
 Line length is capped by the runtime (see
-L{pycm.backends.output.MAX_LINE}); the store writes what it is given.
+L{pycm.backends.process.output.MAX_LINE}); the store writes what it is given.
 
 Writes are one C{os.write} of one record (L{FileLogStore.append}), or of
 the records of one batch (L{FileLogStore.appendLines}: the lines one read

@@ -6,7 +6,7 @@ It knows HTTP and the engine's conventions (version prefix, JSON bodies,
 C{{"message": ...}} errors) but nothing of pycm's containers: it fails with
 L{EngineError} (the engine answered with an error status) or
 L{pycm.errors.Unavailable} (no answer: not running, socket missing, died
-mid-request, too slow), and L{pycm.backends.docker} maps the rest.
+mid-request, too slow), and L{pycm.backends.docker.backend} maps the rest.
 """
 
 from __future__ import annotations

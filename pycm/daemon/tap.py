@@ -23,22 +23,19 @@ from twisted.python import usage
 from twisted.python.filepath import FilePath
 
 import pycm
-from pycm.auth import loadOrCreateToken, readToken
 from pycm.backends import availableBackends, loadBackendFactory
 from pycm.client.config import defaultStateDir
-from pycm.commands import Daemon
-from pycm.errors import PycmError
-from pycm.events import EventIdMark, EventLog
-from pycm.files import replacePrivately
-from pycm.legacyframing import LEGACY_PAUSE
-from pycm.listeners import (
+from pycm.daemon.auth import loadOrCreateToken, readToken
+from pycm.daemon.eventlog import EventIdMark, EventLog
+from pycm.daemon.legacyframing import LEGACY_PAUSE
+from pycm.daemon.listeners import (
     InsecureListener,
     Listener,
     ListenerService,
     boundListener,
     classifyListener,
 )
-from pycm.protocol import (
+from pycm.daemon.protocol import (
     DEFAULT_AUTH_TIMEOUT,
     DEFAULT_MAX_EVENT_BACKLOG,
     DEFAULT_MAX_LINE_LENGTH,
@@ -46,7 +43,10 @@ from pycm.protocol import (
     ConnectionLimit,
     PycmServerFactory,
 )
-from pycm.startup import StartupReport
+from pycm.daemon.session import Daemon
+from pycm.daemon.startup import StartupReport
+from pycm.errors import PycmError
+from pycm.files import replacePrivately
 from pycm.statedir import checkStateDir, openNoFollow
 
 if TYPE_CHECKING:

@@ -17,7 +17,7 @@ Rules the engine keeps:
     of disk: when the record store cannot be written (a full disk) the
     change is applied in memory, the container shows C{saved} False until
     its record is written, and a L{RecordWriter} writes it when it can
-    (see L{pycm.backends.recordwriter}).
+    (see L{pycm.backends.supervisor.recordwriter}).
   - C{start}, C{stop}, C{restart} and C{remove} of one container are
     applied in the order they are called (a per-container lock);
     C{kill} and the killing half of C{remove --force} act at once, so they
@@ -69,9 +69,10 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from pycm.backends.recordcheck import checkRecord
-from pycm.backends.recordwriter import RecordWriter
-from pycm.backends.remains import Remains, salvage
+from pycm.backends.supervisor.recordcheck import checkRecord
+from pycm.backends.supervisor.recordwriter import RecordWriter
+from pycm.backends.supervisor.remains import Remains, salvage
+from pycm.daemon.redact import containerSecrets, scrub
 from pycm.errors import (
     BackendError,
     BadRequest,
@@ -107,7 +108,6 @@ from pycm.model import (
     parseSignal,
     signalName,
 )
-from pycm.redact import containerSecrets, scrub
 from pycm.stats import ContainerStats, CpuSampler
 
 #: The first delay before an automatic restart, in seconds.

@@ -22,9 +22,9 @@ in however many idle connections others hold; only when every connection
 has authenticated (or needs no token) is a new one refused at once.
 
 The info lines about single connections (opened, closed, closed by the
-daemon) are rate-limited and summarized (L{pycm.connectionlog}).
+daemon) are rate-limited and summarized (L{pycm.daemon.connectionlog}).
 
-Under legacy framing (L{pycm.legacyframing}) a pause after an unfinished
+Under legacy framing (L{pycm.daemon.legacyframing}) a pause after an unfinished
 line ends a request too, for the teaching client that sends no line end.
 """
 
@@ -46,11 +46,12 @@ from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from pycm.commands import Daemon, Session, describeLine, handleLine
-from pycm.connectionlog import ConnectionLog
+from pycm.daemon.commands import describeLine, handleLine
+from pycm.daemon.connectionlog import ConnectionLog
+from pycm.daemon.legacyframing import PauseFraming
+from pycm.daemon.peers import peerGroup
+from pycm.daemon.session import Daemon, Session
 from pycm.errors import InternalError, PycmError, TooLong, Unauthorized, Unavailable
-from pycm.legacyframing import PauseFraming
-from pycm.peers import peerGroup
 
 #: The longest request line accepted, in bytes, without its line end.
 DEFAULT_MAX_LINE_LENGTH = 65_536
@@ -185,7 +186,7 @@ class PycmServerProtocol(LineReceiver):
     _logged = False
     #: Closed to make room for a new connection; aborts it if it lingers.
     _evictionTimer: IDelayedCall | None = None
-    #: Who it comes from, while it waits for its C{auth} (L{pycm.peers}).
+    #: Who it comes from, while it waits for its C{auth} (L{pycm.daemon.peers}).
     peerGroup = ""
 
     def connectionMade(self) -> None:
@@ -506,7 +507,7 @@ class PycmServerProtocol(LineReceiver):
         """
         Serve no more lines, and stop reading, except that under legacy
         framing the connection is read ahead (pauses are seen only while it
-        is read) until it holds L{pycm.legacyframing.LEGACY_READ_AHEAD} bytes.
+        is read) until it holds L{pycm.daemon.legacyframing.LEGACY_READ_AHEAD} bytes.
         """
         self.paused = True
         if self._framing is None or not self._framing.mayReadAhead(len(self._buffer)):
@@ -740,7 +741,7 @@ class ConnectionLimit:
     without the token never keeps out a client that authenticates promptly.
     The place is taken from the peer holding the most such connections (a
     local user, told by the uid owning the peer socket, or a remote
-    address: L{pycm.peers}), its oldest first: a user who keeps reopening
+    address: L{pycm.daemon.peers}), its oldest first: a user who keeps reopening
     connections as fast as they are closed displaces only their own.
     Connections that have authenticated, or need no token, are never
     closed for another; when they alone fill the cap, a new connection is
@@ -881,7 +882,7 @@ class PycmServerFactory(Factory):
     @ivar connectionLimit: the daemon's cap on connections (the same object
         for all its listeners).
     @ivar legacyFraming: whether a pause after an unfinished line ends a
-        request as LF does (L{pycm.legacyframing}).
+        request as LF does (L{pycm.daemon.legacyframing}).
     """
 
     protocol = PycmServerProtocol  # type: ignore[assignment]

@@ -1,0 +1,4 @@
+"""
+The Docker backend: pycm in front of a Docker (or Podman) engine, through
+its Engine API.
+"""

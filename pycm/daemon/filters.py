@@ -1,0 +1,61 @@
+"""
+The C{--filter} grammar of C{list} and C{events}, and what matches it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+from pycm.errors import BadRequest
+from pycm.model import Container, ContainerEvent, ProgressEvent
+
+LIST_FILTERS = ("state", "label", "name")
+EVENT_FILTERS = ("name", "action")
+
+
+def parseFilters(values: Iterable[str], allowed: Sequence[str]) -> dict[str, set[str]]:
+    """
+    Turn C{["state=running", "state=exited", "name=web"]} into
+    C{{"state": {"running", "exited"}, "name": {"web"}}}: values of one key
+    are alternatives, different keys must all match (Docker's rule).
+    """
+    filters: dict[str, set[str]] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        key = key.lower()
+        if not sep or key not in allowed:
+            raise BadRequest(
+                f"bad --filter {item!r}: expected KEY=VALUE with KEY one of "
+                + ", ".join(allowed)
+            )
+        filters.setdefault(key, set()).add(value)
+    return filters
+
+
+def _labelMatches(labels: Mapping[str, str], wanted: str) -> bool:
+    key, sep, value = wanted.partition("=")
+    if not sep:
+        return key in labels
+    return labels.get(key) == value
+
+
+def containerMatches(container: Container, filters: dict[str, set[str]]) -> bool:
+    """Does C{container} pass every filter of C{list --filter}?"""
+    for key, values in filters.items():
+        if key == "state":
+            ok = container.state in values
+        elif key == "label":
+            ok = any(_labelMatches(container.labels, value) for value in values)
+        else:
+            ok = any(value in container.name for value in values)
+        if not ok:
+            return False
+    return True
+
+
+def eventMatches(event: ContainerEvent | ProgressEvent, filters: dict[str, set[str]]) -> bool:
+    """Does C{event} pass every filter of C{events --filter}?"""
+    for key, values in filters.items():
+        if getattr(event, key) not in values:
+            return False
+    return True
