@@ -65,6 +65,8 @@ _NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+\Z")
 MAX_NAME_LENGTH = 128
 DEFAULT_STOP_TIMEOUT = 10.0
 DEFAULT_STOP_SIGNAL = "SIGTERM"
+#: The C{PATH} a container gets when its image gives none.
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def validateName(name: str) -> str:

@@ -33,7 +33,6 @@ from pycm.backends.process.runtime import (
     _RunProtocol,
     findExecutable,
     makeBackend,
-    parseSize,
 )
 from pycm.backends.supervisor.backend import RECLAIMED_ERROR, STARTING_ERROR, Record
 from pycm.errors import BackendError, BadRequest
@@ -211,17 +210,7 @@ def ended(exitCode: int = 0, signum: int | None = None) -> Failure:
 
 
 class HelpersTests(SynchronousTestCase):
-    """Sizes and executable lookup."""
-
-    def test_parseSize(self) -> None:
-        """Sizes are bytes, or k/m/g (with optional B or iB); bad ones are refused."""
-        self.assertEqual(parseSize("1048576"), 1048576)
-        self.assertEqual(parseSize("512k"), 512 * 1024)
-        self.assertEqual(parseSize("10m"), 10 * 1024 * 1024)
-        self.assertEqual(parseSize("10MiB"), 10 * 1024 * 1024)
-        self.assertEqual(parseSize("1G"), 1024**3)
-        for bad in ("", "x", "-1", "0", "10q"):
-            self.assertRaises(BadRequest, parseSize, bad)
+    """Executable lookup."""
 
     def test_findExecutable(self) -> None:
         """

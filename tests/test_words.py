@@ -8,10 +8,10 @@ from pycm.daemon.requestline import (
     parseKeyValues,
     parseOptions,
     parseSeconds,
-    parseSize,
     splitWords,
 )
 from pycm.errors import BadRequest
+from pycm.units import parseSize
 
 RUN = (Option("env", "e", repeat=True), Option("restart"), Option("force", "f", takesValue=False))
 
@@ -74,7 +74,8 @@ class ParseOptionsTests(SynchronousTestCase):
         self.assertEqual(parseSize("512m"), 512 * 1024**2)
         self.assertEqual(parseSize("1G"), 1024**3)
         self.assertEqual(parseSize("100"), 100)
-        for bad in ("", "m", "-1", "1.5g", "0"):
+        self.assertEqual(parseSize("1.5g"), 3 * 1024**3 // 2)
+        for bad in ("", "m", "-1", "1.5.5g", "0"):
             self.assertRaises(BadRequest, parseSize, bad)
         self.assertEqual(parseSeconds("2.5", "time"), 2.5)
         for bad in ("-1", "nan", "inf", "x"):

@@ -39,7 +39,6 @@ from pycm.daemon.requestline import (
     parseOptions,
     parseSeconds,
     parseSince,
-    parseSize,
     splitWords,
 )
 from pycm.daemon.session import Session
@@ -59,6 +58,7 @@ from pycm.model import (
     validateName,
 )
 from pycm.stats import ContainerStats
+from pycm.units import parseSize
 
 #: How many log lines C{logs} returns when no C{--tail} is given.
 DEFAULT_TAIL = 100

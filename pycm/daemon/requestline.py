@@ -157,18 +157,6 @@ def parseKeyValues(values: Sequence[str], what: str) -> dict[str, str]:
     return result
 
 
-_SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
-
-
-def parseSize(text: str) -> int:
-    """Parse C{512m}, C{1g}, C{1048576} into bytes."""
-    lowered = text.strip().lower()
-    number, unit = lowered, ""
-    if lowered and lowered[-1] in _SIZE_UNITS:
-        number, unit = lowered[:-1], lowered[-1]
-    if not _NUMBER.fullmatch(number) or int(number) <= 0:
-        raise BadRequest(f"bad size {text!r}: expected bytes, or a number with k, m or g")
-    return int(number) * _SIZE_UNITS[unit]
 
 
 def parseSeconds(text: str, what: str) -> float:

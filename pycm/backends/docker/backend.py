@@ -101,6 +101,7 @@ from pycm.errors import (
 from pycm.interfaces import IContainerBackend
 from pycm.model import (
     ALL_OPTIONS,
+    DEFAULT_PATH,
     STATS_FIGURES,
     Action,
     Capabilities,
@@ -144,7 +145,6 @@ OPTIONS: dict[str, tuple[str, str]] = {
 _TINI_EXEC_FAILED = re.compile(r"\[FATAL tini \(\d+\)\] exec (.*) failed: (.*)")
 #: Podman's init (catatonit) says this, and exits 1, when it cannot exec.
 _CATATONIT_EXEC_FAILED = re.compile(r"ERROR \(catatonit:\d+\): failed to exec pid1: (.*)")
-_DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _LIST_FILTERS = {"label": [f"{MANAGED_LABEL}=true"]}
 #: In the state directory: which signals pycm sent which container.
 SIGNALS_FILE = "docker-signals.json"
@@ -912,7 +912,7 @@ class DockerBackend:
         if not path:
             return None
         config = data.get("Config") or {}
-        searchPath = _DEFAULT_PATH
+        searchPath = DEFAULT_PATH
         for item in config.get("Env") or ():
             if item.startswith("PATH="):
                 searchPath = item[len("PATH=") :]

@@ -121,6 +121,7 @@ from pycm.errors import BackendError, BadRequest, PycmError
 from pycm.interfaces import IRun, IRunObserver, IRuntime, IRuntimeStats, IRuntimeSweep
 from pycm.model import (
     ALL_OPTIONS,
+    DEFAULT_PATH,
     STATS_FIGURES,
     Capabilities,
     Container,
@@ -129,11 +130,11 @@ from pycm.model import (
 )
 from pycm.stats import Usage
 from pycm.store import SQLiteStore
+from pycm.units import parseSize
 
 #: The process backend's only image.
 HOST_IMAGE = "host"
 DEFAULT_COMMAND = ("sleep", "infinity")
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEFAULT_WORKDIR = "/"
 #: Seconds to wait, after the main process exited, for its pipes to close,
 #: and the most bytes then read from each before it is closed.
@@ -201,22 +202,6 @@ main(sys.argv)
 """
 
 MiB = 1024 * 1024
-
-
-def parseSize(text: str) -> int:
-    """C{1048576}, C{512k}, C{10m}, C{10MiB}, C{1g} -> bytes."""
-    value = text.strip().lower().removesuffix("ib").removesuffix("b")
-    factor = 1
-    if value and value[-1] in "kmg":
-        factor = 1024 ** ("kmg".index(value[-1]) + 1)
-        value = value[:-1]
-    try:
-        number = float(value)
-    except ValueError:
-        raise BadRequest(f"bad size {text!r}: expected bytes, or k, m, g") from None
-    if number <= 0:
-        raise BadRequest(f"bad size {text!r}: it must be positive")
-    return int(number * factor)
 
 
 def findExecutable(command: str, path: str, workdir: str) -> str:

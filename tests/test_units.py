@@ -1,0 +1,38 @@
+"""
+Tests for L{pycm.units}: the one size grammar of C{--memory} and the
+backends' C{log-max-size}.
+"""
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from pycm.errors import BadRequest
+from pycm.units import parseSize
+
+
+class ParseSizeTests(SynchronousTestCase):
+    """Sizes are bytes, or a number with k, m, g or t (with an optional B or iB)."""
+
+    def test_plainBytes(self) -> None:
+        """A bare number is bytes."""
+        self.assertEqual(parseSize("1048576"), 1048576)
+
+    def test_units(self) -> None:
+        """Units are powers of 1024, in either case, with an optional B or iB."""
+        self.assertEqual(parseSize("512k"), 512 * 1024)
+        self.assertEqual(parseSize("10m"), 10 * 1024**2)
+        self.assertEqual(parseSize("10MiB"), 10 * 1024**2)
+        self.assertEqual(parseSize("64kb"), 64 * 1024)
+        self.assertEqual(parseSize("1G"), 1024**3)
+        self.assertEqual(parseSize("2t"), 2 * 1024**4)
+        self.assertEqual(parseSize("100b"), 100)
+
+    def test_fractions(self) -> None:
+        """A decimal fraction of a unit is rounded down to whole bytes."""
+        self.assertEqual(parseSize("1.5g"), 3 * 1024**3 // 2)
+        self.assertEqual(parseSize("0.5k"), 512)
+
+    def test_refused(self) -> None:
+        """Anything else, and sizes under one byte, are a bad request saying which size."""
+        for bad in ("", "x", "-1", "0", "0.1b", "10q", "1e3", "inf", "nan", "1.5.5g", "k", "lots"):
+            error = self.assertRaises(BadRequest, parseSize, bad)
+            self.assertIn(repr(bad), str(error))
