@@ -19,8 +19,8 @@ from twisted.scripts.twistd import ServerOptions
 from twisted.trial.unittest import SynchronousTestCase
 
 from pycm.daemon.commands import describeLine
-from pycm.daemon.redact import REDACTED, containerSecrets, scrub
 from pycm.daemon.tap import makeLogFilePrivate, twistdLogPath
+from pycm.redact import REDACTED, containerSecrets, scrub
 
 from .helpers import FakeServer
 

@@ -30,7 +30,6 @@ from pycm.daemon.filters import (
     eventMatches,
     parseFilters,
 )
-from pycm.daemon.redact import REDACTED, describeRequest, isImageReference
 from pycm.daemon.requestline import (
     Option,
     decodeLine,
@@ -57,6 +56,7 @@ from pycm.model import (
     signalName,
     validateName,
 )
+from pycm.redact import REDACTED, describeRequest, isImageReference
 from pycm.stats import ContainerStats
 from pycm.units import parseSize
 
@@ -99,7 +99,7 @@ class Command:
     #: It changes a container: logged at info with its outcome (L{audited}).
     changes: bool = False
     #: How many leading arguments the log may show (the container's name,
-    #: run's image); the others may be secret (L{pycm.daemon.redact}).
+    #: run's image); the others may be secret (L{pycm.redact}).
     loggedArgs: int = 0
     #: Its arguments are taken as they are, none read as an option (a token
     #: may start with C{-}).
@@ -218,7 +218,7 @@ def _logOutcome(
 
 def describeLine(line: bytes) -> str:
     """
-    A request line as the debug log shows it (see L{pycm.daemon.redact}): the
+    A request line as the debug log shows it (see L{pycm.redact}): the
     command, its options' names and the container's name; never a value.
     """
     try:

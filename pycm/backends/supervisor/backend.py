@@ -72,7 +72,6 @@ from zope.interface import implementer
 from pycm.backends.supervisor.recordcheck import checkRecord
 from pycm.backends.supervisor.recordwriter import RecordWriter
 from pycm.backends.supervisor.remains import Remains, salvage
-from pycm.daemon.redact import containerSecrets, scrub
 from pycm.errors import (
     BackendError,
     BadRequest,
@@ -108,6 +107,7 @@ from pycm.model import (
     parseSignal,
     signalName,
 )
+from pycm.redact import containerSecrets, scrub
 from pycm.stats import ContainerStats, CpuSampler
 
 #: The first delay before an automatic restart, in seconds.
