@@ -69,6 +69,7 @@ from pycm.backends.docker.engine import (
     defaultHost,
 )
 from pycm.backends.docker.events import EngineEvents
+from pycm.backends.docker.interfaces import IDockerEngine
 from pycm.backends.docker.signals import SignalsSent
 from pycm.backends.docker.stream import Demultiplexer, JSONLines, LogLineSplitter
 from pycm.backends.docker.translate import (
@@ -177,11 +178,19 @@ def _seconds(option: str, text: str) -> float:
     return value
 
 
-def makeBackend(reactor: Any, stateDir: Any, options: dict[str, str]) -> DockerBackend:
+def makeBackend(
+    reactor: Any,
+    stateDir: Any,
+    options: dict[str, str],
+    engine: IDockerEngine | None = None,
+) -> DockerBackend:
     """
     Build the Docker backend from the daemon's backend options (see
     L{OPTIONS}).  The engine keeps the containers' state; C{stateDir} (None:
     nowhere) keeps only which signals pycm sent them (L{SignalsSent}).
+
+    @param engine: the engine to use (a fake, in tests); None: an
+        L{EngineClient} at C{docker-host}, with C{request-timeout}.
 
     @raise BadRequest: for a bad option value (the daemon reports it and
         exits, as twistd does for its own options).
@@ -199,11 +208,12 @@ def makeBackend(reactor: Any, stateDir: Any, options: dict[str, str]) -> DockerB
     pull = get("pull").strip().lower()
     if pull not in ("never", "missing"):
         raise BadRequest(f"--pull must be never or missing, not {pull!r}")
-    try:
-        address = EngineAddress.parse(get("docker-host") or defaultHost(dict(os.environ)))
-    except BackendError as e:
-        raise BadRequest(str(e)) from None
-    engine = EngineClient(reactor, address, _seconds("request-timeout", get("request-timeout")))
+    if engine is None:
+        try:
+            address = EngineAddress.parse(get("docker-host") or defaultHost(dict(os.environ)))
+        except BackendError as e:
+            raise BadRequest(str(e)) from None
+        engine = EngineClient(reactor, address, _seconds("request-timeout", get("request-timeout")))
     return DockerBackend(
         reactor,
         engine,
@@ -249,7 +259,7 @@ class DockerBackend:
     def __init__(
         self,
         reactor: Any,
-        engine: EngineClient,
+        engine: IDockerEngine,
         defaultImage: str = "busybox:latest",
         pull: bool = False,
         pullTimeout: float = 300.0,

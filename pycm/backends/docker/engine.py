@@ -33,6 +33,7 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgentEndpointFactory
 from zope.interface import implementer
 
+from pycm.backends.docker.interfaces import IDockerEngine
 from pycm.errors import BackendError, Unavailable
 
 DEFAULT_HOST = "unix:///var/run/docker.sock"
@@ -194,9 +195,10 @@ class Stream:
 _log = Logger()
 
 
+@implementer(IDockerEngine)
 class EngineClient:
     """
-    Talk to one Docker engine.
+    Talk to one Docker engine: the real L{IDockerEngine}.
 
     @ivar timeout: seconds every ordinary request may take, body included.
     """

@@ -22,7 +22,8 @@ from typing import Any
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from pycm.backends.docker.engine import EngineClient, Stream
+from pycm.backends.docker.engine import Stream
+from pycm.backends.docker.interfaces import IDockerEngine
 from pycm.backends.docker.stream import JSONLines
 
 
@@ -51,7 +52,7 @@ class EngineEvents:
     def __init__(
         self,
         reactor: Any,
-        engine: EngineClient,
+        engine: IDockerEngine,
         filters: dict[str, list[str]],
         onEvent: Callable[[dict[str, Any]], None],
         onConnected: Callable[[bool], Any],
