@@ -10,19 +10,19 @@ from collections import deque
 from collections.abc import Callable
 
 import attrs
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from pycm.interfaces import IEventStore
 from pycm.model import ContainerEvent, ProgressEvent
+from pycm.retrying import RETRY_INTERVAL as RETRY_INTERVAL
+from pycm.retrying import Retry
 from pycm.statedir import openNoFollow
 
 #: The contract keeps at least this many events for C{events --since}.
 RETAINED_EVENTS = 10_000
 
-#: Seconds between two tries at storing events that wait (a full disk).
-RETRY_INTERVAL = 1.0
 #: How many ids the mark is written ahead of the ids handed out.
 MARK_STEP = 100
 #: How far ahead the mark jumps while events or the mark cannot be written.
@@ -201,7 +201,7 @@ class EventLog:
     _subscribers: list[Subscriber] = attrs.field(factory=list, init=False)
     _lastId: int = attrs.field(default=0, init=False)
     _unsaved: deque[ContainerEvent] = attrs.field(factory=deque, init=False)
-    _retry: IDelayedCall | None = attrs.field(default=None, init=False)
+    _retry: Retry = attrs.field(init=False)
     #: Why storing failed, while events wait (else None).
     _error: str | None = attrs.field(default=None, init=False)
     _waited: int = attrs.field(default=0, init=False)
@@ -211,6 +211,7 @@ class EventLog:
 
     def __attrs_post_init__(self) -> None:
         self._lastId = max(self.store.lastId(), self.mark.value if self.mark else 0)
+        self._retry = Retry(self.clock, self.flush)
 
     @property
     def lastId(self) -> int:
@@ -263,8 +264,7 @@ class EventLog:
                         error=str(e),
                     )
                 self._error = str(e)
-                if self.clock is not None and (self._retry is None or not self._retry.active()):
-                    self._retry = self.clock.callLater(RETRY_INTERVAL, self._retryNow)
+                self._retry.schedule()
                 return False
             self._unsaved.popleft()
             stored += 1
@@ -280,19 +280,9 @@ class EventLog:
             self._waited = 0
         return True
 
-    def _retryNow(self) -> None:
-        self._retry = None
-        self.flush()
-
     def close(self) -> None:
         """Stop retrying, after a last try; say what is lost."""
-        if self._retry is not None and self._retry.active():
-            self._retry.cancel()
-        self._retry = None
-        if not self.flush():
-            if self._retry is not None and self._retry.active():
-                self._retry.cancel()
-            self._retry = None
+        if not self._retry.lastTry():
             self.log.error(
                 "{count} events could not be stored before the daemon stopped ({error})",
                 count=len(self._unsaved),

@@ -19,14 +19,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from pycm.errors import BackendError, PycmError
 from pycm.interfaces import IRecordStore
-
-#: Seconds between two tries at writing what waits.
-RETRY_INTERVAL = 1.0
+from pycm.retrying import RETRY_INTERVAL as RETRY_INTERVAL
+from pycm.retrying import Retry
 
 #: What waits for a container: its record, or None for its removal.
 Change = dict[str, Any] | None
@@ -51,11 +50,10 @@ class RecordWriter:
         store: IRecordStore,
         written: Callable[[list[str]], None] = lambda names: None,
     ) -> None:
-        self._clock = clock
         self._store = store
         self._written = written
         self._waiting: dict[str, Change] = {}
-        self._retry: IDelayedCall | None = None
+        self._retry = Retry(clock, self.flush)
         #: The containers whose changes waited, this episode.
         self._waited: set[str] = set()
         self.error: str | None = None
@@ -122,12 +120,7 @@ class RecordWriter:
         self.error = str(error)
         self._waited.add(name)
         self._waiting[name] = change
-        if self._retry is None or not self._retry.active():
-            self._retry = self._clock.callLater(RETRY_INTERVAL, self._retryNow)
-
-    def _retryNow(self) -> None:
-        self._retry = None
-        self.flush()
+        self._retry.schedule()
 
     def flush(self) -> bool:
         """Write what waits, in turn; True once nothing waits."""
@@ -138,8 +131,7 @@ class RecordWriter:
                     self._apply(name, change)
                 except BackendError as e:
                     self.error = str(e)
-                    if self._retry is None or not self._retry.active():
-                        self._retry = self._clock.callLater(RETRY_INTERVAL, self._retryNow)
+                    self._retry.schedule()
                     return False
                 del self._waiting[name]
                 done.append(name)
@@ -157,13 +149,7 @@ class RecordWriter:
 
     def close(self) -> None:
         """Stop retrying, after a last try; say what is lost."""
-        if self._retry is not None and self._retry.active():
-            self._retry.cancel()
-        self._retry = None
-        if not self.flush():
-            if self._retry is not None and self._retry.active():
-                self._retry.cancel()
-            self._retry = None
+        if not self._retry.lastTry():
             self.log.error(
                 "{count} container changes could not be saved before the daemon "
                 "stopped ({error}): {names}",
