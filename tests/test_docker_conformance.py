@@ -11,10 +11,13 @@ from __future__ import annotations
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
+from pycm.backends.docker.backend import makeBackend
 from pycm.interfaces import IContainerBackend
-from tests.conformance import ReactorFixture, make_backend_tests
+from pycm.testing.dockerengine import FakeDockerEngine
+from tests.conformance import MemoryFixture, ReactorFixture, make_backend_tests
 from tests.test_docker_support import engineBackend, requireEngine, testImage
 
 
@@ -52,3 +55,27 @@ class DockerFixture(ReactorFixture):
 
 class DockerConformanceTests(make_backend_tests(DockerFixture())):  # type: ignore[misc]
     """The Docker backend passes the backend conformance suite on a real engine."""
+
+
+class FakeEngineFixture(MemoryFixture):
+    """
+    The conformance fixture of the Docker backend on a L{FakeDockerEngine}
+    and a L{Clock}: the memory backend's commands, no dockerd.
+    """
+
+    missingImage = "pycm-test/no-such-image:1"
+
+    def makeBackend(self, testCase: TestCase) -> Deferred[IContainerBackend]:
+        clock = Clock()
+        # Docker's times are after the epoch: 0 reads as "never".
+        clock.advance(1_700_000_000)
+        self._clocks[testCase] = clock
+        engine = FakeDockerEngine(clock)
+        backend = makeBackend(clock, None, {"network": "none"}, engine)
+        testCase.addCleanup(self._clocks.pop, testCase, None)
+        testCase.addCleanup(lambda: self.settle(testCase, backend.close(), 120))
+        return backend.open().addCallback(lambda _: backend)
+
+
+class FakeEngineConformanceTests(make_backend_tests(FakeEngineFixture())):  # type: ignore[misc]
+    """The Docker backend passes the conformance suite on the fake engine."""
