@@ -8,8 +8,8 @@ C{delay S ...}, C{ignore-term}, C{burn}, C{unstartable}); each command is
 a file C{/bin/NAME} of its images, so the backend's look for the
 executable finds it, and C{unstartable} is missing.  Signal deaths exit
 128+N; restart policies, stop timeouts, logs, waits, events with C{since}
-and pulls behave as dockerd's.  L{pycm.testing.enginesuite} holds it to
-the real engine.
+and pulls behave as dockerd's.  L{pycm.testing.enginesuite} holds it
+to the real engine; L{pycm.testing.dockerstate} keeps its containers.
 """
 
 from __future__ import annotations
@@ -17,166 +17,37 @@ from __future__ import annotations
 import functools
 import json
 import signal as _signal
-import struct
-import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import attrs
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
 from pycm.backends.docker.engine import EngineError, Stream
 from pycm.backends.docker.interfaces import IDockerEngine
 from pycm.backends.memory import SimulatedRun, SimulatedRuntime
 from pycm.interfaces import IRunObserver
-from pycm.model import Container, State, parseSignal
+from pycm.model import parseSignal
+from pycm.testing.dockerstate import (
+    FakeContainer,
+    Feed,
+    StreamEnd,
+    discard,
+    eventMatches,
+    flag,
+    frame,
+    hasLabel,
+    imageReference,
+    parseFilters,
+    sinceNanos,
+    spec,
+)
 
 #: The simulated commands, as files of every fake image.
 COMMANDS = ("sleep", "exit", "echo", "fail", "delay", "ignore-term", "burn")
-_STREAMS = {"stdout": 1, "stderr": 2}
-_DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-
-def imageReference(name: str) -> str:
-    """C{name} with C{:latest} if it has no tag nor digest."""
-    if "@" in name or name.rfind(":") > name.rfind("/"):
-        return name
-    return name + ":latest"
-
-
-def nanoTime(nanos: int) -> str:
-    """Nanoseconds since the epoch as dockerd's RFC 3339 (9 digits)."""
-    seconds, fraction = divmod(nanos, 10**9)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{fraction:09d}Z"
-
-
-def _sinceNanos(value: Any) -> int | None:
-    """The C{since} parameter (C{seconds[.nanoseconds]}) in nanoseconds."""
-    if value is None or value == "":
-        return None
-    whole, _, fraction = str(value).partition(".")
-    return int(whole) * 10**9 + int((fraction + "000000000")[:9] or 0)
-
-
-def _flag(value: Any) -> bool:
-    return value is True or str(value).lower() in ("1", "true")
-
-
-def _filters(value: Any) -> dict[str, list[str]]:
-    if isinstance(value, str):
-        value = json.loads(value) if value else {}
-    return {key: list(items) for key, items in (value or {}).items()}
-
-
-class _Ended:
-    """The transport of a fake stream: C{stopProducing} ends it."""
-
-    def __init__(self, end: Callable[[], None]) -> None:
-        self.stopProducing = end
-
-
-@attrs.define(eq=False)
-class _Feed:
-    """A stream the fake is writing to."""
-
-    onData: Callable[[bytes], None]
-    ended: Deferred[None]
-    #: Which events it takes (an events stream).
-    accepts: Callable[[Any], bool] = lambda item: True
-    #: Its lines have timestamps (a log follow).
-    timestamps: bool = False
-
-    def write(self, data: bytes) -> None:
-        if not self.ended.called:
-            self.onData(data)
-
-    def end(self) -> None:
-        if not self.ended.called:
-            self.ended.callback(None)
-
-
-@attrs.define(eq=False)
-class FakeContainer:
-    """One container of the fake engine, with dockerd's inspect fields."""
-
-    id: str
-    name: str
-    image: str
-    config: dict[str, Any]
-    hostConfig: dict[str, Any]
-    created: int
-    status: str = "created"
-    pid: int = 0
-    exitCode: int = 0
-    error: str = ""
-    startedAt: int | None = None
-    finishedAt: int | None = None
-    restartCount: int = 0
-    manuallyStopped: bool = False
-    run: SimulatedRun | None = None
-    logs: list[tuple[int, str, bytes]] = attrs.Factory(list)
-    followers: list[_Feed] = attrs.Factory(list)
-    waiters: list[tuple[str, Deferred[Any]]] = attrs.Factory(list)
-    timers: list[IDelayedCall] = attrs.Factory(list)
-    restartDelay: float = 0.1
-
-    def command(self) -> list[str]:
-        return list(self.config.get("Cmd") or ())
-
-    def inspect(self) -> dict[str, Any]:
-        """C{GET /containers/ID/json}."""
-        command = self.command()
-        running = self.status == "running"
-        return {
-            "Id": self.id,
-            "Name": "/" + self.name,
-            "Created": nanoTime(self.created),
-            "Path": command[0] if command else "",
-            "Args": command[1:],
-            "Image": "sha256:" + self.image.encode().hex()[:64].ljust(64, "0"),
-            "RestartCount": self.restartCount,
-            "State": {
-                "Status": self.status,
-                "Running": running,
-                "Paused": False,
-                "Restarting": self.status == "restarting",
-                "OOMKilled": False,
-                "Dead": False,
-                "Pid": self.pid if running else 0,
-                "ExitCode": self.exitCode,
-                "Error": self.error,
-                "StartedAt": nanoTime(self.startedAt or 0)
-                if self.startedAt
-                else "0001-01-01T00:00:00Z",
-                "FinishedAt": nanoTime(self.finishedAt)
-                if self.finishedAt
-                else "0001-01-01T00:00:00Z",
-            },
-            "Config": dict(self.config),
-            "HostConfig": dict(self.hostConfig),
-        }
-
-    def summary(self) -> dict[str, Any]:
-        """One item of C{GET /containers/json}."""
-        return {
-            "Id": self.id,
-            "Names": ["/" + self.name],
-            "Image": self.image,
-            "Command": " ".join(self.command()),
-            "Created": self.created // 10**9,
-            "State": self.status,
-            "Status": self.status,
-            "Labels": dict(self.config.get("Labels") or {}),
-        }
-
-    def cancelTimers(self) -> None:
-        timers, self.timers = self.timers, []
-        for call in timers:
-            if call.active():
-                call.cancel()
 
 
 @implementer(IRunObserver)
@@ -219,7 +90,7 @@ class FakeDockerEngine:
         self.containers: dict[str, FakeContainer] = {}
         self.events: list[dict[str, Any]] = []
         self._runtime = SimulatedRuntime(clock)
-        self._eventFeeds: list[_Feed] = []
+        self._eventFeeds: list[Feed] = []
         self._pending: set[Deferred[Any]] = set()
         self._serial = 0
 
@@ -259,8 +130,8 @@ class FakeDockerEngine:
         except EngineError as e:
             return self._later(defer.fail(e))
         ended: Deferred[None] = Deferred()
-        feed = _Feed(onData, ended)
-        stream = Stream(ended, _Ended(feed.end))
+        feed = Feed(onData, ended)
+        stream = Stream(ended, StreamEnd(feed.end))
 
         def opened(_: object) -> Stream:
             opener(feed)
@@ -270,7 +141,7 @@ class FakeDockerEngine:
 
     def _streamOpener(
         self, method: str, path: str, params: dict[str, Any]
-    ) -> Callable[[_Feed], None]:
+    ) -> Callable[[Feed], None]:
         """What starts writing to a stream of C{method path}, once open."""
         if (method, path) == ("GET", "/events"):
             return functools.partial(self._followEvents, params=params)
@@ -373,26 +244,7 @@ class FakeDockerEngine:
         # Strictly increasing, as on a real engine (the clock may stand
         # still): a reader tells events apart by time, id and action.
         nanos = max(self._now(), self.events[-1]["timeNano"] + 1 if self.events else 0)
-        labels = dict(container.config.get("Labels") or {})
-        event = {
-            "status": action,
-            "id": container.id,
-            "from": container.image,
-            "Type": "container",
-            "Action": action,
-            "Actor": {
-                "ID": container.id,
-                "Attributes": {
-                    **labels,
-                    "image": container.image,
-                    "name": container.name,
-                    **attributes,
-                },
-            },
-            "scope": "local",
-            "time": nanos // 10**9,
-            "timeNano": nanos,
-        }
+        event = container.event(action, nanos, **attributes)
         self.events.append(event)
         for feed in list(self._eventFeeds):
             if feed.accepts(event):
@@ -401,14 +253,14 @@ class FakeDockerEngine:
     # -- containers ----------------------------------------------------------
 
     def _list(self, params: dict[str, Any], body: Any) -> tuple[int, Any]:
-        filters = _filters(params.get("filters"))
-        everything = _flag(params.get("all"))
+        filters = parseFilters(params.get("filters"))
+        everything = flag(params.get("all"))
         found = []
         for container in self.containers.values():
             labels = container.config.get("Labels") or {}
             if not everything and container.status != "running":
                 continue
-            if not all(_hasLabel(labels, wanted) for wanted in filters.get("label", ())):
+            if not all(hasLabel(labels, wanted) for wanted in filters.get("label", ())):
                 continue
             names = filters.get("name")
             if names and not any(n.lstrip("/") in container.name for n in names):
@@ -432,21 +284,7 @@ class FakeDockerEngine:
             raise EngineError(404, f"No such image: {image}")
         self._serial += 1
         cid = f"{self._serial:04x}" + "f" * 60
-        env = list(body.get("Env") or ())
-        if not any(item.startswith("PATH=") for item in env):
-            env.append("PATH=" + _DEFAULT_PATH)
-        config = {
-            "Image": str(body.get("Image", "")),
-            "Cmd": list(body.get("Cmd") or ("sleep", "infinity")),
-            "Env": env,
-            "Labels": dict(body.get("Labels") or {}),
-            "WorkingDir": body.get("WorkingDir") or "",
-            "StopSignal": body.get("StopSignal") or "SIGTERM",
-            "StopTimeout": body.get("StopTimeout"),
-        }
-        hostConfig = {"RestartPolicy": {"Name": "no", "MaximumRetryCount": 0}}
-        hostConfig.update(body.get("HostConfig") or {})
-        container = FakeContainer(cid, name, image, config, hostConfig, self._now())
+        container = FakeContainer.fromBody(cid, name, image, body, self._now())
         self.containers[cid] = container
         self._event(container, "create")
         return (201, {"Id": cid, "Warnings": []})
@@ -474,7 +312,7 @@ class FakeDockerEngine:
     def _run(self, container: FakeContainer) -> None:
         """Start C{container}'s command (a client's start or its policy's)."""
         container.manuallyStopped = False
-        d = self._runtime.spawn(_spec(container), _RunOutput(self, container))
+        d = self._runtime.spawn(spec(container), _RunOutput(self, container))
         runs: list[Any] = []
         d.addCallbacks(runs.append, lambda f: runs.append(f))
         run = runs[0]
@@ -501,7 +339,7 @@ class FakeDockerEngine:
         for line in lines:
             container.logs.append((now, stream, line))
             for feed in list(container.followers):
-                feed.write(_frame(stream, now, line, feed.timestamps))
+                feed.write(frame(stream, now, line, feed.timestamps))
 
     def _exited(self, container: FakeContainer, code: int | None) -> None:
         """The run ended: die, wake the waiters, maybe restart by policy."""
@@ -618,7 +456,7 @@ class FakeDockerEngine:
         return defer.maybeDeferred(self._stop, container, params, body).addCallback(start)
 
     def _remove(self, container: FakeContainer, params: dict[str, Any], body: Any) -> Any:
-        if container.status in ("running", "restarting") and not _flag(params.get("force")):
+        if container.status in ("running", "restarting") and not flag(params.get("force")):
             raise EngineError(
                 409,
                 f"You cannot remove a running container {container.id}. Stop the "
@@ -659,75 +497,40 @@ class FakeDockerEngine:
         return d
 
     def _stats(self, container: FakeContainer, params: dict[str, Any], body: Any) -> Any:
-        run = container.run
-        if run is None:
-            return (200, {"cpu_stats": {}, "memory_stats": {}, "pids_stats": {}})
-        usage = run.usage(container.hostConfig.get("Memory"))
-        return (
-            200,
-            {
-                "read": nanoTime(self._now()),
-                "cpu_stats": {
-                    "cpu_usage": {"total_usage": int((usage.cpuSeconds or 0) * 1e9)},
-                    "online_cpus": 1,
-                },
-                "memory_stats": {"usage": usage.memory, "stats": {"inactive_file": 0}},
-                "pids_stats": {"current": usage.pids},
-                "blkio_stats": {
-                    "io_service_bytes_recursive": [
-                        {"op": "read", "value": usage.readBytes or 0},
-                        {"op": "write", "value": usage.writeBytes or 0},
-                    ]
-                },
-            },
-        )
+        return (200, container.stats(self._now()))
 
     # -- logs, events, pulls --------------------------------------------------
 
-    def _backlog(
-        self, container: FakeContainer, params: dict[str, Any]
-    ) -> list[tuple[int, str, bytes]]:
-        wanted = {s for s in ("stdout", "stderr") if _flag(params.get(s))}
-        lines = [line for line in container.logs if line[1] in wanted]
-        tail = params.get("tail")
-        if tail not in (None, "", "all"):
-            count = int(tail)
-            lines = lines[-count:] if count > 0 else []
-        since = _sinceNanos(params.get("since"))
-        if since is not None:
-            lines = [line for line in lines if line[0] >= since]
-        return lines
-
     def _logs(self, container: FakeContainer, params: dict[str, Any], body: Any) -> Any:
-        stamps = _flag(params.get("timestamps"))
+        stamps = flag(params.get("timestamps"))
         return (
             200,
-            b"".join(_frame(s, t, text, stamps) for t, s, text in self._backlog(container, params)),
+            b"".join(frame(s, t, text, stamps) for t, s, text in container.backlog(params)),
         )
 
-    def _followLogs(self, feed: _Feed, container: FakeContainer, params: dict[str, Any]) -> None:
-        stamps = _flag(params.get("timestamps"))
-        for when, stream, text in self._backlog(container, params):
-            feed.write(_frame(stream, when, text, stamps))
+    def _followLogs(self, feed: Feed, container: FakeContainer, params: dict[str, Any]) -> None:
+        stamps = flag(params.get("timestamps"))
+        for when, stream, text in container.backlog(params):
+            feed.write(frame(stream, when, text, stamps))
         if container.status != "running" or container.id not in self.containers:
             feed.end()
             return
         feed.timestamps = stamps
         container.followers.append(feed)
-        feed.ended.addBoth(_discard, container.followers, feed)
+        feed.ended.addBoth(discard, container.followers, feed)
 
-    def _followEvents(self, feed: _Feed, params: dict[str, Any]) -> None:
-        filters = _filters(params.get("filters"))
-        feed.accepts = lambda event: _eventMatches(event, filters)
-        since = _sinceNanos(params.get("since"))
+    def _followEvents(self, feed: Feed, params: dict[str, Any]) -> None:
+        filters = parseFilters(params.get("filters"))
+        feed.accepts = lambda event: eventMatches(event, filters)
+        since = sinceNanos(params.get("since"))
         if since is not None:
             for event in self.events:
                 if event["timeNano"] >= since and feed.accepts(event):
                     feed.write(json.dumps(event).encode() + b"\n")
         self._eventFeeds.append(feed)
-        feed.ended.addBoth(_discard, self._eventFeeds, feed)
+        feed.ended.addBoth(discard, self._eventFeeds, feed)
 
-    def _pull(self, feed: _Feed, image: str) -> None:
+    def _pull(self, feed: Feed, image: str) -> None:
         name, _, tag = image.rpartition(":")
         for item in (
             {"status": f"Pulling from {name}", "id": tag},
@@ -740,40 +543,4 @@ class FakeDockerEngine:
         feed.end()
 
 
-def _discard(result: object, feeds: list[_Feed], feed: _Feed) -> object:
-    if feed in feeds:
-        feeds.remove(feed)
-    return result
-
-
-def _hasLabel(labels: dict[str, str], wanted: str) -> bool:
-    key, sep, value = wanted.partition("=")
-    return key in labels and (not sep or labels[key] == value)
-
-
-def _eventMatches(event: dict[str, Any], filters: dict[str, list[str]]) -> bool:
-    if "type" in filters and event["Type"] not in filters["type"]:
-        return False
-    attributes = event["Actor"]["Attributes"]
-    return all(_hasLabel(attributes, wanted) for wanted in filters.get("label", ()))
-
-
-def _frame(stream: str, nanos: int, text: bytes, timestamps: bool) -> bytes:
-    """One line in the engine's multiplexed format."""
-    payload = (nanoTime(nanos).encode() + b" " if timestamps else b"") + text + b"\n"
-    return struct.pack(">BxxxL", _STREAMS[stream], len(payload)) + payload
-
-
-def _spec(container: FakeContainer) -> Container:
-    return Container(
-        name=container.name,
-        id=container.id,
-        backend="docker",
-        image=container.image,
-        command=tuple(container.command()),
-        state=State.CREATED,
-        created=container.created / 1e9,
-    )
-
-
-__all__ = ["COMMANDS", "FakeContainer", "FakeDockerEngine", "imageReference", "nanoTime"]
+__all__ = ["COMMANDS", "FakeDockerEngine"]

@@ -1,0 +1,289 @@
+"""
+The state of L{pycm.testing.dockerengine.FakeDockerEngine}'s containers,
+and the engine's wire formats (times, log frames, filters), without I/O.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import time
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall
+
+from pycm.backends.memory import SimulatedRun
+from pycm.model import Container, State
+
+_STREAMS = {"stdout": 1, "stderr": 2}
+#: The C{PATH} of every fake image.
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def imageReference(name: str) -> str:
+    """C{name} with C{:latest} if it has no tag nor digest."""
+    if "@" in name or name.rfind(":") > name.rfind("/"):
+        return name
+    return name + ":latest"
+
+
+def nanoTime(nanos: int) -> str:
+    """Nanoseconds since the epoch as dockerd's RFC 3339 (9 digits)."""
+    seconds, fraction = divmod(nanos, 10**9)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{fraction:09d}Z"
+
+
+def sinceNanos(value: Any) -> int | None:
+    """The C{since} parameter (C{seconds[.nanoseconds]}) in nanoseconds."""
+    if value is None or value == "":
+        return None
+    whole, _, fraction = str(value).partition(".")
+    return int(whole) * 10**9 + int((fraction + "000000000")[:9] or 0)
+
+
+def flag(value: Any) -> bool:
+    return value is True or str(value).lower() in ("1", "true")
+
+
+def parseFilters(value: Any) -> dict[str, list[str]]:
+    if isinstance(value, str):
+        value = json.loads(value) if value else {}
+    return {key: list(items) for key, items in (value or {}).items()}
+
+
+class StreamEnd:
+    """The transport of a fake stream: C{stopProducing} ends it."""
+
+    def __init__(self, end: Callable[[], None]) -> None:
+        self.stopProducing = end
+
+
+@attrs.define(eq=False)
+class Feed:
+    """A stream the fake is writing to."""
+
+    onData: Callable[[bytes], None]
+    ended: Deferred[None]
+    #: Which events it takes (an events stream).
+    accepts: Callable[[Any], bool] = lambda item: True
+    #: Its lines have timestamps (a log follow).
+    timestamps: bool = False
+
+    def write(self, data: bytes) -> None:
+        if not self.ended.called:
+            self.onData(data)
+
+    def end(self) -> None:
+        if not self.ended.called:
+            self.ended.callback(None)
+
+
+@attrs.define(eq=False)
+class FakeContainer:
+    """One container of the fake engine, with dockerd's inspect fields."""
+
+    id: str
+    name: str
+    image: str
+    config: dict[str, Any]
+    hostConfig: dict[str, Any]
+    created: int
+    status: str = "created"
+    pid: int = 0
+    exitCode: int = 0
+    error: str = ""
+    startedAt: int | None = None
+    finishedAt: int | None = None
+    restartCount: int = 0
+    manuallyStopped: bool = False
+    run: SimulatedRun | None = None
+    logs: list[tuple[int, str, bytes]] = attrs.Factory(list)
+    followers: list[Feed] = attrs.Factory(list)
+    waiters: list[tuple[str, Deferred[Any]]] = attrs.Factory(list)
+    timers: list[IDelayedCall] = attrs.Factory(list)
+    restartDelay: float = 0.1
+
+    @classmethod
+    def fromBody(
+        cls, cid: str, name: str, image: str, body: dict[str, Any], now: int
+    ) -> FakeContainer:
+        """A new container from the body of C{POST /containers/create}."""
+        env = list(body.get("Env") or ())
+        if not any(item.startswith("PATH=") for item in env):
+            env.append("PATH=" + DEFAULT_PATH)
+        config = {
+            "Image": str(body.get("Image", "")),
+            "Cmd": list(body.get("Cmd") or ("sleep", "infinity")),
+            "Env": env,
+            "Labels": dict(body.get("Labels") or {}),
+            "WorkingDir": body.get("WorkingDir") or "",
+            "StopSignal": body.get("StopSignal") or "SIGTERM",
+            "StopTimeout": body.get("StopTimeout"),
+        }
+        hostConfig = {"RestartPolicy": {"Name": "no", "MaximumRetryCount": 0}}
+        hostConfig.update(body.get("HostConfig") or {})
+        return cls(cid, name, image, config, hostConfig, now)
+
+    def event(self, action: str, nanos: int, **attributes: str) -> dict[str, Any]:
+        """Its event C{action} at C{nanos}, as C{GET /events} gives it."""
+        labels = dict(self.config.get("Labels") or {})
+        return {
+            "status": action,
+            "id": self.id,
+            "from": self.image,
+            "Type": "container",
+            "Action": action,
+            "Actor": {
+                "ID": self.id,
+                "Attributes": {**labels, "image": self.image, "name": self.name, **attributes},
+            },
+            "scope": "local",
+            "time": nanos // 10**9,
+            "timeNano": nanos,
+        }
+
+    def command(self) -> list[str]:
+        return list(self.config.get("Cmd") or ())
+
+    def inspect(self) -> dict[str, Any]:
+        """C{GET /containers/ID/json}."""
+        command = self.command()
+        running = self.status == "running"
+        return {
+            "Id": self.id,
+            "Name": "/" + self.name,
+            "Created": nanoTime(self.created),
+            "Path": command[0] if command else "",
+            "Args": command[1:],
+            "Image": "sha256:" + self.image.encode().hex()[:64].ljust(64, "0"),
+            "RestartCount": self.restartCount,
+            "State": {
+                "Status": self.status,
+                "Running": running,
+                "Paused": False,
+                "Restarting": self.status == "restarting",
+                "OOMKilled": False,
+                "Dead": False,
+                "Pid": self.pid if running else 0,
+                "ExitCode": self.exitCode,
+                "Error": self.error,
+                "StartedAt": nanoTime(self.startedAt or 0)
+                if self.startedAt
+                else "0001-01-01T00:00:00Z",
+                "FinishedAt": nanoTime(self.finishedAt)
+                if self.finishedAt
+                else "0001-01-01T00:00:00Z",
+            },
+            "Config": dict(self.config),
+            "HostConfig": dict(self.hostConfig),
+        }
+
+    def summary(self) -> dict[str, Any]:
+        """One item of C{GET /containers/json}."""
+        return {
+            "Id": self.id,
+            "Names": ["/" + self.name],
+            "Image": self.image,
+            "Command": " ".join(self.command()),
+            "Created": self.created // 10**9,
+            "State": self.status,
+            "Status": self.status,
+            "Labels": dict(self.config.get("Labels") or {}),
+        }
+
+    def stats(self, now: int) -> dict[str, Any]:
+        """C{GET /containers/ID/stats?stream=false}, from its simulated run."""
+        run = self.run
+        if run is None:
+            return {"cpu_stats": {}, "memory_stats": {}, "pids_stats": {}}
+        usage = run.usage(self.hostConfig.get("Memory"))
+        return {
+            "read": nanoTime(now),
+            "cpu_stats": {
+                "cpu_usage": {"total_usage": int((usage.cpuSeconds or 0) * 1e9)},
+                "online_cpus": 1,
+            },
+            "memory_stats": {"usage": usage.memory, "stats": {"inactive_file": 0}},
+            "pids_stats": {"current": usage.pids},
+            "blkio_stats": {
+                "io_service_bytes_recursive": [
+                    {"op": "read", "value": usage.readBytes or 0},
+                    {"op": "write", "value": usage.writeBytes or 0},
+                ]
+            },
+        }
+
+    def backlog(self, params: dict[str, Any]) -> list[tuple[int, str, bytes]]:
+        """Its log lines a C{GET /containers/ID/logs} with C{params} gives."""
+        wanted = {s for s in ("stdout", "stderr") if flag(params.get(s))}
+        lines = [line for line in self.logs if line[1] in wanted]
+        tail = params.get("tail")
+        if tail not in (None, "", "all"):
+            count = int(tail)
+            lines = lines[-count:] if count > 0 else []
+        since = sinceNanos(params.get("since"))
+        if since is not None:
+            lines = [line for line in lines if line[0] >= since]
+        return lines
+
+    def cancelTimers(self) -> None:
+        timers, self.timers = self.timers, []
+        for call in timers:
+            if call.active():
+                call.cancel()
+
+
+def discard(result: object, feeds: list[Feed], feed: Feed) -> object:
+    if feed in feeds:
+        feeds.remove(feed)
+    return result
+
+
+def hasLabel(labels: dict[str, str], wanted: str) -> bool:
+    key, sep, value = wanted.partition("=")
+    return key in labels and (not sep or labels[key] == value)
+
+
+def eventMatches(event: dict[str, Any], filters: dict[str, list[str]]) -> bool:
+    if "type" in filters and event["Type"] not in filters["type"]:
+        return False
+    attributes = event["Actor"]["Attributes"]
+    return all(hasLabel(attributes, wanted) for wanted in filters.get("label", ()))
+
+
+def frame(stream: str, nanos: int, text: bytes, timestamps: bool) -> bytes:
+    """One line in the engine's multiplexed format."""
+    payload = (nanoTime(nanos).encode() + b" " if timestamps else b"") + text + b"\n"
+    return struct.pack(">BxxxL", _STREAMS[stream], len(payload)) + payload
+
+
+def spec(container: FakeContainer) -> Container:
+    return Container(
+        name=container.name,
+        id=container.id,
+        backend="docker",
+        image=container.image,
+        command=tuple(container.command()),
+        state=State.CREATED,
+        created=container.created / 1e9,
+    )
+
+
+__all__ = [
+    "Feed",
+    "FakeContainer",
+    "StreamEnd",
+    "discard",
+    "eventMatches",
+    "flag",
+    "frame",
+    "hasLabel",
+    "imageReference",
+    "nanoTime",
+    "parseFilters",
+    "sinceNanos",
+    "spec",
+]
