@@ -1,16 +1,30 @@
 """
-The engine seam: L{IDockerEngine} and the engine client that provides it.
+The engine seam: L{IDockerEngine}, the engine client that provides it,
+and the engine suite (L{pycm.testing.enginesuite}) on the fake engine (on
+every machine) and on a real one.
+
+The real engine's run needs C{PYCM_DOCKER_HOST} (see
+L{tests.test_docker_support}); it skips without it, and fails without it
+under C{PYCM_REQUIRE_DOCKER=1}.
 """
 
 from __future__ import annotations
 
-from twisted.internet.task import Clock
-from twisted.trial.unittest import SynchronousTestCase
+from typing import Any
+
+from twisted.internet import defer, reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock, deferLater
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
 from pycm.backends.docker.backend import makeBackend
 from pycm.backends.docker.engine import EngineAddress, EngineClient
 from pycm.backends.docker.interfaces import IDockerEngine
+from pycm.testing import advanceClock, settleClock
+from pycm.testing.dockerengine import FakeDockerEngine
+from pycm.testing.enginesuite import make_engine_tests
+from tests.test_docker_support import requireEngine, testImage
 
 
 class EngineClientInterfaceTests(SynchronousTestCase):
@@ -23,12 +37,83 @@ class EngineClientInterfaceTests(SynchronousTestCase):
 
     def test_makeBackendTakesAnEngine(self) -> None:
         """C{makeBackend} uses the engine it is given, not one of its own."""
-        engine = EngineClient(Clock(), EngineAddress.parse("unix:///given.sock"))
+        engine = FakeDockerEngine(Clock())
         backend = makeBackend(Clock(), None, {"docker-host": "unix:///other.sock"}, engine)
         self.assertIs(backend.engine, engine)
 
     def test_makeBackendBuildsAClient(self) -> None:
         """Without an engine, C{makeBackend} builds a client at C{docker-host}."""
         backend = makeBackend(Clock(), None, {"docker-host": "unix:///other.sock"})
-        self.assertIsInstance(backend.engine, EngineClient)
-        self.assertEqual(str(backend.engine.address), "unix:///other.sock")
+        engine = backend.engine
+        assert isinstance(engine, EngineClient)
+        self.assertEqual(str(engine.address), "unix:///other.sock")
+
+
+class FakeEngineFixture:
+    """The engine suite's fixture of L{FakeDockerEngine}, on a L{Clock}."""
+
+    image = "busybox:latest"
+    missingImage = "pycm-test/no-such-image:1"
+    longCommand = ("sleep", "infinity")
+    ignoreTermCommand = ("ignore-term",)
+
+    def __init__(self) -> None:
+        self._clocks: dict[TestCase, Clock] = {}
+
+    def exitCommand(self, code: int) -> tuple[str, ...]:
+        return ("exit", str(code))
+
+    def echoCommand(self, text: str) -> tuple[str, ...]:
+        return ("echo", text)
+
+    def makeEngine(self, testCase: TestCase) -> Deferred[IDockerEngine]:
+        clock = self._clocks[testCase] = Clock()
+        clock.advance(1_700_000_000)
+        engine = FakeDockerEngine(clock)
+        testCase.addCleanup(self._clocks.pop, testCase, None)
+        testCase.addCleanup(lambda: self.settle(testCase, engine.close(), 10))
+        return defer.succeed(engine)
+
+    def settle(self, testCase: TestCase, d: Deferred[Any], timeout: float) -> Deferred[Any]:
+        return settleClock(self._clocks[testCase], d, timeout)
+
+    def sleep(self, testCase: TestCase, seconds: float) -> Deferred[None]:
+        advanceClock(self._clocks[testCase], seconds)
+        return defer.succeed(None)
+
+
+class RealEngineFixture:
+    """The engine suite's fixture of L{EngineClient} on the test engine (busybox)."""
+
+    missingImage = "pycm-test/no-such-image:1"
+    longCommand = ("sleep", "1000")
+    ignoreTermCommand = ("sh", "-c", "trap '' TERM; sleep 1000")
+
+    @property
+    def image(self) -> str:
+        return testImage()
+
+    def exitCommand(self, code: int) -> tuple[str, ...]:
+        return ("sh", "-c", f"exit {code}")
+
+    def echoCommand(self, text: str) -> tuple[str, ...]:
+        return ("printf", "%s\\n", text)
+
+    def makeEngine(self, testCase: TestCase) -> Deferred[IDockerEngine]:
+        engine = EngineClient(reactor, EngineAddress.parse(requireEngine()))
+        testCase.addCleanup(engine.close)
+        return defer.succeed(engine)
+
+    def settle(self, testCase: TestCase, d: Deferred[Any], timeout: float) -> Deferred[Any]:
+        return d.addTimeout(timeout, reactor)
+
+    def sleep(self, testCase: TestCase, seconds: float) -> Deferred[None]:
+        return deferLater(reactor, seconds, lambda: None)
+
+
+class FakeEngineTests(make_engine_tests(FakeEngineFixture())):  # type: ignore[misc]
+    """L{FakeDockerEngine} passes the engine suite."""
+
+
+class RealEngineTests(make_engine_tests(RealEngineFixture())):  # type: ignore[misc]
+    """The real engine, through L{EngineClient}, passes the engine suite."""
