@@ -6,10 +6,17 @@ it too; this module only re-exports it.
 """
 
 from pycm.testing import (
+    BackendConformanceTests,
     BackendFixture,
     MemoryFixture,
     ReactorFixture,
     make_backend_tests,
 )
 
-__all__ = ["BackendFixture", "MemoryFixture", "ReactorFixture", "make_backend_tests"]
+__all__ = [
+    "BackendConformanceTests",
+    "BackendFixture",
+    "MemoryFixture",
+    "ReactorFixture",
+    "make_backend_tests",
+]

@@ -9,6 +9,7 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone, ConnectionLost
+from twisted.internet.protocol import Protocol, connectionDone
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
@@ -20,7 +21,14 @@ from pycm.client.protocol import (
     ProtocolError,
     errorFromReply,
 )
-from pycm.client.testing import FakeDaemon, connectToFake, ok
+from pycm.client.testing import (
+    FakeDaemon,
+    LoopbackPump,
+    PumpedTransport,
+    connectToFake,
+    event,
+    ok,
+)
 
 
 def connected() -> tuple[ClientProtocol, StringTransport]:
@@ -308,7 +316,7 @@ class ProtocolErrorTests(SynchronousTestCase):
 
 
 class FakeDaemonTests(SynchronousTestCase):
-    """The client against L{FakeDaemon} over iosim."""
+    """The client against L{FakeDaemon} over a L{LoopbackPump}."""
 
     def test_pipelinedWithHeldReply(self) -> None:
         """
@@ -341,3 +349,112 @@ class FakeDaemonTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(d1), "bye")
         self.failureResultOf(d2, Disconnected)
         self.successResultOf(client.whenDisconnected())
+
+    def test_unknownCommand(self) -> None:
+        """L{FakeDaemon} answers a command it has no handler for with C{ERR}."""
+        client, daemon, pump = connectToFake(FakeDaemon())
+        d = client.request("frobnicate")
+        pump.flush()
+        self.failureResultOf(d, errors.BadRequest)
+
+    def test_eventsBeforeReply(self) -> None:
+        """A handler's list of lines goes out in order: events, then the reply."""
+        seen: list[Any] = []
+        daemon = FakeDaemon({"poke": [event({"n": 1}), event({"n": 2}), ok("done")]})
+        client, daemon, pump = connectToFake(daemon)
+        client.addEventListener(seen.append)
+        d = client.request("poke")
+        pump.flush()
+        self.assertEqual(self.successResultOf(d), "done")
+        self.assertEqual(seen, [{"n": 1}, {"n": 2}])
+
+    def test_daemonDisconnects(self) -> None:
+        """L{FakeDaemon.disconnect} fails the client's pending requests."""
+        held: Deferred[str] = Deferred()
+        client, daemon, pump = connectToFake(FakeDaemon({"wait": lambda words: held}))
+        d = client.request("wait")
+        pump.flush()
+        daemon.disconnect()
+        pump.flush()
+        self.failureResultOf(d, Disconnected)
+        self.successResultOf(client.whenDisconnected())
+
+
+class _Recorder(Protocol):
+    """A protocol that keeps what it receives and why it was closed."""
+
+    def __init__(self) -> None:
+        self.received = b""
+        self.reasons: list[Failure] = []
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.reasons.append(reason)
+
+
+class _Echo(Protocol):
+    """A protocol that writes back every byte it receives."""
+
+    def dataReceived(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(data)
+
+
+class LoopbackPumpTests(SynchronousTestCase):
+    """L{LoopbackPump} carries bytes and closings between two transports."""
+
+    def setUp(self) -> None:
+        self.left, self.right = _Recorder(), _Recorder()
+        self.leftTransport = PumpedTransport(self.left)
+        self.rightTransport = PumpedTransport(self.right)
+        self.pump = LoopbackPump(self.leftTransport, self.rightTransport)
+
+    def test_bothWays(self) -> None:
+        """What each side writes arrives at the other side at the next flush."""
+        self.leftTransport.write(b"hello")
+        self.rightTransport.writeSequence([b"wor", b"ld"])
+        self.assertEqual((self.left.received, self.right.received), (b"", b""))
+        self.assertTrue(self.pump.flush())
+        self.assertEqual((self.left.received, self.right.received), (b"world", b"hello"))
+        self.assertFalse(self.pump.flush())
+
+    def test_closeAfterData(self) -> None:
+        """
+        A side that closes has its data delivered first; then the other
+        side, and at the next step the closing one, lose the connection
+        with L{ConnectionDone}.
+        """
+        self.rightTransport.write(b"bye")
+        self.rightTransport.loseConnection()
+        self.rightTransport.write(b"dropped")
+        self.assertTrue(self.pump.pump())
+        self.assertEqual(self.left.received, b"bye")
+        self.assertEqual((self.left.reasons, self.right.reasons), ([], []))
+        self.assertTrue(self.pump.pump())
+        self.assertEqual(len(self.left.reasons), 1)
+        self.left.reasons[0].trap(ConnectionDone)
+        self.assertEqual(self.right.reasons, [])
+        self.assertTrue(self.pump.pump())
+        self.assertEqual(len(self.right.reasons), 1)
+        self.assertFalse(self.pump.flush())
+        self.assertEqual(len(self.left.reasons) + len(self.right.reasons), 2)
+
+    def test_abortIsClose(self) -> None:
+        """C{abortConnection} closes as C{loseConnection} does: data written still arrives."""
+        self.leftTransport.write(b"last")
+        self.leftTransport.abortConnection()
+        self.pump.flush()
+        self.assertEqual(self.right.received, b"last")
+        self.assertEqual((len(self.left.reasons), len(self.right.reasons)), (1, 1))
+
+    def test_busyForEver(self) -> None:
+        """Two sides that answer every byte forever make C{flush} give up."""
+        left, right = _Echo(), _Echo()
+        leftTransport, rightTransport = PumpedTransport(left), PumpedTransport(right)
+        left.makeConnection(leftTransport)
+        right.makeConnection(rightTransport)
+        leftTransport.write(b"ping")
+        pump = LoopbackPump(leftTransport, rightTransport)
+        self.assertRaises(RuntimeError, pump.flush)

@@ -1,5 +1,5 @@
 """
-The shared backend conformance suite (L{pycm.testing.make_backend_tests})
+The shared backend conformance suite (L{pycm.testing.BackendConformanceTests})
 against the Docker backend on a real engine, with the busybox test image
 and C{--network none}.
 
@@ -17,7 +17,7 @@ from twisted.trial.unittest import TestCase
 from pycm.backends.docker.backend import makeBackend
 from pycm.interfaces import IContainerBackend
 from pycm.testing.dockerengine import FakeDockerEngine
-from tests.conformance import MemoryFixture, ReactorFixture, make_backend_tests
+from tests.conformance import BackendConformanceTests, MemoryFixture, ReactorFixture
 from tests.test_docker_support import engineBackend, requireEngine, testImage
 
 
@@ -53,8 +53,10 @@ class DockerFixture(ReactorFixture):
         return backend.open().addCallback(lambda _: backend)
 
 
-class DockerConformanceTests(make_backend_tests(DockerFixture())):  # type: ignore[misc]
+class DockerConformanceTests(BackendConformanceTests, TestCase):
     """The Docker backend passes the backend conformance suite on a real engine."""
+
+    fixture = DockerFixture()
 
 
 class FakeEngineFixture(MemoryFixture):
@@ -77,5 +79,7 @@ class FakeEngineFixture(MemoryFixture):
         return backend.open().addCallback(lambda _: backend)
 
 
-class FakeEngineConformanceTests(make_backend_tests(FakeEngineFixture())):  # type: ignore[misc]
+class FakeEngineConformanceTests(BackendConformanceTests, TestCase):
     """The Docker backend passes the conformance suite on the fake engine."""
+
+    fixture = FakeEngineFixture()

@@ -9,7 +9,7 @@ import signal
 
 from twisted.internet.task import Clock
 from twisted.python.filepath import FilePath
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
 from pycm.backends.memory import DEFAULT_COMMAND, MemoryBackend, MemoryLogStore, makeBackend
@@ -17,11 +17,13 @@ from pycm.errors import BackendError
 from pycm.interfaces import IContainerBackend
 from pycm.model import ALL_OPTIONS, Container, ContainerSpec, LogLine, State
 from pycm.testing import advanceClock, memoryBackend
-from tests.conformance import MemoryFixture, make_backend_tests
+from tests.conformance import BackendConformanceTests, MemoryFixture
 
 
-class MemoryConformanceTests(make_backend_tests(MemoryFixture())):  # type: ignore[misc]
+class MemoryConformanceTests(BackendConformanceTests, TestCase):
     """The memory backend passes the backend conformance suite."""
+
+    fixture = MemoryFixture()
 
 
 class SimulatedCommandTests(SynchronousTestCase):

@@ -39,7 +39,7 @@ from pycm.errors import BackendError, BadRequest
 from pycm.interfaces import IContainerBackend, IRun, IRunObserver, IRuntime
 from pycm.model import Container, ContainerSpec, State
 from pycm.store import SQLiteStore
-from tests.conformance import ReactorFixture, make_backend_tests
+from tests.conformance import BackendConformanceTests, ReactorFixture
 
 
 def container(
@@ -1522,12 +1522,16 @@ class ProcessFixture(ReactorFixture):
         return backend.open().addCallback(lambda _: backend)
 
 
-class ProcessConformanceTests(make_backend_tests(ProcessFixture(limits=True))):  # type: ignore[misc]
+class ProcessConformanceTests(BackendConformanceTests, TestCase):
     """The conformance suite on the process backend, limits as detected."""
 
+    fixture = ProcessFixture(limits=True)
 
-class ProcessNoLimitsConformanceTests(make_backend_tests(ProcessFixture(limits=False))):  # type: ignore[misc]
+
+class ProcessNoLimitsConformanceTests(BackendConformanceTests, TestCase):
     """The conformance suite on the process backend without cgroups."""
+
+    fixture = ProcessFixture(limits=False)
 
 
 class ProcessBackendTests(TestCase):

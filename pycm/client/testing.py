@@ -1,18 +1,22 @@
 """
 Test helpers for code that uses the pycm client: a scripted fake daemon
-and a way to connect a L{ClientProtocol} to it in memory.
+(L{FakeDaemon}) and an in-memory connection to it (L{connectToFake}) that
+a L{LoopbackPump} carries bytes over, on public Twisted API only.
 """
 
 from __future__ import annotations
 
 import json
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Union
 
 from twisted.internet.defer import Deferred
+from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import IProtocol
+from twisted.internet.testing import StringTransport
 from twisted.protocols.basic import LineOnlyReceiver
-from twisted.test.iosim import FakeTransport, IOPump, connect
+from twisted.python.failure import Failure
 
 from pycm.client.protocol import ClientProtocol
 
@@ -105,14 +109,100 @@ class FakeDaemon(LineOnlyReceiver):
         self.sendLine(event(value).encode("utf-8"))
 
 
+class PumpedTransport(StringTransport):
+    """
+    One end of an in-memory connection: a L{StringTransport} whose written
+    bytes a L{LoopbackPump} carries to the other end.  Writes after
+    C{loseConnection} are dropped; C{abortConnection} is C{loseConnection}
+    (what was written before still arrives).
+
+    @ivar lost: whether its protocol was told the connection is lost.
+    """
+
+    lost = False
+
+    def __init__(self, protocol: IProtocol) -> None:
+        # Lenient: pausing and resuming are no-ops here, even when closing.
+        super().__init__(lenient=True)
+        self.protocol = protocol
+
+    def write(self, data: bytes) -> None:
+        if not self.disconnecting:
+            super().write(data)
+
+    def writeSequence(self, data: Iterable[bytes]) -> None:
+        self.write(b"".join(data))
+
+    def abortConnection(self) -> None:
+        self.loseConnection()
+
+    def take(self) -> bytes:
+        """What was written since the last C{take}."""
+        data = self.value()
+        self.clear()
+        return data
+
+    def reportLost(self) -> None:
+        """Tell the protocol its connection is closed (once)."""
+        if not self.lost:
+            self.lost = True
+            self.disconnecting = True
+            self.connected = False
+            self.protocol.connectionLost(Failure(ConnectionDone()))
+
+
+class LoopbackPump:
+    """
+    Carries bytes between the two ends of an in-memory connection, when
+    asked: what one side wrote becomes the other side's C{dataReceived}.
+    Once one side closes and everything it wrote has arrived, the other
+    side hears of it, then (at the next step) the closing side.
+    """
+
+    def __init__(self, client: PumpedTransport, server: PumpedTransport) -> None:
+        self.client = client
+        self.server = server
+
+    def pump(self) -> bool:
+        """Move what is waiting once, or one closing; whether anything moved."""
+        toServer = self.client.take()
+        toClient = self.server.take()
+        if toServer:
+            self.server.protocol.dataReceived(toServer)
+        if toClient:
+            self.client.protocol.dataReceived(toClient)
+        if toServer or toClient:
+            return True
+        for closing, other in ((self.server, self.client), (self.client, self.server)):
+            if closing.disconnecting and not other.lost:
+                other.reportLost()
+                return True
+        return False
+
+    def flush(self) -> bool:
+        """Pump until nothing moves; whether anything did."""
+        moved = False
+        for _ in range(1000):
+            if not self.pump():
+                return moved
+            moved = True
+        raise RuntimeError("the connection is still busy after 1000 steps")
+
+
 def connectToFake(
     daemon: FakeDaemon, client: ClientProtocol | None = None
-) -> tuple[ClientProtocol, FakeDaemon, IOPump]:
-    """Connect C{client} to C{daemon} in memory; pump with the returned pump."""
+) -> tuple[ClientProtocol, FakeDaemon, LoopbackPump]:
+    """
+    Connect C{client} to C{daemon} in memory (the daemon first, as a
+    server accepts before the client hears of it), then flush once; move
+    bytes with the returned pump's C{flush}.
+    """
     if client is None:
         client = ClientProtocol()
-    clientTransport = FakeTransport(client, isServer=False)
-    serverTransport = FakeTransport(daemon, isServer=True)
-    pump = connect(daemon, serverTransport, client, clientTransport,
-                   greet=True)
+    serverTransport = PumpedTransport(daemon)
+    clientTransport = PumpedTransport(client)
+    daemon.makeConnection(serverTransport)
+    client.makeConnection(clientTransport)
+    pump = LoopbackPump(clientTransport, serverTransport)
+    pump.flush()
     return client, daemon, pump

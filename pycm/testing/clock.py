@@ -1,0 +1,59 @@
+"""
+Drive a L{twisted.internet.task.Clock} the way a test of a backend needs:
+from one scheduled call to the next, until a Deferred fires or some
+simulated time has passed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet import defer
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+from twisted.python.failure import Failure
+
+__all__ = ["advanceClock", "settleClock"]
+
+
+def settleClock(clock: Clock, d: Deferred[Any], timeout: float = 60.0) -> Deferred[Any]:
+    """
+    Advance C{clock} from one scheduled call to the next until C{d} fires,
+    at most C{timeout} simulated seconds.
+
+    @return: a Deferred that has already fired: with C{d}'s result, or (C{d}
+        then cancelled) with L{defer.TimeoutError}.
+    """
+    results: list[Any] = []
+    d.addBoth(results.append)
+    deadline = clock.seconds() + timeout
+    for _ in range(1_000_000):
+        if results:
+            break
+        clock.advance(0)
+        if results:
+            break
+        times = [c.getTime() for c in clock.getDelayedCalls() if c.active()]
+        if not times or min(times) > deadline:
+            break
+        clock.advance(max(0.0, min(times) - clock.seconds()))
+    if not results:
+        d.cancel()
+        results.clear()
+        return defer.fail(defer.TimeoutError(f"no result after {timeout} simulated seconds"))
+    result = results[0]
+    if isinstance(result, Failure):
+        return defer.fail(result)
+    return defer.succeed(result)
+
+
+def advanceClock(clock: Clock, seconds: float) -> None:
+    """Let C{seconds} pass on C{clock}, one scheduled call at a time."""
+    target = clock.seconds() + seconds
+    clock.advance(0)
+    while True:
+        times = [c.getTime() for c in clock.getDelayedCalls() if c.active()]
+        if not times or min(times) > target:
+            break
+        clock.advance(max(0.0, min(times) - clock.seconds()))
+    clock.advance(max(0.0, target - clock.seconds()))

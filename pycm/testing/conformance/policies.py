@@ -1,0 +1,216 @@
+"""
+The backend conformance suite, part three: restart policies and C{stats}.
+"""
+
+from __future__ import annotations
+
+import signal as _signal
+from collections.abc import Generator
+from typing import Any
+
+from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.trial.unittest import SkipTest
+
+from pycm.errors import NotFound
+from pycm.model import (
+    STATS_FIGURES,
+    Action,
+    RestartPolicy,
+    State,
+    WaitCondition,
+)
+from pycm.stats import ContainerStats
+from pycm.testing.conformance.base import BackendTestsBase
+
+
+class BackendPolicyTests(BackendTestsBase):
+    """The behaviour of restart policies and of C{stats}."""
+
+    # restart policies
+
+    @inlineCallbacks
+    def test_onFailureMax(self) -> Generator[Deferred[Any], Any, None]:
+        """C{on-failure:2} restarts a failing run twice, then leaves it."""
+        policy = RestartPolicy("on-failure", 2)
+        spec = self.spec("onfailure", self.fixture.exitCommand(1), restartPolicy=policy)
+        yield self.runContainer(spec)
+        yield self.eventsUntil(lambda _: self.count(spec.name, Action.DIE) == 3)
+        yield self.sleep(1.0)
+        container = yield self.settle(self.backend.inspect(spec.name))
+        self.assertEqual(container.state, State.EXITED)
+        self.assertEqual(container.exitCode, 1)
+        self.assertEqual(container.restartCount, 2)
+        self.assertEqual(self.count(spec.name, Action.START), 3)
+        self.assertEqual(self.count(spec.name, Action.RESTART), 2)
+        self.assertEqual(self.count(spec.name, Action.DIE), 3)
+
+    @inlineCallbacks
+    def test_onFailureSuccess(self) -> Generator[Deferred[Any], Any, None]:
+        """C{on-failure} does not restart a run that exited 0."""
+        policy = RestartPolicy("on-failure")
+        spec = self.spec("onsuccess", self.fixture.exitCommand(0), restartPolicy=policy)
+        yield self.runContainer(spec)
+        yield self.waitFor(spec.name, WaitCondition.NOT_RUNNING)
+        yield self.sleep(0.5)
+        container = yield self.settle(self.backend.inspect(spec.name))
+        self.assertEqual(container.state, State.EXITED)
+        self.assertEqual(container.restartCount, 0)
+        self.assertEqual(self.count(spec.name, Action.START), 1)
+
+    @inlineCallbacks
+    def test_alwaysThenStop(self) -> Generator[Deferred[Any], Any, None]:
+        """
+        C{always} restarts even successful runs; a client C{stop} ends
+        that, whether it comes while running or restarting.
+        """
+        policy = RestartPolicy("always")
+        spec = self.spec("always", self.fixture.exitCommand(0), restartPolicy=policy)
+        yield self.runContainer(spec)
+        yield self.eventsUntil(lambda _: self.count(spec.name, Action.RESTART) >= 2)
+        container = yield self.settle(self.backend.stop(spec.name, None))
+        self.assertEqual(container.state, State.EXITED)
+        self.assertGreaterEqual(container.restartCount, 2)
+        starts = self.count(spec.name, Action.START)
+        yield self.sleep(1.5)
+        self.assertEqual(self.count(spec.name, Action.START), starts)
+        container = yield self.settle(self.backend.inspect(spec.name))
+        self.assertEqual(container.state, State.EXITED)
+
+    @inlineCallbacks
+    def test_alwaysOtherSignal(self) -> Generator[Deferred[Any], Any, None]:
+        """
+        A C{kill} with a signal that is neither SIGKILL nor the stop
+        signal is a message, not a client stop: an C{always} container
+        that dies of it is restarted (Docker's rule).  (A backend whose
+        process ignores SIGHUP, as a PID 1 does, has nothing to check.)
+        """
+        policy = RestartPolicy("always")
+        spec = self.spec("alwayshup", self.fixture.longCommand, restartPolicy=policy)
+        yield self.runContainer(spec)
+        yield self.settle(self.backend.kill(spec.name, int(_signal.SIGHUP)))
+        yield self.sleep(1.5)
+        if self.count(spec.name, Action.DIE):
+            self.assertGreaterEqual(self.count(spec.name, Action.RESTART), 1)
+            container = yield self.settle(self.backend.inspect(spec.name))
+            self.assertEqual(container.state, State.RUNNING)
+        yield self.settle(self.backend.remove(spec.name, True))
+
+    @inlineCallbacks
+    def test_alwaysKilled(self) -> Generator[Deferred[Any], Any, None]:
+        """A client C{kill} disables the restart policy too."""
+        policy = RestartPolicy("always")
+        spec = self.spec("alwayskilled", self.fixture.longCommand, restartPolicy=policy)
+        yield self.runContainer(spec)
+        yield self.settle(self.backend.kill(spec.name, int(_signal.SIGKILL)))
+        yield self.waitFor(spec.name, WaitCondition.NOT_RUNNING)
+        yield self.sleep(1.0)
+        container = yield self.settle(self.backend.inspect(spec.name))
+        self.assertEqual(container.state, State.EXITED)
+        self.assertEqual(self.count(spec.name, Action.START), 1)
+
+    @inlineCallbacks
+    def test_startResetsPolicy(self) -> Generator[Deferred[Any], Any, None]:
+        """
+        A client C{start} after a client stop re-enables the policy and
+        resets C{restart_count}.
+        """
+        policy = RestartPolicy("on-failure", 1)
+        spec = self.spec("reset", self.fixture.exitCommand(1), restartPolicy=policy)
+        yield self.runContainer(spec)
+        yield self.eventsUntil(lambda _: self.count(spec.name, Action.DIE) == 2)
+        yield self.waitFor(spec.name, WaitCondition.NOT_RUNNING)
+        container = yield self.settle(self.backend.inspect(spec.name))
+        self.assertEqual(container.restartCount, 1)
+        container = yield self.settle(self.backend.start(spec.name))
+        self.assertEqual(container.restartCount, 0)
+        yield self.eventsUntil(lambda _: self.count(spec.name, Action.DIE) == 4)
+        yield self.sleep(0.5)
+        container = yield self.settle(self.backend.inspect(spec.name))
+        self.assertEqual(container.restartCount, 1)
+        self.assertEqual(container.state, State.EXITED)
+
+    # stats
+
+    def assertFigures(self, row: ContainerStats) -> None:
+        """The figures of a running container have their types."""
+        known = self.backend.capabilities.stats
+        self.assertLessEqual(known, STATS_FIGURES)
+        figures = row.toJSON()
+        for figure in STATS_FIGURES:
+            value = figures[figure]
+            if figure not in known:
+                self.assertIsNone(value, figure)
+            elif figure == "cpu_percent":
+                self.assertIsInstance(value, float, figure)
+                self.assertGreaterEqual(value, 0.0)
+            elif value is not None:
+                self.assertIsInstance(value, int, figure)
+                self.assertGreaterEqual(value, 0, figure)
+        for figure in ("memory", "pids"):
+            if figure in known:
+                self.assertGreater(figures[figure], 0, figure)
+
+    @inlineCallbacks
+    def test_statsRunning(self) -> Generator[Deferred[Any], Any, None]:
+        """
+        C{stats} with no name lists every running container with its
+        figures, and not one that is only created.
+        """
+        running = self.spec("statsrunning", self.fixture.longCommand)
+        created = self.spec("statscreated", self.fixture.longCommand)
+        yield self.runContainer(running)
+        yield self.create(created)
+        rows = yield self.settle(self.backend.stats([]))
+        mine = {row.name: row for row in rows if row.name.startswith(self.prefix)}
+        self.assertEqual(set(mine), {running.name})
+        self.assertEqual(mine[running.name].state, State.RUNNING)
+        self.assertFigures(mine[running.name])
+
+    @inlineCallbacks
+    def test_statsNamed(self) -> Generator[Deferred[Any], Any, None]:
+        """
+        C{stats NAME...} gives one row per distinct name: a container
+        that is not running has every figure None.
+        """
+        running = self.spec("statsnamedrun", self.fixture.longCommand)
+        created = self.spec("statsnamedcreated", self.fixture.longCommand)
+        yield self.runContainer(running)
+        yield self.create(created)
+        rows = yield self.settle(
+            self.backend.stats([created.name, running.name, created.name])
+        )
+        byName = {row.name: row for row in rows}
+        self.assertEqual(len(rows), 2)
+        self.assertEqual(byName[created.name], ContainerStats(created.name, State.CREATED))
+        self.assertEqual(byName[running.name].state, State.RUNNING)
+        self.assertFigures(byName[running.name])
+
+    @inlineCallbacks
+    def test_statsNotFound(self) -> Generator[Deferred[Any], Any, None]:
+        """C{stats} of an unknown name fails with L{NotFound}."""
+        running = self.spec("statsknown", self.fixture.longCommand)
+        yield self.runContainer(running)
+        yield self.assertFails(
+            self.backend.stats([running.name, self.prefix + "nosuch"]), NotFound
+        )
+
+    @inlineCallbacks
+    def test_statsBusy(self) -> Generator[Deferred[Any], Any, None]:
+        """
+        A container keeping a CPU busy shows it in C{cpu_percent} over
+        the last interval; an idle one shows little.
+        """
+        busy = getattr(self.fixture, "busyCommand", None)
+        if busy is None or "cpu_percent" not in self.backend.capabilities.stats:
+            raise SkipTest("the fixture has no busy command")
+        spec = self.spec("statsbusy", busy)
+        idle = self.spec("statsidle", self.fixture.longCommand)
+        yield self.runContainer(spec)
+        yield self.runContainer(idle)
+        yield self.settle(self.backend.stats([spec.name, idle.name]))
+        yield self.sleep(1.5)
+        rows = yield self.settle(self.backend.stats([spec.name, idle.name]))
+        byName = {row.name: row for row in rows}
+        # One CPU busy is 100%; a loaded test machine gives it less.
+        self.assertGreater(byName[spec.name].cpuPercent, 25.0)
+        self.assertLess(byName[idle.name].cpuPercent, 25.0)
