@@ -10,12 +10,13 @@ under C{PYCM_REQUIRE_DOCKER=1}.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from twisted.internet import defer, reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock, deferLater
-from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
 from pycm.backends.docker.backend import makeBackend
@@ -49,11 +50,29 @@ class EngineClientInterfaceTests(SynchronousTestCase):
         self.assertEqual(str(engine.address), "unix:///other.sock")
 
 
+def testRegistry() -> str:
+    """
+    The loopback registry of C{.ci/docker-setup.sh}.
+
+    @raise SkipTest: if there is none, unless C{PYCM_REQUIRE_DOCKER=1}.
+    @raise AssertionError: if there is none and C{PYCM_REQUIRE_DOCKER=1}.
+    """
+    registry = os.environ.get("PYCM_TEST_REGISTRY", "")
+    if not registry:
+        requireEngine()
+        if os.environ.get("PYCM_REQUIRE_DOCKER") == "1":
+            raise AssertionError("PYCM_REQUIRE_DOCKER=1 but PYCM_TEST_REGISTRY is unset")
+        raise SkipTest("PYCM_TEST_REGISTRY is not set (see .ci/docker-setup.sh)")
+    return registry
+
+
 class FakeEngineFixture:
     """The engine suite's fixture of L{FakeDockerEngine}, on a L{Clock}."""
 
     image = "busybox:latest"
     missingImage = "pycm-test/no-such-image:1"
+    pullImage = "registry.test:5000/pycm-test/busybox:latest"
+    unknownPullImage = "registry.test:5000/pycm-test/nothing-here:1"
     longCommand = ("sleep", "infinity")
     ignoreTermCommand = ("ignore-term",)
 
@@ -69,7 +88,7 @@ class FakeEngineFixture:
     def makeEngine(self, testCase: TestCase) -> Deferred[IDockerEngine]:
         clock = self._clocks[testCase] = Clock()
         clock.advance(1_700_000_000)
-        engine = FakeDockerEngine(clock)
+        engine = FakeDockerEngine(clock, registry=[self.pullImage])
         testCase.addCleanup(self._clocks.pop, testCase, None)
         testCase.addCleanup(lambda: self.settle(testCase, engine.close(), 10))
         return defer.succeed(engine)
@@ -92,6 +111,14 @@ class RealEngineFixture:
     @property
     def image(self) -> str:
         return testImage()
+
+    @property
+    def pullImage(self) -> str:
+        return f"{testRegistry()}/{testImage()}"
+
+    @property
+    def unknownPullImage(self) -> str:
+        return f"{testRegistry()}/pycm-test/nothing-here:1"
 
     def exitCommand(self, code: int) -> tuple[str, ...]:
         return ("sh", "-c", f"exit {code}")

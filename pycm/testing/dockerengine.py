@@ -206,6 +206,8 @@ class FakeDockerEngine:
             return self._list, ()
         if parts == ["containers", "create"] and method == "POST":
             return self._create, ()
+        if parts[0] == "images" and method == "DELETE":
+            return self._removeImage, ("/".join(parts[1:]),)
         if parts[0] == "containers" and len(parts) in (2, 3):
             container = self._find(parts[1])
             action = parts[2] if len(parts) == 3 else ""
@@ -288,6 +290,13 @@ class FakeDockerEngine:
         self.containers[cid] = container
         self._event(container, "create")
         return (201, {"Id": cid, "Warnings": []})
+
+    def _removeImage(self, image: str, params: dict[str, Any], body: Any) -> Any:
+        reference = imageReference(image)
+        if reference not in self.images:
+            raise EngineError(404, f"No such image: {image}")
+        self.images.discard(reference)
+        return (200, [{"Untagged": reference}])
 
     def _inspect(self, container: FakeContainer, params: dict[str, Any], body: Any) -> Any:
         return (200, container.inspect())

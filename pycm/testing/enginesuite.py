@@ -5,6 +5,8 @@ and on a real engine through L{pycm.backends.docker.engine.EngineClient}.
 
 L{make_engine_tests} takes a fixture with:
   - C{image}: an image the engine has; C{missingImage}: one it has not.
+  - C{pullImage}: an image a registry has (the engine may not);
+    C{unknownPullImage}: one that registry has not.
   - C{longCommand}: runs until signalled, ends on SIGTERM;
     C{ignoreTermCommand}: ignores SIGTERM; C{exitCommand(code)};
     C{echoCommand(text)}: writes C{text} as one stdout line and exits 0.
@@ -27,6 +29,7 @@ from zope.interface.verify import verifyObject
 from pycm.backends.docker.engine import EngineError, Stream
 from pycm.backends.docker.interfaces import IDockerEngine
 from pycm.backends.docker.stream import Demultiplexer, JSONLines, LogLineSplitter
+from pycm.backends.docker.translate import isMissingImage, splitImage
 
 #: The label of the suite's containers (its value: one run's id).
 SUITE_LABEL = "io.pycm.engine-suite"
@@ -37,6 +40,8 @@ class EngineFixture(Protocol):
 
     image: str
     missingImage: str
+    pullImage: str
+    unknownPullImage: str
     longCommand: tuple[str, ...]
     ignoreTermCommand: tuple[str, ...]
 
@@ -357,6 +362,63 @@ def make_engine_tests(fixture: EngineFixture) -> type[TestCase]:
             self.assertGreater(data["memory_stats"]["usage"], 0)
             self.assertGreater(data["pids_stats"]["current"], 0)
             self.assertIn("total_usage", data["cpu_stats"]["cpu_usage"])
+
+        @inlineCallbacks
+        def pull(self, image: str) -> Generator[Deferred[Any], Any, list[Any]]:
+            """Pull C{image}; fire with its progress lines once it ended."""
+            fromImage, tag = splitImage(image)
+            lines: list[Any] = []
+            stream: Stream = yield self.settle(
+                self.engine.stream(
+                    "POST",
+                    "/images/create",
+                    {"fromImage": fromImage, "tag": tag},
+                    JSONLines(lines.append).feed,
+                ),
+                60,
+            )
+            yield self.settle(stream.ended, 120)
+            return lines
+
+        @inlineCallbacks
+        def test_pull(self) -> Generator[Deferred[Any], Any, None]:
+            """
+            A pull streams JSON progress lines with no error, and a
+            container of the image can be created after it.
+            """
+            image = fixture.pullImage
+            yield self.settle(self.engine.request("DELETE", f"/images/{image}")).addErrback(
+                lambda f: f.trap(EngineError)
+            )
+            self.addCleanup(
+                lambda: self.settle(
+                    self.engine.request("DELETE", f"/images/{image}", {"force": True})
+                ).addErrback(lambda f: f.trap(EngineError))
+            )
+            lines = yield self.pull(image)
+            self.assertTrue(lines)
+            self.assertFalse([line for line in lines if line.get("error")], lines)
+            self.assertTrue(all("status" in line for line in lines), lines)
+            name = f"pycme-{self.runId}-pulled"
+            self.names.append(name)
+            body = {"Image": image, "Labels": {SUITE_LABEL: self.runId}}
+            status, _ = yield self.call("POST", "/containers/create", {"name": name}, body=body)
+            self.assertEqual(status, 201)
+
+        @inlineCallbacks
+        def test_pullUnknown(self) -> Generator[Deferred[Any], Any, None]:
+            """
+            A pull of an image the registry has not fails with a 404, or
+            ends with an error line, saying the image is missing.
+            """
+            try:
+                lines = yield self.pull(fixture.unknownPullImage)
+            except EngineError as e:
+                self.assertEqual(e.status, 404)
+                self.assertTrue(isMissingImage(e.message), e.message)
+            else:
+                errors = [line["error"] for line in lines if line.get("error")]
+                self.assertTrue(errors and isMissingImage(errors[-1]), lines)
 
     return EngineTests
 
