@@ -24,7 +24,7 @@ from pycm.backends.docker.engine import EngineAddress, EngineClient
 from pycm.backends.docker.interfaces import IDockerEngine
 from pycm.testing import advanceClock, settleClock
 from pycm.testing.dockerengine import FakeDockerEngine
-from pycm.testing.enginesuite import make_engine_tests
+from pycm.testing.enginesuite import DockerEngineTests
 from tests.test_docker_support import requireEngine, testImage
 
 
@@ -138,9 +138,13 @@ class RealEngineFixture:
         return deferLater(reactor, seconds, lambda: None)
 
 
-class FakeEngineTests(make_engine_tests(FakeEngineFixture())):  # type: ignore[misc]
+class FakeEngineTests(DockerEngineTests, TestCase):
     """L{FakeDockerEngine} passes the engine suite."""
 
+    fixture = FakeEngineFixture()
 
-class RealEngineTests(make_engine_tests(RealEngineFixture())):  # type: ignore[misc]
+
+class RealEngineTests(DockerEngineTests, TestCase):
     """The real engine, through L{EngineClient}, passes the engine suite."""
+
+    fixture = RealEngineFixture()
