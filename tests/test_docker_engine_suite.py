@@ -148,3 +148,87 @@ class RealEngineTests(DockerEngineTests, TestCase):
     """The real engine, through L{EngineClient}, passes the engine suite."""
 
     fixture = RealEngineFixture()
+
+
+class FakeDockerEngineTests(SynchronousTestCase):
+    """What L{FakeDockerEngine} does beyond the engine suite."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(1_700_000_000)
+        self.engine = FakeDockerEngine(self.clock)
+
+    def call(self, method: str, path: str, params: Any = None, body: Any = None) -> Any:
+        return self.successResultOf(
+            settleClock(self.clock, self.engine.request(method, path, params, body))
+        )
+
+    def runContainer(self, name: str, *command: str, **hostConfig: Any) -> None:
+        body = {"Image": "busybox", "Cmd": list(command), "HostConfig": hostConfig}
+        self.call("POST", "/containers/create", {"name": name}, body)
+        self.call("POST", f"/containers/{name}/start")
+
+    def test_answersLater(self) -> None:
+        """Answers come on a later turn of the clock, as over a socket."""
+        d = self.engine.request("GET", "/containers/json")
+        self.assertNoResult(d)
+        self.clock.advance(0)
+        self.assertEqual(self.successResultOf(d), (200, []))
+
+    def test_policyBackOff(self) -> None:
+        """
+        A policy restarts 0.1 s after an exit (at 0.1 s), then twice as
+        long after the next (at 0.3 s), as dockerd does.
+        """
+        policy = {"Name": "always", "MaximumRetryCount": 0}
+        self.runContainer("a", "exit", "1", RestartPolicy=policy)
+
+        def restarts() -> int:
+            count: int = self.call("GET", "/containers/a/json")[1]["RestartCount"]
+            return count
+
+        advanceClock(self.clock, 0.05)
+        self.assertEqual(restarts(), 0)
+        advanceClock(self.clock, 0.1)
+        self.assertEqual(restarts(), 1)
+        advanceClock(self.clock, 0.1)
+        self.assertEqual(restarts(), 1)
+        advanceClock(self.clock, 0.1)
+        self.assertEqual(restarts(), 2)
+
+    def test_waitCancelled(self) -> None:
+        """A cancelled wait is forgotten: the exit after it answers nobody."""
+        self.runContainer("a", "sleep", "infinity")
+        wait = self.engine.request("POST", "/containers/a/wait", {"condition": "next-exit"})
+        wait.cancel()
+        self.failureResultOf(wait, defer.CancelledError)
+        self.assertEqual(self.engine.containers[next(iter(self.engine.containers))].waiters, [])
+
+    def test_closeEndsStreams(self) -> None:
+        """C{close} ends the event streams and a log follow, and cancels calls."""
+        self.runContainer("a", "sleep", "infinity")
+        events = settleClock(self.clock, self.engine.stream("GET", "/events", {}, lambda _: None))
+        follow = settleClock(
+            self.clock,
+            self.engine.stream(
+                "GET", "/containers/a/logs", {"follow": True, "stdout": True}, lambda _: None
+            ),
+        )
+        wait = self.engine.request("POST", "/containers/a/wait", {"condition": "next-exit"})
+        streams = [self.successResultOf(events), self.successResultOf(follow)]
+        self.successResultOf(self.engine.close())
+        for stream in streams:
+            self.assertIsNone(self.successResultOf(stream.ended))
+        self.failureResultOf(wait, defer.CancelledError)
+
+    def test_unstartableWithoutInit(self) -> None:
+        """Without the backend's look first, starting a missing command is a 400."""
+        body = {"Image": "busybox", "Cmd": ["unstartable"]}
+        self.call("POST", "/containers/create", {"name": "a"}, body)
+        failure = self.failureResultOf(
+            settleClock(self.clock, self.engine.request("POST", "/containers/a/start"))
+        )
+        self.assertEqual(failure.value.status, 400)
+        state = self.call("GET", "/containers/a/json")[1]["State"]
+        self.assertEqual((state["Status"], state["ExitCode"]), ("created", 127))
+        self.assertIn("executable file not found", state["Error"])

@@ -35,6 +35,7 @@ from pycm.testing.dockerstate import (
     FakeContainer,
     Feed,
     StreamEnd,
+    answerLater,
     discard,
     eventMatches,
     flag,
@@ -42,6 +43,7 @@ from pycm.testing.dockerstate import (
     hasLabel,
     imageReference,
     parseFilters,
+    pullProgress,
     sinceNanos,
     spec,
 )
@@ -172,29 +174,10 @@ class FakeDockerEngine:
     # -- plumbing ------------------------------------------------------------
 
     def _later(self, answer: Deferred[Any]) -> Deferred[Any]:
-        """C{answer}'s result, given on a later turn of the clock (as over a socket)."""
-        results: list[Any] = []
-
-        def cancel(d: Deferred[Any]) -> None:
-            answer.cancel()
-
-        outcome: Deferred[Any] = Deferred(cancel)
+        """C{answer}'s result on a later turn of the clock; L{close} cancels it."""
+        outcome = answerLater(self.clock, answer)
         self._pending.add(outcome)
-        outcome.addBoth(self._forget, outcome)
-
-        def deliver(result: Any) -> None:
-            results.append(result)
-            self.clock.callLater(0, give)
-
-        def give() -> None:
-            if not outcome.called:
-                if isinstance(results[0], defer.Failure):
-                    outcome.errback(results[0])
-                else:
-                    outcome.callback(results[0])
-
-        answer.addBoth(deliver)
-        return outcome
+        return outcome.addBoth(self._forget, outcome)
 
     def _forget(self, result: Any, d: Deferred[Any]) -> Any:
         self._pending.discard(d)
@@ -540,14 +523,8 @@ class FakeDockerEngine:
         feed.ended.addBoth(discard, self._eventFeeds, feed)
 
     def _pull(self, feed: Feed, image: str) -> None:
-        name, _, tag = image.rpartition(":")
-        for item in (
-            {"status": f"Pulling from {name}", "id": tag},
-            {"status": "Pulling fs layer", "id": "0123456789ab"},
-            {"status": "Pull complete", "id": "0123456789ab"},
-            {"status": f"Status: Downloaded newer image for {image}"},
-        ):
-            feed.write(json.dumps(item).encode() + b"\n")
+        for line in pullProgress(image):
+            feed.write(line)
         self.images.add(image)
         feed.end()
 

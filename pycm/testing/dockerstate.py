@@ -13,7 +13,8 @@ from typing import Any
 
 import attrs
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.python.failure import Failure
 
 from pycm.backends.memory import SimulatedRun
 from pycm.model import Container, State
@@ -236,6 +237,47 @@ class FakeContainer:
                 call.cancel()
 
 
+def answerLater(clock: IReactorTime, answer: Deferred[Any]) -> Deferred[Any]:
+    """
+    C{answer}'s result, given on a later turn of C{clock}, as an answer
+    over a socket is; cancelling it cancels C{answer}.
+    """
+    results: list[Any] = []
+
+    def cancel(_: Deferred[Any]) -> None:
+        answer.cancel()
+
+    outcome: Deferred[Any] = Deferred(cancel)
+
+    def give() -> None:
+        if not outcome.called:
+            if isinstance(results[0], Failure):
+                outcome.errback(results[0])
+            else:
+                outcome.callback(results[0])
+
+    def deliver(result: Any) -> None:
+        results.append(result)
+        clock.callLater(0, give)
+
+    answer.addBoth(deliver)
+    return outcome
+
+
+def pullProgress(image: str) -> list[bytes]:
+    """The JSON lines of dockerd's progress when it pulls C{image}."""
+    name, _, tag = image.rpartition(":")
+    return [
+        json.dumps(item).encode() + b"\n"
+        for item in (
+            {"status": f"Pulling from {name}", "id": tag},
+            {"status": "Pulling fs layer", "id": "0123456789ab"},
+            {"status": "Pull complete", "id": "0123456789ab"},
+            {"status": f"Status: Downloaded newer image for {image}"},
+        )
+    ]
+
+
 def discard(result: object, feeds: list[Feed], feed: Feed) -> object:
     if feed in feeds:
         feeds.remove(feed)
@@ -274,6 +316,8 @@ def spec(container: FakeContainer) -> Container:
 
 __all__ = [
     "Feed",
+    "answerLater",
+    "pullProgress",
     "FakeContainer",
     "StreamEnd",
     "discard",

@@ -7,6 +7,8 @@ C{{"message": ...}} errors) but nothing of pycm's containers: it fails with
 L{EngineError} (the engine answered with an error status) or
 L{pycm.errors.Unavailable} (no answer: not running, socket missing, died
 mid-request, too slow), and L{pycm.backends.docker.backend} maps the rest.
+L{EngineClient} is the real L{IDockerEngine}; tests may use
+L{pycm.testing.dockerengine.FakeDockerEngine} instead.
 """
 
 from __future__ import annotations
