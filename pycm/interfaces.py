@@ -206,7 +206,9 @@ class IRunObserver(Interface):
 class IRun(Interface):
     """One run (one process group) of a container, as a runtime started it."""
 
-    pid = Attribute("The main process id, or None for a simulated run.")
+    pid = Attribute(
+        "The main process id (a simulated run's is made up, but unique), or None."
+    )
     startTime = Attribute(
         "An opaque JSON-able value that, with C{pid}, identifies the process "
         "across a daemon restart (the process backend: the boot id and the "
@@ -252,7 +254,7 @@ class IRuntime(Interface):
         stop timeout).
 
         @return: Deferred firing with C{True} if it was still running and is
-            now gone, C{False} if it was already gone.
+            now gone, C{False} if it was already gone (or C{pid} is None).
         """
 
 
@@ -309,11 +311,15 @@ class ILogStore(Interface):
     def tail(name, count):
         """
         @return: a list of the last C{count} (None: all kept)
-            L{pycm.model.LogLine}s of container C{name}, oldest first.
+            L{pycm.model.LogLine}s of container C{name}, oldest first
+            (empty for a container that wrote nothing, or a C{count} of 0).
         """
 
     def remove(name):
-        """Forget container C{name}'s output."""
+        """
+        Forget container C{name}'s output (no error if there is none); lines
+        appended afterwards start afresh.
+        """
 
 
 class IRecordStore(Interface):
@@ -323,6 +329,10 @@ class IRecordStore(Interface):
     it replies or emits the event (or, when a write fails, keeps the change
     in memory, says so in the reply and writes it later).  A write that
     fails raises (L{pycm.errors.BackendError}, or C{OSError}).
+
+    A store may keep nothing at all (the memory backend's default, whose
+    containers do not outlive the daemon): every call then succeeds, and
+    L{load}, L{quarantined} and L{remains} are always empty.
     """
 
     def load():
@@ -337,7 +347,9 @@ class IRecordStore(Interface):
     def quarantine(name, reason):
         """
         Put the damaged record of C{name} aside (kept for an operator, no
-        longer loaded) and log it with C{reason}.  Never raises.
+        longer loaded) and log it with C{reason}.  Never raises; a name
+        with no record is listed by L{quarantined} all the same, with
+        nothing in L{remains}.
         """
 
     def quarantined():
@@ -357,20 +369,29 @@ class IRecordStore(Interface):
         """Durably save one record (a JSON-able C{dict}) under C{name}."""
 
     def delete(name):
-        """Durably forget the record of C{name}."""
+        """Durably forget the record of C{name} (no error if there is none)."""
 
 
 class IEventStore(Interface):
     """Where the daemon's event log is kept across restarts."""
 
     def lastId():
-        """@return: the highest event id ever stored (0 if none)."""
+        """
+        @return: the highest event id ever stored (0 if none), also once
+            older events were dropped.
+        """
 
     def append(event):
-        """Durably store one numbered L{pycm.model.ContainerEvent}."""
+        """
+        Durably store one numbered L{pycm.model.ContainerEvent}, its id
+        above every id stored.  A store may drop its oldest events, keeping
+        at least the newest number it was made to keep.
+
+        @raise ValueError: if the event has no id.
+        """
 
     def since(eventId, limit):
         """
         @return: the stored events with an id above C{eventId}, oldest
-            first, at most C{limit} of them.
+            first, at most C{limit} of them, equal to those appended.
         """

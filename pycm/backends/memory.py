@@ -378,7 +378,8 @@ class MemoryRecordStore:
         return [{"name": n, "reason": self.damaged[n][1]} for n in sorted(self.damaged)]
 
     def remains(self) -> list[tuple[str, bytes]]:
-        return [(n, self.damaged[n][0].encode()) for n in sorted(self.damaged)]
+        # A name put aside with no record has no text to give.
+        return [(n, text.encode()) for n, (text, _) in sorted(self.damaged.items()) if text]
 
 
 class MemoryBackend(Supervisor):

@@ -166,12 +166,13 @@ class MemoryEventStore:
         return self._lastId
 
     def append(self, event: ContainerEvent) -> None:
-        assert event.id is not None
+        if event.id is None:
+            raise ValueError("only numbered events can be stored")
         self._events.append(event)
         self._lastId = event.id
 
     def since(self, eventId: int, limit: int) -> list[ContainerEvent]:
-        newer = [event for event in self._events if event.id > eventId]  # type: ignore[operator]
+        newer = [e for e in self._events if e.id is not None and e.id > eventId]
         return newer[:limit]
 
 

@@ -1,9 +1,46 @@
 """
 The shared test suites, one per interface, shipped so that every
-implementation (pycm's own, a fake, a third party's) runs the same tests:
-L{BackendConformanceTests} for L{pycm.interfaces.IContainerBackend}.
+implementation (pycm's own, a fake, a third party's) runs the same tests.
+Each is a mixin: subclass it with a trial test case and set its C{fixture}.
+
+  - L{BackendConformanceTests}: L{pycm.interfaces.IContainerBackend}.
+  - L{RecordStoreTests}, L{LogStoreTests}, L{EventStoreTests}: the stores.
+  - L{RuntimeTests}: L{pycm.interfaces.IRuntime} (and its optional parts).
 """
 
 from pycm.testing.conformance.backend import BackendConformanceTests, make_backend_tests
+from pycm.testing.conformance.eventstore import (
+    EventStoreFixture,
+    EventStoreTests,
+    make_event_store_tests,
+)
+from pycm.testing.conformance.logstore import LogStoreFixture, LogStoreTests, make_log_store_tests
+from pycm.testing.conformance.recordstore import (
+    RecordStoreFixture,
+    RecordStoreTests,
+    make_record_store_tests,
+)
+from pycm.testing.conformance.runtime import (
+    RunRecorder,
+    RuntimeFixture,
+    RuntimeTests,
+    make_runtime_tests,
+)
 
-__all__ = ["BackendConformanceTests", "make_backend_tests"]
+__all__ = [
+    "BackendConformanceTests",
+    "EventStoreFixture",
+    "EventStoreTests",
+    "LogStoreFixture",
+    "LogStoreTests",
+    "RecordStoreFixture",
+    "RecordStoreTests",
+    "RunRecorder",
+    "RuntimeFixture",
+    "RuntimeTests",
+    "make_backend_tests",
+    "make_event_store_tests",
+    "make_log_store_tests",
+    "make_record_store_tests",
+    "make_runtime_tests",
+]

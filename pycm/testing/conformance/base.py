@@ -7,27 +7,20 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Generator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from twisted.internet import defer
 from twisted.internet.defer import Deferred, inlineCallbacks
-from twisted.trial.unittest import TestCase
 
 from pycm.errors import NotFound
 from pycm.interfaces import IContainerBackend
 from pycm.model import Container, ContainerEvent, ContainerSpec
+from pycm.testing.conformance.mixin import TestCaseMixin
 from pycm.testing.fixtures import BackendFixture
 from pycm.testing.recorder import EventRecorder
 
-if TYPE_CHECKING:
-    # The suites are mixins (trial must not collect them without a
-    # fixture); a type checker sees them as the TestCase they end up in.
-    _TestCase = TestCase
-else:
-    _TestCase = object
 
-
-class BackendTestsBase(_TestCase):
+class BackendTestsBase(TestCaseMixin):
     """
     What every part of the backend conformance suite shares.
 
