@@ -18,7 +18,7 @@ from twisted.python import logfile
 from twisted.scripts.twistd import ServerOptions
 from twisted.trial.unittest import SynchronousTestCase
 
-from pycm.daemon.commands import describeLine
+from pycm.daemon.dispatch import describeLine
 from pycm.daemon.tap import makeLogFilePrivate, twistdLogPath
 from pycm.redact import REDACTED, containerSecrets, scrub
 

@@ -12,7 +12,7 @@ from twisted.internet.testing import StringTransport
 from twisted.logger import Logger, LogLevel, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
-from pycm.daemon import commands
+from pycm.daemon import dispatch
 from pycm.daemon.protocol import encodeError, isCrossProtocol
 from pycm.errors import ERROR_CODES, PycmError
 from pycm.model import formatTime
@@ -792,14 +792,14 @@ class LogsReplyTests(SynchronousTestCase):
         A logs reply over the size limit is refused, saying how many of the
         newest lines would fit; no giant reply line is ever built.
         """
-        from pycm.daemon import commands
+        from pycm.daemon import observe
         from pycm.model import LogLine
 
-        self.patch(commands, "MAX_LOGS_REPLY", 1000)
+        self.patch(observe, "MAX_LOGS_REPLY", 1000)
         lines = [LogLine(0.0, "stdout", "x" * 100) for _ in range(20)]
-        error = self.assertRaises(commands.BadRequest, commands.logLinesReply, lines)
+        error = self.assertRaises(observe.BadRequest, observe.logLinesReply, lines)
         self.assertIn("use --tail=6", str(error))
-        self.assertEqual(len(commands.logLinesReply(lines[-6:])), 6)
+        self.assertEqual(len(observe.logLinesReply(lines[-6:])), 6)
 
 
 class RequestLogTests(SynchronousTestCase):
@@ -807,7 +807,7 @@ class RequestLogTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.logged: list[dict] = []
-        self.patch(commands, "requestLog", Logger(observer=self.logged.append))
+        self.patch(dispatch, "requestLog", Logger(observer=self.logged.append))
         self.server = FakeServer()
         self.conn = self.server.connect()
 

@@ -46,7 +46,7 @@ from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from pycm.daemon.commands import describeLine, handleLine
+from pycm.daemon.dispatch import describeLine, handleLine
 from pycm.daemon.connectionlog import ConnectionLog
 from pycm.daemon.legacyframing import PauseFraming
 from pycm.daemon.peers import peerGroup

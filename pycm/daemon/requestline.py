@@ -2,8 +2,9 @@
 Request lines into words, and words into options and arguments.
 
 A line is split by POSIX shell rules (quotes and backslashes, nothing
-else); options come before the positional arguments, as C{--opt=value},
-C{--opt value} or a listed short form (C{-e K=V}); C{--} ends them.
+else); options (L{pycm.grammar.Option}) come before the positional
+arguments, as C{--opt=value}, C{--opt value} or a listed short form
+(C{-e K=V}); C{--} ends them.  Then the value grammars shared by commands.
 """
 
 from __future__ import annotations
@@ -15,9 +16,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import attrs
-
 from pycm.errors import BadRequest
+from pycm.grammar import Option
 
 _SHELL_SPECIAL = frozenset("'\"\\")
 _WORD = re.compile(r"[^ \t\r\n]+")
@@ -54,34 +54,6 @@ def decodeLine(line: bytes) -> str:
         return line.decode("utf-8")
     except UnicodeDecodeError as e:
         raise BadRequest(f"the request is not valid UTF-8 (byte {e.start})") from None
-
-
-@attrs.frozen
-class Option:
-    """
-    One option a command accepts.
-
-    @ivar name: the long name, without dashes (C{"env"}).
-    @ivar short: the one-letter short form, without its dash, or None.
-    @ivar takesValue: False for a flag (C{--force}).
-    @ivar repeat: True if it may be given more than once (values collect
-        into a list).
-    @ivar metavar: how C{help} names its value.
-    """
-
-    name: str
-    short: str | None = None
-    takesValue: bool = True
-    repeat: bool = False
-    metavar: str = "VALUE"
-
-    def usage(self) -> str:
-        text = f"--{self.name}"
-        if self.takesValue:
-            text += f"={self.metavar}"
-        if self.short:
-            text = f"-{self.short}|{text}"
-        return f"[{text}]" + ("..." if self.repeat else "")
 
 
 @functools.lru_cache(maxsize=64)
@@ -155,8 +127,6 @@ def parseKeyValues(values: Sequence[str], what: str) -> dict[str, str]:
             raise BadRequest(f"bad --{what} {item!r}: expected KEY=VALUE")
         result[key] = value
     return result
-
-
 
 
 def parseSeconds(text: str, what: str) -> float:

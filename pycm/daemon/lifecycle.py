@@ -1,0 +1,90 @@
+"""
+The commands that change a container's life: C{run}, C{create}, C{start},
+C{stop}, C{restart}, C{kill}, C{rm}, and those that read it (C{list},
+C{inspect}).  Each returns a Deferred of the reply's JSON.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pycm.daemon.filters import LIST_FILTERS, containerMatches, parseFilters
+from pycm.daemon.requestline import parseSeconds
+from pycm.daemon.runoptions import checkSupported, specFromRequest
+from pycm.daemon.session import Session
+from pycm.model import Container, parseSignal, validateName
+
+
+def create(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> Any:
+    backend = session.daemon.backend
+    spec = specFromRequest(options, args)
+    checkSupported(backend, spec)
+    return backend.create(spec).addCallback(Container.summary)
+
+
+def run(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> Any:
+    backend = session.daemon.backend
+    spec = specFromRequest(options, args)
+    checkSupported(backend, spec)
+    created = backend.create(spec)
+    created.addCallback(lambda container: backend.start(container.name))
+    return created.addCallback(Container.summary)
+
+
+def start(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> Any:
+    name = validateName(args[0])
+    return session.daemon.backend.start(name).addCallback(Container.summary)
+
+
+def _timeout(options: Mapping[str, Any]) -> float | None:
+    if "time" in options:
+        return parseSeconds(options["time"], "time")
+    return None
+
+
+def stop(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> Any:
+    name = validateName(args[0])
+    d = session.daemon.backend.stop(name, _timeout(options))
+    return d.addCallback(Container.summary)
+
+
+def restart(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> Any:
+    name = validateName(args[0])
+    d = session.daemon.backend.restart(name, _timeout(options))
+    return d.addCallback(Container.summary)
+
+
+def kill(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> Any:
+    name = validateName(args[0])
+    signal = parseSignal(options.get("signal", "KILL"))
+    return session.daemon.backend.kill(name, signal).addCallback(Container.summary)
+
+
+def rm(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> Any:
+    name = validateName(args[0])
+    d = session.daemon.backend.remove(name, bool(options.get("force")))
+
+    def removed(result: Container | None) -> dict[str, Any]:
+        reply: dict[str, Any] = {"name": name, "removed": True}
+        if isinstance(result, Container) and not result.saved:
+            reply["saved"] = False
+        return reply
+
+    return d.addCallback(removed)
+
+
+def list_(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> Any:
+    filters = parseFilters(options.get("filter", []), LIST_FILTERS)
+
+    def render(containers: list[Container]) -> list[dict[str, Any]]:
+        chosen = [c for c in containers if containerMatches(c, filters)]
+        chosen.sort(key=lambda container: container.name)
+        return [container.summary() for container in chosen]
+
+    return session.daemon.backend.list().addCallback(render)
+
+
+def inspect(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> Any:
+    name = validateName(args[0])
+    return session.daemon.backend.inspect(name).addCallback(Container.detail)

@@ -1,0 +1,170 @@
+"""
+The commands that watch containers without changing them: C{logs} (and
+C{unfollow}), C{wait}, C{stats} and C{events}.  Streams (followed logs,
+events) are handed to the session, which sends them after the reply.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from twisted.internet.defer import TimeoutError
+
+from pycm.daemon.filters import EVENT_FILTERS, eventMatches, parseFilters
+from pycm.daemon.requestline import parseCount, parseSeconds, parseSince
+from pycm.daemon.session import Session
+from pycm.errors import BackendError, BadRequest
+from pycm.model import Container, ContainerEvent, LogFollow, LogLine, WaitCondition, validateName
+from pycm.stats import ContainerStats
+
+#: How many log lines C{logs} returns when no C{--tail} is given.
+DEFAULT_TAIL = 100
+
+#: The most bytes of log lines one C{logs} reply may carry (clients must
+#: hold a reply line in memory; pycm's client takes up to 16 MiB).
+MAX_LOGS_REPLY = 8 * 2**20
+
+_jsonSize = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def _tail(options: Mapping[str, Any]) -> int | None:
+    value = options.get("tail")
+    if value is None:
+        return DEFAULT_TAIL
+    if value == "all":
+        return None
+    return parseCount(value, "tail")
+
+
+def logs(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> Any:
+    name = validateName(args[0])
+    backend = session.daemon.backend
+    since = None
+    if "since" in options:
+        since = parseSince(options["since"], session.daemon.clock.seconds())
+    # With --since, every line since then, unless --tail says otherwise.
+    tail = _tail(options) if since is None or "tail" in options else None
+    if not options.get("follow"):
+        return backend.logs(name, tail, since).addCallback(logLinesReply)
+    if name in session.following:
+        raise BadRequest(f"already following {name}; send 'unfollow {name}' first")
+    session.following.add(name)
+
+    def following(follow: LogFollow) -> list[dict[str, Any]]:
+        try:
+            backlog = logLinesReply(follow.backlog)
+        except BadRequest:
+            follow.cancel()
+            session.following.discard(name)
+            raise
+        session.startFollowing(name, follow)
+        return backlog
+
+    def failed(failure: Any) -> Any:
+        session.following.discard(name)
+        return failure
+
+    d = backend.follow(name, tail, lambda line: session.sendLogLine(name, line), since)
+    return d.addCallbacks(following, failed)
+
+
+def logLinesReply(lines: Sequence[LogLine]) -> list[dict[str, Any]]:
+    """
+    The JSON of C{logs}' reply.
+
+    @raise BadRequest: if it would be over L{MAX_LOGS_REPLY} bytes, saying
+        how many of the newest lines would fit.
+    """
+    result: list[dict[str, Any]] = []
+    size = 0
+    for line in reversed(lines):
+        item = line.toJSON()
+        size += len(_jsonSize(item)) + 1
+        if size > MAX_LOGS_REPLY:
+            raise BadRequest(
+                f"the last {len(lines)} lines are over the {MAX_LOGS_REPLY // 2**20} MiB "
+                f"a reply may carry; the last {len(result)} fit: use --tail={len(result)}"
+            )
+        result.append(item)
+    result.reverse()
+    return result
+
+
+def unfollow(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> Any:
+    name = validateName(args[0])
+    if name not in session.follows:
+        raise BadRequest(f"not following the logs of {name}")
+    session.endFollowing(name)
+    return {"name": name, "following": False}
+
+
+def wait(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> Any:
+    name = validateName(args[0])
+    condition = options.get("for", WaitCondition.NOT_RUNNING)
+    if condition not in WaitCondition.ALL:
+        raise BadRequest(
+            f"bad --for {condition!r}: expected one of " + ", ".join(WaitCondition.ALL)
+        )
+    timeout = parseSeconds(options["timeout"], "timeout") if "timeout" in options else None
+    d = session.daemon.backend.wait(name, condition)
+    if timeout is not None:
+        d.addTimeout(timeout, session.daemon.clock)
+    session.pending.add(d)
+
+    def settled(passthrough: Any) -> Any:
+        session.pending.discard(d)
+        return passthrough
+
+    d.addBoth(settled)
+
+    def timedOut(failure: Any) -> None:
+        failure.trap(TimeoutError)
+        raise BackendError(
+            f"timed out after {timeout:g} s waiting for {name} ({condition})"
+        )
+
+    def result(container: Container) -> dict[str, Any]:
+        state = "removed" if condition == WaitCondition.REMOVED else container.state
+        return {"name": name, "state": state, "exit_code": container.exitCode}
+
+    return d.addCallbacks(result, timedOut)
+
+
+def stats(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> Any:
+    """
+    The usage of every running container, or of each named one, sorted by
+    name.  C{--no-stream} is accepted for C{docker stats}' sake: the
+    daemon always answers once.
+    """
+    names = [validateName(arg) for arg in args]
+
+    def render(rows: list[ContainerStats]) -> list[dict[str, Any]]:
+        return [row.toJSON() for row in sorted(rows, key=lambda row: row.name)]
+
+    return session.daemon.backend.stats(names).addCallback(render)
+
+
+def events(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> Any:
+    log = session.daemon.events
+    if options.get("off"):
+        if set(options) - {"off"}:
+            raise BadRequest("--off takes no other option")
+        session.unsubscribe()
+        return {"events": False, "last_id": log.lastId}
+    filters = parseFilters(options.get("filter", []), EVENT_FILTERS)
+    backlog: list[ContainerEvent] = []
+    if "since" in options:
+        since = min(parseCount(options["since"], "since"), log.lastId)
+        backlog = [e for e in log.since(since) if eventMatches(e, filters)]
+    session.subscribe(filters)
+    if backlog:
+        # Right after the OK reply, before any event newer than last_id.
+        session.afterReply.append(lambda: _replay(session, backlog))
+    return {"events": True, "last_id": log.lastId}
+
+
+def _replay(session: Session, backlog: list[ContainerEvent]) -> None:
+    for event in backlog:
+        session.sendEvent(event.toJSON(), replay=True)

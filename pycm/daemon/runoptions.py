@@ -1,0 +1,90 @@
+"""
+The options of C{run} and C{create}: each one's value grammar and the
+L{ContainerSpec} field it fills, in one table (L{RUN_OPTIONS}) that parsing,
+C{help}, L{specFromRequest} and the backend check (L{checkSupported}) read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pycm.daemon.requestline import parseKeyValues, parseSeconds
+from pycm.errors import BadRequest
+from pycm.grammar import Option
+from pycm.interfaces import IContainerBackend
+from pycm.model import ContainerSpec, RestartPolicy, parseSignal, signalName, validateName
+from pycm.units import parseSize
+
+
+def _asGiven(value: str, name: str) -> str:
+    return value
+
+
+def _readRestart(value: str, name: str) -> RestartPolicy:
+    return RestartPolicy.parse(value)
+
+
+def _readSignal(value: str, name: str) -> str:
+    return signalName(parseSignal(value))
+
+
+def _readSize(value: str, name: str) -> int:
+    return parseSize(value)
+
+
+def _readCpus(value: str, name: str) -> float:
+    """A positive, finite number of CPUs (a fraction is fine)."""
+    try:
+        cpus = float(value)
+    except ValueError:
+        cpus = -1.0
+    if not 0 < cpus < float("inf"):
+        raise BadRequest(f"bad --{name} {value!r}: expected a positive number")
+    return cpus
+
+
+#: The options of C{run} and C{create}, in C{help}'s order.
+RUN_OPTIONS = (
+    Option("env", "e", repeat=True, metavar="K=V", field="env", read=parseKeyValues),
+    Option("label", "l", repeat=True, metavar="K=V", field="labels", read=parseKeyValues),
+    Option("restart", metavar="no|on-failure[:MAX]|always|unless-stopped",
+           field="restartPolicy", read=_readRestart),
+    Option("stop-timeout", metavar="SECONDS", field="stopTimeout", read=parseSeconds),
+    Option("stop-signal", metavar="SIG", field="stopSignal", read=_readSignal),
+    Option("memory", metavar="SIZE", field="memory", read=_readSize),
+    Option("cpus", metavar="N", field="cpus", read=_readCpus),
+    Option("workdir", "w", metavar="DIR", field="workdir", read=_asGiven),
+)
+
+#: The spec's fields by option, as the table declares them.
+SPEC_FIELDS = {option.name: option.field for option in RUN_OPTIONS}
+
+
+def specFromRequest(options: Mapping[str, Any], args: Sequence[str]) -> ContainerSpec:
+    """Build a L{ContainerSpec} from C{run}/C{create}'s options and words."""
+    name = validateName(args[0])
+    image = args[1] if len(args) > 1 else None
+    if image is not None and image.startswith("-"):
+        raise BadRequest(
+            f"options must come before the name: {image!r} came after {name!r}"
+        )
+    fields: dict[str, Any] = {}
+    for option in RUN_OPTIONS:
+        if option.name in options:
+            assert option.read is not None and option.field is not None
+            fields[option.field] = option.read(options[option.name], option.name)
+    return ContainerSpec(name=name, image=image, command=tuple(args[2:]) or None, **fields)
+
+
+def checkSupported(backend: IContainerBackend, spec: ContainerSpec) -> None:
+    """
+    The daemon's one check that C{backend} honours every option C{spec}
+    sets (what the machine can enforce is the backend's own check).
+
+    @raise BadRequest: naming the options it cannot honour.
+    """
+    refused = spec.optionsUsed() - backend.capabilities.options
+    if refused:
+        names = ", ".join(f"--{option}" for option in sorted(refused))
+        raise BadRequest(f"the {backend.name} backend cannot honour {names}")

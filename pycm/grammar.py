@@ -1,0 +1,157 @@
+"""
+The words of a request that both sides read: a command's options and where
+they end.  The daemon's command table is made of these rows and its C{help}
+reply carries them; the client reads them back from that reply (or from its
+own copy, L{pycm.client.commandtable}) to split, plan and complete lines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import attrs
+
+
+@attrs.frozen
+class Option:
+    """
+    One option a command accepts.
+
+    @ivar name: the long name, without dashes (C{"env"}).
+    @ivar short: the one-letter short form, without its dash, or None.
+    @ivar takesValue: False for a flag (C{--force}).
+    @ivar repeat: True if it may be given more than once (values collect
+        into a list).
+    @ivar metavar: how C{help} names its value.
+    @ivar field: the L{pycm.model.ContainerSpec} field its value fills (the
+        daemon's C{run}/C{create} options), or None.
+    @ivar read: the daemon's grammar of its value: C{read(value, name)} gives
+        the field's value or raises L{pycm.errors.BadRequest}; None where the
+        handler reads the value itself.
+    """
+
+    name: str
+    short: str | None = None
+    takesValue: bool = True
+    repeat: bool = False
+    metavar: str = "VALUE"
+    field: str | None = attrs.field(default=None, eq=False)
+    read: Callable[[Any, str], Any] | None = attrs.field(default=None, eq=False)
+
+    def spellings(self) -> tuple[str, ...]:
+        """C{("--time", "-t")}: every way a line may write it."""
+        if self.short:
+            return (f"--{self.name}", f"-{self.short}")
+        return (f"--{self.name}",)
+
+    def usage(self) -> str:
+        text = f"--{self.name}"
+        if self.takesValue:
+            text += f"={self.metavar}"
+        if self.short:
+            text = f"-{self.short}|{text}"
+        return f"[{text}]" + ("..." if self.repeat else "")
+
+    def toJSON(self) -> dict[str, Any]:
+        """What C{help} says of it: enough to split and complete a line."""
+        return {
+            "name": self.name,
+            "short": self.short,
+            "takes_value": self.takesValue,
+            "repeat": self.repeat,
+        }
+
+    @classmethod
+    def fromJSON(cls, data: Mapping[str, Any]) -> Option:
+        return cls(
+            name=str(data["name"]),
+            short=data.get("short") or None,
+            takesValue=bool(data.get("takes_value", True)),
+            repeat=bool(data.get("repeat", False)),
+        )
+
+
+@attrs.frozen
+class CommandSyntax:
+    """
+    What a client needs to know of one command: its words and its options,
+    as C{help} says them.
+    """
+
+    name: str
+    aliases: tuple[str, ...] = ()
+    options: tuple[Option, ...] = ()
+
+    @property
+    def words(self) -> tuple[str, ...]:
+        """Its name, then its aliases."""
+        return (self.name, *self.aliases)
+
+    def optionSpellings(self) -> tuple[str, ...]:
+        """Every option spelling, long then short, in the table's order."""
+        return tuple(spelling for option in self.options for spelling in option.spellings())
+
+    def valueSpellings(self) -> frozenset[str]:
+        """The spellings of the options that take the next word as value."""
+        return frozenset(
+            spelling
+            for option in self.options
+            if option.takesValue
+            for spelling in option.spellings()
+        )
+
+    def toJSON(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "aliases": list(self.aliases),
+            "options": [option.toJSON() for option in self.options],
+        }
+
+    @classmethod
+    def fromJSON(cls, data: Mapping[str, Any]) -> CommandSyntax:
+        return cls(
+            name=str(data["name"]),
+            aliases=tuple(str(alias) for alias in data.get("aliases", ())),
+            options=tuple(Option.fromJSON(option) for option in data.get("options", ())),
+        )
+
+
+def syntaxFromHelp(reply: Any) -> tuple[CommandSyntax, ...] | None:
+    """
+    The commands of a C{help} reply, or None if it does not carry their
+    options (a daemon from before they were added) or is not one.
+    """
+    try:
+        rows = reply["commands"]
+        if not all("options" in row for row in rows):
+            return None
+        return tuple(CommandSyntax.fromJSON(row) for row in rows)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+
+
+def commandsByWord(table: Iterable[CommandSyntax]) -> dict[str, CommandSyntax]:
+    """Each command word and alias (lower case) to its row."""
+    return {word: row for row in table for word in row.words}
+
+
+def splitOptions(
+    words: Sequence[str], valueSpellings: frozenset[str]
+) -> tuple[list[str], list[str]]:
+    """
+    The leading option words (each with its value) and the rest, as the
+    daemon splits them: the first word not starting with C{-} ends the
+    options, C{--} too (and is kept with them).  C{valueSpellings} are the
+    options whose value is the next word.
+    """
+    index = 0
+    while index < len(words):
+        word = words[index]
+        if word == "--":
+            index += 1
+            break
+        if not word.startswith("-") or word == "-":
+            break
+        index += 2 if word in valueSpellings else 1
+    return list(words[:index]), list(words[index:])
