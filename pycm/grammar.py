@@ -8,12 +8,9 @@ own copy, L{pycm.client.commandtable}) to split, plan and complete lines.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
-
-import attrs
+from typing import Any, NamedTuple
 
 
-@attrs.frozen
 class Option:
     """
     One option a command accepts.
@@ -29,15 +26,45 @@ class Option:
     @ivar read: the daemon's grammar of its value: C{read(value, name)} gives
         the field's value or raises L{pycm.errors.BadRequest}; None where the
         handler reads the value itself.
+
+    Two options are equal when a line spells and splits them alike: the
+    metavar and the daemon's reading are not compared.  (A plain class, not
+    attrs: the one-shot client's fast path imports this module.)
     """
 
-    name: str
-    short: str | None = None
-    takesValue: bool = True
-    repeat: bool = False
-    metavar: str = "VALUE"
-    field: str | None = attrs.field(default=None, eq=False)
-    read: Callable[[Any, str], Any] | None = attrs.field(default=None, eq=False)
+    __slots__ = ("name", "short", "takesValue", "repeat", "metavar", "field", "read")
+
+    def __init__(
+        self,
+        name: str,
+        short: str | None = None,
+        takesValue: bool = True,
+        repeat: bool = False,
+        metavar: str = "VALUE",
+        field: str | None = None,
+        read: Callable[[Any, str], Any] | None = None,
+    ) -> None:
+        self.name = name
+        self.short = short
+        self.takesValue = takesValue
+        self.repeat = repeat
+        self.metavar = metavar
+        self.field = field
+        self.read = read
+
+    def _key(self) -> tuple[str, str | None, bool, bool]:
+        return (self.name, self.short, self.takesValue, self.repeat)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Option):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return "Option({!r}, {!r}, takesValue={!r}, repeat={!r})".format(*self._key())
 
     def spellings(self) -> tuple[str, ...]:
         """C{("--time", "-t")}: every way a line may write it."""
@@ -72,14 +99,14 @@ class Option:
         )
 
 
-@attrs.frozen
-class CommandSyntax:
+class CommandSyntax(NamedTuple):
     """
     What a client needs to know of one command: its words and its options,
     as C{help} says them.
     """
 
     name: str
+    summary: str = ""
     aliases: tuple[str, ...] = ()
     options: tuple[Option, ...] = ()
 
@@ -104,6 +131,7 @@ class CommandSyntax:
     def toJSON(self) -> dict[str, Any]:
         return {
             "name": self.name,
+            "summary": self.summary,
             "aliases": list(self.aliases),
             "options": [option.toJSON() for option in self.options],
         }
@@ -112,6 +140,7 @@ class CommandSyntax:
     def fromJSON(cls, data: Mapping[str, Any]) -> CommandSyntax:
         return cls(
             name=str(data["name"]),
+            summary=str(data.get("summary", "")),
             aliases=tuple(str(alias) for alias in data.get("aliases", ())),
             options=tuple(Option.fromJSON(option) for option in data.get("options", ())),
         )

@@ -30,11 +30,11 @@ class TableTests(SynchronousTestCase):
         table = completion.commandTable()
         self.assertEqual(
             completion.commandWords(table),
-            sorted([*commands.COMMANDS, *completion.CLIENT_COMMANDS]),
+            sorted([*commands.BY_WORD, *completion.CLIENT_COMMANDS]),
         )
         self.assertIn("top", completion.CLIENT_COMMANDS)
         byName = {c.name: c for c in table}
-        for row in commands.TABLE:
+        for row in commands.COMMANDS:
             for option in row.options:
                 self.assertIn(f"--{option.name}", byName[row.name].options)
                 if option.short:
@@ -51,7 +51,7 @@ class TableTests(SynchronousTestCase):
         """Each shell's script names every command and calls C{__names}."""
         for shell in completion.SHELLS:
             script = completion.completionScript(shell)
-            for word in commands.COMMANDS:
+            for word in commands.BY_WORD:
                 self.assertIn(word, script, shell)
             self.assertIn("__names", script)
         self.assertIn("complete -F _pycm pycm", completion.completionScript("bash"))

@@ -199,7 +199,7 @@ class CompletionE2ETests(Client, TestCase):
             self.assertEqual(self.pycm("run", name).returncode, 0)
         # Whatever the daemon's table has (start, stats, stop...).
         self.assertEqual(self.complete("st"),
-                         sorted(word for word in commands.COMMANDS if word.startswith("st")))
+                         sorted(word for word in commands.BY_WORD if word.startswith("st")))
         self.assertIn("stop", self.complete("st"))
         self.assertEqual(self.complete("to"), ["top"])
         self.assertEqual(self.complete("stats", "w"), ["web", "web2"])

@@ -427,7 +427,7 @@ class ShellTests(SynchronousTestCase):
         from pycm.client import shell
         from pycm.daemon import commands
 
-        self.assertEqual(list(shell.COMMANDS), sorted(commands.COMMANDS))
+        self.assertEqual(list(shell.COMMAND_WORDS), sorted(commands.BY_WORD))
         self.assertIn("--since", shell.valueOptions("logs"))
         self.assertNotIn("-f", shell.valueOptions("rm"))
 

@@ -3,7 +3,6 @@
 from twisted.trial.unittest import SynchronousTestCase
 
 from pycm.daemon.requestline import (
-    Option,
     decodeLine,
     parseKeyValues,
     parseOptions,
@@ -11,6 +10,7 @@ from pycm.daemon.requestline import (
     splitWords,
 )
 from pycm.errors import BadRequest
+from pycm.grammar import Option
 from pycm.units import parseSize
 
 RUN = (Option("env", "e", repeat=True), Option("restart"), Option("force", "f", takesValue=False))

@@ -2,9 +2,10 @@
 Tab completion: C{pycm completion bash|zsh|fish} prints a script for the
 shell, and the hidden C{pycm __names} prints the container names for it.
 
-The command words and their options come from the daemon's command table
-(L{pycm.daemon.commands.TABLE}) and the options the client reads itself
-(L{pycm.client.plan}); the names are asked of the daemon over a plain
+The command words and their options come from the client's copy of the
+daemon's command table (L{pycm.client.commandtable}: a script is made with
+no daemon) and the options the client reads itself (L{pycm.client.plan});
+the names are asked of the daemon over a plain
 socket with a one-second deadline, and nothing is printed on any error, so
 that a Tab never hangs or spills an error into the command line.
 """
@@ -17,6 +18,8 @@ import socket
 import time
 from collections.abc import Sequence
 from typing import NamedTuple
+
+from pycm.client.commandtable import COMMANDS
 
 #: Options the client reads itself, by command (see L{pycm.client.plan}).
 CLIENT_OPTIONS: dict[str, tuple[str, ...]] = {
@@ -60,14 +63,12 @@ class CommandWords(NamedTuple):
 
 def commandTable() -> list[CommandWords]:
     """Every command, from the daemon's table and the client's additions."""
-    from pycm.daemon.commands import TABLE
-
     table = []
-    for command in TABLE:
+    for command in COMMANDS:
         options: list[str] = []
         values: list[str] = []
         for option in command.options:
-            spellings = [f"--{option.name}"] + ([f"-{option.short}"] if option.short else [])
+            spellings = option.spellings()
             options.extend(spellings)
             if option.takesValue:
                 values.extend(spellings)
@@ -79,7 +80,7 @@ def commandTable() -> list[CommandWords]:
         table.append(CommandWords(
             name=command.name,
             summary=command.summary,
-            words=(command.name, *command.aliases),
+            words=command.words,
             options=tuple(options),
             valueOptions=tuple(values),
             names=command.name in MULTI_NAME or command.name in ONE_NAME,

@@ -24,27 +24,28 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple
 
+from pycm.client.commandtable import BY_WORD
 from pycm.client.format import Template, TemplateError
+from pycm.grammar import splitOptions
 
 #: Commands that take several names, one request each.
 MULTI_NAME = frozenset({"stop", "start", "restart", "kill", "rm", "logs"})
 LIST_COMMANDS = frozenset({"list", "ls", "ps"})
 
-#: The options that take a value as the next word, by command (the rest
-#: are flags): what tells an option's value from a name.
+#: The commands whose option words the plan splits off (for the others all
+#: of their words are sent as they are, C{--help} read among the leading
+#: ones), and the options the client reads itself that take a value.
+_SPLIT_COMMANDS = ("stop", "restart", "kill", "logs", "list", "ls", "ps", "run", "create")
+_CLIENT_VALUE_OPTIONS = {"list": frozenset({"--format"})}
+
+#: The options that take a value as the next word, by command word (the
+#: rest are flags): what tells an option's value from a name.  From the
+#: daemon's table as the client knows it (L{pycm.client.commandtable}).
 VALUE_OPTIONS: dict[str, frozenset[str]] = {
-    "stop": frozenset({"-t", "--time"}),
-    "restart": frozenset({"-t", "--time"}),
-    "kill": frozenset({"-s", "--signal"}),
-    "logs": frozenset({"-n", "--tail", "--since"}),
-    "list": frozenset({"-f", "--filter", "--format"}),
-    "run": frozenset({
-        "-e", "--env", "-l", "--label", "-w", "--workdir", "--restart",
-        "--stop-timeout", "--stop-signal", "--memory", "--cpus",
-    }),
+    word: BY_WORD[word].valueSpellings()
+    | _CLIENT_VALUE_OPTIONS.get(BY_WORD[word].name, frozenset())
+    for word in _SPLIT_COMMANDS
 }
-VALUE_OPTIONS["ls"] = VALUE_OPTIONS["ps"] = VALUE_OPTIONS["list"]
-VALUE_OPTIONS["create"] = VALUE_OPTIONS["run"]
 
 
 class PlanError(Exception):
@@ -98,26 +99,6 @@ def _isFollow(words: Sequence[str]) -> bool:
         if word in ("--follow", "-f"):
             return True
     return False
-
-
-def splitOptions(
-    words: Sequence[str], valueOptions: frozenset[str]
-) -> tuple[list[str], list[str]]:
-    """
-    The leading option words (each with its value) and the rest, as the
-    daemon splits them: the first word not starting with C{-} ends the
-    options, C{--} too (and is kept with them).
-    """
-    index = 0
-    while index < len(words):
-        word = words[index]
-        if word == "--":
-            index += 1
-            break
-        if not word.startswith("-") or word == "-":
-            break
-        index += 2 if word in valueOptions else 1
-    return list(words[:index]), list(words[index:])
 
 
 def wantsHelp(options: Sequence[str]) -> bool:

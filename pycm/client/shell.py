@@ -14,7 +14,7 @@ import shlex
 import sys
 import termios
 import tty
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from twisted.conch.insults import insults
@@ -25,37 +25,26 @@ from twisted.python.failure import Failure
 
 from pycm.client import format as fmt
 from pycm.client.cli import peerDescription
+from pycm.client.commandtable import BY_WORD as KNOWN_BY_WORD
 from pycm.client.history import HistoryFile, defaultHistoryPath
 from pycm.client.plan import Plan, PlanError, planCommand, wantsHelp
 from pycm.client.protocol import ClientProtocol, isSilentLine
 from pycm.errors import PycmError, Unauthorized
+from pycm.grammar import CommandSyntax, commandsByWord, splitOptions, syntaxFromHelp
+
+#: Command words Tab completes before the daemon's C{help} has said which
+#: (the client's copy of its table, L{pycm.client.commandtable}).
+COMMAND_WORDS = tuple(sorted(KNOWN_BY_WORD))
 
 
-def _spellings(option: Any) -> tuple[str, ...]:
-    return (f"--{option.name}", *([f"-{option.short}"] if option.short else ()))
-
-
-def _table() -> tuple[tuple[str, ...], dict[str, Any]]:
-    """The command words and rows of the daemon's command table."""
-    from pycm.daemon.commands import COMMANDS as rows
-
-    return tuple(sorted(rows)), dict(rows)
-
-
-#: Command words Tab completes, and each command's row (its options): from
-#: the daemon's command table.
-COMMANDS, _ROWS = _table()
-
-
-def valueOptions(command: str) -> frozenset[str]:
+def valueOptions(
+    command: str, table: Mapping[str, CommandSyntax] = KNOWN_BY_WORD
+) -> frozenset[str]:
     """The options of C{command} that take the next word as their value."""
-    row = _ROWS.get(command.lower())
+    row = table.get(command.lower())
     if row is None:
         return frozenset()
-    return frozenset(
-        spelling for option in row.options if option.takesValue
-        for spelling in _spellings(option)
-    )
+    return row.valueSpellings()
 
 
 #: Options of run/create/stop that take a value as the next word.
@@ -83,16 +72,7 @@ def hasPositional(args: Sequence[str], values: frozenset[str] = VALUE_OPTIONS) -
     True when C{args} (the words after the command) hold a positional
     argument (a container name), not just options.
     """
-    i = 0
-    while i < len(args):
-        word = args[i]
-        if word == "--":
-            return i + 1 < len(args)
-        if word.startswith("-") and word != "-":
-            i += 2 if word in values else 1
-            continue
-        return True
-    return False
+    return bool(splitOptions(args, values)[1])
 
 
 def progressMessage(words: Sequence[str]) -> str:
@@ -120,6 +100,8 @@ class ShellProtocol(HistoricRecvLine):
 
     @ivar done: fires with the exit status once the terminal is closed.
     @ivar history: where typed lines are kept across sessions, or None.
+    @ivar commands: each command word to its row: the daemon's C{help}, or
+        the client's copy of its table.
     """
 
     ps = (b"pycm> ", b"Enter container name: ")
@@ -134,8 +116,11 @@ class ShellProtocol(HistoricRecvLine):
         notices: Sequence[str] = (),
         columns: Callable[[], int] | None = None,
         history: HistoryFile | None = None,
+        commands: Sequence[CommandSyntax] | None = None,
     ) -> None:
         self.client = client
+        self.commands = KNOWN_BY_WORD if commands is None else commandsByWord(commands)
+        self.commandWords = sorted(self.commands)
         self.history = history
         self._historyProblemShown = False
         self.clock = clock
@@ -231,21 +216,19 @@ class ShellProtocol(HistoricRecvLine):
             return
         if " " not in typed:
             prefix = typed.lower()
-            self._complete(prefix, [c for c in COMMANDS if c.startswith(prefix)])
+            self._complete(prefix, [c for c in self.commandWords if c.startswith(prefix)])
             return
         words = typed.split(" ")
         current, before = words[-1], [w for w in words[:-1] if w]
-        row = _ROWS.get(before[0].lower())
+        row = self.commands.get(before[0].lower())
         if row is None:
             return
         if current.startswith("-"):
-            spellings = sorted(
-                spelling for option in row.options for spelling in _spellings(option)
-            )
+            spellings = sorted(row.optionSpellings())
             self._complete(current, [o for o in spellings if o.startswith(current)])
             return
         if row.name not in NAME_COMMANDS or (
-            len(before) > 1 and before[-1] in valueOptions(row.name)
+            len(before) > 1 and before[-1] in row.valueSpellings()
         ):
             return
         self._completeNames(current)
@@ -369,7 +352,8 @@ class ShellProtocol(HistoricRecvLine):
         if command in ("exit", "quit"):
             self.leave()
             return
-        if command in NAME_REQUIRED and not hasPositional(words[1:], valueOptions(command)) \
+        if command in NAME_REQUIRED \
+                and not hasPositional(words[1:], valueOptions(command, self.commands)) \
                 and not wantsHelp(words[1:]):
             self.asking = words
             self.pn = 1
@@ -526,6 +510,11 @@ async def runShell(
     greeting = ("Connected to the pycm daemon at "
                 f"{peerDescription(client, options.host)}")
     notices = []
+    # The command words and options Tab completes: the daemon's own.
+    try:
+        commands = syntaxFromHelp(await client.request("help"))
+    except PycmError:
+        commands = None
     if client.authError is not None:
         notices.append(f"Warning: the daemon refused the token from "
                        f"{options.tokenSource} ({client.authError})")
@@ -555,7 +544,7 @@ async def runShell(
         tty.setraw(stdin)
         factory(
             insults.ServerProtocol(ShellProtocol, client, reactor, greeting,
-                                   done, notices, columns, history),
+                                   done, notices, columns, history, commands),
             stdin=stdin, stdout=stdout, reactor=reactor,
         )
         return await done

@@ -62,17 +62,11 @@ class Command:
 
     def syntax(self) -> CommandSyntax:
         """Its words and options, as a client reads them."""
-        return CommandSyntax(self.name, self.aliases, self.options)
+        return CommandSyntax(self.name, self.summary, self.aliases, self.options)
 
     def describe(self) -> dict[str, Any]:
         """What C{help} says of it."""
-        return {
-            "name": self.name,
-            "usage": self.usage(),
-            "summary": self.summary,
-            "aliases": list(self.aliases),
-            "options": [option.toJSON() for option in self.options],
-        }
+        return {"usage": self.usage(), **self.syntax().toJSON()}
 
 
 def help_(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> Any:
@@ -192,7 +186,8 @@ COMMANDS = (
         minArgs=1, maxArgs=1, loggedArgs=1,
     ),
     Command(
-        "stats", observe.stats, "CPU, memory, pids and block I/O of running (or the named) containers",
+        "stats", observe.stats,
+        "CPU, memory, pids and block I/O of running (or the named) containers",
         arguments="[NAME...]", options=(Option("no-stream", takesValue=False),),
         maxArgs=None, loggedArgs=1,
     ),

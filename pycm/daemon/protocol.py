@@ -46,8 +46,8 @@ from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from pycm.daemon.dispatch import describeLine, handleLine
 from pycm.daemon.connectionlog import ConnectionLog
+from pycm.daemon.dispatch import describeLine, handleLine
 from pycm.daemon.legacyframing import PauseFraming
 from pycm.daemon.peers import peerGroup
 from pycm.daemon.session import Daemon, Session
