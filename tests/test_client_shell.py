@@ -43,7 +43,8 @@ class ShellHarness:
     """A shell connected to a L{FakeDaemon} and to an in-memory terminal."""
 
     def __init__(self, daemon: FakeDaemon | None = None,
-                 columns: int = 80, history: HistoryFile | None = None) -> None:
+                 columns: int = 80, history: HistoryFile | None = None,
+                 commands: Any = None) -> None:
         self.client, self.daemon, self.pump = connectToFake(
             daemon if daemon is not None else FakeDaemon()
         )
@@ -51,7 +52,7 @@ class ShellHarness:
         self.done: Deferred[int] = Deferred()
         self.terminal = insults.ServerProtocol(
             ShellProtocol, self.client, self.clock, GREETING, self.done, [],
-            lambda: columns, history,
+            lambda: columns, history, commands,
         )
         self.transport = TerminalTransport()
         self.transport.protocol = self.terminal
@@ -430,6 +431,28 @@ class ShellTests(SynchronousTestCase):
         self.assertEqual(list(shell.COMMAND_WORDS), sorted(commands.BY_WORD))
         self.assertIn("--since", shell.valueOptions("logs"))
         self.assertNotIn("-f", shell.valueOptions("rm"))
+
+    def test_commandsFromHelp(self) -> None:
+        """
+        Given the daemon's C{help} rows, Tab completes their words and
+        options, and a value option's next word is not taken for a name.
+        """
+        from pycm.grammar import syntaxFromHelp
+
+        commands = syntaxFromHelp({"commands": [
+            {"name": "frob", "aliases": ["fr"], "options": [
+                {"name": "speed", "short": "s", "takes_value": True, "repeat": False},
+            ]},
+            {"name": "ping", "aliases": [], "options": []},
+        ]})
+        h = ShellHarness(commands=commands)
+        h.type(b"fro\t")
+        self.assertEqual(h.typed(), b"frob ")
+        h.type(b"--s\t")
+        self.assertEqual(h.typed(), b"frob --speed ")
+        h.type(b"\x15sto\t")
+        self.assertEqual(h.typed(), b"sto")
+        self.assertEqual(h.daemon.received, [])
 
     def test_dockerHabits(self) -> None:
         """
