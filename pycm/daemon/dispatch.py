@@ -16,11 +16,11 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from pycm.daemon.commands import BY_WORD, Command
-from pycm.redact import REDACTED, describeRequest, isImageReference
 from pycm.daemon.requestline import decodeLine, parseOptions, splitWords
 from pycm.daemon.session import Session
 from pycm.errors import BadRequest, PycmError
 from pycm.model import validateName
+from pycm.redact import REDACTED, describeRequest, isImageReference
 
 #: The log of requests that change containers (see L{audited}).
 requestLog = Logger(namespace="pycm.requests")
