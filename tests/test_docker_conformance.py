@@ -34,7 +34,7 @@ class DockerFixture(ReactorFixture):
     logTimeResolution = 1.1
 
     def __init__(self) -> None:
-        super().__init__(reactor)  # type: ignore[arg-type]
+        super().__init__(reactor)
         self.image = testImage()
 
     def exitCommand(self, code: int) -> tuple[str, ...]:
