@@ -156,7 +156,7 @@ class BackoffTests(SupervisorTestCase):
         """An automatic restart that cannot start leaves the container C{dead}."""
         self.run_(spec("web", "exit", "1", restartPolicy=RestartPolicy("always")))
         self.clock.advance(0)
-        self.runtime.spawn = lambda c, o, **kw: fail(BackendError("no more"))  # type: ignore
+        self.patch(self.runtime, "spawn", lambda c, o, **kw: fail(BackendError("no more")))
         advanceClock(self.clock, 1)
         container = self.inspect("web")
         self.assertEqual((container.state, container.error), (State.DEAD, "no more"))
@@ -309,7 +309,7 @@ class LifecycleTests(SupervisorTestCase):
             observer.exited(5)
             return succeed(Run())
 
-        self.runtime.spawn = spawn  # type: ignore[method-assign]
+        self.patch(self.runtime, "spawn", spawn)
         self.successResultOf(self.backend.create(spec("web")))
         container = self.successResultOf(self.backend.start("web"))
         self.assertEqual(container.state, State.RUNNING)
@@ -480,7 +480,7 @@ class DurabilityTests(SupervisorTestCase):
                 reclaimed.append(container.name)
             return reclaim(container, pid, startTime)
 
-        self.runtime.reclaim = recordingReclaim  # type: ignore[method-assign]
+        self.patch(self.runtime, "reclaim", recordingReclaim)
         second = MemoryBackend(self.clock, runtime=self.runtime, recordStore=self.store)
         opened = second.open()
         advanceClock(self.clock, 15)
@@ -829,8 +829,9 @@ class ShutdownTests(SupervisorTestCase):
         self.successResultOf(self.backend.create(spec("web", "sleep", "infinity")))
         self.backend.start("web")  # the daemon "dies" before it fires
         [runId] = self.runtime.runIds
+        assert runId is not None
         runtime = _SlowRuntime(self.clock)
-        runtime.found = [runId]  # type: ignore[list-item]
+        runtime.found = [runId]
         backend = self.makeBackend(runtime)
         [swept] = runtime.swept
         self.assertEqual(list(swept), [runId])
