@@ -706,7 +706,7 @@ async def run(
         return await runCommand(reactor, client, options, out, err,
                                 interrupted=interrupted)
     if interactive:
-        from pycm.client.shell import runShell
+        from pycm.client.terminal import runShell
 
         return await runShell(reactor, client, options)
     from pycm.client.piped import runPiped

@@ -3,17 +3,14 @@ The interactive shell: a conch L{HistoricRecvLine} (history and line
 editing) inside an L{insults.ServerProtocol}, on L{StandardIO}.
 
 L{ShellProtocol} is the whole console logic and is tested on a
-L{StringTransport}; L{runShell} alone touches the real terminal.
+L{StringTransport}; L{pycm.client.terminal.runShell} alone touches the real
+terminal.
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shlex
-import sys
-import termios
-import tty
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -24,13 +21,12 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
 
 from pycm.client import format as fmt
-from pycm.client.cli import peerDescription
 from pycm.client.commandtable import BY_WORD as KNOWN_BY_WORD
-from pycm.client.history import HistoryFile, defaultHistoryPath
+from pycm.client.history import HistoryFile
 from pycm.client.plan import Plan, PlanError, planCommand, wantsHelp
 from pycm.client.protocol import ClientProtocol, isSilentLine
-from pycm.errors import PycmError, Unauthorized
-from pycm.grammar import CommandSyntax, commandsByWord, splitOptions, syntaxFromHelp
+from pycm.errors import Unauthorized
+from pycm.grammar import CommandSyntax, commandsByWord, splitOptions
 
 #: Command words Tab completes before the daemon's C{help} has said which
 #: (the client's copy of its table, L{pycm.client.commandtable}).
@@ -479,76 +475,3 @@ class ShellProtocol(HistoricRecvLine):
     def _finish(self) -> None:
         if not self.done.called:
             self.done.callback(self.exitCode)
-
-
-def _nonBlockingFlags(fds: Sequence[int]) -> list[tuple[int, int]]:
-    return [(fd, fcntl.fcntl(fd, fcntl.F_GETFL)) for fd in fds]
-
-
-async def runShell(
-    reactor: Any,
-    client: ClientProtocol,
-    options: Any,
-    stdin: int | None = None,
-    stdout: int | None = None,
-    makeStdio: Callable[..., object] | None = None,
-) -> int:
-    """
-    Run the shell on the terminal until it ends; the exit status.
-
-    The terminal is put in raw mode (insults does the echo and editing);
-    its settings, and the blocking mode of both descriptors, are restored
-    in C{finally}.
-    """
-    from twisted.internet import stdio
-
-    if stdin is None:
-        stdin = sys.stdin.fileno()
-    if stdout is None:
-        stdout = sys.stdout.fileno()
-    factory: Callable[..., object] = makeStdio or stdio.StandardIO
-    greeting = ("Connected to the pycm daemon at "
-                f"{peerDescription(client, options.host)}")
-    notices = []
-    # The command words and options Tab completes: the daemon's own.
-    try:
-        commands = syntaxFromHelp(await client.request("help"))
-    except PycmError:
-        commands = None
-    if client.authError is not None:
-        notices.append(f"Warning: the daemon refused the token from "
-                       f"{options.tokenSource} ({client.authError})")
-    # Events are printed as they happen: subscribe before the first prompt.
-    try:
-        await client.request("events")
-    except PycmError as e:
-        notices.append(f"Container events are off: {e}")
-    else:
-        notices.append("Container events are shown as they happen (`events --off` "
-                       "stops them).")
-    notices.append("Type `help` for the commands, `exit` or Ctrl-D to leave.")
-    done: Deferred[int] = Deferred()
-    historyPath = defaultHistoryPath()
-    history = HistoryFile(historyPath) if historyPath else None
-
-    def columns() -> int:
-        try:
-            # A terminal that does not know its size says 0 columns.
-            return os.get_terminal_size(stdout).columns or 80
-        except OSError:
-            return 80
-
-    saved = termios.tcgetattr(stdin)
-    flags = _nonBlockingFlags(sorted({stdin, stdout}))
-    try:
-        tty.setraw(stdin)
-        factory(
-            insults.ServerProtocol(ShellProtocol, client, reactor, greeting,
-                                   done, notices, columns, history, commands),
-            stdin=stdin, stdout=stdout, reactor=reactor,
-        )
-        return await done
-    finally:
-        termios.tcsetattr(stdin, termios.TCSADRAIN, saved)
-        for fd, flag in flags:
-            fcntl.fcntl(fd, fcntl.F_SETFL, flag)
