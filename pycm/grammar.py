@@ -32,7 +32,7 @@ class Option:
     attrs: the one-shot client's fast path imports this module.)
     """
 
-    __slots__ = ("name", "short", "takesValue", "repeat", "metavar", "field", "read")
+    __slots__ = ("name", "short", "takesValue", "repeat", "metavar", "field", "read", "_hash")
 
     def __init__(
         self,
@@ -51,6 +51,8 @@ class Option:
         self.metavar = metavar
         self.field = field
         self.read = read
+        # Made once: parsing looks a command's options up by their tuple.
+        self._hash = hash(self._key())
 
     def _key(self) -> tuple[str, str | None, bool, bool]:
         return (self.name, self.short, self.takesValue, self.repeat)
@@ -61,7 +63,7 @@ class Option:
         return self._key() == other._key()
 
     def __hash__(self) -> int:
-        return hash(self._key())
+        return self._hash
 
     def __repr__(self) -> str:
         return "Option({!r}, {!r}, takesValue={!r}, repeat={!r})".format(*self._key())
