@@ -1,7 +1,9 @@
 """
-Tests for L{pycm.client.cli} (the one-shot command line), L{pycm.client.oneshot}
-(its path without a reactor), L{pycm.client.piped} (piped-stdin mode),
-L{pycm.client.config} and L{pycm.client.format}.
+Tests for L{pycm.client.cli} (the one-shot command line, with
+L{pycm.client.arguments}, L{pycm.client.connecting}, L{pycm.client.command}
+and L{pycm.client.exits}), L{pycm.client.oneshot} (its path without a
+reactor), L{pycm.client.piped} (piped-stdin mode), L{pycm.client.config},
+L{pycm.statepaths} and L{pycm.client.format}.
 
 The one-shot tests run twice: in the reactor (L{cli.run}) and on the fast
 path (L{oneshot.OneShotCall}), against the same fake daemon.
@@ -29,7 +31,8 @@ from twisted.python.filepath import FilePath
 from twisted.test.iosim import ConnectionCompleter, IOPump
 from twisted.trial.unittest import SynchronousTestCase
 
-from pycm.client import cli, config, oneshot, piped
+from pycm import statepaths
+from pycm.client import arguments, cli, config, connecting, oneshot, piped
 from pycm.client import format as fmt
 from pycm.client.testing import FakeDaemon, event, ok
 from pycm.model import formatTime
@@ -48,11 +51,11 @@ DB = dict(WEB, name="db", state="exited", pid=None, exit_code=-15,
           created=formatTime(NOW - 3 * 86400), restart_count=2)
 
 
-def options(*command: str, **kw: Any) -> cli.Options:
+def options(*command: str, **kw: Any) -> arguments.CommandLine:
     values: dict[str, Any] = dict(host="tcp:127.0.0.1:8080", token=None,
                                   json=False, command=tuple(command))
     values.update(kw)
-    return cli.Options(**values)
+    return arguments.CommandLine(**values)
 
 
 class Harness:
@@ -71,7 +74,7 @@ class Harness:
         self.err = io.StringIO()
         self.pump: IOPump | None = None
 
-    def run(self, opts: cli.Options, **kw: Any) -> Deferred[int]:
+    def run(self, opts: arguments.CommandLine, **kw: Any) -> Deferred[int]:
         d = ensureDeferred(cli.run(self.reactor, opts, self.out, self.err, **kw))
         self.pump = ConnectionCompleter(self.reactor).succeedOnce()
         self.flush()
@@ -138,7 +141,7 @@ class FastHarness:
         self.err = io.StringIO()
         self.done: Deferred[int] = Deferred()
 
-    def run(self, opts: cli.Options) -> Deferred[int]:
+    def run(self, opts: arguments.CommandLine) -> Deferred[int]:
         self.socket = DaemonSocket(self.daemon)
         client = oneshot.BlockingClient(self.socket)  # type: ignore[arg-type]
         clock = MemoryReactorClock()
@@ -342,14 +345,14 @@ class ParseArgumentsTests(SynchronousTestCase):
             ["--token", "t"], ["--token=a=b"], ["--host", "a", "--host", "b", "--json"],
             ["--host", ""], ["--token", "t", "-H", "unix:path=/p:timeout=3"],
         ):
-            plain = cli._plainOptions(argv)
+            plain = arguments._plainOptions(argv)
             assert plain is not None, argv
-            parsed = cli.makeParser().parse_args(argv)
+            parsed = arguments.makeParser().parse_args(argv)
             self.assertEqual(plain, (parsed.host, parsed.token, parsed.json), argv)
         for argv in (["--help"], ["-h"], ["--version"], ["--ho", "x"], ["--jso"],
                      ["-Hx"], ["-H=x"], ["--host"], ["--token", "-t"], ["--json=1"],
                      ["--bogus"]):
-            self.assertIsNone(cli._plainOptions(argv), argv)
+            self.assertIsNone(arguments._plainOptions(argv), argv)
 
     def test_lineBreakInArgument(self) -> None:
         """An argument with a line break cannot be one request line."""
@@ -370,16 +373,16 @@ class ParseArgumentsTests(SynchronousTestCase):
 
 
 class ConfigTests(SynchronousTestCase):
-    """L{config.defaultStateDir} and friends."""
+    """L{statepaths.defaultStateDir} and friends."""
 
     def test_root(self) -> None:
         """Root's state directory is /var/lib/pycm."""
-        self.assertEqual(config.defaultStateDir({}, uid=0).path, "/var/lib/pycm")
+        self.assertEqual(statepaths.defaultStateDir({}, uid=0).path, "/var/lib/pycm")
 
     def test_xdg(self) -> None:
         """Others use C{$XDG_STATE_HOME/pycm}."""
         self.assertEqual(
-            config.defaultStateDir({"XDG_STATE_HOME": "/s", "HOME": "/h"},
+            statepaths.defaultStateDir({"XDG_STATE_HOME": "/s", "HOME": "/h"},
                                    uid=1000).path,
             "/s/pycm",
         )
@@ -390,7 +393,7 @@ class ConfigTests(SynchronousTestCase):
         spec says to ignore): C{~/.local/state/pycm}.
         """
         for env in ({"HOME": "/h"}, {"HOME": "/h", "XDG_STATE_HOME": "rel"}):
-            self.assertEqual(config.defaultStateDir(env, uid=1000).path,
+            self.assertEqual(statepaths.defaultStateDir(env, uid=1000).path,
                              "/h/.local/state/pycm")
 
     def test_unreadableTokenFile(self) -> None:
@@ -711,7 +714,7 @@ class ReactorPathTests(SynchronousTestCase):
         (exit status 2) saying so, in every mode (one request, piped, the
         shell), and no connection is attempted: Twisted would hang on it.
         """
-        longest = cli.MAX_UNIX_PATH
+        longest = connecting.MAX_UNIX_PATH
         for host in (f"unix:{self.longSocketPath(longest + 1)}",
                      f"unix:path={self.longSocketPath(longest + 60)}:timeout=5"):
             for command, mode in [(("ping",), {}),
@@ -728,7 +731,7 @@ class ReactorPathTests(SynchronousTestCase):
 
     def test_longestSocketPath(self) -> None:
         """A socket path of the longest size allowed is connected to."""
-        path = self.longSocketPath(cli.MAX_UNIX_PATH)
+        path = self.longSocketPath(connecting.MAX_UNIX_PATH)
         reactor = MemoryReactorClock()
         d = ensureDeferred(cli.run(reactor, options("ping", host=f"unix:{path}"),
                                    io.StringIO(), io.StringIO()))
@@ -754,7 +757,7 @@ class ReactorPathTests(SynchronousTestCase):
                                        io.StringIO(), err))
             self.assertEqual(self.successResultOf(d), 2)
             self.assertIn(f"did you mean {meant}?", err.getvalue())
-        self.assertIsNone(cli.endpointHint("bogus:x"))
+        self.assertIsNone(connecting.endpointHint("bogus:x"))
 
     def test_mainUsageError(self) -> None:
         """C{main} exits 2 on a usage error, before touching any reactor."""

@@ -23,7 +23,7 @@ from pycm.client.testing import FakeDaemon, event, ok
 from .test_client_cli import DB, WEB, FastHarness, Harness, options
 
 
-def planned(*words: str, **kw: Any) -> cli.Options:
+def planned(*words: str, **kw: Any) -> cli.CommandLine:
     """Options for C{words}, planned as L{cli.parseArguments} plans them."""
     return options(*words, plan=planCommand(words), **kw)
 

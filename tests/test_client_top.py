@@ -399,7 +399,7 @@ class TopHelpTests(SynchronousTestCase):
 
     def test_statsHelp(self) -> None:
         """C{stats --help} is the daemon's help of C{stats}, not a stream."""
-        from pycm.client.cli import Options, run
+        from pycm.client.cli import CommandLine, run
         from pycm.client.testing import FakeDaemon, connectToFake, ok
 
         daemon = FakeDaemon({"help": ok({"name": "stats", "usage": "stats [NAME...]",
@@ -413,7 +413,7 @@ class TopHelpTests(SynchronousTestCase):
 
         self.patch(cli, "connectTo", lambda reactor, options: _succeed(client))
         out, err = io.StringIO(), io.StringIO()
-        options = Options(host="tcp:x:1", token=None, json=False, command=("stats", "--help"))
+        options = CommandLine(host="tcp:x:1", token=None, json=False, command=("stats", "--help"))
         d = ensureDeferred(run(Reactor(), options, out, err))
         pump.flush()
         self.assertEqual(self.successResultOf(d), 0)

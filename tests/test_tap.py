@@ -23,11 +23,12 @@ from pycm.daemon.listeners import (
     InsecureListener,
     checkBoundAddress,
     classifyListener,
-    splitEndpoint,
 )
+from pycm.daemon.service import PycmService, _exitAtExit
 from pycm.daemon.session import Daemon
 from pycm.daemon.startup import StartupReport
-from pycm.daemon.tap import DEFAULT_LISTEN, Options, PycmService, _exitAtExit, makeService
+from pycm.daemon.tap import DEFAULT_LISTEN, Options, makeService
+from pycm.endpoints import splitEndpoint
 from pycm.errors import BackendError, BadRequest
 
 
@@ -222,7 +223,7 @@ class OptionsTests(SynchronousTestCase):
     def test_whenReadyHook(self) -> None:
         """
         makeService hands its C{whenReady} hook (twistd's: freeze what
-        start-up made, L{pycm.daemon.tap.freezeStartupObjects}) to the service,
+        start-up made, L{pycm.daemon.startup.freezeStartupObjects}) to the service,
         which runs it once ready; given a reactor and no hook, it freezes
         nothing.
         """
@@ -627,7 +628,7 @@ class FreezeTests(SynchronousTestCase):
         twistd's hook collects before it freezes (start-up's garbage is not
         kept for ever), and does so once per process.
         """
-        from pycm.daemon import tap
+        from pycm.daemon import startup
 
         calls: list[str] = []
 
@@ -638,10 +639,10 @@ class FreezeTests(SynchronousTestCase):
             def freeze(self) -> None:
                 calls.append("freeze")
 
-        self.patch(tap, "gc", RecordingGC())
-        self.patch(tap, "_frozen", False)
-        tap.freezeStartupObjects()
-        tap.freezeStartupObjects()
+        self.patch(startup, "gc", RecordingGC())
+        self.patch(startup, "_frozen", False)
+        startup.freezeStartupObjects()
+        startup.freezeStartupObjects()
         self.assertEqual(calls, ["collect", "freeze"])
 
 

@@ -16,7 +16,7 @@ _EXPORTS = {
     "ProtocolError": "pycm.client.wire",
     "connect": "pycm.client.protocol",
     "defaultEndpoint": "pycm.client.config",
-    "defaultStateDir": "pycm.client.config",
+    "defaultStateDir": "pycm.statepaths",
     "errorFromReply": "pycm.client.wire",
     "findToken": "pycm.client.config",
 }

@@ -1,9 +1,8 @@
 """
-Where the client finds the daemon and its token.
-
-L{defaultStateDir} is shared with the daemon (its C{--state-dir} default),
-so that a client run by the same user finds the token file without being
-told.
+Where the client finds the daemon and its token: C{--host} or
+C{$PYCM_HOST}, and the token from C{--token}, C{$PYCM_TOKEN} or the token
+file in the daemon's default state directory (L{pycm.statepaths}), sent
+only to an endpoint that daemon's listeners file says wants it.
 """
 
 from __future__ import annotations
@@ -13,59 +12,14 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from pycm.statepaths import defaultTokenPath
+
 if TYPE_CHECKING:
-    # Imported when used: the one-shot client finds its token without
-    # importing Twisted.
     from twisted.python.filepath import FilePath
 
 DEFAULT_ENDPOINT = "tcp:127.0.0.1:8080"
-TOKEN_FILE = "token"
-#: Beside the token: the daemon's TCP and TLS listeners, as bound.
-LISTENERS_FILE = "listeners"
 #: Addresses a listener on every address answers on from this machine.
 _WILDCARDS = {"0.0.0.0": ("127.",), "::": ("127.", "::1", "::ffff:127.")}
-
-
-def defaultStateDir(
-    environ: Mapping[str, str] | None = None, uid: int | None = None
-) -> FilePath[str]:
-    """
-    The daemon's default state directory: C{/var/lib/pycm} for root;
-    otherwise C{$XDG_STATE_HOME/pycm}, or C{~/.local/state/pycm}.
-    """
-    from twisted.python.filepath import FilePath
-
-    return FilePath(defaultStateDirPath(environ, uid))
-
-
-def defaultStateDirPath(
-    environ: Mapping[str, str] | None = None, uid: int | None = None
-) -> str:
-    """The path of L{defaultStateDir}."""
-    if environ is None:
-        environ = os.environ
-    if uid is None:
-        uid = os.getuid()
-    if uid == 0:
-        return "/var/lib/pycm"
-    return os.path.join(os.path.abspath(xdgStateHome(environ)), "pycm")
-
-
-def defaultTokenPath(
-    environ: Mapping[str, str] | None = None, uid: int | None = None
-) -> str:
-    """The daemon's token file in its default state directory."""
-    return os.path.join(defaultStateDirPath(environ, uid), TOKEN_FILE)
-
-
-def xdgStateHome(environ: Mapping[str, str]) -> str:
-    """C{$XDG_STATE_HOME}, else C{~/.local/state}."""
-    base = environ.get("XDG_STATE_HOME", "")
-    # The XDG spec says a relative path is invalid and must be ignored.
-    if not os.path.isabs(base):
-        home = environ.get("HOME") or os.path.expanduser("~")
-        base = os.path.join(home, ".local", "state")
-    return base
 
 
 def defaultEndpoint(environ: Mapping[str, str] | None = None) -> str:
@@ -104,13 +58,6 @@ def findToken(
     if environ.get("PYCM_TOKEN"):
         return environ["PYCM_TOKEN"]
     return readTokenFile(defaultTokenPath(environ, uid))
-
-
-def defaultListenersPath(
-    environ: Mapping[str, str] | None = None, uid: int | None = None
-) -> str:
-    """The daemon's listeners file in its default state directory."""
-    return os.path.join(defaultStateDirPath(environ, uid), LISTENERS_FILE)
 
 
 def readListeners(path: str) -> list[tuple[str, int, bool]]:

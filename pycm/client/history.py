@@ -17,8 +17,8 @@ import shlex
 import stat
 from collections.abc import Mapping
 
-from pycm.client.config import xdgStateHome
 from pycm.files import replacePrivately
+from pycm.statepaths import xdgStateHome
 
 #: Lines kept across sessions.
 MAX_LINES = 1000

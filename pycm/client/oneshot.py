@@ -6,7 +6,7 @@ A one-shot call spends most of its time importing before it sends a byte,
 and Twisted's reactor with its TLS stack costs more than all the rest, so
 this path imports the standard library only (check with C{python -X
 importtime -m pycm.client.cli ping}).  It runs the very coroutine the
-reactor runs, L{pycm.client.cli.runCommand}, with a L{BlockingClient} in
+reactor runs, L{pycm.client.command.runCommand}, with a L{BlockingClient} in
 place of L{pycm.client.protocol.ClientProtocol}: the lines on the wire,
 the output and the exit statuses are the same by construction.  Any other
 endpoint (C{tls:}, unusual parameters, escapes) is left to the reactor.
@@ -27,16 +27,15 @@ import socket
 import time
 from collections.abc import Callable
 
-from pycm.client.cli import (
+from pycm.client.command import runCommand
+from pycm.client.connecting import checkSocketPath
+from pycm.client.exits import (
     EXIT_UNREACHABLE,
     EXIT_USAGE,
     CannotConnect,
-    Options,
     UsageError,
-    checkSocketPath,
     interruptedBeforeReply,
     reportError,
-    runCommand,
 )
 from pycm.client.wire import (
     MAX_REPLY_LENGTH,
@@ -51,6 +50,8 @@ TYPE_CHECKING = False  # typing is for annotations only (see pycm.client.cli)
 if TYPE_CHECKING:
     from collections.abc import Coroutine, Generator
     from typing import Any, TextIO
+
+    from pycm.client.arguments import CommandLine
 
 #: How long a connection attempt may take, in seconds, unless the endpoint
 #: says (C{timeout=}): Twisted's default for C{tcp:} and C{unix:}.
@@ -163,7 +164,7 @@ class BlockingClient:
     """
     The client side of the line protocol on a blocking socket, with the
     part of L{pycm.client.protocol.ClientProtocol}'s interface that
-    L{pycm.client.cli.runCommand} uses, read the same way: C{OK} and
+    L{pycm.client.command.runCommand} uses, read the same way: C{OK} and
     C{ERR} answer the request, C{EVENT}s go to the listeners meanwhile, any
     other line (or one over L{MAX_REPLY_LENGTH}) is a L{ProtocolError} and
     drops the connection.
@@ -347,7 +348,7 @@ class Clock:
 
 async def callDaemon(
     client: BlockingClient,
-    options: Options,
+    options: CommandLine,
     out: TextIO,
     err: TextIO,
     clock: Any = Clock,
@@ -388,7 +389,7 @@ def connectSocket(target: SocketAddress) -> socket.socket:
     return sock
 
 
-def main(options: Options, out: TextIO, err: TextIO) -> int | None:
+def main(options: CommandLine, out: TextIO, err: TextIO) -> int | None:
     """
     Send C{options.command} over a blocking socket and print the reply;
     the exit status, or None when the endpoint is not a plain C{tcp:} or

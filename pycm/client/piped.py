@@ -16,14 +16,8 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from pycm.client import format as fmt
-from pycm.client.cli import (
-    EXIT_ERR,
-    EXIT_OK,
-    EXIT_UNREACHABLE,
-    Options,
-    _writeLines,
-    explainError,
-)
+from pycm.client.arguments import CommandLine
+from pycm.client.exits import EXIT_ERR, EXIT_OK, EXIT_UNREACHABLE, explainError, writeLines
 from pycm.client.protocol import ClientProtocol, Disconnected, isSilentLine
 from pycm.errors import PycmError
 
@@ -45,7 +39,7 @@ class PipedRequests(LineOnlyReceiver):
     MAX_LENGTH = 16 * 1024 * 1024
     WINDOW = 64
 
-    def __init__(self, client: ClientProtocol, options: Options,
+    def __init__(self, client: ClientProtocol, options: CommandLine,
                  clock: IReactorTime, err: TextIO) -> None:
         self.client = client
         self.options = options
@@ -83,7 +77,7 @@ class PipedRequests(LineOnlyReceiver):
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError:
-            _writeLines(self.err, ["Error: a request line is not valid UTF-8"])
+            writeLines(self.err, ["Error: a request line is not valid UTF-8"])
             self.failed = True
             return
         if isSilentLine(line):
@@ -100,7 +94,7 @@ class PipedRequests(LineOnlyReceiver):
             self.transport.pauseProducing()  # type: ignore[union-attr]
 
     def lineLengthExceeded(self, line: bytes) -> None:
-        _writeLines(self.err, ["Error: a request line is too long"])
+        writeLines(self.err, ["Error: a request line is too long"])
         self.failed = True
         self.eof = True
         self._maybeFinish()
@@ -122,7 +116,7 @@ class PipedRequests(LineOnlyReceiver):
         if self.options.json and isinstance(error, PycmError):
             self._write([f"ERR {error.code} {error.message}"])
         else:
-            _writeLines(self.err, [explainError(error, self.client, self.options)])
+            writeLines(self.err, [explainError(error, self.client, self.options)])
 
     def _settled(self, _: object) -> None:
         self.inFlight -= 1
@@ -139,8 +133,8 @@ class PipedRequests(LineOnlyReceiver):
             self._maybeFinish()
             return
         self.lost = True
-        _writeLines(self.err, [f"Error: lost the connection to the pycm daemon "
-                               f"at {self.options.host}"])
+        writeLines(self.err, [f"Error: lost the connection to the pycm daemon "
+                              f"at {self.options.host}"])
         self.eof = True
         self._maybeFinish()
 
@@ -183,7 +177,7 @@ class PipedRequests(LineOnlyReceiver):
 async def runPiped(
     reactor: IReactorTime,
     client: ClientProtocol,
-    options: Options,
+    options: CommandLine,
     attachStdio: Callable[[PipedRequests], object],
     err: TextIO,
 ) -> int:

@@ -18,7 +18,7 @@ from typing import Any
 from twisted.conch.insults import insults
 from twisted.internet.defer import Deferred
 
-from pycm.client.cli import peerDescription
+from pycm.client.connecting import daemonAddress
 from pycm.client.history import HistoryFile, defaultHistoryPath
 from pycm.client.protocol import ClientProtocol
 from pycm.client.shell import ShellProtocol
@@ -53,7 +53,7 @@ async def runShell(
         stdout = sys.stdout.fileno()
     factory: Callable[..., object] = makeStdio or stdio.StandardIO
     greeting = ("Connected to the pycm daemon at "
-                f"{peerDescription(client, options.host)}")
+                f"{daemonAddress(client, options.host)}")
     notices = []
     # The command words and options Tab completes: the daemon's own.
     try:

@@ -31,6 +31,8 @@ from twisted.internet.endpoints import UNIXServerEndpoint, serverFromString
 from twisted.logger import Logger
 from twisted.python import usage
 
+from pycm.endpoints import splitEndpoint
+
 #: Kinds whose connections are encrypted.
 ENCRYPTED = frozenset({"ssl", "tls"})
 #: Kinds that listen on TCP in the clear.
@@ -81,48 +83,6 @@ def givenBacklog(kind: str, args: list[str], kwargs: dict[str, str]) -> str | No
 
 class InsecureListener(Exception):
     """A listener bound where it must not: plaintext TCP off loopback."""
-
-
-def splitEndpoint(description: str) -> tuple[list[str], dict[str, str]]:
-    """
-    Split an endpoint string into positional and keyword parameters, as
-    Twisted's C{serverFromString} does.
-
-    @raise usage.UsageError: if a keyword is given twice.
-    """
-    args: list[str] = []
-    kwargs: dict[str, str] = {}
-    part: list[str] = []
-    current = ""
-    separators = ":="
-    characters = iter(description)
-
-    def finish() -> None:
-        if len(part) == 1:
-            args.append(part[0])
-            return
-        key, value = part[0], part[1]
-        if key in kwargs:
-            raise usage.UsageError(f"--listen {description}: {key}= is given twice")
-        kwargs[key] = value
-
-    for character in characters:
-        if character in separators:
-            part.append(current)
-            current = ""
-            if character == ":":
-                finish()
-                part = []
-                separators = ":="
-            else:
-                separators = ":"
-        elif character == "\\":
-            current += next(characters, "")
-        else:
-            current += character
-    part.append(current)
-    finish()
-    return args, kwargs
 
 
 def isLoopback(host: str) -> bool:

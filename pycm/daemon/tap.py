@@ -1,38 +1,32 @@
 """
-C{twistd pycm}: the daemon's command line and its service.
+C{twistd pycm}: the daemon's command line (L{Options}) and the assembly of
+its service (L{makeService}): the state directory checked and locked, the
+token, the backend, the event log, and one listener service a C{--listen}.
+The service itself is L{pycm.daemon.service.PycmService}; how start-up
+ends is told by L{pycm.daemon.startup}.
 """
 
 from __future__ import annotations
 
-import atexit
-import gc
 import grp
-import json
-import os
 import resource
-import stat
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from twisted.application.service import IService, MultiService, Service
-from twisted.internet.defer import Deferred, maybeDeferred
-from twisted.internet.error import CannotListenError
+from twisted.application.service import IService
 from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.filepath import FilePath
 
 import pycm
 from pycm.backends import availableBackends, loadBackendFactory
-from pycm.client.config import defaultStateDir
 from pycm.daemon.auth import loadOrCreateToken, readToken
 from pycm.daemon.eventlog import EventIdMark, EventLog
 from pycm.daemon.legacyframing import LEGACY_PAUSE
 from pycm.daemon.listeners import (
-    InsecureListener,
     Listener,
     ListenerService,
-    boundListener,
     classifyListener,
 )
 from pycm.daemon.protocol import (
@@ -43,11 +37,17 @@ from pycm.daemon.protocol import (
     ConnectionLimit,
     PycmServerFactory,
 )
+from pycm.daemon.service import PycmService
 from pycm.daemon.session import Daemon
-from pycm.daemon.startup import StartupReport
+from pycm.daemon.startup import (
+    StartupReport,
+    freezeStartupObjects,
+    makeLogFilePrivate,
+    twistdLogPath,
+)
 from pycm.errors import PycmError
-from pycm.files import replacePrivately
-from pycm.statedir import checkStateDir, openNoFollow
+from pycm.statedir import checkStateDir
+from pycm.statepaths import LISTENERS_FILE, TOKEN_FILE, defaultStateDir
 
 if TYPE_CHECKING:
     from pycm.store import StateDirLock
@@ -229,223 +229,6 @@ class Options(usage.Options):
         self["backend-options"] = backendOptions
 
 
-class PycmService(MultiService):
-    """
-    The daemon: opens the backend, then starts listening; on stop, stops
-    listening, then closes the backend (which stops its containers).
-
-    @param whenReady: called once the daemon is ready (twistd's path
-        passes L{freezeStartupObjects}).
-    """
-
-    log = Logger()
-
-    def __init__(
-        self,
-        reactor: Any,
-        daemon: Daemon,
-        closers: list[Any],
-        report: StartupReport | None = None,
-        stateLock: StateDirLock | None = None,
-        whenReady: Callable[[], None] = lambda: None,
-        listenersFile: str | None = None,
-    ) -> None:
-        super().__init__()
-        self._whenReady = whenReady
-        self._listenersFile = listenersFile
-        self._reactor = reactor
-        self._daemon = daemon
-        self.backend = daemon.backend
-        self._closers = closers
-        self._report = report if report is not None else StartupReport()
-        self._stateLock = stateLock
-        self.ready: Deferred[None] = Deferred()
-        #: The backend could not open; the process exits with status 1.
-        self.failed = False
-
-    def startService(self) -> None:
-        Service.startService(self)
-        # A crashed daemon's file never outlives this start.
-        self._removeListenersFile()
-        self.log.info(
-            "pycm {version} starting on the {backend} backend",
-            version=pycm.__version__,
-            backend=self.backend.name,
-        )
-        d = maybeDeferred(self.backend.open)
-        d.addCallback(self._listen)
-        d.addErrback(self._failedToOpen)
-
-    def _listen(self, _: object) -> None:
-        for child in self:
-            child.startService()
-        self._writeListenersFile()
-        self._daemon.setReady()
-        self._whenReady()
-        self.log.info("pycm is ready")
-        self._report.ready()
-        self.ready.callback(None)
-
-    def _failedToOpen(self, failure: Any) -> None:
-        """
-        The backend could not open: stop listening, close the connections
-        that were waiting for it, and end the process with status 1 (never
-        a daemon that listens but cannot answer).
-        """
-        self.log.failure(
-            "the {backend} backend could not start; pycm is stopping (exit status 1)",
-            failure,
-            backend=self.backend.name,
-        )
-        self._stopListening()
-        self._daemon.setFailed()
-        self.failed = True
-        self._report.failed(
-            f"the {self.backend.name} backend could not start: {failure.getErrorMessage()}"
-        )
-        self.ready.errback(failure)
-        self.ready.addErrback(lambda _: None)
-        # Before the reactor runs (the open failed at once, inside twistd's
-        # start-up) reactor.stop() would raise and be lost, and the daemon
-        # would run for ever: stop once it runs.
-        self._reactor.addSystemEventTrigger("after", "shutdown", _exitAtExit, 1)
-        self._reactor.callWhenRunning(self._reactor.stop)
-
-    def _stopListening(self) -> None:
-        self._removeListenersFile()
-        for child in self:
-            port = getattr(child, "port", None)
-            if port is not None:
-                child.port = None
-                port.stopListening()
-
-    def _writeListenersFile(self) -> None:
-        """
-        Write the listeners file (each TCP and TLS listener as bound, and
-        whether it wants the token): the client sends the token it finds
-        beside it only to those that do.
-        """
-        if self._listenersFile is None:
-            return
-        records = []
-        for child in self:
-            listener = getattr(child, "listener", None)
-            if listener is not None:
-                record = boundListener(listener, getattr(child, "port", None))
-                if record is not None:
-                    records.append(record)
-        try:
-            replacePrivately(self._listenersFile, json.dumps(records).encode() + b"\n")
-        except OSError as e:
-            self.log.error(
-                "cannot write {path} ({error}): clients will not send the token they "
-                "find in the token file",
-                path=self._listenersFile,
-                error=e,
-            )
-
-    def _removeListenersFile(self) -> None:
-        if self._listenersFile is None:
-            return
-        try:
-            os.unlink(self._listenersFile)
-        except FileNotFoundError:
-            pass
-        except OSError as e:
-            self.log.warn("cannot remove {path}: {error}", path=self._listenersFile, error=e)
-
-    def privilegedStartService(self) -> None:
-        """
-        Runs in the daemon, after twistd's fork: take twistd's start-up
-        report over and record the daemon's pid in the state directory's
-        lock.  Then bind every listener, before the backend opens: a port in
-        use or an insecure listener stops twistd with its reason on stderr
-        and a non-zero status.  Connections made before the backend is open
-        wait (the protocol does not read them until the daemon is ready).
-        """
-        self._report.daemonized()
-        if self._stateLock is not None:
-            self._stateLock.recordHolder()
-        for child in self:
-            try:
-                child.privilegedStartService()
-            except (CannotListenError, InsecureListener, OSError) as e:
-                self._stopListening()
-                self._refuse(_cannotListen(child, e))
-
-    def _refuse(self, reason: str) -> None:
-        """Stop before the reactor runs: tell why, exit 1."""
-        self.log.error("pycm cannot start: {reason}", reason=reason)
-        self._report.failed(reason)
-        self._runClosers(None)
-        raise SystemExit(1)
-
-    def _closeEvents(self, result: object) -> object:
-        """Store the events that wait (a full disk), while the store is open."""
-        self._daemon.events.close()
-        return result
-
-    def _runClosers(self, result: object) -> object:
-        # Last opened, first closed: the lock is released last.
-        for closer in reversed(self._closers):
-            closer()
-        return result
-
-    def stopService(self) -> Deferred[Any]:
-        if self._report.outcome is None:
-            # Stopped (a signal) while the backend was opening: twistd
-            # exits by that signal.
-            self._report.failed("pycm was stopped before it was ready")
-        self._removeListenersFile()
-        stopping = super().stopService()
-
-        def closeBackend(_: object) -> Deferred[Any]:
-            d = maybeDeferred(self.backend.close)
-            d.addBoth(self._closeEvents)
-            d.addBoth(self._runClosers)
-            return d
-
-        stopping.addBoth(closeBackend)
-        stopping.addErrback(
-            lambda failure: self.log.failure("error while stopping", failure)
-        )
-        return stopping
-
-
-#: The longest path a UNIX socket can have on Linux (sun_path, less its NUL).
-UNIX_PATH_MAX = 107
-
-
-def _cannotListen(service: Any, error: Exception) -> str:
-    """Why a listener could not listen, for a person."""
-    listener = getattr(service, "listener", None)
-    where = listener.description if listener is not None else "an endpoint"
-    why = str(error)
-    if isinstance(error, CannotListenError) and error.socketError is not None:
-        why = str(error.socketError)
-        if listener is not None and listener.kind == "unix":
-            path = str(error.port.decode() if isinstance(error.port, bytes) else error.port)
-            size = len(os.fsencode(path))
-            if size > UNIX_PATH_MAX:
-                why = f"the path is {size} bytes, a UNIX socket's may have {UNIX_PATH_MAX} at most"
-    return f"cannot listen on {where}: {why}"
-
-
-def _exitAtExit(status: int) -> None:
-    """
-    Make the process exit with C{status} once twistd is done (its pidfile
-    removed, its log closed): twistd itself always exits 0 after the
-    reactor stops.
-    """
-
-    def exit() -> None:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(status)
-
-    atexit.register(exit)
-
-
 def _openEventLog(stateDir: FilePath, closers: list[Any], reactor: Any) -> EventLog:
     """
     The event log, kept in C{events.db}, with its high-water mark in
@@ -466,75 +249,6 @@ def _lockStateDir(stateDir: FilePath, closers: list[Any]) -> StateDirLock:
     lock.acquire()
     closers.append(lock.release)
     return lock
-
-
-def twistdLogPath(options: usage.Options) -> str | None:
-    """
-    The file twistd will log to, if it logs to a file: its C{--logfile},
-    or C{twistd.log} when it daemonizes without one.  None for stdout,
-    syslog, a custom C{--logger}, or options not parsed by twistd.
-    """
-    twistd = getattr(options, "parent", None)
-    if twistd is None or twistd.get("syslog") or twistd.get("logger"):
-        return None
-    name = twistd.get("logfile")
-    if name == "-" or (not name and twistd.get("nodaemon")):
-        return None
-    return os.path.abspath(name or "twistd.log")
-
-
-def makeLogFilePrivate(path: str) -> str | None:
-    """
-    Create twistd's log file readable by its owner alone, or take group
-    write and others' permissions off an existing one of this user's.
-
-    twistd opens C{--logfile} after L{makeService}, before it daemonizes,
-    under the caller's umask (0644 under the usual 022); then each rotated
-    or reopened file gets the mode the file had when twistd first opened
-    it.  So the mode set here holds for the file and every rotation,
-    whatever the umask.  A link is left alone (never followed to change a
-    file elsewhere), as is a file of another user's.
-
-    @return: a warning to log if an existing file's mode was changed.
-    """
-    existed = os.path.lexists(path)
-    try:
-        fd = openNoFollow(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, checkOwner=False)
-    except OSError:
-        # A link, or a directory that is not there: twistd says so itself.
-        return None
-    try:
-        status = os.fstat(fd)
-        mode = stat.S_IMODE(status.st_mode)
-        private = (mode & 0o740) | 0o600
-        if not stat.S_ISREG(status.st_mode) or status.st_uid != os.geteuid() or mode == private:
-            return None
-        os.fchmod(fd, private)
-    finally:
-        os.close(fd)
-    if existed:
-        return f"the log file {path} had mode {mode:o}; it is now {private:o}"
-    return None
-
-
-_frozen = False
-
-
-def freezeStartupObjects() -> None:
-    """
-    Once per process, after start-up: collect, then move what is left (all
-    of Twisted, the backend, the listeners) out of the collector's full
-    passes, so that they cost in proportion to the connections and
-    containers (a pass over 3,000 connections and all of Twisted held every
-    client up for 100 ms).  The collection first leaves start-up's garbage
-    out of the frozen set, where it would stay for ever.
-    """
-    global _frozen
-    if _frozen:
-        return
-    _frozen = True
-    gc.collect()
-    gc.freeze()
 
 
 def makeService(
@@ -567,7 +281,7 @@ def makeService(
         if options["auth-token-file"]:
             token = readToken(FilePath(options["auth-token-file"]))
         else:
-            token = loadOrCreateToken(stateDir.child("token"))
+            token = loadOrCreateToken(stateDir.child(TOKEN_FILE))
         factory = loadBackendFactory(options["backend"])
         backend = factory(reactor, stateDir, options["backend-options"])
         events = _openEventLog(stateDir, closers, reactor)
@@ -593,7 +307,7 @@ def makeService(
         StartupReport.fromOptions(options),
         stateLock,
         whenReady=whenReady or (lambda: None),
-        listenersFile=stateDir.child("listeners").path,
+        listenersFile=stateDir.child(LISTENERS_FILE).path,
     )
     maxConnections = options["max-connections"]
     if maxConnections is None:
@@ -626,6 +340,3 @@ def makeService(
             raise SystemExit(f"twistd pycm: --listen {listener.description}: {e}") from None
         listening.setServiceParent(service)
     return service
-
-
-

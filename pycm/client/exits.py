@@ -1,0 +1,101 @@
+"""
+How a call of C{pycm} ends: its exit statuses, the exceptions that end it
+with 2 (a usage error) and 3 (the daemon cannot be reached), and the error
+lines it writes on stderr (for a person, or as JSON with C{--json}).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, TextIO
+
+from pycm.client import format as fmt
+from pycm.errors import Unauthorized
+from pycm.statepaths import defaultTokenPath
+
+if TYPE_CHECKING:
+    from pycm.client.arguments import CommandLine
+    from pycm.client.oneshot import BlockingClient
+    from pycm.client.protocol import ClientProtocol
+
+EXIT_OK = 0
+EXIT_ERR = 1
+EXIT_USAGE = 2
+EXIT_UNREACHABLE = 3
+#: Interrupted (Ctrl-C) while waiting for a reply, as shells count SIGINT.
+EXIT_INTERRUPTED = 130
+#: The reader of standard output went away (C{pycm logs web | head}): the
+#: shell's 128 + SIGPIPE, as C{git} and C{docker} end then, and quietly.
+EXIT_READER_GONE = 141
+
+
+class UsageError(Exception):
+    """The command line is wrong (exit status 2)."""
+
+
+class CannotConnect(Exception):
+    """The daemon cannot be reached (exit status 3)."""
+
+    def __init__(self, endpoint: str, reason: BaseException) -> None:
+        super().__init__(endpoint, reason)
+        self.endpoint = endpoint
+        self.reason = reason
+
+    def __str__(self) -> str:
+        from twisted.internet.error import ConnectionRefusedError, DNSLookupError
+
+        if isinstance(self.reason, ConnectionRefusedError):
+            reason = "connection refused (is the daemon running?)"
+        elif isinstance(self.reason, DNSLookupError):
+            reason = "no such host"
+        else:
+            reason = str(self.reason).strip() or type(self.reason).__name__
+        return f"cannot reach the pycm daemon at {self.endpoint}: {reason}"
+
+
+def explainError(error: BaseException, client: ClientProtocol | BlockingClient,
+                 options: CommandLine) -> str:
+    """L{fmt.formatError}, with a hint for C{unauthorized}."""
+    text = fmt.formatError(error)
+    if isinstance(error, Unauthorized):
+        if client.authError is not None and options.tokenSource:
+            text += f" (the daemon refused the token from {options.tokenSource})"
+        elif options.tokenWithheld:
+            text += (f" (the token in {options.tokenWithheld} was not sent: "
+                     f"{options.host} is not an endpoint the local daemon listens on "
+                     "with a token; to send it, use --token or set PYCM_TOKEN)")
+        elif not options.token:
+            path = defaultTokenPath()
+            text += (f" (no token: use --token, set PYCM_TOKEN, or make {path} "
+                     "readable)")
+    return text
+
+
+def writeLines(stream: TextIO, lines: Sequence[str]) -> None:
+    """Write each line, ended by a newline, and flush: output is seen at once."""
+    for line in lines:
+        stream.write(line + "\n")
+    flush = getattr(stream, "flush", None)
+    if flush is not None:
+        flush()
+
+
+def interruptedBeforeReply(line: str, err: TextIO) -> int:
+    """Ctrl-C before the reply: say the daemon may go on; exit status 130."""
+    writeLines(err, [f"pycm: interrupted before the reply; the daemon may "
+                     f"still carry out: {line}"])
+    return EXIT_INTERRUPTED
+
+
+def reportError(err: TextIO, options: CommandLine, code: str, message: str,
+                text: str | None = None) -> None:
+    """
+    Print an error on C{err}: C{text} (default C{Error: MESSAGE}) for a
+    person, or C{{"error":CODE,"message":MESSAGE}} with C{--json}.
+    """
+    if options.json:
+        writeLines(err, [json.dumps({"error": code, "message": message},
+                                    ensure_ascii=False)])
+    else:
+        writeLines(err, [text if text is not None else f"Error: {message}"])
