@@ -17,7 +17,7 @@ from pycm.backends.supervisor.recordwriter import RETRY_INTERVAL, RecordWriter
 from pycm.client import format as fmt
 from pycm.daemon.eventlog import EventLog
 from pycm.daemon.protocol import PycmServerFactory, PycmServerProtocol
-from pycm.daemon.session import Daemon
+from pycm.daemon.session import DaemonState
 from tests.helpers import FakeConnection
 from tests.test_events import FlakyStore
 from tests.test_logfiles import FakeDisk
@@ -41,7 +41,7 @@ class FullDiskProtocolTests(SynchronousTestCase):
         self.backend = MemoryBackend(self.clock, recordStore=self.records, logStore=logs)
         self.successResultOf(self.backend.open())
         self.events = EventLog(self.eventStore, clock=self.clock)
-        daemon = Daemon(self.clock, self.backend, self.events)
+        daemon = DaemonState(self.clock, self.backend, self.events)
         factory = PycmServerFactory(daemon, requireAuth=False)
         protocol = factory.buildProtocol(None)
         assert isinstance(protocol, PycmServerProtocol)

@@ -21,8 +21,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from pycm.daemon.dispatch import describeLine
 from pycm.daemon.tap import makeLogFilePrivate, twistdLogPath
 from pycm.redact import REDACTED, containerSecrets, scrub
-
-from .helpers import FakeServer
+from pycm.testing.server import FakeServer
 
 TOKEN = "s3cret-token-value"
 WRONG = "wr0ng-token-value"
@@ -243,7 +242,7 @@ class ConnectionChurnLogTests(SynchronousTestCase):
     """
 
     def setUp(self) -> None:
-        from pycm.daemon.protocol import ConnectionLimit
+        from pycm.daemon.connectionlimit import ConnectionLimit
 
         self.events = captureLog(self)
         self.server = FakeServer(token=TOKEN)

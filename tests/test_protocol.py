@@ -13,11 +13,11 @@ from twisted.logger import Logger, LogLevel, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from pycm.daemon import dispatch
-from pycm.daemon.protocol import encodeError, isCrossProtocol
+from pycm.daemon.protocol import isCrossProtocol
+from pycm.daemon.replies import encodeError
 from pycm.errors import ERROR_CODES, PycmError
 from pycm.model import formatTime
-
-from .helpers import FakeServer
+from pycm.testing.server import FakeServer
 
 
 class FramingTests(SynchronousTestCase):
@@ -183,7 +183,7 @@ class OrderTests(SynchronousTestCase):
         LINES_PER_TURN of them per reactor turn, so others get their turn;
         every one is answered in order in the end.
         """
-        from pycm.daemon.protocol import LINES_PER_TURN
+        from pycm.daemon.framing import LINES_PER_TURN
 
         self.conn.send("".join(f"create c{i:03d}\n" for i in range(200)))
         self.assertEqual(len(self.conn.lines()), LINES_PER_TURN)
@@ -746,7 +746,7 @@ class ReviewRegressionTests(SynchronousTestCase):
         follow = self.successResultOf(realFollow("web", 0, lambda line: None))
         pending.callback(follow)
         self.assertTrue(follow.ended.called)
-        self.assertEqual(conn.protocol.session.follows, {})
+        self.assertEqual(conn.protocol.session.followHandles, {})
 
     def test_unfollowEndsAtOnce(self) -> None:
         """
@@ -894,7 +894,7 @@ class HalfCloseTests(SynchronousTestCase):
 
     def test_manyLinesOverSeveralTurns(self) -> None:
         """More lines than one turn serves are all answered before the close."""
-        from pycm.daemon.protocol import LINES_PER_TURN
+        from pycm.daemon.framing import LINES_PER_TURN
 
         self.conn.send("ping\n" * (LINES_PER_TURN * 3))
         self.conn.halfClose()
@@ -1047,7 +1047,7 @@ class ConnectionLimitTests(SynchronousTestCase):
     """The daemon's cap on open connections."""
 
     def setUp(self) -> None:
-        from pycm.daemon.protocol import ConnectionLimit
+        from pycm.daemon.connectionlimit import ConnectionLimit
 
         self.server = FakeServer()
         self.limit = ConnectionLimit(self.server.daemon, 2)
@@ -1089,7 +1089,7 @@ class ConnectionLimitTests(SynchronousTestCase):
         An episode of refusals is logged once when it starts and once when
         it ends (with how many were refused), not once per connection.
         """
-        from pycm.daemon.protocol import ConnectionLimit
+        from pycm.daemon.connectionlimit import ConnectionLimit
 
         events: list[dict[str, Any]] = []
         self.patch(ConnectionLimit, "log", Logger(observer=events.append))
@@ -1157,7 +1157,7 @@ class ConnectionLimitTests(SynchronousTestCase):
         logged once: it ends only when the connections fall below 90% of
         the cap, or at a close after a quiet minute without refusals.
         """
-        from pycm.daemon.protocol import ConnectionLimit
+        from pycm.daemon.connectionlimit import ConnectionLimit
 
         events: list[dict[str, Any]] = []
         self.patch(ConnectionLimit, "log", Logger(observer=events.append))
@@ -1201,7 +1201,7 @@ class MakeRoomTests(SynchronousTestCase):
     TOKEN = "s3cret-token-value"
 
     def setUp(self) -> None:
-        from pycm.daemon.protocol import ConnectionLimit
+        from pycm.daemon.connectionlimit import ConnectionLimit
 
         self.server = FakeServer(token=self.TOKEN)
         self.limit = ConnectionLimit(self.server.daemon, 2)
@@ -1213,8 +1213,7 @@ class MakeRoomTests(SynchronousTestCase):
         from twisted.internet.address import IPv4Address
 
         from pycm.daemon.protocol import PycmServerFactory
-
-        from .helpers import FakeConnection
+        from pycm.testing.server import FakeConnection
 
         factory = PycmServerFactory(
             self.server.daemon, requireAuth=requireAuth, connectionLimit=self.limit,
@@ -1714,7 +1713,7 @@ class PeerTests(SynchronousTestCase):
 
         from twisted.internet.address import UNIXAddress
 
-        from pycm.daemon.protocol import describePeer
+        from pycm.daemon.peers import describePeer
 
         ours, theirs = socket.socketpair(socket.AF_UNIX)
         self.addCleanup(ours.close)
@@ -1741,7 +1740,7 @@ class PeerTests(SynchronousTestCase):
         from twisted.internet.address import IPv4Address, IPv6Address
         from twisted.internet.stdio import PipeAddress
 
-        from pycm.daemon.protocol import describePeer
+        from pycm.daemon.peers import describePeer
 
         for address, described in [
             (IPv4Address("TCP", "127.0.0.1", 50412), "127.0.0.1:50412"),

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from twisted.trial.unittest import SynchronousTestCase
 
-from .helpers import FakeServer
+from pycm.testing.server import FakeServer
 
 NAMES = st.sampled_from(["web", "db", "cache", "w-1", "x.y"])
 BAD_NAMES = st.sampled_from(["-x", "a", "_bad", "x" * 129, "sp ace"])

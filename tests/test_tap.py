@@ -25,7 +25,7 @@ from pycm.daemon.listeners import (
     classifyListener,
 )
 from pycm.daemon.service import PycmService, _exitAtExit
-from pycm.daemon.session import Daemon
+from pycm.daemon.session import DaemonState
 from pycm.daemon.startup import StartupReport
 from pycm.daemon.tap import DEFAULT_LISTEN, Options, makeService
 from pycm.endpoints import splitEndpoint
@@ -551,7 +551,9 @@ class PycmServiceStartTests(SynchronousTestCase):
         report = _RecordingReport()
         self.reported = report.reported
         self.closed: list[str] = []
-        daemon = Daemon(clock=self.reactor, backend=self.backend, events=EventLog(), ready=False)
+        daemon = DaemonState(
+            clock=self.reactor, backend=self.backend, events=EventLog(), ready=False
+        )
         self.service = PycmService(self.reactor, daemon, [lambda: self.closed.append("x")], report)
 
     def test_listenFailure(self) -> None:
@@ -599,8 +601,8 @@ class FreezeTests(SynchronousTestCase):
         import gc
 
         reactor = MemoryReactorClock()
-        daemon = Daemon(clock=reactor, backend=MemoryBackend(reactor), events=EventLog(),
-                        ready=False)
+        daemon = DaemonState(clock=reactor, backend=MemoryBackend(reactor), events=EventLog(),
+                             ready=False)
         service = PycmService(reactor, daemon, [])
         before = gc.get_freeze_count()
         service.startService()
@@ -612,13 +614,13 @@ class FreezeTests(SynchronousTestCase):
         reactor = MemoryReactorClock()
         calls: list[bool] = []
         backend = MemoryBackend(reactor)
-        daemon = Daemon(clock=reactor, backend=backend, events=EventLog(), ready=False)
+        daemon = DaemonState(clock=reactor, backend=backend, events=EventLog(), ready=False)
         service = PycmService(reactor, daemon, [], whenReady=lambda: calls.append(daemon.ready))
         service.startService()
         self.assertEqual(calls, [True])
         failing = MemoryBackend(reactor)
         failing.open = lambda: fail(BackendError("no engine"))  # type: ignore[method-assign]
-        daemon = Daemon(clock=reactor, backend=failing, events=EventLog(), ready=False)
+        daemon = DaemonState(clock=reactor, backend=failing, events=EventLog(), ready=False)
         PycmService(reactor, daemon, [], whenReady=lambda: calls.append(False)).startService()
         self.assertEqual(calls, [True])
         self.flushLoggedErrors(BackendError)

@@ -6,13 +6,13 @@ events) are handed to the session, which sends them after the reply.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from twisted.internet.defer import TimeoutError
 
 from pycm.daemon.filters import EVENT_FILTERS, eventMatches, parseFilters
+from pycm.daemon.replies import encodeJSON
 from pycm.daemon.requestline import parseCount, parseSeconds, parseSince
 from pycm.daemon.session import Session
 from pycm.errors import BackendError, BadRequest
@@ -25,8 +25,6 @@ DEFAULT_TAIL = 100
 #: The most bytes of log lines one C{logs} reply may carry (clients must
 #: hold a reply line in memory; pycm's client takes up to 16 MiB).
 MAX_LOGS_REPLY = 8 * 2**20
-
-_jsonSize = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def _tail(options: Mapping[str, Any]) -> int | None:
@@ -48,22 +46,22 @@ def logs(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> A
     tail = _tail(options) if since is None or "tail" in options else None
     if not options.get("follow"):
         return backend.logs(name, tail, since).addCallback(logLinesReply)
-    if name in session.following:
+    if name in session.followedNames:
         raise BadRequest(f"already following {name}; send 'unfollow {name}' first")
-    session.following.add(name)
+    session.followedNames.add(name)
 
     def following(follow: LogFollow) -> list[dict[str, Any]]:
         try:
             backlog = logLinesReply(follow.backlog)
         except BadRequest:
             follow.cancel()
-            session.following.discard(name)
+            session.followedNames.discard(name)
             raise
         session.startFollowing(name, follow)
         return backlog
 
     def failed(failure: Any) -> Any:
-        session.following.discard(name)
+        session.followedNames.discard(name)
         return failure
 
     d = backend.follow(name, tail, lambda line: session.sendLogLine(name, line), since)
@@ -81,7 +79,7 @@ def logLinesReply(lines: Sequence[LogLine]) -> list[dict[str, Any]]:
     size = 0
     for line in reversed(lines):
         item = line.toJSON()
-        size += len(_jsonSize(item)) + 1
+        size += len(encodeJSON(item)) + 1
         if size > MAX_LOGS_REPLY:
             raise BadRequest(
                 f"the last {len(lines)} lines are over the {MAX_LOGS_REPLY // 2**20} MiB "
@@ -94,7 +92,7 @@ def logLinesReply(lines: Sequence[LogLine]) -> list[dict[str, Any]]:
 
 def unfollow(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> Any:
     name = validateName(args[0])
-    if name not in session.follows:
+    if name not in session.followHandles:
         raise BadRequest(f"not following the logs of {name}")
     session.endFollowing(name)
     return {"name": name, "following": False}
@@ -161,10 +159,10 @@ def events(session: Session, options: Mapping[str, Any], args: Sequence[str]) ->
     session.subscribe(filters)
     if backlog:
         # Right after the OK reply, before any event newer than last_id.
-        session.afterReply.append(lambda: _replay(session, backlog))
+        session.callAfterReply(lambda: _replay(session, backlog))
     return {"events": True, "last_id": log.lastId}
 
 
 def _replay(session: Session, backlog: list[ContainerEvent]) -> None:
     for event in backlog:
-        session.sendEvent(event.toJSON(), replay=True)
+        session.replayEvent(event.toJSON())

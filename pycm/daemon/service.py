@@ -22,7 +22,7 @@ from twisted.logger import Logger
 
 import pycm
 from pycm.daemon.listeners import InsecureListener, boundListener
-from pycm.daemon.session import Daemon
+from pycm.daemon.session import DaemonState
 from pycm.daemon.startup import StartupReport
 from pycm.files import replacePrivately
 
@@ -44,7 +44,7 @@ class PycmService(MultiService):
     def __init__(
         self,
         reactor: Any,
-        daemon: Daemon,
+        daemon: DaemonState,
         closers: list[Any],
         report: StartupReport | None = None,
         stateLock: StateDirLock | None = None,

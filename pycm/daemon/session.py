@@ -1,7 +1,9 @@
 """
 One client's session with the daemon (L{Session}): its authentication,
-its event subscription and the logs it follows; and what every session
-shares (L{Daemon}).
+its event subscription and the logs it follows; what every session shares
+(L{DaemonState}); and the seam to the protocol under it: what a session may
+ask of its connection (L{IConnection}), what the protocol asks of a
+session (L{ISession}).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import attrs
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from zope.interface import Attribute, Interface, implementer
 
 from pycm.daemon.eventlog import EventLog
 from pycm.daemon.filters import eventMatches
@@ -27,8 +30,47 @@ from pycm.model import (
 )
 
 
+class IConnection(Interface):
+    """
+    What a L{Session} may ask of the connection it serves (the protocol
+    provides it): the session's only ways back to the client.
+    """
+
+    def sendEvent(value: Any) -> None:
+        """
+        Send one C{EVENT} line of a JSON-able value now, or queue it while
+        the client does not read; live events piling up beyond the
+        connection's backlog limit get the client dropped.
+        """
+
+    def sendReplayedEvent(value: Any) -> None:
+        """
+        As L{sendEvent}, for an event from the log (C{events --since}): not
+        counted against the backlog limit, which the log already bounds.
+        """
+
+    def callAfterReply(action: Callable[[], None]) -> None:
+        """Call C{action} right after the current request's reply is written."""
+
+    def closeAfterReply(reason: str = "") -> None:
+        """
+        Close once the current reply is written; a C{reason} says the daemon
+        forces it (logged as a forced close), none that the client asked.
+        """
+
+
+class ISession(Interface):
+    """What the protocol asks of the session of its connection."""
+
+    authenticated = Attribute("Whether requests that need the token may be served.")
+    peer = Attribute("Who is at the other end, as the log shows it.")
+
+    def disconnected() -> None:
+        """The connection is gone: stop everything it asked for."""
+
+
 @attrs.define
-class Daemon:
+class DaemonState:
     """
     What every connection of one daemon shares.
 
@@ -85,30 +127,36 @@ class Daemon:
             callback()
 
 
+@implementer(ISession)
 class Session:
     """
     One connection's state, as the command table sees it.
 
-    The protocol creates it with the two ways back to the client:
-    C{sendEvent} (one JSON-able value, sent as an C{EVENT} line) and
-    C{close} (close the connection once the current reply is written; a
-    reason, if given, is logged as a forced close).
-    C{requireAuth} says whether this listener wants C{auth TOKEN} first.
+    @ivar sendEvent: send one C{EVENT} line (L{IConnection.sendEvent}).
+    @ivar replayEvent: send one C{EVENT} line from the log
+        (L{IConnection.sendReplayedEvent}).
+    @ivar callAfterReply: call something right after the current reply is
+        written (L{IConnection.callAfterReply}).
+    @ivar close: close the connection once the current reply is written
+        (L{IConnection.closeAfterReply}).
     """
 
     log = Logger()
 
     def __init__(
         self,
-        daemon: Daemon,
-        sendEvent: Callable[..., None],
-        close: Callable[..., None],
+        daemon: DaemonState,
+        connection: IConnection,
         requireAuth: bool,
         peer: str = "",
+        mayLog: Callable[[str], bool] | None = None,
     ) -> None:
         self.daemon = daemon
-        self.sendEvent = sendEvent
-        self.close = close
+        # Bound once, so that an event costs no more than a call.
+        self.sendEvent: Callable[[Any], None] = connection.sendEvent
+        self.replayEvent: Callable[[Any], None] = connection.sendReplayedEvent
+        self.callAfterReply: Callable[[Callable[[], None]], None] = connection.callAfterReply
+        self.close: Callable[..., None] = connection.closeAfterReply
         #: Who is at the other end, for the log.
         self.peer = peer
         self.authenticated = not requireAuth or daemon.token is None
@@ -117,15 +165,14 @@ class Session:
         self.refusedUnauthenticated = False
         #: May an auth line (a wrong token, a refusal) be logged now?  The
         #: protocol shares a budget among connections (L{pycm.daemon.connectionlog}).
-        self.mayLog: Callable[[str], bool] = lambda reason: True
-        #: Names with a C{logs --follow} asked for (set up or not yet).
-        self.following: set[str] = set()
-        self.follows: dict[str, LogFollow] = {}
+        self.mayLog: Callable[[str], bool] = mayLog or (lambda reason: True)
+        #: Names a C{logs --follow} was asked for (set up or not yet).
+        self.followedNames: set[str] = set()
+        #: The backend's follows of those set up, by name.
+        self.followHandles: dict[str, LogFollow] = {}
         self.closed = False
         #: Waits to cancel if the connection goes away first.
         self.pending: set[Deferred[Any]] = set()
-        #: Callables the protocol calls right after it writes the reply.
-        self.afterReply: list[Callable[[], None]] = []
         self._eventFilter: dict[str, set[str]] | None = None
 
     # events
@@ -153,31 +200,31 @@ class Session:
         A follow the backend has set up: keep it, and end it with a
         C{log_end} when the backend says it is over.
         """
-        if self.closed or name not in self.following:
+        if self.closed or name not in self.followedNames:
             # The client went away, or unfollowed, while it was set up.
             follow.cancel()
             return
-        self.follows[name] = follow
+        self.followHandles[name] = follow
 
         def ended(_: object) -> None:
-            if self.follows.get(name) is follow:
+            if self.followHandles.get(name) is follow:
                 self.endFollowing(name)
 
         # Hooked after the reply, so that a follow that is over at once
         # (the container is not running) sends its log_end after the OK.
-        self.afterReply.append(lambda: follow.ended.addBoth(ended))
+        self.callAfterReply(lambda: follow.ended.addBoth(ended))
 
     def endFollowing(self, name: str) -> None:
         """Stop following C{name}: no more of its lines, then C{log_end}."""
-        self.following.discard(name)
-        follow = self.follows.pop(name, None)
+        self.followedNames.discard(name)
+        follow = self.followHandles.pop(name, None)
         if follow is not None:
             follow.cancel()
         if not self.closed:
             self.sendEvent({"type": "log_end", "name": name})
 
     def sendLogLine(self, name: str, line: LogLine) -> None:
-        if name not in self.following or self.closed:
+        if name not in self.followedNames or self.closed:
             return
         self.sendEvent(
             {
@@ -210,15 +257,13 @@ class Session:
         self.unsubscribe()
         for pending in list(self.pending):
             pending.cancel()
-        self.following.clear()
-        for follow in list(self.follows.values()):
+        self.followedNames.clear()
+        for follow in list(self.followHandles.values()):
             follow.cancel()
-        self.follows.clear()
+        self.followHandles.clear()
         # Let go of the protocol: with no cycle left, the connection's
         # memory is freed now, not at the next full garbage collection.
-        self.sendEvent = _ignore
-        self.close = _ignore
-        self.afterReply.clear()
+        self.sendEvent = self.replayEvent = self.callAfterReply = self.close = _ignore
 
 
 def _ignore(*args: Any, **kwargs: Any) -> None:

@@ -22,6 +22,7 @@ from twisted.python.filepath import FilePath
 import pycm
 from pycm.backends import availableBackends, loadBackendFactory
 from pycm.daemon.auth import loadOrCreateToken, readToken
+from pycm.daemon.connectionlimit import ConnectionLimit
 from pycm.daemon.eventlog import EventIdMark, EventLog
 from pycm.daemon.legacyframing import LEGACY_PAUSE
 from pycm.daemon.listeners import (
@@ -34,11 +35,10 @@ from pycm.daemon.protocol import (
     DEFAULT_MAX_EVENT_BACKLOG,
     DEFAULT_MAX_LINE_LENGTH,
     PREAUTH_MAX_LINE_LENGTH,
-    ConnectionLimit,
     PycmServerFactory,
 )
 from pycm.daemon.service import PycmService
-from pycm.daemon.session import Daemon
+from pycm.daemon.session import DaemonState
 from pycm.daemon.startup import (
     StartupReport,
     freezeStartupObjects,
@@ -292,7 +292,7 @@ def makeService(
         # that point the clean way out is a message and a non-zero status.
         raise SystemExit(f"twistd pycm: {e}") from None
     listeners: list[Listener] = options["listeners"]
-    daemon = Daemon(
+    daemon = DaemonState(
         clock=reactor,
         backend=backend,
         events=events,

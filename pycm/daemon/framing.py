@@ -1,0 +1,300 @@
+"""
+Lines in and lines out, a reactor turn at a time (L{LineFraming}): the
+framing under the server protocol, on L{Protocol}'s public API alone.
+
+Requests are split at LF, at most L{LINES_PER_TURN} of them (or
+L{BYTES_PER_TURN} of replies) a turn; reading stops while any reason to
+pause holds (a request in flight, a client that does not read its
+replies); a line over the limit is refused in its turn, after the replies
+to the lines before it; under legacy framing a pause ends a line too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.interfaces import IPushProducer, IReactorTime
+from twisted.internet.protocol import Protocol
+from zope.interface import implementer
+
+from pycm.daemon.legacyframing import PauseFraming
+
+#: The most request lines served from one connection in one reactor turn,
+#: and the most reply bytes it may write in one turn before it yields.
+LINES_PER_TURN = 64
+BYTES_PER_TURN = 64 * 1024
+
+
+@implementer(IPushProducer)
+class _WriteThrottle:
+    """
+    Registered with the transport so that a client that does not read its
+    replies makes the protocol stop reading its requests.
+    """
+
+    def __init__(self, protocol: LineFraming) -> None:
+        self._protocol = protocol
+
+    def pauseProducing(self) -> None:
+        self._protocol.pauseReading("write")
+
+    def resumeProducing(self) -> None:
+        self._protocol.resumeReading("write")
+
+    def stopProducing(self) -> None:
+        pass
+
+
+class LineFraming(Protocol):
+    """
+    Split what a connection sends into lines and hand them, one at a time
+    and in order, to L{lineReceived}; write what it answers in one batch a
+    turn.
+
+    A subclass sets L{clock} and L{MAX_LENGTH} before the first byte,
+    calls L{startThrottle} once connected, and implements L{lineReceived}
+    and L{refuseLine}; it may set L{_inFlight} while a request is served
+    (the half-closed connection then waits for it), and override
+    L{writeResumed}.
+    """
+
+    #: The longest line accepted, in bytes, line end excluded but a CR
+    #: included; never more than this of one line is buffered.
+    MAX_LENGTH = 65_537
+    # A TCP, UNIX, TLS or stdio transport: ITransport plus IProducer and
+    # abortConnection, which ITransport alone does not declare.
+    transport: Any
+    #: Schedules the next turn of a connection that had more to serve.
+    clock: IReactorTime
+
+    #: Input not served yet: complete lines, then at most one unfinished.
+    _buffer = b""
+    #: Serving lines now (a reply's callback that reads again must wait).
+    _busyReceiving = False
+    #: No more lines are served until every reason to pause is resumed.
+    paused = False
+    #: The first bytes of an overlong line waiting its turn to be refused.
+    _overlong = b""
+    _lost = False
+    #: A request is being served: the connection waits for its reply.
+    _inFlight = False
+    #: The client shut its sending side: answer what it sent, then close.
+    _readClosed = False
+    #: Under legacy framing, ends a request line at a pause as well as at LF.
+    _framing: PauseFraming | None = None
+    #: The write throttle is registered with the transport.
+    _producing = False
+    #: The replies of this turn, written together at its end (None between).
+    _batch: list[bytes] | None = None
+    _batchBytes = 0
+    _turnBytes = 0
+
+    def startThrottle(self) -> None:
+        """Stop reading whenever the transport's write buffer is full."""
+        self._pauses: set[str] = set()
+        self.transport.registerProducer(_WriteThrottle(self), True)
+        self._producing = True
+
+    def lineReceived(self, line: bytes) -> None:
+        """Serve one line (without its LF)."""
+        raise NotImplementedError()
+
+    def refuseLine(self, head: bytes) -> None:
+        """A line over L{MAX_LENGTH}, whose first 8 bytes are C{head}."""
+        raise NotImplementedError()
+
+    def writeResumed(self) -> None:
+        """The client reads its replies again (before reading resumes)."""
+
+    def clearLineBuffer(self) -> bytes:
+        """Drop the unserved input and return it."""
+        buffer, self._buffer = self._buffer, b""
+        return buffer
+
+    def _close(self, abort: bool = False) -> None:
+        """
+        Close the connection: unregister the write throttle first, since a
+        transport with a paused streaming producer may wait for it for ever
+        instead of finishing the close (and TLS does not start its close
+        while any producer is registered).
+        """
+        if self._producing:
+            self._producing = False
+            self.transport.unregisterProducer()
+        if abort:
+            getattr(self.transport, "abortConnection", self.transport.loseConnection)()
+        else:
+            self.transport.loseConnection()
+
+    def _closeIfAnswered(self) -> None:
+        """After a half-close: close once every line sent has its reply."""
+        if (
+            self._readClosed
+            and not self._inFlight
+            and not self._overlong
+            and b"\n" not in self._buffer
+            and not self._lost
+            and not self.transport.disconnecting
+        ):
+            self._close()
+
+    # Legacy framing.
+
+    def _endUnfinishedLine(self) -> None:
+        """End the unfinished last line as LF would (legacy framing)."""
+        buffer = self._buffer
+        if buffer and buffer[-1:] != b"\n" and not self._overlong:
+            self._buffer = buffer + b"\n"
+
+    def _pauseEndsLine(self) -> None:
+        """No more bytes for a while after an unfinished line: serve it."""
+        if self._lost or self.transport.disconnecting:
+            return
+        self._endUnfinishedLine()
+        self.dataReceived(b"")
+
+    # Reading.
+
+    def dataReceived(self, data: bytes) -> None:
+        """
+        Split the bytes into lines and serve them.
+
+        Lines are found by index instead of re-splitting the rest of the
+        buffer for each line (quadratic when a client pipelines thousands of
+        lines in one read); at most L{LINES_PER_TURN} lines are served in
+        one reactor turn, so a client with a full pipe cannot hold up the
+        others.  The replies to the lines of one turn are written at once.
+        """
+        if self._lost or self.transport.disconnecting:
+            # Closing: nothing more from this client is acted on.
+            return
+        if not self._overlong:
+            self._buffer += data
+            if data and self._framing is not None:
+                self._framing.watch(not self._buffer.endswith(b"\n"))
+                if self.paused and not self._framing.mayReadAhead(len(self._buffer)):
+                    self._stopReading()
+        if self._busyReceiving:
+            return
+        self._busyReceiving = True
+        self._batch = []
+        self._batchBytes = self._turnBytes = 0
+        try:
+            self._serveBuffer()
+        finally:
+            self._busyReceiving = False
+            if not self._lost:
+                self._flush()
+            self._batch = None
+        self._closeIfAnswered()
+
+    def _serveBuffer(self) -> None:
+        buffer = self._buffer
+        start = 0
+        served = 0
+        while not self.paused:
+            end = buffer.find(b"\n", start)
+            if end < 0:
+                break
+            # Read on each line: auth lifts the limit for the lines after it.
+            if end - start > self.MAX_LENGTH:
+                self._buffer = b""
+                self.refuseLine(buffer[start : start + 8])
+                return
+            line = buffer[start:end]
+            start = end + 1
+            self.lineReceived(line)
+            if self.transport.disconnecting or self._lost:
+                self._buffer = b""
+                return
+            served += 1
+            if (served >= LINES_PER_TURN or self._turnBytes >= BYTES_PER_TURN) and start < len(
+                buffer
+            ):
+                self.pauseReading("turn")
+                self.clock.callLater(0, self.resumeReading, "turn")
+                break
+        rest = buffer[start:]
+        # Only the unfinished last line counts against the limit: complete
+        # lines waiting behind a pause are requests like any others.
+        unfinished = len(rest) - (rest.rfind(b"\n") + 1)
+        if unfinished > self.MAX_LENGTH:
+            if not self._overlong:
+                # Keep the complete lines before it, read nothing more, and
+                # refuse it in its turn, after their replies.
+                self._overlong = rest[-unfinished:][:8]
+                self.transport.pauseProducing()
+            rest = rest[: len(rest) - unfinished]
+        self._buffer = rest
+        if self._overlong and not rest and not self.paused:
+            self.refuseLine(self._overlong)
+
+    # Pauses.
+
+    def pauseReading(self, reason: str) -> None:
+        """Stop reading requests until every reason is resumed."""
+        if not self._pauses:
+            self.pauseProducing()
+        self._pauses.add(reason)
+
+    def resumeReading(self, reason: str) -> None:
+        """Drop one reason to pause; read again if none is left."""
+        if reason == "write" and "write" in self._pauses:
+            self._pauses.discard("write")
+            self.writeResumed()
+            if "write" in self._pauses:
+                return
+            self._pauses.add("write")
+        if reason not in self._pauses:
+            return
+        self._pauses.discard(reason)
+        if not self._pauses and not self._lost and not self.transport.disconnecting:
+            self.resumeProducing()
+
+    def pauseProducing(self) -> None:
+        """
+        Serve no more lines, and stop reading, except that under legacy
+        framing the connection is read ahead (pauses are seen only while it
+        is read) until it holds L{pycm.daemon.legacyframing.LEGACY_READ_AHEAD} bytes.
+        """
+        self.paused = True
+        if self._framing is None or not self._framing.mayReadAhead(len(self._buffer)):
+            self._stopReading()
+
+    def _stopReading(self) -> None:
+        self.transport.pauseProducing()
+        if self._framing is not None:
+            # The silence this causes is not the client's pause.
+            self._framing.stop()
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        # After a half-close the transport must not read again: it would
+        # report the end of input a second time.
+        if not self._overlong and not self._readClosed:
+            self.transport.resumeProducing()
+            if self._framing is not None:
+                self._framing.watch(self._buffer[-1:] not in (b"", b"\n"))
+        self.dataReceived(b"")
+
+    # Writing.
+
+    def _write(self, line: bytes) -> None:
+        """Write one line now, or with the others of this turn."""
+        if self._batch is None:
+            self.transport.write(line + b"\n")
+            return
+        self._batch.append(line + b"\n")
+        self._batchBytes += len(line) + 1
+        self._turnBytes += len(line) + 1
+        if self._batchBytes >= BYTES_PER_TURN:
+            # Big replies go out at once, so that a client that does not
+            # read is noticed (the write throttle pauses us) straight away.
+            self._flush()
+
+    def _flush(self) -> None:
+        """Write what this turn has gathered so far."""
+        self._batchBytes = 0
+        if self._batch:
+            batch, self._batch = self._batch, []
+            self.transport.writeSequence(batch)

@@ -1,0 +1,215 @@
+"""
+Requests served one at a time, their replies in order, and the events in
+between (L{RequestOrdering}): while a request is in flight the connection
+reads nothing more; events wait behind a client that does not read, up to
+a backlog limit; what the session asked to run after a reply runs right
+after it.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from pycm.daemon.dispatch import describeLine, handleLine
+from pycm.daemon.framing import BYTES_PER_TURN, LineFraming
+from pycm.daemon.replies import STRING_REPLIES, encodeError, encodeJSON, encodeReply
+from pycm.daemon.session import Session
+from pycm.errors import InternalError, PycmError
+
+#: What one queued event is counted as against the backlog limit (events
+#: are queued as values and encoded when they are sent).
+_EVENT_SIZE_GUESS = 256
+
+
+class RequestOrdering(LineFraming):
+    """
+    Serve each line through the command table, one request at a time, and
+    write its reply, an event, or an error, in order: the L{IConnection}
+    half of the server protocol.
+
+    While a request is in flight (a C{stop}, a C{wait}) the connection
+    stops reading, so its later requests wait in the kernel's socket
+    buffer, not in the daemon's memory.  The same happens when the client
+    does not read its replies (the transport's write buffer is full).
+    Other connections are not affected.
+
+    A subclass creates L{session} and calls L{startOrdering} when
+    connected, and implements L{_authenticated} (the session just
+    authenticated) and L{_logForcedClose}.
+    """
+
+    log = Logger()
+
+    session: Session
+    #: Who is at the other end, for the log.
+    _peer = ""
+    #: Whether the connection has yet to authenticate.
+    _preAuth = False
+    _logRequests = False
+    _closeAfterReply = False
+    _closeReason = ""
+
+    def startOrdering(self, logRequests: bool, maxEventBacklog: int) -> None:
+        """Ready to serve: log requests at debug or not; the event backlog limit."""
+        self._logRequests = logRequests
+        self._maxEventBacklog = maxEventBacklog
+        #: What the session asked to run right after the current reply.
+        self._afterReply: list[Any] = []
+        #: Events waiting for the client to read, and their guessed size.
+        self._events: deque[Any] = deque()
+        self._eventBacklog = 0
+
+    def _authenticated(self) -> None:
+        """The session has just authenticated."""
+        raise NotImplementedError()
+
+    def _logForcedClose(self, reason: str) -> None:
+        """Log that the daemon closes the connection, and why."""
+        raise NotImplementedError()
+
+    def _handle(self, line: bytes) -> None:
+        try:
+            if self._logRequests:
+                # Redacted: a request may carry a token or a secret value.
+                self.log.debug(
+                    "{peer} request: {request}", peer=self._peer, request=describeLine(line)
+                )
+            result = handleLine(self.session, line)
+            if self._preAuth and self.session.authenticated:
+                self._authenticated()
+        except PycmError as error:
+            self._replyError(error)
+            return
+        except Exception:
+            self._replyFailure(Failure())
+            return
+        if type(result) is not Deferred:
+            reply = STRING_REPLIES.get(result) if type(result) is str else None
+            if reply is None:
+                try:
+                    reply = b"OK " + encodeJSON(result).encode("utf-8", "replace")
+                except Exception:
+                    self._replyFailure(Failure())
+                    return
+            self._reply(reply)
+            return
+        self._inFlight = True
+        result.addCallbacks(self._replyOK, self._replyFailure)
+        result.addBoth(self._requestDone)
+        if self._inFlight:
+            self.pauseReading("request")
+
+    def _requestDone(self, _: object) -> None:
+        self._inFlight = False
+        if "request" in self._pauses:
+            # Go on with the next request in a fresh reactor turn, never
+            # inside the backend call that fired this one.
+            self.clock.callLater(0, self.resumeReading, "request")
+
+    def _replyOK(self, result: Any) -> None:
+        try:
+            line = encodeReply(b"OK", result)
+        except Exception:
+            self._replyFailure(Failure())
+            return
+        self._reply(line)
+
+    def _replyFailure(self, failure: Failure) -> None:
+        if self._lost:
+            return
+        if isinstance(failure.value, PycmError):
+            self._replyError(failure.value)
+            return
+        self.log.failure("internal error serving {peer}", failure, peer=self._peer)
+        self._replyError(InternalError(f"internal error: {failure.getErrorMessage()}"))
+
+    def _replyError(self, error: PycmError) -> None:
+        if self._logRequests:
+            self.log.debug("{peer} error {code}", peer=self._peer, code=error.code)
+        self._reply(encodeError(error))
+
+    def _reply(self, line: bytes) -> None:
+        if self._lost:
+            return
+        batch = self._batch
+        if batch is None:
+            self.transport.write(line + b"\n")
+        else:
+            # _write, inlined: this is the path of every reply.
+            batch.append(line + b"\n")
+            self._batchBytes += len(line) + 1
+            self._turnBytes += len(line) + 1
+            if self._batchBytes >= BYTES_PER_TURN:
+                self._flush()
+        if self._afterReply:
+            after, self._afterReply = self._afterReply, []
+            for action in after:
+                action()
+        if self._closeAfterReply:
+            if self._closeReason:
+                self._logForcedClose(self._closeReason)
+            self.clearLineBuffer()
+            self._flush()
+            self._close()
+
+    def closeAfterReply(self, reason: str = "") -> None:
+        """
+        Close the connection as soon as the current reply is written; a
+        C{reason} says the daemon forces it (logged), none that the client
+        asked (C{exit}).
+        """
+        self._closeAfterReply = True
+        self._closeReason = reason
+
+    # Events (IConnection).
+
+    def callAfterReply(self, action: Any) -> None:
+        """Call C{action} right after the current request's reply is written."""
+        self._afterReply.append(action)
+
+    def sendReplayedEvent(self, value: Any) -> None:
+        """
+        Send one C{EVENT} line from the log (C{events --since}), or queue
+        it while the client is not reading.  Replayed events do not count
+        against the backlog: the event log bounds them, and they go out as
+        fast as the client reads them.
+        """
+        if self._lost:
+            return
+        if not self._events and "write" not in self._pauses:
+            self._write(encodeReply(b"EVENT", value))
+            return
+        self._events.append(value)
+
+    def sendEvent(self, value: Any) -> None:
+        """
+        Send one C{EVENT} line, or queue it while the client is not reading.
+        Live events that pile up beyond the factory's C{maxEventBacklog}
+        bytes get the client disconnected.
+        """
+        if self._lost:
+            return
+        if not self._events and "write" not in self._pauses:
+            self._write(encodeReply(b"EVENT", value))
+            return
+        self._events.append(value)
+        self._eventBacklog += _EVENT_SIZE_GUESS
+        if self._eventBacklog > self._maxEventBacklog:
+            self._logForcedClose(
+                f"over {self._maxEventBacklog} bytes of events unread (slow subscriber)"
+            )
+            self._lost = True
+            self._events.clear()
+            self._close(abort=True)
+
+    def writeResumed(self) -> None:
+        """Write queued events until the client stops reading again."""
+        while self._events and "write" not in self._pauses and not self._lost:
+            self._write(encodeReply(b"EVENT", self._events.popleft()))
+        if not self._events:
+            self._eventBacklog = 0
