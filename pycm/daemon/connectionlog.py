@@ -1,13 +1,7 @@
 """
-Log lines about single connections, bounded: a client that opens and closes
-connections as fast as it can must not fill the disk with the daemon's log.
-
-Each kind of line (connections opened and closed; connections the daemon
-closed itself; wrong tokens and requests refused before C{auth}) has a
-token bucket on the daemon's clock: a burst of L{LogBudget.burst} lines,
-then L{LogBudget.rate} a second.  Lines beyond it
-are not dropped silently: they are counted, and one summary line says how
-many there were, L{LogBudget.interval} seconds after the first of them.
+Log lines about single connections, bounded (L{ConnectionLog}): a client
+that opens and closes connections as fast as it can must not fill the disk
+with the daemon's log.
 """
 
 from __future__ import annotations
@@ -21,7 +15,10 @@ from twisted.logger import Logger
 
 class LogBudget:
     """
-    How many lines of one kind may be logged now.
+    How many lines of one kind may be logged now: a token bucket on the
+    daemon's clock, a burst of L{burst} lines, then L{rate} a second.  Lines
+    beyond it are not dropped silently: they are counted, and one summary
+    line says how many there were, L{interval} seconds after the first.
 
     @ivar rate: lines a second, once the burst is spent.
     @ivar burst: lines that may be logged at once.
@@ -85,7 +82,9 @@ class LogBudget:
 
 class ConnectionLog:
     """
-    The budgets of a daemon's connection lines, shared by all its listeners.
+    The budgets of a daemon's connection lines, shared by all its listeners:
+    one each for connections opened and closed, connections the daemon
+    closed itself, and wrong tokens and requests refused before C{auth}.
     """
 
     def __init__(self, clock: IReactorTime, **budget: Any) -> None:

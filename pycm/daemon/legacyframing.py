@@ -1,20 +1,8 @@
 """
-Legacy framing (C{twistd pycm --legacy-framing}): a pause ends a request.
-
-The teaching client pycm grew out of sends C{run NAME}, C{stop NAME},
-C{list} and C{exit} with no line end, one request per keystroke of Enter,
-and never reads a reply.  Under legacy framing a request line ends either
-with LF, as always, or when no more bytes come for L{LEGACY_PAUSE} seconds
-after an unfinished line.  Lines that end with LF are served at once, as
-without the option; only a connection whose input stops in the middle of
-a line waits for the pause.
-
-A pause is only counted while the daemon reads the connection: bytes that
-wait in the kernel while it does not read have no timing the daemon can
-see.  So that the teaching client's pauses are still seen while a request
-is in flight (a slow C{stop}, a pull) or its unread replies fill the
-socket, a connection under legacy framing is read ahead while it is
-paused, up to L{LEGACY_READ_AHEAD} bytes, and only then stops being read.
+Legacy framing (C{twistd pycm --legacy-framing}), for the teaching client
+that sends no line end: a request line ends with LF, as always, or when no
+more bytes come for L{LEGACY_PAUSE} seconds after an unfinished line
+(L{PauseFraming}).
 """
 
 from __future__ import annotations
@@ -39,6 +27,14 @@ class PauseFraming:
     Watches one connection's input for pauses: once L{LEGACY_PAUSE} seconds
     pass with no more bytes while the input ends in an unfinished line,
     C{endLine} is called (the protocol then ends that line as LF would).
+    Lines that end with LF are served at once, as without the option.
+
+    A pause is only counted while the daemon reads the connection: bytes
+    that wait in the kernel while it does not read have no timing the daemon
+    can see.  So that the teaching client's pauses are still seen while a
+    request is in flight (a slow C{stop}, a pull) or its unread replies fill
+    the socket, a connection under legacy framing is read ahead while it is
+    paused, up to L{LEGACY_READ_AHEAD} bytes, and only then stops being read.
     """
 
     def __init__(

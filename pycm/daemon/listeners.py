@@ -1,20 +1,7 @@
 """
-What pycm makes of a C{--listen} endpoint string: what kind of listener it
-is, whether it is on loopback, whether it wants the token, and the service
-that listens on it.
-
-Endpoint strings are split here exactly as Twisted splits them (a backslash
-escapes any character, C{:} separates parameters, the first C{=} of a
-parameter makes it a keyword), so that what pycm checks is what Twisted
-opens; a keyword given twice is refused, where Twisted would silently keep
-the last.  Once listening, the address the kernel really bound is checked
-again: a listener that turns out to be plaintext TCP on a non-loopback
-address stops the daemon.
-
-TCP, TLS and UNIX listeners get a listen backlog of L{defaultBacklog}
-unless the string gives one (C{backlog=}): Twisted's 50 makes about one
-connect in 50 wait a second for the SYN to be sent again when many clients
-connect at once.
+What pycm makes of a C{--listen} endpoint string (L{classifyListener}):
+what kind of listener it is, whether it is on loopback and wants the token,
+and the service that listens on it (L{ListenerService}).
 """
 
 from __future__ import annotations
@@ -141,7 +128,12 @@ class Listener:
 
 def classifyListener(description: str, noAuth: bool, socketGroup: str | None = None) -> Listener:
     """
-    Decide how to treat a C{--listen} string.
+    Decide how to treat a C{--listen} string.  It is split exactly as
+    Twisted splits it (L{pycm.endpoints.splitEndpoint}), so that what pycm
+    checks is what Twisted opens.  TCP, TLS and UNIX listeners get a listen
+    backlog of L{defaultBacklog} unless the string gives one (C{backlog=}):
+    Twisted's 50 makes about one connect in 50 wait a second for the SYN to
+    be sent again when many clients connect at once.
 
     @param noAuth: the operator's C{--no-auth}: no token on loopback.
     @param socketGroup: C{--socket-group}: UNIX sockets get mode 0660
@@ -193,7 +185,9 @@ def classifyListener(description: str, noAuth: bool, socketGroup: str | None = N
 
 def checkBoundAddress(listener: Listener, address: Any) -> None:
     """
-    Check the address a listener really bound.
+    Check the address a listener really bound, once listening: a listener
+    that turns out to be plaintext TCP on a non-loopback address stops the
+    daemon.
 
     @raise InsecureListener: for plaintext on a non-loopback address, or a
         listener classified as loopback that is not.
