@@ -1,21 +1,10 @@
 """
-The C{pycm} command: one request from the command line, requests piped on
-standard input, or the interactive shell on a terminal.
-
-Exit codes: 0 when every reply was C{OK}, 1 when one was C{ERR}, 2 for a
-usage error, 3 when the daemon cannot be reached (or the connection to it
-is lost).
-
-This module picks the path for what L{pycm.client.arguments} read.  One
-request over a plain C{tcp:} or C{unix:} endpoint takes the fast path, a
-blocking socket with no reactor (L{pycm.client.oneshot}), which runs the
-same L{pycm.client.command.runCommand}; everything else (C{tls:} and other
-endpoints, piped requests, the shell, C{top} and streaming C{stats}) runs
-in Twisted's reactor.  Twisted is imported only by the functions of the reactor's path,
-never when this module is imported: importing the reactor costs more than
-the whole of a one-shot call.
-
-Only L{main} picks the global reactor; everything else takes one.
+The C{pycm} command's entry point: a request from the command line, requests
+piped on standard input, or the shell on a terminal.  One request over a
+plain C{tcp:} or C{unix:} endpoint takes the fast path without a reactor
+(L{pycm.client.oneshot}); the rest runs in Twisted's reactor, imported only
+then.  Exit statuses: L{pycm.client.exits}.  Only L{main} picks the global
+reactor.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """
-How a call of C{pycm} ends: its exit statuses, the exceptions that end it
-with 2 (a usage error) and 3 (the daemon cannot be reached), and the error
-lines it writes on stderr (for a person, or as JSON with C{--json}).
+How a call of C{pycm} ends: its exit status (0 when every reply was C{OK},
+1 when one was C{ERR}, 2 for a usage error, 3 when the daemon cannot be
+reached or the connection to it is lost), the exceptions behind 2 and 3,
+and the error lines written on stderr (as JSON with C{--json}).
 """
 
 from __future__ import annotations

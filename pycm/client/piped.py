@@ -174,16 +174,14 @@ class PipedRequests(LineOnlyReceiver):
         self.done.callback(code)
 
 
-async def runPiped(
+def runPiped(
     reactor: IReactorTime,
     client: ClientProtocol,
     options: CommandLine,
     attachStdio: Callable[[PipedRequests], object],
     err: TextIO,
-) -> int:
-    """Serve requests read through C{attachStdio}; the exit status."""
+) -> Deferred[int]:
+    """Serve requests read through C{attachStdio}; fires with the exit status."""
     piped = PipedRequests(client, options, reactor, err)
     attachStdio(piped)
-    return await piped.done
-
-
+    return piped.done

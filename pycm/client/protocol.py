@@ -249,9 +249,9 @@ class ClientProtocol(LineOnlyReceiver):
             self.transport.loseConnection()
 
 
-async def connect(
+def connect(
     endpoint: IStreamClientEndpoint, token: str | None = None
-) -> ClientProtocol:
+) -> Deferred[ClientProtocol]:
     """
     Connect to the daemon at C{endpoint} and, when C{token} is given,
     authenticate first.
@@ -259,12 +259,22 @@ async def connect(
     A token the daemon refuses is not fatal here: the daemon may not need
     one, and a command that does need it fails with C{ERR unauthorized},
     which says more.  C{protocol.authError} keeps the refusal.
+
+    @return: a Deferred firing with the connected L{ClientProtocol}.
     """
     protocol = ClientProtocol()
-    await connectProtocol(endpoint, protocol)
-    if token:
-        try:
-            await protocol.authenticate(token)
-        except errors.PycmError as e:
-            protocol.authError = e
-    return protocol
+
+    def refused(failure: Failure) -> Failure | None:
+        if not isinstance(failure.value, errors.PycmError):
+            return failure
+        protocol.authError = failure.value
+        return None
+
+    def authenticate(_: object) -> Deferred[Any] | None:
+        if not token:
+            return None
+        return protocol.authenticate(token).addErrback(refused)
+
+    connecting: Deferred[Any] = connectProtocol(endpoint, protocol)
+    connecting.addCallback(authenticate)
+    return connecting.addCallback(lambda _: protocol)

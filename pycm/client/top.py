@@ -14,7 +14,7 @@ after a y/n confirmation; q or Ctrl-C quits.
 
 L{TopView} is the whole logic, an insults L{TerminalProtocol} tested on a
 fake terminal; L{runTop} alone touches the real one (raw mode, the
-alternate screen, the cursor hidden; all restored in C{finally}).
+alternate screen, the cursor hidden; all restored when the view ends).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
 from twisted.conch.insults import insults
-from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
 
@@ -432,10 +432,10 @@ class TopView(insults.TerminalProtocol):
             self.done.callback(self.exitCode)
 
 
-async def runTop(reactor: Any, client: ClientProtocol, options: Any, err: TextIO) -> int:
+def runTop(reactor: Any, client: ClientProtocol, options: Any, err: TextIO) -> Deferred[int]:
     """
-    Run L{TopView} on the terminal until it ends; the exit status (2 when
-    standard input and output are not a terminal).
+    Run L{TopView} on the terminal until it ends; fires with the exit
+    status (2 when standard input and output are not a terminal).
     """
     from twisted.internet import stdio
 
@@ -443,7 +443,7 @@ async def runTop(reactor: Any, client: ClientProtocol, options: Any, err: TextIO
     if not (os.isatty(stdin) and os.isatty(stdout)):
         client.disconnect()
         err.write("pycm: top needs a terminal; try `pycm stats --no-stream`\n")
-        return 2
+        return succeed(2)
 
     def size() -> tuple[int, int]:
         try:
@@ -456,6 +456,20 @@ async def runTop(reactor: Any, client: ClientProtocol, options: Any, err: TextIO
     done: Deferred[int] = Deferred()
     saved = termios.tcgetattr(stdin)
     flags = [(fd, _getfl(fd)) for fd in sorted({stdin, stdout})]
+
+    def restore(result: Any) -> Any:
+        termios.tcsetattr(stdin, termios.TCSADRAIN, saved)
+        for fd, flag in flags:
+            _setfl(fd, flag)
+        # Should the view not have: the cursor back, the normal screen.
+        os.write(stdout, b"\x1b[?25h\x1b[?1049l")
+        return result
+
+    def report(code: int) -> int:
+        if code == 3:
+            err.write(f"Error: lost the connection to the pycm daemon at {options.host}\n")
+        return code
+
     try:
         tty.setraw(stdin)
         makeStdio: Callable[..., object] = stdio.StandardIO
@@ -466,16 +480,11 @@ async def runTop(reactor: Any, client: ClientProtocol, options: Any, err: TextIO
             ),
             stdin=stdin, stdout=stdout, reactor=reactor,
         )  # fmt: skip
-        code = await done
-    finally:
-        termios.tcsetattr(stdin, termios.TCSADRAIN, saved)
-        for fd, flag in flags:
-            _setfl(fd, flag)
-        # Should the view not have: the cursor back, the normal screen.
-        os.write(stdout, b"\x1b[?25h\x1b[?1049l")
-    if code == 3:
-        err.write(f"Error: lost the connection to the pycm daemon at {options.host}\n")
-    return code
+    except BaseException:
+        restore(None)
+        raise
+    done.addBoth(restore)
+    return done.addCallback(report)
 
 
 def _getfl(fd: int) -> int:
