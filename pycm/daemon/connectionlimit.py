@@ -21,9 +21,6 @@ from pycm.errors import Unavailable
 class WaitingConnection(TypingProtocol):
     """What the limit asks of a connection that waits for its C{auth}."""
 
-    #: Who it comes from (L{pycm.daemon.peers.peerGroup}), set by the limit.
-    peerGroup: str
-
     def makeRoom(self, maximum: int) -> None:
         """Say why and close, to make room for a newer connection."""
 
@@ -72,6 +69,8 @@ class ConnectionLimit:
         self._lastRefusal = 0.0
         #: Capped connections not authenticated yet, by peer, oldest first.
         self._waiting: dict[str, dict[WaitingConnection, int]] = {}
+        #: The peer of each of them (L{pycm.daemon.peers.peerGroup}).
+        self._peers: dict[WaitingConnection, str] = {}
         self._arrivals = 0
         #: Connections closed to make room that are not gone yet.
         self._leaving: set[WaitingConnection] = set()
@@ -79,14 +78,18 @@ class ConnectionLimit:
     def waiting(self, protocol: WaitingConnection, peer: str) -> None:
         """A connection on a capped listener from C{peer} waits for its C{auth}."""
         self._arrivals += 1
-        protocol.peerGroup = peer
+        self._peers[protocol] = peer
         self._waiting.setdefault(peer, {})[protocol] = self._arrivals
 
     def settled(self, protocol: WaitingConnection) -> None:
         """A waiting connection authenticated (or closed): it no longer waits."""
-        group = self._waiting.get(protocol.peerGroup)
-        if group is not None and group.pop(protocol, None) is not None and not group:
-            del self._waiting[protocol.peerGroup]
+        peer = self._peers.pop(protocol, None)
+        if peer is None:
+            return
+        group = self._waiting[peer]
+        del group[protocol]
+        if not group:
+            del self._waiting[peer]
 
     def admit(self) -> bool:
         """

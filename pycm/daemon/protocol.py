@@ -109,8 +109,6 @@ class PycmServerProtocol(RequestOrdering):
     _logged = False
     #: Closed to make room for a new connection; aborts it if it lingers.
     _evictionTimer: IDelayedCall | None = None
-    #: Who it comes from, while it waits for its C{auth} (L{pycm.daemon.peers}).
-    peerGroup = ""
 
     def connectionMade(self) -> None:
         factory = self.factory
