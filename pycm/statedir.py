@@ -1,24 +1,9 @@
 """
-The state directory is the daemon's alone: checked at start, and every
-file in it opened without following a link.
-
-The daemon often runs as root, and it creates, truncates and appends to
-files in its state directory.  Had anyone else been able to write there
-(a directory left mode 777, or one owned by another user), they could have
-planted a symbolic link (C{lock -> /etc/shadow}) or a hard link to any
-file and made the daemon overwrite it.  So L{checkStateDir} refuses, with
-the command that fixes it, a state directory or subdirectory that is not
-this user's or that group or others may write, and any link in it; and
-L{openNoFollow} opens state files with C{O_NOFOLLOW}, refusing a file
-that is not a plain file of this user's with one name.
-
-The directories above it matter as much: whoever may write one of them
-can rename the state directory away and put a directory of their own in
-its place, links and all.  So L{checkAncestors} also refuses, as sshd's
-C{StrictModes} does, a state directory under a directory that group or
-others may write (unless its sticky bit keeps them from renaming what is
-not theirs, as on C{/tmp}) or that belongs to someone other than root or
-this user.
+The state directory is the daemon's alone: checked at start
+(L{checkStateDir}, L{checkAncestors}), and every file in it opened without
+following a link (L{openNoFollow}).  The daemon often runs as root and
+writes there: had anyone else been able to plant a link or swap the
+directory, they could make it overwrite any file.
 """
 
 from __future__ import annotations
@@ -135,7 +120,9 @@ def checkAncestors(
     directory (its resolved path and every directory above, up to C{/})
     that group or others may write without the sticky bit, or that belongs
     to a user other than root or this one.  A directory not made yet is
-    skipped (the daemon makes it).
+    skipped (the daemon makes it).  Whoever may write a directory above can
+    rename the state directory away and put one of their own in its place,
+    links and all; sshd's C{StrictModes} refuses the same.
 
     @param lookup: C{os.stat}, or a fake in tests.
     @param uid: this user (C{os.geteuid()} by default).
@@ -189,10 +176,12 @@ def checkStateDir(path: str) -> list[str]:
 
     A directory that group or others may read is made 0700 (a warning is
     returned); one that they may write, an entry owned by another user,
-    any symbolic link and any file with more than one name is refused:
-    any of them may have been planted.  The state directory itself may be
-    reached through a link (an operator's choice); nothing under it may.
-    So is one that someone else could replace (L{checkAncestors}).
+    any symbolic link and any file with more than one name is refused, with
+    the command that fixes it: any of them may have been planted (a link
+    C{lock -> /etc/shadow} would make the daemon overwrite that file).  The
+    state directory itself may be reached through a link (an operator's
+    choice); nothing under it may.  So is one that someone else could
+    replace (L{checkAncestors}).
 
     @return: warnings to log (what was changed).
     @raise UnsafeStateDir: naming the entry and the command that fixes it.

@@ -1,13 +1,8 @@
 """
 The shell's history file: the lines typed in earlier sessions, so that Up
-recalls them as in any shell.
-
-It lives in C{$PYCM_HISTORY}, else C{$XDG_STATE_HOME/pycm/history}, else
-C{~/.local/state/pycm/history} (C{PYCM_HISTORY=} set empty keeps none).
-The file is private (0600, never followed through a symlink), lines of
-C{auth TOKEN} are never written, and it is cut back to its last
-L{HistoryFile.maxLines} lines when loaded.  Failing to read or write it
-never stops the shell: the history is then kept for the session only.
+recalls them as in any shell.  Private (0600, never followed through a
+symlink), without C{auth TOKEN} lines; failing to read or write it never
+stops the shell.
 """
 
 from __future__ import annotations
@@ -25,7 +20,11 @@ MAX_LINES = 1000
 
 
 def defaultHistoryPath(environ: Mapping[str, str] | None = None) -> str | None:
-    """Where the history is kept, or None when C{PYCM_HISTORY} is set empty."""
+    """
+    Where the history is kept: C{$PYCM_HISTORY}, else
+    C{$XDG_STATE_HOME/pycm/history}, else C{~/.local/state/pycm/history};
+    None when C{PYCM_HISTORY} is set empty.
+    """
     if environ is None:
         environ = os.environ
     if "PYCM_HISTORY" in environ:
@@ -47,7 +46,9 @@ def isPrivate(line: str) -> bool:
 
 class HistoryFile:
     """
-    One user's shell history on disk.
+    One user's shell history on disk, cut back to its last L{maxLines}
+    lines when loaded; when it cannot be read or written the history is
+    kept for the session only.
 
     @ivar problem: why the file could not be used (then it no longer is),
         or None.

@@ -1,20 +1,10 @@
 """
-One request from the command line without a reactor: a blocking socket
-for plain C{tcp:} and C{unix:} endpoints.
-
-A one-shot call spends most of its time importing before it sends a byte,
-and Twisted's reactor with its TLS stack costs more than all the rest, so
-this path imports the standard library only (check with C{python -X
-importtime -m pycm.client.cli ping}).  It runs the very coroutine the
-reactor runs, L{pycm.client.command.runCommand}, with a L{BlockingClient} in
-place of L{pycm.client.protocol.ClientProtocol}: the lines on the wire,
-the output and the exit statuses are the same by construction.  Any other
-endpoint (C{tls:}, unusual parameters, escapes) is left to the reactor.
-
-L{BlockingClient}'s awaitables do their I/O when awaited and finish before
-they return, so L{runToEnd} runs the coroutine with one C{send}.  On a
-non-blocking socket (the tests' fake one) they suspend instead while no
-bytes are there, and the tests resume them.
+One request from the command line without a reactor, on a blocking socket
+to a plain C{tcp:} or C{unix:} endpoint, importing the standard library only
+(Twisted's reactor costs more than all the rest of a one-shot call; check
+with C{python -X importtime -m pycm.client.cli ping}).  It runs the very
+coroutine the reactor runs, L{pycm.client.command.runCommand}, so the lines
+on the wire, the output and the exit statuses are the same by construction.
 """
 
 from __future__ import annotations
@@ -168,6 +158,11 @@ class BlockingClient:
     C{ERR} answer the request, C{EVENT}s go to the listeners meanwhile, any
     other line (or one over L{MAX_REPLY_LENGTH}) is a L{ProtocolError} and
     drops the connection.
+
+    Its awaitables do their I/O when awaited and finish before they return,
+    so L{runToEnd} runs the coroutine with one C{send}.  On a non-blocking
+    socket (the tests' fake one) they suspend instead while no bytes are
+    there, and the tests resume them.
 
     Ctrl-C (a C{KeyboardInterrupt} while it waits for bytes) closes the
     connection and appends C{True} to C{interrupted}, as the reactor's

@@ -1,15 +1,8 @@
 """
-C{pycm stats}: the C{stats} reply as C{docker stats} shows it.
-
-  - C{pycm stats --no-stream [NAME...]}: one table (the daemon accepts
-    C{--no-stream} and answers once, so this is an ordinary request).
-  - C{pycm stats [NAME...]}: asks again every second, like C{docker stats}:
-    on a terminal the table is redrawn in place; piped, each table is
-    printed after the last (with a blank line between).  Ctrl-C ends it
-    with status 0; a lost daemon with 3.
-
+C{pycm stats}: the C{stats} reply as C{docker stats} shows it, once
+(C{--no-stream}, an ordinary request) or every second (L{streamStats}).
 Sizes are Docker's: memory in binary units (C{MiB}), block I/O in decimal
-ones (C{MB}).  A figure the daemon does not know is C{--}.
+ones (C{MB}); a figure the daemon does not know is C{--}.
 """
 
 from __future__ import annotations
@@ -138,7 +131,9 @@ async def streamStats(
     """
     Ask C{stats} every L{REFRESH} seconds and print each reply until
     Ctrl-C (which closes the connection and fills C{interrupted}: 0), the
-    reader goes away (0), the daemon refuses (1) or is lost (3).
+    reader goes away (0), the daemon refuses (1) or is lost (3).  On a
+    terminal the table is redrawn in place; piped, each table is printed
+    after the last, with a blank line between.
     """
     from twisted.internet.defer import Deferred
 

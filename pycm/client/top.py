@@ -1,17 +1,5 @@
 """
 C{pycm top}: a full-screen live view of the containers, on a terminal.
-
-One row per container: its state, its health when the daemon reports one,
-its restarts, CPU and memory now with a small bar and a sparkline of the
-last minute; the latest container events at the bottom.  It asks C{list}
-and C{stats} every second and listens to C{events} (which also trigger a
-refresh at once), all over the one connection the command opened.
-
-Keys: Up/Down (or k/j) select a container; c, m, n sort by CPU, memory,
-name; / filters by name (Enter applies it, an empty filter shows all);
-s, r, d stop, restart or remove (C{rm --force}) the selected container
-after a y/n confirmation; q or Ctrl-C quits.
-
 L{TopView} is the whole logic, an insults L{TerminalProtocol} tested on a
 fake terminal; L{runTop} alone touches the real one (raw mode, the
 alternate screen, the cursor hidden; all restored when the view ends).
@@ -116,7 +104,17 @@ def _fit(text: str, width: int) -> str:
 
 class TopView(insults.TerminalProtocol):
     """
-    The live view: see the module docstring.
+    The live view.  One row per container: its state, its health when the
+    daemon reports one, its restarts, CPU and memory now with a small bar
+    and a sparkline of the last minute; the latest container events at the
+    bottom.  It asks C{list} and C{stats} every second and listens to
+    C{events} (which also trigger a refresh at once), all over the one
+    connection the command opened.
+
+    Keys: Up/Down (or k/j) select a container; c, m, n sort by CPU, memory,
+    name; / filters by name (Enter applies it, an empty filter shows all);
+    s, r, d stop, restart or remove (C{rm --force}) the selected container
+    after a y/n confirmation; q or Ctrl-C quits.
 
     @ivar done: fires with the exit status once the terminal is let go.
     @ivar message: the status line (a result, an error, a prompt).

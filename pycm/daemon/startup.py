@@ -1,23 +1,8 @@
 """
-How a start-up ends, told to whoever ran C{twistd pycm}: the reason on the
-terminal's stderr, a non-zero exit status, and no pidfile left behind,
-whether twistd daemonized or not.
-
-twistd daemonizes before it starts the service: its first process waits on
-a status pipe (C{config["statusPipe"]}) for C{b"0"} (started, exit 0) or
-C{b"1 MESSAGE"} (exit 1); the daemon's own stderr is C{/dev/null} by then.
-twistd writes C{b"0"} as soon as C{startService} returns, before the reactor
-runs (so before the backend has opened), and reports only an C{Exception}
-raised on the way: a C{SystemExit} left the parent waiting for ever and the
-pidfile behind.  So L{StartupReport} takes that pipe over once twistd has
-forked, keeps a copy of the terminal's stderr from before the fork, and
-answers the waiting parent only when pycm is ready or has failed.  In the
-foreground the same report writes the reason to the terminal (twistd sends
-C{sys.stderr} to the log file).
-
-Twistd's log file is made private before twistd opens it
-(L{makeLogFilePrivate}), and once ready the objects of start-up leave the
-collector's full passes (L{freezeStartupObjects}).
+Start-up under twistd: how it ended, told to whoever ran C{twistd pycm}
+(L{StartupReport}: the reason on the terminal's stderr, a non-zero exit
+status, no pidfile left behind); twistd's log file made private before
+twistd opens it; the objects of start-up frozen once ready.
 """
 
 from __future__ import annotations
@@ -48,7 +33,20 @@ _STATUS_LENGTH = 100
 class StartupReport:
     """
     Tells the person (or service manager) who started the daemon how its
-    start-up ended, once: L{ready} or L{failed}.
+    start-up ended, once: L{ready} or L{failed}, whether twistd daemonized
+    or not.
+
+    twistd daemonizes before it starts the service: its first process waits
+    on a status pipe (C{config["statusPipe"]}) for C{b"0"} (started, exit 0)
+    or C{b"1 MESSAGE"} (exit 1); the daemon's own stderr is C{/dev/null} by
+    then.  twistd writes C{b"0"} as soon as C{startService} returns, before
+    the reactor runs (so before the backend has opened), and reports only
+    an C{Exception} raised on the way: a C{SystemExit} left the parent
+    waiting for ever and the pidfile behind.  So the report takes that pipe
+    over once twistd has forked, keeps a copy of the terminal's stderr from
+    before the fork, and answers the waiting parent only when pycm is ready
+    or has failed.  In the foreground it writes the reason to the terminal
+    (twistd sends C{sys.stderr} to the log file).
 
     @ivar outcome: C{None} until the start-up ended, then C{"ready"} or
         C{"failed"}.
