@@ -792,14 +792,14 @@ class LogsReplyTests(SynchronousTestCase):
         A logs reply over the size limit is refused, saying how many of the
         newest lines would fit; no giant reply line is ever built.
         """
-        from pycm.daemon import observe
+        from pycm.daemon.handlers import observing
         from pycm.model import LogLine
 
-        self.patch(observe, "MAX_LOGS_REPLY", 1000)
+        self.patch(observing, "MAX_LOGS_REPLY", 1000)
         lines = [LogLine(0.0, "stdout", "x" * 100) for _ in range(20)]
-        error = self.assertRaises(observe.BadRequest, observe.logLinesReply, lines)
+        error = self.assertRaises(observing.BadRequest, observing.logLinesReply, lines)
         self.assertIn("use --tail=6", str(error))
-        self.assertEqual(len(observe.logLinesReply(lines[-6:])), 6)
+        self.assertEqual(len(observing.logLinesReply(lines[-6:])), 6)
 
 
 class RequestLogTests(SynchronousTestCase):

@@ -15,7 +15,7 @@ from typing import Any
 import attrs
 
 import pycm
-from pycm.daemon import lifecycle, observe, sessioncommands
+from pycm.daemon.handlers import connection, containers, observing
 from pycm.daemon.runoptions import RUN_OPTIONS
 from pycm.daemon.session import Session
 from pycm.errors import BadRequest
@@ -113,48 +113,48 @@ def info(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> A
 NAME = "NAME"
 #: The command table, one row a command, in the contract's order.
 COMMANDS = (
-    Command("ping", sessioncommands.ping, "check that the daemon answers", public=True),
-    Command("version", sessioncommands.version, "the daemon's version and backend", public=True),
+    Command("ping", connection.ping, "check that the daemon answers", public=True),
+    Command("version", connection.version, "the daemon's version and backend", public=True),
     Command(
         "help", help_, "list the commands, or show one's usage",
         arguments="[COMMAND]", maxArgs=1, public=True,
     ),
     Command(
-        "run", lifecycle.run, "create a container and start it",
+        "run", containers.run, "create a container and start it",
         arguments="NAME [IMAGE [COMMAND [ARG...]]]",
         # --detach: Docker's habit; pycm always detaches.
         options=(*RUN_OPTIONS, Option("detach", "d", takesValue=False)),
         minArgs=1, maxArgs=None, changes=True, loggedArgs=2,
     ),
     Command(
-        "create", lifecycle.create, "create a container without starting it",
+        "create", containers.create, "create a container without starting it",
         arguments="NAME [IMAGE [COMMAND [ARG...]]]",
         options=RUN_OPTIONS, minArgs=1, maxArgs=None, changes=True, loggedArgs=2,
     ),
-    Command("start", lifecycle.start, "start a created or stopped container",
+    Command("start", containers.start, "start a created or stopped container",
             arguments=NAME, minArgs=1, maxArgs=1, loggedArgs=1, changes=True),
     Command(
-        "stop", lifecycle.stop, "stop a container: its stop signal, then KILL after --time",
+        "stop", containers.stop, "stop a container: its stop signal, then KILL after --time",
         arguments=NAME, options=(Option("time", "t", metavar="SECONDS"),),
         minArgs=1, maxArgs=1, loggedArgs=1, changes=True,
     ),
     Command(
-        "restart", lifecycle.restart, "stop a container, then start it",
+        "restart", containers.restart, "stop a container, then start it",
         arguments=NAME, options=(Option("time", "t", metavar="SECONDS"),),
         minArgs=1, maxArgs=1, loggedArgs=1, changes=True,
     ),
     Command(
-        "kill", lifecycle.kill, "send a signal to a container (default KILL)",
+        "kill", containers.kill, "send a signal to a container (default KILL)",
         arguments=NAME, options=(Option("signal", "s", metavar="SIG"),),
         minArgs=1, maxArgs=1, loggedArgs=1, changes=True,
     ),
     Command(
-        "rm", lifecycle.rm, "remove a container (a running one only with --force)",
+        "rm", containers.rm, "remove a container (a running one only with --force)",
         arguments=NAME, options=(Option("force", "f", takesValue=False),),
         minArgs=1, maxArgs=1, loggedArgs=1, changes=True,
     ),
     Command(
-        "list", lifecycle.list_, "list every container, sorted by name",
+        "list", containers.list_, "list every container, sorted by name",
         options=(
             Option("filter", "f", repeat=True, metavar="state|label|name=VALUE"),
             # --all: Docker's habit; pycm always lists every container.
@@ -162,10 +162,10 @@ COMMANDS = (
         ),
         aliases=("ls", "ps"),
     ),
-    Command("inspect", lifecycle.inspect, "show every detail of a container",
+    Command("inspect", containers.inspect, "show every detail of a container",
             arguments=NAME, minArgs=1, maxArgs=1, loggedArgs=1),
     Command(
-        "logs", observe.logs, "show a container's last output lines; --follow streams more",
+        "logs", observing.logs, "show a container's last output lines; --follow streams more",
         arguments=NAME,
         options=(
             Option("tail", "n", metavar="N|all"),
@@ -174,10 +174,10 @@ COMMANDS = (
         ),
         minArgs=1, maxArgs=1, loggedArgs=1,
     ),
-    Command("unfollow", observe.unfollow, "stop a logs --follow on this connection",
+    Command("unfollow", observing.unfollow, "stop a logs --follow on this connection",
             arguments=NAME, minArgs=1, maxArgs=1, loggedArgs=1),
     Command(
-        "wait", observe.wait, "wait until a container reaches a condition",
+        "wait", observing.wait, "wait until a container reaches a condition",
         arguments=NAME,
         options=(
             Option("for", metavar="not-running|running|next-exit|removed"),
@@ -186,13 +186,13 @@ COMMANDS = (
         minArgs=1, maxArgs=1, loggedArgs=1,
     ),
     Command(
-        "stats", observe.stats,
+        "stats", observing.stats,
         "CPU, memory, pids and block I/O of running (or the named) containers",
         arguments="[NAME...]", options=(Option("no-stream", takesValue=False),),
         maxArgs=None, loggedArgs=1,
     ),
     Command(
-        "events", observe.events, "receive container events on this connection",
+        "events", observing.events, "receive container events on this connection",
         options=(
             Option("since", metavar="ID"),
             Option("filter", "f", repeat=True, metavar="name|action=VALUE"),
@@ -200,9 +200,9 @@ COMMANDS = (
         ),
     ),
     Command("info", info, "the daemon's backend, capabilities, counts and listeners"),
-    Command("auth", sessioncommands.auth, "authenticate this connection", arguments="TOKEN",
+    Command("auth", connection.auth, "authenticate this connection", arguments="TOKEN",
             minArgs=1, maxArgs=1, public=True, literal=True),
-    Command("exit", sessioncommands.exit_, "close this connection", public=True, aliases=("quit",)),
+    Command("exit", connection.exit_, "close this connection", public=True, aliases=("quit",)),
 )
 
 #: Each lower-case command word (and alias) to its row: what dispatch looks up.
