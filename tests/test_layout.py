@@ -35,7 +35,6 @@ KNOWN_LONG = {
     "pycm.backends.process.cgroups",
     "pycm.backends.process.runtime",
     "pycm.backends.supervisor.backend",
-    "pycm.testing.dockerengine",
 }
 
 #: Which rooms each room may not import.

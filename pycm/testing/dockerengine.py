@@ -38,6 +38,7 @@ from pycm.testing.dockerstate import (
     answerLater,
     discard,
     eventMatches,
+    findContainer,
     flag,
     frame,
     hasLabel,
@@ -211,15 +212,7 @@ class FakeDockerEngine:
         raise EngineError(404, f"page not found: {method} {path}")
 
     def _find(self, ref: str) -> FakeContainer:
-        if ref in self.containers:
-            return self.containers[ref]
-        for container in self.containers.values():
-            if container.name == ref.lstrip("/"):
-                return container
-        found = [c for c in self.containers.values() if c.id.startswith(ref)]
-        if len(found) == 1 and ref:
-            return found[0]
-        raise EngineError(404, f"No such container: {ref}")
+        return findContainer(self.containers, ref)
 
     def _now(self) -> int:
         return int(round(self.clock.seconds() * 10**9))
@@ -309,21 +302,9 @@ class FakeDockerEngine:
         d.addCallbacks(runs.append, lambda f: runs.append(f))
         run = runs[0]
         if not isinstance(run, SimulatedRun):
-            command = container.command()[0]
-            container.error = (
-                "failed to create task for container: OCI runtime create failed: "
-                f'exec: "{command}": executable file not found in $PATH: unknown'
-            )
-            container.exitCode = 127
-            if container.startedAt is not None:
-                container.status = "exited"
+            container.notStarted()
             return
-        container.run = run
-        container.status = "running"
-        container.pid = run.pid
-        container.exitCode = 0
-        container.error = ""
-        container.startedAt = self._now()
+        container.started(run, self._now())
         self._event(container, "start")
 
     def _output(self, container: FakeContainer, stream: str, lines: list[bytes]) -> None:
@@ -337,27 +318,12 @@ class FakeDockerEngine:
         """The run ended: die, wake the waiters, maybe restart by policy."""
         status = 128 - code if code is not None and code < 0 else (code or 0)
         ran = self.clock.seconds() - (container.startedAt or 0) / 1e9
-        container.run = None
-        container.status = "exited"
-        container.pid = 0
-        container.exitCode = status
-        container.finishedAt = self._now()
+        container.exited(status, self._now())
         self._event(container, "die", exitCode=str(status))
         for feed in list(container.followers):
             self.clock.callLater(0, feed.end)
         container.followers.clear()
-        policy = container.hostConfig.get("RestartPolicy") or {}
-        name = policy.get("Name") or "no"
-        retries = policy.get("MaximumRetryCount") or 0
-        again = not container.manuallyStopped and (
-            name in ("always", "unless-stopped")
-            or (
-                name == "on-failure"
-                and status != 0
-                and (not retries or container.restartCount < retries)
-            )
-        )
-        if again:
+        if container.restartsAfter(status):
             if ran >= 10:
                 container.restartDelay = 0.1
             container.status = "restarting"
@@ -385,9 +351,6 @@ class FakeDockerEngine:
         if container.run is not None:
             container.run.signal(signum)
 
-    def _stopSignal(self, container: FakeContainer) -> int:
-        return parseSignal(str(container.config.get("StopSignal") or "SIGTERM"))
-
     def _kill(self, container: FakeContainer, params: dict[str, Any], body: Any) -> Any:
         if container.status != "running":
             raise EngineError(
@@ -395,7 +358,7 @@ class FakeDockerEngine:
                 f"Cannot kill container: {container.id}: Container {container.id} is not running",
             )
         signum = parseSignal(str(params.get("signal") or "SIGKILL"))
-        if signum in (_signal.SIGKILL, self._stopSignal(container)):
+        if signum in (_signal.SIGKILL, container.stopSignal()):
             container.manuallyStopped = True
         self._signal(container, signum)
         return (204, None)
@@ -411,7 +374,7 @@ class FakeDockerEngine:
             return defer.succeed(None)
         died: Deferred[None] = Deferred()
         container.waiters.append(("next-exit", died))
-        self._signal(container, self._stopSignal(container))
+        self._signal(container, container.stopSignal())
 
         def escalate() -> None:
             if container.status == "running":
@@ -419,13 +382,6 @@ class FakeDockerEngine:
 
         timer = self.clock.callLater(seconds, escalate)
         return died.addBoth(lambda _: timer.cancel() if timer.active() else None)
-
-    def _stopTime(self, container: FakeContainer, params: dict[str, Any]) -> float:
-        given = params.get("t")
-        if given is not None:
-            return float(given)
-        configured = container.config.get("StopTimeout")
-        return 10.0 if configured is None else float(configured)
 
     def _stop(self, container: FakeContainer, params: dict[str, Any], body: Any) -> Any:
         if container.status not in ("running", "restarting"):
@@ -437,7 +393,7 @@ class FakeDockerEngine:
                 self._event(container, "stop")
             return (204, None)
 
-        return self._halt(container, self._stopTime(container, params)).addCallback(stopped)
+        return self._halt(container, container.stopTime(params)).addCallback(stopped)
 
     def _restart(self, container: FakeContainer, params: dict[str, Any], body: Any) -> Any:
         def start(_: object) -> tuple[int, None]:

@@ -1,6 +1,7 @@
 """
-The state of L{pycm.testing.dockerengine.FakeDockerEngine}'s containers,
-and the engine's wire formats (times, log frames, filters), without I/O.
+The state of L{pycm.testing.dockerengine.FakeDockerEngine}'s containers
+(what a start, an exit, a stop and their restart policy make of it), and
+the engine's wire formats (times, log frames, filters), without I/O.
 """
 
 from __future__ import annotations
@@ -16,12 +17,11 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
 
+from pycm.backends.docker.engine import EngineError
 from pycm.backends.memory import SimulatedRun
-from pycm.model import Container, State
+from pycm.model import DEFAULT_PATH, Container, State, parseSignal
 
 _STREAMS = {"stdout": 1, "stderr": 2}
-#: The C{PATH} of every fake image.
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def imageReference(name: str) -> str:
@@ -230,11 +230,81 @@ class FakeContainer:
             lines = [line for line in lines if line[0] >= since]
         return lines
 
+    def started(self, run: SimulatedRun, now: int) -> None:
+        """Its command runs as C{run} since C{now}."""
+        self.run = run
+        self.status = "running"
+        self.pid = run.pid
+        self.exitCode = 0
+        self.error = ""
+        self.startedAt = now
+
+    def notStarted(self) -> None:
+        """Its command is not in its image: dockerd's 127 and message."""
+        self.error = (
+            "failed to create task for container: OCI runtime create failed: "
+            f'exec: "{self.command()[0]}": executable file not found in $PATH: unknown'
+        )
+        self.exitCode = 127
+        if self.startedAt is not None:
+            self.status = "exited"
+
+    def exited(self, status: int, now: int) -> None:
+        """Its run ended with C{status} at C{now}."""
+        self.run = None
+        self.status = "exited"
+        self.pid = 0
+        self.exitCode = status
+        self.finishedAt = now
+
+    def stopSignal(self) -> int:
+        """The signal a stop sends first: its C{StopSignal}."""
+        return parseSignal(str(self.config.get("StopSignal") or "SIGTERM"))
+
+    def stopTime(self, params: dict[str, Any]) -> float:
+        """Seconds a stop waits for it before SIGKILL: C{t}, its C{StopTimeout}, or 10."""
+        given = params.get("t")
+        if given is not None:
+            return float(given)
+        configured = self.config.get("StopTimeout")
+        return 10.0 if configured is None else float(configured)
+
+    def restartsAfter(self, status: int) -> bool:
+        """Whether its restart policy starts it again after it exited C{status}."""
+        policy = self.hostConfig.get("RestartPolicy") or {}
+        name = policy.get("Name") or "no"
+        retries = policy.get("MaximumRetryCount") or 0
+        return not self.manuallyStopped and (
+            name in ("always", "unless-stopped")
+            or (
+                name == "on-failure"
+                and status != 0
+                and (not retries or self.restartCount < retries)
+            )
+        )
+
     def cancelTimers(self) -> None:
         timers, self.timers = self.timers, []
         for call in timers:
             if call.active():
                 call.cancel()
+
+
+def findContainer(containers: dict[str, FakeContainer], ref: str) -> FakeContainer:
+    """
+    The container C{ref} names: its id, its name, or the one id it begins.
+
+    @raise EngineError: 404, as dockerd's C{No such container}.
+    """
+    if ref in containers:
+        return containers[ref]
+    for container in containers.values():
+        if container.name == ref.lstrip("/"):
+            return container
+    found = [c for c in containers.values() if c.id.startswith(ref)]
+    if len(found) == 1 and ref:
+        return found[0]
+    raise EngineError(404, f"No such container: {ref}")
 
 
 def answerLater(clock: IReactorTime, answer: Deferred[Any]) -> Deferred[Any]:
@@ -322,6 +392,7 @@ __all__ = [
     "StreamEnd",
     "discard",
     "eventMatches",
+    "findContainer",
     "flag",
     "frame",
     "hasLabel",
