@@ -31,7 +31,6 @@ MAX_LINES = 500
 #: the limit must leave the set.
 KNOWN_LONG = {
     "pycm.backends.docker.backend",
-    "pycm.backends.docker.engine",
     "pycm.backends.process.cgroups",
     "pycm.backends.process.runtime",
     "pycm.backends.supervisor.backend",

@@ -8,7 +8,8 @@ L{EngineError} (the engine answered with an error status) or
 L{pycm.errors.Unavailable} (no answer: not running, socket missing, died
 mid-request, too slow), and L{pycm.backends.docker.backend} maps the rest.
 L{EngineClient} is the real L{IDockerEngine}; tests may use
-L{pycm.testing.dockerengine.FakeDockerEngine} instead.
+L{pycm.testing.dockerengine.FakeDockerEngine} instead.  It reads bodies
+with L{pycm.backends.docker.bodies}.
 """
 
 from __future__ import annotations
@@ -26,15 +27,13 @@ from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.endpoints import HostnameEndpoint, UNIXClientEndpoint
 from twisted.internet.error import ConnectError, TimeoutError
 from twisted.internet.interfaces import IStreamClientEndpoint
-from twisted.internet.protocol import Protocol, connectionDone
-from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.client import Agent, HTTPConnectionPool, ResponseDone
-from twisted.web.http import PotentialDataLoss
+from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgentEndpointFactory
 from zope.interface import implementer
 
+from pycm.backends.docker.bodies import BodyStreamer, readBody
 from pycm.backends.docker.interfaces import IDockerEngine
 from pycm.errors import BackendError, Unavailable
 
@@ -115,67 +114,6 @@ class _EngineEndpoints:
         )
 
 
-class _StreamProtocol(Protocol):
-    """Hand a response body to C{onData} as it comes; fire C{done} at its end."""
-
-    def __init__(self, onData: Callable[[bytes], None], done: Deferred[None]) -> None:
-        self._onData = onData
-        self._done = done
-
-    def dataReceived(self, data: bytes) -> None:
-        try:
-            self._onData(data)
-        except Exception:
-            _log.failure("stream consumer failed; closing the stream")
-            self.transport.stopProducing()  # type: ignore[union-attr]
-
-    def connectionLost(self, reason: Failure = ResponseDone) -> None:  # type: ignore[assignment]
-        if not self._done.called:
-            self._done.callback(None)
-
-
-class _BodyCollector(Protocol):
-    """Collect a whole response body; fire C{done} with it at its end."""
-
-    def __init__(self, done: Deferred[bytes]) -> None:
-        self._done = done
-        self._parts: list[bytes] = []
-
-    def dataReceived(self, data: bytes) -> None:
-        self._parts.append(data)
-
-    def connectionLost(self, reason: Failure = connectionDone) -> None:
-        if self._done.called:
-            return
-        if reason.check(ResponseDone, PotentialDataLoss):
-            self._done.callback(b"".join(self._parts))
-        else:
-            self._done.errback(reason)
-
-
-def readBody(response: Any) -> Deferred[bytes]:
-    """
-    Read the whole body of an unbuffered C{response}.
-
-    Cancelling the Deferred closes the connection (C{treq.content} has
-    no canceller, so a cancelled read of a body that never ends, such as
-    C{POST /containers/ID/wait}'s, would keep its socket open until the
-    engine ends it).  Not Twisted's C{readBody}: after a cancel it still
-    fires its Deferred when the connection ends (C{AlreadyCalledError})
-    and left those sockets open in C{test_timedOutWaitsCloseTheirConnections}.
-    """
-
-    def cancel(d: Deferred[bytes]) -> None:
-        transport = collector.transport
-        if transport is not None:
-            transport.stopProducing()  # type: ignore[attr-defined]
-
-    done: Deferred[bytes] = Deferred(cancel)
-    collector = _BodyCollector(done)
-    response.deliverBody(collector)
-    return done
-
-
 @attrs.define(eq=False)
 class Stream:
     """
@@ -194,9 +132,6 @@ class Stream:
             self._transport.stopProducing()
 
 
-_log = Logger()
-
-
 @implementer(IDockerEngine)
 class EngineClient:
     """
@@ -204,8 +139,6 @@ class EngineClient:
 
     @ivar timeout: seconds every ordinary request may take, body included.
     """
-
-    log = _log
 
     def __init__(
         self,
@@ -361,7 +294,7 @@ class EngineClient:
             content = yield self._inTime(readBody(response), method, path, self.timeout)
             self._check(response.code, _decode(content), method, path)
         ended: Deferred[None] = Deferred()
-        protocol = _StreamProtocol(onData, ended)
+        protocol = BodyStreamer(onData, ended)
         response.deliverBody(protocol)
         stream = Stream(ended, protocol.transport)
         self._streams.add(stream)

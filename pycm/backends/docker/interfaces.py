@@ -2,8 +2,8 @@
 L{IDockerEngine}: what the Docker backend (and the swarm backend to come)
 asks of a Docker engine.  L{pycm.backends.docker.engine.EngineClient} is
 the real one, over HTTP; L{pycm.testing.dockerengine.FakeDockerEngine}
-keeps containers in memory on a clock.  L{pycm.testing.dockerengine}'s
-engine suite holds both to the same behaviour.
+keeps containers in memory on a clock.  The engine suite,
+L{pycm.testing.enginesuite}, holds both to the same behaviour.
 """
 
 from __future__ import annotations
