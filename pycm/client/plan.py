@@ -1,22 +1,8 @@
 """
-What a one-shot command line asks of the daemon: Docker's habits, read by
-the client before anything is sent.
-
-C{pycm COMMAND ...} is sent as it is, except for what the Docker CLI has
-taught people to type:
-
-  - C{COMMAND --help} (or C{-h}) is C{help COMMAND};
-  - C{run -d}/C{--detach} is dropped (pycm always detaches);
-  - C{ps -a}/C{--all} is dropped (pycm always lists every container);
-    C{ps -q}/C{--quiet} prints the names alone, C{ps --format json} one
-    JSON object per line, C{ps --format TEMPLATE} a line per container
-    (see L{pycm.client.format.Template});
-  - C{stop}, C{start}, C{restart}, C{kill}, C{rm} and C{logs} take several
-    names: one request each, in order, the options given to each;
-  - C{logs -t}/C{--timestamps} prints each line's time first.
-
-Nothing here touches the network: L{planCommand} turns words into a
-L{Plan}, which the sending code carries out.
+What a one-shot command line asks of the daemon: the line as it is, but
+for the Docker habits the client reads itself (L{planCommand}).  Nothing
+here touches the network: L{planCommand} turns words into a L{Plan}, which
+the sending code carries out.
 """
 
 from __future__ import annotations
@@ -109,6 +95,19 @@ def wantsHelp(options: Sequence[str]) -> bool:
 def planCommand(words: Sequence[str]) -> Plan:
     """
     The L{Plan} for the words after pycm's own options.
+
+    C{pycm COMMAND ...} is sent as it is, except for what the Docker CLI
+    has taught people to type:
+      - C{COMMAND --help} (or C{-h}) is C{help COMMAND};
+      - C{run -d}/C{--detach} is dropped (pycm always detaches);
+      - C{ps -a}/C{--all} is dropped (pycm always lists every container);
+        C{ps -q}/C{--quiet} prints the names alone, C{ps --format json} one
+        JSON object per line, C{ps --format TEMPLATE} a line per container
+        (see L{pycm.client.format.Template});
+      - C{stop}, C{start}, C{restart}, C{kill}, C{rm} and C{logs} take
+        several names: one request each, in order, the options given to
+        each;
+      - C{logs -t}/C{--timestamps} prints each line's time first.
 
     @raise PlanError: for a usage error (a bad C{--format}).
     """

@@ -1,15 +1,8 @@
 """
 L{FakeDockerEngine}: an L{IDockerEngine} that keeps its containers in
 memory, on an injected clock, for the Docker backend's tests on any machine.
-
-Its containers run the memory backend's simulated commands
-(L{pycm.backends.memory}: C{sleep S}, C{exit N}, C{echo ...}, C{fail ...},
-C{delay S ...}, C{ignore-term}, C{burn}, C{unstartable}); each command is
-a file C{/bin/NAME} of its images, so the backend's look for the
-executable finds it, and C{unstartable} is missing.  Signal deaths exit
-128+N; restart policies, stop timeouts, logs, waits, events with C{since}
-and pulls behave as dockerd's.  L{pycm.testing.enginesuite} holds it
-to the real engine; L{pycm.testing.dockerstate} keeps its containers.
+L{pycm.testing.enginesuite} holds it to the real engine;
+L{pycm.testing.dockerstate} keeps its containers.
 """
 
 from __future__ import annotations
@@ -71,7 +64,15 @@ class _RunOutput:
 @implementer(IDockerEngine)
 class FakeDockerEngine:
     """
-    An in-memory Docker engine on C{clock} (see the module docstring).
+    An in-memory Docker engine on C{clock}.
+
+    Its containers run the memory backend's simulated commands
+    (L{pycm.backends.memory}: C{sleep S}, C{exit N}, C{echo ...},
+    C{fail ...}, C{delay S ...}, C{ignore-term}, C{burn}, C{unstartable});
+    each command is a file C{/bin/NAME} of its images, so the backend's
+    look for the executable finds it, and C{unstartable} is missing.
+    Signal deaths exit 128+N; restart policies, stop timeouts, logs,
+    waits, events with C{since} and pulls behave as dockerd's.
 
     @param images: the images it has (C{busybox} is C{busybox:latest}).
     @param registry: the images a pull finds.

@@ -4,16 +4,7 @@ do, checked the same way on L{pycm.testing.dockerengine.FakeDockerEngine}
 and on a real engine through L{pycm.backends.docker.engine.EngineClient}.
 
 L{DockerEngineTests} is a mixin: a C{TestCase} that has it sets
-C{fixture}, an object with:
-  - C{image}: an image the engine has; C{missingImage}: one it has not.
-  - C{pullImage}: an image a registry has (the engine may not);
-    C{unknownPullImage}: one that registry has not.
-  - C{longCommand}: runs until signalled, ends on SIGTERM;
-    C{ignoreTermCommand}: ignores SIGTERM; C{exitCommand(code)};
-    C{echoCommand(text)}: writes C{text} as one stdout line and exits 0.
-  - C{makeEngine(testCase)}: a Deferred firing with the engine (closed by
-    a cleanup it registers); C{settle(testCase, d, timeout)} and
-    C{sleep(testCase, seconds)} as in L{pycm.testing.BackendConformanceTests}.
+C{fixture}, an L{EngineFixture}.
 """
 
 from __future__ import annotations
@@ -37,7 +28,19 @@ SUITE_LABEL = "io.pycm.engine-suite"
 
 
 class EngineFixture(Protocol):
-    """What L{make_engine_tests} needs: see the module docstring."""
+    """
+    The engine under test, and what to run on it:
+      - C{image}: an image the engine has; C{missingImage}: one it has not.
+      - C{pullImage}: an image a registry has (the engine may not);
+        C{unknownPullImage}: one that registry has not.
+      - C{longCommand}: runs until signalled, ends on SIGTERM;
+        C{ignoreTermCommand}: ignores SIGTERM; C{exitCommand(code)};
+        C{echoCommand(text)}: writes C{text} as one stdout line and exits 0.
+      - C{makeEngine(testCase)}: a Deferred firing with the engine (closed
+        by a cleanup it registers); C{settle(testCase, d, timeout)} and
+        C{sleep(testCase, seconds)} as in
+        L{pycm.testing.BackendConformanceTests}.
+    """
 
     image: str
     missingImage: str
@@ -68,7 +71,7 @@ else:
 class DockerEngineTests(_TestCase):
     """
     An engine does what the Docker backend asks of it, as dockerd does.
-    Mix it into a C{TestCase} with a C{fixture} (see the module).
+    Mix it into a C{TestCase} with a C{fixture} (an L{EngineFixture}).
     """
 
     #: The engine to test, and commands on it: set by the subclass.

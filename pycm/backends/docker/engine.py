@@ -1,15 +1,9 @@
 """
-An asynchronous client of the Docker Engine API, on treq, over a UNIX
-socket (or TCP).
-
-It knows HTTP and the engine's conventions (version prefix, JSON bodies,
-C{{"message": ...}} errors) but nothing of pycm's containers: it fails with
-L{EngineError} (the engine answered with an error status) or
-L{pycm.errors.Unavailable} (no answer: not running, socket missing, died
-mid-request, too slow), and L{pycm.backends.docker.backend} maps the rest.
-L{EngineClient} is the real L{IDockerEngine}; tests may use
-L{pycm.testing.dockerengine.FakeDockerEngine} instead.  It reads bodies
-with L{pycm.backends.docker.bodies}.
+L{EngineClient}, the real L{IDockerEngine}: an asynchronous client of the
+Docker Engine API on treq, over a UNIX socket (or TCP).  It knows HTTP and
+the engine's conventions (version prefix, JSON bodies, C{{"message": ...}}
+errors as L{EngineError}) but nothing of pycm's containers; it reads the
+bodies with L{pycm.backends.docker.bodies}.
 """
 
 from __future__ import annotations
