@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
-from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
 from pycm.backends.docker.backend import makeBackend
@@ -68,13 +67,10 @@ class FakeEngineFixture(MemoryFixture):
     missingImage = "pycm-test/no-such-image:1"
 
     def makeBackend(self, testCase: TestCase) -> Deferred[IContainerBackend]:
-        clock = Clock()
         # Docker's times are after the epoch: 0 reads as "never".
-        clock.advance(1_700_000_000)
-        self._clocks[testCase] = clock
+        clock = self.newClock(testCase, now=1_700_000_000)
         engine = FakeDockerEngine(clock)
         backend = makeBackend(clock, None, {"network": "none"}, engine)
-        testCase.addCleanup(self._clocks.pop, testCase, None)
         testCase.addCleanup(lambda: self.settle(testCase, backend.close(), 120))
         return backend.open().addCallback(lambda _: backend)
 

@@ -22,7 +22,7 @@ from zope.interface.verify import verifyObject
 from pycm.backends.docker.backend import makeBackend
 from pycm.backends.docker.engine import EngineAddress, EngineClient
 from pycm.backends.docker.interfaces import IDockerEngine
-from pycm.testing import advanceClock, settleClock
+from pycm.testing import ClockPerTest, advanceClock, settleClock
 from pycm.testing.dockerengine import FakeDockerEngine
 from pycm.testing.enginesuite import DockerEngineTests
 from tests.test_docker_support import requireEngine, testImage
@@ -66,7 +66,7 @@ def testRegistry() -> str:
     return registry
 
 
-class FakeEngineFixture:
+class FakeEngineFixture(ClockPerTest):
     """The engine suite's fixture of L{FakeDockerEngine}, on a L{Clock}."""
 
     image = "busybox:latest"
@@ -76,9 +76,6 @@ class FakeEngineFixture:
     longCommand = ("sleep", "infinity")
     ignoreTermCommand = ("ignore-term",)
 
-    def __init__(self) -> None:
-        self._clocks: dict[TestCase, Clock] = {}
-
     def exitCommand(self, code: int) -> tuple[str, ...]:
         return ("exit", str(code))
 
@@ -86,19 +83,10 @@ class FakeEngineFixture:
         return ("echo", text)
 
     def makeEngine(self, testCase: TestCase) -> Deferred[IDockerEngine]:
-        clock = self._clocks[testCase] = Clock()
-        clock.advance(1_700_000_000)
+        clock = self.newClock(testCase, now=1_700_000_000)
         engine = FakeDockerEngine(clock, registry=[self.pullImage])
-        testCase.addCleanup(self._clocks.pop, testCase, None)
         testCase.addCleanup(lambda: self.settle(testCase, engine.close(), 10))
         return defer.succeed(engine)
-
-    def settle(self, testCase: TestCase, d: Deferred[Any], timeout: float) -> Deferred[Any]:
-        return settleClock(self._clocks[testCase], d, timeout)
-
-    def sleep(self, testCase: TestCase, seconds: float) -> Deferred[None]:
-        advanceClock(self._clocks[testCase], seconds)
-        return defer.succeed(None)
 
 
 class RealEngineFixture:

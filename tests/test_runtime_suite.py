@@ -13,8 +13,8 @@ from typing import Any
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.task import Clock
-from twisted.trial.unittest import TestCase
+from twisted.internet.task import deferLater
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from pycm.backends.memory import SimulatedRuntime
 from pycm.backends.process import procfs
@@ -22,18 +22,15 @@ from pycm.backends.process.cgroups import NO_CGROUPS
 from pycm.backends.process.runtime import ProcessRuntime
 from pycm.interfaces import IRuntime
 from pycm.model import Container
-from pycm.testing import settleClock
+from pycm.testing import ClockPerTest
 from pycm.testing.conformance import RunRecorder, RuntimeTests
 
 
-class SimulatedRuntimeFixture:
+class SimulatedRuntimeFixture(ClockPerTest):
     """L{SimulatedRuntime} on a L{Clock} of its own for each test."""
 
     longCommand = ("sleep", "infinity")
     badCommand = ("unstartable",)
-
-    def __init__(self) -> None:
-        self._clocks: dict[TestCase, Clock] = {}
 
     def exitCommand(self, code: int) -> tuple[str, ...]:
         return ("exit", str(code))
@@ -45,9 +42,7 @@ class SimulatedRuntimeFixture:
         return ("fail", text)
 
     def makeRuntime(self, testCase: TestCase) -> IRuntime:
-        clock = self._clocks[testCase] = Clock()
-        testCase.addCleanup(self._clocks.pop, testCase, None)
-        return SimulatedRuntime(clock)
+        return SimulatedRuntime(self.newClock(testCase))
 
     def leftover(
         self, testCase: TestCase, runtime: IRuntime, container: Container
@@ -55,9 +50,6 @@ class SimulatedRuntimeFixture:
         # A runtime shared by two supervisors: the first one's run lives on.
         d = runtime.spawn(container, RunRecorder())
         return d.addCallback(lambda run: (run.pid, run.startTime))
-
-    def settle(self, testCase: TestCase, d: Deferred[Any], timeout: float) -> Deferred[Any]:
-        return settleClock(self._clocks[testCase], d, timeout)
 
 
 class ProcessRuntimeFixture:
@@ -110,3 +102,28 @@ class ProcessRuntimeTests(RuntimeTests, TestCase):
 
     fixture = ProcessRuntimeFixture()
     timeout = 60
+
+
+class ClockPerTestTests(SynchronousTestCase):
+    """L{ClockPerTest}: the clock of a suite's fixture, one for each test."""
+
+    def test_ownClock(self) -> None:
+        """
+        Each test gets a new clock at the time asked; C{settle} turns it
+        until a Deferred fires, C{sleep} lets time pass on it, and the
+        test's end forgets it.
+        """
+        fixture = ClockPerTest()
+        first, second = SynchronousTestCase(), SynchronousTestCase()
+        clock = fixture.newClock(first, now=100.0)
+        other = fixture.newClock(second)
+        self.assertIs(fixture.clock(first), clock)
+        self.assertEqual((clock.seconds(), other.seconds()), (100.0, 0.0))
+        fired = deferLater(clock, 5, lambda: "done")
+        self.assertEqual(self.successResultOf(fixture.settle(first, fired, 10)), "done")
+        self.assertEqual(clock.seconds(), 105.0)
+        self.successResultOf(fixture.sleep(first, 2))
+        self.assertEqual((clock.seconds(), other.seconds()), (107.0, 0.0))
+        first.doCleanups()
+        self.assertRaises(KeyError, fixture.clock, first)
+        self.assertIs(fixture.clock(second), other)

@@ -1,7 +1,7 @@
 """
 Drive a L{twisted.internet.task.Clock} the way a test of a backend needs:
 from one scheduled call to the next, until a Deferred fires or some
-simulated time has passed.
+simulated time has passed; L{ClockPerTest}, a fixture's clock for each test.
 """
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
+from twisted.trial.unittest import TestCase
 
-__all__ = ["advanceClock", "settleClock"]
+__all__ = ["ClockPerTest", "advanceClock", "settleClock"]
 
 
 def settleClock(clock: Clock, d: Deferred[Any], timeout: float = 60.0) -> Deferred[Any]:
@@ -57,3 +58,32 @@ def advanceClock(clock: Clock, seconds: float) -> None:
             break
         clock.advance(max(0.0, min(times) - clock.seconds()))
     clock.advance(max(0.0, target - clock.seconds()))
+
+
+class ClockPerTest:
+    """
+    A base for the fixtures of shared suites that give each test a L{Clock}
+    of its own: C{settle} turns it until a Deferred fires, C{sleep} lets
+    simulated time pass on it.
+    """
+
+    def __init__(self) -> None:
+        self._clocks: dict[TestCase, Clock] = {}
+
+    def newClock(self, testCase: TestCase, now: float = 0.0) -> Clock:
+        """A new clock at C{now} for C{testCase}, forgotten when it ends."""
+        clock = self._clocks[testCase] = Clock()
+        clock.advance(now)
+        testCase.addCleanup(self._clocks.pop, testCase, None)
+        return clock
+
+    def clock(self, testCase: TestCase) -> Clock:
+        """The clock of C{testCase}."""
+        return self._clocks[testCase]
+
+    def settle(self, testCase: TestCase, d: Deferred[Any], timeout: float) -> Deferred[Any]:
+        return settleClock(self._clocks[testCase], d, timeout)
+
+    def sleep(self, testCase: TestCase, seconds: float) -> Deferred[None]:
+        advanceClock(self._clocks[testCase], seconds)
+        return defer.succeed(None)

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any, Protocol
 
-from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import Clock, deferLater
@@ -18,7 +17,7 @@ from twisted.trial.unittest import TestCase
 
 from pycm.backends.memory import MemoryBackend
 from pycm.interfaces import IContainerBackend
-from pycm.testing.clock import advanceClock, settleClock
+from pycm.testing.clock import ClockPerTest
 
 __all__ = ["BackendFixture", "MemoryFixture", "ReactorFixture", "memoryBackend"]
 
@@ -104,7 +103,7 @@ class BackendFixture(Protocol):
     def sleep(self, testCase: TestCase, seconds: float) -> Deferred[None]: ...
 
 
-class MemoryFixture:
+class MemoryFixture(ClockPerTest):
     """The conformance fixture of the memory backend, on a L{Clock}."""
 
     image: str | None = None
@@ -113,9 +112,6 @@ class MemoryFixture:
     ignoreTermCommand: tuple[str, ...] | None = ("ignore-term",)
     badCommand: tuple[str, ...] | None = ("unstartable",)
     busyCommand: tuple[str, ...] | None = ("burn",)
-
-    def __init__(self) -> None:
-        self._clocks: dict[TestCase, Clock] = {}
 
     def exitCommand(self, code: int) -> tuple[str, ...]:
         return ("exit", str(code))
@@ -129,24 +125,10 @@ class MemoryFixture:
     def signalledExitCodes(self, signum: int) -> Collection[int]:
         return {-signum}
 
-    def clock(self, testCase: TestCase) -> Clock:
-        """The clock of C{testCase}'s backend."""
-        return self._clocks[testCase]
-
     def makeBackend(self, testCase: TestCase) -> Deferred[IContainerBackend]:
-        clock = Clock()
-        self._clocks[testCase] = clock
-        backend = MemoryBackend(clock)
-        testCase.addCleanup(self._clocks.pop, testCase, None)
+        backend = MemoryBackend(self.newClock(testCase))
         testCase.addCleanup(lambda: self.settle(testCase, backend.close(), 120))
         return backend.open().addCallback(lambda _: backend)
-
-    def settle(self, testCase: TestCase, d: Deferred[Any], timeout: float) -> Deferred[Any]:
-        return settleClock(self._clocks[testCase], d, timeout)
-
-    def sleep(self, testCase: TestCase, seconds: float) -> Deferred[None]:
-        advanceClock(self._clocks[testCase], seconds)
-        return defer.succeed(None)
 
 
 class ReactorFixture:
