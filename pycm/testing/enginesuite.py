@@ -12,7 +12,7 @@ from __future__ import annotations
 import signal as _signal
 import uuid
 from collections.abc import Callable, Generator
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.trial.unittest import TestCase
@@ -22,6 +22,7 @@ from pycm.backends.docker.engine import EngineError, Stream
 from pycm.backends.docker.interfaces import IDockerEngine
 from pycm.backends.docker.stream import Demultiplexer, JSONLines, LogLineSplitter
 from pycm.backends.docker.translate import isMissingImage, splitImage
+from pycm.testing.conformance.mixin import TestCaseMixin
 
 #: The label of the suite's containers (its value: one run's id).
 SUITE_LABEL = "io.pycm.engine-suite"
@@ -60,15 +61,7 @@ class EngineFixture(Protocol):
     def sleep(self, testCase: TestCase, seconds: float) -> Deferred[None]: ...
 
 
-if TYPE_CHECKING:
-    # A mixin (trial must not collect it without a fixture); a type
-    # checker sees it as the TestCase it ends up in.
-    _TestCase = TestCase
-else:
-    _TestCase = object
-
-
-class DockerEngineTests(_TestCase):
+class DockerEngineTests(TestCaseMixin):
     """
     An engine does what the Docker backend asks of it, as dockerd does.
     Mix it into a C{TestCase} with a C{fixture} (an L{EngineFixture}).
