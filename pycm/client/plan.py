@@ -11,12 +11,11 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from pycm.client.commandtable import BY_WORD
-from pycm.client.format import Template, TemplateError
+from pycm.client.format import LIST_COMMANDS, Template, TemplateError
 from pycm.grammar import splitOptions
 
 #: Commands that take several names, one request each.
 MULTI_NAME = frozenset({"stop", "start", "restart", "kill", "rm", "logs"})
-LIST_COMMANDS = frozenset({"list", "ls", "ps"})
 
 #: The commands whose option words the plan splits off (for the others all
 #: of their words are sent as they are, C{--help} read among the leading

@@ -47,6 +47,8 @@ class FakeDaemon(LineOnlyReceiver):
     @ivar received: the request lines, as received.
     """
 
+    # The daemon's framing: a request ends at LF (a CR before it is
+    # dropped below), and a test's requests are far under this.
     delimiter = b"\n"
     MAX_LENGTH = 1 << 20
 

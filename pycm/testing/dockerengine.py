@@ -43,7 +43,7 @@ from pycm.testing.dockerstate import (
 )
 
 #: The simulated commands, as files of every fake image.
-COMMANDS = ("sleep", "exit", "echo", "fail", "delay", "ignore-term", "burn")
+SIMULATED_COMMANDS = ("sleep", "exit", "echo", "fail", "delay", "ignore-term", "burn")
 
 
 @implementer(IRunObserver)
@@ -280,7 +280,8 @@ class FakeDockerEngine:
 
     def _archive(self, container: FakeContainer, params: dict[str, Any], body: Any) -> Any:
         path = str(params.get("path", ""))
-        if path.rsplit("/", 1)[0] in ("/bin", "/usr/bin") and path.rsplit("/", 1)[1] in COMMANDS:
+        directory, _, name = path.rpartition("/")
+        if directory in ("/bin", "/usr/bin") and name in SIMULATED_COMMANDS:
             return (200, None)
         raise EngineError(404, f"Could not find the file {path} in container {container.name}")
 
@@ -486,4 +487,4 @@ class FakeDockerEngine:
         feed.end()
 
 
-__all__ = ["COMMANDS", "FakeDockerEngine"]
+__all__ = ["SIMULATED_COMMANDS", "FakeDockerEngine"]
