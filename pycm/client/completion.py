@@ -1,13 +1,9 @@
 """
 Tab completion: C{pycm completion bash|zsh|fish} prints a script for the
-shell, and the hidden C{pycm __names} prints the container names for it.
-
-The command words and their options come from the client's copy of the
-daemon's command table (L{pycm.client.commandtable}: a script is made with
-no daemon) and the options the client reads itself (L{pycm.client.plan});
-the names are asked of the daemon over a plain
-socket with a one-second deadline, and nothing is printed on any error, so
-that a Tab never hangs or spills an error into the command line.
+shell, from the client's copy of the daemon's command table
+(L{pycm.client.commandtable}: no daemon needed) and the options the client
+reads itself (L{pycm.client.plan}); the hidden C{pycm __names}
+prints the container names for it (L{containerNames}).
 """
 
 from __future__ import annotations
@@ -293,7 +289,9 @@ def containerNames(host: str, token: str | None,
                    timeout: float = NAMES_TIMEOUT) -> list[str]:
     """
     The daemon's container names, sorted; C{[]} on any error or when the
-    daemon has not answered within C{timeout} seconds.
+    daemon has not answered within C{timeout} seconds, so that a Tab never
+    hangs or spills an error into the command line (asked over a plain
+    socket, with no reactor).
     """
     address = socketAddress(host)
     if address is None:
