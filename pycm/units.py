@@ -23,7 +23,7 @@ def parseSize(text: str) -> int:
     """
     match = _SIZE.fullmatch(text.strip().lower())
     if match is None:
-        raise BadRequest(f"bad size {text!r}: expected bytes, or a number with k, m or g")
+        raise BadRequest(f"bad size {text!r}: expected bytes, or a number with k, m, g or t")
     whole, fraction, unit = match.groups()
     factor = _FACTORS[unit]
     size = int(whole) * factor

@@ -95,3 +95,22 @@ def _release(text: str) -> tuple[int, ...]:
     while parts and parts[-1] == 0:
         parts.pop()
     return tuple(parts)
+
+
+class PackageListTests(SynchronousTestCase):
+    """pyproject.toml lists every package of the tree, and only those."""
+
+    def test_everyPackageListed(self) -> None:
+        """
+        Each folder under C{pycm/} with an C{__init__.py} is in the explicit
+        package list (a folder left out is missing from a non-editable
+        install only, where no editable test run would see it).
+        """
+        with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+            listed = set(tomllib.load(f)["tool"]["setuptools"]["packages"])
+        found = {"twisted.plugins"}
+        for folder, _, files in os.walk(os.path.join(ROOT, "pycm")):
+            if "__init__.py" in files:
+                found.add(os.path.relpath(folder, ROOT).replace(os.sep, "."))
+        self.assertEqual(sorted(found - listed), [], "packages not listed")
+        self.assertEqual(sorted(listed - found), [], "listed packages that are not there")
