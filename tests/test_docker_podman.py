@@ -141,7 +141,7 @@ class PodmanBackendTests(SynchronousTestCase):
 
     def feed(self, *events: dict[str, Any]) -> None:
         for event in events:
-            self.backend._engineEvent(event)
+            self.backend._teller.received(event)
 
     def later(self) -> int:
         """A timeNano after the clock's now (an event of what pycm just asked)."""
@@ -220,7 +220,7 @@ class PodmanBackendTests(SynchronousTestCase):
 
     def test_policyRestartToldOnce(self) -> None:
         """A restart by Podman's policy (restart, then start) is one start and one restart."""
-        self.backend._policies["web"] = "always"
+        self.backend._view.policies["web"] = "always"
         self.feed(
             podmanEvent("die", 1),
             podmanEvent("restart", nano=2),

@@ -473,14 +473,14 @@ class ReconcileTests(SynchronousTestCase):
         backend._events.connected = True
         seen: list[Any] = []
         backend.addObserver(seen.append)
-        backend._known = {"a": ("id-a", State.RUNNING), "b": ("id-b", State.CREATED)}
-        mark = backend._mark()
+        backend._view.known = {"a": ("id-a", State.RUNNING), "b": ("id-b", State.CREATED)}
+        mark = backend._journal.mark()
         waiters = [
-            backend._awaitEvent(mark, "b", "start"),
-            backend._awaitEvent(mark, "c", "create"),
-            backend._awaitEvent(mark, "c", "start"),
+            backend._journal.awaitEvent(mark, "b", "start"),
+            backend._journal.awaitEvent(mark, "c", "create"),
+            backend._journal.awaitEvent(mark, "c", "start"),
         ]
-        done = backend._connected(True)
+        done = backend._reconciler.connected(True)
         labels = {MANAGED_LABEL: "true"}
 
         def summary(name: str, cid: str, state: str) -> dict[str, Any]:
@@ -499,7 +499,7 @@ class ReconcileTests(SynchronousTestCase):
         )
         self.assertEqual(list(pending), ["/containers/id-a/json"])
         # The stream, open again, tells a's exit while the inspect is out.
-        backend._engineEvent(
+        backend._teller.received(
             {
                 "Action": "die",
                 "Actor": {"ID": "id-a", "Attributes": {"name": "a", "exitCode": "3", **labels}},
@@ -526,8 +526,8 @@ class ReconcileTests(SynchronousTestCase):
         )
         for waiter in waiters:
             self.successResultOf(waiter)
-        self.assertEqual(backend._known["a"], ("id-a", State.EXITED))
-        self.assertEqual(backend._known["c"], ("id-c", State.RUNNING))
+        self.assertEqual(backend._view.known["a"], ("id-a", State.EXITED))
+        self.assertEqual(backend._view.known["c"], ("id-c", State.RUNNING))
 
 
 class OptionTests(SynchronousTestCase):
@@ -851,7 +851,7 @@ class LogsSinceTests(SynchronousTestCase):
         """
         from decimal import Decimal
 
-        from pycm.backends.docker.backend import engineSince
+        from pycm.backends.docker.follow import engineSince
         from pycm.model import parseTime
 
         stamp = "2026-11-30T17:27:13.273646100Z"
@@ -868,7 +868,8 @@ class LogsSinceTests(SynchronousTestCase):
         """
         from twisted.internet.defer import succeed
 
-        from pycm.backends.docker.backend import DockerBackend, engineSince
+        from pycm.backends.docker.backend import DockerBackend
+        from pycm.backends.docker.follow import engineSince
         from pycm.model import parseTime
 
         stamps = ["2026-11-30T10:00:00.000000000Z", "2026-11-30T10:00:01.000000000Z",
@@ -890,13 +891,13 @@ class LogsSinceTests(SynchronousTestCase):
 
         backend = DockerBackend(Clock(), Engine(), pull=False)  # type: ignore[arg-type]
         since = parseTime(stamps[1])
-        lines = self.successResultOf(backend._readLogs("cid", 1, since))
+        lines = self.successResultOf(backend._logs.read("cid", 1, since))
         self.assertEqual([line.line for _, line in lines], ["line 2"])
         # A microsecond early (see test_engineAskedNoLaterThanTheLine).
         self.assertEqual((asked[-1]["tail"], asked[-1]["since"]), ("all", engineSince(since)))
-        lines = self.successResultOf(backend._readLogs("cid", None, since))
+        lines = self.successResultOf(backend._logs.read("cid", None, since))
         self.assertEqual([line.line for _, line in lines], ["line 1", "line 2"])
-        lines = self.successResultOf(backend._readLogs("cid", 5))
+        lines = self.successResultOf(backend._logs.read("cid", 5))
         self.assertNotIn("since", asked[-1])
         self.assertEqual(len(lines), 3)
 
@@ -926,7 +927,7 @@ class NextExitTests(SynchronousTestCase):
     def die(self) -> None:
         from tests.test_docker_podman import podmanEvent
 
-        self.backend._engineEvent(podmanEvent("die", 129, int(self.clock.seconds() * 1e9)))
+        self.backend._teller.received(podmanEvent("die", 129, int(self.clock.seconds() * 1e9)))
 
     def test_exitBeforeTheEngineWaits(self) -> None:
         """
@@ -939,7 +940,7 @@ class NextExitTests(SynchronousTestCase):
         container = self.successResultOf(waiting)
         self.assertEqual(container.state, State.EXITED)
         self.assertEqual(self.cancelled, [True])
-        self.assertEqual(self.backend._waiters, [])
+        self.assertEqual(self.backend._journal.waiters, [])
 
     def test_engineAnswersFirst(self) -> None:
         """The engine's answer ends the wait as before, and no waiter is left."""
@@ -948,11 +949,11 @@ class NextExitTests(SynchronousTestCase):
         self.die()
         container = self.successResultOf(waiting)
         self.assertEqual(container.state, State.EXITED)
-        self.assertEqual((self.cancelled, self.backend._waiters), ([], []))
+        self.assertEqual((self.cancelled, self.backend._journal.waiters), ([], []))
 
     def test_engineErrorEndsTheWait(self) -> None:
         """An engine error still fails the wait, with no die event."""
         waiting = self.backend.wait("web", "next-exit")
         self.engineWait.errback(EngineError(404, "No such container: web"))
         self.failureResultOf(waiting, NotFound)
-        self.assertEqual(self.backend._waiters, [])
+        self.assertEqual(self.backend._journal.waiters, [])

@@ -53,6 +53,8 @@ from pycm.stats import Usage
 
 #: The label on every container pycm creates; C{list} shows only those.
 MANAGED_LABEL = "io.pycm.managed"
+#: The engine's filters for pycm's containers only (list and events).
+LIST_FILTERS = {"label": [f"{MANAGED_LABEL}=true"]}
 #: Labels under this prefix are pycm's own and are not shown to clients.
 PRIVATE_PREFIX = "io.pycm."
 ENV_KEYS_LABEL = "io.pycm.env-keys"

@@ -1,0 +1,191 @@
+"""
+A container's log lines from the engine (C{GET /containers/ID/logs}): read
+at once, or followed as they come (L{LogReader}).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet import defer
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
+from pycm.backends.docker.engine import EngineError, Stream
+from pycm.backends.docker.interfaces import IDockerEngine
+from pycm.backends.docker.stream import Demultiplexer, LogLineSplitter
+from pycm.backends.docker.translate import mapEngineError, sinceParam
+from pycm.model import LogFollow, LogLine, parseTime
+
+
+def engineSince(since: float) -> str:
+    """
+    The engine's C{since} for lines at or after C{since}, a microsecond
+    early: near today's epoch a float is exact to a quarter of one, so the
+    nanosecond time of the very line C{since} came from could fall just
+    before it and be left out.  The lines kept are then cut here, on the
+    same floats.
+    """
+    return f"{max(since - 1e-6, 0.0):.9f}"
+
+
+def logLine(stream: str, ts: str | None, text: str) -> LogLine:
+    """The L{LogLine} of one line of C{stream} stamped C{ts} (0 if none)."""
+    when = 0.0
+    if ts is not None:
+        try:
+            when = parseTime(ts) or 0.0
+        except ValueError:
+            when = 0.0
+    return LogLine(when, stream, text)
+
+
+class LogReader:
+    """Reads and follows containers' logs on one engine."""
+
+    log = Logger()
+
+    def __init__(self, engine: IDockerEngine) -> None:
+        self.engine = engine
+
+    @defer.inlineCallbacks
+    def read(self, cid: str, tail: int | None, since: float | None = None) -> Any:
+        """
+        The last C{tail} lines (of those at or after C{since}) as
+        C{(timestamp, LogLine)} pairs.
+        """
+        params: dict[str, Any] = {
+            "stdout": True,
+            "stderr": True,
+            "timestamps": True,
+            "tail": "all" if tail is None else max(tail, 0),
+        }
+        if since is not None:
+            # The engine takes its tail before its since: ask for every line
+            # since then, and keep the last C{tail} here.
+            params["since"] = engineSince(since)
+            params["tail"] = "all"
+        _, body = yield self.engine.request(
+            "GET", f"/containers/{cid}/logs", params, raw=True
+        )
+        lines: list[tuple[str | None, LogLine]] = []
+        splitter = LogLineSplitter(
+            lambda stream, ts, text: lines.append((ts, logLine(stream, ts, text))), True
+        )
+        Demultiplexer(splitter.frameReceived).feed(body or b"")
+        splitter.flush()
+        if since is not None:
+            lines = [pair for pair in lines if pair[1].time >= since]
+            if tail is not None:
+                lines = lines[-tail:] if tail > 0 else []
+        return lines
+
+    @defer.inlineCallbacks
+    def follow(
+        self,
+        cid: str,
+        name: str,
+        tail: int | None,
+        observer: Callable[[LogLine], None],
+        since: float | None = None,
+    ) -> Any:
+        """
+        The backlog from one C{logs} request, then a C{logs?follow=1}
+        stream from the backlog's last timestamp, skipping the lines at
+        that very timestamp that the backlog already had.
+
+        @return: Deferred firing with a L{LogFollow}.
+        """
+        try:
+            backlog = yield self.read(cid, tail, since)
+        except EngineError as e:
+            raise mapEngineError(e.status, e.message, name=name) from None
+        params: dict[str, Any] = {
+            "stdout": True,
+            "stderr": True,
+            "timestamps": True,
+            "follow": True,
+        }
+        lastStamp = backlog[-1][0] if backlog else None
+        skip = 0
+        if lastStamp is not None:
+            params["since"] = sinceParam(lastStamp)
+            skip = sum(1 for ts, _ in backlog if ts == lastStamp)
+        else:
+            params["tail"] = 0 if tail == 0 else "all"
+            if since is not None:
+                params["since"] = engineSince(since)
+        state = {"skip": skip}
+
+        def lineReceived(stream: str, ts: str | None, text: str) -> None:
+            if lastStamp is not None and ts is not None:
+                if ts < lastStamp and len(ts) == len(lastStamp):
+                    return
+                if ts == lastStamp and state["skip"] > 0:
+                    state["skip"] -= 1
+                    return
+            line = logLine(stream, ts, text)
+            if lastStamp is None and since is not None and line.time < since:
+                return
+            observer(line)
+
+        splitter = LogLineSplitter(lineReceived, True)
+        demux = Demultiplexer(splitter.frameReceived)
+        ended: Deferred[None] = Deferred()
+
+        def done(_: Any) -> None:
+            splitter.flush()
+            if not ended.called:
+                ended.callback(None)
+
+        path = f"/containers/{cid}/logs"
+        lines = [line for _, line in backlog]
+        if not self.engine.isPodman:
+            try:
+                stream = yield self.engine.stream("GET", path, params, demux.feed)
+            except EngineError as e:
+                raise mapEngineError(e.status, e.message, name=name) from None
+            stream.ended.addCallback(done)
+            return LogFollow(lines, ended, stream.cancel)
+        return self._podmanFollow(name, path, params, demux, done, lines, ended)
+
+    def _podmanFollow(
+        self,
+        name: str,
+        path: str,
+        params: dict[str, Any],
+        demux: Demultiplexer,
+        done: Callable[[Any], None],
+        backlog: list[LogLine],
+        ended: Deferred[None],
+    ) -> LogFollow:
+        """
+        Podman answers a log follow only with its first line: open it in
+        the background, with no limit on the wait for that answer.
+        """
+        opening = self.engine.stream("GET", path, params, demux.feed, headerTimeout=0)
+        opened: list[Stream] = []
+
+        def streaming(stream: Stream) -> None:
+            opened.append(stream)
+            stream.ended.addCallback(done)
+
+        def failed(failure: Any) -> None:
+            if not failure.check(defer.CancelledError):
+                self.log.info(
+                    "following {name}'s logs failed: {why}",
+                    name=name,
+                    why=failure.getErrorMessage(),
+                )
+            done(None)
+
+        opening.addCallbacks(streaming, failed)
+
+        def cancel() -> None:
+            if opened:
+                opened[0].cancel()
+            else:
+                opening.cancel()
+
+        return LogFollow(backlog, ended, cancel)

@@ -1,0 +1,188 @@
+"""
+The events the Docker backend told its observers, numbered, and who waits
+for one: an operation's Deferred fires once its own event was told.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet import defer
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
+from pycm.model import ContainerEvent, ProgressEvent
+
+Observer = Callable[[ContainerEvent | ProgressEvent], None]
+
+
+class _Waiter:
+    """Someone waiting for an event (name, action) after a sequence number."""
+
+    def __init__(self, name: str, actions: frozenset[str], after: int) -> None:
+        self.name = name
+        self.actions = actions
+        self.after = after
+        self.deferred: Deferred[None] = Deferred(lambda d: None)
+
+
+class EventJournal:
+    """
+    The observers, and the last events told them (name, action) with a
+    sequence number each, so that an operation can wait for its own event
+    from a L{mark} taken before it asked the engine.
+
+    @ivar grace: how long L{awaitEvent} waits by default.
+    """
+
+    log = Logger()
+
+    def __init__(self, clock: Any, isConnected: Callable[[], bool], grace: float) -> None:
+        """
+        @param isConnected: is the engine's event stream open (else no
+            event is coming, and L{awaitEvent} fires at once)?
+        """
+        self.clock = clock
+        self.isConnected = isConnected
+        self.grace = grace
+        self.observers: list[Observer] = []
+        self.seq = 0
+        self.recent: collections.deque[tuple[int, str, str]] = collections.deque(maxlen=2000)
+        self.waiters: list[_Waiter] = []
+
+    def emit(self, event: ContainerEvent | ProgressEvent) -> None:
+        """Give C{event} to every observer (one that fails is logged)."""
+        for observer in list(self.observers):
+            try:
+                observer(event)
+            except Exception:
+                self.log.failure("event observer {observer!r} failed", observer=observer)
+
+    def tell(self, event: ContainerEvent) -> None:
+        """Emit C{event} and L{note} it."""
+        self.emit(event)
+        self.note(event.name, event.action)
+
+    def note(self, name: str, action: str) -> None:
+        """Record that C{action} happened to C{name}; fire who waits for it."""
+        self.seq += 1
+        self.recent.append((self.seq, name, action))
+        fired = [
+            w
+            for w in self.waiters
+            if w.name == name and action in w.actions and self.seq > w.after
+        ]
+        for waiter in fired:
+            self.waiters.remove(waiter)
+            if not waiter.deferred.called:
+                waiter.deferred.callback(None)
+
+    def mark(self) -> int:
+        """A point in the event sequence to wait from."""
+        return self.seq
+
+    def seen(self, mark: int, name: str, actions: frozenset[str]) -> bool:
+        """Has an event in C{actions} for C{name} been noted after C{mark}?"""
+        for seq, seen, action in reversed(self.recent):
+            if seq <= mark:
+                break
+            if seen == name and action in actions:
+                return True
+        return False
+
+    def awaitEvent(
+        self, mark: int, name: str, *actions: str, grace: float | None = None
+    ) -> Deferred[None]:
+        """
+        Fire once an event in C{actions} for C{name} has been noted after
+        C{mark}, or at once if the stream is down, or after the grace time.
+        """
+        wanted = frozenset(actions)
+        if self.seen(mark, name, wanted):
+            return defer.succeed(None)
+        if not self.isConnected():
+            return defer.succeed(None)
+        waiter = _Waiter(name, wanted, mark)
+        self.waiters.append(waiter)
+        d = waiter.deferred
+        timeout = self.grace if grace is None else grace
+
+        def late() -> None:
+            if waiter in self.waiters:
+                self.waiters.remove(waiter)
+            if not d.called:
+                self.log.warn(
+                    "no {actions} event for {name} from the engine within {t} s",
+                    actions="/".join(sorted(wanted)),
+                    name=name,
+                    t=timeout,
+                )
+                d.callback(None)
+
+        call = self.clock.callLater(timeout, late)
+
+        def stopTimer(result: Any) -> Any:
+            if call.active():
+                call.cancel()
+            return result
+
+        return d.addBoth(stopTimer)
+
+    def eventAfter(self, mark: int, name: str, *actions: str) -> Deferred[None]:
+        """
+        Fire once an event in C{actions} for C{name} has been noted after
+        C{mark}, however late; cancelling it stops the waiting.
+        """
+        wanted = frozenset(actions)
+        if self.seen(mark, name, wanted):
+            return defer.succeed(None)
+        waiter = _Waiter(name, wanted, mark)
+        self.waiters.append(waiter)
+
+        def forget(result: Any) -> Any:
+            if waiter in self.waiters:
+                self.waiters.remove(waiter)
+            return result
+
+        return waiter.deferred.addBoth(forget)
+
+    def releaseAll(self) -> None:
+        """Fire every waiter now (the backend is closing)."""
+        for waiter in self.waiters:
+            if not waiter.deferred.called:
+                waiter.deferred.callback(None)
+        self.waiters = []
+
+
+def untilEvent(request: Deferred[Any], event: Deferred[None]) -> Deferred[Any]:
+    """
+    C{request}'s result or failure, or C{(200, None)} once C{event} fires
+    first (C{request} is then cancelled); cancelling it cancels both.
+    """
+
+    def cancel(_: Deferred[Any]) -> None:
+        request.cancel()
+        event.cancel()
+
+    outcome: Deferred[Any] = Deferred(cancel)
+
+    def answered(result: Any) -> None:
+        event.cancel()
+        if not outcome.called:
+            outcome.callback(result)
+
+    def failed(failure: Any) -> None:
+        event.cancel()
+        if not outcome.called:
+            outcome.errback(failure)
+
+    def happened(_: None) -> None:
+        if not outcome.called:
+            outcome.callback((200, None))
+        request.cancel()
+
+    event.addCallbacks(happened, lambda _: None)
+    request.addCallbacks(answered, failed)
+    return outcome

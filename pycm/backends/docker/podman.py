@@ -1,0 +1,119 @@
+"""
+Where Podman's Docker-compatible API (4.3 tested) differs from Docker's,
+made Docker's: its events of a stop and a restart (L{PodmanEvents}), a
+stop between two runs of its restart policy (L{stopBetweenRuns}), and its
+C{remove --force} (L{killFirst}).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet import defer, task
+
+from pycm.backends.docker.containers import EngineView, RequestsInFlight
+from pycm.backends.docker.engine import EngineError
+from pycm.backends.docker.interfaces import IDockerEngine
+from pycm.backends.docker.journal import EventJournal
+from pycm.backends.docker.translate import isStateConflict
+from pycm.model import Action, ContainerEvent
+
+#: The exit codes of an init that could not exec the command: docker-init
+#: exits 127 (126), Podman's catatonit 1.
+EXEC_FAILURE_CODES = (126, 127)
+PODMAN_EXEC_FAILURE_CODES = (1, 126, 127)
+
+
+class PodmanEvents:
+    """
+    Podman tells a restart (pycm's or its policy's) before the container
+    stops, and a stop only now and then: its own are dropped, and these
+    tell them where Docker does, with the C{kill} of a stop that escalated.
+    """
+
+    def __init__(self, view: EngineView, journal: EventJournal) -> None:
+        self.view = view
+        self.journal = journal
+
+    def dropped(self, action: str) -> bool:
+        """Is Podman's C{action} event left out (told here instead)?"""
+        return action in (Action.RESTART, Action.STOP)
+
+    def beforeDie(self, name: str, code: int | None, when: float) -> None:
+        """
+        Podman tells no kill when a pycm stop escalates: tell it before
+        the die (exit code C{code}), as Docker does.
+        """
+        if code == 128 + 9 and self.view.inFlight.stoppedBy(name, when):
+            self.journal.tell(ContainerEvent(Action.KILL, name, when))
+
+    def after(self, name: str, action: str, when: float) -> None:
+        """
+        Tell what Podman's event stream leaves out after C{action}: the
+        C{stop} after the die of a pycm stop or restart, and the
+        C{restart} after the start of a pycm restart.
+        """
+        inFlight = self.view.inFlight
+        if action == Action.DIE and inFlight.stoppedBy(name, when):
+            self.view.lastAction[name] = Action.STOP
+            self.journal.tell(ContainerEvent(Action.STOP, name, when))
+        elif action == Action.START and inFlight.restartedBy(name, when):
+            self.view.lastAction[name] = Action.RESTART
+            self.journal.tell(ContainerEvent(Action.RESTART, name, when))
+
+
+@defer.inlineCallbacks
+def stopBetweenRuns(
+    clock: Any,
+    engine: IDockerEngine,
+    inFlight: RequestsInFlight,
+    name: str,
+    cid: str,
+    params: dict[str, Any],
+    settleTime: float,
+) -> Any:
+    """
+    Podman answers 304 to a stop that finds the container between two
+    runs of its restart policy (C{stopped}, not yet C{exited}), and
+    starts it again: look until it is C{exited} for good, stopping it
+    again once it runs (a stop of a running container ends the policy),
+    for at most C{settleTime} seconds.
+
+    @return: Deferred firing with the status of the last stop.
+    """
+    # No stop is in effect: the die of a run the policy starts now is
+    # not this stop's.
+    inFlight.stopSent.pop(name, None)
+    deadline = clock.seconds() + settleTime
+    while clock.seconds() < deadline:
+        _, data = yield engine.request("GET", f"/containers/{cid}/json")
+        status = str(((data or {}).get("State") or {}).get("Status", ""))
+        if status in ("exited", "created", "dead", "removing", ""):
+            return 304
+        if status == "running":
+            inFlight.stopSent[name] = clock.seconds()
+            stopped, _ = yield engine.request(
+                "POST",
+                f"/containers/{cid}/stop",
+                params,
+                timeout=params["t"] + engine.timeout,
+            )
+            if stopped != 304:
+                return stopped
+            inFlight.stopSent.pop(name, None)
+        yield task.deferLater(clock, 0.05, lambda: None)
+    return 304
+
+
+@defer.inlineCallbacks
+def killFirst(engine: IDockerEngine, cid: str) -> Any:
+    """
+    SIGKILL the container C{cid}, unless it is no longer running: Podman's
+    remove --force is a stop (the stop signal, then SIGKILL after the stop
+    timeout); Docker's, as pycm's, a SIGKILL at once.
+    """
+    try:
+        yield engine.request("POST", f"/containers/{cid}/kill", {"signal": "9"})
+    except EngineError as e:
+        if not isStateConflict(e.status, e.message):
+            raise

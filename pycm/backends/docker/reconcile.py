@@ -1,0 +1,165 @@
+"""
+When the engine's event stream opens again, what the engine holds compared
+with what the events said: the events an engine restart lost are told
+(L{Reconciler}).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet import defer
+from twisted.internet.defer import Deferred
+
+from pycm.backends.docker.containers import EngineView
+from pycm.backends.docker.engine import EngineError
+from pycm.backends.docker.interfaces import IDockerEngine
+from pycm.backends.docker.journal import EventJournal
+from pycm.backends.docker.translate import LIST_FILTERS, RESTART_POLICY_LABEL
+from pycm.errors import PycmError
+from pycm.model import Action, ContainerEvent, State
+
+
+class Reconciler:
+    """
+    Compares the engine's containers with the L{EngineView} each time the
+    event stream (re)opens, and tells through the L{EventJournal} what an
+    engine restart lost; learns the restart policies of containers this
+    daemon has not seen yet (after a daemon restart), so their policy
+    restarts are told as such.
+    """
+
+    def __init__(
+        self,
+        clock: Any,
+        engine: IDockerEngine,
+        view: EngineView,
+        journal: EventJournal,
+        inspect: Callable[[str, str], Deferred[dict[str, Any] | None]],
+    ) -> None:
+        """
+        @param inspect: C{inspect(id, name)}: the engine's inspect of one of
+            pycm's containers, None if it is gone (and not an error).
+        """
+        self.clock = clock
+        self.engine = engine
+        self.view = view
+        self.journal = journal
+        self.inspect = inspect
+
+    def tell(self, name: str, action: str, when: float, exitCode: int | None = None) -> None:
+        self.journal.tell(ContainerEvent(action, name, when, exitCode))
+
+    @defer.inlineCallbacks
+    def connected(self, reconnect: bool) -> Any:
+        """
+        The event stream is (again) open: compare, and tell what was lost
+        if C{reconnect}.
+
+        The comparison is against one snapshot of what the events said,
+        taken with the engine's list; a container a live event changes
+        while this looks at it is left to that event.
+        """
+        view = self.view
+        remembered = view.signals.names()
+        try:
+            _, summaries = yield self.engine.request(
+                "GET", "/containers/json", {"all": True, "filters": LIST_FILTERS}
+            )
+        except (PycmError, EngineError, defer.CancelledError):
+            # Unreachable again (the next connection compares again), or
+            # the backend is closing.
+            return
+        current: dict[str, tuple[str, str]] = {}
+        unknownPolicy: list[tuple[str, str]] = []
+        for summary in summaries or ():
+            names = summary.get("Names") or ["/"]
+            name = names[0].lstrip("/")
+            cid = str(summary.get("Id", ""))
+            state = str(summary.get("State", ""))
+            alive = state in ("running", "restarting", "paused")
+            current[name] = (cid, "running" if alive else state)
+            policy = (summary.get("Labels") or {}).get(RESTART_POLICY_LABEL)
+            if policy:
+                view.policies.setdefault(name, policy)
+            elif name not in view.policies:
+                unknownPolicy.append((cid, name))
+            if name not in view.lastAction:
+                view.lastAction[name] = Action.START if state == "running" else Action.DIE
+        # What was sent to containers removed meanwhile, or restarted while
+        # no daemon watched, no longer applies.
+        view.signals.settle(
+            remembered, {name: state == "running" for name, (_, state) in current.items()}
+        )
+        known = dict(view.known)
+
+        def untouched(name: str) -> bool:
+            # No live event has changed it since the snapshot.
+            return view.known.get(name) == known.get(name)
+
+        if reconnect:
+            yield self._tellLost(known, current, untouched)
+        for name in set(known) | set(current):
+            if not untouched(name):
+                continue
+            if name in current:
+                cid, state = current[name]
+                view.known[name] = (cid, State.RUNNING if state == "running" else State.EXITED)
+            else:
+                view.known.pop(name, None)
+        view.details.clear()
+        if unknownPolicy:
+            # Created before the policy label, by an older pycm.
+            found = yield defer.gatherResults(
+                [self.inspect(cid, name) for cid, name in unknownPolicy],
+                consumeErrors=True,
+            ).addErrback(lambda f: [])
+            for data in found:
+                if data is not None:
+                    view.container(data)
+
+    @defer.inlineCallbacks
+    def _tellLost(
+        self,
+        known: dict[str, tuple[str, str]],
+        current: dict[str, tuple[str, str]],
+        untouched: Callable[[str], bool],
+    ) -> Any:
+        """Tell the events between C{known} (the events') and C{current} (the engine's)."""
+        stopped = [
+            (name, cid)
+            for name, (cid, state) in known.items()
+            if state == State.RUNNING
+            and current.get(name, ("", ""))[0] == cid
+            and current[name][1] != "running"
+        ]
+        found = yield defer.gatherResults(
+            [self.inspect(cid, name) for name, cid in stopped],
+            consumeErrors=True,
+        ).addErrback(lambda f: [None] * len(stopped))
+        codes = {
+            name: self.view.container(data).exitCode if data is not None else None
+            for (name, _), data in zip(stopped, found, strict=True)
+        }
+        now = self.clock.seconds()
+        for name, (cid, state) in known.items():
+            if not untouched(name):
+                continue
+            now_ = current.get(name)
+            if now_ is None or now_[0] != cid:
+                if state == State.RUNNING:
+                    self.tell(name, Action.DIE, now, None)
+                self.tell(name, Action.DESTROY, now)
+            elif name in codes:
+                self.tell(name, Action.DIE, now, codes[name])
+        for name, (cid, state) in current.items():
+            if not untouched(name):
+                continue
+            before = known.get(name)
+            if before is None or before[0] != cid:
+                self.tell(name, Action.CREATE, now)
+                if state == "running":
+                    self.tell(name, Action.START, now)
+            elif before[1] != State.RUNNING and state == "running":
+                self.tell(name, Action.START, now)
