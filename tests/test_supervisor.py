@@ -19,16 +19,11 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
 from pycm.backends.memory import MemoryBackend, MemoryRecordStore, SimulatedRuntime
-from pycm.backends.supervisor.backend import (
-    LOST_ERROR,
-    MAX_BACKOFF,
-    RECLAIMED_ERROR,
-    SHUTDOWN_ERROR,
-    STARTING_ERROR,
-    Record,
-    nextBackoff,
-)
+from pycm.backends.supervisor.records import Record
 from pycm.backends.supervisor.recordwriter import RETRY_INTERVAL, RecordWriter
+from pycm.backends.supervisor.recovery import LOST_ERROR, RECLAIMED_ERROR, STARTING_ERROR
+from pycm.backends.supervisor.restartpolicy import MAX_BACKOFF, nextBackoff
+from pycm.backends.supervisor.runs import SHUTDOWN_ERROR
 from pycm.errors import BackendError, BadRequest, Conflict, NotFound, Unavailable
 from pycm.interfaces import IRecordStore, IRun, IRunObserver, IRuntimeSweep
 from pycm.model import (

@@ -1,0 +1,241 @@
+"""
+The supervisor's records of containers: L{Record}, one container's state
+and run bookkeeping (its JSON-able form is what an L{IRecordStore} keeps),
+and L{RecordBook}, the records by name and their saving.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+from twisted.internet.defer import Deferred, DeferredLock
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+
+from pycm.backends.supervisor.recordcheck import checkRecord
+from pycm.backends.supervisor.recordwriter import RecordWriter
+from pycm.backends.supervisor.runobserver import RunObserver
+from pycm.backends.supervisor.watching import ConditionWaiter, LogFollower
+from pycm.errors import BackendError, NotFound, PycmError
+from pycm.interfaces import IRecordStore, IRun
+from pycm.model import (
+    DEFAULT_STOP_SIGNAL,
+    DEFAULT_STOP_TIMEOUT,
+    Container,
+    RestartPolicy,
+    State,
+)
+from pycm.redact import containerSecrets, scrub
+
+#: The version of the records' JSON-able form.
+RECORD_VERSION = 1
+
+
+def _forgetSnapshot(record: Record, attribute: Any, value: Any) -> Any:
+    """Any change to a record makes its L{Record.snapshot} stale."""
+    if attribute.name != "snapshot":
+        record.snapshot = None
+    return value
+
+
+@attrs.define(eq=False, on_setattr=_forgetSnapshot)
+class Record:
+    """
+    The engine's mutable, private record of one container: everything of a
+    L{Container} plus run bookkeeping.  L{toDict}/L{fromDict} give the
+    JSON-able form kept in an L{IRecordStore}; the fields after C{startTime}
+    live only in memory.
+
+    Fields are only ever replaced, never changed in place (C{labels} and
+    C{env} are not edited), so that L{toContainer} can hand out the same
+    snapshot until one is.
+    """
+
+    name: str
+    id: str
+    backend: str
+    image: str
+    command: tuple[str, ...]
+    created: float
+    state: str = State.CREATED
+    pid: int | None = None
+    exitCode: int | None = None
+    started: float | None = None
+    finished: float | None = None
+    restartPolicy: RestartPolicy = attrs.field(factory=RestartPolicy)
+    restartCount: int = 0
+    labels: dict[str, str] = attrs.field(factory=dict)
+    env: dict[str, str] = attrs.field(factory=dict)
+    stopTimeout: float = DEFAULT_STOP_TIMEOUT
+    stopSignal: str = DEFAULT_STOP_SIGNAL
+    memory: int | None = None
+    cpus: float | None = None
+    workdir: str | None = None
+    error: str | None = None
+    #: A client stopped it (stop, kill, rm --force); reset by a client start.
+    manuallyStopped: bool = False
+    #: The daemon, not the container or a client, ended its last run.
+    interrupted: bool = False
+    #: The delay used before the last automatic restart (0: none yet).
+    backoff: float = 0.0
+    #: The run's L{IRun.startTime}, to recognise it after a daemon restart.
+    startTime: Any = None
+    #: The id of the last run started (saved before it is spawned, so a
+    #: daemon that dies mid-start leaves a marker the next one acts on).
+    runId: str | None = None
+
+    # In memory only.
+    #: A change of this record waits to be written (a full disk).
+    unsaved: bool = attrs.field(default=False, repr=False)
+    run: IRun | None = attrs.field(default=None, repr=False)
+    observer: RunObserver | None = attrs.field(default=None, repr=False)
+    pendingRestart: IDelayedCall | None = attrs.field(default=None, repr=False)
+    killTimer: IDelayedCall | None = attrs.field(default=None, repr=False)
+    stopRequested: bool = attrs.field(default=False, repr=False)
+    removing: bool = attrs.field(default=False, repr=False)
+    removed: bool = attrs.field(default=False, repr=False)
+    waiters: list[ConditionWaiter] = attrs.field(factory=list, repr=False)
+    exitWaiters: list[Deferred[Container]] = attrs.field(factory=list, repr=False)
+    followers: list[LogFollower] = attrs.field(factory=list, repr=False)
+    lock: DeferredLock = attrs.field(factory=DeferredLock, repr=False)
+    #: The last L{toContainer} value, until any field is set again.
+    snapshot: Container | None = attrs.field(default=None, init=False, repr=False)
+
+    _PERSISTED = (
+        "name", "id", "backend", "image", "state", "pid", "exitCode",
+        "started", "finished", "restartCount", "stopTimeout", "stopSignal",
+        "memory", "cpus", "workdir", "error", "manuallyStopped", "interrupted",
+        "backoff", "startTime", "created", "runId",
+    )  # fmt: skip
+
+    def toContainer(self) -> Container:
+        """A frozen snapshot, as the contract shows it."""
+        if self.snapshot is None:
+            self.snapshot = self._freeze()
+        return self.snapshot
+
+    def _freeze(self) -> Container:
+        return Container(
+            name=self.name,
+            id=self.id,
+            backend=self.backend,
+            image=self.image,
+            command=self.command,
+            state=self.state,
+            created=self.created,
+            pid=self.pid,
+            exitCode=self.exitCode,
+            started=self.started,
+            finished=self.finished,
+            restartPolicy=self.restartPolicy,
+            restartCount=self.restartCount,
+            labels=dict(self.labels),
+            env=dict(self.env),
+            stopTimeout=self.stopTimeout,
+            stopSignal=self.stopSignal,
+            memory=self.memory,
+            cpus=self.cpus,
+            workdir=self.workdir,
+            error=self.error,
+            saved=not self.unsaved,
+        )
+
+    def toDict(self) -> dict[str, Any]:
+        """The JSON-able form saved in an L{IRecordStore}."""
+        result: dict[str, Any] = {k: getattr(self, k) for k in self._PERSISTED}
+        result.update(
+            version=RECORD_VERSION,
+            command=list(self.command),
+            restartPolicy=str(self.restartPolicy),
+            labels=dict(self.labels),
+            env=dict(self.env),
+        )
+        return result
+
+    @classmethod
+    def fromDict(cls, data: dict[str, Any]) -> Record:
+        """
+        The inverse of L{toDict}.
+
+        @raise BackendError: if C{data} is not a record, or one of its
+            fields is missing, of the wrong type or out of range (the
+            message names the field).
+        """
+        try:
+            if data.get("version") != RECORD_VERSION:
+                raise ValueError(f"unknown record version {data.get('version')!r}")
+            checkRecord(data)
+            fields = {k: data[k] for k in cls._PERSISTED if k in data}
+            fields["command"] = tuple(data["command"])
+            fields["restartPolicy"] = RestartPolicy.parse(data["restartPolicy"])
+            fields["labels"] = dict(data.get("labels", {}))
+            fields["env"] = dict(data.get("env", {}))
+            return cls(**fields)
+        except (KeyError, TypeError, ValueError, AttributeError, PycmError) as e:
+            raise BackendError(f"corrupt container record: {e}") from e
+
+
+def scrubbed(record: Record, text: str) -> str:
+    """C{text} for the log: without the container's command or option values."""
+    return scrub(text, containerSecrets(record.command, record.env, record.labels, record.workdir))
+
+
+class RecordBook:
+    """
+    The records by name, and their saving, in two kinds (see
+    L{pycm.backends.supervisor.recordwriter}): L{saveNow} before doing what
+    needs the record on disk, L{saveChange} after a change already made.
+
+    @param clock: schedules the writes that wait.
+    @param store: where records are kept.
+    @ivar byName: the records, by container name.
+    """
+
+    def __init__(self, clock: IReactorTime, store: IRecordStore) -> None:
+        self.byName: dict[str, Record] = {}
+        self._writer = RecordWriter(clock, store, self._written)
+
+    def lookup(self, name: str) -> Record:
+        """
+        The record of C{name}.
+
+        @raise NotFound: if there is none.
+        """
+        record = self.byName.get(name)
+        if record is None:
+            raise NotFound(name)
+        return record
+
+    def checkCurrent(self, record: Record) -> None:
+        """Raise L{NotFound} if C{record} was removed while an op waited."""
+        if self.byName.get(record.name) is not record:
+            raise NotFound(record.name)
+
+    def saveNow(self, record: Record) -> None:
+        """
+        Save C{record} now, before anything is done that needs it on disk.
+
+        @raise BackendError: if it could not be saved.
+        """
+        self._writer.saveNow(record.name, record.toDict())
+        record.unsaved = False
+
+    def saveChange(self, record: Record) -> None:
+        """Save a change already made; if it cannot be now, it waits."""
+        record.unsaved = not self._writer.save(record.name, record.toDict())
+
+    def forget(self, record: Record) -> None:
+        """Drop C{record} and its saved form (or its deletion waits)."""
+        record.unsaved = not self._writer.delete(record.name)
+        del self.byName[record.name]
+
+    def _written(self, names: list[str]) -> None:
+        """Changes that waited were written: their containers are saved."""
+        for name in names:
+            record = self.byName.get(name)
+            if record is not None:
+                record.unsaved = False
+
+    def close(self) -> None:
+        """Write what waits, a last time; say what is lost."""
+        self._writer.close()

@@ -1,0 +1,286 @@
+"""
+The runs of the supervisor's records: starting one (its run id saved
+first), signalling it, stopping it with SIGKILL after the stop timeout,
+its output, its exit, and the automatic restart its policy asks for.
+"""
+
+from __future__ import annotations
+
+import signal as _signal
+import uuid
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+from twisted.internet.defer import Deferred, fail, maybeDeferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from pycm.backends.supervisor.lifecycle import Event, Lifecycle
+from pycm.backends.supervisor.records import Record, RecordBook, scrubbed
+from pycm.backends.supervisor.restartpolicy import nextBackoff, restartsAfterExit
+from pycm.backends.supervisor.runobserver import RunObserver
+from pycm.backends.supervisor.watching import waitForExit
+from pycm.errors import BackendError, NotFound, PycmError, Unavailable
+from pycm.interfaces import ILogStore, IRun, IRuntime
+from pycm.model import Action, Container, LogLine, State, parseSignal
+
+#: C{error} of containers that the daemon's shutdown stopped.
+SHUTDOWN_ERROR = "daemon shut down"
+#: The reply to create/start/restart while the daemon shuts down.
+CLOSING_ERROR = "the daemon is shutting down"
+
+
+class Runs:
+    """
+    Starts and stops the runs of records, and hears how they end.
+
+    @param clock: the time source, and where timers are scheduled.
+    @param runtime: starts runs.
+    @param logStore: keeps their output.
+    @param book: the records, and their saving.
+    @param lifecycle: moves the records.
+    @param emit: emits an event: its action, the record, the exit code.
+    @ivar closing: the daemon shuts down: no new run is started, and the
+        runs that end are not restarted.
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        runtime: IRuntime,
+        logStore: ILogStore,
+        book: RecordBook,
+        lifecycle: Lifecycle,
+        emit: Callable[[str, Record, int | None], None],
+    ) -> None:
+        self._clock = clock
+        self._runtime = runtime
+        self._logStore = logStore
+        self._book = book
+        self._lifecycle = lifecycle
+        self._emit = emit
+        self.closing = False
+        #: Spawns not settled yet, and who waits for there to be none.
+        self.inFlight = 0
+        self._idleWaiters: list[Deferred[None]] = []
+
+    def settled(self) -> Deferred[None]:
+        """Fires once no spawn is in flight (after the next one settles)."""
+        idle: Deferred[None] = Deferred()
+        self._idleWaiters.append(idle)
+        return idle
+
+    def spawn(self, record: Record, auto: bool) -> Deferred[Container]:
+        """
+        Start one run of C{record}; fires once it is running.  The run's id
+        is saved first (a daemon that dies before the run is saved as
+        running leaves it for the next one to stop); if it cannot be saved,
+        nothing is spawned and the start fails.
+        """
+        if self.closing:
+            return fail(Unavailable(CLOSING_ERROR))
+        observer = RunObserver(partial(self._output, record), partial(self._exited, record))
+        record.observer = observer
+        record.runId = uuid.uuid4().hex
+        d: Deferred[IRun]
+        try:
+            self._book.saveNow(record)
+        except PycmError as e:
+            d = fail(e)
+        else:
+            d = maybeDeferred(
+                self._runtime.spawn,
+                record.toContainer(),
+                observer,
+                runId=record.runId,  # type: ignore[call-arg]
+            )
+        self.inFlight += 1
+        d.addCallbacks(
+            self._spawned,
+            self._spawnFailed,
+            callbackArgs=(record, observer, auto),
+            errbackArgs=(record, observer),
+        )
+        return d.addBoth(self._settled)
+
+    def _settled(self, result: Any) -> Any:
+        """A spawn is over: wake L{settled}'s waiters once none is in flight."""
+        self.inFlight -= 1
+        if not self.inFlight:
+            waiters, self._idleWaiters = self._idleWaiters, []
+            for waiter in waiters:
+                waiter.callback(None)
+        return result
+
+    def _spawned(self, run: IRun, record: Record, observer: RunObserver, auto: bool) -> Container:
+        if record.observer is not observer or record.removed:
+            run.signal(_signal.SIGKILL)
+            raise NotFound(record.name)
+        observer.attached = True
+        record.run = run
+        record.pid = run.pid
+        record.startTime = run.startTime
+        record.started = self._clock.seconds()
+        record.finished = None
+        record.exitCode = None
+        record.error = None
+        record.interrupted = False
+        record.stopRequested = False
+        record.removing = False
+        # The run id was saved before the spawn: should this save have to
+        # wait, a daemon that dies meanwhile still finds and stops the run.
+        self._lifecycle.move(record, Event.RESPAWNED if auto else Event.SPAWNED)
+        snapshot = record.toContainer()
+        if observer.pendingExit:
+            self._exited(record, observer, observer.pendingExit[0])
+        return snapshot
+
+    def _spawnFailed(self, failure: Failure, record: Record, observer: RunObserver) -> Failure:
+        if record.observer is observer:
+            record.observer = None
+        reason = str(failure.value) or repr(failure.value)
+        self._log.warn(
+            "{name} could not be started: {reason}",
+            name=record.name,
+            reason=scrubbed(record, reason),
+        )
+        record.run = None
+        record.pid = None
+        record.startTime = None
+        record.error = reason
+        record.exitCode = None
+        record.finished = self._clock.seconds()
+        self._lifecycle.move(record, Event.SPAWN_FAILED)
+        if isinstance(failure.value, BackendError):
+            return failure
+        return Failure(BackendError(f"could not start {record.name}: {reason}"))
+
+    def signal(self, record: Record, signum: int) -> None:
+        """Send C{signum} to C{record}'s run, if it has one."""
+        run = record.run
+        if run is None:
+            return
+        try:
+            run.signal(signum)
+        except Exception:
+            self._log.failure("signalling {name}", name=record.name)
+
+    def terminate(
+        self, record: Record, timeout: float | None, clientStop: bool
+    ) -> Deferred[Container]:
+        """Stop signal, then SIGKILL after C{timeout}; fires after the exit."""
+        d = waitForExit(record)
+        if clientStop:
+            record.stopRequested = True
+        if timeout is None:
+            timeout = record.stopTimeout
+        deadline = self._clock.seconds() + max(timeout, 0)
+        timer = record.killTimer
+        if timer is not None and timer.active() and timer.getTime() > deadline:
+            timer.reset(max(timeout, 0))
+        if record.state == State.RUNNING:
+            self._lifecycle.move(record, Event.STOP_SIGNALLED)
+            record.killTimer = self._clock.callLater(
+                max(timeout, 0), self._escalate, record, record.observer
+            )
+            self.signal(record, self.stopSignal(record))
+        return d
+
+    def stopSignal(self, record: Record) -> int:
+        """C{record}'s stop signal; SIGTERM (and a warning) if it is not one."""
+        try:
+            return parseSignal(record.stopSignal)
+        except PycmError:
+            self._log.warn(
+                "{name}'s stop signal {signal!r} is not a signal: SIGTERM is sent",
+                name=record.name,
+                signal=record.stopSignal,
+            )
+            return _signal.SIGTERM
+
+    def _escalate(self, record: Record, observer: RunObserver | None) -> None:
+        record.killTimer = None
+        if record.observer is not observer or record.run is None:
+            return
+        self._emit(Action.KILL, record, None)
+        self.signal(record, _signal.SIGKILL)
+
+    def cancelRestart(self, record: Record) -> None:
+        """Drop C{record}'s pending automatic restart, if any."""
+        call, record.pendingRestart = record.pendingRestart, None
+        if call is not None and call.active():
+            call.cancel()
+
+    def _output(
+        self, record: Record, observer: RunObserver, stream: str, lines: list[bytes]
+    ) -> None:
+        if record.observer is not observer or record.removed or not lines:
+            return
+        now = self._clock.seconds()
+        # One decode for the batch: the same text as line by line (a newline
+        # is never part of a UTF-8 sequence), without a call per line.
+        texts = b"\n".join(lines).decode("utf-8", errors="replace").split("\n")
+        self._logStore.appendLines(record.name, now, stream, texts)
+        if not record.followers:
+            return
+        for text in texts:
+            logLine = LogLine(now, stream, text)
+            for follower in list(record.followers):
+                try:
+                    follower.observer(logLine)
+                except Exception:
+                    self._log.failure("log follower of {name} failed", name=record.name)
+
+    def _exited(self, record: Record, observer: RunObserver, exitCode: int | None) -> None:
+        if record.observer is not observer:
+            return
+        if not observer.attached:
+            observer.pendingExit = [exitCode]
+            return
+        try:
+            self._handleExit(record, exitCode)
+        except Exception:
+            self._log.failure("handling the exit of {name}", name=record.name)
+
+    def _handleExit(self, record: Record, exitCode: int | None) -> None:
+        timer, record.killTimer = record.killTimer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+        now = self._clock.seconds()
+        duration = None if record.started is None else now - record.started
+        record.run = None
+        record.observer = None
+        record.pid = None
+        record.startTime = None
+        record.exitCode = exitCode
+        record.finished = now
+        stopRequested, record.stopRequested = record.stopRequested, False
+        event = Event.STOPPED if stopRequested else Event.EXITED
+        if self.closing and not record.manuallyStopped:
+            record.error = SHUTDOWN_ERROR
+            record.interrupted = True
+        elif not record.removing and restartsAfterExit(record, exitCode):
+            record.backoff = nextBackoff(record.backoff, duration)
+            record.pendingRestart = self._clock.callLater(record.backoff, self._autoRestart, record)
+            event = Event.EXITED_TO_RESTART
+        self._log.info("{name} exited with {exitCode}", name=record.name, exitCode=exitCode)
+        self._lifecycle.move(record, event, exitCode)
+
+    def _autoRestart(self, record: Record) -> None:
+        record.pendingRestart = None
+
+        def restartLocked() -> Deferred[Container | None] | None:
+            if self._book.byName.get(record.name) is not record:
+                return None
+            if record.state != State.RESTARTING or self.closing:
+                return None
+            record.restartCount += 1
+            # A failed start is already recorded (the container is dead) and
+            # nobody waits for an automatic restart: swallow the failure.
+            return self.spawn(record, auto=True).addErrback(lambda _: None)
+
+        record.lock.run(restartLocked)
