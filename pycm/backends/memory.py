@@ -1,40 +1,9 @@
 """
-The memory backend: the shared L{Supervisor} with simulated runs.
-
-Nothing runs on the host.  Time is the injected clock's, so tests drive it
-with a L{twisted.internet.task.Clock}.  Images: C{memory} (the default) and
-C{host} (plus the C{default-image} backend option, if given).  Without a
-command a container runs C{sleep infinity}.
-
-Simulated commands (the first word decides; the rest are its arguments):
-  - C{sleep S}: exits 0 after S seconds; C{sleep infinity} never exits.
-  - C{exit N}: exits with status N (modulo 256) right away.
-  - C{echo WORDS...}: writes one stdout line, the words joined by spaces,
-    then exits 0.
-  - C{fail TEXT...}: writes one stderr line, then exits 1.
-  - C{delay S COMMAND...}: does nothing for S seconds, then behaves as
-    COMMAND.
-  - C{ignore-term}: runs until signalled, and ignores SIGTERM (so C{stop}
-    has to escalate to SIGKILL after the stop timeout).
-  - C{unstartable ...}: cannot be started (start fails; the container is
-    C{dead}).
-  - C{burn [FRACTION]}: runs until signalled, keeping FRACTION of a CPU
-    busy (default 1; C{burn 2.5} is two and a half CPUs).
-  - anything else: runs until signalled.
-
-A run ends with minus the signal number on any signal except SIGCHLD,
-SIGCONT, SIGURG, SIGWINCH, SIGUSR1 and SIGUSR2, which it ignores.  Pids are
-fake increasing integers.
-
-Usage (C{stats}) is simulated on the clock: a run uses no CPU (C{burn}:
-its FRACTION), L{SIMULATED_MEMORY} bytes and one process, has read
-nothing and written the bytes of its output; the memory limit is the
-container's C{--memory}.
-
-Every run/create option is accepted and recorded (C{info} lists them all),
-but no resource limit is enforced: C{capabilities.limits} is empty.
-Records are not kept across daemon restarts (the record store is a no-op),
-unless a L{MemoryRecordStore} is given.
+The memory backend: the shared L{Supervisor} with simulated runs on the
+injected clock (nothing runs on the host), a log store and record stores in
+memory.  docs/memory.md lists the simulated commands (C{sleep S}, C{exit N},
+C{echo}, C{fail}, C{delay}, C{ignore-term}, C{unstartable}, C{burn}), their
+signals and their simulated usage.
 """
 
 from __future__ import annotations
@@ -228,14 +197,14 @@ class SimulatedRuntime:
             except ValueError:
                 seconds = -1.0
             if seconds < 0:
-                self._fail(run, f"sleep: invalid time interval {' '.join(args)!r}")
+                self._failWith(run, f"sleep: invalid time interval {' '.join(args)!r}")
             else:
                 run.later(seconds, run.exit, 0)
         elif command == "exit":
             try:
                 code = int(args[0]) % 256 if args else 0
             except ValueError:
-                self._fail(run, f"exit: {args[0]}: numeric argument required")
+                self._failWith(run, f"exit: {args[0]}: numeric argument required")
             else:
                 run.later(0, run.exit, code)
         elif command == "echo":
@@ -246,7 +215,7 @@ class SimulatedRuntime:
             try:
                 seconds = float(args[0])
             except ValueError:
-                self._fail(run, f"delay: invalid time interval {args[0]!r}")
+                self._failWith(run, f"delay: invalid time interval {args[0]!r}")
             else:
                 run.later(seconds, self._behave, run, args[1:] or ["exit", "0"])
         elif command == "ignore-term":
@@ -258,13 +227,14 @@ class SimulatedRuntime:
                 run.load = -1.0
             if not 0 <= run.load < float("inf"):
                 run.load = 0.0
-                self._fail(run, f"burn: invalid CPU fraction {' '.join(args)!r}")
+                self._failWith(run, f"burn: invalid CPU fraction {' '.join(args)!r}")
 
     def _echo(self, run: SimulatedRun, stream: str, text: str, code: int) -> None:
         run.write(stream, text)
         run.exit(code)
 
-    def _fail(self, run: SimulatedRun, message: str) -> None:
+    def _failWith(self, run: SimulatedRun, message: str) -> None:
+        """The run writes C{message} on stderr and exits 1."""
         run.later(0, self._echo, run, "stderr", message, 1)
 
     def usage(self, runs: list[tuple[Container, IRun]]) -> list[Usage | None]:
