@@ -32,7 +32,6 @@ MAX_LINES = 500
 KNOWN_LONG = {
     "pycm.backends.process.cgroups",
     "pycm.backends.process.runtime",
-    "pycm.backends.supervisor.backend",
 }
 
 #: Which rooms each room may not import.
