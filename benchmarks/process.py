@@ -75,7 +75,7 @@ def checkPrerequisites() -> None:
         raise Missing("supervisord is the reference: `pip install supervisor` "
                       "(for the benchmark only)") from None
     probe = subprocess.run(
-        [sys.executable, "-c", "import pycm.backends.process.runtime"],
+        [sys.executable, "-c", "import pycm.backends.process.backend"],
         env=daemonEnv(), capture_output=True, text=True,
     )
     if probe.returncode != 0:

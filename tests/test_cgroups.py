@@ -1,5 +1,6 @@
 """
-Tests for L{pycm.backends.process.cgroups} (on fake cgroup trees) and
+Tests for L{pycm.backends.process.cgroups} and
+L{pycm.backends.process.cgroupdetect} (on fake cgroup trees) and
 L{pycm.backends.process.procfs}.
 """
 
@@ -12,16 +13,13 @@ import subprocess
 from twisted.trial.unittest import SynchronousTestCase
 
 from pycm.backends.process import procfs
+from pycm.backends.process.cgroupdetect import Mount, detect, parseMountinfo, parseProcCgroup
 from pycm.backends.process.cgroups import (
     CPU_PERIOD,
     NO_CGROUPS,
     Cgroups,
-    Mount,
     checkCpus,
     cpuQuota,
-    detect,
-    parseMountinfo,
-    parseProcCgroup,
 )
 from pycm.errors import BackendError, BadRequest
 

@@ -22,22 +22,20 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
+from pycm.backends.process import backend as processBackend
 from pycm.backends.process import procfs
-from pycm.backends.process import runtime as process
-from pycm.backends.process.cgroups import NO_CGROUPS, Cgroups, detect
+from pycm.backends.process.backend import makeBackend
+from pycm.backends.process.cgroupdetect import detect
+from pycm.backends.process.cgroups import NO_CGROUPS, Cgroups
 from pycm.backends.process.output import MAX_LINE, OutputPacer
-from pycm.backends.process.runtime import (
-    EXEC_HELPER,
-    ProcessRun,
-    ProcessRuntime,
-    _RunProtocol,
-    findExecutable,
-    makeBackend,
-)
+from pycm.backends.process.reclaim import MARK_DUTY, RECLAIM_POLL, MarkSweep
+from pycm.backends.process.run import LINGER, ProcessRun, RunProtocol
+from pycm.backends.process.runtime import ProcessRuntime
+from pycm.backends.process.spawn import EXEC_HELPER, findExecutable
 from pycm.backends.supervisor.backend import RECLAIMED_ERROR, STARTING_ERROR, Record
 from pycm.errors import BackendError, BadRequest
 from pycm.interfaces import IContainerBackend, IRun, IRunObserver, IRuntime
-from pycm.model import Container, ContainerSpec, State
+from pycm.model import DEFAULT_PATH, Container, ContainerSpec, State
 from pycm.store import SQLiteStore
 from tests.conformance import BackendConformanceTests, ReactorFixture
 
@@ -82,7 +80,7 @@ class RecordingObserver:
 
 
 class FakeProcessTransport:
-    """Enough of a process transport for L{_RunProtocol}."""
+    """Enough of a process transport for L{RunProtocol}."""
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
@@ -169,7 +167,7 @@ class ManualScheduler:
 
 
 class FakeMarkSweep:
-    """A L{process.MarkSweep} whose sweeps the test finishes by hand."""
+    """A L{MarkSweep} whose sweeps the test finishes by hand."""
 
     def __init__(self) -> None:
         self.asked: list[tuple[str, int | None, str]] = []
@@ -182,7 +180,7 @@ class FakeMarkSweep:
 
 
 class FakeRuntime:
-    """What L{_RunProtocol} needs of its runtime."""
+    """What L{RunProtocol} needs of its runtime."""
 
     def __init__(self) -> None:
         self.reactor = Clock()
@@ -195,6 +193,22 @@ class FakeRuntime:
 
     def _releaseGroup(self, group: str) -> None:
         self.released.append(group)
+
+    def protocol(
+        self, observer: IRunObserver, runId: str | None = None, name: str = ""
+    ) -> RunProtocol:
+        """A L{RunProtocol} handed this runtime's collaborators."""
+        return RunProtocol(
+            observer,
+            clock=self.reactor,
+            pacer=self.pacer,
+            sweepMarked=self.markSweep.kill,
+            killCgroup=self.cgroups.killAll,
+            releaseCgroup=self._releaseGroup,
+            proc=self.proc,
+            runId=runId,
+            name=name,
+        )
 
 
 def ended(exitCode: int = 0, signum: int | None = None) -> Failure:
@@ -227,7 +241,7 @@ class HelpersTests(SynchronousTestCase):
         self.assertEqual(findExecutable("tool", "bin", root), tool)
         self.assertEqual(findExecutable("./bin/tool", "", root), tool)
         self.assertEqual(findExecutable(tool, "", "/"), tool)
-        self.assertEqual(findExecutable("sh", process.DEFAULT_PATH, "/"), "/usr/bin/sh")
+        self.assertEqual(findExecutable("sh", DEFAULT_PATH, "/"), "/usr/bin/sh")
 
     def test_findExecutableErrors(self) -> None:
         """Missing, non-executable and directory commands give clear reasons."""
@@ -268,7 +282,7 @@ class HelpersTests(SynchronousTestCase):
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         self.addCleanup(resource.setrlimit, resource.RLIMIT_NOFILE, (soft, hard))
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(256, hard), hard))
-        now = process.raiseFileLimit(wanted=min(512, hard))
+        now = processBackend.raiseFileLimit(wanted=min(512, hard))
         self.assertEqual(now, min(512, hard))
         self.assertEqual(resource.getrlimit(resource.RLIMIT_NOFILE)[0], min(512, hard))
 
@@ -308,17 +322,17 @@ class HelpersTests(SynchronousTestCase):
 
 
 class RunProtocolTests(SynchronousTestCase):
-    """L{_RunProtocol}: status pipe, line splitting, backpressure, exit."""
+    """L{RunProtocol}: status pipe, line splitting, backpressure, exit."""
 
     def setUp(self) -> None:
         self.runtime = FakeRuntime()
         self.observer = RecordingObserver()
-        self.protocol = _RunProtocol(self.runtime, self.observer, None)  # type: ignore[arg-type]
+        self.protocol = self.runtime.protocol(self.observer)
         self.transport = FakeProcessTransport(99999999)
         self.protocol.makeConnection(self.transport)
-        self.protocol.run = ProcessRun(self.runtime, 99999999, 1, None)  # type: ignore[arg-type]
+        self.protocol.run = ProcessRun(99999999, 1, None, NO_CGROUPS.killAll)
         self.killed: list[tuple[int, int]] = []
-        self.patch(process, "_killpg", lambda pgid, sig: self.killed.append((pgid, sig)))
+        self.patch(procfs, "signalGroup", lambda pgid, sig: self.killed.append((pgid, sig)))
 
     def feed(self, fd: int, data: bytes, chunk: int) -> None:
         for i in range(0, len(data), chunk):
@@ -390,7 +404,9 @@ class RunProtocolTests(SynchronousTestCase):
         every line arrives, in order, whole, whatever the chunks.
         """
         clock = self.runtime.reactor
-        pacer = self.runtime.pacer = OutputPacer(clock, share=0.5, burst=0.01)
+        pacer = self.runtime.pacer = self.protocol._pacer = OutputPacer(
+            clock, share=0.5, burst=0.01
+        )
 
         class SlowObserver(RecordingObserver):
             def output(self, stream: str, lines: list[bytes]) -> None:
@@ -425,7 +441,7 @@ class RunProtocolTests(SynchronousTestCase):
     def test_pausedReaderForgottenAtEnd(self) -> None:
         """A run that ends while paused leaves no waiting reader nor timer behind."""
         clock = self.runtime.reactor
-        self.runtime.pacer = OutputPacer(clock, share=0.5, burst=0.01)
+        self.runtime.pacer = self.protocol._pacer = OutputPacer(clock, share=0.5, burst=0.01)
         clock.rightNow += 1
         self.runtime.pacer.spend(0.02)
         self.protocol.childDataReceived(1, b"x\n")
@@ -469,11 +485,9 @@ class RunProtocolTests(SynchronousTestCase):
         killed (given its start time, so older processes are not read),
         and the exit is told only once that is done.
         """
-        protocol = _RunProtocol(
-            self.runtime, self.observer, None, "run-1", "web"  # type: ignore[arg-type]
-        )
+        protocol = self.runtime.protocol(self.observer, "run-1", "web")
         protocol.makeConnection(self.transport)
-        protocol.run = ProcessRun(self.runtime, 4242, ["boot", 777], None)  # type: ignore[arg-type]
+        protocol.run = ProcessRun(4242, ["boot", 777], None, NO_CGROUPS.killAll)
         protocol.childConnectionLost(3)
         protocol.processExited(ended(0))
         self.assertEqual(self.runtime.markSweep.asked, [("run-1", 777, "web")])
@@ -489,7 +503,7 @@ class RunProtocolTests(SynchronousTestCase):
         """
         self.protocol.childConnectionLost(3)
         self.protocol.processExited(ended(0))
-        self.runtime.reactor.advance(process.LINGER - 0.01)
+        self.runtime.reactor.advance(LINGER - 0.01)
         self.assertEqual(self.transport.closed, [])
         self.runtime.reactor.advance(0.02)
         self.assertEqual(sorted(self.transport.closed), [1, 2, 3])
@@ -547,7 +561,7 @@ class RuntimeFakeTests(SynchronousTestCase):
         self.assertEqual(
             call["env"],
             {
-                "PATH": process.DEFAULT_PATH,
+                "PATH": DEFAULT_PATH,
                 "HOME": self.runtime.baseEnvironment["HOME"],
                 "LANG": "C.UTF-8",
                 "PYCM_CONTAINER": "web",
@@ -603,7 +617,7 @@ class RuntimeFakeTests(SynchronousTestCase):
         leftovers are killed, and spawn fires.
         """
         killed: list[tuple[int, int]] = []
-        self.patch(process, "_killpg", lambda *a: killed.append(a))
+        self.patch(procfs, "signalGroup", lambda *a: killed.append(a))
         self.reactor.reapAtOnce = True
         run = self.successResultOf(self.runtime.spawn(container(), RecordingObserver()))
         self.assertEqual(run.pid, 4242)
@@ -645,7 +659,13 @@ class RuntimeFakeTests(SynchronousTestCase):
         """
         tracking = os.path.abspath(self.mktemp())
         os.makedirs(tracking)
-        self.runtime.cgroups = Cgroups(2, {}, {}, tracking=tracking)
+        self.runtime = ProcessRuntime(
+            self.reactor,
+            python="/usr/bin/python3-fake",
+            launcher=("/usr/bin/env-fake", "/usr/bin/setsid-fake"),
+            proc=self.runtime.proc,
+            cgroups=Cgroups(2, {}, {}, tracking=tracking),
+        )
         group = os.path.join(tracking, ProcessRuntime.groupName(container()))
         for error in (OSError(12, "Cannot allocate memory"), TypeError("expected str")):
             self.reactor.spawnError = error
@@ -707,7 +727,7 @@ class RuntimeFakeTests(SynchronousTestCase):
     def test_reclaimRecycledPid(self) -> None:
         """A pid whose start time differs is left alone: reclaim fires False."""
         killed: list[tuple[int, int]] = []
-        self.patch(process, "_killpg", lambda *a: killed.append(a))
+        self.patch(procfs, "signalGroup", lambda *a: killed.append(a))
         self.runtime.proc = self.fakeProc(777, 5000)
         for startTime in (4999, None):
             d = self.runtime.reclaim(container(), 777, startTime)
@@ -721,32 +741,32 @@ class RuntimeFakeTests(SynchronousTestCase):
         timeout, and reclaim fires True once it is gone.
         """
         killed: list[tuple[int, int]] = []
-        self.patch(process, "_killpg", lambda *a: killed.append(a))
+        self.patch(procfs, "signalGroup", lambda *a: killed.append(a))
         proc = self.runtime.proc = self.fakeProc(777, 5000)
         c = container(stopTimeout=2.0, stopSignal="SIGINT")
         d = self.runtime.reclaim(c, 777, 5000)
         self.assertEqual(killed, [(777, signal.SIGINT)])
         self.reactor.advance(1.0)
         self.assertNoResult(d)
-        self.reactor.pump([process.RECLAIM_POLL] * 30)
+        self.reactor.pump([RECLAIM_POLL] * 30)
         self.assertIn((777, signal.SIGKILL), killed)
         self.assertNoResult(d)
         os.unlink(os.path.join(proc, "777", "stat"))
-        self.reactor.advance(process.RECLAIM_POLL)
+        self.reactor.advance(RECLAIM_POLL)
         self.assertIs(self.successResultOf(d), True)
 
     def test_reclaimZombieIsGone(self) -> None:
         """A zombie (exited, not yet reaped by init) counts as gone."""
-        self.patch(process, "_killpg", lambda *a: None)
+        self.patch(procfs, "signalGroup", lambda *a: None)
         self.runtime.proc = self.fakeProc(777, 5000, state="Z")
         self.assertIs(self.successResultOf(self.runtime.reclaim(container(), 777, 5000)), False)
 
     def test_reclaimSurvivor(self) -> None:
         """A process that survives SIGKILL makes reclaim fail loudly."""
-        self.patch(process, "_killpg", lambda *a: None)
+        self.patch(procfs, "signalGroup", lambda *a: None)
         self.runtime.proc = self.fakeProc(777, 5000)
         d = self.runtime.reclaim(container(stopTimeout=0.0), 777, 5000)
-        self.reactor.pump([process.RECLAIM_POLL] * 200)
+        self.reactor.pump([RECLAIM_POLL] * 200)
         self.failureResultOf(d, BackendError)
 
 
@@ -894,7 +914,7 @@ class RealRuntimeTests(TestCase):
         started = time.monotonic()
         code = yield observer.ended
         self.assertEqual(code, 5)
-        self.assertLess(time.monotonic() - started, process.LINGER)
+        self.assertLess(time.monotonic() - started, LINGER)
         yield waitUntil(lambda: procfs.groupMembers(run.pid) == [])
 
     @inlineCallbacks
@@ -1040,7 +1060,7 @@ class _CountingObserver:
 
 
 class MarkSweepTests(SynchronousTestCase):
-    """L{process.MarkSweep}: one look at /proc for every run that ended in a turn."""
+    """L{MarkSweep}: one look at /proc for every run that ended in a turn."""
 
     def setUp(self) -> None:
         self.reactor = FakeProcessReactor()
@@ -1051,7 +1071,7 @@ class MarkSweepTests(SynchronousTestCase):
             self.looks.append((set(runIds), notBefore))
             return {"run-1": [4242]} if "run-1" in runIds else {}
 
-        self.patch(self.runtime, "killMarked", killMarked)
+        self.runtime.markSweep = MarkSweep(self.reactor, killMarked)
 
     def test_oneLookPerTurn(self) -> None:
         """
@@ -1083,12 +1103,12 @@ class MarkSweepTests(SynchronousTestCase):
             self.reactor.rightNow += 0.2
             return {}
 
-        self.patch(self.runtime, "killMarked", slowLook)
+        self.runtime.markSweep = MarkSweep(self.reactor, slowLook)
         self.runtime.markSweep.kill("run-1", None, "a")
         self.reactor.advance(0)
         self.assertEqual(len(self.looks), 1)
         waiters = [self.runtime.markSweep.kill(f"run-{i}", None, "b") for i in (2, 3)]
-        wait = 0.2 * (1 / process.MARK_DUTY - 1)
+        wait = 0.2 * (1 / MARK_DUTY - 1)
         self.reactor.advance(wait - 0.01)
         self.assertEqual(len(self.looks), 1)
         self.assertNoResult(waiters[0])

@@ -16,7 +16,7 @@ import time
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from pycm.backends.process import procfs
-from pycm.backends.process.cgroups import detect
+from pycm.backends.process.cgroupdetect import detect
 from pycm.backends.supervisor.backend import LOST_ERROR, RECLAIMED_ERROR, SHUTDOWN_ERROR
 from tests.e2e import RealDaemon, waitFor
 

@@ -1,39 +1,8 @@
 """
-Resource limits for host processes through cgroups: C{--memory} and
-C{--cpus}.
-
-At start, L{detect} finds what this machine has -- the unified hierarchy
-(cgroup v2) with the C{memory} and C{cpu} controllers, or the v1
-hierarchies C{memory} and C{cpu} -- and proves it can use them by creating
-the parent group (C{/pycm} at the hierarchy root, like Docker's
-C{/docker}; the C{cgroup-parent} option changes it) and a probe group in
-it, writing a limit, and removing the probe.  Each limit that passed is in
-L{Cgroups.limits}; a limit that did not is refused for every container,
-with the reason in L{Cgroups.reasons}, never silently ignored.
-
-Tracking: whatever limits are enforced, every container gets a group
-C{PARENT/NAME-ID} in a I{tracking} hierarchy when the daemon can make one
-(as Docker does): the unified hierarchy (v2, also in "hybrid" mode, where
-it is a plain group with no controller), else the v1 C{pids}, C{freezer}
-or C{name=systemd} hierarchy.  Every process a run ever forks is in it --
-also one that calls C{setsid} or leaves its process group -- so stopping,
-removing or reclaiming a container kills the whole group
-(L{Cgroups.killAll}).  L{detect} proves tracking works by moving the
-daemon itself into a probe group and back (the fast spawn path does that
-around each spawn, so the child is born in its group).
-
-A container with limits also gets a group of that name in each limit
-hierarchy, with the limits written before its process starts; the process
-joins them (L{Cgroups.prepare} returns the C{cgroup.procs} files to write
-its pid to) before it executes the command.
-
-Swap: a memory limit also limits swap (C{memory.swap.max} 0, v1
-C{memory.memsw.limit_in_bytes}) where the kernel has swap accounting.
-Where it does not, L{Cgroups.swapLimited} is False, the daemon logs it at
-start, and the memory limit bounds RAM only (a container may swap).
-
-v2 files: C{memory.max}, C{cpu.max} (C{"QUOTA PERIOD"}).  v1 files:
-C{memory.limit_in_bytes}, C{cpu.cfs_period_us} and C{cpu.cfs_quota_us}.
+Cgroups for the runs of the process backend: each container's group, its
+C{--memory} and C{--cpus} limits, and killing whatever is in it.  What this
+machine can do is found at start by L{pycm.backends.process.cgroupdetect};
+docs/process-backend.md says how it all fits.
 """
 
 from __future__ import annotations
@@ -41,9 +10,6 @@ from __future__ import annotations
 import errno
 import os
 import signal as _signal
-from collections.abc import Iterable
-
-import attrs
 
 from pycm.errors import BackendError, BadRequest
 
@@ -52,45 +18,8 @@ CPU_PERIOD = 100_000
 #: The smallest quota the kernel accepts, in microseconds.
 MIN_CPU_QUOTA = 1_000
 DEFAULT_PARENT = "/pycm"
-_PROBE = "pycm-probe"
-
-
-@attrs.frozen
-class Mount:
-    """One cgroup hierarchy mounted on this machine."""
-
-    path: str
-    version: int
-    controllers: frozenset[str]
-    #: Every super option of a v1 mount (controllers, C{name=...}).
-    options: frozenset[str] = frozenset()
-
-
-def parseMountinfo(text: str) -> list[Mount]:
-    """The cgroup mounts listed in the text of C{/proc/self/mountinfo}."""
-    mounts = []
-    for line in text.splitlines():
-        before, sep, after = line.partition(" - ")
-        if not sep:
-            continue
-        fields = before.split()
-        fsType, _, superOptions = (after.split() + ["", "", ""])[:3]
-        if len(fields) < 5:
-            continue
-        path = fields[4].replace("\\040", " ")
-        if fsType == "cgroup2":
-            mounts.append(Mount(path, 2, frozenset()))
-        elif fsType == "cgroup":
-            options = frozenset(superOptions.split(","))
-            mounts.append(
-                Mount(
-                    path,
-                    1,
-                    options & {"memory", "cpu", "cpuacct"},
-                    frozenset(o for o in options if o in ("pids", "freezer") or "=" in o),
-                )
-            )
-    return mounts
+#: The throwaway group detection writes limits to (never a container's).
+PROBE_GROUP = "pycm-probe"
 
 
 def movePid(procs: str, pid: int) -> None:
@@ -105,7 +34,7 @@ def movePid(procs: str, pid: int) -> None:
         os.close(fd)
 
 
-def _write(path: str, value: str) -> None:
+def writeFile(path: str, value: str) -> None:
     """Write C{value} to a cgroup file in one C{write}."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
@@ -114,7 +43,8 @@ def _write(path: str, value: str) -> None:
         os.close(fd)
 
 
-def _read(path: str) -> str:
+def readFile(path: str) -> str:
+    """The text of a cgroup file."""
     with open(path) as f:
         return f.read()
 
@@ -234,6 +164,10 @@ class Cgroups:
         @raise BadRequest: for a limit that cannot be enforced.
         @raise BackendError: if the group cannot be set up.
         """
+        # The check at start (create checks too): a record made by a daemon
+        # with other limits, or the runtime used on its own, must be refused
+        # here (tests.test_process.RuntimeFakeTests.test_spawnRefusedUpFront,
+        # tests.test_cgroups.FakeTreeTests.test_check).
         self.check(memory, cpus)
         procs = []
         try:
@@ -251,33 +185,33 @@ class Cgroups:
 
     def _writeMemory(self, path: str, memory: int) -> None:
         if self.version == 2:
-            _write(os.path.join(path, "memory.max"), str(memory))
+            writeFile(os.path.join(path, "memory.max"), str(memory))
             try:
                 # No swap either, or the limit is only a suggestion.
-                _write(os.path.join(path, "memory.swap.max"), "0")
+                writeFile(os.path.join(path, "memory.swap.max"), "0")
             except OSError:
                 self.swapLimited = False
         else:
-            _write(os.path.join(path, "memory.limit_in_bytes"), str(memory))
+            writeFile(os.path.join(path, "memory.limit_in_bytes"), str(memory))
             try:
-                _write(os.path.join(path, "memory.memsw.limit_in_bytes"), str(memory))
+                writeFile(os.path.join(path, "memory.memsw.limit_in_bytes"), str(memory))
             except OSError:
                 self.swapLimited = False
 
     def _writeCpus(self, path: str, cpus: float) -> None:
         quota = cpuQuota(cpus)
         if self.version == 2:
-            _write(os.path.join(path, "cpu.max"), f"{quota} {CPU_PERIOD}")
+            writeFile(os.path.join(path, "cpu.max"), f"{quota} {CPU_PERIOD}")
         else:
-            _write(os.path.join(path, "cpu.cfs_period_us"), str(CPU_PERIOD))
-            _write(os.path.join(path, "cpu.cfs_quota_us"), str(quota))
+            writeFile(os.path.join(path, "cpu.cfs_period_us"), str(CPU_PERIOD))
+            writeFile(os.path.join(path, "cpu.cfs_quota_us"), str(quota))
 
     def pids(self, group: str) -> list[int]:
         """The processes in C{group}, in any of its hierarchies."""
         found: set[int] = set()
         for path in self.groupDirs(group, "memory" in self.dirs, "cpus" in self.dirs):
             try:
-                text = _read(os.path.join(path, "cgroup.procs"))
+                text = readFile(os.path.join(path, "cgroup.procs"))
             except OSError:
                 continue
             found.update(int(word) for word in text.split() if word.isdigit())
@@ -312,7 +246,7 @@ class Cgroups:
             except OSError:
                 continue
             with entries:
-                names.update(e.name for e in entries if e.is_dir() and e.name != _PROBE)
+                names.update(e.name for e in entries if e.is_dir() and e.name != PROBE_GROUP)
         return names
 
     def release(self, group: str) -> bool:
@@ -343,224 +277,6 @@ NO_CGROUPS = Cgroups(
 )
 
 
-def _ensureV2Parent(mount: str, parent: str, controllers: Iterable[str]) -> None:
-    """
-    Make C{mount/parent} exist with C{controllers} enabled for its children:
-    each level from the root down delegates them to the next.
-    """
-    levels = [mount]
-    for part in [p for p in parent.split("/") if p]:
-        levels.append(os.path.join(levels[-1], part))
-    for level in levels:
-        os.makedirs(level, exist_ok=True)
-        try:
-            have = set(_read(os.path.join(level, "cgroup.subtree_control")).split())
-        except FileNotFoundError:  # only on a fake tree: cgroupfs always has it
-            have = set()
-        missing = [c for c in controllers if c not in have]
-        if missing:
-            _write(
-                os.path.join(level, "cgroup.subtree_control"),
-                " ".join("+" + c for c in missing),
-            )
-
-
-def _probe(cgroups: Cgroups, limit: str) -> bool:
-    """
-    Prove a limit can be set by setting it on a throwaway group.
-
-    @return: whether a memory limit there limits swap too.
-    """
-    try:
-        if limit == "memory":
-            cgroups.prepare(_PROBE, 512 * 1024 * 1024, None)
-        else:
-            cgroups.prepare(_PROBE, None, 1.0)
-    finally:
-        cgroups.release(_PROBE)
-    return cgroups.swapLimited
-
-
-def parseProcCgroup(text: str) -> dict[str, str]:
-    """
-    C{/proc/PID/cgroup} as {hierarchy key: path}: the key is C{""} for the
-    unified hierarchy, else each controller (and C{name=...}) of the line.
-    """
-    paths: dict[str, str] = {}
-    for line in text.splitlines():
-        parts = line.split(":", 2)
-        if len(parts) != 3:
-            continue
-        _, controllers, path = parts
-        if not controllers:
-            paths[""] = path
-        for controller in controllers.split(","):
-            if controller:
-                paths[controller] = path
-    return paths
-
-
-def _probeTracking(mount: str, base: str, ownPath: str) -> str:
-    """
-    Prove the daemon can make a group under C{base} and move itself into
-    it and back home; return its home C{cgroup.procs}.
-    """
-    home = os.path.join(mount, ownPath.lstrip("/"), "cgroup.procs")
-    probe = os.path.join(base, _PROBE)
-    os.makedirs(probe, exist_ok=True)
-    me = str(os.getpid())
-    try:
-        _write(os.path.join(probe, "cgroup.procs"), me)
-        _write(home, me)
-    finally:
-        try:
-            os.rmdir(probe)
-        except OSError:
-            pass
-    return home
-
-
-def detectTracking(
-    mounts: list[Mount], relative: str, own: dict[str, str]
-) -> tuple[str | None, str | None, str]:
-    """
-    The tracking hierarchy: the unified one, else v1 C{pids}, C{freezer}
-    or C{name=systemd}.
-
-    @param own: the daemon's own groups (L{parseProcCgroup}).
-    @return: (parent group directory, the daemon's home C{cgroup.procs},
-        why there is none).
-    """
-    candidates: list[tuple[str, str]] = [(m.path, "") for m in mounts if m.version == 2]
-    v1 = [m for m in mounts if m.version == 1]
-    for key in ("pids", "freezer", "name=systemd"):
-        for m in v1:
-            if key in m.controllers or key in m.options:
-                candidates.append((m.path, key))
-    why = "no cgroup hierarchy to track containers in"
-    for mount, key in candidates:
-        if key not in own:
-            continue
-        base = os.path.join(mount, relative)
-        try:
-            home = _probeTracking(mount, base, own[key])
-        except OSError as e:
-            why = f"cannot track containers in {base}: {e.strerror or e}"
-            continue
-        return base, home, ""
-    return None, None, why
-
-
-def detect(
-    parent: str = DEFAULT_PARENT,
-    mountinfo: str | None = None,
-    enabled: bool = True,
-    procCgroup: str | None = None,
-) -> Cgroups:
-    """
-    Find out how containers are tracked and which limits this daemon can
-    enforce: see L{_detectLimits} and L{detectTracking}.
-
-    @param procCgroup: the text of C{/proc/self/cgroup} (for tests).
-    """
-    limits = _detectLimits(parent, mountinfo, enabled)
-    if not enabled or (mountinfo is not None and procCgroup is None):
-        return limits  # a test's fake tree: no tracking unless asked
-    try:
-        if mountinfo is None:
-            mountinfo = _read("/proc/self/mountinfo")
-        if procCgroup is None:
-            procCgroup = _read("/proc/self/cgroup")
-    except OSError:
-        return limits
-    tracking, home, _ = detectTracking(
-        parseMountinfo(mountinfo), parent.strip("/"), parseProcCgroup(procCgroup)
-    )
-    return Cgroups(
-        limits.version, limits.dirs, limits.reasons, tracking, home, limits.swapLimited
-    )
-
-
-def _detectLimits(
-    parent: str = DEFAULT_PARENT,
-    mountinfo: str | None = None,
-    enabled: bool = True,
-) -> Cgroups:
-    """
-    Find out which limits this daemon can enforce, setting up the parent
-    group(s) on the way.  Never raises: what fails is a reason in
-    L{Cgroups.reasons}.
-
-    @param parent: the parent group path, relative to each hierarchy root.
-    @param mountinfo: the text of C{/proc/self/mountinfo} (for tests).
-    @param enabled: False turns limits off (the C{cgroups=off} option).
-    """
-    if not enabled:
-        return NO_CGROUPS
-    if mountinfo is None:
-        try:
-            mountinfo = _read("/proc/self/mountinfo")
-        except OSError as e:
-            return _none(f"cannot read /proc/self/mountinfo: {e}")
-    mounts = parseMountinfo(mountinfo)
-    relative = parent.strip("/")
-    reasons: dict[str, str] = {}
-
-    unified = [m for m in mounts if m.version == 2]
-    for mount in unified:
-        try:
-            available = set(_read(os.path.join(mount.path, "cgroup.controllers")).split())
-        except OSError:
-            continue
-        wanted = [c for c in ("memory", "cpu") if c in available]
-        if not wanted:
-            continue
-        base = os.path.join(mount.path, relative)
-        dirs: dict[str, str] = {}
-        try:
-            _ensureV2Parent(mount.path, relative, wanted)
-        except OSError as e:
-            reasons = {
-                "memory": f"cannot delegate controllers under {base}: {e.strerror}",
-                "cpus": f"cannot delegate controllers under {base}: {e.strerror}",
-            }
-            break
-        swapLimited = True
-        for limit, controller in (("memory", "memory"), ("cpus", "cpu")):
-            if controller not in wanted:
-                reasons[limit] = f"no {controller} controller in {mount.path}"
-                continue
-            try:
-                swapLimited &= _probe(Cgroups(2, {limit: base}, {}), limit)
-            except (OSError, BackendError, BadRequest) as e:
-                reasons[limit] = f"cannot set {controller} limits under {base}: {e}"
-            else:
-                dirs[limit] = base
-        if dirs:
-            return Cgroups(2, dirs, reasons, swapLimited=swapLimited)
-
-    dirs = {}
-    v1reasons: dict[str, str] = {}
-    swapLimited = True
-    for limit, controller in (("memory", "memory"), ("cpus", "cpu")):
-        v1 = next((m for m in mounts if m.version == 1 and controller in m.controllers), None)
-        if v1 is None:
-            v1reasons[limit] = f"no cgroup {controller} controller is mounted"
-            continue
-        base = os.path.join(v1.path, relative)
-        try:
-            os.makedirs(base, exist_ok=True)
-            swapLimited &= _probe(Cgroups(1, {limit: base}, {}), limit)
-        except (OSError, BackendError, BadRequest) as e:
-            v1reasons[limit] = f"cannot set {controller} limits under {base}: {e}"
-        else:
-            dirs[limit] = base
-    if dirs:
-        return Cgroups(1, dirs, v1reasons, swapLimited=swapLimited)
-    if reasons:
-        return Cgroups(None, {}, reasons)
-    return Cgroups(None, {}, v1reasons or _none("no cgroup hierarchy found").reasons)
-
-
-def _none(reason: str) -> Cgroups:
+def noCgroups(reason: str) -> Cgroups:
+    """No limit enforced, for C{reason}."""
     return Cgroups(None, {}, {"memory": reason, "cpus": reason})

@@ -355,9 +355,7 @@ class FileLogStore:
         dropping = self._dropping.get(name)
         return 0 if dropping is None else dropping.count
 
-    def tail(
-        self, name: str, count: int | None, budget: int | None = None
-    ) -> list[LogLine]:
+    def tail(self, name: str, count: int | None, budget: int | None = None) -> list[LogLine]:
         """
         The last C{count} (None: all kept) lines of C{name}, oldest first,
         read from the end: at most C{budget} bytes of records (default

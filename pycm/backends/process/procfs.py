@@ -233,3 +233,14 @@ def bootId(proc: str = PROC) -> str | None:
             return f.read().strip() or None
     except OSError:
         return None
+
+
+def signalGroup(pgid: int, signum: int) -> bool:
+    """Signal a process group; False if it does not exist (or may not be signalled)."""
+    try:
+        os.killpg(pgid, signum)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return False

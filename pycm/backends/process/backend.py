@@ -1,0 +1,185 @@
+"""
+The process backend: the shared L{Supervisor} over a L{ProcessRuntime},
+with logs in rotating files and records in SQLite; L{makeBackend} is its
+C{pycm.backends} entry point.  See docs/process-backend.md.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import shlex
+from collections.abc import Mapping
+from typing import Any
+
+from twisted.internet.defer import Deferred, fail
+from twisted.logger import Logger
+from twisted.python.filepath import FilePath
+
+from pycm.backends.process.cgroupdetect import detect
+from pycm.backends.process.logfiles import DEFAULT_MAX_FILES, DEFAULT_MAX_SIZE, FileLogStore
+from pycm.backends.process.runtime import (
+    DEFAULT_COMMAND,
+    DEFAULT_WORKDIR,
+    HOST_IMAGE,
+    ProcessRuntime,
+)
+from pycm.backends.supervisor.backend import Supervisor, defaultIdFactory
+from pycm.errors import BackendError, BadRequest
+from pycm.model import Container, ContainerSpec
+from pycm.store import SQLiteStore
+from pycm.units import parseSize
+
+log = Logger()
+
+
+class ProcessBackend(Supervisor):
+    """
+    The process backend: a L{Supervisor} over a L{ProcessRuntime}, a
+    L{FileLogStore} in C{STATE/logs} and a L{SQLiteStore} in
+    C{STATE/state.db}.
+
+    The state directory's lock is the daemon's business (L{pycm.daemon.tap} takes
+    it before making the backend).
+
+    @ivar store: the SQLite store; also an L{IEventStore} (C{eventStore}).
+    """
+
+    def __init__(
+        self,
+        reactor: Any,
+        stateDir: str,
+        runtime: ProcessRuntime | None = None,
+        logMaxSize: int = DEFAULT_MAX_SIZE,
+        logMaxFiles: int = DEFAULT_MAX_FILES,
+        sync: str = "normal",
+        idFactory: Any = defaultIdFactory,
+    ) -> None:
+        self.runtime = runtime if runtime is not None else ProcessRuntime(reactor)
+        try:
+            os.makedirs(stateDir, mode=0o700, exist_ok=True)
+        except OSError as e:
+            raise BackendError(f"cannot use state directory {stateDir}: {e}") from e
+        if self.runtime.stateMarker is None:
+            self.runtime.stateMarker = os.path.realpath(stateDir)
+        self.store = SQLiteStore(os.path.join(stateDir, "state.db"), sync=sync)
+        try:
+            self.logStore = FileLogStore(
+                os.path.join(stateDir, "logs"), maxSize=logMaxSize, maxFiles=logMaxFiles
+            )
+        except BaseException:
+            self.store.close()
+            raise
+        super().__init__(
+            clock=reactor,
+            backendName="process",
+            runtime=self.runtime,
+            logStore=self.logStore,
+            recordStore=self.store,
+            idFactory=idFactory,
+        )
+
+    @property
+    def eventStore(self) -> SQLiteStore:
+        """The same SQLite file, as an L{IEventStore}."""
+        return self.store
+
+    def create(self, spec: ContainerSpec) -> Deferred[Container]:
+        """Refuse limits that cannot be enforced with the reason, then create."""
+        try:
+            self.runtime.cgroups.check(spec.memory, spec.cpus)
+        except BadRequest as e:
+            return fail(e)
+        return super().create(spec)
+
+    def close(self) -> Deferred[None]:
+        """Stop every container, then close the files."""
+
+        def closeFiles(result: object) -> object:
+            self.runtime.close()
+            self.logStore.close()
+            self.store.close()
+            return result
+
+        return super().close().addBoth(closeFiles)
+
+
+def raiseFileLimit(wanted: int = 1 << 20) -> int:
+    """
+    Raise this process's soft limit of open files towards its hard limit:
+    each running container holds two pipes, and the common default of 1,024
+    would stop the daemon near 500 containers.  (Containers inherit it, as
+    they do Docker's.)
+
+    @return: the soft limit now in force.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(hard, wanted)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            return target
+        except (OSError, ValueError):
+            pass
+    return soft
+
+
+def makeBackend(
+    reactor: Any, stateDir: FilePath[Any] | str, options: Mapping[str, str | None]
+) -> ProcessBackend:
+    """
+    The C{pycm.backends} entry point.
+
+    Options (all optional): C{default-command} (split like a shell would,
+    default C{sleep infinity}); C{log-max-size} (bytes or with k/m/g,
+    default 10m) and C{log-max-files} (default 3); C{default-workdir}
+    (default C{/}); C{cgroups} (C{auto} or C{off}) and C{cgroup-parent}
+    (default C{/pycm}); C{state-sync} (C{normal} or C{full}, see
+    L{pycm.store}); C{default-image} (only C{host} is accepted).
+
+    @raise BadRequest: for a bad option value.
+    @raise BackendError: if the state cannot be used (e.g. it is corrupt).
+    """
+    path = stateDir.path if isinstance(stateDir, FilePath) else str(stateDir)
+
+    def option(name: str, default: str) -> str:
+        value = options.get(name)
+        return default if value is None or value == "" else value
+
+    image = option("default-image", HOST_IMAGE)
+    if image != HOST_IMAGE:
+        raise BadRequest(f"the process backend's only image is {HOST_IMAGE!r}, not {image!r}")
+    command = option("default-command", shlex.join(DEFAULT_COMMAND))
+    try:
+        defaultCommand = tuple(shlex.split(command))
+    except ValueError as e:
+        raise BadRequest(f"bad default-command {command!r}: {e}") from None
+    if not defaultCommand:
+        raise BadRequest("default-command must not be empty")
+    logMaxSize = parseSize(option("log-max-size", "10m"))
+    filesText = option("log-max-files", str(DEFAULT_MAX_FILES))
+    if not filesText.isdigit() or int(filesText) < 1:
+        raise BadRequest(f"bad log-max-files {filesText!r}: expected a positive integer")
+    cgroupMode = option("cgroups", "auto")
+    if cgroupMode not in ("auto", "off"):
+        raise BadRequest(f"bad cgroups {cgroupMode!r}: expected auto or off")
+    sync = option("state-sync", "normal")
+    if sync not in ("normal", "full"):
+        raise BadRequest(f"bad state-sync {sync!r}: expected normal or full")
+    workdir = option("default-workdir", DEFAULT_WORKDIR)
+    if not os.path.isabs(workdir):
+        raise BadRequest(f"bad default-workdir {workdir!r}: not an absolute path")
+    raiseFileLimit()
+    cgroups = detect(option("cgroup-parent", "/pycm"), enabled=cgroupMode == "auto")
+    log.info("process backend limits: {what}", what=cgroups.describe())
+    runtime = ProcessRuntime(
+        reactor, defaultCommand=defaultCommand, cgroups=cgroups, defaultWorkdir=workdir
+    )
+    return ProcessBackend(
+        reactor,
+        path,
+        runtime=runtime,
+        logMaxSize=logMaxSize,
+        logMaxFiles=int(filesText),
+        sync=sync,
+    )

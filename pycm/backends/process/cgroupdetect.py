@@ -1,0 +1,278 @@
+"""
+What this machine can do with cgroups, found once at start: the limits it
+can enforce (proved on a probe group) and the hierarchy it tracks every
+container in.  See docs/process-backend.md.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+
+import attrs
+
+from pycm.backends.process.cgroups import (
+    DEFAULT_PARENT,
+    NO_CGROUPS,
+    PROBE_GROUP,
+    Cgroups,
+    noCgroups,
+    readFile,
+    writeFile,
+)
+from pycm.errors import BackendError, BadRequest
+
+
+@attrs.frozen
+class Mount:
+    """One cgroup hierarchy mounted on this machine."""
+
+    path: str
+    version: int
+    controllers: frozenset[str]
+    #: Every super option of a v1 mount (controllers, C{name=...}).
+    options: frozenset[str] = frozenset()
+
+
+def parseMountinfo(text: str) -> list[Mount]:
+    """The cgroup mounts listed in the text of C{/proc/self/mountinfo}."""
+    mounts = []
+    for line in text.splitlines():
+        before, sep, after = line.partition(" - ")
+        if not sep:
+            continue
+        fields = before.split()
+        fsType, _, superOptions = (after.split() + ["", "", ""])[:3]
+        if len(fields) < 5:
+            continue
+        path = fields[4].replace("\\040", " ")
+        if fsType == "cgroup2":
+            mounts.append(Mount(path, 2, frozenset()))
+        elif fsType == "cgroup":
+            options = frozenset(superOptions.split(","))
+            mounts.append(
+                Mount(
+                    path,
+                    1,
+                    options & {"memory", "cpu", "cpuacct"},
+                    frozenset(o for o in options if o in ("pids", "freezer") or "=" in o),
+                )
+            )
+    return mounts
+
+
+def _ensureV2Parent(mount: str, parent: str, controllers: Iterable[str]) -> None:
+    """
+    Make C{mount/parent} exist with C{controllers} enabled for its children:
+    each level from the root down delegates them to the next.
+    """
+    levels = [mount]
+    for part in [p for p in parent.split("/") if p]:
+        levels.append(os.path.join(levels[-1], part))
+    for level in levels:
+        os.makedirs(level, exist_ok=True)
+        try:
+            have = set(readFile(os.path.join(level, "cgroup.subtree_control")).split())
+        except FileNotFoundError:  # only on a fake tree: cgroupfs always has it
+            have = set()
+        missing = [c for c in controllers if c not in have]
+        if missing:
+            writeFile(
+                os.path.join(level, "cgroup.subtree_control"),
+                " ".join("+" + c for c in missing),
+            )
+
+
+def _probe(cgroups: Cgroups, limit: str) -> bool:
+    """
+    Prove a limit can be set by setting it on a throwaway group.
+
+    @return: whether a memory limit there limits swap too.
+    """
+    try:
+        if limit == "memory":
+            cgroups.prepare(PROBE_GROUP, 512 * 1024 * 1024, None)
+        else:
+            cgroups.prepare(PROBE_GROUP, None, 1.0)
+    finally:
+        cgroups.release(PROBE_GROUP)
+    return cgroups.swapLimited
+
+
+def parseProcCgroup(text: str) -> dict[str, str]:
+    """
+    C{/proc/PID/cgroup} as {hierarchy key: path}: the key is C{""} for the
+    unified hierarchy, else each controller (and C{name=...}) of the line.
+    """
+    paths: dict[str, str] = {}
+    for line in text.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        _, controllers, path = parts
+        if not controllers:
+            paths[""] = path
+        for controller in controllers.split(","):
+            if controller:
+                paths[controller] = path
+    return paths
+
+
+def _probeTracking(mount: str, base: str, ownPath: str) -> str:
+    """
+    Prove the daemon can make a group under C{base} and move itself into
+    it and back home; return its home C{cgroup.procs}.
+    """
+    home = os.path.join(mount, ownPath.lstrip("/"), "cgroup.procs")
+    probe = os.path.join(base, PROBE_GROUP)
+    os.makedirs(probe, exist_ok=True)
+    me = str(os.getpid())
+    try:
+        writeFile(os.path.join(probe, "cgroup.procs"), me)
+        writeFile(home, me)
+    finally:
+        try:
+            os.rmdir(probe)
+        except OSError:
+            pass
+    return home
+
+
+def detectTracking(
+    mounts: list[Mount], relative: str, own: dict[str, str]
+) -> tuple[str | None, str | None, str]:
+    """
+    The tracking hierarchy: the unified one, else v1 C{pids}, C{freezer}
+    or C{name=systemd}.
+
+    @param own: the daemon's own groups (L{parseProcCgroup}).
+    @return: (parent group directory, the daemon's home C{cgroup.procs},
+        why there is none).
+    """
+    candidates: list[tuple[str, str]] = [(m.path, "") for m in mounts if m.version == 2]
+    v1 = [m for m in mounts if m.version == 1]
+    for key in ("pids", "freezer", "name=systemd"):
+        for m in v1:
+            if key in m.controllers or key in m.options:
+                candidates.append((m.path, key))
+    why = "no cgroup hierarchy to track containers in"
+    for mount, key in candidates:
+        if key not in own:
+            continue
+        base = os.path.join(mount, relative)
+        try:
+            home = _probeTracking(mount, base, own[key])
+        except OSError as e:
+            why = f"cannot track containers in {base}: {e.strerror or e}"
+            continue
+        return base, home, ""
+    return None, None, why
+
+
+def detect(
+    parent: str = DEFAULT_PARENT,
+    mountinfo: str | None = None,
+    enabled: bool = True,
+    procCgroup: str | None = None,
+) -> Cgroups:
+    """
+    Find out how containers are tracked and which limits this daemon can
+    enforce: see L{_detectLimits} and L{detectTracking}.
+
+    @param procCgroup: the text of C{/proc/self/cgroup} (for tests).
+    """
+    limits = _detectLimits(parent, mountinfo, enabled)
+    if not enabled or (mountinfo is not None and procCgroup is None):
+        return limits  # a test's fake tree: no tracking unless asked
+    try:
+        if mountinfo is None:
+            mountinfo = readFile("/proc/self/mountinfo")
+        if procCgroup is None:
+            procCgroup = readFile("/proc/self/cgroup")
+    except OSError:
+        return limits
+    tracking, home, _ = detectTracking(
+        parseMountinfo(mountinfo), parent.strip("/"), parseProcCgroup(procCgroup)
+    )
+    return Cgroups(limits.version, limits.dirs, limits.reasons, tracking, home, limits.swapLimited)
+
+
+def _detectLimits(
+    parent: str = DEFAULT_PARENT,
+    mountinfo: str | None = None,
+    enabled: bool = True,
+) -> Cgroups:
+    """
+    Find out which limits this daemon can enforce, setting up the parent
+    group(s) on the way.  Never raises: what fails is a reason in
+    L{Cgroups.reasons}.
+
+    @param parent: the parent group path, relative to each hierarchy root.
+    @param mountinfo: the text of C{/proc/self/mountinfo} (for tests).
+    @param enabled: False turns limits off (the C{cgroups=off} option).
+    """
+    if not enabled:
+        return NO_CGROUPS
+    if mountinfo is None:
+        try:
+            mountinfo = readFile("/proc/self/mountinfo")
+        except OSError as e:
+            return noCgroups(f"cannot read /proc/self/mountinfo: {e}")
+    mounts = parseMountinfo(mountinfo)
+    relative = parent.strip("/")
+    reasons: dict[str, str] = {}
+
+    unified = [m for m in mounts if m.version == 2]
+    for mount in unified:
+        try:
+            available = set(readFile(os.path.join(mount.path, "cgroup.controllers")).split())
+        except OSError:
+            continue
+        wanted = [c for c in ("memory", "cpu") if c in available]
+        if not wanted:
+            continue
+        base = os.path.join(mount.path, relative)
+        dirs: dict[str, str] = {}
+        try:
+            _ensureV2Parent(mount.path, relative, wanted)
+        except OSError as e:
+            reasons = {
+                "memory": f"cannot delegate controllers under {base}: {e.strerror}",
+                "cpus": f"cannot delegate controllers under {base}: {e.strerror}",
+            }
+            break
+        swapLimited = True
+        for limit, controller in (("memory", "memory"), ("cpus", "cpu")):
+            if controller not in wanted:
+                reasons[limit] = f"no {controller} controller in {mount.path}"
+                continue
+            try:
+                swapLimited &= _probe(Cgroups(2, {limit: base}, {}), limit)
+            except (OSError, BackendError, BadRequest) as e:
+                reasons[limit] = f"cannot set {controller} limits under {base}: {e}"
+            else:
+                dirs[limit] = base
+        if dirs:
+            return Cgroups(2, dirs, reasons, swapLimited=swapLimited)
+
+    dirs = {}
+    v1reasons: dict[str, str] = {}
+    swapLimited = True
+    for limit, controller in (("memory", "memory"), ("cpus", "cpu")):
+        v1 = next((m for m in mounts if m.version == 1 and controller in m.controllers), None)
+        if v1 is None:
+            v1reasons[limit] = f"no cgroup {controller} controller is mounted"
+            continue
+        base = os.path.join(v1.path, relative)
+        try:
+            os.makedirs(base, exist_ok=True)
+            swapLimited &= _probe(Cgroups(1, {limit: base}, {}), limit)
+        except (OSError, BackendError, BadRequest) as e:
+            v1reasons[limit] = f"cannot set {controller} limits under {base}: {e}"
+        else:
+            dirs[limit] = base
+    if dirs:
+        return Cgroups(1, dirs, v1reasons, swapLimited=swapLimited)
+    if reasons:
+        return Cgroups(None, {}, reasons)
+    return Cgroups(None, {}, v1reasons or noCgroups("no cgroup hierarchy found").reasons)

@@ -1,0 +1,321 @@
+"""
+Cleaning up after runs: the marker sweep at a run's end (L{MarkSweep}),
+reclaiming what a dead daemon left (L{reclaimRun}, L{sweepLeftovers}), and
+removing a run's cgroup once it is empty (L{CgroupReleaser}).
+"""
+
+from __future__ import annotations
+
+import os
+import signal as _signal
+from collections.abc import Callable, Collection
+from typing import Any
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+
+from pycm.backends.process import procfs
+from pycm.backends.process.cgroups import Cgroups
+from pycm.errors import BackendError, PycmError
+from pycm.model import Container, parseSignal
+
+#: How often L{reclaimRun} looks whether a process is gone.
+RECLAIM_POLL = 0.05
+#: How long reclaim waits after SIGKILL before giving up.
+RECLAIM_KILL_WAIT = 5.0
+#: The most looks at /proc for processes carrying a run marker, while new
+#: ones turn up (each look kills what it finds).
+MARK_ROUNDS = 10
+#: The most of its time the daemon spends looking for processes carrying
+#: the marker of runs that ended (see L{MarkSweep}), and the longest it
+#: makes a run's end wait for a look.
+MARK_DUTY = 0.5
+MARK_MAX_DELAY = 1.0
+
+#: (run ids, earliest start time in ticks or None) -> the pids killed, by run id.
+KillMarked = Callable[[Collection[str], "int | None"], dict[str, list[int]]]
+
+log = Logger()
+
+
+def killMarked(
+    runIds: Collection[str], notBefore: int | None = None, proc: str = procfs.PROC
+) -> dict[str, list[int]]:
+    """
+    SIGKILL every live process started with one of C{runIds} as its
+    C{PYCM_RUN_ID}, whatever its session, process group, cgroup or user
+    (see L{procfs.killIfMarked}: never a process that reused a pid); look
+    again while new ones turn up (one may fork while it is being killed),
+    at most L{MARK_ROUNDS} looks.
+
+    @param notBefore: the earliest start time of the runs, in clock ticks:
+        older processes cannot carry their markers and their environments
+        are not read.  None: read every process's.
+    @return: the pids killed, by run id.
+    """
+    found: dict[str, list[int]] = {}
+    if not runIds:
+        return found
+    me = os.getpid()
+    signalled: set[tuple[int, int]] = set()
+    for _ in range(MARK_ROUNDS):
+        fresh = False
+        for stat in procfs.allStats(proc):
+            key = (stat.pid, stat.startTime)
+            if stat.pid == me or not stat.alive or key in signalled:
+                continue
+            if notBefore is not None and stat.startTime < notBefore:
+                continue
+            runId = procfs.killIfMarked(stat.pid, runIds, proc=proc)
+            if runId is None:
+                continue
+            signalled.add(key)
+            fresh = True
+            found.setdefault(runId, []).append(stat.pid)
+        if not fresh:
+            break
+    return found
+
+
+def killStrays(stateMarker: str | None, names: Collection[str], proc: str) -> list[int]:
+    """
+    SIGKILL every live process of a run of the daemon whose C{PYCM_STATE}
+    is C{stateMarker}, of a container named in C{names}, whatever its run:
+    for records put aside with no run id left to read.  Only ever called
+    before any run of those names is started.
+
+    @return: the pids killed.
+    """
+    if stateMarker is None or not names:
+        return []
+
+    def stray(environ: bytes) -> str | None:
+        if procfs.environValue(environ, "PYCM_STATE") != stateMarker:
+            return None
+        name = procfs.environValue(environ, "PYCM_CONTAINER")
+        return name if name is not None and name in names else None
+
+    me = os.getpid()
+    killed: list[int] = []
+    for _ in range(MARK_ROUNDS):
+        fresh = [
+            stat.pid
+            for stat in procfs.allStats(proc)
+            if stat.pid != me
+            and stat.alive
+            and stat.pid not in killed
+            and procfs.killIf(stat.pid, stray, proc=proc) is not None
+        ]
+        if not fresh:
+            break
+        killed += fresh
+    return killed
+
+
+class MarkSweep:
+    """
+    Kills the processes still carrying the run marker (C{PYCM_RUN_ID}) of
+    runs that ended: those that left both the run's process group and its
+    cgroup.  The runs that end in one reactor turn share one look at
+    C{/proc} (at the end of that turn), and a look that took T seconds is
+    followed by at least T/L{MARK_DUTY} - T seconds without one: stopping
+    many containers at once gathers them into fewer looks instead of
+    reading every process once per container.
+
+    @param look: kills what carries the given markers (L{KillMarked}).
+    """
+
+    log = Logger()
+
+    def __init__(self, clock: IReactorTime, look: KillMarked) -> None:
+        self._clock = clock
+        self._look = look
+        #: run id -> (earliest start time, container name, waiters)
+        self._pending: dict[str, tuple[int | None, str, list[Deferred[None]]]] = {}
+        self._call: IDelayedCall | None = None
+        #: No look before this time (reactor seconds).
+        self._notUntil = 0.0
+
+    def kill(self, runId: str, notBefore: int | None, name: str) -> Deferred[None]:
+        """
+        Kill what carries C{runId} at the end of this reactor turn.
+
+        @param notBefore: the run's start time in clock ticks (older
+            processes cannot carry its marker and are not read), or None.
+        @return: a Deferred that fires once that is done.
+        """
+        done: Deferred[None] = Deferred()
+        _, _, waiters = self._pending.setdefault(runId, (notBefore, name, []))
+        waiters.append(done)
+        if self._call is None:
+            clock = self._clock
+            delay = min(max(self._notUntil - clock.seconds(), 0.0), MARK_MAX_DELAY)
+            self._call = clock.callLater(delay, self.sweep)
+        return done
+
+    def sweep(self) -> None:
+        """Do the pending work now (also what L{ProcessRuntime.close} calls)."""
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
+        pending, self._pending = self._pending, {}
+        if not pending:
+            return
+        starts = [notBefore for notBefore, _, _ in pending.values()]
+        notBefore = None if None in starts else min(s for s in starts if s is not None)
+        clock = self._clock
+        began = clock.seconds()
+        try:
+            killed = self._look(set(pending), notBefore)
+        except Exception:
+            self.log.failure("looking for processes of ended runs")
+            killed = {}
+        ended = clock.seconds()
+        self._notUntil = ended + max(ended - began, 0.0) * (1 / MARK_DUTY - 1)
+        for runId, pids in killed.items():
+            self.log.info(
+                "{name}: killed {pids}, which outlived the container"
+                " (out of its process group and cgroup, found by its run marker)",
+                name=pending[runId][1],
+                pids=pids,
+            )
+        for _, _, waiters in pending.values():
+            for waiter in waiters:
+                waiter.callback(None)
+
+
+class CgroupReleaser:
+    """Removes runs' cgroups once their processes are gone, retrying."""
+
+    def __init__(self, clock: IReactorTime, cgroups: Cgroups) -> None:
+        self._clock = clock
+        self._cgroups = cgroups
+        #: Retries of cgroup removals, by group: finished or dropped by close.
+        self._calls: dict[str, IDelayedCall] = {}
+
+    def release(self, group: str, attempts: int = 20) -> None:
+        """Kill what is left in C{group} and remove it (retrying C{attempts} times)."""
+        self._calls.pop(group, None)
+        self._cgroups.killAll(group)
+        if not self._cgroups.release(group) and attempts > 0:
+            self._calls[group] = self._clock.callLater(0.1, self.release, group, attempts - 1)
+
+    def close(self) -> None:
+        """Last try at the groups still waiting: no retry is left behind."""
+        for group, call in list(self._calls.items()):
+            call.cancel()
+            self._cgroups.killAll(group)
+            self._cgroups.release(group)
+        self._calls.clear()
+
+
+def sweepLeftovers(
+    runs: dict[str, Container],
+    strays: Collection[str],
+    *,
+    proc: str,
+    stateMarker: str | None,
+    cgroups: Cgroups,
+    releaser: CgroupReleaser,
+    groupName: Callable[[Container], str],
+) -> list[str]:
+    """
+    After a daemon restart, once every leftover run was reclaimed: kill
+    whatever still carries the run id of one of C{runs} (run id ->
+    container), and kill and remove their leftover cgroups; kill what runs
+    of the containers named in C{strays} (see L{killStrays}).
+
+    @return: the run ids something was found of, sorted.
+    """
+    strayed = killStrays(stateMarker, strays, proc)
+    if strayed:
+        log.info(
+            "killed {pids}, left running by a previous daemon for {names}"
+            " (their records are quarantined)",
+            pids=strayed,
+            names=sorted(strays),
+        )
+    killed = killMarked(set(runs), None, proc)
+    for runId, pids in killed.items():
+        log.info(
+            "{name}: killed {pids}, left over from run {runId} of a previous daemon",
+            name=runs[runId].name,
+            pids=pids,
+            runId=runId,
+        )
+    found = set(killed)
+    present = cgroups.groups()
+    for runId, container in runs.items():
+        group = groupName(container)
+        if group in present:
+            if cgroups.killAll(group):
+                found.add(runId)
+            releaser.release(group)
+    return sorted(found)
+
+
+def reclaimRun(
+    container: Container,
+    pid: int | None,
+    startTime: Any,
+    *,
+    clock: IReactorTime,
+    proc: str,
+    bootId: str | None,
+    group: str,
+    cgroups: Cgroups,
+    releaser: CgroupReleaser,
+) -> Deferred[bool]:
+    """
+    Stop a run a dead daemon left (see L{IRuntime.reclaim}): its stop signal
+    to its group, SIGKILL after its stop timeout.  A pid whose start time
+    or boot id differs (or is unknown) is not touched.
+    """
+    ticks: int | None = None
+    if isinstance(startTime, list) and len(startTime) == 2:
+        boot, ticks = startTime
+        if boot is None or boot != bootId:
+            ticks = None  # another boot: whatever has this pid is not ours
+    elif isinstance(startTime, int):
+        ticks = startTime
+    if pid is None or not procfs.isSameProcess(pid, ticks, proc):
+        releaser.release(group, attempts=0)
+        return succeed(False)
+    try:
+        stopSignal = parseSignal(container.stopSignal)
+    except PycmError:
+        stopSignal = _signal.SIGTERM
+    log.info(
+        "stopping {name} (pid {pid}), left running by a previous daemon",
+        name=container.name,
+        pid=pid,
+    )
+    procfs.signalGroup(pid, stopSignal)
+    stopped: Deferred[bool] = Deferred()
+    now = clock.seconds()
+    killAt = now + max(container.stopTimeout, 0)
+    giveUpAt = killAt + RECLAIM_KILL_WAIT
+
+    def poll(killed: bool) -> None:
+        alive = procfs.isSameProcess(pid, ticks, proc)
+        if not alive:
+            # The leader is gone: its pid may be reused, so no killpg; what
+            # is left of the run is in its cgroup or carries its run id
+            # (L{sweepLeftovers}).
+            releaser.release(group)
+            stopped.callback(True)
+            return
+        current = clock.seconds()
+        if not killed and current >= killAt:
+            log.info("{name}: SIGKILL after the stop timeout", name=container.name)
+            procfs.signalGroup(pid, _signal.SIGKILL)
+            cgroups.killAll(group)
+            killed = True
+        if killed and current >= giveUpAt:
+            stopped.errback(BackendError(f"pid {pid} of {container.name} survived SIGKILL"))
+            return
+        clock.callLater(RECLAIM_POLL, poll, killed)
+
+    poll(False)
+    return stopped

@@ -1,0 +1,369 @@
+"""
+Starting a run's process: the three ways (C{posix_spawn} of the command,
+C{env -C DIR setsid}, the Python exec helper), finding the executable, and
+the environment a run gets.  docs/process-backend.md says which way when.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import pwd
+import shutil
+import signal as _signal
+import subprocess
+from typing import Any
+
+from twisted.internet import process as _process
+from twisted.internet.protocol import ProcessProtocol
+from twisted.logger import Logger
+
+from pycm.backends.process.cgroups import movePid
+from pycm.errors import BackendError
+from pycm.model import DEFAULT_PATH, Container
+
+#: The exec helper's status pipe: closes empty once the command executes.
+STATUS_FD = 3
+#: The exit status of the helper when it could not execute the command.
+EXEC_FAILED = 127
+
+#: The exec helper (see docs/process-backend.md).  argv: workdir, executable,
+#: the number N of cgroup.procs files, those N files, "--", the command.
+EXEC_HELPER = r"""
+import os, signal, sys
+def main(argv):
+    os.set_inheritable(3, False)
+    workdir, executable, count = argv[1], argv[2], int(argv[3])
+    procs, command = argv[4:4 + count], argv[5 + count:]
+    stage = "setsid"
+    try:
+        os.setsid()
+        stage = "join cgroup"
+        for path in procs:
+            fd = os.open(path, os.O_WRONLY)
+            try:
+                os.write(fd, str(os.getpid()).encode())
+            finally:
+                os.close(fd)
+        stage = "open /dev/null"
+        null = os.open("/dev/null", os.O_RDONLY)
+        if null != 0:
+            os.dup2(null, 0)
+            os.close(null)
+        else:
+            os.set_inheritable(0, True)
+        stage = "chdir to " + workdir
+        os.chdir(workdir)
+        # Python ignores these; a command must start with the defaults.
+        for name in ("SIGPIPE", "SIGXFSZ"):
+            if hasattr(signal, name):
+                signal.signal(getattr(signal, name), signal.SIG_DFL)
+        stage = "exec " + executable
+        os.execve(executable, command, os.environ)
+    except OSError as e:
+        os.write(3, (stage + ": " + (e.strerror or str(e))).encode("utf-8", "replace"))
+        os._exit(127)
+main(sys.argv)
+"""
+
+
+def findExecutable(command: str, path: str, workdir: str) -> str:
+    """
+    Resolve C{command} as C{execvp} would, with C{path} as C{PATH} and
+    relative names taken from C{workdir}.
+
+    @return: the absolute path of the executable.
+    @raise BackendError: saying why it cannot be executed.
+    """
+    if not command:
+        raise BackendError("exec: empty command")
+    if "/" in command:
+        candidates = [os.path.join(workdir, command)]
+    else:
+        candidates = [
+            os.path.join(workdir, directory or ".", command) for directory in path.split(os.pathsep)
+        ]
+    denied = None
+    for candidate in candidates:
+        if os.path.isdir(candidate):
+            if "/" in command:
+                raise BackendError(f"exec: {command!r}: is a directory")
+            continue
+        if os.path.exists(candidate):
+            if os.access(candidate, os.X_OK):
+                return os.path.normpath(candidate)
+            denied = candidate
+    if denied is not None:
+        raise BackendError(f"exec: {command!r}: permission denied ({denied})")
+    if "/" in command:
+        raise BackendError(f"exec: {command!r}: no such file or directory")
+    raise BackendError(f"exec: {command!r}: executable file not found in $PATH")
+
+
+_launcher: list[tuple[str, str] | None] = []
+
+
+def findLauncher() -> tuple[str, str] | None:
+    """
+    The C{env} (with C{-C DIR}) and C{setsid} executables of this machine,
+    or None if either is missing or too old (checked once, by running them).
+    """
+    if not _launcher:
+        envPath = shutil.which("env", path=DEFAULT_PATH)
+        setsidPath = shutil.which("setsid", path=DEFAULT_PATH)
+        found = None
+        if envPath and setsidPath:
+            try:
+                result = subprocess.run(
+                    [envPath, "-C", "/", setsidPath, "--", "true"],
+                    stdin=subprocess.DEVNULL,
+                    capture_output=True,
+                    timeout=10,
+                )
+                if result.returncode == 0:
+                    found = (envPath, setsidPath)
+            except (OSError, subprocess.SubprocessError):
+                pass
+        _launcher.append(found)
+    return _launcher[0]
+
+
+def baseEnvironment() -> dict[str, str]:
+    """What every run's environment starts from: C{PATH}, C{HOME}, C{LANG}."""
+    try:
+        home = pwd.getpwuid(os.geteuid()).pw_dir
+    except KeyError:
+        home = "/"
+    return {"PATH": DEFAULT_PATH, "HOME": home, "LANG": "C.UTF-8"}
+
+
+def runEnvironment(
+    base: dict[str, str], container: Container, stateMarker: str | None, runId: str | None
+) -> dict[str, str]:
+    """
+    The whole environment of a run of C{container}: C{base}, its C{--env},
+    then the markers, last so that C{--env} cannot override them.
+    """
+    env = dict(base)
+    env.update(container.env)
+    env["PYCM_CONTAINER"] = container.name
+    env.pop("PYCM_STATE", None)
+    if stateMarker is not None:
+        env["PYCM_STATE"] = stateMarker
+    env.pop("PYCM_RUN_ID", None)
+    if runId is not None:
+        env["PYCM_RUN_ID"] = runId
+    return env
+
+
+def closeOnExecAll() -> None:
+    """Make every descriptor above 2 close-on-exec (see L{SpawnedProcess})."""
+    try:
+        fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:
+        return
+    for fd in fds:
+        if fd > 2:
+            try:
+                os.set_inheritable(fd, False)
+            except OSError:
+                pass
+
+
+class SpawnedProcess(_process.Process):
+    """
+    Twisted's L{Process}, started with C{posix_spawn} in a new session, in
+    the run's workdir and tracking cgroup (the daemon borrows both around
+    the spawn and goes back to C{homeDirectory} and the C{home} cgroup).
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        reactor: Any,
+        executable: str,
+        args: list[str],
+        environment: dict[str, str],
+        proto: ProcessProtocol,
+        childFDs: dict[int, Any],
+        *,
+        workdir: str,
+        join: str | None,
+        home: str | None,
+        homeDirectory: int,
+        ignoredSignals: list[int],
+    ) -> None:
+        self._workdir = workdir
+        self._join = join
+        self._home = home
+        self._homeDirectory = homeDirectory
+        self._ignoredSignals = ignoredSignals
+        super().__init__(reactor, executable, args, environment, None, proto, childFDs=childFDs)
+
+    def _trySpawnInsteadOfFork(
+        self, path: Any, uid: Any, gid: Any, executable: str, args: Any, environment: Any,
+        kwargs: Any,
+    ) -> bool:  # fmt: skip
+        fdmap: dict[int, int] = kwargs["fdmap"]
+        used = set(fdmap) | set(fdmap.values())
+        fdState = []
+        for fd in used:
+            try:
+                fdState.append((fd, bool(fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC)))
+            except OSError:
+                pass
+        actions = _process._getFileActions(
+            fdState, fdmap, doClose=os.POSIX_SPAWN_CLOSE, doDup2=os.POSIX_SPAWN_DUP2
+        )
+        me = os.getpid()
+        os.chdir(self._workdir)
+        try:
+            if self._join is not None:
+                movePid(self._join, me)
+            try:
+                self.pid = os.posix_spawn(  # type: ignore[assignment]
+                    executable,
+                    args,
+                    environment,
+                    file_actions=actions,
+                    setsigdef=self._ignoredSignals,
+                    setsid=True,
+                )
+            finally:
+                if self._join is not None:
+                    self._goHome()
+        finally:
+            os.fchdir(self._homeDirectory)
+        self.status = -1
+        return True
+
+    def _goHome(self) -> None:
+        """Move the daemon back to its own tracking cgroup after the spawn."""
+        if self._home is None:
+            return
+        try:
+            movePid(self._home, os.getpid())
+        except OSError:
+            self.log.critical(
+                "cannot move the daemon back to its cgroup ({home}):"
+                " stopping a container may now hit the daemon's group",
+                home=self._home,
+            )
+
+
+class Spawner:
+    """
+    Starts a run's process one of the three ways, holding what the daemon
+    keeps for that: C{/dev/null} for the runs' stdin, its own working
+    directory, the signals it ignores.
+    """
+
+    def __init__(self, reactor: Any) -> None:
+        self.reactor = reactor
+        self._devnull: int | None = None
+        self._homeDirectory: int | None = None
+        self._ignored: list[int] | None = None
+
+    def nullFD(self) -> int:
+        """A descriptor of /dev/null, kept open, for the runs' stdin."""
+        if self._devnull is None:
+            self._devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        return self._devnull
+
+    def ignoredSignals(self) -> list[int]:
+        """
+        The signals the daemon ignores, so that a child starts with the
+        defaults (looked up once: the daemon does not change them later).
+        """
+        if self._ignored is None:
+            self._ignored = [
+                signum
+                for signum in range(1, _signal.NSIG)
+                if _signal.getsignal(signum) == _signal.SIG_IGN
+            ]
+        return self._ignored
+
+    def spawnNative(
+        self,
+        protocol: ProcessProtocol,
+        executable: str,
+        command: list[str],
+        env: dict[str, str],
+        workdir: str,
+        join: str | None,
+        home: str | None,
+    ) -> None:
+        """The command itself, with C{posix_spawn} (L{SpawnedProcess})."""
+        if self._homeDirectory is None:
+            closeOnExecAll()
+            self._homeDirectory = os.open(".", os.O_RDONLY | os.O_CLOEXEC)
+        SpawnedProcess(
+            self.reactor,
+            executable,
+            command,
+            env,
+            protocol,
+            {0: self.nullFD(), 1: "r", 2: "r"},
+            workdir=workdir,
+            join=join,
+            home=home,
+            homeDirectory=self._homeDirectory,
+            ignoredSignals=self.ignoredSignals(),
+        )
+
+    def spawnLauncher(
+        self,
+        protocol: ProcessProtocol,
+        launcher: tuple[str, str],
+        command: list[str],
+        env: dict[str, str],
+        workdir: str,
+    ) -> None:
+        """C{env -C WORKDIR setsid -- COMMAND...}."""
+        # setsid execvp()s with the container's PATH, from the workdir, as
+        # findExecutable did.  No path=: Twisted then uses posix_spawn,
+        # whose child runs no Python code before exec (a fork()ed child
+        # could swallow an early SIGTERM).
+        envPath, setsidPath = launcher
+        self.reactor.spawnProcess(
+            protocol,
+            envPath,
+            ["env", "-C", workdir, setsidPath, "--", *command],
+            env=env,
+            path=None,
+            usePTY=False,
+            childFDs={0: self.nullFD(), 1: "r", 2: "r"},
+        )
+
+    def spawnHelper(
+        self,
+        protocol: ProcessProtocol,
+        python: str,
+        executable: str,
+        command: list[str],
+        env: dict[str, str],
+        workdir: str,
+        procs: list[str],
+    ) -> None:
+        """The exec helper (L{EXEC_HELPER}), which joins C{procs} first."""
+        argv = [python, "-I", "-S", "-c", EXEC_HELPER, workdir, executable]
+        argv += [str(len(procs)), *procs, "--", *command]
+        self.reactor.spawnProcess(
+            protocol,
+            python,
+            argv,
+            env=env,
+            path=None,
+            usePTY=False,
+            childFDs={1: "r", 2: "r", STATUS_FD: "r"},
+        )
+
+    def close(self) -> None:
+        """Close the descriptors kept for spawning."""
+        if self._devnull is not None:
+            os.close(self._devnull)
+            self._devnull = None
+        if self._homeDirectory is not None:
+            os.close(self._homeDirectory)
+            self._homeDirectory = None
