@@ -28,13 +28,20 @@ from pycm.backends.process.backend import makeBackend
 from pycm.backends.process.cgroupdetect import detect
 from pycm.backends.process.cgroups import NO_CGROUPS, Cgroups
 from pycm.backends.process.output import MAX_LINE, OutputPacer
-from pycm.backends.process.reclaim import MARK_DUTY, RECLAIM_POLL, MarkSweep
+from pycm.backends.process.reclaim import MARK_DUTY, RECLAIM_POLL, CgroupReleaser, MarkSweep
 from pycm.backends.process.run import LINGER, ProcessRun, RunProtocol
 from pycm.backends.process.runtime import ProcessRuntime
-from pycm.backends.process.spawn import EXEC_HELPER, findExecutable
+from pycm.backends.process.spawn import EXEC_HELPER, findExecutable, runEnvironment
 from pycm.backends.supervisor.backend import RECLAIMED_ERROR, STARTING_ERROR, Record
 from pycm.errors import BackendError, BadRequest
-from pycm.interfaces import IContainerBackend, IRun, IRunObserver, IRuntime
+from pycm.interfaces import (
+    IContainerBackend,
+    IRun,
+    IRunObserver,
+    IRuntime,
+    IRuntimeStats,
+    IRuntimeSweep,
+)
 from pycm.model import DEFAULT_PATH, Container, ContainerSpec, State
 from pycm.store import SQLiteStore
 from tests.conformance import BackendConformanceTests, ReactorFixture
@@ -768,6 +775,176 @@ class RuntimeFakeTests(SynchronousTestCase):
         d = self.runtime.reclaim(container(stopTimeout=0.0), 777, 5000)
         self.reactor.pump([RECLAIM_POLL] * 200)
         self.failureResultOf(d, BackendError)
+
+
+# -- the seams between runtime, runs and cleanup ---------------------------------
+
+
+class FakeCgroups:
+    """The part of L{Cgroups} a L{CgroupReleaser} uses, with groups that stay busy."""
+
+    def __init__(self, busyFor: int) -> None:
+        self.busyFor = busyFor
+        self.killed: list[str] = []
+        self.released: list[str] = []
+
+    def killAll(self, group: str) -> list[int]:
+        self.killed.append(group)
+        return []
+
+    def release(self, group: str) -> bool:
+        self.released.append(group)
+        return len(self.released) > self.busyFor
+
+
+class RunSeamTests(SynchronousTestCase):
+    """
+    A run and its protocol act through what they were handed (the kill
+    and release of their cgroup, the marker sweep), never a runtime.
+    """
+
+    def setUp(self) -> None:
+        self.signalled: list[tuple[int, int]] = []
+        self.patch(procfs, "signalGroup", lambda pgid, sig: self.signalled.append((pgid, sig)))
+        self.killedGroups: list[str] = []
+        self.releasedGroups: list[str] = []
+
+    def test_runKillsItsCgroupOnSigkill(self) -> None:
+        """
+        SIGKILL reaches the run's group and, through the kill function it
+        was handed, its cgroup; other signals only the group; none once
+        the run exited.
+        """
+        run = ProcessRun(4242, [None, 1], "web-0123", self.killedGroups.append)
+        run.signal(signal.SIGTERM)
+        self.assertEqual(self.killedGroups, [])
+        run.signal(signal.SIGKILL)
+        self.assertEqual(self.killedGroups, ["web-0123"])
+        self.assertEqual(self.signalled, [(4242, signal.SIGTERM), (4242, signal.SIGKILL)])
+        run.exited = True
+        run.signal(signal.SIGKILL)
+        self.assertEqual(self.killedGroups, ["web-0123"])
+
+    def test_runWithoutCgroupKillsNoCgroup(self) -> None:
+        """A run without a cgroup never calls its cgroup kill function."""
+        run = ProcessRun(4242, None, None, self.killedGroups.append)
+        run.signal(signal.SIGKILL)
+        self.assertEqual(self.killedGroups, [])
+
+    def test_protocolUsesWhatItWasHanded(self) -> None:
+        """
+        The protocol gives its run the cgroup kill function, kills the
+        cgroup at exit, asks the marker sweep with the run's start time,
+        releases the cgroup at the end and then reports the exit.
+        """
+        clock = Clock()
+        swept: list[tuple[str, int | None, str]] = []
+        sweeps: list[Deferred[None]] = []
+
+        def sweepMarked(runId: str, notBefore: int | None, name: str) -> Deferred[None]:
+            swept.append((runId, notBefore, name))
+            sweeps.append(Deferred())
+            return sweeps[-1]
+
+        observer = RecordingObserver()
+        protocol = RunProtocol(
+            observer,
+            clock=clock,
+            pacer=OutputPacer(clock),
+            sweepMarked=sweepMarked,
+            killCgroup=self.killedGroups.append,
+            releaseCgroup=self.releasedGroups.append,
+            proc=os.path.abspath(self.mktemp()),
+            bootId="boot-1",
+            group="web-0123",
+            runId="run-1",
+            name="web",
+        )
+        protocol.makeConnection(FakeProcessTransport(4242))
+        assert protocol.run is not None
+        self.assertEqual((protocol.run.pid, protocol.run.group), (4242, "web-0123"))
+        protocol.run.startTime = ["boot-1", 555]
+        protocol.run.signal(signal.SIGKILL)
+        self.assertEqual(self.killedGroups, ["web-0123"])
+        protocol.childConnectionLost(3)
+        protocol.processExited(ended(0))
+        self.assertEqual(self.killedGroups, ["web-0123", "web-0123"])
+        self.assertEqual(swept, [("run-1", 555, "web")])
+        protocol.processEnded(ended(0))
+        self.assertEqual(self.releasedGroups, ["web-0123"])
+        self.assertEqual(observer.exits, [])
+        sweeps[0].callback(None)
+        self.assertEqual(observer.exits, [0])
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+
+class CgroupReleaserTests(SynchronousTestCase):
+    """L{CgroupReleaser}: a run's cgroup is removed once empty, retrying on the clock."""
+
+    def test_retriesUntilRemoved(self) -> None:
+        """A busy group is killed and tried again every 0.1 s until it goes."""
+        clock = Clock()
+        cgroups = FakeCgroups(busyFor=2)
+        releaser = CgroupReleaser(clock, cgroups)  # type: ignore[arg-type]
+        releaser.release("web-1")
+        self.assertEqual(len(cgroups.released), 1)
+        clock.advance(0.1)
+        clock.advance(0.1)
+        self.assertEqual(len(cgroups.released), 3)
+        self.assertEqual(cgroups.killed, ["web-1"] * 3)
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_givesUp(self) -> None:
+        """After its attempts a group that stays busy is left; no timer remains."""
+        clock = Clock()
+        cgroups = FakeCgroups(busyFor=100)
+        releaser = CgroupReleaser(clock, cgroups)  # type: ignore[arg-type]
+        releaser.release("web-1", attempts=2)
+        clock.pump([0.1] * 5)
+        self.assertEqual(len(cgroups.released), 3)
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_closeTriesOnceMoreAndCancels(self) -> None:
+        """Closing tries each waiting group once more and leaves no timer."""
+        clock = Clock()
+        cgroups = FakeCgroups(busyFor=100)
+        releaser = CgroupReleaser(clock, cgroups)  # type: ignore[arg-type]
+        releaser.release("web-1")
+        releaser.close()
+        self.assertEqual(cgroups.released, ["web-1", "web-1"])
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+
+class EnvironmentTests(SynchronousTestCase):
+    """L{runEnvironment}: what a run's environment is made of."""
+
+    def test_markersLast(self) -> None:
+        """
+        The base, then C{--env}, then the markers, which C{--env} cannot
+        override or add when the daemon has none.
+        """
+        c = container(
+            env={"A": "1", "PATH": "/bin", "PYCM_CONTAINER": "x", "PYCM_RUN_ID": "forged",
+                 "PYCM_STATE": "forged"},
+        )  # fmt: skip
+        base = {"PATH": DEFAULT_PATH, "HOME": "/root", "LANG": "C.UTF-8"}
+        self.assertEqual(
+            runEnvironment(base, c, "/state", "run-1"),
+            {"PATH": "/bin", "HOME": "/root", "LANG": "C.UTF-8", "A": "1",
+             "PYCM_CONTAINER": "web", "PYCM_STATE": "/state", "PYCM_RUN_ID": "run-1"},
+        )  # fmt: skip
+        self.assertEqual(
+            runEnvironment(base, c, None, None),
+            {"PATH": "/bin", "HOME": "/root", "LANG": "C.UTF-8", "A": "1",
+             "PYCM_CONTAINER": "web"},
+        )  # fmt: skip
+        self.assertEqual(base["PATH"], DEFAULT_PATH)
+
+    def test_runtimeInterfaces(self) -> None:
+        """The process runtime provides IRuntimeSweep and IRuntimeStats too."""
+        runtime = ProcessRuntime(FakeProcessReactor(), launcher=None, native=False)
+        self.assertTrue(verifyObject(IRuntimeSweep, runtime))
+        self.assertTrue(verifyObject(IRuntimeStats, runtime))
 
 
 # -- real processes -------------------------------------------------------------

@@ -1,36 +1,8 @@
 """
-Per-container log files that rotate by size: an L{ILogStore} on disk.
-
-Layout: C{DIR/NAME.log} is being written; when one more record would take
-it over C{maxSize} bytes it becomes C{NAME.log.1}, the older ones shift to
-C{NAME.log.2}..., and only C{maxFiles} files are kept (default 10 MiB x 3).
-
-Format: one JSON object per line, C{{"time":SECONDS,"stream":"stdout",
-"line":"..."}}, written with C{ensure_ascii}, so every file is plain ASCII
-whatever the container printed, and a newline inside a line can never
-split a record.  What is stored is the text the supervisor gives: output
-that was not valid UTF-8 has already been decoded with U+FFFD replacement
-characters (C{errors="replace"}) there, so its exact bytes are not kept.
-Line length is capped by the runtime (see
-L{pycm.backends.process.output.MAX_LINE}); the store writes what it is given.
-
-Writes are one C{os.write} of one record (L{FileLogStore.append}), or of
-the records of one batch (L{FileLogStore.appendLines}: the lines one read
-of a container's output gave), to an C{O_APPEND} descriptor, so a record
-reaches the kernel before the call returns and survives a daemon crash.
-A record torn by a crash mid-write (or by a disk that filled up mid-record)
-is skipped when reading, and the next write starts on a fresh line.  At
-most C{maxOpen} files are kept open (least recently written closed first),
-so 1,000 containers do not use 1,000 descriptors.
-
-A full disk (or any other failing write) never takes the daemon down: the
-container's file stays open (one descriptor, never one per line), its lines
-are dropped and counted, the daemon's log says so once when it starts and
-once, with the count, when it ends, and each line is tried again as it
-comes, so writing resumes by itself as soon as there is room.  The gap is
-marked in the file by a line of the daemon's own (stream C{pycm}):
-C{[pycm: N lines dropped: disk full]}; while it lasts, L{FileLogStore.tail}
-ends with that line, with the count so far.
+Per-container log files that rotate by size (L{FileLogStore}, an
+L{ILogStore} on disk): one JSON record a line, one C{os.write} a batch,
+and a full disk that drops lines instead of taking the daemon down.
+docs/process-backend.md describes the files.
 """
 
 from __future__ import annotations

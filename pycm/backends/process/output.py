@@ -1,14 +1,7 @@
 """
 Reading containers' output: lines out of a byte stream (L{LineSplitter}),
-and a budget on the daemon's time spent on it (L{OutputPacer}).
-
-A container that writes as fast as it can must not take the daemon's CPU:
-the time the daemon spends handling output (splitting, decoding, writing
-the log file, feeding followers) is kept under L{OUTPUT_SHARE} of its time,
-summed over every container.  Past that, reading is paused: the container's
-pipe fills up and its writes block until the daemon reads again, as under
-Docker.  Nothing the container managed to write is lost; a flood is slowed
-down, not cut.
+and a budget on the daemon's time spent on it (L{OutputPacer}), so that a
+container flooding its output cannot take the daemon's CPU.
 """
 
 from __future__ import annotations

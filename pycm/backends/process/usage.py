@@ -1,27 +1,6 @@
 """
 The process backend's C{stats}: each run's usage from its cgroups, else
-from C{/proc}.
-
-For each figure the run's cgroup directories (tracking first, then its
-limit groups: see L{pycm.backends.process.cgroups}) are read, cgroup v2 and v1 alike:
-
-  - CPU: v2 C{cpu.stat} C{usage_usec} (every v2 group has it, even
-    without the cpu controller), v1 C{cpuacct.usage};
-  - memory: v2 C{memory.current} less C{inactive_file} of
-    C{memory.stat}, v1 C{memory.usage_in_bytes} less
-    C{total_inactive_file} (Docker's figure: page cache that can be
-    dropped is not counted); the limit from v2 C{memory.max}, v1
-    C{memory.limit_in_bytes} (none when it says C{max} or a huge number);
-  - pids: C{pids.current} (v1 and v2);
-  - block I/O: v2 C{io.stat} C{rbytes}/C{wbytes}, summed over devices.
-
-What no cgroup file says is summed over the run's processes in C{/proc}:
-those in its tracking cgroup (C{cgroup.procs}), or, without one, those in
-its process group (one scan of C{/proc} serves every run of a request):
-CPU from C{stat} (user and system time, with that of reaped children),
-memory as resident set size (shared pages counted in each process), pids
-as threads, I/O from C{io} (C{read_bytes}/C{write_bytes}, of the live
-processes only).  A figure nothing can tell is None.
+from C{/proc} (docs/process-backend.md says which file gives which figure).
 """
 
 from __future__ import annotations
