@@ -30,8 +30,6 @@ MAX_LINES = 500
 #: not in this set must be within the limit, and one in it that is within
 #: the limit must leave the set.
 KNOWN_LONG = {
-    "pycm.backends.process.cgroups",
-    "pycm.backends.process.runtime",
 }
 
 #: Which rooms each room may not import.
