@@ -35,7 +35,7 @@ class Connected:
     def __init__(self) -> None:
         self.server = FakeServer()
         self.clock = self.server.clock
-        factory = PycmServerFactory(self.server.daemon, requireAuth=False)
+        factory = PycmServerFactory(self.server.state, requireAuth=False)
         daemon = factory.buildProtocol(None)
         self.client = ClientProtocol()
         self.pump = connect(

@@ -28,8 +28,8 @@ class Waiting:
 class ConnectionLimitTests(SynchronousTestCase):
     def setUp(self) -> None:
         clock = Clock()
-        self.daemon = DaemonState(clock, MemoryBackend(clock), EventLog())
-        self.limit = ConnectionLimit(self.daemon, 3)
+        self.state = DaemonState(clock, MemoryBackend(clock), EventLog())
+        self.limit = ConnectionLimit(self.state, 3)
 
     def open(self, name: str, peer: str | None = None) -> Waiting:
         connection = Waiting(name)
@@ -43,9 +43,9 @@ class ConnectionLimitTests(SynchronousTestCase):
         """opened and released keep the shared count of open connections."""
         a = self.open("a")
         self.open("b")
-        self.assertEqual(self.daemon.connections, 2)
+        self.assertEqual(self.state.connections, 2)
         self.limit.released(a)
-        self.assertEqual(self.daemon.connections, 1)
+        self.assertEqual(self.state.connections, 1)
 
     def test_biggestPeerMakesRoom(self) -> None:
         """
@@ -69,4 +69,4 @@ class ConnectionLimitTests(SynchronousTestCase):
         c = self.open("c")
         self.limit.released(c)
         self.limit.settled(c)
-        self.assertEqual(self.daemon.connections, 0)
+        self.assertEqual(self.state.connections, 0)

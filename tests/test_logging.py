@@ -246,7 +246,7 @@ class ConnectionChurnLogTests(SynchronousTestCase):
 
         self.events = captureLog(self)
         self.server = FakeServer(token=TOKEN)
-        self.limit = ConnectionLimit(self.server.daemon, 1000)
+        self.limit = ConnectionLimit(self.server.state, 1000)
 
     def connect(self) -> Any:
         return self.server.connect(requireAuth=True, connectionLimit=self.limit)

@@ -924,12 +924,12 @@ class HalfCloseTests(SynchronousTestCase):
         Lines sent before the daemon is ready and then half-closed are
         answered once it is ready.
         """
-        self.server.daemon.ready = False
+        self.server.state.ready = False
         conn = self.server.connect()
         conn.send("ping\n")
         conn.halfClose()
         self.assertFalse(conn.closed)
-        self.server.daemon.setReady()
+        self.server.state.setReady()
         self.assertEqual(conn.lines(), [b'OK "pong"'])
         self.assertTrue(conn.closed)
 
@@ -1032,11 +1032,11 @@ class PreAuthTests(SynchronousTestCase):
         A connection waiting for the daemon to open its backend is not
         timed out meanwhile: its deadline counts from when it is read.
         """
-        self.server.daemon.ready = False
+        self.server.state.ready = False
         conn = self.server.connect(requireAuth=True)
         self.server.clock.advance(60)
         self.assertFalse(conn.closed)
-        self.server.daemon.setReady()
+        self.server.state.setReady()
         self.server.clock.advance(29)
         self.assertFalse(conn.closed)
         self.server.clock.advance(1)
@@ -1050,13 +1050,13 @@ class ConnectionLimitTests(SynchronousTestCase):
         from pycm.daemon.connectionlimit import ConnectionLimit
 
         self.server = FakeServer()
-        self.limit = ConnectionLimit(self.server.daemon, 2)
+        self.limit = ConnectionLimit(self.server.state, 2)
 
     def connect(self, requireAuth: bool = True, capped: bool = True) -> Any:
         from pycm.daemon.protocol import PycmServerFactory
 
         factory = PycmServerFactory(
-            self.server.daemon,
+            self.server.state,
             requireAuth=requireAuth,
             connectionLimit=self.limit,
             capped=capped,
@@ -1078,7 +1078,7 @@ class ConnectionLimitTests(SynchronousTestCase):
         self.assertTrue(line.startswith(b"ERR unavailable "), line)
         self.assertIn(b"2 connections", line)
         self.assertTrue(refused.disconnecting)
-        self.assertEqual(self.server.daemon.connections, 2)
+        self.assertEqual(self.server.state.connections, 2)
         first.connectionLost()
         protocol, transport = self.connect()
         protocol.dataReceived(b"ping\n")
@@ -1116,7 +1116,7 @@ class ConnectionLimitTests(SynchronousTestCase):
         protocol, transport = self.connect(requireAuth=False, capped=False)
         protocol.dataReceived(b"ping\n")
         self.assertEqual(transport.value(), b'OK "pong"\n')
-        self.assertEqual(self.server.daemon.connections, 3)
+        self.assertEqual(self.server.state.connections, 3)
         _, refused = self.connect()
         self.assertTrue(refused.value().startswith(b"ERR unavailable "))
 
@@ -1131,7 +1131,7 @@ class ConnectionLimitTests(SynchronousTestCase):
         _, refused = self.connect(requireAuth=False)
         self.assertTrue(refused.value().startswith(b"ERR unavailable "), refused.value())
         self.assertTrue(refused.disconnecting)
-        self.assertEqual(self.server.daemon.connections, 2)
+        self.assertEqual(self.server.state.connections, 2)
 
     def test_cappedByListenerKind(self) -> None:
         """
@@ -1204,7 +1204,7 @@ class MakeRoomTests(SynchronousTestCase):
         from pycm.daemon.connectionlimit import ConnectionLimit
 
         self.server = FakeServer(token=self.TOKEN)
-        self.limit = ConnectionLimit(self.server.daemon, 2)
+        self.limit = ConnectionLimit(self.server.state, 2)
 
     def connect(
         self, requireAuth: bool = True, capped: bool = True, peer: str = "192.168.1.1"
@@ -1216,7 +1216,7 @@ class MakeRoomTests(SynchronousTestCase):
         from pycm.testing.server import FakeConnection
 
         factory = PycmServerFactory(
-            self.server.daemon, requireAuth=requireAuth, connectionLimit=self.limit,
+            self.server.state, requireAuth=requireAuth, connectionLimit=self.limit,
             capped=capped,
         )
         protocol = factory.buildProtocol(None)
@@ -1241,7 +1241,7 @@ class MakeRoomTests(SynchronousTestCase):
         newcomer.send(f"auth {self.TOKEN}\nping\n")
         self.assertEqual(newcomer.lines(), [b'OK "authenticated"', b'OK "pong"'])
         first.protocol.connectionLost()
-        self.assertEqual(self.server.daemon.connections, 2)
+        self.assertEqual(self.server.state.connections, 2)
         later = self.connect()
         self.assertTrue(second.transport.disconnecting)
         self.assertFalse(newcomer.transport.disconnecting)
@@ -1311,7 +1311,7 @@ class MakeRoomTests(SynchronousTestCase):
         self.connect()
         # Both held ones are leaving (their close never finishes here): the
         # two newcomers are served, the next is refused.
-        self.assertEqual(self.server.daemon.connections, 4)
+        self.assertEqual(self.server.state.connections, 4)
         refused = self.connect()
         self.assertTrue(refused.transport.value().startswith(b"ERR unavailable "))
         self.server.clock.advance(EVICTION_GRACE)
@@ -1345,7 +1345,7 @@ class CloseTests(SynchronousTestCase):
         ours, theirs = socket.socketpair()
         self.addCleanup(ours.close)
         self.addCleanup(theirs.close)
-        protocol = PycmServerFactory(server.daemon).buildProtocol(None)
+        protocol = PycmServerFactory(server.state).buildProtocol(None)
         reactor = MemoryReactorClock()
         transport = Connection(ours, protocol, reactor)
         # As tcp.Server does once the connection is accepted.

@@ -24,9 +24,9 @@ def makeSession(token: str | None = None) -> tuple[Session, RecordingConnection,
     clock = Clock()
     backend = MemoryBackend(clock)
     backend.open()
-    daemon = DaemonState(clock, backend, EventLog(), token=token)
+    state = DaemonState(clock, backend, EventLog(), token=token)
     connection = RecordingConnection()
-    return Session(daemon, connection, requireAuth=True, peer="peer"), connection, daemon
+    return Session(state, connection, requireAuth=True, peer="peer"), connection, state
 
 
 class SeamTests(SynchronousTestCase):
@@ -63,9 +63,9 @@ class SessionTests(SynchronousTestCase):
 
     def test_liveEvents(self) -> None:
         """A subscribed session sends matching events as live ones."""
-        session, connection, daemon = makeSession()
+        session, connection, state = makeSession()
         session.subscribe({})
-        daemon.events.record(ContainerEvent("start", "web", 1.0))
+        state.events.record(ContainerEvent("start", "web", 1.0))
         [(kind, value)] = connection.events
         self.assertEqual((kind, value["action"], value["name"]), ("live", "start", "web"))
 
@@ -102,7 +102,7 @@ class SessionTests(SynchronousTestCase):
         Once disconnected, a session cancels its follows and waits, sends
         nothing more, and holds no reference to its connection.
         """
-        session, connection, daemon = makeSession()
+        session, connection, state = makeSession()
         cancelled: list[str] = []
         session.subscribe({})
         session.followedNames.add("web")
@@ -112,7 +112,7 @@ class SessionTests(SynchronousTestCase):
         session.disconnected()
         self.assertEqual(cancelled, ["web"])
         self.failureResultOf(pending)
-        daemon.events.record(ContainerEvent("start", "web", 1.0))
+        state.events.record(ContainerEvent("start", "web", 1.0))
         session.sendEvent({"x": 1})
         session.close("x")
         self.assertEqual((connection.events, connection.closes), ([], []))
@@ -178,7 +178,7 @@ class HarnessTests(SynchronousTestCase):
         """disconnect ends the connection: the daemon no longer counts it."""
         server = FakeServer()
         conn = server.connect()
-        self.assertEqual(server.daemon.connections, 1)
+        self.assertEqual(server.state.connections, 1)
         conn.disconnect()
-        self.assertEqual(server.daemon.connections, 0)
+        self.assertEqual(server.state.connections, 0)
         self.assertTrue(conn.protocol.session.closed)

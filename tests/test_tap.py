@@ -551,10 +551,10 @@ class PycmServiceStartTests(SynchronousTestCase):
         report = _RecordingReport()
         self.reported = report.reported
         self.closed: list[str] = []
-        daemon = DaemonState(
+        state = DaemonState(
             clock=self.reactor, backend=self.backend, events=EventLog(), ready=False
         )
-        self.service = PycmService(self.reactor, daemon, [lambda: self.closed.append("x")], report)
+        self.service = PycmService(self.reactor, state, [lambda: self.closed.append("x")], report)
 
     def test_listenFailure(self) -> None:
         """A port in use: reported, closers run, twistd exits 1."""
@@ -601,12 +601,12 @@ class FreezeTests(SynchronousTestCase):
         import gc
 
         reactor = MemoryReactorClock()
-        daemon = DaemonState(clock=reactor, backend=MemoryBackend(reactor), events=EventLog(),
+        state = DaemonState(clock=reactor, backend=MemoryBackend(reactor), events=EventLog(),
                              ready=False)
-        service = PycmService(reactor, daemon, [])
+        service = PycmService(reactor, state, [])
         before = gc.get_freeze_count()
         service.startService()
-        self.assertTrue(daemon.ready)
+        self.assertTrue(state.ready)
         self.assertEqual(gc.get_freeze_count(), before)
 
     def test_whenReadyCalledOnceReady(self) -> None:
@@ -614,14 +614,14 @@ class FreezeTests(SynchronousTestCase):
         reactor = MemoryReactorClock()
         calls: list[bool] = []
         backend = MemoryBackend(reactor)
-        daemon = DaemonState(clock=reactor, backend=backend, events=EventLog(), ready=False)
-        service = PycmService(reactor, daemon, [], whenReady=lambda: calls.append(daemon.ready))
+        state = DaemonState(clock=reactor, backend=backend, events=EventLog(), ready=False)
+        service = PycmService(reactor, state, [], whenReady=lambda: calls.append(state.ready))
         service.startService()
         self.assertEqual(calls, [True])
         failing = MemoryBackend(reactor)
         failing.open = lambda: fail(BackendError("no engine"))  # type: ignore[method-assign]
-        daemon = DaemonState(clock=reactor, backend=failing, events=EventLog(), ready=False)
-        PycmService(reactor, daemon, [], whenReady=lambda: calls.append(False)).startService()
+        state = DaemonState(clock=reactor, backend=failing, events=EventLog(), ready=False)
+        PycmService(reactor, state, [], whenReady=lambda: calls.append(False)).startService()
         self.assertEqual(calls, [True])
         self.flushLoggedErrors(BackendError)
 

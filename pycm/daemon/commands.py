@@ -79,8 +79,8 @@ def help_(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> 
 
 
 def info(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> Any:
-    daemon = session.daemon
-    backend = daemon.backend
+    state = session.state
+    backend = state.backend
 
     def render(containers: list[Container]) -> dict[str, Any]:
         counts = dict.fromkeys(State.ALL, 0)
@@ -96,13 +96,13 @@ def info(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> A
             "default_image": backend.defaultImage,
             "capabilities": capabilities,
             "containers": {"total": len(containers), **counts},
-            "uptime": round(daemon.clock.seconds() - daemon.startedAt, 3),
-            "listeners": list(daemon.listeners),
-            "connections": daemon.connections,
-            "last_event_id": daemon.events.lastId,
+            "uptime": round(state.clock.seconds() - state.startedAt, 3),
+            "listeners": list(state.listeners),
+            "connections": state.connections,
+            "last_event_id": state.events.lastId,
             "unsaved": {
                 "containers": sum(1 for container in containers if not container.saved),
-                "events": daemon.events.unsavedCount,
+                "events": state.events.unsavedCount,
             },
             "quarantined": list(getattr(backend, "quarantined", [])),
         }

@@ -60,10 +60,10 @@ class ConnectionLimit:
     #: Seconds without a refusal after which a close ends an episode.
     QUIET = 60.0
 
-    def __init__(self, daemon: DaemonState, maximum: int | None = None) -> None:
-        self._daemon = daemon
+    def __init__(self, state: DaemonState, maximum: int | None = None) -> None:
+        self._state = state
         self.maximum = maximum
-        self.connectionLog = ConnectionLog(daemon.clock)
+        self.connectionLog = ConnectionLog(state.clock)
         #: Connections refused in this episode (0: none is going on).
         self.refused = 0
         self._lastRefusal = 0.0
@@ -96,7 +96,7 @@ class ConnectionLimit:
         May one more connection be served?  At the cap, yes if the oldest
         connection waiting for its C{auth} can make room.
         """
-        if self.maximum is None or self._daemon.connections - len(self._leaving) < self.maximum:
+        if self.maximum is None or self._state.connections - len(self._leaving) < self.maximum:
             return True
         # Those leaving still hold a descriptor each: at most a cap's worth.
         oldest = self._displaceable() if len(self._leaving) < self.maximum else None
@@ -105,14 +105,14 @@ class ConnectionLimit:
             self._leaving.add(oldest)
             oldest.makeRoom(self.maximum)
             return True
-        now = self._daemon.clock.seconds()
+        now = self._state.clock.seconds()
         if self.refused and now - self._lastRefusal >= self.QUIET:
             self._endEpisode()
         if not self.refused:
             self.log.warn(
                 "{count} connections open, the most allowed (--max-connections), "
                 "all of them authenticated or needing no token: refusing new ones",
-                count=self._daemon.connections,
+                count=self._state.connections,
             )
         self.refused += 1
         self._lastRefusal = now
@@ -132,19 +132,19 @@ class ConnectionLimit:
 
     def opened(self) -> None:
         """A connection is served: it counts from now on."""
-        self._daemon.connections += 1
+        self._state.connections += 1
 
     def released(self, protocol: WaitingConnection) -> None:
         """A connection closed: end an episode of refusals if it is over."""
-        self._daemon.connections -= 1
+        self._state.connections -= 1
         self.settled(protocol)
         self._leaving.discard(protocol)
         if not self.refused or self.maximum is None:
             return
-        connections = self._daemon.connections
+        connections = self._state.connections
         if connections >= self.maximum:
             return
-        quiet = self._daemon.clock.seconds() - self._lastRefusal >= self.QUIET
+        quiet = self._state.clock.seconds() - self._lastRefusal >= self.QUIET
         if quiet or connections < self.maximum * self.LOW_WATER:
             self._endEpisode()
 

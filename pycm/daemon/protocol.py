@@ -112,12 +112,12 @@ class PycmServerProtocol(RequestOrdering):
 
     def connectionMade(self) -> None:
         factory = self.factory
-        daemon = factory.daemon
-        self.clock = daemon.clock
+        state = factory.state
+        self.clock = state.clock
         self._peer = describePeer(self.transport)
         self.startOrdering(factory.logRequests, factory.maxEventBacklog)
         self.session = Session(
-            daemon,
+            state,
             self,
             factory.requireAuth,
             peer=self._peer,
@@ -126,16 +126,16 @@ class PycmServerProtocol(RequestOrdering):
         self._preAuth = not self.session.authenticated
         self._setLineLimit()
         if factory.legacyFraming:
-            self._framing = PauseFraming(daemon.clock, self._pauseEndsLine)
+            self._framing = PauseFraming(state.clock, self._pauseEndsLine)
         factory.connectionLimit.opened()
         self.startThrottle()
-        if not daemon.ready:
+        if not state.ready:
             self.pauseReading("opening")
-            daemon.whenReady(lambda: self.resumeReading("opening"), otherwise=self._abandon)
+            state.whenReady(lambda: self.resumeReading("opening"), otherwise=self._abandon)
         if self._preAuth:
             # The deadline counts from when the daemon reads the connection;
             # nothing the client sends moves it.
-            daemon.whenReady(self._startAuthTimer)
+            state.whenReady(self._startAuthTimer)
             if factory.capped:
                 factory.connectionLimit.waiting(self, peerGroup(self.transport))
         self._logged = factory.connectionLimit.connectionLog.connections.allow()
@@ -350,7 +350,7 @@ class PycmServerFactory(Factory):
 
     def __init__(
         self,
-        daemon: DaemonState,
+        state: DaemonState,
         requireAuth: bool = False,
         description: str = "",
         maxLineLength: int = DEFAULT_MAX_LINE_LENGTH,
@@ -361,7 +361,7 @@ class PycmServerFactory(Factory):
         legacyFraming: bool = False,
         capped: bool = True,
     ) -> None:
-        self.daemon = daemon
+        self.state = state
         self.requireAuth = requireAuth
         self.capped = capped
         self.description = description
@@ -370,7 +370,7 @@ class PycmServerFactory(Factory):
         self.logRequests = logRequests
         self.authTimeout = authTimeout
         if connectionLimit is None:
-            connectionLimit = ConnectionLimit(daemon)
+            connectionLimit = ConnectionLimit(state)
         self.connectionLimit = connectionLimit
         self.legacyFraming = legacyFraming
 

@@ -44,7 +44,7 @@ class PycmService(MultiService):
     def __init__(
         self,
         reactor: Any,
-        daemon: DaemonState,
+        state: DaemonState,
         closers: list[Any],
         report: StartupReport | None = None,
         stateLock: StateDirLock | None = None,
@@ -55,8 +55,8 @@ class PycmService(MultiService):
         self._whenReady = whenReady
         self._listenersFile = listenersFile
         self._reactor = reactor
-        self._daemon = daemon
-        self.backend = daemon.backend
+        self._state = state
+        self.backend = state.backend
         self._closers = closers
         self._report = report if report is not None else StartupReport()
         self._stateLock = stateLock
@@ -81,7 +81,7 @@ class PycmService(MultiService):
         for child in self:
             child.startService()
         self._writeListenersFile()
-        self._daemon.setReady()
+        self._state.setReady()
         self._whenReady()
         self.log.info("pycm is ready")
         self._report.ready()
@@ -99,7 +99,7 @@ class PycmService(MultiService):
             backend=self.backend.name,
         )
         self._stopListening()
-        self._daemon.setFailed()
+        self._state.setFailed()
         self.failed = True
         self._report.failed(
             f"the {self.backend.name} backend could not start: {failure.getErrorMessage()}"
@@ -183,7 +183,7 @@ class PycmService(MultiService):
 
     def _closeEvents(self, result: object) -> object:
         """Store the events that wait (a full disk), while the store is open."""
-        self._daemon.events.close()
+        self._state.events.close()
         return result
 
     def _runClosers(self, result: object) -> object:

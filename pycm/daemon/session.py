@@ -145,13 +145,13 @@ class Session:
 
     def __init__(
         self,
-        daemon: DaemonState,
+        state: DaemonState,
         connection: IConnection,
         requireAuth: bool,
         peer: str = "",
         mayLog: Callable[[str], bool] | None = None,
     ) -> None:
-        self.daemon = daemon
+        self.state = state
         # Bound once, so that an event costs no more than a call.
         self.sendEvent: Callable[[Any], None] = connection.sendEvent
         self.replayEvent: Callable[[Any], None] = connection.sendReplayedEvent
@@ -159,7 +159,7 @@ class Session:
         self.close: Callable[..., None] = connection.closeAfterReply
         #: Who is at the other end, for the log.
         self.peer = peer
-        self.authenticated = not requireAuth or daemon.token is None
+        self.authenticated = not requireAuth or state.token is None
         self.failedAuth = 0
         #: Whether a request was refused for want of C{auth} (logged once).
         self.refusedUnauthenticated = False
@@ -182,12 +182,12 @@ class Session:
 
     def subscribe(self, filters: dict[str, set[str]]) -> None:
         if self._eventFilter is None:
-            self.daemon.events.subscribe(self._onEvent)
+            self.state.events.subscribe(self._onEvent)
         self._eventFilter = filters
 
     def unsubscribe(self) -> None:
         if self._eventFilter is not None:
-            self.daemon.events.unsubscribe(self._onEvent)
+            self.state.events.unsubscribe(self._onEvent)
             self._eventFilter = None
 
     def _onEvent(self, event: ContainerEvent | ProgressEvent) -> None:

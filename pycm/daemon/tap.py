@@ -292,7 +292,7 @@ def makeService(
         # that point the clean way out is a message and a non-zero status.
         raise SystemExit(f"twistd pycm: {e}") from None
     listeners: list[Listener] = options["listeners"]
-    daemon = DaemonState(
+    state = DaemonState(
         clock=reactor,
         backend=backend,
         events=events,
@@ -302,7 +302,7 @@ def makeService(
     )
     service = PycmService(
         reactor,
-        daemon,
+        state,
         closers,
         StartupReport.fromOptions(options),
         stateLock,
@@ -313,7 +313,7 @@ def makeService(
     if maxConnections is None:
         # Read after the backend is made: it may have raised the limit.
         maxConnections = defaultMaxConnections(resource.getrlimit(resource.RLIMIT_NOFILE)[0])
-    connectionLimit = ConnectionLimit(daemon, maxConnections)
+    connectionLimit = ConnectionLimit(state, maxConnections)
     if options["legacy-framing"]:
         log.info(
             "legacy framing: on every listener a pause of {pause:g} ms after an "
@@ -322,7 +322,7 @@ def makeService(
         )
     for listener in listeners:
         serverFactory = PycmServerFactory(
-            daemon,
+            state,
             requireAuth=listener.requireAuth,
             description=listener.description,
             maxLineLength=options["max-line-length"],

@@ -29,7 +29,7 @@ class FakeServer:
     A daemon on the memory backend, driven by a L{Clock}, that tests open
     L{FakeConnection}s to.
 
-    @ivar daemon: the state its connections share.
+    @ivar state: the state its connections share.
     @ivar factoryOptions: keyword arguments for every connection's
         L{PycmServerFactory}, which L{connect} may override.
     """
@@ -39,7 +39,7 @@ class FakeServer:
         self.backend = MemoryBackend(self.clock)
         self.backend.open()
         self.events = EventLog()
-        self.daemon = DaemonState(self.clock, self.backend, self.events, token=token)
+        self.state = DaemonState(self.clock, self.backend, self.events, token=token)
         self.factoryOptions = factoryOptions
 
     def connect(
@@ -50,7 +50,7 @@ class FakeServer:
         whether it wants the token), from C{peer}, a TCP host, if given.
         """
         factoryOptions = dict(self.factoryOptions, **options)
-        factory = PycmServerFactory(self.daemon, requireAuth=requireAuth, **factoryOptions)
+        factory = PycmServerFactory(self.state, requireAuth=requireAuth, **factoryOptions)
         protocol = factory.buildProtocol(None)
         if peer is None:
             transport = StringTransport()

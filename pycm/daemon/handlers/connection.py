@@ -24,7 +24,7 @@ def version(session: Session, options: Mapping[str, Any], args: Sequence[str]) -
         "server": "pycm",
         "version": pycm.__version__,
         "protocol": pycm.PROTOCOL_VERSION,
-        "backend": session.daemon.backend.name,
+        "backend": session.state.backend.name,
     }
 
 
@@ -34,7 +34,7 @@ def auth(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> A
     connection that needs none or has authenticated already (it stays
     so); the third closes the connection.
     """
-    token = session.daemon.token
+    token = session.state.token
     if token is None:
         session.authenticated = True
         return "authenticated"

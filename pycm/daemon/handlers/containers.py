@@ -17,14 +17,14 @@ from pycm.model import Container, parseSignal, validateName
 
 
 def create(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> Any:
-    backend = session.daemon.backend
+    backend = session.state.backend
     spec = specFromRequest(options, args)
     checkSupported(backend, spec)
     return backend.create(spec).addCallback(Container.summary)
 
 
 def run(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> Any:
-    backend = session.daemon.backend
+    backend = session.state.backend
     spec = specFromRequest(options, args)
     checkSupported(backend, spec)
     created = backend.create(spec)
@@ -34,7 +34,7 @@ def run(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> An
 
 def start(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> Any:
     name = validateName(args[0])
-    return session.daemon.backend.start(name).addCallback(Container.summary)
+    return session.state.backend.start(name).addCallback(Container.summary)
 
 
 def _timeout(options: Mapping[str, Any]) -> float | None:
@@ -45,25 +45,25 @@ def _timeout(options: Mapping[str, Any]) -> float | None:
 
 def stop(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> Any:
     name = validateName(args[0])
-    d = session.daemon.backend.stop(name, _timeout(options))
+    d = session.state.backend.stop(name, _timeout(options))
     return d.addCallback(Container.summary)
 
 
 def restart(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> Any:
     name = validateName(args[0])
-    d = session.daemon.backend.restart(name, _timeout(options))
+    d = session.state.backend.restart(name, _timeout(options))
     return d.addCallback(Container.summary)
 
 
 def kill(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> Any:
     name = validateName(args[0])
     signal = parseSignal(options.get("signal", "KILL"))
-    return session.daemon.backend.kill(name, signal).addCallback(Container.summary)
+    return session.state.backend.kill(name, signal).addCallback(Container.summary)
 
 
 def rm(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> Any:
     name = validateName(args[0])
-    d = session.daemon.backend.remove(name, bool(options.get("force")))
+    d = session.state.backend.remove(name, bool(options.get("force")))
 
     def removed(result: Container | None) -> dict[str, Any]:
         reply: dict[str, Any] = {"name": name, "removed": True}
@@ -82,9 +82,9 @@ def list_(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> 
         chosen.sort(key=lambda container: container.name)
         return [container.summary() for container in chosen]
 
-    return session.daemon.backend.list().addCallback(render)
+    return session.state.backend.list().addCallback(render)
 
 
 def inspect(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> Any:
     name = validateName(args[0])
-    return session.daemon.backend.inspect(name).addCallback(Container.detail)
+    return session.state.backend.inspect(name).addCallback(Container.detail)

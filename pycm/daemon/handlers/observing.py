@@ -38,10 +38,10 @@ def _tail(options: Mapping[str, Any]) -> int | None:
 
 def logs(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> Any:
     name = validateName(args[0])
-    backend = session.daemon.backend
+    backend = session.state.backend
     since = None
     if "since" in options:
-        since = parseSince(options["since"], session.daemon.clock.seconds())
+        since = parseSince(options["since"], session.state.clock.seconds())
     # With --since, every line since then, unless --tail says otherwise.
     tail = _tail(options) if since is None or "tail" in options else None
     if not options.get("follow"):
@@ -106,9 +106,9 @@ def wait(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> A
             f"bad --for {condition!r}: expected one of " + ", ".join(WaitCondition.ALL)
         )
     timeout = parseSeconds(options["timeout"], "timeout") if "timeout" in options else None
-    d = session.daemon.backend.wait(name, condition)
+    d = session.state.backend.wait(name, condition)
     if timeout is not None:
-        d.addTimeout(timeout, session.daemon.clock)
+        d.addTimeout(timeout, session.state.clock)
     session.pending.add(d)
 
     def settled(passthrough: Any) -> Any:
@@ -141,11 +141,11 @@ def stats(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> 
     def render(rows: list[ContainerStats]) -> list[dict[str, Any]]:
         return [row.toJSON() for row in sorted(rows, key=lambda row: row.name)]
 
-    return session.daemon.backend.stats(names).addCallback(render)
+    return session.state.backend.stats(names).addCallback(render)
 
 
 def events(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> Any:
-    log = session.daemon.events
+    log = session.state.events
     if options.get("off"):
         if set(options) - {"off"}:
             raise BadRequest("--off takes no other option")
