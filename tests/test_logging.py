@@ -19,7 +19,7 @@ from twisted.scripts.twistd import ServerOptions
 from twisted.trial.unittest import SynchronousTestCase
 
 from pycm.daemon.dispatch import describeLine
-from pycm.daemon.tap import makeLogFilePrivate, twistdLogPath
+from pycm.daemon.startup import makeLogFilePrivate, twistdLogPath
 from pycm.redact import REDACTED, containerSecrets, scrub
 from pycm.testing.server import FakeServer
 
