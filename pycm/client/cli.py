@@ -10,7 +10,6 @@ reactor.
 from __future__ import annotations
 
 import os
-import shlex
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
@@ -22,12 +21,11 @@ from pycm.client.exits import (
     EXIT_ERR,
     EXIT_OK,
     EXIT_READER_GONE,
-    EXIT_UNREACHABLE,
     EXIT_USAGE,
     CannotConnect,
     UsageError,
-    interruptedBeforeReply,
-    reportError,
+    reportUnreachable,
+    reportUsageError,
     writeLines,
 )
 from pycm.client.plan import wantsHelp
@@ -56,15 +54,9 @@ async def run(
     try:
         client = await connectTo(reactor, options)
     except UsageError as e:
-        reportError(err, options, "usage", str(e), f"pycm: {e}")
-        return EXIT_USAGE
+        return reportUsageError(err, options, e)
     except CannotConnect as e:
-        if options.command and interrupted:
-            # Ctrl-C while connecting or authenticating closed the
-            # connection: the request may not have been sent, or may have.
-            return interruptedBeforeReply(shlex.join(options.command), err)
-        reportError(err, options, "unreachable", str(e))
-        return EXIT_UNREACHABLE
+        return reportUnreachable(err, options, e, interrupted=bool(interrupted))
     live = liveCommand(options.command)
     if live == "top":
         from pycm.client.top import runTop

@@ -8,6 +8,7 @@ and the error lines written on stderr (as JSON with C{--json}).
 from __future__ import annotations
 
 import json
+import shlex
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, TextIO
 
@@ -100,3 +101,26 @@ def reportError(err: TextIO, options: CommandLine, code: str, message: str,
                                     ensure_ascii=False)])
     else:
         writeLines(err, [text if text is not None else f"Error: {message}"])
+
+
+def reportUsageError(err: TextIO, options: CommandLine, error: UsageError) -> int:
+    """
+    Report a usage error found after parsing (a bad endpoint, a socket
+    path too long); exit status 2.
+    """
+    reportError(err, options, "usage", str(error), f"pycm: {error}")
+    return EXIT_USAGE
+
+
+def reportUnreachable(err: TextIO, options: CommandLine, error: CannotConnect,
+                      interrupted: bool = False) -> int:
+    """
+    Report that the daemon cannot be reached; exit status 3.  When Ctrl-C
+    closed the connection while connecting or authenticating
+    (C{interrupted}), the request may have been sent or may not: say so
+    (L{interruptedBeforeReply}).
+    """
+    if interrupted and options.command:
+        return interruptedBeforeReply(shlex.join(options.command), err)
+    reportError(err, options, "unreachable", str(error))
+    return EXIT_UNREACHABLE

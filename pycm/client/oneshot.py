@@ -20,12 +20,11 @@ from collections.abc import Callable
 from pycm.client.command import runCommand
 from pycm.client.connecting import checkSocketPath
 from pycm.client.exits import (
-    EXIT_UNREACHABLE,
-    EXIT_USAGE,
     CannotConnect,
     UsageError,
     interruptedBeforeReply,
-    reportError,
+    reportUnreachable,
+    reportUsageError,
 )
 from pycm.client.wire import (
     MAX_REPLY_LENGTH,
@@ -359,10 +358,8 @@ async def callDaemon(
         except PycmError as e:
             client.authError = e
         except (ConnectionGone, ProtocolError) as e:
-            if client.interrupted:
-                return interruptedBeforeReply(shlex.join(options.command), err)
-            reportError(err, options, "unreachable", str(CannotConnect(options.host, e)))
-            return EXIT_UNREACHABLE
+            return reportUnreachable(err, options, CannotConnect(options.host, e),
+                                     interrupted=bool(client.interrupted))
     return await runCommand(clock, client, options, out, err,
                             interrupted=client.interrupted)
 
@@ -398,16 +395,13 @@ def main(options: CommandLine, out: TextIO, err: TextIO) -> int | None:
         if target.path is not None:
             checkSocketPath(options.host, target.path)
     except UsageError as e:
-        reportError(err, options, "usage", str(e), f"pycm: {e}")
-        return EXIT_USAGE
+        return reportUsageError(err, options, e)
     try:
         sock = connectSocket(target)
     except KeyboardInterrupt:
         return interruptedBeforeReply(shlex.join(options.command), err)
     except OSError as e:
-        reportError(err, options, "unreachable",
-                    str(CannotConnect(options.host, connectError(e))))
-        return EXIT_UNREACHABLE
+        return reportUnreachable(err, options, CannotConnect(options.host, connectError(e)))
     client = BlockingClient(sock)
     previous = {sig: signal.signal(sig, client.interrupt)
                 for sig in (signal.SIGINT, signal.SIGTERM)

@@ -179,12 +179,8 @@ class RequestOrdering(LineFraming):
         against the backlog: the event log bounds them, and they go out as
         fast as the client reads them.
         """
-        if self._lost:
-            return
-        if not self._events and "write" not in self._pauses:
-            self._write(encodeReply(b"EVENT", value))
-            return
-        self._events.append(value)
+        if not self._lost:
+            self._writeOrQueueEvent(value)
 
     def sendEvent(self, value: Any) -> None:
         """
@@ -192,12 +188,8 @@ class RequestOrdering(LineFraming):
         Live events that pile up beyond the factory's C{maxEventBacklog}
         bytes get the client disconnected.
         """
-        if self._lost:
+        if self._lost or not self._writeOrQueueEvent(value):
             return
-        if not self._events and "write" not in self._pauses:
-            self._write(encodeReply(b"EVENT", value))
-            return
-        self._events.append(value)
         self._eventBacklog += _EVENT_SIZE_GUESS
         if self._eventBacklog > self._maxEventBacklog:
             self._logForcedClose(
@@ -206,6 +198,17 @@ class RequestOrdering(LineFraming):
             self._lost = True
             self._events.clear()
             self._close(abort=True)
+
+    def _writeOrQueueEvent(self, value: Any) -> bool:
+        """
+        Write C{value} as an C{EVENT} line now if no event waits before it
+        and the client reads; else queue it.  Whether it was queued.
+        """
+        if not self._events and "write" not in self._pauses:
+            self._write(encodeReply(b"EVENT", value))
+            return False
+        self._events.append(value)
+        return True
 
     def writeResumed(self) -> None:
         """Write queued events until the client stops reading again."""
