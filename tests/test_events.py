@@ -41,10 +41,10 @@ class FlakyMark(EventIdMark):
 
     broken = False
 
-    def _write(self, value: int) -> None:
+    def _writeInPlace(self, value: int) -> None:
         if self.broken:
             raise OSError(28, "No space left on device")
-        super()._write(value)
+        super()._writeInPlace(value)
 
 
 class EventLogTests(SynchronousTestCase):

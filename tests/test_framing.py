@@ -30,11 +30,11 @@ class Echo(LineFraming):
 
     def lineReceived(self, line: bytes) -> None:
         self.lines.append(line)
-        self._write(b"got " + line)
+        self._writeLine(b"got " + line)
 
     def refuseLine(self, head: bytes) -> None:
         self.refused.append(head)
-        self._write(b"too long")
+        self._writeLine(b"too long")
         self._flush()
         self._close()
 

@@ -68,13 +68,13 @@ class HistoryFile:
         except FileNotFoundError:
             return []
         except OSError as e:
-            self._fail("read", e)
+            self._keepProblem("read", e)
             return []
         try:
             with os.fdopen(fd, "rb") as f:
                 data = f.read()
         except OSError as e:
-            self._fail("read", e)
+            self._keepProblem("read", e)
             return []
         lines = [
             line for line in data.decode("utf-8", "replace").split("\n")
@@ -101,7 +101,7 @@ class HistoryFile:
             finally:
                 os.close(fd)
         except OSError as e:
-            self._fail("write", e)
+            self._keepProblem("write", e)
 
     def _open(self, flags: int) -> int:
         """
@@ -135,9 +135,10 @@ class HistoryFile:
         try:
             replacePrivately(self.path, data)
         except OSError as e:
-            self._fail("write", e)
+            self._keepProblem("write", e)
 
-    def _fail(self, what: str, error: OSError) -> None:
+    def _keepProblem(self, what: str, error: OSError) -> None:
+        """Keep the first reason the file cannot be used in L{problem}."""
         if self.problem is None:
             reason = error.strerror or str(error)
             self.problem = f"cannot {what} the history file {self.path}: {reason}"

@@ -58,7 +58,7 @@ class PipedRequests(LineOnlyReceiver):
         self.client.addEventListener(self._event)
         self.client.whenDisconnected().addCallback(self._daemonLost)
 
-    def _write(self, lines: Sequence[str]) -> None:
+    def _writeLines(self, lines: Sequence[str]) -> None:
         if self.transport is not None and not self._closing:
             self.transport.write(
                 "".join(line + "\n" for line in lines).encode("utf-8")
@@ -67,9 +67,9 @@ class PipedRequests(LineOnlyReceiver):
     def _event(self, event: Any) -> None:
         if self.options.json:
             # The daemon's JSON, unchanged.
-            self._write(["EVENT " + self.client.payload])
+            self._writeLines(["EVENT " + self.client.payload])
         else:
-            self._write([fmt.formatEvent(event)])
+            self._writeLines([fmt.formatEvent(event)])
 
     def lineReceived(self, raw: bytes) -> None:
         if raw.endswith(b"\r"):
@@ -104,9 +104,9 @@ class PipedRequests(LineOnlyReceiver):
             # The daemon closes the connection after this reply: expected.
             self.saidBye = True
         if self.options.json:
-            self._write(["OK " + self.client.payload])
+            self._writeLines(["OK " + self.client.payload])
         else:
-            self._write(fmt.formatReply(command, value, self.clock.seconds()))
+            self._writeLines(fmt.formatReply(command, value, self.clock.seconds()))
 
     def _err(self, failure: Failure) -> None:
         error = failure.value
@@ -114,7 +114,7 @@ class PipedRequests(LineOnlyReceiver):
             return
         self.failed = True
         if self.options.json and isinstance(error, PycmError):
-            self._write([f"ERR {error.code} {error.message}"])
+            self._writeLines([f"ERR {error.code} {error.message}"])
         else:
             writeLines(self.err, [explainError(error, self.client, self.options)])
 

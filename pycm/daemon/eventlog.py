@@ -65,7 +65,7 @@ class EventIdMark:
         self._fd: int | None = openNoFollow(path, os.O_RDWR | os.O_CREAT)
         try:
             self.value = self._read()
-            self._write(self.value)
+            self._writeInPlace(self.value)
         except OSError as e:
             # A new file on a full disk: said, and tried again at each id.
             self._failed(e)
@@ -85,7 +85,7 @@ class EventIdMark:
             return 0
         return int(text)
 
-    def _write(self, value: int) -> None:
+    def _writeInPlace(self, value: int) -> None:
         """Put C{value} in the file, in place, and make it durable."""
         if self._fd is None:
             raise OSError(f"{self.path} is closed")
@@ -98,6 +98,7 @@ class EventIdMark:
         self.value = value
 
     def _failed(self, error: OSError) -> None:
+        """Say once that the mark cannot be written; it is tried again later."""
         if not self._failing:
             self.log.error(
                 "cannot write the event id mark {path}: {error}; ids go on, and "
@@ -106,12 +107,12 @@ class EventIdMark:
             )
         self._failing = True
 
-    def _raise(self, value: int) -> bool:
+    def _moveUpTo(self, value: int) -> bool:
         """Move the mark up to C{value} (never down); never raises."""
         if value <= self.value:
             return True
         try:
-            self._write(value)
+            self._writeInPlace(value)
         except OSError as e:
             self._failed(e)
             return False
@@ -128,7 +129,7 @@ class EventIdMark:
         handed out all the same, as events that cannot be stored are).
         """
         if eventId > self.value:
-            self._raise(eventId + (MARK_RESERVE if self._failing else self.step))
+            self._moveUpTo(eventId + (MARK_RESERVE if self._failing else self.step))
 
     def reserve(self, lastId: int) -> None:
         """
@@ -136,13 +137,13 @@ class EventIdMark:
         cannot be stored, and one write then covers the ids of a long
         episode.  Never raises.
         """
-        self._raise(lastId + MARK_RESERVE)
+        self._moveUpTo(lastId + MARK_RESERVE)
 
     def settle(self, lastId: int) -> None:
         """On a clean stop: the mark is the last id used (no gap next time)."""
         if lastId != self.value:
             try:
-                self._write(lastId)
+                self._writeInPlace(lastId)
             except OSError as e:
                 # The mark stays ahead: the next start skips a few ids.
                 self.log.warn("cannot write {path}: {error}", path=self.path, error=e)

@@ -279,7 +279,7 @@ class LineFraming(Protocol):
 
     # Writing.
 
-    def _write(self, line: bytes) -> None:
+    def _writeLine(self, line: bytes) -> None:
         """Write one line now, or with the others of this turn."""
         if self._batch is None:
             self.transport.write(line + b"\n")

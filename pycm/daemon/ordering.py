@@ -140,7 +140,7 @@ class RequestOrdering(LineFraming):
         if batch is None:
             self.transport.write(line + b"\n")
         else:
-            # _write, inlined: this is the path of every reply.
+            # _writeLine, inlined: this is the path of every reply.
             batch.append(line + b"\n")
             self._batchBytes += len(line) + 1
             self._turnBytes += len(line) + 1
@@ -205,7 +205,7 @@ class RequestOrdering(LineFraming):
         and the client reads; else queue it.  Whether it was queued.
         """
         if not self._events and "write" not in self._pauses:
-            self._write(encodeReply(b"EVENT", value))
+            self._writeLine(encodeReply(b"EVENT", value))
             return False
         self._events.append(value)
         return True
@@ -213,6 +213,6 @@ class RequestOrdering(LineFraming):
     def writeResumed(self) -> None:
         """Write queued events until the client stops reading again."""
         while self._events and "write" not in self._pauses and not self._lost:
-            self._write(encodeReply(b"EVENT", self._events.popleft()))
+            self._writeLine(encodeReply(b"EVENT", self._events.popleft()))
         if not self._events:
             self._eventBacklog = 0

@@ -229,7 +229,7 @@ class PycmServerProtocol(RequestOrdering):
         timeout = self.factory.authTimeout
         self._logForcedClose(f"no auth TOKEN within {timeout:g} seconds (auth timeout)")
         self.clearLineBuffer()
-        self._write(
+        self._writeLine(
             encodeError(Unauthorized(f"no auth TOKEN within {timeout:g} seconds: closing"))
         )
         self._flush()
@@ -260,7 +260,7 @@ class PycmServerProtocol(RequestOrdering):
             f"the daemon has {maximum} connections open, its limit, and this one "
             "had not authenticated: closing it for a newer one"
         )
-        self._write(encodeError(error))
+        self._writeLine(encodeError(error))
         self._flush()
         if "write" in self._pauses:
             # The client is not reading: the line would never go out.
@@ -306,7 +306,7 @@ class PycmServerProtocol(RequestOrdering):
         before = " before auth" if self._preAuth else ""
         self._logForcedClose(f"a request line longer than {limit} bytes{before} (too_long)")
         self.clearLineBuffer()
-        self._write(encodeError(TooLong(f"request line longer than {limit} bytes{before}")))
+        self._writeLine(encodeError(TooLong(f"request line longer than {limit} bytes{before}")))
         self._flush()
         self._close()
 
