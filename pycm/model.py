@@ -1,6 +1,7 @@
 """
-Frozen value types that flow from the backends up to the wire.
-
+Frozen value types that flow from the backends up to the wire: what a
+container is made from (L{ContainerSpec}), what it is (L{Container}), its
+events and log lines, and what a backend supports (L{Capabilities}).
 Times are POSIX seconds (C{float}) from the injected clock; they become
 RFC 3339 UTC strings only when turned into JSON, at the edge.
 """
@@ -373,21 +374,29 @@ class Capabilities:
         C{memory}, C{cpus}, C{workdir}).  The command table refuses the
         others with C{bad_request} before the backend is called.
     @ivar limits: which resource limits it enforces (C{memory}, C{cpus}).
-    @ivar images: a short description of what an image is for it.
+    @ivar imageDescription: a sentence saying what an image is for it
+        (C{info}'s C{images}; the images themselves are
+        L{pycm.interfaces.IRuntime.images}).  Given as C{images=} too.
     @ivar stats: the figures its C{stats} can report (L{STATS_FIGURES});
         the others are always null.
     """
 
     options: frozenset[str]
     limits: frozenset[str] = frozenset()
-    images: str = ""
+    imageDescription: str = attrs.field(default="", alias="images")
     stats: frozenset[str] = frozenset()
 
+    @property
+    def images(self) -> str:
+        """The old name of L{imageDescription}, for the backends' callers."""
+        return self.imageDescription
+
     def toJSON(self) -> dict[str, Any]:
+        """The C{capabilities} object of C{info}."""
         return {
             "options": sorted(self.options),
             "limits": sorted(self.limits),
-            "images": self.images,
+            "images": self.imageDescription,
             "stats": sorted(self.stats),
         }
 
