@@ -111,6 +111,8 @@ def info(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> A
 
 
 NAME = "NAME"
+#: stop's and restart's option: seconds from the stop signal to KILL.
+STOP_TIME = (Option("time", "t", metavar="SECONDS"),)
 #: The command table, one row a command, in the contract's order.
 COMMANDS = (
     Command("ping", connection.ping, "check that the daemon answers", public=True),
@@ -135,12 +137,12 @@ COMMANDS = (
             arguments=NAME, minArgs=1, maxArgs=1, loggedArgs=1, changes=True),
     Command(
         "stop", containers.stop, "stop a container: its stop signal, then KILL after --time",
-        arguments=NAME, options=(Option("time", "t", metavar="SECONDS"),),
+        arguments=NAME, options=STOP_TIME,
         minArgs=1, maxArgs=1, loggedArgs=1, changes=True,
     ),
     Command(
         "restart", containers.restart, "stop a container, then start it",
-        arguments=NAME, options=(Option("time", "t", metavar="SECONDS"),),
+        arguments=NAME, options=STOP_TIME,
         minArgs=1, maxArgs=1, loggedArgs=1, changes=True,
     ),
     Command(
