@@ -1,10 +1,9 @@
 """
-One exception per protocol error code.
-
-Everything below the protocol fails with one of these; the protocol turns
-them into ``ERR <code> <message>`` lines in exactly one place
-(L{pycm.daemon.protocol}).  Any other exception reaching the protocol is a bug and
-is reported as C{internal}.
+One exception per protocol error code (L{PycmError} and its subclasses).
+Everything below the protocol fails with one of these; they become
+C{ERR <code> <message>} lines in exactly one place
+(L{pycm.daemon.replies.encodeError}).  Any other exception reaching the
+protocol is a bug, reported as C{internal}.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""Small file helpers shared by the daemon and the client."""
+"""
+Small file helpers shared by the daemon and the client: a file replaced
+whole, atomically, readable by its owner only (L{replacePrivately}).
+"""
 
 from __future__ import annotations
 

@@ -1,19 +1,8 @@
 """
 What the daemon's log may say about a request: never a token, an option's
-value or a command's arguments, whatever the log level.
-
-A request is logged as its command word, the names of its options, the
-container's name and C{run}'s image; every other word (option values, the
-command run in the container, a token) is C{<redacted>}:
-
-    run --env=<redacted> --memory=<redacted> web busybox <redacted> <redacted>
-    auth <redacted>
-
-A request's outcome is logged as its error code only, never the error's
-message: a backend's message may quote what the container was made with
-(its command, its environment), which the request does not show.  Messages
-the daemon must log (the supervisor's warnings) have every word that could
-be secret taken out first (L{scrub}).
+value or a command's arguments, whatever the log level
+(L{describeRequest}); and messages it must log with every word that could
+be secret taken out (L{scrub}).
 """
 
 from __future__ import annotations
@@ -44,7 +33,17 @@ def describeRequest(
     command: str, options: Mapping[str, Any], args: Sequence[str], visible: int
 ) -> str:
     """
-    A parsed request as the log shows it.
+    A parsed request as the log shows it: its command word, the names of
+    its options, the container's name and C{run}'s image; every other word
+    (option values, the command run in the container, a token) is
+    L{REDACTED}:
+
+        run --env=<redacted> --memory=<redacted> web busybox <redacted> <redacted>
+        auth <redacted>
+
+    (A request's outcome is logged as its error code only, never the
+    error's message: a backend's message may quote what the container was
+    made with, which the request does not show.)
 
     @param visible: how many leading arguments may be shown (a container
         name and an image the caller has checked); the rest are redacted.
@@ -77,7 +76,8 @@ def containerSecrets(
 
 def scrub(text: object, secrets: Iterable[object]) -> str:
     """
-    C{text} with every secret taken out: as written, and as C{repr} or JSON
+    C{text} with every secret taken out (for the messages the daemon must
+    log, such as the supervisor's warnings): as written, and as C{repr} or JSON
     would quote it (the forms error messages use).  Values that are not
     strings are taken out as their text: scrubbing never fails.
     """

@@ -1,21 +1,8 @@
 """
-Resource usage of running containers: what C{stats} answers.
-
-A backend reads a L{Usage} of each running container (cumulative CPU time,
-memory, processes, block I/O) and L{CpuSampler} turns the CPU time into
-C{cpu_percent} over I{the last interval}:
-
-  - the daemon keeps a few recent samples of each run's CPU time (one at
-    most every L{CpuSampler.KEEP_EVERY} seconds);
-  - a C{stats} request measures from the newest kept sample that is at
-    least L{CpuSampler.MIN_INTERVAL} (1 s) old, else from the oldest kept
-    one, to now: polling every second (as C{pycm stats} and C{pycm top}
-    do) gives the CPU of the last second; two clients polling at once do
-    not shorten each other's interval;
-  - a run's first sample gives the average since the run started.
-
-C{cpu_percent} is a percentage of one CPU, as Docker's: 200.0 is two
-CPUs busy for the whole interval.  A run that restarts starts over.
+Resource usage of running containers, what C{stats} answers: a backend
+reads a L{Usage} of each running container (cumulative CPU time, memory,
+processes, block I/O) and L{CpuSampler} turns the CPU time into
+C{cpu_percent} over the last interval.
 """
 
 from __future__ import annotations
@@ -101,7 +88,19 @@ class ContainerStats:
 class CpuSampler:
     """
     Keeps recent CPU-time samples per run and gives C{cpu_percent} over
-    the last interval (see the module docstring).
+    I{the last interval}:
+
+      - it keeps a few recent samples of each run's CPU time (one at most
+        every L{KEEP_EVERY} seconds);
+      - a C{stats} request measures from the newest kept sample that is at
+        least L{MIN_INTERVAL} (1 s) old, else from the oldest kept one, to
+        now: polling every second (as C{pycm stats} and C{pycm top} do)
+        gives the CPU of the last second; two clients polling at once do
+        not shorten each other's interval;
+      - a run's first sample gives the average since the run started.
+
+    C{cpu_percent} is a percentage of one CPU, as Docker's: 200.0 is two
+    CPUs busy for the whole interval.  A run that restarts starts over.
     """
 
     #: The shortest interval a C{cpu_percent} is measured over when a
