@@ -376,7 +376,8 @@ class Capabilities:
     @ivar limits: which resource limits it enforces (C{memory}, C{cpus}).
     @ivar imageDescription: a sentence saying what an image is for it
         (C{info}'s C{images}; the images themselves are
-        L{pycm.interfaces.IRuntime.images}).  Given as C{images=} too.
+        L{pycm.interfaces.IRuntime.images}).  Built with C{images=} and
+        read as C{images} too, the name the backends still give it.
     @ivar stats: the figures its C{stats} can report (L{STATS_FIGURES});
         the others are always null.
     """
