@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -288,6 +289,11 @@ class KillIfMarkedTests(SynchronousTestCase):
         child = subprocess.Popen(["sleep", "1000"], env=env)
         self.addCleanup(child.wait)
         self.addCleanup(child.kill)
+        # Popen returns once the exec began; the kernel shows the new
+        # environment only once it is done (before that, environ is empty).
+        deadline = time.monotonic() + 10
+        while not procfs.environ(child.pid) and time.monotonic() < deadline:
+            time.sleep(0.001)
         return child
 
     def test_marked(self) -> None:
