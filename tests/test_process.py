@@ -1409,15 +1409,19 @@ class RealReclaimTests(TestCase):
         of one of the given runs (whatever its session or group: also one
         that called setsid), and only those; it says which runs it found.
         """
-        env = dict(os.environ, PYCM_RUN_ID="run-swept")
+        # A run id of this test process's own: another test run on the
+        # machine neither counts nor kills these.
+        swept = f"run-swept-{os.getpid()}"
+        env = dict(os.environ, PYCM_RUN_ID=swept)
         child = subprocess.Popen(
             ["sh", "-c", "sleep 1000 & setsid sleep 1002 & env -u PYCM_RUN_ID sleep 1001 & exit 0"],
             start_new_session=True,
             env=env,
         )
         self.addCleanup(_killpgQuietly, child.pid)
+        self.addCleanup(lambda: [_killQuietly(pid) for pid in _marked(swept)])
         child.wait()  # as init would reap it
-        yield waitUntil(lambda: len(_marked("run-swept")) == 2)
+        yield waitUntil(lambda: len(_marked(swept)) == 2)
         [unmarked] = [
             pid
             for pid in procfs.groupMembers(child.pid)
@@ -1425,9 +1429,9 @@ class RealReclaimTests(TestCase):
         ]
         self.addCleanup(_killQuietly, unmarked)
         runtime = ProcessRuntime(reactor, cgroups=NO_CGROUPS)
-        found = yield runtime.sweep({"run-swept": container(), "run-other": container()})
-        self.assertEqual(found, ["run-swept"])
-        yield waitUntil(lambda: _marked("run-swept") == [])
+        found = yield runtime.sweep({swept: container(), "run-other": container()})
+        self.assertEqual(found, [swept])
+        yield waitUntil(lambda: _marked(swept) == [])
         self.assertTrue(procfs.isSameProcess(unmarked, procfs.startTime(unmarked)))
 
     @inlineCallbacks
