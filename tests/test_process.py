@@ -1609,13 +1609,15 @@ class ContainmentTests(TestCase):
         """
         stateDir = self.mktemp()
         os.makedirs(stateDir)
-        env = dict(os.environ, PYCM_RUN_ID="run-interrupted")
+        # A run id of this test process's own (see test_sweepKillsMarkedProcesses).
+        interrupted = f"run-interrupted-{os.getpid()}"
+        env = dict(os.environ, PYCM_RUN_ID=interrupted)
         child = subprocess.Popen(
             ["sh", "-c", "setsid sleep 2000 & exec sleep 3000"], start_new_session=True, env=env
         )
         self.addCleanup(child.wait)
-        self.addCleanup(lambda: [_killQuietly(pid) for pid in _marked("run-interrupted")])
-        yield waitUntil(lambda: len(_marked("run-interrupted")) == 2)
+        self.addCleanup(lambda: [_killQuietly(pid) for pid in _marked(interrupted)])
+        yield waitUntil(lambda: len(_marked(interrupted)) == 2)
         record = Record(
             name="web",
             id="f" * 32,
@@ -1623,7 +1625,7 @@ class ContainmentTests(TestCase):
             image="host",
             command=("sleep", "3000"),
             created=1.0,
-            runId="run-interrupted",
+            runId=interrupted,
         )
         store = SQLiteStore(os.path.join(stateDir, "state.db"))
         store.save("web", record.toDict())
@@ -1631,7 +1633,7 @@ class ContainmentTests(TestCase):
         backend = makeBackend(reactor, stateDir, {"cgroups": "off"})
         yield backend.open()
         self.addCleanup(backend.close)
-        yield waitUntil(lambda: _marked("run-interrupted") == [], timeout=5)
+        yield waitUntil(lambda: _marked(interrupted) == [], timeout=5)
         web = yield backend.inspect("web")
         self.assertEqual((web.state, web.error), (State.CREATED, STARTING_ERROR))
 
