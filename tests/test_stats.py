@@ -261,6 +261,19 @@ class ProcessStatsTests(SynchronousTestCase):
         usage = processUsage([10, 11, 99], self.proc)
         self.assertEqual(usage, Usage(4.0, 150 * self.page, None, 4, 8192, 16384))
 
+    def test_residentFromStatm(self) -> None:
+        """
+        A process whose stat says 0 resident pages (the kernel's estimate,
+        before it first runs after its exec) has those of its statm; one
+        without a readable statm counts none.
+        """
+        self.process(10, 10, 0, 0)
+        _write(f"{self.proc}/10/statm", "2000 3 1 1 0 100 0\n")
+        self.process(11, 10, 0, 0)
+        self.process(12, 10, 0, 5)
+        _write(f"{self.proc}/12/statm", "2000 900 1 1 0 100 0\n")
+        self.assertEqual(processUsage([10, 11, 12], self.proc).memory, 8 * self.page)
+
     def test_processIOUnreadable(self) -> None:
         """A process whose io cannot be read makes the I/O unknown."""
         self.process(10, 10, 0, 1)

@@ -156,9 +156,10 @@ def processUsage(pids: Sequence[int], proc: str = procfs.PROC, io: bool = True) 
             # fields[N - 3] is field N of proc(5).
             ticks += sum(int(f) for f in fields[11:15])
             threads += int(fields[17])
-            pages += int(fields[21])
+            resident = int(fields[21])
         except (ValueError, IndexError):
             continue
+        pages += resident or _residentPages(_read(f"{proc}/{pid}/statm"))
         if readBytes is None or writeBytes is None:
             continue
         read, written = _ioBytes(_read(f"{proc}/{pid}/io"))
@@ -168,6 +169,17 @@ def processUsage(pids: Sequence[int], proc: str = procfs.PROC, io: bool = True) 
             readBytes += read
             writeBytes += written
     return Usage(ticks / _TICK, pages * _PAGE, None, threads, readBytes, writeBytes)
+
+
+def _residentPages(text: str | None) -> int:
+    """
+    The resident pages of a C{/proc/PID/statm} (its second field), 0 if
+    unreadable.  C{stat}'s figure is the kernel's per-CPU estimate (Linux
+    6.2 on), which reads 0 for a process that has not yet run since its
+    exec; recent kernels give C{statm} the exact sum: it is read then only.
+    """
+    fields = (text or "").split()
+    return int(fields[1]) if len(fields) > 1 and fields[1].isdigit() else 0
 
 
 def _ioBytes(text: str | None) -> tuple[int | None, int | None]:
