@@ -443,7 +443,7 @@ class DockerBackendTests(EngineTestCase):
         yield sleep(0.2)
         waiting.cancel()
         yield self.assertFailure(waiting, defer.CancelledError)
-        self.assertEqual(self.backend._journal.waiters, [])
+        self.assertEqual(self.backend._journal.awaited, [])
         still = yield self.backend.inspect(name)
         self.assertEqual(still.state, State.RUNNING)
 

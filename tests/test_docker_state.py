@@ -39,7 +39,7 @@ class EventJournalTests(SynchronousTestCase):
         self.assertNoResult(waiting)
         self.journal.note("web", "start")
         self.successResultOf(waiting)
-        self.assertEqual(self.journal.waiters, [])
+        self.assertEqual(self.journal.awaited, [])
 
     def test_alreadySeen(self) -> None:
         """An event noted after the mark, before the wait began, fires it at once."""
@@ -54,13 +54,13 @@ class EventJournalTests(SynchronousTestCase):
         self.assertNoResult(waiting)
         self.clock.advance(0.1)
         self.successResultOf(waiting)
-        self.assertEqual((self.journal.waiters, self.clock.getDelayedCalls()), ([], []))
+        self.assertEqual((self.journal.awaited, self.clock.getDelayedCalls()), ([], []))
 
     def test_streamDown(self) -> None:
         """With the event stream down no event is coming: the wait fires at once."""
         self.connected = False
         self.successResultOf(self.journal.awaitEvent(self.journal.mark(), "web", "stop"))
-        self.assertEqual(self.journal.waiters, [])
+        self.assertEqual(self.journal.awaited, [])
 
     def test_eventAfterHasNoGrace(self) -> None:
         """L{EventJournal.eventAfter} waits however long; cancelling it leaves no waiter."""
@@ -69,7 +69,7 @@ class EventJournalTests(SynchronousTestCase):
         self.assertNoResult(waiting)
         waiting.cancel()
         self.failureResultOf(waiting, CancelledError)
-        self.assertEqual(self.journal.waiters, [])
+        self.assertEqual(self.journal.awaited, [])
 
     def test_tellEmitsAndNotes(self) -> None:
         """C{tell} gives the event to every observer, past one that fails, and notes it."""
@@ -90,7 +90,7 @@ class EventJournalTests(SynchronousTestCase):
         waiting = self.journal.eventAfter(self.journal.mark(), "web", "die")
         self.journal.releaseAll()
         self.successResultOf(waiting)
-        self.assertEqual(self.journal.waiters, [])
+        self.assertEqual(self.journal.awaited, [])
 
     def test_untilEvent(self) -> None:
         """The request's answer, or C{(200, None)} when the event comes first."""

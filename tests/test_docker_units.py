@@ -940,7 +940,7 @@ class NextExitTests(SynchronousTestCase):
         container = self.successResultOf(waiting)
         self.assertEqual(container.state, State.EXITED)
         self.assertEqual(self.cancelled, [True])
-        self.assertEqual(self.backend._journal.waiters, [])
+        self.assertEqual(self.backend._journal.awaited, [])
 
     def test_engineAnswersFirst(self) -> None:
         """The engine's answer ends the wait as before, and no waiter is left."""
@@ -949,11 +949,11 @@ class NextExitTests(SynchronousTestCase):
         self.die()
         container = self.successResultOf(waiting)
         self.assertEqual(container.state, State.EXITED)
-        self.assertEqual((self.cancelled, self.backend._journal.waiters), ([], []))
+        self.assertEqual((self.cancelled, self.backend._journal.awaited), ([], []))
 
     def test_engineErrorEndsTheWait(self) -> None:
         """An engine error still fails the wait, with no die event."""
         waiting = self.backend.wait("web", "next-exit")
         self.engineWait.errback(EngineError(404, "No such container: web"))
         self.failureResultOf(waiting, NotFound)
-        self.assertEqual(self.backend._journal.waiters, [])
+        self.assertEqual(self.backend._journal.awaited, [])

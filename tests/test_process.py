@@ -691,11 +691,11 @@ class RuntimeFakeTests(SynchronousTestCase):
         self.assertEqual(limited.capabilities.limits, frozenset({"memory"}))
         self.assertIn("memory", limited.capabilities.options)
         self.assertNotIn("cpus", limited.capabilities.options)
-        self.assertNotIn("swap", limited.capabilities.images)
+        self.assertNotIn("swap", limited.capabilities.imageDescription)
         noSwap = Cgroups(1, {"memory": "/x"}, {}, swapLimited=False)
         self.assertIn(
             "--memory bounds RAM only",
-            ProcessRuntime(self.reactor, cgroups=noSwap).capabilities.images,
+            ProcessRuntime(self.reactor, cgroups=noSwap).capabilities.imageDescription,
         )
 
     def test_containmentSaidPrecisely(self) -> None:
@@ -713,13 +713,13 @@ class RuntimeFakeTests(SynchronousTestCase):
                 "the run's process group, every process in its cgroup, and every process",
             ),
         ):
-            images = runtime.capabilities.images
+            images = runtime.capabilities.imageDescription
             self.assertIn(reached, images)
             self.assertIn("is out of reach", images)
             self.assertNotIn("every process of a container", images)
         self.assertIn(
             "a container run as root can always do that",
-            ProcessRuntime(self.reactor, cgroups=tracked).capabilities.images,
+            ProcessRuntime(self.reactor, cgroups=tracked).capabilities.imageDescription,
         )
 
     def fakeProc(self, pid: int, start: int, state: str = "S") -> str:

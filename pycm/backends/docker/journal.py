@@ -18,8 +18,11 @@ from pycm.model import ContainerEvent, ProgressEvent
 Observer = Callable[[ContainerEvent | ProgressEvent], None]
 
 
-class _Waiter:
-    """Someone waiting for an event (name, action) after a sequence number."""
+class _AwaitedEvent:
+    """
+    An event someone awaits: one of C{actions} happening to C{name} after
+    sequence number C{after}; C{deferred} fires when it is noted.
+    """
 
     def __init__(self, name: str, actions: frozenset[str], after: int) -> None:
         self.name = name
@@ -50,7 +53,7 @@ class EventJournal:
         self.observers: list[Observer] = []
         self.seq = 0
         self.recent: collections.deque[tuple[int, str, str]] = collections.deque(maxlen=2000)
-        self.waiters: list[_Waiter] = []
+        self.awaited: list[_AwaitedEvent] = []
 
     def emit(self, event: ContainerEvent | ProgressEvent) -> None:
         """Give C{event} to every observer (one that fails is logged)."""
@@ -70,14 +73,14 @@ class EventJournal:
         self.seq += 1
         self.recent.append((self.seq, name, action))
         fired = [
-            w
-            for w in self.waiters
-            if w.name == name and action in w.actions and self.seq > w.after
+            event
+            for event in self.awaited
+            if event.name == name and action in event.actions and self.seq > event.after
         ]
-        for waiter in fired:
-            self.waiters.remove(waiter)
-            if not waiter.deferred.called:
-                waiter.deferred.callback(None)
+        for event in fired:
+            self.awaited.remove(event)
+            if not event.deferred.called:
+                event.deferred.callback(None)
 
     def mark(self) -> int:
         """A point in the event sequence to wait from."""
@@ -104,14 +107,14 @@ class EventJournal:
             return defer.succeed(None)
         if not self.isConnected():
             return defer.succeed(None)
-        waiter = _Waiter(name, wanted, mark)
-        self.waiters.append(waiter)
-        d = waiter.deferred
+        event = _AwaitedEvent(name, wanted, mark)
+        self.awaited.append(event)
+        d = event.deferred
         timeout = self.grace if grace is None else grace
 
         def late() -> None:
-            if waiter in self.waiters:
-                self.waiters.remove(waiter)
+            if event in self.awaited:
+                self.awaited.remove(event)
             if not d.called:
                 self.log.warn(
                     "no {actions} event for {name} from the engine within {t} s",
@@ -138,22 +141,22 @@ class EventJournal:
         wanted = frozenset(actions)
         if self.seen(mark, name, wanted):
             return defer.succeed(None)
-        waiter = _Waiter(name, wanted, mark)
-        self.waiters.append(waiter)
+        event = _AwaitedEvent(name, wanted, mark)
+        self.awaited.append(event)
 
         def forget(result: Any) -> Any:
-            if waiter in self.waiters:
-                self.waiters.remove(waiter)
+            if event in self.awaited:
+                self.awaited.remove(event)
             return result
 
-        return waiter.deferred.addBoth(forget)
+        return event.deferred.addBoth(forget)
 
     def releaseAll(self) -> None:
-        """Fire every waiter now (the backend is closing)."""
-        for waiter in self.waiters:
-            if not waiter.deferred.called:
-                waiter.deferred.callback(None)
-        self.waiters = []
+        """Fire every awaited event's Deferred now (the backend is closing)."""
+        for event in self.awaited:
+            if not event.deferred.called:
+                event.deferred.callback(None)
+        self.awaited = []
 
 
 def untilEvent(request: Deferred[Any], event: Deferred[None]) -> Deferred[Any]:

@@ -36,7 +36,7 @@ class SignalsSent:
         self._sent: dict[str, frozenset[int]] = {}
         self._writeFailed = False
         if path is not None:
-            self._sent = self._load(path)
+            self._sent = self._readFile(path)
         #: Loaded from the file and not seen since: sent by an earlier daemon.
         self._unverified = set(self._sent)
 
@@ -55,13 +55,13 @@ class SignalsSent:
         after = before.union(signums)
         if after != before:
             self._sent[name] = after
-            self._save()
+            self._rewriteFile()
 
     def forget(self, name: str) -> None:
         """C{name} started again, was created anew or is gone."""
         self._unverified.discard(name)
         if self._sent.pop(name, None) is not None:
-            self._save()
+            self._rewriteFile()
 
     def settle(self, before: Iterable[str], running: Mapping[str, bool]) -> None:
         """
@@ -81,9 +81,10 @@ class SignalsSent:
         for name in stale:
             del self._sent[name]
         if stale:
-            self._save()
+            self._rewriteFile()
 
-    def _load(self, path: str) -> dict[str, frozenset[int]]:
+    def _readFile(self, path: str) -> dict[str, frozenset[int]]:
+        """What C{path} remembers (nothing if missing or unreadable)."""
         try:
             fd = openNoFollow(path, os.O_RDONLY)
             with os.fdopen(fd, "rb") as f:
@@ -102,7 +103,11 @@ class SignalsSent:
                 sent[str(name)] = frozenset(signums)
         return sent
 
-    def _save(self) -> None:
+    def _rewriteFile(self) -> None:
+        """
+        Replace the file, if there is one, with what is remembered now; a
+        failure is logged once and never raised (the memory stays).
+        """
         if self.path is None:
             return
         data = {name: sorted(signums) for name, signums in sorted(self._sent.items())}

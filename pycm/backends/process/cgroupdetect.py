@@ -17,8 +17,8 @@ from pycm.backends.process.cgroups import (
     PROBE_GROUP,
     Cgroups,
     noCgroups,
-    readFile,
-    writeFile,
+    readText,
+    writeCgroupFile,
 )
 from pycm.errors import BackendError, BadRequest
 
@@ -72,12 +72,12 @@ def _ensureV2Parent(mount: str, parent: str, controllers: Iterable[str]) -> None
     for level in levels:
         os.makedirs(level, exist_ok=True)
         try:
-            have = set(readFile(os.path.join(level, "cgroup.subtree_control")).split())
+            have = set(readText(os.path.join(level, "cgroup.subtree_control")).split())
         except FileNotFoundError:  # only on a fake tree: cgroupfs always has it
             have = set()
         missing = [c for c in controllers if c not in have]
         if missing:
-            writeFile(
+            writeCgroupFile(
                 os.path.join(level, "cgroup.subtree_control"),
                 " ".join("+" + c for c in missing),
             )
@@ -128,8 +128,8 @@ def _probeTracking(mount: str, base: str, ownPath: str) -> str:
     os.makedirs(probe, exist_ok=True)
     me = str(os.getpid())
     try:
-        writeFile(os.path.join(probe, "cgroup.procs"), me)
-        writeFile(home, me)
+        writeCgroupFile(os.path.join(probe, "cgroup.procs"), me)
+        writeCgroupFile(home, me)
     finally:
         try:
             os.rmdir(probe)
@@ -186,9 +186,9 @@ def detect(
         return limits  # a test's fake tree: no tracking unless asked
     try:
         if mountinfo is None:
-            mountinfo = readFile("/proc/self/mountinfo")
+            mountinfo = readText("/proc/self/mountinfo")
         if procCgroup is None:
-            procCgroup = readFile("/proc/self/cgroup")
+            procCgroup = readText("/proc/self/cgroup")
     except OSError:
         return limits
     tracking, home, _ = detectTracking(
@@ -215,7 +215,7 @@ def _detectLimits(
         return NO_CGROUPS
     if mountinfo is None:
         try:
-            mountinfo = readFile("/proc/self/mountinfo")
+            mountinfo = readText("/proc/self/mountinfo")
         except OSError as e:
             return noCgroups(f"cannot read /proc/self/mountinfo: {e}")
     mounts = parseMountinfo(mountinfo)
@@ -225,7 +225,7 @@ def _detectLimits(
     unified = [m for m in mounts if m.version == 2]
     for mount in unified:
         try:
-            available = set(readFile(os.path.join(mount.path, "cgroup.controllers")).split())
+            available = set(readText(os.path.join(mount.path, "cgroup.controllers")).split())
         except OSError:
             continue
         wanted = [c for c in ("memory", "cpu") if c in available]

@@ -34,7 +34,7 @@ def movePid(procs: str, pid: int) -> None:
         os.close(fd)
 
 
-def writeFile(path: str, value: str) -> None:
+def writeCgroupFile(path: str, value: str) -> None:
     """Write C{value} to a cgroup file in one C{write}."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
@@ -43,8 +43,8 @@ def writeFile(path: str, value: str) -> None:
         os.close(fd)
 
 
-def readFile(path: str) -> str:
-    """The text of a cgroup file."""
+def readText(path: str) -> str:
+    """The whole text of a small file (a cgroup file, C{/proc/self/mountinfo})."""
     with open(path) as f:
         return f.read()
 
@@ -175,43 +175,43 @@ class Cgroups:
                 os.makedirs(path, exist_ok=True)
                 procs.append(os.path.join(path, "cgroup.procs"))
             if memory is not None:
-                self._writeMemory(os.path.join(self.dirs["memory"], group), memory)
+                self._writeMemoryLimit(os.path.join(self.dirs["memory"], group), memory)
             if cpus is not None:
-                self._writeCpus(os.path.join(self.dirs["cpus"], group), cpus)
+                self._writeCpuLimit(os.path.join(self.dirs["cpus"], group), cpus)
         except OSError as e:
             self.release(group)  # what was made of it, still empty
             raise BackendError(f"cannot set up the cgroup of {group}: {e}") from e
         return procs
 
-    def _writeMemory(self, path: str, memory: int) -> None:
+    def _writeMemoryLimit(self, path: str, memory: int) -> None:
         if self.version == 2:
-            writeFile(os.path.join(path, "memory.max"), str(memory))
+            writeCgroupFile(os.path.join(path, "memory.max"), str(memory))
             try:
                 # No swap either, or the limit is only a suggestion.
-                writeFile(os.path.join(path, "memory.swap.max"), "0")
+                writeCgroupFile(os.path.join(path, "memory.swap.max"), "0")
             except OSError:
                 self.swapLimited = False
         else:
-            writeFile(os.path.join(path, "memory.limit_in_bytes"), str(memory))
+            writeCgroupFile(os.path.join(path, "memory.limit_in_bytes"), str(memory))
             try:
-                writeFile(os.path.join(path, "memory.memsw.limit_in_bytes"), str(memory))
+                writeCgroupFile(os.path.join(path, "memory.memsw.limit_in_bytes"), str(memory))
             except OSError:
                 self.swapLimited = False
 
-    def _writeCpus(self, path: str, cpus: float) -> None:
+    def _writeCpuLimit(self, path: str, cpus: float) -> None:
         quota = cpuQuota(cpus)
         if self.version == 2:
-            writeFile(os.path.join(path, "cpu.max"), f"{quota} {CPU_PERIOD}")
+            writeCgroupFile(os.path.join(path, "cpu.max"), f"{quota} {CPU_PERIOD}")
         else:
-            writeFile(os.path.join(path, "cpu.cfs_period_us"), str(CPU_PERIOD))
-            writeFile(os.path.join(path, "cpu.cfs_quota_us"), str(quota))
+            writeCgroupFile(os.path.join(path, "cpu.cfs_period_us"), str(CPU_PERIOD))
+            writeCgroupFile(os.path.join(path, "cpu.cfs_quota_us"), str(quota))
 
     def pids(self, group: str) -> list[int]:
         """The processes in C{group}, in any of its hierarchies."""
         found: set[int] = set()
         for path in self.groupDirs(group, "memory" in self.dirs, "cpus" in self.dirs):
             try:
-                text = readFile(os.path.join(path, "cgroup.procs"))
+                text = readText(os.path.join(path, "cgroup.procs"))
             except OSError:
                 continue
             found.update(int(word) for word in text.split() if word.isdigit())
