@@ -315,29 +315,43 @@ class _HalfAnswer(Protocol):
     it never finishes sending.
     """
 
+    def __init__(self, server: _HalfAnswerServer) -> None:
+        self.server = server
+
     def connectionMade(self) -> None:
         self.buffer = b""
-        self.factory.connections += 1  # type: ignore[attr-defined]
+        self.server.connections += 1
 
     def dataReceived(self, data: bytes) -> None:
+        assert self.transport is not None
         self.buffer += data
         while b"\r\n\r\n" in self.buffer:
             head, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
             if b" /version " in head.split(b"\r\n", 1)[0]:
                 body = b'{"ApiVersion": "1.41", "Version": "20.10.0"}'
-                self.transport.write(  # type: ignore[union-attr]
+                self.transport.write(
                     b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                     b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
                 )
             else:
-                self.transport.write(  # type: ignore[union-attr]
+                self.transport.write(
                     b"HTTP/1.1 500 Internal Server Error\r\n"
                     b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
                     b'{"message": "this never'
                 )
 
     def connectionLost(self, reason: Any = None) -> None:
-        self.factory.connections -= 1  # type: ignore[attr-defined]
+        self.server.connections -= 1
+
+
+class _HalfAnswerServer(Factory):
+    """Serves L{_HalfAnswer}, counting its open connections."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+
+    def buildProtocol(self, addr: Any) -> _HalfAnswer:
+        return _HalfAnswer(self)
 
 
 class SlowErrorBodyTests(TestCase):
@@ -355,8 +369,7 @@ class SlowErrorBodyTests(TestCase):
         directory = tempfile.mkdtemp(prefix="pycm-b.", dir="/tmp")
         self.addCleanup(shutil.rmtree, directory, True)
         path = os.path.join(directory, "docker.sock")
-        factory = Factory.forProtocol(_HalfAnswer)
-        factory.connections = 0  # type: ignore[attr-defined]
+        factory = _HalfAnswerServer()
         port = reactor.listenUNIX(path, factory)  # type: ignore[attr-defined]
         self.addCleanup(port.stopListening)
         engine = EngineClient(reactor, EngineAddress.parse(f"unix://{path}"), timeout=0.5)
@@ -368,4 +381,4 @@ class SlowErrorBodyTests(TestCase):
         self.assertIn("/events", str(error))
         self.assertLess(reactor.seconds() - started, 5)  # type: ignore[attr-defined]
         yield engine.close()
-        yield eventually(lambda: factory.connections == 0, timeout=5)  # type: ignore[attr-defined]
+        yield eventually(lambda: factory.connections == 0, timeout=5)

@@ -32,6 +32,7 @@ from pycm.backends.docker.translate import (
 )
 from pycm.errors import Conflict
 from pycm.model import ContainerSpec, State
+from tests.stubengine import StubEngine
 
 _LABELS = {MANAGED_LABEL: "true", IMAGE_LABEL: "pycm-test/busybox:latest"}
 #: What Podman 4.3 answers to a create whose name is taken, and to a kill
@@ -76,7 +77,7 @@ def podmanInspect(status: str = "running", **overrides: Any) -> dict[str, Any]:
     return data
 
 
-class ScriptedEngine:
+class ScriptedEngine(StubEngine):
     """
     Stands in for L{EngineClient}: each request is answered by the first
     of C{answers} whose (method, path suffix) matches, a value or a callable
@@ -111,7 +112,7 @@ class ScriptedEngine:
                 return defer.succeed(result)
         raise AssertionError(f"no answer for {method} {path}")
 
-    def stream(self, method: str, path: str, params: Any, onData: Any, **kw: Any) -> Any:
+    def stream(self, method: str, path: str, params: Any, onData: Any, *a: Any, **kw: Any) -> Any:
         self.calls.append((method, path, dict(params or {}, **kw)))
         return Deferred()
 
@@ -131,7 +132,7 @@ class PodmanBackendTests(SynchronousTestCase):
         self.clock = Clock()
         self.clock.advance(100)
         self.engine = ScriptedEngine()
-        self.backend = DockerBackend(self.clock, self.engine)  # type: ignore[arg-type]
+        self.backend = DockerBackend(self.clock, self.engine)
         self.backend._events.connected = True
         self.seen: list[Any] = []
         self.backend.addObserver(self.seen.append)
@@ -385,12 +386,14 @@ class PodmanEngineTests(SynchronousTestCase):
         clock.advance(1234.5)
         calls: list[Any] = []
 
-        class Engine:
-            def stream(self, method: str, path: str, params: Any, onData: Any) -> Any:
+        class Engine(StubEngine):
+            def stream(
+                self, method: str, path: str, params: Any, onData: Any, *a: Any, **kw: Any
+            ) -> Any:
                 calls.append(params)
                 return Deferred()
 
         seen: list[Any] = []
-        events = EngineEvents(clock, Engine(), {}, seen.append, lambda r: None)  # type: ignore[arg-type]
+        events = EngineEvents(clock, Engine(), {}, seen.append, lambda r: None)
         events.start()
         self.assertEqual(calls[0]["since"], "1234.500000000")

@@ -17,6 +17,7 @@ from pycm.backends.docker.containers import EngineView, OneAtATime, RequestsInFl
 from pycm.backends.docker.journal import EventJournal, untilEvent
 from pycm.backends.docker.telling import EventTeller
 from pycm.model import ContainerEvent, State
+from tests.stubengine import StubEngine
 from tests.test_docker_podman import podmanEvent, podmanInspect
 
 
@@ -205,8 +206,8 @@ class EngineViewTests(SynchronousTestCase):
         self.assertFalse(view.firstDestroy("c1"))
 
 
-class _Engine:
-    timeout = 10.0
+class _Engine(StubEngine):
+    """An engine that is or is not Podman, asked nothing."""
 
     def __init__(self, podman: bool) -> None:
         self.isPodman = podman
@@ -220,7 +221,7 @@ class EventTellerTests(SynchronousTestCase):
         journal = EventJournal(Clock(), lambda: True, 3.0)
         seen: list[Any] = []
         journal.observers.append(seen.append)
-        return EventTeller(_Engine(podman), view, journal), seen  # type: ignore[arg-type]
+        return EventTeller(_Engine(podman), view, journal), seen
 
     def test_policyRestart(self) -> None:
         """A start nobody in pycm asked for, with a policy, is a start then a restart."""

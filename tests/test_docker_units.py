@@ -49,6 +49,7 @@ from pycm.backends.docker.translate import (
 )
 from pycm.errors import BackendError, BadRequest, Conflict, NoImage, NotFound, Unavailable
 from pycm.model import ContainerSpec, RestartPolicy, State
+from tests.stubengine import StubEngine
 
 
 def frame(stream: int, payload: bytes) -> bytes:
@@ -414,10 +415,7 @@ class CreateErrorTests(SynchronousTestCase):
 
         calls: list[str] = []
 
-        class Engine:
-            timeout = 10.0
-            isPodman = False
-
+        class Engine(StubEngine):
             def request(self, method: str, path: str, *args: Any, **kw: Any) -> Any:
                 calls.append(f"{method} {path}")
                 return fail(error)
@@ -426,7 +424,7 @@ class CreateErrorTests(SynchronousTestCase):
                 calls.append(f"{method} {path}")
                 return fail(EngineError(404, "manifest unknown"))
 
-        return DockerBackend(Clock(), Engine(), pull=True), calls  # type: ignore[arg-type]
+        return DockerBackend(Clock(), Engine(), pull=True), calls
 
     def test_otherNotFoundAtCreate(self) -> None:
         """With pull=missing, a 404 at create not about the image pulls nothing: backend error."""
@@ -460,16 +458,13 @@ class ReconcileTests(SynchronousTestCase):
 
         pending: dict[str, Deferred[Any]] = {}
 
-        class Engine:
-            timeout = 10.0
-            isPodman = False
-
+        class Engine(StubEngine):
             def request(self, method: str, path: str, *args: Any, **kw: Any) -> Any:
                 d: Deferred[Any] = Deferred()
                 pending[path] = d
                 return d
 
-        backend = DockerBackend(Clock(), Engine())  # type: ignore[arg-type]
+        backend = DockerBackend(Clock(), Engine())
         backend._events.connected = True
         seen: list[Any] = []
         backend.addObserver(seen.append)
@@ -591,7 +586,7 @@ def _connectedEvents() -> tuple[Clock, Any, EngineEvents, list[Any], Any, Any]:
     clock = Clock()
     engine = _FakeEngine()
     seen: list[Any] = []
-    events = EngineEvents(clock, engine, {}, seen.append, lambda r: None)  # type: ignore[arg-type]
+    events = EngineEvents(clock, engine, {}, seen.append, lambda r: None)
     events.start()
     d, onData = engine.last
     ended: Deferred[None] = Deferred()
@@ -599,13 +594,13 @@ def _connectedEvents() -> tuple[Clock, Any, EngineEvents, list[Any], Any, Any]:
     return clock, engine, events, seen, ended, onData
 
 
-class _FakeEngine:
+class _FakeEngine(StubEngine):
     """Stands in for L{EngineClient}.stream in event-stream unit tests."""
 
     def __init__(self) -> None:
         self.calls: list[dict[str, Any]] = []
 
-    def stream(self, method: str, path: str, params: Any, onData: Any) -> Any:
+    def stream(self, method: str, path: str, params: Any, onData: Any, *a: Any, **kw: Any) -> Any:
         from twisted.internet.defer import Deferred
 
         self.calls.append(params)
@@ -667,7 +662,7 @@ class EngineEventsTests(SynchronousTestCase):
         """Failed connections are retried with a doubling delay up to maxDelay."""
         clock = Clock()
         engine = _FakeEngine()
-        events = EngineEvents(clock, engine, {}, lambda e: None, lambda r: None)  # type: ignore[arg-type]
+        events = EngineEvents(clock, engine, {}, lambda e: None, lambda r: None)
         events.start()
         delays = []
         for _ in range(10):
@@ -815,14 +810,14 @@ class PullProgressTests(SynchronousTestCase):
             {"status": "Status: Downloaded newer image for busybox:latest"},
         ]
 
-        class Engine:
-            timeout = 10.0
-
-            def stream(self, method: str, path: str, params: Any, feed: Any) -> Any:
-                feed(b"".join(json.dumps(line).encode() + b"\r\n" for line in lines))
+        class Engine(StubEngine):
+            def stream(
+                self, method: str, path: str, params: Any, onData: Any, *a: Any, **kw: Any
+            ) -> Any:
+                onData(b"".join(json.dumps(line).encode() + b"\r\n" for line in lines))
                 return succeed(Stream(succeed(None)))
 
-        backend = DockerBackend(Clock(), Engine(), pull=True)  # type: ignore[arg-type]
+        backend = DockerBackend(Clock(), Engine(), pull=True)
         seen: list[Any] = []
         backend.addObserver(seen.append)
         self.successResultOf(backend.pullImage("busybox:latest", "web"))
@@ -881,15 +876,13 @@ class LogsSinceTests(SynchronousTestCase):
                         if (parseTime(stamp) or 0) >= since]
             return b"".join(struct.pack(">BxxxL", 1, len(p)) + p for p in payloads)
 
-        class Engine:
-            timeout = 10.0
-
+        class Engine(StubEngine):
             def request(self, method: str, path: str, params: Any = None,
                         *args: Any, **kw: Any) -> Any:
                 asked.append(params)
                 return succeed((200, frames(float(params.get("since", 0)))))
 
-        backend = DockerBackend(Clock(), Engine(), pull=False)  # type: ignore[arg-type]
+        backend = DockerBackend(Clock(), Engine(), pull=False)
         since = parseTime(stamps[1])
         lines = self.successResultOf(backend._logs.read("cid", 1, since))
         self.assertEqual([line.line for _, line in lines], ["line 2"])
@@ -921,7 +914,7 @@ class NextExitTests(SynchronousTestCase):
             "GET", "/json", [podmanInspect("running"), podmanInspect("exited")]
         )
         self.engine.answer("POST", "/wait", self.engineWait)
-        self.backend = DockerBackend(self.clock, self.engine)  # type: ignore[arg-type]
+        self.backend = DockerBackend(self.clock, self.engine)
         self.backend._events.connected = True
 
     def die(self) -> None:

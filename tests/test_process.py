@@ -90,7 +90,7 @@ class FakeProcessTransport:
     """Enough of a process transport for L{RunProtocol}."""
 
     def __init__(self, pid: int) -> None:
-        self.pid = pid
+        self.pid: int | None = pid
         self.paused = False
         self.pauses = 0
         self.closed: list[int] = []
@@ -127,7 +127,7 @@ class FakeProcessReactor(Clock):
         if self.reapAtOnce:
             # What Twisted does when the child exited before it registered
             # its reap handler: processExited at once, and pid None.
-            transport.pid = None  # type: ignore[assignment]
+            transport.pid = None
             protocol.processExited(ended(0))
         return transport
 
@@ -885,7 +885,7 @@ class CgroupReleaserTests(SynchronousTestCase):
         """A busy group is killed and tried again every 0.1 s until it goes."""
         clock = Clock()
         cgroups = FakeCgroups(busyFor=2)
-        releaser = CgroupReleaser(clock, cgroups)  # type: ignore[arg-type]
+        releaser = CgroupReleaser(clock, cgroups)
         releaser.release("web-1")
         self.assertEqual(len(cgroups.released), 1)
         clock.advance(0.1)
@@ -898,7 +898,7 @@ class CgroupReleaserTests(SynchronousTestCase):
         """After its attempts a group that stays busy is left; no timer remains."""
         clock = Clock()
         cgroups = FakeCgroups(busyFor=100)
-        releaser = CgroupReleaser(clock, cgroups)  # type: ignore[arg-type]
+        releaser = CgroupReleaser(clock, cgroups)
         releaser.release("web-1", attempts=2)
         clock.pump([0.1] * 5)
         self.assertEqual(len(cgroups.released), 3)
@@ -908,7 +908,7 @@ class CgroupReleaserTests(SynchronousTestCase):
         """Closing tries each waiting group once more and leaves no timer."""
         clock = Clock()
         cgroups = FakeCgroups(busyFor=100)
-        releaser = CgroupReleaser(clock, cgroups)  # type: ignore[arg-type]
+        releaser = CgroupReleaser(clock, cgroups)
         releaser.release("web-1")
         releaser.close()
         self.assertEqual(cgroups.released, ["web-1", "web-1"])

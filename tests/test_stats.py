@@ -29,6 +29,7 @@ from pycm.backends.process.usage import (
 from pycm.errors import NotFound
 from pycm.stats import CpuSampler, Usage
 from tests.helpers import FakeServer
+from tests.stubengine import StubEngine
 from tests.test_docker_units import inspectData
 
 MiB = 2**20
@@ -392,7 +393,7 @@ class DockerStatsTests(SynchronousTestCase):
             ),
         }
 
-        class Engine:
+        class Engine(StubEngine):
             def request(self, method: str, path: str, *args: Any, **kw: Any) -> Any:
                 asked.append(path)
                 parts = path.split("/")
@@ -405,7 +406,7 @@ class DockerStatsTests(SynchronousTestCase):
             def stream(self, *args: Any, **kw: Any) -> Any:
                 return defer.Deferred()
 
-        return DockerBackend(clock, Engine()), asked  # type: ignore[arg-type]
+        return DockerBackend(clock, Engine()), asked
 
     def test_namedContainers(self) -> None:
         """

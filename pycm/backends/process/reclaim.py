@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import signal as _signal
 from collections.abc import Callable, Collection
-from typing import Any
+from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -185,10 +185,20 @@ class MarkSweep:
                 waiter.callback(None)
 
 
+class GroupRemover(Protocol):
+    """What a L{CgroupReleaser} uses of L{Cgroups}."""
+
+    def killAll(self, group: str) -> object:
+        """Kill every process in C{group}."""
+
+    def release(self, group: str) -> bool:
+        """Remove C{group} if it is empty; is it gone?"""
+
+
 class CgroupReleaser:
     """Removes runs' cgroups once their processes are gone, retrying."""
 
-    def __init__(self, clock: IReactorTime, cgroups: Cgroups) -> None:
+    def __init__(self, clock: IReactorTime, cgroups: GroupRemover) -> None:
         self._clock = clock
         self._cgroups = cgroups
         #: Retries of cgroup removals, by group: finished or dropped by close.
