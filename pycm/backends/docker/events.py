@@ -1,16 +1,7 @@
 """
-One long-lived C{GET /events} stream from the engine, kept open for ever.
-
-When the stream ends (the engine stopped, restarted, the socket went
-away) it reconnects with a growing delay and asks for C{since=} a little
-before the newest event it delivered (the engine's live events can come
-slightly out of timestamp order), dropping the ones it already gave (it
-remembers the keys of the recent ones), so none is missed or repeated
-while the engine keeps its history; the first request asks for
-C{since=} the moment it was sent.  Live events are never dropped for
-their timestamp: only exact repeats are.  After every (re)connection
-it calls C{onConnected}, so the backend can reconcile what an engine
-restart may have lost.
+One long-lived C{GET /events} stream from the engine, kept open for ever
+(L{EngineEvents}): reconnected when it ends, with no event missed or
+repeated while the engine keeps its history.
 """
 
 from __future__ import annotations
@@ -36,6 +27,16 @@ def eventKey(event: dict[str, Any]) -> tuple[Any, ...]:
 class EngineEvents:
     """
     Follow the engine's events.
+
+    When the stream ends (the engine stopped, restarted, the socket went
+    away) it reconnects with a growing delay and asks for C{since=} a little
+    before the newest event it delivered (the engine's live events can come
+    slightly out of timestamp order), dropping the ones it already gave (it
+    remembers the keys of the recent ones); the first request asks for
+    C{since=} the moment it was sent.  Live events are never dropped for
+    their timestamp: only exact repeats are.  After every (re)connection
+    it calls C{onConnected}, so the backend can reconcile what an engine
+    restart may have lost.
 
     @ivar connected: whether the stream is open right now.
     """

@@ -1,12 +1,7 @@
 """
-The signals pycm sent each Docker container since its last start.
-
-The engine reports a container killed by signal N as exit code 128+N, the
-same as one that exited 128+N by itself; the contract wants -N when pycm
-sent N (C{stop} gives -15).  Only pycm knows what it sent, so it keeps
-that here, and in a small file in the state directory (written before the
-signal goes out) so that a daemon restart between the stop and an
-C{inspect} does not turn -15 into 143.
+The signals pycm sent each Docker container since its last start
+(L{SignalsSent}): a container pycm killed with N exits -N, not the
+engine's 128+N (docs/docker-backend.md, exit codes).
 """
 
 from __future__ import annotations
@@ -24,9 +19,10 @@ from pycm.statedir import UnsafeStateDir, openNoFollow
 class SignalsSent:
     """
     Container name -> the signals pycm sent it, kept in C{path} (a JSON
-    object) when given.  A missing or unreadable file is an empty memory;
-    a file that cannot be written is logged and the memory kept in this
-    process only.
+    object) when given, written before the signal goes out: a daemon
+    restart between a stop and an C{inspect} does not turn -15 into 143.
+    A missing or unreadable file is an empty memory; a file that cannot be
+    written is logged and the memory kept in this process only.
     """
 
     log = Logger()

@@ -1,24 +1,7 @@
 """
-Pure mappings between pycm's values and the Docker Engine API's JSON.
-
-No I/O here: every function takes engine JSON (or a spec) and returns
-pycm values (or engine JSON), so each is unit-tested without an engine.
-
-Decisions, documented once:
-  - States: the engine's C{created}, C{running}, C{restarting},
-    C{exited} and C{dead} are pycm's; C{paused} is reported as
-    C{running} (its processes exist; pycm has no pause); C{removing} as
-    C{exited} (it is going away); C{created} with a start error as C{dead}
-    (pycm's "could not be started"), with the engine's error as C{error}.
-    A container pycm is stopping is C{stopping} until it has exited.
-  - Exit codes: the engine reports a signal death as 128+N.  pycm reports
-    -N when the code is 128+N and signal N was sent to the container since
-    it last started (by a pycm C{stop}/C{kill}/C{rm --force}, or by anyone,
-    as seen on the engine's event stream), or when the engine says it was
-    OOM-killed (-9).  Any other code is reported as the engine gives it,
-    so a program's own C{exit 143} stays 143.
-  - Stop timeouts: the engine takes whole seconds; a fractional timeout is
-    rounded up, and the exact value is kept in a label for C{inspect}.
+Pure mappings between pycm's values and the Docker Engine API's JSON, with
+no I/O (each is unit-tested without an engine).  The choices they make for
+states, exit codes and stop timeouts are in docs/docker-backend.md.
 """
 
 from __future__ import annotations
