@@ -99,6 +99,31 @@ def _probe(cgroups: Cgroups, limit: str) -> bool:
     return cgroups.swapLimited
 
 
+def _probeUnder(
+    version: int,
+    base: str,
+    limit: str,
+    controller: str,
+    dirs: dict[str, str],
+    reasons: dict[str, str],
+) -> bool:
+    """
+    L{_probe} C{limit} in the parent group C{base} (made if missing): note
+    C{base} in C{dirs} if it works, else why not in C{reasons}.
+
+    @return: whether a memory limit there limits swap too (True if not
+        known).
+    """
+    try:
+        os.makedirs(base, exist_ok=True)
+        swapLimited = _probe(Cgroups(version, {limit: base}, {}), limit)
+    except (OSError, BackendError, BadRequest) as e:
+        reasons[limit] = f"cannot set {controller} limits under {base}: {e}"
+        return True
+    dirs[limit] = base
+    return swapLimited
+
+
 def parseProcCgroup(text: str) -> dict[str, str]:
     """
     C{/proc/PID/cgroup} as {hierarchy key: path}: the key is C{""} for the
@@ -246,12 +271,7 @@ def _detectLimits(
             if controller not in wanted:
                 reasons[limit] = f"no {controller} controller in {mount.path}"
                 continue
-            try:
-                swapLimited &= _probe(Cgroups(2, {limit: base}, {}), limit)
-            except (OSError, BackendError, BadRequest) as e:
-                reasons[limit] = f"cannot set {controller} limits under {base}: {e}"
-            else:
-                dirs[limit] = base
+            swapLimited &= _probeUnder(2, base, limit, controller, dirs, reasons)
         if dirs:
             return Cgroups(2, dirs, reasons, swapLimited=swapLimited)
 
@@ -264,13 +284,7 @@ def _detectLimits(
             v1reasons[limit] = f"no cgroup {controller} controller is mounted"
             continue
         base = os.path.join(v1.path, relative)
-        try:
-            os.makedirs(base, exist_ok=True)
-            swapLimited &= _probe(Cgroups(1, {limit: base}, {}), limit)
-        except (OSError, BackendError, BadRequest) as e:
-            v1reasons[limit] = f"cannot set {controller} limits under {base}: {e}"
-        else:
-            dirs[limit] = base
+        swapLimited &= _probeUnder(1, base, limit, controller, dirs, v1reasons)
     if dirs:
         return Cgroups(1, dirs, v1reasons, swapLimited=swapLimited)
     if reasons:
