@@ -137,12 +137,14 @@ class Supervisor:
     # -- open / close -------------------------------------------------------
 
     def open(self) -> Deferred[None]:
-        return Deferred.fromCoroutine(self._open())
+        d = Deferred.fromCoroutine(self._recovery.recover())
+        return d.addCallback(self._bringBackAll)
 
-    async def _open(self) -> None:
-        await self._recovery.recover()
+    def _bringBackAll(self, _: object) -> Deferred[None]:
+        """Start again what comes back when the daemon opens."""
         back = [r for r in self._records.values() if comesBackAtOpen(r)]
-        await gatherResults([r.lock.run(self._bringBack, r) for r in back], consumeErrors=True)
+        d = gatherResults([r.lock.run(self._bringBack, r) for r in back], consumeErrors=True)
+        return d.addCallback(lambda _: None)
 
     def _bringBack(self, record: Record) -> Deferred[Container | None]:
         if self._closing:
@@ -160,14 +162,12 @@ class Supervisor:
         return d.addErrback(failed)
 
     def close(self) -> Deferred[None]:
-        return Deferred.fromCoroutine(self._close())
-
-    async def _close(self) -> None:
         # New starts are refused from here on; starts in flight are let
         # finish, so that what they started is stopped below.
         self._runs.closing = True
-        while self._runs.inFlight:
-            await self._runs.settled()
+        return self._runs.idle().addCallback(self._stopAll)
+
+    def _stopAll(self, _: object) -> Deferred[None]:
         # Every container is stopped and saved before close fires (and the
         # stores can be closed): one that fails to is logged, never cuts
         # the others short.
@@ -183,7 +183,9 @@ class Supervisor:
                     stopping.append(self._runs.terminate(record, None, clientStop=False))
             except Exception:
                 self._log.failure("stopping {name} at shutdown", name=record.name)
-        await gatherResults(stopping, consumeErrors=True)
+        return gatherResults(stopping, consumeErrors=True).addCallback(self._closed)
+
+    def _closed(self, _: object) -> None:
         for record in self._records.values():
             endFollowers(record)
         self._book.close()

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from twisted.internet.defer import Deferred, fail, maybeDeferred
+from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -68,8 +68,10 @@ class Runs:
         self.inFlight = 0
         self._idleWaiters: list[Deferred[None]] = []
 
-    def settled(self) -> Deferred[None]:
-        """Fires once no spawn is in flight (after the next one settles)."""
+    def idle(self) -> Deferred[None]:
+        """Fires once no spawn is in flight (at once if none is)."""
+        if not self.inFlight:
+            return succeed(None)
         idle: Deferred[None] = Deferred()
         self._idleWaiters.append(idle)
         return idle
@@ -108,7 +110,7 @@ class Runs:
         return d.addBoth(self._settled)
 
     def _settled(self, result: Any) -> Any:
-        """A spawn is over: wake L{settled}'s waiters once none is in flight."""
+        """A spawn is over: wake L{idle}'s waiters once none is in flight."""
         self.inFlight -= 1
         if not self.inFlight:
             waiters, self._idleWaiters = self._idleWaiters, []
