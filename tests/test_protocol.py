@@ -984,6 +984,40 @@ class PreAuthTests(SynchronousTestCase):
         self.conn.send(b"#" + b"z" * 20_000 + b"\n")
         self.assertFalse(self.conn.closed)
 
+    def test_lineBehindAuthWaitingItsTurn(self) -> None:
+        """
+        An unfinished line behind an C{auth} line that waits its turn is
+        held to the limit that auth brings, not to the pre-auth one: once
+        authenticated, a line of 5,000 bytes is a request like any other.
+        """
+        from pycm.daemon.framing import LINES_PER_TURN
+
+        self.conn.send(b"ping\n" * LINES_PER_TURN + b"auth s3cret\n" + b"#" + b"x" * 5000)
+        self.assertEqual(len(self.conn.replies()), LINES_PER_TURN)
+        self.conn.send(b"\nping\n")
+        self.server.clock.advance(0)
+        self.assertEqual(self.conn.replies(), [("OK", "authenticated"), ("OK", "pong")])
+        self.assertFalse(self.conn.closed)
+
+    def test_unfinishedLineBehindWaitingLinesBounded(self) -> None:
+        """
+        An unfinished line behind lines that wait their turn is still
+        refused as soon as it passes the listener's own limit: waiting
+        lines never let a connection buffer more than that of one line.
+        """
+        from pycm.daemon.framing import LINES_PER_TURN
+        from pycm.daemon.protocol import DEFAULT_MAX_LINE_LENGTH
+
+        self.conn.send(b"ping\n" * LINES_PER_TURN + b"auth s3cret\n")
+        self.conn.send(b"y" * (DEFAULT_MAX_LINE_LENGTH + 2))
+        self.assertLessEqual(len(self.conn.protocol._buffer), 16)
+        self.server.clock.advance(0)
+        *_, authenticated, (kind, (code, message)) = self.conn.replies()
+        self.assertEqual(authenticated, ("OK", "authenticated"))
+        self.assertEqual((kind, code), ("ERR", "too_long"))
+        self.assertNotIn("before auth", message)
+        self.assertTrue(self.conn.closed)
+
     def test_noPreAuthLimitsWithoutToken(self) -> None:
         """
         A listener that needs no token (a UNIX socket) keeps the listener's

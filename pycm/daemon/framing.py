@@ -61,6 +61,10 @@ class LineFraming(Protocol):
     #: The longest line accepted, in bytes, line end excluded but a CR
     #: included; never more than this of one line is buffered.
     MAX_LENGTH = 65_537
+    #: The longest line the complete lines waiting before it may allow
+    #: (C{auth} lifts the limit): an unfinished line behind them is held to
+    #: this until they are served; 0 for L{MAX_LENGTH}.
+    LIFTED_MAX_LENGTH = 0
     # A TCP, UNIX, TLS or stdio transport: ITransport plus IProducer and
     # abortConnection, which ITransport alone does not declare.
     transport: Any
@@ -216,9 +220,14 @@ class LineFraming(Protocol):
                 break
         rest = buffer[start:]
         # Only the unfinished last line counts against the limit: complete
-        # lines waiting behind a pause are requests like any others.
-        unfinished = len(rest) - (rest.rfind(b"\n") + 1)
-        if unfinished > self.MAX_LENGTH:
+        # lines waiting behind a pause are requests like any others, and
+        # may lift the limit for the line after them.
+        waiting = rest.rfind(b"\n") + 1
+        unfinished = len(rest) - waiting
+        limit = self.MAX_LENGTH
+        if waiting and self.LIFTED_MAX_LENGTH > limit:
+            limit = self.LIFTED_MAX_LENGTH
+        if unfinished > limit:
             if not self._overlong:
                 # Keep the complete lines before it, read nothing more, and
                 # refuse it in its turn, after their replies.

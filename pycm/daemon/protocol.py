@@ -211,6 +211,8 @@ class PycmServerProtocol(RequestOrdering):
         self._maxLineLength = limit
         # One more byte for a CR; never more than this is buffered.
         self.MAX_LENGTH = limit + 1
+        # What the lines before an unfinished one may lift it to (auth).
+        self.LIFTED_MAX_LENGTH = self.factory.maxLineLength + 1
 
     def _startAuthTimer(self) -> None:
         if self._preAuth and not self._lost and not self._readClosed:
