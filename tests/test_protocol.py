@@ -301,6 +301,22 @@ class AuthTests(SynchronousTestCase):
         self.assertEqual(self.conn.err("auth c"), "unauthorized")
         self.assertTrue(self.conn.closed)
 
+    def test_threeWrongTokensLingering(self) -> None:
+        """
+        A client that sent 3 wrong tokens and does not take the ERR line
+        that closes its connection is aborted after EVICTION_GRACE seconds.
+        """
+        from pycm.daemon.protocol import EVICTION_GRACE
+
+        aborted: list[bool] = []
+        self.conn.transport.abortConnection = lambda: aborted.append(True)
+        self.conn.send("auth a\nauth b\nauth c\n")
+        self.assertTrue(self.conn.closed)
+        self.server.clock.advance(EVICTION_GRACE - 0.1)
+        self.assertEqual(aborted, [])
+        self.server.clock.advance(0.1)
+        self.assertEqual(aborted, [True])
+
     def test_wrongTokenWhenAuthenticated(self) -> None:
         """
         A wrong token on a connection that has authenticated, or that needs
@@ -1048,6 +1064,29 @@ class PreAuthTests(SynchronousTestCase):
         self.assertIn("30 seconds", message)
         self.assertTrue(self.conn.closed)
         self.assertEqual(self.conn.protocol._buffer, b"")
+
+    def test_idleNonReaderAborted(self) -> None:
+        """
+        A connection timed out before auth whose client does not read is
+        aborted at once (its ERR line would never go out); one that reads
+        but does not take the line is aborted after EVICTION_GRACE seconds:
+        neither keeps its descriptor past the deadline.
+        """
+        from pycm.daemon.protocol import EVICTION_GRACE
+
+        aborted: list[str] = []
+        self.conn.transport.abortConnection = lambda: aborted.append("stopped reading")
+        self.conn.stopReading()
+        reading = self.server.connect(requireAuth=True)
+        reading.transport.abortConnection = lambda: aborted.append("lingering")
+        self.server.clock.advance(30)
+        self.assertEqual(aborted, ["stopped reading"])
+        self.assertTrue(reading.closed)
+        self.server.clock.advance(EVICTION_GRACE)
+        self.assertEqual(aborted, ["stopped reading", "lingering"])
+        reading.disconnect()
+        self.conn.disconnect()
+        self.assertEqual(self.server.clock.getDelayedCalls(), [])
 
     def test_noTimeoutOnceAuthenticated(self) -> None:
         """An authenticated connection may stay idle for as long as it likes."""

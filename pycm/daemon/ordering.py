@@ -40,7 +40,7 @@ class RequestOrdering(LineFraming):
 
     A subclass creates L{session} and calls L{startOrdering} when
     connected, and implements L{_authenticated} (the session just
-    authenticated) and L{_logForcedClose}.
+    authenticated), L{_logForcedClose} and L{_closeWithinGrace}.
     """
 
     log = Logger()
@@ -70,6 +70,10 @@ class RequestOrdering(LineFraming):
 
     def _logForcedClose(self, reason: str) -> None:
         """Log that the daemon closes the connection, and why."""
+        raise NotImplementedError()
+
+    def _closeWithinGrace(self) -> None:
+        """Close a connection the daemon lets go of, aborting it if it lingers."""
         raise NotImplementedError()
 
     def _handle(self, line: bytes) -> None:
@@ -151,11 +155,13 @@ class RequestOrdering(LineFraming):
             for action in after:
                 action()
         if self._closeAfterReply:
-            if self._closeReason:
-                self._logForcedClose(self._closeReason)
             self.clearLineBuffer()
             self._flush()
-            self._close()
+            if self._closeReason:
+                self._logForcedClose(self._closeReason)
+                self._closeWithinGrace()
+            else:
+                self._close()
 
     def closeAfterReply(self, reason: str = "") -> None:
         """

@@ -38,8 +38,9 @@ PREAUTH_MAX_LINE_LENGTH = 4096
 #: authenticate, counted from when the daemon starts reading it.
 DEFAULT_AUTH_TIMEOUT = 30.0
 
-#: Seconds a connection closed to make room may take to send its ERR line
-#: before it is aborted (a client that does not read cannot keep it open).
+#: Seconds a connection closed to make room, or for want of C{auth} in
+#: time, may take to send its ERR line before it is aborted (a client that
+#: does not read cannot keep it open).
 EVICTION_GRACE = 2.0
 
 #: How many bytes of EVENT lines may pile up for a client that does not
@@ -107,7 +108,7 @@ class PycmServerProtocol(RequestOrdering):
     _authTimer: IDelayedCall | None = None
     #: The "connection from" line was logged (so its close is logged too).
     _logged = False
-    #: Closed to make room for a new connection; aborts it if it lingers.
+    #: Closed to make room, or not authenticated in time; aborts it if it lingers.
     _evictionTimer: IDelayedCall | None = None
 
     def connectionMade(self) -> None:
@@ -235,7 +236,7 @@ class PycmServerProtocol(RequestOrdering):
             encodeError(Unauthorized(f"no auth TOKEN within {timeout:g} seconds: closing"))
         )
         self._flush()
-        self._close()
+        self._closeWithinGrace()
 
     def _authenticated(self) -> None:
         """The token was right: the listener's own limits from now on."""
@@ -264,8 +265,15 @@ class PycmServerProtocol(RequestOrdering):
         )
         self._writeLine(encodeError(error))
         self._flush()
+        self._closeWithinGrace()
+
+    def _closeWithinGrace(self) -> None:
+        """
+        Close a connection the daemon lets go of (its last line written):
+        at once if the client is not reading (the line would never go out),
+        else aborted if it is not gone within L{EVICTION_GRACE} seconds.
+        """
         if "write" in self._pauses:
-            # The client is not reading: the line would never go out.
             self._close(abort=True)
             return
         self._close()
