@@ -11,6 +11,7 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
 
 from twisted.trial.unittest import SynchronousTestCase
@@ -147,6 +148,46 @@ class UnauthenticatedBoundsE2ETests(SynchronousTestCase):
         self.assertIn("0.5 seconds", message)
         waitFor(idle.isClosed, "the daemon to close the idle connection")
         self.assertEqual(authenticated.ok("list"), [])
+
+    def test_lineBehindPipelinedAuth(self) -> None:
+        """
+        A line that arrives unfinished behind a pipelined auth line still
+        waiting its turn (64 pings before it) is held to the limit auth
+        brings: a 5,000-byte line after auth is a request, not too_long.
+        """
+        daemon = self.start()
+        client = daemon.connect()
+        client.send(b"ping\n" * 64 + f"auth {self.token(daemon)}\n".encode() + b"#" + b"x" * 5000)
+        for _ in range(64):
+            self.assertEqual(client.reply(), ("OK", "pong"))
+        client.send(b"\nping\n")
+        self.assertEqual(client.reply(), ("OK", "authenticated"))
+        self.assertEqual(client.reply(), ("OK", "pong"))
+
+    def test_idleClientThatDoesNotReadLetGo(self) -> None:
+        """
+        A client that never authenticates nor reads its replies (its
+        requests stop being read once they fill the daemon's buffers) is
+        still let go of at --auth-timeout: its descriptor is not kept.
+        """
+        daemon = self.start("--auth-timeout", "1")
+        operator = daemon.connect(unix=True)
+        sock = socket.create_connection(("127.0.0.1", daemon.port), timeout=DEADLINE)
+        self.addCleanup(sock.close)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.settimeout(0.5)
+        blocked = False
+        started = time.monotonic()
+        while not blocked and time.monotonic() - started < DEADLINE:
+            try:
+                sock.send(b"help\n" * 100)
+            except TimeoutError:
+                # The daemon no longer reads this connection.
+                blocked = True
+            except OSError:
+                break
+        waitFor(lambda: operator.ok("info")["connections"] == 1,
+                "the daemon to let go of the connection that does not read")
 
     def test_authDeadlineNotMovedByActivity(self) -> None:
         """
@@ -300,3 +341,82 @@ class UnauthenticatedBoundsE2ETests(SynchronousTestCase):
                 # Still open: one of the newest, which kept its place.
                 self.assertNotIn(b"ERR", received)
         self.assertEqual(closed, 600 - (128 - 1))
+
+
+def _rss(pid: int) -> int:
+    """The resident memory of process C{pid}, in KiB."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+class FloodE2ETests(SynchronousTestCase):
+    def test_clientsThatDoNotReadCostLittle(self) -> None:
+        """
+        Clients that pipeline requests with big replies and never read
+        them are no longer read once their buffers fill: the daemon's
+        memory stays put and another client's ping is answered at once.
+        """
+        daemon = RealDaemon(self).start()
+        setup = daemon.connect(unix=True)
+        setup.send(b"".join(b"create c%d\n" % i for i in range(300)))
+        for _ in range(300):
+            self.assertEqual(setup.reply()[0], "OK")
+        floods = []
+        for _ in range(3):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.addCleanup(sock.close)
+            sock.connect(daemon.socketPath)
+            sock.settimeout(0.5)
+            floods.append(sock)
+        before = _rss(daemon.pid)
+        blocked: set[int] = set()
+        started = time.monotonic()
+        # Three seconds of trying to send: the daemon stops reading each
+        # flood once its replies fill the buffers, and sends then block.
+        while time.monotonic() - started < 3:
+            for index, sock in enumerate(floods):
+                try:
+                    sock.send(b"list\n" * 1000)
+                except TimeoutError:
+                    blocked.add(index)
+        self.assertEqual(len(blocked), len(floods))
+        other = daemon.connect(unix=True)
+        asked = time.monotonic()
+        self.assertEqual(other.ok("ping"), "pong")
+        self.assertLess(time.monotonic() - asked, 2)
+        # Each holds its write buffer and one read at most, not the
+        # replies to the thousands of list requests it sent.
+        self.assertLess(_rss(daemon.pid) - before, 64 * 1024)
+
+    def test_pipelinedThousandsThenShutdown(self) -> None:
+        """
+        20,000 requests in one write, an unfinished last line and SHUT_WR:
+        every complete line gets its reply, in order; the daemon then
+        closes and logs the unfinished line by its byte count only.
+        """
+        daemon = RealDaemon(self).start()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.addCleanup(sock.close)
+        sock.settimeout(DEADLINE)
+        sock.connect(daemon.socketPath)
+        requests = [b"ping" if i % 3 else b"version" for i in range(20_000)]
+        secret = b"auth 7e11a1e-secret"
+
+        def send() -> None:
+            sock.sendall(b"\n".join(requests) + b"\n" + secret)
+            sock.shutdown(socket.SHUT_WR)
+
+        sender = threading.Thread(target=send)
+        sender.start()
+        lines = _readUntilClosed(sock).splitlines()
+        sender.join()
+        self.assertEqual(len(lines), len(requests))
+        for request, line in zip(requests, lines):
+            expected = b'OK "pong"' if request == b"ping" else b'OK {"server":"pycm"'
+            self.assertTrue(line.startswith(expected), (request, line))
+        waitFor(lambda: f"{len(secret)} bytes of an unfinished line" in daemon.log(),
+                "the discarded bytes in the log")
+        self.assertNotIn("7e11a1e", daemon.log())
