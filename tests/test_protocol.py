@@ -1055,6 +1055,23 @@ class PreAuthTests(SynchronousTestCase):
         self.assertNotIn("before auth", message)
         self.assertTrue(self.conn.closed)
 
+    def test_unfinishedLineBehindWaitingLinesBoundedBeforeAuth(self) -> None:
+        """
+        Behind waiting lines none of which is an C{auth}, an unfinished
+        line is still refused as soon as it passes the pre-auth limit:
+        a client that does not read holds no more than that before auth.
+        """
+        from pycm.daemon.protocol import PREAUTH_MAX_LINE_LENGTH
+
+        self.conn.stopReading()
+        self.conn.send(b"ping\n# not auth x\n" + b"y" * (PREAUTH_MAX_LINE_LENGTH + 2))
+        self.assertLessEqual(len(self.conn.protocol._buffer), 32)
+        self.conn.startReading()
+        *_, (kind, (code, message)) = self.conn.replies()
+        self.assertEqual((kind, code), ("ERR", "too_long"))
+        self.assertIn("before auth", message)
+        self.assertTrue(self.conn.closed)
+
     def test_noPreAuthLimitsWithoutToken(self) -> None:
         """
         A listener that needs no token (a UNIX socket) keeps the listener's

@@ -55,16 +55,12 @@ class LineFraming(Protocol):
     calls L{startThrottle} once connected, and implements L{lineReceived}
     and L{refuseLine}; it may set L{_inFlight} while a request is served
     (the half-closed connection then waits for it), and override
-    L{writeResumed}.
+    L{writeResumed} and L{limitAfter}.
     """
 
     #: The longest line accepted, in bytes, line end excluded but a CR
     #: included; never more than this of one line is buffered.
     MAX_LENGTH = 65_537
-    #: The longest line the complete lines waiting before it may allow
-    #: (C{auth} lifts the limit): an unfinished line behind them is held to
-    #: this until they are served; 0 for L{MAX_LENGTH}.
-    LIFTED_MAX_LENGTH = 0
     # A TCP, UNIX, TLS or stdio transport: ITransport plus IProducer and
     # abortConnection, which ITransport alone does not declare.
     transport: Any
@@ -109,6 +105,13 @@ class LineFraming(Protocol):
 
     def writeResumed(self) -> None:
         """The client reads its replies again (before reading resumes)."""
+
+    def limitAfter(self, lines: bytes) -> int:
+        """
+        The longest line once the complete C{lines} waiting before it are
+        served (one may lift the limit); never less than L{MAX_LENGTH}.
+        """
+        return self.MAX_LENGTH
 
     def clearLineBuffer(self) -> bytes:
         """Drop the unserved input and return it."""
@@ -224,10 +227,9 @@ class LineFraming(Protocol):
         # may lift the limit for the line after them.
         waiting = rest.rfind(b"\n") + 1
         unfinished = len(rest) - waiting
-        limit = self.MAX_LENGTH
-        if waiting and self.LIFTED_MAX_LENGTH > limit:
-            limit = self.LIFTED_MAX_LENGTH
-        if unfinished > limit:
+        if unfinished > self.MAX_LENGTH and (
+            not waiting or unfinished > self.limitAfter(rest[:waiting])
+        ):
             if not self._overlong:
                 # Keep the complete lines before it, read nothing more, and
                 # refuse it in its turn, after their replies.

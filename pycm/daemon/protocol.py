@@ -10,6 +10,7 @@ L{pycm.daemon.connectionlimit} and L{pycm.daemon.session}.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from twisted.internet.interfaces import IDelayedCall, IHalfCloseableProtocol
@@ -59,6 +60,9 @@ _HTTP_METHODS = tuple(
 
 #: First bytes of the lines the guard must look at (HTTP methods, Host:).
 _GUARD_FIRST_BYTES = frozenset(bytes([c]) for c in b"GPHODCTHh")
+
+#: A line that may be an C{auth} request (words split as request lines are).
+_AUTH_LINE = re.compile(rb"(?im)^[ \t\r]*auth[ \t\r]")
 
 #: First bytes of lines that may be blank or comments.
 _BLANK_FIRST_BYTES = frozenset([b"", b" ", b"\t", b"#"])
@@ -212,8 +216,15 @@ class PycmServerProtocol(RequestOrdering):
         self._maxLineLength = limit
         # One more byte for a CR; never more than this is buffered.
         self.MAX_LENGTH = limit + 1
-        # What the lines before an unfinished one may lift it to (auth).
-        self.LIFTED_MAX_LENGTH = self.factory.maxLineLength + 1
+
+    def limitAfter(self, lines: bytes) -> int:
+        """
+        Before auth, an C{auth} line waiting its turn may lift the limit to
+        the listener's: the line after it is held to that until it is served.
+        """
+        if self._preAuth and _AUTH_LINE.search(lines) is not None:
+            return self.factory.maxLineLength + 1
+        return self.MAX_LENGTH
 
     def _startAuthTimer(self) -> None:
         if self._preAuth and not self._lost and not self._readClosed:
