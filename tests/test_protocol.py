@@ -1359,6 +1359,32 @@ class MakeRoomTests(SynchronousTestCase):
         later.send("ping\n")
         self.assertEqual(later.lines(), [b'OK "pong"'])
 
+    def test_alreadyLeavingMakesRoomQuietly(self) -> None:
+        """
+        A connection already let go of for want of auth in time, whose
+        close has not finished, is aborted at once to make room: no second
+        ERR line after the one that closed it, no timer left behind.
+        """
+        first = self.connect()
+        aborted: list[bool] = []
+        first.transport.abortConnection = lambda: aborted.append(True)
+        self.server.clock.advance(30)
+        [line] = first.transport.value().splitlines()
+        self.assertTrue(line.startswith(b"ERR unauthorized "), line)
+        self.connect()
+        self.connect()
+        self.assertEqual(first.transport.value().splitlines(), [line])
+        self.assertEqual(aborted, [True])
+        first.protocol.connectionLost()
+        self.assertEqual(
+            [
+                call
+                for call in self.server.clock.getDelayedCalls()
+                if getattr(call.func, "__self__", None) is first.protocol
+            ],
+            [],
+        )
+
     def test_placeTakenFromTheBusiestPeer(self) -> None:
         """
         The place is taken from the peer holding the most connections that

@@ -261,8 +261,12 @@ class PycmServerProtocol(RequestOrdering):
         Close this connection, which has not authenticated, to make room
         for a new one at the cap: an C{ERR unavailable} line, then closed
         (aborted if the client does not take the line within
-        L{EVICTION_GRACE} seconds).
+        L{EVICTION_GRACE} seconds).  One already let go of (its auth timed
+        out), whose last line is still on its way, is aborted at once.
         """
+        if self.transport.disconnecting:
+            self._abortEvicted()
+            return
         self._stopAuthTimer()
         self._logForcedClose(
             f"{maximum} connections open and this one not authenticated: "
@@ -291,7 +295,9 @@ class PycmServerProtocol(RequestOrdering):
         self._evictionTimer = self.clock.callLater(EVICTION_GRACE, self._abortEvicted)
 
     def _abortEvicted(self) -> None:
-        self._evictionTimer = None
+        timer, self._evictionTimer = self._evictionTimer, None
+        if timer is not None and timer.active():
+            timer.cancel()
         if not self._lost:
             getattr(self.transport, "abortConnection", self.transport.loseConnection)()
 
