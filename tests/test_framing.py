@@ -42,6 +42,18 @@ class Echo(LineFraming):
         self.resumed += 1
 
 
+class Lifting(Echo):
+    """An Echo whose line C{lift} raises the limit for the lines after it."""
+
+    def lineReceived(self, line: bytes) -> None:
+        if line == b"lift":
+            self.MAX_LENGTH = 16
+        super().lineReceived(line)
+
+    def limitAfter(self, lines: bytes) -> int:
+        return 16 if b"lift\n" in lines else self.MAX_LENGTH
+
+
 class CountingTransport(StringTransport):
     """A StringTransport that counts the calls that write."""
 
@@ -100,6 +112,34 @@ class LineFramingTests(SynchronousTestCase):
         self.assertEqual(protocol.refused, [b"x" * 8])
         self.assertEqual(transport.value(), b"got one\ngot two\ntoo long\n")
         self.assertTrue(transport.disconnecting)
+
+    def test_limitLiftedByAWaitingLine(self) -> None:
+        """
+        An unfinished line behind complete lines that wait their turn is
+        held to L{LineFraming.limitAfter} those lines (one may lift the
+        limit), then to the limit in force once they are served; behind
+        lines that lift nothing, to MAX_LENGTH as always.
+        """
+        clock = Clock()
+        protocol = Lifting(clock)
+        protocol.makeConnection(StringTransport())
+        protocol.pauseReading("test")
+        protocol.dataReceived(b"lift\n" + b"x" * 12)
+        self.assertEqual(protocol.refused, [])
+        protocol.resumeReading("test")
+        protocol.dataReceived(b"\n")
+        self.assertEqual(protocol.lines, [b"lift", b"x" * 12])
+        protocol.dataReceived(b"y" * 17)
+        self.assertEqual(protocol.refused, [b"y" * 8])
+
+        protocol = Lifting(clock)
+        protocol.makeConnection(StringTransport())
+        protocol.pauseReading("test")
+        protocol.dataReceived(b"stay\n" + b"x" * 12)
+        self.assertEqual(protocol._buffer, b"stay\n")
+        protocol.resumeReading("test")
+        self.assertEqual(protocol.lines, [b"stay"])
+        self.assertEqual(protocol.refused, [b"x" * 8])
 
     def test_overlongCompleteLine(self) -> None:
         """A complete line over MAX_LENGTH is refused, never served."""
