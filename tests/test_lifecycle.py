@@ -1,17 +1,21 @@
 """
 Tests for L{pycm.backends.supervisor.lifecycle}: the container lifecycle's
-transition table, its invariants, L{Lifecycle.move}, and a Hypothesis state
-machine checking that every move the supervisor makes is one the table
-allows.
+transition table, its invariants, L{Lifecycle.move} and the intents, and a
+Hypothesis state machine checking that every move the supervisor makes is
+one the table allows, and that the records' flags keep their meaning.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import signal
+from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import Any
 
+import attrs
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
@@ -28,6 +32,7 @@ from pycm.backends.supervisor.lifecycle import (
     TRANSITIONS,
     Effect,
     Event,
+    Flag,
     IllegalTransition,
     Lifecycle,
     Transition,
@@ -163,6 +168,46 @@ class TransitionTableTests(SynchronousTestCase):
         stops = {t.event for t in TRANSITIONS.values() if Effect.EMIT_STOP in t.effects}
         self.assertEqual(stops, {Event.STOPPED, Event.RESTART_STOPPED})
 
+    def test_flags(self) -> None:
+        """
+        A run's start clears its last run's flags but C{manuallyStopped}
+        (only a start asked for clears that); every end of a run clears
+        C{stopRequested}; a client stop of a delayed restart sets
+        C{manuallyStopped}; no other move sets a flag.
+        """
+        names = {v for k, v in vars(Flag).items() if k.isupper()}
+        cleared = {(Flag.INTERRUPTED, False), (Flag.STOP_REQUESTED, False), (Flag.REMOVING, False)}
+        expected = {
+            Event.SPAWNED: cleared,
+            Event.RESPAWNED: cleared,
+            Event.EXITED: {(Flag.STOP_REQUESTED, False)},
+            Event.STOPPED: {(Flag.STOP_REQUESTED, False)},
+            Event.EXITED_TO_RESTART: {(Flag.STOP_REQUESTED, False)},
+            Event.RESTART_STOPPED: {(Flag.MANUALLY_STOPPED, True)},
+        }
+        for transition in TRANSITIONS.values():
+            self.assertEqual(
+                set(transition.flags), expected.get(transition.event, set()), transition
+            )
+            for flag, _ in transition.flags:
+                self.assertIn(flag, names)
+                self.assertIn(flag, attrs.fields_dict(Record))
+
+    def test_persistedFlags(self) -> None:
+        """
+        C{manuallyStopped} and C{interrupted} are saved under their own
+        names, and a record saved with them loads them unchanged.
+        """
+        persisted = (Flag.MANUALLY_STOPPED, Flag.INTERRUPTED)
+        self.assertEqual(persisted, ("manuallyStopped", "interrupted"))
+        data = _record(State.EXITED).toDict()
+        self.assertEqual((data["manuallyStopped"], data["interrupted"]), (False, False))
+        data.update(manuallyStopped=True, interrupted=True)
+        loaded = Record.fromDict(json.loads(json.dumps(data)))
+        self.assertEqual((loaded.manuallyStopped, loaded.interrupted), (True, True))
+        self.assertNotIn(Flag.STOP_REQUESTED, data)
+        self.assertNotIn(Flag.REMOVING, data)
+
 
 class LifecycleMoveTests(SynchronousTestCase):
     """L{Lifecycle.move}."""
@@ -210,16 +255,130 @@ class LifecycleMoveTests(SynchronousTestCase):
         self.assertEqual(self.done, [(Action.DESTROY, None)])
         self.assertRaises(IllegalTransition, self.lifecycle.move, record, Event.SPAWNED)
 
+    def test_flagsBeforeEffects(self) -> None:
+        """
+        A move sets its flags before its effects: a client stop of a
+        delayed restart is saved as C{manuallyStopped}.
+        """
+        saved: list[bool] = []
+        lifecycle = Lifecycle(lambda r: saved.append(r.manuallyStopped), lambda *a: None)
+        record = _record(State.RESTARTING)
+        lifecycle.move(record, Event.RESTART_STOPPED)
+        self.assertEqual((record.state, record.manuallyStopped), (State.EXITED, True))
+        self.assertEqual(saved, [True])
+
+    def test_startClears(self) -> None:
+        """
+        A run's start clears C{interrupted}, C{stopRequested} and
+        C{removing}; C{manuallyStopped} stays (L{Lifecycle.startAsked}
+        clears it); an exit clears C{stopRequested} only.
+        """
+        record = _record(State.EXITED)
+        record.manuallyStopped = record.interrupted = True
+        record.stopRequested = record.removing = True
+        self.lifecycle.move(record, Event.SPAWNED)
+        flags = (record.manuallyStopped, record.interrupted, record.stopRequested, record.removing)
+        self.assertEqual(flags, (True, False, False, False))
+        record.stopRequested = record.removing = record.interrupted = True
+        self.lifecycle.move(record, Event.EXITED, 0)
+        flags = (record.manuallyStopped, record.interrupted, record.stopRequested, record.removing)
+        self.assertEqual(flags, (True, True, False, True))
+
     def test_illegal(self) -> None:
         """
         A move the table does not allow raises L{IllegalTransition}, does
         nothing, and the watchers hear of it with no transition.
         """
         record = _record(State.CREATED)
+        record.stopRequested = True
         self.assertRaises(IllegalTransition, self.lifecycle.move, record, Event.EXITED)
         self.assertEqual(record.state, State.CREATED)
+        self.assertTrue(record.stopRequested)
         self.assertEqual(self.done, [])
         self.assertEqual(self.seen, [("web", "1", State.CREATED, Event.EXITED, None)])
+
+
+class LifecycleIntentTests(SynchronousTestCase):
+    """The intents L{Lifecycle} records before a move."""
+
+    def setUp(self) -> None:
+        self.done: list[Any] = []
+        self.lifecycle = Lifecycle(
+            lambda record: self.done.append(("save", record.manuallyStopped)),
+            lambda action, record, code: self.done.append((action, code)),
+        )
+
+    def test_startAsked(self) -> None:
+        """A start asked for clears C{manuallyStopped}, nothing else."""
+        record = _record(State.EXITED)
+        record.manuallyStopped = record.interrupted = True
+        self.lifecycle.startAsked(record)
+        self.assertEqual((record.manuallyStopped, record.interrupted), (False, True))
+        self.assertEqual((record.state, self.done), (State.EXITED, []))
+
+    def test_stopAsked(self) -> None:
+        """A client stop sets C{manuallyStopped} and C{stopRequested}."""
+        record = _record(State.RUNNING)
+        self.lifecycle.stopAsked(record)
+        self.assertEqual((record.manuallyStopped, record.stopRequested), (True, True))
+        self.assertEqual((record.state, self.done), (State.RUNNING, []))
+
+    def test_killAsked(self) -> None:
+        """A client kill sets C{manuallyStopped}, saved at once."""
+        record = _record(State.RUNNING)
+        self.lifecycle.killAsked(record)
+        self.assertEqual((record.manuallyStopped, record.stopRequested), (True, False))
+        self.assertEqual(self.done, [("save", True)])
+
+    def test_removeAsked(self) -> None:
+        """
+        C{rm --force} of a run sets C{removing} and C{manuallyStopped},
+        saves and emits C{kill}, the first time only.
+        """
+        record = _record(State.RUNNING)
+        self.lifecycle.removeAsked(record)
+        self.lifecycle.removeAsked(record)
+        self.assertEqual((record.manuallyStopped, record.removing), (True, True))
+        self.assertEqual(self.done, [("save", True), (Action.KILL, None)])
+
+    def test_interrupt(self) -> None:
+        """The daemon ending a run sets C{interrupted}, nothing else."""
+        record = _record(State.RUNNING)
+        self.lifecycle.interrupt(record)
+        self.assertEqual((record.interrupted, record.manuallyStopped), (True, False))
+        self.assertEqual(self.done, [])
+
+    def test_dropRestart(self) -> None:
+        """
+        A delayed restart dropped by a client is C{manuallyStopped}, by
+        the daemon C{interrupted}; both saved as C{exited}.
+        """
+        byClient, byDaemon = _record(State.RESTARTING), _record(State.RESTARTING)
+        self.lifecycle.dropRestart(byClient, byClient=True)
+        self.lifecycle.dropRestart(byDaemon, byClient=False)
+        self.assertEqual((byClient.manuallyStopped, byClient.interrupted), (True, False))
+        self.assertEqual((byDaemon.manuallyStopped, byDaemon.interrupted), (False, True))
+        self.assertEqual((byClient.state, byDaemon.state), (State.EXITED, State.EXITED))
+        self.assertEqual(self.done, [("save", True), ("save", False)])
+
+    def test_onlyTheLifecycleSetsFlags(self) -> None:
+        """
+        Outside the lifecycle, the supervisor's modules never set a flag:
+        they ask the lifecycle.
+        """
+        import pycm.backends.supervisor as package
+
+        names = "|".join(v for k, v in vars(Flag).items() if k.isupper())
+        assignment = re.compile(rf"\.({names})\s*=[^=]")
+        here = Path(package.__file__).parent
+        setters = [
+            f"{path.name}:{number}"
+            for path in sorted(here.glob("*.py"))
+            if path.name != "lifecycle.py"
+            for number, line in enumerate(path.read_text().splitlines(), 1)
+            if assignment.search(line)
+        ]
+        self.assertEqual(setters, [])
 
 
 class _ChancyRuntime(SimulatedRuntime):
@@ -286,7 +445,11 @@ class LifecycleMachine(RuleBasedStateMachine):
     a memory backend: every move the supervisor makes is one the table
     allows, a container's state changes only by those moves, nothing moves
     after its removal, and an exit the restart policy restarts goes to
-    C{restarting}.
+    C{restarting}.  The flags keep their meaning: C{manuallyStopped} is set
+    by a client's stop, kill or C{rm --force} until the next start asked
+    for (across daemon restarts), a daemon opening brings back no container
+    a client stopped (but C{always} ones), C{stopRequested} only while a
+    stop waits for the exit, no run is C{interrupted}.
     """
 
     def __init__(self) -> None:
@@ -300,6 +463,9 @@ class LifecycleMachine(RuleBasedStateMachine):
         self.expected: dict[str, str] = {}
         self.removedIds: set[str] = set()
         self.problems: list[Any] = []
+        #: The ids of the containers a client stopped since their last
+        #: start asked for: the model of C{manuallyStopped}.
+        self.stoppedByClient: set[str] = set()
         self.backend = self._open()
 
     def _open(self) -> MemoryBackend:
@@ -308,9 +474,48 @@ class LifecycleMachine(RuleBasedStateMachine):
             self.expected[data["id"]] = data["state"]
         backend = MemoryBackend(self.clock, runtime=self.runtime, recordStore=self.store)
         backend.lifecycle.watch(partial(self._moved, backend))
+        self._hearIntents(backend)
         self.backend = backend
+        stopped = self._stoppedInStore()
+        opening = len(self.moves)
         self._settle(backend.open())
+        for name, id, _, event, _ in self.moves[opening:]:
+            if event == Event.SPAWNED and id in stopped:
+                self.problems.append(("brought back though a client stopped it", name))
         return backend
+
+    def _stoppedInStore(self) -> set[str]:
+        """
+        The ids of the saved containers a client stopped that the next
+        daemon must not bring back (all but C{always} ones).
+        """
+        stopped = set()
+        for text in self.store.records.values():
+            data = json.loads(text)
+            if data["manuallyStopped"] and not data["restartPolicy"].startswith("always"):
+                stopped.add(data["id"])
+        return stopped
+
+    def _hearIntents(self, backend: MemoryBackend) -> None:
+        """Keep L{stoppedByClient} from the intents C{backend} records."""
+        lifecycle = backend.lifecycle
+
+        def heard(method: Callable[..., None], stops: bool | None) -> Callable[..., None]:
+            def intent(record: Record, **byClient: bool) -> None:
+                if backend is self.backend:
+                    if byClient["byClient"] if stops is None else stops:
+                        self.stoppedByClient.add(record.id)
+                    else:
+                        self.stoppedByClient.discard(record.id)
+                method(record, **byClient)
+
+            return intent
+
+        lifecycle.startAsked = heard(lifecycle.startAsked, False)  # type: ignore[method-assign]
+        lifecycle.stopAsked = heard(lifecycle.stopAsked, True)  # type: ignore[method-assign]
+        lifecycle.killAsked = heard(lifecycle.killAsked, True)  # type: ignore[method-assign]
+        lifecycle.removeAsked = heard(lifecycle.removeAsked, True)  # type: ignore[method-assign]
+        lifecycle.dropRestart = heard(lifecycle.dropRestart, None)  # type: ignore[method-assign]
 
     def _settle(self, d: Deferred[Any]) -> None:
         for _ in range(10):
@@ -339,6 +544,8 @@ class LifecycleMachine(RuleBasedStateMachine):
         if self.expected.get(id, State.CREATED) != source:
             self.problems.append(("state changed outside the table", name, source, event))
         self.expected[id] = transition.target
+        if event == Event.RESTART_STOPPED:
+            self.stoppedByClient.add(id)
         if transition.target == REMOVED:
             self.removedIds.add(id)
         if event in (Event.EXITED, Event.STOPPED, Event.EXITED_TO_RESTART):
@@ -448,6 +655,15 @@ class LifecycleMachine(RuleBasedStateMachine):
         for record in self.backend._records.values():
             assert record.state == self.expected.get(record.id, State.CREATED), record
 
+    @invariant()
+    def flagsKeepTheirMeaning(self) -> None:
+        for record in self.backend._records.values():
+            assert record.manuallyStopped == (record.id in self.stoppedByClient), record
+            assert not record.stopRequested or record.state == State.STOPPING, record
+            assert not record.interrupted or record.state not in State.ALIVE, record
+            if record.state == State.RESTARTING:
+                assert not (record.manuallyStopped or record.removing), record
+
     def teardown(self) -> None:
         self.runtime.slow = False
         self._settle(self.backend.close())
@@ -458,7 +674,10 @@ class LifecycleStateMachineTests(SynchronousTestCase):
     """Runs L{LifecycleMachine}."""
 
     def test_stateMachine(self) -> None:
-        """Every move the supervisor makes is one the lifecycle table allows."""
+        """
+        Every move the supervisor makes is one the lifecycle table allows,
+        and the flags keep their meaning.
+        """
         run_state_machine_as_test(
             LifecycleMachine,
             settings=settings(max_examples=120, stateful_step_count=40, deadline=None),

@@ -149,7 +149,7 @@ class Supervisor:
     def _bringBack(self, record: Record) -> Deferred[Container | None]:
         if self._closing:
             return succeed(None)
-        record.manuallyStopped = False
+        self.lifecycle.startAsked(record)
         d = self._runs.spawn(record, auto=False)
 
         def failed(f: Failure) -> None:
@@ -177,10 +177,9 @@ class Supervisor:
                 if record.state == State.RESTARTING:
                     self._runs.cancelRestart(record)
                     record.error = SHUTDOWN_ERROR
-                    record.interrupted = True
-                    self.lifecycle.move(record, Event.RESTART_DROPPED)
+                    self.lifecycle.dropRestart(record, byClient=False)
                 elif record.state in State.ALIVE and record.run is not None:
-                    stopping.append(self._runs.terminate(record, None, clientStop=False))
+                    stopping.append(self._runs.terminate(record, None))
             except Exception:
                 self._log.failure("stopping {name} at shutdown", name=record.name)
         return gatherResults(stopping, consumeErrors=True).addCallback(self._closed)
@@ -270,7 +269,7 @@ class Supervisor:
         if self._closing:
             raise Unavailable(CLOSING_ERROR)
         self._runs.cancelRestart(record)
-        record.manuallyStopped = False
+        self.lifecycle.startAsked(record)
         record.restartCount = 0
         record.backoff = 0.0
         return self._runs.spawn(record, auto=False)
@@ -286,13 +285,12 @@ class Supervisor:
         self._book.checkCurrent(record)
         if record.state == State.RESTARTING:
             self._runs.cancelRestart(record)
-            record.manuallyStopped = True
             self.lifecycle.move(record, Event.RESTART_STOPPED)
             return succeed(record.toContainer())
         if record.state not in State.ALIVE:
             return succeed(record.toContainer())
-        record.manuallyStopped = True
-        return self._runs.terminate(record, timeout, clientStop=True)
+        self.lifecycle.stopAsked(record)
+        return self._runs.terminate(record, timeout)
 
     def restart(self, name: str, timeout: float | None) -> Deferred[Container]:
         try:
@@ -323,8 +321,7 @@ class Supervisor:
             # stop (and disables the restart policy); other signals are
             # messages to the process.
             if signal in (_signal.SIGKILL, self._runs.stopSignal(record)):
-                record.manuallyStopped = True
-                self._book.saveChange(record)
+                self.lifecycle.killAsked(record)
         except PycmError as e:
             return fail(e)
         self._emit(Action.KILL, record)
@@ -344,14 +341,9 @@ class Supervisor:
         """The immediate half of C{remove --force}."""
         if record.state == State.RESTARTING:
             self._runs.cancelRestart(record)
-            record.manuallyStopped = True
-            self.lifecycle.move(record, Event.RESTART_DROPPED)
+            self.lifecycle.dropRestart(record, byClient=True)
         elif record.state in State.ALIVE and record.run is not None:
-            if not record.removing:
-                record.removing = True
-                record.manuallyStopped = True
-                self._book.saveChange(record)
-                self._emit(Action.KILL, record)
+            self.lifecycle.removeAsked(record)
             self._runs.signal(record, _signal.SIGKILL)
 
     def _removeLocked(self, record: Record, force: bool) -> Deferred[Container | None]:

@@ -1,9 +1,10 @@
 """
 The container lifecycle as one table: which event takes a container from
-which state to which, and what follows (events emitted, waiters woken, log
-followers ended).  The supervisor changes a container's state only
-through L{Lifecycle.move}, which applies the table (a move it does not allow
-raises L{IllegalTransition}).
+which state to which, the flags the move sets, and what follows (events
+emitted, waiters woken, log followers ended).  The supervisor changes a
+container's state and flags only through L{Lifecycle}: L{Lifecycle.move}
+applies the table (a move it does not allow raises L{IllegalTransition});
+its other methods record a client's or the daemon's intent before a move.
 """
 
 from __future__ import annotations
@@ -78,6 +79,26 @@ class Effect:
     END_FOLLOWERS = "end-followers"
 
 
+class Flag:
+    """
+    The record's flags that the lifecycle sets (L{Record}'s field names;
+    C{manuallyStopped} and C{interrupted} are saved).
+    """
+
+    #: A client stopped it (stop, kill, rm --force); until a start.
+    MANUALLY_STOPPED = "manuallyStopped"
+    #: The daemon, not the container or a client, ended its last run.
+    INTERRUPTED = "interrupted"
+    #: A client stop waits for the run's exit (which emits C{stop}).
+    STOP_REQUESTED = "stopRequested"
+    #: C{rm --force} killed the run: its exit is not restarted.
+    REMOVING = "removing"
+
+
+#: Flags a move sets: (flag, value) pairs.
+_Flags = tuple[tuple[str, bool], ...]
+
+
 @attrs.frozen
 class Transition:
     """Where an event takes a container from a state, and what follows."""
@@ -87,6 +108,8 @@ class Transition:
     target: str
     #: The effects, in the order they are done.
     effects: tuple[str, ...]
+    #: The flags the move sets, before its effects: (flag, value) pairs.
+    flags: _Flags = ()
 
 
 _E = Effect
@@ -97,52 +120,69 @@ _STARTABLE = (State.CREATED, State.EXITED, State.DEAD, State.RESTARTING)
 _RESTARTED = (State.RESTARTING, State.EXITED)
 _ALIVE = (State.RUNNING, State.STOPPING)
 _ENDED = (_E.SAVE, _E.EMIT_DIE, _E.WAKE_EXITED, _E.END_FOLLOWERS)
+_F = Flag
+#: A run starts: the last run's flags are cleared (not C{manuallyStopped}:
+#: only a start a client or the daemon asked for clears that).
+_NEW_RUN: _Flags = ((_F.INTERRUPTED, False), (_F.STOP_REQUESTED, False), (_F.REMOVING, False))
+#: A run ends: a client stop waiting for it is over.
+_RUN_ENDED: _Flags = ((_F.STOP_REQUESTED, False),)
 
-#: (sources, event, target, effects)
-_ROWS: list[tuple[tuple[str, ...], str, str, tuple[str, ...]]] = [
-    (_STARTABLE, Event.SPAWNED, State.RUNNING, (_E.SAVE, _E.EMIT_START, _E.WAKE_STARTED)),
+#: (sources, event, target, effects, flags)
+_ROWS: list[tuple[tuple[str, ...], str, str, tuple[str, ...], _Flags]] = [
+    (
+        _STARTABLE,
+        Event.SPAWNED,
+        State.RUNNING,
+        (_E.SAVE, _E.EMIT_START, _E.WAKE_STARTED),
+        _NEW_RUN,
+    ),
     (
         _RESTARTED,
         Event.RESPAWNED,
         State.RUNNING,
         (_E.SAVE, _E.EMIT_START, _E.EMIT_RESTART, _E.WAKE_STARTED),
+        _NEW_RUN,
     ),
-    (_STARTABLE, Event.SPAWN_FAILED, State.DEAD, _ENDED),
-    ((State.RUNNING,), Event.STOP_SIGNALLED, State.STOPPING, (_E.SAVE,)),
-    (_ALIVE, Event.EXITED, State.EXITED, _ENDED),
+    (_STARTABLE, Event.SPAWN_FAILED, State.DEAD, _ENDED, ()),
+    ((State.RUNNING,), Event.STOP_SIGNALLED, State.STOPPING, (_E.SAVE,), ()),
+    (_ALIVE, Event.EXITED, State.EXITED, _ENDED, _RUN_ENDED),
     (
         (State.STOPPING,),
         Event.STOPPED,
         State.EXITED,
         (_E.SAVE, _E.EMIT_DIE, _E.EMIT_STOP, _E.WAKE_EXITED, _E.END_FOLLOWERS),
+        _RUN_ENDED,
     ),
     (
         (State.RUNNING,),
         Event.EXITED_TO_RESTART,
         State.RESTARTING,
         (_E.SAVE, _E.EMIT_DIE, _E.WAKE_EXITED),
+        _RUN_ENDED,
     ),
     (
         (State.RESTARTING,),
         Event.RESTART_STOPPED,
         State.EXITED,
         (_E.SAVE, _E.EMIT_STOP, _E.END_FOLLOWERS),
+        ((_F.MANUALLY_STOPPED, True),),
     ),
-    ((State.RESTARTING,), Event.RESTART_DROPPED, State.EXITED, (_E.SAVE,)),
-    (_ALIVE, Event.RECLAIMED, State.EXITED, (_E.SAVE, _E.EMIT_DIE)),
-    (_ALIVE, Event.LOST, State.DEAD, (_E.SAVE, _E.EMIT_DIE)),
+    ((State.RESTARTING,), Event.RESTART_DROPPED, State.EXITED, (_E.SAVE,), ()),
+    (_ALIVE, Event.RECLAIMED, State.EXITED, (_E.SAVE, _E.EMIT_DIE), ()),
+    (_ALIVE, Event.LOST, State.DEAD, (_E.SAVE, _E.EMIT_DIE), ()),
     (
         (State.CREATED, State.EXITED, State.DEAD),
         Event.REMOVED,
         REMOVED,
         (_E.EMIT_DESTROY, _E.END_FOLLOWERS, _E.WAKE_REMOVED),
+        (),
     ),
 ]
 
 #: The table: (state, event) -> transition.
 TRANSITIONS: dict[tuple[str, str], Transition] = {
-    (source, event): Transition(source, event, target, effects)
-    for sources, event, target, effects in _ROWS
+    (source, event): Transition(source, event, target, effects, flags)
+    for sources, event, target, effects, flags in _ROWS
     for source in sources
 }
 
@@ -170,7 +210,9 @@ TransitionWatcher = Callable[[str, str, str, str, "Transition | None"], None]
 
 class Lifecycle:
     """
-    Moves records through L{TRANSITIONS} and does what follows.
+    Moves records through L{TRANSITIONS} and does what follows; records
+    the intents that come before a move (the C{*Asked} methods, L{interrupt},
+    L{dropRestart}).
 
     @param save: saves a record's change (or keeps it to write later).
     @param emit: emits an event: its action, the record, the exit code.
@@ -191,8 +233,9 @@ class Lifecycle:
 
     def move(self, record: Record, event: str, exitCode: int | None = None) -> None:
         """
-        Move C{record} on C{event}, then do the transition's effects in
-        order (C{exitCode} goes with C{die}).
+        Move C{record} on C{event}: its state and the transition's flags
+        are set, then its effects done in order (C{exitCode} goes with
+        C{die}).
 
         @raise IllegalTransition: if the table has no such move.
         """
@@ -203,6 +246,8 @@ class Lifecycle:
                 watcher(record.name, record.id, source, event, transition)
         if transition is None:
             raise IllegalTransition(f"{record.name}: no {event!r} from {source!r}")
+        for flag, value in transition.flags:
+            setattr(record, flag, value)
         if transition.target == REMOVED:
             record.removed = True
         else:
@@ -216,3 +261,58 @@ class Lifecycle:
                 wake(record, _WOKEN[effect])
             else:
                 endFollowers(record)
+
+    # -- intents, recorded before a move ----------------------------------
+
+    def startAsked(self, record: Record) -> None:
+        """
+        A client start, or the daemon bringing C{record} back at open: a
+        client's stop no longer holds (even if the start fails).
+        """
+        record.manuallyStopped = False
+
+    def stopAsked(self, record: Record) -> None:
+        """
+        A client stops C{record}'s run: its exit is the C{stopped} move,
+        and the restart policy holds off until a start.
+        """
+        record.manuallyStopped = True
+        record.stopRequested = True
+
+    def killAsked(self, record: Record) -> None:
+        """
+        A client kills C{record}'s run (SIGKILL or the stop signal): the
+        restart policy holds off until a start.  Saved at once.
+        """
+        record.manuallyStopped = True
+        self._save(record)
+
+    def removeAsked(self, record: Record) -> None:
+        """
+        C{rm --force} kills C{record}'s run: the restart policy holds off,
+        its exit is not restarted.  The first time only: saved, and C{kill}
+        emitted (the caller sends SIGKILL each time).
+        """
+        if not record.removing:
+            record.removing = True
+            record.manuallyStopped = True
+            self._save(record)
+            self._emit(Action.KILL, record, None)
+
+    def interrupt(self, record: Record) -> None:
+        """
+        The daemon, not the container or a client, ends C{record}'s run (its
+        shutdown, or a dead daemon's): interrupted until the next run.
+        """
+        record.interrupted = True
+
+    def dropRestart(self, record: Record, byClient: bool) -> None:
+        """
+        Move C{record} from C{restarting} on L{Event.RESTART_DROPPED}: by a
+        client (C{rm --force}, a client stop) or by the daemon (interrupted).
+        """
+        if byClient:
+            record.manuallyStopped = True
+        else:
+            record.interrupted = True
+        self.move(record, Event.RESTART_DROPPED)

@@ -72,6 +72,8 @@ class Record:
     cpus: float | None = None
     workdir: str | None = None
     error: str | None = None
+    # The flags (manuallyStopped, interrupted, stopRequested, removing) are
+    # set only by the lifecycle (pycm.backends.supervisor.lifecycle).
     #: A client stopped it (stop, kill, rm --force); reset by a client start.
     manuallyStopped: bool = False
     #: The daemon, not the container or a client, ended its last run.
@@ -91,7 +93,9 @@ class Record:
     observer: RunObserver | None = attrs.field(default=None, repr=False)
     pendingRestart: IDelayedCall | None = attrs.field(default=None, repr=False)
     killTimer: IDelayedCall | None = attrs.field(default=None, repr=False)
+    #: A client stop waits for the run's exit.
     stopRequested: bool = attrs.field(default=False, repr=False)
+    #: C{rm --force} killed the run.
     removing: bool = attrs.field(default=False, repr=False)
     removed: bool = attrs.field(default=False, repr=False)
     waiters: list[ConditionWaiter] = attrs.field(factory=list, repr=False)

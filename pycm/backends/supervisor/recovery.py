@@ -107,11 +107,11 @@ class Recovery:
 
     async def _reconcile(self, record: Record) -> None:
         """Settle a record that a dead daemon left alive or restarting."""
-        record.interrupted = True
-        record.stopRequested = False
+        # Loaded just now, it has no client stop waiting (stopRequested).
         if record.state == State.RESTARTING:
-            self._lifecycle.move(record, Event.RESTART_DROPPED)
+            self._lifecycle.dropRestart(record, byClient=False)
             return
+        self._lifecycle.interrupt(record)
         try:
             stopped = await maybeDeferred(
                 self._runtime.reclaim,
@@ -199,5 +199,5 @@ class Recovery:
             if record is None or record.state != State.CREATED:
                 continue
             record.error = STARTING_ERROR
-            record.interrupted = True
+            self._lifecycle.interrupt(record)
             self._book.saveChange(record)

@@ -130,9 +130,6 @@ class Runs:
         record.finished = None
         record.exitCode = None
         record.error = None
-        record.interrupted = False
-        record.stopRequested = False
-        record.removing = False
         # The run id was saved before the spawn: should this save have to
         # wait, a daemon that dies meanwhile still finds and stops the run.
         self._lifecycle.move(record, Event.RESPAWNED if auto else Event.SPAWNED)
@@ -171,13 +168,12 @@ class Runs:
         except Exception:
             self._log.failure("signalling {name}", name=record.name)
 
-    def terminate(
-        self, record: Record, timeout: float | None, clientStop: bool
-    ) -> Deferred[Container]:
-        """Stop signal, then SIGKILL after C{timeout}; fires after the exit."""
+    def terminate(self, record: Record, timeout: float | None) -> Deferred[Container]:
+        """
+        Stop signal, then SIGKILL after C{timeout}; fires after the exit
+        (a client stop is recorded first: L{Lifecycle.stopAsked}).
+        """
         d = waitForExit(record)
-        if clientStop:
-            record.stopRequested = True
         if timeout is None:
             timeout = record.stopTimeout
         deadline = self._clock.seconds() + max(timeout, 0)
@@ -260,11 +256,11 @@ class Runs:
         record.startTime = None
         record.exitCode = exitCode
         record.finished = now
-        stopRequested, record.stopRequested = record.stopRequested, False
-        event = Event.STOPPED if stopRequested else Event.EXITED
+        # The exit's move clears stopRequested.
+        event = Event.STOPPED if record.stopRequested else Event.EXITED
         if self.closing and not record.manuallyStopped:
             record.error = SHUTDOWN_ERROR
-            record.interrupted = True
+            self._lifecycle.interrupt(record)
         elif not record.removing and restartsAfterExit(record, exitCode):
             record.backoff = nextBackoff(record.backoff, duration)
             record.pendingRestart = self._clock.callLater(record.backoff, self._autoRestart, record)
