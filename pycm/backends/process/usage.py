@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import TypeVar
 
 import attrs
 
@@ -16,6 +17,7 @@ from pycm.stats import Usage
 
 _TICK = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
+_Figure = TypeVar("_Figure", int, float)
 #: A v1 memory limit at least this large means "no limit".
 _NO_LIMIT = 2**60
 
@@ -192,18 +194,19 @@ def _ioBytes(text: str | None) -> tuple[int | None, int | None]:
     return found.get("read_bytes"), found.get("write_bytes")
 
 
+def _either(first: _Figure | None, then: _Figure | None) -> _Figure | None:
+    """C{first}, or C{then} if C{first} is None."""
+    return first if first is not None else then
+
+
 def _merge(first: Usage, then: Usage) -> Usage:
     """C{first}'s figures, with C{then}'s where C{first} has None."""
-
-    def pick(a: object, b: object) -> object:
-        return a if a is not None else b
-
     return Usage(
-        pick(first.cpuSeconds, then.cpuSeconds),  # type: ignore[arg-type]
-        pick(first.memory, then.memory),  # type: ignore[arg-type]
+        _either(first.cpuSeconds, then.cpuSeconds),
+        _either(first.memory, then.memory),
         first.memoryLimit if first.memory is not None else then.memoryLimit,
-        pick(first.pids, then.pids),  # type: ignore[arg-type]
-        pick(first.readBytes, then.readBytes),  # type: ignore[arg-type]
+        _either(first.pids, then.pids),
+        _either(first.readBytes, then.readBytes),
         first.writeBytes if first.readBytes is not None else then.writeBytes,
     )
 
