@@ -21,10 +21,10 @@ from pycm.backends.docker.translate import usageFromStats
 from pycm.backends.process.cgroups import Cgroups
 from pycm.backends.process.usage import (
     CgroupFiles,
+    UsageReader,
     cgroupUsage,
     parseIOStat,
     processUsage,
-    readUsage,
 )
 from pycm.errors import NotFound
 from pycm.stats import CpuSampler, Usage
@@ -292,8 +292,8 @@ class ProcessStatsTests(SynchronousTestCase):
         self.process(11, 10, self.tick, 100)
         self.process(12, 12, self.tick, 7)
         self.process(13, 77, self.tick, 1000)
-        usage = readUsage(
-            Cgroups(None, {}, {}), [(None, 10, 32 * MiB, None), (None, 12, None, None)], self.proc
+        usage = UsageReader(Cgroups(None, {}, {}), self.proc).read(
+            [(None, 10, 32 * MiB, None), (None, 12, None, None)]
         )
         self.assertEqual(usage[0], Usage(4.0, 200 * self.page, 32 * MiB, 4, 8192, 16384))
         self.assertEqual(usage[1].memory, 7 * self.page)
@@ -309,7 +309,7 @@ class ProcessStatsTests(SynchronousTestCase):
         self.process(10, 10, self.tick, 100)
         self.process(11, 10, self.tick, 100)
         cgroups = Cgroups(2, {}, {}, tracking=tracking)
-        [usage] = readUsage(cgroups, [("web-1", 10, None, None)], self.proc)
+        [usage] = UsageReader(cgroups, self.proc).read([("web-1", 10, None, None)])
         self.assertEqual(usage, Usage(1.0, 200 * self.page, None, 4, 8192, 16384))
 
 

@@ -267,12 +267,3 @@ class UsageReader:
     def _members(self, directory: str) -> list[int]:
         text = _read(f"{directory}/cgroup.procs")
         return [int(word) for word in text.split() if word.isdigit()] if text else []
-
-
-def readUsage(
-    cgroups: Cgroups,
-    runs: Sequence[tuple[str | None, int, int | None, float | None]],
-    proc: str = procfs.PROC,
-) -> list[Usage]:
-    """L{UsageReader.read} once."""
-    return UsageReader(cgroups, proc).read(runs)
