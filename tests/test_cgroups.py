@@ -227,7 +227,7 @@ class FakeTreeTests(SynchronousTestCase):
         def refuse(path: str, memory: int) -> None:
             raise OSError(22, "Invalid argument")
 
-        cgroups._writeMemoryLimit = refuse  # type: ignore[method-assign]
+        self.patch(cgroups, "_writeMemoryLimit", refuse)
         self.assertRaises(BackendError, cgroups.prepare, "web-1", 1024 * 1024, None)
         self.assertFalse(os.path.exists(os.path.join(self.root, "unified", "pycm", "web-1")))
 
