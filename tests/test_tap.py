@@ -309,6 +309,67 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual(defaultMaxConnections(resource.RLIM_INFINITY), 10_000)
 
 
+class OptionsHelpTests(SynchronousTestCase):
+    """What C{twistd pycm --help} says of the options."""
+
+    def helpText(self) -> str:
+        return " ".join(str(Options()).split())
+
+    def test_authTimeoutRunsFromConnect(self) -> None:
+        """
+        C{--auth-timeout} is told as a deadline from connect, whatever the
+        client sends meanwhile (not as an idle time).
+        """
+        text = self.helpText()
+        self.assertIn("Seconds from connect within which a connection must authenticate", text)
+        self.assertIn("whatever else it sends meanwhile", text)
+        self.assertNotIn("idle", text)
+
+    def test_backendOptionNamesEachBackendsOptions(self) -> None:
+        """
+        C{--backend-option} names the options it is the only way to set:
+        the process backend's and the docker backend's (every option of
+        its table with no flag of its own), and where each is documented.
+        """
+        from pycm.backends.docker.options import OPTIONS
+        from pycm.daemon.tap import BACKEND_OPTIONS
+
+        text = self.helpText()
+        start = text.index("--backend-option=")
+        help = text[start : text.index(" -d, --state-dir")].replace("- ", "-")
+        self.assertNotIn("for third-party backends", help)
+        for key in ("default-workdir", "cgroup-parent", "cgroups", "state-sync"):
+            self.assertIn(key, help)
+        dockerOnly = sorted(set(OPTIONS) - set(BACKEND_OPTIONS))
+        self.assertEqual(
+            dockerOnly, ["init", "network", "pull-timeout", "request-timeout", "stop-on-close"]
+        )
+        for key in dockerOnly:
+            self.assertIn(key, help)
+        self.assertIn("docs/process-backend.md", help)
+        self.assertIn("docs/docker-backend.md", help)
+
+    def test_dockerOptionErrorsNameBackendOptions(self) -> None:
+        """
+        A bad value of a docker backend option with no flag of its own is
+        refused as a backend option, not as a C{--flag} that does not exist.
+        """
+        from twisted.internet.task import Clock
+
+        from pycm.backends.docker.backend import makeBackend
+
+        for key, value, expected in [
+            ("init", "maybe", "backend option init must be yes or no, not 'maybe'"),
+            ("stop-on-close", "x", "backend option stop-on-close must be yes or no"),
+            ("request-timeout", "-1", "backend option request-timeout must be a positive"),
+            ("pull-timeout", "0", "backend option pull-timeout must be a positive"),
+        ]:
+            options = {"docker-host": "unix:///nowhere.sock", key: value}
+            error = self.assertRaises(BadRequest, makeBackend, Clock(), None, options)
+            self.assertIn(expected, str(error))
+            self.assertNotIn("--", str(error))
+
+
 class TokenTests(SynchronousTestCase):
     def test_createdPrivateAndReused(self) -> None:
         """The token file is made 0600 in a 0700 directory, then reused."""

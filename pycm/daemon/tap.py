@@ -122,9 +122,9 @@ class Options(usage.Options):
         ["max-event-backlog", None, DEFAULT_MAX_EVENT_BACKLOG,
          "Bytes of unread events after which a subscriber is disconnected.", int],
         ["auth-timeout", None, DEFAULT_AUTH_TIMEOUT,
-         "Seconds a connection that has not sent auth TOKEN may stay idle (no request "
-         f"line) before it is closed; until then its lines may be {PREAUTH_MAX_LINE_LENGTH} "
-         "bytes at most.", float],
+         "Seconds from connect within which a connection must authenticate (auth "
+         "TOKEN), whatever else it sends meanwhile, or be closed; until then its lines "
+         f"may be {PREAUTH_MAX_LINE_LENGTH} bytes at most.", float],
         ["max-connections", None, None,
          "The most connections open at once, on all listeners; more are refused at once "
          "[default: half of the open-file limit left after 256, at most 10000].", int],
@@ -165,7 +165,7 @@ class Options(usage.Options):
         self["listen"].append(description)
 
     def opt_backend_option(self, item: str) -> None:
-        """A backend option KEY=VALUE (repeatable), for third-party backends."""
+        """A backend option KEY=VALUE (repeatable): the options with no flag of their own. process backend: default-workdir, cgroup-parent, cgroups, state-sync (docs/process-backend.md); docker backend: init, stop-on-close, network, request-timeout, pull-timeout (docs/docker-backend.md); and any third-party backend's."""  # noqa: E501
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise usage.UsageError(f"--backend-option wants KEY=VALUE, not {item!r}")

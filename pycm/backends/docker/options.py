@@ -41,7 +41,7 @@ def parseYesNo(option: str, text: str) -> bool:
         return True
     if value in ("no", "false", "0", "off"):
         return False
-    raise BadRequest(f"--{option} must be yes or no, not {text!r}")
+    raise BadRequest(f"backend option {option} must be yes or no, not {text!r}")
 
 
 def parseSeconds(option: str, text: str) -> float:
@@ -51,5 +51,5 @@ def parseSeconds(option: str, text: str) -> float:
     except ValueError:
         value = -1.0
     if not value > 0 or math.isinf(value):
-        raise BadRequest(f"--{option} must be a positive number of seconds, not {text!r}")
+        raise BadRequest(f"backend option {option} must be a positive number of seconds, not {text!r}")
     return value
