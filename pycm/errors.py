@@ -48,8 +48,9 @@ class InvalidName(PycmError):
 
     def __init__(self, name: str) -> None:
         super().__init__(
-            f"invalid container name {name!r}: it must match "
-            "[a-zA-Z0-9][a-zA-Z0-9_.-]+ and be at most 128 characters"
+            f"invalid container name {name!r}: a name is 2 to 128 characters, "
+            "a letter or digit then letters, digits, '_', '.' or '-' "
+            "(it must match [a-zA-Z0-9][a-zA-Z0-9_.-]+)"
         )
         self.name = name
 
