@@ -759,6 +759,22 @@ class ReactorPathTests(SynchronousTestCase):
             self.assertIn(f"did you mean {meant}?", err.getvalue())
         self.assertIsNone(connecting.endpointHint("bogus:x"))
 
+    def test_unknownEndpointTypeSaysWhatIsExpected(self) -> None:
+        """
+        An endpoint string of no known type and no Docker-style meaning
+        (C{--host foo}) is a usage error that says what C{--host} takes.
+        """
+        for given in ("foo", "bogus:x"):
+            err = io.StringIO()
+            d = ensureDeferred(cli.run(MemoryReactorClock(), options("ping", host=given),
+                                       io.StringIO(), err))
+            self.assertEqual(self.successResultOf(d), 2)
+            self.assertIn(f"bad endpoint {given!r}: Unknown endpoint type", err.getvalue())
+            self.assertIn(
+                "(--host takes a Twisted client endpoint string: tcp:HOST:PORT, unix:PATH "
+                "or tls:HOST:PORT)", err.getvalue()
+            )
+
     def test_mainUsageError(self) -> None:
         """C{main} exits 2 on a usage error, before touching any reactor."""
         err = io.StringIO()

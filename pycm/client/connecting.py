@@ -27,6 +27,13 @@ if TYPE_CHECKING:
 MAX_UNIX_PATH = (104 if sys.platform == "darwin" or "bsd" in sys.platform else 108) - 1
 
 
+#: What C{--host} takes, told when it is given something else.
+EXPECTED_ENDPOINT = (
+    "--host takes a Twisted client endpoint string: tcp:HOST:PORT, unix:PATH "
+    "or tls:HOST:PORT"
+)
+
+
 def endpointFor(reactor: Any, description: str) -> IStreamClientEndpoint:
     """
     The client endpoint for C{description}.
@@ -48,7 +55,9 @@ def endpointFor(reactor: Any, description: str) -> IStreamClientEndpoint:
     except Exception as e:
         meant = endpointHint(description)
         message = f"bad endpoint {description!r}: {e}"
-        raise UsageError(message + (f" (did you mean {meant}?)" if meant else "")) from None
+        raise UsageError(
+            message + (f" (did you mean {meant}?)" if meant else f" ({EXPECTED_ENDPOINT})")
+        ) from None
     if isinstance(endpoint, UNIXClientEndpoint):
         checkSocketPath(description, unixSocketPath(description))
     return endpoint
