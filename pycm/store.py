@@ -1,6 +1,7 @@
 """
-Durable state of a pycm daemon: container records and the event log in one
-SQLite file, and the lock that keeps a second daemon off a state directory.
+Durable state of a pycm daemon: container records (C{state.db}) and the
+event log (C{events.db}), each in its own SQLite file, and the lock that
+keeps a second daemon off a state directory.
 
 Why SQLite rather than a JSON file written with write-fsync-rename: a save
 is one small transaction (one row), not a rewrite of every record, so the
