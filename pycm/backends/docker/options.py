@@ -51,5 +51,7 @@ def parseSeconds(option: str, text: str) -> float:
     except ValueError:
         value = -1.0
     if not value > 0 or math.isinf(value):
-        raise BadRequest(f"backend option {option} must be a positive number of seconds, not {text!r}")
+        raise BadRequest(
+            f"backend option {option} must be a positive number of seconds, not {text!r}"
+        )
     return value
