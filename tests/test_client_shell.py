@@ -362,14 +362,14 @@ class ShellTests(SynchronousTestCase):
         self.assertTrue(h.screen().endswith(b"pycm> "))
 
     def test_tabCompletesCommand(self) -> None:
-        """Tab completes a unique command word, and lists several."""
+        """Tab completes a unique command word; a second Tab lists several."""
         h = ShellHarness()
         h.type(b"insp\t")
         self.assertEqual(h.typed(), b"inspect ")
         h2 = ShellHarness()
         h2.type(b"r")
         h2.screen()
-        h2.type(b"\t")
+        h2.type(b"\t\t")
         self.assertEqual(h2.typed(), b"r")
         self.assertIn(b"restart  rm  run\r\npycm> r", h2.screen())
         h2.type(b"es\tweb\t")
@@ -379,14 +379,14 @@ class ShellTests(SynchronousTestCase):
         """
         Tab after a command that takes names completes a container name
         (asked of the daemon): a unique one with a space, the common start
-        of several (then listed); at "Enter container name:" too.
+        of several (listed by a second Tab); at "Enter container name:" too.
         """
         containers = [{"name": n} for n in ("db", "web", "web2", "worker")]
         h = ShellHarness(FakeDaemon({"list": ok(containers)}))
         h.type(b"stop d\t")
         self.assertEqual(h.typed(), b"stop db ")
         self.assertEqual(h.daemon.received, ["list"])
-        h.type(b"w\t")
+        h.type(b"w\t\t")
         self.assertEqual(h.typed(), b"stop db w")
         self.assertIn(b"web  web2  worker", h.screen())
         h.type(b"e\t")
@@ -422,6 +422,82 @@ class ShellTests(SynchronousTestCase):
         h.type(b"\x15stop --\t")
         self.assertEqual(h.typed(), b"stop --time ")
         self.assertEqual(h.daemon.received, [])
+
+    def test_tabListsOnTheSecondTab(self) -> None:
+        """
+        As in bash, the first Tab on an ambiguous word types the common
+        start of its matches and lists nothing; a second Tab lists them
+        (and each Tab after it); a key in between makes Tab a first again.
+        """
+        h = ShellHarness()
+        h.type(b"s")
+        h.screen()
+        h.type(b"\t")
+        self.assertEqual(h.typed(), b"st")
+        self.assertNotIn(b"stop", h.screen())
+        h.type(b"\t")
+        self.assertEqual(h.typed(), b"st")
+        self.assertIn(b"start  stats  stop\r\npycm> st", h.screen())
+        h.type(b"\x15r")
+        h.screen()
+        h.type(b"\t")
+        self.assertEqual(h.typed(), b"r")
+        self.assertNotIn(b"rm", h.screen())
+        h.type(b"\t")
+        self.assertIn(b"restart  rm  run\r\npycm> r", h.screen())
+        h.type(b"\t")
+        self.assertIn(b"restart  rm  run", h.screen())
+        h.type(b"\x08r")
+        h.screen()
+        h.type(b"\t")
+        self.assertNotIn(b"rm", h.screen())
+        h.type(b"\t")
+        self.assertIn(b"restart  rm  run", h.screen())
+
+    def test_tabCompletesClientOptions(self) -> None:
+        """
+        Tab offers the options the client reads itself as well as the
+        daemon's, as C{pycm completion bash} does: C{ps --quiet},
+        C{--format}, C{logs --timestamps}.
+        """
+        h = ShellHarness()
+        h.type(b"ps --\t")
+        h.screen()
+        h.type(b"\t")
+        self.assertIn(b"--all  --filter  --format  --quiet", h.screen())
+        h.type(b"q\t")
+        self.assertEqual(h.typed(), b"ps --quiet ")
+        h.type(b"--fo\t")
+        self.assertEqual(h.typed(), b"ps --quiet --format ")
+        h.type(b"\x15logs --ti\t")
+        self.assertEqual(h.typed(), b"logs --timestamps ")
+        h.type(b"\x15logs -\t\t")
+        self.assertIn(b"--follow  --since  --tail  --timestamps  -f  -n  -t", h.screen())
+        self.assertEqual(h.daemon.received, [])
+
+    def test_shellOffersWhatCompletionScriptsOffer(self) -> None:
+        """
+        For every command, the options Tab offers in the shell are those
+        of C{pycm completion bash} (but C{--help}, which the shell's own
+        C{help} command stands for).
+        """
+        from pycm.client.completion import commandTable
+        from pycm.client.shell import KNOWN_BY_WORD
+
+        for command in commandTable():
+            if command.name not in KNOWN_BY_WORD:
+                continue
+            h = ShellHarness()
+            listed: list[str] = []
+            h.shell.printAbove = listed.extend  # type: ignore[method-assign]
+            h.type(command.name.encode() + b" -\t")
+            typed = h.typed().decode()
+            if typed.endswith(" "):
+                offered = {typed.split()[-1]}
+            else:
+                h.type(b"\t")
+                offered = set(" ".join(listed).split())
+            self.assertEqual(offered, set(command.options) - {"--help"}, command.name)
 
     def test_commandsFromTable(self) -> None:
         """The command words Tab knows are those of the daemon's table."""

@@ -3,6 +3,7 @@ The daemon's commands as the client knows them without asking: words,
 summaries and options, the same rows as the daemon's C{help} reply (a test
 holds them equal).  Offline completion scripts and the one-shot planner use
 this copy; the shell uses the connected daemon's C{help} when it has one.
+Both add the options the client reads itself (L{CLIENT_OPTIONS}).
 """
 
 from __future__ import annotations
@@ -74,3 +75,10 @@ COMMANDS = (
 
 #: Each command word and alias to its row.
 BY_WORD = commandsByWord(COMMANDS)
+
+#: Options the client reads itself, by command (see L{pycm.client.plan}).
+CLIENT_OPTIONS: dict[str, tuple[str, ...]] = {
+    "run": ("-d", "--detach"),
+    "list": ("-a", "--all", "-q", "--quiet", "--format"),
+    "logs": ("-t", "--timestamps"),
+}

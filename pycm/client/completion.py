@@ -15,14 +15,8 @@ import time
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from pycm.client.commandtable import COMMANDS
+from pycm.client.commandtable import CLIENT_OPTIONS, COMMANDS
 
-#: Options the client reads itself, by command (see L{pycm.client.plan}).
-CLIENT_OPTIONS: dict[str, tuple[str, ...]] = {
-    "run": ("-d", "--detach"),
-    "list": ("-a", "--all", "-q", "--quiet", "--format"),
-    "logs": ("-t", "--timestamps"),
-}
 #: The client's own commands, not the daemon's, and what they are.
 CLIENT_COMMANDS = {
     "completion": "print a shell completion script",

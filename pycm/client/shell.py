@@ -22,6 +22,7 @@ from twisted.python.failure import Failure
 
 from pycm.client import format as fmt
 from pycm.client.commandtable import BY_WORD as KNOWN_BY_WORD
+from pycm.client.commandtable import CLIENT_OPTIONS
 from pycm.client.history import HistoryFile
 from pycm.client.plan import Plan, PlanError, planCommand, wantsHelp
 from pycm.client.protocol import ClientProtocol, isSilentLine
@@ -131,6 +132,8 @@ class ShellProtocol(HistoricRecvLine):
         self.exitCode = 0
         self.leaving = False
         self._progress: IDelayedCall | None = None
+        #: The line as the last Tab left it, until another key is pressed.
+        self._tabbedLine: list[bytes] | None = None
 
     # -- setting up -----------------------------------------------------------
 
@@ -195,13 +198,21 @@ class ShellProtocol(HistoricRecvLine):
 
     # -- keys -----------------------------------------------------------------
 
+    def keystrokeReceived(self, keyID: bytes | str, modifier: object) -> None:
+        """A key other than Tab makes the next Tab a first one again."""
+        if keyID != b"\t":
+            self._tabbedLine = None
+        super().keystrokeReceived(keyID, modifier)
+
     def handle_TAB(self) -> None:
         """
         Tab completes the word before the cursor: the command word, an
-        option of the command (from the daemon's table), or a container
-        name (asked of the daemon: completed when its reply comes, if the
-        line has not changed meanwhile).  A unique match is completed,
-        several are listed after their common start.
+        option of the command (from the daemon's table, and those the
+        client reads itself), or a container name (asked of the daemon:
+        completed when its reply comes, if the line has not changed
+        meanwhile).  A unique match is completed; of several, the first
+        Tab types their common start and a second Tab lists them, as bash
+        does.
         """
         if self.lineBufferIndex != len(self.lineBuffer):
             return
@@ -220,7 +231,7 @@ class ShellProtocol(HistoricRecvLine):
         if row is None:
             return
         if current.startswith("-"):
-            spellings = sorted(row.optionSpellings())
+            spellings = sorted({*row.optionSpellings(), *CLIENT_OPTIONS.get(row.name, ())})
             self._complete(current, [o for o in spellings if o.startswith(current)])
             return
         if row.name not in NAME_COMMANDS or (
@@ -242,7 +253,11 @@ class ShellProtocol(HistoricRecvLine):
         self.client.request("list").addCallbacks(listed, lambda failure: None)
 
     def _complete(self, prefix: str, matches: list[str]) -> None:
-        """Type the rest of a unique match (and a space); list several."""
+        """
+        Type the rest of a unique match (and a space), or the common start
+        of several; list several when this Tab follows one that left the
+        line as it is.
+        """
         if len(matches) == 1:
             rest = matches[0][len(prefix):] + " "
         else:
@@ -250,7 +265,9 @@ class ShellProtocol(HistoricRecvLine):
         for ch in rest.encode("utf-8"):
             self.characterReceived(bytes([ch]), False)
         if len(matches) > 1 and (prefix or self.lineBuffer):
-            self.printAbove(["  ".join(matches)])
+            if not rest and self._tabbedLine == self.lineBuffer:
+                self.printAbove(["  ".join(matches)])
+            self._tabbedLine = list(self.lineBuffer)
 
     def handle_INTERRUPT(self) -> None:
         """Ctrl-C: drop the typed text (and a pending name question)."""
