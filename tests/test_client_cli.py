@@ -143,7 +143,7 @@ class FastHarness:
 
     def run(self, opts: arguments.CommandLine) -> Deferred[int]:
         self.socket = DaemonSocket(self.daemon)
-        client = oneshot.BlockingClient(self.socket)  # type: ignore[arg-type]
+        client = oneshot.BlockingClient(self.socket)
         clock = MemoryReactorClock()
         clock.advance(NOW)
         self.coroutine = oneshot.callDaemon(client, opts, self.out, self.err, clock)
@@ -1035,7 +1035,7 @@ class BlockingClientTests(SynchronousTestCase):
     def call(self, sock: FakeSocket, *command: str, **kw: Any) -> tuple[
             int, io.StringIO, io.StringIO]:
         out, err = io.StringIO(), io.StringIO()
-        client = oneshot.BlockingClient(sock)  # type: ignore[arg-type]
+        client = oneshot.BlockingClient(sock)
         code = oneshot.runToEnd(oneshot.callDaemon(client, options(*command, **kw),
                                                    out, err))
         self.assertTrue(sock.closed)
@@ -1076,7 +1076,7 @@ class BlockingClientTests(SynchronousTestCase):
         The signal handler raises only in a read; a signal outside one
         (while a reply is printed) ends the next read instead.
         """
-        client = oneshot.BlockingClient(FakeSocket([]))  # type: ignore[arg-type]
+        client = oneshot.BlockingClient(FakeSocket([]))
         client.interrupt()
         self.assertTrue(client.pendingInterrupt)
         client.reading = True

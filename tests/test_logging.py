@@ -444,13 +444,14 @@ class DockerEventLogTests(SynchronousTestCase):
         from twisted.internet.task import Clock
 
         from pycm.backends.docker.events import EngineEvents
+        from tests.stubengine import StubEngine
 
         events = captureLog(self)
 
         def failing(event: dict[str, Any]) -> None:
             raise ValueError("cannot handle it")
 
-        engine = EngineEvents(Clock(), None, {}, failing, lambda reconnect: None)  # type: ignore[arg-type]
+        engine = EngineEvents(Clock(), StubEngine(), {}, failing, lambda reconnect: None)
         engine._received({
             "Type": "container", "Action": "die", "timeNano": 1,
             "Actor": {"ID": "c0ffee", "Attributes": {"name": "web", "db.password": "hunter8"}},

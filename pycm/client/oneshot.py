@@ -38,9 +38,18 @@ from pycm.errors import PycmError
 TYPE_CHECKING = False  # typing is for annotations only (see pycm.client.cli)
 if TYPE_CHECKING:
     from collections.abc import Coroutine, Generator
-    from typing import Any, TextIO
+    from typing import Any, Protocol, TextIO
 
     from pycm.client.arguments import CommandLine
+
+    class LineSocket(Protocol):
+        """What L{BlockingClient} uses of a blocking socket (tests hand it a fake)."""
+
+        def sendall(self, data: bytes, /) -> None: ...
+
+        def recv(self, size: int, /) -> bytes: ...
+
+        def close(self) -> None: ...
 
 #: How long a connection attempt may take, in seconds, unless the endpoint
 #: says (C{timeout=}): Twisted's default for C{tcp:} and C{unix:}.
@@ -170,7 +179,7 @@ class BlockingClient:
     @ivar authError: why the daemon refused the token, if it did.
     """
 
-    def __init__(self, sock: socket.socket, interrupted: list[bool] | None = None) -> None:
+    def __init__(self, sock: LineSocket, interrupted: list[bool] | None = None) -> None:
         self.sock = sock
         self.interrupted: list[bool] = [] if interrupted is None else interrupted
         self.authError: PycmError | None = None
