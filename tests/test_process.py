@@ -1203,6 +1203,20 @@ def _marked(runId: str) -> list[int]:
     ]
 
 
+def _commandLine(pid: int) -> bytes:
+    """The command line of C{pid} as /proc has it, or C{b""} once it is gone."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
+def _running(group: int, commandLine: bytes) -> list[int]:
+    """The members of process group C{group} running exactly C{commandLine}."""
+    return [pid for pid in procfs.groupMembers(group) if _commandLine(pid) == commandLine]
+
+
 def _killQuietly(pid: int) -> None:
     try:
         os.kill(pid, signal.SIGKILL)
@@ -1421,12 +1435,14 @@ class RealReclaimTests(TestCase):
         self.addCleanup(_killpgQuietly, child.pid)
         self.addCleanup(lambda: [_killQuietly(pid) for pid in _marked(swept)])
         child.wait()  # as init would reap it
-        yield waitUntil(lambda: len(_marked(swept)) == 2)
-        [unmarked] = [
-            pid
-            for pid in procfs.groupMembers(child.pid)
-            if b"1001" in open(f"/proc/{pid}/cmdline", "rb").read()
-        ]
+        # Until each background job has exec'd its sleep, the shell's forks
+        # (whose command line is the whole script) are in the group too.
+        yield waitUntil(
+            lambda: sorted(_commandLine(pid) for pid in _marked(swept))
+            == [b"sleep\x001000\x00", b"sleep\x001002\x00"]
+            and len(_running(child.pid, b"sleep\x001001\x00")) == 1
+        )
+        [unmarked] = _running(child.pid, b"sleep\x001001\x00")
         self.addCleanup(_killQuietly, unmarked)
         runtime = ProcessRuntime(reactor, cgroups=NO_CGROUPS)
         found = yield runtime.sweep({swept: container(), "run-other": container()})

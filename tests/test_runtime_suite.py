@@ -23,7 +23,7 @@ from pycm.backends.process.runtime import ProcessRuntime
 from pycm.interfaces import IRuntime
 from pycm.model import Container
 from pycm.testing import ClockPerTest
-from pycm.testing.conformance import RunRecorder, RuntimeTests
+from pycm.testing.conformance import RunRecorder, RuntimeSweepTests, RuntimeTests
 
 
 class SimulatedRuntimeFixture(ClockPerTest):
@@ -97,7 +97,7 @@ class SimulatedRuntimeTests(RuntimeTests, TestCase):
     fixture = SimulatedRuntimeFixture()
 
 
-class ProcessRuntimeTests(RuntimeTests, TestCase):
+class ProcessRuntimeTests(RuntimeSweepTests, TestCase):
     """L{ProcessRuntime} passes the runtime suite, with real processes."""
 
     fixture = ProcessRuntimeFixture()

@@ -17,7 +17,12 @@ from pycm.backends.process.logfiles import FileLogStore
 from pycm.daemon.eventlog import MemoryEventStore
 from pycm.interfaces import IEventStore, ILogStore, IRecordStore
 from pycm.store import SQLiteStore
-from pycm.testing.conformance import EventStoreTests, LogStoreTests, RecordStoreTests
+from pycm.testing.conformance import (
+    DurableEventStoreTests,
+    EventStoreTests,
+    LogStoreTests,
+    RecordStoreTests,
+)
 
 
 class SharedMemoryRecordStoreFixture:
@@ -132,7 +137,7 @@ class MemoryEventStoreTests(EventStoreTests, SynchronousTestCase):
     fixture = MemoryEventStoreFixture()
 
 
-class SQLiteEventStoreTests(EventStoreTests, SynchronousTestCase):
+class SQLiteEventStoreTests(DurableEventStoreTests, SynchronousTestCase):
     """L{SQLiteStore} passes the event store suite."""
 
     fixture = SQLiteFixture()

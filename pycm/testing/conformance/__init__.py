@@ -4,12 +4,15 @@ implementation (pycm's own, a fake, a third party's) runs the same tests.
 Each is a mixin: subclass it with a trial test case and set its C{fixture}.
 
   - L{BackendConformanceTests}: L{pycm.interfaces.IContainerBackend}.
-  - L{RecordStoreTests}, L{LogStoreTests}, L{EventStoreTests}: the stores.
-  - L{RuntimeTests}: L{pycm.interfaces.IRuntime} (and its optional parts).
+  - L{RecordStoreTests}, L{LogStoreTests}, L{EventStoreTests} (and
+    L{DurableEventStoreTests}): the stores.
+  - L{RuntimeTests}: L{pycm.interfaces.IRuntime} (L{RuntimeSweepTests} with
+    L{pycm.interfaces.IRuntimeSweep}).
 """
 
 from pycm.testing.conformance.backend import BackendConformanceTests, make_backend_tests
 from pycm.testing.conformance.eventstore import (
+    DurableEventStoreTests,
     EventStoreFixture,
     EventStoreTests,
     make_event_store_tests,
@@ -23,12 +26,14 @@ from pycm.testing.conformance.recordstore import (
 from pycm.testing.conformance.runtime import (
     RunRecorder,
     RuntimeFixture,
+    RuntimeSweepTests,
     RuntimeTests,
     make_runtime_tests,
 )
 
 __all__ = [
     "BackendConformanceTests",
+    "DurableEventStoreTests",
     "EventStoreFixture",
     "EventStoreTests",
     "LogStoreFixture",
@@ -37,6 +42,7 @@ __all__ = [
     "RecordStoreTests",
     "RunRecorder",
     "RuntimeFixture",
+    "RuntimeSweepTests",
     "RuntimeTests",
     "make_backend_tests",
     "make_event_store_tests",

@@ -257,30 +257,6 @@ class RuntimeTests(TestCaseMixin):
     # the optional interfaces
 
     @inlineCallbacks
-    def test_sweepNothing(self) -> Generator[Deferred[Any], Any, None]:
-        """L{IRuntimeSweep.sweep} of no runs finds nothing."""
-        self.requireOptional(IRuntimeSweep)
-        found = yield self.settle(IRuntimeSweep(self.runtime).sweep({}, ()))
-        self.assertEqual(found, [])
-
-    @inlineCallbacks
-    def test_sweepMarked(self) -> Generator[Deferred[Any], Any, None]:
-        """
-        L{IRuntimeSweep.sweep} stops what carries the run id of one of the
-        runs given, and says which runs it found something of.
-        """
-        self.requireOptional(IRuntimeSweep)
-        runId = f"run-{uuid.uuid4().hex}"
-        container = self.container("sweep", self.fixture.longCommand)
-        run, recorder = yield self.spawn(container, runId)
-        other = self.container("sweepother", self.fixture.longCommand)
-        runs = {runId: container, f"run-{uuid.uuid4().hex}": other}
-        found = yield self.settle(IRuntimeSweep(self.runtime).sweep(runs, ()))
-        self.assertEqual(found, [runId])
-        yield self.settle(recorder.ended)
-        self.assertEqual(len(recorder.exits), 1)
-
-    @inlineCallbacks
     def test_usage(self) -> Generator[Deferred[Any], Any, None]:
         """L{IRuntimeStats.usage} reads one L{Usage} a running run, in order."""
         self.requireOptional(IRuntimeStats)
@@ -292,6 +268,39 @@ class RuntimeTests(TestCaseMixin):
         self.assertEqual(len(readings), 2)
         for reading in readings:
             self.assertIsInstance(reading, Usage)
+
+
+class RuntimeSweepTests(RuntimeTests):
+    """
+    L{RuntimeTests} plus L{IRuntimeSweep}, for a runtime that can find what
+    a crashed daemon's runs left behind.
+    """
+
+    def test_sweepInterface(self) -> None:
+        """The runtime provides L{IRuntimeSweep}."""
+        self.assertTrue(verifyObject(IRuntimeSweep, self.runtime))
+
+    @inlineCallbacks
+    def test_sweepNothing(self) -> Generator[Deferred[Any], Any, None]:
+        """L{IRuntimeSweep.sweep} of no runs finds nothing."""
+        found = yield self.settle(IRuntimeSweep(self.runtime).sweep({}, ()))
+        self.assertEqual(found, [])
+
+    @inlineCallbacks
+    def test_sweepMarked(self) -> Generator[Deferred[Any], Any, None]:
+        """
+        L{IRuntimeSweep.sweep} stops what carries the run id of one of the
+        runs given, and says which runs it found something of.
+        """
+        runId = f"run-{uuid.uuid4().hex}"
+        container = self.container("sweep", self.fixture.longCommand)
+        run, recorder = yield self.spawn(container, runId)
+        other = self.container("sweepother", self.fixture.longCommand)
+        runs = {runId: container, f"run-{uuid.uuid4().hex}": other}
+        found = yield self.settle(IRuntimeSweep(self.runtime).sweep(runs, ()))
+        self.assertEqual(found, [runId])
+        yield self.settle(recorder.ended)
+        self.assertEqual(len(recorder.exits), 1)
 
 
 def make_runtime_tests(fixture: RuntimeFixture) -> type[TestCase]:
