@@ -24,7 +24,7 @@ from pycm.client.protocol import ClientProtocol
 from pycm.client.stats import binarySize, decimalSize, statsTable, streamStats
 from pycm.client.top import DOWN_ARROW, TopView, bar, sparkline
 from pycm.daemon.protocol import PycmServerFactory
-from tests.helpers import FakeServer
+from pycm.testing.server import FakeServer
 
 MiB = 2**20
 

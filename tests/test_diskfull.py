@@ -18,7 +18,7 @@ from pycm.client import format as fmt
 from pycm.daemon.eventlog import EventLog
 from pycm.daemon.protocol import PycmServerFactory, PycmServerProtocol
 from pycm.daemon.session import DaemonState
-from tests.helpers import FakeConnection
+from pycm.testing.server import FakeConnection
 from tests.test_events import FlakyStore
 from tests.test_logfiles import FakeDisk
 from tests.test_supervisor import CheckingStore

@@ -15,8 +15,8 @@ from twisted.trial.unittest import TestCase
 
 from pycm.backends.docker.backend import makeBackend
 from pycm.interfaces import IContainerBackend
+from pycm.testing import BackendConformanceTests, MemoryFixture, ReactorFixture
 from pycm.testing.dockerengine import FakeDockerEngine
-from tests.conformance import BackendConformanceTests, MemoryFixture, ReactorFixture
 from tests.test_docker_support import engineBackend, requireEngine, testImage
 
 

@@ -13,8 +13,7 @@ from pycm.daemon.runoptions import RUN_OPTIONS, SPEC_FIELDS, specFromRequest
 from pycm.errors import BadRequest
 from pycm.grammar import CommandSyntax, Option, splitOptions, syntaxFromHelp
 from pycm.model import ContainerSpec, RestartPolicy
-
-from .helpers import FakeServer
+from pycm.testing.server import FakeServer
 
 
 class OptionTests(SynchronousTestCase):

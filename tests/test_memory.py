@@ -16,8 +16,7 @@ from pycm.backends.memory import DEFAULT_COMMAND, MemoryBackend, MemoryLogStore,
 from pycm.errors import BackendError
 from pycm.interfaces import IContainerBackend
 from pycm.model import ALL_OPTIONS, Container, ContainerSpec, LogLine, State
-from pycm.testing import advanceClock, memoryBackend
-from tests.conformance import BackendConformanceTests, MemoryFixture
+from pycm.testing import BackendConformanceTests, MemoryFixture, advanceClock, memoryBackend
 
 
 class MemoryConformanceTests(BackendConformanceTests, TestCase):

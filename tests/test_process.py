@@ -44,7 +44,7 @@ from pycm.interfaces import (
 )
 from pycm.model import DEFAULT_PATH, Container, ContainerSpec, State
 from pycm.store import SQLiteStore
-from tests.conformance import BackendConformanceTests, ReactorFixture
+from pycm.testing import BackendConformanceTests, ReactorFixture
 
 
 def container(

@@ -28,7 +28,7 @@ from pycm.backends.process.usage import (
 )
 from pycm.errors import NotFound
 from pycm.stats import CpuSampler, Usage
-from tests.helpers import FakeServer
+from pycm.testing.server import FakeServer
 from tests.stubengine import StubEngine
 from tests.test_docker_units import inspectData
 

@@ -417,9 +417,4 @@ class DockerEngineTests(TestCaseMixin):
             self.assertTrue(errors and isMissingImage(errors[-1]), lines)
 
 
-def make_engine_tests(fixture: EngineFixture) -> type[TestCase]:
-    """A C{TestCase} running L{DockerEngineTests} on C{fixture}'s engine."""
-    return type("EngineTests", (DockerEngineTests, TestCase), {"fixture": fixture})
-
-
-__all__ = ["SUITE_LABEL", "DockerEngineTests", "EngineFixture", "make_engine_tests"]
+__all__ = ["SUITE_LABEL", "DockerEngineTests", "EngineFixture"]

@@ -15,20 +15,17 @@ from pycm.testing.conformance.eventstore import (
     DurableEventStoreTests,
     EventStoreFixture,
     EventStoreTests,
-    make_event_store_tests,
 )
-from pycm.testing.conformance.logstore import LogStoreFixture, LogStoreTests, make_log_store_tests
+from pycm.testing.conformance.logstore import LogStoreFixture, LogStoreTests
 from pycm.testing.conformance.recordstore import (
     RecordStoreFixture,
     RecordStoreTests,
-    make_record_store_tests,
 )
 from pycm.testing.conformance.runtime import (
     RunRecorder,
     RuntimeFixture,
     RuntimeSweepTests,
     RuntimeTests,
-    make_runtime_tests,
 )
 
 __all__ = [
@@ -45,8 +42,4 @@ __all__ = [
     "RuntimeSweepTests",
     "RuntimeTests",
     "make_backend_tests",
-    "make_event_store_tests",
-    "make_log_store_tests",
-    "make_record_store_tests",
-    "make_runtime_tests",
 ]

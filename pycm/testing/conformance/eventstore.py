@@ -14,7 +14,7 @@ from pycm.interfaces import IEventStore
 from pycm.model import Action, ContainerEvent
 from pycm.testing.conformance.mixin import SynchronousTestCaseMixin
 
-__all__ = ["EventStoreFixture", "EventStoreTests", "make_event_store_tests"]
+__all__ = ["EventStoreFixture", "EventStoreTests", "DurableEventStoreTests"]
 
 
 class EventStoreFixture(Protocol):
@@ -118,8 +118,3 @@ class DurableEventStoreTests(EventStoreTests):
         assert store is not None
         self.assertEqual(store.lastId(), 2)
         self.assertEqual(store.since(0, 100), events)
-
-
-def make_event_store_tests(fixture: EventStoreFixture) -> type[SynchronousTestCase]:
-    """L{EventStoreTests} as a test case on C{fixture}'s store (prefer the mixin)."""
-    return type("EventStoreTests", (EventStoreTests, SynchronousTestCase), {"fixture": fixture})

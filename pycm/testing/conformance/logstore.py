@@ -14,7 +14,7 @@ from pycm.interfaces import ILogStore
 from pycm.model import LogLine
 from pycm.testing.conformance.mixin import SynchronousTestCaseMixin
 
-__all__ = ["LogStoreFixture", "LogStoreTests", "make_log_store_tests"]
+__all__ = ["LogStoreFixture", "LogStoreTests"]
 
 
 class LogStoreFixture(Protocol):
@@ -106,8 +106,3 @@ class LogStoreTests(SynchronousTestCaseMixin):
         self.assertEqual(self.store.tail("db", None), LINES[:1])
         self.appendAll("web", LINES[3:])
         self.assertEqual(self.store.tail("web", None), LINES[3:])
-
-
-def make_log_store_tests(fixture: LogStoreFixture) -> type[SynchronousTestCase]:
-    """L{LogStoreTests} as a test case on C{fixture}'s store (prefer the mixin)."""
-    return type("LogStoreTests", (LogStoreTests, SynchronousTestCase), {"fixture": fixture})

@@ -14,7 +14,7 @@ from zope.interface.verify import verifyObject
 from pycm.interfaces import IRecordStore
 from pycm.testing.conformance.mixin import SynchronousTestCaseMixin
 
-__all__ = ["RecordStoreFixture", "RecordStoreTests", "make_record_store_tests"]
+__all__ = ["RecordStoreFixture", "RecordStoreTests"]
 
 
 class RecordStoreFixture(Protocol):
@@ -141,8 +141,3 @@ class RecordStoreTests(SynchronousTestCaseMixin):
         store = self.fixture.reopen(self, self.store)
         self.assertEqual(store.load(), [])
         self.assertEqual(store.quarantined(), self.kept([WEB_DAMAGED]))
-
-
-def make_record_store_tests(fixture: RecordStoreFixture) -> type[SynchronousTestCase]:
-    """L{RecordStoreTests} as a test case on C{fixture}'s store (prefer the mixin)."""
-    return type("RecordStoreTests", (RecordStoreTests, SynchronousTestCase), {"fixture": fixture})

@@ -23,7 +23,7 @@ from pycm.model import Capabilities, Container, State
 from pycm.stats import Usage
 from pycm.testing.conformance.mixin import TestCaseMixin
 
-__all__ = ["RunRecorder", "RuntimeFixture", "RuntimeTests", "make_runtime_tests"]
+__all__ = ["RunRecorder", "RuntimeFixture", "RuntimeSweepTests", "RuntimeTests"]
 
 
 class RuntimeFixture(Protocol):
@@ -301,8 +301,3 @@ class RuntimeSweepTests(RuntimeTests):
         self.assertEqual(found, [runId])
         yield self.settle(recorder.ended)
         self.assertEqual(len(recorder.exits), 1)
-
-
-def make_runtime_tests(fixture: RuntimeFixture) -> type[TestCase]:
-    """L{RuntimeTests} as a test case on C{fixture}'s runtime (prefer the mixin)."""
-    return type("RuntimeTests", (RuntimeTests, TestCase), {"fixture": fixture})
