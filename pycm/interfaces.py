@@ -182,6 +182,24 @@ class IContainerBackend(Interface):
         """
 
 
+class IScalable(Interface):
+    """
+    Optional for an L{IContainerBackend}: one that runs several copies of a
+    container (the swarm backend's services) and can change how many.
+    """
+
+    def scale(name, replicas):
+        """
+        Set how many copies of C{name} should run (0 allowed); emits
+        C{scale} with the new count.
+
+        @return: Deferred firing with the L{pycm.model.Container} once that
+            many run (scaling down: once the others are gone);
+            L{pycm.errors.NotFound}; L{pycm.errors.BackendError} when the
+            copies cannot all be placed or started.
+        """
+
+
 class IRunObserver(Interface):
     """
     What a supervisor gives a runtime to hear about one run.

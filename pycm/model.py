@@ -47,8 +47,12 @@ class Action:
     KILL = "kill"
     RESTART = "restart"
     DESTROY = "destroy"
+    #: A scaling backend's: the desired replica count changed.
+    SCALE = "scale"
+    #: A scaling backend's: the service's definition changed otherwise.
+    UPDATE = "update"
 
-    ALL = (CREATE, START, DIE, STOP, KILL, RESTART, DESTROY)
+    ALL = (CREATE, START, DIE, STOP, KILL, RESTART, DESTROY, SCALE, UPDATE)
 
 
 class WaitCondition:
@@ -164,6 +168,10 @@ class ContainerSpec:
     memory: int | None = None
     cpus: float | None = None
     workdir: str | None = None
+    #: How many copies to run (a scaling backend's; None: its default, 1).
+    replicas: int | None = None
+    #: Placement constraints (a scaling backend's), e.g. C{node.role==worker}.
+    constraints: tuple[str, ...] = ()
 
     #: The run/create options each field comes from, as the wire names them.
     OPTION_FIELDS = {
@@ -175,6 +183,8 @@ class ContainerSpec:
         "memory": "memory",
         "cpus": "cpus",
         "workdir": "workdir",
+        "replicas": "replicas",
+        "constraint": "constraints",
     }
 
     def optionsUsed(self) -> frozenset[str]:
@@ -186,12 +196,15 @@ class ContainerSpec:
             used.add("label")
         if self.restartPolicy.name != "no":
             used.add("restart")
+        if self.constraints:
+            used.add("constraint")
         for option, field in (
             ("stop-timeout", self.stopTimeout),
             ("stop-signal", self.stopSignal),
             ("memory", self.memory),
             ("cpus", self.cpus),
             ("workdir", self.workdir),
+            ("replicas", self.replicas),
         ):
             if field is not None:
                 used.add(option)
@@ -199,9 +212,49 @@ class ContainerSpec:
 
 
 @attrs.frozen
+class Replicas:
+    """How many of a scaled container's copies run, and how many should."""
+
+    running: int
+    desired: int
+
+    def toJSON(self) -> dict[str, int]:
+        return {"running": self.running, "desired": self.desired}
+
+
+@attrs.frozen
+class Task:
+    """
+    One copy of a scaled container, as its engine schedules it.
+
+    @ivar node: the host it was placed on (None while unplaced).
+    @ivar state: the engine's word for it (C{running}, C{failed}, ...).
+    """
+
+    id: str
+    node: str | None
+    state: str
+    exitCode: int | None = None
+    error: str | None = None
+
+    def toJSON(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "node": self.node,
+            "state": self.state,
+            "exit_code": self.exitCode,
+            "error": self.error,
+        }
+
+
+@attrs.frozen
 class Container:
     """
     A container as a backend reports it: the contract's container object.
+
+    C{replicas}, C{tasks} and C{constraints} are a scaling backend's
+    (swarm): the others leave C{replicas} None, and their JSON has none of
+    the three.
     """
 
     name: str
@@ -225,6 +278,9 @@ class Container:
     cpus: float | None = None
     workdir: str | None = None
     error: str | None = None
+    replicas: Replicas | None = None
+    tasks: tuple[Task, ...] = ()
+    constraints: tuple[str, ...] = ()
     #: False while a change of it is not yet in the daemon's state
     #: directory (a full disk): it is kept in memory and written later.
     saved: bool = True
@@ -245,7 +301,7 @@ class Container:
         return dict(cached)
 
     def _makeSummary(self) -> dict[str, Any]:
-        summary = {
+        summary: dict[str, Any] = {
             "name": self.name,
             "id": self.id,
             "backend": self.backend,
@@ -261,6 +317,8 @@ class Container:
             "restart_count": self.restartCount,
             "labels": dict(self.labels),
         }
+        if self.replicas is not None:
+            summary["replicas"] = self.replicas.toJSON()
         if not self.saved:
             summary["saved"] = False
         return summary
@@ -277,6 +335,9 @@ class Container:
             workdir=self.workdir,
             error=self.error,
         )
+        if self.replicas is not None:
+            result["tasks"] = [task.toJSON() for task in self.tasks]
+            result["constraints"] = list(self.constraints)
         return result
 
 
@@ -287,9 +348,17 @@ class LogLine:
     time: float
     stream: str
     line: str
+    #: Which copy of a scaled container wrote it, and on which host.
+    task: str | None = None
+    node: str | None = None
 
     def toJSON(self) -> dict[str, Any]:
-        return {"time": formatTime(self.time), "stream": self.stream, "line": self.line}
+        value = {"time": formatTime(self.time), "stream": self.stream, "line": self.line}
+        if self.task is not None:
+            value["task"] = self.task
+        if self.node is not None:
+            value["node"] = self.node
+        return value
 
 
 @attrs.frozen
@@ -319,6 +388,11 @@ class ContainerEvent:
     time: float
     exitCode: int | None = None
     id: int | None = None
+    #: A scaling backend's: the host and the copy (task) it is about.
+    node: str | None = None
+    task: str | None = None
+    #: On C{scale}: the new desired count.
+    replicas: int | None = None
 
     def toJSON(self) -> dict[str, Any]:
         result: dict[str, Any] = {
@@ -330,6 +404,12 @@ class ContainerEvent:
         }
         if self.action == Action.DIE:
             result["exit_code"] = self.exitCode
+        if self.node is not None:
+            result["node"] = self.node
+        if self.task is not None:
+            result["task"] = self.task
+        if self.replicas is not None:
+            result["replicas"] = self.replicas
         return result
 
 
@@ -371,7 +451,8 @@ class Capabilities:
 
     @ivar options: the C{run}/C{create} options it honours (wire names:
         C{env}, C{label}, C{restart}, C{stop-timeout}, C{stop-signal},
-        C{memory}, C{cpus}, C{workdir}).  The command table refuses the
+        C{memory}, C{cpus}, C{workdir}; a scaling backend's C{replicas},
+        C{constraint}).  The command table refuses the
         others with C{bad_request} before the backend is called.
     @ivar limits: which resource limits it enforces (C{memory}, C{cpus}).
     @ivar imageDescription: a sentence saying what an image is for it
@@ -392,6 +473,18 @@ class Capabilities:
         """The old name of L{imageDescription}, for the backends' callers."""
         return self.imageDescription
 
+    def refuseUnsupported(self, backend: str, spec: ContainerSpec) -> None:
+        """
+        @raise BadRequest: naming the options C{spec} sets that C{backend}
+            (its name) does not honour.
+        """
+        unsupported = sorted(spec.optionsUsed() - self.options)
+        if unsupported:
+            raise BadRequest(
+                f"the {backend} backend does not support "
+                + ", ".join(f"--{option}" for option in unsupported)
+            )
+
     def toJSON(self) -> dict[str, Any]:
         """The C{capabilities} object of C{info}."""
         return {
@@ -408,4 +501,8 @@ STATS_FIGURES = frozenset(
 )
 
 
-ALL_OPTIONS = frozenset(ContainerSpec.OPTION_FIELDS)
+#: The run/create options only a scaling backend (swarm) honours.
+SCALING_OPTIONS = frozenset({"replicas", "constraint"})
+#: The run/create options any backend may honour (the supervising ones
+#: honour all of them, where the machine allows).
+ALL_OPTIONS = frozenset(ContainerSpec.OPTION_FIELDS) - SCALING_OPTIONS

@@ -1,7 +1,7 @@
 """
 Durable state of a pycm daemon: container records (C{state.db}) and the
-event log (C{events.db}), each in its own SQLite file, and the lock that
-keeps a second daemon off a state directory.
+event log (C{events.db}), each in its own SQLite file.  (The lock that
+keeps a second daemon off a state directory is L{pycm.statelock}.)
 
 Why SQLite rather than a JSON file written with write-fsync-rename: a save
 is one small transaction (one row), not a rewrite of every record, so the
@@ -23,8 +23,6 @@ a spinning disk).
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import json
 import os
 import sqlite3
@@ -70,7 +68,8 @@ CREATE TABLE events (
     action TEXT NOT NULL,
     name TEXT NOT NULL,
     time REAL NOT NULL,
-    exit_code INTEGER
+    exit_code INTEGER,
+    detail TEXT
 );
 CREATE TABLE meta (
     key TEXT PRIMARY KEY,
@@ -81,10 +80,6 @@ CREATE TABLE meta (
 
 class StoreCorrupt(BackendError):
     """The state file is corrupt or truncated; nothing was loaded from it."""
-
-
-class StateDirLocked(BackendError):
-    """Another daemon holds the lock of this state directory."""
 
 
 @implementer(IRecordStore, IEventStore)
@@ -209,6 +204,11 @@ class SQLiteStore:
                 f"state database {self.path} lacks tables "
                 f"{sorted({'containers', 'events', 'meta'} - tables)}"
             )
+        columns = {row[1] for row in db.execute("PRAGMA table_info(events)")}
+        if "detail" not in columns:
+            # Added for the swarm backend's task events; an older pycm
+            # reads the table by column name, so it still opens the file.
+            db.execute("ALTER TABLE events ADD COLUMN detail TEXT")
         self._eventCount = db.execute("SELECT count(*) FROM events").fetchone()[0]
 
     def close(self) -> None:
@@ -370,8 +370,10 @@ class SQLiteStore:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 self._db.execute(
-                    "INSERT INTO events (id, action, name, time, exit_code) VALUES (?, ?, ?, ?, ?)",
-                    (event.id, event.action, event.name, event.time, event.exitCode),
+                    "INSERT INTO events (id, action, name, time, exit_code, detail) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (event.id, event.action, event.name, event.time, event.exitCode,
+                     _eventDetail(event)),
                 )
                 # The highest id is also kept apart from the rows, so that
                 # it never goes back, whatever is pruned or deleted.
@@ -413,7 +415,10 @@ class SQLiteStore:
 
     def since(self, eventId: int, limit: int | None = None) -> list[ContainerEvent]:
         """The stored events with an id above C{eventId}, oldest first."""
-        sql = "SELECT id, action, name, time, exit_code FROM events WHERE id > ? ORDER BY id"
+        sql = (
+            "SELECT id, action, name, time, exit_code, detail FROM events "
+            "WHERE id > ? ORDER BY id"
+        )
         args: tuple[Any, ...] = (eventId,)
         if limit is not None:
             sql += " LIMIT ?"
@@ -423,77 +428,36 @@ class SQLiteStore:
         except sqlite3.DatabaseError as e:
             raise StoreCorrupt(f"state database {self.path} is corrupt: {e}") from e
         return [
-            ContainerEvent(action=a, name=n, time=t, exitCode=c, id=i) for (i, a, n, t, c) in rows
+            ContainerEvent(action=a, name=n, time=t, exitCode=c, id=i, **_detailFields(d))
+            for (i, a, n, t, c, d) in rows
         ]
 
 
-class StateDirLock:
-    """
-    An exclusive C{flock} on C{DIR/lock}, held while a daemon uses a state
-    directory.  The lock file holds the holder's pid, for the message the
-    next daemon gets (L{recordHolder}).  The descriptor is close-on-exec,
-    so container processes never inherit (and never keep) the lock.
-    """
+#: The event fields kept as JSON in the C{detail} column (most events have
+#: none of them, and their column stays NULL).
+_DETAIL_FIELDS = ("node", "task", "replicas")
+_DETAIL_TYPES = {"node": str, "task": str, "replicas": int}
 
-    def __init__(self, directory: str) -> None:
-        self.directory = directory
-        self.path = os.path.join(directory, "lock")
-        self._fd: int | None = None
 
-    @property
-    def locked(self) -> bool:
-        return self._fd is not None
+def _eventDetail(event: ContainerEvent) -> str | None:
+    detail = {
+        key: value for key in _DETAIL_FIELDS if (value := getattr(event, key)) is not None
+    }
+    return json.dumps(detail, separators=(",", ":")) if detail else None
 
-    def acquire(self) -> None:
-        """
-        Take the lock.
 
-        @raise StateDirLocked: if another process holds it.
-        @raise BackendError: if the directory cannot be used at all.
-        """
-        if self._fd is not None:
-            return
-        try:
-            os.makedirs(self.directory, mode=0o700, exist_ok=True)
-            fd = openNoFollow(self.path, os.O_RDWR | os.O_CREAT)
-        except OSError as e:
-            raise BackendError(f"cannot use state directory {self.directory}: {e.strerror}") from e
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
-            holder = ""
-            try:
-                text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
-                if text.isdigit():
-                    holder = f" (pid {text})"
-            except OSError:
-                pass
-            os.close(fd)
-            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise StateDirLocked(
-                    f"another pycm daemon{holder} is using state directory "
-                    f"{self.directory}; stop it first or choose another --state-dir"
-                ) from e
-            raise BackendError(f"cannot lock {self.path}: {e.strerror}") from e
-        self._fd = fd
-        self.recordHolder()
-
-    def recordHolder(self) -> None:
-        """
-        Write this process's pid in the lock file.  twistd forks after the
-        lock is taken, so the daemon records itself again once it runs: the
-        next daemon is told a pid that exists.
-        """
-        if self._fd is not None:
-            os.ftruncate(self._fd, 0)
-            os.pwrite(self._fd, f"{os.getpid()}\n".encode(), 0)
-
-    def release(self) -> None:
-        """Release the lock (idempotent)."""
-        if self._fd is not None:
-            fd, self._fd = self._fd, None
-            try:
-                os.ftruncate(fd, 0)
-            except OSError:
-                pass
-            os.close(fd)
+def _detailFields(text: str | None) -> dict[str, Any]:
+    """The detail fields of a stored event (none from a damaged column)."""
+    if not text:
+        return {}
+    try:
+        detail = json.loads(text)
+    except ValueError:
+        return {}
+    if not isinstance(detail, dict):
+        return {}
+    return {
+        key: value
+        for key, kind in _DETAIL_TYPES.items()
+        if isinstance(value := detail.get(key), kind) and not isinstance(value, bool)
+    }

@@ -29,7 +29,8 @@ from pycm.statedir import (
     makePrivateDir,
     openNoFollow,
 )
-from pycm.store import SQLiteStore, StateDirLock
+from pycm.statelock import StateDirLock
+from pycm.store import SQLiteStore
 
 VICTIM = b"precious content\n"
 

@@ -17,7 +17,8 @@ import pycm
 from pycm.errors import BackendError
 from pycm.interfaces import IEventStore, IRecordStore
 from pycm.model import ContainerEvent
-from pycm.store import SQLiteStore, StateDirLock, StateDirLocked, StoreCorrupt
+from pycm.statelock import StateDirLock, StateDirLocked
+from pycm.store import SQLiteStore, StoreCorrupt
 
 
 def childEnv() -> dict[str, str]:
@@ -365,7 +366,7 @@ class StateDirLockTests(SynchronousTestCase):
         lock.acquire()
         self.addCleanup(lock.release)
         code = (
-            "import sys\nfrom pycm.store import StateDirLock, StateDirLocked\n"
+            "import sys\nfrom pycm.statelock import StateDirLock, StateDirLocked\n"
             "try:\n    StateDirLock(sys.argv[1]).acquire()\n"
             "except StateDirLocked as e:\n    print(e); sys.exit(3)\n"
         )

@@ -728,7 +728,7 @@ class StateDirLockTests(SynchronousTestCase):
         The lock file names the process that records itself (twistd's
         daemon, after the fork), not the one that took the lock.
         """
-        from pycm.store import StateDirLock
+        from pycm.statelock import StateDirLock
 
         lock = StateDirLock(self.mktemp())
         lock.acquire()

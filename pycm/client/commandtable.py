@@ -19,6 +19,8 @@ _SPEC_OPTIONS = (
     Option("memory"),
     Option("cpus"),
     Option("workdir", "w"),
+    Option("replicas"),
+    Option("constraint", repeat=True),
 )
 
 #: The daemon's commands, in its C{help}'s order.
@@ -44,6 +46,7 @@ COMMANDS = (
         "rm", "remove a container (a running one only with --force)",
         options=(Option("force", "f", takesValue=False),),
     ),
+    CommandSyntax("scale", "set how many copies of a container run (swarm)"),
     CommandSyntax(
         "list", "list every container, sorted by name", aliases=("ls", "ps"),
         options=(Option("filter", "f", repeat=True), Option("all", "a", takesValue=False)),

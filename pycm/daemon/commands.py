@@ -156,6 +156,10 @@ COMMANDS = (
         minArgs=1, maxArgs=1, loggedArgs=1, changes=True,
     ),
     Command(
+        "scale", containers.scale, "set how many copies of a container run (swarm)",
+        arguments="NAME N", minArgs=2, maxArgs=2, loggedArgs=2, changes=True,
+    ),
+    Command(
         "list", containers.list_, "list every container, sorted by name",
         options=(
             Option("filter", "f", repeat=True, metavar="state|label|name=VALUE"),

@@ -33,6 +33,33 @@ def _readSize(value: str, name: str) -> int:
     return parseSize(value)
 
 
+def _readCount(value: str, name: str) -> int:
+    """A whole number, 0 or more."""
+    if not (value.isascii() and value.isdigit() and len(value) < 10):
+        raise BadRequest(f"bad --{name} {value!r}: expected a whole number, 0 or more")
+    return int(value)
+
+
+def _readConstraints(values: Sequence[str], name: str) -> tuple[str, ...]:
+    """Placement expressions (C{KEY==VALUE} or C{KEY!=VALUE}), checked by shape."""
+    for value in values:
+        key, operator, wanted = _splitConstraint(value)
+        if not key or not wanted:
+            raise BadRequest(
+                f"bad --{name} {value!r}: expected KEY==VALUE or KEY!=VALUE "
+                "(such as node.role==worker)"
+            )
+    return tuple(value.strip() for value in values)
+
+
+def _splitConstraint(value: str) -> tuple[str, str, str]:
+    for operator in ("==", "!="):
+        key, sep, wanted = value.partition(operator)
+        if sep:
+            return key.strip(), operator, wanted.strip()
+    return "", "", ""
+
+
 def _readCpus(value: str, name: str) -> float:
     """A positive, finite number of CPUs (a fraction is fine)."""
     try:
@@ -55,6 +82,9 @@ RUN_OPTIONS = (
     Option("memory", metavar="SIZE", field="memory", read=_readSize),
     Option("cpus", metavar="N", field="cpus", read=_readCpus),
     Option("workdir", "w", metavar="DIR", field="workdir", read=_asGiven),
+    Option("replicas", metavar="N", field="replicas", read=_readCount),
+    Option("constraint", repeat=True, metavar="EXPR", field="constraints",
+           read=_readConstraints),
 )
 
 #: The spec's fields by option, as the table declares them.

@@ -27,7 +27,7 @@ from pycm.daemon.startup import StartupReport
 from pycm.files import replacePrivately
 
 if TYPE_CHECKING:
-    from pycm.store import StateDirLock
+    from pycm.statelock import StateDirLock
 
 
 class PycmService(MultiService):

@@ -50,7 +50,7 @@ from pycm.statedir import checkStateDir
 from pycm.statepaths import LISTENERS_FILE, TOKEN_FILE, defaultStateDir
 
 if TYPE_CHECKING:
-    from pycm.store import StateDirLock
+    from pycm.statelock import StateDirLock
 
 DEFAULT_LISTEN = "tcp:8080:interface=127.0.0.1"
 
@@ -243,7 +243,7 @@ def _openEventLog(stateDir: FilePath, closers: list[Any], reactor: Any) -> Event
 
 
 def _lockStateDir(stateDir: FilePath, closers: list[Any]) -> StateDirLock:
-    from pycm.store import StateDirLock
+    from pycm.statelock import StateDirLock
 
     lock = StateDirLock(stateDir.path)
     lock.acquire()

@@ -241,6 +241,7 @@ class DockerBackend:
 
     @defer.inlineCallbacks
     def _create(self, spec: ContainerSpec) -> Any:
+        self.capabilities.refuseUnsupported(self.name, spec)
         image = spec.image or self.defaultImage
         if spec.command is None and self.defaultCommand:
             spec = attrs.evolve(spec, command=self.defaultCommand)

@@ -216,12 +216,7 @@ class Supervisor:
             raise Unavailable(CLOSING_ERROR)
         if spec.name in self._records:
             raise Conflict(f'container name "{spec.name}" is already in use')
-        unsupported = sorted(spec.optionsUsed() - self.capabilities.options)
-        if unsupported:
-            raise BadRequest(
-                f"the {self.name} backend does not support "
-                + ", ".join(f"--{option}" for option in unsupported)
-            )
+        self.capabilities.refuseUnsupported(self.name, spec)
         image = spec.image or self._runtime.defaultImage
         if image not in self._runtime.images:
             raise NoImage(image)

@@ -1,6 +1,6 @@
 """
 The commands that change a container's life: C{run}, C{create}, C{start},
-C{stop}, C{restart}, C{kill}, C{rm}, and those that read it (C{list},
+C{stop}, C{restart}, C{kill}, C{rm}, C{scale}, and those that read it (C{list},
 C{inspect}).  Each returns a Deferred of the reply's JSON.
 """
 
@@ -13,6 +13,8 @@ from pycm.daemon.filters import LIST_FILTERS, containerMatches, parseFilters
 from pycm.daemon.requestline import parseSeconds
 from pycm.daemon.runoptions import checkSupported, specFromRequest
 from pycm.daemon.session import Session
+from pycm.errors import BadRequest
+from pycm.interfaces import IScalable
 from pycm.model import Container, parseSignal, validateName
 
 
@@ -72,6 +74,19 @@ def rm(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> Any
         return reply
 
     return d.addCallback(removed)
+
+
+def scale(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> Any:
+    name = validateName(args[0])
+    count = args[1]
+    if not (count.isascii() and count.isdigit() and len(count) < 10):
+        raise BadRequest(f"bad replica count {count!r}: expected a whole number, 0 or more")
+    backend = session.state.backend
+    if not IScalable.providedBy(backend):
+        raise BadRequest(
+            f"the {backend.name} backend cannot scale (scale needs a backend such as swarm)"
+        )
+    return backend.scale(name, int(count)).addCallback(Container.summary)
 
 
 def list_(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> Any:

@@ -17,6 +17,7 @@ from pycm.errors import BackendError, BadRequest, Conflict, NoImage, NotFound
 from pycm.interfaces import IContainerBackend
 from pycm.model import (
     ALL_OPTIONS,
+    SCALING_OPTIONS,
     Action,
     Capabilities,
     ContainerSpec,
@@ -41,7 +42,7 @@ class BackendLifecycleTests(BackendTestsBase):
         self.assertIsInstance(self.backend.name, str)
         self.assertTrue(self.backend.name)
         self.assertIsInstance(self.backend.capabilities, Capabilities)
-        self.assertLessEqual(self.backend.capabilities.options, ALL_OPTIONS)
+        self.assertLessEqual(self.backend.capabilities.options, ALL_OPTIONS | SCALING_OPTIONS)
         self.assertIsInstance(self.backend.defaultImage, str)
 
     # create
@@ -100,7 +101,7 @@ class BackendLifecycleTests(BackendTestsBase):
     @inlineCallbacks
     def test_createUnsupportedOption(self) -> Generator[Deferred[Any], Any, None]:
         """An option the backend cannot honour fails with L{BadRequest}."""
-        missing = sorted(ALL_OPTIONS - self.backend.capabilities.options)
+        missing = sorted((ALL_OPTIONS | SCALING_OPTIONS) - self.backend.capabilities.options)
         if not missing:
             raise SkipTest(f"{self.backend.name} supports every option")
         option = missing[0]
@@ -113,6 +114,8 @@ class BackendLifecycleTests(BackendTestsBase):
             "memory": 64 * 1024 * 1024,
             "cpus": 0.5,
             "workdir": "/tmp",
+            "replicas": 2,
+            "constraints": ("node.role==worker",),
         }
         field = ContainerSpec.OPTION_FIELDS[option]
         spec = self.spec("option", self.fixture.longCommand, **{field: values[field]})
