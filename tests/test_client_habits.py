@@ -18,6 +18,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from pycm.client import cli
 from pycm.client import format as fmt
 from pycm.client.plan import PlanError, planCommand
+from pycm.client.template import Template
 from pycm.client.testing import FakeDaemon, event, ok
 
 from .test_client_cli import DB, WEB, FastHarness, Harness, options
@@ -116,7 +117,7 @@ class TemplateTests(SynchronousTestCase):
     def test_fields(self) -> None:
         """Every documented field shows its part of a container."""
         container = dict(WEB, labels={"tier": "web", "a": "1"})
-        template = fmt.Template.parse(
+        template = Template.parse(
             "{{.Name}}|{{.ID}}|{{.State}}|{{.Image}}|{{.Command}}|{{.Pid}}|{{.ExitCode}}|"
             "{{.Restarts}}|{{.Labels}}|{{.RestartPolicy}}|{{.Backend}}"
         )
@@ -124,12 +125,12 @@ class TemplateTests(SynchronousTestCase):
             template.render(container),
             "web|abc|running|host|sleep 100|4242||0|a=1,tier=web|no|memory",
         )
-        self.assertEqual(fmt.Template.parse("{{.Created}}").render(WEB), WEB["created"])
-        self.assertEqual(fmt.Template.parse("{{.ExitCode}}").render(DB), "-15")
+        self.assertEqual(Template.parse("{{.Created}}").render(WEB), WEB["created"])
+        self.assertEqual(Template.parse("{{.ExitCode}}").render(DB), "-15")
 
     def test_noExecution(self) -> None:
         """Text that looks like code is only text outside C{{{ }}}."""
-        template = fmt.Template.parse("{.Name} $(id) {{.Name}}")
+        template = Template.parse("{.Name} $(id) {{.Name}}")
         self.assertEqual(template.render(WEB), "{.Name} $(id) web")
 
 

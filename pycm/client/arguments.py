@@ -34,9 +34,11 @@ commands (run by the daemon; `pycm help COMMAND` shows one command's usage):
   create [OPTIONS] NAME [IMAGE [COMMAND [ARG...]]]   create only
          options: -e/--env K=V, -l/--label K=V, --restart=POLICY,
                   --stop-timeout=S, --stop-signal=SIG, --memory=SIZE,
-                  --cpus=N, -w/--workdir=DIR
+                  --cpus=N, -w/--workdir=DIR,
+                  --replicas=N, --constraint=EXPR (swarm backend)
   start NAME... | stop [--time=S] NAME... | restart [--time=S] NAME...
   kill [--signal=SIG] NAME... | rm [--force] NAME...   (one request a name)
+  scale NAME N | scale NAME=N...                 run N copies (swarm backend)
   list (ls, ps) [--filter=KEY=VALUE]...          a table of containers
          client options: -q/--quiet (names), --format json|TEMPLATE
                          ({{.Name}} {{.State}} {{.Image}} {{.Command}} ...)
@@ -55,6 +57,8 @@ examples:
   pycm run web host sleep 1000
   pycm ls
   pycm logs --follow web
+  pycm run --replicas=3 --constraint node.role==worker web nginx
+  pycm scale web 5
   pycm --json inspect web
   pycm --host unix:/run/pycm.sock ps
   printf 'ping\\nlist\\n' | pycm

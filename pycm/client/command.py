@@ -25,6 +25,7 @@ from pycm.client.exits import (
     writeLines,
 )
 from pycm.client.plan import Plan, planCommand
+from pycm.client.template import formatContainers
 from pycm.client.wire import ConnectionGone, ProtocolError
 from pycm.errors import PycmError
 
@@ -84,12 +85,14 @@ async def runCommand(
     name = plan.command
     follow = plan.follow
     streaming = name == "events" and "--off" not in plan.requests[0]
-    prefixes: fmt.LogPrefixes | None = None
-    if name == "logs" and len(plan.requests) > 1:
-        isatty = getattr(out, "isatty", None)
-        prefixes = fmt.LogPrefixes(
-            plan.names, fmt.useColour(bool(isatty and isatty()), environ)
-        )
+    # Several containers' lines get their name first; lines tagged with
+    # a task or node get NAME.TASK@NODE first, with one container too.
+    several = name == "logs" and len(plan.requests) > 1
+    isatty = getattr(out, "isatty", None)
+    prefixes = fmt.LogPrefixes(
+        plan.names if several else (),
+        several and fmt.useColour(bool(isatty and isatty()), environ),
+    )
     finished: list[bool] = []
     early: list[tuple[Any, str]] = []
     following: set[str] = set()
@@ -161,12 +164,13 @@ async def runCommand(
         if options.json:
             writeLines(out, [client.payload])
         elif name == "logs" and isinstance(value, list):
-            if prefixes is None:
+            prefixes.widen(words[-1], value)
+            if not several:
                 # Like `docker logs`: what the container wrote to stderr
                 # goes to stderr.
                 for entry in value:
-                    writeLines(logStream(entry, out, err),
-                               [fmt.formatLogEntry(entry, timestamps=plan.timestamps)])
+                    writeLines(logStream(entry, out, err), [fmt.formatLogEntry(
+                        entry, words[-1], prefixes, plan.timestamps)])
             else:
                 for entry in value:
                     when = entry.get("time") if isinstance(entry, dict) else None
@@ -174,7 +178,7 @@ async def runCommand(
         else:
             lines = None
             if isinstance(value, list) and name in fmt.LIST_COMMANDS:
-                lines = fmt.formatContainers(value, plan.quiet, plan.template,
+                lines = formatContainers(value, plan.quiet, plan.template,
                                              plan.jsonLines)
             if lines is None:
                 lines = fmt.formatReply(name, value, reactor.seconds())

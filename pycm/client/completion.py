@@ -28,7 +28,7 @@ GLOBAL_OPTIONS = ("--host", "-H", "--token", "--json", "--help", "--version")
 #: Commands whose positional arguments are all container names (several
 #: with Docker's habits), and those that take one name.
 MULTI_NAME = frozenset({"stop", "start", "restart", "kill", "rm", "logs", "stats"})
-ONE_NAME = frozenset({"inspect", "wait", "unfollow"})
+ONE_NAME = frozenset({"inspect", "wait", "unfollow", "scale"})
 #: How long C{pycm __names} may take, in seconds.
 NAMES_TIMEOUT = 1.0
 

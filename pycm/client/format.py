@@ -7,13 +7,13 @@ Every function returns text (lines without newlines); none prints.
 from __future__ import annotations
 
 import json
-import re
 import shlex
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 # Imported by the one-shot client, which must stay quick to start: no
 # Twisted here, nor attrs (pycm.model), directly or not.
+from pycm.client import services
 from pycm.client.stats import statsTable
 from pycm.errors import PycmError
 from pycm.timestamps import parseTime
@@ -58,8 +58,16 @@ def _cell(value: Any) -> str:
 
 
 def containerTable(containers: Sequence[dict[str, Any]], now: float) -> list[str]:
-    """A C{docker ps}-like table: a header line, then one line per container."""
-    rows = [list(TABLE_COLUMNS)]
+    """
+    A C{docker ps}-like table: a header line, then one line per container;
+    with a REPLICAS column (C{2/3}, as C{docker service ls}) after STATE
+    when any container has replica counts.
+    """
+    replicas = services.anyReplicas(containers)
+    columns = list(TABLE_COLUMNS)
+    if replicas:
+        columns.insert(2, "REPLICAS")
+    rows = [columns]
     for c in containers:
         command = c.get("command") or []
         if isinstance(command, list):
@@ -67,6 +75,7 @@ def containerTable(containers: Sequence[dict[str, Any]], now: float) -> list[str
         rows.append([
             _cell(c.get("name")),
             _cell(c.get("state")),
+            *([_cell(services.replicasText(c))] if replicas else []),
             _cell(c.get("image")),
             '"' + truncate(str(command), COMMAND_WIDTH) + '"' if command else "-",
             _cell(c.get("pid")),
@@ -74,11 +83,27 @@ def containerTable(containers: Sequence[dict[str, Any]], now: float) -> list[str
             ago(c.get("created"), now),
             _cell(c.get("restart_count", 0)),
         ])
-    widths = [max(len(row[i]) for row in rows) for i in range(len(TABLE_COLUMNS))]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
     return [
         "   ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
         for row in rows
     ]
+
+
+def containerDetail(container: dict[str, Any]) -> list[str]:
+    """
+    C{inspect}'s C{key: value} lines; replica counts as C{2/3}, and the
+    tasks, when there are any, last, as a table.
+    """
+    shown = dict(container)
+    replicas = services.replicasText(container)
+    if replicas is not None:
+        shown["replicas"] = replicas
+    tasks = shown.get("tasks")
+    if not (isinstance(tasks, list) and tasks):
+        return keyValues(shown)
+    del shown["tasks"]
+    return [*keyValues(shown), "tasks:", *("  " + row for row in services.taskTable(tasks))]
 
 
 def keyValues(value: dict[str, Any], indent: int = 0) -> list[str]:
@@ -122,21 +147,33 @@ def isContainer(value: Any) -> bool:
         and "image" in value
 
 
+def requestWords(line: str) -> list[str]:
+    """The words of a request line, as the daemon splits them (or near)."""
+    try:
+        return shlex.split(line)
+    except ValueError:
+        return line.split()
+
+
 def commandName(line: str) -> str:
     """The lower-cased command word of a request line (C{""} if none)."""
-    try:
-        words = shlex.split(line)
-    except ValueError:
-        words = line.split()
+    words = requestWords(line)
     return words[0].lower() if words else ""
 
 
-def formatReply(command: str, value: Any, now: float) -> list[str]:
-    """The lines to show a person for the C{OK} reply to C{command}."""
+def formatReply(command: str, value: Any, now: float, words: Sequence[str] = ()) -> list[str]:
+    """
+    The lines to show a person for the C{OK} reply to C{command}.
+
+    @param words: the request's words, when known (the container's name
+        then prefixes the log lines of its tasks).
+    """
     if command in LIST_COMMANDS and isinstance(value, list):
         return containerTable(value, now)
     if command == "logs" and isinstance(value, list):
-        return [formatLogLine(entry) for entry in value]
+        prefixes = LogPrefixes(()).widen(words[-1] if words else "", value)
+        return [formatLogEntry(entry, words[-1] if words else "", prefixes)
+                for entry in value]
     if command == "wait" and isinstance(value, dict):
         return [formatWait(value)]
     if command == "rm" and isinstance(value, dict) and value.get("removed"):
@@ -152,7 +189,7 @@ def formatReply(command: str, value: Any, now: float) -> list[str]:
     if isContainer(value) and command != "inspect":
         return [containerLine(value)]
     if isContainer(value):
-        return keyValues(value)
+        return containerDetail(value)
     if isinstance(value, str):
         return value.splitlines() or [""]
     if isinstance(value, dict):
@@ -165,10 +202,13 @@ def formatReply(command: str, value: Any, now: float) -> list[str]:
 def containerLine(container: dict[str, Any]) -> str:
     """
     One line for a container that a command acted on (C{run}, C{stop}...):
-    C{web  running  pid 4242}, C{web  exited  exit code -15}; C{inspect}
-    shows every field.
+    C{web  running  pid 4242}, C{web  exited  exit code -15}, C{web
+    running  replicas 3/3}; C{inspect} shows every field.
     """
     parts = [str(container.get("name")), str(container.get("state"))]
+    replicas = services.replicasText(container)
+    if replicas is not None:
+        parts.append(f"replicas {replicas}")
     if container.get("pid") is not None:
         parts.append(f"pid {container['pid']}")
     if container.get("exit_code") is not None:
@@ -241,7 +281,8 @@ def formatEvent(event: Any) -> str:
         return scalar(event)
     kind = event.get("type")
     if kind == "log":
-        return f"{event.get('name')} | {event.get('line', '')}"
+        tag = services.taskTag(str(event.get("name")), event)
+        return f"{tag or event.get('name')} | {event.get('line', '')}"
     if kind == "progress":
         return f"{event.get('name')}: {event.get('action')} {event.get('detail', '')}".rstrip()
     if kind == "log_end":
@@ -251,7 +292,7 @@ def formatEvent(event: Any) -> str:
                 f"{event.get('name')}  {event.get('action')}")
         if event.get("exit_code") is not None:
             text += f" (exit code {event['exit_code']})"
-        return text
+        return text + services.eventDetail(event)
     return json.dumps(event, ensure_ascii=False)
 
 
@@ -260,133 +301,6 @@ def formatError(error: BaseException) -> str:
     if isinstance(error, PycmError):
         return f"Error: {error.code}: {error.message}"
     return f"Error: {error}"
-
-
-# -- Docker's --format -------------------------------------------------------
-
-
-def _labels(container: dict[str, Any]) -> str:
-    labels = container.get("labels") or {}
-    if not isinstance(labels, dict):
-        return scalar(labels)
-    return ",".join(f"{key}={value}" for key, value in sorted(labels.items()))
-
-
-def _command(container: dict[str, Any]) -> str:
-    command = container.get("command") or []
-    if isinstance(command, list):
-        return shlex.join(str(word) for word in command)
-    return str(command)
-
-
-def _field(key: str) -> Any:
-    def get(container: dict[str, Any]) -> str:
-        value = container.get(key)
-        return "" if value is None else scalar(value)
-
-    return get
-
-
-#: The fields a C{--format} template may name, as C{{{.Name}}}, and what
-#: each shows of a container.
-TEMPLATE_FIELDS: dict[str, Any] = {
-    "Name": _field("name"),
-    "ID": _field("id"),
-    "State": _field("state"),
-    "Image": _field("image"),
-    "Command": _command,
-    "Pid": _field("pid"),
-    "ExitCode": _field("exit_code"),
-    "Created": _field("created"),
-    "Started": _field("started"),
-    "Finished": _field("finished"),
-    "Restarts": _field("restart_count"),
-    "RestartPolicy": _field("restart_policy"),
-    "Labels": _labels,
-    "Backend": _field("backend"),
-}
-
-_PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
-_FIELD_NAME = re.compile(r"\s*\.([A-Za-z]+)\s*")
-
-
-class TemplateError(ValueError):
-    """A C{--format} template names an unknown field, or is not a template."""
-
-
-class Template:
-    """
-    A C{--format} template: text with C{{{.Field}}} placeholders (the
-    fields of L{TEMPLATE_FIELDS}), C{\\t} and C{\\n} as in Docker's.  Only
-    fields: no functions, no pipelines, nothing is executed.
-
-    @ivar parts: literal text and field names, alternately (text first).
-    """
-
-    def __init__(self, parts: tuple[str, ...]) -> None:
-        self.parts = parts
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Template) and other.parts == self.parts
-
-    def __hash__(self) -> int:
-        return hash(self.parts)
-
-    def __repr__(self) -> str:
-        return f"Template({self.parts!r})"
-
-    @classmethod
-    def parse(cls, text: str) -> Template:
-        """@raise TemplateError: for an unknown field or anything but fields."""
-        text = text.replace("\\t", "\t").replace("\\n", "\n")
-        parts: list[str] = []
-        position = 0
-        for match in _PLACEHOLDER.finditer(text):
-            parts.append(text[position:match.start()])
-            field = _FIELD_NAME.fullmatch(match.group(1))
-            if field is None:
-                raise TemplateError(
-                    f"bad --format {match.group(0)!r}: only fields like {{{{.Name}}}} "
-                    "are supported; fields: " + ", ".join(TEMPLATE_FIELDS)
-                )
-            if field.group(1) not in TEMPLATE_FIELDS:
-                raise TemplateError(
-                    f"bad --format: no field {field.group(1)!r}; fields: "
-                    + ", ".join(TEMPLATE_FIELDS)
-                )
-            parts.append(field.group(1))
-            position = match.end()
-        rest = text[position:]
-        if "{{" in rest or "}}" in rest:
-            raise TemplateError(f"bad --format {text!r}: an unclosed {{{{")
-        parts.append(rest)
-        return cls(tuple(parts))
-
-    def render(self, container: dict[str, Any]) -> str:
-        out = []
-        for index, part in enumerate(self.parts):
-            out.append(TEMPLATE_FIELDS[part](container) if index % 2 else part)
-        return "".join(out)
-
-
-def formatContainers(
-    containers: Sequence[dict[str, Any]],
-    quiet: bool = False,
-    template: Template | None = None,
-    jsonLines: bool = False,
-) -> list[str] | None:
-    """
-    C{ps -q}, C{ps --format json} and C{ps --format TEMPLATE}: the lines,
-    or None when none of them is asked for (the table then).
-    """
-    if jsonLines:
-        return [json.dumps(c, ensure_ascii=False, separators=(",", ":"))
-                for c in containers]
-    if template is not None:
-        return [template.render(c) for c in containers]
-    if quiet:
-        return [str(c.get("name")) for c in containers]
-    return None
 
 
 # -- logs of several containers ----------------------------------------------
@@ -404,17 +318,27 @@ class LogPrefixes:
     """
     The C{NAME | } prefix of each container's lines when several are
     shown: names padded to one width, each in its own colour on a terminal.
+    A line tagged with its task or node (L{services.taskTag}) has
+    C{NAME.TASK@NODE | } instead, as C{docker service logs} shows it, with
+    one container too; the width grows to the widest prefix so far.
     """
 
     def __init__(self, names: tuple[str, ...], colour: bool = False) -> None:
         self.names = names
         self.colour = colour
+        self.width = max((len(n) for n in names), default=0)
 
-    def prefix(self, name: str) -> str:
-        if not self.names:
+    def widen(self, name: str, entries: Sequence[Any]) -> LogPrefixes:
+        """Make room for the tags of C{entries} (C{name}'s lines) at once."""
+        for entry in entries:
+            self.width = max(self.width, len(services.taskTag(name, entry) or ""))
+        return self
+
+    def prefix(self, name: str, tag: str | None = None) -> str:
+        if not self.names and tag is None:
             return ""
-        width = max(len(n) for n in self.names)
-        text = f"{name.ljust(width)} | "
+        self.width = max(self.width, len(tag or name))
+        text = f"{(tag or name).ljust(self.width)} | "
         if not self.colour:
             return text
         index = self.names.index(name) if name in self.names else 0
@@ -426,12 +350,15 @@ def formatLogEntry(
     entry: Any, name: str = "", prefixes: LogPrefixes | None = None,
     timestamps: bool = False,
 ) -> str:
-    """A log line with, as asked, its container's prefix and its time."""
+    """
+    A log line with, as asked, its container's prefix (or its task's, for
+    a line tagged with one: see L{LogPrefixes}) and its time.
+    """
     text = formatLogLine(entry)
     if timestamps and isinstance(entry, dict) and entry.get("time"):
         text = f"{entry['time']} {text}"
     if prefixes is not None:
-        text = prefixes.prefix(name) + text
+        text = prefixes.prefix(name, services.taskTag(name, entry)) + text
     return text
 
 

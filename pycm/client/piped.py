@@ -87,7 +87,7 @@ class PipedRequests(LineOnlyReceiver):
         command = fmt.commandName(line)
         self.inFlight += 1
         d = self.client.request(line)
-        d.addCallbacks(self._ok, self._err, callbackArgs=(command,))
+        d.addCallbacks(self._ok, self._err, callbackArgs=(command, line))
         d.addBoth(self._settled)
         if self.inFlight >= self.WINDOW and not self.paused:
             self.paused = True
@@ -99,14 +99,15 @@ class PipedRequests(LineOnlyReceiver):
         self.eof = True
         self._maybeFinish()
 
-    def _ok(self, value: Any, command: str) -> None:
+    def _ok(self, value: Any, command: str, line: str) -> None:
         if command in ("exit", "quit"):
             # The daemon closes the connection after this reply: expected.
             self.saidBye = True
         if self.options.json:
             self._writeLines(["OK " + self.client.payload])
         else:
-            self._writeLines(fmt.formatReply(command, value, self.clock.seconds()))
+            self._writeLines(fmt.formatReply(command, value, self.clock.seconds(),
+                                             fmt.requestWords(line)))
 
     def _err(self, failure: Failure) -> None:
         error = failure.value

@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from pycm.client.commandtable import BY_WORD
-from pycm.client.format import LIST_COMMANDS, Template, TemplateError
+from pycm.client.format import LIST_COMMANDS
+from pycm.client.template import Template, TemplateError
 from pycm.grammar import splitOptions
 
 #: Commands that take several names, one request each.
@@ -102,13 +103,16 @@ def planCommand(words: Sequence[str]) -> Plan:
       - C{ps -a}/C{--all} is dropped (pycm always lists every container);
         C{ps -q}/C{--quiet} prints the names alone, C{ps --format json} one
         JSON object per line, C{ps --format TEMPLATE} a line per container
-        (see L{pycm.client.format.Template});
+        (see L{pycm.client.template.Template});
       - C{stop}, C{start}, C{restart}, C{kill}, C{rm} and C{logs} take
         several names: one request each, in order, the options given to
         each;
-      - C{logs -t}/C{--timestamps} prints each line's time first.
+      - C{logs -t}/C{--timestamps} prints each line's time first;
+      - C{scale NAME=N...}, as C{docker service scale} takes it, is one
+        C{scale NAME N} a name.
 
-    @raise PlanError: for a usage error (a bad C{--format}).
+    @raise PlanError: for a usage error (a bad C{--format}, a C{scale}
+        without its NAME and N).
     """
     command = words[0].lower()
     rest = list(words[1:])
@@ -127,7 +131,25 @@ def planCommand(words: Sequence[str]) -> Plan:
         return _perName(words[0], command, kept, positional, timestamps=timestamps)
     if command in MULTI_NAME:
         return _perName(words[0], command, options, positional)
+    if command == "scale" and not options:
+        return _planScale(words[0], positional)
     return Plan(command, (tuple(words),))
+
+
+#: What C{scale} takes, for its usage error.
+SCALE_USAGE = ("scale takes a container's NAME and how many copies of it to run, "
+               "N (0 or more): scale web 3, or scale web=3 db=2 as docker service "
+               "scale takes them")
+
+
+def _planScale(word: str, positional: list[str]) -> Plan:
+    """C{scale NAME N} as it is; C{scale NAME=N...}, one request a name."""
+    if len(positional) == 2 and "=" not in positional[0]:
+        return Plan("scale", ((word, *positional),))
+    pairs = [argument.partition("=") for argument in positional]
+    if not pairs or not all(name and equals for name, equals, _ in pairs):
+        raise PlanError(SCALE_USAGE)
+    return Plan("scale", tuple((word, name, count) for name, _, count in pairs))
 
 
 def _perName(

@@ -26,6 +26,7 @@ from pycm.client.commandtable import CLIENT_OPTIONS
 from pycm.client.history import HistoryFile
 from pycm.client.plan import Plan, PlanError, planCommand, wantsHelp
 from pycm.client.protocol import ClientProtocol, isSilentLine
+from pycm.client.template import formatContainers
 from pycm.errors import Unauthorized
 from pycm.grammar import CommandSyntax, commandsByWord, splitOptions
 
@@ -49,6 +50,7 @@ VALUE_OPTIONS = valueOptions("run") | valueOptions("stop")
 #: Commands whose arguments are container names Tab completes.
 NAME_COMMANDS = frozenset({
     "start", "stop", "restart", "kill", "rm", "inspect", "logs", "wait", "unfollow", "stats",
+    "scale",
 })
 #: Commands that ask for a container name when typed without one.
 NAME_REQUIRED = frozenset({"run", "stop"})
@@ -410,18 +412,19 @@ class ShellProtocol(HistoricRecvLine):
     def _formatPlanned(self, value: Any, plan: Plan, request: Sequence[str]) -> list[str]:
         """A reply to one request of a L{Plan}, as the plan says to show it."""
         if isinstance(value, list) and plan.command in fmt.LIST_COMMANDS:
-            lines = fmt.formatContainers(value, plan.quiet, plan.template, plan.jsonLines)
+            lines = formatContainers(value, plan.quiet, plan.template, plan.jsonLines)
             if lines is not None:
                 return lines
         if plan.command == "logs" and isinstance(value, list):
-            prefixes = fmt.LogPrefixes(plan.names) if len(plan.requests) > 1 else None
+            prefixes = fmt.LogPrefixes(plan.names if len(plan.requests) > 1 else ())
+            prefixes.widen(request[-1], value)
             return [fmt.formatLogEntry(entry, request[-1], prefixes, plan.timestamps)
                     for entry in value]
         return self._formatReply(value, plan.command, request)
 
     def _formatReply(self, value: Any, command: str,
                      words: Sequence[str]) -> list[str]:
-        lines = fmt.formatReply(command, value, self.clock.seconds())
+        lines = fmt.formatReply(command, value, self.clock.seconds(), words)
         if command == "help" and len(words) == 1:
             lines = [*lines, *SHELL_HELP]
         return lines
