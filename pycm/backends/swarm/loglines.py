@@ -1,0 +1,208 @@
+"""
+The pieces of a service's logs as the swarm manager gives them
+(C{GET /services/ID/logs?details=1&timestamps=1}): exact times, the line's
+details (which task, which node), merging in time order, where each task's
+lines were given up to (L{TaskCursor}), node names (L{NodeNames}).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
+from typing import Any
+from urllib.parse import unquote
+
+import attrs
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from pycm.backends.docker.engine import EngineError
+from pycm.backends.docker.interfaces import IDockerEngine
+from pycm.backends.docker.stream import Demultiplexer, LogLineSplitter
+from pycm.errors import PycmError
+from pycm.model import LogLine
+
+#: The attributes of a line's details that say where it comes from.
+TASK_ATTRIBUTE = "com.docker.swarm.task.id"
+NODE_ATTRIBUTE = "com.docker.swarm.node.id"
+
+#: Seconds before the read began that a follow starts from, for the lines
+#: of tasks that had none yet (node clocks may be a little behind ours).
+CLOCK_MARGIN = 1.0
+
+_STAMP = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)$")
+
+
+def stampNanos(stamp: str | None) -> int:
+    """
+    The engine's RFC 3339 timestamp as integer nanoseconds since the
+    epoch (exact, unlike a float), or 0 if there is none or it is not one.
+    """
+    if not stamp:
+        return 0
+    match = _STAMP.match(stamp)
+    if match is None:
+        return 0
+    head, fraction, zone = match.groups()
+    zone = "+00:00" if zone == "Z" else zone
+    try:
+        whole = int(datetime.fromisoformat(head + zone).timestamp())
+    except ValueError:
+        return 0
+    return whole * 1_000_000_000 + int(((fraction or "") + "000000000")[:9])
+
+
+def nanosParam(nanos: int) -> str:
+    """The engine's C{since} (C{seconds.nanoseconds}) for C{nanos}."""
+    nanos = max(nanos, 0)
+    return f"{nanos // 1_000_000_000}.{nanos % 1_000_000_000:09d}"
+
+
+def splitDetails(text: str) -> tuple[dict[str, str], str]:
+    """
+    A line's details (C{k=v,k=v}, values URL-escaped) and its text.  A
+    line with no details (its first word is no C{k=v} list) is all text.
+    """
+    head, sep, rest = text.partition(" ")
+    if not sep:
+        head, rest = text, ""
+    attributes: dict[str, str] = {}
+    if head:
+        for pair in head.split(","):
+            key, equals, value = pair.partition("=")
+            if not equals or not key:
+                return {}, text
+            attributes[key] = unquote(value)
+    return attributes, rest
+
+
+@attrs.frozen
+class RawLine:
+    """One line as read: where it comes from, its exact time, and its text."""
+
+    task: str | None
+    nodeId: str | None
+    stamp: str | None
+    nanos: int
+    stream: str
+    text: str
+
+    def logLine(self, nodeNames: Mapping[str, str]) -> LogLine:
+        """The L{LogLine}, its node named by C{nodeNames} (else its id)."""
+        node = None
+        if self.nodeId is not None:
+            node = nodeNames.get(self.nodeId, self.nodeId)
+        return LogLine(self.nanos / 1e9, self.stream, self.text, task=self.task, node=node)
+
+
+def parseBody(body: bytes) -> list[RawLine]:
+    """Every line of a multiplexed C{logs?details=1&timestamps=1} body."""
+    lines: list[RawLine] = []
+    splitter = LogLineSplitter(lambda s, ts, text: lines.append(rawLine(s, ts, text)), True)
+    Demultiplexer(splitter.frameReceived).feed(body)
+    splitter.flush()
+    return lines
+
+
+def rawLine(stream: str, stamp: str | None, text: str) -> RawLine:
+    """The L{RawLine} of one split line."""
+    attributes, text = splitDetails(text)
+    return RawLine(
+        attributes.get(TASK_ATTRIBUTE),
+        attributes.get(NODE_ATTRIBUTE),
+        stamp,
+        stampNanos(stamp),
+        stream,
+        text,
+    )
+
+
+def inTimeOrder(lines: Iterable[RawLine]) -> list[RawLine]:
+    """C{lines} merged in time order (lines of one time keep their order)."""
+    return sorted(lines, key=lambda line: line.nanos)
+
+
+class TaskCursor:
+    """
+    Where each task's lines have been given up to: the time of its last
+    line given and how many were given at that very time.  A read from an
+    earlier time goes through a L{replay}, which lets through only what
+    was not given yet.
+    """
+
+    def __init__(self) -> None:
+        self.last: dict[str | None, tuple[int, int]] = {}
+
+    def given(self, line: RawLine) -> None:
+        """Note that C{line} was given."""
+        nanos, count = self.last.get(line.task, (-1, 0))
+        if line.nanos > nanos:
+            self.last[line.task] = (line.nanos, 1)
+        elif line.nanos == nanos:
+            self.last[line.task] = (nanos, count + 1)
+
+    def earliest(self, tasks: Iterable[str | None]) -> int | None:
+        """The earliest last time among C{tasks} that have one."""
+        times = [self.last[task][0] for task in tasks if task in self.last]
+        return min(times) if times else None
+
+    def replay(self) -> Callable[[RawLine], bool]:
+        """
+        A filter for one read from an earlier time: true for each line not
+        given yet (which it then notes as given).
+        """
+        skips = {task: count for task, (_, count) in self.last.items()}
+
+        def admit(line: RawLine) -> bool:
+            nanos, _ = self.last.get(line.task, (-1, 0))
+            if line.nanos < nanos:
+                return False
+            if line.nanos == nanos and skips.get(line.task, 0) > 0:
+                skips[line.task] -= 1
+                return False
+            self.given(line)
+            return True
+
+        return admit
+
+
+class NodeNames:
+    """
+    Node id -> hostname: what the caller knows (the snapshot's nodes),
+    else from the manager's C{GET /nodes}, asked once per unknown id.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self, engine: IDockerEngine, known: Callable[[], Mapping[str, str]] = dict
+    ) -> None:
+        self.engine = engine
+        self.known = known
+        self.asked: dict[str, str] = {}
+
+    def names(self) -> dict[str, str]:
+        """Every id -> hostname known now."""
+        return {**self.asked, **self.known()}
+
+    @defer.inlineCallbacks
+    def resolve(self, ids: Iterable[str | None]) -> Any:
+        """
+        Fire with L{names} once every id of C{ids} is known, or the
+        manager could not say (those lines then carry the id).
+        """
+        names = self.names()
+        missing = {i for i in ids if i is not None and i not in names}
+        if missing:
+            try:
+                _, nodes = yield self.engine.request("GET", "/nodes")
+            except (EngineError, PycmError) as e:
+                self.log.info("cannot list the swarm's nodes: {error}", error=e)
+                nodes = []
+            for node in nodes or ():
+                hostname = (node.get("Description") or {}).get("Hostname")
+                if node.get("ID") and hostname:
+                    self.asked[str(node["ID"])] = str(hostname)
+            names = self.names()
+        return names

@@ -1,0 +1,346 @@
+"""
+A service's log lines from the swarm manager (C{GET /services/ID/logs}),
+each tagged with its task and node, read at once or followed as they come
+(L{ServiceLogReader}).
+
+The manager gathers the lines from every task's node: C{tail} counts per
+task and the lines come task by task, not in time order.  With
+C{details=true} each line carries the swarm's attributes between its
+timestamp and its text::
+
+    2026-11-30T21:05:29.958969697Z com.docker.swarm.node.id=N,com.docker.swarm.
+    service.id=S,com.docker.swarm.task.id=T text
+
+(one line, cut here).
+
+A backlog is merged across tasks in time order and cut to C{tail} here.  A
+follow is the backlog, then a C{follow} stream from a little before where
+each task's backlog ended, filtered per task (L{TaskCursor}) so that no
+line is both in the backlog and followed; the stream does not end when the
+service stops (nor when it is removed), so the follow ends when the
+caller's C{stopped} fires: the stream is closed, and one last read gives
+what the stream had not yet delivered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from twisted.internet import defer
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
+from pycm.backends.docker.engine import EngineError
+from pycm.backends.docker.interfaces import IDockerEngine
+from pycm.backends.docker.stream import Demultiplexer, LogLineSplitter, StreamFormatError
+from pycm.backends.docker.translate import mapEngineError
+from pycm.backends.swarm.loglines import (
+    CLOCK_MARGIN,
+    NodeNames,
+    RawLine,
+    TaskCursor,
+    inTimeOrder,
+    nanosParam,
+    parseBody,
+    rawLine,
+)
+from pycm.model import LogFollow, LogLine
+
+
+class ServiceLogReader:
+    """Reads and follows services' logs on one swarm manager."""
+
+    log = Logger()
+
+    def __init__(
+        self,
+        clock: Any,
+        engine: IDockerEngine,
+        nodes: Callable[[], Mapping[str, str]] = dict,
+    ) -> None:
+        """
+        @param nodes: node id -> hostname as the latest snapshot has them.
+        """
+        self.clock = clock
+        self.engine = engine
+        self.nodeNames = NodeNames(engine, nodes)
+
+    @defer.inlineCallbacks
+    def _request(self, sid: str, name: str, params: dict[str, Any]) -> Any:
+        """The lines of one C{logs} request (L{RawLine}s, as they came)."""
+        query = {"details": True, "stdout": True, "stderr": True, "timestamps": True}
+        query.update(params)
+        try:
+            _, body = yield self.engine.request("GET", f"/services/{sid}/logs", query, raw=True)
+        except EngineError as e:
+            raise mapEngineError(e.status, e.message, name=name) from None
+        try:
+            return parseBody(body or b"")
+        except StreamFormatError as e:
+            self.log.warn("{name}'s logs are not a multiplexed stream: {error}", name=name, error=e)
+            return []
+
+    @defer.inlineCallbacks
+    def _backlog(self, sid: str, name: str, tail: int | None, since: float | None) -> Any:
+        """
+        The lines as read (for the cursor) and the backlog: the last
+        C{tail} of those at or after C{since}, in time order.
+        """
+        if since is not None:
+            # The engine takes its tail before its since: ask for every line
+            # since then (a microsecond early), and cut here.
+            params: dict[str, Any] = {"tail": "all", "since": f"{max(since - 1e-6, 0.0):.9f}"}
+        else:
+            params = {"tail": "all" if tail is None else max(tail, 0)}
+        raw = yield self._request(sid, name, params)
+        backlog = inTimeOrder(line for line in raw if since is None or line.nanos / 1e9 >= since)
+        if tail is not None:
+            backlog = backlog[-tail:] if tail > 0 else []
+        return raw, backlog
+
+    @defer.inlineCallbacks
+    def read(self, sid: str, name: str, tail: int | None, since: float | None = None) -> Any:
+        """
+        The last C{tail} lines of service C{sid} (pycm's C{name}), of those
+        at or after C{since}, merged across its tasks in time order.
+
+        @return: Deferred firing with a list of L{LogLine}; L{NotFound}
+            when the service is gone.
+        """
+        _, backlog = yield self._backlog(sid, name, tail, since)
+        names = yield self.nodeNames.resolve(line.nodeId for line in backlog)
+        return [line.logLine(names) for line in backlog]
+
+    def follow(
+        self,
+        sid: str,
+        name: str,
+        tail: int | None,
+        observer: Callable[[LogLine], None],
+        stopped: Deferred[Any],
+        since: float | None = None,
+        ended: Callable[[str], bool] = lambda task: False,
+    ) -> Deferred[LogFollow]:
+        """
+        The backlog as L{read} gives it, then each new line to C{observer}
+        (from the next turn of the clock on, after the L{LogFollow} is
+        handed on) until C{stopped} fires (the service no longer runs, or
+        is gone) or the follow is cancelled.
+
+        @param stopped: fires when the service stops running or is removed
+            (from the snapshots); cancelled when the follow ends first.
+        @param ended: is this task over (it writes no more lines)?  The
+            stream does not start before its last line.
+        @return: Deferred firing with a L{LogFollow}; L{NotFound} when the
+            service is gone.
+        """
+        follow = _Follow(self, sid, name, observer, stopped, since)
+        d = self._openFollow(follow, tail, since, ended)
+
+        def opened(backlog: list[LogLine]) -> LogFollow:
+            follow.beginning = self.clock.callLater(0, follow.begin)
+            return LogFollow(backlog, follow.ended, follow.cancel)
+
+        def failed(failure: Any) -> Any:
+            stopped.cancel()
+            return failure
+
+        return d.addCallbacks(opened, failed)
+
+    @defer.inlineCallbacks
+    def _openFollow(
+        self,
+        follow: _Follow,
+        tail: int | None,
+        since: float | None,
+        ended: Callable[[str], bool],
+    ) -> Any:
+        """Read the backlog, open the stream; fire with the backlog."""
+        readAt = self.clock.seconds()
+        raw, backlog = yield self._backlog(follow.sid, follow.name, tail, since)
+        names = yield self.nodeNames.resolve(line.nodeId for line in backlog)
+        for line in raw:
+            follow.cursor.given(line)
+        running = [task for task in follow.cursor.last if task is None or not ended(task)]
+        start = follow.cursor.earliest(running)
+        lower = int((readAt - CLOCK_MARGIN) * 1e9)
+        if since is not None:
+            lower = max(lower, int(since * 1e9))
+        follow.fromNanos = lower if start is None else min(start, lower)
+        yield follow.open()
+        return [line.logLine(names) for line in backlog]
+
+
+class _Follow:
+    """One follow of a service's logs (see L{ServiceLogReader.follow})."""
+
+    log = Logger()
+
+    def __init__(
+        self,
+        reader: ServiceLogReader,
+        sid: str,
+        name: str,
+        observer: Callable[[LogLine], None],
+        stopped: Deferred[Any],
+        since: float | None,
+    ) -> None:
+        self.reader = reader
+        self.sid = sid
+        self.name = name
+        self.observer = observer
+        self.stopped = stopped
+        self.sinceNanos = None if since is None else int(since * 1e9)
+        self.cursor = TaskCursor()
+        #: Where the stream and the last read start (nanoseconds).
+        self.fromNanos = 0
+        self.ended: Deferred[None] = Deferred()
+        #: Lines to hand on, in order (held until L{begin}, and while a
+        #: line's node is being named).
+        self.queue: list[RawLine] = []
+        self.started = False
+        self.resolving = False
+        self.done = False
+        self.stream: Any = None
+        self.beginning: Any = None
+        self.lastRead: Deferred[Any] | None = None
+        self.splitter = LogLineSplitter(self._received, True)
+        self.demux = Demultiplexer(self.splitter.frameReceived)
+        self.admit = self.cursor.replay()
+
+    def _received(self, stream: str, stamp: str | None, text: str) -> None:
+        line = rawLine(stream, stamp, text)
+        if self.sinceNanos is not None and line.nanos < self.sinceNanos:
+            return
+        if self.admit(line):
+            self._give([line])
+
+    def _feed(self, data: bytes) -> None:
+        try:
+            self.demux.feed(data)
+        except StreamFormatError as e:
+            self.log.warn(
+                "{name}'s log stream is not multiplexed: {error}", name=self.name, error=e
+            )
+            self.stream.cancel()
+
+    @defer.inlineCallbacks
+    def open(self) -> Any:
+        """Open the stream from L{fromNanos}, its lines held until L{begin}."""
+        self.admit = self.cursor.replay()
+        params = {
+            "details": True,
+            "stdout": True,
+            "stderr": True,
+            "timestamps": True,
+            "follow": True,
+            "tail": "all",
+            "since": nanosParam(self.fromNanos),
+        }
+        path = f"/services/{self.sid}/logs"
+        try:
+            self.stream = yield self.reader.engine.stream("GET", path, params, self._feed)
+        except EngineError as e:
+            raise mapEngineError(e.status, e.message, name=self.name) from None
+        self.stream.ended.addCallback(self._streamEnded)
+
+    def begin(self) -> None:
+        """The backlog was handed on: hand on the lines, end when C{stopped} fires."""
+        self.beginning = None
+        self.started = True
+        self._drain()
+        self.stopped.addCallbacks(self._serviceStopped, lambda failure: None)
+
+    def _give(self, lines: list[RawLine]) -> None:
+        """Hand C{lines} on in order, once their nodes are named."""
+        self.queue.extend(lines)
+        self._drain()
+
+    def _drain(self) -> None:
+        if self.resolving or not self.started:
+            return
+        nodeNames = self.reader.nodeNames
+        names = nodeNames.names()
+        while self.queue:
+            line = self.queue[0]
+            if line.nodeId is not None and line.nodeId not in names:
+                self.resolving = True
+                nodeNames.resolve([line.nodeId]).addBoth(self._resolved, line.nodeId)
+                return
+            del self.queue[0]
+            try:
+                self.observer(line.logLine(names))
+            except Exception:
+                self.log.failure("log observer of {name} failed", name=self.name)
+        self._maybeEnd()
+
+    def _resolved(self, names: Any, nodeId: str) -> None:
+        self.resolving = False
+        if not isinstance(names, dict) or nodeId not in names:
+            # A node the manager does not name: its lines carry its id.
+            self.reader.nodeNames.asked[nodeId] = nodeId
+        self._drain()
+
+    def _streamEnded(self, _: Any) -> None:
+        """The stream ended: closed here, or by the manager (then nothing more comes)."""
+        self.splitter.flush()
+        if self.lastRead is None and not self.done:
+            self.stopped.cancel()
+            self._finish()
+
+    def _serviceStopped(self, _: Any) -> None:
+        """
+        The service stopped: close the stream, and hand on what one more
+        read has that the stream had not delivered.
+        """
+        if self.done:
+            return
+        params = {"tail": "all", "since": nanosParam(self.fromNanos)}
+        self.lastRead = self.reader._request(self.sid, self.name, params)
+        if self.stream is not None:
+            self.stream.cancel()
+
+        def read(lines: list[RawLine]) -> None:
+            admit = self.cursor.replay()
+            self._give(
+                [
+                    line
+                    for line in inTimeOrder(lines)
+                    if (self.sinceNanos is None or line.nanos >= self.sinceNanos) and admit(line)
+                ]
+            )
+
+        def failed(failure: Any) -> None:
+            if not failure.check(defer.CancelledError):
+                self.log.info(
+                    "{name}'s last log lines could not be read: {error}",
+                    name=self.name,
+                    error=failure.getErrorMessage(),
+                )
+
+        self.lastRead.addCallbacks(read, failed)
+        self.lastRead.addCallback(lambda _: self._finish())
+
+    def _finish(self) -> None:
+        self.done = True
+        self._maybeEnd()
+
+    def _maybeEnd(self) -> None:
+        if self.done and not self.queue and not self.ended.called:
+            self.ended.callback(None)
+
+    def cancel(self) -> None:
+        """Stop following now: C{ended} fires, no line is handed on after."""
+        if self.ended.called:
+            return
+        self.done = True
+        self.queue.clear()
+        if self.beginning is not None and self.beginning.active():
+            self.beginning.cancel()
+        self.stopped.cancel()
+        if self.lastRead is not None:
+            self.lastRead.cancel()
+        if self.stream is not None:
+            self.stream.cancel()
+        self._maybeEnd()
