@@ -1,0 +1,567 @@
+"""
+Tests for the swarm backend's events between snapshots
+(L{pycm.backends.swarm.events}), the journal that keeps them durable
+(L{pycm.backends.swarm.journal}) and the waits over snapshots
+(L{pycm.backends.swarm.waiting}), on snapshots built by hand.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from twisted.internet.defer import CancelledError
+from twisted.logger import globalLogPublisher
+from twisted.trial.unittest import SynchronousTestCase
+
+from pycm.backends.swarm.events import OwnChanges, eventsBetween, taskRan
+from pycm.backends.swarm.journal import JOURNAL_FILE, SnapshotJournal, decode, encode
+from pycm.backends.swarm.snapshot import ServiceView, Snapshot, TaskView
+from pycm.backends.swarm.waiting import SnapshotWaits
+from pycm.errors import NotFound
+from pycm.model import Action, Container, ContainerEvent, State, WaitCondition
+
+
+def task(tid: str, state: str = "running", **fields: Any) -> TaskView:
+    """A task of slot 1 on node n1, desired running unless ended."""
+    values: dict[str, Any] = dict(
+        slot=1,
+        node="n1",
+        desiredState="shutdown" if state in ("complete", "failed", "shutdown") else "running",
+        containerId="c-" + tid,
+        updated=0.0,
+    )
+    if state == "running":
+        values["exitCode"] = 0
+    values.update(fields)
+    return TaskView(id=tid, state=state, **values)
+
+
+def exited(tid: str, code: int, when: float, **fields: Any) -> TaskView:
+    """A task whose process ran and exited with C{code} at C{when}."""
+    if code == 0:
+        return task(tid, "complete", exitCode=0, updated=when, **fields)
+    error = f"task: non-zero exit ({code})"
+    return task(tid, "failed", exitCode=code, error=error, updated=when, **fields)
+
+
+def service(name: str, *tasks: TaskView, **fields: Any) -> ServiceView:
+    values: dict[str, Any] = dict(
+        id="id-" + name, version=10, desired=1, created=1.0, updated=1.0, spec={}
+    )
+    values.update(fields)
+    return ServiceView(name=name, tasks=tasks, **values)
+
+
+def snap(when: float, *services: ServiceView) -> Snapshot:
+    return Snapshot(when, {s.name: s for s in services})
+
+
+def actions(events: list[ContainerEvent]) -> list[tuple[str, ...]]:
+    """Each event as (name, action[, task])."""
+    return [(e.name, e.action) if e.task is None else (e.name, e.action, e.task) for e in events]
+
+
+class TaskRanTests(SynchronousTestCase):
+    """L{taskRan}: did a task's process run, from how it ended."""
+
+    def test_endings(self) -> None:
+        """
+        Running, complete and exited non-zero ran; a container that could
+        not start, a rejected task and one shut down before it started
+        (exit code 0) did not; one shut down with 137 did.
+        """
+        self.assertTrue(taskRan(task("a")))
+        self.assertTrue(taskRan(exited("a", 0, 5.0)))
+        self.assertTrue(taskRan(exited("a", 3, 5.0)))
+        notStarted = task(
+            "a", "failed", exitCode=127, error="starting container failed: no such file"
+        )
+        self.assertFalse(taskRan(notStarted))
+        self.assertFalse(taskRan(task("a", "rejected", containerId=None)))
+        self.assertFalse(taskRan(task("a", "shutdown", exitCode=0)))
+        self.assertTrue(taskRan(task("a", "shutdown", exitCode=137)))
+        self.assertFalse(taskRan(task("a", "pending", containerId=None)))
+
+
+class EventsBetweenTests(SynchronousTestCase):
+    """L{eventsBetween}: what two snapshots say happened."""
+
+    def test_start(self) -> None:
+        """A task that reaches running is started, once, with its node and task id."""
+        old = snap(1.0, service("web", task("t1", "pending", containerId=None)))
+        new = snap(2.0, service("web", task("t1", updated=1.5)))
+        events = eventsBetween(old, new)
+        self.assertEqual(events, [ContainerEvent(Action.START, "web", 1.5, node="n1", task="t1")])
+        self.assertEqual(eventsBetween(new, snap(3.0, service("web", task("t1")))), [])
+
+    def test_die(self) -> None:
+        """A task that ran and ends dies with its exit code, node and task id."""
+        old = snap(1.0, service("web", task("t1", node="worker")))
+        new = snap(2.0, service("web", exited("t1", 3, 1.8, node="worker")))
+        self.assertEqual(
+            eventsBetween(old, new),
+            [ContainerEvent(Action.DIE, "web", 1.8, 3, node="worker", task="t1")],
+        )
+
+    def test_vanished(self) -> None:
+        """A running task gone from the list (scaled down) dies, its code unknown."""
+        old = snap(1.0, service("web", task("t1"), task("t2", slot=2), desired=2))
+        new = snap(2.0, service("web", task("t1"), desired=1, version=11))
+        events = eventsBetween(old, new, OwnChanges(updated=frozenset({("id-web", 10)})))
+        self.assertEqual(
+            events, [ContainerEvent(Action.DIE, "web", 2.0, None, node="n1", task="t2")]
+        )
+
+    def test_cameAndWent(self) -> None:
+        """
+        Tasks that started and ended between two looks give their start
+        and die, in the order they happened: a slot's restarts read as
+        start, die, start, die, start.
+        """
+        old = snap(1.0, service("web", task("t0", "pending", containerId=None)))
+        new = snap(
+            9.0,
+            service(
+                "web",
+                task("t3", updated=8.0),
+                exited("t2", 1, 7.0),
+                exited("t0", 1, 5.0),
+            ),
+        )
+        self.assertEqual(
+            actions(eventsBetween(old, new)),
+            [
+                ("web", "start", "t0"),
+                ("web", "die", "t0"),
+                ("web", "start", "t2"),
+                ("web", "die", "t2"),
+                ("web", "start", "t3"),
+            ],
+        )
+
+    def test_neverStarted(self) -> None:
+        """A task whose container could not start gives no event."""
+        old = snap(1.0, service("web"))
+        failed = task("t1", "failed", exitCode=127, error="starting container failed: x")
+        self.assertEqual(eventsBetween(old, snap(2.0, service("web", failed))), [])
+
+    def test_endedBefore(self) -> None:
+        """A task already ended in the old snapshot gives nothing again."""
+        old = snap(1.0, service("web", exited("t1", 1, 0.5)))
+        self.assertEqual(eventsBetween(old, snap(2.0, service("web", exited("t1", 1, 0.5)))), [])
+
+    def test_createAndDestroy(self) -> None:
+        """
+        A service that appears is created (before its tasks start), one that
+        is gone is destroyed (after its running tasks die).
+        """
+        old = snap(1.0, service("old", task("o1")))
+        new = snap(2.0, service("new", task("n1", updated=1.5), created=1.2))
+        self.assertEqual(
+            actions(eventsBetween(old, new)),
+            [("new", "create"), ("new", "start", "n1"), ("old", "die", "o1"), ("old", "destroy")],
+        )
+
+    def test_ownCreateAndRemove(self) -> None:
+        """What pycm created or removed itself gives no create or destroy (its tasks still do)."""
+        old = snap(1.0, service("old", task("o1")))
+        new = snap(2.0, service("new", task("n1", updated=1.5)))
+        own = OwnChanges(created=frozenset({"new"}), removed=frozenset({("old", "id-old")}))
+        self.assertEqual(
+            actions(eventsBetween(old, new, own)),
+            [("new", "start", "n1"), ("old", "die", "o1")],
+        )
+
+    def test_replaced(self) -> None:
+        """A name whose service was removed and made anew: destroy, then create."""
+        old = snap(1.0, service("web"))
+        new = snap(2.0, service("web", id="other"))
+        self.assertEqual(actions(eventsBetween(old, new)), [("web", "destroy"), ("web", "create")])
+
+    def test_scale(self) -> None:
+        """Another client's new desired count is a scale carrying it."""
+        old = snap(1.0, service("web", desired=1))
+        new = snap(2.0, service("web", desired=3, version=12, updated=1.5))
+        self.assertEqual(
+            eventsBetween(old, new), [ContainerEvent(Action.SCALE, "web", 1.5, replicas=3)]
+        )
+
+    def test_update(self) -> None:
+        """Another client's other change of the spec is an update."""
+        old = snap(1.0, service("web"))
+        new = snap(2.0, service("web", version=12, updated=1.5))
+        self.assertEqual(eventsBetween(old, new), [ContainerEvent(Action.UPDATE, "web", 1.5)])
+
+    def test_ownUpdate(self) -> None:
+        """
+        An update pycm made (marked from the version it changed) gives no
+        scale or update; one from another version does.
+        """
+        old = snap(1.0, service("web", desired=1))
+        new = snap(2.0, service("web", desired=0, version=12))
+        self.assertEqual(
+            eventsBetween(old, new, OwnChanges(updated=frozenset({("id-web", 10)}))), []
+        )
+        self.assertEqual(
+            actions(eventsBetween(old, new, OwnChanges(updated=frozenset({("id-web", 12)})))),
+            [("web", "scale")],
+        )
+
+    def test_order(self) -> None:
+        """
+        Services in name order; each its create, its scale and tasks by
+        time (a task's start before its die), then its destroy.
+        """
+        old = snap(
+            1.0,
+            service("b", task("b1"), desired=1),
+            service("c", task("c1"), task("c2", "pending", slot=2, containerId=None)),
+        )
+        new = snap(
+            9.0,
+            service("a", exited("a1", 0, 3.0), created=2.0),
+            service(
+                "b", task("b1"), task("b2", slot=2, updated=6.0), desired=2, version=11, updated=5.0
+            ),
+        )
+        self.assertEqual(
+            actions(eventsBetween(old, new)),
+            [
+                ("a", "create"),
+                ("a", "start", "a1"),
+                ("a", "die", "a1"),
+                ("b", "scale"),
+                ("b", "start", "b2"),
+                ("c", "die", "c1"),
+                ("c", "destroy"),
+            ],
+        )
+
+
+class OwnChangesTests(SynchronousTestCase):
+    """L{OwnChanges}: pycm's marks, dropped once a snapshot shows them done."""
+
+    def test_seenIn(self) -> None:
+        """
+        A creation is done once its name is there, a removal once its id
+        is gone, an update once the version is past the marked one.
+        """
+        own = OwnChanges(
+            created=frozenset({"new", "later"}),
+            removed=frozenset({("old", "id-old"), ("web", "id-web")}),
+            updated=frozenset({("id-web", 10), ("id-db", 10)}),
+        )
+        left = own.seenIn(
+            snap(2.0, service("new"), service("web", version=10), service("db", version=11))
+        )
+        self.assertEqual(
+            left,
+            OwnChanges(
+                created=frozenset({"later"}),
+                removed=frozenset({("web", "id-web")}),
+                updated=frozenset({("id-web", 10)}),
+            ),
+        )
+
+    def test_createdThenRemoved(self) -> None:
+        """A service pycm made and removed between two looks leaves no mark behind."""
+        own = OwnChanges(created=frozenset({"x"}), removed=frozenset({("x", "id-x")}))
+        self.assertFalse(own.seenIn(snap(2.0)))
+
+
+class Logged:
+    """Collects the log events of a test."""
+
+    def __init__(self, case: SynchronousTestCase) -> None:
+        self.events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(self.events.append)
+        case.addCleanup(globalLogPublisher.removeObserver, self.events.append)
+
+    def warned(self, text: str) -> bool:
+        from twisted.logger import formatEvent
+
+        return any(text in formatEvent(event) for event in self.events)
+
+
+class JournalTests(SynchronousTestCase):
+    """L{SnapshotJournal}: the baseline of the events, kept in the state directory."""
+
+    def setUp(self) -> None:
+        self.dir = self.mktemp()
+        os.mkdir(self.dir, 0o700)
+        self.path = os.path.join(self.dir, JOURNAL_FILE)
+
+    def test_firstStart(self) -> None:
+        """With no journal, the first snapshot tells nothing (its history is old news)."""
+        journal = SnapshotJournal(self.path)
+        self.assertEqual(
+            journal.advance(snap(1.0, service("web", task("t1"), exited("t0", 1, 0.5)))), []
+        )
+        self.assertTrue(os.path.exists(self.path))
+
+    def test_noDoublingAfterReconnect(self) -> None:
+        """
+        Each change is told once: the same snapshot again (the manager
+        answered again after a reconnect) tells nothing.
+        """
+        journal = SnapshotJournal(self.path)
+        journal.advance(snap(1.0, service("web", task("t1", "pending", containerId=None))))
+        s2 = snap(2.0, service("web", task("t1")))
+        self.assertEqual(actions(journal.advance(s2)), [("web", "start", "t1")])
+        self.assertEqual(journal.advance(s2), [])
+        self.assertEqual(journal.advance(snap(3.0, service("web", task("t1")))), [])
+
+    def test_noDoublingAfterRestart(self) -> None:
+        """
+        A daemon killed right after handing on a snapshot's events does
+        not tell them again: the journal had them before they went out.
+        The tasks that came and went while it was down are told.
+        """
+        journal = SnapshotJournal(self.path)
+        journal.advance(snap(1.0, service("web", task("t1", "pending", containerId=None))))
+        self.assertEqual(
+            actions(journal.advance(snap(2.0, service("web", task("t1"))))),
+            [("web", "start", "t1")],
+        )
+        del journal  # kill -9: nothing more is written
+        restarted = SnapshotJournal(self.path)
+        later = snap(
+            9.0,
+            service("web", task("t3", updated=8.0), exited("t2", 1, 7.0), exited("t1", 1, 5.0)),
+        )
+        self.assertEqual(
+            actions(restarted.advance(later)),
+            [
+                ("web", "die", "t1"),
+                ("web", "start", "t2"),
+                ("web", "die", "t2"),
+                ("web", "start", "t3"),
+            ],
+        )
+
+    def test_ownMarksSurviveRestart(self) -> None:
+        """
+        A service pycm created (and told) just before the daemon died is
+        not created again by the first snapshot after the restart.
+        """
+        journal = SnapshotJournal(self.path)
+        journal.advance(snap(1.0))
+        journal.mark(created=("web",))
+        restarted = SnapshotJournal(self.path)
+        self.assertEqual(restarted.advance(snap(2.0, service("web"))), [])
+        self.assertFalse(restarted.own)
+
+    def test_unmark(self) -> None:
+        """A change whose request failed is told when another client makes it."""
+        journal = SnapshotJournal(self.path)
+        journal.advance(snap(1.0, service("web")))
+        journal.mark(updated=(("id-web", 10),))
+        journal.unmark(updated=(("id-web", 10),))
+        events = journal.advance(snap(2.0, service("web", version=11)))
+        self.assertEqual(actions(events), [("web", "update")])
+
+    def test_writtenBeforeHandedOn(self) -> None:
+        """
+        When L{SnapshotJournal.advance} returns its events, the file
+        already holds the snapshot they came from.
+        """
+        journal = SnapshotJournal(self.path)
+        journal.advance(snap(1.0, service("web")))
+        s2 = snap(2.0, service("web", task("t1")))
+        journal.advance(s2)
+        with open(self.path, "rb") as f:
+            baseline, _ = decode(f.read())
+        self.assertEqual(baseline, snap(2.0, service("web", task("t1"), spec={})))
+
+    def test_roundTrip(self) -> None:
+        """L{decode} gives back what L{encode} was given (specs aside)."""
+        s = snap(3.0, service("web", task("t1", node=None, slot=None), exited("t0", 2, 2.5)))
+        own = OwnChanges(frozenset({"a"}), frozenset({("b", "id-b")}), frozenset({("id-c", 4)}))
+        self.assertEqual(decode(encode(s, own)), (s, own))
+        self.assertEqual(decode(encode(None, own)), (None, own))
+
+    def assertIgnored(self, logged: Logged, journal: SnapshotJournal) -> None:
+        self.assertIsNone(journal.baseline)
+        self.assertTrue(logged.warned("ignoring " + self.path))
+        # Nothing doubled: the first snapshot after it tells nothing...
+        self.assertEqual(journal.advance(snap(1.0, service("web", task("t1")))), [])
+        # ...and the journal is sound again.
+        self.assertIsNotNone(SnapshotJournal(self.path).baseline)
+
+    def test_damaged(self) -> None:
+        """
+        A journal that is not JSON, of another format, or whose fields have
+        the wrong types, is ignored with a warning: no baseline, so nothing
+        is told twice; the next write replaces it.
+        """
+        good = encode(snap(1.0, service("web", task("t1"))), OwnChanges()).decode()
+        for content in (
+            b"\x00garbage{",
+            b"[]",
+            good.replace('"format":1', '"format":2').encode(),
+            good.replace('"version":10', '"version":"10"').encode(),
+            good.replace('"exit_code":0', '"exit_code":true').encode(),
+            good[: len(good) // 2].encode(),
+        ):
+            with open(self.path, "wb") as f:
+                f.write(content)
+            logged = Logged(self)
+            self.assertIgnored(logged, SnapshotJournal(self.path))
+
+    def test_plantedLink(self) -> None:
+        """
+        A link planted in the journal's place is not followed: ignored with
+        a warning, and replaced (its target untouched) at the next write.
+        """
+        target = os.path.join(self.dir, "target")
+        with open(target, "wb") as f:
+            f.write(encode(snap(1.0, service("web")), OwnChanges()))
+        os.symlink(target, self.path)
+        self.assertIgnored(Logged(self), SnapshotJournal(self.path))
+        self.assertFalse(os.path.islink(self.path))
+        with open(target, "rb") as f:
+            self.assertEqual(decode(f.read())[0], snap(1.0, service("web", spec={})))
+
+    def test_fifo(self) -> None:
+        """A FIFO in the journal's place is refused at once, not waited on."""
+        os.mkfifo(self.path)
+        self.assertIgnored(Logged(self), SnapshotJournal(self.path))
+
+    def test_unwritable(self) -> None:
+        """A journal that cannot be written is logged once; the events are still told."""
+        logged = Logged(self)
+        journal = SnapshotJournal(os.path.join(self.dir, "missing", JOURNAL_FILE))
+        journal.advance(snap(1.0, service("web", task("t1", "pending", containerId=None))))
+        events = journal.advance(snap(2.0, service("web", task("t1"))))
+        self.assertEqual(actions(events), [("web", "start", "t1")])
+        self.assertTrue(logged.warned("cannot write"))
+
+    def test_inMemory(self) -> None:
+        """Without a path the journal keeps the baseline in memory only."""
+        journal = SnapshotJournal()
+        journal.advance(snap(1.0, service("web", task("t1", "pending", containerId=None))))
+        self.assertEqual(
+            actions(journal.advance(snap(2.0, service("web", task("t1"))))),
+            [("web", "start", "t1")],
+        )
+
+
+def toContainer(service: ServiceView) -> Container:
+    """A container as a backend might make it: running when every desired task runs."""
+    running = sum(1 for t in service.tasks if t.running and t.desiredState == "running")
+    if service.desired > 0 and running >= service.desired:
+        state = State.RUNNING
+    elif service.desired > 0 and any(not t.ended for t in service.tasks):
+        state = State.RESTARTING
+    else:
+        state = State.EXITED
+    return Container(
+        name=service.name,
+        id=service.id,
+        backend="swarm",
+        image="busybox",
+        command=(),
+        state=state,
+        created=service.created,
+    )
+
+
+class WaitTests(SynchronousTestCase):
+    """L{SnapshotWaits}: waits answered from snapshots."""
+
+    def setUp(self) -> None:
+        self.waits = SnapshotWaits(toContainer)
+
+    def test_runningAtOnce(self) -> None:
+        """C{running} of a service whose desired tasks all run fires at once."""
+        self.waits.snapshot(snap(1.0, service("web", task("t1"))))
+        container = self.successResultOf(self.waits.wait("web", WaitCondition.RUNNING))
+        self.assertEqual(container.state, State.RUNNING)
+
+    def test_runningWhenAllRun(self) -> None:
+        """C{running} waits until every desired task runs, not just one."""
+        self.waits.snapshot(snap(1.0, service("web", task("t1"), desired=2)))
+        d = self.waits.wait("web", WaitCondition.RUNNING)
+        self.waits.snapshot(
+            snap(2.0, service("web", task("t1"), task("t2", "starting", slot=2), desired=2))
+        )
+        self.assertNoResult(d)
+        self.waits.snapshot(snap(3.0, service("web", task("t1"), task("t2", slot=2), desired=2)))
+        self.assertEqual(self.successResultOf(d).state, State.RUNNING)
+        self.assertEqual(self.waits.waiters, [])
+
+    def test_notRunning(self) -> None:
+        """C{not-running} fires at once when stopped, else when scaled to 0."""
+        self.waits.snapshot(snap(1.0, service("web", task("t1")), service("db", desired=0)))
+        self.assertEqual(
+            self.successResultOf(self.waits.wait("db", WaitCondition.NOT_RUNNING)).state,
+            State.EXITED,
+        )
+        d = self.waits.wait("web", WaitCondition.NOT_RUNNING)
+        # The engine replacing a task is not a stop.
+        self.waits.snapshot(snap(2.0, service("web", exited("t1", 1, 1.5), task("t2", "starting"))))
+        self.assertNoResult(d)
+        self.waits.snapshot(snap(3.0, service("web", exited("t1", 1, 1.5), desired=0)))
+        self.assertEqual(self.successResultOf(d).state, State.EXITED)
+
+    def test_nextExit(self) -> None:
+        """C{next-exit} fires at a task's die, with that task's exit code."""
+        self.waits.snapshot(snap(1.0, service("web", task("t1"))))
+        d = self.waits.wait("web", WaitCondition.NEXT_EXIT)
+        self.waits.snapshot(snap(2.0, service("web", task("t1"))))
+        self.assertNoResult(d)
+        self.waits.snapshot(snap(3.0, service("web", exited("t1", 4, 2.5), task("t2", "starting"))))
+        self.assertEqual(self.successResultOf(d).exitCode, 4)
+
+    def test_nextExitCameAndWent(self) -> None:
+        """C{next-exit} sees a task that started and exited between two snapshots."""
+        self.waits.snapshot(snap(1.0, service("web", task("t1", "pending", containerId=None))))
+        d = self.waits.wait("web", WaitCondition.NEXT_EXIT)
+        self.waits.snapshot(snap(2.0, service("web", exited("t1", 2, 1.5), task("t2", "ready"))))
+        self.assertEqual(self.successResultOf(d).exitCode, 2)
+
+    def test_removed(self) -> None:
+        """C{removed} fires once the service is gone, as it was last seen, exited."""
+        self.waits.snapshot(snap(1.0, service("web", task("t1"))))
+        d = self.waits.wait("web", WaitCondition.REMOVED)
+        stopped = self.waits.whenStopped("web")
+        self.waits.snapshot(snap(2.0, service("web", task("t1"))))
+        self.assertNoResult(d)
+        self.waits.snapshot(snap(3.0))
+        self.assertEqual(self.successResultOf(d).state, State.EXITED)
+        self.successResultOf(stopped)
+
+    def test_replacedIsRemoved(self) -> None:
+        """A service removed and made anew between two looks counts as removed."""
+        self.waits.snapshot(snap(1.0, service("web")))
+        d = self.waits.wait("web", WaitCondition.REMOVED)
+        self.waits.snapshot(snap(2.0, service("web", id="other")))
+        self.successResultOf(d)
+
+    def test_notFound(self) -> None:
+        """An unknown name is L{NotFound}, at once or at the first snapshot."""
+        self.waits.snapshot(snap(1.0))
+        self.failureResultOf(self.waits.wait("web", WaitCondition.REMOVED), NotFound)
+        fresh = SnapshotWaits(toContainer)
+        d = fresh.wait("web", WaitCondition.RUNNING)
+        self.assertNoResult(d)
+        fresh.snapshot(snap(1.0))
+        self.failureResultOf(d, NotFound)
+
+    def test_cancel(self) -> None:
+        """A cancelled wait is gone: nothing fires it later."""
+        self.waits.snapshot(snap(1.0, service("web", task("t1"))))
+        d = self.waits.wait("web", WaitCondition.REMOVED)
+        d.cancel()
+        self.failureResultOf(d, CancelledError)
+        self.assertEqual(self.waits.waiters, [])
+        self.waits.snapshot(snap(2.0))
+
+    def test_cancelAll(self) -> None:
+        """Closing cancels every wait."""
+        self.waits.snapshot(snap(1.0, service("web", task("t1"))))
+        d = self.waits.wait("web", WaitCondition.NOT_RUNNING)
+        self.waits.cancelAll()
+        self.failureResultOf(d, CancelledError)
+        self.assertEqual(self.waits.waiters, [])
