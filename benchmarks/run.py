@@ -1,13 +1,14 @@
 """
 pycm benchmarks: one command, every figure and ratio measured in the same run.
 
-    python benchmarks/run.py [--only core|process|connections|flood|stats|client|docker] [--quick]
-                             [--pin] [--client-baseline OLD_PYCM]
+    python benchmarks/run.py [--only core|process|connections|flood|stats|client|docker|swarm]
+                             [--quick] [--pin] [--client-baseline OLD_PYCM]
 
 Prints a table of figures, ratios against references measured in the same
 run (the Twisted floor for the core section, supervisord for the process
-section, supervisorctl for the client section), and PASS/FAIL against each
-target of issues 2, 3, 4, 7 and 11.  Exit status:
+section, supervisorctl for the client section, the docker SDK for the docker
+and swarm sections), and PASS/FAIL against each target of issues 2, 3, 4, 7,
+9 and 11.  Exit status:
 0 when every section ran (whether or not targets were met), 1 on an error,
 2 when a section could not run for want of a prerequisite (it says which).
 """
@@ -51,11 +52,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only",
                         choices=("core", "process", "connections", "flood", "stats", "client",
-                                 "docker"),
+                                 "docker", "swarm"),
                         action="append",
                         help="run only this section (repeatable); default: core, process, "
-                             "connections, flood, stats and client (docker needs an engine: see "
-                             "bench_docker.py)")
+                             "connections, flood, stats and client (docker needs an engine, swarm "
+                             "a swarm manager: see bench_docker.py and bench_swarm.py)")
     parser.add_argument("--quick", action="store_true",
                         help="fewer and shorter rounds (under a minute): a smoke test "
                              "of the benchmark, not figures to quote")
@@ -108,6 +109,10 @@ def main(argv: list[str] | None = None) -> int:
 
                 client.BASELINE = args.client_baseline
                 client.run(report, args.quick, children)
+            elif name == "swarm":
+                from benchmarks import bench_swarm
+
+                bench_swarm.run(report, args.quick, children)
             else:
                 from benchmarks import bench_docker
 
