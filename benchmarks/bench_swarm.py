@@ -294,6 +294,36 @@ def _ratioRows(
     )
 
 
+#: What must be the same in the two sides' services (paths in their specs).
+SAME = (
+    ("TaskTemplate", "ContainerSpec", "Image"),
+    ("TaskTemplate", "ContainerSpec", "Command"),
+    ("TaskTemplate", "ContainerSpec", "Args"),
+    ("TaskTemplate", "ContainerSpec", "Init"),
+    ("TaskTemplate", "RestartPolicy", "Condition"),
+    ("TaskTemplate", "Networks"),
+    ("TaskTemplate", "Placement", "Constraints"),
+    ("TaskTemplate", "Resources"),
+    ("Mode",),
+)
+
+
+def _specDifferences(engine: Engine, pycmName: str, sdkName: str) -> list[str]:
+    """Where the two services' specs differ in what L{SAME} lists."""
+    specs = [engine.get(f"/services/{name}")["Spec"] for name in (pycmName, sdkName)]
+    differences = []
+    for path in SAME:
+        values = []
+        for spec in specs:
+            value: Any = spec
+            for key in path:
+                value = value.get(key) if isinstance(value, dict) else None
+            values.append(value or None)
+        if values[0] != values[1]:
+            differences.append(f"{'.'.join(path)}: pycm {values[0]!r}, SDK {values[1]!r}")
+    return differences
+
+
 def _waitGone(nodes: Sequence[Engine], names: Sequence[str]) -> None:
     """Untimed: until no node holds a container of the removed services."""
     deadline = time.monotonic() + DEADLINE
@@ -354,6 +384,9 @@ def run(report: Report, quick: bool, children: Children) -> None:
         # One of each first, unmeasured: image and layer caches warm on the nodes.
         pycm.run(f"{prefix}-pw")
         sdkSide.run(f"{prefix}-sw")
+        differences = _specDifferences(engine, f"{prefix}-pw", f"{prefix}-sw")
+        if differences:
+            report.notes.append("swarm: the two sides' services differ: " + "; ".join(differences))
 
         def pycmRun(i: int) -> tuple[float, float | None]:
             nonlocal daemonCpu
