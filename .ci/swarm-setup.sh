@@ -175,9 +175,12 @@ _pycm_swarm_export() {
     export PYCM_REQUIRE_SWARM=1
 }
 
-_pycm_swarm_vars="PYCM_SWARM_DIR PYCM_SWARM_HOST PYCM_SWARM_WORKER_HOST PYCM_SWARM_MANAGER_NODE
+# Those teardown unsets (with PYCM_TEST_IMAGE and PYCM_REQUIRE_SWARM, printed
+# by `setup` too: the private Docker engine shares the first).
+_pycm_swarm_own_vars="PYCM_SWARM_DIR PYCM_SWARM_HOST PYCM_SWARM_WORKER_HOST PYCM_SWARM_MANAGER_NODE
 PYCM_SWARM_WORKER_NODE PYCM_SWARM_WORKER_PIDFILE PYCM_SWARM_WORKER_NETNS
-PYCM_SWARM_WORKER_DOCKERD_ARGS PYCM_SWARM_WORKER_RESTART PYCM_TEST_IMAGE PYCM_REQUIRE_SWARM"
+PYCM_SWARM_WORKER_DOCKERD_ARGS PYCM_SWARM_WORKER_RESTART"
+_pycm_swarm_vars="$_pycm_swarm_own_vars PYCM_TEST_IMAGE PYCM_REQUIRE_SWARM"
 
 # pycm_swarm_setup [DIR]: the whole cluster (DIR: PYCM_SWARM_DIR, else a new
 # mktemp -d under /tmp); on failure, tears down what it started.
@@ -255,12 +258,19 @@ pycm_swarm_diagnose() {
 # containers, remove the namespaces (and with them the veths) and DIR.
 # Bounded even when the engines hang: nothing here waits on them for long.
 pycm_swarm_teardown() {
-    local dir=${1:-${PYCM_SWARM_DIR:-}} role ns pid
+    local dir=${1:-${PYCM_SWARM_DIR:-}} role ns pid pids=()
     [ -n "$dir" ] || return 0
     dir=$(readlink -m "$dir")
+    # Both engines at once (each waits ~30 s at most when it hangs), in
+    # subshells: docker-setup's teardown unsets the caller's PYCM_* variables.
     for role in worker manager; do
-        # Never the caller's PYCM_* variables: docker-setup's teardown unsets them.
-        [ -d "$dir/$role" ] && (pycm_docker_teardown "$dir/$role")
+        if [ -d "$dir/$role" ]; then
+            (pycm_docker_teardown "$dir/$role") &
+            pids+=($!)
+        fi
+    done
+    [ "${#pids[@]}" -eq 0 ] || wait "${pids[@]}" || true
+    for role in worker manager; do
         ns=$(_pycm_swarm_netns "$dir" "$role")
         # Anything still in the namespace (a stray process) would keep it alive.
         for pid in $(ip netns pids "$ns" 2>/dev/null); do
@@ -271,7 +281,7 @@ pycm_swarm_teardown() {
     rm -rf "$dir" 2>/dev/null || true
     if [ "${PYCM_SWARM_DIR:-}" = "$dir" ]; then
         # shellcheck disable=SC2086
-        unset $_pycm_swarm_vars
+        unset $_pycm_swarm_own_vars
     fi
     return 0
 }
