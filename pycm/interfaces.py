@@ -28,7 +28,7 @@ class IContainerBackend(Interface):
     """
 
     name = Attribute("The backend's registered name, e.g. C{'process'}.")
-    capabilities = Attribute("A L{pycm.model.Capabilities}.")
+    capabilities = Attribute("A L{pycm.capabilities.Capabilities}.")
     defaultImage = Attribute("The image used when a spec has none (a C{str}).")
 
     def open():
@@ -248,7 +248,7 @@ class IRuntime(Interface):
     images = Attribute("A frozenset of the image names this runtime accepts.")
     defaultImage = Attribute("The image used when a spec names none.")
     defaultCommand = Attribute("The command (tuple of str) used when none is given.")
-    capabilities = Attribute("A L{pycm.model.Capabilities}.")
+    capabilities = Attribute("A L{pycm.capabilities.Capabilities}.")
 
     def spawn(container, observer, runId=None):
         """

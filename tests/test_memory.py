@@ -13,9 +13,15 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
 from pycm.backends.memory import DEFAULT_COMMAND, MemoryBackend, MemoryLogStore, makeBackend
+from pycm.capabilities import ALL_OPTIONS
 from pycm.errors import BackendError
 from pycm.interfaces import IContainerBackend
-from pycm.model import ALL_OPTIONS, Container, ContainerSpec, LogLine, State
+from pycm.model import (
+    Container,
+    ContainerSpec,
+    LogLine,
+    State,
+)
 from pycm.testing import BackendConformanceTests, MemoryFixture, advanceClock, memoryBackend
 
 

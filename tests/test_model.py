@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from pycm.capabilities import Capabilities
 from pycm.errors import InvalidName
-from pycm.model import Capabilities, validateName
+from pycm.model import validateName
 
 
 class CapabilitiesTests(SynchronousTestCase):

@@ -16,13 +16,11 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
+from pycm.capabilities import ALL_OPTIONS, SCALING_OPTIONS, Capabilities
 from pycm.errors import BadRequest
 from pycm.interfaces import IScalable
 from pycm.model import (
-    ALL_OPTIONS,
-    SCALING_OPTIONS,
     Action,
-    Capabilities,
     Container,
     ContainerEvent,
     ContainerSpec,

@@ -24,11 +24,11 @@ from pycm.backends.supervisor.recordwriter import RETRY_INTERVAL, RecordWriter
 from pycm.backends.supervisor.recovery import LOST_ERROR, RECLAIMED_ERROR, STARTING_ERROR
 from pycm.backends.supervisor.restartpolicy import MAX_BACKOFF, nextBackoff
 from pycm.backends.supervisor.runs import SHUTDOWN_ERROR
+from pycm.capabilities import Capabilities
 from pycm.errors import BackendError, BadRequest, Conflict, NotFound, Unavailable
 from pycm.interfaces import IRecordStore, IRun, IRunObserver, IRuntimeSweep
 from pycm.model import (
     Action,
-    Capabilities,
     Container,
     ContainerEvent,
     ContainerSpec,

@@ -20,6 +20,7 @@ from twisted.python.filepath import FilePath
 from zope.interface import implementer
 
 from pycm.backends.supervisor.backend import Supervisor, defaultIdFactory
+from pycm.capabilities import ALL_OPTIONS, STATS_FIGURES, Capabilities
 from pycm.errors import BackendError
 from pycm.interfaces import (
     ILogStore,
@@ -29,14 +30,7 @@ from pycm.interfaces import (
     IRuntime,
     IRuntimeStats,
 )
-from pycm.model import (
-    ALL_OPTIONS,
-    STATS_FIGURES,
-    Capabilities,
-    Container,
-    LogLine,
-    parseSignal,
-)
+from pycm.model import Container, LogLine, parseSignal
 from pycm.stats import Usage
 
 #: Signals a simulated run ignores.

@@ -49,13 +49,11 @@ from pycm.backends.docker.translate import (
 )
 from pycm.backends.docker.usage import UsageReader
 from pycm.backends.docker.waiting import ContainerWaits
+from pycm.capabilities import ALL_OPTIONS, STATS_FIGURES, Capabilities
 from pycm.errors import BackendError, BadRequest, Conflict, NotFound, PycmError
 from pycm.interfaces import IContainerBackend
 from pycm.model import (
-    ALL_OPTIONS,
-    STATS_FIGURES,
     Action,
-    Capabilities,
     Container,
     ContainerEvent,
     ContainerSpec,

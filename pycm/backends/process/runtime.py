@@ -35,9 +35,10 @@ from pycm.backends.process.spawn import (
     runEnvironment,
 )
 from pycm.backends.process.usage import UsageReader
+from pycm.capabilities import ALL_OPTIONS, STATS_FIGURES, Capabilities
 from pycm.errors import BackendError, BadRequest, PycmError
 from pycm.interfaces import IRun, IRunObserver, IRuntime, IRuntimeStats, IRuntimeSweep
-from pycm.model import ALL_OPTIONS, STATS_FIGURES, Capabilities, Container
+from pycm.model import Container
 from pycm.stats import Usage
 
 #: The process backend's only image.

@@ -35,6 +35,7 @@ from pycm.backends.supervisor.restartpolicy import comesBackAtOpen
 from pycm.backends.supervisor.runs import CLOSING_ERROR, Runs
 from pycm.backends.supervisor.runs import SHUTDOWN_ERROR as SHUTDOWN_ERROR
 from pycm.backends.supervisor.watching import endFollowers, follow, waitFor, waitForExit
+from pycm.capabilities import Capabilities
 from pycm.errors import (
     BackendError,
     BadRequest,
@@ -55,7 +56,6 @@ from pycm.model import (
     DEFAULT_STOP_SIGNAL,
     DEFAULT_STOP_TIMEOUT,
     Action,
-    Capabilities,
     Container,
     ContainerEvent,
     ContainerSpec,

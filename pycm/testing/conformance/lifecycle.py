@@ -13,13 +13,11 @@ from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.trial.unittest import SkipTest
 from zope.interface.verify import verifyObject
 
+from pycm.capabilities import ALL_OPTIONS, SCALING_OPTIONS, Capabilities
 from pycm.errors import BackendError, BadRequest, Conflict, NoImage, NotFound
 from pycm.interfaces import IContainerBackend
 from pycm.model import (
-    ALL_OPTIONS,
-    SCALING_OPTIONS,
     Action,
-    Capabilities,
     ContainerSpec,
     RestartPolicy,
     State,

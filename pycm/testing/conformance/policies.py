@@ -11,9 +11,9 @@ from typing import Any
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.trial.unittest import SkipTest
 
+from pycm.capabilities import STATS_FIGURES
 from pycm.errors import NotFound
 from pycm.model import (
-    STATS_FIGURES,
     Action,
     RestartPolicy,
     State,

@@ -17,9 +17,10 @@ from twisted.trial.unittest import SkipTest, TestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
+from pycm.capabilities import Capabilities
 from pycm.errors import BackendError
 from pycm.interfaces import IRun, IRunObserver, IRuntime, IRuntimeStats, IRuntimeSweep
-from pycm.model import Capabilities, Container, State
+from pycm.model import Container, State
 from pycm.stats import Usage
 from pycm.testing.conformance.mixin import TestCaseMixin
 
