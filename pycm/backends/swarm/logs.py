@@ -135,6 +135,8 @@ class ServiceLogReader:
         @return: Deferred firing with a L{LogFollow}; L{NotFound} when the
             service is gone.
         """
+        # Cancelled when the follow ends first: that is no error.
+        stopped.addErrback(lambda failure: failure.trap(defer.CancelledError) and None)
         follow = _Follow(self, sid, name, observer, stopped, since)
         d = self._openFollow(follow, tail, since, ended)
 
@@ -210,6 +212,8 @@ class _Follow:
         self.admit = self.cursor.replay()
 
     def _received(self, stream: str, stamp: str | None, text: str) -> None:
+        if self.done:
+            return
         line = rawLine(stream, stamp, text)
         if self.sinceNanos is not None and line.nanos < self.sinceNanos:
             return
@@ -286,8 +290,8 @@ class _Follow:
         """The stream ended: closed here, or by the manager (then nothing more comes)."""
         self.splitter.flush()
         if self.lastRead is None and not self.done:
-            self.stopped.cancel()
             self._finish()
+            self.stopped.cancel()
 
     def _serviceStopped(self, _: Any) -> None:
         """

@@ -1,0 +1,570 @@
+"""
+Tests for a swarm service's logs (L{pycm.backends.swarm.logs},
+L{pycm.backends.swarm.loglines}): on the fake swarm manager on a clock,
+on a scripted manager for the exact replays of a real one, and on the
+real two-node swarm (C{PYCM_SWARM_HOST}; skipped without it, failed
+without it under C{PYCM_REQUIRE_SWARM=1}).
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet import defer
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
+
+from pycm.backends.docker.engine import EngineError
+from pycm.backends.swarm.loglines import (
+    TaskCursor,
+    inTimeOrder,
+    nanosParam,
+    parseBody,
+    splitDetails,
+    stampNanos,
+)
+from pycm.backends.swarm.logs import ServiceLogReader
+from pycm.errors import NotFound
+from pycm.model import LogFollow, LogLine
+from pycm.testing import advanceClock, settleClock
+from pycm.testing.swarmengine import FakeSwarmEngine
+from tests.stubengine import StubEngine
+
+#: A line as the real manager (dockerd 20.10) sent it, framed.
+REAL_LINE = (
+    b"2026-11-30T21:05:29.958969697Z com.docker.swarm.node.id=911bn33xge7u9by6uhdlpuciz,"
+    b"com.docker.swarm.service.id=k0sym7lbz89ve2ginh4vixjdh,"
+    b"com.docker.swarm.task.id=j8jxv4e59m2wwsj4mxsqrolv7 out 2 527f96afc20b\n"
+)
+
+
+def framed(payload: bytes, stream: int = 1) -> bytes:
+    return struct.pack(">BxxxL", stream, len(payload)) + payload
+
+
+class LogLinePartsTests(SynchronousTestCase):
+    """The pieces of a service's log lines (L{pycm.backends.swarm.loglines})."""
+
+    def test_stampNanos(self) -> None:
+        """Timestamps are exact integer nanoseconds, in any zone; junk is 0."""
+        self.assertEqual(stampNanos("1970-01-01T00:00:01.000000002Z"), 1_000_000_002)
+        self.assertEqual(stampNanos("1970-01-01T01:00:01.5+01:00"), 1_500_000_000)
+        self.assertEqual(stampNanos("1970-01-01T00:00:03Z"), 3_000_000_000)
+        self.assertEqual(stampNanos("yesterday"), 0)
+        self.assertEqual(stampNanos(None), 0)
+        self.assertEqual(nanosParam(1_000_000_002), "1.000000002")
+
+    def test_splitDetails(self) -> None:
+        """A line's details are its first word of C{k=v} pairs, values unescaped."""
+        self.assertEqual(
+            splitDetails("a=1,b=x%20y hello world"), ({"a": "1", "b": "x y"}, "hello world")
+        )
+        self.assertEqual(splitDetails("a=1 "), ({"a": "1"}, ""))
+        self.assertEqual(splitDetails("no details here"), ({}, "no details here"))
+        self.assertEqual(splitDetails(" text after no details"), ({}, "text after no details"))
+
+    def test_realLine(self) -> None:
+        """A real manager's line gives its task, node id, exact time and text."""
+        [line] = parseBody(framed(REAL_LINE))
+        self.assertEqual(line.task, "j8jxv4e59m2wwsj4mxsqrolv7")
+        self.assertEqual(line.nodeId, "911bn33xge7u9by6uhdlpuciz")
+        self.assertEqual(line.nanos, stampNanos("2026-11-30T21:05:29.958969697Z"))
+        self.assertEqual((line.stream, line.text), ("stdout", "out 2 527f96afc20b"))
+        logLine = line.logLine({"911bn33xge7u9by6uhdlpuciz": "worker"})
+        self.assertEqual((logLine.task, logLine.node), ("j8jxv4e59m2wwsj4mxsqrolv7", "worker"))
+
+    def test_inTimeOrder(self) -> None:
+        """Lines read task by task are merged by time, ties kept in order."""
+        body = b"".join(
+            framed(f"1970-01-01T00:00:0{s}Z task.id={t} {t}{s}\n".encode(), n)
+            for s, t, n in ((3, "a", 1), (5, "a", 2), (1, "b", 1), (3, "b", 1), (4, "c", 2))
+        )
+        texts = [line.text for line in inTimeOrder(parseBody(body))]
+        self.assertEqual(texts, ["b1", "a3", "b3", "c4", "a5"])
+
+    def test_cursor(self) -> None:
+        """
+        A replay lets through what was not given yet: per task, lines after
+        the last given, and at its very time only those beyond the count
+        given (a third line at that time is new).
+        """
+        body = b"".join(
+            framed(f"1970-01-01T00:00:0{s}Z com.docker.swarm.task.id={t} {x}\n".encode())
+            for s, t, x in ((1, "a", "a1"), (2, "a", "a2"), (2, "a", "a2'"), (1, "b", "b1"))
+        )
+        cursor = TaskCursor()
+        for line in parseBody(body)[1:3]:
+            cursor.given(line)
+        replay = body + framed(b"1970-01-01T00:00:02Z com.docker.swarm.task.id=a a2''\n")
+        admit = cursor.replay()
+        self.assertEqual([x.text for x in parseBody(replay) if admit(x)], ["b1", "a2''"])
+        self.assertEqual(cursor.earliest(["a", "b"]), 1_000_000_000)
+
+
+def service(engine: FakeSwarmEngine, command: list[str], replicas: int = 1, **fields: Any) -> str:
+    """Create a service on C{engine} straight away; its id."""
+    template: dict[str, Any] = {"ContainerSpec": {"Image": "busybox", "Args": command}}
+    template.update(fields)
+    body = {
+        "Name": "s" + uuid.uuid4().hex[:8],
+        "TaskTemplate": template,
+        "Mode": {"Replicated": {"Replicas": replicas}},
+    }
+    return str(engine.cluster.createService(body).id)
+
+
+def write(engine: FakeSwarmEngine, sid: str, slot: int, text: str, stream: str = "stdout") -> None:
+    """The running task of C{slot} writes a line."""
+    [task] = [t for t in engine.tasksOf(sid) if t.slot == slot and t.state == "running"]
+    node = engine.findNode(task.nodeId)
+    node.engine.containers[task.containerId].run.write(stream, text)
+
+
+class FakeManagerTests(SynchronousTestCase):
+    """L{ServiceLogReader} on L{FakeSwarmEngine}."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(1_700_000_000)
+        self.engine = FakeSwarmEngine(self.clock)
+        self.reader = ServiceLogReader(self.clock, self.engine)
+        self.cancelled: list[Deferred[None]] = []
+
+    def settle(self, d: Deferred[Any]) -> Any:
+        return self.successResultOf(settleClock(self.clock, d))
+
+    def running(self, replicas: int = 2) -> str:
+        sid = service(self.engine, ["sleep", "infinity"], replicas)
+        advanceClock(self.clock, 5)
+        nodes = {t.nodeId for t in self.engine.tasksOf(sid) if t.state == "running"}
+        self.assertEqual(len(nodes), replicas)
+        return sid
+
+    def test_read(self) -> None:
+        """
+        A service's lines from tasks on both nodes, merged in time order,
+        each with its task and its node's hostname; C{tail} counts overall.
+        """
+        sid = self.running()
+        for n, slot in enumerate((1, 2, 2, 1, 2)):
+            write(self.engine, sid, slot, f"line {n}")
+            advanceClock(self.clock, 1)
+        lines = self.settle(self.reader.read(sid, "web", None))
+        self.assertEqual([x.line for x in lines], [f"line {n}" for n in range(5)])
+        tasks = {t.slot: t for t in self.engine.tasksOf(sid)}
+        hosts = {t.slot: self.engine.findNode(t.nodeId).hostname for t in tasks.values()}
+        self.assertEqual(
+            [(x.task, x.node) for x in lines[:2]],
+            [(tasks[1].id, hosts[1]), (tasks[2].id, hosts[2])],
+        )
+        self.assertEqual(set(hosts.values()), {"manager", "worker"})
+        tail = self.settle(self.reader.read(sid, "web", 2))
+        self.assertEqual([x.line for x in tail], ["line 3", "line 4"])
+        since = self.settle(self.reader.read(sid, "web", None, since=lines[2].time))
+        self.assertEqual([x.line for x in since], ["line 2", "line 3", "line 4"])
+
+    def test_readGone(self) -> None:
+        """The logs of a service that is not there are L{NotFound}."""
+        self.failureResultOf(
+            settleClock(self.clock, self.reader.read("nope", "web", None)), NotFound
+        )
+
+    def follow(
+        self, sid: str, tail: int | None = None, since: float | None = None
+    ) -> tuple[LogFollow, list[LogLine], Deferred[None]]:
+        seen: list[LogLine] = []
+        stopped: Deferred[None] = Deferred(lambda d: self.cancelled.append(d))
+        follow = self.settle(self.reader.follow(sid, "web", tail, seen.append, stopped, since))
+        return follow, seen, stopped
+
+    def test_follow(self) -> None:
+        """
+        The backlog, then the new lines of every task (one started since
+        too), none in both; C{ended} fires once the service has stopped.
+        """
+        sid = self.running()
+        write(self.engine, sid, 1, "old 1")
+        write(self.engine, sid, 2, "old 2")  # at the same time: replayed, not doubled
+        follow, seen, stopped = self.follow(sid, tail=1)
+        self.assertEqual([x.line for x in follow.backlog], ["old 2"])
+        write(self.engine, sid, 2, "new 2")
+        advanceClock(self.clock, 1)
+        write(self.engine, sid, 1, "new 1")
+        self.assertEqual([x.line for x in seen], ["new 2", "new 1"])
+        self.assertNoResult(follow.ended)
+        stopped.callback(None)
+        self.settle(follow.ended)
+        write_after = [t for t in self.engine.tasksOf(sid) if t.state == "running"]
+        self.assertTrue(write_after)
+        write(self.engine, sid, 1, "after the end")
+        self.assertEqual([x.line for x in seen], ["new 2", "new 1"])
+
+    def test_followRestarts(self) -> None:
+        """Lines of tasks that came and went while followed are all given, once."""
+        sid = service(
+            self.engine,
+            ["delay", "1", "echo", "hi"],
+            RestartPolicy={"Condition": "any", "Delay": 1_000_000_000},
+        )
+        advanceClock(self.clock, 3)
+        follow, seen, stopped = self.follow(sid, tail=None)
+        advanceClock(self.clock, 10)
+        everything = self.settle(self.reader.read(sid, "web", None))
+        given = follow.backlog + seen
+        self.assertGreater(len(seen), 3)
+        # The manager keeps 5 tasks a slot: the oldest lines are gone from it.
+        self.assertEqual(given[-len(everything) :], everything)
+        self.assertEqual(len({line.task for line in given}), len(given))
+        stopped.callback(None)
+        self.settle(follow.ended)
+
+    def test_followRemoved(self) -> None:
+        """A follow of a service removed ends (stopped firing or not)."""
+        sid = self.running(1)
+        follow, seen, stopped = self.follow(sid)
+        self.settle(self.engine.request("DELETE", f"/services/{sid}"))
+        advanceClock(self.clock, 5)
+        self.settle(follow.ended)
+        self.assertEqual(self.cancelled, [stopped])
+
+    def test_cancel(self) -> None:
+        """A cancelled follow ends at once and gives no line after."""
+        sid = self.running(1)
+        follow, seen, stopped = self.follow(sid)
+        follow.cancel()
+        self.successResultOf(follow.ended)
+        self.assertEqual(self.cancelled, [stopped])
+        write(self.engine, sid, 1, "too late")
+        advanceClock(self.clock, 1)
+        self.assertEqual(seen, [])
+
+
+class ScriptedManager(StubEngine):
+    """
+    A manager whose answers a test writes: the exact bytes a real one
+    replays (from C{since}, inclusive, a task's lines at one time and all),
+    which the fake manager, delivering each line once as it is written,
+    cannot show.  Logs hold (nanos, task, node, text) lines.
+    """
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[int, str, str, str]] = []
+        self.asked: list[tuple[str, str, dict[str, Any]]] = []
+        self.onData: Callable[[bytes], object] | None = None
+        self.streamEnded: Deferred[None] = Deferred()
+        self.nodes = [{"ID": "n1", "Description": {"Hostname": "one"}}]
+
+    def body(self, since: int) -> bytes:
+        return b"".join(
+            framed(
+                f"{_stamp(n)} com.docker.swarm.node.id={node},"
+                f"com.docker.swarm.task.id={task} {text}\n".encode()
+            )
+            for n, task, node, text in self.lines
+            if n >= since
+        )
+
+    def request(self, method: str, path: str, params: Any = None, *a: Any, **k: Any) -> Any:
+        self.asked.append((method, path, dict(params or {})))
+        if path == "/nodes":
+            return succeed((200, self.nodes))
+        since = _nanos(params["since"]) if params and "since" in params else 0
+        return succeed((200, self.body(since)))
+
+    def stream(self, method: str, path: str, params: Any, onData: Any, *a: Any, **k: Any) -> Any:
+        self.asked.append((method, path, dict(params)))
+        self.onData = onData
+        self.sinceNanos = _nanos(params["since"])
+        stream = _ScriptedStream(self.streamEnded)
+        return succeed(stream)
+
+    def replay(self) -> None:
+        """The stream sends what the manager holds from its C{since} on."""
+        assert self.onData is not None
+        self.onData(self.body(self.sinceNanos))
+
+    def send(self, n: int, task: str, text: str, node: str = "n1") -> None:
+        """A task writes a line, and the stream carries it."""
+        self.lines.append((n, task, node, text))
+        if self.onData is not None and not self.streamEnded.called:
+            self.onData(self._one(n, task, node, text))
+
+    def _one(self, n: int, task: str, node: str, text: str) -> bytes:
+        return framed(
+            f"{_stamp(n)} com.docker.swarm.node.id={node},com.docker.swarm.task.id={task} "
+            f"{text}\n".encode()
+        )
+
+
+class _ScriptedStream:
+    def __init__(self, ended: Deferred[None]) -> None:
+        self.ended = ended
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        if not self.ended.called:
+            self.ended.callback(None)
+
+
+def _stamp(nanos: int) -> str:
+    import time
+
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(nanos // 10**9)) + (
+        f".{nanos % 10**9:09d}Z"
+    )
+
+
+def _nanos(param: str) -> int:
+    seconds, _, fraction = param.partition(".")
+    return int(seconds) * 10**9 + int((fraction + "000000000")[:9])
+
+
+S = 10**9
+
+
+class ScriptedManagerTests(SynchronousTestCase):
+    """L{ServiceLogReader.follow} against a manager's exact replays."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(100)
+        self.manager = ScriptedManager()
+        self.reader = ServiceLogReader(self.clock, self.manager, lambda: {"n1": "one"})
+        self.seen: list[LogLine] = []
+        self.cancelled: list[Deferred[None]] = []
+        self.stopped: Deferred[None] = Deferred(self.cancelled.append)
+
+    def follow(self, tail: int | None = None, ended: Any = lambda task: False) -> LogFollow:
+        d = self.reader.follow("sid", "web", tail, self.seen.append, self.stopped, ended=ended)
+        return self.successResultOf(d)
+
+    def texts(self) -> list[str]:
+        return [line.line for line in self.seen]
+
+    def test_replayNotDoubled(self) -> None:
+        """
+        The stream starts at the earliest last line of the running tasks and
+        replays from there: lines already in the backlog (those at the very
+        time of a task's last one too) are not given again; a new line at
+        that time is.
+        """
+        self.manager.lines = [
+            (10 * S, "a", "n1", "a10"),
+            (20 * S, "a", "n1", "a20"),
+            (20 * S, "a", "n1", "a20'"),
+            (15 * S, "b", "n1", "b15"),
+            (5 * S, "old", "n1", "old5"),
+        ]
+        follow = self.follow(tail=10, ended=lambda task: task == "old")
+        self.assertEqual([x.line for x in follow.backlog], ["old5", "a10", "b15", "a20", "a20'"])
+        self.assertEqual(self.manager.sinceNanos, 15 * S)
+        self.manager.lines.append((20 * S, "a", "n1", "a20''"))
+        self.manager.lines.append((16 * S, "b", "n1", "b16"))
+        self.manager.replay()
+        self.assertEqual(self.texts(), [])  # held until the backlog is handed on
+        self.clock.advance(0)
+        self.assertEqual(self.texts(), ["a20''", "b16"])
+
+    def test_lastRead(self) -> None:
+        """
+        Once the service stops, the stream is closed and one more read gives
+        the lines it had not delivered yet, and only those; then C{ended}.
+        """
+        self.manager.lines = [(10 * S, "a", "n1", "a10")]
+        follow = self.follow()
+        self.clock.advance(0)
+        self.manager.send(11 * S, "a", "a11")
+        self.manager.lines.append((12 * S, "a", "n1", "a12 (not streamed yet)"))
+        self.assertNoResult(follow.ended)
+        self.stopped.callback(None)
+        self.successResultOf(follow.ended)
+        self.assertEqual(self.texts(), ["a11", "a12 (not streamed yet)"])
+        reads = [params for _, path, params in self.manager.asked if path.endswith("/logs")]
+        self.assertEqual(reads[-1]["since"], nanosParam(min(10 * S, 99 * S)))
+
+    def test_newTask(self) -> None:
+        """A task with no line at the backlog's read is followed from a second before it."""
+        follow = self.follow()
+        self.assertEqual(follow.backlog, [])
+        self.assertEqual(self.manager.sinceNanos, 99 * S)
+        self.clock.advance(0)
+        self.manager.send(100 * S, "c", "c100")
+        self.assertEqual(self.texts(), ["c100"])
+
+    def test_unknownNode(self) -> None:
+        """
+        A line from a node the snapshot does not know waits for the
+        manager's node list, and the lines after it wait behind it.
+        """
+        pending: Deferred[Any] = Deferred()
+        self.manager.request = lambda method, path, *a, **k: (  # type: ignore[method-assign]
+            pending if path == "/nodes" else succeed((200, b""))
+        )
+        self.follow()
+        self.clock.advance(0)
+        self.manager.send(100 * S, "c", "c100", node="n2")
+        self.manager.send(101 * S, "a", "a101")
+        self.assertEqual(self.texts(), [])
+        pending.callback((200, [{"ID": "n2", "Description": {"Hostname": "two"}}]))
+        self.assertEqual([(x.line, x.node) for x in self.seen], [("c100", "two"), ("a101", "one")])
+
+    def test_streamEnds(self) -> None:
+        """A stream the manager ends (it went away) ends the follow."""
+        follow = self.follow()
+        self.clock.advance(0)
+        self.manager.streamEnded.callback(None)
+        self.successResultOf(follow.ended)
+        self.assertEqual(self.cancelled, [self.stopped])
+
+    def test_notFound(self) -> None:
+        """The follow of a service the manager does not have is L{NotFound}."""
+        self.manager.request = lambda *a, **k: defer.fail(  # type: ignore[method-assign]
+            EngineError(404, "service sid not found")
+        )
+        self.failureResultOf(
+            self.reader.follow("sid", "web", None, self.seen.append, self.stopped), NotFound
+        )
+        self.assertEqual(self.cancelled, [self.stopped])
+
+
+def requireSwarm() -> str:
+    """
+    The real swarm's manager.
+
+    @raise SkipTest: without C{PYCM_SWARM_HOST}, unless C{PYCM_REQUIRE_SWARM=1}.
+    """
+    host = os.environ.get("PYCM_SWARM_HOST", "")
+    if not host:
+        why = "PYCM_SWARM_HOST is not set: start a swarm with .ci/swarm-setup.sh"
+        if os.environ.get("PYCM_REQUIRE_SWARM") == "1":
+            raise AssertionError(f"PYCM_REQUIRE_SWARM=1 but {why}")
+        raise SkipTest(why)
+    return host
+
+
+SHOUT = 'i=0; while true; do i=$((i+1)); echo "out $i"; echo "err $i" >&2; sleep 0.2; done'
+
+
+class RealSwarmTests(TestCase):
+    """
+    L{ServiceLogReader} on the real two-node swarm: a service with a task
+    on each node, its lines read and followed.
+    """
+
+    timeout = 180
+
+    @defer.inlineCallbacks
+    def setUp(self) -> Any:
+        from twisted.internet import reactor
+
+        from pycm.backends.docker.engine import EngineAddress, EngineClient
+
+        host = requireSwarm()
+        self.reactor = reactor
+        self.engine = EngineClient(reactor, EngineAddress.parse(host))
+        self.addCleanup(self.engine.close)
+        self.name = "pycm-logs-" + uuid.uuid4().hex[:8]
+        image = os.environ.get("PYCM_TEST_IMAGE", "pycm-test/busybox:latest")
+        body = {
+            "Name": self.name,
+            "Labels": {"io.pycm.test": "logs"},
+            "TaskTemplate": {
+                "ContainerSpec": {
+                    "Image": image,
+                    "Args": ["sh", "-c", SHOUT],
+                    "StopGracePeriod": 1_000_000_000,
+                },
+                "RestartPolicy": {"Condition": "none"},
+                "Placement": {"MaxReplicas": 1},
+            },
+            "Mode": {"Replicated": {"Replicas": 2}},
+        }
+        _, created = yield self.engine.request("POST", "/services/create", body=body)
+        self.sid = created["ID"]
+        self.addCleanup(self.remove)
+        tasks = yield self.tasksUntil(
+            lambda ts: sum(t["Status"]["State"] == "running" for t in ts) == 2
+        )
+        self.tasks = {t["ID"] for t in tasks}
+        _, nodes = yield self.engine.request("GET", "/nodes")
+        self.hosts = {n["ID"]: n["Description"]["Hostname"] for n in nodes}
+        self.reader = ServiceLogReader(reactor, self.engine)
+        yield self.sleep(1.5)
+
+    def sleep(self, seconds: float) -> Deferred[None]:
+        from twisted.internet.task import deferLater
+
+        return deferLater(self.reactor, seconds, lambda: None)
+
+    @defer.inlineCallbacks
+    def remove(self) -> Any:
+        try:
+            yield self.engine.request("DELETE", f"/services/{self.sid}")
+        except EngineError:
+            pass
+
+    @defer.inlineCallbacks
+    def tasksUntil(self, done: Callable[[list[dict[str, Any]]], bool]) -> Any:
+        filters = {"service": [self.name]}
+        for _ in range(300):
+            _, tasks = yield self.engine.request("GET", "/tasks", {"filters": filters})
+            if done(tasks):
+                return tasks
+            yield self.sleep(0.2)
+        self.fail(f"the tasks of {self.name} never got there: {tasks}")
+
+    @defer.inlineCallbacks
+    def test_read(self) -> Any:
+        """
+        The lines of both tasks, on both nodes, merged in time order, each
+        tagged with its task and its node's hostname; C{tail} counts overall.
+        """
+        lines = yield self.reader.read(self.sid, self.name, None)
+        self.assertEqual({line.task for line in lines}, self.tasks)
+        self.assertEqual({line.node for line in lines}, set(self.hosts.values()))
+        self.assertEqual({line.stream for line in lines}, {"stdout", "stderr"})
+        times = [line.time for line in lines]
+        self.assertEqual(times, sorted(times))
+        tail = yield self.reader.read(self.sid, self.name, 3)
+        self.assertEqual(len(tail), 3)
+        self.assertGreaterEqual(tail[0].time, lines[-3].time)
+
+    @defer.inlineCallbacks
+    def test_follow(self) -> Any:
+        """
+        The backlog, then the new lines until the service has stopped (here
+        scaled to 0): together every line from the backlog's first on, once.
+        """
+        seen: list[LogLine] = []
+        stopped: Deferred[None] = Deferred()
+        follow = yield self.reader.follow(self.sid, self.name, 4, seen.append, stopped)
+        self.assertEqual(len(follow.backlog), 4)
+        yield self.sleep(2)
+        _, spec = yield self.engine.request("GET", f"/services/{self.sid}")
+        body = dict(spec["Spec"], Mode={"Replicated": {"Replicas": 0}})
+        yield self.engine.request(
+            "POST",
+            f"/services/{self.sid}/update",
+            {"version": spec["Version"]["Index"]},
+            body=body,
+        )
+        yield self.tasksUntil(lambda ts: not any(t["Status"]["State"] == "running" for t in ts))
+        self.assertNoResult(follow.ended)
+        stopped.callback(None)
+        yield follow.ended
+        self.assertEqual({line.task for line in seen}, self.tasks)
+        everything = yield self.reader.read(self.sid, self.name, None)
+
+        def key(line: LogLine) -> tuple[Any, ...]:
+            return (line.time, line.task, line.stream, line.line)
+
+        given = sorted(map(key, follow.backlog + seen))
+        self.assertEqual(given, sorted(map(key, everything))[-len(given) :])
+        self.assertEqual(len(set(given)), len(given))
+        self.assertEqual(sorted(map(key, everything))[-1], given[-1])
