@@ -8,7 +8,6 @@ without it under C{PYCM_REQUIRE_SWARM=1}).
 
 from __future__ import annotations
 
-import os
 import struct
 import uuid
 from collections.abc import Callable
@@ -17,7 +16,7 @@ from typing import Any
 from twisted.internet import defer
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
-from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from pycm.backends.docker.engine import EngineError
 from pycm.backends.swarm.loglines import (
@@ -34,6 +33,7 @@ from pycm.model import LogFollow, LogLine
 from pycm.testing import advanceClock, settleClock
 from pycm.testing.swarmengine import FakeSwarmEngine
 from tests.stubengine import StubEngine
+from tests.swarmsupport import engineFor, removeServices, requireSwarm, uniqueServiceName
 
 #: A line as the real manager (dockerd 20.10) sent it, framed.
 REAL_LINE = (
@@ -433,21 +433,6 @@ class ScriptedManagerTests(SynchronousTestCase):
         self.assertEqual(self.cancelled, [self.stopped])
 
 
-def requireSwarm() -> str:
-    """
-    The real swarm's manager.
-
-    @raise SkipTest: without C{PYCM_SWARM_HOST}, unless C{PYCM_REQUIRE_SWARM=1}.
-    """
-    host = os.environ.get("PYCM_SWARM_HOST", "")
-    if not host:
-        why = "PYCM_SWARM_HOST is not set: start a swarm with .ci/swarm-setup.sh"
-        if os.environ.get("PYCM_REQUIRE_SWARM") == "1":
-            raise AssertionError(f"PYCM_REQUIRE_SWARM=1 but {why}")
-        raise SkipTest(why)
-    return host
-
-
 SHOUT = 'i=0; while true; do i=$((i+1)); echo "out $i"; echo "err $i" >&2; sleep 0.2; done'
 
 
@@ -463,14 +448,12 @@ class RealSwarmTests(TestCase):
     def setUp(self) -> Any:
         from twisted.internet import reactor
 
-        from pycm.backends.docker.engine import EngineAddress, EngineClient
-
-        host = requireSwarm()
+        cluster = requireSwarm()
         self.reactor = reactor
-        self.engine = EngineClient(reactor, EngineAddress.parse(host))
+        self.engine = engineFor(reactor, cluster.host)
         self.addCleanup(self.engine.close)
-        self.name = "pycm-logs-" + uuid.uuid4().hex[:8]
-        image = os.environ.get("PYCM_TEST_IMAGE", "pycm-test/busybox:latest")
+        self.name = uniqueServiceName("logs")
+        image = cluster.image
         body = {
             "Name": self.name,
             "Labels": {"io.pycm.test": "logs"},
@@ -487,13 +470,14 @@ class RealSwarmTests(TestCase):
         }
         _, created = yield self.engine.request("POST", "/services/create", body=body)
         self.sid = created["ID"]
-        self.addCleanup(self.remove)
+        self.addCleanup(removeServices, self.engine, [self.name])
         tasks = yield self.tasksUntil(
             lambda ts: sum(t["Status"]["State"] == "running" for t in ts) == 2
         )
         self.tasks = {t["ID"] for t in tasks}
         _, nodes = yield self.engine.request("GET", "/nodes")
         self.hosts = {n["ID"]: n["Description"]["Hostname"] for n in nodes}
+        self.assertEqual(set(self.hosts.values()), {cluster.managerNode, cluster.workerNode})
         self.reader = ServiceLogReader(reactor, self.engine)
         yield self.sleep(1.5)
 
@@ -501,13 +485,6 @@ class RealSwarmTests(TestCase):
         from twisted.internet.task import deferLater
 
         return deferLater(self.reactor, seconds, lambda: None)
-
-    @defer.inlineCallbacks
-    def remove(self) -> Any:
-        try:
-            yield self.engine.request("DELETE", f"/services/{self.sid}")
-        except EngineError:
-            pass
 
     @defer.inlineCallbacks
     def tasksUntil(self, done: Callable[[list[dict[str, Any]]], bool]) -> Any:
