@@ -140,6 +140,42 @@ class EventsBetweenTests(SynchronousTestCase):
             ],
         )
 
+    def test_nodeDown(self) -> None:
+        """
+        A task still said to run on a node gone down dies then (its code
+        unknown) beside its replacement's start; when the node is back and
+        says it failed, it does not die again.
+        """
+        old = snap(1.0, service("web", task("t1", node="worker")))
+        down = Snapshot(
+            2.0,
+            {
+                "web": service(
+                    "web", task("t1", node="worker"), task("t2", node="manager", updated=1.5)
+                )
+            },
+            frozenset({"worker"}),
+        )
+        self.assertEqual(
+            eventsBetween(old, down),
+            [
+                ContainerEvent(Action.START, "web", 1.5, node="manager", task="t2"),
+                ContainerEvent(Action.DIE, "web", 2.0, None, node="worker", task="t1"),
+            ],
+        )
+        back = snap(
+            3.0,
+            service("web", exited("t1", 137, 2.8, node="worker"), task("t2", node="manager")),
+        )
+        self.assertEqual(eventsBetween(down, back), [])
+
+    def test_nodeBack(self) -> None:
+        """A task lost with its node that runs again once the node is back starts again."""
+        down = Snapshot(2.0, {"web": service("web", task("t1", node="w"))}, frozenset({"w"}))
+        self.assertEqual(eventsBetween(down, down), [])
+        back = snap(3.0, service("web", task("t1", node="w", updated=0.5)))
+        self.assertEqual(actions(eventsBetween(down, back)), [("web", "start", "t1")])
+
     def test_neverStarted(self) -> None:
         """A task whose container could not start gives no event."""
         old = snap(1.0, service("web"))
@@ -376,7 +412,11 @@ class JournalTests(SynchronousTestCase):
 
     def test_roundTrip(self) -> None:
         """L{decode} gives back what L{encode} was given (specs aside)."""
-        s = snap(3.0, service("web", task("t1", node=None, slot=None), exited("t0", 2, 2.5)))
+        s = Snapshot(
+            3.0,
+            {"web": service("web", task("t1", node=None, slot=None), exited("t0", 2, 2.5))},
+            frozenset({"worker"}),
+        )
         own = OwnChanges(frozenset({"a"}), frozenset({("b", "id-b")}), frozenset({("id-c", 4)}))
         self.assertEqual(decode(encode(s, own)), (s, own))
         self.assertEqual(decode(encode(None, own)), (None, own))

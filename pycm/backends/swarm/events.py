@@ -128,48 +128,62 @@ def _time(engineTime: float, fallback: float) -> float:
     return engineTime if engineTime > 0 else fallback
 
 
+def _lost(task: TaskView | None, snapshot: Snapshot) -> bool:
+    """Does C{task} say it runs on a node the manager sees down?"""
+    return task is not None and task.running and task.node in snapshot.downNodes
+
+
 def _taskEvents(
-    name: str, before: TaskView | None, after: TaskView | None, now: float
+    name: str,
+    before: TaskView | None,
+    after: TaskView | None,
+    old: Snapshot,
+    new: Snapshot,
 ) -> list[_Timed]:
     """
     C{start} and C{die} of one task between two looks (None: not there).
     A task first seen ended is started at the time it ended: its start is
-    not known, and a slot's next task starts after it anyway.
+    not known, and a slot's next task starts after it anyway.  A task on a
+    node gone down dies then (its exit code unknown), and starts again if
+    it runs once its node is back.
     """
-    ranBefore = before is not None and taskRan(before)
-    endedBefore = before is not None and before.ended
-    events: list[_Timed] = []
+    now = new.time
     task = after or before
     assert task is not None
-    if endedBefore:
-        return events
-    ranNow = ranBefore or (after is not None and taskRan(after))
-    if not ranNow:
-        return events
-    endedNow = after is None or after.ended
-    endTime = now if after is None else _time(after.updated, now)
+    if before is not None and before.ended:
+        return []
+    start = ContainerEvent(Action.START, name, now, node=task.node, task=task.id)
+    if _lost(before, old):
+        if after is not None and after.running and not _lost(after, new):
+            when = _time(after.updated, now)
+            return [_Timed(when, attrs.evolve(start, time=when))]
+        return []
+    ranBefore = before is not None and taskRan(before)
+    if not (ranBefore or (after is not None and taskRan(after))):
+        return []
+    lostNow = _lost(after, new)
+    endedNow = after is None or after.ended or lostNow
+    endTime = now if after is None or lostNow else _time(after.updated, now)
+    events: list[_Timed] = []
     if not ranBefore:
         started = _time(after.updated, now) if after is not None and not endedNow else endTime
-        events.append(
-            _Timed(
-                started, ContainerEvent(Action.START, name, started, node=task.node, task=task.id)
-            )
-        )
+        events.append(_Timed(started, attrs.evolve(start, time=started)))
     if endedNow:
-        code = after.exitCode if after is not None else None
-        events.append(
-            _Timed(
-                endTime,
-                ContainerEvent(Action.DIE, name, endTime, code, node=task.node, task=task.id),
-            )
-        )
+        code = after.exitCode if after is not None and not lostNow else None
+        die = ContainerEvent(Action.DIE, name, endTime, code, node=task.node, task=task.id)
+        events.append(_Timed(endTime, die))
     return events
 
 
 def _serviceEvents(
-    before: ServiceView | None, after: ServiceView | None, own: OwnChanges, now: float
+    before: ServiceView | None,
+    after: ServiceView | None,
+    own: OwnChanges,
+    old: Snapshot,
+    new: Snapshot,
 ) -> list[ContainerEvent]:
     """The events of one service between two looks (None: not there)."""
+    now = new.time
     service = after or before
     assert service is not None
     name = service.name
@@ -196,7 +210,7 @@ def _serviceEvents(
     tasksAfter = {task.id: task for task in after.tasks} if after is not None else {}
     ids = list(tasksBefore) + [tid for tid in tasksAfter if tid not in tasksBefore]
     for tid in ids:
-        timed.extend(_taskEvents(name, tasksBefore.get(tid), tasksAfter.get(tid), now))
+        timed.extend(_taskEvents(name, tasksBefore.get(tid), tasksAfter.get(tid), old, new))
     timed.sort(key=lambda item: item.time)
     return first + [item.event for item in timed] + last
 
@@ -211,7 +225,9 @@ def eventsBetween(
     did not change itself (C{own}), C{create}, C{destroy}, C{scale} (its
     desired count changed: C{replicas} is the new one) and C{update} (its
     version changed otherwise).  A task that came and went between the two
-    gives its C{start} and its C{die}.
+    gives its C{start} and its C{die}.  A task running on a node that went
+    down dies (exit code unknown); it starts again if it runs once the
+    node is back.
 
     Services come one after the other in name order; a service's events
     are its C{create}, then its C{scale}/C{update} and tasks' events in
@@ -224,8 +240,8 @@ def eventsBetween(
         before = old.services.get(name)
         after = new.services.get(name)
         if before is not None and after is not None and before.id != after.id:
-            events.extend(_serviceEvents(before, None, own, new.time))
-            events.extend(_serviceEvents(None, after, own, new.time))
+            events.extend(_serviceEvents(before, None, own, old, new))
+            events.extend(_serviceEvents(None, after, own, old, new))
         else:
-            events.extend(_serviceEvents(before, after, own, new.time))
+            events.extend(_serviceEvents(before, after, own, old, new))
     return events

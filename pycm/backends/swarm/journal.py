@@ -108,6 +108,7 @@ def encode(snapshot: Snapshot | None, own: OwnChanges) -> bytes:
         "format": FORMAT,
         "time": None if snapshot is None else snapshot.time,
         "services": services,
+        "down": None if snapshot is None else sorted(snapshot.downNodes),
         "own": {
             "created": sorted(own.created),
             "removed": sorted([name, sid] for name, sid in own.removed),
@@ -150,9 +151,11 @@ def decode(content: bytes) -> tuple[Snapshot | None, OwnChanges]:
     if data.get("services") is None:
         return None, marks
     services = [_service(s) for s in _want(data.get("services"), list, "services")]
+    down = _want(data.get("down"), list, "the nodes down")
     snapshot = Snapshot(
         time=float(_want(data.get("time"), (int, float), "the time")),
         services={service.name: service for service in services},
+        downNodes=frozenset(_want(node, str, "a node down") for node in down),
     )
     if len(snapshot.services) != len(services):
         raise Damaged("a service is there twice")

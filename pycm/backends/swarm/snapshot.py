@@ -77,7 +77,12 @@ class Snapshot:
     """
     The manager's pycm services at C{time} (POSIX seconds, the backend's
     clock), by name.
+
+    @ivar downNodes: the hostnames of the nodes the manager sees C{down}:
+        their tasks still say C{running} (the manager cannot hear from
+        them) but are lost to the swarm.
     """
 
     time: float
     services: Mapping[str, ServiceView] = attrs.field(factory=dict)
+    downNodes: frozenset[str] = frozenset()

@@ -162,8 +162,11 @@ class SnapshotWaits:
     def _died(self, waiter: _Waiter, new: Snapshot, service: ServiceView | None) -> Any:
         """The first C{die} of C{waiter}'s service's tasks since its last look."""
         assert waiter.last is not None and waiter.lastSnapshot is not None
-        old = Snapshot(waiter.lastSnapshot.time, {waiter.name: waiter.last})
-        now = Snapshot(new.time, {waiter.name: service} if service is not None else {})
+        last = waiter.lastSnapshot
+        old = Snapshot(last.time, {waiter.name: waiter.last}, last.downNodes)
+        now = Snapshot(
+            new.time, {waiter.name: service} if service is not None else {}, new.downNodes
+        )
         for event in eventsBetween(old, now):
             if event.action == Action.DIE:
                 return event
