@@ -388,6 +388,19 @@ class ScriptedManagerTests(SynchronousTestCase):
         reads = [params for _, path, params in self.manager.asked if path.endswith("/logs")]
         self.assertEqual(reads[-1]["since"], nanosParam(min(10 * S, 99 * S)))
 
+    def test_noBacklog(self) -> None:
+        """
+        C{tail} 0: no backlog, and only the lines after each task's last
+        one are followed (none of the second before the read).
+        """
+        self.manager.lines = [(99 * S + 5, "a", "n1", "a99"), (90 * S, "b", "n1", "b90")]
+        follow = self.follow(tail=0)
+        self.assertEqual(follow.backlog, [])
+        self.manager.lines.append((100 * S, "a", "n1", "a100"))
+        self.manager.replay()
+        self.clock.advance(0)
+        self.assertEqual(self.texts(), ["a100"])
+
     def test_newTask(self) -> None:
         """A task with no line at the backlog's read is followed from a second before it."""
         follow = self.follow()

@@ -160,7 +160,11 @@ class ServiceLogReader:
     ) -> Any:
         """Read the backlog, open the stream; fire with the backlog."""
         readAt = self.clock.seconds()
-        raw, backlog = yield self._backlog(follow.sid, follow.name, tail, since)
+        # With no backlog asked for, each task's last line still says where
+        # its new lines begin.
+        raw, backlog = yield self._backlog(follow.sid, follow.name, tail or 1, since)
+        if tail == 0:
+            backlog = []
         names = yield self.nodeNames.resolve(line.nodeId for line in backlog)
         for line in raw:
             follow.cursor.given(line)
