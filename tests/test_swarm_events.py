@@ -378,22 +378,49 @@ class JournalTests(SynchronousTestCase):
 
     def test_ownMarksSurviveRestart(self) -> None:
         """
-        A service pycm created (and told) just before the daemon died is
-        not created again by the first snapshot after the restart.
+        A service pycm created and told just before the daemon died is not
+        created again by the first snapshot after the restart.
         """
         journal = SnapshotJournal(self.path)
         journal.advance(snap(1.0))
         journal.mark(created=("web",))
+        journal.telling(created=("web",))
         restarted = SnapshotJournal(self.path)
         self.assertEqual(restarted.advance(snap(2.0, service("web"))), [])
         self.assertFalse(restarted.own)
+
+    def test_untoldNotKept(self) -> None:
+        """
+        A change of pycm's whose events the daemon had not told when it died
+        is told by the first snapshot after the restart; before the restart,
+        it is the backend's to tell.
+        """
+        journal = SnapshotJournal(self.path)
+        journal.advance(snap(1.0, service("web")))
+        journal.mark(updated=(("id-web", 10),))
+        self.assertEqual(journal.advance(snap(2.0, service("web"))), [])
+        restarted = SnapshotJournal(self.path)
+        events = restarted.advance(snap(3.0, service("web", desired=0, version=11)))
+        self.assertEqual(actions(events), [("web", "scale")])
+
+    def test_tellingSeen(self) -> None:
+        """A change a snapshot already showed is not kept when told after."""
+        journal = SnapshotJournal(self.path)
+        journal.advance(snap(1.0))
+        journal.mark(created=("web",))
+        journal.advance(snap(2.0, service("web")))
+        journal.telling(created=("web",))
+        self.assertFalse(journal.told)
+        self.assertFalse(SnapshotJournal(self.path).own)
 
     def test_unmark(self) -> None:
         """A change whose request failed is told when another client makes it."""
         journal = SnapshotJournal(self.path)
         journal.advance(snap(1.0, service("web")))
         journal.mark(updated=(("id-web", 10),))
+        journal.telling(updated=(("id-web", 10),))
         journal.unmark(updated=(("id-web", 10),))
+        self.assertFalse(SnapshotJournal(self.path).own)
         events = journal.advance(snap(2.0, service("web", version=11)))
         self.assertEqual(actions(events), [("web", "update")])
 

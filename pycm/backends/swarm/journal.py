@@ -165,10 +165,18 @@ def decode(content: bytes) -> tuple[Snapshot | None, OwnChanges]:
 class SnapshotJournal:
     """
     The baseline the events are told from (the last snapshot whose events
-    were told) and pycm's own changes not yet seen (L{OwnChanges}), kept
-    in C{path} when given: written before the events a snapshot gives are
-    handed on (L{advance}), and before each request of pycm's own goes out
-    (L{mark}).
+    were told) and pycm's own changes not yet seen in a snapshot
+    (L{OwnChanges}), kept in C{path} when given.
+
+    The backend marks each change of its own before its request goes out
+    (L{mark}; L{unmark} if it failed), and calls L{telling} just before it
+    tells the change's events; the watcher hands each snapshot to
+    L{advance}, then its events on, then the snapshot to the waits.  The
+    file is written before the events are handed on (by L{advance} and by
+    L{telling}), so a daemon killed at any point tells nothing twice after
+    its restart; a change whose events the backend had not told yet when
+    it died is not kept, so the first snapshot after the restart tells it
+    (as it tells another client's).
 
     A missing journal (the first start) or one that cannot be read (damaged,
     a link, not the daemon's: logged, as L{pycm.backends.docker.signals}
@@ -183,7 +191,10 @@ class SnapshotJournal:
     def __init__(self, path: str | None = None) -> None:
         self.path = path
         self.baseline: Snapshot | None = None
+        #: Every change of pycm's not yet seen...
         self.own = OwnChanges()
+        #: ... and those whose events are being told (kept in the file).
+        self.told = OwnChanges()
         self._written: bytes | None = None
         self._writeFailed = False
         if path is not None:
@@ -212,6 +223,7 @@ class SnapshotJournal:
                 error=e,
             )
             return
+        self.told = self.own
         self._written = content
 
     def mark(
@@ -226,7 +238,6 @@ class SnapshotJournal:
         their events are the backend's, not the snapshots'.
         """
         self.own = self.own.plus(created, removed, updated)
-        self._write()
 
     def unmark(
         self,
@@ -236,6 +247,28 @@ class SnapshotJournal:
     ) -> None:
         """The request of a L{mark} failed: it did not happen."""
         self.own = self.own.without(created, removed, updated)
+        told = self.told.without(created, removed, updated)
+        if told != self.told:
+            self.told = told
+            self._write()
+
+    def telling(
+        self,
+        created: tuple[str, ...] = (),
+        removed: tuple[tuple[str, str], ...] = (),
+        updated: tuple[tuple[str, int], ...] = (),
+    ) -> None:
+        """
+        The backend is about to tell the events of these marked changes:
+        keep them in the file (a snapshot that already showed one has
+        dropped it: nothing to keep).
+        """
+        own = self.own
+        self.told = self.told.plus(
+            own.created & frozenset(created),
+            own.removed & frozenset(removed),
+            own.updated & frozenset(updated),
+        )
         self._write()
 
     def advance(self, snapshot: Snapshot) -> list[ContainerEvent]:
@@ -247,13 +280,14 @@ class SnapshotJournal:
         events = [] if self.baseline is None else eventsBetween(self.baseline, snapshot, self.own)
         self.baseline = snapshot
         self.own = self.own.seenIn(snapshot)
+        self.told = self.told.seenIn(snapshot)
         self._write()
         return events
 
     def _write(self) -> None:
         if self.path is None:
             return
-        content = encode(self.baseline, self.own)
+        content = encode(self.baseline, self.told)
         if content == self._written:
             return
         try:
