@@ -187,8 +187,8 @@ class FakeSwarmEngineTests(SynchronousTestCase):
         """
         A killed worker's engine is unreachable at once; after the
         heartbeat the manager sees it down (a node event) and runs its
-        tasks on the manager; restored, it is ready and its old task shut
-        down.
+        tasks on the manager (after the restart delay); restored, it is
+        ready and its old task fails, its container killed.
         """
         self.service("web", "sleep", "infinity", replicas=2)
         advanceClock(self.clock, 1)
@@ -203,7 +203,7 @@ class FakeSwarmEngineTests(SynchronousTestCase):
         )
         advanceClock(self.clock, 4)
         self.assertEqual(self.states("web")[1], (2, "worker", "running", "running"))
-        advanceClock(self.clock, 7)
+        advanceClock(self.clock, 9)
         self.assertEqual(
             self.states("web"),
             [
@@ -219,7 +219,11 @@ class FakeSwarmEngineTests(SynchronousTestCase):
         )
         self.engine.restoreNode("worker")
         advanceClock(self.clock, 1)
-        self.assertEqual(self.states("web")[1], (2, "worker", "shutdown", "shutdown"))
+        task = self.engine.tasksOf("web")[1]
+        self.assertEqual(
+            (task.state, task.desiredState, task.err, task.exitCode),
+            ("failed", "shutdown", "task: non-zero exit (137)", 137),
+        )
         nodes = self.call("GET", "/nodes")[1]
         self.assertEqual([n["Status"]["State"] for n in nodes], ["ready", "ready"])
 
@@ -298,7 +302,10 @@ class FakeSwarmEngineTests(SynchronousTestCase):
         )
 
     def test_followLogs(self) -> None:
-        """A log follow gives the backlog, then new tasks' lines as they come."""
+        """
+        A log follow gives the backlog, then new tasks' lines as they come;
+        it goes on after the service is removed (as the real one's does).
+        """
         self.service(
             "chat", "echo", "hi", RestartPolicy={"Condition": "any", "Delay": 1_000_000_000}
         )
@@ -317,6 +324,9 @@ class FakeSwarmEngineTests(SynchronousTestCase):
         tasks = self.engine.tasksOf("chat")
         self.assertIn(f"task.id={tasks[1].id} hi\n".encode(), received[1])
         self.call("DELETE", "/services/chat")
+        advanceClock(self.clock, 20)
+        self.assertNoResult(stream.ended)
+        stream.cancel()
         self.assertIsNone(self.successResultOf(stream.ended))
 
     def test_rollingUpdate(self) -> None:

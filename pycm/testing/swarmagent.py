@@ -89,6 +89,7 @@ class Agents:
         def refused(failure: Any) -> None:
             failure.trap(EngineError)
             task.err = failure.value.message
+            task.exitCode = 0
             self.cluster.touch(task, "rejected")
             self.cluster.taskEnded(task)
 
@@ -137,7 +138,7 @@ class Agents:
             return
         task.exitCode = status
         task.pid = 0
-        if not task.runnable:
+        if not task.runnable and not task.nodeLost:
             self.cluster.touch(task, "shutdown", "shutdown")
             self.reap(task)
             return
@@ -146,7 +147,26 @@ class Agents:
         else:
             task.err = f"task: non-zero exit ({status})"
             self.cluster.touch(task, "failed")
-        self.cluster.taskEnded(task)
+        if task.runnable:
+            self.cluster.taskEnded(task)
+        else:
+            self.reap(task)
+
+    def orphaned(self, task: FakeTask) -> None:
+        """
+        The node of C{task} is back after it was lost: its container (that
+        ran on meanwhile) is killed, and the task fails with its exit code.
+        """
+        node = self.nodeOf(task)
+        container = node.engine.containers.get(task.containerId) if node else None
+        if node is None or task.finished or container is None:
+            return
+        if container.status == "running":
+            node.engine.request(
+                "POST", f"/containers/{task.containerId}/kill", {"signal": "SIGKILL"}
+            ).addErrback(_ignore)
+        else:
+            self._exited(task, container.exitCode)
 
     def shutDown(self, task: FakeTask) -> None:
         """Stop C{task}: its container with its grace period, then C{shutdown}."""

@@ -24,6 +24,7 @@ from zope.interface import implementer
 
 from pycm.backends.docker.engine import EngineError, Stream
 from pycm.backends.docker.interfaces import IDockerEngine
+from pycm.backends.docker.stream import JSONLines
 from pycm.errors import Unavailable
 from pycm.testing.dockerengine import FakeDockerEngine
 from pycm.testing.dockerstate import (
@@ -122,7 +123,9 @@ class FakeSwarmEngine:
     C{heartbeat} seconds and moves its tasks), L{restoreNode},
     L{setReachable} (the manager's API stops answering, or answers again;
     the cluster goes on), L{nodeEngine} (a node's own engine, to signal
-    a task's container).
+    a task's container).  Its event stream has the cluster's service and
+    node events and, as the real one, the events of the manager node's
+    own containers.
 
     @param mode: C{manager}; C{worker} or C{inactive} for an engine that
         is a swarm's worker, or in no swarm (its swarm calls fail with
@@ -140,7 +143,7 @@ class FakeSwarmEngine:
         nodes: Iterable[tuple[str, str]] = (("manager", "manager"), ("worker", "worker")),
         mode: str = "manager",
         stepDelay: float = 0.05,
-        heartbeat: float = 5.0,
+        heartbeat: float = 6.0,
     ) -> None:
         self.clock = clock
         self.mode = mode
@@ -158,6 +161,8 @@ class FakeSwarmEngine:
         for hostname, role in nodes:
             self.cluster.addNode(hostname, role)
         self.logs = ServiceLogs(self.cluster)
+        # The manager's own containers' events are in its stream too.
+        self.manager.engine.stream("GET", "/events", {}, JSONLines(self._localEvent).feed)
 
     # -- test controls ------------------------------------------------------
 
@@ -328,7 +333,6 @@ class FakeSwarmEngine:
         if route == ("DELETE", "services", 2):
             service = self._service(parts[1])
             self.cluster.removeService(service)
-            self.logs.serviceRemoved(service)
             return (200, None)
         if route == ("POST", "services", 3) and parts[2] == "update":
             return (200, self._update(self._service(parts[1]), params, body))
@@ -476,12 +480,19 @@ class FakeSwarmEngine:
             if feed.accepts(event):
                 self.clock.callLater(0, feed.write, json.dumps(event).encode() + b"\n")
 
+    def _localEvent(self, event: dict[str, Any]) -> None:
+        """Pass an event of the manager's own containers on."""
+        for feed in list(self._eventFeeds):
+            if feed.accepts(event):
+                feed.write(json.dumps(event).encode() + b"\n")
+
     def _followEvents(self, feed: Feed, params: dict[str, Any]) -> None:
         filters = parseFilters(params.get("filters"))
         feed.accepts = lambda event: eventMatches(event, filters)
         since = sinceNanos(params.get("since"))
         if since is not None:
-            for event in self.events:
+            local = self.manager.engine.events
+            for event in sorted(self.events + local, key=lambda e: e["timeNano"]):
                 if event["timeNano"] >= since and feed.accepts(event):
                     feed.write(json.dumps(event).encode() + b"\n")
         self._eventFeeds.append(feed)

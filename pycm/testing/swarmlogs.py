@@ -3,6 +3,8 @@ C{GET /services/ID/logs} of L{pycm.testing.swarmengine.FakeSwarmEngine}:
 the logs of a service's tasks' containers on their nodes, each line
 tagged, with C{details}, with its node, service and task ids as the real
 manager tags them; C{tail} and C{since} per task, as the real one does.
+A follow takes in the service's new tasks, and goes on (silent) after the
+service is removed, as the real one does, until its reader cancels it.
 """
 
 from __future__ import annotations
@@ -124,12 +126,6 @@ class ServiceLogs:
         listener = Feed(received, Deferred())
         container.followers.append(listener)
         follow.feed.ended.addBoth(discard, container.followers, listener)
-
-    def serviceRemoved(self, service: FakeService) -> None:
-        """End the follows of a removed service."""
-        for follow in list(self.follows):
-            if follow.service is service:
-                follow.feed.end()
 
     def endAll(self) -> None:
         for follow in list(self.follows):

@@ -19,7 +19,9 @@ from typing import Any
 from twisted.internet.defer import Deferred, inlineCallbacks
 from zope.interface.verify import verifyObject
 
+from pycm.backends.docker.engine import Stream
 from pycm.backends.docker.interfaces import IDockerEngine
+from pycm.backends.docker.stream import JSONLines
 from pycm.testing.swarmsuitebase import SUITE_LABEL, SwarmFixture, SwarmSuiteBase
 
 _DETAILS = re.compile(
@@ -216,6 +218,23 @@ class SwarmEngineTests(SwarmSuiteBase):
         self.assertEqual(len(tasks), 1)
 
     @inlineCallbacks
+    def test_missingImage(self) -> Generator[Deferred[Any], Any, None]:
+        """A task of an image its node has not is rejected, saying so."""
+        name = f"pycms-{self.runId}-noimage"
+        self.names.append(name)
+        body = self.body(name, self.fixture.longCommand)
+        body["TaskTemplate"]["ContainerSpec"]["Image"] = "pycm-test/no-such-image:1"
+        yield self.call("POST", "/services/create", body=body)
+        tasks = yield self.eventually(
+            lambda: self.tasks(name).addCallback(
+                lambda found: found and found[0]["Status"]["State"] == "rejected" and found
+            )
+        )
+        status = tasks[0]["Status"]
+        self.assertEqual(status["Err"], "No such image: pycm-test/no-such-image:1")
+        self.assertEqual((status["Message"], tasks[0]["DesiredState"]), ("preparing", "shutdown"))
+
+    @inlineCallbacks
     def test_restartPolicy(self) -> Generator[Deferred[Any], Any, None]:
         """
         C{on-failure} with C{MaxAttempts: 1} runs a failing task twice in
@@ -307,6 +326,42 @@ class SwarmEngineTests(SwarmSuiteBase):
             self.assertEqual(event["Actor"]["Attributes"]["name"], name)
             self.assertIsInstance(event["timeNano"], int)
         yield self.assertStatus(self.engine.request("GET", f"/services/{service['ID']}"), 404)
+        nano = events[0]["timeNano"]
+        replayed: list[dict[str, Any]] = []
+        params = {"filters": {"type": ["service"]}, "since": f"{nano // 10**9}.{nano % 10**9:09d}"}
+        stream: Stream = yield self.settle(
+            self.engine.stream("GET", "/events", params, JSONLines(replayed.append).feed)
+        )
+        self.addCleanup(stream.cancel)
+        yield self.eventually(lambda: len([e for e in replayed if e in events]) == 3)
+
+    @inlineCallbacks
+    def test_managerContainerEvents(self) -> Generator[Deferred[Any], Any, None]:
+        """
+        The manager's event stream has its own task containers' events,
+        labelled with their service and task.
+        """
+        name = f"pycms-{self.runId}-local"
+        seen: list[dict[str, Any]] = []
+        params = {
+            "filters": {"type": ["container"], "label": [f"com.docker.swarm.service.name={name}"]}
+        }
+        stream: Stream = yield self.settle(
+            self.engine.stream("GET", "/events", params, JSONLines(seen.append).feed)
+        )
+        self.addCleanup(stream.cancel)
+        yield self.create(
+            "local",
+            self.fixture.exitCommand(0),
+            constraints=(f"node.hostname=={self.fixture.managerNode}",),
+        )
+        yield self.eventually(lambda: "die" in [e["Action"] for e in seen])
+        tasks = yield self.tasks(name)
+        self.assertEqual([e["Action"] for e in seen][:2], ["create", "start"])
+        die = [e for e in seen if e["Action"] == "die"][0]
+        self.assertEqual(die["Actor"]["Attributes"]["exitCode"], "0")
+        self.assertEqual(die["Actor"]["Attributes"]["com.docker.swarm.task.id"], tasks[0]["ID"])
+        self.assertEqual(die["Actor"]["ID"], tasks[0]["Status"]["ContainerStatus"]["ContainerID"])
 
     @inlineCallbacks
     def test_logsWithDetails(self) -> Generator[Deferred[Any], Any, None]:
