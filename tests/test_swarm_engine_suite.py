@@ -3,46 +3,28 @@ The swarm engine suite (L{pycm.testing.swarmsuite}) on the fake swarm
 manager (on every machine, on a clock) and on the real two-node swarm
 through L{EngineClient}; and what the fake does beyond the suite.
 
-The real swarm's run needs C{PYCM_SWARM_HOST} (C{.ci/swarm-setup.sh}
-exports it, with C{PYCM_SWARM_MANAGER_NODE}, C{PYCM_SWARM_WORKER_NODE} and
-C{PYCM_TEST_IMAGE}); it skips without it, and fails without it under
-C{PYCM_REQUIRE_SWARM=1}.
+The real swarm's run needs C{PYCM_SWARM_HOST} and the rest of what
+C{.ci/swarm-setup.sh} exports (L{tests.swarmsupport}); it skips without
+it, and fails without it under C{PYCM_REQUIRE_SWARM=1}.
 """
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from twisted.internet import defer, reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock, deferLater
-from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from pycm.backends.docker.engine import EngineAddress, EngineClient, EngineError
+from pycm.backends.docker.engine import EngineError
 from pycm.backends.docker.interfaces import IDockerEngine
 from pycm.backends.docker.stream import JSONLines
 from pycm.errors import Unavailable
 from pycm.testing import ClockPerTest, advanceClock, settleClock
 from pycm.testing.swarmengine import FakeSwarmEngine
 from pycm.testing.swarmsuite import SwarmEngineTests
-
-
-def requireSwarm() -> str:
-    """
-    The swarm manager the real suite runs against.
-
-    @raise SkipTest: if C{PYCM_SWARM_HOST} is unset, unless
-        C{PYCM_REQUIRE_SWARM=1}.
-    @raise AssertionError: if it is unset and C{PYCM_REQUIRE_SWARM=1}.
-    """
-    host = os.environ.get("PYCM_SWARM_HOST", "")
-    if not host:
-        why = "PYCM_SWARM_HOST is not set: start a swarm with .ci/swarm-setup.sh"
-        if os.environ.get("PYCM_REQUIRE_SWARM") == "1":
-            raise AssertionError(f"PYCM_REQUIRE_SWARM=1 but {why}")
-        raise SkipTest(why)
-    return host
+from tests.swarmsupport import engineFor, requireSwarm
 
 
 class FakeSwarmFixture(ClockPerTest):
@@ -61,9 +43,17 @@ class FakeSwarmFixture(ClockPerTest):
 
     def makeEngine(self, testCase: TestCase) -> Deferred[IDockerEngine]:
         clock = self.newClock(testCase, now=1_700_000_000)
-        engine = FakeSwarmEngine(clock)
+        engine = self.engines[testCase] = FakeSwarmEngine(clock)
+        testCase.addCleanup(self.engines.pop, testCase, None)
         testCase.addCleanup(lambda: self.settle(testCase, engine.close(), 10))
         return defer.succeed(engine)
+
+    def nodeEngine(self, testCase: TestCase, hostname: str) -> IDockerEngine:
+        return self.engines[testCase].nodeEngine(hostname)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.engines: dict[TestCase, FakeSwarmEngine] = {}
 
 
 class RealSwarmFixture:
@@ -73,15 +63,15 @@ class RealSwarmFixture:
 
     @property
     def image(self) -> str:
-        return os.environ.get("PYCM_TEST_IMAGE", "pycm-test/busybox:latest")
+        return requireSwarm().image
 
     @property
     def managerNode(self) -> str:
-        return os.environ.get("PYCM_SWARM_MANAGER_NODE", "")
+        return requireSwarm().managerNode
 
     @property
     def workerNode(self) -> str:
-        return os.environ.get("PYCM_SWARM_WORKER_NODE", "")
+        return requireSwarm().workerNode
 
     def exitCommand(self, code: int) -> tuple[str, ...]:
         return ("sh", "-c", f"exit {code}")
@@ -90,9 +80,17 @@ class RealSwarmFixture:
         return ("printf", "%s\\n", text)
 
     def makeEngine(self, testCase: TestCase) -> Deferred[IDockerEngine]:
-        engine = EngineClient(reactor, EngineAddress.parse(requireSwarm()))
+        engine = engineFor(reactor, requireSwarm().host)
         testCase.addCleanup(engine.close)
         return defer.succeed(engine)
+
+    def nodeEngine(self, testCase: TestCase, hostname: str) -> IDockerEngine:
+        cluster = requireSwarm()
+        engine = engineFor(
+            reactor, cluster.workerHost if hostname == cluster.workerNode else cluster.host
+        )
+        testCase.addCleanup(engine.close)
+        return engine
 
     def settle(self, testCase: TestCase, d: Deferred[Any], timeout: float) -> Deferred[Any]:
         return d.addTimeout(timeout, reactor)

@@ -5,15 +5,23 @@ L{pycm.testing.dockerengine.FakeDockerEngine} (so a task runs the
 simulated commands), moves them from C{assigned} to C{running} a state a
 step, reports how they end, and stops them with their grace period.  An
 agent of a killed node does nothing: its tasks' states stand still.
+L{NodeEngine} is a node's engine as a client reaches it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import attrs
+from twisted.internet import defer
+from twisted.internet.defer import Deferred
+from zope.interface import implementer
 
-from pycm.backends.docker.engine import EngineError
+from pycm.backends.docker.engine import EngineError, Stream
+from pycm.backends.docker.interfaces import IDockerEngine
+from pycm.errors import Unavailable
+from pycm.testing.dockerengine import FakeDockerEngine
 from pycm.testing.swarmstate import FakeNode, FakeTask
 
 if TYPE_CHECKING:
@@ -195,8 +203,65 @@ class Agents:
             self.cluster.later(self.cluster.deleteTask, task)
 
 
+def unreachable(what: str) -> Unavailable:
+    return Unavailable(f"cannot reach the docker engine at {what}: connection refused")
+
+
+@implementer(IDockerEngine)
+class NodeEngine:
+    """
+    The engine of one node, as a client reaches it: its
+    L{FakeDockerEngine} while the node is up, L{Unavailable} while it is
+    killed.
+    """
+
+    isPodman = False
+
+    def __init__(self, node: FakeNode, up: Callable[[], bool]) -> None:
+        self.node = node
+        self._up = up
+
+    @property
+    def engine(self) -> FakeDockerEngine:
+        engine: FakeDockerEngine = self.node.engine
+        return engine
+
+    @property
+    def timeout(self) -> float:
+        return self.engine.timeout
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, Any] | None = None,
+        body: Any = None,
+        timeout: float | None = None,
+        raw: bool = False,
+    ) -> Deferred[Any]:
+        if not self._up():
+            return defer.fail(unreachable(self.node.hostname))
+        return self.engine.request(method, path, params, body, timeout, raw)
+
+    def stream(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, Any] | None,
+        onData: Callable[[bytes], None],
+        body: Any = None,
+        headerTimeout: float | None = None,
+    ) -> Deferred[Stream]:
+        if not self._up():
+            return defer.fail(unreachable(self.node.hostname))
+        return self.engine.stream(method, path, params, onData, body, headerTimeout)
+
+    def close(self) -> Deferred[None]:
+        return defer.succeed(None)
+
+
 def _ignore(failure: Any) -> None:
     return None
 
 
-__all__ = ["Agents"]
+__all__ = ["Agents", "NodeEngine", "unreachable"]

@@ -25,8 +25,6 @@ from zope.interface import implementer
 from pycm.backends.docker.engine import EngineError, Stream
 from pycm.backends.docker.interfaces import IDockerEngine
 from pycm.backends.docker.stream import JSONLines
-from pycm.errors import Unavailable
-from pycm.testing.dockerengine import FakeDockerEngine
 from pycm.testing.dockerstate import (
     Feed,
     StreamEnd,
@@ -34,9 +32,11 @@ from pycm.testing.dockerstate import (
     discard,
     eventMatches,
     flag,
+    imageReference,
     parseFilters,
     sinceNanos,
 )
+from pycm.testing.swarmagent import NodeEngine, unreachable
 from pycm.testing.swarmlogs import ServiceLogs
 from pycm.testing.swarmstate import (
     NOT_IN_SWARM,
@@ -53,63 +53,6 @@ from pycm.testing.swarmtasks import Cluster
 _SERVICE_FILTERS = ("id", "label", "mode", "name", "runtime")
 _TASK_FILTERS = ("_up-to-date", "desired-state", "id", "label", "name", "node", "service")
 _NODE_FILTERS = ("id", "label", "membership", "name", "node.label", "role")
-
-
-def unreachable(what: str) -> Unavailable:
-    return Unavailable(f"cannot reach the docker engine at {what}: connection refused")
-
-
-@implementer(IDockerEngine)
-class NodeEngine:
-    """
-    The engine of one node, as a client reaches it: its
-    L{FakeDockerEngine} while the node is up, L{Unavailable} while it is
-    killed.
-    """
-
-    isPodman = False
-
-    def __init__(self, node: FakeNode, up: Callable[[], bool]) -> None:
-        self.node = node
-        self._up = up
-
-    @property
-    def engine(self) -> FakeDockerEngine:
-        engine: FakeDockerEngine = self.node.engine
-        return engine
-
-    @property
-    def timeout(self) -> float:
-        return self.engine.timeout
-
-    def request(
-        self,
-        method: str,
-        path: str,
-        params: dict[str, Any] | None = None,
-        body: Any = None,
-        timeout: float | None = None,
-        raw: bool = False,
-    ) -> Deferred[Any]:
-        if not self._up():
-            return defer.fail(unreachable(self.node.hostname))
-        return self.engine.request(method, path, params, body, timeout, raw)
-
-    def stream(
-        self,
-        method: str,
-        path: str,
-        params: dict[str, Any] | None,
-        onData: Callable[[bytes], None],
-        body: Any = None,
-        headerTimeout: float | None = None,
-    ) -> Deferred[Stream]:
-        if not self._up():
-            return defer.fail(unreachable(self.node.hostname))
-        return self.engine.stream(method, path, params, onData, body, headerTimeout)
-
-    def close(self) -> Deferred[None]:
-        return defer.succeed(None)
 
 
 @implementer(IDockerEngine)
@@ -236,6 +179,8 @@ class FakeSwarmEngine:
         if not self.reachable:
             return defer.fail(unreachable("the manager"))
         parts = path.strip("/").split("/")
+        if (method, parts[0], parts[-1]) == ("GET", "images", "json") and len(parts) > 2:
+            return self._later(defer.maybeDeferred(self._image, "/".join(parts[1:-1])))
         if parts[0] in ("containers", "images"):
             return self.manager.engine.request(method, path, params, body, timeout, raw)
         try:
@@ -380,6 +325,20 @@ class FakeSwarmEngine:
             "Containers": sum(len(n.engine.containers) for n in self.cluster.nodes),
             "Swarm": swarm,
         }
+
+    def _image(self, name: str) -> tuple[int, dict[str, Any]]:
+        """C{GET /images/NAME/json} of the manager's images (their command runs for ever)."""
+        reference = imageReference(name)
+        if reference not in self.manager.engine.images:
+            raise EngineError(404, f"No such image: {name}")
+        return (
+            200,
+            {
+                "Id": "sha256:" + reference.encode().hex()[:64].ljust(64, "0"),
+                "RepoTags": [reference],
+                "Config": {"Cmd": ["sleep", "infinity"], "Entrypoint": None, "Env": []},
+            },
+        )
 
     def _nodes(self, params: dict[str, Any]) -> list[dict[str, Any]]:
         filters = checkFilters(parseFilters(params.get("filters")), _NODE_FILTERS)

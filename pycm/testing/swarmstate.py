@@ -256,6 +256,8 @@ class FakeTask:
     templateVersion: int
     created: int
     version: int
+    #: Its service's labels when it was made (what C{label} filters match).
+    serviceLabels: dict[str, str] = attrs.Factory(dict)
     desiredState: str = "running"
     state: str = "new"
     message: str = "created"
@@ -345,7 +347,10 @@ def serviceMatches(service: FakeService, filters: dict[str, list[str]]) -> bool:
 
 
 def taskMatches(task: FakeTask, filters: dict[str, list[str]]) -> bool:
-    """Does C{task} pass C{GET /tasks}' C{filters} (services, nodes already ids)?"""
+    """
+    Does C{task} pass C{GET /tasks}' C{filters} (services, nodes already
+    ids; C{label} on its service's labels, as swarmkit filters)?
+    """
     if "service" in filters and task.service.id not in filters["service"]:
         return False
     if "node" in filters and task.nodeId not in filters["node"]:
@@ -360,7 +365,7 @@ def taskMatches(task: FakeTask, filters: dict[str, list[str]]) -> bool:
                 raise EngineError(500, f"Invalid desired-state filter: '{wanted}'")
         if task.desiredState not in filters["desired-state"]:
             return False
-    return not filters.get("label")
+    return all(hasLabel(task.serviceLabels, wanted) for wanted in filters.get("label", ()))
 
 
 def explainUnplaceable(down: int, unsuitable: int) -> str:

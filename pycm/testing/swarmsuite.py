@@ -135,7 +135,10 @@ class SwarmEngineTests(SwarmSuiteBase):
 
     @inlineCallbacks
     def test_tasksRunSpread(self) -> Generator[Deferred[Any], Any, None]:
-        """Two replicas both run, one on each node, with their containers."""
+        """
+        Two replicas both run, one on each node, with their containers;
+        a C{label} filter of tasks matches their service's labels.
+        """
         name = yield self.create("spread", self.fixture.longCommand, replicas=2)
         tasks = yield self.eventually(lambda: self.whenCount(self.running(name), 2))
         self.assertEqual(sorted(t["Slot"] for t in tasks), [1, 2])
@@ -150,6 +153,26 @@ class SwarmEngineTests(SwarmSuiteBase):
         self.assertEqual(
             listed[0]["ServiceStatus"], {"RunningTasks": 2, "DesiredTasks": 2, "CompletedTasks": 0}
         )
+        mine = {"label": [f"{SUITE_LABEL}={self.runId}"]}
+        _, labelled = yield self.call("GET", "/tasks", {"filters": mine})
+        self.assertTrue({t["ID"] for t in tasks} <= {t["ID"] for t in labelled})
+        _, services = yield self.call("GET", "/services", {"filters": mine})
+        self.assertTrue({t["ServiceID"] for t in labelled} <= {s["ID"] for s in services})
+        _, other = yield self.call(
+            "GET", "/tasks", {"filters": {"label": [f"{SUITE_LABEL}=other-{self.runId}"]}}
+        )
+        self.assertEqual(other, [])
+
+    @inlineCallbacks
+    def test_image(self) -> Generator[Deferred[Any], Any, None]:
+        """The manager inspects an image it has (its C{Config}); a missing one is 404."""
+        status, image = yield self.call("GET", f"/images/{self.fixture.image}/json")
+        self.assertEqual(status, 200)
+        self.assertIn("Cmd", image["Config"])
+        error = yield self.assertStatus(
+            self.engine.request("GET", "/images/pycm-test/no-such-image:1/json"), 404
+        )
+        self.assertIn("No such image: pycm-test/no-such-image:1", error.message)
 
     @inlineCallbacks
     def test_constraints(self) -> Generator[Deferred[Any], Any, None]:
@@ -429,6 +452,32 @@ class SwarmEngineTests(SwarmSuiteBase):
         self.assertEqual(killed["Status"]["Err"], "task: non-zero exit (137)")
         self.assertEqual(killed["Status"]["ContainerStatus"]["ExitCode"], 137)
         self.assertEqual(replaced[0]["Slot"], 1)
+
+    @inlineCallbacks
+    def test_signalOnWorker(self) -> Generator[Deferred[Any], Any, None]:
+        """
+        A task's container on the worker is signalled through the worker's
+        own engine (the manager's has no such container): the task fails
+        with 128+N.
+        """
+        name = yield self.create(
+            "signal", self.fixture.longCommand, constraints=("node.role==worker",)
+        )
+        tasks = yield self.eventually(lambda: self.whenCount(self.running(name), 1))
+        container = tasks[0]["Status"]["ContainerStatus"]["ContainerID"]
+        kill = f"/containers/{container}/kill"
+        yield self.assertStatus(self.engine.request("POST", kill, {"signal": "SIGKILL"}), 404)
+        worker = self.fixture.nodeEngine(self, self.fixture.workerNode)
+        status, _ = yield self.settle(worker.request("POST", kill, {"signal": "SIGKILL"}))
+        self.assertEqual(status, 204)
+
+        @inlineCallbacks
+        def failed() -> Generator[Deferred[Any], Any, Any]:
+            found = yield self.tasks(name)
+            return found[0]["Status"]["State"] == "failed" and found[0]
+
+        task = yield self.eventually(failed)
+        self.assertEqual(task["Status"]["Err"], "task: non-zero exit (137)")
 
 
 __all__ = ["SUITE_LABEL", "SwarmEngineTests", "SwarmFixture"]

@@ -30,7 +30,8 @@ class SwarmFixture(Protocol):
       - C{longCommand}: runs until signalled; C{exitCommand(code)};
         C{echoCommand(text)}: writes C{text} as one stdout line, exits 0.
       - C{makeEngine(testCase)}: a Deferred firing with the manager's
-        engine (closed by a cleanup it registers); C{settle} and
+        engine (closed by a cleanup it registers); C{nodeEngine(testCase,
+        hostname)}: the engine of that node itself; C{settle} and
         C{sleep} as in L{pycm.testing.enginesuite.EngineFixture}.
     """
 
@@ -44,6 +45,8 @@ class SwarmFixture(Protocol):
     def echoCommand(self, text: str) -> tuple[str, ...]: ...
 
     def makeEngine(self, testCase: TestCase) -> Deferred[IDockerEngine]: ...
+
+    def nodeEngine(self, testCase: TestCase, hostname: str) -> IDockerEngine: ...
 
     def settle(self, testCase: TestCase, d: Deferred[Any], timeout: float) -> Deferred[Any]: ...
 

@@ -244,6 +244,7 @@ class Cluster:
             templateVersion=service.templateVersion,
             created=now,
             version=self.bump(),
+            serviceLabels=service.labels,
             desiredState=desired,
             timestamp=now,
         )
