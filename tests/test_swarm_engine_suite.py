@@ -350,3 +350,25 @@ class FakeSwarmEngineTests(SynchronousTestCase):
         self.assertEqual((status["State"], status["Message"]), ("completed", "update completed"))
         live = [t for t in self.engine.tasksOf("web") if t.desiredState == "running"]
         self.assertEqual([t.spec["ContainerSpec"]["Env"] for t in live], [["A=1"], ["A=1"]])
+
+    def test_idleClock(self) -> None:
+        """
+        Once its tasks run, or wait for a node that may never come (in an
+        update too), the fake schedules nothing: a settled clock stops.
+        """
+        self.service("web", "sleep", "infinity", replicas=2)
+        self.service(
+            "zoned", "sleep", "infinity", Placement={"Constraints": ["node.labels.zone==a"]}
+        )
+        advanceClock(self.clock, 1)
+        self.assertEqual([c for c in self.clock.getDelayedCalls() if c.active()], [])
+        spec = self.call("GET", "/services/zoned")[1]
+        spec["Spec"]["TaskTemplate"]["ForceUpdate"] = 1
+        self.call(
+            "POST", "/services/zoned/update", {"version": spec["Version"]["Index"]}, spec["Spec"]
+        )
+        advanceClock(self.clock, 30)
+        self.assertEqual([c for c in self.clock.getDelayedCalls() if c.active()], [])
+        self.assertEqual(
+            self.call("GET", "/services/zoned")[1]["UpdateStatus"]["State"], "updating"
+        )

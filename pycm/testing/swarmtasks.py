@@ -70,6 +70,10 @@ class Cluster:
     index: int = 10
     serial: int = 0
     restarts: dict[tuple[str, int, int], int] = attrs.Factory(dict)
+    #: Who waits for a task to change: C{(task, ready, then)}.
+    watchers: list[tuple[FakeTask, Callable[[FakeTask], bool], Callable[[], Any]]] = attrs.Factory(
+        list
+    )
     agent: Agents = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -133,6 +137,23 @@ class Cluster:
                 task.message = message
         task.version = self.bump()
         task.updated = now
+        self._changed(task)
+
+    def when(
+        self, task: FakeTask, ready: Callable[[FakeTask], bool], then: Callable[[], Any]
+    ) -> None:
+        """Call C{then} once C{ready(task)} (or C{task} is deleted), on a later turn."""
+        if ready(task) or task.id not in self.tasks:
+            self.later(then, delay=0)
+        else:
+            self.watchers.append((task, ready, then))
+
+    def _changed(self, task: FakeTask) -> None:
+        for entry in list(self.watchers):
+            watched, ready, then = entry
+            if watched is task and (ready(task) or task.id not in self.tasks):
+                self.watchers.remove(entry)
+                self.later(then, delay=0)
 
     # -- services -----------------------------------------------------------
 
@@ -255,6 +276,7 @@ class Cluster:
     def deleteTask(self, task: FakeTask) -> None:
         """Forget C{task}, and remove its container from its node."""
         self.tasks.pop(task.id, None)
+        self._changed(task)
         node = self.node(task.nodeId)
         if node is not None and node.alive and task.containerId:
             node.engine.request(
@@ -321,7 +343,11 @@ class Cluster:
         if service.id not in self.services or generation != service.templateVersion:
             return
         if current is not None and current.state != "running" and not current.finished:
-            self.later(self._updateNext, service, generation, current, started)
+            self.when(
+                current,
+                lambda t: t.state == "running" or t.finished,
+                lambda: self._updateNext(service, generation, current, started),
+            )
             return
         stale = sorted(
             (
@@ -337,14 +363,8 @@ class Cluster:
         old = stale[0]
         self.setDesired(old, "shutdown")
         new = self.newTask(service, old.slot, "ready")
-        self._whenFinished(old, lambda: self.setDesired(new, "running"))
-        self.later(self._updateNext, service, generation, new, started)
-
-    def _whenFinished(self, task: FakeTask, then: Callable[[], None]) -> None:
-        if task.finished or task.id not in self.tasks:
-            then()
-        else:
-            self.later(self._whenFinished, task, then)
+        self.when(old, lambda t: t.finished, lambda: self.setDesired(new, "running"))
+        self._updateNext(service, generation, new, started)
 
     def _completeUpdate(self, service: FakeService, generation: int, started: str) -> None:
         if service.id not in self.services or generation != service.templateVersion:
