@@ -10,16 +10,17 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from twisted.internet.defer import CancelledError
+from twisted.internet import defer
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.logger import globalLogPublisher
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from pycm.backends.swarm.events import OwnChanges, eventsBetween, taskRan
 from pycm.backends.swarm.journal import JOURNAL_FILE, SnapshotJournal, decode, encode
 from pycm.backends.swarm.snapshot import ServiceView, Snapshot, TaskView
 from pycm.backends.swarm.waiting import SnapshotWaits
 from pycm.errors import NotFound
-from pycm.model import Action, Container, ContainerEvent, State, WaitCondition
+from pycm.model import Action, Container, ContainerEvent, State, WaitCondition, parseTime
 
 
 def task(tid: str, state: str = "running", **fields: Any) -> TaskView:
@@ -632,3 +633,120 @@ class WaitTests(SynchronousTestCase):
         self.waits.cancelAll()
         self.failureResultOf(d, CancelledError)
         self.assertEqual(self.waits.waiters, [])
+
+
+def realTaskView(task: dict[str, Any], hosts: dict[str, str]) -> TaskView:
+    """
+    A real manager's task as a L{TaskView} (what the watcher makes of it;
+    kept here so that these tests need nothing but the manager).
+    """
+    status = task.get("Status") or {}
+    container = status.get("ContainerStatus") or {}
+    return TaskView(
+        id=task["ID"],
+        slot=task.get("Slot"),
+        node=hosts.get(task.get("NodeID") or ""),
+        state=status.get("State", ""),
+        desiredState=task.get("DesiredState", ""),
+        exitCode=container.get("ExitCode") if container else None,
+        error=status.get("Err"),
+        containerId=container.get("ContainerID") or None,
+        updated=parseTime(status.get("Timestamp")) or 0.0,
+    )
+
+
+class RealTaskHistoryTests(TestCase):
+    """
+    L{eventsBetween} on the real swarm's task histories: tasks that ran
+    and exited (restarted by their policy), one that completed, one whose
+    container could not start, all first seen ended.
+    """
+
+    timeout = 180
+
+    @defer.inlineCallbacks
+    def setUp(self) -> Any:
+        from twisted.internet import reactor
+
+        from tests.swarmsupport import engineFor, removeServices, requireSwarm, uniqueServiceName
+
+        cluster = requireSwarm()
+        self.reactor = reactor
+        self.engine = engineFor(reactor, cluster.host)
+        self.addCleanup(self.engine.close)
+        self.image = cluster.image
+        self.names = {
+            kind: uniqueServiceName("history-" + kind) for kind in ("exits", "done", "unstartable")
+        }
+        self.addCleanup(removeServices, self.engine, list(self.names.values()))
+
+    def create(self, name: str, args: list[str], policy: dict[str, Any]) -> Deferred[Any]:
+        body = {
+            "Name": name,
+            "Labels": {"io.pycm.test": "history"},
+            "TaskTemplate": {
+                "ContainerSpec": {"Image": self.image, "Args": args},
+                "RestartPolicy": policy,
+            },
+            "Mode": {"Replicated": {"Replicas": 1}},
+        }
+        return self.engine.request("POST", "/services/create", body=body)
+
+    @defer.inlineCallbacks
+    def settled(self, name: str, count: int) -> Any:
+        """The tasks of C{name} once C{count} of them have ended."""
+        from twisted.internet.task import deferLater
+
+        tasks: list[dict[str, Any]] = []
+        for _ in range(300):
+            _, tasks = yield self.engine.request("GET", "/tasks", {"filters": {"service": [name]}})
+            ended = [t for t in tasks if t["Status"]["State"] in ("complete", "failed", "rejected")]
+            if len(ended) >= count:
+                return tasks
+            yield deferLater(self.reactor, 0.2, lambda: None)
+        self.fail(f"the tasks of {name} did not end: {tasks}")
+
+    @defer.inlineCallbacks
+    def test_cameAndWent(self) -> Any:
+        """
+        Seen only once ended: each run of a task restarted by its policy is
+        a start then a die with its exit code, in the order the tasks were
+        made; a completed task is a start and a die 0; a container that
+        could not start is no event.
+        """
+        names = self.names
+        yield self.create(
+            names["exits"],
+            ["sh", "-c", "exit 3"],
+            {"Condition": "on-failure", "MaxAttempts": 2, "Delay": 0},
+        )
+        yield self.create(names["done"], ["sh", "-c", "echo done"], {"Condition": "none"})
+        yield self.create(names["unstartable"], ["/no/such/command"], {"Condition": "none"})
+        found = {}
+        for kind, count in (("exits", 3), ("done", 1), ("unstartable", 1)):
+            found[kind] = yield self.settled(names[kind], count)
+        _, nodes = yield self.engine.request("GET", "/nodes")
+        hosts = {n["ID"]: n["Description"]["Hostname"] for n in nodes}
+        old = snap(0.0, *(service(names[kind], id=kind) for kind in found))
+        new = snap(
+            1.0,
+            *(
+                service(names[kind], *(realTaskView(t, hosts) for t in found[kind]), id=kind)
+                for kind in found
+            ),
+        )
+        events = eventsBetween(old, new)
+        exits = [e for e in events if e.name == names["exits"]]
+        made = sorted(found["exits"], key=lambda t: t["CreatedAt"])
+        self.assertEqual(
+            [(e.action, e.task, e.exitCode) for e in exits],
+            [
+                pair
+                for t in made
+                for pair in ((Action.START, t["ID"], None), (Action.DIE, t["ID"], 3))
+            ],
+        )
+        self.assertTrue(all(e.node in hosts.values() for e in exits))
+        done = [(e.action, e.exitCode) for e in events if e.name == names["done"]]
+        self.assertEqual(done, [(Action.START, None), (Action.DIE, 0)])
+        self.assertEqual([e for e in events if e.name == names["unstartable"]], [])
