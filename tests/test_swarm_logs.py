@@ -224,11 +224,26 @@ class FakeManagerTests(SynchronousTestCase):
         self.settle(follow.ended)
 
     def test_followRemoved(self) -> None:
-        """A follow of a service removed ends (stopped firing or not)."""
+        """
+        The manager's stream goes on after its service is removed (as the
+        real one's): the follow ends when the backend says it is gone, its
+        last read (of a service no longer there) notwithstanding.
+        """
         sid = self.running(1)
-        follow, seen, stopped = self.follow(sid)
+        write(self.engine, sid, 1, "last words")
+        follow, seen, stopped = self.follow(sid, tail=0)
         self.settle(self.engine.request("DELETE", f"/services/{sid}"))
         advanceClock(self.clock, 5)
+        self.assertNoResult(follow.ended)
+        stopped.callback(None)
+        self.settle(follow.ended)
+        self.assertEqual(seen, [])
+
+    def test_streamEndsAlone(self) -> None:
+        """A stream the manager ends (it became unreachable) ends the follow."""
+        sid = self.running(1)
+        follow, seen, stopped = self.follow(sid)
+        self.engine.setReachable(False)
         self.settle(follow.ended)
         self.assertEqual(self.cancelled, [stopped])
 
