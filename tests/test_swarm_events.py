@@ -21,6 +21,7 @@ from pycm.backends.swarm.snapshot import ServiceView, Snapshot, TaskView
 from pycm.backends.swarm.waiting import SnapshotWaits
 from pycm.errors import NotFound
 from pycm.model import Action, Container, ContainerEvent, State, WaitCondition, parseTime
+from pycm.testing import advanceClock, settleClock
 
 
 def task(tid: str, state: str = "running", **fields: Any) -> TaskView:
@@ -226,9 +227,27 @@ class EventsBetweenTests(SynchronousTestCase):
 
     def test_update(self) -> None:
         """Another client's other change of the spec is an update."""
-        old = snap(1.0, service("web"))
-        new = snap(2.0, service("web", version=12, updated=1.5))
+        old = snap(1.0, service("web", spec={"Labels": {"a": "1"}}))
+        new = snap(2.0, service("web", version=12, updated=1.5, spec={"Labels": {"a": "2"}}))
         self.assertEqual(eventsBetween(old, new), [ContainerEvent(Action.UPDATE, "web", 1.5)])
+
+    def test_versionAlone(self) -> None:
+        """
+        A new version with the same spec (the manager noting how a rolling
+        update goes on) is no update.
+        """
+        spec = {"Labels": {"a": "1"}, "Mode": {"Replicated": {"Replicas": 1}}}
+        old = snap(1.0, service("web", spec=spec))
+        self.assertEqual(eventsBetween(old, snap(2.0, service("web", version=13, spec=spec))), [])
+
+    def test_scaleIsNoUpdate(self) -> None:
+        """A new desired count is a scale alone, though the spec holds it too."""
+        old = snap(1.0, service("web", spec={"Mode": {"Replicated": {"Replicas": 1}}}))
+        new = snap(
+            2.0,
+            service("web", desired=2, version=11, spec={"Mode": {"Replicated": {"Replicas": 2}}}),
+        )
+        self.assertEqual(actions(eventsBetween(old, new)), [("web", "scale")])
 
     def test_ownUpdate(self) -> None:
         """
@@ -422,7 +441,7 @@ class JournalTests(SynchronousTestCase):
         journal.telling(updated=(("id-web", 10),))
         journal.unmark(updated=(("id-web", 10),))
         self.assertFalse(SnapshotJournal(self.path).own)
-        events = journal.advance(snap(2.0, service("web", version=11)))
+        events = journal.advance(snap(2.0, service("web", version=11, spec={"Env": ["A=1"]})))
         self.assertEqual(actions(events), [("web", "update")])
 
     def test_writtenBeforeHandedOn(self) -> None:
@@ -437,6 +456,23 @@ class JournalTests(SynchronousTestCase):
         with open(self.path, "rb") as f:
             baseline, _ = decode(f.read())
         self.assertEqual(baseline, snap(2.0, service("web", task("t1"), spec={})))
+
+    def test_specsAcrossRestart(self) -> None:
+        """
+        The journal keeps each spec's digest: after a restart, a service
+        whose spec another client changed is updated, one only at a new
+        version is not.
+        """
+        journal = SnapshotJournal(self.path)
+        spec = {"Labels": {"a": "1"}}
+        journal.advance(snap(1.0, service("web", spec=spec), service("db", spec=spec)))
+        restarted = SnapshotJournal(self.path)
+        later = snap(
+            2.0,
+            service("web", version=11, spec={"Labels": {"a": "2"}}),
+            service("db", version=11, spec=spec),
+        )
+        self.assertEqual(actions(restarted.advance(later)), [("web", "update")])
 
     def test_roundTrip(self) -> None:
         """L{decode} gives back what L{encode} was given (specs aside)."""
@@ -653,6 +689,115 @@ def realTaskView(task: dict[str, Any], hosts: dict[str, str]) -> TaskView:
         containerId=container.get("ContainerID") or None,
         updated=parseTime(status.get("Timestamp")) or 0.0,
     )
+
+
+@defer.inlineCallbacks
+def readSnapshot(engine: Any, names: list[str], when: float) -> Any:
+    """
+    A L{Snapshot} of services C{names} read from a manager (what the
+    watcher makes; kept here so that these tests need nothing but the
+    manager, fake or real).
+    """
+    _, nodes = yield engine.request("GET", "/nodes")
+    hosts = {n["ID"]: n["Description"]["Hostname"] for n in nodes}
+    down = frozenset(
+        n["Description"]["Hostname"]
+        for n in nodes
+        if (n.get("Status") or {}).get("State") == "down"
+    )
+    _, services = yield engine.request("GET", "/services", {"filters": {"name": names}})
+    views = {}
+    for data in services:
+        name = data["Spec"]["Name"]
+        if name not in names:
+            continue
+        _, tasks = yield engine.request("GET", "/tasks", {"filters": {"service": [data["ID"]]}})
+        views[name] = ServiceView(
+            name=name,
+            id=data["ID"],
+            version=data["Version"]["Index"],
+            desired=data["Spec"]["Mode"]["Replicated"]["Replicas"],
+            created=parseTime(data["CreatedAt"]) or 0.0,
+            updated=parseTime(data["UpdatedAt"]) or 0.0,
+            spec=data["Spec"],
+            tasks=tuple(realTaskView(t, hosts) for t in tasks),
+        )
+    return Snapshot(when, views, down)
+
+
+@defer.inlineCallbacks
+def forceUpdate(engine: Any, sid: str) -> Any:
+    """A rolling restart of service C{sid} (C{docker service update --force}); its old version."""
+    _, data = yield engine.request("GET", f"/services/{sid}")
+    spec = data["Spec"]
+    template = dict(
+        spec["TaskTemplate"], ForceUpdate=spec["TaskTemplate"].get("ForceUpdate", 0) + 1
+    )
+    version = data["Version"]["Index"]
+    yield engine.request(
+        "POST",
+        f"/services/{sid}/update",
+        {"version": version},
+        body=dict(spec, TaskTemplate=template),
+    )
+    return version
+
+
+class RollingUpdateTests(SynchronousTestCase):
+    """
+    Snapshots of L{pycm.testing.swarmengine.FakeSwarmEngine} through a
+    rolling update (the manager raises the version as it goes on).
+    """
+
+    def setUp(self) -> None:
+        from twisted.internet.task import Clock
+
+        from pycm.testing.swarmengine import FakeSwarmEngine
+
+        self.clock = Clock()
+        self.clock.advance(1_700_000_000)
+        self.engine = FakeSwarmEngine(self.clock)
+        body = {
+            "Name": "web",
+            "TaskTemplate": {"ContainerSpec": {"Image": "busybox", "Args": ["sleep", "infinity"]}},
+            "Mode": {"Replicated": {"Replicas": 2}},
+        }
+        self.sid = self.engine.cluster.createService(body).id
+        advanceClock(self.clock, 5)
+
+    def snapshot(self) -> Snapshot:
+        d = readSnapshot(self.engine, ["web"], self.clock.seconds())
+        result: Snapshot = self.successResultOf(settleClock(self.clock, d))
+        return result
+
+    def rolling(self, journal: SnapshotJournal, own: bool) -> list[ContainerEvent]:
+        """The events of the snapshots of a forced update, pycm's own or not."""
+        journal.advance(self.snapshot())
+        version = self.successResultOf(settleClock(self.clock, forceUpdate(self.engine, self.sid)))
+        if own:
+            journal.mark(updated=((self.sid, version),))
+        events = []
+        versions = set()
+        for _ in range(40):
+            snapshot = self.snapshot()
+            versions.add(snapshot.services["web"].version)
+            events.extend(journal.advance(snapshot))
+            advanceClock(self.clock, 0.5)
+        self.assertGreater(len(versions), 2)
+        return events
+
+    def test_othersUpdate(self) -> None:
+        """Another client's rolling restart: one update, each old task dies, each new one starts."""
+        events = self.rolling(SnapshotJournal(), own=False)
+        kinds = [e.action for e in events]
+        self.assertEqual(kinds.count(Action.UPDATE), 1)
+        self.assertEqual(kinds.count(Action.DIE), 2)
+        self.assertEqual(kinds.count(Action.START), 2)
+
+    def test_ownUpdate(self) -> None:
+        """pycm's own rolling restart: its tasks' events, and no update."""
+        events = self.rolling(SnapshotJournal(), own=True)
+        self.assertEqual(sorted(e.action for e in events), ["die", "die", "start", "start"])
 
 
 class RealTaskHistoryTests(TestCase):

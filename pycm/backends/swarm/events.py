@@ -10,7 +10,10 @@ diff that shows its effect tells nothing of it.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterable
+from typing import Any
 
 import attrs
 
@@ -39,6 +42,35 @@ def taskRan(task: TaskView) -> bool:
     if task.ended:
         return task.exitCode != 0
     return False
+
+
+class SpecDigest(dict[str, Any]):
+    """
+    A service's spec known only by its digest (L{specDigest}): a service
+    read back from the journal, which keeps no specs.
+    """
+
+    def __init__(self, digest: str) -> None:
+        super().__init__()
+        self.digest = digest
+
+
+def specDigest(service: ServiceView) -> str:
+    """
+    A digest of C{service}'s spec but its desired count: what changes
+    with an update, and only with one (the manager raises the version on
+    its own too, as a rolling update goes on).
+    """
+    spec = service.spec
+    if isinstance(spec, SpecDigest):
+        return spec.digest
+    plain = dict(spec)
+    mode = plain.get("Mode")
+    if isinstance(mode, dict) and isinstance(mode.get("Replicated"), dict):
+        replicated = {k: v for k, v in mode["Replicated"].items() if k != "Replicas"}
+        plain["Mode"] = dict(mode, Replicated=replicated)
+    text = json.dumps(plain, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 @attrs.frozen
@@ -202,10 +234,11 @@ def _serviceEvents(
     ):
         when = _time(after.updated, now)
         if after.desired != before.desired:
-            event = ContainerEvent(Action.SCALE, name, when, replicas=after.desired)
-        else:
-            event = ContainerEvent(Action.UPDATE, name, when)
-        timed.append(_Timed(when, event))
+            timed.append(
+                _Timed(when, ContainerEvent(Action.SCALE, name, when, replicas=after.desired))
+            )
+        elif specDigest(after) != specDigest(before):
+            timed.append(_Timed(when, ContainerEvent(Action.UPDATE, name, when)))
     tasksBefore = {task.id: task for task in before.tasks} if before is not None else {}
     tasksAfter = {task.id: task for task in after.tasks} if after is not None else {}
     ids = list(tasksBefore) + [tid for tid in tasksAfter if tid not in tasksBefore]
@@ -224,7 +257,8 @@ def eventsBetween(
     gone (with its exit code, node and task id); per service that pycm
     did not change itself (C{own}), C{create}, C{destroy}, C{scale} (its
     desired count changed: C{replicas} is the new one) and C{update} (its
-    version changed otherwise).  A task that came and went between the two
+    spec changed otherwise: the version alone also changes as the manager
+    goes through a rolling update).  A task that came and went between the two
     gives its C{start} and its C{die}.  A task running on a node that went
     down dies (exit code unknown); it starts again if it runs once the
     node is back.

@@ -13,7 +13,7 @@ from typing import Any
 
 from twisted.logger import Logger
 
-from pycm.backends.swarm.events import OwnChanges, eventsBetween
+from pycm.backends.swarm.events import OwnChanges, SpecDigest, eventsBetween, specDigest
 from pycm.backends.swarm.snapshot import ServiceView, Snapshot, TaskView
 from pycm.files import replacePrivately
 from pycm.model import ContainerEvent
@@ -78,6 +78,7 @@ def _serviceJSON(service: ServiceView) -> dict[str, Any]:
         "desired": service.desired,
         "created": service.created,
         "updated": service.updated,
+        "spec": specDigest(service),
         "tasks": [_taskJSON(task) for task in service.tasks],
     }
 
@@ -91,15 +92,15 @@ def _service(data: Any) -> ServiceView:
         desired=_want(data.get("desired"), int, "a service's desired count"),
         created=float(_want(data.get("created"), (int, float), "a service's time")),
         updated=float(_want(data.get("updated"), (int, float), "a service's time")),
-        spec={},
+        spec=SpecDigest(_want(data.get("spec"), str, "a service's spec digest")),
         tasks=tuple(_task(task) for task in _want(data.get("tasks"), list, "tasks")),
     )
 
 
 def encode(snapshot: Snapshot | None, own: OwnChanges) -> bytes:
     """
-    The journal's bytes for C{snapshot} (its tasks' states, not its specs;
-    None: no baseline yet) and C{own}.
+    The journal's bytes for C{snapshot} (its tasks' states, its specs'
+    digests; None: no baseline yet) and C{own}.
     """
     services = None
     if snapshot is not None:
