@@ -330,13 +330,13 @@ class FakeSwarmEngine:
         """C{GET /images/NAME/json} of the manager's images (their command runs for ever)."""
         reference = imageReference(name)
         if reference not in self.manager.engine.images:
-            raise EngineError(404, f"No such image: {name}")
+            raise EngineError(404, f"no such image: {name}: No such image: {reference}")
         return (
             200,
             {
                 "Id": "sha256:" + reference.encode().hex()[:64].ljust(64, "0"),
                 "RepoTags": [reference],
-                "Config": {"Cmd": ["sleep", "infinity"], "Entrypoint": None, "Env": []},
+                "Config": {"Cmd": ["sleep", "infinity"], "Entrypoint": None, "Env": ["PATH=/bin"]},
             },
         )
 

@@ -170,9 +170,12 @@ class SwarmEngineTests(SwarmSuiteBase):
         self.assertEqual(status, 200)
         self.assertIn("Cmd", image["Config"])
         error = yield self.assertStatus(
-            self.engine.request("GET", "/images/pycm-test/no-such-image:1/json"), 404
+            self.engine.request("GET", "/images/pycm-test/no-such-image/json"), 404
         )
-        self.assertIn("No such image: pycm-test/no-such-image:1", error.message)
+        self.assertEqual(
+            error.message,
+            "no such image: pycm-test/no-such-image: No such image: pycm-test/no-such-image:latest",
+        )
 
     @inlineCallbacks
     def test_constraints(self) -> Generator[Deferred[Any], Any, None]:
