@@ -273,6 +273,24 @@ class FakeSwarmEngineTests(SynchronousTestCase):
             [("node", "create"), ("node", "create"), ("service", "create")],
         )
 
+    def test_restartForgetsEvents(self) -> None:
+        """Back as a restarted dockerd, the manager replays no event from before."""
+        self.service("before", "exit", "0")
+        advanceClock(self.clock, 1)
+        self.engine.setReachable(False)
+        self.engine.setReachable(True, forgetEvents=True)
+        events: list[Any] = []
+        self.successResultOf(
+            settleClock(
+                self.clock,
+                self.engine.stream(
+                    "GET", "/events", {"since": "1700000000"}, JSONLines(events.append).feed
+                ),
+            )
+        )
+        self.assertEqual(events, [])
+        self.assertEqual([s["Spec"]["Name"] for s in self.call("GET", "/services")[1]], ["before"])
+
     def test_signalOnWorker(self) -> None:
         """
         A task's container on the worker is signalled through that node's

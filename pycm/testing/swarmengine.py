@@ -141,12 +141,18 @@ class FakeSwarmEngine:
         """Start a killed node's dockerd again."""
         self.cluster.restoreNode(self.findNode(hostname))
 
-    def setReachable(self, reachable: bool) -> None:
+    def setReachable(self, reachable: bool, forgetEvents: bool = False) -> None:
         """
         Make the manager's API unreachable (its streams end, its calls
         fail with L{Unavailable}) or reachable again.
+
+        @param forgetEvents: back, it has no events from before (a
+            C{since} replays none), as a restarted dockerd.
         """
         self.reachable = reachable
+        if forgetEvents:
+            self.events.clear()
+            self.manager.engine.events.clear()
         if not reachable:
             for d in list(self._pending):
                 d.cancel()

@@ -179,7 +179,11 @@ class SwarmEngineTests(SwarmSuiteBase):
 
     @inlineCallbacks
     def test_constraints(self) -> Generator[Deferred[Any], Any, None]:
-        """C{node.role==worker} places on the worker; C{node.hostname==} on that node."""
+        """
+        C{node.role==worker} places on the worker; C{node.hostname==} on
+        that node; C{node.role!=manager} with C{node.id==} on that node.
+        """
+        worker = self.nodeIds[self.fixture.workerNode]
         onWorker = yield self.create(
             "worker", self.fixture.longCommand, replicas=2, constraints=("node.role==worker",)
         )
@@ -188,11 +192,17 @@ class SwarmEngineTests(SwarmSuiteBase):
             self.fixture.longCommand,
             constraints=(f"node.hostname=={self.fixture.managerNode}",),
         )
+        onId = yield self.create(
+            "byid",
+            self.fixture.longCommand,
+            constraints=("node.role!=manager", f"node.id=={worker}"),
+        )
         tasks = yield self.eventually(lambda: self.whenCount(self.running(onWorker), 2))
-        worker = self.nodeIds[self.fixture.workerNode]
         self.assertEqual({t["NodeID"] for t in tasks}, {worker})
         tasks = yield self.eventually(lambda: self.whenCount(self.running(onManager), 1))
         self.assertEqual(tasks[0]["NodeID"], self.nodeIds[self.fixture.managerNode])
+        tasks = yield self.eventually(lambda: self.whenCount(self.running(onId), 1))
+        self.assertEqual(tasks[0]["NodeID"], worker)
 
     @inlineCallbacks
     def test_noSuitableNode(self) -> Generator[Deferred[Any], Any, None]:
