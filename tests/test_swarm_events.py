@@ -895,3 +895,49 @@ class RealTaskHistoryTests(TestCase):
         done = [(e.action, e.exitCode) for e in events if e.name == names["done"]]
         self.assertEqual(done, [(Action.START, None), (Action.DIE, 0)])
         self.assertEqual([e for e in events if e.name == names["unstartable"]], [])
+
+    @defer.inlineCallbacks
+    def test_rollingUpdate(self) -> Any:
+        """
+        Through a real rolling restart, seen as it goes on: one update for
+        another client's (none for pycm's own, marked), and each old task's
+        die and each new one's start for both.
+        """
+        from twisted.internet.task import deferLater
+
+        name = self.names["exits"]
+        body = {
+            "Name": name,
+            "TaskTemplate": {
+                "ContainerSpec": {
+                    "Image": self.image,
+                    "Args": ["sleep", "1000"],
+                    "StopGracePeriod": 500_000_000,
+                },
+            },
+            "Mode": {"Replicated": {"Replicas": 2}},
+        }
+        _, created = yield self.engine.request("POST", "/services/create", body=body)
+        sid = created["ID"]
+        others, own = SnapshotJournal(), SnapshotJournal()
+        for _ in range(300):
+            snapshot = yield readSnapshot(self.engine, [name], self.reactor.seconds())
+            if snapshot.services[name].running == 2:
+                break
+            yield deferLater(self.reactor, 0.2, lambda: None)
+        others.advance(snapshot)
+        own.advance(snapshot)
+        version = yield forceUpdate(self.engine, sid)
+        own.mark(updated=((sid, version),))
+        told: dict[str, list[ContainerEvent]] = {"others": [], "own": []}
+        for _ in range(300):
+            yield deferLater(self.reactor, 0.3, lambda: None)
+            snapshot = yield readSnapshot(self.engine, [name], self.reactor.seconds())
+            told["others"].extend(others.advance(snapshot))
+            told["own"].extend(own.advance(snapshot))
+            tasks = snapshot.services[name].tasks
+            if sum(t.running for t in tasks) == 2 and sum(t.ended for t in tasks) == 2:
+                break
+        kinds = {who: sorted(e.action for e in events) for who, events in told.items()}
+        self.assertEqual(kinds["own"], ["die", "die", "start", "start"])
+        self.assertEqual(kinds["others"], ["die", "die", "start", "start", "update"])
