@@ -809,8 +809,7 @@ class RealTaskHistoryTests(TestCase):
 
     timeout = 180
 
-    @defer.inlineCallbacks
-    def setUp(self) -> Any:
+    def setUp(self) -> None:
         from twisted.internet import reactor
 
         from tests.swarmsupport import engineFor, removeServices, requireSwarm, uniqueServiceName
