@@ -455,7 +455,17 @@ class JournalTests(SynchronousTestCase):
         journal.advance(s2)
         with open(self.path, "rb") as f:
             baseline, _ = decode(f.read())
-        self.assertEqual(baseline, snap(2.0, service("web", task("t1"), spec={})))
+        self.assertEqual(baseline, snap(0.0, service("web", task("t1"), spec={})))
+
+    def test_notRewritten(self) -> None:
+        """A snapshot with nothing new (only its time) does not write the journal again."""
+        journal = SnapshotJournal(self.path)
+        journal.advance(snap(1.0, service("web", task("t1"))))
+        os.utime(self.path, (0, 0))
+        journal.advance(snap(2.0, service("web", task("t1"))))
+        self.assertEqual(os.stat(self.path).st_mtime, 0)
+        journal.advance(snap(3.0, service("web", exited("t1", 1, 2.5))))
+        self.assertNotEqual(os.stat(self.path).st_mtime, 0)
 
     def test_specsAcrossRestart(self) -> None:
         """
@@ -475,9 +485,9 @@ class JournalTests(SynchronousTestCase):
         self.assertEqual(actions(restarted.advance(later)), [("web", "update")])
 
     def test_roundTrip(self) -> None:
-        """L{decode} gives back what L{encode} was given (specs aside)."""
+        """L{decode} gives back what L{encode} was given (specs and time aside)."""
         s = Snapshot(
-            3.0,
+            0.0,
             {"web": service("web", task("t1", node=None, slot=None), exited("t0", 2, 2.5))},
             frozenset({"worker"}),
         )
@@ -525,7 +535,7 @@ class JournalTests(SynchronousTestCase):
         self.assertIgnored(Logged(self), SnapshotJournal(self.path))
         self.assertFalse(os.path.islink(self.path))
         with open(target, "rb") as f:
-            self.assertEqual(decode(f.read())[0], snap(1.0, service("web", spec={})))
+            self.assertEqual(decode(f.read())[0], snap(0.0, service("web", spec={})))
 
     def test_fifo(self) -> None:
         """A FIFO in the journal's place is refused at once, not waited on."""

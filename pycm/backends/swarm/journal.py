@@ -100,14 +100,15 @@ def _service(data: Any) -> ServiceView:
 def encode(snapshot: Snapshot | None, own: OwnChanges) -> bytes:
     """
     The journal's bytes for C{snapshot} (its tasks' states, its specs'
-    digests; None: no baseline yet) and C{own}.
+    digests, not its time: the same from one look to the next while
+    nothing changes, and not written again; None: no baseline yet) and
+    C{own}.
     """
     services = None
     if snapshot is not None:
         services = [_serviceJSON(snapshot.services[name]) for name in sorted(snapshot.services)]
     data = {
         "format": FORMAT,
-        "time": None if snapshot is None else snapshot.time,
         "services": services,
         "down": None if snapshot is None else sorted(snapshot.downNodes),
         "own": {
@@ -154,7 +155,7 @@ def decode(content: bytes) -> tuple[Snapshot | None, OwnChanges]:
     services = [_service(s) for s in _want(data.get("services"), list, "services")]
     down = _want(data.get("down"), list, "the nodes down")
     snapshot = Snapshot(
-        time=float(_want(data.get("time"), (int, float), "the time")),
+        time=0.0,
         services={service.name: service for service in services},
         downNodes=frozenset(_want(node, str, "a node down") for node in down),
     )
@@ -292,7 +293,10 @@ class SnapshotJournal:
         if content == self._written:
             return
         try:
-            replacePrivately(self.path, content, sync=True)
+            # Not fsynced, as the event store's transactions are not: it
+            # survives the daemon being killed; after a power loss a torn
+            # journal is a damaged one.
+            replacePrivately(self.path, content)
         except OSError as e:
             if not self._writeFailed:
                 self._writeFailed = True
