@@ -1,0 +1,203 @@
+"""
+The swarm backend's requests to the engines (L{ServiceControl}): the
+manager's C{/info} check, services created, read, updated (with the
+version Swarm wants, read again when another update came first) and
+removed, an image looked up, and signals sent to tasks' containers through
+the engine of the node each runs on (L{NodeEngines}).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from pycm.backends.docker.engine import EngineError
+from pycm.backends.docker.interfaces import IDockerEngine
+from pycm.backends.docker.translate import isManaged, isMissingImage
+from pycm.errors import BackendError, BadRequest, Conflict, NoImage, NotFound, PycmError
+
+#: How many times an update is tried again when another came first.
+UPDATE_TRIES = 5
+
+
+def notManagerMessage(address: str, state: str) -> str:
+    """What C{open} says when the engine cannot manage a swarm."""
+    if state in ("", "inactive"):
+        why = "is not part of a swarm"
+    else:
+        why = f"is not a swarm manager (its swarm state is {state!r})"
+    return (
+        f"the swarm backend needs a swarm manager: the docker engine at {address} {why}; "
+        "make it one with 'docker swarm init' (or give --docker-host a manager's address)"
+    )
+
+
+class NodeEngines:
+    """
+    Which engine reaches each node's containers: the manager's own for
+    its node, and those named with C{--swarm-node-host} (by hostname or
+    node id) for the others.
+    """
+
+    def __init__(
+        self, manager: IDockerEngine, others: Mapping[str, IDockerEngine] | None = None
+    ) -> None:
+        self.manager = manager
+        self.others = dict(others or {})
+        #: The manager's node id, from its C{/info}.
+        self.managerNode: str | None = None
+
+    def engineFor(self, nodeId: str, hostname: str | None) -> IDockerEngine:
+        """
+        @raise BackendError: naming the node and the option, when no engine
+            is known for it.
+        """
+        if nodeId and nodeId == self.managerNode:
+            return self.manager
+        for key in (hostname, nodeId):
+            if key and key in self.others:
+                return self.others[key]
+        node = hostname or nodeId or "an unknown node"
+        raise BackendError(
+            f"no engine is known for node {node}: give its address with "
+            f"--swarm-node-host {node}=unix:///PATH (or tcp://HOST:PORT)"
+        )
+
+    def close(self) -> defer.Deferred[Any]:
+        return defer.DeferredList([engine.close() for engine in self.others.values()])
+
+
+class ServiceControl:
+    """pycm's requests about services, on the manager's engine."""
+
+    log = Logger()
+
+    def __init__(self, engine: IDockerEngine, address: str = "the manager") -> None:
+        self.engine = engine
+        self.address = address
+
+    @defer.inlineCallbacks
+    def checkManager(self) -> Any:
+        """
+        Ask C{GET /info}: fire with the manager's node id, or fail with
+        L{BackendError} (naming C{docker swarm init}) if the engine is not
+        a swarm manager.
+        """
+        _, info = yield self.engine.request("GET", "/info")
+        swarm = (info or {}).get("Swarm") or {}
+        if not swarm.get("ControlAvailable"):
+            raise BackendError(
+                notManagerMessage(self.address, str(swarm.get("LocalNodeState") or ""))
+            )
+        return str(swarm.get("NodeID") or "")
+
+    @defer.inlineCallbacks
+    def imageCommand(self, image: str) -> Any:
+        """
+        The command C{image} runs (its entrypoint and command) on the
+        manager's engine; L{NoImage} if it has no such image.
+        """
+        try:
+            _, data = yield self.engine.request("GET", f"/images/{image}/json")
+        except EngineError as e:
+            if e.status == 404 or isMissingImage(e.message):
+                raise NoImage(image, e.message) from None
+            raise BackendError(f"docker engine: {e.message}") from None
+        config = (data or {}).get("Config") or {}
+        return [str(w) for w in (config.get("Entrypoint") or []) + (config.get("Cmd") or [])]
+
+    @defer.inlineCallbacks
+    def create(self, name: str, body: dict[str, Any]) -> Any:
+        """C{POST /services/create}; fires with the new service's id."""
+        try:
+            _, result = yield self.engine.request("POST", "/services/create", None, body)
+        except EngineError as e:
+            lowered = e.message.lower()
+            if e.status == 409 or "already exists" in lowered or "conflicts with" in lowered:
+                raise Conflict(f'container name "{name}" is already in use') from None
+            raise _mapped(e, name) from None
+        return str((result or {}).get("ID", ""))
+
+    @defer.inlineCallbacks
+    def get(self, name: str) -> Any:
+        """C{GET /services/NAME}: pycm's service, or L{NotFound}."""
+        try:
+            _, service = yield self.engine.request("GET", f"/services/{name}")
+        except EngineError as e:
+            raise _mapped(e, name) from None
+        spec = (service or {}).get("Spec") or {}
+        if not isManaged(spec.get("Labels")) or spec.get("Name") != name:
+            # Someone else's service (or one matched by id prefix).
+            raise NotFound(name)
+        return service
+
+    @defer.inlineCallbacks
+    def update(
+        self,
+        name: str,
+        change: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any] | None],
+        service: dict[str, Any] | None = None,
+    ) -> Any:
+        """
+        Change pycm's service C{name}: C{change(service, spec)} edits a copy
+        of its spec in place (or returns None to change nothing), and it is
+        sent with the service's version; when another update came first,
+        the service is read again and C{change} applied again.
+
+        @return: Deferred firing with the service as it was before the
+            change (None: nothing changed).
+        """
+        for attempt in range(UPDATE_TRIES):
+            if service is None or attempt:
+                service = yield self.get(name)
+            spec = copy.deepcopy(service.get("Spec") or {})
+            if change(service, spec) is None:
+                return None
+            version = (service.get("Version") or {}).get("Index")
+            try:
+                yield self.engine.request(
+                    "POST", f"/services/{service['ID']}/update", {"version": version}, spec
+                )
+            except EngineError as e:
+                if "out of sequence" in e.message.lower() and attempt + 1 < UPDATE_TRIES:
+                    continue
+                raise _mapped(e, name) from None
+            return service
+        raise BackendError(f"cannot update {name}: it kept changing")  # pragma: no cover
+
+    @defer.inlineCallbacks
+    def remove(self, name: str, serviceId: str) -> Any:
+        """C{DELETE /services/ID}."""
+        try:
+            yield self.engine.request("DELETE", f"/services/{serviceId}")
+        except EngineError as e:
+            raise _mapped(e, name) from None
+
+    @defer.inlineCallbacks
+    def signal(self, engine: IDockerEngine, containerId: str, signum: int) -> Any:
+        """
+        Send C{signum} to a task's container; fires with whether it was
+        sent (False: the container is no longer running, or gone).
+        """
+        try:
+            yield engine.request("POST", f"/containers/{containerId}/kill", {"signal": str(signum)})
+        except EngineError as e:
+            if e.status in (404, 409) or "is not running" in e.message:
+                return False
+            raise BackendError(f"docker engine: {e.message}") from None
+        return True
+
+
+def _mapped(error: EngineError, name: str) -> PycmError:
+    if error.status == 404:
+        return NotFound(name)
+    if error.status == 400:
+        return BadRequest(f"swarm: {error.message}")
+    return BackendError(f"docker engine: {error.message}")
+
+
+__all__ = ["NodeEngines", "ServiceControl", "notManagerMessage"]
