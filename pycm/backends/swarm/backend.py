@@ -9,7 +9,6 @@ docs/swarm-backend.md.
 
 from __future__ import annotations
 
-import builtins
 import os
 import shlex
 import signal as _signal
@@ -28,19 +27,20 @@ from pycm.backends.docker.interfaces import IDockerEngine
 from pycm.backends.docker.options import parseSeconds, parseYesNo
 from pycm.backends.docker.signals import SignalsSent
 from pycm.backends.swarm.control import NodeEngines, ServiceControl
+from pycm.backends.swarm.journal import JOURNAL_FILE, SnapshotJournal
+from pycm.backends.swarm.logs import ServiceLogReader
 from pycm.backends.swarm.options import OPTIONS, parseNetworks, parseNodeHosts
-from pycm.backends.swarm.snapshot import Snapshot
+from pycm.backends.swarm.snapshot import ServiceView, Snapshot
 from pycm.backends.swarm.translate import (
     CREATED_LABEL,
-    ENDED,
     REPLICAS_LABEL,
     containerOf,
-    desiredReplicas,
-    latestTasks,
+    generationOf,
     rememberedReplicas,
     serviceBody,
-    taskFacts,
+    startedSlots,
 )
+from pycm.backends.swarm.view import SwarmView
 from pycm.backends.swarm.watcher import SwarmWatcher
 from pycm.errors import BackendError, BadRequest, Conflict, NotFound, PycmError
 from pycm.interfaces import IContainerBackend, IScalable
@@ -50,14 +50,10 @@ from pycm.model import (
     Action,
     Capabilities,
     Container,
-    ContainerEvent,
     ContainerSpec,
-    LogLine,
-    ProgressEvent,
     State,
     parseSignal,
 )
-from pycm.stats import ContainerStats
 
 #: In the state directory: which signals pycm sent which service's tasks.
 SIGNALS_FILE = "swarm-signals.json"
@@ -69,7 +65,6 @@ CAPABILITIES = Capabilities(
     stats=frozenset(),
 )
 
-Observer = Callable[[ContainerEvent | ProgressEvent], None]
 
 
 def makeBackend(
@@ -119,31 +114,36 @@ def makeBackend(
         networks=parseNetworks(get("network")),
         restartDelay=parseSeconds("restart-delay", get("restart-delay")),
         nodeEngines=nodeEngines,
-        signals=SignalsSent(
-            os.path.join(getattr(stateDir, "path", stateDir), SIGNALS_FILE) if stateDir else None
-        ),
+        signals=SignalsSent(statePath(stateDir, SIGNALS_FILE)),
+        journal=SnapshotJournal(statePath(stateDir, JOURNAL_FILE)),
         activeInterval=parseSeconds("poll-interval", get("poll-interval")),
         idleInterval=parseSeconds("idle-poll-interval", get("idle-poll-interval")),
         address=address,
     )
 
 
-@implementer(IContainerBackend, IScalable)
-class SwarmBackend:
-    """
-    L{IContainerBackend} on a Swarm manager: see the module.
+def statePath(stateDir: Any, name: str) -> str | None:
+    """C{name} in the state directory (a path or a FilePath; None: nowhere)."""
+    if not stateDir:
+        return None
+    return os.path.join(getattr(stateDir, "path", stateDir), name)
 
-    @ivar opTimeout: seconds an operation waits for the swarm to show its
-        change (tasks running, tasks gone) before it fails with
-        L{pycm.errors.Unavailable}.
+
+@implementer(IContainerBackend, IScalable)
+class SwarmBackend(SwarmView):
+    """
+    L{IContainerBackend} on a Swarm manager: see the module.  What it sees
+    and reads is L{SwarmView}'s; what it does is here.
     """
 
     name = "swarm"
     capabilities = CAPABILITIES
     log = Logger()
-    opTimeout = 120.0
     #: Seconds a kill or a forced remove waits to see the signalled tasks end.
     killSettle = 5.0
+    #: Seconds between looks during a stop: Swarm drops a task a scale to 0
+    #: ended within about a quarter of a second, exit code and all.
+    stopInterval = 0.05
 
     def __init__(
         self,
@@ -160,24 +160,30 @@ class SwarmBackend:
         idleInterval: float = 5.0,
         address: str = "the manager",
         followEvents: bool = True,
+        journal: SnapshotJournal | None = None,
     ) -> None:
-        self.reactor = reactor
         self.engine = engine
         self.defaultImage = defaultImage
         self.defaultCommand = defaultCommand
         self.init = init
         self.networks = networks
         self.restartDelay = restartDelay
-        self.signals = signals if signals is not None else SignalsSent()
+        journal = journal if journal is not None else SnapshotJournal()
         self.nodes = NodeEngines(engine, nodeEngines)
-        self.control = ServiceControl(engine, address)
-        self.watcher = SwarmWatcher(
-            reactor, engine, self._snapshotTaken, activeInterval, idleInterval, followEvents
+        self.control = ServiceControl(engine, address, journal)
+        watcher = SwarmWatcher(
+            reactor, engine, activeInterval=activeInterval, idleInterval=idleInterval,
+            followEvents=followEvents,
         )
-        self.observers: list[Observer] = []
+        SwarmView.__init__(
+            self,
+            reactor,
+            watcher,
+            signals if signals is not None else SignalsSent(),
+            journal,
+            ServiceLogReader(reactor, engine, lambda: watcher.nodeNames),
+        )
         self._oneAtATime = OneAtATime()
-        #: Service name -> (exit code, time) of its last task seen to end.
-        self._lastExit: dict[str, tuple[int | None, float | None]] = {}
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -193,72 +199,10 @@ class SwarmBackend:
     @defer.inlineCallbacks
     def close(self) -> Any:
         """Stop watching; the services go on running (the swarm keeps them)."""
+        self.waits.cancelAll()
         yield self.watcher.stop()
         yield self.nodes.close()
         yield self.engine.close()
-
-    def addObserver(self, observer: Observer) -> None:
-        self.observers.append(observer)
-
-    def removeObserver(self, observer: Observer) -> None:
-        if observer in self.observers:
-            self.observers.remove(observer)
-
-    def _emit(self, action: str, name: str, **fields: Any) -> None:
-        event = ContainerEvent(action, name, self.reactor.seconds(), **fields)
-        for observer in list(self.observers):
-            observer(event)
-
-    def _snapshotTaken(self, snapshot: Snapshot) -> None:
-        """Every new snapshot: remember the last exits, tell its events."""
-        for name in snapshot.services:
-            ended = [
-                t
-                for t in (taskFacts(task) for task in snapshot.tasksOf(name))
-                if t.state in ENDED and t.exitCode is not None
-            ]
-            if ended:
-                last = max(ended, key=lambda t: (t.timestamp or t.created, t.created))
-                self._lastExit[name] = (last.exitCode, last.timestamp)
-
-    # -- reading ----------------------------------------------------------------
-
-    def _container(self, snapshot: Snapshot, name: str) -> Container | None:
-        """C{name} as C{snapshot} shows it (None: not there)."""
-        service = snapshot.services.get(name)
-        if service is None:
-            return None
-        return containerOf(
-            service,
-            snapshot.tasksOf(name),
-            snapshot.nodeNames(),
-            self.signals.get(name),
-            self._lastExit.get(name),
-        )
-
-    @defer.inlineCallbacks
-    def _look(self) -> Any:
-        """A fresh snapshot (read now, handed to the watcher too)."""
-        snapshot = yield self.watcher.read()
-        self.watcher.offer(snapshot)
-        return snapshot
-
-    @defer.inlineCallbacks
-    def _current(self, name: str) -> Any:
-        snapshot = yield self._look()
-        container = self._container(snapshot, name)
-        if container is None:
-            raise NotFound(name)
-        return container
-
-    def _waitFor(
-        self, name: str, what: str, predicate: Callable[[Container | None], Any]
-    ) -> Deferred[Any]:
-        return self.watcher.waitFor(
-            lambda snapshot: predicate(self._container(snapshot, name)),
-            self.opTimeout,
-            lambda: f"{name}: {what}",
-        )
 
     # -- create ---------------------------------------------------------------
 
@@ -267,6 +211,7 @@ class SwarmBackend:
 
     @defer.inlineCallbacks
     def _create(self, spec: ContainerSpec) -> Any:
+        self.capabilities.refuseUnsupported(self.name, spec)
         image = spec.image or self.defaultImage
         if spec.command is None and self.defaultCommand:
             spec = attrs.evolve(spec, command=self.defaultCommand)
@@ -279,7 +224,7 @@ class SwarmBackend:
         self.signals.forget(spec.name)
         self._lastExit.pop(spec.name, None)
         self._emit(Action.CREATE, spec.name)
-        container = yield self._waitFor(spec.name, "the new service", lambda c: c)
+        container = yield self._waitFor(spec.name, "the new service", _exists)
         return container
 
     # -- start, stop, restart, scale --------------------------------------------
@@ -287,19 +232,21 @@ class SwarmBackend:
     def start(self, name: str) -> Deferred[Container]:
         return self._oneAtATime.run(name, self._start, name, False)
 
+    def restart(self, name: str, timeout: float | None) -> Deferred[Container]:
+        return self._oneAtATime.run(name, self._start, name, True)
+
     @defer.inlineCallbacks
     def _start(self, name: str, restart: bool) -> Any:
-        service = yield self.control.get(name)
-        current = yield self._current(name)
-        desired = desiredReplicas(service)
+        service = yield self._service(name)
+        current = self._of(service)
         if not restart and current.state == State.RUNNING:
             return current
-        target = desired or rememberedReplicas(service)
+        target = service.desired or rememberedReplicas(service)
         if target == 0:
             return current
         generation: list[int] = []
 
-        def change(service: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
+        def change(raw: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
             spec.setdefault("Mode", {})["Replicated"] = {"Replicas": target}
             labels = spec.setdefault("Labels", {})
             labels.pop(CREATED_LABEL, None)
@@ -310,38 +257,29 @@ class SwarmBackend:
             return spec
 
         self.signals.forget(name)
-        yield self.control.update(name, change, service)
+        yield self.control.update(name, change)
         self.watcher.poke()
         container = yield self._waitFor(
-            name, f"{target} task(s) to start", self._startedCheck(name, generation[0], target)
+            name, f"{target} task(s) to start", self._started(name, generation[0], target)
         )
         if restart:
             self._emit(Action.RESTART, name)
         return container
 
-    def _startedCheck(
-        self, name: str, generation: int, target: int
-    ) -> Callable[[Container | None], Any]:
+    def _started(self, name: str, generation: int, target: int) -> Callable[..., bool]:
         """
         Has every slot of C{generation} a task that ran (running now, or
-        ended after running)?  A container that turns C{dead} fails it.
+        ended after running)?  A service that turns C{dead} fails the wait
+        with L{BackendError}; one that is gone with L{NotFound}.
         """
 
-        def check(container: Container | None) -> Container | None:
-            if container is None:
+        def check(service: ServiceView | None) -> bool:
+            if service is None:
                 raise NotFound(name)
+            container = containerOf(service, self.signals.get(name), None)
             if container.state == State.DEAD:
                 raise BackendError(f"cannot start {name}: {container.error}")
-            snapshot = self.watcher.latest
-            assert snapshot is not None
-            facts = [
-                t for t in map(taskFacts, snapshot.tasksOf(name)) if t.forceUpdate == generation
-            ]
-            started = 0
-            for history in latestTasks(facts).values():
-                if any(t.state == "running" or (t.ended and t.exitCode is not None) for t in history):
-                    started += 1
-            return container if started >= target else None
+            return startedSlots(service, generation) >= target
 
         return check
 
@@ -350,18 +288,19 @@ class SwarmBackend:
 
     @defer.inlineCallbacks
     def _stop(self, name: str, timeout: float | None) -> Any:
-        service = yield self.control.get(name)
-        desired = desiredReplicas(service)
-        container = yield self._current(name)
-        if desired == 0 and container.state != State.STOPPING:
+        service = yield self._service(name)
+        container = self._of(service)
+        if service.desired == 0 and container.state != State.STOPPING:
             return container
         self.signals.add(name, parseSignal(container.stopSignal), int(_signal.SIGKILL))
-        yield self._scaleTo(name, 0, remember=desired or None, service=service)
+        yield self._scaleTo(name, 0, remember=service.desired or None)
         killer = None
         if timeout is not None and timeout < container.stopTimeout:
             killer = self.reactor.callLater(max(timeout, 0), self._killLeft, name)
         try:
-            container = yield self._waitFor(name, "its tasks to end", self._gone(name))
+            container = yield self._waitFor(
+                name, "its tasks to end", _allEnded, interval=self.stopInterval
+            )
         finally:
             if killer is not None and killer.active():
                 killer.cancel()
@@ -371,35 +310,18 @@ class SwarmBackend:
     def _killLeft(self, name: str) -> None:
         """A stop's own timeout ran out before Swarm's: SIGKILL what is left."""
         snapshot = self.watcher.latest
-        if snapshot is None:
+        service = snapshot.services.get(name) if snapshot is not None else None
+        if service is None:
             return
-        d = self._signalTasks(name, snapshot, int(_signal.SIGKILL), strict=False)
+        d = self.control.signalTasks(self.nodes, service, int(_signal.SIGKILL), strict=False)
         d.addCallback(lambda sent: self._emit(Action.KILL, name) if sent else None)
         d.addErrback(lambda f: self.log.failure("killing what is left of {name}", f, name=name))
 
-    def _gone(self, name: str) -> Callable[[Container | None], Any]:
-        def check(container: Container | None) -> Container | None:
-            if container is None:
-                raise NotFound(name)
-            snapshot = self.watcher.latest
-            assert snapshot is not None
-            if any(taskFacts(t).state not in ENDED for t in snapshot.tasksOf(name)):
-                return None
-            return container
-
-        return check
-
     @defer.inlineCallbacks
-    def _scaleTo(
-        self,
-        name: str,
-        replicas: int,
-        remember: int | None = None,
-        service: dict[str, Any] | None = None,
-    ) -> Any:
+    def _scaleTo(self, name: str, replicas: int, remember: int | None = None) -> Any:
         """Set the desired count (and the one a start brings back)."""
 
-        def change(service: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
+        def change(raw: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
             spec.setdefault("Mode", {})["Replicated"] = {"Replicas": replicas}
             labels = spec.setdefault("Labels", {})
             if remember is not None:
@@ -408,11 +330,8 @@ class SwarmBackend:
                 labels.pop(CREATED_LABEL, None)
             return spec
 
-        yield self.control.update(name, change, service)
+        yield self.control.update(name, change)
         self.watcher.poke()
-
-    def restart(self, name: str, timeout: float | None) -> Deferred[Container]:
-        return self._oneAtATime.run(name, self._start, name, True)
 
     def scale(self, name: str, replicas: int) -> Deferred[Container]:
         return self._oneAtATime.run(name, self._scale, name, replicas)
@@ -421,24 +340,20 @@ class SwarmBackend:
     def _scale(self, name: str, replicas: int) -> Any:
         if replicas < 0:
             raise BadRequest("replicas must be an integer >= 0")
-        service = yield self.control.get(name)
-        generation = int(
-            ((service.get("Spec") or {}).get("TaskTemplate") or {}).get("ForceUpdate") or 0
-        )
-        yield self._scaleTo(name, replicas, remember=replicas or None, service=service)
+        service = yield self._service(name)
+        generation = generationOf(service)
+        yield self._scaleTo(name, replicas, remember=replicas or None)
         self._emit(Action.SCALE, name, replicas=replicas)
         if replicas == 0:
-            check = self._gone(name)
+            check = _allEnded
         else:
-            started = self._startedCheck(name, generation, replicas)
+            started = self._started(name, generation, replicas)
 
-            def check(container: Container | None) -> Container | None:
-                if started(container) is None:
-                    return None
-                snapshot = self.watcher.latest
-                assert snapshot is not None
-                alive = [t for t in map(taskFacts, snapshot.tasksOf(name)) if not t.ended]
-                return container if len(alive) <= replicas else None
+            def check(service: ServiceView | None) -> bool:
+                if not started(service):
+                    return False
+                assert service is not None
+                return sum(1 for t in service.tasks if not t.ended) <= replicas
 
         container = yield self._waitFor(name, f"{replicas} task(s)", check)
         return container
@@ -451,63 +366,34 @@ class SwarmBackend:
 
     @defer.inlineCallbacks
     def _kill(self, name: str, signal: int) -> Any:
-        snapshot = yield self._look()
-        container = self._container(snapshot, name)
-        if container is None:
-            raise NotFound(name)
+        service = yield self._service(name)
         self.signals.add(name, signal)
-        killed = yield self._signalTasks(name, snapshot, signal, strict=True)
+        killed = yield self.control.signalTasks(self.nodes, service, signal, strict=True)
+        self.watcher.poke()
         if not killed:
             raise Conflict(f"container {name} is not running")
         self._emit(Action.KILL, name)
-        stopSignal = parseSignal(container.stopSignal)
-        if signal in (int(_signal.SIGKILL), stopSignal) and container.restartPolicy.name != "no":
-            # A client stop, as on one host: the policy does not bring
-            # the tasks back; a start does (the count is remembered).
+        container = containerOf(service)
+        if (
+            signal in (int(_signal.SIGKILL), parseSignal(container.stopSignal))
+            and container.restartPolicy.name != "no"
+        ):
+            # A client stop, as on one host: the policy does not bring the
+            # tasks back; a start does (the count is remembered).
             yield self._seenEnded(name, killed)
-            service = yield self.control.get(name)
-            desired = desiredReplicas(service)
-            if desired:
-                yield self._scaleTo(name, 0, remember=desired, service=service)
+            service = yield self._service(name)
+            if service.desired:
+                yield self._scaleTo(name, 0, remember=service.desired)
         snapshot = yield self._look()
         return self._container(snapshot, name) or container
-
-    @defer.inlineCallbacks
-    def _signalTasks(self, name: str, snapshot: Snapshot, signum: int, strict: bool) -> Any:
-        """
-        Send C{signum} to every running task of C{name} through its node's
-        engine; fire with the ids of the tasks it was sent to.
-
-        @param strict: fail (before sending any) when a running task's node
-            has no engine known; else skip those.
-        """
-        names = snapshot.nodeNames()
-        targets = []
-        for task in map(taskFacts, snapshot.tasksOf(name)):
-            if task.state != "running" or task.containerId is None:
-                continue
-            try:
-                engine = self.nodes.engineFor(task.nodeId, names.get(task.nodeId))
-            except BackendError:
-                if strict:
-                    raise
-                continue
-            targets.append((task, engine))
-        sent = []
-        for task, engine in targets:
-            if (yield self.control.signal(engine, task.containerId, signum)):
-                sent.append(task.id)
-        self.watcher.poke()
-        return sent
 
     def _seenEnded(self, name: str, taskIds: list[str]) -> Deferred[Any]:
         """Wait (a little) for a snapshot showing the tasks C{taskIds} ended."""
         wanted = set(taskIds)
 
         def ended(snapshot: Snapshot) -> bool:
-            return all(
-                t.ended for t in map(taskFacts, snapshot.tasksOf(name)) if t.id in wanted
-            )
+            service = snapshot.services.get(name)
+            return service is None or all(t.ended for t in service.tasks if t.id in wanted)
 
         d = self.watcher.waitFor(ended, self.killSettle)
         return d.addErrback(lambda f: f.trap(PycmError) and None)
@@ -519,62 +405,34 @@ class SwarmBackend:
 
     @defer.inlineCallbacks
     def _remove(self, name: str, force: bool) -> Any:
-        snapshot = yield self._look()
-        container = self._container(snapshot, name)
-        if container is None:
-            raise NotFound(name)
-        alive = container.state in (State.RUNNING, State.RESTARTING, State.STOPPING) or any(
-            not t.ended for t in map(taskFacts, snapshot.tasksOf(name))
-        )
+        service = yield self._service(name)
+        container = containerOf(service)
+        alive = any(not t.ended for t in service.tasks) and service.desired > 0
         if alive and container.state != State.DEAD and not force:
             raise Conflict(f"container {name} is running: stop it first, or use --force")
         if force and alive:
             self.signals.add(name, int(_signal.SIGKILL))
-            killed = yield self._signalTasks(name, snapshot, int(_signal.SIGKILL), strict=False)
+            killed = yield self.control.signalTasks(
+                self.nodes, service, int(_signal.SIGKILL), strict=False
+            )
             if killed:
                 self._emit(Action.KILL, name)
                 yield self._seenEnded(name, killed)
-        yield self.control.remove(name, container.id)
+        yield self.control.remove(name, service.id)
         self.watcher.poke()
-        yield self._waitFor(name, "the service to go", lambda c: c is None)
+        yield self._waitFor(name, "the service to go", lambda s: s is None)
         self.signals.forget(name)
         self._lastExit.pop(name, None)
         self._emit(Action.DESTROY, name)
 
-    # -- list, inspect, stats -----------------------------------------------------
 
-    @defer.inlineCallbacks
-    def list(self) -> Any:
-        snapshot = yield self._look()
-        return [self._container(snapshot, name) for name in snapshot.services]
+def _exists(service: ServiceView | None) -> bool:
+    return service is not None
 
-    def inspect(self, name: str) -> Deferred[Container]:
-        return self._current(name)
 
-    @defer.inlineCallbacks
-    def stats(self, names: Any) -> Any:
-        """One row per running service (or per name), its figures unknown (null)."""
-        containers = yield self.list()
-        byName = {c.name: c for c in containers}
-        if not names:
-            return [ContainerStats(c.name, c.state) for c in containers if c.state == State.RUNNING]
-        rows = []
-        for name in dict.fromkeys(names):
-            if name not in byName:
-                raise NotFound(name)
-            rows.append(ContainerStats(name, byName[name].state))
-        return rows
-
-    # -- logs, wait -----------------------------------------------------------------
-
-    def logs(self, name: str, tail: int | None, since: float | None = None) -> Deferred[builtins.list[LogLine]]:
-        raise NotImplementedError
-
-    def follow(self, name: str, tail: int | None, observer: Callable[[LogLine], None], since: float | None = None) -> Any:
-        raise NotImplementedError
-
-    def wait(self, name: str, condition: str) -> Deferred[Container]:
-        raise NotImplementedError
+def _allEnded(service: ServiceView | None) -> bool:
+    """Is every task of the service over (or the service gone)?"""
+    return service is None or all(t.ended for t in service.tasks)
 
 
 __all__ = ["CAPABILITIES", "OPTIONS", "SwarmBackend", "makeBackend"]

@@ -18,6 +18,7 @@ from twisted.logger import Logger
 from pycm.backends.docker.engine import EngineError
 from pycm.backends.docker.interfaces import IDockerEngine
 from pycm.backends.docker.translate import isManaged, isMissingImage
+from pycm.backends.swarm.snapshot import ServiceView
 from pycm.errors import BackendError, BadRequest, Conflict, NoImage, NotFound, PycmError
 
 #: How many times an update is tried again when another came first.
@@ -48,20 +49,21 @@ class NodeEngines:
     ) -> None:
         self.manager = manager
         self.others = dict(others or {})
-        #: The manager's node id, from its C{/info}.
+        #: The manager's hostname (its node's), from its C{/info}.
         self.managerNode: str | None = None
 
-    def engineFor(self, nodeId: str, hostname: str | None) -> IDockerEngine:
+    def engineFor(self, node: str | None) -> IDockerEngine:
         """
+        The engine of C{node} (a hostname, or a node id).
+
         @raise BackendError: naming the node and the option, when no engine
             is known for it.
         """
-        if nodeId and nodeId == self.managerNode:
+        if node and node == self.managerNode:
             return self.manager
-        for key in (hostname, nodeId):
-            if key and key in self.others:
-                return self.others[key]
-        node = hostname or nodeId or "an unknown node"
+        if node and node in self.others:
+            return self.others[node]
+        node = node or "an unknown node"
         raise BackendError(
             f"no engine is known for node {node}: give its address with "
             f"--swarm-node-host {node}=unix:///PATH (or tcp://HOST:PORT)"
@@ -71,19 +73,37 @@ class NodeEngines:
         return defer.DeferredList([engine.close() for engine in self.others.values()])
 
 
+class _NoMarks:
+    """A journal that keeps no marks (for a control used alone)."""
+
+    def mark(self, **marks: Any) -> None:
+        pass
+
+    def unmark(self, **marks: Any) -> None:
+        pass
+
+
 class ServiceControl:
-    """pycm's requests about services, on the manager's engine."""
+    """
+    pycm's requests about services, on the manager's engine.  Each change
+    is marked in C{journal} before its request goes out (and unmarked if
+    it failed), so that the snapshots do not tell it again
+    (L{pycm.backends.swarm.journal.SnapshotJournal.mark}).
+    """
 
     log = Logger()
 
-    def __init__(self, engine: IDockerEngine, address: str = "the manager") -> None:
+    def __init__(
+        self, engine: IDockerEngine, address: str = "the manager", journal: Any = None
+    ) -> None:
         self.engine = engine
         self.address = address
+        self.journal = journal if journal is not None else _NoMarks()
 
     @defer.inlineCallbacks
     def checkManager(self) -> Any:
         """
-        Ask C{GET /info}: fire with the manager's node id, or fail with
+        Ask C{GET /info}: fire with the manager's hostname, or fail with
         L{BackendError} (naming C{docker swarm init}) if the engine is not
         a swarm manager.
         """
@@ -93,7 +113,7 @@ class ServiceControl:
             raise BackendError(
                 notManagerMessage(self.address, str(swarm.get("LocalNodeState") or ""))
             )
-        return str(swarm.get("NodeID") or "")
+        return str((info or {}).get("Name") or "")
 
     @defer.inlineCallbacks
     def imageCommand(self, image: str) -> Any:
@@ -113,9 +133,14 @@ class ServiceControl:
     @defer.inlineCallbacks
     def create(self, name: str, body: dict[str, Any]) -> Any:
         """C{POST /services/create}; fires with the new service's id."""
+        self.journal.mark(created=(name,))
         try:
             _, result = yield self.engine.request("POST", "/services/create", None, body)
-        except EngineError as e:
+        except Exception as e:
+            self.journal.unmark(created=(name,))
+            if not isinstance(e, EngineError):
+                raise
+
             lowered = e.message.lower()
             if e.status == 409 or "already exists" in lowered or "conflicts with" in lowered:
                 raise Conflict(f'container name "{name}" is already in use') from None
@@ -157,12 +182,17 @@ class ServiceControl:
             spec = copy.deepcopy(service.get("Spec") or {})
             if change(service, spec) is None:
                 return None
-            version = (service.get("Version") or {}).get("Index")
+            version = int((service.get("Version") or {}).get("Index") or 0)
+            mark = ((str(service["ID"]), version),)
+            self.journal.mark(updated=mark)
             try:
                 yield self.engine.request(
                     "POST", f"/services/{service['ID']}/update", {"version": version}, spec
                 )
-            except EngineError as e:
+            except Exception as e:
+                self.journal.unmark(updated=mark)
+                if not isinstance(e, EngineError):
+                    raise
                 if "out of sequence" in e.message.lower() and attempt + 1 < UPDATE_TRIES:
                     continue
                 raise _mapped(e, name) from None
@@ -172,10 +202,43 @@ class ServiceControl:
     @defer.inlineCallbacks
     def remove(self, name: str, serviceId: str) -> Any:
         """C{DELETE /services/ID}."""
+        mark = ((name, serviceId),)
+        self.journal.mark(removed=mark)
         try:
             yield self.engine.request("DELETE", f"/services/{serviceId}")
-        except EngineError as e:
+        except Exception as e:
+            self.journal.unmark(removed=mark)
+            if not isinstance(e, EngineError):
+                raise
             raise _mapped(e, name) from None
+
+    @defer.inlineCallbacks
+    def signalTasks(
+        self, nodes: NodeEngines, service: ServiceView, signum: int, strict: bool
+    ) -> Any:
+        """
+        Send C{signum} to every running task of C{service} through its
+        node's engine; fire with the ids of the tasks it was sent to.
+
+        @param strict: fail (before sending any) when a running task's node
+            has no engine known (L{NodeEngines.engineFor}); else skip those.
+        """
+        targets = []
+        for task in service.tasks:
+            if not task.running or task.containerId is None:
+                continue
+            try:
+                engine = nodes.engineFor(task.node)
+            except BackendError:
+                if strict:
+                    raise
+                continue
+            targets.append((task, engine))
+        results = yield defer.gatherResults(
+            [self.signal(engine, task.containerId or "", signum) for task, engine in targets],
+            consumeErrors=True,
+        ).addErrback(lambda f: f.value.subFailure if isinstance(f.value, defer.FirstError) else f)
+        return [task.id for (task, _), sent in zip(targets, results) if sent]
 
     @defer.inlineCallbacks
     def signal(self, engine: IDockerEngine, containerId: str, signum: int) -> Any:

@@ -24,6 +24,10 @@ class TaskView:
     @ivar state: C{Status.State} (C{pending}, C{running}, C{failed}, ...).
     @ivar desiredState: C{DesiredState} (C{running}, C{shutdown}, ...).
     @ivar updated: C{Status.Timestamp}, POSIX seconds.
+    @ivar created: C{CreatedAt}, POSIX seconds (orders a slot's tasks).
+    @ivar generation: the C{ForceUpdate} of the task template it was made
+        from: a C{start} or C{restart} raises the service's, so the tasks
+        of one start share it (a restart by the policy keeps it).
     """
 
     id: str
@@ -35,6 +39,8 @@ class TaskView:
     error: str | None = None
     containerId: str | None = None
     updated: float = 0.0
+    created: float = 0.0
+    generation: int = 0
 
     @property
     def running(self) -> bool:

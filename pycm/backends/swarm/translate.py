@@ -22,6 +22,7 @@ from pycm.backends.docker.translate import (
     mapExitCode,
     userLabels,
 )
+from pycm.backends.swarm.snapshot import ServiceView, TaskView
 from pycm.errors import BadRequest
 from pycm.model import (
     DEFAULT_STOP_SIGNAL,
@@ -33,7 +34,6 @@ from pycm.model import (
     State,
     Task,
     parseSignal,
-    parseTime,
     signalName,
 )
 
@@ -44,13 +44,12 @@ __all__ = [
     "LIST_FILTERS",
     "MANAGED_LABEL",
     "REPLICAS_LABEL",
-    "SliceState",
-    "TaskFacts",
+    "Derived",
     "containerOf",
-    "desiredReplicas",
+    "deriveState",
     "latestTasks",
+    "rememberedReplicas",
     "serviceBody",
-    "taskFacts",
 ]
 
 #: The replica count a C{start} brings back (set at create, kept by stop).
@@ -63,8 +62,6 @@ COMMAND_LABEL = "io.pycm.command"
 LIST_FILTERS = {"label": [f"{MANAGED_LABEL}=true"]}
 #: What C{--restart} becomes (Swarm's condition).
 _CONDITIONS = {"no": "none", "on-failure": "on-failure", "always": "any", "unless-stopped": "any"}
-#: Task states in which the task's container is gone for good.
-ENDED = frozenset({"complete", "failed", "shutdown", "rejected", "orphaned", "remove"})
 #: Task states before C{running}: the engine is still getting it going.
 STARTING = frozenset(
     {"new", "allocated", "pending", "assigned", "accepted", "preparing", "ready", "starting"}
@@ -156,87 +153,48 @@ def serviceBody(
     }
 
 
-def desiredReplicas(service: Mapping[str, Any]) -> int:
-    """The service's desired count (C{Spec.Mode.Replicated.Replicas})."""
-    mode = ((service.get("Spec") or {}).get("Mode") or {}).get("Replicated") or {}
-    return int(mode.get("Replicas") or 0)
-
-
-def rememberedReplicas(service: Mapping[str, Any]) -> int:
+def rememberedReplicas(service: ServiceView) -> int:
     """The count a C{start} brings back: the label, else 1."""
-    labels = (service.get("Spec") or {}).get("Labels") or {}
+    labels = service.spec.get("Labels") or {}
     try:
         return max(int(labels.get(REPLICAS_LABEL, "1")), 0)
     except ValueError:
         return 1
 
 
-@attrs.frozen
-class TaskFacts:
-    """What pycm reads of one task (C{GET /tasks}), parsed."""
-
-    id: str
-    slot: int
-    nodeId: str
-    state: str
-    desiredState: str
-    created: float
-    timestamp: float | None
-    exitCode: int | None
-    error: str | None
-    containerId: str | None
-    forceUpdate: int
-
-    @property
-    def ended(self) -> bool:
-        return self.state in ENDED
+def generationOf(service: ServiceView) -> int:
+    """The service's C{TaskTemplate.ForceUpdate}: its tasks' generation."""
+    return int((service.spec.get("TaskTemplate") or {}).get("ForceUpdate") or 0)
 
 
-def _time(text: Any) -> float | None:
-    if not text or str(text).startswith("0001-01-01"):
-        return None
-    return parseTime(str(text))
-
-
-def taskFacts(task: Mapping[str, Any]) -> TaskFacts:
-    """Parse one task of C{GET /tasks}."""
-    status = task.get("Status") or {}
-    containerStatus = status.get("ContainerStatus") or {}
-    exitCode = containerStatus.get("ExitCode")
-    state = str(status.get("State") or "new")
-    return TaskFacts(
-        id=str(task.get("ID", "")),
-        slot=int(task.get("Slot") or 0),
-        nodeId=str(task.get("NodeID") or ""),
-        state=state,
-        desiredState=str(task.get("DesiredState") or ""),
-        created=_time(task.get("CreatedAt")) or 0.0,
-        timestamp=_time(status.get("Timestamp")),
-        exitCode=exitCode if isinstance(exitCode, int) and state in ENDED else None,
-        error=str(status.get("Err") or "") or None,
-        containerId=containerStatus.get("ContainerID") or None,
-        forceUpdate=int(((task.get("Spec") or {}).get("ForceUpdate")) or 0),
-    )
-
-
-def latestTasks(tasks: Iterable[TaskFacts]) -> dict[int, list[TaskFacts]]:
+def latestTasks(tasks: Iterable[TaskView]) -> dict[int, list[TaskView]]:
     """
-    The tasks of each slot, newest first (a replicated service's tasks
-    have slots; a task being removed by a scale-down is left out).
+    The tasks of each slot, newest first (a task being removed by a
+    scale-down is left out).
     """
-    slots: dict[int, list[TaskFacts]] = {}
+    slots: dict[int, list[TaskView]] = {}
     for task in tasks:
         if task.desiredState == "remove":
             continue
-        slots.setdefault(task.slot, []).append(task)
+        slots.setdefault(task.slot or 0, []).append(task)
     for history in slots.values():
         history.sort(key=lambda t: (t.created, t.id), reverse=True)
     return slots
 
 
+def startedSlots(service: ServiceView, generation: int) -> int:
+    """How many slots have a task of C{generation} that ran (runs, or ended so)."""
+    slots = latestTasks(t for t in service.tasks if t.generation == generation)
+    return sum(
+        1
+        for history in slots.values()
+        if any(t.running or (t.ended and t.exitCode is not None) for t in history)
+    )
+
+
 @attrs.frozen
-class SliceState:
-    """A service's state as the tasks of its current generation say it."""
+class Derived:
+    """A service's state as its tasks say it (L{deriveState})."""
 
     state: str
     running: int
@@ -248,11 +206,10 @@ class SliceState:
 
 
 def deriveState(
-    service: Mapping[str, Any],
-    tasks: Sequence[TaskFacts],
+    service: ServiceView,
     signalsSent: Iterable[int] = (),
     remembered: tuple[int | None, float | None] | None = None,
-) -> SliceState:
+) -> Derived:
     """
     The state of a service from its tasks (docs/swarm-backend.md, states):
     C{created} before its first start, C{running} when every desired task
@@ -264,59 +221,58 @@ def deriveState(
     @param remembered: the exit code and time of the last task seen to end,
         for when the engine has dropped it (a scale to 0 removes tasks).
     """
-    spec = service.get("Spec") or {}
-    labels = spec.get("Labels") or {}
-    desired = desiredReplicas(service)
-    template = spec.get("TaskTemplate") or {}
-    generation = int(template.get("ForceUpdate") or 0)
+    tasks = service.tasks
+    labels = service.spec.get("Labels") or {}
+    desired = service.desired
+    generation = generationOf(service)
     signals = set(signalsSent)
-    running = [t for t in tasks if t.state == "running" and t.desiredState == "running"]
-    ends = [(_endTime(t), t.exitCode, t.timestamp) for t in tasks if t.ended and t.exitCode is not None]
+    running = [t for t in tasks if t.running and t.desiredState == "running"]
+    ends: list[tuple[tuple[float, float], int | None, float | None]] = [
+        ((t.updated or t.created, t.created), t.exitCode, t.updated or None)
+        for t in tasks
+        if t.ended and t.exitCode is not None
+    ]
     if remembered is not None:
         # The last end seen, perhaps of a task the engine has dropped since.
-        ends.append(((remembered[1] or 0.0, remembered[1] or 0.0), remembered[0], remembered[1]))
+        when = remembered[1] or 0.0
+        ends.append(((when, when), remembered[0], remembered[1]))
     exitCode, finished = (None, None)
     if ends:
         _, code, finished = max(ends, key=lambda end: end[0])
         exitCode = mapExitCode(code, signals, False)
-    startedTimes = [t.timestamp for t in running if t.timestamp is not None]
+    current = [t for t in tasks if t.generation == generation]
+    startedTimes = [t.updated for t in running if t.updated]
     started = max(startedTimes) if startedTimes else None
-    if started is None:
-        current = [t.created for t in tasks if t.forceUpdate == generation]
-        started = max(current) if current else None
-    slots = latestTasks(t for t in tasks if t.forceUpdate == generation)
+    if started is None and current:
+        started = max(t.created for t in current)
+    slots = latestTasks(current)
     restartCount = max((len(history) - 1 for history in slots.values()), default=0)
-    base = dict(
-        running=len(running),
-        exitCode=exitCode,
-        started=started,
-        finished=finished,
-        restartCount=restartCount,
-    )
+
+    def derived(state: str, error: str | None = None) -> Derived:
+        return Derived(
+            state, len(running), error, exitCode, started, finished, max(restartCount, 0)
+        )
+
     if desired == 0:
-        if running or any(t.state in STARTING and not t.ended for t in tasks):
-            return SliceState(State.STOPPING, **base)  # type: ignore[arg-type]
+        if any(not t.ended for t in tasks):
+            return derived(State.STOPPING)
         if labels.get(CREATED_LABEL) == "true" and not tasks:
-            return SliceState(State.CREATED, **base)  # type: ignore[arg-type]
-        return SliceState(State.EXITED, **base)  # type: ignore[arg-type]
+            return derived(State.CREATED)
+        return derived(State.EXITED)
     newest = [history[0] for _, history in sorted(slots.items())]
+    if len(running) >= desired and all(t.running for t in newest):
+        return derived(State.RUNNING)
     problem = _problem(slots)
-    if len(running) >= desired and all(t.state == "running" for t in newest):
-        return SliceState(State.RUNNING, **base)  # type: ignore[arg-type]
     if problem is not None:
-        return SliceState(State.DEAD, error=problem, **base)  # type: ignore[arg-type]
+        return derived(State.DEAD, problem)
     if not newest and labels.get(CREATED_LABEL) == "true":
-        return SliceState(State.CREATED, **base)  # type: ignore[arg-type]
+        return derived(State.CREATED)
     if newest and all(t.ended for t in newest):
-        return SliceState(State.EXITED, **base)  # type: ignore[arg-type]
-    return SliceState(State.RESTARTING, **base)  # type: ignore[arg-type]
+        return derived(State.EXITED)
+    return derived(State.RESTARTING)
 
 
-def _endTime(task: TaskFacts) -> tuple[float, float]:
-    return (task.timestamp or task.created, task.created)
-
-
-def _problem(slots: Mapping[int, Sequence[TaskFacts]]) -> str | None:
+def _problem(slots: Mapping[int, Sequence[TaskView]]) -> str | None:
     """
     Why the newest tasks cannot run, if they cannot: one waiting to be
     placed with an error (C{no suitable node ...}), or a slot whose last
@@ -324,12 +280,12 @@ def _problem(slots: Mapping[int, Sequence[TaskFacts]]) -> str | None:
     """
     for history in slots.values():
         newest = history[0]
-        if newest.state == "running":
+        if newest.running:
             continue
-        if newest.state in STARTING and newest.error:
+        if not newest.ended and newest.error:
             return newest.error
         for task in history:
-            if task.state == "running":
+            if task.running:
                 break
             if task.state == "rejected":
                 return task.error or "the engine rejected the task"
@@ -339,19 +295,13 @@ def _problem(slots: Mapping[int, Sequence[TaskFacts]]) -> str | None:
 
 
 def containerOf(
-    service: Mapping[str, Any],
-    tasks: Sequence[Mapping[str, Any]],
-    nodeNames: Mapping[str, str],
+    service: ServiceView,
     signalsSent: Iterable[int] = (),
     remembered: tuple[int | None, float | None] | None = None,
 ) -> Container:
-    """
-    Build a L{Container} from a service of C{GET /services} and its tasks
-    of C{GET /tasks} (C{nodeNames}: node id -> hostname).
-    """
-    facts = [taskFacts(task) for task in tasks]
-    derived = deriveState(service, facts, signalsSent, remembered)
-    spec = service.get("Spec") or {}
+    """Build a L{Container} from a service and its tasks."""
+    derived = deriveState(service, signalsSent, remembered)
+    spec = service.spec
     labels = spec.get("Labels") or {}
     template = spec.get("TaskTemplate") or {}
     containerSpec = template.get("ContainerSpec") or {}
@@ -371,21 +321,18 @@ def containerOf(
             command = [str(word) for word in json.loads(labels[COMMAND_LABEL])]
         except ValueError:
             command = []
-    shown = sorted(
-        (t for t in facts if t.desiredState != "remove" or not t.ended),
-        key=lambda t: (t.slot, -t.created, t.id),
-    )
+    ended = derived.state in (State.EXITED, State.DEAD)
     return Container(
-        name=str(spec.get("Name", "")),
-        id=str(service.get("ID", "")),
+        name=service.name,
+        id=service.id,
         backend="swarm",
         image=str(labels.get(IMAGE_LABEL) or containerSpec.get("Image", "")),
         command=tuple(str(word) for word in command),
         state=derived.state,
-        created=_time(service.get("CreatedAt")) or 0.0,
-        exitCode=derived.exitCode if derived.state in (State.EXITED, State.DEAD) else None,
+        created=service.created,
+        exitCode=derived.exitCode if ended else None,
         started=derived.started,
-        finished=derived.finished if derived.state in (State.EXITED, State.DEAD) else None,
+        finished=derived.finished if ended else None,
         restartPolicy=RestartPolicy(
             policyName, maxAttempts if policyName == "on-failure" else None
         ),
@@ -398,16 +345,10 @@ def containerOf(
         cpus=nano / _NANO if nano else None,
         workdir=containerSpec.get("Dir") or None,
         error=derived.error if derived.state == State.DEAD else None,
-        replicas=Replicas(running=derived.running, desired=desiredReplicas(service)),
+        replicas=Replicas(running=derived.running, desired=service.desired),
         tasks=tuple(
-            Task(
-                id=t.id,
-                node=nodeNames.get(t.nodeId, t.nodeId or None),
-                state=t.state,
-                exitCode=t.exitCode,
-                error=t.error,
-            )
-            for t in shown
+            Task(id=t.id, node=t.node, state=t.state, exitCode=t.exitCode, error=t.error)
+            for t in service.tasks
         ),
         constraints=tuple(
             str(c) for c in (template.get("Placement") or {}).get("Constraints") or ()

@@ -20,6 +20,7 @@ from twisted.python.failure import Failure
 
 from pycm.backends.docker.events import EngineEvents
 from pycm.backends.docker.interfaces import IDockerEngine
+from pycm.backends.swarm.reading import nodeNames, snapshotOf
 from pycm.backends.swarm.snapshot import Snapshot
 from pycm.backends.swarm.translate import LIST_FILTERS
 from pycm.errors import PycmError, Unavailable
@@ -44,12 +45,14 @@ class SwarmWatcher:
     log = Logger()
     #: Looks at the active pace after the last change seen.
     activeLooks = 8
+    #: Seconds between looks while L{busy}.
+    waitInterval = 1.0
 
     def __init__(
         self,
         clock: Any,
         engine: IDockerEngine,
-        onSnapshot: Callable[[Snapshot], None],
+        onSnapshot: Callable[[Snapshot], None] = lambda snapshot: None,
         activeInterval: float = 0.25,
         idleInterval: float = 5.0,
         followEvents: bool = True,
@@ -60,6 +63,11 @@ class SwarmWatcher:
         self.activeInterval = activeInterval
         self.idleInterval = idleInterval
         self.latest: Snapshot | None = None
+        #: Node id -> hostname, as the last look saw them.
+        self.nodeNames: dict[str, str] = {}
+        #: Does someone wait on the snapshots (a C{wait}, a log follow)?
+        #: Then the watcher looks every L{waitInterval}.
+        self.busy: Callable[[], bool] = lambda: False
         self.connected = False
         self._running = False
         self._call: Any = None
@@ -128,8 +136,12 @@ class SwarmWatcher:
     def _nextDelay(self) -> float:
         if not self.connected:
             return min(self.activeInterval * 2 ** min(self._failures, 8), self.idleInterval)
-        if self._waiters or self._quietLooks < self.activeLooks:
+        if self._waiters:
+            return min(w.interval or self.activeInterval for w in self._waiters)
+        if self._quietLooks < self.activeLooks:
             return self.activeInterval
+        if self.busy():
+            return min(self.waitInterval, self.idleInterval)
         return self.idleInterval
 
     # -- looking ------------------------------------------------------------------
@@ -157,7 +169,9 @@ class SwarmWatcher:
 
         def build(results: list[tuple[int, Any]]) -> Snapshot:
             services, tasks, nodes = (body for _, body in results)
-            return Snapshot.fromEngine(now, services or [], tasks or [], nodes or [])
+            if isinstance(nodes, list):
+                self.nodeNames = nodeNames(nodes)
+            return snapshotOf(now, services, tasks, nodes)
 
         def unwrap(failure: Failure) -> Failure:
             if isinstance(failure.value, defer.FirstError):
@@ -187,7 +201,7 @@ class SwarmWatcher:
         self.connected = True
         self._failures = 0
         previous = self.latest
-        if previous is not None and previous.sameAs(snapshot):
+        if previous is not None and previous.services == snapshot.services:
             self._quietLooks += 1
             self.latest = snapshot
         else:
@@ -226,6 +240,7 @@ class SwarmWatcher:
         timeout: float,
         describe: Callable[[], str] | None = None,
         failFast: bool = False,
+        interval: float | None = None,
     ) -> Deferred[Any]:
         """
         Look at the swarm until C{predicate(snapshot)} is true (not None,
@@ -237,8 +252,11 @@ class SwarmWatcher:
         @param failFast: fail at once with L{Unavailable} when a look fails
             (else the wait goes on while the manager is away, until
             C{timeout}).
+        @param interval: look this often while waiting (None: the active
+            interval); a stop looks faster, to see its tasks' exit codes
+            before Swarm drops them.
         """
-        waiter = _Waiter(self, predicate, describe, failFast)
+        waiter = _Waiter(self, predicate, describe, failFast, interval)
         d = waiter.deferred
         if timeout > 0:
             waiter.timer = self.clock.callLater(timeout, waiter.expire)
@@ -256,8 +274,10 @@ class _Waiter:
         predicate: Callable[[Snapshot], Any],
         describe: Callable[[], str] | None,
         failFast: bool,
+        interval: float | None = None,
     ) -> None:
         self.watcher = watcher
+        self.interval = interval
         self.predicate = predicate
         self.describe = describe
         self.failFast = failFast

@@ -1,0 +1,214 @@
+"""
+What the swarm backend sees (L{SwarmView}, the base of
+L{pycm.backends.swarm.backend.SwarmBackend}): the watcher's snapshots,
+turned into containers, events (through the observe side's journal, to
+the observers), waits, and the reading operations: C{list}, C{inspect},
+C{stats}, C{logs}, C{follow}, C{wait}.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet import defer
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
+from pycm.backends.docker.signals import SignalsSent
+from pycm.backends.swarm.journal import SnapshotJournal
+from pycm.backends.swarm.logs import ServiceLogReader
+from pycm.backends.swarm.snapshot import ServiceView, Snapshot
+from pycm.backends.swarm.translate import containerOf
+from pycm.backends.swarm.waiting import SnapshotWaits
+from pycm.backends.swarm.watcher import SwarmWatcher
+from pycm.errors import NotFound
+from pycm.model import Container, ContainerEvent, LogLine, ProgressEvent, State
+from pycm.stats import ContainerStats
+
+Observer = Callable[[ContainerEvent | ProgressEvent], None]
+
+
+class SwarmView:
+    """
+    The swarm as the backend sees it.
+
+    @ivar opTimeout: seconds an operation waits for the swarm to show its
+        change (tasks running, tasks gone) before it fails with
+        L{pycm.errors.Unavailable}.
+    """
+
+    log = Logger()
+    opTimeout = 120.0
+
+    def __init__(
+        self,
+        reactor: Any,
+        watcher: SwarmWatcher,
+        signals: SignalsSent,
+        journal: SnapshotJournal,
+        logReader: ServiceLogReader,
+    ) -> None:
+        self.reactor = reactor
+        self.watcher = watcher
+        self.signals = signals
+        self.journal = journal
+        self.observers: list[Observer] = []
+        self.logReader = logReader
+        self.waits = SnapshotWaits(self._of)
+        watcher.onSnapshot = self._snapshotTaken
+        watcher.busy = lambda: bool(self.waits.waiters)
+        #: Service name -> (exit code, time) of its last task seen to end.
+        self._lastExit: dict[str, tuple[int | None, float | None]] = {}
+
+    # -- events -----------------------------------------------------------------
+
+    def addObserver(self, observer: Observer) -> None:
+        self.observers.append(observer)
+
+    def removeObserver(self, observer: Observer) -> None:
+        if observer in self.observers:
+            self.observers.remove(observer)
+
+    def _tell(self, event: ContainerEvent) -> None:
+        for observer in list(self.observers):
+            observer(event)
+
+    def _emit(self, action: str, name: str, **fields: Any) -> None:
+        """Tell an event of pycm's own operation (the snapshots tell the rest)."""
+        self._tell(ContainerEvent(action, name, self.reactor.seconds(), **fields))
+
+    def _snapshotTaken(self, snapshot: Snapshot) -> None:
+        """
+        Every new snapshot: remember the last exits, tell the events since
+        the last (L{SnapshotJournal.advance}), then answer the waits.
+        """
+        for name, service in snapshot.services.items():
+            ended = [t for t in service.tasks if t.ended and t.exitCode is not None]
+            if ended:
+                last = max(ended, key=lambda t: (t.updated or t.created, t.created))
+                self._lastExit[name] = (last.exitCode, last.updated or None)
+        for event in self.journal.advance(snapshot):
+            self._tell(event)
+        self.waits.snapshot(snapshot)
+
+    # -- containers ---------------------------------------------------------------
+
+    def _of(self, service: ServiceView) -> Container:
+        """The container a service is."""
+        name = service.name
+        return containerOf(service, self.signals.get(name), self._lastExit.get(name))
+
+    def _container(self, snapshot: Snapshot, name: str) -> Container | None:
+        """C{name} as C{snapshot} shows it (None: not there)."""
+        service = snapshot.services.get(name)
+        return None if service is None else self._of(service)
+
+    @defer.inlineCallbacks
+    def _look(self) -> Any:
+        """A fresh snapshot (read now, handed to the watcher too)."""
+        snapshot = yield self.watcher.read()
+        self.watcher.offer(snapshot)
+        return snapshot
+
+    @defer.inlineCallbacks
+    def _service(self, name: str) -> Any:
+        """C{name}'s service in a fresh snapshot, or L{NotFound}."""
+        snapshot = yield self._look()
+        service = snapshot.services.get(name)
+        if service is None:
+            raise NotFound(name)
+        return service
+
+    def _waitFor(
+        self,
+        name: str,
+        what: str,
+        predicate: Callable[[ServiceView | None], bool],
+        interval: float | None = None,
+    ) -> Deferred[Container | None]:
+        """
+        Wait for a snapshot in which C{predicate(service)} holds; fire with
+        the container it shows (None: gone).
+        """
+
+        def check(snapshot: Snapshot) -> Any:
+            if not predicate(snapshot.services.get(name)):
+                return None
+            return [self._container(snapshot, name)]
+
+        d = self.watcher.waitFor(
+            check, self.opTimeout, lambda: f"{name}: {what}", interval=interval
+        )
+        return d.addCallback(lambda found: found[0])
+
+    # -- list, inspect, stats -----------------------------------------------------
+
+    @defer.inlineCallbacks
+    def list(self) -> Any:
+        snapshot = yield self._look()
+        return [self._of(service) for service in snapshot.services.values()]
+
+    @defer.inlineCallbacks
+    def inspect(self, name: str) -> Any:
+        service = yield self._service(name)
+        return self._of(service)
+
+    @defer.inlineCallbacks
+    def stats(self, names: Any) -> Any:
+        """One row per running service (or per name), its figures unknown (null)."""
+        containers = yield self.list()
+        byName = {c.name: c for c in containers}
+        if not names:
+            return [ContainerStats(c.name, c.state) for c in containers if c.state == State.RUNNING]
+        rows = []
+        for name in dict.fromkeys(names):
+            if name not in byName:
+                raise NotFound(name)
+            rows.append(ContainerStats(name, byName[name].state))
+        return rows
+
+    # -- logs, wait -----------------------------------------------------------------
+
+    @defer.inlineCallbacks
+    def logs(self, name: str, tail: int | None, since: float | None = None) -> Any:
+        service = yield self._service(name)
+        lines = yield self.logReader.read(service.id, name, tail, since)
+        return lines
+
+    @defer.inlineCallbacks
+    def follow(
+        self,
+        name: str,
+        tail: int | None,
+        observer: Callable[[LogLine], None],
+        since: float | None = None,
+    ) -> Any:
+        """The backlog, then the lines as they come, until it stops running."""
+        service = yield self._service(name)
+
+        def ended(taskId: str) -> bool:
+            latest = self.watcher.latest
+            current = latest.services.get(name) if latest is not None else None
+            if current is None:
+                return True
+            return all(t.ended for t in current.tasks if t.id == taskId)
+
+        stopped = self.waits.whenStopped(name)
+        follow = yield self.logReader.follow(
+            service.id, name, tail, observer, stopped, since, ended
+        )
+        return follow
+
+    def wait(self, name: str, condition: str) -> Deferred[Container]:
+        latest = self.waits.latest
+        if latest is not None and name in latest.services:
+            return self.waits.wait(name, condition)
+        return self._look().addCallback(lambda _: self.waits.wait(name, condition))
+
+    def _nodeNames(self) -> builtins.dict[str, str]:
+        return dict(self.watcher.nodeNames)
+
+
+__all__ = ["Observer", "SwarmView"]

@@ -1,0 +1,109 @@
+"""
+The shared backend conformance suite (L{pycm.testing.BackendConformanceTests})
+against the swarm backend: over L{FakeSwarmEngine} on a clock everywhere,
+and over the real swarm at C{PYCM_SWARM_HOST} (skipped without it, a failure
+without it under C{PYCM_REQUIRE_SWARM=1}).  Where Swarm differs from one
+host, the fixtures say so (docs/swarm-backend.md, conformance).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.trial.unittest import SkipTest, TestCase
+
+from pycm.backends.swarm.backend import SwarmBackend, makeBackend
+from pycm.interfaces import IContainerBackend
+from pycm.testing import BackendConformanceTests, MemoryFixture, ReactorFixture
+from pycm.testing.swarmengine import FakeSwarmEngine
+
+#: Docker's times are after the epoch: 0 reads as "never".
+EPOCH = 1_700_000_000
+
+
+def fakeSwarmBackend(clock: Any, engine: FakeSwarmEngine, **options: str) -> SwarmBackend:
+    """The swarm backend on C{engine}, reaching every node's engine."""
+    nodes = {node.hostname: engine.nodeEngine(node.hostname) for node in engine.cluster.nodes}
+    return makeBackend(clock, None, dict(options), engine, nodes)
+
+
+class FakeSwarmFixture(MemoryFixture):
+    """
+    The conformance fixture of the swarm backend on a L{FakeSwarmEngine}
+    (a manager and a worker) and a L{Clock}: the memory backend's commands.
+    """
+
+    missingImage = "pycm-test/no-such-image:1"
+    #: A task that cannot start is a dead service in Swarm only while it
+    #: keeps being rejected; with docker-init, a missing executable is an
+    #: exit 127, as on the real swarm.
+    badCommand = None
+
+    def makeBackend(self, testCase: TestCase) -> Deferred[IContainerBackend]:
+        clock = self.newClock(testCase, now=EPOCH)
+        engine = FakeSwarmEngine(clock)
+        backend = fakeSwarmBackend(clock, engine)
+        testCase.addCleanup(lambda: self.settle(testCase, backend.close(), 120))
+        return backend.open().addCallback(lambda _: backend)
+
+
+class FakeSwarmConformanceTests(BackendConformanceTests, TestCase):
+    """The swarm backend passes the conformance suite on the fake swarm."""
+
+    fixture = FakeSwarmFixture()
+
+
+def swarmHost() -> str:
+    """
+    The real swarm's manager (C{PYCM_SWARM_HOST}).
+
+    @raise SkipTest: without it (a failure under C{PYCM_REQUIRE_SWARM=1}).
+    """
+    host = os.environ.get("PYCM_SWARM_HOST")
+    if host:
+        return host
+    why = "no swarm: PYCM_SWARM_HOST is not set (.ci/swarm-setup.sh sets it)"
+    if os.environ.get("PYCM_REQUIRE_SWARM") == "1":
+        raise AssertionError(why + ", and PYCM_REQUIRE_SWARM=1")
+    raise SkipTest(why)
+
+
+class RealSwarmFixture(ReactorFixture):
+    """The conformance fixture of the swarm backend on the real dev swarm."""
+
+    missingImage = "pycm-test/no-such-image:1"
+    longCommand = ("sleep", "1000")
+    ignoreTermCommand = ("sh", "-c", "trap '' TERM; sleep 1000")
+    logTimeResolution = 0.2
+
+    def __init__(self) -> None:
+        super().__init__(reactor)
+        self.image = os.environ.get("PYCM_TEST_IMAGE", "pycm-test/busybox:latest")
+
+    def exitCommand(self, code: int) -> tuple[str, ...]:
+        return ("sh", "-c", f"exit {code}")
+
+    def echoCommand(self, text: str) -> tuple[str, ...]:
+        return ("printf", "%s\\n", text)
+
+    def delayedEchoCommand(self, text: str) -> tuple[str, ...]:
+        return ("sh", "-c", 'sleep 1; printf "%s\\n" "$1"', "sh", text)
+
+    def makeBackend(self, testCase: TestCase) -> Deferred[IContainerBackend]:
+        options = {"docker-host": swarmHost()}
+        worker = os.environ.get("PYCM_SWARM_WORKER_HOST")
+        node = os.environ.get("PYCM_SWARM_WORKER_NODE")
+        if worker and node:
+            options["swarm-node-host"] = f"{node}={worker}"
+        backend = makeBackend(reactor, None, options)
+        testCase.addCleanup(lambda: self.settle(testCase, backend.close(), 60))
+        return backend.open().addCallback(lambda _: backend)
+
+
+class RealSwarmConformanceTests(BackendConformanceTests, TestCase):
+    """The swarm backend passes the conformance suite on the real two-node swarm."""
+
+    fixture = RealSwarmFixture()
