@@ -227,10 +227,13 @@ class Cluster:
         tasks = self.serviceTasks(service)
         live = sorted({t.slot for t in tasks if t.runnable})
         dead = sorted({t.slot for t in tasks} - set(live))
-        for task in tasks:
-            if task.slot in dead:
-                self.deleteTask(task)
         wanted = service.replicas
+        reused = dead[: max(wanted - len(live), 0)]
+        for task in tasks:
+            # A slot given a new task keeps its history (the real manager
+            # keeps a slot's ended tasks, and their logs, when it refills it).
+            if task.slot in dead and task.slot not in reused:
+                self.deleteTask(task)
         if len(live) < wanted:
             free = dead + [n for n in range(1, wanted + len(tasks) + 2) if n not in live + dead]
             for slot in free[: wanted - len(live)]:

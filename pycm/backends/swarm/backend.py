@@ -42,13 +42,11 @@ from pycm.backends.swarm.translate import (
 )
 from pycm.backends.swarm.view import SwarmView
 from pycm.backends.swarm.watcher import SwarmWatcher
+from pycm.capabilities import ALL_OPTIONS, SCALING_OPTIONS, Capabilities
 from pycm.errors import BackendError, BadRequest, Conflict, NotFound, PycmError
 from pycm.interfaces import IContainerBackend, IScalable
 from pycm.model import (
-    ALL_OPTIONS,
-    SCALING_OPTIONS,
     Action,
-    Capabilities,
     Container,
     ContainerSpec,
     State,
@@ -204,6 +202,11 @@ class SwarmBackend(SwarmView):
         yield self.nodes.close()
         yield self.engine.close()
 
+    def _emit(self, action: str, name: str, **fields: Any) -> None:
+        """Tell an event of pycm's own change, its marks kept first."""
+        self.control.told(name)
+        SwarmView._emit(self, action, name, **fields)
+
     # -- create ---------------------------------------------------------------
 
     def create(self, spec: ContainerSpec) -> Deferred[Container]:
@@ -246,25 +249,39 @@ class SwarmBackend(SwarmView):
             return current
         generation: list[int] = []
 
+        # New tasks: from 0 a scale up makes them; else (a restart, a start
+        # after the policy gave up) a forced update replaces the old ones.
+        force = restart or service.desired > 0
+
         def change(raw: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
             spec.setdefault("Mode", {})["Replicated"] = {"Replicas": target}
             labels = spec.setdefault("Labels", {})
             labels.pop(CREATED_LABEL, None)
             labels[REPLICAS_LABEL] = str(target)
             template = spec.setdefault("TaskTemplate", {})
-            template["ForceUpdate"] = int(template.get("ForceUpdate") or 0) + 1
-            generation[:] = [template["ForceUpdate"]]
+            if force:
+                template["ForceUpdate"] = int(template.get("ForceUpdate") or 0) + 1
+            generation[:] = [int(template.get("ForceUpdate") or 0)]
             return spec
 
+        if restart and any(not t.ended for t in service.tasks):
+            # Its old tasks' end is the restart's stop (told as they end).
+            self.restarting[name] = generationOf(service)
         self.signals.forget(name)
-        yield self.control.update(name, change)
-        self.watcher.poke()
-        container = yield self._waitFor(
-            name, f"{target} task(s) to start", self._started(name, generation[0], target)
-        )
+        try:
+            yield self.control.update(name, change)
+            self.watcher.poke()
+            container = yield self._waitFor(
+                name, f"{target} task(s) to start", self._started(name, generation[0], target)
+            )
+        finally:
+            if self.restarting.pop(name, None) is not None and restart:
+                self._emit(Action.STOP, name)
         if restart:
             self._emit(Action.RESTART, name)
-        return container
+        # The tasks of this start, as they started: a quick exit may have
+        # been restarted by the policy before the look that saw them.
+        return attrs.evolve(container, restartCount=0)
 
     def _started(self, name: str, generation: int, target: int) -> Callable[..., bool]:
         """
@@ -276,7 +293,7 @@ class SwarmBackend(SwarmView):
         def check(service: ServiceView | None) -> bool:
             if service is None:
                 raise NotFound(name)
-            container = containerOf(service, self.signals.get(name), None)
+            container = containerOf(service)
             if container.state == State.DEAD:
                 raise BackendError(f"cannot start {name}: {container.error}")
             return startedSlots(service, generation) >= target
@@ -384,6 +401,7 @@ class SwarmBackend(SwarmView):
             service = yield self._service(name)
             if service.desired:
                 yield self._scaleTo(name, 0, remember=service.desired)
+                self.control.told(name)
         snapshot = yield self._look()
         return self._container(snapshot, name) or container
 

@@ -99,6 +99,29 @@ class ServiceControl:
         self.engine = engine
         self.address = address
         self.journal = journal if journal is not None else _NoMarks()
+        #: Service name -> the marks of its changes whose events are not
+        #: told yet (L{told} hands them to the journal's C{telling}).
+        self.marks: dict[str, list[dict[str, Any]]] = {}
+
+    def _mark(self, name: str, **marks: Any) -> None:
+        self.journal.mark(**marks)
+        self.marks.setdefault(name, []).append(marks)
+
+    def _unmark(self, name: str, **marks: Any) -> None:
+        self.journal.unmark(**marks)
+        pending = self.marks.get(name, [])
+        if marks in pending:
+            pending.remove(marks)
+
+    def told(self, name: str) -> None:
+        """
+        The backend is about to tell the events of its changes of C{name}:
+        the journal keeps their marks (L{SnapshotJournal.telling}).
+        """
+        for marks in self.marks.pop(name, []):
+            telling = getattr(self.journal, "telling", None)
+            if telling is not None:
+                telling(**marks)
 
     @defer.inlineCallbacks
     def checkManager(self) -> Any:
@@ -133,11 +156,11 @@ class ServiceControl:
     @defer.inlineCallbacks
     def create(self, name: str, body: dict[str, Any]) -> Any:
         """C{POST /services/create}; fires with the new service's id."""
-        self.journal.mark(created=(name,))
+        self._mark(name, created=(name,))
         try:
             _, result = yield self.engine.request("POST", "/services/create", None, body)
         except Exception as e:
-            self.journal.unmark(created=(name,))
+            self._unmark(name, created=(name,))
             if not isinstance(e, EngineError):
                 raise
 
@@ -184,13 +207,13 @@ class ServiceControl:
                 return None
             version = int((service.get("Version") or {}).get("Index") or 0)
             mark = ((str(service["ID"]), version),)
-            self.journal.mark(updated=mark)
+            self._mark(name, updated=mark)
             try:
                 yield self.engine.request(
                     "POST", f"/services/{service['ID']}/update", {"version": version}, spec
                 )
             except Exception as e:
-                self.journal.unmark(updated=mark)
+                self._unmark(name, updated=mark)
                 if not isinstance(e, EngineError):
                     raise
                 if "out of sequence" in e.message.lower() and attempt + 1 < UPDATE_TRIES:
@@ -203,11 +226,11 @@ class ServiceControl:
     def remove(self, name: str, serviceId: str) -> Any:
         """C{DELETE /services/ID}."""
         mark = ((name, serviceId),)
-        self.journal.mark(removed=mark)
+        self._mark(name, removed=mark)
         try:
             yield self.engine.request("DELETE", f"/services/{serviceId}")
         except Exception as e:
-            self.journal.unmark(removed=mark)
+            self._unmark(name, removed=mark)
             if not isinstance(e, EngineError):
                 raise
             raise _mapped(e, name) from None

@@ -12,11 +12,13 @@ import builtins
 from collections.abc import Callable
 from typing import Any
 
+import attrs
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from pycm.backends.docker.signals import SignalsSent
+from pycm.backends.docker.translate import mapExitCode
 from pycm.backends.swarm.journal import SnapshotJournal
 from pycm.backends.swarm.logs import ServiceLogReader
 from pycm.backends.swarm.snapshot import ServiceView, Snapshot
@@ -24,7 +26,7 @@ from pycm.backends.swarm.translate import containerOf
 from pycm.backends.swarm.waiting import SnapshotWaits
 from pycm.backends.swarm.watcher import SwarmWatcher
 from pycm.errors import NotFound
-from pycm.model import Container, ContainerEvent, LogLine, ProgressEvent, State
+from pycm.model import Action, Container, ContainerEvent, LogLine, ProgressEvent, State
 from pycm.stats import ContainerStats
 
 Observer = Callable[[ContainerEvent | ProgressEvent], None]
@@ -59,6 +61,9 @@ class SwarmView:
         self.waits = SnapshotWaits(self._of)
         watcher.onSnapshot = self._snapshotTaken
         watcher.busy = lambda: bool(self.waits.waiters)
+        watcher.prepare = self._mapExits
+        #: Service name -> the generation a client restart is replacing.
+        self.restarting: dict[str, int] = {}
         #: Service name -> (exit code, time) of its last task seen to end.
         self._lastExit: dict[str, tuple[int | None, float | None]] = {}
 
@@ -79,6 +84,29 @@ class SwarmView:
         """Tell an event of pycm's own operation (the snapshots tell the rest)."""
         self._tell(ContainerEvent(action, name, self.reactor.seconds(), **fields))
 
+    def _mapExits(self, snapshot: Snapshot) -> Snapshot:
+        """
+        C{snapshot} with the exit codes of the signals pycm sent as -N, not
+        the engine's 128+N (as the Docker backend reports them), so that
+        the containers, the C{die} events and the waits all say the same.
+        """
+        services = dict(snapshot.services)
+        changed = False
+        for name, service in snapshot.services.items():
+            sent = self.signals.get(name)
+            if not sent:
+                continue
+            tasks = tuple(
+                attrs.evolve(t, exitCode=mapExitCode(t.exitCode, sent, False))
+                if t.exitCode is not None and t.exitCode - 128 in sent
+                else t
+                for t in service.tasks
+            )
+            if tasks != service.tasks:
+                services[name] = attrs.evolve(service, tasks=tasks)
+                changed = True
+        return attrs.evolve(snapshot, services=services) if changed else snapshot
+
     def _snapshotTaken(self, snapshot: Snapshot) -> None:
         """
         Every new snapshot: remember the last exits, tell the events since
@@ -91,14 +119,30 @@ class SwarmView:
                 self._lastExit[name] = (last.exitCode, last.updated or None)
         for event in self.journal.advance(snapshot):
             self._tell(event)
+            if event.action == Action.START and _policyRestart(snapshot, event):
+                self._tell(attrs.evolve(event, action=Action.RESTART))
+            elif event.action == Action.DIE:
+                self._stopsSeen(snapshot, event.name)
         self.waits.snapshot(snapshot)
+
+    def _stopsSeen(self, snapshot: Snapshot, name: str) -> None:
+        """
+        A task of C{name} died: if a client C{restart} is replacing its
+        tasks and none of the old ones is left, that is its C{stop}.
+        """
+        old = self.restarting.get(name)
+        service = snapshot.services.get(name)
+        if old is None or service is None:
+            return
+        if all(t.ended for t in service.tasks if t.generation == old):
+            del self.restarting[name]
+            self._emit(Action.STOP, name)
 
     # -- containers ---------------------------------------------------------------
 
     def _of(self, service: ServiceView) -> Container:
         """The container a service is."""
-        name = service.name
-        return containerOf(service, self.signals.get(name), self._lastExit.get(name))
+        return containerOf(service, (), self._lastExit.get(service.name))
 
     def _container(self, snapshot: Snapshot, name: str) -> Container | None:
         """C{name} as C{snapshot} shows it (None: not there)."""
@@ -209,6 +253,26 @@ class SwarmView:
 
     def _nodeNames(self) -> builtins.dict[str, str]:
         return dict(self.watcher.nodeNames)
+
+
+def _policyRestart(snapshot: Snapshot, event: ContainerEvent) -> bool:
+    """
+    Is this C{start} the restart policy's: a task in a slot where a task
+    of the same generation (the same client start) ran before it?
+    """
+    service = snapshot.services.get(event.name)
+    if service is None or event.task is None:
+        return False
+    task = next((t for t in service.tasks if t.id == event.task), None)
+    if task is None:
+        return False
+    return any(
+        other.slot == task.slot
+        and other.generation == task.generation
+        and other.id != task.id
+        and other.created <= task.created
+        for other in service.tasks
+    )
 
 
 __all__ = ["Observer", "SwarmView"]

@@ -68,6 +68,9 @@ class SwarmWatcher:
         #: Does someone wait on the snapshots (a C{wait}, a log follow)?
         #: Then the watcher looks every L{waitInterval}.
         self.busy: Callable[[], bool] = lambda: False
+        #: What each snapshot read goes through first (the backend maps
+        #: the exit codes of signals pycm sent).
+        self.prepare: Callable[[Snapshot], Snapshot] = lambda snapshot: snapshot
         self.connected = False
         self._running = False
         self._call: Any = None
@@ -171,7 +174,7 @@ class SwarmWatcher:
             services, tasks, nodes = (body for _, body in results)
             if isinstance(nodes, list):
                 self.nodeNames = nodeNames(nodes)
-            return snapshotOf(now, services, tasks, nodes)
+            return self.prepare(snapshotOf(now, services, tasks, nodes))
 
         def unwrap(failure: Failure) -> Failure:
             if isinstance(failure.value, defer.FirstError):
