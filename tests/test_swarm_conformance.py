@@ -94,7 +94,7 @@ class RealSwarmFixture(ReactorFixture):
         return ("sh", "-c", 'sleep 1; printf "%s\\n" "$1"', "sh", text)
 
     def makeBackend(self, testCase: TestCase) -> Deferred[IContainerBackend]:
-        options = {"docker-host": swarmHost()}
+        options = {"docker-host": swarmHost(), "default-image": self.image or ""}
         worker = os.environ.get("PYCM_SWARM_WORKER_HOST")
         node = os.environ.get("PYCM_SWARM_WORKER_NODE")
         if worker and node:

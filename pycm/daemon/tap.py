@@ -108,7 +108,7 @@ class Options(usage.Options):
     ]
     optParameters = [
         ["backend", "b", "process",
-         "The container backend: memory, process, docker, or any installed one "
+         "The container backend: memory, process, docker, swarm, or any installed one "
          "('--backend list' lists them)."],
         ["state-dir", "d", None,
          "Where state, logs and the token live [default: /var/lib/pycm for root, "
@@ -138,8 +138,8 @@ class Options(usage.Options):
             "a token or an option's value.",
         ],
         ["docker-host", None, None,
-         "docker backend: the engine's address (unix:///var/run/docker.sock, "
-         "tcp://HOST:PORT) [default: $DOCKER_HOST]."],
+         "docker and swarm backends: the engine's (swarm: a manager's) address "
+         "(unix:///var/run/docker.sock, tcp://HOST:PORT) [default: $DOCKER_HOST]."],
         ["default-image", None, None,
          "The image used when a run names none [default: the backend's own]."],
         ["default-command", None, None,
@@ -159,10 +159,15 @@ class Options(usage.Options):
         super().__init__()
         self["listen"] = []
         self["backend-option"] = {}
+        self["swarm-node-host"] = []
 
     def opt_listen(self, description: str) -> None:
         """A Twisted server endpoint string to listen on (repeatable): tcp:PORT:interface=ADDR, unix:PATH, ssl:PORT:privateKey=KEY, stdio: [default: tcp:8080:interface=127.0.0.1]."""  # noqa: E501
         self["listen"].append(description)
+
+    def opt_swarm_node_host(self, item: str) -> None:
+        """swarm backend: NODE=ADDRESS, the engine of another node (its hostname or id), which kill signals its tasks through (repeatable, or comma-separated); the manager's own node needs none."""  # noqa: E501
+        self["swarm-node-host"].append(item)
 
     def opt_backend_option(self, item: str) -> None:
         """A backend option KEY=VALUE (repeatable): the options with no flag of their own. process backend: default-workdir, cgroup-parent, cgroups, state-sync (docs/process-backend.md); docker backend: init, stop-on-close, network, request-timeout, pull-timeout (docs/docker-backend.md); and any third-party backend's."""  # noqa: E501
@@ -226,6 +231,8 @@ class Options(usage.Options):
         for name in BACKEND_OPTIONS:
             if self[name] is not None:
                 backendOptions[name] = self[name]
+        if self["swarm-node-host"]:
+            backendOptions["swarm-node-host"] = ",".join(self["swarm-node-host"])
         self["backend-options"] = backendOptions
 
 

@@ -151,7 +151,7 @@ class SwarmBackend(SwarmView):
         defaultCommand: tuple[str, ...] | None = None,
         init: bool = True,
         networks: tuple[str, ...] = (),
-        restartDelay: float = 1.0,
+        restartDelay: float = 0.1,
         nodeEngines: Mapping[str, IDockerEngine] | None = None,
         signals: SignalsSent | None = None,
         activeInterval: float = 0.25,
@@ -249,9 +249,10 @@ class SwarmBackend(SwarmView):
             return current
         generation: list[int] = []
 
-        # New tasks: from 0 a scale up makes them; else (a restart, a start
-        # after the policy gave up) a forced update replaces the old ones.
-        force = restart or service.desired > 0
+        # New tasks: from 0 with no task left a scale up makes them; else (a
+        # restart, a start after the policy gave up, old tasks still kept)
+        # a forced update, so that only the new ones count as this start's.
+        force = restart or service.desired > 0 or bool(service.tasks)
 
         def change(raw: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
             spec.setdefault("Mode", {})["Replicated"] = {"Replicas": target}

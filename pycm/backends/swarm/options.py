@@ -29,7 +29,11 @@ OPTIONS: dict[str, tuple[str, str]] = {
     "request-timeout": ("10", "seconds an engine request may take"),
     "init": ("yes", "yes: run docker-init as each task's PID 1 (signals behave as on a host)"),
     "network": ("", "the networks new services' tasks join, comma-separated (default: none)"),
-    "restart-delay": ("1", "seconds Swarm waits before it restarts a task (its restart delay)"),
+    "restart-delay": (
+        "0.1",
+        "seconds Swarm waits before it restarts a task (its restart delay; Docker's first "
+        "backoff is as long)",
+    ),
     "poll-interval": ("0.25", "seconds between two looks at the swarm while something changes"),
     "idle-poll-interval": ("5", "seconds between two looks at the swarm when nothing changes"),
 }

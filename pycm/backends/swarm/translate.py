@@ -75,7 +75,7 @@ def serviceBody(
     replicas: int,
     init: bool = True,
     networks: Sequence[str] = (),
-    restartDelay: float = 1.0,
+    restartDelay: float = 0.1,
     imageCommand: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """

@@ -1,0 +1,601 @@
+"""
+Unit tests of the swarm backend (L{pycm.backends.swarm}) over the fake
+swarm (L{FakeSwarmEngine}) on a L{Clock}: every operation, every state
+derivation, the refusal of an engine that is no swarm manager, and the
+manager going away in the middle of an operation.  The conformance suite
+is in tests.test_swarm_conformance.
+"""
+
+from __future__ import annotations
+
+import signal
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+
+from pycm.backends.swarm.backend import makeBackend
+from pycm.backends.swarm.events import eventsBetween
+from pycm.backends.swarm.options import parseNetworks, parseNodeHosts
+from pycm.backends.swarm.reading import snapshotOf
+from pycm.backends.swarm.snapshot import ServiceView, Snapshot, TaskView
+from pycm.backends.swarm.translate import (
+    CREATED_LABEL,
+    REPLICAS_LABEL,
+    containerOf,
+    deriveState,
+    serviceBody,
+)
+from pycm.errors import BackendError, BadRequest, Conflict, NoImage, NotFound, Unavailable
+from pycm.model import Action, ContainerEvent, ContainerSpec, RestartPolicy, State
+from pycm.testing.clock import advanceClock, settleClock
+from pycm.testing.swarmengine import FakeSwarmEngine
+
+EPOCH = 1_700_000_000
+
+
+def result(clock: Clock, d: Deferred[Any], timeout: float = 60.0) -> Any:
+    """What C{d} fires with once C{clock} has turned enough (a Failure raises)."""
+    out: list[Any] = []
+    settleClock(clock, d, timeout).addBoth(out.append)
+    if isinstance(out[0], Failure):
+        out[0].raiseException()
+    return out[0]
+
+
+def failure(clock: Clock, d: Deferred[Any], timeout: float = 60.0) -> Failure:
+    """The Failure C{d} fails with once C{clock} has turned enough."""
+    out: list[Any] = []
+    settleClock(clock, d, timeout).addBoth(out.append)
+    assert isinstance(out[0], Failure), out[0]
+    return out[0]
+
+
+class SwarmTestCase(SynchronousTestCase):
+    """A fake swarm (manager and worker) and a backend on it, opened."""
+
+    withWorkerEngine = True
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(EPOCH)
+        self.engine = FakeSwarmEngine(self.clock)
+        nodes = {"worker": self.engine.nodeEngine("worker")} if self.withWorkerEngine else {}
+        self.backend = makeBackend(self.clock, None, {}, self.engine, nodes)
+        self.events: list[ContainerEvent] = []
+        self.backend.addObserver(self.events.append)
+        result(self.clock, self.backend.open())
+        self.addCleanup(lambda: result(self.clock, self.backend.close()))
+
+    def run_(self, d: Deferred[Any]) -> Any:
+        return result(self.clock, d)
+
+    def fails(self, d: Deferred[Any], kind: type[Exception]) -> Exception:
+        f = failure(self.clock, d)
+        self.assertTrue(f.check(kind), f)
+        return f.value  # type: ignore[return-value]
+
+    def actions(self, name: str) -> list[str]:
+        return [e.action for e in self.events if e.name == name]
+
+    def runService(self, name: str, command: tuple[str, ...] = ("sleep", "infinity"), **kw: Any):
+        self.run_(self.backend.create(ContainerSpec(name, command=command, **kw)))
+        return self.run_(self.backend.start(name))
+
+
+class OpenTests(SynchronousTestCase):
+    """C{open} refuses an engine that cannot manage a swarm."""
+
+    def check(self, mode: str, why: str) -> None:
+        clock = Clock()
+        backend = makeBackend(clock, None, {}, FakeSwarmEngine(clock, mode=mode), {})
+        f = failure(clock, backend.open())
+        self.assertTrue(f.check(BackendError))
+        message = str(f.value)
+        self.assertIn("docker swarm init", message)
+        self.assertIn(why, message)
+
+    def test_worker(self) -> None:
+        """A worker's engine is refused: it is not a manager; the message names swarm init."""
+        self.check("worker", "is not a swarm manager")
+
+    def test_noSwarm(self) -> None:
+        """An engine in no swarm is refused, naming C{docker swarm init}."""
+        self.check("inactive", "is not part of a swarm")
+
+    def test_unreachable(self) -> None:
+        """An engine that does not answer at start fails C{open} with L{Unavailable}."""
+        clock = Clock()
+        engine = FakeSwarmEngine(clock)
+        engine.setReachable(False)
+        backend = makeBackend(clock, None, {}, engine, {})
+        self.assertTrue(failure(clock, backend.open()).check(Unavailable))
+
+
+class OptionsTests(SynchronousTestCase):
+    """The backend's own options."""
+
+    def test_nodeHosts(self) -> None:
+        """C{--swarm-node-host} takes NODE=ADDRESS items, comma-separated."""
+        hosts = parseNodeHosts("w1=unix:///a.sock, w2=tcp://h:2375,")
+        self.assertEqual(sorted(hosts), ["w1", "w2"])
+        self.assertEqual(str(hosts["w1"]), "unix:///a.sock")
+        self.assertEqual(str(hosts["w2"]), "tcp://h:2375")
+
+    def test_nodeHostsBad(self) -> None:
+        """A missing C{=}, an empty node, a node twice, a bad address: L{BadRequest}."""
+        for text in ("w1", "=unix:///a", "w=unix:///a,w=unix:///b", "w=http//x"):
+            self.assertRaises(BadRequest, parseNodeHosts, text)
+
+    def test_networks(self) -> None:
+        """C{network} is a comma-separated list."""
+        self.assertEqual(parseNetworks(" a, ,b "), ("a", "b"))
+
+    def test_badOption(self) -> None:
+        """A bad option value fails C{makeBackend} with L{BadRequest}."""
+        clock = Clock()
+        engine = FakeSwarmEngine(clock)
+        self.assertRaises(BadRequest, makeBackend, clock, None, {"init": "maybe"}, engine, {})
+        self.assertRaises(
+            BadRequest, makeBackend, clock, None, {"poll-interval": "0"}, engine, {}
+        )
+
+
+class ServiceBodyTests(SynchronousTestCase):
+    """L{serviceBody}: a spec to the body of C{POST /services/create}."""
+
+    def body(self, **kw: Any) -> dict[str, Any]:
+        return serviceBody(ContainerSpec("web", command=("sleep", "9"), **kw), "img:1", 2)
+
+    def test_shape(self) -> None:
+        """
+        Created with 0 replicas, the count kept in a label; pycm's labels;
+        the command as Args.
+        """
+        body = self.body()
+        self.assertEqual(body["Mode"], {"Replicated": {"Replicas": 0}})
+        self.assertEqual(body["Labels"][REPLICAS_LABEL], "2")
+        self.assertEqual(body["Labels"][CREATED_LABEL], "true")
+        self.assertEqual(body["Labels"]["io.pycm.managed"], "true")
+        container = body["TaskTemplate"]["ContainerSpec"]
+        self.assertEqual(container["Args"], ["sleep", "9"])
+        self.assertEqual(container["Image"], "img:1")
+        self.assertIs(container["Init"], True)
+        self.assertEqual(container["StopGracePeriod"], 10 * 10**9)
+        self.assertNotIn("Networks", body["TaskTemplate"])
+
+    def test_restartPolicies(self) -> None:
+        """
+        C{no} -> none, C{on-failure:N} -> on-failure with MaxAttempts N,
+        C{always} and C{unless-stopped} -> any.
+        """
+        cases = [
+            ("no", "none", 0),
+            ("on-failure", "on-failure", 0),
+            ("on-failure:3", "on-failure", 3),
+            ("always", "any", 0),
+            ("unless-stopped", "any", 0),
+        ]
+        for text, condition, attempts in cases:
+            policy = self.body(restartPolicy=RestartPolicy.parse(text))["TaskTemplate"][
+                "RestartPolicy"
+            ]
+            self.assertEqual((policy["Condition"], policy["MaxAttempts"]), (condition, attempts))
+
+    def test_options(self) -> None:
+        """
+        Env, labels, workdir, stop signal and timeout, limits and
+        constraints go in the task template.
+        """
+        body = self.body(
+            env={"A": "1"},
+            labels={"team": "x"},
+            workdir="/srv",
+            stopSignal="INT",
+            stopTimeout=2.5,
+            memory=64 << 20,
+            cpus=0.5,
+            constraints=("node.role==worker",),
+        )
+        template = body["TaskTemplate"]
+        container = template["ContainerSpec"]
+        self.assertEqual(container["Env"], ["A=1"])
+        self.assertEqual(container["Labels"], {"team": "x"})
+        self.assertEqual(body["Labels"]["team"], "x")
+        self.assertEqual(container["Dir"], "/srv")
+        self.assertEqual(container["StopSignal"], "SIGINT")
+        self.assertEqual(container["StopGracePeriod"], 2_500_000_000)
+        self.assertEqual(
+            template["Resources"]["Limits"], {"MemoryBytes": 64 << 20, "NanoCPUs": 500_000_000}
+        )
+        self.assertEqual(template["Placement"]["Constraints"], ["node.role==worker"])
+
+    def test_refused(self) -> None:
+        """pycm's own label prefix, a bad env name, a relative workdir: L{BadRequest}."""
+        self.assertRaises(BadRequest, self.body, labels={"io.pycm.x": "1"})
+        self.assertRaises(BadRequest, self.body, env={"A=B": "1"})
+        self.assertRaises(BadRequest, self.body, workdir="srv")
+
+
+def view(desired: int, *tasks: TaskView, **labels: str) -> ServiceView:
+    spec = {"Name": "web", "Labels": {"io.pycm.managed": "true", **labels},
+            "TaskTemplate": {"ForceUpdate": 1}}
+    return ServiceView("web", "sid", 5, desired, 1.0, 1.0, spec, tasks)
+
+
+def task(tid: str, state: str, slot: int = 1, desired: str = "running", **kw: Any) -> TaskView:
+    kw.setdefault("generation", 1)
+    kw.setdefault("created", 2.0)
+    kw.setdefault("updated", 3.0)
+    return TaskView(tid, slot, "manager", state, desired, **kw)
+
+
+class StateTests(SynchronousTestCase):
+    """L{deriveState}: a service's state from its tasks."""
+
+    def state(self, service: ServiceView) -> str:
+        return deriveState(service).state
+
+    def test_created(self) -> None:
+        """0 replicas, never started (the created label), no task: C{created}."""
+        self.assertEqual(self.state(view(0, **{CREATED_LABEL: "true"})), State.CREATED)
+
+    def test_running(self) -> None:
+        """Every desired task runs: C{running}, with the count."""
+        derived = deriveState(view(2, task("a", "running"), task("b", "running", slot=2)))
+        self.assertEqual((derived.state, derived.running), (State.RUNNING, 2))
+
+    def test_restarting(self) -> None:
+        """A slot whose task is being replaced: C{restarting}."""
+        service = view(
+            1, task("b", "starting", created=3.0), task("a", "failed", exitCode=1, created=2.0)
+        )
+        self.assertEqual(self.state(service), State.RESTARTING)
+
+    def test_stopping(self) -> None:
+        """Scaled to 0 with a task still running: C{stopping}."""
+        service = view(0, task("a", "running", desired="remove"))
+        self.assertEqual(self.state(service), State.STOPPING)
+
+    def test_exitedScaledDown(self) -> None:
+        """Scaled to 0, its tasks gone: C{exited}, with the last exit seen."""
+        derived = deriveState(view(0), remembered=(-15, 9.0))
+        self.assertEqual((derived.state, derived.exitCode), (State.EXITED, -15))
+
+    def test_exitedAllEnded(self) -> None:
+        """Every task ended (the policy gave up): C{exited}, the newest's exit code."""
+        service = view(
+            1,
+            task("a", "failed", exitCode=1, created=2.0, updated=2.5),
+            task("b", "failed", exitCode=2, created=3.0, updated=3.5),
+        )
+        derived = deriveState(service)
+        self.assertEqual(
+            (derived.state, derived.exitCode, derived.restartCount), (State.EXITED, 2, 1)
+        )
+
+    def test_deadUnplaceable(self) -> None:
+        """A task no node can take: C{dead}, its error saying why."""
+        err = "no suitable node (scheduling constraints not satisfied on 2 nodes)"
+        derived = deriveState(view(1, task("a", "pending", error=err)))
+        self.assertEqual((derived.state, derived.error), (State.DEAD, err))
+
+    def test_deadRejected(self) -> None:
+        """A slot whose tasks are rejected before they run: C{dead} with the error."""
+        service = view(
+            1,
+            task("b", "pending", created=3.0),
+            task("a", "rejected", error="No such image: x", created=2.0),
+        )
+        derived = deriveState(service)
+        self.assertEqual((derived.state, derived.error), (State.DEAD, "No such image: x"))
+
+    def test_oldGenerationNotCounted(self) -> None:
+        """Tasks of an earlier start do not count as restarts."""
+        service = view(1, task("a", "failed", exitCode=1, generation=0), task("b", "running"))
+        self.assertEqual(deriveState(service).restartCount, 0)
+
+    def test_container(self) -> None:
+        """L{containerOf} gives the replicas, the tasks (with nodes) and the constraints."""
+        container = containerOf(view(1, task("a", "running")))
+        self.assertEqual(container.replicas.toJSON(), {"running": 1, "desired": 1})
+        self.assertEqual([t.toJSON()["node"] for t in container.tasks], ["manager"])
+        self.assertEqual(container.backend, "swarm")
+
+
+class ReadingTests(SynchronousTestCase):
+    """L{snapshotOf}: the engine's lists into a snapshot."""
+
+    def test_onlyPycms(self) -> None:
+        """Only pycm's services are kept, each with its tasks and node hostnames."""
+        services = [
+            {"ID": "s1", "Spec": {"Name": "web", "Labels": {"io.pycm.managed": "true"},
+                                  "Mode": {"Replicated": {"Replicas": 2}}},
+             "Version": {"Index": 7}},
+            {"ID": "s2", "Spec": {"Name": "other", "Labels": {}}},
+        ]
+        tasks = [
+            {"ID": "t1", "ServiceID": "s1", "Slot": 1, "NodeID": "n1",
+             "Status": {"State": "running", "ContainerStatus": {"ExitCode": 0}},
+             "DesiredState": "running", "Spec": {"ForceUpdate": 3}},
+            {"ID": "t2", "ServiceID": "s2", "Slot": 1, "Status": {"State": "running"}},
+        ]
+        nodes = [{"ID": "n1", "Description": {"Hostname": "box"}}]
+        snapshot = snapshotOf(5.0, services, tasks, nodes)
+        self.assertEqual(list(snapshot.services), ["web"])
+        web = snapshot.services["web"]
+        self.assertEqual((web.desired, web.version), (2, 7))
+        (only,) = web.tasks
+        self.assertEqual((only.node, only.generation, only.exitCode), ("box", 3, None))
+
+
+class EventsTests(SynchronousTestCase):
+    """The events a version change tells (events.py, as the backend needs it)."""
+
+    def test_rollingUpdateStatus(self) -> None:
+        """
+        A new version with the same definition (a rolling update's status
+        moving on) is no C{update}.
+        """
+        before = view(1)
+        after = ServiceView("web", "sid", 9, 1, 1.0, 2.0, before.spec, ())
+        old, new = Snapshot(1.0, {"web": before}), Snapshot(2.0, {"web": after})
+        self.assertEqual(eventsBetween(old, new), [])
+
+
+class OperationTests(SwarmTestCase):
+    """Every operation on the fake swarm."""
+
+    def test_create(self) -> None:
+        """
+        C{create}: a service with 0 replicas, C{created}, the count
+        remembered; emits C{create}.
+        """
+        container = self.run_(
+            self.backend.create(ContainerSpec("web", command=("sleep", "infinity"), replicas=3))
+        )
+        self.assertEqual(container.state, State.CREATED)
+        self.assertEqual(container.replicas.toJSON(), {"running": 0, "desired": 0})
+        self.assertEqual(self.actions("web"), [Action.CREATE])
+        self.assertEqual(self.engine.tasksOf("web"), [])
+
+    def test_createConflictAndNoImage(self) -> None:
+        """A taken name is a L{Conflict}; an image the manager lacks, L{NoImage}."""
+        self.run_(self.backend.create(ContainerSpec("web")))
+        self.fails(self.backend.create(ContainerSpec("web")), Conflict)
+        self.fails(self.backend.create(ContainerSpec("other", image="nope:1")), NoImage)
+
+    def test_startReplicas(self) -> None:
+        """C{start} brings up the remembered count, spread over both nodes."""
+        container = self.runService("web", replicas=2)
+        self.assertEqual(container.state, State.RUNNING)
+        self.assertEqual(container.replicas.toJSON(), {"running": 2, "desired": 2})
+        self.assertEqual(sorted(t.node for t in container.tasks), ["manager", "worker"])
+        self.assertEqual(self.actions("web"), [Action.CREATE, Action.START, Action.START])
+
+    def test_startRunningIsNoop(self) -> None:
+        """Starting a running service changes nothing."""
+        self.runService("web")
+        before = list(self.events)
+        again = self.run_(self.backend.start("web"))
+        self.assertEqual(again.state, State.RUNNING)
+        self.assertEqual(self.events, before)
+
+    def test_constraint(self) -> None:
+        """C{--constraint node.role==worker} places every task on the worker."""
+        container = self.runService("web", replicas=2, constraints=("node.role==worker",))
+        self.assertEqual([t.node for t in container.tasks], ["worker", "worker"])
+        self.assertEqual(container.constraints, ("node.role==worker",))
+
+    def test_unplaceable(self) -> None:
+        """A constraint no node meets: C{start} fails, the service is C{dead} saying why."""
+        spec = ContainerSpec(
+            "web", command=("sleep", "infinity"), constraints=("node.labels.zone==x",)
+        )
+        self.run_(self.backend.create(spec))
+        error = self.fails(self.backend.start("web"), BackendError)
+        self.assertIn("no suitable node", str(error))
+        container = self.run_(self.backend.inspect("web"))
+        self.assertEqual(container.state, State.DEAD)
+        self.assertIn("no suitable node", container.error)
+
+    def test_scale(self) -> None:
+        """C{scale} up and down answers once that many run; emits C{scale} with the count."""
+        self.runService("web")
+        up = self.run_(self.backend.scale("web", 3))
+        self.assertEqual(up.replicas.toJSON(), {"running": 3, "desired": 3})
+        down = self.run_(self.backend.scale("web", 1))
+        self.assertEqual(down.replicas.toJSON(), {"running": 1, "desired": 1})
+        scales = [e.replicas for e in self.events if e.action == Action.SCALE]
+        self.assertEqual(scales, [3, 1])
+        self.fails(self.backend.scale("nope", 1), NotFound)
+
+    def test_stopRemembersCount(self) -> None:
+        """C{stop} scales to 0 (the tasks gone), C{start} brings the count back."""
+        self.runService("web", replicas=2)
+        stopped = self.run_(self.backend.stop("web", None))
+        self.assertEqual(stopped.state, State.EXITED)
+        self.assertEqual(stopped.exitCode, -15)
+        self.assertEqual(stopped.replicas.toJSON(), {"running": 0, "desired": 0})
+        self.assertEqual(self.actions("web")[-1], Action.STOP)
+        started = self.run_(self.backend.start("web"))
+        self.assertEqual(started.replicas.toJSON(), {"running": 2, "desired": 2})
+
+    def test_restart(self) -> None:
+        """C{restart} replaces every task (a forced update): die, stop, start, restart."""
+        first = self.runService("web")
+        restarted = self.run_(self.backend.restart("web", None))
+        self.assertEqual(restarted.state, State.RUNNING)
+        running = [t.id for t in restarted.tasks if t.state == "running"]
+        self.assertNotIn(running[0], [t.id for t in first.tasks])
+        self.assertEqual(
+            self.actions("web"),
+            [Action.CREATE, Action.START, Action.DIE, Action.STOP, Action.START, Action.RESTART],
+        )
+
+    def test_killEveryTask(self) -> None:
+        """
+        C{kill} signals every running task through its node's engine;
+        emits C{kill}, and each task's C{die}.
+        """
+        self.runService("web", replicas=2)
+        self.run_(self.backend.kill("web", int(signal.SIGKILL)))
+        container = self.run_(self.backend.wait("web", "not-running"))
+        self.assertEqual(container.state, State.EXITED)
+        self.assertEqual(container.exitCode, -9)
+        dies = [e for e in self.events if e.action == Action.DIE]
+        self.assertEqual(sorted(e.node for e in dies), ["manager", "worker"])
+        self.assertEqual({e.exitCode for e in dies}, {-9})
+
+    def test_killEndsPolicy(self) -> None:
+        """
+        A SIGKILL of a service with a restart policy is a client stop:
+        scaled to 0, no restart; a start brings it back.
+        """
+        self.runService("web", restartPolicy=RestartPolicy("always"))
+        self.run_(self.backend.kill("web", int(signal.SIGKILL)))
+        advanceClock(self.clock, 10)
+        container = self.run_(self.backend.inspect("web"))
+        self.assertEqual(container.state, State.EXITED)
+        self.assertEqual(self.actions("web").count(Action.START), 1)
+        self.assertEqual(self.run_(self.backend.start("web")).state, State.RUNNING)
+
+    def test_killNotRunning(self) -> None:
+        """Killing a service with no running task is a L{Conflict}."""
+        self.run_(self.backend.create(ContainerSpec("web")))
+        self.fails(self.backend.kill("web", 9), Conflict)
+
+    def test_removeRunning(self) -> None:
+        """C{rm} of a running service is a L{Conflict}; with force it goes: kill, die, destroy."""
+        self.runService("web")
+        self.fails(self.backend.remove("web", False), Conflict)
+        self.run_(self.backend.remove("web", True))
+        self.fails(self.backend.inspect("web"), NotFound)
+        self.assertEqual(self.actions("web")[-3:], [Action.KILL, Action.DIE, Action.DESTROY])
+
+    def test_listOnlyPycms(self) -> None:
+        """C{list} shows pycm's services only, with their replicas."""
+        self.runService("web")
+        self.engine.cluster.createService(
+            {"Name": "theirs", "TaskTemplate": {"ContainerSpec": {"Image": "busybox:latest"}},
+             "Mode": {"Replicated": {"Replicas": 0}}}
+        )
+        listed = self.run_(self.backend.list())
+        self.assertEqual([c.name for c in listed], ["web"])
+        self.assertEqual(listed[0].summary()["replicas"], {"running": 1, "desired": 1})
+
+    def test_onFailure(self) -> None:
+        """C{on-failure:2}: three runs, two restarts, then C{exited} with the exit code."""
+        self.runService("web", ("exit", "1"), restartPolicy=RestartPolicy("on-failure", 2))
+        advanceClock(self.clock, 20)
+        container = self.run_(self.backend.inspect("web"))
+        self.assertEqual((container.state, container.exitCode, container.restartCount),
+                         (State.EXITED, 1, 2))
+        self.assertEqual(self.actions("web").count(Action.RESTART), 2)
+
+
+class NoWorkerEngineTests(SwarmTestCase):
+    """A task on a node whose engine pycm was not given."""
+
+    withWorkerEngine = False
+
+    def test_killNamesNodeAndOption(self) -> None:
+        """C{kill} fails before sending anything, naming the node and C{--swarm-node-host}."""
+        self.runService("web", replicas=2)
+        error = self.fails(self.backend.kill("web", 9), BackendError)
+        self.assertIn("worker", str(error))
+        self.assertIn("--swarm-node-host", str(error))
+        container = self.run_(self.backend.inspect("web"))
+        self.assertEqual(container.replicas.running, 2)
+
+
+class ManagerAwayTests(SwarmTestCase):
+    """The manager going away, and coming back, in the middle of operations."""
+
+    def test_startWaitsForManager(self) -> None:
+        """A start whose manager goes away answers once it is back and the tasks run."""
+        self.run_(self.backend.create(ContainerSpec("web", command=("sleep", "infinity"))))
+        d = self.backend.start("web")
+        advanceClock(self.clock, 0.01)
+        self.engine.setReachable(False)
+        advanceClock(self.clock, 10)
+        self.assertNoResult(d)
+        self.assertFalse(self.backend.watcher.connected)
+        self.engine.setReachable(True)
+        self.assertEqual(self.run_(d).state, State.RUNNING)
+        self.assertTrue(self.backend.watcher.connected)
+
+    def test_readsFailWhileAway(self) -> None:
+        """C{list} and C{inspect} fail with L{Unavailable} while the manager is away."""
+        self.runService("web")
+        self.engine.setReachable(False)
+        self.fails(self.backend.list(), Unavailable)
+        self.fails(self.backend.inspect("web"), Unavailable)
+        self.engine.setReachable(True)
+        self.assertEqual(self.run_(self.backend.inspect("web")).state, State.RUNNING)
+
+    def test_eventsAcrossOutage(self) -> None:
+        """A task that dies while the manager is away is told once it is back, once."""
+        self.runService("web", ("sleep", "5"))
+        self.engine.setReachable(False)
+        advanceClock(self.clock, 8)
+        self.assertNotIn(Action.DIE, self.actions("web"))
+        self.engine.setReachable(True)
+        advanceClock(self.clock, 10)
+        self.assertEqual(self.actions("web").count(Action.DIE), 1)
+
+    def test_operationTimesOut(self) -> None:
+        """An operation whose change never shows fails with L{Unavailable} after its timeout."""
+        self.run_(self.backend.create(ContainerSpec("web", command=("sleep", "infinity"))))
+        d = self.backend.start("web")
+        advanceClock(self.clock, 0.01)
+        self.engine.setReachable(False)
+        f = failure(self.clock, d, timeout=self.backend.opTimeout + 10)
+        self.assertTrue(f.check(Unavailable))
+        self.assertIn("does not answer", str(f.value))
+
+
+class WatcherTests(SwarmTestCase):
+    """How often the watcher looks."""
+
+    def looks(self, seconds: float) -> int:
+        count = [0]
+        original = self.backend.watcher.read
+
+        def counted() -> Any:
+            count[0] += 1
+            return original()
+
+        self.backend.watcher.read = counted  # type: ignore[method-assign]
+        self.addCleanup(setattr, self.backend.watcher, "read", original)
+        advanceClock(self.clock, seconds)
+        return count[0]
+
+    def test_idle(self) -> None:
+        """With nothing changing and nobody waiting, it looks every idle interval."""
+        advanceClock(self.clock, 30)
+        self.assertLessEqual(self.looks(50), 50 / self.backend.watcher.idleInterval + 1)
+
+    def test_poke(self) -> None:
+        """A poke looks at once, however idle."""
+        advanceClock(self.clock, 30)
+        latest = self.backend.watcher.latest
+        self.backend.watcher.poke()
+        advanceClock(self.clock, 0.01)
+        self.assertIsNot(self.backend.watcher.latest, latest)
+
+    def test_engineEvent(self) -> None:
+        """A service changed by another client is seen at once (its engine event)."""
+        advanceClock(self.clock, 30)
+        self.run_(self.backend.create(ContainerSpec("web")))
+        advanceClock(self.clock, 30)
+        sid = self.backend.watcher.latest.services["web"].id
+        spec = dict(self.backend.watcher.latest.services["web"].spec)
+        spec["Mode"] = {"Replicated": {"Replicas": 1}}
+        version = self.backend.watcher.latest.services["web"].version
+        self.engine.cluster.updateService(self.engine.cluster.services[sid], spec, version)
+        advanceClock(self.clock, 0.5)
+        self.assertEqual(self.backend.watcher.latest.services["web"].desired, 1)
+        self.assertIn(Action.SCALE, self.actions("web"))
