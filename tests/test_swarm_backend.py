@@ -292,6 +292,21 @@ class StateTests(SynchronousTestCase):
         derived = deriveState(service)
         self.assertEqual((derived.state, derived.error), (State.DEAD, "No such image: x"))
 
+    def test_deadPartly(self) -> None:
+        """Some tasks run, another ended and is not replaced: C{dead}, saying so."""
+        service = view(
+            2, task("a", "running"), task("b", "failed", slot=2, desired="shutdown", exitCode=1)
+        )
+        derived = deriveState(service)
+        self.assertEqual(derived.state, State.DEAD)
+        self.assertIn("1 of 2 tasks ended", derived.error or "")
+
+    def test_lostOnDownNode(self) -> None:
+        """A task that says it runs on a node the manager sees down is lost: not running."""
+        service = view(1, task("a", "running"))
+        derived = deriveState(service, downNodes=frozenset({"manager"}))
+        self.assertEqual((derived.state, derived.running), (State.RESTARTING, 0))
+
     def test_oldGenerationNotCounted(self) -> None:
         """Tasks of an earlier start do not count as restarts."""
         service = view(1, task("a", "failed", exitCode=1, generation=0), task("b", "running"))
@@ -322,8 +337,12 @@ class ReadingTests(SynchronousTestCase):
              "DesiredState": "running", "Spec": {"ForceUpdate": 3}},
             {"ID": "t2", "ServiceID": "s2", "Slot": 1, "Status": {"State": "running"}},
         ]
-        nodes = [{"ID": "n1", "Description": {"Hostname": "box"}}]
+        nodes = [
+            {"ID": "n1", "Description": {"Hostname": "box"}, "Status": {"State": "ready"}},
+            {"ID": "n2", "Description": {"Hostname": "gone"}, "Status": {"State": "down"}},
+        ]
         snapshot = snapshotOf(5.0, services, tasks, nodes)
+        self.assertEqual(snapshot.downNodes, frozenset({"gone"}))
         self.assertEqual(list(snapshot.services), ["web"])
         web = snapshot.services["web"]
         self.assertEqual((web.desired, web.version), (2, 7))
@@ -494,6 +513,41 @@ class OperationTests(SwarmTestCase):
         self.assertEqual((container.state, container.exitCode, container.restartCount),
                          (State.EXITED, 1, 2))
         self.assertEqual(self.actions("web").count(Action.RESTART), 2)
+
+
+class NodeDownTests(SwarmTestCase):
+    """A node's dockerd dies: its tasks come back on another node."""
+
+    def test_workerKilled(self) -> None:
+        """
+        With a restart policy (Swarm replaces a lost task only then), the
+        worker's task dies with its node and a new one runs on the
+        manager: the service runs its two replicas again, the events say so.
+        """
+        self.runService("web", replicas=2, restartPolicy=RestartPolicy("always"))
+        self.engine.killNode("worker")
+        advanceClock(self.clock, 30)
+        container = self.run_(self.backend.inspect("web"))
+        self.assertEqual(container.state, State.RUNNING)
+        self.assertEqual(container.replicas.toJSON(), {"running": 2, "desired": 2})
+        running = [t.node for t in container.tasks if t.state == "running"]
+        self.assertEqual(running.count("manager"), 2)
+        dies = [e for e in self.events if e.action == Action.DIE]
+        self.assertEqual([e.node for e in dies], ["worker"])
+        self.assertEqual(self.actions("web").count(Action.START), 3)
+
+    def test_lostWithoutPolicy(self) -> None:
+        """
+        Without a restart policy the lost task is not replaced: one replica
+        of two runs, and the service is C{dead} saying why.
+        """
+        self.runService("web", replicas=2)
+        self.engine.killNode("worker")
+        advanceClock(self.clock, 30)
+        container = self.run_(self.backend.inspect("web"))
+        self.assertEqual(container.replicas.toJSON(), {"running": 1, "desired": 2})
+        self.assertEqual(container.state, State.DEAD)
+        self.assertIn("will not be replaced", container.error)
 
 
 class NoWorkerEngineTests(SwarmTestCase):

@@ -102,7 +102,17 @@ def snapshotOf(time: float, services: Any, tasks: Any, nodes: Any) -> Snapshot:
         view = serviceView(service, byService.get(str(service.get("ID") or ""), ()), names)
         if view.name:
             views[view.name] = view
-    return Snapshot(time, views)
+    return Snapshot(time, views, downNodes(nodes if isinstance(nodes, list) else ()))
 
 
-__all__ = ["nodeNames", "serviceView", "snapshotOf", "taskView"]
+def downNodes(nodes: Iterable[Mapping[str, Any]]) -> frozenset[str]:
+    """The hostnames of the nodes C{GET /nodes} says are C{down}."""
+    names = nodeNames(nodes)
+    return frozenset(
+        names.get(str(node.get("ID") or ""), str(node.get("ID") or ""))
+        for node in nodes
+        if isinstance(node, Mapping) and (node.get("Status") or {}).get("State") == "down"
+    )
+
+
+__all__ = ["downNodes", "nodeNames", "serviceView", "snapshotOf", "taskView"]

@@ -209,6 +209,7 @@ def deriveState(
     service: ServiceView,
     signalsSent: Iterable[int] = (),
     remembered: tuple[int | None, float | None] | None = None,
+    downNodes: frozenset[str] = frozenset(),
 ) -> Derived:
     """
     The state of a service from its tasks (docs/swarm-backend.md, states):
@@ -220,8 +221,15 @@ def deriveState(
 
     @param remembered: the exit code and time of the last task seen to end,
         for when the engine has dropped it (a scale to 0 removes tasks).
+    @param downNodes: the nodes the manager sees down: a task there that
+        says it runs is lost (the engine is replacing it).
     """
-    tasks = service.tasks
+    tasks = tuple(
+        attrs.evolve(t, state="lost" if t.desiredState == "running" else "orphaned")
+        if t.running and t.node in downNodes
+        else t
+        for t in service.tasks
+    )
     labels = service.spec.get("Labels") or {}
     desired = service.desired
     generation = generationOf(service)
@@ -269,7 +277,14 @@ def deriveState(
         return derived(State.CREATED)
     if newest and all(t.ended for t in newest):
         return derived(State.EXITED)
-    return derived(State.RESTARTING)
+    if any(not t.ended and not t.running for t in newest) or len(newest) < desired:
+        return derived(State.RESTARTING)
+    # Some run, the others ended and Swarm will not replace them (no
+    # restart policy, or it gave up): the service cannot be what it should.
+    done = sum(1 for t in newest if t.ended)
+    return derived(
+        State.DEAD, f"{done} of {desired} tasks ended and will not be replaced (restart policy)"
+    )
 
 
 def _problem(slots: Mapping[int, Sequence[TaskView]]) -> str | None:
@@ -298,9 +313,10 @@ def containerOf(
     service: ServiceView,
     signalsSent: Iterable[int] = (),
     remembered: tuple[int | None, float | None] | None = None,
+    downNodes: frozenset[str] = frozenset(),
 ) -> Container:
-    """Build a L{Container} from a service and its tasks."""
-    derived = deriveState(service, signalsSent, remembered)
+    """Build a L{Container} from a service and its tasks (see L{deriveState})."""
+    derived = deriveState(service, signalsSent, remembered, downNodes)
     spec = service.spec
     labels = spec.get("Labels") or {}
     template = spec.get("TaskTemplate") or {}

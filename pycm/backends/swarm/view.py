@@ -142,7 +142,9 @@ class SwarmView:
 
     def _of(self, service: ServiceView) -> Container:
         """The container a service is."""
-        return containerOf(service, (), self._lastExit.get(service.name))
+        latest = self.watcher.latest
+        down = latest.downNodes if latest is not None else frozenset()
+        return containerOf(service, (), self._lastExit.get(service.name), down)
 
     def _container(self, snapshot: Snapshot, name: str) -> Container | None:
         """C{name} as C{snapshot} shows it (None: not there)."""
