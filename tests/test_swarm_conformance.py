@@ -1,24 +1,25 @@
 """
 The shared backend conformance suite (L{pycm.testing.BackendConformanceTests})
 against the swarm backend: over L{FakeSwarmEngine} on a clock everywhere,
-and over the real swarm at C{PYCM_SWARM_HOST} (skipped without it, a failure
-without it under C{PYCM_REQUIRE_SWARM=1}).  Where Swarm differs from one
-host, the fixtures say so (docs/swarm-backend.md, conformance).
+and over the real two-node swarm at C{PYCM_SWARM_HOST} (L{requireSwarm}:
+skipped without it, a failure without it under C{PYCM_REQUIRE_SWARM=1}).
+Where Swarm differs from one host, the fixtures say so
+(docs/swarm-backend.md, "where Swarm differs").
 """
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
-from twisted.trial.unittest import SkipTest, TestCase
+from twisted.trial.unittest import TestCase
 
 from pycm.backends.swarm.backend import SwarmBackend, makeBackend
 from pycm.interfaces import IContainerBackend
 from pycm.testing import BackendConformanceTests, MemoryFixture, ReactorFixture
 from pycm.testing.swarmengine import FakeSwarmEngine
+from tests.swarmsupport import requireSwarm
 
 #: Docker's times are after the epoch: 0 reads as "never".
 EPOCH = 1_700_000_000
@@ -57,23 +58,11 @@ class FakeSwarmConformanceTests(BackendConformanceTests, TestCase):
     fixture = FakeSwarmFixture()
 
 
-def swarmHost() -> str:
-    """
-    The real swarm's manager (C{PYCM_SWARM_HOST}).
-
-    @raise SkipTest: without it (a failure under C{PYCM_REQUIRE_SWARM=1}).
-    """
-    host = os.environ.get("PYCM_SWARM_HOST")
-    if host:
-        return host
-    why = "no swarm: PYCM_SWARM_HOST is not set (.ci/swarm-setup.sh sets it)"
-    if os.environ.get("PYCM_REQUIRE_SWARM") == "1":
-        raise AssertionError(why + ", and PYCM_REQUIRE_SWARM=1")
-    raise SkipTest(why)
-
-
 class RealSwarmFixture(ReactorFixture):
-    """The conformance fixture of the swarm backend on the real dev swarm."""
+    """
+    The conformance fixture of the swarm backend on the real two-node
+    swarm (L{requireSwarm}), kill reaching the worker through its engine.
+    """
 
     missingImage = "pycm-test/no-such-image:1"
     longCommand = ("sleep", "1000")
@@ -82,7 +71,7 @@ class RealSwarmFixture(ReactorFixture):
 
     def __init__(self) -> None:
         super().__init__(reactor)
-        self.image = os.environ.get("PYCM_TEST_IMAGE", "pycm-test/busybox:latest")
+        self.image: str | None = None
 
     def exitCommand(self, code: int) -> tuple[str, ...]:
         return ("sh", "-c", f"exit {code}")
@@ -94,11 +83,13 @@ class RealSwarmFixture(ReactorFixture):
         return ("sh", "-c", 'sleep 1; printf "%s\\n" "$1"', "sh", text)
 
     def makeBackend(self, testCase: TestCase) -> Deferred[IContainerBackend]:
-        options = {"docker-host": swarmHost(), "default-image": self.image or ""}
-        worker = os.environ.get("PYCM_SWARM_WORKER_HOST")
-        node = os.environ.get("PYCM_SWARM_WORKER_NODE")
-        if worker and node:
-            options["swarm-node-host"] = f"{node}={worker}"
+        cluster = requireSwarm()
+        self.image = cluster.image
+        options = {
+            "docker-host": cluster.host,
+            "default-image": cluster.image,
+            "swarm-node-host": f"{cluster.workerNode}={cluster.workerHost}",
+        }
         backend = makeBackend(reactor, None, options)
         testCase.addCleanup(lambda: self.settle(testCase, backend.close(), 60))
         return backend.open().addCallback(lambda _: backend)

@@ -154,7 +154,7 @@ class SwarmBackend(SwarmView):
         restartDelay: float = 0.1,
         nodeEngines: Mapping[str, IDockerEngine] | None = None,
         signals: SignalsSent | None = None,
-        activeInterval: float = 0.25,
+        activeInterval: float = 0.1,
         idleInterval: float = 5.0,
         address: str = "the manager",
         followEvents: bool = True,

@@ -34,7 +34,7 @@ OPTIONS: dict[str, tuple[str, str]] = {
         "seconds Swarm waits before it restarts a task (its restart delay; Docker's first "
         "backoff is as long)",
     ),
-    "poll-interval": ("0.25", "seconds between two looks at the swarm while something changes"),
+    "poll-interval": ("0.1", "seconds between two looks at the swarm while something changes"),
     "idle-poll-interval": ("5", "seconds between two looks at the swarm when nothing changes"),
 }
 

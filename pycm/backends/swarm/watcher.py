@@ -53,7 +53,7 @@ class SwarmWatcher:
         clock: Any,
         engine: IDockerEngine,
         onSnapshot: Callable[[Snapshot], None] = lambda snapshot: None,
-        activeInterval: float = 0.25,
+        activeInterval: float = 0.1,
         idleInterval: float = 5.0,
         followEvents: bool = True,
     ) -> None:
