@@ -515,6 +515,45 @@ class OperationTests(SwarmTestCase):
         self.assertEqual(self.actions("web").count(Action.RESTART), 2)
 
 
+class StatsTests(SwarmTestCase):
+    """C{stats}: the sums of the running tasks' figures."""
+
+    def test_running(self) -> None:
+        """
+        A running service's row sums its tasks' figures (read on each
+        task's node); one only created is not listed, and has every figure
+        None when named; an unknown name is L{NotFound}.
+        """
+        self.runService("web", replicas=2)
+        self.run_(self.backend.create(ContainerSpec("idle")))
+        rows = self.run_(self.backend.stats([]))
+        self.assertEqual([r.name for r in rows], ["web"])
+        self.assertGreater(rows[0].memory or 0, 0)
+        self.assertGreater(rows[0].pids or 0, 0)
+        named = {r.name: r for r in self.run_(self.backend.stats(["idle", "web", "idle"]))}
+        self.assertEqual(sorted(named), ["idle", "web"])
+        self.assertIsNone(named["idle"].memory)
+        self.fails(self.backend.stats(["nope"]), NotFound)
+
+
+class StartFailureTests(SwarmTestCase):
+    """A command that cannot be executed."""
+
+    def test_dead(self) -> None:
+        """
+        C{start} fails saying why; the service is C{dead} with that error
+        until started again, and can be removed without force.
+        """
+        self.run_(self.backend.create(ContainerSpec("web", command=("unstartable",))))
+        error = self.fails(self.backend.start("web"), BackendError)
+        self.assertIn("unstartable", str(error))
+        container = self.run_(self.backend.inspect("web"))
+        self.assertEqual(container.state, State.DEAD)
+        self.assertIn("unstartable", container.error or "")
+        self.run_(self.backend.remove("web", False))
+        self.fails(self.backend.inspect("web"), NotFound)
+
+
 class NodeDownTests(SwarmTestCase):
     """A node's dockerd dies: its tasks come back on another node."""
 
@@ -563,6 +602,12 @@ class NoWorkerEngineTests(SwarmTestCase):
         self.assertIn("--swarm-node-host", str(error))
         container = self.run_(self.backend.inspect("web"))
         self.assertEqual(container.replicas.running, 2)
+
+    def test_statsUnknown(self) -> None:
+        """A service with a task on a node of unknown engine has every figure None."""
+        self.runService("web", replicas=2)
+        (row,) = self.run_(self.backend.stats(["web"]))
+        self.assertEqual((row.state, row.memory, row.pids), (State.RUNNING, None, None))
 
 
 class ManagerAwayTests(SwarmTestCase):

@@ -38,10 +38,6 @@ class FakeSwarmFixture(MemoryFixture):
     """
 
     missingImage = "pycm-test/no-such-image:1"
-    #: A task that cannot start is a dead service in Swarm only while it
-    #: keeps being rejected; with docker-init, a missing executable is an
-    #: exit 127, as on the real swarm.
-    badCommand = None
 
     def makeBackend(self, testCase: TestCase) -> Deferred[IContainerBackend]:
         clock = self.newClock(testCase, now=EPOCH)
@@ -67,6 +63,8 @@ class RealSwarmFixture(ReactorFixture):
     missingImage = "pycm-test/no-such-image:1"
     longCommand = ("sleep", "1000")
     ignoreTermCommand = ("sh", "-c", "trap '' TERM; sleep 1000")
+    badCommand = ("pycm-no-such-executable",)
+    busyCommand = ("sh", "-c", "while :; do :; done")
     logTimeResolution = 0.2
 
     def __init__(self) -> None:

@@ -40,9 +40,10 @@ from pycm.backends.swarm.translate import (
     serviceBody,
     startedSlots,
 )
+from pycm.backends.swarm.usage import ServiceUsage
 from pycm.backends.swarm.view import SwarmView
 from pycm.backends.swarm.watcher import SwarmWatcher
-from pycm.capabilities import ALL_OPTIONS, SCALING_OPTIONS, Capabilities
+from pycm.capabilities import ALL_OPTIONS, SCALING_OPTIONS, STATS_FIGURES, Capabilities
 from pycm.errors import BackendError, BadRequest, Conflict, NotFound, PycmError
 from pycm.interfaces import IContainerBackend, IScalable
 from pycm.model import (
@@ -60,7 +61,7 @@ CAPABILITIES = Capabilities(
     options=ALL_OPTIONS | SCALING_OPTIONS,
     limits=frozenset({"memory", "cpus"}),
     images="a Docker image reference every node has (e.g. busybox:latest)",
-    stats=frozenset(),
+    stats=STATS_FIGURES,
 )
 
 
@@ -180,6 +181,7 @@ class SwarmBackend(SwarmView):
             signals if signals is not None else SignalsSent(),
             journal,
             ServiceLogReader(reactor, engine, lambda: watcher.nodeNames),
+            ServiceUsage(reactor, self.nodes),
         )
         self._oneAtATime = OneAtATime()
 
@@ -225,6 +227,7 @@ class SwarmBackend(SwarmView):
         )
         yield self.control.create(spec.name, body)
         self.signals.forget(spec.name)
+        self.startErrors.pop(spec.name, None)
         self._lastExit.pop(spec.name, None)
         self._emit(Action.CREATE, spec.name)
         container = yield self._waitFor(spec.name, "the new service", _exists)
@@ -269,6 +272,7 @@ class SwarmBackend(SwarmView):
             # Its old tasks' end is the restart's stop (told as they end).
             self.restarting[name] = generationOf(service)
         self.signals.forget(name)
+        self.startErrors.pop(name, None)
         try:
             yield self.control.update(name, change)
             self.watcher.poke()
@@ -278,6 +282,15 @@ class SwarmBackend(SwarmView):
         finally:
             if self.restarting.pop(name, None) is not None and restart:
                 self._emit(Action.STOP, name)
+        latest = self.watcher.latest
+        seen = latest.services.get(name) if latest is not None else None
+        if seen is not None:
+            ended = [t for t in seen.tasks if t.generation == generation[0] and t.ended]
+            why = yield self.control.execFailure(self.nodes, ended)
+            if why is not None:
+                message = f"cannot start {name}: {why}"
+                self.startErrors[name] = message
+                raise BackendError(message)
         if restart:
             self._emit(Action.RESTART, name)
         # The tasks of this start, as they started: a quick exit may have
@@ -441,6 +454,7 @@ class SwarmBackend(SwarmView):
         self.watcher.poke()
         yield self._waitFor(name, "the service to go", lambda s: s is None)
         self.signals.forget(name)
+        self.startErrors.pop(name, None)
         self._lastExit.pop(name, None)
         self._emit(Action.DESTROY, name)
 

@@ -16,24 +16,32 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from pycm.backends.docker.engine import EngineError
+from pycm.backends.docker.execcheck import ExecutableCheck
+from pycm.backends.docker.follow import LogReader
 from pycm.backends.docker.interfaces import IDockerEngine
+from pycm.backends.docker.podman import EXEC_FAILURE_CODES
 from pycm.backends.docker.translate import isManaged, isMissingImage
-from pycm.backends.swarm.snapshot import ServiceView
+from pycm.backends.swarm.snapshot import ServiceView, TaskView
 from pycm.errors import BackendError, BadRequest, Conflict, NoImage, NotFound, PycmError
 
+#: How a task's error begins when its container could not be started.
+START_FAILED = "starting container failed"
 #: How many times an update is tried again when another came first.
 UPDATE_TRIES = 5
 
 
 def notManagerMessage(address: str, state: str) -> str:
     """What C{open} says when the engine cannot manage a swarm."""
+    start = f"the swarm backend needs a swarm manager: the docker engine at {address}"
     if state in ("", "inactive"):
-        why = "is not part of a swarm"
-    else:
-        why = f"is not a swarm manager (its swarm state is {state!r})"
+        return (
+            f"{start} is not part of a swarm; start one there with 'docker swarm init' "
+            "(or give --docker-host a manager's address)"
+        )
     return (
-        f"the swarm backend needs a swarm manager: the docker engine at {address} {why}; "
-        "make it one with 'docker swarm init' (or give --docker-host a manager's address)"
+        f"{start} is not a swarm manager (its swarm state: {state}); give --docker-host "
+        "a manager's address, or promote it with 'docker node promote' (a new swarm "
+        "starts with 'docker swarm init')"
     )
 
 
@@ -262,6 +270,29 @@ class ServiceControl:
             consumeErrors=True,
         ).addErrback(lambda f: f.value.subFailure if isinstance(f.value, defer.FirstError) else f)
         return [task.id for (task, _), sent in zip(targets, results) if sent]
+
+    @defer.inlineCallbacks
+    def execFailure(self, nodes: NodeEngines, tasks: list[TaskView]) -> Any:
+        """
+        Why these tasks' command could not be executed, if that is why they
+        ended (exit 126 or 127 under docker-init, which says so on stderr):
+        read on the engine of each task's node; None if none says so (or
+        their nodes' engines are unknown).
+        """
+        for task in tasks:
+            if (task.error or "").startswith(START_FAILED):
+                # Without an init the engine says so itself.
+                return task.error
+            if task.exitCode not in EXEC_FAILURE_CODES or not task.containerId:
+                continue
+            try:
+                engine = nodes.engineFor(task.node)
+            except BackendError:
+                continue
+            why = yield ExecutableCheck(engine, LogReader(engine)).failure(task.containerId)
+            if why is not None:
+                return why
+        return None
 
     @defer.inlineCallbacks
     def signal(self, engine: IDockerEngine, containerId: str, signum: int) -> Any:

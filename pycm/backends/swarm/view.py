@@ -23,11 +23,11 @@ from pycm.backends.swarm.journal import SnapshotJournal
 from pycm.backends.swarm.logs import ServiceLogReader
 from pycm.backends.swarm.snapshot import ServiceView, Snapshot
 from pycm.backends.swarm.translate import containerOf
+from pycm.backends.swarm.usage import ServiceUsage
 from pycm.backends.swarm.waiting import SnapshotWaits
 from pycm.backends.swarm.watcher import SwarmWatcher
 from pycm.errors import NotFound
 from pycm.model import Action, Container, ContainerEvent, LogLine, ProgressEvent, State
-from pycm.stats import ContainerStats
 
 Observer = Callable[[ContainerEvent | ProgressEvent], None]
 
@@ -51,6 +51,7 @@ class SwarmView:
         signals: SignalsSent,
         journal: SnapshotJournal,
         logReader: ServiceLogReader,
+        usage: ServiceUsage,
     ) -> None:
         self.reactor = reactor
         self.watcher = watcher
@@ -58,10 +59,14 @@ class SwarmView:
         self.journal = journal
         self.observers: list[Observer] = []
         self.logReader = logReader
+        self.usage = usage
         self.waits = SnapshotWaits(self._of)
         watcher.onSnapshot = self._snapshotTaken
         watcher.busy = lambda: bool(self.waits.waiters)
         watcher.prepare = self._mapExits
+        #: Service name -> why its last start failed (its command could
+        #: not be executed): it is C{dead} until started again (in memory).
+        self.startErrors: dict[str, str] = {}
         #: Service name -> the generation a client restart is replacing.
         self.restarting: dict[str, int] = {}
         #: Service name -> (exit code, time) of its last task seen to end.
@@ -144,7 +149,11 @@ class SwarmView:
         """The container a service is."""
         latest = self.watcher.latest
         down = latest.downNodes if latest is not None else frozenset()
-        return containerOf(service, (), self._lastExit.get(service.name), down)
+        container = containerOf(service, (), self._lastExit.get(service.name), down)
+        failed = self.startErrors.get(service.name)
+        if failed is not None and container.state in (State.EXITED, State.RESTARTING):
+            container = attrs.evolve(container, state=State.DEAD, error=failed)
+        return container
 
     def _container(self, snapshot: Snapshot, name: str) -> Container | None:
         """C{name} as C{snapshot} shows it (None: not there)."""
@@ -203,17 +212,25 @@ class SwarmView:
 
     @defer.inlineCallbacks
     def stats(self, names: Any) -> Any:
-        """One row per running service (or per name), its figures unknown (null)."""
-        containers = yield self.list()
-        byName = {c.name: c for c in containers}
+        """
+        The figures of C{names} (none: every running container), each the
+        sum of its running tasks' (L{ServiceUsage}); L{NotFound} for an
+        unknown name.
+        """
+        snapshot = yield self._look()
+        services = snapshot.services
+        if names:
+            for name in names:
+                if name not in services:
+                    raise NotFound(name)
+            chosen = [services[name] for name in dict.fromkeys(names)]
+        else:
+            chosen = list(services.values())
+        rows = [(self._of(service), service) for service in chosen]
         if not names:
-            return [ContainerStats(c.name, c.state) for c in containers if c.state == State.RUNNING]
-        rows = []
-        for name in dict.fromkeys(names):
-            if name not in byName:
-                raise NotFound(name)
-            rows.append(ContainerStats(name, byName[name].state))
-        return rows
+            rows = [(c, s) for c, s in rows if c.state == State.RUNNING]
+        result = yield self.usage.stats(rows, not names)
+        return result
 
     # -- logs, wait -----------------------------------------------------------------
 
