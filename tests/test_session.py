@@ -16,7 +16,7 @@ from zope.interface.verify import verifyClass, verifyObject
 from pycm.backends.memory import MemoryBackend
 from pycm.daemon.eventlog import EventLog
 from pycm.daemon.session import DaemonState, IConnection, ISession, Session
-from pycm.model import ContainerEvent, LogFollow
+from pycm.model import ContainerEvent, LogFollow, LogLine
 from pycm.testing.server import FakeServer, RecordingConnection
 
 
@@ -96,6 +96,23 @@ class SessionTests(SynchronousTestCase):
         connection.reply()
         self.assertEqual(connection.events, [("live", {"type": "log_end", "name": "web"})])
         self.assertEqual(session.followHandles, {})
+
+    def test_followedLineTags(self) -> None:
+        """
+        A followed line goes out as a C{log} event with its time, stream and
+        text, and its task and node when it has them (a swarm service's).
+        """
+        session, connection, _ = makeSession()
+        session.followedNames.add("web")
+        session.sendLogLine("web", LogLine(0.0, "stdout", "plain"))
+        session.sendLogLine("web", LogLine(0.0, "stderr", "tagged", task="t1", node="n1"))
+        plain, tagged = (value for _, value in connection.events)
+        self.assertEqual(
+            plain,
+            {"type": "log", "name": "web", "time": "1970-01-01T00:00:00.000Z",
+             "stream": "stdout", "line": "plain"},
+        )
+        self.assertEqual((tagged["task"], tagged["node"], tagged["line"]), ("t1", "n1", "tagged"))
 
     def test_disconnectedLetsGo(self) -> None:
         """

@@ -21,13 +21,7 @@ from pycm.daemon.eventlog import EventLog
 from pycm.daemon.filters import eventMatches
 from pycm.errors import Unauthorized
 from pycm.interfaces import IContainerBackend
-from pycm.model import (
-    ContainerEvent,
-    LogFollow,
-    LogLine,
-    ProgressEvent,
-    formatTime,
-)
+from pycm.model import ContainerEvent, LogFollow, LogLine, ProgressEvent
 
 
 class IConnection(Interface):
@@ -226,15 +220,7 @@ class Session:
     def sendLogLine(self, name: str, line: LogLine) -> None:
         if name not in self.followedNames or self.closed:
             return
-        self.sendEvent(
-            {
-                "type": "log",
-                "name": name,
-                "time": formatTime(line.time),
-                "stream": line.stream,
-                "line": line.line,
-            }
-        )
+        self.sendEvent({"type": "log", "name": name, **line.toJSON()})
 
     def unauthenticated(self, command: str) -> Unauthorized:
         """
