@@ -319,6 +319,19 @@ class StateTests(SynchronousTestCase):
         self.assertEqual([t.toJSON()["node"] for t in container.tasks], ["manager"])
         self.assertEqual(container.backend, "swarm")
 
+    def test_containerLostTasks(self) -> None:
+        """
+        L{containerOf}'s tasks on a node the manager sees down say so
+        (C{lost}, or C{orphaned} once the engine gave them up), as the
+        state does: not C{running}, as the engine still says.
+        """
+        service = view(
+            2, task("a", "running"), task("b", "running", slot=2, desired="shutdown")
+        )
+        container = containerOf(service, downNodes=frozenset({"manager"}))
+        self.assertEqual([t.state for t in container.tasks], ["lost", "orphaned"])
+        self.assertEqual(container.replicas.toJSON(), {"running": 0, "desired": 2})
+
 
 class ReadingTests(SynchronousTestCase):
     """L{snapshotOf}: the engine's lists into a snapshot."""

@@ -205,6 +205,19 @@ class Derived:
     restartCount: int = 0
 
 
+def markLost(tasks: Iterable[TaskView], downNodes: frozenset[str]) -> tuple[TaskView, ...]:
+    """
+    C{tasks}, those that say they run on a node the manager sees down
+    C{lost} (the engine is replacing them) or C{orphaned} (it is not).
+    """
+    return tuple(
+        attrs.evolve(t, state="lost" if t.desiredState == "running" else "orphaned")
+        if t.running and t.node in downNodes
+        else t
+        for t in tasks
+    )
+
+
 def deriveState(
     service: ServiceView,
     signalsSent: Iterable[int] = (),
@@ -224,12 +237,7 @@ def deriveState(
     @param downNodes: the nodes the manager sees down: a task there that
         says it runs is lost (the engine is replacing it).
     """
-    tasks = tuple(
-        attrs.evolve(t, state="lost" if t.desiredState == "running" else "orphaned")
-        if t.running and t.node in downNodes
-        else t
-        for t in service.tasks
-    )
+    tasks = markLost(service.tasks, downNodes)
     labels = service.spec.get("Labels") or {}
     desired = service.desired
     generation = generationOf(service)
@@ -364,7 +372,7 @@ def containerOf(
         replicas=Replicas(running=derived.running, desired=service.desired),
         tasks=tuple(
             Task(id=t.id, node=t.node, state=t.state, exitCode=t.exitCode, error=t.error)
-            for t in service.tasks
+            for t in markLost(service.tasks, downNodes)
         ),
         constraints=tuple(
             str(c) for c in (template.get("Placement") or {}).get("Constraints") or ()
