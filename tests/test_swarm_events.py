@@ -143,6 +143,21 @@ class EventsBetweenTests(SynchronousTestCase):
         back = snap(3.0, service("web", task("t1", node="w", updated=0.5)))
         self.assertEqual(actions(eventsBetween(down, back)), [("web", "start", "t1")])
 
+    def test_nodeBackReplaced(self) -> None:
+        """
+        A task lost with its node that comes back only to be shut down (the
+        manager replaced it) neither starts again nor dies a second time,
+        through the journal's baselines.
+        """
+        journal = SnapshotJournal()
+        journal.advance(snap(1.0, service("web", task("t1", node="w"))))
+        down = Snapshot(2.0, {"web": service("web", task("t1", node="w"))}, frozenset({"w"}))
+        self.assertEqual(actions(journal.advance(down)), [("web", "die", "t1")])
+        zombie = task("t1", node="w", desiredState="shutdown", updated=2.5)
+        self.assertEqual(journal.advance(snap(3.0, service("web", zombie))), [])
+        gone = task("t1", "shutdown", node="w", exitCode=137, updated=3.5)
+        self.assertEqual(journal.advance(snap(4.0, service("web", gone))), [])
+
     def test_neverStarted(self) -> None:
         """A task whose container could not start gives no event."""
         old = snap(1.0, service("web"))
@@ -195,6 +210,12 @@ class EventsBetweenTests(SynchronousTestCase):
         old = snap(1.0, service("web", spec={"Labels": {"a": "1"}}))
         new = snap(2.0, service("web", version=12, updated=1.5, spec={"Labels": {"a": "2"}}))
         self.assertEqual(eventsBetween(old, new), [ContainerEvent(Action.UPDATE, "web", 1.5)])
+
+    def test_scaleAndUpdate(self) -> None:
+        """Another client's update of both the desired count and the spec is both events."""
+        old = snap(1.0, service("web", desired=1, spec={"Labels": {"a": "1"}}))
+        new = snap(2.0, service("web", desired=3, version=12, spec={"Labels": {"a": "2"}}))
+        self.assertEqual(actions(eventsBetween(old, new)), [("web", "scale"), ("web", "update")])
 
     def test_versionAlone(self) -> None:
         """

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import os
 
+import attrs
+from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from pycm.backends.swarm.events import OwnChanges
-from pycm.backends.swarm.journal import JOURNAL_FILE, SnapshotJournal, decode, encode
-from pycm.backends.swarm.snapshot import Snapshot
+from pycm.backends.swarm.events import OwnChanges, specDigest
+from pycm.backends.swarm.journal import JOURNAL_FILE, MAX_BYTES, SnapshotJournal, decode, encode
+from pycm.backends.swarm.snapshot import ServiceView, Snapshot
+from pycm.model import Action, ContainerEvent
 from tests.swarmsnapshots import (
     Logged,
     actions,
@@ -20,6 +23,16 @@ from tests.swarmsnapshots import (
     snap,
     task,
 )
+
+
+def stored(snapshot: Snapshot) -> Snapshot:
+    """C{snapshot} as the journal gives it back: no time, each spec by its digest."""
+    services = {name: stripped(service) for name, service in snapshot.services.items()}
+    return attrs.evolve(snapshot, time=0.0, services=services)
+
+
+def stripped(service: ServiceView) -> ServiceView:
+    return attrs.evolve(service, spec={}, specDigest=specDigest(service))
 
 
 class JournalTests(SynchronousTestCase):
@@ -136,8 +149,8 @@ class JournalTests(SynchronousTestCase):
         s2 = snap(2.0, service("web", task("t1")))
         journal.advance(s2)
         with open(self.path, "rb") as f:
-            baseline, _ = decode(f.read())
-        self.assertEqual(baseline, snap(0.0, service("web", task("t1"), spec={})))
+            baseline = decode(f.read())[0]
+        self.assertEqual(baseline, stored(s2))
 
     def test_notRewritten(self) -> None:
         """A snapshot with nothing new (only its time) does not write the journal again."""
@@ -173,9 +186,16 @@ class JournalTests(SynchronousTestCase):
             {"web": service("web", task("t1", node=None, slot=None), exited("t0", 2, 2.5))},
             frozenset({"worker"}),
         )
-        own = OwnChanges(frozenset({"a"}), frozenset({("b", "id-b")}), frozenset({("id-c", 4)}))
-        self.assertEqual(decode(encode(s, own)), (s, own))
-        self.assertEqual(decode(encode(None, own)), (None, own))
+        own = OwnChanges(
+            frozenset({"a", "a2"}),
+            frozenset({("b", "id-b")}),
+            frozenset({("id-c", 4)}),
+            frozenset({("a", "id-a")}),
+        )
+        owed = [(("created", "a"), ContainerEvent(Action.SCALE, "a", 2.0, replicas=3))]
+        due = [(None, owed[0][1])]
+        self.assertEqual(decode(encode(s, own, owed)), (stored(s), own, due))
+        self.assertEqual(decode(encode(None, own)), (None, own, []))
 
     def assertIgnored(self, logged: Logged, journal: SnapshotJournal) -> None:
         self.assertIsNone(journal.baseline)
@@ -199,6 +219,14 @@ class JournalTests(SynchronousTestCase):
             good.replace('"version":10', '"version":"10"').encode(),
             good.replace('"exit_code":0', '"exit_code":true').encode(),
             good[: len(good) // 2].encode(),
+            # A time no float holds, one that is not a number, JSON nested
+            # past the parser's recursion, a file too long to read whole.
+            good.replace('"updated":1.0', '"updated":1' + "0" * 400, 1).encode(),
+            good.replace('"updated":1.0', '"updated":NaN', 1).encode(),
+            good.replace('"updated":1.0', '"updated":Infinity', 1).encode(),
+            good.replace('"owed":[]', '"owed":[{"action":"die"}]').encode(),
+            b'{"format":1,"own":' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+            good.encode() + b" " * MAX_BYTES,
         ):
             with open(self.path, "wb") as f:
                 f.write(content)
@@ -217,7 +245,7 @@ class JournalTests(SynchronousTestCase):
         self.assertIgnored(Logged(self), SnapshotJournal(self.path))
         self.assertFalse(os.path.islink(self.path))
         with open(target, "rb") as f:
-            self.assertEqual(decode(f.read())[0], snap(0.0, service("web", spec={})))
+            self.assertEqual(decode(f.read())[0], stored(snap(1.0, service("web"))))
 
     def test_fifo(self) -> None:
         """A FIFO in the journal's place is refused at once, not waited on."""
@@ -241,3 +269,122 @@ class JournalTests(SynchronousTestCase):
             actions(journal.advance(snap(2.0, service("web", task("t1"))))),
             [("web", "start", "t1")],
         )
+
+
+class OwnChangesJournalTests(SynchronousTestCase):
+    """
+    L{SnapshotJournal}'s marks of pycm's own changes across the races of
+    a look with the backend's telling, a service removed before it was
+    seen, and the daemon killed between the two.
+    """
+
+    def setUp(self) -> None:
+        self.dir = self.mktemp()
+        os.mkdir(self.dir, 0o700)
+        self.path = os.path.join(self.dir, JOURNAL_FILE)
+        self.clock = Clock()
+        self.clock.advance(10)
+
+    def journal(self) -> SnapshotJournal:
+        return SnapshotJournal(self.path, self.clock)
+
+    def test_seenBeforeToldSurvivesKill(self) -> None:
+        """
+        pycm's create seen by a look before the backend told it, then the
+        daemon killed before it told it: the first look after the restart
+        tells it (once).
+        """
+        journal = self.journal()
+        journal.advance(snap(1.0))
+        journal.mark(created=("web",))
+        self.assertEqual(journal.advance(snap(2.0, service("web"))), [])
+        restarted = self.journal()
+        self.assertEqual(actions(restarted.advance(snap(3.0, service("web")))), [("web", "create")])
+        self.assertEqual(self.journal().advance(snap(4.0, service("web"))), [])
+
+    def test_seenBeforeToldThenTold(self) -> None:
+        """The backend tells a change a look saw first: the journal then owes it no more."""
+        journal = self.journal()
+        journal.advance(snap(1.0, service("web")))
+        journal.mark(updated=(("id-web", 10),))
+        self.assertEqual(journal.advance(snap(2.0, service("web", version=11, desired=3))), [])
+        journal.telling(updated=(("id-web", 10),))
+        self.assertEqual(
+            self.journal().advance(snap(3.0, service("web", version=11, desired=3))), []
+        )
+        self.assertEqual(journal.advance(snap(3.0, service("web", version=11, desired=3))), [])
+
+    def test_seenThenFailed(self) -> None:
+        """
+        A change a look saw whose request then failed (it happened after
+        all): the next look tells it, as another client's.
+        """
+        journal = self.journal()
+        journal.advance(snap(1.0, service("web")))
+        journal.mark(removed=(("web", "id-web"),))
+        self.assertEqual(journal.advance(snap(2.0)), [])
+        journal.unmark(removed=(("web", "id-web"),))
+        self.assertEqual(actions(journal.advance(snap(3.0))), [("web", "destroy")])
+        self.assertEqual(journal.advance(snap(4.0)), [])
+
+    def test_toldCreateRemovedUnseen(self) -> None:
+        """
+        pycm creates and tells C{web}; another client removes it before a
+        look saw it: the first look begun after the telling tells its
+        destroy, and a later C{web} of another client's is created.
+        """
+        journal = self.journal()
+        journal.advance(snap(1.0))
+        journal.mark(created=("web",))
+        journal.identify("web", "id-mine")
+        journal.telling(created=("web",))
+        # A look begun before the telling, answered after: not yet seen.
+        self.assertEqual(journal.advance(snap(9.0)), [])
+        self.clock.advance(1)
+        self.assertEqual(actions(journal.advance(snap(11.0))), [("web", "destroy")])
+        self.assertFalse(journal.own)
+        other = service("web", id="id-other")
+        self.assertEqual(actions(journal.advance(snap(12.0, other))), [("web", "create")])
+
+    def test_toldCreateReplacedUnseen(self) -> None:
+        """
+        pycm's told create never seen, replaced by another client's service
+        of that name before the next look: its destroy, then the other's
+        create (its id tells them apart, whatever the looks' times).
+        """
+        journal = self.journal()
+        journal.advance(snap(1.0))
+        journal.mark(created=("web",))
+        journal.identify("web", "id-mine")
+        journal.telling(created=("web",))
+        other = service("web", id="id-other")
+        self.assertEqual(
+            actions(journal.advance(snap(9.0, other))), [("web", "destroy"), ("web", "create")]
+        )
+        self.assertFalse(journal.own)
+
+    def test_toldCreateRemovedAcrossRestart(self) -> None:
+        """
+        pycm's told create, never seen, the daemon then killed: the first
+        look after the restart that does not show it tells its destroy.
+        """
+        journal = self.journal()
+        journal.advance(snap(1.0))
+        journal.mark(created=("web",))
+        journal.identify("web", "id-mine")
+        journal.telling(created=("web",))
+        restarted = self.journal()
+        self.assertEqual(actions(restarted.advance(snap(2.0))), [("web", "destroy")])
+        self.assertEqual(self.journal().advance(snap(3.0)), [])
+
+    def test_toldCreateSeen(self) -> None:
+        """pycm's told create, then seen with its id: no event, no mark left."""
+        journal = self.journal()
+        journal.advance(snap(1.0))
+        journal.mark(created=("web",))
+        journal.identify("web", "id-web")
+        journal.telling(created=("web",))
+        self.clock.advance(1)
+        self.assertEqual(journal.advance(snap(11.0, service("web"))), [])
+        self.assertFalse(journal.own)
+        self.assertFalse(self.journal().own)

@@ -61,6 +61,8 @@ class ServiceView:
     @ivar version: C{Version.Index}, which every update raises.
     @ivar desired: C{Mode.Replicated.Replicas}.
     @ivar spec: the engine's C{Spec}, as it gave it.
+    @ivar specDigest: the digest of a spec not kept (a service read back
+        from the journal, whose C{spec} is empty); None: read C{spec}.
     """
 
     name: str
@@ -71,6 +73,7 @@ class ServiceView:
     updated: float
     spec: Mapping[str, Any]
     tasks: tuple[TaskView, ...] = ()
+    specDigest: str | None = None
 
     @property
     def running(self) -> int:
