@@ -455,6 +455,19 @@ class OperationTests(SwarmTestCase):
         started = self.run_(self.backend.start("web"))
         self.assertEqual(started.replicas.toJSON(), {"running": 2, "desired": 2})
 
+    def test_stopKeepsRestartCount(self) -> None:
+        """
+        The restarts by the policy before a stop are still counted after it
+        (Swarm drops the tasks of a scale to 0); a start counts afresh.
+        """
+        self.runService("web", ("exit", "0"), restartPolicy=RestartPolicy("always"))
+        advanceClock(self.clock, 5)
+        before = self.run_(self.backend.inspect("web")).restartCount
+        self.assertGreaterEqual(before, 2)
+        stopped = self.run_(self.backend.stop("web", None))
+        self.assertGreaterEqual(stopped.restartCount, before)
+        self.assertEqual(self.run_(self.backend.start("web")).restartCount, 0)
+
     def test_restart(self) -> None:
         """C{restart} replaces every task (a forced update): die, stop, start, restart."""
         first = self.runService("web")

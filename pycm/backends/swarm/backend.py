@@ -273,6 +273,7 @@ class SwarmBackend(SwarmView):
             self.restarting[name] = generationOf(service)
         self.signals.forget(name)
         self.startErrors.pop(name, None)
+        self._restarts.pop(name, None)
         try:
             yield self.control.update(name, change)
             self.watcher.poke()

@@ -22,7 +22,7 @@ from pycm.backends.docker.translate import mapExitCode
 from pycm.backends.swarm.journal import SnapshotJournal
 from pycm.backends.swarm.logs import ServiceLogReader
 from pycm.backends.swarm.snapshot import ServiceView, Snapshot
-from pycm.backends.swarm.translate import containerOf
+from pycm.backends.swarm.translate import containerOf, generationOf
 from pycm.backends.swarm.usage import ServiceUsage
 from pycm.backends.swarm.waiting import SnapshotWaits
 from pycm.backends.swarm.watcher import SwarmWatcher
@@ -69,6 +69,8 @@ class SwarmView:
         self.startErrors: dict[str, str] = {}
         #: Service name -> the generation a client restart is replacing.
         self.restarting: dict[str, int] = {}
+        #: Service name -> (generation, the highest restart count seen).
+        self._restarts: dict[str, tuple[int, int]] = {}
         #: Service name -> (exit code, time) of its last task seen to end.
         self._lastExit: dict[str, tuple[int | None, float | None]] = {}
 
@@ -122,6 +124,11 @@ class SwarmView:
             if ended:
                 last = max(ended, key=lambda t: (t.updated or t.created, t.created))
                 self._lastExit[name] = (last.exitCode, last.updated or None)
+            generation = generationOf(service)
+            count = containerOf(service).restartCount
+            before = self._restarts.get(name)
+            if before is None or before[0] != generation or before[1] < count:
+                self._restarts[name] = (generation, count)
         for event in self.journal.advance(snapshot):
             self._tell(event)
             if event.action == Action.START and _policyRestart(snapshot, event):
@@ -150,6 +157,14 @@ class SwarmView:
         latest = self.watcher.latest
         down = latest.downNodes if latest is not None else frozenset()
         container = containerOf(service, (), self._lastExit.get(service.name), down)
+        remembered = self._restarts.get(service.name)
+        if (
+            remembered is not None
+            and remembered[0] == generationOf(service)
+            and remembered[1] > container.restartCount
+        ):
+            # Its tasks dropped (a scale to 0): the count seen before.
+            container = attrs.evolve(container, restartCount=remembered[1])
         failed = self.startErrors.get(service.name)
         if failed is not None and container.state in (State.EXITED, State.RESTARTING):
             container = attrs.evolve(container, state=State.DEAD, error=failed)
