@@ -204,6 +204,19 @@ class FakeManagerTests(SynchronousTestCase):
         write(self.engine, sid, 1, "after the end")
         self.assertEqual([x.line for x in seen], ["new 2", "new 1"])
 
+    def test_followWholeBacklog(self) -> None:
+        """A follow with no C{tail} gives the whole backlog, as a read with none does."""
+        sid = self.running(1)
+        for n in range(3):
+            write(self.engine, sid, 1, f"old {n}")
+            advanceClock(self.clock, 1)
+        lines = self.settle(self.reader.read(sid, "web", None))
+        follow, _, stopped = self.follow(sid)
+        self.assertEqual([x.line for x in follow.backlog], ["old 0", "old 1", "old 2"])
+        self.assertEqual(follow.backlog, lines)
+        stopped.callback(None)
+        self.settle(follow.ended)
+
     def test_followRestarts(self) -> None:
         """Lines of tasks that came and went while followed are all given, once."""
         sid = service(
@@ -441,6 +454,25 @@ class ScriptedManagerTests(SynchronousTestCase):
         self.assertEqual(self.texts(), [])
         pending.callback((200, [{"ID": "n2", "Description": {"Hostname": "two"}}]))
         self.assertEqual([(x.line, x.node) for x in self.seen], [("c100", "two"), ("a101", "one")])
+
+    def test_nodesUnanswered(self) -> None:
+        """
+        A line from an unknown node while the manager's node list fails
+        carries the node's id; the next one, once the manager answers,
+        its name (the failure is not remembered as the name).
+        """
+        answers: list[Deferred[Any]] = [
+            defer.fail(EngineError(500, "manager busy")),
+            succeed((200, [{"ID": "n2", "Description": {"Hostname": "two"}}])),
+        ]
+        self.manager.request = lambda method, path, *a, **k: (  # type: ignore[method-assign]
+            answers.pop(0) if path == "/nodes" else succeed((200, b""))
+        )
+        self.follow()
+        self.clock.advance(0)
+        self.manager.send(100 * S, "c", "c100", node="n2")
+        self.manager.send(101 * S, "c", "c101", node="n2")
+        self.assertEqual([(x.line, x.node) for x in self.seen], [("c100", "n2"), ("c101", "two")])
 
     def test_streamEnds(self) -> None:
         """A stream the manager ends (it went away) ends the follow."""

@@ -190,7 +190,9 @@ class NodeNames:
     def resolve(self, ids: Iterable[str | None]) -> Any:
         """
         Fire with L{names} once every id of C{ids} is known, or the
-        manager could not say (those lines then carry the id).
+        manager could not say (those lines then carry the id).  An id the
+        manager's list lacks is its own name from then on; one asked while
+        the manager did not answer is asked again next time.
         """
         names = self.names()
         missing = {i for i in ids if i is not None and i not in names}
@@ -199,10 +201,13 @@ class NodeNames:
                 _, nodes = yield self.engine.request("GET", "/nodes")
             except (EngineError, PycmError) as e:
                 self.log.info("cannot list the swarm's nodes: {error}", error=e)
-                nodes = []
+                return names
             for node in nodes or ():
                 hostname = (node.get("Description") or {}).get("Hostname")
                 if node.get("ID") and hostname:
                     self.asked[str(node["ID"])] = str(hostname)
+            for nodeId in missing - set(self.asked):
+                # A node the manager does not name: its lines carry its id.
+                self.asked[nodeId] = nodeId
             names = self.names()
         return names

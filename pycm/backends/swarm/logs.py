@@ -30,6 +30,7 @@ from typing import Any
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from pycm.backends.docker.engine import EngineError
 from pycm.backends.docker.interfaces import IDockerEngine
@@ -67,7 +68,7 @@ class ServiceLogReader:
         self.nodeNames = NodeNames(engine, nodes)
 
     @defer.inlineCallbacks
-    def _request(self, sid: str, name: str, params: dict[str, Any]) -> Any:
+    def request(self, sid: str, name: str, params: dict[str, Any]) -> Any:
         """The lines of one C{logs} request (L{RawLine}s, as they came)."""
         query = {"details": True, "stdout": True, "stderr": True, "timestamps": True}
         query.update(params)
@@ -93,7 +94,7 @@ class ServiceLogReader:
             params: dict[str, Any] = {"tail": "all", "since": f"{max(since - 1e-6, 0.0):.9f}"}
         else:
             params = {"tail": "all" if tail is None else max(tail, 0)}
-        raw = yield self._request(sid, name, params)
+        raw = yield self.request(sid, name, params)
         backlog = inTimeOrder(line for line in raw if since is None or line.nanos / 1e9 >= since)
         if tail is not None:
             backlog = backlog[-tail:] if tail > 0 else []
@@ -135,8 +136,7 @@ class ServiceLogReader:
         @return: Deferred firing with a L{LogFollow}; L{NotFound} when the
             service is gone.
         """
-        # Cancelled when the follow ends first: that is no error.
-        stopped.addErrback(lambda failure: failure.trap(defer.CancelledError) and None)
+        stopped.addErrback(_cancelledIsNoError)
         follow = _Follow(self, sid, name, observer, stopped, since)
         d = self._openFollow(follow, tail, since, ended)
 
@@ -162,7 +162,8 @@ class ServiceLogReader:
         readAt = self.clock.seconds()
         # With no backlog asked for, each task's last line still says where
         # its new lines begin.
-        raw, backlog = yield self._backlog(follow.sid, follow.name, tail or 1, since)
+        askTail = 1 if tail == 0 else tail
+        raw, backlog = yield self._backlog(follow.sid, follow.name, askTail, since)
         if tail == 0:
             backlog = []
         names = yield self.nodeNames.resolve(line.nodeId for line in backlog)
@@ -176,6 +177,11 @@ class ServiceLogReader:
         follow.fromNanos = lower if start is None else min(start, lower)
         yield follow.open()
         return [line.logLine(names) for line in backlog]
+
+
+def _cancelledIsNoError(failure: Failure) -> None:
+    """C{stopped} is cancelled when the follow ends first: that is no error."""
+    failure.trap(defer.CancelledError)
 
 
 class _Follow:
@@ -265,14 +271,18 @@ class _Follow:
         self.queue.extend(lines)
         self._drain()
 
-    def _drain(self) -> None:
+    def _drain(self, unnamed: str | None = None) -> None:
+        """
+        Hand on the queued lines, asking the manager for a node's name first
+        (none for C{unnamed}: it just could not say; those lines carry its id).
+        """
         if self.resolving or not self.started:
             return
         nodeNames = self.reader.nodeNames
         names = nodeNames.names()
         while self.queue:
             line = self.queue[0]
-            if line.nodeId is not None and line.nodeId not in names:
+            if line.nodeId is not None and line.nodeId not in names and line.nodeId != unnamed:
                 self.resolving = True
                 nodeNames.resolve([line.nodeId]).addBoth(self._resolved, line.nodeId)
                 return
@@ -285,10 +295,7 @@ class _Follow:
 
     def _resolved(self, names: Any, nodeId: str) -> None:
         self.resolving = False
-        if not isinstance(names, dict) or nodeId not in names:
-            # A node the manager does not name: its lines carry its id.
-            self.reader.nodeNames.asked[nodeId] = nodeId
-        self._drain()
+        self._drain(unnamed=nodeId)
 
     def _streamEnded(self, _: Any) -> None:
         """The stream ended: closed here, or by the manager (then nothing more comes)."""
@@ -305,7 +312,7 @@ class _Follow:
         if self.done:
             return
         params = {"tail": "all", "since": nanosParam(self.fromNanos)}
-        self.lastRead = self.reader._request(self.sid, self.name, params)
+        self.lastRead = self.reader.request(self.sid, self.name, params)
         if self.stream is not None:
             self.stream.cancel()
 

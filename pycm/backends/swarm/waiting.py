@@ -18,7 +18,7 @@ from twisted.internet.defer import Deferred
 from pycm.backends.swarm.events import eventsBetween
 from pycm.backends.swarm.snapshot import ServiceView, Snapshot
 from pycm.errors import BadRequest, NotFound
-from pycm.model import Action, Container, State, WaitCondition
+from pycm.model import Action, Container, ContainerEvent, State, WaitCondition
 
 #: Container states in which a service counts as running for
 #: C{not-running} (the engine replacing tasks is not a stop).
@@ -159,7 +159,9 @@ class SnapshotWaits:
         waiter.last = service
         waiter.lastSnapshot = new
 
-    def _died(self, waiter: _Waiter, new: Snapshot, service: ServiceView | None) -> Any:
+    def _died(
+        self, waiter: _Waiter, new: Snapshot, service: ServiceView | None
+    ) -> ContainerEvent | None:
         """The first C{die} of C{waiter}'s service's tasks since its last look."""
         assert waiter.last is not None and waiter.lastSnapshot is not None
         last = waiter.lastSnapshot
