@@ -8,15 +8,16 @@ is in tests.test_swarm_conformance.
 
 from __future__ import annotations
 
+import os
 import signal
 from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from pycm.backends.swarm.backend import makeBackend
+from pycm.backends.swarm.backend import SwarmBackend, makeBackend
 from pycm.backends.swarm.events import eventsBetween
 from pycm.backends.swarm.options import parseNetworks, parseNodeHosts
 from pycm.backends.swarm.reading import snapshotOf
@@ -680,6 +681,42 @@ class ManagerAwayTests(SwarmTestCase):
         f = failure(self.clock, d, timeout=self.backend.opTimeout + 10)
         self.assertTrue(f.check(Unavailable))
         self.assertIn("does not answer", str(f.value))
+
+
+class DaemonRestartTests(SynchronousTestCase):
+    """The backend closed and made again on the same state directory."""
+
+    def test_toldOnce(self) -> None:
+        """
+        A task that died while no backend watched is told by the next one,
+        once; what the first told is not told again.  (The fake's C{close}
+        would stop its whole cluster: a backend's closing leaves it be, as
+        closing a real engine client leaves the swarm.)
+        """
+        clock = Clock()
+        clock.advance(EPOCH)
+        engine = FakeSwarmEngine(clock)
+        self.patch(engine, "close", lambda: succeed(None))
+        stateDir = self.mktemp()
+        os.mkdir(stateDir, 0o700)
+
+        def backend() -> tuple[SwarmBackend, list[ContainerEvent]]:
+            made = makeBackend(clock, stateDir, {}, engine, {})
+            events: list[ContainerEvent] = []
+            made.addObserver(events.append)
+            result(clock, made.open())
+            return made, events
+
+        first, told = backend()
+        result(clock, first.create(ContainerSpec("web", command=("sleep", "5"))))
+        result(clock, first.start("web"))
+        result(clock, first.close())
+        self.assertEqual([e.action for e in told], [Action.CREATE, Action.START])
+        advanceClock(clock, 10)
+        second, again = backend()
+        advanceClock(clock, 10)
+        result(clock, second.close())
+        self.assertEqual([(e.action, e.exitCode) for e in again], [(Action.DIE, 0)])
 
 
 class WatcherTests(SwarmTestCase):

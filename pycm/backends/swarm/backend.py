@@ -114,7 +114,7 @@ def makeBackend(
         restartDelay=parseSeconds("restart-delay", get("restart-delay")),
         nodeEngines=nodeEngines,
         signals=SignalsSent(statePath(stateDir, SIGNALS_FILE)),
-        journal=SnapshotJournal(statePath(stateDir, JOURNAL_FILE)),
+        journal=SnapshotJournal(statePath(stateDir, JOURNAL_FILE), reactor),
         activeInterval=parseSeconds("poll-interval", get("poll-interval")),
         idleInterval=parseSeconds("idle-poll-interval", get("idle-poll-interval")),
         address=address,
@@ -167,7 +167,7 @@ class SwarmBackend(SwarmView):
         self.init = init
         self.networks = networks
         self.restartDelay = restartDelay
-        journal = journal if journal is not None else SnapshotJournal()
+        journal = journal if journal is not None else SnapshotJournal(clock=reactor)
         self.nodes = NodeEngines(engine, nodeEngines)
         self.control = ServiceControl(engine, address, journal)
         watcher = SwarmWatcher(
@@ -204,6 +204,21 @@ class SwarmBackend(SwarmView):
         yield self.nodes.close()
         yield self.engine.close()
 
+    def _settled(self, name: str, operation: Callable[..., Any], *args: Any) -> Deferred[Any]:
+        """
+        Run an operation on C{name}; whatever its outcome, the journal then
+        has every change it made as told: by its own event (L{_emit}), or,
+        for a change with none (a start's new count) or an operation that
+        failed half-way, as nobody's to tell again.
+        """
+        d = defer.maybeDeferred(operation, *args)
+
+        def settled(result: Any) -> Any:
+            self.control.told(name)
+            return result
+
+        return d.addBoth(settled)
+
     def _emit(self, action: str, name: str, **fields: Any) -> None:
         """Tell an event of pycm's own change, its marks kept first."""
         self.control.told(name)
@@ -212,7 +227,7 @@ class SwarmBackend(SwarmView):
     # -- create ---------------------------------------------------------------
 
     def create(self, spec: ContainerSpec) -> Deferred[Container]:
-        return self._oneAtATime.run(spec.name, self._create, spec)
+        return self._oneAtATime.run(spec.name, self._settled, spec.name, self._create, spec)
 
     @defer.inlineCallbacks
     def _create(self, spec: ContainerSpec) -> Any:
@@ -236,10 +251,10 @@ class SwarmBackend(SwarmView):
     # -- start, stop, restart, scale --------------------------------------------
 
     def start(self, name: str) -> Deferred[Container]:
-        return self._oneAtATime.run(name, self._start, name, False)
+        return self._oneAtATime.run(name, self._settled, name, self._start, name, False)
 
     def restart(self, name: str, timeout: float | None) -> Deferred[Container]:
-        return self._oneAtATime.run(name, self._start, name, True)
+        return self._oneAtATime.run(name, self._settled, name, self._start, name, True)
 
     @defer.inlineCallbacks
     def _start(self, name: str, restart: bool) -> Any:
@@ -316,7 +331,7 @@ class SwarmBackend(SwarmView):
         return check
 
     def stop(self, name: str, timeout: float | None) -> Deferred[Container]:
-        return self._oneAtATime.run(name, self._stop, name, timeout)
+        return self._oneAtATime.run(name, self._settled, name, self._stop, name, timeout)
 
     @defer.inlineCallbacks
     def _stop(self, name: str, timeout: float | None) -> Any:
@@ -366,7 +381,7 @@ class SwarmBackend(SwarmView):
         self.watcher.poke()
 
     def scale(self, name: str, replicas: int) -> Deferred[Container]:
-        return self._oneAtATime.run(name, self._scale, name, replicas)
+        return self._oneAtATime.run(name, self._settled, name, self._scale, name, replicas)
 
     @defer.inlineCallbacks
     def _scale(self, name: str, replicas: int) -> Any:
@@ -394,7 +409,7 @@ class SwarmBackend(SwarmView):
 
     def kill(self, name: str, signal: int) -> Deferred[Container]:
         # Not serialized: a kill must be able to cut a slow stop short.
-        return self._kill(name, signal)
+        return self._settled(name, self._kill, name, signal)
 
     @defer.inlineCallbacks
     def _kill(self, name: str, signal: int) -> Any:
@@ -433,8 +448,8 @@ class SwarmBackend(SwarmView):
 
     def remove(self, name: str, force: bool) -> Deferred[None]:
         if force:
-            return self._remove(name, force)
-        return self._oneAtATime.run(name, self._remove, name, force)
+            return self._settled(name, self._remove, name, force)
+        return self._oneAtATime.run(name, self._settled, name, self._remove, name, force)
 
     @defer.inlineCallbacks
     def _remove(self, name: str, force: bool) -> Any:
