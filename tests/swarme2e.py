@@ -176,6 +176,13 @@ def running(container: dict[str, Any], replicas: int) -> bool:
     )
 
 
+def errorOf(client: LineClient, line: str) -> tuple[str, str]:
+    """The code and message of the C{ERR} reply C{line} gets (fails on an C{OK})."""
+    kind, value = client.request(line)
+    assert kind == "ERR", (line, value)
+    return value[0], value[1]
+
+
 def runningTasks(container: dict[str, Any]) -> list[dict[str, Any]]:
     """The running tasks of C{container} (an C{inspect} reply)."""
     return [t for t in container["tasks"] if t["state"] == "running"]
@@ -213,4 +220,6 @@ class Watcher:
             raise AssertionError(f"{e}; events: {self.client.events}") from None
 
 
-__all__ = ["SWARM_DEADLINE", "Cluster", "Watcher", "running", "runningTasks", "swarmDaemon"]
+__all__ = [
+    "SWARM_DEADLINE", "Cluster", "Watcher", "errorOf", "running", "runningTasks", "swarmDaemon",
+]

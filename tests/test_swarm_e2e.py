@@ -21,6 +21,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from tests.swarme2e import (
     Cluster,
     Watcher,
+    errorOf,
     running,
     runningTasks,
     swarmDaemon,
@@ -114,6 +115,30 @@ class SwarmPlacementTests(SynchronousTestCase):
         self.assertEqual(json.loads(placement), ["node.role==worker"])
         self.assertEqual(self.client.ok(f"rm --force {name}"), {"name": name, "removed": True})
 
+    def test_unplaceable(self) -> None:
+        """
+        A constraint no node meets: C{run} fails saying there is no suitable
+        node; the container is C{dead} with that error, its task unplaced;
+        C{wait --for=running} times out; C{rm} removes it.
+        """
+        name = self.cluster.serviceName("nowhere")
+        code, message = errorOf(
+            self.client,
+            f"run --constraint=node.labels.pycm-nowhere==1 {name} {self.cluster.image} sleep 1",
+        )
+        self.assertEqual(code, "backend")
+        self.assertIn("no suitable node", message)
+        inspected = self.client.ok(f"inspect {name}")
+        self.assertEqual(inspected["state"], "dead")
+        self.assertIn("no suitable node", inspected["error"])
+        self.assertEqual(
+            [(t["node"], t["state"]) for t in inspected["tasks"]], [(None, "pending")]
+        )
+        code, message = errorOf(self.client, f"wait --for=running --timeout=1 {name}")
+        self.assertEqual(code, "backend")
+        self.assertIn("timed out", message)
+        self.assertEqual(self.client.ok(f"rm {name}"), {"name": name, "removed": True})
+
 
 class SwarmScaleTests(SynchronousTestCase):
     """C{scale}, C{wait --for=running}: pycm's counts are Swarm's."""
@@ -167,6 +192,48 @@ class SwarmScaleTests(SynchronousTestCase):
         self.assertEqual(len({e["task"] for e in starts}), 5, scales)
         self.assertEqual(self.client.err(f"scale {name} -1"), "bad_request")
         self.assertEqual(self.client.err(f"scale {name}x 1"), "not_found")
+
+    def test_stopStartRestart(self) -> None:
+        """
+        C{stop} scales to 0 (the tasks die, C{exited} -15) and remembers the
+        count: C{start} brings all three back, on both nodes; C{restart}
+        replaces every task (a rolling restart) and tells C{restart}.
+        """
+        name = self.cluster.serviceName("stop")
+        watcher = Watcher(self.daemon, name)
+        self.client.ok(f"run --replicas=3 --stop-timeout=2 {name} {self.cluster.image} sleep 1000")
+        first = {t["id"] for t in runningTasks(self.assertAgree(name, 3))}
+        stopped = jsonOut(self.daemon.pycm("--json", "stop", name))
+        self.assertEqual(
+            (stopped["state"], stopped["exit_code"], stopped["replicas"]),
+            ("exited", -15, {"running": 0, "desired": 0}),
+        )
+        self.assertEqual(self.cluster.runningNodes(name), [])
+        started = jsonOut(self.daemon.pycm("--json", "start", name))
+        self.assertEqual(
+            (started["state"], started["replicas"]), ("running", {"running": 3, "desired": 3})
+        )
+        second = runningTasks(self.assertAgree(name, 3))
+        self.assertEqual(
+            {t["node"] for t in second}, {self.cluster.managerNode, self.cluster.workerNode}
+        )
+        self.assertEqual(first & {t["id"] for t in second}, set())
+        restarted = jsonOut(self.daemon.pycm("--json", "restart", name))
+        self.assertEqual(restarted["replicas"], {"running": 3, "desired": 3})
+        third = {t["id"] for t in runningTasks(self.assertAgree(name, 3))}
+        self.assertEqual(third & {t["id"] for t in second}, set())
+        events = watcher.waitFor(
+            lambda events: "restart" in [e["action"] for e in events] and events,
+            "the restart event",
+        )
+        dies = [e for e in events if e["action"] == "die"]
+        self.assertEqual(
+            sorted(e["task"] for e in dies), sorted(first | {t["id"] for t in second})
+        )
+        self.assertEqual([e["exit_code"] for e in dies[:3]], [-15] * 3)
+        self.assertEqual(
+            [e["action"] for e in events if "task" not in e], ["create", "stop", "stop", "restart"]
+        )
 
     def test_waitForRunning(self) -> None:
         """
