@@ -19,7 +19,7 @@ from typing import Any
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.e2e import LineClient, RealDaemon
-from tests.swarmsupport import killWorker, requireSwarm, uniqueServiceName
+from tests.swarmsupport import killWorker, releaseOutageLock, requireSwarm, uniqueServiceName
 
 #: How long Swarm may take to place, start, replace or remove tasks.
 SWARM_DEADLINE = 60.0
@@ -136,10 +136,6 @@ class Cluster:
         nodes Ready: L{tests.swarmsupport.restartWorker}, blocking.
         """
         end = time.monotonic() + deadline
-        subprocess.run(
-            ["/bin/sh", "-c", self.swarm.workerRestart], check=True,
-            timeout=deadline, stdin=subprocess.DEVNULL, capture_output=True,
-        )
 
         def ready() -> bool:
             try:
@@ -147,7 +143,15 @@ class Cluster:
             except (AssertionError, subprocess.TimeoutExpired):
                 return False
 
-        waitUntil(ready, "both nodes Ready again", max(1.0, end - time.monotonic()))
+        try:
+            subprocess.run(
+                ["/bin/sh", "-c", self.swarm.workerRestart], check=True,
+                timeout=deadline, stdin=subprocess.DEVNULL, capture_output=True,
+            )
+            waitUntil(ready, "both nodes Ready again", max(1.0, end - time.monotonic()))
+        finally:
+            # The next test's outage (maybe another process's) may go on.
+            releaseOutageLock(self.swarm)
 
 
 def swarmDaemon(

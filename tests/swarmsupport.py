@@ -11,13 +11,17 @@ They read what C{.ci/swarm-setup.sh} exports:
   - C{PYCM_SWARM_WORKER_PIDFILE}: the worker dockerd's pidfile, and
     C{PYCM_SWARM_WORKER_RESTART}: a shell command starting it again the same
     way (L{killWorker}, L{restartWorker}, L{workerOutage});
+  - C{PYCM_SWARM_DIR}: the cluster's directory, where the outage lock is
+    (L{OUTAGE_LOCK});
   - C{PYCM_TEST_IMAGE}: a busybox image on both nodes.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -27,6 +31,7 @@ from twisted.internet import defer, task, utils
 from twisted.trial.unittest import SkipTest
 
 from pycm.backends.docker.engine import EngineAddress, EngineClient
+from pycm.testing.swarmsuitebase import removeServices
 from tests.test_docker_support import ping
 
 
@@ -41,6 +46,8 @@ class SwarmCluster:
     workerPidfile: str
     workerRestart: str
     image: str
+    #: C{PYCM_SWARM_DIR} ("": the worker pidfile's directory's parent).
+    directory: str = ""
 
 
 def clusterFromEnviron(environ: Mapping[str, str]) -> SwarmCluster | None:
@@ -65,7 +72,9 @@ def clusterFromEnviron(environ: Mapping[str, str]) -> SwarmCluster | None:
         raise ValueError(f"PYCM_SWARM_HOST is set but not {', '.join(missing)}")
     values = {field: environ[variable] for field, variable in names.items()}
     image = environ.get("PYCM_TEST_IMAGE", "pycm-test/busybox:latest")
-    return SwarmCluster(host=host, image=image, **values)
+    return SwarmCluster(
+        host=host, image=image, directory=environ.get("PYCM_SWARM_DIR", ""), **values
+    )
 
 
 def requireSwarm(
@@ -157,15 +166,100 @@ def waitForNodeState(
     raise AssertionError(f"node {node} is not {state} after {timeout} s (last seen: {seen!r})")
 
 
-def killWorker(cluster: SwarmCluster) -> int:
+#: Held (C{flock}) from a worker's dockerd killed until it is Ready again,
+#: so that two tests' outages (the cluster tests', the end-to-end tests',
+#: perhaps in other processes) never overlap; beside the cluster's files.
+OUTAGE_LOCK = "outage.lock"
+
+#: The outage locks this process holds: path -> open descriptor.
+_heldLocks: dict[str, int] = {}
+
+
+def outageLockPath(cluster: SwarmCluster) -> str:
+    """The outage lock of C{cluster}: in C{PYCM_SWARM_DIR}, else beside the worker's directory."""
+    base = cluster.directory or os.path.dirname(
+        os.path.dirname(os.path.abspath(cluster.workerPidfile))
+    )
+    return os.path.join(base, OUTAGE_LOCK)
+
+
+def tryOutageLock(cluster: SwarmCluster) -> bool:
+    """Take C{cluster}'s outage lock if no one holds it (this process may hold it already)."""
+    path = outageLockPath(cluster)
+    if path in _heldLocks:
+        return True
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return False
+    _heldLocks[path] = fd
+    return True
+
+
+def takeOutageLock(cluster: SwarmCluster, timeout: float = 600.0) -> None:
+    """Take C{cluster}'s outage lock, waiting (blocking) while another outage goes on."""
+    end = time.monotonic() + timeout
+    while not tryOutageLock(cluster):
+        if time.monotonic() > end:
+            raise AssertionError(f"another test's worker outage held {outageLockPath(cluster)}")
+        time.sleep(0.5)
+
+
+@defer.inlineCallbacks
+def takeOutageLockLater(reactor: Any, cluster: SwarmCluster, timeout: float = 600.0) -> Any:
+    """L{takeOutageLock}, waiting on C{reactor}."""
+    start = reactor.seconds()
+    while not tryOutageLock(cluster):
+        if reactor.seconds() - start > timeout:
+            raise AssertionError(f"another test's worker outage held {outageLockPath(cluster)}")
+        yield task.deferLater(reactor, 0.5, lambda: None)
+
+
+def releaseOutageLock(cluster: SwarmCluster) -> None:
+    """Let the next outage go on (the worker is back, or given up on)."""
+    fd = _heldLocks.pop(outageLockPath(cluster), None)
+    if fd is not None:
+        os.close(fd)
+
+
+def isWorkerDockerd(pid: int, pidfile: str, proc: str = "/proc") -> bool:
+    """Is process C{pid} a dockerd started with C{--pidfile} C{pidfile} (not a stale pid's heir)?"""
+    try:
+        with open(os.path.join(proc, str(pid), "cmdline"), "rb") as f:
+            argv = [arg.decode("utf-8", "replace") for arg in f.read().split(b"\0") if arg]
+    except OSError:
+        return False
+    if not argv or os.path.basename(argv[0]) != "dockerd":
+        return False
+    for n, arg in enumerate(argv):
+        if arg == f"--pidfile={pidfile}" or (
+            arg in ("--pidfile", "-p") and argv[n + 1 : n + 2] == [pidfile]
+        ):
+            return True
+    return False
+
+
+def killWorker(cluster: SwarmCluster, proc: str = "/proc") -> int:
     """
     SIGKILL the worker's dockerd, as a crash would (its containerd, and the
-    containers, go on running).
+    containers, go on running), once no other outage goes on: the outage
+    lock is taken (L{takeOutageLock}) and held until L{restartWorker} (or
+    L{releaseOutageLock}).  The pid is the pidfile's only if that process
+    is this worker's dockerd (L{isWorkerDockerd}).
 
     @return: the pid killed.
+    @raise AssertionError: if the pidfile names no such process.
     """
+    takeOutageLock(cluster)
     with open(cluster.workerPidfile) as f:
         pid = int(f.read().strip())
+    if not isWorkerDockerd(pid, cluster.workerPidfile, proc):
+        releaseOutageLock(cluster)
+        raise AssertionError(
+            f"{cluster.workerPidfile} names pid {pid}, which is not the worker's dockerd"
+        )
     os.kill(pid, signal.SIGKILL)
     return pid
 
@@ -183,16 +277,19 @@ def restartWorker(
         Ready within C{timeout} seconds.
     """
     start = reactor.seconds()
-    code = yield utils.getProcessValue(
-        "/usr/bin/timeout",
-        ["-k", "5", str(int(timeout)), "/bin/sh", "-c", cluster.workerRestart],
-        env=dict(os.environ),
-        reactor=reactor,
-    )
-    if code != 0:
-        raise AssertionError(f"the worker's dockerd did not start again (exit {code})")
-    left = max(1.0, timeout - (reactor.seconds() - start))
-    yield waitForNodeState(reactor, manager, cluster.workerNode, "ready", left)
+    try:
+        code = yield utils.getProcessValue(
+            "/usr/bin/timeout",
+            ["-k", "5", str(int(timeout)), "/bin/sh", "-c", cluster.workerRestart],
+            env=dict(os.environ),
+            reactor=reactor,
+        )
+        if code != 0:
+            raise AssertionError(f"the worker's dockerd did not start again (exit {code})")
+        left = max(1.0, timeout - (reactor.seconds() - start))
+        yield waitForNodeState(reactor, manager, cluster.workerNode, "ready", left)
+    finally:
+        releaseOutageLock(cluster)
     return reactor.seconds() - start
 
 
@@ -211,7 +308,12 @@ def workerOutage(
 
     @return: Deferred firing with C{during}'s result.
     """
-    killWorker(cluster)
+    yield takeOutageLockLater(reactor, cluster, timeout * 5)
+    try:
+        killWorker(cluster)
+    except BaseException:
+        releaseOutageLock(cluster)
+        raise
     result = None
     try:
         yield waitForNodeState(reactor, manager, cluster.workerNode, "down", timeout)
@@ -222,25 +324,20 @@ def workerOutage(
     return result
 
 
-@defer.inlineCallbacks
-def removeServices(manager: EngineClient, names: list[str]) -> Any:
-    """Remove every service in C{names} that still exists."""
-    for name in names:
-        try:
-            yield manager.request("DELETE", f"/services/{name}")
-        except Exception:
-            pass
-
-
 __all__ = [
     "SwarmCluster",
     "clusterFromEnviron",
     "engineFor",
+    "isWorkerDockerd",
     "killWorker",
     "nodeStates",
+    "releaseOutageLock",
     "removeServices",
     "requireSwarm",
     "restartWorker",
+    "takeOutageLock",
+    "takeOutageLockLater",
+    "tryOutageLock",
     "uniqueServiceName",
     "waitForNodeState",
     "workerOutage",

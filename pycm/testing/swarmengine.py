@@ -50,6 +50,10 @@ from pycm.testing.swarmstate import (
 )
 from pycm.testing.swarmtasks import Cluster
 
+#: How many of its last events dockerd keeps to replay to a stream with
+#: C{since} (moby's daemon/events/events.go, C{eventsLimit}).
+EVENTS_KEPT = 256
+
 _SERVICE_FILTERS = ("id", "label", "mode", "name", "runtime")
 _TASK_FILTERS = ("_up-to-date", "desired-state", "id", "label", "name", "node", "service")
 _NODE_FILTERS = ("id", "label", "membership", "name", "node.label", "role")
@@ -441,6 +445,7 @@ class FakeSwarmEngine:
             "timeNano": nanos,
         }
         self.events.append(event)
+        del self.events[:-EVENTS_KEPT]
         for feed in list(self._eventFeeds):
             if feed.accepts(event):
                 self.clock.callLater(0, feed.write, json.dumps(event).encode() + b"\n")
@@ -456,12 +461,15 @@ class FakeSwarmEngine:
         feed.accepts = lambda event: eventMatches(event, filters)
         since = sinceNanos(params.get("since"))
         if since is not None:
+            # One history of the last few, as dockerd keeps (its own
+            # containers' events among the cluster's).
             local = self.manager.engine.events
-            for event in sorted(self.events + local, key=lambda e: e["timeNano"]):
+            history = sorted(self.events + local, key=lambda e: e["timeNano"])[-EVENTS_KEPT:]
+            for event in history:
                 if event["timeNano"] >= since and feed.accepts(event):
                     feed.write(json.dumps(event).encode() + b"\n")
         self._eventFeeds.append(feed)
         feed.ended.addBoth(discard, self._eventFeeds, feed)
 
 
-__all__ = ["FakeSwarmEngine", "NodeEngine"]
+__all__ = ["EVENTS_KEPT", "FakeSwarmEngine", "NodeEngine"]

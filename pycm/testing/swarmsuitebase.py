@@ -53,6 +53,32 @@ class SwarmFixture(Protocol):
     def sleep(self, testCase: TestCase, seconds: float) -> Deferred[None]: ...
 
 
+@inlineCallbacks
+def removeServices(
+    engine: IDockerEngine,
+    names: list[str],
+    settle: Callable[[Deferred[Any]], Deferred[Any]] = lambda d: d,
+) -> Generator[Deferred[Any], Any, None]:
+    """
+    Remove every service in C{names} that still exists, each tried
+    whatever became of the others (each request through C{settle}).
+
+    @raise AssertionError: naming those that could not be removed (one
+        already gone is no failure).
+    """
+    failed = []
+    for name in names:
+        try:
+            yield settle(engine.request("DELETE", f"/services/{name}"))
+        except EngineError as e:
+            if e.status != 404:
+                failed.append(f"{name}: {e.message}")
+        except Exception as e:  # a timeout too
+            failed.append(f"{name}: {e!r}")
+    if failed:
+        raise AssertionError("services not removed: " + "; ".join(failed))
+
+
 class SwarmSuiteBase(TestCaseMixin):
     """
     The suite's set-up and helpers: C{fixture} (a L{SwarmFixture}) is set by
@@ -85,13 +111,9 @@ class SwarmSuiteBase(TestCaseMixin):
         """One request, settled."""
         return self.settle(self.engine.request(method, path, params, **kw))
 
-    @inlineCallbacks
-    def removeAll(self) -> Generator[Deferred[Any], Any, None]:
-        for name in self.names:
-            try:
-                yield self.call("DELETE", f"/services/{name}")
-            except EngineError:
-                pass
+    def removeAll(self) -> Deferred[None]:
+        """Remove every service of the test (L{removeServices})."""
+        return removeServices(self.engine, self.names, self.settle)
 
     def body(
         self,
@@ -199,4 +221,4 @@ class SwarmSuiteBase(TestCaseMixin):
         return lines
 
 
-__all__ = ["SUITE_LABEL", "SwarmFixture", "SwarmSuiteBase"]
+__all__ = ["SUITE_LABEL", "SwarmFixture", "SwarmSuiteBase", "removeServices"]
