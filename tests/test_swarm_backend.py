@@ -302,6 +302,11 @@ class StateTests(SynchronousTestCase):
         self.assertEqual(derived.state, State.DEAD)
         self.assertIn("1 of 2 tasks ended", derived.error or "")
 
+    def test_runningToBeReplaced(self) -> None:
+        """A task still running that the engine is shutting down: C{restarting}, not dead."""
+        service = view(1, task("a", "running", desired="shutdown"))
+        self.assertEqual(self.state(service), State.RESTARTING)
+
     def test_lostOnDownNode(self) -> None:
         """A task that says it runs on a node the manager sees down is lost: not running."""
         service = view(1, task("a", "running"))

@@ -285,11 +285,13 @@ def deriveState(
         return derived(State.CREATED)
     if newest and all(t.ended for t in newest):
         return derived(State.EXITED)
-    if any(not t.ended and not t.running for t in newest) or len(newest) < desired:
+    done = sum(1 for t in newest if t.ended)
+    settled = [t for t in newest if t.ended or (t.running and t.desiredState == "running")]
+    if done == 0 or len(settled) < len(newest) or len(newest) < desired:
+        # A task starting, or running but to be shut down: being replaced.
         return derived(State.RESTARTING)
     # Some run, the others ended and Swarm will not replace them (no
     # restart policy, or it gave up): the service cannot be what it should.
-    done = sum(1 for t in newest if t.ended)
     return derived(
         State.DEAD, f"{done} of {desired} tasks ended and will not be replaced (restart policy)"
     )
