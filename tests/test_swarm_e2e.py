@@ -482,7 +482,8 @@ class SwarmEventsTests(SynchronousTestCase):
         C{events --since=0} then replays the events told before, unchanged,
         then what it missed, once (the scale, and the die of the two tasks
         scaled away), then the events of a scale after the restart; ids
-        only grow, no task starts or dies twice.
+        only grow, no task starts or dies twice.  The same after a crash
+        (SIGKILL) and a scale up behind its back.
         """
         cluster = Cluster(self)
         daemon = swarmDaemon(self, cluster)
@@ -524,3 +525,35 @@ class SwarmEventsTests(SynchronousTestCase):
         died = [e["task"] for e in events if e["action"] == "die"]
         self.assertEqual(len(started), len(set(started)), events)
         self.assertEqual(sorted(died), sorted(set(started) - running), events)
+        # A crash (SIGKILL), a scale up behind its back, a scale down after.
+        daemon.kill9()
+        cluster.docker("service", "scale", "--detach", f"{name}=3")
+        waitUntil(lambda: len(cluster.runningNodes(name)) == 3, "Swarm to run three")
+        daemon.start()
+        client = daemon.connect()
+        client.ok(f"scale {name} 2")
+        again = Watcher(daemon, name, since=ids[-1])
+        told = again.waitFor(
+            lambda events: [e["replicas"] for e in events if e["action"] == "scale"] == [3, 2]
+            and len([e for e in events if e["action"] in ("start", "die")]) == 2
+            and events,
+            "the scale to 3 and its start, the scale to 2 and its die",
+        )
+        self.assertEqual(
+            [(e["action"], e.get("replicas")) for e in told],
+            [("scale", 3), ("start", None), ("scale", 2), ("die", None)],
+        )
+        self.assertNotIn(told[1]["task"], started)
+        # Whatever the restart told, it told before this scale's events.
+        client.ok(f"scale {name} 1")
+        told = again.waitFor(
+            lambda events: [e["replicas"] for e in events if e["action"] == "scale"][-1:] == [1]
+            and len([e for e in events if e["action"] == "die"]) == 2
+            and events,
+            "the scale to 1 and its die",
+        )
+        self.assertEqual(
+            [(e["action"], e.get("replicas")) for e in told],
+            [("scale", 3), ("start", None), ("scale", 2), ("die", None),
+             ("scale", 1), ("die", None)],
+        )
