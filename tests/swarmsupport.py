@@ -115,6 +115,46 @@ def engineFor(reactor: Any, host: str, timeout: float = 10.0) -> EngineClient:
     return EngineClient(reactor, EngineAddress.parse(host), timeout=timeout)
 
 
+def realManager(testCase: Any) -> tuple[SwarmCluster, Any, EngineClient]:
+    """
+    The set-up of a test on the real swarm: the cluster (C{testCase} skips
+    without one, L{requireSwarm}), the reactor, and an engine on the
+    manager, closed after the test.
+    """
+    from twisted.internet import reactor
+
+    cluster = requireSwarm()
+    engine = engineFor(reactor, cluster.host)
+    testCase.addCleanup(engine.close)
+    return cluster, reactor, engine
+
+
+@defer.inlineCallbacks
+def pollUntil(
+    reactor: Any,
+    check: Callable[[], Any],
+    what: str,
+    timeout: float = 60.0,
+    interval: float = 0.2,
+) -> Any:
+    """
+    Call C{check()} (it may return a Deferred) every C{interval} seconds
+    until it is true; fire with it.
+
+    @raise AssertionError: naming C{what} (and the last answer) after
+        C{timeout} seconds.
+    """
+    start = reactor.seconds()
+    result = None
+    while True:
+        result = yield defer.maybeDeferred(check)
+        if result:
+            return result
+        if reactor.seconds() - start > timeout:
+            raise AssertionError(f"no {what} after {timeout} s (last: {result!r})")
+        yield task.deferLater(reactor, interval, lambda: None)
+
+
 def uniqueServiceName(prefix: str = "t") -> str:
     """A service name no other test (nor another helper's test) uses."""
     return f"pycm-{prefix}-{uuid.uuid4().hex[:8]}"
@@ -331,6 +371,8 @@ __all__ = [
     "isWorkerDockerd",
     "killWorker",
     "nodeStates",
+    "pollUntil",
+    "realManager",
     "releaseOutageLock",
     "removeServices",
     "requireSwarm",

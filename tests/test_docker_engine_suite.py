@@ -15,7 +15,7 @@ from typing import Any
 
 from twisted.internet import defer, reactor
 from twisted.internet.defer import Deferred
-from twisted.internet.task import Clock, deferLater
+from twisted.internet.task import Clock
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
@@ -25,6 +25,7 @@ from pycm.backends.docker.interfaces import IDockerEngine
 from pycm.testing import ClockPerTest, advanceClock, settleClock
 from pycm.testing.dockerengine import FakeDockerEngine
 from pycm.testing.enginesuite import DockerEngineTests
+from pycm.testing.suitecase import ReactorTiming
 from tests.test_docker_support import requireEngine, testImage
 
 
@@ -89,7 +90,7 @@ class FakeEngineFixture(ClockPerTest):
         return defer.succeed(engine)
 
 
-class RealEngineFixture:
+class RealEngineFixture(ReactorTiming):
     """The engine suite's fixture of L{EngineClient} on the test engine (busybox)."""
 
     missingImage = "pycm-test/no-such-image:1"
@@ -119,12 +120,6 @@ class RealEngineFixture:
         testCase.addCleanup(engine.close)
         return defer.succeed(engine)
 
-    def settle(self, testCase: TestCase, d: Deferred[Any], timeout: float) -> Deferred[Any]:
-        return d.addTimeout(timeout, reactor)
-
-    def sleep(self, testCase: TestCase, seconds: float) -> Deferred[None]:
-        return deferLater(reactor, seconds, lambda: None)
-
 
 class FakeEngineTests(DockerEngineTests, TestCase):
     """L{FakeDockerEngine} passes the engine suite."""
@@ -135,7 +130,7 @@ class FakeEngineTests(DockerEngineTests, TestCase):
 class RealEngineTests(DockerEngineTests, TestCase):
     """The real engine, through L{EngineClient}, passes the engine suite."""
 
-    fixture = RealEngineFixture()
+    fixture = RealEngineFixture(reactor)
 
 
 class FakeDockerEngineTests(SynchronousTestCase):

@@ -14,7 +14,7 @@ from typing import Any
 
 from twisted.internet import defer, reactor
 from twisted.internet.defer import Deferred
-from twisted.internet.task import Clock, deferLater
+from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from pycm.backends.docker.engine import EngineError
@@ -22,6 +22,7 @@ from pycm.backends.docker.interfaces import IDockerEngine
 from pycm.backends.docker.stream import JSONLines
 from pycm.errors import Unavailable
 from pycm.testing import ClockPerTest, advanceClock, settleClock
+from pycm.testing.suitecase import ReactorTiming
 from pycm.testing.swarmengine import FakeSwarmEngine
 from pycm.testing.swarmsuite import SwarmEngineTests
 from tests.swarmsupport import engineFor, requireSwarm
@@ -56,7 +57,7 @@ class FakeSwarmFixture(ClockPerTest):
         self.engines: dict[TestCase, FakeSwarmEngine] = {}
 
 
-class RealSwarmFixture:
+class RealSwarmFixture(ReactorTiming):
     """The suite's fixture of L{EngineClient} on the test swarm's manager (busybox)."""
 
     longCommand = ("sleep", "1000")
@@ -92,12 +93,6 @@ class RealSwarmFixture:
         testCase.addCleanup(engine.close)
         return engine
 
-    def settle(self, testCase: TestCase, d: Deferred[Any], timeout: float) -> Deferred[Any]:
-        return d.addTimeout(timeout, reactor)
-
-    def sleep(self, testCase: TestCase, seconds: float) -> Deferred[None]:
-        return deferLater(reactor, seconds, lambda: None)
-
 
 class FakeSwarmEngineSuiteTests(SwarmEngineTests, TestCase):
     """L{FakeSwarmEngine} passes the swarm engine suite."""
@@ -108,7 +103,7 @@ class FakeSwarmEngineSuiteTests(SwarmEngineTests, TestCase):
 class RealSwarmEngineSuiteTests(SwarmEngineTests, TestCase):
     """The real swarm, through L{EngineClient}, passes the swarm engine suite."""
 
-    fixture = RealSwarmFixture()
+    fixture = RealSwarmFixture(reactor)
     timeout = 120
 
 

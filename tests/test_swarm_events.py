@@ -27,6 +27,7 @@ from tests.swarmsnapshots import (
     snap,
     task,
 )
+from tests.swarmsupport import pollUntil, realManager, removeServices, uniqueServiceName
 
 
 class TaskRanTests(SynchronousTestCase):
@@ -379,14 +380,7 @@ class RealTaskHistoryTests(TestCase):
     timeout = 180
 
     def setUp(self) -> None:
-        from twisted.internet import reactor
-
-        from tests.swarmsupport import engineFor, removeServices, requireSwarm, uniqueServiceName
-
-        cluster = requireSwarm()
-        self.reactor = reactor
-        self.engine = engineFor(reactor, cluster.host)
-        self.addCleanup(self.engine.close)
+        cluster, self.reactor, self.engine = realManager(self)
         self.image = cluster.image
         self.names = {
             kind: uniqueServiceName("history-" + kind) for kind in ("exits", "done", "unstartable")
@@ -405,19 +399,16 @@ class RealTaskHistoryTests(TestCase):
         }
         return self.engine.request("POST", "/services/create", body=body)
 
-    @defer.inlineCallbacks
-    def settled(self, name: str, count: int) -> Any:
+    def settled(self, name: str, count: int) -> Deferred[Any]:
         """The tasks of C{name} once C{count} of them have ended."""
-        from twisted.internet.task import deferLater
 
-        tasks: list[dict[str, Any]] = []
-        for _ in range(300):
+        @defer.inlineCallbacks
+        def check() -> Any:
             _, tasks = yield self.engine.request("GET", "/tasks", {"filters": {"service": [name]}})
             ended = [t for t in tasks if t["Status"]["State"] in ("complete", "failed", "rejected")]
-            if len(ended) >= count:
-                return tasks
-            yield deferLater(self.reactor, 0.2, lambda: None)
-        self.fail(f"the tasks of {name} did not end: {tasks}")
+            return len(ended) >= count and tasks
+
+        return pollUntil(self.reactor, check, f"{count} ended tasks of {name}")
 
     @defer.inlineCallbacks
     def test_cameAndWent(self) -> Any:
@@ -488,11 +479,13 @@ class RealTaskHistoryTests(TestCase):
         _, created = yield self.engine.request("POST", "/services/create", body=body)
         sid = created["ID"]
         others, own = SnapshotJournal(), SnapshotJournal()
-        for _ in range(300):
+
+        @defer.inlineCallbacks
+        def bothRun() -> Any:
             snapshot = yield readSnapshot(self.engine, [name], self.reactor.seconds())
-            if snapshot.services[name].running == 2:
-                break
-            yield deferLater(self.reactor, 0.2, lambda: None)
+            return snapshot.services[name].running == 2 and snapshot
+
+        snapshot = yield pollUntil(self.reactor, bothRun, f"both tasks of {name} running")
         others.advance(snapshot)
         own.advance(snapshot)
         version = yield forceUpdate(self.engine, sid)

@@ -33,7 +33,7 @@ from pycm.model import LogFollow, LogLine
 from pycm.testing import advanceClock, settleClock
 from pycm.testing.swarmengine import FakeSwarmEngine
 from tests.stubengine import StubEngine
-from tests.swarmsupport import engineFor, removeServices, requireSwarm, uniqueServiceName
+from tests.swarmsupport import pollUntil, realManager, removeServices, uniqueServiceName
 
 #: A line as the real manager (dockerd 20.10) sent it, framed.
 REAL_LINE = (
@@ -506,12 +506,7 @@ class RealSwarmTests(TestCase):
 
     @defer.inlineCallbacks
     def setUp(self) -> Any:
-        from twisted.internet import reactor
-
-        cluster = requireSwarm()
-        self.reactor = reactor
-        self.engine = engineFor(reactor, cluster.host)
-        self.addCleanup(self.engine.close)
+        cluster, self.reactor, self.engine = realManager(self)
         self.name = uniqueServiceName("logs")
         image = cluster.image
         body = {
@@ -538,23 +533,26 @@ class RealSwarmTests(TestCase):
         _, nodes = yield self.engine.request("GET", "/nodes")
         self.hosts = {n["ID"]: n["Description"]["Hostname"] for n in nodes}
         self.assertEqual(set(self.hosts.values()), {cluster.managerNode, cluster.workerNode})
-        self.reader = ServiceLogReader(reactor, self.engine)
-        yield self.sleep(1.5)
+        self.reader = ServiceLogReader(self.reactor, self.engine)
 
-    def sleep(self, seconds: float) -> Deferred[None]:
-        from twisted.internet.task import deferLater
+        @defer.inlineCallbacks
+        def bothWrote() -> Any:
+            lines = yield self.reader.read(self.sid, self.name, None)
+            return {(line.task, line.stream) for line in lines} == {
+                (task, stream) for task in self.tasks for stream in ("stdout", "stderr")
+            }
 
-        return deferLater(self.reactor, seconds, lambda: None)
+        yield pollUntil(self.reactor, bothWrote, "lines of both tasks on both streams")
 
-    @defer.inlineCallbacks
-    def tasksUntil(self, done: Callable[[list[dict[str, Any]]], bool]) -> Any:
+    def tasksUntil(self, done: Callable[[list[dict[str, Any]]], bool]) -> Deferred[Any]:
         filters = {"service": [self.name]}
-        for _ in range(300):
+
+        @defer.inlineCallbacks
+        def check() -> Any:
             _, tasks = yield self.engine.request("GET", "/tasks", {"filters": filters})
-            if done(tasks):
-                return tasks
-            yield self.sleep(0.2)
-        self.fail(f"the tasks of {self.name} never got there: {tasks}")
+            return done(tasks) and tasks
+
+        return pollUntil(self.reactor, check, f"tasks of {self.name} as wanted")
 
     @defer.inlineCallbacks
     def test_read(self) -> Any:
@@ -582,7 +580,11 @@ class RealSwarmTests(TestCase):
         stopped: Deferred[None] = Deferred()
         follow = yield self.reader.follow(self.sid, self.name, 4, seen.append, stopped)
         self.assertEqual(len(follow.backlog), 4)
-        yield self.sleep(2)
+        yield pollUntil(
+            self.reactor,
+            lambda: {line.task for line in seen} == self.tasks,
+            "new lines of both tasks followed",
+        )
         _, spec = yield self.engine.request("GET", f"/services/{self.sid}")
         body = dict(spec["Spec"], Mode={"Replicated": {"Replicas": 0}})
         yield self.engine.request(

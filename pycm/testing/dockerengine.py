@@ -27,8 +27,6 @@ from pycm.model import parseSignal
 from pycm.testing.dockerstate import (
     FakeContainer,
     Feed,
-    StreamEnd,
-    answerLater,
     discard,
     eventMatches,
     findContainer,
@@ -41,6 +39,7 @@ from pycm.testing.dockerstate import (
     sinceNanos,
     spec,
 )
+from pycm.testing.fakeengine import AnswersLater
 
 #: The simulated commands, as files of every fake image.
 SIMULATED_COMMANDS = ("sleep", "exit", "echo", "fail", "delay", "ignore-term", "burn")
@@ -62,7 +61,7 @@ class _RunOutput:
 
 
 @implementer(IDockerEngine)
-class FakeDockerEngine:
+class FakeDockerEngine(AnswersLater):
     """
     An in-memory Docker engine on C{clock}.
 
@@ -88,14 +87,13 @@ class FakeDockerEngine:
         images: Iterable[str] = ("busybox:latest",),
         registry: Iterable[str] = (),
     ) -> None:
-        self.clock = clock
+        super().__init__(clock)
         self.images = {imageReference(i) for i in images}
         self.registry = {imageReference(i) for i in registry}
         self.containers: dict[str, FakeContainer] = {}
         self.events: list[dict[str, Any]] = []
         self._runtime = SimulatedRuntime(clock)
         self._eventFeeds: list[Feed] = []
-        self._pending: set[Deferred[Any]] = set()
         self._serial = 0
 
     # -- IDockerEngine -------------------------------------------------------
@@ -114,10 +112,10 @@ class FakeDockerEngine:
             handler, args = self._route(method, path)
             answer = handler(*args, params or {}, body)
         except EngineError as e:
-            return self._later(defer.fail(e))
+            return self.later(defer.fail(e))
         if not isinstance(answer, Deferred):
             answer = defer.succeed(answer)
-        return self._later(answer)
+        return self.later(answer)
 
     def stream(
         self,
@@ -132,16 +130,8 @@ class FakeDockerEngine:
         try:
             opener = self._streamOpener(method, path, params or {})
         except EngineError as e:
-            return self._later(defer.fail(e))
-        ended: Deferred[None] = Deferred()
-        feed = Feed(onData, ended)
-        stream = Stream(ended, StreamEnd(feed.end))
-
-        def opened(_: object) -> Stream:
-            opener(feed)
-            return stream
-
-        return self._later(defer.succeed(None)).addCallback(opened)
+            return self.later(defer.fail(e))
+        return self.openStream(opener, onData)
 
     def _streamOpener(
         self, method: str, path: str, params: dict[str, Any]
@@ -164,8 +154,7 @@ class FakeDockerEngine:
 
     def close(self) -> Deferred[None]:
         """End every stream, fail every pending call with a cancel."""
-        for d in list(self._pending):
-            d.cancel()
+        self.cancelPending()
         for feed in list(self._eventFeeds):
             feed.end()
         for container in self.containers.values():
@@ -174,16 +163,6 @@ class FakeDockerEngine:
         return defer.succeed(None)
 
     # -- plumbing ------------------------------------------------------------
-
-    def _later(self, answer: Deferred[Any]) -> Deferred[Any]:
-        """C{answer}'s result on a later turn of the clock; L{close} cancels it."""
-        outcome = answerLater(self.clock, answer)
-        self._pending.add(outcome)
-        return outcome.addBoth(self._forget, outcome)
-
-    def _forget(self, result: Any, d: Deferred[Any]) -> Any:
-        self._pending.discard(d)
-        return result
 
     def _route(self, method: str, path: str) -> tuple[Callable[..., Any], tuple[Any, ...]]:
         parts = path.strip("/").split("/")

@@ -22,7 +22,7 @@ from pycm.backends.docker.engine import EngineError, Stream
 from pycm.backends.docker.interfaces import IDockerEngine
 from pycm.backends.docker.stream import Demultiplexer, JSONLines, LogLineSplitter
 from pycm.backends.docker.translate import isMissingImage, splitImage
-from pycm.testing.conformance.mixin import TestCaseMixin
+from pycm.testing.suitecase import EngineSuiteCase
 
 #: The label of the suite's containers (its value: one run's id).
 SUITE_LABEL = "io.pycm.engine-suite"
@@ -61,7 +61,7 @@ class EngineFixture(Protocol):
     def sleep(self, testCase: TestCase, seconds: float) -> Deferred[None]: ...
 
 
-class DockerEngineTests(TestCaseMixin):
+class DockerEngineTests(EngineSuiteCase):
     """
     An engine does what the Docker backend asks of it, as dockerd does.
     Mix it into a C{TestCase} with a C{fixture} (an L{EngineFixture}).
@@ -94,13 +94,6 @@ class DockerEngineTests(TestCaseMixin):
             self.engine.stream("GET", "/events", params, JSONLines(received).feed)
         )
         self.addCleanup(stream.cancel)
-
-    def settle(self, d: Deferred[Any], timeout: float = 30.0) -> Deferred[Any]:
-        return self.fixture.settle(self, d, timeout)
-
-    def call(self, method: str, path: str, params: Any = None, **kw: Any) -> Deferred[Any]:
-        """One request, settled."""
-        return self.settle(self.engine.request(method, path, params, **kw))
 
     @inlineCallbacks
     def removeAll(self) -> Generator[Deferred[Any], Any, None]:
@@ -137,29 +130,6 @@ class DockerEngineTests(TestCaseMixin):
     def actions(self, name: str) -> list[str]:
         """The actions of C{name}'s events so far, in order."""
         return [e["Action"] for e in self.events if e["Actor"]["Attributes"].get("name") == name]
-
-    @inlineCallbacks
-    def eventually(
-        self, check: Callable[[], Any], timeout: float = 20.0
-    ) -> Generator[Deferred[Any], Any, None]:
-        """Look at C{check()} every 0.1 s until it is true."""
-        for _ in range(int(timeout * 10)):
-            if (yield check()):
-                return
-            yield self.fixture.sleep(self, 0.1)
-        self.fail(f"still not true after {timeout} s")
-
-    @inlineCallbacks
-    def assertStatus(
-        self, d: Deferred[Any], status: int
-    ) -> Generator[Deferred[Any], Any, EngineError]:
-        """C{d} fails with an L{EngineError} of C{status}."""
-        try:
-            yield self.settle(d)
-        except EngineError as e:
-            self.assertEqual(e.status, status, e.message)
-            return e
-        self.fail(f"no EngineError {status}")
 
     def test_interface(self) -> None:
         """The engine provides L{IDockerEngine}."""

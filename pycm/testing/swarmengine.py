@@ -27,8 +27,6 @@ from pycm.backends.docker.interfaces import IDockerEngine
 from pycm.backends.docker.stream import JSONLines
 from pycm.testing.dockerstate import (
     Feed,
-    StreamEnd,
-    answerLater,
     discard,
     eventMatches,
     flag,
@@ -36,6 +34,7 @@ from pycm.testing.dockerstate import (
     parseFilters,
     sinceNanos,
 )
+from pycm.testing.fakeengine import AnswersLater
 from pycm.testing.swarmagent import NodeEngine, unreachable
 from pycm.testing.swarmlogs import ServiceLogs
 from pycm.testing.swarmstate import (
@@ -60,7 +59,7 @@ _NODE_FILTERS = ("id", "label", "membership", "name", "node.label", "role")
 
 
 @implementer(IDockerEngine)
-class FakeSwarmEngine:
+class FakeSwarmEngine(AnswersLater):
     """
     The manager of an in-memory swarm on C{clock}, with a manager node and
     a worker node to begin with (C{manager}, C{worker}).
@@ -92,12 +91,11 @@ class FakeSwarmEngine:
         stepDelay: float = 0.05,
         heartbeat: float = 6.0,
     ) -> None:
-        self.clock = clock
+        super().__init__(clock)
         self.mode = mode
         self.reachable = True
         self.events: list[dict[str, Any]] = []
         self._eventFeeds: list[Feed] = []
-        self._pending: set[Deferred[Any]] = set()
         self.cluster = Cluster(
             clock,
             self._emit,
@@ -158,8 +156,7 @@ class FakeSwarmEngine:
             self.events.clear()
             self.manager.engine.events.clear()
         if not reachable:
-            for d in list(self._pending):
-                d.cancel()
+            self.cancelPending()
             self._endStreams()
 
     def nodeEngine(self, hostname: str) -> IDockerEngine:
@@ -190,14 +187,14 @@ class FakeSwarmEngine:
             return defer.fail(unreachable("the manager"))
         parts = path.strip("/").split("/")
         if (method, parts[0], parts[-1]) == ("GET", "images", "json") and len(parts) > 2:
-            return self._later(defer.maybeDeferred(self._image, "/".join(parts[1:-1])))
+            return self.later(defer.maybeDeferred(self._image, "/".join(parts[1:-1])))
         if parts[0] in ("containers", "images"):
             return self.manager.engine.request(method, path, params, body, timeout, raw)
         try:
             answer = self._answer(method, parts, params or {}, body)
         except EngineError as e:
-            return self._later(defer.fail(e))
-        return self._later(defer.succeed(answer))
+            return self.later(defer.fail(e))
+        return self.later(defer.succeed(answer))
 
     def stream(
         self,
@@ -227,21 +224,12 @@ class FakeSwarmEngine:
             else:
                 raise EngineError(404, f"page not found: {method} {path}")
         except EngineError as e:
-            return self._later(defer.fail(e))
-        ended: Deferred[None] = Deferred()
-        feed = Feed(onData, ended)
-        stream = Stream(ended, StreamEnd(feed.end))
-
-        def opened(_: object) -> Stream:
-            opener(feed)
-            return stream
-
-        return self._later(defer.succeed(None)).addCallback(opened)
+            return self.later(defer.fail(e))
+        return self.openStream(opener, onData)
 
     def close(self) -> Deferred[None]:
         """End every stream, fail every pending call with a cancel."""
-        for d in list(self._pending):
-            d.cancel()
+        self.cancelPending()
         self._endStreams()
         for node in self.cluster.nodes:
             node.engine.close()
@@ -253,15 +241,6 @@ class FakeSwarmEngine:
         for feed in list(self._eventFeeds):
             feed.end()
         self.logs.endAll()
-
-    def _later(self, answer: Deferred[Any]) -> Deferred[Any]:
-        outcome = answerLater(self.clock, answer)
-        self._pending.add(outcome)
-        return outcome.addBoth(self._forget, outcome)
-
-    def _forget(self, result: Any, d: Deferred[Any]) -> Any:
-        self._pending.discard(d)
-        return result
 
     def _manager(self) -> None:
         """@raise EngineError: 503, as dockerd's, unless this is a manager."""

@@ -16,7 +16,7 @@ from twisted.trial.unittest import TestCase
 from pycm.backends.docker.engine import EngineError, Stream
 from pycm.backends.docker.interfaces import IDockerEngine
 from pycm.backends.docker.stream import Demultiplexer, JSONLines, LogLineSplitter
-from pycm.testing.conformance.mixin import TestCaseMixin
+from pycm.testing.suitecase import EngineSuiteCase
 
 #: The label of the suite's services (its value: one run's id).
 SUITE_LABEL = "io.pycm.swarm-suite"
@@ -79,13 +79,15 @@ def removeServices(
         raise AssertionError("services not removed: " + "; ".join(failed))
 
 
-class SwarmSuiteBase(TestCaseMixin):
+class SwarmSuiteBase(EngineSuiteCase):
     """
     The suite's set-up and helpers: C{fixture} (a L{SwarmFixture}) is set by
     the C{TestCase} that mixes the suite in.
     """
 
     fixture: SwarmFixture
+    pollInterval = 0.2
+    pollTimeout = 30.0
 
     runId = uuid.uuid4().hex[:8]
 
@@ -103,13 +105,6 @@ class SwarmSuiteBase(TestCaseMixin):
         self.addCleanup(stream.cancel)
         _, nodes = yield self.call("GET", "/nodes")
         self.nodeIds = {n["Description"]["Hostname"]: n["ID"] for n in nodes}
-
-    def settle(self, d: Deferred[Any], timeout: float = 30.0) -> Deferred[Any]:
-        return self.fixture.settle(self, d, timeout)
-
-    def call(self, method: str, path: str, params: Any = None, **kw: Any) -> Deferred[Any]:
-        """One request, settled."""
-        return self.settle(self.engine.request(method, path, params, **kw))
 
     def removeAll(self) -> Deferred[None]:
         """Remove every service of the test (L{removeServices})."""
@@ -167,30 +162,6 @@ class SwarmSuiteBase(TestCaseMixin):
         """The tasks of C{name} meant to run that run."""
         tasks = yield self.tasks(name, **{"desired-state": ["running"]})
         return [t for t in tasks if t["Status"]["State"] == "running"]
-
-    @inlineCallbacks
-    def eventually(
-        self, check: Callable[[], Any], timeout: float = 30.0
-    ) -> Generator[Deferred[Any], Any, Any]:
-        """Look at C{check()} every 0.2 s until it is true; fire with it."""
-        for _ in range(int(timeout * 5)):
-            result = yield check()
-            if result:
-                return result
-            yield self.fixture.sleep(self, 0.2)
-        self.fail(f"still not true after {timeout} s")
-
-    @inlineCallbacks
-    def assertStatus(
-        self, d: Deferred[Any], status: int
-    ) -> Generator[Deferred[Any], Any, EngineError]:
-        """C{d} fails with an L{EngineError} of C{status}."""
-        try:
-            yield self.settle(d)
-        except EngineError as e:
-            self.assertEqual(e.status, status, e.message)
-            return e
-        self.fail(f"no EngineError {status}")
 
     @inlineCallbacks
     def update(self, name: str, change: Callable[[dict[str, Any]], None]) -> Any:
