@@ -157,7 +157,10 @@ class Cluster:
 def swarmDaemon(
     testCase: SynchronousTestCase, cluster: Cluster, *args: str, stateDir: str | None = None
 ) -> RealDaemon:
-    """A running daemon on the swarm backend in front of C{cluster}'s manager."""
+    """
+    A running daemon on the swarm backend in front of C{cluster}'s manager,
+    given the worker's engine (C{--swarm-node-host}) for C{kill}.
+    """
     return RealDaemon(
         testCase,
         backend="swarm",
@@ -165,7 +168,7 @@ def swarmDaemon(
         args=[
             "--docker-host", cluster.host,
             "--default-image", cluster.image,
-            "--backend-option", f"swarm-node-host={cluster.workerNode}={cluster.workerHost}",
+            "--swarm-node-host", f"{cluster.workerNode}={cluster.workerHost}",
             *args,
         ],
     ).start()
