@@ -3,7 +3,7 @@ The swarm section: pycm's swarm backend in front of a Docker Swarm manager,
 against the docker SDK and the engine reached directly, in the same run
 (issue 9's targets).
 
-    python benchmarks/bench_swarm.py [--quick] [--poll SECONDS]
+    python benchmarks/bench_swarm.py [--quick] [--poll SECONDS] [--trace]
 
 or as a section of run.py (C{--only swarm}): C{run(report, quick, children)}.
 
@@ -25,7 +25,9 @@ or as a section of run.py (C{--only swarm}): C{run(report, quick, children)}.
 Each timed operation is also split, from the tasks' own status timestamps
 (the engine's clock, the same host's), into the engine's part (until the
 last task ran) and the lag after it (how soon the caller learnt it): the
-lag is where a poller's cadence shows.
+lag is where a poller's cadence shows.  With C{--trace} the daemon reaches
+the manager through a relay (L{benchmarks.swarmtrace}) and the first rounds
+print every request it made meanwhile (figures then not to quote).
 
 Needs C{PYCM_SWARM_HOST} (a swarm manager's unix:// socket;
 C{.ci/swarm-setup.sh} starts a two-node swarm), C{PYCM_TEST_IMAGE} on every
@@ -40,15 +42,11 @@ import resource
 import sys
 import time
 import uuid
-from collections.abc import Callable, Sequence
-from datetime import datetime
-from typing import Any
-from urllib.parse import quote
+from collections.abc import Callable
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from benchmarks.bench_docker import _UnixHTTP  # noqa: E402
 from benchmarks.common import (  # noqa: E402
     Children,
     LineClient,
@@ -58,6 +56,18 @@ from benchmarks.common import (  # noqa: E402
     median,
 )
 from benchmarks.report import Report  # noqa: E402
+from benchmarks.swarmsides import (  # noqa: E402
+    COMMAND,
+    DEADLINE,
+    Engine,
+    PycmSide,
+    SdkSide,
+    Timing,
+    lag,
+    specDifferences,
+    waitGone,
+)
+from benchmarks.swarmtrace import EngineTrace  # noqa: E402
 
 SECTION = "swarm"
 #: The label pycm's swarm backend puts on its services.
@@ -66,11 +76,12 @@ LABEL = "io.pycm.managed"
 #: C{docker service create}'s own wait for convergence (docker/cli,
 #: cli/command/service/progress: one look, then 200 ms).
 POLL = 0.2
-COMMAND = ("sleep", "1000")
-#: How long any one operation may take before the benchmark gives up.
-DEADLINE = 180.0
 LIST_SERVICES = 20
 SCALE_TO = 10
+#: With C{--trace} (or C{PYCM_BENCH_SWARM_TRACE=1}): the daemon reaches the
+#: manager through L{EngineTrace}, and the first rounds' requests are printed.
+TRACE = os.environ.get("PYCM_BENCH_SWARM_TRACE") == "1"
+TRACED_ROUNDS = 2
 
 NEEDS = (
     "PYCM_SWARM_HOST (the unix:// socket of a swarm manager) is not set: start "
@@ -79,176 +90,26 @@ NEEDS = (
 )
 
 
-def _dockerTime(text: str) -> float:
-    """A Docker timestamp (nanoseconds, C{Z}) as seconds since the epoch."""
-    text = text.rstrip("Z")
-    whole, _, fraction = text.partition(".")
-    seconds = datetime.fromisoformat(whole + "+00:00").timestamp()
-    return seconds + (float("0." + fraction) if fraction else 0.0)
-
-
-def _runningTasks(tasks: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [
-        t
-        for t in tasks
-        if t.get("DesiredState") == "running" and t.get("Status", {}).get("State") == "running"
-    ]
-
-
-class Engine:
-    """The manager's Engine API over one kept-alive connection (untimed helpers)."""
-
-    def __init__(self, host: str) -> None:
-        self.conn = _UnixHTTP(host[len("unix://") :])
-
-    def get(self, path: str, filters: dict[str, list[str]] | None = None) -> Any:
-        if filters:
-            path += ("&" if "?" in path else "?") + "filters=" + quote(json.dumps(filters))
-        self.conn.request("GET", path)
-        response = self.conn.getresponse()
-        body = response.read()
-        if response.status != 200:
-            raise RuntimeError(f"GET {path}: {response.status} {body[:200]!r}")
-        return json.loads(body)
-
-    def tasks(self, service: str) -> list[dict[str, Any]]:
-        return self.get("/tasks", {"service": [service], "desired-state": ["running"]})
-
-    def lastRunningAt(self, service: str, count: int) -> float | None:
-        """When the last of C{count} running tasks of C{service} began running."""
-        running = _runningTasks(self.tasks(service))
-        if len(running) < count:
-            return None
-        return max(_dockerTime(t["Status"]["Timestamp"]) for t in running)
-
-    def timedList(self, filters: dict[str, list[str]]) -> tuple[float, int, int]:
-        """The engine's own list: C{GET /services} then C{GET /tasks}; (s, services, tasks)."""
-        started = time.perf_counter()
-        services = self.get("/services", filters)
-        tasks = self.get("/tasks", filters)
-        return time.perf_counter() - started, len(services), len(tasks)
-
-    def close(self) -> None:
-        self.conn.close()
-
-
-class Timing:
-    """One side's timed operations: durations, and the lag after the engine's part."""
-
-    def __init__(self) -> None:
-        self.seconds: list[float] = []
-        self.lags: list[float] = []
-
-    def add(self, seconds: float, lag: float | None) -> None:
-        self.seconds.append(seconds)
-        if lag is not None:
-            self.lags.append(lag)
-
-    def lagNote(self) -> str:
-        if not self.lags:
-            return "lag after the tasks ran: unknown"
-        return (
-            f"engine part {median([s - g for s, g in zip(self.seconds, self.lags)]) * 1000:.0f}"
-            f" ms, lag after the last task ran {median(self.lags) * 1000:.0f} ms "
-            f"(max {max(self.lags) * 1000:.0f})"
-        )
-
-
-class PycmSide:
-    """pycm's swarm backend, driven over its socket as a client does."""
-
-    def __init__(self, client: LineClient, image: str, engine: Engine) -> None:
-        self.client = client
-        self.image = image
-        self.engine = engine
-        self.names: list[str] = []
-
-    def _untilRunning(self, reply: bytes, name: str, what: str) -> None:
-        expectOK(reply, what)
-        body = json.loads(reply[2:] or b"{}")
-        replicas = body.get("replicas") if isinstance(body, dict) else None
-        if not replicas or replicas.get("running") != replicas.get("desired"):
-            expectOK(
-                self.client.request(f"wait --for=running --timeout={DEADLINE:.0f} {name}"),
-                "wait --for=running",
-            )
-
-    def run(self, name: str) -> tuple[float, float]:
-        """Run NAME with one replica until its task runs: (seconds, wall clock at the end)."""
-        self.names.append(name)
-        started = time.perf_counter()
-        reply = self.client.request(f"run --replicas=1 {name} {self.image} {' '.join(COMMAND)}")
-        self._untilRunning(reply, name, "run")
-        return time.perf_counter() - started, time.time()
-
-    def scale(self, name: str, replicas: int) -> tuple[float, float]:
-        started = time.perf_counter()
-        reply = self.client.request(f"scale {name} {replicas}")
-        self._untilRunning(reply, name, "scale")
-        return time.perf_counter() - started, time.time()
-
-    def remove(self, name: str) -> None:
-        self.client.request(f"rm --force {name}")
-        if name in self.names:
-            self.names.remove(name)
-
-
-class SdkSide:
-    """The docker SDK straight at the manager, as a careful SDK user writes it."""
-
-    def __init__(self, sdk: Any, image: str, tag: str) -> None:
-        self.sdk = sdk
-        self.image = image
-        self.tag = tag
-        self.services: dict[str, Any] = {}
-        self.polls = 0
-
-    def _untilRunning(self, service: Any, replicas: int) -> None:
-        """Look at the tasks at once, then every L{POLL} s, until C{replicas} run."""
-        deadline = time.monotonic() + DEADLINE
-        while True:
-            self.polls += 1
-            tasks = service.tasks(filters={"desired-state": "running"})
-            if len(_runningTasks(tasks)) >= replicas:
-                return
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"SDK: {service.name} not running after {DEADLINE:.0f} s")
-            time.sleep(POLL)
-
-    def run(self, name: str) -> tuple[float, float]:
-        import docker.types
-
-        started = time.perf_counter()
-        service = self.sdk.services.create(
-            self.image,
-            list(COMMAND),
-            name=name,
-            labels={"bench": self.tag},
-            mode=docker.types.ServiceMode("replicated", 1),
-            init=True,
-            restart_policy=docker.types.RestartPolicy(condition="none"),
-        )
-        self.services[name] = service
-        self._untilRunning(service, 1)
-        return time.perf_counter() - started, time.time()
-
-    def scale(self, name: str, replicas: int) -> tuple[float, float]:
-        service = self.services[name]
-        service.reload()  # untimed: a fresh version index for the update
-        started = time.perf_counter()
-        service.scale(replicas)
-        self._untilRunning(service, replicas)
-        return time.perf_counter() - started, time.time()
-
-    def remove(self, name: str) -> None:
-        service = self.services.pop(name, None)
-        if service is not None:
-            service.remove()
-
-
-def _lag(engine: Engine, name: str, count: int, endedAt: float) -> float | None:
+def _printTrace(
+    trace: EngineTrace | None,
+    engine: Engine,
+    what: str,
+    name: str,
+    count: int,
+    started: tuple[float, float],
+    seconds: float,
+) -> None:
+    """Print what the daemon asked the manager during one timed operation."""
+    if trace is None:
+        return
+    perf, wall = started
     runningAt = engine.lastRunningAt(name, count)
-    return None if runningAt is None else max(0.0, endedAt - runningAt)
+    print(f"  trace of pycm {what} {name} ({seconds * 1000:.0f} ms):")
+    for line in trace.timeline(perf, perf + seconds):
+        print(f"    {line}")
+    if runningAt is not None:
+        print(f"    +{(runningAt - wall) * 1000:7.1f} ms  the last task running (its timestamp)")
+    print(f"    +{seconds * 1000:7.1f} ms  pycm's reply", flush=True)
 
 
 def _interleaved(
@@ -294,46 +155,6 @@ def _ratioRows(
     )
 
 
-#: What must be the same in the two sides' services (paths in their specs).
-SAME = (
-    ("TaskTemplate", "ContainerSpec", "Image"),
-    ("TaskTemplate", "ContainerSpec", "Command"),
-    ("TaskTemplate", "ContainerSpec", "Args"),
-    ("TaskTemplate", "ContainerSpec", "Init"),
-    ("TaskTemplate", "RestartPolicy", "Condition"),
-    ("TaskTemplate", "Networks"),
-    ("TaskTemplate", "Placement", "Constraints"),
-    ("TaskTemplate", "Resources"),
-    ("Mode",),
-)
-
-
-def _specDifferences(engine: Engine, pycmName: str, sdkName: str) -> list[str]:
-    """Where the two services' specs differ in what L{SAME} lists."""
-    specs = [engine.get(f"/services/{name}")["Spec"] for name in (pycmName, sdkName)]
-    differences = []
-    for path in SAME:
-        values = []
-        for spec in specs:
-            value: Any = spec
-            for key in path:
-                value = value.get(key) if isinstance(value, dict) else None
-            values.append(value or None)
-        if values[0] != values[1]:
-            differences.append(f"{'.'.join(path)}: pycm {values[0]!r}, SDK {values[1]!r}")
-    return differences
-
-
-def _waitGone(nodes: Sequence[Engine], names: Sequence[str]) -> None:
-    """Untimed: until no node holds a container of the removed services."""
-    deadline = time.monotonic() + DEADLINE
-    for node in nodes:
-        for name in names:
-            label = {"label": [f"com.docker.swarm.service.name={name}"]}
-            while node.get("/containers/json?all=1", label) and time.monotonic() < deadline:
-                time.sleep(0.2)
-
-
 def run(report: Report, quick: bool, children: Children) -> None:
     host = os.environ.get("PYCM_SWARM_HOST", "")
     image = os.environ.get("PYCM_TEST_IMAGE", "pycm-test/busybox:latest")
@@ -371,10 +192,12 @@ def run(report: Report, quick: bool, children: Children) -> None:
     sdk = docker.DockerClient(base_url=host, timeout=120)
     tag = uuid.uuid4().hex[:6]
     prefix = f"pb{tag}"
-    daemon = startDaemon(children, "swarm", ["--docker-host", host, "--default-image", image])
+    trace = EngineTrace(host[len("unix://") :], children.tempdir("trace")) if TRACE else None
+    daemonHost = trace.address if trace is not None else host
+    daemon = startDaemon(children, "swarm", ["--docker-host", daemonHost, "--default-image", image])
     client = LineClient(daemon.port, timeout=DEADLINE + 30)
     pycm = PycmSide(client, image, engine)
-    sdkSide = SdkSide(sdk, image, tag)
+    sdkSide = SdkSide(sdk, image, tag, POLL)
     usage0 = resource.getrusage(resource.RUSAGE_SELF)
     wall0 = time.monotonic()
     load0 = os.getloadavg()
@@ -384,7 +207,7 @@ def run(report: Report, quick: bool, children: Children) -> None:
         # One of each first, unmeasured: image and layer caches warm on the nodes.
         pycm.run(f"{prefix}-pw")
         sdkSide.run(f"{prefix}-sw")
-        differences = _specDifferences(engine, f"{prefix}-pw", f"{prefix}-sw")
+        differences = specDifferences(engine, f"{prefix}-pw", f"{prefix}-sw")
         if differences:
             report.notes.append("swarm: the two sides' services differ: " + "; ".join(differences))
 
@@ -392,14 +215,17 @@ def run(report: Report, quick: bool, children: Children) -> None:
             nonlocal daemonCpu
             name = f"{prefix}-p{i}"
             cpu0 = cpuSeconds(daemon.pid)
+            started = (time.perf_counter(), time.time())
             seconds, endedAt = pycm.run(name)
             daemonCpu += cpuSeconds(daemon.pid) - cpu0
-            return seconds, _lag(engine, name, 1, endedAt)
+            if i < TRACED_ROUNDS:
+                _printTrace(trace, engine, "run", name, 1, started, seconds)
+            return seconds, lag(engine, name, 1, endedAt)
 
         def sdkRun(i: int) -> tuple[float, float | None]:
             name = f"{prefix}-s{i}"
             seconds, endedAt = sdkSide.run(name)
-            return seconds, _lag(engine, name, 1, endedAt)
+            return seconds, lag(engine, name, 1, endedAt)
 
         polls0 = sdkSide.polls
         runP, runS = _interleaved(runRounds, pycmRun, sdkRun)
@@ -416,7 +242,7 @@ def run(report: Report, quick: bool, children: Children) -> None:
         gone = list(sdkSide.services)
         for name in gone:
             sdkSide.remove(name)
-        _waitGone(nodes, gone)
+        waitGone(nodes, gone)
 
         def prepareScale(i: int) -> None:
             """Untimed: a service of each at one running task."""
@@ -427,14 +253,17 @@ def run(report: Report, quick: bool, children: Children) -> None:
             nonlocal daemonCpu
             name = f"{prefix}-pc{i}"
             cpu0 = cpuSeconds(daemon.pid)
+            started = (time.perf_counter(), time.time())
             seconds, endedAt = pycm.scale(name, SCALE_TO)
             daemonCpu += cpuSeconds(daemon.pid) - cpu0
-            return seconds, _lag(engine, name, SCALE_TO, endedAt)
+            if i < TRACED_ROUNDS:
+                _printTrace(trace, engine, "scale", name, SCALE_TO, started, seconds)
+            return seconds, lag(engine, name, SCALE_TO, endedAt)
 
         def sdkScale(i: int) -> tuple[float, float | None]:
             name = f"{prefix}-sc{i}"
             seconds, endedAt = sdkSide.scale(name, SCALE_TO)
-            return seconds, _lag(engine, name, SCALE_TO, endedAt)
+            return seconds, lag(engine, name, SCALE_TO, endedAt)
 
         def scaleRound(i: int) -> None:
             if i:
@@ -442,14 +271,14 @@ def run(report: Report, quick: bool, children: Children) -> None:
                 last = [f"{prefix}-pc{i - 1}", f"{prefix}-sc{i - 1}"]
                 pycm.remove(last[0])
                 sdkSide.remove(last[1])
-                _waitGone(nodes, last)
+                waitGone(nodes, last)
             prepareScale(i)
 
         scaleP, scaleS = _interleaved(scaleRounds, pycmScale, sdkScale, scaleRound)
         last = [f"{prefix}-pc{scaleRounds - 1}", f"{prefix}-sc{scaleRounds - 1}"]
         pycm.remove(last[0])
         sdkSide.remove(last[1])
-        _waitGone(nodes, last)
+        waitGone(nodes, last)
         _ratioRows(
             report,
             f"scale 1 -> {SCALE_TO} until all run",
@@ -539,12 +368,15 @@ def run(report: Report, quick: bool, children: Children) -> None:
         for node in nodes:
             node.close()
         children.stop(daemon.proc)
+        if trace is not None:
+            trace.close()
 
 
 def main() -> int:
-    global POLL
+    global POLL, TRACE
     args = sys.argv[1:]
     quick = "--quick" in args
+    TRACE = TRACE or "--trace" in args
     if "--poll" in args:
         POLL = float(args[args.index("--poll") + 1])
     from benchmarks.run import machine

@@ -1,0 +1,237 @@
+"""
+The two sides of the swarm section (L{benchmarks.bench_swarm}) and what
+they share: L{PycmSide}, pycm's swarm backend driven over its socket as a
+client does; L{SdkSide}, the docker SDK straight at the manager as a
+careful SDK user writes it; L{Engine}, the manager's Engine API for the
+untimed looks (the tasks' timestamps, the engine's own list, the specs).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+from benchmarks.bench_docker import _UnixHTTP
+from benchmarks.common import LineClient, expectOK, median
+
+COMMAND = ("sleep", "1000")
+#: How long any one operation may take before the benchmark gives up.
+DEADLINE = 180.0
+
+
+def _dockerTime(text: str) -> float:
+    """A Docker timestamp (nanoseconds, C{Z}) as seconds since the epoch."""
+    text = text.rstrip("Z")
+    whole, _, fraction = text.partition(".")
+    seconds = datetime.fromisoformat(whole + "+00:00").timestamp()
+    return seconds + (float("0." + fraction) if fraction else 0.0)
+
+
+def _runningTasks(tasks: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        t
+        for t in tasks
+        if t.get("DesiredState") == "running" and t.get("Status", {}).get("State") == "running"
+    ]
+
+
+class Engine:
+    """The manager's Engine API over one kept-alive connection (untimed helpers)."""
+
+    def __init__(self, host: str) -> None:
+        self.conn = _UnixHTTP(host[len("unix://") :])
+
+    def get(self, path: str, filters: dict[str, list[str]] | None = None) -> Any:
+        if filters:
+            path += ("&" if "?" in path else "?") + "filters=" + quote(json.dumps(filters))
+        self.conn.request("GET", path)
+        response = self.conn.getresponse()
+        body = response.read()
+        if response.status != 200:
+            raise RuntimeError(f"GET {path}: {response.status} {body[:200]!r}")
+        return json.loads(body)
+
+    def tasks(self, service: str) -> list[dict[str, Any]]:
+        return self.get("/tasks", {"service": [service], "desired-state": ["running"]})
+
+    def lastRunningAt(self, service: str, count: int) -> float | None:
+        """When the last of C{count} running tasks of C{service} began running."""
+        running = _runningTasks(self.tasks(service))
+        if len(running) < count:
+            return None
+        return max(_dockerTime(t["Status"]["Timestamp"]) for t in running)
+
+    def timedList(self, filters: dict[str, list[str]]) -> tuple[float, int, int]:
+        """The engine's own list: C{GET /services} then C{GET /tasks}; (s, services, tasks)."""
+        started = time.perf_counter()
+        services = self.get("/services", filters)
+        tasks = self.get("/tasks", filters)
+        return time.perf_counter() - started, len(services), len(tasks)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class Timing:
+    """One side's timed operations: durations, and the lag after the engine's part."""
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+        self.lags: list[float] = []
+
+    def add(self, seconds: float, lag: float | None) -> None:
+        self.seconds.append(seconds)
+        if lag is not None:
+            self.lags.append(lag)
+
+    def lagNote(self) -> str:
+        if not self.lags:
+            return "lag after the tasks ran: unknown"
+        return (
+            f"engine part {median([s - g for s, g in zip(self.seconds, self.lags)]) * 1000:.0f}"
+            f" ms, lag after the last task ran {median(self.lags) * 1000:.0f} ms "
+            f"(max {max(self.lags) * 1000:.0f})"
+        )
+
+
+class PycmSide:
+    """pycm's swarm backend, driven over its socket as a client does."""
+
+    def __init__(self, client: LineClient, image: str, engine: Engine) -> None:
+        self.client = client
+        self.image = image
+        self.engine = engine
+        self.names: list[str] = []
+
+    def _untilRunning(self, reply: bytes, name: str, what: str) -> None:
+        expectOK(reply, what)
+        body = json.loads(reply[2:] or b"{}")
+        replicas = body.get("replicas") if isinstance(body, dict) else None
+        if not replicas or replicas.get("running") != replicas.get("desired"):
+            expectOK(
+                self.client.request(f"wait --for=running --timeout={DEADLINE:.0f} {name}"),
+                "wait --for=running",
+            )
+
+    def run(self, name: str) -> tuple[float, float]:
+        """Run NAME with one replica until its task runs: (seconds, wall clock at the end)."""
+        self.names.append(name)
+        started = time.perf_counter()
+        reply = self.client.request(f"run --replicas=1 {name} {self.image} {' '.join(COMMAND)}")
+        self._untilRunning(reply, name, "run")
+        return time.perf_counter() - started, time.time()
+
+    def scale(self, name: str, replicas: int) -> tuple[float, float]:
+        started = time.perf_counter()
+        reply = self.client.request(f"scale {name} {replicas}")
+        self._untilRunning(reply, name, "scale")
+        return time.perf_counter() - started, time.time()
+
+    def remove(self, name: str) -> None:
+        self.client.request(f"rm --force {name}")
+        if name in self.names:
+            self.names.remove(name)
+
+
+class SdkSide:
+    """The docker SDK straight at the manager, as a careful SDK user writes it."""
+
+    def __init__(self, sdk: Any, image: str, tag: str, poll: float) -> None:
+        self.sdk = sdk
+        self.image = image
+        self.tag = tag
+        #: Seconds between two looks at the tasks.
+        self.poll = poll
+        self.services: dict[str, Any] = {}
+        self.polls = 0
+
+    def _untilRunning(self, service: Any, replicas: int) -> None:
+        """Look at the tasks at once, then every C{poll} s, until C{replicas} run."""
+        deadline = time.monotonic() + DEADLINE
+        while True:
+            self.polls += 1
+            tasks = service.tasks(filters={"desired-state": "running"})
+            if len(_runningTasks(tasks)) >= replicas:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"SDK: {service.name} not running after {DEADLINE:.0f} s")
+            time.sleep(self.poll)
+
+    def run(self, name: str) -> tuple[float, float]:
+        import docker.types
+
+        started = time.perf_counter()
+        service = self.sdk.services.create(
+            self.image,
+            list(COMMAND),
+            name=name,
+            labels={"bench": self.tag},
+            mode=docker.types.ServiceMode("replicated", 1),
+            init=True,
+            restart_policy=docker.types.RestartPolicy(condition="none"),
+        )
+        self.services[name] = service
+        self._untilRunning(service, 1)
+        return time.perf_counter() - started, time.time()
+
+    def scale(self, name: str, replicas: int) -> tuple[float, float]:
+        service = self.services[name]
+        service.reload()  # untimed: a fresh version index for the update
+        started = time.perf_counter()
+        service.scale(replicas)
+        self._untilRunning(service, replicas)
+        return time.perf_counter() - started, time.time()
+
+    def remove(self, name: str) -> None:
+        service = self.services.pop(name, None)
+        if service is not None:
+            service.remove()
+
+
+def lag(engine: Engine, name: str, count: int, endedAt: float) -> float | None:
+    runningAt = engine.lastRunningAt(name, count)
+    return None if runningAt is None else max(0.0, endedAt - runningAt)
+
+
+#: What must be the same in the two sides' services (paths in their specs).
+SAME = (
+    ("TaskTemplate", "ContainerSpec", "Image"),
+    ("TaskTemplate", "ContainerSpec", "Command"),
+    ("TaskTemplate", "ContainerSpec", "Args"),
+    ("TaskTemplate", "ContainerSpec", "Init"),
+    ("TaskTemplate", "RestartPolicy", "Condition"),
+    ("TaskTemplate", "Networks"),
+    ("TaskTemplate", "Placement", "Constraints"),
+    ("TaskTemplate", "Resources"),
+    ("Mode",),
+)
+
+
+def specDifferences(engine: Engine, pycmName: str, sdkName: str) -> list[str]:
+    """Where the two services' specs differ in what L{SAME} lists."""
+    specs = [engine.get(f"/services/{name}")["Spec"] for name in (pycmName, sdkName)]
+    differences = []
+    for path in SAME:
+        values = []
+        for spec in specs:
+            value: Any = spec
+            for key in path:
+                value = value.get(key) if isinstance(value, dict) else None
+            values.append(value or None)
+        if values[0] != values[1]:
+            differences.append(f"{'.'.join(path)}: pycm {values[0]!r}, SDK {values[1]!r}")
+    return differences
+
+
+def waitGone(nodes: Sequence[Engine], names: Sequence[str]) -> None:
+    """Untimed: until no node holds a container of the removed services."""
+    deadline = time.monotonic() + DEADLINE
+    for node in nodes:
+        for name in names:
+            label = {"label": [f"com.docker.swarm.service.name={name}"]}
+            while node.get("/containers/json?all=1", label) and time.monotonic() < deadline:
+                time.sleep(0.2)
