@@ -42,7 +42,7 @@ import resource
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
@@ -64,6 +64,7 @@ from benchmarks.swarmsides import (  # noqa: E402
     SdkSide,
     Timing,
     lag,
+    readyWait,
     specDifferences,
     waitGone,
 )
@@ -114,35 +115,42 @@ def _printTrace(
 
 def _interleaved(
     rounds: int,
-    pycmOp: Callable[[int], tuple[float, float | None]],
-    sdkOp: Callable[[int], tuple[float, float | None]],
+    ops: Sequence[Callable[[int], tuple[float, float | None]]],
     between: Callable[[int], None] | None = None,
-) -> tuple[Timing, Timing]:
-    """Rounds of one pycm and one SDK operation, alternating who goes first."""
-    pycm, sdk = Timing(), Timing()
+) -> list[Timing]:
+    """Rounds of one operation of each side, who goes first turning round by round."""
+    timings = [Timing() for _ in ops]
     for i in range(rounds):
         if between is not None:
             between(i)
-        order = [(pycmOp, pycm), (sdkOp, sdk)]
-        if i % 2:
-            order.reverse()
-        for op, timing in order:
-            timing.add(*op(i))
-    return pycm, sdk
+        for k in range(len(ops)):
+            j = (i + k) % len(ops)
+            timings[j].add(*ops[j](i))
+    return timings
 
 
 def _ratioRows(
-    report: Report, what: str, target: float, pycm: Timing, sdk: Timing, sdkWhat: str
+    report: Report,
+    what: str,
+    target: float,
+    pycm: Timing,
+    sdk: Timing,
+    sdkWhat: str,
+    label: str = "SDK",
+    pycmRow: bool = True,
 ) -> None:
     pycmMs = median(pycm.seconds) * 1000
     sdkMs = median(sdk.seconds) * 1000
     rounds = len(pycm.seconds)
     report.add(SECTION, f"{sdkWhat} x {rounds} (median ms)", f"{sdkMs:.0f}", note=sdk.lagNote())
-    report.add(SECTION, f"pycm {what} x {rounds} (median ms)", f"{pycmMs:.0f}", note=pycm.lagNote())
+    if pycmRow:
+        report.add(
+            SECTION, f"pycm {what} x {rounds} (median ms)", f"{pycmMs:.0f}", note=pycm.lagNote()
+        )
     ratio = median([p / s for p, s in zip(pycm.seconds, sdk.seconds, strict=True)])
     report.add(
         SECTION,
-        f"{what} ratio pycm/SDK",
+        f"{what} ratio pycm/{label}",
         f"{ratio:.2f}x",
         f"<= {target:.2f}x",
         ratio <= target,
@@ -228,7 +236,7 @@ def run(report: Report, quick: bool, children: Children) -> None:
             return seconds, lag(engine, name, 1, endedAt)
 
         polls0 = sdkSide.polls
-        runP, runS = _interleaved(runRounds, pycmRun, sdkRun)
+        runP, runS = _interleaved(runRounds, [pycmRun, sdkRun], lambda i: readyWait(nodes[0]))
         _ratioRows(
             report,
             "run --replicas=1 until it runs",
@@ -243,11 +251,6 @@ def run(report: Report, quick: bool, children: Children) -> None:
         for name in gone:
             sdkSide.remove(name)
         waitGone(nodes, gone)
-
-        def prepareScale(i: int) -> None:
-            """Untimed: a service of each at one running task."""
-            pycm.run(f"{prefix}-pc{i}")
-            sdkSide.run(f"{prefix}-sc{i}")
 
         def pycmScale(i: int) -> tuple[float, float | None]:
             nonlocal daemonCpu
@@ -265,20 +268,36 @@ def run(report: Report, quick: bool, children: Children) -> None:
             seconds, endedAt = sdkSide.scale(name, SCALE_TO)
             return seconds, lag(engine, name, SCALE_TO, endedAt)
 
-        def scaleRound(i: int) -> None:
-            if i:
-                # The last round's 20 tasks go before this round starts.
-                last = [f"{prefix}-pc{i - 1}", f"{prefix}-sc{i - 1}"]
-                pycm.remove(last[0])
-                sdkSide.remove(last[1])
-                waitGone(nodes, last)
-            prepareScale(i)
+        def sdkScaleKeeping(i: int) -> tuple[float, float | None]:
+            name = f"{prefix}-sk{i}"
+            seconds, endedAt = sdkSide.scaleKeepingSpec(name, SCALE_TO)
+            return seconds, lag(engine, name, SCALE_TO, endedAt)
 
-        scaleP, scaleS = _interleaved(scaleRounds, pycmScale, sdkScale, scaleRound)
-        last = [f"{prefix}-pc{scaleRounds - 1}", f"{prefix}-sc{scaleRounds - 1}"]
-        pycm.remove(last[0])
-        sdkSide.remove(last[1])
-        waitGone(nodes, last)
+        def scaleNames(i: int) -> list[str]:
+            return [f"{prefix}-pc{i}", f"{prefix}-sc{i}", f"{prefix}-sk{i}"]
+
+        def removeScaled(i: int) -> None:
+            """Untimed: the round's 30 tasks go, from every node."""
+            names = scaleNames(i)
+            pycm.remove(names[0])
+            sdkSide.remove(names[1])
+            sdkSide.remove(names[2])
+            waitGone(nodes, names)
+
+        def scaleRound(i: int) -> None:
+            """Untimed: a service of each side at one running task."""
+            if i:
+                removeScaled(i - 1)
+            readyWait(nodes[0])
+            names = scaleNames(i)
+            pycm.run(names[0])
+            sdkSide.run(names[1])
+            sdkSide.run(names[2])
+
+        scaleP, scaleS, scaleK = _interleaved(
+            scaleRounds, [pycmScale, sdkScale, sdkScaleKeeping], scaleRound
+        )
+        removeScaled(scaleRounds - 1)
         _ratioRows(
             report,
             f"scale 1 -> {SCALE_TO} until all run",
@@ -287,8 +306,20 @@ def run(report: Report, quick: bool, children: Children) -> None:
             scaleS,
             f"SDK service.scale({SCALE_TO}) + GET /tasks every {POLL * 1000:.0f} ms",
         )
+        _ratioRows(
+            report,
+            f"scale 1 -> {SCALE_TO} until all run",
+            1.10,
+            scaleP,
+            scaleK,
+            f"SDK update_service keeping the spec ({SCALE_TO} replicas, no rolling update)"
+            f" + GET /tasks every {POLL * 1000:.0f} ms",
+            label="SDK keeping the spec",
+            pycmRow=False,
+        )
 
         # list: this run's pycm services, topped up to LIST_SERVICES.
+        readyWait(nodes[0])
         i = 0
         while len(pycm.names) < LIST_SERVICES:
             pycm.run(f"{prefix}-l{i}")

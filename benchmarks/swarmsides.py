@@ -43,7 +43,8 @@ class Engine:
     """The manager's Engine API over one kept-alive connection (untimed helpers)."""
 
     def __init__(self, host: str) -> None:
-        self.conn = _UnixHTTP(host[len("unix://") :])
+        self.path = host[len("unix://") :]
+        self.conn = _UnixHTTP(self.path)
 
     def get(self, path: str, filters: dict[str, list[str]] | None = None) -> Any:
         if filters:
@@ -71,6 +72,11 @@ class Engine:
         services = self.get("/services", filters)
         tasks = self.get("/tasks", filters)
         return time.perf_counter() - started, len(services), len(tasks)
+
+    def reset(self) -> None:
+        """A new connection for the next request (after one that failed)."""
+        self.conn.close()
+        self.conn = _UnixHTTP(self.path)
 
     def close(self) -> None:
         self.conn.close()
@@ -186,6 +192,34 @@ class SdkSide:
         self._untilRunning(service, replicas)
         return time.perf_counter() - started, time.time()
 
+    def scaleKeepingSpec(self, name: str, replicas: int) -> tuple[float, float]:
+        """
+        Scale as C{docker service scale} does: the service's own spec sent
+        back with only the replica count changed.  (The SDK's
+        C{service.scale} sends a spec the SDK filled in, with a stop grace
+        period, an update config and empty DNS, resources and placement:
+        the manager takes that for a new task template and replaces the
+        running task too, one at a time.)
+        """
+        import docker.types
+
+        service = self.services[name]
+        api = self.sdk.api
+        started = time.perf_counter()
+        current = api.inspect_service(service.id)
+        spec = current["Spec"]
+        api.update_service(
+            service.id,
+            current["Version"]["Index"],
+            task_template=spec["TaskTemplate"],
+            name=spec["Name"],
+            labels=spec.get("Labels"),
+            mode=docker.types.ServiceMode("replicated", replicas),
+            endpoint_spec=spec.get("EndpointSpec"),
+        )
+        self._untilRunning(service, replicas)
+        return time.perf_counter() - started, time.time()
+
     def remove(self, name: str) -> None:
         service = self.services.pop(name, None)
         if service is not None:
@@ -227,11 +261,38 @@ def specDifferences(engine: Engine, pycmName: str, sdkName: str) -> list[str]:
     return differences
 
 
+def readyWait(manager: Engine) -> float:
+    """
+    Untimed: until every node is ready (the dev swarm's worker is killed and
+    brought back by other tests); the seconds waited.
+    """
+    started = time.monotonic()
+    while True:
+        down = [
+            n["Description"]["Hostname"]
+            for n in manager.get("/nodes")
+            if n.get("Status", {}).get("State") != "ready"
+        ]
+        if not down:
+            return time.monotonic() - started
+        if time.monotonic() - started > DEADLINE:
+            raise RuntimeError(f"swarm nodes not ready after {DEADLINE:.0f} s: {', '.join(down)}")
+        time.sleep(0.5)
+
+
 def waitGone(nodes: Sequence[Engine], names: Sequence[str]) -> None:
-    """Untimed: until no node holds a container of the removed services."""
+    """
+    Untimed: until no node holds a container of the removed services.  A
+    node whose engine does not answer (the dev swarm's worker is killed
+    and brought back by other tests) is not waited for.
+    """
     deadline = time.monotonic() + DEADLINE
     for node in nodes:
         for name in names:
             label = {"label": [f"com.docker.swarm.service.name={name}"]}
-            while node.get("/containers/json?all=1", label) and time.monotonic() < deadline:
-                time.sleep(0.2)
+            try:
+                while node.get("/containers/json?all=1", label) and time.monotonic() < deadline:
+                    time.sleep(0.2)
+            except OSError:
+                node.reset()
+                break
