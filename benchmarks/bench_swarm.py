@@ -384,12 +384,15 @@ def run(report: Report, quick: bool, children: Children) -> None:
             f"create's cadence); load average {load0[0]:.1f} -> {load1[0]:.1f}"
         )
     finally:
-        for name in list(pycm.names):
-            try:
-                pycm.remove(name)
-            except Exception:
-                pass
+        # On a connection of its own: this one may still wait for a reply.
         client.close()
+        try:
+            pycm.client = LineClient(daemon.port, timeout=60)
+            for name in list(pycm.names):
+                pycm.remove(name)
+            pycm.client.close()
+        except Exception:
+            pass
         try:
             for service in sdk.services.list(filters={"name": prefix}):
                 service.remove()

@@ -20,7 +20,7 @@ from benchmarks.common import LineClient, expectOK, median
 
 COMMAND = ("sleep", "1000")
 #: How long any one operation may take before the benchmark gives up.
-DEADLINE = 180.0
+DEADLINE = 120.0
 
 
 def _dockerTime(text: str) -> float:
