@@ -116,16 +116,33 @@ def _printTrace(
 def _interleaved(
     rounds: int,
     ops: Sequence[Callable[[int], tuple[float, float | None]]],
-    between: Callable[[int], None] | None = None,
+    between: Callable[[int], None],
+    discard: Callable[[int], None],
 ) -> list[Timing]:
-    """Rounds of one operation of each side, who goes first turning round by round."""
+    """
+    Rounds of one operation of each side, who goes first turning round by
+    round.  A round that fails (other tests kill the dev swarm's worker,
+    and a task lost with it under restart condition none never runs) is
+    discarded, its services removed, and run again, twice at most.
+    """
     timings = [Timing() for _ in ops]
     for i in range(rounds):
-        if between is not None:
+        for attempt in range(3):
             between(i)
-        for k in range(len(ops)):
-            j = (i + k) % len(ops)
-            timings[j].add(*ops[j](i))
+            results = []
+            try:
+                for k in range(len(ops)):
+                    j = (i + k) % len(ops)
+                    results.append((j, ops[j](i)))
+            except RuntimeError as e:
+                if attempt == 2:
+                    raise
+                print(f"  round {i} disrupted ({e}); discarded, again", flush=True)
+                discard(i)
+                continue
+            for j, result in results:
+                timings[j].add(*result)
+            break
     return timings
 
 
@@ -236,7 +253,16 @@ def run(report: Report, quick: bool, children: Children) -> None:
             return seconds, lag(engine, name, 1, endedAt)
 
         polls0 = sdkSide.polls
-        runP, runS = _interleaved(runRounds, [pycmRun, sdkRun], lambda i: readyWait(nodes[0]))
+
+        def discardRun(i: int) -> None:
+            names = [f"{prefix}-p{i}", f"{prefix}-s{i}"]
+            pycm.remove(names[0])
+            sdkSide.remove(names[1])
+            waitGone(nodes, names)
+
+        runP, runS = _interleaved(
+            runRounds, [pycmRun, sdkRun], lambda i: readyWait(nodes[0]), discardRun
+        )
         _ratioRows(
             report,
             "run --replicas=1 until it runs",
@@ -295,7 +321,7 @@ def run(report: Report, quick: bool, children: Children) -> None:
             sdkSide.run(names[2])
 
         scaleP, scaleS, scaleK = _interleaved(
-            scaleRounds, [pycmScale, sdkScale, sdkScaleKeeping], scaleRound
+            scaleRounds, [pycmScale, sdkScale, sdkScaleKeeping], scaleRound, removeScaled
         )
         removeScaled(scaleRounds - 1)
         _ratioRows(

@@ -173,12 +173,13 @@ class SdkSide:
         started = time.perf_counter()
         service = self.sdk.services.create(
             self.image,
-            list(COMMAND),
+            args=list(COMMAND),
             name=name,
             labels={"bench": self.tag},
             mode=docker.types.ServiceMode("replicated", 1),
             init=True,
             restart_policy=docker.types.RestartPolicy(condition="none"),
+            resources={"Limits": {}},
         )
         self.services[name] = service
         self._untilRunning(service, 1)
