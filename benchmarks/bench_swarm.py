@@ -4,6 +4,7 @@ against the docker SDK and the engine reached directly, in the same run
 (issue 9's targets).
 
     python benchmarks/bench_swarm.py [--quick] [--poll SECONDS] [--trace]
+                                     [--daemon-option KEY=VALUE]...
 
 or as a section of run.py (C{--only swarm}): C{run(report, quick, children)}.
 
@@ -83,6 +84,9 @@ SCALE_TO = 10
 #: manager through L{EngineTrace}, and the first rounds' requests are printed.
 TRACE = os.environ.get("PYCM_BENCH_SWARM_TRACE") == "1"
 TRACED_ROUNDS = 2
+#: Extra C{--backend-option KEY=VALUE}s for the daemon (C{--daemon-option}
+#: of the section alone), to try a setting such as C{poll-interval}.
+DAEMON_OPTIONS: list[str] = []
 
 NEEDS = (
     "PYCM_SWARM_HOST (the unix:// socket of a swarm manager) is not set: start "
@@ -128,9 +132,9 @@ def _interleaved(
     timings = [Timing() for _ in ops]
     for i in range(rounds):
         for attempt in range(3):
-            between(i)
             results = []
             try:
+                between(i)
                 for k in range(len(ops)):
                     j = (i + k) % len(ops)
                     results.append((j, ops[j](i)))
@@ -219,10 +223,20 @@ def run(report: Report, quick: bool, children: Children) -> None:
     prefix = f"pb{tag}"
     trace = EngineTrace(host[len("unix://") :], children.tempdir("trace")) if TRACE else None
     daemonHost = trace.address if trace is not None else host
-    daemon = startDaemon(children, "swarm", ["--docker-host", daemonHost, "--default-image", image])
+    daemon = startDaemon(
+        children,
+        "swarm",
+        [
+            "--docker-host",
+            daemonHost,
+            "--default-image",
+            image,
+            *(arg for option in DAEMON_OPTIONS for arg in ("--backend-option", option)),
+        ],
+    )
     client = LineClient(daemon.port, timeout=DEADLINE + 30)
     pycm = PycmSide(client, image, engine)
-    sdkSide = SdkSide(sdk, image, tag, POLL)
+    sdkSide = SdkSide(sdk, image, tag, POLL, engine)
     usage0 = resource.getrusage(resource.RUSAGE_SELF)
     wall0 = time.monotonic()
     load0 = os.getloadavg()
@@ -408,6 +422,7 @@ def run(report: Report, quick: bool, children: Children) -> None:
             f"image {image}, `{' '.join(COMMAND)}` under docker-init, restart none; "
             f"SDK {docker.__version__} polls every {POLL * 1000:.0f} ms (docker service "
             f"create's cadence); load average {load0[0]:.1f} -> {load1[0]:.1f}"
+            + (f"; daemon options {', '.join(DAEMON_OPTIONS)}" if DAEMON_OPTIONS else "")
         )
     finally:
         # On a connection of its own: this one may still wait for a reply.
@@ -437,6 +452,9 @@ def main() -> int:
     args = sys.argv[1:]
     quick = "--quick" in args
     TRACE = TRACE or "--trace" in args
+    for i, arg in enumerate(args[:-1]):
+        if arg == "--daemon-option":
+            DAEMON_OPTIONS.append(args[i + 1])
     if "--poll" in args:
         POLL = float(args[args.index("--poll") + 1])
     from benchmarks.run import machine

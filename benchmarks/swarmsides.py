@@ -20,7 +20,7 @@ from benchmarks.common import LineClient, expectOK, median
 
 COMMAND = ("sleep", "1000")
 #: How long any one operation may take before the benchmark gives up.
-DEADLINE = 120.0
+DEADLINE = 60.0
 
 
 def _dockerTime(text: str) -> float:
@@ -58,6 +58,24 @@ class Engine:
 
     def tasks(self, service: str) -> list[dict[str, Any]]:
         return self.get("/tasks", {"service": [service], "desired-state": ["running"]})
+
+    def taskSummary(self, service: str) -> str:
+        """The service's tasks as the manager says, and the nodes' states (for errors)."""
+        try:
+            nodes = {n["ID"]: n for n in self.get("/nodes")}
+            tasks = self.get("/tasks", {"service": [service]})
+        except (OSError, RuntimeError) as e:
+            return f"the manager: {e}"
+        described = []
+        for t in tasks:
+            node = nodes.get(t.get("NodeID", ""), {})
+            described.append(
+                f"{t['Status']['State']} (desired {t['DesiredState']}) on "
+                f"{node.get('Description', {}).get('Hostname', '?')} "
+                f"[{node.get('Status', {}).get('State', '?')}]"
+                + (f" {t['Status'].get('Err')}" if t["Status"].get("Err") else "")
+            )
+        return "tasks: " + ("; ".join(described) or "none")
 
     def lastRunningAt(self, service: str, count: int) -> float | None:
         """When the last of C{count} running tasks of C{service} began running."""
@@ -118,10 +136,11 @@ class PycmSide:
         body = json.loads(reply[2:] or b"{}")
         replicas = body.get("replicas") if isinstance(body, dict) else None
         if not replicas or replicas.get("running") != replicas.get("desired"):
-            expectOK(
-                self.client.request(f"wait --for=running --timeout={DEADLINE:.0f} {name}"),
-                "wait --for=running",
-            )
+            waited = self.client.request(f"wait --for=running --timeout={DEADLINE:.0f} {name}")
+            if not waited.startswith(b"OK"):
+                raise RuntimeError(
+                    f"wait --for=running: {waited[:200]!r}; {self.engine.taskSummary(name)}"
+                )
 
     def run(self, name: str) -> tuple[float, float]:
         """Run NAME with one replica until its task runs: (seconds, wall clock at the end)."""
@@ -146,8 +165,9 @@ class PycmSide:
 class SdkSide:
     """The docker SDK straight at the manager, as a careful SDK user writes it."""
 
-    def __init__(self, sdk: Any, image: str, tag: str, poll: float) -> None:
+    def __init__(self, sdk: Any, image: str, tag: str, poll: float, engine: Engine) -> None:
         self.sdk = sdk
+        self.engine = engine
         self.image = image
         self.tag = tag
         #: Seconds between two looks at the tasks.
@@ -164,7 +184,10 @@ class SdkSide:
             if len(_runningTasks(tasks)) >= replicas:
                 return
             if time.monotonic() > deadline:
-                raise RuntimeError(f"SDK: {service.name} not running after {DEADLINE:.0f} s")
+                raise RuntimeError(
+                    f"SDK: {service.name} not running after {DEADLINE:.0f} s; "
+                    + self.engine.taskSummary(service.name)
+                )
             time.sleep(self.poll)
 
     def run(self, name: str) -> tuple[float, float]:
