@@ -372,11 +372,14 @@ def run(report: Report, quick: bool, children: Children) -> None:
         for _ in range(5):
             engine.timedList(filters)
             expectOK(client.request("list"), "list")
+        listCpu = 0.0
         for _ in range(lists):
             seconds, *counted = engine.timedList(filters)
             counts = (counted[0], counted[1])
             engineTimes.append(seconds)
+            cpu0 = cpuSeconds(daemon.pid)
             elapsed, reply = client.timed("list")
+            listCpu += cpuSeconds(daemon.pid) - cpu0
             expectOK(reply, "list")
             listed = len(json.loads(reply[2:]))
             listTimes.append(elapsed)
@@ -395,8 +398,8 @@ def run(report: Report, quick: bool, children: Children) -> None:
             f"{pycmMs:.2f}",
             f"<= 1.5x engine + 2 ms = {limit:.2f}",
             pycmMs <= limit,
-            note=f"{len(pycm.names)} of them this run's; any other pycm services on the "
-            "shared swarm are listed by both",
+            note=f"{len(pycm.names)} of them this run's (any other pycm services on the "
+            f"shared swarm are listed by both); daemon CPU {listCpu / lists * 1000:.1f} ms a list",
         )
         wall = time.monotonic() - wall0
         usage1 = resource.getrusage(resource.RUSAGE_SELF)
@@ -415,10 +418,10 @@ def run(report: Report, quick: bool, children: Children) -> None:
             f"{daemonCpu / timedOps * 1000:.0f}",
             note=f"over {timedOps} operations",
         )
-        nodes = engine.get("/nodes")
+        nodeList = engine.get("/nodes")
         load1 = os.getloadavg()
         report.notes.append(
-            f"swarm: engine {info.get('ServerVersion', '?')} at {host}, {len(nodes)} nodes, "
+            f"swarm: engine {info.get('ServerVersion', '?')} at {host}, {len(nodeList)} nodes, "
             f"image {image}, `{' '.join(COMMAND)}` under docker-init, restart none; "
             f"SDK {docker.__version__} polls every {POLL * 1000:.0f} ms (docker service "
             f"create's cadence); load average {load0[0]:.1f} -> {load1[0]:.1f}"
