@@ -59,7 +59,6 @@ from benchmarks.common import (  # noqa: E402
 from benchmarks.report import Report  # noqa: E402
 from benchmarks.swarmsides import (  # noqa: E402
     COMMAND,
-    DEADLINE,
     Engine,
     PycmSide,
     SdkSide,
@@ -138,7 +137,7 @@ def _interleaved(
                 for k in range(len(ops)):
                     j = (i + k) % len(ops)
                     results.append((j, ops[j](i)))
-            except RuntimeError as e:
+            except (RuntimeError, OSError) as e:
                 if attempt == 2:
                     raise
                 print(f"  round {i} disrupted ({e}); discarded, again", flush=True)
@@ -234,15 +233,14 @@ def run(report: Report, quick: bool, children: Children) -> None:
             *(arg for option in DAEMON_OPTIONS for arg in ("--backend-option", option)),
         ],
     )
-    client = LineClient(daemon.port, timeout=DEADLINE + 30)
-    pycm = PycmSide(client, image, engine)
+    pycm = PycmSide(daemon.port, image, engine)
     sdkSide = SdkSide(sdk, image, tag, POLL, engine)
     usage0 = resource.getrusage(resource.RUSAGE_SELF)
     wall0 = time.monotonic()
     load0 = os.getloadavg()
     daemonCpu = 0.0
     try:
-        expectOK(client.request("ping"), "ping")
+        expectOK(pycm.request("ping"), "ping")
         # One of each first, unmeasured: image and layer caches warm on the nodes.
         pycm.run(f"{prefix}-pw")
         sdkSide.run(f"{prefix}-sw")
@@ -371,14 +369,14 @@ def run(report: Report, quick: bool, children: Children) -> None:
         listed = 0
         for _ in range(5):
             engine.timedList(filters)
-            expectOK(client.request("list"), "list")
+            expectOK(pycm.client.request("list"), "list")
         listCpu = 0.0
         for _ in range(lists):
             seconds, *counted = engine.timedList(filters)
             counts = (counted[0], counted[1])
             engineTimes.append(seconds)
             cpu0 = cpuSeconds(daemon.pid)
-            elapsed, reply = client.timed("list")
+            elapsed, reply = pycm.client.timed("list")
             listCpu += cpuSeconds(daemon.pid) - cpu0
             expectOK(reply, "list")
             listed = len(json.loads(reply[2:]))
@@ -429,7 +427,7 @@ def run(report: Report, quick: bool, children: Children) -> None:
         )
     finally:
         # On a connection of its own: this one may still wait for a reply.
-        client.close()
+        pycm.client.close()
         try:
             pycm.client = LineClient(daemon.port, timeout=60)
             for name in list(pycm.names):

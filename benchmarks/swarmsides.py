@@ -125,18 +125,30 @@ class Timing:
 class PycmSide:
     """pycm's swarm backend, driven over its socket as a client does."""
 
-    def __init__(self, client: LineClient, image: str, engine: Engine) -> None:
-        self.client = client
+    def __init__(self, port: int, image: str, engine: Engine) -> None:
+        self.port = port
+        self.client = LineClient(port, timeout=DEADLINE + 30)
         self.image = image
         self.engine = engine
         self.names: list[str] = []
+
+    def request(self, line: str) -> bytes:
+        """One request; with no reply in time, a new connection and L{RuntimeError}."""
+        try:
+            return self.client.request(line)
+        except TimeoutError:
+            self.client.close()
+            self.client = LineClient(self.port, timeout=DEADLINE + 30)
+            raise RuntimeError(
+                f"pycm: no reply to {line.split()[0]} in {DEADLINE + 30:.0f} s"
+            ) from None
 
     def _untilRunning(self, reply: bytes, name: str, what: str) -> None:
         expectOK(reply, what)
         body = json.loads(reply[2:] or b"{}")
         replicas = body.get("replicas") if isinstance(body, dict) else None
         if not replicas or replicas.get("running") != replicas.get("desired"):
-            waited = self.client.request(f"wait --for=running --timeout={DEADLINE:.0f} {name}")
+            waited = self.request(f"wait --for=running --timeout={DEADLINE:.0f} {name}")
             if not waited.startswith(b"OK"):
                 raise RuntimeError(
                     f"wait --for=running: {waited[:200]!r}; {self.engine.taskSummary(name)}"
@@ -146,18 +158,18 @@ class PycmSide:
         """Run NAME with one replica until its task runs: (seconds, wall clock at the end)."""
         self.names.append(name)
         started = time.perf_counter()
-        reply = self.client.request(f"run --replicas=1 {name} {self.image} {' '.join(COMMAND)}")
+        reply = self.request(f"run --replicas=1 {name} {self.image} {' '.join(COMMAND)}")
         self._untilRunning(reply, name, "run")
         return time.perf_counter() - started, time.time()
 
     def scale(self, name: str, replicas: int) -> tuple[float, float]:
         started = time.perf_counter()
-        reply = self.client.request(f"scale {name} {replicas}")
+        reply = self.request(f"scale {name} {replicas}")
         self._untilRunning(reply, name, "scale")
         return time.perf_counter() - started, time.time()
 
     def remove(self, name: str) -> None:
-        self.client.request(f"rm --force {name}")
+        self.request(f"rm --force {name}")
         if name in self.names:
             self.names.remove(name)
 
