@@ -87,11 +87,12 @@ TRACED_ROUNDS = 2
 #: of the section alone), to try a setting such as C{poll-interval}.
 DAEMON_OPTIONS: list[str] = []
 
-NEEDS = (
-    "PYCM_SWARM_HOST (the unix:// socket of a swarm manager) is not set: start "
-    "the two-node dev swarm with `source .ci/swarm-setup.sh && pycm_swarm_setup` "
+#: How to get a swarm manager, for the messages of a skipped section.
+HOWTO = (
+    "start the two-node dev swarm with `source .ci/swarm-setup.sh && pycm_swarm_setup` "
     '(or `eval "$(.ci/swarm-setup.sh setup DIR)"`), then run again'
 )
+NEEDS = f"PYCM_SWARM_HOST (the unix:// socket of a swarm manager) is not set: {HOWTO}"
 
 
 def _printTrace(
@@ -200,13 +201,13 @@ def run(report: Report, quick: bool, children: Children) -> None:
         info = engine.get("/info")
     except OSError as e:
         engine.close()
-        raise Missing(f"no engine answers at PYCM_SWARM_HOST={host} ({e}): {NEEDS}") from None
+        raise Missing(f"no engine answers at PYCM_SWARM_HOST={host} ({e}): {HOWTO}") from None
     swarm = info.get("Swarm") or {}
     if not swarm.get("ControlAvailable"):
         engine.close()
         raise Missing(
             f"the engine at {host} is not a swarm manager "
-            f"(state {swarm.get('LocalNodeState', '?')}): {NEEDS}"
+            f"(state {swarm.get('LocalNodeState', '?')}): {HOWTO}"
         )
     nodes = [engine]
     worker = os.environ.get("PYCM_SWARM_WORKER_HOST", "")
