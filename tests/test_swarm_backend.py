@@ -33,6 +33,7 @@ from pycm.errors import BackendError, BadRequest, Conflict, NoImage, NotFound, U
 from pycm.model import Action, ContainerEvent, ContainerSpec, RestartPolicy, State
 from pycm.testing.clock import advanceClock, settleClock
 from pycm.testing.swarmengine import FakeSwarmEngine
+from pycm.testing.swarmtasks import Cluster
 
 EPOCH = 1_700_000_000
 
@@ -766,3 +767,51 @@ class WatcherTests(SwarmTestCase):
         advanceClock(self.clock, 0.5)
         self.assertEqual(self.backend.watcher.latest.services["web"].desired, 1)
         self.assertIn(Action.SCALE, self.actions("web"))
+
+
+def countingRemovedSlots(reconcile: Any) -> Any:
+    """
+    The fake orchestrator's C{reconcile}, made to do as swarmkit's does for
+    a service whose restart condition is C{none}: a slot whose tasks a
+    scale down is still taking away counts as one the service has (its
+    C{UpdatableTasksInSlot}), so a scale up to no more than those slots
+    starts nothing.  (Checked on the dev swarm, Docker 20.10; the fake
+    swarm does not do it yet.)
+    """
+
+    def swarmkitReconcile(cluster: Cluster, service: Any) -> None:
+        if service.restartPolicy()[0] == "none":
+            tasks = cluster.serviceTasks(service)
+            live = {t.slot for t in tasks if t.runnable}
+            if len(live) <= service.replicas <= len({t.slot for t in tasks}):
+                return
+        reconcile(cluster, service)
+
+    return swarmkitReconcile
+
+
+class ScaleStallTests(SwarmTestCase):
+    """A scale up that Swarm does not carry out until it is asked again."""
+
+    def scaleBehindOurBack(self, name: str, replicas: int) -> None:
+        """Another client scales C{name} to C{replicas} (as C{docker service scale -d})."""
+        service = next(s for s in self.engine.cluster.services.values() if s.name == name)
+        spec = dict(service.spec)
+        spec["Mode"] = {"Replicated": {"Replicas": replicas}}
+        self.engine.cluster.updateService(service, spec, service.version)
+
+    def test_scaleUpWhileScaledDownTasksStop(self) -> None:
+        """
+        Scaled from 3 to 1 by another client, then at once to 2 by pycm
+        while the 2 tasks taken away still stop (they ignore SIGTERM for
+        their 3 s grace period): Swarm counts their slots and starts no
+        task; once they are gone the backend sends the update again, and
+        answers with 2 running well before its own timeout.
+        """
+        self.patch(Cluster, "reconcile", countingRemovedSlots(Cluster.reconcile))
+        self.runService("web", ("ignore-term",), replicas=3, stopTimeout=3.0)
+        self.scaleBehindOurBack("web", 1)
+        scaled = result(self.clock, self.backend.scale("web", 2), timeout=30)
+        self.assertEqual(scaled.state, State.RUNNING)
+        self.assertEqual(scaled.replicas.toJSON(), {"running": 2, "desired": 2})
+        self.assertEqual(self.actions("web").count(Action.SCALE), 2)

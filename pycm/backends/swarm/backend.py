@@ -30,7 +30,16 @@ from pycm.backends.swarm.control import NodeEngines, ServiceControl
 from pycm.backends.swarm.journal import JOURNAL_FILE, SnapshotJournal
 from pycm.backends.swarm.logs import ServiceLogReader
 from pycm.backends.swarm.options import OPTIONS, parseNetworks, parseNodeHosts
-from pycm.backends.swarm.snapshot import ServiceView, Snapshot
+from pycm.backends.swarm.progress import (
+    ScaleProgress,
+    allEnded,
+    exists,
+    gone,
+    removing,
+    scaled,
+    started,
+)
+from pycm.backends.swarm.snapshot import Snapshot
 from pycm.backends.swarm.translate import (
     CREATED_LABEL,
     REPLICAS_LABEL,
@@ -38,13 +47,12 @@ from pycm.backends.swarm.translate import (
     generationOf,
     rememberedReplicas,
     serviceBody,
-    startedSlots,
 )
 from pycm.backends.swarm.usage import ServiceUsage
 from pycm.backends.swarm.view import SwarmView
 from pycm.backends.swarm.watcher import SwarmWatcher
 from pycm.capabilities import ALL_OPTIONS, SCALING_OPTIONS, STATS_FIGURES, Capabilities
-from pycm.errors import BackendError, BadRequest, Conflict, NotFound, PycmError
+from pycm.errors import BackendError, BadRequest, Conflict, PycmError
 from pycm.interfaces import IContainerBackend, IScalable
 from pycm.model import (
     Action,
@@ -63,7 +71,6 @@ CAPABILITIES = Capabilities(
     images="a Docker image reference every node has (e.g. busybox:latest)",
     stats=STATS_FIGURES,
 )
-
 
 
 def makeBackend(
@@ -171,7 +178,10 @@ class SwarmBackend(SwarmView):
         self.nodes = NodeEngines(engine, nodeEngines)
         self.control = ServiceControl(engine, address, journal)
         watcher = SwarmWatcher(
-            reactor, engine, activeInterval=activeInterval, idleInterval=idleInterval,
+            reactor,
+            engine,
+            activeInterval=activeInterval,
+            idleInterval=idleInterval,
             followEvents=followEvents,
         )
         SwarmView.__init__(
@@ -245,7 +255,7 @@ class SwarmBackend(SwarmView):
         self.startErrors.pop(spec.name, None)
         self._lastExit.pop(spec.name, None)
         self._emit(Action.CREATE, spec.name)
-        container = yield self._waitFor(spec.name, "the new service", _exists)
+        container = yield self._waitFor(spec.name, "the new service", exists)
         return container
 
     # -- start, stop, restart, scale --------------------------------------------
@@ -293,7 +303,7 @@ class SwarmBackend(SwarmView):
             yield self.control.update(name, change)
             self.watcher.poke()
             container = yield self._waitFor(
-                name, f"{target} task(s) to start", self._started(name, generation[0], target)
+                name, f"{target} task(s) to start", started(name, generation[0], target)
             )
         finally:
             if self.restarting.pop(name, None) is not None and restart:
@@ -313,23 +323,6 @@ class SwarmBackend(SwarmView):
         # been restarted by the policy before the look that saw them.
         return attrs.evolve(container, restartCount=0)
 
-    def _started(self, name: str, generation: int, target: int) -> Callable[..., bool]:
-        """
-        Has every slot of C{generation} a task that ran (running now, or
-        ended after running)?  A service that turns C{dead} fails the wait
-        with L{BackendError}; one that is gone with L{NotFound}.
-        """
-
-        def check(service: ServiceView | None) -> bool:
-            if service is None:
-                raise NotFound(name)
-            container = containerOf(service)
-            if container.state == State.DEAD:
-                raise BackendError(f"cannot start {name}: {container.error}")
-            return startedSlots(service, generation) >= target
-
-        return check
-
     def stop(self, name: str, timeout: float | None) -> Deferred[Container]:
         return self._oneAtATime.run(name, self._settled, name, self._stop, name, timeout)
 
@@ -346,7 +339,7 @@ class SwarmBackend(SwarmView):
             killer = self.reactor.callLater(max(timeout, 0), self._killLeft, name)
         try:
             container = yield self._waitFor(
-                name, "its tasks to end", _allEnded, interval=self.stopInterval
+                name, "its tasks to end", allEnded, interval=self.stopInterval
             )
         finally:
             if killer is not None and killer.active():
@@ -388,22 +381,22 @@ class SwarmBackend(SwarmView):
         if replicas < 0:
             raise BadRequest("replicas must be an integer >= 0")
         service = yield self._service(name)
-        generation = generationOf(service)
-        yield self._scaleTo(name, replicas, remember=replicas or None)
+        remember = replicas or None
+        yield self._scaleTo(name, replicas, remember)
         self._emit(Action.SCALE, name, replicas=replicas)
-        if replicas == 0:
-            check = _allEnded
-        else:
-            started = self._started(name, generation, replicas)
-
-            def check(service: ServiceView | None) -> bool:
-                if not started(service):
-                    return False
-                assert service is not None
-                return sum(1 for t in service.tasks if not t.ended) <= replicas
-
-        container = yield self._waitFor(name, f"{replicas} task(s)", check)
-        return container
+        progress = ScaleProgress(scaled(name, generationOf(service), replicas), removing(service))
+        deadline = self.reactor.seconds() + self.opTimeout
+        while True:
+            container = yield self._waitFor(
+                name,
+                f"{replicas} task(s)",
+                progress.check,
+                timeout=max(deadline - self.reactor.seconds(), 0.001),
+            )
+            if not progress.stalled:
+                return container
+            self.log.info("swarm stalled scaling {name}: asking again", name=name)
+            yield self._scaleTo(name, replicas, remember)
 
     # -- kill, remove -----------------------------------------------------------
 
@@ -468,20 +461,11 @@ class SwarmBackend(SwarmView):
                 yield self._seenEnded(name, killed)
         yield self.control.remove(name, service.id)
         self.watcher.poke()
-        yield self._waitFor(name, "the service to go", lambda s: s is None)
+        yield self._waitFor(name, "the service to go", gone)
         self.signals.forget(name)
         self.startErrors.pop(name, None)
         self._lastExit.pop(name, None)
         self._emit(Action.DESTROY, name)
-
-
-def _exists(service: ServiceView | None) -> bool:
-    return service is not None
-
-
-def _allEnded(service: ServiceView | None) -> bool:
-    """Is every task of the service over (or the service gone)?"""
-    return service is None or all(t.ended for t in service.tasks)
 
 
 __all__ = ["CAPABILITIES", "OPTIONS", "SwarmBackend", "makeBackend"]

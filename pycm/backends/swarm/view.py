@@ -197,10 +197,13 @@ class SwarmView:
         what: str,
         predicate: Callable[[ServiceView | None], bool],
         interval: float | None = None,
+        timeout: float | None = None,
     ) -> Deferred[Container | None]:
         """
         Wait for a snapshot in which C{predicate(service)} holds; fire with
         the container it shows (None: gone).
+
+        @param timeout: seconds (None: L{opTimeout}).
         """
 
         def check(snapshot: Snapshot) -> Any:
@@ -209,7 +212,10 @@ class SwarmView:
             return [self._container(snapshot, name)]
 
         d = self.watcher.waitFor(
-            check, self.opTimeout, lambda: f"{name}: {what}", interval=interval
+            check,
+            self.opTimeout if timeout is None else timeout,
+            lambda: f"{name}: {what}",
+            interval=interval,
         )
         return d.addCallback(lambda found: found[0])
 
