@@ -12,11 +12,12 @@ import os
 import signal
 from typing import Any
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
+from pycm.backends.docker.engine import EngineError
 from pycm.backends.swarm.backend import SwarmBackend, makeBackend
 from pycm.backends.swarm.events import eventsBetween
 from pycm.backends.swarm.options import parseNetworks, parseNodeHosts
@@ -677,6 +678,26 @@ class ManagerAwayTests(SwarmTestCase):
         self.engine.setReachable(True)
         advanceClock(self.clock, 10)
         self.assertEqual(self.actions("web").count(Action.DIE), 1)
+
+    def test_errorStatusMapped(self) -> None:
+        """
+        An error status from the manager's lists is a pycm error, not an
+        internal one: 503 (the engine is no manager any more, or its swarm
+        has no leader) L{Unavailable}, another L{BackendError}.
+        """
+        self.runService("web")
+        original = self.engine.request
+        status = [503]
+
+        def failing(method: str, path: str, *args: Any, **kw: Any) -> Deferred[Any]:
+            if (method, path) == ("GET", "/services"):
+                return fail(EngineError(status[0], "This node is not a swarm manager."))
+            return original(method, path, *args, **kw)
+
+        self.patch(self.engine, "request", failing)
+        self.assertIn("not a swarm manager", str(self.fails(self.backend.list(), Unavailable)))
+        status[0] = 500
+        self.fails(self.backend.inspect("web"), BackendError)
 
     def test_operationTimesOut(self) -> None:
         """An operation whose change never shows fails with L{Unavailable} after its timeout."""

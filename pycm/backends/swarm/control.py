@@ -22,7 +22,15 @@ from pycm.backends.docker.interfaces import IDockerEngine
 from pycm.backends.docker.podman import EXEC_FAILURE_CODES
 from pycm.backends.docker.translate import isManaged, isMissingImage
 from pycm.backends.swarm.snapshot import ServiceView, TaskView
-from pycm.errors import BackendError, BadRequest, Conflict, NoImage, NotFound, PycmError
+from pycm.errors import (
+    BackendError,
+    BadRequest,
+    Conflict,
+    NoImage,
+    NotFound,
+    PycmError,
+    Unavailable,
+)
 
 #: How a task's error begins when its container could not be started.
 START_FAILED = "starting container failed"
@@ -138,7 +146,10 @@ class ServiceControl:
         L{BackendError} (naming C{docker swarm init}) if the engine is not
         a swarm manager.
         """
-        _, info = yield self.engine.request("GET", "/info")
+        try:
+            _, info = yield self.engine.request("GET", "/info")
+        except EngineError as e:
+            raise engineFailure(e) from None
         swarm = (info or {}).get("Swarm") or {}
         if not swarm.get("ControlAvailable"):
             raise BackendError(
@@ -157,7 +168,7 @@ class ServiceControl:
         except EngineError as e:
             if e.status == 404 or isMissingImage(e.message):
                 raise NoImage(image, e.message) from None
-            raise BackendError(f"docker engine: {e.message}") from None
+            raise engineFailure(e) from None
         config = (data or {}).get("Config") or {}
         return [str(w) for w in (config.get("Entrypoint") or []) + (config.get("Cmd") or [])]
 
@@ -175,7 +186,7 @@ class ServiceControl:
             lowered = e.message.lower()
             if e.status == 409 or "already exists" in lowered or "conflicts with" in lowered:
                 raise Conflict(f'container name "{name}" is already in use') from None
-            raise _mapped(e, name) from None
+            raise engineFailure(e, name) from None
         return str((result or {}).get("ID", ""))
 
     @defer.inlineCallbacks
@@ -184,7 +195,7 @@ class ServiceControl:
         try:
             _, service = yield self.engine.request("GET", f"/services/{name}")
         except EngineError as e:
-            raise _mapped(e, name) from None
+            raise engineFailure(e, name) from None
         spec = (service or {}).get("Spec") or {}
         if not isManaged(spec.get("Labels")) or spec.get("Name") != name:
             # Someone else's service (or one matched by id prefix).
@@ -226,7 +237,7 @@ class ServiceControl:
                     raise
                 if "out of sequence" in e.message.lower() and attempt + 1 < UPDATE_TRIES:
                     continue
-                raise _mapped(e, name) from None
+                raise engineFailure(e, name) from None
             return service
         raise BackendError(f"cannot update {name}: it kept changing")  # pragma: no cover
 
@@ -241,7 +252,7 @@ class ServiceControl:
             self._unmark(name, removed=mark)
             if not isinstance(e, EngineError):
                 raise
-            raise _mapped(e, name) from None
+            raise engineFailure(e, name) from None
 
     @defer.inlineCallbacks
     def signalTasks(
@@ -309,12 +320,20 @@ class ServiceControl:
         return True
 
 
-def _mapped(error: EngineError, name: str) -> PycmError:
-    if error.status == 404:
+def engineFailure(error: EngineError, name: str | None = None) -> PycmError:
+    """
+    The pycm error an engine's error status is: 404 L{NotFound} (for
+    C{name}), 400 L{BadRequest}, 503 L{Unavailable} (the manager cannot
+    act: not a manager any more, or its swarm has no leader), anything
+    else L{BackendError}, each with the engine's words.
+    """
+    if error.status == 404 and name is not None:
         return NotFound(name)
     if error.status == 400:
         return BadRequest(f"swarm: {error.message}")
+    if error.status == 503:
+        return Unavailable(f"swarm manager: {error.message}")
     return BackendError(f"docker engine: {error.message}")
 
 
-__all__ = ["NodeEngines", "ServiceControl", "notManagerMessage"]
+__all__ = ["NodeEngines", "ServiceControl", "engineFailure", "notManagerMessage"]

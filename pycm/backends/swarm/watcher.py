@@ -18,8 +18,10 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from pycm.backends.docker.engine import EngineError
 from pycm.backends.docker.events import EngineEvents
 from pycm.backends.docker.interfaces import IDockerEngine
+from pycm.backends.swarm.control import engineFailure
 from pycm.backends.swarm.reading import nodeNames, snapshotOf
 from pycm.backends.swarm.snapshot import Snapshot
 from pycm.backends.swarm.translate import LIST_FILTERS
@@ -180,7 +182,9 @@ class SwarmWatcher:
             if isinstance(failure.value, defer.FirstError):
                 for request in requests:
                     request.cancel()
-                return failure.value.subFailure  # type: ignore[no-any-return]
+                failure = failure.value.subFailure
+            if isinstance(failure.value, EngineError):
+                return Failure(engineFailure(failure.value))
             return failure
 
         return gathered.addCallbacks(build, unwrap)
