@@ -488,6 +488,25 @@ class OperationTests(SwarmTestCase):
             [Action.CREATE, Action.START, Action.DIE, Action.STOP, Action.START, Action.RESTART],
         )
 
+    def test_restartRefused(self) -> None:
+        """
+        A restart whose update the manager refuses fails, telling no
+        C{stop}: its tasks run on, untouched.
+        """
+        self.runService("web")
+        original = self.engine.request
+
+        def refusing(method: str, path: str, *args: Any, **kw: Any) -> Deferred[Any]:
+            if method == "POST" and path.endswith("/update"):
+                return fail(EngineError(500, "rpc error: code = Unknown desc = refused"))
+            return original(method, path, *args, **kw)
+
+        self.patch(self.engine, "request", refusing)
+        self.fails(self.backend.restart("web", None), BackendError)
+        advanceClock(self.clock, 5)
+        self.assertEqual(self.actions("web"), [Action.CREATE, Action.START])
+        self.assertEqual(self.run_(self.backend.inspect("web")).state, State.RUNNING)
+
     def test_killEveryTask(self) -> None:
         """
         C{kill} signals every running task through its node's engine;

@@ -299,14 +299,17 @@ class SwarmBackend(SwarmView):
         self.signals.forget(name)
         self.startErrors.pop(name, None)
         self._restarts.pop(name, None)
+        updated = False
         try:
             yield self.control.update(name, change)
+            updated = True
             self.watcher.poke()
             container = yield self._waitFor(
                 name, f"{target} task(s) to start", started(name, generation[0], target)
             )
         finally:
-            if self.restarting.pop(name, None) is not None and restart:
+            # The old tasks' stop not told yet (a failed update stopped none).
+            if self.restarting.pop(name, None) is not None and updated:
                 self._emit(Action.STOP, name)
         latest = self.watcher.latest
         seen = latest.services.get(name) if latest is not None else None
