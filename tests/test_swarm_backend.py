@@ -663,6 +663,30 @@ class NoWorkerEngineTests(SwarmTestCase):
         self.assertEqual((row.state, row.memory, row.pids), (State.RUNNING, None, None))
 
 
+class WorkerEngineByIdTests(SwarmTestCase):
+    """C{--swarm-node-host} naming the worker by its node id, not its hostname."""
+
+    withWorkerEngine = False
+
+    def setUp(self) -> None:
+        super().setUp()
+        worker = next(n for n in self.engine.cluster.nodes if n.hostname == "worker")
+        self.backend.nodes.others[worker.id] = self.engine.nodeEngine("worker")
+
+    def test_kill(self) -> None:
+        """C{kill} reaches the worker's task through the engine given for its id."""
+        self.runService("web", replicas=2)
+        self.run_(self.backend.kill("web", int(signal.SIGKILL)))
+        container = self.run_(self.backend.wait("web", "not-running"))
+        self.assertEqual(container.replicas.running, 0)
+
+    def test_stats(self) -> None:
+        """C{stats} reads the worker's task there too: the figures are known."""
+        self.runService("web", replicas=2)
+        (row,) = self.run_(self.backend.stats(["web"]))
+        self.assertGreater(row.memory or 0, 0)
+
+
 class ManagerAwayTests(SwarmTestCase):
     """The manager going away, and coming back, in the middle of operations."""
 

@@ -175,7 +175,6 @@ class SwarmBackend(SwarmView):
         self.networks = networks
         self.restartDelay = restartDelay
         journal = journal if journal is not None else SnapshotJournal(clock=reactor)
-        self.nodes = NodeEngines(engine, nodeEngines)
         self.control = ServiceControl(engine, address, journal)
         watcher = SwarmWatcher(
             reactor,
@@ -184,6 +183,7 @@ class SwarmBackend(SwarmView):
             idleInterval=idleInterval,
             followEvents=followEvents,
         )
+        self.nodes = NodeEngines(engine, nodeEngines, lambda: watcher.nodeNames)
         SwarmView.__init__(
             self,
             reactor,

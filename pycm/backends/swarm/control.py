@@ -61,10 +61,19 @@ class NodeEngines:
     """
 
     def __init__(
-        self, manager: IDockerEngine, others: Mapping[str, IDockerEngine] | None = None
+        self,
+        manager: IDockerEngine,
+        others: Mapping[str, IDockerEngine] | None = None,
+        hostnames: Callable[[], Mapping[str, str]] = dict,
     ) -> None:
+        """
+        @param hostnames: node id -> hostname, as the manager last said
+            (a task names its node by hostname: an engine given by node id
+            is found through it).
+        """
         self.manager = manager
         self.others = dict(others or {})
+        self.hostnames = hostnames
         #: The manager's hostname (its node's), from its C{/info}.
         self.managerNode: str | None = None
 
@@ -79,6 +88,10 @@ class NodeEngines:
             return self.manager
         if node and node in self.others:
             return self.others[node]
+        names = self.hostnames()
+        for key, engine in self.others.items():
+            if node and names.get(key) == node:
+                return engine
         node = node or "an unknown node"
         raise BackendError(
             f"no engine is known for node {node}: give its address with "
