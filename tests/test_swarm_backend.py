@@ -628,6 +628,29 @@ class NodeDownTests(SwarmTestCase):
         self.assertEqual([e.node for e in dies], ["worker"])
         self.assertEqual(self.actions("web").count(Action.START), 3)
 
+    def test_forceRemoveWorkerDown(self) -> None:
+        """
+        C{rm --force} of a service with a task on a node whose engine does
+        not answer (its dockerd killed) removes it all the same: the
+        signals go where they can, and Swarm takes the rest down.
+        """
+        self.runService("web", replicas=2)
+        self.engine.killNode("worker")
+        self.run_(self.backend.remove("web", True))
+        self.fails(self.backend.inspect("web"), NotFound)
+        self.assertEqual(self.actions("web")[-1], Action.DESTROY)
+
+    def test_statsWorkerDown(self) -> None:
+        """
+        C{stats} of a service with a task on a node whose engine does not
+        answer: its figures are unknown (None), as for a node with no
+        engine given, not a failure of the whole C{stats}.
+        """
+        self.runService("web", replicas=2)
+        self.engine.killNode("worker")
+        (row,) = self.run_(self.backend.stats(["web"]))
+        self.assertEqual((row.state, row.memory), (State.RUNNING, None))
+
     def test_lostWithoutPolicy(self) -> None:
         """
         Without a restart policy the lost task is not replaced: one replica

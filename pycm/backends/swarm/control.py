@@ -14,6 +14,7 @@ from typing import Any
 
 from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from pycm.backends.docker.engine import EngineError
 from pycm.backends.docker.execcheck import ExecutableCheck
@@ -276,7 +277,8 @@ class ServiceControl:
         node's engine; fire with the ids of the tasks it was sent to.
 
         @param strict: fail (before sending any) when a running task's node
-            has no engine known (L{NodeEngines.engineFor}); else skip those.
+            has no engine known (L{NodeEngines.engineFor}), and when one
+            cannot be sent; else skip those (said in the log).
         """
         targets = []
         for task in service.tasks:
@@ -289,11 +291,27 @@ class ServiceControl:
                     raise
                 continue
             targets.append((task, engine))
-        results = yield defer.gatherResults(
-            [self.signal(engine, task.containerId or "", signum) for task, engine in targets],
-            consumeErrors=True,
-        ).addErrback(lambda f: f.value.subFailure if isinstance(f.value, defer.FirstError) else f)
+        sending = []
+        for task, engine in targets:
+            d = self.signal(engine, task.containerId or "", signum)
+            if not strict:
+                d.addErrback(self._notSent, task)
+            sending.append(d)
+        results = yield defer.gatherResults(sending, consumeErrors=True).addErrback(
+            lambda f: f.value.subFailure if isinstance(f.value, defer.FirstError) else f
+        )
         return [task.id for (task, _), sent in zip(targets, results) if sent]
+
+    def _notSent(self, failure: Failure, task: TaskView) -> bool:
+        """A signal that could not be sent (its node's engine is away): skipped."""
+        failure.trap(PycmError)
+        self.log.warn(
+            "cannot signal task {task} on {node}: {why}",
+            task=task.id,
+            node=task.node,
+            why=failure.getErrorMessage(),
+        )
+        return False
 
     @defer.inlineCallbacks
     def execFailure(self, nodes: NodeEngines, tasks: list[TaskView]) -> Any:

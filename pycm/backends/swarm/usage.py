@@ -17,7 +17,7 @@ from pycm.backends.docker.engine import EngineError
 from pycm.backends.docker.translate import usageFromStats
 from pycm.backends.swarm.control import NodeEngines
 from pycm.backends.swarm.snapshot import ServiceView, TaskView
-from pycm.errors import BackendError
+from pycm.errors import BackendError, Unavailable
 from pycm.model import Container, State
 from pycm.stats import ContainerStats, CpuSampler, Usage
 
@@ -90,7 +90,10 @@ class ServiceUsage:
 
     @defer.inlineCallbacks
     def _task(self, container: Container, task: TaskView) -> Any:
-        """One task's figures; None if its node's engine is unknown or it just stopped."""
+        """
+        One task's figures; None if its node's engine is unknown or does
+        not answer (its node is down), or the task just stopped.
+        """
         try:
             engine = self.nodes.engineFor(task.node)
         except BackendError:
@@ -99,6 +102,8 @@ class ServiceUsage:
             _, data = yield engine.request(
                 "GET", f"/containers/{task.containerId}/stats", {"stream": False}
             )
+        except Unavailable:
+            return None
         except EngineError as e:
             if e.status in (404, 409):
                 return None
