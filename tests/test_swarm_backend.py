@@ -589,6 +589,23 @@ class StatsTests(SwarmTestCase):
         self.fails(self.backend.stats(["nope"]), NotFound)
 
 
+    def test_cpuSamplesBounded(self) -> None:
+        """
+        The daemon's CPU samples are kept for one run a service (its
+        running tasks): a service whose tasks keep being replaced by its
+        policy does not make them grow, and a removed one's go.
+        """
+        self.runService("web", ("sleep", "1"), restartPolicy=RestartPolicy("always"))
+        for _ in range(12):
+            advanceClock(self.clock, 0.7)
+            self.run_(self.backend.stats(["web"]))
+        samples = self.backend.usage.cpu._samples  # the sampler has no public count
+        self.assertLessEqual(len(samples), 1)
+        self.run_(self.backend.remove("web", True))
+        self.run_(self.backend.stats([]))
+        self.assertEqual(len(samples), 0)
+
+
 class StartFailureTests(SwarmTestCase):
     """A command that cannot be executed."""
 

@@ -8,7 +8,7 @@ previous one.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from twisted.internet import defer
@@ -51,17 +51,23 @@ class ServiceUsage:
     def __init__(self, clock: Any, nodes: NodeEngines) -> None:
         self.nodes = nodes
         self.cpu = CpuSampler(clock)
+        #: Service id -> the run its CPU samples are kept for (its running
+        #: tasks when last read): one run a service, samples of others dropped.
+        self._runs: dict[str, tuple[str, tuple[str, ...]]] = {}
 
     @defer.inlineCallbacks
-    def stats(self, rows: Sequence[tuple[Container, ServiceView]], every: bool) -> Any:
+    def stats(
+        self, rows: Sequence[tuple[Container, ServiceView]], services: Collection[str]
+    ) -> Any:
         """
         The rows of C{stats} for these containers (with their services):
         a running one's figures summed over its running tasks (a task on a
         node whose engine pycm was not given counts as unknown: none of
         that figure), the others' all None.
 
-        @param every: the rows are every running container (C{stats} with
-            no name): the CPU samples of the others are dropped.
+        @param services: the ids of every service there is now: the CPU
+            samples of the others, and of a service's earlier tasks, are
+            dropped.
         """
         running = [(c, s) for c, s in rows if c.state == State.RUNNING]
         usages = yield defer.gatherResults(
@@ -72,8 +78,12 @@ class ServiceUsage:
             cpu = usage.cpuPercent if usage is not None else None
             if usage is not None and cpu is None:
                 key = (service.id, tuple(sorted(t.id for t in service.tasks if t.running)))
+                self._runs[service.id] = key
                 cpu = self.cpu.percent(key, container.started, usage.cpuSeconds)
             result.append(ContainerStats.of(container, usage, cpu))
+        alive = set(services)
+        self._runs = {sid: key for sid, key in self._runs.items() if sid in alive}
+        self.cpu.keepOnly(self._runs.values())
         return result
 
     @defer.inlineCallbacks

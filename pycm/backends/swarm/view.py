@@ -250,7 +250,7 @@ class SwarmView:
         rows = [(self._of(service), service) for service in chosen]
         if not names:
             rows = [(c, s) for c, s in rows if c.state == State.RUNNING]
-        result = yield self.usage.stats(rows, not names)
+        result = yield self.usage.stats(rows, [service.id for service in services.values()])
         return result
 
     # -- logs, wait -----------------------------------------------------------------
