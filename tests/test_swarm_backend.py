@@ -476,6 +476,24 @@ class OperationTests(SwarmTestCase):
         self.assertGreaterEqual(stopped.restartCount, before)
         self.assertEqual(self.run_(self.backend.start("web")).restartCount, 0)
 
+    def test_sameNameAnew(self) -> None:
+        """
+        A service removed and made again by another client under the same
+        name starts afresh: none of the old one's restarts or exit code.
+        """
+        self.runService("web", ("exit", "3"), restartPolicy=RestartPolicy("always"))
+        advanceClock(self.clock, 5)
+        self.assertGreaterEqual(self.run_(self.backend.inspect("web")).restartCount, 2)
+        cluster = self.engine.cluster
+        old = next(s for s in cluster.services.values() if s.name == "web")
+        spec = dict(old.spec, Mode={"Replicated": {"Replicas": 0}})
+        cluster.removeService(old)
+        advanceClock(self.clock, 5)
+        cluster.createService(spec)
+        advanceClock(self.clock, 5)
+        anew = self.run_(self.backend.inspect("web"))
+        self.assertEqual((anew.restartCount, anew.exitCode), (0, None))
+
     def test_restart(self) -> None:
         """C{restart} replaces every task (a forced update): die, stop, start, restart."""
         first = self.runService("web")

@@ -252,8 +252,6 @@ class SwarmBackend(SwarmView):
         )
         yield self.control.create(spec.name, body)
         self.signals.forget(spec.name)
-        self.startErrors.pop(spec.name, None)
-        self._lastExit.pop(spec.name, None)
         self._emit(Action.CREATE, spec.name)
         container = yield self._waitFor(spec.name, "the new service", exists)
         return container
@@ -297,8 +295,8 @@ class SwarmBackend(SwarmView):
             # Its old tasks' end is the restart's stop (told as they end).
             self.restarting[name] = generationOf(service)
         self.signals.forget(name)
-        self.startErrors.pop(name, None)
-        self._restarts.pop(name, None)
+        self.startErrors.pop(service.id, None)
+        self._restarts.pop(service.id, None)
         updated = False
         try:
             yield self.control.update(name, change)
@@ -318,7 +316,7 @@ class SwarmBackend(SwarmView):
             why = yield self.control.execFailure(self.nodes, ended)
             if why is not None:
                 message = f"cannot start {name}: {why}"
-                self.startErrors[name] = message
+                self.startErrors[service.id] = message
                 raise BackendError(message)
         if restart:
             self._emit(Action.RESTART, name)
@@ -466,8 +464,6 @@ class SwarmBackend(SwarmView):
         self.watcher.poke()
         yield self._waitFor(name, "the service to go", gone)
         self.signals.forget(name)
-        self.startErrors.pop(name, None)
-        self._lastExit.pop(name, None)
         self._emit(Action.DESTROY, name)
 
 

@@ -64,14 +64,14 @@ class SwarmView:
         watcher.onSnapshot = self._snapshotTaken
         watcher.busy = lambda: bool(self.waits.waiters)
         watcher.prepare = self._mapExits
-        #: Service name -> why its last start failed (its command could
-        #: not be executed): it is C{dead} until started again (in memory).
+        #: Service id -> why its last start failed (its command could not
+        #: be executed): it is C{dead} until started again (in memory).
         self.startErrors: dict[str, str] = {}
         #: Service name -> the generation a client restart is replacing.
         self.restarting: dict[str, int] = {}
-        #: Service name -> (generation, the highest restart count seen).
+        #: Service id -> (generation, the highest restart count seen).
         self._restarts: dict[str, tuple[int, int]] = {}
-        #: Service name -> (exit code, time) of its last task seen to end.
+        #: Service id -> (exit code, time) of its last task seen to end.
         self._lastExit: dict[str, tuple[int | None, float | None]] = {}
 
     # -- events -----------------------------------------------------------------
@@ -119,16 +119,17 @@ class SwarmView:
         Every new snapshot: remember the last exits, tell the events since
         the last (L{SnapshotJournal.advance}), then answer the waits.
         """
-        for name, service in snapshot.services.items():
+        self._forgetGone(snapshot)
+        for service in snapshot.services.values():
             ended = [t for t in service.tasks if t.ended and t.exitCode is not None]
             if ended:
                 last = max(ended, key=lambda t: (t.updated or t.created, t.created))
-                self._lastExit[name] = (last.exitCode, last.updated or None)
+                self._lastExit[service.id] = (last.exitCode, last.updated or None)
             generation = generationOf(service)
             count = containerOf(service).restartCount
-            before = self._restarts.get(name)
+            before = self._restarts.get(service.id)
             if before is None or before[0] != generation or before[1] < count:
-                self._restarts[name] = (generation, count)
+                self._restarts[service.id] = (generation, count)
         for event in self.journal.advance(snapshot):
             self._tell(event)
             if event.action == Action.START and _policyRestart(snapshot, event):
@@ -136,6 +137,13 @@ class SwarmView:
             elif event.action == Action.DIE:
                 self._stopsSeen(snapshot, event.name)
         self.waits.snapshot(snapshot)
+
+    def _forgetGone(self, snapshot: Snapshot) -> None:
+        """Drop what is remembered of the services no longer there."""
+        there = {service.id for service in snapshot.services.values()}
+        for remembered in (self.startErrors, self._restarts, self._lastExit):
+            for serviceId in [key for key in remembered if key not in there]:
+                del remembered[serviceId]
 
     def _stopsSeen(self, snapshot: Snapshot, name: str) -> None:
         """
@@ -156,8 +164,8 @@ class SwarmView:
         """The container a service is."""
         latest = self.watcher.latest
         down = latest.downNodes if latest is not None else frozenset()
-        container = containerOf(service, (), self._lastExit.get(service.name), down)
-        remembered = self._restarts.get(service.name)
+        container = containerOf(service, (), self._lastExit.get(service.id), down)
+        remembered = self._restarts.get(service.id)
         if (
             remembered is not None
             and remembered[0] == generationOf(service)
@@ -165,7 +173,7 @@ class SwarmView:
         ):
             # Its tasks dropped (a scale to 0): the count seen before.
             container = attrs.evolve(container, restartCount=remembered[1])
-        failed = self.startErrors.get(service.name)
+        failed = self.startErrors.get(service.id)
         if failed is not None and container.state in (State.EXITED, State.RESTARTING):
             container = attrs.evolve(container, state=State.DEAD, error=failed)
         return container
