@@ -937,3 +937,23 @@ class ScaleStallTests(SwarmTestCase):
         self.assertEqual(scaled.state, State.RUNNING)
         self.assertEqual(scaled.replicas.toJSON(), {"running": 2, "desired": 2})
         self.assertEqual(self.actions("web").count(Action.SCALE), 2)
+
+
+class WaiterTests(SwarmTestCase):
+    """L{SwarmWatcher.waitFor}'s predicates."""
+
+    def test_predicateBug(self) -> None:
+        """
+        A predicate that raises something other than a pycm error (a bug)
+        fails its wait at once with it, not after the timeout; the other
+        waits are still answered by the same snapshot.
+        """
+
+        def broken(snapshot: Snapshot) -> bool:
+            raise ZeroDivisionError()
+
+        bad = self.backend.watcher.waitFor(broken, 60)
+        good = self.backend.watcher.waitFor(lambda snapshot: True, 60)
+        advanceClock(self.clock, 0.5)
+        self.failureResultOf(bad, ZeroDivisionError)
+        self.assertIs(self.successResultOf(good), True)

@@ -252,7 +252,7 @@ class SwarmWatcher:
         """
         Look at the swarm until C{predicate(snapshot)} is true (not None,
         not False) on a snapshot taken after this call, and fire with that
-        value; a predicate that raises a L{PycmError} fails the wait with it.
+        value; a predicate that raises fails the wait with its exception.
 
         @param timeout: seconds to wait; then L{Unavailable} saying
             C{describe()}.
@@ -300,9 +300,11 @@ class _Waiter:
     def check(self, snapshot: Snapshot) -> None:
         try:
             value = self.predicate(snapshot)
-        except PycmError as e:
+        except Exception:
+            # A PycmError says why the wait failed; anything else is a bug,
+            # which fails this wait rather than leave it to time out.
             self._forget()
-            self.deferred.errback(e)
+            self.deferred.errback()
             return
         if value is not None and value is not False:
             self._forget()
