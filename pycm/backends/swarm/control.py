@@ -112,6 +112,9 @@ class _NoMarks:
     def unmark(self, **marks: Any) -> None:
         pass
 
+    def telling(self, **marks: Any) -> None:
+        pass
+
 
 class ServiceControl:
     """
@@ -149,9 +152,7 @@ class ServiceControl:
         the journal keeps their marks (L{SnapshotJournal.telling}).
         """
         for marks in self.marks.pop(name, []):
-            telling = getattr(self.journal, "telling", None)
-            if telling is not None:
-                telling(**marks)
+            self.journal.telling(**marks)
 
     @defer.inlineCallbacks
     def checkManager(self) -> Any:

@@ -140,7 +140,7 @@ def serviceBody(
         "ContainerSpec": container,
         "RestartPolicy": restart,
         "Resources": {"Limits": limits},
-        "Placement": {"Constraints": list(getattr(spec, "constraints", ()) or ())},
+        "Placement": {"Constraints": list(spec.constraints)},
         "ForceUpdate": 0,
     }
     if networks:

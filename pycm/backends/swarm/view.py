@@ -8,7 +8,6 @@ C{stats}, C{logs}, C{follow}, C{wait}.
 
 from __future__ import annotations
 
-import builtins
 from collections.abc import Callable
 from typing import Any
 
@@ -298,9 +297,6 @@ class SwarmView:
         if latest is not None and name in latest.services:
             return self.waits.wait(name, condition)
         return self._look().addCallback(lambda _: self.waits.wait(name, condition))
-
-    def _nodeNames(self) -> builtins.dict[str, str]:
-        return dict(self.watcher.nodeNames)
 
 
 def _policyRestart(snapshot: Snapshot, event: ContainerEvent) -> bool:
