@@ -494,6 +494,27 @@ class OperationTests(SwarmTestCase):
         anew = self.run_(self.backend.inspect("web"))
         self.assertEqual((anew.restartCount, anew.exitCode), (0, None))
 
+    def test_sameNameAnewSignals(self) -> None:
+        """
+        The signals pycm sent a service are forgotten once it is gone: one
+        made anew by another client under the same name that exits 143
+        shows 143, not -15.
+        """
+        self.runService("web")
+        self.run_(self.backend.stop("web", None))
+        cluster = self.engine.cluster
+        old = next(s for s in cluster.services.values() if s.name == "web")
+        spec = dict(old.spec, Mode={"Replicated": {"Replicas": 1}})
+        spec["TaskTemplate"] = dict(spec["TaskTemplate"])
+        spec["TaskTemplate"]["ContainerSpec"] = dict(
+            spec["TaskTemplate"]["ContainerSpec"], Args=["exit", "143"]
+        )
+        cluster.removeService(old)
+        advanceClock(self.clock, 5)
+        cluster.createService(spec)
+        advanceClock(self.clock, 5)
+        self.assertEqual(self.run_(self.backend.inspect("web")).exitCode, 143)
+
     def test_restart(self) -> None:
         """C{restart} replaces every task (a forced update): die, stop, start, restart."""
         first = self.runService("web")

@@ -143,6 +143,8 @@ class SwarmView:
         for remembered in (self.startErrors, self._restarts, self._lastExit):
             for serviceId in [key for key in remembered if key not in there]:
                 del remembered[serviceId]
+        for name in self.signals.names() - set(snapshot.services):
+            self.signals.forget(name)
 
     def _stopsSeen(self, snapshot: Snapshot, name: str) -> None:
         """
