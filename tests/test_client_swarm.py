@@ -29,6 +29,10 @@ from tests.test_client_shell import ShellHarness
 TASK_A = "k3v9q2m1x8b7n6c5z4a3s2d1f"
 TASK_B = "p0o9i8u7y6t5r4e3w2q1a2s3d"
 
+#: An environment with no state directory to find a token in (whatever
+#: daemons this machine runs, the client sends no auth).
+NO_STATE = {"HOME": "/nonexistent-home"}
+
 WEB: dict[str, Any] = {
     "name": "web", "id": "svc1", "backend": "swarm", "image": "nginx",
     "command": [], "state": "running", "pid": None, "exit_code": None,
@@ -217,7 +221,7 @@ class PlanTests(SynchronousTestCase):
         for words in (["scale"], ["scale", "web"], ["scale", "web", "3", "4"],
                       ["scale", "web=3", "db"], ["scale", "=3"]):
             with self.assertRaises(UsageError) as raised:
-                arguments.parseArguments(words, environ={})
+                arguments.parseArguments(words, environ=NO_STATE, uid=1000)
             self.assertEqual(str(raised.exception), SCALE_USAGE, words)
         self.assertEqual(planCommand(["scale", "--help"]).requests, (("help", "scale"),))
 
@@ -265,7 +269,7 @@ class OneShotSwarmTestsMixin:
     def test_scale(self: Any) -> None:
         """C{pycm scale web 5} sends it and says the new counts."""
         h = self.harness(FakeDaemon({"scale": ok(SCALED)}))
-        d = h.run(arguments.parseArguments(["scale", "web", "5"], environ={}))
+        d = h.run(arguments.parseArguments(["scale", "web", "5"], environ=NO_STATE, uid=1000))
         self.assertEqual(self.successResultOf(d), 0)
         self.assertEqual(h.daemon.received, ["scale web 5"])
         self.assertEqual(h.out.getvalue(), "web  running  replicas 5/5\n")
@@ -274,7 +278,7 @@ class OneShotSwarmTestsMixin:
         """C{pycm scale web=5 db=0}: one request each, in order."""
         h = self.harness(FakeDaemon({"scale": lambda words: ok(
             SCALED if words[1] == "web" else DB)}))
-        d = h.run(arguments.parseArguments(["scale", "web=5", "db=0"], environ={}))
+        d = h.run(arguments.parseArguments(["scale", "web=5", "db=0"], environ=NO_STATE, uid=1000))
         self.assertEqual(self.successResultOf(d), 0)
         self.assertEqual(h.daemon.received, ["scale web 5", "scale db 0"])
         self.assertEqual(h.out.getvalue().splitlines(),
@@ -283,7 +287,7 @@ class OneShotSwarmTestsMixin:
     def test_scaleRefused(self: Any) -> None:
         """A backend that cannot scale: the daemon's reason, exit status 2."""
         h = self.harness(FakeDaemon({"scale": REFUSED}))
-        d = h.run(arguments.parseArguments(["scale", "web", "5"], environ={}))
+        d = h.run(arguments.parseArguments(["scale", "web", "5"], environ=NO_STATE, uid=1000))
         self.assertEqual(self.successResultOf(d), 2)
         self.assertEqual(h.out.getvalue(), "")
         self.assertIn("Error: bad_request: the memory backend cannot scale "
@@ -322,7 +326,7 @@ class OneShotSwarmTestsMixin:
         """C{logs -t}: the time after the prefix, as C{docker service logs -t}."""
         h = self.harness(FakeDaemon({"logs": ok([logLine("one", TASK_A, "n1")])}))
         self.successResultOf(h.run(arguments.parseArguments(["logs", "-t", "web"],
-                                                            environ={})))
+                                                            environ=NO_STATE, uid=1000)))
         self.assertEqual(h.out.getvalue(),
                          "web.k3v9q2m1x8b7@n1 | 2026-11-30T21:00:00.000Z one\n")
 
@@ -333,7 +337,7 @@ class OneShotSwarmTestsMixin:
             if words[-1] == "web" else [logLine("d")])})
         h = self.harness(daemon)
         self.successResultOf(h.run(arguments.parseArguments(["logs", "web", "db"],
-                                                            environ={})))
+                                                            environ=NO_STATE, uid=1000)))
         self.assertEqual(h.out.getvalue(), "db                  | d\n"
                                            "web.k3v9q2m1x8b7@n1 | w\n")
 
