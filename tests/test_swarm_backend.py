@@ -221,6 +221,15 @@ class ServiceBodyTests(SynchronousTestCase):
         self.assertRaises(BadRequest, self.body, env={"A=B": "1"})
         self.assertRaises(BadRequest, self.body, workdir="srv")
 
+    def test_tooLarge(self) -> None:
+        """
+        A stop timeout or CPU count beyond Swarm's int64 nanoseconds is
+        L{BadRequest} (it overflowed, an internal error).
+        """
+        self.assertRaises(BadRequest, self.body, stopTimeout=1e300)
+        self.assertRaises(BadRequest, self.body, cpus=1e300)
+        self.assertRaises(BadRequest, self.body, stopTimeout=1e10)
+
 
 def view(desired: int, *tasks: TaskView, **labels: str) -> ServiceView:
     spec = {"Name": "web", "Labels": {"io.pycm.managed": "true", **labels},

@@ -120,7 +120,7 @@ def serviceBody(
     stopTimeout = DEFAULT_STOP_TIMEOUT if spec.stopTimeout is None else spec.stopTimeout
     if stopTimeout < 0 or math.isinf(stopTimeout):
         raise BadRequest("--stop-timeout must not be negative")
-    container["StopGracePeriod"] = round(stopTimeout * _NANO)
+    container["StopGracePeriod"] = _nanos("--stop-timeout", stopTimeout)
     limits: dict[str, int] = {}
     if spec.memory is not None:
         if spec.memory <= 0:
@@ -129,7 +129,7 @@ def serviceBody(
     if spec.cpus is not None:
         if not spec.cpus > 0:
             raise BadRequest("--cpus must be positive")
-        limits["NanoCPUs"] = round(spec.cpus * _NANO)
+        limits["NanoCPUs"] = _nanos("--cpus", spec.cpus)
     policy = spec.restartPolicy
     restart: dict[str, Any] = {
         "Condition": _CONDITIONS[policy.name],
@@ -151,6 +151,14 @@ def serviceBody(
         "TaskTemplate": template,
         "Mode": {"Replicated": {"Replicas": 0}},
     }
+
+
+def _nanos(option: str, value: float) -> int:
+    """C{value} in billionths, as Swarm's int64 fields take them."""
+    nanos = value * _NANO
+    if not nanos < 2**63:
+        raise BadRequest(f"{option} {value:g} is too large")
+    return round(nanos)
 
 
 def rememberedReplicas(service: ServiceView) -> int:
