@@ -78,4 +78,3 @@ class RealBackendTests(TestCase):
         scaled = yield backend.scale(name, 2)
         self.assertEqual(scaled.state, State.RUNNING)
         self.assertEqual(scaled.replicas.toJSON(), {"running": 2, "desired": 2})
-        yield backend.stop(name, 0)
