@@ -136,8 +136,20 @@ class ScaleCommandTests(SynchronousTestCase):
         self.assertIn("memory backend cannot scale", message)
         self.assertIn("swarm", message)
 
+    def test_backendBeforeCount(self) -> None:
+        """
+        On a backend that cannot scale, any count is refused for the backend
+        (not for the count), and C{info} does not list C{scale}.
+        """
+        kind, (code, message) = self.conn.request("scale web -1")
+        self.assertIn("memory backend cannot scale", message)
+        self.assertNotIn("scale", self.conn.ok("info")["capabilities"]["commands"])
+        self.server.state.backend = ScalingMemory(self.server.backend)
+        self.assertIn("scale", self.conn.ok("info")["capabilities"]["commands"])
+
     def test_badCounts(self) -> None:
         """A count that is not a whole number, 0 or more, is bad_request; so are missing words."""
+        self.server.state.backend = ScalingMemory(self.server.backend)
         for line in ("scale web -1", "scale web 1.5", "scale web x", "scale web",
                      "scale web 1 2", "scale web 99999999999"):
             self.assertEqual(self.conn.err(line), "bad_request", line)

@@ -19,6 +19,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pycm.backends.docker.engine import EngineError
 from pycm.backends.swarm.backend import SwarmBackend, makeBackend
+from pycm.backends.swarm.control import notManagerMessage
 from pycm.backends.swarm.events import eventsBetween
 from pycm.backends.swarm.options import parseNetworks, parseNodeHosts
 from pycm.backends.swarm.reading import snapshotOf
@@ -101,8 +102,18 @@ class OpenTests(SynchronousTestCase):
         self.assertIn(why, message)
 
     def test_worker(self) -> None:
-        """A worker's engine is refused: it is not a manager; the message names swarm init."""
-        self.check("worker", "is not a swarm manager")
+        """
+        A worker's engine is refused: the message says it is a worker, that
+        promotion is run on a manager, and names swarm init.
+        """
+        self.check("worker", "is a swarm worker, not a manager")
+        self.check("worker", "run on a manager")
+
+    def test_brokenMembership(self) -> None:
+        """An engine whose swarm state is pending, error or locked is told to join again."""
+        message = notManagerMessage("unix:///d.sock", "error")
+        self.assertIn("not a working swarm member (its swarm state: error)", message)
+        self.assertIn("docker swarm init", message)
 
     def test_noSwarm(self) -> None:
         """An engine in no swarm is refused, naming C{docker swarm init}."""

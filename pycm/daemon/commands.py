@@ -20,6 +20,7 @@ from pycm.daemon.runoptions import RUN_OPTIONS
 from pycm.daemon.session import Session
 from pycm.errors import BadRequest
 from pycm.grammar import CommandSyntax, Option
+from pycm.interfaces import IScalable
 from pycm.model import Container, State
 
 Handler = Callable[[Session, Mapping[str, Any], Sequence[str]], Any]
@@ -87,7 +88,9 @@ def info(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> A
         for container in containers:
             counts[container.state] = counts.get(container.state, 0) + 1
         capabilities = backend.capabilities.toJSON()
-        capabilities["commands"] = sorted(BY_WORD)
+        capabilities["commands"] = sorted(
+            word for word in BY_WORD if word != "scale" or IScalable.providedBy(backend)
+        )
         return {
             "server": "pycm",
             "version": pycm.__version__,

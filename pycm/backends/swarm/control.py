@@ -47,10 +47,15 @@ def notManagerMessage(address: str, state: str) -> str:
             f"{start} is not part of a swarm; start one there with 'docker swarm init' "
             "(or give --docker-host a manager's address)"
         )
+    if state == "active":
+        return (
+            f"{start} is a swarm worker, not a manager; give --docker-host a manager's "
+            "address (or make this node a manager: 'docker node promote NODE', run on a "
+            "manager; a new swarm starts with 'docker swarm init')"
+        )
     return (
-        f"{start} is not a swarm manager (its swarm state: {state}); give --docker-host "
-        "a manager's address, or promote it with 'docker node promote' (a new swarm "
-        "starts with 'docker swarm init')"
+        f"{start} is not a working swarm member (its swarm state: {state}); join it "
+        "again, or start a new swarm with 'docker swarm init'"
     )
 
 

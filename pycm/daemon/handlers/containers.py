@@ -77,15 +77,15 @@ def rm(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> Any
 
 
 def scale(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> Any:
-    name = validateName(args[0])
-    count = args[1]
-    if not (count.isascii() and count.isdigit() and len(count) < 10):
-        raise BadRequest(f"bad replica count {count!r}: expected a whole number, 0 or more")
     backend = session.state.backend
     if not IScalable.providedBy(backend):
         raise BadRequest(
             f"the {backend.name} backend cannot scale (scale needs a backend such as swarm)"
         )
+    name = validateName(args[0])
+    count = args[1]
+    if not (count.isascii() and count.isdigit() and len(count) < 10):
+        raise BadRequest(f"bad replica count {count!r}: expected a whole number, 0 or more")
     return backend.scale(name, int(count)).addCallback(Container.summary)
 
 
