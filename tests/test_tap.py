@@ -320,7 +320,8 @@ class OptionsHelpTests(SynchronousTestCase):
         C{--auth-timeout} is told as a deadline from connect, whatever the
         client sends meanwhile (not as an idle time).
         """
-        text = self.helpText()
+        full = self.helpText()
+        text = full[full.index("--auth-timeout=") : full.index("--auth-token-file=")]
         self.assertIn("Seconds from connect within which a connection must authenticate", text)
         self.assertIn("whatever else it sends meanwhile", text)
         self.assertNotIn("idle", text)
@@ -348,6 +349,47 @@ class OptionsHelpTests(SynchronousTestCase):
             self.assertIn(key, help)
         self.assertIn("docs/process-backend.md", help)
         self.assertIn("docs/docker-backend.md", help)
+
+    def test_backendOptionNamesSwarmOptions(self) -> None:
+        """
+        C{--backend-option} names the swarm backend's options with no flag
+        of their own (every option of its table but the flags), and
+        docs/swarm-backend.md where they are told.
+        """
+        from pycm.backends.swarm.options import OPTIONS
+
+        text = self.helpText()
+        start = text.index("--backend-option=")
+        help = text[start : text.index(" -d, --state-dir")].replace("- ", "-")
+        flags = {"docker-host", "swarm-node-host", "default-image", "default-command"}
+        swarmOnly = sorted(set(OPTIONS) - flags)
+        self.assertEqual(
+            swarmOnly,
+            [
+                "idle-poll-interval",
+                "init",
+                "network",
+                "poll-interval",
+                "request-timeout",
+                "restart-delay",
+            ],
+        )
+        swarmPart = help[help.index("swarm backend:") :]
+        for key in swarmOnly:
+            self.assertIn(key, swarmPart)
+        self.assertIn("docs/swarm-backend.md", swarmPart)
+
+    def test_swarmNodeHostIsForKillAndStats(self) -> None:
+        """
+        C{--swarm-node-host} says both commands that use a node's engine,
+        C{kill} and C{stats}, and that it is repeatable or comma-separated.
+        """
+        text = self.helpText()
+        start = text.index("--swarm-node-host=")
+        help = text[start : text.index(" --version")].replace("- ", "-")
+        self.assertIn("kill", help)
+        self.assertIn("stats", help)
+        self.assertIn("repeatable, or comma-separated", help)
 
     def test_dockerOptionErrorsNameBackendOptions(self) -> None:
         """
