@@ -196,6 +196,48 @@ class ServiceFormatTests(SynchronousTestCase):
                          ["web.k3v9q2m1x8b7@n1 | a"])
 
 
+class CommandHelpNotesTests(SynchronousTestCase):
+    """
+    A command's C{help} (C{pycm run --help}) says what the swarm options and
+    C{scale}'s forms mean, where the daemon's usage line only names them.
+    """
+
+    def help(self, name: str) -> str:
+        return "\n".join(fmt.formatHelp({"name": name, "usage": f"{name} NAME", "summary": "s"}))
+
+    def test_runAndCreateTellReplicasAndConstraint(self) -> None:
+        """
+        C{run} and C{create} tell C{--replicas} (its default, 1) and
+        C{--constraint} (Swarm's placement syntax, repeatable), as the swarm
+        backend's alone.
+        """
+        for name in ("run", "create"):
+            text = self.help(name)
+            self.assertTrue(text.startswith(f"usage: {name} NAME\n  s\n"), text)
+            self.assertIn("swarm backend only", text)
+            self.assertIn("--replicas=N", text)
+            self.assertIn("[default: 1]", text)
+            self.assertIn("--constraint=EXPR", text)
+            self.assertIn("node.role==worker", text)
+            self.assertIn("repeatable", text)
+
+    def test_scaleTellsItsFormsZeroAndWhenItReplies(self) -> None:
+        """
+        C{scale} tells the C{NAME=N} form, that 0 stops every copy but keeps
+        the container, and that the reply comes once that many run.
+        """
+        text = self.help("scale")
+        self.assertIn("swarm backend only", text)
+        self.assertIn("scale NAME=N...", text)
+        self.assertIn("N may be 0: every copy stops", text)
+        self.assertIn("is kept", text)
+        self.assertIn("The reply comes once N copies run", text)
+
+    def test_otherCommandsUnchanged(self) -> None:
+        """A command with nothing to add shows the daemon's usage alone."""
+        self.assertEqual(self.help("stop"), "usage: stop NAME\n  s")
+
+
 class PlanTests(SynchronousTestCase):
     """What C{scale}, C{--replicas} and C{--constraint} send."""
 
@@ -487,8 +529,16 @@ class ScaleE2ETests(SynchronousTestCase):
         self.assertEqual(result.stdout.split()[:3], [b"NAME", b"STATE", b"IMAGE"])
 
     def test_help(self) -> None:
-        """C{pycm scale --help} shows the daemon's usage of scale."""
+        """
+        C{pycm scale --help} shows the daemon's usage of scale and what its
+        forms mean; C{pycm run --help} what C{--replicas} means.
+        """
         result = self.daemon.pycm("scale", "--help")
         self.assertEqual(result.returncode, 0, result.stderr)
         self.assertIn(b"usage: scale NAME N", result.stdout)
+        self.assertIn(b"scale NAME=N...", result.stdout)
+        result = self.daemon.pycm("run", "--help")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIn(b"[--replicas=N]", result.stdout)
+        self.assertIn(b"how many copies (tasks) of it run", result.stdout)
 

@@ -79,6 +79,29 @@ COMMANDS = (
 #: Each command word and alias to its row.
 BY_WORD = commandsByWord(COMMANDS)
 
+_SWARM_OPTIONS_NOTE = (
+    "swarm backend only (the others refuse them):",
+    "  --replicas=N       how many copies (tasks) of it run, 0 or more [default: 1]",
+    "  --constraint=EXPR  where Swarm may place them, in its placement syntax",
+    "                     (node.role==worker, node.hostname!=db1, node.labels.zone==a);",
+    "                     repeatable: every one must hold",
+)
+
+#: What a command's C{help} adds under the daemon's usage and summary: what
+#: its options and forms mean where the usage line only names them (the
+#: daemon's C{help} carries no text for an option).
+COMMAND_NOTES: dict[str, tuple[str, ...]] = {
+    "run": _SWARM_OPTIONS_NOTE,
+    "create": _SWARM_OPTIONS_NOTE,
+    "scale": (
+        "swarm backend only (the others refuse it).",
+        "  scale NAME N         run N copies of NAME; N may be 0: every copy stops and",
+        "                       the container (its service) is kept, to scale up again",
+        "  scale NAME=N...      docker service scale's form: one scale NAME N a name",
+        "The reply comes once N copies run (scaling down: once the extra ones are gone).",
+    ),
+}
+
 #: Options the client reads itself, by command (see L{pycm.client.plan}).
 CLIENT_OPTIONS: dict[str, tuple[str, ...]] = {
     "run": ("-d", "--detach"),

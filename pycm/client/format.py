@@ -14,6 +14,7 @@ from typing import Any
 # Imported by the one-shot client, which must stay quick to start: no
 # Twisted here, nor attrs (pycm.model), directly or not.
 from pycm.client import services
+from pycm.client.commandtable import COMMAND_NOTES
 from pycm.client.stats import statsTable
 from pycm.errors import PycmError
 from pycm.timestamps import parseTime
@@ -250,6 +251,7 @@ def formatHelp(value: Any) -> list[str]:
             lines.append(f"  {value['summary']}")
         if value.get("aliases"):
             lines.append(f"  aliases: {', '.join(value['aliases'])}")
+        lines.extend(COMMAND_NOTES.get(str(value.get("name")), ()))
         return lines
     if isinstance(value, str):
         return value.splitlines()
