@@ -27,7 +27,11 @@ COMMAND_WIDTH = 30
 
 
 def ago(when: str | None, now: float) -> str:
-    """C{"5 minutes ago"} for an RFC 3339 time, like C{docker ps}."""
+    """
+    C{"5 minutes ago"} for an RFC 3339 time, like C{docker ps}; under a
+    second, C{"Less than a second ago"}, capital L and all, as C{docker ps}
+    prints it (Docker's go-units C{HumanDuration}).
+    """
     if not when:
         return "-"
     try:
