@@ -63,12 +63,14 @@ def serviceView(
     service: Mapping[str, Any], tasks: Iterable[Mapping[str, Any]], names: Mapping[str, str]
 ) -> ServiceView:
     """One service of C{GET /services} with its tasks."""
+    views = sorted((taskView(task, names) for task in tasks), key=_taskOrder)
+    return _serviceView(service, tuple(views))
+
+
+def _serviceView(service: Mapping[str, Any], tasks: tuple[TaskView, ...]) -> ServiceView:
+    """One service of C{GET /services}, its tasks' views (in order) given."""
     spec = service.get("Spec") or {}
     replicated = (spec.get("Mode") or {}).get("Replicated") or {}
-    views = sorted(
-        (taskView(task, names) for task in tasks),
-        key=lambda t: (t.slot or 0, -t.created, t.id),
-    )
     return ServiceView(
         name=str(spec.get("Name", "")),
         id=str(service.get("ID", "")),
@@ -77,7 +79,7 @@ def serviceView(
         created=_time(service.get("CreatedAt")) or 0.0,
         updated=_time(service.get("UpdatedAt")) or 0.0,
         spec=spec,
-        tasks=tuple(views),
+        tasks=tasks,
     )
 
 
@@ -87,22 +89,83 @@ def snapshotOf(time: float, services: Any, tasks: Any, nodes: Any) -> Snapshot:
     C{GET /nodes} (each filtered by pycm's label, or not: only pycm's
     services and their tasks are kept).
     """
-    names = nodeNames(nodes if isinstance(nodes, list) else ())
-    byService: dict[str, list[Mapping[str, Any]]] = {}
-    for task in tasks if isinstance(tasks, list) else ():
-        if isinstance(task, Mapping):
-            byService.setdefault(str(task.get("ServiceID") or ""), []).append(task)
-    views = {}
-    for service in services if isinstance(services, list) else ():
-        if not isinstance(service, Mapping):
-            continue
-        labels = (service.get("Spec") or {}).get("Labels") or {}
-        if labels.get("io.pycm.managed") != "true":
-            continue
-        view = serviceView(service, byService.get(str(service.get("ID") or ""), ()), names)
-        if view.name:
-            views[view.name] = view
-    return Snapshot(time, views, downNodes(nodes if isinstance(nodes, list) else ()))
+    return SnapshotReader().snapshotOf(time, services, tasks, nodes)
+
+
+def _taskKey(task: Mapping[str, Any], node: str | None) -> tuple[Any, ...]:
+    """What a task's view is made of that changes (with its version)."""
+    status = task.get("Status") or {}
+    return (
+        (task.get("Version") or {}).get("Index"),
+        status.get("Timestamp"),
+        status.get("State"),
+        task.get("DesiredState"),
+        node,
+    )
+
+
+def _serviceKey(service: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What a service's view is made of that changes (with its version)."""
+    return (
+        (service.get("Version") or {}).get("Index"),
+        service.get("UpdatedAt"),
+        service.get("CreatedAt"),
+    )
+
+
+class SnapshotReader:
+    """
+    L{snapshotOf} that remembers the views it made: a task or service the
+    engine reports unchanged (the same C{Version.Index}, status time and
+    state) is not read again, and a service none of whose tasks changed
+    is the same L{ServiceView} object as before (so comparing two
+    snapshots is quick).  Only what the last read saw is kept.
+    """
+
+    def __init__(self) -> None:
+        self._tasks: dict[str, tuple[tuple[Any, ...], TaskView]] = {}
+        self._services: dict[str, tuple[tuple[Any, ...], ServiceView]] = {}
+
+    def snapshotOf(self, time: float, services: Any, tasks: Any, nodes: Any) -> Snapshot:
+        """As L{snapshotOf}."""
+        nodeList = nodes if isinstance(nodes, list) else ()
+        names = nodeNames(nodeList)
+        oldTasks, self._tasks = self._tasks, {}
+        byService: dict[str, list[TaskView]] = {}
+        for task in tasks if isinstance(tasks, list) else ():
+            if not isinstance(task, Mapping):
+                continue
+            taskId = str(task.get("ID", ""))
+            nodeId = str(task.get("NodeID") or "")
+            key = _taskKey(task, names.get(nodeId, nodeId))
+            seen = oldTasks.get(taskId)
+            read = seen[1] if seen is not None and seen[0] == key else taskView(task, names)
+            self._tasks[taskId] = (key, read)
+            byService.setdefault(str(task.get("ServiceID") or ""), []).append(read)
+        oldServices, self._services = self._services, {}
+        views: dict[str, ServiceView] = {}
+        for service in services if isinstance(services, list) else ():
+            if not isinstance(service, Mapping):
+                continue
+            labels = (service.get("Spec") or {}).get("Labels") or {}
+            if labels.get("io.pycm.managed") != "true":
+                continue
+            serviceId = str(service.get("ID") or "")
+            taskViews = tuple(sorted(byService.get(serviceId, ()), key=_taskOrder))
+            key = _serviceKey(service)
+            known = oldServices.get(serviceId)
+            if known is not None and known[0] == key and known[1].tasks == taskViews:
+                view = known[1]
+            else:
+                view = _serviceView(service, taskViews)
+            self._services[serviceId] = (key, view)
+            if view.name:
+                views[view.name] = view
+        return Snapshot(time, views, downNodes(nodeList))
+
+
+def _taskOrder(task: TaskView) -> tuple[int, float, str]:
+    return (task.slot or 0, -task.created, task.id)
 
 
 def downNodes(nodes: Iterable[Mapping[str, Any]]) -> frozenset[str]:
@@ -115,4 +178,4 @@ def downNodes(nodes: Iterable[Mapping[str, Any]]) -> frozenset[str]:
     )
 
 
-__all__ = ["downNodes", "nodeNames", "serviceView", "snapshotOf", "taskView"]
+__all__ = ["SnapshotReader", "downNodes", "nodeNames", "serviceView", "snapshotOf", "taskView"]

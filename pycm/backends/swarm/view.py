@@ -72,6 +72,9 @@ class SwarmView:
         self._restarts: dict[str, tuple[int, int]] = {}
         #: Service id -> (exit code, time) of its last task seen to end.
         self._lastExit: dict[str, tuple[int | None, float | None]] = {}
+        #: Service id -> (its view, last exit, down nodes, the container
+        #: they made): a service unchanged since is not translated again.
+        self._made: dict[str, tuple[ServiceView, Any, frozenset[str], Container]] = {}
 
     # -- events -----------------------------------------------------------------
 
@@ -140,7 +143,7 @@ class SwarmView:
     def _forgetGone(self, snapshot: Snapshot) -> None:
         """Drop what is remembered of the services no longer there."""
         there = {service.id for service in snapshot.services.values()}
-        for remembered in (self.startErrors, self._restarts, self._lastExit):
+        for remembered in (self.startErrors, self._restarts, self._lastExit, self._made):
             for serviceId in [key for key in remembered if key not in there]:
                 del remembered[serviceId]
         for name in self.signals.names() - set(snapshot.services):
@@ -165,15 +168,21 @@ class SwarmView:
         """The container a service is."""
         latest = self.watcher.latest
         down = latest.downNodes if latest is not None else frozenset()
-        container = containerOf(service, (), self._lastExit.get(service.id), down)
-        remembered = self._restarts.get(service.id)
+        remembered = self._lastExit.get(service.id)
+        made = self._made.get(service.id)
+        if made is not None and made[0] is service and made[1:3] == (remembered, down):
+            container = made[3]
+        else:
+            container = containerOf(service, (), remembered, down)
+            self._made[service.id] = (service, remembered, down, container)
+        restarts = self._restarts.get(service.id)
         if (
-            remembered is not None
-            and remembered[0] == generationOf(service)
-            and remembered[1] > container.restartCount
+            restarts is not None
+            and restarts[0] == generationOf(service)
+            and restarts[1] > container.restartCount
         ):
             # Its tasks dropped (a scale to 0): the count seen before.
-            container = attrs.evolve(container, restartCount=remembered[1])
+            container = attrs.evolve(container, restartCount=restarts[1])
         failed = self.startErrors.get(service.id)
         if failed is not None and container.state in (State.EXITED, State.RESTARTING):
             container = attrs.evolve(container, state=State.DEAD, error=failed)

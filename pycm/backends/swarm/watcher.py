@@ -22,7 +22,7 @@ from pycm.backends.docker.engine import EngineError
 from pycm.backends.docker.events import EngineEvents
 from pycm.backends.docker.interfaces import IDockerEngine
 from pycm.backends.swarm.control import engineFailure
-from pycm.backends.swarm.reading import nodeNames, snapshotOf
+from pycm.backends.swarm.reading import SnapshotReader, nodeNames
 from pycm.backends.swarm.snapshot import Snapshot
 from pycm.backends.swarm.translate import LIST_FILTERS
 from pycm.errors import PycmError, Unavailable
@@ -67,6 +67,8 @@ class SwarmWatcher:
         self.latest: Snapshot | None = None
         #: Node id -> hostname, as the last look saw them.
         self.nodeNames: dict[str, str] = {}
+        #: Reads the engine's lists, reusing the views of what is unchanged.
+        self.reader = SnapshotReader()
         #: Does someone wait on the snapshots (a C{wait}, a log follow)?
         #: Then the watcher looks every L{waitInterval}.
         self.busy: Callable[[], bool] = lambda: False
@@ -176,7 +178,7 @@ class SwarmWatcher:
             services, tasks, nodes = (body for _, body in results)
             if isinstance(nodes, list):
                 self.nodeNames = nodeNames(nodes)
-            return self.prepare(snapshotOf(now, services, tasks, nodes))
+            return self.prepare(self.reader.snapshotOf(now, services, tasks, nodes))
 
         def unwrap(failure: Failure) -> Failure:
             if isinstance(failure.value, defer.FirstError):
