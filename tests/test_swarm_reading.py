@@ -175,3 +175,61 @@ class TranslatedOnceTests(SwarmTestCase):
         (after,) = self.run_(self.backend.list())
         self.assertEqual(after.replicas.toJSON(), {"running": 1, "desired": 2})
         self.assertEqual(after.state, State.DEAD)
+
+
+class ListNodesTests(SwarmTestCase):
+    """
+    C{list} reads the services and tasks afresh, the nodes only when they
+    may have changed.  (The engine's C{request} is wrapped to record the
+    paths asked for: the fake engine keeps no such record.)
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.runService("web", replicas=2)
+        self.paths: list[str] = []
+        request = self.engine.request
+
+        def recorded(method: str, path: str, *args: Any, **kw: Any) -> Any:
+            self.paths.append(path)
+            return request(method, path, *args, **kw)
+
+        self.engine.request = recorded  # type: ignore[method-assign]
+
+    def listNow(self) -> list[str]:
+        """The paths a C{list} asks for at once, then its containers' task nodes."""
+        d = self.backend.list()
+        asked = list(self.paths)
+        (web,) = self.run_(d)
+        self.assertEqual({t.node for t in web.tasks}, {"manager", "worker"})
+        return asked
+
+    def test_nodesKnown(self) -> None:
+        """With the nodes read since the last node event, C{list} does not ask for them."""
+        self.assertEqual(self.listNow(), ["/services", "/tasks"])
+
+    def test_nodeEvent(self) -> None:
+        """After a node event (a node went down, joined, ...) C{list} reads the nodes too."""
+        self.backend.watcher._engineEvent({"Type": "node", "Action": "update"})
+        self.assertEqual(self.listNow(), ["/services", "/tasks", "/nodes"])
+        self.paths.clear()
+        self.assertEqual(self.listNow(), ["/services", "/tasks"])
+
+    def test_eventsReconnected(self) -> None:
+        """After the event stream came back (events perhaps missed), the nodes are read."""
+        self.backend.watcher._eventsConnected(True)
+        self.assertEqual(self.listNow(), ["/services", "/tasks", "/nodes"])
+
+    def test_unknownNode(self) -> None:
+        """A task on a node not known then: the look is made again, the nodes with it."""
+        self.backend.watcher._nodes = []
+        self.backend.watcher.nodeNames = {}
+        self.listNow()
+        self.assertEqual(self.paths[:5], ["/services", "/tasks", "/services", "/tasks", "/nodes"])
+
+    def test_nodeDown(self) -> None:
+        """A node going down (its event) shows in the next C{list}: its task is lost."""
+        self.engine.killNode("worker")
+        advanceClock(self.clock, 30)
+        (web,) = self.run_(self.backend.list())
+        self.assertEqual(web.replicas.toJSON(), {"running": 1, "desired": 2})

@@ -195,8 +195,11 @@ class SwarmView:
 
     @defer.inlineCallbacks
     def _look(self) -> Any:
-        """A fresh snapshot (read now, handed to the watcher too)."""
-        snapshot = yield self.watcher.read()
+        """
+        A fresh snapshot (read now, handed to the watcher too): the services
+        and tasks; the nodes only when a node event says they changed.
+        """
+        snapshot = yield self.watcher.read(nodes=False)
         self.watcher.offer(snapshot)
         return snapshot
 

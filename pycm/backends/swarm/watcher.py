@@ -69,6 +69,11 @@ class SwarmWatcher:
         self.nodeNames: dict[str, str] = {}
         #: Reads the engine's lists, reusing the views of what is unchanged.
         self.reader = SnapshotReader()
+        #: The last C{GET /nodes} body, and how many node events (or event
+        #: stream reconnections) had come when it was asked for.
+        self._nodes: list[Any] | None = None
+        self._nodesAsked = -1
+        self._nodeEvents = 0
         #: Does someone wait on the snapshots (a C{wait}, a log follow)?
         #: Then the watcher looks every L{waitInterval}.
         self.busy: Callable[[], bool] = lambda: False
@@ -122,13 +127,18 @@ class SwarmWatcher:
         self._schedule(0)
 
     def _engineEvent(self, event: dict[str, Any]) -> None:
-        if event.get("Type") == "container":
+        kind = event.get("Type")
+        if kind == "container":
             attributes = (event.get("Actor") or {}).get("Attributes") or {}
             if "com.docker.swarm.task.id" not in attributes:
                 return
+        elif kind == "node":
+            self._nodeEvents += 1
         self.poke()
 
     def _eventsConnected(self, reconnect: bool) -> None:
+        # Node events may have been missed while the stream was away.
+        self._nodeEvents += 1
         self.poke()
 
     def _schedule(self, delay: float) -> None:
@@ -162,23 +172,50 @@ class SwarmWatcher:
         d.addCallbacks(self._read, self._failed)
         d.addBoth(self._lookDone)
 
-    def read(self) -> Deferred[Snapshot]:
-        """One look at the swarm (three requests at once), as a L{Snapshot}."""
+    def _nodesKnown(self) -> bool:
+        """
+        Are the nodes of the last C{GET /nodes} still what the engine says
+        (no node event since it was asked, the event stream following)?
+        """
+        return (
+            self._nodes is not None
+            and self._events is not None
+            and self._events.connected
+            and self._nodesAsked == self._nodeEvents
+        )
+
+    def read(self, nodes: bool = True) -> Deferred[Snapshot]:
+        """
+        One look at the swarm (three requests at once), as a L{Snapshot}.
+
+        @param nodes: ask for the nodes too (False: only when no node event
+            came since they were last read, or a task is on a node not
+            known then; C{list} reads the services and tasks afresh so).
+        """
         engine = self.engine
         params = {"filters": LIST_FILTERS}
+        asked = self._nodeEvents
+        known = None if nodes or not self._nodesKnown() else self._nodes
         requests = [
             engine.request("GET", "/services", params),
             engine.request("GET", "/tasks", params),
-            engine.request("GET", "/nodes"),
         ]
+        if known is None:
+            requests.append(engine.request("GET", "/nodes"))
         now = self.clock.seconds()
         gathered = defer.gatherResults(requests, consumeErrors=True)
 
-        def build(results: list[tuple[int, Any]]) -> Snapshot:
-            services, tasks, nodes = (body for _, body in results)
-            if isinstance(nodes, list):
-                self.nodeNames = nodeNames(nodes)
-            return self.prepare(self.reader.snapshotOf(now, services, tasks, nodes))
+        def build(results: list[tuple[int, Any]]) -> Any:
+            services, tasks = results[0][1], results[1][1]
+            nodeList: Any = known
+            if known is None:
+                nodeList = results[2][1]
+                if isinstance(nodeList, list):
+                    self._nodes, self._nodesAsked = nodeList, asked
+                    self.nodeNames = nodeNames(nodeList)
+            elif _unknownNode(tasks, self.nodeNames):
+                return self.read()
+            return self.prepare(self.reader.snapshotOf(now, services, tasks, nodeList))
 
         def unwrap(failure: Failure) -> Failure:
             if isinstance(failure.value, defer.FirstError):
@@ -272,6 +309,15 @@ class SwarmWatcher:
         self._waiters.append(waiter)
         self.poke()
         return d
+
+
+def _unknownNode(tasks: Any, names: dict[str, str]) -> bool:
+    """Is one of C{tasks} (a C{GET /tasks} body) on a node not in C{names}?"""
+    for task in tasks if isinstance(tasks, list) else ():
+        nodeId = task.get("NodeID") if isinstance(task, dict) else None
+        if nodeId and nodeId not in names:
+            return True
+    return False
 
 
 class _Waiter:
