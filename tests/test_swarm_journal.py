@@ -11,10 +11,13 @@ import attrs
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from pycm.backends.swarm.control import ServiceControl
 from pycm.backends.swarm.events import OwnChanges, specDigest
 from pycm.backends.swarm.journal import JOURNAL_FILE, MAX_BYTES, SnapshotJournal, decode, encode
 from pycm.backends.swarm.snapshot import ServiceView, Snapshot
 from pycm.model import Action, ContainerEvent
+from pycm.testing import settleClock
+from pycm.testing.swarmengine import FakeSwarmEngine
 from tests.swarmsnapshots import (
     Logged,
     actions,
@@ -388,3 +391,26 @@ class OwnChangesJournalTests(SynchronousTestCase):
         self.assertEqual(journal.advance(snap(11.0, service("web"))), [])
         self.assertFalse(journal.own)
         self.assertFalse(self.journal().own)
+
+
+class ControlIdentifiesTests(SynchronousTestCase):
+    """
+    L{ServiceControl.create} hands the new service's id to the journal, so
+    that pycm's create is told apart from another client's of its name.
+    """
+
+    def test_identified(self) -> None:
+        """Once the manager answers, the journal's create mark has the service's id."""
+        clock = Clock()
+        clock.advance(1_700_000_000)
+        engine = FakeSwarmEngine(clock)
+        journal = SnapshotJournal(clock=clock)
+        control = ServiceControl(engine, journal=journal)
+        body = {
+            "Name": "web",
+            "TaskTemplate": {"ContainerSpec": {"Image": "busybox", "Args": ["true"]}},
+            "Mode": {"Replicated": {"Replicas": 0}},
+        }
+        sid = self.successResultOf(settleClock(clock, control.create("web", body)))
+        self.assertEqual(journal.own.createdIds, {("web", sid)})
+        self.addCleanup(lambda: self.successResultOf(settleClock(clock, engine.close())))

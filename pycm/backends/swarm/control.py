@@ -120,6 +120,9 @@ class _NoMarks:
     def telling(self, **marks: Any) -> None:
         pass
 
+    def identify(self, name: str, sid: str) -> None:
+        pass
+
 
 class ServiceControl:
     """
@@ -207,7 +210,10 @@ class ServiceControl:
             if e.status == 409 or "already exists" in lowered or "conflicts with" in lowered:
                 raise Conflict(f'container name "{name}" is already in use') from None
             raise engineFailure(e, name) from None
-        return str((result or {}).get("ID", ""))
+        sid = str((result or {}).get("ID", ""))
+        # pycm's own service of that name: not another client's made after it.
+        self.journal.identify(name, sid)
+        return sid
 
     @defer.inlineCallbacks
     def get(self, name: str) -> Any:
