@@ -683,6 +683,31 @@ class StartFailureTests(SwarmTestCase):
         self.fails(self.backend.inspect("web"), NotFound)
 
 
+    def test_seenRunningFirst(self) -> None:
+        """
+        Under an init, a task whose command does not exist may be seen
+        running before its exit 127: the look in its container says why
+        (and a task whose command exists passes).
+        """
+        worker = self.engine.nodeEngine("worker")
+        ids = []
+        for name, command in (("bad", ["unstartable"]), ("good", ["sleep", "9"])):
+            _, created = self.run_(
+                worker.request("POST", "/containers/create", {"name": name}, body={
+                    "Image": "busybox", "Cmd": command}))
+            ids.append(created["Id"])
+        control = self.backend.control
+        bad, good = (
+            TaskView(f"t{i}", 1, "worker", "running", "running", containerId=cid)
+            for i, cid in enumerate(ids)
+        )
+        why = self.run_(control.execFailure(self.backend.nodes, [bad], lookFirst=True))
+        self.assertIn('"unstartable"', why)
+        self.assertIsNone(self.run_(control.execFailure(self.backend.nodes, [bad])))
+        self.assertIsNone(
+            self.run_(control.execFailure(self.backend.nodes, [good], lookFirst=True)))
+
+
 class NodeDownTests(SwarmTestCase):
     """A node's dockerd dies: its tasks come back on another node."""
 

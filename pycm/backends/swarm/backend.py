@@ -312,8 +312,8 @@ class SwarmBackend(SwarmView):
         latest = self.watcher.latest
         seen = latest.services.get(name) if latest is not None else None
         if seen is not None:
-            ended = [t for t in seen.tasks if t.generation == generation[0] and t.ended]
-            why = yield self.control.execFailure(self.nodes, ended)
+            thisStart = [t for t in seen.tasks if t.generation == generation[0]]
+            why = yield self.control.execFailure(self.nodes, thisStart, lookFirst=self.init)
             if why is not None:
                 message = f"cannot start {name}: {why}"
                 self.startErrors[service.id] = message

@@ -326,13 +326,24 @@ class ServiceControl:
         return False
 
     @defer.inlineCallbacks
-    def execFailure(self, nodes: NodeEngines, tasks: list[TaskView]) -> Any:
+    def execFailure(
+        self, nodes: NodeEngines, tasks: list[TaskView], lookFirst: bool = False
+    ) -> Any:
         """
         Why these tasks' command could not be executed, if that is why they
         ended (exit 126 or 127 under docker-init, which says so on stderr):
         read on the engine of each task's node; None if none says so (or
         their nodes' engines are unknown).
+
+        @param lookFirst: also look for the command in the container of one
+            running task: under an init the engine runs a container whose
+            command does not exist, and a look may see its task running
+            before the init's exit 127 is reported.
         """
+        if lookFirst:
+            why = yield self._missingCommand(nodes, [t for t in tasks if t.running])
+            if why is not None:
+                return why
         for task in tasks:
             if (task.error or "").startswith(START_FAILED):
                 # Without an init the engine says so itself.
@@ -346,6 +357,27 @@ class ServiceControl:
             why = yield ExecutableCheck(engine, LogReader(engine)).failure(task.containerId)
             if why is not None:
                 return why
+        return None
+
+    @defer.inlineCallbacks
+    def _missingCommand(self, nodes: NodeEngines, running: list[TaskView]) -> Any:
+        """
+        Why the first running task on a node of known engine cannot execute
+        its command (its filesystem looked at), or None.
+        """
+        for task in running:
+            if not task.containerId:
+                continue
+            try:
+                engine = nodes.engineFor(task.node)
+            except BackendError:
+                continue
+            try:
+                _, data = yield engine.request("GET", f"/containers/{task.containerId}/json")
+            except (EngineError, PycmError):
+                return None
+            why = yield ExecutableCheck(engine, LogReader(engine)).missing(task.containerId, data)
+            return why
         return None
 
     @defer.inlineCallbacks

@@ -217,7 +217,7 @@ class BackendLifecycleTests(BackendTestsBase):
         yield self.assertActions(
             spec.name, [Action.CREATE, Action.START, Action.DIE, Action.STOP]
         )
-        die = [e for e in self.recorder.events if e.action == Action.DIE][0]
+        die = [e for e in self.recorder.events if e.action == Action.DIE and e.name == spec.name][0]
         self.assertEqual(die.exitCode, container.exitCode)
 
     @inlineCallbacks
@@ -335,7 +335,7 @@ class BackendLifecycleTests(BackendTestsBase):
         self.assertEqual(container.state, State.EXITED)
         self.assertEqual(container.exitCode, 3)
         yield self.assertActions(spec.name, [Action.CREATE, Action.START, Action.DIE])
-        die = [e for e in self.recorder.events if e.action == Action.DIE][0]
+        die = [e for e in self.recorder.events if e.action == Action.DIE and e.name == spec.name][0]
         self.assertEqual(die.exitCode, 3)
 
     @inlineCallbacks
