@@ -19,7 +19,7 @@ OPTIONS: dict[str, tuple[str, str]] = {
     "swarm-node-host": (
         "",
         "NODE=ADDRESS[,NODE=ADDRESS...]: the engine of another node (its hostname "
-        "or id), for kill; the manager's own node needs none",
+        "or id), for kill and stats; the manager's own node needs none",
     ),
     "default-image": ("busybox:latest", "the image of a run/create that names none"),
     "default-command": (
