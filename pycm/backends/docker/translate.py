@@ -217,6 +217,30 @@ def _signalText(value: Any) -> str:
     return text
 
 
+def environment(spec: ContainerSpec) -> list[str]:
+    """
+    C{spec}'s environment as an engine takes it (C{KEY=VALUE} strings).
+
+    @raise BadRequest: for a name that is empty or holds C{=}.
+    """
+    for key in spec.env:
+        if not key or "=" in key:
+            raise BadRequest(f"bad --env name {key!r}")
+    return [f"{k}={v}" for k, v in spec.env.items()]
+
+
+def checkedWorkdir(spec: ContainerSpec) -> str:
+    """
+    C{spec}'s working directory (given).
+
+    @raise BadRequest: if it is not an absolute path.
+    """
+    workdir = spec.workdir or ""
+    if not workdir.startswith("/"):
+        raise BadRequest(f"--workdir {workdir!r} must be an absolute path")
+    return workdir
+
+
 def createBody(
     spec: ContainerSpec,
     image: str,
@@ -238,17 +262,12 @@ def createBody(
     body: dict[str, Any] = {"Image": image, "Labels": labels, "HostConfig": hostConfig}
     if spec.command is not None:
         body["Cmd"] = list(spec.command)
-    for key in spec.env:
-        if not key or "=" in key:
-            raise BadRequest(f"bad --env name {key!r}")
     if spec.env:
-        body["Env"] = [f"{k}={v}" for k, v in spec.env.items()]
+        body["Env"] = environment(spec)
     # Only these are the client's: the engine adds the image's (PATH...).
     labels[ENV_KEYS_LABEL] = json.dumps(sorted(spec.env))
     if spec.workdir is not None:
-        if not spec.workdir.startswith("/"):
-            raise BadRequest(f"--workdir {spec.workdir!r} must be an absolute path")
-        body["WorkingDir"] = spec.workdir
+        body["WorkingDir"] = checkedWorkdir(spec)
     # Always sent: an engine (20.10) with no StopSignal takes a kill with any
     # signal as a client stop that ends the restart policy; with one, only
     # the stop signal and SIGKILL do (what the contract says).

@@ -19,6 +19,8 @@ from pycm.backends.docker.translate import (
     MANAGED_LABEL,
     PRIVATE_PREFIX,
     RESTART_POLICY_LABEL,
+    checkedWorkdir,
+    environment,
     mapExitCode,
     userLabels,
 )
@@ -107,15 +109,10 @@ def serviceBody(
     container: dict[str, Any] = {"Image": image, "Labels": labels, "Init": init}
     if spec.command is not None:
         container["Args"] = list(spec.command)
-    for key in spec.env:
-        if not key or "=" in key:
-            raise BadRequest(f"bad --env name {key!r}")
     if spec.env:
-        container["Env"] = [f"{k}={v}" for k, v in spec.env.items()]
+        container["Env"] = environment(spec)
     if spec.workdir is not None:
-        if not spec.workdir.startswith("/"):
-            raise BadRequest(f"--workdir {spec.workdir!r} must be an absolute path")
-        container["Dir"] = spec.workdir
+        container["Dir"] = checkedWorkdir(spec)
     container["StopSignal"] = signalName(parseSignal(spec.stopSignal or DEFAULT_STOP_SIGNAL))
     stopTimeout = DEFAULT_STOP_TIMEOUT if spec.stopTimeout is None else spec.stopTimeout
     if stopTimeout < 0 or math.isinf(stopTimeout):
