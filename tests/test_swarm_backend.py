@@ -18,7 +18,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from pycm.backends.docker.engine import EngineError
-from pycm.backends.swarm.backend import SwarmBackend, makeBackend
+from pycm.backends.swarm.backend import END_WAIT, SwarmBackend, makeBackend
 from pycm.backends.swarm.control import notManagerMessage
 from pycm.backends.swarm.events import eventsBetween
 from pycm.backends.swarm.options import parseNetworks, parseNodeHosts
@@ -706,6 +706,26 @@ class StartFailureTests(SwarmTestCase):
         self.assertIsNone(self.run_(control.execFailure(self.backend.nodes, [bad])))
         self.assertIsNone(
             self.run_(control.execFailure(self.backend.nodes, [good], lookFirst=True)))
+
+
+    def test_failedStartWaitsForItsTasksToEnd(self) -> None:
+        """
+        A start failed by the look in a running task's container answers
+        once that task is seen ended (so the container then reads C{dead}),
+        and after L{END_WAIT} seconds at most.
+        """
+        self.runService("short", ("sleep", "3"))
+        self.runService("long", ("sleep", "1000"))
+        done = []
+        for name in ("short", "long"):
+            [task] = self.engine.tasksOf(name)
+            self.backend._endOf(name, [task.id]).addCallback(done.append)
+        self.clock.advance(1)
+        self.assertEqual(done, [])
+        advanceClock(self.clock, 3)
+        self.assertEqual(len(done), 1)
+        advanceClock(self.clock, END_WAIT)
+        self.assertEqual(len(done), 2)
 
 
 class NodeDownTests(SwarmTestCase):

@@ -17,7 +17,7 @@ from typing import Any
 
 import attrs
 from twisted.internet import defer
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -39,7 +39,7 @@ from pycm.backends.swarm.progress import (
     scaled,
     started,
 )
-from pycm.backends.swarm.snapshot import Snapshot
+from pycm.backends.swarm.snapshot import ServiceView, Snapshot
 from pycm.backends.swarm.translate import (
     CREATED_LABEL,
     REPLICAS_LABEL,
@@ -64,6 +64,8 @@ from pycm.model import (
 
 #: In the state directory: which signals pycm sent which service's tasks.
 SIGNALS_FILE = "swarm-signals.json"
+#: Seconds a failed start waits for its tasks to be seen ended.
+END_WAIT = 10.0
 
 CAPABILITIES = Capabilities(
     options=ALL_OPTIONS | SCALING_OPTIONS,
@@ -317,12 +319,29 @@ class SwarmBackend(SwarmView):
             if why is not None:
                 message = f"cannot start {name}: {why}"
                 self.startErrors[service.id] = message
+                yield self._endOf(name, [t.id for t in thisStart if not t.ended])
                 raise BackendError(message)
         if restart:
             self._emit(Action.RESTART, name)
         # The tasks of this start, as they started: a quick exit may have
         # been restarted by the policy before the look that saw them.
         return attrs.evolve(container, restartCount=0)
+
+    def _endOf(self, name: str, taskIds: list[str]) -> Deferred[Any]:
+        """
+        Wait (a few seconds at most) until the tasks C{taskIds} of C{name}
+        have ended: under an init, a command that cannot be executed is
+        seen running until the init's exit 127 is reported.
+        """
+        if not taskIds:
+            return succeed(None)
+
+        def ended(service: ServiceView | None) -> bool:
+            tasks = {t.id: t for t in service.tasks} if service is not None else {}
+            return all(tasks[i].ended for i in taskIds if i in tasks)
+
+        d = self._waitFor(name, "its tasks to end", ended, timeout=END_WAIT)
+        return d.addErrback(lambda _: None)
 
     def stop(self, name: str, timeout: float | None) -> Deferred[Container]:
         return self._oneAtATime.run(name, self._settled, name, self._stop, name, timeout)
