@@ -41,7 +41,7 @@ from benchmarks.common import (  # noqa: E402
     expectOK,
     median,
 )
-from benchmarks.report import Report  # noqa: E402
+from benchmarks.report import Report, runAlone  # noqa: E402
 
 SECTION = "docker"
 LABEL = "io.pycm.managed"
@@ -211,20 +211,7 @@ def run(report: Report, quick: bool, children: Children) -> None:
 
 def main() -> int:
     quick = "--quick" in sys.argv[1:]
-    report = Report()
-    children = Children()
-    try:
-        run(report, quick, children)
-    except Missing as e:
-        print(f"SKIPPED: {e}")
-        return 2
-    finally:
-        children.killAll()
-    print()
-    print(report.table())
-    for note in report.notes:
-        print(f"note: {note}")
-    return 0
+    return runAlone(run, quick)
 
 
 if __name__ == "__main__":

@@ -56,7 +56,7 @@ from benchmarks.common import (  # noqa: E402
     expectOK,
     median,
 )
-from benchmarks.report import Report  # noqa: E402
+from benchmarks.report import Report, runAlone  # noqa: E402
 from benchmarks.swarmsides import (  # noqa: E402
     COMMAND,
     Engine,
@@ -462,20 +462,7 @@ def main() -> int:
     from benchmarks.run import machine
 
     print(f"machine: {machine()}", flush=True)
-    report = Report()
-    children = Children()
-    try:
-        run(report, quick, children)
-    except Missing as e:
-        print(f"SKIPPED: {e}")
-        return 2
-    finally:
-        children.killAll()
-    print()
-    print(report.table())
-    for note in report.notes:
-        print(f"note: {note}")
-    return 0
+    return runAlone(run, quick)
 
 
 if __name__ == "__main__":

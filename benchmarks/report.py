@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from benchmarks.common import Children, Missing
 
 
 @dataclass
@@ -48,3 +51,25 @@ class Report:
         for d in data:
             out.append("  ".join(v.ljust(w) for v, w in zip(d, widths)).rstrip())
         return "\n".join(out)
+
+
+def runAlone(run: Callable[[Report, bool, Children], None], quick: bool) -> int:
+    """
+    Run one benchmark section on its own (its module's C{main}): its table
+    and notes printed; exit status 2, saying why, when what it measures is
+    missing.
+    """
+    report = Report()
+    children = Children()
+    try:
+        run(report, quick, children)
+    except Missing as e:
+        print(f"SKIPPED: {e}")
+        return 2
+    finally:
+        children.killAll()
+    print()
+    print(report.table())
+    for note in report.notes:
+        print(f"note: {note}")
+    return 0
