@@ -21,9 +21,9 @@ class Capabilities:
 
     @ivar options: the C{run}/C{create} options it honours (wire names:
         C{env}, C{label}, C{restart}, C{stop-timeout}, C{stop-signal},
-        C{memory}, C{cpus}, C{workdir}; a scaling backend's C{replicas},
-        C{constraint}).  The command table refuses the
-        others with C{bad_request} before the backend is called.
+        C{memory}, C{cpus}, C{workdir}, C{user}, the C{health-*} ones of
+        L{HEALTH_OPTIONS}; a scaling backend's C{replicas}, C{constraint}).
+        The command table refuses the others with C{bad_request} before the backend is called.
     @ivar limits: which resource limits it enforces (C{memory}, C{cpus}).
     @ivar imageDescription: a sentence saying what an image is for it
         (C{info}'s C{images}; the images themselves are
@@ -73,6 +73,10 @@ STATS_FIGURES = frozenset(
 
 #: The run/create options only a scaling backend (swarm) honours.
 SCALING_OPTIONS = frozenset({"replicas", "constraint"})
+#: The run/create options of a health check (L{pycm.health.HealthCheck}).
+HEALTH_OPTIONS = frozenset(
+    option for option, field in ContainerSpec.OPTION_FIELDS.items() if field == "healthcheck"
+)
 #: The run/create options any backend may honour (the supervising ones
 #: honour all of them, where the machine allows).
 ALL_OPTIONS = frozenset(ContainerSpec.OPTION_FIELDS) - SCALING_OPTIONS

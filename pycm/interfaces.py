@@ -159,12 +159,20 @@ class IContainerBackend(Interface):
         """
         Wait for a L{pycm.model.WaitCondition}: C{not-running} (fires at
         once if it is not running), C{running} (at once if running),
-        C{next-exit} (the next time it exits), C{removed}.
+        C{next-exit} (the next time it exits), C{removed}; C{healthy} (at
+        once if healthy) and C{unhealthy} (at once if unhealthy) for a
+        container with a health check.
 
         @return: a cancellable Deferred firing with the
             L{pycm.model.Container} as it was when the condition held;
             L{pycm.errors.NotFound} if there is no such container when
-            called.  Cancelling it leaves nothing behind.
+            called.  Cancelling it leaves nothing behind.  For C{healthy}:
+            L{pycm.errors.BadRequest} if it has no health check (or the
+            backend none at all); L{pycm.errors.BackendError} saying why
+            if it turns C{unhealthy}, or ends and will not be restarted
+            (C{exited}, C{dead}, removed), before it is healthy.  For
+            C{unhealthy}: BadRequest likewise; it keeps waiting across
+            restarts.
         """
 
     def stats(names):
@@ -273,6 +281,29 @@ class IRuntime(Interface):
 
         @return: Deferred firing with C{True} if it was still running and is
             now gone, C{False} if it was already gone (or C{pid} is None).
+        """
+
+
+class IRuntimeHealth(Interface):
+    """
+    Optional for an L{IRuntime}: one that can run a container's health
+    check (the supervisor schedules the checks, keeps the results and the
+    status; the runtime only runs one check when asked).
+    """
+
+    def probe(container, run, timeout):
+        """
+        Run C{container.healthcheck.cmd} once, as the container would run
+        it (the process backend: C{/bin/sh -c CMD} in the container's
+        cgroup, with its user, environment and working directory; the
+        memory backend: simulated, C{exit N} on its clock).
+
+        @param run: the container's current L{IRun}.
+        @param timeout: seconds before the check is killed.
+        @return: Deferred firing with a L{pycm.health.HealthResult} (a
+            check that timed out: exit code -1 and output saying so; one
+            that could not be started: exit code -1 and why); never fails.
+            Cancelling it kills the check.
         """
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import attrs
 
 from pycm.errors import BadRequest, InvalidName
+from pycm.health import Health, HealthCheck, OnFailure
 
 # Re-exported: the wire times have always been imported from here.
 from pycm.timestamps import formatTime as formatTime
@@ -51,8 +52,10 @@ class Action:
     SCALE = "scale"
     #: A scaling backend's: the service's definition changed otherwise.
     UPDATE = "update"
+    #: A health check changed the container's health (the event's C{status}).
+    HEALTH_STATUS = "health_status"
 
-    ALL = (CREATE, START, DIE, STOP, KILL, RESTART, DESTROY, SCALE, UPDATE)
+    ALL = (CREATE, START, DIE, STOP, KILL, RESTART, DESTROY, SCALE, UPDATE, HEALTH_STATUS)
 
 
 class WaitCondition:
@@ -62,8 +65,15 @@ class WaitCondition:
     RUNNING = "running"
     NEXT_EXIT = "next-exit"
     REMOVED = "removed"
+    #: Its health check passed (fails once it turns unhealthy, or ends and
+    #: will not be restarted, first).
+    HEALTHY = "healthy"
+    #: Its health check failed C{retries} times in a row.
+    UNHEALTHY = "unhealthy"
 
-    ALL = (NOT_RUNNING, RUNNING, NEXT_EXIT, REMOVED)
+    ALL = (NOT_RUNNING, RUNNING, NEXT_EXIT, REMOVED, HEALTHY, UNHEALTHY)
+    #: The conditions only a container with a health check can meet.
+    HEALTH = frozenset({HEALTHY, UNHEALTHY})
 
 
 _NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+\Z")
@@ -172,6 +182,12 @@ class ContainerSpec:
     replicas: int | None = None
     #: Placement constraints (a scaling backend's), e.g. C{node.role==worker}.
     constraints: tuple[str, ...] = ()
+    #: Its health check (None: none given; L{HealthCheck.disabled}: the
+    #: image's own is turned off).
+    healthcheck: HealthCheck | None = None
+    #: C{USER[:GROUP]}, names or numbers, as given (None: the backend's
+    #: default, the daemon's own user or the image's).
+    user: str | None = None
 
     #: The run/create options each field comes from, as the wire names them.
     OPTION_FIELDS = {
@@ -185,6 +201,14 @@ class ContainerSpec:
         "workdir": "workdir",
         "replicas": "replicas",
         "constraint": "constraints",
+        "health-cmd": "healthcheck",
+        "health-interval": "healthcheck",
+        "health-timeout": "healthcheck",
+        "health-retries": "healthcheck",
+        "health-start-period": "healthcheck",
+        "health-on-failure": "healthcheck",
+        "no-healthcheck": "healthcheck",
+        "user": "user",
     }
 
     def optionsUsed(self) -> frozenset[str]:
@@ -198,6 +222,11 @@ class ContainerSpec:
             used.add("restart")
         if self.constraints:
             used.add("constraint")
+        check = self.healthcheck
+        if check is not None:
+            used.add("no-healthcheck" if check.disabled else "health-cmd")
+            if check.onFailure != OnFailure.NONE:
+                used.add("health-on-failure")
         for option, field in (
             ("stop-timeout", self.stopTimeout),
             ("stop-signal", self.stopSignal),
@@ -205,6 +234,7 @@ class ContainerSpec:
             ("cpus", self.cpus),
             ("workdir", self.workdir),
             ("replicas", self.replicas),
+            ("user", self.user),
         ):
             if field is not None:
                 used.add(option)
@@ -281,6 +311,10 @@ class Container:
     replicas: Replicas | None = None
     tasks: tuple[Task, ...] = ()
     constraints: tuple[str, ...] = ()
+    #: Its health (None: it has no health check) and the check itself.
+    health: Health | None = None
+    healthcheck: HealthCheck | None = None
+    user: str | None = None
     #: False while a change of it is not yet in the daemon's state
     #: directory (a full disk): it is kept in memory and written later.
     saved: bool = True
@@ -316,6 +350,7 @@ class Container:
             "restart_policy": str(self.restartPolicy),
             "restart_count": self.restartCount,
             "labels": dict(self.labels),
+            "health": None if self.health is None else self.health.toJSON(),
         }
         if self.replicas is not None:
             summary["replicas"] = self.replicas.toJSON()
@@ -334,6 +369,8 @@ class Container:
             cpus=self.cpus,
             workdir=self.workdir,
             error=self.error,
+            user=self.user,
+            healthcheck=None if self.healthcheck is None else self.healthcheck.toJSON(),
         )
         if self.replicas is not None:
             result["tasks"] = [task.toJSON() for task in self.tasks]
@@ -393,6 +430,8 @@ class ContainerEvent:
     task: str | None = None
     #: On C{scale}: the new desired count.
     replicas: int | None = None
+    #: On C{health_status}: the new L{pycm.health.HealthStatus}.
+    status: str | None = None
 
     def toJSON(self) -> dict[str, Any]:
         result: dict[str, Any] = {
@@ -410,6 +449,8 @@ class ContainerEvent:
             result["task"] = self.task
         if self.replicas is not None:
             result["replicas"] = self.replicas
+        if self.status is not None:
+            result["status"] = self.status
         return result
 
 

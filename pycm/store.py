@@ -435,8 +435,8 @@ class SQLiteStore:
 
 #: The event fields kept as JSON in the C{detail} column (most events have
 #: none of them, and their column stays NULL).
-_DETAIL_FIELDS = ("node", "task", "replicas")
-_DETAIL_TYPES = {"node": str, "task": str, "replicas": int}
+_DETAIL_FIELDS = ("node", "task", "replicas", "status")
+_DETAIL_TYPES = {"node": str, "task": str, "replicas": int, "status": str}
 
 
 def _eventDetail(event: ContainerEvent) -> str | None:

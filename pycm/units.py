@@ -1,7 +1,8 @@
 """
-Sizes as people write them (C{512m}, C{1.5g}, C{10MiB}), in one grammar
-for every option that takes one: C{--memory} on a request line and the
-backends' C{log-max-size}.
+Sizes and durations as people write them, each in one grammar for every
+option that takes one: sizes (C{512m}, C{1.5g}, C{10MiB}) for C{--memory}
+and the backends' C{log-max-size}; durations (C{500ms}, C{10s}, C{1m},
+C{1h30m}) for C{logs --since} and the C{--health-*} options.
 """
 
 from __future__ import annotations
@@ -32,3 +33,47 @@ def parseSize(text: str) -> int:
     if size <= 0:
         raise BadRequest(f"bad size {text!r}: it must be positive")
     return size
+
+
+_DURATION_PART = re.compile(r"([0-9]{1,9}(?:\.[0-9]{1,9})?)(ms|s|m|h)")
+_DURATION = re.compile(r"(?:[0-9]{1,9}(?:\.[0-9]{1,9})?(?:ms|s|m|h))+")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def isDuration(text: str) -> bool:
+    """True if C{text} is written as a duration (C{1h30m}, C{500ms})."""
+    return _DURATION.fullmatch(text) is not None
+
+
+def parseDuration(text: str, what: str = "duration") -> float:
+    """
+    Seconds from C{500ms}, C{10s}, C{1m}, C{1h30m} or C{1.5h} (parts add
+    up), or from a bare number of seconds (C{30}, C{2.5}).
+
+    @param what: the option it came from, for the error (C{health-interval}).
+    @raise BadRequest: for anything else.
+    """
+    text = text.strip()
+    if _DURATION.fullmatch(text):
+        return sum(
+            float(number) * _DURATION_UNITS[unit]
+            for number, unit in _DURATION_PART.findall(text)
+        )
+    if re.fullmatch(r"[0-9]{1,9}(?:\.[0-9]{1,9})?", text):
+        return float(text)
+    raise BadRequest(
+        f"bad --{what} {text!r}: expected a duration such as 500ms, 10s, 1m or 1h30m"
+    )
+
+
+def formatDuration(seconds: float) -> str:
+    """The shortest of C{500ms}, C{10s}, C{1m30s}, C{1h30m} for C{seconds}."""
+    if seconds < 1 and seconds != 0:
+        return f"{round(seconds * 1000)}ms"
+    whole = int(seconds)
+    if whole != seconds:
+        return f"{seconds:g}s"
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    text = (f"{hours}h" if hours else "") + (f"{minutes}m" if minutes else "")
+    return text + (f"{secs}s" if secs or not text else "")

@@ -393,7 +393,8 @@ class CommandTests(SynchronousTestCase):
         self.assertEqual(
             set(summary),
             {"name", "id", "backend", "image", "command", "state", "pid", "exit_code",
-             "created", "started", "finished", "restart_policy", "restart_count", "labels"},
+             "created", "started", "finished", "restart_policy", "restart_count", "labels",
+             "health"},
         )
         self.assertEqual(summary["state"], "created")
         self.assertEqual(summary["restart_policy"], "on-failure:3")

@@ -20,7 +20,7 @@ from twisted.python.filepath import FilePath
 from zope.interface import implementer
 
 from pycm.backends.supervisor.backend import Supervisor, defaultIdFactory
-from pycm.capabilities import ALL_OPTIONS, STATS_FIGURES, Capabilities
+from pycm.capabilities import ALL_OPTIONS, HEALTH_OPTIONS, STATS_FIGURES, Capabilities
 from pycm.errors import BackendError
 from pycm.interfaces import (
     ILogStore,
@@ -156,7 +156,7 @@ class SimulatedRuntime:
         self.defaultImage = defaultImage
         self.images = IMAGES | {defaultImage}
         self.capabilities = Capabilities(
-            options=ALL_OPTIONS,
+            options=ALL_OPTIONS - HEALTH_OPTIONS - {"user"},
             limits=frozenset(),
             images="simulated: " + ", ".join(sorted(self.images)),
             stats=STATS_FIGURES,

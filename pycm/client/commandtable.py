@@ -21,6 +21,14 @@ _SPEC_OPTIONS = (
     Option("workdir", "w"),
     Option("replicas"),
     Option("constraint", repeat=True),
+    Option("user", "u"),
+    Option("health-cmd"),
+    Option("health-interval"),
+    Option("health-timeout"),
+    Option("health-retries"),
+    Option("health-start-period"),
+    Option("health-on-failure"),
+    Option("no-healthcheck", takesValue=False),
 )
 
 #: The daemon's commands, in its C{help}'s order.

@@ -189,7 +189,7 @@ COMMANDS = (
         "wait", observing.wait, "wait until a container reaches a condition",
         arguments=NAME,
         options=(
-            Option("for", metavar="not-running|running|next-exit|removed"),
+            Option("for", metavar="not-running|running|next-exit|removed|healthy|unhealthy"),
             Option("timeout", metavar="SECONDS"),
         ),
         minArgs=1, maxArgs=1, loggedArgs=1,

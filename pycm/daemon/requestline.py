@@ -18,6 +18,7 @@ from typing import Any
 
 from pycm.errors import BadRequest
 from pycm.grammar import Option
+from pycm.units import isDuration, parseDuration
 
 _SHELL_SPECIAL = frozenset("'\"\\")
 _WORD = re.compile(r"[^ \t\r\n]+")
@@ -147,9 +148,6 @@ def parseCount(text: str, what: str) -> int:
     return int(text)
 
 
-_DURATION_PART = re.compile(r"([0-9]{1,9}(?:\.[0-9]{1,9})?)(ms|s|m|h)")
-_DURATION = re.compile(r"(?:[0-9]{1,9}(?:\.[0-9]{1,9})?(?:ms|s|m|h))+")
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 _TIMESTAMP = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,9})?")
 _RFC3339 = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}(?:[Tt ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,9})?)?"
@@ -167,12 +165,8 @@ def parseSince(text: str, now: float, what: str = "since") -> float:
 
     @raise BadRequest: for anything else.
     """
-    if _DURATION.fullmatch(text):
-        seconds = sum(
-            float(number) * _DURATION_UNITS[unit]
-            for number, unit in _DURATION_PART.findall(text)
-        )
-        return now - seconds
+    if isDuration(text):
+        return now - parseDuration(text, what)
     if _TIMESTAMP.fullmatch(text):
         return float(text)
     if _RFC3339.fullmatch(text):

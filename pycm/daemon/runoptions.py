@@ -6,12 +6,14 @@ C{help}, L{specFromRequest} and the backend check (L{checkSupported}) read.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pycm.daemon.requestline import parseKeyValues, parseSeconds
 from pycm.errors import BadRequest
 from pycm.grammar import Option
+from pycm.health import healthCheckFrom
 from pycm.interfaces import IContainerBackend
 from pycm.model import ContainerSpec, RestartPolicy, parseSignal, signalName, validateName
 from pycm.units import parseSize
@@ -60,6 +62,19 @@ def _splitConstraint(value: str) -> tuple[str, str, str]:
     return "", "", ""
 
 
+_USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}\$?")
+
+
+def _readUser(value: str, name: str) -> str:
+    """C{USER[:GROUP]}: names or numbers, as C{useradd} allows them."""
+    user, sep, group = value.partition(":")
+    if not _USER.fullmatch(user) or (sep and not _USER.fullmatch(group)):
+        raise BadRequest(
+            f"bad --{name} {value!r}: expected USER or USER:GROUP (names or numbers)"
+        )
+    return value
+
+
 def _readCpus(value: str, name: str) -> float:
     """A positive, finite number of CPUs (a fraction is fine)."""
     try:
@@ -85,6 +100,16 @@ RUN_OPTIONS = (
     Option("replicas", metavar="N", field="replicas", read=_readCount),
     Option("constraint", repeat=True, metavar="EXPR", field="constraints",
            read=_readConstraints),
+    Option("user", "u", metavar="USER[:GROUP]", field="user", read=_readUser),
+    # The health check's options fill one field together (healthCheckFrom).
+    Option("health-cmd", metavar="CMD", field="healthcheck", read=_asGiven),
+    Option("health-interval", metavar="DURATION", field="healthcheck", read=_asGiven),
+    Option("health-timeout", metavar="DURATION", field="healthcheck", read=_asGiven),
+    Option("health-retries", metavar="N", field="healthcheck", read=_asGiven),
+    Option("health-start-period", metavar="DURATION", field="healthcheck", read=_asGiven),
+    Option("health-on-failure", metavar="none|restart|stop|kill", field="healthcheck",
+           read=_asGiven),
+    Option("no-healthcheck", takesValue=False, field="healthcheck", read=_asGiven),
 )
 
 #: The spec's fields by option, as the table declares them.
@@ -101,9 +126,12 @@ def specFromRequest(options: Mapping[str, Any], args: Sequence[str]) -> Containe
         )
     fields: dict[str, Any] = {}
     for option in RUN_OPTIONS:
-        if option.name in options:
+        if option.name in options and option.field != "healthcheck":
             assert option.read is not None and option.field is not None
             fields[option.field] = option.read(options[option.name], option.name)
+    check = healthCheckFrom(options)
+    if check is not None:
+        fields["healthcheck"] = check
     return ContainerSpec(name=name, image=image, command=tuple(args[2:]) or None, **fields)
 
 

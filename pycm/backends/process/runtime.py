@@ -35,7 +35,7 @@ from pycm.backends.process.spawn import (
     runEnvironment,
 )
 from pycm.backends.process.usage import UsageReader
-from pycm.capabilities import ALL_OPTIONS, STATS_FIGURES, Capabilities
+from pycm.capabilities import ALL_OPTIONS, HEALTH_OPTIONS, STATS_FIGURES, Capabilities
 from pycm.errors import BackendError, BadRequest, PycmError
 from pycm.interfaces import IRun, IRunObserver, IRuntime, IRuntimeStats, IRuntimeSweep
 from pycm.model import Container
@@ -133,7 +133,7 @@ class ProcessRuntime:
         #: The daemon's time budget for its containers' output.
         self.pacer = OutputPacer(reactor)
         self.capabilities = Capabilities(
-            options=ALL_OPTIONS - ({"memory", "cpus"} - cgroups.limits),
+            options=ALL_OPTIONS - HEALTH_OPTIONS - {"user"} - ({"memory", "cpus"} - cgroups.limits),
             limits=cgroups.limits,
             images=describeContainment(cgroups),
             stats=STATS_FIGURES,

@@ -51,7 +51,13 @@ from pycm.backends.swarm.translate import (
 from pycm.backends.swarm.usage import ServiceUsage
 from pycm.backends.swarm.view import SwarmView
 from pycm.backends.swarm.watcher import SwarmWatcher
-from pycm.capabilities import ALL_OPTIONS, SCALING_OPTIONS, STATS_FIGURES, Capabilities
+from pycm.capabilities import (
+    ALL_OPTIONS,
+    HEALTH_OPTIONS,
+    SCALING_OPTIONS,
+    STATS_FIGURES,
+    Capabilities,
+)
 from pycm.errors import BackendError, BadRequest, Conflict, PycmError
 from pycm.interfaces import IContainerBackend, IScalable
 from pycm.model import (
@@ -68,7 +74,8 @@ SIGNALS_FILE = "swarm-signals.json"
 END_WAIT = 10.0
 
 CAPABILITIES = Capabilities(
-    options=ALL_OPTIONS | SCALING_OPTIONS,
+    # No health checks: a service's health is its tasks' (not one status).
+    options=(ALL_OPTIONS - HEALTH_OPTIONS - {"user"}) | SCALING_OPTIONS,
     limits=frozenset({"memory", "cpus"}),
     images="a Docker image reference every node has (e.g. busybox:latest)",
     stats=STATS_FIGURES,

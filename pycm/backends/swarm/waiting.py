@@ -65,6 +65,10 @@ class SnapshotWaits:
             was when the condition held; L{NotFound} if there is no such
             service now; L{BadRequest} for an unknown condition.
         """
+        if condition in WaitCondition.HEALTH:
+            return defer.fail(
+                BadRequest(f"the swarm backend has no health checks: --for={condition}")
+            )
         if condition not in WaitCondition.ALL:
             return defer.fail(BadRequest(f"unknown wait condition {condition!r}"))
         waiter = _Waiter(self, name, condition)

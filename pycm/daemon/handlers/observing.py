@@ -125,7 +125,10 @@ def wait(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> A
 
     def result(container: Container) -> dict[str, Any]:
         state = "removed" if condition == WaitCondition.REMOVED else container.state
-        return {"name": name, "state": state, "exit_code": container.exitCode}
+        reply = {"name": name, "state": state, "exit_code": container.exitCode}
+        if condition in WaitCondition.HEALTH and container.health is not None:
+            reply["health"] = container.health.status
+        return reply
 
     return d.addCallbacks(result, timedOut)
 
