@@ -21,7 +21,8 @@ from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 
 import pycm
-from pycm.daemon.listeners import InsecureListener, boundListener
+from pycm.daemon.listeners import InsecureListener, boundListener, describeAddress
+from pycm.daemon.notify import SystemdNotifier
 from pycm.daemon.session import DaemonState
 from pycm.daemon.startup import StartupReport
 from pycm.files import replacePrivately
@@ -37,6 +38,8 @@ class PycmService(MultiService):
 
     @param whenReady: called once the daemon is ready (twistd's path
         passes L{freezeStartupObjects}).
+    @param notifier: tells systemd (L{pycm.daemon.notify}); none: nothing is
+        told.
     """
 
     log = Logger()
@@ -50,8 +53,10 @@ class PycmService(MultiService):
         stateLock: StateDirLock | None = None,
         whenReady: Callable[[], None] = lambda: None,
         listenersFile: str | None = None,
+        notifier: SystemdNotifier | None = None,
     ) -> None:
         super().__init__()
+        self._notifier = notifier or SystemdNotifier(reactor, None)
         self._whenReady = whenReady
         self._listenersFile = listenersFile
         self._reactor = reactor
@@ -73,6 +78,7 @@ class PycmService(MultiService):
             version=pycm.__version__,
             backend=self.backend.name,
         )
+        self._notifier.startWatchdog()
         d = maybeDeferred(self.backend.open)
         d.addCallback(self._listen)
         d.addErrback(self._failedToOpen)
@@ -85,7 +91,18 @@ class PycmService(MultiService):
         self._whenReady()
         self.log.info("pycm is ready")
         self._report.ready()
+        self._notifier.ready(self._readyStatus())
         self.ready.callback(None)
+
+    def _readyStatus(self) -> str:
+        """The status systemd shows once ready: where it listens, which backend."""
+        addresses = [
+            describeAddress(child.port)
+            for child in self
+            if getattr(child, "port", None) is not None
+        ]
+        where = ", ".join(addresses) or "no listener"
+        return f"ready: listening on {where} ({self.backend.name} backend)"
 
     def _failedToOpen(self, failure: Any) -> None:
         """
@@ -104,6 +121,7 @@ class PycmService(MultiService):
         self._report.failed(
             f"the {self.backend.name} backend could not start: {failure.getErrorMessage()}"
         )
+        self._notifier.status(f"failed: the {self.backend.name} backend could not start")
         self.ready.errback(failure)
         self.ready.addErrback(lambda _: None)
         # Before the reactor runs (the open failed at once, inside twistd's
@@ -197,6 +215,7 @@ class PycmService(MultiService):
             # Stopped (a signal) while the backend was opening: twistd
             # exits by that signal.
             self._report.failed("pycm was stopped before it was ready")
+        self._notifier.stopping()
         self._removeListenersFile()
         stopping = super().stopService()
 
@@ -210,7 +229,12 @@ class PycmService(MultiService):
         stopping.addErrback(
             lambda failure: self.log.failure("error while stopping", failure)
         )
+        stopping.addBoth(self._stopWatchdog)
         return stopping
+
+    def _stopWatchdog(self, result: object) -> object:
+        self._notifier.stopWatchdog()
+        return result
 
 
 #: The longest path a UNIX socket can have on Linux (sun_path, less its NUL).

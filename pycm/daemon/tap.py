@@ -9,6 +9,7 @@ ends is told by L{pycm.daemon.startup}.
 from __future__ import annotations
 
 import grp
+import os
 import resource
 import sys
 from collections.abc import Callable
@@ -30,6 +31,7 @@ from pycm.daemon.listeners import (
     ListenerService,
     classifyListener,
 )
+from pycm.daemon.notify import SystemdNotifier
 from pycm.daemon.protocol import (
     DEFAULT_AUTH_TIMEOUT,
     DEFAULT_MAX_EVENT_BACKLOG,
@@ -259,14 +261,18 @@ def _lockStateDir(stateDir: FilePath, closers: list[Any]) -> StateDirLock:
 
 
 def makeService(
-    options: Options, reactor: Any = None, whenReady: Callable[[], None] | None = None
+    options: Options,
+    reactor: Any = None,
+    whenReady: Callable[[], None] | None = None,
+    notifier: SystemdNotifier | None = None,
 ) -> IService:
     """
     Build the daemon's service from its options.
 
-    twistd calls it with the options alone: the global reactor, and
-    L{freezeStartupObjects} once the daemon is ready.  Tests pass their own
-    reactor, and no C{whenReady} unless they want one.
+    twistd calls it with the options alone: the global reactor,
+    L{freezeStartupObjects} once the daemon is ready, and systemd told
+    through C{NOTIFY_SOCKET} if it is set.  Tests pass their own reactor,
+    and no C{whenReady} nor C{notifier} unless they want one.
     """
     if reactor is None:
         from twisted.internet import reactor as globalReactor
@@ -274,6 +280,8 @@ def makeService(
         reactor = globalReactor
         if whenReady is None:
             whenReady = freezeStartupObjects
+        if notifier is None:
+            notifier = SystemdNotifier.fromEnvironment(reactor, os.environ)
     logPath = twistdLogPath(options)
     if logPath is not None:
         warning = makeLogFilePrivate(logPath)
@@ -315,6 +323,7 @@ def makeService(
         stateLock,
         whenReady=whenReady or (lambda: None),
         listenersFile=stateDir.child(LISTENERS_FILE).path,
+        notifier=notifier,
     )
     maxConnections = options["max-connections"]
     if maxConnections is None:
