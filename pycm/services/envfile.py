@@ -1,0 +1,132 @@
+"""
+Environment files (C{--env-file=FILE}, a services file's C{env_file}): the
+variables they set, read where the file is (the client; the daemon only for
+its own C{--services FILE}), so that the daemon receives variables and never
+a path on the client's machine.
+
+The format is Docker's C{--env-file}:
+  - C{KEY=VALUE} sets KEY; the value is everything after the first C{=}, as
+    written: quotes, spaces and C{#} are part of it, nothing is expanded
+    (a file saved with CRLF line ends loses the CR);
+  - a bare C{KEY} takes KEY's value from the environment of the process
+    reading the file, and is left out if that has no KEY;
+  - blank lines and lines whose first character (after blanks) is C{#} are
+    skipped; blanks before a key are too;
+  - a key is a variable name (C{[A-Za-z_][A-Za-z0-9_]*}); a later line for
+    the same key wins.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from collections.abc import Mapping
+
+from pycm.errors import BadRequest
+
+#: The largest environment file read, in bytes: far more than any request
+#: line can carry (64 KiB), so a mistaken path fails at once.
+MAX_ENV_FILE = 1024 * 1024
+
+_VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+class EnvFileError(BadRequest):
+    """An environment file cannot be read, or a line of it is wrong (C{FILE:LINE: why})."""
+
+
+def readTextFile(path: str, what: str, limit: int,
+                 error: type[BadRequest] = EnvFileError) -> str:
+    """
+    The text of the regular file C{path}, UTF-8, at most C{limit} bytes.
+
+    @param what: what the file is, for errors (C{"environment file"}).
+    @param error: the exception to raise.
+    @raise EnvFileError: (or C{error}) naming C{path}, if it cannot be opened, is not a
+        regular file (a directory, a FIFO, a device), is too big or is not
+        UTF-8.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as e:
+        raise error(f"{path}: cannot read the {what}: {e.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise error(f"{path}: the {what} is not a regular file")
+        if info.st_size > limit:
+            raise error(f"{path}: the {what} is too big ({info.st_size} bytes; "
+                        f"at most {limit})")
+        chunks = []
+        size = 0
+        while size <= limit:
+            chunk = os.read(fd, limit + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as e:
+        raise error(f"{path}: cannot read the {what}: {e.strerror}") from None
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    if len(data) > limit:
+        raise error(f"{path}: the {what} is too big (at most {limit} bytes)")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise error(f"{path}:{line}: the {what} is not UTF-8") from None
+
+
+def parseEnvText(text: str, path: str,
+                 environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """
+    The variables the environment file text C{text} sets (see the module's
+    docstring); C{path} names it in errors; a bare C{KEY} reads C{environ}
+    (C{os.environ} by default).
+
+    @raise EnvFileError: C{path:LINE: why}, for a key that is not a
+        variable name or a value holding a NUL.
+    """
+    if environ is None:
+        environ = os.environ
+    variables: dict[str, str] = {}
+    for number, line in enumerate(text.split("\n"), 1):
+        if line.endswith("\r"):
+            line = line[:-1]
+        line = line.lstrip(" \t")
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if not sep:
+            key = key.rstrip(" \t")
+        if not _VARIABLE.match(key):
+            raise EnvFileError(
+                f"{path}:{number}: {key!r} is not a variable name: expected "
+                "KEY=VALUE (or KEY alone, to pass on its value), KEY a letter or '_' "
+                "then letters, digits or '_'"
+            )
+        if "\0" in value:
+            raise EnvFileError(f"{path}:{number}: the value of {key} holds a NUL character")
+        if sep:
+            variables[key] = value
+        elif key in environ:
+            variables[key] = environ[key]
+    return variables
+
+
+def readEnvFile(path: str, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """
+    The variables the environment file at C{path} sets, in its order (a
+    later line for a key wins); see the module's docstring for the format.
+
+    @param environ: where a bare C{KEY} takes its value (C{os.environ} by
+        default).
+    @raise EnvFileError: naming C{path} (and the line), if it cannot be
+        read, is not a regular file, is over L{MAX_ENV_FILE} bytes, is not
+        UTF-8, or has a wrong line.
+    """
+    text = readTextFile(path, "environment file", MAX_ENV_FILE)
+    return parseEnvText(text, path, environ)

@@ -1,0 +1,414 @@
+"""
+Services files: the TOML a person writes (C{pycm apply FILE}, the daemon's
+C{--services FILE}) read into the C{apply} request's DOCUMENT,
+C{{"project": NAME, "services": {SERVICE: {...}}}}.
+
+Each C{[services.NAME]} table describes one container named NAME, with the
+keys of L{SERVICE_KEYS} (all optional) and a C{[services.NAME.healthcheck]}
+table with those of L{HEALTHCHECK_KEYS}.  Everything is checked here, so a
+mistake is reported as C{FILE:LINE: why} before anything is sent: an
+unknown key, a wrong type or a bad value (a duration, a size, a restart
+policy, a dependency on a service the file does not have).  The daemon
+checks the document again (it trusts no client); a dependency cycle is
+its to find.
+
+What the document gets differs from the file in three ways only:
+  - C{env_file} (a path, or a list of them, relative to the services
+    file's directory) is read here (L{pycm.services.envfile}) and merged
+    under C{env}: C{env} wins, then the later file; the path never reaches
+    the daemon;
+  - C{healthcheck = {disable = true}} becomes C{{"disable": true}} alone
+    (C{disable = false} is dropped);
+  - C{project} is the one given (C{--project}), else the services file's
+    directory name made to follow the container naming rule (see
+    L{projectFromDirectory}).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from pycm.errors import BadRequest, InvalidName
+from pycm.model import RestartPolicy, parseSignal, validateName
+from pycm.services.envfile import EnvFileError, readEnvFile, readTextFile
+from pycm.services.tomllines import KeyPath, keyLines, lineOf
+from pycm.units import parseDuration, parseSize
+
+#: The largest services file read, in bytes.
+MAX_SERVICES_FILE = 1024 * 1024
+
+#: What C{depends_on} may wait for.
+CONDITIONS = ("started", "healthy", "completed_successfully")
+
+#: The prefix of the labels pycm sets itself (a file may not).
+RESERVED_LABELS = "io.pycm."
+
+
+class ServicesFileError(BadRequest):
+    """A services file cannot be read or is wrong: C{FILE:LINE: why}."""
+
+
+def projectFromDirectory(directory: str) -> str:
+    """
+    The project name of a services file in C{directory}: its last part,
+    each character the container naming rule refuses made C{-}, leading
+    C{-}, C{_} and C{.} dropped, cut to 128 characters.
+
+    @raise BadRequest: if nothing of two characters or more is left (the
+        root directory, a name of symbols): C{--project NAME} is needed.
+    """
+    base = os.path.basename(os.path.normpath(os.path.abspath(directory)))
+    name = re.sub(r"[^A-Za-z0-9_.-]", "-", base).lstrip("-_.")[:128]
+    try:
+        return validateName(name)
+    except InvalidName:
+        raise BadRequest(
+            f"the directory {base or '/'!r} makes no project name "
+            "(2 to 128 letters, digits, '_', '.' or '-', a letter or digit first): "
+            "give --project NAME"
+        ) from None
+
+
+def checkProject(name: str) -> str:
+    """C{name} if it is a valid project name (the container naming rule)."""
+    try:
+        return validateName(name)
+    except InvalidName:
+        raise BadRequest(
+            f"invalid project name {name!r}: 2 to 128 characters, a letter or digit "
+            "then letters, digits, '_', '.' or '-'"
+        ) from None
+
+
+def loadServicesFile(path: str, project: str | None = None,
+                     environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """
+    Read the services file at C{path} into the C{apply} DOCUMENT.
+
+    @param project: the project's name (C{--project}); by default the
+        file's directory's (L{projectFromDirectory}).
+    @param environ: where an env file's bare C{KEY} takes its value
+        (C{os.environ} by default).
+    @raise BadRequest: a L{ServicesFileError} or an
+        L{pycm.services.envfile.EnvFileError} saying C{FILE:LINE: why}, or
+        a plain one for a bad project name.
+    """
+    name = checkProject(project) if project is not None else projectFromDirectory(
+        os.path.dirname(os.path.abspath(path)))
+    text = readTextFile(path, "services file", MAX_SERVICES_FILE, ServicesFileError)
+    return parseServices(text, path, name, environ)
+
+
+def parseServices(text: str, path: str, project: str,
+                  environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """
+    The DOCUMENT of the services file text C{text}; C{path} names it in
+    errors and is where C{env_file} paths are relative to.
+    """
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ServicesFileError(_syntaxError(path, e)) from None
+    return _Reader(path, keyLines(text), environ).document(data, project)
+
+
+def _syntaxError(path: str, error: tomllib.TOMLDecodeError) -> str:
+    """C{FILE:LINE:COLUMN: why} for a TOML syntax error."""
+    line, column = getattr(error, "lineno", None), getattr(error, "colno", None)
+    reason = getattr(error, "msg", None) or str(error)
+    # Before Python 3.14 the place is only in the message's end.
+    match = re.fullmatch(r"(.*) \(at line (\d+), column (\d+)\)", reason, re.DOTALL)
+    if match is not None:
+        reason, line, column = match.group(1), int(match.group(2)), int(match.group(3))
+    if line is None:
+        return f"{path}: {reason}"
+    return f"{path}:{line}:{column}: {reason}"
+
+
+_TYPE_NAMES = ((bool, "a boolean"), (int, "an integer"), (float, "a float"),
+               (str, "a string"), (list, "an array"), (dict, "a table"))  # fmt: skip
+
+
+def _typeName(value: object) -> str:
+    for kind, name in _TYPE_NAMES:
+        if isinstance(value, kind):
+            return name
+    return "a date or time"
+
+
+def _table(path: KeyPath) -> str:
+    """C{[services.web]} for the path C{("services", "web")}."""
+    if not path:
+        return "the top level"
+    return "[" + ".".join(str(part) for part in path) + "]"
+
+
+def _reason(error: BadRequest) -> str:
+    """A core parser's message without its C{bad --option 'value': } start."""
+    return re.sub(r"\Abad (?:--)?[a-z-]+ .*?: (?=expected|only|it )", "", error.message)
+
+
+def _isNumber(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) \
+        and math.isfinite(value)
+
+
+class _Reader:
+    """Checks one parsed services file and builds its DOCUMENT."""
+
+    def __init__(self, path: str, lines: dict[KeyPath, int],
+                 environ: Mapping[str, str] | None) -> None:
+        self.path = path
+        self.lines = lines
+        self.environ = environ
+
+    def error(self, where: KeyPath, message: str) -> ServicesFileError:
+        line = lineOf(self.lines, where)
+        prefix = f"{self.path}:{line}" if line is not None else self.path
+        return ServicesFileError(f"{prefix}: {message}")
+
+    def unknownKeys(self, table: Mapping[str, Any], where: KeyPath,
+                    known: Mapping[str, object]) -> None:
+        for key in table:
+            if key not in known:
+                raise self.error((*where, key), f"unknown key {_quote(key)} in {_table(where)}"
+                                 + f" (known: {', '.join(known)})")
+
+    def bad(self, where: KeyPath, message: str) -> ServicesFileError:
+        """C{"KEY" in [TABLE] MESSAGE}, at C{where}'s line."""
+        return self.error(where, f"{_quote(str(where[-1]))} in {_table(where[:-1])} "
+                          f"{message}")
+
+    def document(self, data: dict[str, Any], project: str) -> dict[str, Any]:
+        self.unknownKeys(data, (), {"services": None})
+        services = data.get("services")
+        if services is None or services == {}:
+            raise self.error(("services",), "no services: expected a [services.NAME] table")
+        if not isinstance(services, dict):
+            raise self.bad(("services",), f"must be a table of services, not "
+                           f"{_typeName(services)}")
+        result = {}
+        for name, service in services.items():
+            where = ("services", name)
+            try:
+                validateName(name)
+            except InvalidName as e:
+                raise self.error(where, e.message.replace("container name", "service name")
+                                 ) from None
+            if not isinstance(service, dict):
+                raise self.bad(where, f"must be a table ([services.{name}]), not "
+                               f"{_typeName(service)}")
+            result[name] = self.service(service, where, set(services))
+        return {"project": project, "services": result}
+
+    def service(self, service: dict[str, Any], where: KeyPath,
+                names: set[str]) -> dict[str, Any]:
+        self.unknownKeys(service, where, SERVICE_KEYS)
+        result: dict[str, Any] = {}
+        for key, value in service.items():
+            if key == "env_file":
+                continue
+            if key == "depends_on":
+                result[key] = self.dependsOn(value, (*where, key), names)
+            else:
+                result[key] = SERVICE_KEYS[key](self, value, (*where, key))
+        if "env_file" in service:
+            env = self.envFiles(service["env_file"], (*where, "env_file"))
+            env.update(result.get("env", {}))
+            result["env"] = env
+        return result
+
+    def envFiles(self, value: Any, where: KeyPath) -> dict[str, str]:
+        paths = [value] if isinstance(value, str) else value
+        if not isinstance(paths, list) or not all(
+                isinstance(item, str) and item for item in paths):
+            raise self.bad(where, "must be a path or an array of paths")
+        base = os.path.dirname(self.path)
+        env: dict[str, str] = {}
+        for item in paths:
+            try:
+                env.update(readEnvFile(os.path.join(base, item), self.environ))
+            except EnvFileError as e:
+                raise self.error(where, f"in env_file of {_table(where[:-1])}: {e.message}"
+                                 ) from None
+        return env
+
+    def dependsOn(self, value: Any, where: KeyPath, names: set[str]) -> Any:
+        if isinstance(value, list):
+            pairs = [((*where, index), item, "started") for index, item in enumerate(value)]
+        elif isinstance(value, dict):
+            pairs = [((*where, key), key, condition) for key, condition in value.items()]
+        else:
+            raise self.bad(where, "must be a table (db = \"healthy\") or an array of "
+                           f"service names, not {_typeName(value)}")
+        for at, dependency, condition in pairs:
+            if not isinstance(dependency, str):
+                raise self.bad(where, "must list service names (strings)")
+            if dependency not in names:
+                raise self.error(at, f"{_table(where[:-1])} depends on {_quote(dependency)},"
+                                 " which is not a service of this file")
+            if condition not in CONDITIONS:
+                raise self.error(at, f"bad condition {condition!r} for {_quote(dependency)} "
+                                 f"in {_table(where)}: expected " + ", ".join(CONDITIONS))
+        return value
+
+    def healthcheck(self, value: Any, where: KeyPath) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.bad(where, f"must be a table, not {_typeName(value)}")
+        self.unknownKeys(value, where, HEALTHCHECK_KEYS)
+        result = {key: HEALTHCHECK_KEYS[key](self, item, (*where, key))
+                  for key, item in value.items()}
+        if result.pop("disable", False):
+            if result:
+                raise self.error(where, f"{_table(where)} has disable = true: it takes no "
+                                 "other key (" + ", ".join(result) + ")")
+            return {"disable": True}
+        if "cmd" not in result:
+            raise self.error(where, f"{_table(where)} needs cmd (or disable = true)")
+        return result
+
+    def string(self, value: Any, where: KeyPath) -> str:
+        if not isinstance(value, str):
+            raise self.bad(where, f"must be a string, not {_typeName(value)}")
+        if not value.strip() or "\0" in value:
+            raise self.bad(where, "must not be empty" if "\0" not in value
+                           else "must not hold a NUL character")
+        return value
+
+    def command(self, value: Any, where: KeyPath) -> list[str]:
+        if not isinstance(value, list) or not value or not all(
+                isinstance(word, str) for word in value):
+            raise self.bad(where, 'must be a non-empty array of strings, such as '
+                           '["my-web", "--port", "8000"]')
+        if any("\0" in word for word in value):
+            raise self.bad(where, "must not hold a NUL character")
+        return value
+
+    def mapping(self, value: Any, where: KeyPath) -> dict[str, str]:
+        """A table of strings (integers are written as text)."""
+        if not isinstance(value, dict):
+            raise self.bad(where, f"must be a table (KEY = \"VALUE\"), not {_typeName(value)}")
+        result = {}
+        for key, item in value.items():
+            at = (*where, key)
+            if isinstance(item, int) and not isinstance(item, bool):
+                item = str(item)
+            if not isinstance(item, str):
+                raise self.bad(at, f"must be a string, not {_typeName(item)}")
+            if not key or "=" in key or "\0" in key or "\0" in item:
+                raise self.error(at, f"bad key {_quote(key)} in {_table(where)}: it must "
+                                 "not be empty or hold '=' or a NUL character")
+            if where[-1] == "labels" and key.startswith(RESERVED_LABELS):
+                raise self.error(at, f"label {_quote(key)}: labels starting "
+                                 f"{RESERVED_LABELS} are pycm's own")
+            result[key] = item
+        return result
+
+    def restart(self, value: Any, where: KeyPath) -> str:
+        return self.parsed(self.string(value, where), where, RestartPolicy.parse)
+
+    def stopSignal(self, value: Any, where: KeyPath) -> str:
+        return self.parsed(self.string(value, where), where, parseSignal)
+
+    def parsed(self, value: str, where: KeyPath, parse: Callable[[str], object]) -> str:
+        try:
+            parse(value)
+        except BadRequest as e:
+            raise self.bad(where, f"is wrong: {_reason(e)}") from None
+        return value
+
+    def memory(self, value: Any, where: KeyPath) -> str | int:
+        if isinstance(value, str):
+            return self.parsed(value, where, parseSize)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+        raise self.bad(where, 'must be a size ("512m", "1g") or a number of bytes')
+
+    def positive(self, value: Any, where: KeyPath) -> int | float:
+        if not _isNumber(value) or value <= 0:
+            raise self.bad(where, "must be a positive number")
+        return value  # type: ignore[no-any-return]
+
+    def seconds(self, value: Any, where: KeyPath) -> int | float:
+        if not _isNumber(value) or value < 0:
+            raise self.bad(where, "must be a number of seconds, 0 or more")
+        return value  # type: ignore[no-any-return]
+
+    def count(self, value: Any, where: KeyPath, least: int = 0) -> int:
+        if not isinstance(value, int) or isinstance(value, bool) or value < least:
+            raise self.bad(where, f"must be a whole number, {least} or more")
+        return value
+
+    def retries(self, value: Any, where: KeyPath) -> int:
+        return self.count(value, where, 1)
+
+    def duration(self, value: Any, where: KeyPath) -> str | int | float:
+        least = 0 if where[-1] == "start_period" else 0.001
+        if isinstance(value, str):
+            try:
+                seconds = parseDuration(value, str(where[-1]))
+            except BadRequest:
+                seconds = -1
+        elif _isNumber(value):
+            seconds = value
+        else:
+            seconds = -1
+        if not least <= seconds < 1e9:
+            raise self.bad(where, 'must be a duration ("500ms", "10s", "1m", "1h30m") or a '
+                           "number of seconds" + (", more than 0" if least else ""))
+        return value  # type: ignore[no-any-return]
+
+    def onFailure(self, value: Any, where: KeyPath) -> str:
+        choices = ("none", "restart", "stop", "kill")
+        if value not in choices:
+            raise self.bad(where, "must be one of " + ", ".join(choices))
+        return value  # type: ignore[no-any-return]
+
+    def boolean(self, value: Any, where: KeyPath) -> bool:
+        if not isinstance(value, bool):
+            raise self.bad(where, f"must be true or false, not {_typeName(value)}")
+        return value
+
+
+def _quote(key: str) -> str:
+    """A key as the errors show it: in double quotes, escaped as JSON would."""
+    return '"' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+_Check = Callable[[_Reader, Any, KeyPath], Any]
+
+#: A service's keys, in the order the README lists them, and how each is checked
+#: (C{depends_on} and C{env_file} are read apart: they look beyond the table).
+SERVICE_KEYS: dict[str, _Check] = {
+    "image": _Reader.string,
+    "command": _Reader.command,
+    "user": _Reader.string,
+    "env": _Reader.mapping,
+    "env_file": _Reader.string,
+    "labels": _Reader.mapping,
+    "restart": _Reader.restart,
+    "memory": _Reader.memory,
+    "cpus": _Reader.positive,
+    "workdir": _Reader.string,
+    "stop_signal": _Reader.stopSignal,
+    "stop_timeout": _Reader.seconds,
+    "healthcheck": _Reader.healthcheck,
+    "depends_on": _Reader.string,
+    "replicas": _Reader.count,
+}
+
+#: A C{healthcheck} table's keys, and how each is checked.
+HEALTHCHECK_KEYS: dict[str, _Check] = {
+    "cmd": _Reader.string,
+    "interval": _Reader.duration,
+    "timeout": _Reader.duration,
+    "retries": _Reader.retries,
+    "start_period": _Reader.duration,
+    "on_failure": _Reader.onFailure,
+    "disable": _Reader.boolean,
+}
