@@ -56,6 +56,14 @@ COMMANDS = (
     ),
     CommandSyntax("scale", "set how many copies of a container run (swarm)"),
     CommandSyntax(
+        "apply", "make the containers match a services document",
+        options=(
+            Option("dry-run", takesValue=False),
+            Option("prune", takesValue=False),
+            Option("project"),
+        ),
+    ),
+    CommandSyntax(
         "list", "list every container, sorted by name", aliases=("ls", "ps"),
         options=(Option("filter", "f", repeat=True), Option("all", "a", takesValue=False)),
     ),

@@ -15,7 +15,7 @@ from typing import Any
 import attrs
 
 import pycm
-from pycm.daemon.handlers import connection, containers, observing
+from pycm.daemon.handlers import applying, connection, containers, observing
 from pycm.daemon.runoptions import RUN_OPTIONS
 from pycm.daemon.session import Session
 from pycm.errors import BadRequest
@@ -161,6 +161,17 @@ COMMANDS = (
     Command(
         "scale", containers.scale, "set how many copies of a container run (swarm)",
         arguments="NAME N", minArgs=2, maxArgs=2, loggedArgs=2, changes=True,
+    ),
+    Command(
+        "apply", applying.apply, "make the containers match a services document",
+        arguments="DOCUMENT",
+        options=(
+            Option("dry-run", takesValue=False),
+            Option("prune", takesValue=False),
+            Option("project", metavar="NAME"),
+        ),
+        # The document holds env values: never logged.
+        minArgs=1, maxArgs=1, changes=True, loggedArgs=0,
     ),
     Command(
         "list", containers.list_, "list every container, sorted by name",

@@ -32,14 +32,17 @@ from pycm.model import (
     parseTime,
     signalName,
 )
+from pycm.services.config import CONFIG_LABEL, PROJECT_LABEL, SERVICE_LABEL
 from pycm.stats import Usage
 
 #: The label on every container pycm creates; C{list} shows only those.
 MANAGED_LABEL = "io.pycm.managed"
 #: The engine's filters for pycm's containers only (list and events).
 LIST_FILTERS = {"label": [f"{MANAGED_LABEL}=true"]}
-#: Labels under this prefix are pycm's own and are not shown to clients.
+#: Labels under this prefix are pycm's own and are not shown to clients,
+#: but for C{apply}'s (a client's as any other label).
 PRIVATE_PREFIX = "io.pycm."
+APPLY_LABELS = frozenset({PROJECT_LABEL, SERVICE_LABEL, CONFIG_LABEL})
 ENV_KEYS_LABEL = "io.pycm.env-keys"
 STOP_TIMEOUT_LABEL = "io.pycm.stop-timeout"
 #: The restart policy's name, so a daemon that starts again knows it from
@@ -107,7 +110,12 @@ def _time(text: str | None) -> float | None:
 
 def userLabels(labels: Mapping[str, str] | None) -> dict[str, str]:
     """The labels a client set: everything but pycm's own."""
-    return {k: v for k, v in (labels or {}).items() if not k.startswith(PRIVATE_PREFIX)}
+    return {k: v for k, v in (labels or {}).items() if not isPrivateLabel(k)}
+
+
+def isPrivateLabel(key: str) -> bool:
+    """Is C{key} one of pycm's own labels, which a client may not set?"""
+    return key.startswith(PRIVATE_PREFIX) and key not in APPLY_LABELS
 
 
 def isManaged(labels: Mapping[str, str] | None) -> bool:
@@ -254,7 +262,7 @@ def createBody(
     """
     labels = dict(spec.labels)
     for key in labels:
-        if key.startswith(PRIVATE_PREFIX):
+        if isPrivateLabel(key):
             raise BadRequest(f"label {key!r}: the {PRIVATE_PREFIX} prefix is pycm's own")
     labels[MANAGED_LABEL] = "true"
     labels[IMAGE_LABEL] = image

@@ -21,6 +21,7 @@ from pycm.backends.docker.translate import (
     RESTART_POLICY_LABEL,
     checkedWorkdir,
     environment,
+    isPrivateLabel,
     mapExitCode,
     userLabels,
 )
@@ -90,7 +91,7 @@ def serviceBody(
     """
     labels = dict(spec.labels)
     for key in labels:
-        if key.startswith(PRIVATE_PREFIX):
+        if isPrivateLabel(key):
             raise BadRequest(f"label {key!r}: the {PRIVATE_PREFIX} prefix is pycm's own")
     if replicas < 0:
         raise BadRequest("--replicas must be an integer >= 0")

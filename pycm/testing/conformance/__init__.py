@@ -3,13 +3,16 @@ The shared test suites, one per interface, shipped so that every
 implementation (pycm's own, a fake, a third party's) runs the same tests.
 Each is a mixin: subclass it with a trial test case and set its C{fixture}.
 
-  - L{BackendConformanceTests}: L{pycm.interfaces.IContainerBackend}.
+  - L{BackendConformanceTests}: L{pycm.interfaces.IContainerBackend} (its
+    parts: lifecycle, logs, policies, and L{BackendApplyTests}, C{apply}
+    of services on the backend).
   - L{RecordStoreTests}, L{LogStoreTests}, L{EventStoreTests} (and
     L{DurableEventStoreTests}): the stores.
   - L{RuntimeTests}: L{pycm.interfaces.IRuntime} (L{RuntimeSweepTests} with
     L{pycm.interfaces.IRuntimeSweep}).
 """
 
+from pycm.testing.conformance.apply import BackendApplyTests
 from pycm.testing.conformance.backend import BackendConformanceTests, make_backend_tests
 from pycm.testing.conformance.eventstore import (
     DurableEventStoreTests,
@@ -29,6 +32,7 @@ from pycm.testing.conformance.runtime import (
 )
 
 __all__ = [
+    "BackendApplyTests",
     "BackendConformanceTests",
     "DurableEventStoreTests",
     "EventStoreFixture",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from twisted.trial.unittest import TestCase
 
+from pycm.testing.conformance.apply import BackendApplyTests
 from pycm.testing.conformance.lifecycle import BackendLifecycleTests
 from pycm.testing.conformance.logs import BackendLogsTests
 from pycm.testing.conformance.policies import BackendPolicyTests
@@ -16,7 +17,9 @@ from pycm.testing.fixtures import BackendFixture
 __all__ = ["BackendConformanceTests", "make_backend_tests"]
 
 
-class BackendConformanceTests(BackendLifecycleTests, BackendLogsTests, BackendPolicyTests):
+class BackendConformanceTests(
+    BackendLifecycleTests, BackendLogsTests, BackendPolicyTests, BackendApplyTests
+):
     """
     The behaviour every L{IContainerBackend} must have, as a mixin.  Use
     it as::

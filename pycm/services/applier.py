@@ -1,0 +1,334 @@
+"""
+An C{apply} carried out on an L{IContainerBackend} (L{Applier}): the
+backend listed once, the plan made (L{pycm.services.plan}), then every
+service started as soon as its dependencies met their conditions, the
+independent ones at once; progress as L{ProgressEvent}s.  A service that
+fails stops its dependents from starting; the others settle, then the
+apply fails with L{ApplyFailed} saying which failed, why, and which were
+not started.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+from twisted.internet.defer import Deferred, fail, gatherResults, maybeDeferred, succeed
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from pycm.errors import BackendError, BadRequest, PycmError
+from pycm.interfaces import IContainerBackend
+from pycm.model import Container, ProgressEvent, WaitCondition
+from pycm.services.definition import Condition, ServiceSet
+from pycm.services.plan import Plan, Step, StepAction, makePlan
+
+#: The C{action} of an apply's progress events.
+PROGRESS_ACTION = "apply"
+
+
+class ApplyFailed(BackendError):
+    """A service of an apply failed; the message says which, why, and what was not started."""
+
+
+class NotStarted(Exception):
+    """A service was not started: a dependency of it failed."""
+
+
+def refuseUnsupported(backend: IContainerBackend, services: ServiceSet) -> None:
+    """
+    @raise BadRequest: naming the first service (and its keys) that sets
+        what C{backend} cannot honour (C{replicas} where it cannot scale, a
+        health check where it has none).
+    """
+    for name in services.order:
+        refused = services.services[name].spec.optionsUsed() - backend.capabilities.options
+        if refused:
+            keys = sorted({_documentKey(option) for option in refused})
+            raise BadRequest(
+                f"service {name}: the {backend.name} backend cannot honour {', '.join(keys)}"
+            )
+
+
+def _documentKey(option: str) -> str:
+    if option.startswith("health-") or option == "no-healthcheck":
+        return "healthcheck"
+    return {"label": "labels"}.get(option, option.replace("-", "_"))
+
+
+@attrs.frozen
+class ApplyResult:
+    """What an apply did (or, dry, would do): the reply's object."""
+
+    plan: Plan
+    dryRun: bool
+    containers: dict[str, Container | None]
+
+    def toJSON(self) -> dict[str, Any]:
+        return {
+            "project": self.plan.project,
+            "dry_run": self.dryRun,
+            "services": [
+                step.toJSON(self.containers.get(step.name)) for step in self.plan.steps
+            ],
+        }
+
+
+class Applier:
+    """
+    Applies services to C{backend}, reporting progress to C{report} (the
+    daemon's event log), with times from C{now} (the daemon's clock's
+    C{seconds}).
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        backend: IContainerBackend,
+        now: Callable[[], float],
+        report: Callable[[ProgressEvent], None] = lambda event: None,
+        salt: Callable[[], str] | None = None,
+    ) -> None:
+        self.backend = backend
+        self.now = now
+        self.report = report
+        self.salt = salt
+
+    def progress(self, name: str, detail: str) -> None:
+        self.report(ProgressEvent(name, PROGRESS_ACTION, detail, self.now()))
+
+    def apply(
+        self, services: ServiceSet, prune: bool = False, dryRun: bool = False
+    ) -> Deferred[ApplyResult]:
+        """
+        Make the backend's containers match C{services}.
+
+        @return: a Deferred firing with the L{ApplyResult} once every
+            service is up (running, healthy if it has a health check, exited
+            0 if a dependent wants it completed); failing, before anything
+            changed, with L{BadRequest} (a service the backend cannot honour)
+            or L{pycm.errors.Conflict} (a name held by another project's
+            container), or, after the others settled, with L{ApplyFailed}.
+        """
+        try:
+            refuseUnsupported(self.backend, services)
+        except PycmError:
+            return fail()
+        listed = self.backend.list()
+
+        def planned(containers: list[Container]) -> Deferred[ApplyResult] | ApplyResult:
+            plan = makePlan(services, containers, prune, self.salt)
+            if dryRun:
+                return ApplyResult(plan, True, {})
+            return _Run(self, services, plan).run()
+
+        return listed.addCallback(planned)
+
+
+class _Once:
+    """A result many may wait for: each L{when} is a Deferred of its own."""
+
+    def __init__(self) -> None:
+        self.result: Any = None
+        self.done = False
+        self._waiting: list[Deferred[Any]] = []
+
+    def fire(self, result: Any) -> None:
+        self.result, self.done = result, True
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            self._deliver(d)
+
+    def _deliver(self, d: Deferred[Any]) -> None:
+        if isinstance(self.result, Failure):
+            d.errback(self.result)
+        else:
+            d.callback(self.result)
+
+    def when(self) -> Deferred[Any]:
+        d: Deferred[Any] = Deferred()
+        if self.done:
+            self._deliver(d)
+        else:
+            self._waiting.append(d)
+        return d
+
+
+class _Run:
+    """One apply's execution of its plan."""
+
+    def __init__(self, applier: Applier, services: ServiceSet, plan: Plan) -> None:
+        self.applier = applier
+        self.backend = applier.backend
+        self.services = services
+        self.plan = plan
+        self.steps = plan.byName()
+        self.started = {name: _Once() for name in services.order}
+        self.conditions: dict[tuple[str, str], _Once] = {}
+        self.containers: dict[str, Container | None] = {}
+        self.failures: dict[str, str] = {}
+        self.notStarted: set[str] = set()
+
+    def run(self) -> Deferred[ApplyResult]:
+        removals = [step for step in self.plan.steps if step.action == StepAction.REMOVE]
+        removed = gatherResults([self._remove(step) for step in removals], consumeErrors=True)
+        d = removed.addCallback(lambda _: self._startAll())
+        return d.addCallback(self._finish)
+
+    def _startAll(self) -> Deferred[Any]:
+        for name in self.services.order:
+            self._launch(name)
+        ups = [self._condition(name, self._ownCondition(name)).addErrback(lambda _: None)
+               for name in self.services.order]  # fmt: skip
+        return gatherResults(ups)
+
+    def _finish(self, _: object) -> ApplyResult:
+        result = ApplyResult(self.plan, False, self.containers)
+        if not self.failures:
+            return result
+        reasons = "; ".join(f"{name} {why}" for name, why in self.failures.items())
+        message = f"apply of {self.plan.project} failed: {reasons}"
+        if self.notStarted:
+            ordered = [name for name in self.services.order if name in self.notStarted]
+            message += "; not started: " + ", ".join(ordered)
+        raise ApplyFailed(message)
+
+    # each service
+
+    def _ownCondition(self, name: str) -> str:
+        """What this service must meet for the apply to be done with it."""
+        wanted = {condition for _, condition in self.services.dependents(name)}
+        if Condition.COMPLETED_SUCCESSFULLY in wanted:
+            return Condition.COMPLETED_SUCCESSFULLY
+        if self.services.services[name].hasHealthCheck:
+            return Condition.HEALTHY
+        return Condition.STARTED
+
+    def _launch(self, name: str) -> None:
+        dependencies = self.services.services[name].dependsOn
+        waits = []
+        for dependency, condition in dependencies.items():
+            if condition != Condition.STARTED and not self._met(dependency, condition):
+                self.applier.progress(name, f"waiting for {dependency} to be {_said(condition)}")
+            waits.append(self._condition(dependency, condition))
+        ready = gatherResults(waits, consumeErrors=True)
+
+        def blocked(failure: Failure) -> Failure:
+            self.notStarted.add(name)
+            return Failure(NotStarted(name))
+
+        ready.addCallbacks(lambda _: self._do(self.steps[name]), blocked)
+        ready.addCallbacks(self._up, self._failed, callbackArgs=(name,), errbackArgs=(name,))
+        ready.addBoth(self.started[name].fire)
+
+    def _met(self, name: str, condition: str) -> bool:
+        once = self.conditions.get((name, condition))
+        return once is not None and once.done and not isinstance(once.result, Failure)
+
+    def _up(self, container: Container, name: str) -> Container:
+        self.containers[name] = container
+        return container
+
+    def _failed(self, failure: Failure, name: str) -> Failure:
+        if not failure.check(NotStarted):
+            self.failures[name] = _why(failure)
+            self.applier.log.warn(
+                "apply of {project}: {service} failed: {why}",
+                project=self.plan.project, service=name, why=self.failures[name],
+            )
+        return failure
+
+    def _condition(self, name: str, condition: str) -> Deferred[Container]:
+        """A Deferred of C{name}'s container once it meets C{condition}."""
+        key = (name, condition)
+        once = self.conditions.get(key)
+        if once is None:
+            once = self.conditions[key] = _Once()
+            d = self.started[name].when()
+            if condition == Condition.HEALTHY:
+                d.addCallback(lambda _: self._waitHealthy(name))
+            elif condition == Condition.COMPLETED_SUCCESSFULLY:
+                d.addCallback(lambda _: self._waitCompleted(name))
+            d.addBoth(once.fire)
+        return once.when()
+
+    def _waitHealthy(self, name: str) -> Deferred[Container]:
+        d = self.backend.wait(name, WaitCondition.HEALTHY)
+
+        def healthy(container: Container) -> Container:
+            self.applier.progress(name, "healthy")
+            return self._up(container, name)
+
+        return d.addCallbacks(healthy, self._failed, errbackArgs=(name,))
+
+    def _waitCompleted(self, name: str) -> Deferred[Container]:
+        d = self.backend.wait(name, WaitCondition.NOT_RUNNING)
+
+        def ended(container: Container) -> Container:
+            self._up(container, name)
+            if container.exitCode != 0:
+                raise BackendError(f"exited {container.exitCode} (completed_successfully wanted)")
+            self.applier.progress(name, "completed")
+            return container
+
+        return d.addCallback(ended).addErrback(self._failed, name)
+
+    # the steps
+
+    def _do(self, step: Step) -> Deferred[Container]:
+        progress = self.applier.progress
+        if step.action == StepAction.KEEP:
+            progress(step.name, "kept")
+            assert step.current is not None
+            return succeed(step.current)
+        if step.action == StepAction.START:
+            progress(step.name, "starting")
+            return self.backend.start(step.name)
+        assert step.spec is not None
+        if step.action == StepAction.CREATE:
+            progress(step.name, "creating")
+            return self._createAndStart(step)
+        progress(step.name, f"recreating ({', '.join(step.changes)} changed)")
+        removed = self.backend.remove(step.name, True)
+
+        def kept(failure: Failure) -> Failure:
+            return _explained(failure, "its old container was kept")
+
+        def replace(_: object) -> Deferred[Container]:
+            d = self._createAndStart(step)
+            return d.addErrback(_explained, "its old container was removed")
+
+        return removed.addCallbacks(replace, kept)
+
+    def _createAndStart(self, step: Step) -> Deferred[Container]:
+        assert step.spec is not None
+        d = self.backend.create(step.spec)
+        return d.addCallback(lambda _: self.backend.start(step.name))
+
+    def _remove(self, step: Step) -> Deferred[None]:
+        d = maybeDeferred(self.backend.remove, step.name, True)
+
+        def removed(_: object) -> None:
+            self.applier.progress(step.name, "removed")
+
+        def failed(failure: Failure) -> None:
+            self.failures[step.name] = _why(failure) + " (while removing it)"
+
+        return d.addCallbacks(removed, failed)
+
+
+def _said(condition: str) -> str:
+    return {Condition.COMPLETED_SUCCESSFULLY: "completed successfully"}.get(condition, condition)
+
+
+def _why(failure: Failure) -> str:
+    error = failure.value
+    if isinstance(error, PycmError):
+        return error.message
+    return f"{type(error).__name__}: {error}"
+
+
+def _explained(failure: Failure, note: str) -> Failure:
+    return Failure(BackendError(f"{_why(failure)} ({note})"))
