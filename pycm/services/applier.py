@@ -213,15 +213,18 @@ class _Run:
             if condition != Condition.STARTED and not self._met(dependency, condition):
                 self.applier.progress(name, f"waiting for {dependency} to be {_said(condition)}")
             waits.append(self._condition(dependency, condition))
-        ready = gatherResults(waits, consumeErrors=True)
+        ready: Deferred[Any] = gatherResults(waits, consumeErrors=True)
 
-        def blocked(failure: Failure) -> Failure:
+        def proceed(_: object) -> Deferred[Container]:
+            return self._do(self.steps[name])
+
+        def blocked(failure: Failure) -> Deferred[Container]:
             self.notStarted.add(name)
-            return Failure(NotStarted(name))
+            return fail(NotStarted(name))
 
-        ready.addCallbacks(lambda _: self._do(self.steps[name]), blocked)
-        ready.addCallbacks(self._up, self._failed, callbackArgs=(name,), errbackArgs=(name,))
-        ready.addBoth(self.started[name].fire)
+        done: Deferred[Any] = ready.addCallbacks(proceed, blocked)
+        done.addCallbacks(self._up, self._failed, callbackArgs=(name,), errbackArgs=(name,))
+        done.addBoth(self.started[name].fire)
 
     def _met(self, name: str, condition: str) -> bool:
         once = self.conditions.get((name, condition))

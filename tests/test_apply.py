@@ -1,0 +1,357 @@
+"""
+Tests for L{pycm.services.plan} and L{pycm.services.applier} (an apply on a
+backend: concurrency, dependency conditions, failures, progress) and the
+C{apply} command (L{pycm.daemon.handlers.applying}) on the daemon's fake
+transport.  The shared cases every backend passes are
+L{pycm.testing.conformance.apply}.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from typing import Any
+
+import attrs
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.task import Clock
+from twisted.logger import Logger, formatEvent
+from twisted.trial.unittest import SynchronousTestCase
+
+from pycm.capabilities import ALL_OPTIONS, Capabilities
+from pycm.daemon import dispatch
+from pycm.errors import BackendError, BadRequest, Conflict
+from pycm.model import Container, ContainerSpec, ProgressEvent, State
+from pycm.services.applier import Applier, ApplyFailed, ApplyResult
+from pycm.services.definition import serviceSetFrom
+from pycm.services.plan import StepAction, makePlan
+from pycm.testing import memoryBackend
+from pycm.testing.server import FakeServer
+
+
+def services(project: str = "shop", **definitions: Any) -> Any:
+    return serviceSetFrom({"project": project, "services": definitions})
+
+
+class HeldBackend:
+    """
+    A backend whose every call waits until the test fires it, recording the
+    calls in order: what an applier asks for, and when, is then visible (the
+    memory backend answers at once, hiding concurrency).  Only the methods
+    an applier uses.
+    """
+
+    name = "held"
+    defaultImage = "memory"
+
+    def __init__(self, options: frozenset[str] = ALL_OPTIONS) -> None:
+        self.capabilities = Capabilities(options)
+        self.calls: list[tuple[str, str]] = []
+        self.pending: dict[tuple[str, str], Deferred[Any]] = {}
+        self.containers: list[Container] = []
+        self.listed = 0
+
+    def list(self) -> Deferred[list[Container]]:
+        self.listed += 1
+        return succeed(list(self.containers))
+
+    def _held(self, call: str, name: str) -> Deferred[Any]:
+        self.calls.append((call, name))
+        d: Deferred[Any] = Deferred()
+        self.pending[(call, name)] = d
+        return d
+
+    def create(self, spec: ContainerSpec) -> Deferred[Any]:
+        return self._held("create", spec.name)
+
+    def start(self, name: str) -> Deferred[Any]:
+        return self._held("start", name)
+
+    def remove(self, name: str, force: bool) -> Deferred[Any]:
+        return self._held("remove", name)
+
+    def wait(self, name: str, condition: str) -> Deferred[Any]:
+        return self._held(f"wait {condition}", name)
+
+    def fire(self, call: str, name: str, state: str = State.RUNNING,
+             exitCode: int | None = None, health: Any = None) -> None:  # fmt: skip
+        container = Container(name, "id-" + name, "held", "memory", ("x",), state, 0.0,
+                              exitCode=exitCode)  # fmt: skip
+        self.pending.pop((call, name)).callback(container)
+
+    def failCall(self, call: str, name: str, error: Exception) -> None:
+        self.pending.pop((call, name)).errback(error)
+
+
+class ApplierOrderTests(SynchronousTestCase):
+    """What an applier asks of the backend, and when."""
+
+    def setUp(self) -> None:
+        self.backend = HeldBackend()
+        self.progress: list[ProgressEvent] = []
+        self.applier = Applier(self.backend, lambda: 7.0, self.progress.append)
+
+    def apply(self, wanted: Any, **options: Any) -> list[Any]:
+        results: list[Any] = []
+        self.applier.apply(wanted, **options).addBoth(results.append)
+        return results
+
+    def test_independentAtOnce(self) -> None:
+        """
+        A hundred independent services are all created before any create
+        answers, from one list of the backend.
+        """
+        names = [f"svc{i:03}" for i in range(100)]
+        results = self.apply(services(**{name: {} for name in names}))
+        self.assertEqual(self.backend.calls, [("create", name) for name in names])
+        self.assertEqual(self.backend.listed, 1)
+        for name in names:
+            self.backend.fire("create", name, State.CREATED)
+            self.backend.fire("start", name)
+        [result] = results
+        self.assertIsInstance(result, ApplyResult)
+
+    def test_dependentWaits(self) -> None:
+        """
+        A dependent is created once its dependency has started; one that
+        waits for healthy, once the dependency's wait for healthy fired.
+        """
+        wanted = services(
+            db={"healthcheck": {"cmd": "ready"}},
+            app={"depends_on": ["db"]},
+            web={"depends_on": {"db": "healthy"}},
+        )
+        results = self.apply(wanted)
+        self.assertEqual(self.backend.calls, [("create", "db")])
+        self.backend.fire("create", "db", State.CREATED)
+        self.backend.fire("start", "db")
+        self.assertEqual(sorted(self.backend.calls[2:]),
+                         [("create", "app"), ("wait healthy", "db")])  # fmt: skip
+        self.backend.fire("wait healthy", "db")
+        self.assertEqual(self.backend.calls[4:], [("create", "web")])
+        for name in ("app", "web"):
+            self.backend.fire("create", name, State.CREATED)
+            self.backend.fire("start", name)
+        [result] = results
+        self.assertEqual([s["name"] for s in result.toJSON()["services"]], ["db", "app", "web"])
+        details = [(e.name, e.detail) for e in self.progress]
+        self.assertEqual(details, [
+            ("db", "creating"), ("web", "waiting for db to be healthy"), ("app", "creating"),
+            ("db", "healthy"), ("web", "creating"),
+        ])  # fmt: skip
+        self.assertEqual({(e.action, e.time) for e in self.progress}, {("apply", 7.0)})
+
+    def test_completedSuccessfully(self) -> None:
+        """
+        A dependency wanted completed is waited for until it no longer runs;
+        exited 0, its dependent starts.
+        """
+        results = self.apply(services(
+            migrate={}, web={"depends_on": {"migrate": "completed_successfully"}}))  # fmt: skip
+        self.backend.fire("create", "migrate", State.CREATED)
+        self.backend.fire("start", "migrate")
+        self.assertEqual(self.backend.calls[-1], ("wait not-running", "migrate"))
+        self.backend.fire("wait not-running", "migrate", State.EXITED, exitCode=0)
+        self.backend.fire("create", "web", State.CREATED)
+        self.backend.fire("start", "web")
+        [result] = results
+        self.assertEqual([s["state"] for s in result.toJSON()["services"]],
+                         [State.EXITED, State.RUNNING])  # fmt: skip
+
+    def test_failureSettlesTheRest(self) -> None:
+        """
+        A failed service stops its dependents (and theirs) from starting;
+        the others settle first; the error names the failed and the not
+        started.
+        """
+        results = self.apply(services(
+            db={}, other={}, app={"depends_on": ["db"]}, web={"depends_on": ["app"]}))  # fmt: skip
+        self.backend.failCall("create", "db", BackendError("no space left"))
+        self.assertEqual(results, [])
+        self.backend.fire("create", "other", State.CREATED)
+        self.backend.fire("start", "other")
+        [failure] = results
+        failure.trap(ApplyFailed)
+        self.assertEqual(failure.value.message,
+                         "apply of shop failed: db no space left; not started: app, web")
+        self.assertNotIn(("create", "app"), self.backend.calls)
+
+    def test_unhealthyFails(self) -> None:
+        """A dependency that turns unhealthy fails the apply, saying why."""
+        results = self.apply(services(db={"healthcheck": {"cmd": "ready"}},
+                                      web={"depends_on": {"db": "healthy"}}))
+        self.backend.fire("create", "db", State.CREATED)
+        self.backend.fire("start", "db")
+        self.backend.failCall("wait healthy", "db", BackendError("db turned unhealthy"))
+        [failure] = results
+        self.assertEqual(failure.value.message,
+                         "apply of shop failed: db db turned unhealthy; not started: web")
+
+    def test_recreateSaysWhatIsLeft(self) -> None:
+        """
+        A recreate whose new container cannot be made says that the old
+        one was removed; one whose old container cannot be removed, that it
+        was kept.
+        """
+        for failing, note in (("create", "its old container was removed"),
+                              ("remove", "its old container was kept")):  # fmt: skip
+            self.backend = HeldBackend()
+            self.applier = Applier(self.backend, lambda: 0.0)
+            old = Container("web", "1", "held", "memory", ("x",), State.RUNNING, 0.0,
+                            labels={"io.pycm.project": "shop", "io.pycm.service": "web"})
+            self.backend.containers = [old]
+            results = self.apply(services(web={}))
+            if failing == "create":
+                self.backend.fire("remove", "web")
+            self.backend.failCall(failing, "web", BackendError("broken"))
+            [failure] = results
+            self.assertEqual(failure.value.message,
+                             f"apply of shop failed: web broken ({note})")
+
+    def test_refusedBeforeAnything(self) -> None:
+        """
+        A service the backend cannot honour (replicas without scaling) is
+        refused naming it and the key, before the backend is even listed.
+        """
+        self.backend = HeldBackend(ALL_OPTIONS)
+        self.applier = Applier(self.backend, lambda: 0.0)
+        [failure] = self.apply(services(web={"replicas": 3}))
+        failure.trap(BadRequest)
+        self.assertEqual(failure.value.message,
+                         "service web: the held backend cannot honour replicas")
+        self.assertEqual((self.backend.listed, self.backend.calls), (0, []))
+
+
+class PlanTests(SynchronousTestCase):
+    """L{makePlan}: steps by the containers' labels."""
+
+    def container(self, name: str, project: str | None = "shop",
+                  state: str = State.RUNNING, **labels: str) -> Container:  # fmt: skip
+        if project is not None:
+            labels = {"io.pycm.project": project, "io.pycm.service": name, **labels}
+        return Container(name, name, "memory", "memory", ("x",), state, 0.0, labels=labels)
+
+    def test_conflictNamesEvery(self) -> None:
+        """Each service whose name another project's (or no project's) container holds."""
+        containers = [self.container("db", "other"), self.container("web", None)]
+        error = self.assertRaises(Conflict, makePlan, services(db={}, web={}), containers)
+        self.assertEqual(error.message,
+                         "container db exists and is not of project shop (it is of project "
+                         "other); container web exists and is not of project shop")  # fmt: skip
+
+    def test_keepOrStart(self) -> None:
+        """An unchanged running container is kept; an exited one started."""
+        wanted = services(db={}, web={})
+        plan = makePlan(wanted, [])
+        labels = {step.name: step.spec.labels for step in plan.steps if step.spec}
+        containers = [
+            attrs.evolve(self.container("db"), labels=labels["db"]),
+            attrs.evolve(self.container("web", state=State.EXITED), labels=labels["web"]),
+        ]
+        plan = makePlan(wanted, containers)
+        self.assertEqual([s.action for s in plan.steps], [StepAction.KEEP, StepAction.START])
+
+    def test_pruneOnlyOwn(self) -> None:
+        """Prune removes this project's applied containers only, after the rest."""
+        containers = [self.container("old"), self.container("theirs", "other"),
+                      self.container("plain", None)]  # fmt: skip
+        plan = makePlan(services(db={}), containers, prune=True)
+        self.assertEqual([(s.name, s.action) for s in plan.steps],
+                         [("db", StepAction.CREATE), ("old", StepAction.REMOVE)])  # fmt: skip
+        plan = makePlan(services(db={}), containers)
+        self.assertEqual([s.name for s in plan.steps], ["db"])
+
+
+class MemoryApplyTests(SynchronousTestCase):
+    """An applier on the memory backend, on a L{Clock}."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.backend = memoryBackend(self.clock)
+        self.applier = Applier(self.backend, self.clock.seconds)
+
+    def test_startFailureNamed(self) -> None:
+        """A command that cannot start fails the apply, naming it; the container is dead."""
+        results: list[Any] = []
+        wanted = services(db={"command": ["unstartable"]}, web={"depends_on": ["db"]})
+        self.applier.apply(wanted).addBoth(results.append)
+        [failure] = results
+        failure.trap(ApplyFailed)
+        self.assertTrue(failure.value.message.startswith("apply of shop failed: db "))
+        self.assertTrue(failure.value.message.endswith("; not started: web"))
+        [container] = self.successResultOf(self.backend.list())
+        self.assertEqual((container.name, container.state), ("db", State.DEAD))
+
+    def test_dryRunTouchesNothing(self) -> None:
+        """A dry run lists the backend and changes nothing."""
+        result = self.successResultOf(self.applier.apply(services(db={}), dryRun=True))
+        self.assertEqual(result.toJSON(), {"project": "shop", "dry_run": True, "services": [
+            {"name": "db", "action": "create", "changes": [], "state": None, "health": None}]})
+        self.assertEqual(self.successResultOf(self.backend.list()), [])
+
+
+class ApplyCommandTests(SynchronousTestCase):
+    """The C{apply} command on the daemon's fake transport."""
+
+    def setUp(self) -> None:
+        self.logged: list[dict[str, Any]] = []
+        self.patch(dispatch, "requestLog", Logger(observer=self.logged.append))
+        self.server = FakeServer()
+        self.conn = self.server.connect()
+
+    def line(self, document: Any, options: str = "") -> str:
+        return f"apply {options} {shlex.quote(json.dumps(document))}"
+
+    def test_applyReplies(self) -> None:
+        """The reply: project, dry_run, one entry a service in start order."""
+        document = {"project": "shop", "services": {
+            "web": {"depends_on": ["db"]}, "db": {"env": {"PASSWORD": "hunter2"}}}}
+        reply = self.conn.ok(self.line(document))
+        self.assertEqual(reply["project"], "shop")
+        self.assertEqual(reply["dry_run"], False)
+        self.assertEqual([(s["name"], s["action"], s["state"]) for s in reply["services"]],
+                         [("db", "create", "running"), ("web", "create", "running")])
+        again = self.conn.ok(self.line(document, "--project=shop --prune"))
+        self.assertEqual([s["action"] for s in again["services"]], ["keep", "keep"])
+
+    def test_documentNeverLogged(self) -> None:
+        """The request log shows apply and its outcome, never the document."""
+        document = {"project": "shop", "services": {"db": {"env": {"PASSWORD": "hunter2"}}}}
+        self.conn.ok(self.line(document))
+        self.assertEqual(len(self.logged), 1)
+        self.assertNotIn("hunter2", repr(self.logged[0]))
+        self.assertIn("apply", formatEvent(self.logged[0]))
+
+    def test_badDocuments(self) -> None:
+        """Bad JSON, a bad key, a cycle: bad_request; nothing is created."""
+        self.assertEqual(self.conn.err("apply '{\"services\": '"), "bad_request")
+        self.assertEqual(self.conn.err(self.line({"project": "p", "services": {"web": {"x": 1}}})),
+                         "bad_request")  # fmt: skip
+        cycle = {"project": "p", "services": {"ab": {"depends_on": ["cd"]},
+                                              "cd": {"depends_on": ["ab"]}}}  # fmt: skip
+        kind, (code, message) = self.conn.request(self.line(cycle))
+        self.assertEqual((kind, code, message),
+                         ("ERR", "bad_request", "dependency cycle: ab -> cd -> ab"))
+        self.assertEqual(self.conn.ok("list"), [])
+
+    def test_conflict(self) -> None:
+        """A service named as a container that is not the project's: conflict."""
+        self.conn.ok("run web")
+        self.assertEqual(self.conn.err(self.line({"project": "p", "services": {"web": {}}})),
+                         "conflict")  # fmt: skip
+
+    def test_progressToSubscribers(self) -> None:
+        """Event subscribers see the apply's progress events."""
+        watcher = self.server.connect()
+        watcher.ok("events --filter action=apply")
+        self.conn.ok(self.line({"project": "p", "services": {"db": {}}}))
+        events = [event for kind, event in watcher.replies() if kind == "EVENT"]
+        self.assertEqual([(e["type"], e["name"], e["detail"]) for e in events],
+                         [("progress", "db", "creating")])  # fmt: skip
+
+    def test_help(self) -> None:
+        """help apply shows its usage."""
+        self.assertEqual(self.conn.ok("help apply")["usage"],
+                         "apply [--dry-run] [--prune] [--project=NAME] DOCUMENT")
+
+
