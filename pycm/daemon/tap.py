@@ -25,6 +25,11 @@ from pycm.backends import availableBackends, loadBackendFactory
 from pycm.daemon.auth import loadOrCreateToken, readToken
 from pycm.daemon.connectionlimit import ConnectionLimit
 from pycm.daemon.eventlog import EventIdMark, EventLog
+from pycm.daemon.handlers.applying import (
+    applyOnceReady,
+    checkServicesOption,
+    loadServicesOption,
+)
 from pycm.daemon.legacyframing import LEGACY_PAUSE
 from pycm.daemon.listeners import (
     Listener,
@@ -47,7 +52,7 @@ from pycm.daemon.startup import (
     makeLogFilePrivate,
     twistdLogPath,
 )
-from pycm.errors import PycmError
+from pycm.errors import BadRequest, PycmError
 from pycm.statedir import checkStateDir
 from pycm.statepaths import LISTENERS_FILE, TOKEN_FILE, defaultStateDir
 
@@ -155,6 +160,12 @@ class Options(usage.Options):
          "[default: 10m]."],
         ["log-max-files", None, None,
          "process backend: how many log files to keep per container [default: 3]."],
+        ["services", None, None,
+         "A services file (TOML, as 'pycm apply FILE' reads) to apply at every start, "
+         "once the backend is open and pycm listens; a file that cannot be read or is "
+         "wrong stops the start. A service that fails is logged and pycm keeps serving."],
+        ["services-project", None, None,
+         "The project of --services' services [default: the file's directory's name]."],
     ]
 
     def __init__(self) -> None:
@@ -236,6 +247,16 @@ class Options(usage.Options):
         if self["swarm-node-host"]:
             backendOptions["swarm-node-host"] = ",".join(self["swarm-node-host"])
         self["backend-options"] = backendOptions
+        self["service-set"] = None
+        if self["services"] is not None:
+            try:
+                self["service-set"] = loadServicesOption(
+                    self["services"], self["services-project"]
+                )
+            except BadRequest as e:
+                raise usage.UsageError(f"--services {self['services']}: {e}") from None
+        elif self["services-project"] is not None:
+            raise usage.UsageError("--services-project needs --services")
 
 
 def _openEventLog(stateDir: FilePath, closers: list[Any], reactor: Any) -> EventLog:
@@ -300,6 +321,8 @@ def makeService(
         factory = loadBackendFactory(options["backend"])
         backend = factory(reactor, stateDir, options["backend-options"])
         events = _openEventLog(stateDir, closers, reactor)
+        if options["service-set"] is not None:
+            checkServicesOption(options["services"], options["service-set"], backend)
     except (PycmError, OSError) as e:
         for closer in reversed(closers):
             closer()
@@ -321,7 +344,7 @@ def makeService(
         closers,
         StartupReport.fromOptions(options),
         stateLock,
-        whenReady=whenReady or (lambda: None),
+        whenReady=applyOnceReady(whenReady or (lambda: None), state, options["service-set"]),
         listenersFile=stateDir.child(LISTENERS_FILE).path,
         notifier=notifier,
     )

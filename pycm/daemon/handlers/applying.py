@@ -1,19 +1,28 @@
 """
 The C{apply} command: one JSON document of services made the running set
 (L{pycm.services}); C{--dry-run} says what it would do, C{--prune} also
-removes the project's containers the document no longer lists.
+removes the project's containers the document no longer lists.  And the
+daemon's C{--services FILE}: the same, from a services file, at start-up.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from pycm.daemon.session import Session
-from pycm.errors import BadRequest
-from pycm.services.applier import Applier, ApplyResult
-from pycm.services.definition import serviceSetFrom
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from pycm.daemon.session import DaemonState, Session
+from pycm.errors import BadRequest, PycmError
+from pycm.interfaces import IContainerBackend
+from pycm.services.applier import Applier, ApplyResult, refuseUnsupported
+from pycm.services.definition import ServiceSet, serviceSetFrom
+from pycm.services.servicefile import loadServicesFile
+
+log = Logger(namespace="pycm.apply")
 
 
 def apply(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> Any:
@@ -32,3 +41,74 @@ def apply(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> 
         services, prune=bool(options.get("prune")), dryRun=bool(options.get("dry-run"))
     )
     return d.addCallback(ApplyResult.toJSON)
+
+
+# The daemon's --services FILE: read before start-up, applied once ready.
+
+
+def loadServicesOption(path: str, project: str | None) -> ServiceSet:
+    """
+    The services of C{--services FILE} (C{--services-project}, else the
+    file's directory's name), checked as an C{apply} checks its document.
+
+    @raise BadRequest: saying what is wrong, with the file's line where
+        the file says it.
+    """
+    return serviceSetFrom(loadServicesFile(path, project))
+
+
+def checkServicesOption(path: str, services: ServiceSet, backend: IContainerBackend) -> None:
+    """
+    @raise BadRequest: saying which of C{--services}' services C{backend}
+        cannot honour (before start-up).
+    """
+    try:
+        refuseUnsupported(backend, services)
+    except BadRequest as e:
+        raise BadRequest(f"--services {path}: {e}") from None
+
+
+def applyOnceReady(
+    whenReady: Callable[[], None], state: DaemonState, services: ServiceSet | None
+) -> Callable[[], None]:
+    """
+    The daemon's C{whenReady}, then (with C{--services}) the services
+    applied in the background (L{applyAtStart}): the daemon is ready, and
+    tells systemd so, without waiting for slow health checks.
+    """
+    if services is None:
+        return whenReady
+
+    def readyThenApply() -> None:
+        whenReady()
+        applyAtStart(state, services)
+
+    return readyThenApply
+
+
+def applyAtStart(state: DaemonState, services: ServiceSet) -> Deferred[None]:
+    """
+    Apply C{--services}' services, once the daemon is ready: each outcome
+    is logged; a service that fails is logged and the daemon keeps serving
+    (what did start stays up, and a later C{apply} can try again).
+
+    @return: a Deferred firing with None once the apply settled; it never
+        fails.
+    """
+    log.info("applying the services of project {project} (--services)",
+             project=services.project)  # fmt: skip
+    applier = Applier(state.backend, state.clock.seconds, state.events.record)
+    d = applier.apply(services)
+
+    def applied(result: ApplyResult) -> None:
+        actions = [f"{step['name']} {step['action']}" for step in result.toJSON()["services"]]
+        log.info("services of project {project} applied: {actions}",
+                 project=services.project, actions=", ".join(actions) or "none")  # fmt: skip
+
+    def failed(failure: Failure) -> None:
+        if failure.check(PycmError):
+            log.error("--services: {why}; pycm keeps serving", why=failure.getErrorMessage())
+        else:
+            log.failure("--services: the apply failed; pycm keeps serving", failure)
+
+    return d.addCallbacks(applied, failed)
