@@ -24,6 +24,7 @@ from pycm.backends.docker.interfaces import IDockerEngine
 from pycm.backends.memory import SimulatedRun, SimulatedRuntime
 from pycm.interfaces import IRunObserver
 from pycm.model import parseSignal
+from pycm.testing.dockerhealth import FakeHealthChecks
 from pycm.testing.dockerstate import (
     FakeContainer,
     Feed,
@@ -71,7 +72,10 @@ class FakeDockerEngine(AnswersLater):
     each command is a file C{/bin/NAME} of its images, so the backend's
     look for the executable finds it, and C{unstartable} is missing.
     Signal deaths exit 128+N; restart policies, stop timeouts, logs,
-    waits, events with C{since} and pulls behave as dockerd's.
+    waits, events with C{since} and pulls behave as dockerd's; so do
+    health checks and execs, in a tiny shell whose C{test -e}, C{touch}
+    and C{rm} see a set of paths of each container
+    (L{pycm.testing.dockerhealth.FakeHealthChecks} says how).
 
     @param images: the images it has (C{busybox} is C{busybox:latest}).
     @param registry: the images a pull finds.
@@ -95,6 +99,7 @@ class FakeDockerEngine(AnswersLater):
         self._runtime = SimulatedRuntime(clock)
         self._eventFeeds: list[Feed] = []
         self._serial = 0
+        self.health = FakeHealthChecks(clock, self._now, self._event)
 
     # -- IDockerEngine -------------------------------------------------------
 
@@ -170,6 +175,10 @@ class FakeDockerEngine(AnswersLater):
             return self._list, ()
         if parts == ["containers", "create"] and method == "POST":
             return self._create, ()
+        if parts[0] == "exec" and len(parts) == 3:
+            execs = {("POST", "start"): self.health.start, ("GET", "json"): self.health.inspect}
+            if (method, parts[2]) in execs:
+                return execs[method, parts[2]], (parts[1],)
         if parts[0] == "images" and method == "DELETE":
             return self._removeImage, ("/".join(parts[1:]),)
         if parts[0] == "containers" and len(parts) in (2, 3):
@@ -183,6 +192,7 @@ class FakeDockerEngine(AnswersLater):
                 ("POST", "restart"): self._restart,
                 ("POST", "kill"): self._kill,
                 ("POST", "wait"): self._wait,
+                ("POST", "exec"): self.health.create,
                 ("GET", "logs"): self._logs,
                 ("GET", "stats"): self._stats,
                 ("DELETE", ""): self._remove,
@@ -287,6 +297,7 @@ class FakeDockerEngine(AnswersLater):
             return
         container.started(run, self._now())
         self._event(container, "start")
+        self.health.started(container)
 
     def _output(self, container: FakeContainer, stream: str, lines: list[bytes]) -> None:
         now = self._now()
@@ -300,6 +311,7 @@ class FakeDockerEngine(AnswersLater):
         status = 128 - code if code is not None and code < 0 else (code or 0)
         ran = self.clock.seconds() - (container.startedAt or 0) / 1e9
         container.exited(status, self._now())
+        self.health.stopped(container)
         self._event(container, "die", exitCode=str(status))
         for feed in list(container.followers):
             self.clock.callLater(0, feed.end)
@@ -402,6 +414,7 @@ class FakeDockerEngine(AnswersLater):
 
         def gone(_: object) -> tuple[int, None]:
             container.cancelTimers()
+            self.health.stopped(container, quiet=True)
             self.containers.pop(container.id, None)
             for feed in container.followers:
                 feed.end()

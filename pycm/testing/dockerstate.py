@@ -19,6 +19,7 @@ from twisted.python.failure import Failure
 
 from pycm.backends.docker.engine import EngineError
 from pycm.backends.memory import SimulatedRun
+from pycm.health import Health
 from pycm.model import DEFAULT_PATH, Container, State, parseSignal
 
 _STREAMS = {"stdout": 1, "stderr": 2}
@@ -106,6 +107,13 @@ class FakeContainer:
     waiters: list[tuple[str, Deferred[Any]]] = attrs.Factory(list)
     timers: list[IDelayedCall] = attrs.Factory(list)
     restartDelay: float = 0.1
+    #: Its health (from its first start, with a health check) and the
+    #: timers of its checks (L{pycm.testing.dockerhealth}).
+    health: Health | None = None
+    healthTimers: list[IDelayedCall] = attrs.Factory(list)
+    #: The paths in it its health check's and execs' C{test}, C{touch} and
+    #: C{rm} see (L{pycm.testing.dockerhealth.runShell}).
+    files: set[str] = attrs.Factory(set)
 
     @classmethod
     def fromBody(
@@ -123,7 +131,12 @@ class FakeContainer:
             "WorkingDir": body.get("WorkingDir") or "",
             "StopSignal": body.get("StopSignal") or "SIGTERM",
             "StopTimeout": body.get("StopTimeout"),
+            "User": str(body.get("User") or ""),
         }
+        check = body.get("Healthcheck")
+        if check:
+            # As dockerd keeps it: the fields given as 0 left out.
+            config["Healthcheck"] = {k: v for k, v in dict(check).items() if v}
         hostConfig = {"RestartPolicy": {"Name": "no", "MaximumRetryCount": 0}}
         hostConfig.update(body.get("HostConfig") or {})
         return cls(cid, name, image, config, hostConfig, now)
@@ -177,6 +190,7 @@ class FakeContainer:
                 "FinishedAt": nanoTime(self.finishedAt)
                 if self.finishedAt
                 else "0001-01-01T00:00:00Z",
+                **({} if self.health is None else {"Health": healthJSON(self.health)}),
             },
             "Config": dict(self.config),
             "HostConfig": dict(self.hostConfig),
@@ -290,6 +304,24 @@ class FakeContainer:
                 call.cancel()
 
 
+def healthJSON(health: Health) -> dict[str, Any]:
+    """A health as dockerd's inspect shows it (C{State.Health})."""
+    return {
+        "Status": health.status,
+        "FailingStreak": health.failingStreak,
+        "Log": [
+            {
+                "Start": nanoTime(round(result.start * 10**9)),
+                "End": nanoTime(round(result.end * 10**9)),
+                "ExitCode": result.exitCode,
+                "Output": result.output,
+            }
+            for result in health.log
+        ],
+    }
+
+
+
 def findContainer(containers: dict[str, FakeContainer], ref: str) -> FakeContainer:
     """
     The container C{ref} names: its id, its name, or the one id it begins.
@@ -395,6 +427,7 @@ __all__ = [
     "findContainer",
     "flag",
     "frame",
+    "healthJSON",
     "hasLabel",
     "imageReference",
     "nanoTime",

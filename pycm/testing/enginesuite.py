@@ -105,9 +105,13 @@ class DockerEngineTests(EngineSuiteCase):
 
     @inlineCallbacks
     def create(
-        self, what: str, command: tuple[str, ...], **hostConfig: Any
+        self,
+        what: str,
+        command: tuple[str, ...],
+        config: dict[str, Any] | None = None,
+        **hostConfig: Any,
     ) -> Generator[Deferred[Any], Any, str]:
-        """Create a container of this run; fire with its name."""
+        """Create a container of this run (C{config}: more of the body); fire with its name."""
         name = f"pycme-{self.runId}-{what}"
         self.names.append(name)
         body = {
@@ -116,6 +120,7 @@ class DockerEngineTests(EngineSuiteCase):
             "Labels": {SUITE_LABEL: self.runId},
             "StopSignal": "SIGTERM",
             "HostConfig": {"Init": True, "NetworkMode": "none", **hostConfig},
+            **(config or {}),
         }
         status, created = yield self.call("POST", "/containers/create", {"name": name}, body=body)
         self.assertEqual(status, 201)
@@ -126,6 +131,23 @@ class DockerEngineTests(EngineSuiteCase):
     def state(self, name: str) -> Generator[Deferred[Any], Any, dict[str, Any]]:
         _, data = yield self.call("GET", f"/containers/{name}/json")
         return data["State"]
+
+    @inlineCallbacks
+    def execute(self, name: str, *command: str) -> Generator[Deferred[Any], Any, int]:
+        """Run C{command} in C{name} (detached) to its end; fire with its exit code."""
+        _, created = yield self.call(
+            "POST", f"/containers/{name}/exec", body={"Cmd": list(command)}
+        )
+        execId = created["Id"]
+        yield self.call("POST", f"/exec/{execId}/start", body={"Detach": True})
+
+        @inlineCallbacks
+        def ended() -> Generator[Deferred[Any], Any, Any]:
+            _, data = yield self.call("GET", f"/exec/{execId}/json")
+            return data if not data["Running"] and data["ExitCode"] is not None else None
+
+        data = yield self.eventually(ended)
+        return int(data["ExitCode"])
 
     def actions(self, name: str) -> list[str]:
         """The actions of C{name}'s events so far, in order."""
@@ -328,6 +350,65 @@ class DockerEngineTests(EngineSuiteCase):
         self.assertGreater(data["memory_stats"]["usage"], 0)
         self.assertGreater(data["pids_stats"]["current"], 0)
         self.assertIn("total_usage", data["cpu_stats"]["cpu_usage"])
+
+    @inlineCallbacks
+    def test_healthCheck(self) -> Generator[Deferred[Any], Any, None]:
+        """
+        A C{CMD-SHELL} health check every second, as dockerd keeps it (no
+        zero fields): no C{Health} before the start, C{starting} after it;
+        C{healthy} once an exec makes its file, C{unhealthy} after
+        C{Retries} failures once another removes it (the streak counted,
+        results of C{Start}, C{End}, C{ExitCode}, C{Output}, at most 5); a
+        C{health_status: STATUS} event each change; a stop leaves a
+        healthy one C{unhealthy}, untold; the next start C{starting}.
+        """
+        check = {
+            "Test": ["CMD-SHELL", "test -e /tmp/ok"],
+            "Interval": 10**9,
+            "Timeout": 10 * 10**9,
+            "Retries": 2,
+            "StartPeriod": 0,
+        }
+        name = yield self.create(
+            "health", self.fixture.longCommand, {"Healthcheck": check, "User": "0:0"}
+        )
+        _, data = yield self.call("GET", f"/containers/{name}/json")
+        self.assertEqual(data["Config"]["Healthcheck"], {k: v for k, v in check.items() if v})
+        self.assertEqual(data["Config"]["User"], "0:0")
+        self.assertNotIn("Health", data["State"])
+        yield self.call("POST", f"/containers/{name}/start")
+        health = (yield self.state(name))["Health"]
+        self.assertEqual((health["Status"], health["FailingStreak"]), ("starting", 0))
+
+        @inlineCallbacks
+        def status(wanted: str) -> Generator[Deferred[Any], Any, Any]:
+            health = (yield self.state(name))["Health"]
+            return health if health["Status"] == wanted else None
+
+        self.assertEqual((yield self.execute(name, "touch", "/tmp/ok")), 0)
+        yield self.eventually(lambda: status("healthy"))
+        self.assertEqual((yield self.execute(name, "rm", "/tmp/ok")), 0)
+        health = yield self.eventually(lambda: status("unhealthy"))
+        self.assertGreaterEqual(health["FailingStreak"], 2)
+        self.assertLessEqual(len(health["Log"]), 5)
+        last = health["Log"][-1]
+        self.assertEqual(sorted(last), ["End", "ExitCode", "Output", "Start"])
+        self.assertEqual((last["ExitCode"], last["Output"]), (1, ""))
+        self.assertRegex(last["Start"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z$")
+        yield self.execute(name, "touch", "/tmp/ok")
+        yield self.eventually(lambda: status("healthy"))
+        yield self.call("POST", f"/containers/{name}/stop", {"t": 10}, timeout=20)
+        yield self.eventually(lambda: "stop" in self.actions(name))
+        health = (yield self.state(name))["Health"]
+        self.assertEqual(health["Status"], "unhealthy")
+        yield self.call("POST", f"/containers/{name}/start")
+        health = (yield self.state(name))["Health"]
+        self.assertEqual(health["Status"], "starting")
+        told = [a for a in self.actions(name) if a.startswith("health_status")]
+        self.assertEqual(
+            told,
+            ["health_status: healthy", "health_status: unhealthy", "health_status: healthy"],
+        )
 
     @inlineCallbacks
     def pull(self, image: str) -> Generator[Deferred[Any], Any, list[Any]]:

@@ -49,7 +49,7 @@ from pycm.backends.docker.translate import (
 )
 from pycm.backends.docker.usage import UsageReader
 from pycm.backends.docker.waiting import ContainerWaits
-from pycm.capabilities import ALL_OPTIONS, HEALTH_OPTIONS, STATS_FIGURES, Capabilities
+from pycm.capabilities import ALL_OPTIONS, STATS_FIGURES, Capabilities
 from pycm.errors import BackendError, BadRequest, Conflict, NotFound, PycmError
 from pycm.interfaces import IContainerBackend
 from pycm.model import (
@@ -69,7 +69,9 @@ SIGNALS_FILE = "docker-signals.json"
 _EVENT_FILTERS = {"type": ["container"], **LIST_FILTERS}
 
 CAPABILITIES = Capabilities(
-    options=ALL_OPTIONS - HEALTH_OPTIONS - {"user"},
+    # dockerd has no --health-on-failure (Podman's own API has; its
+    # Docker-compatible one not): refused, not ignored.
+    options=ALL_OPTIONS - {"health-on-failure"},
     limits=frozenset({"memory", "cpus"}),
     images="a Docker image reference (e.g. busybox:latest)",
     stats=STATS_FIGURES,

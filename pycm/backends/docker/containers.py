@@ -151,6 +151,8 @@ class EngineView:
         self.startErrors: dict[str, str] = {}
         #: The inspect of a container just created, for the start that follows.
         self.justCreated: dict[str, dict[str, Any]] = {}
+        #: The health status last told of each container's run, by id.
+        self.healthTold: dict[str, str] = {}
 
     def container(self, data: dict[str, Any]) -> Container:
         """

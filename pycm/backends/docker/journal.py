@@ -129,6 +129,9 @@ class EventJournal:
         def stopTimer(result: Any) -> Any:
             if call.active():
                 call.cancel()
+            # Cancelled (a wait given up): no longer awaited.
+            if event in self.awaited:
+                self.awaited.remove(event)
             return result
 
         return d.addBoth(stopTimer)

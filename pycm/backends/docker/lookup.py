@@ -91,9 +91,7 @@ class ContainerLookup:
             name = (summary.get("Names") or ["/"])[0].lstrip("/")
             ids.add(cid)
             cached = view.details.get(cid) if useCache else None
-            if cached is not None and (cached.get("State") or {}).get("Status") == summary.get(
-                "State"
-            ):
+            if cached is not None and _unchanged(cached, summary):
                 result.append(view.container(cached))
             else:
                 missing.append((cid, name))
@@ -107,3 +105,15 @@ class ContainerLookup:
             if cid not in ids:
                 del view.details[cid]
         return result
+
+
+def _unchanged(cached: dict[str, Any], summary: dict[str, Any]) -> bool:
+    """
+    Is a cached inspect still the container the engine lists?  Not if its
+    state changed, nor while its health check runs: each check changes its
+    health's streak and log, with no event.
+    """
+    state = cached.get("State") or {}
+    return state.get("Status") == summary.get("State") and not (
+        state.get("Running") and state.get("Health")
+    )

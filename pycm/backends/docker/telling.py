@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from pycm.backends.docker.containers import EngineView
+from pycm.backends.docker.health import healthAction
 from pycm.backends.docker.interfaces import IDockerEngine
 from pycm.backends.docker.journal import EventJournal
 from pycm.backends.docker.podman import PodmanEvents
@@ -52,6 +53,9 @@ class EventTeller:
         cid = str(actor.get("ID") or raw.get("id") or "")
         if not name or not isManaged(attributes):
             return
+        status = healthAction(raw)
+        if status is not None:
+            return self._health(name, cid, status, raw)
         if action == "oom":
             # The kernel's OOM killer sent SIGKILL: the die that follows
             # (137) is -9, as inspect (OOMKilled) has it.
@@ -68,6 +72,9 @@ class EventTeller:
         nano = raw.get("timeNano")
         when = nano / 1e9 if isinstance(nano, int) else float(raw.get("time", 0))
         exitCode = None
+        if action in (Action.START, Action.DESTROY):
+            # A new run starts its health again (C{starting}, untold).
+            view.healthTold.pop(cid, None)
         if action == Action.START:
             view.signals.forget(name)
             previous = view.lastAction.get(name)
@@ -117,3 +124,17 @@ class EventTeller:
         if action == Action.DESTROY:
             view.lastAction.pop(name, None)
             view.policies.pop(name, None)
+
+    def _health(self, name: str, cid: str, status: str, raw: dict[str, Any]) -> None:
+        """
+        A health event: told once per change of the container's health
+        (dockerd tells only changes; Podman has told every check's).
+        """
+        view = self.view
+        view.details.pop(cid, None)
+        if view.healthTold.get(cid) == status:
+            return
+        view.healthTold[cid] = status
+        nano = raw.get("timeNano")
+        when = nano / 1e9 if isinstance(nano, int) else float(raw.get("time", 0))
+        self.journal.tell(ContainerEvent(Action.HEALTH_STATUS, name, when, status=status))

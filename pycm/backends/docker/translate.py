@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
+from pycm.backends.docker.health import healthcheckBody, healthcheckFrom, healthFrom
 from pycm.errors import (
     BackendError,
     BadRequest,
@@ -176,6 +177,7 @@ def containerFromInspect(
         stopTimeout = float(config["StopTimeout"])
     pid = engineState.get("Pid") or None
     nanoCpus = host.get("NanoCpus") or 0
+    check = healthcheckFrom(config.get("Healthcheck"))
     return Container(
         name=str(data.get("Name", "")).lstrip("/"),
         id=str(data.get("Id", "")),
@@ -198,6 +200,9 @@ def containerFromInspect(
         cpus=nanoCpus / 1e9 if nanoCpus else None,
         workdir=config.get("WorkingDir") or None,
         error=engineState.get("Error") or None,
+        health=healthFrom(engineState, check),
+        healthcheck=check,
+        user=config.get("User") or None,
     )
 
 
@@ -276,6 +281,10 @@ def createBody(
     labels[ENV_KEYS_LABEL] = json.dumps(sorted(spec.env))
     if spec.workdir is not None:
         body["WorkingDir"] = checkedWorkdir(spec)
+    if spec.user is not None:
+        body["User"] = spec.user
+    if spec.healthcheck is not None:
+        body["Healthcheck"] = healthcheckBody(spec.healthcheck)
     # Always sent: an engine (20.10) with no StopSignal takes a kill with any
     # signal as a client stop that ends the restart policy; with one, only
     # the stop signal and SIGKILL do (what the contract says).

@@ -1,6 +1,7 @@
 """
-C{wait}: until one of pycm's containers runs, stops, exits next or is
-removed, from the engine's own wait and the events (L{ContainerWaits}).
+C{wait}: until one of pycm's containers runs, stops, exits next, is
+removed or turns healthy or unhealthy, from the engine's own wait and the
+events (L{ContainerWaits}).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from pycm.backends.docker.interfaces import IDockerEngine
 from pycm.backends.docker.journal import EventJournal, untilEvent
 from pycm.backends.docker.lookup import ContainerLookup
 from pycm.backends.docker.translate import mapEngineError, mapExitCode
-from pycm.errors import BadRequest, NotFound
+from pycm.errors import BackendError, BadRequest, NotFound
+from pycm.health import HealthStatus
 from pycm.model import Action, Container, State, WaitCondition
 
 
@@ -60,6 +62,9 @@ class ContainerWaits:
         cid = data["Id"]
         before = self.view.container(data)
         alive = before.state in State.ALIVE
+        if condition in WaitCondition.HEALTH:
+            healthy = yield self._health(name, cid, before, condition, mark)
+            return healthy
         if condition == WaitCondition.RUNNING:
             running = yield self._running(name, cid, before)
             return running
@@ -125,3 +130,59 @@ class ContainerWaits:
             container = self.view.container(data)
             if container.state in State.ALIVE:
                 return container
+
+    @defer.inlineCallbacks
+    def _health(
+        self, name: str, cid: str, container: Container, condition: str, mark: int
+    ) -> Any:
+        """
+        Until C{name}'s health check finds it C{condition}, looking on each
+        health, start, die and destroy event and every L{pollInterval}
+        (see L{pycm.interfaces.IContainerBackend.wait}).
+        """
+        while True:
+            if container.health is None:
+                raise BadRequest(f"container {name} has no health check: --for={condition}")
+            status = container.health.status
+            alive = container.state in State.ALIVE
+            if condition == WaitCondition.HEALTHY:
+                if status == HealthStatus.HEALTHY and alive:
+                    return container
+                why = _notHealthy(container)
+                if why is not None:
+                    raise BackendError(f"container {name} {why} before it was healthy")
+            elif status == HealthStatus.UNHEALTHY and alive:
+                return container
+            yield self.journal.awaitEvent(
+                mark, name, Action.HEALTH_STATUS, Action.START, Action.DIE, Action.DESTROY,
+                grace=self.pollInterval,
+            )  # fmt: skip
+            mark = self.journal.mark()
+            data = yield self.lookup.inspect(cid, name, quiet=True)
+            if data is None:
+                if condition == WaitCondition.HEALTHY:
+                    raise BackendError(f"container {name} was removed before it was healthy")
+                raise NotFound(name)
+            container = self.view.container(data)
+
+
+def _notHealthy(container: Container) -> str | None:
+    """
+    Why C{container} will not turn healthy (it is unhealthy, or ended and
+    will not be restarted), or None if it still may.
+    """
+    health = container.health
+    if container.state in (State.EXITED, State.DEAD):
+        if container.state == State.DEAD:
+            return f"is dead ({container.error or 'it could not run'})"
+        return f"exited with code {container.exitCode}"
+    if health is None or health.status != HealthStatus.UNHEALTHY:
+        return None
+    if container.state not in State.ALIVE:
+        return None
+    last = health.log[-1] if health.log else None
+    detail = ""
+    if last is not None:
+        output = " ".join(last.output.split())[:200]
+        detail = f" (last check: exit code {last.exitCode}{': ' + output if output else ''})"
+    return f"turned unhealthy: its check failed {health.failingStreak} times in a row{detail}"
