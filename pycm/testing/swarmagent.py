@@ -75,6 +75,7 @@ class Agents:
             "Cmd": command or None,
             "Env": list(containerSpec.get("Env") or ()),
             "WorkingDir": containerSpec.get("Dir") or "",
+            "User": containerSpec.get("User") or "",
             "Labels": labels,
             "StopSignal": containerSpec.get("StopSignal") or "SIGTERM",
             "HostConfig": {

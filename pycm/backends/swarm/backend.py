@@ -75,7 +75,7 @@ END_WAIT = 10.0
 
 CAPABILITIES = Capabilities(
     # No health checks: a service's health is its tasks' (not one status).
-    options=(ALL_OPTIONS - HEALTH_OPTIONS - {"user"}) | SCALING_OPTIONS,
+    options=(ALL_OPTIONS - HEALTH_OPTIONS) | SCALING_OPTIONS,
     limits=frozenset({"memory", "cpus"}),
     images="a Docker image reference every node has (e.g. busybox:latest)",
     stats=STATS_FIGURES,

@@ -114,6 +114,8 @@ def serviceBody(
         container["Env"] = environment(spec)
     if spec.workdir is not None:
         container["Dir"] = checkedWorkdir(spec)
+    if spec.user is not None:
+        container["User"] = spec.user
     container["StopSignal"] = signalName(parseSignal(spec.stopSignal or DEFAULT_STOP_SIGNAL))
     stopTimeout = DEFAULT_STOP_TIMEOUT if spec.stopTimeout is None else spec.stopTimeout
     if stopTimeout < 0 or math.isinf(stopTimeout):
@@ -376,6 +378,7 @@ def containerOf(
         memory=limits.get("MemoryBytes") or None,
         cpus=nano / _NANO if nano else None,
         workdir=containerSpec.get("Dir") or None,
+        user=containerSpec.get("User") or None,
         error=derived.error if derived.state == State.DEAD else None,
         replicas=Replicas(running=derived.running, desired=service.desired),
         tasks=tuple(

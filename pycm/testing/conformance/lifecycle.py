@@ -15,6 +15,7 @@ from zope.interface.verify import verifyObject
 
 from pycm.capabilities import ALL_OPTIONS, SCALING_OPTIONS, Capabilities
 from pycm.errors import BackendError, BadRequest, Conflict, NoImage, NotFound
+from pycm.health import HealthCheck, OnFailure
 from pycm.interfaces import IContainerBackend
 from pycm.model import (
     Action,
@@ -114,6 +115,8 @@ class BackendLifecycleTests(BackendTestsBase):
             "workdir": "/tmp",
             "replicas": 2,
             "constraints": ("node.role==worker",),
+            "healthcheck": HealthCheck("true", onFailure=OnFailure.RESTART),
+            "user": "nobody",
         }
         field = ContainerSpec.OPTION_FIELDS[option]
         spec = self.spec("option", self.fixture.longCommand, **{field: values[field]})
