@@ -13,7 +13,8 @@ from pycm.backends.docker.containers import EngineView
 from pycm.backends.docker.engine import EngineError
 from pycm.backends.docker.interfaces import IDockerEngine
 from pycm.backends.docker.lookup import ContainerLookup
-from pycm.backends.docker.translate import mapEngineError, usageFromStats
+from pycm.backends.docker.statsjson import usageFromStats
+from pycm.backends.docker.translate import mapEngineError
 from pycm.model import Container, State
 from pycm.stats import ContainerStats, CpuSampler
 
