@@ -59,7 +59,7 @@ class ClassifyListenerTests(SynchronousTestCase):
 
     def test_unknownKind(self) -> None:
         """An endpoint pycm cannot place always wants the token."""
-        self.assertTrue(classifyListener("systemd:domain=INET:index=0", True).requireAuth)
+        self.assertTrue(classifyListener("onion:8080", True).requireAuth)
 
     def test_splitLikeTwisted(self) -> None:
         """
@@ -118,9 +118,9 @@ class ClassifyListenerTests(SynchronousTestCase):
 
         public = IPv4Address("TCP", "10.1.2.3", 80)
         local = IPv4Address("TCP", "127.0.0.1", 80)
-        systemd = classifyListener("systemd:domain=INET:index=0", False)
-        self.assertRaises(InsecureListener, checkBoundAddress, systemd, public)
-        checkBoundAddress(systemd, local)
+        unknown = classifyListener("onion:8080", False)
+        self.assertRaises(InsecureListener, checkBoundAddress, unknown, public)
+        checkBoundAddress(unknown, local)
         tls = classifyListener("ssl:443:privateKey=k.pem", False)
         checkBoundAddress(tls, public)
         tcp = classifyListener("tcp:80:interface=127.0.0.1", True)

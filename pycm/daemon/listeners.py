@@ -9,15 +9,22 @@ from __future__ import annotations
 import grp
 import ipaddress
 import os
+import socket
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
 from twisted.application.internet import StreamServerEndpointService
 from twisted.internet.address import IPv4Address, IPv6Address
-from twisted.internet.endpoints import UNIXServerEndpoint, serverFromString
+from twisted.internet.endpoints import (
+    AdoptedStreamServerEndpoint,
+    UNIXServerEndpoint,
+    serverFromString,
+)
 from twisted.logger import Logger
 from twisted.python import usage
 
+from pycm.daemon.activation import PassedSockets, inspectSocket
 from pycm.endpoints import splitEndpoint
 
 #: Kinds whose connections are encrypted.
@@ -93,6 +100,8 @@ class Listener:
         network listener at all).
     @ivar requireAuth: whether connections must send C{auth TOKEN} first.
     @ivar unixMode: for a UNIX socket, the mode it gets.
+    @ivar fileno: for a socket systemd passed (C{systemd:}), its descriptor.
+    @ivar family: for a socket systemd passed, its address family.
     """
 
     description: str
@@ -100,18 +109,22 @@ class Listener:
     loopback: bool
     requireAuth: bool
     unixMode: int | None = None
+    fileno: int | None = None
+    family: int | None = None
 
     @property
     def capped(self) -> bool:
         """
         Are connections beyond the daemon's cap refused here?  Every
-        listener but a UNIX socket and stdio, with or without the token: on
-        those an operator can always get in.
+        listener but a UNIX socket (pycm's or systemd's) and stdio, with or
+        without the token: on those an operator can always get in.
         """
-        return self.kind not in ("unix", "stdio")
+        return self.kind not in ("unix", "stdio") and self.family != socket.AF_UNIX
 
     def endpoint(self, reactor: Any) -> Any:
         """The Twisted server endpoint to listen on."""
+        if self.fileno is not None:
+            return AdoptedStreamServerEndpoint(reactor, self.fileno, self.family)
         args, kwargs = splitEndpoint(self.description)
         given = givenBacklog(self.kind, args, kwargs)
         if self.kind == "unix":
@@ -126,7 +139,12 @@ class Listener:
         return serverFromString(reactor, self.description)
 
 
-def classifyListener(description: str, noAuth: bool, socketGroup: str | None = None) -> Listener:
+def classifyListener(
+    description: str,
+    noAuth: bool,
+    socketGroup: str | None = None,
+    passed: PassedSockets | None = None,
+) -> Listener:
     """
     Decide how to treat a C{--listen} string.  It is split exactly as
     Twisted splits it (L{pycm.endpoints.splitEndpoint}), so that what pycm
@@ -138,11 +156,15 @@ def classifyListener(description: str, noAuth: bool, socketGroup: str | None = N
     @param noAuth: the operator's C{--no-auth}: no token on loopback.
     @param socketGroup: C{--socket-group}: UNIX sockets get mode 0660
         instead of 0600.
+    @param passed: the sockets systemd passed (for tests; by default as
+        Twisted read them, L{PassedSockets.fromTwisted}).
     @raise usage.UsageError: for plaintext TCP on a non-loopback address, a
         UNIX socket that others could use, or a malformed string.
     """
     args, kwargs = splitEndpoint(description)
     kind = args[0] if args else ""
+    if kind == "systemd":
+        return classifyPassed(description, args, kwargs, noAuth, passed)
     if kind == "stdio":
         return Listener(description, kind, loopback=True, requireAuth=False)
     if kind == "unix":
@@ -177,10 +199,61 @@ def classifyListener(description: str, noAuth: bool, socketGroup: str | None = N
                 "use ssl:"
             )
         return Listener(description, kind, loopback, requireAuth=not (noAuth and loopback))
-    # Anything else (systemd sockets, third-party endpoints): pycm cannot
+    # Anything else (third-party endpoints): pycm cannot
     # tell where it listens, so it always wants the token, and the address
     # it binds is checked once listening.
     return Listener(description, kind, loopback=False, requireAuth=True)
+
+
+def classifyPassed(
+    description: str,
+    args: list[str],
+    kwargs: Mapping[str, str],
+    noAuth: bool,
+    passed: PassedSockets | None = None,
+) -> Listener:
+    """
+    Classify a socket systemd passed (C{systemd:domain=UNIX:index=0}) by
+    what it is: a UNIX socket is guarded by its file's permissions (no
+    token, as C{unix:}; refused if every user may connect; an abstract one
+    has no permissions and wants the token); an INET one follows the TCP
+    rules for the address it is bound to (C{getsockname}): loopback only
+    (pycm cannot put TLS on a passed socket), the token unless C{--no-auth}.
+
+    @raise usage.UsageError: saying what is wrong with the string or the
+        socket.
+    """
+    given = dict(zip(("domain", "index", "name"), args[1:]))
+    given.update(kwargs)
+    domain = given.get("domain", "")
+    if not domain:
+        raise usage.UsageError(f"--listen {description}: systemd: needs domain=UNIX or INET")
+    if passed is None:
+        passed = PassedSockets.fromTwisted()
+    sock = inspectSocket(description, passed.find(description, given), domain)
+    if sock.family == socket.AF_UNIX:
+        if sock.mode is None:
+            # Abstract or unnamed: no file permission keeps anyone out.
+            return Listener(description, "systemd", loopback=True, requireAuth=True,
+                            fileno=sock.fileno, family=sock.family)
+        if sock.mode & 0o002:
+            raise usage.UsageError(
+                f"refusing --listen {description}: the socket passed, {sock.path}, has mode "
+                f"{sock.mode:o}: every local user could control pycm without a token; set "
+                "SocketMode=0660 (or 0600) in the socket unit"
+            )
+        return Listener(description, "systemd", loopback=True, requireAuth=False,
+                        fileno=sock.fileno, family=sock.family)
+    if not isLoopback(sock.host):
+        where = sock.host if sock.host not in ("0.0.0.0", "::") else "every address"
+        raise usage.UsageError(
+            f"refusing --listen {description}: the TCP socket passed listens on {where}, and "
+            "pycm cannot add TLS to a passed socket: tokens and commands would go in the "
+            "clear; bind it to loopback in the socket unit (ListenStream=127.0.0.1:8080), "
+            "or pass a UNIX socket"
+        )
+    return Listener(description, "systemd", loopback=True, requireAuth=not noAuth,
+                    fileno=sock.fileno, family=sock.family)
 
 
 def checkBoundAddress(listener: Listener, address: Any) -> None:
