@@ -105,7 +105,9 @@ class PassedSockets:
         if not self.descriptors:
             raise usage.UsageError(
                 f"--listen {description}: systemd passed this process no socket "
-                f"(LISTEN_FDS is unset, or LISTEN_PID names another process): {HOW_TO_PASS}"
+                "(LISTEN_FDS is unset, LISTEN_PID names another process, or LISTEN_FDNAMES "
+                "is missing: systemd sets it, systemd-socket-activate with --fdname=NAME): "
+                f"{HOW_TO_PASS}"
             )
         count = len(self.descriptors)
         passed = f"systemd passed {count} socket{'s' if count != 1 else ''}"
