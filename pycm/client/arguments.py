@@ -32,20 +32,26 @@ commands (run by the daemon; `pycm help COMMAND` shows one command's usage):
   ping | version | info | help [COMMAND]
   run    [OPTIONS] NAME [IMAGE [COMMAND [ARG...]]]   create and start
   create [OPTIONS] NAME [IMAGE [COMMAND [ARG...]]]   create only
-         options: -e/--env K=V, -l/--label K=V, --restart=POLICY,
-                  --stop-timeout=S, --stop-signal=SIG, --memory=SIZE,
-                  --cpus=N, -w/--workdir=DIR,
+         options: -e/--env K=V, --env-file=FILE, -l/--label K=V,
+                  --restart=POLICY, --stop-timeout=S, --stop-signal=SIG,
+                  --memory=SIZE, --cpus=N, -w/--workdir=DIR,
+                  -u/--user=USER[:GROUP], --health-cmd=CMD,
+                  --health-interval=DUR ... (`pycm run --help`),
                   --replicas=N, --constraint=EXPR (swarm backend)
   start NAME... | stop [--time=S] NAME... | restart [--time=S] NAME...
   kill [--signal=SIG] NAME... | rm [--force] NAME...   (one request a name)
   scale NAME N | scale NAME=N...                 run N copies (swarm backend)
+  apply [--dry-run] [--prune] [--project=NAME] FILE
+                                                 make the containers match a
+                                                 services file (`apply --help`)
   list (ls, ps) [--filter=KEY=VALUE]...          a table of containers
          client options: -q/--quiet (names), --format json|TEMPLATE
-                         ({{.Name}} {{.State}} {{.Image}} {{.Command}} ...)
+                         ({{.Name}} {{.Status}} {{.Health}} {{.Image}} ...)
   inspect NAME                                   every detail
   logs [--tail=N] [--since=10m|TIME] [--follow] [-t] NAME...
                                                  output (--follow: until it stops)
-  wait [--for=COND] [--timeout=S] NAME           until it stops (or COND)
+  wait [--for=COND] [--timeout=S] NAME           until it stops (or COND:
+                                                 running, healthy, unhealthy...)
   events [--since=ID] [--filter=KEY=VALUE]...    stream events until Ctrl-C
   stats [--no-stream] [NAME...]                  CPU, memory, pids, block I/O
                                                  (refreshed every second)
@@ -59,6 +65,7 @@ examples:
   pycm logs --follow web
   pycm run --replicas=3 --constraint node.role==worker web nginx
   pycm scale web 5
+  pycm apply --dry-run services.toml
   pycm --json inspect web
   pycm --host unix:/run/pycm.sock ps
   printf 'ping\\nlist\\n' | pycm
@@ -225,7 +232,7 @@ def parseArguments(
         try:
             plan = planCommand(command)
         except PlanError as e:
-            raise UsageError(str(e)) from None
+            raise UsageError(str(e), e.hint) from None
     return CommandLine(
         host=host,
         token=token,

@@ -146,7 +146,7 @@ def _main(argv: Sequence[str] | None) -> NoReturn:
     try:
         options = parseArguments(argv)
     except UsageError as e:
-        sys.stderr.write(f"pycm: {e}\nTry 'pycm --help'.\n")
+        sys.stderr.write(f"pycm: {e}\n" + ("Try 'pycm --help'.\n" if e.hint else ""))
         sys.exit(EXIT_USAGE)
     local = clientCommand(options, sys.stdout, sys.stderr)
     if local is not None:

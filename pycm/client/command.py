@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TextIO
 
 from pycm.client import format as fmt
+from pycm.client.applying import isApplyProgress, progressLine, watchApply
 from pycm.client.exits import (
     EXIT_ERR,
     EXIT_OK,
@@ -122,12 +123,18 @@ async def runCommand(
             writeLines(logStream(event, out, err), [text])
 
     progress = await _watchPull(client, options, plan, err)
+    # An apply's progress is printed as it comes, on stderr (stdout keeps
+    # the outcome); as JSON lines with --json.
+    applying = name == "apply" and await watchApply(client)
 
     def listener(event: Any) -> None:
         if progress is not None and isinstance(event, dict) \
                 and event.get("type") == "progress":
             err.write(progress.update(event))
             err.flush()
+            return
+        if applying and isApplyProgress(event):
+            writeLines(err, [client.payload if options.json else progressLine(event)])
             return
         showEvent(event, client.payload)
 

@@ -103,12 +103,59 @@ _SWARM_OPTIONS_NOTE = (
     "                     repeatable: every one must hold",
 )
 
+_SPEC_NOTE = (
+    "  -u, --user=USER[:GROUP]  run as that user (and group), names or numbers;",
+    "                     the process backend then needs a root daemon for a user",
+    "                     not its own",
+    "  --env-file=FILE    read variables from FILE (KEY=VALUE lines, # comments,",
+    "                     values literal; a bare KEY passes on this shell's KEY);",
+    "                     the client reads it and sends -e KEY=VALUE: the daemon",
+    "                     never sees the path; repeatable, -e wins over it",
+    "health checks (the container's health: ls shows running (healthy)):",
+    "  --health-cmd=CMD   the check, run by the image's shell (/bin/sh -c): exit 0",
+    "                     is healthy",
+    "  --health-interval=DURATION  between checks [default: 30s]; durations are",
+    "                     500ms, 10s, 1m, 1h30m or seconds",
+    "  --health-timeout=DURATION   a check running longer fails [default: 30s]",
+    "  --health-retries=N failures in a row that make it unhealthy [default: 3]",
+    "  --health-start-period=DURATION  failures then do not count [default: 0s]",
+    "  --health-on-failure=none|restart|stop|kill  what unhealthy does [none]",
+    "  --no-healthcheck   no check, not even the image's",
+)
+
+_APPLY_NOTE = (
+    "The client reads FILE, a TOML services file, and sends the daemon its",
+    "services as one JSON document; the daemon creates what is missing,",
+    "recreates what changed, leaves the rest running, and answers once every",
+    "service is up (running, and healthy if it has a health check).",
+    "  --dry-run       print the plan (create, recreate and what changed, keep,",
+    "                  remove) and change nothing",
+    "  --prune         remove the containers an earlier apply of this project",
+    "                  made that the file no longer lists",
+    "  --project=NAME  the project (default: the file's directory's name); the",
+    "                  containers are labelled with it, so that two projects",
+    "                  never prune each other's",
+    "FILE, in short (each key optional; see the README, 'Services as code'):",
+    "  [services.NAME]   image, command = [...], user, env = {K = \"V\"},",
+    "                    env_file = \"FILE\" (relative to FILE's directory),",
+    "                    labels, restart, memory, cpus, workdir, stop_signal,",
+    "                    stop_timeout, replicas (swarm),",
+    "                    depends_on = {db = \"healthy\"} (started | healthy |",
+    "                    completed_successfully)",
+    "  [services.NAME.healthcheck]   cmd, interval, timeout, retries,",
+    "                    start_period, on_failure; or disable = true",
+    "Progress lines go to stderr; a mistake in FILE is reported as FILE:LINE",
+    "before anything is sent (exit status 2).",
+)
+
+
 #: What a command's C{help} adds under the daemon's usage and summary: what
 #: its options and forms mean where the usage line only names them (the
 #: daemon's C{help} carries no text for an option).
 COMMAND_NOTES: dict[str, tuple[str, ...]] = {
-    "run": _SWARM_OPTIONS_NOTE,
-    "create": _SWARM_OPTIONS_NOTE,
+    "run": (*_SPEC_NOTE, *_SWARM_OPTIONS_NOTE),
+    "create": (*_SPEC_NOTE, *_SWARM_OPTIONS_NOTE),
+    "apply": _APPLY_NOTE,
     "scale": (
         "swarm backend only (the others refuse it).",
         "  scale NAME N         run N copies of NAME; N may be 0: every copy stops and",
@@ -120,7 +167,8 @@ COMMAND_NOTES: dict[str, tuple[str, ...]] = {
 
 #: Options the client reads itself, by command (see L{pycm.client.plan}).
 CLIENT_OPTIONS: dict[str, tuple[str, ...]] = {
-    "run": ("-d", "--detach"),
+    "run": ("-d", "--detach", "--env-file"),
+    "create": ("--env-file",),
     "list": ("-a", "--all", "-q", "--quiet", "--format"),
     "logs": ("-t", "--timestamps"),
 }

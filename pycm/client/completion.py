@@ -29,6 +29,12 @@ GLOBAL_OPTIONS = ("--host", "-H", "--token", "--json", "--help", "--version")
 #: with Docker's habits), and those that take one name.
 MULTI_NAME = frozenset({"stop", "start", "restart", "kill", "rm", "logs", "stats"})
 ONE_NAME = frozenset({"inspect", "wait", "unfollow", "scale"})
+#: Commands whose positional argument is a file on the client's machine.
+FILE_COMMANDS = frozenset({"apply"})
+#: The options the client reads itself that take a value, and those of
+#: them whose value is a file.
+CLIENT_VALUE_OPTIONS = frozenset({"--format", "--env-file"})
+FILE_OPTIONS = frozenset({"--env-file"})
 #: How long C{pycm __names} may take, in seconds.
 NAMES_TIMEOUT = 1.0
 
@@ -41,6 +47,8 @@ class CommandWords(NamedTuple):
     @ivar options: every option spelling it takes (C{-t}, C{--time}).
     @ivar valueOptions: those that take the next word as their value.
     @ivar names: whether its arguments are container names.
+    @ivar files: whether its argument is a file (C{apply FILE}).
+    @ivar fileOptions: those options whose value is a file.
     """
 
     name: str
@@ -49,6 +57,8 @@ class CommandWords(NamedTuple):
     options: tuple[str, ...]
     valueOptions: tuple[str, ...]
     names: bool
+    files: bool = False
+    fileOptions: tuple[str, ...] = ()
 
 
 def commandTable() -> list[CommandWords]:
@@ -64,8 +74,7 @@ def commandTable() -> list[CommandWords]:
                 values.extend(spellings)
         extra = CLIENT_OPTIONS.get(command.name, ())
         options.extend(option for option in extra if option not in options)
-        if "--format" in extra:
-            values.append("--format")
+        values.extend(option for option in extra if option in CLIENT_VALUE_OPTIONS)
         options.append("--help")
         table.append(CommandWords(
             name=command.name,
@@ -74,6 +83,8 @@ def commandTable() -> list[CommandWords]:
             options=tuple(options),
             valueOptions=tuple(values),
             names=command.name in MULTI_NAME or command.name in ONE_NAME,
+            files=command.name in FILE_COMMANDS,
+            fileOptions=tuple(option for option in extra if option in FILE_OPTIONS),
         ))
     for name, summary in CLIENT_COMMANDS.items():
         table.append(CommandWords(name, summary, (name,), ("--help",), (), False))
@@ -124,11 +135,18 @@ _pycm() {
         fi
         return
     fi
-    local options="" values="" names=""
+    local options="" values="" names="" files=""
     case "$cmd" in
 @CASES@
     esac
     local word
+    for word in $files; do
+        if [ "$prev" = "$word" ]; then
+            compopt -o filenames 2>/dev/null
+            COMPREPLY=($(compgen -f -- "$cur"))
+            return
+        fi
+    done
     for word in $values; do
         [ "$prev" = "$word" ] && return
     done
@@ -140,6 +158,9 @@ _pycm() {
         COMPREPLY=($(compgen -W "@SHELLS@" -- "$cur"))
     elif [ "$names" = yes ]; then
         COMPREPLY=($(compgen -W "$(_pycm_names "$program" "${own[@]}")" -- "$cur"))
+    elif [ "$names" = files ]; then
+        compopt -o filenames 2>/dev/null
+        COMPREPLY=($(compgen -f -- "$cur"))
     fi
     return 0
 }
@@ -186,6 +207,8 @@ def _bashCase(command: CommandWords) -> str:
         names = "commands"
     elif command.name == "completion":
         names = "shells"
+    elif command.files:
+        names = "files"
     else:
         names = "yes" if command.names else ""
     pattern = "|".join(command.words)
@@ -193,6 +216,7 @@ def _bashCase(command: CommandWords) -> str:
         f"        {pattern})\n"
         f"            options=\"{' '.join(command.options)}\"\n"
         f"            values=\"{' '.join(command.valueOptions)}\"\n"
+        f"            files=\"{' '.join(command.fileOptions)}\"\n"
         f"            names=\"{names}\" ;;"
     )
 
@@ -233,8 +257,12 @@ def fishScript(table: Sequence[CommandWords] | None = None) -> str:
         for option in command.options:
             flag = f"-l {option[2:]}" if option.startswith("--") else f"-s {option[1:]}"
             needs = " -r" if option in command.valueOptions else ""
+            if option in command.fileOptions:
+                needs += " -F"
             lines.append(f"complete -c pycm -n {seen} {flag}{needs}")
-        if command.names:
+        if command.files:
+            lines.append(f"complete -c pycm -n {seen} -F")
+        elif command.names:
             lines.append(f"complete -c pycm -n {seen} -a '(__pycm_names)'")
         elif command.name == "help":
             words = _fishQuote(" ".join(commandWords(table)))

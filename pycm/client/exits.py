@@ -35,6 +35,11 @@ EXIT_READER_GONE = 141
 class UsageError(Exception):
     """The command line is wrong (exit status 2)."""
 
+    def __init__(self, message: str, hint: bool = True) -> None:
+        super().__init__(message)
+        #: Whether C{Try 'pycm --help'} helps (not for a mistake in a file).
+        self.hint = hint
+
 
 class CannotConnect(Exception):
     """The daemon cannot be reached (exit status 3)."""

@@ -14,7 +14,9 @@ from typing import Any
 # Imported by the one-shot client, which must stay quick to start: no
 # Twisted here, nor attrs (pycm.model), directly or not.
 from pycm.client import services
+from pycm.client.applying import outcomeLines
 from pycm.client.commandtable import COMMAND_NOTES
+from pycm.client.health import eventStatus, healthLines, stateText
 from pycm.client.stats import statsTable
 from pycm.errors import PycmError
 from pycm.timestamps import parseTime
@@ -79,7 +81,7 @@ def containerTable(containers: Sequence[dict[str, Any]], now: float) -> list[str
             command = shlex.join(str(word) for word in command)
         rows.append([
             _cell(c.get("name")),
-            _cell(c.get("state")),
+            _cell(stateText(c)),
             *([_cell(services.replicasText(c))] if replicas else []),
             _cell(c.get("image")),
             '"' + truncate(str(command), COMMAND_WIDTH) + '"' if command else "-",
@@ -97,18 +99,25 @@ def containerTable(containers: Sequence[dict[str, Any]], now: float) -> list[str
 
 def containerDetail(container: dict[str, Any]) -> list[str]:
     """
-    C{inspect}'s C{key: value} lines; replica counts as C{2/3}, and the
-    tasks, when there are any, last, as a table.
+    C{inspect}'s C{key: value} lines; replica counts as C{2/3}; the health
+    (status, failing streak, last results) after the rest; and the tasks,
+    when there are any, last, as a table.
     """
     shown = dict(container)
     replicas = services.replicasText(container)
     if replicas is not None:
         shown["replicas"] = replicas
+    health = shown.get("health")
+    extra: list[str] = []
+    if isinstance(health, dict):
+        del shown["health"]
+        extra = healthLines(health)
     tasks = shown.get("tasks")
     if not (isinstance(tasks, list) and tasks):
-        return keyValues(shown)
+        return [*keyValues(shown), *extra]
     del shown["tasks"]
-    return [*keyValues(shown), "tasks:", *("  " + row for row in services.taskTable(tasks))]
+    return [*keyValues(shown), *extra, "tasks:",
+            *("  " + row for row in services.taskTable(tasks))]
 
 
 def keyValues(value: dict[str, Any], indent: int = 0) -> list[str]:
@@ -181,6 +190,8 @@ def formatReply(command: str, value: Any, now: float, words: Sequence[str] = ())
                 for entry in value]
     if command == "wait" and isinstance(value, dict):
         return [formatWait(value)]
+    if command == "apply" and isinstance(value, dict):
+        return outcomeLines(value)
     if command == "rm" and isinstance(value, dict) and value.get("removed"):
         return [f"{value.get('name')} removed" + notSaved(value)]
     if command == "events" and isinstance(value, dict):
@@ -210,7 +221,7 @@ def containerLine(container: dict[str, Any]) -> str:
     C{web  running  pid 4242}, C{web  exited  exit code -15}, C{web
     running  replicas 3/3}; C{inspect} shows every field.
     """
-    parts = [str(container.get("name")), str(container.get("state"))]
+    parts = [str(container.get("name")), stateText(container) or str(container.get("state"))]
     replicas = services.replicasText(container)
     if replicas is not None:
         parts.append(f"replicas {replicas}")
@@ -267,10 +278,15 @@ def formatHelp(value: Any) -> list[str]:
 
 
 def formatWait(value: dict[str, Any]) -> str:
-    """C{web: exited, exit code 0}."""
+    """C{web: exited, exit code 0}; C{web: running, healthy} (C{wait --for=healthy})."""
     text = f"{value.get('name')}: {value.get('state')}"
     if value.get("exit_code") is not None:
         text += f", exit code {value['exit_code']}"
+    health = value.get("health")
+    if isinstance(health, dict):
+        health = health.get("status")
+    if isinstance(health, str) and health:
+        text += f", {health}"
     return text
 
 
@@ -295,7 +311,7 @@ def formatEvent(event: Any) -> str:
         return f"{event.get('name')}: end of logs"
     if kind == "container":
         text = (f"{event.get('time') or '-'}  #{event.get('id')}  "
-                f"{event.get('name')}  {event.get('action')}")
+                f"{event.get('name')}  {event.get('action')}{eventStatus(event)}")
         if event.get("exit_code") is not None:
             text += f" (exit code {event['exit_code']})"
         return text + services.eventDetail(event)

@@ -22,7 +22,11 @@ MULTI_NAME = frozenset({"stop", "start", "restart", "kill", "rm", "logs"})
 #: of their words are sent as they are, C{--help} read among the leading
 #: ones), and the options the client reads itself that take a value.
 _SPLIT_COMMANDS = ("stop", "restart", "kill", "logs", "list", "ls", "ps", "run", "create")
-_CLIENT_VALUE_OPTIONS = {"list": frozenset({"--format"})}
+_CLIENT_VALUE_OPTIONS = {
+    "list": frozenset({"--format"}),
+    "run": frozenset({"--env-file"}),
+    "create": frozenset({"--env-file"}),
+}
 
 #: The options that take a value as the next word, by command word (the
 #: rest are flags): what tells an option's value from a name.  From the
@@ -36,6 +40,11 @@ VALUE_OPTIONS: dict[str, frozenset[str]] = {
 
 class PlanError(Exception):
     """The command line is wrong (a usage error: exit status 2)."""
+
+    def __init__(self, message: str, hint: bool = True) -> None:
+        super().__init__(message)
+        #: Whether C{Try 'pycm --help'} helps (not for a mistake in a file).
+        self.hint = hint
 
 
 class Plan(NamedTuple):
@@ -109,10 +118,14 @@ def planCommand(words: Sequence[str]) -> Plan:
         each;
       - C{logs -t}/C{--timestamps} prints each line's time first;
       - C{scale NAME=N...}, as C{docker service scale} takes it, is one
-        C{scale NAME N} a name.
+        C{scale NAME N} a name;
+      - C{run}/C{create --env-file=FILE} (repeatable) is read here and sent
+        as C{-e KEY=VALUE} words (L{expandEnvFiles});
+      - C{apply FILE} reads the services file and sends its document
+        (L{pycm.client.applying.planApply}).
 
     @raise PlanError: for a usage error (a bad C{--format}, a C{scale}
-        without its NAME and N).
+        without its NAME and N, a file that cannot be read or is wrong).
     """
     command = words[0].lower()
     rest = list(words[1:])
@@ -122,7 +135,14 @@ def planCommand(words: Sequence[str]) -> Plan:
     if command in ("run", "create"):
         kept = [w for w in options if w not in ("-d", "--detach")] if command == "run" \
             else options
-        return Plan(command, ((words[0], *kept, *positional),))
+        return Plan(command, ((words[0], *expandEnvFiles(kept), *positional),))
+    if command == "apply":
+        from pycm.client.applying import ApplyUsageError, planApply
+
+        try:
+            return Plan(command, (planApply(words),))
+        except ApplyUsageError as e:
+            raise PlanError(str(e), e.hint) from None
     if command in LIST_COMMANDS:
         return _planList(words[0], command, options, positional)
     if command == "logs":
@@ -134,6 +154,53 @@ def planCommand(words: Sequence[str]) -> Plan:
     if command == "scale" and not options:
         return _planScale(words[0], positional)
     return Plan(command, (tuple(words),))
+
+
+def expandEnvFiles(options: list[str]) -> list[str]:
+    """
+    C{run}/C{create}'s option words with each C{--env-file FILE} (or
+    C{--env-file=FILE}) replaced by a C{-e KEY=VALUE} word pair per
+    variable of FILE (L{pycm.services.envfile}), in place: a later file
+    wins over an earlier one, and a variable given with C{-e}/C{--env}
+    wins over every file (it is not sent from the files).
+
+    @raise PlanError: for an env file that cannot be read or is wrong
+        (C{FILE:LINE: why}), or C{--env-file} without FILE.
+    """
+    if not any(w == "--env-file" or w.startswith("--env-file=") for w in options):
+        return options
+    from pycm.services.envfile import EnvFileError, readEnvFile
+
+    given = set()
+    for index, word in enumerate(options):
+        if word in ("-e", "--env") and index + 1 < len(options):
+            given.add(options[index + 1].partition("=")[0])
+        elif word.startswith("--env="):
+            given.add(word[len("--env="):].partition("=")[0])
+    fromFiles: dict[str, str] = {}
+    result: list[str] = []
+    index = 0
+    while index < len(options):
+        word = options[index]
+        index += 1
+        if word != "--env-file" and not word.startswith("--env-file="):
+            result.append(word)
+            continue
+        if "=" in word:
+            path = word.partition("=")[2]
+        elif index < len(options) and options[index] != "--":
+            path, index = options[index], index + 1
+        else:
+            path = ""
+        if not path:
+            raise PlanError("option --env-file needs a FILE")
+        try:
+            fromFiles.update(readEnvFile(path))
+        except EnvFileError as e:
+            raise PlanError(e.message, hint=False) from None
+    words = [w for key, value in fromFiles.items() if key not in given
+             for w in ("-e", f"{key}={value}")]
+    return words + result
 
 
 #: What C{scale} takes, for its usage error.

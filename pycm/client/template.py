@@ -17,6 +17,7 @@ from typing import Any
 
 from pycm.client import services
 from pycm.client.format import scalar
+from pycm.client.health import healthStatus, stateText
 
 
 def _labels(container: dict[str, Any]) -> str:
@@ -47,6 +48,8 @@ TEMPLATE_FIELDS: dict[str, Any] = {
     "Name": _field("name"),
     "ID": _field("id"),
     "State": _field("state"),
+    "Status": stateText,
+    "Health": lambda container: healthStatus(container) or "",
     "Image": _field("image"),
     "Command": _command,
     "Pid": _field("pid"),
