@@ -110,6 +110,7 @@ class HealthCheck:
         if (
             (cmd is not None and not isinstance(cmd, str))
             or not all(_isSeconds(number) for number in numbers)
+            or min(numbers[0], numbers[1]) < 0.001  # type: ignore[type-var,operator]
             or not isinstance(retries, int) or isinstance(retries, bool) or retries < 1
             or data.get("on_failure") not in OnFailure.ALL
         ):

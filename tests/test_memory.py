@@ -13,7 +13,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
 from pycm.backends.memory import DEFAULT_COMMAND, MemoryBackend, MemoryLogStore, makeBackend
-from pycm.capabilities import ALL_OPTIONS, HEALTH_OPTIONS
+from pycm.capabilities import ALL_OPTIONS
 from pycm.errors import BackendError
 from pycm.interfaces import IContainerBackend
 from pycm.model import (
@@ -130,9 +130,7 @@ class SimulatedCommandTests(SynchronousTestCase):
     def test_capabilities(self) -> None:
         """Every option is accepted; no limit is enforced."""
         caps = self.backend.capabilities
-        self.assertEqual(
-            (caps.options, caps.limits), (ALL_OPTIONS - HEALTH_OPTIONS - {"user"}, frozenset())
-        )
+        self.assertEqual((caps.options, caps.limits), (ALL_OPTIONS, frozenset()))
         spec = ContainerSpec("web", memory=1 << 20, cpus=0.5)
         c = self.successResultOf(self.backend.create(spec))
         self.assertEqual((c.memory, c.cpus), (1 << 20, 0.5))

@@ -26,6 +26,7 @@ from pycm.backends.supervisor.restartpolicy import MAX_BACKOFF, nextBackoff
 from pycm.backends.supervisor.runs import SHUTDOWN_ERROR
 from pycm.capabilities import Capabilities
 from pycm.errors import BackendError, BadRequest, Conflict, NotFound, Unavailable
+from pycm.health import HealthCheck, OnFailure
 from pycm.interfaces import IRecordStore, IRun, IRunObserver, IRuntimeSweep
 from pycm.model import (
     Action,
@@ -624,6 +625,18 @@ class DurabilityTests(SupervisorTestCase):
         self.assertEqual(self.states(second)["unless"], "running")
 
 
+#: The health checks the state machine's containers have.
+HEALTH_CHECKS = [
+    None,
+    HealthCheck(None),
+    HealthCheck("true", interval=1),
+    HealthCheck("false", interval=0.5, retries=2, onFailure=OnFailure.RESTART),
+    HealthCheck("false", interval=0.5, retries=1, onFailure=OnFailure.STOP),
+    HealthCheck("exit 2", interval=0.5, retries=1, startPeriod=1, onFailure=OnFailure.KILL),
+    HealthCheck("sleep 3", interval=1, timeout=2),
+]
+
+
 class SupervisorStateMachine(RuleBasedStateMachine):
     """
     Random sequences of operations and clock advances on a memory backend:
@@ -658,9 +671,18 @@ class SupervisorStateMachine(RuleBasedStateMachine):
              ("ignore-term",), ("unstartable",), ("echo", "hi")]
         ),
         policy=st.sampled_from(["no", "on-failure:2", "always", "unless-stopped"]),
+        healthcheck=st.sampled_from(HEALTH_CHECKS),
     )  # fmt: skip
-    def create(self, name: str, command: tuple[str, ...], policy: str) -> None:
-        s = spec(name, *command, restartPolicy=RestartPolicy.parse(policy), stopTimeout=3)
+    def create(
+        self, name: str, command: tuple[str, ...], policy: str, healthcheck: HealthCheck | None
+    ) -> None:
+        s = spec(
+            name,
+            *command,
+            restartPolicy=RestartPolicy.parse(policy),
+            stopTimeout=3,
+            healthcheck=healthcheck,
+        )
         self.track(self.backend.create(s))
         self.names.add(name)
 
@@ -687,7 +709,9 @@ class SupervisorStateMachine(RuleBasedStateMachine):
     @rule(name=names_, condition=st.sampled_from(WaitCondition.ALL))
     def wait(self, name: str, condition: str) -> None:
         d = self.backend.wait(name, condition)
-        d.addErrback(lambda f: f.trap(NotFound, CancelledError))
+        # BadRequest: a health condition without a health check;
+        # BackendError: healthy, and it ended or turned unhealthy first.
+        d.addErrback(lambda f: f.trap(NotFound, CancelledError, BadRequest, BackendError))
         self.clock.callLater(50, d.cancel)
 
     @rule(seconds=st.sampled_from([0, 0.05, 0.5, 3, 20]))
@@ -708,6 +732,10 @@ class SupervisorStateMachine(RuleBasedStateMachine):
             assert (record.state == State.RESTARTING) == restarting or record.lock.locked, record
             if record.killTimer is not None and record.killTimer.active():
                 assert record.state == State.STOPPING, record
+            assert (record.health is None) == (not record.checksHealth), record
+            if record.healthMonitor is not None:
+                assert record.state == State.RUNNING and record.run is not None, record
+                assert not record.healthMonitor.stopped, record
 
     def teardown(self) -> None:
         for name in sorted(self.names):
@@ -719,6 +747,7 @@ class SupervisorStateMachine(RuleBasedStateMachine):
         for record in self.backend._records.values():
             assert record.state not in State.ALIVE, record
             assert record.state != State.RESTARTING, record
+            assert record.healthMonitor is None, record
 
 
 class SupervisorStateMachineTests(SynchronousTestCase):

@@ -3,13 +3,17 @@ The memory backend: the shared L{Supervisor} with simulated runs on the
 injected clock (nothing runs on the host), a log store and record stores in
 memory.  docs/memory.md lists the simulated commands (C{sleep S}, C{exit N},
 C{echo}, C{fail}, C{delay}, C{ignore-term}, C{unstartable}, C{burn}), their
-signals and their simulated usage.
+signals and their simulated usage, and the simulated health checks
+(L{SimulatedRuntime.probe}: C{true}, C{false}, C{exit N}, C{sleep S},
+C{echo}, C{test -e PATH}, joined by C{;}).  C{--user} is recorded and
+shown, nothing more.
 """
 
 from __future__ import annotations
 
 import collections
 import json
+import os
 import signal as _signal
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -20,18 +24,21 @@ from twisted.python.filepath import FilePath
 from zope.interface import implementer
 
 from pycm.backends.supervisor.backend import Supervisor, defaultIdFactory
-from pycm.capabilities import ALL_OPTIONS, HEALTH_OPTIONS, STATS_FIGURES, Capabilities
+from pycm.capabilities import ALL_OPTIONS, STATS_FIGURES, Capabilities
 from pycm.errors import BackendError
+from pycm.health import HealthResult
 from pycm.interfaces import (
     ILogStore,
     IRecordStore,
     IRun,
     IRunObserver,
     IRuntime,
+    IRuntimeHealth,
     IRuntimeStats,
 )
 from pycm.model import Container, LogLine, parseSignal
 from pycm.stats import Usage
+from pycm.units import formatDuration
 
 #: Signals a simulated run ignores.
 IGNORED_SIGNALS = frozenset(
@@ -140,7 +147,51 @@ class SimulatedRun:
         self._calls.append(self._clock.callLater(0, self.exit, -signum))
 
 
-@implementer(IRuntime, IRuntimeStats)
+def simulateCheck(command: str) -> tuple[float, int, str]:
+    """
+    What the simulated health check C{command} does: how long it takes,
+    its exit code and its output.  Steps are joined by C{;}; each is
+    C{true} (0), C{false} (1), C{exit N} (N, and the check ends),
+    C{sleep S} (S seconds pass; C{sleep infinity}: for ever), C{echo
+    WORDS} (output, 0) or C{test -e PATH} (0 if PATH exists on the host,
+    else 1: the one thing read from the host, so that a test can switch a
+    check); anything else exits 127 saying it is not simulated.  The exit
+    code is the last step's, as a shell's.
+    """
+    duration, code, output = 0.0, 0, list[str]()
+    for step in command.split(";"):
+        words = step.split()
+        if not words:
+            continue
+        word, args = words[0], words[1:]
+        if word == "true" and not args:
+            code = 0
+        elif word == "false" and not args:
+            code = 1
+        elif word == "exit" and len(args) <= 1 and all(a.isdigit() for a in args):
+            return duration, int(args[0]) % 256 if args else code, "\n".join(output)
+        elif word == "sleep" and len(args) == 1 and _isSeconds(args[0]):
+            duration += float(args[0])
+            code = 0
+        elif word == "echo":
+            output.append(" ".join(args))
+            code = 0
+        elif word == "test" and len(args) == 2 and args[0] == "-e":
+            code = 0 if os.path.lexists(args[1]) else 1
+        else:
+            output.append(f"{word}: not a simulated health check command")
+            code = 127
+    return duration, code, "\n".join(output)
+
+
+def _isSeconds(text: str) -> bool:
+    try:
+        return float(text) >= 0
+    except ValueError:
+        return False
+
+
+@implementer(IRuntime, IRuntimeStats, IRuntimeHealth)
 class SimulatedRuntime:
     """
     An L{IRuntime} whose runs are simulated on C{clock}.
@@ -156,7 +207,7 @@ class SimulatedRuntime:
         self.defaultImage = defaultImage
         self.images = IMAGES | {defaultImage}
         self.capabilities = Capabilities(
-            options=ALL_OPTIONS - HEALTH_OPTIONS - {"user"},
+            options=ALL_OPTIONS,
             limits=frozenset(),
             images="simulated: " + ", ".join(sorted(self.images)),
             stats=STATS_FIGURES,
@@ -176,6 +227,30 @@ class SimulatedRuntime:
         self.runs[run.pid] = run
         self._behave(run, argv)
         return succeed(run)
+
+    def probe(self, container: Container, run: IRun, timeout: float) -> Deferred[HealthResult]:
+        """
+        Simulate C{container}'s health check (L{simulateCheck}) on the
+        clock: its result after its duration, or exit code -1 at
+        C{timeout} if it takes longer.  Cancelling it drops it.
+        """
+        start = self._clock.seconds()
+        check = container.healthcheck
+        if check is None or check.cmd is None:
+            return succeed(HealthResult(start, start, -1, "no health check"))
+        if not isinstance(run, SimulatedRun) or run.done:
+            return succeed(HealthResult(start, start, -1, "the container is not running"))
+        duration, code, text = simulateCheck(check.cmd)
+        output = HealthResult.capOutput(text.encode("utf-8"))
+        if duration > timeout:
+            duration, code = timeout, -1
+            output = f"health check timed out after {formatDuration(timeout)}"
+        if duration == 0:
+            return succeed(HealthResult(start, start, code, output))
+        result = HealthResult(start, start + duration, code, output)
+        call = self._clock.callLater(duration, lambda: d.callback(result))
+        d: Deferred[HealthResult] = Deferred(lambda _: call.cancel())
+        return d
 
     def _forget(self, run: SimulatedRun) -> None:
         """Drop an exited run from the live runs."""

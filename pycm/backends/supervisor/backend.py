@@ -12,7 +12,9 @@ import builtins
 import signal as _signal
 import uuid
 from collections.abc import Callable, Sequence
+from typing import Any
 
+import attrs
 from twisted.internet.defer import (
     Deferred,
     fail,
@@ -25,8 +27,9 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from pycm.backends.supervisor.healthmonitor import HealthChecks
 from pycm.backends.supervisor.lifecycle import Event, Lifecycle
-from pycm.backends.supervisor.records import Record, RecordBook, scrubbed
+from pycm.backends.supervisor.records import Record, RecordBook, newRecord, scrubbed
 from pycm.backends.supervisor.recovery import LOST_ERROR as LOST_ERROR
 from pycm.backends.supervisor.recovery import RECLAIMED_ERROR as RECLAIMED_ERROR
 from pycm.backends.supervisor.recovery import STARTING_ERROR as STARTING_ERROR
@@ -34,27 +37,32 @@ from pycm.backends.supervisor.recovery import Recovery
 from pycm.backends.supervisor.restartpolicy import comesBackAtOpen
 from pycm.backends.supervisor.runs import CLOSING_ERROR, Runs
 from pycm.backends.supervisor.runs import SHUTDOWN_ERROR as SHUTDOWN_ERROR
-from pycm.backends.supervisor.watching import endFollowers, follow, waitFor, waitForExit
-from pycm.capabilities import Capabilities
+from pycm.backends.supervisor.usage import readStats
+from pycm.backends.supervisor.watching import (
+    endFollowers,
+    follow,
+    tailLog,
+    waitFor,
+    waitForExit,
+    waitForHealth,
+)
+from pycm.capabilities import HEALTH_OPTIONS, Capabilities
 from pycm.errors import (
     BackendError,
     BadRequest,
     Conflict,
-    NoImage,
     NotFound,
     PycmError,
     Unavailable,
 )
+from pycm.health import OnFailure
 from pycm.interfaces import (
     IContainerBackend,
     ILogStore,
     IRecordStore,
     IRuntime,
-    IRuntimeStats,
 )
 from pycm.model import (
-    DEFAULT_STOP_SIGNAL,
-    DEFAULT_STOP_TIMEOUT,
     Action,
     Container,
     ContainerEvent,
@@ -63,8 +71,6 @@ from pycm.model import (
     LogLine,
     State,
     WaitCondition,
-    parseSignal,
-    signalName,
 )
 from pycm.stats import ContainerStats, CpuSampler
 
@@ -111,7 +117,10 @@ class Supervisor:
         self._records = self._book.byName
         self._observers: list[Callable[[ContainerEvent], None]] = []
         self.lifecycle = Lifecycle(self._book.saveChange, self._emit)
-        self._runs = Runs(clock, runtime, logStore, self._book, self.lifecycle, self._emit)
+        self._health = HealthChecks(clock, runtime, self._emitHealth, self._healthFailed)
+        self._runs = Runs(
+            clock, runtime, logStore, self._book, self.lifecycle, self._emit, self._health
+        )
         self._recovery = Recovery(
             clock, backendName, runtime, recordStore, self._book, self.lifecycle
         )
@@ -119,7 +128,11 @@ class Supervisor:
 
     @property
     def capabilities(self) -> Capabilities:
-        return self._runtime.capabilities
+        """The runtime's; without health checks if it cannot run them."""
+        capabilities = self._runtime.capabilities
+        if self._health.available:
+            return capabilities
+        return attrs.evolve(capabilities, options=capabilities.options - HEALTH_OPTIONS)
 
     @property
     def defaultImage(self) -> str:
@@ -173,6 +186,7 @@ class Supervisor:
         # the others short.
         stopping = []
         for record in list(self._records.values()):
+            self._health.end(record)
             try:
                 if record.state == State.RESTARTING:
                     self._runs.cancelRestart(record)
@@ -186,6 +200,7 @@ class Supervisor:
 
     def _closed(self, _: object) -> None:
         for record in self._records.values():
+            self._health.end(record)
             endFollowers(record)
         self._book.close()
 
@@ -198,13 +213,43 @@ class Supervisor:
         if observer in self._observers:
             self._observers.remove(observer)
 
-    def _emit(self, action: str, record: Record, exitCode: int | None = None) -> None:
-        event = ContainerEvent(action, record.name, self._clock.seconds(), exitCode)
+    def _emit(
+        self, action: str, record: Record, exitCode: int | None = None, status: str | None = None
+    ) -> None:
+        event = ContainerEvent(
+            action, record.name, self._clock.seconds(), exitCode, status=status
+        )
         for observer in list(self._observers):
             try:
                 observer(event)
             except Exception:
                 self._log.failure("event observer {observer!r} failed", observer=observer)
+
+    def _emitHealth(self, record: Record, status: str) -> None:
+        self._emit(Action.HEALTH_STATUS, record, status=status)
+
+    def _healthFailed(self, record: Record, onFailure: str) -> Deferred[Any]:
+        """
+        C{record} turned unhealthy: C{--health-on-failure} acts.  C{stop}
+        is a client's stop (the restart policy holds off until a start);
+        C{kill} is SIGKILL as from outside (the restart policy applies to
+        the exit); C{restart} is a client's restart, counted in
+        C{restart_count}.
+        """
+        if onFailure == OnFailure.STOP:
+            return self.stop(record.name, None)
+        if onFailure == OnFailure.KILL:
+            self._emit(Action.KILL, record)
+            self._runs.signal(record, _signal.SIGKILL)
+            return succeed(None)
+        return record.lock.run(self._restartUnhealthy, record)
+
+    def _restartUnhealthy(self, record: Record) -> Deferred[Container] | None:
+        if self._closing or self._records.get(record.name) is not record:
+            return None
+        if record.state != State.RUNNING:
+            return None
+        return self._restartLocked(record, None, True)
 
     # -- operations ---------------------------------------------------------
 
@@ -217,31 +262,8 @@ class Supervisor:
         if spec.name in self._records:
             raise Conflict(f'container name "{spec.name}" is already in use')
         self.capabilities.refuseUnsupported(self.name, spec)
-        image = spec.image or self._runtime.defaultImage
-        if image not in self._runtime.images:
-            raise NoImage(image)
-        command = tuple(spec.command or self._runtime.defaultCommand)
-        stopSignal = signalName(parseSignal(spec.stopSignal or DEFAULT_STOP_SIGNAL))
-        stopTimeout = DEFAULT_STOP_TIMEOUT
-        if spec.stopTimeout is not None:
-            if spec.stopTimeout < 0:
-                raise BadRequest(f"bad --stop-timeout {spec.stopTimeout}: negative")
-            stopTimeout = float(spec.stopTimeout)
-        record = Record(
-            name=spec.name,
-            id=self._idFactory(),
-            backend=self.name,
-            image=image,
-            command=command,
-            created=self._clock.seconds(),
-            restartPolicy=spec.restartPolicy,
-            labels=dict(spec.labels),
-            env=dict(spec.env),
-            stopTimeout=stopTimeout,
-            stopSignal=stopSignal,
-            memory=spec.memory,
-            cpus=spec.cpus,
-            workdir=spec.workdir,
+        record = newRecord(
+            spec, self._idFactory(), self.name, self._runtime, self._clock.seconds()
         )
         self._book.saveNow(record)
         self._records[record.name] = record
@@ -257,7 +279,7 @@ class Supervisor:
             return fail(e)
         return record.lock.run(self._startLocked, record)
 
-    def _startLocked(self, record: Record) -> Deferred[Container]:
+    def _startLocked(self, record: Record, restartCount: int = 0) -> Deferred[Container]:
         self._book.checkCurrent(record)
         if record.state in State.ALIVE:
             return succeed(record.toContainer())
@@ -265,7 +287,7 @@ class Supervisor:
             raise Unavailable(CLOSING_ERROR)
         self._runs.cancelRestart(record)
         self.lifecycle.startAsked(record)
-        record.restartCount = 0
+        record.restartCount = restartCount
         record.backoff = 0.0
         return self._runs.spawn(record, auto=False)
 
@@ -295,17 +317,34 @@ class Supervisor:
         except PycmError as e:
             return fail(e)
 
-        def restartLocked() -> Deferred[Container]:
-            d = maybeDeferred(self._stopLocked, record, timeout)
-            d.addCallback(lambda _: self._startLocked(record))
+        return record.lock.run(self._restartLocked, record, timeout, False)
 
-            def started(container: Container) -> Container:
-                self._emit(Action.RESTART, record)
-                return container
+    def _restartLocked(
+        self, record: Record, timeout: float | None, counted: bool
+    ) -> Deferred[Container]:
+        """
+        Stop C{record}, then start it (its C{healthy} waits go on); emit
+        C{restart}.  C{counted}: its C{restart_count} grows (a health
+        check's restart), else it is reset (a client's).
+        """
+        count = record.restartCount
+        record.restartAsked = True
+        d = maybeDeferred(self._stopLocked, record, timeout)
 
-            return d.addCallback(started)
+        def stopped(_: object) -> Deferred[Container]:
+            record.restartAsked = False
+            return self._startLocked(record, count + 1 if counted else 0)
 
-        return record.lock.run(restartLocked)
+        def started(container: Container) -> Container:
+            self._emit(Action.RESTART, record)
+            return container
+
+        def ended(result: Any) -> Any:
+            record.restartAsked = False
+            return result
+
+        d.addCallback(stopped).addBoth(ended)
+        return d.addCallback(started)
 
     def kill(self, name: str, signal: int) -> Deferred[Container]:
         try:
@@ -338,6 +377,7 @@ class Supervisor:
             self._runs.cancelRestart(record)
             self.lifecycle.dropRestart(record, byClient=True)
         elif record.state in State.ALIVE and record.run is not None:
+            self._health.end(record)
             self.lifecycle.removeAsked(record)
             self._runs.signal(record, _signal.SIGKILL)
 
@@ -396,28 +436,11 @@ class Supervisor:
                 records = [self._book.lookup(name) for name in dict.fromkeys(names)]
             else:
                 records = [r for r in self._records.values() if r.state in State.ALIVE]
-            return succeed(self._stats(records))
+            return succeed(readStats(records, self._runtime, self._cpu, self._records.values()))
         except PycmError as e:
             return fail(e)
         except Exception as e:
             return fail(BackendError(f"cannot read the containers' usage: {e}"))
-
-    def _stats(self, records: builtins.list[Record]) -> builtins.list[ContainerStats]:
-        running = [r for r in records if r.state in State.ALIVE and r.run is not None]
-        reader = IRuntimeStats(self._runtime, None)
-        pairs = [(r.toContainer(), r.run) for r in running]
-        usages = reader.usage(pairs) if reader is not None and pairs else [None] * len(pairs)
-        result = [ContainerStats.idle(r.toContainer()) for r in records if r not in running]
-        for (container, _), usage in zip(pairs, usages):
-            key = (container.id, container.started)
-            cpu = self._cpu.percent(
-                key, container.started, usage.cpuSeconds if usage is not None else None
-            )
-            result.append(ContainerStats.of(container, usage, cpu))
-        self._cpu.keepOnly(
-            (r.id, r.started) for r in self._records.values() if r.state in State.ALIVE
-        )
-        return result
 
     # C{list} below means the method above, in this class body.
     def logs(
@@ -427,19 +450,7 @@ class Supervisor:
             self._book.lookup(name)
         except NotFound as e:
             return fail(e)
-        return maybeDeferred(self._tail, name, tail, since)
-
-    def _tail(
-        self, name: str, tail: int | None, since: float | None = None
-    ) -> builtins.list[LogLine]:
-        if tail is not None and tail <= 0:
-            return []
-        if since is None:
-            return list(self._logStore.tail(name, tail))
-        # Every line kept (as much as the store reads at once), then those
-        # since C{since}, then the last C{tail} of them.
-        lines = [line for line in self._logStore.tail(name, None) if line.time >= since]
-        return lines if tail is None else lines[-tail:]
+        return maybeDeferred(tailLog, self._logStore, name, tail, since)
 
     def follow(
         self,
@@ -450,7 +461,7 @@ class Supervisor:
     ) -> Deferred[LogFollow]:
         try:
             record = self._book.lookup(name)
-            backlog = self._tail(name, tail, since)
+            backlog = tailLog(self._logStore, name, tail, since)
         except Exception as e:
             return fail(e)
         ends = record.state in (State.CREATED, State.EXITED, State.DEAD) and (
@@ -466,6 +477,8 @@ class Supervisor:
             return fail(e)
         if condition not in WaitCondition.ALL:
             return fail(BadRequest(f"unknown wait condition {condition!r}"))
+        if condition in WaitCondition.HEALTH:
+            return waitForHealth(record, condition)
         alive = record.state in State.ALIVE
         if (condition == WaitCondition.NOT_RUNNING and not alive) or (
             condition == WaitCondition.RUNNING and alive

@@ -73,8 +73,11 @@ class Effect:
     WAKE_STARTED = "wake-started"
     #: Waiters for C{not-running} and C{next-exit}, and stops, fire.
     WAKE_EXITED = "wake-exited"
-    #: Every waiter fires (C{removed}) or fails (L{pycm.errors.NotFound}).
+    #: Every waiter fires (C{removed}) or fails (L{pycm.errors.NotFound};
+    #: C{healthy}: L{pycm.errors.BackendError}).
     WAKE_REMOVED = "wake-removed"
+    #: A pending restart is dropped: waiters for C{healthy} fail.
+    WAKE_ENDED = "wake-ended"
     #: Log followers end.
     END_FOLLOWERS = "end-followers"
 
@@ -164,10 +167,10 @@ _ROWS: list[tuple[tuple[str, ...], str, str, tuple[str, ...], _Flags]] = [
         (State.RESTARTING,),
         Event.RESTART_STOPPED,
         State.EXITED,
-        (_E.SAVE, _E.EMIT_STOP, _E.END_FOLLOWERS),
+        (_E.SAVE, _E.EMIT_STOP, _E.END_FOLLOWERS, _E.WAKE_ENDED),
         ((_F.MANUALLY_STOPPED, True),),
     ),
-    ((State.RESTARTING,), Event.RESTART_DROPPED, State.EXITED, (_E.SAVE,), ()),
+    ((State.RESTARTING,), Event.RESTART_DROPPED, State.EXITED, (_E.SAVE, _E.WAKE_ENDED), ()),
     (_ALIVE, Event.RECLAIMED, State.EXITED, (_E.SAVE, _E.EMIT_DIE), ()),
     (_ALIVE, Event.LOST, State.DEAD, (_E.SAVE, _E.EMIT_DIE), ()),
     (
@@ -195,7 +198,12 @@ _EMITTED = {
 }
 _SAVE = _E.SAVE
 _EMIT_DIE = _E.EMIT_DIE
-_WOKEN = {_E.WAKE_STARTED: "start", _E.WAKE_EXITED: "exit", _E.WAKE_REMOVED: "removed"}
+_WOKEN = {
+    _E.WAKE_STARTED: "start",
+    _E.WAKE_EXITED: "exit",
+    _E.WAKE_ENDED: "ended",
+    _E.WAKE_REMOVED: "removed",
+}
 
 
 class IllegalTransition(Exception):

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pycm.errors import PycmError
+from pycm.health import HealthCheck
 from pycm.model import RestartPolicy, State, parseSignal
 
 #: The latest time a record may hold (the year 10000): later ones cannot
@@ -137,6 +138,14 @@ def _startTime(value: object) -> str | None:
     return "is not a start time"
 
 
+def _healthcheck(value: object) -> str | None:
+    try:
+        HealthCheck.fromJSON(value)
+    except ValueError:
+        return "is not a health check"
+    return None
+
+
 def _optional(check: Callable[[object], str | None]) -> Callable[[object], str | None]:
     def optional(value: object) -> str | None:
         return None if value is None else check(value)
@@ -176,6 +185,8 @@ OPTIONAL: dict[str, Callable[[object], str | None]] = {
     "backoff": _seconds,
     "startTime": _optional(_startTime),
     "runId": _optional(_nonEmptyString),
+    "healthcheck": _optional(_healthcheck),
+    "user": _optional(_nonEmptyString),
 }
 
 

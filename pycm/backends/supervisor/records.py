@@ -16,14 +16,18 @@ from pycm.backends.supervisor.recordcheck import checkRecord
 from pycm.backends.supervisor.recordwriter import RecordWriter
 from pycm.backends.supervisor.runobserver import RunObserver
 from pycm.backends.supervisor.watching import ConditionWaiter, LogFollower
-from pycm.errors import BackendError, NotFound, PycmError
-from pycm.interfaces import IRecordStore, IRun
+from pycm.errors import BackendError, BadRequest, NoImage, NotFound, PycmError
+from pycm.health import Health, HealthCheck
+from pycm.interfaces import IRecordStore, IRun, IRuntime
 from pycm.model import (
     DEFAULT_STOP_SIGNAL,
     DEFAULT_STOP_TIMEOUT,
     Container,
+    ContainerSpec,
     RestartPolicy,
     State,
+    parseSignal,
+    signalName,
 )
 from pycm.redact import containerSecrets, scrub
 
@@ -72,6 +76,10 @@ class Record:
     cpus: float | None = None
     workdir: str | None = None
     error: str | None = None
+    #: Its health check (None: none; L{HealthCheck.disabled}: turned off).
+    healthcheck: HealthCheck | None = None
+    #: C{--user}, as given.
+    user: str | None = None
     # The flags (manuallyStopped, interrupted, stopRequested, removing) are
     # set only by the lifecycle (pycm.backends.supervisor.lifecycle).
     #: A client stopped it (stop, kill, rm --force); reset by a client start.
@@ -87,6 +95,13 @@ class Record:
     runId: str | None = None
 
     # In memory only.
+    #: Its health (None: no health check): C{starting} from its creation
+    #: and at each start of a run, the last value kept while it is not
+    #: running.  Not saved: a daemon that opens starts from C{starting}.
+    health: Health | None = attrs.field(default=None, repr=False)
+    #: The health monitor of its current run (a
+    #: L{pycm.backends.supervisor.healthmonitor.HealthMonitor}), if any.
+    healthMonitor: Any = attrs.field(default=None, repr=False)
     #: A change of this record waits to be written (a full disk).
     unsaved: bool = attrs.field(default=False, repr=False)
     run: IRun | None = attrs.field(default=None, repr=False)
@@ -97,6 +112,9 @@ class Record:
     stopRequested: bool = attrs.field(default=False, repr=False)
     #: C{rm --force} killed the run.
     removing: bool = attrs.field(default=False, repr=False)
+    #: A client restart (or the health check's) stops the run to start
+    #: it again: its exit does not end the C{healthy} waits.
+    restartAsked: bool = attrs.field(default=False, repr=False)
     removed: bool = attrs.field(default=False, repr=False)
     waiters: list[ConditionWaiter] = attrs.field(factory=list, repr=False)
     exitWaiters: list[Deferred[Container]] = attrs.field(factory=list, repr=False)
@@ -109,8 +127,20 @@ class Record:
         "name", "id", "backend", "image", "state", "pid", "exitCode",
         "started", "finished", "restartCount", "stopTimeout", "stopSignal",
         "memory", "cpus", "workdir", "error", "manuallyStopped", "interrupted",
-        "backoff", "startTime", "created", "runId",
+        "backoff", "startTime", "created", "runId", "user",
     )  # fmt: skip
+
+    def __attrs_post_init__(self) -> None:
+        self.health = self.freshHealth()
+
+    @property
+    def checksHealth(self) -> bool:
+        """Whether it has a health check (not none, not turned off)."""
+        return self.healthcheck is not None and not self.healthcheck.disabled
+
+    def freshHealth(self) -> Health | None:
+        """Its health before any check: C{starting}, or None without a check."""
+        return Health() if self.checksHealth else None
 
     def toContainer(self) -> Container:
         """A frozen snapshot, as the contract shows it."""
@@ -141,6 +171,9 @@ class Record:
             cpus=self.cpus,
             workdir=self.workdir,
             error=self.error,
+            health=self.health,
+            healthcheck=self.healthcheck,
+            user=self.user,
             saved=not self.unsaved,
         )
 
@@ -153,6 +186,7 @@ class Record:
             restartPolicy=str(self.restartPolicy),
             labels=dict(self.labels),
             env=dict(self.env),
+            healthcheck=None if self.healthcheck is None else self.healthcheck.toJSON(),
         )
         return result
 
@@ -174,9 +208,48 @@ class Record:
             fields["restartPolicy"] = RestartPolicy.parse(data["restartPolicy"])
             fields["labels"] = dict(data.get("labels", {}))
             fields["env"] = dict(data.get("env", {}))
+            if data.get("healthcheck") is not None:
+                fields["healthcheck"] = HealthCheck.fromJSON(data["healthcheck"])
             return cls(**fields)
         except (KeyError, TypeError, ValueError, AttributeError, PycmError) as e:
             raise BackendError(f"corrupt container record: {e}") from e
+
+
+def newRecord(
+    spec: ContainerSpec, id: str, backend: str, runtime: IRuntime, created: float
+) -> Record:
+    """
+    The record of a container created from C{spec} on C{runtime}.
+
+    @raise NoImage: if the runtime lacks its image.
+    @raise BadRequest: for a bad stop signal or timeout.
+    """
+    image = spec.image or runtime.defaultImage
+    if image not in runtime.images:
+        raise NoImage(image)
+    stopTimeout = DEFAULT_STOP_TIMEOUT
+    if spec.stopTimeout is not None:
+        if spec.stopTimeout < 0:
+            raise BadRequest(f"bad --stop-timeout {spec.stopTimeout}: negative")
+        stopTimeout = float(spec.stopTimeout)
+    return Record(
+        name=spec.name,
+        id=id,
+        backend=backend,
+        image=image,
+        command=tuple(spec.command or runtime.defaultCommand),
+        created=created,
+        restartPolicy=spec.restartPolicy,
+        labels=dict(spec.labels),
+        env=dict(spec.env),
+        stopTimeout=stopTimeout,
+        stopSignal=signalName(parseSignal(spec.stopSignal or DEFAULT_STOP_SIGNAL)),
+        memory=spec.memory,
+        cpus=spec.cpus,
+        workdir=spec.workdir,
+        healthcheck=spec.healthcheck,
+        user=spec.user,
+    )
 
 
 def scrubbed(record: Record, text: str) -> str:

@@ -1,7 +1,9 @@
 """
 The runs of the supervisor's records: starting one (its run id saved
 first), signalling it, stopping it with SIGKILL after the stop timeout,
-its output, its exit, and the automatic restart its policy asks for.
+its output, its exit, and the automatic restart its policy asks for; the
+health checks of a run begin when it starts and stop when it is stopped
+or ends.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from pycm.backends.supervisor.healthmonitor import HealthChecks
 from pycm.backends.supervisor.lifecycle import Event, Lifecycle
 from pycm.backends.supervisor.records import Record, RecordBook, scrubbed
 from pycm.backends.supervisor.restartpolicy import nextBackoff, restartsAfterExit
@@ -42,6 +45,7 @@ class Runs:
     @param book: the records, and their saving.
     @param lifecycle: moves the records.
     @param emit: emits an event: its action, the record, the exit code.
+    @param health: runs the health checks of the runs.
     @ivar closing: the daemon shuts down: no new run is started, and the
         runs that end are not restarted.
     """
@@ -56,8 +60,10 @@ class Runs:
         book: RecordBook,
         lifecycle: Lifecycle,
         emit: Callable[[str, Record, int | None], None],
+        health: HealthChecks,
     ) -> None:
         self._clock = clock
+        self._health = health
         self._runtime = runtime
         self._logStore = logStore
         self._book = book
@@ -130,6 +136,7 @@ class Runs:
         record.finished = None
         record.exitCode = None
         record.error = None
+        self._health.begin(record)
         # The run id was saved before the spawn: should this save have to
         # wait, a daemon that dies meanwhile still finds and stops the run.
         self._lifecycle.move(record, Event.RESPAWNED if auto else Event.SPAWNED)
@@ -181,6 +188,7 @@ class Runs:
         if timer is not None and timer.active() and timer.getTime() > deadline:
             timer.reset(max(timeout, 0))
         if record.state == State.RUNNING:
+            self._health.end(record)
             self._lifecycle.move(record, Event.STOP_SIGNALLED)
             record.killTimer = self._clock.callLater(
                 max(timeout, 0), self._escalate, record, record.observer
@@ -245,6 +253,7 @@ class Runs:
             self._log.failure("handling the exit of {name}", name=record.name)
 
     def _handleExit(self, record: Record, exitCode: int | None) -> None:
+        self._health.end(record)
         timer, record.killTimer = record.killTimer, None
         if timer is not None and timer.active():
             timer.cancel()

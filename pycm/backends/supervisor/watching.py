@@ -2,6 +2,10 @@
 Who waits on a container: the waiters of C{wait} (a condition), the stops
 and removals that wait for its run to exit, and the followers of its log.
 Functions on a L{Record}'s lists; the supervisor calls them.
+
+A C{healthy} waiter fails (L{BackendError} saying why) once the container
+turns C{unhealthy}, or ends and will not be restarted (C{exited}, C{dead},
+removed) first; an C{unhealthy} one waits across runs.
 """
 
 from __future__ import annotations
@@ -10,18 +14,22 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import attrs
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail, succeed
 
-from pycm.errors import NotFound
-from pycm.model import Container, LogLine, WaitCondition
+from pycm.errors import BackendError, BadRequest, NotFound
+from pycm.health import HealthStatus
+from pycm.interfaces import ILogStore
+from pycm.model import Container, LogLine, State, WaitCondition
 
 if TYPE_CHECKING:
     from pycm.backends.supervisor.records import Record
 
-#: What wakes which conditions: a start, an exit, the removal.
+#: What wakes which conditions: a start, an exit, the end of a pending
+#: restart (C{ended}: no run to wait for), the removal.
 _WOKEN_BY = {
     "start": frozenset({WaitCondition.RUNNING}),
     "exit": frozenset({WaitCondition.NOT_RUNNING, WaitCondition.NEXT_EXIT}),
+    "ended": frozenset(),
     "removed": frozenset(WaitCondition.ALL),
 }
 
@@ -62,7 +70,15 @@ def waitForExit(record: Record) -> Deferred[Container]:
 
 
 def wake(record: Record, what: str) -> None:
-    """Fire the waiters that C{what} (start, exit, removed) satisfies."""
+    """
+    Fire the waiters that C{what} (start, exit, ended, removed) satisfies;
+    fail the C{healthy} ones if the container ended for good.
+    """
+    if what == "removed":
+        _failHealthy(record, f"container {record.name} was removed before it was healthy")
+    elif what in ("exit", "ended") and record.state in (State.EXITED, State.DEAD):
+        if not record.restartAsked:
+            _failHealthy(record, _endedBeforeHealthy(record))
     conditions = _WOKEN_BY[what]
     fired = [w for w in record.waiters if w.condition in conditions]
     record.waiters = [w for w in record.waiters if w not in fired]
@@ -76,6 +92,79 @@ def wake(record: Record, what: str) -> None:
             waiter.deferred.errback(NotFound(record.name))
         else:
             waiter.deferred.callback(snapshot)
+
+
+def waitForHealth(record: Record, condition: str) -> Deferred[Container]:
+    """
+    A wait for C{healthy} or C{unhealthy}: C{healthy} holds at once if it
+    is running and healthy, fails at once if it ended (C{exited},
+    C{dead}); C{unhealthy} holds at once if its health (the last one, if
+    it is not running) is unhealthy.
+
+    @raise BadRequest: (as the Deferred's failure) if it has no health check.
+    """
+    health = record.health
+    if health is None:
+        return fail(BadRequest(f"container {record.name} has no health check"))
+    if condition == WaitCondition.UNHEALTHY:
+        if health.status == HealthStatus.UNHEALTHY:
+            return succeed(record.toContainer())
+    elif record.state in (State.EXITED, State.DEAD):
+        return fail(BackendError(_endedBeforeHealthy(record)))
+    elif record.state == State.RUNNING and health.status == HealthStatus.HEALTHY:
+        return succeed(record.toContainer())
+    return waitFor(record, condition)
+
+
+def wakeHealth(record: Record, status: str) -> None:
+    """
+    C{record}'s health turned C{status}: fire the waiters of that status;
+    on C{unhealthy}, fail those of C{healthy}.
+    """
+    snapshot = record.toContainer()
+    if status == HealthStatus.UNHEALTHY:
+        health = record.health
+        streak = health.failingStreak if health is not None else 0
+        _failHealthy(
+            record,
+            f"container {record.name} is unhealthy: its health check failed"
+            f" {streak} time{'s' if streak != 1 else ''} in a row",
+        )
+    fired = [w for w in record.waiters if w.condition == status]
+    record.waiters = [w for w in record.waiters if w not in fired]
+    for waiter in fired:
+        waiter.deferred.callback(snapshot)
+
+
+def _failHealthy(record: Record, why: str) -> None:
+    failed = [w for w in record.waiters if w.condition == WaitCondition.HEALTHY]
+    if not failed:
+        return
+    record.waiters = [w for w in record.waiters if w not in failed]
+    for waiter in failed:
+        waiter.deferred.errback(BackendError(why))
+
+
+def _endedBeforeHealthy(record: Record) -> str:
+    if record.state == State.DEAD:
+        return f"container {record.name} is dead before it was healthy: {record.error}"
+    if record.exitCode is None:
+        return f"container {record.name} exited before it was healthy"
+    return f"container {record.name} exited with {record.exitCode} before it was healthy"
+
+
+def tailLog(
+    logStore: ILogStore, name: str, tail: int | None, since: float | None = None
+) -> list[LogLine]:
+    """The last C{tail} lines (None: all) of C{name}'s log, since C{since}."""
+    if tail is not None and tail <= 0:
+        return []
+    if since is None:
+        return list(logStore.tail(name, tail))
+    # Every line kept (as much as the store reads at once), then those
+    # since C{since}, then the last C{tail} of them.
+    lines = [line for line in logStore.tail(name, None) if line.time >= since]
+    return lines if tail is None else lines[-tail:]
 
 
 def follow(
