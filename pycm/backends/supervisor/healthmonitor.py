@@ -150,10 +150,15 @@ class HealthChecks:
     def begin(self, record: Record) -> None:
         """
         A run of C{record} started (C{record.run}, C{record.started} set):
-        its health is C{starting} again, and its checks begin.
+        its health is C{starting} again (no streak, the results of the
+        last runs kept), and its checks begin.
         """
         self.end(record)
+        # Docker's: starting again, no streak; the log of the last runs kept.
+        last = record.health
         record.health = record.freshHealth()
+        if last is not None and record.health is not None:
+            record.health = Health(log=last.log)
         check, run, prober = record.healthcheck, record.run, self._prober
         if not record.checksHealth or check is None or run is None or prober is None:
             return

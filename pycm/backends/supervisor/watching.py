@@ -146,6 +146,8 @@ def _failHealthy(record: Record, why: str) -> None:
 
 
 def _endedBeforeHealthy(record: Record) -> str:
+    if record.removing:
+        return f"container {record.name} was removed before it was healthy"
     if record.state == State.DEAD:
         return f"container {record.name} is dead before it was healthy: {record.error}"
     if record.exitCode is None:
