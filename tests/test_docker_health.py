@@ -115,6 +115,35 @@ class HealthJSONTests(SynchronousTestCase):
         self.assertIsNone(healthFrom(state, None))
         self.assertIsNone(healthFrom(state, HealthCheck(None)))
 
+    def test_lastHealthOfAStoppedRun(self) -> None:
+        """
+        dockerd's C{unhealthy} of a stopped container whose streak is short
+        of C{retries} reads as its run left it: C{healthy} if one of the
+        run's checks passed, else C{starting}; a true C{unhealthy} (the
+        streak reached C{retries}), or a running one's, stays.
+        """
+
+        def state(streak: int, codes: list[int], running: bool = False) -> dict[str, Any]:
+            log = [
+                {"Start": f"2026-12-01T00:00:0{i}Z", "End": f"2026-12-01T00:00:0{i}Z",
+                 "ExitCode": code, "Output": ""}
+                for i, code in enumerate(codes, 1)
+            ]  # fmt: skip
+            return {
+                "Running": running,
+                "StartedAt": "2026-12-01T00:00:02Z",
+                "Health": {"Status": "unhealthy", "FailingStreak": streak, "Log": log},
+            }
+
+        def status(*args: Any, **kw: Any) -> str:
+            return healthFrom(state(*args, **kw), CHECK).status  # type: ignore[union-attr]
+
+        self.assertEqual(status(1, [0, 0, 1]), "healthy")
+        # The pass was the run before's.
+        self.assertEqual(status(1, [0, 1]), "starting")
+        self.assertEqual(status(2, [0, 1, 1]), "unhealthy")
+        self.assertEqual(status(1, [0, 0, 1], running=True), "unhealthy")
+
     def test_inspect(self) -> None:
         """C{containerFromInspect} has the health, the check and the user (none if empty)."""
         data = {
@@ -336,21 +365,62 @@ class DockerHealthTests(SynchronousTestCase):
 
     def test_waitUnhealthyAcrossRestarts(self) -> None:
         """
-        C{wait --for=unhealthy} is not met by the stop (dockerd's
-        C{unhealthy} of a stopped container) and keeps waiting across a
-        restart until a running container's check fails.
+        C{wait --for=unhealthy} is not met by the stop (a stopped container
+        keeps its last health, C{healthy}, though dockerd says
+        C{unhealthy}) and keeps waiting across a restart until a check
+        fails.
         """
         container = self.run_()
         container.files.add("/tmp/ok")
         advanceClock(self.clock, 1.0)
         d = self.backend.wait("a", WaitCondition.UNHEALTHY)
         self.settle(self.backend.stop("a", 1))
+        self.assertEqual(container.health.status, "unhealthy")  # type: ignore[union-attr]
+        self.assertEqual(self.settle(self.backend.inspect("a")).health.status, "healthy")
         self.assertNoResult(d)
         self.settle(self.backend.start("a"))
         self.assertNoResult(d)
         container.files.discard("/tmp/ok")
         advanceClock(self.clock, 2.5)
         self.assertEqual(self.successResultOf(d).health.status, "unhealthy")
+
+    def test_waitHealthyAcrossAClientRestart(self) -> None:
+        """C{wait --for=healthy} is not ended by a client's restart (its exit)."""
+        container = self.run_(check=HealthCheck("test -e /tmp/ok", interval=1.0, retries=5))
+        d = self.backend.wait("a", WaitCondition.HEALTHY)
+        self.settle(self.backend.restart("a", 1))
+        advanceClock(self.clock, 1.5)
+        self.assertNoResult(d)
+        container.files.add("/tmp/ok")
+        advanceClock(self.clock, 1.0)
+        self.assertEqual(self.successResultOf(d).health.status, "healthy")
+
+    def test_waitHealthySeesARestartsExit(self) -> None:
+        """
+        The exit of a client's restart (dockerd shows the container
+        C{exited} between its stop and its start; the fake engine, never)
+        does not fail C{wait --for=healthy}.
+        """
+        container = self.run_(check=HealthCheck("test -e /tmp/ok", interval=1.0, retries=5))
+        d = self.backend.wait("a", WaitCondition.HEALTHY)
+        inFlight = self.backend._view.inFlight
+        inFlight.beginStop("a", self.clock.seconds(), restart=True)
+        self.engine.request("POST", "/containers/a/kill", {"signal": "9"})
+        advanceClock(self.clock, 1.5)
+        self.assertNoResult(d)
+        inFlight.endStop("a", restart=True)
+        self.settle(self.backend.start("a"))
+        container.files.add("/tmp/ok")
+        advanceClock(self.clock, 1.0)
+        self.assertEqual(self.successResultOf(d).health.status, "healthy")
+
+    def test_waitUnhealthyOfAStoppedOne(self) -> None:
+        """C{wait --for=unhealthy} answers at once when the last health was unhealthy."""
+        self.run_()
+        advanceClock(self.clock, 2.5)
+        self.settle(self.backend.stop("a", 1))
+        container = self.settle(self.backend.wait("a", WaitCondition.UNHEALTHY))
+        self.assertEqual((container.state, container.health.status), ("exited", "unhealthy"))
 
     def test_waitCancelled(self) -> None:
         """A cancelled health wait leaves nothing waiting in the journal."""

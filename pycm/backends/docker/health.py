@@ -83,8 +83,11 @@ def healthFrom(state: Mapping[str, Any], check: HealthCheck | None) -> Health | 
     The L{Health} of an inspect's C{State.Health}: None when the container
     has no check (C{check}, from L{healthcheckFrom}, is None or turned
     off); C{starting} with no results for one never started (the engine
-    keeps no health until the first start).  A stopped container's is what
-    the engine says: dockerd turns it C{unhealthy} when its checks stop.
+    keeps no health until the first start).  A container that is not
+    running keeps its last health, as the contract has it: dockerd turns
+    it C{unhealthy} when its checks stop (the streak and log kept), so
+    one not unhealthy by its streak reads as its run's results made it
+    (L{_lastOfRun}).
     """
     if check is None or check.disabled:
         return None
@@ -95,10 +98,23 @@ def healthFrom(state: Mapping[str, Any], check: HealthCheck | None) -> Health | 
     if status not in HealthStatus.ALL:
         return Health()
     streak = data.get("FailingStreak")
+    streak = streak if isinstance(streak, int) else 0
     log = tuple(
         result for result in (_result(item) for item in data.get("Log") or ()) if result
-    )
-    return Health(status, streak if isinstance(streak, int) else 0, log[-5:])
+    )[-5:]
+    if status == HealthStatus.UNHEALTHY and streak < check.retries and not state.get("Running"):
+        status = _lastOfRun(log, parseTime(state.get("StartedAt")) or 0.0)
+    return Health(status, streak, log)
+
+
+def _lastOfRun(log: tuple[HealthResult, ...], startedAt: float) -> str:
+    """
+    The status the last run's results (those of C{log} since
+    C{startedAt}) left, fewer than C{retries} failures at its end:
+    C{healthy} if one passed, else C{starting}.
+    """
+    run = [result for result in log if result.start >= startedAt]
+    return HealthStatus.HEALTHY if any(r.passed for r in run) else HealthStatus.STARTING
 
 
 def _result(item: Any) -> HealthResult | None:

@@ -144,14 +144,14 @@ class ContainerWaits:
             if container.health is None:
                 raise BadRequest(f"container {name} has no health check: --for={condition}")
             status = container.health.status
-            alive = container.state in State.ALIVE
             if condition == WaitCondition.HEALTHY:
-                if status == HealthStatus.HEALTHY and alive:
+                if status == HealthStatus.HEALTHY and container.state in State.ALIVE:
                     return container
-                why = _notHealthy(container)
+                # A pycm restart's exit is not the end.
+                why = None if self.view.inFlight.restarts[name] else _notHealthy(container)
                 if why is not None:
                     raise BackendError(f"container {name} {why} before it was healthy")
-            elif status == HealthStatus.UNHEALTHY and alive:
+            elif status == HealthStatus.UNHEALTHY:
                 return container
             yield self.journal.awaitEvent(
                 mark, name, Action.HEALTH_STATUS, Action.START, Action.DIE, Action.DESTROY,
