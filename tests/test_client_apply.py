@@ -19,6 +19,7 @@ from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
 from pycm.client import applying, cli, completion
+from pycm.client import format as fmt
 from pycm.client.arguments import parseArguments
 from pycm.client.commandtable import BY_WORD, COMMAND_NOTES, COMMANDS
 from pycm.client.exits import UsageError
@@ -179,6 +180,14 @@ class PlanApplyTests(FilesMixin, SynchronousTestCase):
                      "env_file", "README"):
             self.assertIn(word, notes)
 
+    def test_helpUsage(self) -> None:
+        """The daemon's usage of apply names FILE, which the client reads, not DOCUMENT."""
+        lines = fmt.formatHelp({"name": "apply", "summary": "make the containers match",
+                                "usage": "apply [--dry-run] [--prune] [--project=NAME] "
+                                         "DOCUMENT"})
+        self.assertEqual(lines[0], "usage: apply [--dry-run] [--prune] [--project=NAME] FILE")
+        self.assertEqual(lines[2:], list(COMMAND_NOTES["apply"]))
+
     def test_cliFileError(self) -> None:
         """
         C{pycm apply BAD} exits 2 before connecting, with the mistake and no
@@ -321,6 +330,25 @@ class ShellApplyTests(FilesMixin, SynchronousTestCase):
         (line,) = h.daemon.received
         self.assertTrue(line.startswith("apply --prune '{\"project\":\"shop\""))
         self.assertIn(b"web       recreate   command, env   running", h.screen())
+
+    def test_progress(self) -> None:
+        """
+        The shell, subscribed to every event, shows the apply's progress as
+        it comes, before the outcome.
+        """
+        directory = self.makeDirectory()
+        path = self.write(directory, "services.toml", SERVICES)
+        held: Deferred[str] = Deferred()
+        h = ShellHarness(FakeDaemon({"apply": lambda words: held}))
+        h.screen()
+        h.type(f"apply {path}\r".encode())
+        h.daemon.sendEvent({"type": "progress", "action": "apply", "name": "web",
+                            "detail": "waiting for db to be healthy", "time": "T"})
+        h.pump.flush()
+        self.assertIn(b"web: apply waiting for db to be healthy", h.screen())
+        held.callback(ok(OUTCOME))
+        h.pump.flush()
+        self.assertIn(b"db        create     -              running (healthy)", h.screen())
 
     def test_applyMistake(self) -> None:
         """A mistake in the file is shown and nothing is sent."""

@@ -261,7 +261,11 @@ def formatHelp(value: Any) -> list[str]:
         lines.append("Type `help COMMAND` for one command's usage.")
         return lines
     if isinstance(value, dict) and isinstance(value.get("usage"), str):
-        lines = [f"usage: {value['usage']}"]
+        usage = value["usage"]
+        if value.get("name") == "apply":
+            # The client reads a FILE into the daemon's DOCUMENT.
+            usage = usage.replace("DOCUMENT", "FILE")
+        lines = [f"usage: {usage}"]
         if value.get("summary"):
             lines.append(f"  {value['summary']}")
         if value.get("aliases"):
