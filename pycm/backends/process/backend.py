@@ -134,8 +134,9 @@ def makeBackend(
     default C{sleep infinity}); C{log-max-size} (bytes or with k/m/g,
     default 10m) and C{log-max-files} (default 3); C{default-workdir}
     (default C{/}); C{cgroups} (C{auto} or C{off}) and C{cgroup-parent}
-    (default C{/pycm}); C{state-sync} (C{normal} or C{full}, see
-    L{pycm.store}); C{default-image} (only C{host} is accepted).
+    (default C{/pycm}; under systemd, below the daemon's own cgroup);
+    C{state-sync} (C{normal} or C{full}, see L{pycm.store});
+    C{default-image} (only C{host} is accepted).
 
     @raise BadRequest: for a bad option value.
     @raise BackendError: if the state cannot be used (e.g. it is corrupt).
@@ -170,7 +171,8 @@ def makeBackend(
     if not os.path.isabs(workdir):
         raise BadRequest(f"bad default-workdir {workdir!r}: not an absolute path")
     raiseFileLimit()
-    cgroups = detect(option("cgroup-parent", "/pycm"), enabled=cgroupMode == "auto")
+    # No cgroup-parent: below the daemon's own cgroup under systemd, else /pycm.
+    cgroups = detect(option("cgroup-parent", "") or None, enabled=cgroupMode == "auto")
     log.info("process backend limits: {what}", what=cgroups.describe())
     runtime = ProcessRuntime(
         reactor, defaultCommand=defaultCommand, cgroups=cgroups, defaultWorkdir=workdir
