@@ -20,6 +20,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pycm.capabilities import ALL_OPTIONS, Capabilities
 from pycm.daemon import dispatch
+from pycm.daemon.handlers.applying import projectLock
 from pycm.errors import BackendError, BadRequest, Conflict
 from pycm.model import Container, ContainerSpec, ProgressEvent, State
 from pycm.services.applier import Applier, ApplyFailed, ApplyResult
@@ -175,6 +176,11 @@ class ApplierOrderTests(SynchronousTestCase):
         self.assertEqual(failure.value.message,
                          "apply of shop failed: db no space left; not started: app, web")
         self.assertNotIn(("create", "app"), self.backend.calls)
+        self.assertEqual(
+            [(e.name, e.detail) for e in self.progress if e.name != "other"],
+            [("db", "creating"), ("db", "failed: no space left"), ("app", "not started"),
+             ("web", "not started")],
+        )
 
     def test_unhealthyFails(self) -> None:
         """A dependency that turns unhealthy fails the apply, saying why."""
@@ -348,6 +354,22 @@ class ApplyCommandTests(SynchronousTestCase):
         events = [event for kind, event in watcher.replies() if kind == "EVENT"]
         self.assertEqual([(e["type"], e["name"], e["detail"]) for e in events],
                          [("progress", "db", "creating")])  # fmt: skip
+
+    def test_oneApplyOfAProjectAtATime(self) -> None:
+        """
+        An apply of a project waits while another of it runs (here: its
+        lock held), then plans from what that one made; another project's
+        does not wait.
+        """
+        lock = projectLock(self.server.backend, "p")
+        self.successResultOf(lock.acquire())
+        self.conn.send(self.line({"project": "p", "services": {"db": {}}}) + "\n")
+        self.assertEqual(self.conn.replies(), [])
+        other = self.server.connect()
+        other.ok(self.line({"project": "q", "services": {"cache": {}}}))
+        lock.release()
+        [(kind, reply)] = self.conn.replies()
+        self.assertEqual((kind, reply["services"][0]["action"]), ("OK", "create"))
 
     def test_help(self) -> None:
         """help apply shows its usage."""

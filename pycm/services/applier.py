@@ -10,7 +10,7 @@ not started.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
@@ -29,7 +29,19 @@ PROGRESS_ACTION = "apply"
 
 
 class ApplyFailed(BackendError):
-    """A service of an apply failed; the message says which, why, and what was not started."""
+    """
+    A service of an apply failed; the message says which, why, and what
+    was not started.
+
+    @ivar failed: the names of the services that failed.
+    @ivar notStarted: the names of those not started, in start order.
+    """
+
+    def __init__(self, message: str, failed: Sequence[str] = (),
+                 notStarted: Sequence[str] = ()) -> None:  # fmt: skip
+        super().__init__(message)
+        self.failed = tuple(failed)
+        self.notStarted = tuple(notStarted)
 
 
 class NotStarted(Exception):
@@ -190,10 +202,10 @@ class _Run:
             return result
         reasons = "; ".join(f"{name} {why}" for name, why in self.failures.items())
         message = f"apply of {self.plan.project} failed: {reasons}"
-        if self.notStarted:
-            ordered = [name for name in self.services.order if name in self.notStarted]
+        ordered = [name for name in self.services.order if name in self.notStarted]
+        if ordered:
             message += "; not started: " + ", ".join(ordered)
-        raise ApplyFailed(message)
+        raise ApplyFailed(message, list(self.failures), ordered)
 
     # each service
 
@@ -235,11 +247,15 @@ class _Run:
         return container
 
     def _failed(self, failure: Failure, name: str) -> Failure:
-        if not failure.check(NotStarted):
+        if failure.check(NotStarted):
+            self.applier.progress(name, "not started")
+        else:
             self.failures[name] = _why(failure)
+            self.applier.progress(name, "failed: " + self.failures[name])
+            # Not why: a backend's reason may quote the command or the env.
             self.applier.log.warn(
-                "apply of {project}: {service} failed: {why}",
-                project=self.plan.project, service=name, why=self.failures[name],
+                "apply of {project}: {service} failed ({code})",
+                project=self.plan.project, service=name, code=_code(failure),
             )
         return failure
 
@@ -331,6 +347,11 @@ def _why(failure: Failure) -> str:
     if isinstance(error, PycmError):
         return error.message
     return f"{type(error).__name__}: {error}"
+
+
+def _code(failure: Failure) -> str:
+    error = failure.value
+    return error.code if isinstance(error, PycmError) else type(error).__name__
 
 
 def _explained(failure: Failure, note: str) -> Failure:

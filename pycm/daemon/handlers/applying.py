@@ -10,15 +10,16 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
+from weakref import WeakKeyDictionary
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, DeferredLock
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from pycm.daemon.session import DaemonState, Session
-from pycm.errors import BadRequest, PycmError
+from pycm.errors import BadRequest, Conflict, PycmError
 from pycm.interfaces import IContainerBackend
-from pycm.services.applier import Applier, ApplyResult, refuseUnsupported
+from pycm.services.applier import Applier, ApplyFailed, ApplyResult, refuseUnsupported
 from pycm.services.definition import ServiceSet, serviceSetFrom
 from pycm.services.servicefile import loadServicesFile
 
@@ -37,10 +38,24 @@ def apply(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> 
     services = serviceSetFrom(document, options.get("project"))
     state = session.state
     applier = Applier(state.backend, state.clock.seconds, state.events.record)
-    d = applier.apply(
-        services, prune=bool(options.get("prune")), dryRun=bool(options.get("dry-run"))
+    d = projectLock(state.backend, services.project).run(
+        applier.apply,
+        services, prune=bool(options.get("prune")), dryRun=bool(options.get("dry-run")),
     )
     return d.addCallback(ApplyResult.toJSON)
+
+
+#: Each backend's projects' locks: one apply of a project at a time.
+_locks: WeakKeyDictionary[IContainerBackend, dict[str, DeferredLock]] = WeakKeyDictionary()
+
+
+def projectLock(backend: IContainerBackend, project: str) -> DeferredLock:
+    """
+    The lock of C{project}'s applies on C{backend}: a second apply of a
+    project waits for the first to settle, then plans from what it made
+    (two at once would each create what the other is creating).
+    """
+    return _locks.setdefault(backend, {}).setdefault(project, DeferredLock())
 
 
 # The daemon's --services FILE: read before start-up, applied once ready.
@@ -98,7 +113,7 @@ def applyAtStart(state: DaemonState, services: ServiceSet) -> Deferred[None]:
     log.info("applying the services of project {project} (--services)",
              project=services.project)  # fmt: skip
     applier = Applier(state.backend, state.clock.seconds, state.events.record)
-    d = applier.apply(services)
+    d = projectLock(state.backend, services.project).run(applier.apply, services)
 
     def applied(result: ApplyResult) -> None:
         actions = [f"{step['name']} {step['action']}" for step in result.toJSON()["services"]]
@@ -106,8 +121,21 @@ def applyAtStart(state: DaemonState, services: ServiceSet) -> Deferred[None]:
                  project=services.project, actions=", ".join(actions) or "none")  # fmt: skip
 
     def failed(failure: Failure) -> None:
-        if failure.check(PycmError):
-            log.error("--services: {why}; pycm keeps serving", why=failure.getErrorMessage())
+        # Never the reasons: a backend's may quote a command or the env;
+        # 'pycm apply FILE' or 'pycm inspect SERVICE' says them.
+        error = failure.value
+        if isinstance(error, ApplyFailed):
+            log.error(
+                "--services: apply of {project} failed: {failed} failed; not started: "
+                "{notStarted}; pycm keeps serving",
+                project=services.project, failed=", ".join(error.failed),
+                notStarted=", ".join(error.notStarted) or "none",
+            )
+        elif isinstance(error, Conflict):
+            log.error("--services: {why}; pycm keeps serving", why=error.message)
+        elif isinstance(error, PycmError):
+            log.error("--services: apply of {project} refused ({code}); pycm keeps serving",
+                      project=services.project, code=error.code)  # fmt: skip
         else:
             log.failure("--services: the apply failed; pycm keeps serving", failure)
 

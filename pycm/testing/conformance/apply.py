@@ -15,6 +15,7 @@ from typing import Any
 from twisted.internet.defer import Deferred, inlineCallbacks
 
 from pycm.errors import BadRequest, Conflict, NotFound
+from pycm.interfaces import IScalable
 from pycm.model import Action, Container, ContainerEvent, State
 from pycm.services.applier import Applier, ApplyFailed, ApplyResult
 from pycm.services.definition import ServiceSet, serviceSetFrom
@@ -244,6 +245,24 @@ class BackendApplyTests(BackendTestsBase):
         order = [(e.name, e.action) for e in events if e.name in (db[0], web[0])]
         self.assertLess(order.index((db[0], Action.HEALTH_STATUS)),
                         order.index((web[0], Action.CREATE)))  # fmt: skip
+
+    @inlineCallbacks
+    def test_applyReplicas(self) -> Generator[Deferred[Any], Any, None]:
+        """
+        C{replicas} runs that many copies where the backend scales; where
+        it cannot, the apply is refused naming the service and the key.
+        """
+        web = self.service("web", replicas=2)
+        services = self.document(web)
+        if not IScalable.providedBy(self.backend):
+            error = yield self.assertFailure(self.apply(services), BadRequest)
+            self.assertIn(f"service {web[0]}", error.message)
+            self.assertIn("replicas", error.message)
+            yield self.assertFails(self.backend.inspect(web[0]), NotFound)
+            return
+        yield self.apply(services)
+        container = yield self.settle(self.backend.inspect(web[0]))
+        self.assertEqual(container.replicas.desired, 2)
 
     # refused before anything changes
 
