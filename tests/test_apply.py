@@ -257,6 +257,25 @@ class PlanTests(SynchronousTestCase):
         plan = makePlan(wanted, containers)
         self.assertEqual([s.action for s in plan.steps], [StepAction.KEEP, StepAction.START])
 
+    def test_completedJobKept(self) -> None:
+        """
+        An unchanged one-shot job a dependent wants completed is kept once
+        it exited 0 (not run again), started again otherwise; a service
+        nobody wants completed that exited 0 is started.
+        """
+        wanted = services(job={}, other={}, web={"depends_on": {"job": "completed_successfully"}})
+        labels = {step.name: step.spec.labels for step in makePlan(wanted, []).steps
+                  if step.spec}  # fmt: skip
+        for exitCode, action in ((0, StepAction.KEEP), (1, StepAction.START)):
+            containers = [
+                attrs.evolve(self.container(name, state=State.EXITED),
+                             labels=labels[name], exitCode=exitCode)  # fmt: skip
+                for name in ("job", "other")
+            ]
+            steps = makePlan(wanted, containers).byName()
+            self.assertEqual(steps["job"].action, action)
+            self.assertEqual(steps["other"].action, StepAction.START)
+
     def test_pruneOnlyOwn(self) -> None:
         """Prune removes this project's applied containers only, after the rest."""
         containers = [self.container("old"), self.container("theirs", "other"),

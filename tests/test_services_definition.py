@@ -121,7 +121,21 @@ class DefinitionTests(SynchronousTestCase):
         services = serviceSetFrom(document(web={"depends_on": ["db"]}, db={}))
         self.assertEqual(services.services["web"].dependsOn, {"db": "started"})
         self.assertEqual(services.order, ("db", "web"))
-        self.assertEqual(services.dependents("db"), [("web", "started")])
+        self.assertEqual(services.conditionsWanted("db"), {"started"})
+        self.assertEqual(services.ownCondition("db"), "started")
+
+    def test_ownCondition(self) -> None:
+        """
+        A service is up once completed if a dependent wants that, else once
+        healthy if it has a health check, else once started.
+        """
+        services = serviceSetFrom(document(
+            job={}, db={"healthcheck": {"cmd": "ready"}}, plain={},
+            web={"depends_on": {"job": "completed_successfully", "db": "started"}},
+        ))  # fmt: skip
+        self.assertEqual({name: services.ownCondition(name) for name in services.order},
+                         {"job": "completed_successfully", "db": "healthy",
+                          "plain": "started", "web": "started"})  # fmt: skip
 
     def test_userGrammarIsRuns(self) -> None:
         """The user key accepts and refuses what run's C{--user} does."""

@@ -192,7 +192,7 @@ class _Run:
     def _startAll(self) -> Deferred[Any]:
         for name in self.services.order:
             self._launch(name)
-        ups = [self._condition(name, self._ownCondition(name)).addErrback(lambda _: None)
+        ups = [self._condition(name, self.services.ownCondition(name)).addErrback(lambda _: None)
                for name in self.services.order]  # fmt: skip
         return gatherResults(ups)
 
@@ -208,15 +208,6 @@ class _Run:
         raise ApplyFailed(message, list(self.failures), ordered)
 
     # each service
-
-    def _ownCondition(self, name: str) -> str:
-        """What this service must meet for the apply to be done with it."""
-        wanted = {condition for _, condition in self.services.dependents(name)}
-        if Condition.COMPLETED_SUCCESSFULLY in wanted:
-            return Condition.COMPLETED_SUCCESSFULLY
-        if self.services.services[name].hasHealthCheck:
-            return Condition.HEALTHY
-        return Condition.STARTED
 
     def _launch(self, name: str) -> None:
         dependencies = self.services.services[name].dependsOn

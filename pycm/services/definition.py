@@ -69,14 +69,31 @@ class ServiceSet:
     project: str
     services: Mapping[str, Service]
     order: tuple[str, ...]
+    _wanted: dict[str, set[str]] = attrs.field(init=False, eq=False, repr=False)
 
-    def dependents(self, name: str) -> list[tuple[str, str]]:
-        """The services that depend on C{name}, each with its condition."""
-        return [
-            (service.name, service.dependsOn[name])
-            for service in self.services.values()
-            if name in service.dependsOn
-        ]
+    @_wanted.default
+    def _conditionsWanted(self) -> dict[str, set[str]]:
+        wanted: dict[str, set[str]] = {name: set() for name in self.services}
+        for service in self.services.values():
+            for dependency, condition in service.dependsOn.items():
+                wanted[dependency].add(condition)
+        return wanted
+
+    def conditionsWanted(self, name: str) -> frozenset[str]:
+        """The conditions C{name}'s dependents wait for it to meet."""
+        return frozenset(self._wanted[name])
+
+    def ownCondition(self, name: str) -> str:
+        """
+        What C{name} must meet for an apply to be done with it (to be
+        I{up}): C{completed_successfully} if a dependent wants that, else
+        C{healthy} if it has a health check, else C{started}.
+        """
+        if Condition.COMPLETED_SUCCESSFULLY in self._wanted[name]:
+            return Condition.COMPLETED_SUCCESSFULLY
+        if self.services[name].hasHealthCheck:
+            return Condition.HEALTHY
+        return Condition.STARTED
 
 
 #: The keys a service may have, as the document spells them.

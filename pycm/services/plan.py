@@ -21,7 +21,7 @@ from pycm.services.config import (
     changedFields,
     configLabel,
 )
-from pycm.services.definition import Service, ServiceSet
+from pycm.services.definition import Condition, Service, ServiceSet
 
 
 class StepAction:
@@ -111,9 +111,7 @@ def makePlan(
                 for name, other in foreign
             )
         )
-    steps = [
-        _step(services.services[name], byName.get(name), salt) for name in services.order
-    ]
+    steps = [_step(services, name, byName.get(name), salt) for name in services.order]
     if prune:
         steps += [
             Step(container.name, StepAction.REMOVE, current=container)
@@ -125,8 +123,9 @@ def makePlan(
     return Plan(project, tuple(steps))
 
 
-def _step(service: Service, current: Container | None,
+def _step(services: ServiceSet, name: str, current: Container | None,
           salt: Callable[[], str] | None) -> Step:  # fmt: skip
+    service = services.services[name]
     if current is None:
         return Step(service.name, StepAction.CREATE, service=service,
                     spec=_withConfig(service.spec, salt))  # fmt: skip
@@ -134,7 +133,12 @@ def _step(service: Service, current: Container | None,
     if changes:
         return Step(service.name, StepAction.RECREATE, tuple(changes), current, service,
                     _withConfig(service.spec, salt))  # fmt: skip
-    action = StepAction.KEEP if current.state in _UP_STATES else StepAction.START
+    up = current.state in _UP_STATES or (
+        # A one-shot job that did its work is left alone too.
+        current.state == State.EXITED and current.exitCode == 0
+        and services.ownCondition(name) == Condition.COMPLETED_SUCCESSFULLY
+    )
+    action = StepAction.KEEP if up else StepAction.START
     return Step(service.name, action, current=current, service=service)
 
 
