@@ -74,13 +74,13 @@ class NotifySocket:
         testCase.addCleanup(self.sock.close)
         self.messages: list[dict[str, str]] = []
 
-    def waitFor(self, key: str, deadline: float = DEADLINE) -> dict[str, str]:
-        """The first message (read so far or next) that has C{key}."""
+    def waitFor(self, key: str, count: int = 1, deadline: float = DEADLINE) -> dict[str, str]:
+        """The C{count}th message (read so far or next) that has C{key}."""
         end = time.monotonic() + deadline
         while True:
-            for message in self.messages:
-                if key in message:
-                    return message
+            having = [message for message in self.messages if key in message]
+            if len(having) >= count:
+                return having[count - 1]
             remaining = end - time.monotonic()
             if remaining <= 0:
                 raise AssertionError(f"no {key} on the notify socket: {self.messages}")
@@ -237,7 +237,8 @@ class SocketActivationTests(SynchronousTestCase):
         environ = procfs.environ(web["pid"]) or b""
         self.assertNotIn(b"NOTIFY_SOCKET=", environ)
 
-        notify.waitFor("WATCHDOG")
+        # Every 0.2 s (half of WATCHDOG_USEC): more than the first one.
+        notify.waitFor("WATCHDOG", count=3)
         process.send_signal(signal.SIGTERM)
         notify.waitFor("STOPPING")
         # twistd ends by the signal that stopped it, once shut down; systemd
