@@ -307,6 +307,35 @@ class MemoryApplyTests(SynchronousTestCase):
         [container] = self.successResultOf(self.backend.list())
         self.assertEqual((container.name, container.state), ("db", State.DEAD))
 
+    def test_healthyOnTheClock(self) -> None:
+        """
+        A dependent waiting for a health check is created once the check
+        passed, one interval after the start on the clock; a check that
+        fails its retries fails the apply, the dependent not started.
+        """
+        for command, healthy in (("exit 0", True), ("exit 1", False)):
+            clock = Clock()
+            backend = memoryBackend(clock)
+            applier = Applier(backend, clock.seconds)
+            results: list[Any] = []
+            wanted = services(db={"healthcheck": {"cmd": command, "interval": "2s",
+                                                  "retries": 2}},
+                              web={"depends_on": {"db": "healthy"}})  # fmt: skip
+            applier.apply(wanted).addBoth(results.append)
+            names = [c.name for c in self.successResultOf(backend.list())]
+            self.assertEqual((names, results), (["db"], []))
+            clock.advance(2)
+            if healthy:
+                [result] = results
+                self.assertEqual([(s["name"], s["health"]) for s in result.toJSON()["services"]],
+                                 [("db", "healthy"), ("web", None)])  # fmt: skip
+                continue
+            clock.advance(2)
+            [failure] = results
+            failure.trap(ApplyFailed)
+            self.assertTrue(failure.value.message.startswith("apply of shop failed: db "))
+            self.assertTrue(failure.value.message.endswith("; not started: web"))
+
     def test_dryRunTouchesNothing(self) -> None:
         """A dry run lists the backend and changes nothing."""
         result = self.successResultOf(self.applier.apply(services(db={}), dryRun=True))
