@@ -33,6 +33,7 @@ from pycm.backends.process.run import LINGER, ProcessRun, RunProtocol
 from pycm.backends.process.runtime import ProcessRuntime
 from pycm.backends.process.spawn import EXEC_HELPER, findExecutable, runEnvironment
 from pycm.backends.supervisor.backend import RECLAIMED_ERROR, STARTING_ERROR, Record
+from pycm.capabilities import HEALTH_OPTIONS
 from pycm.errors import BackendError, BadRequest
 from pycm.interfaces import (
     IContainerBackend,
@@ -598,7 +599,7 @@ class RuntimeFakeTests(SynchronousTestCase):
         self.assertEqual(call["executable"], "/usr/bin/python3-fake")
         args = call["args"]
         self.assertEqual(args[:5], ["/usr/bin/python3-fake", "-I", "-S", "-c", EXEC_HELPER])
-        self.assertEqual(args[5:], ["/tmp", "/bin/sleep", "0", "--", "sleep", "1000"])
+        self.assertEqual(args[5:], ["/tmp", "/bin/sleep", "-", "0", "--", "sleep", "1000"])
         self.assertEqual(
             call["env"],
             {
@@ -680,12 +681,17 @@ class RuntimeFakeTests(SynchronousTestCase):
             self.assertFalse(os.path.exists(group), error)
 
     def test_capabilities(self) -> None:
-        """Without cgroups, --memory and --cpus are not offered."""
+        """
+        Without cgroups, --memory and --cpus are not offered; --user and
+        the health check options always are.
+        """
         caps = self.runtime.capabilities
         self.assertEqual(caps.limits, frozenset())
         self.assertEqual(
             caps.options,
-            frozenset({"env", "label", "restart", "stop-timeout", "stop-signal", "workdir"}),
+            frozenset({"env", "label", "restart", "stop-timeout", "stop-signal", "workdir"})
+            | HEALTH_OPTIONS
+            | {"user"},
         )
         limited = ProcessRuntime(self.reactor, cgroups=Cgroups(1, {"memory": "/x"}, {}))
         self.assertEqual(limited.capabilities.limits, frozenset({"memory"}))

@@ -85,9 +85,13 @@ class ProcessBackend(Supervisor):
         return self.store
 
     def create(self, spec: ContainerSpec) -> Deferred[Container]:
-        """Refuse limits that cannot be enforced with the reason, then create."""
+        """
+        Refuse limits that cannot be enforced and a C{--user} that cannot
+        be run as, with the reason, then create.
+        """
         try:
             self.runtime.cgroups.check(spec.memory, spec.cpus)
+            self.runtime.checkUser(spec.user)
         except BadRequest as e:
             return fail(e)
         return super().create(spec)

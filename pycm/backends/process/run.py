@@ -57,13 +57,25 @@ class ProcessRun:
     @ivar startTime: C{[BOOT_ID, TICKS]}: the boot id and its start time
         in clock ticks (C{/proc/PID/stat}); None if it was already gone.
     @ivar group: the run's cgroup, or None.
+    @ivar runId: the run's marker, or None.
+    @ivar checkSetup: how its health checks start, worked out at the
+        first (L{pycm.backends.process.health.CheckSetup}), or None.
     """
 
-    def __init__(self, pid: int, startTime: Any, group: str | None, killCgroup: KillCgroup) -> None:
+    def __init__(
+        self,
+        pid: int,
+        startTime: Any,
+        group: str | None,
+        killCgroup: KillCgroup,
+        runId: str | None = None,
+    ) -> None:
         self.pid = pid
         self.startTime = startTime
         self.group = group
         self._killCgroup = killCgroup
+        self.runId = runId
+        self.checkSetup: Any = None
         #: The main process has been reaped: its pid may be reused.
         self.exited = False
 
@@ -97,6 +109,8 @@ class RunProtocol(ProcessProtocol):
     @param proc: where C{/proc} is; C{bootId}: this boot's id.
     @param group: the run's cgroup, or None.
     @param runId: the run's marker, or None.
+    @param endChecks: kills the run's health checks, given the run, when
+        its main process exits.
     """
 
     log = Logger()
@@ -115,6 +129,7 @@ class RunProtocol(ProcessProtocol):
         group: str | None = None,
         runId: str | None = None,
         name: str = "",
+        endChecks: Callable[[ProcessRun], object] | None = None,
     ):
         super().__init__()
         self._observer = observer
@@ -128,6 +143,7 @@ class RunProtocol(ProcessProtocol):
         self._group = group
         self._runId = runId
         self._name = name
+        self._endChecks = endChecks
         #: Fires once what still carried the run's marker was killed.
         self._marked: Deferred[None] | None = None
         self._status = b""
@@ -153,6 +169,7 @@ class RunProtocol(ProcessProtocol):
             None if ticks is None else [self._bootId, ticks],
             self._group,
             self._killCgroup,
+            self._runId,
         )
 
     # -- status pipe --------------------------------------------------------
@@ -240,6 +257,8 @@ class RunProtocol(ProcessProtocol):
         if self.run is None:
             return
         self.run.exited = True
+        if self._endChecks is not None:
+            self._endChecks(self.run)
         procfs.signalGroup(self.run.pid, _signal.SIGKILL)
         if self._group is not None:
             self._killCgroup(self._group)

@@ -18,6 +18,13 @@ from zope.interface import implementer
 
 from pycm.backends.process import procfs
 from pycm.backends.process.cgroups import NO_CGROUPS, Cgroups
+from pycm.backends.process.health import (
+    STATUS_FD,
+    CheckProtocol,
+    CheckSetup,
+    HealthProber,
+    checkSetup,
+)
 from pycm.backends.process.output import OutputPacer
 from pycm.backends.process.reclaim import (
     CgroupReleaser,
@@ -26,7 +33,7 @@ from pycm.backends.process.reclaim import (
     reclaimRun,
     sweepLeftovers,
 )
-from pycm.backends.process.run import RunProtocol
+from pycm.backends.process.run import ProcessRun, RunProtocol
 from pycm.backends.process.spawn import (
     Spawner,
     baseEnvironment,
@@ -35,9 +42,18 @@ from pycm.backends.process.spawn import (
     runEnvironment,
 )
 from pycm.backends.process.usage import UsageReader
-from pycm.capabilities import ALL_OPTIONS, HEALTH_OPTIONS, STATS_FIGURES, Capabilities
+from pycm.backends.process.users import RunUser, checkAllowed, findSetpriv, resolveUser
+from pycm.capabilities import ALL_OPTIONS, STATS_FIGURES, Capabilities
 from pycm.errors import BackendError, BadRequest, PycmError
-from pycm.interfaces import IRun, IRunObserver, IRuntime, IRuntimeStats, IRuntimeSweep
+from pycm.health import HealthResult
+from pycm.interfaces import (
+    IRun,
+    IRunObserver,
+    IRuntime,
+    IRuntimeHealth,
+    IRuntimeStats,
+    IRuntimeSweep,
+)
 from pycm.model import Container
 from pycm.stats import Usage
 
@@ -75,7 +91,7 @@ def describeContainment(cgroups: Cgroups) -> str:
     return "host: commands run as processes on the host's own filesystem; " + containment
 
 
-@implementer(IRuntime, IRuntimeSweep, IRuntimeStats)
+@implementer(IRuntime, IRuntimeSweep, IRuntimeStats, IRuntimeHealth)
 class ProcessRuntime:
     """
     Starts runs as host processes (see docs/process-backend.md).
@@ -92,6 +108,9 @@ class ProcessRuntime:
     @param native: start runs without limits with
         L{pycm.backends.process.spawn.SpawnedProcess} on a POSIX reactor
         (False: the launcher or the helper, for tests).
+    @param setpriv: the C{setpriv} executable that switches a run to its
+        C{--user} (default: found on this machine when first needed, see
+        L{findSetpriv}); None: there is none.
     """
 
     images = frozenset({HOST_IMAGE})
@@ -108,6 +127,7 @@ class ProcessRuntime:
         proc: str = procfs.PROC,
         launcher: tuple[str, str] | None | object = _FIND,
         native: bool = True,
+        setpriv: str | None | object = _FIND,
     ) -> None:
         if not defaultCommand:
             raise BadRequest("the default command must not be empty")
@@ -132,8 +152,11 @@ class ProcessRuntime:
         self.usageReader = UsageReader(cgroups, proc)
         #: The daemon's time budget for its containers' output.
         self.pacer = OutputPacer(reactor)
+        self._setpriv = setpriv
+        #: Runs the containers' health checks (and kills them at the end).
+        self.prober = HealthProber(reactor, self._spawnCheck)
         self.capabilities = Capabilities(
-            options=ALL_OPTIONS - HEALTH_OPTIONS - {"user"} - ({"memory", "cpus"} - cgroups.limits),
+            options=ALL_OPTIONS - ({"memory", "cpus"} - cgroups.limits),
             limits=cgroups.limits,
             images=describeContainment(cgroups),
             stats=STATS_FIGURES,
@@ -144,9 +167,61 @@ class ProcessRuntime:
         #: daemon's container of the same name (None: not marked).
         self.stateMarker: str | None = None
 
-    def environment(self, container: Container, runId: str | None = None) -> dict[str, str]:
-        """The whole environment of a run of C{container} (see L{runEnvironment})."""
-        return runEnvironment(self.baseEnvironment, container, self.stateMarker, runId)
+    def environment(
+        self, container: Container, runId: str | None = None, user: RunUser | None = None
+    ) -> dict[str, str]:
+        """
+        The whole environment of a run of C{container} as C{user} (see
+        L{runEnvironment}).
+        """
+        login = None if user is None else user.loginEnvironment()
+        return runEnvironment(self.baseEnvironment, container, self.stateMarker, runId, login)
+
+    @property
+    def setpriv(self) -> str | None:
+        """The C{setpriv} executable, or None (looked for once, when first needed)."""
+        if self._setpriv is _FIND:
+            self._setpriv = findSetpriv()
+        return self._setpriv  # type: ignore[return-value]
+
+    def checkUser(self, user: str | None) -> RunUser | None:
+        """
+        Who C{--user} names, if this daemon can run containers as it.
+
+        @raise BadRequest: an unknown user or group, or another user for a
+            daemon that is not root or has no C{setpriv}.
+        """
+        if user is None:
+            return None
+        runUser = resolveUser(user)
+        checkAllowed(user, runUser)
+        if self.switchArgs(runUser) is None:
+            raise BadRequest(
+                f"cannot run containers as another user (--user {user}):"
+                " setpriv (util-linux) is missing on this machine"
+            )
+        return runUser
+
+    def switchArgs(self, runUser: RunUser | None) -> list[str] | None:
+        """
+        What switches a process to C{runUser} (C{setpriv ... --}): empty
+        when there is nothing to switch (no C{--user}, or a daemon that is
+        not root running it as itself); None if C{setpriv} is missing.
+        """
+        if runUser is None or os.geteuid() != 0:
+            return []
+        setpriv = self.setpriv
+        return None if setpriv is None else runUser.setprivArgs(setpriv)
+
+    def _runUser(self, container: Container) -> tuple[RunUser | None, list[str]]:
+        """C{container}'s user and what switches to it (L{switchArgs})."""
+        try:
+            runUser = self.checkUser(container.user)
+        except BadRequest as e:
+            raise BackendError(e.message) from None
+        switch = self.switchArgs(runUser)
+        assert switch is not None
+        return runUser, switch
 
     @staticmethod
     def groupName(container: Container) -> str:
@@ -177,7 +252,8 @@ class ProcessRuntime:
         command = list(container.command)
         if not command:
             raise BackendError("no command to run")
-        env = self.environment(container, runId)
+        runUser, switch = self._runUser(container)
+        env = self.environment(container, runId, runUser)
         workdir = container.workdir or self.defaultWorkdir
         if not os.path.isabs(workdir):
             raise BackendError(f"workdir {workdir!r} is not an absolute path")
@@ -203,6 +279,7 @@ class ProcessRuntime:
             group=group,
             runId=runId,
             name=container.name,
+            endChecks=self.prober.killRunChecks,
         )
         native = self.native and not limited and isinstance(self.reactor, PosixReactorBase)
         fast = not native and not procs and self.launcher is not None
@@ -216,13 +293,19 @@ class ProcessRuntime:
                     workdir,
                     join=procs[0] if procs else None,
                     home=self.cgroups.home,
+                    prefix=switch,
                 )
             elif fast:
                 assert self.launcher is not None
-                self.spawner.spawnLauncher(protocol, self.launcher, command, env, workdir)
+                self.spawner.spawnLauncher(
+                    protocol, self.launcher, command, env, workdir, prefix=switch
+                )
             else:
+                ids = None
+                if switch and runUser is not None:
+                    ids = (runUser.uid, runUser.gid, runUser.groups)
                 self.spawner.spawnHelper(
-                    protocol, self.python, executable, command, env, workdir, procs
+                    protocol, self.python, executable, command, env, workdir, procs, ids
                 )
         except BaseException as e:
             # Nothing was started: the group made for the run goes too.
@@ -266,8 +349,52 @@ class ProcessRuntime:
         ]
         return list(self.usageReader.read(wanted))
 
+    def probe(self, container: Container, run: IRun, timeout: float) -> Deferred[HealthResult]:
+        """
+        Run C{container}'s health check once; see L{IRuntimeHealth.probe}
+        and L{pycm.backends.process.health}.
+        """
+        check = container.healthcheck
+        if check is None or check.cmd is None:
+            return self.prober.failed("no health check")
+        if not isinstance(run, ProcessRun) or run.exited:
+            return self.prober.failed("the container is not running")
+        if not isinstance(self.reactor, PosixReactorBase):
+            return self.prober.failed("health checks need a POSIX reactor")
+        setup = run.checkSetup
+        if setup is None or setup.cmd != check.cmd:
+            try:
+                setup = run.checkSetup = self._checkSetup(container, run, check.cmd)
+            except PycmError as e:
+                return self.prober.failed(f"cannot start the health check: {e.message}")
+        return self.prober.probe(run, setup, timeout)
+
+    def _checkSetup(self, container: Container, run: ProcessRun, cmd: str) -> CheckSetup:
+        """How every check of C{run} starts: its cgroup, user, environment, workdir."""
+        runUser, switch = self._runUser(container)
+        env = self.environment(container, run.runId, runUser)
+        workdir = container.workdir or self.defaultWorkdir
+        procs: list[str] = []
+        if run.group is not None:
+            dirs = self.cgroups.groupDirs(
+                run.group, container.memory is not None, container.cpus is not None
+            )
+            procs = [os.path.join(path, "cgroup.procs") for path in dirs]
+        return checkSetup(cmd, env, workdir, procs, switch)
+
+    def _spawnCheck(self, check: CheckProtocol, setup: CheckSetup) -> None:
+        self.spawner.spawnCheck(
+            check,
+            setup.executable,
+            setup.argv,
+            setup.env,
+            setup.workdir,
+            STATUS_FD if setup.status else None,
+        )
+
     def close(self) -> None:
-        """Release what the runtime holds (not the runs)."""
+        """Release what the runtime holds (not the runs; their health checks)."""
+        self.prober.close()
         self.markSweep.sweep()
         self.cgroupReleaser.close()
         self.spawner.close()

@@ -28,13 +28,14 @@ STATUS_FD = 3
 EXEC_FAILED = 127
 
 #: The exec helper (see docs/process-backend.md).  argv: workdir, executable,
-#: the number N of cgroup.procs files, those N files, "--", the command.
+#: the user to switch to ("-": none; else "UID:GID:G1,G2,..."), the number N
+#: of cgroup.procs files, those N files, "--", the command.
 EXEC_HELPER = r"""
 import os, signal, sys
 def main(argv):
     os.set_inheritable(3, False)
-    workdir, executable, count = argv[1], argv[2], int(argv[3])
-    procs, command = argv[4:4 + count], argv[5 + count:]
+    workdir, executable, user, count = argv[1], argv[2], argv[3], int(argv[4])
+    procs, command = argv[5:5 + count], argv[6 + count:]
     stage = "setsid"
     try:
         os.setsid()
@@ -52,6 +53,12 @@ def main(argv):
             os.close(null)
         else:
             os.set_inheritable(0, True)
+        if user != "-":
+            stage = "switch to user " + user
+            uid, gid, groups = user.split(":")
+            os.setgroups([int(g) for g in groups.split(",") if g])
+            os.setgid(int(gid))
+            os.setuid(int(uid))
         stage = "chdir to " + workdir
         os.chdir(workdir)
         # Python ignores these; a command must start with the defaults.
@@ -138,13 +145,20 @@ def baseEnvironment() -> dict[str, str]:
 
 
 def runEnvironment(
-    base: dict[str, str], container: Container, stateMarker: str | None, runId: str | None
+    base: dict[str, str],
+    container: Container,
+    stateMarker: str | None,
+    runId: str | None,
+    login: dict[str, str] | None = None,
 ) -> dict[str, str]:
     """
-    The whole environment of a run of C{container}: C{base}, its C{--env},
-    then the markers, last so that C{--env} cannot override them.
+    The whole environment of a run of C{container}: C{base}, what a login
+    as its C{--user} sets (C{login}), its C{--env}, then the markers, last
+    so that C{--env} cannot override them.
     """
     env = dict(base)
+    if login:
+        env.update(login)
     env.update(container.env)
     env["PYCM_CONTAINER"] = container.name
     env.pop("PYCM_STATE", None)
@@ -175,6 +189,9 @@ class SpawnedProcess(_process.Process):
     Twisted's L{Process}, started with C{posix_spawn} in a new session, in
     the run's workdir and tracking cgroup (the daemon borrows both around
     the spawn and goes back to C{homeDirectory} and the C{home} cgroup).
+
+    @param sameAs: child descriptors (not in C{childFDs}) that get the
+        same pipe as another (C{{2: 1}}: stderr into stdout's pipe).
     """
 
     log = Logger()
@@ -193,7 +210,9 @@ class SpawnedProcess(_process.Process):
         home: str | None,
         homeDirectory: int,
         ignoredSignals: list[int],
+        sameAs: dict[int, int] | None = None,
     ) -> None:
+        self._sameAs = sameAs or {}
         self._workdir = workdir
         self._join = join
         self._home = home
@@ -206,6 +225,10 @@ class SpawnedProcess(_process.Process):
         kwargs: Any,
     ) -> bool:  # fmt: skip
         fdmap: dict[int, int] = kwargs["fdmap"]
+        if self._sameAs:
+            fdmap = dict(fdmap)
+            for childFD, otherFD in self._sameAs.items():
+                fdmap[childFD] = fdmap[otherFD]
         used = set(fdmap) | set(fdmap.values())
         fdState = []
         for fd in used:
@@ -293,11 +316,14 @@ class Spawner:
         workdir: str,
         join: str | None,
         home: str | None,
+        prefix: list[str] | None = None,
     ) -> None:
-        """The command itself, with C{posix_spawn} (L{SpawnedProcess})."""
-        if self._homeDirectory is None:
-            closeOnExecAll()
-            self._homeDirectory = os.open(".", os.O_RDONLY | os.O_CLOEXEC)
+        """
+        The command itself, with C{posix_spawn} (L{SpawnedProcess}); with a
+        C{prefix} (C{setpriv ... --}), that prefix, which executes it.
+        """
+        if prefix:
+            executable, command = prefix[0], [*prefix, *command]
         SpawnedProcess(
             self.reactor,
             executable,
@@ -308,8 +334,51 @@ class Spawner:
             workdir=workdir,
             join=join,
             home=home,
-            homeDirectory=self._homeDirectory,
+            homeDirectory=self.homeDirectory(),
             ignoredSignals=self.ignoredSignals(),
+        )
+
+    def homeDirectory(self) -> int:
+        """
+        A descriptor of the daemon's own working directory, to go back to
+        after a spawn; the first call also makes every descriptor of the
+        daemon close-on-exec (see L{SpawnedProcess}).
+        """
+        if self._homeDirectory is None:
+            closeOnExecAll()
+            self._homeDirectory = os.open(".", os.O_RDONLY | os.O_CLOEXEC)
+        return self._homeDirectory
+
+    def spawnCheck(
+        self,
+        protocol: ProcessProtocol,
+        executable: str,
+        argv: list[str],
+        env: dict[str, str],
+        workdir: str,
+        statusFD: int | None,
+    ) -> None:
+        """
+        A health check, with C{posix_spawn} (L{SpawnedProcess}) in a session
+        of its own: stdout and stderr in one pipe, C{statusFD} (if any) a
+        pipe of its own, stdin C{/dev/null}.
+        """
+        childFDs: dict[int, Any] = {0: self.nullFD(), 1: "r"}
+        if statusFD is not None:
+            childFDs[statusFD] = "r"
+        SpawnedProcess(
+            self.reactor,
+            executable,
+            argv,
+            env,
+            protocol,
+            childFDs,
+            workdir=workdir,
+            join=None,
+            home=None,
+            homeDirectory=self.homeDirectory(),
+            ignoredSignals=self.ignoredSignals(),
+            sameAs={2: 1},
         )
 
     def spawnLauncher(
@@ -319,8 +388,9 @@ class Spawner:
         command: list[str],
         env: dict[str, str],
         workdir: str,
+        prefix: list[str] | None = None,
     ) -> None:
-        """C{env -C WORKDIR setsid -- COMMAND...}."""
+        """C{env -C WORKDIR setsid -- [PREFIX...] COMMAND...}."""
         # setsid execvp()s with the container's PATH, from the workdir, as
         # findExecutable did.  No path=: Twisted then uses posix_spawn,
         # whose child runs no Python code before exec (a fork()ed child
@@ -329,7 +399,7 @@ class Spawner:
         self.reactor.spawnProcess(
             protocol,
             envPath,
-            ["env", "-C", workdir, setsidPath, "--", *command],
+            ["env", "-C", workdir, setsidPath, "--", *(prefix or ()), *command],
             env=env,
             path=None,
             usePTY=False,
@@ -345,10 +415,18 @@ class Spawner:
         env: dict[str, str],
         workdir: str,
         procs: list[str],
+        user: tuple[int, int, tuple[int, ...]] | None = None,
     ) -> None:
-        """The exec helper (L{EXEC_HELPER}), which joins C{procs} first."""
+        """
+        The exec helper (L{EXEC_HELPER}), which joins C{procs} first and
+        switches to C{user} (uid, gid, groups) last.
+        """
         argv = [python, "-I", "-S", "-c", EXEC_HELPER, workdir, executable]
-        argv += [str(len(procs)), *procs, "--", *command]
+        ids = "-"
+        if user is not None:
+            uid, gid, groups = user
+            ids = f"{uid}:{gid}:" + ",".join(str(g) for g in groups)
+        argv += [ids, str(len(procs)), *procs, "--", *command]
         self.reactor.spawnProcess(
             protocol,
             python,
