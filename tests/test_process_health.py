@@ -22,6 +22,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from pycm.backends.process import health as processHealth
 from pycm.backends.process import procfs
+from pycm.backends.process.backend import makeBackend
 from pycm.backends.process.cgroupdetect import detect
 from pycm.backends.process.health import (
     JOIN_SCRIPT,
@@ -32,9 +33,9 @@ from pycm.backends.process.health import (
 )
 from pycm.backends.process.run import ProcessRun
 from pycm.backends.process.runtime import ProcessRuntime
-from pycm.health import MAX_OUTPUT, HealthCheck, HealthResult
+from pycm.health import MAX_OUTPUT, HealthCheck, HealthResult, HealthStatus
 from pycm.interfaces import IRuntimeHealth
-from pycm.model import Container, State
+from pycm.model import Container, ContainerSpec, State, WaitCondition
 from pycm.testing.conformance import RunRecorder
 
 #: The parent cgroup of these tests' containers (their own: other modules'
@@ -420,3 +421,45 @@ class RealChecksTests(TestCase):
             result = yield self.runtime.probe(c, run, 10)
             self.assertEqual((result.exitCode, result.output), (0, "ok\n"))
         self.assertEqual(self.runtime.prober.live(), 0)
+
+
+class BackendHealthTests(TestCase):
+    """
+    The process backend as a whole (the supervisor scheduling the checks,
+    the runtime running them): real processes, real health.
+    """
+
+    timeout = 60
+
+    @inlineCallbacks
+    def setUp(self) -> Generator[Deferred[Any], Any, None]:
+        self.backend = makeBackend(
+            reactor, self.mktemp(), {"cgroups": "auto", "cgroup-parent": CGROUP_PARENT}
+        )
+        self.addCleanup(self.backend.close)
+        yield self.backend.open()
+        self.tmp = tempfile.mkdtemp()
+        os.chmod(self.tmp, 0o755)  # the check runs as nobody
+
+    @inlineCallbacks
+    def test_healthyThenUnhealthy(self) -> Generator[Deferred[Any], Any, None]:
+        """
+        A check that passes makes the container healthy; once it fails
+        C{retries} times in a row, unhealthy, with the checks' output in
+        its log; stopping it leaves no check behind.
+        """
+        flag = os.path.join(self.tmp, "ok")
+        open(flag, "w").close()
+        check = HealthCheck(f"test -f {flag} && echo fine || {{ echo gone; exit 1; }}", 0.1, 5, 2)
+        spec = ContainerSpec("hc", command=("sleep", "1000"), healthcheck=check, user="nobody")
+        yield self.backend.create(spec)
+        yield self.backend.start("hc")
+        c = yield self.backend.wait("hc", WaitCondition.HEALTHY)
+        self.assertEqual(c.health.status, HealthStatus.HEALTHY)
+        self.assertEqual(c.health.log[-1].output, "fine\n")
+        os.unlink(flag)
+        c = yield self.backend.wait("hc", WaitCondition.UNHEALTHY)
+        self.assertEqual(c.health.status, HealthStatus.UNHEALTHY)
+        self.assertEqual(c.health.log[-1].output, "gone\n")
+        yield self.backend.stop("hc", 5)
+        self.assertEqual(self.backend.runtime.prober.live(), 0)
