@@ -1725,6 +1725,7 @@ class ProcessFixture(ReactorFixture):
     ignoreTermCommand = ("sh", "-c", "trap '' TERM; exec sleep 1000")
     badCommand = ("pycm-no-such-executable",)
     busyCommand = ("sh", "-c", "while :; do :; done")
+    idCommand = ("sh", "-c", 'echo "$(id -u):$(id -g)"')
 
     def __init__(self, limits: bool) -> None:
         super().__init__(reactor)

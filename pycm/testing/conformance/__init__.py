@@ -4,8 +4,8 @@ implementation (pycm's own, a fake, a third party's) runs the same tests.
 Each is a mixin: subclass it with a trial test case and set its C{fixture}.
 
   - L{BackendConformanceTests}: L{pycm.interfaces.IContainerBackend} (its
-    parts: lifecycle, logs, policies, and L{BackendApplyTests}, C{apply}
-    of services on the backend).
+    parts: lifecycle, logs, policies, L{BackendApplyTests}, C{apply} of
+    services on the backend, and L{BackendUserTests}, C{--user}).
   - L{RecordStoreTests}, L{LogStoreTests}, L{EventStoreTests} (and
     L{DurableEventStoreTests}): the stores.
   - L{RuntimeTests}: L{pycm.interfaces.IRuntime} (L{RuntimeSweepTests} with
@@ -30,10 +30,12 @@ from pycm.testing.conformance.runtime import (
     RuntimeSweepTests,
     RuntimeTests,
 )
+from pycm.testing.conformance.users import BackendUserTests
 
 __all__ = [
     "BackendApplyTests",
     "BackendConformanceTests",
+    "BackendUserTests",
     "DurableEventStoreTests",
     "EventStoreFixture",
     "EventStoreTests",

@@ -12,13 +12,14 @@ from pycm.testing.conformance.apply import BackendApplyTests
 from pycm.testing.conformance.lifecycle import BackendLifecycleTests
 from pycm.testing.conformance.logs import BackendLogsTests
 from pycm.testing.conformance.policies import BackendPolicyTests
+from pycm.testing.conformance.users import BackendUserTests
 from pycm.testing.fixtures import BackendFixture
 
 __all__ = ["BackendConformanceTests", "make_backend_tests"]
 
 
 class BackendConformanceTests(
-    BackendLifecycleTests, BackendLogsTests, BackendPolicyTests, BackendApplyTests
+    BackendLifecycleTests, BackendLogsTests, BackendPolicyTests, BackendApplyTests, BackendUserTests
 ):
     """
     The behaviour every L{IContainerBackend} must have, as a mixin.  Use
