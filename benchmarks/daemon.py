@@ -47,15 +47,21 @@ class Daemon:
 
 
 def startDaemon(children: Children, backend: str, extra: list[str] | None = None,
-                timeout: float = 30.0, auth: bool = False) -> Daemon:
-    """Start the daemon; with C{auth}, its TCP listener wants the token."""
+                timeout: float = 30.0, auth: bool = False,
+                twistdOptions: list[str] | None = None) -> Daemon:
+    """
+    Start the daemon; with C{auth}, its TCP listener wants the token.
+
+    @param twistdOptions: twistd's own options (before C{pycm}), such as
+        C{--profile=FILE --savestats}.
+    """
     base = children.tempdir(f"pycm-{backend}")
     stateDir = os.path.join(base, "state")
     os.mkdir(stateDir)
     logPath = os.path.join(base, "twistd.log")
     port = freePort()
     argv = [
-        sys.executable, "-c", TWISTD, "-n", "--pidfile=", "pycm",
+        sys.executable, "-c", TWISTD, "-n", "--pidfile=", *(twistdOptions or []), "pycm",
         "--backend", backend, "--state-dir", stateDir,
         "--listen", f"tcp:{port}:interface=127.0.0.1", *([] if auth else ["--no-auth"]),
         *(extra or []),

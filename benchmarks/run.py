@@ -1,14 +1,16 @@
 """
 pycm benchmarks: one command, every figure and ratio measured in the same run.
 
-    python benchmarks/run.py [--only core|process|connections|flood|stats|client|docker|swarm]
+    python benchmarks/run.py [--only core|process|connections|flood|stats|client|services
+                                     |docker|swarm]
                              [--quick] [--pin] [--client-baseline OLD_PYCM]
 
 Prints a table of figures, ratios against references measured in the same
 run (the Twisted floor for the core section, supervisord for the process
-section, supervisorctl for the client section, the docker SDK for the docker
-and swarm sections), and PASS/FAIL against each target of issues 2, 3, 4, 7,
-9 and 11.  Exit status:
+section, supervisorctl for the client section, one C{pycm run} at a time and
+containers without health checks for the services section, the docker SDK
+for the docker and swarm sections), and PASS/FAIL against each target of
+issues 2, 3, 4, 7, 9, 10 and 11.  Exit status:
 0 when every section ran (whether or not targets were met), 1 on an error,
 2 when a section could not run for want of a prerequisite (it says which).
 """
@@ -52,11 +54,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only",
                         choices=("core", "process", "connections", "flood", "stats", "client",
-                                 "docker", "swarm"),
+                                 "services", "docker", "swarm"),
                         action="append",
                         help="run only this section (repeatable); default: core, process, "
-                             "connections, flood, stats and client (docker needs an engine, swarm "
-                             "a swarm manager: see bench_docker.py and bench_swarm.py)")
+                             "connections, flood, stats, client and services (docker needs an "
+                             "engine, swarm a swarm manager: see bench_docker.py and "
+                             "bench_swarm.py)")
     parser.add_argument("--quick", action="store_true",
                         help="fewer and shorter rounds (under a minute): a smoke test "
                              "of the benchmark, not figures to quote")
@@ -67,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
                              "script (its list and its shell's start-up)")
     args = parser.parse_args(argv)
     common.PIN = args.pin
-    sections = args.only or ["core", "process", "connections", "flood", "stats", "client"]
+    sections = args.only or ["core", "process", "connections", "flood", "stats", "client",
+                             "services"]
 
     if sys.platform != "linux":
         print("the benchmarks read /proc and use epoll: Linux only", file=sys.stderr)
@@ -109,6 +113,10 @@ def main(argv: list[str] | None = None) -> int:
 
                 client.BASELINE = args.client_baseline
                 client.run(report, args.quick, children)
+            elif name == "services":
+                from benchmarks import bench_services
+
+                bench_services.run(report, args.quick, children)
             elif name == "swarm":
                 from benchmarks import bench_swarm
 
