@@ -376,7 +376,10 @@ class HealthWaitTests(HealthTestCase):
                 self.assertEqual(str(error.value), f"container {name} has no health check")
 
     def test_healthyFailsWhenUnhealthy(self) -> None:
-        """C{healthy} fails, saying why, if it turns unhealthy first."""
+        """
+        C{healthy} fails, saying why, if it turns unhealthy first; at once
+        if it runs and is unhealthy.
+        """
         self.runChecked("web", "false", interval=1, retries=2)
         d = self.backend.wait("web", WaitCondition.HEALTHY)
         unhealthy = self.backend.wait("web", WaitCondition.UNHEALTHY)
@@ -387,6 +390,11 @@ class HealthWaitTests(HealthTestCase):
             "container web is unhealthy: its health check failed 2 times in a row",
         )
         self.assertEqual(self.successResultOf(unhealthy).health.status, "unhealthy")
+        error = self.failureResultOf(self.backend.wait("web", WaitCondition.HEALTHY))
+        self.assertEqual(
+            str(error.value),
+            "container web is unhealthy: its health check failed 2 times in a row",
+        )
 
     def test_healthyFailsOnExit(self) -> None:
         """C{healthy} fails if it exits and will not be restarted first, and at once after."""
@@ -625,6 +633,11 @@ class SimulatedCheckTests(SynchronousTestCase):
         self.assertEqual(self.result("exit 3"), (3, ""))
         self.assertEqual(self.result("echo up; exit 2; echo never"), (2, "up"))
         self.assertEqual(self.result("false; true"), (0, ""))
+        self.assertEqual(self.result("false && echo no; echo yes"), (0, "yes"))
+        self.assertEqual(self.result("true && exit 4"), (4, ""))
+        self.assertEqual(
+            self.result("sleep soon"), (127, "sleep: not a simulated health check command")
+        )
         self.assertEqual(self.result(f"test -e {os.curdir}"), (0, ""))
         self.assertEqual(self.result(f"test -e {self.mktemp()}"), (1, ""))
         self.assertEqual(

@@ -5,8 +5,8 @@ memory.  docs/memory.md lists the simulated commands (C{sleep S}, C{exit N},
 C{echo}, C{fail}, C{delay}, C{ignore-term}, C{unstartable}, C{burn}), their
 signals and their simulated usage, and the simulated health checks
 (L{SimulatedRuntime.probe}: C{true}, C{false}, C{exit N}, C{sleep S},
-C{echo}, C{test -e PATH}, joined by C{;}).  C{--user} is recorded and
-shown, nothing more.
+C{echo}, C{test -e PATH}, joined by C{;} or C{&&}).  C{--user} is
+recorded and shown, nothing more.
 """
 
 from __future__ import annotations
@@ -150,38 +150,45 @@ class SimulatedRun:
 def simulateCheck(command: str) -> tuple[float, int, str]:
     """
     What the simulated health check C{command} does: how long it takes,
-    its exit code and its output.  Steps are joined by C{;}; each is
-    C{true} (0), C{false} (1), C{exit N} (N, and the check ends),
-    C{sleep S} (S seconds pass; C{sleep infinity}: for ever), C{echo
-    WORDS} (output, 0) or C{test -e PATH} (0 if PATH exists on the host,
-    else 1: the one thing read from the host, so that a test can switch a
-    check); anything else exits 127 saying it is not simulated.  The exit
-    code is the last step's, as a shell's.
+    its exit code and its output.  Steps are joined by C{;} or C{&&} (the
+    rest of an C{&&} chain is skipped after a failure); each is C{true}
+    (0), C{false} (1), C{exit N} (N, and the check ends), C{sleep S} (S
+    seconds pass; C{sleep infinity}: for ever), C{echo WORDS} (output, 0)
+    or C{test -e PATH} (0 if PATH exists on the host, else 1: the one
+    thing read from the host, so that a test can switch a check); anything
+    else exits 127 saying it is not simulated.  The exit code is the last
+    step's, as a shell's.
     """
     duration, code, output = 0.0, 0, list[str]()
-    for step in command.split(";"):
-        words = step.split()
-        if not words:
-            continue
-        word, args = words[0], words[1:]
-        if word == "true" and not args:
-            code = 0
-        elif word == "false" and not args:
-            code = 1
-        elif word == "exit" and len(args) <= 1 and all(a.isdigit() for a in args):
-            return duration, int(args[0]) % 256 if args else code, "\n".join(output)
-        elif word == "sleep" and len(args) == 1 and _isSeconds(args[0]):
-            duration += float(args[0])
-            code = 0
-        elif word == "echo":
-            output.append(" ".join(args))
-            code = 0
-        elif word == "test" and len(args) == 2 and args[0] == "-e":
-            code = 0 if os.path.lexists(args[1]) else 1
-        else:
-            output.append(f"{word}: not a simulated health check command")
-            code = 127
+    for chain in command.split(";"):
+        for step in chain.split("&&"):
+            words = step.split()
+            if not words:
+                continue
+            word, args = words[0], words[1:]
+            if word == "exit" and len(args) <= 1 and all(a.isdigit() for a in args):
+                return duration, int(args[0]) % 256 if args else code, "\n".join(output)
+            if word == "sleep" and len(args) == 1 and _isSeconds(args[0]):
+                duration += float(args[0])
+            code = _simulatedStep(word, args, output)
+            if code != 0:
+                break
     return duration, code, "\n".join(output)
+
+
+def _simulatedStep(word: str, args: list[str], output: list[str]) -> int:
+    """One step of L{simulateCheck} (not C{exit}): its exit code."""
+    if word in ("true", "false"):
+        return 0 if word == "true" else 1
+    if word == "sleep" and len(args) == 1 and _isSeconds(args[0]):
+        return 0
+    if word == "echo":
+        output.append(" ".join(args))
+        return 0
+    if word == "test" and len(args) == 2 and args[0] == "-e":
+        return 0 if os.path.lexists(args[1]) else 1
+    output.append(f"{word}: not a simulated health check command")
+    return 127
 
 
 def _isSeconds(text: str) -> bool:

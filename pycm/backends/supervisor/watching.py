@@ -97,9 +97,9 @@ def wake(record: Record, what: str) -> None:
 def waitForHealth(record: Record, condition: str) -> Deferred[Container]:
     """
     A wait for C{healthy} or C{unhealthy}: C{healthy} holds at once if it
-    is running and healthy, fails at once if it ended (C{exited},
-    C{dead}); C{unhealthy} holds at once if its health (the last one, if
-    it is not running) is unhealthy.
+    is running and healthy, fails at once if it runs and is unhealthy or
+    if it ended (C{exited}, C{dead}); C{unhealthy} holds at once if its
+    health (the last one, if it is not running) is unhealthy.
 
     @raise BadRequest: (as the Deferred's failure) if it has no health check.
     """
@@ -113,6 +113,8 @@ def waitForHealth(record: Record, condition: str) -> Deferred[Container]:
         return fail(BackendError(_endedBeforeHealthy(record)))
     elif record.state == State.RUNNING and health.status == HealthStatus.HEALTHY:
         return succeed(record.toContainer())
+    elif record.state == State.RUNNING and health.status == HealthStatus.UNHEALTHY:
+        return fail(BackendError(_unhealthy(record)))
     return waitFor(record, condition)
 
 
@@ -123,13 +125,7 @@ def wakeHealth(record: Record, status: str) -> None:
     """
     snapshot = record.toContainer()
     if status == HealthStatus.UNHEALTHY:
-        health = record.health
-        streak = health.failingStreak if health is not None else 0
-        _failHealthy(
-            record,
-            f"container {record.name} is unhealthy: its health check failed"
-            f" {streak} time{'s' if streak != 1 else ''} in a row",
-        )
+        _failHealthy(record, _unhealthy(record))
     fired = [w for w in record.waiters if w.condition == status]
     record.waiters = [w for w in record.waiters if w not in fired]
     for waiter in fired:
@@ -143,6 +139,14 @@ def _failHealthy(record: Record, why: str) -> None:
     record.waiters = [w for w in record.waiters if w not in failed]
     for waiter in failed:
         waiter.deferred.errback(BackendError(why))
+
+
+def _unhealthy(record: Record) -> str:
+    streak = record.health.failingStreak if record.health is not None else 0
+    return (
+        f"container {record.name} is unhealthy: its health check failed"
+        f" {streak} time{'s' if streak != 1 else ''} in a row"
+    )
 
 
 def _endedBeforeHealthy(record: Record) -> str:

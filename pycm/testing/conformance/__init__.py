@@ -5,7 +5,8 @@ Each is a mixin: subclass it with a trial test case and set its C{fixture}.
 
   - L{BackendConformanceTests}: L{pycm.interfaces.IContainerBackend} (its
     parts: lifecycle, logs, policies, L{BackendApplyTests}, C{apply} of
-    services on the backend, and L{BackendUserTests}, C{--user}).
+    services on the backend, L{BackendUserTests}, C{--user}, and
+    L{BackendHealthTests}, its health checks).
   - L{RecordStoreTests}, L{LogStoreTests}, L{EventStoreTests} (and
     L{DurableEventStoreTests}): the stores.
   - L{RuntimeTests}: L{pycm.interfaces.IRuntime} (L{RuntimeSweepTests} with
@@ -19,6 +20,7 @@ from pycm.testing.conformance.eventstore import (
     EventStoreFixture,
     EventStoreTests,
 )
+from pycm.testing.conformance.health import BackendHealthTests, hostFileSwitch
 from pycm.testing.conformance.logstore import LogStoreFixture, LogStoreTests
 from pycm.testing.conformance.recordstore import (
     RecordStoreFixture,
@@ -35,6 +37,7 @@ from pycm.testing.conformance.users import BackendUserTests
 __all__ = [
     "BackendApplyTests",
     "BackendConformanceTests",
+    "BackendHealthTests",
     "BackendUserTests",
     "DurableEventStoreTests",
     "EventStoreFixture",
@@ -47,5 +50,6 @@ __all__ = [
     "RuntimeFixture",
     "RuntimeSweepTests",
     "RuntimeTests",
+    "hostFileSwitch",
     "make_backend_tests",
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 from twisted.trial.unittest import TestCase
 
 from pycm.testing.conformance.apply import BackendApplyTests
+from pycm.testing.conformance.health import BackendHealthTests
 from pycm.testing.conformance.lifecycle import BackendLifecycleTests
 from pycm.testing.conformance.logs import BackendLogsTests
 from pycm.testing.conformance.policies import BackendPolicyTests
@@ -19,7 +20,12 @@ __all__ = ["BackendConformanceTests", "make_backend_tests"]
 
 
 class BackendConformanceTests(
-    BackendLifecycleTests, BackendLogsTests, BackendPolicyTests, BackendApplyTests, BackendUserTests
+    BackendLifecycleTests,
+    BackendLogsTests,
+    BackendPolicyTests,
+    BackendApplyTests,
+    BackendUserTests,
+    BackendHealthTests,
 ):
     """
     The behaviour every L{IContainerBackend} must have, as a mixin.  Use
