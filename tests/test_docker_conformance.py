@@ -9,8 +9,11 @@ without it, fails without it under C{PYCM_REQUIRE_DOCKER=1}.
 
 from __future__ import annotations
 
+from collections.abc import Generator
+from typing import Any
+
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.trial.unittest import TestCase
 
 from pycm.backends.docker.backend import makeBackend
@@ -18,6 +21,31 @@ from pycm.interfaces import IContainerBackend
 from pycm.testing import BackendConformanceTests, MemoryFixture, ReactorFixture
 from pycm.testing.dockerengine import FakeDockerEngine
 from tests.test_docker_support import engineBackend, requireEngine, testImage
+
+
+def engineSwitch(testCase: Any, backend: Any) -> tuple[str, Any]:
+    """
+    The conformance suite's switched health check on the Docker backend:
+    a file in the container, made and removed by an exec (as root).
+    """
+    path = "/tmp/pycm-healthy"
+
+    @inlineCallbacks
+    def turn(name: str, passing: bool) -> Generator[Deferred[Any], Any, None]:
+        command = ["touch", path] if passing else ["rm", "-f", path]
+        _, created = yield backend.engine.request(
+            "POST", f"/containers/{name}/exec", body={"Cmd": command, "User": "0"}
+        )
+        execId = created["Id"]
+        yield backend.engine.request("POST", f"/exec/{execId}/start", body={"Detach": True})
+        for _ in range(100):
+            _, data = yield backend.engine.request("GET", f"/exec/{execId}/json")
+            if not data["Running"] and data["ExitCode"] is not None:
+                return
+            yield testCase.sleep(0.1)
+        raise AssertionError(f"{command} in {name} did not end")
+
+    return f"test -e {path}", turn
 
 
 class DockerFixture(ReactorFixture):
@@ -31,6 +59,7 @@ class DockerFixture(ReactorFixture):
     #: Podman 4.3 gives log lines whole-second times (dockerd, nanoseconds):
     #: two lines a second apart have different ones on both.
     logTimeResolution = 1.1
+    healthSwitch = staticmethod(engineSwitch)
 
     def __init__(self) -> None:
         super().__init__(reactor)
@@ -65,6 +94,7 @@ class FakeEngineFixture(MemoryFixture):
     """
 
     missingImage = "pycm-test/no-such-image:1"
+    healthSwitch = staticmethod(engineSwitch)
 
     def makeBackend(self, testCase: TestCase) -> Deferred[IContainerBackend]:
         # Docker's times are after the epoch: 0 reads as "never".

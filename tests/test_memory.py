@@ -23,19 +23,12 @@ from pycm.model import (
     State,
 )
 from pycm.testing import BackendConformanceTests, MemoryFixture, advanceClock, memoryBackend
-from pycm.testing.healthswitch import hostFileSwitch
-
-
-class MemoryHealthFixture(MemoryFixture):
-    """The memory backend's fixture; its simulated C{test -e} sees the host's files."""
-
-    healthSwitch = staticmethod(hostFileSwitch)
 
 
 class MemoryConformanceTests(BackendConformanceTests, TestCase):
     """The memory backend passes the backend conformance suite."""
 
-    fixture = MemoryHealthFixture()
+    fixture = MemoryFixture()
 
 
 class SimulatedCommandTests(SynchronousTestCase):

@@ -7,10 +7,12 @@ A backend whose capabilities lack an option must refuse it (L{BadRequest}
 naming it): each test then checks that instead of skipping.  The checks
 are short shell lines every backend runs its own way (C{true}, C{false},
 C{sleep S}); a fixture may give others (C{healthCommand(kind, seconds)},
-kind C{pass}, C{fail} or C{slow}), and a way to switch a check between
-passing and failing (C{healthSwitch(testCase)}, such as L{hostFileSwitch}); a
-fixture without one skips the one test that needs it.  Checks run every
-L{BackendHealthTests.healthInterval} seconds: real backends really wait.
+kind C{pass}, C{fail} or C{slow}), and its way to switch a running
+container's check between passing and failing (C{healthSwitch(testCase,
+backend)}: the check and a C{turn(name, passing)}; by default
+L{hostFileSwitch}, for backends whose checks see the host's files).
+Checks run every L{BackendHealthTests.healthInterval} seconds: real
+backends really wait.
 """
 
 from __future__ import annotations
@@ -20,8 +22,7 @@ import signal as _signal
 from collections.abc import Generator
 from typing import Any
 
-from twisted.internet.defer import Deferred, inlineCallbacks
-from twisted.trial.unittest import SkipTest
+from twisted.internet.defer import Deferred, inlineCallbacks, maybeDeferred
 
 from pycm.errors import BackendError, BadRequest
 from pycm.health import HealthCheck, HealthStatus, OnFailure
@@ -50,11 +51,9 @@ class BackendHealthTests(BackendTestsBase):
         return {"pass": "true", "fail": "false", "slow": f"sleep {seconds:g}"}[kind]
 
     def healthSwitch(self) -> tuple[str, Switch]:
-        """The fixture's switched check; skip if it has none."""
-        hook = getattr(self.fixture, "healthSwitch", None)
-        if hook is None:
-            raise SkipTest("the fixture cannot switch a health check")
-        command, turn = hook(self)
+        """The fixture's switched check (default: L{hostFileSwitch})."""
+        hook = getattr(self.fixture, "healthSwitch", None) or hostFileSwitch
+        command, turn = hook(self, self.backend)
         return str(command), turn
 
     def healthUser(self) -> str:
@@ -162,16 +161,16 @@ class BackendHealthTests(BackendTestsBase):
         C{unhealthy}, C{healthy}, one C{health_status} for each change.
         """
         command, turn = self.healthSwitch()
-        spec = self.checked("switched", command, retries=1)
+        # The start period holds back the failures before the first pass.
+        spec = self.checked("switched", command, retries=1, startPeriod=60)
         if (yield self.refused(spec)):
             return
-        turn(True)
-        self.addCleanup(turn, False)
         yield self.runChecked(spec)
+        yield self.settle(maybeDeferred(turn, spec.name, True))
         yield self.waitFor(spec.name, WaitCondition.HEALTHY)
-        turn(False)
+        yield self.settle(maybeDeferred(turn, spec.name, False))
         yield self.waitFor(spec.name, WaitCondition.UNHEALTHY)
-        turn(True)
+        yield self.settle(maybeDeferred(turn, spec.name, True))
         yield self.statusesReach(spec.name, 3)
         self.assertEqual(self.statuses(spec.name), ["healthy", "unhealthy", "healthy"])
         container = yield self.waitFor(spec.name, WaitCondition.HEALTHY)
