@@ -53,14 +53,14 @@ def main(argv):
             os.close(null)
         else:
             os.set_inheritable(0, True)
+        stage = "chdir to " + workdir
+        os.chdir(workdir)
         if user != "-":
             stage = "switch to user " + user
             uid, gid, groups = user.split(":")
             os.setgroups([int(g) for g in groups.split(",") if g])
             os.setgid(int(gid))
             os.setuid(int(uid))
-        stage = "chdir to " + workdir
-        os.chdir(workdir)
         # Python ignores these; a command must start with the defaults.
         for name in ("SIGPIPE", "SIGXFSZ"):
             if hasattr(signal, name):
