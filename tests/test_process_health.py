@@ -8,6 +8,7 @@ reactor (in cgroups when this machine has them).
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import tempfile
 from collections.abc import Generator
@@ -205,6 +206,7 @@ class RealChecksTests(TestCase):
         self.runtime.stateMarker = "/var/lib/pycm-health-tests"
         self.addCleanup(self.runtime.close)
         self.tmp = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, self.tmp, True)
 
     @inlineCallbacks
     def start(self, c: Container) -> Generator[Deferred[Any], Any, ProcessRun]:
@@ -396,6 +398,7 @@ class RealChecksTests(TestCase):
     def test_cannotStart(self) -> Generator[Deferred[Any], Any, None]:
         """A check that cannot start (its workdir is gone): -1 and why."""
         workdir = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, workdir, True)
         c = container("true", workdir=workdir)
         run = yield self.start(c)
         os.rmdir(workdir)
@@ -445,6 +448,7 @@ class BackendHealthTests(TestCase):
         self.addCleanup(self.backend.close)
         yield self.backend.open()
         self.tmp = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, self.tmp, True)
         os.chmod(self.tmp, 0o755)  # the check runs as nobody
 
     @inlineCallbacks
