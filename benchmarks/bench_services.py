@@ -335,8 +335,10 @@ def benchHealth(report: Report, s: Settings, children: Children) -> None:
             for checks in (False, True) if i % 2 == 0 else (True, False):
                 results[checks].append(healthWindow(daemon, admin, s, checks))
                 last = results[checks][-1]
-                print(f"    {'checked' if checks else 'plain'}: {last['share']:.3f} cores",
-                      flush=True)
+                last["load"] = os.getloadavg()[0]
+                print(f"    {'checked' if checks else 'plain'}: {last['share']:.3f} cores "
+                      f"(user {last['user']:.3f}, system {last['system']:.3f}; load average "
+                      f"{last['load']:.2f})", flush=True)
     finally:
         admin.close()
         children.stop(daemon.proc, timeout=30)
@@ -346,6 +348,8 @@ def benchHealth(report: Report, s: Settings, children: Children) -> None:
         return median([r[key] for r in results[checks]])
 
     plain, checked = mid(False, "share"), mid(True, "share")
+    windows = ", ".join(f"{r['share']:.3f} (load {r['load']:.1f})" for r in results[True])
+    generator = max(mid(True, "generator"), mid(False, "generator"))
     report.add(SECTION, f"{s.containers} running, no health check: daemon CPU (cores)",
                f"{plain:.3f}",
                note=f"user {mid(False, 'user'):.3f} + system {mid(False, 'system'):.3f}; "
@@ -357,8 +361,7 @@ def benchHealth(report: Report, s: Settings, children: Children) -> None:
                     f"checks every {mid(True, 'interval'):.2f} s (longest gap "
                     f"{max(r['longest'] for r in results[True]):.2f} s), "
                     f"{min(r['healthy'] for r in results[True])} healthy at the end; "
-                    f"load generator (this process) "
-                    f"{max(mid(True, 'generator'), mid(False, 'generator')):.1%}")
+                    f"windows {windows}; load generator (this process) {generator:.1%}")
     perSecond = s.containers / mid(True, "interval")
     report.add(SECTION, "the health checks' cost (difference, cores)", f"{checked - plain:.3f}",
                note=f"{(checked - plain) / perSecond * 1000:.2f} ms of daemon CPU "
