@@ -161,12 +161,19 @@ class HealthJSONTests(SynchronousTestCase):
         self.assertIsNone(bare.summary()["health"])
 
     def test_action(self) -> None:
-        """dockerd's C{health_status: S} and Podman's attribute both give S; others None."""
+        """
+        dockerd's C{health_status: S} and Podman's C{HealthStatus} (or
+        attribute) give S; C{starting} and other actions None.
+        """
         self.assertEqual(healthAction({"Action": "health_status: healthy"}), "healthy")
         attributes = {"health_status": "unhealthy"}
         podman = {"Action": "health_status", "Actor": {"Attributes": attributes}}
         self.assertEqual(healthAction(podman), "unhealthy")
-        for action in ("start", "exec_start: /bin/sh -c x", "health_status: bogus"):
+        self.assertEqual(
+            healthAction({"Action": "health_status", "HealthStatus": "healthy"}), "healthy"
+        )
+        for action in ("start", "exec_start: /bin/sh -c x", "health_status: bogus",
+                       "health_status: starting"):  # fmt: skip
             self.assertIsNone(healthAction({"Action": action}), action)
 
     def test_capabilities(self) -> None:
@@ -182,6 +189,58 @@ class HealthJSONTests(SynchronousTestCase):
 
 class _Podman(StubEngine):
     isPodman = True
+
+
+class _FakePodman(FakeDockerEngine):
+    """The fake engine as a Podman service with C{cgroupDriver}: only C{/info} differs."""
+
+    isPodman = True
+    cgroupDriver = "cgroupfs"
+
+    def request(self, method: str, path: str, *args: Any, **kw: Any) -> defer.Deferred[Any]:
+        if (method, path) == ("GET", "/info"):
+            return self.later(defer.succeed((200, {"CgroupDriver": self.cgroupDriver})))
+        return super().request(method, path, *args, **kw)
+
+
+class PodmanHealthTests(SynchronousTestCase):
+    """A Podman service with no systemd runs no health checks: they are refused."""
+
+    def backend(self, driver: str) -> Any:
+        clock = Clock()
+        clock.advance(1_700_000_000)
+        engine = _FakePodman(clock)
+        engine.cgroupDriver = driver
+        backend = makeBackend(clock, None, {"network": "none"}, engine)
+        backend.open()
+        advanceClock(clock, 1.0)
+        self.addCleanup(lambda: settleClock(clock, backend.close()))
+        return backend, clock
+
+    def test_cgroupfs(self) -> None:
+        """
+        With C{cgroupfs} (no systemd), C{info} lists no health option and a
+        create with a check is refused naming it; C{--user} still goes.
+        """
+        backend, clock = self.backend("cgroupfs")
+        self.assertNotIn("health-cmd", backend.capabilities.options)
+        self.assertIn("user", backend.capabilities.options)
+        spec = ContainerSpec(name="a", command=("sleep", "1"), healthcheck=CHECK)
+        failure = self.failureResultOf(settleClock(clock, backend.create(spec)), BadRequest)
+        self.assertIn("--health-cmd", str(failure.value))
+        created = self.successResultOf(
+            settleClock(clock, backend.create(ContainerSpec(name="b", user="1000")))
+        )
+        self.assertEqual(created.user, "1000")
+
+    def test_systemd(self) -> None:
+        """With C{systemd} the health options are honoured."""
+        backend, clock = self.backend("systemd")
+        self.assertIn("health-cmd", backend.capabilities.options)
+        spec = ContainerSpec(name="a", command=("sleep", "1"), healthcheck=CHECK)
+        self.assertEqual(
+            self.successResultOf(settleClock(clock, backend.create(spec))).healthcheck, CHECK
+        )
 
 
 class HealthEventTests(SynchronousTestCase):
@@ -234,7 +293,7 @@ class FakeShellTests(SynchronousTestCase):
     """The fake engine's tiny shell (L{runShell})."""
 
     def test_commands(self) -> None:
-        """It knows true, false, exit, test, [, touch, rm, echo, sleep and &&."""
+        """It knows true, false, exit, test, [, touch, rm, echo, sleep, && and ;."""
         container = FakeContainer("c", "a", "busybox", {}, {}, 0)
         self.assertEqual(runShell(container, "test -e /ok")[0], 1)
         self.assertEqual(runShell(container, "touch /ok && [ -f /ok ]")[0], 0)
@@ -244,6 +303,7 @@ class FakeShellTests(SynchronousTestCase):
         self.assertEqual(runShell(container, "rm /ok")[0], 0)
         self.assertEqual(runShell(container, "rm /ok")[0], 1)
         self.assertEqual(runShell(container, "pg_isready")[0], 127)
+        self.assertEqual(runShell(container, "false; echo x; exit 4; true"), (4, "x\n", 0.0))
 
 
 class DockerHealthTests(SynchronousTestCase):

@@ -175,6 +175,9 @@ class FakeDockerEngine(AnswersLater):
             return self._list, ()
         if parts == ["containers", "create"] and method == "POST":
             return self._create, ()
+        if parts == ["info"] and method == "GET":
+            return (lambda params, body: (200, {"CgroupDriver": "cgroupfs", "Containers": len(
+                self.containers)})), ()
         if parts[0] == "exec" and len(parts) == 3:
             execs = {("POST", "start"): self.health.start, ("GET", "json"): self.health.inspect}
             if (method, parts[2]) in execs:

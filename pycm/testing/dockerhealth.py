@@ -23,8 +23,20 @@ def runShell(container: FakeContainer, line: str) -> tuple[int, str, float]:
     output, seconds it takes)}.  It knows C{true}, C{false}, C{exit N},
     C{sleep S} (takes S seconds), C{echo WORDS}, C{touch PATH} and C{rm
     [-f] PATH} (on C{container.files}), C{test -e|-f PATH} and C{[ -e PATH
-    ]}; commands joined by C{&&}.  Anything else is C{sh}'s 127, not found.
+    ]}; commands joined by C{&&} or C{;}.  Anything else is C{sh}'s 127,
+    not found.
     """
+    code, output, seconds = 0, "", 0.0
+    for sequence in line.split(";"):
+        code, out, took = _andList(container, sequence)
+        output += out
+        seconds += took
+        if sequence.strip().startswith("exit"):
+            break
+    return code, output, seconds
+
+
+def _andList(container: FakeContainer, line: str) -> tuple[int, str, float]:
     code, output, seconds = 0, "", 0.0
     for part in line.split("&&"):
         try:

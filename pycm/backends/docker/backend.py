@@ -31,6 +31,7 @@ from pycm.backends.docker.options import OPTIONS, parseSeconds, parseYesNo
 from pycm.backends.docker.podman import (
     EXEC_FAILURE_CODES,
     PODMAN_EXEC_FAILURE_CODES,
+    PodmanHealthChecks,
     killFirst,
     stopBetweenRuns,
 )
@@ -69,8 +70,7 @@ SIGNALS_FILE = "docker-signals.json"
 _EVENT_FILTERS = {"type": ["container"], **LIST_FILTERS}
 
 CAPABILITIES = Capabilities(
-    # dockerd has no --health-on-failure (Podman's own API has; its
-    # Docker-compatible one not): refused, not ignored.
+    # dockerd has no --health-on-failure (nor Podman's compatible API).
     options=ALL_OPTIONS - {"health-on-failure"},
     limits=frozenset({"memory", "cpus"}),
     images="a Docker image reference (e.g. busybox:latest)",
@@ -187,8 +187,10 @@ class DockerBackend:
             lambda cid, name: self._lookup.inspect(cid, name, quiet=True),
         )
         self._events = EngineEvents(
-            reactor, engine, _EVENT_FILTERS, self._teller.received, self._reconciler.connected
+            reactor, engine, _EVENT_FILTERS, self._teller.received, self._connected
         )
+        self.capabilities = CAPABILITIES
+        self._healthChecks = PodmanHealthChecks(engine)
         self._logs = LogReader(engine)
         self._executables = ExecutableCheck(engine, self._logs)
         self._waits = ContainerWaits(
@@ -201,11 +203,11 @@ class DockerBackend:
 
     def open(self) -> Deferred[None]:
         """
-        Start following the engine's events.  Fires at once: if the engine
-        is not there yet, calls fail with L{Unavailable} until it is.
-        """
+        Follow the engine's events; fire once it said whether it runs health
+        checks (L{PodmanHealthChecks}), or cannot be reached (calls then fail
+        with L{Unavailable} until it is)."""
         self._events.start()
-        return defer.succeed(None)
+        return self._learnHealthChecks().addErrback(lambda _: None)
 
     @defer.inlineCallbacks
     def close(self) -> Any:
@@ -227,6 +229,19 @@ class DockerBackend:
         self._journal.releaseAll()
         yield self.engine.close()
 
+    def _connected(self, reconnect: bool) -> Deferred[Any]:
+        self._healthChecks.reset()
+        return defer.gatherResults(
+            [self._learnHealthChecks(), self._reconciler.connected(reconnect)],
+            consumeErrors=True,
+        )
+
+    @defer.inlineCallbacks
+    def _learnHealthChecks(self) -> Any:
+        """Honour the health options only if the engine runs checks (L{PodmanHealthChecks})."""
+        runs = yield self._healthChecks.run()
+        self.capabilities = CAPABILITIES if runs else PodmanHealthChecks.without(CAPABILITIES)
+
     def addObserver(self, observer: Callable[[ContainerEvent | ProgressEvent], None]) -> None:
         self._journal.observers.append(observer)
 
@@ -241,6 +256,8 @@ class DockerBackend:
 
     @defer.inlineCallbacks
     def _create(self, spec: ContainerSpec) -> Any:
+        if spec.healthcheck is not None:
+            yield self._learnHealthChecks()
         self.capabilities.refuseUnsupported(self.name, spec)
         image = spec.image or self.defaultImage
         if spec.command is None and self.defaultCommand:

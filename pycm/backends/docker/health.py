@@ -133,10 +133,13 @@ def _result(item: Any) -> HealthResult | None:
 
 def healthAction(raw: Mapping[str, Any]) -> str | None:
     """
-    The new status a health event of the engine tells, or None if it is
-    not one: dockerd's action is C{health_status: healthy}; Podman's
-    compatible stream has said C{health_status} with the status in the
-    attribute C{health_status}.
+    The new status a health event of the engine tells (C{healthy} or
+    C{unhealthy}), or None if it is not one: dockerd's action is
+    C{health_status: healthy}; Podman's compatible stream (4.3) says
+    C{health_status} with the status in C{HealthStatus} (or the attribute
+    C{health_status}), one event a check, and C{starting} for the first
+    check whatever its outcome (dockerd never tells C{starting}: it is
+    not told).
     """
     action = str(raw.get("Action") or raw.get("status") or "")
     head, _, status = action.partition(":")
@@ -145,8 +148,8 @@ def healthAction(raw: Mapping[str, Any]) -> str | None:
     status = status.strip()
     if not status:
         attributes = (raw.get("Actor") or {}).get("Attributes") or {}
-        status = str(attributes.get("health_status") or "")
-    return status if status in HealthStatus.ALL else None
+        status = str(raw.get("HealthStatus") or attributes.get("health_status") or "")
+    return status if status in (HealthStatus.HEALTHY, HealthStatus.UNHEALTHY) else None
 
 
 __all__ = ["healthAction", "healthFrom", "healthcheckBody", "healthcheckFrom"]

@@ -1,8 +1,9 @@
 """
 Where Podman's Docker-compatible API (4.3 tested) differs from Docker's,
 made Docker's: its events of a stop and a restart (L{PodmanEvents}), a
-stop between two runs of its restart policy (L{stopBetweenRuns}), and its
-C{remove --force} (L{killFirst}).
+stop between two runs of its restart policy (L{stopBetweenRuns}), its
+C{remove --force} (L{killFirst}); and whether it runs health checks at all
+(L{PodmanHealthChecks}).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from pycm.backends.docker.engine import EngineError
 from pycm.backends.docker.interfaces import IDockerEngine
 from pycm.backends.docker.journal import EventJournal
 from pycm.backends.docker.translate import isStateConflict
+from pycm.capabilities import HEALTH_OPTIONS, Capabilities
+from pycm.errors import PycmError
 from pycm.model import Action, ContainerEvent
 
 #: The exit codes of an init that could not exec the command: docker-init
@@ -117,3 +120,49 @@ def killFirst(engine: IDockerEngine, cid: str) -> Any:
     except EngineError as e:
         if not isStateConflict(e.status, e.message):
             raise
+
+
+class PodmanHealthChecks:
+    """
+    Does the engine run health checks?  dockerd does; Podman runs them
+    from systemd timers, so a Podman service with no systemd (its cgroup
+    manager C{cgroupfs}, as in a container) never runs one: the check's
+    health would stay C{starting} for ever.  Asked once per connection to
+    the engine (L{reset}) with C{GET /info}.
+    """
+
+    def __init__(self, engine: IDockerEngine) -> None:
+        self.engine = engine
+        #: The answer, once the engine gave it (None: not known yet).
+        self.known: bool | None = None
+
+    def reset(self) -> None:
+        """Ask again (the engine may have changed)."""
+        self.known = None
+
+    @defer.inlineCallbacks
+    def run(self) -> Any:
+        """
+        Fire with whether the engine runs health checks: yes, unless it
+        is Podman with the cgroup manager C{cgroupfs}; yes for now (not
+        remembered) if the engine cannot be asked.  (The request is also
+        the one that tells Podman from dockerd.)
+        """
+        if self.known is None:
+            try:
+                _, info = yield self.engine.request("GET", "/info")
+            except (EngineError, PycmError, defer.CancelledError):
+                return True
+            driver = str((info or {}).get("CgroupDriver") or "") if isinstance(info, dict) else ""
+            self.known = not (self.engine.isPodman and driver.lower() == "cgroupfs")
+        return self.known
+
+    @staticmethod
+    def without(capabilities: Capabilities) -> Capabilities:
+        """C{capabilities} with no health options (for an engine that runs none)."""
+        return Capabilities(
+            options=capabilities.options - HEALTH_OPTIONS,
+            limits=capabilities.limits,
+            images=capabilities.imageDescription,
+            stats=capabilities.stats,
+        )

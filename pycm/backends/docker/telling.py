@@ -53,9 +53,10 @@ class EventTeller:
         cid = str(actor.get("ID") or raw.get("id") or "")
         if not name or not isManaged(attributes):
             return
-        status = healthAction(raw)
-        if status is not None:
-            return self._health(name, cid, status, raw)
+        if action == "health_status":
+            status = healthAction(raw)
+            view.details.pop(cid, None)
+            return None if status is None else self._health(name, cid, status, raw)
         if action == "oom":
             # The kernel's OOM killer sent SIGKILL: the die that follows
             # (137) is -9, as inspect (OOMKilled) has it.
@@ -131,7 +132,6 @@ class EventTeller:
         (dockerd tells only changes; Podman has told every check's).
         """
         view = self.view
-        view.details.pop(cid, None)
         if view.healthTold.get(cid) == status:
             return
         view.healthTold[cid] = status
