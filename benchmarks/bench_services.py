@@ -183,11 +183,29 @@ def servicesDocument(names: Sequence[str]) -> str:
     return "".join(f'[services.{name}]\ncommand = ["sleep", "1000"]\n\n' for name in names)
 
 
+def removeCgroupParent() -> None:
+    """Remove the benchmark's cgroup parent (empty once its daemons stopped)."""
+    root = "/sys/fs/cgroup"
+    if not os.path.isdir(root):
+        return
+    for hierarchy in os.listdir(root):
+        top = os.path.join(root, hierarchy, CGROUP_PARENT.lstrip("/"))
+        for path, _, _ in sorted(os.walk(top), key=lambda w: -len(w[0])):
+            try:
+                os.rmdir(path)
+            except OSError:
+                pass
+
+
 def run(report: Report, quick: bool, children: Children) -> None:
     s = Settings.quick() if quick else Settings()
     load0 = os.getloadavg()[0]
-    benchApply(report, s, children)
-    benchHealth(report, s, children)
+    try:
+        benchApply(report, s, children)
+        benchHealth(report, s, children)
+    finally:
+        children.killAll()
+        removeCgroupParent()
     report.notes.append(f"services: load average {load0:.2f} at the start, "
                         f"{os.getloadavg()[0]:.2f} at the end")
 
