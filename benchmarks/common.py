@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -67,6 +67,8 @@ class Children:
     def __init__(self) -> None:
         self.procs: list[subprocess.Popen] = []
         self.tempdirs: list[str] = []
+        #: Called once every process is stopped (such as removing a cgroup).
+        self.atEnd: list[Callable[[], None]] = []
 
     def tempdir(self, prefix: str) -> str:
         # Under /tmp whatever $TMPDIR says: sockets live here, and their
@@ -129,6 +131,8 @@ class Children:
         for path in self.tempdirs:
             shutil.rmtree(path, ignore_errors=True)
         self.tempdirs = []
+        while self.atEnd:
+            self.atEnd.pop()()
 
 
 def _signalGroup(proc: subprocess.Popen, sig: int) -> None:
@@ -217,15 +221,24 @@ class LineClient:
         return self.readLine()
 
     def readLine(self) -> bytes:
+        i = self.buf.find(b"\n")
+        if i >= 0:
+            line, self.buf = self.buf[:i], self.buf[i + 1:]
+            return line
+        # A reply of megabytes comes in many chunks: look for the newline in
+        # each new chunk only, and join them once (the time to the last byte
+        # is what is measured, not this client's copying).
+        chunks = [self.buf]
         while True:
-            i = self.buf.find(b"\n")
-            if i >= 0:
-                line, self.buf = self.buf[:i], self.buf[i + 1:]
-                return line
             chunk = self.sock.recv(1 << 20)
             if not chunk:
                 raise ConnectionError("server closed the connection")
-            self.buf += chunk
+            i = chunk.find(b"\n")
+            if i >= 0:
+                chunks.append(chunk[:i])
+                self.buf = chunk[i + 1:]
+                return b"".join(chunks)
+            chunks.append(chunk)
 
     def timed(self, line: str | bytes) -> tuple[float, bytes]:
         """(seconds, reply) for one request."""
@@ -245,6 +258,37 @@ def expectOK(reply: bytes, what: str) -> bytes:
 
 def python() -> str:
     return sys.executable
+
+
+def selfCpuSeconds() -> float:
+    """This process's user + system CPU time so far (every thread)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def loadAverage() -> str:
+    """The machine's load averages (1, 5, 15 minutes), for the notes."""
+    return "/".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+class LoadMeter:
+    """
+    The load generator's own CPU share over a window: this process (every
+    thread) plus the client processes it ran (their own CPU time, which
+    they report, added with L{addChild}), over the wall time, in cores.
+    """
+
+    def __init__(self) -> None:
+        self.wall0 = time.monotonic()
+        self.cpu0 = selfCpuSeconds()
+        self.children = 0.0
+
+    def addChild(self, seconds: float) -> None:
+        self.children += seconds
+
+    def cores(self) -> float:
+        wall = max(time.monotonic() - self.wall0, 1e-6)
+        return (selfCpuSeconds() - self.cpu0 + self.children) / wall
 
 
 class Missing(Exception):

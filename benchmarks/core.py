@@ -44,6 +44,9 @@ from benchmarks.daemon import Daemon, startDaemon
 from benchmarks.report import Report
 
 SECTION = "core"
+#: pycm's ping rate against the floor's, by requests in flight a connection
+#: (issue 12; issue 2 asked 0.70 and 0.60).
+TARGETS = {1: 0.90, 16: 0.85}
 
 
 @dataclass
@@ -109,7 +112,7 @@ def startFloor(children: Children) -> tuple[subprocess.Popen, int]:
 def throughput(report: Report, s: Settings, daemon: Daemon,
                floor: tuple[subprocess.Popen, int], binary: str | None) -> None:
     floorProc, floorPort = floor
-    targets = {1: 0.70, 16: 0.60}
+    targets = TARGETS
     for depth in (1, 16):
         rates: dict[str, list[float]] = {"floor": [], "pycm": []}
         clientShare: list[float] = []

@@ -10,8 +10,10 @@ working tree is what runs (it goes first on PYTHONPATH, and twistd finds its
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 
 from benchmarks.common import REPO, SERVER_CPU, Children, freePort, waitForPort
 
@@ -69,3 +71,58 @@ def startDaemon(children: Children, backend: str, extra: list[str] | None = None
     proc = children.start(argv, cpu=SERVER_CPU, logPath=logPath, env=daemonEnv(), cwd=base)
     waitForPort(port, proc, timeout, logPath)
     return Daemon(proc, port, stateDir, logPath)
+
+
+def removeCgroupParent(parent: str) -> int:
+    """
+    Kill what is left in a benchmark daemon's cgroup parent (its containers
+    outlive it: a stopped daemon leaves them running, as kill -9 would), then
+    remove its groups, deepest first.  Returns how many processes it killed.
+    """
+    root = "/sys/fs/cgroup"
+    if not os.path.isdir(root):
+        return 0
+    tops = [os.path.join(root, parent.lstrip("/"))]
+    tops += [os.path.join(root, h, parent.lstrip("/")) for h in sorted(os.listdir(root))]
+    tops = [top for top in tops if os.path.isdir(top)]
+    killed: set[int] = set()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        pids = set()
+        for top in tops:
+            for path, _, files in os.walk(top):
+                if "cgroup.procs" in files:
+                    try:
+                        with open(os.path.join(path, "cgroup.procs")) as f:
+                            pids.update(int(p) for p in f.read().split())
+                    except OSError:
+                        pass
+        if not pids:
+            break
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed.add(pid)
+            except OSError:
+                pass
+        time.sleep(0.05)
+    for top in tops:
+        for path, _, _ in sorted(os.walk(top), key=lambda w: -len(w[0])):
+            try:
+                os.rmdir(path)
+            except OSError:
+                pass
+    return len(killed)
+
+
+def startProcessDaemon(children: Children, label: str,
+                       extra: list[str] | None = None) -> Daemon:
+    """
+    A process-backend daemon whose containers' cgroups live below a parent
+    of its own (C{/pycm-bench-LABEL-PID}), not a real daemon's C{/pycm} nor
+    another benchmark daemon's, removed once the section's processes stopped.
+    """
+    parent = f"/pycm-bench-{label}-{os.getpid()}"
+    children.atEnd.append(lambda: removeCgroupParent(parent))
+    return startDaemon(children, "process",
+                       ["--backend-option", f"cgroup-parent={parent}", *(extra or [])])

@@ -1,16 +1,18 @@
 """
 pycm benchmarks: one command, every figure and ratio measured in the same run.
 
-    python benchmarks/run.py [--only core|process|connections|flood|stats|client|services
+    python benchmarks/run.py [--only core|process|concurrency|scale|memscale|events
+                                     |connections|flood|stats|client|services
                                      |docker|swarm]
-                             [--quick] [--pin] [--client-baseline OLD_PYCM]
+                             [--runs N] [--quick] [--pin] [--client-baseline OLD_PYCM]
 
 Prints a table of figures, ratios against references measured in the same
 run (the Twisted floor for the core section, supervisord for the process
 section, supervisorctl for the client section, one C{pycm run} at a time and
 containers without health checks for the services section, the docker SDK
 for the docker and swarm sections), and PASS/FAIL against each target of
-issues 2, 3, 4, 7, 9, 10 and 11.  Exit status:
+issues 2, 3, 4, 7, 9, 10, 11 and 12.  With ``--runs N`` each section
+runs N times and a target passes only if it passed in every run.  Exit status:
 0 when every section ran (whether or not targets were met), 1 on an error,
 2 when a section could not run for want of a prerequisite (it says which).
 """
@@ -50,16 +52,59 @@ def machine() -> str:
             f"Twisted {twisted.__version__}; {pinned}")
 
 
+#: Each section and the module that measures it (its C{run(report, quick,
+#: children)}).
+SECTIONS = {
+    "core": "core", "process": "process", "concurrency": "concurrency", "scale": "scale",
+    "memscale": "memscale", "events": "fanout", "connections": "connections",
+    "flood": "flood", "stats": "stats", "client": "client", "services": "bench_services",
+    "docker": "bench_docker", "swarm": "bench_swarm",
+}
+DEFAULT = ["core", "process", "concurrency", "scale", "memscale", "events", "connections",
+           "flood", "stats", "client", "services"]
+
+
+def runSection(report: Report, name: str, quick: bool) -> bool:
+    """Run one section once; False when it could not (skipped or failed)."""
+    import importlib
+
+    children = common.Children()
+    try:
+        module = importlib.import_module(f"benchmarks.{SECTIONS[name]}")
+        if name == "client":
+            module.BASELINE = CLIENT_BASELINE
+        module.run(report, quick, children)
+        return True
+    except KeyboardInterrupt:
+        children.killAll()
+        raise
+    except Exception as e:
+        if isinstance(e, common.Missing):
+            report.skipped.append(f"{name}: {e}")
+            print(f"  SKIPPED: {e}", flush=True)
+        else:
+            report.errors.append(f"{name}: {e!r}")
+            traceback.print_exc()
+        return False
+    finally:
+        children.killAll()
+
+
+CLIENT_BASELINE: str | None = None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only",
-                        choices=("core", "process", "connections", "flood", "stats", "client",
-                                 "services", "docker", "swarm"),
+                        choices=tuple(SECTIONS),
                         action="append",
-                        help="run only this section (repeatable); default: core, process, "
-                             "connections, flood, stats, client and services (docker needs an "
-                             "engine, swarm a swarm manager: see bench_docker.py and "
-                             "bench_swarm.py)")
+                        help="run only this section (repeatable); default: "
+                             + ", ".join(DEFAULT) + " (docker needs an engine, swarm a "
+                             "swarm manager: see bench_docker.py and bench_swarm.py)")
+    parser.add_argument("--runs", type=int, default=1, metavar="N",
+                        help="run each section N times in a row, each run's figures "
+                             "shown; then one row per target that passes only if it "
+                             "passed in every run")
     parser.add_argument("--quick", action="store_true",
                         help="fewer and shorter rounds (under a minute): a smoke test "
                              "of the benchmark, not figures to quote")
@@ -70,8 +115,11 @@ def main(argv: list[str] | None = None) -> int:
                              "script (its list and its shell's start-up)")
     args = parser.parse_args(argv)
     common.PIN = args.pin
-    sections = args.only or ["core", "process", "connections", "flood", "stats", "client",
-                             "services"]
+    sections = args.only or DEFAULT
+    if args.runs < 1:
+        parser.error("--runs wants 1 or more")
+    global CLIENT_BASELINE
+    CLIENT_BASELINE = args.client_baseline
 
     if sys.platform != "linux":
         print("the benchmarks read /proc and use epoll: Linux only", file=sys.stderr)
@@ -85,63 +133,21 @@ def main(argv: list[str] | None = None) -> int:
           flush=True)
     started = time.monotonic()
     for name in sections:
-        children = common.Children()
-        print(f"== {name}", flush=True)
-        try:
-            if name == "core":
-                from benchmarks import core
-
-                core.run(report, args.quick, children)
-            elif name == "process":
-                from benchmarks import process
-
-                process.run(report, args.quick, children)
-            elif name == "connections":
-                from benchmarks import connections
-
-                connections.run(report, args.quick, children)
-            elif name == "flood":
-                from benchmarks import flood
-
-                flood.run(report, args.quick, children)
-            elif name == "stats":
-                from benchmarks import stats
-
-                stats.run(report, args.quick, children)
-            elif name == "client":
-                from benchmarks import client
-
-                client.BASELINE = args.client_baseline
-                client.run(report, args.quick, children)
-            elif name == "services":
-                from benchmarks import bench_services
-
-                bench_services.run(report, args.quick, children)
-            elif name == "swarm":
-                from benchmarks import bench_swarm
-
-                bench_swarm.run(report, args.quick, children)
-            else:
-                from benchmarks import bench_docker
-
-                bench_docker.run(report, args.quick, children)
-        except KeyboardInterrupt:
-            children.killAll()
-            raise
-        except Exception as e:
-            if isinstance(e, common.Missing):
-                report.skipped.append(f"{name}: {e}")
-                print(f"  SKIPPED: {e}", flush=True)
-            else:
-                report.errors.append(f"{name}: {e!r}")
-                traceback.print_exc()
-        finally:
-            children.killAll()
+        for run in range(1, args.runs + 1):
+            report.run = run if args.runs > 1 else 0
+            print(f"== {name}" + (f" (run {run} of {args.runs})" if args.runs > 1 else "")
+                  + f"; load average {common.loadAverage()}", flush=True)
+            if not runSection(report, name, args.quick):
+                break
+        report.run = 0
+        if args.runs > 1:
+            print(f"== {name}: every run", flush=True)
+            report.everyRun(name, args.runs)
 
     print(f"\n== results ({time.monotonic() - started:.0f} s)")
-    print(f"machine: {machine()}")
+    print(f"machine: {machine()}; load average now {common.loadAverage()}")
     print(report.table())
-    for note in report.notes:
+    for note in dict.fromkeys(report.notes):
         print(f"note: {note}")
     failed = [r for r in report.rows if r.passed is False]
     passed = [r for r in report.rows if r.passed]

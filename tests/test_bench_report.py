@@ -1,0 +1,107 @@
+"""
+The benchmarks' own bookkeeping (benchmarks/report.py, benchmarks/common.py,
+benchmarks/fanout.py): how repeated runs are judged, how a long reply is
+read, how an event stream is checked.  No figure is measured here.
+"""
+
+from __future__ import annotations
+
+import io
+import socket
+from contextlib import redirect_stdout
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from benchmarks.common import LineClient
+from benchmarks.report import Report
+
+
+def quietly(report: Report, *args: object, **kwargs: object) -> None:
+    with redirect_stdout(io.StringIO()):
+        report.add(*args, **kwargs)
+
+
+class EveryRunTests(SynchronousTestCase):
+    """L{Report.everyRun}: a target of a repeated section passes only if every run did."""
+
+    def addRuns(self, report: Report, passes: list[bool]) -> None:
+        for run, passed in enumerate(passes, 1):
+            report.run = run
+            quietly(report, "process", "start ratio", f"{run}.0x", target=">= 5x",
+                    passed=passed)
+            quietly(report, "process", "a figure", "1")
+        report.run = 0
+
+    def summary(self, report: Report, runs: int):
+        with redirect_stdout(io.StringIO()):
+            return report.everyRun("process", runs)
+
+    def test_everyRunPasses(self) -> None:
+        """Three passing runs give one passing row with each run's value."""
+        report = Report()
+        self.addRuns(report, [True, True, True])
+        [row] = self.summary(report, 3)
+        self.assertTrue(row.passed)
+        self.assertEqual(row.value, "1.0x, 2.0x, 3.0x")
+        self.assertEqual(row.name, "start ratio, every run")
+        self.assertEqual(row.target, ">= 5x in all 3 runs")
+        self.assertEqual(row.run, 0)
+
+    def test_oneRunFails(self) -> None:
+        """A single failing run fails the target, whatever the median."""
+        report = Report()
+        self.addRuns(report, [True, False, True])
+        [row] = self.summary(report, 3)
+        self.assertFalse(row.passed)
+        self.assertEqual(row.note, "2 of 3 runs pass")
+
+    def test_missingRunFails(self) -> None:
+        """A run that never got to a target (it failed first) fails it."""
+        report = Report()
+        self.addRuns(report, [True, True])
+        [row] = self.summary(report, 3)
+        self.assertFalse(row.passed)
+
+    def test_tableShowsRuns(self) -> None:
+        """With repeated runs the table has a column saying which run."""
+        report = Report()
+        self.addRuns(report, [True])
+        self.assertIn("run", report.table().splitlines()[0].split())
+        self.assertNotIn("run", Report().table().splitlines()[0].split())
+
+
+class ReadLineTests(SynchronousTestCase):
+    """L{LineClient.readLine} on a reply that comes in many chunks."""
+
+    def client(self) -> tuple[LineClient, socket.socket]:
+        ours, theirs = socket.socketpair()
+        self.addCleanup(ours.close)
+        self.addCleanup(theirs.close)
+        client = LineClient.__new__(LineClient)
+        client.sock = ours
+        client.buf = b""
+        return client, theirs
+
+    def test_chunks(self) -> None:
+        """A line sent in pieces is read whole; what follows it is kept."""
+        client, server = self.client()
+        for piece in (b"OK [", b"1,", b"2]\nOK ", b"3\n"):
+            server.sendall(piece)
+        self.assertEqual(client.readLine(), b"OK [1,2]")
+        self.assertEqual(client.readLine(), b"OK 3")
+
+    def test_bufferedLines(self) -> None:
+        """Lines already read together are handed out one at a time."""
+        client, server = self.client()
+        server.sendall(b"a\nb\nc")
+        self.assertEqual(client.readLine(), b"a")
+        self.assertEqual(client.readLine(), b"b")
+        server.sendall(b"d\n")
+        self.assertEqual(client.readLine(), b"cd")
+
+    def test_closed(self) -> None:
+        """A connection closed before the newline is an error."""
+        client, server = self.client()
+        server.sendall(b"partial")
+        server.close()
+        self.assertRaises(ConnectionError, client.readLine)
