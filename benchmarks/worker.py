@@ -123,6 +123,15 @@ def subscribe(port: int, connections: int, lastName: str) -> dict:
     for sock in socks:
         sock.sendall(b"events\n")
     reads: dict[int, list[tuple[float, bytes]]] = {i: [] for i in range(connections)}
+    for i, sock in enumerate(socks):
+        # Its OK first: every subscriber is subscribed once this says ready.
+        first = b""
+        while b"\n" not in first:
+            chunk = sock.recv(1 << 16)
+            if not chunk:
+                raise ConnectionError("the daemon closed a subscriber")
+            first += chunk
+        reads[i].append((time.time(), first))
     closed: set[int] = set()
     name = json.dumps(lastName).encode()
     done: set[int] = set()
@@ -206,17 +215,32 @@ class Worker:
             raise RuntimeError(f"worker {self.proc.args[2:]}: {line[:300]!r}")
 
     def tell(self, line: str = "go") -> None:
+        """A line on its stdin (nothing if it has already ended)."""
         assert self.proc.stdin is not None
-        self.proc.stdin.write(line.encode() + b"\n")
-        self.proc.stdin.flush()
+        try:
+            self.proc.stdin.write(line.encode() + b"\n")
+            self.proc.stdin.flush()
+        except (BrokenPipeError, ValueError):
+            pass
 
     def result(self, timeout: float = 300) -> dict:
-        out, _ = self.proc.communicate(timeout=timeout)
-        lines = out.strip().splitlines()
-        if self.proc.returncode != 0 or not lines:
+        """
+        Its line of JSON.  Past C{timeout} it is told to stop (a subscriber
+        that never saw its last event then says what it got).
+        """
+        assert self.proc.stdout is not None
+        timer = threading.Timer(timeout, self.tell, ("stop",))
+        timer.daemon = True
+        timer.start()
+        try:
+            line = self.proc.stdout.readline()
+        finally:
+            timer.cancel()
+        self.proc.wait(30)
+        if self.proc.returncode != 0 or not line.strip():
             raise RuntimeError(f"worker {self.proc.args[2:]} exited with "
                                f"{self.proc.returncode}")
-        return json.loads(lines[-1])
+        return json.loads(line)
 
 
 def main(argv: list[str]) -> None:

@@ -105,3 +105,47 @@ class ReadLineTests(SynchronousTestCase):
         server.sendall(b"partial")
         server.close()
         self.assertRaises(ConnectionError, client.readLine)
+
+
+class EventCheckTests(SynchronousTestCase):
+    """L{benchmarks.fanout.check}: what is wrong with one subscriber's events."""
+
+    want = [(5, "a", "create"), (6, "a", "start"), (7, "a", "destroy")]
+
+    def subscriber(self, events: list[tuple[int, str, str]], closed: bool = False) -> dict:
+        return {"ids": [e[0] for e in events], "names": [e[1] for e in events],
+                "actions": [e[2] for e in events], "closed": closed}
+
+    def test_every(self) -> None:
+        """Every event, in order: nothing wrong."""
+        from benchmarks.fanout import check
+
+        self.assertEqual(check(self.subscriber(self.want), self.want), "")
+
+    def test_outOfOrder(self) -> None:
+        """The same events in another order are out of order."""
+        from benchmarks.fanout import check
+
+        got = [self.want[1], self.want[0], self.want[2]]
+        self.assertEqual(check(self.subscriber(got), self.want), "ids out of order")
+
+    def test_missing(self) -> None:
+        """An event skipped is counted missing."""
+        from benchmarks.fanout import check
+
+        got = [self.want[0], self.want[2]]
+        self.assertEqual(check(self.subscriber(got), self.want), "1 of 3 events missing")
+
+    def test_differ(self) -> None:
+        """The right ids with another action are not the daemon's events."""
+        from benchmarks.fanout import check
+
+        got = [self.want[0], self.want[1], (7, "a", "die")]
+        self.assertEqual(check(self.subscriber(got), self.want), "events differ")
+
+    def test_disconnected(self) -> None:
+        """A subscriber the daemon closed fails, whatever it got before."""
+        from benchmarks.fanout import check
+
+        self.assertEqual(check(self.subscriber(self.want[:1], closed=True), self.want),
+                         "disconnected after 1 of 3 events")
