@@ -17,6 +17,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pycm.backends.docker.backend import CAPABILITIES, makeBackend
 from pycm.backends.docker.containers import EngineView
+from pycm.backends.docker.engine import EngineError
 from pycm.backends.docker.health import (
     healthAction,
     healthcheckBody,
@@ -24,6 +25,7 @@ from pycm.backends.docker.health import (
     healthFrom,
 )
 from pycm.backends.docker.journal import EventJournal
+from pycm.backends.docker.podman import PodmanHealthChecks
 from pycm.backends.docker.telling import EventTeller
 from pycm.backends.docker.translate import MANAGED_LABEL, containerFromInspect, createBody
 from pycm.errors import BackendError, BadRequest
@@ -201,6 +203,48 @@ class _FakePodman(FakeDockerEngine):
         if (method, path) == ("GET", "/info"):
             return self.later(defer.succeed((200, {"CgroupDriver": self.cgroupDriver})))
         return super().request(method, path, *args, **kw)
+
+
+class _InfoEngine(StubEngine):
+    """Answers C{GET /info} when told to, counting the requests."""
+
+    isPodman = True
+
+    def __init__(self) -> None:
+        self.asked: list[defer.Deferred[Any]] = []
+
+    def request(self, method: str, path: str, *args: Any, **kw: Any) -> defer.Deferred[Any]:
+        assert (method, path) == ("GET", "/info")
+        d: defer.Deferred[Any] = defer.Deferred()
+        self.asked.append(d)
+        return d
+
+
+class PodmanHealthChecksTests(SynchronousTestCase):
+    """L{PodmanHealthChecks} asks once at a time, and remembers only an answer."""
+
+    def test_askedOnceRemembered(self) -> None:
+        """Two at once share one request; the answer is kept (no second request)."""
+        engine = _InfoEngine()
+        checks = PodmanHealthChecks(engine)
+        first, second = checks.run(), checks.run()
+        self.assertEqual(len(engine.asked), 1)
+        engine.asked[0].callback((200, {"CgroupDriver": "cgroupfs"}))
+        self.assertEqual([self.successResultOf(d) for d in (first, second)], [False, False])
+        self.assertFalse(self.successResultOf(checks.run()))
+        self.assertEqual(len(engine.asked), 1)
+
+    def test_failureNotRemembered(self) -> None:
+        """An engine that cannot be asked counts as running checks, and is asked again."""
+        engine = _InfoEngine()
+        checks = PodmanHealthChecks(engine)
+        d = checks.run()
+        engine.asked[0].errback(EngineError(500, "boom"))
+        self.assertTrue(self.successResultOf(d))
+        checks.run()
+        self.assertEqual(len(engine.asked), 2)
+        engine.asked[1].callback((200, {"CgroupDriver": "systemd"}))
+        self.assertIs(checks.known, True)
 
 
 class PodmanHealthTests(SynchronousTestCase):

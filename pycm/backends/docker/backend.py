@@ -230,7 +230,6 @@ class DockerBackend:
         yield self.engine.close()
 
     def _connected(self, reconnect: bool) -> Deferred[Any]:
-        self._healthChecks.reset()
         return defer.gatherResults(
             [self._learnHealthChecks(), self._reconciler.connected(reconnect)],
             consumeErrors=True,

@@ -18,7 +18,6 @@ from pycm.backends.docker.interfaces import IDockerEngine
 from pycm.backends.docker.journal import EventJournal
 from pycm.backends.docker.translate import isStateConflict
 from pycm.capabilities import HEALTH_OPTIONS, Capabilities
-from pycm.errors import PycmError
 from pycm.model import Action, ContainerEvent
 
 #: The exit codes of an init that could not exec the command: docker-init
@@ -127,35 +126,45 @@ class PodmanHealthChecks:
     Does the engine run health checks?  dockerd does; Podman runs them
     from systemd timers, so a Podman service with no systemd (its cgroup
     manager C{cgroupfs}, as in a container) never runs one: the check's
-    health would stay C{starting} for ever.  Asked once per connection to
-    the engine (L{reset}) with C{GET /info}.
+    health would stay C{starting} for ever.  Asked with C{GET /info} until
+    the engine answers, then remembered.
     """
 
     def __init__(self, engine: IDockerEngine) -> None:
         self.engine = engine
         #: The answer, once the engine gave it (None: not known yet).
         self.known: bool | None = None
+        self._asking: list[defer.Deferred[bool]] = []
 
-    def reset(self) -> None:
-        """Ask again (the engine may have changed)."""
-        self.known = None
-
-    @defer.inlineCallbacks
-    def run(self) -> Any:
+    def run(self) -> defer.Deferred[bool]:
         """
         Fire with whether the engine runs health checks: yes, unless it
         is Podman with the cgroup manager C{cgroupfs}; yes for now (not
         remembered) if the engine cannot be asked.  (The request is also
-        the one that tells Podman from dockerd.)
+        the one that tells Podman from dockerd.)  One request at a time.
         """
-        if self.known is None:
-            try:
-                _, info = yield self.engine.request("GET", "/info")
-            except (EngineError, PycmError, defer.CancelledError):
-                return True
-            driver = str((info or {}).get("CgroupDriver") or "") if isinstance(info, dict) else ""
-            self.known = not (self.engine.isPodman and driver.lower() == "cgroupfs")
-        return self.known
+        if self.known is not None:
+            return defer.succeed(self.known)
+        d: defer.Deferred[bool] = defer.Deferred()
+        self._asking.append(d)
+        if len(self._asking) == 1:
+            self.engine.request("GET", "/info").addCallbacks(self._answered, self._failed)
+        return d
+
+    def _answered(self, answer: Any) -> None:
+        info = answer[1] if isinstance(answer, tuple) and len(answer) == 2 else None
+        driver = str(info.get("CgroupDriver") or "") if isinstance(info, dict) else ""
+        self.known = not (self.engine.isPodman and driver.lower() == "cgroupfs")
+        self._tell(self.known)
+
+    def _failed(self, failure: Any) -> None:
+        # Unreachable, or closing: asked again next time.
+        self._tell(True)
+
+    def _tell(self, runs: bool) -> None:
+        asking, self._asking = self._asking, []
+        for d in asking:
+            d.callback(runs)
 
     @staticmethod
     def without(capabilities: Capabilities) -> Capabilities:
