@@ -101,6 +101,38 @@ class LineFramingTests(SynchronousTestCase):
         self.assertEqual(transport.writes, 1)
         self.assertEqual(transport.value(), b"got a\ngot b\ngot c\n")
 
+    def test_oneLineOneWrite(self) -> None:
+        """A read of one whole line (nothing waiting) is answered in one write."""
+        protocol, transport, _ = self.connect()
+        protocol.dataReceived(b"a\n")
+        protocol.dataReceived(b"bb\n")
+        self.assertEqual(protocol.lines, [b"a", b"bb"])
+        self.assertEqual(transport.writes, 2)
+        self.assertEqual(transport.value(), b"got a\ngot bb\n")
+
+    def test_oneLineBehindAnUnfinishedOne(self) -> None:
+        """A read ending a line begun earlier serves the whole line, once."""
+        protocol, transport, _ = self.connect()
+        protocol.dataReceived(b"ab")
+        protocol.dataReceived(b"c\n")
+        self.assertEqual(protocol.lines, [b"abc"])
+        self.assertEqual(transport.value(), b"got abc\n")
+
+    def test_oneOverlongLine(self) -> None:
+        """One whole line over MAX_LENGTH, read alone, is refused, never served."""
+        protocol, transport, _ = self.connect()
+        protocol.dataReceived(b"123456789\n")
+        self.assertEqual(protocol.lines, [])
+        self.assertEqual(protocol.refused, [b"12345678"])
+        self.assertTrue(transport.disconnecting)
+
+    def test_oneLineAfterTheClose(self) -> None:
+        """A line read once the connection is closing is not served."""
+        protocol, transport, _ = self.connect()
+        protocol._close()
+        protocol.dataReceived(b"a\n")
+        self.assertEqual(protocol.lines, [])
+
     def test_overlongLineAfterItsPredecessors(self) -> None:
         """
         An unfinished line over MAX_LENGTH stops reading and is refused in

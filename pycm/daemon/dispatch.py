@@ -16,11 +16,18 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from pycm.daemon.commands import BY_WORD, Command
+from pycm.daemon.replies import STRING_REPLIES
 from pycm.daemon.requestline import decodeLine, parseOptions, splitWords
 from pycm.daemon.session import Session
 from pycm.errors import BadRequest, PycmError
 from pycm.model import validateName
 from pycm.redact import REDACTED, describeRequest, isImageReference
+
+#: Request lines whose reply is always the same, whoever sends them and
+#: whenever (a public command without options or arguments that answers a
+#: constant), and that reply's line, LF included: the protocol writes it
+#: without parsing, dispatching or encoding anything.
+FIXED_REPLIES: Mapping[bytes, bytes] = MappingProxyType({b"ping": STRING_REPLIES["pong"] + b"\n"})
 
 #: The log of requests that change containers (see L{audited}).
 requestLog = Logger(namespace="pycm.requests")

@@ -175,6 +175,18 @@ class LineFraming(Protocol):
         if self._lost or self.transport.disconnecting:
             # Closing: nothing more from this client is acted on.
             return
+        if (
+            data[-1:] == b"\n"
+            and not self._buffer
+            and not self.paused
+            and not self._busyReceiving
+            and self._framing is None
+            and not self._overlong
+            and data.find(b"\n") == len(data) - 1
+            and len(data) <= self.MAX_LENGTH
+        ):
+            self._serveOneLine(data[:-1])
+            return
         if not self._overlong:
             self._buffer += data
             if data and self._framing is not None:
@@ -193,6 +205,20 @@ class LineFraming(Protocol):
             if not self._lost:
                 self._flush()
             self._batch = None
+        self._closeIfAnswered()
+
+    def _serveOneLine(self, line: bytes) -> None:
+        """
+        The common case of a client with one request in flight: one whole
+        line read, nothing waiting before it.  Served as L{_serveBuffer}
+        would, without its buffer, loop and batch: the reply is the only
+        line of the turn, written as soon as it is made.
+        """
+        self._busyReceiving = True
+        try:
+            self.lineReceived(line)
+        finally:
+            self._busyReceiving = False
         self._closeIfAnswered()
 
     def _serveBuffer(self) -> None:
@@ -306,6 +332,8 @@ class LineFraming(Protocol):
     def _flush(self) -> None:
         """Write what this turn has gathered so far."""
         self._batchBytes = 0
-        if self._batch:
-            batch, self._batch = self._batch, []
-            self.transport.writeSequence(batch)
+        batch = self._batch
+        if batch:
+            self._batch = []
+            # One bytes object: cheaper for the transport than a sequence.
+            self.transport.write(batch[0] if len(batch) == 1 else b"".join(batch))

@@ -138,16 +138,20 @@ class RequestOrdering(LineFraming):
         self._reply(encodeError(error))
 
     def _reply(self, line: bytes) -> None:
+        self._replyLine(line + b"\n")
+
+    def _replyLine(self, data: bytes) -> None:
+        """Write one reply line (its LF included), then what follows a reply."""
         if self._lost:
             return
         batch = self._batch
         if batch is None:
-            self.transport.write(line + b"\n")
+            self.transport.write(data)
         else:
             # _writeLine, inlined: this is the path of every reply.
-            batch.append(line + b"\n")
-            self._batchBytes += len(line) + 1
-            self._turnBytes += len(line) + 1
+            batch.append(data)
+            self._batchBytes += len(data)
+            self._turnBytes += len(data)
             if self._batchBytes >= BYTES_PER_TURN:
                 self._flush()
         if self._afterReply:

@@ -20,6 +20,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from pycm.daemon.connectionlimit import ConnectionLimit, Refusal
+from pycm.daemon.dispatch import FIXED_REPLIES
 from pycm.daemon.legacyframing import PauseFraming
 from pycm.daemon.ordering import RequestOrdering
 from pycm.daemon.peers import describePeer, peerGroup
@@ -340,6 +341,10 @@ class PycmServerProtocol(RequestOrdering):
     # Requests and replies.
 
     def lineReceived(self, line: bytes) -> None:
+        fixed = FIXED_REPLIES.get(line)
+        if fixed is not None and not self._logRequests:
+            # A ping: nothing to check, parse or encode (see FIXED_REPLIES).
+            return self._replyLine(fixed)
         if line[-1:] == b"\r":
             line = line[:-1]
         first = line[:1]
