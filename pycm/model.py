@@ -21,6 +21,7 @@ from pycm.health import Health, HealthCheck, OnFailure
 # Re-exported: the wire times have always been imported from here.
 from pycm.timestamps import formatTime as formatTime
 from pycm.timestamps import parseTime as parseTime
+from pycm.wirejson import encodeJSONBytes
 
 
 class State:
@@ -318,9 +319,21 @@ class Container:
     #: False while a change of it is not yet in the daemon's state
     #: directory (a full disk): it is kept in memory and written later.
     saved: bool = True
-    _summary: dict[str, Any] | None = attrs.field(
-        default=None, init=False, eq=False, repr=False, hash=False
-    )
+    # Made once per container value (frozen): its summary, and as JSON.
+    _summary: dict[str, Any] | None = attrs.field(default=None, init=False, eq=False, repr=False)
+    _summaryJSON: bytes | None = attrs.field(default=None, init=False, eq=False, repr=False)
+
+    def summaryJSON(self) -> bytes:
+        """L{summary} as the wire's JSON, encoded once per container value."""
+        cached = self._summaryJSON
+        if cached is None:
+            cached = encodeJSONBytes(self._summary or self._makeSummary())
+            object.__setattr__(self, "_summaryJSON", cached)
+        return cached
+
+    def cachedSummaryJSON(self) -> bytes | None:
+        """L{summaryJSON} if it was encoded already, else None."""
+        return self._summaryJSON
 
     def summary(self) -> dict[str, Any]:
         """

@@ -17,7 +17,7 @@ from twisted.python.failure import Failure
 
 from pycm.daemon.dispatch import describeLine, handleLine
 from pycm.daemon.framing import BYTES_PER_TURN, LineFraming
-from pycm.daemon.replies import STRING_REPLIES, encodeError, encodeJSON, encodeReply
+from pycm.daemon.replies import STRING_REPLIES, encodeError, encodeReply
 from pycm.daemon.session import Session
 from pycm.errors import InternalError, PycmError
 
@@ -96,7 +96,7 @@ class RequestOrdering(LineFraming):
             reply = STRING_REPLIES.get(result) if type(result) is str else None
             if reply is None:
                 try:
-                    reply = b"OK " + encodeJSON(result).encode("utf-8", "replace")
+                    reply = encodeReply(b"OK", result)
                 except Exception:
                     self._replyFailure(Failure())
                     return

@@ -7,12 +7,23 @@ daemon: compact, UTF-8, what every reply and every size estimate uses.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
-from pycm.errors import PycmError
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
 
-#: Compact JSON, non-ASCII kept as is: the text of every reply value.
-encodeJSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+from pycm.errors import PycmError
+from pycm.model import Container
+from pycm.wirejson import EncodedArray, encodeJSON
+
+__all__ = ["STRING_REPLIES", "encodeError", "encodeJSON", "encodeReply", "encodeSummaries"]
+
+#: Up to how many summaries not encoded yet are encoded at once, in the
+#: request's turn (L{encodeSummaries}): a few milliseconds.
+SUMMARIES_AT_ONCE = 500
+#: Beyond that, how many are encoded in one reactor turn: a millisecond.
+SUMMARIES_PER_TURN = 100
 
 #: The replies of the commands that answer with a fixed string.
 STRING_REPLIES = {text: b"OK " + json.dumps(text).encode() for text in ("pong", "bye")}
@@ -20,7 +31,41 @@ STRING_REPLIES = {text: b"OK " + json.dumps(text).encode() for text in ("pong", 
 
 def encodeReply(kind: bytes, value: Any) -> bytes:
     """Encode C{OK <json>} or C{EVENT <json>} (without the line end)."""
+    if type(value) is EncodedArray:
+        return kind + b" " + value.encode()
     return kind + b" " + encodeJSON(value).encode("utf-8", "replace")
+
+
+def encodeSummaries(
+    clock: IReactorTime, containers: Sequence[Container]
+) -> EncodedArray | Deferred[EncodedArray]:
+    """
+    The JSON array of the containers' summaries, each encoded once per
+    container value (L{Container.summaryJSON}) and joined.  When more than
+    L{SUMMARIES_AT_ONCE} are not encoded yet (the first C{list} of
+    thousands), they are encoded L{SUMMARIES_PER_TURN} a reactor turn, so that other
+    connections are served meanwhile: the array is the containers as they
+    were when asked (frozen values), whenever it is finished.
+    """
+    items = [container.cachedSummaryJSON() for container in containers]
+    missing = [index for index, item in enumerate(items) if item is None]
+    if len(missing) <= SUMMARIES_AT_ONCE:
+        for index in missing:
+            items[index] = containers[index].summaryJSON()
+        return EncodedArray(items)  # type: ignore[arg-type]
+    done: Deferred[EncodedArray] = Deferred()
+
+    def encodeSlice(start: int) -> None:
+        for index in missing[start : start + SUMMARIES_PER_TURN]:
+            items[index] = containers[index].summaryJSON()
+        start += SUMMARIES_PER_TURN
+        if start < len(missing):
+            clock.callLater(0, encodeSlice, start)
+        else:
+            done.callback(EncodedArray(items))  # type: ignore[arg-type]
+
+    encodeSlice(0)
+    return done
 
 
 def encodeError(error: PycmError) -> bytes:

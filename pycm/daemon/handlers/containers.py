@@ -7,9 +7,11 @@ C{inspect}).  Each returns a Deferred of the reply's JSON.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from operator import attrgetter
 from typing import Any
 
 from pycm.daemon.filters import LIST_FILTERS, containerMatches, parseFilters
+from pycm.daemon.replies import encodeSummaries
 from pycm.daemon.requestline import parseSeconds
 from pycm.daemon.runoptions import checkSupported, specFromRequest
 from pycm.daemon.session import Session
@@ -92,10 +94,10 @@ def scale(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> 
 def list_(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> Any:
     filters = parseFilters(options.get("filter", []), LIST_FILTERS)
 
-    def render(containers: list[Container]) -> list[dict[str, Any]]:
-        chosen = [c for c in containers if containerMatches(c, filters)]
-        chosen.sort(key=lambda container: container.name)
-        return [container.summary() for container in chosen]
+    def render(containers: list[Container]) -> Any:
+        chosen = [c for c in containers if not filters or containerMatches(c, filters)]
+        chosen.sort(key=attrgetter("name"))
+        return encodeSummaries(session.state.clock, chosen)
 
     return session.state.backend.list().addCallback(render)
 

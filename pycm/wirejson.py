@@ -1,0 +1,39 @@
+"""
+The JSON of the wire, in one place: compact, UTF-8, non-ASCII kept as is
+(L{encodeJSON}, L{encodeJSONBytes}); and a JSON array whose items are
+already encoded (L{EncodedArray}), which a reply splices in as it is.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+#: Compact JSON, non-ASCII kept as is: the text of every reply value.
+encodeJSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def encodeJSONBytes(value: Any) -> bytes:
+    """L{encodeJSON} as the bytes on the wire (a lone surrogate replaced)."""
+    return encodeJSON(value).encode("utf-8", "replace")
+
+
+class EncodedArray:
+    """
+    A JSON array of values encoded already (each with L{encodeJSONBytes}):
+    a handler's result that the reply joins instead of encoding again.
+    """
+
+    __slots__ = ("items",)
+
+    def __init__(self, items: Sequence[bytes]) -> None:
+        self.items = items
+
+    def encode(self) -> bytes:
+        """The array's JSON, as L{encodeJSONBytes} of its values would give."""
+        return b"[" + b",".join(self.items) + b"]"
+
+    def decode(self) -> list[Any]:
+        """The values (for tests and in-process callers)."""
+        return [json.loads(item) for item in self.items]
