@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import signal as _signal
 from collections.abc import Callable, Mapping
+from operator import attrgetter
 from typing import Any
 
 import attrs
@@ -331,9 +332,6 @@ class Container:
             object.__setattr__(self, "_summaryJSON", cached)
         return cached
 
-    def cachedSummaryJSON(self) -> bytes | None:
-        """L{summaryJSON} if it was encoded already, else None."""
-        return self._summaryJSON
 
     def summary(self) -> dict[str, Any]:
         """
@@ -389,6 +387,10 @@ class Container:
             result["tasks"] = [task.toJSON() for task in self.tasks]
             result["constraints"] = list(self.constraints)
         return result
+
+
+#: A container's L{Container.summaryJSON} if encoded already, else None (fast).
+cachedSummaryJSON: Callable[[Container], bytes | None] = attrgetter("_summaryJSON")
 
 
 @attrs.frozen

@@ -32,7 +32,22 @@ class EncodedArray:
 
     def encode(self) -> bytes:
         """The array's JSON, as L{encodeJSONBytes} of its values would give."""
-        return b"[" + b",".join(self.items) + b"]"
+        return self.line(b"", b"")
+
+    def line(self, prefix: bytes, suffix: bytes) -> bytes:
+        """
+        C{prefix}, the array's JSON and C{suffix}, copied once: a reply of
+        thousands of containers is megabytes.
+        """
+        items = self.items
+        if not items:
+            return prefix + b"[]" + suffix
+        if len(items) == 1:
+            return prefix + b"[" + items[0] + b"]" + suffix
+        parts = list(items)
+        parts[0] = prefix + b"[" + parts[0]
+        parts[-1] = parts[-1] + b"]" + suffix
+        return b",".join(parts)
 
     def decode(self) -> list[Any]:
         """The values (for tests and in-process callers)."""

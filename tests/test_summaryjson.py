@@ -19,7 +19,7 @@ from pycm.daemon.replies import (
     encodeReply,
     encodeSummaries,
 )
-from pycm.model import Container, Replicas
+from pycm.model import Container, Replicas, cachedSummaryJSON
 from pycm.testing.server import FakeServer
 from pycm.wirejson import EncodedArray, encodeJSONBytes
 
@@ -48,13 +48,13 @@ class SummaryJSONTests(SynchronousTestCase):
     def test_encodedOnce(self) -> None:
         """A container value is encoded on first use only; a changed one anew."""
         value = container("a")
-        self.assertIsNone(value.cachedSummaryJSON())
+        self.assertIsNone(cachedSummaryJSON(value))
         first = value.summaryJSON()
         self.assertIs(value.summaryJSON(), first)
-        self.assertIs(value.cachedSummaryJSON(), first)
+        self.assertIs(cachedSummaryJSON(value), first)
         self.assertEqual(value, container("a"))
         changed = attrs.evolve(value, state="exited")
-        self.assertIsNone(changed.cachedSummaryJSON())
+        self.assertIsNone(cachedSummaryJSON(changed))
         self.assertIn(b'"state":"exited"', changed.summaryJSON())
 
 
@@ -82,7 +82,7 @@ class EncodeSummariesTests(SynchronousTestCase):
             value.summaryJSON()
         result = encodeSummaries(clock, values)
         assert isinstance(result, Deferred)
-        encoded = sum(value.cachedSummaryJSON() is not None for value in values)
+        encoded = sum(cachedSummaryJSON(value) is not None for value in values)
         self.assertEqual(encoded, 10 + SUMMARIES_PER_TURN)
         self.assertNoResult(result)
         clock.advance(0)
@@ -112,3 +112,14 @@ class EncodeSummariesTests(SynchronousTestCase):
         # Encoded now: the next list is answered at once, the same.
         conn.send("list\n")
         self.assertEqual(conn.replies(), [("OK", value)])
+
+
+class EncodedArrayTests(SynchronousTestCase):
+    def test_line(self) -> None:
+        """The line is the prefix, the array's JSON and the suffix, for any length."""
+        for items in ([], [b"1"], [b"1", b"2"], [b'"a"', b"{}", b"[3]"]):
+            array = EncodedArray(items)
+            expected = b"[" + b",".join(items) + b"]"
+            self.assertEqual(array.encode(), expected)
+            self.assertEqual(array.line(b"OK ", b"\n"), b"OK " + expected + b"\n")
+            self.assertEqual(array.decode(), [json.loads(item) for item in items])

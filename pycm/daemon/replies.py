@@ -14,7 +14,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 
 from pycm.errors import PycmError
-from pycm.model import Container
+from pycm.model import Container, cachedSummaryJSON
 from pycm.wirejson import EncodedArray, encodeJSON
 
 __all__ = ["STRING_REPLIES", "encodeError", "encodeJSON", "encodeReply", "encodeSummaries"]
@@ -32,7 +32,7 @@ STRING_REPLIES = {text: b"OK " + json.dumps(text).encode() for text in ("pong", 
 def encodeReply(kind: bytes, value: Any) -> bytes:
     """Encode C{OK <json>} or C{EVENT <json>} (without the line end)."""
     if type(value) is EncodedArray:
-        return kind + b" " + value.encode()
+        return value.line(kind + b" ", b"")
     return kind + b" " + encodeJSON(value).encode("utf-8", "replace")
 
 
@@ -47,7 +47,9 @@ def encodeSummaries(
     connections are served meanwhile: the array is the containers as they
     were when asked (frozen values), whenever it is finished.
     """
-    items = [container.cachedSummaryJSON() for container in containers]
+    items = list(map(cachedSummaryJSON, containers))
+    if None not in items:
+        return EncodedArray(items)  # type: ignore[arg-type]
     missing = [index for index, item in enumerate(items) if item is None]
     if len(missing) <= SUMMARIES_AT_ONCE:
         for index in missing:
