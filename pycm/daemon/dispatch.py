@@ -120,9 +120,16 @@ def _logOutcome(
         outcome = error.code
     else:
         outcome = f"{PycmError.code} ({type(error).__name__})"
+    peer = session.peer or "-"
+    # The text is made here, in one f-string, and the format only places
+    # it: the log file's observer formats a format string field by field
+    # through string.Formatter (four fields: about a tenth of a create's
+    # time in the daemon).  The fields stay in the event for observers
+    # that read them.
     requestLog.info(
-        "{peer}: {command} {name}: {outcome}",
-        peer=session.peer or "-",
+        "{request}",
+        request=f"{peer}: {command.name} {name}: {outcome}",
+        peer=peer,
         command=command.name,
         name=name,
         outcome=outcome,
