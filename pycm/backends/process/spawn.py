@@ -15,10 +15,12 @@ import subprocess
 from typing import Any
 
 from twisted.internet import process as _process
+from twisted.internet.posixbase import PosixReactorBase
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 
 from pycm.backends.process.cgroups import movePid
+from pycm.backends.process.reaping import ReapedProcess
 from pycm.errors import BackendError
 from pycm.model import DEFAULT_PATH, Container
 
@@ -184,11 +186,12 @@ def closeOnExecAll() -> None:
                 pass
 
 
-class SpawnedProcess(_process.Process):
+class SpawnedProcess(ReapedProcess):
     """
     Twisted's L{Process}, started with C{posix_spawn} in a new session, in
     the run's workdir and tracking cgroup (the daemon borrows both around
-    the spawn and goes back to C{homeDirectory} and the C{home} cgroup).
+    the spawn and goes back to C{homeDirectory} and the C{home} cgroup),
+    reaped through a pidfd (L{ReapedProcess}).
 
     @param sameAs: child descriptors (not in C{childFDs}) that get the
         same pipe as another (C{{2: 1}}: stderr into stdout's pipe).
@@ -396,14 +399,12 @@ class Spawner:
         # whose child runs no Python code before exec (a fork()ed child
         # could swallow an early SIGTERM).
         envPath, setsidPath = launcher
-        self.reactor.spawnProcess(
+        self._spawn(
             protocol,
             envPath,
             ["env", "-C", workdir, setsidPath, "--", *(prefix or ()), *command],
-            env=env,
-            path=None,
-            usePTY=False,
-            childFDs={0: self.nullFD(), 1: "r", 2: "r"},
+            env,
+            {0: self.nullFD(), 1: "r", 2: "r"},
         )
 
     def spawnHelper(
@@ -427,15 +428,27 @@ class Spawner:
             uid, gid, groups = user
             ids = f"{uid}:{gid}:" + ",".join(str(g) for g in groups)
         argv += [ids, str(len(procs)), *procs, "--", *command]
-        self.reactor.spawnProcess(
-            protocol,
-            python,
-            argv,
-            env=env,
-            path=None,
-            usePTY=False,
-            childFDs={1: "r", 2: "r", STATUS_FD: "r"},
-        )
+        self._spawn(protocol, python, argv, env, {1: "r", 2: "r", STATUS_FD: "r"})
+
+    def _spawn(
+        self,
+        protocol: ProcessProtocol,
+        executable: str,
+        argv: list[str],
+        env: dict[str, str],
+        childFDs: dict[int, Any],
+    ) -> None:
+        """
+        C{reactor.spawnProcess} (no path, no PTY): on a POSIX reactor, what
+        it makes (a L{twisted.internet.process.Process}) reaped through a
+        pidfd (L{ReapedProcess}).
+        """
+        if isinstance(self.reactor, PosixReactorBase):
+            ReapedProcess(self.reactor, executable, argv, env, None, protocol, childFDs=childFDs)
+        else:
+            self.reactor.spawnProcess(
+                protocol, executable, argv, env=env, path=None, usePTY=False, childFDs=childFDs
+            )
 
     def close(self) -> None:
         """Close the descriptors kept for spawning."""
