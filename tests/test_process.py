@@ -1331,7 +1331,7 @@ class KillMarkedTests(SynchronousTestCase):
         self.tables: list[list[procfs.ProcStat]] = []
         self.read: list[int] = []
         self.marked = {10: "run-1", 11: "run-1", 12: "run-2", os.getpid(): "run-1"}
-        self.patch(procfs, "allStats", lambda proc: self.tables.pop(0) if self.tables else [])
+        self.patch(procfs, "allStats", lambda *a: self.tables.pop(0) if self.tables else [])
 
         def killIfMarked(pid: int, runIds: Any, signum: int = 9, proc: str = "") -> str | None:
             self.read.append(pid)

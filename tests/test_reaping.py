@@ -20,8 +20,9 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from pycm.backends.process import reaping
+from pycm.backends.process import procfs, reaping
 from pycm.backends.process.reaping import LOST_STATUS, ExitWatch, ReapedProcess
+from pycm.backends.process.runtime import ProcessRuntime
 from pycm.backends.process.spawn import SpawnedProcess, Spawner
 
 reactor: Any = _reactor
@@ -305,3 +306,49 @@ class ExitWatchTests(SynchronousTestCase):
         watch.close()
         watch.close()
         self.assertEqual(watch.fileno(), -1)
+
+
+class LivePidsTests(SynchronousTestCase):
+    """
+    The marker sweep does not read the main processes of live runs (their
+    pids are their own until reaped): L{ProcessRuntime.livePids}.
+    """
+
+    def setUp(self) -> None:
+        from tests.test_process import FakeProcessReactor
+
+        self.reactor = FakeProcessReactor()
+        self.runtime = ProcessRuntime(
+            self.reactor,
+            python="/usr/bin/python3-fake",
+            launcher=("/usr/bin/env-fake", "/usr/bin/setsid-fake"),
+            proc=os.path.abspath(self.mktemp()),
+        )
+
+    def test_fromSpawnToReaping(self) -> None:
+        """A run's main pid is live from its spawn until it is reaped."""
+        from tests.test_process import RecordingObserver, container, ended
+
+        self.patch(procfs, "signalGroup", lambda *a: True)
+        self.runtime.spawn(container(), RecordingObserver(), runId="run-1")
+        self.assertEqual(self.runtime.livePids, {4242})
+        self.reactor.spawned[0]["protocol"].processExited(ended(0))
+        self.assertEqual(self.runtime.livePids, set())
+
+    def test_sweepSkipsThem(self) -> None:
+        """The runtime's look at C{/proc} is told to skip the live pids."""
+        skipped: list[Any] = []
+        self.patch(procfs, "allStats", lambda proc, skip=(): skipped.append(skip) or [])
+        self.runtime.livePids.add(4242)
+        self.runtime.killMarked({"run-1"})
+        self.assertEqual(skipped, [{4242}])
+
+    def test_allStatsSkip(self) -> None:
+        """C{allStats} does not read the stat of a skipped pid at all."""
+        proc = self.mktemp()
+        for pid in (10, 11):
+            os.makedirs(os.path.join(proc, str(pid)))
+            with open(os.path.join(proc, str(pid), "stat"), "w") as f:
+                f.write(f"{pid} (sleep) S 1 {pid} {pid} " + "0 " * 15 + "777 0 0\n")
+        self.assertEqual([s.pid for s in procfs.allStats(proc, {10})], [11])
+        self.assertEqual(sorted(s.pid for s in procfs.allStats(proc)), [10, 11])

@@ -97,8 +97,11 @@ def isSameProcess(pid: int, start: int | None, proc: str = PROC) -> bool:
     return stat is not None and stat.alive and stat.startTime == start
 
 
-def allStats(proc: str = PROC) -> list[ProcStat]:
-    """The stat of every process, skipping those that vanish meanwhile."""
+def allStats(proc: str = PROC, skip: Container[int] = ()) -> list[ProcStat]:
+    """
+    The stat of every process but those in C{skip} (not read at all),
+    skipping those that vanish meanwhile.
+    """
     stats: list[ProcStat] = []
     try:
         names = os.listdir(proc)
@@ -106,7 +109,10 @@ def allStats(proc: str = PROC) -> list[ProcStat]:
         return stats
     for name in names:
         if name.isdigit():
-            stat = readStat(int(name), proc)
+            pid = int(name)
+            if pid in skip:
+                continue
+            stat = readStat(pid, proc)
             if stat is not None:
                 stats.append(stat)
     return stats

@@ -40,7 +40,10 @@ log = Logger()
 
 
 def killMarked(
-    runIds: Collection[str], notBefore: int | None = None, proc: str = procfs.PROC
+    runIds: Collection[str],
+    notBefore: int | None = None,
+    proc: str = procfs.PROC,
+    skip: Collection[int] = (),
 ) -> dict[str, list[int]]:
     """
     SIGKILL every live process started with one of C{runIds} as its
@@ -52,6 +55,9 @@ def killMarked(
     @param notBefore: the earliest start time of the runs, in clock ticks:
         older processes cannot carry their markers and their environments
         are not read.  None: read every process's.
+    @param skip: pids not read at all: the main processes of this daemon's
+        runs not reaped yet (an unreaped child's pid cannot be reused, and
+        it carries its own, live run's marker).
     @return: the pids killed, by run id.
     """
     found: dict[str, list[int]] = {}
@@ -61,7 +67,7 @@ def killMarked(
     signalled: set[tuple[int, int]] = set()
     for _ in range(MARK_ROUNDS):
         fresh = False
-        for stat in procfs.allStats(proc):
+        for stat in procfs.allStats(proc, skip):
             key = (stat.pid, stat.startTime)
             if stat.pid == me or not stat.alive or key in signalled:
                 continue

@@ -111,6 +111,8 @@ class RunProtocol(ProcessProtocol):
     @param runId: the run's marker, or None.
     @param endChecks: kills the run's health checks, given the run, when
         its main process exits.
+    @param livePids: the main processes of runs not reaped yet: this
+        run's pid is in it from its spawn to its reaping.
     """
 
     log = Logger()
@@ -130,6 +132,7 @@ class RunProtocol(ProcessProtocol):
         runId: str | None = None,
         name: str = "",
         endChecks: Callable[[ProcessRun], object] | None = None,
+        livePids: set[int] | None = None,
     ):
         super().__init__()
         self._observer = observer
@@ -144,6 +147,7 @@ class RunProtocol(ProcessProtocol):
         self._runId = runId
         self._name = name
         self._endChecks = endChecks
+        self._livePids = livePids
         #: Fires once what still carried the run's marker was killed.
         self._marked: Deferred[None] | None = None
         self._status = b""
@@ -163,6 +167,8 @@ class RunProtocol(ProcessProtocol):
         None), so its pid and start time are known here.
         """
         pid = self.transport.pid  # type: ignore[union-attr]
+        if self._livePids is not None:
+            self._livePids.add(pid)
         ticks = procfs.startTime(pid, self._proc)
         self.run = ProcessRun(
             pid,
@@ -249,6 +255,8 @@ class RunProtocol(ProcessProtocol):
         C{/proc} for every run that ended in it) whatever still carries its
         run marker: processes that left both.
         """
+        if self.run is not None and self._livePids is not None:
+            self._livePids.discard(self.run.pid)
         if self._runId is not None:
             notBefore = None
             if self.run is not None and isinstance(self.run.startTime, list):
