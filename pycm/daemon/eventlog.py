@@ -14,6 +14,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from pycm.daemon.fanout import EventFanOut
 from pycm.interfaces import IEventStore
 from pycm.model import ContainerEvent, ProgressEvent
 from pycm.retrying import RETRY_INTERVAL as RETRY_INTERVAL
@@ -201,6 +202,9 @@ class EventLog:
     #: Where the highest id is kept apart from the store (None: nowhere).
     mark: EventIdMark | None = None
     _subscribers: list[Subscriber] = attrs.field(factory=list, init=False)
+    #: The subscribers of encoded lines (event connections): each event is
+    #: encoded once for all of them.
+    lines: EventFanOut = attrs.field(factory=EventFanOut, init=False)
     _lastId: int = attrs.field(default=0, init=False)
     _unsaved: deque[ContainerEvent] = attrs.field(factory=deque, init=False)
     _retry: Retry = attrs.field(init=False)
@@ -296,11 +300,13 @@ class EventLog:
             self.mark.close()
 
     def _publish(self, event: ContainerEvent | ProgressEvent) -> None:
-        for subscriber in list(self._subscribers):
-            try:
-                subscriber(event)
-            except Exception:
-                self.log.failure("event subscriber {s!r} failed", s=subscriber)
+        if self._subscribers:
+            for subscriber in list(self._subscribers):
+                try:
+                    subscriber(event)
+                except Exception:
+                    self.log.failure("event subscriber {s!r} failed", s=subscriber)
+        self.lines.publish(event)
 
     def since(self, eventId: int, limit: int = RETAINED_EVENTS) -> list[ContainerEvent]:
         """
@@ -324,4 +330,5 @@ class EventLog:
 
     @property
     def subscriberCount(self) -> int:
-        return len(self._subscribers)
+        """Subscribers of events and of their lines."""
+        return len(self._subscribers) + len(self.lines)

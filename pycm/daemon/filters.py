@@ -12,6 +12,9 @@ from pycm.model import Container, ContainerEvent, ProgressEvent
 LIST_FILTERS = ("state", "label", "name")
 EVENT_FILTERS = ("name", "action")
 
+#: A filter as a hashable value: subscribers with equal filters share one.
+FilterKey = frozenset[tuple[str, frozenset[str]]]
+
 
 def parseFilters(values: Iterable[str], allowed: Sequence[str]) -> dict[str, set[str]]:
     """
@@ -59,3 +62,8 @@ def eventMatches(event: ContainerEvent | ProgressEvent, filters: dict[str, set[s
         if getattr(event, key) not in values:
             return False
     return True
+
+
+def filterKey(filters: Mapping[str, Iterable[str]]) -> FilterKey:
+    """C{filters} as a hashable value, equal for equal filters."""
+    return frozenset((key, frozenset(values)) for key, values in filters.items())

@@ -194,7 +194,7 @@ class RequestOrdering(LineFraming):
         fast as the client reads them.
         """
         if not self._lost:
-            self._writeOrQueueEvent(value)
+            self._writeOrQueueEvent(encodeReply(b"EVENT", value) + b"\n")
 
     def sendEvent(self, value: Any) -> None:
         """
@@ -202,7 +202,14 @@ class RequestOrdering(LineFraming):
         Live events that pile up beyond the factory's C{maxEventBacklog}
         bytes get the client disconnected.
         """
-        if self._lost or not self._writeOrQueueEvent(value):
+        self.sendEventLine(encodeReply(b"EVENT", value) + b"\n")
+
+    def sendEventLine(self, line: bytes) -> None:
+        """
+        As L{sendEvent}, for an encoded line (LF included) that every
+        subscriber shares.
+        """
+        if self._lost or not self._writeOrQueueEvent(line):
             return
         self._eventBacklog += _EVENT_SIZE_GUESS
         if self._eventBacklog > self._maxEventBacklog:
@@ -213,22 +220,33 @@ class RequestOrdering(LineFraming):
             self._events.clear()
             self._close(abort=True)
 
-    def _writeOrQueueEvent(self, value: Any) -> bool:
+    def _writeOrQueueEvent(self, line: bytes) -> bool:
         """
-        Write C{value} as an C{EVENT} line now if no event waits before it
-        and the client reads; else queue it.  Whether it was queued.
+        Write C{line} (LF included) now if no event waits before it and the
+        client reads; else queue it.  Whether it was queued.
         """
-        line = encodeReply(b"EVENT", value)
         if not self._events and "write" not in self._pauses:
-            self._writeLine(line)
+            self._writeEventLine(line)
             return False
         # Queued as its line: a third of the memory of the value.
         self._events.append(line)
         return True
 
+    def _writeEventLine(self, line: bytes) -> None:
+        """Write one line (LF included) now, or with the others of this turn."""
+        batch = self._batch
+        if batch is None:
+            self.transport.write(line)
+            return
+        batch.append(line)
+        self._batchBytes += len(line)
+        self._turnBytes += len(line)
+        if self._batchBytes >= BYTES_PER_TURN:
+            self._flush()
+
     def writeResumed(self) -> None:
         """Write queued events until the client stops reading again."""
         while self._events and "write" not in self._pauses and not self._lost:
-            self._writeLine(self._events.popleft())
+            self._writeEventLine(self._events.popleft())
         if not self._events:
             self._eventBacklog = 0

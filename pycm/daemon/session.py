@@ -18,10 +18,10 @@ from twisted.logger import Logger
 from zope.interface import Attribute, Interface, implementer
 
 from pycm.daemon.eventlog import EventLog
-from pycm.daemon.filters import eventMatches
+from pycm.daemon.replay import EventReplay
 from pycm.errors import Unauthorized
 from pycm.interfaces import IContainerBackend
-from pycm.model import ContainerEvent, LogFollow, LogLine, ProgressEvent
+from pycm.model import LogFollow, LogLine
 
 
 class IConnection(Interface):
@@ -35,6 +35,12 @@ class IConnection(Interface):
         Send one C{EVENT} line of a JSON-able value now, or queue it while
         the client does not read; live events piling up beyond the
         connection's backlog limit get the client dropped.
+        """
+
+    def sendEventLine(line: bytes) -> None:
+        """
+        As L{sendEvent}, for a line already encoded, its LF included: the
+        same bytes go to every subscriber of the event.
         """
 
     def sendReplayedEvent(value: Any) -> None:
@@ -127,6 +133,8 @@ class Session:
     One connection's state, as the command table sees it.
 
     @ivar sendEvent: send one C{EVENT} line (L{IConnection.sendEvent}).
+    @ivar sendEventLine: send one encoded C{EVENT} line
+        (L{IConnection.sendEventLine}).
     @ivar replayEvent: send one C{EVENT} line from the log
         (L{IConnection.sendReplayedEvent}).
     @ivar callAfterReply: call something right after the current reply is
@@ -148,6 +156,7 @@ class Session:
         self.state = state
         # Bound once, so that an event costs no more than a call.
         self.sendEvent: Callable[[Any], None] = connection.sendEvent
+        self.sendEventLine: Callable[[bytes], None] = connection.sendEventLine
         self.replayEvent: Callable[[Any], None] = connection.sendReplayedEvent
         self.callAfterReply: Callable[[Callable[[], None]], None] = connection.callAfterReply
         self.close: Callable[..., None] = connection.closeAfterReply
@@ -168,25 +177,80 @@ class Session:
         #: Waits to cancel if the connection goes away first.
         self.pending: set[Deferred[Any]] = set()
         self._eventFilter: dict[str, set[str]] | None = None
+        #: What the event log hands this session's event lines to: the
+        #: connection, or L{_held} while a replay runs.
+        self._eventSink: Callable[[bytes], None] | None = None
+        #: Live event lines that came while a replay runs (else None).
+        self._held: list[bytes] | None = None
+        self._replay: EventReplay | None = None
 
     # events
     @property
     def subscribed(self) -> bool:
         return self._eventFilter is not None
 
-    def subscribe(self, filters: dict[str, set[str]]) -> None:
-        if self._eventFilter is None:
-            self.state.events.subscribe(self._onEvent)
+    def subscribe(self, filters: dict[str, set[str]], since: int | None = None) -> int:
+        """
+        Send the events that pass C{filters} as they happen; with C{since},
+        first replay the retained ones newer than it, a slice a turn, right
+        after the current reply, holding the live ones meanwhile (each
+        event once, in order).  Returns the id of the newest event, which
+        the replay ends with.
+        """
+        if self._replay is not None:
+            # Asked again while replaying: the rest before this reply.
+            self._replay.finish()
+        log = self.state.events
+        lastId = log.lastId
+        replay = None
+        if since is not None and since < lastId:
+            replay = EventReplay(
+                log, self.state.clock, since, lastId, filters, self._sendReplayed, self._replayed
+            )
         self._eventFilter = filters
+        if replay is None:
+            self._setEventSink(self.sendEventLine, filters)
+            return lastId
+        self._held = []
+        self._setEventSink(self._held.append, filters)
+        self._replay = replay
+        self.callAfterReply(replay.start)
+        return lastId
+
+    def _setEventSink(self, sink: Callable[[bytes], None], filters: dict[str, set[str]]) -> None:
+        lines = self.state.events.lines
+        if self._eventSink is not None:
+            lines.remove(self._eventSink)
+        self._eventSink = sink
+        lines.add(sink, filters)
+
+    def _sendReplayed(self, value: Any) -> None:
+        # Looked up at each call: a closed session's is _ignore.
+        self.replayEvent(value)
+
+    def _replayed(self, complete: bool) -> None:
+        """The replay is over: the live events held meanwhile, then live ones."""
+        held, self._held = self._held or [], None
+        self._replay = None
+        if not complete:
+            # The log could not be read: no gap is sent over in silence.
+            self.unsubscribe()
+            return
+        assert self._eventFilter is not None
+        self._setEventSink(self.sendEventLine, self._eventFilter)
+        send = self.sendEventLine
+        for line in held:
+            send(line)
 
     def unsubscribe(self) -> None:
-        if self._eventFilter is not None:
-            self.state.events.unsubscribe(self._onEvent)
-            self._eventFilter = None
-
-    def _onEvent(self, event: ContainerEvent | ProgressEvent) -> None:
-        if self._eventFilter is not None and eventMatches(event, self._eventFilter):
-            self.sendEvent(event.toJSON())
+        if self._replay is not None:
+            replay, self._replay = self._replay, None
+            replay.cancel()
+        self._held = None
+        if self._eventSink is not None:
+            self.state.events.lines.remove(self._eventSink)
+            self._eventSink = None
+        self._eventFilter = None
 
     # logs --follow
     def startFollowing(self, name: str, follow: LogFollow) -> None:
@@ -249,7 +313,8 @@ class Session:
         self.followHandles.clear()
         # Let go of the protocol: with no cycle left, the connection's
         # memory is freed now, not at the next full garbage collection.
-        self.sendEvent = self.replayEvent = self.callAfterReply = self.close = _ignore
+        self.sendEvent = self.sendEventLine = self.replayEvent = _ignore
+        self.callAfterReply = self.close = _ignore
 
 
 def _ignore(*args: Any, **kwargs: Any) -> None:

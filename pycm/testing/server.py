@@ -178,6 +178,12 @@ class RecordingConnection:
     def sendEvent(self, value: Any) -> None:
         self.events.append(("live", value))
 
+    def sendEventLine(self, line: bytes) -> None:
+        # Recorded as the value it encodes, as sendEvent's are.
+        kind, _, value = line.rstrip(b"\n").partition(b" ")
+        assert kind == b"EVENT", line
+        self.events.append(("live", json.loads(value)))
+
     def sendReplayedEvent(self, value: Any) -> None:
         self.events.append(("replayed", value))
 

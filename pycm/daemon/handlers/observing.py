@@ -11,12 +11,12 @@ from typing import Any
 
 from twisted.internet.defer import TimeoutError
 
-from pycm.daemon.filters import EVENT_FILTERS, eventMatches, parseFilters
+from pycm.daemon.filters import EVENT_FILTERS, parseFilters
 from pycm.daemon.replies import encodeJSON
 from pycm.daemon.requestline import parseCount, parseSeconds, parseSince
 from pycm.daemon.session import Session
 from pycm.errors import BackendError, BadRequest
-from pycm.model import Container, ContainerEvent, LogFollow, LogLine, WaitCondition, validateName
+from pycm.model import Container, LogFollow, LogLine, WaitCondition, validateName
 from pycm.stats import ContainerStats
 
 #: How many log lines C{logs} returns when no C{--tail} is given.
@@ -155,17 +155,8 @@ def events(session: Session, options: Mapping[str, Any], args: Sequence[str]) ->
         session.unsubscribe()
         return {"events": False, "last_id": log.lastId}
     filters = parseFilters(options.get("filter", []), EVENT_FILTERS)
-    backlog: list[ContainerEvent] = []
-    if "since" in options:
-        since = min(parseCount(options["since"], "since"), log.lastId)
-        backlog = [e for e in log.since(since) if eventMatches(e, filters)]
-    session.subscribe(filters)
-    if backlog:
-        # Right after the OK reply, before any event newer than last_id.
-        session.callAfterReply(lambda: _replay(session, backlog))
-    return {"events": True, "last_id": log.lastId}
-
-
-def _replay(session: Session, backlog: list[ContainerEvent]) -> None:
-    for event in backlog:
-        session.replayEvent(event.toJSON())
+    since = parseCount(options["since"], "since") if "since" in options else None
+    # With --since, the retained events after it follow the OK reply, a
+    # slice a turn, up to last_id; then the live ones, in order.
+    lastId = session.subscribe(filters, since)
+    return {"events": True, "last_id": lastId}
