@@ -25,10 +25,13 @@ class EncodedArray:
     a handler's result that the reply joins instead of encoding again.
     """
 
-    __slots__ = ("items",)
+    __slots__ = ("items", "_line")
 
     def __init__(self, items: Sequence[bytes]) -> None:
         self.items = items
+        #: The last line made (prefix, suffix, line): a list asked again
+        #: with nothing changed is sent as it is.
+        self._line: tuple[bytes, bytes, bytes] | None = None
 
     def encode(self) -> bytes:
         """The array's JSON, as L{encodeJSONBytes} of its values would give."""
@@ -39,6 +42,14 @@ class EncodedArray:
         C{prefix}, the array's JSON and C{suffix}, copied once: a reply of
         thousands of containers is megabytes.
         """
+        cached = self._line
+        if cached is not None and cached[0] == prefix and cached[1] == suffix:
+            return cached[2]
+        line = self._makeLine(prefix, suffix)
+        self._line = (prefix, suffix, line)
+        return line
+
+    def _makeLine(self, prefix: bytes, suffix: bytes) -> bytes:
         items = self.items
         if not items:
             return prefix + b"[]" + suffix

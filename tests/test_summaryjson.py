@@ -16,6 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from pycm.daemon.replies import (
     SUMMARIES_AT_ONCE,
     SUMMARIES_PER_TURN,
+    encodeListing,
     encodeReply,
     encodeSummaries,
 )
@@ -123,3 +124,55 @@ class EncodedArrayTests(SynchronousTestCase):
             self.assertEqual(array.encode(), expected)
             self.assertEqual(array.line(b"OK ", b"\n"), b"OK " + expected + b"\n")
             self.assertEqual(array.decode(), [json.loads(item) for item in items])
+
+
+class EncodeListingTests(SynchronousTestCase):
+    def test_sortedByName(self) -> None:
+        """Every container's summary, sorted by name, whatever the backend's order."""
+        values = [container(name) for name in ("b", "c", "a")]
+        result = encodeListing(Clock(), values)
+        assert isinstance(result, EncodedArray)
+        self.assertEqual([item["name"] for item in result.decode()], ["a", "b", "c"])
+        self.assertEqual([value.name for value in values], ["b", "c", "a"])
+
+    def test_sameContainersSameArray(self) -> None:
+        """
+        The same containers listed again give the same array and line, not
+        made again; one changed container gives a new one, with the change.
+        """
+        values = [container(f"c{i}") for i in range(5)]
+        first = encodeListing(Clock(), list(values))
+        assert isinstance(first, EncodedArray)
+        line = first.line(b"OK ", b"\n")
+        again = encodeListing(Clock(), list(values))
+        self.assertIs(again, first)
+        self.assertIs(first.line(b"OK ", b"\n"), line)
+        values[2] = attrs.evolve(values[2], state="exited")
+        changed = encodeListing(Clock(), values)
+        assert isinstance(changed, EncodedArray)
+        self.assertIsNot(changed, first)
+        self.assertEqual(changed.decode()[2]["state"], "exited")
+        shorter = encodeListing(Clock(), values[:4])
+        assert isinstance(shorter, EncodedArray)
+        self.assertEqual(len(shorter.decode()), 4)
+
+    def test_backendChangingItsList(self) -> None:
+        """A backend that changes the list it returned does not fool the next list."""
+        values = [container(f"c{i}") for i in range(3)]
+        encodeListing(Clock(), values)
+        values.append(container("c3"))
+        result = encodeListing(Clock(), values)
+        assert isinstance(result, EncodedArray)
+        self.assertEqual(len(result.decode()), 4)
+
+    def test_listThroughTheProtocolAfterAChange(self) -> None:
+        """C{list} twice, then after a change: each reply is the containers as they are."""
+        conn = FakeServer().connect()
+        conn.ok("create bb")
+        conn.ok("create aa")
+        self.assertEqual([c["name"] for c in conn.ok("list")], ["aa", "bb"])
+        self.assertEqual([c["state"] for c in conn.ok("list")], ["created", "created"])
+        conn.ok("start bb")
+        self.assertEqual([c["state"] for c in conn.ok("list")], ["created", "running"])
+        conn.ok("rm --force bb")
+        self.assertEqual([c["name"] for c in conn.ok("list")], ["aa"])

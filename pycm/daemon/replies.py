@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from operator import attrgetter
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -17,7 +18,14 @@ from pycm.errors import PycmError
 from pycm.model import Container, cachedSummaryJSON
 from pycm.wirejson import EncodedArray, encodeJSON
 
-__all__ = ["STRING_REPLIES", "encodeError", "encodeJSON", "encodeReply", "encodeSummaries"]
+__all__ = [
+    "STRING_REPLIES",
+    "encodeError",
+    "encodeJSON",
+    "encodeListing",
+    "encodeReply",
+    "encodeSummaries",
+]
 
 #: Up to how many summaries not encoded yet are encoded at once, in the
 #: request's turn (L{encodeSummaries}): a few milliseconds.
@@ -34,6 +42,38 @@ def encodeReply(kind: bytes, value: Any) -> bytes:
     if type(value) is EncodedArray:
         return value.line(kind + b" ", b"")
     return kind + b" " + encodeJSON(value).encode("utf-8", "replace")
+
+
+#: The last C{list} of every container: the backend's containers as it
+#: listed them, and the array made of them (see L{encodeListing}).
+_lastListing: tuple[list[Container], EncodedArray] | None = None
+
+
+def encodeListing(
+    clock: IReactorTime, containers: Sequence[Container]
+) -> EncodedArray | Deferred[EncodedArray]:
+    """
+    The JSON array of every container's summary, sorted by name.  The same
+    containers as the last time, in the same order (frozen values: nothing
+    changed), give the same array, neither sorted nor joined again, and
+    its line is sent as it was.
+    """
+    global _lastListing
+    last = _lastListing
+    if last is not None and last[0] == containers:
+        return last[1]
+    # Kept as a copy: a backend may change the list it returned.
+    listed = list(containers)
+    result = encodeSummaries(clock, sorted(containers, key=attrgetter("name")))
+
+    def remember(array: EncodedArray) -> EncodedArray:
+        global _lastListing
+        _lastListing = (listed, array)
+        return array
+
+    if isinstance(result, Deferred):
+        return result.addCallback(remember)
+    return remember(result)
 
 
 def encodeSummaries(

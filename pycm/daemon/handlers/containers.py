@@ -11,7 +11,7 @@ from operator import attrgetter
 from typing import Any
 
 from pycm.daemon.filters import LIST_FILTERS, containerMatches, parseFilters
-from pycm.daemon.replies import encodeSummaries
+from pycm.daemon.replies import encodeListing, encodeSummaries
 from pycm.daemon.requestline import parseSeconds
 from pycm.daemon.runoptions import checkSupported, specFromRequest
 from pycm.daemon.session import Session
@@ -95,7 +95,9 @@ def list_(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> 
     filters = parseFilters(options.get("filter", []), LIST_FILTERS)
 
     def render(containers: list[Container]) -> Any:
-        chosen = [c for c in containers if not filters or containerMatches(c, filters)]
+        if not filters:
+            return encodeListing(session.state.clock, containers)
+        chosen = [c for c in containers if containerMatches(c, filters)]
         chosen.sort(key=attrgetter("name"))
         return encodeSummaries(session.state.clock, chosen)
 
