@@ -8,9 +8,10 @@ The concurrency benchmark (issue 12), on the process backend:
   - the reference, in the same run: one client starting the same number of
     containers, one at a time, on the same daemon (the one-client rate).
 
-Rounds interleave the two (every container removed between them, untimed);
-the medians are reported, with the daemon's CPU time per start and the load
-generator's CPU share (this process and its client processes).
+Rounds interleave the two, each burst on a fresh daemon (started before it
+and stopped after it, untimed); the medians are reported, with the daemon's
+CPU time per start and the load generator's CPU share (this process and its
+client processes).
 """
 
 from __future__ import annotations
@@ -85,39 +86,30 @@ def burst(children: Children, daemon: Daemon, clients: int, each: int, tag: str)
     return Burst(total / elapsed, daemonCpu / total * 1000, load.cores(), errors)
 
 
-def removeEverything(client: LineClient) -> None:
-    """rm --force every container (pipelined, untimed)."""
-    import json
-
-    names = [c["name"] for c in json.loads(expectOK(client.request("list"), "list")[3:])]
-    for start in range(0, len(names), 50):
-        batch = names[start:start + 50]
-        client.sock.sendall(b"".join(f"rm --force {n}\n".encode() for n in batch))
-        for n in batch:
-            expectOK(client.readLine(), f"rm {n}")
-
-
 def run(report: Report, quick: bool, children: Children) -> None:
     s = Settings.quick() if quick else Settings()
     raiseFileLimit(4096)
     total = s.clients * s.each
-    daemon = startProcessDaemon(children, "concurrency")
-    admin = LineClient(daemon.port, timeout=120)
-    expectOK(admin.request("ping"), "ping")
     many: list[Burst] = []
     one: list[Burst] = []
+    rss = 0.0
     for round_ in range(s.rounds):
         # Who goes first alternates.
         order = [("many", s.clients, s.each), ("one", 1, total)]
         if round_ % 2:
             order.reverse()
         for kind, clients, each in order:
+            # A fresh daemon for each burst (untimed): every burst starts from
+            # the same state, and no 1,000 containers to remove one by one.
+            daemon = startProcessDaemon(children, f"concurrency-{round_}{kind}")
+            probe = LineClient(daemon.port)
+            expectOK(probe.request("ping"), "ping")
+            probe.close()
             (many if kind == "many" else one).append(
-                burst(children, daemon, clients, each, f"r{round_}{kind[0]}"))
-            if kind == "many" and round_ == s.rounds - 1:
+                burst(children, daemon, clients, each, kind[0]))
+            if kind == "many":
                 rss = rssMiB(daemon.pid)
-            removeEverything(admin)
-    admin.close()
+            children.stop(daemon.proc, timeout=60)
 
     def note(xs: list[Burst]) -> str:
         return (f"median of {len(xs)}; rounds {', '.join(f'{x.rate:,.0f}' for x in xs)}; "
@@ -134,7 +126,6 @@ def run(report: Report, quick: bool, children: Children) -> None:
     report.add(SECTION, f"{s.clients} clients against 1 client", f"{manyRate / oneRate:.2f}x",
                note="ratio of the medians")
     report.add(SECTION, f"daemon RSS, {total} running (MiB)", f"{rss:.1f}")
-    children.stop(daemon.proc, timeout=30)
 
 
 if __name__ == "__main__":

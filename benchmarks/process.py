@@ -64,6 +64,9 @@ class Settings:
     #: The issue-3 flood figure (PYCM_BENCH_NO_FLOOD=1 leaves it out, for
     #: repeated runs of the rates: the flood section measures it too).
     flood: bool = True
+    #: The issue-3 RSS with 1,000 running (PYCM_BENCH_PROCESS_RATES_ONLY=1
+    #: leaves it and the flood out: only the rates and the list).
+    many: bool = True
 
     @classmethod
     def quick(cls) -> Settings:
@@ -71,7 +74,9 @@ class Settings:
                    floodBytes=20_000_000)
 
     def __post_init__(self) -> None:
-        self.flood = os.environ.get("PYCM_BENCH_NO_FLOOD", "") in ("", "0")
+        ratesOnly = os.environ.get("PYCM_BENCH_PROCESS_RATES_ONLY", "") not in ("", "0")
+        self.flood = not ratesOnly and os.environ.get("PYCM_BENCH_NO_FLOOD", "") in ("", "0")
+        self.many = not ratesOnly
 
 
 def checkPrerequisites() -> None:
@@ -184,7 +189,7 @@ def rates(report: Report, s: Settings, sup: Supervisord, daemon: Daemon,
         report.add(SECTION, f"{verb} rate ratio pycm/supervisord", f"{ratio:.2f}x",
                    target=f">= {target:g}x", passed=ratio >= target,
                    note="ratio of the medians; each round's: "
-                        + ", ".join(f"{x:.1f}x" for x in each))
+                        + ", ".join(f"{x:.2f}x" for x in each))
     return supList, pycmTimes
 
 
@@ -315,7 +320,8 @@ def run(report: Report, quick: bool, children: Children) -> None:
         sup.close()
         sup = None
         pycmList(report, s, pycmTimes, supList)
-        pycmMany(report, s, daemon, client, strays)
+        if s.many:
+            pycmMany(report, s, daemon, client, strays)
         client.close()
         if s.flood:
             pycmFlood(report, s, daemon, strays)
