@@ -158,6 +158,8 @@ class ApplierOrderTests(SynchronousTestCase):
         [result] = results
         self.assertEqual([s["state"] for s in result.toJSON()["services"]],
                          [State.EXITED, State.RUNNING])  # fmt: skip
+        self.assertIn(("web", "waiting for migrate to complete successfully"),
+                      [(e.name, e.detail) for e in self.progress])
 
     def test_failureSettlesTheRest(self) -> None:
         """

@@ -214,7 +214,7 @@ class _Run:
         waits = []
         for dependency, condition in dependencies.items():
             if condition != Condition.STARTED and not self._met(dependency, condition):
-                self.applier.progress(name, f"waiting for {dependency} to be {_said(condition)}")
+                self.applier.progress(name, f"waiting for {dependency} {_said(condition)}")
             waits.append(self._condition(dependency, condition))
         ready: Deferred[Any] = gatherResults(waits, consumeErrors=True)
 
@@ -330,7 +330,10 @@ class _Run:
 
 
 def _said(condition: str) -> str:
-    return {Condition.COMPLETED_SUCCESSFULLY: "completed successfully"}.get(condition, condition)
+    """C{to be healthy}, C{to complete successfully}: what a dependent waits for."""
+    if condition == Condition.COMPLETED_SUCCESSFULLY:
+        return "to complete successfully"
+    return f"to be {condition}"
 
 
 def _why(failure: Failure) -> str:
