@@ -423,6 +423,17 @@ class EnvFileTests(FilesMixin, SynchronousTestCase):
                            "--health-on-failure", "--no-healthcheck"):
                 self.assertIn(option, notes)
 
+    def test_usageNamesEnvFile(self) -> None:
+        """
+        C{run --help} and C{create --help}'s usage line names --env-file (the
+        client's own option, which the daemon's usage lacks) before NAME.
+        """
+        for command in ("run", "create"):
+            lines = fmt.formatHelp({"name": command, "summary": "s",
+                                    "usage": f"{command} [-e|--env=K=V]... NAME [IMAGE]"})
+            self.assertEqual(
+                lines[0], f"usage: {command} [-e|--env=K=V]... [--env-file=FILE]... NAME [IMAGE]")
+
 
 class CompletionTests(SynchronousTestCase):
     """Completion knows apply (its options, FILE a path) and --env-file's FILE."""

@@ -213,7 +213,8 @@ class CommandHelpNotesTests(SynchronousTestCase):
         """
         for name in ("run", "create"):
             text = self.help(name)
-            self.assertTrue(text.startswith(f"usage: {name} NAME\n  s\n"), text)
+            usage = f"usage: {name} [--env-file=FILE]... NAME\n  s\n"
+            self.assertTrue(text.startswith(usage), text)
             self.assertIn("swarm backend only", text)
             self.assertIn("--replicas=N", text)
             self.assertIn("[default: 1]", text)

@@ -265,6 +265,10 @@ def formatHelp(value: Any) -> list[str]:
         if value.get("name") == "apply":
             # The client reads a FILE into the daemon's DOCUMENT.
             usage = usage.replace("DOCUMENT", "FILE")
+        elif value.get("name") in ("run", "create") and " NAME" in usage:
+            # The client reads --env-file itself: the daemon's usage lacks it.
+            head, _, tail = usage.partition(" NAME")
+            usage = f"{head} [--env-file=FILE]... NAME{tail}"
         lines = [f"usage: {usage}"]
         if value.get("summary"):
             lines.append(f"  {value['summary']}")
