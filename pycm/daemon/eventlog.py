@@ -15,6 +15,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from pycm.daemon.fanout import EventFanOut
+from pycm.groupcommit import GroupCommit
 from pycm.interfaces import IEventStore
 from pycm.model import ContainerEvent, ProgressEvent
 from pycm.retrying import RETRY_INTERVAL as RETRY_INTERVAL
@@ -194,6 +195,10 @@ class EventLog:
     seconds given a C{clock}).  At most L{RETAINED_EVENTS} wait; older
     ones are then dropped from memory (their ids are never reused).
 
+    With C{commits} (a L{GroupCommit}, the backend's), storing joins its
+    group commits: the events of one reactor turn are stored in one
+    transaction after the records, and published once stored.
+
     @ivar clock: schedules the retries (None: only a new event retries).
     """
 
@@ -201,11 +206,16 @@ class EventLog:
     clock: IReactorTime | None = None
     #: Where the highest id is kept apart from the store (None: nowhere).
     mark: EventIdMark | None = None
+    #: The group commit the events join (None: each is stored at once).
+    commits: GroupCommit | None = None
     _subscribers: list[Subscriber] = attrs.field(factory=list, init=False)
     #: The subscribers of encoded lines (event connections): each event is
     #: encoded once for all of them.
     lines: EventFanOut = attrs.field(factory=EventFanOut, init=False)
     _lastId: int = attrs.field(default=0, init=False)
+    #: The id of the newest event published (with C{commits}, those after
+    #: it wait for their group commit: not shown yet).
+    _lastShown: int = attrs.field(default=0, init=False)
     _unsaved: deque[ContainerEvent] = attrs.field(factory=deque, init=False)
     _retry: Retry = attrs.field(init=False)
     #: Why storing failed, while events wait (else None).
@@ -217,12 +227,15 @@ class EventLog:
 
     def __attrs_post_init__(self) -> None:
         self._lastId = max(self.store.lastId(), self.mark.value if self.mark else 0)
+        self._lastShown = self._lastId
         self._retry = Retry(self.clock, self.flush)
+        if self.commits is not None:
+            self.commits.addJournal(self._storeGroup)
 
     @property
     def lastId(self) -> int:
-        """The id of the newest event (0 if there is none yet)."""
-        return self._lastId
+        """The id of the newest event published (0 if there is none yet)."""
+        return self._lastShown if self.commits is not None else self._lastId
 
     def record(self, event: ContainerEvent | ProgressEvent) -> None:
         """
@@ -236,14 +249,41 @@ class EventLog:
         if self.mark is not None:
             self.mark.cover(self._lastId + 1)
         self._lastId += 1
+        if self.commits is not None:
+            self._queue(numbered)
+            self.commits.changed()
+            self.commits.later(self._show, numbered)
+            return
         if self._unsaved:
             self.flush()
-        self._unsaved.append(numbered)
+        self._queue(numbered)
+        self.flush()
+        self._publish(numbered)
+
+    def _queue(self, event: ContainerEvent) -> None:
+        self._unsaved.append(event)
         if len(self._unsaved) > RETAINED_EVENTS:
             self._unsaved.popleft()
             self._lost += 1
-        self.flush()
-        self._publish(numbered)
+
+    def _show(self, event: ContainerEvent) -> None:
+        """An event of a group commit is stored (or waits): published."""
+        self._lastShown = event.id  # type: ignore[assignment]
+        self._publish(event)
+
+    def _storeGroup(self) -> None:
+        """The group commit's journal: what waits, in one transaction if it can."""
+        appendMany = getattr(self.store, "appendMany", None)
+        if appendMany is not None and self._unsaved and self._error is None:
+            try:
+                appendMany(list(self._unsaved))
+            except Exception:
+                pass  # said below, one event at a time
+            else:
+                self._unsaved.clear()
+                return
+        if self._unsaved:
+            self.flush()
 
     @property
     def unsavedCount(self) -> int:
@@ -315,6 +355,10 @@ class EventLog:
         """
         stored = self.store.since(eventId, limit)
         waiting = [event for event in self._unsaved if event.id > eventId]  # type: ignore[operator]
+        if self.commits is not None:
+            # Not before they are published (their group commit is done).
+            stored = [event for event in stored if event.id <= self._lastShown]  # type: ignore[operator]
+            waiting = [event for event in waiting if event.id <= self._lastShown]  # type: ignore[operator]
         if waiting:
             # What waits is newer than anything stored (stored in order).
             first = waiting[0].id

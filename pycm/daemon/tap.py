@@ -259,17 +259,20 @@ class Options(usage.Options):
             raise usage.UsageError("--services-project needs --services")
 
 
-def _openEventLog(stateDir: FilePath, closers: list[Any], reactor: Any) -> EventLog:
+def _openEventLog(
+    stateDir: FilePath, closers: list[Any], reactor: Any, commits: Any = None
+) -> EventLog:
     """
     The event log, kept in C{events.db}, with its high-water mark in
-    C{events.mark} (so that ids never repeat, even if C{events.db} is lost).
+    C{events.mark} (so that ids never repeat, even if C{events.db} is lost);
+    it joins the backend's group commits (C{commits}) if it has them.
     """
     from pycm.store import SQLiteStore
 
     store = SQLiteStore(stateDir.child("events.db").path)
     closers.append(store.close)
     mark = EventIdMark(stateDir.child("events.mark").path)
-    return EventLog(store, clock=reactor, mark=mark)
+    return EventLog(store, clock=reactor, mark=mark, commits=commits)
 
 
 def _lockStateDir(stateDir: FilePath, closers: list[Any]) -> StateDirLock:
@@ -320,7 +323,7 @@ def makeService(
             token = loadOrCreateToken(stateDir.child(TOKEN_FILE))
         factory = loadBackendFactory(options["backend"])
         backend = factory(reactor, stateDir, options["backend-options"])
-        events = _openEventLog(stateDir, closers, reactor)
+        events = _openEventLog(stateDir, closers, reactor, getattr(backend, "commits", None))
         if options["service-set"] is not None:
             checkServicesOption(options["services"], options["service-set"], backend)
     except (PycmError, OSError) as e:

@@ -26,6 +26,7 @@ from pycm.backends.process.runtime import (
 )
 from pycm.backends.supervisor.backend import Supervisor, defaultIdFactory
 from pycm.errors import BackendError, BadRequest
+from pycm.groupcommit import GroupCommit
 from pycm.model import Container, ContainerSpec
 from pycm.store import SQLiteStore
 from pycm.units import parseSize
@@ -54,6 +55,7 @@ class ProcessBackend(Supervisor):
         logMaxFiles: int = DEFAULT_MAX_FILES,
         sync: str = "normal",
         idFactory: Any = defaultIdFactory,
+        commits: GroupCommit | None = None,
     ) -> None:
         self.runtime = runtime if runtime is not None else ProcessRuntime(reactor)
         try:
@@ -77,6 +79,7 @@ class ProcessBackend(Supervisor):
             logStore=self.logStore,
             recordStore=self.store,
             idFactory=idFactory,
+            commits=commits,
         )
 
     @property
@@ -188,4 +191,6 @@ def makeBackend(
         logMaxSize=logMaxSize,
         logMaxFiles=int(filesText),
         sync=sync,
+        # One durable transaction for the changes of a reactor turn.
+        commits=GroupCommit(reactor),
     )

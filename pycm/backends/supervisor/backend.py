@@ -55,6 +55,7 @@ from pycm.errors import (
     PycmError,
     Unavailable,
 )
+from pycm.groupcommit import GroupCommit
 from pycm.health import OnFailure
 from pycm.interfaces import (
     IContainerBackend,
@@ -91,6 +92,10 @@ class Supervisor:
     @param logStore: keeps output.
     @param recordStore: keeps records durably.
     @param idFactory: makes container ids.
+    @param commits: the group commit of the record writes (default: an
+        immediate one: each write is done when it is asked for).
+    @ivar commits: what waits for the writes to be durable goes through it
+        (replies, events); the daemon's event log joins it.
     @ivar lifecycle: moves the records through the lifecycle table (watch
         it to see every move).
     """
@@ -105,6 +110,7 @@ class Supervisor:
         logStore: ILogStore,
         recordStore: IRecordStore,
         idFactory: Callable[[], str] = defaultIdFactory,
+        commits: GroupCommit | None = None,
     ) -> None:
         self._clock = clock
         self.name = backendName
@@ -112,7 +118,10 @@ class Supervisor:
         self._logStore = logStore
         self._recordStore = recordStore
         self._idFactory = idFactory
-        self._book = RecordBook(clock, recordStore)
+        self._book = RecordBook(clock, recordStore, commits)
+        self.commits = self._book.commits
+        #: Names of containers being created, until their record is saved.
+        self._creating: set[str] = set()
         #: The records by name (the book's).
         self._records = self._book.byName
         self._observers: list[Callable[[ContainerEvent], None]] = []
@@ -151,7 +160,7 @@ class Supervisor:
 
     def open(self) -> Deferred[None]:
         d = Deferred.fromCoroutine(self._recovery.recover())
-        return d.addCallback(self._bringBackAll)
+        return d.addCallback(self._bringBackAll).addCallback(self.commits.whenDurable)
 
     def _bringBackAll(self, _: object) -> Deferred[None]:
         """Start again what comes back when the daemon opens."""
@@ -219,6 +228,10 @@ class Supervisor:
         event = ContainerEvent(
             action, record.name, self._clock.seconds(), exitCode, status=status
         )
+        # Announced once the change it tells of is durable, in order.
+        self.commits.later(self._deliver, event)
+
+    def _deliver(self, event: ContainerEvent) -> None:
         for observer in list(self._observers):
             try:
                 observer(event)
@@ -256,19 +269,41 @@ class Supervisor:
     def create(self, spec: ContainerSpec) -> Deferred[Container]:
         return maybeDeferred(self._create, spec)
 
-    def _create(self, spec: ContainerSpec) -> Container:
+    def _create(self, spec: ContainerSpec) -> Deferred[Container]:
         if self._closing:
             raise Unavailable(CLOSING_ERROR)
-        if spec.name in self._records:
+        if spec.name in self._records or spec.name in self._creating:
             raise Conflict(f'container name "{spec.name}" is already in use')
         self.capabilities.refuseUnsupported(self.name, spec)
         record = newRecord(
             spec, self._idFactory(), self.name, self._runtime, self._clock.seconds()
         )
-        self._book.saveNow(record)
-        self._records[record.name] = record
-        self._emit(Action.CREATE, record)
-        return record.toContainer()
+        self._creating.add(record.name)
+
+        def saved(_: object) -> Deferred[Container]:
+            self._records[record.name] = record
+            self._emit(Action.CREATE, record)
+            return self._durable(record.toContainer(), record)
+
+        def settled(result: Any) -> Any:
+            self._creating.discard(record.name)
+            return result
+
+        # Shown (list, inspect) and announced only once it is saved.
+        return self._book.saveNow(record).addBoth(settled).addCallback(saved)
+
+    def _durable(self, result: Any, record: Record) -> Deferred[Any]:
+        """
+        C{result} (an operation's), once every change so far is durable; a
+        container's C{saved} as it then is.
+        """
+
+        def saved(result: Any) -> Any:
+            if isinstance(result, Container) and result.saved == record.unsaved:
+                return attrs.evolve(result, saved=not record.unsaved)
+            return result
+
+        return self.commits.whenDurable(result).addCallback(saved)
 
     def start(self, name: str) -> Deferred[Container]:
         try:
@@ -277,7 +312,7 @@ class Supervisor:
             record = self._book.lookup(name)
         except PycmError as e:
             return fail(e)
-        return record.lock.run(self._startLocked, record)
+        return record.lock.run(self._startLocked, record).addCallback(self._durable, record)
 
     def _startLocked(self, record: Record, restartCount: int = 0) -> Deferred[Container]:
         self._book.checkCurrent(record)
@@ -296,7 +331,8 @@ class Supervisor:
             record = self._book.lookup(name)
         except NotFound as e:
             return fail(e)
-        return record.lock.run(self._stopLocked, record, timeout)
+        d = record.lock.run(self._stopLocked, record, timeout)
+        return d.addCallback(self._durable, record)
 
     def _stopLocked(self, record: Record, timeout: float | None) -> Deferred[Container]:
         self._book.checkCurrent(record)
@@ -317,7 +353,8 @@ class Supervisor:
         except PycmError as e:
             return fail(e)
 
-        return record.lock.run(self._restartLocked, record, timeout, False)
+        d = record.lock.run(self._restartLocked, record, timeout, False)
+        return d.addCallback(self._durable, record)
 
     def _restartLocked(
         self, record: Record, timeout: float | None, counted: bool
@@ -360,7 +397,7 @@ class Supervisor:
             return fail(e)
         self._emit(Action.KILL, record)
         self._runs.signal(record, signal)
-        return succeed(record.toContainer())
+        return self._durable(record.toContainer(), record)
 
     def remove(self, name: str, force: bool) -> Deferred[Container | None]:
         try:
@@ -393,18 +430,19 @@ class Supervisor:
             if record.state in State.ALIVE:
                 d = waitForExit(record)
 
-                def exited(_: Container) -> Container | None:
+                def exited(_: Container) -> Deferred[Container | None]:
                     return self._destroy(record)
 
                 return d.addCallback(exited)
-        return succeed(self._destroy(record))
+        return self._destroy(record)
 
-    def _destroy(self, record: Record) -> Container | None:
+    def _destroy(self, record: Record) -> Deferred[Container | None]:
         """
         Forget C{record}.
 
-        @return: None, or the container as it was if its removal is not
-            saved yet (C{saved} False).
+        @return: fires, once the removal is durable, with None, or with the
+            container as it was if its removal is not saved yet (C{saved}
+            False).
         """
         self._book.checkCurrent(record)
         self._book.forget(record)
@@ -415,7 +453,11 @@ class Supervisor:
             # removal half-fail.
             self._log.failure("removing the logs of {name}", name=record.name)
         self.lifecycle.move(record, Event.REMOVED)
-        return record.toContainer() if record.unsaved else None
+
+        def saved(_: object) -> Container | None:
+            return record.toContainer() if record.unsaved else None
+
+        return self.commits.whenDurable().addCallback(saved)
 
     def list(self) -> Deferred[list[Container]]:
         # In any order (the contract's): the list command sorts what it shows.
@@ -484,6 +526,5 @@ class Supervisor:
         if (condition == WaitCondition.NOT_RUNNING and not alive) or (
             condition == WaitCondition.RUNNING and alive
         ):
-            return succeed(record.toContainer())
-
-        return waitFor(record, condition)
+            return self._durable(record.toContainer(), record)
+        return waitFor(record, condition).addCallback(self._durable, record)

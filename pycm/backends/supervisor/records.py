@@ -17,6 +17,7 @@ from pycm.backends.supervisor.recordwriter import RecordWriter
 from pycm.backends.supervisor.runobserver import RunObserver
 from pycm.backends.supervisor.watching import ConditionWaiter, LogFollower
 from pycm.errors import BackendError, BadRequest, NoImage, NotFound, PycmError
+from pycm.groupcommit import GroupCommit
 from pycm.health import Health, HealthCheck
 from pycm.interfaces import IRecordStore, IRun, IRuntime
 from pycm.model import (
@@ -262,15 +263,23 @@ class RecordBook:
     The records by name, and their saving, in two kinds (see
     L{pycm.backends.supervisor.recordwriter}): L{saveNow} before doing what
     needs the record on disk, L{saveChange} after a change already made.
+    Both are group commits (L{pycm.groupcommit}): what waits for a save to
+    be durable goes through L{commits}.
 
     @param clock: schedules the writes that wait.
     @param store: where records are kept.
+    @param commits: the group of writes (default: an immediate one).
     @ivar byName: the records, by container name.
     """
 
-    def __init__(self, clock: IReactorTime, store: IRecordStore) -> None:
+    def __init__(
+        self, clock: IReactorTime, store: IRecordStore, commits: GroupCommit | None = None
+    ) -> None:
         self.byName: dict[str, Record] = {}
-        self._writer = RecordWriter(clock, store, self._written)
+        #: The record of each name whose change is not known written yet.
+        self._writing: dict[str, Record] = {}
+        self._writer = RecordWriter(clock, store, self._outcome, commits)
+        self.commits = self._writer.commits
 
     def lookup(self, name: str) -> Record:
         """
@@ -288,30 +297,34 @@ class RecordBook:
         if self.byName.get(record.name) is not record:
             raise NotFound(record.name)
 
-    def saveNow(self, record: Record) -> None:
+    def saveNow(self, record: Record) -> Deferred[None]:
         """
-        Save C{record} now, before anything is done that needs it on disk.
+        Save C{record} before anything is done that needs it on disk.
 
-        @raise BackendError: if it could not be saved.
+        @return: fires once it is saved, or fails with L{BackendError}.
         """
-        self._writer.saveNow(record.name, record.toDict())
-        record.unsaved = False
+        self._writing[record.name] = record
+        return self._writer.saveNow(record.name, record.toDict)
 
     def saveChange(self, record: Record) -> None:
         """Save a change already made; if it cannot be now, it waits."""
-        record.unsaved = not self._writer.save(record.name, record.toDict())
+        self._writing[record.name] = record
+        self._writer.save(record.name, record.toDict)
 
     def forget(self, record: Record) -> None:
         """Drop C{record} and its saved form (or its deletion waits)."""
-        record.unsaved = not self._writer.delete(record.name)
+        self._writing[record.name] = record
         del self.byName[record.name]
+        self._writer.delete(record.name)
 
-    def _written(self, names: list[str]) -> None:
-        """Changes that waited were written: their containers are saved."""
-        for name in names:
-            record = self.byName.get(name)
-            if record is not None:
-                record.unsaved = False
+    def _outcome(self, name: str, written: bool) -> None:
+        """Whether the change of C{name} was written: its C{saved} flag."""
+        record = self._writing.get(name)
+        if record is None:
+            return
+        record.unsaved = not written
+        if written:
+            del self._writing[name]
 
     def close(self) -> None:
         """Write what waits, a last time; say what is lost."""

@@ -94,18 +94,10 @@ class Runs:
         observer = RunObserver(partial(self._output, record), partial(self._exited, record))
         record.observer = observer
         record.runId = uuid.uuid4().hex
-        d: Deferred[IRun]
-        try:
-            self._book.saveNow(record)
-        except PycmError as e:
-            d = fail(e)
-        else:
-            d = maybeDeferred(
-                self._runtime.spawn,
-                record.toContainer(),
-                observer,
-                runId=record.runId,  # type: ignore[call-arg]
-            )
+        # Spawned only once the run id is durable (a group commit).
+        d: Deferred[IRun] = self._book.saveNow(record).addCallback(
+            self._spawnSaved, record, observer
+        )
         self.inFlight += 1
         d.addCallbacks(
             self._spawned,
@@ -114,6 +106,14 @@ class Runs:
             errbackArgs=(record, observer),
         )
         return d.addBoth(self._settled)
+
+    def _spawnSaved(self, _: object, record: Record, observer: RunObserver) -> Deferred[IRun]:
+        return maybeDeferred(
+            self._runtime.spawn,
+            record.toContainer(),
+            observer,
+            runId=record.runId,  # type: ignore[call-arg]
+        )
 
     def _settled(self, result: Any) -> Any:
         """A spawn is over: wake L{idle}'s waiters once none is in flight."""
