@@ -15,13 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
-from twisted.internet.defer import (
-    Deferred,
-    fail,
-    gatherResults,
-    maybeDeferred,
-    succeed,
-)
+from twisted.internet.defer import Deferred, fail, gatherResults, maybeDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -47,22 +41,10 @@ from pycm.backends.supervisor.watching import (
     waitForHealth,
 )
 from pycm.capabilities import HEALTH_OPTIONS, Capabilities
-from pycm.errors import (
-    BackendError,
-    BadRequest,
-    Conflict,
-    NotFound,
-    PycmError,
-    Unavailable,
-)
+from pycm.errors import BadRequest, Conflict, NotFound, PycmError, Unavailable
 from pycm.groupcommit import GroupCommit
 from pycm.health import OnFailure
-from pycm.interfaces import (
-    IContainerBackend,
-    ILogStore,
-    IRecordStore,
-    IRuntime,
-)
+from pycm.interfaces import IContainerBackend, ILogStore, IRecordStore, IRuntime
 from pycm.model import (
     Action,
     Container,
@@ -293,17 +275,8 @@ class Supervisor:
         return self._book.saveNow(record).addBoth(settled).addCallback(saved)
 
     def _durable(self, result: Any, record: Record) -> Deferred[Any]:
-        """
-        C{result} (an operation's), once every change so far is durable; a
-        container's C{saved} as it then is.
-        """
-
-        def saved(result: Any) -> Any:
-            if isinstance(result, Container) and result.saved == record.unsaved:
-                return attrs.evolve(result, saved=not record.unsaved)
-            return result
-
-        return self.commits.whenDurable(result).addCallback(saved)
+        """C{result} (an operation's), once every change so far is durable."""
+        return self._book.whenDurable(result, record)
 
     def start(self, name: str) -> Deferred[Container]:
         try:
@@ -453,11 +426,8 @@ class Supervisor:
             # removal half-fail.
             self._log.failure("removing the logs of {name}", name=record.name)
         self.lifecycle.move(record, Event.REMOVED)
-
-        def saved(_: object) -> Container | None:
-            return record.toContainer() if record.unsaved else None
-
-        return self.commits.whenDurable().addCallback(saved)
+        d = self.commits.whenDurable(record)
+        return d.addCallback(lambda r: r.toContainer() if r.unsaved else None)
 
     def list(self) -> Deferred[list[Container]]:
         # In any order (the contract's): the list command sorts what it shows.
@@ -474,16 +444,7 @@ class Supervisor:
         The usage of running containers, from the runtime's
         L{IRuntimeStats} (every figure None without it).
         """
-        try:
-            if names:
-                records = [self._book.lookup(name) for name in dict.fromkeys(names)]
-            else:
-                records = [r for r in self._records.values() if r.state in State.ALIVE]
-            return succeed(readStats(records, self._runtime, self._cpu, self._records.values()))
-        except PycmError as e:
-            return fail(e)
-        except Exception as e:
-            return fail(BackendError(f"cannot read the containers' usage: {e}"))
+        return maybeDeferred(readStats, names, self._book, self._runtime, self._cpu)
 
     # C{list} below means the method above, in this class body.
     def logs(

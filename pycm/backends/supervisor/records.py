@@ -326,6 +326,19 @@ class RecordBook:
         if written:
             del self._writing[name]
 
+    def whenDurable(self, result: Any, record: Record) -> Deferred[Any]:
+        """
+        C{result} (an operation's on C{record}), once every change so far is
+        durable; a container's C{saved} as it then is.
+        """
+
+        def saved(result: Any) -> Any:
+            if isinstance(result, Container) and result.saved == record.unsaved:
+                return attrs.evolve(result, saved=not record.unsaved)
+            return result
+
+        return self.commits.whenDurable(result).addCallback(saved)
+
     def close(self) -> None:
         """Write what waits, a last time; say what is lost."""
         self._writer.close()

@@ -6,15 +6,37 @@ from the L{CpuSampler}'s last reading.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
-from pycm.backends.supervisor.records import Record
+from pycm.backends.supervisor.records import Record, RecordBook
+from pycm.errors import BackendError, PycmError
 from pycm.interfaces import IRuntime, IRuntimeStats
 from pycm.model import State
 from pycm.stats import ContainerStats, CpuSampler
 
 
 def readStats(
+    names: Sequence[str], book: RecordBook, runtime: IRuntime, cpu: CpuSampler
+) -> list[ContainerStats]:
+    """
+    The stats of the containers named (none: the running ones).
+
+    @raise NotFound: for a name with no container.
+    @raise BackendError: if the usage could not be read.
+    """
+    if names:
+        records = [book.lookup(name) for name in dict.fromkeys(names)]
+    else:
+        records = [r for r in book.byName.values() if r.state in State.ALIVE]
+    try:
+        return _readStats(records, runtime, cpu, book.byName.values())
+    except PycmError:
+        raise
+    except Exception as e:
+        raise BackendError(f"cannot read the containers' usage: {e}") from e
+
+
+def _readStats(
     records: list[Record], runtime: IRuntime, cpu: CpuSampler, everyRecord: Iterable[Record]
 ) -> list[ContainerStats]:
     """
