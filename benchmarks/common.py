@@ -282,13 +282,19 @@ class LoadMeter:
         self.wall0 = time.monotonic()
         self.cpu0 = selfCpuSeconds()
         self.children = 0.0
+        self.stopped: tuple[float, float] | None = None
 
     def addChild(self, seconds: float) -> None:
         self.children += seconds
 
+    def stop(self) -> None:
+        """End the window now (children's CPU may still be added after)."""
+        self.stopped = time.monotonic(), selfCpuSeconds()
+
     def cores(self) -> float:
-        wall = max(time.monotonic() - self.wall0, 1e-6)
-        return (selfCpuSeconds() - self.cpu0 + self.children) / wall
+        wall1, cpu1 = self.stopped or (time.monotonic(), selfCpuSeconds())
+        wall = max(wall1 - self.wall0, 1e-6)
+        return (cpu1 - self.cpu0 + self.children) / wall
 
 
 class Missing(Exception):

@@ -134,6 +134,7 @@ def run(report: Report, quick: bool, children: Children) -> None:
         expectOK(driver.request(f"rm --force e{i:04d}"), "rm")
     expectOK(driver.request(f"run {LAST}{image}"), "run")
     elapsed = time.monotonic() - t0
+    load.stop()
     for worker in workers:
         worker.tell()  # "go" (ignored)
     results = []
@@ -170,8 +171,8 @@ def run(report: Report, quick: bool, children: Children) -> None:
                note=f"median {median(ms):.1f}, max {max(ms):.1f} ms over {delivered:,} "
                     "deliveries (read time minus the event's time, ms resolution); daemon "
                     f"CPU {daemonCpu / max(delivered, 1) * 1e6:.0f} us a delivery; load "
-                    f"generator CPU {load.cores():.0%} (this process and {s.processes} "
-                    "subscriber processes)")
+                    f"generator CPU {load.cores():.0%} over the burst (this process and "
+                    f"{s.processes} subscriber processes while they read)")
     growth = sampler.peak - rss0
     report.add(SECTION, "daemon RSS growth (MiB)", f"{growth:.1f}",
                target=f"< {RSS_MIB:g} MiB", passed=growth < RSS_MIB,
