@@ -297,6 +297,32 @@ class ApplyCallMixin(FilesMixin):
         self.assertEqual(json.loads(h.err.getvalue()), progress)
         self.assertEqual(json.loads(h.out.getvalue()), OUTCOME)
 
+    def test_interruptedNamesTheFile(self: Any) -> None:
+        """
+        Ctrl-C before an apply's reply names the request as the user typed
+        it (C{apply FILE}), never the document: its env values may be
+        secrets the user did not type.
+        """
+        h = self.harness(self.daemon(lambda words: Deferred()))
+        d = h.run(options("apply", self.path))
+        h.interrupt()
+        self.assertEqual(self.successResultOf(d), 130)
+        self.assertEqual(h.err.getvalue(), "pycm: interrupted before the reply; the daemon "
+                         f"may still carry out: apply {shlex.quote(self.path)}\n")
+
+    def test_interruptedEnvFile(self: Any) -> None:
+        """
+        The same for C{run --env-file}: the user's words, not the file's
+        variables the client put in the request.
+        """
+        env = self.write(self.directory, "web.env", "PASSWORD=hunter2secret\n")
+        h = self.harness(FakeDaemon({"run": lambda words: Deferred()}))
+        d = h.run(options("run", "--env-file", env, "web"))
+        h.interrupt()
+        self.assertEqual(self.successResultOf(d), 130)
+        self.assertIn(f"carry out: run --env-file {shlex.quote(env)} web\n", h.err.getvalue())
+        self.assertNotIn("hunter2secret", h.err.getvalue())
+
     def test_noEventsStillApplies(self: Any) -> None:
         """A daemon that refuses the events subscription still gets the apply."""
         h = self.harness(FakeDaemon({"events": "ERR unauthorized no",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import shlex
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
 from pycm.client import format as fmt
@@ -154,7 +154,7 @@ async def runCommand(
             continue
         except ConnectionGone:
             if interrupted:
-                return interruptedBeforeReply(line, err)
+                return interruptedBeforeReply(_typed(line, words, options), err)
             reportError(err, options, "unreachable",
                         f"lost the connection to the pycm daemon at {options.host}")
             return EXIT_UNREACHABLE
@@ -249,3 +249,18 @@ def _sortTime(when: Any) -> str:
     # The daemon's times are all of one form (UTC, milliseconds): their
     # text sorts as they do.
     return when if isinstance(when, str) else ""
+
+
+def _typed(line: str, words: Sequence[str], options: CommandLine) -> str:
+    """
+    The request an interruption names: C{line} as sent, unless the client
+    put a file's contents in it (C{apply}'s document, C{--env-file}'s
+    variables), which may be secrets the user never typed: then the
+    user's own words.
+    """
+    if (words and words[0] == "apply") or any(
+        word == "--env-file" or word.startswith("--env-file=") for word in options.command
+    ):
+        return shlex.join(options.command)
+    return line
+
