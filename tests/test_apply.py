@@ -381,9 +381,9 @@ class ApplyCommandTests(SynchronousTestCase):
     def test_badDocuments(self) -> None:
         """Bad JSON, a bad key, a cycle: bad_request; nothing is created."""
         self.assertEqual(self.conn.err("apply '{\"services\": '"), "bad_request")
-        self.assertEqual(self.conn.err(self.line({"project": "p", "services": {"web": {"x": 1}}})),
+        self.assertEqual(self.conn.err(self.line({"project": "pj", "services": {"web": {"x": 1}}})),
                          "bad_request")  # fmt: skip
-        cycle = {"project": "p", "services": {"ab": {"depends_on": ["cd"]},
+        cycle = {"project": "pj", "services": {"ab": {"depends_on": ["cd"]},
                                               "cd": {"depends_on": ["ab"]}}}  # fmt: skip
         kind, (code, message) = self.conn.request(self.line(cycle))
         self.assertEqual((kind, code, message),
@@ -393,14 +393,14 @@ class ApplyCommandTests(SynchronousTestCase):
     def test_conflict(self) -> None:
         """A service named as a container that is not the project's: conflict."""
         self.conn.ok("run web")
-        self.assertEqual(self.conn.err(self.line({"project": "p", "services": {"web": {}}})),
+        self.assertEqual(self.conn.err(self.line({"project": "pj", "services": {"web": {}}})),
                          "conflict")  # fmt: skip
 
     def test_progressToSubscribers(self) -> None:
         """Event subscribers see the apply's progress events."""
         watcher = self.server.connect()
         watcher.ok("events --filter action=apply")
-        self.conn.ok(self.line({"project": "p", "services": {"db": {}}}))
+        self.conn.ok(self.line({"project": "pj", "services": {"db": {}}}))
         events = [event for kind, event in watcher.replies() if kind == "EVENT"]
         self.assertEqual([(e["type"], e["name"], e["detail"]) for e in events],
                          [("progress", "db", "creating")])  # fmt: skip
@@ -411,12 +411,12 @@ class ApplyCommandTests(SynchronousTestCase):
         lock held), then plans from what that one made; another project's
         does not wait.
         """
-        lock = projectLock(self.server.backend, "p")
+        lock = projectLock(self.server.backend, "pj")
         self.successResultOf(lock.acquire())
-        self.conn.send(self.line({"project": "p", "services": {"db": {}}}) + "\n")
+        self.conn.send(self.line({"project": "pj", "services": {"db": {}}}) + "\n")
         self.assertEqual(self.conn.replies(), [])
         other = self.server.connect()
-        other.ok(self.line({"project": "q", "services": {"cache": {}}}))
+        other.ok(self.line({"project": "qq", "services": {"cache": {}}}))
         lock.release()
         [(kind, reply)] = self.conn.replies()
         self.assertEqual((kind, reply["services"][0]["action"]), ("OK", "create"))

@@ -61,6 +61,17 @@ class DefinitionTests(SynchronousTestCase):
         self.assertEqual(serviceSetFrom(document(), "other").project, "other")
         self.refused("apply needs a project", document(project=None))
         self.refused("bad project", document(project="no/slash"))
+        self.refused("bad project", document(project=7))
+
+    def test_projectNamingRule(self) -> None:
+        """
+        A project's name follows the container naming rule, as the
+        client's services file reader does: one character is refused,
+        two are a name.
+        """
+        self.refused("bad project 'a': expected 2 to 128", document(project="a"))
+        self.refused("bad project", document(project="x" * 129))
+        self.assertEqual(serviceSetFrom(document(project="ab")).project, "ab")
 
     def test_unknownKeys(self) -> None:
         """An unknown key is refused naming the service and the key."""

@@ -115,8 +115,6 @@ DOCUMENT_KEYS = ("project", "services")
 
 # As run's --user reads it (pycm.daemon.runoptions): names or numbers, as
 # useradd allows them; tests.test_services_definition holds the two equal.
-#: A project's name: a container's, one character long at the least.
-_PROJECT = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}")
 _USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}\$?")
 
 
@@ -156,12 +154,16 @@ def serviceSetFrom(document: Any, project: str | None = None) -> ServiceSet:
 
 
 def _projectName(name: object) -> str:
-    if not isinstance(name, str) or not _PROJECT.fullmatch(name):
-        raise BadRequest(
-            f"bad project {name!r}: expected 1 to 128 letters, digits, '_', '.' or '-', "
-            "starting with a letter or digit"
-        )
-    return name
+    """C{name} if it is a project's name: the container naming rule, as the client's."""
+    try:
+        if isinstance(name, str):
+            return validateName(name)
+    except InvalidName:
+        pass
+    raise BadRequest(
+        f"bad project {name!r}: expected 2 to 128 letters, digits, '_', '.' or '-', "
+        "starting with a letter or digit"
+    )
 
 
 def _labelled(spec: ContainerSpec, project: str) -> ContainerSpec:
