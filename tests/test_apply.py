@@ -13,7 +13,7 @@ import shlex
 from typing import Any
 
 import attrs
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.task import Clock
 from twisted.logger import Logger, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
@@ -427,3 +427,52 @@ class ApplyCommandTests(SynchronousTestCase):
                          "apply [--dry-run] [--prune] [--project=NAME] DOCUMENT")
 
 
+
+
+class AbandonedApplyTests(SynchronousTestCase):
+    """An apply whose client went away (its Deferred cancelled)."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.backend = memoryBackend(self.clock)
+        self.progress: list[ProgressEvent] = []
+        self.applier = Applier(self.backend, self.clock.seconds, self.progress.append)
+
+    def test_cancelledWaitStopsTheRun(self) -> None:
+        """
+        Cancelled while it waits for a dependency's health: it fails with
+        CancelledError at once, the backend's wait is cancelled, what was
+        made stays, and the dependent is never created, even once the
+        dependency turns healthy later.
+        """
+        wanted = services(db={"healthcheck": {"cmd": "exit 0", "interval": "5s"}},
+                          web={"depends_on": {"db": "healthy"}})  # fmt: skip
+        d = self.applier.apply(wanted)
+        self.assertNoResult(d)
+        d.cancel()
+        self.failureResultOf(d, CancelledError)
+        self.clock.advance(10)
+        containers = self.successResultOf(self.backend.list())
+        self.assertEqual([(c.name, c.state) for c in containers], [("db", State.RUNNING)])
+        details = [(event.name, event.detail) for event in self.progress]
+        self.assertIn(("db", "not waited for (apply abandoned)"), details)
+        self.assertNotIn(("web", "creating"), details)
+
+    def test_projectLockReleasedWhenTheClientGoes(self) -> None:
+        """
+        Through the daemon: a client that sends an apply waiting for a
+        completion that never comes, then disconnects, leaves the project
+        free: the next apply of it answers (it was blocked for good before).
+        """
+        server = FakeServer()
+        conn = server.connect()
+        document = {"project": "pj", "services": {
+            "job": {"command": ["sleep", "1000"]},
+            "web": {"depends_on": {"job": "completed_successfully"}}}}
+        conn.send(f"apply {shlex.quote(json.dumps(document))}\n")
+        self.assertEqual(conn.replies(), [])
+        conn.disconnect()
+        other = server.connect()
+        reply = other.ok(f"apply --dry-run {shlex.quote(json.dumps(document))}")
+        self.assertEqual([(s["name"], s["action"]) for s in reply["services"]],
+                         [("job", "keep"), ("web", "create")])

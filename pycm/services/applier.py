@@ -14,7 +14,14 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
-from twisted.internet.defer import Deferred, fail, gatherResults, maybeDeferred, succeed
+from twisted.internet.defer import (
+    CancelledError,
+    Deferred,
+    fail,
+    gatherResults,
+    maybeDeferred,
+    succeed,
+)
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -182,12 +189,49 @@ class _Run:
         self.containers: dict[str, Container | None] = {}
         self.failures: dict[str, str] = {}
         self.notStarted: set[str] = set()
+        #: The backend waits in flight (for health, for an exit).
+        self.waits: set[Deferred[Container]] = set()
+        #: Its caller went away (L{abandon}): nothing more is started.
+        self.abandoned = False
 
     def run(self) -> Deferred[ApplyResult]:
+        """
+        @return: a Deferred of the outcome; cancelling it abandons the run
+            (L{abandon}) and fails it with C{CancelledError} at once.
+        """
         removals = [step for step in self.plan.steps if step.action == StepAction.REMOVE]
         removed = gatherResults([self._remove(step) for step in removals], consumeErrors=True)
         d = removed.addCallback(lambda _: self._startAll())
-        return d.addCallback(self._finish)
+        d.addCallback(self._finish)
+
+        def cancelled(outcome: Deferred[ApplyResult]) -> None:
+            outcome.errback(CancelledError())
+            self.abandon()
+
+        outcome: Deferred[ApplyResult] = Deferred(cancelled)
+
+        def settled(result: Any) -> None:
+            if outcome.called:
+                return
+            if isinstance(result, Failure):
+                outcome.errback(result)
+            else:
+                outcome.callback(result)
+            # Else abandoned: its caller already has CancelledError.
+
+        d.addBoth(settled)
+        return outcome
+
+    def abandon(self) -> None:
+        """
+        Stop where it is, as when its client went away: the services
+        already made stay as they are, no other is started, and the waits
+        for health or an exit are cancelled (so the project's next apply
+        need not wait for them).
+        """
+        self.abandoned = True
+        for wait in list(self.waits):
+            wait.cancel()
 
     def _startAll(self) -> Deferred[Any]:
         for name in self.services.order:
@@ -219,6 +263,8 @@ class _Run:
         ready: Deferred[Any] = gatherResults(waits, consumeErrors=True)
 
         def proceed(_: object) -> Deferred[Container]:
+            if self.abandoned:
+                return blocked(Failure(NotStarted(name)))
             return self._do(self.steps[name])
 
         def blocked(failure: Failure) -> Deferred[Container]:
@@ -240,6 +286,9 @@ class _Run:
     def _failed(self, failure: Failure, name: str) -> Failure:
         if failure.check(NotStarted):
             self.applier.progress(name, "not started")
+        elif self.abandoned and failure.check(CancelledError):
+            self.failures[name] = "not waited for: the apply was abandoned"
+            self.applier.progress(name, "not waited for (apply abandoned)")
         else:
             self.failures[name] = _why(failure)
             self.applier.progress(name, "failed: " + self.failures[name])
@@ -264,8 +313,19 @@ class _Run:
             d.addBoth(once.fire)
         return once.when()
 
+    def _wait(self, name: str, condition: str) -> Deferred[Container]:
+        """The backend's wait, cancelled if the run is abandoned."""
+        d = self.backend.wait(name, condition)
+        self.waits.add(d)
+
+        def settled(result: Any) -> Any:
+            self.waits.discard(d)
+            return result
+
+        return d.addBoth(settled)
+
     def _waitHealthy(self, name: str) -> Deferred[Container]:
-        d = self.backend.wait(name, WaitCondition.HEALTHY)
+        d = self._wait(name, WaitCondition.HEALTHY)
 
         def healthy(container: Container) -> Container:
             self.applier.progress(name, "healthy")
@@ -274,7 +334,7 @@ class _Run:
         return d.addCallbacks(healthy, self._failed, errbackArgs=(name,))
 
     def _waitCompleted(self, name: str) -> Deferred[Container]:
-        d = self.backend.wait(name, WaitCondition.NOT_RUNNING)
+        d = self._wait(name, WaitCondition.NOT_RUNNING)
 
         def ended(container: Container) -> Container:
             self._up(container, name)

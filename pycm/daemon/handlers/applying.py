@@ -42,7 +42,15 @@ def apply(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> 
         applier.apply,
         services, prune=bool(options.get("prune")), dryRun=bool(options.get("dry-run")),
     )
-    return d.addCallback(ApplyResult.toJSON)
+    # A client that goes away abandons its apply (and the project's lock):
+    # what was made stays, nothing more is started.
+    session.pending.add(d)
+
+    def settled(result: Any) -> Any:
+        session.pending.discard(d)
+        return result
+
+    return d.addBoth(settled).addCallback(ApplyResult.toJSON)
 
 
 #: Each backend's projects' locks: one apply of a project at a time.
