@@ -293,6 +293,7 @@ class PodmanBackendTests(SynchronousTestCase):
                 podmanInspect("stopped"),
                 podmanInspect("running"),
                 podmanInspect("exited"),
+                podmanInspect("exited"),
             ],
         )
         self.engine.answer("POST", "/stop", [(304, None), (204, None)])
@@ -300,10 +301,37 @@ class PodmanBackendTests(SynchronousTestCase):
         self.assertNoResult(done)
         self.clock.advance(0.05)
         self.feed(podmanEvent("die", 143, self.later()))
+        self.clock.advance(0.05)
         self.successResultOf(done)
         stops = [p for m, p, _ in self.engine.calls if m == "POST"]
         self.assertEqual(len(stops), 2)
         self.assertEqual(self.actions(), ["die", "stop"])
+
+    def test_stopRacedByThePolicy(self) -> None:
+        """
+        A stop Podman answered 204 can still race its restart policy, which
+        starts the container again: seen running after it, it is stopped
+        again, and the reply waits until it is exited for good.
+        """
+        self.engine.answer(
+            "GET",
+            "/json",
+            [
+                podmanInspect("running"),
+                podmanInspect("running"),
+                podmanInspect("exited"),
+                podmanInspect("exited"),
+            ],
+        )
+        self.engine.answer("POST", "/stop", [(204, None), (204, None)])
+        done = self.backend.stop("web", 1)
+        self.feed(podmanEvent("die", 143, self.later()))
+        self.assertNoResult(done)
+        self.clock.advance(0.05)
+        self.clock.advance(0.05)
+        self.successResultOf(done)
+        stops = [p for m, p, _ in self.engine.calls if m == "POST"]
+        self.assertEqual(len(stops), 2)
 
     def test_conflictsOnPodman(self) -> None:
         """Podman's 500s for a taken name and a refused state are conflicts."""

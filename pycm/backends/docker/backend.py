@@ -371,10 +371,10 @@ class DockerBackend:
                 params,
                 timeout=params["t"] + self.engine.timeout,
             )
-            if status == 304 and not restart and self.engine.isPodman:
+            if not restart and self.engine.isPodman:
                 status = yield stopBetweenRuns(
                     self.reactor, self.engine, view.inFlight, name, cid, params,
-                    self.podmanSettleTime,
+                    self.podmanSettleTime, status,
                 )
             if restart:
                 view.signals.forget(name)

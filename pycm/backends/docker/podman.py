@@ -73,25 +73,31 @@ def stopBetweenRuns(
     cid: str,
     params: dict[str, Any],
     settleTime: float,
+    firstStop: int = 304,
 ) -> Any:
     """
     Podman answers 304 to a stop that finds the container between two
     runs of its restart policy (C{stopped}, not yet C{exited}), and
-    starts it again: look until it is C{exited} for good, stopping it
-    again once it runs (a stop of a running container ends the policy),
-    for at most C{settleTime} seconds.
+    starts it again; and a stop it answered 204 can still race the
+    policy, which then starts the container again.  So: look until it is
+    C{exited} for good, stopping it again whenever it runs (a stop of a
+    running container ends the policy), for at most C{settleTime}
+    seconds.
 
+    @param firstStop: the first stop's status (204: that stop is in effect).
     @return: Deferred firing with the status of the last stop.
     """
-    # No stop is in effect: the die of a run the policy starts now is
-    # not this stop's.
-    inFlight.stopSent.pop(name, None)
+    if firstStop == 304:
+        # No stop is in effect: the die of a run the policy starts now is
+        # not this stop's.
+        inFlight.stopSent.pop(name, None)
+    last = firstStop
     deadline = clock.seconds() + settleTime
     while clock.seconds() < deadline:
         _, data = yield engine.request("GET", f"/containers/{cid}/json")
         status = str(((data or {}).get("State") or {}).get("Status", ""))
         if status in ("exited", "created", "dead", "removing", ""):
-            return 304
+            return last
         if status == "running":
             inFlight.stopSent[name] = clock.seconds()
             stopped, _ = yield engine.request(
@@ -100,11 +106,12 @@ def stopBetweenRuns(
                 params,
                 timeout=params["t"] + engine.timeout,
             )
-            if stopped != 304:
-                return stopped
-            inFlight.stopSent.pop(name, None)
+            if stopped == 304:
+                inFlight.stopSent.pop(name, None)
+            else:
+                last = stopped
         yield task.deferLater(clock, 0.05, lambda: None)
-    return 304
+    return last
 
 
 @defer.inlineCallbacks
