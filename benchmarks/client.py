@@ -40,7 +40,6 @@ import time
 from collections.abc import Callable, Sequence
 
 from benchmarks.common import (
-    SERVER_CPU,
     Children,
     LineClient,
     Missing,
@@ -50,6 +49,7 @@ from benchmarks.common import (
 )
 from benchmarks.daemon import startDaemon
 from benchmarks.report import Report
+from benchmarks.supervisord import launchSupervisord
 
 SECTION = "client"
 #: One-shot pycm calls must take at most this share of `supervisorctl status`.
@@ -103,12 +103,7 @@ def startSupervisord(children: Children) -> list[str]:
         "[program:web]", "command=sleep 1000", "startsecs=0", "autostart=true",
         "stopsignal=KILL",
     ]
-    path = os.path.join(base, "supervisord.conf")
-    with open(path, "w") as f:
-        f.write("\n".join(conf) + "\n")
-    logPath = os.path.join(base, "stdout.log")
-    proc = children.start([sys.executable, "-m", "supervisor.supervisord", "-n", "-c", path],
-                          cpu=SERVER_CPU, logPath=logPath, cwd=base)
+    proc, path, logPath = launchSupervisord(children, base, conf)
     command = [*script("supervisorctl"), "-c", path, "status"]
     deadline = time.monotonic() + TIMEOUT
     while True:

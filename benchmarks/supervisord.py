@@ -102,6 +102,23 @@ def supervisordProxy(where: str) -> xmlrpc.client.ServerProxy:
     return xmlrpc.client.ServerProxy(f"http://{where}/RPC2")
 
 
+def launchSupervisord(
+    children: Children, base: str, conf: list[str]
+) -> tuple[subprocess.Popen, str, str]:
+    """
+    Write C{conf} (its lines) as C{base}/supervisord.conf and start
+    supervisord on it in the foreground: the process, the configuration's
+    path and the path of its output.
+    """
+    path = os.path.join(base, "supervisord.conf")
+    with open(path, "w") as f:
+        f.write("\n".join(conf) + "\n")
+    logPath = os.path.join(base, "stdout.log")
+    proc = children.start([sys.executable, "-m", "supervisor.supervisord", "-n", "-c", path],
+                          cpu=SERVER_CPU, logPath=logPath, cwd=base)
+    return proc, path, logPath
+
+
 def startSupervisord(children: Children, count: int,
                      transport: str) -> tuple[subprocess.Popen, xmlrpc.client.ServerProxy]:
     base = children.tempdir("supervisord")
@@ -133,12 +150,7 @@ def startSupervisord(children: Children, count: int,
             "autostart=false",
             "autorestart=false",
         ]
-    path = os.path.join(base, "supervisord.conf")
-    with open(path, "w") as f:
-        f.write("\n".join(conf) + "\n")
-    logPath = os.path.join(base, "stdout.log")
-    proc = children.start([sys.executable, "-m", "supervisor.supervisord", "-n", "-c", path],
-                          cpu=SERVER_CPU, logPath=logPath, cwd=base)
+    proc, _, logPath = launchSupervisord(children, base, conf)
     server = supervisordProxy(where)
     deadline = time.monotonic() + 30
     while True:
