@@ -43,12 +43,16 @@ class Capabilities:
         """The old name of L{imageDescription}, for the backends' callers."""
         return self.imageDescription
 
+    def unsupported(self, spec: ContainerSpec) -> frozenset[str]:
+        """The options C{spec} sets that are not honoured (wire names)."""
+        return spec.optionsUsed() - self.options
+
     def refuseUnsupported(self, backend: str, spec: ContainerSpec) -> None:
         """
         @raise BadRequest: naming the options C{spec} sets that C{backend}
             (its name) does not honour.
         """
-        unsupported = sorted(spec.optionsUsed() - self.options)
+        unsupported = sorted(self.unsupported(spec))
         if unsupported:
             raise BadRequest(
                 f"the {backend} backend does not support "

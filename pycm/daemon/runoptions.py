@@ -142,7 +142,7 @@ def checkSupported(backend: IContainerBackend, spec: ContainerSpec) -> None:
 
     @raise BadRequest: naming the options it cannot honour.
     """
-    refused = spec.optionsUsed() - backend.capabilities.options
+    refused = backend.capabilities.unsupported(spec)
     if refused:
         names = ", ".join(f"--{option}" for option in sorted(refused))
         raise BadRequest(f"the {backend.name} backend cannot honour {names}")

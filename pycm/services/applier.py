@@ -62,7 +62,7 @@ def refuseUnsupported(backend: IContainerBackend, services: ServiceSet) -> None:
         health check where it has none).
     """
     for name in services.order:
-        refused = services.services[name].spec.optionsUsed() - backend.capabilities.options
+        refused = backend.capabilities.unsupported(services.services[name].spec)
         if refused:
             keys = sorted({_documentKey(option) for option in refused})
             raise BadRequest(
