@@ -8,6 +8,7 @@ without it under C{PYCM_REQUIRE_SWARM=1}).
 
 from __future__ import annotations
 
+import os
 import struct
 import uuid
 from collections.abc import Callable
@@ -287,14 +288,25 @@ class ScriptedManager(StubEngine):
         self.streamEnded: Deferred[None] = Deferred()
         self.nodes = [{"ID": "n1", "Description": {"Hostname": "one"}}]
 
-    def body(self, since: int) -> bytes:
+    def body(self, since: int, tail: Any = "all") -> bytes:
+        """
+        The lines from C{since} on, the last C{tail} of each task as they
+        were written (not necessarily in time order, as a real log's).
+        """
+        kept = [line for line in self.lines if line[0] >= since]
+        if tail != "all":
+            perTask: dict[str, int] = {}
+            for index in range(len(kept) - 1, -1, -1):
+                task = kept[index][1]
+                perTask[task] = perTask.get(task, 0) + 1
+                if perTask[task] > int(tail):
+                    del kept[index]
         return b"".join(
             framed(
                 f"{_stamp(n)} com.docker.swarm.node.id={node},"
                 f"com.docker.swarm.task.id={task} {text}\n".encode()
             )
-            for n, task, node, text in self.lines
-            if n >= since
+            for n, task, node, text in kept
         )
 
     def request(self, method: str, path: str, params: Any = None, *a: Any, **k: Any) -> Any:
@@ -302,7 +314,7 @@ class ScriptedManager(StubEngine):
         if path == "/nodes":
             return succeed((200, self.nodes))
         since = _nanos(params["since"]) if params and "since" in params else 0
-        return succeed((200, self.body(since)))
+        return succeed((200, self.body(since, (params or {}).get("tail", "all"))))
 
     def stream(self, method: str, path: str, params: Any, onData: Any, *a: Any, **k: Any) -> Any:
         self.asked.append((method, path, dict(params)))
@@ -399,6 +411,24 @@ class ScriptedManagerTests(SynchronousTestCase):
         self.clock.advance(0)
         self.assertEqual(self.texts(), ["a20''", "b16"])
 
+    def test_tailInTimeOrder(self) -> None:
+        """
+        A task's log is in the order its lines were written, which two
+        streams can make differ from their times' order by a line or two:
+        the tail is still the last lines by time (the engine is asked for
+        more than the tail, and the cut is made here).
+        """
+        self.manager.lines = [
+            (10 * S, "a", "n1", "a10"),
+            (12 * S, "a", "n1", "a12"),
+            (11 * S, "a", "n1", "a11"),
+            (13 * S, "a", "n1", "a13"),
+        ]
+        lines = self.successResultOf(self.reader.read("sid", "web", 2))
+        self.assertEqual([x.line for x in lines], ["a12", "a13"])
+        follow = self.follow(tail=2)
+        self.assertEqual([x.line for x in follow.backlog], ["a12", "a13"])
+
     def test_lastRead(self) -> None:
         """
         Once the service stops, the stream is closed and one more read gives
@@ -493,7 +523,12 @@ class ScriptedManagerTests(SynchronousTestCase):
         self.assertEqual(self.cancelled, [self.stopped])
 
 
-SHOUT = 'i=0; while true; do i=$((i+1)); echo "out $i"; echo "err $i" >&2; sleep 0.2; done'
+#: Both streams, every 0.2 s, until the test plants /ctl/stop (a directory
+#: of the test's, bound into each task: both nodes share the filesystem).
+SHOUT = (
+    'i=0; while [ ! -e /ctl/stop ]; do i=$((i+1)); echo "out $i"; echo "err $i" >&2;'
+    " sleep 0.2; done"
+)
 
 
 class RealSwarmTests(TestCase):
@@ -509,6 +544,8 @@ class RealSwarmTests(TestCase):
         cluster, self.reactor, self.engine = realManager(self)
         self.name = uniqueServiceName("logs")
         image = cluster.image
+        self.control = os.path.abspath(self.mktemp())
+        os.makedirs(self.control)
         body = {
             "Name": self.name,
             "Labels": {"io.pycm.test": "logs"},
@@ -516,6 +553,9 @@ class RealSwarmTests(TestCase):
                 "ContainerSpec": {
                     "Image": image,
                     "Args": ["sh", "-c", SHOUT],
+                    "Mounts": [
+                        {"Type": "bind", "Source": self.control, "Target": "/ctl", "ReadOnly": True}
+                    ],
                     "StopGracePeriod": 1_000_000_000,
                 },
                 "RestartPolicy": {"Condition": "none"},
@@ -544,15 +584,21 @@ class RealSwarmTests(TestCase):
 
         yield pollUntil(self.reactor, bothWrote, "lines of both tasks on both streams")
 
-    def tasksUntil(self, done: Callable[[list[dict[str, Any]]], bool]) -> Deferred[Any]:
+    @defer.inlineCallbacks
+    def tasksUntil(self, done: Callable[[list[dict[str, Any]]], bool]) -> Any:
+        """
+        Poll the service's tasks until C{done(tasks)}; fire with them, even
+        when the list is empty (a scaled-down service's tasks may be gone).
+        """
         filters = {"service": [self.name]}
 
         @defer.inlineCallbacks
         def check() -> Any:
             _, tasks = yield self.engine.request("GET", "/tasks", {"filters": filters})
-            return done(tasks) and tasks
+            return [tasks] if done(tasks) else None
 
-        return pollUntil(self.reactor, check, f"tasks of {self.name} as wanted")
+        [tasks] = yield pollUntil(self.reactor, check, f"tasks of {self.name} as wanted")
+        return tasks
 
     @defer.inlineCallbacks
     def test_read(self) -> Any:
@@ -573,8 +619,9 @@ class RealSwarmTests(TestCase):
     @defer.inlineCallbacks
     def test_follow(self) -> Any:
         """
-        The backlog, then the new lines until the service has stopped (here
-        scaled to 0): together every line from the backlog's first on, once.
+        The backlog, then the new lines until the service has stopped (its
+        tasks told to finish, so their logs stay): together every line from
+        the backlog's first on, once.
         """
         seen: list[LogLine] = []
         stopped: Deferred[None] = Deferred()
@@ -585,15 +632,11 @@ class RealSwarmTests(TestCase):
             lambda: {line.task for line in seen} == self.tasks,
             "new lines of both tasks followed",
         )
-        _, spec = yield self.engine.request("GET", f"/services/{self.sid}")
-        body = dict(spec["Spec"], Mode={"Replicated": {"Replicas": 0}})
-        yield self.engine.request(
-            "POST",
-            f"/services/{self.sid}/update",
-            {"version": spec["Version"]["Index"]},
-            body=body,
+        with open(os.path.join(self.control, "stop"), "w"):
+            pass
+        yield self.tasksUntil(
+            lambda ts: {t["ID"] for t in ts if t["Status"]["State"] == "complete"} == self.tasks
         )
-        yield self.tasksUntil(lambda ts: not any(t["Status"]["State"] == "running" for t in ts))
         self.assertNoResult(follow.ended)
         stopped.callback(None)
         yield follow.ended

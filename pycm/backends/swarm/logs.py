@@ -4,7 +4,8 @@ each tagged with its task and node, read at once or followed as they come
 (L{ServiceLogReader}).
 
 The manager gathers the lines from every task's node: C{tail} counts per
-task and the lines come task by task, not in time order.  With
+task, in the order each task's lines were written, and the lines come task
+by task, not in time order.  With
 C{details=true} each line carries the swarm's attributes between its
 timestamp and its text::
 
@@ -47,6 +48,9 @@ from pycm.backends.swarm.loglines import (
     rawLine,
 )
 from pycm.model import LogFollow, LogLine
+
+#: Lines asked for beyond a tail, per task (see L{ServiceLogReader._backlog}).
+TAIL_SLACK = 16
 
 
 class ServiceLogReader:
@@ -93,7 +97,10 @@ class ServiceLogReader:
             # since then (a microsecond early), and cut here.
             params: dict[str, Any] = {"tail": "all", "since": f"{max(since - 1e-6, 0.0):.9f}"}
         else:
-            params = {"tail": "all" if tail is None else max(tail, 0)}
+            # A task's log is in the order its lines were written, and its two
+            # streams' lines can be out of their times' order by a line or
+            # two: ask for more, so that the cut by time here is exact.
+            params = {"tail": "all" if tail is None else max(tail, 0) + TAIL_SLACK}
         raw = yield self.request(sid, name, params)
         backlog = inTimeOrder(line for line in raw if since is None or line.nanos / 1e9 >= since)
         if tail is not None:
