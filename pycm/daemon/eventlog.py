@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 import attrs
 from twisted.internet.interfaces import IReactorTime
@@ -231,6 +232,23 @@ class EventLog:
         self._retry = Retry(self.clock, self.flush)
         if self.commits is not None:
             self.commits.addJournal(self._storeGroup)
+
+    def attach(self, backend: Any) -> None:
+        """
+        Hear C{backend}'s events: as each is emitted when the backend shares
+        L{commits} (C{addJournalObserver}: the event is then stored in the
+        same group commit as the change it tells of, and published after
+        it), else once the change is durable (C{addObserver}).
+        """
+        addJournal = getattr(backend, "addJournalObserver", None)
+        if (
+            addJournal is not None
+            and self.commits is not None
+            and getattr(backend, "commits", None) is self.commits
+        ):
+            addJournal(self.record)
+        else:
+            backend.addObserver(self.record)
 
     @property
     def lastId(self) -> int:

@@ -93,7 +93,7 @@ class DaemonState:
     def __attrs_post_init__(self) -> None:
         if self.startedAt is None:
             self.startedAt = self.clock.seconds()
-        self.backend.addObserver(self.events.record)
+        self.events.attach(self.backend)
 
     def whenReady(
         self,

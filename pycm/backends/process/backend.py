@@ -93,11 +93,22 @@ class ProcessBackend(Supervisor):
         be run as, with the reason, then create.
         """
         try:
-            self.runtime.cgroups.check(spec.memory, spec.cpus)
-            self.runtime.checkUser(spec.user)
+            self._check(spec)
         except BadRequest as e:
             return fail(e)
         return super().create(spec)
+
+    def createAndStart(self, spec: ContainerSpec) -> Deferred[Container]:
+        """As L{create}, then start it (see L{Supervisor.createAndStart})."""
+        try:
+            self._check(spec)
+        except BadRequest as e:
+            return fail(e)
+        return super().createAndStart(spec)
+
+    def _check(self, spec: ContainerSpec) -> None:
+        self.runtime.cgroups.check(spec.memory, spec.cpus)
+        self.runtime.checkUser(spec.user)
 
     def close(self) -> Deferred[None]:
         """Stop every container, then close the files."""

@@ -21,6 +21,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from pycm.backends.supervisor.announcer import Announcer
 from pycm.backends.supervisor.healthmonitor import HealthChecks
 from pycm.backends.supervisor.lifecycle import Event, Lifecycle
 from pycm.backends.supervisor.records import Record, RecordBook, newRecord, scrubbed
@@ -29,6 +30,7 @@ from pycm.backends.supervisor.recovery import RECLAIMED_ERROR as RECLAIMED_ERROR
 from pycm.backends.supervisor.recovery import STARTING_ERROR as STARTING_ERROR
 from pycm.backends.supervisor.recovery import Recovery
 from pycm.backends.supervisor.restartpolicy import comesBackAtOpen
+from pycm.backends.supervisor.runobserver import RunObserver
 from pycm.backends.supervisor.runs import CLOSING_ERROR, Runs
 from pycm.backends.supervisor.runs import SHUTDOWN_ERROR as SHUTDOWN_ERROR
 from pycm.backends.supervisor.usage import readStats
@@ -48,7 +50,6 @@ from pycm.interfaces import IContainerBackend, ILogStore, IRecordStore, IRuntime
 from pycm.model import (
     Action,
     Container,
-    ContainerEvent,
     ContainerSpec,
     LogFollow,
     LogLine,
@@ -106,7 +107,11 @@ class Supervisor:
         self._creating: set[str] = set()
         #: The records by name (the book's).
         self._records = self._book.byName
-        self._observers: list[Callable[[ContainerEvent], None]] = []
+        self._announcer = Announcer(clock, self.commits)
+        self.addObserver = self._announcer.addObserver
+        #: See L{Announcer.addJournalObserver}: for observers sharing L{commits}.
+        self.addJournalObserver = self._announcer.addJournalObserver
+        self.removeObserver = self._announcer.removeObserver
         self.lifecycle = Lifecycle(self._book.saveChange, self._emit)
         self._health = HealthChecks(clock, runtime, self._emitHealth, self._healthFailed)
         self._runs = Runs(
@@ -197,28 +202,11 @@ class Supervisor:
 
     # -- observers ----------------------------------------------------------
 
-    def addObserver(self, observer: Callable[[ContainerEvent], None]) -> None:
-        self._observers.append(observer)
-
-    def removeObserver(self, observer: Callable[[ContainerEvent], None]) -> None:
-        if observer in self._observers:
-            self._observers.remove(observer)
 
     def _emit(
         self, action: str, record: Record, exitCode: int | None = None, status: str | None = None
     ) -> None:
-        event = ContainerEvent(
-            action, record.name, self._clock.seconds(), exitCode, status=status
-        )
-        # Announced once the change it tells of is durable, in order.
-        self.commits.later(self._deliver, event)
-
-    def _deliver(self, event: ContainerEvent) -> None:
-        for observer in list(self._observers):
-            try:
-                observer(event)
-            except Exception:
-                self._log.failure("event observer {observer!r} failed", observer=observer)
+        self._announcer.emit(action, record.name, exitCode, status)
 
     def _emitHealth(self, record: Record, status: str) -> None:
         self._emit(Action.HEALTH_STATUS, record, status=status)
@@ -249,9 +237,18 @@ class Supervisor:
     # -- operations ---------------------------------------------------------
 
     def create(self, spec: ContainerSpec) -> Deferred[Container]:
-        return maybeDeferred(self._create, spec)
+        return maybeDeferred(self._create, spec, False)
 
-    def _create(self, spec: ContainerSpec) -> Deferred[Container]:
+    def createAndStart(self, spec: ContainerSpec) -> Deferred[Container]:
+        """
+        C{create} then C{start} (C{run}) in two durable writes: the new
+        record with its first run's id (then the run is spawned), then the
+        running record with both events.  As the two: a failed start leaves
+        the container (C{dead}), and fails.
+        """
+        return maybeDeferred(self._create, spec, True)
+
+    def _create(self, spec: ContainerSpec, start: bool) -> Deferred[Container]:
         if self._closing:
             raise Unavailable(CLOSING_ERROR)
         if spec.name in self._records or spec.name in self._creating:
@@ -260,11 +257,16 @@ class Supervisor:
         record = newRecord(
             spec, self._idFactory(), self.name, self._runtime, self._clock.seconds()
         )
+        # Its first run's id goes with its first write.
+        observer = self._runs.prepare(record) if start else None
         self._creating.add(record.name)
 
         def saved(_: object) -> Deferred[Container]:
             self._records[record.name] = record
             self._emit(Action.CREATE, record)
+            if observer is not None:
+                d = record.lock.run(self._startCreated, record, observer)
+                return d.addCallback(self._durable, record)
             return self._durable(record.toContainer(), record)
 
         def settled(result: Any) -> Any:
@@ -286,6 +288,12 @@ class Supervisor:
         except PycmError as e:
             return fail(e)
         return record.lock.run(self._startLocked, record).addCallback(self._durable, record)
+
+    def _startCreated(self, record: Record, observer: RunObserver) -> Deferred[Container]:
+        """The first run of a container C{createAndStart} just saved."""
+        self._book.checkCurrent(record)
+        self.lifecycle.startAsked(record)
+        return self._runs.spawn(record, auto=False, prepared=observer)
 
     def _startLocked(self, record: Record, restartCount: int = 0) -> Deferred[Container]:
         self._book.checkCurrent(record)

@@ -82,22 +82,41 @@ class Runs:
         self._idleWaiters.append(idle)
         return idle
 
-    def spawn(self, record: Record, auto: bool) -> Deferred[Container]:
+    def prepare(self, record: Record) -> RunObserver:
+        """
+        Give C{record} the observer and the run id of its next run (the id
+        must be saved before that run is spawned: L{spawn}).
+        """
+        observer = RunObserver(partial(self._output, record), partial(self._exited, record))
+        record.observer = observer
+        record.runId = uuid.uuid4().hex
+        return observer
+
+    def spawn(
+        self, record: Record, auto: bool, prepared: RunObserver | None = None
+    ) -> Deferred[Container]:
         """
         Start one run of C{record}; fires once it is running.  The run's id
         is saved first (a daemon that dies before the run is saved as
         running leaves it for the next one to stop); if it cannot be saved,
         nothing is spawned and the start fails.
+
+        @param prepared: the observer L{prepare} gave, when the record was
+            saved durably since, with that run id (a new container's first
+            run: its creation saved it): spawned at once.
         """
         if self.closing:
+            if prepared is not None and record.observer is prepared:
+                record.observer = None
             return fail(Unavailable(CLOSING_ERROR))
-        observer = RunObserver(partial(self._output, record), partial(self._exited, record))
-        record.observer = observer
-        record.runId = uuid.uuid4().hex
-        # Spawned only once the run id is durable (a group commit).
-        d: Deferred[IRun] = self._book.saveNow(record).addCallback(
-            self._spawnSaved, record, observer
-        )
+        d: Deferred[IRun]
+        if prepared is None:
+            observer = self.prepare(record)
+            # Spawned only once the run id is durable (a group commit).
+            d = self._book.saveNow(record).addCallback(self._spawnSaved, record, observer)
+        else:
+            observer = prepared
+            d = self._spawnSaved(None, record, observer)
         self.inFlight += 1
         d.addCallbacks(
             self._spawned,

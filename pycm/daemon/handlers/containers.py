@@ -31,6 +31,9 @@ def run(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> An
     backend = session.state.backend
     spec = specFromRequest(options, args)
     checkSupported(backend, spec)
+    createAndStart = getattr(backend, "createAndStart", None)
+    if createAndStart is not None:
+        return createAndStart(spec).addCallback(Container.summary)
     created = backend.create(spec)
     created.addCallback(lambda container: backend.start(container.name))
     return created.addCallback(Container.summary)
