@@ -15,7 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from pycm.backends.memory import MemoryLogStore, SimulatedRuntime
 from pycm.backends.supervisor.backend import Supervisor
 from pycm.daemon.eventlog import EventLog
-from pycm.errors import BackendError, Conflict
+from pycm.errors import BackendError, Conflict, Unavailable
 from pycm.groupcommit import GroupCommit
 from pycm.model import ContainerEvent, ContainerSpec, State
 from pycm.store import SQLiteStore
@@ -186,6 +186,78 @@ class GroupedSupervisorTests(SynchronousTestCase):
         self.assertEqual(self.store.records["web"]["state"], State.RUNNING)
         self.assertEqual([e.action for e in self.events], ["create", "start"])
 
+    def test_createAndStartTwoCommits(self) -> None:
+        """
+        C{createAndStart} (C{run}) writes the new record with its first
+        run's id before it spawns anything, then the running record: two
+        group commits; it answers, and announces C{create} and C{start},
+        only after the second.
+        """
+        backend = self.grouped()
+        flushes = self.group.flushes
+        spawned: list[tuple[Any, ...]] = []
+        spawn = self.runtime.spawn
+
+        def spawnChecked(container: Any, *args: Any, **kw: Any) -> Any:
+            record = self.store.records[container.name]
+            spawned.append((record["runId"], record["state"], kw.get("runId")))
+            return spawn(container, *args, **kw)
+
+        self.patch(self.runtime, "spawn", spawnChecked)
+        d = backend.createAndStart(ContainerSpec("web", command=("sleep", "9")))
+        self.assertNoResult(d)
+        self.assertEqual((spawned, self.store.transactions), ([], []))
+        self.clock.advance(0)
+        runId = self.store.records["web"]["runId"]
+        self.assertIsNotNone(runId)
+        self.assertEqual(spawned, [(runId, State.CREATED, runId)])
+        self.assertEqual(self.successResultOf(d).state, State.RUNNING)
+        self.assertEqual(self.store.transactions, [["web"], ["web"]])
+        self.assertEqual(self.store.records["web"]["state"], State.RUNNING)
+        self.assertEqual(self.group.flushes - flushes, 2)
+        self.assertEqual([e.action for e in self.events], ["create", "start"])
+
+    def test_createAndStartSpawnFails(self) -> None:
+        """
+        A C{createAndStart} whose run cannot start fails as C{start} would,
+        and leaves the container, C{dead}, as C{create} then C{start} do.
+        """
+        backend = self.grouped()
+        d = backend.createAndStart(ContainerSpec("web", command=("unstartable",)))
+        self.clock.advance(0)
+        self.failureResultOf(d, BackendError)
+        self.assertEqual(self.successResultOf(backend.inspect("web")).state, State.DEAD)
+        self.assertEqual(self.store.records["web"]["state"], State.DEAD)
+        self.assertEqual([e.action for e in self.events], ["create", "die"])
+
+    def test_createAndStartFullDisk(self) -> None:
+        """
+        A C{createAndStart} whose record cannot be written spawns nothing,
+        shows and announces nothing, and fails.
+        """
+        backend = self.grouped()
+        self.store.broken = True
+        d = backend.createAndStart(ContainerSpec("web", command=("sleep", "9")))
+        self.clock.advance(0)
+        self.failureResultOf(d, BackendError)
+        self.assertEqual(self.runtime.runs, {})
+        self.assertEqual(self.successResultOf(backend.list()), [])
+        self.assertEqual(self.events, [])
+
+    def test_createAndStartWhileClosing(self) -> None:
+        """
+        A daemon that starts shutting down while the new record is written
+        keeps the container (created) and spawns nothing.
+        """
+        backend = self.grouped()
+        d = backend.createAndStart(ContainerSpec("web", command=("sleep", "9")))
+        backend.close()
+        self.clock.advance(0)
+        self.failureResultOf(d, Unavailable)
+        self.assertEqual(self.runtime.runs, {})
+        container = self.successResultOf(backend.inspect("web"))
+        self.assertEqual(container.state, State.CREATED)
+
     def test_createRefusedOnFullDisk(self) -> None:
         """
         A create whose record cannot be written fails, is not shown and
@@ -238,6 +310,80 @@ class GroupedEventLogTests(SynchronousTestCase):
         self.assertEqual([(e.id, e.name) for e in seen], [(1, "a"), (2, "b")])
         self.assertEqual([e.id for e in store.since(0)], [1, 2])
         self.assertEqual(log.lastId, 2)
+
+
+class JournalObserverTests(SynchronousTestCase):
+    """
+    The event log attached to a backend that shares its group commit
+    (L{EventLog.attach}): a change and its event reach the disk together.
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.group = GroupCommit(self.clock)
+        self.records = CountingStore()
+        self.runtime = SimulatedRuntime(self.clock)
+        self.backend = Supervisor(
+            self.clock, "memory", self.runtime, MemoryLogStore(), self.records,  # type: ignore[arg-type]
+            commits=self.group,
+        )
+        self.successResultOf(self.backend.open())
+        directory = self.mktemp()
+        os.makedirs(directory)
+        self.store = SQLiteStore(os.path.join(directory, "events.db"))
+        self.addCleanup(self.store.close)
+
+    def test_eventInTheChangesCommit(self) -> None:
+        """
+        A create's event is stored in the group commit that writes its
+        record (one flush, not two), and published only after it.
+        """
+        log = EventLog(self.store, clock=self.clock, commits=self.group)
+        log.attach(self.backend)
+        seen: list[ContainerEvent] = []
+        log.subscribe(seen.append)
+        self.clock.advance(0)
+        flushes = self.group.flushes
+        d = self.backend.createAndStart(ContainerSpec("web", command=("sleep", "9")))
+        self.clock.advance(0)
+        self.assertEqual(self.successResultOf(d).state, State.RUNNING)
+        self.assertEqual(self.group.flushes - flushes, 2)
+        self.assertEqual([(e.id, e.action) for e in self.store.since(0)],
+                         [(1, "create"), (2, "start")])
+        self.assertEqual([e.action for e in seen], ["create", "start"])
+        self.backend.kill("web", 9)
+        flushes = self.group.flushes
+        self.clock.advance(0)
+        self.assertEqual([e.action for e in self.store.since(2)], ["kill", "die"])
+        self.assertEqual(self.group.flushes - flushes, 2)  # the kill, then the exit
+
+    def test_publishedOnlyOnceDurable(self) -> None:
+        """
+        An event heard as it is emitted is neither published nor shown by
+        C{since} before its group commit; its reply comes after it.
+        """
+        log = EventLog(self.store, clock=self.clock, commits=self.group)
+        log.attach(self.backend)
+        seen: list[str] = []
+        log.subscribe(lambda e: seen.append(e.action))
+        d = self.backend.create(ContainerSpec("web", command=("sleep", "9")))
+        d.addCallback(lambda _: seen.append("reply"))
+        self.assertEqual((seen, log.since(0), self.store.lastId()), ([], [], 0))
+        self.clock.advance(0)
+        self.assertEqual(seen, ["create", "reply"])
+
+    def test_otherGroupHearsOnceDurable(self) -> None:
+        """
+        An event log on another group commit (or none) is told of events
+        only once durable, as any observer.
+        """
+        log = EventLog(self.store, clock=self.clock)
+        log.attach(self.backend)
+        d = self.backend.create(ContainerSpec("web", command=("sleep", "9")))
+        self.assertEqual(self.store.lastId(), 0)
+        self.clock.advance(0)
+        self.successResultOf(d)
+        self.assertEqual([e.action for e in self.store.since(0)], ["create"])
 
 
 class SaveManyTests(SynchronousTestCase):
