@@ -874,10 +874,12 @@ class RunSeamTests(SynchronousTestCase):
         self.assertEqual(self.killedGroups, ["web-0123"])
         protocol.childConnectionLost(3)
         protocol.processExited(ended(0))
-        self.assertEqual(self.killedGroups, ["web-0123", "web-0123"])
+        # At the exit the group is removed, or what is left in it killed.
+        self.assertEqual(self.killedGroups, ["web-0123"])
+        self.assertEqual(self.releasedGroups, ["web-0123"])
         self.assertEqual(swept, [("run-1", 555, "web")])
         protocol.processEnded(ended(0))
-        self.assertEqual(self.releasedGroups, ["web-0123"])
+        self.assertEqual(self.releasedGroups, ["web-0123", "web-0123"])
         self.assertEqual(observer.exits, [])
         sweeps[0].callback(None)
         self.assertEqual(observer.exits, [0])
@@ -887,17 +889,40 @@ class RunSeamTests(SynchronousTestCase):
 class CgroupReleaserTests(SynchronousTestCase):
     """L{CgroupReleaser}: a run's cgroup is removed once empty, retrying on the clock."""
 
+    def test_emptyRemovedUnread(self) -> None:
+        """An empty group is removed at once, without reading or killing it."""
+        clock = Clock()
+        cgroups = FakeCgroups(busyFor=0)
+        releaser = CgroupReleaser(clock, cgroups)
+        self.assertTrue(releaser.release("web-1"))
+        self.assertEqual((cgroups.released, cgroups.killed), (["web-1"], []))
+        self.assertEqual(clock.getDelayedCalls(), [])
+
     def test_retriesUntilRemoved(self) -> None:
-        """A busy group is killed and tried again every 0.1 s until it goes."""
+        """
+        A busy group is killed and tried again at once, then every 0.1 s
+        until it goes.
+        """
+        clock = Clock()
+        cgroups = FakeCgroups(busyFor=3)
+        releaser = CgroupReleaser(clock, cgroups)
+        self.assertFalse(releaser.release("web-1"))
+        self.assertEqual(len(cgroups.released), 2)
+        self.assertEqual(cgroups.killed, ["web-1"])
+        clock.advance(0.1)
+        clock.advance(0.1)
+        self.assertEqual(len(cgroups.released), 4)
+        self.assertEqual(cgroups.killed, ["web-1"] * 2)
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_releaseAgainCancelsRetry(self) -> None:
+        """Releasing a group again replaces its retry: no stale timer is left."""
         clock = Clock()
         cgroups = FakeCgroups(busyFor=2)
         releaser = CgroupReleaser(clock, cgroups)
-        releaser.release("web-1")
-        self.assertEqual(len(cgroups.released), 1)
-        clock.advance(0.1)
-        clock.advance(0.1)
-        self.assertEqual(len(cgroups.released), 3)
-        self.assertEqual(cgroups.killed, ["web-1"] * 3)
+        self.assertFalse(releaser.release("web-1"))
+        self.assertEqual(len(clock.getDelayedCalls()), 1)
+        self.assertTrue(releaser.release("web-1"))
         self.assertEqual(clock.getDelayedCalls(), [])
 
     def test_givesUp(self) -> None:
@@ -907,7 +932,8 @@ class CgroupReleaserTests(SynchronousTestCase):
         releaser = CgroupReleaser(clock, cgroups)
         releaser.release("web-1", attempts=2)
         clock.pump([0.1] * 5)
-        self.assertEqual(len(cgroups.released), 3)
+        self.assertEqual(len(cgroups.released), 6)
+        self.assertEqual(len(cgroups.killed), 3)
         self.assertEqual(clock.getDelayedCalls(), [])
 
     def test_closeTriesOnceMoreAndCancels(self) -> None:
@@ -917,7 +943,7 @@ class CgroupReleaserTests(SynchronousTestCase):
         releaser = CgroupReleaser(clock, cgroups)
         releaser.release("web-1")
         releaser.close()
-        self.assertEqual(cgroups.released, ["web-1", "web-1"])
+        self.assertEqual(cgroups.released, ["web-1"] * 3)
         self.assertEqual(clock.getDelayedCalls(), [])
 
 

@@ -18,6 +18,7 @@ from twisted.python.filepath import FilePath
 
 from pycm.backends.process.cgroupdetect import detect
 from pycm.backends.process.logfiles import DEFAULT_MAX_FILES, DEFAULT_MAX_SIZE, FileLogStore
+from pycm.backends.process.markjournal import JOURNAL_NAME
 from pycm.backends.process.runtime import (
     DEFAULT_COMMAND,
     DEFAULT_WORKDIR,
@@ -72,6 +73,8 @@ class ProcessBackend(Supervisor):
         except BaseException:
             self.store.close()
             raise
+        if self.runtime.markSweep.journal is None:
+            self.runtime.useJournal(os.path.join(stateDir, JOURNAL_NAME))
         super().__init__(
             clock=reactor,
             backendName="process",

@@ -17,6 +17,7 @@ from twisted.logger import Logger
 
 from pycm.backends.process import procfs
 from pycm.backends.process.cgroups import Cgroups
+from pycm.backends.process.markjournal import MarkJournal
 from pycm.errors import BackendError, PycmError
 from pycm.model import Container, parseSignal
 
@@ -32,6 +33,12 @@ MARK_ROUNDS = 10
 #: makes a run's end wait for a look.
 MARK_DUTY = 0.5
 MARK_MAX_DELAY = 1.0
+#: A look no run's exit waits for (the run's cgroup is empty and its id is
+#: in the L{MarkJournal}) comes this long after the first run it is for
+#: ended, gathering the runs that end meanwhile; and after a look that took
+#: T seconds, not before T/MARK_LATER_DUTY seconds from its start.
+MARK_LATER_DELAY = 1.0
+MARK_LATER_DUTY = 0.1
 
 #: (run ids, earliest start time in ticks or None) -> the pids killed, by run id.
 KillMarked = Callable[[Collection[str], "int | None"], dict[str, list[int]]]
@@ -129,36 +136,97 @@ class MarkSweep:
     many containers at once gathers them into fewer looks instead of
     reading every process once per container.
 
+    A run whose id is in the C{journal} and whose cgroup the kernel says is
+    empty (L{settle}) need not wait: its exit is told at once and the look
+    comes later (L{MARK_LATER_DELAY}, L{MARK_LATER_DUTY}), for every run
+    that ended meanwhile.  The journal is emptied once nothing written in
+    it is left to look for.
+
     @param look: kills what carries the given markers (L{KillMarked}).
+    @param journal: where run ids are written before their exits are told
+        ahead of their look; None: every exit waits for its look.
     """
 
     log = Logger()
 
-    def __init__(self, clock: IReactorTime, look: KillMarked) -> None:
+    def __init__(
+        self, clock: IReactorTime, look: KillMarked, journal: MarkJournal | None = None
+    ) -> None:
         self._clock = clock
         self._look = look
+        self.journal = journal
         #: run id -> (earliest start time, container name, waiters)
         self._pending: dict[str, tuple[int | None, str, list[Deferred[None]]]] = {}
+        #: The run ids written in the journal and not looked for yet.
+        self._journaled: set[str] = set()
         self._call: IDelayedCall | None = None
-        #: No look before this time (reactor seconds).
+        #: When L{_call} is due (reactor seconds).
+        self._callAt = 0.0
+        #: No look before these times (reactor seconds), for runs that
+        #: wait and for those that do not.
         self._notUntil = 0.0
+        self._notUntilLater = 0.0
 
     def kill(self, runId: str, notBefore: int | None, name: str) -> Deferred[None]:
         """
-        Kill what carries C{runId} at the end of this reactor turn.
+        Kill what carries C{runId}: at the end of this reactor turn (paced,
+        see L{MARK_DUTY}), or later if its id could be written in the
+        journal (see L{settle}).
 
         @param notBefore: the run's start time in clock ticks (older
             processes cannot carry its marker and are not read), or None.
         @return: a Deferred that fires once that is done.
         """
         done: Deferred[None] = Deferred()
+        fresh = runId not in self._pending
         _, _, waiters = self._pending.setdefault(runId, (notBefore, name, []))
         waiters.append(done)
-        if self._call is None:
-            clock = self._clock
-            delay = min(max(self._notUntil - clock.seconds(), 0.0), MARK_MAX_DELAY)
-            self._call = clock.callLater(delay, self.sweep)
+        later = runId in self._journaled
+        if fresh and not later and self.journal is not None and self.journal.add(runId):
+            self._journaled.add(runId)
+            later = True
+        self._schedule(urgent=not later)
         return done
+
+    def settle(self, runId: str, contained: bool) -> bool:
+        """
+        The run's main process and pipes are gone: may its exit be told
+        before the look for its marker?  Yes if C{contained} (its cgroup is
+        empty and removed: the kernel's word that nothing is left of it but
+        what left the cgroup) and its id is in the journal; otherwise the
+        look is brought forward to the end of this turn (paced), and no.
+        """
+        if contained and runId in self._journaled and runId in self._pending:
+            return True
+        if runId in self._pending:
+            self._schedule(urgent=True)
+        return False
+
+    def leftLookedFor(self) -> None:
+        """
+        What the journal held at open (L{MarkJournal.left}, the previous
+        daemon's) was looked for: empty it unless it names runs of ours.
+        """
+        if self.journal is None:
+            return
+        if self._journaled:
+            self.journal.left = []
+        else:
+            self.journal.clear()
+
+    def _schedule(self, urgent: bool) -> None:
+        clock = self._clock
+        now = clock.seconds()
+        if urgent:
+            delay = min(max(self._notUntil - now, 0.0), MARK_MAX_DELAY)
+        else:
+            delay = max(self._notUntilLater - now, MARK_LATER_DELAY)
+        if self._call is not None:
+            if self._callAt <= now + delay:
+                return
+            self._call.cancel()
+        self._callAt = now + delay
+        self._call = clock.callLater(delay, self.sweep)
 
     def sweep(self) -> None:
         """Do the pending work now (also what L{ProcessRuntime.close} calls)."""
@@ -178,7 +246,12 @@ class MarkSweep:
             self.log.failure("looking for processes of ended runs")
             killed = {}
         ended = clock.seconds()
-        self._notUntil = ended + max(ended - began, 0.0) * (1 / MARK_DUTY - 1)
+        took = max(ended - began, 0.0)
+        self._notUntil = ended + took * (1 / MARK_DUTY - 1)
+        self._notUntilLater = ended + took * (1 / MARK_LATER_DUTY - 1)
+        self._journaled.difference_update(pending)
+        if self.journal is not None and not self._journaled:
+            self.journal.clear()
         for runId, pids in killed.items():
             self.log.info(
                 "{name}: killed {pids}, which outlived the container"
@@ -210,12 +283,25 @@ class CgroupReleaser:
         #: Retries of cgroup removals, by group: finished or dropped by close.
         self._calls: dict[str, IDelayedCall] = {}
 
-    def release(self, group: str, attempts: int = 20) -> None:
-        """Kill what is left in C{group} and remove it (retrying C{attempts} times)."""
-        self._calls.pop(group, None)
+    def release(self, group: str, attempts: int = 20) -> bool:
+        """
+        Remove C{group}; if processes are still in it, kill them and try
+        again (C{attempts} times, every 0.1 s).
+
+        @return: whether it is gone now (the kernel removes only an empty
+            group).
+        """
+        call = self._calls.pop(group, None)
+        if call is not None and call.active():
+            call.cancel()
+        if self._cgroups.release(group):
+            return True
         self._cgroups.killAll(group)
-        if not self._cgroups.release(group) and attempts > 0:
+        if self._cgroups.release(group):
+            return True
+        if attempts > 0:
             self._calls[group] = self._clock.callLater(0.1, self.release, group, attempts - 1)
+        return False
 
     def close(self) -> None:
         """Last try at the groups still waiting: no retry is left behind."""
@@ -235,14 +321,19 @@ def sweepLeftovers(
     cgroups: Cgroups,
     releaser: CgroupReleaser,
     groupName: Callable[[Container], str],
+    ended: Collection[str] = (),
 ) -> list[str]:
     """
     After a daemon restart, once every leftover run was reclaimed: kill
     whatever still carries the run id of one of C{runs} (run id ->
-    container), and kill and remove their leftover cgroups; kill what runs
-    of the containers named in C{strays} (see L{killStrays}).
+    container) or of C{ended}, and kill and remove the leftover cgroups of
+    C{runs}; kill what runs of the containers named in C{strays} (see
+    L{killStrays}).
 
-    @return: the run ids something was found of, sorted.
+    @param ended: the ids of runs that ended without the look for their
+        markers (the previous daemon's L{MarkJournal}), whose records may be
+        gone or name newer runs.
+    @return: the run ids of C{runs} something was found of, sorted.
     """
     strayed = killStrays(stateMarker, strays, proc)
     if strayed:
@@ -252,15 +343,23 @@ def sweepLeftovers(
             pids=strayed,
             names=sorted(strays),
         )
-    killed = killMarked(set(runs), None, proc)
+    killed = killMarked({*runs, *ended}, None, proc)
     for runId, pids in killed.items():
+        if runId not in runs:
+            log.info(
+                "killed {pids}, left over from run {runId} of a previous daemon, which"
+                " ended before it looked for them",
+                pids=pids,
+                runId=runId,
+            )
+            continue
         log.info(
             "{name}: killed {pids}, left over from run {runId} of a previous daemon",
             name=runs[runId].name,
             pids=pids,
             runId=runId,
         )
-    found = set(killed)
+    found = set(killed) & set(runs)
     present = cgroups.groups()
     for runId, container in runs.items():
         group = groupName(container)

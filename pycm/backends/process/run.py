@@ -36,6 +36,9 @@ KillCgroup = Callable[[str], object]
 #: Kills, at the end of this reactor turn, what carries a run's marker:
 #: (run id, earliest start time in ticks or None, container name).
 SweepMarked = Callable[[str, "int | None", str], Deferred[None]]
+#: (run id, is its cgroup empty and removed) -> may the run's exit be told
+#: before that is done (see L{pycm.backends.process.reclaim.MarkSweep.settle}).
+SettleMarked = Callable[[str, bool], bool]
 
 
 def exitCode(reason: Failure) -> int | None:
@@ -105,7 +108,10 @@ class RunProtocol(ProcessProtocol):
     @param pacer: the daemon's output budget, shared by every run.
     @param sweepMarked: kills what carries the run's marker (L{SweepMarked}).
     @param killCgroup: kills everything in a cgroup.
-    @param releaseCgroup: removes a cgroup once it is empty.
+    @param releaseCgroup: removes a cgroup once it is empty; True if it
+        is gone at once.
+    @param settleMarked: at the run's end, may its exit be told before
+        what carries its marker is killed (L{SettleMarked}); None: no.
     @param proc: where C{/proc} is; C{bootId}: this boot's id.
     @param group: the run's cgroup, or None.
     @param runId: the run's marker, or None.
@@ -126,6 +132,7 @@ class RunProtocol(ProcessProtocol):
         sweepMarked: SweepMarked,
         killCgroup: KillCgroup,
         releaseCgroup: Callable[[str], object],
+        settleMarked: SettleMarked | None = None,
         proc: str = procfs.PROC,
         bootId: str | None = None,
         group: str | None = None,
@@ -141,6 +148,9 @@ class RunProtocol(ProcessProtocol):
         self._sweepMarked = sweepMarked
         self._killCgroup = killCgroup
         self._releaseCgroup = releaseCgroup
+        self._settleMarked = settleMarked
+        #: The run's cgroup was removed (it was empty) at the main's exit.
+        self._groupGone = False
         self._proc = proc
         self._bootId = bootId
         self._group = group
@@ -251,9 +261,10 @@ class RunProtocol(ProcessProtocol):
     def processExited(self, reason: Failure) -> None:
         """
         The main process is reaped: kill what is left of its group and its
-        cgroup now, and (at the end of this reactor turn, one look at
-        C{/proc} for every run that ended in it) whatever still carries its
-        run marker: processes that left both.
+        cgroup now, and (one look at C{/proc} for every run that ended
+        meanwhile: at the end of this reactor turn, or later when the exit
+        need not wait for it, see L{SettleMarked}) whatever still carries
+        its run marker: processes that left both.
         """
         if self.run is not None and self._livePids is not None:
             self._livePids.discard(self.run.pid)
@@ -269,7 +280,9 @@ class RunProtocol(ProcessProtocol):
             self._endChecks(self.run)
         procfs.signalGroup(self.run.pid, _signal.SIGKILL)
         if self._group is not None:
-            self._killCgroup(self._group)
+            # Removed at once if empty (the kernel's word), else what is in
+            # it is killed and the removal retried.
+            self._groupGone = self._releaseCgroup(self._group) is True
         self._lingerCall = self._clock.callLater(LINGER, self._closePipes)
 
     def _closePipes(self) -> None:
@@ -324,17 +337,23 @@ class RunProtocol(ProcessProtocol):
         self._statusDone()
         for stream in ("stdout", "stderr"):
             self._flushPartial(stream)
-        if self._group is not None:
-            self._releaseCgroup(self._group)
+        contained = self._groupGone
+        if self._group is not None and not contained:
+            contained = self._releaseCgroup(self._group) is True
         if self._failed:
             return
         code = exitCode(reason)
         marked = self._marked
         if marked is not None and not marked.called:
-            # The exit is told once nothing of the run is left.
-            marked.addCallback(lambda _: self._reportExit(code))
-        else:
-            self._reportExit(code)
+            settle = self._settleMarked
+            assert self._runId is not None
+            if settle is None or not settle(self._runId, contained):
+                # The exit is told once nothing of the run is left.
+                marked.addCallback(lambda _: self._reportExit(code))
+                return
+            # The kernel says nothing is left in the run's cgroup; what left
+            # it is killed by the look to come, whose run id is journaled.
+        self._reportExit(code)
 
     def _reportExit(self, code: int | None) -> None:
         try:

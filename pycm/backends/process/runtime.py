@@ -25,6 +25,7 @@ from pycm.backends.process.health import (
     HealthProber,
     checkSetup,
 )
+from pycm.backends.process.markjournal import MarkJournal
 from pycm.backends.process.output import OutputPacer
 from pycm.backends.process.reclaim import (
     CgroupReleaser,
@@ -277,6 +278,7 @@ class ProcessRuntime:
             sweepMarked=self.markSweep.kill,
             killCgroup=self.cgroups.killAll,
             releaseCgroup=self.cgroupReleaser.release,
+            settleMarked=self.markSweep.settle,
             proc=self.proc,
             bootId=self.bootId,
             group=group,
@@ -396,10 +398,28 @@ class ProcessRuntime:
             STATUS_FD if setup.status else None,
         )
 
+    def useJournal(self, path: str) -> None:
+        """
+        Write the ids of runs whose exits are told before the look for
+        their markers in C{path} (a L{MarkJournal}), read at the next
+        start; without one (it cannot be opened), every exit waits for it.
+        """
+        try:
+            self.markSweep.journal = MarkJournal(path)
+        except OSError as e:
+            self.log.warn(
+                "cannot open {path} ({error}): every stop waits for the look at /proc"
+                " for its run's marker",
+                path=path,
+                error=e.strerror,
+            )
+
     def close(self) -> None:
         """Release what the runtime holds (not the runs; their health checks)."""
         self.prober.close()
         self.markSweep.sweep()
+        if self.markSweep.journal is not None:
+            self.markSweep.journal.close()
         self.cgroupReleaser.close()
         self.spawner.close()
 
@@ -422,17 +442,19 @@ class ProcessRuntime:
         the containers named in C{strays}; see L{IRuntimeSweep.sweep} and
         L{pycm.backends.process.reclaim.sweepLeftovers}.
         """
-        return succeed(
-            sweepLeftovers(
-                runs,
-                strays,
-                proc=self.proc,
-                stateMarker=self.stateMarker,
-                cgroups=self.cgroups,
-                releaser=self.cgroupReleaser,
-                groupName=self.groupName,
-            )
+        journal = self.markSweep.journal
+        found = sweepLeftovers(
+            runs,
+            strays,
+            proc=self.proc,
+            stateMarker=self.stateMarker,
+            cgroups=self.cgroups,
+            releaser=self.cgroupReleaser,
+            groupName=self.groupName,
+            ended=journal.left if journal is not None else (),
         )
+        self.markSweep.leftLookedFor()
+        return succeed(found)
 
     def reclaim(self, container: Container, pid: int | None, startTime: Any) -> Deferred[bool]:
         """

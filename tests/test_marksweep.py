@@ -1,0 +1,345 @@
+"""
+A run's exit told before the look for its marker: the journal of run ids
+(L{MarkJournal}), the later, batched looks of L{MarkSweep}, the run's end
+(L{RunProtocol}) and the next daemon's sweep of what the journal names.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from pycm.backends.process import reclaim
+from pycm.backends.process.cgroups import NO_CGROUPS
+from pycm.backends.process.markjournal import JOURNAL_NAME, MarkJournal
+from pycm.backends.process.output import OutputPacer
+from pycm.backends.process.reclaim import (
+    MARK_LATER_DELAY,
+    MARK_LATER_DUTY,
+    MarkSweep,
+)
+from pycm.backends.process.run import RunProtocol
+from pycm.backends.process.runtime import ProcessRuntime
+from tests.test_process import FakeProcessTransport, RecordingObserver, container, ended
+
+RUN_1 = "1" * 32
+RUN_2 = "2" * 32
+
+
+def fullJournal(testCase: SynchronousTestCase) -> MarkJournal:
+    """A journal whose writes fail as on a full disk (its file is C{/dev/full})."""
+    os.mkdir(testCase.mktemp())
+    journal = MarkJournal(os.path.join(os.path.dirname(testCase.mktemp()), JOURNAL_NAME))
+    full = os.open("/dev/full", os.O_WRONLY | os.O_CLOEXEC)
+    os.dup2(full, journal._fd)
+    os.close(full)
+    testCase.addCleanup(journal.close)
+    return journal
+
+
+def lines(path: str) -> list[str]:
+    with open(path) as f:
+        return f.read().splitlines()
+
+
+class MarkJournalTests(SynchronousTestCase):
+    """L{MarkJournal}: run ids written one a line, read back by the next daemon."""
+
+    def setUp(self) -> None:
+        os.mkdir(self.mktemp())
+        self.path = os.path.join(os.path.dirname(self.mktemp()), JOURNAL_NAME)
+
+    def open(self) -> MarkJournal:
+        journal = MarkJournal(self.path)
+        self.addCleanup(journal.close)
+        return journal
+
+    def test_writtenAtOnceReadBack(self) -> None:
+        """
+        An id is in the file as soon as C{add} returns (a kill -9 of the
+        daemon right then leaves it); the next journal opened reads it.
+        """
+        journal = self.open()
+        self.assertEqual(journal.left, [])
+        self.assertTrue(journal.add(RUN_1))
+        self.assertEqual(lines(self.path), [RUN_1])
+        self.assertEqual(stat.S_IMODE(os.stat(self.path).st_mode), 0o600)
+        self.assertEqual(MarkJournal(self.path).left, [RUN_1])
+
+    def test_garbageAndRepeatsIgnored(self) -> None:
+        """What is not a run id is ignored when read; a repeated id is read once."""
+        with open(self.path, "w") as f:
+            f.write(f"{RUN_1}\nnot-a-run\n{RUN_1}\n{RUN_2[:10]}")
+        self.assertEqual(self.open().left, [RUN_1])
+
+    def test_badIdRefused(self) -> None:
+        """Only run ids are written."""
+        journal = self.open()
+        self.assertFalse(journal.add("run-1\nforged"))
+        self.assertEqual(lines(self.path), [])
+
+    def test_clearEmpties(self) -> None:
+        """C{clear} empties the file, what the previous daemon left too."""
+        with open(self.path, "w") as f:
+            f.write(f"{RUN_1}\n")
+        journal = self.open()
+        journal.add(RUN_2)
+        journal.clear()
+        self.assertEqual(os.path.getsize(self.path), 0)
+        self.assertEqual(journal.left, [])
+        journal.add(RUN_1)
+        self.assertEqual(lines(self.path), [RUN_1])
+
+    def test_symlinkRefused(self) -> None:
+        """The journal is never opened through a symbolic link."""
+        victim = self.mktemp()
+        with open(victim, "w") as f:
+            f.write("victim\n")
+        os.symlink(victim, self.path)
+        self.assertRaises(OSError, MarkJournal, self.path)
+
+    def test_notAFileRefused(self) -> None:
+        """A FIFO or a device where the journal goes is refused (an OSError)."""
+        os.mkfifo(self.path)
+        self.assertRaises(OSError, MarkJournal, self.path)
+        self.assertRaises(OSError, MarkJournal, "/dev/null")
+
+    def test_fullDiskSaysNo(self) -> None:
+        """A write that fails (ENOSPC) is reported, not raised."""
+        journal = fullJournal(self)
+        self.assertFalse(journal.add(RUN_1))
+
+
+class LaterLookTests(SynchronousTestCase):
+    """L{MarkSweep} with a journal: exits need not wait; looks come later, batched."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.looks: list[set[str]] = []
+        self.cost = 0.0
+        os.mkdir(self.mktemp())
+        self.path = os.path.join(os.path.dirname(self.mktemp()), JOURNAL_NAME)
+        self.journal = MarkJournal(self.path)
+        self.addCleanup(self.journal.close)
+        self.sweep = MarkSweep(self.clock, self.look, self.journal)
+
+    def look(self, runIds: set[str], notBefore: int | None = None) -> dict[str, list[int]]:
+        self.looks.append(set(runIds))
+        self.clock.advance(self.cost)
+        return {}
+
+    def test_journaledRunLooksLater(self) -> None:
+        """
+        A run whose id is written and whose cgroup is gone is told it need
+        not wait; the look comes L{MARK_LATER_DELAY} later, for every run
+        that ended meanwhile; then the journal is emptied.
+        """
+        first = self.sweep.kill(RUN_1, 5, "a")
+        self.assertEqual(lines(self.path), [RUN_1])
+        self.assertTrue(self.sweep.settle(RUN_1, True))
+        self.clock.advance(MARK_LATER_DELAY / 2)
+        second = self.sweep.kill(RUN_2, 3, "b")
+        self.assertTrue(self.sweep.settle(RUN_2, True))
+        self.assertEqual(self.looks, [])
+        self.assertNoResult(first)
+        self.clock.advance(MARK_LATER_DELAY / 2)
+        self.assertEqual(self.looks, [{RUN_1, RUN_2}])
+        self.successResultOf(first)
+        self.successResultOf(second)
+        self.assertEqual(lines(self.path), [])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_cgroupNotEmptyHurries(self) -> None:
+        """
+        A run whose cgroup could not be removed waits for its look, which
+        comes at the end of this turn (with every run pending).
+        """
+        self.sweep.kill(RUN_1, None, "a")
+        self.assertTrue(self.sweep.settle(RUN_1, True))
+        waiter = self.sweep.kill(RUN_2, None, "b")
+        self.assertFalse(self.sweep.settle(RUN_2, False))
+        self.clock.advance(0)
+        self.assertEqual(self.looks, [{RUN_1, RUN_2}])
+        self.successResultOf(waiter)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_unwrittenWaits(self) -> None:
+        """
+        A run whose id could not be written (a full disk) waits for its
+        look at the end of this turn, as without a journal.
+        """
+        full = fullJournal(self)
+        sweep = MarkSweep(self.clock, self.look, full)
+        waiter = sweep.kill(RUN_1, None, "a")
+        self.assertFalse(sweep.settle(RUN_1, True))
+        self.clock.advance(0)
+        self.assertEqual(self.looks, [{RUN_1}])
+        self.successResultOf(waiter)
+
+    def test_noJournalWaits(self) -> None:
+        """Without a journal every exit waits for its look (as before)."""
+        sweep = MarkSweep(self.clock, self.look)
+        sweep.kill(RUN_1, None, "a")
+        self.assertFalse(sweep.settle(RUN_1, True))
+        self.clock.advance(0)
+        self.assertEqual(self.looks, [{RUN_1}])
+
+    def test_laterPacedByCost(self) -> None:
+        """
+        After a look that took T seconds, the next later look waits until
+        T/L{MARK_LATER_DUTY} from its start (if that is more than
+        L{MARK_LATER_DELAY}): at most that share of the daemon's time.
+        """
+        self.cost = 0.5
+        self.sweep.kill(RUN_1, None, "a")
+        self.clock.advance(MARK_LATER_DELAY)
+        self.assertEqual(len(self.looks), 1)
+        self.sweep.kill(RUN_2, None, "b")
+        wait = 0.5 * (1 / MARK_LATER_DUTY - 1)
+        self.assertGreater(wait, MARK_LATER_DELAY)
+        self.clock.advance(wait - 0.01)
+        self.assertEqual(len(self.looks), 1)
+        self.clock.advance(0.02)
+        self.assertEqual(self.looks[1], {RUN_2})
+
+    def test_closeLooksAndEmpties(self) -> None:
+        """The daemon's close does the pending look at once and empties the journal."""
+        runtime = ProcessRuntime(Clock(), launcher=None, native=False)
+        runtime.markSweep = self.sweep
+        waiter = self.sweep.kill(RUN_1, None, "a")
+        runtime.close()
+        self.successResultOf(waiter)
+        self.assertEqual(self.looks, [{RUN_1}])
+        self.assertEqual(os.path.getsize(self.path), 0)
+
+
+class RunEndTests(SynchronousTestCase):
+    """L{RunProtocol}: the exit is told before the look only when contained."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.settled: list[tuple[str, bool]] = []
+        self.mayGo = True
+        self.sweeps: list[Deferred[None]] = []
+        self.releases: list[str] = []
+        self.gone = True
+
+    def settle(self, runId: str, contained: bool) -> bool:
+        self.settled.append((runId, contained))
+        return contained and self.mayGo
+
+    def release(self, group: str) -> bool:
+        self.releases.append(group)
+        return self.gone
+
+    def protocol(self, observer: RecordingObserver, group: str | None = "web-1") -> RunProtocol:
+        def sweepMarked(runId: str, notBefore: int | None, name: str) -> Deferred[None]:
+            self.sweeps.append(Deferred())
+            return self.sweeps[-1]
+
+        protocol = RunProtocol(
+            observer,
+            clock=self.clock,
+            pacer=OutputPacer(self.clock),
+            sweepMarked=sweepMarked,
+            killCgroup=lambda group: None,
+            releaseCgroup=self.release,
+            settleMarked=self.settle,
+            proc=os.path.abspath(self.mktemp()),
+            group=group,
+            runId=RUN_1,
+            name="web",
+        )
+        protocol.makeConnection(FakeProcessTransport(99999999))
+        return protocol
+
+    def end(self, protocol: RunProtocol) -> None:
+        from pycm.backends.process import procfs
+
+        self.patch(procfs, "signalGroup", lambda pgid, sig: True)
+        protocol.childConnectionLost(3)
+        protocol.processExited(ended(0))
+        protocol.processEnded(ended(0))
+
+    def test_emptyCgroupToldAtOnce(self) -> None:
+        """
+        The cgroup removed at the main's exit (the kernel's word that it
+        was empty): the exit is told before the look, and the group is not
+        touched again.
+        """
+        observer = RecordingObserver()
+        self.end(self.protocol(observer))
+        self.assertEqual(self.settled, [(RUN_1, True)])
+        self.assertEqual(self.releases, ["web-1"])
+        self.assertEqual(observer.exits, [0])
+
+    def test_busyCgroupWaits(self) -> None:
+        """A cgroup that could not be removed: the exit waits for the look."""
+        self.gone = False
+        observer = RecordingObserver()
+        self.end(self.protocol(observer))
+        self.assertEqual(self.settled, [(RUN_1, False)])
+        self.assertEqual(self.releases, ["web-1", "web-1"])
+        self.assertEqual(observer.exits, [])
+        self.sweeps[0].callback(None)
+        self.assertEqual(observer.exits, [0])
+
+    def test_noCgroupWaits(self) -> None:
+        """A run without a cgroup: the exit waits for the look."""
+        observer = RecordingObserver()
+        self.end(self.protocol(observer, group=None))
+        self.assertEqual(self.settled, [(RUN_1, False)])
+        self.assertEqual(observer.exits, [])
+        self.sweeps[0].callback(None)
+        self.assertEqual(observer.exits, [0])
+
+    def test_notJournaledWaits(self) -> None:
+        """Contained, but the sweep says no (its id is not written): it waits."""
+        self.mayGo = False
+        observer = RecordingObserver()
+        self.end(self.protocol(observer))
+        self.assertEqual(observer.exits, [])
+        self.sweeps[0].callback(None)
+        self.assertEqual(observer.exits, [0])
+
+
+class NextDaemonTests(SynchronousTestCase):
+    """L{ProcessRuntime.sweep} looks for what the previous daemon's journal names."""
+
+    def test_journalLookedForThenEmptied(self) -> None:
+        """
+        The run ids of the journal are looked for at start with the
+        records' (whether their records are gone or name newer runs); then
+        the journal is emptied.
+        """
+        os.mkdir(self.mktemp())
+        path = os.path.join(os.path.dirname(self.mktemp()), JOURNAL_NAME)
+        with open(path, "w") as f:
+            f.write(f"{RUN_1}\n")
+        looked: list[set[str]] = []
+
+        def killMarked(runIds: set[str], notBefore: int | None, proc: str) -> dict:
+            looked.append(set(runIds))
+            return {RUN_1: [4242], RUN_2: [4343]}
+
+        self.patch(reclaim, "killMarked", killMarked)
+        runtime = ProcessRuntime(Clock(), launcher=None, native=False, cgroups=NO_CGROUPS)
+        runtime.useJournal(path)
+        self.addCleanup(runtime.close)
+        web = container()
+        found = self.successResultOf(runtime.sweep({RUN_2: web}))
+        self.assertEqual(looked, [{RUN_1, RUN_2}])
+        # Only the records' runs are reported as found (the supervisor acts on those).
+        self.assertEqual(found, [RUN_2])
+        self.assertEqual(os.path.getsize(path), 0)
+        self.assertEqual(runtime.markSweep.journal.left, [])  # type: ignore[union-attr]
+
+    def test_unopenableJournalWaits(self) -> None:
+        """A journal that cannot be opened: none is used, every exit waits."""
+        runtime = ProcessRuntime(Clock(), launcher=None, native=False)
+        runtime.useJournal(os.path.join(self.mktemp(), "missing", JOURNAL_NAME))
+        self.assertIsNone(runtime.markSweep.journal)
