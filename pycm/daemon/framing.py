@@ -6,7 +6,9 @@ Requests are split at LF, at most L{LINES_PER_TURN} of them (or
 L{BYTES_PER_TURN} of replies) a turn; reading stops while any reason to
 pause holds (a request in flight, a client that does not read its
 replies); a line over the limit is refused in its turn, after the replies
-to the lines before it; under legacy framing a pause ends a line too.
+to the lines before it; under legacy framing a pause ends a line too.  A
+reply of megabytes (an L{EncodedArray}) is written a piece at a time, as
+the client reads it.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from twisted.internet.protocol import Protocol
 from zope.interface import implementer
 
 from pycm.daemon.legacyframing import PauseFraming
+from pycm.wirejson import EncodedArray
 
 #: The most request lines served from one connection in one reactor turn,
 #: and the most reply bytes it may write in one turn before it yields.
@@ -88,6 +91,10 @@ class LineFraming(Protocol):
     _batch: list[bytes] | None = None
     _batchBytes = 0
     _turnBytes = 0
+    #: A reply being written a piece at a time (L{writeArray}): the array,
+    #: the bytes before and after it, and the index of its next piece.
+    _pieces: tuple[EncodedArray, bytes, bytes] | None = None
+    _nextPiece = 0
 
     def startThrottle(self) -> None:
         """Stop reading whenever the transport's write buffer is full."""
@@ -138,6 +145,7 @@ class LineFraming(Protocol):
         if (
             self._readClosed
             and not self._inFlight
+            and self._pieces is None
             and not self._overlong
             and b"\n" not in self._buffer
             and not self._lost
@@ -278,6 +286,12 @@ class LineFraming(Protocol):
         """Drop one reason to pause; read again if none is left."""
         if reason == "write" and "write" in self._pauses:
             self._pauses.discard("write")
+            if self._pieces is not None:
+                # The rest of a reply first; anything else once it is written.
+                self._writePieces()
+                if self._pieces is not None or "write" in self._pauses:
+                    self._pauses.add("write")
+                    return
             self.writeResumed()
             if "write" in self._pauses:
                 return
@@ -327,6 +341,55 @@ class LineFraming(Protocol):
         if self._batchBytes >= BYTES_PER_TURN:
             # Big replies go out at once, so that a client that does not
             # read is noticed (the write throttle pauses us) straight away.
+            self._flush()
+
+    def writeArray(self, array: EncodedArray, prefix: bytes, suffix: bytes) -> None:
+        """
+        Write C{prefix}, C{array}'s JSON and C{suffix} after what this turn
+        wrote before it.  One of a single piece (L{EncodedArray.piece}) is
+        written as any line; a bigger one a piece at a time, each when the
+        transport has sent the one before (its write throttle resumes us),
+        reading nothing (other writes, such as events, wait, as for a
+        client that does not read) until its last piece is written: other
+        connections are served between its pieces, and a client that never
+        reads holds one piece in the transport, not the whole reply.
+        """
+        first, last = array.piece(prefix, suffix, 0)
+        if last:
+            self._writeData(first)
+            return
+        self._flush()
+        self._pieces = (array, prefix, suffix)
+        self._nextPiece = 0
+        # Until the transport pauses us ("write": nothing is read, events
+        # wait), or the last piece is written.
+        self._writePieces()
+
+    def _writePieces(self) -> None:
+        """Write the pieces of the reply until the transport is full, or the last."""
+        assert self._pieces is not None
+        array, prefix, suffix = self._pieces
+        while not self._lost and "write" not in self._pauses:
+            piece, last = array.piece(prefix, suffix, self._nextPiece)
+            self._nextPiece += 1
+            if last:
+                self._pieces = None
+            self.transport.write(piece)
+            if last:
+                return
+        if self._lost:
+            self._pieces = None
+
+    def _writeData(self, data: bytes) -> None:
+        """Write C{data} now, or with the others of this turn."""
+        batch = self._batch
+        if batch is None:
+            self.transport.write(data)
+            return
+        batch.append(data)
+        self._batchBytes += len(data)
+        self._turnBytes += len(data)
+        if self._batchBytes >= BYTES_PER_TURN:
             self._flush()
 
     def _flush(self) -> None:

@@ -118,8 +118,10 @@ class RequestOrdering(LineFraming):
 
     def _replyOK(self, result: Any) -> None:
         if type(result) is EncodedArray:
-            # Thousands of containers: the line made with one copy.
-            return self._replyLine(result.line(b"OK ", b"\n"))
+            # Thousands of containers: written a piece at a time as the
+            # client reads (LineFraming.writeArray).
+            self.writeArray(result, b"OK ", b"\n")
+            return self._replyLine(b"")
         try:
             line = encodeReply(b"OK", result)
         except Exception:

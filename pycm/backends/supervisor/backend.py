@@ -439,7 +439,7 @@ class Supervisor:
 
     def list(self) -> Deferred[list[Container]]:
         # In any order (the contract's): the list command sorts what it shows.
-        return succeed([record.toContainer() for record in self._records.values()])
+        return succeed(self._records.containers())
 
     def inspect(self, name: str) -> Deferred[Container]:
         try:

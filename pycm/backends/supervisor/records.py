@@ -6,7 +6,7 @@ and L{RecordBook}, the records by name and their saving.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 from twisted.internet.defer import Deferred, DeferredLock
@@ -37,9 +37,13 @@ RECORD_VERSION = 1
 
 
 def _forgetSnapshot(record: Record, attribute: Any, value: Any) -> Any:
-    """Any change to a record makes its L{Record.snapshot} stale."""
+    """
+    Any change to a record makes its L{Record.snapshot} stale, and moves
+    L{Record.changes} on.
+    """
     if attribute.name != "snapshot":
         record.snapshot = None
+        Record.changes += 1
     return value
 
 
@@ -123,6 +127,10 @@ class Record:
     lock: DeferredLock = attrs.field(factory=DeferredLock, repr=False)
     #: The last L{toContainer} value, until any field is set again.
     snapshot: Container | None = attrs.field(default=None, init=False, repr=False)
+
+    #: Moves on whenever any record changes (of any book): a listing made
+    #: when it had the same value shows every record as it still is.
+    changes: ClassVar[int] = 0
 
     _PERSISTED = (
         "name", "id", "backend", "image", "state", "pid", "exitCode",
@@ -258,6 +266,64 @@ def scrubbed(record: Record, text: str) -> str:
     return scrub(text, containerSecrets(record.command, record.env, record.labels, record.workdir))
 
 
+class RecordsByName(dict[str, Record]):
+    """
+    The records by name: a dict whose L{version} moves on whenever a record
+    is added, replaced or dropped (with L{Record.changes}, what tells that a
+    listing is still current).
+    """
+
+    version = 0
+    #: The last L{containers}: L{Record.changes} and L{version} then, and
+    #: the containers.
+    _listing: tuple[int, int, list[Container]] | None = None
+
+    def containers(self) -> list[Container]:
+        """
+        Every record's L{Record.toContainer}, in this dict's order (a new
+        list): the same values as the last time, without visiting a record,
+        while no record changed, came or went.
+        """
+        listing = self._listing
+        if listing is None or listing[0] != Record.changes or listing[1] != self.version:
+            changes, version = Record.changes, self.version
+            containers = [record.toContainer() for record in self.values()]
+            listing = self._listing = (changes, version, containers)
+        return listing[2].copy()
+
+    def __setitem__(self, name: str, record: Record) -> None:
+        self.version += 1
+        super().__setitem__(name, record)
+
+    def __delitem__(self, name: str) -> None:
+        self.version += 1
+        super().__delitem__(name)
+
+    def pop(self, name: str, *default: Any) -> Any:
+        self.version += 1
+        return super().pop(name, *default)
+
+    def popitem(self) -> tuple[str, Record]:
+        self.version += 1
+        return super().popitem()
+
+    def setdefault(self, name: str, record: Any = None) -> Any:
+        self.version += 1
+        return super().setdefault(name, record)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        self.version += 1
+        super().update(*args, **kwargs)
+
+    def clear(self) -> None:
+        self.version += 1
+        super().clear()
+
+    def __ior__(self, other: Any) -> RecordsByName:  # type: ignore[override,misc]
+        self.update(other)
+        return self
+
+
 class RecordBook:
     """
     The records by name, and their saving, in two kinds (see
@@ -275,7 +341,7 @@ class RecordBook:
     def __init__(
         self, clock: IReactorTime, store: IRecordStore, commits: GroupCommit | None = None
     ) -> None:
-        self.byName: dict[str, Record] = {}
+        self.byName = RecordsByName()
         #: The record of each name whose change is not known written yet.
         self._writing: dict[str, Record] = {}
         self._writer = RecordWriter(clock, store, self._outcome, commits)

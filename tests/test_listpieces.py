@@ -1,0 +1,303 @@
+"""
+Tests for C{list} at scale: the supervisor's listing kept while no record
+changes (L{pycm.backends.supervisor.records.RecordsByName}), and a reply
+of megabytes written a piece at a time as the client reads
+(L{pycm.wirejson.EncodedArray.piece}, L{pycm.daemon.framing.LineFraming.writeArray}),
+on the memory backend, a L{Clock} and a transport that throttles as TCP's
+does.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.trial.unittest import SynchronousTestCase
+
+from pycm import wirejson
+from pycm.backends.memory import MemoryBackend
+from pycm.backends.supervisor.records import Record, RecordsByName
+from pycm.daemon.protocol import PycmServerFactory, PycmServerProtocol
+from pycm.model import ContainerSpec
+from pycm.testing.server import FakeServer
+from pycm.wirejson import EncodedArray, encodeJSONBytes
+
+#: The pieces' size in these tests: a few summaries each.
+PIECE = 1000
+
+
+class ThrottlingTransport(StringTransport):
+    """
+    A StringTransport that, as Twisted's TCP transport does, pauses its
+    streaming producer once it holds more than C{limit} bytes, and resumes
+    it once the client has read everything (L{read}).
+    """
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+        self.full = False
+        #: Everything the client has read.
+        self.received = b""
+
+    def write(self, data: bytes) -> None:
+        super().write(data)
+        if (
+            self.producer is not None
+            and self.streaming
+            and not self.full
+            and len(self.value()) > self.limit
+        ):
+            self.full = True
+            self.producer.pauseProducing()
+
+    def read(self) -> bytes:
+        """The client reads what is buffered: the producer resumes."""
+        data = self.value()
+        self.clear()
+        self.received += data
+        if self.full:
+            self.full = False
+            assert self.producer is not None
+            self.producer.resumeProducing()
+        return data
+
+
+class ListingTests(SynchronousTestCase):
+    """The supervisor's listing: the same values until a record changes."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.backend = MemoryBackend(self.clock)
+        self.backend.open()
+        for name in ("a1", "b2", "c3"):
+            self.successResultOf(self.backend.create(ContainerSpec(name=name)))
+            self.successResultOf(self.backend.start(name))
+
+    def listed(self) -> list[Any]:
+        return self.successResultOf(self.backend.list())
+
+    def current(self) -> list[Any]:
+        """What a listing made now, record by record, shows."""
+        return [r.toContainer() for r in self.backend._records.values()]
+
+    def test_keptWhileNothingChanges(self) -> None:
+        """Two lists with no change give the same values, each in a list of its own."""
+        first = self.listed()
+        second = self.listed()
+        self.assertIsNot(first, second)
+        for a, b in zip(first, second, strict=True):
+            self.assertIs(a, b)
+        first.clear()
+        self.assertEqual(len(self.listed()), 3)
+
+    def test_everyChangeSeen(self) -> None:
+        """A state change, a field set, a create and a remove each show at once."""
+        self.listed()
+        stopped = self.backend.stop("a1", None)
+        self.clock.advance(1)
+        self.successResultOf(stopped)
+        self.assertEqual(self.listed(), self.current())
+        self.assertEqual([c.state for c in self.listed()], ["exited", "running", "running"])
+        self.backend._records["b2"].error = "odd"
+        self.assertEqual(self.listed()[1].error, "odd")
+        self.successResultOf(self.backend.create(ContainerSpec(name="d4")))
+        self.assertEqual([c.name for c in self.listed()], ["a1", "b2", "c3", "d4"])
+        removed = self.backend.remove("c3", True)
+        self.clock.advance(1)
+        self.successResultOf(removed)
+        self.assertEqual([c.name for c in self.listed()], ["a1", "b2", "d4"])
+        self.assertEqual(self.listed(), self.current())
+        # A record that comes or goes without any field set is seen too.
+        records = self.backend._records
+        d4 = records.pop("d4")
+        self.assertEqual([c.name for c in self.listed()], ["a1", "b2"])
+        records["d4"] = d4
+        self.assertEqual([c.name for c in self.listed()], ["a1", "b2", "d4"])
+
+    def test_recordsByNameVersion(self) -> None:
+        """Every way of adding, replacing or dropping a record moves the version."""
+        records = RecordsByName()
+        record = Record(name="x1", id="1", backend="memory", image="memory",
+                        command=("sleep", "1"), created=0.0)
+        changes: list[Any] = [
+            lambda: records.__setitem__("x1", record),
+            lambda: records.update(x2=record),
+            lambda: records.setdefault("x3", record),
+            lambda: records.__ior__({"x4": record}),
+            lambda: records.pop("x4"),
+            lambda: records.__delitem__("x3"),
+            lambda: records.popitem(),
+            lambda: records.clear(),
+        ]
+        for change in changes:
+            before = records.version
+            change()
+            self.assertGreater(records.version, before)
+
+    def test_recordChangeMovesTheStamp(self) -> None:
+        """Setting a record's field moves L{Record.changes}; making its snapshot does not."""
+        record = Record(name="x1", id="1", backend="memory", image="memory",
+                        command=("sleep", "1"), created=0.0)
+        before = Record.changes
+        record.toContainer()
+        self.assertEqual(Record.changes, before)
+        record.restartCount = 1
+        self.assertGreater(Record.changes, before)
+
+
+class PiecesTests(SynchronousTestCase):
+    """L{EncodedArray.piece}: whole items, about PIECE_BYTES each, joined the line."""
+
+    def test_joinedTheyAreTheLine(self) -> None:
+        """For arrays of 0 to 40 items, the pieces joined are the line, the last flagged."""
+        self.patch(wirejson, "PIECE_BYTES", 50)
+        for count in range(41):
+            items = [encodeJSONBytes({"n": "x" * (i % 7), "i": i}) for i in range(count)]
+            array = EncodedArray(items)
+            pieces, index = [], 0
+            while True:
+                piece, last = array.piece(b"OK ", b"\n", index)
+                pieces.append(piece)
+                index += 1
+                if last:
+                    break
+            self.assertEqual(b"".join(pieces), b"OK " + encodeJSONBytes(array.decode()) + b"\n")
+            for piece in pieces[:-1]:
+                self.assertLessEqual(len(piece), wirejson.PIECE_BYTES)
+            self.assertRaises(IndexError, array.piece, b"OK ", b"\n", index)
+            if count > 5:
+                self.assertGreater(len(pieces), 1)
+
+    def test_keptAndMadeInOrder(self) -> None:
+        """A piece asked again is the same bytes; asking for one makes those before it."""
+        self.patch(wirejson, "PIECE_BYTES", 10)
+        array = EncodedArray([b'"abcdefgh"'] * 5)
+        third, _ = array.piece(b"", b"", 2)
+        self.assertIs(array.piece(b"", b"", 2)[0], third)
+        self.assertEqual(array.piece(b"", b"", 0)[0], b'["abcdefgh"')
+        self.assertEqual(array.piece(b"", b"", 4), (b',"abcdefgh"]', True))
+
+
+class PiecewiseReplyTests(SynchronousTestCase):
+    """A C{list} reply of many pieces, over a transport that throttles."""
+
+    def setUp(self) -> None:
+        self.patch(wirejson, "PIECE_BYTES", PIECE)
+        self.server = FakeServer()
+        plain = self.server.connect()
+        for i in range(200):
+            plain.ok(f"run c{i:03d}")
+        self.before = plain.transport.value()
+        plain.lines()
+        #: The reply of a list now, on a transport that never pauses.
+        self.expected = self.listLine(plain)
+
+    def listLine(self, connection: Any) -> bytes:
+        connection.send("list\n")
+        line = connection.transport.value()[len(self.before):]
+        connection.transport.clear()
+        self.before = b""
+        return line
+
+    def connect(self, limit: int = 100) -> tuple[PycmServerProtocol, ThrottlingTransport]:
+        factory = PycmServerFactory(self.server.state)
+        protocol = factory.buildProtocol(None)
+        transport = ThrottlingTransport(limit)
+        protocol.makeConnection(transport)
+        return protocol, transport
+
+    def readAll(self, transport: ThrottlingTransport) -> bytes:
+        """The client reads until the server writes nothing more."""
+        for _ in range(10_000):
+            self.server.clock.advance(0)
+            if not transport.read() and not transport.full:
+                self.server.clock.advance(0)
+                if not transport.value():
+                    break
+        return transport.received
+
+    def test_byteIdentical(self) -> None:
+        """The reply is the JSON of every summary, sorted by name, as ever."""
+        containers = self.successResultOf(self.server.backend.list())
+        containers.sort(key=lambda c: c.name)
+        self.assertEqual(
+            self.expected, b"OK " + encodeJSONBytes([c.summary() for c in containers]) + b"\n"
+        )
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"list\n")
+        self.assertEqual(self.readAll(transport), self.expected)
+
+    def test_writtenAsTheClientReads(self) -> None:
+        """
+        One piece at a time: the next request waits for the last piece, and
+        a client that does not read holds about one piece in the transport.
+        """
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"list\nping\n")
+        self.assertLess(len(transport.value()), 2 * PIECE)
+        self.assertNotIn(b"pong", transport.value())
+        self.server.clock.advance(1)
+        self.assertLess(len(transport.value()), 2 * PIECE)
+        self.assertEqual(self.readAll(transport), self.expected + b'OK "pong"\n')
+
+    def test_consistentSnapshot(self) -> None:
+        """Containers changed while the reply is written: the reply is as when asked."""
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"list\n")
+        transport.read()
+        backend = self.server.backend
+        stopped = backend.stop("c000", None)
+        self.server.clock.advance(1)
+        self.successResultOf(stopped)
+        removed = backend.remove("c199", True)
+        self.server.clock.advance(1)
+        self.successResultOf(removed)
+        self.successResultOf(backend.create(ContainerSpec(name="c500")))
+        self.server.clock.advance(1)
+        self.assertEqual(self.readAll(transport), self.expected)
+        transport.received = b""
+        protocol.dataReceived(b"list\n")
+        after = json.loads(self.readAll(transport)[3:])
+        self.assertEqual(len(after), 200)
+        self.assertEqual((after[0]["name"], after[0]["state"]), ("c000", "exited"))
+        self.assertEqual(after[-1]["name"], "c500")
+
+    def test_eventsWaitBehindTheReply(self) -> None:
+        """An event that comes while a reply is written goes after its last byte."""
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"events\n")
+        self.server.clock.advance(0)
+        subscribed = transport.read()
+        protocol.dataReceived(b"list\n")
+        transport.read()
+        stopped = self.server.backend.stop("c007", None)
+        self.server.clock.advance(1)
+        self.successResultOf(stopped)
+        lines = self.readAll(transport)[len(subscribed):].split(b"\n")
+        self.assertEqual(lines[0] + b"\n", self.expected)
+        self.assertTrue(lines[1].startswith(b"EVENT "), lines[1][:40])
+        for line in lines[1:-1]:
+            json.loads(line.partition(b" ")[2])
+
+    def test_halfCloseWaitsForTheLastPiece(self) -> None:
+        """A client that shut its sending side gets the whole reply before the close."""
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"list\n")
+        protocol.readConnectionLost()
+        self.assertFalse(transport.disconnecting)
+        self.assertEqual(self.readAll(transport), self.expected)
+        self.assertTrue(transport.disconnecting)
+
+    def test_connectionLostDropsTheRest(self) -> None:
+        """A connection lost mid-reply lets go of it, and writes nothing more."""
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"list\n")
+        written = transport.value()
+        protocol.connectionLost()
+        self.assertIsNone(protocol._pieces)
+        transport.read()
+        self.server.clock.advance(1)
+        self.assertEqual(transport.received, written)
