@@ -206,6 +206,19 @@ class LaterLookTests(SynchronousTestCase):
         self.clock.advance(0.02)
         self.assertEqual(self.looks[1], {RUN_2})
 
+    def test_failedLookKeepsJournal(self) -> None:
+        """A look that fails leaves the journal as it is; the exit is still told."""
+
+        def failing(runIds: set[str], notBefore: int | None = None) -> dict[str, list[int]]:
+            raise OSError("no /proc")
+
+        sweep = MarkSweep(self.clock, failing, self.journal)
+        waiter = sweep.kill(RUN_1, None, "a")
+        self.clock.advance(MARK_LATER_DELAY)
+        self.successResultOf(waiter)
+        self.assertEqual(lines(self.path), [RUN_1])
+        self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
+
     def test_closeLooksAndEmpties(self) -> None:
         """The daemon's close does the pending look at once and empties the journal."""
         runtime = ProcessRuntime(Clock(), launcher=None, native=False)

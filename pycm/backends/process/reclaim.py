@@ -240,17 +240,20 @@ class MarkSweep:
         notBefore = None if None in starts else min(s for s in starts if s is not None)
         clock = self._clock
         began = clock.seconds()
+        looked = True
         try:
             killed = self._look(set(pending), notBefore)
         except Exception:
             self.log.failure("looking for processes of ended runs")
-            killed = {}
+            killed, looked = {}, False
         ended = clock.seconds()
         took = max(ended - began, 0.0)
         self._notUntil = ended + took * (1 / MARK_DUTY - 1)
         self._notUntilLater = ended + took * (1 / MARK_LATER_DUTY - 1)
         self._journaled.difference_update(pending)
-        if self.journal is not None and not self._journaled:
+        if self.journal is not None and not self._journaled and looked:
+            # After a look that failed, its run ids stay for the next
+            # daemon's sweep (until a look that works empties the file).
             self.journal.clear()
         for runId, pids in killed.items():
             self.log.info(
