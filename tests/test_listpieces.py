@@ -117,35 +117,57 @@ class ListingTests(SynchronousTestCase):
         records["d4"] = d4
         self.assertEqual([c.name for c in self.listed()], ["a1", "b2", "d4"])
 
-    def test_recordsByNameVersion(self) -> None:
-        """Every way of adding, replacing or dropping a record moves the version."""
+    def test_everyWayOfChangingTheDict(self) -> None:
+        """Whatever adds, replaces or drops a record, the listing follows."""
         records = RecordsByName()
-        record = Record(name="x1", id="1", backend="memory", image="memory",
-                        command=("sleep", "1"), created=0.0)
+
+        def record(name: str) -> Record:
+            return Record(name=name, id=name, backend="memory", image="memory",
+                          command=("sleep", "1"), created=0.0)
+
+        x1, x2, x3, x4 = (record(f"x{i}") for i in range(1, 5))
+        y2 = record("x2")
         changes: list[Any] = [
-            lambda: records.__setitem__("x1", record),
-            lambda: records.update(x2=record),
-            lambda: records.setdefault("x3", record),
-            lambda: records.__ior__({"x4": record}),
+            lambda: records.__setitem__("x1", x1),
+            lambda: records.update(x2=x2),
+            lambda: records.setdefault("x3", x3),
+            lambda: records.__ior__({"x4": x4}),
+            lambda: setattr(x2, "error", "odd"),
+            # Changed, then replaced before the next listing.
+            lambda: (setattr(x2, "error", "odder"), records.__setitem__("x2", y2)),
+            lambda: setattr(x2, "error", "gone"),
+            lambda: setattr(y2, "restartCount", 2),
             lambda: records.pop("x4"),
             lambda: records.__delitem__("x3"),
+            lambda: records.__setitem__("x3", x3),
             lambda: records.popitem(),
             lambda: records.clear(),
+            lambda: records.__setitem__("x4", x4),
         ]
         for change in changes:
-            before = records.version
             change()
-            self.assertGreater(records.version, before)
+            self.assertEqual(records.containers(), [r.toContainer() for r in records.values()])
+        self.assertEqual([c.name for c in records.containers()], ["x4"])
 
-    def test_recordChangeMovesTheStamp(self) -> None:
-        """Setting a record's field moves L{Record.changes}; making its snapshot does not."""
-        record = Record(name="x1", id="1", backend="memory", image="memory",
-                        command=("sleep", "1"), created=0.0)
-        before = Record.changes
-        record.toContainer()
-        self.assertEqual(Record.changes, before)
-        record.restartCount = 1
-        self.assertGreater(Record.changes, before)
+    def test_onlyItsRecordsTellIt(self) -> None:
+        """A record dropped or replaced no longer tells the dict of its changes."""
+        records = RecordsByName()
+        x1 = Record(name="x1", id="1", backend="memory", image="memory",
+                    command=("sleep", "1"), created=0.0)
+        records["x1"] = x1
+        records.containers()
+        x1.restartCount = 1
+        self.assertEqual(records.changed, {x1})
+        y1 = Record(name="x1", id="2", backend="memory", image="memory",
+                    command=("sleep", "1"), created=0.0)
+        records["x1"] = y1
+        x1.restartCount = 2
+        self.assertEqual(records.changed, {y1})
+        self.assertIsNone(x1.owner)
+        del records["x1"]
+        y1.restartCount = 2
+        self.assertEqual(records.changed, set())
+        self.assertIsNone(y1.owner)
 
 
 class PiecesTests(SynchronousTestCase):

@@ -6,7 +6,7 @@ and L{RecordBook}, the records by name and their saving.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import attrs
 from twisted.internet.defer import Deferred, DeferredLock
@@ -38,12 +38,15 @@ RECORD_VERSION = 1
 
 def _forgetSnapshot(record: Record, attribute: Any, value: Any) -> Any:
     """
-    Any change to a record makes its L{Record.snapshot} stale, and moves
-    L{Record.changes} on.
+    Any change to a record makes its L{Record.snapshot} stale, and tells
+    its L{Record.owner}.
     """
-    if attribute.name != "snapshot":
+    name = attribute.name
+    if name != "snapshot" and name != "owner":
         record.snapshot = None
-        Record.changes += 1
+        owner = record.owner
+        if owner is not None:
+            owner.changed.add(record)
     return value
 
 
@@ -127,10 +130,8 @@ class Record:
     lock: DeferredLock = attrs.field(factory=DeferredLock, repr=False)
     #: The last L{toContainer} value, until any field is set again.
     snapshot: Container | None = attrs.field(default=None, init=False, repr=False)
-
-    #: Moves on whenever any record changes (of any book): a listing made
-    #: when it had the same value shows every record as it still is.
-    changes: ClassVar[int] = 0
+    #: The L{RecordsByName} it is in, told of each of its changes.
+    owner: RecordsByName | None = attrs.field(default=None, init=False, repr=False)
 
     _PERSISTED = (
         "name", "id", "backend", "image", "state", "pid", "exitCode",
@@ -268,55 +269,84 @@ def scrubbed(record: Record, text: str) -> str:
 
 class RecordsByName(dict[str, Record]):
     """
-    The records by name: a dict whose L{version} moves on whenever a record
-    is added, replaced or dropped (with L{Record.changes}, what tells that a
-    listing is still current).
+    The records, each by its name, and their listing (L{containers}):
+    every record's frozen container, in this dict's order, kept from one
+    call to the next and brought up to date with the records changed since
+    (each record tells its L{Record.owner}); made again only after a
+    record is dropped.  A list of 10,000 containers of which one changed
+    visits one record.
     """
 
-    version = 0
-    #: The last L{containers}: L{Record.changes} and L{version} then, and
-    #: the containers.
-    _listing: tuple[int, int, list[Container]] | None = None
+    #: The listing (the containers, each name's index in it), or None.
+    _listing: tuple[list[Container | None], dict[str, int]] | None = None
+
+    def __init__(self) -> None:
+        super().__init__()
+        #: The records changed (or added) since the listing was brought up to date.
+        self.changed: set[Record] = set()
 
     def containers(self) -> list[Container]:
-        """
-        Every record's L{Record.toContainer}, in this dict's order (a new
-        list): the same values as the last time, without visiting a record,
-        while no record changed, came or went.
-        """
+        """Every record's L{Record.toContainer}, in this dict's order (a new list)."""
         listing = self._listing
-        if listing is None or listing[0] != Record.changes or listing[1] != self.version:
-            changes, version = Record.changes, self.version
-            containers = [record.toContainer() for record in self.values()]
-            listing = self._listing = (changes, version, containers)
-        return listing[2].copy()
+        if listing is None:
+            containers: list[Container | None] = [r.toContainer() for r in self.values()]
+            listing = self._listing = (containers, {name: i for i, name in enumerate(self)})
+        else:
+            containers, index = listing
+            for record in self.changed:
+                containers[index[record.name]] = record.toContainer()
+        self.changed.clear()
+        return listing[0].copy()  # type: ignore[return-value]
+
+    def _drop(self, record: Record | None) -> None:
+        """C{record} leaves: the listing is made again next time."""
+        if record is not None:
+            record.owner = None
+            self.changed.discard(record)
+        self._listing = None
 
     def __setitem__(self, name: str, record: Record) -> None:
-        self.version += 1
+        old = self.get(name)
+        if old is not record:
+            if old is not None:
+                old.owner = None
+                self.changed.discard(old)
+            record.owner = self
+            self.changed.add(record)
+            listing = self._listing
+            if listing is not None and old is None:
+                # A new key goes last, in the dict as in the listing.
+                listing[1][name] = len(listing[0])
+                listing[0].append(None)
         super().__setitem__(name, record)
 
     def __delitem__(self, name: str) -> None:
-        self.version += 1
+        self._drop(self.get(name))
         super().__delitem__(name)
 
     def pop(self, name: str, *default: Any) -> Any:
-        self.version += 1
+        self._drop(self.get(name))
         return super().pop(name, *default)
 
     def popitem(self) -> tuple[str, Record]:
-        self.version += 1
-        return super().popitem()
+        name, record = super().popitem()
+        self._drop(record)
+        return name, record
 
     def setdefault(self, name: str, record: Any = None) -> Any:
-        self.version += 1
-        return super().setdefault(name, record)
+        if name not in self:
+            self[name] = record
+        return self[name]
 
     def update(self, *args: Any, **kwargs: Any) -> None:
-        self.version += 1
-        super().update(*args, **kwargs)
+        for name, record in dict(*args, **kwargs).items():
+            self[name] = record
 
     def clear(self) -> None:
-        self.version += 1
+        for record in self.values():
+            record.owner = None
+        self.changed.clear()
+        self._drop(None)
         super().clear()
 
     def __ior__(self, other: Any) -> RecordsByName:  # type: ignore[override,misc]
