@@ -22,6 +22,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from pycm.backends.docker.backend import DockerBackend
 from pycm.backends.docker.engine import EngineAddress, EngineClient, EngineError
 from pycm.backends.docker.events import EngineEvents
+from pycm.backends.docker.lookup import INSPECT_TRIES
 from pycm.backends.docker.translate import (
     IMAGE_LABEL,
     MANAGED_LABEL,
@@ -30,7 +31,7 @@ from pycm.backends.docker.translate import (
     createBody,
     mapEngineError,
 )
-from pycm.errors import Conflict
+from pycm.errors import BackendError, Conflict
 from pycm.model import ContainerSpec, State
 from tests.stubengine import StubEngine
 
@@ -332,6 +333,60 @@ class PodmanBackendTests(SynchronousTestCase):
         self.successResultOf(done)
         stops = [p for m, p, _ in self.engine.calls if m == "POST"]
         self.assertEqual(len(stops), 2)
+
+    def test_stopWaitsForTheLastRunsEvents(self) -> None:
+        """
+        Podman tells events late: a stop that finds the container exited
+        for good replies only once the die of its last run (no earlier
+        than the inspect's C{FinishedAt}) was told, so the start of that
+        run, told before it, does not come after the reply (conformance
+        test_alwaysThenStop counted one start too many on Podman).
+        """
+        finished = "2026-11-30T15:00:05.250000Z"
+        ended = int(1796050805.25 * 10**9)
+        exited = podmanInspect("exited")
+        exited["State"]["FinishedAt"] = finished
+        self.engine.answer(
+            "GET", "/json", [podmanInspect("running"), podmanInspect("stopped"), exited]
+        )
+        self.engine.answer("POST", "/stop", (304, None))
+        done = self.backend.stop("web", 1)
+        self.clock.advance(0.05)
+        self.assertEqual(len([c for c in self.engine.calls if c[0] == "GET"]), 3)
+        # The die of the run before, then the last run's start: not yet.
+        self.feed(podmanEvent("die", 0, ended - 10**8), podmanEvent("start", None, ended - 10**7))
+        self.assertNoResult(done)
+        self.feed(podmanEvent("die", 0, ended + 10**6))
+        self.assertEqual(self.successResultOf(done).state, State.EXITED)
+        self.assertEqual(self.actions(), ["die", "start", "die"])
+
+    def test_stopOfAnExitedContainerDoesNotWait(self) -> None:
+        """
+        A stop of a container whose last die was told already replies at
+        once: its die is in the journal, however long ago.
+        """
+        exited = podmanInspect("exited")
+        exited["State"]["FinishedAt"] = "2026-11-30T15:00:05.250000Z"
+        self.feed(podmanEvent("die", 0, int(1796050805.26 * 10**9)))
+        self.engine.answer("GET", "/json", exited)
+        self.engine.answer("POST", "/stop", (304, None))
+        self.assertEqual(self.successResultOf(self.backend.stop("web", 1)).state, State.EXITED)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_inspectRacingAnExit(self) -> None:
+        """
+        Podman fails an inspect that races the exit of the container's
+        process (500, reading its gone /proc/PID/cgroup): it is asked
+        again; a failure that lasts is the engine's error.
+        """
+        race = EngineError(500, "read /proc/15981/cgroup: no such process")
+        self.engine.answer("GET", "/json", [race, race, podmanInspect("exited")])
+        self.assertEqual(self.successResultOf(self.backend.inspect("web")).state, State.EXITED)
+        self.assertEqual(len(self.engine.calls), 3)
+        self.engine.answers = [("GET", "/json", race)]
+        error = self.failureResultOf(self.backend.inspect("web"), BackendError).value
+        self.assertIn("no such process", str(error))
+        self.assertEqual(len(self.engine.calls), 3 + INSPECT_TRIES)
 
     def test_conflictsOnPodman(self) -> None:
         """Podman's 500s for a taken name and a refused state are conflicts."""

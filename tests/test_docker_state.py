@@ -72,6 +72,39 @@ class EventJournalTests(SynchronousTestCase):
         self.failureResultOf(waiting, CancelledError)
         self.assertEqual(self.journal.awaited, [])
 
+    def test_eventAtWaitsForItsTime(self) -> None:
+        """
+        L{EventJournal.awaitEventAt} fires on an event of that action at
+        or after the time asked, not on an earlier one nor on another
+        action; one already noted fires it at once, whatever the mark.
+        """
+        self.journal.note("web", "die", 10.0)
+        waiting = self.journal.awaitEventAt("web", "die", 12.0)
+        self.assertNoResult(waiting)
+        self.journal.note("web", "start", 12.5)
+        self.journal.note("db", "die", 12.5)
+        self.journal.note("web", "die", 11.9)
+        self.assertNoResult(waiting)
+        self.journal.note("web", "die", 12.0)
+        self.successResultOf(waiting)
+        self.assertEqual(self.journal.awaited, [])
+        self.successResultOf(self.journal.awaitEventAt("web", "die", 12.0))
+
+    def test_eventAtGraceAndDestroy(self) -> None:
+        """
+        With no such event it fires after the grace time; a destroy
+        forgets a name's times (a new container of that name starts over).
+        """
+        self.journal.note("web", "die", 12.0)
+        self.journal.note("web", "destroy", 13.0)
+        waiting = self.journal.awaitEventAt("web", "die", 12.0)
+        self.clock.advance(2.9)
+        self.assertNoResult(waiting)
+        self.clock.advance(0.1)
+        self.successResultOf(waiting)
+        self.assertEqual((self.journal.awaited, self.clock.getDelayedCalls()), ([], []))
+        self.assertEqual(self.journal.lastTimes, {})
+
     def test_tellEmitsAndNotes(self) -> None:
         """C{tell} gives the event to every observer, past one that fails, and notes it."""
         seen: list[Any] = []

@@ -373,8 +373,8 @@ class DockerBackend:
             )
             if not restart and self.engine.isPodman:
                 status = yield stopBetweenRuns(
-                    self.reactor, self.engine, view.inFlight, name, cid, params,
-                    self.podmanSettleTime, status,
+                    self.reactor, self.engine, self._journal, view.inFlight, name, cid,
+                    params, self.podmanSettleTime, status,
                 )
             if restart:
                 view.signals.forget(name)

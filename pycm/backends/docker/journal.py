@@ -13,7 +13,7 @@ from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from pycm.model import ContainerEvent, ProgressEvent
+from pycm.model import Action, ContainerEvent, ProgressEvent
 
 Observer = Callable[[ContainerEvent | ProgressEvent], None]
 
@@ -24,11 +24,21 @@ class _AwaitedEvent:
     sequence number C{after}; C{deferred} fires when it is noted.
     """
 
-    def __init__(self, name: str, actions: frozenset[str], after: int) -> None:
+    def __init__(
+        self, name: str, actions: frozenset[str], after: int, notBefore: float | None = None
+    ) -> None:
         self.name = name
         self.actions = actions
         self.after = after
+        #: If set: only an event of this time or later (the engine's clock).
+        self.notBefore = notBefore
         self.deferred: Deferred[None] = Deferred(lambda d: None)
+
+    def matches(self, seq: int, name: str, action: str, when: float | None) -> bool:
+        """Is the event C{seq} (C{action} of C{name} at C{when}) this one?"""
+        if name != self.name or action not in self.actions or seq <= self.after:
+            return False
+        return self.notBefore is None or (when is not None and when >= self.notBefore)
 
 
 class EventJournal:
@@ -54,6 +64,9 @@ class EventJournal:
         self.seq = 0
         self.recent: collections.deque[tuple[int, str, str]] = collections.deque(maxlen=2000)
         self.awaited: list[_AwaitedEvent] = []
+        #: The engine time of the last event of each action told, by
+        #: container name (forgotten with its destroy).
+        self.lastTimes: dict[str, dict[str, float]] = {}
 
     def emit(self, event: ContainerEvent | ProgressEvent) -> None:
         """Give C{event} to every observer (one that fails is logged)."""
@@ -66,17 +79,20 @@ class EventJournal:
     def tell(self, event: ContainerEvent) -> None:
         """Emit C{event} and L{note} it."""
         self.emit(event)
-        self.note(event.name, event.action)
+        self.note(event.name, event.action, event.time)
 
-    def note(self, name: str, action: str) -> None:
-        """Record that C{action} happened to C{name}; fire who waits for it."""
+    def note(self, name: str, action: str, when: float | None = None) -> None:
+        """
+        Record that C{action} happened to C{name} (at C{when}, the engine's
+        time, if known); fire who waits for it.
+        """
         self.seq += 1
         self.recent.append((self.seq, name, action))
-        fired = [
-            event
-            for event in self.awaited
-            if event.name == name and action in event.actions and self.seq > event.after
-        ]
+        if action == Action.DESTROY:
+            self.lastTimes.pop(name, None)
+        elif when is not None:
+            self.lastTimes.setdefault(name, {})[action] = when
+        fired = [event for event in self.awaited if event.matches(self.seq, name, action, when)]
         for event in fired:
             self.awaited.remove(event)
             if not event.deferred.called:
@@ -108,9 +124,12 @@ class EventJournal:
         if not self.isConnected():
             return defer.succeed(None)
         event = _AwaitedEvent(name, wanted, mark)
+        return self._awaitWithGrace(event, self.grace if grace is None else grace)
+
+    def _awaitWithGrace(self, event: _AwaitedEvent, timeout: float) -> Deferred[None]:
+        """Wait for C{event}, for at most C{timeout} seconds."""
         self.awaited.append(event)
         d = event.deferred
-        timeout = self.grace if grace is None else grace
 
         def late() -> None:
             if event in self.awaited:
@@ -118,8 +137,8 @@ class EventJournal:
             if not d.called:
                 self.log.warn(
                     "no {actions} event for {name} from the engine within {t} s",
-                    actions="/".join(sorted(wanted)),
-                    name=name,
+                    actions="/".join(sorted(event.actions)),
+                    name=event.name,
                     t=timeout,
                 )
                 d.callback(None)
@@ -135,6 +154,21 @@ class EventJournal:
             return result
 
         return d.addBoth(stopTimer)
+
+    def awaitEventAt(self, name: str, action: str, notBefore: float) -> Deferred[None]:
+        """
+        Fire once an C{action} event of C{name} of engine time C{notBefore}
+        or later has been noted, whenever (so: at once if it was), or at
+        once if the stream is down, or after the grace time: the event of
+        a moment the engine reported (its C{FinishedAt}), which a reply
+        about that moment must not overtake.
+        """
+        if self.lastTimes.get(name, {}).get(action, float("-inf")) >= notBefore:
+            return defer.succeed(None)
+        if not self.isConnected():
+            return defer.succeed(None)
+        event = _AwaitedEvent(name, frozenset({action}), -1, notBefore)
+        return self._awaitWithGrace(event, self.grace)
 
     def eventAfter(self, mark: int, name: str, *actions: str) -> Deferred[None]:
         """

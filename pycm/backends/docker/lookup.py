@@ -18,6 +18,20 @@ from pycm.backends.docker.translate import LIST_FILTERS, isManaged, mapEngineErr
 from pycm.errors import NotFound
 from pycm.model import Container
 
+#: How many times an inspect is asked when the engine fails it for the
+#: exit of the container's process under way (L{isExitRace}).
+INSPECT_TRIES = 10
+
+
+def isExitRace(error: EngineError) -> bool:
+    """
+    Did the engine fail an inspect because the container's process exited
+    while it looked?  Podman 4.3 reads C{/proc/PID/cgroup} of a process
+    that is gone before its exit is recorded (a 500, C{read
+    /proc/N/cgroup: no such process}); asked again, it answers.
+    """
+    return error.status == 500 and "no such process" in error.message
+
 
 class ContainerLookup:
     """
@@ -46,12 +60,18 @@ class ContainerLookup:
             there is none with that name (or it is not pycm's), or None with
             C{quiet}.
         """
-        try:
-            _, data = yield self.engine.request("GET", f"/containers/{ref}/json")
-        except EngineError as e:
-            if e.status == 404 and quiet:
-                return None
-            raise mapEngineError(e.status, e.message, name=name) from None
+        tries = INSPECT_TRIES
+        while True:
+            try:
+                _, data = yield self.engine.request("GET", f"/containers/{ref}/json")
+                break
+            except EngineError as e:
+                tries -= 1
+                if tries > 0 and isExitRace(e):
+                    continue
+                if e.status == 404 and quiet:
+                    return None
+                raise mapEngineError(e.status, e.message, name=name) from None
         if (
             not isinstance(data, dict)
             or str(data.get("Name", "")).lstrip("/") != name

@@ -19,11 +19,16 @@ from pycm.backends.docker.journal import EventJournal
 from pycm.backends.docker.translate import isStateConflict
 from pycm.capabilities import HEALTH_OPTIONS, Capabilities
 from pycm.model import Action, ContainerEvent
+from pycm.timestamps import parseTime
 
 #: The exit codes of an init that could not exec the command: docker-init
 #: exits 127 (126), Podman's catatonit 1.
 EXEC_FAILURE_CODES = (126, 127)
 PODMAN_EXEC_FAILURE_CODES = (1, 126, 127)
+#: Seconds a die event's time may seem to precede its run's C{FinishedAt}
+#: (both read to the microsecond, one through a float): far less than
+#: the time between two runs.
+FINISHED_SLACK = 0.001
 
 
 class PodmanEvents:
@@ -68,6 +73,7 @@ class PodmanEvents:
 def stopBetweenRuns(
     clock: Any,
     engine: IDockerEngine,
+    journal: EventJournal,
     inFlight: RequestsInFlight,
     name: str,
     cid: str,
@@ -82,7 +88,10 @@ def stopBetweenRuns(
     policy, which then starts the container again.  So: look until it is
     C{exited} for good, stopping it again whenever it runs (a stop of a
     running container ends the policy), for at most C{settleTime}
-    seconds.
+    seconds.  Then wait for the die event of its last run (no earlier
+    than the C{FinishedAt} the inspect gave): Podman tells events late,
+    and the reply must not overtake that run's start and die, whichever
+    stop (if any) ended it.
 
     @param firstStop: the first stop's status (204: that stop is in effect).
     @return: Deferred firing with the status of the last stop.
@@ -97,6 +106,9 @@ def stopBetweenRuns(
         _, data = yield engine.request("GET", f"/containers/{cid}/json")
         status = str(((data or {}).get("State") or {}).get("Status", ""))
         if status in ("exited", "created", "dead", "removing", ""):
+            ended = finishedAt(data)
+            if ended is not None:
+                yield journal.awaitEventAt(name, Action.DIE, ended - FINISHED_SLACK)
             return last
         if status == "running":
             inFlight.stopSent[name] = clock.seconds()
@@ -112,6 +124,20 @@ def stopBetweenRuns(
                 last = stopped
         yield task.deferLater(clock, 0.05, lambda: None)
     return last
+
+
+def finishedAt(data: dict[str, Any] | None) -> float | None:
+    """
+    When the last run in C{data} (an inspect) ended, if it has ended: its
+    die event (Podman's time of reading the exit file) is no earlier.
+    """
+    text = ((data or {}).get("State") or {}).get("FinishedAt")
+    if not isinstance(text, str) or not text or text.startswith("0001-01-01"):
+        return None
+    try:
+        return parseTime(text)
+    except ValueError:
+        return None
 
 
 @defer.inlineCallbacks
