@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 import os
 import struct
+from collections.abc import Callable
 from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 from twisted.logger import Logger, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
@@ -523,6 +524,107 @@ class ReconcileTests(SynchronousTestCase):
             self.successResultOf(waiter)
         self.assertEqual(backend._view.known["a"], ("id-a", State.EXITED))
         self.assertEqual(backend._view.known["c"], ("id-c", State.RUNNING))
+
+
+class ReconcileRaceTests(SynchronousTestCase):
+    """
+    Reconciling after the stream reconnects races no event: the engine's
+    list is newer than the snapshot it is compared with, and older than
+    events the stream has not delivered yet (Podman's stream ended every
+    10 s or so under test_concurrentEventsAllDelivered's load, and the
+    reconciliation then told a destroy of a live container and starts
+    twice).
+    """
+
+    def setUp(self) -> None:
+        self.pending: dict[str, Deferred[Any]] = {}
+        self.streams: list[tuple[dict[str, Any], Callable[[bytes], object], Deferred[None]]] = []
+        test = self
+
+        class Engine(StubEngine):
+            def request(self, method: str, path: str, *args: Any, **kw: Any) -> Any:
+                d: Deferred[Any] = Deferred()
+                test.pending[path] = d
+                return d
+
+            def stream(self, method: str, path: str, params: Any, onData: Any, **kw: Any) -> Any:
+                ended: Deferred[None] = Deferred()
+                test.streams.append((params, onData, ended))
+                return succeed(Stream(ended))
+
+        self.engine = Engine()
+        self.backend = DockerBackend(Clock(), self.engine)
+        self.backend._events.connected = True
+        self.backend._events._running = True
+        self.backend._events._streamSince = "90.000000000"
+        self.backend._events._sinceSeconds = 80.0
+        self.backend.reactor.advance(100)
+        self.seen: list[Any] = []
+        self.backend.addObserver(self.seen.append)
+
+    def raw(self, action: str, name: str, nano: int) -> dict[str, Any]:
+        """dockerd's event of C{action} for the container C{name} (id-NAME)."""
+        attributes = {"name": name, MANAGED_LABEL: "true", RESTART_POLICY_LABEL: "no"}
+        return {
+            "Action": action,
+            "Actor": {"ID": f"id-{name}", "Attributes": attributes},
+            "timeNano": nano,
+        }
+
+    def summary(self, name: str, state: str) -> dict[str, Any]:
+        labels = {MANAGED_LABEL: "true", RESTART_POLICY_LABEL: "no"}
+        return {"Id": f"id-{name}", "Names": [f"/{name}"], "State": state, "Labels": labels}
+
+    def test_catchesUpBeforeComparing(self) -> None:
+        """
+        A container created after the list was asked for is not told
+        destroyed; one whose start the stream has not delivered yet is
+        told started once, by the catch-up with the engine's history up
+        to the list's answer, and not again by the stream.
+        """
+        backend = self.backend
+        backend._view.known = {"b": ("id-b", State.CREATED)}
+        done = backend._reconciler.connected(True, backend._events)
+        backend._events._received(self.raw("create", "c", 95 * 10**9))
+        self.pending.pop("/containers/json").callback((200, [self.summary("b", "running")]))
+        self.assertNoResult(done)
+        [(params, onData, ended)] = self.streams
+        self.assertEqual((params["since"], params["until"]), ("90.000000000", "100.000000000"))
+        start = self.raw("start", "b", 96 * 10**9)
+        onData(json.dumps(start).encode() + b"\n")
+        ended.callback(None)
+        self.successResultOf(done)
+        backend._events._received(start)
+        self.assertEqual([(e.name, e.action) for e in self.seen], [("c", "create"), ("b", "start")])
+        self.assertEqual(backend._view.known["c"], ("id-c", State.CREATED))
+
+    def test_tellsWhatTheEngineLost(self) -> None:
+        """
+        What the engine's history does not have (a restarted dockerd's)
+        is told: a container gone is told dead and destroyed.
+        """
+        backend = self.backend
+        backend._view.known = {"a": ("id-a", State.RUNNING)}
+        done = backend._reconciler.connected(True, backend._events)
+        self.pending.pop("/containers/json").callback((200, []))
+        self.streams[0][2].callback(None)
+        self.successResultOf(done)
+        self.assertEqual([(e.name, e.action) for e in self.seen], [("a", "die"), ("a", "destroy")])
+
+    def test_nothingToldOnPodman(self) -> None:
+        """
+        Podman's stream replays all it missed (its history is a file):
+        nothing is told, and no catch-up asked (Podman answers a past
+        C{until} with nothing).
+        """
+        backend = self.backend
+        self.engine.isPodman = True
+        backend._view.known = {"a": ("id-a", State.RUNNING)}
+        done = backend._reconciler.connected(True, backend._events)
+        self.pending.pop("/containers/json").callback((200, [self.summary("a", "exited")]))
+        self.successResultOf(done)
+        self.assertEqual((self.seen, self.streams), ([], []))
+        self.assertEqual(backend._view.known["a"], ("id-a", State.EXITED))
 
 
 class OptionTests(SynchronousTestCase):

@@ -468,10 +468,19 @@ class FakeDockerEngine(AnswersLater):
         filters = parseFilters(params.get("filters"))
         feed.accepts = lambda event: eventMatches(event, filters)
         since = sinceNanos(params.get("since"))
-        if since is not None:
+        until = sinceNanos(params.get("until"))
+        if since is not None or until is not None:
             for event in self.events:
-                if event["timeNano"] >= since and feed.accepts(event):
+                if (
+                    event["timeNano"] >= (since or 0)
+                    and (until is None or event["timeNano"] <= until)
+                    and feed.accepts(event)
+                ):
                     feed.write(json.dumps(event).encode() + b"\n")
+        if until is not None and until <= int(self.clock.seconds() * 10**9):
+            # dockerd's history up to a past C{until}, then the end.
+            feed.end()
+            return
         self._eventFeeds.append(feed)
         feed.ended.addBoth(discard, self._eventFeeds, feed)
 

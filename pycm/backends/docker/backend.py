@@ -231,7 +231,7 @@ class DockerBackend:
 
     def _connected(self, reconnect: bool) -> Deferred[Any]:
         return defer.gatherResults(
-            [self._learnHealthChecks(), self._reconciler.connected(reconnect)],
+            [self._learnHealthChecks(), self._reconciler.connected(reconnect, self._events)],
             consumeErrors=True,
         )
 

@@ -71,6 +71,8 @@ class EngineEvents:
         self._delay = self.minDelay
         self._lastNano: int | None = None
         self._sinceSeconds: float | None = None
+        #: The C{since} the open stream (or the last one) asked for.
+        self._streamSince: str | None = None
         self._seen: set[tuple[Any, ...]] = set()
         self._seenOrder: collections.deque[tuple[Any, ...]] = collections.deque()
         self._everConnected = False
@@ -120,7 +122,8 @@ class EngineEvents:
             # sent meanwhile (the engine may be slow to answer, as Podman
             # is while it reads its event file) must not lose its events.
             self._sinceSeconds = self._reactor.seconds()
-        params = {"filters": self._filters, "since": self._since()}
+        since = self._streamSince = self._since()
+        params = {"filters": self._filters, "since": since}
         d = self._pending = self._engine.stream("GET", "/events", params, parser.feed)
 
         def opened(stream: Stream) -> Any:
@@ -151,6 +154,31 @@ class EngineEvents:
             self._schedule()
 
         d.addCallbacks(opened, failed)
+
+    def catchUp(self, until: float) -> defer.Deferred[None]:
+        """
+        Deliver now the events the engine has from the stream's C{since}
+        to C{until} (seconds, the engine's clock) that the stream has not
+        delivered yet (it drops those it did, as ever), with a request of
+        their own that ends at C{until}: fires once the engine sent them
+        all (or failed: the stream delivers them in its time).  Only an
+        engine that answers a past C{until} with its history does (dockerd;
+        Podman 4.3 stops reading its event file at once).
+        """
+        if self._streamSince is None or not self._running:
+            return defer.succeed(None)
+        parser = JSONLines(self._received)
+        params = {"filters": self._filters, "since": self._streamSince, "until": f"{until:.9f}"}
+        d = self._engine.stream("GET", "/events", params, parser.feed)
+
+        def read(stream: Stream) -> Any:
+            return stream.ended.addBoth(lambda _: parser.flush())
+
+        def failed(failure: Any) -> None:
+            why = failure.getErrorMessage()
+            self.log.info("catching up with the engine's events failed: {why}", why=why)
+
+        return d.addCallback(read).addErrback(failed)
 
     def _ended(self, parser: JSONLines) -> None:
         parser.flush()

@@ -14,6 +14,7 @@ from twisted.internet.defer import Deferred
 
 from pycm.backends.docker.containers import EngineView
 from pycm.backends.docker.engine import EngineError
+from pycm.backends.docker.events import EngineEvents
 from pycm.backends.docker.interfaces import IDockerEngine
 from pycm.backends.docker.journal import EventJournal
 from pycm.backends.docker.translate import LIST_FILTERS, RESTART_POLICY_LABEL
@@ -52,17 +53,26 @@ class Reconciler:
         self.journal.tell(ContainerEvent(action, name, when, exitCode))
 
     @defer.inlineCallbacks
-    def connected(self, reconnect: bool) -> Any:
+    def connected(self, reconnect: bool, events: EngineEvents | None = None) -> Any:
         """
         The event stream is (again) open: compare, and tell what was lost
         if C{reconnect}.
 
         The comparison is against one snapshot of what the events said,
-        taken with the engine's list; a container a live event changes
-        while this looks at it is left to that event.
+        taken before the engine's list was asked for (the list is the
+        engine's state at some moment after that); a container an event
+        changes after the snapshot is left to that event.  Before
+        comparing, C{events} (the stream) catches up with the engine's
+        history up to the list's answer, so that no event the engine
+        still has, about a change before the list, can come after this
+        told the change (twice, or a destroy of a container the list did
+        not have yet).  Podman keeps its history in a file, kept across
+        restarts of its service, and the stream's replay tells all it
+        lost: on Podman nothing is told here.
         """
         view = self.view
         remembered = view.signals.names()
+        known = dict(view.known)
         try:
             _, summaries = yield self.engine.request(
                 "GET", "/containers/json", {"all": True, "filters": LIST_FILTERS}
@@ -92,13 +102,14 @@ class Reconciler:
         view.signals.settle(
             remembered, {name: state == "running" for name, (_, state) in current.items()}
         )
-        known = dict(view.known)
 
         def untouched(name: str) -> bool:
-            # No live event has changed it since the snapshot.
+            # No event has changed it since the snapshot.
             return view.known.get(name) == known.get(name)
 
-        if reconnect:
+        if reconnect and not self.engine.isPodman:
+            if events is not None:
+                yield events.catchUp(self.clock.seconds())
             yield self._tellLost(known, current, untouched)
         for name in set(known) | set(current):
             if not untouched(name):
