@@ -89,9 +89,10 @@ def stopBetweenRuns(
     C{exited} for good, stopping it again whenever it runs (a stop of a
     running container ends the policy), for at most C{settleTime}
     seconds.  Then wait for the die event of its last run (no earlier
-    than the C{FinishedAt} the inspect gave): Podman tells events late,
-    and the reply must not overtake that run's start and die, whichever
-    stop (if any) ended it.
+    than the C{FinishedAt} the inspect gave) if that run ended within the
+    journal's grace time: Podman tells events late, and the reply must
+    not overtake that run's start and die, whichever stop (if any) ended
+    it.
 
     @param firstStop: the first stop's status (204: that stop is in effect).
     @return: Deferred firing with the status of the last stop.
@@ -106,8 +107,11 @@ def stopBetweenRuns(
         _, data = yield engine.request("GET", f"/containers/{cid}/json")
         status = str(((data or {}).get("State") or {}).get("Status", ""))
         if status in ("exited", "created", "dead", "removing", ""):
-            ended = finishedAt(data)
-            if ended is not None:
+            ended = finishedAt(data) if status == "exited" else None
+            # A die older than the grace time was told, or is lost (as
+            # any event that late): no wait for it (an old exit, after a
+            # restart of the daemon).
+            if ended is not None and ended > clock.seconds() - journal.grace:
                 yield journal.awaitEventAt(name, Action.DIE, ended - FINISHED_SLACK)
             return last
         if status == "running":
