@@ -10,11 +10,14 @@ does.
 from __future__ import annotations
 
 import json
+import socket
 from typing import Any
 
+from twisted.internet.interfaces import ITCPTransport
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
 
 from pycm import wirejson
 from pycm.backends.memory import MemoryBackend
@@ -63,6 +66,23 @@ class ThrottlingTransport(StringTransport):
             assert self.producer is not None
             self.producer.resumeProducing()
         return data
+
+
+@implementer(ITCPTransport)
+class TCPTransport(StringTransport):
+    """A StringTransport that says it is TCP, and keeps its TCP_NODELAY."""
+
+    noDelay = False
+
+    def __init__(self, family: int = socket.AF_INET) -> None:
+        super().__init__()
+        self.family = family
+
+    def getHandle(self) -> Any:
+        return self
+
+    def setTcpNoDelay(self, enabled: bool) -> None:
+        self.noDelay = enabled
 
 
 class ListingTests(SynchronousTestCase):
@@ -323,3 +343,26 @@ class PiecewiseReplyTests(SynchronousTestCase):
         transport.read()
         self.server.clock.advance(1)
         self.assertEqual(transport.received, written)
+
+
+class NoDelayTests(SynchronousTestCase):
+    """TCP connections send each reply's last bytes at once (no Nagle)."""
+
+    def test_tcpNoDelay(self) -> None:
+        """
+        A TCP connection gets TCP_NODELAY: the last piece of a reply written
+        a piece at a time would otherwise wait for the client's delayed ACK
+        (40 ms on Linux); a transport that is not TCP, or whose socket is
+        not (a socket pair), is left as it is.
+        """
+        server = FakeServer()
+        factory = PycmServerFactory(server.state)
+        tcp = TCPTransport()
+        factory.buildProtocol(None).makeConnection(tcp)
+        self.assertTrue(tcp.noDelay)
+        unix = TCPTransport(socket.AF_UNIX)
+        factory.buildProtocol(None).makeConnection(unix)
+        self.assertFalse(unix.noDelay)
+        other = StringTransport()
+        factory.buildProtocol(None).makeConnection(other)
+        self.assertFalse(hasattr(other, "noDelay"))

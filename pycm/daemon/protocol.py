@@ -11,9 +11,10 @@ L{pycm.daemon.connectionlimit} and L{pycm.daemon.session}.
 from __future__ import annotations
 
 import re
+import socket
 from typing import Any
 
-from twisted.internet.interfaces import IDelayedCall, IHalfCloseableProtocol
+from twisted.internet.interfaces import IDelayedCall, IHalfCloseableProtocol, ITCPTransport
 from twisted.internet.protocol import Factory, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -121,6 +122,7 @@ class PycmServerProtocol(RequestOrdering):
         state = factory.state
         self.clock = state.clock
         self._peer = describePeer(self.transport)
+        _sendAtOnce(self.transport)
         self.startOrdering(factory.logRequests, factory.maxEventBacklog)
         self.session = Session(
             state,
@@ -415,6 +417,21 @@ class PycmServerFactory(Factory):
             assert limit.maximum is not None
             return Refusal(limit.maximum)
         return super().buildProtocol(addr)
+
+
+def _sendAtOnce(transport: Any) -> None:
+    """
+    Set TCP_NODELAY on a TCP connection (TLS included): a reply goes out
+    whole as soon as it is written, and the last bytes of one written a
+    piece at a time (a C{list} of thousands) must not wait for the client's
+    delayed ACK (Nagle).  A UNIX socket or stdio has nothing to set.
+    """
+    if not ITCPTransport.providedBy(transport):
+        return
+    # ISystemHandle's: the socket (under TLS too).
+    handle = getattr(transport, "getHandle", lambda: None)()
+    if getattr(handle, "family", None) in (socket.AF_INET, socket.AF_INET6):
+        transport.setTcpNoDelay(True)
 
 
 def _describeDiscarded(buffer: bytes) -> str:
