@@ -20,10 +20,12 @@ from pycm.backends.process.output import OutputPacer
 from pycm.backends.process.reclaim import (
     MARK_LATER_DELAY,
     MARK_LATER_DUTY,
+    MARK_RETRY_MAX,
     MarkSweep,
 )
 from pycm.backends.process.run import RunProtocol
 from pycm.backends.process.runtime import ProcessRuntime
+from pycm.statedir import UnsafeStateDir
 from tests.test_process import FakeProcessTransport, RecordingObserver, container, ended
 
 RUN_1 = "1" * 32
@@ -42,8 +44,9 @@ def fullJournal(testCase: SynchronousTestCase) -> MarkJournal:
 
 
 def lines(path: str) -> list[str]:
+    """The run ids in the journal at C{path} (each record has a newline before it)."""
     with open(path) as f:
-        return f.read().splitlines()
+        return [line for line in f.read().splitlines() if line]
 
 
 class MarkJournalTests(SynchronousTestCase):
@@ -100,7 +103,7 @@ class MarkJournalTests(SynchronousTestCase):
         with open(victim, "w") as f:
             f.write("victim\n")
         os.symlink(victim, self.path)
-        self.assertRaises(OSError, MarkJournal, self.path)
+        self.assertRaises(UnsafeStateDir, MarkJournal, self.path)
 
     def test_notAFileRefused(self) -> None:
         """A FIFO or a device where the journal goes is refused (an OSError)."""
@@ -218,6 +221,112 @@ class LaterLookTests(SynchronousTestCase):
         self.successResultOf(waiter)
         self.assertEqual(lines(self.path), [RUN_1])
         self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
+
+    def failingOnce(self, runIds: set[str], notBefore: int | None = None) -> dict[str, list[int]]:
+        """A look that fails (too many open files) the first time only."""
+        if not self.looks:
+            self.looks.append(set())
+            raise OSError(24, "Too many open files")
+        return self.look(runIds, notBefore)
+
+    def test_failedLookRetried(self) -> None:
+        """
+        The run ids of a look that failed stay in the journal and are
+        looked for with the next runs that end: a good look for another
+        run does not empty the journal without them.
+        """
+        sweep = MarkSweep(self.clock, self.failingOnce, self.journal)
+        first = sweep.kill(RUN_1, None, "a")
+        self.assertTrue(sweep.settle(RUN_1, True))
+        self.clock.advance(MARK_LATER_DELAY)
+        self.successResultOf(first)
+        self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
+        self.assertEqual(lines(self.path), [RUN_1])
+        sweep.kill(RUN_2, None, "b")
+        self.assertFalse(sweep.settle(RUN_2, False))
+        self.clock.advance(0)
+        self.assertEqual(self.looks[1:], [{RUN_1, RUN_2}])
+        self.assertEqual(lines(self.path), [])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_failedLookBacksOff(self) -> None:
+        """
+        Looks that keep failing are tried again, twice as long after each
+        failure (from L{MARK_LATER_DELAY} up to L{MARK_RETRY_MAX}); the
+        journal keeps the id until one works.
+        """
+        failures = 8
+
+        def failing(runIds: set[str], notBefore: int | None = None) -> dict[str, list[int]]:
+            self.looks.append(set(runIds))
+            if len(self.looks) <= failures:
+                raise OSError(24, "Too many open files")
+            return {}
+
+        sweep = MarkSweep(self.clock, failing, self.journal)
+        sweep.kill(RUN_1, None, "a")
+        self.clock.advance(MARK_LATER_DELAY)
+        waits = []
+        while len(self.looks) <= failures:
+            (call,) = self.clock.getDelayedCalls()
+            waits.append(call.getTime() - self.clock.seconds())
+            self.assertEqual(lines(self.path), [RUN_1])
+            self.clock.advance(waits[-1])
+        expected = [min(MARK_LATER_DELAY * 2**n, MARK_RETRY_MAX) for n in range(failures)]
+        self.assertEqual(waits, expected)
+        self.assertEqual(self.looks, [{RUN_1}] * (failures + 1))
+        self.assertEqual(len(self.flushLoggedErrors(OSError)), failures)
+        self.assertEqual(lines(self.path), [])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_leftKeptUntilLookedFor(self) -> None:
+        """
+        What the previous daemon left is not emptied by a look for this
+        daemon's runs, only once it was looked for (L{MarkSweep.leftLookedFor}).
+        """
+        self.journal.close()
+        with open(self.path, "w") as f:
+            f.write(f"{RUN_1}\n")
+        journal = MarkJournal(self.path)
+        self.addCleanup(journal.close)
+        sweep = MarkSweep(self.clock, self.look, journal)
+        sweep.kill(RUN_2, None, "b")
+        self.clock.advance(MARK_LATER_DELAY)
+        self.assertEqual(self.looks, [{RUN_2}])
+        self.assertEqual(lines(self.path), [RUN_1, RUN_2])
+        sweep.leftLookedFor()
+        self.assertEqual(lines(self.path), [])
+
+    def test_laterDelaySetting(self) -> None:
+        """C{laterDelay} sets how long a later look waits (the mark-sweep-delay option)."""
+        sweep = MarkSweep(self.clock, self.look, self.journal, laterDelay=30)
+        sweep.kill(RUN_1, None, "a")
+        self.assertTrue(sweep.settle(RUN_1, True))
+        self.clock.advance(29.9)
+        self.assertEqual(self.looks, [])
+        self.clock.advance(0.1)
+        self.assertEqual(self.looks, [{RUN_1}])
+
+    def test_closeAfterFailureLeavesJournal(self) -> None:
+        """
+        The daemon's close after a failed look tries once more; if that
+        fails too, no retry is left behind and the id stays for the next
+        daemon.
+        """
+
+        def failing(runIds: set[str], notBefore: int | None = None) -> dict[str, list[int]]:
+            raise OSError(24, "Too many open files")
+
+        sweep = MarkSweep(self.clock, failing, self.journal)
+        sweep.kill(RUN_1, None, "a")
+        self.clock.advance(MARK_LATER_DELAY)
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+        sweep.close()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertEqual(lines(self.path), [RUN_1])
+        self.assertEqual(len(self.flushLoggedErrors(OSError)), 2)
+        sweep.kill(RUN_2, None, "b")
+        self.assertEqual(self.clock.getDelayedCalls(), [])
 
     def test_closeLooksAndEmpties(self) -> None:
         """The daemon's close does the pending look at once and empties the journal."""

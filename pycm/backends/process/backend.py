@@ -19,6 +19,7 @@ from twisted.python.filepath import FilePath
 from pycm.backends.process.cgroupdetect import detect
 from pycm.backends.process.logfiles import DEFAULT_MAX_FILES, DEFAULT_MAX_SIZE, FileLogStore
 from pycm.backends.process.markjournal import JOURNAL_NAME
+from pycm.backends.process.reclaim import MARK_LATER_DELAY
 from pycm.backends.process.runtime import (
     DEFAULT_COMMAND,
     DEFAULT_WORKDIR,
@@ -70,11 +71,11 @@ class ProcessBackend(Supervisor):
             self.logStore = FileLogStore(
                 os.path.join(stateDir, "logs"), maxSize=logMaxSize, maxFiles=logMaxFiles
             )
+            if self.runtime.markSweep.journal is None:
+                self.runtime.useJournal(os.path.join(stateDir, JOURNAL_NAME))
         except BaseException:
             self.store.close()
             raise
-        if self.runtime.markSweep.journal is None:
-            self.runtime.useJournal(os.path.join(stateDir, JOURNAL_NAME))
         super().__init__(
             clock=reactor,
             backendName="process",
@@ -157,7 +158,9 @@ def makeBackend(
     (default C{/}); C{cgroups} (C{auto} or C{off}) and C{cgroup-parent}
     (default C{/pycm}; under systemd, below the daemon's own cgroup);
     C{state-sync} (C{normal} or C{full}, see L{pycm.store});
-    C{default-image} (only C{host} is accepted).
+    C{default-image} (only C{host} is accepted); C{mark-sweep-delay}
+    (seconds, default 1: how long after a run's end the look for its
+    escaped processes comes when the stop need not wait for it).
 
     @raise BadRequest: for a bad option value.
     @raise BackendError: if the state cannot be used (e.g. it is corrupt).
@@ -191,12 +194,23 @@ def makeBackend(
     workdir = option("default-workdir", DEFAULT_WORKDIR)
     if not os.path.isabs(workdir):
         raise BadRequest(f"bad default-workdir {workdir!r}: not an absolute path")
+    delayText = option("mark-sweep-delay", str(MARK_LATER_DELAY))
+    try:
+        markSweepDelay = float(delayText)
+    except ValueError:
+        markSweepDelay = -1.0
+    if not 0 <= markSweepDelay <= 86400:
+        raise BadRequest(f"bad mark-sweep-delay {delayText!r}: expected seconds, from 0 to 86400")
     raiseFileLimit()
     # No cgroup-parent: below the daemon's own cgroup under systemd, else /pycm.
     cgroups = detect(option("cgroup-parent", "") or None, enabled=cgroupMode == "auto")
     log.info("process backend limits: {what}", what=cgroups.describe())
     runtime = ProcessRuntime(
-        reactor, defaultCommand=defaultCommand, cgroups=cgroups, defaultWorkdir=workdir
+        reactor,
+        defaultCommand=defaultCommand,
+        cgroups=cgroups,
+        defaultWorkdir=workdir,
+        markSweepDelay=markSweepDelay,
     )
     return ProcessBackend(
         reactor,

@@ -14,6 +14,10 @@ from twisted.logger import Logger
 
 from pycm.statedir import openNoFollow
 
+#: Writes bytes to a descriptor (C{os.write}; a fake in tests, where a
+#: short write on a full disk cannot be made for real).
+_write = os.write
+
 #: The journal's name in the state directory.
 JOURNAL_NAME = "ended-runs"
 
@@ -29,16 +33,24 @@ class MarkJournal:
     daemon, and a power loss kills every process it could name) before the
     run's exit is told; the file is emptied once the look for them is done.
 
-    @param path: the file (made 0600, never through a symbolic link, only
-        a regular file).
+    Each record is a newline, the id and a newline: what a short write on a
+    full disk leaves (part of a record, no newline after it) is a line of
+    its own, so the next id is still read; only whole lines that are run
+    ids are read.
+
+    @param path: the file (made 0600, never through a link, only a regular
+        file of this user's with one name, as every state file).
+    @raise pycm.statedir.UnsafeStateDir: for a link, a file of another user
+        or with another name, or one that is not a regular file (also an
+        C{OSError}: L{pycm.statedir.NotRegularFile}).
+    @raise OSError: if it cannot be opened otherwise.
     """
 
     log = Logger()
 
     def __init__(self, path: str) -> None:
         self.path = path
-        # A link, a FIFO or a device where it goes: an OSError.
-        self._fd = openNoFollow(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, checkOwner=False)
+        self._fd = openNoFollow(path, os.O_RDWR | os.O_APPEND | os.O_CREAT)
         #: What the previous daemon left, read once at open.
         self.left: list[str] = self._read()
         #: Lines written since the file was last emptied.
@@ -51,22 +63,23 @@ class MarkJournal:
             if not chunk:
                 break
             chunks.append(chunk)
-        ids = []
-        for line in b"".join(chunks).decode("ascii", "replace").splitlines():
-            if _RUN_ID.match(line) and line not in ids:
-                ids.append(line)
-        return ids
+        # The last piece has no newline after it: a record cut short.
+        whole = b"".join(chunks).decode("ascii", "replace").split("\n")[:-1]
+        return list(dict.fromkeys(line for line in whole if _RUN_ID.match(line)))
 
     def add(self, runId: str) -> bool:
         """Write C{runId}; False if it could not be (a full disk...)."""
         if self._fd < 0 or not _RUN_ID.match(runId):
             return False
+        record = f"\n{runId}\n".encode("ascii")
         try:
-            written = os.write(self._fd, f"{runId}\n".encode("ascii"))
+            written = _write(self._fd, record)
         except OSError as e:
             self.log.warn("cannot write {path}: {error}", path=self.path, error=e.strerror)
             return False
-        if written != len(runId) + 1:
+        if written != len(record):
+            # What was written is a line of its own before the next record.
+            self.log.warn("cannot write {path}: short write", path=self.path)
             return False
         self._written += 1
         return True

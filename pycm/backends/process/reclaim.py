@@ -39,6 +39,10 @@ MARK_MAX_DELAY = 1.0
 #: T seconds, not before T/MARK_LATER_DUTY seconds from its start.
 MARK_LATER_DELAY = 1.0
 MARK_LATER_DUTY = 0.1
+#: After a look that failed (e.g. EMFILE), its run ids are looked for
+#: again: MARK_LATER_DELAY later, twice as long after each failure in a
+#: row, at most MARK_RETRY_MAX.
+MARK_RETRY_MAX = 60.0
 
 #: (run ids, earliest start time in ticks or None) -> the pids killed, by run id.
 KillMarked = Callable[[Collection[str], "int | None"], dict[str, list[int]]]
@@ -139,26 +143,39 @@ class MarkSweep:
     A run whose id is in the C{journal} and whose cgroup the kernel says is
     empty (L{settle}) need not wait: its exit is told at once and the look
     comes later (L{MARK_LATER_DELAY}, L{MARK_LATER_DUTY}), for every run
-    that ended meanwhile.  The journal is emptied once nothing written in
-    it is left to look for.
+    that ended meanwhile.  The journal is emptied once every id written in
+    it (and every id the previous daemon left there) had a look that
+    worked; the run ids of a look that failed are looked for again later
+    (L{MARK_RETRY_MAX}), their exits told all the same.
 
     @param look: kills what carries the given markers (L{KillMarked}).
     @param journal: where run ids are written before their exits are told
         ahead of their look; None: every exit waits for its look.
+    @param laterDelay: the least time a look no exit waits for comes after
+        the first run it is for ended (L{MARK_LATER_DELAY}).
     """
 
     log = Logger()
 
     def __init__(
-        self, clock: IReactorTime, look: KillMarked, journal: MarkJournal | None = None
+        self,
+        clock: IReactorTime,
+        look: KillMarked,
+        journal: MarkJournal | None = None,
+        laterDelay: float = MARK_LATER_DELAY,
     ) -> None:
         self._clock = clock
         self._look = look
         self.journal = journal
+        self.laterDelay = laterDelay
         #: run id -> (earliest start time, container name, waiters)
         self._pending: dict[str, tuple[int | None, str, list[Deferred[None]]]] = {}
-        #: The run ids written in the journal and not looked for yet.
+        #: The run ids written in the journal with no look that worked yet.
         self._journaled: set[str] = set()
+        #: Looks that failed in a row.
+        self._failures = 0
+        #: Closed: no look is scheduled any more.
+        self._closed = False
         self._call: IDelayedCall | None = None
         #: When L{_call} is due (reactor seconds).
         self._callAt = 0.0
@@ -215,12 +232,14 @@ class MarkSweep:
             self.journal.clear()
 
     def _schedule(self, urgent: bool) -> None:
+        if self._closed:
+            return
         clock = self._clock
         now = clock.seconds()
         if urgent:
             delay = min(max(self._notUntil - now, 0.0), MARK_MAX_DELAY)
         else:
-            delay = max(self._notUntilLater - now, MARK_LATER_DELAY)
+            delay = max(self._notUntilLater - now, self.laterDelay)
         if self._call is not None:
             if self._callAt <= now + delay:
                 return
@@ -250,11 +269,21 @@ class MarkSweep:
         took = max(ended - began, 0.0)
         self._notUntil = ended + took * (1 / MARK_DUTY - 1)
         self._notUntilLater = ended + took * (1 / MARK_LATER_DUTY - 1)
-        self._journaled.difference_update(pending)
-        if self.journal is not None and not self._journaled and looked:
-            # After a look that failed, its run ids stay for the next
-            # daemon's sweep (until a look that works empties the file).
-            self.journal.clear()
+        if looked:
+            self._failures = 0
+            self._journaled.difference_update(pending)
+            journal = self.journal
+            if journal is not None and not self._journaled and not journal.left:
+                journal.clear()
+        else:
+            # Its run ids stay in the journal and are looked for again
+            # (with every run that ends meanwhile), later each time.
+            first = max(self.laterDelay, MARK_LATER_DELAY)
+            retry = min(first * 2 ** min(self._failures, 16), MARK_RETRY_MAX)
+            self._failures += 1
+            self._notUntilLater = max(self._notUntilLater, ended + retry)
+            for runId, (start, name, _) in pending.items():
+                self._pending.setdefault(runId, (start, name, []))
         for runId, pids in killed.items():
             self.log.info(
                 "{name}: killed {pids}, which outlived the container"
@@ -262,9 +291,22 @@ class MarkSweep:
                 name=pending[runId][1],
                 pids=pids,
             )
+        if not looked:
+            self._schedule(urgent=False)
         for _, _, waiters in pending.values():
             for waiter in waiters:
                 waiter.callback(None)
+
+    def close(self) -> None:
+        """
+        The daemon's close: the pending look now, and none after (the run
+        ids of one that failed stay in the journal for the next daemon).
+        """
+        self.sweep()
+        self._closed = True
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
 
 
 class GroupRemover(Protocol):

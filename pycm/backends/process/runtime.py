@@ -28,6 +28,7 @@ from pycm.backends.process.health import (
 from pycm.backends.process.markjournal import MarkJournal
 from pycm.backends.process.output import OutputPacer
 from pycm.backends.process.reclaim import (
+    MARK_LATER_DELAY,
     CgroupReleaser,
     MarkSweep,
     killMarked,
@@ -56,6 +57,7 @@ from pycm.interfaces import (
     IRuntimeSweep,
 )
 from pycm.model import Container
+from pycm.statedir import UnsafeStateDir
 from pycm.stats import Usage
 
 #: The process backend's only image.
@@ -112,6 +114,8 @@ class ProcessRuntime:
     @param setpriv: the C{setpriv} executable that switches a run to its
         C{--user} (default: found on this machine when first needed, see
         L{findSetpriv}); None: there is none.
+    @param markSweepDelay: how long after a run's end the look for its
+        marker comes, when its exit need not wait for it (see L{MarkSweep}).
     """
 
     images = frozenset({HOST_IMAGE})
@@ -129,6 +133,7 @@ class ProcessRuntime:
         launcher: tuple[str, str] | None | object = _FIND,
         native: bool = True,
         setpriv: str | None | object = _FIND,
+        markSweepDelay: float = MARK_LATER_DELAY,
     ) -> None:
         if not defaultCommand:
             raise BadRequest("the default command must not be empty")
@@ -148,7 +153,7 @@ class ProcessRuntime:
         #: Removes the runs' cgroups once they are empty.
         self.cgroupReleaser = CgroupReleaser(reactor, cgroups)
         #: Kills what still carries the marker of runs that ended.
-        self.markSweep = MarkSweep(reactor, self.killMarked)
+        self.markSweep = MarkSweep(reactor, self.killMarked, laterDelay=markSweepDelay)
         #: The main processes of this daemon's runs, not reaped yet: the
         #: marker sweep does not read them (see L{killMarked}).
         self.livePids: set[int] = set()
@@ -403,9 +408,14 @@ class ProcessRuntime:
         Write the ids of runs whose exits are told before the look for
         their markers in C{path} (a L{MarkJournal}), read at the next
         start; without one (it cannot be opened), every exit waits for it.
+
+        @raise UnsafeStateDir: if C{path} is not what pycm makes (a link, a
+            FIFO, another user's file): refused, as every state file.
         """
         try:
             self.markSweep.journal = MarkJournal(path)
+        except UnsafeStateDir:
+            raise
         except OSError as e:
             self.log.warn(
                 "cannot open {path} ({error}): every stop waits for the look at /proc"
@@ -417,7 +427,7 @@ class ProcessRuntime:
     def close(self) -> None:
         """Release what the runtime holds (not the runs; their health checks)."""
         self.prober.close()
-        self.markSweep.sweep()
+        self.markSweep.close()
         if self.markSweep.journal is not None:
             self.markSweep.journal.close()
         self.cgroupReleaser.close()
