@@ -11,8 +11,10 @@ import os
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from pycm.backends.process import markjournal
+from pycm.backends.process import markjournal, reclaim
+from pycm.backends.process import runtime as runtimeModule
 from pycm.backends.process.backend import ProcessBackend, makeBackend
+from pycm.backends.process.cgroups import NO_CGROUPS
 from pycm.backends.process.markjournal import JOURNAL_NAME, MarkJournal
 from pycm.backends.process.reclaim import MARK_LATER_DELAY
 from pycm.backends.process.runtime import ProcessRuntime
@@ -84,8 +86,7 @@ class JournalFileTests(SynchronousTestCase):
     def test_fifoRefusesBackend(self) -> None:
         """
         A FIFO where the journal goes stops the backend from opening (it
-        is named, with the fix), as for every state file; nothing is left
-        open.
+        is named, with the fix), as for every state file.
         """
         os.mkfifo(self.path)
         runtime = ProcessRuntime(Clock(), launcher=None, native=False)
@@ -101,6 +102,42 @@ class JournalFileTests(SynchronousTestCase):
         runtime = ProcessRuntime(Clock(), launcher=None, native=False)
         runtime.useJournal(os.path.join(self.dir, "missing", JOURNAL_NAME))
         self.assertIsNone(runtime.markSweep.journal)
+
+
+class StartLookTests(SynchronousTestCase):
+    """L{ProcessRuntime.sweep}, the next daemon's look for the journal's ids."""
+
+    def test_failedStartLookRetried(self) -> None:
+        """
+        When the look at start fails, the journal's ids stay in it and are
+        looked for again later, then the journal is emptied.
+        """
+        os.mkdir(self.mktemp())
+        path = os.path.join(os.path.dirname(self.mktemp()), JOURNAL_NAME)
+        with open(path, "w") as f:
+            f.write(f"{RUN_1}\n")
+
+        def failing(runIds: set[str], notBefore: int | None, proc: str) -> dict:
+            raise OSError(24, "Too many open files")
+
+        looked: list[set[str]] = []
+
+        def later(runIds: set[str], notBefore: int | None, proc: str, skip: object) -> dict:
+            looked.append(set(runIds))
+            return {}
+
+        self.patch(reclaim, "killMarked", failing)
+        self.patch(runtimeModule, "killMarked", later)
+        clock = Clock()
+        runtime = ProcessRuntime(clock, launcher=None, native=False, cgroups=NO_CGROUPS)
+        runtime.useJournal(path)
+        self.addCleanup(runtime.close)
+        self.assertRaises(OSError, runtime.sweep, {})
+        with open(path) as f:
+            self.assertEqual(f.read().split(), [RUN_1])
+        clock.advance(MARK_LATER_DELAY)
+        self.assertEqual(looked, [{RUN_1}])
+        self.assertEqual(os.path.getsize(path), 0)
 
 
 class DelayOptionTests(SynchronousTestCase):

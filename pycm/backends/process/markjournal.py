@@ -51,10 +51,11 @@ class MarkJournal:
     def __init__(self, path: str) -> None:
         self.path = path
         self._fd = openNoFollow(path, os.O_RDWR | os.O_APPEND | os.O_CREAT)
+        #: Whether the file may hold anything (read at open, any write
+        #: since it was last emptied, even one that failed).
+        self._held = False
         #: What the previous daemon left, read once at open.
         self.left: list[str] = self._read()
-        #: Lines written since the file was last emptied.
-        self._written = 0
 
     def _read(self) -> list[str]:
         chunks = []
@@ -63,6 +64,7 @@ class MarkJournal:
             if not chunk:
                 break
             chunks.append(chunk)
+            self._held = True
         # The last piece has no newline after it: a record cut short.
         whole = b"".join(chunks).decode("ascii", "replace").split("\n")[:-1]
         return list(dict.fromkeys(line for line in whole if _RUN_ID.match(line)))
@@ -72,6 +74,7 @@ class MarkJournal:
         if self._fd < 0 or not _RUN_ID.match(runId):
             return False
         record = f"\n{runId}\n".encode("ascii")
+        self._held = True
         try:
             written = _write(self._fd, record)
         except OSError as e:
@@ -81,7 +84,6 @@ class MarkJournal:
             # What was written is a line of its own before the next record.
             self.log.warn("cannot write {path}: short write", path=self.path)
             return False
-        self._written += 1
         return True
 
     def clear(self) -> None:
@@ -89,7 +91,7 @@ class MarkJournal:
         Every id written is looked for already: empty the file (truncated
         at once: a kill -9 leaves it either whole or empty).
         """
-        if self._fd < 0 or (not self._written and not self.left):
+        if self._fd < 0 or not self._held:
             return
         try:
             os.ftruncate(self._fd, 0)
@@ -97,7 +99,7 @@ class MarkJournal:
             self.log.warn("cannot empty {path}: {error}", path=self.path, error=e.strerror)
             return
         self.left = []
-        self._written = 0
+        self._held = False
 
     def close(self) -> None:
         """Close the file (what it names stays for the next daemon)."""

@@ -231,6 +231,18 @@ class MarkSweep:
         else:
             self.journal.clear()
 
+    def lookAgain(self, runIds: Collection[str]) -> None:
+        """
+        The look for C{runIds}, in the journal already (what the previous
+        daemon left), failed: look for them later, as after a look of ours
+        that failed.
+        """
+        for runId in runIds:
+            self._pending.setdefault(runId, (None, runId, []))
+            self._journaled.add(runId)
+        if self._pending:
+            self._schedule(urgent=False)
+
     def _schedule(self, urgent: bool) -> None:
         if self._closed:
             return

@@ -453,16 +453,23 @@ class ProcessRuntime:
         L{pycm.backends.process.reclaim.sweepLeftovers}.
         """
         journal = self.markSweep.journal
-        found = sweepLeftovers(
-            runs,
-            strays,
-            proc=self.proc,
-            stateMarker=self.stateMarker,
-            cgroups=self.cgroups,
-            releaser=self.cgroupReleaser,
-            groupName=self.groupName,
-            ended=journal.left if journal is not None else (),
-        )
+        ended = journal.left if journal is not None else []
+        try:
+            found = sweepLeftovers(
+                runs,
+                strays,
+                proc=self.proc,
+                stateMarker=self.stateMarker,
+                cgroups=self.cgroups,
+                releaser=self.cgroupReleaser,
+                groupName=self.groupName,
+                ended=ended,
+            )
+        except Exception:
+            # The journal's ids are looked for again later, kept till then.
+            self.markSweep.lookAgain(ended)
+            self.markSweep.leftLookedFor()
+            raise
         self.markSweep.leftLookedFor()
         return succeed(found)
 
