@@ -230,6 +230,60 @@ class GroupedSupervisorTests(SynchronousTestCase):
         self.assertEqual(self.store.records["web"]["state"], State.DEAD)
         self.assertEqual([e.action for e in self.events], ["create", "die"])
 
+    def failureOrder(self, d: Any) -> list[Any]:
+        """What C{d}'s failure saw on disk, among the events announced."""
+        seen: list[Any] = self.events
+        del seen[:]
+        d.addErrback(lambda f: seen.append(("error", self.store.records["web"]["state"])))
+        return seen
+
+    def test_createAndStartFailsOnceDurable(self) -> None:
+        """
+        A C{createAndStart} whose run cannot start fails only once the
+        C{dead} record is written, after C{create} and C{die} are announced
+        (as C{create} then C{start}: replies in the order things happened).
+        """
+        backend = self.grouped()
+        self.clock.advance(0)
+        d = backend.createAndStart(ContainerSpec("web", command=("unstartable",)))
+        seen = self.failureOrder(d)
+        self.assertNoResult(d)
+        self.clock.advance(0)
+        self.assertEqual([getattr(e, "action", e) for e in seen],
+                         ["create", "die", ("error", State.DEAD)])
+
+    def test_startFailsOnceDurable(self) -> None:
+        """
+        A C{start} whose run cannot start fails only once the C{dead}
+        record is written and C{die} is announced.
+        """
+        backend = self.grouped()
+        self.successResultOf(self.whenCreated(backend, ("unstartable",)))
+        d = backend.start("web")
+        seen = self.failureOrder(d)
+        self.clock.advance(0)  # the run id, then the dead record
+        self.assertEqual([getattr(e, "action", e) for e in seen],
+                         ["die", ("error", State.DEAD)])
+
+    def test_restartFailsOnceDurable(self) -> None:
+        """
+        A C{restart} whose new run cannot start fails only once the C{dead}
+        record is written and C{die} is announced.
+        """
+        backend = self.grouped()
+        self.successResultOf(self.whenCreated(backend, ("unstartable",)))
+        d = backend.restart("web", None)
+        seen = self.failureOrder(d)
+        self.clock.advance(0)
+        self.assertEqual([getattr(e, "action", e) for e in seen],
+                         ["die", ("error", State.DEAD)])
+
+    def whenCreated(self, backend: Supervisor, command: tuple[str, ...]) -> Any:
+        """C{web} created with C{command}, once durable."""
+        d = backend.create(ContainerSpec("web", command=command))
+        self.clock.advance(0)
+        return d
+
     def test_createAndStartFullDisk(self) -> None:
         """
         A C{createAndStart} whose record cannot be written spawns nothing,

@@ -266,7 +266,7 @@ class Supervisor:
             self._emit(Action.CREATE, record)
             if observer is not None:
                 d = record.lock.run(self._startCreated, record, observer)
-                return d.addCallback(self._durable, record)
+                return d.addBoth(self._durable, record)
             return self._durable(record.toContainer(), record)
 
         def settled(result: Any) -> Any:
@@ -277,7 +277,7 @@ class Supervisor:
         return self._book.saveNow(record).addBoth(settled).addCallback(saved)
 
     def _durable(self, result: Any, record: Record) -> Deferred[Any]:
-        """C{result} (an operation's), once every change so far is durable."""
+        """C{result} (an operation's, or its failure), once all so far is durable."""
         return self._book.whenDurable(result, record)
 
     def start(self, name: str) -> Deferred[Container]:
@@ -287,7 +287,7 @@ class Supervisor:
             record = self._book.lookup(name)
         except PycmError as e:
             return fail(e)
-        return record.lock.run(self._startLocked, record).addCallback(self._durable, record)
+        return record.lock.run(self._startLocked, record).addBoth(self._durable, record)
 
     def _startCreated(self, record: Record, observer: RunObserver) -> Deferred[Container]:
         """The first run of a container C{createAndStart} just saved."""
@@ -313,7 +313,7 @@ class Supervisor:
         except NotFound as e:
             return fail(e)
         d = record.lock.run(self._stopLocked, record, timeout)
-        return d.addCallback(self._durable, record)
+        return d.addBoth(self._durable, record)
 
     def _stopLocked(self, record: Record, timeout: float | None) -> Deferred[Container]:
         self._book.checkCurrent(record)
@@ -335,7 +335,7 @@ class Supervisor:
             return fail(e)
 
         d = record.lock.run(self._restartLocked, record, timeout, False)
-        return d.addCallback(self._durable, record)
+        return d.addBoth(self._durable, record)
 
     def _restartLocked(
         self, record: Record, timeout: float | None, counted: bool
