@@ -208,6 +208,44 @@ class IScalable(Interface):
         """
 
 
+class ICreateAndStart(Interface):
+    """
+    Optional for an L{IContainerBackend}: one that does C{run} (C{create}
+    then C{start}) as one operation, in fewer durable writes.  The daemon
+    uses it for C{run} when the backend provides it, else C{create} then
+    C{start}.
+    """
+
+    def createAndStart(spec):
+        """
+        C{create(spec)}, then C{start} of the new container, as the two
+        would: the same events (C{create}, then C{start}, or C{die} if the
+        run cannot start), the same errors.
+
+        @return: Deferred firing with the running L{pycm.model.Container};
+            a run that cannot start leaves the container (C{dead}) and
+            errbacks as C{start} would, once that is durable.
+        """
+
+
+class IJournaledEvents(Interface):
+    """
+    Optional for an L{IContainerBackend}: one whose durable writes are
+    group commits (L{pycm.groupcommit.GroupCommit}) that an observer of its
+    events can join, storing each event in the commit of the change it
+    tells of (the daemon's event log).
+    """
+
+    commits = Attribute("The L{pycm.groupcommit.GroupCommit} of the backend's writes.")
+
+    def addJournalObserver(observer):
+        """
+        Call C{observer(event)} with each L{pycm.model.ContainerEvent} as it
+        is emitted, before the change it tells of is durable: the observer
+        queues it in L{commits} itself and publishes it only after.
+        """
+
+
 class IRunObserver(Interface):
     """
     What a supervisor gives a runtime to hear about one run.

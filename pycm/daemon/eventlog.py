@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 from collections import deque
 from collections.abc import Callable
-from typing import Any
 
 import attrs
 from twisted.internet.interfaces import IReactorTime
@@ -17,7 +16,7 @@ from zope.interface import implementer
 
 from pycm.daemon.fanout import EventFanOut
 from pycm.groupcommit import GroupCommit
-from pycm.interfaces import IEventStore
+from pycm.interfaces import IContainerBackend, IEventStore, IJournaledEvents
 from pycm.model import ContainerEvent, ProgressEvent
 from pycm.retrying import RETRY_INTERVAL as RETRY_INTERVAL
 from pycm.retrying import Retry
@@ -233,20 +232,16 @@ class EventLog:
         if self.commits is not None:
             self.commits.addJournal(self._storeGroup)
 
-    def attach(self, backend: Any) -> None:
+    def attach(self, backend: IContainerBackend) -> None:
         """
         Hear C{backend}'s events: as each is emitted when the backend shares
-        L{commits} (C{addJournalObserver}: the event is then stored in the
+        L{commits} (an L{IJournaledEvents}: the event is then stored in the
         same group commit as the change it tells of, and published after
         it), else once the change is durable (C{addObserver}).
         """
-        addJournal = getattr(backend, "addJournalObserver", None)
-        if (
-            addJournal is not None
-            and self.commits is not None
-            and getattr(backend, "commits", None) is self.commits
-        ):
-            addJournal(self.record)
+        journaled = IJournaledEvents(backend, None)
+        if self.commits is not None and journaled is not None and journaled.commits is self.commits:
+            journaled.addJournalObserver(self.record)
         else:
             backend.addObserver(self.record)
 

@@ -46,16 +46,15 @@ from pycm.capabilities import HEALTH_OPTIONS, Capabilities
 from pycm.errors import BadRequest, Conflict, NotFound, PycmError, Unavailable
 from pycm.groupcommit import GroupCommit
 from pycm.health import OnFailure
-from pycm.interfaces import IContainerBackend, ILogStore, IRecordStore, IRuntime
-from pycm.model import (
-    Action,
-    Container,
-    ContainerSpec,
-    LogFollow,
-    LogLine,
-    State,
-    WaitCondition,
+from pycm.interfaces import (
+    IContainerBackend,
+    ICreateAndStart,
+    IJournaledEvents,
+    ILogStore,
+    IRecordStore,
+    IRuntime,
 )
+from pycm.model import Action, Container, ContainerSpec, LogFollow, LogLine, State, WaitCondition
 from pycm.stats import ContainerStats, CpuSampler
 
 
@@ -64,7 +63,7 @@ def defaultIdFactory() -> str:
     return uuid.uuid4().hex
 
 
-@implementer(IContainerBackend)
+@implementer(IContainerBackend, ICreateAndStart, IJournaledEvents)
 class Supervisor:
     """
     A backend that supervises runs itself: see the module docstring.

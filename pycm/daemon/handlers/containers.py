@@ -16,7 +16,7 @@ from pycm.daemon.requestline import parseSeconds
 from pycm.daemon.runoptions import checkSupported, specFromRequest
 from pycm.daemon.session import Session
 from pycm.errors import BadRequest
-from pycm.interfaces import IScalable
+from pycm.interfaces import ICreateAndStart, IScalable
 from pycm.model import Container, parseSignal, validateName
 
 
@@ -31,9 +31,9 @@ def run(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> An
     backend = session.state.backend
     spec = specFromRequest(options, args)
     checkSupported(backend, spec)
-    createAndStart = getattr(backend, "createAndStart", None)
-    if createAndStart is not None:
-        return createAndStart(spec).addCallback(Container.summary)
+    oneOperation = ICreateAndStart(backend, None)
+    if oneOperation is not None:
+        return oneOperation.createAndStart(spec).addCallback(Container.summary)
     created = backend.create(spec)
     created.addCallback(lambda container: backend.start(container.name))
     return created.addCallback(Container.summary)
