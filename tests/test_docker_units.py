@@ -526,6 +526,18 @@ class ReconcileTests(SynchronousTestCase):
         self.assertEqual(backend._view.known["c"], ("id-c", State.RUNNING))
 
 
+class CancelledStream(Stream):
+    """A stream whose C{cancel} ends it (as closing its connection does)."""
+
+    def cancel(self) -> None:
+        if not self.ended.called:
+            self.ended.callback(None)
+
+
+#: The engine's C{SystemTime} (GET /info): its clock is 2.5 s behind the daemon's.
+ENGINE_TIME = "1970-01-01T00:01:37.500000000Z"
+
+
 class ReconcileRaceTests(SynchronousTestCase):
     """
     Reconciling after the stream reconnects races no event: the engine's
@@ -550,7 +562,7 @@ class ReconcileRaceTests(SynchronousTestCase):
             def stream(self, method: str, path: str, params: Any, onData: Any, **kw: Any) -> Any:
                 ended: Deferred[None] = Deferred()
                 test.streams.append((params, onData, ended))
-                return succeed(Stream(ended))
+                return succeed(CancelledStream(ended))
 
         self.engine = Engine()
         self.backend = DockerBackend(Clock(), self.engine)
@@ -580,16 +592,19 @@ class ReconcileRaceTests(SynchronousTestCase):
         A container created after the list was asked for is not told
         destroyed; one whose start the stream has not delivered yet is
         told started once, by the catch-up with the engine's history up
-        to the list's answer, and not again by the stream.
+        to the list's answer (the engine's time after it, from GET /info,
+        not the daemon's clock), and not again by the stream.
         """
         backend = self.backend
         backend._view.known = {"b": ("id-b", State.CREATED)}
         done = backend._reconciler.connected(True, backend._events)
         backend._events._received(self.raw("create", "c", 95 * 10**9))
         self.pending.pop("/containers/json").callback((200, [self.summary("b", "running")]))
+        self.assertEqual(self.streams, [])
+        self.pending.pop("/info").callback((200, {"SystemTime": ENGINE_TIME}))
         self.assertNoResult(done)
         [(params, onData, ended)] = self.streams
-        self.assertEqual((params["since"], params["until"]), ("90.000000000", "100.000000000"))
+        self.assertEqual((params["since"], params["until"]), ("90.000000000", "97.500000000"))
         start = self.raw("start", "b", 96 * 10**9)
         onData(json.dumps(start).encode() + b"\n")
         ended.callback(None)
@@ -607,9 +622,51 @@ class ReconcileRaceTests(SynchronousTestCase):
         backend._view.known = {"a": ("id-a", State.RUNNING)}
         done = backend._reconciler.connected(True, backend._events)
         self.pending.pop("/containers/json").callback((200, []))
+        self.pending.pop("/info").callback((200, {"SystemTime": ENGINE_TIME}))
         self.streams[0][2].callback(None)
         self.successResultOf(done)
         self.assertEqual([(e.name, e.action) for e in self.seen], [("a", "die"), ("a", "destroy")])
+
+    def test_catchUpTimesOut(self) -> None:
+        """
+        A catch-up the engine does not end (an C{until} its clock has not
+        reached) is cut after C{catchUpTimeout}: the comparison goes on
+        with what the stream delivered.
+        """
+        backend = self.backend
+        backend._view.known = {"a": ("id-a", State.RUNNING)}
+        done = backend._reconciler.connected(True, backend._events)
+        self.pending.pop("/containers/json").callback((200, []))
+        self.pending.pop("/info").callback((200, {"SystemTime": ENGINE_TIME}))
+        backend.reactor.advance(EngineEvents.catchUpTimeout - 0.001)
+        self.assertNoResult(done)
+        backend.reactor.advance(0.001)
+        self.successResultOf(done)
+        self.assertTrue(self.streams[0][2].called)  # cancelled
+        self.assertEqual([(e.name, e.action) for e in self.seen], [("a", "die"), ("a", "destroy")])
+        self.assertEqual(backend.reactor.getDelayedCalls(), [])
+
+    def test_noEngineTime(self) -> None:
+        """
+        Without the engine's time (GET /info failed, or has no
+        C{SystemTime}) nothing is caught up: the comparison goes on with
+        what the stream delivered.
+        """
+        for answer in [Unavailable("engine gone"), (200, {})]:
+            self.seen.clear()
+            backend = self.backend
+            backend._view.known = {"a": ("id-a", State.RUNNING)}
+            done = backend._reconciler.connected(True, backend._events)
+            self.pending.pop("/containers/json").callback((200, []))
+            info = self.pending.pop("/info")
+            if isinstance(answer, Exception):
+                info.errback(answer)
+            else:
+                info.callback(answer)
+            self.successResultOf(done)
+            self.assertEqual(self.streams, [])
+            self.assertEqual([(e.name, e.action) for e in self.seen],
+                             [("a", "die"), ("a", "destroy")])
 
     def test_nothingToldOnPodman(self) -> None:
         """

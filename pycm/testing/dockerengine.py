@@ -35,6 +35,7 @@ from pycm.testing.dockerstate import (
     frame,
     hasLabel,
     imageReference,
+    nanoTime,
     parseFilters,
     pullProgress,
     sinceNanos,
@@ -177,7 +178,7 @@ class FakeDockerEngine(AnswersLater):
             return self._create, ()
         if parts == ["info"] and method == "GET":
             return (lambda params, body: (200, {"CgroupDriver": "cgroupfs", "Containers": len(
-                self.containers)})), ()
+                self.containers), "SystemTime": nanoTime(int(self.clock.seconds() * 10**9))})), ()
         if parts[0] == "exec" and len(parts) == 3:
             execs = {("POST", "start"): self.health.start, ("GET", "json"): self.health.inspect}
             if (method, parts[2]) in execs:

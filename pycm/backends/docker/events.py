@@ -49,6 +49,9 @@ class EngineEvents:
     replayWindow = 2.0
     #: How many recent event keys are kept to drop the replayed ones.
     maxKeys = 20000
+    #: Seconds a catch-up (L{catchUp}) may take: an C{until} the engine's
+    #: clock has not reached keeps the request open until it does.
+    catchUpTimeout = 5.0
 
     def __init__(
         self,
@@ -155,30 +158,60 @@ class EngineEvents:
 
         d.addCallbacks(opened, failed)
 
-    def catchUp(self, until: float) -> defer.Deferred[None]:
+    def catchUp(self, until: float) -> defer.Deferred[bool]:
         """
         Deliver now the events the engine has from the stream's C{since}
         to C{until} (seconds, the engine's clock) that the stream has not
         delivered yet (it drops those it did, as ever), with a request of
-        their own that ends at C{until}: fires once the engine sent them
-        all (or failed: the stream delivers them in its time).  Only an
-        engine that answers a past C{until} with its history does (dockerd;
-        Podman 4.3 stops reading its event file at once).
+        their own that ends at C{until}.  Only an engine that answers a
+        past C{until} with its history does (dockerd; Podman 4.3 stops
+        reading its event file at once).
+
+        @return: fires with True once the engine sent them all, or with
+            False if the request failed or did not end within
+            L{catchUpTimeout} seconds (it is then cut; the stream delivers
+            those events in its time).
         """
         if self._streamSince is None or not self._running:
-            return defer.succeed(None)
+            return defer.succeed(True)
         parser = JSONLines(self._received)
         params = {"filters": self._filters, "since": self._streamSince, "until": f"{until:.9f}"}
-        d = self._engine.stream("GET", "/events", params, parser.feed)
+        outcome: defer.Deferred[bool] = defer.Deferred()
+        opened: list[Stream] = []
+
+        def settle(caughtUp: bool) -> None:
+            if not outcome.called:
+                if timer.active():
+                    timer.cancel()
+                outcome.callback(caughtUp)
 
         def read(stream: Stream) -> Any:
+            opened.append(stream)
             return stream.ended.addBoth(lambda _: parser.flush())
 
-        def failed(failure: Any) -> None:
-            why = failure.getErrorMessage()
-            self.log.info("catching up with the engine's events failed: {why}", why=why)
+        def failed(failure: Any) -> bool:
+            if not outcome.called:
+                why = failure.getErrorMessage()
+                self.log.info("catching up with the engine's events failed: {why}", why=why)
+            return False
 
-        return d.addCallback(read).addErrback(failed)
+        def timedOut() -> None:
+            self.log.warn(
+                "catching up with the engine's events did not end in {timeout} s"
+                " (until {until:.3f}); reconciling with what the stream delivered",
+                timeout=self.catchUpTimeout,
+                until=until,
+            )
+            settle(False)
+            if opened:
+                opened[0].cancel()
+            else:
+                d.cancel()
+
+        timer = self._reactor.callLater(self.catchUpTimeout, timedOut)
+        d = self._engine.stream("GET", "/events", params, parser.feed)
+        d.addCallback(read).addCallbacks(lambda _: True, failed).addCallback(settle)
+        return outcome
 
     def _ended(self, parser: JSONLines) -> None:
         parser.flush()

@@ -11,6 +11,7 @@ from typing import Any
 
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
+from twisted.logger import Logger
 
 from pycm.backends.docker.containers import EngineView
 from pycm.backends.docker.engine import EngineError
@@ -20,6 +21,7 @@ from pycm.backends.docker.journal import EventJournal
 from pycm.backends.docker.translate import LIST_FILTERS, RESTART_POLICY_LABEL
 from pycm.errors import PycmError
 from pycm.model import Action, ContainerEvent, State
+from pycm.timestamps import parseTime
 
 
 class Reconciler:
@@ -30,6 +32,8 @@ class Reconciler:
     daemon has not seen yet (after a daemon restart), so their policy
     restarts are told as such.
     """
+
+    log = Logger()
 
     def __init__(
         self,
@@ -109,7 +113,7 @@ class Reconciler:
 
         if reconnect and not self.engine.isPodman:
             if events is not None:
-                yield events.catchUp(self.clock.seconds())
+                yield self._catchUp(events)
             yield self._tellLost(known, current, untouched)
         for name in set(known) | set(current):
             if not untouched(name):
@@ -129,6 +133,31 @@ class Reconciler:
             for data in found:
                 if data is not None:
                     view.container(data)
+
+    @defer.inlineCallbacks
+    def _catchUp(self, events: EngineEvents) -> Any:
+        """
+        C{events} catches up with the engine's history up to the engine's
+        time after the list's answer: C{SystemTime} of C{GET /info} asked
+        then, in the engine's own clock (the daemon's may be behind or
+        ahead of a remote engine's; an HTTP C{Date} is truncated to the
+        second, before the answer; the last event may be long before it).
+        Without it (or on L{EngineEvents.catchUpTimeout}) this compares
+        with what the stream delivered, as before catching up existed.
+        """
+        try:
+            _, info = yield self.engine.request("GET", "/info")
+            until = parseTime(info["SystemTime"])
+            if until is None:
+                raise ValueError("SystemTime is null")
+        except (PycmError, EngineError, defer.CancelledError) as e:
+            self.log.info("no engine time to catch up with its events: {why}", why=str(e))
+            return
+        except (KeyError, TypeError, ValueError):
+            self.log.info("no engine time to catch up with its events (no SystemTime)")
+            return
+        # To the microsecond below: the list was answered well before.
+        yield events.catchUp(until)
 
     @defer.inlineCallbacks
     def _tellLost(
