@@ -22,7 +22,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from pycm.backends.docker.backend import DockerBackend
 from pycm.backends.docker.engine import EngineAddress, EngineClient, EngineError
 from pycm.backends.docker.events import EngineEvents
-from pycm.backends.docker.lookup import INSPECT_TRIES
+from pycm.backends.docker.lookup import INSPECT_RETRY_DELAY, INSPECT_TRIES
 from pycm.backends.docker.translate import (
     IMAGE_LABEL,
     MANAGED_LABEL,
@@ -384,14 +384,24 @@ class PodmanBackendTests(SynchronousTestCase):
         """
         Podman fails an inspect that races the exit of the container's
         process (500, reading its gone /proc/PID/cgroup): it is asked
-        again; a failure that lasts is the engine's error.
+        again, L{INSPECT_RETRY_DELAY} later each time; a failure that
+        lasts is the engine's error.
         """
         race = EngineError(500, "read /proc/15981/cgroup: no such process")
         self.engine.answer("GET", "/json", [race, race, podmanInspect("exited")])
-        self.assertEqual(self.successResultOf(self.backend.inspect("web")).state, State.EXITED)
+        d = self.backend.inspect("web")
+        self.assertEqual(len(self.engine.calls), 1)
+        self.clock.advance(INSPECT_RETRY_DELAY - 0.001)
+        self.assertEqual(len(self.engine.calls), 1)  # not asked again at once
+        self.clock.advance(0.001)
+        self.assertEqual(len(self.engine.calls), 2)
+        self.clock.advance(INSPECT_RETRY_DELAY)
+        self.assertEqual(self.successResultOf(d).state, State.EXITED)
         self.assertEqual(len(self.engine.calls), 3)
         self.engine.answers = [("GET", "/json", race)]
-        error = self.failureResultOf(self.backend.inspect("web"), BackendError).value
+        d = self.backend.inspect("web")
+        self.clock.pump([INSPECT_RETRY_DELAY] * INSPECT_TRIES)
+        error = self.failureResultOf(d, BackendError).value
         self.assertIn("no such process", str(error))
         self.assertEqual(len(self.engine.calls), 3 + INSPECT_TRIES)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -410,6 +411,38 @@ class JournalObserverTests(SynchronousTestCase):
         self.clock.advance(0)
         self.assertEqual([e.action for e in self.store.since(2)], ["kill", "die"])
         self.assertEqual(self.group.flushes - flushes, 2)  # the kill, then the exit
+
+    def test_slowSpawnThreeCommits(self) -> None:
+        """
+        A C{createAndStart} whose spawn completes in a later turn (the
+        setsid wrapper, the exec helper) is three group commits: the new
+        record, C{create} at the end of the spawning turn, then the running
+        record with C{start} (docs/supervisor.md).
+        """
+        log = EventLog(self.store, clock=self.clock, commits=self.group)
+        log.attach(self.backend)
+        spawning: list[Deferred[Any]] = []
+        spawn = self.runtime.spawn
+
+        def slowSpawn(*args: Any, **kw: Any) -> Deferred[Any]:
+            d: Deferred[Any] = Deferred()
+            spawning.append(d)
+            return d.addCallback(lambda _: spawn(*args, **kw))
+
+        self.patch(self.runtime, "spawn", slowSpawn)
+        self.clock.advance(0)
+        flushes = self.group.flushes
+        d = self.backend.createAndStart(ContainerSpec("web", command=("sleep", "9")))
+        self.clock.advance(0)
+        self.assertEqual(self.group.flushes - flushes, 2)
+        self.assertEqual([e.action for e in self.store.since(0)], ["create"])
+        self.assertEqual(self.records.records["web"]["state"], State.CREATED)
+        self.assertNoResult(d)
+        spawning[0].callback(None)
+        self.clock.advance(0)
+        self.assertEqual(self.successResultOf(d).state, State.RUNNING)
+        self.assertEqual(self.group.flushes - flushes, 3)
+        self.assertEqual([e.action for e in self.store.since(0)], ["create", "start"])
 
     def test_publishedOnlyOnceDurable(self) -> None:
         """

@@ -178,7 +178,7 @@ class DockerBackend:
         self._view = EngineView(signals)
         self._journal = EventJournal(reactor, lambda: self._events.connected, self.eventGrace)
         self._teller = EventTeller(engine, self._view, self._journal)
-        self._lookup = ContainerLookup(engine, self._view, lambda: self._events.connected)
+        self._lookup = ContainerLookup(engine, self._view, lambda: self._events.connected, reactor)
         self._reconciler = Reconciler(
             reactor,
             engine,

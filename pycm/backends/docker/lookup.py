@@ -10,6 +10,8 @@ from typing import Any
 
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import deferLater
 
 from pycm.backends.docker.containers import EngineView
 from pycm.backends.docker.engine import EngineError
@@ -21,6 +23,9 @@ from pycm.model import Container
 #: How many times an inspect is asked when the engine fails it for the
 #: exit of the container's process under way (L{isExitRace}).
 INSPECT_TRIES = 10
+#: Seconds between those tries (the engine records the exit meanwhile):
+#: at most about half a second in all.
+INSPECT_RETRY_DELAY = 0.05
 
 
 def isExitRace(error: EngineError) -> bool:
@@ -41,12 +46,18 @@ class ContainerLookup:
     """
 
     def __init__(
-        self, engine: IDockerEngine, view: EngineView, isConnected: Callable[[], bool]
+        self,
+        engine: IDockerEngine,
+        view: EngineView,
+        isConnected: Callable[[], bool],
+        clock: IReactorTime,
     ) -> None:
         """
         @param isConnected: is the event stream open (else the cache may
             be stale, and L{list} inspects every container)?
+        @param clock: times the tries of an inspect that raced an exit.
         """
+        self.clock = clock
         self.engine = engine
         self.view = view
         self.isConnected = isConnected
@@ -68,6 +79,7 @@ class ContainerLookup:
             except EngineError as e:
                 tries -= 1
                 if tries > 0 and isExitRace(e):
+                    yield deferLater(self.clock, INSPECT_RETRY_DELAY, lambda: None)
                     continue
                 if e.status == 404 and quiet:
                     return None
