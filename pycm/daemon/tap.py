@@ -53,6 +53,7 @@ from pycm.daemon.startup import (
     twistdLogPath,
 )
 from pycm.errors import BadRequest, PycmError
+from pycm.interfaces import IJournaledEvents
 from pycm.statedir import checkStateDir
 from pycm.statepaths import LISTENERS_FILE, TOKEN_FILE, defaultStateDir
 
@@ -323,7 +324,9 @@ def makeService(
             token = loadOrCreateToken(stateDir.child(TOKEN_FILE))
         factory = loadBackendFactory(options["backend"])
         backend = factory(reactor, stateDir, options["backend-options"])
-        events = _openEventLog(stateDir, closers, reactor, getattr(backend, "commits", None))
+        journaled = IJournaledEvents(backend, None)
+        commits = journaled.commits if journaled is not None else None
+        events = _openEventLog(stateDir, closers, reactor, commits)
         if options["service-set"] is not None:
             checkServicesOption(options["services"], options["service-set"], backend)
     except (PycmError, OSError) as e:
