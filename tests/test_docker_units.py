@@ -646,6 +646,20 @@ class ReconcileRaceTests(SynchronousTestCase):
         self.assertEqual([(e.name, e.action) for e in self.seen], [("a", "die"), ("a", "destroy")])
         self.assertEqual(backend.reactor.getDelayedCalls(), [])
 
+    def test_stopEndsCatchUp(self) -> None:
+        """
+        Stopping the event stream during a catch-up closes its request
+        and cancels its timeout: nothing is left scheduled.
+        """
+        backend = self.backend
+        catchUp = backend._events.catchUp(97.5)
+        [(params, onData, ended)] = self.streams
+        self.assertNoResult(catchUp)
+        backend._events.stop()
+        self.assertFalse(self.successResultOf(catchUp))
+        self.assertTrue(ended.called)
+        self.assertEqual(backend.reactor.getDelayedCalls(), [])
+
     def test_noEngineTime(self) -> None:
         """
         Without the engine's time (GET /info failed, or has no

@@ -24,6 +24,63 @@ def eventKey(event: dict[str, Any]) -> tuple[Any, ...]:
     return (event.get("timeNano"), actor.get("ID"), event.get("Action"))
 
 
+class CatchUp:
+    """
+    One request of L{EngineEvents.catchUp}: C{done} fires with True when
+    the engine ended it, with False when it failed, or was cut short after
+    C{timeout} seconds or by L{abandon}.
+    """
+
+    log = Logger()
+
+    def __init__(self, reactor: Any, timeout: float, until: float) -> None:
+        self.done: defer.Deferred[bool] = defer.Deferred()
+        self._timeout = timeout
+        self._until = until
+        self._request: defer.Deferred[Stream] | None = None
+        self._stream: Stream | None = None
+        self._timer = reactor.callLater(timeout, self._timedOut)
+
+    def follow(self, request: defer.Deferred[Stream], parser: JSONLines) -> None:
+        """Read the answer of C{request} (the engine's C{stream}) into C{parser}."""
+        self._request = request
+        request.addCallback(self._read, parser)
+        request.addCallbacks(lambda _: True, self._failed).addCallback(self._settle)
+
+    def _read(self, stream: Stream, parser: JSONLines) -> Any:
+        self._stream = stream
+        return stream.ended.addBoth(lambda _: parser.flush())
+
+    def _failed(self, failure: Any) -> bool:
+        if not self.done.called:
+            why = failure.getErrorMessage()
+            self.log.info("catching up with the engine's events failed: {why}", why=why)
+        return False
+
+    def _timedOut(self) -> None:
+        self.log.warn(
+            "catching up with the engine's events did not end in {timeout} s"
+            " (until {until:.3f}); reconciling with what the stream delivered",
+            timeout=self._timeout,
+            until=self._until,
+        )
+        self.abandon()
+
+    def abandon(self) -> None:
+        """Cut it short: C{done} fires with False, the request is closed."""
+        self._settle(False)
+        if self._stream is not None:
+            self._stream.cancel()
+        elif self._request is not None:
+            self._request.cancel()
+
+    def _settle(self, caughtUp: bool) -> None:
+        if not self.done.called:
+            if self._timer.active():
+                self._timer.cancel()
+            self.done.callback(caughtUp)
+
+
 class EngineEvents:
     """
     Follow the engine's events.
@@ -80,6 +137,8 @@ class EngineEvents:
         self._seenOrder: collections.deque[tuple[Any, ...]] = collections.deque()
         self._everConnected = False
         self._failures = 0
+        #: The catch-ups under way (L{catchUp}).
+        self._catchUps: set[CatchUp] = set()
 
     def start(self) -> None:
         """Open the stream now, and keep it open until L{stop}."""
@@ -94,6 +153,8 @@ class EngineEvents:
         self._retry = None
         if self._pending is not None:
             self._pending.cancel()
+        for catchUp in list(self._catchUps):
+            catchUp.abandon()
         if self._stream is not None:
             ended = self._stream.ended
             self._stream.cancel()
@@ -176,42 +237,14 @@ class EngineEvents:
             return defer.succeed(True)
         parser = JSONLines(self._received)
         params = {"filters": self._filters, "since": self._streamSince, "until": f"{until:.9f}"}
-        outcome: defer.Deferred[bool] = defer.Deferred()
-        opened: list[Stream] = []
+        catchUp = CatchUp(self._reactor, self.catchUpTimeout, until)
+        self._catchUps.add(catchUp)
+        catchUp.follow(self._engine.stream("GET", "/events", params, parser.feed), parser)
+        return catchUp.done.addBoth(self._caughtUp, catchUp)
 
-        def settle(caughtUp: bool) -> None:
-            if not outcome.called:
-                if timer.active():
-                    timer.cancel()
-                outcome.callback(caughtUp)
-
-        def read(stream: Stream) -> Any:
-            opened.append(stream)
-            return stream.ended.addBoth(lambda _: parser.flush())
-
-        def failed(failure: Any) -> bool:
-            if not outcome.called:
-                why = failure.getErrorMessage()
-                self.log.info("catching up with the engine's events failed: {why}", why=why)
-            return False
-
-        def timedOut() -> None:
-            self.log.warn(
-                "catching up with the engine's events did not end in {timeout} s"
-                " (until {until:.3f}); reconciling with what the stream delivered",
-                timeout=self.catchUpTimeout,
-                until=until,
-            )
-            settle(False)
-            if opened:
-                opened[0].cancel()
-            else:
-                d.cancel()
-
-        timer = self._reactor.callLater(self.catchUpTimeout, timedOut)
-        d = self._engine.stream("GET", "/events", params, parser.feed)
-        d.addCallback(read).addCallbacks(lambda _: True, failed).addCallback(settle)
-        return outcome
+    def _caughtUp(self, caughtUp: bool, catchUp: CatchUp) -> bool:
+        self._catchUps.discard(catchUp)
+        return caughtUp
 
     def _ended(self, parser: JSONLines) -> None:
         parser.flush()
