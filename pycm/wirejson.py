@@ -28,18 +28,24 @@ class EncodedArray:
     """
     A JSON array of values encoded already (each with L{encodeJSONBytes}):
     a handler's result that the reply joins instead of encoding again.
+
+    It keeps its items and where its pieces end (a few integers), never
+    the bytes of a line of more than one piece: a reply of megabytes is
+    made a piece at a time as it is written, and what was written is let
+    go of, however many replies share the array.
     """
 
-    __slots__ = ("items", "_line", "_pieces")
+    __slots__ = ("items", "_whole", "_ends")
 
     def __init__(self, items: Sequence[bytes]) -> None:
         self.items = items
-        #: The last line made (prefix, suffix, line): a list asked again
-        #: with nothing changed is sent as it is.
-        self._line: tuple[bytes, bytes, bytes] | None = None
-        #: The pieces made so far of one line (prefix, suffix, the pieces,
-        #: the index of the first item not in them): see L{piece}.
-        self._pieces: tuple[bytes, bytes, list[bytes], list[int]] | None = None
+        #: The line of one piece made last (prefix, suffix, line): a small
+        #: list asked again with nothing changed is sent as it is.
+        self._whole: tuple[bytes, bytes, bytes] | None = None
+        #: Where the pieces found so far end (the length of the prefix and
+        #: suffix they were found for, the index after each one's last
+        #: item): see L{piece}.
+        self._ends: tuple[int, list[int]] | None = None
 
     def encode(self) -> bytes:
         """The array's JSON, as L{encodeJSONBytes} of its values would give."""
@@ -48,61 +54,65 @@ class EncodedArray:
     def line(self, prefix: bytes, suffix: bytes) -> bytes:
         """
         C{prefix}, the array's JSON and C{suffix}, copied once: a reply of
-        thousands of containers is megabytes.
+        thousands of containers is megabytes (and is not kept).
         """
-        cached = self._line
-        if cached is not None and cached[0] == prefix and cached[1] == suffix:
-            return cached[2]
-        line = self._makeLine(prefix, suffix)
-        self._line = (prefix, suffix, line)
-        return line
-
-    def _makeLine(self, prefix: bytes, suffix: bytes) -> bytes:
-        items = self.items
-        if not items:
-            return prefix + b"[]" + suffix
-        if len(items) == 1:
-            return prefix + b"[" + items[0] + b"]" + suffix
-        parts = list(items)
-        parts[0] = prefix + b"[" + parts[0]
-        parts[-1] = parts[-1] + b"]" + suffix
-        return b",".join(parts)
+        return self._makePiece(prefix, suffix, 0, len(self.items))
 
     def piece(self, prefix: bytes, suffix: bytes, index: int) -> tuple[bytes, bool]:
         """
         The piece C{index} of L{line}C{(prefix, suffix)}, and whether it is
         the last: at most L{PIECE_BYTES} each (or one item), joined they are
-        the line.  Each is made when first asked for (never before the
-        pieces in front of it) and kept, for the next reply of the same
-        array: a reply written as its client reads makes only what it
-        writes, a few tens of microseconds at a time.
+        the line.  Each is made when asked for, a few tens of microseconds,
+        and not kept (only where it ends, and a line of one piece).
 
         @raise IndexError: for an index past the last piece.
         """
-        pieces = self._pieces
-        if pieces is None or pieces[0] != prefix or pieces[1] != suffix:
-            pieces = self._pieces = (prefix, suffix, [], [0])
-        made, cursor = pieces[2], pieces[3]
+        whole = self._whole
+        if index == 0 and whole is not None and whole[0] == prefix and whole[1] == suffix:
+            return whole[2], True
         items = self.items
-        while index >= len(made):
-            start = cursor[0]
-            if made and start >= len(items):
+        ends = self._pieceEnds(len(prefix) + len(suffix), index)
+        end = ends[index]
+        piece = self._makePiece(prefix, suffix, ends[index - 1] if index else 0, end)
+        last = end >= len(items)
+        if last and index == 0:
+            self._whole = (prefix, suffix, piece)
+        return piece, last
+
+    def _pieceEnds(self, overhead: int, index: int) -> list[int]:
+        """
+        Where the pieces up to C{index} end, for a prefix and suffix of
+        C{overhead} bytes: found once (never past C{index}) and kept.
+        """
+        found = self._ends
+        if found is None or found[0] != overhead:
+            found = self._ends = (overhead, [])
+        ends = found[1]
+        items = self.items
+        while index >= len(ends):
+            start = ends[-1] if ends else 0
+            if ends and start >= len(items):
                 raise IndexError(index)
-            end, size = start, len(prefix) + len(suffix) + 2
+            end, size = start, overhead + 2
             while end < len(items):
                 size += len(items[end]) + 1
                 if size > PIECE_BYTES and end > start:
                     break
                 end += 1
-            made.append(self._makePiece(prefix, suffix, start, end))
-            cursor[0] = end
-        return made[index], index == len(made) - 1 and cursor[0] >= len(items)
+            ends.append(end)
+        return ends
 
     def _makePiece(self, prefix: bytes, suffix: bytes, start: int, end: int) -> bytes:
         """Items C{start} to C{end} with what goes before and after them."""
         items = self.items
         if not items:
             return prefix + b"[]" + suffix
+        if end - start == 1:
+            return (
+                (prefix + b"[" if start == 0 else b",")
+                + items[start]
+                + (b"]" + suffix if end == len(items) else b"")
+            )
         parts = list(items[start:end])
         parts[0] = (prefix + b"[" if start == 0 else b",") + parts[0]
         if end == len(items):

@@ -9,6 +9,7 @@ does.
 
 from __future__ import annotations
 
+import gc
 import json
 import socket
 from typing import Any
@@ -22,6 +23,7 @@ from zope.interface import implementer
 from pycm import wirejson
 from pycm.backends.memory import MemoryBackend
 from pycm.backends.supervisor.records import Record, RecordsByName
+from pycm.daemon import replies
 from pycm.daemon.protocol import PycmServerFactory, PycmServerProtocol
 from pycm.model import ContainerSpec
 from pycm.testing.server import FakeServer
@@ -213,14 +215,50 @@ class PiecesTests(SynchronousTestCase):
             if count > 5:
                 self.assertGreater(len(pieces), 1)
 
-    def test_keptAndMadeInOrder(self) -> None:
-        """A piece asked again is the same bytes; asking for one makes those before it."""
+    def test_madeInAnyOrder(self) -> None:
+        """A piece asked again is the same bytes; any piece may be asked first."""
         self.patch(wirejson, "PIECE_BYTES", 10)
         array = EncodedArray([b'"abcdefgh"'] * 5)
         third, _ = array.piece(b"", b"", 2)
-        self.assertIs(array.piece(b"", b"", 2)[0], third)
+        self.assertEqual(array.piece(b"", b"", 2)[0], third)
         self.assertEqual(array.piece(b"", b"", 0)[0], b'["abcdefgh"')
         self.assertEqual(array.piece(b"", b"", 4), (b',"abcdefgh"]', True))
+        self.assertEqual(array.piece(b"OK ", b"\n", 0)[0], b'OK ["abcdefgh"')
+
+    def test_piecesNotKept(self) -> None:
+        """
+        Once its pieces are made, an array of several holds no bytes but
+        its items' (a reply written whole is not kept alongside them); one
+        of a single piece keeps that line, at most a piece.
+        """
+        self.patch(wirejson, "PIECE_BYTES", 100)
+        array = EncodedArray([encodeJSONBytes({"i": i, "s": "x" * 20}) for i in range(50)])
+        index = 0
+        while not array.piece(b"OK ", b"\n", index)[1]:
+            index += 1
+        self.assertGreater(index, 5)
+        self.assertEqual(heldBytes(array), 0)
+        small = EncodedArray([b"1", b"2"])
+        self.assertEqual(small.piece(b"OK ", b"\n", 0), (b"OK [1,2]\n", True))
+        self.assertEqual(heldBytes(small), len(b"OK [1,2]\n") + len(b"OK ") + len(b"\n"))
+
+
+def heldBytes(array: EncodedArray) -> int:
+    """The bytes reachable from C{array} other than its items."""
+    items = {id(item) for item in array.items}
+    seen: set[int] = set()
+    held = 0
+    stack: list[Any] = [array]
+    while stack:
+        value = stack.pop()
+        if id(value) in seen or id(value) in items:
+            continue
+        seen.add(id(value))
+        if type(value) is bytes:
+            held += len(value)
+        elif value is array or isinstance(value, (list, tuple, dict)):
+            stack.extend(gc.get_referents(value))
+    return held
 
 
 class PiecewiseReplyTests(SynchronousTestCase):
@@ -284,6 +322,27 @@ class PiecewiseReplyTests(SynchronousTestCase):
         self.server.clock.advance(1)
         self.assertLess(len(transport.value()), 2 * PIECE)
         self.assertEqual(self.readAll(transport), self.expected + b'OK "pong"\n')
+
+    def test_neverReadingClientsShareTheSnapshot(self) -> None:
+        """
+        Clients that send C{list} and never read each hold about one piece
+        in their transport and the one array of the listing, shared with
+        the daemon's cached listing, which keeps none of the pieces written
+        for them or for a client that read the whole reply.
+        """
+        reader, readerTransport = self.connect()
+        reader.dataReceived(b"list\n")
+        self.assertEqual(self.readAll(readerTransport), self.expected)
+        assert replies._lastListing is not None
+        shared = replies._lastListing[1]
+        for _ in range(5):
+            protocol, transport = self.connect()
+            protocol.dataReceived(b"list\n")
+            self.server.clock.advance(1)
+            self.assertLess(len(transport.value()), 2 * PIECE)
+            assert protocol._pieces is not None
+            self.assertIs(protocol._pieces[0], shared)
+        self.assertEqual(heldBytes(shared), 0)
 
     def test_consistentSnapshot(self) -> None:
         """Containers changed while the reply is written: the reply is as when asked."""

@@ -351,8 +351,9 @@ class LineFraming(Protocol):
         transport has sent the one before (its write throttle resumes us),
         reading nothing (other writes, such as events, wait, as for a
         client that does not read) until its last piece is written: other
-        connections are served between its pieces, and a client that never
-        reads holds one piece in the transport, not the whole reply.
+        connections are served between its pieces.  A client that never
+        reads holds, in the daemon, about one piece in the transport and a
+        reference to C{array} (shared, not copied: see L{EncodedArray}).
         """
         first, last = array.piece(prefix, suffix, 0)
         if last:
@@ -379,6 +380,10 @@ class LineFraming(Protocol):
                 return
         if self._lost:
             self._pieces = None
+
+    def abandonReply(self) -> None:
+        """Let go of a reply being written a piece at a time: no more of it is written."""
+        self._pieces = None
 
     def _writeData(self, data: bytes) -> None:
         """Write C{data} now, or with the others of this turn."""

@@ -161,7 +161,7 @@ class PycmServerProtocol(RequestOrdering):
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._lost = True
         # The rest of a reply written a piece at a time is not needed.
-        self._pieces = None
+        self.abandonReply()
         self._stopAuthTimer()
         timer, self._evictionTimer = self._evictionTimer, None
         if timer is not None and timer.active():
