@@ -134,62 +134,81 @@ class ListingTests(SynchronousTestCase):
         self.assertEqual(self.listed(), self.current())
         # A record that comes or goes without any field set is seen too.
         records = self.backend._records
-        d4 = records.pop("d4")
+        d4 = records["d4"]
+        del records["d4"]
         self.assertEqual([c.name for c in self.listed()], ["a1", "b2"])
         records["d4"] = d4
         self.assertEqual([c.name for c in self.listed()], ["a1", "b2", "d4"])
 
-    def test_everyWayOfChangingTheDict(self) -> None:
+    def test_everyWayOfChangingTheRecords(self) -> None:
         """Whatever adds, replaces or drops a record, the listing follows."""
         records = RecordsByName()
-
-        def record(name: str) -> Record:
-            return Record(name=name, id=name, backend="memory", image="memory",
-                          command=("sleep", "1"), created=0.0)
-
         x1, x2, x3, x4 = (record(f"x{i}") for i in range(1, 5))
         y2 = record("x2")
         changes: list[Any] = [
             lambda: records.__setitem__("x1", x1),
-            lambda: records.update(x2=x2),
-            lambda: records.setdefault("x3", x3),
-            lambda: records.__ior__({"x4": x4}),
+            lambda: records.__setitem__("x2", x2),
+            lambda: records.__setitem__("x3", x3),
+            lambda: records.__setitem__("x4", x4),
             lambda: setattr(x2, "error", "odd"),
             # Changed, then replaced before the next listing.
             lambda: (setattr(x2, "error", "odder"), records.__setitem__("x2", y2)),
             lambda: setattr(x2, "error", "gone"),
             lambda: setattr(y2, "restartCount", 2),
-            lambda: records.pop("x4"),
+            lambda: records.__setitem__("x2", y2),
+            lambda: records.__delitem__("x4"),
             lambda: records.__delitem__("x3"),
             lambda: records.__setitem__("x3", x3),
-            lambda: records.popitem(),
-            lambda: records.clear(),
+            lambda: records.__delitem__("x1"),
             lambda: records.__setitem__("x4", x4),
         ]
         for change in changes:
             change()
             self.assertEqual(records.containers(), [r.toContainer() for r in records.values()])
-        self.assertEqual([c.name for c in records.containers()], ["x4"])
+        self.assertEqual([c.name for c in records.containers()], ["x2", "x3", "x4"])
+        self.assertEqual(dict(records.items()), {"x2": y2, "x3": x3, "x4": x4})
+        self.assertEqual(records, {"x2": y2, "x3": x3, "x4": x4})
+        self.assertEqual((len(records), list(records)), (3, ["x2", "x3", "x4"]))
+        self.assertEqual((records.get("x1"), "x1" in records, records["x2"]), (None, False, y2))
+
+    def test_noOtherWayToChangeThem(self) -> None:
+        """
+        The dict operations that would go around the listing (update,
+        setdefault, pop, popitem, clear, |=, copy) are not there.
+        """
+        records = RecordsByName()
+        records["x1"] = record("x1")
+        for name in ("update", "setdefault", "pop", "popitem", "clear", "copy", "__ior__"):
+            self.assertFalse(hasattr(records, name), name)
+        with self.assertRaises(TypeError):
+            records |= {"x2": record("x2")}  # type: ignore[misc,operator]
+        self.assertEqual(list(records), ["x1"])
 
     def test_onlyItsRecordsTellIt(self) -> None:
         """A record dropped or replaced no longer tells the dict of its changes."""
         records = RecordsByName()
-        x1 = Record(name="x1", id="1", backend="memory", image="memory",
-                    command=("sleep", "1"), created=0.0)
+        x1 = record("x1", "1")
         records["x1"] = x1
         records.containers()
         x1.restartCount = 1
         self.assertEqual(records.changed, {x1})
-        y1 = Record(name="x1", id="2", backend="memory", image="memory",
-                    command=("sleep", "1"), created=0.0)
+        y1 = record("x1", "2")
         records["x1"] = y1
         x1.restartCount = 2
         self.assertEqual(records.changed, {y1})
-        self.assertIsNone(x1.owner)
+        self.assertIsNone(x1.changes)
         del records["x1"]
         y1.restartCount = 2
         self.assertEqual(records.changed, set())
-        self.assertIsNone(y1.owner)
+        self.assertIsNone(y1.changes)
+
+
+def record(name: str, id: str = "") -> Record:
+    """A record of C{name}, created, nothing else set."""
+    return Record(
+        name=name, id=id or name, backend="memory", image="memory",
+        command=("sleep", "1"), created=0.0,
+    )  # fmt: skip
 
 
 class PiecesTests(SynchronousTestCase):

@@ -6,6 +6,7 @@ and L{RecordBook}, the records by name and their saving.
 
 from __future__ import annotations
 
+from collections.abc import ItemsView, Iterator, KeysView, Mapping, ValuesView
 from typing import Any
 
 import attrs
@@ -38,15 +39,15 @@ RECORD_VERSION = 1
 
 def _forgetSnapshot(record: Record, attribute: Any, value: Any) -> Any:
     """
-    Any change to a record makes its L{Record.snapshot} stale, and tells
-    its L{Record.owner}.
+    Any change to a record makes its L{Record.snapshot} stale, and adds
+    it to its L{Record.changes}.
     """
     name = attribute.name
-    if name != "snapshot" and name != "owner":
+    if name != "snapshot" and name != "changes":
         record.snapshot = None
-        owner = record.owner
-        if owner is not None:
-            owner.changed.add(record)
+        changes = record.changes
+        if changes is not None:
+            changes.add(record)
     return value
 
 
@@ -130,8 +131,9 @@ class Record:
     lock: DeferredLock = attrs.field(factory=DeferredLock, repr=False)
     #: The last L{toContainer} value, until any field is set again.
     snapshot: Container | None = attrs.field(default=None, init=False, repr=False)
-    #: The L{RecordsByName} it is in, told of each of its changes.
-    owner: RecordsByName | None = attrs.field(default=None, init=False, repr=False)
+    #: The records changed of the L{RecordsByName} it is in (it adds
+    #: itself at each change), or None.
+    changes: set[Record] | None = attrs.field(default=None, init=False, repr=False)
 
     _PERSISTED = (
         "name", "id", "backend", "image", "state", "pid", "exitCode",
@@ -267,91 +269,90 @@ def scrubbed(record: Record, text: str) -> str:
     return scrub(text, containerSecrets(record.command, record.env, record.labels, record.workdir))
 
 
-class RecordsByName(dict[str, Record]):
+class RecordsByName(Mapping[str, Record]):
     """
-    The records, each by its name, and their listing (L{containers}):
-    every record's frozen container, in this dict's order, kept from one
-    call to the next and brought up to date with the records changed since
-    (each record tells its L{Record.owner}); made again only after a
-    record is dropped.  A list of 10,000 containers of which one changed
-    visits one record.
+    The records, each by its name: a read-only mapping, but for
+    C{records[name] = record} and C{del records[name]}, the only ways a
+    record comes or goes.  And their listing (L{containers}): every
+    record's frozen container, in the order they came, kept from one call
+    to the next and brought up to date with the records changed since
+    (each record adds itself to L{changed}); made again only after a
+    record goes.  A list of 10,000 containers of which one changed visits
+    one record.
     """
-
-    #: The listing (the containers, each name's index in it), or None.
-    _listing: tuple[list[Container | None], dict[str, int]] | None = None
 
     def __init__(self) -> None:
-        super().__init__()
+        self._records: dict[str, Record] = {}
         #: The records changed (or added) since the listing was brought up to date.
         self.changed: set[Record] = set()
+        #: The listing (the containers, each name's index in it), or None.
+        self._listing: tuple[list[Container | None], dict[str, int]] | None = None
+
+    def __getitem__(self, name: str) -> Record:
+        return self._records[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._records)
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    # The dict's own, read-only as Mapping's and quicker.
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._records
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self._records.get(name, default)
+
+    def keys(self) -> KeysView[str]:
+        return self._records.keys()
+
+    def values(self) -> ValuesView[Record]:
+        return self._records.values()
+
+    def items(self) -> ItemsView[str, Record]:
+        return self._records.items()
+
+    def __setitem__(self, name: str, record: Record) -> None:
+        """C{record} is the record of C{name}, in place of any other."""
+        old = self._records.get(name)
+        if old is record:
+            return
+        if old is not None:
+            self._let(old)
+        record.changes = self.changed
+        self.changed.add(record)
+        listing = self._listing
+        if listing is not None and old is None:
+            # A new name goes last, in the dict as in the listing.
+            listing[1][name] = len(listing[0])
+            listing[0].append(None)
+        self._records[name] = record
+
+    def __delitem__(self, name: str) -> None:
+        """The record of C{name} goes: the listing is made again next time."""
+        self._let(self._records.pop(name))
+        self._listing = None
+
+    def _let(self, record: Record) -> None:
+        """C{record} is no longer one of these: its changes are not ours."""
+        record.changes = None
+        self.changed.discard(record)
 
     def containers(self) -> list[Container]:
-        """Every record's L{Record.toContainer}, in this dict's order (a new list)."""
+        """Every record's L{Record.toContainer}, in this mapping's order (a new list)."""
         listing = self._listing
         if listing is None:
-            containers: list[Container | None] = [r.toContainer() for r in self.values()]
-            listing = self._listing = (containers, {name: i for i, name in enumerate(self)})
+            records = self._records
+            containers: list[Container | None] = [r.toContainer() for r in records.values()]
+            listing = self._listing = (containers, {name: i for i, name in enumerate(records)})
         else:
             containers, index = listing
             for record in self.changed:
                 containers[index[record.name]] = record.toContainer()
         self.changed.clear()
         return listing[0].copy()  # type: ignore[return-value]
-
-    def _drop(self, record: Record | None) -> None:
-        """C{record} leaves: the listing is made again next time."""
-        if record is not None:
-            record.owner = None
-            self.changed.discard(record)
-        self._listing = None
-
-    def __setitem__(self, name: str, record: Record) -> None:
-        old = self.get(name)
-        if old is not record:
-            if old is not None:
-                old.owner = None
-                self.changed.discard(old)
-            record.owner = self
-            self.changed.add(record)
-            listing = self._listing
-            if listing is not None and old is None:
-                # A new key goes last, in the dict as in the listing.
-                listing[1][name] = len(listing[0])
-                listing[0].append(None)
-        super().__setitem__(name, record)
-
-    def __delitem__(self, name: str) -> None:
-        self._drop(self.get(name))
-        super().__delitem__(name)
-
-    def pop(self, name: str, *default: Any) -> Any:
-        self._drop(self.get(name))
-        return super().pop(name, *default)
-
-    def popitem(self) -> tuple[str, Record]:
-        name, record = super().popitem()
-        self._drop(record)
-        return name, record
-
-    def setdefault(self, name: str, record: Any = None) -> Any:
-        if name not in self:
-            self[name] = record
-        return self[name]
-
-    def update(self, *args: Any, **kwargs: Any) -> None:
-        for name, record in dict(*args, **kwargs).items():
-            self[name] = record
-
-    def clear(self) -> None:
-        for record in self.values():
-            record.owner = None
-        self.changed.clear()
-        self._drop(None)
-        super().clear()
-
-    def __ior__(self, other: Any) -> RecordsByName:  # type: ignore[override,misc]
-        self.update(other)
-        return self
 
 
 class RecordBook:
