@@ -331,17 +331,8 @@ class LineFraming(Protocol):
     # Writing.
 
     def _writeLine(self, line: bytes) -> None:
-        """Write one line now, or with the others of this turn."""
-        if self._batch is None:
-            self.transport.write(line + b"\n")
-            return
-        self._batch.append(line + b"\n")
-        self._batchBytes += len(line) + 1
-        self._turnBytes += len(line) + 1
-        if self._batchBytes >= BYTES_PER_TURN:
-            # Big replies go out at once, so that a client that does not
-            # read is noticed (the write throttle pauses us) straight away.
-            self._flush()
+        """Write one line (without its LF) now, or with the others of this turn."""
+        self._writeData(line + b"\n")
 
     def writeArray(self, array: EncodedArray, prefix: bytes, suffix: bytes) -> None:
         """
@@ -386,7 +377,10 @@ class LineFraming(Protocol):
         self._pieces = None
 
     def _writeData(self, data: bytes) -> None:
-        """Write C{data} now, or with the others of this turn."""
+        """
+        Write C{data} (whole lines, LF included) now, or with the others of
+        this turn: every reply and event line goes through here.
+        """
         batch = self._batch
         if batch is None:
             self.transport.write(data)
@@ -395,6 +389,8 @@ class LineFraming(Protocol):
         self._batchBytes += len(data)
         self._turnBytes += len(data)
         if self._batchBytes >= BYTES_PER_TURN:
+            # Big replies go out at once, so that a client that does not
+            # read is noticed (the write throttle pauses us) straight away.
             self._flush()
 
     def _flush(self) -> None:

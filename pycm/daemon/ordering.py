@@ -16,7 +16,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from pycm.daemon.dispatch import describeLine, handleLine
-from pycm.daemon.framing import BYTES_PER_TURN, LineFraming
+from pycm.daemon.framing import LineFraming
 from pycm.daemon.replies import STRING_REPLIES, encodeError, encodeReply
 from pycm.daemon.session import Session
 from pycm.errors import InternalError, PycmError
@@ -150,16 +150,7 @@ class RequestOrdering(LineFraming):
         """Write one reply line (its LF included), then what follows a reply."""
         if self._lost:
             return
-        batch = self._batch
-        if batch is None:
-            self.transport.write(data)
-        else:
-            # _writeLine, inlined: this is the path of every reply.
-            batch.append(data)
-            self._batchBytes += len(data)
-            self._turnBytes += len(data)
-            if self._batchBytes >= BYTES_PER_TURN:
-                self._flush()
+        self._writeData(data)
         if self._afterReply:
             after, self._afterReply = self._afterReply, []
             for action in after:
@@ -228,27 +219,15 @@ class RequestOrdering(LineFraming):
         client reads; else queue it.  Whether it was queued.
         """
         if not self._events and "write" not in self._pauses:
-            self._writeEventLine(line)
+            self._writeData(line)
             return False
         # Queued as its line: a third of the memory of the value.
         self._events.append(line)
         return True
 
-    def _writeEventLine(self, line: bytes) -> None:
-        """Write one line (LF included) now, or with the others of this turn."""
-        batch = self._batch
-        if batch is None:
-            self.transport.write(line)
-            return
-        batch.append(line)
-        self._batchBytes += len(line)
-        self._turnBytes += len(line)
-        if self._batchBytes >= BYTES_PER_TURN:
-            self._flush()
-
     def writeResumed(self) -> None:
         """Write queued events until the client stops reading again."""
         while self._events and "write" not in self._pauses and not self._lost:
-            self._writeEventLine(self._events.popleft())
+            self._writeData(self._events.popleft())
         if not self._events:
             self._eventBacklog = 0
