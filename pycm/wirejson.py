@@ -39,8 +39,9 @@ class EncodedArray:
 
     def __init__(self, items: Sequence[bytes]) -> None:
         self.items = items
-        #: The line of one piece made last (prefix, suffix, line): a small
-        #: list asked again with nothing changed is sent as it is.
+        #: Its line when it is one piece, as last made (prefix, suffix,
+        #: line): a small list asked again with nothing changed is sent as
+        #: it is.
         self._whole: tuple[bytes, bytes, bytes] | None = None
         #: Where the pieces found so far end (the length of the prefix and
         #: suffix they were found for, the index after each one's last

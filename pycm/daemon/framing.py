@@ -370,7 +370,7 @@ class LineFraming(Protocol):
             if last:
                 return
         if self._lost:
-            self._pieces = None
+            self.abandonReply()
 
     def abandonReply(self) -> None:
         """Let go of a reply being written a piece at a time: no more of it is written."""
