@@ -55,8 +55,11 @@ class EncodedArray:
     def line(self, prefix: bytes, suffix: bytes) -> bytes:
         """
         C{prefix}, the array's JSON and C{suffix}, copied once: a reply of
-        thousands of containers is megabytes (and is not kept).
+        thousands of containers is megabytes (and is kept only if it is
+        one piece).
         """
+        if self._pieceEnds(len(prefix) + len(suffix), 0)[0] >= len(self.items):
+            return self.piece(prefix, suffix, 0)[0]
         return self._makePiece(prefix, suffix, 0, len(self.items))
 
     def piece(self, prefix: bytes, suffix: bytes, index: int) -> tuple[bytes, bool]:
