@@ -52,6 +52,15 @@ def pycmCommand() -> list[str]:
     return [sys.executable, "-m", "pycm.client.cli"]
 
 
+def defaultSIGINT() -> None:
+    """
+    A C{preexec_fn}: in the child, Ctrl-C acts as a terminal gives it,
+    whatever the test runner inherited (a shell's background job ignores
+    SIGINT, and a pycm started from it would too, as it should).
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def waitFor(predicate: Callable[[], Any], what: str, deadline: float = DEADLINE) -> Any:
     """Poll C{predicate} until it returns something true, or fail."""
     end = time.monotonic() + deadline

@@ -26,7 +26,7 @@ from typing import Any
 
 from twisted.trial.unittest import SkipTest, TestCase
 
-from tests.e2e import Terminal
+from tests.e2e import Terminal, defaultSIGINT
 
 TIMEOUT = 20.0
 
@@ -272,14 +272,6 @@ class ClientE2ETestsMixin:
         self.assertEqual(process.stderr.read().decode(),
                          "pycm: interrupted before the reply; the daemon may still "
                          "carry out: wait slow\n")
-
-
-def defaultSIGINT() -> None:
-    """
-    In the child: Ctrl-C as a terminal gives it, whatever the test runner
-    inherited (a shell's background job ignores SIGINT, and so would pycm).
-    """
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def readLine(stream: Any) -> str:

@@ -13,7 +13,7 @@ import time
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.e2e import DEADLINE, RealDaemon, Terminal, pycmCommand, waitFor
+from tests.e2e import DEADLINE, RealDaemon, Terminal, defaultSIGINT, pycmCommand, waitFor
 
 
 class StatsE2ETests(SynchronousTestCase):
@@ -68,6 +68,7 @@ class StatsE2ETests(SynchronousTestCase):
         process = subprocess.Popen(
             [*pycmCommand(), "stats"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             env=self.daemon.clientEnv(), stdin=subprocess.DEVNULL,
+            preexec_fn=defaultSIGINT,
         )  # fmt: skip
         self.addCleanup(lambda: process.poll() is None and process.kill())
         assert process.stdout is not None
