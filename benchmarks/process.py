@@ -31,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from benchmarks.common import (
+    SERVER_CPU,
     Children,
     LineClient,
     LoadMeter,
@@ -140,19 +141,31 @@ def window(burst: Callable[[], float], count: int, serverPid: int) -> Window:
     return Window(rate, (cpuSeconds(serverPid) - server0) / count * 1000, load.cores())
 
 
+def processFloor(children: Children, mode: str, count: int) -> dict[str, float]:
+    """One round of L{benchmarks.processfloor}, pinned as the daemon is."""
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "processfloor.py")
+    proc = children.start([sys.executable, script, mode, str(count)],
+                          cpu=SERVER_CPU, stdout=subprocess.PIPE)
+    out, _ = proc.communicate(timeout=120)
+    if proc.returncode != 0:
+        raise RuntimeError(f"the {mode} process floor failed ({proc.returncode})")
+    return dict(json.loads(out))
+
+
 def rates(report: Report, s: Settings, sup: Supervisord, daemon: Daemon,
-          client: LineClient, strays: Strays) -> tuple[dict, list[float]]:
+          client: LineClient, strays: Strays, children: Children) -> tuple[dict, list[float]]:
     """
     Interleaved rounds: supervisord starts its N programs one at a time then
     stops them one at a time; then pycm runs N containers and stops them
-    (then removes them, untimed).  The last round also measures both lists
-    with N running.  The medians of the rates, and their ratios, against
-    the targets.
+    (then removes them, untimed); then both process floors do the same.
+    The last round also measures both lists with N running.  The medians
+    of the rates, and their ratios, against the targets and the floors.
     """
     n = s.containers
     names = [f"c{i:04d}" for i in range(n)]
     w: dict[str, list[Window]] = {"sup start": [], "sup stop": [], "pycm start": [],
                                   "pycm stop": []}
+    floors: dict[str, list[dict[str, float]]] = {"raw": [], "twisted": []}
     supList: dict = {}
     pycmTimes: list[float] = []
     for round_ in range(s.rounds):
@@ -166,6 +179,8 @@ def rates(report: Report, s: Settings, sup: Supervisord, daemon: Daemon,
             pycmTimes = pycmListTimes(s, client)
         w["pycm stop"].append(window(lambda: pycmStopEach(client, names), n, daemon.pid))
         removeAll(client, names)
+        for mode, rounds in floors.items():
+            rounds.append(processFloor(children, mode, n))
 
     def median_(key: str) -> float:
         return median([x.rate for x in w[key]])
@@ -190,7 +205,30 @@ def rates(report: Report, s: Settings, sup: Supervisord, daemon: Daemon,
                    target=f">= {target:g}x", passed=ratio >= target,
                    note="ratio of the medians; each round's: "
                         + ", ".join(f"{x:.2f}x" for x in each))
+        floorFigures(report, n, verb, target * supRate, pycmRate, floors)
     return supList, pycmTimes
+
+
+FLOOR_NAMES = {
+    ("raw", "start"): "posix_spawn", ("raw", "stop"): "kill + waitpid",
+    ("twisted", "start"): "Twisted spawnProcess", ("twisted", "stop"): "Twisted signal + end",
+}
+
+
+def floorFigures(report: Report, n: int, verb: str, targetRate: float, pycmRate: float,
+                 floors: dict[str, list[dict[str, float]]]) -> None:
+    """
+    The floors' rates for C{verb}, and where pycm and the target stand
+    against each: a target above a floor asks more than that floor can do.
+    """
+    for mode in ("raw", "twisted"):
+        rate = median([r[verb] for r in floors[mode]])
+        report.add(SECTION, f"floor: {FLOOR_NAMES[mode, verb]} x {n}, nothing else (per s)",
+                   f"{rate:,.1f}",
+                   note=f"median of {len(floors[mode])}; rounds "
+                        + ", ".join(f"{r[verb]:,.0f}" for r in floors[mode])
+                        + f"; pycm {pycmRate / rate:.0%} of it; the {verb} target "
+                          f"({targetRate:,.0f}/s) {targetRate / rate:.0%} of it")
 
 
 def pycmListTimes(s: Settings, client: LineClient) -> list[float]:
@@ -316,7 +354,7 @@ def run(report: Report, quick: bool, children: Children) -> None:
                    f"{rssMiB(daemon.pid):.1f}")
         client = LineClient(daemon.port, timeout=120)
         client.request("ping")
-        supList, pycmTimes = rates(report, s, sup, daemon, client, strays)
+        supList, pycmTimes = rates(report, s, sup, daemon, client, strays, children)
         sup.close()
         sup = None
         pycmList(report, s, pycmTimes, supList)

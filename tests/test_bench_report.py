@@ -149,3 +149,55 @@ class EventCheckTests(SynchronousTestCase):
 
         self.assertEqual(check(self.subscriber(self.want[:1], closed=True), self.want),
                          "disconnected after 1 of 3 events")
+
+
+def sleepingChildren() -> list[str]:
+    """The C{sleep} children of this process (any state, zombies too)."""
+    import os
+
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except (OSError, ValueError):
+            continue
+        name, rest = stat.split("(", 1)[1].rsplit(")", 1)
+        if name == "sleep" and int(rest.split()[1]) == os.getpid():
+            found.append(entry)
+    return found
+
+
+class ProcessFloorTests(SynchronousTestCase):
+    """The process floor (benchmarks/processfloor.py) and how it is reported."""
+
+    def test_rawFloorReapsEverything(self) -> None:
+        """
+        The raw floor starts and stops real C{sleep}s, giving both rates,
+        and leaves none of them behind, running or unreaped.
+        """
+        from benchmarks.processfloor import raw
+
+        rates = raw(3)
+        self.assertEqual(sorted(rates), ["start", "stop"])
+        self.assertTrue(all(rate > 0 for rate in rates.values()), rates)
+        self.assertEqual(sleepingChildren(), [])
+
+    def test_targetAgainstFloors(self) -> None:
+        """
+        Each floor's row gives its median rate and says where pycm and the
+        target stand against it: a target above a floor shows over 100%.
+        """
+        from benchmarks.process import floorFigures
+
+        report = Report()
+        floors = {"raw": [{"start": 1000.0}, {"start": 3000.0}, {"start": 2000.0}],
+                  "twisted": [{"start": 700.0}, {"start": 600.0}, {"start": 800.0}]}
+        with redirect_stdout(io.StringIO()):
+            floorFigures(report, 200, "start", 800.0, 500.0, floors)
+        raw, twisted = report.rows
+        self.assertEqual((raw.name, raw.value),
+                         ("floor: posix_spawn x 200, nothing else (per s)", "2,000.0"))
+        self.assertIn("pycm 25% of it; the start target (800/s) 40% of it", raw.note)
+        self.assertEqual(twisted.value, "700.0")
+        self.assertIn("pycm 71% of it; the start target (800/s) 114% of it", twisted.note)
