@@ -66,13 +66,14 @@ def twisted(count: int) -> dict[str, float]:
             ended = []
             for _ in range(count):
                 proto = Ended()
-                reactor.spawnProcess(proto, executable, argv, env={"PATH": "/usr/bin:/bin"},
-                                     childFDs={0: "w", 1: "r", 2: "r"})
-                proto.transport.closeStdin()
-                ended.append(proto)
+                process = reactor.spawnProcess(proto, executable, argv,
+                                               env={"PATH": "/usr/bin:/bin"},
+                                               childFDs={0: "w", 1: "r", 2: "r"})
+                process.closeStdin()
+                ended.append((process, proto))
             t1 = time.perf_counter()
-            for proto in ended:
-                proto.transport.signalProcess("TERM")
+            for process, proto in ended:
+                process.signalProcess("TERM")
                 yield proto.ended
             t2 = time.perf_counter()
             result.update(start=count / (t1 - t0), stop=count / (t2 - t1))

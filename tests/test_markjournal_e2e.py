@@ -11,14 +11,13 @@ that is killed puts its look an hour after a run's end
 from __future__ import annotations
 
 import os
-import signal
 
 from twisted.trial.unittest import SynchronousTestCase
 
 from pycm.backends.process import procfs
 from pycm.backends.process.markjournal import JOURNAL_NAME
 from tests.e2e import RealDaemon, waitFor
-from tests.test_process_e2e import escapeTarget, isAlive, killGroupLater
+from tests.test_process_e2e import escapeTarget, isAlive, killGroupLater, runEscapee
 
 
 class EscapingRuns(SynchronousTestCase):
@@ -53,13 +52,7 @@ class EscapingRuns(SynchronousTestCase):
             f"echo $$ > {self.target}; "
             "setsid sh -c 'echo $$; exec sleep 1000 >/dev/null 2>&1' & exec sleep 2000"
         )
-        container = self.client.ok(f'run {name} host sh -c "{script}"')
-        killGroupLater(self, container["pid"])
-        lines = waitFor(lambda: self.client.ok(f"logs {name}"), f"{name}'s escapee")
-        pid = int(lines[0]["line"])
-        start = procfs.startTime(pid)
-        assert start is not None
-        self.addCleanup(lambda: isAlive(pid, start) and os.kill(pid, signal.SIGKILL))
+        _, pid, start = runEscapee(self, self.client, name, script)
         env = procfs.environ(pid) or b""
         runId = next(
             v.split(b"=", 1)[1].decode() for v in env.split(b"\0") if v.startswith(b"PYCM_RUN_ID=")

@@ -18,7 +18,7 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase
 from pycm.backends.process import procfs
 from pycm.backends.process.cgroupdetect import detect
 from pycm.backends.supervisor.backend import LOST_ERROR, RECLAIMED_ERROR, SHUTDOWN_ERROR
-from tests.e2e import RealDaemon, waitFor
+from tests.e2e import LineClient, RealDaemon, waitFor
 
 
 def processDaemon(testCase: SynchronousTestCase, stateDir: str | None = None) -> RealDaemon:
@@ -268,6 +268,24 @@ def escapeTarget() -> str:
     return os.path.join(os.path.dirname(tracking), "cgroup.procs")
 
 
+def runEscapee(testCase: SynchronousTestCase, client: LineClient, name: str,
+               script: str) -> tuple[dict[str, object], int, int]:
+    """
+    Run C{name} as C{sh -c SCRIPT}, whose first line of output is the pid
+    of a child it sets loose; return the container, and that child's pid
+    and start time once it printed them.  Both the run's group and the
+    child are killed at the test's end, whatever happened.
+    """
+    container = client.ok(f'run {name} host sh -c "{script}"')
+    killGroupLater(testCase, container["pid"])
+    lines = waitFor(lambda: client.ok(f"logs {name}"), f"{name}'s escapee")
+    pid = int(lines[0]["line"])
+    start = procfs.startTime(pid)
+    assert start is not None
+    testCase.addCleanup(lambda: isAlive(pid, start) and os.kill(pid, signal.SIGKILL))
+    return container, pid, start
+
+
 def isAlive(pid: int, start: int) -> bool:
     """Whether the process C{pid} that started at C{start} still runs."""
     return procfs.isSameProcess(pid, start)
@@ -295,13 +313,7 @@ class EscapeTests(SynchronousTestCase):
         script = (
             f"echo $$ > {self.target}; setsid sh -c 'echo $$; exec sleep 1000' & exec sleep 2000"
         )
-        container = self.client.ok(f'run {name} host sh -c "{script}"')
-        killGroupLater(self, container["pid"])
-        lines = waitFor(lambda: self.client.ok(f"logs {name}"), f"{name}'s escapee")
-        pid = int(lines[0]["line"])
-        start = procfs.startTime(pid)
-        assert start is not None
-        self.addCleanup(lambda: isAlive(pid, start) and os.kill(pid, signal.SIGKILL))
+        container, pid, start = runEscapee(self, self.client, name, script)
         with open(f"/proc/{pid}/cgroup") as f:
             groups = f.read()
         self.assertNotIn(f"/pycm-e2e/{name}-", groups)
