@@ -551,6 +551,17 @@ class OneShotTestsMixin:
         self.assertEqual(self.successResultOf(d), 3)
         self.assertIn("lost the connection", h.err.getvalue())
 
+    def test_eventsRefused(self: Any) -> None:
+        """
+        C{events} whose request the daemon refuses (a bad filter) reports
+        the error and ends with status 2 at once: nothing streams.
+        """
+        h = self.harness(FakeDaemon({"events": "ERR bad_request bad --filter 'x=1'"}))
+        d = h.run(options("events", "--filter", "x=1"))
+        h.flush()
+        self.assertEqual(self.successResultOf(d), 2)
+        self.assertIn("bad --filter", h.err.getvalue())
+
     def test_eventsJSON(self: Any) -> None:
         """C{--json events} prints each event's JSON on its own line."""
         h = self.harness(FakeDaemon({"events": ok({"events": True, "last_id": 0})}))

@@ -198,6 +198,8 @@ async def runCommand(
         writeLines(logStream(entry, out, err),
                    [fmt.formatLogEntry(entry, container, prefixes, plan.timestamps)])
     replied = True
+    # A refused `events` (a bad filter) has nothing to stream.
+    streaming = streaming and code == EXIT_OK
     for event, payload in early:
         showEvent(event, payload)
     if not ((follow and following) or streaming) or finished:
