@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 
 from twisted.internet.task import Clock
+from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from pycm.backends.process import markjournal, reclaim
@@ -69,6 +70,37 @@ class JournalFileTests(SynchronousTestCase):
         with open(self.path, "w") as f:
             f.write("".join(f"\n{i}\n" for i in ids + ids))
         self.assertEqual(self.open().left, ids)
+
+    def test_hugeFileReadBounded(self) -> None:
+        """
+        A 3 GB journal (sparse: its damage is mostly zeros) is read only up
+        to L{markjournal.MAX_READ} bytes, with a warning giving its size: the
+        ids in its first bytes are read, one past the bound is not, and
+        C{clear} empties the whole file.
+        """
+        with open(self.path, "wb") as f:
+            f.write(f"\n{RUN_1}\n".encode())
+            f.seek(markjournal.MAX_READ + 100)
+            f.write(f"\n{RUN_2}\n".encode())
+            f.truncate(3 * 1024**3)
+        reads: list[int] = []
+
+        def read(fd: int, count: int) -> bytes:
+            reads.append(count)
+            return realRead(fd, count)
+
+        realRead = os.read
+        self.patch(markjournal.os, "read", read)
+        logged: list[dict] = []
+        globalLogPublisher.addObserver(logged.append)
+        self.addCleanup(globalLogPublisher.removeObserver, logged.append)
+        journal = self.open()
+        self.assertEqual(journal.left, [RUN_1])
+        self.assertLessEqual(sum(reads), markjournal.MAX_READ)
+        [warning] = [e for e in logged if e.get("log_namespace", "").endswith("MarkJournal")]
+        self.assertEqual(warning["size"], 3 * 1024**3)
+        journal.clear()
+        self.assertEqual(os.path.getsize(self.path), 0)
 
     def test_hardLinkRefused(self) -> None:
         """

@@ -25,6 +25,12 @@ JOURNAL_NAME = "ended-runs"
 #: is ignored.
 _RUN_ID = re.compile(r"[0-9a-f]{32}\Z")
 
+#: The most of the file read at open: 4 MiB, some 120,000 records (34 bytes
+#: each), where a healthy journal holds the runs that ended since the last
+#: look that worked.  What lies past it is taken as damaged (ignored, and
+#: emptied with the rest), never read into memory.
+MAX_READ = 4 * 1024 * 1024
+
 
 class MarkJournal:
     """
@@ -58,12 +64,29 @@ class MarkJournal:
         self.left: list[str] = self._read()
 
     def _read(self) -> list[str]:
+        """
+        The run ids of the whole lines of the file's first L{MAX_READ}
+        bytes (a larger file is named in a warning: what is past them is
+        damaged, ignored as any line that is not a run id).
+        """
+        size = os.fstat(self._fd).st_size
+        if size > MAX_READ:
+            self.log.warn(
+                "{path} is {size} bytes, more than the {most} of a healthy journal:"
+                " only its first {most} bytes are read, the rest is taken as damaged"
+                " (emptied once the look for the ids read is done)",
+                path=self.path,
+                size=size,
+                most=MAX_READ,
+            )
         chunks = []
-        while True:
-            chunk = os.read(self._fd, 65536)
+        left = MAX_READ
+        while left > 0:
+            chunk = os.read(self._fd, min(left, 65536))
             if not chunk:
                 break
             chunks.append(chunk)
+            left -= len(chunk)
             self._held = True
         # The last piece has no newline after it: a record cut short.
         whole = b"".join(chunks).decode("ascii", "replace").split("\n")[:-1]
