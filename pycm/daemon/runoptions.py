@@ -23,6 +23,13 @@ def _asGiven(value: str, name: str) -> str:
     return value
 
 
+def _readWorkdir(value: str, name: str) -> str:
+    """An absolute path: every backend refuses another, once it is saved."""
+    if not value.startswith("/"):
+        raise BadRequest(f"bad --{name} {value!r}: expected an absolute path")
+    return value
+
+
 def _readRestart(value: str, name: str) -> RestartPolicy:
     return RestartPolicy.parse(value)
 
@@ -96,7 +103,7 @@ RUN_OPTIONS = (
     Option("stop-signal", metavar="SIG", field="stopSignal", read=_readSignal),
     Option("memory", metavar="SIZE", field="memory", read=_readSize),
     Option("cpus", metavar="N", field="cpus", read=_readCpus),
-    Option("workdir", "w", metavar="DIR", field="workdir", read=_asGiven),
+    Option("workdir", "w", metavar="DIR", field="workdir", read=_readWorkdir),
     Option("replicas", metavar="N", field="replicas", read=_readCount),
     Option("constraint", repeat=True, metavar="EXPR", field="constraints",
            read=_readConstraints),

@@ -247,7 +247,10 @@ class _Reader:
         return "cpus", number
 
     def workdir(self, value: object) -> tuple[str, Any]:
-        return "workdir", _text(value, "a directory")
+        workdir = _text(value, "an absolute path")
+        if not workdir.startswith("/"):
+            raise BadRequest(f"bad workdir {workdir!r}: expected an absolute path")
+        return "workdir", workdir
 
     def stop_signal(self, value: object) -> tuple[str, Any]:
         return "stopSignal", signalName(parseSignal(_text(value, "a signal")))

@@ -35,6 +35,8 @@ def apply(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> 
             f"bad DOCUMENT: not JSON (line {getattr(e, 'lineno', '?')}, "
             f"column {getattr(e, 'colno', '?')})"
         ) from None
+    except RecursionError:
+        raise BadRequest("the document is nested too deeply") from None
     services = serviceSetFrom(document, options.get("project"))
     state = session.state
     applier = Applier(state.backend, state.clock.seconds, state.events.record)

@@ -1,0 +1,60 @@
+"""
+Requests refused before anything is saved or any code runs out of stack:
+a relative C{run -w}, an C{apply} document nested too deeply.  On the fake
+server (a memory backend, a fake clock).
+"""
+
+from __future__ import annotations
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from pycm.daemon.runoptions import specFromRequest
+from pycm.errors import BadRequest
+from pycm.services.definition import serviceSetFrom
+from pycm.testing.server import FakeServer
+
+
+class WorkdirTests(SynchronousTestCase):
+    """C{-w}/C{--workdir} and a service's C{workdir} must be absolute paths."""
+
+    def test_relativeRefused(self) -> None:
+        """A relative workdir is a bad request naming the option and the value."""
+        error = self.assertRaises(
+            BadRequest, specFromRequest, {"workdir": "relative"}, ("w8", "host", "true")
+        )
+        self.assertEqual(str(error), "bad --workdir 'relative': expected an absolute path")
+        self.assertEqual(specFromRequest({"workdir": "/tmp"}, ("w8",)).workdir, "/tmp")
+
+    def test_nothingSaved(self) -> None:
+        """
+        C{run -w relative} answers C{bad_request} and leaves no container
+        behind (no C{dead} one, as the backend's refusal at start left).
+        """
+        conn = FakeServer().connect(requireAuth=False)
+        kind, (code, message) = conn.request("run -w relative w8 host true")
+        self.assertEqual((kind, code), ("ERR", "bad_request"))
+        self.assertIn("absolute path", message)
+        self.assertEqual(conn.ok("ps -a"), [])
+
+    def test_serviceWorkdir(self) -> None:
+        """An C{apply} document's relative C{workdir} is refused the same way."""
+        document = {"project": "proj", "services": {"web": {"workdir": "srv"}}}
+        error = self.assertRaises(BadRequest, serviceSetFrom, document)
+        self.assertIn("absolute path", str(error))
+
+
+class NestingTests(SynchronousTestCase):
+    """An C{apply} document nested deeper than the decoder's stack."""
+
+    def test_tooDeep(self) -> None:
+        """
+        5,000 opening brackets are C{ERR bad_request the document is nested
+        too deeply}, not an internal error; the connection goes on.
+        """
+        conn = FakeServer().connect(requireAuth=False)
+        kind, value = conn.request('apply "' + "[" * 5000 + '"')
+        self.assertEqual(
+            (kind, value), ("ERR", ("bad_request", "the document is nested too deeply"))
+        )
+        self.assertEqual(conn.ok("ping"), "pong")
+        self.assertEqual(self.flushLoggedErrors(), [])
