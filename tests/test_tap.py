@@ -443,11 +443,11 @@ class TokenTests(SynchronousTestCase):
         daemon never trusts a token someone else could know or plant.
         """
         path = FilePath(self.mktemp())
-        path.setContent(b"abc\n")
+        path.setContent(b"abcdefghijklmnop\n")
         os.chmod(path.path, 0o644)
         self.assertRaises(BadRequest, readToken, path)
         os.chmod(path.path, 0o600)
-        self.assertEqual(readToken(path), "abc")
+        self.assertEqual(readToken(path), "abcdefghijklmnop")
         link = FilePath(self.mktemp())
         os.symlink(path.path, link.path)
         self.assertRaises(OSError, readToken, link)

@@ -122,7 +122,8 @@ class Options(usage.Options):
          "Where state, logs and the token live [default: /var/lib/pycm for root, "
          "else $XDG_STATE_HOME/pycm or ~/.local/state/pycm]."],
         ["auth-token-file", None, None,
-         "Use the token in this file instead of STATE_DIR/token."],
+         "Use the token in this file instead of STATE_DIR/token: one word of 16 bytes or "
+         "more (no spaces or control characters), the file at most 4 KiB, mode 0600."],
         ["socket-group", None, None,
          "Make UNIX sockets mode 0660 owned by this group (default: mode 0600)."],
         ["max-line-length", None, DEFAULT_MAX_LINE_LENGTH,
