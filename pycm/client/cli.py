@@ -52,7 +52,7 @@ async def run(
     """
     interrupted = interruptions(reactor)
     try:
-        client = await connectTo(reactor, options)
+        client = await connectTo(reactor, options, err)
     except UsageError as e:
         return reportUsageError(err, options, e)
     except CannotConnect as e:
@@ -102,7 +102,7 @@ def clientCommand(options: CommandLine, out: TextIO, err: TextIO) -> int | None:
     if word == "__names":
         from pycm.client.completion import containerNames
 
-        writeLines(out, containerNames(options.host, options.token))
+        writeLines(out, containerNames(options.host, options.token, options=options))
         return EXIT_OK
     return None
 

@@ -13,9 +13,12 @@ import shlex
 import socket
 import time
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from pycm.client.commandtable import CLIENT_OPTIONS, COMMANDS
+
+if TYPE_CHECKING:
+    from pycm.client.arguments import CommandLine
 
 #: The client's own commands, not the daemon's, and what they are.
 CLIENT_COMMANDS = {
@@ -308,12 +311,14 @@ def socketAddress(host: str) -> tuple[int, object] | None:
 
 
 def containerNames(host: str, token: str | None,
-                   timeout: float = NAMES_TIMEOUT) -> list[str]:
+                   timeout: float = NAMES_TIMEOUT,
+                   options: CommandLine | None = None) -> list[str]:
     """
     The daemon's container names, sorted; C{[]} on any error or when the
     daemon has not answered within C{timeout} seconds, so that a Tab never
     hangs or spills an error into the command line (asked over a plain
-    socket, with no reactor).
+    socket, with no reactor).  A token C{options} say was found in a file
+    is sent only as L{pycm.client.tokensafety} allows, silently.
     """
     address = socketAddress(host)
     if address is None:
@@ -330,6 +335,11 @@ def containerNames(host: str, token: str | None,
     except OSError:
         return []
     with sock:
+        if token and options is not None:
+            from pycm.client.tokensafety import socketEnds, whyWithheld
+
+            if whyWithheld(options, *socketEnds(sock)):
+                token = None
         try:
             requests = b""
             if token:

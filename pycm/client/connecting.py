@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from pycm.client.exits import CannotConnect, UsageError
 from pycm.client.wire import ProtocolError
@@ -107,9 +107,13 @@ def endpointHint(description: str) -> str | None:
     return None
 
 
-async def connectTo(reactor: Any, options: CommandLine) -> ClientProtocol:
+async def connectTo(reactor: Any, options: CommandLine,
+                    err: TextIO | None = None) -> ClientProtocol:
     """
-    Connect (and authenticate when a token is known).
+    Connect, and authenticate when a token is known: one found in the
+    token file only when the socket at the other end is its owner's
+    (L{pycm.client.tokensafety}), else it is not sent and C{err} (standard
+    error by default) says why.
 
     @raise UsageError: for a bad endpoint string.
     @raise CannotConnect: when the daemon cannot be reached.
@@ -117,10 +121,22 @@ async def connectTo(reactor: Any, options: CommandLine) -> ClientProtocol:
     from twisted.internet.error import ConnectError, DNSLookupError
 
     from pycm.client.protocol import Disconnected, connect
+    from pycm.client.tokensafety import transportEnds, whyWithheld
+    from pycm.errors import PycmError
 
     endpoint = endpointFor(reactor, options.host)
     try:
-        return await connect(endpoint, options.token)
+        client = await connect(endpoint)
+        token = options.token
+        withheld = token and whyWithheld(options, *transportEnds(client.transport))
+        if withheld:
+            (sys.stderr if err is None else err).write(f"pycm: {withheld}\n")
+        elif token:
+            try:
+                await client.authenticate(token)
+            except PycmError as e:
+                client.authError = e
+        return client
     except (ConnectError, DNSLookupError, OSError, Disconnected,
             ProtocolError) as e:
         raise CannotConnect(options.host, e) from None

@@ -25,6 +25,7 @@ from pycm.client.exits import (
     interruptedBeforeReply,
     reportUnreachable,
     reportUsageError,
+    writeLines,
 )
 from pycm.client.wire import (
     MAX_REPLY_LENGTH,
@@ -359,11 +360,20 @@ async def callDaemon(
     """
     Authenticate first when there is a token (as
     L{pycm.client.protocol.connect} does: a refused token is kept in
-    C{client.authError}), then L{runCommand}.
+    C{client.authError}; one found in a file goes only to its owner's
+    daemon, L{pycm.client.tokensafety}), then L{runCommand}.
     """
-    if options.token:
+    token = options.token
+    if token:
+        from pycm.client.tokensafety import socketEnds, whyWithheld
+
+        withheld = whyWithheld(options, *socketEnds(client.sock))
+        if withheld:
+            writeLines(err, [f"pycm: {withheld}"])
+            token = None
+    if token:
         try:
-            await client.request(shlex.join(["auth", options.token]))
+            await client.request(shlex.join(["auth", token]))
         except PycmError as e:
             client.authError = e
         except (ConnectionGone, ProtocolError) as e:
