@@ -152,8 +152,10 @@ class OptionsTests(SynchronousTestCase):
 
     def test_backendOptions(self) -> None:
         """Backend options are passed through by name."""
-        options = self.parse("--docker-host", "unix:///x.sock", "--backend-option", "k=v")
-        self.assertEqual(options["backend-options"], {"docker-host": "unix:///x.sock", "k": "v"})
+        options = self.parse("--backend", "docker", "--docker-host", "unix:///x.sock",
+                             "--backend-option", "network=none")
+        self.assertEqual(options["backend-options"],
+                         {"docker-host": "unix:///x.sock", "network": "none"})
         self.assertRaises(usage.UsageError, self.parse, "--backend-option", "novalue")
 
     def test_badValues(self) -> None:

@@ -23,6 +23,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.filepath import FilePath
 from zope.interface import implementer
 
+from pycm.backends import takesOptions
 from pycm.backends.supervisor.backend import Supervisor, defaultIdFactory
 from pycm.capabilities import ALL_OPTIONS, STATS_FIGURES, Capabilities
 from pycm.errors import BackendError
@@ -458,6 +459,7 @@ class MemoryBackend(Supervisor):
         )
 
 
+@takesOptions("default-image")
 def makeBackend(
     reactor: IReactorTime,
     stateDir: FilePath[Any] | None,
@@ -467,7 +469,7 @@ def makeBackend(
     The C{pycm.backends} entry point: a L{MemoryBackend} on C{reactor}.
 
     C{stateDir} is not used (nothing is kept).  Of C{options}, only
-    C{default-image} means something here; others are ignored.
+    C{default-image} means something here (the daemon refuses others).
     """
     defaultImage = options.get("default-image") or DEFAULT_IMAGE
     return MemoryBackend(reactor, runtime=SimulatedRuntime(reactor, defaultImage))

@@ -21,7 +21,7 @@ from twisted.python import usage
 from twisted.python.filepath import FilePath
 
 import pycm
-from pycm.backends import availableBackends, loadBackendFactory
+from pycm.backends import availableBackends, checkOptions, loadBackendFactory
 from pycm.daemon.auth import loadOrCreateToken, readToken
 from pycm.daemon.connectionlimit import ConnectionLimit
 from pycm.daemon.eventlog import EventIdMark, EventLog
@@ -185,7 +185,7 @@ class Options(usage.Options):
         self["swarm-node-host"].append(item)
 
     def opt_backend_option(self, item: str) -> None:
-        """A backend option KEY=VALUE (repeatable): the options with no flag of their own. process backend: default-workdir, cgroup-parent, cgroups, state-sync, mark-sweep-delay (docs/process-backend.md); docker backend: init, stop-on-close, network, request-timeout, pull-timeout (docs/docker-backend.md); swarm backend: init, network, request-timeout, restart-delay, poll-interval, idle-poll-interval (docs/swarm-backend.md); and any third-party backend's."""  # noqa: E501
+        """A backend option KEY=VALUE (repeatable): the options with no flag of their own. process backend: default-workdir, cgroup-parent, cgroups, state-sync, mark-sweep-delay (docs/process-backend.md); docker backend: init, stop-on-close, network, request-timeout, pull-timeout (docs/docker-backend.md); swarm backend: init, network, request-timeout, restart-delay, poll-interval, idle-poll-interval (docs/swarm-backend.md); and any third-party backend's. A key the backend does not know is refused."""  # noqa: E501
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise usage.UsageError(f"--backend-option wants KEY=VALUE, not {item!r}")
@@ -243,11 +243,24 @@ class Options(usage.Options):
         stateDir = self["state-dir"]
         self["state-dir"] = FilePath(stateDir) if stateDir else defaultStateDir()
         backendOptions = dict(self["backend-option"])
+        flagsGiven = []
         for name in BACKEND_OPTIONS:
             if self[name] is not None:
                 backendOptions[name] = self[name]
+                flagsGiven.append(name)
         if self["swarm-node-host"]:
             backendOptions["swarm-node-host"] = ",".join(self["swarm-node-host"])
+            flagsGiven.append("swarm-node-host")
+        try:
+            checkOptions(
+                self["backend"],
+                loadBackendFactory(self["backend"]),
+                self["backend-option"],
+                flagsGiven,
+                (*BACKEND_OPTIONS, "swarm-node-host"),
+            )
+        except BadRequest as e:
+            raise usage.UsageError(str(e)) from None
         self["backend-options"] = backendOptions
         self["service-set"] = None
         if self["services"] is not None:

@@ -19,6 +19,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from pycm.backends import takesOptions
 from pycm.backends.docker.containers import EngineView, OneAtATime
 from pycm.backends.docker.engine import EngineAddress, EngineClient, EngineError, defaultHost
 from pycm.backends.docker.events import EngineEvents
@@ -78,6 +79,7 @@ CAPABILITIES = Capabilities(
 )
 
 
+@takesOptions(*OPTIONS)
 def makeBackend(
     reactor: Any,
     stateDir: Any,
@@ -95,12 +97,10 @@ def makeBackend(
     @raise BadRequest: for a bad option value (the daemon reports it and
         exits, as twistd does for its own options).
     """
-    unknown = sorted(set(options) - set(OPTIONS))
-    if unknown:
-        DockerBackend.log.warn(
-            "docker backend ignores options it does not know: {unknown}",
-            unknown=", ".join(unknown),
-        )
+    # The daemon refuses them (pycm.backends.checkOptions); other callers may not.
+    if unknown := ", ".join(sorted(set(options) - set(OPTIONS))):
+        DockerBackend.log.warn("docker backend ignores options it does not know: {unknown}",
+                               unknown=unknown)
 
     def get(key: str) -> str:
         return options.get(key) or OPTIONS[key][0]

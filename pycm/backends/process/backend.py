@@ -16,6 +16,7 @@ from twisted.internet.defer import Deferred, fail
 from twisted.logger import Logger
 from twisted.python.filepath import FilePath
 
+from pycm.backends import takesOptions
 from pycm.backends.process.cgroupdetect import detect
 from pycm.backends.process.logfiles import DEFAULT_MAX_FILES, DEFAULT_MAX_SIZE, FileLogStore
 from pycm.backends.process.markjournal import JOURNAL_NAME
@@ -146,6 +147,10 @@ def raiseFileLimit(wanted: int = 1 << 20) -> int:
     return soft
 
 
+@takesOptions(
+    "default-workdir", "cgroup-parent", "cgroups", "state-sync", "mark-sweep-delay",
+    "default-command", "default-image", "log-max-size", "log-max-files",
+)
 def makeBackend(
     reactor: Any, stateDir: FilePath[Any] | str, options: Mapping[str, str | None]
 ) -> ProcessBackend:

@@ -21,6 +21,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from pycm.backends import takesOptions
 from pycm.backends.docker.containers import OneAtATime
 from pycm.backends.docker.engine import EngineAddress, EngineClient, defaultHost
 from pycm.backends.docker.interfaces import IDockerEngine
@@ -82,6 +83,7 @@ CAPABILITIES = Capabilities(
 )
 
 
+@takesOptions(*OPTIONS)
 def makeBackend(
     reactor: Any,
     stateDir: Any,
