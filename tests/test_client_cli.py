@@ -834,14 +834,31 @@ class PipedTests(SynchronousTestCase):
             self.assertEqual(daemon.received, ["ping", "version", "list", "ping"])
 
     def test_errExitsOne(self) -> None:
-        """Any ERR reply makes the exit status 1; the others still print."""
-        h, stdio, d = self.start(FakeDaemon())
-        stdio.protocol.dataReceived(b"nope\nping\n")
+        """An ERR reply makes the exit status 1; the others still print."""
+        h, stdio, d = self.start(FakeDaemon(
+            {"stop": "ERR not_found no such container: web"}))
+        stdio.protocol.dataReceived(b"stop web\nping\n")
         stdio.protocol.readConnectionLost()
         h.flush()
         self.assertEqual(self.successResultOf(d), 1)
         self.assertEqual(stdio.value(), b"pong\n")
-        self.assertIn("Error: bad_request: unknown command", h.err.getvalue())
+        self.assertIn("Error: not_found: no such container", h.err.getvalue())
+
+    def test_malformedExitsTwo(self) -> None:
+        """
+        A line the daemon refuses as malformed (C{bad_request},
+        C{invalid_name}) is a usage error, exit status 2, as on the command
+        line; the status is the worst of the lines', whatever their order.
+        """
+        for lines in (b"nope\nping\n", b"run a\nstop web\n", b"stop web\nrun a\n"):
+            h, stdio, d = self.start(FakeDaemon({
+                "stop": "ERR not_found no such container: web",
+                "run": "ERR invalid_name invalid container name 'a'",
+            }))
+            stdio.protocol.dataReceived(lines)
+            stdio.protocol.readConnectionLost()
+            h.flush()
+            self.assertEqual(self.successResultOf(d), 2, lines)
 
     def test_eventsPrinted(self) -> None:
         """EVENT lines are printed as they come, between replies."""
@@ -924,12 +941,15 @@ class PipedTests(SynchronousTestCase):
         self.assertEqual(stdio.value(), b"")
 
     def test_badUTF8(self) -> None:
-        """A line that is not UTF-8 is an error; the rest goes on."""
+        """
+        A line that is not UTF-8 is a malformed request (exit status 2);
+        the rest goes on.
+        """
         h, stdio, d = self.start(FakeDaemon())
         stdio.protocol.dataReceived(b"\xff\xfe\nping\n")
         stdio.protocol.readConnectionLost()
         h.flush()
-        self.assertEqual(self.successResultOf(d), 1)
+        self.assertEqual(self.successResultOf(d), 2)
         self.assertEqual(stdio.value(), b"pong\n")
 
 
@@ -1168,13 +1188,19 @@ class FastPathTests(SynchronousTestCase):
     def test_connectErrors(self) -> None:
         """
         A failure to connect is worded as the reactor words the same
-        failure: refused, no such socket, timed out, no such host.
+        failure: refused, no such socket, permission denied, timed out, no
+        such host.
         """
         for raised, expected in [
             (OSError(errno.ECONNREFUSED, "x"),
              "connection refused (is the daemon running?)"),
             (FileNotFoundError(errno.ENOENT, "x"),
-             "An error occurred while connecting: 2: No such file or directory."),
+             "no such socket (is the daemon running? is this its --listen path?)"),
+            (NotADirectoryError(errno.ENOTDIR, "x"),
+             "no such socket (is the daemon running? is this its --listen path?)"),
+            (PermissionError(errno.EACCES, "x"),
+             "permission denied (the socket is mode 0600, or 0660 with the "
+             "daemon's --socket-group: run as its user or join that group)"),
             (TimeoutError("timed out"), "User timeout caused connection failure."),
             (socket.gaierror(-2, "Name or service not known"), "no such host"),
         ]:

@@ -183,15 +183,24 @@ class ClientE2ETestsMixin:
         self.assertIn("not_found", r.stderr)
 
     def test_exitCodes(self) -> None:
-        """A usage error exits 2; an unreachable daemon exits 3."""
+        """
+        A usage error exits 2; an unreachable daemon exits 3, saying why
+        in words: no UNIX socket at the path, as a refused TCP port, on
+        the fast path and the reactor's.
+        """
         r = self.pycm("--no-such-option")
         self.assertEqual(r.returncode, 2)
         port = freePort()
         r = self.pycm("--host", f"tcp:127.0.0.1:{port}", "ping")
         self.assertEqual(r.returncode, 3)
         self.assertIn(f"tcp:127.0.0.1:{port}", r.stderr)
-        r = self.pycm("--host", f"unix:{shortTempDir(self)}/no.sock", "ping")
-        self.assertEqual(r.returncode, 3)
+        host = f"unix:{shortTempDir(self)}/no.sock"
+        for env in ({}, {"PYCM_CLIENT": "twisted"}):
+            r = self.pycm("--host", host, "ping", **env)
+            self.assertEqual(r.returncode, 3)
+            self.assertEqual(r.stderr, f"Error: cannot reach the pycm daemon at {host}: no "
+                             "such socket (is the daemon running? is this its --listen "
+                             "path?)\n")
 
     def test_socketPathTooLong(self) -> None:
         """
@@ -209,9 +218,15 @@ class ClientE2ETestsMixin:
             self.assertEqual(r.stdout, "")
 
     def test_piped(self) -> None:
-        """Piped requests: every reply printed in order; 1 if any ERR."""
+        """
+        Piped requests: every reply printed in order; the exit status the
+        worst of the lines': 1 for an ERR, 2 for a malformed request.
+        """
+        r = self.pycm(input="ping\n# comment\nversion\ninspect nope\nping")
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("not_found", r.stderr)
         r = self.pycm(input="ping\n# comment\nversion\nbogus\nping")
-        self.assertEqual(r.returncode, 1)
+        self.assertEqual(r.returncode, 2)
         lines = r.stdout.splitlines()
         self.assertEqual(lines[0], "pong")
         self.assertEqual(lines[-1], "pong")

@@ -212,6 +212,20 @@ class StreamTests(SynchronousTestCase):
         self.assertIn("not_found", err.getvalue())
 
 
+    def test_malformed(self) -> None:
+        """
+        A request the daemon refuses as malformed (C{stats --bogus}) ends
+        it with 2, a usage error, as C{stats --no-stream --bogus} does.
+        """
+        conn = Connected()
+        out, err = io.StringIO(), io.StringIO()
+        d = ensureDeferred(
+            streamStats(conn.clock, conn.client, ["stats", "--bogus"], out, err, False)
+        )
+        conn.flush()
+        self.assertEqual(self.successResultOf(d), 2)
+        self.assertEqual(err.getvalue(), "Error: bad_request: unknown option '--bogus'\n")
+
 class TopRenderTests(SynchronousTestCase):
     """Pure parts of the view."""
 

@@ -79,9 +79,11 @@ environment:
                ~/.local/state/pycm/history; empty: keep none)
 
 exit status: 0 OK, 1 the daemon answered ERR, 2 usage error (the
-             client's, or the daemon's bad_request),
-             3 the daemon cannot be reached, 130 interrupted before the
-             reply came (Ctrl-C ends `events` and `logs -f` with 0)"""
+             client's, or a request the daemon refused as malformed:
+             bad_request, invalid_name), 3 the daemon cannot be reached,
+             130 interrupted before the reply came (Ctrl-C ends `events`
+             and `logs -f` with 0); the worst of these for several names
+             or piped lines"""
 
 
 

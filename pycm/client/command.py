@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any, TextIO
 from pycm.client import format as fmt
 from pycm.client.applying import isApplyProgress, progressLine, watchApply
 from pycm.client.exits import (
-    EXIT_ERR,
     EXIT_OK,
     EXIT_UNREACHABLE,
     EXIT_USAGE,
+    errorStatus,
     explainError,
     interruptedBeforeReply,
     reportError,
@@ -150,7 +150,7 @@ async def runCommand(
         except PycmError as e:
             reportError(err, options, e.code, e.message,
                         explainError(e, client, options))
-            code = max(code, EXIT_USAGE if e.code == "bad_request" else EXIT_ERR)
+            code = max(code, errorStatus(e))
             continue
         except ConnectionGone:
             if interrupted:

@@ -1,19 +1,23 @@
 """
 How a call of C{pycm} ends: its exit status (0 when every reply was C{OK},
-1 when one was C{ERR}, 2 for a usage error, 3 when the daemon cannot be
-reached or the connection to it is lost), the exceptions behind 2 and 3,
-and the error lines written on stderr (as JSON with C{--json}).
+1 when one was C{ERR}, 2 for a usage error: the client's own, or a request
+the daemon refuses as malformed, L{pycm.client.wire.USAGE_CODES}; 3 when the daemon cannot be
+reached or the connection to it is lost; the worst of them for several
+requests), the exceptions behind 2 and 3, and the error lines written on
+stderr (as JSON with C{--json}).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import shlex
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, TextIO
 
 from pycm.client import format as fmt
-from pycm.errors import Unauthorized
+from pycm.client.wire import isUsageError
+from pycm.errors import PycmError, Unauthorized
 from pycm.statepaths import defaultTokenPath
 
 if TYPE_CHECKING:
@@ -30,6 +34,14 @@ EXIT_INTERRUPTED = 130
 #: The reader of standard output went away (C{pycm logs web | head}): the
 #: shell's 128 + SIGPIPE, as C{git} and C{docker} end then, and quietly.
 EXIT_READER_GONE = 141
+
+
+def errorStatus(error: PycmError) -> int:
+    """
+    The exit status an C{ERR} reply makes: 2 for a request the daemon
+    refuses as malformed (L{pycm.client.wire.USAGE_CODES}), else 1.
+    """
+    return EXIT_USAGE if isUsageError(error) else EXIT_ERR
 
 
 class UsageError(Exception):
@@ -52,10 +64,16 @@ class CannotConnect(Exception):
     def __str__(self) -> str:
         from twisted.internet.error import ConnectionRefusedError, DNSLookupError
 
+        number = getattr(self.reason, "osError", None)
         if isinstance(self.reason, ConnectionRefusedError):
             reason = "connection refused (is the daemon running?)"
         elif isinstance(self.reason, DNSLookupError):
             reason = "no such host"
+        elif number in (errno.ENOENT, errno.ENOTDIR):
+            reason = "no such socket (is the daemon running? is this its --listen path?)"
+        elif number in (errno.EACCES, errno.EPERM):
+            reason = ("permission denied (the socket is mode 0600, or 0660 with the "
+                      "daemon's --socket-group: run as its user or join that group)")
         else:
             reason = str(self.reason).strip() or type(self.reason).__name__
         return f"cannot reach the pycm daemon at {self.endpoint}: {reason}"

@@ -17,7 +17,15 @@ from zope.interface import implementer
 
 from pycm.client import format as fmt
 from pycm.client.arguments import CommandLine
-from pycm.client.exits import EXIT_ERR, EXIT_OK, EXIT_UNREACHABLE, explainError, writeLines
+from pycm.client.exits import (
+    EXIT_ERR,
+    EXIT_OK,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    errorStatus,
+    explainError,
+    writeLines,
+)
 from pycm.client.protocol import ClientProtocol, Disconnected, isSilentLine
 from pycm.errors import PycmError
 
@@ -28,9 +36,11 @@ class PipedRequests(LineOnlyReceiver):
     Each line read is a request; each reply, and each event, is written to
     this protocol's transport (standard output) as it comes.  After the
     input ends and the last reply is written, C{done} fires with the exit
-    status.  Requests are pipelined, at most L{WINDOW} in flight: beyond
-    that, reading pauses (the daemon answers in order, so output order is
-    request order).
+    status: the worst of the lines' (0 for C{OK}, 1 for C{ERR}, 2 for a
+    request refused as malformed or a line that is not UTF-8, 3 when the
+    daemon is lost), as for several names on the command line.  Requests
+    are pipelined, at most L{WINDOW} in flight: beyond that, reading
+    pauses (the daemon answers in order, so output order is request order).
     """
 
     delimiter = b"\n"
@@ -47,7 +57,9 @@ class PipedRequests(LineOnlyReceiver):
         self.err = err
         self.done: Deferred[int] = Deferred()
         self.inFlight = 0
-        self.failed = False
+        #: The worst exit status of the lines so far (L{EXIT_UNREACHABLE}
+        #: is set apart: C{lost}).
+        self.status = EXIT_OK
         self.lost = False
         self.eof = False
         self.paused = False
@@ -78,7 +90,7 @@ class PipedRequests(LineOnlyReceiver):
             line = raw.decode("utf-8")
         except UnicodeDecodeError:
             writeLines(self.err, ["Error: a request line is not valid UTF-8"])
-            self.failed = True
+            self._worsen(EXIT_USAGE)
             return
         if isSilentLine(line):
             return
@@ -95,7 +107,7 @@ class PipedRequests(LineOnlyReceiver):
 
     def lineLengthExceeded(self, line: bytes) -> None:
         writeLines(self.err, ["Error: a request line is too long"])
-        self.failed = True
+        self._worsen(EXIT_ERR)
         self.eof = True
         self._maybeFinish()
 
@@ -113,11 +125,14 @@ class PipedRequests(LineOnlyReceiver):
         error = failure.value
         if isinstance(error, Disconnected):
             return
-        self.failed = True
+        self._worsen(errorStatus(error) if isinstance(error, PycmError) else EXIT_ERR)
         if self.options.json and isinstance(error, PycmError):
             self._writeLines([f"ERR {error.code} {error.message}"])
         else:
             writeLines(self.err, [explainError(error, self.client, self.options)])
+
+    def _worsen(self, status: int) -> None:
+        self.status = max(self.status, status)
 
     def _settled(self, _: object) -> None:
         self.inFlight -= 1
@@ -166,13 +181,7 @@ class PipedRequests(LineOnlyReceiver):
     def _finish(self) -> None:
         if self.done.called:
             return
-        if self.lost:
-            code = EXIT_UNREACHABLE
-        elif self.failed:
-            code = EXIT_ERR
-        else:
-            code = EXIT_OK
-        self.done.callback(code)
+        self.done.callback(EXIT_UNREACHABLE if self.lost else self.status)
 
 
 def runPiped(

@@ -131,13 +131,15 @@ async def streamStats(
     """
     Ask C{stats} every L{REFRESH} seconds and print each reply until
     Ctrl-C (which closes the connection and fills C{interrupted}: 0), the
-    reader goes away (0), the daemon refuses (1) or is lost (3).  On a
+    reader goes away (0), the daemon refuses (1; 2 for a malformed request,
+    L{pycm.client.wire.isUsageError}) or is lost (3).  On a
     terminal the table is redrawn in place; piped, each table is printed
     after the last, with a blank line between.
     """
     from twisted.internet.defer import Deferred
 
     from pycm.client.protocol import Disconnected
+    from pycm.client.wire import isUsageError
 
     line = shlex.join(["stats", *words[1:]])
     first = True
@@ -155,7 +157,7 @@ async def streamStats(
             err.write(f"Error: {e.code}: {e.message}\n")
             err.flush()
             client.disconnect()
-            return 1
+            return 2 if isUsageError(e) else 1
         except Disconnected:
             break
         if asJSON:

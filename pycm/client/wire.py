@@ -25,6 +25,17 @@ ERROR_CLASSES: dict[str, type[errors.PycmError]] = {
     )
 }
 
+#: The error codes of a request the daemon refuses as malformed (an unknown
+#: command or option, a missing argument, a bad value, a name the naming
+#: rule refuses): usage errors, as the client's own are (exit status 2).
+USAGE_CODES = frozenset({errors.BadRequest.code, errors.InvalidName.code})
+
+
+def isUsageError(error: errors.PycmError) -> bool:
+    """Whether an C{ERR} reply says the request was malformed (L{USAGE_CODES})."""
+    return error.code in USAGE_CODES
+
+
 #: The longest reply line a client takes.  Replies are one line each, and
 #: some are big: a C{list} of 1,000 containers is a few hundred KB, C{logs
 #: --tail=N} can be more.  16 MiB refuses no legitimate reply, while a
