@@ -165,7 +165,8 @@ class OneShotHabitsTestsMixin:
     def test_severalNames(self: Any) -> None:
         """
         Several names: a request each, in order; each error printed, and
-        exit status 1 when one failed, the others still done.
+        exit status 1 when one failed, the others still done; each one done
+        is printed by its name alone, as C{docker stop} prints it.
         """
         def stop(words: list[str]) -> str:
             if words[-1] == "nope":
@@ -177,8 +178,7 @@ class OneShotHabitsTestsMixin:
         h.flush()
         self.assertEqual(self.successResultOf(d), 1)
         self.assertEqual(h.daemon.received, ["stop -t 1 a", "stop -t 1 nope", "stop -t 1 b"])
-        self.assertEqual(h.out.getvalue(),
-                         "a  exited  exit code -15\nb  exited  exit code -15\n")
+        self.assertEqual(h.out.getvalue(), "a\nb\n")
         self.assertEqual(h.err.getvalue(), "Error: not_found: no such container: nope\n")
 
     def test_badRequestExitsTwo(self: Any) -> None:
@@ -186,6 +186,38 @@ class OneShotHabitsTestsMixin:
         h = self.harness(FakeDaemon({"stop": "ERR bad_request unknown option '--bogus'"}))
         self.assertEqual(self.successResultOf(h.run(planned("stop", "--bogus", "a"))), 2)
         self.assertEqual(h.err.getvalue(), "Error: bad_request: unknown option '--bogus'\n")
+
+    def test_invalidNameExitsTwo(self: Any) -> None:
+        """
+        An C{invalid_name} (C{run a}) is a request the daemon refuses as
+        malformed, as C{bad_request} is: exit status 2, not 1.
+        """
+        h = self.harness(FakeDaemon({"run": "ERR invalid_name invalid container name 'a'"}))
+        self.assertEqual(self.successResultOf(h.run(planned("run", "a"))), 2)
+        self.assertEqual(h.err.getvalue(), "Error: invalid_name: invalid container name 'a'\n")
+
+    def test_actedOnPrintsName(self: Any) -> None:
+        """
+        C{start}, C{stop}, C{restart}, C{kill} and C{rm} print the name
+        alone, as docker does: C{kill}'s reply holds the state before the
+        signal took effect (still running), which would mislead; a change
+        the daemon could not save yet still says so; C{--json} prints the
+        reply as it came.
+        """
+        def reply(words: list[str]) -> str:
+            return ok(dict(WEB, name=words[-1], state="running", pid=4242))
+
+        for command in ("start", "stop", "restart", "kill"):
+            h = self.harness(FakeDaemon({command: reply}))
+            self.assertEqual(self.successResultOf(h.run(planned(command, "web", "db"))), 0)
+            self.assertEqual(h.out.getvalue(), "web\ndb\n", command)
+        h = self.harness(FakeDaemon({"rm": ok({"name": "web", "removed": True,
+                                               "saved": False})}))
+        self.assertEqual(self.successResultOf(h.run(planned("rm", "web"))), 0)
+        self.assertEqual(h.out.getvalue(), "web" + fmt.NOT_SAVED + "\n")
+        h = self.harness(FakeDaemon({"kill": reply}))
+        self.assertEqual(self.successResultOf(h.run(planned("kill", "web", json=True))), 0)
+        self.assertEqual(json.loads(h.out.getvalue())["state"], "running")
 
     def test_jsonErrors(self: Any) -> None:
         """With C{--json} an error is a JSON object on stderr."""

@@ -75,12 +75,11 @@ class HabitsE2ETests(Client, TestCase):
         r = self.pycm("stop", "-t", "1", "aa", "nope", "bb",
                       PYCM_HOST=f"unix:{self.daemon.socketPath}")
         self.assertEqual(r.returncode, 1)
-        self.assertEqual([line.split()[:2] for line in r.stdout.splitlines()],
-                         [["aa", "exited"], ["bb", "exited"]])
+        self.assertEqual(r.stdout, "aa\nbb\n")
         self.assertEqual(r.stderr, "Error: not_found: no such container: nope\n")
         self.ok("start", "aa", "bb")
         r = self.ok("rm", "-f", "aa", "bb")
-        self.assertEqual(r.stdout, "aa removed\nbb removed\n")
+        self.assertEqual(r.stdout, "aa\nbb\n")
         self.assertEqual(self.ok("ps", "-aq").stdout, "")
 
     def test_psQuietAndFormat(self) -> None:
@@ -143,6 +142,37 @@ class HabitsE2ETests(Client, TestCase):
             self.assertEqual(r.returncode, 2, args)
             self.assertTrue(r.stderr.startswith("Error: bad_request: "), r.stderr)
         self.assertEqual(self.pycm("inspect", "nope").returncode, 1)
+
+    def test_malformedExitsTwoEverywhere(self) -> None:
+        """
+        A request the daemon refuses as malformed (C{bad_request},
+        C{invalid_name}) exits 2 on every path: one-shot, fast and through
+        the reactor; streaming C{stats}; piped lines.
+        """
+        for env in ({}, {"PYCM_CLIENT": "twisted"}):
+            for args in (("run", "bad name!"), ("run", "a")):
+                r = self.pycm(*args, **env)
+                self.assertEqual(r.returncode, 2, (args, env, r.stderr))
+                self.assertTrue(r.stderr.startswith("Error: invalid_name: "), r.stderr)
+        for args in (("stats", "--bogus"), ("stats", "--no-stream", "--bogus")):
+            r = self.pycm(*args)
+            self.assertEqual(r.returncode, 2, (args, r.stderr))
+            self.assertEqual(r.stderr, "Error: bad_request: unknown option '--bogus'\n")
+        r = self.pycm(input="foo\n")
+        self.assertEqual(r.returncode, 2, r.stderr)
+        r = self.pycm(input="run a\ninspect nope\nping\n")
+        self.assertEqual((r.returncode, r.stdout), (2, "pong\n"), r.stderr)
+
+    def test_actedOnPrintsName(self) -> None:
+        """
+        C{kill}, C{stop}, C{start}, C{restart} and C{rm} print the
+        container's name, as docker does (C{kill}'s reply was its state
+        before the signal took effect: still running).
+        """
+        self.ok("run", "ticker", "memory", "sleep", "1000")
+        for command in ("kill", "start", "restart", "stop"):
+            self.assertEqual(self.ok(command, "ticker").stdout, "ticker\n", command)
+        self.assertEqual(self.ok("rm", "ticker").stdout, "ticker\n")
 
     def test_json(self) -> None:
         """

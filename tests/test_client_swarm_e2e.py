@@ -95,5 +95,5 @@ class SwarmClientE2ETests(SynchronousTestCase):
                           "--filter", f"name={self.name}")
         self.assertEqual(table, f"{self.name} 1/1\n")
 
-        self.assertEqual(self.pycm("rm", "--force", self.name), f"{self.name} removed\n")
+        self.assertEqual(self.pycm("rm", "--force", self.name), f"{self.name}\n")
         self.assertNotIn(self.name, self.pycm("ls", "-q").split())

@@ -183,7 +183,7 @@ async def runCommand(
                     when = entry.get("time") if isinstance(entry, dict) else None
                     logLines.append((_sortTime(when), index, words[-1], entry))
         else:
-            lines = None
+            lines = fmt.actedOn(name, value)
             if isinstance(value, list) and name in fmt.LIST_COMMANDS:
                 lines = formatContainers(value, plan.quiet, plan.template,
                                              plan.jsonLines)

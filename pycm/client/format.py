@@ -215,6 +215,24 @@ def formatReply(command: str, value: Any, now: float, words: Sequence[str] = ())
     return [scalar(value)]
 
 
+#: The commands whose one-shot output is the container's name alone, as
+#: C{docker stop} prints it: the state in the reply may be the one before
+#: the change took effect (C{kill} answers once the signal is sent).
+NAME_ONLY_COMMANDS = frozenset({"start", "stop", "restart", "kill", "rm"})
+
+
+def actedOn(command: str, value: Any) -> list[str] | None:
+    """
+    The one-shot output for a container that C{start}, C{stop},
+    C{restart}, C{kill} or C{rm} acted on: its name (L{notSaved} after it);
+    None for any other command or reply (L{formatReply} then says).
+    """
+    if command not in NAME_ONLY_COMMANDS or not isinstance(value, dict) \
+            or not isinstance(value.get("name"), str):
+        return None
+    return [value["name"] + notSaved(value)]
+
+
 def containerLine(container: dict[str, Any]) -> str:
     """
     One line for a container that a command acted on (C{run}, C{stop}...):
