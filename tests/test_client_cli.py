@@ -15,6 +15,7 @@ import errno
 import io
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -32,7 +33,7 @@ from twisted.test.iosim import ConnectionCompleter, IOPump
 from twisted.trial.unittest import SynchronousTestCase
 
 from pycm import statepaths
-from pycm.client import arguments, cli, config, connecting, oneshot, piped
+from pycm.client import arguments, cli, commandtable, config, connecting, oneshot, piped
 from pycm.client import format as fmt
 from pycm.client.testing import FakeDaemon, event, ok
 from pycm.model import formatTime
@@ -1022,11 +1023,57 @@ class InterruptFastTests(InterruptTestsMixin, SynchronousTestCase):
     harness = FastHarness
 
 
+class CommandHelpTests(SynchronousTestCase):
+    """
+    C{pycm help COMMAND} (C{pycm COMMAND --help}): the daemon's usage line
+    and summary, as the real command table gives them, and what the client
+    adds.
+    """
+
+    def help(self, name: str) -> list[str]:
+        from pycm.daemon.commands import BY_WORD
+
+        return fmt.formatHelp(BY_WORD[name].describe())
+
+    def test_severalNames(self) -> None:
+        """
+        The commands the client takes several names for say C{NAME...} and
+        how they are done; the others keep the daemon's C{NAME}.
+        """
+        for name in ("stop", "start", "restart", "kill", "rm", "logs"):
+            lines = self.help(name)
+            self.assertTrue(lines[0].startswith(f"usage: {name} "), lines[0])
+            self.assertTrue(lines[0].endswith(" NAME..."), lines[0])
+            self.assertIn("one request each", "\n".join(lines))
+        self.assertEqual(self.help("stop")[0], "usage: stop [-t|--time=SECONDS] NAME...")
+        for name in ("inspect", "wait", "unfollow"):
+            lines = self.help(name)
+            self.assertTrue(lines[0].endswith(" NAME"), lines[0])
+            self.assertNotIn("one request each", "\n".join(lines))
+
+    def test_runOptionsDescribed(self) -> None:
+        """
+        C{run --help} and C{create --help} describe every option of theirs
+        (C{run}'s C{-d} too), each at the start of a line as C{docker run
+        --help} does, and what each restart policy means.
+        """
+        for name in ("run", "create"):
+            text = "\n".join(self.help(name))
+            for option in commandtable.BY_WORD[name].options:
+                spelled = f"  -{option.short}, --{option.name}" if option.short \
+                    else f"  --{option.name}"
+                self.assertIn("\n" + spelled, text, (name, option.name))
+            for policy in ("no", "on-failure[:MAX]", "always", "unless-stopped"):
+                self.assertRegex(text, rf"\n +{re.escape(policy)} +\S", (name, policy))
+            self.assertIn("powers of 1024", text)
+
+
 class ContainerLineTests(SynchronousTestCase):
     def test_containerLine(self) -> None:
         """
-        A command that acts on a container prints one line about it;
-        inspect prints every field.
+        A command that acts on a container prints one line about it in the
+        shell and for piped requests (one-shot, L{fmt.actedOn} prints the
+        name alone); inspect prints every field.
         """
         container = {"name": "web", "state": "exited", "image": "host", "pid": None,
                      "exit_code": -15, "error": None}

@@ -297,12 +297,15 @@ class OneShotHabitsTestsMixin:
         self.assertEqual(h.out.getvalue(), "a | early\nb | hi\n")
 
     def test_commandHelp(self: Any) -> None:
-        """C{pycm stop --help} sends C{help stop}."""
+        """
+        C{pycm stop --help} sends C{help stop}; the usage says C{NAME...},
+        as the client takes several names.
+        """
         h = self.harness(FakeDaemon({"help": ok({"name": "stop", "usage": "stop NAME",
                                             "summary": "stop it", "aliases": []})}))
         self.assertEqual(self.successResultOf(h.run(planned("stop", "--help"))), 0)
         self.assertEqual(h.daemon.received, ["help stop"])
-        self.assertEqual(h.out.getvalue(), "usage: stop NAME\n  stop it\n")
+        self.assertEqual(h.out.getvalue().splitlines()[:2], ["usage: stop NAME...", "  stop it"])
 
 
 class OneShotHabitsReactorTests(OneShotHabitsTestsMixin, SynchronousTestCase):

@@ -353,6 +353,28 @@ class ShellTests(SynchronousTestCase):
         self.assertIn(b"run NAME ...\r\nstop NAME\r\n", screen)
         self.assertIn(b"Ctrl-D", screen)
 
+    def test_statsOnce(self) -> None:
+        """
+        C{stats} in the shell is one request and one table, as C{stats
+        --no-stream} (no refresh is scheduled); C{help stats} says so.
+        """
+        from pycm.daemon.commands import BY_WORD
+
+        row = {"name": "web", "cpu_percent": 1.0, "memory": 1024, "memory_limit": None,
+               "pids": 1, "read_bytes": 0, "write_bytes": 0}
+        h = ShellHarness(FakeDaemon({"stats": ok([row]),
+                                     "help": ok(BY_WORD["stats"].describe())}))
+        h.screen()
+        h.type(b"stats\r")
+        screen = h.screen()
+        self.assertEqual(screen.count(b"NAME   CPU %"), 1)
+        self.assertEqual(h.clock.getDelayedCalls(), [])
+        h.clock.advance(5)
+        self.assertEqual(h.daemon.received, ["stats"])
+        h.type(b"help stats\r")
+        self.assertIn(b"In the interactive shell and in piped requests, stats prints "
+                      b"the table\r\n  once, as --no-stream does", h.screen())
+
     def test_blankLine(self) -> None:
         """A blank line sends nothing and shows the prompt again."""
         h = ShellHarness()

@@ -236,7 +236,7 @@ class CommandHelpNotesTests(SynchronousTestCase):
 
     def test_otherCommandsUnchanged(self) -> None:
         """A command with nothing to add shows the daemon's usage alone."""
-        self.assertEqual(self.help("stop"), "usage: stop NAME\n  s")
+        self.assertEqual(self.help("inspect"), "usage: inspect NAME\n  s")
 
 
 class PlanTests(SynchronousTestCase):

@@ -103,6 +103,37 @@ _SWARM_OPTIONS_NOTE = (
     "                     repeatable: every one must hold",
 )
 
+#: What C{run} and C{create} take, before the options the client and the
+#: health checks add (L{_SPEC_NOTE}): as C{docker run --help} says it.
+_RUN_ARGUMENTS_NOTE = (
+    "  NAME               2 to 128 characters: a letter or digit, then letters,",
+    "                     digits, '_', '.' or '-'",
+    "  IMAGE              what it runs from [default: the backend's, which info",
+    "                     shows as default_image]",
+    "  COMMAND [ARG...]   what it runs [default: the image's default command]",
+    "options:",
+    "  -e, --env=K=V      set an environment variable; repeatable",
+    "  -l, --label=K=V    set a label (ls --filter label=K=V finds it); repeatable",
+    "  --restart=POLICY   what happens when it exits [default: no]:",
+    "                       no                 it stays exited",
+    "                       on-failure[:MAX]   restarted after a non-zero exit,",
+    "                                          at most MAX times if given",
+    "                       always             restarted after every exit, until a",
+    "                                          client's stop, kill or rm --force",
+    "                       unless-stopped     as always, and not started again when",
+    "                                          the daemon restarts if a client had",
+    "                                          stopped it",
+    "                     restarts wait 100ms, doubling up to 60s",
+    "  --stop-timeout=SECONDS  how long stop waits after the stop signal before",
+    "                     KILL [default: 10]",
+    "  --stop-signal=SIG  the signal stop sends first: TERM, SIGTERM or 15",
+    "                     [default: SIGTERM]",
+    "  --memory=SIZE      a memory limit: bytes, or a number with k, m, g or t",
+    "                     (powers of 1024: 512m, 1.5g, 10MiB)",
+    "  --cpus=N           a CPU limit, in CPUs; a fraction is fine (0.5)",
+    "  -w, --workdir=DIR  the working directory of its command",
+)
+
 _SPEC_NOTE = (
     "  -u, --user=USER[:GROUP]  run as that user (and group), names or numbers;",
     "                     the process backend then needs a root daemon for a user",
@@ -153,9 +184,21 @@ _APPLY_NOTE = (
 #: its options and forms mean where the usage line only names them (the
 #: daemon's C{help} carries no text for an option).
 COMMAND_NOTES: dict[str, tuple[str, ...]] = {
-    "run": (*_SPEC_NOTE, *_SWARM_OPTIONS_NOTE),
-    "create": (*_SPEC_NOTE, *_SWARM_OPTIONS_NOTE),
+    "run": (
+        *_RUN_ARGUMENTS_NOTE,
+        "  -d, --detach       taken and ignored: a container always runs detached",
+        *_SPEC_NOTE, *_SWARM_OPTIONS_NOTE,
+    ),
+    "create": (*_RUN_ARGUMENTS_NOTE, *_SPEC_NOTE, *_SWARM_OPTIONS_NOTE),
     "apply": _APPLY_NOTE,
+    "stats": (
+        "  pycm stats on the command line refreshes the table every second (in",
+        "  place on a terminal) until Ctrl-C; with --no-stream it prints it once.",
+        "  In the interactive shell and in piped requests, stats prints the table",
+        "  once, as --no-stream does: `pycm stats` or `pycm top` follow it live.",
+        "  CPU % is of one CPU over the last second or so; memory in binary units",
+        "  (MiB), block I/O in decimal ones (MB); -- where the daemon cannot say.",
+    ),
     "scale": (
         "swarm backend only (the others refuse it).",
         "  scale NAME N         run N copies of NAME; N may be 0: every copy stops and",
@@ -164,6 +207,16 @@ COMMAND_NOTES: dict[str, tuple[str, ...]] = {
         "The reply comes once N copies run (scaling down: once the extra ones are gone).",
     ),
 }
+
+#: Commands the client takes several names for (the daemon one), sending
+#: one request a name (L{pycm.client.plan}).
+MULTI_NAME = frozenset({"stop", "start", "restart", "kill", "rm", "logs"})
+
+#: What the usage of a command in L{MULTI_NAME} adds.
+MULTI_NAME_NOTE = (
+    "  several NAMEs: one request each, in order, the options given to each;",
+    "  each error is printed and the others are still done",
+)
 
 #: Options the client reads itself, by command (see L{pycm.client.plan}).
 CLIENT_OPTIONS: dict[str, tuple[str, ...]] = {

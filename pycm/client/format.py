@@ -15,7 +15,7 @@ from typing import Any
 # Twisted here, nor attrs (pycm.model), directly or not.
 from pycm.client import services
 from pycm.client.applying import outcomeLines
-from pycm.client.commandtable import COMMAND_NOTES
+from pycm.client.commandtable import COMMAND_NOTES, MULTI_NAME, MULTI_NAME_NOTE
 from pycm.client.health import eventStatus, healthLines, stateText
 from pycm.client.stats import statsTable
 from pycm.errors import PycmError
@@ -280,6 +280,10 @@ def formatHelp(value: Any) -> list[str]:
         return lines
     if isinstance(value, dict) and isinstance(value.get("usage"), str):
         usage = value["usage"]
+        several = value.get("name") in MULTI_NAME and usage.endswith(" NAME")
+        if several:
+            # The client sends one request a name: the daemon's takes one.
+            usage += "..."
         if value.get("name") == "apply":
             # The client reads a FILE into the daemon's DOCUMENT.
             usage = usage.replace("DOCUMENT", "FILE")
@@ -293,6 +297,8 @@ def formatHelp(value: Any) -> list[str]:
         if value.get("aliases"):
             lines.append(f"  aliases: {', '.join(value['aliases'])}")
         lines.extend(COMMAND_NOTES.get(str(value.get("name")), ()))
+        if several:
+            lines.extend(MULTI_NAME_NOTE)
         return lines
     if isinstance(value, str):
         return value.splitlines()

@@ -10,13 +10,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from pycm.client.commandtable import BY_WORD
+from pycm.client.commandtable import BY_WORD, MULTI_NAME
 from pycm.client.format import LIST_COMMANDS
 from pycm.client.template import Template, TemplateError
 from pycm.grammar import splitOptions
-
-#: Commands that take several names, one request each.
-MULTI_NAME = frozenset({"stop", "start", "restart", "kill", "rm", "logs"})
 
 #: The commands whose option words the plan splits off (for the others all
 #: of their words are sent as they are, C{--help} read among the leading
