@@ -425,7 +425,7 @@ class TopHelpTests(SynchronousTestCase):
 
         import pycm.client.cli as cli
 
-        self.patch(cli, "connectTo", lambda reactor, options: _succeed(client))
+        self.patch(cli, "connectTo", lambda reactor, options, *rest: _succeed(client))
         out, err = io.StringIO(), io.StringIO()
         options = CommandLine(host="tcp:x:1", token=None, json=False, command=("stats", "--help"))
         d = ensureDeferred(run(Reactor(), options, out, err))

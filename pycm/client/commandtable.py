@@ -131,7 +131,7 @@ _RUN_ARGUMENTS_NOTE = (
     "  --memory=SIZE      a memory limit: bytes, or a number with k, m, g or t",
     "                     (powers of 1024: 512m, 1.5g, 10MiB)",
     "  --cpus=N           a CPU limit, in CPUs; a fraction is fine (0.5)",
-    "  -w, --workdir=DIR  the working directory of its command",
+    "  -w, --workdir=DIR  the working directory of its command (an absolute path)",
 )
 
 _SPEC_NOTE = (
