@@ -7,7 +7,9 @@ A run's exit told before the look for its marker: the journal of run ids
 from __future__ import annotations
 
 import os
+import signal
 import stat
+import subprocess
 
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
@@ -465,3 +467,35 @@ class NextDaemonTests(SynchronousTestCase):
         runtime = ProcessRuntime(Clock(), launcher=None, native=False)
         runtime.useJournal(os.path.join(self.mktemp(), "missing", JOURNAL_NAME))
         self.assertIsNone(runtime.markSweep.journal)
+
+
+class UnownedTests(SynchronousTestCase):
+    """L{reclaim.killUnowned}: the runs of this state directory no record owns."""
+
+    def spawn(self, state: str, runId: str, name: str) -> subprocess.Popen[bytes]:
+        """A real process carrying the markers of a run of C{name}."""
+        env = dict(os.environ, PYCM_STATE=state, PYCM_RUN_ID=runId, PYCM_CONTAINER=name)
+        process = subprocess.Popen(["sleep", "100"], env=env)
+        self.addCleanup(process.wait)
+        self.addCleanup(process.kill)
+        return process
+
+    def test_onlyUnownedOfThisStateKilled(self) -> None:
+        """
+        A process of this state directory whose run id no record owns is
+        killed (by container name); one whose run id is owned, and one of
+        another state directory, are left alone.
+        """
+        state = os.path.realpath(self.mktemp())
+        lost = self.spawn(state, RUN_1, "lost")
+        owned = self.spawn(state, RUN_2, "kept")
+        other = self.spawn(state + "-other", RUN_1, "lost")
+        killed = reclaim.killUnowned(state, {RUN_2}, "/proc")
+        self.assertEqual(killed, {"lost": [lost.pid]})
+        self.assertEqual(lost.wait(), -signal.SIGKILL)
+        self.assertIsNone(owned.poll())
+        self.assertIsNone(other.poll())
+
+    def test_noMarker(self) -> None:
+        """A runtime with no state marker kills nothing."""
+        self.assertEqual(reclaim.killUnowned(None, set(), "/proc"), {})

@@ -185,6 +185,49 @@ class ProcessDaemonTests(SynchronousTestCase):
         killGroupLater(self, backAfter["pid"])
         self.assertEqual(client.ok("inspect halted")["state"], "exited")
 
+    def test_lostRecordsKilled(self) -> None:
+        """
+        A daemon whose state database lost its records (moved aside, as
+        the daemon's advice for a corrupt one says) kills, at start, every
+        process carrying this state directory's marker that no record owns,
+        with a warning per container, and warns about their log files
+        (kept): nothing is left running unmanaged.
+        """
+        daemon = processDaemon(self).start()
+        client = daemon.connect()
+        runs = [client.ok(f"run {name} host sleep 1000") for name in ("d1", "d2")]
+        runs.append(client.ok("run d3 host sh -c 'echo hello; exec sleep 1000'"))
+        runs.append(client.ok("run --restart=always dA host sleep 1000"))
+        for run in runs:
+            killGroupLater(self, run["pid"])
+        waitFor(lambda: client.ok("logs d3"), "d3's output")
+        daemon.kill9()
+        for suffix in ("", "-wal", "-shm"):
+            path = os.path.join(daemon.stateDir, "state.db" + suffix)
+            if os.path.exists(path):
+                os.rename(path, path + ".old")
+        starts = {run["pid"]: procfs.startTime(run["pid"]) for run in runs}
+        self.assertTrue(all(starts.values()))
+
+        daemon.start()
+        client = daemon.connect()
+        self.assertEqual(client.ok("ls"), [])
+        waitFor(
+            lambda: not any(procfs.isSameProcess(p, t) for p, t in starts.items()),
+            "the four processes to be killed",
+        )
+        log = daemon.log()
+        database = os.path.join(os.path.realpath(daemon.stateDir), "state.db")
+        for name in ("d1", "d2", "d3", "dA"):
+            self.assertIn(
+                f"killed 1 processes of container {name}, which has no record in"
+                f" {database} (lost records?)",
+                log,
+            )
+        self.assertIn("1 log files in", log)
+        self.assertIn("(lost records?), kept: d3.log", log)
+        self.assertTrue(os.path.exists(os.path.join(daemon.stateDir, "logs", "d3.log")))
+
     def test_corruptStateRefused(self) -> None:
         """A corrupt state file stops the daemon with a clear message."""
         daemon = processDaemon(self)

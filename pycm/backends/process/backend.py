@@ -115,6 +115,29 @@ class ProcessBackend(Supervisor):
         self.runtime.cgroups.check(spec.memory, spec.cpus)
         self.runtime.checkUser(spec.user)
 
+    def open(self) -> Deferred[None]:
+        """
+        Load the records and settle what a dead daemon left (see
+        L{Supervisor.open}), then warn about log files no record owns: a
+        sign of lost records (they are kept).
+        """
+        return super().open().addCallback(self._warnUnownedLogs)
+
+    def _warnUnownedLogs(self, result: None) -> None:
+        owned = set(self._records) | {entry["name"] for entry in self.quarantined}
+        unowned = sorted(self.logStore.names() - owned)
+        if unowned:
+            log.warn(
+                "{count} log files in {directory} have no record in {database}"
+                " (lost records?), kept: {names}",
+                count=len(unowned),
+                directory=self.logStore.directory,
+                database=self.store.path,
+                names=", ".join(f"{name}.log" for name in unowned[:20])
+                + (", ..." if len(unowned) > 20 else ""),
+            )
+        return result
+
     def close(self) -> Deferred[None]:
         """Stop every container, then close the files."""
 

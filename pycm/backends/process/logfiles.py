@@ -171,6 +171,14 @@ class FileLogStore:
         current = os.path.join(self.directory, f"{name}.log")
         return [current] + [f"{current}.{i}" for i in range(1, self.maxFiles)]
 
+    def names(self) -> set[str]:
+        """The names that have a current log file (C{NAME.log}) here."""
+        try:
+            entries = os.listdir(self.directory)
+        except OSError:
+            return set()
+        return {entry[: -len(".log")] for entry in entries if entry.endswith(".log")}
+
     def _get(self, name: str) -> _OpenLog:
         entry = self._open.get(name)
         if entry is not None:

@@ -130,6 +130,49 @@ def killStrays(stateMarker: str | None, names: Collection[str], proc: str) -> li
     return killed
 
 
+def killUnowned(
+    stateMarker: str | None, owned: Collection[str], proc: str
+) -> dict[str, list[int]]:
+    """
+    SIGKILL every live process of a run of the daemon whose C{PYCM_STATE}
+    is C{stateMarker} whose run id (C{PYCM_RUN_ID}) is not in C{owned}:
+    what runs of records that are gone (a state database that lost its
+    last writes, was moved aside or restored from an older copy) left.
+    Only ever called before any run is started.
+
+    @return: the pids killed, by container name (C{PYCM_CONTAINER}, or
+        C{"?"} without one).
+    """
+    if stateMarker is None:
+        return {}
+
+    def unowned(environ: bytes) -> str | None:
+        if procfs.environValue(environ, "PYCM_STATE") != stateMarker:
+            return None
+        if procfs.runId(environ) in owned:
+            return None
+        return procfs.environValue(environ, "PYCM_CONTAINER") or "?"
+
+    me = os.getpid()
+    killed: dict[str, list[int]] = {}
+    signalled: set[tuple[int, int]] = set()
+    for _ in range(MARK_ROUNDS):
+        fresh = False
+        for stat in procfs.allStats(proc):
+            key = (stat.pid, stat.startTime)
+            if stat.pid == me or not stat.alive or key in signalled:
+                continue
+            name = procfs.killIf(stat.pid, unowned, proc=proc)
+            if name is None:
+                continue
+            signalled.add(key)
+            fresh = True
+            killed.setdefault(name, []).append(stat.pid)
+        if not fresh:
+            break
+    return killed
+
+
 class MarkSweep:
     """
     Kills the processes still carrying the run marker (C{PYCM_RUN_ID}) of
@@ -385,7 +428,9 @@ def sweepLeftovers(
     whatever still carries the run id of one of C{runs} (run id ->
     container) or of C{ended}, and kill and remove the leftover cgroups of
     C{runs}; kill what runs of the containers named in C{strays} (see
-    L{killStrays}).
+    L{killStrays}); then kill every run of this state directory that no
+    record owns (L{killUnowned}: records lost), with a warning per
+    container name.
 
     @param ended: the ids of runs that ended without the look for their
         markers (the previous daemon's L{MarkJournal}), whose records may be
@@ -415,6 +460,15 @@ def sweepLeftovers(
             name=runs[runId].name,
             pids=pids,
             runId=runId,
+        )
+    unowned = killUnowned(stateMarker, {*runs, *ended}, proc)
+    for name, pids in sorted(unowned.items()):
+        log.warn(
+            "killed {count} processes of container {name}, which has no record in"
+            " {database} (lost records?)",
+            count=len(pids),
+            name=name,
+            database=os.path.join(stateMarker or "STATE", "state.db"),
         )
     found = set(killed) & set(runs)
     present = cgroups.groups()
