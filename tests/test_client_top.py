@@ -10,6 +10,7 @@ and the real daemon are in L{tests.test_client_top_e2e}.
 from __future__ import annotations
 
 import io
+import json
 from typing import Any
 
 from twisted.conch.insults import helper, insults
@@ -226,6 +227,17 @@ class StreamTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(d), 2)
         self.assertEqual(err.getvalue(), "Error: bad_request: unknown option '--bogus'\n")
 
+    def test_malformedJSON(self) -> None:
+        """With C{--json}, the refusal is one JSON object on stderr."""
+        conn = Connected()
+        out, err = io.StringIO(), io.StringIO()
+        d = ensureDeferred(streamStats(conn.clock, conn.client, ["stats", "--bogus"],
+                                       out, err, False, asJSON=True))
+        conn.flush()
+        self.assertEqual(self.successResultOf(d), 2)
+        self.assertEqual(json.loads(err.getvalue()),
+                         {"error": "bad_request", "message": "unknown option '--bogus'"})
+
 class TopRenderTests(SynchronousTestCase):
     """Pure parts of the view."""
 
@@ -410,6 +422,20 @@ class TopHelpTests(SynchronousTestCase):
         self.assertEqual(clientCommand(options, out, err), 0)
         self.assertIn("usage: pycm top", out.getvalue())
         self.assertIn("s stop, r restart, d remove", out.getvalue())
+
+    def test_topArguments(self) -> None:
+        """
+        C{top} takes no arguments: one is a usage error (exit status 2),
+        said without connecting, rather than ignored.
+        """
+        from pycm.client.cli import clientCommand, parseArguments
+
+        out, err = io.StringIO(), io.StringIO()
+        options = parseArguments(["--host", "unix:/nonexistent", "top", "--bogus"], {})
+        self.assertEqual(clientCommand(options, out, err), 2)
+        self.assertEqual(err.getvalue(), "pycm: top takes no arguments: '--bogus'\n"
+                                         "Try 'pycm top --help'.\n")
+        self.assertEqual(out.getvalue(), "")
 
     def test_statsHelp(self) -> None:
         """C{stats --help} is the daemon's help of C{stats}, not a stream."""

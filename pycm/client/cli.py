@@ -82,8 +82,10 @@ async def run(
 def clientCommand(options: CommandLine, out: TextIO, err: TextIO) -> int | None:
     """
     Carry out a command of the client's own, which needs no connection
-    (C{completion SHELL}, and the hidden C{__names} that completion
-    scripts call): its exit status, or None for a command of the daemon's.
+    (C{completion SHELL}, C{top --help}, and the hidden C{__names} that
+    completion scripts call), or refuse C{top} with arguments (exit status
+    2, as for any usage error): its exit status, or None for a command of
+    the daemon's.
     """
     if not options.command:
         return None
@@ -99,6 +101,10 @@ def clientCommand(options: CommandLine, out: TextIO, err: TextIO) -> int | None:
     if word == "top" and wantsHelp(options.command[1:]):
         writeLines(out, TOP_USAGE)
         return EXIT_OK
+    if word == "top" and len(options.command) > 1:
+        writeLines(err, [f"pycm: top takes no arguments: {options.command[1]!r}",
+                         "Try 'pycm top --help'."])
+        return EXIT_USAGE
     if word == "__names":
         from pycm.client.completion import containerNames
 

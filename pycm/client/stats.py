@@ -154,7 +154,11 @@ async def streamStats(
         try:
             rows = await client.request(line)
         except PycmError as e:
-            err.write(f"Error: {e.code}: {e.message}\n")
+            if asJSON:
+                err.write(json.dumps({"error": e.code, "message": e.message},
+                                     ensure_ascii=False) + "\n")
+            else:
+                err.write(f"Error: {e.code}: {e.message}\n")
             err.flush()
             client.disconnect()
             return 2 if isUsageError(e) else 1
