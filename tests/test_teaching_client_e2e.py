@@ -13,10 +13,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
+import struct
 import sys
+import time
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from pycm.daemon.legacyframing import LEGACY_PAUSE
 from tests.e2e import DEADLINE, RealDaemon, Terminal, waitFor
 
 FIXTURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "teaching_client.py")
@@ -126,3 +130,36 @@ class TeachingClientTests(SynchronousTestCase):
         requests = self.requests()
         self.assertEqual({p for p, _ in requests}, {peer})
         self.assertIn([r for _, r in requests][4:], ([], ["exit"]))
+
+    def test_requestsSentBeforeClosing(self) -> None:
+        """
+        The teaching client's requests typed while a slow C{stop} is in
+        flight (a container that ignores SIGTERM, 5 s to its SIGKILL), then
+        its close right after C{exit}: once the stop is done, the requests
+        it sent are carried out, in order (web10 is run, then stopped).
+
+        The client closes with SO_LINGER 0, so the connection is reset at
+        once: what the teaching client's plain close comes to as soon as
+        the daemon writes a reply it will never read, made certain here
+        while the stop is still in flight.  The pauses between the requests
+        are the input (a person typing), not a wait for the daemon.
+        """
+        created = self.daemon.pycm("run", "--stop-timeout=5", "trapper", "memory", "ignore-term")
+        self.assertEqual(created.returncode, 0, created.stderr)
+        sock = socket.create_connection(("127.0.0.1", self.daemon.port), timeout=DEADLINE)
+        self.addCleanup(sock.close)
+        sock.send(b"stop trapper")
+        waitFor(lambda: self.containers()["trapper"] == "stopping", "the stop to be in flight")
+        for request in (b"run web10", b"list", b"stop web10", b"exit"):
+            time.sleep(LEGACY_PAUSE * 6)
+            sock.send(request)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()
+        waitFor(
+            lambda: self.containers() == {"trapper": "exited", "web10": "exited"},
+            "web10 to be run, then stopped",
+        )
+        log = self.daemon.log()
+        self.assertIn("closed with 4 request lines not yet served", log)
+        self.assertIn("(2 carried out, 1 skipped: they only answer the client)", log)
+        self.assertLess(log.index(": run web10: ok"), log.index(": stop web10: ok"))

@@ -79,6 +79,10 @@ class LineFraming(Protocol):
     #: The first bytes of an overlong line waiting its turn to be refused.
     _overlong = b""
     _lost = False
+    #: The daemon closed the connection (not the client).
+    _closing = False
+    #: The transport was told to stop reading, and has not resumed.
+    _readingStopped = False
     #: A request is being served: the connection waits for its reply.
     _inFlight = False
     #: The client shut its sending side: answer what it sent, then close.
@@ -132,6 +136,7 @@ class LineFraming(Protocol):
         instead of finishing the close (and TLS does not start its close
         while any producer is registered).
         """
+        self._closing = True
         if self._producing:
             self._producing = False
             self.transport.unregisterProducer()
@@ -313,6 +318,7 @@ class LineFraming(Protocol):
             self._stopReading()
 
     def _stopReading(self) -> None:
+        self._readingStopped = True
         self.transport.pauseProducing()
         if self._framing is not None:
             # The silence this causes is not the client's pause.
@@ -323,6 +329,7 @@ class LineFraming(Protocol):
         # After a half-close the transport must not read again: it would
         # report the end of input a second time.
         if not self._overlong and not self._readClosed:
+            self._readingStopped = False
             self.transport.resumeProducing()
             if self._framing is not None:
                 self._framing.watch(self._buffer[-1:] not in (b"", b"\n"))

@@ -54,6 +54,8 @@ class RequestOrdering(LineFraming):
     _logRequests = False
     _closeAfterReply = False
     _closeReason = ""
+    #: The request in flight, until it settles.
+    _request: Deferred[Any] | None = None
 
     def startOrdering(self, logRequests: bool, maxEventBacklog: int) -> None:
         """Ready to serve: log requests at debug or not; the event backlog limit."""
@@ -104,6 +106,7 @@ class RequestOrdering(LineFraming):
             self._reply(reply)
             return
         self._inFlight = True
+        self._request = result
         result.addCallbacks(self._replyOK, self._replyFailure)
         result.addBoth(self._requestDone)
         if self._inFlight:
@@ -111,6 +114,7 @@ class RequestOrdering(LineFraming):
 
     def _requestDone(self, _: object) -> None:
         self._inFlight = False
+        self._request = None
         if "request" in self._pauses:
             # Go on with the next request in a fresh reactor turn, never
             # inside the backend call that fired this one.

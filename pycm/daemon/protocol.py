@@ -22,6 +22,7 @@ from zope.interface import implementer
 
 from pycm.daemon.connectionlimit import ConnectionLimit, Refusal
 from pycm.daemon.dispatch import FIXED_REPLIES
+from pycm.daemon.leftovers import LeftoverRequests, splitLeftovers
 from pycm.daemon.legacyframing import PauseFraming
 from pycm.daemon.ordering import RequestOrdering
 from pycm.daemon.peers import describePeer, peerGroup
@@ -168,15 +169,33 @@ class PycmServerProtocol(RequestOrdering):
             timer.cancel()
         if self._framing is not None:
             self._framing.stop()
-        self.factory.connectionLimit.released(self)
+        # Streams, waits and an apply end with the client.
         self.session.disconnected()
         self._afterReply.clear()
-        # Nothing more is served: let go of unread input at once.
+        leftovers = self._leftoverRequests()
+        # Nothing more is read: let go of unread input at once.
         discarded = _describeDiscarded(self.clearLineBuffer())
+        if leftovers:
+            # It keeps its place under the cap until they are served.
+            self.factory.connectionLimit.settled(self)
+            LeftoverRequests(
+                self.session, self.clock, leftovers, self._peer, self._leftoversServed
+            ).start(self._request if self._inFlight else None)
+        else:
+            self.factory.connectionLimit.released(self)
         if not self._logged:
             # Counted in the summary when it opened.
             return
-        if discarded:
+        if leftovers:
+            self.log.info(
+                "connection from {peer} closed with {count} request line{s} not yet served: "
+                "carrying out those that change containers (legacy framing){discarded}",
+                peer=self._peer,
+                count=len(leftovers),
+                s="" if len(leftovers) == 1 else "s",
+                discarded=f"; {discarded} discarded" if discarded else "",
+            )
+        elif discarded:
             # A client that sends no line end (or closes before its lines
             # are served) sees nothing: say so here.  Never the bytes
             # themselves, which may hold a token.
@@ -187,6 +206,35 @@ class PycmServerProtocol(RequestOrdering):
             )
         else:
             self.log.info("connection from {peer} closed", peer=self._peer)
+
+    def _leftoverRequests(self) -> list[bytes]:
+        """
+        Under legacy framing, when the client (not the daemon) closed: the
+        requests read but not served yet (L{LeftoverRequests}), the
+        unfinished last line among them as the end of input would end it,
+        unless reading had stopped (it may be cut).
+        """
+        if self._framing is None or self._closing:
+            return []
+        if not self._readingStopped:
+            self._endUnfinishedLine()
+        requests, self._buffer = splitLeftovers(
+            self._buffer,
+            lambda line, before: isCrossProtocol(line) or len(line) >= self.limitAfter(before),
+        )
+        return requests
+
+    def _leftoversServed(self, leftovers: LeftoverRequests) -> None:
+        """The requests sent before the client went are served: let go of its place."""
+        self.factory.connectionLimit.released(self)
+        if self._logged:
+            self.log.info(
+                "connection from {peer}: done with the requests it sent before closing "
+                "({carried} carried out, {skipped} skipped: they only answer the client)",
+                peer=self._peer,
+                carried=leftovers.carried,
+                skipped=leftovers.skipped,
+            )
 
     # Half-close.
 
