@@ -1,12 +1,16 @@
 """
 Human output, shared by the one-shot command line and the shell.
 
-Every function returns text (lines without newlines); none prints.
+Every function returns text (lines without newlines); none prints.  What
+the daemon sent is shown with its control characters escaped
+(L{printable}), except a container's log lines, shown as written, and
+C{--json}'s output, escaped by JSON already.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -28,6 +32,29 @@ TABLE_COLUMNS = (
 COMMAND_WIDTH = 30
 
 
+#: C0 controls, DEL and C1 controls: what a terminal would act on rather
+#: than show (an escape sequence, a line break, a carriage return).
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f]")
+_NAMED_CONTROLS = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def _escaped(match: re.Match[str]) -> str:
+    character = match.group()
+    return _NAMED_CONTROLS.get(character) or f"\\x{ord(character):02x}"
+
+
+def printable(text: str) -> str:
+    """
+    C{text} with each control character written out, as C{ls -b} and
+    C{systemctl} show them: C{\\n}, C{\\t}, C{\\r}, else C{\\xNN}
+    (C{\\x1b} for ESC), so that what the daemon sent cannot move the
+    cursor, clear the screen or start a line of its own.
+    """
+    if _CONTROLS.search(text) is None:
+        return text
+    return _CONTROLS.sub(_escaped, text)
+
+
 def ago(when: str | None, now: float) -> str:
     """
     C{"5 minutes ago"} for an RFC 3339 time, like C{docker ps}; under a
@@ -39,7 +66,7 @@ def ago(when: str | None, now: float) -> str:
     try:
         seconds = now - (parseTime(when) or 0.0)
     except ValueError:
-        return when
+        return printable(when)
     if seconds < 1:
         return "Less than a second ago"
     for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60),
@@ -61,7 +88,7 @@ def truncate(text: str, width: int) -> str:
 
 
 def _cell(value: Any) -> str:
-    return "-" if value is None or value == "" else str(value)
+    return "-" if value is None or value == "" else printable(str(value))
 
 
 def containerTable(containers: Sequence[dict[str, Any]], now: float) -> list[str]:
@@ -84,7 +111,7 @@ def containerTable(containers: Sequence[dict[str, Any]], now: float) -> list[str
             _cell(stateText(c)),
             *([_cell(services.replicasText(c))] if replicas else []),
             _cell(c.get("image")),
-            '"' + truncate(str(command), COMMAND_WIDTH) + '"' if command else "-",
+            '"' + truncate(printable(str(command)), COMMAND_WIDTH) + '"' if command else "-",
             _cell(c.get("pid")),
             _cell(c.get("exit_code")),
             ago(c.get("created"), now),
@@ -121,11 +148,15 @@ def containerDetail(container: dict[str, Any]) -> list[str]:
 
 
 def keyValues(value: dict[str, Any], indent: int = 0) -> list[str]:
-    """C{key: value} lines, nested objects indented under their key."""
+    """
+    C{key: value} lines, nested objects indented under their key; keys and
+    values L{printable}.
+    """
     lines = []
     pad = "  " * indent
-    width = max((len(str(k)) for k in value), default=0) + 1
-    for key, item in value.items():
+    width = max((len(printable(str(k))) for k in value), default=0) + 1
+    for rawKey, item in value.items():
+        key = printable(str(rawKey))
         label = f"{key}:".ljust(width)
         if isinstance(item, dict) and item:
             lines.append(f"{pad}{key}:")
@@ -135,9 +166,9 @@ def keyValues(value: dict[str, Any], indent: int = 0) -> list[str]:
         ):
             lines.append(f"{pad}{key}:")
             for x in item:
-                lines.append(f"{pad}  - {scalar(x)}")
+                lines.append(f"{pad}  - {printable(scalar(x))}")
         else:
-            lines.append(f"{pad}{label} {scalar(item)}")
+            lines.append(f"{pad}{label} {printable(scalar(item))}")
     return lines
 
 
@@ -177,17 +208,24 @@ def commandName(line: str) -> str:
 
 def formatReply(command: str, value: Any, now: float, words: Sequence[str] = ()) -> list[str]:
     """
-    The lines to show a person for the C{OK} reply to C{command}.
+    The lines to show a person for the C{OK} reply to C{command}: a log's
+    lines as the container wrote them, any other's L{printable}.
 
     @param words: the request's words, when known (the container's name
         then prefixes the log lines of its tasks).
     """
-    if command in LIST_COMMANDS and isinstance(value, list):
-        return containerTable(value, now)
     if command == "logs" and isinstance(value, list):
         prefixes = LogPrefixes(()).widen(words[-1] if words else "", value)
         return [formatLogEntry(entry, words[-1] if words else "", prefixes)
                 for entry in value]
+    # Tables and key/value lines escape each field first (their columns
+    # line up); this catches the rest.
+    return [printable(line) for line in _replyLines(command, value, now)]
+
+
+def _replyLines(command: str, value: Any, now: float) -> list[str]:
+    if command in LIST_COMMANDS and isinstance(value, list):
+        return containerTable(value, now)
     if command == "wait" and isinstance(value, dict):
         return [formatWait(value)]
     if command == "apply" and isinstance(value, dict):
@@ -330,13 +368,20 @@ def formatLogLine(entry: Any) -> str:
 
 
 def formatEvent(event: Any) -> str:
-    """One line for an C{EVENT}: a container event, a log line, a log end."""
+    """
+    One line for an C{EVENT}: a container event, a log line (as written),
+    a log end; L{printable} but for the log line.
+    """
+    if isinstance(event, dict) and event.get("type") == "log":
+        tag = services.taskTag(str(event.get("name")), event)
+        return f"{printable(str(tag or event.get('name')))} | {event.get('line', '')}"
+    return printable(_eventLine(event))
+
+
+def _eventLine(event: Any) -> str:
     if not isinstance(event, dict):
         return scalar(event)
     kind = event.get("type")
-    if kind == "log":
-        tag = services.taskTag(str(event.get("name")), event)
-        return f"{tag or event.get('name')} | {event.get('line', '')}"
     if kind == "progress":
         return f"{event.get('name')}: {event.get('action')} {event.get('detail', '')}".rstrip()
     if kind == "log_end":
@@ -351,10 +396,10 @@ def formatEvent(event: Any) -> str:
 
 
 def formatError(error: BaseException) -> str:
-    """C{Error: not_found: no such container: web}."""
+    """C{Error: not_found: no such container: web}, L{printable}."""
     if isinstance(error, PycmError):
-        return f"Error: {error.code}: {error.message}"
-    return f"Error: {error}"
+        return printable(f"Error: {error.code}: {error.message}")
+    return printable(f"Error: {error}")
 
 
 # -- logs of several containers ----------------------------------------------
