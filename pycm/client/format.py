@@ -10,7 +10,6 @@ C{--json}'s output, escaped by JSON already.
 from __future__ import annotations
 
 import json
-import re
 import shlex
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -21,6 +20,7 @@ from pycm.client import services
 from pycm.client.applying import outcomeLines
 from pycm.client.commandtable import COMMAND_NOTES, MULTI_NAME, MULTI_NAME_NOTE
 from pycm.client.health import eventStatus, healthLines, stateText
+from pycm.client.printable import printable
 from pycm.client.stats import statsTable
 from pycm.errors import PycmError
 from pycm.timestamps import parseTime
@@ -30,29 +30,6 @@ TABLE_COLUMNS = (
     "NAME", "STATE", "IMAGE", "COMMAND", "PID", "EXIT", "CREATED", "RESTARTS",
 )
 COMMAND_WIDTH = 30
-
-
-#: C0 controls, DEL and C1 controls: what a terminal would act on rather
-#: than show (an escape sequence, a line break, a carriage return).
-_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f]")
-_NAMED_CONTROLS = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
-
-
-def _escaped(match: re.Match[str]) -> str:
-    character = match.group()
-    return _NAMED_CONTROLS.get(character) or f"\\x{ord(character):02x}"
-
-
-def printable(text: str) -> str:
-    """
-    C{text} with each control character written out, as C{ls -b} and
-    C{systemctl} show them: C{\\n}, C{\\t}, C{\\r}, else C{\\xNN}
-    (C{\\x1b} for ESC), so that what the daemon sent cannot move the
-    cursor, clear the screen or start a line of its own.
-    """
-    if _CONTROLS.search(text) is None:
-        return text
-    return _CONTROLS.sub(_escaped, text)
 
 
 def ago(when: str | None, now: float) -> str:
