@@ -17,6 +17,8 @@ from twisted.logger import Logger
 
 from pycm.backends.process import procfs
 from pycm.backends.process.cgroups import Cgroups
+from pycm.backends.process.markers import MARK_ROUNDS as MARK_ROUNDS
+from pycm.backends.process.markers import killMarked, killStrays, killUnowned
 from pycm.backends.process.markjournal import MarkJournal
 from pycm.errors import BackendError, PycmError
 from pycm.model import Container, parseSignal
@@ -25,9 +27,6 @@ from pycm.model import Container, parseSignal
 RECLAIM_POLL = 0.05
 #: How long reclaim waits after SIGKILL before giving up.
 RECLAIM_KILL_WAIT = 5.0
-#: The most looks at /proc for processes carrying a run marker, while new
-#: ones turn up (each look kills what it finds).
-MARK_ROUNDS = 10
 #: The most of its time the daemon spends looking for processes carrying
 #: the marker of runs that ended (see L{MarkSweep}), and the longest it
 #: makes a run's end wait for a look.
@@ -48,129 +47,6 @@ MARK_RETRY_MAX = 60.0
 KillMarked = Callable[[Collection[str], "int | None"], dict[str, list[int]]]
 
 log = Logger()
-
-
-def killMarked(
-    runIds: Collection[str],
-    notBefore: int | None = None,
-    proc: str = procfs.PROC,
-    skip: Collection[int] = (),
-) -> dict[str, list[int]]:
-    """
-    SIGKILL every live process started with one of C{runIds} as its
-    C{PYCM_RUN_ID}, whatever its session, process group, cgroup or user
-    (see L{procfs.killIfMarked}: never a process that reused a pid); look
-    again while new ones turn up (one may fork while it is being killed),
-    at most L{MARK_ROUNDS} looks.
-
-    @param notBefore: the earliest start time of the runs, in clock ticks:
-        older processes cannot carry their markers and their environments
-        are not read.  None: read every process's.
-    @param skip: pids not read at all: the main processes of this daemon's
-        runs not reaped yet (an unreaped child's pid cannot be reused, and
-        it carries its own, live run's marker).
-    @return: the pids killed, by run id.
-    """
-    found: dict[str, list[int]] = {}
-    if not runIds:
-        return found
-    me = os.getpid()
-    signalled: set[tuple[int, int]] = set()
-    for _ in range(MARK_ROUNDS):
-        fresh = False
-        for stat in procfs.allStats(proc, skip):
-            key = (stat.pid, stat.startTime)
-            if stat.pid == me or not stat.alive or key in signalled:
-                continue
-            if notBefore is not None and stat.startTime < notBefore:
-                continue
-            runId = procfs.killIfMarked(stat.pid, runIds, proc=proc)
-            if runId is None:
-                continue
-            signalled.add(key)
-            fresh = True
-            found.setdefault(runId, []).append(stat.pid)
-        if not fresh:
-            break
-    return found
-
-
-def killStrays(stateMarker: str | None, names: Collection[str], proc: str) -> list[int]:
-    """
-    SIGKILL every live process of a run of the daemon whose C{PYCM_STATE}
-    is C{stateMarker}, of a container named in C{names}, whatever its run:
-    for records put aside with no run id left to read.  Only ever called
-    before any run of those names is started.
-
-    @return: the pids killed.
-    """
-    if stateMarker is None or not names:
-        return []
-
-    def stray(environ: bytes) -> str | None:
-        if procfs.environValue(environ, "PYCM_STATE") != stateMarker:
-            return None
-        name = procfs.environValue(environ, "PYCM_CONTAINER")
-        return name if name is not None and name in names else None
-
-    me = os.getpid()
-    killed: list[int] = []
-    for _ in range(MARK_ROUNDS):
-        fresh = [
-            stat.pid
-            for stat in procfs.allStats(proc)
-            if stat.pid != me
-            and stat.alive
-            and stat.pid not in killed
-            and procfs.killIf(stat.pid, stray, proc=proc) is not None
-        ]
-        if not fresh:
-            break
-        killed += fresh
-    return killed
-
-
-def killUnowned(
-    stateMarker: str | None, owned: Collection[str], proc: str
-) -> dict[str, list[int]]:
-    """
-    SIGKILL every live process of a run of the daemon whose C{PYCM_STATE}
-    is C{stateMarker} whose run id (C{PYCM_RUN_ID}) is not in C{owned}:
-    what runs of records that are gone (a state database that lost its
-    last writes, was moved aside or restored from an older copy) left.
-    Only ever called before any run is started.
-
-    @return: the pids killed, by container name (C{PYCM_CONTAINER}, or
-        C{"?"} without one).
-    """
-    if stateMarker is None:
-        return {}
-
-    def unowned(environ: bytes) -> str | None:
-        if procfs.environValue(environ, "PYCM_STATE") != stateMarker:
-            return None
-        if procfs.runId(environ) in owned:
-            return None
-        return procfs.environValue(environ, "PYCM_CONTAINER") or "?"
-
-    me = os.getpid()
-    killed: dict[str, list[int]] = {}
-    signalled: set[tuple[int, int]] = set()
-    for _ in range(MARK_ROUNDS):
-        fresh = False
-        for stat in procfs.allStats(proc):
-            key = (stat.pid, stat.startTime)
-            if stat.pid == me or not stat.alive or key in signalled:
-                continue
-            name = procfs.killIf(stat.pid, unowned, proc=proc)
-            if name is None:
-                continue
-            signalled.add(key)
-            fresh = True
-            killed.setdefault(name, []).append(stat.pid)
-        if not fresh:
-            break
-    return killed
 
 
 class MarkSweep:
