@@ -127,6 +127,114 @@ class ClassifyListenerTests(SynchronousTestCase):
         self.assertRaises(InsecureListener, checkBoundAddress, tcp, public)
 
 
+class ListenFormTests(SynchronousTestCase):
+    """
+    C{--listen} takes Twisted's server strings, port first
+    (C{tcp:PORT:interface=HOST}); a client's C{--host}, and the address the
+    daemon logs, are host first (C{tcp:HOST:PORT}).
+    """
+
+    def refusal(self, description: str) -> str:
+        """The message C{--listen description} is refused with."""
+        error = self.assertRaises(usage.UsageError, classifyListener, description, True)
+        return str(error)
+
+    def test_hostFirstRecognised(self) -> None:
+        """
+        C{tcp:127.0.0.1:18082} is refused with the string meant, not as a
+        listener off loopback on "address" 18082; the string suggested is
+        one C{--listen} takes, on loopback.
+        """
+        for description, meant in [
+            ("tcp:127.0.0.1:18082", "tcp:18082:interface=127.0.0.1"),
+            ("tcp:localhost:18082:backlog=5", "tcp:18082:interface=localhost:backlog=5"),
+            ("tcp6:::1:18082", "tcp6:18082:interface=\\:\\:1"),
+            ("tcp6:[::1]:18082", "tcp6:18082:interface=\\:\\:1"),
+            ("ssl:127.0.0.1:8443:privateKey=/k\\:1.pem",
+             "ssl:8443:interface=127.0.0.1:privateKey=/k\\:1.pem"),
+        ]:
+            message = self.refusal(description)
+            self.assertIn(f"did you mean --listen {meant}?", message)
+            self.assertIn("takes the port first", message)
+            self.assertNotIn("in the clear", message)
+            self.assertTrue(classifyListener(meant, True).loopback, meant)
+
+    def test_badPort(self) -> None:
+        """
+        A port that is not a whole number from 0 to 65535 is refused
+        naming it, before the address is checked (Twisted would fail later,
+        with a traceback for 99999).
+        """
+        for description, port in [
+            ("tcp:abc", "'abc'"),
+            ("tcp:99999:interface=127.0.0.1", "'99999'"),
+            ("tcp:", "''"),
+            ("tcp:port=8o8o:interface=127.0.0.1", "'8o8o'"),
+            ("tcp:localhost:http", "'localhost'"),
+        ]:
+            message = self.refusal(description)
+            self.assertIn(f"the port {port} is not a whole number from 0 to 65535", message)
+            self.assertIn("tcp:PORT:interface=HOST", message)
+
+    def test_portFirstUnchanged(self) -> None:
+        """The port-first forms, positional or by keyword, are taken as before."""
+        for description in ("tcp:0:interface=127.0.0.1", "tcp:8080:127.0.0.1",
+                            "tcp:port=8080:interface=127.0.0.1"):
+            self.assertTrue(classifyListener(description, True).loopback, description)
+
+    def test_loggedForms(self) -> None:
+        """
+        The daemon's "listening on" line gives the address, then the string
+        a client's --host takes and the one --listen takes, each named: the
+        latter, given to --listen, listens on the same port and interface.
+        """
+        from twisted.internet.address import IPv4Address, IPv6Address
+        from twisted.logger import formatEvent, globalLogPublisher
+
+        from pycm.daemon.listeners import ListenerService, describeForms
+
+        events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+
+        class Port:
+            def __init__(self, address: Any) -> None:
+                self.address = address
+
+            def getHost(self) -> Any:
+                return self.address
+
+        reactor = MemoryReactorClock()
+        listener = classifyListener("tcp:0:interface=127.0.0.1", True)
+        ListenerService(reactor, listener, None, None)._listening(
+            Port(IPv4Address("TCP", "127.0.0.1", 18080))
+        )
+        [line] = [formatEvent(e) for e in events if "listening on" in formatEvent(e)]
+        self.assertEqual(line, (
+            "pycm listening on tcp:127.0.0.1:18080 (token not required; a client's "
+            "--host tcp:127.0.0.1:18080, --listen tcp:18080:interface=127.0.0.1)"
+        ))
+        pasted = line.rsplit("--listen ", 1)[1].rstrip(")")
+        self.assertEqual(splitEndpoint(pasted), (["tcp", "18080"], {"interface": "127.0.0.1"}))
+        self.assertTrue(classifyListener(pasted, True).loopback)
+
+        events.clear()
+        listener = classifyListener("tcp6:0:interface=\\:\\:1", True)
+        ListenerService(reactor, listener, None, None)._listening(
+            Port(IPv6Address("TCP", "::1", 18081))
+        )
+        [line] = [formatEvent(e) for e in events if "listening on" in formatEvent(e)]
+        pasted = line.rsplit("--listen ", 1)[1].rstrip(")")
+        self.assertEqual(splitEndpoint(pasted), (["tcp6", "18081"], {"interface": "::1"}))
+
+        # TLS (its --listen needs the key: not repeated) and a UNIX socket.
+        self.assertEqual(
+            describeForms("ssl", IPv4Address("TCP", "127.0.0.1", 8443)),
+            "; a client's --host tls:127.0.0.1:8443",
+        )
+        self.assertEqual(describeForms("unix", UNIXAddress("/run/pycm.sock")), "")
+
+
 class OptionsTests(SynchronousTestCase):
     def parse(self, *args: str) -> Options:
         options = Options()

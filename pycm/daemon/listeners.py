@@ -186,6 +186,7 @@ def classifyListener(
             )
         return Listener(description, kind, loopback=True, requireAuth=False, unixMode=mode)
     if kind in PLAINTEXT_TCP or kind in ENCRYPTED:
+        checkPort(description, kind, args, kwargs)
         position = _INTERFACE_POSITION.get(kind)
         positional = args[position] if position is not None and len(args) > position else ""
         interface = kwargs.get("interface", positional)
@@ -203,6 +204,49 @@ def classifyListener(
     # tell where it listens, so it always wants the token, and the address
     # it binds is checked once listening.
     return Listener(description, kind, loopback=False, requireAuth=True)
+
+
+def _isPort(word: str) -> bool:
+    return word.isascii() and word.isdigit() and int(word) <= 65535
+
+
+def _escape(value: str) -> str:
+    """C{value} as a parameter of an endpoint string (its colons escaped)."""
+    return value.replace("\\", "\\\\").replace(":", "\\:")
+
+
+def checkPort(
+    description: str, kind: str, args: list[str], kwargs: Mapping[str, str]
+) -> None:
+    """
+    The port of a C{tcp:}, C{tcp6:} or C{ssl:} listener must be a whole
+    number from 0 to 65535.  Twisted's server strings take the port first
+    (C{tcp:PORT:interface=HOST}); C{tcp:HOST:PORT}, the form of a client's
+    C{--host} (and of the address the daemon logs), would make the host the
+    port and the port the interface: it is recognised and the string meant
+    is suggested, never guessed.
+
+    @raise usage.UsageError: saying so.
+    """
+    if kind not in _INTERFACE_POSITION:
+        return
+    port = kwargs.get("port", args[1] if len(args) > 1 else "")
+    if _isPort(port):
+        return
+    if "port" not in kwargs and len(args) >= 3 and _isPort(args[-1]):
+        host = ":".join(args[1:-1]).strip("[]")
+        if host and "interface" not in kwargs:
+            rest = "".join(f":{key}={_escape(value)}" for key, value in kwargs.items())
+            meant = f"{kind}:{args[-1]}:interface={_escape(host)}{rest}"
+            raise usage.UsageError(
+                f"--listen {description}: {kind}: takes the port first, then the "
+                f"interface: did you mean --listen {meant}? ({kind}:HOST:PORT is the "
+                "form of a client's --host, not of --listen)"
+            )
+    raise usage.UsageError(
+        f"--listen {description}: the port {port!r} is not a whole number from 0 to "
+        f"65535 ({kind}:PORT:interface=HOST, as in tcp:8080:interface=127.0.0.1)"
+    )
 
 
 def classifyPassed(
@@ -289,6 +333,24 @@ def describeAddress(port: Any) -> str:
     return "unix:" + (name.decode() if isinstance(name, bytes) else str(name))
 
 
+def describeForms(kind: str, address: Any) -> str:
+    """
+    For a TCP or TLS listener's log line: the strings that name it, as a
+    client's C{--host} takes it (host first) and, for plain TCP, as
+    C{--listen} does (port first); Twisted's client and server strings
+    differ.  Empty for another listener.
+    """
+    if not isinstance(address, IPv4Address | IPv6Address):
+        return ""
+    host = _escape(address.host)
+    if kind in ENCRYPTED:
+        return f"; a client's --host tls:{host}:{address.port}"
+    forms = f"; a client's --host tcp:{host}:{address.port}"
+    if kind in PLAINTEXT_TCP:
+        forms += f", --listen {kind}:{address.port}:interface={host}"
+    return forms
+
+
 def boundListener(listener: Listener, port: Any) -> dict[str, Any] | None:
     """
     What the listeners file says of a bound TCP or TLS listener: its host,
@@ -348,9 +410,10 @@ class ListenerService(StreamServerEndpointService):
         if self.listener.kind == "unix" and self._group:
             os.chown(address[len("unix:") :], -1, grp.getgrnam(self._group).gr_gid)
         self.log.info(
-            "pycm listening on {address} (token {auth})",
+            "pycm listening on {address} (token {auth}{forms})",
             address=address,
             auth="required" if self.listener.requireAuth else "not required",
+            forms=describeForms(self.listener.kind, port.getHost()),
         )
         return port
 

@@ -177,7 +177,7 @@ class Options(usage.Options):
         self["swarm-node-host"] = []
 
     def opt_listen(self, description: str) -> None:
-        """A Twisted server endpoint string to listen on (repeatable): tcp:PORT:interface=ADDR, unix:PATH, ssl:PORT:privateKey=KEY, stdio:, systemd:domain=UNIX:index=0 (a socket systemd passed) [default: tcp:8080:interface=127.0.0.1]."""  # noqa: E501
+        """A Twisted server endpoint string to listen on (repeatable): tcp:PORT:interface=ADDR (port first, unlike a client's --host tcp:HOST:PORT), unix:PATH, ssl:PORT:privateKey=KEY, stdio:, systemd:domain=UNIX:index=0 (a socket systemd passed) [default: tcp:8080:interface=127.0.0.1]."""  # noqa: E501
         self["listen"].append(description)
 
     def opt_swarm_node_host(self, item: str) -> None:
