@@ -150,8 +150,13 @@ class RestartPolicy:
             )
         if not sep:
             return cls(name)
-        if name != "on-failure" or not (count.isascii() and count.isdigit() and len(count) < 10):
-            raise BadRequest(f"bad --restart {text!r}: only on-failure takes :MAX")
+        if name != "on-failure":
+            raise BadRequest(f"bad --restart {text!r}: only on-failure takes :MAX, not {name}")
+        if not (count.isascii() and count.isdigit() and len(count) < 10):
+            raise BadRequest(
+                f"bad --restart {text!r}: on-failure's MAX (the most restarts) must be "
+                f"a whole number from 0 to 999999999, not {count!r}"
+            )
         return cls(name, int(count))
 
     def __str__(self) -> str:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from twisted.trial.unittest import SynchronousTestCase
 
 from pycm.capabilities import Capabilities
-from pycm.errors import InvalidName
-from pycm.model import validateName
+from pycm.errors import BadRequest, InvalidName
+from pycm.model import RestartPolicy, validateName
 
 
 class CapabilitiesTests(SynchronousTestCase):
@@ -44,3 +44,45 @@ class ValidateNameTests(SynchronousTestCase):
         self.assertEqual(validateName("a" * 128), "a" * 128)
         self.assertRaises(InvalidName, validateName, "a" * 129)
         self.assertRaises(InvalidName, validateName, "-ab")
+
+
+class RestartPolicyTests(SynchronousTestCase):
+    """C{--restart}: Docker's policies, and what is wrong with a bad one."""
+
+    def test_policies(self) -> None:
+        """Each name, and on-failure with its most restarts."""
+        for text, policy in [
+            ("no", RestartPolicy()),
+            ("always", RestartPolicy("always")),
+            ("unless-stopped", RestartPolicy("unless-stopped")),
+            ("on-failure", RestartPolicy("on-failure")),
+            ("on-failure:0", RestartPolicy("on-failure", 0)),
+            ("on-failure:999999999", RestartPolicy("on-failure", 999999999)),
+        ]:
+            self.assertEqual(RestartPolicy.parse(text), policy, text)
+            self.assertEqual(str(RestartPolicy.parse(text)), text)
+
+    def test_badMax(self) -> None:
+        """
+        on-failure with a MAX that is not a whole number is told what MAX
+        must be, not that only on-failure takes one.
+        """
+        for count in ("abc", "-1", "1.5", "", "1000000000", "\u0663"):
+            text = f"on-failure:{count}"
+            error = self.assertRaises(BadRequest, RestartPolicy.parse, text)
+            self.assertEqual(str(error), (
+                f"bad --restart {text!r}: on-failure's MAX (the most restarts) must be "
+                f"a whole number from 0 to 999999999, not {count!r}"
+            ))
+
+    def test_maxOnAnotherPolicy(self) -> None:
+        """A MAX on a policy other than on-failure says only on-failure takes one."""
+        error = self.assertRaises(BadRequest, RestartPolicy.parse, "always:3")
+        self.assertEqual(
+            str(error), "bad --restart 'always:3': only on-failure takes :MAX, not always"
+        )
+
+    def test_unknownName(self) -> None:
+        """An unknown policy lists the known ones."""
+        error = self.assertRaises(BadRequest, RestartPolicy.parse, "sometimes")
+        self.assertIn("expected one of no, on-failure[:MAX], always, unless-stopped", str(error))
