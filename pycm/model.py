@@ -144,20 +144,15 @@ class RestartPolicy:
         """Parse C{no}, C{on-failure}, C{on-failure:3}, C{always}..."""
         name, sep, count = text.partition(":")
         if name not in cls.NAMES:
-            raise BadRequest(
-                f"bad --restart {text!r}: expected one of no, on-failure[:MAX], "
-                "always, unless-stopped"
-            )
+            raise BadRequest(f"bad --restart {text!r}: expected one of no, "
+                             "on-failure[:MAX], always, unless-stopped")
         if not sep:
             return cls(name)
         if name != "on-failure":
             raise BadRequest(f"bad --restart {text!r}: only on-failure takes :MAX, not {name}")
-        if not (count.isascii() and count.isdigit() and len(count) < 10):
-            raise BadRequest(
-                f"bad --restart {text!r}: on-failure's MAX (the most restarts) must be "
-                f"a whole number from 0 to 999999999, not {count!r}"
-            )
-        return cls(name, int(count))
+        if count.isascii() and count.isdigit() and len(count) < 10:
+            return cls(name, int(count))
+        raise BadRequest(f"bad --restart {text!r}: MAX must be a whole number from 0 to 999999999")
 
     def __str__(self) -> str:
         if self.maxRetries is not None:
