@@ -114,6 +114,8 @@ def checkAncestors(
     path: str,
     lookup: Callable[[str], os.stat_result] = os.stat,
     uid: int | None = None,
+    what: str = "the state directory",
+    option: str = "--state-dir",
 ) -> None:
     """
     Refuse a state directory that someone else could replace: one under a
@@ -126,6 +128,8 @@ def checkAncestors(
 
     @param lookup: C{os.stat}, or a fake in tests.
     @param uid: this user (C{os.geteuid()} by default).
+    @param what: what C{path} is, and C{option} the option naming it, for
+        the messages (the log file, C{--logfile}).
     @raise UnsafeStateDir: naming the directory and the fix.
     """
     if uid is None:
@@ -137,20 +141,20 @@ def checkAncestors(
             continue
         if status.st_uid not in (0, uid):
             raise UnsafeStateDir(
-                f"the state directory {path} is under {directory}, which belongs to "
+                f"{what} {path} is under {directory}, which belongs to "
                 f"uid {status.st_uid} (not root, not this user {uid}): that user could "
-                f"replace the state directory with one of their own; choose another "
-                f"--state-dir, under directories only root or this user own"
+                f"replace {what} with one of their own; choose another "
+                f"{option}, under directories only root or this user own"
             )
         writable = status.st_mode & 0o022
         if writable and not status.st_mode & stat.S_ISVTX:
             who = "go" if writable & 0o020 else "o"
             raise UnsafeStateDir(
-                f"the state directory {path} is under {directory}, which group or "
+                f"{what} {path} is under {directory}, which group or "
                 f"others may write (mode {stat.S_IMODE(status.st_mode):o}, no sticky "
-                f"bit): they could rename the state directory away and put one of "
+                f"bit): they could rename {what} away and put one of "
                 f"their own in its place; fix it (chmod {who}-w {directory}) or "
-                f"choose another --state-dir"
+                f"choose another {option}"
             )
 
 

@@ -19,7 +19,7 @@ from twisted.scripts.twistd import ServerOptions
 from twisted.trial.unittest import SynchronousTestCase
 
 from pycm.daemon.dispatch import describeLine
-from pycm.daemon.startup import makeLogFilePrivate, twistdLogPath
+from pycm.daemon.startup import UnsafeLogFile, makeLogFilePrivate, twistdLogPath
 from pycm.redact import REDACTED, containerSecrets, scrub
 from pycm.testing.server import FakeServer
 
@@ -543,13 +543,16 @@ class LogFileModeTests(SynchronousTestCase):
         with open(path) as f:
             self.assertEqual(f.read(), "old\n")
 
-    def test_linkLeftAlone(self) -> None:
-        """A link is never followed to change the mode of a file elsewhere."""
+    def test_linkRefused(self) -> None:
+        """
+        A link is never followed to change the mode of a file elsewhere: it
+        is refused (tests.test_logfile_checks has the other refusals).
+        """
         victim = os.path.join(self.directory, "victim")
         with open(victim, "w"):
             pass
         os.chmod(victim, 0o644)
         path = os.path.join(self.directory, "pycm.log")
         os.symlink(victim, path)
-        self.assertIsNone(makeLogFilePrivate(path))
+        self.assertRaises(UnsafeLogFile, makeLogFilePrivate, path)
         self.assertEqual(self.mode(victim), 0o644)

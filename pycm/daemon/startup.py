@@ -1,8 +1,8 @@
 """
 Start-up under twistd: how it ended, told to whoever ran C{twistd pycm}
 (L{StartupReport}: the reason on the terminal's stderr, a non-zero exit
-status, no pidfile left behind); twistd's log file made private before
-twistd opens it; the objects of start-up frozen once ready.
+status, no pidfile left behind); twistd's log file checked and made
+private before twistd opens it; the objects of start-up frozen once ready.
 """
 
 from __future__ import annotations
@@ -11,16 +11,19 @@ import atexit
 import gc
 import os
 import signal
+import socket
 import stat
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Iterable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from twisted.logger import Logger
 
-from pycm.statedir import openNoFollow
+from pycm.statedir import UnsafeStateDir, checkAncestors
 
 if TYPE_CHECKING:
     from twisted.python import usage
+
+    from pycm.daemon.listeners import Listener
 
 #: What twistd's waiting parent prints after C{An error has occurred:} when
 #: the reason itself already reached the terminal.
@@ -202,31 +205,112 @@ def twistdLogPath(options: usage.Options) -> str | None:
     return os.path.abspath(name or "twistd.log")
 
 
-def makeLogFilePrivate(path: str) -> str | None:
+class UnsafeLogFile(UnsafeStateDir):
+    """twistd's log file is not the daemon's alone: pycm does not start."""
+
+
+#: The kernel's guards (C{fs.protected_*}) that stop a link, a hard link or
+#: another user's file planted in a sticky directory every user may write
+#: (C{/tmp}) from being opened there, as twistd reopens the log by name at
+#: each rotation.
+KERNEL_GUARDS = ("protected_symlinks", "protected_hardlinks", "protected_regular")
+
+
+def _readText(path: str) -> str:
+    with open(path) as f:
+        return f.read()
+
+
+def kernelGuardsShared(read: Callable[[str], str] = _readText) -> bool:
+    """Are all of L{KERNEL_GUARDS} on?  (Not on when they cannot be read.)"""
+    try:
+        return all(int(read(f"/proc/sys/fs/{name}")) >= 1 for name in KERNEL_GUARDS)
+    except (OSError, ValueError):
+        return False
+
+
+def _refuseLogFile(path: str, status: os.stat_result) -> None:
+    """Refuse a log file that someone else may have planted or may read."""
+    remove = f"remove it (rm {path}) or choose another --logfile"
+    if stat.S_ISLNK(status.st_mode):
+        raise UnsafeLogFile(
+            f"the log file {path} is a symbolic link: twistd would write wherever it "
+            f"points, and someone else may have planted it; {remove}"
+        )
+    if not stat.S_ISREG(status.st_mode):
+        raise UnsafeLogFile(f"the log file {path} is not a regular file; {remove}")
+    if status.st_uid != os.geteuid():
+        raise UnsafeLogFile(
+            f"the log file {path} belongs to uid {status.st_uid}, not to this user "
+            f"({os.geteuid()}): its owner could read the log or have made it a link "
+            f"to another file; {remove}"
+        )
+    if status.st_nlink > 1:
+        raise UnsafeLogFile(
+            f"the log file {path} has {status.st_nlink} names (a hard link): the log "
+            f"would be written into another file too; {remove}"
+        )
+
+
+def makeLogFilePrivate(
+    path: str, guarded: Callable[[], bool] = kernelGuardsShared
+) -> str | None:
     """
-    Create twistd's log file readable by its owner alone, or take group
-    write and others' permissions off an existing one of this user's.
+    Check twistd's log file, then create it readable by its owner alone, or
+    take group write and others' permissions off an existing one.
 
     twistd opens C{--logfile} after L{makeService}, before it daemonizes,
-    under the caller's umask (0644 under the usual 022); then each rotated
-    or reopened file gets the mode the file had when twistd first opened
-    it.  So the mode set here holds for the file and every rotation,
-    whatever the umask.  A link is left alone (never followed to change a
-    file elsewhere), as is a file of another user's.
+    by name, following links, under the caller's umask (0644 under the
+    usual 022); then each rotated or reopened file gets the mode the file
+    had when twistd first opened it.  So the checks made here hold for what
+    twistd opens, and the mode set here for the file and every rotation,
+    whatever the umask.  As for the state directory, refused: a directory
+    on the way that someone else could replace (L{checkAncestors}); a
+    directory that group or others may write, unless it is sticky, every
+    user's (C{/tmp}) and the kernel guards such directories
+    (L{kernelGuardsShared}); a link, another user's file, or one with two
+    names.  A new file is created without following a link, never opening
+    one that appeared meanwhile.
 
+    @param guarded: L{kernelGuardsShared}, or a fake in tests.
     @return: a warning to log if an existing file's mode was changed.
+    @raise UnsafeLogFile: naming the file, what is wrong and what to do.
     """
-    existed = os.path.lexists(path)
+    directory = os.path.dirname(path)
+    if not os.path.isdir(directory):
+        return None  # twistd says so itself
+    checkAncestors(path, what="the log file", option="--logfile")
+    shared = os.stat(directory).st_mode
+    if shared & 0o022 and not (shared & stat.S_ISVTX and shared & 0o002 and guarded()):
+        raise UnsafeLogFile(
+            f"the log file {path} is in {directory}, which others may write (mode "
+            f"{stat.S_IMODE(shared):o}) while the kernel does not stop a link or a file "
+            f"planted where twistd reopens the log at each rotation (that needs a sticky "
+            f"directory every user may write, and sysctl fs.protected_symlinks, "
+            f"fs.protected_hardlinks and fs.protected_regular on); choose a --logfile "
+            f"in a directory only you or root may write"
+        )
+    flags = os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
-        fd = openNoFollow(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, checkOwner=False)
+        fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        _refuseLogFile(path, os.lstat(path))
+        existed = True
+        try:
+            fd = os.open(path, flags | os.O_NONBLOCK)
+        except OSError as e:
+            # Swapped for a link (ELOOP) since, or a FIFO (ENXIO)...
+            raise UnsafeLogFile(f"cannot open the log file {path}: {e.strerror}") from None
     except OSError:
-        # A link, or a directory that is not there: twistd says so itself.
-        return None
+        return None  # cannot create it: twistd says so itself
+    else:
+        existed = False
     try:
         status = os.fstat(fd)
+        _refuseLogFile(path, status)
         mode = stat.S_IMODE(status.st_mode)
-        private = (mode & 0o740) | 0o600
-        if not stat.S_ISREG(status.st_mode) or status.st_uid != os.geteuid() or mode == private:
+        private = (mode & 0o740) | 0o600 if existed else 0o600
+        if mode == private:
             return None
         os.fchmod(fd, private)
     finally:
@@ -234,6 +318,31 @@ def makeLogFilePrivate(path: str) -> str | None:
     if existed:
         return f"the log file {path} had mode {mode:o}; it is now {private:o}"
     return None
+
+
+def rootWithoutToken(listeners: Iterable[Listener], euid: int) -> str | None:
+    """
+    The warning for a daemon running as root (C{euid} 0) with network
+    listeners that want no token (C{--no-auth} on loopback): whoever can
+    connect there runs commands as root.  UNIX sockets (guarded by their
+    mode) and stdio do not count.  None if there is nothing to warn of.
+    """
+    if euid != 0:
+        return None
+    tokenless = [
+        listener.description
+        for listener in listeners
+        if not listener.requireAuth
+        and listener.kind not in ("unix", "stdio")
+        and listener.family != socket.AF_UNIX
+    ]
+    if not tokenless:
+        return None
+    return (
+        f"--no-auth on {', '.join(tokenless)} while pycm runs as root: every local user who "
+        f"can connect can run commands as root. Listen on a UNIX socket instead (its "
+        f"mode is the guard), run pycm as an unprivileged user, or drop --no-auth"
+    )
 
 
 _frozen = False

@@ -50,6 +50,7 @@ from pycm.daemon.startup import (
     StartupReport,
     freezeStartupObjects,
     makeLogFilePrivate,
+    rootWithoutToken,
     twistdLogPath,
 )
 from pycm.errors import BadRequest, PycmError
@@ -107,7 +108,10 @@ class Options(usage.Options):
     )
 
     optFlags = [
-        ["no-auth", None, "Require no token on loopback listeners (never on others)."],
+        ["no-auth", None,
+         "Require no token on loopback listeners (never on others). Every local user who "
+         "can connect to them can then run commands as the daemon's user: for a daemon "
+         "run as root, as root (it warns at start)."],
         ["legacy-framing", None,
          "On every listener, a request may also end with a pause (50 ms without a byte) "
          "instead of a newline, for the teaching client that sends none; lines ending in "
@@ -321,14 +325,14 @@ def makeService(
             whenReady = freezeStartupObjects
         if notifier is None:
             notifier = SystemdNotifier.fromEnvironment(reactor, os.environ)
-    logPath = twistdLogPath(options)
-    if logPath is not None:
-        warning = makeLogFilePrivate(logPath)
-        if warning:
-            log.warn("{warning}", warning=warning)
     stateDir: FilePath = options["state-dir"]
     closers: list[Any] = []
     try:
+        logPath = twistdLogPath(options)
+        if logPath is not None:
+            warning = makeLogFilePrivate(logPath)
+            if warning:
+                log.warn("{warning}", warning=warning)
         for warning in checkStateDir(stateDir.path):
             log.warn("{warning}", warning=warning)
         stateLock = _lockStateDir(stateDir, closers)
@@ -350,6 +354,13 @@ def makeService(
         # that point the clean way out is a message and a non-zero status.
         raise SystemExit(f"twistd pycm: {e}") from None
     listeners: list[Listener] = options["listeners"]
+    danger = rootWithoutToken(listeners, os.geteuid())
+    if danger is not None:
+        # On the terminal too: under twistd the log may be a file nobody reads.
+        # (Not a "warning" key: trial's observer takes that for a Python warning.)
+        log.warn("{danger}", danger=danger)
+        if options.parent is not None:
+            print(f"twistd pycm: warning: {danger}", file=sys.stderr, flush=True)
     state = DaemonState(
         clock=reactor,
         backend=backend,
