@@ -468,6 +468,25 @@ class CommandTests(SynchronousTestCase):
         self.assertEqual([c["name"] for c in self.conn.ok("list -f name=ph")], ["alpha"])
         self.assertEqual(self.conn.err("list -f color=red"), "bad_request")
 
+    def test_listFilterStatus(self) -> None:
+        """
+        C{status} is Docker's name for the C{state} filter (C{docker ps
+        --filter status=running}): the same filter, values of both names
+        alternatives; the refusal of an unknown key names it.
+        """
+        self.conn.ok("create zeta")
+        self.conn.ok("run alpha")
+        names = [c["name"] for c in self.conn.ok("ps --filter status=running")]
+        self.assertEqual(names, ["alpha"])
+        names = [c["name"] for c in self.conn.ok("ls -f Status=created -f state=running")]
+        self.assertEqual(names, ["alpha", "zeta"])
+        kind, (code, message) = self.conn.request("list -f color=red")
+        self.assertEqual((kind, code), ("ERR", "bad_request"))
+        self.assertIn("KEY one of state (or status), label, name", message)
+        kind, (code, message) = self.conn.request("events -f status=running")
+        self.assertEqual((kind, code), ("ERR", "bad_request"))
+        self.assertIn("KEY one of name, action", message)
+
     def test_logs(self) -> None:
         """logs returns the last lines as log objects; --tail limits them."""
         self.conn.ok("run e1 memory echo hello world")

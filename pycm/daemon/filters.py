@@ -12,6 +12,9 @@ from pycm.model import Container, ContainerEvent, ProgressEvent
 LIST_FILTERS = ("state", "label", "name")
 EVENT_FILTERS = ("name", "action")
 
+#: Other names of filter keys: Docker's (C{docker ps --filter status=running}).
+KEY_ALIASES = {"status": "state"}
+
 #: A filter as a hashable value: subscribers with equal filters share one.
 FilterKey = frozenset[tuple[str, frozenset[str]]]
 
@@ -20,16 +23,21 @@ def parseFilters(values: Iterable[str], allowed: Sequence[str]) -> dict[str, set
     """
     Turn C{["state=running", "state=exited", "name=web"]} into
     C{{"state": {"running", "exited"}, "name": {"web"}}}: values of one key
-    are alternatives, different keys must all match (Docker's rule).
+    are alternatives, different keys must all match (Docker's rule).  A
+    key may be given by another name (L{KEY_ALIASES}: C{status=running}).
     """
     filters: dict[str, set[str]] = {}
     for item in values:
         key, sep, value = item.partition("=")
         key = key.lower()
+        key = KEY_ALIASES.get(key, key)
         if not sep or key not in allowed:
+            keys = [
+                name + "".join(f" (or {alias})" for alias, to in KEY_ALIASES.items() if to == name)
+                for name in allowed
+            ]
             raise BadRequest(
-                f"bad --filter {item!r}: expected KEY=VALUE with KEY one of "
-                + ", ".join(allowed)
+                f"bad --filter {item!r}: expected KEY=VALUE with KEY one of " + ", ".join(keys)
             )
         filters.setdefault(key, set()).add(value)
     return filters
