@@ -48,6 +48,8 @@ def endpointFor(reactor: Any, description: str) -> IStreamClientEndpoint:
             f"bad endpoint {description!r}: Twisted endpoint strings have no '//' "
             f"(did you mean {hint}?)"
         )
+    if description.startswith("ssl:"):
+        raise UsageError(unverifiedSSL(description))
     from twisted.internet.endpoints import UNIXClientEndpoint, clientFromString
 
     try:
@@ -61,6 +63,18 @@ def endpointFor(reactor: Any, description: str) -> IStreamClientEndpoint:
     if isinstance(endpoint, UNIXClientEndpoint):
         checkSocketPath(description, unixSocketPath(description))
     return endpoint
+
+
+def unverifiedSSL(description: str) -> str:
+    """Why an C{ssl:} endpoint is refused, and what to use instead."""
+    from pycm.client.config import endpointAddress
+
+    address = endpointAddress(description)
+    instead = f"tls:{address[0]}:{address[1]}" if address else "tls:HOST:PORT"
+    return (f"bad endpoint {description!r}: an ssl: client endpoint does not check the "
+            "daemon's certificate, so whoever answers would be sent the token and "
+            f"every request; use {instead}, which does (add :trustRoots=DIR for a "
+            "certificate of your own)")
 
 
 def unixSocketPath(description: str) -> str:
@@ -125,8 +139,21 @@ async def connectTo(reactor: Any, options: CommandLine,
     from pycm.errors import PycmError
 
     endpoint = endpointFor(reactor, options.host)
+    check = address = None
+    if options.host.startswith("tls:"):
+        from pycm.client.config import endpointAddress
+        from pycm.client.tlsverify import checkedTLS, handshake
+
+        address = endpointAddress(options.host)
+        if address is None:
+            raise UsageError(f"bad endpoint {options.host!r}: pycm cannot tell its host")
+        check = checkedTLS(endpoint, options.host, address[0], reactor)
     try:
         client = await connect(endpoint)
+        if check is not None and address is not None:
+            host, port = address
+            await handshake(client, check, options.host,
+                            f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
         token = options.token
         withheld = token and whyWithheld(options, *transportEnds(client.transport))
         if withheld:
