@@ -232,6 +232,8 @@ class DaemonizedStartTests(SynchronousTestCase):
         for reason in reasons:
             self.assertIn(reason, result.stderr)
         self.assertNotIn(b"Traceback", result.stderr)
+        # Text, never Twisted's bytes repr of the status (b'...').
+        self.assertNotIn(b"An error has occurred: b'", result.stderr)
         self.assertFalse(os.path.exists(self.pidfile), "a stale pidfile was left")
 
     def daemonPid(self) -> int:
@@ -250,6 +252,11 @@ class DaemonizedStartTests(SynchronousTestCase):
         port = taken.getsockname()[1]
         result, took = self.start(["--listen", f"tcp:{port}:interface=127.0.0.1"])
         self.assertRefused(result, took, b"cannot listen", b"Address already in use")
+        # The reason, as text, last: nothing of twistd's waiting parent after
+        # it (a warning may come before it when the tests run as root).
+        lines = result.stderr.decode().splitlines()
+        self.assertTrue(lines[-1].startswith("twistd pycm: cannot listen on tcp:"), lines)
+        self.assertEqual(len([line for line in lines if "cannot listen" in line]), 1)
 
     def test_unixPathTooLong(self) -> None:
         """A UNIX socket path over 108 bytes: refused, naming the limit."""

@@ -26,7 +26,7 @@ from pycm.daemon.listeners import (
 )
 from pycm.daemon.service import PycmService, _exitAtExit
 from pycm.daemon.session import DaemonState
-from pycm.daemon.startup import StartupReport
+from pycm.daemon.startup import SEE_ABOVE, StartupReport, plainStartStatus, waitForStart
 from pycm.daemon.tap import DEFAULT_LISTEN, Options, makeService
 from pycm.endpoints import splitEndpoint
 from pycm.errors import BackendError, BadRequest
@@ -612,6 +612,84 @@ class OpenFailureTests(SynchronousTestCase):
         # Stopped once the reactor runs.  (MemoryReactor's hasStopped is no
         # guide at the dependency floor: Twisted 24.3's starts out True.)
         self.assertIn((reactor.stop, (), {}), reactor.whenRunningHooks)
+
+
+class WaitForStartTests(SynchronousTestCase):
+    """
+    twistd's waiting parent, as pycm makes it: the daemon's start-up status
+    printed as text, not as Twisted's bytes repr (C{b'...'}); real pipes.
+    """
+
+    def status(self, data: bytes) -> tuple[int, str]:
+        """The exit status and what is printed for C{data} on the status pipe."""
+        import io
+
+        read, write = os.pipe()
+        self.addCleanup(os.close, read)
+        os.write(write, data)
+        os.close(write)
+        stderr = io.StringIO()
+        return waitForStart(read, stderr), stderr.getvalue()
+
+    def test_ready(self) -> None:
+        """C{0}: exit 0, nothing printed."""
+        self.assertEqual(self.status(b"0"), (0, ""))
+
+    def test_reasonAbove(self) -> None:
+        """
+        pycm's own failure, its reason already on the terminal: exit 1 and
+        nothing more (before: C{An error has occurred: b'pycm did not
+        start (the reason is above)'}).
+        """
+        self.assertEqual(self.status(b"1 " + SEE_ABOVE.encode()), (1, ""))
+
+    def test_reasonAsText(self) -> None:
+        """
+        A reason sent on the pipe (Twisted's own, or pycm's when the
+        terminal could not be written) is printed as text, UTF-8 decoded.
+        """
+        code, printed = self.status("1 RuntimeError: caf\xe9 closed".encode())
+        self.assertEqual(code, 1)
+        self.assertEqual(printed, (
+            "An error has occurred: RuntimeError: caf\xe9 closed\n"
+            "Please look at log file for more information.\n"
+        ))
+        code, printed = self.status(b"1 bad \xff")
+        self.assertIn("An error has occurred: bad \\xff\n", printed)
+        code, printed = self.status(b"")
+        self.assertEqual(code, 1)
+        self.assertIn("the daemon exited without a reason", printed)
+        self.assertNotIn("b'", printed)
+
+    def test_installed(self) -> None:
+        """
+        L{plainStartStatus} makes a runner's C{_waitForStart} L{waitForStart};
+        a runner without one (another Twisted) is left alone.
+        """
+
+        class Runner:
+            def _waitForStart(self, readPipe: int) -> int:
+                raise AssertionError("Twisted's own")
+
+        class Other:
+            pass
+
+        plainStartStatus(Runner)
+        plainStartStatus(Other)
+        self.assertFalse(hasattr(Other, "_waitForStart"))
+        read, write = os.pipe()
+        self.addCleanup(os.close, read)
+        os.write(write, b"0")
+        os.close(write)
+        self.assertEqual(Runner()._waitForStart(read), 0)
+
+    def test_twistdHasIt(self) -> None:
+        """Twisted's runner has the method pycm replaces, called as pycm calls it."""
+        import inspect
+
+        from twisted.scripts._twistd_unix import UnixApplicationRunner
+
+        self.assertIn("self._waitForStart(", inspect.getsource(UnixApplicationRunner.daemonize))
 
 
 class StartupReportTests(SynchronousTestCase):

@@ -13,8 +13,9 @@ import os
 import signal
 import socket
 import stat
+import sys
 from collections.abc import Callable, Iterable, MutableMapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from twisted.logger import Logger
 
@@ -25,8 +26,8 @@ if TYPE_CHECKING:
 
     from pycm.daemon.listeners import Listener
 
-#: What twistd's waiting parent prints after C{An error has occurred:} when
-#: the reason itself already reached the terminal.
+#: What pycm sends twistd's waiting parent when the reason itself already
+#: reached the terminal: it then prints nothing more (L{waitForStart}).
 SEE_ABOVE = "pycm did not start (the reason is above)"
 
 #: twistd's parent reads at most this many bytes of status.
@@ -89,6 +90,8 @@ class StartupReport:
         twistdConfig = getattr(options, "parent", None)
         if twistdConfig is None:
             return cls()
+        # In twistd's first process, which waits if twistd daemonizes.
+        plainStartStatus()
         try:
             stderr: int | None = os.dup(2)
         except OSError:
@@ -188,6 +191,49 @@ class StartupReport:
         if self._stderr is not None:
             stderr, self._stderr = self._stderr, None
             os.close(stderr)
+
+
+def waitForStart(readPipe: int, stderr: TextIO | None) -> int:
+    """
+    What twistd's waiting parent does, as L{plainStartStatus} makes it:
+    read the daemon's status (C{b"0"}, or C{b"1 "} and a message), say
+    what went wrong on C{stderr} as text, and return the exit status (0 or
+    1).  Twisted's own prints the message's Python bytes repr
+    (C{An error has occurred: b'...'}).  Nothing is printed for
+    L{SEE_ABOVE}: pycm wrote the reason to the terminal itself.
+    """
+    data = os.read(readPipe, _STATUS_LENGTH)
+    if data == b"0":
+        return 0
+    reason = data[2:].decode("utf-8", "backslashreplace")
+    if reason != SEE_ABOVE and stderr is not None:
+        stderr.write(
+            f"An error has occurred: {reason or 'the daemon exited without a reason'}\n"
+            "Please look at log file for more information.\n"
+        )
+        stderr.flush()
+    return 1
+
+
+def plainStartStatus(runner: Any = None) -> None:
+    """
+    Make twistd's waiting parent (C{runner}: by default Twisted's
+    C{UnixApplicationRunner}, whose C{daemonize} calls its
+    C{_waitForStart}) print the daemon's start-up status as text
+    (L{waitForStart}).  Twisted sends and prints the status as bytes, a
+    repr; a Twisted without that method is left as it is.
+    """
+    if runner is None:
+        from twisted.scripts import _twistd_unix
+
+        runner = _twistd_unix.UnixApplicationRunner
+    if not callable(getattr(runner, "_waitForStart", None)):
+        return
+
+    def _waitForStart(self: object, readPipe: int) -> int:
+        return waitForStart(readPipe, sys.__stderr__)
+
+    runner._waitForStart = _waitForStart
 
 
 def twistdLogPath(options: usage.Options) -> str | None:
