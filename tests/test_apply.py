@@ -176,7 +176,7 @@ class ApplierOrderTests(SynchronousTestCase):
         [failure] = results
         failure.trap(ApplyFailed)
         self.assertEqual(failure.value.message,
-                         "apply of shop failed: db no space left; not started: app, web")
+                         "apply of shop failed: db: no space left; not started: app, web")
         self.assertNotIn(("create", "app"), self.backend.calls)
         self.assertEqual(
             [(e.name, e.detail) for e in self.progress if e.name != "other"],
@@ -193,7 +193,7 @@ class ApplierOrderTests(SynchronousTestCase):
         self.backend.failCall("wait healthy", "db", BackendError("db turned unhealthy"))
         [failure] = results
         self.assertEqual(failure.value.message,
-                         "apply of shop failed: db db turned unhealthy; not started: web")
+                         "apply of shop failed: db: db turned unhealthy; not started: web")
 
     def test_recreateSaysWhatIsLeft(self) -> None:
         """
@@ -214,7 +214,7 @@ class ApplierOrderTests(SynchronousTestCase):
             self.backend.failCall(failing, "web", BackendError("broken"))
             [failure] = results
             self.assertEqual(failure.value.message,
-                             f"apply of shop failed: web broken ({note})")
+                             f"apply of shop failed: web: broken ({note})")
 
     def test_refusedBeforeAnything(self) -> None:
         """
@@ -304,7 +304,7 @@ class MemoryApplyTests(SynchronousTestCase):
         self.applier.apply(wanted).addBoth(results.append)
         [failure] = results
         failure.trap(ApplyFailed)
-        self.assertTrue(failure.value.message.startswith("apply of shop failed: db "))
+        self.assertTrue(failure.value.message.startswith("apply of shop failed: db: "))
         self.assertTrue(failure.value.message.endswith("; not started: web"))
         [container] = self.successResultOf(self.backend.list())
         self.assertEqual((container.name, container.state), ("db", State.DEAD))
@@ -335,7 +335,7 @@ class MemoryApplyTests(SynchronousTestCase):
             clock.advance(2)
             [failure] = results
             failure.trap(ApplyFailed)
-            self.assertTrue(failure.value.message.startswith("apply of shop failed: db "))
+            self.assertTrue(failure.value.message.startswith("apply of shop failed: db: "))
             self.assertTrue(failure.value.message.endswith("; not started: web"))
 
     def test_dryRunTouchesNothing(self) -> None:

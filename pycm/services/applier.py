@@ -244,7 +244,7 @@ class _Run:
         result = ApplyResult(self.plan, False, self.containers)
         if not self.failures:
             return result
-        reasons = "; ".join(f"{name} {why}" for name, why in self.failures.items())
+        reasons = "; ".join(f"{name}: {why}" for name, why in self.failures.items())
         message = f"apply of {self.plan.project} failed: {reasons}"
         ordered = [name for name in self.services.order if name in self.notStarted]
         if ordered:
