@@ -271,6 +271,33 @@ class LeftoverRequestsTests(SynchronousTestCase):
         self.assertEqual(clock.turns, [])
         self.assertEqual(self.server.state.connections, 0)
 
+    def test_whileOpening(self) -> None:
+        """
+        Requests sent while the daemon opens its backend, by a client gone
+        before it is open, are carried out once it is; none if it fails to
+        open, and the connection lets go of its place either way.
+        """
+        for opens in (True, False):
+            self.server.state.ready = False
+            conn = self.server.connect()
+            conn.send("run web1\nrun web2")
+            conn.disconnect()
+            self.settle()
+            self.assertEqual(self.server.backend._records, {})
+            self.assertEqual(self.server.state.connections, 1)
+            if opens:
+                self.server.state.setReady()
+            else:
+                self.server.state.setFailed()
+            self.settle()
+            self.assertEqual(self.server.state.connections, 0)
+            expected = {"web1", "web2"} if opens else set()
+            self.assertEqual(set(self.server.backend._records), expected)
+            other = self.server.connect()
+            for name in expected:
+                other.ok(f"rm -f {name}")
+            other.disconnect()
+
     def test_connectionCapHeld(self) -> None:
         """
         The connection keeps its place under the cap while its leftover

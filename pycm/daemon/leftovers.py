@@ -119,6 +119,12 @@ class LeftoverRequests:
         after.addBoth(settled)
 
     def _serve(self) -> None:
+        state = self._session.state
+        if not state.ready:
+            # Sent while the daemon was opening its backend: served once it is
+            # open, as the connection's would have been; none if it fails.
+            state.whenReady(self._serve, otherwise=lambda: self._done(self))
+            return
         served = 0
         while self._lines:
             if served >= LINES_PER_TURN:
