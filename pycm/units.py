@@ -11,6 +11,10 @@ import re
 
 from pycm.errors import BadRequest
 
+#: The longest stop timeout a client may ask for (C{--stop-timeout}, C{stop
+#: -t}): an hour.  (The daemon's own shutdown is bounded apart from it.)
+MAX_STOP_TIMEOUT = 3600.0
+
 _SIZE = re.compile(r"([0-9]{1,15})(?:\.([0-9]{1,9}))?\s*([kmgt]?)(?:i?b)?")
 _FACTORS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 

@@ -37,7 +37,8 @@ class BackendOptionTests(SynchronousTestCase):
             self.assertEqual(
                 str(error),
                 f"unknown backend option {key!r} for the process backend (known: "
-                "default-workdir, cgroup-parent, cgroups, state-sync, mark-sweep-delay)",
+                "default-workdir, cgroup-parent, cgroups, state-sync, mark-sweep-delay,"
+                " shutdown-timeout)",
             )
 
     def test_everyBackend(self) -> None:

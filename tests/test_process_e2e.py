@@ -228,6 +228,39 @@ class ProcessDaemonTests(SynchronousTestCase):
         self.assertIn("(lost records?), kept: d3.log", log)
         self.assertTrue(os.path.exists(os.path.join(daemon.stateDir, "logs", "d3.log")))
 
+    def test_shutdownAndStartBounded(self) -> None:
+        """
+        A container that ignores SIGTERM with the longest stop timeout
+        (an hour) neither keeps the daemon from stopping (SIGKILL after the
+        shutdown-timeout option's 1 s) nor, left by a daemon killed with
+        SIGKILL, the next one from starting; a longer one is refused.
+        """
+        daemon = RealDaemon(
+            self,
+            backend="process",
+            args=["--backend-option", "cgroup-parent=/pycm-e2e",
+                  "--backend-option", "shutdown-timeout=1"],
+        )
+        client = daemon.start().connect()
+        self.assertEqual(client.err("run --stop-timeout=1e308 hang host sleep 1"), "bad_request")
+        ignoring = "--stop-timeout=3600 hang host sh -c 'trap \"\" TERM; sleep 1000'"
+        hang = client.ok(f"run {ignoring}")
+        killGroupLater(self, hang["pid"])
+        began = time.monotonic()
+        daemon.signal(signal.SIGTERM)
+        daemon.exitCode()
+        self.assertLess(time.monotonic() - began, 10)
+        self.assertTrue(groupGone(hang["pid"]))
+        self.assertEqual(daemon.start().connect().ok("start hang")["state"], "running")
+        again = daemon.connect().ok("inspect hang")
+        killGroupLater(self, again["pid"])
+        daemon.kill9()
+        began = time.monotonic()
+        after = daemon.start().connect().ok("inspect hang")
+        self.assertLess(time.monotonic() - began, 10)
+        self.assertEqual((after["state"], after["error"]), ("exited", RECLAIMED_ERROR))
+        self.assertTrue(groupGone(again["pid"]))
+
     def test_corruptStateRefused(self) -> None:
         """A corrupt state file stops the daemon with a clear message."""
         daemon = processDaemon(self)

@@ -423,6 +423,23 @@ class CommandTests(SynchronousTestCase):
         self.conn.ok("run web")
         self.assertEqual(self.conn.err("rm web"), "conflict")
 
+    def test_stopTimeoutBounded(self) -> None:
+        """
+        A stop timeout over an hour (--stop-timeout of run and create, --time
+        of stop and restart) is bad_request, naming the option: no client
+        can make a stop, and so the daemon's shutdown, wait for ever.
+        """
+        for request in ("run --stop-timeout=1e308 hang", "create --stop-timeout=9e15 hang",
+                        "run --stop-timeout=3600.5 hang"):
+            self.assertEqual(self.conn.err(request), "bad_request", request)
+        kind, value = self.conn.request("run --stop-timeout=1e308 hang")
+        self.assertEqual((kind, value[0]), ("ERR", "bad_request"))
+        self.assertIn("--stop-timeout", str(value))
+        self.conn.ok("run --stop-timeout=3600 web")
+        for request in ("stop -t 1e308 web", "restart --time=9e15 web"):
+            self.assertEqual(self.conn.err(request), "bad_request", request)
+        self.assertEqual(self.conn.ok("stop -t 3600 web")["state"], "exited")
+
     def test_commandUntouched(self) -> None:
         """Everything after the image is the command, quoting resolved."""
         c = self.conn.ok('create web host sh -c "echo hi; sleep 5" --not-an-option')

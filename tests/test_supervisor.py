@@ -23,7 +23,7 @@ from pycm.backends.supervisor.records import Record
 from pycm.backends.supervisor.recordwriter import RETRY_INTERVAL, RecordWriter
 from pycm.backends.supervisor.recovery import LOST_ERROR, RECLAIMED_ERROR, STARTING_ERROR
 from pycm.backends.supervisor.restartpolicy import MAX_BACKOFF, nextBackoff
-from pycm.backends.supervisor.runs import SHUTDOWN_ERROR
+from pycm.backends.supervisor.runs import SHUTDOWN_ERROR, SHUTDOWN_KILL_WAIT, SHUTDOWN_TIMEOUT
 from pycm.capabilities import Capabilities
 from pycm.errors import BackendError, BadRequest, Conflict, NotFound, Unavailable
 from pycm.health import HealthCheck, OnFailure
@@ -38,6 +38,7 @@ from pycm.model import (
     WaitCondition,
 )
 from pycm.testing import EventRecorder, advanceClock
+from pycm.units import MAX_STOP_TIMEOUT
 
 
 def spec(name: str, *command: str, **kw: Any) -> ContainerSpec:
@@ -1072,3 +1073,76 @@ class SnapshotTests(SupervisorTestCase):
         self.assertEqual(container.summary(), container.summary())
         self.assertIn("env", container.detail())
         self.assertNotIn("env", container.summary())
+
+
+class StopBoundTests(SupervisorTestCase):
+    """
+    No client can make the daemon's shutdown, or its next start, wait
+    without bound: stop timeouts are bounded, and so is the shutdown.
+    """
+
+    def test_stopTimeoutBounded(self) -> None:
+        """A stop timeout over L{MAX_STOP_TIMEOUT} is refused at create."""
+        huge = spec("hang", "ignore-term", stopTimeout=1e308)
+        self.failureResultOf(self.backend.create(huge), BadRequest)
+        self.failureResultOf(
+            self.backend.createAndStart(spec("hang", stopTimeout=MAX_STOP_TIMEOUT + 1)),
+            BadRequest,
+        )
+        self.successResultOf(self.backend.create(spec("ok", stopTimeout=MAX_STOP_TIMEOUT)))
+
+    def test_shutdownBounded(self) -> None:
+        """
+        The shutdown gives a container its stop timeout only up to the
+        shutdown timeout, then SIGKILL (a client's longer stop already
+        waiting too), and completes.
+        """
+        self.run_(spec("hang", "ignore-term", stopTimeout=MAX_STOP_TIMEOUT))
+        self.run_(spec("slow", "ignore-term", stopTimeout=MAX_STOP_TIMEOUT))
+        stopping = self.backend.stop("slow", MAX_STOP_TIMEOUT)
+        closing = self.backend.close()
+        self.clock.advance(SHUTDOWN_TIMEOUT - 0.1)
+        self.assertNoResult(closing)
+        self.clock.advance(0.1)
+        self.clock.advance(0)
+        self.successResultOf(closing)
+        self.successResultOf(stopping)
+        self.assertEqual(self.inspect("hang").exitCode, -signal.SIGKILL)
+        self.assertEqual(self.inspect("slow").exitCode, -signal.SIGKILL)
+
+    def test_shutdownGoesOnWithoutUnkillable(self) -> None:
+        """
+        A run that outlives SIGKILL (uninterruptible sleep) holds the
+        shutdown only L{SHUTDOWN_KILL_WAIT} more seconds: it completes, the
+        record left alive (with its pid) for the next daemon to reclaim.
+        """
+        self.backend.shutdownTimeout = 2.0
+        hang = self.run_(spec("hang", "ignore-term"))
+        assert hang.pid is not None
+        self.runtime.runs[hang.pid].signal = lambda signum: None  # type: ignore[method-assign]
+        closing = self.backend.close()
+        self.clock.advance(2.0 + SHUTDOWN_KILL_WAIT - 0.1)
+        self.assertNoResult(closing)
+        self.clock.advance(0.1)
+        self.successResultOf(closing)
+        [saved] = self.store.load()
+        self.assertEqual((saved["state"], saved["pid"]), (State.STOPPING, hang.pid))
+
+    def test_reclaimBounded(self) -> None:
+        """
+        A run a dead daemon left, whose record (saved before stop timeouts
+        were bounded) says 1e308 seconds, is given the shutdown timeout at
+        most, then SIGKILL: the next daemon's open completes.
+        """
+        self.run_(spec("hang", "ignore-term"))
+        [record] = self.store.load()
+        self.store.save("hang", dict(record, stopTimeout=1e308))
+        second = MemoryBackend(self.clock, runtime=self.runtime, recordStore=self.store)
+        opening = second.open()
+        self.clock.advance(SHUTDOWN_TIMEOUT - 0.1)
+        self.assertNoResult(opening)
+        self.clock.advance(0.1)
+        self.clock.advance(0)
+        self.successResultOf(opening)
+        self.assertEqual(self.inspect("hang", second).error, RECLAIMED_ERROR)
+        self.assertEqual(self.runtime.runs, {})

@@ -15,8 +15,14 @@ from pycm.errors import BadRequest
 from pycm.grammar import Option
 from pycm.health import healthCheckFrom
 from pycm.interfaces import IContainerBackend
-from pycm.model import ContainerSpec, RestartPolicy, parseSignal, signalName, validateName
-from pycm.units import parseSize
+from pycm.model import (
+    ContainerSpec,
+    RestartPolicy,
+    parseSignal,
+    signalName,
+    validateName,
+)
+from pycm.units import MAX_STOP_TIMEOUT, parseSize
 
 
 def _asGiven(value: str, name: str) -> str:
@@ -82,6 +88,16 @@ def _readUser(value: str, name: str) -> str:
     return value
 
 
+def readStopTimeout(value: str, name: str) -> float:
+    """Seconds, from 0 to L{MAX_STOP_TIMEOUT} (C{--stop-timeout}, C{stop -t})."""
+    seconds = parseSeconds(value, name)
+    if seconds > MAX_STOP_TIMEOUT:
+        raise BadRequest(
+            f"bad --{name} {value!r}: at most {MAX_STOP_TIMEOUT:g} seconds (an hour)"
+        )
+    return seconds
+
+
 def _readCpus(value: str, name: str) -> float:
     """A positive, finite number of CPUs (a fraction is fine)."""
     try:
@@ -99,7 +115,7 @@ RUN_OPTIONS = (
     Option("label", "l", repeat=True, metavar="K=V", field="labels", read=parseKeyValues),
     Option("restart", metavar="no|on-failure[:MAX]|always|unless-stopped",
            field="restartPolicy", read=_readRestart),
-    Option("stop-timeout", metavar="SECONDS", field="stopTimeout", read=parseSeconds),
+    Option("stop-timeout", metavar="SECONDS", field="stopTimeout", read=readStopTimeout),
     Option("stop-signal", metavar="SIG", field="stopSignal", read=_readSignal),
     Option("memory", metavar="SIZE", field="memory", read=_readSize),
     Option("cpus", metavar="N", field="cpus", read=_readCpus),

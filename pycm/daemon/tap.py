@@ -189,7 +189,7 @@ class Options(usage.Options):
         self["swarm-node-host"].append(item)
 
     def opt_backend_option(self, item: str) -> None:
-        """A backend option KEY=VALUE (repeatable): the options with no flag of their own. process backend: default-workdir, cgroup-parent, cgroups, state-sync, mark-sweep-delay (docs/process-backend.md); docker backend: init, stop-on-close, network, request-timeout, pull-timeout (docs/docker-backend.md); swarm backend: init, network, request-timeout, restart-delay, poll-interval, idle-poll-interval (docs/swarm-backend.md); and any third-party backend's. A key the backend does not know is refused."""  # noqa: E501
+        """A backend option KEY=VALUE (repeatable): the options with no flag of their own. process backend: default-workdir, cgroup-parent, cgroups, state-sync, mark-sweep-delay, shutdown-timeout (docs/process-backend.md); docker backend: init, stop-on-close, network, request-timeout, pull-timeout (docs/docker-backend.md); swarm backend: init, network, request-timeout, restart-delay, poll-interval, idle-poll-interval (docs/swarm-backend.md); and any third-party backend's. A key the backend does not know is refused."""  # noqa: E501
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise usage.UsageError(f"--backend-option wants KEY=VALUE, not {item!r}")

@@ -28,11 +28,12 @@ from pycm.backends.process.runtime import (
     ProcessRuntime,
 )
 from pycm.backends.supervisor.backend import Supervisor, defaultIdFactory
+from pycm.backends.supervisor.runs import SHUTDOWN_TIMEOUT
 from pycm.errors import BackendError, BadRequest
 from pycm.groupcommit import GroupCommit
 from pycm.model import Container, ContainerSpec
 from pycm.store import SQLiteStore
-from pycm.units import parseSize
+from pycm.units import MAX_STOP_TIMEOUT, parseSize
 
 log = Logger()
 
@@ -59,6 +60,7 @@ class ProcessBackend(Supervisor):
         sync: str = "normal",
         idFactory: Any = defaultIdFactory,
         commits: GroupCommit | None = None,
+        shutdownTimeout: float = SHUTDOWN_TIMEOUT,
     ) -> None:
         self.runtime = runtime if runtime is not None else ProcessRuntime(reactor)
         try:
@@ -85,6 +87,7 @@ class ProcessBackend(Supervisor):
             recordStore=self.store,
             idFactory=idFactory,
             commits=commits,
+            shutdownTimeout=shutdownTimeout,
         )
 
     @property
@@ -172,6 +175,7 @@ def raiseFileLimit(wanted: int = 1 << 20) -> int:
 
 @takesOptions(
     "default-workdir", "cgroup-parent", "cgroups", "state-sync", "mark-sweep-delay",
+    "shutdown-timeout",
     "default-command", "default-image", "log-max-size", "log-max-files",
 )
 def makeBackend(
@@ -188,7 +192,10 @@ def makeBackend(
     C{state-sync} (C{normal} or C{full}, see L{pycm.store});
     C{default-image} (only C{host} is accepted); C{mark-sweep-delay}
     (seconds, default 1: how long after a run's end the look for its
-    escaped processes comes when the stop need not wait for it).
+    escaped processes comes when the stop need not wait for it);
+    C{shutdown-timeout} (seconds, default 30, at most 3600: the longest a
+    container's stop signal is given before SIGKILL at the daemon's
+    shutdown, and for the runs a dead daemon left, at start).
 
     @raise BadRequest: for a bad option value.
     @raise BackendError: if the state cannot be used (e.g. it is corrupt).
@@ -229,6 +236,16 @@ def makeBackend(
         markSweepDelay = -1.0
     if not 0 <= markSweepDelay <= 86400:
         raise BadRequest(f"bad mark-sweep-delay {delayText!r}: expected seconds, from 0 to 86400")
+    shutdownText = option("shutdown-timeout", f"{SHUTDOWN_TIMEOUT:g}")
+    try:
+        shutdownTimeout = float(shutdownText)
+    except ValueError:
+        shutdownTimeout = -1.0
+    if not 0 <= shutdownTimeout <= MAX_STOP_TIMEOUT:
+        raise BadRequest(
+            f"bad shutdown-timeout {shutdownText!r}: expected seconds,"
+            f" from 0 to {MAX_STOP_TIMEOUT:g}"
+        )
     raiseFileLimit()
     # No cgroup-parent: below the daemon's own cgroup under systemd, else /pycm.
     cgroups = detect(option("cgroup-parent", "") or None, enabled=cgroupMode == "auto")
@@ -249,4 +266,5 @@ def makeBackend(
         sync=sync,
         # One durable transaction for the changes of a reactor turn.
         commits=GroupCommit(reactor),
+        shutdownTimeout=shutdownTimeout,
     )

@@ -31,7 +31,7 @@ from pycm.backends.supervisor.recovery import STARTING_ERROR as STARTING_ERROR
 from pycm.backends.supervisor.recovery import Recovery
 from pycm.backends.supervisor.restartpolicy import comesBackAtOpen
 from pycm.backends.supervisor.runobserver import RunObserver
-from pycm.backends.supervisor.runs import CLOSING_ERROR, Runs
+from pycm.backends.supervisor.runs import CLOSING_ERROR, SHUTDOWN_TIMEOUT, Runs
 from pycm.backends.supervisor.runs import SHUTDOWN_ERROR as SHUTDOWN_ERROR
 from pycm.backends.supervisor.usage import readStats
 from pycm.backends.supervisor.watching import (
@@ -76,6 +76,9 @@ class Supervisor:
     @param idFactory: makes container ids.
     @param commits: the group commit of the record writes (default: an
         immediate one: each write is done when it is asked for).
+    @param shutdownTimeout: the longest a container's stop signal is given
+        before SIGKILL at the daemon's shutdown, and for the runs a dead
+        daemon left at open (L{SHUTDOWN_TIMEOUT}).
     @ivar commits: what waits for the writes to be durable goes through it
         (replies, events); the daemon's event log joins it.
     @ivar lifecycle: moves the records through the lifecycle table (watch
@@ -93,8 +96,10 @@ class Supervisor:
         recordStore: IRecordStore,
         idFactory: Callable[[], str] = defaultIdFactory,
         commits: GroupCommit | None = None,
+        shutdownTimeout: float = SHUTDOWN_TIMEOUT,
     ) -> None:
         self._clock = clock
+        self.shutdownTimeout = shutdownTimeout
         self.name = backendName
         self._runtime = runtime
         self._logStore = logStore
@@ -117,7 +122,8 @@ class Supervisor:
             clock, runtime, logStore, self._book, self.lifecycle, self._emit, self._health
         )
         self._recovery = Recovery(
-            clock, backendName, runtime, recordStore, self._book, self.lifecycle
+            clock, backendName, runtime, recordStore, self._book, self.lifecycle,
+            stopLimit=shutdownTimeout,
         )
         self._cpu = CpuSampler(clock)
 
@@ -177,21 +183,9 @@ class Supervisor:
 
     def _stopAll(self, _: object) -> Deferred[None]:
         # Every container is stopped and saved before close fires (and the
-        # stores can be closed): one that fails to is logged, never cuts
-        # the others short.
-        stopping = []
-        for record in list(self._records.values()):
-            self._health.end(record)
-            try:
-                if record.state == State.RESTARTING:
-                    self._runs.cancelRestart(record)
-                    record.error = SHUTDOWN_ERROR
-                    self.lifecycle.dropRestart(record, byClient=False)
-                elif record.state in State.ALIVE and record.run is not None:
-                    stopping.append(self._runs.terminate(record, None))
-            except Exception:
-                self._log.failure("stopping {name} at shutdown", name=record.name)
-        return gatherResults(stopping, consumeErrors=True).addCallback(self._closed)
+        # stores can be closed), within the shutdown's bound (L{Runs.shutdown}).
+        records = list(self._records.values())
+        return self._runs.shutdown(records, self.shutdownTimeout).addCallback(self._closed)
 
     def _closed(self, _: object) -> None:
         for record in self._records.values():

@@ -32,6 +32,7 @@ from pycm.model import (
     signalName,
 )
 from pycm.redact import containerSecrets, scrub
+from pycm.units import MAX_STOP_TIMEOUT
 
 #: The version of the records' JSON-able form.
 RECORD_VERSION = 1
@@ -243,6 +244,10 @@ def newRecord(
     if spec.stopTimeout is not None:
         if spec.stopTimeout < 0:
             raise BadRequest(f"bad --stop-timeout {spec.stopTimeout}: negative")
+        if spec.stopTimeout > MAX_STOP_TIMEOUT:
+            raise BadRequest(
+                f"bad --stop-timeout {spec.stopTimeout}: at most {MAX_STOP_TIMEOUT:g} seconds"
+            )
         stopTimeout = float(spec.stopTimeout)
     return Record(
         name=spec.name,

@@ -18,6 +18,7 @@ from pycm.backends.supervisor.remains import Remains, salvage
 from pycm.errors import BackendError
 from pycm.interfaces import IRecordStore, IRuntime, IRuntimeSweep
 from pycm.model import Container, State
+from pycm.units import MAX_STOP_TIMEOUT
 
 #: C{error} of a run a dead daemon left behind, that L{Recovery} stopped.
 RECLAIMED_ERROR = "daemon restarted; the process was stopped"
@@ -37,6 +38,9 @@ class Recovery:
     @param store: where the records are kept.
     @param book: where the loaded records go.
     @param lifecycle: moves the records left alive.
+    @param stopLimit: the longest a run a dead daemon left is given for its
+        stop signal before SIGKILL (its own stop timeout if shorter): the
+        daemon does not listen until they are settled.
     """
 
     _log = Logger()
@@ -49,7 +53,9 @@ class Recovery:
         store: IRecordStore,
         book: RecordBook,
         lifecycle: Lifecycle,
+        stopLimit: float = MAX_STOP_TIMEOUT,
     ) -> None:
+        self._stopLimit = stopLimit
         self._clock = clock
         self._backendName = backendName
         self._runtime = runtime
@@ -115,7 +121,7 @@ class Recovery:
         try:
             stopped = await maybeDeferred(
                 self._runtime.reclaim,
-                record.toContainer(),
+                self._bounded(record.toContainer()),
                 record.pid,
                 record.startTime,
             )
@@ -129,6 +135,13 @@ class Recovery:
         record.exitCode = None
         record.finished = self._clock.seconds()
         self._lifecycle.move(record, Event.RECLAIMED if stopped else Event.LOST)
+
+    def _bounded(self, container: Container) -> Container:
+        """C{container} with a stop timeout of at most the stop limit."""
+        limit = max(min(self._stopLimit, MAX_STOP_TIMEOUT), 0.0)
+        if container.stopTimeout <= limit:
+            return container
+        return attrs.evolve(container, stopTimeout=limit)
 
     def _remainsContainer(self, remains: Remains) -> Container:
         """A container standing for a quarantined record's last run."""
@@ -157,7 +170,7 @@ class Recovery:
         try:
             stopped = await maybeDeferred(
                 self._runtime.reclaim,
-                self._remainsContainer(remains),
+                self._bounded(self._remainsContainer(remains)),
                 remains.pid,
                 remains.startTime,
             )

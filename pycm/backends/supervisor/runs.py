@@ -14,7 +14,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
+from twisted.internet.defer import Deferred, fail, gatherResults, maybeDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -28,11 +28,19 @@ from pycm.backends.supervisor.watching import waitForExit
 from pycm.errors import BackendError, NotFound, PycmError, Unavailable
 from pycm.interfaces import ILogStore, IRun, IRuntime
 from pycm.model import Action, Container, LogLine, State, parseSignal
+from pycm.units import MAX_STOP_TIMEOUT
 
 #: C{error} of containers that the daemon's shutdown stopped.
 SHUTDOWN_ERROR = "daemon shut down"
 #: The reply to create/start/restart while the daemon shuts down.
 CLOSING_ERROR = "the daemon is shutting down"
+#: The longest the daemon's shutdown lets a container have for its stop
+#: signal before SIGKILL (its own stop timeout if shorter), by default; the
+#: same bound holds for the runs a dead daemon left, at start.
+SHUTDOWN_TIMEOUT = 30.0
+#: How long the shutdown then waits for the runs it sent SIGKILL to (a
+#: process in uninterruptible sleep) before it goes on without them.
+SHUTDOWN_KILL_WAIT = 5.0
 
 
 class Runs:
@@ -202,6 +210,8 @@ class Runs:
         d = waitForExit(record)
         if timeout is None:
             timeout = record.stopTimeout
+        # A record saved before stop timeouts were bounded keeps its own.
+        timeout = min(timeout, MAX_STOP_TIMEOUT)
         deadline = self._clock.seconds() + max(timeout, 0)
         timer = record.killTimer
         if timer is not None and timer.active() and timer.getTime() > deadline:
@@ -214,6 +224,59 @@ class Runs:
             )
             self.signal(record, self.stopSignal(record))
         return d
+
+    def shutdown(self, records: list[Record], limit: float) -> Deferred[None]:
+        """
+        The daemon's shutdown: stop every run of C{records} (its stop
+        signal, SIGKILL after its stop timeout, at most C{limit} seconds,
+        also for a client's stop already waiting longer) and drop pending
+        restarts.  Fires once every run has exited, or L{SHUTDOWN_KILL_WAIT}
+        seconds after C{limit} whatever is left: those runs are let go of,
+        their records left as saved (alive, with their pids) for the next
+        daemon to reclaim.  One that fails to stop is logged, never cuts
+        the others short.
+        """
+        stopping = []
+        for record in records:
+            self._health.end(record)
+            try:
+                if record.state == State.RESTARTING:
+                    self.cancelRestart(record)
+                    record.error = SHUTDOWN_ERROR
+                    self._lifecycle.dropRestart(record, byClient=False)
+                elif record.state in State.ALIVE and record.run is not None:
+                    timeout = min(record.stopTimeout, limit)
+                    stopping.append(self.terminate(record, max(timeout, 0)))
+            except Exception:
+                self._log.failure("stopping {name} at shutdown", name=record.name)
+        done: Deferred[None] = Deferred()
+        if not stopping:
+            done.callback(None)
+            return done
+
+        def giveUp() -> None:
+            left = [r for r in records if r.state in State.ALIVE and r.run is not None]
+            self._log.warn(
+                "{count} containers still running {seconds}s after SIGKILL at shutdown,"
+                " left for the next daemon to reclaim: {names}",
+                count=len(left),
+                seconds=SHUTDOWN_KILL_WAIT,
+                names=", ".join(sorted(r.name for r in left)),
+            )
+            for record in left:
+                # A late exit is not told to a closed book.
+                record.observer = None
+            done.callback(None)
+
+        timer = self._clock.callLater(max(limit, 0) + SHUTDOWN_KILL_WAIT, giveUp)
+
+        def stopped(_: object) -> None:
+            if timer.active():
+                timer.cancel()
+                done.callback(None)
+
+        gatherResults(stopping, consumeErrors=True).addBoth(stopped)
+        return done
 
     def stopSignal(self, record: Record) -> int:
         """C{record}'s stop signal; SIGTERM (and a warning) if it is not one."""

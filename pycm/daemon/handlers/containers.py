@@ -12,8 +12,7 @@ from typing import Any
 
 from pycm.daemon.filters import LIST_FILTERS, containerMatches, parseFilters
 from pycm.daemon.replies import encodeListing, encodeSummaries
-from pycm.daemon.requestline import parseSeconds
-from pycm.daemon.runoptions import checkSupported, specFromRequest
+from pycm.daemon.runoptions import checkSupported, readStopTimeout, specFromRequest
 from pycm.daemon.session import Session
 from pycm.errors import BadRequest
 from pycm.interfaces import ICreateAndStart, IScalable
@@ -46,7 +45,7 @@ def start(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> 
 
 def _timeout(options: Mapping[str, Any]) -> float | None:
     if "time" in options:
-        return parseSeconds(options["time"], "time")
+        return readStopTimeout(options["time"], "time")
     return None
 
 
