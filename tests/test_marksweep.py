@@ -13,6 +13,7 @@ import subprocess
 
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from pycm.backends.process import reclaim
@@ -499,3 +500,35 @@ class UnownedTests(SynchronousTestCase):
     def test_noMarker(self) -> None:
         """A runtime with no state marker kills nothing."""
         self.assertEqual(reclaim.killUnowned(None, set(), "/proc"), {})
+
+    def test_sweepWarnsPerContainer(self) -> None:
+        """
+        The sweep at start kills what no record owns and warns once per
+        container: one without a record (records lost), one whose record
+        names another run (an older copy of the database); the warnings
+        name the database, never a value of the environment.
+        """
+        state = os.path.realpath(self.mktemp())
+        lost = self.spawn(state, RUN_1, "lost")
+        older = self.spawn(state, RUN_2, "web")
+        logged: list[dict] = []
+        globalLogPublisher.addObserver(logged.append)
+        self.addCleanup(globalLogPublisher.removeObserver, logged.append)
+        runtime = ProcessRuntime(Clock(), launcher=None, native=False, cgroups=NO_CGROUPS)
+        runtime.stateMarker = state
+        self.addCleanup(runtime.close)
+        self.successResultOf(runtime.sweep({"3" * 32: container("web")}))
+        self.assertEqual((lost.wait(), older.wait()), (-signal.SIGKILL, -signal.SIGKILL))
+        warnings = sorted(
+            formatEvent(e) for e in logged if e.get("log_namespace") == reclaim.__name__
+        )
+        database = os.path.join(state, "state.db")
+        self.assertEqual(
+            warnings,
+            [
+                f"killed 1 processes of a run of container web that its record in {database}"
+                " does not name (an older copy of it?)",
+                f"killed 1 processes of container lost, which has no record in {database}"
+                " (lost records?)",
+            ],
+        )

@@ -338,10 +338,14 @@ def sweepLeftovers(
             runId=runId,
         )
     unowned = killUnowned(stateMarker, {*runs, *ended}, proc)
+    named = {container.name for container in runs.values()}
     for name, pids in sorted(unowned.items()):
         log.warn(
             "killed {count} processes of container {name}, which has no record in"
-            " {database} (lost records?)",
+            " {database} (lost records?)"
+            if name not in named
+            else "killed {count} processes of a run of container {name} that its record"
+            " in {database} does not name (an older copy of it?)",
             count=len(pids),
             name=name,
             database=os.path.join(stateMarker or "STATE", "state.db"),
