@@ -371,6 +371,10 @@ class ParseArgumentsTests(SynchronousTestCase):
         for expected in ("--host", "--token", "--json", "commands", "examples",
                          "logs --follow", "exit status", "PYCM_HOST"):
             self.assertIn(expected, text)
+        # argparse wraps the options' help: compare words.
+        words = " ".join(text.split())
+        self.assertIn("ssl: is refused", words)
+        self.assertIn("status=STATE", words)
 
 
 class ConfigTests(SynchronousTestCase):
@@ -434,6 +438,19 @@ class OneShotTestsMixin:
         self.assertEqual(h.out.getvalue(), "")
         self.assertEqual(h.err.getvalue(),
                          "Error: not_found: no such container: x\n")
+
+    def test_infoUptime(self: Any) -> None:
+        """
+        C{info} prints its uptime as a duration (C{1m20s}, not seconds);
+        with C{--json} the reply's seconds are printed as they came.
+        """
+        reply = {"backend": "memory", "uptime": 80.149}
+        h = self.harness(FakeDaemon({"info": ok(reply)}))
+        self.assertEqual(self.successResultOf(h.run(options("info"))), 0)
+        self.assertIn("uptime:  1m20s\n", h.out.getvalue())
+        h = self.harness(FakeDaemon({"info": ok(reply)}))
+        self.assertEqual(self.successResultOf(h.run(options("info", json=True))), 0)
+        self.assertEqual(json.loads(h.out.getvalue()), reply)
 
     def test_quoting(self: Any) -> None:
         """The arguments are joined into one line with shell quoting."""
@@ -986,6 +1003,13 @@ class FormatTests(SynchronousTestCase):
         self.assertEqual(lines, ["backend:    memory", "containers:",
                                  "  running: 2"])
 
+    def test_duration(self) -> None:
+        """Durations read as Go's (docker's), in whole seconds."""
+        cases = [(0.4, "0s"), (59.9, "59s"), (80.149, "1m20s"), (3600, "1h0m0s"),
+                 (90061, "25h1m1s")]
+        for seconds, text in cases:
+            self.assertEqual(fmt.duration(seconds), text)
+
     def test_rm(self) -> None:
         """C{rm} says what it removed."""
         self.assertEqual(fmt.formatReply("rm", {"name": "w", "removed": True},
@@ -1066,6 +1090,18 @@ class CommandHelpTests(SynchronousTestCase):
             for policy in ("no", "on-failure[:MAX]", "always", "unless-stopped"):
                 self.assertRegex(text, rf"\n +{re.escape(policy)} +\S", (name, policy))
             self.assertIn("powers of 1024", text)
+            self.assertIn("KILL, 0 to 3600", text)
+
+    def test_listFilters(self) -> None:
+        """
+        C{ls --help} (C{ps}, C{list}) names the filter keys, C{status} (docker's
+        name, which the daemon takes) first.
+        """
+        for word in ("list", "ls", "ps"):
+            text = "\n".join(self.help(word))
+            self.assertIn("status=STATE", text)
+            self.assertIn("name=TEXT", text)
+            self.assertIn("label=KEY[=VALUE]", text)
 
 
 class ContainerLineTests(SynchronousTestCase):

@@ -57,6 +57,29 @@ def ago(when: str | None, now: float) -> str:
     return "-"  # unreachable
 
 
+def duration(seconds: float) -> str:
+    """
+    C{"1m20s"} for 80.149 seconds: whole seconds in Go's C{time.Duration}
+    form, as docker prints durations (C{"1h0m5s"}, C{"0s"}).
+    """
+    total = max(0, int(seconds))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes}m{secs}s"
+    if minutes:
+        return f"{minutes}m{secs}s"
+    return f"{secs}s"
+
+
+def humanInfo(value: dict[str, Any]) -> dict[str, Any]:
+    """C{info}'s reply with its uptime (seconds) as a L{duration}."""
+    uptime = value.get("uptime")
+    if isinstance(uptime, (int, float)) and not isinstance(uptime, bool):
+        return {**value, "uptime": duration(uptime)}
+    return value
+
+
 def truncate(text: str, width: int) -> str:
     """Cut C{text} to C{width} characters, ending with an ellipsis if cut."""
     if len(text) <= width:
@@ -215,6 +238,8 @@ def _replyLines(command: str, value: Any, now: float) -> list[str]:
         return ["Stopped watching events"]
     if command == "help":
         return formatHelp(value)
+    if command == "info" and isinstance(value, dict):
+        return keyValues(humanInfo(value))
     if command == "stats" and isinstance(value, list):
         return statsTable(value)
     if isContainer(value) and command != "inspect":
