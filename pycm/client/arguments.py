@@ -45,6 +45,7 @@ commands (run by the daemon; `pycm help COMMAND` shows one command's usage):
                                                  make the containers match a
                                                  services file (`apply --help`)
   list (ls, ps) [--filter=KEY=VALUE]...          a table of containers
+         filters: status=STATE (or state=), name=NAME, label=K[=V]
          client options: -q/--quiet (names), --format json|TEMPLATE
                          ({{.Name}} {{.Status}} {{.Health}} {{.Image}} ...)
   inspect NAME                                   every detail
@@ -126,7 +127,8 @@ def makeParser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--host", "-H", metavar="ENDPOINT",
         help="a Twisted client endpoint: tcp:HOST:PORT, unix:PATH, "
-        "tls:HOST:PORT (default: $PYCM_HOST, else tcp:127.0.0.1:8080)",
+        "tls:HOST:PORT (default: $PYCM_HOST, else tcp:127.0.0.1:8080); ssl: is "
+        "refused, since it does not check the daemon's certificate: use tls:",
     )
     parser.add_argument(
         "--token", metavar="TOKEN",
