@@ -62,14 +62,9 @@ def duration(seconds: float) -> str:
     C{"1m20s"} for 80.149 seconds: whole seconds in Go's C{time.Duration}
     form, as docker prints durations (C{"1h0m5s"}, C{"0s"}).
     """
-    total = max(0, int(seconds))
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h{minutes}m{secs}s"
-    if minutes:
-        return f"{minutes}m{secs}s"
-    return f"{secs}s"
+    minutes, secs = divmod(max(0, int(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return (f"{hours}h" if hours else "") + (f"{minutes}m" if hours or minutes else "") + f"{secs}s"
 
 
 def humanInfo(value: dict[str, Any]) -> dict[str, Any]:
