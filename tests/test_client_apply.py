@@ -431,6 +431,16 @@ class EnvFileTests(FilesMixin, SynchronousTestCase):
         self.assertEqual(h.daemon.received,
                          ["run -e 'B=from second' -e 'D=it'\"'\"'s' web"])
 
+    def test_keysAsEnvOption(self) -> None:
+        """
+        A key C{-e} takes (C{-e 1A=b}) is taken from the file too, as
+        Docker's C{--env-file} takes it.
+        """
+        names = self.write(os.path.dirname(self.first), "names.env", "1A=b\na-b=c\n")
+        self.assertEqual(self.request("run", "--env-file", names, "web"),
+                         ("run", "-e", "1A=b", "-e", "a-b=c", "web"))
+        self.assertEqual(self.request("run", "-e", "1A=b", "web"), ("run", "-e", "1A=b", "web"))
+
     def test_errors(self) -> None:
         """A wrong or missing env file is a usage error naming it; no value is a usage error."""
         bad = self.write(os.path.dirname(self.first), "bad.env", "A=1\nnot ok\n")

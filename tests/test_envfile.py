@@ -58,12 +58,24 @@ class ParseEnvTextTests(SynchronousTestCase):
                          {"TOKEN": "secret"})
 
     def test_badKey(self) -> None:
-        """A key that is not a variable name is an error naming the file and line."""
-        for line in ("1A=x", "A B=x", "A =x", "=x", "export A=1", "a-b", "é=1"):
+        """
+        An empty key, or one holding a blank or NUL, is an error naming the
+        file and line (Docker's parser refuses the first two).
+        """
+        for line in ("A B=x", "A =x", "=x", "export A=1", "A\tB=1", "A\0B=1", "= x"):
             error = self.assertRaises(EnvFileError, parseEnvText, f"# ok\nA=1\n{line}\n",
                                       "dir/x.env", {})
             self.assertTrue(str(error).startswith("dir/x.env:3: "), str(error))
-            self.assertIn("not a variable name", str(error))
+            self.assertIn("variable name", str(error))
+
+    def test_keysAsDocker(self) -> None:
+        """
+        Any other key is taken, as Docker's C{--env-file} and pycm's C{-e}
+        take it: one starting with a digit, a dash, a dot, a non-ASCII letter.
+        """
+        text = "1A=x\na-b=y\na.b=z\né=1\n"
+        self.assertEqual(parseEnvText(text, "x.env", {}),
+                         {"1A": "x", "a-b": "y", "a.b": "z", "é": "1"})
 
     def test_nul(self) -> None:
         """A value holding NUL cannot reach an environment: refused, with its line."""

@@ -12,8 +12,9 @@ The format is Docker's C{--env-file}:
     reading the file, and is left out if that has no KEY;
   - blank lines and lines whose first character (after blanks) is C{#} are
     skipped; blanks before a key are too;
-  - a key is a variable name (C{[A-Za-z_][A-Za-z0-9_]*}); a later line for
-    the same key wins.
+  - a key is any non-empty name without blanks (spaces, tabs) or NUL, as
+    Docker's parser takes (C{1A} and C{a-b} too, as C{-e} takes them); a
+    later line for the same key wins.
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ from pycm.errors import BadRequest
 #: line can carry (64 KiB), so a mistaken path fails at once.
 MAX_ENV_FILE = 1024 * 1024
 
-_VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+#: What a key cannot hold (Docker's parser refuses blanks; NUL cannot reach
+#: an environment).
+_NOT_IN_KEY = re.compile(r"[ \t\0]")
 
 
 class EnvFileError(BadRequest):
@@ -87,8 +90,8 @@ def parseEnvText(text: str, path: str,
     docstring); C{path} names it in errors; a bare C{KEY} reads C{environ}
     (C{os.environ} by default).
 
-    @raise EnvFileError: C{path:LINE: why}, for a key that is not a
-        variable name or a value holding a NUL.
+    @raise EnvFileError: C{path:LINE: why}, for a key that is empty or
+        holds a blank or NUL, or a value holding a NUL.
     """
     if environ is None:
         environ = os.environ
@@ -102,11 +105,11 @@ def parseEnvText(text: str, path: str,
         key, sep, value = line.partition("=")
         if not sep:
             key = key.rstrip(" \t")
-        if not _VARIABLE.match(key):
+        if not key or _NOT_IN_KEY.search(key):
+            why = f"{key!r} is not a variable name" if key else "no variable name"
             raise EnvFileError(
-                f"{path}:{number}: {key!r} is not a variable name: expected "
-                "KEY=VALUE (or KEY alone, to pass on its value), KEY a letter or '_' "
-                "then letters, digits or '_'"
+                f"{path}:{number}: {why}: expected KEY=VALUE (or KEY alone, to pass on "
+                "its value), KEY without blanks"
             )
         if "\0" in value:
             raise EnvFileError(f"{path}:{number}: the value of {key} holds a NUL character")
