@@ -21,6 +21,7 @@ from pycm.daemon.auth import loadOrCreateToken, newToken, readToken, tokensMatch
 from pycm.daemon.eventlog import EventLog
 from pycm.daemon.listeners import (
     InsecureListener,
+    ListenerService,
     checkBoundAddress,
     classifyListener,
 )
@@ -175,6 +176,38 @@ class ListenFormTests(SynchronousTestCase):
             message = self.refusal(description)
             self.assertIn(f"the port {port} is not a whole number from 0 to 65535", message)
             self.assertIn("tcp:PORT:interface=HOST", message)
+
+    def test_mappedLoopback(self) -> None:
+        """
+        An IPv4-mapped loopback address (C{::ffff:127.0.0.1}) is loopback:
+        taken, the token not required with C{--no-auth}; a mapped address
+        off loopback is refused as any other.
+        """
+        for description in ("tcp:0:interface=\\:\\:ffff\\:127.0.0.1",
+                            "tcp6:0:interface=\\:\\:ffff\\:127.0.0.2"):
+            listener = classifyListener(description, True)
+            self.assertTrue(listener.loopback, description)
+            self.assertFalse(listener.requireAuth, description)
+        message = self.refusal("tcp:0:interface=\\:\\:ffff\\:192.0.2.1")
+        self.assertIn("a TCP listener on ::ffff:192.0.2.1 without TLS", message)
+
+    def test_unescapedInterface(self) -> None:
+        """
+        An IPv6 interface whose colons are not escaped is refused saying
+        so, with the string meant, never as "a TCP listener on every
+        address" (the colons cut it into an empty interface and more
+        parameters).
+        """
+        for description, meant in [
+            ("tcp:18182:interface=::ffff:127.0.0.1",
+             "tcp:18182:interface=\\:\\:ffff\\:127.0.0.1"),
+            ("tcp6:18182:interface=::1", "tcp6:18182:interface=\\:\\:1"),
+        ]:
+            message = self.refusal(description)
+            self.assertNotIn("every address", message)
+            self.assertIn("escape them with a backslash", message)
+            self.assertIn(f"--listen {meant}", message)
+            self.assertTrue(classifyListener(meant, True).loopback, meant)
 
     def test_portFirstUnchanged(self) -> None:
         """The port-first forms, positional or by keyword, are taken as before."""
@@ -612,6 +645,63 @@ class OpenFailureTests(SynchronousTestCase):
         # Stopped once the reactor runs.  (MemoryReactor's hasStopped is no
         # guide at the dependency floor: Twisted 24.3's starts out True.)
         self.assertIn((reactor.stop, (), {}), reactor.whenRunningHooks)
+
+
+class UnixLockTests(SynchronousTestCase):
+    """
+    The C{PATH.lock} Twisted makes beside a C{unix:} socket, when the
+    listen fails (real sockets on the real reactor, in a temporary
+    directory: the lock and the bind are the operating system's).
+    """
+
+    def listenOn(self, path: str) -> CannotListenError:
+        """Start a listener on C{path}, which must fail; the error."""
+        from twisted.internet import reactor
+        from twisted.internet.protocol import Factory
+
+        service = ListenerService(reactor, classifyListener(f"unix:{path}", False),
+                                  Factory(), None)
+        return self.assertRaises(CannotListenError, service.privilegedStartService)
+
+    def takenPath(self) -> str:
+        """A socket path another process (here, a bare socket) listens on."""
+        import socket
+
+        path = os.path.join(os.path.abspath(self.mktemp()), "s")
+        os.makedirs(os.path.dirname(path))
+        other = socket.socket(socket.AF_UNIX)
+        self.addCleanup(other.close)
+        other.bind(path)
+        other.listen(1)
+        return path
+
+    def test_failedBindRemovesItsLock(self) -> None:
+        """
+        A listen that took the lock and then found the path taken (another
+        daemon's socket, without a lock) removes the lock it took: no
+        C{PATH.lock -> PID} of a daemon that never started is left.
+        """
+        path = self.takenPath()
+        self.listenOn(path)
+        self.assertFalse(os.path.lexists(path + ".lock"))
+        self.assertTrue(stat.S_ISSOCK(os.stat(path).st_mode))
+
+    def test_anotherDaemonsLockKept(self) -> None:
+        """
+        A listen refused because another live process holds the lock
+        leaves that lock as it is.
+        """
+        path = self.takenPath()
+        os.symlink(str(os.getppid()), path + ".lock")
+        self.listenOn(path)
+        self.assertEqual(os.readlink(path + ".lock"), str(os.getppid()))
+
+    def test_lockPath(self) -> None:
+        """Only a C{unix:} listener with a lock file has a lock path."""
+        self.assertEqual(classifyListener("unix:/run/p.sock", False).lockPath(),
+                         "/run/p.sock.lock")
+        self.assertIsNone(classifyListener("unix:/run/p.sock:lockfile=0", False).lockPath())
+        self.assertIsNone(classifyListener("tcp:0:interface=127.0.0.1", False).lockPath())
 
 
 class WaitForStartTests(SynchronousTestCase):

@@ -80,13 +80,36 @@ class InsecureListener(Exception):
 
 
 def isLoopback(host: str) -> bool:
-    """Is C{host} a loopback address (names other than localhost: no)?"""
+    """
+    Is C{host} a loopback address (names other than localhost: no)?  An
+    IPv4-mapped IPv6 address (C{::ffff:127.0.0.1}) is the IPv4 address it
+    maps.
+    """
     if host == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
+        address = ipaddress.ip_address(host.strip("[]"))
     except ValueError:
         return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback
+
+
+def _unescapedAddress(args: list[str], kwargs: Mapping[str, str]) -> str | None:
+    """
+    The IPv6 address an C{interface=} was meant to be when its colons were
+    not escaped (C{tcp:8080:interface=::1} splits into C{interface=""} and
+    the positional C{""}, C{"1"}), or None.
+    """
+    if "interface" not in kwargs or len(args) <= 2:
+        return None
+    meant = ":".join([kwargs["interface"], *args[2:]])
+    try:
+        ipaddress.IPv6Address(meant.strip("[]"))
+    except ValueError:
+        return None
+    return meant.strip("[]")
 
 
 @attrs.frozen
@@ -120,6 +143,19 @@ class Listener:
         without the token: on those an operator can always get in.
         """
         return self.kind not in ("unix", "stdio") and self.family != socket.AF_UNIX
+
+    def lockPath(self) -> str | None:
+        """
+        The lock file Twisted makes beside a C{unix:} socket
+        (C{PATH.lock}, a link to the daemon's pid; C{lockfile=0} makes
+        none), or None.
+        """
+        if self.kind != "unix" or self.fileno is not None:
+            return None
+        args, kwargs = splitEndpoint(self.description)
+        address = kwargs.get("address", args[1] if len(args) > 1 else "")
+        lockfile = kwargs.get("lockfile", args[4] if len(args) > 4 else "1")
+        return address + ".lock" if bool(int(lockfile)) else None
 
     def endpoint(self, reactor: Any) -> Any:
         """The Twisted server endpoint to listen on."""
@@ -187,6 +223,14 @@ def classifyListener(
         return Listener(description, kind, loopback=True, requireAuth=False, unixMode=mode)
     if kind in PLAINTEXT_TCP or kind in ENCRYPTED:
         checkPort(description, kind, args, kwargs)
+        cut = _unescapedAddress(args, kwargs)
+        if cut is not None:
+            raise usage.UsageError(
+                f"--listen {description}: the colons of the interface {cut} separate the "
+                "parameters of an endpoint string: escape them with a backslash, as in "
+                f"--listen {kind}:{args[1] if len(args) > 1 else kwargs.get('port', '')}"
+                f":interface={_escape(cut)}"
+            )
         position = _INTERFACE_POSITION.get(kind)
         positional = args[position] if position is not None and len(args) > position else ""
         interface = kwargs.get("interface", positional)
@@ -392,13 +436,31 @@ class ListenerService(StreamServerEndpointService):
         Listen now; raise at once if that fails or the listener bound where
         it must not (twistd then reports it and exits non-zero).
         """
+        lock = self.listener.lockPath()
+        before = _lockOwner(lock)
         waiting = self.endpoint.listen(self.factory)
         waiting.addCallback(self._listening)
         failures: list[Any] = []
         waiting.addErrback(failures.append)
         self._waitingForPort = waiting
         if failures:
+            self._releaseLock(lock, before)
             failures[0].raiseException()
+
+    def _releaseLock(self, lock: str | None, before: str | None) -> None:
+        """
+        After a failed C{unix:} listen: remove the lock file Twisted took
+        for this listener (it keeps it when the bind fails: the path is
+        taken), never one it did not take (another daemon's, or one this
+        daemon held before).
+        """
+        ours = str(os.getpid())
+        if lock is None or before == ours or _lockOwner(lock) != ours:
+            return
+        try:
+            os.remove(lock)
+        except OSError as e:
+            self.log.warn("could not remove {lock}: {error}", lock=lock, error=e.strerror)
 
     def _listening(self, port: Any) -> Any:
         self.port = capAccepts(port)
@@ -416,6 +478,16 @@ class ListenerService(StreamServerEndpointService):
             forms=describeForms(self.listener.kind, port.getHost()),
         )
         return port
+
+
+def _lockOwner(lock: str | None) -> str | None:
+    """The pid a C{PATH.lock} link names, or None if there is none."""
+    if lock is None:
+        return None
+    try:
+        return os.readlink(lock)
+    except OSError:
+        return None
 
 
 _cappedPortClasses: dict[type, type] = {}
