@@ -25,6 +25,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from pycm.daemon.activation import PassedSockets, inspectSocket
+from pycm.daemon.unixlock import lockOwner, releaseTakenLock
 from pycm.endpoints import splitEndpoint
 
 #: Kinds whose connections are encrypted.
@@ -437,30 +438,15 @@ class ListenerService(StreamServerEndpointService):
         it must not (twistd then reports it and exits non-zero).
         """
         lock = self.listener.lockPath()
-        before = _lockOwner(lock)
+        before = lockOwner(lock)
         waiting = self.endpoint.listen(self.factory)
         waiting.addCallback(self._listening)
         failures: list[Any] = []
         waiting.addErrback(failures.append)
         self._waitingForPort = waiting
         if failures:
-            self._releaseLock(lock, before)
+            releaseTakenLock(lock, before)
             failures[0].raiseException()
-
-    def _releaseLock(self, lock: str | None, before: str | None) -> None:
-        """
-        After a failed C{unix:} listen: remove the lock file Twisted took
-        for this listener (it keeps it when the bind fails: the path is
-        taken), never one it did not take (another daemon's, or one this
-        daemon held before).
-        """
-        ours = str(os.getpid())
-        if lock is None or before == ours or _lockOwner(lock) != ours:
-            return
-        try:
-            os.remove(lock)
-        except OSError as e:
-            self.log.warn("could not remove {lock}: {error}", lock=lock, error=e.strerror)
 
     def _listening(self, port: Any) -> Any:
         self.port = capAccepts(port)
@@ -478,16 +464,6 @@ class ListenerService(StreamServerEndpointService):
             forms=describeForms(self.listener.kind, port.getHost()),
         )
         return port
-
-
-def _lockOwner(lock: str | None) -> str | None:
-    """The pid a C{PATH.lock} link names, or None if there is none."""
-    if lock is None:
-        return None
-    try:
-        return os.readlink(lock)
-    except OSError:
-        return None
 
 
 _cappedPortClasses: dict[type, type] = {}
