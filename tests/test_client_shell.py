@@ -18,6 +18,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from pycm.client.history import HistoryFile
+from pycm.client.masking import shown
 from pycm.client.shell import ShellProtocol, hasPositional, progressMessage
 from pycm.client.testing import FakeDaemon, connectToFake, ok
 
@@ -616,6 +617,45 @@ class ShellTests(SynchronousTestCase):
         self.assertIn(b"Error: unauthorized: auth first (type `auth TOKEN`",
                       h.screen())
 
+    def test_authTokenMasked(self) -> None:
+        """
+        The token of C{auth TOKEN} never reaches the screen as typed: the
+        line shows C{auth } then a C{*} a character, and the daemon gets the
+        token itself.
+        """
+        for word in (b"auth", b"AUTH", b"  auth", b"'auth'"):
+            h = ShellHarness(FakeDaemon({"auth": ok("authenticated")}))
+            h.screen()
+            for key in word + b" qzxw":
+                h.type(bytes([key]))
+            screen = h.screen()
+            self.assertTrue(screen.endswith(b"pycm> " + word + b" ****"), screen)
+            for secret in b"qzxw":
+                self.assertNotIn(bytes([secret]), screen, word)
+            h.type(b"\r")
+            self.assertEqual(h.daemon.received, [(word + b" qzxw").decode()])
+            self.assertNotIn(b"qzxw", h.screen())
+
+    def test_authTokenMaskedWhileEdited(self) -> None:
+        """
+        Deleting the blank, editing in the middle, recalling the line with
+        Up and pasting all keep the token hidden; a line that stops being
+        an C{auth} line is shown as it is.
+        """
+        h = ShellHarness()
+        h.type(b"auth qzxw")
+        h.type(LEFT * 4 + b"\x7f" + b"\x1b[3~")
+        self.assertEqual(h.typed(), b"authzxw")
+        self.assertTrue(h.screen().endswith(b"pycm> auth***" + b"\x1b[3D"))
+        h.type(b"\x03")
+        h.screen()
+        h.type(b"auth qzxw\r" + UP)
+        self.assertEqual(h.typed(), b"auth qzxw")
+        self.assertNotIn(b"qzxw", h.screen())
+        h.type(b"\x01\x1b[3~")
+        self.assertEqual(h.typed(), b"uth qzxw")
+        self.assertTrue(h.screen().endswith(b"pycm> uth qzxw" + b"\x1b[8D"))
+
     def test_ctrlU(self) -> None:
         """Ctrl-U deletes from the start of the line to the cursor."""
         h = ShellHarness()
@@ -626,6 +666,15 @@ class ShellTests(SynchronousTestCase):
 
 class HelperTests(SynchronousTestCase):
     """The shell's small helpers."""
+
+    def test_shown(self) -> None:
+        """What an C{auth} line shows: the word and blanks, then C{*}s."""
+        cases = [(b"auth tok", b"auth ***"), (b"Auth  t", b"Auth  *"),
+                 (b"authtok", b"auth***"), (b"auth", b"auth"), (b"aut", b"aut"),
+                 (b"ping x", b"ping x"), (b" 'auth' t", b" 'auth' *"),
+                 (b"x auth tok", b"x auth tok")]
+        for line, screen in cases:
+            self.assertEqual(shown([bytes([c]) for c in line]), screen, line)
 
     def test_hasPositional(self) -> None:
         """Options (with their values) are not names; other words are."""

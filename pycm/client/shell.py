@@ -24,6 +24,7 @@ from pycm.client import format as fmt
 from pycm.client.commandtable import BY_WORD as KNOWN_BY_WORD
 from pycm.client.commandtable import CLIENT_OPTIONS
 from pycm.client.history import HistoryFile
+from pycm.client.masking import MaskingLineEditor, shown
 from pycm.client.plan import Plan, PlanError, planCommand, wantsHelp
 from pycm.client.protocol import ClientProtocol, isSilentLine
 from pycm.client.template import formatContainers
@@ -88,7 +89,7 @@ def progressMessage(words: Sequence[str]) -> str:
     return f"waiting for the reply to {command}\N{HORIZONTAL ELLIPSIS}"
 
 
-class ShellProtocol(HistoricRecvLine):
+class ShellProtocol(MaskingLineEditor, HistoricRecvLine):
     """
     The pycm shell.
 
@@ -170,7 +171,7 @@ class ShellProtocol(HistoricRecvLine):
         return b"" if self.busy else self.ps[self.pn]
 
     def drawInputLine(self) -> None:
-        self.terminal.write(self._inputPrefix() + b"".join(self.lineBuffer))
+        self.terminal.write(self._inputPrefix() + shown(self.lineBuffer))
         back = len(self.lineBuffer) - self.lineBufferIndex
         if back:
             self.terminal.cursorBackward(back)
