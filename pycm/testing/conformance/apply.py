@@ -215,7 +215,7 @@ class BackendApplyTests(BackendTestsBase):
         )
         self.assertEqual(
             error.message,
-            f"apply of {self.project()} failed: {migrate[0]} exited 3 "
+            f"apply of {self.project()} failed: {migrate[0]}: exited 3 "
             f"(completed_successfully wanted); not started: {web[0]}",
         )
         yield self.assertFails(self.backend.inspect(web[0]), NotFound)
