@@ -106,3 +106,20 @@ class ConnectionLog:
             "({reasons}; not logged one by one)",
             **budget,
         )
+
+
+def describeDiscarded(buffer: bytes) -> str:
+    """
+    What a closing connection leaves unread, for the log: how many lines
+    and bytes, never the bytes themselves.
+    """
+    if not buffer:
+        return ""
+    lines = buffer.count(b"\n")
+    unfinished = len(buffer) - (buffer.rfind(b"\n") + 1)
+    parts = []
+    if lines:
+        parts.append(f"{lines} request line{'s' if lines > 1 else ''} not yet served")
+    if unfinished:
+        parts.append(f"{unfinished} bytes of an unfinished line (no line end)")
+    return " and ".join(parts)

@@ -81,6 +81,8 @@ class LineFraming(Protocol):
     _lost = False
     #: The daemon closed the connection (not the client).
     _closing = False
+    #: The daemon is stopping: nothing more is served or written.
+    _stopping = False
     #: The transport was told to stop reading, and has not resumed.
     _readingStopped = False
     #: A request is being served: the connection waits for its reply.
@@ -185,7 +187,7 @@ class LineFraming(Protocol):
         one reactor turn, so a client with a full pipe cannot hold up the
         others.  The replies to the lines of one turn are written at once.
         """
-        if self._lost or self.transport.disconnecting:
+        if self._lost or self._stopping or self.transport.disconnecting:
             # Closing: nothing more from this client is acted on.
             return
         if (
@@ -388,6 +390,8 @@ class LineFraming(Protocol):
         Write C{data} (whole lines, LF included) now, or with the others of
         this turn: every reply and event line goes through here.
         """
+        if self._stopping:
+            return
         batch = self._batch
         if batch is None:
             self.transport.write(data)

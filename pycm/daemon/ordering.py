@@ -12,6 +12,7 @@ from collections import deque
 from typing import Any
 
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall, ISSLTransport
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -19,7 +20,8 @@ from pycm.daemon.dispatch import describeLine, handleLine
 from pycm.daemon.framing import LineFraming
 from pycm.daemon.replies import STRING_REPLIES, encodeError, encodeReply
 from pycm.daemon.session import Session
-from pycm.errors import InternalError, PycmError
+from pycm.daemon.stopping import STOPPING_ERROR
+from pycm.errors import InternalError, PycmError, Unavailable
 from pycm.wirejson import EncodedArray
 
 #: What one queued event is counted as against the backlog limit, whatever
@@ -56,6 +58,10 @@ class RequestOrdering(LineFraming):
     _closeReason = ""
     #: The request in flight, until it settles.
     _request: Deferred[Any] | None = None
+    #: Fired when the connection is gone (L{daemonStopping}).
+    _whenGone: list[Deferred[None]] = []
+    #: Aborts a connection the daemon let go of when stopping, if it lingers.
+    _stoppingTimer: IDelayedCall | None = None
 
     def startOrdering(self, logRequests: bool, maxEventBacklog: int) -> None:
         """Ready to serve: log requests at debug or not; the event backlog limit."""
@@ -78,6 +84,65 @@ class RequestOrdering(LineFraming):
     def _closeWithinGrace(self) -> None:
         """Close a connection the daemon lets go of, aborting it if it lingers."""
         raise NotImplementedError()
+
+    def _stopTimers(self) -> None:
+        """The daemon stops: no timer of this connection may act any more."""
+
+    def _gone(self) -> None:
+        """The connection is gone: tell those waiting for it."""
+        timer, self._stoppingTimer = self._stoppingTimer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+        gone, self._whenGone = self._whenGone, []
+        for waiting in gone:
+            waiting.callback(None)
+
+    def daemonStopping(self, grace: float) -> Deferred[None]:
+        """
+        The daemon stops: a request in flight or waiting gets C{ERR
+        unavailable} (nothing is written after it: no later reply, no EVENT
+        line), then the connection is closed cleanly: its sending side is
+        shut and what the client still sends is read and dropped until it
+        closes (aborted after C{grace} seconds), so that the close never
+        discards unread input (a reset).  A reply being written a piece at
+        a time is cut where it is.  Fires once the connection is gone.
+        """
+        gone: Deferred[None] = Deferred()
+        if self._lost:
+            gone.callback(None)
+            return gone
+        self._whenGone = [*self._whenGone, gone]
+        if self._stopping or self.transport.disconnecting:
+            return gone
+        busy = self._inFlight or b"\n" in self._buffer or bool(self._overlong)
+        self._stopping = True
+        self._stopTimers()
+        self.clearLineBuffer()
+        self._events.clear()
+        cut = self._pieces is not None
+        self.abandonReply()
+        self._logForcedClose("the daemon is stopping (stopping)")
+        if busy and not cut:
+            self.transport.write(encodeError(Unavailable(STOPPING_ERROR)) + b"\n")
+        self._closing = True
+        if self._producing:
+            self._producing = False
+            self.transport.unregisterProducer()
+        self._stoppingTimer = self.clock.callLater(grace, self._abortStopped)
+        loseWrite = getattr(self.transport, "loseWriteConnection", None)
+        if loseWrite is None or ISSLTransport.providedBy(self.transport) or self._readClosed:
+            # TLS ends the whole connection (close_notify); a client that
+            # shut its side has nothing more to send.
+            self.transport.loseConnection()
+        else:
+            loseWrite()
+            self.transport.resumeProducing()
+        return gone
+
+    def _abortStopped(self) -> None:
+        self._stoppingTimer = None
+        if not self._lost:
+            getattr(self.transport, "abortConnection", self.transport.loseConnection)()
 
     def _handle(self, line: bytes) -> None:
         try:

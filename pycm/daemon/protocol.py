@@ -21,6 +21,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from pycm.daemon.connectionlimit import ConnectionLimit, Refusal
+from pycm.daemon.connectionlog import describeDiscarded
 from pycm.daemon.dispatch import FIXED_REPLIES
 from pycm.daemon.leftovers import LeftoverRequests, splitLeftovers
 from pycm.daemon.legacyframing import PauseFraming
@@ -137,6 +138,7 @@ class PycmServerProtocol(RequestOrdering):
         if factory.legacyFraming:
             self._framing = PauseFraming(state.clock, self._pauseEndsLine)
         factory.connectionLimit.opened()
+        state.open.add(self)
         self.startThrottle()
         if not state.ready:
             self.pauseReading("opening")
@@ -161,6 +163,8 @@ class PycmServerProtocol(RequestOrdering):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._lost = True
+        self.factory.state.open.discard(self)
+        self._gone()
         # The rest of a reply written a piece at a time is not needed.
         self.abandonReply()
         self._stopAuthTimer()
@@ -174,7 +178,7 @@ class PycmServerProtocol(RequestOrdering):
         self._afterReply.clear()
         leftovers = self._leftoverRequests()
         # Nothing more is read: let go of unread input at once.
-        discarded = _describeDiscarded(self.clearLineBuffer())
+        discarded = describeDiscarded(self.clearLineBuffer())
         if leftovers:
             # It keeps its place under the cap until they are served.
             self.factory.connectionLimit.settled(self)
@@ -247,6 +251,10 @@ class PycmServerProtocol(RequestOrdering):
         """
         self._readClosed = True
         self._stopAuthTimer()
+        if self._stopping:
+            # Everything the client sent is read: close (a FIN, no reset).
+            self.transport.loseConnection()
+            return
         if self._framing is not None:
             self._framing.stop()
             self._endUnfinishedLine()
@@ -256,8 +264,9 @@ class PycmServerProtocol(RequestOrdering):
         self.dataReceived(b"")
 
     def writeConnectionLost(self) -> None:
-        """Replies can no longer be sent: close."""
-        self._close()
+        """Replies can no longer be sent: close (unless the daemon shut them, stopping)."""
+        if not self._stopping:
+            self._close()
 
     # Before auth.
 
@@ -346,6 +355,9 @@ class PycmServerProtocol(RequestOrdering):
             return
         self._close()
         self._evictionTimer = self.clock.callLater(EVICTION_GRACE, self._abortEvicted)
+
+    def _stopTimers(self) -> None:
+        self._stopAuthTimer()
 
     def _abortEvicted(self) -> None:
         timer, self._evictionTimer = self._evictionTimer, None
@@ -480,20 +492,3 @@ def _sendAtOnce(transport: Any) -> None:
     handle = getattr(transport, "getHandle", lambda: None)()
     if getattr(handle, "family", None) in (socket.AF_INET, socket.AF_INET6):
         transport.setTcpNoDelay(True)
-
-
-def _describeDiscarded(buffer: bytes) -> str:
-    """
-    What a closing connection leaves unread, for the log: how many lines
-    and bytes, never the bytes themselves.
-    """
-    if not buffer:
-        return ""
-    lines = buffer.count(b"\n")
-    unfinished = len(buffer) - (buffer.rfind(b"\n") + 1)
-    parts = []
-    if lines:
-        parts.append(f"{lines} request line{'s' if lines > 1 else ''} not yet served")
-    if unfinished:
-        parts.append(f"{unfinished} bytes of an unfinished line (no line end)")
-    return " and ".join(parts)

@@ -25,6 +25,7 @@ from pycm.daemon.listeners import InsecureListener, boundListener, describeAddre
 from pycm.daemon.notify import SystemdNotifier
 from pycm.daemon.session import DaemonState
 from pycm.daemon.startup import StartupReport
+from pycm.daemon.stopping import closeConnections
 from pycm.files import replacePrivately
 
 if TYPE_CHECKING:
@@ -218,6 +219,9 @@ class PycmService(MultiService):
         self._notifier.stopping()
         self._removeListenersFile()
         stopping = super().stopService()
+        # No new connection now; each open one gets its last line and closes
+        # before the backend does, and before the reactor drops them.
+        stopping.addBoth(lambda _: closeConnections(self._state.open, self._reactor))
 
         def closeBackend(_: object) -> Deferred[Any]:
             d = maybeDeferred(self.backend.close)

@@ -85,6 +85,8 @@ class DaemonState:
     listeners: list[str] = attrs.field(factory=list)
     startedAt: float = attrs.field(default=None)
     connections: int = 0
+    #: The connections open now (each told when the daemon stops).
+    open: set[Any] = attrs.field(factory=set)
     #: False until the backend is open; connections wait until then.
     ready: bool = True
     _whenReady: list[Callable[[], None]] = attrs.field(factory=list)
