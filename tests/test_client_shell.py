@@ -308,6 +308,28 @@ class ShellTests(SynchronousTestCase):
         self.assertIn(b"Connection to the pycm daemon lost.", h.screen())
         self.assertEqual(self.successResultOf(h.done), 3)
 
+    def test_eventsBeforeDaemonLost(self) -> None:
+        """
+        Events the daemon sent before it closed the connection (those of
+        the containers it stopped on its way down), arriving with the close
+        while a request waits, are all printed before the daemon is said to
+        be lost.
+        """
+        h = ShellHarness(FakeDaemon({"stop": lambda words: Deferred()}))
+        h.type(b"stop web\r")
+        h.screen()
+        for number, action in ((8, "die"), (9, "stop")):
+            h.daemon.sendEvent({"type": "container", "id": number, "action": action,
+                                "name": "web", "time": "T", "exit_code": -15})
+        h.daemon.disconnect()
+        h.pump.flush()
+        screen = h.screen()
+        die = screen.find(b"T  #8  web  die (exit code -15)\r\n")
+        stop = screen.find(b"T  #9  web  stop")
+        lost = screen.find(b"Connection to the pycm daemon lost.")
+        self.assertTrue(0 <= die < stop < lost, screen)
+        self.assertEqual(self.successResultOf(h.done), 3)
+
     def test_queuedWhileBusy(self) -> None:
         """
         Lines entered while a reply is awaited are sent, in order, after
