@@ -21,6 +21,10 @@ if TYPE_CHECKING:
 TOKEN_FILE = "token"
 #: Beside the token: the daemon's TCP and TLS listeners, as bound.
 LISTENERS_FILE = "listeners"
+#: In the default state directory: a copy of the listeners file of each
+#: daemon of that user on another state directory, so that its client finds
+#: their token files too.
+OTHER_DAEMONS_DIR = "listeners.d"
 
 
 def defaultStateDir(
@@ -60,6 +64,29 @@ def defaultListenersPath(
 ) -> str:
     """The daemon's listeners file in its default state directory."""
     return os.path.join(defaultStateDirPath(environ, uid), LISTENERS_FILE)
+
+
+def otherDaemonsPath(
+    environ: Mapping[str, str] | None = None, uid: int | None = None
+) -> str:
+    """Where daemons on other state directories copy their listeners files."""
+    return os.path.join(defaultStateDirPath(environ, uid), OTHER_DAEMONS_DIR)
+
+
+def otherDaemonEntry(stateDir: str, environ: Mapping[str, str] | None = None,
+                     uid: int | None = None) -> str | None:
+    """
+    The file in L{otherDaemonsPath} for a daemon on C{stateDir} (named by a
+    hash of its real path, so that a restart replaces it); None when
+    C{stateDir} is the default state directory itself.
+    """
+    import hashlib
+
+    real = os.path.realpath(stateDir)
+    if real == os.path.realpath(defaultStateDirPath(environ, uid)):
+        return None
+    name = hashlib.sha256(os.fsencode(real)).hexdigest()[:24] + ".json"
+    return os.path.join(otherDaemonsPath(environ, uid), name)
 
 
 def xdgStateHome(environ: Mapping[str, str]) -> str:

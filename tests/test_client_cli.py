@@ -259,6 +259,58 @@ class ParseArgumentsTests(SynchronousTestCase):
                          os.path.join(env["XDG_STATE_HOME"], "pycm", "token"))
         self.assertIsNone(opts.tokenWithheld)
 
+    def test_otherStateDirectory(self) -> None:
+        """
+        The token of a daemon on another state directory is found through
+        the copy of its listeners file in the default one's C{listeners.d}:
+        the token file that copy names, for the endpoint it lists alone.
+        The default daemon's own file still names its own.
+        """
+        env = self.stateWithToken(
+            [{"kind": "tcp", "host": "127.0.0.1", "port": 8080, "token": True}])
+        other = FilePath(self.mktemp())
+        other.makedirs()
+        other.child("token").setContent(b"othertoken\n")
+        copies = FilePath(env["XDG_STATE_HOME"]).child("pycm").child("listeners.d")
+        copies.makedirs()
+        copies.child("a.json").setContent(json.dumps([
+            {"kind": "tcp", "host": "127.0.0.1", "port": 18185, "token": True,
+             "token_file": other.child("token").path}]).encode())
+        opts = cli.parseArguments(["-H", "tcp:127.0.0.1:18185", "ping"], env, uid=1000)
+        self.assertEqual((opts.token, opts.tokenSource, opts.tokenWithheld),
+                         ("othertoken", other.child("token").path, None))
+        opts = cli.parseArguments(["ping"], env, uid=1000)
+        self.assertEqual(opts.token, "filetoken")
+        opts = cli.parseArguments(["-H", "tcp:127.0.0.1:9999", "ping"], env, uid=1000)
+        self.assertEqual((opts.token, opts.tokenWithheld),
+                         (None, os.path.join(env["XDG_STATE_HOME"], "pycm", "token")))
+
+    def test_otherStateDirectoryNotTrusted(self) -> None:
+        """
+        A copy others may write, one naming no token file or a relative
+        one, or one in a file not ending in C{.json}, gives no token: the
+        default state directory's is not sent in its stead.
+        """
+        other = FilePath(self.mktemp())
+        other.makedirs()
+        other.child("token").setContent(b"othertoken\n")
+        record = {"kind": "tcp", "host": "127.0.0.1", "port": 18185, "token": True,
+                  "token_file": other.child("token").path}
+        for name, value, mode in (
+            ("a.json", record, 0o666),
+            ("a.json", record, 0o620),
+            ("a.json", dict(record, token_file=None), 0o600),
+            ("a.json", dict(record, token_file="token"), 0o600),
+            ("a.txt", record, 0o600),
+        ):
+            env = self.stateWithToken([])
+            copies = FilePath(env["XDG_STATE_HOME"]).child("pycm").child("listeners.d")
+            copies.makedirs()
+            copies.child(name).setContent(json.dumps([value]).encode())
+            copies.child(name).chmod(mode)
+            opts = cli.parseArguments(["-H", "tcp:127.0.0.1:18185", "ping"], env, uid=1000)
+            self.assertIsNone(opts.token, (name, value, mode))
+
     def test_tokenFileNotSentElsewhere(self) -> None:
         """
         The token file's token is not sent to an endpoint its daemon does

@@ -26,7 +26,7 @@ from typing import Any
 
 from twisted.trial.unittest import SkipTest, TestCase
 
-from tests.e2e import Terminal, defaultSIGINT
+from tests.e2e import Terminal, defaultSIGINT, waitFor
 
 TIMEOUT = 20.0
 
@@ -549,6 +549,36 @@ class TokenScopeE2ETests(TestCase):
             self.assertEqual((r.returncode, r.stderr), (0, ""), path)
             r = self.pycm("ls", PYCM_HOST="tcp:localhost:" + str(daemon.port), **path)
             self.assertEqual((r.returncode, r.stderr), (0, ""), path)
+
+    def test_otherStateDirectory(self) -> None:
+        """
+        A daemon on a state directory of its own (C{--state-dir}) copies
+        its listeners file into the default state directory's
+        C{listeners.d}, naming its token file: the real C{pycm}, with no
+        C{PYCM_TOKEN}, sends that daemon its token, on both paths; the
+        copy is gone once the daemon stopped.  (As root the daemon runs in
+        a mount namespace as the client does: see L{clientCommand}.)
+        """
+        custom = os.path.join(self.base, "custom")
+        os.makedirs(custom, 0o700)
+        port = freePort()
+        command = [sys.executable, "-m", "twisted", "pycm", "--backend", "memory",
+                   "--listen", f"tcp:{port}:interface=127.0.0.1", "--state-dir", custom]
+        if os.getuid() == 0:
+            mount = 'mount --make-rprivate / && mount --bind "$0" /var/lib && exec "$@"'
+            command = ["unshare", "--mount", "sh", "-c", mount, self.base, *command]
+        with open(os.path.join(self.base, "daemon.log"), "wb") as log:
+            daemon = subprocess.Popen(command, stdout=log, stderr=log, env=self.env)
+        self.addCleanup(_reap, daemon)
+        copies = os.path.join(self.state, "listeners.d")
+        waitFor(lambda: os.path.isdir(copies) and os.listdir(copies),
+                "the copy of the listeners file")
+        for path in (FAST, REACTOR):
+            r = self.pycm("ls", PYCM_HOST=f"tcp:127.0.0.1:{port}", **path)
+            self.assertEqual((r.returncode, r.stderr), (0, ""), path)
+        daemon.terminate()
+        daemon.wait(TIMEOUT)
+        self.assertEqual(os.listdir(copies), [])
 
     def test_noAuthDaemonNotSentToken(self) -> None:
         """

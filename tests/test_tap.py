@@ -422,7 +422,8 @@ class OptionsTests(SynchronousTestCase):
                 {"kind": "tcp", "host": "127.0.0.2", "port": 8081, "token": False},
             ]),
             (options2, [
-                {"kind": "tcp", "host": "127.0.0.1", "port": 43210, "token": True},
+                {"kind": "tcp", "host": "127.0.0.1", "port": 43210, "token": True,
+                 "token_file": os.path.join(options2["state-dir"].path, "token")},
             ]),
         ):
             service = makeService(parsed, ChosenPortReactor(), whenReady=lambda: None)
@@ -435,6 +436,57 @@ class OptionsTests(SynchronousTestCase):
             self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
             service.stopService()
             self.assertFalse(os.path.exists(path))
+
+    def test_listenersFileCopy(self) -> None:
+        """
+        Run by twistd on a state directory other than its user's default,
+        the daemon copies its listeners file to the default one's
+        C{listeners.d} (L{pycm.statepaths.otherDaemonEntry}; here a
+        directory of the test's), privately, naming its token file (given
+        with C{--auth-token-file} here); the copy is removed on stop.
+        """
+        import json
+
+        from twisted.internet.address import IPv4Address
+        from twisted.internet.testing import _FakePort
+
+        from pycm.daemon import tap
+
+        class BindingReactor(MemoryReactorClock):
+            """Binds as the kernel would, on the interface and port asked."""
+
+            def listenTCP(self, port: int, factory: Any, backlog: int = 50,
+                          interface: str = "") -> _FakePort:
+                super().listenTCP(port, factory, backlog, interface)
+                return _FakePort(IPv4Address("TCP", interface, port))
+
+        tokenFile = os.path.abspath(self.mktemp())
+        with open(tokenFile, "w") as f:
+            f.write("a-token-of-sixteen-bytes-or-more\n")
+        os.chmod(tokenFile, 0o600)
+        copy = os.path.join(os.path.abspath(self.mktemp()), "listeners.d", "x.json")
+        asked: list[str] = []
+        self.patch(tap, "otherDaemonEntry", lambda path: asked.append(path) or copy)
+        state = self.mktemp()
+        options = self.parse("--backend", "memory", "--state-dir", state,
+                             "--listen", "tcp:8081:interface=127.0.0.1",
+                             "--auth-token-file", tokenFile)
+        options.parent = {"logfile": "-"}  # as twistd parses it
+        service = makeService(options, BindingReactor(), whenReady=lambda: None)
+        self.addCleanup(service._runClosers, None)  # type: ignore[attr-defined]
+        service.privilegedStartService()
+        service.startService()
+        self.assertEqual(asked, [options["state-dir"].path])
+        with open(copy) as f:
+            (record,) = json.load(f)
+        self.assertEqual(record["token_file"], tokenFile)
+        self.assertTrue(record["token"])
+        self.assertEqual(stat.S_IMODE(os.stat(copy).st_mode), 0o600)
+        self.assertEqual(stat.S_IMODE(os.stat(os.path.dirname(copy)).st_mode), 0o700)
+        with open(os.path.join(options["state-dir"].path, "listeners")) as f:
+            self.assertEqual(json.load(f), [record])
+        service.stopService()
+        self.assertFalse(os.path.exists(copy))
 
     def test_defaultMaxConnections(self) -> None:
         """

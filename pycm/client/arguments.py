@@ -12,10 +12,10 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, NamedTuple, NoReturn
 
-from pycm.client.config import defaultEndpoint, findToken, readListeners, tokenWanted
+from pycm.client.config import daemonToken, defaultEndpoint, findToken
 from pycm.client.exits import UsageError
 from pycm.client.plan import Plan, PlanError, planCommand
-from pycm.statepaths import defaultListenersPath, defaultTokenPath
+from pycm.statepaths import defaultTokenPath
 
 if TYPE_CHECKING:
     import argparse
@@ -213,21 +213,21 @@ def parseArguments(
         parsed = makeParser().parse_args(own)
         plain = parsed.host, parsed.token, parsed.json
     host, explicitToken, asJSON = plain
+    host = host or defaultEndpoint(environ)
     token = findToken(explicitToken, environ, uid)
+    source: str | None = None
+    withheld = None
     if explicitToken:
         source = "--token"
     elif environ.get("PYCM_TOKEN"):
         source = "$PYCM_TOKEN"
-    elif token:
-        source = defaultTokenPath(environ, uid)
     else:
-        source = None
-    host = host or defaultEndpoint(environ)
-    withheld = None
-    if token and source == defaultTokenPath(environ, uid):
-        # Found, not chosen: sent only where its own daemon wants it.
-        if not tokenWanted(host, readListeners(defaultListenersPath(environ, uid))):
-            token, source, withheld = None, None, defaultTokenPath(environ, uid)
+        # Found, not chosen: only the token of the daemon that listens there.
+        found = daemonToken(host, environ, uid)
+        if found is not None:
+            token, source = found
+        elif token:
+            token, withheld = None, defaultTokenPath(environ, uid)
     for word in command:
         if "\n" in word or "\r" in word:
             raise UsageError("an argument cannot contain a line break")

@@ -1,18 +1,26 @@
 """
 Where the client finds the daemon and its token: C{--host} or
 C{$PYCM_HOST}, and the token from C{--token}, C{$PYCM_TOKEN} or the token
-file in the daemon's default state directory (L{pycm.statepaths}), sent
-only to an endpoint that daemon's listeners file says wants it.
+file of the daemon that listens on that endpoint with a token required, as
+a listeners file of the user's says (L{pycm.statepaths}): the default state
+directory's, or a copy a daemon on another state directory left in its
+C{listeners.d}.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import stat
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from pycm.statepaths import defaultTokenPath
+from pycm.statepaths import (
+    OTHER_DAEMONS_DIR,
+    defaultListenersPath,
+    defaultStateDirPath,
+    defaultTokenPath,
+)
 
 if TYPE_CHECKING:
     from twisted.python.filepath import FilePath
@@ -65,6 +73,14 @@ def readListeners(path: str) -> list[tuple[str, int, bool]]:
     The listeners the daemon wrote in C{path}: (host, port, wants a token)
     for each TCP or TLS listener; C{[]} when it is missing or unreadable.
     """
+    return [(host, port, token) for host, port, token, _ in readListenerRecords(path)]
+
+
+def readListenerRecords(path: str) -> list[tuple[str, int, bool, str | None]]:
+    """
+    As L{readListeners}, each with the token file the daemon names (None
+    when it names none).
+    """
     try:
         with open(path, "rb") as f:
             records = json.loads(f.read().decode("utf-8"))
@@ -75,9 +91,62 @@ def readListeners(path: str) -> list[tuple[str, int, bool]]:
         if not isinstance(record, dict):
             continue
         host, port, token = record.get("host"), record.get("port"), record.get("token")
+        tokenFile = record.get("token_file")
+        if not (isinstance(tokenFile, str) and os.path.isabs(tokenFile)):
+            tokenFile = None
         if isinstance(host, str) and type(port) is int and isinstance(token, bool):
-            listeners.append((host, port, token))
+            listeners.append((host, port, token, tokenFile))
     return listeners
+
+
+def _private(path: str, uid: int) -> bool:
+    """Whether C{path} is a regular file of C{uid} that nobody else may write."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISREG(info.st_mode) and info.st_uid == uid and not info.st_mode & 0o022
+
+
+def listenersFiles(environ: Mapping[str, str] | None = None,
+                   uid: int | None = None) -> list[str]:
+    """
+    The listeners files the client reads: the default state directory's,
+    then the copies in its C{listeners.d} (each a daemon on another state
+    directory), those of the user alone that nobody else may write.
+    """
+    if uid is None:
+        uid = os.getuid()
+    others = os.path.join(defaultStateDirPath(environ, uid), OTHER_DAEMONS_DIR)
+    try:
+        names = sorted(n for n in os.listdir(others) if n.endswith(".json"))
+    except OSError:
+        names = []
+    paths = [defaultListenersPath(environ, uid), *(os.path.join(others, n) for n in names)]
+    return [path for path in paths if _private(path, os.geteuid())]
+
+
+def daemonToken(description: str, environ: Mapping[str, str] | None = None,
+                uid: int | None = None) -> tuple[str, str] | None:
+    """
+    The token of the user's daemon that listens on the endpoint
+    C{description} with a token required, and the token file it came from:
+    the file its listeners file names (the default state directory's token
+    file for a listeners file that names none); None when no listeners file
+    names that endpoint or its token file cannot be read.
+    """
+    fallback: str | None = defaultTokenPath(environ, uid)
+    for path in listenersFiles(environ, uid):
+        for host, port, wanted, tokenFile in readListenerRecords(path):
+            if not tokenWanted(description, [(host, port, wanted)]):
+                continue
+            tokenFile = tokenFile or fallback
+            token = readTokenFile(tokenFile) if tokenFile else None
+            if token and tokenFile:
+                return token, tokenFile
+        # Only the default state directory's file goes without naming it.
+        fallback = None
+    return None
 
 
 def endpointAddress(description: str) -> tuple[str, int] | None:

@@ -2,10 +2,10 @@
 Whether a token the client found by itself may go where it connected.
 
 A token given with C{--token} or C{$PYCM_TOKEN} is the user's choice and
-is sent as asked.  One found in the token file of the default state
-directory is offered only to an endpoint that directory's listeners file
-names (L{pycm.client.config.tokenWanted}); but that file outlives a daemon
-that was killed, and another user may listen on the port since.  So once
+is sent as asked.  One found in a token file is offered only to an
+endpoint the listeners file naming that token file lists
+(L{pycm.client.config.daemonToken}); but that file outlives a daemon that
+was killed, and another user may listen on the port since.  So once
 connected, and before C{auth}, the client asks the kernel who owns the
 socket at the other end (L{pycm.socketowner}: a socket C{accept} returns
 belongs to the listener's owner) and sends the token only when that is the

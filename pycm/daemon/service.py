@@ -55,11 +55,18 @@ class PycmService(MultiService):
         whenReady: Callable[[], None] = lambda: None,
         listenersFile: str | None = None,
         notifier: SystemdNotifier | None = None,
+        tokenFile: str | None = None,
+        listenersCopy: str | None = None,
     ) -> None:
         super().__init__()
         self._notifier = notifier or SystemdNotifier(reactor, None)
         self._whenReady = whenReady
         self._listenersFile = listenersFile
+        #: Named in each listener's record (the path, never the token).
+        self._tokenFile = tokenFile
+        #: Where a daemon on another state directory than its user's default
+        #: copies its listeners file (L{pycm.statepaths.otherDaemonEntry}).
+        self._listenersCopy = listenersCopy
         self._reactor = reactor
         self._state = state
         self.backend = state.backend
@@ -153,26 +160,31 @@ class PycmService(MultiService):
             if listener is not None:
                 record = boundListener(listener, getattr(child, "port", None))
                 if record is not None:
+                    if self._tokenFile is not None and record["token"]:
+                        record["token_file"] = self._tokenFile
                     records.append(record)
-        try:
-            replacePrivately(self._listenersFile, json.dumps(records).encode() + b"\n")
-        except OSError as e:
-            self.log.error(
-                "cannot write {path} ({error}): clients will not send the token they "
-                "find in the token file",
-                path=self._listenersFile,
-                error=e,
-            )
+        data = json.dumps(records).encode() + b"\n"
+        for path in filter(None, (self._listenersFile, self._listenersCopy)):
+            try:
+                if path == self._listenersCopy:
+                    os.makedirs(os.path.dirname(path), 0o700, exist_ok=True)
+                replacePrivately(path, data)
+            except OSError as e:
+                self.log.error(
+                    "cannot write {path} ({error}): clients will not send the token they "
+                    "find in the token file",
+                    path=path,
+                    error=e,
+                )
 
     def _removeListenersFile(self) -> None:
-        if self._listenersFile is None:
-            return
-        try:
-            os.unlink(self._listenersFile)
-        except FileNotFoundError:
-            pass
-        except OSError as e:
-            self.log.warn("cannot remove {path}: {error}", path=self._listenersFile, error=e)
+        for path in filter(None, (self._listenersFile, self._listenersCopy)):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+            except OSError as e:
+                self.log.warn("cannot remove {path}: {error}", path=path, error=e)
 
     def privilegedStartService(self) -> None:
         """

@@ -56,7 +56,7 @@ from pycm.daemon.startup import (
 from pycm.errors import BadRequest, PycmError
 from pycm.interfaces import IJournaledEvents
 from pycm.statedir import checkStateDir
-from pycm.statepaths import LISTENERS_FILE, TOKEN_FILE, defaultStateDir
+from pycm.statepaths import LISTENERS_FILE, TOKEN_FILE, defaultStateDir, otherDaemonEntry
 
 if TYPE_CHECKING:
     from pycm.statelock import StateDirLock
@@ -378,6 +378,9 @@ def makeService(
         whenReady=applyOnceReady(whenReady or (lambda: None), state, options["service-set"]),
         listenersFile=stateDir.child(LISTENERS_FILE).path,
         notifier=notifier,
+        tokenFile=os.path.abspath(options["auth-token-file"] or stateDir.child(TOKEN_FILE).path),
+        # Run by twistd (not a test's makeService): its client finds it.
+        listenersCopy=otherDaemonEntry(stateDir.path) if options.parent is not None else None,
     )
     maxConnections = options["max-connections"]
     if maxConnections is None:
