@@ -443,7 +443,9 @@ class OptionsTests(SynchronousTestCase):
         the daemon copies its listeners file to the default one's
         C{listeners.d} (L{pycm.statepaths.otherDaemonEntry}; here a
         directory of the test's), privately, naming its token file (given
-        with C{--auth-token-file} here); the copy is removed on stop.
+        with C{--auth-token-file} here), after removing any other copy that
+        lists its port (a killed daemon's); the copy is removed on stop.
+        A daemon whose listeners want no token leaves no copy.
         """
         import json
 
@@ -474,19 +476,38 @@ class OptionsTests(SynchronousTestCase):
         options.parent = {"logfile": "-"}  # as twistd parses it
         service = makeService(options, BindingReactor(), whenReady=lambda: None)
         self.addCleanup(service._runClosers, None)  # type: ignore[attr-defined]
+        os.makedirs(os.path.dirname(copy))
+        stale = os.path.join(os.path.dirname(copy), "stale.json")
+        other = os.path.join(os.path.dirname(copy), "other.json")
+        for path, port in ((stale, 8081), (other, 9999)):
+            with open(path, "w") as f:
+                json.dump([{"kind": "tcp", "host": "127.0.0.1", "port": port,
+                            "token": True, "token_file": "/x/token"}], f)
         service.privilegedStartService()
         service.startService()
         self.assertEqual(asked, [options["state-dir"].path])
+        # A killed daemon's copy listing this daemon's port is stale.
+        self.assertEqual(sorted(os.listdir(os.path.dirname(copy))), ["other.json", "x.json"])
         with open(copy) as f:
             (record,) = json.load(f)
         self.assertEqual(record["token_file"], tokenFile)
         self.assertTrue(record["token"])
         self.assertEqual(stat.S_IMODE(os.stat(copy).st_mode), 0o600)
-        self.assertEqual(stat.S_IMODE(os.stat(os.path.dirname(copy)).st_mode), 0o700)
         with open(os.path.join(options["state-dir"].path, "listeners")) as f:
             self.assertEqual(json.load(f), [record])
         service.stopService()
         self.assertFalse(os.path.exists(copy))
+
+        copy = os.path.join(os.path.abspath(self.mktemp()), "listeners.d", "x.json")
+        options = self.parse("--backend", "memory", "--state-dir", self.mktemp(),
+                             "--listen", "tcp:8082:interface=127.0.0.1", "--no-auth")
+        options.parent = {"logfile": "-"}
+        service = makeService(options, BindingReactor(), whenReady=lambda: None)
+        self.addCleanup(service._runClosers, None)  # type: ignore[attr-defined]
+        service.privilegedStartService()
+        service.startService()
+        self.assertFalse(os.path.exists(os.path.dirname(copy)))
+        service.stopService()
 
     def test_defaultMaxConnections(self) -> None:
         """

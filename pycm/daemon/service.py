@@ -164,10 +164,13 @@ class PycmService(MultiService):
                         record["token_file"] = self._tokenFile
                     records.append(record)
         data = json.dumps(records).encode() + b"\n"
-        for path in filter(None, (self._listenersFile, self._listenersCopy)):
+        # A copy only serves a client looking for a token to send.
+        copy = self._listenersCopy if any(r["token"] for r in records) else None
+        for path in filter(None, (self._listenersFile, copy)):
             try:
-                if path == self._listenersCopy:
+                if path == copy:
                     os.makedirs(os.path.dirname(path), 0o700, exist_ok=True)
+                    _dropStaleCopies(path, records)
                 replacePrivately(path, data)
             except OSError as e:
                 self.log.error(
@@ -251,6 +254,26 @@ class PycmService(MultiService):
     def _stopWatchdog(self, result: object) -> object:
         self._notifier.stopWatchdog()
         return result
+
+
+def _dropStaleCopies(copy: str, records: list[dict[str, Any]]) -> None:
+    """
+    Remove the other copies beside C{copy} that list a host and port this
+    daemon now listens on: left by a daemon that was killed.
+    """
+    ours = {(record["host"], record["port"]) for record in records}
+    directory = os.path.dirname(copy)
+    for name in os.listdir(directory):
+        path = os.path.join(directory, name)
+        if path == copy or not name.endswith(".json"):
+            continue
+        try:
+            with open(path, "rb") as f:
+                theirs = json.loads(f.read())
+            if any((r.get("host"), r.get("port")) in ours for r in theirs):
+                os.unlink(path)
+        except (OSError, ValueError, TypeError, AttributeError):
+            continue
 
 
 #: The longest path a UNIX socket can have on Linux (sun_path, less its NUL).
