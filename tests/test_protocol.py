@@ -873,7 +873,7 @@ class LogsReplyTests(SynchronousTestCase):
         lines = [LogLine(0.0, "stdout", "x" * 100) for _ in range(20)]
         error = self.assertRaises(observing.BadRequest, observing.logLinesReply, lines)
         self.assertIn("use --tail=6", str(error))
-        self.assertEqual(len(observing.logLinesReply(lines[-6:])), 6)
+        self.assertEqual(len(observing.logLinesReply(lines[-6:]).items), 6)
 
 
 class RequestLogTests(SynchronousTestCase):

@@ -19,6 +19,7 @@ from twisted.internet.interfaces import IPushProducer, IReactorTime
 from twisted.internet.protocol import Protocol
 from zope.interface import implementer
 
+from pycm.daemon.heldreplies import HeldReplies, ReplyArray
 from pycm.daemon.legacyframing import PauseFraming
 from pycm.wirejson import EncodedArray
 
@@ -40,6 +41,7 @@ class _WriteThrottle:
 
     def pauseProducing(self) -> None:
         self._protocol.pauseReading("write")
+        self._protocol.writePaused()
 
     def resumeProducing(self) -> None:
         self._protocol.resumeReading("write")
@@ -101,6 +103,10 @@ class LineFraming(Protocol):
     #: the bytes before and after it, and the index of its next piece.
     _pieces: tuple[EncodedArray, bytes, bytes] | None = None
     _nextPiece = 0
+    #: The daemon-wide account of replies of their own held for clients
+    #: (L{ReplyArray}), and what this connection's counts in it.
+    heldReplies: HeldReplies | None = None
+    _held = 0
 
     def startThrottle(self) -> None:
         """Stop reading whenever the transport's write buffer is full."""
@@ -118,6 +124,20 @@ class LineFraming(Protocol):
 
     def writeResumed(self) -> None:
         """The client reads its replies again (before reading resumes)."""
+
+    def heldTooMuch(self) -> None:
+        """
+        The client stopped reading a reply of its own while such replies
+        held for clients pass the budget (L{HeldReplies}): let go of it.
+        """
+        self.abandonReply()
+        self._close(abort=True)
+
+    def writePaused(self) -> None:
+        """The transport's write buffer is full: the client does not read."""
+        held = self.heldReplies
+        if self._held and held is not None and held.over() and not self._lost:
+            self.heldTooMuch()
 
     def limitAfter(self, lines: bytes) -> int:
         """
@@ -353,7 +373,10 @@ class LineFraming(Protocol):
         client that does not read) until its last piece is written: other
         connections are served between its pieces.  A client that never
         reads holds, in the daemon, about one piece in the transport and a
-        reference to C{array} (shared, not copied: see L{EncodedArray}).
+        reference to C{array} (shared, not copied: see L{EncodedArray}); a
+        L{ReplyArray}, made for this reply alone, is counted against
+        L{heldReplies} until it is written, and a client that stops reading
+        one while they are over its budget is disconnected (L{heldTooMuch}).
         """
         first, last = array.piece(prefix, suffix, 0)
         if last:
@@ -362,6 +385,9 @@ class LineFraming(Protocol):
         self._flush()
         self._pieces = (array, prefix, suffix)
         self._nextPiece = 0
+        if type(array) is ReplyArray and self.heldReplies is not None:
+            self._held = array.cost
+            self.heldReplies.hold(array.cost)
         # Until the transport pauses us ("write": nothing is read, events
         # wait), or the last piece is written.
         self._writePieces()
@@ -374,7 +400,7 @@ class LineFraming(Protocol):
             piece, last = array.piece(prefix, suffix, self._nextPiece)
             self._nextPiece += 1
             if last:
-                self._pieces = None
+                self.abandonReply()
             self.transport.write(piece)
             if last:
                 return
@@ -384,6 +410,9 @@ class LineFraming(Protocol):
     def abandonReply(self) -> None:
         """Let go of a reply being written a piece at a time: no more of it is written."""
         self._pieces = None
+        held, self._held = self._held, 0
+        if held and self.heldReplies is not None:
+            self.heldReplies.release(held)
 
     def _writeData(self, data: bytes) -> None:
         """

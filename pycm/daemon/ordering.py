@@ -186,7 +186,7 @@ class RequestOrdering(LineFraming):
             self.clock.callLater(0, self.resumeReading, "request")
 
     def _replyOK(self, result: Any) -> None:
-        if type(result) is EncodedArray:
+        if isinstance(result, EncodedArray):
             # Thousands of containers: written a piece at a time as the
             # client reads (LineFraming.writeArray).
             self.writeArray(result, b"OK ", b"\n")
@@ -293,6 +293,16 @@ class RequestOrdering(LineFraming):
         # Queued as its line: a third of the memory of the value.
         self._events.append(line)
         return True
+
+    def heldTooMuch(self) -> None:
+        """Disconnect a client that does not read its reply, saying why."""
+        budget = self.heldReplies.budget if self.heldReplies is not None else 0
+        self._logForcedClose(
+            f"its reply unread while replies unread by clients pass {budget // 2**20} MiB"
+            " (slow reader)"
+        )
+        self._events.clear()
+        super().heldTooMuch()
 
     def writeResumed(self) -> None:
         """Write queued events until the client stops reading again."""

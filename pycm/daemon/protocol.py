@@ -123,6 +123,7 @@ class PycmServerProtocol(RequestOrdering):
         factory = self.factory
         state = factory.state
         self.clock = state.clock
+        self.heldReplies = state.heldReplies
         self._peer = describePeer(self.transport)
         _sendAtOnce(self.transport)
         self.startOrdering(factory.logRequests, factory.maxEventBacklog)

@@ -39,7 +39,7 @@ STRING_REPLIES = {text: b"OK " + json.dumps(text).encode() for text in ("pong", 
 
 def encodeReply(kind: bytes, value: Any) -> bytes:
     """Encode C{OK <json>} or C{EVENT <json>} (without the line end)."""
-    if type(value) is EncodedArray:
+    if isinstance(value, EncodedArray):
         return value.line(kind + b" ", b"")
     return kind + b" " + encodeJSON(value).encode("utf-8", "replace")
 

@@ -18,6 +18,7 @@ from twisted.logger import Logger
 from zope.interface import Attribute, Interface, implementer
 
 from pycm.daemon.eventlog import EventLog
+from pycm.daemon.heldreplies import HeldReplies
 from pycm.daemon.replay import EventReplay
 from pycm.errors import Unauthorized
 from pycm.interfaces import IContainerBackend
@@ -87,6 +88,8 @@ class DaemonState:
     connections: int = 0
     #: The connections open now (each told when the daemon stops).
     open: set[Any] = attrs.field(factory=set)
+    #: The replies of their own held for clients (L{HeldReplies}).
+    heldReplies: HeldReplies = attrs.field(factory=HeldReplies)
     #: False until the backend is open; connections wait until then.
     ready: bool = True
     _whenReady: list[Callable[[], None]] = attrs.field(factory=list)

@@ -12,12 +12,13 @@ from typing import Any
 from twisted.internet.defer import TimeoutError
 
 from pycm.daemon.filters import EVENT_FILTERS, parseFilters
-from pycm.daemon.replies import encodeJSON
+from pycm.daemon.heldreplies import ReplyArray
 from pycm.daemon.requestline import parseCount, parseSeconds, parseSince
 from pycm.daemon.session import Session
 from pycm.errors import BackendError, BadRequest
 from pycm.model import Container, LogFollow, LogLine, WaitCondition, validateName
 from pycm.stats import ContainerStats
+from pycm.wirejson import encodeJSONBytes
 
 #: How many log lines C{logs} returns when no C{--tail} is given.
 DEFAULT_TAIL = 100
@@ -50,7 +51,7 @@ def logs(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> A
         raise BadRequest(f"already following {name}; send 'unfollow {name}' first")
     session.followedNames.add(name)
 
-    def following(follow: LogFollow) -> list[dict[str, Any]]:
+    def following(follow: LogFollow) -> ReplyArray:
         try:
             backlog = logLinesReply(follow.backlog)
         except BadRequest:
@@ -68,18 +69,21 @@ def logs(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> A
     return d.addCallbacks(following, failed)
 
 
-def logLinesReply(lines: Sequence[LogLine]) -> list[dict[str, Any]]:
+def logLinesReply(lines: Sequence[LogLine]) -> ReplyArray:
     """
-    The JSON of C{logs}' reply.
+    The JSON of C{logs}' reply, each line encoded once: a reply of
+    megabytes is written a piece at a time as the client reads it, and
+    counted against the daemon's budget for replies held for clients that
+    do not read (L{pycm.daemon.heldreplies}).
 
     @raise BadRequest: if it would be over L{MAX_LOGS_REPLY} bytes, saying
         how many of the newest lines would fit.
     """
-    result: list[dict[str, Any]] = []
+    result: list[bytes] = []
     size = 0
     for line in reversed(lines):
-        item = line.toJSON()
-        size += len(encodeJSON(item)) + 1
+        item = encodeJSONBytes(line.toJSON())
+        size += len(item) + 1
         if size > MAX_LOGS_REPLY:
             raise BadRequest(
                 f"the last {len(lines)} lines are over the {MAX_LOGS_REPLY // 2**20} MiB "
@@ -87,7 +91,7 @@ def logLinesReply(lines: Sequence[LogLine]) -> list[dict[str, Any]]:
             )
         result.append(item)
     result.reverse()
-    return result
+    return ReplyArray(result)
 
 
 def unfollow(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> Any:
@@ -141,8 +145,10 @@ def stats(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> 
     """
     names = [validateName(arg) for arg in args]
 
-    def render(rows: list[ContainerStats]) -> list[dict[str, Any]]:
-        return [row.toJSON() for row in sorted(rows, key=lambda row: row.name)]
+    def render(rows: list[ContainerStats]) -> ReplyArray:
+        # Thousands of containers: written a piece at a time, as logs.
+        ordered = sorted(rows, key=lambda row: row.name)
+        return ReplyArray([encodeJSONBytes(row.toJSON()) for row in ordered])
 
     return session.state.backend.stats(names).addCallback(render)
 
