@@ -318,7 +318,10 @@ class IRuntime(Interface):
         stop timeout).
 
         @return: Deferred firing with C{True} if it was still running and is
-            now gone, C{False} if it was already gone (or C{pid} is None).
+            now gone, C{False} if it was already gone (or C{pid} is None);
+            or, in place of C{True}, the number of the signal it is known to
+            have ended by (C{SIGKILL}, which cannot be caught), which the
+            record shows as its exit code (minus the signal's number).
         """
 
 

@@ -751,7 +751,8 @@ class RuntimeFakeTests(SynchronousTestCase):
     def test_reclaimStopThenKill(self) -> None:
         """
         A surviving run gets its stop signal, SIGKILL after its stop
-        timeout, and reclaim fires True once it is gone.
+        timeout, and reclaim fires with SIGKILL once it is gone: the signal
+        it ended by (it cannot be caught), for its record's exit code.
         """
         killed: list[tuple[int, int]] = []
         self.patch(procfs, "signalGroup", lambda *a: killed.append(a))
@@ -764,6 +765,19 @@ class RuntimeFakeTests(SynchronousTestCase):
         self.reactor.pump([RECLAIM_POLL] * 30)
         self.assertIn((777, signal.SIGKILL), killed)
         self.assertNoResult(d)
+        os.unlink(os.path.join(proc, "777", "stat"))
+        self.reactor.advance(RECLAIM_POLL)
+        self.assertEqual(self.successResultOf(d), signal.SIGKILL)
+
+    def test_reclaimStopSignalEnough(self) -> None:
+        """
+        A run gone after its stop signal makes reclaim fire True: how it
+        ended is not known (it may have caught the signal, and it is not
+        this daemon's child: no wait status), so no signal is claimed.
+        """
+        self.patch(procfs, "signalGroup", lambda *a: None)
+        proc = self.runtime.proc = self.fakeProc(777, 5000)
+        d = self.runtime.reclaim(container(stopTimeout=2.0), 777, 5000)
         os.unlink(os.path.join(proc, "777", "stat"))
         self.reactor.advance(RECLAIM_POLL)
         self.assertIs(self.successResultOf(d), True)
@@ -1444,7 +1458,7 @@ class RealReclaimTests(TestCase):
         stopped = yield runtime.reclaim(
             container(stopTimeout=0.5), child.pid, procfs.startTime(child.pid)
         )
-        self.assertIs(stopped, True)
+        self.assertEqual(stopped, signal.SIGKILL)
         self.assertGreaterEqual(time.monotonic() - started, 0.5)
         yield waitUntil(lambda: procfs.groupMembers(child.pid) == [])
 

@@ -258,7 +258,10 @@ class ProcessDaemonTests(SynchronousTestCase):
         began = time.monotonic()
         after = daemon.start().connect().ok("inspect hang")
         self.assertLess(time.monotonic() - began, 10)
-        self.assertEqual((after["state"], after["error"]), ("exited", RECLAIMED_ERROR))
+        self.assertEqual(
+            (after["state"], after["error"], after["exit_code"]),
+            ("exited", f"{RECLAIMED_ERROR} by SIGKILL after its stop timeout", -9),
+        )
         self.assertTrue(groupGone(again["pid"]))
 
     def test_corruptStateRefused(self) -> None:

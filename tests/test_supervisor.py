@@ -1128,6 +1128,32 @@ class StopBoundTests(SupervisorTestCase):
         [saved] = self.store.load()
         self.assertEqual((saved["state"], saved["pid"]), (State.STOPPING, hang.pid))
 
+    def test_reclaimedBySignal(self) -> None:
+        """
+        A run the runtime says ended by SIGKILL (its reclaim fires with the
+        signal's number) gets the exit code -9, as pycm shows a signalled
+        exit, and an error saying so; one the runtime only saw gone after
+        its stop signal keeps no exit code (how it ended is not known).
+        """
+        from twisted.internet.defer import succeed
+
+        for result, exitCode, error in [
+            (9, -9, f"{RECLAIMED_ERROR} by SIGKILL after its stop timeout"),
+            (True, None, RECLAIMED_ERROR),
+        ]:
+            store = MemoryRecordStore()
+            runtime = SimulatedRuntime(self.clock)
+            first = MemoryBackend(self.clock, runtime=runtime, recordStore=store)
+            self.successResultOf(first.open())
+            self.run_(spec("web", "sleep 1000"), first)
+            # The runtime's word on how the run it stopped ended.
+            self.patch(runtime, "reclaim", lambda *args, result=result: succeed(result))
+            second = MemoryBackend(self.clock, runtime=runtime, recordStore=store)
+            self.successResultOf(second.open())
+            web = self.inspect("web", second)
+            self.assertEqual((web.state, web.exitCode, web.error),
+                             (State.EXITED, exitCode, error))
+
     def test_reclaimBounded(self) -> None:
         """
         A run a dead daemon left, whose record (saved before stop timeouts

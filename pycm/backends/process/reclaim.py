@@ -372,11 +372,19 @@ def reclaimRun(
     group: str,
     cgroups: Cgroups,
     releaser: CgroupReleaser,
-) -> Deferred[bool]:
+) -> Deferred[bool | int]:
     """
     Stop a run a dead daemon left (see L{IRuntime.reclaim}): its stop signal
     to its group, SIGKILL after its stop timeout.  A pid whose start time
     or boot id differs (or is unknown) is not touched.
+
+    @return: a Deferred firing with False if the process was gone already;
+        with C{signal.SIGKILL} if it was gone only after SIGKILL, sent a
+        poll or more after its stop signal (SIGKILL cannot be caught: it
+        ended by it); with True if it was gone after its stop signal, or
+        both were sent at once (a stop timeout of 0) (which it may have caught: how it ended
+        cannot be known, it is not this daemon's child, and no wait status
+        reaches it).
     """
     ticks: int | None = None
     if isinstance(startTime, list) and len(startTime) == 2:
@@ -398,19 +406,24 @@ def reclaimRun(
         pid=pid,
     )
     procfs.signalGroup(pid, stopSignal)
-    stopped: Deferred[bool] = Deferred()
+    stopped: Deferred[bool | int] = Deferred()
     now = clock.seconds()
     killAt = now + max(container.stopTimeout, 0)
     giveUpAt = killAt + RECLAIM_KILL_WAIT
 
+    killedAlone = False
+    polls = 0
+
     def poll(killed: bool) -> None:
+        nonlocal killedAlone, polls
+        polls += 1
         alive = procfs.isSameProcess(pid, ticks, proc)
         if not alive:
             # The leader is gone: its pid may be reused, so no killpg; what
             # is left of the run is in its cgroup or carries its run id
             # (L{sweepLeftovers}).
             releaser.release(group)
-            stopped.callback(True)
+            stopped.callback(int(_signal.SIGKILL) if killedAlone else True)
             return
         current = clock.seconds()
         if not killed and current >= killAt:
@@ -418,6 +431,9 @@ def reclaimRun(
             procfs.signalGroup(pid, _signal.SIGKILL)
             cgroups.killAll(group)
             killed = True
+            # Seen alive a poll or more after its stop signal: SIGKILL ended
+            # it (with both sent at once, either may have).
+            killedAlone = polls > 1
         if killed and current >= giveUpAt:
             stopped.errback(BackendError(f"pid {pid} of {container.name} survived SIGKILL"))
             return

@@ -473,7 +473,9 @@ class ProcessRuntime:
         self.markSweep.leftLookedFor()
         return succeed(found)
 
-    def reclaim(self, container: Container, pid: int | None, startTime: Any) -> Deferred[bool]:
+    def reclaim(
+        self, container: Container, pid: int | None, startTime: Any
+    ) -> Deferred[bool | int]:
         """
         Stop a run a dead daemon left: see L{IRuntime.reclaim} and
         L{pycm.backends.process.reclaim.reclaimRun}.

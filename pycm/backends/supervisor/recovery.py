@@ -7,6 +7,8 @@ runs of quarantined records (salvaged), and runs it was starting.
 
 from __future__ import annotations
 
+import signal
+
 import attrs
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
 from twisted.internet.interfaces import IReactorTime
@@ -129,10 +131,15 @@ class Recovery:
         except Exception as e:
             self._log.failure("reclaiming {name}", name=record.name)
             stopped, error = False, f"{LOST_ERROR} (reclaim failed: {e})"
+        # The signal it is known to have ended by (SIGKILL), as pycm shows
+        # a signalled exit; after its stop signal, how it ended is unknown.
+        signalled = stopped if type(stopped) is int and stopped > 0 else None
+        if signalled is not None:
+            error = f"{RECLAIMED_ERROR} by {signal.Signals(signalled).name} after its stop timeout"
         record.error = error
         record.pid = None
         record.startTime = None
-        record.exitCode = None
+        record.exitCode = -signalled if signalled is not None else None
         record.finished = self._clock.seconds()
         self._lifecycle.move(record, Event.RECLAIMED if stopped else Event.LOST)
 
