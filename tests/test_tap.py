@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import stat
+import tempfile
 from typing import Any
 
 from twisted.application.service import Service
@@ -740,8 +742,10 @@ class UnixLockTests(SynchronousTestCase):
         """A socket path another process (here, a bare socket) listens on."""
         import socket
 
-        path = os.path.join(os.path.abspath(self.mktemp()), "s")
-        os.makedirs(os.path.dirname(path))
+        # Under /tmp, not the clone: a socket's path must stay under 108 bytes.
+        directory = tempfile.mkdtemp(prefix="pycm-lock-", dir="/tmp")
+        self.addCleanup(shutil.rmtree, directory, True)
+        path = os.path.join(directory, "s")
         other = socket.socket(socket.AF_UNIX)
         self.addCleanup(other.close)
         other.bind(path)

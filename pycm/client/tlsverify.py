@@ -24,6 +24,8 @@ from service_identity import CertificateError, VerificationError
 from service_identity.hazmat import DNS_ID, IPAddress_ID, verify_service_identity
 from service_identity.pyopenssl import extract_patterns
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
+from zope.interface import implementer
 
 from pycm.client.exits import CannotConnect, UsageError
 
@@ -124,6 +126,32 @@ class CertificateCheck:
             self.handshakeDone.callback(None)
 
 
+def _layout(factory: Any) -> str | None:
+    """
+    How this Twisted's TLS factory makes a client's OpenSSL connection:
+    C{"callable"} (C{_creatorCallable}, newer Twisted), C{"creator"} (an
+    C{IOpenSSLClientConnectionCreator} in C{_connectionCreator}, Twisted
+    24.3), or None when neither.
+    """
+    if hasattr(factory, "_creatorCallable"):
+        return "callable"
+    if getattr(factory, "_creatorInterface", None) is IOpenSSLClientConnectionCreator:
+        return "creator"
+    return None
+
+
+@implementer(IOpenSSLClientConnectionCreator)
+class _CheckedCreator:
+    """Twisted's connection creator, with pycm's check set on each connection."""
+
+    def __init__(self, creator: Any, checked: Any) -> None:
+        self._creator = creator
+        self._checked = checked
+
+    def clientConnectionForTLS(self, tlsProtocol: Any) -> Any:
+        return self._checked(self._creator.clientConnectionForTLS(tlsProtocol))
+
+
 def checkedTLS(endpoint: Any, description: str, host: str, reactor: Any) -> CertificateCheck:
     """
     Make the C{tls:} endpoint Twisted parsed from C{description} check the
@@ -141,23 +169,24 @@ def checkedTLS(endpoint: Any, description: str, host: str, reactor: Any) -> Cert
     from twisted.internet.protocol import Factory
 
     wrapperFactory = getattr(endpoint, "_wrapperFactory", None)
-    if wrapperFactory is None or not hasattr(wrapperFactory(Factory()), "_creatorCallable"):
+    if wrapperFactory is None or _layout(wrapperFactory(Factory())) is None:
         raise UsageError(f"bad endpoint {description!r}: this Twisted's tls: endpoint "
                          "cannot be checked by pycm")
     check = CertificateCheck(host, reactor)
 
+    def checkedConnection(connection: Any) -> Any:
+        connection.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, check.verify)
+        connection.set_info_callback(check.info)
+        return connection
+
     def checked(protocolFactory: Any) -> Any:
         factory = wrapperFactory(protocolFactory)
-        create = factory._creatorCallable
-
-        def connectionFor(tlsProtocol: Any) -> Any:
-            connection = create(tlsProtocol)
-            connection.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT,
-                                  check.verify)
-            connection.set_info_callback(check.info)
-            return connection
-
-        factory._creatorCallable = connectionFor
+        if _layout(factory) == "callable":
+            create = factory._creatorCallable
+            factory._creatorCallable = lambda tlsProtocol: checkedConnection(create(tlsProtocol))
+        else:
+            factory._connectionCreator = _CheckedCreator(factory._connectionCreator,
+                                                         checkedConnection)
         return factory
 
     endpoint._wrapperFactory = checked
