@@ -9,7 +9,7 @@ import datetime
 import os
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from OpenSSL import crypto
@@ -20,7 +20,7 @@ from pycm.client.connecting import endpointFor
 from pycm.client.exits import UsageError
 from pycm.client.tlsverify import CertificateCheck
 from tests.e2e import RealDaemon
-from tests.test_tls_e2e import makeCertificate
+from tests.test_tls_e2e import makeCertificate, writeKeyAndCertificate
 
 
 def certificateWithoutNames(directory: str) -> tuple[str, str]:
@@ -39,16 +39,7 @@ def certificateWithoutNames(directory: str) -> tuple[str, str]:
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
-    os.makedirs(os.path.join(directory, "trust"))
-    keyPath = os.path.join(directory, "key.pem")
-    certPath = os.path.join(directory, "trust", "cert.pem")
-    with open(keyPath, "wb") as f:
-        f.write(key.private_bytes(serialization.Encoding.PEM,
-                                  serialization.PrivateFormat.TraditionalOpenSSL,
-                                  serialization.NoEncryption()))
-    with open(certPath, "wb") as f:
-        f.write(cert.public_bytes(serialization.Encoding.PEM))
-    return keyPath, certPath
+    return writeKeyAndCertificate(directory, key, cert)
 
 
 def loaded(path: str) -> crypto.X509:

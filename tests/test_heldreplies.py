@@ -15,13 +15,13 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pycm import wirejson
 from pycm.daemon.heldreplies import HeldReplies, ReplyArray
-from pycm.daemon.protocol import PycmServerFactory, PycmServerProtocol
+from pycm.daemon.protocol import PycmServerProtocol
 from pycm.daemon.replies import encodeReply
 from pycm.model import LogLine
 from pycm.testing.server import FakeServer
 from pycm.wirejson import encodeJSONBytes
 
-from .test_listpieces import ThrottlingTransport
+from .test_listpieces import ThrottlingTransport, readUntilQuiet, throttledConnection
 
 #: The pieces' size in these tests: a few log lines each.
 PIECE = 1000
@@ -50,21 +50,9 @@ class HeldRepliesTests(SynchronousTestCase):
         self.expected = encodeReply(b"OK", [line.toJSON() for line in self.lines]) + b"\n"
 
     def connect(self, limit: int = 2000) -> tuple[PycmServerProtocol, ThrottlingTransport]:
-        factory = PycmServerFactory(self.server.state)
-        protocol = factory.buildProtocol(None)
-        transport = ThrottlingTransport(limit)
-        protocol.makeConnection(transport)
-        return protocol, transport
+        return throttledConnection(self, limit)
 
-    def readAll(self, transport: ThrottlingTransport) -> bytes:
-        """The client reads until the server writes nothing more."""
-        for _ in range(10_000):
-            self.server.clock.advance(0)
-            if not transport.read() and not transport.full:
-                self.server.clock.advance(0)
-                if not transport.value():
-                    break
-        return transport.received
+    readAll = readUntilQuiet
 
     @property
     def held(self) -> HeldReplies:

@@ -8,24 +8,16 @@ backend (its C{ignore-term} image makes a slow C{stop}).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from twisted.internet.protocol import connectionDone
-from twisted.logger import LogLevel, formatEvent, globalLogPublisher
+from twisted.logger import LogLevel, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from pycm.daemon.legacyframing import LEGACY_PAUSE, LEGACY_READ_AHEAD
 from pycm.testing.server import FakeConnection, FakeServer
+from tests.test_logging import captureLog
 
 TOKEN = "s3cret-token-value"
-
-
-def captureLog(testCase: SynchronousTestCase) -> list[dict[str, Any]]:
-    """Every log event from now until the end of the test."""
-    events: list[dict[str, Any]] = []
-    globalLogPublisher.addObserver(events.append)
-    testCase.addCleanup(globalLogPublisher.removeObserver, events.append)
-    return events
 
 
 class TurnByTurn:

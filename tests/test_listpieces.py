@@ -280,6 +280,28 @@ def heldBytes(array: EncodedArray) -> int:
     return held
 
 
+def throttledConnection(
+    self: Any, limit: int = 100
+) -> tuple[PycmServerProtocol, ThrottlingTransport]:
+    """A connection to C{self.server} whose client reads C{limit} bytes a turn."""
+    factory = PycmServerFactory(self.server.state)
+    protocol = factory.buildProtocol(None)
+    transport = ThrottlingTransport(limit)
+    protocol.makeConnection(transport)
+    return protocol, transport
+
+
+def readUntilQuiet(self: Any, transport: ThrottlingTransport) -> bytes:
+    """The client reads until the server writes nothing more."""
+    for _ in range(10_000):
+        self.server.clock.advance(0)
+        if not transport.read() and not transport.full:
+            self.server.clock.advance(0)
+            if not transport.value():
+                break
+    return transport.received
+
+
 class PiecewiseReplyTests(SynchronousTestCase):
     """A C{list} reply of many pieces, over a transport that throttles."""
 
@@ -301,22 +323,8 @@ class PiecewiseReplyTests(SynchronousTestCase):
         self.before = b""
         return line
 
-    def connect(self, limit: int = 100) -> tuple[PycmServerProtocol, ThrottlingTransport]:
-        factory = PycmServerFactory(self.server.state)
-        protocol = factory.buildProtocol(None)
-        transport = ThrottlingTransport(limit)
-        protocol.makeConnection(transport)
-        return protocol, transport
-
-    def readAll(self, transport: ThrottlingTransport) -> bytes:
-        """The client reads until the server writes nothing more."""
-        for _ in range(10_000):
-            self.server.clock.advance(0)
-            if not transport.read() and not transport.full:
-                self.server.clock.advance(0)
-                if not transport.value():
-                    break
-        return transport.received
+    connect = throttledConnection
+    readAll = readUntilQuiet
 
     def test_byteIdentical(self) -> None:
         """The reply is the JSON of every summary, sorted by name, as ever."""

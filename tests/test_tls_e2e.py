@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import os
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -41,6 +42,14 @@ def makeCertificate(directory: str) -> tuple[str, str]:
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
+    return writeKeyAndCertificate(directory, key, cert)
+
+
+def writeKeyAndCertificate(directory: str, key: Any, cert: Any) -> tuple[str, str]:
+    """
+    Write C{key} to C{directory}/key.pem and C{cert} alone in a directory
+    C{trust} (for C{trustRoots=}); return both paths.
+    """
     keyPath = os.path.join(directory, "key.pem")
     os.makedirs(os.path.join(directory, "trust"))
     certPath = os.path.join(directory, "trust", "cert.pem")

@@ -10,7 +10,7 @@ reused a pid.
 from __future__ import annotations
 
 import os
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 
 from pycm.backends.process import procfs
 
@@ -40,9 +40,27 @@ def killMarked(
         it carries its own, live run's marker).
     @return: the pids killed, by run id.
     """
-    found: dict[str, list[int]] = {}
     if not runIds:
-        return found
+        return {}
+    return _killInRounds(
+        lambda pid: procfs.killIfMarked(pid, runIds, proc=proc), proc, skip, notBefore
+    )
+
+
+def _killInRounds(
+    killOne: Callable[[int], str | None],
+    proc: str,
+    skip: Collection[int] = (),
+    notBefore: int | None = None,
+) -> dict[str, list[int]]:
+    """
+    Look at every live process but this one (and C{skip}, and those older
+    than C{notBefore}) and let C{killOne} kill it or not (it returns what
+    the process was killed as, or None); look again while new ones turn
+    up, at most L{MARK_ROUNDS} looks.  The pids killed, by what C{killOne}
+    said.
+    """
+    found: dict[str, list[int]] = {}
     me = os.getpid()
     signalled: set[tuple[int, int]] = set()
     for _ in range(MARK_ROUNDS):
@@ -53,12 +71,12 @@ def killMarked(
                 continue
             if notBefore is not None and stat.startTime < notBefore:
                 continue
-            runId = procfs.killIfMarked(stat.pid, runIds, proc=proc)
-            if runId is None:
+            what = killOne(stat.pid)
+            if what is None:
                 continue
             signalled.add(key)
             fresh = True
-            found.setdefault(runId, []).append(stat.pid)
+            found.setdefault(what, []).append(stat.pid)
         if not fresh:
             break
     return found
@@ -122,21 +140,4 @@ def killUnowned(
             return None
         return procfs.environValue(environ, "PYCM_CONTAINER") or "?"
 
-    me = os.getpid()
-    killed: dict[str, list[int]] = {}
-    signalled: set[tuple[int, int]] = set()
-    for _ in range(MARK_ROUNDS):
-        fresh = False
-        for stat in procfs.allStats(proc):
-            key = (stat.pid, stat.startTime)
-            if stat.pid == me or not stat.alive or key in signalled:
-                continue
-            name = procfs.killIf(stat.pid, unowned, proc=proc)
-            if name is None:
-                continue
-            signalled.add(key)
-            fresh = True
-            killed.setdefault(name, []).append(stat.pid)
-        if not fresh:
-            break
-    return killed
+    return _killInRounds(lambda pid: procfs.killIf(pid, unowned, proc=proc), proc)
