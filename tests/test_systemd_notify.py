@@ -208,12 +208,18 @@ class ServiceTests(SynchronousTestCase):
         self.assertIn("memory backend", ready["STATUS"])
 
     def test_stoppingThenWatchdogStops(self) -> None:
-        """STOPPING when the stop begins; the watchdog ends with the stop."""
+        """
+        STOPPING when the stop begins; the watchdog ends with the stop (two
+        reactor turns after the backend closed: what it settled replies).
+        """
         service, sent = self.service()
         service.startService()
-        service.stopService()
+        stopped: list[object] = []
+        service.stopService().addCallback(stopped.append)
         self.assertIn({"STOPPING": "1", "STATUS": "stopping: stopping the containers"},
                       [f for _, f in sent.sent])
+        self.reactor.advance(0)
+        self.assertEqual(stopped, [None])
         self.assertEqual(self.reactor.getDelayedCalls(), [])
 
     def test_failedOpen(self) -> None:

@@ -62,6 +62,8 @@ class RequestOrdering(LineFraming):
     _whenGone: list[Deferred[None]] = []
     #: Aborts a connection the daemon let go of when stopping, if it lingers.
     _stoppingTimer: IDelayedCall | None = None
+    #: The daemon is stopping: no request starts any more (L{refuseRequests}).
+    _refusing = False
 
     def startOrdering(self, logRequests: bool, maxEventBacklog: int) -> None:
         """Ready to serve: log requests at debug or not; the event backlog limit."""
@@ -97,15 +99,29 @@ class RequestOrdering(LineFraming):
         for waiting in gone:
             waiting.callback(None)
 
+    def refuseRequests(self) -> None:
+        """
+        The daemon begins to stop (L{pycm.daemon.stopping}): from now on
+        each request that would start (read and waiting behind the one in
+        flight, or sent later) gets C{ERR unavailable the daemon is shutting
+        down}, in its turn, and the connection stays open; the request in
+        flight goes on to its own reply, and events go on, until
+        L{daemonStopping}.
+        """
+        self._refusing = True
+
     def daemonStopping(self, grace: float) -> Deferred[None]:
         """
-        The daemon stops: a request in flight or waiting gets C{ERR
-        unavailable} (nothing is written after it: no later reply, no EVENT
-        line), then the connection is closed cleanly: its sending side is
-        shut and what the client still sends is read and dropped until it
-        closes (aborted after C{grace} seconds), so that the close never
-        discards unread input (a reset).  A reply being written a piece at
-        a time is cut where it is.  Fires once the connection is gone.
+        The daemon has closed its backend and lets go of the connection:
+        the events waiting for the client to read are written, then a
+        request still in flight or waiting (C{logs -f}, C{wait
+        --for=healthy}) gets C{ERR unavailable} (nothing is written after
+        it: no later reply, no EVENT line), then the connection is closed
+        cleanly: its sending side is shut and what the client still sends
+        is read and dropped until it closes (aborted after C{grace}
+        seconds), so that the close never discards unread input (a reset).
+        A reply being written a piece at a time is cut where it is (and
+        the waiting events are dropped).  Fires once the connection is gone.
         """
         gone: Deferred[None] = Deferred()
         if self._lost:
@@ -115,11 +131,15 @@ class RequestOrdering(LineFraming):
         if self._stopping or self.transport.disconnecting:
             return gone
         busy = self._inFlight or b"\n" in self._buffer or bool(self._overlong)
+        cut = self._pieces is not None
+        if self._events and not cut:
+            # A subscriber a little behind still gets the shutdown's events
+            # (at most the backlog limit, sent within the grace).
+            self.transport.write(b"".join(self._events))
         self._stopping = True
         self._stopTimers()
         self.clearLineBuffer()
         self._events.clear()
-        cut = self._pieces is not None
         self.abandonReply()
         self._logForcedClose("the daemon is stopping (stopping)")
         if busy and not cut:
@@ -145,6 +165,9 @@ class RequestOrdering(LineFraming):
             getattr(self.transport, "abortConnection", self.transport.loseConnection)()
 
     def _handle(self, line: bytes) -> None:
+        if self._refusing:
+            self._replyError(Unavailable(STOPPING_ERROR))
+            return
         try:
             if self._logRequests:
                 # Redacted: a request may carry a token or a secret value.

@@ -407,8 +407,9 @@ class PycmServerProtocol(RequestOrdering):
 
     def lineReceived(self, line: bytes) -> None:
         fixed = FIXED_REPLIES.get(line)
-        if fixed is not None and not self._logRequests:
-            # A ping: nothing to check, parse or encode (see FIXED_REPLIES).
+        if fixed is not None and not self._logRequests and not self._refusing:
+            # A ping: nothing to check, parse or encode (see FIXED_REPLIES);
+            # refused as any request once the daemon stops.
             return self._replyLine(fixed)
         if line[-1:] == b"\r":
             line = line[:-1]

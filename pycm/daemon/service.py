@@ -1,9 +1,11 @@
 """
 The daemon as a twistd service, L{PycmService}: it binds its listeners
 before the backend opens, opens the backend, then listens and writes the
-listeners file; on stop it stops listening, closes the backend (which stops
-its containers), stores the waiting events and releases the state
-directory's lock.  A backend that cannot open ends the process with status 1.
+listeners file; on stop it stops listening and refuses new requests, closes
+the backend (which stops its containers) while the connections see it
+happen, then closes the connections, stores the waiting events and
+releases the state directory's lock.  A backend that cannot open ends the
+process with status 1.
 """
 
 from __future__ import annotations
@@ -25,7 +27,12 @@ from pycm.daemon.listeners import InsecureListener, boundListener, describeAddre
 from pycm.daemon.notify import SystemdNotifier
 from pycm.daemon.session import DaemonState
 from pycm.daemon.startup import StartupReport
-from pycm.daemon.stopping import closeConnections
+from pycm.daemon.stopping import (
+    backendCloseBound,
+    closeBackendWithin,
+    closeConnections,
+    refuseRequests,
+)
 from pycm.files import replacePrivately
 
 if TYPE_CHECKING:
@@ -35,7 +42,8 @@ if TYPE_CHECKING:
 class PycmService(MultiService):
     """
     The daemon: opens the backend, then starts listening; on stop, stops
-    listening, then closes the backend (which stops its containers).
+    listening, closes the backend (which stops its containers), then the
+    connections (L{stopService}).
 
     @param whenReady: called once the daemon is ready (twistd's path
         passes L{freezeStartupObjects}).
@@ -227,6 +235,14 @@ class PycmService(MultiService):
         return result
 
     def stopService(self) -> Deferred[Any]:
+        """
+        Stop as a supervisor does (L{pycm.daemon.stopping}): stop listening
+        and refuse every request not yet started; close the backend (its
+        containers stopped, within L{backendCloseBound}) while subscribers
+        get the shutdown's events and requests in flight their replies;
+        then let go of every connection; then store the waiting events and
+        run the closers (the lock last).
+        """
         if self._report.outcome is None:
             # Stopped (a signal) while the backend was opening: twistd
             # exits by that signal.
@@ -234,22 +250,44 @@ class PycmService(MultiService):
         self._notifier.stopping()
         self._removeListenersFile()
         stopping = super().stopService()
-        # No new connection now; each open one gets its last line and closes
-        # before the backend does, and before the reactor drops them.
+        # No new connection now, and no new request on those open.
+        refuseRequests(self._state.open)
+        stopping.addBoth(self._closeBackend)
+        # Only then: each connection gets its last line and closes, before
+        # the reactor drops them.
         stopping.addBoth(lambda _: closeConnections(self._state.open, self._reactor))
-
-        def closeBackend(_: object) -> Deferred[Any]:
-            d = maybeDeferred(self.backend.close)
-            d.addBoth(self._closeEvents)
-            d.addBoth(self._runClosers)
-            return d
-
-        stopping.addBoth(closeBackend)
+        stopping.addBoth(self._closeEvents)
+        stopping.addBoth(self._runClosers)
         stopping.addErrback(
             lambda failure: self.log.failure("error while stopping", failure)
         )
         stopping.addBoth(self._stopWatchdog)
         return stopping
+
+    def _closeBackend(self, _: object) -> Deferred[None]:
+        """
+        Close the backend (it stops its containers); fires once it is
+        closed, or after L{backendCloseBound} seconds whatever it does.
+        """
+        bound = backendCloseBound(self.backend)
+
+        def late() -> None:
+            self.log.warn(
+                "the {backend} backend has not closed within {seconds:g} seconds: "
+                "closing the connections and stopping without it",
+                backend=self.backend.name,
+                seconds=bound,
+            )
+
+        return closeBackendWithin(
+            self.backend.close,
+            self._reactor,
+            bound,
+            lambda failure: self.log.failure(
+                "error while closing the {backend} backend", failure, backend=self.backend.name
+            ),
+            late,
+        )
 
     def _stopWatchdog(self, result: object) -> object:
         self._notifier.stopWatchdog()
