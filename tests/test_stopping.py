@@ -8,6 +8,7 @@ fake transports and a fake clock, and end to end.
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 from typing import Any
@@ -433,4 +434,38 @@ class StoppingEndToEndTests(SynchronousTestCase):
         self.assertIn(("die", "web"), events(lines))
         self.assertFalse([line for line in lines if not line.startswith(b"EVENT ")])
         subscriber.sock.close()
+        self.assertEqual(daemon.exitCode(), -signal.SIGTERM)
+
+    def test_processBackendWaitAndSubscriber(self) -> None:
+        """
+        On the process backend (no cgroups: shared by no other test), a
+        real C{sleep} stopped by the shutdown: the C{wait} in flight gets
+        its exit (SIGTERM, -15) and the subscriber its C{die} event, each
+        before the end of its stream; the records' writes (a group commit
+        at the end of the turn) do not make them miss it.
+        """
+        daemon = RealDaemon(
+            self, backend="process", args=["--backend-option", "cgroups=off"]
+        ).start()
+        web = daemon.connect().ok("run web host sleep 1000")
+
+        def killGroup() -> None:
+            try:
+                os.killpg(web["pid"], signal.SIGKILL)
+            except OSError:
+                pass
+
+        self.addCleanup(killGroup)
+        subscriber = daemon.connect()
+        subscriber.ok("events")
+        waiting = daemon.connect()
+        waiting.send("wait web\n")
+        daemon.connect().ok("ping")
+        daemon.signal(signal.SIGTERM)
+        [reply] = self.readToEnd(waiting).splitlines()
+        self.assertEqual(
+            json.loads(reply.removeprefix(b"OK ")),
+            {"name": "web", "state": "exited", "exit_code": -15},
+        )
+        self.assertIn(("die", "web"), events(self.readToEnd(subscriber).splitlines()))
         self.assertEqual(daemon.exitCode(), -signal.SIGTERM)
