@@ -1,6 +1,8 @@
 """
 Tests for the client's C{tls:} check of the daemon's certificate
-(L{pycm.client.tlsverify}) and its refusal of C{ssl:} client endpoints.
+(L{pycm.client.tlsverify}): the endpoint string read as Twisted reads it,
+the check against a real TLS listener in this process, the real client
+against the real daemon; and the refusal of C{ssl:} client endpoints.
 """
 
 from __future__ import annotations
@@ -13,12 +15,22 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from OpenSSL import crypto
+from twisted.internet import reactor
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.ssl import Certificate, CertificateOptions, KeyPair
 from twisted.internet.task import Clock
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from pycm.client.connecting import endpointFor
-from pycm.client.exits import UsageError
-from pycm.client.tlsverify import CertificateCheck
+from pycm.client.arguments import CommandLine
+from pycm.client.connecting import connectTo, endpointFor
+from pycm.client.exits import CannotConnect, UsageError
+from pycm.client.tlsverify import (
+    CertificateCheck,
+    CheckedTLSEndpoint,
+    TLSEndpointString,
+    UnverifiedCertificate,
+    parseTLSEndpoint,
+)
 from tests.e2e import RealDaemon
 from tests.test_tls_e2e import makeCertificate, writeKeyAndCertificate
 
@@ -162,3 +174,198 @@ class TLSE2ETests(SynchronousTestCase):
         status, err = self.pycm(daemon, f"ssl:{address}")
         self.assertEqual(status, 2)
         self.assertIn(f"use tls:{address}, which does", err)
+
+
+class ParseTests(SynchronousTestCase):
+    """L{parseTLSEndpoint}: the parameters of Twisted's C{tls:}, read as Twisted reads them."""
+
+    def test_positionalAndKeywords(self) -> None:
+        """Host and port by position or as keywords; the rest by position or keyword."""
+        for description in ("tls:example.com:8443", "tls:host=example.com:port=8443",
+                            "tls:example.com:port=8443", "TLS:example.com:8443"):
+            parsed = parseTLSEndpoint(description)
+            self.assertEqual((parsed.host, parsed.port, parsed.timeout, parsed.trustRoots),
+                             ("example.com", 8443, 30, None), description)
+        self.assertEqual(
+            parseTLSEndpoint(r"tls:example.com:8443:5:10.0.0.1:c.pem:k.pem:/ca\:x:"
+                             r"tcp\:127.0.0.1\:1"),
+            TLSEndpointString(
+                r"tls:example.com:8443:5:10.0.0.1:c.pem:k.pem:/ca\:x:tcp\:127.0.0.1\:1",
+                "example.com", 8443, 5, "10.0.0.1", "c.pem", "k.pem", "/ca:x",
+                "tcp:127.0.0.1:1"))
+        self.assertEqual(parseTLSEndpoint(r"tls:\:\:1:8443").address, "[::1]:8443")
+
+    def test_refused(self) -> None:
+        """
+        What Twisted's C{tls:} refuses is refused, naming what is wrong: an
+        unknown keyword, one given twice, a missing host or port, a port or
+        timeout that is not a number in range, too many positions; and a
+        C{privateKey=} without the C{certificate=} it is the key of.
+        """
+        for description, expected in [
+            ("tls:h:1:trustroots=/x", "tls: has no trustroots= (it takes host, port,"),
+            ("tls:h:1:timeout=3:timeout=4", "timeout= is given twice"),
+            ("tls:h:1:host=g", "host is given twice, by position and as host="),
+            ("tls:h", "tls: needs a port (tls:HOST:PORT)"),
+            ("tls:port=1", "tls: needs a host (tls:HOST:PORT)"),
+            ("tls:h:https", "the port must be a whole number, 1 to 65535, not 'https'"),
+            ("tls:h:70000", "the port must be a whole number, 1 to 65535, not '70000'"),
+            ("tls:h:1:timeout=0", "the timeout must be a whole number, 1 or more, not '0'"),
+            ("tls:h:1:" + ":".join("x" * 7), "tls: takes at most 8 parameters by position"),
+            ("tls:h:1:privateKey=k.pem", "privateKey= is the key of the client's certificate="),
+        ]:
+            with self.assertRaises(UsageError) as caught:
+                parseTLSEndpoint(description)
+            self.assertIn(f"bad endpoint {description!r}: {expected}", str(caught.exception))
+
+    def test_trustRootsRefused(self) -> None:
+        """
+        A C{trustRoots=} that cannot be listed, or holds no C{.pem}
+        certificate, is a usage error naming it (not a connection that no
+        certificate can pass).
+        """
+        empty = self.mktemp()
+        os.makedirs(empty)
+        with open(os.path.join(empty, "ca.crt"), "w") as f:
+            f.write("not this one\n")
+        for directory, expected in [
+            (os.path.join(empty, "nothing"), "trustRoots= takes a directory of CA "
+             "certificates (*.pem): cannot list"),
+            (empty, f"trustRoots={empty} holds no CA certificate"),
+        ]:
+            with self.assertRaises(UsageError) as caught:
+                endpointFor(Clock(), f"tls:127.0.0.1:8443:trustRoots={directory}")
+            self.assertIn(expected, str(caught.exception))
+
+    def test_clientCertificateRefused(self) -> None:
+        """A C{certificate=} that cannot be read or is no certificate with its key is refused."""
+        directory = self.mktemp()
+        os.makedirs(directory)
+        keyPath, certPath = makeCertificate(directory)
+        for description, expected in [
+            (f"tls:h:1:certificate={directory}/none.pem", "cannot read certificate="),
+            (f"tls:h:1:certificate={certPath}", "certificate= must name a PEM certificate"),
+            (f"tls:h:1:certificate={certPath}:privateKey={certPath}",
+             "certificate= and privateKey= must name"),
+        ]:
+            with self.assertRaises(UsageError) as caught:
+                endpointFor(Clock(), description)
+            self.assertIn(expected, str(caught.exception))
+        self.assertIsInstance(
+            endpointFor(Clock(), f"tls:h:1:certificate={certPath}:privateKey={keyPath}"),
+            CheckedTLSEndpoint)
+
+    def test_sslAnyCase(self) -> None:
+        """
+        C{SSL:} is Twisted's C{ssl:} too (it matches types in any case):
+        refused as well, not an endpoint that checks nothing.
+        """
+        with self.assertRaises(UsageError) as caught:
+            endpointFor(Clock(), "SSL:127.0.0.1:8443")
+        self.assertIn("does not check the daemon's certificate", str(caught.exception))
+
+
+class _Recorder(Protocol):
+    """A listener's connection that keeps the bytes it receives, each line answered C{OK}."""
+
+    def dataReceived(self, data: bytes) -> None:
+        self.factory.received += data  # type: ignore[attr-defined]
+        self.transport.write(b"OK {}\n" * data.count(b"\n"))  # type: ignore[union-attr]
+
+
+class ListenerTests(TestCase):
+    """
+    The client's C{tls:} endpoint against a real TLS listener in this
+    process, which keeps what it receives: a certificate that fails the
+    check ends the connection before any byte of the request is written.
+    """
+
+    def listen(self, requireClientCertificate: bool = False) -> tuple[int, str, Factory]:
+        """A TLS listener with a certificate for 127.0.0.1: its port, its trust directory."""
+        home = os.path.abspath(self.mktemp())
+        os.makedirs(home)
+        keyPath, certPath = makeCertificate(home)
+        with open(keyPath, "rb") as f:
+            key = KeyPair.load(f.read(), crypto.FILETYPE_PEM)
+        with open(certPath, "rb") as f:
+            certificate = Certificate.loadPEM(f.read())
+        extra: dict[str, object] = {}
+        if requireClientCertificate:
+            extra = dict(verify=True, requireCertificate=True,
+                         caCerts=[certificate.original])
+        options = CertificateOptions(privateKey=key.original,
+                                     certificate=certificate.original, **extra)
+        factory = Factory.forProtocol(_Recorder)
+        factory.received = b""  # type: ignore[attr-defined]
+        # The host name (SNI) each client sends; set before the context
+        # (made once, kept by the options) makes its first connection.
+        factory.serverNames = serverNames = []  # type: ignore[attr-defined]
+        options.getContext().set_tlsext_servername_callback(
+            lambda connection: serverNames.append(connection.get_servername()))
+        port = reactor.listenSSL(0, factory, options,  # type: ignore[attr-defined]
+                                 interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        return port.getHost().port, os.path.join(home, "trust"), factory
+
+    async def connect(self, host: str) -> object:
+        """Connect as C{pycm --host HOST --token ...} does, then close again."""
+        options = CommandLine(host=host, token="a-token-of-some-length",
+                              json=False, command=("ping",))
+        client = await connectTo(reactor, options)
+        client.transport.loseConnection()  # type: ignore[union-attr]
+        await client.whenDisconnected()
+        return client
+
+    async def refused(self, host: str) -> UnverifiedCertificate:
+        """Connect to C{host}, which must fail the check; the error."""
+        try:
+            await self.connect(host)
+        except UnverifiedCertificate as e:
+            return e
+        self.fail(f"{host} passed the check")
+
+    async def test_untrusted(self) -> None:
+        """A chain no trusted root signed: refused, and nothing was sent."""
+        port, _, factory = self.listen()
+        error = await self.refused(f"tls:127.0.0.1:{port}")
+        self.assertIn("self-signed certificate", str(error))
+        self.assertEqual(str(error).split(": ")[0],
+                         f"cannot verify the daemon's certificate at 127.0.0.1:{port}")
+        self.assertEqual(factory.received, b"")  # type: ignore[attr-defined]
+
+    async def test_wrongName(self) -> None:
+        """
+        A trusted certificate for another name: refused, nothing sent; the
+        name asked for went as SNI (on every Twisted, 24.3 too).
+        """
+        port, trust, factory = self.listen()
+        error = await self.refused(f"tls:localhost:{port}:trustRoots={trust}")
+        self.assertIn("the certificate is for 127.0.0.1, not localhost", str(error))
+        self.assertEqual(factory.received, b"")  # type: ignore[attr-defined]
+        self.assertEqual(factory.serverNames,  # type: ignore[attr-defined]
+                         [b"localhost"])
+
+    async def test_trusted(self) -> None:
+        """
+        A certificate that passes: connected, and the token is sent after
+        the handshake; an IP address goes as no SNI.  (C{TLS:} is C{tls:}.)
+        """
+        port, trust, factory = self.listen()
+        await self.connect(f"TLS:127.0.0.1:{port}:trustRoots={trust}:timeout=5")
+        self.assertEqual(factory.received,  # type: ignore[attr-defined]
+                         b"auth a-token-of-some-length\n")
+        self.assertEqual(factory.serverNames, [None])  # type: ignore[attr-defined]
+
+    async def test_clientCertificate(self) -> None:
+        """
+        C{certificate=} and C{privateKey=} give the client's certificate to
+        a listener that wants one; without them, it refuses the client.
+        """
+        port, trust, factory = self.listen(requireClientCertificate=True)
+        home = os.path.dirname(trust)
+        await self.connect(f"tls:127.0.0.1:{port}:trustRoots={trust}:"
+                           f"certificate={trust}/cert.pem:privateKey={home}/key.pem")
+        self.assertEqual(factory.received,  # type: ignore[attr-defined]
+                         b"auth a-token-of-some-length\n")
+        with self.assertRaises(CannotConnect):
+            await self.connect(f"tls:127.0.0.1:{port}:trustRoots={trust}")

@@ -48,8 +48,15 @@ def endpointFor(reactor: Any, description: str) -> IStreamClientEndpoint:
             f"bad endpoint {description!r}: Twisted endpoint strings have no '//' "
             f"(did you mean {hint}?)"
         )
-    if description.startswith("ssl:"):
+    kind = endpointKind(description)
+    if kind == "ssl":
         raise UsageError(unverifiedSSL(description))
+    if kind == "tls":
+        from pycm.client.tlsverify import CheckedTLSEndpoint, parseTLSEndpoint
+
+        parsed = parseTLSEndpoint(description)
+        wrapped = None if parsed.endpoint is None else endpointFor(reactor, parsed.endpoint)
+        return CheckedTLSEndpoint(reactor, parsed, wrapped)
     from twisted.internet.endpoints import UNIXClientEndpoint, clientFromString
 
     try:
@@ -63,6 +70,14 @@ def endpointFor(reactor: Any, description: str) -> IStreamClientEndpoint:
     if isinstance(endpoint, UNIXClientEndpoint):
         checkSocketPath(description, unixSocketPath(description))
     return endpoint
+
+
+def endpointKind(description: str) -> str:
+    """
+    The type of an endpoint string (C{tcp}, C{tls}...), in lower case as
+    Twisted matches it (C{TLS:} is C{tls:} to Twisted).
+    """
+    return description.partition(":")[0].lower()
 
 
 def unverifiedSSL(description: str) -> str:
@@ -139,21 +154,14 @@ async def connectTo(reactor: Any, options: CommandLine,
     from pycm.errors import PycmError
 
     endpoint = endpointFor(reactor, options.host)
-    check = address = None
-    if options.host.startswith("tls:"):
-        from pycm.client.config import endpointAddress
-        from pycm.client.tlsverify import checkedTLS, handshake
-
-        address = endpointAddress(options.host)
-        if address is None:
-            raise UsageError(f"bad endpoint {options.host!r}: pycm cannot tell its host")
-        check = checkedTLS(endpoint, options.host, address[0], reactor)
     try:
         client = await connect(endpoint)
-        if check is not None and address is not None:
-            host, port = address
-            await handshake(client, check, options.host,
-                            f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+        if endpointKind(options.host) == "tls":
+            from pycm.client.tlsverify import CheckedTLSEndpoint, handshake
+
+            if isinstance(endpoint, CheckedTLSEndpoint):
+                await handshake(client, endpoint.check, options.host,
+                                endpoint.parsed.address)
         token = options.token
         withheld = token and whyWithheld(options, *transportEnds(client.transport))
         if withheld:

@@ -1,30 +1,34 @@
 """
-A C{tls:} endpoint's check of the daemon's certificate, strict and told
-plainly.
+A C{tls:} endpoint that checks the daemon's certificate, strictly and
+saying why, built on Twisted's public TLS API.
 
 Twisted's C{tls:} client checks the certificate chain and the host name,
 but a certificate with no C{subjectAltName} makes its host name check
-raise an error it does not expect: it logs a traceback and lets the
-connection go on when the chain is trusted.  And a failed check only
-drops the connection, with nothing to say why.  Here the same checks are
-made by L{CertificateCheck}, which refuses such a certificate too and keeps
-why it refused, for C{cannot verify the daemon's certificate at HOST:PORT:
-REASON} (L{UnverifiedCertificate}); and it tells when the handshake is
-done, so that nothing is sent before.
+raise an error it does not expect (on some versions: it logs a traceback
+and lets the connection go on when the chain is trusted), and a failed
+check only drops the connection, with nothing to say why.  So pycm reads
+the C{tls:} string itself (L{parseTLSEndpoint}: the parameters Twisted's
+takes) and connects with C{wrapClientTLS} and a connection creator of its
+own (L{CheckingConnectionCreator}, on C{optionsForClientTLS}), whose
+connections are checked by L{CertificateCheck}: it refuses such a
+certificate too and keeps why it refused, for C{cannot verify the daemon's
+certificate at HOST:PORT: REASON} (L{UnverifiedCertificate}); and it tells
+when the handshake is done (L{handshake}), so that nothing is sent before.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import os
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
-from OpenSSL import SSL
+from OpenSSL import SSL, crypto
 from service_identity import CertificateError, VerificationError
 from service_identity.hazmat import DNS_ID, IPAddress_ID, verify_service_identity
 from service_identity.pyopenssl import extract_patterns
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
+from twisted.internet.interfaces import IOpenSSLClientConnectionCreator, IStreamClientEndpoint
 from zope.interface import implementer
 
 from pycm.client.exits import CannotConnect, UsageError
@@ -126,71 +130,236 @@ class CertificateCheck:
             self.handshakeDone.callback(None)
 
 
-def _layout(factory: Any) -> str | None:
+#: The parameters of a C{tls:} client endpoint string, in the order they
+#: may be given by position: those of Twisted's own C{tls:} parser.
+TLS_PARAMETERS = ("host", "port", "timeout", "bindAddress", "certificate",
+                  "privateKey", "trustRoots", "endpoint")
+
+
+class TLSEndpointString(NamedTuple):
     """
-    How this Twisted's TLS factory makes a client's OpenSSL connection:
-    C{"callable"} (C{_creatorCallable}, newer Twisted), C{"creator"} (an
-    C{IOpenSSLClientConnectionCreator} in C{_connectionCreator}, Twisted
-    24.3), or None when neither.
+    A C{tls:HOST:PORT[:KEYWORD=VALUE...]} client endpoint string, read:
+    the parameters Twisted's C{tls:} takes, with the same meanings.
+
+    @ivar host: the name the certificate must give (and, without
+        C{endpoint}, where to connect).
+    @ivar timeout: how long each connection attempt may take, in seconds.
+    @ivar bindAddress: the local address to connect from.
+    @ivar certificate: the path of the client's own certificate (PEM), with
+        its private key unless C{privateKey} names another file.
+    @ivar trustRoots: the directory of the CA certificates (C{*.pem}) to
+        trust rather than the system's.
+    @ivar endpoint: another client endpoint string to connect through
+        (TLS over it, C{host} then only checked in the certificate).
     """
-    if hasattr(factory, "_creatorCallable"):
-        return "callable"
-    if getattr(factory, "_creatorInterface", None) is IOpenSSLClientConnectionCreator:
-        return "creator"
-    return None
+
+    description: str
+    host: str
+    port: int
+    timeout: int = 30
+    bindAddress: str | None = None
+    certificate: str | None = None
+    privateKey: str | None = None
+    trustRoots: str | None = None
+    endpoint: str | None = None
+
+    @property
+    def address(self) -> str:
+        """C{HOST:PORT} (C{[HOST]:PORT} for an IPv6 address), as messages give it."""
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def parseTLSEndpoint(description: str) -> TLSEndpointString:
+    """
+    Read a C{tls:} client endpoint string as Twisted's C{clientFromString}
+    reads it (a backslash escapes a character, C{:} separates parameters,
+    the first C{=} makes one a keyword; by position, L{TLS_PARAMETERS} in
+    order).
+
+    @raise UsageError: naming what is wrong: a parameter unknown, missing,
+        given twice or not a number where one is needed.
+    """
+    from twisted.python import usage
+
+    from pycm.endpoints import splitEndpoint
+
+    def bad(why: str) -> UsageError:
+        return UsageError(f"bad endpoint {description!r}: {why}")
+
+    try:
+        positional, keywords = splitEndpoint(description)
+    except usage.UsageError as e:
+        raise bad(str(e).rpartition(": ")[2]) from None
+    given: dict[str, str] = {}
+    positional = positional[1:]
+    if len(positional) > len(TLS_PARAMETERS):
+        raise bad(f"tls: takes at most {len(TLS_PARAMETERS)} parameters by position "
+                  f"({', '.join(TLS_PARAMETERS)})")
+    given.update(zip(TLS_PARAMETERS, positional, strict=False))
+    for key, value in keywords.items():
+        if key not in TLS_PARAMETERS:
+            raise bad(f"tls: has no {key}= (it takes {', '.join(TLS_PARAMETERS)})")
+        if key in given:
+            raise bad(f"{key} is given twice, by position and as {key}=")
+        given[key] = value
+    for needed in ("host", "port"):
+        if not given.get(needed):
+            raise bad(f"tls: needs a {needed} (tls:HOST:PORT)")
+    numbers: dict[str, int] = {}
+    for key, low, high in (("port", 1, 65535), ("timeout", 1, None)):
+        if key not in given:
+            continue
+        text = given.pop(key)
+        if not text.isdigit() or int(text) < low or (high is not None and int(text) > high):
+            limit = f"{low} to {high}" if high is not None else f"{low} or more"
+            raise bad(f"the {key} must be a whole number, {limit}, not {text!r}")
+        numbers[key] = int(text)
+    if "privateKey" in given and "certificate" not in given:
+        raise bad("privateKey= is the key of the client's certificate= and needs it")
+    return TLSEndpointString(description=description, **given, **numbers)  # type: ignore[arg-type]
+
+
+def _readable(description: str, option: str, path: str) -> bytes:
+    """The content of the file an option names, or a usage error naming both."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise UsageError(f"bad endpoint {description!r}: cannot read {option}={path}: "
+                         f"{e.strerror or e}") from None
+
+
+def trustRootIn(description: str, directory: str) -> Any:
+    """
+    The trust root of the CA certificates in C{directory} (each C{*.pem}
+    file holding one; others, and files not read, are passed over, as
+    Twisted's C{trustRoots=} passes them over).
+
+    @raise UsageError: when C{directory} cannot be listed or holds none.
+    """
+    from twisted.internet.ssl import Certificate, trustRootFromCertificates
+
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError as e:
+        raise UsageError(
+            f"bad endpoint {description!r}: trustRoots= takes a directory of CA "
+            f"certificates (*.pem): cannot list {directory}: {e.strerror or e}") from None
+    certificates: dict[bytes, Any] = {}
+    for name in names:
+        if name.rpartition(".")[2].lower() != "pem":
+            continue
+        try:
+            with open(os.path.join(directory, name), "rb") as f:
+                certificate = Certificate.loadPEM(f.read())
+        except (OSError, SSL.Error, ValueError):
+            continue
+        certificates[certificate.digest()] = certificate
+    if not certificates:
+        raise UsageError(
+            f"bad endpoint {description!r}: trustRoots={directory} holds no CA "
+            "certificate (a PEM file whose name ends in .pem)")
+    return trustRootFromCertificates(list(certificates.values()))
+
+
+def clientCertificateOf(parsed: TLSEndpointString) -> Any:
+    """
+    The client's own certificate and key C{certificate=} and
+    C{privateKey=} name, or None without C{certificate=}.
+
+    @raise UsageError: when a file cannot be read or is not what it should be.
+    """
+    if parsed.certificate is None:
+        return None
+    from twisted.internet.ssl import Certificate, KeyPair, PrivateCertificate
+
+    description = parsed.description
+    certificate = _readable(description, "certificate", parsed.certificate)
+    try:
+        if parsed.privateKey is None:
+            return PrivateCertificate.loadPEM(certificate)
+        key = _readable(description, "privateKey", parsed.privateKey)
+        return PrivateCertificate.fromCertificateAndKeyPair(
+            Certificate.loadPEM(certificate), KeyPair.load(key, crypto.FILETYPE_PEM))
+    except (SSL.Error, crypto.Error, ValueError) as e:
+        where = ("certificate=" if parsed.privateKey is None
+                 else "certificate= and privateKey=")
+        raise UsageError(f"bad endpoint {description!r}: {where} must name a PEM "
+                         f"certificate and its private key ({e})") from None
 
 
 @implementer(IOpenSSLClientConnectionCreator)
-class _CheckedCreator:
-    """Twisted's connection creator, with pycm's check set on each connection."""
+class CheckingConnectionCreator:
+    """
+    The connections of a C{tls:} endpoint: those of Twisted's
+    C{optionsForClientTLS} (the trust root, the client's certificate),
+    each checked by L{CertificateCheck} in place of Twisted's own check,
+    and sending the host name (SNI) when it is not an IP address.
+    """
 
-    def __init__(self, creator: Any, checked: Any) -> None:
-        self._creator = creator
-        self._checked = checked
+    def __init__(self, host: str, check: CertificateCheck, trustRoot: Any = None,
+                 clientCertificate: Any = None) -> None:
+        from twisted.internet.ssl import optionsForClientTLS
+
+        self._creator = optionsForClientTLS(host, trustRoot=trustRoot,
+                                            clientCertificate=clientCertificate)
+        self._check = check
+        self._serverName = None if _isAddress(host) else host.encode("idna")
 
     def clientConnectionForTLS(self, tlsProtocol: Any) -> Any:
-        return self._checked(self._creator.clientConnectionForTLS(tlsProtocol))
-
-
-def checkedTLS(endpoint: Any, description: str, host: str, reactor: Any) -> CertificateCheck:
-    """
-    Make the C{tls:} endpoint Twisted parsed from C{description} check the
-    certificate by a new L{CertificateCheck} for C{host} (in place of its
-    own check: the callbacks are set on each OpenSSL connection it makes),
-    and return it.
-
-    Twisted offers no public way to change the checks of the endpoint it
-    parsed; rather than parse C{tls:}'s options again, this reaches into
-    the endpoint and its TLS factory, and fails closed when they are not as
-    this Twisted makes them.
-
-    @raise UsageError: when they are not.
-    """
-    from twisted.internet.protocol import Factory
-
-    wrapperFactory = getattr(endpoint, "_wrapperFactory", None)
-    if wrapperFactory is None or _layout(wrapperFactory(Factory())) is None:
-        raise UsageError(f"bad endpoint {description!r}: this Twisted's tls: endpoint "
-                         "cannot be checked by pycm")
-    check = CertificateCheck(host, reactor)
-
-    def checkedConnection(connection: Any) -> Any:
-        connection.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, check.verify)
-        connection.set_info_callback(check.info)
+        """A client connection of Twisted's, with the check set on it."""
+        connection = self._creator.clientConnectionForTLS(tlsProtocol)
+        if self._serverName is not None:
+            connection.set_tlsext_host_name(self._serverName)
+        connection.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT,
+                              self._check.verify)
+        connection.set_info_callback(self._check.info)
         return connection
 
-    def checked(protocolFactory: Any) -> Any:
-        factory = wrapperFactory(protocolFactory)
-        if _layout(factory) == "callable":
-            create = factory._creatorCallable
-            factory._creatorCallable = lambda tlsProtocol: checkedConnection(create(tlsProtocol))
-        else:
-            factory._connectionCreator = _CheckedCreator(factory._connectionCreator,
-                                                         checkedConnection)
-        return factory
 
-    endpoint._wrapperFactory = checked
-    return check
+def _isAddress(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+@implementer(IStreamClientEndpoint)
+class CheckedTLSEndpoint:
+    """
+    A C{tls:} client endpoint whose connections check the daemon's
+    certificate (L{CertificateCheck}): TLS over C{wrapped}, or over a
+    C{HostnameEndpoint} to the host and port.
+
+    @ivar parsed: the endpoint string, read.
+    @ivar check: the check of the latest connection.
+    """
+
+    def __init__(self, reactor: Any, parsed: TLSEndpointString,
+                 wrapped: IStreamClientEndpoint | None = None) -> None:
+        from twisted.internet.endpoints import HostnameEndpoint
+
+        self._reactor = reactor
+        self.parsed = parsed
+        self._trustRoot = (None if parsed.trustRoots is None
+                           else trustRootIn(parsed.description, parsed.trustRoots))
+        self._clientCertificate = clientCertificateOf(parsed)
+        if wrapped is None:
+            bind = None if parsed.bindAddress is None else (parsed.bindAddress, 0)
+            wrapped = HostnameEndpoint(reactor, parsed.host, parsed.port,
+                                       parsed.timeout, bind)
+        self._wrapped = wrapped
+        self.check = CertificateCheck(parsed.host, reactor)
+
+    def connect(self, protocolFactory: Any) -> Deferred[Any]:
+        """Connect over TLS, checked by a new L{check}."""
+        from twisted.internet.endpoints import wrapClientTLS
+
+        self.check = CertificateCheck(self.parsed.host, self._reactor)
+        creator = CheckingConnectionCreator(self.parsed.host, self.check, self._trustRoot,
+                                            self._clientCertificate)
+        return wrapClientTLS(creator, self._wrapped).connect(protocolFactory)
 
 
 async def handshake(client: Any, check: CertificateCheck, description: str,
