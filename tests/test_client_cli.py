@@ -240,7 +240,7 @@ class ParseArgumentsTests(SynchronousTestCase):
         """
         state = FilePath(self.mktemp())
         state.child("pycm").makedirs()
-        state.child("pycm").child("token").setContent(b"filetoken\n")
+        state.child("pycm").child("token").setContent(b"file-token-of-the-daemon\n")
         if listeners is not None:
             state.child("pycm").child("listeners").setContent(
                 json.dumps(listeners).encode())
@@ -254,7 +254,7 @@ class ParseArgumentsTests(SynchronousTestCase):
         env = self.stateWithToken(
             [{"kind": "tcp", "host": "127.0.0.1", "port": 8080, "token": True}])
         opts = cli.parseArguments(["ping"], env, uid=1000)
-        self.assertEqual(opts.token, "filetoken")
+        self.assertEqual(opts.token, "file-token-of-the-daemon")
         self.assertEqual(opts.tokenSource,
                          os.path.join(env["XDG_STATE_HOME"], "pycm", "token"))
         self.assertIsNone(opts.tokenWithheld)
@@ -270,7 +270,7 @@ class ParseArgumentsTests(SynchronousTestCase):
             [{"kind": "tcp", "host": "127.0.0.1", "port": 8080, "token": True}])
         other = FilePath(self.mktemp())
         other.makedirs()
-        other.child("token").setContent(b"othertoken\n")
+        other.child("token").setContent(b"other-daemons-token\n")
         copies = FilePath(env["XDG_STATE_HOME"]).child("pycm").child("listeners.d")
         copies.makedirs()
         copies.child("a.json").setContent(json.dumps([
@@ -278,9 +278,9 @@ class ParseArgumentsTests(SynchronousTestCase):
              "token_file": other.child("token").path}]).encode())
         opts = cli.parseArguments(["-H", "tcp:127.0.0.1:18185", "ping"], env, uid=1000)
         self.assertEqual((opts.token, opts.tokenSource, opts.tokenWithheld),
-                         ("othertoken", other.child("token").path, None))
+                         ("other-daemons-token", other.child("token").path, None))
         opts = cli.parseArguments(["ping"], env, uid=1000)
-        self.assertEqual(opts.token, "filetoken")
+        self.assertEqual(opts.token, "file-token-of-the-daemon")
         opts = cli.parseArguments(["-H", "tcp:127.0.0.1:9999", "ping"], env, uid=1000)
         self.assertEqual((opts.token, opts.tokenWithheld),
                          (None, os.path.join(env["XDG_STATE_HOME"], "pycm", "token")))
@@ -293,7 +293,7 @@ class ParseArgumentsTests(SynchronousTestCase):
         """
         other = FilePath(self.mktemp())
         other.makedirs()
-        other.child("token").setContent(b"othertoken\n")
+        other.child("token").setContent(b"other-daemons-token\n")
         record = {"kind": "tcp", "host": "127.0.0.1", "port": 18185, "token": True,
                   "token_file": other.child("token").path}
         for name, value, mode in (
@@ -367,7 +367,7 @@ class ParseArgumentsTests(SynchronousTestCase):
             ("tcp:127.0.0.1:8081", False),
         ):
             opts = cli.parseArguments(["--host", host, "ping"], env, uid=1000)
-            self.assertEqual(opts.token == "filetoken", sent, host)
+            self.assertEqual(opts.token == "file-token-of-the-daemon", sent, host)
 
     def test_chosenTokenSentAnywhere(self) -> None:
         """

@@ -485,7 +485,7 @@ class TokenScopeE2ETests(TestCase):
         completion's container names; the client says why it sent none.
         """
         with open(os.path.join(self.state, "token"), "w") as f:
-            f.write("the-real-token\n")
+            f.write("the-real-token-of-the-daemon\n")
         stranger = socket.socket()
         self.addCleanup(stranger.close)
         stranger.bind(("127.0.0.1", 0))
@@ -504,7 +504,7 @@ class TokenScopeE2ETests(TestCase):
             self.addCleanup(client.kill)
             received = self.receive(stranger, last)
             self.assertNotIn(b"auth", received, args)
-            self.assertNotIn(b"the-real-token", received, args)
+            self.assertNotIn(b"the-real-token-of-the-daemon", received, args)
             self.assertEqual(received, last)
             out, err = client.communicate(timeout=TIMEOUT)
             if args == ["ping"]:

@@ -221,7 +221,7 @@ def stateFor(test: SynchronousTestCase, port: int) -> dict[str, str]:
     state = os.path.join(home, "pycm")
     os.makedirs(state)
     with open(os.path.join(state, "token"), "w") as f:
-        f.write("secret-token\n")
+        f.write("secret-token-of-the-daemon\n")
     with open(os.path.join(state, "listeners"), "w") as f:
         json.dump([{"kind": "tcp", "host": "127.0.0.1", "port": port, "token": True}], f)
     return {"XDG_STATE_HOME": os.path.abspath(home), "HOME": os.path.abspath(home)}
@@ -253,7 +253,7 @@ class OneShotTests(SynchronousTestCase):
         """Run C{pycm -H tcp:127.0.0.1:PORT ping} as a user (uid 4242) whose token is found."""
         environ = stateFor(self, port)
         options = parseArguments(["-H", f"tcp:127.0.0.1:{port}", "ping"], environ, 4242)
-        self.assertEqual(options.token, "secret-token")
+        self.assertEqual(options.token, "secret-token-of-the-daemon")
         out, err = io.StringIO(), io.StringIO()
         status = oneshot.main(options, out, err)
         assert status is not None
@@ -277,7 +277,7 @@ class OneShotTests(SynchronousTestCase):
         needDiag(self, root=False)
         port, lines = listenAs(self, None)
         status, err = self.callPycm(port)
-        self.assertEqual(firstLine(lines), b"auth secret-token")
+        self.assertEqual(firstLine(lines), b"auth secret-token-of-the-daemon")
         self.assertEqual(err, "")
 
 
@@ -307,7 +307,7 @@ class ReactorTests(TestCase):
         needDiag(self, root=False)
         port, lines = listenAs(self, None)
         err = await self.connectAndPing(port)
-        self.assertEqual(firstLine(lines), b"auth secret-token")
+        self.assertEqual(firstLine(lines), b"auth secret-token-of-the-daemon")
         self.assertEqual(err, "")
 
 

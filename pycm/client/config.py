@@ -15,6 +15,7 @@ import stat
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from pycm import tokenfile
 from pycm.statepaths import (
     OTHER_DAEMONS_DIR,
     defaultListenersPath,
@@ -38,15 +39,37 @@ def defaultEndpoint(environ: Mapping[str, str] | None = None) -> str:
 
 
 def readTokenFile(path: FilePath[str] | str) -> str | None:
-    """The token in C{path}, or None when it is missing, unreadable or empty."""
+    """
+    The token in C{path}, or None when it is missing, unreadable or empty.
+
+    @raise BadTokenFile: when it breaks the rules of token files
+        (L{pycm.tokenfile}): too large (no more than one byte beyond is
+        read), too short, a space or control character inside, not UTF-8,
+        not a regular file.
+    """
     if not isinstance(path, str):
         path = path.path
     try:
-        with open(path, "rb") as f:
-            token = f.read().decode("utf-8").strip()
-    except (OSError, UnicodeDecodeError):
+        return tokenfile.readTokenFile(path)
+    except (OSError, tokenfile.EmptyTokenFile):
         return None
-    return token or None
+
+
+def usedTokenFile(path: str) -> str | None:
+    """
+    The token in C{path}, the token file of the daemon listening on the
+    endpoint the client connects to, or None when it is missing, unreadable
+    or empty.
+
+    @raise UsageError: when it breaks the rules of token files, saying
+        which file and what is wrong (exit status 2): the token is not sent.
+    """
+    try:
+        return readTokenFile(path)
+    except tokenfile.BadTokenFile as e:
+        from pycm.client.exits import UsageError
+
+        raise UsageError(f"{e} (the token was not sent)", hint=False) from None
 
 
 def findToken(
@@ -65,7 +88,12 @@ def findToken(
         environ = os.environ
     if environ.get("PYCM_TOKEN"):
         return environ["PYCM_TOKEN"]
-    return readTokenFile(defaultTokenPath(environ, uid))
+    try:
+        return readTokenFile(defaultTokenPath(environ, uid))
+    except tokenfile.BadTokenFile:
+        # Offered to no daemon unless one listens on the endpoint given,
+        # and then daemonToken reads it again and says what is wrong.
+        return None
 
 
 def readListeners(path: str) -> list[tuple[str, int, bool]]:
@@ -134,6 +162,9 @@ def daemonToken(description: str, environ: Mapping[str, str] | None = None,
     the file its listeners file names (the default state directory's token
     file for a listeners file that names none); None when no listeners file
     names that endpoint or its token file cannot be read.
+
+    @raise UsageError: when that token file breaks the rules of token
+        files (L{usedTokenFile}).
     """
     fallback: str | None = defaultTokenPath(environ, uid)
     for path in listenersFiles(environ, uid):
@@ -141,7 +172,7 @@ def daemonToken(description: str, environ: Mapping[str, str] | None = None,
             if not tokenWanted(description, [(host, port, wanted)]):
                 continue
             tokenFile = tokenFile or fallback
-            token = readTokenFile(tokenFile) if tokenFile else None
+            token = usedTokenFile(tokenFile) if tokenFile else None
             if token and tokenFile:
                 return token, tokenFile
         # Only the default state directory's file goes without naming it.
