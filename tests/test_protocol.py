@@ -168,14 +168,34 @@ class OrderTests(SynchronousTestCase):
     def test_slowRequestPausesReading(self) -> None:
         """
         While a request is in flight the protocol stops reading from its
-        transport, so pipelined requests wait in the kernel, not in memory.
+        transport as soon as the client sends more, so pipelined requests
+        wait in the kernel, not in memory; a client that only waits for
+        its reply leaves the transport reading.
         """
         self.conn.ok("run slow memory ignore-term")
         self.conn.send("stop slow\n")
+        self.assertEqual(self.conn.transport.producerState, "producing")
+        self.conn.send("ping\n")
         self.assertEqual(self.conn.transport.producerState, "paused")
+        self.assertEqual(self.conn.lines(), [])
         self.server.clock.advance(10)
         self.server.clock.advance(0)
         self.assertEqual(self.conn.transport.producerState, "producing")
+        self.assertEqual([kind for kind, _ in self.conn.replies()], ["OK", "OK"])
+
+    def test_slowRequestAloneKeepsReading(self) -> None:
+        """
+        A request in flight with nothing behind it never pauses the
+        transport, and its reply leaves nothing scheduled: the next request
+        is served as it arrives.
+        """
+        self.conn.ok("run slow memory ignore-term")
+        self.conn.send("stop --time=1 slow\n")
+        self.server.clock.advance(1)
+        self.assertEqual(self.conn.transport.producerState, "producing")
+        self.assertEqual([kind for kind, _ in self.conn.replies()], ["OK"])
+        self.assertEqual(self.server.clock.getDelayedCalls(), [])
+        self.assertEqual(self.conn.ok("ping"), "pong")
 
     def test_fairTurns(self) -> None:
         """

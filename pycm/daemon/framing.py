@@ -228,6 +228,10 @@ class LineFraming(Protocol):
                 self._framing.watch(not self._buffer.endswith(b"\n"))
                 if self.paused and not self._framing.mayReadAhead(len(self._buffer)):
                     self._stopReading()
+            elif data and self.paused and not self._readingStopped:
+                # Bytes behind a request in flight: one read's worth is
+                # kept, the rest waits in the kernel's socket buffer.
+                self._stopReading()
         if self._busyReceiving:
             return
         self._busyReceiving = True
@@ -298,16 +302,27 @@ class LineFraming(Protocol):
                 self.transport.pauseProducing()
             rest = rest[: len(rest) - unfinished]
         self._buffer = rest
+        if rest and self.paused and not self._readingStopped and self._framing is None:
+            # Lines behind a request in flight: read no more for now.
+            self._stopReading()
         if self._overlong and not rest and not self.paused:
             self.refuseLine(self._overlong)
 
     # Pauses.
 
     def pauseReading(self, reason: str) -> None:
-        """Stop reading requests until every reason is resumed."""
-        if not self._pauses:
-            self.pauseProducing()
+        """
+        Serve no more lines until every reason is resumed.  For a request in
+        flight alone the transport goes on reading until the client sends
+        something (L{dataReceived} then stops it): a client that waits for
+        its reply costs no change to the reactor's interest in the socket.
+        """
+        first = not self._pauses
         self._pauses.add(reason)
+        if first:
+            self.pauseProducing(stopReading=reason != "request")
+        elif reason != "request" and not self._readingStopped and self._framing is None:
+            self._stopReading()
 
     def resumeReading(self, reason: str) -> None:
         """Drop one reason to pause; read again if none is left."""
@@ -329,14 +344,19 @@ class LineFraming(Protocol):
         if not self._pauses and not self._lost and not self.transport.disconnecting:
             self.resumeProducing()
 
-    def pauseProducing(self) -> None:
+    def pauseProducing(self, stopReading: bool = True) -> None:
         """
-        Serve no more lines, and stop reading, except that under legacy
-        framing the connection is read ahead (pauses are seen only while it
-        is read) until it holds L{pycm.daemon.legacyframing.LEGACY_READ_AHEAD} bytes.
+        Serve no more lines, and stop reading (at once, or with
+        C{stopReading} false once more bytes arrive), except that under
+        legacy framing the connection is read ahead (pauses are seen only
+        while it is read) until it holds
+        L{pycm.daemon.legacyframing.LEGACY_READ_AHEAD} bytes.
         """
         self.paused = True
-        if self._framing is None or not self._framing.mayReadAhead(len(self._buffer)):
+        if self._framing is None:
+            if stopReading:
+                self._stopReading()
+        elif not self._framing.mayReadAhead(len(self._buffer)):
             self._stopReading()
 
     def _stopReading(self) -> None:
@@ -350,7 +370,7 @@ class LineFraming(Protocol):
         self.paused = False
         # After a half-close the transport must not read again: it would
         # report the end of input a second time.
-        if not self._overlong and not self._readClosed:
+        if self._readingStopped and not self._overlong and not self._readClosed:
             self._readingStopped = False
             self.transport.resumeProducing()
             if self._framing is not None:

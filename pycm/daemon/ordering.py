@@ -36,8 +36,9 @@ class RequestOrdering(LineFraming):
     half of the server protocol.
 
     While a request is in flight (a C{stop}, a C{wait}) the connection
-    stops reading, so its later requests wait in the kernel's socket
-    buffer, not in the daemon's memory.  The same happens when the client
+    serves nothing more and stops reading once the client sends more (one
+    read's worth is kept), so its later requests wait in the kernel's
+    socket buffer, not in the daemon's memory.  The same happens when the client
     does not read its replies (the transport's write buffer is full).
     Other connections are not affected.
 
@@ -203,10 +204,22 @@ class RequestOrdering(LineFraming):
     def _requestDone(self, _: object) -> None:
         self._inFlight = False
         self._request = None
-        if "request" in self._pauses:
-            # Go on with the next request in a fresh reactor turn, never
-            # inside the backend call that fired this one.
-            self.clock.callLater(0, self.resumeReading, "request")
+        if "request" not in self._pauses:
+            return
+        if (
+            self._pauses == {"request"}
+            and not self._buffer
+            and not self._readingStopped
+            and not self._readClosed
+            and not self._overlong
+        ):
+            # Nothing came behind it: reading simply goes on.
+            self._pauses.discard("request")
+            self.paused = False
+            return
+        # Go on with the next request in a fresh reactor turn, never
+        # inside the backend call that fired this one.
+        self.clock.callLater(0, self.resumeReading, "request")
 
     def _replyOK(self, result: Any) -> None:
         if isinstance(result, EncodedArray):
