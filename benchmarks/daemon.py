@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from typing import Any
 
 from benchmarks.common import REPO, SERVER_CPU, Children, freePort, waitForPort
 
@@ -29,10 +30,11 @@ def pycmSource() -> str:
     return f"installed {os.path.dirname(pycm.__file__)}"
 
 
-def daemonEnv() -> dict[str, str]:
+def daemonEnv(tree: str = REPO) -> dict[str, str]:
+    """The daemon's environment: C{tree}'s C{pycm/} first on its path, if it has one."""
     env = dict(os.environ)
-    if os.path.isdir(os.path.join(REPO, "pycm")):
-        env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
+    if os.path.isdir(os.path.join(tree, "pycm")):
+        env["PYTHONPATH"] = tree + os.pathsep + env.get("PYTHONPATH", "")
     return env
 
 
@@ -50,12 +52,15 @@ class Daemon:
 
 def startDaemon(children: Children, backend: str, extra: list[str] | None = None,
                 timeout: float = 30.0, auth: bool = False,
-                twistdOptions: list[str] | None = None) -> Daemon:
+                twistdOptions: list[str] | None = None, tree: str = REPO,
+                launcher: str = TWISTD) -> Daemon:
     """
     Start the daemon; with C{auth}, its TCP listener wants the token.
 
     @param twistdOptions: twistd's own options (before C{pycm}), such as
         C{--profile=FILE --savestats}.
+    @param tree: the checkout whose C{pycm/} runs (this one by default).
+    @param launcher: the Python code that runs twistd (L{TWISTD}).
     """
     base = children.tempdir(f"pycm-{backend}")
     stateDir = os.path.join(base, "state")
@@ -63,12 +68,12 @@ def startDaemon(children: Children, backend: str, extra: list[str] | None = None
     logPath = os.path.join(base, "twistd.log")
     port = freePort()
     argv = [
-        sys.executable, "-c", TWISTD, "-n", "--pidfile=", *(twistdOptions or []), "pycm",
+        sys.executable, "-c", launcher, "-n", "--pidfile=", *(twistdOptions or []), "pycm",
         "--backend", backend, "--state-dir", stateDir,
         "--listen", f"tcp:{port}:interface=127.0.0.1", *([] if auth else ["--no-auth"]),
         *(extra or []),
     ]
-    proc = children.start(argv, cpu=SERVER_CPU, logPath=logPath, env=daemonEnv(), cwd=base)
+    proc = children.start(argv, cpu=SERVER_CPU, logPath=logPath, env=daemonEnv(tree), cwd=base)
     waitForPort(port, proc, timeout, logPath)
     return Daemon(proc, port, stateDir, logPath)
 
@@ -116,7 +121,7 @@ def removeCgroupParent(parent: str) -> int:
 
 
 def startProcessDaemon(children: Children, label: str,
-                       extra: list[str] | None = None) -> Daemon:
+                       extra: list[str] | None = None, **kwargs: Any) -> Daemon:
     """
     A process-backend daemon whose containers' cgroups live below a parent
     of its own (C{/pycm-bench-LABEL-PID}), not a real daemon's C{/pycm} nor
@@ -125,4 +130,4 @@ def startProcessDaemon(children: Children, label: str,
     parent = f"/pycm-bench-{label}-{os.getpid()}"
     children.atEnd.append(lambda: removeCgroupParent(parent))
     return startDaemon(children, "process",
-                       ["--backend-option", f"cgroup-parent={parent}", *(extra or [])])
+                       ["--backend-option", f"cgroup-parent={parent}", *(extra or [])], **kwargs)

@@ -172,7 +172,7 @@ class Cgroups:
         procs = []
         try:
             for path in self.groupDirs(group, memory is not None, cpus is not None):
-                os.makedirs(path, exist_ok=True)
+                makeGroupDir(path)
                 procs.append(os.path.join(path, "cgroup.procs"))
             if memory is not None:
                 self._writeMemoryLimit(os.path.join(self.dirs["memory"], group), memory)
@@ -265,6 +265,20 @@ class Cgroups:
                 if e.errno in (errno.EBUSY, errno.ENOTEMPTY):
                     clean = False
         return clean
+
+
+def makeGroupDir(path: str) -> None:
+    """
+    Make the group directory C{path} (and its parents, the first time):
+    one C{mkdir} in the common case, as this runs for every start.
+    """
+    try:
+        os.mkdir(path)
+    except FileExistsError:
+        if not os.path.isdir(path):
+            raise
+    except FileNotFoundError:
+        os.makedirs(path, exist_ok=True)
 
 
 NO_CGROUPS = Cgroups(

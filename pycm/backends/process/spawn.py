@@ -11,6 +11,7 @@ import os
 import pwd
 import shutil
 import signal as _signal
+import stat
 import subprocess
 from typing import Any
 
@@ -94,14 +95,19 @@ def findExecutable(command: str, path: str, workdir: str) -> str:
         ]
     denied = None
     for candidate in candidates:
-        if os.path.isdir(candidate):
+        # One stat a candidate (this runs for every start): a name that is
+        # not there costs one failed system call.
+        try:
+            mode = os.stat(candidate).st_mode
+        except OSError:
+            continue
+        if stat.S_ISDIR(mode):
             if "/" in command:
                 raise BackendError(f"exec: {command!r}: is a directory")
             continue
-        if os.path.exists(candidate):
-            if os.access(candidate, os.X_OK):
-                return os.path.normpath(candidate)
-            denied = candidate
+        if os.access(candidate, os.X_OK):
+            return os.path.normpath(candidate)
+        denied = candidate
     if denied is not None:
         raise BackendError(f"exec: {command!r}: permission denied ({denied})")
     if "/" in command:
