@@ -201,3 +201,41 @@ class ProcessFloorTests(SynchronousTestCase):
         self.assertIn("pycm 25% of it; the start target (800/s) 40% of it", raw.note)
         self.assertEqual(twisted.value, "700.0")
         self.assertIn("pycm 71% of it; the start target (800/s) 114% of it", twisted.note)
+
+
+class RequestCostTests(SynchronousTestCase):
+    """benchmarks/requestcost.py: the counts come from the daemon, per request."""
+
+    def test_syscallTotal(self) -> None:
+        """The total of C{strace -c}'s summary is read; a summary without one gives None."""
+        from benchmarks.requestcost import syscallTotal
+
+        summary = (
+            "% time     seconds  usecs/call     calls    errors syscall\n"
+            "------ ----------- ----------- --------- --------- ----------------\n"
+            " 58.88    0.034895         116       300           wait4\n"
+            " 41.12    0.024367           1     15680       900 fcntl\n"
+            "------ ----------- ----------- --------- --------- ----------------\n"
+            "100.00    0.059262           3     15980       900 total\n"
+        )
+        self.assertEqual(syscallTotal(summary), 15980)
+        self.assertIsNone(syscallTotal("strace: attach: ptrace(PTRACE_SEIZE, 1): denied\n"))
+
+    def test_countsPerRequest(self) -> None:
+        """
+        A real daemon (memory backend, a few requests): every verb is
+        counted, and C{rm}, which spawns and saves less, counts fewer calls
+        than C{run}.
+        """
+        from benchmarks.common import REPO
+        from benchmarks.requestcost import measure
+
+        with redirect_stdout(io.StringIO()):
+            counts = measure(REPO, "memory", 5, None, "test")
+        self.assertEqual(sorted(counts), ["rm", "run", "stop"])
+        runCalls, runSyscalls = counts["run"]
+        rmCalls, _ = counts["rm"]
+        self.assertGreater(rmCalls, 0)
+        self.assertLess(rmCalls, runCalls)
+        if runSyscalls is not None:
+            self.assertGreater(runSyscalls, 0)
