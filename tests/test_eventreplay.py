@@ -171,15 +171,37 @@ class SlicedReplayTests(SynchronousTestCase):
         self.assertEqual(server.clock.getDelayedCalls(), [])
         self.assertEqual(server.events.subscriberCount, 0)
 
-    def test_replayNotCountedHeldLiveCounted(self) -> None:
+    def test_replayPacedByTheClient(self) -> None:
         """
-        Backpressure as before: a client that does not read its replay is
-        not dropped for it (the log bounds it); the live events held during
-        the replay count against the backlog once they are sent, as any
-        live events do, and others are not slowed.
+        A client that does not read its replay holds up the replay, not
+        the daemon's memory: once its connection is full, no further slice
+        is read from the log nor anything scheduled for it; when it reads
+        again, the rest comes in order, then the live events held meanwhile.
+        """
+        server, maker = withEvents(EVENTS)
+        slow = server.connect()
+        slow.send("events --since 0\n")
+        slow.stopReading()
+        for _ in range(10):
+            turn(server.clock)
+        protocol = slow.protocol
+        self.assertLessEqual(len(protocol._events), REPLAY_SLICE)
+        self.assertEqual(server.clock.getDelayedCalls(), [])
+        maker.ok("create live")
+        slow.startReading()
+        while server.clock.getDelayedCalls():
+            turn(server.clock)
+        self.assertEqual(eventIds(slow.lines()), list(range(1, EVENTS + 2)))
+        self.assertFalse(slow.closed)
+
+    def test_heldLiveCountedWhileReplayWaits(self) -> None:
+        """
+        The live events held up behind a replay the client does not read
+        count against its backlog as they come: under the limit it stays,
+        past it it is dropped as a slow subscriber; another subscriber gets
+        every live event and the daemon still answers.
         """
         server = FakeServer(maxEventBacklog=256 * 20)
-        self.assertGreater(EVENTS * 256, 256 * 20)
         maker = server.connect()
         for i in range(EVENTS):
             maker.ok(f"create c{i}")
@@ -189,12 +211,14 @@ class SlicedReplayTests(SynchronousTestCase):
         slow = server.connect()
         slow.send("events --since 0\n")
         slow.stopReading()
-        for i in range(25):
+        for i in range(20):
             maker.ok(f"create live{i}")
         self.assertFalse(slow.closed)
+        for i in range(20, 25):
+            maker.ok(f"create live{i}")
+        self.assertTrue(slow.closed)
         while server.clock.getDelayedCalls():
             turn(server.clock)
-        self.assertTrue(slow.closed)
         self.assertEqual(eventIds(reader.lines()), list(range(EVENTS + 1, EVENTS + 26)))
         self.assertEqual(reader.ok("ping"), "pong")
 

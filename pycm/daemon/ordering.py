@@ -75,6 +75,10 @@ class RequestOrdering(LineFraming):
         #: EVENT lines waiting for the client to read, and their guessed size.
         self._events: deque[bytes] = deque()
         self._eventBacklog = 0
+        #: Live EVENT lines waiting for a replay to end (L{holdEventLine}).
+        self._heldLive: list[bytes] = []
+        #: Called once the client has read what was sent (L{whenWritable}).
+        self._writable: list[Any] = []
 
     def _authenticated(self) -> None:
         """The session has just authenticated."""
@@ -309,6 +313,10 @@ class RequestOrdering(LineFraming):
         """
         if self._lost or not self._writeOrQueueEvent(line):
             return
+        self._countEvent()
+
+    def _countEvent(self) -> None:
+        """One more live event waits: drop a client whose backlog passes the limit."""
         self._eventBacklog += _EVENT_SIZE_GUESS
         if self._eventBacklog > self._maxEventBacklog:
             self._logForcedClose(
@@ -316,7 +324,43 @@ class RequestOrdering(LineFraming):
             )
             self._lost = True
             self._events.clear()
+            self._heldLive = []
+            self._writable = []
             self._close(abort=True)
+
+    def holdEventLine(self, line: bytes) -> None:
+        """
+        Keep a live event line until the replay running ends
+        (L{releaseHeldEvents}), counted against the backlog limit: a client
+        that does not read its replay is dropped once the live events it
+        holds up pass the limit, as if they were queued.
+        """
+        if self._lost:
+            return
+        self._heldLive.append(line)
+        self._countEvent()
+
+    def releaseHeldEvents(self) -> None:
+        """Send the live event lines held during the replay, in order."""
+        held, self._heldLive = self._heldLive, []
+        self._eventBacklog = max(0, self._eventBacklog - len(held) * _EVENT_SIZE_GUESS)
+        for line in held:
+            self.sendEventLine(line)
+
+    def dropHeldEvents(self) -> None:
+        """Forget the live event lines held (the subscription ended)."""
+        self._eventBacklog = max(0, self._eventBacklog - len(self._heldLive) * _EVENT_SIZE_GUESS)
+        self._heldLive = []
+
+    def whenWritable(self, callback: Any) -> None:
+        """
+        Call C{callback} at once if the client has read every event line
+        sent, else once it has (L{writeResumed}); never if it goes first.
+        """
+        if not self._events and "write" not in self._pauses:
+            callback()
+        elif not self._lost:
+            self._writable.append(callback)
 
     def _writeOrQueueEvent(self, line: bytes) -> bool:
         """
@@ -344,5 +388,12 @@ class RequestOrdering(LineFraming):
         """Write queued events until the client stops reading again."""
         while self._events and "write" not in self._pauses and not self._lost:
             self._writeData(self._events.popleft())
-        if not self._events:
-            self._eventBacklog = 0
+        if self._events:
+            return
+        # What is left counted: the live events held for a replay.
+        self._eventBacklog = len(self._heldLive) * _EVENT_SIZE_GUESS
+        if "write" in self._pauses or self._lost:
+            return
+        waiting, self._writable = self._writable, []
+        for callback in waiting:
+            callback()

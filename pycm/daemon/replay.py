@@ -1,7 +1,9 @@
 """
 C{events --since}: the retained events replayed to one connection a slice
 at a time (L{EventReplay}), one slice a reactor turn, so that the other
-connections are served in between.
+connections are served in between, and the next slice only once the client
+has read the last: a client that does not read holds one slice, not the
+whole log.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ REPLAY_SLICE = 256
 class EventReplay:
     """
     Send the events of the log with an id in (C{since}, C{upTo}] that pass
-    C{filters}, oldest first, L{REPLAY_SLICE} of them a turn; then call
+    C{filters}, oldest first, L{REPLAY_SLICE} of them a turn, each once
+    C{whenWritable} says the client took the one before; then call
     C{done(True)}, or C{done(False)} if the log could not be read (logged).
     The first slice is read when the replay is made (an error reading the
     log is the request's), and sent by L{start}.
@@ -44,6 +47,7 @@ class EventReplay:
         filters: dict[str, set[str]],
         send: Callable[[Any], None],
         done: Callable[[bool], None],
+        whenWritable: Callable[[Callable[[], None]], None] | None = None,
     ) -> None:
         self._events = events
         self._clock = clock
@@ -52,7 +56,10 @@ class EventReplay:
         self._filters = filters
         self._send = send
         self._done: Callable[[bool], None] | None = done
+        self._whenWritable = whenWritable
         self._call: IDelayedCall | None = None
+        #: Waiting for the client to take the last slice (L{_resume}).
+        self._waiting = False
         self._slice = self._read()
 
     @property
@@ -80,9 +87,19 @@ class EventReplay:
                 self.log.failure("cannot read the event log to replay it")
                 self._end(False)
                 return
-            self._call = self._clock.callLater(0, self._step)
+            if self._whenWritable is None:
+                self._call = self._clock.callLater(0, self._step)
+            else:
+                self._waiting = True
+                self._whenWritable(self._resume)
             return
         self._end(True)
+
+    def _resume(self) -> None:
+        """The client took the last slice: the next one, in a turn of its own."""
+        if self._waiting and self._done is not None:
+            self._waiting = False
+            self._call = self._clock.callLater(0, self._step)
 
     def _end(self, complete: bool) -> None:
         done, self._done = self._done, None
@@ -107,8 +124,10 @@ class EventReplay:
         if self._call is not None:
             self._call.cancel()
             self._call = None
+        self._waiting = False
         while self._done is not None:
             self._step()
+            self._waiting = False
             if self._call is not None:
                 self._call.cancel()
                 self._call = None
@@ -116,6 +135,7 @@ class EventReplay:
     def cancel(self) -> None:
         """Send nothing more, and do not call C{done}."""
         self._done = None
+        self._waiting = False
         if self._call is not None:
             self._call.cancel()
             self._call = None

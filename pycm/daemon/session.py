@@ -50,6 +50,24 @@ class IConnection(Interface):
         counted against the backlog limit, which the log already bounds.
         """
 
+    def holdEventLine(line: bytes) -> None:
+        """
+        Keep a live event line that must wait for a replay to end, counted
+        against the backlog limit as a queued one is.
+        """
+
+    def releaseHeldEvents() -> None:
+        """Send the held live event lines (L{holdEventLine}), in order."""
+
+    def dropHeldEvents() -> None:
+        """Forget the held live event lines."""
+
+    def whenWritable(callback: Callable[[], None]) -> None:
+        """
+        Call C{callback} once the client has read what was sent to it
+        (at once if it has): never, if the connection goes first.
+        """
+
     def callAfterReply(action: Callable[[], None]) -> None:
         """Call C{action} right after the current request's reply is written."""
 
@@ -164,6 +182,10 @@ class Session:
         self.sendEventLine: Callable[[bytes], None] = connection.sendEventLine
         self.replayEvent: Callable[[Any], None] = connection.sendReplayedEvent
         self.callAfterReply: Callable[[Callable[[], None]], None] = connection.callAfterReply
+        self.holdEventLine: Callable[[bytes], None] = connection.holdEventLine
+        self.releaseHeldEvents: Callable[[], None] = connection.releaseHeldEvents
+        self.dropHeldEvents: Callable[[], None] = connection.dropHeldEvents
+        self.whenWritable: Callable[[Callable[[], None]], None] = connection.whenWritable
         self.close: Callable[..., None] = connection.closeAfterReply
         #: Who is at the other end, for the log.
         self.peer = peer
@@ -183,10 +205,8 @@ class Session:
         self.pending: set[Deferred[Any]] = set()
         self._eventFilter: dict[str, set[str]] | None = None
         #: What the event log hands this session's event lines to: the
-        #: connection, or L{_held} while a replay runs.
+        #: connection's sending, or its holding while a replay runs.
         self._eventSink: Callable[[bytes], None] | None = None
-        #: Live event lines that came while a replay runs (else None).
-        self._held: list[bytes] | None = None
         self._replay: EventReplay | None = None
 
     # events
@@ -210,14 +230,20 @@ class Session:
         replay = None
         if since is not None and since < lastId:
             replay = EventReplay(
-                log, self.state.clock, since, lastId, filters, self._sendReplayed, self._replayed
+                log,
+                self.state.clock,
+                since,
+                lastId,
+                filters,
+                self._sendReplayed,
+                self._replayed,
+                whenWritable=self.whenWritable,
             )
         self._eventFilter = filters
         if replay is None:
             self._setEventSink(self.sendEventLine, filters)
             return lastId
-        self._held = []
-        self._setEventSink(self._held.append, filters)
+        self._setEventSink(self.holdEventLine, filters)
         self._replay = replay
         self.callAfterReply(replay.start)
         return lastId
@@ -235,7 +261,6 @@ class Session:
 
     def _replayed(self, complete: bool) -> None:
         """The replay is over: the live events held meanwhile, then live ones."""
-        held, self._held = self._held or [], None
         self._replay = None
         if not complete:
             # The log could not be read: no gap is sent over in silence.
@@ -243,15 +268,13 @@ class Session:
             return
         assert self._eventFilter is not None
         self._setEventSink(self.sendEventLine, self._eventFilter)
-        send = self.sendEventLine
-        for line in held:
-            send(line)
+        self.releaseHeldEvents()
 
     def unsubscribe(self) -> None:
         if self._replay is not None:
             replay, self._replay = self._replay, None
             replay.cancel()
-        self._held = None
+            self.dropHeldEvents()
         if self._eventSink is not None:
             self.state.events.lines.remove(self._eventSink)
             self._eventSink = None
@@ -320,6 +343,8 @@ class Session:
         # memory is freed now, not at the next full garbage collection.
         self.sendEvent = self.sendEventLine = self.replayEvent = _ignore
         self.callAfterReply = self.close = _ignore
+        self.holdEventLine = self.releaseHeldEvents = self.dropHeldEvents = _ignore
+        self.whenWritable = _ignore
 
 
 def _ignore(*args: Any, **kwargs: Any) -> None:

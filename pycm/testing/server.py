@@ -172,6 +172,8 @@ class RecordingConnection:
 
     def __init__(self) -> None:
         self.events: list[tuple[str, Any]] = []
+        #: Live event lines held while a replay runs.
+        self.held: list[bytes] = []
         self.afterReply: list[Callable[[], None]] = []
         self.closes: list[str] = []
 
@@ -186,6 +188,21 @@ class RecordingConnection:
 
     def sendReplayedEvent(self, value: Any) -> None:
         self.events.append(("replayed", value))
+
+    def holdEventLine(self, line: bytes) -> None:
+        self.held.append(line)
+
+    def releaseHeldEvents(self) -> None:
+        held, self.held = self.held, []
+        for line in held:
+            self.sendEventLine(line)
+
+    def dropHeldEvents(self) -> None:
+        self.held = []
+
+    def whenWritable(self, callback: Callable[[], None]) -> None:
+        # This connection's client reads everything at once.
+        callback()
 
     def callAfterReply(self, action: Callable[[], None]) -> None:
         self.afterReply.append(action)
