@@ -271,6 +271,51 @@ def loadAverage() -> str:
     return "/".join(f"{x:.2f}" for x in os.getloadavg())
 
 
+#: A machine is quiet when its CPUs were busy at most this share of a
+#: window (L{settle}); the longest L{settle} waits for that.
+QUIET_SHARE = 0.10
+SETTLE_MAX = 30.0
+SETTLE_WINDOW = 0.5
+
+
+def cpuTimes(text: str) -> tuple[int, int]:
+    """(busy, total) jiffies of every CPU, from the text of C{/proc/stat}."""
+    fields = [int(x) for x in text.split("\n", 1)[0].split()[1:]]
+    # user nice system idle iowait irq softirq steal (guest time is in user)
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    total = sum(fields[:8])
+    return total - idle, total
+
+
+def busyShare(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """The share of the machine's CPU time that was busy between two L{cpuTimes}."""
+    total = after[1] - before[1]
+    return (after[0] - before[0]) / total if total > 0 else 0.0
+
+
+def settle(quiet: float = QUIET_SHARE, longest: float = SETTLE_MAX,
+           window: float = SETTLE_WINDOW) -> tuple[float, float]:
+    """
+    Wait until the machine is quiet (its CPUs busy at most C{quiet} of a
+    C{window}), at most C{longest} seconds: a section's first round must
+    not pay for the teardown of the one before (a daemon's thousands of
+    processes reaped, its cgroups removed), which goes on after it returns.
+    Returns the seconds waited and the busy share of the last window.
+    """
+    started = time.monotonic()
+    with open("/proc/stat") as f:
+        before = cpuTimes(f.read())
+    while True:
+        time.sleep(window)  # sampling the machine's own clock: nothing to wait on
+        with open("/proc/stat") as f:
+            after = cpuTimes(f.read())
+        share = busyShare(before, after)
+        waited = time.monotonic() - started
+        if share <= quiet or waited >= longest:
+            return waited, share
+        before = after
+
+
 class LoadMeter:
     """
     The load generator's own CPU share over a window: this process (every

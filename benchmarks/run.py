@@ -135,8 +135,10 @@ def main(argv: list[str] | None = None) -> int:
     for name in sections:
         for run in range(1, args.runs + 1):
             report.run = run if args.runs > 1 else 0
+            waited, busy = common.settle()
             print(f"== {name}" + (f" (run {run} of {args.runs})" if args.runs > 1 else "")
-                  + f"; load average {common.loadAverage()}", flush=True)
+                  + f"; load average {common.loadAverage()}; {waited:.1f} s waited for the "
+                  f"machine to settle (CPUs {busy:.0%} busy)", flush=True)
             if not runSection(report, name, args.quick):
                 break
         report.run = 0

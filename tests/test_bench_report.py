@@ -239,3 +239,25 @@ class RequestCostTests(SynchronousTestCase):
         self.assertLess(rmCalls, runCalls)
         if runSyscalls is not None:
             self.assertGreater(runSyscalls, 0)
+
+
+class SettleTests(SynchronousTestCase):
+    """benchmarks.common.settle: how busy the machine was, from /proc/stat."""
+
+    def test_busyShare(self) -> None:
+        """Idle and I/O wait are not busy; everything else up to steal is."""
+        from benchmarks.common import busyShare, cpuTimes
+
+        before = cpuTimes("cpu  100 0 50 800 50 0 0 0 0 0\ncpu0 ...\n")
+        after = cpuTimes("cpu  130 0 60 860 50 0 0 0 0 0\n")
+        self.assertEqual(before, (150, 1000))
+        self.assertAlmostEqual(busyShare(before, after), 40 / 100)
+        self.assertEqual(busyShare(after, after), 0.0)
+
+    def test_settleReturnsOnAQuietMachine(self) -> None:
+        """With any share allowed, one window is enough."""
+        from benchmarks.common import settle
+
+        waited, share = settle(quiet=1.0, window=0.01)
+        self.assertLess(waited, 5.0)
+        self.assertGreaterEqual(share, 0.0)
