@@ -281,8 +281,9 @@ SETTLE_WINDOW = 0.5
 def cpuTimes(text: str) -> tuple[int, int]:
     """(busy, total) jiffies of every CPU, from the text of C{/proc/stat}."""
     fields = [int(x) for x in text.split("\n", 1)[0].split()[1:]]
-    # user nice system idle iowait irq softirq steal (guest time is in user)
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    # user nice system idle iowait irq softirq steal (guest time is in user):
+    # steal is the host running others, not this machine being busy.
+    idle = sum(fields[3:5]) + sum(fields[7:8])
     total = sum(fields[:8])
     return total - idle, total
 

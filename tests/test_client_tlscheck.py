@@ -210,6 +210,7 @@ class ParseTests(SynchronousTestCase):
             ("tls:port=1", "tls: needs a host (tls:HOST:PORT)"),
             ("tls:h:https", "the port must be a whole number, 1 to 65535, not 'https'"),
             ("tls:h:70000", "the port must be a whole number, 1 to 65535, not '70000'"),
+            ("tls:h:\u00b2", "the port must be a whole number, 1 to 65535, not '\u00b2'"),
             ("tls:h:1:timeout=0", "the timeout must be a whole number, 1 or more, not '0'"),
             ("tls:h:1:" + ":".join("x" * 7), "tls: takes at most 8 parameters by position"),
             ("tls:h:1:privateKey=k.pem", "privateKey= is the key of the client's certificate="),

@@ -148,7 +148,8 @@ class SlicedReplayTests(SynchronousTestCase):
     def test_eventsAgainFinishesTheReplay(self) -> None:
         """
         A second C{events} while a replay runs: the rest of the first
-        replay, and the live events it held, come before the second reply.
+        replay (a slice a turn, as the client reads), and the live events it
+        held, come before the second reply.
         """
         server, maker = withEvents(EVENTS)
         conn = server.connect()
@@ -156,6 +157,8 @@ class SlicedReplayTests(SynchronousTestCase):
         seen = eventIds(conn.lines())
         maker.ok("create held")
         conn.send("events\n")
+        while server.clock.getDelayedCalls():
+            turn(server.clock)
         lines = conn.lines()
         self.assertEqual(lines[-1], b'OK {"events":true,"last_id":%d}' % (EVENTS + 1))
         seen += eventIds(lines)
@@ -193,6 +196,31 @@ class SlicedReplayTests(SynchronousTestCase):
             turn(server.clock)
         self.assertEqual(eventIds(slow.lines()), list(range(1, EVENTS + 2)))
         self.assertFalse(slow.closed)
+
+    def test_eventsAgainWaitsForTheReplay(self) -> None:
+        """
+        C{events --since} asked again, in the same read, while a replay
+        runs: its reply waits for the replay to be over, at the client's
+        pace, instead of writing the rest of the log at once; then its own
+        replay follows, as the client reads.
+        """
+        server, _ = withEvents(EVENTS)
+        slow = server.connect()
+        slow.send("events --since 0\nevents --since 0\n")
+        slow.stopReading()
+        for _ in range(10):
+            turn(server.clock)
+        written = slow.lines()
+        self.assertLessEqual(len(eventIds(written)), 2 * REPLAY_SLICE)
+        self.assertEqual(server.clock.getDelayedCalls(), [])
+        slow.startReading()
+        while server.clock.getDelayedCalls():
+            turn(server.clock)
+        lines = written + slow.lines()
+        replies = [i for i, line in enumerate(lines) if line.startswith(b"OK ")]
+        self.assertEqual(len(replies), 2)
+        self.assertEqual(eventIds(lines[: replies[1]]), list(range(1, EVENTS + 1)))
+        self.assertEqual(eventIds(lines[replies[1] :]), list(range(1, EVENTS + 1)))
 
     def test_heldLiveCountedWhileReplayWaits(self) -> None:
         """

@@ -176,6 +176,18 @@ class LeftoverRequestsTests(SynchronousTestCase):
         self.assertEqual(len(self.server.state.events.lines), 0)
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
+    def test_noneOnceTheDaemonStops(self) -> None:
+        """
+        Requests a client left behind are not carried out once the daemon
+        has begun to stop, as a connection's own would be refused: the
+        container it asked for is not made after the others were stopped.
+        """
+        conn = self.behindASlowStop("run web1")
+        self.server.state.refusing = True
+        conn.disconnect()
+        self.settle(5)
+        self.assertEqual(set(self.states()), {"slow"})
+
     def test_authCarriedOut(self) -> None:
         """
         C{auth} is carried out, so the requests after it may be; before it,

@@ -1577,7 +1577,8 @@ class MemoryTests(SynchronousTestCase):
         A closed connection leaves no reference cycle: its protocol, and the
         input it held, are freed as soon as it is closed, not at the next
         full garbage collection (3,000 such connections once held 200 MiB
-        after they had closed).
+        after they had closed); so is one whose C{events --since} replay
+        waited for it to read.
         """
         import gc
         import weakref
@@ -1592,18 +1593,28 @@ class MemoryTests(SynchronousTestCase):
         subscriber = server.connect(requireAuth=True)
         subscriber.ok("auth s3cret")
         subscriber.ok("events")
-        protocols = [weakref.ref(waiting.protocol), weakref.ref(subscriber.protocol)]
+        for i in range(600):
+            subscriber.ok(f"create c{i}")
+        replaying = server.connect(requireAuth=True)
+        replaying.ok("auth s3cret")
+        replaying.send("events --since 0\n")
+        replaying.stopReading()
+        server.clock.advance(0)
+        self.assertTrue(replaying.protocol._writable)
+        protocols = [
+            weakref.ref(conn.protocol) for conn in (waiting, subscriber, replaying)
+        ]
         enabled = gc.isenabled()
         gc.collect()
         gc.disable()
         try:
-            for conn in (waiting, subscriber):
+            for conn in (waiting, subscriber, replaying):
                 # What a real transport does as the connection is lost.
                 conn.transport.unregisterProducer()
                 conn.protocol.connectionLost()
                 conn.transport.protocol = None
-            del waiting, subscriber, conn
-            self.assertEqual([protocol() for protocol in protocols], [None, None])
+            del waiting, subscriber, replaying, conn
+            self.assertEqual([protocol() for protocol in protocols], [None, None, None])
         finally:
             if enabled:
                 gc.enable()

@@ -369,6 +369,7 @@ class UnitTimeoutTests(SynchronousTestCase):
         longest = backendCloseBound(Default()) + STOPPING_GRACE + 0.5
         self.assertLess(longest + 1, SHUTDOWN_TIMEOUT + 15)
         self.assertGreaterEqual(seconds, SHUTDOWN_TIMEOUT + 15)
+        self.assertGreater(seconds, longest)
 
 
 class StoppingEndToEndTests(SynchronousTestCase):

@@ -210,10 +210,11 @@ def parseTLSEndpoint(description: str) -> TLSEndpointString:
         if key not in given:
             continue
         text = given.pop(key)
-        if not text.isdigit() or int(text) < low or (high is not None and int(text) > high):
+        number = int(text) if text.isascii() and text.isdigit() else -1
+        if number < low or (high is not None and number > high):
             limit = f"{low} to {high}" if high is not None else f"{low} or more"
             raise bad(f"the {key} must be a whole number, {limit}, not {text!r}")
-        numbers[key] = int(text)
+        numbers[key] = number
     if "privateKey" in given and "certificate" not in given:
         raise bad("privateKey= is the key of the client's certificate= and needs it")
     return TLSEndpointString(description=description, **given, **numbers)  # type: ignore[arg-type]

@@ -3,9 +3,10 @@ Lines in and lines out, a reactor turn at a time (L{LineFraming}): the
 framing under the server protocol, on L{Protocol}'s public API alone.
 
 Requests are split at LF, at most L{LINES_PER_TURN} of them (or
-L{BYTES_PER_TURN} of replies) a turn; reading stops while any reason to
-pause holds (a request in flight, a client that does not read its
-replies); a line over the limit is refused in its turn, after the replies
+L{BYTES_PER_TURN} of replies) a turn; no line is served while any reason
+to pause holds (a request in flight, a client that does not read its
+replies), and reading stops too (for a request in flight, once the client
+sends more); a line over the limit is refused in its turn, after the replies
 to the lines before it; under legacy framing a pause ends a line too.  A
 reply of megabytes (an L{EncodedArray}) is written a piece at a time, as
 the client reads it.

@@ -152,7 +152,7 @@ class LeftoverRequests:
         command = BY_WORD.get(words[0].lower()) if words else None
         if command is not None and command.name == "exit":
             return _END
-        if command is None or not carriedOut(command):
+        if command is None or not carriedOut(command) or self._session.state.refusing:
             self.skipped += 1
             return None
         self.carried += 1

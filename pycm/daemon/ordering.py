@@ -1,7 +1,8 @@
 """
 Requests served one at a time, their replies in order, and the events in
 between (L{RequestOrdering}): while a request is in flight the connection
-reads nothing more; events wait behind a client that does not read, up to
+serves nothing more (and reads nothing more once the client sends more);
+events wait behind a client that does not read, up to
 a backlog limit; what the session asked to run after a reply runs right
 after it.
 """
@@ -9,6 +10,7 @@ after it.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -78,7 +80,7 @@ class RequestOrdering(LineFraming):
         #: Live EVENT lines waiting for a replay to end (L{holdEventLine}).
         self._heldLive: list[bytes] = []
         #: Called once the client has read what was sent (L{whenWritable}).
-        self._writable: list[Any] = []
+        self._writable: list[Callable[[], None]] = []
 
     def _authenticated(self) -> None:
         """The session has just authenticated."""
@@ -96,7 +98,13 @@ class RequestOrdering(LineFraming):
         """The daemon stops: no timer of this connection may act any more."""
 
     def _gone(self) -> None:
-        """The connection is gone: tell those waiting for it."""
+        """
+        The connection is gone: tell those waiting for it, and let go of
+        the events and callbacks kept for the client (no cycle keeps it).
+        """
+        self._events.clear()
+        self._heldLive = []
+        self._writable = []
         timer, self._stoppingTimer = self._stoppingTimer, None
         if timer is not None and timer.active():
             timer.cancel()
@@ -352,7 +360,7 @@ class RequestOrdering(LineFraming):
         self._eventBacklog = max(0, self._eventBacklog - len(self._heldLive) * _EVENT_SIZE_GUESS)
         self._heldLive = []
 
-    def whenWritable(self, callback: Any) -> None:
+    def whenWritable(self, callback: Callable[[], None]) -> None:
         """
         Call C{callback} at once if the client has read every event line
         sent, else once it has (L{writeResumed}); never if it goes first.

@@ -136,6 +136,14 @@ class EventReplay:
         """Send nothing more, and do not call C{done}."""
         self._done = None
         self._waiting = False
+        # Nothing of the connection is kept (a closed one is freed at once).
+        self._slice = []
+        self._send = _nothing
+        self._whenWritable = None
         if self._call is not None:
             self._call.cancel()
             self._call = None
+
+
+def _nothing(value: Any) -> None:
+    """What a cancelled replay sends to."""

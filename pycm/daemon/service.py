@@ -250,7 +250,9 @@ class PycmService(MultiService):
         self._notifier.stopping()
         self._removeListenersFile()
         stopping = super().stopService()
-        # No new connection now, and no new request on those open.
+        # No new connection now, and no new request on those open (nor
+        # left by a client that went).
+        self._state.refusing = True
         refuseRequests(self._state.open)
         stopping.addBoth(self._closeBackend)
         # Only then: each connection gets its last line and closes, before

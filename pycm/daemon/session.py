@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import attrs
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import Attribute, Interface, implementer
@@ -110,6 +110,9 @@ class DaemonState:
     heldReplies: HeldReplies = attrs.field(factory=HeldReplies)
     #: False until the backend is open; connections wait until then.
     ready: bool = True
+    #: The daemon is stopping: no request is started any more, not even
+    #: one a gone client left (L{pycm.daemon.leftovers}).
+    refusing: bool = False
     _whenReady: list[Callable[[], None]] = attrs.field(factory=list)
     _whenFailed: list[Callable[[], None]] = attrs.field(factory=list)
 
@@ -208,6 +211,8 @@ class Session:
         #: connection's sending, or its holding while a replay runs.
         self._eventSink: Callable[[bytes], None] | None = None
         self._replay: EventReplay | None = None
+        #: Who waits for the running replay to be over (L{whenReplayed}).
+        self._replayWaiters: list[Deferred[None]] = []
 
     # events
     @property
@@ -222,8 +227,12 @@ class Session:
         event once, in order).  Returns the id of the newest event, which
         the replay ends with.
         """
+        if self.closed:
+            # A wait for a replay ended with the connection: nothing to send to.
+            return self.state.events.lastId
         if self._replay is not None:
-            # Asked again while replaying: the rest before this reply.
+            # Asked again while replaying (the events command waits for it
+            # to be over, L{whenReplayed}): the rest before this reply.
             self._replay.finish()
         log = self.state.events
         lastId = log.lastId
@@ -248,6 +257,27 @@ class Session:
         self.callAfterReply(replay.start)
         return lastId
 
+    @property
+    def replaying(self) -> bool:
+        """Whether an C{events --since} replay is still being sent."""
+        return self._replay is not None
+
+    def whenReplayed(self) -> Deferred[None]:
+        """
+        Fires once the running replay is over (sent, cancelled or failed),
+        at once if none runs.
+        """
+        if self._replay is None:
+            return succeed(None)
+        over: Deferred[None] = Deferred()
+        self._replayWaiters.append(over)
+        return over
+
+    def _replayOver(self) -> None:
+        waiters, self._replayWaiters = self._replayWaiters, []
+        for waiter in waiters:
+            waiter.callback(None)
+
     def _setEventSink(self, sink: Callable[[bytes], None], filters: dict[str, set[str]]) -> None:
         lines = self.state.events.lines
         if self._eventSink is not None:
@@ -265,16 +295,19 @@ class Session:
         if not complete:
             # The log could not be read: no gap is sent over in silence.
             self.unsubscribe()
+            self._replayOver()
             return
         assert self._eventFilter is not None
         self._setEventSink(self.sendEventLine, self._eventFilter)
         self.releaseHeldEvents()
+        self._replayOver()
 
     def unsubscribe(self) -> None:
         if self._replay is not None:
             replay, self._replay = self._replay, None
             replay.cancel()
             self.dropHeldEvents()
+            self._replayOver()
         if self._eventSink is not None:
             self.state.events.lines.remove(self._eventSink)
             self._eventSink = None

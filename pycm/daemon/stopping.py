@@ -43,6 +43,11 @@ DEFAULT_BACKEND_SHUTDOWN = 30.0
 #: supervisor's wait for runs it sent SIGKILL to (5 s), and saving.
 BACKEND_CLOSE_MARGIN = 10.0
 
+#: Reactor turns let pass after the backend has closed, before the
+#: connections are let go of: one for the calls due when it closed (a
+#: group commit's flush), and one after them, for what they scheduled.
+SETTLE_TURNS = 2
+
 
 class StoppingConnection(Protocol):
     """A connection the daemon lets go of when it stops."""
@@ -120,10 +125,6 @@ def closeBackendWithin(
     return done
 
 
-#: Reactor turns let pass after the backend has closed, before the
-#: connections are let go of: one for the calls due when it closed (a
-#: group commit's flush), and one after them, for what they scheduled.
-SETTLE_TURNS = 2
 
 
 def afterTurns(clock: IReactorTime, turns: int, call: Callable[[], None]) -> None:

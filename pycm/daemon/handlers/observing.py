@@ -164,5 +164,13 @@ def events(session: Session, options: Mapping[str, Any], args: Sequence[str]) ->
     since = parseCount(options["since"], "since") if "since" in options else None
     # With --since, the retained events after it follow the OK reply, a
     # slice a turn, up to last_id; then the live ones, in order.
-    lastId = session.subscribe(filters, since)
-    return {"events": True, "last_id": lastId}
+
+    def subscribe(_: object = None) -> dict[str, Any]:
+        lastId = session.subscribe(filters, since)
+        return {"events": True, "last_id": lastId}
+
+    if session.replaying:
+        # Asked again while a replay is being sent: this reply comes after
+        # its last event, at the pace the client reads them.
+        return session.whenReplayed().addCallback(subscribe)
+    return subscribe()
