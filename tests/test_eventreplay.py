@@ -45,6 +45,26 @@ def turn(clock: Clock) -> None:
             func(*args, **kw)
 
 
+def stalledReplay(server: FakeServer, requests: str) -> FakeConnection:
+    """
+    A connection that sent C{requests} (C{events --since}...) and stopped
+    reading; ten turns later its replay waits, with nothing scheduled.
+    """
+    slow = server.connect()
+    slow.send(requests)
+    slow.stopReading()
+    for _ in range(10):
+        turn(server.clock)
+    assert server.clock.getDelayedCalls() == [], "the replay did not wait"
+    return slow
+
+
+def drain(server: FakeServer) -> None:
+    """Run the reactor turns until nothing is scheduled."""
+    while server.clock.getDelayedCalls():
+        turn(server.clock)
+
+
 def withEvents(count: int) -> tuple[FakeServer, FakeConnection]:
     """A server whose log holds C{count} events, and the connection that made them."""
     server = FakeServer()
@@ -182,18 +202,11 @@ class SlicedReplayTests(SynchronousTestCase):
         again, the rest comes in order, then the live events held meanwhile.
         """
         server, maker = withEvents(EVENTS)
-        slow = server.connect()
-        slow.send("events --since 0\n")
-        slow.stopReading()
-        for _ in range(10):
-            turn(server.clock)
-        protocol = slow.protocol
-        self.assertLessEqual(len(protocol._events), REPLAY_SLICE)
-        self.assertEqual(server.clock.getDelayedCalls(), [])
+        slow = stalledReplay(server, "events --since 0\n")
+        self.assertLessEqual(len(slow.protocol._events), REPLAY_SLICE)
         maker.ok("create live")
         slow.startReading()
-        while server.clock.getDelayedCalls():
-            turn(server.clock)
+        drain(server)
         self.assertEqual(eventIds(slow.lines()), list(range(1, EVENTS + 2)))
         self.assertFalse(slow.closed)
 
@@ -205,17 +218,11 @@ class SlicedReplayTests(SynchronousTestCase):
         replay follows, as the client reads.
         """
         server, _ = withEvents(EVENTS)
-        slow = server.connect()
-        slow.send("events --since 0\nevents --since 0\n")
-        slow.stopReading()
-        for _ in range(10):
-            turn(server.clock)
+        slow = stalledReplay(server, "events --since 0\nevents --since 0\n")
         written = slow.lines()
         self.assertLessEqual(len(eventIds(written)), 2 * REPLAY_SLICE)
-        self.assertEqual(server.clock.getDelayedCalls(), [])
         slow.startReading()
-        while server.clock.getDelayedCalls():
-            turn(server.clock)
+        drain(server)
         lines = written + slow.lines()
         replies = [i for i, line in enumerate(lines) if line.startswith(b"OK ")]
         self.assertEqual(len(replies), 2)
