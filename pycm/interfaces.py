@@ -485,3 +485,9 @@ class IEventStore(Interface):
         @return: the stored events with an id above C{eventId}, oldest
             first, at most C{limit} of them, equal to those appended.
         """
+
+    prunedThrough = Attribute(
+        "The highest id of the events this store dropped to keep its"
+        " number (0 if none since it was opened): a reader behind it missed"
+        " events."
+    )

@@ -115,6 +115,8 @@ class SQLiteStore:
         self._remains: list[tuple[str, bytes]] = []
         # Prune in batches: a DELETE on every append would double its cost.
         self._pruneSlack = max(1, keepEvents // 10)
+        #: The highest id of the events pruned since the store was opened.
+        self.prunedThrough = 0
         self._checkFile()
         try:
             self._db = sqlite3.connect(path, isolation_level=None)
@@ -425,8 +427,23 @@ class SQLiteStore:
         ]
         count = self._eventCount
         prune: list[tuple[Any, ...]] = []
+        prunedThrough = self.prunedThrough
         if count + len(rows) > self.keepEvents + self._pruneSlack:
             prune = [(self.keepEvents,)]
+            # The newest of those the DELETE drops: the keepEvents-th newest
+            # once these rows are in, less one place.
+            beyond = self.keepEvents - len(rows)
+            if beyond < 0:
+                prunedThrough = max(prunedThrough, events[-1 - self.keepEvents].id or 0)
+            else:
+                try:
+                    row = self._db.execute(
+                        "SELECT id FROM events ORDER BY id DESC LIMIT 1 OFFSET ?", (beyond,)
+                    ).fetchone()
+                except (sqlite3.Error, AttributeError):
+                    row = None  # the transaction below says what is wrong
+                if row is not None:
+                    prunedThrough = max(prunedThrough, row[0])
         try:
             self._transaction(
                 ("INSERT INTO events (id, action, name, time, exit_code, detail) "
@@ -444,6 +461,7 @@ class SQLiteStore:
                 raise BackendError(f"event id {ids} is already stored in {self.path}") from e
             raise
         self._eventCount = self.keepEvents if prune else count + len(rows)
+        self.prunedThrough = prunedThrough
 
     def since(self, eventId: int, limit: int | None = None) -> list[ContainerEvent]:
         """The stored events with an id above C{eventId}, oldest first."""

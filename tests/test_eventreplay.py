@@ -14,7 +14,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from pycm.daemon import replay
-from pycm.daemon.eventlog import EventLog
+from pycm.daemon.eventlog import EventLog, MemoryEventStore
 from pycm.daemon.replay import EventReplay
 from pycm.daemon.session import Session
 from pycm.model import ContainerEvent
@@ -228,6 +228,28 @@ class SlicedReplayTests(SynchronousTestCase):
         self.assertEqual(len(replies), 2)
         self.assertEqual(eventIds(lines[: replies[1]]), list(range(1, EVENTS + 1)))
         self.assertEqual(eventIds(lines[replies[1] :]), list(range(1, EVENTS + 1)))
+
+    def test_fellBehindClosedNotGapped(self) -> None:
+        """
+        A client that reads its replay so slowly that the log drops events
+        it has not been sent is closed once the replay reaches them, never
+        sent the rest with a gap it could not see; others are served.
+        """
+        server = FakeServer()
+        server.events.store = MemoryEventStore(retain=6 * REPLAY_SLICE)
+        maker = server.connect()
+        for i in range(6 * REPLAY_SLICE):
+            maker.ok(f"create c{i}")
+        slow = stalledReplay(server, "events --since 0\n")
+        for i in range(6 * REPLAY_SLICE):
+            maker.ok(f"create d{i}")
+        slow.startReading()
+        drain(server)
+        ids = eventIds(slow.lines())
+        self.assertGreaterEqual(len(ids), REPLAY_SLICE)
+        self.assertEqual(ids, list(range(1, len(ids) + 1)))
+        self.assertTrue(slow.closed)
+        self.assertEqual(maker.ok("ping"), "pong")
 
     def test_heldLiveCountedWhileReplayWaits(self) -> None:
         """

@@ -317,6 +317,25 @@ class SQLiteStoreEventTests(_StoreTestCase):
         self.assertEqual(store.lastId(), 100)
         self.assertEqual([e.id for e in store.since(95, None)], [96, 97, 98, 99, 100])
 
+    def test_prunedThrough(self) -> None:
+        """
+        C{prunedThrough} is the newest id pruned, one at a time or in a
+        batch bigger than what is kept, with ids that skip: every older one
+        is gone, every newer one kept.
+        """
+        store = self.open(keepEvents=5)
+        self.assertEqual(store.prunedThrough, 0)
+        ids = [*range(1, 30), *range(130, 140)]
+        for i in ids:
+            store.append(event(i))
+            kept = [e.id for e in store.since(0, None)]
+            if store.prunedThrough:
+                self.assertEqual(kept, [j for j in ids if store.prunedThrough < j <= i])
+        self.assertGreater(store.prunedThrough, 29)
+        store.appendMany([event(i) for i in range(200, 212)])
+        self.assertEqual(store.prunedThrough, 206)
+        self.assertEqual([e.id for e in store.since(0, None)], list(range(207, 212)))
+
     def test_lastIdAfterEverythingPruned(self) -> None:
         """
         The last id never goes back, even if every stored event row is

@@ -164,6 +164,7 @@ class MemoryEventStore:
     def __init__(self, retain: int = RETAINED_EVENTS) -> None:
         self._events: deque[ContainerEvent] = deque(maxlen=retain)
         self._lastId = 0
+        self.prunedThrough = 0
 
     def lastId(self) -> int:
         return self._lastId
@@ -171,7 +172,10 @@ class MemoryEventStore:
     def append(self, event: ContainerEvent) -> None:
         if event.id is None:
             raise ValueError("only numbered events can be stored")
-        self._events.append(event)
+        events = self._events
+        if len(events) == events.maxlen:
+            self.prunedThrough = events[0].id or self.prunedThrough
+        events.append(event)
         self._lastId = event.id
 
     def since(self, eventId: int, limit: int) -> list[ContainerEvent]:
@@ -217,6 +221,8 @@ class EventLog:
     #: it wait for their group commit: not shown yet).
     _lastShown: int = attrs.field(default=0, init=False)
     _unsaved: deque[ContainerEvent] = attrs.field(factory=deque, init=False)
+    #: The highest id of the waiting events dropped from memory (0: none).
+    _droppedThrough: int = attrs.field(default=0, init=False)
     _retry: Retry = attrs.field(init=False)
     #: Why storing failed, while events wait (else None).
     _error: str | None = attrs.field(default=None, init=False)
@@ -276,7 +282,7 @@ class EventLog:
     def _queue(self, event: ContainerEvent) -> None:
         self._unsaved.append(event)
         if len(self._unsaved) > RETAINED_EVENTS:
-            self._unsaved.popleft()
+            self._droppedThrough = self._unsaved.popleft().id or self._droppedThrough
             self._lost += 1
 
     def _show(self, event: ContainerEvent) -> None:
@@ -377,6 +383,15 @@ class EventLog:
             first = waiting[0].id
             stored = [event for event in stored if event.id < first]  # type: ignore[operator]
         return (stored + waiting)[:limit]
+
+    @property
+    def prunedThrough(self) -> int:
+        """
+        The highest id of the events dropped to keep the log's size, by the
+        store or from memory, since the daemon started: a replay whose
+        cursor is below it has missed events.
+        """
+        return max(getattr(self.store, "prunedThrough", 0), self._droppedThrough)
 
     def subscribe(self, subscriber: Subscriber) -> None:
         self._subscribers.append(subscriber)

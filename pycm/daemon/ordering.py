@@ -327,14 +327,20 @@ class RequestOrdering(LineFraming):
         """One more live event waits: drop a client whose backlog passes the limit."""
         self._eventBacklog += _EVENT_SIZE_GUESS
         if self._eventBacklog > self._maxEventBacklog:
-            self._logForcedClose(
+            self.dropSubscriber(
                 f"over {self._maxEventBacklog} bytes of events unread (slow subscriber)"
             )
-            self._lost = True
-            self._events.clear()
-            self._heldLive = []
-            self._writable = []
-            self._close(abort=True)
+
+    def dropSubscriber(self, reason: str) -> None:
+        """Close at once, logging C{reason}: a subscriber the daemon cannot keep up with."""
+        if self._lost:
+            return
+        self._logForcedClose(reason)
+        self._lost = True
+        self._events.clear()
+        self._heldLive = []
+        self._writable = []
+        self._close(abort=True)
 
     def holdEventLine(self, line: bytes) -> None:
         """

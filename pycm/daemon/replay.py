@@ -34,6 +34,10 @@ class EventReplay:
     Events newer than C{upTo} are live ones: the session holds them while
     the replay runs and sends them after it, so that the client sees each
     event once, in order.
+
+    A client that reads so slowly that the log drops events its replay has
+    not sent yet (it keeps a fixed number) is never sent the rest with a
+    gap in it: C{fellBehind} is called instead of C{done}.
     """
 
     log = Logger()
@@ -48,6 +52,7 @@ class EventReplay:
         send: Callable[[Any], None],
         done: Callable[[bool], None],
         whenWritable: Callable[[Callable[[], None]], None] | None = None,
+        fellBehind: Callable[[], None] | None = None,
     ) -> None:
         self._events = events
         self._clock = clock
@@ -57,6 +62,9 @@ class EventReplay:
         self._send = send
         self._done: Callable[[bool], None] | None = done
         self._whenWritable = whenWritable
+        self._fellBehind = fellBehind
+        #: What the log had dropped when the replay began (L{_read}).
+        self._prunedAtStart: int = getattr(events, "prunedThrough", 0)
         self._call: IDelayedCall | None = None
         #: Waiting for the client to take the last slice (L{_resume}).
         self._waiting = False
@@ -72,6 +80,11 @@ class EventReplay:
             return []
         return self._events.since(self._cursor, REPLAY_SLICE)  # type: ignore[no-any-return]
 
+    def _behind(self) -> bool:
+        """Whether the log dropped, since the replay began, events it has yet to send."""
+        pruned: int = getattr(self._events, "prunedThrough", 0)
+        return pruned > max(self._cursor, self._prunedAtStart)
+
     def start(self) -> None:
         """Send the first slice now, the next ones a turn at a time."""
         self._step()
@@ -86,6 +99,14 @@ class EventReplay:
             except Exception:
                 self.log.failure("cannot read the event log to replay it")
                 self._end(False)
+                return
+            if self._behind():
+                fellBehind, self._fellBehind = self._fellBehind, None
+                if fellBehind is None:
+                    self._end(False)
+                else:
+                    self._done = None
+                    fellBehind()
                 return
             if self._whenWritable is None:
                 self._call = self._clock.callLater(0, self._step)

@@ -62,6 +62,13 @@ class IConnection(Interface):
     def dropHeldEvents() -> None:
         """Forget the held live event lines."""
 
+    def dropSubscriber(reason: str) -> None:
+        """
+        Close at once, saying C{reason} in the log: a subscriber the daemon
+        cannot keep up with (the close is the client's sign that events
+        were not sent).
+        """
+
     def whenWritable(callback: Callable[[], None]) -> None:
         """
         Call C{callback} once the client has read what was sent to it
@@ -189,6 +196,7 @@ class Session:
         self.releaseHeldEvents: Callable[[], None] = connection.releaseHeldEvents
         self.dropHeldEvents: Callable[[], None] = connection.dropHeldEvents
         self.whenWritable: Callable[[Callable[[], None]], None] = connection.whenWritable
+        self.dropSubscriber: Callable[[str], None] = connection.dropSubscriber
         self.close: Callable[..., None] = connection.closeAfterReply
         #: Who is at the other end, for the log.
         self.peer = peer
@@ -247,6 +255,7 @@ class Session:
                 self._sendReplayed,
                 self._replayed,
                 whenWritable=self.whenWritable,
+                fellBehind=self._fellBehind,
             )
         self._eventFilter = filters
         if replay is None:
@@ -288,6 +297,20 @@ class Session:
     def _sendReplayed(self, value: Any) -> None:
         # Looked up at each call: a closed session's is _ignore.
         self.replayEvent(value)
+
+    def _fellBehind(self) -> None:
+        """
+        The log dropped events this replay had yet to send (the client read
+        too slowly): end the subscription and close, rather than go on with
+        a gap the client would not see.
+        """
+        self._replay = None
+        self.unsubscribe()
+        self._replayOver()
+        self.dropSubscriber(
+            "its events --since replay fell behind the event log (slow reader);"
+            " events it had not read were dropped from the log"
+        )
 
     def _replayed(self, complete: bool) -> None:
         """The replay is over: the live events held meanwhile, then live ones."""
@@ -377,7 +400,7 @@ class Session:
         self.sendEvent = self.sendEventLine = self.replayEvent = _ignore
         self.callAfterReply = self.close = _ignore
         self.holdEventLine = self.releaseHeldEvents = self.dropHeldEvents = _ignore
-        self.whenWritable = _ignore
+        self.whenWritable = self.dropSubscriber = _ignore
 
 
 def _ignore(*args: Any, **kwargs: Any) -> None:

@@ -200,6 +200,9 @@ class RecordingConnection:
     def dropHeldEvents(self) -> None:
         self.held = []
 
+    def dropSubscriber(self, reason: str) -> None:
+        self.closes.append(reason)
+
     def whenWritable(self, callback: Callable[[], None]) -> None:
         # This connection's client reads everything at once.
         callback()
