@@ -361,6 +361,43 @@ class DaemonizedStartTests(SynchronousTestCase):
         sock.sendall(b"ping\n")
         self.assertEqual(sock.recv(100), b'OK "pong"\n')
 
+    def test_interruptAndHangUpStopGracefully(self) -> None:
+        """
+        SIGINT and SIGHUP stop a daemonized pycm as SIGTERM does, not at
+        once: a subscriber gets the running container's C{die} event before
+        the end of its stream, the daemon logs its stop, and the pidfile
+        goes.  (They killed it at once, leaving containers behind: twistd
+        takes SIGINT over only from Python's default handler, SIGHUP never.)
+        """
+        for signum in (signal.SIGINT, signal.SIGHUP):
+            path = os.path.join(self.home, f"pycm-{signum}.sock")
+            result, _ = self.start(["--listen", f"unix:{path}"])
+            self.assertEqual(result.returncode, 0, result)
+            pid = self.daemonPid()
+            control = socket.socket(socket.AF_UNIX)
+            self.addCleanup(control.close)
+            control.settimeout(DEADLINE)
+            control.connect(path)
+            control.sendall(b"run web memory sleep 1000\n")
+            self.assertTrue(control.recv(4096).startswith(b"OK "))
+            subscriber = socket.socket(socket.AF_UNIX)
+            self.addCleanup(subscriber.close)
+            subscriber.settimeout(DEADLINE)
+            subscriber.connect(path)
+            subscriber.sendall(b"events\n")
+            self.assertTrue(subscriber.recv(4096).startswith(b"OK "))
+            os.kill(pid, signum)
+            received = b""
+            while chunk := subscriber.recv(65536):
+                received += chunk
+            self.assertIn(b'"action":"die"', received)
+            waitFor(lambda pid=pid: not _alive(pid), "the daemon to exit")
+            self.assertFalse(os.path.exists(self.pidfile))
+            with open(os.path.join(self.home, "pycm.log")) as f:
+                log = f.read()
+            self.assertIn(f"{signal.Signals(signum).name}: pycm stops as on SIGTERM", log)
+            shutil.rmtree(self.stateDir)
+
     def test_lockNamesTheDaemon(self) -> None:
         """
         The state directory's lock records the daemon's pid (not the one

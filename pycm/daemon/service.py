@@ -95,6 +95,7 @@ class PycmService(MultiService):
             backend=self.backend.name,
         )
         self._notifier.startWatchdog()
+        self._report.takeStopSignals(self._reactor)
         d = maybeDeferred(self.backend.open)
         d.addCallback(self._listen)
         d.addErrback(self._failedToOpen)

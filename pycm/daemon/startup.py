@@ -17,6 +17,7 @@ import sys
 from collections.abc import Callable, Iterable, MutableMapping
 from typing import TYPE_CHECKING, Any, TextIO
 
+from twisted.internet.error import ReactorNotRunning
 from twisted.logger import Logger
 
 from pycm.statedir import UnsafeStateDir, checkAncestors
@@ -32,6 +33,14 @@ SEE_ABOVE = "pycm did not start (the reason is above)"
 
 #: twistd's parent reads at most this many bytes of status.
 _STATUS_LENGTH = 100
+
+
+def _stopOnce(reactor: Any) -> None:
+    """Stop the reactor, unless a stop is under way already (a second signal)."""
+    try:
+        reactor.stop()
+    except ReactorNotRunning:
+        pass
 
 
 class StartupReport:
@@ -113,6 +122,32 @@ class StartupReport:
                 # daemon at once, leaving twistd's parent waiting for ever.
                 for signum in (signal.SIGTERM, signal.SIGINT):
                     signal.signal(signum, self._signalledEarly)
+
+    def takeStopSignals(self, reactor: Any) -> None:
+        """Under twistd, once C{reactor} runs: L{reactorRunning}."""
+        if self._config is not None:
+            reactor.callWhenRunning(self.reactorRunning, reactor)
+
+    def reactorRunning(self, reactor: Any) -> None:
+        """
+        The reactor runs, and has taken SIGTERM over: under twistd, SIGINT
+        and SIGHUP stop pycm as SIGTERM does (its containers stopped, its
+        connections closed) instead of killing it at once.  twistd's
+        reactor takes SIGINT only from Python's own default handler (not
+        from L{_signalledEarly}, which a daemonized start installs), and
+        SIGHUP not at all; a daemon has nothing to reload.
+        """
+        if self._config is None:
+            return  # not under twistd: the caller's signals
+        if signal.getsignal(signal.SIGINT) == self._signalledEarly:
+            signal.signal(signal.SIGINT, lambda signum, frame: self._stop(reactor, "SIGINT"))
+        if signal.getsignal(signal.SIGHUP) == signal.SIG_DFL:
+            signal.signal(signal.SIGHUP, lambda signum, frame: self._stop(reactor, "SIGHUP"))
+
+    def _stop(self, reactor: Any, name: str) -> None:
+        """A stop signal under the running reactor: stop as on SIGTERM."""
+        self.log.info("{signal}: pycm stops as on SIGTERM", signal=name)
+        reactor.callFromThread(_stopOnce, reactor)
 
     def _signalledEarly(self, signum: int, frame: object) -> None:
         """Stopped before the reactor ran: say so, then die of the signal."""
