@@ -42,6 +42,10 @@ class EmptyTokenFile(BadTokenFile):
     """A token file that holds nothing but whitespace."""
 
 
+class NotRegularFile(ValueError):
+    """A file read by L{readRegularFile} that is not a regular file."""
+
+
 def tokenIn(path: str, data: bytes) -> str:
     """
     The token C{data}, the start of the file C{path} (at most
@@ -57,6 +61,10 @@ def tokenIn(path: str, data: bytes) -> str:
         token = data.decode("utf-8").strip()
     except UnicodeDecodeError:
         raise BadTokenFile(path, f"the token file {path} is not UTF-8 text") from None
+    if token.startswith("\ufeff"):
+        raise BadTokenFile(
+            path, f"the token file {path} starts with a byte-order mark (an editor's "
+            "invisible character): remove it")
     if not token:
         raise EmptyTokenFile(path, f"the token file {path} is empty")
     if any(character.isspace() or not character.isprintable() for character in token):
@@ -72,6 +80,44 @@ def tokenIn(path: str, data: bytes) -> str:
     return token
 
 
+def readRegularFrom(fd: int, limit: int) -> bytes:
+    """
+    The start of the regular file open on C{fd} (not closed here): at most
+    C{limit + 1} bytes, so that a caller tells a file over C{limit} bytes
+    without reading it all.
+
+    @raise NotRegularFile: when it is not a regular file (a FIFO, a
+        device such as C{/dev/zero}, a directory).
+    @raise OSError: when it cannot be read.
+    """
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        raise NotRegularFile(fd)
+    # Unbuffered: a buffered reader would read a whole buffer (8 KiB).
+    data = b""
+    while len(data) <= limit:
+        piece = os.read(fd, limit + 1 - len(data))
+        if not piece:
+            break
+        data += piece
+    return data
+
+
+def readRegularFile(path: str, limit: int) -> bytes:
+    """
+    The start of the regular file C{path}, read by L{readRegularFrom}.  It
+    is opened without blocking, so that a FIFO in its place is refused
+    rather than waited on.
+
+    @raise NotRegularFile: when it is not a regular file.
+    @raise OSError: when it cannot be opened or read.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    try:
+        return readRegularFrom(fd, limit)
+    finally:
+        os.close(fd)
+
+
 def readTokenFrom(path: str, fd: int) -> str:
     """
     The token in the file C{path}, open on C{fd} (which is closed here):
@@ -82,15 +128,9 @@ def readTokenFrom(path: str, fd: int) -> str:
     @raise OSError: when it cannot be read.
     """
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise BadTokenFile(path, f"the token file {path} is not a regular file")
-        # Unbuffered: a buffered reader would read a whole buffer (8 KiB).
-        data = b""
-        while len(data) <= MAX_TOKEN_FILE_SIZE:
-            piece = os.read(fd, MAX_TOKEN_FILE_SIZE + 1 - len(data))
-            if not piece:
-                break
-            data += piece
+        data = readRegularFrom(fd, MAX_TOKEN_FILE_SIZE)
+    except NotRegularFile:
+        raise BadTokenFile(path, f"the token file {path} is not a regular file") from None
     finally:
         os.close(fd)
     return tokenIn(path, data)

@@ -42,6 +42,8 @@ BAD = [
     (b"secretsecret secretsecret\n", "has a space or a control character in it"),
     (b"secretsecret\tsecretsecret\n", "has a space or a control character in it"),
     (b"\xff" * 20, "is not UTF-8 text"),
+    (b"\xef\xbb\xbfsecretsecretsecret\n",
+     "starts with a byte-order mark (an editor's invisible character): remove it"),
     (b"x" * (MAX_TOKEN_FILE_SIZE + 1), f"is larger than {MAX_TOKEN_FILE_SIZE} bytes"),
 ]
 
@@ -145,6 +147,23 @@ class ReadingTests(SynchronousTestCase):
         error = self.assertRaises(tokenfile.BadTokenFile, tokenfile.readTokenFile, path)
         self.assertEqual(str(error), f"the token file {path} is not a regular file")
         self.assertEqual(error.path, path)
+
+    def test_regularFileBounded(self) -> None:
+        """
+        L{tokenfile.readRegularFile}, which the client's C{tls:} files use
+        too, reads at most one byte beyond its limit and refuses a device
+        or a FIFO at once rather than reading or waiting forever.
+        """
+        path = self.mktemp()
+        with open(path, "wb") as f:
+            f.write(b"x" * 100)
+        self.assertEqual(tokenfile.readRegularFile(path, 10), b"x" * 11)
+        self.assertEqual(tokenfile.readRegularFile(path, 100), b"x" * 100)
+        self.assertRaises(tokenfile.NotRegularFile, tokenfile.readRegularFile,
+                          "/dev/zero", 10)
+        fifo = self.mktemp()
+        os.mkfifo(fifo)
+        self.assertRaises(tokenfile.NotRegularFile, tokenfile.readRegularFile, fifo, 10)
 
     def test_rules(self) -> None:
         """Each rule broken is said, naming the file, never the token."""
