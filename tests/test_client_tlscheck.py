@@ -256,6 +256,36 @@ class ParseTests(SynchronousTestCase):
             endpointFor(Clock(), f"tls:h:1:certificate={certPath}:privateKey={keyPath}"),
             CheckedTLSEndpoint)
 
+    def test_filesNotRegularOrTooLarge(self) -> None:
+        """
+        A C{certificate=}, C{privateKey=} or C{trustRoots=} C{*.pem} that is
+        a device (read forever), a FIFO (waited on forever) or larger than
+        1 MiB is a usage error naming the file, found at once.
+        """
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        keyPath, certPath = makeCertificate(directory)
+        fifo = os.path.join(directory, "fifo.pem")
+        os.mkfifo(fifo)
+        large = os.path.join(directory, "large.pem")
+        with open(large, "wb") as f:
+            f.truncate(1024 * 1024 + 1)
+        trust = os.path.join(directory, "trust")
+        os.mkfifo(os.path.join(trust, "ff.pem"))
+        for description, expected in [
+            ("tls:h:1:certificate=/dev/zero",
+             "certificate=/dev/zero is not a regular file (it should be a PEM file)"),
+            (f"tls:h:1:certificate={fifo}", f"certificate={fifo} is not a regular file"),
+            (f"tls:h:1:certificate={certPath}:privateKey={fifo}",
+             f"privateKey={fifo} is not a regular file"),
+            (f"tls:h:1:certificate={large}", f"certificate={large} is larger than 1 MiB"),
+            (f"tls:h:1:trustRoots={trust}",
+             f"{trust}/ff.pem (in trustRoots={trust}) is not a regular file"),
+        ]:
+            with self.assertRaises(UsageError) as caught:
+                endpointFor(Clock(), description)
+            self.assertIn(f"bad endpoint {description!r}: {expected}", str(caught.exception))
+
     def test_sslAnyCase(self) -> None:
         """
         C{SSL:} is Twisted's C{ssl:} too (it matches types in any case):

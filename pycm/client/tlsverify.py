@@ -220,11 +220,40 @@ def parseTLSEndpoint(description: str) -> TLSEndpointString:
     return TLSEndpointString(description=description, **given, **numbers)  # type: ignore[arg-type]
 
 
+#: The largest file a C{tls:} option names that is read (a certificate,
+#: a key, a CA certificate in C{trustRoots=}), in bytes.
+MAX_PEM_FILE_SIZE = 1024 * 1024
+
+
+def readPEMFile(description: str, named: str, path: str) -> bytes:
+    """
+    The content of the file C{path} an option names: a regular file (never
+    waited on, as a FIFO would be) of at most L{MAX_PEM_FILE_SIZE} bytes.
+
+    @param named: the file as the error names it (C{certificate=PATH}).
+    @raise UsageError: naming the file when it is not a regular file or is
+        larger.
+    @raise OSError: when it cannot be opened or read.
+    """
+    from pycm.tokenfile import NotRegularFile, readRegularFile
+
+    def bad(why: str) -> UsageError:
+        return UsageError(f"bad endpoint {description!r}: {named} {why} "
+                          "(it should be a PEM file)")
+
+    try:
+        data = readRegularFile(path, MAX_PEM_FILE_SIZE)
+    except NotRegularFile:
+        raise bad("is not a regular file") from None
+    if len(data) > MAX_PEM_FILE_SIZE:
+        raise bad(f"is larger than {MAX_PEM_FILE_SIZE // 1024 // 1024} MiB")
+    return data
+
+
 def _readable(description: str, option: str, path: str) -> bytes:
     """The content of the file an option names, or a usage error naming both."""
     try:
-        with open(path, "rb") as f:
-            return f.read()
+        return readPEMFile(description, f"{option}={path}", path)
     except OSError as e:
         raise UsageError(f"bad endpoint {description!r}: cannot read {option}={path}: "
                          f"{e.strerror or e}") from None
@@ -234,9 +263,10 @@ def trustRootIn(description: str, directory: str) -> Any:
     """
     The trust root of the CA certificates in C{directory} (each C{*.pem}
     file holding one; others, and files not read, are passed over, as
-    Twisted's C{trustRoots=} passes them over).
+    Twisted's C{trustRoots=} passes them over), read by L{readPEMFile}.
 
-    @raise UsageError: when C{directory} cannot be listed or holds none.
+    @raise UsageError: when C{directory} cannot be listed or holds none, or
+        a C{*.pem} in it is not a regular file or is too large.
     """
     from twisted.internet.ssl import Certificate, trustRootFromCertificates
 
@@ -251,8 +281,9 @@ def trustRootIn(description: str, directory: str) -> Any:
         if name.rpartition(".")[2].lower() != "pem":
             continue
         try:
-            with open(os.path.join(directory, name), "rb") as f:
-                certificate = Certificate.loadPEM(f.read())
+            path = os.path.join(directory, name)
+            data = readPEMFile(description, f"{path} (in trustRoots={directory})", path)
+            certificate = Certificate.loadPEM(data)
         except (OSError, SSL.Error, ValueError):
             continue
         certificates[certificate.digest()] = certificate
