@@ -363,11 +363,14 @@ class ParseArgumentsTests(SynchronousTestCase):
             ("tls:localhost:8443", True),
             ("tls:127.0.0.1:9443", True),
             ("tls:myhost.example:8443", False),
-            ("tcp:localhost:8443", True),
             ("tcp:127.0.0.1:8081", False),
         ):
             opts = cli.parseArguments(["--host", host, "ping"], env, uid=1000)
             self.assertEqual(opts.token == "file-token-of-the-daemon", sent, host)
+        # The TLS listener's port over tcp: never its token in the clear.
+        error = self.assertRaises(cli.UsageError, cli.parseArguments,
+                                  ["--host", "tcp:localhost:8443", "ping"], env, uid=1000)
+        self.assertIn("that port speaks TLS: use --host tls:localhost:8443", str(error))
 
     def test_chosenTokenSentAnywhere(self) -> None:
         """

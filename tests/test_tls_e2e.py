@@ -6,7 +6,9 @@ with a certificate the test makes for 127.0.0.1.
 from __future__ import annotations
 
 import datetime
+import io
 import ipaddress
+import json
 import os
 from typing import Any
 
@@ -14,7 +16,16 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from twisted.trial.unittest import SynchronousTestCase
+from OpenSSL import crypto
+from twisted.internet import reactor
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.ssl import Certificate, CertificateOptions, KeyPair
+from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from pycm.client.arguments import parseArguments
+from pycm.client.connecting import connectTo
+from pycm.client.exits import CannotConnect, UsageError
 
 from .e2e import RealDaemon
 
@@ -84,3 +95,128 @@ class TLSTests(SynchronousTestCase):
         self.assertIn(b'"state":"running"', result.stdout.replace(b" ", b""))
         wrong = dict(env, PYCM_TOKEN="nope")
         self.assertEqual(daemon.pycm("list", env=wrong).returncode, 1)
+
+
+class _RawRecordingTLS(TLSMemoryBIOFactory):
+    """A TLS listener's factory that keeps every byte it receives, before TLS reads it."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.raw = b""
+
+    def buildProtocol(self, addr: Any) -> Any:
+        protocol = super().buildProtocol(addr)
+        readTLS = protocol.dataReceived
+
+        def dataReceived(data: bytes) -> None:
+            self.raw += data
+            readTLS(data)
+
+        protocol.dataReceived = dataReceived
+        return protocol
+
+
+class _Recorder(Protocol):
+    """What the TLS listener read, each line answered C{OK}."""
+
+    def dataReceived(self, data: bytes) -> None:
+        self.factory.received += data  # type: ignore[attr-defined]
+        self.transport.write(b"OK {}\n" * data.count(b"\n"))  # type: ignore[union-attr]
+
+
+class FoundTokenOverTLSTests(TestCase):
+    """
+    The real client with a token found in the user's token file for the
+    daemon's TLS listener (as its listeners file records it, kind C{ssl}),
+    against a real TLS listener in this process that keeps the bytes it
+    receives.
+    """
+
+    TOKEN = b"found-token-of-the-tls-daemon"
+    #: The client's user (its state directory is not C{/var/lib/pycm}).
+    USER = 4242
+
+    def listen(self) -> tuple[int, str, _RawRecordingTLS]:
+        """The TLS listener: its port, its trust directory, its factory."""
+        home = os.path.abspath(self.mktemp())
+        os.makedirs(home)
+        keyPath, certPath = makeCertificate(home)
+        with open(keyPath, "rb") as f:
+            key = KeyPair.load(f.read(), crypto.FILETYPE_PEM)
+        with open(certPath, "rb") as f:
+            certificate = Certificate.loadPEM(f.read())
+        recorder = Factory.forProtocol(_Recorder)
+        recorder.received = b""  # type: ignore[attr-defined]
+        factory = _RawRecordingTLS(
+            CertificateOptions(privateKey=key.original, certificate=certificate.original),
+            False, recorder)
+        port = reactor.listenTCP(0, factory, interface="127.0.0.1")  # type: ignore[attr-defined]
+        self.addCleanup(port.stopListening)
+        return port.getHost().port, os.path.join(home, "trust"), factory
+
+    def stateFor(self, port: int) -> dict[str, str]:
+        """
+        A user whose daemon's listeners file records the TLS listener on
+        C{port} wanting the token, its token file beside it.
+        """
+        home = os.path.abspath(self.mktemp())
+        state = os.path.join(home, "pycm")
+        os.makedirs(state)
+        with open(os.path.join(state, "token"), "wb") as f:
+            f.write(self.TOKEN + b"\n")
+        listeners = os.path.join(state, "listeners")
+        with open(listeners, "w") as f:
+            json.dump([{"kind": "ssl", "host": "127.0.0.1", "port": port, "token": True}], f)
+        os.chmod(listeners, 0o600)
+        return {"HOME": home, "XDG_STATE_HOME": home}
+
+    async def pycm(self, environ: dict[str, str], host: str) -> None:
+        """
+        The client as C{pycm --host HOST ping} runs it, in this process
+        (as a user not root, whose state directory C{environ} gives): its
+        command line read, connected and authenticated, then closed.
+
+        @raise UsageError: as the command line is refused.
+        """
+        options = parseArguments(["--host", host, "ping"], environ, uid=self.USER)
+        client = await connectTo(reactor, options, io.StringIO())
+        client.transport.loseConnection()  # type: ignore[union-attr]
+        await client.whenDisconnected()
+
+    async def test_tcpToTheTLSListener(self) -> None:
+        """
+        C{tcp:} to the TLS listener's port: the token found for that
+        listener is not sent in the clear (nothing is sent), and the error
+        says the port speaks TLS and what to use instead.
+        """
+        port, _, factory = self.listen()
+        try:
+            await self.pycm(self.stateFor(port), f"tcp:127.0.0.1:{port}")
+        except (UsageError, CannotConnect) as e:
+            error = str(e)
+        else:
+            error = ""
+        self.assertNotIn(self.TOKEN, factory.raw)
+        self.assertEqual(factory.raw, b"")
+        self.assertIn(f"that port speaks TLS: use --host tls:127.0.0.1:{port} ", error)
+
+    async def test_tlsToTheTLSListener(self) -> None:
+        """C{tls:} to the same listener: the token found goes, inside TLS only."""
+        port, trust, factory = self.listen()
+        await self.pycm(self.stateFor(port), f"tls:127.0.0.1:{port}:trustRoots={trust}")
+        self.assertEqual(factory.wrappedFactory.received,  # type: ignore[attr-defined]
+                         b"auth " + self.TOKEN + b"\n")
+        self.assertNotIn(self.TOKEN, factory.raw)
+
+    def test_tcpRecordNotForTLS(self) -> None:
+        """A token found for a C{tcp} listener is not the one of a C{tls:} endpoint there."""
+        environ = self.stateFor(8443)
+        listeners = os.path.join(environ["XDG_STATE_HOME"], "pycm", "listeners")
+        with open(listeners, "w") as f:
+            json.dump([{"kind": "tcp", "host": "127.0.0.1", "port": 8443, "token": True}], f)
+        options = parseArguments(["--host", "tls:127.0.0.1:8443", "ping"], environ,
+                                 uid=self.USER)
+        self.assertIsNone(options.token)
+        options = parseArguments(["--host", "tcp:127.0.0.1:8443", "ping"], environ,
+                                 uid=self.USER)
+        self.assertEqual(options.token, self.TOKEN.decode())

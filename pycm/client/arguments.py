@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, NamedTuple, NoReturn
 
-from pycm.client.config import daemonToken, defaultEndpoint, findToken
+from pycm.client.config import daemonToken, defaultEndpoint, findToken, refuseClearToTLS
 from pycm.client.exits import UsageError
 from pycm.client.plan import Plan, PlanError, planCommand
 from pycm.statepaths import defaultTokenPath
@@ -214,6 +214,7 @@ def parseArguments(
         plain = parsed.host, parsed.token, parsed.json
     host, explicitToken, asJSON = plain
     host = host or defaultEndpoint(environ)
+    refuseClearToTLS(host, environ, uid)
     token = findToken(explicitToken, environ, uid)
     source: str | None = None
     withheld = None

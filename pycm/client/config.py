@@ -13,7 +13,7 @@ import json
 import os
 import stat
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from pycm import tokenfile
 from pycm.statepaths import (
@@ -96,18 +96,42 @@ def findToken(
         return None
 
 
+#: The kinds of listener (the daemon's C{--listen}) that speak TLS, and
+#: those that speak the protocol in the clear: a token found for one goes
+#: only to a client endpoint that speaks the same (C{tls:}, C{tcp:}); a
+#: listener of any other kind gets none.
+TLS_KINDS = frozenset({"ssl", "tls"})
+CLEAR_KINDS = frozenset({"tcp", "tcp6"})
+
+
+class ListenerRecord(NamedTuple):
+    """
+    One TCP or TLS listener as the daemon's listeners file records it.
+
+    @ivar kind: the listener's kind (C{tcp}, C{ssl}...), in lower case.
+    @ivar tokenFile: the token file the daemon names, or None.
+    """
+
+    host: str
+    port: int
+    token: bool
+    tokenFile: str | None
+    kind: str
+
+
 def readListeners(path: str) -> list[tuple[str, int, bool]]:
     """
     The listeners the daemon wrote in C{path}: (host, port, wants a token)
     for each TCP or TLS listener; C{[]} when it is missing or unreadable.
     """
-    return [(host, port, token) for host, port, token, _ in readListenerRecords(path)]
+    return [(r.host, r.port, r.token) for r in readListenerRecords(path)]
 
 
-def readListenerRecords(path: str) -> list[tuple[str, int, bool, str | None]]:
+def readListenerRecords(path: str) -> list[ListenerRecord]:
     """
     As L{readListeners}, each with the token file the daemon names (None
-    when it names none).
+    when it names none) and its kind; a record without a kind is passed
+    over (what it speaks is not known).
     """
     try:
         with open(path, "rb") as f:
@@ -119,12 +143,66 @@ def readListenerRecords(path: str) -> list[tuple[str, int, bool, str | None]]:
         if not isinstance(record, dict):
             continue
         host, port, token = record.get("host"), record.get("port"), record.get("token")
+        kind = record.get("kind")
         tokenFile = record.get("token_file")
         if not (isinstance(tokenFile, str) and os.path.isabs(tokenFile)):
             tokenFile = None
-        if isinstance(host, str) and type(port) is int and isinstance(token, bool):
-            listeners.append((host, port, token, tokenFile))
+        if (isinstance(host, str) and type(port) is int and isinstance(token, bool)
+                and isinstance(kind, str)):
+            listeners.append(ListenerRecord(host, port, token, tokenFile, kind.lower()))
     return listeners
+
+
+def speaksAsListener(description: str, kind: str) -> bool:
+    """
+    Whether the client endpoint C{description} speaks what a listener of
+    C{kind} does: C{tls:} (and C{ssl:}) a TLS listener's, C{tcp:} a
+    clear one's.
+    """
+    endpointKind = description.partition(":")[0].lower()
+    if endpointKind in ("tls", "ssl"):
+        return kind in TLS_KINDS
+    return endpointKind == "tcp" and kind in CLEAR_KINDS
+
+
+def tlsListenerAt(description: str, environ: Mapping[str, str] | None = None,
+                  uid: int | None = None) -> tuple[str, str] | None:
+    """
+    When C{description} is a C{tcp:} endpoint that reaches a TLS listener
+    of the user's daemon (as a listeners file says): the C{tls:} endpoint
+    string to use instead, and that listeners file; else None.
+    """
+    address = endpointAddress(description)
+    if address is None or description.partition(":")[0].lower() != "tcp":
+        return None
+    host, port = address
+    for path in listenersFiles(environ, uid):
+        for record in readListenerRecords(path):
+            if (record.kind in TLS_KINDS and record.port == port
+                    and _reaches(host, record.host)):
+                shown = f"[{host}]" if ":" in host else host
+                return f"tls:{shown}:{port}", path
+    return None
+
+
+def refuseClearToTLS(description: str, environ: Mapping[str, str] | None = None,
+                     uid: int | None = None) -> None:
+    """
+    Refuse a C{tcp:} endpoint that names the port of the user's daemon's
+    TLS listener: what it would send, a token too, would go in the clear
+    to a port that cannot read it.
+
+    @raise UsageError: saying so, and the C{tls:} endpoint to use.
+    """
+    found = tlsListenerAt(description, environ, uid)
+    if found is not None:
+        from pycm.client.exits import UsageError
+
+        instead, path = found
+        raise UsageError(
+            f"bad endpoint {description!r}: that port speaks TLS: use --host {instead} "
+            "(add :trustRoots=DIR for a certificate of your own; the daemon's listener "
+            f"there is a TLS one, as {path} says)", hint=False)
 
 
 def _private(path: str, uid: int) -> bool:
@@ -168,10 +246,11 @@ def daemonToken(description: str, environ: Mapping[str, str] | None = None,
     """
     fallback: str | None = defaultTokenPath(environ, uid)
     for path in listenersFiles(environ, uid):
-        for host, port, wanted, tokenFile in readListenerRecords(path):
-            if not tokenWanted(description, [(host, port, wanted)]):
+        for record in readListenerRecords(path):
+            if not (speaksAsListener(description, record.kind) and
+                    tokenWanted(description, [(record.host, record.port, record.token)])):
                 continue
-            tokenFile = tokenFile or fallback
+            tokenFile = record.tokenFile or fallback
             token = usedTokenFile(tokenFile) if tokenFile else None
             if token and tokenFile:
                 return token, tokenFile
@@ -187,7 +266,7 @@ def endpointAddress(description: str) -> tuple[str, int] | None:
     (a UNIX socket, a string pycm cannot read for certain).
     """
     kind, sep, rest = description.partition(":")
-    if not sep or kind not in ("tcp", "tls", "ssl") or "\\" in rest:
+    if not sep or kind.lower() not in ("tcp", "tls", "ssl") or "\\" in rest:
         return None
     positional: list[str] = []
     keywords: dict[str, str] = {}
