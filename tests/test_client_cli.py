@@ -715,15 +715,15 @@ class OneShotTestsMixin:
         """
         Ctrl-C while the C{auth} sent first waits for its answer is an
         interruption too (130, the request named), not an unreachable
-        daemon.
+        daemon; and it says the request was not sent (it was not).
         """
         h = self.harness(FakeDaemon({"auth": lambda words: Deferred()}))
         d = h.run(options("stop", "web", token="t"))
         self.assertNoResult(d)
         h.interrupt()
         self.assertEqual(self.successResultOf(d), 130)
-        self.assertEqual(h.err.getvalue(), "pycm: interrupted before the reply; the "
-                         "daemon may still carry out: stop web\n")
+        self.assertEqual(h.err.getvalue(), "pycm: interrupted before the request was "
+                         "sent (while connecting): nothing was sent: stop web\n")
         self.assertEqual(h.daemon.received, ["auth t"])
 
     def test_notAPycmDaemon(self: Any) -> None:

@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from OpenSSL import crypto
 from twisted.internet import reactor
+from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.ssl import Certificate, CertificateOptions, KeyPair
 from twisted.internet.task import Clock
@@ -29,6 +30,7 @@ from pycm.client.tlsverify import (
     CheckedTLSEndpoint,
     TLSEndpointString,
     UnverifiedCertificate,
+    handshake,
     parseTLSEndpoint,
 )
 from tests.e2e import RealDaemon
@@ -122,6 +124,62 @@ class SSLEndpointTests(SynchronousTestCase):
         self.assertIn("an ssl: client endpoint does not check the daemon's certificate",
                       str(caught.exception))
         self.assertIn("use tls:127.0.0.1:8443", str(caught.exception))
+
+
+class _SilentPeer:
+    """
+    A connected client whose peer never answers the handshake: stands in
+    for the protocol and its transport (no real peer is needed to count
+    the seconds of a fake clock).
+    """
+
+    def __init__(self) -> None:
+        self.transport = self
+        self.aborted = False
+
+    def whenDisconnected(self) -> Deferred[None]:
+        return Deferred()
+
+    def abortConnection(self) -> None:
+        self.aborted = True
+
+
+class HandshakeTimeoutTests(SynchronousTestCase):
+    """L{handshake} waits for the TLS handshake at most the endpoint's C{timeout=}."""
+
+    def test_silentPeer(self) -> None:
+        """
+        A peer that never answers is given up on after C{timeout} seconds
+        of the clock: the connection aborted, a L{CannotConnect} saying the
+        handshake did not finish in time.
+        """
+        clock = Clock()
+        peer = _SilentPeer()
+        check = CertificateCheck("127.0.0.1", clock)
+        d = Deferred.fromCoroutine(
+            handshake(clock, peer, check, "tls:127.0.0.1:8443", "127.0.0.1:8443", 30))
+        clock.advance(29.9)
+        self.assertNoResult(d)
+        self.assertFalse(peer.aborted)
+        clock.advance(0.1)
+        error = self.failureResultOf(d, CannotConnect).value
+        self.assertTrue(peer.aborted)
+        self.assertEqual(str(error), "cannot reach the pycm daemon at tls:127.0.0.1:8443: "
+                         "the TLS handshake did not finish within 30 s (is a TLS "
+                         "listener there?)")
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_doneInTime(self) -> None:
+        """A handshake done in time leaves no timer behind and aborts nothing."""
+        clock = Clock()
+        peer = _SilentPeer()
+        check = CertificateCheck("127.0.0.1", clock)
+        d = Deferred.fromCoroutine(
+            handshake(clock, peer, check, "tls:127.0.0.1:8443", "127.0.0.1:8443", 30))
+        check.handshakeDone.callback(None)
+        self.assertIsNone(self.successResultOf(d))
+        self.assertFalse(peer.aborted)
+        self.assertEqual(clock.getDelayedCalls(), [])
 
 
 class TLSE2ETests(SynchronousTestCase):

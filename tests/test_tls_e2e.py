@@ -10,6 +10,9 @@ import io
 import ipaddress
 import json
 import os
+import signal
+import socket
+import subprocess
 from typing import Any
 
 from cryptography import x509
@@ -27,7 +30,7 @@ from pycm.client.arguments import parseArguments
 from pycm.client.connecting import connectTo
 from pycm.client.exits import CannotConnect, UsageError
 
-from .e2e import RealDaemon
+from .e2e import RealDaemon, defaultSIGINT, pycmCommand
 
 
 def makeCertificate(directory: str) -> tuple[str, str]:
@@ -220,3 +223,63 @@ class FoundTokenOverTLSTests(TestCase):
         options = parseArguments(["--host", "tcp:127.0.0.1:8443", "ping"], environ,
                                  uid=self.USER)
         self.assertEqual(options.token, self.TOKEN.decode())
+
+
+class SilentPeerTests(SynchronousTestCase):
+    """The real client over C{tls:} to a peer that accepts and never speaks."""
+
+    def test_handshakeTimesOut(self) -> None:
+        """
+        The handshake is bounded by C{timeout=} as the connection is: the
+        unreachable status and one line saying so, not a wait forever.
+        """
+        silent = socket.socket()
+        self.addCleanup(silent.close)
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        trust = os.path.abspath(self.mktemp())
+        os.makedirs(trust)
+        makeCertificate(trust)
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("PYCM_")}
+        result = subprocess.run(
+            [*pycmCommand(), "--host",
+             f"tls:127.0.0.1:{port}:trustRoots={trust}/trust:timeout=1", "ps"],
+            env=environ, capture_output=True, timeout=60)
+        self.assertEqual(result.returncode, 3, result.stderr)
+        self.assertEqual(result.stderr.decode().splitlines(), [
+            f"Error: cannot reach the pycm daemon at tls:127.0.0.1:{port}:trustRoots="
+            f"{trust}/trust:timeout=1: the TLS handshake did not finish within 1 s (is a "
+            "TLS listener there?)"])
+
+    def test_interruptedInHandshake(self) -> None:
+        """
+        Ctrl-C while the handshake waits: exit status 130, saying nothing
+        was sent (not that the daemon may still carry out the request).
+        """
+        silent = socket.socket()
+        self.addCleanup(silent.close)
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        silent.settimeout(30)
+        port = silent.getsockname()[1]
+        trust = os.path.abspath(self.mktemp())
+        os.makedirs(trust)
+        makeCertificate(trust)
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("PYCM_")}
+        client = subprocess.Popen(
+            [*pycmCommand(), "--host", f"tls:127.0.0.1:{port}:trustRoots={trust}/trust",
+             "stop", "web"],
+            env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            preexec_fn=defaultSIGINT)
+        self.addCleanup(client.kill)
+        connection, _ = silent.accept()
+        self.addCleanup(connection.close)
+        connection.settimeout(30)
+        self.assertTrue(connection.recv(1))  # the ClientHello: in the handshake
+        client.send_signal(signal.SIGINT)
+        _, err = client.communicate(timeout=60)
+        self.assertEqual(client.returncode, 130, err)
+        self.assertEqual(err.decode().splitlines(), [
+            "pycm: interrupted before the request was sent (while connecting): nothing "
+            "was sent: stop web"])

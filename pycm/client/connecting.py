@@ -160,8 +160,8 @@ async def connectTo(reactor: Any, options: CommandLine,
             from pycm.client.tlsverify import CheckedTLSEndpoint, handshake
 
             if isinstance(endpoint, CheckedTLSEndpoint):
-                await handshake(client, endpoint.check, options.host,
-                                endpoint.parsed.address)
+                await handshake(reactor, client, endpoint.check, options.host,
+                                endpoint.parsed.address, endpoint.parsed.timeout)
         token = options.token
         withheld = token and whyWithheld(options, *transportEnds(client.transport))
         if withheld:

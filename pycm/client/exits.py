@@ -113,6 +113,16 @@ def interruptedBeforeReply(line: str, err: TextIO) -> int:
     return EXIT_INTERRUPTED
 
 
+def interruptedBeforeSending(line: str, err: TextIO) -> int:
+    """
+    Ctrl-C while connecting or authenticating, before the request was
+    sent: say nothing was sent; exit status 130.
+    """
+    writeLines(err, [f"pycm: interrupted before the request was sent (while connecting): "
+                     f"nothing was sent: {line}"])
+    return EXIT_INTERRUPTED
+
+
 def reportError(err: TextIO, options: CommandLine, code: str, message: str,
                 text: str | None = None) -> None:
     """
@@ -139,11 +149,11 @@ def reportUnreachable(err: TextIO, options: CommandLine, error: CannotConnect,
                       interrupted: bool = False) -> int:
     """
     Report that the daemon cannot be reached; exit status 3.  When Ctrl-C
-    closed the connection while connecting or authenticating
-    (C{interrupted}), the request may have been sent or may not: say so
-    (L{interruptedBeforeReply}).
+    closed the connection while connecting, in the TLS handshake or
+    authenticating (C{interrupted}), the request was not sent: say so
+    (L{interruptedBeforeSending}).
     """
     if interrupted and options.command:
-        return interruptedBeforeReply(shlex.join(options.command), err)
+        return interruptedBeforeSending(shlex.join(options.command), err)
     reportError(err, options, "unreachable", str(error))
     return EXIT_UNREACHABLE

@@ -22,7 +22,7 @@ from pycm.client.connecting import checkSocketPath
 from pycm.client.exits import (
     CannotConnect,
     UsageError,
-    interruptedBeforeReply,
+    interruptedBeforeSending,
     reportUnreachable,
     reportUsageError,
     writeLines,
@@ -418,7 +418,7 @@ def main(options: CommandLine, out: TextIO, err: TextIO) -> int | None:
     try:
         sock = connectSocket(target)
     except KeyboardInterrupt:
-        return interruptedBeforeReply(shlex.join(options.command), err)
+        return interruptedBeforeSending(shlex.join(options.command), err)
     except OSError as e:
         return reportUnreachable(err, options, CannotConnect(options.host, connectError(e)))
     client = BlockingClient(sock)

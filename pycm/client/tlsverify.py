@@ -394,18 +394,42 @@ class CheckedTLSEndpoint:
         return wrapClientTLS(creator, self._wrapped).connect(protocolFactory)
 
 
-async def handshake(client: Any, check: CertificateCheck, description: str,
-                    address: str) -> None:
+class HandshakeTimedOut(Exception):
+    """The TLS handshake did not finish in time: the peer may speak no TLS at all."""
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__(timeout)
+        self.timeout = timeout
+
+    def __str__(self) -> str:
+        return (f"the TLS handshake did not finish within {self.timeout:g} s (is a "
+                "TLS listener there?)")
+
+
+async def handshake(clock: Any, client: Any, check: CertificateCheck, description: str,
+                    address: str, timeout: float) -> None:
     """
-    Wait until the TLS handshake of C{client}'s connection is done.
+    Wait until the TLS handshake of C{client}'s connection is done, at most
+    C{timeout} seconds of C{clock} (the endpoint's C{timeout=}, which
+    bounds the TCP connection before): a peer that accepts and never
+    answers is given up on, its connection aborted.
 
     @raise UnverifiedCertificate: when the certificate failed the check.
-    @raise CannotConnect: when the connection was lost before.
+    @raise CannotConnect: when the connection was lost before, or the
+        handshake did not finish in time (L{HandshakeTimedOut}).
     """
     from twisted.internet.defer import race
+    from twisted.internet.task import deferLater
 
-    index, lost = await race([check.handshakeDone, client.whenDisconnected()])
+    timer: Deferred[None] = deferLater(clock, timeout, lambda: None)
+    try:
+        index, lost = await race([check.handshakeDone, client.whenDisconnected(), timer])
+    finally:
+        timer.cancel()
     if check.failure is not None:
         raise UnverifiedCertificate(description, address, check.failure)
+    if index == 2:
+        client.transport.abortConnection()
+        raise CannotConnect(description, HandshakeTimedOut(timeout))
     if index == 1:
         raise CannotConnect(description, lost or Exception("the connection was lost"))
