@@ -36,6 +36,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from pycm.errors import BackendError
+from pycm.eventdetail import decodeDetail, encodeDetail
 from pycm.interfaces import IEventStore, IRecordStore
 from pycm.model import ContainerEvent
 from pycm.statedir import NotRegularFile, UnsafeStateDir, openNoFollow
@@ -115,8 +116,7 @@ class SQLiteStore:
         self._remains: list[tuple[str, bytes]] = []
         # Prune in batches: a DELETE on every append would double its cost.
         self._pruneSlack = max(1, keepEvents // 10)
-        #: The highest id of the events pruned since the store was opened.
-        self.prunedThrough = 0
+        self.prunedThrough = 0  # the newest id pruned since it was opened
         self._checkFile()
         try:
             self._db = sqlite3.connect(path, isolation_level=None)
@@ -403,12 +403,22 @@ class SQLiteStore:
     def append(self, event: ContainerEvent) -> None:
         """
         Durably store a numbered event; older events beyond L{keepEvents}
-        (plus a small slack) are pruned.
+        (plus a small slack) are pruned (the newest pruned: L{prunedThrough}).
 
         @raise ValueError: if the event has no id.
         @raise BackendError: if the id is not above every stored id.
         """
         self.appendMany([event])
+
+    def _newestPruned(self, events: list[ContainerEvent]) -> int:
+        """The newest id a prune drops once C{events} are in: the (keepEvents + 1)-th newest."""
+        stored = self.keepEvents - len(events)
+        if stored < 0:
+            return events[-1 - self.keepEvents].id or 0
+        row = self._db.execute(
+            "SELECT id FROM events ORDER BY id DESC LIMIT 1 OFFSET ?", (stored,)
+        ).fetchone() if self._db is not None else None
+        return row[0] if row else 0
 
     def appendMany(self, events: list[ContainerEvent]) -> None:
         """
@@ -423,27 +433,14 @@ class SQLiteStore:
         if not events:
             return
         rows = [
-            (e.id, e.action, e.name, e.time, e.exitCode, _eventDetail(e)) for e in events
+            (e.id, e.action, e.name, e.time, e.exitCode, encodeDetail(e)) for e in events
         ]
         count = self._eventCount
         prune: list[tuple[Any, ...]] = []
         prunedThrough = self.prunedThrough
         if count + len(rows) > self.keepEvents + self._pruneSlack:
             prune = [(self.keepEvents,)]
-            # The newest of those the DELETE drops: the keepEvents-th newest
-            # once these rows are in, less one place.
-            beyond = self.keepEvents - len(rows)
-            if beyond < 0:
-                prunedThrough = max(prunedThrough, events[-1 - self.keepEvents].id or 0)
-            else:
-                try:
-                    row = self._db.execute(
-                        "SELECT id FROM events ORDER BY id DESC LIMIT 1 OFFSET ?", (beyond,)
-                    ).fetchone()
-                except (sqlite3.Error, AttributeError):
-                    row = None  # the transaction below says what is wrong
-                if row is not None:
-                    prunedThrough = max(prunedThrough, row[0])
+            prunedThrough = max(prunedThrough, self._newestPruned(events))
         try:
             self._transaction(
                 ("INSERT INTO events (id, action, name, time, exit_code, detail) "
@@ -478,36 +475,6 @@ class SQLiteStore:
         except sqlite3.DatabaseError as e:
             raise StoreCorrupt(f"state database {self.path} is corrupt: {e}") from e
         return [
-            ContainerEvent(action=a, name=n, time=t, exitCode=c, id=i, **_detailFields(d))
+            ContainerEvent(action=a, name=n, time=t, exitCode=c, id=i, **decodeDetail(d))
             for (i, a, n, t, c, d) in rows
         ]
-
-
-#: The event fields kept as JSON in the C{detail} column (most events have
-#: none of them, and their column stays NULL).
-_DETAIL_FIELDS = ("node", "task", "replicas", "status")
-_DETAIL_TYPES = {"node": str, "task": str, "replicas": int, "status": str}
-
-
-def _eventDetail(event: ContainerEvent) -> str | None:
-    detail = {
-        key: value for key in _DETAIL_FIELDS if (value := getattr(event, key)) is not None
-    }
-    return json.dumps(detail, separators=(",", ":")) if detail else None
-
-
-def _detailFields(text: str | None) -> dict[str, Any]:
-    """The detail fields of a stored event (none from a damaged column)."""
-    if not text:
-        return {}
-    try:
-        detail = json.loads(text)
-    except ValueError:
-        return {}
-    if not isinstance(detail, dict):
-        return {}
-    return {
-        key: value
-        for key, kind in _DETAIL_TYPES.items()
-        if isinstance(value := detail.get(key), kind) and not isinstance(value, bool)
-    }
