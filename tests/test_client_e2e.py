@@ -265,8 +265,9 @@ class ClientE2ETestsMixin:
 
     def test_interruptedBeforeReply(self) -> None:
         """
-        Ctrl-C (SIGINT) while waiting for the reply: status 130, and
-        stderr says the daemon may still carry the request out.
+        Ctrl-C (SIGINT) while waiting for the reply: status 130, stderr
+        says the daemon may still carry the request out, and the daemon,
+        told by a reset, lets the connection and its wait go.
         """
         self.assertEqual(self.pycm("run", "slow", "host", "sleep", "600").returncode, 0)
         process = subprocess.Popen(
@@ -287,6 +288,10 @@ class ClientE2ETestsMixin:
         self.assertEqual(process.stderr.read().decode(),
                          "pycm: interrupted before the reply; the daemon may still "
                          "carry out: wait slow\n")
+        # The connection was reset, not closed (a close is a half-close the
+        # daemon answers): the daemon gives the wait up at once.
+        waitFor(lambda: json.loads(self.pycm("--json", "info").stdout)["connections"] == 1,
+                "the daemon to give the interrupted wait up")
 
 
 def readLine(stream: Any) -> str:

@@ -57,6 +57,10 @@ async def run(
         return reportUsageError(err, options, e)
     except CannotConnect as e:
         return reportUnreachable(err, options, e, interrupted=bool(interrupted))
+    addTrigger = getattr(reactor, "addSystemEventTrigger", None)
+    if addTrigger is not None:
+        # Ctrl-C shuts the reactor down: a request in flight is given up.
+        addTrigger("before", "shutdown", client.abandon)
     live = liveCommand(options.command)
     if live == "top":
         from pycm.client.top import runTop

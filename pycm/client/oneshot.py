@@ -33,6 +33,7 @@ from pycm.client.wire import (
     ProtocolError,
     errorFromReply,
     isSilentLine,
+    resetOnClose,
 )
 from pycm.errors import PycmError
 
@@ -223,6 +224,18 @@ class BlockingClient:
             self._gone = True
             self.sock.close()
 
+    def abandon(self) -> None:
+        """
+        Ctrl-C with a request in flight: reset the connection rather than
+        close it.  A close is a FIN, which the daemon must take for a
+        half-close (the client sent all it will, and waits for the
+        replies): it would go on with the request and the lines behind it.
+        A reset (TCP, with a zero linger) tells it the client is gone, and
+        it abandons them (an C{apply} stops where it is, a C{wait} ends).
+        """
+        resetOnClose(self.sock)
+        self.disconnect()
+
     # -- internals ------------------------------------------------------------
 
     def _request(self, line: str) -> Generator[None, None, Any]:
@@ -313,6 +326,7 @@ class BlockingClient:
                 continue
             except KeyboardInterrupt:
                 self.interrupted.append(True)
+                self.abandon()
                 break
             except OSError:
                 break

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import json
 import shlex
+import socket
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.endpoints import connectProtocol
-from twisted.internet.error import ConnectionDone
+from twisted.internet.error import ConnectionAborted, ConnectionDone
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.logger import Logger
 from twisted.protocols.basic import LineOnlyReceiver
@@ -29,12 +30,22 @@ from pycm import errors
 # The line-reading helpers live in pycm.client.wire (no Twisted there, for
 # the one-shot client); they are re-exported under their old names here.
 from pycm.client.wire import ERROR_CLASSES as ERROR_CLASSES
-from pycm.client.wire import MAX_REPLY_LENGTH, ConnectionGone
+from pycm.client.wire import MAX_REPLY_LENGTH, ConnectionGone, resetOnClose
 from pycm.client.wire import ProtocolError as ProtocolError
 from pycm.client.wire import errorFromReply as errorFromReply
 from pycm.client.wire import isSilentLine as isSilentLine
 
 EventListener = Callable[[Any], None]
+
+
+def resetTransportOnClose(transport: Any) -> None:
+    """L{resetOnClose} for the socket under C{transport} (a TLS transport's too)."""
+    while transport is not None:
+        handle = getattr(transport, "getHandle", lambda: None)()
+        if isinstance(handle, socket.socket):
+            resetOnClose(handle)
+            return
+        transport = getattr(transport, "transport", None)
 
 
 class Disconnected(ConnectionDone, ConnectionGone):
@@ -166,6 +177,21 @@ class ClientProtocol(LineOnlyReceiver):
         if self.transport is not None:
             self.transport.loseConnection()
 
+    def abandon(self) -> None:
+        """
+        Ctrl-C: with a request in flight, reset the connection rather than
+        close it (the reactor's shutdown would close it), so that the daemon
+        gives the request up (see L{pycm.client.oneshot.BlockingClient.abandon}).
+        """
+        if self._pending and self.transport is not None:
+            # The process may exit before the reactor closes the socket: a
+            # zero linger makes even the kernel's close a reset.
+            resetTransportOnClose(self.transport)
+            getattr(self.transport, "abortConnection", self.transport.loseConnection)()
+            # The reactor is shutting down: the reset connection's end may
+            # never be told, so the requests in flight fail now.
+            self._failPending(Failure(ConnectionAborted()))
+
     # -- LineOnlyReceiver ---------------------------------------------------
 
     def lineReceived(self, line: bytes) -> None:
@@ -194,14 +220,18 @@ class ClientProtocol(LineOnlyReceiver):
         if not isinstance(reason, Failure):
             reason = Failure(reason)
         self._lostReason = reason
-        pending, self._pending = self._pending, deque()
-        for _line, d in pending:
-            d.errback(Disconnected(reason))
+        self._failPending(reason)
         waiters, self._disconnectWaiters = self._disconnectWaiters, []
         for waiter in waiters:
             waiter.callback(reason.value)
 
     # -- internals ----------------------------------------------------------
+
+    def _failPending(self, reason: Failure) -> None:
+        """Fail the requests waiting for their replies with L{Disconnected}."""
+        pending, self._pending = self._pending, deque()
+        for _line, d in pending:
+            d.errback(Disconnected(reason))
 
     def _replyReceived(self, payload: str) -> None:
         try:

@@ -6,6 +6,9 @@ blocking one-shot client (L{pycm.client.oneshot}).
 
 from __future__ import annotations
 
+import socket
+import struct
+
 from pycm import errors
 
 #: Error classes by protocol error code.
@@ -82,3 +85,15 @@ def isSilentLine(line: str) -> bool:
     """
     stripped = line.strip()
     return not stripped or stripped.startswith("#")
+
+
+def resetOnClose(sock: object) -> None:
+    """
+    Give a TCP socket a zero linger, so that closing it sends a reset, not
+    a FIN (anything else: nothing).
+    """
+    if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
