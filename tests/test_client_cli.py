@@ -654,8 +654,9 @@ class OneShotTestsMixin:
 
     def test_unauthorizedHint(self: Any) -> None:
         """
-        When the daemon refused the token, the error says where the token
-        came from.
+        When the daemon refused the token, the error is that refusal (not
+        the request's C{authenticate first}) and says where the token came
+        from.
         """
         h = self.harness(FakeDaemon({
             "auth": "ERR unauthorized wrong token",
@@ -665,8 +666,7 @@ class OneShotTestsMixin:
         self.assertEqual(self.successResultOf(d), 1)
         self.assertEqual(
             h.err.getvalue(),
-            "Error: unauthorized: authenticate first (the daemon refused the "
-            "token from $PYCM_TOKEN)\n",
+            "Error: unauthorized: wrong token (from $PYCM_TOKEN)\n",
         )
 
     def test_noTokenHint(self: Any) -> None:

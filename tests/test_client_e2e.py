@@ -407,8 +407,9 @@ class AuthE2ETests(TestCase):
     def test_token(self) -> None:
         """
         Without a token the daemon refuses; with C{PYCM_TOKEN} or
-        C{--token} (the daemon's token file's content) it accepts; on both
-        of the client's paths.
+        C{--token} (the daemon's token file's content) it accepts; a wrong
+        token is reported as the daemon's refusal of it; on both of the
+        client's paths.
         """
         base = os.path.abspath(self.mktemp())
         # The default state directory of a user whose XDG_STATE_HOME is base.
@@ -440,7 +441,7 @@ class AuthE2ETests(TestCase):
         self.assertEqual(pycm("--token", token, "ls").returncode, 0)
         r = pycm("--token", "wrong", "ls")
         self.assertEqual(r.returncode, 1)
-        self.assertIn("refused the token from --token", r.stderr)
+        self.assertEqual(r.stderr, "Error: unauthorized: wrong token (from --token)\n")
         # As the daemon's user, the default state directory's token is found.
         r = pycm("ls", XDG_STATE_HOME=base)
         if os.getuid() != 0:

@@ -81,11 +81,15 @@ class CannotConnect(Exception):
 
 def explainError(error: BaseException, client: ClientProtocol | BlockingClient,
                  options: CommandLine) -> str:
-    """L{fmt.formatError}, with a hint for C{unauthorized}."""
+    """
+    L{fmt.formatError}, with a hint for C{unauthorized}; when the daemon
+    refused the token, its refusal (C{wrong token}) and where the token
+    came from, not the request's own C{authenticate first}.
+    """
     text = fmt.formatError(error)
     if isinstance(error, Unauthorized):
         if client.authError is not None and options.tokenSource:
-            text += f" (the daemon refused the token from {options.tokenSource})"
+            text = f"{fmt.formatError(client.authError)} (from {options.tokenSource})"
         elif options.tokenWithheld:
             text += (f" (the token in {options.tokenWithheld} was not sent: "
                      f"{options.host} is not an endpoint the local daemon listens on "
