@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import io
 import socket
+import subprocess
+import sys
 import threading
 
 from twisted.trial.unittest import SynchronousTestCase
@@ -71,6 +73,50 @@ class ClientCommandTests(SynchronousTestCase):
         self.assertEqual(cli.clientCommand(options("completion", "tcsh"), out, err), 2)
         self.assertIn("bash|zsh|fish", err.getvalue())
         self.assertIsNone(cli.clientCommand(options("ping"), out, err))
+
+    def test_completionHelp(self) -> None:
+        """
+        C{completion --help} (or C{-h}) describes the command on standard
+        output, exit status 0, not a usage error.
+        """
+        for flag in ("--help", "-h"):
+            out, err = io.StringIO(), io.StringIO()
+            self.assertEqual(cli.clientCommand(options("completion", flag), out, err), 0)
+            self.assertEqual(out.getvalue().splitlines(), completion.COMPLETION_USAGE)
+            self.assertEqual(err.getvalue(), "")
+        self.assertIn("usage: pycm completion bash|zsh|fish", completion.COMPLETION_USAGE)
+
+    def test_helpClientCommand(self) -> None:
+        """
+        C{help COMMAND} for each of the client's own commands prints what
+        C{COMMAND --help} does, exit status 0, without asking the daemon
+        (which does not know them); C{help} of a daemon's command is left
+        to the daemon.
+        """
+        for name in completion.CLIENT_COMMANDS:
+            helped, flagged, err = io.StringIO(), io.StringIO(), io.StringIO()
+            self.assertEqual(cli.clientCommand(options("help", name), helped, err), 0)
+            self.assertEqual(cli.clientCommand(options(name, "--help"), flagged, err), 0)
+            self.assertEqual(helped.getvalue(), flagged.getvalue())
+            self.assertIn(f"usage: pycm {name}", helped.getvalue())
+            self.assertEqual(err.getvalue(), "")
+        out = io.StringIO()
+        self.assertIsNone(cli.clientCommand(options("help", "stop"), out, out))
+        self.assertIsNone(cli.clientCommand(options("help"), out, out))
+        self.assertEqual(out.getvalue(), "")
+
+    def test_helpClientCommandRealClient(self) -> None:
+        """
+        The real C{pycm help top} and C{pycm help completion} print the
+        usage and exit 0 with no daemon to ask (a socket that is not there).
+        """
+        for name in ("top", "completion"):
+            r = subprocess.run(
+                [sys.executable, "-m", "pycm.client.cli", "--host", "unix:/nonexistent/s",
+                 "help", name],
+                capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+            self.assertEqual((r.returncode, r.stderr), (0, ""))
+            self.assertTrue(r.stdout.startswith(f"usage: pycm {name}"), r.stdout)
 
 
 class NamesTests(SynchronousTestCase):

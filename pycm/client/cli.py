@@ -83,27 +83,49 @@ async def run(
     return await runPiped(reactor, client, options, attachStdio, err)
 
 
+def clientUsage(word: str) -> list[str] | None:
+    """
+    What C{pycm WORD --help} and C{pycm help WORD} print for a command of
+    the client's own (C{top}, C{completion}); None for the daemon's, whose
+    C{help} says it.
+    """
+    if word == "top":
+        return TOP_USAGE
+    if word == "completion":
+        from pycm.client.completion import COMPLETION_USAGE
+
+        return COMPLETION_USAGE
+    return None
+
+
 def clientCommand(options: CommandLine, out: TextIO, err: TextIO) -> int | None:
     """
     Carry out a command of the client's own, which needs no connection
-    (C{completion SHELL}, C{top --help}, and the hidden C{__names} that
-    completion scripts call), or refuse C{top} with arguments (exit status
-    2, as for any usage error): its exit status, or None for a command of
-    the daemon's.
+    (C{completion SHELL}, C{top}'s and C{completion}'s C{--help} or C{help
+    top}, and the hidden C{__names} that completion scripts call), or
+    refuse C{top} with arguments (exit status 2, as for any usage error):
+    its exit status, or None for a command of the daemon's.
     """
     if not options.command:
         return None
     word = options.command[0]
+    if word.lower() == "help" and len(options.command) == 2:
+        usage = clientUsage(options.command[1].lower())
+        if usage is not None:
+            writeLines(out, usage)
+            return EXIT_OK
+    usage = clientUsage(word.lower())
+    if usage is not None and wantsHelp(options.command[1:]):
+        writeLines(out, usage)
+        return EXIT_OK
     if word == "completion":
         from pycm.client.completion import SHELLS, completionScript
 
         if len(options.command) != 2 or options.command[1] not in SHELLS:
-            writeLines(err, ["pycm: usage: pycm completion bash|zsh|fish"])
+            writeLines(err, ["pycm: usage: pycm completion bash|zsh|fish",
+                             "Try 'pycm completion --help'."])
             return EXIT_USAGE
         out.write(completionScript(options.command[1]))
-        return EXIT_OK
-    if word == "top" and wantsHelp(options.command[1:]):
-        writeLines(out, TOP_USAGE)
         return EXIT_OK
     if word == "top" and len(options.command) > 1:
         writeLines(err, [f"pycm: top takes no arguments: {options.command[1]!r}",

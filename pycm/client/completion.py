@@ -26,6 +26,18 @@ CLIENT_COMMANDS = {
     "top": "a live full-screen view of the containers",
 }
 SHELLS = ("bash", "zsh", "fish")
+#: What C{pycm completion --help} (and C{pycm help completion}) prints.
+COMPLETION_USAGE = [
+    "usage: pycm completion bash|zsh|fish",
+    "",
+    "Print a Tab completion script for that shell: pycm's commands, their",
+    "options, and container names (asked of the daemon at --host when Tab is",
+    "pressed, quietly). No daemon is needed to print it.",
+    "",
+    "  source <(pycm completion bash)         # in ~/.bashrc",
+    "  source <(pycm completion zsh)          # in ~/.zshrc",
+    "  pycm completion fish > ~/.config/fish/completions/pycm.fish",
+]
 #: pycm's own options, before the command.
 GLOBAL_OPTIONS = ("--host", "-H", "--token", "--json", "--help", "--version")
 #: Commands whose positional arguments are all container names (several
