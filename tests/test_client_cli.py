@@ -1157,6 +1157,37 @@ class CommandHelpTests(SynchronousTestCase):
             self.assertIn("status=STATE", text)
             self.assertIn("name=TEXT", text)
             self.assertIn("label=KEY[=VALUE]", text)
+            self.assertIn("[-f|--filter=status|state|label|name=VALUE]...",
+                          self.help(word)[0])
+
+    def test_logsTimestamps(self) -> None:
+        """
+        C{logs --help} names C{-t}/C{--timestamps} (which the client reads
+        itself, so the daemon's usage lacks it) in the usage line and says
+        what it does, with every other option of C{logs}.
+        """
+        lines = self.help("logs")
+        self.assertIn(" [-t|--timestamps] NAME...", lines[0])
+        text = "\n".join(lines)
+        self.assertIn("\n  -t, --timestamps ", text)
+        for option in commandtable.BY_WORD["logs"].options:
+            spelled = f"  -{option.short}, --{option.name}" if option.short \
+                else f"  --{option.name}"
+            self.assertIn("\n" + spelled, text, option.name)
+
+    def test_stopTimeDefault(self) -> None:
+        """
+        C{stop --help} and C{restart --help} say what C{--time} is and its
+        default: the container's C{--stop-timeout}, whose own default is
+        L{pycm.model.DEFAULT_STOP_TIMEOUT}.
+        """
+        from pycm.model import DEFAULT_STOP_TIMEOUT
+
+        for name in ("stop", "restart"):
+            text = " ".join(" ".join(self.help(name)).split())
+            self.assertIn("-t, --time=SECONDS", text)
+            self.assertIn("[default: the container's --stop-timeout, "
+                          f"{DEFAULT_STOP_TIMEOUT:g} unless run or create set it]", text)
 
 
 class ContainerLineTests(SynchronousTestCase):

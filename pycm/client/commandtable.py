@@ -180,6 +180,15 @@ _APPLY_NOTE = (
 )
 
 
+#: What C{stop} and C{restart} say of C{--time}; its default is the
+#: container's C{--stop-timeout} (L{pycm.model.DEFAULT_STOP_TIMEOUT}).
+_STOP_TIME_NOTE = (
+    "  -t, --time=SECONDS how long to wait after the stop signal before KILL,",
+    "                     0 to 3600 [default: the container's --stop-timeout,",
+    "                     10 unless run or create set it]",
+)
+
+
 #: What a command's C{help} adds under the daemon's usage and summary: what
 #: its options and forms mean where the usage line only names them (the
 #: daemon's C{help} carries no text for an option).
@@ -202,6 +211,17 @@ COMMAND_NOTES: dict[str, tuple[str, ...]] = {
         "  -q, --quiet        the names only, one a line",
         "  --format=json|TEMPLATE  JSON lines, or a template ({{.Name}} {{.Status}}",
         "                     {{.Health}} {{.Image}} ...)",
+    ),
+    "stop": _STOP_TIME_NOTE,
+    "restart": _STOP_TIME_NOTE,
+    "logs": (
+        "  -n, --tail=N|all   the last N lines [default: 100; with --since: every",
+        "                     line since then]",
+        "  --since=DURATION|TIME  the lines since then: a duration ago (10m, 1h30m,",
+        "                     45s), an RFC 3339 time or seconds since the epoch",
+        "  -f, --follow       then print each new line until the container stops",
+        "                     (or Ctrl-C)",
+        "  -t, --timestamps   print each line's time first",
     ),
     "stats": (
         "  pycm stats on the command line refreshes the table every second (in",
@@ -237,3 +257,33 @@ CLIENT_OPTIONS: dict[str, tuple[str, ...]] = {
     "list": ("-a", "--all", "-q", "--quiet", "--format"),
     "logs": ("-t", "--timestamps"),
 }
+
+
+#: The word of a usage line the client's own options of a command go before.
+_USAGE_ARGUMENT = " NAME"
+
+#: What the client reads itself, by command: the daemon's usage lacks it.
+_CLIENT_USAGE_OPTIONS = {
+    "run": "[--env-file=FILE]...",
+    "create": "[--env-file=FILE]...",
+    "logs": "[-t|--timestamps]",
+}
+
+
+def clientUsageLine(name: str, usage: str) -> str:
+    """
+    The daemon's usage line of command C{name} as the client takes it: the
+    options the client reads itself (C{--env-file}, C{logs -t}) before
+    NAME, C{apply}'s FILE that the client reads into the daemon's
+    DOCUMENT, and C{ls --filter}'s C{status=} (docker's name for C{state=},
+    which the daemon takes too).
+    """
+    if name == "apply":
+        return usage.replace("DOCUMENT", "FILE")
+    if name == "list":
+        return usage.replace("=state|label|name=", "=status|state|label|name=")
+    options = _CLIENT_USAGE_OPTIONS.get(name)
+    if options is not None and _USAGE_ARGUMENT in usage:
+        head, _, tail = usage.partition(_USAGE_ARGUMENT)
+        return f"{head} {options}{_USAGE_ARGUMENT}{tail}"
+    return usage

@@ -18,7 +18,12 @@ from typing import Any
 # Twisted here, nor attrs (pycm.model), directly or not.
 from pycm.client import services
 from pycm.client.applying import outcomeLines
-from pycm.client.commandtable import COMMAND_NOTES, MULTI_NAME, MULTI_NAME_NOTE
+from pycm.client.commandtable import (
+    COMMAND_NOTES,
+    MULTI_NAME,
+    MULTI_NAME_NOTE,
+    clientUsageLine,
+)
 from pycm.client.health import eventStatus, healthLines, stateText
 from pycm.client.printable import printable
 from pycm.client.stats import statsTable
@@ -319,13 +324,7 @@ def formatHelp(value: Any) -> list[str]:
         if several:
             # The client sends one request a name: the daemon's takes one.
             usage += "..."
-        if value.get("name") == "apply":
-            # The client reads a FILE into the daemon's DOCUMENT.
-            usage = usage.replace("DOCUMENT", "FILE")
-        elif value.get("name") in ("run", "create") and " NAME" in usage:
-            # The client reads --env-file itself: the daemon's usage lacks it.
-            head, _, tail = usage.partition(" NAME")
-            usage = f"{head} [--env-file=FILE]... NAME{tail}"
+        usage = clientUsageLine(str(value.get("name")), usage)
         lines = [f"usage: {usage}"]
         if value.get("summary"):
             lines.append(f"  {value['summary']}")
