@@ -18,7 +18,7 @@ from OpenSSL import crypto
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Factory, Protocol
-from twisted.internet.ssl import Certificate, CertificateOptions, KeyPair
+from twisted.internet.ssl import CertificateOptions
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
@@ -34,7 +34,7 @@ from pycm.client.tlsverify import (
     parseTLSEndpoint,
 )
 from tests.e2e import RealDaemon
-from tests.test_tls_e2e import makeCertificate, writeKeyAndCertificate
+from tests.test_tls_e2e import listenerCertificate, makeCertificate, writeKeyAndCertificate
 
 
 def certificateWithoutNames(directory: str) -> tuple[str, str]:
@@ -373,11 +373,7 @@ class ListenerTests(TestCase):
         """A TLS listener with a certificate for 127.0.0.1: its port, its trust directory."""
         home = os.path.abspath(self.mktemp())
         os.makedirs(home)
-        keyPath, certPath = makeCertificate(home)
-        with open(keyPath, "rb") as f:
-            key = KeyPair.load(f.read(), crypto.FILETYPE_PEM)
-        with open(certPath, "rb") as f:
-            certificate = Certificate.loadPEM(f.read())
+        key, certificate = listenerCertificate(home)
         extra: dict[str, object] = {}
         if requireClientCertificate:
             extra = dict(verify=True, requireCertificate=True,

@@ -361,6 +361,16 @@ class DaemonizedStartTests(SynchronousTestCase):
         sock.sendall(b"ping\n")
         self.assertEqual(sock.recv(100), b'OK "pong"\n')
 
+    def askOK(self, path: str, request: bytes) -> socket.socket:
+        """A connection to the UNIX socket C{path} that sent C{request} and got an OK."""
+        sock = socket.socket(socket.AF_UNIX)
+        self.addCleanup(sock.close)
+        sock.settimeout(DEADLINE)
+        sock.connect(path)
+        sock.sendall(request)
+        self.assertTrue(sock.recv(4096).startswith(b"OK "))
+        return sock
+
     def test_interruptAndHangUpStopGracefully(self) -> None:
         """
         SIGINT and SIGHUP stop a daemonized pycm as SIGTERM does, not at
@@ -374,18 +384,8 @@ class DaemonizedStartTests(SynchronousTestCase):
             result, _ = self.start(["--listen", f"unix:{path}"])
             self.assertEqual(result.returncode, 0, result)
             pid = self.daemonPid()
-            control = socket.socket(socket.AF_UNIX)
-            self.addCleanup(control.close)
-            control.settimeout(DEADLINE)
-            control.connect(path)
-            control.sendall(b"run web memory sleep 1000\n")
-            self.assertTrue(control.recv(4096).startswith(b"OK "))
-            subscriber = socket.socket(socket.AF_UNIX)
-            self.addCleanup(subscriber.close)
-            subscriber.settimeout(DEADLINE)
-            subscriber.connect(path)
-            subscriber.sendall(b"events\n")
-            self.assertTrue(subscriber.recv(4096).startswith(b"OK "))
+            self.askOK(path, b"run web memory sleep 1000\n")
+            subscriber = self.askOK(path, b"events\n")
             os.kill(pid, signum)
             received = b""
             while chunk := subscriber.recv(65536):

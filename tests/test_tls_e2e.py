@@ -59,6 +59,16 @@ def makeCertificate(directory: str) -> tuple[str, str]:
     return writeKeyAndCertificate(directory, key, cert)
 
 
+def listenerCertificate(home: str) -> tuple[KeyPair, Certificate]:
+    """A fresh L{makeCertificate} in C{home}, loaded for a listener: its key and certificate."""
+    keyPath, certPath = makeCertificate(home)
+    with open(keyPath, "rb") as f:
+        key = KeyPair.load(f.read(), crypto.FILETYPE_PEM)
+    with open(certPath, "rb") as f:
+        certificate = Certificate.loadPEM(f.read())
+    return key, certificate
+
+
 def writeKeyAndCertificate(directory: str, key: Any, cert: Any) -> tuple[str, str]:
     """
     Write C{key} to C{directory}/key.pem and C{cert} alone in a directory
@@ -143,11 +153,7 @@ class FoundTokenOverTLSTests(TestCase):
         """The TLS listener: its port, its trust directory, its factory."""
         home = os.path.abspath(self.mktemp())
         os.makedirs(home)
-        keyPath, certPath = makeCertificate(home)
-        with open(keyPath, "rb") as f:
-            key = KeyPair.load(f.read(), crypto.FILETYPE_PEM)
-        with open(certPath, "rb") as f:
-            certificate = Certificate.loadPEM(f.read())
+        key, certificate = listenerCertificate(home)
         recorder = Factory.forProtocol(_Recorder)
         recorder.received = b""  # type: ignore[attr-defined]
         factory = _RawRecordingTLS(
@@ -228,20 +234,28 @@ class FoundTokenOverTLSTests(TestCase):
 class SilentPeerTests(SynchronousTestCase):
     """The real client over C{tls:} to a peer that accepts and never speaks."""
 
-    def test_handshakeTimesOut(self) -> None:
+    def silentPeer(self) -> tuple[socket.socket, int, str, dict[str, str]]:
         """
-        The handshake is bounded by C{timeout=} as the connection is: the
-        unreachable status and one line saying so, not a wait forever.
+        A listening socket nobody answers on, its port, a trust directory
+        (of a certificate it never shows), and an environment with no
+        C{PYCM_} variable.
         """
         silent = socket.socket()
         self.addCleanup(silent.close)
         silent.bind(("127.0.0.1", 0))
         silent.listen()
-        port = silent.getsockname()[1]
         trust = os.path.abspath(self.mktemp())
         os.makedirs(trust)
         makeCertificate(trust)
         environ = {k: v for k, v in os.environ.items() if not k.startswith("PYCM_")}
+        return silent, silent.getsockname()[1], trust, environ
+
+    def test_handshakeTimesOut(self) -> None:
+        """
+        The handshake is bounded by C{timeout=} as the connection is: the
+        unreachable status and one line saying so, not a wait forever.
+        """
+        silent, port, trust, environ = self.silentPeer()
         result = subprocess.run(
             [*pycmCommand(), "--host",
              f"tls:127.0.0.1:{port}:trustRoots={trust}/trust:timeout=1", "ps"],
@@ -257,16 +271,8 @@ class SilentPeerTests(SynchronousTestCase):
         Ctrl-C while the handshake waits: exit status 130, saying nothing
         was sent (not that the daemon may still carry out the request).
         """
-        silent = socket.socket()
-        self.addCleanup(silent.close)
-        silent.bind(("127.0.0.1", 0))
-        silent.listen()
+        silent, port, trust, environ = self.silentPeer()
         silent.settimeout(30)
-        port = silent.getsockname()[1]
-        trust = os.path.abspath(self.mktemp())
-        os.makedirs(trust)
-        makeCertificate(trust)
-        environ = {k: v for k, v in os.environ.items() if not k.startswith("PYCM_")}
         client = subprocess.Popen(
             [*pycmCommand(), "--host", f"tls:127.0.0.1:{port}:trustRoots={trust}/trust",
              "stop", "web"],
