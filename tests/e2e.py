@@ -61,6 +61,17 @@ def defaultSIGINT() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+def defaultStopSignals() -> None:
+    """
+    A C{preexec_fn}: in the child, SIGINT and SIGHUP act as a terminal's
+    shell gives them, whatever the test runner inherited (a background job
+    ignores SIGINT, C{nohup} SIGHUP, and a pycm started so keeps them
+    ignored, as it should).
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
 def waitFor(predicate: Callable[[], Any], what: str, deadline: float = DEADLINE) -> Any:
     """Poll C{predicate} until it returns something true, or fail."""
     end = time.monotonic() + deadline

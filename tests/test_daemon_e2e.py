@@ -18,7 +18,7 @@ import time
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from .e2e import DEADLINE, RealDaemon, twistdCommand, waitFor
+from .e2e import DEADLINE, RealDaemon, defaultStopSignals, twistdCommand, waitFor
 
 #: A start-up that fails must say so within this many seconds.
 REFUSAL_DEADLINE = 10.0
@@ -221,6 +221,7 @@ class DaemonizedStartTests(SynchronousTestCase):
         result = subprocess.run(
             command, cwd=self.home, capture_output=True, timeout=DEADLINE,
             stdin=subprocess.DEVNULL, env=dict(os.environ, **(env or {})),
+            preexec_fn=defaultStopSignals,
         )
         return result, time.monotonic() - started
 
