@@ -648,6 +648,17 @@ class CommandTests(SynchronousTestCase):
         self.assertIn("--time", usage)
         self.assertEqual(self.conn.err("help nope"), "bad_request")
 
+    def test_helpListNamesEveryFilterKey(self) -> None:
+        """
+        help list names every filter key the daemon takes, Docker's
+        C{status=} too (the filter accepts it; the usage said nothing).
+        """
+        usage = self.conn.ok("help list")["usage"]
+        self.assertIn("--filter=status|state|label|name=VALUE", usage)
+        self.conn.ok("run web")
+        names = [c["name"] for c in self.conn.ok("list --filter status=running")]
+        self.assertEqual(names, ["web"])
+
     def test_info(self) -> None:
         """info reports the backend, capabilities, counts and uptime."""
         self.conn.ok("run web")

@@ -274,14 +274,11 @@ def clientUsageLine(name: str, usage: str) -> str:
     """
     The daemon's usage line of command C{name} as the client takes it: the
     options the client reads itself (C{--env-file}, C{logs -t}) before
-    NAME, C{apply}'s FILE that the client reads into the daemon's
-    DOCUMENT, and C{ls --filter}'s C{status=} (docker's name for C{state=},
-    which the daemon takes too).
+    NAME, and C{apply}'s FILE that the client reads into the daemon's
+    DOCUMENT.
     """
     if name == "apply":
         return usage.replace("DOCUMENT", "FILE")
-    if name == "list":
-        return usage.replace("=state|label|name=", "=status|state|label|name=")
     options = _CLIENT_USAGE_OPTIONS.get(name)
     if options is not None and _USAGE_ARGUMENT in usage:
         head, _, tail = usage.partition(_USAGE_ARGUMENT)

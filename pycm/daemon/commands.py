@@ -176,7 +176,7 @@ COMMANDS = (
     Command(
         "list", containers.list_, "list every container, sorted by name",
         options=(
-            Option("filter", "f", repeat=True, metavar="state|label|name=VALUE"),
+            Option("filter", "f", repeat=True, metavar="status|state|label|name=VALUE"),
             # --all: Docker's habit; pycm always lists every container.
             Option("all", "a", takesValue=False),
         ),
