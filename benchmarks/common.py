@@ -294,6 +294,12 @@ def busyShare(before: tuple[int, int], after: tuple[int, int]) -> float:
     return (after[0] - before[0]) / total if total > 0 else 0.0
 
 
+def machineCpuTimes() -> tuple[int, int]:
+    """L{cpuTimes} of this machine now."""
+    with open("/proc/stat") as f:
+        return cpuTimes(f.read())
+
+
 def settle(quiet: float = QUIET_SHARE, longest: float = SETTLE_MAX,
            window: float = SETTLE_WINDOW) -> tuple[float, float]:
     """
@@ -304,12 +310,10 @@ def settle(quiet: float = QUIET_SHARE, longest: float = SETTLE_MAX,
     Returns the seconds waited and the busy share of the last window.
     """
     started = time.monotonic()
-    with open("/proc/stat") as f:
-        before = cpuTimes(f.read())
+    before = machineCpuTimes()
     while True:
         time.sleep(window)  # sampling the machine's own clock: nothing to wait on
-        with open("/proc/stat") as f:
-            after = cpuTimes(f.read())
+        after = machineCpuTimes()
         share = busyShare(before, after)
         waited = time.monotonic() - started
         if share <= quiet or waited >= longest:

@@ -27,8 +27,10 @@ from benchmarks.common import (  # noqa: E402
     Children,
     LineClient,
     LoadMeter,
+    busyShare,
     cpuSeconds,
     expectOK,
+    machineCpuTimes,
     median,
     raiseFileLimit,
     rssMiB,
@@ -55,12 +57,17 @@ class Settings:
 
 @dataclass
 class Burst:
-    """One timed burst: its rate, the daemon's CPU per start, the load's share."""
+    """
+    One timed burst: its rate, the daemon's CPU per start, the load's share,
+    and how busy the whole machine was (every process: the daemon, the
+    starting children, the clients, the kernel).
+    """
 
     rate: float
     daemonMs: float
     loadShare: float
     errors: int
+    machineBusy: float = 0.0
 
 
 def burst(children: Children, daemon: Daemon, clients: int, each: int, tag: str) -> Burst:
@@ -71,9 +78,11 @@ def burst(children: Children, daemon: Daemon, clients: int, each: int, tag: str)
         worker.waitReady()
     load = LoadMeter()
     cpu0 = cpuSeconds(daemon.pid)
+    machine0 = machineCpuTimes()
     for worker in workers:
         worker.tell()
     results = [worker.result() for worker in workers]
+    machineBusy = busyShare(machine0, machineCpuTimes())
     daemonCpu = cpuSeconds(daemon.pid) - cpu0
     for result in results:
         load.addChild(result["cpu"])
@@ -83,7 +92,7 @@ def burst(children: Children, daemon: Daemon, clients: int, each: int, tag: str)
         raise RuntimeError(f"{errors} runs failed, the first: {first}")
     elapsed = max(r["t1"] for r in results) - min(r["t0"] for r in results)
     total = clients * each
-    return Burst(total / elapsed, daemonCpu / total * 1000, load.cores(), errors)
+    return Burst(total / elapsed, daemonCpu / total * 1000, load.cores(), errors, machineBusy)
 
 
 def run(report: Report, quick: bool, children: Children) -> None:
@@ -115,7 +124,8 @@ def run(report: Report, quick: bool, children: Children) -> None:
         return (f"median of {len(xs)}; rounds {', '.join(f'{x.rate:,.0f}' for x in xs)}; "
                 f"daemon CPU {median([x.daemonMs for x in xs]):.2f} ms a start (busy "
                 f"{median([x.daemonMs * x.rate / 1000 for x in xs]):.0%} of the time); load "
-                f"generator CPU {max(x.loadShare for x in xs):.0%} at most")
+                f"generator CPU {max(x.loadShare for x in xs):.0%} at most; the machine's "
+                f"{os.cpu_count()} CPUs busy {median([x.machineBusy for x in xs]):.0%}")
 
     oneRate = median([x.rate for x in one])
     manyRate = median([x.rate for x in many])
