@@ -1,7 +1,7 @@
 """
 Sizes and durations as people write them, each in one grammar for every
 option that takes one: sizes (C{512m}, C{1.5g}, C{10MiB}) for C{--memory}
-and the backends' C{log-max-size}; durations (C{500ms}, C{10s}, C{1m},
+(at least L{MIN_MEMORY}) and the backends' C{log-max-size}; durations (C{500ms}, C{10s}, C{1m},
 C{1h30m}) for C{logs --since} and the C{--health-*} options.
 """
 
@@ -37,6 +37,36 @@ def parseSize(text: str) -> int:
     if size <= 0:
         raise BadRequest(f"bad size {text!r}: it must be positive")
     return size
+
+
+#: The smallest C{--memory} accepted: Docker's floor, 6 MiB.  A smaller limit
+#: cannot hold even a shell (the kernel's OOM killer ends it at once).
+MIN_MEMORY = 6 * 1024**2
+
+
+def checkMemory(size: int, given: object, what: str = "--memory") -> int:
+    """
+    C{size} (bytes, as C{given}) if it is a memory limit of at least
+    L{MIN_MEMORY}.
+
+    @param what: the option or key it came from, for the error.
+    @raise BadRequest: naming C{what} and the floor.
+    """
+    if size < MIN_MEMORY:
+        raise BadRequest(
+            f"bad {what} {given!r}: it must be at least 6m (6 MiB), the smallest memory"
+            " limit (as Docker's)"
+        )
+    return size
+
+
+def parseMemory(text: str, what: str = "--memory") -> int:
+    """
+    A memory limit: a size (L{parseSize}) of at least L{MIN_MEMORY}.
+
+    @raise BadRequest: for a bad size, or one under the floor.
+    """
+    return checkMemory(parseSize(text), text, what)
 
 
 _DURATION_PART = re.compile(r"([0-9]{1,9}(?:\.[0-9]{1,9})?)(ms|s|m|h)")

@@ -91,14 +91,14 @@ class RunOptionsTests(SynchronousTestCase):
         """Each option's value is read by its grammar into its field."""
         spec = specFromRequest(
             {"env": ["A=1"], "label": ["t=x"], "restart": "on-failure:2",
-             "stop-timeout": "1.5", "stop-signal": "term", "memory": "1.5k",
+             "stop-timeout": "1.5", "stop-signal": "term", "memory": "1.5g",
              "cpus": "0.5", "workdir": "/tmp"},
             ("web", "img", "sh", "-c", "true"),
         )
         self.assertEqual(spec, ContainerSpec(
             name="web", image="img", command=("sh", "-c", "true"), env={"A": "1"},
             labels={"t": "x"}, restartPolicy=RestartPolicy("on-failure", 2),
-            stopTimeout=1.5, stopSignal="SIGTERM", memory=1536, cpus=0.5, workdir="/tmp",
+            stopTimeout=1.5, stopSignal="SIGTERM", memory=1536 << 20, cpus=0.5, workdir="/tmp",
         ))
         self.assertEqual(specFromRequest({}, ("web",)), ContainerSpec(name="web"))
 

@@ -43,6 +43,39 @@ class WorkdirTests(SynchronousTestCase):
         self.assertIn("absolute path", str(error))
 
 
+class MemoryFloorTests(SynchronousTestCase):
+    """
+    C{--memory} (and a service's C{memory}) under Docker's floor, 6 MiB,
+    is refused: the kernel's OOM killer would end the container at once.
+    """
+
+    def test_runRefused(self) -> None:
+        """
+        C{run --memory=5k} and C{--memory=1} answer C{bad_request} naming the
+        option and the floor, and leave no container behind; 6m is taken.
+        """
+        conn = FakeServer().connect(requireAuth=False)
+        for size in ("1", "5k", "6291455"):
+            kind, (code, message) = conn.request(f"run --memory={size} m1 host true")
+            self.assertEqual((kind, code), ("ERR", "bad_request"))
+            self.assertEqual(
+                message,
+                f"bad --memory '{size}': it must be at least 6m (6 MiB), the smallest"
+                " memory limit (as Docker's)",
+            )
+        self.assertEqual(conn.ok("ps -a"), [])
+        self.assertEqual(conn.ok("create --memory=6m m1 host true")["name"], "m1")
+        self.assertEqual(conn.ok("inspect m1")["memory"], 6 * 1024**2)
+
+    def test_serviceRefused(self) -> None:
+        """An C{apply} document's C{memory} under the floor, as text or bytes, too."""
+        for memory in ("5m", 1024):
+            document = {"project": "proj", "services": {"web": {"memory": memory}}}
+            error = self.assertRaises(BadRequest, serviceSetFrom, document)
+            self.assertIn("key memory: bad size", str(error))
+            self.assertIn("at least 6m", str(error))
+
+
 class NestingTests(SynchronousTestCase):
     """An C{apply} document nested deeper than the decoder's stack."""
 

@@ -298,6 +298,8 @@ class MistakeTests(SynchronousTestCase):
             ('replicas = true', '"replicas" in [services.web] must be a whole number'),
             ('memory = 0', '"memory" in [services.web] must be a size'),
             ('memory = "lots"', '"memory" in [services.web] is wrong: expected bytes'),
+            ('memory = "5m"', '"memory" in [services.web] is wrong: it must be at least 6m'),
+            ('memory = 1024', '"memory" in [services.web] must be a size ("512m", "1g") or a'),
             ('restart = "sometimes"', '"restart" in [services.web] is wrong: expected one of'),
             ('stop_signal = "SIGNOPE"', '"stop_signal" in [services.web] is wrong: unknown si'),
             ('user = ""', '"user" in [services.web] must not be empty'),

@@ -6,7 +6,7 @@ backends' C{log-max-size}.
 from twisted.trial.unittest import SynchronousTestCase
 
 from pycm.errors import BadRequest
-from pycm.units import parseSize
+from pycm.units import MIN_MEMORY, checkMemory, parseMemory, parseSize
 
 
 class ParseSizeTests(SynchronousTestCase):
@@ -36,3 +36,31 @@ class ParseSizeTests(SynchronousTestCase):
         for bad in ("", "x", "-1", "0", "0.1b", "10q", "1e3", "inf", "nan", "1.5.5g", "k", "lots"):
             error = self.assertRaises(BadRequest, parseSize, bad)
             self.assertIn(repr(bad), str(error))
+
+
+class ParseMemoryTests(SynchronousTestCase):
+    """A memory limit is a size of at least Docker's floor, 6 MiB."""
+
+    def test_floor(self) -> None:
+        """6m and more are taken, in bytes."""
+        self.assertEqual(MIN_MEMORY, 6 * 1024**2)
+        self.assertEqual(parseMemory("6m"), MIN_MEMORY)
+        self.assertEqual(parseMemory("20m"), 20 * 1024**2)
+        self.assertEqual(checkMemory(MIN_MEMORY, MIN_MEMORY), MIN_MEMORY)
+
+    def test_underFloor(self) -> None:
+        """Less is refused, naming the option (or key) and the floor."""
+        for small in ("1", "5k", "5.99m", str(MIN_MEMORY - 1)):
+            error = self.assertRaises(BadRequest, parseMemory, small)
+            self.assertEqual(
+                str(error),
+                f"bad --memory {small!r}: it must be at least 6m (6 MiB), the smallest"
+                " memory limit (as Docker's)",
+            )
+        error = self.assertRaises(BadRequest, checkMemory, 1024, 1024, "size")
+        self.assertTrue(str(error).startswith("bad size 1024: it must be at least 6m"))
+
+    def test_badSizeFirst(self) -> None:
+        """A value that is not a size says so, not the floor."""
+        error = self.assertRaises(BadRequest, parseMemory, "lots")
+        self.assertIn("expected bytes", str(error))

@@ -129,7 +129,7 @@ _RUN_ARGUMENTS_NOTE = (
     "  --stop-signal=SIG  the signal stop sends first: TERM, SIGTERM or 15",
     "                     [default: SIGTERM]",
     "  --memory=SIZE      a memory limit: bytes, or a number with k, m, g or t",
-    "                     (powers of 1024: 512m, 1.5g, 10MiB)",
+    "                     (powers of 1024: 512m, 1.5g, 10MiB), at least 6m",
     "  --cpus=N           a CPU limit, in CPUs; a fraction is fine (0.5)",
     "  -w, --workdir=DIR  the working directory of its command (an absolute path)",
 )

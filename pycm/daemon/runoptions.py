@@ -22,7 +22,7 @@ from pycm.model import (
     signalName,
     validateName,
 )
-from pycm.units import MAX_STOP_TIMEOUT, parseSize
+from pycm.units import MAX_STOP_TIMEOUT, parseMemory
 
 
 def _asGiven(value: str, name: str) -> str:
@@ -44,8 +44,9 @@ def _readSignal(value: str, name: str) -> str:
     return signalName(parseSignal(value))
 
 
-def _readSize(value: str, name: str) -> int:
-    return parseSize(value)
+def _readMemory(value: str, name: str) -> int:
+    """A size of at least L{pycm.units.MIN_MEMORY} (Docker's floor)."""
+    return parseMemory(value, f"--{name}")
 
 
 def _readCount(value: str, name: str) -> int:
@@ -117,7 +118,7 @@ RUN_OPTIONS = (
            field="restartPolicy", read=_readRestart),
     Option("stop-timeout", metavar="SECONDS", field="stopTimeout", read=readStopTimeout),
     Option("stop-signal", metavar="SIG", field="stopSignal", read=_readSignal),
-    Option("memory", metavar="SIZE", field="memory", read=_readSize),
+    Option("memory", metavar="SIZE", field="memory", read=_readMemory),
     Option("cpus", metavar="N", field="cpus", read=_readCpus),
     Option("workdir", "w", metavar="DIR", field="workdir", read=_readWorkdir),
     Option("replicas", metavar="N", field="replicas", read=_readCount),

@@ -3,7 +3,7 @@ A services document (the JSON C{apply} carries, a services file once read)
 checked key by key and made into a L{ServiceSet}: one L{Service} a name,
 each a L{ContainerSpec} and its dependencies.  The document is untrusted:
 every value is read with the grammar of the C{run} option it stands for
-(L{RestartPolicy.parse}, L{parseSignal}, L{parseSize},
+(L{RestartPolicy.parse}, L{parseSignal}, L{parseMemory},
 L{healthCheckFrom}, L{validateName}), and every refusal is a
 L{BadRequest} naming the service and the key.
 """
@@ -22,7 +22,7 @@ from pycm.health import healthCheckFrom
 from pycm.model import ContainerSpec, RestartPolicy, parseSignal, signalName, validateName
 from pycm.services import order
 from pycm.services.config import PROJECT_LABEL, RESERVED_LABEL_PREFIX, SERVICE_LABEL
-from pycm.units import parseSize
+from pycm.units import checkMemory, parseMemory
 
 
 class Condition:
@@ -235,10 +235,8 @@ class _Reader:
 
     def memory(self, value: object) -> tuple[str, Any]:
         if isinstance(value, int) and not isinstance(value, bool):
-            if value <= 0:
-                raise BadRequest(f"bad size {value!r}: it must be positive")
-            return "memory", value
-        return "memory", parseSize(_text(value, "a size such as 512m"))
+            return "memory", checkMemory(value, value, "size")
+        return "memory", parseMemory(_text(value, "a size such as 512m"), "size")
 
     def cpus(self, value: object) -> tuple[str, Any]:
         number = _number(value, "a positive number")

@@ -37,7 +37,7 @@ from pycm.errors import BadRequest, InvalidName
 from pycm.model import RestartPolicy, parseSignal, validateName
 from pycm.services.envfile import EnvFileError, readEnvFile, readTextFile
 from pycm.services.tomllines import KeyPath, keyLines, lineOf
-from pycm.units import parseDuration, parseSize
+from pycm.units import MIN_MEMORY, parseDuration, parseMemory
 
 #: The largest services file read, in bytes.
 MAX_SERVICES_FILE = 1024 * 1024
@@ -324,10 +324,10 @@ class _Reader:
 
     def memory(self, value: Any, where: KeyPath) -> str | int:
         if isinstance(value, str):
-            return self.parsed(value, where, parseSize)
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return self.parsed(value, where, parseMemory)
+        if isinstance(value, int) and not isinstance(value, bool) and value >= MIN_MEMORY:
             return value
-        raise self.bad(where, 'must be a size ("512m", "1g") or a number of bytes')
+        raise self.bad(where, 'must be a size ("512m", "1g") or a number of bytes, at least 6m')
 
     def positive(self, value: Any, where: KeyPath) -> int | float:
         if not _isNumber(value) or value <= 0:
