@@ -84,6 +84,22 @@ class ServicesOptionTests(SynchronousTestCase):
             self.assertIn(message, str(error))
         self.assertRaises(usage.UsageError, self.parse, "--services-project", "x")
 
+    def test_missingBeforeProject(self) -> None:
+        """
+        A missing file in a directory that makes no project name (the
+        root, C{a/}) is said to be missing; a file there that exists asks
+        for C{--services-project}, the daemon's option, not the client's.
+        """
+        for path in ("/nonexistent-pycm-services.toml",
+                     os.path.join(os.path.abspath(self.mktemp()), "a", "services.toml")):
+            error = self.assertRaises(usage.UsageError, self.parse, "--services", path)
+            self.assertIn(f"--services {path}: {path}: cannot read the services file",
+                          str(error))
+        path = writeServices(self, CHAIN, directory="a")
+        error = self.assertRaises(usage.UsageError, self.parse, "--services", path)
+        self.assertIn("give --services-project NAME", str(error))
+        self.assertNotIn("give --project", str(error))
+
 
 class ServicesAtStartTests(SynchronousTestCase):
     """The services applied once the daemon is ready, on a memory reactor."""

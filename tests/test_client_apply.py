@@ -157,6 +157,17 @@ class PlanApplyTests(FilesMixin, SynchronousTestCase):
                                   ["apply", os.path.join(self.directory, "missing.toml")])
         self.assertIn("cannot read the services file", str(error))
 
+    def test_missingInRoot(self) -> None:
+        """
+        C{apply /nonexistent.toml}: the file is said to be missing, not the
+        root directory to make no project name.
+        """
+        error = self.assertRaises(PlanError, planCommand,
+                                  ["apply", "/nonexistent-pycm-services.toml"])
+        self.assertIn("/nonexistent-pycm-services.toml: cannot read the services file",
+                      str(error))
+        self.assertNotIn("project", str(error))
+
     def test_wordMistakes(self) -> None:
         """No FILE, two, an unknown option, --project without NAME: usage errors."""
         for words in ([], [self.path, self.path], ["--force", self.path],

@@ -172,6 +172,26 @@ class LoadTests(SynchronousTestCase):
         error = self.assertRaises(ServicesFileError, loadServicesFile, self.directory)
         self.assertIn("not a regular file", str(error))
 
+    def test_missingBeforeProject(self) -> None:
+        """
+        A missing file is said to be missing even where its directory
+        makes no project name (the root, C{a/}); an existing one there asks
+        for the option the caller names (C{--project} by default).
+        """
+        for path in ("/nonexistent-pycm-services.toml",
+                     os.path.join(self.directory, "a", "services.toml")):
+            error = self.assertRaises(ServicesFileError, loadServicesFile, path)
+            self.assertIn(f"{path}: cannot read the services file", str(error))
+        os.mkdir(os.path.join(self.directory, "a"))
+        path = os.path.join(self.directory, "a", "services.toml")
+        with open(path, "w") as f:
+            f.write("[services.web]\n")
+        error = self.assertRaises(BadRequest, loadServicesFile, path)
+        self.assertIn("give --project NAME", str(error))
+        error = self.assertRaises(BadRequest, loadServicesFile, path,
+                                  projectOption="--services-project")
+        self.assertIn("give --services-project NAME", str(error))
+
 
 class ProjectNameTests(SynchronousTestCase):
     """The project's name from the services file's directory."""

@@ -53,14 +53,17 @@ class ServicesFileError(BadRequest):
     """A services file cannot be read or is wrong: C{FILE:LINE: why}."""
 
 
-def projectFromDirectory(directory: str) -> str:
+def projectFromDirectory(directory: str, option: str = "--project") -> str:
     """
     The project name of a services file in C{directory}: its last part,
     each character the container naming rule refuses made C{-}, leading
     C{-}, C{_} and C{.} dropped, cut to 128 characters.
 
+    @param option: the option that names a project instead, as the asker
+        spells it (the client's C{--project}, the daemon's
+        C{--services-project}).
     @raise BadRequest: if nothing of two characters or more is left (the
-        root directory, a name of symbols): C{--project NAME} is needed.
+        root directory, a name of symbols): C{option NAME} is needed.
     """
     base = os.path.basename(os.path.normpath(os.path.abspath(directory)))
     name = re.sub(r"[^A-Za-z0-9_.-]", "-", base).lstrip("-_.")[:128]
@@ -70,7 +73,7 @@ def projectFromDirectory(directory: str) -> str:
         raise BadRequest(
             f"the directory {base or '/'!r} makes no project name "
             "(2 to 128 letters, digits, '_', '.' or '-', a letter or digit first): "
-            "give --project NAME"
+            f"give {option} NAME"
         ) from None
 
 
@@ -86,21 +89,25 @@ def checkProject(name: str) -> str:
 
 
 def loadServicesFile(path: str, project: str | None = None,
-                     environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+                     environ: Mapping[str, str] | None = None,
+                     projectOption: str = "--project") -> dict[str, Any]:
     """
     Read the services file at C{path} into the C{apply} DOCUMENT.
 
     @param project: the project's name (C{--project}); by default the
-        file's directory's (L{projectFromDirectory}).
+        file's directory's (L{projectFromDirectory}), once the file is read
+        (a missing file is said as such, whatever its directory).
     @param environ: where an env file's bare C{KEY} takes its value
         (C{os.environ} by default).
+    @param projectOption: the option that gives C{project}, for the error
+        of a directory that makes no project name.
     @raise BadRequest: a L{ServicesFileError} or an
         L{pycm.services.envfile.EnvFileError} saying C{FILE:LINE: why}, or
         a plain one for a bad project name.
     """
-    name = checkProject(project) if project is not None else projectFromDirectory(
-        os.path.dirname(os.path.abspath(path)))
     text = readTextFile(path, "services file", MAX_SERVICES_FILE, ServicesFileError)
+    name = checkProject(project) if project is not None else projectFromDirectory(
+        os.path.dirname(os.path.abspath(path)), projectOption)
     return parseServices(text, path, name, environ)
 
 

@@ -79,7 +79,7 @@ def loadServicesOption(path: str, project: str | None) -> ServiceSet:
     @raise BadRequest: saying what is wrong, with the file's line where
         the file says it.
     """
-    return serviceSetFrom(loadServicesFile(path, project))
+    return serviceSetFrom(loadServicesFile(path, project, projectOption="--services-project"))
 
 
 def checkServicesOption(path: str, services: ServiceSet, backend: IContainerBackend) -> None:
