@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import pwd
+import shutil
+import tempfile
 from collections.abc import Generator
 from typing import Any
 
@@ -253,3 +255,89 @@ class RealUserTests(TestCase):
             run.signal(9)
             yield recorder.ended
         self.assertEqual((result.exitCode, result.output.splitlines()), (0, nobodyLines()))
+
+
+class CannotEnterTests(SynchronousTestCase):
+    """L{RunUser.cannotEnter}: whether a user may reach a workdir, by mode bits."""
+
+    def setUp(self) -> None:
+        # In the system's temporary directory, which anyone may search
+        # (the clone's own directories may not be).
+        self.top = os.path.realpath(tempfile.mkdtemp())
+        self.addCleanup(shutil.rmtree, self.top)
+        os.makedirs(os.path.join(self.top, "inner"))
+        os.chmod(self.top, 0o755)
+        self.user = RunUser(uid=54321, gid=54321, groups=(54321,), name=None, home="/",
+                            shell=None)
+
+    def test_searchable(self) -> None:
+        """A path every directory of which others may search: enterable."""
+        self.assertIsNone(self.user.cannotEnter(os.path.join(self.top, "inner")))
+
+    def test_closedOnTheWay(self) -> None:
+        """A directory on the way that others may not search is named."""
+        os.chmod(self.top, 0o750)
+        self.addCleanup(os.chmod, self.top, 0o755)
+        self.assertEqual(self.user.cannotEnter(os.path.join(self.top, "inner")), self.top)
+
+    def test_closedAtTheEnd(self) -> None:
+        """The workdir itself not searchable: named too."""
+        inner = os.path.join(self.top, "inner")
+        os.chmod(inner, 0o700)
+        self.assertEqual(self.user.cannotEnter(inner), inner)
+
+    def test_classDecides(self) -> None:
+        """
+        As the kernel decides: the owner's bits for the owner, the group's
+        for a member of the group (even when others may search), else the
+        others' bits.
+        """
+        inner = os.path.join(self.top, "inner")
+        st = os.stat(inner)
+        os.chmod(inner, 0o105)
+        owner = RunUser(uid=st.st_uid or 54322, gid=54321, groups=(), name=None, home="/",
+                        shell=None)
+        if st.st_uid:
+            self.assertIsNone(owner.cannotEnter(inner))
+        member = RunUser(uid=54321, gid=54320, groups=(st.st_gid,), name=None, home="/",
+                         shell=None)
+        self.assertEqual(member.cannotEnter(inner), inner)
+        self.assertIsNone(self.user.cannotEnter(inner))
+        os.chmod(inner, 0o050)
+        self.assertIsNone(member.cannotEnter(inner))
+        self.assertEqual(self.user.cannotEnter(inner), inner)
+
+    def test_root(self) -> None:
+        """Root may enter anything."""
+        os.chmod(self.top, 0o700)
+        self.addCleanup(os.chmod, self.top, 0o755)
+        root = RunUser(uid=0, gid=0, groups=(), name="root", home="/root", shell=None)
+        self.assertIsNone(root.cannotEnter(os.path.join(self.top, "inner")))
+
+
+class WorkdirAsTheUserTests(TestCase):
+    """A run as another user whose workdir that user cannot reach."""
+
+    timeout = 60
+
+    def setUp(self) -> None:
+        if os.geteuid() != 0:
+            self.skipTest("only root runs containers as another user")
+
+    @inlineCallbacks
+    def test_refused(self) -> Generator[Deferred[Any], Any, None]:
+        """
+        As Docker refuses it: the start fails naming the user, the workdir
+        and the directory it may not search; nothing runs in it.
+        """
+        top = os.path.realpath(tempfile.mkdtemp())
+        self.addCleanup(shutil.rmtree, top)
+        os.makedirs(os.path.join(top, "work"))
+        os.chmod(top, 0o700)
+        runtime = ProcessRuntime(reactor, cgroups=NO_CGROUPS)
+        self.addCleanup(runtime.close)
+        c = container("nobody", ("pwd",), workdir=os.path.join(top, "work"))
+        f = yield self.assertFailure(runtime.spawn(c, RunRecorder()), BackendError)
+        self.assertIn(f"user nobody cannot enter workdir {os.path.join(top, 'work')!r}",
+                      f.message)
+        self.assertIn(f"no search permission on {top}", f.message)

@@ -268,6 +268,13 @@ class ProcessRuntime:
             raise BackendError(f"workdir {workdir!r} is not an absolute path")
         if not os.path.isdir(workdir):
             raise BackendError(f"workdir {workdir!r} does not exist")
+        if runUser is not None:
+            denied = runUser.cannotEnter(workdir)
+            if denied is not None:
+                raise BackendError(
+                    f"user {runUser.name or runUser.uid} cannot enter workdir {workdir!r}: "
+                    f"no search permission on {denied}"
+                )
         executable = findExecutable(command[0], env.get("PATH", ""), workdir)
         group = None
         procs: list[str] = []

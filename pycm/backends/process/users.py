@@ -24,6 +24,15 @@ MAX_ID = 2**32 - 2
 ROOT_NEEDED = "the daemon must run as root to run containers as another user (--user {user})"
 
 
+def hasAcl(path: str) -> bool:
+    """Whether C{path} has a POSIX access ACL (which mode bits do not show)."""
+    try:
+        os.getxattr(path, "system.posix_acl_access")
+    except OSError:
+        return False
+    return True
+
+
 @attrs.frozen
 class RunUser:
     """
@@ -52,6 +61,35 @@ class RunUser:
         if self.shell:
             env["SHELL"] = self.shell
         return env
+
+    def cannotEnter(self, directory: str) -> str | None:
+        """
+        The first directory on the way to C{directory} (absolute) that this
+        user may not search, as the kernel's mode bits decide it, or None
+        when it may enter (root may enter anything, and so may a user
+        through a directory with an ACL, which this does not read).
+        """
+        if self.uid == 0:
+            return None
+        path = "/"
+        for part in [p for p in directory.split("/") if p] + [None]:
+            try:
+                info = os.stat(path)
+            except OSError:
+                return None  # gone or unreadable: the spawn says why
+            if hasAcl(path):
+                return None
+            if info.st_uid == self.uid:
+                allowed = info.st_mode & 0o100
+            elif info.st_gid == self.gid or info.st_gid in self.groups:
+                allowed = info.st_mode & 0o010
+            else:
+                allowed = info.st_mode & 0o001
+            if not allowed:
+                return path
+            if part is not None:
+                path = os.path.join(path, part)
+        return None
 
     def isCurrent(self) -> bool:
         """Is this the daemon's own user and group (nothing to switch)?"""
