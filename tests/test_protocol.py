@@ -659,6 +659,22 @@ class CommandTests(SynchronousTestCase):
         names = [c["name"] for c in self.conn.ok("list --filter status=running")]
         self.assertEqual(names, ["web"])
 
+    def test_filterUnknownState(self) -> None:
+        """
+        A state filter naming no state (C{status=bogus}) is refused, naming
+        the states, as docker refuses it, rather than matching nothing.
+        """
+        self.conn.ok("run web")
+        kind, (code, message) = self.conn.request("list --filter status=bogus")
+        self.assertEqual((kind, code), ("ERR", "bad_request"))
+        self.assertIn("no such state; expected one of created, running", message)
+
+    def test_eventsSinceSaysItIsAnId(self) -> None:
+        """C{events --since=10m}: the error says --since is an event id."""
+        kind, (code, message) = self.conn.request("events --since=10m")
+        self.assertEqual((kind, code), ("ERR", "bad_request"))
+        self.assertIn("expected an event id", message)
+
     def test_info(self) -> None:
         """info reports the backend, capabilities, counts and uptime."""
         self.conn.ok("run web")

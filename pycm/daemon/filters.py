@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 
 from pycm.errors import BadRequest
-from pycm.model import Container, ContainerEvent, ProgressEvent
+from pycm.model import Container, ContainerEvent, ProgressEvent, State
 
 LIST_FILTERS = ("state", "label", "name")
 EVENT_FILTERS = ("name", "action")
@@ -38,6 +38,10 @@ def parseFilters(values: Iterable[str], allowed: Sequence[str]) -> dict[str, set
             ]
             raise BadRequest(
                 f"bad --filter {item!r}: expected KEY=VALUE with KEY one of " + ", ".join(keys)
+            )
+        if key == "state" and value not in State.ALL:
+            raise BadRequest(
+                f"bad --filter {item!r}: no such state; expected one of " + ", ".join(State.ALL)
             )
         filters.setdefault(key, set()).add(value)
     return filters

@@ -141,10 +141,10 @@ def parseSeconds(text: str, what: str) -> float:
     return seconds
 
 
-def parseCount(text: str, what: str) -> int:
-    """Parse a non-negative whole number."""
+def parseCount(text: str, what: str, meaning: str = "a whole number") -> int:
+    """Parse a non-negative whole number (C{meaning} says what it stands for)."""
     if not _NUMBER.fullmatch(text):
-        raise BadRequest(f"bad --{what} {text!r}: expected a whole number")
+        raise BadRequest(f"bad --{what} {text!r}: expected {meaning}")
     return int(text)
 
 

@@ -161,7 +161,9 @@ def events(session: Session, options: Mapping[str, Any], args: Sequence[str]) ->
         session.unsubscribe()
         return {"events": False, "last_id": log.lastId}
     filters = parseFilters(options.get("filter", []), EVENT_FILTERS)
-    since = parseCount(options["since"], "since") if "since" in options else None
+    since = parseCount(
+        options["since"], "since", "an event id (a whole number: the id of the last event seen, "
+        "as --json shows it; 0 for every retained event)") if "since" in options else None
     # With --since, the retained events after it follow the OK reply, a
     # slice a turn, up to last_id; then the live ones, in order.
 
