@@ -318,8 +318,9 @@ class ApplyCallMixin(FilesMixin):
         d = h.run(options("apply", self.path))
         h.interrupt()
         self.assertEqual(self.successResultOf(d), 130)
-        self.assertEqual(h.err.getvalue(), "pycm: interrupted before the reply; the daemon "
-                         f"may still carry out: apply {shlex.quote(self.path)}\n")
+        self.assertEqual(h.err.getvalue(), "pycm: interrupted before the reply (the daemon "
+                         "abandons the apply where it is (what it made stays)): "
+                         f"apply {shlex.quote(self.path)}\n")
 
     def test_interruptedEnvFile(self: Any) -> None:
         """
@@ -331,7 +332,7 @@ class ApplyCallMixin(FilesMixin):
         d = h.run(options("run", "--env-file", env, "web"))
         h.interrupt()
         self.assertEqual(self.successResultOf(d), 130)
-        self.assertIn(f"carry out: run --env-file {shlex.quote(env)} web\n", h.err.getvalue())
+        self.assertIn(f"carry it out): run --env-file {shlex.quote(env)} web\n", h.err.getvalue())
         self.assertNotIn("hunter2secret", h.err.getvalue())
 
     def test_noEventsStillApplies(self: Any) -> None:

@@ -917,6 +917,27 @@ class PipedTests(SynchronousTestCase):
         self.assertEqual(stdio.value(), b"pong\n")
         self.assertIn("Error: not_found: no such container", h.err.getvalue())
 
+    def test_errSaysWhichLine(self) -> None:
+        """
+        With many lines in flight, an error says which line failed, by its
+        number and command, never its values (an C{auth} token, an env
+        value).
+        """
+        h, stdio, d = self.start(FakeDaemon({
+            "auth": "ERR unauthorized wrong token",
+            "run": "ERR conflict container web exists",
+        }))
+        stdio.protocol.dataReceived(b"ping\n\nauth s3cret\nrun -e PW=hunter2 web\n")
+        stdio.protocol.readConnectionLost()
+        h.flush()
+        self.assertEqual(self.successResultOf(d), 1)
+        err = h.err.getvalue().splitlines()
+        self.assertEqual(len(err), 2, err)
+        self.assertTrue(err[0].startswith("line 3 (auth): Error: "), err)
+        self.assertTrue(err[1].startswith("line 4 (run): Error: "), err)
+        self.assertNotIn("s3cret", h.err.getvalue())
+        self.assertNotIn("hunter2", h.err.getvalue())
+
     def test_malformedExitsTwo(self) -> None:
         """
         A line the daemon refuses as malformed (C{bad_request},
@@ -1260,8 +1281,8 @@ class BlockingClientTests(SynchronousTestCase):
         """Ctrl-C (KeyboardInterrupt) in the read before the reply: 130."""
         code, out, err = self.call(FakeSocket([KeyboardInterrupt()]), "stop", "web")
         self.assertEqual(code, 130)
-        self.assertEqual(err.getvalue(), "pycm: interrupted before the reply; the "
-                         "daemon may still carry out: stop web\n")
+        self.assertEqual(err.getvalue(), "pycm: interrupted before the reply (the "
+                         "daemon may still carry it out): stop web\n")
 
     def test_interruptedStream(self) -> None:
         """Ctrl-C after the reply of C{events} is its normal end: 0."""
@@ -1407,3 +1428,27 @@ class FastPathTests(SynchronousTestCase):
         result = subprocess.run([sys.executable, "-c", code], capture_output=True,
                                 text=True, check=True)
         self.assertEqual(result.stdout, "[]\n", result.stderr)
+
+
+class InterruptedMessageTests(SynchronousTestCase):
+    """What Ctrl-C before the reply says the daemon does with the request."""
+
+    def said(self, command: str, reset: bool) -> str:
+        from pycm.client.exits import interruptedBeforeReply
+
+        err = io.StringIO()
+        self.assertEqual(interruptedBeforeReply(f"{command} x", err, command, reset), 130)
+        return err.getvalue()
+
+    def test_applyReset(self) -> None:
+        """An apply whose connection was reset is abandoned, as the README says."""
+        self.assertIn("the daemon abandons the apply where it is", self.said("apply", True))
+
+    def test_applyOverUnix(self) -> None:
+        """Over a UNIX socket (no reset) the daemon finishes the apply: said so."""
+        self.assertIn("the daemon finishes the apply", self.said("apply", False))
+
+    def test_others(self) -> None:
+        """A wait changes nothing; anything else may still be carried out."""
+        self.assertIn("(a wait changes nothing): wait x", self.said("wait", True))
+        self.assertIn("may still carry it out): stop x", self.said("stop", True))

@@ -286,8 +286,8 @@ class ClientE2ETestsMixin:
         self.assertEqual(process.wait(TIMEOUT), 130)
         assert process.stderr is not None
         self.assertEqual(process.stderr.read().decode(),
-                         "pycm: interrupted before the reply; the daemon may still "
-                         "carry out: wait slow\n")
+                         "pycm: interrupted before the reply (a wait changes "
+                         "nothing): wait slow\n")
         # The connection was reset, not closed (a close is a half-close the
         # daemon answers): the daemon gives the wait up at once.
         waitFor(lambda: json.loads(self.pycm("--json", "info").stdout)["connections"] == 1,

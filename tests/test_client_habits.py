@@ -187,6 +187,29 @@ class OneShotHabitsTestsMixin:
         self.assertEqual(self.successResultOf(h.run(planned("stop", "--bogus", "a"))), 2)
         self.assertEqual(h.err.getvalue(), "Error: bad_request: unknown option '--bogus'\n")
 
+    def test_ownOptionAfterTheCommand(self: Any) -> None:
+        """
+        pycm's own option after the command (C{pycm ls --json}), which the
+        daemon refuses as unknown: the error says where it goes.
+        """
+        h = self.harness(FakeDaemon({"ls": "ERR bad_request unknown option '--json'"}))
+        self.assertEqual(self.successResultOf(h.run(planned("ls", "--json"))), 2)
+        self.assertEqual(
+            h.err.getvalue(),
+            "Error: bad_request: unknown option '--json' (pycm's own --json goes before the "
+            "command: pycm --json ls ...)\n")
+
+    def test_commandTakenForTheImage(self: Any) -> None:
+        """
+        C{pycm run ubuntu echo hi} (docker's order, no name): the daemon
+        finds no image C{echo}; the error says which word is which.
+        """
+        h = self.harness(FakeDaemon({"run": "ERR no_image no such image: echo"}))
+        self.assertEqual(self.successResultOf(h.run(planned("run", "ubuntu", "echo", "hi"))), 1)
+        self.assertIn("no such image: echo (usage: pycm run [OPTIONS] NAME [IMAGE "
+                      "[COMMAND...]]: the first word after the options is the container's "
+                      "name", h.err.getvalue())
+
     def test_invalidNameExitsTwo(self: Any) -> None:
         """
         An C{invalid_name} (C{run a}) is a request the daemon refuses as

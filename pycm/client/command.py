@@ -149,12 +149,14 @@ async def runCommand(
             value = await client.request(line)
         except PycmError as e:
             reportError(err, options, e.code, e.message,
-                        explainError(e, client, options))
+                        explainError(e, client, options, words))
             code = max(code, errorStatus(e))
             continue
         except ConnectionGone:
             if interrupted:
-                return interruptedBeforeReply(_typed(line, words, options), err)
+                return interruptedBeforeReply(
+                    _typed(line, words, options), err, name,
+                    reset=not options.host.lower().startswith("unix:"))
             reportError(err, options, "unreachable",
                         f"lost the connection to the pycm daemon at {options.host}")
             return EXIT_UNREACHABLE

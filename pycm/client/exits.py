@@ -79,14 +79,39 @@ class CannotConnect(Exception):
         return f"cannot reach the pycm daemon at {self.endpoint}: {reason}"
 
 
+#: pycm's own options, which go before the command (C{pycm --json ls}).
+_OWN_OPTIONS = frozenset({"--json", "--host", "-H", "--token"})
+
+
+def requestHint(error: BaseException, words: Sequence[str]) -> str:
+    """
+    What to do about an C{ERR} reply to the request C{words} that a docker
+    user is likely to have made: pycm's own option after the command, or
+    an image word that is the command (C{pycm run ubuntu echo hi}).
+    """
+    code = getattr(error, "code", None)
+    if code == "bad_request" and words:
+        for word in words[1:]:
+            option = word.partition("=")[0]
+            if option in _OWN_OPTIONS and repr(option) in str(error):
+                return (f" (pycm's own {option} goes before the command: "
+                        f"pycm {option}{' ...' if option != '--json' else ''} {words[0]} ...)")
+    if code == "no_image" and words and words[0] in ("run", "create"):
+        return (f" (usage: pycm {words[0]} [OPTIONS] NAME [IMAGE [COMMAND...]]: the first "
+                "word after the options is the container's name, the next its image; "
+                "`pycm info` lists the daemon's images)")
+    return ""
+
+
 def explainError(error: BaseException, client: ClientProtocol | BlockingClient,
-                 options: CommandLine) -> str:
+                 options: CommandLine, words: Sequence[str] = ()) -> str:
     """
     L{fmt.formatError}, with a hint for C{unauthorized}; when the daemon
     refused the token, its refusal (C{wrong token}) and where the token
-    came from, not the request's own C{authenticate first}.
+    came from, not the request's own C{authenticate first}; with the
+    request's C{words}, L{requestHint}.
     """
-    text = fmt.formatError(error)
+    text = fmt.formatError(error) + requestHint(error, words)
     if isinstance(error, Unauthorized):
         if client.authError is not None and options.tokenSource:
             text = f"{fmt.formatError(client.authError)} (from {options.tokenSource})"
@@ -110,10 +135,23 @@ def writeLines(stream: TextIO, lines: Sequence[str]) -> None:
         flush()
 
 
-def interruptedBeforeReply(line: str, err: TextIO) -> int:
-    """Ctrl-C before the reply: say the daemon may go on; exit status 130."""
-    writeLines(err, [f"pycm: interrupted before the reply; the daemon may "
-                     f"still carry out: {line}"])
+def interruptedBeforeReply(line: str, err: TextIO, command: str = "",
+                           reset: bool = False) -> int:
+    """
+    Ctrl-C before the reply to C{line} (its C{command}): say what the
+    daemon does with it, which depends on whether the connection was
+    C{reset} (TCP: the daemon abandons an C{apply} or a C{wait}) or only
+    closed (a UNIX socket: it goes on); exit status 130.
+    """
+    if command == "wait":
+        what = "a wait changes nothing"
+    elif command == "apply" and reset:
+        what = "the daemon abandons the apply where it is (what it made stays)"
+    elif command == "apply":
+        what = "the daemon finishes the apply (over a UNIX socket it cannot be abandoned)"
+    else:
+        what = "the daemon may still carry it out"
+    writeLines(err, [f"pycm: interrupted before the reply ({what}): {line}"])
     return EXIT_INTERRUPTED
 
 

@@ -26,6 +26,7 @@ from pycm.client.exits import (
     explainError,
     writeLines,
 )
+from pycm.client.printable import printable
 from pycm.client.protocol import ClientProtocol, Disconnected, isSilentLine
 from pycm.errors import PycmError
 
@@ -65,6 +66,8 @@ class PipedRequests(LineOnlyReceiver):
         self.paused = False
         self.saidBye = False
         self._closing = False
+        #: The number of the line being read (from 1), to say which failed.
+        self.lineNumber = 0
 
     def connectionMade(self) -> None:
         self.client.addEventListener(self._event)
@@ -84,6 +87,7 @@ class PipedRequests(LineOnlyReceiver):
             self._writeLines([fmt.formatEvent(event)])
 
     def lineReceived(self, raw: bytes) -> None:
+        self.lineNumber += 1
         if raw.endswith(b"\r"):
             raw = raw[:-1]
         try:
@@ -99,7 +103,8 @@ class PipedRequests(LineOnlyReceiver):
         command = fmt.commandName(line)
         self.inFlight += 1
         d = self.client.request(line)
-        d.addCallbacks(self._ok, self._err, callbackArgs=(command, line))
+        d.addCallbacks(self._ok, self._err, callbackArgs=(command, line),
+                       errbackArgs=(self.lineNumber, line))
         d.addBoth(self._settled)
         if self.inFlight >= self.WINDOW and not self.paused:
             self.paused = True
@@ -121,7 +126,7 @@ class PipedRequests(LineOnlyReceiver):
             self._writeLines(fmt.formatReply(command, value, self.clock.seconds(),
                                              fmt.requestWords(line)))
 
-    def _err(self, failure: Failure) -> None:
+    def _err(self, failure: Failure, number: int, line: str) -> None:
         error = failure.value
         if isinstance(error, Disconnected):
             return
@@ -129,7 +134,12 @@ class PipedRequests(LineOnlyReceiver):
         if self.options.json and isinstance(error, PycmError):
             self._writeLines([f"ERR {error.code} {error.message}"])
         else:
-            writeLines(self.err, [explainError(error, self.client, self.options)])
+            # Many lines are in flight at once: say which one failed, by
+            # its number and command (its values may be secrets: not them).
+            words = fmt.requestWords(line)
+            command = printable(words[0]) if words else ""
+            writeLines(self.err, [f"line {number} ({command}): "
+                                  + explainError(error, self.client, self.options, words)])
 
     def _worsen(self, status: int) -> None:
         self.status = max(self.status, status)
