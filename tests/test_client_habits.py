@@ -133,6 +133,22 @@ class TemplateTests(SynchronousTestCase):
         template = Template.parse("{.Name} $(id) {{.Name}}")
         self.assertEqual(template.render(WEB), "{.Name} $(id) web")
 
+    def test_tableTemplate(self) -> None:
+        """
+        Docker's C{table TEMPLATE}: a header of the fields' names in
+        capitals, then the rows, the tab-separated columns aligned; the
+        word C{table} is never printed as text.
+        """
+        from pycm.client.template import formatContainers
+
+        template = Template.parse("table {{.Name}}\\t{{.State}}")
+        self.assertTrue(template.table)
+        self.assertEqual(formatContainers([DB, WEB], template=template),
+                         ["NAME   STATE", "db     exited", "web    running"])
+        self.assertFalse(Template.parse("tables {{.Name}}").table)
+
+
+
 
 class OneShotHabitsTestsMixin:
     """
@@ -161,6 +177,15 @@ class OneShotHabitsTestsMixin:
         h = self.harness(FakeDaemon({"list": ok([DB, WEB])}))
         self.successResultOf(h.run(planned("list", "--format", "{{.Name}}={{.State}}")))
         self.assertEqual(h.out.getvalue(), "db=exited\nweb=running\n")
+
+    def test_formatTable(self: Any) -> None:
+        """C{ps --format table}: Docker's word for the default table."""
+        plain = self.harness(FakeDaemon({"ps": ok([DB, WEB])}))
+        self.successResultOf(plain.run(planned("ps")))
+        h = self.harness(FakeDaemon({"ps": ok([DB, WEB])}))
+        self.successResultOf(h.run(planned("ps", "--format", "table")))
+        self.assertEqual(h.out.getvalue(), plain.out.getvalue())
+        self.assertNotIn("table", h.out.getvalue())
 
     def test_severalNames(self: Any) -> None:
         """

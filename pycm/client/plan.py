@@ -275,6 +275,8 @@ def _planList(
     if formatText is not None:
         if formatText.strip().lower() == "json":
             jsonLines = True
+        elif formatText.strip().lower() == "table":
+            pass  # Docker's word for the default table
         else:
             try:
                 template = Template.parse(formatText)

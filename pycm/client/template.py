@@ -76,26 +76,34 @@ class Template:
     """
     A C{--format} template: text with C{{{.Field}}} placeholders (the
     fields of L{TEMPLATE_FIELDS}), C{\\t} and C{\\n} as in Docker's.  Only
-    fields: no functions, no pipelines, nothing is executed.
+    fields: no functions, no pipelines, nothing is executed.  As in
+    Docker's, C{table TEMPLATE} prints a header line first (each field's
+    name in capitals) and aligns the columns its tabs separate.
 
     @ivar parts: literal text and field names, alternately (text first).
+    @ivar table: whether it is a C{table} template.
     """
 
-    def __init__(self, parts: tuple[str, ...]) -> None:
+    def __init__(self, parts: tuple[str, ...], table: bool = False) -> None:
         self.parts = parts
+        self.table = table
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Template) and other.parts == self.parts
+        return (isinstance(other, Template) and other.parts == self.parts
+                and other.table == self.table)
 
     def __hash__(self) -> int:
-        return hash(self.parts)
+        return hash((self.parts, self.table))
 
     def __repr__(self) -> str:
-        return f"Template({self.parts!r})"
+        return f"Template({self.parts!r}, table={self.table!r})"
 
     @classmethod
     def parse(cls, text: str) -> Template:
         """@raise TemplateError: for an unknown field or anything but fields."""
+        table = isTableFormat(text)
+        if table:
+            text = text.lstrip()[len("table"):].lstrip(" ")
         text = text.replace("\\t", "\t").replace("\\n", "\n")
         parts: list[str] = []
         position = 0
@@ -118,13 +126,40 @@ class Template:
         if "{{" in rest or "}}" in rest:
             raise TemplateError(f"bad --format {text!r}: an unclosed {{{{")
         parts.append(rest)
-        return cls(tuple(parts))
+        return cls(tuple(parts), table)
 
     def render(self, container: dict[str, Any]) -> str:
         out = []
         for index, part in enumerate(self.parts):
             out.append(TEMPLATE_FIELDS[part](container) if index % 2 else part)
         return "".join(out)
+
+    def header(self) -> str:
+        """The header line of a C{table} template: each field's name in capitals."""
+        return "".join(part.upper() if index % 2 else part
+                       for index, part in enumerate(self.parts))
+
+
+def isTableFormat(text: str) -> bool:
+    """Whether C{--format TEXT} is Docker's C{table} or C{table TEMPLATE}."""
+    word = text.lstrip()
+    return word[:5].lower() == "table" and (len(word) == 5 or word[5] in " \t")
+
+
+def alignColumns(lines: Sequence[str]) -> list[str]:
+    """
+    The tab-separated columns of C{lines} padded to a common width, three
+    spaces apart, as Docker's tables are (the last column is not padded).
+    """
+    rows = [line.split("\t") for line in lines]
+    widths: list[int] = []
+    for row in rows:
+        for column, cell in enumerate(row[:-1]):
+            if column == len(widths):
+                widths.append(0)
+            widths[column] = max(widths[column], len(cell))
+    return ["".join(cell.ljust(widths[column] + 3) for column, cell in enumerate(row[:-1]))
+            + row[-1] for row in rows]
 
 
 def formatContainers(
@@ -140,6 +175,8 @@ def formatContainers(
     if jsonLines:
         return [json.dumps(c, ensure_ascii=False, separators=(",", ":"))
                 for c in containers]
+    if template is not None and template.table:
+        return alignColumns([template.header(), *(template.render(c) for c in containers)])
     if template is not None:
         return [template.render(c) for c in containers]
     if quiet:
