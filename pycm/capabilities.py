@@ -1,7 +1,8 @@
 """
-What a backend supports (L{Capabilities}, as C{info} reports it), and the
-C{run}/C{create} options there are: those any backend may honour
-(L{ALL_OPTIONS}) and a scaling backend's (L{SCALING_OPTIONS}).
+What a backend supports (L{Capabilities}, as C{info} reports it; what its
+host refuses of a spec, L{ISpecCheck}), and the C{run}/C{create} options
+there are: those any backend may honour (L{ALL_OPTIONS}) and a scaling
+backend's (L{SCALING_OPTIONS}).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
+from zope.interface import Interface
 
 from pycm.errors import BadRequest
 from pycm.model import ContainerSpec
@@ -67,6 +69,26 @@ class Capabilities:
             "images": self.imageDescription,
             "stats": sorted(self.stats),
         }
+
+
+class ISpecCheck(Interface):
+    """
+    Optional for an L{pycm.interfaces.IContainerBackend}: one that can tell,
+    before creating anything, what of a spec its host refuses (a user it
+    does not have, more CPUs than it has).  C{apply} asks it of every
+    service it will create before it changes anything.
+    """
+
+    def refusals(spec):
+        """
+        What C{create(spec)} would refuse of C{spec} here, found without
+        creating anything or changing any state (a name already taken is
+        not looked at).
+
+        @return: a dict of each refused option (its C{run} wire name:
+            C{cpus}, C{memory}, C{user}, C{stop-timeout}; C{image} for the
+            image) to why, as C{create}'s error says it; empty if none.
+        """
 
 
 #: The figures of a C{stats} row.

@@ -297,6 +297,28 @@ class MemoryApplyTests(SynchronousTestCase):
         self.backend = memoryBackend(self.clock)
         self.applier = Applier(self.backend, self.clock.seconds)
 
+    def test_hostRefusalsBeforeAnything(self) -> None:
+        """
+        A service the backend's host refuses (here an image the memory
+        backend lacks) fails the whole apply, dry or not, naming each such
+        service and its key, before anything is created; a recreate it
+        would refuse leaves the old container running.
+        """
+        wanted = services(good={}, bad={"image": "nosuch"}, worse={"image": "nope"})
+        for dryRun in (True, False):
+            failure = self.failureResultOf(self.applier.apply(wanted, dryRun=dryRun),
+                                           BadRequest)
+            self.assertEqual(failure.value.message,
+                             "service bad, key image: no such image: nosuch; service worse, "
+                             "key image: no such image: nope; nothing was changed")
+            self.assertEqual(self.successResultOf(self.backend.list()), [])
+        self.successResultOf(self.applier.apply(services(good={})))
+        failure = self.failureResultOf(
+            self.applier.apply(services(good={"image": "nosuch"})), BadRequest)
+        self.assertIn("service good, key image:", failure.value.message)
+        [container] = self.successResultOf(self.backend.list())
+        self.assertEqual((container.name, container.state), ("good", State.RUNNING))
+
     def test_startFailureNamed(self) -> None:
         """A command that cannot start fails the apply, naming it; the container is dead."""
         results: list[Any] = []

@@ -29,6 +29,8 @@ from pycm.backends.process.users import RunUser, checkAllowed, resolveUser
 from pycm.errors import BackendError, BadRequest
 from pycm.health import HealthCheck
 from pycm.model import Container, ContainerSpec, State
+from pycm.services.applier import Applier
+from pycm.services.definition import serviceSetFrom
 from pycm.testing.conformance import RunRecorder
 
 #: The command whose output says who a run is.
@@ -175,6 +177,47 @@ class CheckUserTests(SynchronousTestCase):
         self.assertIn("must run as root", f.value.message)
         self.assertEqual(self.successResultOf(backend.list()), [])
         self.assertEqual(backend.store.load(), [])
+
+
+    def test_applyRefusesBeforeAnything(self) -> None:
+        """
+        An apply whose services this machine refuses (a user it does not
+        have, an image it lacks) creates none of them, the good one
+        neither, and says which service and key, as the file spells it
+        (C{tests.test_services_e2e} has more CPUs than the machine).
+        """
+        backend = makeBackend(Clock(), self.mktemp(), {"cgroups": "off"})
+        self.addCleanup(backend.store.close)
+        self.successResultOf(backend.open())
+        wanted = serviceSetFrom({"project": "shop", "services": {
+            "good": {"command": ["sleep", "100"]},
+            "bad": {"user": "pycm-no-such-user"},
+            "odd": {"image": "nosuch"},
+        }})  # fmt: skip
+        applier = Applier(backend, Clock().seconds)
+        for dryRun in (True, False):
+            f = self.failureResultOf(applier.apply(wanted, dryRun=dryRun), BadRequest)
+            self.assertEqual(
+                f.value.message,
+                "service bad, key user: unknown user 'pycm-no-such-user': no such user; "
+                "service odd, key image: no such image: nosuch; nothing was changed")
+        self.assertEqual(self.successResultOf(backend.list()), [])
+        self.assertEqual(backend.store.load(), [])
+
+    def test_refusals(self) -> None:
+        """
+        The backend's refusals: each option this machine refuses of a
+        spec, none for one it takes; nothing is created.
+        """
+        backend = makeBackend(Clock(), self.mktemp(), {"cgroups": "off"})
+        self.addCleanup(backend.store.close)
+        self.successResultOf(backend.open())
+        self.assertEqual(backend.refusals(ContainerSpec("a", command=("true",))), {})
+        refused = backend.refusals(ContainerSpec(
+            "a", image="nosuch", user="pycm-no-such-user", cpus=1.0, stopTimeout=7200.0))
+        self.assertEqual(sorted(refused), ["cpus", "image", "stop-timeout", "user"])
+        self.assertIn("no such image: nosuch", refused["image"])
+        self.assertEqual(self.successResultOf(backend.list()), [])
 
 
 class RealUserTests(TestCase):

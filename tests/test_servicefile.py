@@ -334,6 +334,35 @@ class MistakeTests(SynchronousTestCase):
             self.assertTrue(str(error).startswith("dir/services.toml:4: " + expected),
                             (line, str(error)))
 
+    def test_daemonLimits(self) -> None:
+        """
+        What the daemon would refuse of a service on any host is refused
+        here, with the line and the key, before anything is sent: a stop
+        timeout over an hour, fewer CPUs than a hundredth, a user
+        C{--user} does not take, a relative workdir, a billion replicas.
+        """
+        cases = [
+            ('stop_timeout = 7200', '"stop_timeout" in [services.web] must be a number of '
+                                    'seconds from 0 to 3600 (an hour)'),
+            ('stop_timeout = 1e308', '"stop_timeout" in [services.web] must be a number of '
+                                     'seconds from 0 to 3600'),
+            ('stop_timeout = nan', '"stop_timeout" in [services.web] must be a number of sec'),
+            ('cpus = 0.001', '"cpus" in [services.web] must be at least 0.01'),
+            ('user = "no body"', '"user" in [services.web] must be "USER" or "USER:GROUP"'),
+            ('user = "a:b:c"', '"user" in [services.web] must be "USER" or "USER:GROUP"'),
+            ('workdir = "srv"', '"workdir" in [services.web] must be an absolute path'),
+            ('replicas = 1_000_000_000', '"replicas" in [services.web] must be a whole '
+                                         'number from 0 to 999,999,999'),
+        ]
+        for line, expected in cases:
+            error = self.assertRaises(ServicesFileError, parse,
+                                      f'[services.db]\n\n[services.web]\n{line}\n')
+            self.assertTrue(str(error).startswith("dir/services.toml:4: " + expected),
+                            (line, str(error)))
+        document = parse('[services.web]\nstop_timeout = 3600\ncpus = 0.01\n'
+                         'user = "1000:1000"\nworkdir = "/srv"\nreplicas = 999_999_999\n')
+        self.assertEqual(document["services"]["web"]["stop_timeout"], 3600)
+
     def test_healthcheckValues(self) -> None:
         """A health check's durations, retries and on_failure are checked, with lines."""
         cases = [

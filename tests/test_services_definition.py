@@ -15,8 +15,8 @@ from pycm.daemon.runoptions import RUN_OPTIONS
 from pycm.errors import BadRequest
 from pycm.health import HealthCheck, OnFailure
 from pycm.model import ContainerSpec, RestartPolicy
-from pycm.services import config
-from pycm.services.definition import ServiceSet, serviceSetFrom
+from pycm.services import config, servicefile
+from pycm.services.definition import USER_PATTERN, ServiceSet, serviceSetFrom
 from pycm.services.order import startOrder
 
 
@@ -103,6 +103,26 @@ class DefinitionTests(SynchronousTestCase):
         for value, message in cases:
             self.refused(message, document(web=value, db={}))
 
+    def test_staticLimits(self) -> None:
+        """
+        The limits any backend holds a container to are the document's too,
+        refused naming the service and key before the apply changes
+        anything: a stop timeout over an hour (C{--stop-timeout}'s cap),
+        fewer CPUs than a hundredth, a billion replicas.
+        """
+        cases = [
+            ({"stop_timeout": 7200}, "service web, key stop_timeout: bad stop_timeout 7200: "
+                                     "at most 3600 seconds (an hour)"),
+            ({"stop_timeout": 1e308}, "key stop_timeout: bad stop_timeout 1e+308: at most"),
+            ({"cpus": 0.001}, "service web, key cpus: bad cpus 0.001: at least 0.01"),
+            ({"replicas": 10**9}, "service web, key replicas: bad replicas 1000000000"),
+        ]
+        for value, message in cases:
+            self.refused(message, document(web=value))
+        spec = serviceSetFrom(document(web={"stop_timeout": 3600, "cpus": 0.01})).services[
+            "web"].spec
+        self.assertEqual((spec.stopTimeout, spec.cpus), (3600.0, 0.01))
+
     def test_envValueNeverInError(self) -> None:
         """A bad env value is refused naming the variable, never showing the value."""
         error = self.assertRaises(
@@ -165,6 +185,8 @@ class DefinitionTests(SynchronousTestCase):
             except BadRequest:
                 read = False
             self.assertEqual(read, accepted, value)
+        # The client's services file reader takes the same pattern.
+        self.assertIs(servicefile.USER_PATTERN, USER_PATTERN)
 
 
 class OrderTests(SynchronousTestCase):

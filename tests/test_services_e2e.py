@@ -306,3 +306,26 @@ class ServicesEndToEndTests(SynchronousTestCase):
     def lifecycle(self, events: list[dict[str, Any]], after: int) -> list[dict[str, Any]]:
         """The lifecycle events (no health, no progress) after event C{after}."""
         return [e for e in events if e["id"] > after and e["action"] in LIFECYCLE]
+
+    def test_refusedBeforeAnything(self) -> None:
+        """
+        A mistake the client can see (a stop timeout over an hour) is
+        refused with the file's line and key, exit 2, before anything is
+        sent; one only the daemon's host can see (a user it does not have,
+        more CPUs than it has) refuses the whole apply, dry or not, naming
+        each service and key, exit 2: the good service is not created.
+        """
+        result = self.apply(text='[services.good]\ncommand = ["sleep", "1000"]\n\n'
+                                 '[services.bad]\nstop_timeout = 7200\n', expect=2)
+        self.assertIn(f'{self.shopFile}:5: "stop_timeout" in [services.bad] must be a '
+                      "number of seconds from 0 to 3600", result.stderr)
+        text = ('[services.good]\ncommand = ["sleep", "1000"]\n\n'
+                '[services.bad]\nuser = "nosuchuserzz"\n\n'
+                f'[services.big]\ncpus = {(os.cpu_count() or 1) + 62}\n')
+        for args in (("--dry-run",), ()):
+            result = self.apply(*args, text=text, expect=2)
+            self.assertIn("service bad, key user: unknown user 'nosuchuserzz': no such user; "
+                          "service big, key cpus: bad cpus ", result.stderr)
+            self.assertIn("nothing was changed", result.stderr)
+            self.assertNotIn("--", result.stderr)
+        self.assertEqual(self.containers(), {})

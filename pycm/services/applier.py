@@ -10,6 +10,7 @@ not started.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -25,6 +26,7 @@ from twisted.internet.defer import (
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from pycm.capabilities import ISpecCheck
 from pycm.errors import BackendError, BadRequest, PycmError
 from pycm.interfaces import IContainerBackend
 from pycm.model import Container, ProgressEvent, WaitCondition
@@ -68,6 +70,29 @@ def refuseUnsupported(backend: IContainerBackend, services: ServiceSet) -> None:
             raise BadRequest(
                 f"service {name}: the {backend.name} backend cannot honour {', '.join(keys)}"
             )
+
+
+def refuseOnHost(backend: IContainerBackend, plan: Plan) -> None:
+    """
+    @raise BadRequest: naming each service the plan creates (or
+        recreates), and its key, that the backend's host refuses (a user it
+        does not have, more CPUs than it has), if the backend can tell
+        (L{ISpecCheck}); before anything changes.
+    """
+    checker = ISpecCheck(backend, None)
+    if checker is None:
+        return
+    refused = []
+    for step in plan.steps:
+        if step.spec is None:
+            continue
+        for option, why in sorted(checker.refusals(step.spec).items()):
+            key = _documentKey(option)
+            # The backend says it as run's option; the file has the key.
+            why = re.sub(rf" \(--{re.escape(option)} [^)]*\)", "", why)
+            refused.append(f"service {step.name}, key {key}: {why.replace('--' + option, key)}")
+    if refused:
+        raise BadRequest("; ".join(refused) + "; nothing was changed")
 
 
 def _documentKey(option: str) -> str:
@@ -127,9 +152,10 @@ class Applier:
         @return: a Deferred firing with the L{ApplyResult} once every
             service is up (running, healthy if it has a health check, exited
             0 if a dependent wants it completed); failing, before anything
-            changed, with L{BadRequest} (a service the backend cannot honour)
-            or L{pycm.errors.Conflict} (a name held by another project's
-            container), or, after the others settled, with L{ApplyFailed}.
+            changed (a dry run too), with L{BadRequest} (a service the
+            backend, or its host, cannot honour) or L{pycm.errors.Conflict}
+            (a name held by another project's container), or, after the
+            others settled, with L{ApplyFailed}.
         """
         try:
             refuseUnsupported(self.backend, services)
@@ -139,6 +165,7 @@ class Applier:
 
         def planned(containers: list[Container]) -> Deferred[ApplyResult] | ApplyResult:
             plan = makePlan(services, containers, prune, self.salt)
+            refuseOnHost(self.backend, plan)
             if dryRun:
                 return ApplyResult(plan, True, {})
             return _Run(self, services, plan).run()

@@ -22,7 +22,7 @@ from pycm.health import healthCheckFrom
 from pycm.model import ContainerSpec, RestartPolicy, parseSignal, signalName, validateName
 from pycm.services import order
 from pycm.services.config import PROJECT_LABEL, RESERVED_LABEL_PREFIX, SERVICE_LABEL
-from pycm.units import checkMemory, parseMemory
+from pycm.units import MAX_STOP_TIMEOUT, checkMemory, parseMemory
 
 
 class Condition:
@@ -113,9 +113,14 @@ HEALTHCHECK_KEYS = {
 }
 DOCUMENT_KEYS = ("project", "services")
 
-# As run's --user reads it (pycm.daemon.runoptions): names or numbers, as
-# useradd allows them; tests.test_services_definition holds the two equal.
-_USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}\$?")
+#: A user or group as run's --user reads it (pycm.daemon.runoptions): names
+#: or numbers, as useradd allows them; tests.test_services_definition holds
+#: the two equal.
+USER_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}\$?")
+#: The fewest CPUs a service may ask for (Docker's: a hundredth of a CPU).
+MIN_CPUS = 0.01
+#: One more than the most replicas a service may ask for.
+REPLICAS_LIMIT = 10**9
 
 
 def serviceSetFrom(document: Any, project: str | None = None) -> ServiceSet:
@@ -216,7 +221,7 @@ class _Reader:
     def user(self, value: object) -> tuple[str, Any]:
         text = _text(value, "USER or USER:GROUP")
         user, sep, group = text.partition(":")
-        if not _USER.fullmatch(user) or (sep and not _USER.fullmatch(group)):
+        if not USER_PATTERN.fullmatch(user) or (sep and not USER_PATTERN.fullmatch(group)):
             raise BadRequest(f"bad user {text!r}: expected USER or USER:GROUP (names or numbers)")
         return "user", text
 
@@ -242,6 +247,8 @@ class _Reader:
         number = _number(value, "a positive number")
         if not 0 < number < math.inf:
             raise BadRequest(f"bad cpus {value!r}: expected a positive number")
+        if number < MIN_CPUS:
+            raise BadRequest(f"bad cpus {value!r}: at least {MIN_CPUS} (a hundredth of a CPU)")
         return "cpus", number
 
     def workdir(self, value: object) -> tuple[str, Any]:
@@ -257,6 +264,10 @@ class _Reader:
         number = _number(value, "seconds")
         if not 0 <= number < math.inf:
             raise BadRequest(f"bad stop_timeout {value!r}: expected seconds")
+        if number > MAX_STOP_TIMEOUT:
+            raise BadRequest(
+                f"bad stop_timeout {value!r}: at most {MAX_STOP_TIMEOUT:g} seconds (an hour)"
+            )
         return "stopTimeout", number
 
     def healthcheck(self, value: object) -> tuple[str, Any]:
@@ -280,7 +291,8 @@ class _Reader:
         return "healthcheck", check
 
     def replicas(self, value: object) -> tuple[str, Any]:
-        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 10**9:
+        if not isinstance(value, int) or isinstance(value, bool) \
+                or not 0 <= value < REPLICAS_LIMIT:
             raise BadRequest(f"bad replicas {value!r}: expected a whole number, 0 or more")
         return "replicas", value
 

@@ -35,9 +35,10 @@ from typing import Any
 
 from pycm.errors import BadRequest, InvalidName
 from pycm.model import RestartPolicy, parseSignal, validateName
+from pycm.services.definition import MIN_CPUS, REPLICAS_LIMIT, USER_PATTERN
 from pycm.services.envfile import EnvFileError, readEnvFile, readTextFile
 from pycm.services.tomllines import KeyPath, keyLines, lineOf
-from pycm.units import MIN_MEMORY, parseDuration, parseMemory
+from pycm.units import MAX_STOP_TIMEOUT, MIN_MEMORY, parseDuration, parseMemory
 
 #: The largest services file read, in bytes.
 MAX_SERVICES_FILE = 1024 * 1024
@@ -341,15 +342,43 @@ class _Reader:
             raise self.bad(where, "must be a positive number")
         return value  # type: ignore[no-any-return]
 
-    def seconds(self, value: Any, where: KeyPath) -> int | float:
-        if not _isNumber(value) or value < 0:
-            raise self.bad(where, "must be a number of seconds, 0 or more")
-        return value  # type: ignore[no-any-return]
-
     def count(self, value: Any, where: KeyPath, least: int = 0) -> int:
         if not isinstance(value, int) or isinstance(value, bool) or value < least:
             raise self.bad(where, f"must be a whole number, {least} or more")
         return value
+
+    def replicas(self, value: Any, where: KeyPath) -> int:
+        count = self.count(value, where)
+        if count >= REPLICAS_LIMIT:
+            raise self.bad(where, f"must be a whole number from 0 to {REPLICAS_LIMIT - 1:,}")
+        return count
+
+    def user(self, value: Any, where: KeyPath) -> str:
+        """C{USER} or C{USER:GROUP}, names or numbers, as C{run --user} takes them."""
+        text = self.string(value, where)
+        user, sep, group = text.partition(":")
+        if not USER_PATTERN.fullmatch(user) or (sep and not USER_PATTERN.fullmatch(group)):
+            raise self.bad(where, 'must be "USER" or "USER:GROUP" (names or numbers, such '
+                           'as "postgres" or "1000:1000")')
+        return text
+
+    def workdir(self, value: Any, where: KeyPath) -> str:
+        text = self.string(value, where)
+        if not text.startswith("/"):
+            raise self.bad(where, "must be an absolute path (starting with /)")
+        return text
+
+    def cpus(self, value: Any, where: KeyPath) -> int | float:
+        number = self.positive(value, where)
+        if number < MIN_CPUS:
+            raise self.bad(where, f"must be at least {MIN_CPUS} (a hundredth of a CPU)")
+        return number
+
+    def stopTimeout(self, value: Any, where: KeyPath) -> int | float:
+        if not _isNumber(value) or not 0 <= value <= MAX_STOP_TIMEOUT:
+            raise self.bad(where, f"must be a number of seconds from 0 to "
+                           f"{MAX_STOP_TIMEOUT:g} (an hour)")
+        return value  # type: ignore[no-any-return]
 
     def retries(self, value: Any, where: KeyPath) -> int:
         return self.count(value, where, 1)
@@ -394,19 +423,19 @@ _Check = Callable[[_Reader, Any, KeyPath], Any]
 SERVICE_KEYS: dict[str, _Check] = {
     "image": _Reader.string,
     "command": _Reader.command,
-    "user": _Reader.string,
+    "user": _Reader.user,
     "env": _Reader.mapping,
     "env_file": _Reader.string,
     "labels": _Reader.mapping,
     "restart": _Reader.restart,
     "memory": _Reader.memory,
-    "cpus": _Reader.positive,
-    "workdir": _Reader.string,
+    "cpus": _Reader.cpus,
+    "workdir": _Reader.workdir,
     "stop_signal": _Reader.stopSignal,
-    "stop_timeout": _Reader.seconds,
+    "stop_timeout": _Reader.stopTimeout,
     "healthcheck": _Reader.healthcheck,
     "depends_on": _Reader.string,
-    "replicas": _Reader.count,
+    "replicas": _Reader.replicas,
 }
 
 #: A C{healthcheck} table's keys, and how each is checked.

@@ -118,6 +118,25 @@ class ProcessBackend(Supervisor):
         self.runtime.cgroups.check(spec.memory, spec.cpus)
         self.runtime.checkUser(spec.user)
 
+    def refusals(self, spec: ContainerSpec) -> dict[str, str]:
+        """
+        See L{pycm.capabilities.ISpecCheck.refusals}: the supervisor's, then
+        the limits (each against this machine: C{cpus} over its CPUs) and
+        the user (one this machine has, that this daemon can run as).
+        """
+        found = super().refusals(spec)
+        checks = (
+            ("memory", lambda: self.runtime.cgroups.check(spec.memory, None)),
+            ("cpus", lambda: self.runtime.cgroups.check(None, spec.cpus)),
+            ("user", lambda: self.runtime.checkUser(spec.user)),
+        )
+        for option, check in checks:
+            try:
+                check()
+            except BadRequest as e:
+                found[option] = e.message
+        return found
+
     def open(self) -> Deferred[None]:
         """
         Load the records and settle what a dead daemon left (see

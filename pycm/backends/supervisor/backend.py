@@ -24,7 +24,7 @@ from zope.interface import implementer
 from pycm.backends.supervisor.announcer import Announcer
 from pycm.backends.supervisor.healthmonitor import HealthChecks
 from pycm.backends.supervisor.lifecycle import Event, Lifecycle
-from pycm.backends.supervisor.records import Record, RecordBook, newRecord, scrubbed
+from pycm.backends.supervisor.records import Record, RecordBook, newRecord, scrubbed, specRefusals
 from pycm.backends.supervisor.recovery import LOST_ERROR as LOST_ERROR
 from pycm.backends.supervisor.recovery import RECLAIMED_ERROR as RECLAIMED_ERROR
 from pycm.backends.supervisor.recovery import STARTING_ERROR as STARTING_ERROR
@@ -42,7 +42,7 @@ from pycm.backends.supervisor.watching import (
     waitForExit,
     waitForHealth,
 )
-from pycm.capabilities import HEALTH_OPTIONS, Capabilities
+from pycm.capabilities import HEALTH_OPTIONS, Capabilities, ISpecCheck
 from pycm.errors import BadRequest, Conflict, NotFound, PycmError, Unavailable
 from pycm.groupcommit import GroupCommit
 from pycm.health import OnFailure
@@ -63,7 +63,7 @@ def defaultIdFactory() -> str:
     return uuid.uuid4().hex
 
 
-@implementer(IContainerBackend, ICreateAndStart, IJournaledEvents)
+@implementer(IContainerBackend, ICreateAndStart, IJournaledEvents, ISpecCheck)
 class Supervisor:
     """
     A backend that supervises runs itself: see the module docstring.
@@ -231,6 +231,10 @@ class Supervisor:
 
     def create(self, spec: ContainerSpec) -> Deferred[Container]:
         return maybeDeferred(self._create, spec, False)
+
+    def refusals(self, spec: ContainerSpec) -> dict[str, str]:
+        """See L{ISpecCheck.refusals}: the image, the stop timeout."""
+        return specRefusals(spec, self._runtime)
 
     def createAndStart(self, spec: ContainerSpec) -> Deferred[Container]:
         """

@@ -269,6 +269,22 @@ def newRecord(
     )
 
 
+def specRefusals(spec: ContainerSpec, runtime: IRuntime) -> dict[str, str]:
+    """
+    What L{newRecord} would refuse of C{spec}: C{image} (not the runtime's)
+    and C{stop-timeout} (out of range), each with why.
+    """
+    found: dict[str, str] = {}
+    image = spec.image or runtime.defaultImage
+    if image not in runtime.images:
+        found["image"] = NoImage(image).message
+    if spec.stopTimeout is not None and not 0 <= spec.stopTimeout <= MAX_STOP_TIMEOUT:
+        found["stop-timeout"] = (
+            f"bad --stop-timeout {spec.stopTimeout:g}: from 0 to {MAX_STOP_TIMEOUT:g} seconds"
+        )
+    return found
+
+
 def scrubbed(record: Record, text: str) -> str:
     """C{text} for the log: without the container's command or option values."""
     return scrub(text, containerSecrets(record.command, record.env, record.labels, record.workdir))
