@@ -9,7 +9,6 @@ terminal.
 
 from __future__ import annotations
 
-import os
 import shlex
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -22,11 +21,14 @@ from twisted.python.failure import Failure
 
 from pycm.client import format as fmt
 from pycm.client.commandtable import BY_WORD as KNOWN_BY_WORD
-from pycm.client.commandtable import CLIENT_OPTIONS
 from pycm.client.history import HistoryFile
+from pycm.client.inflight import Reconnection, abandonedLines
+from pycm.client.inflight import progressMessage as progressMessage
 from pycm.client.masking import MaskingLineEditor, shown
 from pycm.client.plan import Plan, PlanError, planCommand, wantsHelp
 from pycm.client.protocol import ClientProtocol, isSilentLine
+from pycm.client.tabcompletion import NAME_COMMANDS as NAME_COMMANDS
+from pycm.client.tabcompletion import TabCompletion
 from pycm.client.template import formatContainers
 from pycm.errors import Unauthorized
 from pycm.grammar import CommandSyntax, commandsByWord, splitOptions
@@ -48,18 +50,14 @@ def valueOptions(
 
 #: Options of run/create/stop that take a value as the next word.
 VALUE_OPTIONS = valueOptions("run") | valueOptions("stop")
-#: Commands whose arguments are container names Tab completes.
-NAME_COMMANDS = frozenset({
-    "start", "stop", "restart", "kill", "rm", "inspect", "logs", "wait", "unfollow", "stats",
-    "scale",
-})
 #: Commands that ask for a container name when typed without one.
 NAME_REQUIRED = frozenset({"run", "stop"})
 
 SHELL_HELP = [
     "",
     "In this shell: exit, quit or Ctrl-D leave; Up/Down recall earlier lines;",
-    "Ctrl-C clears the line; events are shown as they come.",
+    "Ctrl-C clears the line, or gives up the request awaited (and the lines",
+    "typed meanwhile); events are shown as they come.",
 ]
 
 # Control keys, as insults delivers them (raw bytes).
@@ -75,25 +73,13 @@ def hasPositional(args: Sequence[str], values: frozenset[str] = VALUE_OPTIONS) -
     return bool(splitOptions(args, values)[1])
 
 
-def progressMessage(words: Sequence[str]) -> str:
-    """What to show when a request takes more than a second."""
-    command = words[0].lower() if words else ""
-    name = next((w for w in reversed(words[1:]) if not w.startswith("-")), "")
-    if command in ("stop", "restart") and name:
-        return f"waiting for {name} to {command}\N{HORIZONTAL ELLIPSIS}"
-    if command == "wait" and name:
-        return f"waiting for {name}\N{HORIZONTAL ELLIPSIS}"
-    if command in ("run", "create"):
-        return ("waiting for the daemon (it may be pulling the image)"
-                "\N{HORIZONTAL ELLIPSIS}")
-    return f"waiting for the reply to {command}\N{HORIZONTAL ELLIPSIS}"
-
-
-class ShellProtocol(MaskingLineEditor, HistoricRecvLine):
+class ShellProtocol(MaskingLineEditor, TabCompletion, HistoricRecvLine):
     """
     The pycm shell.
 
     One request is in flight at a time; lines entered meanwhile are queued.
+    Ctrl-C gives it up: the connection is reset, the queued lines dropped,
+    and a new connection made (L{Reconnection}) before the prompt is back.
     Output (replies, events, progress) is printed above the line being
     typed: the input line is erased, the text written, then the prompt and
     the typed text are drawn again with the cursor where it was.
@@ -117,8 +103,14 @@ class ShellProtocol(MaskingLineEditor, HistoricRecvLine):
         columns: Callable[[], int] | None = None,
         history: HistoryFile | None = None,
         commands: Sequence[CommandSyntax] | None = None,
+        reconnection: Reconnection | None = None,
     ) -> None:
         self.client = client
+        self.reconnection = reconnection
+        #: The new connection being made after a Ctrl-C, if one is.
+        self._reconnecting: Deferred[Any] | None = None
+        #: The line sent whose reply is awaited (None once given up).
+        self._awaited: list[str] | None = None
         self.commands = KNOWN_BY_WORD if commands is None else commandsByWord(commands)
         self.commandWords = sorted(self.commands)
         self.history = history
@@ -135,8 +127,7 @@ class ShellProtocol(MaskingLineEditor, HistoricRecvLine):
         self.exitCode = 0
         self.leaving = False
         self._progress: IDelayedCall | None = None
-        #: The line as the last Tab left it, until another key is pressed.
-        self._tabbedLine: list[bytes] | None = None
+        self._tabbedLine = None
 
     # -- setting up -----------------------------------------------------------
 
@@ -155,8 +146,12 @@ class ShellProtocol(MaskingLineEditor, HistoricRecvLine):
             CTRL_L: self.handle_CLEAR,
             CTRL_U: self.handle_KILL_LINE,
         })
-        self.client.addEventListener(self.eventReceived)
-        self.client.whenDisconnected().addCallback(self._daemonLost)
+        self._watch(self.client)
+
+    def _watch(self, client: ClientProtocol) -> None:
+        """Print C{client}'s events; leave when it is lost, unless given up."""
+        client.addEventListener(self.eventReceived)
+        client.whenDisconnected().addCallback(self._daemonLost, client)
 
     def initializeScreen(self) -> None:
         # Unlike RecvLine, do not reset (clear) the user's terminal.
@@ -201,79 +196,15 @@ class ShellProtocol(MaskingLineEditor, HistoricRecvLine):
 
     # -- keys -----------------------------------------------------------------
 
-    def keystrokeReceived(self, keyID: bytes | str, modifier: object) -> None:
-        """A key other than Tab makes the next Tab a first one again."""
-        if keyID != b"\t":
-            self._tabbedLine = None
-        super().keystrokeReceived(keyID, modifier)
-
-    def handle_TAB(self) -> None:
-        """
-        Tab completes the word before the cursor: the command word, an
-        option of the command (from the daemon's table, and those the
-        client reads itself), or a container name (asked of the daemon:
-        completed when its reply comes, if the line has not changed
-        meanwhile).  A unique match is completed; of several, the first
-        Tab types their common start and a second Tab lists them, as bash
-        does.
-        """
-        if self.lineBufferIndex != len(self.lineBuffer):
-            return
-        typed = b"".join(self.lineBuffer).decode("utf-8", "replace")
-        if self.asking is not None:
-            if self.asking[0].lower() != "run" and " " not in typed:
-                self._completeNames(typed)
-            return
-        if " " not in typed:
-            prefix = typed.lower()
-            self._complete(prefix, [c for c in self.commandWords if c.startswith(prefix)])
-            return
-        words = typed.split(" ")
-        current, before = words[-1], [w for w in words[:-1] if w]
-        row = self.commands.get(before[0].lower())
-        if row is None:
-            return
-        if current.startswith("-"):
-            spellings = sorted({*row.optionSpellings(), *CLIENT_OPTIONS.get(row.name, ())})
-            self._complete(current, [o for o in spellings if o.startswith(current)])
-            return
-        if row.name not in NAME_COMMANDS or (
-            len(before) > 1 and before[-1] in row.valueSpellings()
-        ):
-            return
-        self._completeNames(current)
-
-    def _completeNames(self, prefix: str) -> None:
-        """Complete a container name, once the daemon has said which exist."""
-        before = list(self.lineBuffer)
-
-        def listed(containers: Any) -> None:
-            if self.leaving or self.lineBuffer != before:
-                return
-            names = sorted(str(c.get("name")) for c in containers if isinstance(c, dict))
-            self._complete(prefix, [n for n in names if n.startswith(prefix)])
-
-        self.client.request("list").addCallbacks(listed, lambda failure: None)
-
-    def _complete(self, prefix: str, matches: list[str]) -> None:
-        """
-        Type the rest of a unique match (and a space), or the common start
-        of several; list several when this Tab follows one that left the
-        line as it is.
-        """
-        if len(matches) == 1:
-            rest = matches[0][len(prefix):] + " "
-        else:
-            rest = os.path.commonprefix(matches)[len(prefix):]
-        for ch in rest.encode("utf-8"):
-            self.characterReceived(bytes([ch]), False)
-        if len(matches) > 1 and (prefix or self.lineBuffer):
-            if not rest and self._tabbedLine == self.lineBuffer:
-                self.printAbove(["  ".join(matches)])
-            self._tabbedLine = list(self.lineBuffer)
-
     def handle_INTERRUPT(self) -> None:
-        """Ctrl-C: drop the typed text (and a pending name question)."""
+        """
+        Ctrl-C: drop the typed text (and a pending name question); with a
+        request in flight, give it up (L{_abandon}).
+        """
+        if self._awaited is not None and self.reconnection is not None \
+                and self._reconnecting is None and not self.leaving:
+            self._abandon(self._awaited)
+            return
         self.terminal.write(b"^C\n")
         self.lineBuffer = []
         self.lineBufferIndex = 0
@@ -282,6 +213,52 @@ class ShellProtocol(MaskingLineEditor, HistoricRecvLine):
             self.asking = None
             self.pn = 0
         self.drawInputLine()
+
+    def _abandon(self, awaited: list[str]) -> None:
+        """
+        Ctrl-C with a request in flight: give it up (the connection is
+        reset where the transport allows, and the daemon abandons a
+        C{wait} or an C{apply}), drop the lines typed while waiting (as a
+        terminal drops its pending input on Ctrl-C: history keeps them),
+        and connect anew before the prompt is back.
+        """
+        assert self.reconnection is not None
+        self._awaited = None
+        if self._progress is not None and self._progress.active():
+            self._progress.cancel()
+        dropped, self.queued = len(self.queued), []
+        self.lineBuffer, self.lineBufferIndex = [], 0
+        self.historyPosition = len(self.historyLines)
+        self.terminal.write(b"^C\n")
+        self.printAbove(abandonedLines(awaited[0], dropped))
+        given = self.client
+        given.removeEventListener(self.eventReceived)
+        self._reconnecting = self.reconnection.reconnect(self.eventReceived)
+        given.abandon()
+        given.disconnect()
+        self._progress = self.clock.callLater(
+            self.PROGRESS_DELAY, self.printAbove,
+            ["Reconnecting to the pycm daemon\N{HORIZONTAL ELLIPSIS} (Ctrl-D leaves)"])
+        self._reconnecting.addCallbacks(self._reconnected, self._notReconnected)
+
+    def _reconnected(self, connected: tuple[ClientProtocol, list[str]]) -> None:
+        """The new connection is made: the prompt is back."""
+        self._reconnecting = None
+        client, notices = connected
+        if self.leaving:
+            client.disconnect()
+            return
+        self.client = client
+        self.client.whenDisconnected().addCallback(self._daemonLost, self.client)
+        self._replied(notices)
+
+    def _notReconnected(self, failure: Failure) -> None:
+        """No new connection: say why and leave, as when the daemon is lost."""
+        self._reconnecting = None
+        if self.leaving:
+            return
+        self._replied([f"Could not reconnect: {failure.getErrorMessage()}"])
+        self.leave(3)
 
     def handle_EOF(self) -> None:
         """
@@ -390,25 +367,33 @@ class ShellProtocol(MaskingLineEditor, HistoricRecvLine):
             self.printAbove([f"Error: {e}"])
             return
         self.busy = True
+        awaited = self._awaited = [line]
         self._progress = self.clock.callLater(
             self.PROGRESS_DELAY, self._showProgress, list(words)
         )
         if plan is None or plan == Plan(command, (tuple(words),)):
-            d = self.client.request(line)
+            d = self._request(line, words)
             d.addCallbacks(self._formatReply, self._formatError,
                            callbackArgs=(command, words))
-            d.addCallback(self._replied)
+            d.addCallback(self._repliedTo, awaited)
             return
         replies = [
-            self.client.request(shlex.join(request)).addCallbacks(
+            self._request(shlex.join(request), request).addCallbacks(
                 self._formatPlanned, self._formatError, callbackArgs=(plan, request)
             )
             for request in plan.requests
         ]
         def flatten(groups: list[list[str]]) -> None:
-            self._replied([line for group in groups for line in group])
+            self._repliedTo([line for group in groups for line in group], awaited)
 
         gatherResults(replies).addCallback(flatten)
+
+    def _request(self, line: str, words: Sequence[str]) -> Deferred[Any]:
+        """Send C{line}; what its reply turns on is noted for a reconnection."""
+        d = self.client.request(line)
+        if self.reconnection is not None:
+            d.addCallback(self.reconnection.subscriptions.noted, words)
+        return d
 
     def _formatPlanned(self, value: Any, plan: Plan, request: Sequence[str]) -> list[str]:
         """A reply to one request of a L{Plan}, as the plan says to show it."""
@@ -436,6 +421,12 @@ class ShellProtocol(MaskingLineEditor, HistoricRecvLine):
             text += " (type `auth TOKEN`, or start pycm with --token or PYCM_TOKEN)"
         return [text]
 
+    def _repliedTo(self, lines: list[str], awaited: list[str]) -> None:
+        """The reply to C{awaited}, unless it was given up."""
+        if awaited is self._awaited:
+            self._awaited = None
+            self._replied(lines)
+
     def _replied(self, lines: list[str]) -> None:
         if self._progress is not None and self._progress.active():
             self._progress.cancel()
@@ -455,6 +446,8 @@ class ShellProtocol(MaskingLineEditor, HistoricRecvLine):
 
     def eventReceived(self, event: Any) -> None:
         """Print an EVENT above the line being typed."""
+        if self.reconnection is not None:
+            self.reconnection.subscriptions.eventSeen(event)
         if not self.leaving:
             self.printAbove([fmt.formatEvent(event)])
 
@@ -468,6 +461,8 @@ class ShellProtocol(MaskingLineEditor, HistoricRecvLine):
         self.exitCode = code
         self.client.removeEventListener(self.eventReceived)
         self.client.disconnect()
+        if self._reconnecting is not None:
+            self._reconnecting.cancel()
         # Leave the terminal's insert mode (set by RecvLine) as we found it.
         self.terminal.resetModes([insults.modes.IRM])
         # Not terminal.loseConnection(): that resets (clears) the screen.
@@ -477,8 +472,8 @@ class ShellProtocol(MaskingLineEditor, HistoricRecvLine):
         else:  # pragma: no cover
             self._finish()
 
-    def _daemonLost(self, reason: BaseException) -> None:
-        if self.leaving:
+    def _daemonLost(self, reason: BaseException, client: ClientProtocol) -> None:
+        if self.leaving or client is not self.client or self._reconnecting is not None:
             return
         self.printAbove(["Connection to the pycm daemon lost."])
         self.terminal.write(b"\r")
@@ -489,6 +484,8 @@ class ShellProtocol(MaskingLineEditor, HistoricRecvLine):
         if not self.leaving:
             self.leaving = True
             self.client.disconnect()
+            if self._reconnecting is not None:
+                self._reconnecting.cancel()
         if self._progress is not None and self._progress.active():
             self._progress.cancel()
         self._finish()

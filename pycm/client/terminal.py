@@ -2,12 +2,14 @@
 The shell on the real terminal: L{runShell} asks the daemon for its
 commands (C{help}) and its events, puts the terminal in raw mode, runs a
 L{ShellProtocol} in L{insults.ServerProtocol} on L{StandardIO}, and restores
-the terminal's settings in C{finally}.
+the terminal's settings in C{finally}.  Ctrl-C with a request in flight
+connects anew (L{reconnector}).
 """
 
 from __future__ import annotations
 
 import fcntl
+import io
 import os
 import sys
 import termios
@@ -18,8 +20,9 @@ from typing import Any
 from twisted.conch.insults import insults
 from twisted.internet.defer import Deferred
 
-from pycm.client.connecting import daemonAddress
+from pycm.client.connecting import connectTo, daemonAddress
 from pycm.client.history import HistoryFile, defaultHistoryPath
+from pycm.client.inflight import Connect, Reconnection, Subscriptions
 from pycm.client.protocol import ClientProtocol
 from pycm.client.shell import ShellProtocol
 from pycm.errors import PycmError
@@ -28,6 +31,25 @@ from pycm.grammar import syntaxFromHelp
 
 def _nonBlockingFlags(fds: Sequence[int]) -> list[tuple[int, int]]:
     return [(fd, fcntl.fcntl(fd, fcntl.F_GETFL)) for fd in fds]
+
+
+def reconnector(reactor: Any, options: Any) -> Connect:
+    """
+    Connects anew as the shell first did (the same endpoint and token; what
+    L{connectTo} says of a withheld token was said then), and gives each
+    new connection's request in flight up when the reactor stops, as
+    L{pycm.client.cli.run} does the first's.
+    """
+    def connect() -> Deferred[ClientProtocol]:
+        connected = Deferred.fromCoroutine(connectTo(reactor, options, io.StringIO()))
+
+        def giveUpOnShutdown(client: ClientProtocol) -> ClientProtocol:
+            reactor.addSystemEventTrigger("before", "shutdown", client.abandon)
+            return client
+
+        return connected.addCallback(giveUpOnShutdown)
+
+    return connect
 
 
 async def runShell(
@@ -64,8 +86,9 @@ async def runShell(
         notices.append(f"Warning: the daemon refused the token from "
                        f"{options.tokenSource} ({client.authError})")
     # Events are printed as they happen: subscribe before the first prompt.
+    subscriptions = Subscriptions()
     try:
-        await client.request("events")
+        subscriptions.replied(["events"], await client.request("events"))
     except PycmError as e:
         notices.append(f"Container events are off: {e}")
     else:
@@ -89,7 +112,9 @@ async def runShell(
         tty.setraw(stdin)
         factory(
             insults.ServerProtocol(ShellProtocol, client, reactor, greeting,
-                                   done, notices, columns, history, commands),
+                                   done, notices, columns, history, commands,
+                                   Reconnection(reconnector(reactor, options),
+                                                subscriptions)),
             stdin=stdin, stdout=stdout, reactor=reactor,
         )
         return await done
