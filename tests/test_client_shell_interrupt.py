@@ -9,6 +9,7 @@ L{FakeDaemon}s over in-memory connections, on a L{Clock}.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from twisted.conch.insults import insults
@@ -22,6 +23,7 @@ from pycm.client.inflight import Reconnection, Subscriptions, abandonedLines
 from pycm.client.protocol import ClientProtocol
 from pycm.client.shell import ShellProtocol
 from pycm.client.testing import FakeDaemon, LoopbackPump, connectToFake, ok
+from tests.test_client_apply import SERVICES
 from tests.test_client_shell import GREETING, TerminalTransport
 
 CTRL_C = b"\x03"
@@ -146,6 +148,28 @@ class ShellInterruptTests(SynchronousTestCase):
         h.type(b"wait web\r")
         h.type(CTRL_C)
         self.assertEqual(abandoned, [1])
+
+    def test_applyAbandoned(self) -> None:
+        """
+        Ctrl-C while an C{apply} waits (a service never healthy) names the
+        line as typed, never the document read from the file (it may hold
+        secrets), and the prompt is back.
+        """
+        directory = os.path.join(self.mktemp(), "shop")
+        os.makedirs(directory)
+        path = os.path.join(directory, "services.toml")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(SERVICES)
+        first = FakeDaemon({"apply": held})
+        h = InterruptHarness([first, FakeDaemon()])
+        h.type(f"apply {path}\r".encode())
+        self.assertTrue(first.received[0].startswith("apply '{"))
+        h.screen()
+        h.type(CTRL_C)
+        screen = h.screen()
+        self.assertIn(f"the daemon may still carry out: apply {path}\r\n".encode(), screen)
+        self.assertNotIn(b"project", screen)
+        self.assertTrue(screen.endswith(b"pycm> "), screen)
 
     def test_ctrlCWithNothingInFlight(self) -> None:
         """With no request awaited, Ctrl-C only clears the line: no new connection."""

@@ -88,6 +88,8 @@ class ShellProtocol(MaskingLineEditor, TabCompletion, HistoricRecvLine):
     @ivar history: where typed lines are kept across sessions, or None.
     @ivar commands: each command word to its row: the daemon's C{help}, or
         the client's copy of its table.
+    @ivar reconnection: how Ctrl-C connects anew after giving a request
+        up, or None to only clear the line.
     """
 
     ps = (b"pycm> ", b"Enter container name: ")
