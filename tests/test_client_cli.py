@@ -1452,3 +1452,22 @@ class InterruptedMessageTests(SynchronousTestCase):
         """A wait changes nothing; anything else may still be carried out."""
         self.assertIn("(a wait changes nothing): wait x", self.said("wait", True))
         self.assertIn("may still carry it out): stop x", self.said("stop", True))
+
+    def test_canReset(self) -> None:
+        """A TCP connection can be reset (and says so); a UNIX socket's cannot."""
+        from pycm.client.protocol import canReset
+
+        class Transport:
+            def __init__(self, handle: socket.socket) -> None:
+                self.handle = handle
+
+            def getHandle(self) -> socket.socket:
+                return self.handle
+
+        tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.addCleanup(tcp.close)
+        self.addCleanup(unix.close)
+        self.assertTrue(canReset(Transport(tcp)))
+        self.assertFalse(canReset(Transport(unix)))
+        self.assertFalse(canReset(None))

@@ -62,8 +62,8 @@ class ShellInterruptE2ETests(TestCase):
         terminal.type(b"rm -f slow\r")
         terminal.mark()
         terminal.type(b"\x03")
-        terminal.readUntil(b"Interrupted before the reply; the daemon may still "
-                           b"carry out: wait slow")
+        terminal.readUntil(b"Interrupted before the reply (a wait changes nothing): "
+                           b"wait slow")
         terminal.readUntil(b"Not sent: the 1 line typed while waiting")
         terminal.readUntil(b"pycm> ")
         terminal.mark()

@@ -143,16 +143,22 @@ def interruptedBeforeReply(line: str, err: TextIO, command: str = "",
     C{reset} (TCP: the daemon abandons an C{apply} or a C{wait}) or only
     closed (a UNIX socket: it goes on); exit status 130.
     """
-    if command == "wait":
-        what = "a wait changes nothing"
-    elif command == "apply" and reset:
-        what = "the daemon abandons the apply where it is (what it made stays)"
-    elif command == "apply":
-        what = "the daemon finishes the apply (over a UNIX socket it cannot be abandoned)"
-    else:
-        what = "the daemon may still carry it out"
-    writeLines(err, [f"pycm: interrupted before the reply ({what}): {line}"])
+    writeLines(err, [f"pycm: interrupted before the reply ({fateOf(command, reset)}): {line}"])
     return EXIT_INTERRUPTED
+
+
+def fateOf(command: str, reset: bool) -> str:
+    """
+    What the daemon does with a C{command} given up before its reply, its
+    connection C{reset} (TCP, TLS) or only closed (a UNIX socket).
+    """
+    if command == "wait":
+        return "a wait changes nothing"
+    if command == "apply" and reset:
+        return "the daemon abandons the apply where it is (what it made stays)"
+    if command == "apply":
+        return "the daemon finishes the apply (over a UNIX socket it cannot be abandoned)"
+    return "the daemon may still carry it out"
 
 
 def interruptedBeforeSending(line: str, err: TextIO) -> int:

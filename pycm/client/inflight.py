@@ -17,6 +17,7 @@ from typing import Any
 from twisted.internet.defer import Deferred, inlineCallbacks
 
 from pycm.client.commandtable import BY_WORD
+from pycm.client.exits import fateOf
 from pycm.client.masking import shown
 from pycm.client.protocol import ClientProtocol
 from pycm.errors import PycmError
@@ -42,13 +43,16 @@ def progressMessage(words: Sequence[str]) -> str:
     return f"waiting for the reply to {command}\N{HORIZONTAL ELLIPSIS}"
 
 
-def abandonedLines(line: str, dropped: int) -> list[str]:
+def abandonedLines(line: str, dropped: int, reset: bool = True) -> list[str]:
     """
     What Ctrl-C says when it gives up the request C{line} (as typed, an
-    C{auth}'s token hidden) and C{dropped} lines typed while waiting.
+    C{auth}'s token hidden), its connection C{reset} or only closed
+    (L{fateOf}), and C{dropped} lines typed while waiting.
     """
     typed = shown([bytes([c]) for c in line.encode("utf-8")]).decode("utf-8", "replace")
-    lines = [f"Interrupted before the reply; the daemon may still carry out: {typed}"]
+    words = typed.split(None, 1)
+    command = words[0].lower() if words else ""
+    lines = [f"Interrupted before the reply ({fateOf(command, reset)}): {typed}"]
     if dropped:
         lines.append(f"Not sent: the {dropped} line{'s' if dropped > 1 else ''} "
                      "typed while waiting (Up recalls them).")

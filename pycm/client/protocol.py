@@ -48,6 +48,16 @@ def resetTransportOnClose(transport: Any) -> None:
         transport = getattr(transport, "transport", None)
 
 
+def canReset(transport: Any) -> bool:
+    """Whether the connection under C{transport} can be reset (TCP, TLS over TCP)."""
+    while transport is not None:
+        handle = getattr(transport, "getHandle", lambda: None)()
+        if isinstance(handle, socket.socket):
+            return handle.family in (socket.AF_INET, socket.AF_INET6)
+        transport = getattr(transport, "transport", None)
+    return False
+
+
 class Disconnected(ConnectionDone, ConnectionGone):
     """
     The connection to the daemon is gone: every request still waiting for

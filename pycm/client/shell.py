@@ -26,6 +26,7 @@ from pycm.client.inflight import Reconnection, abandonedLines
 from pycm.client.inflight import progressMessage as progressMessage
 from pycm.client.masking import MaskingLineEditor, shown
 from pycm.client.plan import Plan, PlanError, planCommand, wantsHelp
+from pycm.client.protocol import canReset
 from pycm.client.protocol import ClientProtocol, isSilentLine
 from pycm.client.tabcompletion import NAME_COMMANDS as NAME_COMMANDS
 from pycm.client.tabcompletion import TabCompletion
@@ -232,8 +233,8 @@ class ShellProtocol(MaskingLineEditor, TabCompletion, HistoricRecvLine):
         self.lineBuffer, self.lineBufferIndex = [], 0
         self.historyPosition = len(self.historyLines)
         self.terminal.write(b"^C\n")
-        self.printAbove(abandonedLines(awaited[0], dropped))
         given = self.client
+        self.printAbove(abandonedLines(awaited[0], dropped, canReset(given.transport)))
         given.removeEventListener(self.eventReceived)
         self._reconnecting = self.reconnection.reconnect(self.eventReceived)
         given.abandon()
