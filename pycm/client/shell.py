@@ -26,8 +26,7 @@ from pycm.client.inflight import Reconnection, abandonedLines
 from pycm.client.inflight import progressMessage as progressMessage
 from pycm.client.masking import MaskingLineEditor, shown
 from pycm.client.plan import Plan, PlanError, planCommand, wantsHelp
-from pycm.client.protocol import canReset
-from pycm.client.protocol import ClientProtocol, isSilentLine
+from pycm.client.protocol import ClientProtocol, canReset, isSilentLine
 from pycm.client.tabcompletion import NAME_COMMANDS as NAME_COMMANDS
 from pycm.client.tabcompletion import TabCompletion
 from pycm.client.template import formatContainers
