@@ -84,11 +84,13 @@ class TransitionTableTests(SynchronousTestCase):
     def test_onlyAnExitRestarts(self) -> None:
         """
         C{restarting} is entered only by a running container's exit that
-        its restart policy restarts.
+        its restart policy restarts, or a stopping one's that
+        C{--health-on-failure=restart} stopped.
         """
         into = [t for t in TRANSITIONS.values() if t.target == State.RESTARTING]
         self.assertEqual([(t.source, t.event) for t in into],
-                         [(State.RUNNING, Event.EXITED_TO_RESTART)])  # fmt: skip
+                         [(State.RUNNING, Event.EXITED_TO_RESTART),
+                          (State.STOPPING, Event.EXITED_TO_RESTART)])  # fmt: skip
 
     def test_restartingIsLeft(self) -> None:
         """

@@ -16,6 +16,7 @@ from zope.interface import implementer
 from pycm.backends.memory import MemoryBackend, SimulatedRuntime
 from pycm.backends.supervisor.healthmonitor import ANSWER_GRACE
 from pycm.backends.supervisor.records import Record
+from pycm.backends.supervisor.restartpolicy import INITIAL_BACKOFF, MAX_BACKOFF
 from pycm.capabilities import HEALTH_OPTIONS
 from pycm.errors import BackendError, BadRequest
 from pycm.health import HealthCheck, HealthResult, HealthStatus, OnFailure
@@ -321,22 +322,64 @@ class OnFailureTests(HealthTestCase):
 
     def test_restart(self) -> None:
         """
-        C{restart}: a restart as a client's (stop, then start; C{restart}
-        emitted), counted in C{restart_count}, whatever the policy.
+        C{restart}: its stop signal, then, after the restart policy's first
+        backoff, a new run (C{restart} emitted), counted in
+        C{restart_count}, whatever the policy.
         """
         self.runChecked("web", "false", interval=1, retries=1, onFailure=OnFailure.RESTART)
         self.advance(1)
+        self.assertEqual(self.inspect("web").state, State.RESTARTING)
+        self.advance(INITIAL_BACKOFF)
         c = self.inspect("web")
         self.assertEqual((c.state, c.restartCount, c.health.status), ("running", 1, "starting"))
         self.assertEqual(
             self.recorder.actions("web"),
-            ["create", "start", "health_status", "die", "stop", "start", "restart"],
+            ["create", "start", "health_status", "die", "start", "restart"],
         )
         self.assertEqual(self.store.load()[0]["restartCount"], 1)
-        self.advance(1)
+        self.advance(1.5)
         self.assertEqual(self.inspect("web").restartCount, 2)
         self.done(self.backend.restart("web", 1))
         self.assertEqual(self.inspect("web").restartCount, 0)
+
+    def test_restartBacksOff(self) -> None:
+        """
+        A check that always fails is a crash loop: each restart waits the
+        restart policy's backoff (doubling, at most a minute), not one
+        every interval; a client start ends the wait and the backoff.
+        """
+        self.runChecked("web", "false", interval=1, retries=1, onFailure=OnFailure.RESTART)
+        starts: list[float] = []
+        dies: list[float] = []
+        self.backend.addObserver(lambda event: {"start": starts, "die": dies}.get(
+            event.action, []).append(self.clock.seconds()))
+        self.advance(16)
+        # Was: a restart every interval (15 in 16 s).
+        self.assertEqual(len(starts), 6)
+        waits = [round(start - die, 3) for die, start in zip(dies, starts)]
+        self.assertEqual(waits, [0.1, 0.2, 0.4, 0.8, 1.6, 3.2])
+        self.advance(1000)
+        waits = [round(start - die, 3) for die, start in zip(dies, starts)]
+        self.assertEqual(max(waits), MAX_BACKOFF)
+        self.assertEqual(self.inspect("web").state, State.RESTARTING)
+        self.done(self.backend.start("web"))
+        self.assertEqual(self.record("web").backoff, 0.0)
+
+    def test_restartNotAfterAClientStop(self) -> None:
+        """A client stop while the unhealthy run is being stopped: no restart."""
+        self.run_(
+            spec(
+                "web", "ignore-term", stopTimeout=3,
+                healthcheck=check("false", interval=1, retries=1, onFailure=OnFailure.RESTART),
+            )
+        )  # fmt: skip
+        self.advance(1)
+        self.assertEqual(self.inspect("web").state, State.STOPPING)
+        d = self.backend.stop("web", 1)
+        self.advance(5)
+        self.assertEqual(self.done(d).state, State.EXITED)
+        self.advance(100)
+        self.assertEqual(self.inspect("web").state, State.EXITED)
 
     def test_restartSlowStop(self) -> None:
         """A restart waits for the run to stop (here: escalating to SIGKILL)."""
@@ -348,7 +391,7 @@ class OnFailureTests(HealthTestCase):
         )  # fmt: skip
         self.advance(1)
         self.assertEqual(self.inspect("web").state, State.STOPPING)
-        self.advance(3)
+        self.advance(3 + INITIAL_BACKOFF)
         c = self.inspect("web")
         self.assertEqual((c.state, c.restartCount), (State.RUNNING, 1))
 

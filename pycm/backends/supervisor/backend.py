@@ -209,7 +209,9 @@ class Supervisor:
         C{record} turned unhealthy: C{--health-on-failure} acts.  C{stop}
         is a client's stop (the restart policy holds off until a start);
         C{kill} is SIGKILL as from outside (the restart policy applies to
-        the exit); C{restart} is a client's restart, counted in
+        the exit); C{restart} stops it (its stop signal, then SIGKILL) and
+        its exit is restarted whatever the policy, after the policy's
+        backoff (a check that always fails is a crash loop), counted in
         C{restart_count}.
         """
         if onFailure == OnFailure.STOP:
@@ -225,7 +227,8 @@ class Supervisor:
             return None
         if record.state != State.RUNNING:
             return None
-        return self._restartLocked(record, None, True)
+        record.healthRestart = True
+        return self._runs.terminate(record, None)
 
     # -- operations ---------------------------------------------------------
 

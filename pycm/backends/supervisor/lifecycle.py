@@ -43,7 +43,8 @@ class Event:
     EXITED = "exited"
     #: The run ended after a client stop (which sent the stop signal).
     STOPPED = "stopped"
-    #: The run ended and the restart policy restarts it after a delay.
+    #: The run ended and the restart policy (or C{--health-on-failure=restart},
+    #: which stopped it) restarts it after a delay.
     EXITED_TO_RESTART = "exited-to-restart"
     #: A client stop while the restart was delayed: there is none.
     RESTART_STOPPED = "restart-stopped"
@@ -157,7 +158,8 @@ _ROWS: list[tuple[tuple[str, ...], str, str, tuple[str, ...], _Flags]] = [
         _RUN_ENDED,
     ),
     (
-        (State.RUNNING,),
+        # From stopping: --health-on-failure=restart stopped it.
+        _ALIVE,
         Event.EXITED_TO_RESTART,
         State.RESTARTING,
         (_E.SAVE, _E.EMIT_DIE, _E.WAKE_EXITED),

@@ -125,6 +125,9 @@ class Record:
     #: A client restart (or the health check's) stops the run to start
     #: it again: its exit does not end the C{healthy} waits.
     restartAsked: bool = attrs.field(default=False, repr=False)
+    #: C{--health-on-failure=restart} stops the run: its exit is restarted
+    #: after the restart policy's backoff, as a crash is.
+    healthRestart: bool = attrs.field(default=False, repr=False)
     removed: bool = attrs.field(default=False, repr=False)
     waiters: list[ConditionWaiter] = attrs.field(factory=list, repr=False)
     exitWaiters: list[Deferred[Container]] = attrs.field(factory=list, repr=False)

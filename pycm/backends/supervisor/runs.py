@@ -349,10 +349,14 @@ class Runs:
         record.finished = now
         # The exit's move clears stopRequested.
         event = Event.STOPPED if record.stopRequested else Event.EXITED
+        # A stop for --health-on-failure=restart restarts, whatever the policy.
+        unhealthy, record.healthRestart = record.healthRestart, False
         if self.closing and not record.manuallyStopped:
             record.error = SHUTDOWN_ERROR
             self._lifecycle.interrupt(record)
-        elif not record.removing and restartsAfterExit(record, exitCode):
+        elif not record.removing and (
+            (unhealthy and not record.manuallyStopped) or restartsAfterExit(record, exitCode)
+        ):
             record.backoff = nextBackoff(record.backoff, duration)
             record.pendingRestart = self._clock.callLater(record.backoff, self._autoRestart, record)
             event = Event.EXITED_TO_RESTART

@@ -256,9 +256,10 @@ class BackendHealthTests(BackendTestsBase):
     @inlineCallbacks
     def test_onFailureRestart(self) -> Generator[Deferred[Any], Any, None]:
         """
-        C{--health-on-failure=restart} restarts it as a client would (stop,
-        start, C{restart}), counted in C{restart_count}, its health
-        C{starting} again.
+        C{--health-on-failure=restart} restarts it as the restart policy
+        restarts a crash (C{die}, then after the backoff C{start},
+        C{restart}; no C{stop}: no client stopped it), counted in
+        C{restart_count}, its health C{starting} again.
         """
         spec = self.checked(
             "restart", self.healthCommand("fail"), retries=1, onFailure=OnFailure.RESTART,
@@ -268,7 +269,7 @@ class BackendHealthTests(BackendTestsBase):
             return
         yield self.runChecked(spec)
         expected = [Action.CREATE, Action.START, Action.HEALTH_STATUS]
-        expected += [Action.DIE, Action.STOP, Action.START, Action.RESTART]
+        expected += [Action.DIE, Action.START, Action.RESTART]
         yield self.eventsUntil(lambda _: len(self.recorder.actions(spec.name)) >= len(expected))
         self.assertEqual(self.recorder.actions(spec.name)[: len(expected)], expected)
         container = yield self.settle(self.backend.inspect(spec.name))
