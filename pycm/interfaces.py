@@ -398,6 +398,12 @@ class ILogStore(Interface):
         per line, cheaper.
         """
 
+    def prepare(name):
+        """
+        Before a run of C{name} starts: raise L{pycm.errors.BackendError}
+        if its output cannot be kept safely (the run is then not started).
+        """
+
     def tail(name, count):
         """
         @return: a list of the last C{count} (None: all kept)

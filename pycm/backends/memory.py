@@ -361,6 +361,9 @@ class MemoryLogStore:
         for line in lines:
             self.append(name, LogLine(time, stream, line))
 
+    def prepare(self, name: str) -> None:
+        pass
+
     def tail(self, name: str, count: int | None) -> list[LogLine]:
         lines = list(self._lines.get(name, ()))
         if count is None:

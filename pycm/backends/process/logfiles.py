@@ -1,7 +1,8 @@
 """
 Per-container log files that rotate by size (L{FileLogStore}, an
 L{ILogStore} on disk): one JSON record a line, one C{os.write} a batch,
-and a full disk that drops lines instead of taking the daemon down.
+a full disk that drops lines instead of taking the daemon down, and no
+file opened that pycm did not make (L{openLogFile}).
 docs/process-backend.md describes the files.
 """
 
@@ -17,10 +18,11 @@ from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from pycm.backends.process.logopen import UnsafeLogFile, openLogFile
 from pycm.errors import BackendError
 from pycm.interfaces import ILogStore
 from pycm.model import LogLine
-from pycm.statedir import makePrivateDir, openNoFollow
+from pycm.statedir import makePrivateDir
 
 MiB = 1024 * 1024
 DEFAULT_MAX_SIZE = 10 * MiB
@@ -67,8 +69,8 @@ def reversedRecords(path: str, blockSize: int = _BLOCK) -> Iterator[bytes]:
     """
     try:
         # Never through a link: one planted in the state directory would
-        # hand another file's content to the client.
-        f = os.fdopen(openNoFollow(path, os.O_RDONLY, checkOwner=False), "rb")
+        # hand another file's content to the client (L{openLogFile}).
+        f = os.fdopen(openLogFile(path, os.O_RDONLY), "rb")
     except FileNotFoundError:
         return
     with f:
@@ -88,7 +90,12 @@ def reversedRecords(path: str, blockSize: int = _BLOCK) -> Iterator[bytes]:
 
 
 def describeWriteError(error: OSError) -> str:
-    """A short reason for a failed write: C{disk full}, or what the OS said."""
+    """
+    A short reason for a failed write: C{disk full}, what is wrong with an
+    unsafe log file, or what the OS said.
+    """
+    if isinstance(error, UnsafeLogFile):
+        return f"the log file {error.what}"
     if error.errno in _NO_ROOM:
         return "disk full"
     return error.strerror or str(error)
@@ -184,10 +191,9 @@ class FileLogStore:
         if entry is not None:
             self._open.move_to_end(name)
             return entry
-        path = self.paths(name)[0]
-        # Never through a link planted in the state directory; any failure
-        # an OSError, which the writers count as dropped lines.
-        fd = openNoFollow(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, checkOwner=False)
+        # Never a file planted in the state directory; any failure an
+        # OSError, which the writers count as dropped lines.
+        fd = openLogFile(self.paths(name)[0], os.O_RDWR | os.O_APPEND | os.O_CREAT)
         try:
             size = os.fstat(fd).st_size
             # A crash may have torn the last record: start on a fresh line.
@@ -200,6 +206,24 @@ class FileLogStore:
             _, old = self._open.popitem(last=False)
             os.close(old.fd)
         return entry
+
+    def prepare(self, name: str) -> None:
+        """
+        Check C{name}'s current log file, if there is one, before a run
+        starts, so that one pycm will not write is refused then rather
+        than found as dropped lines later.  Any other failure is left to
+        the writers, which drop and count the lines (as on a full disk).
+
+        @raise UnsafeLogFile: for a file pycm did not make (L{openLogFile}).
+        """
+        if name in self._open:
+            return
+        try:
+            os.close(openLogFile(self.paths(name)[0], os.O_RDONLY))
+        except UnsafeLogFile:
+            raise
+        except OSError:
+            pass
 
     def _close(self, name: str) -> None:
         entry = self._open.pop(name, None)
@@ -321,13 +345,24 @@ class FileLogStore:
         dropping = self._dropping.get(name)
         if dropping is None:
             dropping = self._dropping[name] = _Dropping(logLine.time, describeWriteError(error))
-            self.log.error(
-                "cannot write the log of {name}: {reason} ({error}); its lines are "
-                "dropped and counted until they can be written again",
-                name=name,
-                reason=dropping.reason,
-                error=error.strerror or str(error),
-            )
+            if isinstance(error, UnsafeLogFile):
+                # The message names the file and the fix; said once.
+                self.log.error(
+                    "cannot write the log of {name}: {error}; its lines are dropped "
+                    "and counted until then",
+                    name=name,
+                    error=str(error),
+                )
+            else:
+                said = error.strerror or str(error)
+                self.log.error(
+                    "cannot write the log of {name}: {reason}; its lines are dropped "
+                    "and counted until they can be written again",
+                    name=name,
+                    reason=dropping.reason
+                    if said == dropping.reason
+                    else f"{dropping.reason} ({said})",
+                )
         dropping.count += count
 
     def dropped(self, name: str) -> int:

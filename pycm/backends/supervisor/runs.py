@@ -135,8 +135,13 @@ class Runs:
         return d.addBoth(self._settled)
 
     def _spawnSaved(self, _: object, record: Record, observer: RunObserver) -> Deferred[IRun]:
-        return maybeDeferred(
-            self._runtime.spawn,
+        return maybeDeferred(self._spawnNow, record, observer)
+
+    def _spawnNow(self, record: Record, observer: RunObserver) -> Deferred[IRun]:
+        # Nothing runs whose output could not be kept safely (a file planted
+        # where its log goes): the start fails, saying why.
+        self._logStore.prepare(record.name)
+        return self._runtime.spawn(
             record.toContainer(),
             observer,
             runId=record.runId,  # type: ignore[call-arg]

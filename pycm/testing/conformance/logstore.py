@@ -106,3 +106,15 @@ class LogStoreTests(SynchronousTestCaseMixin):
         self.assertEqual(self.store.tail("db", None), LINES[:1])
         self.appendAll("web", LINES[3:])
         self.assertEqual(self.store.tail("web", None), LINES[3:])
+
+    def test_prepare(self) -> None:
+        """
+        C{prepare} (before a run) adds no line, may be called again, and
+        keeps what was there.
+        """
+        self.store.prepare("web")
+        self.assertEqual(self.store.tail("web", None), [])
+        self.appendAll("web", LINES[:1])
+        self.store.prepare("web")
+        self.appendAll("web", LINES[1:])
+        self.assertEqual(self.store.tail("web", None), LINES)
