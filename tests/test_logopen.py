@@ -22,7 +22,7 @@ from pycm.backends.process.logfiles import PYCM_STREAM, FileLogStore
 from pycm.backends.process.logopen import UnsafeLogFile, openLogFile
 from pycm.backends.supervisor.runs import Runs
 from pycm.errors import BackendError
-from pycm.model import ContainerSpec, LogLine, State
+from pycm.model import ContainerSpec, LogLine, RestartPolicy, State
 from pycm.statedir import UnsafeStateDir
 
 VICTIM = b"root-only content\n"
@@ -279,3 +279,42 @@ class SupervisorTests(PlantedTestCase):
         lines = self.successResultOf(self.backend.logs("x4", None))
         self.assertEqual([line.line for line in lines], ["hello-x4"])
         self.assertVictimUntouched()
+
+    def test_restartRefused(self) -> None:
+        """
+        An automatic restart after the log file was replaced by a planted
+        one (while the daemon kept the old one open) is refused the same:
+        the container is C{dead}, with the error, and nothing is written
+        through the planted file.
+        """
+        self.successResultOf(
+            self.backend.createAndStart(
+                ContainerSpec("web", command=("echo", "hi"), restartPolicy=RestartPolicy("always"))
+            )
+        )
+        self.clock.advance(0)
+        path = os.path.join(self.logs, "web.log")
+        os.unlink(path)
+        self.plant("hard link")
+        self.clock.advance(1)
+        container = self.successResultOf(self.backend.inspect("web"))
+        self.assertEqual(container.state, State.DEAD)
+        self.assertIn(f"the log file {path} has 2 names", container.error or "")
+        self.assertVictimUntouched()
+
+    def test_deletedLogMadeAgain(self) -> None:
+        """
+        A log file deleted between two runs (while the daemon kept it open)
+        is made again for the next run: C{logs} shows that run's lines
+        (they used to go to the deleted file).
+        """
+        self.successResultOf(
+            self.backend.createAndStart(ContainerSpec("web", command=("echo", "again")))
+        )
+        self.clock.advance(1)
+        os.unlink(os.path.join(self.logs, "web.log"))
+        self.successResultOf(self.backend.start("web"))
+        self.clock.advance(1)
+        lines = self.successResultOf(self.backend.logs("web", None))
+        self.assertEqual([line.line for line in lines], ["again"])
+

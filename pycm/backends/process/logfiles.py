@@ -213,13 +213,23 @@ class FileLogStore:
         starts, so that one pycm will not write is refused then rather
         than found as dropped lines later.  Any other failure is left to
         the writers, which drop and count the lines (as on a full disk).
+        A file kept open that is no longer the one of that name (deleted,
+        or replaced) is closed: the run's lines go to the file named.
 
         @raise UnsafeLogFile: for a file pycm did not make (L{openLogFile}).
         """
-        if name in self._open:
-            return
+        path = self.paths(name)[0]
+        entry = self._open.get(name)
+        if entry is not None:
+            try:
+                named, kept = os.lstat(path), os.fstat(entry.fd)
+                if (named.st_dev, named.st_ino) == (kept.st_dev, kept.st_ino):
+                    return
+            except OSError:
+                pass
+            self._close(name)
         try:
-            os.close(openLogFile(self.paths(name)[0], os.O_RDONLY))
+            os.close(openLogFile(path, os.O_RDONLY))
         except UnsafeLogFile:
             raise
         except OSError:
