@@ -79,6 +79,13 @@ def _checkEntry(path: str, status: os.stat_result, root: str) -> None:
                 f"could make pycm overwrite any file; check that it holds nothing "
                 f"you did not put there, then: chmod 700 {path}"
             )
+    elif stat.S_ISREG(status.st_mode) and status.st_mode & 0o022:
+        raise UnsafeStateDir(
+            f"{path} in the state directory may be written by group or others "
+            f"(mode {stat.S_IMODE(status.st_mode):o}; pycm makes its files 600): "
+            f"someone else may have changed what it holds; check it, then: "
+            f"chmod go-w {path}"
+        )
     elif status.st_nlink > 1:
         raise UnsafeStateDir(
             f"{path} in the state directory has {status.st_nlink} names (a hard "
@@ -179,7 +186,9 @@ def checkStateDir(path: str) -> list[str]:
     directory under it private to this user, or refuse it.
 
     A directory that group or others may read is made 0700 (a warning is
-    returned); one that they may write, an entry owned by another user,
+    returned); one that they may write, a file that they may write (it
+    may have been tampered with; one they may only read, as an older pycm
+    made under umask 022, is fine), an entry owned by another user,
     any symbolic link and any file with more than one name is refused, with
     the command that fixes it: any of them may have been planted (a link
     C{lock -> /etc/shadow} would make the daemon overwrite that file).  The
