@@ -40,6 +40,9 @@ from pycm.eventdetail import decodeDetail, encodeDetail
 from pycm.interfaces import IEventStore, IRecordStore
 from pycm.model import ContainerEvent
 from pycm.statedir import NotRegularFile, UnsafeStateDir, openNoFollow
+from pycm.storefaults import StoreCorrupt, cannotOpen, checkReport, describe, moveAside
+
+__all__ = ["DEFAULT_KEEP_EVENTS", "SCHEMA_VERSION", "SQLiteStore", "StoreCorrupt"]
 
 #: The schema version kept in C{PRAGMA user_version}.
 SCHEMA_VERSION = 1
@@ -81,10 +84,6 @@ CREATE TABLE meta (
 """
 
 
-class StoreCorrupt(BackendError):
-    """The state file is corrupt or truncated; nothing was loaded from it."""
-
-
 @implementer(IRecordStore, IEventStore)
 class SQLiteStore:
     """
@@ -106,10 +105,19 @@ class SQLiteStore:
         path: str,
         keepEvents: int = DEFAULT_KEEP_EVENTS,
         sync: str = "normal",
+        holds: str = "records",
     ) -> None:
+        """
+        @param holds: C{"records"} (the backend's container records) or
+            C{"events"} (the daemon's event log): what the messages say is
+            lost, and what to do.
+        """
         if sync.lower() not in ("normal", "full"):
             raise ValueError(f"sync must be 'normal' or 'full', not {sync!r}")
+        if holds not in ("records", "events"):
+            raise ValueError(f"holds must be 'records' or 'events', not {holds!r}")
         self.path = path
+        self.holds = holds
         self.keepEvents = keepEvents
         self._quarantined: dict[str, str] = {}
         #: The raw text of each record put aside since the store was opened.
@@ -126,13 +134,14 @@ class SQLiteStore:
             self._setUp(sync.upper())
         except sqlite3.DatabaseError as e:
             self._db.close()
-            raise StoreCorrupt(
-                f"state database {path} is corrupt: {e}; it was left untouched, "
-                "move it away (or restore a backup) to start afresh"
-            ) from e
+            raise cannotOpen(e, self.path, self.holds) from e
         except BaseException:
             self._db.close()
             raise
+
+    @property
+    def _what(self) -> str:
+        return describe(self.path, self.holds)
 
     def _checkFile(self) -> None:
         """
@@ -171,13 +180,13 @@ class SQLiteStore:
             os.close(fd)
         if not header:
             raise StoreCorrupt(
-                f"state database {self.path} is empty (truncated to 0 bytes); "
-                "refusing to start with no records: move it away to start afresh"
+                f"{self._what} is empty (truncated to 0 bytes), so pycm does not "
+                f"start without the {self.holds} it held; {moveAside(self.path, self.holds)}"
             )
         if header != _SQLITE_MAGIC:
             raise StoreCorrupt(
-                f"state database {self.path} is not an SQLite database "
-                "(truncated or overwritten); move it away to start afresh"
+                f"{self._what} is not an SQLite database (truncated or "
+                f"overwritten); {moveAside(self.path, self.holds)}"
             )
 
     def _setUp(self, sync: str) -> None:
@@ -186,9 +195,12 @@ class SQLiteStore:
         if mode.lower() != "wal":
             raise BackendError(f"state database {self.path}: cannot use WAL ({mode})")
         db.execute(f"PRAGMA synchronous={sync}")
-        check = [row[0] for row in db.execute("PRAGMA quick_check")]
+        check = [row[0] for row in db.execute("PRAGMA quick_check(20)")]
         if check != ["ok"]:
-            raise StoreCorrupt(f"state database {self.path} is corrupt: {'; '.join(check[:5])}")
+            raise StoreCorrupt(
+                f"{self._what} is corrupt ({checkReport(check)}); "
+                f"{moveAside(self.path, self.holds)}"
+            )
         version = db.execute("PRAGMA user_version").fetchone()[0]
         tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         if version == 0 and not tables:

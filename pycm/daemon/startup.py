@@ -8,6 +8,7 @@ private before twistd opens it; the objects of start-up frozen once ready.
 from __future__ import annotations
 
 import atexit
+import errno
 import gc
 import os
 import signal
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from twisted.internet.error import ReactorNotRunning
 from twisted.logger import Logger
 
+from pycm.errors import PycmError
 from pycm.statedir import UnsafeStateDir, checkAncestors
 
 if TYPE_CHECKING:
@@ -284,6 +286,27 @@ def twistdLogPath(options: usage.Options) -> str | None:
     if name == "-" or (not name and twistd.get("nodaemon")):
         return None
     return os.path.abspath(name or "twistd.log")
+
+
+def startFailure(error: Exception, stateDir: str) -> str:
+    """
+    Why the daemon cannot start, from an error raised while its state was
+    opened: an C{OSError} that names no file (a write to a descriptor) is
+    said to be in C{stateDir}, and a full disk says to free space (the
+    state is not damaged).
+    """
+    if not isinstance(error, OSError) or isinstance(error, PycmError):
+        return str(error)
+    where = error.filename or f"the state directory {stateDir}"
+    reason = error.strerror or str(error)
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return (
+            f"cannot write {where}: {reason}; free some space on its disk and start "
+            f"again (the state in it is not damaged)"
+        )
+    if error.filename:
+        return f"cannot use {where}: {reason}"
+    return f"{reason} (in {where})"
 
 
 class UnsafeLogFile(UnsafeStateDir):

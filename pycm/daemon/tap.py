@@ -51,6 +51,7 @@ from pycm.daemon.startup import (
     freezeStartupObjects,
     makeLogFilePrivate,
     rootWithoutToken,
+    startFailure,
     twistdLogPath,
 )
 from pycm.errors import BadRequest, PycmError
@@ -288,7 +289,7 @@ def _openEventLog(
     """
     from pycm.store import SQLiteStore
 
-    store = SQLiteStore(stateDir.child("events.db").path)
+    store = SQLiteStore(stateDir.child("events.db").path, holds="events")
     closers.append(store.close)
     mark = EventIdMark(stateDir.child("events.mark").path)
     return EventLog(store, clock=reactor, mark=mark, commits=commits)
@@ -352,7 +353,7 @@ def makeService(
             closer()
         # twistd reports option errors only while parsing options; past
         # that point the clean way out is a message and a non-zero status.
-        raise SystemExit(f"twistd pycm: {e}") from None
+        raise SystemExit(f"twistd pycm: {startFailure(e, stateDir.path)}") from None
     listeners: list[Listener] = options["listeners"]
     danger = rootWithoutToken(listeners, os.geteuid())
     if danger is not None:
