@@ -12,7 +12,7 @@ from typing import Any
 from pycm.model import ContainerEvent
 
 #: The fields kept in the C{detail} column, and the type each must have.
-DETAIL_TYPES = {"node": str, "task": str, "replicas": int, "status": str}
+DETAIL_TYPES = {"node": str, "task": str, "replicas": int, "status": str, "oomKilled": bool}
 
 
 def encodeDetail(event: ContainerEvent) -> str | None:
@@ -36,5 +36,5 @@ def decodeDetail(text: str | None) -> dict[str, Any]:
     return {
         key: value
         for key, kind in DETAIL_TYPES.items()
-        if isinstance(value := detail.get(key), kind) and not isinstance(value, bool)
+        if isinstance(value := detail.get(key), kind) and (kind is bool) == isinstance(value, bool)
     }

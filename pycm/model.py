@@ -56,8 +56,9 @@ class Action:
     UPDATE = "update"
     #: A health check changed the container's health (the event's C{status}).
     HEALTH_STATUS = "health_status"
+    OOM = "oom"  # Docker's: the kernel's OOM killer killed in the run (before its die)
 
-    ALL = (CREATE, START, DIE, STOP, KILL, RESTART, DESTROY, SCALE, UPDATE, HEALTH_STATUS)
+    ALL = (CREATE, START, DIE, STOP, KILL, RESTART, DESTROY, SCALE, UPDATE, HEALTH_STATUS, OOM)
 
 
 class WaitCondition:
@@ -310,6 +311,7 @@ class Container:
     cpus: float | None = None
     workdir: str | None = None
     error: str | None = None
+    oomKilled: bool = False  # the kernel's OOM killer killed in its last run (OOMKilled)
     replicas: Replicas | None = None
     tasks: tuple[Task, ...] = ()
     constraints: tuple[str, ...] = ()
@@ -331,7 +333,6 @@ class Container:
             cached = encodeJSONBytes(self._summary or self._makeSummary())
             object.__setattr__(self, "_summaryJSON", cached)
         return cached
-
 
     def summary(self) -> dict[str, Any]:
         """
@@ -365,6 +366,8 @@ class Container:
         }
         if self.replicas is not None:
             summary["replicas"] = self.replicas.toJSON()
+        if self.oomKilled:
+            summary["oom_killed"] = True
         if not self.saved:
             summary["saved"] = False
         return summary
@@ -380,6 +383,7 @@ class Container:
             cpus=self.cpus,
             workdir=self.workdir,
             error=self.error,
+            oom_killed=self.oomKilled,
             user=self.user,
             healthcheck=None if self.healthcheck is None else self.healthcheck.toJSON(),
         )
@@ -447,6 +451,7 @@ class ContainerEvent:
     replicas: int | None = None
     #: On C{health_status}: the new L{pycm.health.HealthStatus}.
     status: str | None = None
+    oomKilled: bool | None = None  # on die: True if the kernel's OOM killer killed in the run
 
     def toJSON(self) -> dict[str, Any]:
         result: dict[str, Any] = {
@@ -458,14 +463,9 @@ class ContainerEvent:
         }
         if self.action == Action.DIE:
             result["exit_code"] = self.exitCode
-        if self.node is not None:
-            result["node"] = self.node
-        if self.task is not None:
-            result["task"] = self.task
-        if self.replicas is not None:
-            result["replicas"] = self.replicas
-        if self.status is not None:
-            result["status"] = self.status
+        extras = (("node", self.node), ("task", self.task), ("replicas", self.replicas),
+                  ("status", self.status), ("oom_killed", self.oomKilled or None))
+        result.update((key, value) for key, value in extras if value is not None)
         return result
 
 

@@ -247,7 +247,8 @@ class DockerBackendTests(EngineTestCase):
     def test_oomKillIsSignal9(self) -> Any:
         """
         A container the kernel's OOM killer ends reports -9 everywhere: its
-        die event, wait and inspect agree.
+        die event, wait and inspect agree, and say it was OOM-killed
+        (inspect's C{oom_killed}, the die's; not on Podman, which does not know).
         """
         name = self.name()
         yield self.run_(name, "sh", "-c", "head -c 400000000 /dev/zero | tail", memory=16 << 20)
@@ -267,6 +268,9 @@ class DockerBackendTests(EngineTestCase):
         self.assertEqual(
             (die, waited.exitCode, inspected.exitCode), ([expected], expected, expected)
         )
+        oomKilled = [e.oomKilled for e in self.events if e.name == name and e.action == "die"]
+        told = expected == -9 or None
+        self.assertEqual((inspected.oomKilled, oomKilled), (told is True, [told]))
 
     @defer.inlineCallbacks
     def test_killWithSignal(self) -> Any:

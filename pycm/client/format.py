@@ -24,7 +24,7 @@ from pycm.client.commandtable import (
     MULTI_NAME_NOTE,
     clientUsageLine,
 )
-from pycm.client.health import eventStatus, healthLines, stateText
+from pycm.client.health import eventStatus, healthLines, oomText, stateText
 from pycm.client.printable import printable
 from pycm.client.stats import statsTable
 from pycm.errors import PycmError
@@ -386,7 +386,7 @@ def _eventLine(event: Any) -> str:
         text = (f"{event.get('time') or '-'}  #{event.get('id')}  "
                 f"{event.get('name')}  {event.get('action')}{eventStatus(event)}")
         if event.get("exit_code") is not None:
-            text += f" (exit code {event['exit_code']})"
+            text += f" (exit code {event['exit_code']}{oomText(event)})"
         return text + services.eventDetail(event)
     return json.dumps(event, ensure_ascii=False)
 

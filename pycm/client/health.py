@@ -43,14 +43,16 @@ def healthSuffix(status: str | None) -> str:
 def stateText(container: Mapping[str, Any]) -> str:
     """
     A container's state as C{pycm ls} shows it: C{running (healthy)} for
-    a running container with a health check, the bare state otherwise (a
-    stopped container's last health is stale: C{docker ps} hides it too).
+    a running container with a health check, C{exited (OOM killed)} when
+    the kernel's OOM killer killed in its last run, the bare state
+    otherwise (a stopped container's last health is stale: C{docker ps}
+    hides it too).
     """
     state = container.get("state")
     if state is None or state == "":
         return ""
     if state != "running":
-        return str(state)
+        return f"{state} (OOM killed)" if container.get("oom_killed") is True else str(state)
     return f"{state}{healthSuffix(healthStatus(container))}"
 
 
@@ -83,6 +85,11 @@ def resultLine(result: Mapping[str, Any]) -> str:
     outcome = "timed out" if code == -1 else f"exit {code}"
     return f"{result.get('end') or result.get('start') or '-'}  {outcome}  " \
         f"{json.dumps(output, ensure_ascii=False) if output else ''}".rstrip()
+
+
+def oomText(event: Mapping[str, Any]) -> str:
+    """What a C{die} event whose run the OOM killer hit adds to its exit code."""
+    return ", OOM killed" if event.get("oom_killed") is True else ""
 
 
 def eventStatus(event: Mapping[str, Any]) -> str:

@@ -59,9 +59,11 @@ class EventTeller:
             return None if status is None else self._health(name, cid, status, raw)
         if action == "oom":
             # The kernel's OOM killer sent SIGKILL: the die that follows
-            # (137) is -9, as inspect (OOMKilled) has it.
+            # (137) is -9, as inspect (OOMKilled) has it, and says so.
             view.oomKilled.add(name)
-            return
+            nano = raw.get("timeNano")
+            when = nano / 1e9 if isinstance(nano, int) else float(raw.get("time", 0))
+            return journal.tell(ContainerEvent(Action.OOM, name, when))
         if action not in ACTIONS:
             return
         if action == Action.DESTROY and not view.firstDestroy(cid):
@@ -72,7 +74,7 @@ class EventTeller:
         view.details.pop(cid, None)
         nano = raw.get("timeNano")
         when = nano / 1e9 if isinstance(nano, int) else float(raw.get("time", 0))
-        exitCode = None
+        exitCode = oomKilled = None
         if action in (Action.START, Action.DESTROY):
             # A new run starts its health again (C{starting}, untold).
             view.healthTold.pop(cid, None)
@@ -112,12 +114,13 @@ class EventTeller:
                 code = None
             if podman:
                 self.podman.beforeDie(name, code, when)
-            exitCode = mapExitCode(code, view.signals.get(name), name in view.oomKilled)
+            oomKilled = True if name in view.oomKilled else None
+            exitCode = mapExitCode(code, view.signals.get(name), bool(oomKilled))
             view.exited(name, cid, exitCode)
         elif action == Action.DESTROY:
             view.removed(name, cid)
         view.lastAction[name] = action
-        journal.tell(ContainerEvent(action, name, when, exitCode))
+        journal.tell(ContainerEvent(action, name, when, exitCode, oomKilled=oomKilled))
         if podman:
             self.podman.after(name, action, when)
         if action in (Action.DESTROY, Action.START):

@@ -200,6 +200,7 @@ def containerFromInspect(
         cpus=nanoCpus / 1e9 if nanoCpus else None,
         workdir=config.get("WorkingDir") or None,
         error=engineState.get("Error") or None,
+        oomKilled=exitCode is not None and engineState.get("OOMKilled") is True,
         health=healthFrom(engineState, check),
         healthcheck=check,
         user=config.get("User") or None,

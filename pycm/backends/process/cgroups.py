@@ -11,6 +11,8 @@ import errno
 import os
 import signal as _signal
 
+import attrs
+
 from pycm.errors import BackendError, BadRequest
 
 #: The CPU accounting period written with a C{--cpus} quota, in microseconds.
@@ -71,6 +73,42 @@ def checkCpus(cpus: float, available: int | None = None) -> None:
             f"bad --cpus {cpus:g}: the range of CPUs is from {MIN_CPUS} to {count}"
             " (the CPUs available)"
         )
+
+
+def parseOomKills(text: str) -> int | None:
+    """
+    The C{oom_kill} count of a v2 C{memory.events} or a v1
+    C{memory.oom_control} (lines of C{KEY VALUE}): how many processes of
+    the group the kernel's OOM killer killed; None if the file has no such
+    line (a v1 kernel before 4.13).
+    """
+    for line in text.splitlines():
+        key, _, value = line.partition(" ")
+        if key == "oom_kill" and value.strip().isdigit():
+            return int(value)
+    return None
+
+
+@attrs.frozen
+class OomCount:
+    """
+    A memory group's count of OOM events, read at a run's start and end.
+
+    @ivar count: the group's count.
+    @ivar exact: C{count} is C{oom_kill} (processes the OOM killer killed);
+        False: v1 C{memory.failcnt} (times the limit was hit), which only
+        says an OOM kill together with a main process ended by SIGKILL.
+    """
+
+    count: int
+    exact: bool = True
+
+    def killedSince(self, before: OomCount | None, exitCode: int | None) -> bool:
+        """Did the OOM killer kill a process of the group since C{before}?"""
+        start = 0 if before is None or before.exact != self.exact else before.count
+        if self.count <= start:
+            return False
+        return self.exact or exitCode == -_signal.SIGKILL
 
 
 class Cgroups:
@@ -205,6 +243,31 @@ class Cgroups:
         else:
             writeCgroupFile(os.path.join(path, "cpu.cfs_period_us"), str(CPU_PERIOD))
             writeCgroupFile(os.path.join(path, "cpu.cfs_quota_us"), str(quota))
+
+    def oomCount(self, group: str) -> OomCount | None:
+        """
+        C{group}'s count of OOM kills (L{OomCount}): v2 C{memory.events},
+        v1 C{memory.oom_control}, else v1 C{memory.failcnt}, in its memory
+        group (or a v2 tracking group with the memory controller); None if
+        it has none or it cannot be read (gone already).
+        """
+        dirs = [self.dirs["memory"]] if "memory" in self.dirs else []
+        if self.version != 1 and self.tracking is not None:
+            dirs.append(self.tracking)
+        name = "memory.oom_control" if self.version == 1 else "memory.events"
+        for parent in dict.fromkeys(dirs):
+            path = os.path.join(parent, group)
+            try:
+                # One look where there is no such group (a run without a limit).
+                count = parseOomKills(readText(os.path.join(path, name)))
+                if count is not None:
+                    return OomCount(count)
+                text = readText(os.path.join(path, "memory.failcnt")).strip()
+            except OSError:
+                continue
+            if text.isdigit():
+                return OomCount(int(text), exact=False)
+        return None
 
     def pids(self, group: str) -> list[int]:
         """The processes in C{group}, in any of its hierarchies."""

@@ -19,6 +19,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from pycm.backends.process import procfs
+from pycm.backends.process.cgroups import OomCount
 from pycm.backends.process.output import LineSplitter, OutputPacer
 from pycm.backends.process.spawn import STATUS_FD
 from pycm.errors import BackendError
@@ -36,6 +37,8 @@ KillCgroup = Callable[[str], object]
 #: Kills, at the end of this reactor turn, what carries a run's marker:
 #: (run id, earliest start time in ticks or None, container name).
 SweepMarked = Callable[[str, "int | None", str], Deferred[None]]
+#: The OOM count of the named cgroup (L{pycm.backends.process.cgroups.Cgroups.oomCount}).
+ReadOomCount = Callable[[str], "OomCount | None"]
 #: (run id, is its cgroup empty and removed) -> may the run's exit be told
 #: before that is done (see L{pycm.backends.process.reclaim.MarkSweep.settle}).
 SettleMarked = Callable[[str, bool], bool]
@@ -63,6 +66,8 @@ class ProcessRun:
     @ivar runId: the run's marker, or None.
     @ivar checkSetup: how its health checks start, worked out at the
         first (L{pycm.backends.process.health.CheckSetup}), or None.
+    @ivar oomKilled: once it has exited, whether the kernel's OOM killer
+        killed a process of its cgroup during the run (its memory limit).
     """
 
     def __init__(
@@ -81,6 +86,7 @@ class ProcessRun:
         self.checkSetup: Any = None
         #: The main process has been reaped: its pid may be reused.
         self.exited = False
+        self.oomKilled = False
 
     def signal(self, signum: int) -> None:
         """Send C{signum} to the whole group; ignored once it has exited."""
@@ -119,6 +125,10 @@ class RunProtocol(ProcessProtocol):
         its main process exits.
     @param livePids: the main processes of runs not reaped yet: this
         run's pid is in it from its spawn to its reaping.
+    @param oomCount: reads the OOM count of the run's cgroup: here, once
+        the group is set up (a group an earlier run left, not yet removed,
+        keeps its count), and at the main process's exit, before the group
+        is removed.
     """
 
     log = Logger()
@@ -140,6 +150,7 @@ class RunProtocol(ProcessProtocol):
         name: str = "",
         endChecks: Callable[[ProcessRun], object] | None = None,
         livePids: set[int] | None = None,
+        oomCount: ReadOomCount | None = None,
     ):
         super().__init__()
         self._observer = observer
@@ -158,6 +169,10 @@ class RunProtocol(ProcessProtocol):
         self._name = name
         self._endChecks = endChecks
         self._livePids = livePids
+        self._oomCount = oomCount
+        self._oomBefore: OomCount | None = None
+        if oomCount is not None and group is not None:
+            self._oomBefore = oomCount(group)
         #: Fires once what still carried the run's marker was killed.
         self._marked: Deferred[None] | None = None
         self._status = b""
@@ -264,7 +279,8 @@ class RunProtocol(ProcessProtocol):
         cgroup now, and (one look at C{/proc} for every run that ended
         meanwhile: at the end of this reactor turn, or later when the exit
         need not wait for it, see L{SettleMarked}) whatever still carries
-        its run marker: processes that left both.
+        its run marker: processes that left both.  Whether the OOM killer
+        killed something in its cgroup is read first (L{ProcessRun.oomKilled}).
         """
         if self.run is not None and self._livePids is not None:
             self._livePids.discard(self.run.pid)
@@ -279,6 +295,11 @@ class RunProtocol(ProcessProtocol):
         if self._endChecks is not None:
             self._endChecks(self.run)
         procfs.signalGroup(self.run.pid, _signal.SIGKILL)
+        if self._group is not None and self._oomCount is not None:
+            # Read before the group is removed below, with the count.
+            after = self._oomCount(self._group)
+            if after is not None:
+                self.run.oomKilled = after.killedSince(self._oomBefore, exitCode(reason))
         if self._group is not None:
             # Removed at once if empty (the kernel's word), else what is in
             # it is killed and the removal retried.

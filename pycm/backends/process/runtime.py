@@ -297,7 +297,7 @@ class ProcessRuntime:
             runId=runId,
             name=container.name,
             endChecks=self.prober.killRunChecks,
-            livePids=self.livePids,
+            livePids=self.livePids, oomCount=self.cgroups.oomCount,
         )
         native = self.native and not limited and isinstance(self.reactor, PosixReactorBase)
         fast = not native and not procs and self.launcher is not None

@@ -51,10 +51,17 @@ class Announcer:
                 observers.remove(observer)
 
     def emit(
-        self, action: str, name: str, exitCode: int | None = None, status: str | None = None
+        self,
+        action: str,
+        name: str,
+        exitCode: int | None = None,
+        status: str | None = None,
+        oomKilled: bool | None = None,
     ) -> None:
         """Emit one event of container C{name}."""
-        event = ContainerEvent(action, name, self._clock.seconds(), exitCode, status=status)
+        event = ContainerEvent(
+            action, name, self._clock.seconds(), exitCode, status=status, oomKilled=oomKilled
+        )
         for observer in self._journalObservers:
             self._call(observer, event)
         if self._observers:

@@ -199,7 +199,8 @@ class Supervisor:
     def _emit(
         self, action: str, record: Record, exitCode: int | None = None, status: str | None = None
     ) -> None:
-        self._announcer.emit(action, record.name, exitCode, status)
+        oomKilled = (action == Action.DIE and record.oomKilled) or None  # die: OOM killer hit
+        self._announcer.emit(action, record.name, exitCode, status, oomKilled)
 
     def _emitHealth(self, record: Record, status: str) -> None:
         self._emit(Action.HEALTH_STATUS, record, status=status)

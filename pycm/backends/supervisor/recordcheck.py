@@ -182,6 +182,7 @@ OPTIONAL: dict[str, Callable[[object], str | None]] = {
     "error": _optional(_string),
     "manuallyStopped": _boolean,
     "interrupted": _boolean,
+    "oomKilled": _boolean,
     "backoff": _seconds,
     "startTime": _optional(_startTime),
     "runId": _optional(_nonEmptyString),

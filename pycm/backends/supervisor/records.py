@@ -86,6 +86,8 @@ class Record:
     cpus: float | None = None
     workdir: str | None = None
     error: str | None = None
+    #: The kernel's OOM killer killed in its last run (its memory limit).
+    oomKilled: bool = False
     #: Its health check (None: none; L{HealthCheck.disabled}: turned off).
     healthcheck: HealthCheck | None = None
     #: C{--user}, as given.
@@ -143,7 +145,7 @@ class Record:
         "name", "id", "backend", "image", "state", "pid", "exitCode",
         "started", "finished", "restartCount", "stopTimeout", "stopSignal",
         "memory", "cpus", "workdir", "error", "manuallyStopped", "interrupted",
-        "backoff", "startTime", "created", "runId", "user",
+        "backoff", "startTime", "created", "runId", "user", "oomKilled",
     )  # fmt: skip
 
     def __attrs_post_init__(self) -> None:
@@ -187,6 +189,7 @@ class Record:
             cpus=self.cpus,
             workdir=self.workdir,
             error=self.error,
+            oomKilled=self.oomKilled,
             health=self.health,
             healthcheck=self.healthcheck,
             user=self.user,

@@ -168,6 +168,7 @@ class Runs:
         record.finished = None
         record.exitCode = None
         record.error = None
+        record.oomKilled = False
         self._health.begin(record)
         # The run id was saved before the spawn: should this save have to
         # wait, a daemon that dies meanwhile still finds and stops the run.
@@ -191,6 +192,7 @@ class Runs:
         record.startTime = None
         record.error = reason
         record.exitCode = None
+        record.oomKilled = False
         record.finished = self._clock.seconds()
         self._lifecycle.move(record, Event.SPAWN_FAILED)
         if isinstance(failure.value, BackendError):
@@ -346,6 +348,8 @@ class Runs:
             timer.cancel()
         now = self._clock.seconds()
         duration = None if record.started is None else now - record.started
+        # A runtime's run may say the kernel's OOM killer killed in it.
+        record.oomKilled = getattr(record.run, "oomKilled", False) is True
         record.run = None
         record.observer = None
         record.pid = None
@@ -366,6 +370,9 @@ class Runs:
             record.pendingRestart = self._clock.callLater(record.backoff, self._autoRestart, record)
             event = Event.EXITED_TO_RESTART
         self._log.info("{name} exited with {exitCode}", name=record.name, exitCode=exitCode)
+        if record.oomKilled:
+            self._log.info("{name}: the kernel's OOM killer killed in it", name=record.name)
+            self._emit(Action.OOM, record, None)
         self._lifecycle.move(record, event, exitCode)
 
     def _autoRestart(self, record: Record) -> None:
