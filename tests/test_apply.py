@@ -427,6 +427,26 @@ class ApplyCommandTests(SynchronousTestCase):
         self.assertEqual([(e["type"], e["name"], e["detail"]) for e in events],
                          [("progress", "db", "creating")])  # fmt: skip
 
+    def test_progressId(self) -> None:
+        """
+        An apply's C{--progress-id} is in each of its progress events
+        (C{"apply"}), so that of two overlapping applies of a project each
+        client can tell its own; none without it; a bad one is refused.
+        """
+        watcher = self.server.connect()
+        watcher.ok("events --filter action=apply")
+        document = {"project": "pj", "services": {"db": {}}}
+        self.conn.ok(self.line(document, "--progress-id=a1b2c3"))
+        self.conn.ok(self.line(document))
+        events = [event for kind, event in watcher.replies() if kind == "EVENT"]
+        self.assertEqual([(e["detail"], e.get("apply")) for e in events],
+                         [("creating", "a1b2c3"), ("kept", None)])  # fmt: skip
+        for bad in ("'a b'", "''", "x" * 65):
+            kind, (code, message) = self.conn.request(
+                self.line(document, f"--progress-id={bad}"))
+            self.assertEqual((kind, code), ("ERR", "bad_request"))
+        self.assertIn("bad --progress-id", message)
+
     def test_oneApplyOfAProjectAtATime(self) -> None:
         """
         An apply of a project waits while another of it runs (here: its
@@ -446,7 +466,8 @@ class ApplyCommandTests(SynchronousTestCase):
     def test_help(self) -> None:
         """help apply shows its usage."""
         self.assertEqual(self.conn.ok("help apply")["usage"],
-                         "apply [--dry-run] [--prune] [--project=NAME] DOCUMENT")
+                         "apply [--dry-run] [--prune] [--project=NAME] [--progress-id=ID] "
+                         "DOCUMENT")
 
 
 

@@ -94,12 +94,19 @@ class PlanApplyTests(FilesMixin, SynchronousTestCase):
         self.assertEqual(plan.command, "apply")
         (request,) = plan.requests
         self.assertEqual(request[0], "apply")
-        self.assertEqual(len(request), 2)
-        document = json.loads(request[1])
+        self.assertEqual(len(request), 3)
+        self.assertRegex(request[1], "^--progress-id=[0-9a-f]{16}$")
+        document = json.loads(request[2])
         self.assertEqual(document["project"], "shop")
         self.assertEqual(list(document["services"]), ["db", "web"])
-        self.assertEqual(request[1], json.dumps(document, ensure_ascii=False,
+        self.assertEqual(request[2], json.dumps(document, ensure_ascii=False,
                                                 separators=(",", ":")))
+        # Each apply its own id: two clients' progress never mixes.
+        (again,) = planCommand(["apply", self.path]).requests
+        self.assertNotEqual(again[1], request[1])
+        for words in (["--progress-id", "mine"], ["--progress-id=mine"]):
+            (given,) = planCommand(["apply", *words, self.path]).requests
+            self.assertEqual(given[1], "--progress-id=mine")
 
     def test_options(self) -> None:
         """
@@ -111,7 +118,8 @@ class PlanApplyTests(FilesMixin, SynchronousTestCase):
             (request,) = planCommand(["apply", *words]).requests
             self.assertEqual(sorted(request[1:3]), ["--dry-run", "--prune"])
             self.assertEqual(request[3], "--project=other")
-            self.assertEqual(json.loads(request[4])["project"], "other")
+            self.assertTrue(request[4].startswith("--progress-id="))
+            self.assertEqual(json.loads(request[5])["project"], "other")
 
     def test_quoting(self) -> None:
         """
@@ -120,7 +128,7 @@ class PlanApplyTests(FilesMixin, SynchronousTestCase):
         """
         (request,) = planCommand(["apply", self.path]).requests
         words = shlex.split(shlex.join(request))
-        document = json.loads(words[1])
+        document = json.loads(words[-1])
         self.assertEqual(document["services"]["db"]["env"],
                          {"GREETING": 'it\'s "quoted" $HOME'})
         self.assertEqual(document["services"]["db"]["command"][2],
@@ -171,9 +179,10 @@ class PlanApplyTests(FilesMixin, SynchronousTestCase):
     def test_wordMistakes(self) -> None:
         """No FILE, two, an unknown option, --project without NAME: usage errors."""
         for words in ([], [self.path, self.path], ["--force", self.path],
-                      [self.path, "--project"], ["--project="]):
+                      [self.path, "--project"], ["--project="], [self.path, "--progress-id"]):
             error = self.assertRaises(PlanError, planCommand, ["apply", *words])
-            self.assertIn("usage: apply [--dry-run] [--prune] [--project=NAME] FILE",
+            self.assertIn("usage: apply [--dry-run] [--prune] [--project=NAME] "
+                          "[--progress-id=ID] FILE",
                           str(error))
             self.assertTrue(error.hint)
 
@@ -195,8 +204,9 @@ class PlanApplyTests(FilesMixin, SynchronousTestCase):
         """The daemon's usage of apply names FILE, which the client reads, not DOCUMENT."""
         lines = fmt.formatHelp({"name": "apply", "summary": "make the containers match",
                                 "usage": "apply [--dry-run] [--prune] [--project=NAME] "
-                                         "DOCUMENT"})
-        self.assertEqual(lines[0], "usage: apply [--dry-run] [--prune] [--project=NAME] FILE")
+                                         "[--progress-id=ID] DOCUMENT"})
+        self.assertEqual(lines[0], "usage: apply [--dry-run] [--prune] [--project=NAME] "
+                                   "[--progress-id=ID] FILE")
         self.assertEqual(lines[2:], list(COMMAND_NOTES["apply"]))
 
     def test_cliFileError(self) -> None:
@@ -239,11 +249,20 @@ class ApplyCallMixin(FilesMixin):
         d = h.run(options("apply", self.path))
         self.assertNoResult(d)
         self.assertEqual(h.daemon.received[0], "events --filter action=apply")
-        self.assertTrue(h.daemon.received[1].startswith("apply '{\"project\":\"shop\""))
+        ours = applying.progressIdOf(shlex.split(h.daemon.received[1]))
+        self.assertTrue(h.daemon.received[1].startswith(
+            f"apply --progress-id={ours} '{{\"project\":\"shop\""))
         h.daemon.sendEvent({"type": "progress", "action": "apply", "name": "db",
-                            "detail": "creating", "time": "T"})
+                            "detail": "creating", "time": "T", "apply": ours})
+        # Another client's apply of the project (before or after this one):
+        # its progress is not this client's to show.
+        h.daemon.sendEvent({"type": "progress", "action": "apply", "name": "db",
+                            "detail": "kept", "time": "T", "apply": "0123456789abcdef"})
+        h.daemon.sendEvent({"type": "progress", "action": "apply", "name": "db",
+                            "detail": "starting", "time": "T"})
         h.daemon.sendEvent({"type": "progress", "action": "apply", "name": "web",
-                            "detail": "waiting for db to be healthy", "time": "T"})
+                            "detail": "waiting for db to be healthy", "time": "T",
+                            "apply": ours})
         h.flush()
         self.assertEqual(h.err.getvalue(),
                          "db: creating\nweb: waiting for db to be healthy\n")
@@ -270,7 +289,7 @@ class ApplyCallMixin(FilesMixin):
         h = self.harness(self.daemon(ok(plan)))
         self.assertEqual(self.successResultOf(h.run(options("apply", "--dry-run",
                                                             self.path))), 0)
-        self.assertTrue(h.daemon.received[1].startswith("apply --dry-run '{"))
+        self.assertTrue(h.daemon.received[1].startswith("apply --dry-run --progress-id="))
         self.assertEqual(h.out.getvalue().splitlines(), [
             "project shop: the plan (dry run: nothing was changed)",
             "SERVICE   ACTION     CHANGES   STATE",
@@ -299,8 +318,10 @@ class ApplyCallMixin(FilesMixin):
         h = self.harness(self.daemon(lambda words: held))
         d = h.run(options("apply", self.path, json=True))
         progress = {"type": "progress", "action": "apply", "name": "db",
-                    "detail": "created", "time": "T"}
+                    "detail": "created", "time": "T",
+                    "apply": applying.progressIdOf(shlex.split(h.daemon.received[1]))}
         h.daemon.sendEvent(progress)
+        h.daemon.sendEvent(dict(progress, apply="another"))
         h.flush()
         held.callback(ok(OUTCOME))
         h.flush()
@@ -366,7 +387,8 @@ class ShellApplyTests(FilesMixin, SynchronousTestCase):
         h.screen()
         h.type(f"apply --prune {path}\r".encode())
         (line,) = h.daemon.received
-        self.assertTrue(line.startswith("apply --prune '{\"project\":\"shop\""))
+        self.assertTrue(line.startswith("apply --prune --progress-id="))
+        self.assertIn(" '{\"project\":\"shop\"", line)
         self.assertIn(b"web       recreate   command, env   running", h.screen())
 
     def test_progress(self) -> None:
@@ -497,7 +519,7 @@ class CompletionTests(SynchronousTestCase):
         self.assertTrue(apply.files)
         self.assertFalse(apply.names)
         self.assertEqual(set(apply.options) - {"--help"}, {"--dry-run", "--prune",
-                                                           "--project"})
+                                                           "--project", "--progress-id"})
         self.assertIn("--project", apply.valueOptions)
         for name in ("run", "create"):
             self.assertIn("--env-file", table[name].options)
@@ -508,7 +530,8 @@ class CompletionTests(SynchronousTestCase):
         """The bash (and zsh) script completes paths for apply and after --env-file."""
         script = completion.bashScript()
         self.assertIn('        apply)\n            options="--dry-run --prune --project '
-                      '--help"\n            values="--project"\n            files=""\n'
+                      '--progress-id --help"\n            values="--project --progress-id"\n'
+                      '            files=""\n'
                       '            names="files" ;;', script)
         self.assertIn('files="--env-file"', script)
         self.assertIn('compgen -f -- "$cur"', script)

@@ -13,6 +13,7 @@ reader, which needs attrs, is imported only when a file is read.)
 from __future__ import annotations
 
 import json
+import secrets
 import shlex
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 #: end (its default C{DEFAULT_MAX_LINE_LENGTH}).
 MAX_REQUEST_LINE = 65_536
 
-_USAGE = "usage: apply [--dry-run] [--prune] [--project=NAME] FILE"
+_USAGE = "usage: apply [--dry-run] [--prune] [--project=NAME] [--progress-id=ID] FILE"
 
 
 class ApplyUsageError(ValueError):
@@ -44,8 +45,10 @@ class ApplyUsageError(ValueError):
 def planApply(words: Sequence[str]) -> tuple[str, ...]:
     """
     The words of the C{apply} request for C{apply [OPTIONS] FILE}: its
-    options as given, then the document of FILE as compact JSON (one word,
-    which the sender shell-quotes).
+    options as given, a C{--progress-id} (the one given, else a random
+    word: the daemon tags this apply's progress events with it, and the
+    client shows those only, L{isOwnProgress}), then the document of FILE
+    as compact JSON (one word, which the sender shell-quotes).
 
     @raise ApplyUsageError: for a wrong option, no FILE or more than one, a
         mistake in the file or an env file (C{FILE:LINE: why}), or a
@@ -54,6 +57,7 @@ def planApply(words: Sequence[str]) -> tuple[str, ...]:
     flags: list[str] = []
     files: list[str] = []
     project: str | None = None
+    progressId = secrets.token_hex(8)
     rest = iter(words[1:])
     optionsDone = False
     for word in rest:
@@ -68,6 +72,11 @@ def planApply(words: Sequence[str]) -> tuple[str, ...]:
             project = word.partition("=")[2] if "=" in word else next(rest, None)
             if not project:
                 raise ApplyUsageError(f"apply: --project needs a NAME; {_USAGE}")
+        elif word == "--progress-id" or word.startswith("--progress-id="):
+            given = word.partition("=")[2] if "=" in word else next(rest, None)
+            if not given:
+                raise ApplyUsageError(f"apply: --progress-id needs an ID; {_USAGE}")
+            progressId = given
         else:
             raise ApplyUsageError(f"apply: unknown option {word}; {_USAGE}")
     if len(files) != 1:
@@ -80,6 +89,7 @@ def planApply(words: Sequence[str]) -> tuple[str, ...]:
         raise ApplyUsageError(e.message, hint=False) from None
     if project is not None:
         flags.append(f"--project={project}")
+    flags.append(f"--progress-id={progressId}")
     request = (words[0], *flags, json.dumps(document, ensure_ascii=False,
                                             separators=(",", ":")))
     size = len(shlex.join(request).encode("utf-8"))
@@ -110,6 +120,23 @@ def isApplyProgress(event: Any) -> bool:
     """Is C{event} the progress of an apply?"""
     return isinstance(event, Mapping) and event.get("type") == "progress" \
         and event.get("action") == "apply"
+
+
+def progressIdOf(words: Sequence[str]) -> str | None:
+    """The C{--progress-id} of the C{apply} request C{words}, if it has one."""
+    for word in words[1:]:
+        if word.startswith("--progress-id="):
+            return word.partition("=")[2]
+    return None
+
+
+def isOwnProgress(event: Mapping[str, Any], progressId: str | None) -> bool:
+    """
+    Is the apply progress C{event} that of the apply sent with
+    C{progressId}?  Another client's apply of the same project (waiting
+    for this one, or this one for it) has its own id, or none.
+    """
+    return progressId is None or event.get("apply") == progressId
 
 
 def progressLine(event: Mapping[str, Any]) -> str:

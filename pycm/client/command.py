@@ -14,7 +14,13 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
 from pycm.client import format as fmt
-from pycm.client.applying import isApplyProgress, progressLine, watchApply
+from pycm.client.applying import (
+    isApplyProgress,
+    isOwnProgress,
+    progressIdOf,
+    progressLine,
+    watchApply,
+)
 from pycm.client.exits import (
     EXIT_OK,
     EXIT_UNREACHABLE,
@@ -126,6 +132,7 @@ async def runCommand(
     # An apply's progress is printed as it comes, on stderr (stdout keeps
     # the outcome); as JSON lines with --json.
     applying = name == "apply" and await watchApply(client)
+    progressId = progressIdOf(plan.requests[0]) if applying and plan.requests else None
 
     def listener(event: Any) -> None:
         if progress is not None and isinstance(event, dict) \
@@ -134,7 +141,9 @@ async def runCommand(
             err.flush()
             return
         if applying and isApplyProgress(event):
-            writeLines(err, [client.payload if options.json else progressLine(event)])
+            # Only this apply's: another client's of the project may overlap.
+            if isOwnProgress(event, progressId):
+                writeLines(err, [client.payload if options.json else progressLine(event)])
             return
         showEvent(event, client.payload)
 

@@ -61,6 +61,7 @@ COMMANDS = (
             Option("dry-run", takesValue=False),
             Option("prune", takesValue=False),
             Option("project"),
+            Option("progress-id"),
         ),
     ),
     CommandSyntax(
@@ -166,6 +167,9 @@ _APPLY_NOTE = (
     "  --project=NAME  the project (default: the file's directory's name); the",
     "                  containers are labelled with it, so that two projects",
     "                  never prune each other's",
+    "  --progress-id=ID  the word this apply's progress events carry (default:",
+    "                  a random one): only they are shown on stderr, not those",
+    "                  of another apply of the project at the same time",
     "FILE, in short (each key optional; see the README, 'Services as code'):",
     "  [services.NAME]   image, command = [...], user, env = {K = \"V\"},",
     "                    env_file = \"FILE\" (relative to FILE's directory),",

@@ -169,6 +169,7 @@ COMMANDS = (
             Option("dry-run", takesValue=False),
             Option("prune", takesValue=False),
             Option("project", metavar="NAME"),
+            Option("progress-id", metavar="ID"),
         ),
         # The document holds env values: never logged.
         minArgs=1, maxArgs=1, changes=True, loggedArgs=0,

@@ -53,6 +53,23 @@ class ApplyFailed(BackendError):
         self.notStarted = tuple(notStarted)
 
 
+@attrs.frozen
+class ApplyProgress(ProgressEvent):
+    """
+    An apply's progress event, with its client's C{--progress-id} as
+    C{apply} (none if C{""}), so that each client shows its own apply's
+    progress only.
+    """
+
+    apply: str = ""
+
+    def toJSON(self) -> dict[str, Any]:
+        value = super().toJSON()
+        if self.apply:
+            value["apply"] = self.apply
+        return value
+
+
 class NotStarted(Exception):
     """A service was not started: a dependency of it failed."""
 
@@ -134,14 +151,18 @@ class Applier:
         now: Callable[[], float],
         report: Callable[[ProgressEvent], None] = lambda event: None,
         salt: Callable[[], str] | None = None,
+        progressId: str = "",
     ) -> None:
         self.backend = backend
         self.now = now
         self.report = report
         self.salt = salt
+        #: What each progress event carries as C{apply} (its client's C{--progress-id}).
+        self.progressId = progressId
 
     def progress(self, name: str, detail: str) -> None:
-        self.report(ProgressEvent(name, PROGRESS_ACTION, detail, self.now()))
+        self.report(ApplyProgress(name, PROGRESS_ACTION, detail, self.now(),
+                                  apply=self.progressId))
 
     def apply(
         self, services: ServiceSet, prune: bool = False, dryRun: bool = False

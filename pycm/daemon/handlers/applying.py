@@ -8,6 +8,7 @@ daemon's C{--services FILE}: the same, from a services file, at start-up.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from weakref import WeakKeyDictionary
@@ -25,6 +26,10 @@ from pycm.services.servicefile import loadServicesFile
 
 log = Logger(namespace="pycm.apply")
 
+#: A C{--progress-id}: a word its client chose, carried by the apply's
+#: progress events (C{"apply": ID}) so that it shows only its own.
+PROGRESS_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
 
 def apply(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> Any:
     try:
@@ -38,8 +43,14 @@ def apply(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> 
     except RecursionError:
         raise BadRequest("the document is nested too deeply") from None
     services = serviceSetFrom(document, options.get("project"))
+    progressId = options.get("progress-id", "")
+    if "progress-id" in options and not PROGRESS_ID.fullmatch(progressId):
+        raise BadRequest(
+            f"bad --progress-id {progressId!r}: expected 1 to 64 letters, digits, '_', '.' or '-'"
+        )
     state = session.state
-    applier = Applier(state.backend, state.clock.seconds, state.events.record)
+    applier = Applier(state.backend, state.clock.seconds, state.events.record,
+                      progressId=progressId)  # fmt: skip
     d = projectLock(state.backend, services.project).run(
         applier.apply,
         services, prune=bool(options.get("prune")), dryRun=bool(options.get("dry-run")),
