@@ -19,6 +19,10 @@ _SIZE = re.compile(r"([0-9]{1,15})(?:\.([0-9]{1,9}))?\s*([kmgt]?)(?:i?b)?")
 _FACTORS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 
 
+#: The largest size: what a record (a 64-bit integer) and the kernel hold.
+MAX_SIZE = 2**63 - 1
+
+
 def parseSize(text: str) -> int:
     """
     Bytes from C{1048576}, C{512k}, C{10m}, C{1.5g}, C{10MiB} or C{64kb}
@@ -36,6 +40,8 @@ def parseSize(text: str) -> int:
         size += int(fraction) * factor // 10 ** len(fraction)
     if size <= 0:
         raise BadRequest(f"bad size {text!r}: it must be positive")
+    if size > MAX_SIZE:
+        raise BadRequest(f"bad size {text!r}: it must be at most 8388607t (2**63 - 1 bytes)")
     return size
 
 

@@ -37,6 +37,19 @@ class ParseSizeTests(SynchronousTestCase):
             error = self.assertRaises(BadRequest, parseSize, bad)
             self.assertIn(repr(bad), str(error))
 
+    def test_tooLarge(self) -> None:
+        """
+        A size over 2**63 - 1 bytes is refused (a record holding it would be
+        put aside as damaged at the next start); the largest is taken, and
+        a saved record holds it.
+        """
+        from pycm.backends.supervisor.recordcheck import MAX_INTEGER
+
+        for big in ("9999999999t", "999999999999999g", "8388608t"):
+            error = self.assertRaises(BadRequest, parseSize, big)
+            self.assertIn("at most", str(error))
+        self.assertLessEqual(parseSize("8388607t"), MAX_INTEGER)
+
 
 class ParseMemoryTests(SynchronousTestCase):
     """A memory limit is a size of at least Docker's floor, 6 MiB."""
