@@ -63,6 +63,8 @@ def checkMemory(size: int, given: object, what: str = "--memory") -> int:
             f"bad {what} {given!r}: it must be at least 6m (6 MiB), the smallest memory"
             " limit (as Docker's)"
         )
+    if size > MAX_SIZE:
+        raise BadRequest(f"bad {what} {given!r}: it must be at most 2**63 - 1 bytes")
     return size
 
 

@@ -49,6 +49,8 @@ class ParseSizeTests(SynchronousTestCase):
             error = self.assertRaises(BadRequest, parseSize, big)
             self.assertIn("at most", str(error))
         self.assertLessEqual(parseSize("8388607t"), MAX_INTEGER)
+        self.assertRaises(BadRequest, checkMemory, MAX_INTEGER + 1, MAX_INTEGER + 1)
+        self.assertEqual(checkMemory(MAX_INTEGER, MAX_INTEGER), MAX_INTEGER)
 
 
 class ParseMemoryTests(SynchronousTestCase):
