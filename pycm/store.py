@@ -40,7 +40,7 @@ from pycm.eventdetail import decodeDetail, encodeDetail
 from pycm.interfaces import IEventStore, IRecordStore
 from pycm.model import ContainerEvent
 from pycm.statedir import NotRegularFile, UnsafeStateDir, openNoFollow
-from pycm.storefaults import StoreCorrupt, cannotOpen, checkReport, describe, moveAside
+from pycm.storefaults import StoreCorrupt, checkReport, connect, describe, moveAside
 
 __all__ = ["DEFAULT_KEEP_EVENTS", "SCHEMA_VERSION", "SQLiteStore", "StoreCorrupt"]
 
@@ -126,18 +126,14 @@ class SQLiteStore:
         self._pruneSlack = max(1, keepEvents // 10)
         self.prunedThrough = 0  # the newest id pruned since it was opened
         self._checkFile()
-        try:
-            self._db = sqlite3.connect(path, isolation_level=None)
-        except sqlite3.Error as e:
-            raise BackendError(f"cannot open state database {path}: {e}") from e
-        try:
-            self._setUp(sync.upper())
-        except sqlite3.DatabaseError as e:
-            self._db.close()
-            raise cannotOpen(e, self.path, self.holds) from e
-        except BaseException:
-            self._db.close()
-            raise
+        self._db, exclusive = connect(path, holds, lambda db: self._setUp(db, sync.upper()))
+        if exclusive:
+            self.log.warn(
+                "{what}: its disk is full, so it is open in exclusive locking mode (no "
+                "-shm index on disk; nothing else can read it while this daemon runs); "
+                "what cannot be written waits until there is room",
+                what=self._what,
+            )
 
     @property
     def _what(self) -> str:
@@ -189,8 +185,8 @@ class SQLiteStore:
                 f"overwritten); {moveAside(self.path, self.holds)}"
             )
 
-    def _setUp(self, sync: str) -> None:
-        db = self._db
+    def _setUp(self, db: sqlite3.Connection, sync: str) -> None:
+        self._db = db
         mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if mode.lower() != "wal":
             raise BackendError(f"state database {self.path}: cannot use WAL ({mode})")

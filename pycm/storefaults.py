@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Callable
 
 from pycm.errors import BackendError
 
@@ -26,6 +27,10 @@ CHECK_REPORT_LENGTH = 300
 
 class StoreCorrupt(BackendError):
     """The state file is corrupt or truncated; nothing was loaded from it."""
+
+
+class StoreDiskFull(BackendError):
+    """The state file cannot be opened for want of room on its disk."""
 
 
 def describe(path: str, holds: str) -> str:
@@ -104,7 +109,7 @@ def cannotOpen(
     if primary == SQLITE_FULL or primary == SQLITE_IOERR and (
         diskFull(path) if full is None else full
     ):
-        return BackendError(
+        return StoreDiskFull(
             f"cannot open {what}: its disk is full ({error}; SQLite needs room for "
             f"{os.path.basename(path)}-wal and -shm beside it); free some space there "
             f"and start again (the file itself is not damaged: do not remove it)"
@@ -112,3 +117,38 @@ def cannotOpen(
     if primary in (None, SQLITE_CORRUPT, SQLITE_NOTADB):
         return StoreCorrupt(f"{what} is corrupt: {error}; {moveAside(path, holds)}")
     return BackendError(f"cannot open {what}: {error}")
+
+
+def connect(
+    path: str, holds: str, setUp: Callable[[sqlite3.Connection], None]
+) -> tuple[sqlite3.Connection, bool]:
+    """
+    Open the database C{path} and C{setUp} the connection.  On a full disk
+    (SQLite could not give its C{-shm} index file its pages) it is opened
+    again in exclusive locking mode, which keeps that index in memory: a
+    daemon restarted on a full disk with its state intact starts.
+
+    @return: the connection, and whether it is in exclusive mode.
+    @raise BackendError: L{StoreCorrupt}, L{StoreDiskFull} or another, as
+        L{cannotOpen} says.
+    """
+    for exclusive in (False, True):
+        try:
+            db = sqlite3.connect(path, isolation_level=None)
+        except sqlite3.Error as e:
+            raise BackendError(f"cannot open {describe(path, holds)}: {e}") from e
+        try:
+            if exclusive:
+                db.execute("PRAGMA locking_mode=EXCLUSIVE")
+            setUp(db)
+        except sqlite3.DatabaseError as e:
+            db.close()
+            error = cannotOpen(e, path, holds)
+            if isinstance(error, StoreDiskFull) and not exclusive:
+                continue
+            raise error from e
+        except BaseException:
+            db.close()
+            raise
+        return db, exclusive
+    raise AssertionError("unreachable")

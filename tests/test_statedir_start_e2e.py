@@ -105,9 +105,8 @@ class EmptyEventLogTests(SynchronousTestCase):
 
 class FullDiskStartTests(SynchronousTestCase):
     """
-    A daemon killed while its state directory's disk is full starts again
-    on it; after a clean stop (its SQLite side files gone) it says the
-    disk is full and to free space, naming the file.  Root only (a tmpfs).
+    A daemon killed, or stopped, while its state directory's disk is full
+    starts again on it, with its state.  Root only (a tmpfs).
     """
 
     def setUp(self) -> None:
@@ -153,15 +152,25 @@ class FullDiskStartTests(SynchronousTestCase):
 
     def test_restartAfterStop(self) -> None:
         """
-        Stopped cleanly, disk filled, started: it exits non-zero saying the
-        disk of state.db is full and to free space, never that it is corrupt.
+        Stopped cleanly (SQLite's -wal and -shm files gone), disk filled,
+        started: the databases open in exclusive locking mode (their index
+        in memory), with a warning naming them, and the daemon serves; once
+        there is room again, its changes are written and outlive a restart.
         """
         self.daemon.stop()
-        _fill(os.path.join(self.mount, "filler"))
-        self.daemon.start(expectFailure=True)
-        self.assertNotEqual(self.daemon.exitCode(), 0)
-        output = _output(self.daemon)
+        filler = os.path.join(self.mount, "filler")
+        _fill(filler)
+        self.daemon.start()
+        client = self.daemon.connect(unix=True)
+        self.assertEqual({c["name"] for c in client.ok("list")}, {"sleeper", "idle"})
         path = os.path.join(self.daemon.stateDir, "state.db")
-        self.assertIn(f"cannot open the state database {path}: its disk is full", output)
-        self.assertIn("free some space", output)
-        self.assertNotIn("corrupt", output)
+        self.assertIn(
+            f"the state database {path}: its disk is full, so it is open in exclusive "
+            f"locking mode", self.daemon.log(),
+        )
+        os.unlink(filler)
+        client.ok("create later")
+        self.daemon.stop()
+        self.daemon.start()
+        names = {c["name"] for c in self.daemon.connect(unix=True).ok("list")}
+        self.assertEqual(names, {"sleeper", "idle", "later"})

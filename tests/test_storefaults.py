@@ -16,7 +16,13 @@ from pycm.daemon.startup import startFailure
 from pycm.errors import BackendError
 from pycm.statedir import NotRegularFile
 from pycm.store import SQLiteStore, StoreCorrupt
-from pycm.storefaults import CHECK_REPORT_LENGTH, cannotOpen, checkReport
+from pycm.storefaults import (
+    CHECK_REPORT_LENGTH,
+    StoreDiskFull,
+    cannotOpen,
+    checkReport,
+    connect,
+)
 
 
 def _damagedIndex(path: str) -> None:
@@ -136,6 +142,56 @@ class CannotOpenTests(SynchronousTestCase):
             error = cannotOpen(_sqliteError(code, "malformed"), "/s/state.db", "records", True)
             self.assertIsInstance(error, StoreCorrupt)
             self.assertIn("mv /s/state.db /s/state.db.damaged", str(error))
+
+
+class ConnectTests(SynchronousTestCase):
+    """
+    L{connect} opens a database again in exclusive locking mode when the
+    disk is too full for SQLite's C{-shm} index (set up here by a function
+    that fails as SQLite does: a full disk needs root to mount a tmpfs; the
+    real one is in tests.test_statedir_start_e2e).
+    """
+
+    def setUp(self) -> None:
+        self.path = os.path.join(self.mktemp() + ".db")
+        self.modes: list[str] = []
+
+    def fullOnce(self, db: sqlite3.Connection) -> None:
+        self.modes.append(db.execute("PRAGMA locking_mode").fetchone()[0])
+        if len(self.modes) == 1:
+            raise _sqliteError(13, "database or disk is full")
+
+    def test_fullDiskExclusive(self) -> None:
+        """The second set-up is in exclusive mode, and said so."""
+        db, exclusive = connect(self.path, "records", self.fullOnce)
+        self.addCleanup(db.close)
+        self.assertTrue(exclusive)
+        self.assertEqual(self.modes, ["normal", "exclusive"])
+
+    def test_fullTwice(self) -> None:
+        """Still full in exclusive mode: L{StoreDiskFull}, naming the file."""
+
+        def full(db: sqlite3.Connection) -> None:
+            raise _sqliteError(13, "database or disk is full")
+
+        error = self.assertRaises(StoreDiskFull, connect, self.path, "events", full)
+        self.assertIn(f"the event log {self.path}: its disk is full", str(error))
+
+    def test_corruptNotRetried(self) -> None:
+        """A damaged file is refused at once."""
+
+        def corrupt(db: sqlite3.Connection) -> None:
+            self.modes.append("x")
+            raise _sqliteError(11, "malformed")
+
+        self.assertRaises(StoreCorrupt, connect, self.path, "records", corrupt)
+        self.assertEqual(self.modes, ["x"])
+
+    def test_normal(self) -> None:
+        """With room, the database is opened once, in normal mode."""
+        db, exclusive = connect(self.path, "records", self.modes.append)
+        self.addCleanup(db.close)
+        self.assertFalse(exclusive)
 
 
 class StartFailureTests(SynchronousTestCase):
