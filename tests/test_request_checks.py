@@ -6,10 +6,15 @@ server (a memory backend, a fake clock).
 
 from __future__ import annotations
 
-from twisted.trial.unittest import SynchronousTestCase
+from typing import Any
 
-from pycm.daemon.runoptions import specFromRequest
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
+
+from pycm.capabilities import Capabilities, ISpecCheck
+from pycm.daemon.runoptions import checkSupported, specFromRequest
 from pycm.errors import BadRequest
+from pycm.model import ContainerSpec
 from pycm.services.definition import serviceSetFrom
 from pycm.testing.server import FakeServer
 
@@ -91,3 +96,44 @@ class NestingTests(SynchronousTestCase):
         )
         self.assertEqual(conn.ok("ping"), "pong")
         self.assertEqual(self.flushLoggedErrors(), [])
+
+
+class CannotHonourTests(SynchronousTestCase):
+    """An option the backend does not honour here: the error says why."""
+
+    def backend(self, reasons: dict[str, str], checks: bool = True) -> Any:
+        """
+        A backend that honours no limit, able to say why (L{ISpecCheck})
+        or not; a stand-in, as this machine's cgroups can enforce limits.
+        """
+        @implementer(ISpecCheck)
+        class Checking:
+            name = "process"
+            capabilities = Capabilities(options=frozenset({"env"}))
+
+            def refusals(self, spec: ContainerSpec) -> dict[str, str]:
+                return dict(reasons)
+
+        class Silent:
+            name = "process"
+            capabilities = Capabilities(options=frozenset({"env"}))
+
+        return Checking() if checks else Silent()
+
+    def test_why(self) -> None:
+        """
+        C{--memory} on a daemon whose cgroups cannot enforce it: the error
+        names the option and the machine's reason, not only the backend.
+        """
+        why = "--memory cannot be enforced by this daemon: no cgroup memory controller"
+        spec = ContainerSpec(name="m1", image="host", memory=64 * 1024**2)
+        error = self.assertRaises(BadRequest, checkSupported,
+                                  self.backend({"memory": why, "user": "other"}), spec)
+        self.assertEqual(str(error.message),
+                         f"the process backend cannot honour --memory here: {why}")
+
+    def test_noReasonKnown(self) -> None:
+        """A backend that cannot say why: the option alone, as before."""
+        spec = ContainerSpec(name="m1", image="host", memory=64 * 1024**2)
+        error = self.assertRaises(BadRequest, checkSupported, self.backend({}, False), spec)
+        self.assertEqual(error.message, "the process backend cannot honour --memory")

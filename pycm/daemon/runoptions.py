@@ -10,6 +10,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pycm.capabilities import ISpecCheck
 from pycm.daemon.requestline import parseKeyValues, parseSeconds
 from pycm.errors import BadRequest
 from pycm.grammar import Option
@@ -164,9 +165,15 @@ def checkSupported(backend: IContainerBackend, spec: ContainerSpec) -> None:
     The daemon's one check that C{backend} honours every option C{spec}
     sets (what the machine can enforce is the backend's own check).
 
-    @raise BadRequest: naming the options it cannot honour.
+    @raise BadRequest: naming the options it cannot honour, and why when
+        the backend can say (L{ISpecCheck}: a limit this machine's cgroups
+        cannot enforce).
     """
     refused = backend.capabilities.unsupported(spec)
     if refused:
         names = ", ".join(f"--{option}" for option in sorted(refused))
-        raise BadRequest(f"the {backend.name} backend cannot honour {names}")
+        checker = ISpecCheck(backend, None)
+        reasons = checker.refusals(spec) if checker is not None else {}
+        why = "; ".join(reasons[option] for option in sorted(refused) if option in reasons)
+        raise BadRequest(f"the {backend.name} backend cannot honour {names}"
+                         + (f" here: {why}" if why else ""))
