@@ -368,6 +368,8 @@ class MistakeTests(SynchronousTestCase):
         cases = [
             ('interval = "2x"', '"interval" in [services.web.healthcheck] must be a duration'),
             ('interval = 0', '"interval" in [services.web.healthcheck] must be a duration'),
+            ('interval = "1000000h"', '"interval" in [services.web.healthcheck] must be under '
+             '1e9 seconds'),
             ('timeout = "0s"', '"timeout" in [services.web.healthcheck] must be a duration'),
             ('start_period = -1', '"start_period" in [services.web.healthcheck] must be a d'),
             ('retries = 0', '"retries" in [services.web.healthcheck] must be a whole number'),

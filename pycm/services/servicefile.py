@@ -394,6 +394,8 @@ class _Reader:
             seconds = value
         else:
             seconds = -1
+        if _isNumber(seconds) and seconds >= 1e9:
+            raise self.bad(where, "must be under 1e9 seconds (31 years)")
         if not least <= seconds < 1e9:
             raise self.bad(where, 'must be a duration ("500ms", "10s", "1m", "1h30m") or a '
                            "number of seconds" + (", more than 0" if least else ""))
