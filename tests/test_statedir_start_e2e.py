@@ -7,6 +7,7 @@ event log, and (as root, on a 2 MiB tmpfs) a full disk after a crash.
 from __future__ import annotations
 
 import os
+import signal
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -21,6 +22,17 @@ def _output(daemon: RealDaemon) -> str:
 
 def _sleeps(daemon: RealDaemon) -> list[dict[str, object]]:
     return [c for c in daemon.connect(unix=True).ok("list") if c["state"] == "running"]
+
+
+def _stopLeftover(pid: int, stateDir: str) -> None:
+    """Kill C{pid} if it still runs as a container of C{stateDir}."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            mine = f"PYCM_STATE={stateDir}".encode() in f.read().split(b"\0")
+    except OSError:
+        return
+    if mine:
+        os.kill(pid, signal.SIGKILL)
 
 
 class DeletedLockTests(SynchronousTestCase):
@@ -119,6 +131,8 @@ class FullDiskStartTests(SynchronousTestCase):
         client = self.daemon.connect(unix=True)
         client.ok("run sleeper host sleep infinity")
         client.ok("create idle")
+        # Had no daemon started again to stop it (a failed test), it would run on.
+        self.addCleanup(_stopLeftover, client.ok("inspect sleeper")["pid"], self.daemon.stateDir)
 
     def test_restartEmptyLockFile(self) -> None:
         """
