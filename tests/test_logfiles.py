@@ -14,10 +14,10 @@ from zope.interface.verify import verifyObject
 from pycm.backends.process.logfiles import (
     PYCM_STREAM,
     FileLogStore,
-    decodeRecord,
     encodeRecord,
     reversedRecords,
 )
+from pycm.backends.process.logreading import decodeRecord
 from pycm.interfaces import ILogStore
 from pycm.model import LogLine
 

@@ -3,7 +3,7 @@ Lines in and lines out, a reactor turn at a time (L{LineFraming}): the
 framing under the server protocol, on L{Protocol}'s public API alone.
 
 Requests are split at LF, at most L{LINES_PER_TURN} of them (or
-L{BYTES_PER_TURN} of replies) a turn; no line is served while any reason
+L{BYTES_PER_TURN} of replies, or L{SECONDS_PER_TURN}) a turn; no line is served while any reason
 to pause holds (a request in flight, a client that does not read its
 replies), and reading stops too (for a request in flight, once the client
 sends more); a line over the limit is refused in its turn, after the replies
@@ -14,6 +14,7 @@ the client reads it.
 
 from __future__ import annotations
 
+import select
 from typing import Any
 
 from twisted.internet.interfaces import IPushProducer, IReactorTime
@@ -25,9 +26,32 @@ from pycm.daemon.legacyframing import PauseFraming
 from pycm.wirejson import EncodedArray
 
 #: The most request lines served from one connection in one reactor turn,
-#: and the most reply bytes it may write in one turn before it yields.
+#: the most reply bytes it may write in one turn, and the most seconds it
+#: may take (by its clock: the lines of a turn cost what they cost, a
+#: request of many milliseconds goes on a slice at a time, see
+#: L{pycm.slicedwork}), before it yields to the other connections.
 LINES_PER_TURN = 64
 BYTES_PER_TURN = 64 * 1024
+SECONDS_PER_TURN = 0.01
+
+
+def clientGone(transport: Any) -> bool:
+    """
+    Has the client closed its connection altogether, as far as the kernel
+    knows, while the daemon was not reading it (a request in flight, or
+    after a half-close)?  A TCP connection reset (the client closed, then
+    a reply reached it), or a UNIX socket closed, hangs up; one the client
+    only shut for sending (C{shutdown(SHUT_WR)}, C{nc -N}) does not, and
+    gets every reply.  False when it cannot tell (stdio, TLS).
+    """
+    try:
+        fileno = transport.getHandle().fileno()
+        poller = select.poll()
+        poller.register(fileno, select.POLLOUT)
+        ready = poller.poll(0)
+    except Exception:
+        return False
+    return any(events & (select.POLLHUP | select.POLLERR) for _, events in ready)
 
 
 @implementer(IPushProducer)
@@ -265,6 +289,8 @@ class LineFraming(Protocol):
         buffer = self._buffer
         start = 0
         served = 0
+        clock = self.clock
+        deadline = clock.seconds() + SECONDS_PER_TURN
         while not self.paused:
             end = buffer.find(b"\n", start)
             if end < 0:
@@ -281,11 +307,13 @@ class LineFraming(Protocol):
                 self._buffer = b""
                 return
             served += 1
-            if (served >= LINES_PER_TURN or self._turnBytes >= BYTES_PER_TURN) and start < len(
-                buffer
-            ):
+            if (
+                served >= LINES_PER_TURN
+                or self._turnBytes >= BYTES_PER_TURN
+                or clock.seconds() >= deadline
+            ) and start < len(buffer):
                 self.pauseReading("turn")
-                self.clock.callLater(0, self.resumeReading, "turn")
+                clock.callLater(0, self.resumeReading, "turn")
                 break
         rest = buffer[start:]
         # Only the unfinished last line counts against the limit: complete

@@ -18,8 +18,9 @@ from twisted.internet.interfaces import IDelayedCall, ISSLTransport
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from pycm.daemon.commands import BY_WORD
 from pycm.daemon.dispatch import describeLine, handleLine
-from pycm.daemon.framing import LineFraming
+from pycm.daemon.framing import LineFraming, clientGone
 from pycm.daemon.replies import STRING_REPLIES, encodeError, encodeReply
 from pycm.daemon.session import Session
 from pycm.daemon.stopping import STOPPING_ERROR
@@ -29,6 +30,19 @@ from pycm.wirejson import EncodedArray
 #: What one queued event is counted as against the backlog limit, whatever
 #: the length of its line (docs/protocol.md says so).
 _EVENT_SIZE_GUESS = 256
+
+
+def onlyAnswers(line: bytes) -> bool:
+    """
+    Does the request on C{line} only answer the client (C{logs}, C{list},
+    C{inspect}, C{stats}, ...: a command that changes no container, and
+    not C{auth})?  Those of a client that has gone are dropped.
+    """
+    words = line.split(None, 1)
+    if not words:
+        return False
+    command = BY_WORD.get(words[0].decode("utf-8", "replace").lower())
+    return command is not None and not command.changes and command.name != "auth"
 
 
 class RequestOrdering(LineFraming):
@@ -61,6 +75,10 @@ class RequestOrdering(LineFraming):
     _closeReason = ""
     #: The request in flight, until it settles.
     _request: Deferred[Any] | None = None
+    #: The client was seen gone (L{clientGone}) with requests still waiting.
+    _clientGone = False
+    #: How many of its requests that only answer it were dropped so.
+    dropped = 0
     #: Fired when the connection is gone (L{daemonStopping}).
     _whenGone: list[Deferred[None]] = []
     #: Aborts a connection the daemon let go of when stopping, if it lingers.
@@ -96,6 +114,12 @@ class RequestOrdering(LineFraming):
 
     def _stopTimers(self) -> None:
         """The daemon stops: no timer of this connection may act any more."""
+
+    def _goneAway(self) -> bool:
+        """Has the client gone (L{clientGone}), though no read said so yet?"""
+        if not self._clientGone:
+            self._clientGone = clientGone(self.transport)
+        return self._clientGone
 
     def _gone(self) -> None:
         """
@@ -180,6 +204,10 @@ class RequestOrdering(LineFraming):
     def _handle(self, line: bytes) -> None:
         if self._refusing:
             self._replyError(Unavailable(STOPPING_ERROR))
+            return
+        if (self._readClosed or self._readingStopped) and onlyAnswers(line) and self._goneAway():
+            # Waiting in the buffer while the client went: nobody to answer.
+            self.dropped += 1
             return
         try:
             if self._logRequests:

@@ -23,6 +23,7 @@ from pycm.daemon.replay import EventReplay
 from pycm.errors import Unauthorized
 from pycm.interfaces import IContainerBackend
 from pycm.model import LogFollow, LogLine
+from pycm.slicedwork import SlicedWork
 
 
 class IConnection(Interface):
@@ -120,6 +121,11 @@ class DaemonState:
     #: The daemon is stopping: no request is started any more, not even
     #: one a gone client left (L{pycm.daemon.leftovers}).
     refusing: bool = False
+    #: Long work of the requests (encoding megabytes of log lines), a
+    #: slice at a time between the other connections' requests.
+    slices: SlicedWork = attrs.field(
+        default=attrs.Factory(lambda self: SlicedWork(self.clock), takes_self=True)
+    )
     _whenReady: list[Callable[[], None]] = attrs.field(factory=list)
     _whenFailed: list[Callable[[], None]] = attrs.field(factory=list)
 

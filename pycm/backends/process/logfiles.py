@@ -9,27 +9,34 @@ docs/process-backend.md describes the files.
 from __future__ import annotations
 
 import errno
-import json
 import os
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
 
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from pycm.backends.process.logopen import UnsafeLogFile, openLogFile
+from pycm.backends.process.logreading import (
+    LogFile,
+    closeAll,
+    newestLines,
+    openSnapshot,
+)
+from pycm.backends.supervisor.logreads import ISlicedLogStore
 from pycm.errors import BackendError
-from pycm.interfaces import ILogStore
 from pycm.model import LogLine
+from pycm.slicedwork import Job, runAtOnce
 from pycm.statedir import makePrivateDir
 
 MiB = 1024 * 1024
 DEFAULT_MAX_SIZE = 10 * MiB
 DEFAULT_MAX_FILES = 3
 DEFAULT_MAX_OPEN = 64
-#: L{FileLogStore.tail} stops once it has read this many bytes of records
-#: (keeping the newest), so one request cannot stall the daemon for long.
+#: L{FileLogStore.tail} and L{FileLogStore.readNewest} stop once they have
+#: read this many bytes of records (keeping the newest): a bound on what one
+#: request costs, which the daemon also spreads over reactor turns.
 DEFAULT_TAIL_BUDGET = 8 * MiB
 
 _BLOCK = 64 * 1024
@@ -50,15 +57,6 @@ def encodeRecord(logLine: LogLine) -> bytes:
     """One log line as one record (with its newline)."""
     line = encode_basestring_ascii(logLine.line)
     return f"{recordPrefix(logLine.time, logLine.stream)}{line}}}\n".encode("ascii")
-
-
-def decodeRecord(record: bytes) -> LogLine | None:
-    """The log line of a record (without its newline), None if damaged."""
-    try:
-        value = json.loads(record)
-        return LogLine(time=float(value["time"]), stream=str(value["stream"]), line=value["line"])
-    except (ValueError, KeyError, TypeError):
-        return None
 
 
 def reversedRecords(path: str, blockSize: int = _BLOCK) -> Iterator[bytes]:
@@ -134,7 +132,7 @@ class _Dropping:
         )
 
 
-@implementer(ILogStore)
+@implementer(ISlicedLogStore)
 class FileLogStore:
     """
     Rotating per-container log files in C{directory}.
@@ -382,40 +380,40 @@ class FileLogStore:
 
     def tail(self, name: str, count: int | None, budget: int | None = None) -> list[LogLine]:
         """
-        The last C{count} (None: all kept) lines of C{name}, oldest first,
-        read from the end: at most C{budget} bytes of records (default
-        L{tailBudget}) are read and decoded, the newest kept, so that even
-        C{--tail=all} on large logs costs a bounded time.
+        The last C{count} (None: all kept) lines of C{name}, oldest first:
+        L{readNewest} run at once.
+        """
+        return runAtOnce(self.readNewest(name, count, None, budget))
+
+    def readNewest(
+        self, name: str, count: int | None, since: float | None = None, budget: int | None = None
+    ) -> Job[list[LogLine]]:
+        """
+        The last C{count} (None: all kept) lines of C{name} written at or
+        after C{since} (None: any), oldest first, as a
+        L{pycm.slicedwork.Job}: read from the end of the newest file
+        backwards, a block a slice (L{pycm.backends.process.logreading}),
+        at most C{budget} bytes of records (default L{tailBudget}), the
+        newest kept, so that even C{--tail=all} or a C{--since} that
+        matches nothing costs a bounded time.  The files are opened now:
+        the lines are those written so far.  While lines are being dropped
+        (a full disk), the newest line says so.
         """
         if count is not None and count <= 0:
-            return []
-        dropping = self._dropping.get(name)
-        if dropping is not None:
-            # Lines are being dropped now: the newest line says so.
-            rest = None if count is None else count - 1
-            kept = self._tailFiles(name, rest, budget) if rest != 0 else []
-            return [*kept, dropping.marker()]
-        return self._tailFiles(name, count, budget)
-
-    def _tailFiles(self, name: str, count: int | None, budget: int | None) -> list[LogLine]:
+            return runNothing()
         if budget is None:
             budget = self.tailBudget
-        lines: list[LogLine] = []
-        used = 0
-        for path in self.paths(name):
-            for record in reversedRecords(path):
-                used += len(record) + 1
-                if used > budget:
-                    lines.reverse()
-                    return lines
-                line = decodeRecord(record)
-                if line is not None:
-                    lines.append(line)
-                    if count is not None and len(lines) >= count:
-                        lines.reverse()
-                        return lines
-        lines.reverse()
-        return lines
+        marker = None
+        dropping = self._dropping.get(name)
+        if dropping is not None and (since is None or dropping.since >= since):
+            marker = dropping.marker()
+            if count is not None:
+                count -= 1
+        files = openSnapshot(self.paths(name))
+        job = _readFiles(files, count, since, budget, marker)
+        # Into its try: closing the job from now on closes the files.
+        next(job)
+        return job
 
     def remove(self, name: str) -> None:
         """Delete every log file of C{name}."""
@@ -459,3 +457,25 @@ class FileLogStore:
             )
         for name in list(self._open):
             self._close(name)
+
+
+def runNothing() -> Job[list[LogLine]]:
+    """A job with no lines."""
+    return []
+    yield None
+
+
+def _readFiles(
+    files: list[LogFile],
+    count: int | None,
+    since: float | None,
+    budget: int,
+    marker: LogLine | None,
+) -> Generator[None, None, list[LogLine]]:
+    """L{newestLines} of C{files}, then C{marker} if any; the files closed after."""
+    try:
+        yield None
+        kept = (yield from newestLines(files, count, since, budget)) if count != 0 else []
+    finally:
+        closeAll(files)
+    return kept if marker is None else [*kept, marker]

@@ -24,6 +24,7 @@ from zope.interface import implementer
 from pycm.backends.supervisor.announcer import Announcer
 from pycm.backends.supervisor.healthmonitor import HealthChecks
 from pycm.backends.supervisor.lifecycle import Event, Lifecycle
+from pycm.backends.supervisor.logreads import LogReads
 from pycm.backends.supervisor.records import Record, RecordBook, newRecord, scrubbed, specRefusals
 from pycm.backends.supervisor.recovery import LOST_ERROR as LOST_ERROR
 from pycm.backends.supervisor.recovery import RECLAIMED_ERROR as RECLAIMED_ERROR
@@ -36,8 +37,6 @@ from pycm.backends.supervisor.runs import SHUTDOWN_ERROR as SHUTDOWN_ERROR
 from pycm.backends.supervisor.usage import readStats
 from pycm.backends.supervisor.watching import (
     endFollowers,
-    follow,
-    tailLog,
     waitFor,
     waitForExit,
     waitForHealth,
@@ -103,6 +102,7 @@ class Supervisor:
         self.name = backendName
         self._runtime = runtime
         self._logStore = logStore
+        self._logReads = LogReads(clock, logStore)
         self._recordStore = recordStore
         self._idFactory = idFactory
         self._book = RecordBook(clock, recordStore, commits)
@@ -191,6 +191,7 @@ class Supervisor:
         for record in self._records.values():
             self._health.end(record)
             endFollowers(record)
+        self._logReads.stop()
         self._book.close()
 
     # -- observers ----------------------------------------------------------
@@ -463,7 +464,7 @@ class Supervisor:
             self._book.lookup(name)
         except NotFound as e:
             return fail(e)
-        return maybeDeferred(tailLog, self._logStore, name, tail, since)
+        return self._logReads.logs(name, tail, since)
 
     def follow(
         self,
@@ -474,14 +475,12 @@ class Supervisor:
     ) -> Deferred[LogFollow]:
         try:
             record = self._book.lookup(name)
-            backlog = tailLog(self._logStore, name, tail, since)
+            ends = record.state in (State.CREATED, State.EXITED, State.DEAD) and (
+                record.observer is None
+            )
+            return self._logReads.follow(record, tail, observer, since, ends)
         except Exception as e:
             return fail(e)
-        ends = record.state in (State.CREATED, State.EXITED, State.DEAD) and (
-            record.observer is None
-        )
-        ended, cancel = follow(record, observer, ends)
-        return succeed(LogFollow(backlog, ended, cancel))
 
     def wait(self, name: str, condition: str) -> Deferred[Container]:
         try:

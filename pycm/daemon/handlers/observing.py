@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from twisted.internet.defer import TimeoutError
+from twisted.internet.defer import Deferred, TimeoutError
 
 from pycm.daemon.filters import EVENT_FILTERS, parseFilters
 from pycm.daemon.heldreplies import ReplyArray
@@ -17,6 +17,7 @@ from pycm.daemon.requestline import parseCount, parseSeconds, parseSince
 from pycm.daemon.session import Session
 from pycm.errors import BackendError, BadRequest
 from pycm.model import Container, LogFollow, LogLine, WaitCondition, validateName
+from pycm.slicedwork import Job, runAtOnce
 from pycm.stats import ContainerStats
 from pycm.wirejson import encodeJSONBytes
 
@@ -26,6 +27,9 @@ DEFAULT_TAIL = 100
 #: The most bytes of log lines one C{logs} reply may carry (clients must
 #: hold a reply line in memory; pycm's client takes up to 16 MiB).
 MAX_LOGS_REPLY = 8 * 2**20
+
+#: Log lines encoded in one slice of L{encodeLogLines} (a few milliseconds).
+LINES_PER_SLICE = 1000
 
 
 def _tail(options: Mapping[str, Any]) -> int | None:
@@ -38,50 +42,98 @@ def _tail(options: Mapping[str, Any]) -> int | None:
 
 
 def logs(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> Any:
+    """
+    The lines, read (by the backend) and encoded (here) a slice at a time
+    between other connections' requests: megabytes of log hold up no one.
+    """
     name = validateName(args[0])
-    backend = session.state.backend
+    state = session.state
+    backend = state.backend
     since = None
     if "since" in options:
-        since = parseSince(options["since"], session.state.clock.seconds())
+        since = parseSince(options["since"], state.clock.seconds())
     # With --since, every line since then, unless --tail says otherwise.
     tail = _tail(options) if since is None or "tail" in options else None
     if not options.get("follow"):
-        return backend.logs(name, tail, since).addCallback(logLinesReply)
+        d = backend.logs(name, tail, since).addCallback(
+            lambda lines: state.slices.run(encodeLogLines(lines))
+        )
+        return _abandonedWithClient(session, d)
     if name in session.followedNames:
         raise BadRequest(f"already following {name}; send 'unfollow {name}' first")
     session.followedNames.add(name)
+    # Lines written while the backlog is encoded wait for its reply.
+    during: list[LogLine] | None = []
 
-    def following(follow: LogFollow) -> ReplyArray:
-        try:
-            backlog = logLinesReply(follow.backlog)
-        except BadRequest:
+    def observe(line: LogLine) -> None:
+        if during is None:
+            session.sendLogLine(name, line)
+        else:
+            during.append(line)
+
+    def sendDuring() -> None:
+        nonlocal during
+        newer, during = during or [], None
+        for line in newer:
+            session.sendLogLine(name, line)
+
+    def following(follow: LogFollow) -> Any:
+        def encoded(backlog: ReplyArray) -> ReplyArray:
+            # Before startFollowing's: a follow over at once ends after them.
+            session.callAfterReply(sendDuring)
+            session.startFollowing(name, follow)
+            return backlog
+
+        def notEncoded(failure: Any) -> Any:
             follow.cancel()
             session.followedNames.discard(name)
-            raise
-        session.startFollowing(name, follow)
-        return backlog
+            return failure
+
+        return state.slices.run(encodeLogLines(follow.backlog)).addCallbacks(encoded, notEncoded)
 
     def failed(failure: Any) -> Any:
         session.followedNames.discard(name)
         return failure
 
-    d = backend.follow(name, tail, lambda line: session.sendLogLine(name, line), since)
+    d = backend.follow(name, tail, observe, since)
     return d.addCallbacks(following, failed)
 
 
+def _abandonedWithClient(session: Session, d: Deferred[Any]) -> Deferred[Any]:
+    """C{d}, cancelled (its work stopped) if the client goes before it fires."""
+    if d.called:
+        return d
+    session.pending.add(d)
+
+    def settled(passthrough: Any) -> Any:
+        session.pending.discard(d)
+        return passthrough
+
+    return d.addBoth(settled)
+
+
 def logLinesReply(lines: Sequence[LogLine]) -> ReplyArray:
+    """L{encodeLogLines} at once."""
+    return runAtOnce(encodeLogLines(lines))
+
+
+def encodeLogLines(lines: Sequence[LogLine]) -> Job[ReplyArray]:
     """
-    The JSON of C{logs}' reply, each line encoded once: a reply of
+    The JSON of C{logs}' reply, each line encoded once, newest first, as a
+    L{pycm.slicedwork.Job} (L{LINES_PER_SLICE} lines a slice): a reply of
     megabytes is written a piece at a time as the client reads it, and
     counted against the daemon's budget for replies held for clients that
     do not read (L{pycm.daemon.heldreplies}).
 
     @raise BadRequest: if it would be over L{MAX_LOGS_REPLY} bytes, saying
-        how many of the newest lines would fit.
+        how many of the newest lines would fit (as soon as it is known: the
+        older lines are not encoded).
     """
     result: list[bytes] = []
     size = 0
     for line in reversed(lines):
+        if result and len(result) % LINES_PER_SLICE == 0:
+            yield None
         item = encodeJSONBytes(line.toJSON())
         size += len(item) + 1
         if size > MAX_LOGS_REPLY:

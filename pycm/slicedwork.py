@@ -1,0 +1,124 @@
+"""
+Long work done a slice at a time on the reactor (L{SlicedWork}): reading
+megabytes of a container's log, or encoding them, must not hold up the
+other connections (a C{ping} stays fast) nor the daemon's stop.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Generator
+from typing import Any, TypeVar
+
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import (
+    Cooperator,
+    SchedulerError,
+    SchedulerStopped,
+    TaskStopped,
+)
+from twisted.python.failure import Failure
+
+T = TypeVar("T")
+
+#: A job: a generator that yields (None) between slices of a few
+#: milliseconds at most, and returns its result (a job yields only when
+#: more work follows: one of a single slice never yields).
+Job = Generator[None, None, T]
+
+#: The most seconds of sliced work in one reactor turn, all jobs together.
+TURN_BUDGET = 0.01
+
+
+class _Budget:
+    """True once C{seconds} of C{timer} have passed since it was made."""
+
+    def __init__(self, timer: Callable[[], float], seconds: float) -> None:
+        self._timer = timer
+        self._end = timer() + seconds
+
+    def __call__(self) -> bool:
+        return self._timer() >= self._end
+
+
+class SlicedWork:
+    """
+    Runs jobs (L{Job}) a slice at a time, in turn (round-robin), for at
+    most L{TURN_BUDGET} seconds of one reactor turn in all, however many
+    jobs there are: the reactor serves other connections between turns.
+
+    @param clock: schedules the next turn (C{callLater(0, ...)}).
+    @param timer: measures the budget (C{time.monotonic}; tests give one
+        that advances as they say).
+    """
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        budget: float = TURN_BUDGET,
+        timer: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._cooperator = Cooperator(
+            terminationPredicateFactory=lambda: _Budget(timer, budget),
+            scheduler=lambda step: clock.callLater(0, step),
+        )
+
+    def run(self, job: Job[T]) -> Deferred[T]:
+        """
+        Run C{job}'s first slice now and, unless that was all, the rest
+        from the next reactor turn on.
+
+        @return: a Deferred that fires with the job's result (at once for
+            a job of one slice), or fails with its exception.  Cancelling
+            it stops the job where it is (its generator is closed, so its
+            C{finally} blocks run).
+        """
+        try:
+            next(job)
+        except StopIteration as stop:
+            return succeed(stop.value)
+        except Exception:
+            return fail()
+        result: list[Any] = []
+
+        def steps() -> Generator[None, None, None]:
+            result.append((yield from job))
+
+        task = self._cooperator.cooperate(steps())
+
+        def cancel(_: Deferred[T]) -> None:
+            try:
+                task.stop()
+            except SchedulerError:
+                # Done, failed or stopped already.
+                pass
+            job.close()
+
+        done: Deferred[T] = Deferred(cancel)
+
+        def finished(_: object) -> None:
+            if not done.called:
+                done.callback(result[0])
+
+        def failed(failure: Failure) -> None:
+            if failure.check(TaskStopped, SchedulerStopped):
+                return
+            if not done.called:
+                done.errback(failure)
+
+        task.whenDone().addCallbacks(finished, failed)
+        return done
+
+    def stop(self) -> None:
+        """Stop every job (the daemon stops): none of them fires any more."""
+        self._cooperator.stop()
+
+
+def runAtOnce(job: Job[T]) -> T:
+    """Run C{job} to its end now (in tests, and for small work)."""
+    while True:
+        try:
+            next(job)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
