@@ -101,6 +101,8 @@ class LineFraming(Protocol):
     _buffer = b""
     #: Serving lines now (a reply's callback that reads again must wait).
     _busyReceiving = False
+    #: The lines served now were read earlier, and waited their turn.
+    servingWaiting = False
     #: No more lines are served until every reason to pause is resumed.
     paused = False
     #: The first bytes of an overlong line waiting its turn to be refused.
@@ -262,9 +264,12 @@ class LineFraming(Protocol):
         self._busyReceiving = True
         self._batch = []
         self._batchBytes = self._turnBytes = 0
+        # No new bytes: the lines served waited (behind a pause, or a turn).
+        self.servingWaiting = not data
         try:
             self._serveBuffer()
         finally:
+            self.servingWaiting = False
             self._busyReceiving = False
             if not self._lost:
                 self._flush()

@@ -32,17 +32,22 @@ from pycm.wirejson import EncodedArray
 _EVENT_SIZE_GUESS = 256
 
 
+#: Commands that change no container but matter to the requests after them.
+_NOT_ONLY = frozenset({"auth", "exit"})
+
+
 def onlyAnswers(line: bytes) -> bool:
     """
     Does the request on C{line} only answer the client (C{logs}, C{list},
-    C{inspect}, C{stats}, ...: a command that changes no container, and
-    not C{auth})?  Those of a client that has gone are dropped.
+    C{inspect}, C{stats}, ...: a command that changes no container; not
+    C{auth}, which the requests after it may need, nor C{exit}, which ends
+    them)?  Those of a client that has gone are dropped.
     """
     words = line.split(None, 1)
     if not words:
         return False
     command = BY_WORD.get(words[0].decode("utf-8", "replace").lower())
-    return command is not None and not command.changes and command.name != "auth"
+    return command is not None and not command.changes and command.name not in _NOT_ONLY
 
 
 class RequestOrdering(LineFraming):
@@ -205,8 +210,8 @@ class RequestOrdering(LineFraming):
         if self._refusing:
             self._replyError(Unavailable(STOPPING_ERROR))
             return
-        if (self._readClosed or self._readingStopped) and onlyAnswers(line) and self._goneAway():
-            # Waiting in the buffer while the client went: nobody to answer.
+        if self.servingWaiting and onlyAnswers(line) and self._goneAway():
+            # It waited its turn while the client went: nobody to answer.
             self.dropped += 1
             return
         try:

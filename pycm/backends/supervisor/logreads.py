@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred, fail, maybeDeferred
 from twisted.internet.interfaces import IReactorTime
 
 from pycm.backends.supervisor.watching import follow, tailLog
@@ -80,7 +80,12 @@ class LogReads:
         The lines, as L{pycm.interfaces.IContainerBackend.logs} says;
         cancelling the Deferred stops the reading.
         """
-        return self._run(readLog(self._logStore, name, tail, since))
+        try:
+            job = readLog(self._logStore, name, tail, since)
+        except Exception:
+            # A file the store refuses to open, say: the request fails.
+            return fail()
+        return self._run(job)
 
     def follow(
         self,

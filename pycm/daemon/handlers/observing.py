@@ -101,8 +101,6 @@ def logs(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> A
 
 def _abandonedWithClient(session: Session, d: Deferred[Any]) -> Deferred[Any]:
     """C{d}, cancelled (its work stopped) if the client goes before it fires."""
-    if d.called:
-        return d
     session.pending.add(d)
 
     def settled(passthrough: Any) -> Any:

@@ -1,0 +1,159 @@
+"""
+Tests for L{pycm.slicedwork}: long jobs run a slice at a time, in turn,
+within a budget per reactor turn, on a L{Clock} and a timer the tests move.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from typing import Any
+
+from twisted.internet.defer import CancelledError
+from twisted.trial.unittest import SynchronousTestCase
+
+from pycm.slicedwork import SlicedWork, runAtOnce
+
+
+class Turns:
+    """
+    The reactor's turns, as far as L{SlicedWork} uses them: what is
+    scheduled during a turn (C{callLater(0, ...)}) runs in the next one,
+    as with the real reactor (a L{Clock} would run it in the same advance).
+    """
+
+    def __init__(self) -> None:
+        self.calls: list[_Call] = []
+
+    def callLater(self, delay: float, f: Callable[..., object], *args: object) -> _Call:
+        call = _Call(f, args, self)
+        self.calls.append(call)
+        return call
+
+    def seconds(self) -> float:
+        return 0.0
+
+    def turn(self) -> None:
+        """Run what was scheduled before this turn."""
+        calls, self.calls = self.calls, []
+        for call in calls:
+            call.f(*call.args)
+
+
+class _Call:
+    def __init__(self, f: Callable[..., object], args: tuple[object, ...], turns: Turns) -> None:
+        self.f, self.args, self._turns = f, args, turns
+
+    def cancel(self) -> None:
+        self._turns.calls.remove(self)
+
+
+class StepTimer:
+    """A timer that moves one second each time it is read: one step a budget."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += 1.0
+        return self.now
+
+
+def counting(steps: int, log: list[str], name: str) -> Generator[None, None, int]:
+    """A job of C{steps} slices that notes each in C{log}; returns C{steps}."""
+    for i in range(steps):
+        if i:
+            yield None
+        log.append(f"{name}{i}")
+    return steps
+
+
+class SlicedWorkTests(SynchronousTestCase):
+    """L{SlicedWork.run}."""
+
+    def setUp(self) -> None:
+        self.clock = Turns()
+        clock: Any = self.clock
+        self.work = SlicedWork(clock, budget=0.5, timer=StepTimer())
+
+    def test_oneSliceAtOnce(self) -> None:
+        """A job of one slice has its result at once, with no turn scheduled."""
+        log: list[str] = []
+        self.assertEqual(self.successResultOf(self.work.run(counting(1, log, "a"))), 1)
+        self.assertEqual(self.clock.calls, [])
+
+    def test_slicesInTurns(self) -> None:
+        """
+        The first slice runs now, the rest a turn at a time within the
+        budget, two jobs taking turns; each fires with its result.
+        """
+        log: list[str] = []
+        a = self.work.run(counting(3, log, "a"))
+        b = self.work.run(counting(3, log, "b"))
+        self.assertEqual(log, ["a0", "b0"])
+        self.assertNoResult(a)
+        self.clock.turn()
+        # The budget (0.5 s of a timer moving 1 s a read) allows 1 step a turn.
+        self.assertEqual(log, ["a0", "b0", "a1"])
+        self.clock.turn()
+        self.assertEqual(log, ["a0", "b0", "a1", "b1"])
+        self.clock.turn()
+        self.assertEqual(log, ["a0", "b0", "a1", "b1", "a2"])
+        self.assertNoResult(b)
+        self.clock.turn()
+        self.assertEqual(log[5:], ["b2"])
+        self.assertEqual((self.successResultOf(a), self.successResultOf(b)), (3, 3))
+        self.assertEqual(self.clock.calls, [])
+
+    def test_cancelStops(self) -> None:
+        """Cancelling stops the job: no more slice runs, its finally runs."""
+        log: list[str] = []
+
+        def job() -> Generator[None, None, None]:
+            try:
+                for i in range(10):
+                    log.append(str(i))
+                    yield None
+            finally:
+                log.append("closed")
+
+        d = self.work.run(job())
+        d.cancel()
+        self.failureResultOf(d, CancelledError)
+        for _ in range(5):
+            self.clock.turn()
+        self.assertEqual(log, ["0", "closed"])
+
+    def test_failure(self) -> None:
+        """An exception in a later slice fails the Deferred with it."""
+
+        def job() -> Generator[None, None, None]:
+            yield None
+            raise ValueError("bad")
+
+        d = self.work.run(job())
+        self.clock.turn()
+        self.failureResultOf(d, ValueError)
+
+    def test_failureAtOnce(self) -> None:
+        """An exception in the first slice fails the Deferred at once."""
+
+        def job() -> Generator[None, None, None]:
+            raise ValueError("bad")
+            yield None
+
+        self.failureResultOf(self.work.run(job()), ValueError)
+
+    def test_stop(self) -> None:
+        """After L{SlicedWork.stop} no job runs on, and none fires."""
+        log: list[str] = []
+        d = self.work.run(counting(3, log, "a"))
+        self.work.stop()
+        self.clock.turn()
+        self.assertEqual(log, ["a0"])
+        self.assertNoResult(d)
+
+    def test_runAtOnce(self) -> None:
+        """L{runAtOnce} runs every slice now and returns the result."""
+        log: list[str] = []
+        self.assertEqual(runAtOnce(counting(3, log, "a")), 3)
+        self.assertEqual(log, ["a0", "a1", "a2"])
