@@ -12,7 +12,7 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-from twisted.internet.defer import succeed
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
@@ -20,7 +20,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from pycm.daemon import framing
 from pycm.daemon.handlers import observing
 from pycm.daemon.protocol import PycmServerFactory, PycmServerProtocol
-from pycm.model import LogLine
+from pycm.model import LogFollow, LogLine
 from pycm.testing.server import FakeConnection, FakeServer
 
 #: Lines enough for many slices of encoding (L{observing.LINES_PER_SLICE}).
@@ -214,3 +214,33 @@ class GoneClientTests(SynchronousTestCase):
         drain(self.server.clock, lambda: self.conn.closed)
         self.assertEqual([kind for kind, _ in self.conn.replies()], ["OK"] * 3)
         self.assertEqual(self.asked, ["web", "web"])
+
+
+class SlicedFollowTests(SynchronousTestCase):
+    """The backlog of C{logs --follow} is encoded a slice at a time too."""
+
+    def test_linesDuringTheBacklogAfterIt(self) -> None:
+        """
+        A line the container writes while the backlog is encoded is sent
+        after the backlog's reply, as an EVENT line, not before it.
+        """
+        server = FakeServer()
+        observers: list[Callable[[LogLine], None]] = []
+        ended: Deferred[None] = Deferred()
+
+        def follow(name: str, tail: Any, observer: Any, since: Any = None) -> Any:
+            observers.append(observer)
+            return succeed(LogFollow(list(BIG), ended, lambda: None))
+
+        server.backend.follow = follow  # type: ignore[method-assign]
+        conn = server.connect()
+        conn.send("logs --follow --tail=all web\n")
+        [observe] = observers
+        observe(LogLine(2e9, "stdout", "during"))
+        self.assertEqual(conn.lines(), [])
+        drain(server.clock, lambda: bool(conn.transport.value()))
+        observe(LogLine(2e9, "stdout", "after"))
+        replies = conn.replies()
+        self.assertEqual([kind for kind, _ in replies], ["OK", "EVENT", "EVENT"])
+        self.assertEqual(len(replies[0][1]), len(BIG))
+        self.assertEqual([value["line"] for _, value in replies[1:]], ["during", "after"])

@@ -60,9 +60,7 @@ class CostlyRequestsTests(SynchronousTestCase):
         ).start()
         client = self.daemon.connect()
         client.ok(WRITER)
-        waitFor(
-            lambda: client.ok("inspect lg")["state"] == "exited", "the writer to end", 120
-        )
+        waitFor(lambda: client.ok("inspect lg")["state"] == "exited", "the writer to end", 120)
         start = time.monotonic()
         kind, value = client.request(EXPENSIVE)
         #: What one expensive request costs on this machine now.

@@ -16,11 +16,12 @@ from twisted.internet.defer import CancelledError
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from pycm.backends.memory import MemoryBackend
 from pycm.backends.process import logreading
 from pycm.backends.process.logfiles import FileLogStore, encodeRecord
 from pycm.backends.process.logreading import BLOCK, LogFile, newestLines, recordTime
 from pycm.backends.supervisor.logreads import ISlicedLogStore, LogReads
-from pycm.model import LogLine
+from pycm.model import ContainerSpec, LogLine
 from pycm.slicedwork import runAtOnce
 
 
@@ -169,8 +170,9 @@ class LogReadsTests(SynchronousTestCase):
         d = self.reads.logs("web", None, None)
         self.assertNoResult(d)
         self.clock.advance(0)
-        self.assertEqual([line.line for line in self.successResultOf(d)],
-                         [line.line for line in self.lines])
+        self.assertEqual(
+            [line.line for line in self.successResultOf(d)], [line.line for line in self.lines]
+        )
 
     def test_smallLogAtOnce(self) -> None:
         """A tail of one block is read at once."""
@@ -184,3 +186,52 @@ class LogReadsTests(SynchronousTestCase):
         self.failureResultOf(d, CancelledError)
         self.clock.advance(0)
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+class FollowBacklogTests(SynchronousTestCase):
+    """
+    C{logs --follow} on a supervisor (the memory backend's simulated runs)
+    whose log store is a L{FileLogStore}: the backlog is read a slice at
+    a time, and no line is lost or sent twice meanwhile.
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.store = FileLogStore(self.mktemp())
+        self.backend = MemoryBackend(self.clock, logStore=self.store)
+        self.successResultOf(self.backend.open())
+        self.addCleanup(self.store.close)
+        web = self.successResultOf(
+            self.backend.createAndStart(ContainerSpec("web", command=("sleep", "1000")))
+        )
+        self.run = self.backend.runtime.runs[web.pid]  # type: ignore[index]
+        self.store.appendLines("web", 1.0, "stdout", [f"old {i}" for i in range(5_000)])
+
+    def test_linesDuringTheBacklog(self) -> None:
+        """
+        A line written while the backlog is read ends the backlog; the
+        observer gets only the lines written after it is read.
+        """
+        seen: list[str] = []
+        d = self.backend.follow("web", None, lambda line: seen.append(line.line))
+        self.assertNoResult(d)
+        self.run.write("stdout", "during")
+        self.clock.advance(0)
+        follow = self.successResultOf(d)
+        backlog = [line.line for line in follow.backlog]
+        self.assertEqual(backlog[-2:], ["old 4999", "during"])
+        self.assertEqual(backlog.count("during"), 1)
+        self.assertEqual(seen, [])
+        self.run.write("stdout", "after")
+        self.assertEqual(seen, ["after"])
+        follow.cancel()
+
+    def test_cancelledFollow(self) -> None:
+        """A follow cancelled while its backlog is read follows nothing."""
+        seen: list[str] = []
+        d = self.backend.follow("web", None, lambda line: seen.append(line.line))
+        d.cancel()
+        self.failureResultOf(d, CancelledError)
+        self.run.write("stdout", "after")
+        self.clock.advance(0)
+        self.assertEqual(seen, [])

@@ -127,4 +127,3 @@ class LogReads:
     def stop(self) -> None:
         """The backend is closed: no read goes on."""
         self._slices.stop()
-
