@@ -11,7 +11,7 @@ from __future__ import annotations
 import errno
 import os
 from collections import OrderedDict
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator
 from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
 
 from twisted.logger import Logger
@@ -39,8 +39,6 @@ DEFAULT_MAX_OPEN = 64
 #: request costs, which the daemon also spreads over reactor turns.
 DEFAULT_TAIL_BUDGET = 8 * MiB
 
-_BLOCK = 64 * 1024
-
 #: The C{stream} of the lines the daemon itself adds to a container's log.
 PYCM_STREAM = "pycm"
 
@@ -57,34 +55,6 @@ def encodeRecord(logLine: LogLine) -> bytes:
     """One log line as one record (with its newline)."""
     line = encode_basestring_ascii(logLine.line)
     return f"{recordPrefix(logLine.time, logLine.stream)}{line}}}\n".encode("ascii")
-
-
-def reversedRecords(path: str, blockSize: int = _BLOCK) -> Iterator[bytes]:
-    """
-    The non-empty lines of the file at C{path}, last first, read backwards
-    in blocks: the cost is proportional to what is read, not to the file.
-    A missing file has no lines.
-    """
-    try:
-        # Never through a link: one planted in the state directory would
-        # hand another file's content to the client (L{openLogFile}).
-        f = os.fdopen(openLogFile(path, os.O_RDONLY), "rb")
-    except FileNotFoundError:
-        return
-    with f:
-        position = f.seek(0, os.SEEK_END)
-        rest = b""
-        while position > 0:
-            step = min(blockSize, position)
-            position -= step
-            f.seek(position)
-            pieces = (f.read(step) + rest).split(b"\n")
-            rest = pieces[0]
-            for piece in reversed(pieces[1:]):
-                if piece:
-                    yield piece
-        if rest:
-            yield rest
 
 
 def describeWriteError(error: OSError) -> str:
@@ -140,7 +110,7 @@ class FileLogStore:
     @ivar maxSize: a file is rotated before it would grow over this many
         bytes (a single record bigger than that gets a file of its own).
     @ivar maxFiles: how many files are kept per container, current included.
-    @ivar tailBudget: the most bytes of records one L{tail} reads.
+    @ivar tailBudget: the most bytes of records one L{tail} or L{readNewest} reads.
     @param write: writes to a descriptor and returns how much it wrote
         (C{os.write}; tests give one that fails as a full disk does).
     """
