@@ -256,10 +256,10 @@ def _seconds(value: object, key: str, allowZero: bool) -> float:
         seconds = float(value)
     else:
         raise BadRequest(f"bad --{key} {value!r}: expected a duration such as 10s")
-    if not seconds < 1e9:
+    if seconds >= 1e9:
         raise BadRequest(f"bad --{key} {value!r}: expected a duration under 1e9 seconds "
                          "(31 years)")
-    if not (0 <= seconds) or (seconds < 0.001 and not allowZero):
+    if not 0 <= seconds < 1e9 or (seconds < 0.001 and not allowZero):
         raise BadRequest(f"bad --{key} {value!r}: expected a duration of at least 1ms")
     return seconds
 

@@ -146,6 +146,7 @@ class TemplateTests(SynchronousTestCase):
         self.assertEqual(formatContainers([DB, WEB], template=template),
                          ["NAME   STATE", "db     exited", "web    running"])
         self.assertFalse(Template.parse("tables {{.Name}}").table)
+        self.assertEqual(Template.parse("table\t{{.Name}}").render(WEB), "web")
 
 
 

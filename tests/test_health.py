@@ -227,6 +227,8 @@ class HealthCheckFromTests(SynchronousTestCase):
             ({"health-cmd": "x", "health-interval": "0s"}, "bad --health-interval '0s'"),
             ({"health-cmd": "x", "health-interval": "1000000h"},
              "bad --health-interval '1000000h': expected a duration under 1e9 seconds"),
+            ({"health-cmd": "x", "health-interval": float("nan")},
+             "bad --health-interval nan: expected a duration of at least 1ms"),
             ({"health-cmd": "x", "health-timeout": "soon"}, "bad --health-timeout 'soon'"),
             ({"health-cmd": "x", "health-timeout": True}, "bad --health-timeout True"),
             ({"health-cmd": "x", "health-retries": "0"}, "bad --health-retries 0"),

@@ -306,7 +306,7 @@ class CannotEnterTests(SynchronousTestCase):
     def setUp(self) -> None:
         # In the system's temporary directory, which anyone may search
         # (the clone's own directories may not be).
-        self.top = os.path.realpath(tempfile.mkdtemp())
+        self.top = os.path.realpath(tempfile.mkdtemp(dir="/tmp"))
         self.addCleanup(shutil.rmtree, self.top)
         os.makedirs(os.path.join(self.top, "inner"))
         os.chmod(self.top, 0o755)
@@ -350,6 +350,15 @@ class CannotEnterTests(SynchronousTestCase):
         self.assertIsNone(member.cannotEnter(inner))
         self.assertEqual(self.user.cannotEnter(inner), inner)
 
+    def test_throughALink(self) -> None:
+        """A path through a symbolic link is walked as its target's."""
+        closed = os.path.join(self.top, "closed")
+        os.makedirs(os.path.join(closed, "work"))
+        os.chmod(closed, 0o700)
+        link = os.path.join(self.top, "inner", "link")
+        os.symlink(os.path.join(closed, "work"), link)
+        self.assertEqual(self.user.cannotEnter(link), closed)
+
     def test_root(self) -> None:
         """Root may enter anything."""
         os.chmod(self.top, 0o700)
@@ -373,7 +382,7 @@ class WorkdirAsTheUserTests(TestCase):
         As Docker refuses it: the start fails naming the user, the workdir
         and the directory it may not search; nothing runs in it.
         """
-        top = os.path.realpath(tempfile.mkdtemp())
+        top = os.path.realpath(tempfile.mkdtemp(dir="/tmp"))
         self.addCleanup(shutil.rmtree, top)
         os.makedirs(os.path.join(top, "work"))
         os.chmod(top, 0o700)

@@ -41,7 +41,7 @@ commands (run by the daemon; `pycm help COMMAND` shows one command's usage):
   start NAME... | stop [--time=S] NAME... | restart [--time=S] NAME...
   kill [--signal=SIG] NAME... | rm [--force] NAME...   (one request a name)
   scale NAME N | scale NAME=N...                 run N copies (swarm backend)
-  apply [--dry-run] [--prune] [--project=NAME] FILE
+  apply [--dry-run] [--prune] [--project=NAME] [--progress-id=ID] FILE
                                                  make the containers match a
                                                  services file (`apply --help`)
   list (ls, ps) [--filter=KEY=VALUE]...          a table of containers

@@ -76,9 +76,10 @@ class Template:
     """
     A C{--format} template: text with C{{{.Field}}} placeholders (the
     fields of L{TEMPLATE_FIELDS}), C{\\t} and C{\\n} as in Docker's.  Only
-    fields: no functions, no pipelines, nothing is executed.  As in
-    Docker's, C{table TEMPLATE} prints a header line first (each field's
-    name in capitals) and aligns the columns its tabs separate.
+    fields: no functions, no pipelines, nothing is executed.  As Docker's
+    does, C{table TEMPLATE} prints a header line first and aligns the
+    columns its tabs separate; the header is each field's own name in
+    capitals (C{ID}, where Docker says C{CONTAINER ID}).
 
     @ivar parts: literal text and field names, alternately (text first).
     @ivar table: whether it is a C{table} template.
@@ -103,7 +104,7 @@ class Template:
         """@raise TemplateError: for an unknown field or anything but fields."""
         table = isTableFormat(text)
         if table:
-            text = text.lstrip()[len("table"):].lstrip(" ")
+            text = text.lstrip()[len("table"):].lstrip(" \t")
         text = text.replace("\\t", "\t").replace("\\n", "\n")
         parts: list[str] = []
         position = 0

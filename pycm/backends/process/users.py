@@ -72,7 +72,8 @@ class RunUser:
         if self.uid == 0:
             return None
         path = "/"
-        for part in [p for p in directory.split("/") if p] + [None]:
+        # The real path: a symbolic link's target is what is walked.
+        for part in [p for p in os.path.realpath(directory).split("/") if p] + [None]:
             try:
                 info = os.stat(path)
             except OSError:
