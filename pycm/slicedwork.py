@@ -13,12 +13,15 @@ from typing import Any, TypeVar
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import (
+    CooperativeTask,
     Cooperator,
     SchedulerError,
     SchedulerStopped,
     TaskStopped,
 )
 from twisted.python.failure import Failure
+
+from pycm.errors import Unavailable
 
 T = TypeVar("T")
 
@@ -29,6 +32,9 @@ Job = Generator[None, None, T]
 
 #: The most seconds of sliced work in one reactor turn, all jobs together.
 TURN_BUDGET = 0.01
+
+#: Why a job run after L{SlicedWork.stop} fails.
+STOPPED = "the daemon is shutting down"
 
 
 class _Budget:
@@ -63,6 +69,10 @@ class SlicedWork:
             terminationPredicateFactory=lambda: _Budget(timer, budget),
             scheduler=lambda step: clock.callLater(0, step),
         )
+        #: The jobs under way, each stopped on its own by L{stop}
+        #: (C{Cooperator.stop} skips some of several).
+        self._tasks: set[CooperativeTask[Any]] = set()
+        self._stopped = False
 
     def run(self, job: Job[T]) -> Deferred[T]:
         """
@@ -70,10 +80,14 @@ class SlicedWork:
         from the next reactor turn on.
 
         @return: a Deferred that fires with the job's result (at once for
-            a job of one slice), or fails with its exception.  Cancelling
-            it stops the job where it is (its generator is closed, so its
-            C{finally} blocks run).
+            a job of one slice), or fails with its exception
+            (L{Unavailable} once L{stop}ped).  Cancelling it stops the job
+            where it is (its generator is closed, so its C{finally} blocks
+            run).
         """
+        if self._stopped:
+            job.close()
+            return fail(Unavailable(STOPPED))
         try:
             next(job)
         except StopIteration as stop:
@@ -86,22 +100,21 @@ class SlicedWork:
             result.append((yield from job))
 
         task = self._cooperator.cooperate(steps())
+        self._tasks.add(task)
 
         def cancel(_: Deferred[T]) -> None:
-            try:
-                task.stop()
-            except SchedulerError:
-                # Done, failed or stopped already.
-                pass
+            self._stopTask(task)
             job.close()
 
         done: Deferred[T] = Deferred(cancel)
 
         def finished(_: object) -> None:
+            self._tasks.discard(task)
             if not done.called:
                 done.callback(result[0])
 
         def failed(failure: Failure) -> None:
+            self._tasks.discard(task)
             if failure.check(TaskStopped, SchedulerStopped):
                 return
             if not done.called:
@@ -110,8 +123,22 @@ class SlicedWork:
         task.whenDone().addCallbacks(finished, failed)
         return done
 
+    def _stopTask(self, task: CooperativeTask[Any]) -> None:
+        self._tasks.discard(task)
+        try:
+            task.stop()
+        except SchedulerError:
+            # Done, failed or stopped already.
+            pass
+
     def stop(self) -> None:
-        """Stop every job (the daemon stops): none of them fires any more."""
+        """
+        Stop every job (the backend is closed): none of them fires any
+        more, and a job run after this fails.
+        """
+        self._stopped = True
+        for task in list(self._tasks):
+            self._stopTask(task)
         self._cooperator.stop()
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from twisted.internet.defer import CancelledError
 from twisted.trial.unittest import SynchronousTestCase
 
+from pycm.errors import Unavailable
 from pycm.slicedwork import SlicedWork, runAtOnce
 
 
@@ -144,13 +145,22 @@ class SlicedWorkTests(SynchronousTestCase):
         self.failureResultOf(self.work.run(job()), ValueError)
 
     def test_stop(self) -> None:
-        """After L{SlicedWork.stop} no job runs on, and none fires."""
+        """
+        After L{SlicedWork.stop} no job runs on (however many there were),
+        none fires, cancelling one is harmless, and a new one fails.
+        """
         log: list[str] = []
-        d = self.work.run(counting(3, log, "a"))
+        ds = [self.work.run(counting(3, log, name)) for name in "abcd"]
         self.work.stop()
-        self.clock.turn()
-        self.assertEqual(log, ["a0"])
-        self.assertNoResult(d)
+        for _ in range(5):
+            self.clock.turn()
+        self.assertEqual(log, ["a0", "b0", "c0", "d0"])
+        for d in ds:
+            self.assertNoResult(d)
+            d.cancel()
+            self.failureResultOf(d, CancelledError)
+        self.failureResultOf(self.work.run(counting(3, log, "e")), Unavailable)
+        self.assertEqual(log[4:], [])
 
     def test_runAtOnce(self) -> None:
         """L{runAtOnce} runs every slice now and returns the result."""
