@@ -402,6 +402,7 @@ class ILogStore(Interface):
         """
         Before a run of C{name} starts: raise L{pycm.errors.BackendError}
         if its output cannot be kept safely (the run is then not started).
+        Optional: a store without it is not asked.
         """
 
     def tail(name, count):

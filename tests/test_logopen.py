@@ -252,6 +252,12 @@ class SupervisorTests(PlantedTestCase):
         self.backend = MemoryBackend(self.clock, logStore=self.store)
         self.successResultOf(self.backend.open())
 
+    def readLogs(self, name: str) -> Any:
+        """C{logs NAME}'s lines, once its read (a slice a turn) is done."""
+        d = self.backend.logs(name, None)
+        self.clock.advance(0)
+        return self.successResultOf(d)
+
     def test_runRefused(self) -> None:
         """
         C{run} of a container whose log file is a planted hard link fails,
@@ -276,9 +282,29 @@ class SupervisorTests(PlantedTestCase):
         os.unlink(path)
         self.successResultOf(self.backend.start("x4"))
         self.clock.advance(1)
-        lines = self.successResultOf(self.backend.logs("x4", None))
+        lines = self.readLogs("x4")
         self.assertEqual([line.line for line in lines], ["hello-x4"])
         self.assertVictimUntouched()
+
+    def test_storeWithoutPrepare(self) -> None:
+        """
+        A log store written before C{prepare} existed (it has none) is not
+        asked: its containers start as before.
+        """
+        class WithoutPrepare:
+            def __init__(self, inner: FileLogStore) -> None:
+                self._inner = inner
+
+            def __getattr__(self, name: str) -> Any:
+                if name == "prepare":
+                    raise AttributeError(name)
+                return getattr(self._inner, name)
+
+        backend = MemoryBackend(self.clock, logStore=WithoutPrepare(self.store))
+        self.successResultOf(backend.open())
+        container = self.successResultOf(
+            backend.createAndStart(ContainerSpec("old", command=("echo", "hi"))))
+        self.assertEqual(container.state, State.RUNNING)
 
     def test_restartRefused(self) -> None:
         """
@@ -315,6 +341,6 @@ class SupervisorTests(PlantedTestCase):
         os.unlink(os.path.join(self.logs, "web.log"))
         self.successResultOf(self.backend.start("web"))
         self.clock.advance(1)
-        lines = self.successResultOf(self.backend.logs("web", None))
+        lines = self.readLogs("web")
         self.assertEqual([line.line for line in lines], ["again"])
 

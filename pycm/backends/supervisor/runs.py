@@ -139,8 +139,11 @@ class Runs:
 
     def _spawnNow(self, record: Record, observer: RunObserver) -> Deferred[IRun]:
         # Nothing runs whose output could not be kept safely (a file planted
-        # where its log goes): the start fails, saying why.
-        self._logStore.prepare(record.name)
+        # where its log goes): the start fails, saying why.  A log store
+        # written before prepare existed has none: nothing to check.
+        prepare = getattr(self._logStore, "prepare", None)
+        if prepare is not None:
+            prepare(record.name)
         return self._runtime.spawn(
             record.toContainer(),
             observer,
