@@ -342,6 +342,11 @@ class RealOomTests(TestCase):
         cgroups = detect(parent="/pycm-oom-test")
         if "memory" not in cgroups.limits:
             raise SkipTest(f"no memory limit here: {cgroups.describe()}")
+        with open("/proc/swaps") as swaps:
+            swapOn = len(swaps.read().splitlines()) > 1
+        if swapOn and not cgroups.swapLimited:
+            raise SkipTest("swap is on and not limited here: the program would swap "
+                           "rather than be OOM-killed")
         backend = makeBackend(
             reactor, self.mktemp(), {"cgroups": "auto", "cgroup-parent": "/pycm-oom-test"}
         )
