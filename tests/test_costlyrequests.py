@@ -15,6 +15,7 @@ from typing import Any
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from pycm.daemon import framing
@@ -187,7 +188,8 @@ class GoneClientTests(SynchronousTestCase):
         """
         A client pipelines C{logs} requests, a C{run} among them, and closes
         while the first is made: the first is answered (it was under way),
-        the C{logs}, C{list} and C{inspect} after it are never served, the C{run} is.
+        the C{logs}, C{list} and C{inspect} after it are never served, the C{run} is;
+        the daemon's log says how many were dropped when the connection closes.
         """
         self.conn.send(
             "logs --tail=all web\nlogs web\nlogs web\nrun xy\nlogs web\nlist\ninspect xy\n"
@@ -202,6 +204,14 @@ class GoneClientTests(SynchronousTestCase):
         kinds = [kind for kind, _ in self.conn.replies()]
         self.assertEqual(kinds, ["OK", "OK"])
         self.assertEqual(self.conn.protocol.dropped, 5)
+        logged: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(logged.append)
+        self.addCleanup(globalLogPublisher.removeObserver, logged.append)
+        self.conn.disconnect()
+        self.assertIn(
+            "closed; 5 requests only answering it discarded",
+            [formatEvent(event) for event in logged][-1],
+        )
 
     def test_halfClosedClientAnswered(self) -> None:
         """

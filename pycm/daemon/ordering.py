@@ -120,6 +120,12 @@ class RequestOrdering(LineFraming):
     def _stopTimers(self) -> None:
         """The daemon stops: no timer of this connection may act any more."""
 
+    def describeDropped(self) -> str:
+        """The requests dropped as the client went, for the log ("": none)."""
+        if not self.dropped:
+            return ""
+        return f"{self.dropped} request{'s' if self.dropped != 1 else ''} only answering it"
+
     def _goneAway(self) -> bool:
         """Has the client gone (L{clientGone}), though no read said so yet?"""
         if not self._clientGone:

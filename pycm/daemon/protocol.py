@@ -179,7 +179,8 @@ class PycmServerProtocol(RequestOrdering):
         self._afterReply.clear()
         leftovers = self._leftoverRequests()
         # Nothing more is read: let go of unread input at once.
-        discarded = describeDiscarded(self.clearLineBuffer())
+        unread = describeDiscarded(self.clearLineBuffer())
+        discarded = " and ".join(part for part in (unread, self.describeDropped()) if part)
         if leftovers:
             # It keeps its place under the cap until they are served.
             self.factory.connectionLimit.settled(self)
