@@ -13,16 +13,20 @@ reader, which needs attrs, is imported only when a file is read.)
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import shlex
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pycm.client.health import stateText
 from pycm.client.wire import ConnectionGone, ProtocolError
 from pycm.errors import PycmError
 
 if TYPE_CHECKING:
+    from twisted.internet.defer import Deferred
+    from twisted.python.failure import Failure
+
     from pycm.client.oneshot import BlockingClient
     from pycm.client.protocol import ClientProtocol
 
@@ -31,6 +35,17 @@ if TYPE_CHECKING:
 MAX_REQUEST_LINE = 65_536
 
 _USAGE = "usage: apply [--dry-run] [--prune] [--project=NAME] [--progress-id=ID] FILE"
+
+#: A C{--progress-id} the daemon takes (its
+#: C{pycm.daemon.handlers.applying.PROGRESS_ID}, which a test keeps the
+#: same): a wrong one is a usage error before anything is sent.
+PROGRESS_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+#: How a daemon older than C{--progress-id} refuses an apply that has one
+#: (C{ERR bad_request ...}: it refuses every option it does not know).
+OLD_DAEMON_REFUSAL = "unknown option '--progress-id'"
+
+_Reply = TypeVar("_Reply")
 
 
 class ApplyUsageError(ValueError):
@@ -47,38 +62,17 @@ def planApply(words: Sequence[str]) -> tuple[str, ...]:
     The words of the C{apply} request for C{apply [OPTIONS] FILE}: its
     options as given, a C{--progress-id} (the one given, else a random
     word: the daemon tags this apply's progress events with it, and the
-    client shows those only, L{isOwnProgress}), then the document of FILE
-    as compact JSON (one word, which the sender shell-quotes).
+    client shows those only, L{isOwnProgress}; a daemon older than that
+    option gets the apply again without it, L{withoutOwnProgressId}), then
+    the document of FILE as compact JSON (one word, which the sender
+    shell-quotes).
 
-    @raise ApplyUsageError: for a wrong option, no FILE or more than one, a
+    @raise ApplyUsageError: for a wrong option (or C{--progress-id}), no FILE or more than one, a
         mistake in the file or an env file (C{FILE:LINE: why}), or a
         document too big for one request line.
     """
-    flags: list[str] = []
-    files: list[str] = []
-    project: str | None = None
-    progressId = secrets.token_hex(8)
-    rest = iter(words[1:])
-    optionsDone = False
-    for word in rest:
-        if optionsDone or not word.startswith("-") or word == "-":
-            files.append(word)
-        elif word == "--":
-            optionsDone = True
-        elif word in ("--dry-run", "--prune"):
-            if word not in flags:
-                flags.append(word)
-        elif word == "--project" or word.startswith("--project="):
-            project = word.partition("=")[2] if "=" in word else next(rest, None)
-            if not project:
-                raise ApplyUsageError(f"apply: --project needs a NAME; {_USAGE}")
-        elif word == "--progress-id" or word.startswith("--progress-id="):
-            given = word.partition("=")[2] if "=" in word else next(rest, None)
-            if not given:
-                raise ApplyUsageError(f"apply: --progress-id needs an ID; {_USAGE}")
-            progressId = given
-        else:
-            raise ApplyUsageError(f"apply: unknown option {word}; {_USAGE}")
+    flags, files, project, given = _applyOptions(words)
+    progressId = secrets.token_hex(8) if given is None else given
     if len(files) != 1:
         raise ApplyUsageError(f"apply takes one services FILE; {_USAGE}")
     from pycm.services.servicefile import loadServicesFile
@@ -100,6 +94,105 @@ def planApply(words: Sequence[str]) -> tuple[str, ...]:
             "at most; split it into several files, each with its own --project",
             hint=False)
     return request
+
+
+def _applyOptions(
+    words: Sequence[str],
+) -> tuple[list[str], list[str], str | None, str | None]:
+    """
+    C{apply [OPTIONS] FILE}'s words read: its flags, its files, its
+    C{--project} and its C{--progress-id} (None where not given).
+
+    @raise ApplyUsageError: for a wrong option.
+    """
+    flags: list[str] = []
+    files: list[str] = []
+    project: str | None = None
+    progressId: str | None = None
+    rest = iter(words[1:])
+    optionsDone = False
+    for word in rest:
+        if optionsDone or not word.startswith("-") or word == "-":
+            files.append(word)
+        elif word == "--":
+            optionsDone = True
+        elif word in ("--dry-run", "--prune"):
+            if word not in flags:
+                flags.append(word)
+        elif word == "--project" or word.startswith("--project="):
+            project = word.partition("=")[2] if "=" in word else next(rest, None)
+            if not project:
+                raise ApplyUsageError(f"apply: --project needs a NAME; {_USAGE}")
+        elif word == "--progress-id" or word.startswith("--progress-id="):
+            progressId = word.partition("=")[2] if "=" in word else next(rest, None)
+            if not progressId:
+                raise ApplyUsageError(f"apply: --progress-id needs an ID; {_USAGE}")
+            if not PROGRESS_ID.fullmatch(progressId):
+                raise ApplyUsageError(
+                    f"apply: bad --progress-id {progressId!r}: expected 1 to 64 letters, "
+                    f"digits, '_', '.' or '-'; {_USAGE}")
+        else:
+            raise ApplyUsageError(f"apply: unknown option {word}; {_USAGE}")
+    return flags, files, project, progressId
+
+
+def isOldDaemonRefusal(error: BaseException) -> bool:
+    """
+    Is C{error} how a daemon older than C{--progress-id} refuses an apply
+    that has one (L{OLD_DAEMON_REFUSAL})?
+    """
+    return isinstance(error, PycmError) and error.code == "bad_request" \
+        and error.message == OLD_DAEMON_REFUSAL
+
+
+def withoutOwnProgressId(error: BaseException, request: Sequence[str],
+                         typed: Sequence[str]) -> tuple[str, ...] | None:
+    """
+    The C{apply} request C{request} without the C{--progress-id} the
+    client added to it by itself, when C{error} says the daemon is older
+    than that option (L{isOldDaemonRefusal}): sent again, it applies as
+    before, and its progress events carry no id (show them all, as
+    clients did before).  None otherwise: another request or error, or
+    an id the user gave (C{typed}: their words), which that daemon cannot
+    honour.
+    """
+    if not request or request[0].lower() != "apply" or not isOldDaemonRefusal(error):
+        return None
+    try:
+        if _applyOptions(typed)[3] is not None:
+            return None
+    except ApplyUsageError:
+        return None
+    kept = tuple(word for word in request if not word.startswith("--progress-id="))
+    return kept if len(kept) < len(request) else None
+
+
+def oldDaemonHint(error: BaseException, request: Sequence[str]) -> str:
+    """
+    What to say when the daemon refused the C{--progress-id} the user gave
+    (L{isOldDaemonRefusal}): it is older than that option.
+    """
+    if request and request[0].lower() == "apply" and isOldDaemonRefusal(error) \
+            and any(word.startswith("--progress-id=") for word in request):
+        return (" (this daemon is older than apply's --progress-id: apply without it, "
+                "and pycm shows every progress event of the project's applies)")
+    return ""
+
+
+def sendApply(send: Callable[[str, Sequence[str]], Deferred[_Reply]],
+              request: Sequence[str], typed: Sequence[str]) -> Deferred[_Reply]:
+    """
+    C{send(line, request)}, and once more without the client's own
+    C{--progress-id} if the daemon is older than it
+    (L{withoutOwnProgressId}): the shell's way to send a planned request.
+    """
+    def olderDaemon(failure: Failure) -> Any:  # the failure, or the second reply
+        older = withoutOwnProgressId(failure.value, request, typed)
+        if older is None:
+            return failure
+        return send(shlex.join(older), older)
+
+    return send(shlex.join(request), request).addErrback(olderDaemon)
 
 
 async def watchApply(client: ClientProtocol | BlockingClient) -> bool:

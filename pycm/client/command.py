@@ -17,9 +17,11 @@ from pycm.client import format as fmt
 from pycm.client.applying import (
     isApplyProgress,
     isOwnProgress,
+    oldDaemonHint,
     progressIdOf,
     progressLine,
     watchApply,
+    withoutOwnProgressId,
 )
 from pycm.client.exits import (
     EXIT_OK,
@@ -155,10 +157,19 @@ async def runCommand(
     for index, words in enumerate(plan.requests):
         line = shlex.join(words)
         try:
-            value = await client.request(line)
+            try:
+                value = await client.request(line)
+            except PycmError as e:
+                older = withoutOwnProgressId(e, words, options.command)
+                if older is None:
+                    raise
+                # A daemon older than --progress-id: the apply once more
+                # without it, and all of its progress shown, as before.
+                words, line, progressId = older, shlex.join(older), None
+                value = await client.request(line)
         except PycmError as e:
             reportError(err, options, e.code, e.message,
-                        explainError(e, client, options, words))
+                        explainError(e, client, options, words) + oldDaemonHint(e, words))
             code = max(code, errorStatus(e))
             continue
         except ConnectionGone:

@@ -20,6 +20,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
 
 from pycm.client import format as fmt
+from pycm.client.applying import sendApply
 from pycm.client.commandtable import BY_WORD as KNOWN_BY_WORD
 from pycm.client.history import HistoryFile
 from pycm.client.inflight import Reconnection, abandonedLines
@@ -380,7 +381,7 @@ class ShellProtocol(MaskingLineEditor, TabCompletion, HistoricRecvLine):
             d.addCallback(self._repliedTo, awaited)
             return
         replies = [
-            self._request(shlex.join(request), request).addCallbacks(
+            sendApply(self._request, request, words).addCallbacks(
                 self._formatPlanned, self._formatError, callbackArgs=(plan, request)
             )
             for request in plan.requests
