@@ -16,7 +16,11 @@ from zope.interface import implementer
 from pycm.backends.memory import MemoryBackend, SimulatedRuntime
 from pycm.backends.supervisor.healthmonitor import ANSWER_GRACE
 from pycm.backends.supervisor.records import Record
-from pycm.backends.supervisor.restartpolicy import INITIAL_BACKOFF, MAX_BACKOFF
+from pycm.backends.supervisor.restartpolicy import (
+    INITIAL_BACKOFF,
+    MAX_BACKOFF,
+    nextHealthBackoff,
+)
 from pycm.capabilities import HEALTH_OPTIONS
 from pycm.errors import BackendError, BadRequest
 from pycm.health import HealthCheck, HealthResult, HealthStatus, OnFailure
@@ -59,6 +63,25 @@ class HealthTestCase(SupervisorTestCase):
 
     def record(self, name: str) -> Record:
         return self.backend._records[name]
+
+    def restartWaits(self, name: str) -> list[float]:
+        """
+        The waits, from then on, between each C{die} of C{name} and the
+        C{start} after it (the list grows as time passes).
+        """
+        waits: list[float] = []
+        died: list[float] = []
+
+        def observe(event: Any) -> None:
+            if event.name != name:
+                return
+            if event.action == Action.DIE:
+                died.append(self.clock.seconds())
+            elif event.action == Action.START and died:
+                waits.append(round(self.clock.seconds() - died.pop(), 3))
+
+        self.backend.addObserver(observe)
+        return waits
 
 
 class HealthStatusTests(HealthTestCase):
@@ -364,6 +387,64 @@ class OnFailureTests(HealthTestCase):
         self.assertEqual(self.inspect("web").state, State.RESTARTING)
         self.done(self.backend.start("web"))
         self.assertEqual(self.record("web").backoff, 0.0)
+
+    def test_restartBacksOffLongRuns(self) -> None:
+        """
+        Runs that last 10 s or more before they turn unhealthy are a crash
+        loop all the same: Docker's defaults (interval 30 s, retries 3, no
+        start period: 90 s a run), or an interval of 10 s and one retry;
+        each wait doubles.  (Was: 0.1 s every time, the backoff reset by
+        the run's length.)
+        """
+        self.runChecked("docker", "false", interval=30, retries=3, onFailure=OnFailure.RESTART)
+        self.runChecked("tens", "false", interval=10, retries=1, onFailure=OnFailure.RESTART)
+        docker, tens = self.restartWaits("docker"), self.restartWaits("tens")
+        self.advance(547)
+        self.assertEqual(docker, [0.1, 0.2, 0.4, 0.8, 1.6, 3.2])
+        self.assertEqual(tens[:8], [0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8])
+        self.advance(1000)
+        self.assertEqual(docker[-1], MAX_BACKOFF)
+        self.assertEqual(tens[-1], MAX_BACKOFF)
+        # The backoff each restart used is saved with it.
+        saved = {data["name"]: data["backoff"] for data in self.store.load()}
+        self.assertEqual(saved, {"docker": MAX_BACKOFF, "tens": MAX_BACKOFF})
+
+    def test_restartAfterHealthyResetsBackoff(self) -> None:
+        """
+        A run that was healthy, however briefly, then turned unhealthy
+        starts the backoff over (0.1 s, saved so); the next run that never
+        is healthy doubles it again: by health, not by the run's length
+        (here 2 s, under the 10 s that reset it after a crash).
+        """
+        path = self.mktemp()
+        self.runChecked("web", f"test -e {path}", interval=1, retries=1,
+                        onFailure=OnFailure.RESTART)  # fmt: skip
+        waits = self.restartWaits("web")
+        self.advance(5.5)
+        self.assertEqual(waits, [0.1, 0.2, 0.4, 0.8])
+        self.assertEqual(self.inspect("web").state, State.RUNNING)
+        with open(path, "w"):
+            pass
+        self.advance(1)
+        self.assertEqual(self.health("web").status, HealthStatus.HEALTHY)
+        os.remove(path)
+        self.advance(1)
+        self.assertEqual(self.inspect("web").state, State.RESTARTING)
+        self.assertEqual(self.store.load()[0]["backoff"], INITIAL_BACKOFF)
+        self.advance(INITIAL_BACKOFF + 1 + 0.2 + 1)
+        # Was: 1.6 then 3.2 (runs of 2 s and 1 s).
+        self.assertEqual(waits, [0.1, 0.2, 0.4, 0.8, 0.1, 0.2])
+
+    def test_nextHealthBackoff(self) -> None:
+        """
+        After a failed health check's restart the backoff doubles (to at
+        most a minute) unless the run was healthy, whatever its length.
+        """
+        self.assertEqual(nextHealthBackoff(0.0, False), INITIAL_BACKOFF)
+        self.assertEqual(nextHealthBackoff(0.4, False), 0.8)
+        self.assertEqual(nextHealthBackoff(MAX_BACKOFF, False), MAX_BACKOFF)
+        self.assertEqual(nextHealthBackoff(MAX_BACKOFF, True), INITIAL_BACKOFF)
+        self.assertEqual(nextHealthBackoff(0.0, True), INITIAL_BACKOFF)
 
     def test_restartNotAfterAClientStop(self) -> None:
         """A client stop while the unhealthy run is being stopped: no restart."""

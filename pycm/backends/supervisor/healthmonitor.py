@@ -157,6 +157,7 @@ class HealthChecks:
         # Docker's: starting again, no streak; the log of the last runs kept.
         last = record.health
         record.health = record.freshHealth()
+        record.healthySinceStart = False
         if last is not None and record.health is not None:
             record.health = Health(log=last.log)
         check, run, prober = record.healthcheck, record.run, self._prober
@@ -198,6 +199,9 @@ class HealthChecks:
         )
         after = before.after(check, result, inStartPeriod)
         record.health = after
+        if after.status == HealthStatus.HEALTHY:
+            # Its --health-on-failure=restart starts the backoff over.
+            record.healthySinceStart = True
         if after.status == before.status:
             return
         # Neither the command nor its output: either may hold a secret.

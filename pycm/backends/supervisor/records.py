@@ -130,6 +130,10 @@ class Record:
     #: C{--health-on-failure=restart} stops the run: its exit is restarted
     #: after the restart policy's backoff, as a crash is.
     healthRestart: bool = attrs.field(default=False, repr=False)
+    #: Its current (or last) run passed a health check: a restart for
+    #: C{--health-on-failure=restart} then starts the backoff over.  Not
+    #: saved: no run outlives the daemon (the next one stops it).
+    healthySinceStart: bool = attrs.field(default=False, repr=False)
     removed: bool = attrs.field(default=False, repr=False)
     waiters: list[ConditionWaiter] = attrs.field(factory=list, repr=False)
     exitWaiters: list[Deferred[Container]] = attrs.field(factory=list, repr=False)

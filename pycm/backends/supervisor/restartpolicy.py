@@ -13,19 +13,41 @@ from pycm.model import State
 INITIAL_BACKOFF = 0.1
 #: The longest delay before an automatic restart.
 MAX_BACKOFF = 60.0
-#: A run that lasted this long resets the backoff.
+#: A run that lasted this long resets the backoff after a crash (not after
+#: a restart for a failed health check: L{nextHealthBackoff}).
 BACKOFF_RESET_AFTER = 10.0
 
 
 def nextBackoff(previous: float, runDuration: float | None) -> float:
     """
-    The delay before the next automatic restart.
+    The delay before the next automatic restart after a crash (an exit the
+    restart policy restarts): a run of L{BACKOFF_RESET_AFTER} seconds or
+    more starts it over.
 
     @param previous: the delay used before the last one, 0 if none.
     @param runDuration: how long the run that just ended lasted.
     """
-    if runDuration is not None and runDuration >= BACKOFF_RESET_AFTER:
-        previous = 0.0
+    reset = runDuration is not None and runDuration >= BACKOFF_RESET_AFTER
+    return _doubled(0.0 if reset else previous)
+
+
+def nextHealthBackoff(previous: float, wasHealthy: bool) -> float:
+    """
+    The delay before restarting a run that C{--health-on-failure=restart}
+    stopped: a run that was healthy at some point starts it over, however
+    short; one that never was doubles it, however long (such a run lasts
+    at least C{interval} times C{retries} and past its start period, often
+    more than L{BACKOFF_RESET_AFTER}: a check that always fails is a crash
+    loop all the same).
+
+    @param previous: the delay used before the last one, 0 if none.
+    @param wasHealthy: the run passed a check since it started.
+    """
+    return _doubled(0.0 if wasHealthy else previous)
+
+
+def _doubled(previous: float) -> float:
+    """The first delay after none (0), else twice C{previous}, at most a minute."""
     if previous <= 0:
         return INITIAL_BACKOFF
     return min(previous * 2, MAX_BACKOFF)

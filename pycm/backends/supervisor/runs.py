@@ -22,7 +22,11 @@ from twisted.python.failure import Failure
 from pycm.backends.supervisor.healthmonitor import HealthChecks
 from pycm.backends.supervisor.lifecycle import Event, Lifecycle
 from pycm.backends.supervisor.records import Record, RecordBook, scrubbed
-from pycm.backends.supervisor.restartpolicy import nextBackoff, restartsAfterExit
+from pycm.backends.supervisor.restartpolicy import (
+    nextBackoff,
+    nextHealthBackoff,
+    restartsAfterExit,
+)
 from pycm.backends.supervisor.runobserver import RunObserver
 from pycm.backends.supervisor.watching import waitForExit
 from pycm.errors import BackendError, NotFound, PycmError, Unavailable
@@ -369,7 +373,13 @@ class Runs:
         elif not record.removing and (
             (unhealthy and not record.manuallyStopped) or restartsAfterExit(record, exitCode)
         ):
-            record.backoff = nextBackoff(record.backoff, duration)
+            # A failed health check's restart: by whether the run was ever
+            # healthy, not by its length (never under interval x retries).
+            record.backoff = (
+                nextHealthBackoff(record.backoff, record.healthySinceStart)
+                if unhealthy
+                else nextBackoff(record.backoff, duration)
+            )
             record.pendingRestart = self._clock.callLater(record.backoff, self._autoRestart, record)
             event = Event.EXITED_TO_RESTART
         self._log.info("{name} exited with {exitCode}", name=record.name, exitCode=exitCode)
