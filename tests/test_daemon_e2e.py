@@ -399,6 +399,33 @@ class DaemonizedStartTests(SynchronousTestCase):
             self.assertIn(f"{signal.Signals(signum).name}: pycm stops as on SIGTERM", log)
             shutil.rmtree(self.stateDir)
 
+    def test_secondTermDuringTheStop(self) -> None:
+        """
+        A second SIGTERM while pycm stops (an impatient operator, a service
+        manager and a shell both) is no error: the stop goes on, and the
+        log has no traceback (the reactor's own handler logged a critical
+        ReactorNotRunning).
+        """
+        path = os.path.join(self.home, "pycm-term.sock")
+        result, _ = self.start(["--listen", f"unix:{path}"])
+        self.assertEqual(result.returncode, 0, result)
+        pid = self.daemonPid()
+        for name in ("web1", "web2", "web3"):
+            self.askOK(path, f"run {name} memory sleep 1000\n".encode())
+        subscriber = self.askOK(path, b"events\n")
+        os.kill(pid, signal.SIGTERM)
+        os.kill(pid, signal.SIGTERM)
+        received = b""
+        while chunk := subscriber.recv(65536):
+            received += chunk
+        self.assertEqual(received.count(b'"action":"die"'), 3)
+        waitFor(lambda: not _alive(pid), "the daemon to exit")
+        with open(os.path.join(self.home, "pycm.log")) as f:
+            log = f.read()
+        self.assertIn("SIGTERM: pycm stops", log)
+        self.assertNotIn("Traceback", log)
+        self.assertNotIn("critical", log)
+
     def test_lockNamesTheDaemon(self) -> None:
         """
         The state directory's lock records the daemon's pid (not the one

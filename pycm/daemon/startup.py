@@ -141,6 +141,10 @@ class StartupReport:
         """
         if self._config is None:
             return  # not under twistd: the caller's signals
+        if callable(signal.getsignal(signal.SIGTERM)):
+            # The reactor's own handler raises ReactorNotRunning (a critical
+            # traceback in the log) at a second SIGTERM during the stop.
+            signal.signal(signal.SIGTERM, lambda signum, frame: self._stop(reactor, "SIGTERM"))
         if signal.getsignal(signal.SIGINT) == self._signalledEarly:
             signal.signal(signal.SIGINT, lambda signum, frame: self._stop(reactor, "SIGINT"))
         if signal.getsignal(signal.SIGHUP) == signal.SIG_DFL:
@@ -148,7 +152,10 @@ class StartupReport:
 
     def _stop(self, reactor: Any, name: str) -> None:
         """A stop signal under the running reactor: stop as on SIGTERM."""
-        self.log.info("{signal}: pycm stops as on SIGTERM", signal=name)
+        if name == "SIGTERM":
+            self.log.info("SIGTERM: pycm stops")
+        else:
+            self.log.info("{signal}: pycm stops as on SIGTERM", signal=name)
         reactor.callFromThread(_stopOnce, reactor)
 
     def _signalledEarly(self, signum: int, frame: object) -> None:
