@@ -141,10 +141,22 @@ class StartupReport:
         """
         if self._config is None:
             return  # not under twistd: the caller's signals
-        if callable(signal.getsignal(signal.SIGTERM)):
-            # The reactor's own handler raises ReactorNotRunning (a critical
-            # traceback in the log) at a second SIGTERM during the stop.
-            signal.signal(signal.SIGTERM, lambda signum, frame: self._stop(reactor, "SIGTERM"))
+        reactorsOwn = signal.getsignal(signal.SIGTERM)
+        if callable(reactorsOwn):
+            # The reactor's own handler (which makes twistd exit by the
+            # signal) raises ReactorNotRunning, a critical traceback in
+            # the log, at a second SIGTERM during the stop: only the first
+            # goes to it.
+            stopping: list[bool] = []
+
+            def onTerm(signum: int, frame: Any) -> None:
+                if stopping:
+                    self.log.info("SIGTERM again: pycm is stopping already")
+                    return
+                stopping.append(True)
+                reactorsOwn(signum, frame)
+
+            signal.signal(signal.SIGTERM, onTerm)
         if signal.getsignal(signal.SIGINT) == self._signalledEarly:
             signal.signal(signal.SIGINT, lambda signum, frame: self._stop(reactor, "SIGINT"))
         if signal.getsignal(signal.SIGHUP) == signal.SIG_DFL:
@@ -152,10 +164,7 @@ class StartupReport:
 
     def _stop(self, reactor: Any, name: str) -> None:
         """A stop signal under the running reactor: stop as on SIGTERM."""
-        if name == "SIGTERM":
-            self.log.info("SIGTERM: pycm stops")
-        else:
-            self.log.info("{signal}: pycm stops as on SIGTERM", signal=name)
+        self.log.info("{signal}: pycm stops as on SIGTERM", signal=name)
         reactor.callFromThread(_stopOnce, reactor)
 
     def _signalledEarly(self, signum: int, frame: object) -> None:
