@@ -30,7 +30,7 @@ class NotRegularFile(UnsafeStateDir, OSError):
 
     def __init__(self, path: str, mode: int, code: int = errno.EINVAL) -> None:
         message = (
-            f"{path} is {_kind(mode)}, not a regular file (pycm makes only regular "
+            f"{path} is {fileKind(mode)}, not a regular file (pycm makes only regular "
             f"files there): move it away (mv {path} {path}.old) and start again"
         )
         OSError.__init__(self, code, message)
@@ -39,7 +39,8 @@ class NotRegularFile(UnsafeStateDir, OSError):
         return str(self.strerror)
 
 
-def _kind(mode: int) -> str:
+def fileKind(mode: int) -> str:
+    """What a file of C{mode} is, for a message (C{a FIFO}, C{a directory}...)."""
     for test, kind in (
         (stat.S_ISDIR, "a directory"),
         (stat.S_ISFIFO, "a FIFO"),

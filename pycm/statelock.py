@@ -81,19 +81,31 @@ class StateDirLock:
             fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError as e:
             raise BackendError(f"cannot use state directory {self.directory}: {e.strerror}") from e
+        error = self._lockOrClose(fd)
+        if error is not None:
+            self.log.warn(
+                "cannot lock the state directory {directory} itself ({error}); only "
+                "its lock file {path} keeps a second daemon off it: never remove it",
+                directory=self.directory, error=error.strerror, path=self.path,
+            )
+            return None
+        return fd
+
+    def _lockOrClose(self, fd: int) -> OSError | None:
+        """
+        Lock C{fd} at once, or close it and say why it could not be locked.
+
+        @raise StateDirLocked: if another daemon (or an older pycm, which
+            locks the file alone) holds it.
+        """
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
             os.close(fd)
             if e.errno in _HELD:
                 raise self._refused(e) from e
-            self.log.warn(
-                "cannot lock the state directory {directory} itself ({error}); only "
-                "its lock file {path} keeps a second daemon off it: never remove it",
-                directory=self.directory, error=e.strerror, path=self.path,
-            )
-            return None
-        return fd
+            return e
+        return None
 
     def acquire(self) -> None:
         """
@@ -114,14 +126,9 @@ class StateDirLock:
                 fd = openNoFollow(self.path, os.O_RDWR | os.O_CREAT)
             except OSError as e:
                 raise BackendError(f"cannot open {self.path}: {e.strerror}") from e
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as e:
-                os.close(fd)
-                if e.errno in _HELD:
-                    # An older pycm, which locks the file alone.
-                    raise self._refused(e) from e
-                raise BackendError(f"cannot lock {self.path}: {e.strerror}") from e
+            error = self._lockOrClose(fd)
+            if error is not None:
+                raise BackendError(f"cannot lock {self.path}: {error.strerror}") from error
         except BaseException:
             if dirFd is not None:
                 os.close(dirFd)

@@ -7,10 +7,7 @@ not started; its C{logs} fail with a C{backend} error).
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-from collections.abc import Iterator
 from typing import Any
 
 from twisted.internet.task import Clock
@@ -24,25 +21,10 @@ from pycm.backends.supervisor.runs import Runs
 from pycm.errors import BackendError
 from pycm.model import ContainerSpec, LogLine, RestartPolicy, State
 from pycm.statedir import UnsafeStateDir
+from tests.test_statedir import noHang
 
 VICTIM = b"root-only content\n"
 WRITE = os.O_RDWR | os.O_APPEND | os.O_CREAT
-
-
-@contextlib.contextmanager
-def noHang(seconds: float = 5.0) -> Iterator[None]:
-    """Fail, rather than hang, if the block waits on a FIFO."""
-
-    def expire(signum: int, frame: object) -> None:
-        raise AssertionError(f"blocked for more than {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 class PlantedTestCase(SynchronousTestCase):

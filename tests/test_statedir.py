@@ -363,7 +363,7 @@ class AncestorTests(_PlantedTestCase):
 
 
 @contextmanager
-def _noHang(seconds: float = 5.0) -> Iterator[None]:
+def noHang(seconds: float = 5.0) -> Iterator[None]:
     """
     Fail, rather than hang for ever, if the code inside blocks (an open of
     a FIFO waits for a writer): an alarm interrupts the system call.
@@ -412,7 +412,7 @@ class NotRegularTests(_PlantedTestCase):
             path = self.makeNotRegular("thing", kind)
             for flags in (os.O_RDONLY, os.O_WRONLY, os.O_RDWR | os.O_CREAT):
                 for checkOwner in (True, False):
-                    with self.subTest(kind=kind, flags=flags, checkOwner=checkOwner), _noHang():
+                    with self.subTest(kind=kind, flags=flags, checkOwner=checkOwner), noHang():
                         error = self.assertRaises(
                             NotRegularFile, openNoFollow, path, flags, checkOwner=checkOwner
                         )
@@ -434,7 +434,7 @@ class NotRegularTests(_PlantedTestCase):
     def test_token(self) -> None:
         """The token: a FIFO or a directory is refused, never waited on."""
         for kind in ("FIFO", "directory"):
-            with self.subTest(kind=kind), _noHang():
+            with self.subTest(kind=kind), noHang():
                 path = self.makeNotRegular("token", kind)
                 error = self.assertRaises(OSError, loadOrCreateToken, FilePath(path))
                 self.assertRefused(kind, path, error)
@@ -443,7 +443,7 @@ class NotRegularTests(_PlantedTestCase):
     def test_lock(self) -> None:
         """The lock: a FIFO or a directory is refused."""
         for kind in ("FIFO", "directory"):
-            with self.subTest(kind=kind), _noHang():
+            with self.subTest(kind=kind), noHang():
                 path = self.makeNotRegular("lock", kind)
                 error = self.assertRaises(BackendError, StateDirLock(self.state).acquire)
                 self.assertRefused(kind, path, error)
@@ -452,7 +452,7 @@ class NotRegularTests(_PlantedTestCase):
     def test_eventMark(self) -> None:
         """The event id mark: a FIFO or a directory is refused."""
         for kind in ("FIFO", "directory"):
-            with self.subTest(kind=kind), _noHang():
+            with self.subTest(kind=kind), noHang():
                 path = self.makeNotRegular("events.mark", kind)
                 error = self.assertRaises(UnsafeStateDir, EventIdMark, path)
                 self.assertRefused(kind, path, error)
@@ -462,7 +462,7 @@ class NotRegularTests(_PlantedTestCase):
         """The database and its side files: a FIFO or a directory is refused."""
         for name in ("events.db", "events.db-wal", "events.db-journal"):
             for kind in ("FIFO", "directory"):
-                with self.subTest(name=name, kind=kind), _noHang():
+                with self.subTest(name=name, kind=kind), noHang():
                     path = self.makeNotRegular(name, kind)
                     error = self.assertRaises(
                         BackendError, SQLiteStore, os.path.join(self.state, "events.db")
@@ -479,7 +479,7 @@ class NotRegularTests(_PlantedTestCase):
         self.addCleanup(store.close)
         path = os.path.join(self.state, "logs", "web.log")
         os.mkfifo(path, 0o600)
-        with _noHang():
+        with noHang():
             reader = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
             self.addCleanup(os.close, reader)
             store.append("web", LogLine(1.0, "stdout", "hello"))

@@ -10,7 +10,7 @@ import errno
 import os
 import stat
 
-from pycm.statedir import NotRegularFile, UnsafeStateDir, openNoFollow
+from pycm.statedir import NotRegularFile, UnsafeStateDir, fileKind, openNoFollow
 
 
 class UnsafeLogFile(UnsafeStateDir, OSError):
@@ -43,19 +43,6 @@ class UnsafeLogFile(UnsafeStateDir, OSError):
         return self.message
 
 
-def _kind(mode: int) -> str:
-    for test, kind in (
-        (stat.S_ISDIR, "a directory"),
-        (stat.S_ISFIFO, "a FIFO"),
-        (stat.S_ISSOCK, "a socket"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-    ):
-        if test(mode):
-            return kind
-    return "not a regular file"
-
-
 def openLogFile(path: str, flags: int) -> int:
     """
     Open a log file with C{flags} (C{O_CREAT} makes it 0600), never
@@ -77,7 +64,7 @@ def openLogFile(path: str, flags: int) -> int:
         except OSError:
             mode = 0
         remove = "rm -r" if stat.S_ISDIR(mode) else "rm"
-        raise UnsafeLogFile(path, f"is {_kind(mode)}", remove) from None
+        raise UnsafeLogFile(path, f"is {fileKind(mode)}", remove) from None
     except OSError as e:
         if e.errno == errno.ELOOP:
             raise UnsafeLogFile(path, "is a symbolic link") from None
