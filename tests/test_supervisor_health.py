@@ -446,8 +446,8 @@ class OnFailureTests(HealthTestCase):
         self.assertEqual(nextHealthBackoff(MAX_BACKOFF, True), INITIAL_BACKOFF)
         self.assertEqual(nextHealthBackoff(0.0, True), INITIAL_BACKOFF)
 
-    def test_restartNotAfterAClientStop(self) -> None:
-        """A client stop while the unhealthy run is being stopped: no restart."""
+    def unhealthyIgnoringTerm(self) -> None:
+        """C{web}, which ignores SIGTERM, unhealthy after a second: being stopped."""
         self.run_(
             spec(
                 "web", "ignore-term", stopTimeout=3,
@@ -456,6 +456,10 @@ class OnFailureTests(HealthTestCase):
         )  # fmt: skip
         self.advance(1)
         self.assertEqual(self.inspect("web").state, State.STOPPING)
+
+    def test_restartNotAfterAClientStop(self) -> None:
+        """A client stop while the unhealthy run is being stopped: no restart."""
+        self.unhealthyIgnoringTerm()
         d = self.backend.stop("web", 1)
         self.advance(5)
         self.assertEqual(self.done(d).state, State.EXITED)
@@ -464,14 +468,7 @@ class OnFailureTests(HealthTestCase):
 
     def test_restartSlowStop(self) -> None:
         """A restart waits for the run to stop (here: escalating to SIGKILL)."""
-        self.run_(
-            spec(
-                "web", "ignore-term", stopTimeout=3,
-                healthcheck=check("false", interval=1, retries=1, onFailure=OnFailure.RESTART),
-            )
-        )  # fmt: skip
-        self.advance(1)
-        self.assertEqual(self.inspect("web").state, State.STOPPING)
+        self.unhealthyIgnoringTerm()
         self.advance(3 + INITIAL_BACKOFF)
         c = self.inspect("web")
         self.assertEqual((c.state, c.restartCount), (State.RUNNING, 1))
