@@ -38,6 +38,7 @@ from pycm.backends.supervisor.lifecycle import (
     Transition,
 )
 from pycm.backends.supervisor.records import Record
+from pycm.backends.supervisor.restartpolicy import flagsReadAtOpen
 from pycm.errors import BackendError, Conflict, NotFound, Unavailable
 from pycm.interfaces import IRun, IRunObserver
 from pycm.model import Action, Container, ContainerSpec, RestartPolicy, State
@@ -127,13 +128,16 @@ class TransitionTableTests(SynchronousTestCase):
 
     def test_savedBeforeAnnounced(self) -> None:
         """
-        Every move but the removal saves first, and every event is emitted
-        before any waiter fires.
+        Every move but the removal saves first (the stop signal's, only
+        where it is read at open: it emits nothing), and every event is
+        emitted before any waiter fires.
         """
         for transition in TRANSITIONS.values():
             effects = list(transition.effects)
             if transition.event == Event.REMOVED:
                 self.assertNotIn(Effect.SAVE, effects)
+            elif transition.event == Event.STOP_SIGNALLED:
+                self.assertEqual(effects, [Effect.SAVE_IF_READ_AT_OPEN], transition)
             else:
                 self.assertEqual(effects[0], Effect.SAVE, transition)
             emits = [i for i, e in enumerate(effects) if e.startswith("emit-")]
@@ -478,6 +482,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         backend.lifecycle.watch(partial(self._moved, backend))
         self._hearIntents(backend)
         self.backend = backend
+        self._forgetUnsavedStops()
         stopped = self._stoppedInStore()
         opening = len(self.moves)
         self._settle(backend.open())
@@ -485,6 +490,18 @@ class LifecycleMachine(RuleBasedStateMachine):
             if event == Event.SPAWNED and id in stopped:
                 self.problems.append(("brought back though a client stopped it", name))
         return backend
+
+    def _forgetUnsavedStops(self) -> None:
+        """
+        A stop's intent is saved with the exit where no successor reads it
+        (C{flagsReadAtOpen}): a record a daemon left alive with it unsaved
+        opens without it.
+        """
+        for text in self.store.records.values():
+            record = Record.fromDict(json.loads(text))
+            if record.state in State.ALIVE and not flagsReadAtOpen(record):
+                if not record.manuallyStopped:
+                    self.stoppedByClient.discard(record.id)
 
     def _stoppedInStore(self) -> set[str]:
         """

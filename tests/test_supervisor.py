@@ -22,7 +22,7 @@ from pycm.backends.memory import MemoryBackend, MemoryRecordStore, SimulatedRunt
 from pycm.backends.supervisor.records import Record
 from pycm.backends.supervisor.recordwriter import RETRY_INTERVAL, RecordWriter
 from pycm.backends.supervisor.recovery import LOST_ERROR, RECLAIMED_ERROR, STARTING_ERROR
-from pycm.backends.supervisor.restartpolicy import MAX_BACKOFF, nextBackoff
+from pycm.backends.supervisor.restartpolicy import MAX_BACKOFF, flagsReadAtOpen, nextBackoff
 from pycm.backends.supervisor.runs import SHUTDOWN_ERROR, SHUTDOWN_KILL_WAIT, SHUTDOWN_TIMEOUT
 from pycm.capabilities import Capabilities
 from pycm.errors import BackendError, BadRequest, Conflict, NotFound, Unavailable
@@ -379,6 +379,55 @@ class DurabilityTests(SupervisorTestCase):
         self.clock.advance(0)
         self.assertEqual(states, ["exited"])
 
+    #: A container per restart policy: (name, policy).
+    POLICIES = (("no", "no"), ("always", "always"), ("unless", "unless-stopped"),
+                ("onfailure", "on-failure"))
+
+    def stopSlowOnes(self) -> None:
+        """Run one container of each of L{POLICIES} that outlives its stop signal; stop each."""
+        for name, policy in self.POLICIES:
+            self.run_(spec(name, "ignore-term", restartPolicy=RestartPolicy.parse(policy)))
+            self.backend.stop(name, 10)
+        self.clock.advance(0)
+
+    def test_stopIntentSavedWhereReadAtOpen(self) -> None:
+        """
+        A client stop's intent (C{stopping}, C{manuallyStopped}) is saved at
+        once only for the policies whose comeback at open reads it; with
+        C{no} and C{always} it is saved with the exit (a commit a stop fewer).
+        """
+        self.stopSlowOnes()
+        saved = {d["name"]: (d["state"], d["manuallyStopped"]) for d in self.store.load()}
+        self.assertEqual(
+            saved,
+            {
+                "no": ("running", False),
+                "always": ("running", False),
+                "unless": ("stopping", True),
+                "onfailure": ("stopping", True),
+            },
+        )
+        self.clock.advance(10)
+        saved = {d["name"]: (d["state"], d["manuallyStopped"]) for d in self.store.load()}
+        self.assertEqual(set(saved.values()), {("exited", True)})
+
+    def test_deadDuringStops(self) -> None:
+        """
+        A daemon that dies during those stops leaves its successor to do
+        what it would have done had every stop's intent been saved: only
+        C{always} comes back.
+        """
+        self.stopSlowOnes()
+        # The first backend died: it is never closed.
+        second = MemoryBackend(self.clock, runtime=self.runtime, recordStore=self.store)
+        opened = second.open()
+        advanceClock(self.clock, 15)
+        self.successResultOf(opened)
+        self.assertEqual(
+            {c.name: c.state for c in self.successResultOf(second.list())},
+            {"no": "exited", "always": "running", "unless": "exited", "onfailure": "exited"},
+        )
+
     def test_saveFailure(self) -> None:
         """A create whose record cannot be saved fails and takes no name."""
         self.store.broken = True
@@ -726,7 +775,13 @@ class SupervisorStateMachine(RuleBasedStateMachine):
         records = self.backend._records
         assert saved.keys() == records.keys(), (saved.keys(), records.keys())
         for name, record in records.items():
-            assert saved[name] == record.toDict(), name
+            expected = record.toDict()
+            if record.state == State.STOPPING and not flagsReadAtOpen(record):
+                # A stop's intent is saved with the exit where no successor reads it.
+                for key in ("state", "manuallyStopped"):
+                    expected[key] = saved[name][key]
+                assert saved[name]["state"] in State.ALIVE, name
+            assert saved[name] == expected, name
             alive = record.state in State.ALIVE
             assert alive == (record.run is not None), record
             restarting = record.pendingRestart is not None and record.pendingRestart.active()
@@ -1126,7 +1181,8 @@ class StopBoundTests(SupervisorTestCase):
         self.clock.advance(0.1)
         self.successResultOf(closing)
         [saved] = self.store.load()
-        self.assertEqual((saved["state"], saved["pid"]), (State.STOPPING, hang.pid))
+        # Saved as running: no successor reads a stop's intent for "no".
+        self.assertEqual((saved["state"], saved["pid"]), (State.RUNNING, hang.pid))
 
     def test_reclaimedBySignal(self) -> None:
         """

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from pycm.backends.supervisor.restartpolicy import flagsReadAtOpen
 from pycm.backends.supervisor.watching import endFollowers, wake
 from pycm.model import Action, State
 
@@ -64,6 +65,10 @@ class Effect:
 
     #: The record's change is saved (or waits to be: a full disk).
     SAVE = "save"
+    #: Saved only if a dead daemon's successor would act on it
+    #: (L{pycm.backends.supervisor.restartpolicy.flagsReadAtOpen}); else
+    #: it is saved with the next change that is.
+    SAVE_IF_READ_AT_OPEN = "save-if-read-at-open"
     EMIT_START = "emit-start"
     EMIT_RESTART = "emit-restart"
     #: C{die}, with the exit code (None: no run, or no status).
@@ -148,7 +153,7 @@ _ROWS: list[tuple[tuple[str, ...], str, str, tuple[str, ...], _Flags]] = [
         _NEW_RUN,
     ),
     (_STARTABLE, Event.SPAWN_FAILED, State.DEAD, _ENDED, ()),
-    ((State.RUNNING,), Event.STOP_SIGNALLED, State.STOPPING, (_E.SAVE,), ()),
+    ((State.RUNNING,), Event.STOP_SIGNALLED, State.STOPPING, (_E.SAVE_IF_READ_AT_OPEN,), ()),
     (_ALIVE, Event.EXITED, State.EXITED, _ENDED, _RUN_ENDED),
     (
         (State.STOPPING,),
@@ -199,6 +204,7 @@ _EMITTED = {
     _E.EMIT_DESTROY: Action.DESTROY,
 }
 _SAVE = _E.SAVE
+_SAVE_IF_READ = _E.SAVE_IF_READ_AT_OPEN
 _EMIT_DIE = _E.EMIT_DIE
 _WOKEN = {
     _E.WAKE_STARTED: "start",
@@ -265,6 +271,9 @@ class Lifecycle:
         for effect in transition.effects:
             if effect == _SAVE:
                 self._save(record)
+            elif effect == _SAVE_IF_READ:
+                if flagsReadAtOpen(record):
+                    self._save(record)
             elif effect in _EMITTED:
                 self._emit(_EMITTED[effect], record, exitCode if effect == _EMIT_DIE else None)
             elif effect in _WOKEN:

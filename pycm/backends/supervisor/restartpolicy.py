@@ -67,6 +67,17 @@ def restartsAfterExit(record: Record, exitCode: int | None) -> bool:
     return False
 
 
+def flagsReadAtOpen(record: Record) -> bool:
+    """
+    Whether L{comesBackAtOpen} reads the flags a stop sets and the record
+    saves (C{manuallyStopped}): with C{no} and C{always} it does not, so a
+    stop's intent need not be durable before its exit is (a dead daemon's
+    successor reclaims a C{running} and a C{stopping} record alike, and
+    sets C{interrupted} itself).
+    """
+    return record.restartPolicy.name in ("unless-stopped", "on-failure")
+
+
 def comesBackAtOpen(record: Record) -> bool:
     """Whether the daemon, opening, starts C{record} again."""
     if record.state == State.CREATED:
