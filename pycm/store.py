@@ -26,12 +26,12 @@ changes of a reactor turn.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import time
 from collections.abc import Iterable
 from typing import Any
 
+from twisted.internet.interfaces import IReactorFromThreads
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -39,8 +39,15 @@ from pycm.errors import BackendError
 from pycm.eventdetail import decodeDetail, encodeDetail
 from pycm.interfaces import IEventStore, IRecordStore
 from pycm.model import ContainerEvent
-from pycm.statedir import NotRegularFile, UnsafeStateDir, openNoFollow
-from pycm.storefaults import StoreCorrupt, checkReport, connect, describe, moveAside
+from pycm.storefaults import (
+    StoreCorrupt,
+    checkDatabaseFile,
+    checkReport,
+    connect,
+    describe,
+    moveAside,
+)
+from pycm.walcheckpoints import ThreadedCheckpoints
 
 __all__ = ["DEFAULT_KEEP_EVENTS", "SCHEMA_VERSION", "SQLiteStore", "StoreCorrupt"]
 
@@ -49,8 +56,6 @@ SCHEMA_VERSION = 1
 
 #: How many events are kept at least (the contract asks for 10,000).
 DEFAULT_KEEP_EVENTS = 10_000
-
-_SQLITE_MAGIC = b"SQLite format 3\x00"
 
 #: Damaged records, kept aside (made when first needed, so that an older
 #: pycm still opens the file).
@@ -125,9 +130,10 @@ class SQLiteStore:
         # Prune in batches: a DELETE on every append would double its cost.
         self._pruneSlack = max(1, keepEvents // 10)
         self.prunedThrough = 0  # the newest id pruned since it was opened
-        self._checkFile()
-        self._db, exclusive = connect(path, holds, lambda db: self._setUp(db, sync.upper()))
-        if exclusive:
+        checkDatabaseFile(path, holds)
+        self._checkpoints: ThreadedCheckpoints | None = None
+        self._db, self._exclusive = connect(path, holds, lambda db: self._setUp(db, sync.upper()))
+        if self._exclusive:
             self.log.warn(
                 "{what}: its disk is full, so it is open in exclusive locking mode (no "
                 "-shm index on disk; nothing else can read it while this daemon runs); "
@@ -138,52 +144,6 @@ class SQLiteStore:
     @property
     def _what(self) -> str:
         return describe(self.path, self.holds)
-
-    def _checkFile(self) -> None:
-        """
-        Refuse a file that exists but cannot be one of ours, and a link
-        anywhere a file of this database goes; create a missing database
-        file 0600 ourselves (SQLite would follow a planted link).
-        """
-        for suffix in ("-wal", "-shm", "-journal"):
-            side = self.path + suffix
-            if os.path.islink(side):
-                raise UnsafeStateDir(
-                    f"{side} is a symbolic link (pycm never makes one): someone else "
-                    f"may have planted it; remove it (rm {side})"
-                )
-            if os.path.lexists(side) and not os.path.isfile(side):
-                # SQLite would open a FIFO there and wait for ever.
-                raise NotRegularFile(side, os.lstat(side).st_mode)
-        try:
-            fd = openNoFollow(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL)
-        except FileExistsError:
-            pass
-        except OSError as e:
-            raise BackendError(f"cannot create state database {self.path}: {e.strerror}") from e
-        else:
-            os.close(fd)
-            return
-        try:
-            fd = openNoFollow(self.path, os.O_RDONLY)
-        except FileNotFoundError:
-            return
-        except OSError as e:
-            raise BackendError(f"cannot read state database {self.path}: {e.strerror}") from e
-        try:
-            header = os.pread(fd, len(_SQLITE_MAGIC), 0)
-        finally:
-            os.close(fd)
-        if not header:
-            raise StoreCorrupt(
-                f"{self._what} is empty (truncated to 0 bytes), so pycm does not "
-                f"start without the {self.holds} it held; {moveAside(self.path, self.holds)}"
-            )
-        if header != _SQLITE_MAGIC:
-            raise StoreCorrupt(
-                f"{self._what} is not an SQLite database (truncated or "
-                f"overwritten); {moveAside(self.path, self.holds)}"
-            )
 
     def _setUp(self, db: sqlite3.Connection, sync: str) -> None:
         self._db = db
@@ -223,8 +183,24 @@ class SQLiteStore:
             db.execute("ALTER TABLE events ADD COLUMN detail TEXT")
         self._eventCount = db.execute("SELECT count(*) FROM events").fetchone()[0]
 
+    def checkpointInThread(self, reactor: Any) -> None:
+        """
+        From now on, checkpoint the log in a thread (L{ThreadedCheckpoints}),
+        not in a commit: not in exclusive locking mode, where no other
+        connection can open the database, nor on a C{reactor} with no
+        threads (a test's clock).
+        """
+        if not IReactorFromThreads.providedBy(reactor) or self._exclusive:
+            return
+        if self._db is not None and self._checkpoints is None:
+            self._checkpoints = ThreadedCheckpoints(reactor, self.path)
+            self._checkpoints.attach(self._db)
+
     def close(self) -> None:
-        """Close the database (idempotent)."""
+        """Close the database (idempotent), after a checkpoint in progress."""
+        if self._checkpoints is not None:
+            self._checkpoints.close()
+            self._checkpoints = None
         if self._db is not None:
             self._db.close()
             self._db = None  # type: ignore[assignment]
@@ -236,6 +212,8 @@ class SQLiteStore:
             self._db.execute(sql, tuple(args))
         except sqlite3.Error as e:
             raise BackendError(f"cannot write state database {self.path}: {e}") from e
+        if self._checkpoints is not None:
+            self._checkpoints.committed()
 
     # IRecordStore
 
@@ -396,6 +374,8 @@ class SQLiteStore:
                 raise
         except sqlite3.Error as e:
             raise BackendError(f"cannot write state database {self.path}: {e}") from e
+        if self._checkpoints is not None:
+            self._checkpoints.committed()
 
     # IEventStore
 

@@ -1,7 +1,8 @@
 """
 What a state database that cannot be opened is told as: damaged (move it
 aside, say what is lost), on a full disk (free space: the file is fine), or
-otherwise; with SQLite's own report cut to a few lines.
+otherwise; with SQLite's own report cut to a few lines.  And the checks of
+its files before SQLite opens them (L{checkDatabaseFile}).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import sqlite3
 from collections.abc import Callable
 
 from pycm.errors import BackendError
+from pycm.statedir import NotRegularFile, UnsafeStateDir, openNoFollow
 
 #: SQLite's primary result codes that say the file itself is damaged.
 SQLITE_CORRUPT = 11
@@ -19,6 +21,8 @@ SQLITE_NOTADB = 26
 #: shared-memory file that could not be given its pages).
 SQLITE_FULL = 13
 SQLITE_IOERR = 10
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
 
 #: At most about this many characters of SQLite's C{quick_check} report in
 #: a message (its first row alone can hold dozens of lines).
@@ -152,3 +156,50 @@ def connect(
             raise
         return db, exclusive
     raise AssertionError("unreachable")
+
+
+def checkDatabaseFile(path: str, holds: str) -> None:
+    """
+    Refuse a file that exists but cannot be one of ours, and a link
+    anywhere a file of this database goes; create a missing database
+    file 0600 ourselves (SQLite would follow a planted link).
+    """
+    for suffix in ("-wal", "-shm", "-journal"):
+        side = path + suffix
+        if os.path.islink(side):
+            raise UnsafeStateDir(
+                f"{side} is a symbolic link (pycm never makes one): someone else "
+                f"may have planted it; remove it (rm {side})"
+            )
+        if os.path.lexists(side) and not os.path.isfile(side):
+            # SQLite would open a FIFO there and wait for ever.
+            raise NotRegularFile(side, os.lstat(side).st_mode)
+    try:
+        fd = openNoFollow(path, os.O_RDWR | os.O_CREAT | os.O_EXCL)
+    except FileExistsError:
+        pass
+    except OSError as e:
+        raise BackendError(f"cannot create state database {path}: {e.strerror}") from e
+    else:
+        os.close(fd)
+        return
+    try:
+        fd = openNoFollow(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise BackendError(f"cannot read state database {path}: {e.strerror}") from e
+    try:
+        header = os.pread(fd, len(_SQLITE_MAGIC), 0)
+    finally:
+        os.close(fd)
+    if not header:
+        raise StoreCorrupt(
+            f"{describe(path, holds)} is empty (truncated to 0 bytes), so pycm does not "
+            f"start without the {holds} it held; {moveAside(path, holds)}"
+        )
+    if header != _SQLITE_MAGIC:
+        raise StoreCorrupt(
+            f"{describe(path, holds)} is not an SQLite database (truncated or "
+            f"overwritten); {moveAside(path, holds)}"
+        )

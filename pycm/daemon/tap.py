@@ -291,6 +291,7 @@ def _openEventLog(
 
     store = SQLiteStore(stateDir.child("events.db").path, holds="events")
     closers.append(store.close)
+    store.checkpointInThread(reactor)
     mark = EventIdMark(stateDir.child("events.mark").path)
     return EventLog(store, clock=reactor, mark=mark, commits=commits)
 

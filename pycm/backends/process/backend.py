@@ -70,6 +70,7 @@ class ProcessBackend(Supervisor):
         if self.runtime.stateMarker is None:
             self.runtime.stateMarker = os.path.realpath(stateDir)
         self.store = SQLiteStore(os.path.join(stateDir, "state.db"), sync=sync)
+        self.store.checkpointInThread(reactor)
         try:
             self.logStore = FileLogStore(
                 os.path.join(stateDir, "logs"), maxSize=logMaxSize, maxFiles=logMaxFiles
