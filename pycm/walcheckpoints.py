@@ -18,7 +18,6 @@ not, and SQLite reads the newest of each page from either.
 from __future__ import annotations
 
 import sqlite3
-from functools import partial
 from threading import Thread
 from typing import Any
 
@@ -34,14 +33,22 @@ CHECKPOINT_EVERY = 200
 BACKSTOP_PAGES = 10_000
 
 
-class _CheckpointPool(ThreadPool):
+class _CheckpointThread(Thread):
     """
-    A pool whose thread never keeps the process alive when the store was
-    not closed: a checkpoint cut short by the process's end is one SQLite
+    A thread that never keeps the process alive when the store was not
+    closed: a checkpoint cut short by the process's end is one SQLite
     recovers from, as from a C{kill -9}.
     """
 
-    threadFactory = partial(Thread, daemon=True)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.daemon = True
+
+
+class _CheckpointPool(ThreadPool):
+    """A pool of L{_CheckpointThread}s."""
+
+    threadFactory = _CheckpointThread
 
 
 class ThreadedCheckpoints:
