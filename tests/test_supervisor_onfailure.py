@@ -7,6 +7,7 @@ actions, and the backoff of the restarts that follow.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from pycm.backends.supervisor.restartpolicy import (
     INITIAL_BACKOFF,
@@ -123,8 +124,26 @@ class OnFailureTests(HealthTestCase):
         each wait doubles.  (Was: 0.1 s every time, the backoff reset by
         the run's length.)
         """
-        self.runChecked("docker", "false", interval=30, retries=3, onFailure=OnFailure.RESTART)
-        self.runChecked("tens", "false", interval=10, retries=1, onFailure=OnFailure.RESTART)
+        self.backsOffLongRuns(onFailure=OnFailure.RESTART)
+
+    def test_killBacksOffLongRuns(self) -> None:
+        """
+        C{kill} then the restart policy's restart (C{always},
+        C{on-failure}) backs off as C{restart} does: by health, not by the
+        run's length.  (Was: 0.1 s every time, the crash's rule.)
+        """
+        self.backsOffLongRuns(onFailure=OnFailure.KILL, restartPolicy=RestartPolicy("always"))
+
+    def test_killOnFailureBacksOffLongRuns(self) -> None:
+        """The same with C{--restart=on-failure} (SIGKILL is a failure)."""
+        self.backsOffLongRuns(
+            onFailure=OnFailure.KILL, restartPolicy=RestartPolicy("on-failure")
+        )
+
+    def backsOffLongRuns(self, **kw: Any) -> None:
+        """Two checks that always fail, in runs of 90 s and 10 s: the waits double."""
+        self.runChecked("docker", "false", interval=30, retries=3, **kw)
+        self.runChecked("tens", "false", interval=10, retries=1, **kw)
         docker, tens = self.restartWaits("docker"), self.restartWaits("tens")
         self.advance(547)
         self.assertEqual(docker, [0.1, 0.2, 0.4, 0.8, 1.6, 3.2])
@@ -143,9 +162,21 @@ class OnFailureTests(HealthTestCase):
         is healthy doubles it again: by health, not by the run's length
         (here 2 s, under the 10 s that reset it after a crash).
         """
+        self.afterHealthyResetsBackoff(onFailure=OnFailure.RESTART)
+
+    def test_killAfterHealthyResetsBackoff(self) -> None:
+        """
+        The same for C{kill} and the restart policy's restart.  (Was: the
+        crash's rule, 1.6 s then 3.2 s: runs under 10 s.)
+        """
+        self.afterHealthyResetsBackoff(
+            onFailure=OnFailure.KILL, restartPolicy=RestartPolicy("unless-stopped")
+        )
+
+    def afterHealthyResetsBackoff(self, **kw: Any) -> None:
+        """Runs unhealthy after 1 s, one healthy for 1 s first: 0.1 s after it."""
         path = self.mktemp()
-        self.runChecked("web", f"test -e {path}", interval=1, retries=1,
-                        onFailure=OnFailure.RESTART)  # fmt: skip
+        self.runChecked("web", f"test -e {path}", interval=1, retries=1, **kw)
         waits = self.restartWaits("web")
         self.advance(5.5)
         self.assertEqual(waits, [0.1, 0.2, 0.4, 0.8])

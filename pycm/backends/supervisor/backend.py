@@ -212,13 +212,14 @@ class Supervisor:
         is a client's stop (the restart policy holds off until a start);
         C{kill} is SIGKILL as from outside (the restart policy applies to
         the exit); C{restart} stops it (its stop signal, then SIGKILL) and
-        its exit is restarted whatever the policy, after the policy's
-        backoff (a check that always fails is a crash loop), counted in
-        C{restart_count}.
+        its exit is restarted whatever the policy.  Either restart waits
+        the policy's backoff for a failed check (a check that always
+        fails is a crash loop) and is counted in C{restart_count}.
         """
         if onFailure == OnFailure.STOP:
             return self.stop(record.name, None)
         if onFailure == OnFailure.KILL:
+            record.healthKilled = record.run is not None
             self._emit(Action.KILL, record)
             self._runs.signal(record, _signal.SIGKILL)
             return succeed(None)

@@ -130,9 +130,13 @@ class Record:
     #: C{--health-on-failure=restart} stops the run: its exit is restarted
     #: after the restart policy's backoff, as a crash is.
     healthRestart: bool = attrs.field(default=False, repr=False)
+    #: C{--health-on-failure=kill} killed the run: if the restart policy
+    #: restarts its exit, the backoff is a failed health check's.
+    healthKilled: bool = attrs.field(default=False, repr=False)
     #: Its current (or last) run passed a health check: a restart for
-    #: C{--health-on-failure=restart} then starts the backoff over.  Not
-    #: saved: no run outlives the daemon (the next one stops it).
+    #: C{--health-on-failure=restart} (or after C{kill}) then starts the
+    #: backoff over.  Not saved: no run outlives the daemon (the next one
+    #: stops it).
     healthySinceStart: bool = attrs.field(default=False, repr=False)
     removed: bool = attrs.field(default=False, repr=False)
     waiters: list[ConditionWaiter] = attrs.field(factory=list, repr=False)

@@ -34,11 +34,12 @@ def nextBackoff(previous: float, runDuration: float | None) -> float:
 def nextHealthBackoff(previous: float, wasHealthy: bool) -> float:
     """
     The delay before restarting a run that C{--health-on-failure=restart}
-    stopped: a run that was healthy at some point starts it over, however
-    short; one that never was doubles it, however long (such a run lasts
-    at least C{interval} times C{retries} and past its start period, often
-    more than L{BACKOFF_RESET_AFTER}: a check that always fails is a crash
-    loop all the same).
+    stopped (or C{kill} killed, if the restart policy restarts it): a run
+    that was healthy at some point starts it over, however short; one
+    that never was doubles it, however long (such a run lasts at least
+    C{interval} times C{retries} and past its start period, often more
+    than L{BACKOFF_RESET_AFTER}: a check that always fails is a crash loop
+    all the same).
 
     @param previous: the delay used before the last one, 0 if none.
     @param wasHealthy: the run passed a check since it started.

@@ -367,17 +367,19 @@ class Runs:
         event = Event.STOPPED if record.stopRequested else Event.EXITED
         # A stop for --health-on-failure=restart restarts, whatever the policy.
         unhealthy, record.healthRestart = record.healthRestart, False
+        healthKilled, record.healthKilled = record.healthKilled, False
         if self.closing and not record.manuallyStopped:
             record.error = SHUTDOWN_ERROR
             self._lifecycle.interrupt(record)
         elif not record.removing and (
             (unhealthy and not record.manuallyStopped) or restartsAfterExit(record, exitCode)
         ):
-            # A failed health check's restart: by whether the run was ever
-            # healthy, not by its length (never under interval x retries).
+            # A failed health check's restart (or the policy's, after its
+            # kill): by whether the run was ever healthy, not by its length
+            # (never under interval x retries).
             record.backoff = (
                 nextHealthBackoff(record.backoff, record.healthySinceStart)
-                if unhealthy
+                if unhealthy or healthKilled
                 else nextBackoff(record.backoff, duration)
             )
             record.pendingRestart = self._clock.callLater(record.backoff, self._autoRestart, record)
