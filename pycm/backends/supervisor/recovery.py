@@ -8,6 +8,7 @@ runs of quarantined records (salvaged), and runs it was starting.
 from __future__ import annotations
 
 import signal
+from typing import Any
 
 import attrs
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
@@ -16,7 +17,7 @@ from twisted.logger import Logger
 
 from pycm.backends.supervisor.lifecycle import Event, Lifecycle
 from pycm.backends.supervisor.records import Record, RecordBook
-from pycm.backends.supervisor.remains import Remains, salvage
+from pycm.backends.supervisor.remains import Remains, quarantineName, salvage
 from pycm.errors import BackendError
 from pycm.interfaces import IRecordStore, IRuntime, IRuntimeSweep
 from pycm.model import Container, State
@@ -93,10 +94,25 @@ class Recovery:
             except BackendError as e:
                 # One damaged record must not keep the others from being
                 # served: it is put aside, named in the log and by info.
-                self._store.quarantine(str(data.get("name")), str(e))
+                self._putAside(data, str(e))
                 continue
             record.backend = self._backendName
             self._book.byName[record.name] = record
+
+    def _putAside(self, data: dict[str, Any], reason: str) -> None:
+        """
+        Quarantine the damaged record C{data}.  One with no name cannot be
+        found by name in the store: it stays where it was, named by its id.
+        """
+        name = quarantineName(data)
+        self._store.quarantine(name, reason)
+        if not isinstance(data.get("name"), str):
+            self._log.warn(
+                "the record {name} has no name: it is not served, but stays among"
+                " the saved records (the daemon cannot tell its key), so it is put"
+                " aside again at each start: remove or mend it (its name field is missing)",
+                name=name,
+            )
 
     def _notServed(self, remains: Remains) -> Remains:
         """

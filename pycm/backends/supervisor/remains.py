@@ -104,6 +104,23 @@ def _fromText(name: str, text: str) -> Remains:
     return Remains(name=name, **fields)
 
 
+def quarantineName(data: dict[str, Any]) -> str:
+    """
+    The name a damaged record C{data} is put aside and shown under: its
+    own, or for one that has none, C{<no name, id ID>} (C{<no name, no
+    id>} without a readable id).  Never a container's name, so a served
+    record is never put aside in its place (a record missing its name was
+    put aside as C{None}, the name a container may have).
+    """
+    name = data.get("name")
+    if isinstance(name, str):
+        return name
+    found = data.get("id")
+    if isinstance(found, str) and re.fullmatch(_STRINGS["id"], found) is not None:
+        return f"<no name, id {found}>"
+    return "<no name, no id>"
+
+
 def salvage(name: str, raw: bytes | str | dict[str, Any]) -> Remains:
     """
     What identifies the last run of the damaged record C{raw} of C{name}:
