@@ -224,6 +224,9 @@ class DamagedStateTests(SynchronousTestCase):
             pids[name] = (pid, procfs.startTime(pid))
         for pid, start in pids.values():
             self.addCleanup(lambda p=pid, t=start: procfs.isSameProcess(p, t) and os.kill(p, 9))
+        # The cgroups of app's run (where this machine has them): nothing of
+        # its record names them once it is cut short.
+        appGroups = _groupsOf(f"app-{client.ok('inspect app')['id'][:12]}")
         daemon.kill9()
         db = sqlite3.connect(os.path.join(daemon.stateDir, "state.db"))
         [(text,)] = db.execute("SELECT record FROM containers WHERE name = 'web'")
@@ -249,6 +252,8 @@ class DamagedStateTests(SynchronousTestCase):
             waitFor(lambda p=pid, t=start: not procfs.isSameProcess(p, t), f"{name}'s sleep to end")
         app = pids["app"][0]
         self.assertIn(f"[{app}], left running by a previous daemon for ['app']", daemon.log())
+        # Found by its processes before they were killed (was: left behind).
+        waitFor(lambda: not any(os.path.exists(path) for path in appGroups), "app's cgroups")
         self.assertEqual([c["name"] for c in client.ok("list")], ["db"])
         client.ok("start db")
         daemon.stop()
@@ -348,6 +353,12 @@ class DamagedStateTests(SynchronousTestCase):
         log = daemon.log()
         self.assertIn("pycm is stopping", log)
         self.assertNotIn("pycm is ready", log)
+
+
+def _groupsOf(group: str) -> list[str]:
+    """The directories of the cgroup C{group} under the default parent, in any hierarchy."""
+    patterns = [f"/sys/fs/cgroup/{at}pycm/{group}" for at in ("", "*/")]
+    return [path for pattern in patterns for path in glob.glob(pattern)]
 
 
 def _sleepsOf(daemon: RealDaemon) -> list[int]:

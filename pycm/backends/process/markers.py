@@ -4,7 +4,8 @@ Killing processes by the markers in their environments: a run's id
 (C{PYCM_STATE}) with a container's name (L{killStrays}) or with a run id
 no record owns (L{killUnowned}).  Every kill goes through a pidfd opened
 before the environment is read (L{procfs.killIf}): never a process that
-reused a pid.
+reused a pid.  L{groupsOfMarked} finds the cgroups of such processes
+by the same markers.
 """
 
 from __future__ import annotations
@@ -93,13 +94,7 @@ def killStrays(stateMarker: str | None, names: Collection[str], proc: str) -> li
     """
     if stateMarker is None or not names:
         return []
-
-    def stray(environ: bytes) -> str | None:
-        if procfs.environValue(environ, "PYCM_STATE") != stateMarker:
-            return None
-        name = procfs.environValue(environ, "PYCM_CONTAINER")
-        return name if name is not None and name in names else None
-
+    stray = strayMark(stateMarker, names)
     me = os.getpid()
     killed: list[int] = []
     for _ in range(MARK_ROUNDS):
@@ -141,3 +136,50 @@ def killUnowned(
         return procfs.environValue(environ, "PYCM_CONTAINER") or "?"
 
     return _killInRounds(lambda pid: procfs.killIf(pid, unowned, proc=proc), proc)
+
+
+def strayMark(stateMarker: str, names: Collection[str]) -> Callable[[bytes], str | None]:
+    """
+    What L{killStrays} kills: the container's name in an environment of
+    this state directory's run of one of C{names}, else None.
+    """
+
+    def stray(environ: bytes) -> str | None:
+        if procfs.environValue(environ, "PYCM_STATE") != stateMarker:
+            return None
+        name = procfs.environValue(environ, "PYCM_CONTAINER")
+        return name if name is not None and name in names else None
+
+    return stray
+
+
+def groupsOfMarked(
+    groups: Collection[str],
+    pidsOf: Callable[[str], list[int]],
+    mark: Callable[[bytes], str | None],
+    proc: str = procfs.PROC,
+) -> list[str]:
+    """
+    The cgroups among C{groups} that hold processes, in every one of which
+    C{mark} finds a container's name (see L{strayMark}), the name the
+    group bears (C{NAME-ID}, ID the container id's first 12 characters):
+    the groups of those processes' runs, although no record says so.  An
+    empty group is never one: a cgroup parent may be shared with daemons
+    of other state directories, and nothing tells their groups apart.
+    """
+    found = []
+    for group in sorted(groups):
+        pids = pidsOf(group)
+        if pids and all(_marksGroup(pid, group, mark, proc) for pid in pids):
+            found.append(group)
+    return found
+
+
+def _marksGroup(pid: int, group: str, mark: Callable[[bytes], str | None], proc: str) -> bool:
+    """Whether C{mark} finds in C{pid}'s environment the container C{group} is of."""
+    environ = procfs.environ(pid, proc)
+    name = None if environ is None else mark(environ)
+    if name is None:
+        return False
+    suffix = group[len(name) + 1 :]
+    return group.startswith(name + "-") and 0 < len(suffix) <= 12 and "-" not in suffix

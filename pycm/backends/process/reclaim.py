@@ -18,7 +18,13 @@ from twisted.logger import Logger
 from pycm.backends.process import procfs
 from pycm.backends.process.cgroups import Cgroups
 from pycm.backends.process.markers import MARK_ROUNDS as MARK_ROUNDS
-from pycm.backends.process.markers import killMarked, killStrays, killUnowned
+from pycm.backends.process.markers import (
+    groupsOfMarked,
+    killMarked,
+    killStrays,
+    killUnowned,
+    strayMark,
+)
 from pycm.backends.process.markjournal import MarkJournal
 from pycm.errors import BackendError, PycmError
 from pycm.model import Container, parseSignal
@@ -304,16 +310,23 @@ def sweepLeftovers(
     whatever still carries the run id of one of C{runs} (run id ->
     container) or of C{ended}, and kill and remove the leftover cgroups of
     C{runs}; kill what runs of the containers named in C{strays} (see
-    L{killStrays}); then kill every run of this state directory that no
-    record owns (L{killUnowned}: records lost), with a warning per
-    container name.
+    L{killStrays}) and remove the cgroups they were in (L{_strayGroups});
+    then kill every run of this state directory that no record owns
+    (L{killUnowned}: records lost), with a warning per container name.
 
     @param ended: the ids of runs that ended without the look for their
         markers (the previous daemon's L{MarkJournal}), whose records may be
         gone or name newer runs.
     @return: the run ids of C{runs} something was found of, sorted.
     """
+    strayGroups = _strayGroups(runs, strays, proc, stateMarker, cgroups, groupName)
     strayed = killStrays(stateMarker, strays, proc)
+    for group in strayGroups:
+        log.info(
+            "removing cgroup {group}, left by a previous daemon for a record put aside",
+            group=group,
+        )
+        releaser.release(group)
     if strayed:
         log.info(
             "killed {pids}, left running by a previous daemon for {names}"
@@ -359,6 +372,25 @@ def sweepLeftovers(
                 found.add(runId)
             releaser.release(group)
     return sorted(found)
+
+
+def _strayGroups(
+    runs: dict[str, Container],
+    strays: Collection[str],
+    proc: str,
+    stateMarker: str | None,
+    cgroups: Cgroups,
+    groupName: Callable[[Container], str],
+) -> list[str]:
+    """
+    The cgroups of the runs of C{strays} (records put aside with no id
+    left to read, whose groups cannot be named), found by the processes
+    in them before they are killed; never a group of C{runs}.
+    """
+    if stateMarker is None or not strays:
+        return []
+    others = cgroups.groups() - {groupName(container) for container in runs.values()}
+    return groupsOfMarked(others, cgroups.pids, strayMark(stateMarker, strays), proc)
 
 
 def reclaimRun(
