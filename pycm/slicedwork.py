@@ -27,8 +27,11 @@ T = TypeVar("T")
 
 #: A job: a generator that yields (None) between slices of a few
 #: milliseconds at most, and returns its result (a job yields only when
-#: more work follows: one of a single slice never yields).
-Job = Generator[None, None, T]
+#: more work follows: one of a single slice never yields).  A job that has
+#: to wait for its input (a body still coming from the engine) yields a
+#: Deferred instead: it is resumed once that fires (with anything; it must
+#: not fail), the other jobs going on meanwhile.
+Job = Generator["Deferred[Any] | None", None, T]
 
 #: The most seconds of sliced work in one reactor turn, all jobs together.
 TURN_BUDGET = 0.01
@@ -89,14 +92,17 @@ class SlicedWork:
             job.close()
             return fail(Unavailable(STOPPED))
         try:
-            next(job)
+            first = next(job)
         except StopIteration as stop:
             return succeed(stop.value)
         except Exception:
             return fail()
         result: list[Any] = []
 
-        def steps() -> Generator[None, None, None]:
+        def steps() -> Generator[Deferred[Any] | None, None, None]:
+            if first is not None:
+                # It waits already: the task starts by waiting too.
+                yield first
             result.append((yield from job))
 
         task = self._cooperator.cooperate(steps())
@@ -143,9 +149,34 @@ class SlicedWork:
 
 
 def runAtOnce(job: Job[T]) -> T:
-    """Run C{job} to its end now (in tests, and for small work)."""
+    """Run C{job}, one that never waits, to its end now (in tests, and for small work)."""
     while True:
         try:
             next(job)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
+
+
+def runWaiting(job: Job[T]) -> Deferred[T]:
+    """
+    Run C{job} without slices (for small work off the daemon's requests),
+    waiting where it waits: a Deferred of its result; cancelling it closes
+    the job.
+    """
+    done: Deferred[T] = Deferred(lambda _: job.close())
+
+    def step(_: object = None) -> None:
+        while not done.called:
+            try:
+                waited = next(job)
+            except StopIteration as stop:
+                done.callback(stop.value)
+            except Exception:
+                done.errback()
+            else:
+                if waited is not None:
+                    waited.addCallback(step)
+                    return
+
+    step()
+    return done

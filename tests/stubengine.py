@@ -12,7 +12,15 @@ from typing import Any
 from twisted.internet.defer import Deferred, succeed
 from zope.interface import implementer
 
+from pycm.backends.docker.engine import Stream
 from pycm.backends.docker.interfaces import IDockerEngine
+
+
+def wholeStream(onData: Callable[[bytes], object], body: bytes) -> Deferred[Stream]:
+    """A stream that gave all its C{body} to C{onData} at once, and ended (a log read)."""
+    if body:
+        onData(body)
+    return succeed(Stream(succeed(None)))
 
 
 @implementer(IDockerEngine)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import struct
 import tempfile
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -22,8 +23,10 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
 from pycm.backends.docker.engine import EngineAddress, EngineClient
+from pycm.backends.docker.logbody import readLogBody
 from pycm.errors import Unavailable
 from pycm.model import ContainerSpec, State
+from pycm.slicedwork import SlicedWork
 from tests.test_docker_engine import EngineTestCase, eventually, sleep
 from tests.test_docker_support import engineBackend, requireEngine, testImage
 
@@ -382,3 +385,91 @@ class SlowErrorBodyTests(TestCase):
         self.assertLess(reactor.seconds() - started, 5)  # type: ignore[attr-defined]
         yield engine.close()
         yield eventually(lambda: factory.connections == 0, timeout=5)
+
+
+class _LogAnswer(Protocol):
+    """
+    Answers C{GET /version}; to a log read, the status and the first frame
+    of a body it says is longer, then, as its server says, closes the
+    connection (a body cut short) or keeps it open (an engine still sending).
+    """
+
+    def __init__(self, server: _LogServer) -> None:
+        self.server = server
+
+    def connectionMade(self) -> None:
+        self.buffer = b""
+        self.server.connections += 1
+
+    def dataReceived(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.buffer += data
+        while b"\r\n\r\n" in self.buffer:
+            head, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
+            body, missing = b'{"ApiVersion": "1.41", "Version": "20.10.0"}', 0
+            log = b" /version " not in head.split(b"\r\n", 1)[0]
+            if log:
+                text = b"2026-11-30T10:00:00Z first\n"
+                body, missing = struct.pack(">BxxxL", 1, len(text)) + text, 1000
+            self.transport.write(
+                b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body) + missing, body)
+            )
+            if log and self.server.cut:
+                self.transport.loseConnection()
+
+    def connectionLost(self, reason: Any = None) -> None:
+        self.server.connections -= 1
+
+
+class _LogServer(Factory):
+    def __init__(self, cut: bool) -> None:
+        self.cut = cut
+        self.connections = 0
+
+    def buildProtocol(self, addr: Any) -> _LogAnswer:
+        return _LogAnswer(self)
+
+
+class LogReadConnectionTests(TestCase):
+    """A log read over a real socket: its body cut short, or the read abandoned."""
+
+    timeout = 20
+
+    def engine(self, cut: bool) -> tuple[EngineClient, _LogServer]:
+        directory = tempfile.mkdtemp(prefix="pycm-l.", dir="/tmp")
+        self.addCleanup(shutil.rmtree, directory, True)
+        path = os.path.join(directory, "docker.sock")
+        server = _LogServer(cut)
+        port = reactor.listenUNIX(path, server)  # type: ignore[attr-defined]
+        self.addCleanup(port.stopListening)
+        engine = EngineClient(reactor, EngineAddress.parse(f"unix://{path}"), timeout=5)
+        self.addCleanup(engine.close)
+        return engine, server
+
+    @defer.inlineCallbacks
+    def test_cutShort(self) -> Any:
+        """A log's body cut short fails the read as unavailable, not as a shorter log."""
+        engine, _ = self.engine(cut=True)
+        lines: list[Any] = []
+
+        def received(*line: Any) -> None:
+            lines.append(line)
+
+        d = readLogBody(engine, SlicedWork(reactor), "/containers/c/logs", {}, received)
+        error = yield self.assertFailure(d, Unavailable)
+        self.assertIn("was cut", str(error))
+
+    @defer.inlineCallbacks
+    def test_abandonedClosesTheConnection(self) -> Any:
+        """A read cancelled while the body comes closes the engine's connection."""
+        engine, server = self.engine(cut=False)
+        lines: list[Any] = []
+
+        def received(*line: Any) -> None:
+            lines.append(line)
+
+        d = readLogBody(engine, SlicedWork(reactor), "/containers/c/logs", {}, received)
+        yield eventually(lambda: bool(lines), timeout=5)
+        d.cancel()
+        yield self.assertFailure(d, defer.CancelledError)
+        yield eventually(lambda: server.connections == 0, timeout=5)

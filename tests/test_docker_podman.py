@@ -33,7 +33,7 @@ from pycm.backends.docker.translate import (
 )
 from pycm.errors import BackendError, Conflict
 from pycm.model import ContainerSpec, State
-from tests.stubengine import StubEngine
+from tests.stubengine import StubEngine, wholeStream
 
 _LABELS = {MANAGED_LABEL: "true", IMAGE_LABEL: "pycm-test/busybox:latest"}
 #: What Podman 4.3 answers to a create whose name is taken, and to a kill
@@ -114,6 +114,10 @@ class ScriptedEngine(StubEngine):
         raise AssertionError(f"no answer for {method} {path}")
 
     def stream(self, method: str, path: str, params: Any, onData: Any, *a: Any, **kw: Any) -> Any:
+        if path.endswith("/logs") and not (params or {}).get("follow"):
+            # A log read: its answer, whole.
+            d = self.request(method, path, params)
+            return d.addCallback(lambda answer: wholeStream(onData, answer[1] or b""))
         self.calls.append((method, path, dict(params or {}, **kw)))
         return Deferred()
 

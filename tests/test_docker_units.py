@@ -50,7 +50,7 @@ from pycm.backends.docker.translate import (
 )
 from pycm.errors import BackendError, BadRequest, Conflict, NoImage, NotFound, Unavailable
 from pycm.model import ContainerSpec, RestartPolicy, State
-from tests.stubengine import StubEngine
+from tests.stubengine import StubEngine, wholeStream
 
 
 def frame(stream: int, payload: bytes) -> bytes:
@@ -1034,8 +1034,6 @@ class LogsSinceTests(SynchronousTestCase):
         The engine is asked for every line since then (its tail comes
         before its since), and the last C{tail} of them are kept here.
         """
-        from twisted.internet.defer import succeed
-
         from pycm.backends.docker.backend import DockerBackend
         from pycm.backends.docker.follow import engineSince
         from pycm.model import parseTime
@@ -1050,10 +1048,10 @@ class LogsSinceTests(SynchronousTestCase):
             return b"".join(struct.pack(">BxxxL", 1, len(p)) + p for p in payloads)
 
         class Engine(StubEngine):
-            def request(self, method: str, path: str, params: Any = None,
-                        *args: Any, **kw: Any) -> Any:
+            def stream(self, method: str, path: str, params: Any, onData: Any,
+                       *args: Any, **kw: Any) -> Any:
                 asked.append(params)
-                return succeed((200, frames(float(params.get("since", 0)))))
+                return wholeStream(onData, frames(float(params.get("since", 0))))
 
         backend = DockerBackend(Clock(), Engine(), pull=False)
         since = parseTime(stamps[1])

@@ -8,11 +8,11 @@ from __future__ import annotations
 from collections.abc import Callable, Generator
 from typing import Any
 
-from twisted.internet.defer import CancelledError
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
 from pycm.errors import Unavailable
-from pycm.slicedwork import SlicedWork, runAtOnce
+from pycm.slicedwork import SlicedWork, runAtOnce, runWaiting
 
 
 class Turns:
@@ -167,3 +167,86 @@ class SlicedWorkTests(SynchronousTestCase):
         log: list[str] = []
         self.assertEqual(runAtOnce(counting(3, log, "a")), 3)
         self.assertEqual(log, ["a0", "a1", "a2"])
+
+
+def waiting(
+    gate: Deferred[None], log: list[str], name: str
+) -> Generator[Deferred[None] | None, None, str]:
+    """A job that notes a slice, waits for C{gate}, notes another."""
+    try:
+        log.append(f"{name}0")
+        yield gate
+        log.append(f"{name}1")
+    finally:
+        log.append(f"{name} closed")
+    return name
+
+
+class WaitingJobTests(SynchronousTestCase):
+    """A job that yields a Deferred waits for it (its input is not there yet)."""
+
+    def setUp(self) -> None:
+        self.clock = Turns()
+        clock: Any = self.clock
+        self.work = SlicedWork(clock, budget=0.5, timer=StepTimer())
+
+    def test_othersGoOnWhileOneWaits(self) -> None:
+        """
+        While a job waits, the others take their turns; it goes on once
+        what it waits for has fired.
+        """
+        log: list[str] = []
+        gate: Deferred[None] = Deferred()
+        w = self.work.run(waiting(gate, log, "w"))
+        c = self.work.run(counting(3, log, "c"))
+        for _ in range(4):
+            self.clock.turn()
+        self.assertEqual(log, ["w0", "c0", "c1", "c2"])
+        self.assertEqual(self.successResultOf(c), 3)
+        self.assertNoResult(w)
+        gate.callback(None)
+        for _ in range(2):
+            self.clock.turn()
+        self.assertEqual(log[4:], ["w1", "w closed"])
+        self.assertEqual(self.successResultOf(w), "w")
+
+    def test_cancelWhileWaiting(self) -> None:
+        """Cancelling a waiting job closes it; what it waited for firing later is harmless."""
+        log: list[str] = []
+        gate: Deferred[None] = Deferred()
+        d = self.work.run(waiting(gate, log, "w"))
+        self.clock.turn()
+        d.cancel()
+        self.failureResultOf(d, CancelledError)
+        gate.callback(None)
+        for _ in range(2):
+            self.clock.turn()
+        self.assertEqual(log, ["w0", "w closed"])
+
+    def test_stopWhileWaiting(self) -> None:
+        """L{SlicedWork.stop} stops a waiting job too: it never goes on."""
+        log: list[str] = []
+        gate: Deferred[None] = Deferred()
+        d = self.work.run(waiting(gate, log, "w"))
+        self.work.stop()
+        gate.callback(None)
+        for _ in range(2):
+            self.clock.turn()
+        self.assertEqual(log, ["w0"])
+        self.assertNoResult(d)
+
+    def test_runWaiting(self) -> None:
+        """L{runWaiting} runs the slices at once, waiting where the job waits."""
+        log: list[str] = []
+        gate: Deferred[None] = Deferred()
+        d = runWaiting(waiting(gate, log, "w"))
+        self.assertEqual(log, ["w0"])
+        gate.callback(None)
+        self.assertEqual(self.successResultOf(d), "w")
+        self.assertEqual(log, ["w0", "w1", "w closed"])
+        other: Deferred[None] = Deferred()
+        d = runWaiting(waiting(other, log, "x"))
+        d.cancel()
+        self.failureResultOf(d, CancelledError)
+        other.callback(None)
+        self.assertEqual(log[3:], ["x0", "x closed"])

@@ -33,7 +33,7 @@ from pycm.errors import NotFound
 from pycm.model import LogFollow, LogLine
 from pycm.testing import advanceClock, settleClock
 from pycm.testing.swarmengine import FakeSwarmEngine
-from tests.stubengine import StubEngine
+from tests.stubengine import StubEngine, wholeStream
 from tests.swarmsupport import pollUntil, realManager, removeServices, uniqueServiceName
 
 #: A line as the real manager (dockerd 20.10) sent it, framed.
@@ -317,6 +317,10 @@ class ScriptedManager(StubEngine):
         return succeed((200, self.body(since, (params or {}).get("tail", "all"))))
 
     def stream(self, method: str, path: str, params: Any, onData: Any, *a: Any, **k: Any) -> Any:
+        if not params.get("follow"):
+            # A read: what the manager holds, whole.
+            d = self.request(method, path, params)
+            return d.addCallback(lambda answer: wholeStream(onData, answer[1]))
         self.asked.append((method, path, dict(params)))
         self.onData = onData
         self.sinceNanos = _nanos(params["since"])
@@ -342,6 +346,8 @@ class ScriptedManager(StubEngine):
 
 
 class _ScriptedStream:
+    failure = None
+
     def __init__(self, ended: Deferred[None]) -> None:
         self.ended = ended
         self.cancelled = False

@@ -41,7 +41,7 @@ from pycm.testing.dockerstate import (
     sinceNanos,
     spec,
 )
-from pycm.testing.fakeengine import AnswersLater
+from pycm.testing.fakeengine import AnswersLater, writeBody
 
 #: The simulated commands, as files of every fake image.
 SIMULATED_COMMANDS = ("sleep", "exit", "echo", "fail", "delay", "ignore-term", "burn")
@@ -455,6 +455,8 @@ class FakeDockerEngine(AnswersLater):
         )
 
     def _followLogs(self, feed: Feed, container: FakeContainer, params: dict[str, Any]) -> None:
+        if not flag(params.get("follow")):  # dockerd's answer of a read, a piece a turn
+            return writeBody(self.clock, feed, self._logs(container, params, None)[1])
         stamps = flag(params.get("timestamps"))
         for when, stream, text in container.backlog(params):
             feed.write(frame(stream, when, text, stamps))

@@ -299,6 +299,32 @@ class DockerEngineTests(EngineSuiteCase):
         self.assertEqual(body, b"")
 
     @inlineCallbacks
+    def test_logsStreamed(self) -> Generator[Deferred[Any], Any, None]:
+        """A log read streamed (no C{follow}) ends whole, of a running container too."""
+        name = yield self.create("logstream", self.fixture.echoCommand("hello engine"))
+        yield self.call("POST", f"/containers/{name}/start")
+        yield self.call("POST", f"/containers/{name}/wait", timeout=0)
+        params = {"stdout": True, "stderr": True, "timestamps": True, "tail": "all"}
+        _, whole = yield self.call("GET", f"/containers/{name}/logs", params, raw=True)
+        running = yield self.create("logstreamrun", self.fixture.longCommand)
+        yield self.call("POST", f"/containers/{running}/start")
+        for container, expected in ((name, whole), (running, b"")):
+            body = yield self.streamedLog(container, params)
+            self.assertEqual(body, expected)
+
+    @inlineCallbacks
+    def streamedLog(
+        self, container: str, params: dict[str, Any]
+    ) -> Generator[Deferred[Any], Any, bytes]:
+        """The body of C{container}'s log streamed, once it ended whole."""
+        pieces: list[bytes] = []
+        path = f"/containers/{container}/logs"
+        stream: Stream = yield self.settle(self.engine.stream("GET", path, params, pieces.append))
+        yield self.eventually(lambda: stream.ended.called, timeout=5)
+        self.assertIsNone(stream.failure)
+        return b"".join(pieces)
+
+    @inlineCallbacks
     def test_archive(self) -> Generator[Deferred[Any], Any, None]:
         """C{HEAD archive} finds the command's file, and not a missing one."""
         name = yield self.create("archive", self.fixture.longCommand)

@@ -17,6 +17,22 @@ from twisted.internet.interfaces import IReactorTime
 from pycm.backends.docker.engine import Stream
 from pycm.testing.dockerstate import Feed, StreamEnd, answerLater
 
+#: Bytes of a log's answer a fake engine writes a turn (as a socket would).
+PIECE = 64 * 1024
+
+
+def writeBody(clock: IReactorTime, feed: Feed, body: bytes, piece: int = PIECE) -> None:
+    """
+    Write C{body} to C{feed} a piece a turn of C{clock} (the first now),
+    then end it: a log's answer without C{follow}.  Ended early (the
+    reader closed it), it writes no more.
+    """
+    feed.write(body[:piece])
+    if len(body) <= piece:
+        feed.end()
+    elif not feed.ended.called:
+        clock.callLater(0, writeBody, clock, feed, body[piece:], piece)
+
 
 class AnswersLater:
     """

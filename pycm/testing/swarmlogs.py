@@ -17,6 +17,7 @@ from twisted.internet.defer import Deferred
 
 from pycm.backends.docker.engine import EngineError
 from pycm.testing.dockerstate import FakeContainer, Feed, discard, flag, frame
+from pycm.testing.fakeengine import writeBody
 from pycm.testing.swarmstate import FakeService, FakeTask
 from pycm.testing.swarmtasks import Cluster
 
@@ -85,6 +86,10 @@ class ServiceLogs:
         follow = _Follow(feed, service, params)
         if service.id not in self.cluster.services:
             feed.end()
+            return
+        if not flag(params.get("follow")):
+            # The manager's answer of a read, a piece a turn.
+            writeBody(self.cluster.clock, feed, self.backlog(service, params))
             return
         for task, container in self._containers(service):
             for nanos, stream, text in container.backlog(params):

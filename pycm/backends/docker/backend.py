@@ -64,6 +64,7 @@ from pycm.model import (
     State,
     parseSignal,
 )
+from pycm.slicedwork import SlicedWork
 from pycm.stats import ContainerStats
 
 #: In the state directory: which signals pycm sent which container.
@@ -180,10 +181,7 @@ class DockerBackend:
         self._teller = EventTeller(engine, self._view, self._journal)
         self._lookup = ContainerLookup(engine, self._view, lambda: self._events.connected, reactor)
         self._reconciler = Reconciler(
-            reactor,
-            engine,
-            self._view,
-            self._journal,
+            reactor, engine, self._view, self._journal,
             lambda cid, name: self._lookup.inspect(cid, name, quiet=True),
         )
         self._events = EngineEvents(
@@ -191,11 +189,11 @@ class DockerBackend:
         )
         self.capabilities = CAPABILITIES
         self._healthChecks = PodmanHealthChecks(engine)
-        self._logs = LogReader(engine)
+        self._slices = SlicedWork(reactor)  # a log's lines, split between requests
+        self._logs = LogReader(engine, self._slices)
         self._executables = ExecutableCheck(engine, self._logs)
-        self._waits = ContainerWaits(
-            engine, self._view, self._journal, self._lookup, self.pollInterval
-        )
+        self._waits = ContainerWaits(engine, self._view, self._journal, self._lookup,
+                                     self.pollInterval)
         self._puller = ImagePuller(reactor, engine, pullTimeout, self._journal.emit)
         self._usage = UsageReader(reactor, engine, self._view, self._lookup)
 
@@ -227,6 +225,7 @@ class DockerBackend:
             )
         yield self._events.stop()
         self._journal.releaseAll()
+        self._slices.stop()
         yield self.engine.close()
 
     def _connected(self, reconnect: bool) -> Deferred[Any]:

@@ -18,9 +18,14 @@ from twisted.web.http import PotentialDataLoss
 
 
 class BodyStreamer(Protocol):
-    """Hand a response body to C{onData} as it comes; fire C{done} at its end."""
+    """
+    Hand a response body to C{onData} as it comes; fire C{done} at its end.
+
+    @ivar failure: once ended, None if the body came whole, else why not.
+    """
 
     log = Logger()
+    failure: Failure | None = None
 
     def __init__(self, onData: Callable[[bytes], None], done: Deferred[None]) -> None:
         self._onData = onData
@@ -34,6 +39,8 @@ class BodyStreamer(Protocol):
             self.transport.stopProducing()  # type: ignore[union-attr]
 
     def connectionLost(self, reason: Failure = ResponseDone) -> None:  # type: ignore[assignment]
+        if isinstance(reason, Failure) and not reason.check(ResponseDone, PotentialDataLoss):
+            self.failure = reason
         if not self._done.called:
             self._done.callback(None)
 

@@ -115,10 +115,13 @@ class Stream:
 
     @ivar ended: fires with None when the body ends, whether the engine
         closed it, the connection was lost, or L{cancel} was called.
+    @ivar failure: once ended, None if the body came whole, else why not
+        (the connection was lost, or cancelled).
     """
 
     ended: Deferred[None]
     _transport: Any = None
+    failure: Failure | None = None
 
     def cancel(self) -> None:
         """Stop reading: close the connection."""
@@ -295,6 +298,7 @@ class EngineClient:
 
         def forget(result: object) -> object:
             self._streams.discard(stream)
+            stream.failure = protocol.failure
             return result
 
         ended.addBoth(forget)

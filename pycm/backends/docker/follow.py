@@ -1,10 +1,12 @@
 """
 A container's log lines from the engine (C{GET /containers/ID/logs}): read
-at once, or followed as they come (L{LogReader}).
+(a slice at a time, L{pycm.backends.docker.logbody}), or followed as they
+come (L{LogReader}).
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -14,9 +16,11 @@ from twisted.logger import Logger
 
 from pycm.backends.docker.engine import EngineError, Stream
 from pycm.backends.docker.interfaces import IDockerEngine
+from pycm.backends.docker.logbody import readLogBody
 from pycm.backends.docker.stream import Demultiplexer, LogLineSplitter
 from pycm.backends.docker.translate import mapEngineError, sinceParam
 from pycm.model import LogFollow, LogLine, parseTime
+from pycm.slicedwork import SlicedWork
 
 
 def engineSince(since: float) -> str:
@@ -42,18 +46,25 @@ def logLine(stream: str, ts: str | None, text: str) -> LogLine:
 
 
 class LogReader:
-    """Reads and follows containers' logs on one engine."""
+    """
+    Reads and follows containers' logs on one engine: a read's answer is
+    split into lines a slice at a time on C{slices} (None: without slices,
+    for the few lines of an exec check).
+    """
 
     log = Logger()
 
-    def __init__(self, engine: IDockerEngine) -> None:
+    def __init__(self, engine: IDockerEngine, slices: SlicedWork | None = None) -> None:
         self.engine = engine
+        self.slices = slices
 
-    @defer.inlineCallbacks
-    def read(self, cid: str, tail: int | None, since: float | None = None) -> Any:
+    def read(
+        self, cid: str, tail: int | None, since: float | None = None
+    ) -> Deferred[list[tuple[str | None, LogLine]]]:
         """
         The last C{tail} lines (of those at or after C{since}) as
-        C{(timestamp, LogLine)} pairs.
+        C{(timestamp, LogLine)} pairs, read as the engine sends them
+        (L{readLogBody}); cancelling it closes the engine's connection.
         """
         params: dict[str, Any] = {
             "stdout": True,
@@ -61,25 +72,22 @@ class LogReader:
             "timestamps": True,
             "tail": "all" if tail is None else max(tail, 0),
         }
+        keep: int | None = None
         if since is not None:
             # The engine takes its tail before its since: ask for every line
             # since then, and keep the last C{tail} here.
             params["since"] = engineSince(since)
             params["tail"] = "all"
-        _, body = yield self.engine.request(
-            "GET", f"/containers/{cid}/logs", params, raw=True
-        )
-        lines: list[tuple[str | None, LogLine]] = []
-        splitter = LogLineSplitter(
-            lambda stream, ts, text: lines.append((ts, logLine(stream, ts, text))), True
-        )
-        Demultiplexer(splitter.frameReceived).feed(body or b"")
-        splitter.flush()
-        if since is not None:
-            lines = [pair for pair in lines if pair[1].time >= since]
-            if tail is not None:
-                lines = lines[-tail:] if tail > 0 else []
-        return lines
+            keep = None if tail is None else max(tail, 0)
+        lines: deque[tuple[str | None, LogLine]] = deque(maxlen=keep)
+
+        def received(stream: str, ts: str | None, text: str) -> None:
+            line = logLine(stream, ts, text)
+            if since is None or line.time >= since:
+                lines.append((ts, line))
+
+        d = readLogBody(self.engine, self.slices, f"/containers/{cid}/logs", params, received)
+        return d.addCallback(lambda _: list(lines))
 
     @defer.inlineCallbacks
     def follow(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import errno
 import os
 from collections import OrderedDict
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
 
 from twisted.logger import Logger
@@ -441,7 +441,7 @@ def _readFiles(
     since: float | None,
     budget: int,
     marker: LogLine | None,
-) -> Generator[None, None, list[LogLine]]:
+) -> Job[list[LogLine]]:
     """L{newestLines} of C{files}, then C{marker} if any; the files closed after."""
     try:
         yield None

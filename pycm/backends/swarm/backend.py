@@ -221,6 +221,7 @@ class SwarmBackend(SwarmView):
     def close(self) -> Any:
         """Stop watching; the services go on running (the swarm keeps them)."""
         self.waits.cancelAll()
+        self.logReader.stop()
         yield self.watcher.stop()
         yield self.nodes.close()
         yield self.engine.close()

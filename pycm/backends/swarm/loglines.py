@@ -7,6 +7,7 @@ lines were given up to (L{TaskCursor}), node names (L{NodeNames}).
 
 from __future__ import annotations
 
+import heapq
 import re
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
@@ -22,6 +23,7 @@ from pycm.backends.docker.interfaces import IDockerEngine
 from pycm.backends.docker.stream import Demultiplexer, LogLineSplitter
 from pycm.errors import PycmError
 from pycm.model import LogLine
+from pycm.slicedwork import Job
 
 #: The attributes of a line's details that say where it comes from.
 TASK_ATTRIBUTE = "com.docker.swarm.task.id"
@@ -121,6 +123,33 @@ def rawLine(stream: str, stamp: str | None, text: str) -> RawLine:
 def inTimeOrder(lines: Iterable[RawLine]) -> list[RawLine]:
     """C{lines} merged in time order (lines of one time keep their order)."""
     return sorted(lines, key=lambda line: line.nanos)
+
+
+#: Lines of L{mergeInTimeOrder}'s work in one slice (a few milliseconds).
+LINES_PER_SLICE = 2000
+
+
+def mergeInTimeOrder(
+    lines: list[RawLine], keep: Callable[[RawLine], bool] = lambda line: True
+) -> Job[list[RawLine]]:
+    """
+    L{inTimeOrder} of those of C{lines} that C{keep} keeps, as a
+    L{pycm.slicedwork.Job}: runs of L{LINES_PER_SLICE} lines sorted one a
+    slice, then merged (a tie goes to the earlier run: the order is
+    L{inTimeOrder}'s), L{LINES_PER_SLICE} lines a slice.
+    """
+    runs: list[list[RawLine]] = []
+    for start in range(0, len(lines), LINES_PER_SLICE):
+        if runs:
+            yield None
+        run = [line for line in lines[start : start + LINES_PER_SLICE] if keep(line)]
+        runs.append(inTimeOrder(run))
+    merged: list[RawLine] = []
+    for line in heapq.merge(*runs, key=lambda line: line.nanos):
+        if merged and len(merged) % LINES_PER_SLICE == 0:
+            yield None
+        merged.append(line)
+    return merged
 
 
 class TaskCursor:

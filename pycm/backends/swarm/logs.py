@@ -35,6 +35,7 @@ from twisted.python.failure import Failure
 
 from pycm.backends.docker.engine import EngineError
 from pycm.backends.docker.interfaces import IDockerEngine
+from pycm.backends.docker.logbody import readLogBody
 from pycm.backends.docker.stream import Demultiplexer, LogLineSplitter, StreamFormatError
 from pycm.backends.docker.translate import mapEngineError
 from pycm.backends.swarm.loglines import (
@@ -43,11 +44,12 @@ from pycm.backends.swarm.loglines import (
     RawLine,
     TaskCursor,
     inTimeOrder,
+    mergeInTimeOrder,
     nanosParam,
-    parseBody,
     rawLine,
 )
 from pycm.model import LogFollow, LogLine
+from pycm.slicedwork import SlicedWork
 
 #: Lines asked for beyond a tail, per task (see L{ServiceLogReader._backlog}).
 TAIL_SLACK = 16
@@ -70,27 +72,48 @@ class ServiceLogReader:
         self.clock = clock
         self.engine = engine
         self.nodeNames = NodeNames(engine, nodes)
+        self.slices = SlicedWork(clock)
 
-    @defer.inlineCallbacks
-    def request(self, sid: str, name: str, params: dict[str, Any]) -> Any:
-        """The lines of one C{logs} request (L{RawLine}s, as they came)."""
+    def stop(self) -> None:
+        """The backend is closed: no read goes on."""
+        self.slices.stop()
+
+    def request(self, sid: str, name: str, params: dict[str, Any]) -> Deferred[list[RawLine]]:
+        """
+        The lines of one C{logs} request (L{RawLine}s, as they came), read
+        and split a slice at a time; cancelling it closes the connection.
+        """
         query = {"details": True, "stdout": True, "stderr": True, "timestamps": True}
         query.update(params)
-        try:
-            _, body = yield self.engine.request("GET", f"/services/{sid}/logs", query, raw=True)
-        except EngineError as e:
-            raise mapEngineError(e.status, e.message, name=name) from None
-        try:
-            return parseBody(body or b"")
-        except StreamFormatError as e:
-            self.log.warn("{name}'s logs are not a multiplexed stream: {error}", name=name, error=e)
+        lines: list[RawLine] = []
+        d = readLogBody(
+            self.engine,
+            self.slices,
+            f"/services/{sid}/logs",
+            query,
+            lambda s, ts, text: lines.append(rawLine(s, ts, text)),
+        )
+
+        def failed(failure: Failure) -> list[RawLine]:
+            if failure.check(EngineError):
+                e = failure.value
+                raise mapEngineError(e.status, e.message, name=name) from None
+            failure.trap(StreamFormatError)
+            self.log.warn(
+                "{name}'s logs are not a multiplexed stream: {error}",
+                name=name,
+                error=failure.value,
+            )
             return []
+
+        return d.addCallbacks(lambda _: lines, failed)
 
     @defer.inlineCallbacks
     def _backlog(self, sid: str, name: str, tail: int | None, since: float | None) -> Any:
         """
         The lines as read (for the cursor) and the backlog: the last
-        C{tail} of those at or after C{since}, in time order.
+        C{tail} of those at or after C{since}, in time order (merged a
+        slice at a time).
         """
         if since is not None:
             # The engine takes its tail before its since: ask for every line
@@ -102,7 +125,9 @@ class ServiceLogReader:
             # two: ask for more, so that the cut by time here is exact.
             params = {"tail": "all" if tail is None else max(tail, 0) + TAIL_SLACK}
         raw = yield self.request(sid, name, params)
-        backlog = inTimeOrder(line for line in raw if since is None or line.nanos / 1e9 >= since)
+        backlog = yield self.slices.run(
+            mergeInTimeOrder(raw, lambda line: since is None or line.nanos / 1e9 >= since)
+        )
         if tail is not None:
             backlog = backlog[-tail:] if tail > 0 else []
         return raw, backlog

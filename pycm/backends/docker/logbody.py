@@ -1,0 +1,141 @@
+"""
+Reading a C{GET .../logs} answer (no C{follow}) as it comes off the
+engine's socket (L{readLogBody}): the multiplexed body is split into lines
+a slice at a time (L{pycm.slicedwork}), between other connections'
+requests, so that a log of tens of megabytes holds up no one; cancelled
+(the client has gone), the read closes the engine's connection.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Generator
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
+
+from pycm.backends.docker.engine import Stream
+from pycm.backends.docker.interfaces import IDockerEngine
+from pycm.backends.docker.stream import Demultiplexer, LogLineSplitter
+from pycm.errors import Unavailable
+from pycm.slicedwork import Job, SlicedWork, runWaiting
+
+#: Bytes of the body split into lines in one slice (a few milliseconds).
+SLICE_BYTES = 32 * 1024
+
+#: What is called with each line: its stream, timestamp (or None), text.
+LineReceiver = Callable[[str, "str | None", str], None]
+
+
+class _Body:
+    """The pieces of a body come so far, and a wake-up for who waits on more."""
+
+    def __init__(self) -> None:
+        self.pieces: deque[bytes] = deque()
+        self.ended = False
+        self._waiting: Deferred[None] | None = None
+
+    def received(self, data: bytes) -> None:
+        self.pieces.append(data)
+        self._wake()
+
+    def end(self, _: object = None) -> None:
+        self.ended = True
+        self._wake()
+
+    def more(self) -> Deferred[None]:
+        """Fires once a piece comes or the body ends."""
+        self._waiting = Deferred()
+        return self._waiting
+
+    def _wake(self) -> None:
+        waiting, self._waiting = self._waiting, None
+        if waiting is not None:
+            waiting.callback(None)
+
+
+def splitBody(
+    body: _Body, lineReceived: LineReceiver, sliceBytes: int = SLICE_BYTES
+) -> Generator[Deferred[None] | None, None, None]:
+    """
+    The job splitting C{body} into lines for C{lineReceived}: at most
+    C{sliceBytes} of it a slice (a piece is cut to that), waiting while
+    the engine has sent nothing more.
+
+    @raise pycm.backends.docker.stream.StreamFormatError: the body is not
+        a multiplexed stream.
+    """
+    splitter = LogLineSplitter(lineReceived, True)
+    demux = Demultiplexer(splitter.frameReceived)
+    done = 0
+    while True:
+        if not body.pieces:
+            if body.ended:
+                break
+            yield body.more()
+            done = 0
+            continue
+        if done >= sliceBytes:
+            yield None
+            done = 0
+        piece = body.pieces.popleft()
+        if len(piece) > sliceBytes:
+            body.pieces.appendleft(piece[sliceBytes:])
+            piece = piece[:sliceBytes]
+        demux.feed(piece)
+        done += len(piece)
+    splitter.flush()
+
+
+def _read(
+    engine: IDockerEngine, path: str, params: dict[str, Any], lineReceived: LineReceiver
+) -> Job[None]:
+    """The whole read: open the stream, split it, close it at the end."""
+    body = _Body()
+    opening = engine.stream("GET", path, params, body.received)
+    outcome: list[Any] = []
+    try:
+        # Waiting must not fail: the opening's failure (EngineError, ...)
+        # is raised here.
+        opening.addBoth(outcome.append)
+        if not outcome:
+            yield opening
+        if isinstance(outcome[0], Failure):
+            outcome.pop().raiseException()
+        stream: Stream = outcome[0]
+        stream.ended.addCallback(body.end)
+        yield from splitBody(body, lineReceived)
+        if stream.failure is not None:
+            raise Unavailable(f"the engine's answer to GET {path} was cut: "
+                              f"{stream.failure.getErrorMessage()}")
+    finally:
+        if not outcome:
+            opening.cancel()
+        elif isinstance(outcome[0], Stream):
+            outcome[0].cancel()
+
+
+def readLogBody(
+    engine: IDockerEngine,
+    slices: SlicedWork | None,
+    path: str,
+    params: dict[str, Any],
+    lineReceived: LineReceiver,
+) -> Deferred[None]:
+    """
+    Ask C{engine} for C{GET path} (a log, C{timestamps} on, no C{follow})
+    and call C{lineReceived} with each of its lines, a slice at a time on
+    C{slices} (None: without slices, for a few lines).
+
+    @return: a Deferred firing with None after the last line; failing as
+        L{IDockerEngine.stream} does, with
+        L{pycm.backends.docker.stream.StreamFormatError} for a body that is
+        not multiplexed, L{Unavailable} for one cut short.  Cancelling it
+        closes the engine's connection and stops the work.
+    """
+    job = _read(engine, path, params, lineReceived)
+    return runWaiting(job) if slices is None else slices.run(job)
+
+
+__all__ = ["SLICE_BYTES", "readLogBody", "splitBody"]

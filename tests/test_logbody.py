@@ -1,0 +1,177 @@
+"""
+Tests for L{pycm.backends.docker.logbody}: a log's answer split into lines
+as it comes, a bounded slice at a time, its failures, and its cancel
+closing the engine's connection; on a scripted engine.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.defer import CancelledError, Deferred, fail
+from twisted.internet.error import ConnectionLost
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+
+from pycm.backends.docker.engine import EngineError, Stream
+from pycm.backends.docker.logbody import _Body, readLogBody, splitBody
+from pycm.backends.docker.stream import StreamFormatError
+from pycm.errors import Unavailable
+from pycm.slicedwork import SlicedWork
+from tests.stubengine import StubEngine
+from tests.test_slicedwork import StepTimer, Turns
+
+
+def framed(text: str, number: int = 1) -> bytes:
+    payload = text.encode()
+    return struct.pack(">BxxxL", number, len(payload)) + payload
+
+
+class Transport:
+    """A stream's transport: C{stopProducing} is the connection closed."""
+
+    def __init__(self) -> None:
+        self.stopped = False
+
+    def stopProducing(self) -> None:
+        self.stopped = True
+
+
+class OneStream(StubEngine):
+    """An engine answering one log read: C{opening}, then what the test feeds."""
+
+    def __init__(self) -> None:
+        self.opening: Deferred[Stream] = Deferred()
+        self.onData: Callable[[bytes], object] | None = None
+        self.transport = Transport()
+        self.answer = Stream(Deferred(), self.transport)
+
+    def stream(  # type: ignore[override]
+        self, method: str, path: str, params: Any, onData: Callable[[bytes], object], *a: Any,
+        **kw: Any,
+    ) -> Deferred[Stream]:
+        self.onData = onData
+        return self.opening
+
+    def open(self) -> None:
+        self.opening.callback(self.answer)
+
+    def end(self, failure: Failure | None = None) -> None:
+        self.answer.failure = failure
+        self.answer.ended.callback(None)
+
+
+class SplitBodyTests(SynchronousTestCase):
+    """L{splitBody}: a slice takes at most C{sliceBytes} of the body."""
+
+    def test_boundedSlices(self) -> None:
+        """
+        Each slice splits at most C{sliceBytes} (a bigger piece is cut), the
+        job waits while nothing more came, and every line comes once.
+        """
+        body = _Body()
+        lines: list[str] = []
+        job = splitBody(body, lambda stream, ts, text: lines.append(text), sliceBytes=20)
+        self.assertIsInstance(next(job), Deferred)
+        data = b"".join(framed(f"2026-11-30T10:00:00Z line {i}\n") for i in range(6))
+        body.received(data)
+        slices = 0
+        seen = [0]
+        waited = next(job)
+        while waited is None:
+            slices += 1
+            seen.append(len(lines))
+            waited = next(job)
+        self.assertIsInstance(waited, Deferred)
+        self.assertEqual(slices, len(data) // 20)
+        body.end()
+        with self.assertRaises(StopIteration):
+            while True:
+                next(job)
+        self.assertEqual(lines, [f"line {i}" for i in range(6)])
+        self.assertLessEqual(max(b - a for a, b in zip(seen, seen[1:], strict=False)), 1)
+
+
+class ReadLogBodyTests(SynchronousTestCase):
+    """L{readLogBody} on a scripted engine and the reactor's turns."""
+
+    def setUp(self) -> None:
+        self.turns = Turns()
+        clock: Any = self.turns
+        self.slices = SlicedWork(clock, timer=StepTimer())
+        self.engine = OneStream()
+        self.lines: list[tuple[str, str | None, str]] = []
+
+    def read(self) -> Deferred[None]:
+        def received(*line: Any) -> None:
+            self.lines.append(line)
+
+        return readLogBody(self.engine, self.slices, "/containers/c/logs", {}, received)
+
+    def settle(self) -> None:
+        for _ in range(20):
+            self.turns.turn()
+
+    def test_linesAsTheyCome(self) -> None:
+        """The lines are given as the pieces come; the read fires at the body's end."""
+        d = self.read()
+        self.engine.open()
+        assert self.engine.onData is not None
+        self.engine.onData(framed("2026-11-30T10:00:00.5Z one\n2026-11-30T10:00:01Z tw"))
+        self.settle()
+        self.assertEqual(self.lines, [("stdout", "2026-11-30T10:00:00.5Z", "one")])
+        self.engine.onData(framed("o\n") + framed("2026-11-30T10:00:02Z three", 2))
+        self.engine.end()
+        self.settle()
+        self.assertIsNone(self.successResultOf(d))
+        self.assertEqual(
+            [(stream, text) for stream, _, text in self.lines],
+            [("stdout", "one"), ("stdout", "two"), ("stderr", "three")],
+        )
+
+    def test_engineError(self) -> None:
+        """The engine's refusal fails the read with it."""
+        self.engine.opening = fail(EngineError(404, "No such container: c"))
+        self.failureResultOf(self.read(), EngineError)
+
+    def test_cutShort(self) -> None:
+        """A body cut short (the connection lost) fails the read: no half a log."""
+        d = self.read()
+        self.engine.open()
+        self.engine.end(Failure(ConnectionLost()))
+        self.settle()
+        self.assertIn("was cut", str(self.failureResultOf(d, Unavailable).value))
+
+    def test_notMultiplexed(self) -> None:
+        """A body that is not multiplexed fails the read."""
+        d = self.read()
+        self.engine.open()
+        assert self.engine.onData is not None
+        self.engine.onData(b"\x07" + b"\0" * 7)
+        self.settle()
+        self.failureResultOf(d, StreamFormatError)
+        self.assertTrue(self.engine.transport.stopped)
+
+    def test_cancelBeforeTheAnswer(self) -> None:
+        """Cancelled before the engine answered: the request is cancelled."""
+        cancelled: list[object] = []
+        self.engine.opening = Deferred(cancelled.append)
+        d = self.read()
+        d.cancel()
+        self.failureResultOf(d, CancelledError)
+        self.assertEqual(len(cancelled), 1)
+
+    def test_cancelClosesTheConnection(self) -> None:
+        """Cancelled while the body comes: the connection is closed, no line more is made."""
+        d = self.read()
+        self.engine.open()
+        self.settle()
+        d.cancel()
+        self.failureResultOf(d, CancelledError)
+        self.assertTrue(self.engine.transport.stopped)
+        assert self.engine.onData is not None
+        self.engine.onData(framed("2026-11-30T10:00:00Z late\n"))
+        self.settle()
+        self.assertEqual(self.lines, [])
