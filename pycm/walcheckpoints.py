@@ -29,8 +29,10 @@ from twisted.python.threadpool import ThreadPool
 
 #: A checkpoint is started after this many commits (one at a time).
 CHECKPOINT_EVERY = 200
+#: At most this many checkpoints in a row to copy the whole log.
+CATCH_UP = 8
 #: SQLite's own checkpoint (on the reactor) only past this many log pages.
-BACKSTOP_PAGES = 10_000
+BACKSTOP_PAGES = 4_000
 
 
 class _CheckpointThread(Thread):
@@ -93,12 +95,22 @@ class ThreadedCheckpoints:
         running.addCallbacks(self._checkpointed, self._failed)
 
     def _checkpoint(self) -> tuple[int, int, int]:
-        """In the pool's thread: one passive checkpoint (it never waits on a writer)."""
+        """
+        In the pool's thread: passive checkpoints (they never wait on the
+        writer) until one finds nothing new to copy, L{CATCH_UP} at most.
+        Only then can the next commit start the log over: each copies what
+        was committed during the one before, less each time.
+        """
         if self._db is None:
             self._db = sqlite3.connect(
                 self.path, timeout=0, isolation_level=None, check_same_thread=False
             )
-        busy, pages, copied = self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        last = -1
+        for _ in range(CATCH_UP):
+            busy, pages, copied = self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            if busy or copied < pages or pages == last:
+                break  # a reader holds the rest, or the log is all copied
+            last = pages
         return busy, pages, copied
 
     def _checkpointed(self, result: tuple[int, int, int]) -> None:

@@ -18,7 +18,7 @@ from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
 
 from pycm.store import SQLiteStore
-from pycm.walcheckpoints import BACKSTOP_PAGES, ThreadedCheckpoints
+from pycm.walcheckpoints import BACKSTOP_PAGES, CATCH_UP, ThreadedCheckpoints
 from tests.test_store import childEnv
 
 #: The filler of a record of most of a page (4 KiB).
@@ -220,6 +220,55 @@ class ProcessEndTests(TestCase):
             timeout=60,
         )
         self.assertEqual((child.returncode, child.stdout), (0, "checkpointed\n"), child.stderr)
+
+
+class FakeCheckpointing:
+    """A connection whose checkpoints report C{results} in turn."""
+
+    def __init__(self, results: list[tuple[int, int, int]]) -> None:
+        self.results = results
+        self.calls = 0
+
+    def execute(self, sql: str) -> FakeCheckpointing:
+        assert sql == "PRAGMA wal_checkpoint(PASSIVE)", sql
+        self.calls += 1
+        return self
+
+    def fetchone(self) -> tuple[int, int, int]:
+        return self.results[self.calls - 1]
+
+
+class CatchUpTests(TestCase):
+    """
+    How far one checkpoint goes: the commits made while it copied are
+    copied by another, until one finds nothing new (only then can the next
+    commit start the log over, which under a steady stream of commits would
+    otherwise grow to the backstop).
+    """
+
+    def checkpoint(self, results: list[tuple[int, int, int]]) -> int:
+        checkpoints = ThreadedCheckpoints(reactor, "unused.db")
+        fake = FakeCheckpointing(results)
+        checkpoints._db = fake  # type: ignore[assignment]
+        self.assertEqual(checkpoints._checkpoint(), results[fake.calls - 1])
+        return fake.calls
+
+    def test_untilNothingNew(self) -> None:
+        """Again while the log grew during the last one; done when it did not."""
+        self.assertEqual(self.checkpoint([(0, 200, 200), (0, 230, 230), (0, 230, 230)]), 3)
+
+    def test_notWhileAReaderHoldsFrames(self) -> None:
+        """A checkpoint that could not copy everything (a reader) is not repeated."""
+        self.assertEqual(self.checkpoint([(0, 200, 150), (0, 260, 260)]), 1)
+
+    def test_notWhenBusy(self) -> None:
+        """Nor one that found another checkpoint running."""
+        self.assertEqual(self.checkpoint([(1, -1, -1), (0, 260, 260)]), 1)
+
+    def test_bounded(self) -> None:
+        """A log that grows during every one is left after L{CATCH_UP} of them."""
+        results = [(0, 100 * i, 100 * i) for i in range(1, CATCH_UP + 2)]
+        self.assertEqual(self.checkpoint(results), CATCH_UP)
 
 
 class NotStartedTests(TestCase):
