@@ -2,8 +2,10 @@
 Tests for C{logs} of a big log on the Docker and swarm backends: the
 engine's answer is read as it comes and split into lines a slice at a time
 (L{pycm.backends.docker.logbody}), so another client's C{ping} is answered
-before the big reply is made, and a client that goes stops the work and
-closes the engine's connection.  On the fake engines and a L{Clock}.
+before the big reply is made, a client that goes stops the work and
+closes the engine's connection, and an engine that stops sending gets the
+client an error after C{request-timeout}.  On the fake engines and a
+L{Clock}.
 """
 
 from __future__ import annotations
@@ -26,10 +28,12 @@ from pycm.daemon.protocol import PycmServerFactory
 from pycm.daemon.session import DaemonState
 from pycm.interfaces import IContainerBackend
 from pycm.model import ContainerSpec
+from pycm.testing import dockerengine, swarmlogs
 from pycm.testing.clock import settleClock
 from pycm.testing.conformance.mixin import SynchronousTestCaseMixin
 from pycm.testing.dockerengine import FakeDockerEngine
-from pycm.testing.dockerstate import FakeContainer
+from pycm.testing.dockerstate import FakeContainer, Feed
+from pycm.testing.fakeengine import PIECE
 from pycm.testing.server import FakeConnection
 from pycm.testing.swarmengine import FakeSwarmEngine
 
@@ -81,6 +85,11 @@ def fillLog(container: FakeContainer) -> list[str]:
         for i, text in enumerate(texts)
     ]
     return texts
+
+
+def stalling(clock: Any, feed: Feed, body: bytes, piece: int = PIECE) -> None:
+    """A fake engine's log answer that stops after its first piece, never ended."""
+    feed.write(body[:piece])
 
 
 class Streams:
@@ -184,6 +193,31 @@ class BigLogMixin(SynchronousTestCaseMixin):
         self.assertEqual(self.streams.received, received)
         self.assertLess(made, COUNT)
         self.assertLess(received, COUNT * 40)
+
+    def test_stalledEngineErrs(self) -> None:
+        """
+        An engine that stops sending the log mid-way: once nothing came for
+        its request timeout (not before), the client gets C{ERR
+        unavailable} naming the container, and the engine's connection is
+        closed.
+        """
+        self.patch(dockerengine, "writeBody", stalling)
+        self.patch(swarmlogs, "writeBody", stalling)
+        conn = self.connect()
+        conn.send("logs --tail=all web\n")
+        drain(self.clock, lambda: bool(self.made))
+        [stream] = self.streams.opened
+        self.clock.advance(9.9)
+        for _ in range(200):
+            self.clock.advance(0)
+        self.assertEqual(conn.lines(), [])
+        self.assertFalse(stream.ended.called)
+        self.clock.advance(0.1)
+        drain(self.clock, lambda: bool(conn.transport.value()))
+        [(kind, (code, message))] = conn.replies()
+        self.assertEqual((kind, code), ("ERR", "unavailable"))
+        self.assertIn("stopped sending the log of web: nothing came for 10 s", message)
+        self.assertTrue(stream.ended.called)
 
 
 class DockerBigLogTests(BigLogMixin, SynchronousTestCase):

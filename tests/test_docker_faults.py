@@ -431,32 +431,39 @@ class _LogServer(Factory):
 
 
 class LogReadConnectionTests(TestCase):
-    """A log read over a real socket: its body cut short, or the read abandoned."""
+    """
+    A log read over a real socket: its body cut short, stalled, or the read
+    abandoned.
+    """
 
     timeout = 20
 
-    def engine(self, cut: bool) -> tuple[EngineClient, _LogServer]:
+    def engine(self, cut: bool, timeout: float = 5) -> tuple[EngineClient, _LogServer]:
         directory = tempfile.mkdtemp(prefix="pycm-l.", dir="/tmp")
         self.addCleanup(shutil.rmtree, directory, True)
         path = os.path.join(directory, "docker.sock")
         server = _LogServer(cut)
         port = reactor.listenUNIX(path, server)  # type: ignore[attr-defined]
         self.addCleanup(port.stopListening)
-        engine = EngineClient(reactor, EngineAddress.parse(f"unix://{path}"), timeout=5)
+        engine = EngineClient(reactor, EngineAddress.parse(f"unix://{path}"), timeout=timeout)
         self.addCleanup(engine.close)
         return engine, server
+
+    def read(self, engine: EngineClient, lines: list[Any]) -> defer.Deferred[None]:
+        """Read container C{web}'s log from C{engine}, its lines into C{lines}."""
+
+        def received(*line: Any) -> None:
+            lines.append(line)
+
+        return readLogBody(
+            engine, reactor, SlicedWork(reactor), "/containers/c/logs", {}, received, "web"
+        )
 
     @defer.inlineCallbacks
     def test_cutShort(self) -> Any:
         """A log's body cut short fails the read as unavailable, not as a shorter log."""
         engine, _ = self.engine(cut=True)
-        lines: list[Any] = []
-
-        def received(*line: Any) -> None:
-            lines.append(line)
-
-        d = readLogBody(engine, SlicedWork(reactor), "/containers/c/logs", {}, received)
-        error = yield self.assertFailure(d, Unavailable)
+        error = yield self.assertFailure(self.read(engine, []), Unavailable)
         self.assertIn("was cut", str(error))
 
     @defer.inlineCallbacks
@@ -464,12 +471,24 @@ class LogReadConnectionTests(TestCase):
         """A read cancelled while the body comes closes the engine's connection."""
         engine, server = self.engine(cut=False)
         lines: list[Any] = []
-
-        def received(*line: Any) -> None:
-            lines.append(line)
-
-        d = readLogBody(engine, SlicedWork(reactor), "/containers/c/logs", {}, received)
+        d = self.read(engine, lines)
         yield eventually(lambda: bool(lines), timeout=5)
         d.cancel()
         yield self.assertFailure(d, defer.CancelledError)
+        yield eventually(lambda: server.connections == 0, timeout=5)
+
+    @defer.inlineCallbacks
+    def test_stalledClosesTheConnection(self) -> Any:
+        """
+        An engine that stops sending mid-body: after its request timeout
+        of silence the read fails as unavailable, naming the container,
+        and the engine's connection is closed.
+        """
+        engine, server = self.engine(cut=False, timeout=0.5)
+        lines: list[Any] = []
+        started = reactor.seconds()  # type: ignore[attr-defined]
+        error = yield self.assertFailure(self.read(engine, lines), Unavailable)
+        self.assertGreaterEqual(reactor.seconds() - started, 0.5)  # type: ignore[attr-defined]
+        self.assertIn("stopped sending the log of web", str(error))
+        self.assertEqual([text for _, _, text in lines], ["first"])
         yield eventually(lambda: server.connections == 0, timeout=5)

@@ -1,7 +1,8 @@
 """
 Tests for L{pycm.backends.docker.logbody}: a log's answer split into lines
-as it comes, a bounded slice at a time, its failures, and its cancel
-closing the engine's connection; on a scripted engine.
+as it comes, a bounded slice at a time, its failures, its cancel closing
+the engine's connection, and its idle limit (an engine that stopped
+sending); on a scripted engine and a L{Clock}.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred, fail
 from twisted.internet.error import ConnectionLost
+from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -99,8 +101,10 @@ class ReadLogBodyTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.turns = Turns()
-        clock: Any = self.turns
-        self.slices = SlicedWork(clock, timer=StepTimer())
+        turns: Any = self.turns
+        self.slices = SlicedWork(turns, timer=StepTimer())
+        #: The idle limit's time (the turns run what is due now).
+        self.clock = Clock()
         self.engine = OneStream()
         self.lines: list[tuple[str, str | None, str]] = []
 
@@ -108,7 +112,14 @@ class ReadLogBodyTests(SynchronousTestCase):
         def received(*line: Any) -> None:
             self.lines.append(line)
 
-        return readLogBody(self.engine, self.slices, "/containers/c/logs", {}, received)
+        return readLogBody(
+            self.engine, self.clock, self.slices, "/containers/c/logs", {}, received, "web"
+        )
+
+    def send(self, data: bytes) -> None:
+        """The engine sends C{data} of the body."""
+        assert self.engine.onData is not None
+        self.engine.onData(data)
 
     def settle(self) -> None:
         for _ in range(20):
@@ -175,3 +186,117 @@ class ReadLogBodyTests(SynchronousTestCase):
         self.engine.onData(framed("2026-11-30T10:00:00Z late\n"))
         self.settle()
         self.assertEqual(self.lines, [])
+
+    def test_stalledBodyFails(self) -> None:
+        """
+        An engine that stops sending mid-body: once nothing came for its
+        C{timeout}, the read fails as unavailable, naming the container,
+        and the connection is closed; no line comes after.
+        """
+        d = self.read()
+        self.engine.open()
+        self.send(framed("2026-11-30T10:00:00Z one\n"))
+        self.settle()
+        self.clock.advance(self.engine.timeout - 0.001)
+        self.settle()
+        self.assertNoResult(d)
+        self.assertFalse(self.engine.transport.stopped)
+        self.clock.advance(0.001)
+        self.settle()
+        error = self.failureResultOf(d, Unavailable).value
+        self.assertEqual(
+            str(error),
+            "the docker engine stopped sending the log of web: "
+            "nothing came for 10 s (request-timeout)",
+        )
+        self.assertTrue(self.engine.transport.stopped)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_stalledBeforeTheFirstByte(self) -> None:
+        """A body that never starts (the status came, no byte after) fails the same way."""
+        d = self.read()
+        self.engine.open()
+        self.settle()
+        self.clock.advance(self.engine.timeout)
+        self.settle()
+        self.assertIn("stopped sending", str(self.failureResultOf(d, Unavailable).value))
+        self.assertTrue(self.engine.transport.stopped)
+
+    def test_stalledWhileSplitting(self) -> None:
+        """
+        The limit counts the engine's silence, even while the lines of what
+        came are still being split: the read fails at its next slice.
+        """
+        d = self.read()
+        self.engine.open()
+        self.settle()
+        self.send(b"".join(framed(f"2026-11-30T10:00:00Z {i:06} " + "x" * 1000 + "\n")
+                           for i in range(200)))
+        self.turns.turn()
+        self.turns.turn()
+        self.assertTrue(self.lines)
+        self.clock.advance(self.engine.timeout)
+        self.settle()
+        self.failureResultOf(d, Unavailable)
+        self.assertLess(len(self.lines), 200)
+        self.assertTrue(self.engine.transport.stopped)
+
+    def test_tricklingBodyIsReadWhole(self) -> None:
+        """
+        A body that keeps coming, a piece just under the limit after the
+        other, for far longer than the limit in all, is read whole.
+        """
+        d = self.read()
+        self.engine.open()
+        for i in range(30):
+            self.clock.advance(self.engine.timeout - 0.01)
+            self.send(framed(f"2026-11-30T10:00:{i:02}Z line {i}\n"))
+            self.settle()
+        self.assertNoResult(d)
+        self.engine.end()
+        self.settle()
+        self.assertIsNone(self.successResultOf(d))
+        self.assertEqual([text for _, _, text in self.lines], [f"line {i}" for i in range(30)])
+        self.assertFalse(self.engine.transport.stopped)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_endedBodyIsNotTimed(self) -> None:
+        """
+        Once the body has come whole, the limit no longer runs: its lines
+        may take longer than it to be split.
+        """
+        d = self.read()
+        self.engine.open()
+        self.settle()
+        self.send(b"".join(framed(f"2026-11-30T10:00:00Z {i:06} " + "x" * 1000 + "\n")
+                           for i in range(200)))
+        self.engine.end()
+        self.turns.turn()
+        self.assertLess(len(self.lines), 200)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.clock.advance(self.engine.timeout * 2)
+        self.settle()
+        self.assertIsNone(self.successResultOf(d))
+        self.assertEqual(len(self.lines), 200)
+
+    def test_cancelStopsTheLimit(self) -> None:
+        """Cancelled while the body comes: the connection is closed, and no timer is left."""
+        d = self.read()
+        self.engine.open()
+        self.send(framed("2026-11-30T10:00:00Z one\n"))
+        self.settle()
+        d.cancel()
+        self.failureResultOf(d, CancelledError)
+        self.assertTrue(self.engine.transport.stopped)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_noSlicesStalled(self) -> None:
+        """Without slices (an exec check's read), a stalled body fails the same way."""
+        d = readLogBody(
+            self.engine, self.clock, None, "/containers/c/logs", {}, lambda *line: None, "c1"
+        )
+        self.engine.open()
+        self.send(framed("2026-11-30T10:00:00Z one\n"))
+        self.clock.advance(self.engine.timeout)
+        self.assertIn("the log of c1", str(self.failureResultOf(d, Unavailable).value))
+        self.assertTrue(self.engine.transport.stopped)

@@ -405,7 +405,7 @@ class ControlIdentifiesTests(SynchronousTestCase):
         clock.advance(1_700_000_000)
         engine = FakeSwarmEngine(clock)
         journal = SnapshotJournal(clock=clock)
-        control = ServiceControl(engine, journal=journal)
+        control = ServiceControl(clock, engine, journal=journal)
         body = {
             "Name": "web",
             "TaskTemplate": {"ContainerSpec": {"Image": "busybox", "Args": ["true"]}},

@@ -190,7 +190,7 @@ class DockerBackend:
         self.capabilities = CAPABILITIES
         self._healthChecks = PodmanHealthChecks(engine)
         self._slices = SlicedWork(reactor)  # a log's lines, split between requests
-        self._logs = LogReader(engine, self._slices)
+        self._logs = LogReader(engine, reactor, self._slices)
         self._executables = ExecutableCheck(engine, self._logs)
         self._waits = ContainerWaits(engine, self._view, self._journal, self._lookup,
                                      self.pollInterval)
@@ -470,7 +470,7 @@ class DockerBackend:
     def logs(self, name: str, tail: int | None, since: float | None = None) -> Any:
         data = yield self._lookup.resolve(name)
         try:
-            lines = yield self._logs.read(data["Id"], tail, since)
+            lines = yield self._logs.read(data["Id"], tail, since, name)
         except EngineError as e:
             raise mapEngineError(e.status, e.message, name=name) from None
         return [line for _, line in lines]

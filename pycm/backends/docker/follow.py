@@ -12,6 +12,7 @@ from typing import Any
 
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from pycm.backends.docker.engine import EngineError, Stream
@@ -49,22 +50,27 @@ class LogReader:
     """
     Reads and follows containers' logs on one engine: a read's answer is
     split into lines a slice at a time on C{slices} (None: without slices,
-    for the few lines of an exec check).
+    for the few lines of an exec check), given up on after a pause of the
+    engine's C{timeout} on C{clock}.
     """
 
     log = Logger()
 
-    def __init__(self, engine: IDockerEngine, slices: SlicedWork | None = None) -> None:
+    def __init__(
+        self, engine: IDockerEngine, clock: IReactorTime, slices: SlicedWork | None = None
+    ) -> None:
         self.engine = engine
+        self.clock = clock
         self.slices = slices
 
     def read(
-        self, cid: str, tail: int | None, since: float | None = None
+        self, cid: str, tail: int | None, since: float | None = None, name: str | None = None
     ) -> Deferred[list[tuple[str | None, LogLine]]]:
         """
         The last C{tail} lines (of those at or after C{since}) as
         C{(timestamp, LogLine)} pairs, read as the engine sends them
-        (L{readLogBody}); cancelling it closes the engine's connection.
+        (L{readLogBody}: C{name}, else C{cid}, is the container its
+        failures name); cancelling it closes the engine's connection.
         """
         params: dict[str, Any] = {
             "stdout": True,
@@ -86,7 +92,8 @@ class LogReader:
             if since is None or line.time >= since:
                 lines.append((ts, line))
 
-        d = readLogBody(self.engine, self.slices, f"/containers/{cid}/logs", params, received)
+        path = f"/containers/{cid}/logs"
+        d = readLogBody(self.engine, self.clock, self.slices, path, params, received, name or cid)
         return d.addCallback(lambda _: list(lines))
 
     @defer.inlineCallbacks
@@ -106,7 +113,7 @@ class LogReader:
         @return: Deferred firing with a L{LogFollow}.
         """
         try:
-            backlog = yield self.read(cid, tail, since)
+            backlog = yield self.read(cid, tail, since, name)
         except EngineError as e:
             raise mapEngineError(e.status, e.message, name=name) from None
         params: dict[str, Any] = {

@@ -49,7 +49,10 @@ class IDockerEngine(Interface):
         JSON progress lines, ending with an C{error} line if it failed.
     """
 
-    timeout = Attribute("Seconds an ordinary request may take (a C{float}).")
+    timeout = Attribute(
+        "Seconds an ordinary request may take (a C{float}); also the longest "
+        "pause in a log read's body (L{pycm.backends.docker.logbody})."
+    )
     isPodman = Attribute(
         "Is the engine Podman's Docker-compatible service (a C{bool}, known "
         "once the engine has answered a request)?"

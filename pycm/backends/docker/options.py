@@ -19,7 +19,10 @@ OPTIONS: dict[str, tuple[str, str]] = {
     ),
     "default-image": ("busybox:latest", "the image of a run/create that names none"),
     "pull": ("never", "never: a missing image is ERR no_image; missing: pull it"),
-    "request-timeout": ("10", "seconds an engine request may take"),
+    "request-timeout": (
+        "10",
+        "seconds an engine request may take (a log read: its status, and each pause in its body)",
+    ),
     "pull-timeout": ("300", "seconds a pull may take"),
     "default-command": (
         "",

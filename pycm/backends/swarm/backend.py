@@ -186,7 +186,7 @@ class SwarmBackend(SwarmView):
         self.networks = networks
         self.restartDelay = restartDelay
         journal = journal if journal is not None else SnapshotJournal(clock=reactor)
-        self.control = ServiceControl(engine, address, journal)
+        self.control = ServiceControl(reactor, engine, address, journal)
         watcher = SwarmWatcher(
             reactor,
             engine,

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from twisted.internet import defer
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -129,14 +130,20 @@ class ServiceControl:
     pycm's requests about services, on the manager's engine.  Each change
     is marked in C{journal} before its request goes out (and unmarked if
     it failed), so that the snapshots do not tell it again
-    (L{pycm.backends.swarm.journal.SnapshotJournal.mark}).
+    (L{pycm.backends.swarm.journal.SnapshotJournal.mark}).  C{clock} times
+    the log reads of the exec checks.
     """
 
     log = Logger()
 
     def __init__(
-        self, engine: IDockerEngine, address: str = "the manager", journal: Any = None
+        self,
+        clock: IReactorTime,
+        engine: IDockerEngine,
+        address: str = "the manager",
+        journal: Any = None,
     ) -> None:
+        self.clock = clock
         self.engine = engine
         self.address = address
         self.journal = journal if journal is not None else _NoMarks()
@@ -354,10 +361,14 @@ class ServiceControl:
                 engine = nodes.engineFor(task.node)
             except BackendError:
                 continue
-            why = yield ExecutableCheck(engine, LogReader(engine)).failure(task.containerId)
+            why = yield self._executables(engine).failure(task.containerId)
             if why is not None:
                 return why
         return None
+
+    def _executables(self, engine: IDockerEngine) -> ExecutableCheck:
+        """The exec checks of a node's C{engine}."""
+        return ExecutableCheck(engine, LogReader(engine, self.clock))
 
     @defer.inlineCallbacks
     def _missingCommand(self, nodes: NodeEngines, running: list[TaskView]) -> Any:
@@ -376,7 +387,7 @@ class ServiceControl:
                 _, data = yield engine.request("GET", f"/containers/{task.containerId}/json")
             except (EngineError, PycmError):
                 return None
-            why = yield ExecutableCheck(engine, LogReader(engine)).missing(task.containerId, data)
+            why = yield self._executables(engine).missing(task.containerId, data)
             return why
         return None
 

@@ -88,10 +88,12 @@ class ServiceLogReader:
         lines: list[RawLine] = []
         d = readLogBody(
             self.engine,
+            self.clock,
             self.slices,
             f"/services/{sid}/logs",
             query,
             lambda s, ts, text: lines.append(rawLine(s, ts, text)),
+            name,
         )
 
         def failed(failure: Failure) -> list[RawLine]:

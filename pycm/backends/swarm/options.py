@@ -26,7 +26,10 @@ OPTIONS: dict[str, tuple[str, str]] = {
         "",
         "the command of a run/create that gives none, as shell words (default: the image's own)",
     ),
-    "request-timeout": ("10", "seconds an engine request may take"),
+    "request-timeout": (
+        "10",
+        "seconds an engine request may take (a log read: its status, and each pause in its body)",
+    ),
     "init": ("yes", "yes: run docker-init as each task's PID 1 (signals behave as on a host)"),
     "network": ("", "the networks new services' tasks join, comma-separated (default: none)"),
     "restart-delay": (
