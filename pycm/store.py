@@ -47,7 +47,7 @@ from pycm.storefaults import (
     describe,
     moveAside,
 )
-from pycm.walcheckpoints import ThreadedCheckpoints
+from pycm.walcheckpoints import ThreadedCheckpoints, openBeside
 
 __all__ = ["DEFAULT_KEEP_EVENTS", "SCHEMA_VERSION", "SQLiteStore", "StoreCorrupt"]
 
@@ -193,7 +193,17 @@ class SQLiteStore:
         if not IReactorFromThreads.providedBy(reactor) or self._exclusive:
             return
         if self._db is not None and self._checkpoints is None:
-            self._checkpoints = ThreadedCheckpoints(reactor, self.path)
+            try:
+                beside = openBeside(self.path)
+            except sqlite3.Error as e:
+                self.log.warn(
+                    "{what}: its log is checkpointed in commits, as SQLite does "
+                    "(no second connection: {error})",
+                    what=self._what,
+                    error=str(e),
+                )
+                return
+            self._checkpoints = ThreadedCheckpoints(reactor, self.path, beside)
             self._checkpoints.attach(self._db)
 
     def close(self) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import sqlite3
 from threading import Thread
 from typing import Any
+from urllib.parse import quote
 
 from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThreadPool
@@ -33,6 +34,8 @@ CHECKPOINT_EVERY = 200
 CATCH_UP = 8
 #: SQLite's own checkpoint (on the reactor) only past this many log pages.
 BACKSTOP_PAGES = 4_000
+#: The log file is cut back to this many bytes when it starts over.
+LOG_SIZE_LIMIT = 4 * 1024 * 1024
 
 
 class _CheckpointThread(Thread):
@@ -53,10 +56,35 @@ class _CheckpointPool(ThreadPool):
     threadFactory = _CheckpointThread
 
 
+def openBeside(path: str) -> sqlite3.Connection:
+    """
+    A second connection to the database at C{path}, opened next to the
+    store's own, before anything could move it: read-write but never
+    creating a file (C{mode=rw}: a path that no longer holds the database
+    is an error, never a new empty one, beside which SQLite would delete
+    the live log), and its log opened at once, so that it keeps working
+    on the files the store has open.  For the pool's thread only, after.
+    """
+    db = sqlite3.connect(
+        f"file:{quote(path)}?mode=rw",
+        uri=True,
+        timeout=0,
+        isolation_level=None,
+        check_same_thread=False,
+    )
+    try:
+        db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
 class ThreadedCheckpoints:
     """
-    Checkpoints the database at C{path} in a thread, every C{every} commits
-    the store says it made (L{committed}); at most one at a time.
+    Checkpoints a database in a thread, on a connection of its own
+    (L{openBeside}), every C{every} commits the store says it made
+    (L{committed}); at most one at a time.
 
     @ivar done: how many checkpoints completed (whole or not).
     @ivar running: the checkpoint in progress (fires when it is over), or None.
@@ -64,7 +92,9 @@ class ThreadedCheckpoints:
 
     log = Logger()
 
-    def __init__(self, reactor: Any, path: str, every: int = CHECKPOINT_EVERY) -> None:
+    def __init__(
+        self, reactor: Any, path: str, db: sqlite3.Connection, every: int = CHECKPOINT_EVERY
+    ) -> None:
         self._reactor = reactor
         self.path = path
         self.every = every
@@ -74,12 +104,16 @@ class ThreadedCheckpoints:
         self._pool: ThreadPool | None = None
         self._closed = False
         self._failing = False
-        #: Used in the pool's one thread only (then closed by L{close}).
-        self._db: sqlite3.Connection | None = None
+        #: Used in the pool's one thread only, once L{committed} starts it.
+        self._db: sqlite3.Connection | None = db
 
     def attach(self, db: sqlite3.Connection) -> None:
-        """Leave SQLite's own checkpoints on C{db} (the store's) as a backstop."""
+        """
+        Leave SQLite's own checkpoints on C{db} (the store's) as a backstop,
+        and have its log file cut back when it starts over after growing.
+        """
         db.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}")
+        db.execute(f"PRAGMA journal_size_limit={LOG_SIZE_LIMIT}")
 
     def committed(self) -> None:
         """The store committed a transaction: a checkpoint is due every C{every}."""
@@ -102,9 +136,7 @@ class ThreadedCheckpoints:
         was committed during the one before, less each time.
         """
         if self._db is None:
-            self._db = sqlite3.connect(
-                self.path, timeout=0, isolation_level=None, check_same_thread=False
-            )
+            raise sqlite3.ProgrammingError("the checkpoints' connection is closed")
         last = -1
         for _ in range(CATCH_UP):
             busy, pages, copied = self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
@@ -134,7 +166,10 @@ class ThreadedCheckpoints:
             )
 
     def close(self) -> None:
-        """Wait for a checkpoint in progress (a few milliseconds); start no other."""
+        """
+        Wait for a checkpoint in progress (milliseconds; up to L{CATCH_UP}
+        passes with their fsyncs on a slow disk); start no other.
+        """
         self._closed = True
         if self._pool is not None:
             self._pool.stop()

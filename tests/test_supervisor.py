@@ -379,55 +379,6 @@ class DurabilityTests(SupervisorTestCase):
         self.clock.advance(0)
         self.assertEqual(states, ["exited"])
 
-    #: A container per restart policy: (name, policy).
-    POLICIES = (("no", "no"), ("always", "always"), ("unless", "unless-stopped"),
-                ("onfailure", "on-failure"))
-
-    def stopSlowOnes(self) -> None:
-        """Run one container of each of L{POLICIES} that outlives its stop signal; stop each."""
-        for name, policy in self.POLICIES:
-            self.run_(spec(name, "ignore-term", restartPolicy=RestartPolicy.parse(policy)))
-            self.backend.stop(name, 10)
-        self.clock.advance(0)
-
-    def test_stopIntentSavedWhereReadAtOpen(self) -> None:
-        """
-        A client stop's intent (C{stopping}, C{manuallyStopped}) is saved at
-        once only for the policies whose comeback at open reads it; with
-        C{no} and C{always} it is saved with the exit (a commit a stop fewer).
-        """
-        self.stopSlowOnes()
-        saved = {d["name"]: (d["state"], d["manuallyStopped"]) for d in self.store.load()}
-        self.assertEqual(
-            saved,
-            {
-                "no": ("running", False),
-                "always": ("running", False),
-                "unless": ("stopping", True),
-                "onfailure": ("stopping", True),
-            },
-        )
-        self.clock.advance(10)
-        saved = {d["name"]: (d["state"], d["manuallyStopped"]) for d in self.store.load()}
-        self.assertEqual(set(saved.values()), {("exited", True)})
-
-    def test_deadDuringStops(self) -> None:
-        """
-        A daemon that dies during those stops leaves its successor to do
-        what it would have done had every stop's intent been saved: only
-        C{always} comes back.
-        """
-        self.stopSlowOnes()
-        # The first backend died: it is never closed.
-        second = MemoryBackend(self.clock, runtime=self.runtime, recordStore=self.store)
-        opened = second.open()
-        advanceClock(self.clock, 15)
-        self.successResultOf(opened)
-        self.assertEqual(
-            {c.name: c.state for c in self.successResultOf(second.list())},
-            {"no": "exited", "always": "running", "unless": "exited", "onfailure": "exited"},
-        )
-
     def test_saveFailure(self) -> None:
         """A create whose record cannot be saved fails and takes no name."""
         self.store.broken = True

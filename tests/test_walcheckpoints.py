@@ -1,7 +1,9 @@
 """
 Tests for L{pycm.walcheckpoints}: the state databases' log is checkpointed
 in a thread, never in a commit on the reactor, and what a failing
-checkpoint does.
+checkpoint does.  Integration tests, most of them: a real database, the
+running reactor and a real thread (what is tested is that the work leaves
+the reactor's thread); L{CatchUpTests} alone uses a fake connection.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from twisted.internet.task import Clock
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
 
+from pycm import store
 from pycm.store import SQLiteStore
-from pycm.walcheckpoints import BACKSTOP_PAGES, CATCH_UP, ThreadedCheckpoints
+from pycm.walcheckpoints import BACKSTOP_PAGES, CATCH_UP, LOG_SIZE_LIMIT, ThreadedCheckpoints
 from tests.test_store import childEnv
 
 #: The filler of a record of most of a page (4 KiB).
@@ -167,6 +170,66 @@ class ThreadedCheckpointTests(TestCase):
         self.assertEqual(logPages(self.path), 0)
         self.assertFalse(os.path.exists(self.path + "-wal"))
 
+    async def test_movedAsideNoNewDatabase(self) -> None:
+        """
+        The database moved aside while the daemon runs: a checkpoint makes
+        no new, empty one at its path (beside which SQLite would delete the
+        live log), and works on the moved files, which keep every commit.
+        """
+        checkpoints = self.checkpoints(every=5)
+        self.save(3)
+        os.rename(self.path, self.path + ".aside")
+        self.save(2)
+        await checkpoints.running  # type: ignore[misc]
+        self.assertFalse(os.path.exists(self.path))
+        self.assertTrue(os.path.exists(self.path + "-wal"))
+        self.assertEqual(checkpoints.done, 1)
+        self.store.close()
+        os.rename(self.path + ".aside", self.path)
+        again = SQLiteStore(self.path)
+        self.addCleanup(again.close)
+        # c0 and c1 saved again after the move (3, 4), c2 before it (2).
+        self.assertEqual(sorted(record["n"] for record in again.load()), [2, 3, 4])
+
+    def test_noSecondConnection(self) -> None:
+        """
+        A second connection that cannot be opened leaves SQLite's own
+        checkpoints in place, and says so once, naming the file.
+        """
+        said: list[str] = []
+
+        def observer(event: dict[str, object]) -> None:
+            if event.get("log_namespace") == "pycm.store.SQLiteStore":
+                said.append(formatEvent(event))
+
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+
+        def refused(path: str) -> sqlite3.Connection:
+            raise sqlite3.OperationalError("unable to open database file")
+
+        self.patch(store, "openBeside", refused)
+        self.store.checkpointInThread(reactor)
+        self.assertIsNone(self.store._checkpoints)
+        self.assertEqual(len(said), 1)
+        self.assertIn(self.path, said[0])
+        self.save(1200)
+        self.assertLess(logPages(self.path), 1100)
+
+    async def test_logFileCutBack(self) -> None:
+        """
+        A log file that grew (checkpoints that failed) is cut back to
+        L{LOG_SIZE_LIMIT} once it starts over.
+        """
+        checkpoints = self.checkpoints(every=10**9)
+        self.save(LOG_SIZE_LIMIT // 4096 + 500)
+        self.assertGreater(os.path.getsize(self.path + "-wal"), LOG_SIZE_LIMIT)
+        checkpoints.every = 1
+        for _ in range(3):
+            self.save(1)
+            await checkpoints.running  # type: ignore[misc]
+        self.assertLessEqual(os.path.getsize(self.path + "-wal"), LOG_SIZE_LIMIT)
+
     def test_noneOnAClock(self) -> None:
         """On a reactor with no threads (a test's clock) SQLite keeps doing it."""
         self.store.checkpointInThread(Clock())
@@ -237,6 +300,9 @@ class FakeCheckpointing:
     def fetchone(self) -> tuple[int, int, int]:
         return self.results[self.calls - 1]
 
+    def close(self) -> None:
+        pass
+
 
 class CatchUpTests(TestCase):
     """
@@ -247,9 +313,8 @@ class CatchUpTests(TestCase):
     """
 
     def checkpoint(self, results: list[tuple[int, int, int]]) -> int:
-        checkpoints = ThreadedCheckpoints(reactor, "unused.db")
         fake = FakeCheckpointing(results)
-        checkpoints._db = fake  # type: ignore[assignment]
+        checkpoints = ThreadedCheckpoints(reactor, "unused.db", fake)  # type: ignore[arg-type]
         self.assertEqual(checkpoints._checkpoint(), results[fake.calls - 1])
         return fake.calls
 
@@ -276,7 +341,9 @@ class NotStartedTests(TestCase):
 
     def test_closeWithoutAThread(self) -> None:
         """Closed before any checkpoint, it never started a thread."""
-        checkpoints = ThreadedCheckpoints(reactor, "/nonexistent/state.db", every=5)
+        checkpoints = ThreadedCheckpoints(
+            reactor, "unused.db", FakeCheckpointing([]), every=5  # type: ignore[arg-type]
+        )
         checkpoints.close()
         for _ in range(10):
             checkpoints.committed()
