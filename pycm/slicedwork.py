@@ -33,7 +33,8 @@ T = TypeVar("T")
 #: not fail), the other jobs going on meanwhile.
 Job = Generator["Deferred[Any] | None", None, T]
 
-#: The most seconds of sliced work in one reactor turn, all jobs together.
+#: The most seconds of one L{SlicedWork}'s work in a reactor turn, all its
+#: jobs together (the daemon's and its backend's have one each).
 TURN_BUDGET = 0.01
 
 #: Why a job run after L{SlicedWork.stop} fails.
@@ -72,9 +73,9 @@ class SlicedWork:
             terminationPredicateFactory=lambda: _Budget(timer, budget),
             scheduler=lambda step: clock.callLater(0, step),
         )
-        #: The jobs under way, each stopped on its own by L{stop}
-        #: (C{Cooperator.stop} skips some of several).
-        self._tasks: set[CooperativeTask[Any]] = set()
+        #: The jobs under way, by their tasks: each stopped and closed on
+        #: its own by L{stop} (C{Cooperator.stop} skips some of several).
+        self._jobs: dict[CooperativeTask[Any], Job[Any]] = {}
         self._stopped = False
 
     def run(self, job: Job[T]) -> Deferred[T]:
@@ -106,7 +107,7 @@ class SlicedWork:
             result.append((yield from job))
 
         task = self._cooperator.cooperate(steps())
-        self._tasks.add(task)
+        self._jobs[task] = job
 
         def cancel(_: Deferred[T]) -> None:
             self._stopTask(task)
@@ -115,12 +116,12 @@ class SlicedWork:
         done: Deferred[T] = Deferred(cancel)
 
         def finished(_: object) -> None:
-            self._tasks.discard(task)
+            self._jobs.pop(task, None)
             if not done.called:
                 done.callback(result[0])
 
         def failed(failure: Failure) -> None:
-            self._tasks.discard(task)
+            self._jobs.pop(task, None)
             if failure.check(TaskStopped, SchedulerStopped):
                 return
             if not done.called:
@@ -130,7 +131,7 @@ class SlicedWork:
         return done
 
     def _stopTask(self, task: CooperativeTask[Any]) -> None:
-        self._tasks.discard(task)
+        self._jobs.pop(task, None)
         try:
             task.stop()
         except SchedulerError:
@@ -139,34 +140,58 @@ class SlicedWork:
 
     def stop(self) -> None:
         """
-        Stop every job (the backend is closed): none of them fires any
-        more, and a job run after this fails.
+        Stop every job (the backend is closed): each is closed (its
+        C{finally} blocks run: an engine's connection is closed, a timer
+        cancelled), none of them fires any more, and a job run after this
+        fails.
         """
         self._stopped = True
-        for task in list(self._tasks):
+        for task, job in list(self._jobs.items()):
             self._stopTask(task)
+            job.close()
         self._cooperator.stop()
 
 
 def runAtOnce(job: Job[T]) -> T:
-    """Run C{job}, one that never waits, to its end now (in tests, and for small work)."""
+    """
+    Run C{job}, one that never waits, to its end now (in tests, and for
+    small work).
+
+    @raise TypeError: the job waits (yields a Deferred), which nothing
+        here would ever fire: it is closed (L{runWaiting} runs such a job).
+    """
     while True:
         try:
-            next(job)
+            waited = next(job)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
+        if waited is not None:
+            job.close()
+            raise TypeError(
+                f"runAtOnce cannot run a job that waits (it yielded {waited!r}): "
+                "use runWaiting or SlicedWork.run"
+            )
 
 
 def runWaiting(job: Job[T]) -> Deferred[T]:
     """
     Run C{job} without slices (for small work off the daemon's requests),
     waiting where it waits: a Deferred of its result; cancelling it closes
-    the job.
+    the job (and fails it with C{CancelledError}).
     """
-    done: Deferred[T] = Deferred(lambda _: job.close())
+    closing = False
+
+    def cancel(_: Deferred[T]) -> None:
+        nonlocal closing
+        # What the job waits for may fire while it is being closed (its
+        # finally ends a stream whose end wakes it): it is not resumed.
+        closing = True
+        job.close()
+
+    done: Deferred[T] = Deferred(cancel)
 
     def step(_: object = None) -> None:
-        while not done.called:
+        while not done.called and not closing:
             try:
                 waited = next(job)
             except StopIteration as stop:

@@ -41,13 +41,29 @@ class Transport:
         self.stopped = True
 
 
+class EndingTransport(Transport):
+    """A transport whose C{stopProducing} ends the stream at once (as a fake engine's does)."""
+
+    def __init__(self, engine: OneStream) -> None:
+        super().__init__()
+        self._engine = engine
+
+    def stopProducing(self) -> None:
+        super().stopProducing()
+        self._engine.end()
+
+
 class OneStream(StubEngine):
     """An engine answering one log read: C{opening}, then what the test feeds."""
 
-    def __init__(self) -> None:
+    def __init__(self, endsWhenClosed: bool = False) -> None:
+        """
+        @param endsWhenClosed: closing the connection ends the stream at
+            once (a fake engine's), not later (the real one's).
+        """
         self.opening: Deferred[Stream] = Deferred()
         self.onData: Callable[[bytes], object] | None = None
-        self.transport = Transport()
+        self.transport = EndingTransport(self) if endsWhenClosed else Transport()
         self.answer = Stream(Deferred(), self.transport)
 
     def stream(  # type: ignore[override]
@@ -290,6 +306,68 @@ class ReadLogBodyTests(SynchronousTestCase):
         self.assertTrue(self.engine.transport.stopped)
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
+    def test_stopClosesTheConnection(self) -> None:
+        """
+        The backend closed (its L{SlicedWork} stopped) while a body comes:
+        the engine's connection is closed and no timer is left, whether
+        the stream ends then or later; the read never fires.
+        """
+        for endsWhenClosed in (False, True):
+            turns: Any = self.turns
+            self.slices = SlicedWork(turns, timer=StepTimer())
+            self.engine = OneStream(endsWhenClosed)
+            d = self.read()
+            self.engine.open()
+            self.send(framed("2026-11-30T10:00:00Z one\n"))
+            self.settle()
+            self.slices.stop()
+            self.settle()
+            self.assertTrue(self.engine.transport.stopped)
+            self.assertEqual(self.clock.getDelayedCalls(), [])
+            self.assertNoResult(d)
+
+    def test_stopBeforeTheAnswer(self) -> None:
+        """The backend closed before the engine answered: the request is cancelled."""
+        cancelled: list[object] = []
+        self.engine.opening = Deferred(cancelled.append)
+        d = self.read()
+        self.slices.stop()
+        self.assertEqual(len(cancelled), 1)
+        self.assertNoResult(d)
+
+    def test_noSlicesCancel(self) -> None:
+        """
+        Without slices (an exec check's read), cancelled while the body
+        comes: the read fails with C{CancelledError}, the connection is
+        closed, and no timer is left, even when the stream ends as it is
+        closed (that end woke the read inside its own close, and it failed
+        with C{ValueError: generator already executing}).
+        """
+        for endsWhenClosed in (False, True):
+            self.engine = OneStream(endsWhenClosed)
+            d = readLogBody(
+                self.engine, self.clock, None, "/containers/c/logs", {}, lambda *line: None, "c1"
+            )
+            self.engine.open()
+            self.send(framed("2026-11-30T10:00:00Z part"))
+            d.cancel()
+            self.failureResultOf(d, CancelledError)
+            self.assertTrue(self.engine.transport.stopped)
+            self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_cancelWhenTheStreamEndsAtOnce(self) -> None:
+        """Sliced, cancelled, a stream that ends as it is closed: C{CancelledError} too."""
+        self.engine = OneStream(endsWhenClosed=True)
+        d = self.read()
+        self.engine.open()
+        self.send(framed("2026-11-30T10:00:00Z part"))
+        self.settle()
+        d.cancel()
+        self.failureResultOf(d, CancelledError)
+        self.assertTrue(self.engine.transport.stopped)
+        self.settle()
+        self.assertEqual(self.lines, [])
+
     def test_noSlicesStalled(self) -> None:
         """Without slices (an exec check's read), a stalled body fails the same way."""
         d = readLogBody(
@@ -300,3 +378,4 @@ class ReadLogBodyTests(SynchronousTestCase):
         self.clock.advance(self.engine.timeout)
         self.assertIn("the log of c1", str(self.failureResultOf(d, Unavailable).value))
         self.assertTrue(self.engine.transport.stopped)
+

@@ -168,6 +168,18 @@ class SlicedWorkTests(SynchronousTestCase):
         self.assertEqual(runAtOnce(counting(3, log, "a")), 3)
         self.assertEqual(log, ["a0", "a1", "a2"])
 
+    def test_runAtOnceRefusesAWait(self) -> None:
+        """
+        L{runAtOnce} of a job that waits (yields a Deferred) fails at its
+        first wait with a C{TypeError} saying so, the job closed: it spun
+        for ever, resuming a job whose input nothing would ever bring.
+        """
+        log: list[str] = []
+        with self.assertRaises(TypeError) as raised:
+            runAtOnce(waiting(Deferred(), log, "w"))
+        self.assertIn("cannot run a job that waits", str(raised.exception))
+        self.assertEqual(log, ["w0", "w closed"])
+
 
 def waiting(
     gate: Deferred[None], log: list[str], name: str
@@ -180,6 +192,33 @@ def waiting(
     finally:
         log.append(f"{name} closed")
     return name
+
+
+def wokenByClosing(
+    gate: Deferred[None], log: list[str]
+) -> Generator[Deferred[None] | None, None, None]:
+    """
+    A job that waits for C{gate} and fires it when it is closed (as a
+    stream that ends at once when it is cancelled wakes its reader).
+    """
+    try:
+        log.append("woken")
+        yield gate
+        log.append("woken again")
+    finally:
+        if not gate.called:
+            gate.callback(None)
+        log.append("woken closed")
+
+
+def slicesThenClosed(log: list[str]) -> Generator[None, None, None]:
+    """A job of many slices that notes each, and its close."""
+    try:
+        for i in range(10):
+            log.append(f"s{i}")
+            yield None
+    finally:
+        log.append("s closed")
 
 
 class WaitingJobTests(SynchronousTestCase):
@@ -224,16 +263,70 @@ class WaitingJobTests(SynchronousTestCase):
         self.assertEqual(log, ["w0", "w closed"])
 
     def test_stopWhileWaiting(self) -> None:
-        """L{SlicedWork.stop} stops a waiting job too: it never goes on."""
+        """
+        L{SlicedWork.stop} stops a waiting job too, and closes it (its
+        C{finally} runs: an engine's connection is closed): it never goes
+        on, nor fires.
+        """
         log: list[str] = []
         gate: Deferred[None] = Deferred()
         d = self.work.run(waiting(gate, log, "w"))
         self.work.stop()
+        self.assertEqual(log, ["w0", "w closed"])
         gate.callback(None)
         for _ in range(2):
             self.clock.turn()
-        self.assertEqual(log, ["w0"])
+        self.assertEqual(log, ["w0", "w closed"])
         self.assertNoResult(d)
+
+    def test_stopClosesEveryJob(self) -> None:
+        """
+        L{SlicedWork.stop} closes every job under way, waiting or not, even
+        one whose closing wakes it (its C{finally} fires what it waits
+        for, as a stream ended by its cancel does).
+        """
+        log: list[str] = []
+        ds = [
+            self.work.run(waiting(Deferred(), log, "w")),
+            self.work.run(wokenByClosing(Deferred(), log)),
+            self.work.run(slicesThenClosed(log)),
+        ]
+        self.work.stop()
+        self.assertEqual(
+            sorted(log), sorted(["w0", "w closed", "woken", "woken closed", "s0", "s closed"])
+        )
+        for _ in range(3):
+            self.clock.turn()
+        self.assertEqual(len(log), 6)
+        for d in ds:
+            self.assertNoResult(d)
+
+    def test_cancelWokenByClosing(self) -> None:
+        """
+        Cancelling a job whose closing wakes it fails it with
+        C{CancelledError}: the job is not resumed while it is being closed.
+        """
+        log: list[str] = []
+        d = self.work.run(wokenByClosing(Deferred(), log))
+        d.cancel()
+        self.failureResultOf(d, CancelledError)
+        for _ in range(2):
+            self.clock.turn()
+        self.assertEqual(log, ["woken", "woken closed"])
+
+    def test_runWaitingCancelWokenByClosing(self) -> None:
+        """
+        Cancelling L{runWaiting}'s Deferred while its job waits fails it
+        with C{CancelledError}, even when the job's closing fires what it
+        waits for (a stream that ends as it is closed): the job was
+        resumed inside its own close, and the Deferred failed with
+        C{ValueError: generator already executing}.
+        """
+        log: list[str] = []
+        d = runWaiting(wokenByClosing(Deferred(), log))
+        d.cancel()
+        self.failureResultOf(d, CancelledError)
+        self.assertEqual(log, ["woken", "woken closed"])
 
     def test_runWaiting(self) -> None:
         """L{runWaiting} runs the slices at once, waiting where the job waits."""
