@@ -28,7 +28,7 @@ from pycm.daemon.protocol import PycmServerFactory
 from pycm.daemon.session import DaemonState
 from pycm.interfaces import IContainerBackend
 from pycm.model import ContainerSpec
-from pycm.testing import dockerengine, swarmlogs
+from pycm.testing import dockerengine, fakeengine, swarmlogs
 from pycm.testing.clock import settleClock
 from pycm.testing.conformance.mixin import SynchronousTestCaseMixin
 from pycm.testing.dockerengine import FakeDockerEngine
@@ -253,6 +253,38 @@ class SwarmBigLogTests(BigLogMixin, SynchronousTestCase):
 
     def lineMaker(self) -> tuple[Any, str]:
         return loglines, "stampNanos"
+
+
+class WriteBodyTests(SynchronousTestCase):
+    """L{fakeengine.writeBody}: a fake engine's log answer, a piece a turn."""
+
+    def test_noPieceAfterTheReaderClosed(self) -> None:
+        """
+        Once the reader has closed the stream, no piece more reaches it
+        and nothing more is scheduled.
+        """
+        clock = TurnClock()
+        received: list[bytes] = []
+        feed = Feed(received.append, Deferred())
+        fakeengine.writeBody(clock, feed, b"x" * 10, piece=4)
+        self.assertEqual(received, [b"xxxx"])
+        feed.end()
+        clock.advance(0)
+        self.assertEqual(received, [b"xxxx"])
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_wholeBody(self) -> None:
+        """The body comes a piece a turn, then the stream ends."""
+        clock = TurnClock()
+        received: list[bytes] = []
+        feed = Feed(received.append, Deferred())
+        fakeengine.writeBody(clock, feed, b"x" * 10, piece=4)
+        self.assertEqual(received, [b"xxxx"])
+        for _ in range(2):
+            self.assertFalse(feed.ended.called)
+            clock.advance(0)
+        self.assertEqual(received, [b"xxxx", b"xxxx", b"xx"])
+        self.assertTrue(feed.ended.called)
 
 
 class MergeInTimeOrderTests(SynchronousTestCase):

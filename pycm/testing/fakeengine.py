@@ -27,6 +27,8 @@ def writeBody(clock: IReactorTime, feed: Feed, body: bytes, piece: int = PIECE) 
     then end it: a log's answer without C{follow}.  Ended early (the
     reader closed it), it writes no more.
     """
+    if feed.ended.called:
+        return
     feed.write(body[:piece])
     if len(body) <= piece:
         feed.end()
