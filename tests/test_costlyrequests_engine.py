@@ -92,6 +92,11 @@ def stalling(clock: Any, feed: Feed, body: bytes, piece: int = PIECE) -> None:
     feed.write(body[:piece])
 
 
+def notMultiplexed(clock: Any, feed: Feed, body: bytes, piece: int = PIECE) -> None:
+    """A fake engine's log answer that is not a multiplexed stream (a bad stream number)."""
+    feed.write(b"\x07" + b"\0" * 7)
+
+
 class Streams:
     """Wraps an engine's C{stream}: the log reads it opened, the bytes they gave."""
 
@@ -234,6 +239,26 @@ class DockerBigLogTests(BigLogMixin, SynchronousTestCase):
 
     def lineMaker(self) -> tuple[Any, str]:
         return dockerfollow, "logLine"
+
+    def test_notMultiplexedErrs(self) -> None:
+        """
+        A log's answer that is not a multiplexed stream gets the client
+        C{ERR backend} naming the container (it was an internal error),
+        and the engine's connection is closed.
+        """
+        self.patch(dockerengine, "writeBody", notMultiplexed)
+        conn = self.connect()
+        conn.send("logs --tail=all web\n")
+        drain(self.clock, lambda: bool(conn.transport.value()))
+        [(kind, (code, message))] = conn.replies()
+        self.assertEqual((kind, code), ("ERR", "backend"))
+        self.assertEqual(
+            message,
+            "the docker engine sent the log of web not as a multiplexed stream: "
+            "bad stream number 7",
+        )
+        [stream] = self.streams.opened
+        self.assertTrue(stream.ended.called)
 
 
 class SwarmBigLogTests(BigLogMixin, SynchronousTestCase):

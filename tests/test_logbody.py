@@ -2,7 +2,8 @@
 Tests for L{pycm.backends.docker.logbody}: a log's answer split into lines
 as it comes, a bounded slice at a time, its failures, its cancel closing
 the engine's connection, and its idle limit (an engine that stopped
-sending); on a scripted engine and a L{Clock}.
+sending), and the Docker backend's reads of an answer that is not
+multiplexed; on a scripted engine and a L{Clock}.
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from pycm.backends.docker.engine import EngineError, Stream
+from pycm.backends.docker.execcheck import ExecutableCheck
+from pycm.backends.docker.follow import LogReader
 from pycm.backends.docker.logbody import _Body, readLogBody, splitBody
 from pycm.backends.docker.stream import StreamFormatError
-from pycm.errors import Unavailable
+from pycm.errors import BackendError, Unavailable
 from pycm.slicedwork import SlicedWork
-from tests.stubengine import StubEngine
+from tests.stubengine import StubEngine, wholeStream
 from tests.test_slicedwork import StepTimer, Turns
 
 
@@ -379,3 +382,33 @@ class ReadLogBodyTests(SynchronousTestCase):
         self.assertIn("the log of c1", str(self.failureResultOf(d, Unavailable).value))
         self.assertTrue(self.engine.transport.stopped)
 
+
+class NotMultiplexedTests(SynchronousTestCase):
+    """
+    The Docker backend's reads (L{LogReader}) of an answer that is not a
+    multiplexed stream: an engine failure, not a bug.
+    """
+
+    class Engine(StubEngine):
+        def stream(  # type: ignore[override]
+            self, method: str, path: str, params: Any, onData: Callable[[bytes], object],
+            *a: Any, **kw: Any,
+        ) -> Deferred[Stream]:
+            return wholeStream(onData, b"\x07" + b"\0" * 7)
+
+    def test_read(self) -> None:
+        """A read fails with L{BackendError} naming the container (the id, wanting a name)."""
+        reader = LogReader(self.Engine(), Clock())
+        error = self.failureResultOf(reader.read("c1d", None, name="web"), BackendError).value
+        self.assertEqual(
+            str(error),
+            "the docker engine sent the log of web not as a multiplexed stream: "
+            "bad stream number 7",
+        )
+        self.assertIn("log of c1d ", str(self.failureResultOf(reader.read("c1d", 5)).value))
+
+    def test_execCheck(self) -> None:
+        """An exec check's read of one finds no reason (it failed with C{StreamFormatError})."""
+        engine = self.Engine()
+        check = ExecutableCheck(engine, LogReader(engine, Clock()))
+        self.assertIsNone(self.successResultOf(check.failure("c1d")))

@@ -14,12 +14,14 @@ from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from pycm.backends.docker.engine import EngineError, Stream
 from pycm.backends.docker.interfaces import IDockerEngine
 from pycm.backends.docker.logbody import readLogBody
-from pycm.backends.docker.stream import Demultiplexer, LogLineSplitter
+from pycm.backends.docker.stream import Demultiplexer, LogLineSplitter, StreamFormatError
 from pycm.backends.docker.translate import mapEngineError, sinceParam
+from pycm.errors import BackendError
 from pycm.model import LogFollow, LogLine, parseTime
 from pycm.slicedwork import SlicedWork
 
@@ -46,6 +48,16 @@ def logLine(stream: str, ts: str | None, text: str) -> LogLine:
     return LogLine(when, stream, text)
 
 
+def _notMultiplexed(failure: Failure, name: str) -> Failure:
+    """A log's answer that is not a multiplexed stream: the engine failed (L{BackendError})."""
+    if failure.check(StreamFormatError):
+        return Failure(BackendError(
+            f"the docker engine sent the log of {name} not as a multiplexed stream: "
+            f"{failure.getErrorMessage()}"
+        ))
+    return failure
+
+
 class LogReader:
     """
     Reads and follows containers' logs on one engine: a read's answer is
@@ -70,7 +82,9 @@ class LogReader:
         The last C{tail} lines (of those at or after C{since}) as
         C{(timestamp, LogLine)} pairs, read as the engine sends them
         (L{readLogBody}: C{name}, else C{cid}, is the container its
-        failures name); cancelling it closes the engine's connection.
+        failures name); cancelling it closes the engine's connection.  An
+        answer that is not a multiplexed stream fails it with
+        L{BackendError}.
         """
         params: dict[str, Any] = {
             "stdout": True,
@@ -94,7 +108,7 @@ class LogReader:
 
         path = f"/containers/{cid}/logs"
         d = readLogBody(self.engine, self.clock, self.slices, path, params, received, name or cid)
-        return d.addCallback(lambda _: list(lines))
+        return d.addCallbacks(lambda _: list(lines), _notMultiplexed, errbackArgs=(name or cid,))
 
     @defer.inlineCallbacks
     def follow(
