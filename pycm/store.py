@@ -49,7 +49,7 @@ from pycm.storefaults import (
 )
 from pycm.walcheckpoints import ThreadedCheckpoints, openBeside
 
-__all__ = ["DEFAULT_KEEP_EVENTS", "SCHEMA_VERSION", "SQLiteStore", "StoreCorrupt"]
+__all__ = ["DEFAULT_KEEP_EVENTS", "SCHEMA_VERSION", "SQLiteStore", "StoreCorrupt", "nameProblem"]
 
 #: The schema version kept in C{PRAGMA user_version}.
 SCHEMA_VERSION = 1
@@ -87,6 +87,19 @@ CREATE TABLE meta (
     value INTEGER NOT NULL
 );
 """
+
+
+def nameProblem(record: dict[str, Any]) -> str | None:
+    """
+    What is wrong with the C{name} field of the saved C{record} (missing,
+    not a string), else None.  A record store puts such a record aside
+    itself, by its key: it names no container, so nothing else can.
+    """
+    if "name" not in record:
+        return "field 'name' is missing"
+    if not isinstance(record["name"], str):
+        return "field 'name' is not a string"
+    return None
 
 
 @implementer(IRecordStore, IEventStore)
@@ -230,9 +243,10 @@ class SQLiteStore:
     def load(self) -> list[dict[str, Any]]:
         """
         Every saved record, in name order.  A damaged record (not UTF-8
-        JSON, not an object, or naming another container than its key) is
-        put in quarantine (see L{quarantine}) and left out: one bad row
-        never keeps the others from being served.
+        JSON, not an object, without a string C{name} or naming another
+        container than its key) is put in quarantine by its row, under its
+        key (see L{quarantine}), and left out: one bad row never keeps the
+        others from being served.
 
         @raise StoreCorrupt: if the file itself is damaged.
         """
@@ -253,7 +267,11 @@ class SQLiteStore:
                 continue
             if not isinstance(record, dict):
                 self._quarantineRow(rowid, name, "not a JSON object")
-            elif record.get("name", name) != name:
+            elif (problem := nameProblem(record)) is not None:
+                # Put aside here, where its key is known: nothing else could
+                # find its row (it names no container).
+                self._quarantineRow(rowid, name, problem)
+            elif record["name"] != name:
                 self._quarantineRow(rowid, name, f"it names {record.get('name')!r}, not {name!r}")
             else:
                 records.append(record)
@@ -275,10 +293,13 @@ class SQLiteStore:
         self._quarantineRow(row[0] if row else None, name, reason)
 
     def _quarantineRow(self, rowid: int | None, name: str, reason: str) -> None:
+        """Put aside the row C{rowid} (None: there is none) of key C{name}."""
+        kept = "it is not served" if rowid is None else (
+            "it is kept aside in the quarantine table and not served"
+        )
         self.log.error(
-            "state database {path}: the record of {name!r} is damaged ({reason}); "
-            "it is kept aside in the quarantine table and not served",
-            path=self.path, name=name, reason=reason,
+            "state database {path}: the record of {name!r} is damaged ({reason}); {kept}",
+            path=self.path, name=name, reason=reason, kept=kept,
         )
         self._quarantined[name] = reason
         if rowid is None:

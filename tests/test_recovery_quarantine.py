@@ -1,7 +1,7 @@
 """
 Tests for how the supervisor's recovery (L{pycm.backends.supervisor.recovery})
-puts aside and names a saved record with no name, on the memory store and
-the SQLite store.
+puts aside a saved record with no name (the store does, by its key) and
+stops its last run, on the memory store and the SQLite store.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from twisted.logger import Logger, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from pycm.backends.memory import MemoryBackend
-from pycm.backends.supervisor.recovery import Recovery
 from pycm.backends.supervisor.remains import quarantineName
 from pycm.interfaces import IRecordStore
 from pycm.model import ContainerSpec
@@ -22,12 +21,11 @@ from tests.test_supervisor import SupervisorTestCase, spec
 
 
 class NamelessRecordTests(SupervisorTestCase):
-    """A record that lost its C{name} field, kept under another key."""
+    """A record that lost its C{name} field, kept under its own key."""
 
     def setUp(self) -> None:
         super().setUp()
         self.logged: list[dict[str, Any]] = []
-        self.patch(Recovery, "_log", Logger(observer=self.logged.append))
         self.patch(SQLiteStore, "log", Logger(observer=self.logged.append))
 
     def nameless(self, key: str, **changes: Any) -> dict[str, Any]:
@@ -42,41 +40,60 @@ class NamelessRecordTests(SupervisorTestCase):
         self.successResultOf(self.backend.create(container))
 
     def reopen(self, store: IRecordStore) -> MemoryBackend:
-        """A backend opened on C{store}."""
+        """A backend opened on C{store}, once its runs are stopped (20 s)."""
         backend = MemoryBackend(self.clock, runtime=self.runtime, recordStore=store)
-        self.successResultOf(backend.open())
+        opened = backend.open()
+        self.clock.advance(20)
+        self.successResultOf(opened)
         return backend
+
+    def sqliteStore(self, records: dict[str, dict[str, Any]]) -> SQLiteStore:
+        """A C{state.db} holding C{records} by key."""
+        store = SQLiteStore(self.mktemp())
+        self.addCleanup(store.close)
+        for key, record in records.items():
+            store.save(key, record)
+        return store
 
     def messages(self) -> str:
         return "\n".join(formatEvent(event) for event in self.logged)
 
-    def test_listedById(self) -> None:
+    def test_putAsideByKey(self) -> None:
         """
-        It is put aside as C{<no name, id ID>} (was: C{None}) in the
-        backend's C{quarantined} (C{info}) and in the log, which says that
-        it stays among the records; the others are served.
+        It is put aside under its key, moved out of the records (was:
+        listed as C{<no name, id ID>} and left among them, put aside again
+        at each start); the others are served.
         """
         self.create(spec("web"))
         self.create(spec("good"))
-        record = self.nameless("web")
-        self.store.records["web"] = json.dumps(record)
+        self.store.records["web"] = json.dumps(self.nameless("web"))
         backend = self.reopen(self.store)
-        label = f"<no name, id {record['id']}>"
-        [entry] = backend.quarantined
-        self.assertEqual(entry["name"], label)
-        self.assertIn("field 'name' is missing", entry["reason"])
+        self.assertEqual(
+            backend.quarantined, [{"name": "web", "reason": "field 'name' is missing"}]
+        )
+        self.assertEqual(list(self.store.records), ["good"])
         self.assertEqual(list(backend._records), ["good"])
-        messages = self.messages()
-        self.assertIn(f"the record {label} has no name", messages)
-        self.assertIn("put aside again at each start", messages)
-        self.assertNotIn("None", messages)
 
-    def test_noId(self) -> None:
-        """Without a readable id either, it is C{<no name, no id>}."""
+    def test_notAString(self) -> None:
+        """A name that is not a string is no name either."""
         self.create(spec("web"))
-        self.store.records["web"] = json.dumps(self.nameless("web", id=7))
+        self.store.records["web"] = json.dumps(self.nameless("web", name=["web"]))
         backend = self.reopen(self.store)
-        self.assertEqual([q["name"] for q in backend.quarantined], ["<no name, no id>"])
+        self.assertEqual(
+            backend.quarantined, [{"name": "web", "reason": "field 'name' is not a string"}]
+        )
+
+    def test_eachListed(self) -> None:
+        """
+        Two nameless records without an id are listed apart (was: both
+        C{<no name, no id>}, listed once).
+        """
+        self.create(spec("web"))
+        self.create(spec("app"))
+        for key in ("web", "app"):
+            self.store.records[key] = json.dumps(self.nameless(key, id=7))
+        backend = self.reopen(self.store)
+        self.assertEqual([q["name"] for q in backend.quarantined], ["app", "web"])
 
     def test_containerNamedNoneKept(self) -> None:
         """
@@ -88,31 +105,68 @@ class NamelessRecordTests(SupervisorTestCase):
         self.create(spec("web"))
         self.store.records["web"] = json.dumps(self.nameless("web"))
         backend = self.reopen(self.store)
-        self.assertNotIn("None", [q["name"] for q in backend.quarantined])
+        self.assertEqual([q["name"] for q in backend.quarantined], ["web"])
         self.assertIn("None", self.store.records)
         self.assertEqual(list(backend._records), ["None"])
 
+    def namelessRun(self) -> tuple[int, dict[str, Any]]:
+        """
+        The pid of web's run, left running by a daemon that died (never
+        closed), and web's saved record without its name.
+        """
+        pid = self.run_(spec("web")).pid
+        assert pid is not None
+        return pid, self.nameless("web")
+
+    def assertStopped(self, pid: int, store: IRecordStore, record: dict[str, Any]) -> None:
+        """The run of C{pid} ended, and C{store}'s remains are web's C{record}."""
+        run = self.runtime.runs.get(pid)
+        self.assertTrue(run is None or run.done, "the nameless record's run left running")
+        remains = [(name, json.loads(text)) for name, text in store.remains()]
+        self.assertEqual(remains, [("web", record)])
+
+    def test_runStopped(self) -> None:
+        """
+        What its last run left running is stopped, by its pid and start
+        time (was: left running: nothing of it was among the remains).
+        """
+        pid, record = self.namelessRun()
+        self.store.records["web"] = json.dumps(record)
+        self.reopen(self.store)
+        self.assertStopped(pid, self.store, record)
+
+    def test_runStoppedSQLite(self) -> None:
+        """The same in C{state.db}."""
+        pid, record = self.namelessRun()
+        store = self.sqliteStore({"web": record})
+        self.reopen(store)
+        self.assertStopped(pid, store, record)
+
     def test_sqliteStore(self) -> None:
         """
-        The same in C{state.db}: listed and logged by its id; its row
-        stays (the store cannot tell its key); a row named C{None} is
-        neither moved to the quarantine table nor listed.
+        In C{state.db}: its row moves to the quarantine table under its key
+        (was: it stayed, listed by its id), and the log says so; a row
+        named C{None} is neither moved nor listed.
         """
         self.create(spec("web"))
         record = self.nameless("web")
-        store = SQLiteStore(self.mktemp())
-        store.save("None", json.loads(self.store.records["web"]) | {"name": "None", "id": "f" * 64})
-        store.save("web", record)
+        named = json.loads(self.store.records["web"]) | {"name": "None", "id": "f" * 64}
+        store = self.sqliteStore({"None": named, "web": record})
         backend = self.reopen(store)
-        label = f"<no name, id {record['id']}>"
-        self.assertEqual([q["name"] for q in backend.quarantined], [label])
+        self.assertEqual([q["name"] for q in backend.quarantined], ["web"])
         self.assertEqual(list(backend._records), ["None"])
-        self.assertIn(f"the record of {label!r} is damaged", self.messages())
+        self.assertIn(
+            "the record of 'web' is damaged (field 'name' is missing);"
+            " it is kept aside in the quarantine table",
+            self.messages(),
+        )
         store.close()
         again = SQLiteStore(store.path)
-        self.assertEqual([r.get("name") for r in again.load()], ["None", None])
-        self.assertEqual(again.quarantined(), [])
-        again.close()
+        self.addCleanup(again.close)
+        self.assertEqual([r["name"] for r in again.load()], ["None"])
+        self.assertEqual(
+            again.quarantined(), [{"name": "web", "reason": "field 'name' is missing"}]
+        )
 
 
 class QuarantineNameTests(SynchronousTestCase):

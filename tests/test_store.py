@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 
+from twisted.logger import Logger, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
@@ -78,19 +79,19 @@ class SQLiteStoreRecordTests(_StoreTestCase):
     def test_saveReplaces(self) -> None:
         """Saving a name again replaces its record."""
         store = self.open()
-        store.save("web", {"v": 1})
-        store.save("web", {"v": 2})
-        self.assertEqual(store.load(), [{"v": 2}])
+        store.save("web", {"name": "web", "v": 1})
+        store.save("web", {"name": "web", "v": 2})
+        self.assertEqual(store.load(), [{"name": "web", "v": 2}])
 
     def test_delete(self) -> None:
         """A deleted record is gone, also after a reopen; deleting twice is fine."""
         store = self.open()
-        store.save("web", {"v": 1})
-        store.save("db", {"v": 2})
+        store.save("web", {"name": "web", "v": 1})
+        store.save("db", {"name": "db", "v": 2})
         store.delete("web")
         store.delete("web")
         store.close()
-        self.assertEqual(self.open().load(), [{"v": 2}])
+        self.assertEqual(self.open().load(), [{"name": "db", "v": 2}])
 
     def test_durableAgainstProcessKill(self) -> None:
         """
@@ -101,7 +102,7 @@ class SQLiteStoreRecordTests(_StoreTestCase):
             "import os, signal, sys\n"
             "from pycm.store import SQLiteStore\n"
             "s = SQLiteStore(sys.argv[1])\n"
-            "s.save('web', {'state': 'running'})\n"
+            "s.save('web', {'name': 'web', 'state': 'running'})\n"
             "s.append(__import__('pycm.model').model.ContainerEvent("
             "action='start', name='web', time=1.0, id=7))\n"
             "os.kill(os.getpid(), signal.SIGKILL)\n"
@@ -109,14 +110,14 @@ class SQLiteStoreRecordTests(_StoreTestCase):
         result = subprocess.run([sys.executable, "-c", code, self.path], env=childEnv())
         self.assertEqual(result.returncode, -9)
         store = self.open()
-        self.assertEqual(store.load(), [{"state": "running"}])
+        self.assertEqual(store.load(), [{"name": "web", "state": "running"}])
         self.assertEqual(store.lastId(), 7)
 
     def test_fullSync(self) -> None:
         """C{sync="full"} works too; other sync modes are refused."""
         store = self.open(sync="full")
-        store.save("web", {"v": 1})
-        self.assertEqual(store.load(), [{"v": 1}])
+        store.save("web", {"name": "web", "v": 1})
+        self.assertEqual(store.load(), [{"name": "web", "v": 1}])
         self.assertRaises(ValueError, SQLiteStore, self.path, sync="off")
 
     def test_emptyFileIsCorrupt(self) -> None:
@@ -185,6 +186,23 @@ class SQLiteStoreRecordTests(_StoreTestCase):
         store.quarantine("web", "missing fields")
         self.assertEqual(store.load(), [{"name": "db"}])
         self.assertEqual(store.quarantined(), [{"name": "web", "reason": "missing fields"}])
+
+    def test_quarantineNoRowSaidSo(self) -> None:
+        """
+        A name put aside that has no row is listed, and the log does not
+        say it was kept in the quarantine table (was: it did, wrongly).
+        """
+        logged: list[dict[str, object]] = []
+        self.patch(SQLiteStore, "log", Logger(observer=logged.append))
+        store = self.open()
+        store.save("web", {"name": "web"})
+        store.quarantine("ghost", "no such record")
+        store.quarantine("web", "missing fields")
+        ghost, web = (formatEvent(event) for event in logged)
+        self.assertIn("the record of 'ghost' is damaged (no such record); it is not served", ghost)
+        self.assertNotIn("quarantine table", ghost)
+        self.assertIn("it is kept aside in the quarantine table and not served", web)
+        self.assertEqual([q["name"] for q in store.quarantined()], ["ghost", "web"])
 
     def test_unknownSchemaVersion(self) -> None:
         """A database from another schema version is refused."""

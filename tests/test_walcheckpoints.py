@@ -59,7 +59,8 @@ class ThreadedCheckpointTests(TestCase):
         # Each save changes its record (SQLite writes no page for an
         # unchanged one): a page or two more in the log.
         for i in range(count):
-            self.store.save(f"c{i % 50}", {"n": self.saved, "blob": FILLER})
+            name = f"c{i % 50}"
+            self.store.save(name, {"name": name, "n": self.saved, "blob": FILLER})
             self.saved += 1
 
     def test_noneInACommit(self) -> None:

@@ -39,6 +39,7 @@ from pycm.interfaces import (
 )
 from pycm.model import Container, LogLine, parseSignal
 from pycm.stats import Usage
+from pycm.store import nameProblem
 from pycm.units import formatDuration
 
 #: Signals a simulated run ignores.
@@ -412,7 +413,16 @@ class MemoryRecordStore:
         self.damaged: dict[str, tuple[str, str]] = {}
 
     def load(self) -> list[dict[str, Any]]:
-        return [json.loads(text) for text in self.records.values()]
+        """Every record; one without a string name is put aside, by its key."""
+        records = []
+        for key, text in list(self.records.items()):
+            record = json.loads(text)
+            problem = nameProblem(record) if isinstance(record, dict) else None
+            if problem is not None:
+                self.quarantine(key, problem)
+            else:
+                records.append(record)
+        return records
 
     def save(self, name: str, record: dict[str, Any]) -> None:
         self.records[name] = json.dumps(record)

@@ -101,18 +101,11 @@ class Recovery:
 
     def _putAside(self, data: dict[str, Any], reason: str) -> None:
         """
-        Quarantine the damaged record C{data}.  One with no name cannot be
-        found by name in the store: it stays where it was, named by its id.
+        Quarantine the damaged record C{data} by its name.  (One with no
+        name the store has put aside itself, by its key: see
+        L{pycm.store.nameProblem}; L{quarantineName} never names another.)
         """
-        name = quarantineName(data)
-        self._store.quarantine(name, reason)
-        if not isinstance(data.get("name"), str):
-            self._log.warn(
-                "the record {name} has no name: it is not served, but stays among"
-                " the saved records (the daemon cannot tell its key), so it is put"
-                " aside again at each start: remove or mend it (its name field is missing)",
-                name=name,
-            )
+        self._store.quarantine(quarantineName(data), reason)
 
     def _notServed(self, remains: Remains) -> Remains:
         """

@@ -106,11 +106,13 @@ def _fromText(name: str, text: str) -> Remains:
 
 def quarantineName(data: dict[str, Any]) -> str:
     """
-    The name a damaged record C{data} is put aside and shown under: its
-    own, or for one that has none, C{<no name, id ID>} (C{<no name, no
-    id>} without a readable id).  Never a container's name, so a served
-    record is never put aside in its place (a record missing its name was
-    put aside as C{None}, the name a container may have).
+    The name a damaged record C{data} is put aside under: its own, or for
+    one that has none, C{<no name, id ID>} (C{<no name, no id>} without a
+    readable id).  Never a container's name, so a served record is never
+    put aside in its place (a record missing its name was put aside as
+    C{None}, the name a container may have).  The stores put such a record
+    aside themselves, by its key (L{pycm.store.nameProblem}):
+    this is for one that would not.
     """
     name = data.get("name")
     if isinstance(name, str):

@@ -141,3 +141,27 @@ class RecordStoreTests(SynchronousTestCaseMixin):
         store = self.fixture.reopen(self, self.store)
         self.assertEqual(store.load(), [])
         self.assertEqual(store.quarantined(), self.kept([WEB_DAMAGED]))
+
+    def test_namelessPutAside(self) -> None:
+        """
+        A saved record without a string C{name} is put aside at load under
+        its key (it names no container: nothing else could find it), its
+        text among the remains; a record named C{None} is not.
+        """
+        self.store.save("web", {"state": "running", "pid": 42})
+        self.store.save("app", {"name": 5})
+        self.store.save("None", {"name": "None"})
+        self.assertEqual(self.loaded(), self.kept([{"name": "None"}]))
+        self.assertEqual(
+            self.store.quarantined(),
+            self.kept([
+                {"name": "app", "reason": "field 'name' is not a string"},
+                {"name": "web", "reason": "field 'name' is missing"},
+            ]),
+        )  # fmt: skip
+        remains = sorted((name, json.loads(text)) for name, text in self.store.remains())
+        self.assertEqual(
+            remains, self.kept([("app", {"name": 5}), ("web", {"state": "running", "pid": 42})])
+        )
+        store = self.fixture.reopen(self, self.store)
+        self.assertEqual(self.loaded(store), self.kept([{"name": "None"}]))
