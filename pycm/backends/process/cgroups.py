@@ -269,10 +269,14 @@ class Cgroups:
                 return OomCount(int(text), exact=False)
         return None
 
+    def dirsOf(self, group: str) -> list[str]:
+        """Every directory C{group} may have: tracking, then each limit's."""
+        return self.groupDirs(group, "memory" in self.dirs, "cpus" in self.dirs)
+
     def pids(self, group: str) -> list[int]:
         """The processes in C{group}, in any of its hierarchies."""
         found: set[int] = set()
-        for path in self.groupDirs(group, "memory" in self.dirs, "cpus" in self.dirs):
+        for path in self.dirsOf(group):
             try:
                 text = readText(os.path.join(path, "cgroup.procs"))
             except OSError:
@@ -319,7 +323,7 @@ class Cgroups:
         @return: True if none is left (False: processes still in it).
         """
         clean = True
-        for path in reversed(self.groupDirs(group, "memory" in self.dirs, "cpus" in self.dirs)):
+        for path in reversed(self.dirsOf(group)):
             try:
                 os.rmdir(path)
             except FileNotFoundError:

@@ -5,7 +5,7 @@ Killing processes by the markers in their environments: a run's id
 no record owns (L{killUnowned}).  Every kill goes through a pidfd opened
 before the environment is read (L{procfs.killIf}): never a process that
 reused a pid.  L{groupsOfMarked} finds the cgroups of such processes
-by the same markers.
+by the same markers (never killing through them).
 """
 
 from __future__ import annotations
@@ -156,6 +156,7 @@ def strayMark(stateMarker: str, names: Collection[str]) -> Callable[[bytes], str
 def groupsOfMarked(
     groups: Collection[str],
     pidsOf: Callable[[str], list[int]],
+    dirsOf: Callable[[str], list[str]],
     mark: Callable[[bytes], str | None],
     proc: str = procfs.PROC,
 ) -> list[str]:
@@ -166,20 +167,42 @@ def groupsOfMarked(
     the groups of those processes' runs, although no record says so.  An
     empty group is never one: a cgroup parent may be shared with daemons
     of other state directories, and nothing tells their groups apart.
+    Each process must still be in the group (its C{/proc/PID/cgroup}, read
+    with its environment while it lives: L{procfs.readWhileAlive}): a pid
+    another process took over since the group was listed never makes
+    another daemon's group look like one of these.
+
+    @param dirsOf: the directories of a group (L{Cgroups.dirsOf}).
     """
     found = []
     for group in sorted(groups):
         pids = pidsOf(group)
-        if pids and all(_marksGroup(pid, group, mark, proc) for pid in pids):
+        dirs = dirsOf(group)
+        if pids and all(_marksGroup(pid, group, dirs, mark, proc) for pid in pids):
             found.append(group)
     return found
 
 
-def _marksGroup(pid: int, group: str, mark: Callable[[bytes], str | None], proc: str) -> bool:
-    """Whether C{mark} finds in C{pid}'s environment the container C{group} is of."""
-    environ = procfs.environ(pid, proc)
+def _marksGroup(
+    pid: int, group: str, dirs: list[str], mark: Callable[[bytes], str | None], proc: str
+) -> bool:
+    """
+    Whether C{pid} is in C{group} (whose directories are C{dirs}) and C{mark}
+    finds in its environment the container C{group} is named for.
+    """
+    read = procfs.readWhileAlive(
+        pid, lambda: (procfs.environ(pid, proc), procfs.cgroupPaths(pid, proc)), proc
+    )
+    environ, paths = read or (None, None)
     name = None if environ is None else mark(environ)
-    if name is None:
+    if name is None or not _namedFor(group, name):
         return False
+    return any(
+        path.endswith("/" + group) and any(d.endswith(path) for d in dirs) for path in paths or ()
+    )
+
+
+def _namedFor(group: str, name: str) -> bool:
+    """Whether C{group} is named for the container C{name}: C{NAME-ID}, ID 1 to 12 characters."""
     suffix = group[len(name) + 1 :]
     return group.startswith(name + "-") and 0 < len(suffix) <= 12 and "-" not in suffix

@@ -11,10 +11,13 @@ from __future__ import annotations
 import os
 import signal as _signal
 from collections.abc import Callable, Container
+from typing import TypeVar
 
 import attrs
 
 PROC = "/proc"
+
+_T = TypeVar("_T")
 
 
 @attrs.frozen
@@ -137,6 +140,19 @@ def environ(pid: int, proc: str = PROC) -> bytes | None:
         return None
 
 
+def cgroupPaths(pid: int, proc: str = PROC) -> list[str] | None:
+    """
+    The cgroups C{pid} is in, one path a hierarchy (C{/proc/PID/cgroup},
+    relative to the hierarchy's root), or None if it cannot be read.
+    """
+    try:
+        with open(f"{proc}/{pid}/cgroup", "rb") as f:
+            text = f.read().decode("utf-8", "surrogateescape")
+    except OSError:
+        return None
+    return [line.split(":", 2)[2] for line in text.splitlines() if line.count(":") >= 2]
+
+
 def environValue(environ: bytes, name: str) -> str | None:
     """The value of C{name} in a NUL-separated environment, None if none."""
     key = name.encode("ascii") + b"="
@@ -224,6 +240,36 @@ def killIf(
             if before is None or startTime(pid, proc) != before:
                 return None
             os.kill(pid, signum)
+        return found
+    except OSError:
+        return None
+    finally:
+        if pidfd >= 0:
+            os.close(pidfd)
+
+
+def readWhileAlive(pid: int, read: Callable[[], _T], proc: str = PROC) -> _T | None:
+    """
+    C{read()} (of C{pid}'s files), if it read one process throughout: one
+    that lives from before to after it, held by a pidfd (where the kernel
+    has none, by its start time, read before and after), so that no other
+    process took the pid over meanwhile.  None if it is gone.
+    """
+    try:
+        pidfd = _pidfd(pid)
+    except OSError:
+        pidfd = -1
+    if pidfd is None:
+        return None
+    try:
+        before = startTime(pid, proc) if pidfd < 0 else None
+        if pidfd < 0 and before is None:
+            return None
+        found = read()
+        if pidfd >= 0:
+            _signal.pidfd_send_signal(pidfd, 0)  # ESRCH once it is gone
+        elif startTime(pid, proc) != before:
+            return None
         return found
     except OSError:
         return None

@@ -264,34 +264,47 @@ class CgroupReleaser:
         self._cgroups = cgroups
         #: Retries of cgroup removals, by group: finished or dropped by close.
         self._calls: dict[str, IDelayedCall] = {}
+        #: The groups among them whose processes are never killed.
+        self._spared: set[str] = set()
 
-    def release(self, group: str, attempts: int = 20) -> bool:
+    def release(self, group: str, attempts: int = 20, kill: bool = True) -> bool:
         """
-        Remove C{group}; if processes are still in it, kill them and try
-        again (C{attempts} times, every 0.1 s).
+        Remove C{group}; if processes are still in it, kill them (unless
+        not C{kill}) and try again (C{attempts} times, every 0.1 s).
 
+        @param kill: False for a group that may not be this daemon's: it
+            is only ever removed (which the kernel refuses while processes
+            are in it), never killed through, and left if they stay.
         @return: whether it is gone now (the kernel removes only an empty
             group).
         """
         call = self._calls.pop(group, None)
         if call is not None and call.active():
             call.cancel()
+        self._spared.discard(group)
         if self._cgroups.release(group):
             return True
-        self._cgroups.killAll(group)
-        if self._cgroups.release(group):
-            return True
+        if kill:
+            self._cgroups.killAll(group)
+            if self._cgroups.release(group):
+                return True
         if attempts > 0:
-            self._calls[group] = self._clock.callLater(0.1, self.release, group, attempts - 1)
+            if not kill:
+                self._spared.add(group)
+            self._calls[group] = self._clock.callLater(
+                0.1, self.release, group, attempts - 1, kill
+            )
         return False
 
     def close(self) -> None:
         """Last try at the groups still waiting: no retry is left behind."""
         for group, call in list(self._calls.items()):
             call.cancel()
-            self._cgroups.killAll(group)
+            if group not in self._spared:
+                self._cgroups.killAll(group)
             self._cgroups.release(group)
         self._calls.clear()
+        self._spared.clear()
 
 
 def sweepLeftovers(
@@ -310,7 +323,8 @@ def sweepLeftovers(
     whatever still carries the run id of one of C{runs} (run id ->
     container) or of C{ended}, and kill and remove the leftover cgroups of
     C{runs}; kill what runs of the containers named in C{strays} (see
-    L{killStrays}) and remove the cgroups they were in (L{_strayGroups});
+    L{killStrays}) and remove the cgroups they were in (L{_strayGroups};
+    only once empty, never killing through them);
     then kill every run of this state directory that no record owns
     (L{killUnowned}: records lost), with a warning per container name.
 
@@ -326,7 +340,9 @@ def sweepLeftovers(
             "removing cgroup {group}, left by a previous daemon for a record put aside",
             group=group,
         )
-        releaser.release(group)
+        # Its processes were killed by their markers just now: the group
+        # itself is only removed once empty, never killed through.
+        releaser.release(group, kill=False)
     if strayed:
         log.info(
             "killed {pids}, left running by a previous daemon for {names}"
@@ -390,7 +406,9 @@ def _strayGroups(
     if stateMarker is None or not strays:
         return []
     others = cgroups.groups() - {groupName(container) for container in runs.values()}
-    return groupsOfMarked(others, cgroups.pids, strayMark(stateMarker, strays), proc)
+    return groupsOfMarked(
+        others, cgroups.pids, cgroups.dirsOf, strayMark(stateMarker, strays), proc
+    )
 
 
 def reclaimRun(
