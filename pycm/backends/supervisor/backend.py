@@ -30,17 +30,13 @@ from pycm.backends.supervisor.recovery import LOST_ERROR as LOST_ERROR
 from pycm.backends.supervisor.recovery import RECLAIMED_ERROR as RECLAIMED_ERROR
 from pycm.backends.supervisor.recovery import STARTING_ERROR as STARTING_ERROR
 from pycm.backends.supervisor.recovery import Recovery
+from pycm.backends.supervisor.removal import Removal
 from pycm.backends.supervisor.restartpolicy import comesBackAtOpen
 from pycm.backends.supervisor.runobserver import RunObserver
 from pycm.backends.supervisor.runs import CLOSING_ERROR, SHUTDOWN_TIMEOUT, Runs
 from pycm.backends.supervisor.runs import SHUTDOWN_ERROR as SHUTDOWN_ERROR
 from pycm.backends.supervisor.usage import readStats
-from pycm.backends.supervisor.watching import (
-    endFollowers,
-    waitFor,
-    waitForExit,
-    waitForHealth,
-)
+from pycm.backends.supervisor.watching import endFollowers, waitFor, waitForHealth
 from pycm.capabilities import HEALTH_OPTIONS, Capabilities, ISpecCheck
 from pycm.errors import BadRequest, Conflict, NotFound, PycmError, Unavailable
 from pycm.groupcommit import GroupCommit
@@ -121,6 +117,7 @@ class Supervisor:
         self._runs = Runs(
             clock, runtime, logStore, self._book, self.lifecycle, self._emit, self._health
         )
+        self._removal = Removal(self._book, self._runs, self.lifecycle, self._health, logStore)
         self._recovery = Recovery(
             clock, backendName, runtime, recordStore, self._book, self.lifecycle,
             stopLimit=shutdownTimeout,
@@ -384,61 +381,7 @@ class Supervisor:
         return self._durable(record.toContainer(), record)
 
     def remove(self, name: str, force: bool) -> Deferred[Container | None]:
-        try:
-            record = self._book.lookup(name)
-        except NotFound as e:
-            return fail(e)
-        if force:
-            self._forceKill(record)
-        return record.lock.run(self._removeLocked, record, force)
-
-    def _forceKill(self, record: Record) -> None:
-        """The immediate half of C{remove --force}."""
-        if record.state == State.RESTARTING:
-            self._runs.cancelRestart(record)
-            self.lifecycle.dropRestart(record, byClient=True)
-        elif record.state in State.ALIVE and record.run is not None:
-            self._health.end(record)
-            self.lifecycle.removeAsked(record)
-            self._runs.signal(record, _signal.SIGKILL)
-
-    def _removeLocked(self, record: Record, force: bool) -> Deferred[Container | None]:
-        self._book.checkCurrent(record)
-        if record.state in State.ALIVE or record.state == State.RESTARTING:
-            if not force:
-                raise Conflict(
-                    f"cannot remove container {record.name}: it is {record.state};"
-                    " stop it first or use --force"
-                )
-            self._forceKill(record)
-            if record.state in State.ALIVE:
-                d = waitForExit(record)
-
-                def exited(_: Container) -> Deferred[Container | None]:
-                    return self._destroy(record)
-
-                return d.addCallback(exited)
-        return self._destroy(record)
-
-    def _destroy(self, record: Record) -> Deferred[Container | None]:
-        """
-        Forget C{record}.
-
-        @return: fires, once the removal is durable, with None, or with the
-            container as it was if its removal is not saved yet (C{saved}
-            False).
-        """
-        self._book.checkCurrent(record)
-        self._book.forget(record)
-        try:
-            self._logStore.remove(record.name)
-        except Exception:
-            # The container is gone; its stray log files must not make the
-            # removal half-fail.
-            self._log.failure("removing the logs of {name}", name=record.name)
-        self.lifecycle.move(record, Event.REMOVED)
-        d = self.commits.whenDurable(record)
-        return d.addCallback(lambda r: r.toContainer() if r.unsaved else None)
+        return self._removal.remove(name, force)
 
     def list(self) -> Deferred[list[Container]]:
         # In any order (the contract's): the list command sorts what it shows.
