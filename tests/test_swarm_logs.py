@@ -104,7 +104,42 @@ class LogLinePartsTests(SynchronousTestCase):
         replay = body + framed(b"1970-01-01T00:00:02Z com.docker.swarm.task.id=a a2''\n")
         admit = cursor.replay()
         self.assertEqual([x.text for x in parseBody(replay) if admit(x)], ["b1", "a2''"])
-        self.assertEqual(cursor.earliest(["a", "b"]), 1_000_000_000)
+        # Nothing of a older than its lines given is new; b, first seen in
+        # the replay, may yet write a line up to REORDER_MARGIN older.
+        self.assertEqual(cursor.earliest(["a"]), 2_000_000_000)
+        self.assertEqual(cursor.earliest(["a", "b"]), 0)
+
+    def test_cursorLateLine(self) -> None:
+        """
+        A line older than its task's last given is new if it was not given
+        itself (a task's two streams are written out of their times' order),
+        unless it is older than where the cursor starts from, or older than
+        the last given by more than REORDER_MARGIN.
+        """
+
+        def line(nanos: int, text: str, stream: int = 1) -> Any:
+            [raw] = parseBody(
+                framed(f"{_stamp(nanos)} com.docker.swarm.task.id=a {text}\n".encode(), stream)
+            )
+            return raw
+
+        cursor = TaskCursor()
+        for given in (line(5 * S, "err 1", 2), line(10 * S + 57_000, "err 2", 2)):
+            cursor.given(given)
+        cursor.startFrom(5 * S)
+        self.assertEqual(cursor.earliest(["a"]), 9 * S + 57_000)
+        replay = [
+            line(5 * S, "err 1", 2),
+            line(10 * S, "out 2"),
+            line(10 * S + 57_000, "err 2", 2),
+            line(10 * S + 57_000, "err 2'", 2),
+            line(9 * S, "too old"),
+        ]
+        admit = cursor.replay()
+        self.assertEqual([x.text for x in replay if admit(x)], ["out 2", "err 2'"])
+        self.assertEqual([x.text for x in replay if cursor.replay()(x)], [])
+        cursor.startFrom(11 * S)
+        self.assertFalse(cursor.replay()(line(10 * S + 1, "older than the start")))
 
 
 def service(engine: FakeSwarmEngine, command: list[str], replicas: int = 1, **fields: Any) -> str:
@@ -434,6 +469,41 @@ class ScriptedManagerTests(SynchronousTestCase):
         self.assertEqual([x.line for x in lines], ["a12", "a13"])
         follow = self.follow(tail=2)
         self.assertEqual([x.line for x in follow.backlog], ["a12", "a13"])
+
+    def test_followLateLine(self) -> None:
+        """
+        A line the backlog's read lacked, written after it though older than
+        its task's last line there (its other stream's, copied first), is
+        followed: together the backlog and the followed lines are every
+        line from the backlog's first on, once (a late line older than the
+        backlog is not given).
+        """
+        self.manager.lines = [
+            (10 * S, "a", "n1", "a out 1"),
+            (10 * S + 57_000, "a", "n1", "a err 1"),
+            (10 * S + S // 10, "b", "n1", "b out 1"),
+            (10 * S + S // 10 + 57_000, "b", "n1", "b err 1"),
+            (10 * S + S // 5, "a", "n1", "a out 2"),
+            (10 * S + S // 5 + 57_000, "a", "n1", "a err 2"),
+            # b's stderr line is in its log before its stdout line.
+            (10 * S + 3 * S // 10 + 57_000, "b", "n1", "b err 2"),
+        ]
+        follow = self.follow(tail=4)
+        self.assertEqual(
+            [x.line for x in follow.backlog], ["b err 1", "a out 2", "a err 2", "b err 2"]
+        )
+        self.manager.lines.append((10 * S + 3 * S // 10, "b", "n1", "b out 2"))
+        self.manager.lines.append((10 * S + S // 20, "a", "n1", "late, before the backlog"))
+        self.manager.replay()
+        self.clock.advance(0)
+        self.manager.send(10 * S + 2 * S // 5, "a", "a out 3")
+        self.manager.lines.append((10 * S + S // 2, "b", "n1", "b out 3 (not streamed yet)"))
+        self.stopped.callback(None)
+        self.successResultOf(follow.ended)
+        self.assertEqual(self.texts(), ["b out 2", "a out 3", "b out 3 (not streamed yet)"])
+        everything = sorted((n, text) for n, _, _, text in self.manager.lines)
+        given = sorted((round(x.time * S), x.line) for x in follow.backlog + self.seen)
+        self.assertEqual([text for _, text in given], [t for _, t in everything[-len(given) :]])
 
     def test_lastRead(self) -> None:
         """

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import heapq
 import re
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
@@ -32,6 +33,12 @@ NODE_ATTRIBUTE = "com.docker.swarm.node.id"
 #: Seconds before the read began that a follow starts from, for the lines
 #: of tasks that had none yet (node clocks may be a little behind ours).
 CLOCK_MARGIN = 1.0
+
+#: Seconds by which a task's line may be written to its log after a later
+#: one of its own (its two streams are copied apart, each line stamped when
+#: read): a line that much older than the last given of its task is taken
+#: as given (L{TaskCursor}).
+REORDER_MARGIN = 1.0
 
 _STAMP = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)$")
 
@@ -154,26 +161,65 @@ def mergeInTimeOrder(
 
 class TaskCursor:
     """
-    Where each task's lines have been given up to: the time of its last
-    line given and how many were given at that very time.  A read from an
-    earlier time goes through a L{replay}, which lets through only what
-    was not given yet.
+    Which of each task's lines have been given: the time of its last line
+    given, the lines given within L{REORDER_MARGIN} of it, and the time
+    below which none of its lines is new (its floor).  A task's lines come
+    in the order they were written, which is not always their times'
+    order: a line older than the last given is new if it was not given
+    itself.  A read from an earlier time goes through a L{replay}, which
+    lets through only what was not given yet.
     """
 
     def __init__(self) -> None:
-        self.last: dict[str | None, tuple[int, int]] = {}
+        #: Task -> the time of its last line given.
+        self.last: dict[str | None, int] = {}
+        #: Task -> the time below which none of its lines is new.
+        self.floors: dict[str | None, int] = {}
+        self._recent: dict[str | None, Counter[tuple[int, str, str]]] = {}
+        self._order: dict[str | None, deque[tuple[int, str, str]]] = {}
 
     def given(self, line: RawLine) -> None:
-        """Note that C{line} was given."""
-        nanos, count = self.last.get(line.task, (-1, 0))
-        if line.nanos > nanos:
-            self.last[line.task] = (line.nanos, 1)
-        elif line.nanos == nanos:
-            self.last[line.task] = (nanos, count + 1)
+        """
+        Note that C{line} was given (read before the replays): no line of
+        its task older than it is new (see L{startFrom}).
+        """
+        self.floors[line.task] = min(self.floors.get(line.task, line.nanos), line.nanos)
+        self._note(line)
+
+    def _note(self, line: RawLine) -> None:
+        task = line.task
+        last = max(self.last.get(task, -1), line.nanos)
+        self.last[task] = last
+        key = (line.nanos, line.stream, line.text)
+        recent = self._recent.setdefault(task, Counter())
+        order = self._order.setdefault(task, deque())
+        recent[key] += 1
+        order.append(key)
+        horizon = last - int(REORDER_MARGIN * 1e9)
+        while order and order[0][0] < horizon:
+            old = order.popleft()
+            recent[old] -= 1
+            if not recent[old]:
+                del recent[old]
+
+    def startFrom(self, nanos: int) -> None:
+        """
+        Of the tasks given so far, no line older than C{nanos} is new
+        (older than their last given, for those whose last is older).
+        """
+        for task, last in self.last.items():
+            self.floors[task] = max(self.floors.get(task, -1), min(nanos, last))
+
+    def _lowest(self, task: str | None) -> int:
+        """The time below which no line of C{task} is new, for now."""
+        return max(self.floors.get(task, -1), self.last.get(task, -1) - int(REORDER_MARGIN * 1e9))
 
     def earliest(self, tasks: Iterable[str | None]) -> int | None:
-        """The earliest last time among C{tasks} that have one."""
-        times = [self.last[task][0] for task in tasks if task in self.last]
+        """
+        The earliest time among C{tasks} that have a line given at which
+        one of their lines may still be new.
+        """
+        times = [self._lowest(task) for task in tasks if task in self.last]
         return min(times) if times else None
 
     def replay(self) -> Callable[[RawLine], bool]:
@@ -181,16 +227,17 @@ class TaskCursor:
         A filter for one read from an earlier time: true for each line not
         given yet (which it then notes as given).
         """
-        skips = {task: count for task, (_, count) in self.last.items()}
+        given = {task: Counter(recent) for task, recent in self._recent.items()}
 
         def admit(line: RawLine) -> bool:
-            nanos, _ = self.last.get(line.task, (-1, 0))
-            if line.nanos < nanos:
+            if line.nanos < self._lowest(line.task):
                 return False
-            if line.nanos == nanos and skips.get(line.task, 0) > 0:
-                skips[line.task] -= 1
+            key = (line.nanos, line.stream, line.text)
+            seen = given.get(line.task)
+            if seen is not None and seen[key] > 0:
+                seen[key] -= 1
                 return False
-            self.given(line)
+            self._note(line)
             return True
 
         return admit

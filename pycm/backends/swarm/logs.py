@@ -198,11 +198,16 @@ class ServiceLogReader:
         # its new lines begin.
         askTail = 1 if tail == 0 else tail
         raw, backlog = yield self._backlog(follow.sid, follow.name, askTail, since)
+        for line in raw:
+            follow.cursor.given(line)
+        if backlog:
+            # A line the engine's answer lacked, written after it though
+            # older than its task's last there (the other stream's), is
+            # new if it is not older than the backlog.
+            follow.cursor.startFrom(backlog[0].nanos)
         if tail == 0:
             backlog = []
         names = yield self.nodeNames.resolve(line.nodeId for line in backlog)
-        for line in raw:
-            follow.cursor.given(line)
         running = [task for task in follow.cursor.last if task is None or not ended(task)]
         start = follow.cursor.earliest(running)
         lower = int((readAt - CLOCK_MARGIN) * 1e9)
