@@ -211,6 +211,18 @@ def killIfMarked(
     return killIf(pid, marked, signum, proc)
 
 
+def _hold(pid: int) -> int | None:
+    """
+    A pidfd of C{pid} to act through; -1 where the kernel gives none (its
+    start time then tells it from a process that took the pid over); None
+    if it is gone.
+    """
+    try:
+        return _pidfd(pid)
+    except OSError:
+        return -1
+
+
 def killIf(
     pid: int,
     marked: Callable[[bytes], str | None],
@@ -223,10 +235,7 @@ def killIf(
 
     @return: the mark, if it was signalled; else None.
     """
-    try:
-        pidfd = _pidfd(pid)
-    except OSError:
-        pidfd = -1
+    pidfd = _hold(pid)
     if pidfd is None:
         return None
     try:
@@ -255,10 +264,7 @@ def readWhileAlive(pid: int, read: Callable[[], _T], proc: str = PROC) -> _T | N
     has none, by its start time, read before and after), so that no other
     process took the pid over meanwhile.  None if it is gone.
     """
-    try:
-        pidfd = _pidfd(pid)
-    except OSError:
-        pidfd = -1
+    pidfd = _hold(pid)
     if pidfd is None:
         return None
     try:
