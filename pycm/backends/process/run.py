@@ -189,12 +189,17 @@ class RunProtocol(ProcessProtocol):
         """
         The process exists (not yet reaped: Twisted may reap a fast one
         before spawnProcess even returns, and C{transport.pid} is then
-        None), so its pid and start time are known here.
+        None), so its pid and start time are known here: the start time
+        from the clock read around the spawn if that tells it, since
+        C{/proc} would make the daemon wait for the child's C{execve}
+        (L{pycm.backends.process.spawnclock}).
         """
         pid = self.transport.pid  # type: ignore[union-attr]
         if self._livePids is not None:
             self._livePids.add(pid)
-        ticks = procfs.startTime(pid, self._proc)
+        ticks = getattr(self.transport, "spawnTicks", None)
+        if ticks is None:
+            ticks = procfs.startTime(pid, self._proc)
         self.run = ProcessRun(
             pid,
             None if ticks is None else [self._bootId, ticks],
