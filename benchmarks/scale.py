@@ -4,9 +4,11 @@ The scale benchmark (issue 12), on the process backend:
   - the ``stop`` rate with 2,000 running containers against the rate with
     200, on one daemon, in interleaved rounds (who goes first alternates;
     the daemon grows from 200 ``sleep 1000`` containers to 2,000 and back
-    between the two, pipelined, untimed); each measurement runs K more
-    containers (untimed), stops those K one at a time on one connection
-    (timed), then removes them; the ratio of the median rates;
+    between the two, pipelined, untimed, then the machine settles); each
+    measurement runs K more containers, stops those K, one at a time on
+    one connection (both timed), then removes them; the ratio of the
+    median rates;
+  - the same for ``run`` (no target: how a start scales);
   - ``list`` of the 2,000 (median of 100, each timed to the last byte of
     its reply);
   - the daemon's RSS with 2,000 running.
@@ -21,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from dataclasses import dataclass
 
 if __name__ == "__main__":
@@ -36,9 +39,10 @@ from benchmarks.common import (  # noqa: E402
     percentile,
     raiseFileLimit,
     rssMiB,
+    settle,
 )
 from benchmarks.daemon import startProcessDaemon  # noqa: E402
-from benchmarks.process import Window, pycmStopEach  # noqa: E402
+from benchmarks.process import Window, pycmStopEach, window  # noqa: E402
 from benchmarks.report import Report, runAlone  # noqa: E402
 
 SECTION = "scale"
@@ -79,21 +83,30 @@ def removeMany(client: LineClient, names: list[str]) -> None:
             expectOK(client.readLine(), f"rm {n}")
 
 
-def stopWindow(client: LineClient, pid: int, tag: str, stops: int) -> Window:
-    """K more containers (untimed), their stops one at a time (timed), removed."""
+def runEach(client: LineClient, names: list[str]) -> float:
+    """Run these containers, one after another on one connection: the rate."""
+    t0 = time.perf_counter()
+    for name in names:
+        expectOK(client.request(f"run {name} host sleep 1000"), f"run {name}")
+    return len(names) / (time.perf_counter() - t0)
+
+
+def stopWindow(client: LineClient, pid: int, tag: str, stops: int) -> tuple[Window, Window]:
+    """
+    K more containers run, then stopped, one at a time (both timed), then
+    removed: the two windows.
+    """
     names = [f"s{tag}-{i:03d}" for i in range(stops)]
-    runMany(client, names)
-    cpu0, load = cpuSeconds(pid), LoadMeter()
-    rate = pycmStopEach(client, names)
-    window = Window(rate, (cpuSeconds(pid) - cpu0) / stops * 1000, load.cores())
+    runs = window(lambda: runEach(client, names), stops, pid)
+    stopped = window(lambda: pycmStopEach(client, names), stops, pid)
     removeMany(client, names)
-    return window
+    return runs, stopped
 
 
-def note(windows: list[Window]) -> str:
+def note(windows: list[Window], verb: str = "stop") -> str:
     w = windows
     return (f"median of {len(w)}; rounds {', '.join(f'{x.rate:,.0f}' for x in w)}; "
-            f"daemon CPU {median([x.serverMs for x in w]):.2f} ms a stop (busy "
+            f"daemon CPU {median([x.serverMs for x in w]):.2f} ms a {verb} (busy "
             f"{median([x.serverMs * x.rate / 1000 for x in w]):.0%}); load generator "
             f"CPU {max(x.loadShare for x in w):.0%} at most")
 
@@ -109,17 +122,24 @@ def run(report: Report, quick: bool, children: Children) -> None:
     extra = [f"h{i:04d}" for i in range(s.few, s.many)]
     runMany(client, base)
     windows: dict[str, list[Window]] = {"few": [], "many": []}
+    runWindows: dict[str, list[Window]] = {"few": [], "many": []}
     rss, grown = 0.0, False
     for k in range(s.rounds):
         # Who goes first alternates; the daemon grows to MANY and back
-        # (untimed) between the two.
+        # (untimed) between the two, then the machine settles: the kernel
+        # finishes with the 1,800 processes started or ended (their
+        # start-up, their exit, their cgroups) before the timed window.
         for kind in (("few", "many") if k % 2 == 0 else ("many", "few")):
             if (kind == "many") != grown:
                 (runMany if kind == "many" else removeMany)(client, extra)
                 grown = kind == "many"
-            windows[kind].append(stopWindow(client, pid, f"{k}{kind[0]}", s.stops))
+                settle()
+            runs, stops = stopWindow(client, pid, f"{k}{kind[0]}", s.stops)
+            runWindows[kind].append(runs)
+            windows[kind].append(stops)
             if kind == "many" and k == s.rounds - 1:
                 rss = listAndMemory(report, s, client, pid)
+    reportRuns(report, s, runWindows)
     few, many = windows["few"], windows["many"]
     fewRate, manyRate = median([w.rate for w in few]), median([w.rate for w in many])
     report.add(SECTION, f"stop x {s.stops}, {s.few} running (per s)", f"{fewRate:,.1f}",
@@ -137,6 +157,19 @@ def run(report: Report, quick: bool, children: Children) -> None:
                note="this process (the line client)")
     client.close()
     children.stop(daemon.proc, timeout=60)
+
+
+def reportRuns(report: Report, s: Settings, windows: dict[str, list[Window]]) -> None:
+    """The C{run} rates with FEW and MANY running (no target: for scale)."""
+    few, many = windows["few"], windows["many"]
+    fewRate, manyRate = median([w.rate for w in few]), median([w.rate for w in many])
+    report.add(SECTION, f"run x {s.stops}, {s.few} running (per s)", f"{fewRate:,.1f}",
+               note=note(few, "run"))
+    report.add(SECTION, f"run x {s.stops}, {s.many} running (per s)", f"{manyRate:,.1f}",
+               note=note(many, "run"))
+    report.add(SECTION, f"run rate with {s.many} against {s.few}", f"{manyRate / fewRate:.2f}",
+               note="no target; ratio of the medians; each round's: " + ", ".join(
+                   f"{m.rate / f.rate:.2f}" for m, f in zip(many, few)))
 
 
 def listAndMemory(report: Report, s: Settings, client: LineClient, pid: int) -> float:
