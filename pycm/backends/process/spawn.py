@@ -6,7 +6,6 @@ the environment a run gets.  docs/process-backend.md says which way when.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import pwd
 import shutil
@@ -15,13 +14,14 @@ import stat
 import subprocess
 from typing import Any
 
-from twisted.internet import process as _process
 from twisted.internet.posixbase import PosixReactorBase
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 
 from pycm.backends.process.cgroups import movePid
+from pycm.backends.process.childfds import HandedOnProcess, closeOnExecOnce, fileActions
 from pycm.backends.process.reaping import ReapedProcess
+from pycm.backends.process.spawnclock import timedSpawn
 from pycm.errors import BackendError
 from pycm.model import DEFAULT_PATH, Container
 
@@ -178,20 +178,6 @@ def runEnvironment(
     return env
 
 
-def closeOnExecAll() -> None:
-    """Make every descriptor above 2 close-on-exec (see L{SpawnedProcess})."""
-    try:
-        fds = [int(name) for name in os.listdir("/proc/self/fd")]
-    except OSError:
-        return
-    for fd in fds:
-        if fd > 2:
-            try:
-                os.set_inheritable(fd, False)
-            except OSError:
-                pass
-
-
 class SpawnedProcess(ReapedProcess):
     """
     Twisted's L{Process}, started with C{posix_spawn} in a new session, in
@@ -238,29 +224,22 @@ class SpawnedProcess(ReapedProcess):
             fdmap = dict(fdmap)
             for childFD, otherFD in self._sameAs.items():
                 fdmap[childFD] = fdmap[otherFD]
-        used = set(fdmap) | set(fdmap.values())
-        fdState = []
-        for fd in used:
-            try:
-                fdState.append((fd, bool(fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC)))
-            except OSError:
-                pass
-        actions = _process._getFileActions(
-            fdState, fdmap, doClose=os.POSIX_SPAWN_CLOSE, doDup2=os.POSIX_SPAWN_DUP2
-        )
+        actions = fileActions(fdmap)
         me = os.getpid()
         os.chdir(self._workdir)
         try:
             if self._join is not None:
                 movePid(self._join, me)
             try:
-                self.pid = os.posix_spawn(  # type: ignore[assignment]
-                    executable,
-                    args,
-                    environment,
-                    file_actions=actions,
-                    setsigdef=self._ignoredSignals,
-                    setsid=True,
+                self.pid, self.spawnTicks = timedSpawn(  # type: ignore[assignment]
+                    lambda: os.posix_spawn(
+                        executable,
+                        args,
+                        environment,
+                        file_actions=actions,
+                        setsigdef=self._ignoredSignals,
+                        setsid=True,
+                    )
                 )
             finally:
                 if self._join is not None:
@@ -351,10 +330,10 @@ class Spawner:
         """
         A descriptor of the daemon's own working directory, to go back to
         after a spawn; the first call also makes every descriptor of the
-        daemon close-on-exec (see L{SpawnedProcess}).
+        daemon close-on-exec (L{pycm.backends.process.childfds}).
         """
         if self._homeDirectory is None:
-            closeOnExecAll()
+            closeOnExecOnce()
             self._homeDirectory = os.open(".", os.O_RDONLY | os.O_CLOEXEC)
         return self._homeDirectory
 
@@ -446,11 +425,11 @@ class Spawner:
     ) -> None:
         """
         C{reactor.spawnProcess} (no path, no PTY): on a POSIX reactor, what
-        it makes (a L{twisted.internet.process.Process}) reaped through a
-        pidfd (L{ReapedProcess}).
+        it makes, given only C{childFDs} and reaped through a pidfd
+        (L{HandedOnProcess}).
         """
         if isinstance(self.reactor, PosixReactorBase):
-            ReapedProcess(self.reactor, executable, argv, env, None, protocol, childFDs=childFDs)
+            HandedOnProcess(self.reactor, executable, argv, env, None, protocol, childFDs=childFDs)
         else:
             self.reactor.spawnProcess(
                 protocol, executable, argv, env=env, path=None, usePTY=False, childFDs=childFDs
