@@ -4,7 +4,8 @@ The scale benchmark (issue 12), on the process backend:
   - the ``stop`` rate with 2,000 running containers against the rate with
     200, on one daemon, in interleaved rounds (who goes first alternates;
     the daemon grows from 200 ``sleep 1000`` containers to 2,000 and back
-    between the two, pipelined, untimed, then the machine settles); each
+    between the two, pipelined, untimed; each window waits for a quiet
+    machine); each
     measurement runs K more containers, stops those K, one at a time on
     one connection (both timed), then removes them; the ratio of the
     median rates;
@@ -126,14 +127,15 @@ def run(report: Report, quick: bool, children: Children) -> None:
     rss, grown = 0.0, False
     for k in range(s.rounds):
         # Who goes first alternates; the daemon grows to MANY and back
-        # (untimed) between the two, then the machine settles: the kernel
-        # finishes with the 1,800 processes started or ended (their
-        # start-up, their exit, their cgroups) before the timed window.
+        # (untimed) between the two.  Each timed window waits for a quiet
+        # machine: after growing or shrinking, the kernel is still busy
+        # with the 1,800 processes started or ended (their start-up, their
+        # exit, their cgroups).
         for kind in (("few", "many") if k % 2 == 0 else ("many", "few")):
             if (kind == "many") != grown:
                 (runMany if kind == "many" else removeMany)(client, extra)
                 grown = kind == "many"
-                settle()
+            settle()
             runs, stops = stopWindow(client, pid, f"{k}{kind[0]}", s.stops)
             runWindows[kind].append(runs)
             windows[kind].append(stops)

@@ -35,8 +35,6 @@ from twisted.internet import process as _process
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from pycm.backends.process.spawnclock import bootNanoseconds, tickBetween
-
 #: The wait status told for a child that someone else reaped (its own
 #: status is lost): as if it exited with 255.
 LOST_STATUS = 255 << 8
@@ -99,18 +97,13 @@ class ReapedProcess(_process.Process):
     #: The pidfd being watched, or None (Twisted's reaping, or reaped).
     exitWatch: ExitWatch | None = None
     #: The child's start time in clock ticks, from the clock read around
-    #: its spawn (L{pycm.backends.process.spawnclock}), or None: ask /proc.
+    #: its C{posix_spawn} (L{pycm.backends.process.spawnclock.timedSpawn},
+    #: which the subclasses use), or None: ask /proc.
     spawnTicks: int | None = None
 
     def __init__(self, reactor: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(reactor, *args, **kwargs)
         self._watchExit()
-
-    def _fork(self, *args: Any, **kwargs: Any) -> None:
-        """Start the child (C{posix_spawn} or fork), reading the clock around it."""
-        before = bootNanoseconds()
-        super()._fork(*args, **kwargs)
-        self.spawnTicks = tickBetween(before, bootNanoseconds())
 
     def openPidfd(self, pid: int) -> int | None:
         """A pidfd of C{pid} or None (L{openPidfd}; a seam for tests)."""

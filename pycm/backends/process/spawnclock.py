@@ -23,13 +23,18 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
 #: Nanoseconds in one clock tick (the unit of the start time in /proc).
-TICK_NS = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
-#: How near a tick's edge a reading may be and still count (nanoseconds).
+TICK_NS = 1_000_000_000 // _CLK_TCK
+#: How near a tick's edge a reading may be and still count (nanoseconds):
+#: both readings and the kernel's use one clock, so this is only caution.
 MARGIN = 100_000
 
-_BOOTTIME = getattr(time, "CLOCK_BOOTTIME", None)
+#: The boot clock, unless this system has none or its ticks do not divide
+#: a second (the kernel then rounds otherwise: /proc is read instead).
+_BOOTTIME = getattr(time, "CLOCK_BOOTTIME", None) if 1_000_000_000 % _CLK_TCK == 0 else None
 
 
 def bootNanoseconds() -> int | None:
@@ -54,3 +59,14 @@ def tickBetween(before: int | None, after: int | None) -> int | None:
     if first != (after + MARGIN) // TICK_NS:
         return None
     return first
+
+
+def timedSpawn(spawn: Callable[[], int]) -> tuple[int, int | None]:
+    """
+    Call C{spawn} (a C{posix_spawn}: it returns the child's pid) between two
+    readings of the boot clock: the pid, and the child's start time in
+    clock ticks if the readings tell it (L{tickBetween}).
+    """
+    before = bootNanoseconds()
+    pid = spawn()
+    return pid, tickBetween(before, bootNanoseconds())
