@@ -50,6 +50,7 @@ from pycm.interfaces import (
     IRuntime,
 )
 from pycm.model import Action, Container, ContainerSpec, LogFollow, LogLine, State, WaitCondition
+from pycm.slicedwork import SlicedWork
 from pycm.stats import ContainerStats, CpuSampler
 
 
@@ -123,6 +124,7 @@ class Supervisor:
             stopLimit=shutdownTimeout,
         )
         self._cpu = CpuSampler(clock)
+        self._statsSlices = SlicedWork(clock)  # the usage of many, between requests
 
     @property
     def capabilities(self) -> Capabilities:
@@ -189,6 +191,7 @@ class Supervisor:
             self._health.end(record)
             endFollowers(record)
         self._logReads.stop()
+        self._statsSlices.stop()
         self._book.close()
 
     # -- observers ----------------------------------------------------------
@@ -398,7 +401,7 @@ class Supervisor:
         The usage of running containers, from the runtime's
         L{IRuntimeStats} (every figure None without it).
         """
-        return maybeDeferred(readStats, names, self._book, self._runtime, self._cpu)
+        return readStats(names, self._book, self._runtime, self._cpu, self._statsSlices)
 
     # C{list} below means the method above, in this class body.
     def logs(

@@ -2,59 +2,105 @@
 The C{stats} of the supervisor's records: each running one's usage from the
 runtime's L{IRuntimeStats} (every figure None without it), its CPU share
 from the L{CpuSampler}'s last reading.
+
+The usage of many running containers is read L{USAGE_SLICE} at a time
+between other requests (L{pycm.slicedwork}): on the process backend one
+container's files take about 60 µs to read, so a C{stats} of 2,000 held
+the reactor for 130-200 ms, every second for each C{pycm top}.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
+
+from twisted.internet.defer import Deferred, fail, maybeDeferred
 
 from pycm.backends.supervisor.records import Record, RecordBook
 from pycm.errors import BackendError, PycmError
 from pycm.interfaces import IRuntime, IRuntimeStats
 from pycm.model import State
-from pycm.stats import ContainerStats, CpuSampler
+from pycm.slicedwork import Job, SlicedWork, runAtOnce
+from pycm.stats import ContainerStats, CpuSampler, Usage
+
+#: Running containers whose usage is read in one slice (3-5 ms on the
+#: process backend); a C{stats} of no more is answered at once.
+USAGE_SLICE = 50
 
 
 def readStats(
-    names: Sequence[str], book: RecordBook, runtime: IRuntime, cpu: CpuSampler
-) -> list[ContainerStats]:
+    names: Sequence[str],
+    book: RecordBook,
+    runtime: IRuntime,
+    cpu: CpuSampler,
+    slices: SlicedWork | None = None,
+) -> Deferred[list[ContainerStats]]:
     """
-    The stats of the containers named (none: the running ones).
+    The stats of the containers named (none: the running ones), a slice at
+    a time on C{slices} when more than L{USAGE_SLICE} are running (at once
+    without C{slices}).
 
-    @raise NotFound: for a name with no container.
-    @raise BackendError: if the usage could not be read.
+    @return: a Deferred that fails with L{pycm.errors.NotFound} for a name
+        with no container, L{BackendError} if the usage could not be read.
     """
-    if names:
-        records = [book.lookup(name) for name in dict.fromkeys(names)]
-    else:
-        records = [r for r in book.byName.values() if r.state in State.ALIVE]
     try:
-        return _readStats(records, runtime, cpu, book.byName.values())
+        if names:
+            records = [book.lookup(name) for name in dict.fromkeys(names)]
+        else:
+            records = [r for r in book.byName.values() if r.state in State.ALIVE]
     except PycmError:
-        raise
-    except Exception as e:
-        raise BackendError(f"cannot read the containers' usage: {e}") from e
+        return fail()
+    job = _statsJob(records, runtime, cpu, book.byName.values())
+    if slices is None or sum(1 for r in records if _running(r)) <= USAGE_SLICE:
+        return maybeDeferred(runAtOnce, job)
+    return slices.run(job)
 
 
-def _readStats(
+def _running(record: Record) -> bool:
+    return record.state in State.ALIVE and record.run is not None
+
+
+def _statsJob(
     records: list[Record], runtime: IRuntime, cpu: CpuSampler, everyRecord: Iterable[Record]
-) -> list[ContainerStats]:
+) -> Job[list[ContainerStats]]:
     """
-    The stats of C{records}: the idle ones first, then the running ones.
+    The stats of C{records}: the idle ones first, then the running ones,
+    read L{USAGE_SLICE} a slice.  A container that stopped while earlier
+    slices were read is idle.
 
     @param everyRecord: every record of the supervisor (the sampler forgets
         the runs of those no longer alive).
     """
-    running = [r for r in records if r.state in State.ALIVE and r.run is not None]
     reader = IRuntimeStats(runtime, None)
-    pairs = [(r.toContainer(), r.run) for r in running]
-    usages = reader.usage(pairs) if reader is not None and pairs else [None] * len(pairs)
-    result = [ContainerStats.idle(r.toContainer()) for r in records if r not in running]
-    for (container, _), usage in zip(pairs, usages):
-        key = (container.id, container.started)
-        percent = cpu.percent(
-            key, container.started, usage.cpuSeconds if usage is not None else None
-        )
-        result.append(ContainerStats.of(container, usage, percent))
+    result = [ContainerStats.idle(r.toContainer()) for r in records if not _running(r)]
+    running = [r for r in records if _running(r)]
+    for start in range(0, len(running), USAGE_SLICE):
+        if start:
+            yield None
+        pairs = []
+        for r in running[start : start + USAGE_SLICE]:
+            if _running(r):
+                pairs.append((r.toContainer(), r.run))
+            else:
+                result.append(ContainerStats.idle(r.toContainer()))
+        usages = _usage(reader, pairs) if pairs else []
+        for (container, _), usage in zip(pairs, usages):
+            key = (container.id, container.started)
+            percent = cpu.percent(
+                key, container.started, usage.cpuSeconds if usage is not None else None
+            )
+            result.append(ContainerStats.of(container, usage, percent))
     cpu.keepOnly((r.id, r.started) for r in everyRecord if r.state in State.ALIVE)
     return result
+
+
+def _usage(reader: IRuntimeStats | None, pairs: list[Any]) -> list[Usage | None]:
+    """The runtime's reading of these runs (Nones without a reader)."""
+    if reader is None:
+        return [None] * len(pairs)
+    try:
+        return list(reader.usage(pairs))
+    except PycmError:
+        raise
+    except Exception as e:
+        raise BackendError(f"cannot read the containers' usage: {e}") from e

@@ -30,6 +30,8 @@ MAX_LOGS_REPLY = 8 * 2**20
 
 #: Log lines encoded in one slice of L{encodeLogLines} (a few milliseconds).
 LINES_PER_SLICE = 1000
+#: Containers' stats encoded in one slice of L{encodeStats} (a few milliseconds).
+STATS_PER_SLICE = 250
 
 
 def _tail(options: Mapping[str, Any]) -> int | None:
@@ -194,13 +196,25 @@ def stats(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> 
     daemon always answers once.
     """
     names = [validateName(arg) for arg in args]
+    state = session.state
+    d = state.backend.stats(names).addCallback(
+        lambda rows: state.slices.run(encodeStats(rows))
+    )
+    return _abandonedWithClient(session, d)
 
-    def render(rows: list[ContainerStats]) -> ReplyArray:
-        # Thousands of containers: written a piece at a time, as logs.
-        ordered = sorted(rows, key=lambda row: row.name)
-        return ReplyArray([encodeJSONBytes(row.toJSON()) for row in ordered])
 
-    return session.state.backend.stats(names).addCallback(render)
+def encodeStats(rows: list[ContainerStats]) -> Job[ReplyArray]:
+    """
+    The JSON of C{stats}' reply, sorted by name, as a L{pycm.slicedwork.Job}
+    (L{STATS_PER_SLICE} rows a slice): thousands of containers are encoded
+    between other requests, and written a piece at a time, as logs.
+    """
+    result: list[bytes] = []
+    for row in sorted(rows, key=lambda row: row.name):
+        if result and len(result) % STATS_PER_SLICE == 0:
+            yield None
+        result.append(encodeJSONBytes(row.toJSON()))
+    return ReplyArray(result)
 
 
 def events(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> Any:
