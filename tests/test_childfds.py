@@ -92,6 +92,25 @@ class HandedOnTests(TestCase):
         return self.fdsOf(protocol, {"0", "1", "2"})
 
 
+class StandardDescriptorsTests(TestCase):
+    """The daemon's stdin, stdout and stderr reach a child only if it is given them."""
+
+    def test_notGiven(self) -> None:
+        """A child given stdout only holds no 0 and no 2."""
+        protocol = Output()
+        HandedOnProcess(
+            reactor, sys.executable, [sys.executable, "-c", LIST_FDS], {}, None, protocol,
+            childFDs={1: "r"},
+        )  # fmt: skip
+
+        def check(output: bytes) -> None:
+            fds = set(output.decode().split())
+            # Besides 1, only the one it opens to list them (0, the lowest free).
+            self.assertEqual(fds, {"0", "1"})
+
+        return protocol.ended.addCallback(check)
+
+
 class FileActionsTests(SynchronousTestCase):
     """L{fileActions} and L{closeOnExecOnce}."""
 

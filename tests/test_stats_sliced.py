@@ -102,6 +102,17 @@ class SlicedUsageTests(SynchronousTestCase):
         self.assertEqual((row.state, row.memory, row.cpuPercent), (State.EXITED, None, None))
         self.assertEqual(self.reads, [USAGE_SLICE])
 
+    def test_removedMeanwhile(self) -> None:
+        """A container removed while the slices before its own were read is left out."""
+        self.runMany(USAGE_SLICE + 1)
+        d = self.server.backend.stats([])
+        last = f"c{USAGE_SLICE:03d}"
+        self.conn.ok(f"rm --force {last}")
+        self.turns.turn()
+        names = [row.name for row in self.successResultOf(d)]
+        self.assertEqual(len(names), USAGE_SLICE)
+        self.assertNotIn(last, names)
+
     def test_unknownName(self) -> None:
         """A name with no container fails at once, nothing read."""
         self.runMany(2)

@@ -39,9 +39,16 @@ class StatsOfManyTests(SynchronousTestCase):
         request, before the C{ping} was read.
         """
         other: LineClient = self.daemon.connect()
-        self.client.send("stats\n")
-        self.assertEqual(other.ok("ping"), "pong")
-        self.assertEqual(countReplies(self.client), 0)
-        line = self.client.readLine()
-        self.assertTrue(line.startswith(b"OK ["))
-        self.assertEqual(line.count(b'"name"'), RUNNING)
+        whole = []
+        # The test may be descheduled between the pong and its look at the
+        # other reply: tried thrice, which a daemon without slices fails.
+        for _ in range(3):
+            self.client.send("stats\n")
+            self.assertEqual(other.ok("ping"), "pong")
+            whole.append(countReplies(self.client))
+            line = self.client.readLine()
+            self.assertTrue(line.startswith(b"OK ["))
+            self.assertEqual(line.count(b'"name"'), RUNNING)
+            if whole[-1] == 0:
+                break
+        self.assertIn(0, whole)

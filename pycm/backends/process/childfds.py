@@ -49,10 +49,11 @@ def closeOnExecOnce() -> None:
 def fileActions(fdmap: dict[int, int]) -> list[tuple[int, ...]]:
     """
     The C{posix_spawn} file actions that give the child C{fdmap} (child
-    descriptor: the daemon's), looking only at those descriptors.
+    descriptor: the daemon's), looking only at those descriptors and at 0,
+    1 and 2 (never close-on-exec: those the child is not given are closed).
     """
     fdState = []
-    for fd in set(fdmap) | set(fdmap.values()):
+    for fd in set(fdmap) | set(fdmap.values()) | {0, 1, 2}:
         try:
             fdState.append((fd, bool(fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC)))
         except OSError:
@@ -82,6 +83,8 @@ class HandedOnProcess(ReapedProcess):
     ) -> bool:  # fmt: skip
         if uid is not None or gid is not None or path is not None:
             return False  # Twisted forks for these
+        if getattr(self._reactor, "_neverUseSpawn", False):
+            return False
         closeOnExecOnce()
         actions = fileActions(kwargs["fdmap"])
         ignored = ignoredSignals()

@@ -11,7 +11,7 @@ the reactor for 130-200 ms, every second for each C{pycm top}.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from twisted.internet.defer import Deferred, fail, maybeDeferred
@@ -48,9 +48,9 @@ def readStats(
             records = [book.lookup(name) for name in dict.fromkeys(names)]
         else:
             records = [r for r in book.byName.values() if r.state in State.ALIVE]
-    except PycmError:
+    except Exception:
         return fail()
-    job = _statsJob(records, runtime, cpu, book.byName.values())
+    job = _statsJob(records, runtime, cpu, book)
     if slices is None or sum(1 for r in records if _running(r)) <= USAGE_SLICE:
         return maybeDeferred(runAtOnce, job)
     return slices.run(job)
@@ -61,15 +61,13 @@ def _running(record: Record) -> bool:
 
 
 def _statsJob(
-    records: list[Record], runtime: IRuntime, cpu: CpuSampler, everyRecord: Iterable[Record]
+    records: list[Record], runtime: IRuntime, cpu: CpuSampler, book: RecordBook
 ) -> Job[list[ContainerStats]]:
     """
     The stats of C{records}: the idle ones first, then the running ones,
     read L{USAGE_SLICE} a slice.  A container that stopped while earlier
-    slices were read is idle.
-
-    @param everyRecord: every record of the supervisor (the sampler forgets
-        the runs of those no longer alive).
+    slices were read is idle; one removed meanwhile is left out.  The
+    sampler then forgets the runs of the book's records no longer alive.
     """
     reader = IRuntimeStats(runtime, None)
     result = [ContainerStats.idle(r.toContainer()) for r in records if not _running(r)]
@@ -79,6 +77,8 @@ def _statsJob(
             yield None
         pairs = []
         for r in running[start : start + USAGE_SLICE]:
+            if book.byName.get(r.name) is not r:
+                continue
             if _running(r):
                 pairs.append((r.toContainer(), r.run))
             else:
@@ -90,7 +90,7 @@ def _statsJob(
                 key, container.started, usage.cpuSeconds if usage is not None else None
             )
             result.append(ContainerStats.of(container, usage, percent))
-    cpu.keepOnly((r.id, r.started) for r in everyRecord if r.state in State.ALIVE)
+    cpu.keepOnly((r.id, r.started) for r in book.byName.values() if r.state in State.ALIVE)
     return result
 
 
