@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import signal as _signal
 import stat
 import subprocess
 from typing import Any
@@ -19,7 +18,12 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 
 from pycm.backends.process.cgroups import movePid
-from pycm.backends.process.childfds import HandedOnProcess, closeOnExecOnce, fileActions
+from pycm.backends.process.childfds import (
+    HandedOnProcess,
+    closeOnExecOnce,
+    fileActions,
+    ignoredSignals,
+)
 from pycm.backends.process.reaping import ReapedProcess
 from pycm.backends.process.spawnclock import timedSpawn
 from pycm.errors import BackendError
@@ -288,11 +292,7 @@ class Spawner:
         defaults (looked up once: the daemon does not change them later).
         """
         if self._ignored is None:
-            self._ignored = [
-                signum
-                for signum in range(1, _signal.NSIG)
-                if _signal.getsignal(signum) == _signal.SIG_IGN
-            ]
+            self._ignored = ignoredSignals()
         return self._ignored
 
     def spawnNative(
