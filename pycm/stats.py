@@ -8,7 +8,7 @@ C{cpu_percent} over the last interval.
 from __future__ import annotations
 
 import collections
-from collections.abc import Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
 import attrs
@@ -108,10 +108,13 @@ class CpuSampler:
     MIN_INTERVAL = 1.0
     #: A new sample is kept only this long after the last kept one.
     KEEP_EVERY = 0.25
+    #: The fewest runs held before ended ones are looked for.
+    FORGET_FROM = 64
 
     def __init__(self, clock: IReactorTime) -> None:
         self._clock = clock
         self._samples: dict[Hashable, collections.deque[tuple[float, float]]] = {}
+        self._forgetAt = self.FORGET_FROM
 
     def percent(
         self, run: Hashable, started: float | None, cpuSeconds: float | None
@@ -147,8 +150,17 @@ class CpuSampler:
         used = max(cpuSeconds - base[1], 0.0)
         return round(100.0 * used / (now - base[0]), 2)
 
-    def keepOnly(self, runs: Iterable[Hashable]) -> None:
-        """Forget the samples of every run not in C{runs} (ended ones)."""
-        alive = set(runs)
+    def forgetEnded(self, aliveRuns: Callable[[], Iterable[Hashable]]) -> None:
+        """
+        Forget the samples of every run not in C{aliveRuns()}, once the
+        sampler holds twice as many runs as it kept at the last forgetting
+        (and L{FORGET_FROM} at least): a C{stats} of one container among
+        thousands does not list them all, and ended runs cost a bounded
+        amount of memory.
+        """
+        if len(self._samples) < self._forgetAt:
+            return
+        alive = set(aliveRuns())
         for run in [r for r in self._samples if r not in alive]:
             del self._samples[run]
+        self._forgetAt = max(2 * len(self._samples), self.FORGET_FROM)

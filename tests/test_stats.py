@@ -78,12 +78,49 @@ class CpuSamplerTests(SynchronousTestCase):
         self.clock.advance(1)
         self.assertEqual(self.sampler.percent("run", 900.0, 4.0), 0.0)
 
-    def test_keepOnly(self) -> None:
-        """Forgotten runs start over with their lifetime average."""
-        self.sampler.percent("run", 990.0, 0.0)
-        self.sampler.keepOnly([])
+    def test_forgetEnded(self) -> None:
+        """
+        Once it holds L{CpuSampler.FORGET_FROM} runs, ended ones are
+        forgotten: a forgotten run starts over with its lifetime average.
+        """
+        for i in range(CpuSampler.FORGET_FROM):
+            self.sampler.percent(i, 990.0, 0.0)
+        self.sampler.forgetEnded(lambda: [1])
         self.clock.advance(10)
-        self.assertEqual(self.sampler.percent("run", 990.0, 10.0), 50.0)
+        self.assertEqual(self.sampler.percent(0, 990.0, 10.0), 50.0)
+        self.assertEqual(self.sampler.percent(1, 990.0, 10.0), 100.0)
+
+    def test_fewRunsAreNotListed(self) -> None:
+        """
+        Holding fewer runs than L{CpuSampler.FORGET_FROM}, the sampler does
+        not ask which are alive: a C{stats} of one container does not list
+        the thousands running.
+        """
+        for i in range(CpuSampler.FORGET_FROM - 1):
+            self.sampler.percent(i, 990.0, 0.0)
+        self.sampler.forgetEnded(lambda: self.fail("the runs were listed"))
+
+    def test_forgettingIsAmortized(self) -> None:
+        """
+        Runs that come and go, read one at a time with thousands alive:
+        the sampler holds at most twice the runs it kept at the last
+        forgetting, and lists the alive ones once per L{FORGET_FROM} new
+        runs at most, not on every read.
+        """
+        listings = []
+        alive = set(range(5000))
+
+        def aliveRuns() -> set[int]:
+            listings.append(len(alive))
+            return alive
+
+        for run in range(5000, 15000):
+            alive.add(run)
+            self.sampler.percent(run, 990.0, 0.0)
+            alive.discard(run)
+            self.sampler.forgetEnded(aliveRuns)
+            self.assertLessEqual(len(self.sampler._samples), CpuSampler.FORGET_FROM)
+        self.assertEqual(len(listings), 10000 // CpuSampler.FORGET_FROM)
 
     def test_boundedSamples(self) -> None:
         """A client polling in a loop keeps a handful of samples, not all."""

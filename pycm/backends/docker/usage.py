@@ -61,7 +61,7 @@ class UsageReader:
                 )
             result.append(ContainerStats.of(container, usage, cpu))
         if not names:
-            self.cpu.keepOnly((c.id, c.started) for c in running)
+            self.cpu.forgetEnded(lambda: [(c.id, c.started) for c in running])
         return result
 
     @defer.inlineCallbacks

@@ -67,7 +67,7 @@ def _statsJob(
     The stats of C{records}: the idle ones first, then the running ones,
     read L{USAGE_SLICE} a slice.  A container that stopped while earlier
     slices were read is idle; one removed meanwhile is left out.  The
-    sampler then forgets the runs of the book's records no longer alive.
+    sampler then forgets ended runs (L{CpuSampler.forgetEnded}).
     """
     reader = IRuntimeStats(runtime, None)
     result = [ContainerStats.idle(r.toContainer()) for r in records if not _running(r)]
@@ -90,7 +90,9 @@ def _statsJob(
                 key, container.started, usage.cpuSeconds if usage is not None else None
             )
             result.append(ContainerStats.of(container, usage, percent))
-    cpu.keepOnly((r.id, r.started) for r in book.byName.values() if r.state in State.ALIVE)
+    cpu.forgetEnded(
+        lambda: [(r.id, r.started) for r in book.byName.values() if r.state in State.ALIVE]
+    )
     return result
 
 

@@ -83,7 +83,7 @@ class ServiceUsage:
             result.append(ContainerStats.of(container, usage, cpu))
         alive = set(services)
         self._runs = {sid: key for sid, key in self._runs.items() if sid in alive}
-        self.cpu.keepOnly(self._runs.values())
+        self.cpu.forgetEnded(self._runs.values)
         return result
 
     @defer.inlineCallbacks
