@@ -29,7 +29,7 @@ from pycm.daemon.session import DaemonState
 from pycm.interfaces import IContainerBackend
 from pycm.model import ContainerSpec
 from pycm.testing import dockerengine, fakeengine, swarmlogs
-from pycm.testing.clock import settleClock
+from pycm.testing.clock import TurnClock, settleClock
 from pycm.testing.conformance.mixin import SynchronousTestCaseMixin
 from pycm.testing.dockerengine import FakeDockerEngine
 from pycm.testing.dockerstate import FakeContainer, Feed
@@ -41,23 +41,6 @@ EPOCH = 1_700_000_000
 
 #: Lines enough for a body of megabytes (many slices, many pieces).
 COUNT = 40_000
-
-
-class TurnClock(Clock):
-    """
-    A L{Clock} whose C{advance} runs only the calls due when it began:
-    what they schedule for now runs in the next one, as in the reactor's
-    turns (a L{Clock} would run a whole sliced job in one advance).
-    """
-
-    def advance(self, amount: float) -> None:
-        self.rightNow += amount
-        due = [call for call in self.calls if call.getTime() <= self.seconds()]
-        for call in due:
-            if call in self.calls:
-                self.calls.remove(call)
-                call.called = 1
-                call.func(*call.args, **call.kw)
 
 
 def settled(clock: Clock, d: Deferred[Any]) -> Any:

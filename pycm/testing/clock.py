@@ -14,7 +14,25 @@ from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
-__all__ = ["ClockPerTest", "advanceClock", "settleClock"]
+__all__ = ["ClockPerTest", "TurnClock", "advanceClock", "settleClock"]
+
+
+class TurnClock(Clock):
+    """
+    A L{Clock} whose C{advance} runs only the calls due when it began:
+    what they schedule for now runs in the next one, as in the reactor's
+    turns (a L{Clock} would run a whole sliced job, or a chain of group
+    commits, in one advance).
+    """
+
+    def advance(self, amount: float) -> None:
+        self.rightNow += amount
+        due = [call for call in self.calls if call.getTime() <= self.seconds()]
+        for call in due:
+            if call in self.calls:
+                self.calls.remove(call)
+                call.called = 1
+                call.func(*call.args, **call.kw)
 
 
 def settleClock(clock: Clock, d: Deferred[Any], timeout: float = 60.0) -> Deferred[Any]:
