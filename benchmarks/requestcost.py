@@ -14,6 +14,7 @@ timed figures of C{run.py}, never instead.
     python benchmarks/requestcost.py                        # this checkout
     python benchmarks/requestcost.py --reference ../old     # and another, with ratios
     python benchmarks/requestcost.py --profiles DIR         # keep each verb's pstats file
+    python benchmarks/requestcost.py --running 2000         # with 2,000 other containers running
 
 The daemon runs under a launcher that turns cProfile on at C{SIGUSR1} and
 writes its statistics at C{SIGUSR2}, around each verb's burst of requests
@@ -39,6 +40,7 @@ if __package__ in (None, ""):
 
 from benchmarks.common import REPO, Children, LineClient, expectOK, raiseFileLimit
 from benchmarks.daemon import startDaemon, startProcessDaemon
+from benchmarks.scale import runMany
 
 #: Runs twistd with cProfile off until SIGUSR1; SIGUSR2 writes what it
 #: counted since to $PYCM_BENCH_PROFILE_OUT and starts afresh.
@@ -115,8 +117,12 @@ class Counter:
 
 
 def measure(tree: str, backend: str, requests: int, profiles: str | None,
-            label: str) -> dict[str, tuple[float, float | None]]:
-    """Each verb's counts for the pycm of C{tree}."""
+            label: str, running: int = 0) -> dict[str, tuple[float, float | None]]:
+    """
+    Each verb's counts for the pycm of C{tree}, with C{running} other
+    containers running (started first, pipelined, uncounted): a request
+    whose cost grows with them shows as a count that grows.
+    """
     children = Children()
     workdir = tempfile.mkdtemp(prefix="pycm-requestcost-")
     # Read by the daemon's launcher, which inherits it.
@@ -127,7 +133,8 @@ def measure(tree: str, backend: str, requests: int, profiles: str | None,
             daemon = startProcessDaemon(children, f"cost{label}", **options)
         else:
             daemon = startDaemon(children, backend, **options)
-        client = LineClient(daemon.port)
+        client = LineClient(daemon.port, timeout=600)
+        runMany(client, [f"other{i}" for i in range(running)])
         # Warm up: first imports and first-time set-up stay out of the count.
         for i in range(20):
             for verb in VERBS:
@@ -166,16 +173,20 @@ def main() -> int:
     parser.add_argument("--backend", default="process", help="default: process")
     parser.add_argument("--reference", metavar="TREE",
                         help="another checkout (with pycm/) counted in the same run")
+    parser.add_argument("--running", type=int, default=0, metavar="N",
+                        help="other containers running meanwhile (default 0)")
     parser.add_argument("--profiles", metavar="DIR",
                         help="keep each verb's pstats file in DIR (LABEL-VERB.prof)")
     args = parser.parse_args()
     if args.reference and not os.path.isdir(os.path.join(args.reference, "pycm")):
         parser.error(f"--reference {args.reference}: no pycm/ there")
-    raiseFileLimit()
+    raiseFileLimit(max(10_000, 4 * args.running + 1024))
     trees = [("this", REPO)] + ([("reference", args.reference)] if args.reference else [])
-    results = {label: measure(tree, args.backend, args.requests, args.profiles, label)
+    results = {label: measure(tree, args.backend, args.requests, args.profiles, label,
+                              args.running)
                for label, tree in trees}
-    print(f"backend {args.backend}, {args.requests} requests of each verb, one at a time; "
+    print(f"backend {args.backend}, {args.requests} requests of each verb, one at a time, "
+          f"{args.running} other containers running; "
           f"this checkout {REPO}" + (f", reference {args.reference}" if args.reference else ""))
     if not shutil.which("strace"):
         print("strace not found: system calls not counted")
