@@ -94,7 +94,7 @@ class CrashDuringBurstTests(SynchronousTestCase):
         """
         Every container whose C{run} was acknowledged before the SIGKILL is
         there after the restart, with the id it was given: C{always} ones
-        running again (a new process), the others stopped and reclaimed
+        running again once brought back (a new process), the others stopped and reclaimed
         (C{exited}, or C{dead} if their process was gone); every process
         carrying this state directory's mark then belongs to a running
         container (no orphan).
@@ -123,6 +123,11 @@ class CrashDuringBurstTests(SynchronousTestCase):
 
         daemon.start()
         client = daemon.connect()
+        # More than a batch of always ones are restarting until their turn.
+        waitFor(
+            lambda: all(c["state"] != "restarting" for c in client.ok("list")),
+            "the always containers to be brought back",
+        )
         listed = {c["name"]: c for c in client.ok("list")}
         for name, before in acked.items():
             self.assertIn(name, listed, f"{name} was acknowledged, and is lost")

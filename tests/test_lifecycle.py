@@ -85,13 +85,16 @@ class TransitionTableTests(SynchronousTestCase):
     def test_onlyAnExitRestarts(self) -> None:
         """
         C{restarting} is entered only by a running container's exit that
-        its restart policy restarts, or a stopping one's that
-        C{--health-on-failure=restart} stopped.
+        its restart policy restarts, a stopping one's that
+        C{--health-on-failure=restart} stopped, or, when the daemon opens,
+        by an ended one waiting for its batch to come back.
         """
         into = [t for t in TRANSITIONS.values() if t.target == State.RESTARTING]
         self.assertEqual([(t.source, t.event) for t in into],
                          [(State.RUNNING, Event.EXITED_TO_RESTART),
-                          (State.STOPPING, Event.EXITED_TO_RESTART)])  # fmt: skip
+                          (State.STOPPING, Event.EXITED_TO_RESTART),
+                          (State.EXITED, Event.QUEUED_AT_OPEN),
+                          (State.DEAD, Event.QUEUED_AT_OPEN)])  # fmt: skip
 
     def test_restartingIsLeft(self) -> None:
         """

@@ -15,23 +15,22 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
-from twisted.internet.defer import Deferred, fail, gatherResults, maybeDeferred, succeed
+from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from pycm.backends.supervisor.announcer import Announcer
+from pycm.backends.supervisor.comeback import Comeback
 from pycm.backends.supervisor.healthmonitor import HealthChecks
 from pycm.backends.supervisor.lifecycle import Event, Lifecycle
 from pycm.backends.supervisor.logreads import LogReads
-from pycm.backends.supervisor.records import Record, RecordBook, newRecord, scrubbed, specRefusals
+from pycm.backends.supervisor.records import Record, RecordBook, newRecord, specRefusals
 from pycm.backends.supervisor.recovery import LOST_ERROR as LOST_ERROR
 from pycm.backends.supervisor.recovery import RECLAIMED_ERROR as RECLAIMED_ERROR
 from pycm.backends.supervisor.recovery import STARTING_ERROR as STARTING_ERROR
 from pycm.backends.supervisor.recovery import Recovery
 from pycm.backends.supervisor.removal import Removal
-from pycm.backends.supervisor.restartpolicy import comesBackAtOpen
 from pycm.backends.supervisor.runobserver import RunObserver
 from pycm.backends.supervisor.runs import CLOSING_ERROR, SHUTDOWN_TIMEOUT, Runs
 from pycm.backends.supervisor.runs import SHUTDOWN_ERROR as SHUTDOWN_ERROR
@@ -52,10 +51,6 @@ from pycm.interfaces import (
 from pycm.model import Action, Container, ContainerSpec, LogFollow, LogLine, State, WaitCondition
 from pycm.slicedwork import SlicedWork
 from pycm.stats import ContainerStats, CpuSampler
-
-#: Containers brought back at once when the daemon opens (L{Supervisor.open}):
-#: 2,000 in one turn held the process backend's reactor for 4-6 s.
-BRING_BACK_BATCH = 50
 
 
 def defaultIdFactory() -> str:
@@ -122,6 +117,7 @@ class Supervisor:
         self._runs = Runs(
             clock, runtime, logStore, self._book, self.lifecycle, self._emit, self._health
         )
+        self._comeback = Comeback(self._book, self._runs, self.lifecycle)
         self._removal = Removal(self._book, self._runs, self.lifecycle, self._health, logStore)
         self._recovery = Recovery(
             clock, backendName, runtime, recordStore, self._book, self.lifecycle,
@@ -155,40 +151,9 @@ class Supervisor:
 
     def open(self) -> Deferred[None]:
         d = Deferred.fromCoroutine(self._recovery.recover())
-        return d.addCallback(self._bringBackAll).addCallback(self.commits.whenDurable)
-
-    def _bringBackAll(self, _: object) -> Deferred[None]:
-        """Start again what comes back when the daemon opens."""
-        back = [r for r in self._records.values() if comesBackAtOpen(r)]
-        return Deferred.fromCoroutine(self._bringBackInBatches(back))
-
-    async def _bringBackInBatches(self, back: list[Record]) -> None:
-        """
-        Bring C{back} back L{BRING_BACK_BATCH} at a time, each batch once
-        the one before is running: a batch's records are saved in one
-        commit and spawned in one turn, and the reactor turns in between
-        (signals, the watchdog, a stop asked while the daemon opens).
-        """
-        for start in range(0, len(back), BRING_BACK_BATCH):
-            if self._closing:
-                return
-            batch = back[start : start + BRING_BACK_BATCH]
-            await gatherResults([r.lock.run(self._bringBack, r) for r in batch], consumeErrors=True)
-
-    def _bringBack(self, record: Record) -> Deferred[Container | None]:
-        if self._closing:
-            return succeed(None)
-        self.lifecycle.startAsked(record)
-        d = self._runs.spawn(record, auto=False)
-
-        def failed(f: Failure) -> None:
-            self._log.warn(
-                "could not bring back {name}: {error}",
-                name=record.name,
-                error=scrubbed(record, str(f.value)),
-            )
-
-        return d.addErrback(failed)
+        d.addCallback(lambda _: self._comeback.bringFirst())
+        d.addCallback(self.commits.whenDurable)
+        return d.addCallback(lambda _: self._comeback.bringRest())
 
     def close(self) -> Deferred[None]:
         # New starts are refused from here on; starts in flight are let

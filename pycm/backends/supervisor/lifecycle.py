@@ -52,6 +52,9 @@ class Event:
     #: The delayed restart is dropped (rm --force, the daemon's shutdown, a
     #: daemon that died while it waited).
     RESTART_DROPPED = "restart-dropped"
+    #: At open: the container comes back, after the batches before its own
+    #: (L{pycm.backends.supervisor.comeback}).
+    QUEUED_AT_OPEN = "queued-at-open"
     #: At open: a dead daemon's run was found and stopped.
     RECLAIMED = "reclaimed"
     #: At open: a dead daemon's run was gone.
@@ -178,6 +181,7 @@ _ROWS: list[tuple[tuple[str, ...], str, str, tuple[str, ...], _Flags]] = [
         ((_F.MANUALLY_STOPPED, True),),
     ),
     ((State.RESTARTING,), Event.RESTART_DROPPED, State.EXITED, (_E.SAVE, _E.WAKE_ENDED), ()),
+    ((State.EXITED, State.DEAD), Event.QUEUED_AT_OPEN, State.RESTARTING, (_E.SAVE,), ()),
     (_ALIVE, Event.RECLAIMED, State.EXITED, (_E.SAVE, _E.EMIT_DIE), ()),
     (_ALIVE, Event.LOST, State.DEAD, (_E.SAVE, _E.EMIT_DIE), ()),
     (
