@@ -40,37 +40,50 @@ class ComebackTests(SynchronousTestCase):
 
         self.patch(self.runtime, "spawn", counted)
 
-    def closedDaemon(self, count: int) -> list[str]:
-        """A daemon that ran C{count} C{always} containers, closed."""
+    def closedDaemon(
+        self,
+        count: int,
+        policy: RestartPolicy = ALWAYS,
+        commands: dict[int, tuple[str, ...]] | None = None,
+        close: bool = True,
+    ) -> list[str]:
+        """
+        A daemon that ran C{count} containers (C{commands} by index, else
+        C{sleep infinity}), closed (C{close}: else left as a killed
+        daemon leaves its runs).
+        """
         first = MemoryBackend(self.clock, runtime=self.runtime, recordStore=self.store)
         self.successResultOf(first.open())
         names = [f"c{i:03d}" for i in range(count)]
-        for name in names:
-            self.successResultOf(first.create(ContainerSpec(name, restartPolicy=ALWAYS)))
+        for i, name in enumerate(names):
+            command = (commands or {}).get(i)
+            spec = ContainerSpec(name, command=command, restartPolicy=policy)
+            self.successResultOf(first.create(spec))
             self.successResultOf(first.start(name))
-        self.settled(first.close())
+        if close:
+            self.settled(first.close(), seconds=1)
         self.spawned = [[]]
         return names
 
-    def turn(self) -> None:
-        """One reactor turn: the calls due, not those they schedule."""
+    def turn(self, seconds: float = 0) -> None:
+        """One reactor turn C{seconds} on: the calls due, not those they schedule."""
         self.spawned.append([])
-        self.clock.advance(0)
+        self.clock.advance(seconds)
 
-    def settled(self, d: Any) -> Any:
-        """What C{d} fires with, once the turns made it fire."""
+    def settled(self, d: Any, seconds: float = 0) -> Any:
+        """What C{d} fires with, once turns C{seconds} apart made it fire."""
         out: list[Any] = []
         d.addBoth(out.append)
-        self.turns(until=lambda: bool(out))
+        self.turns(until=lambda: bool(out), seconds=seconds)
         if isinstance(out[0], Failure):
             out[0].raiseException()
         return out[0]
 
-    def turns(self, until: Any, most: int = 100) -> None:
+    def turns(self, until: Any, most: int = 100, seconds: float = 0) -> None:
         for _ in range(most):
             if until():
                 return
-            self.turn()
+            self.turn(seconds)
         self.fail("never")
 
     def openSecond(self) -> Supervisor:
@@ -152,15 +165,78 @@ class ComebackTests(SynchronousTestCase):
     def test_closedWhileWaiting(self) -> None:
         """
         A daemon stopped while containers wait for their batch starts no
-        other batch, stops what runs, and leaves the waiting ones to the
-        next daemon, which brings every one back.
+        batch after the one in flight, stops what runs, and leaves the
+        waiting ones interrupted: the next daemon brings every one back
+        (C{on-failure} ones too, which come back only if interrupted).
         """
-        names = self.closedDaemon(3 * BATCH)
+        self.closedDaemon(3 * BATCH, policy=RestartPolicy("on-failure"))
         self.openSecond()
         self.settled(self.second.close())
-        self.assertLess(len(self.spawns()), len(names))
-        self.assertNotIn(State.RUNNING, set(self.states().values()))
+        self.assertEqual(len(self.spawns()), 2 * BATCH)
+        self.assertEqual(set(self.states().values()), {State.EXITED})
+        self.assertIsNone(self.successResultOf(self.second._comeback.done))
         third = MemoryBackend(self.clock, runtime=self.runtime, recordStore=self.store)
         self.successResultOf(third.open())
         states = {c.name: c.state for c in self.successResultOf(third.list())}
         self.assertEqual(set(states.values()), {State.RUNNING})
+
+    def test_closedWhileRecovering(self) -> None:
+        """
+        A daemon stopped while it still reclaims what a killed one left
+        (a run that ignores its stop signal) starts nothing and queues
+        nothing: no record is left C{restarting}, and the next daemon
+        brings every one back.
+        """
+        self.closedDaemon(2 * BATCH, commands={0: ("ignore-term",)}, close=False)
+        self.second = Supervisor(
+            self.clock, "memory", self.runtime, MemoryLogStore(), self.store,
+            commits=GroupCommit(self.clock),
+        )
+        opening = self.second.open()
+        self.turn()
+        self.settled(self.second.close(), seconds=1)
+        self.settled(opening, seconds=1)
+        self.assertEqual(self.spawns(), [])
+        self.assertNotIn(State.RESTARTING, set(self.states().values()))
+        third = MemoryBackend(self.clock, runtime=self.runtime, recordStore=self.store)
+        self.successResultOf(third.open())
+        states = {c.name: c.state for c in self.successResultOf(third.list())}
+        self.assertEqual(set(states.values()), {State.RUNNING})
+
+    def test_slowStopHoldsNoBatch(self) -> None:
+        """
+        A client's request that holds a waiting container for long (a stop
+        of a run that ignores its stop signal, up to an hour) when its
+        batch comes holds no batch: the others are all brought back.
+        """
+        slowIndex = 3 * BATCH  # alone in the fourth batch
+        names = self.closedDaemon(slowIndex + 1, commands={slowIndex: ("ignore-term",)})
+        self.openSecond()
+        slow = names[slowIndex]
+        starting = self.second.start(slow)
+        stopping = self.second.stop(slow, 3600)
+        self.settled(self.second._comeback.done)
+        self.assertEqual(self.successResultOf(starting).state, State.RUNNING)
+        self.assertNoResult(stopping)
+        self.assertEqual(
+            {name for name, state in self.states().items() if state != State.RUNNING}, {slow}
+        )
+        self.assertEqual(self.spawns().count(slow), 1)
+
+    def test_ownRestartPending(self) -> None:
+        """
+        A waiting container a client started, whose run then crashed with
+        its policy's restart pending: its batch does not start it too.
+        """
+        crashIndex = 5 * BATCH  # alone in the sixth batch
+        names = self.closedDaemon(crashIndex + 1, commands={crashIndex: ("exit", "1")})
+        self.openSecond()
+        crashing = names[crashIndex]
+        self.settled(self.second.start(crashing))
+        self.turn()
+        record = self.second._records[crashing]
+        self.assertEqual(record.state, State.RESTARTING)
+        self.assertIsNotNone(record.pendingRestart)
+        self.assertNotIn(names[crashIndex - 1], self.spawns())  # the fifth batch is to come
+        self.settled(self.second._comeback.done)
+        self.assertEqual(self.spawns().count(crashing), 1)
