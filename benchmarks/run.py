@@ -1,8 +1,8 @@
 """
 pycm benchmarks: one command, every figure and ratio measured in the same run.
 
-    python benchmarks/run.py [--only core|process|concurrency|scale|memscale|events
-                                     |connections|flood|stats|client|services
+    python benchmarks/run.py [--only core|process|concurrency|scale|reopen|memscale
+                                     |events|connections|flood|stats|client|services
                                      |docker|swarm]
                              [--runs N] [--quick] [--pin] [--client-baseline OLD_PYCM]
 
@@ -56,12 +56,12 @@ def machine() -> str:
 #: children)}).
 SECTIONS = {
     "core": "core", "process": "process", "concurrency": "concurrency", "scale": "scale",
-    "memscale": "memscale", "events": "fanout", "connections": "connections",
+    "reopen": "reopen", "memscale": "memscale", "events": "fanout", "connections": "connections",
     "flood": "flood", "stats": "stats", "client": "client", "services": "bench_services",
     "docker": "bench_docker", "swarm": "bench_swarm",
 }
-DEFAULT = ["core", "process", "concurrency", "scale", "memscale", "events", "connections",
-           "flood", "stats", "client", "services"]
+DEFAULT = ["core", "process", "concurrency", "scale", "reopen", "memscale", "events",
+           "connections", "flood", "stats", "client", "services"]
 
 
 def runSection(report: Report, name: str, quick: bool) -> bool:

@@ -1,0 +1,124 @@
+"""
+The reopen benchmark, on the process backend (no target):
+
+  - a daemon runs 2,000 ``--restart always`` containers (``sleep 1000``,
+    pipelined, untimed) and is killed with SIGKILL;
+  - another daemon is started on the same state directory and port: how
+    long after its exec it listens and answers its first ``ping``, how long
+    a ``ping`` takes (one every 10 ms, one at a time) while it brings the
+    containers back, and how long until ``list`` shows all of them running.
+
+What it shows is how long a daemon with many containers is deaf after a
+crash or an upgrade, and how deaf while its containers come back
+(L{pycm.backends.supervisor.comeback}).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+if __name__ == "__main__":
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks.common import (  # noqa: E402
+    Children,
+    LineClient,
+    expectOK,
+    median,
+    percentile,
+    raiseFileLimit,
+    settle,
+)
+from benchmarks.daemon import daemonEnv, startProcessDaemon  # noqa: E402
+from benchmarks.report import Report, runAlone  # noqa: E402
+
+SECTION = "reopen"
+#: The longest a reopened daemon is given to bring every container back.
+DEADLINE = 120.0
+
+
+@dataclass
+class Settings:
+    containers: int = 2000
+
+    @classmethod
+    def quick(cls) -> Settings:
+        return cls(containers=200)
+
+
+def runAlways(client: LineClient, count: int) -> None:
+    """Run C{count} always containers, pipelined in batches of 50 (untimed)."""
+    for start in range(0, count, 50):
+        names = [f"a{i}" for i in range(start, min(count, start + 50))]
+        lines = b"".join(f"run --restart always {n} host sleep 1000\n".encode() for n in names)
+        client.sock.sendall(lines)
+        for name in names:
+            expectOK(client.readLine(), f"run {name}")
+
+
+def connectWhenListening(
+    port: int, proc: subprocess.Popen, since: float
+) -> tuple[LineClient, float]:
+    """A client of the daemon on C{port} as soon as it listens, and when that was."""
+    while True:
+        try:
+            return LineClient(port, timeout=DEADLINE), time.perf_counter() - since
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError("the reopened daemon exited") from None
+            if time.perf_counter() - since > DEADLINE:
+                raise RuntimeError("the reopened daemon never listened") from None
+            time.sleep(0.002)
+
+
+def run(report: Report, quick: bool, children: Children) -> None:
+    s = Settings.quick() if quick else Settings()
+    raiseFileLimit(4 * s.containers + 1024)
+    daemon = startProcessDaemon(children, "reopen")
+    runAlways(LineClient(daemon.port, timeout=DEADLINE), s.containers)
+    with open(f"/proc/{daemon.pid}/cmdline") as f:
+        argv = f.read().split("\0")[:-1]
+    os.kill(daemon.pid, signal.SIGKILL)
+    daemon.proc.wait()
+    settle()
+    began = time.perf_counter()
+    proc = children.start(argv, logPath=daemon.logPath + ".reopened", env=daemonEnv(),
+                          cwd=os.path.dirname(daemon.stateDir))
+    client, listening = connectWhenListening(daemon.port, proc, began)
+    expectOK(client.request("ping"), "ping")
+    answered = time.perf_counter() - began
+    pings: list[float] = []
+    running = 0
+    while running < s.containers and time.perf_counter() - began < DEADLINE:
+        t0 = time.perf_counter()
+        expectOK(client.request("ping"), "ping")
+        pings.append(time.perf_counter() - t0)
+        if len(pings) % 20 == 0:
+            listed = json.loads(client.request("list")[3:])
+            running = sum(1 for c in listed if c["state"] == "running")
+        time.sleep(0.01)
+    allBack = time.perf_counter() - began
+    n = s.containers
+    report.add(SECTION, f"reopened on {n:,} always containers: listening after (ms)",
+               f"{listening * 1000:,.0f}", note="from the exec of the new daemon")
+    report.add(SECTION, f"reopened on {n:,}: first ping answered after (ms)",
+               f"{answered * 1000:,.0f}",
+               note="after the dead daemon's runs are reclaimed and the first batch runs")
+    report.add(SECTION, f"reopened on {n:,}: ping while they come back (ms)",
+               f"{median(pings) * 1000:.1f}" if pings else "-",
+               note=(f"median of {len(pings)}, one every 10 ms; p99 "
+                     f"{percentile(pings, 99) * 1000:.1f} ms, max {max(pings) * 1000:.1f} ms"
+                     if pings else "no ping: every container was back at once"))
+    report.add(SECTION, f"reopened on {n:,}: all running after (s)",
+               f"{allBack:.1f}" if running >= n else f"> {DEADLINE:.0f}",
+               note=f"{running:,} of {n:,} running at the end")
+
+
+if __name__ == "__main__":
+    sys.exit(runAlone(run, "--quick" in sys.argv))
