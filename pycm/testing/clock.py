@@ -1,7 +1,9 @@
 """
 Drive a L{twisted.internet.task.Clock} the way a test of a backend needs:
 from one scheduled call to the next, until a Deferred fires or some
-simulated time has passed; L{ClockPerTest}, a fixture's clock for each test.
+simulated time has passed; L{ClockPerTest}, a fixture's clock for each test;
+L{TurnClock}, a clock whose zero-delay calls wait for the next turn, as the
+reactor's do.
 """
 
 from __future__ import annotations
