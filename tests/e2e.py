@@ -27,6 +27,8 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from pycm.backends.process import procfs
+
 #: How long to wait for the daemon and for replies, in seconds.
 DEADLINE = 30.0
 
@@ -387,3 +389,30 @@ class RealDaemon:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+def marked(stateMarker: str) -> dict[int, tuple[str | None, str | None]]:
+    """
+    The live processes started by a daemon of this state directory (its
+    C{PYCM_STATE}): pid -> (C{PYCM_CONTAINER}, C{PYCM_RUN_ID}).
+    """
+    found = {}
+    for stat in procfs.allStats():
+        if not stat.alive:
+            continue
+        environ = procfs.environ(stat.pid) or b""
+        if procfs.environValue(environ, "PYCM_STATE") == stateMarker:
+            found[stat.pid] = (
+                procfs.environValue(environ, "PYCM_CONTAINER"),
+                procfs.runId(environ),
+            )
+    return found
+
+
+def killAll(stateMarker: str) -> None:
+    """Kill whatever a daemon of this state directory left (cleanup)."""
+    for pid in marked(stateMarker):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass

@@ -14,47 +14,19 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import threading
 
 from twisted.trial.unittest import SynchronousTestCase
 
 from pycm.backends.process import procfs
 from pycm.backends.supervisor.backend import LOST_ERROR, RECLAIMED_ERROR
-from tests.e2e import LineClient, RealDaemon, waitFor
+from tests.e2e import LineClient, RealDaemon, killAll, marked, waitFor
 
 #: Connections pipelining their runs at once, and runs each sends.
 CONNECTIONS = 4
 RUNS = 50
 #: The daemon is killed once this many runs were acknowledged.
 KILL_AFTER = 40
-
-
-def marked(stateMarker: str) -> dict[int, tuple[str | None, str | None]]:
-    """
-    The live processes started by a daemon of this state directory (its
-    C{PYCM_STATE}): pid -> (C{PYCM_CONTAINER}, C{PYCM_RUN_ID}).
-    """
-    found = {}
-    for stat in procfs.allStats():
-        if not stat.alive:
-            continue
-        environ = procfs.environ(stat.pid) or b""
-        if procfs.environValue(environ, "PYCM_STATE") == stateMarker:
-            found[stat.pid] = (
-                procfs.environValue(environ, "PYCM_CONTAINER"),
-                procfs.runId(environ),
-            )
-    return found
-
-
-def killAll(stateMarker: str) -> None:
-    """Kill whatever a daemon of this state directory left (cleanup)."""
-    for pid in marked(stateMarker):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
 
 
 class Burst:
