@@ -155,8 +155,9 @@ class CpuSampler:
         Forget the samples of every run not in C{aliveRuns()}, once the
         sampler holds twice as many runs as it kept at the last forgetting
         (and L{FORGET_FROM} at least): a C{stats} of one container among
-        thousands does not list them all, and ended runs cost a bounded
-        amount of memory.
+        thousands does not list them all, and a caller that calls this
+        after each read holds ended runs to a bounded number (the docker
+        backend calls it after a C{stats} of every container only).
         """
         if len(self._samples) < self._forgetAt:
             return

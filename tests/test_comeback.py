@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from twisted.internet.defer import fail
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from pycm.backends.memory import MemoryBackend, MemoryLogStore, MemoryRecordStore, SimulatedRuntime
 from pycm.backends.supervisor.backend import Supervisor
 from pycm.backends.supervisor.comeback import BATCH
-from pycm.errors import Conflict
+from pycm.errors import BackendError, Conflict
 from pycm.groupcommit import GroupCommit
 from pycm.model import ContainerSpec, RestartPolicy, State
 from pycm.testing.clock import TurnClock
@@ -32,10 +33,14 @@ class ComebackTests(SynchronousTestCase):
         self.store = MemoryRecordStore()
         self.runtime = SimulatedRuntime(self.clock)
         self.spawned: list[list[str]] = [[]]
+        #: Names whose spawn fails (the command cannot be executed).
+        self.unstartable: set[str] = set()
         spawn = self.runtime.spawn
 
         def counted(container: Any, *args: Any, **kwargs: Any) -> Any:
             self.spawned[-1].append(container.name)
+            if container.name in self.unstartable:
+                return fail(BackendError(f"cannot start {container.name}"))
             return spawn(container, *args, **kwargs)
 
         self.patch(self.runtime, "spawn", counted)
@@ -129,6 +134,19 @@ class ComebackTests(SynchronousTestCase):
         self.openSecond()
         self.assertEqual(set(self.states().values()), {State.RUNNING})
         self.assertEqual(sorted(self.spawns()), names)
+
+    def test_failedStartLogged(self) -> None:
+        """
+        A container of a later batch that cannot be started is C{dead}, and
+        the batches after its own go on.
+        """
+        names = self.closedDaemon(3 * BATCH)
+        self.unstartable = {names[BATCH + 1]}
+        self.openSecond()
+        self.assertIsNone(self.settled(self.second._comeback.done))
+        states = self.states()
+        self.assertEqual(states.pop(names[BATCH + 1]), State.DEAD)
+        self.assertEqual(set(states.values()), {State.RUNNING})
 
     def test_stoppedWhileWaiting(self) -> None:
         """A client's stop of one waiting for its batch: it is not started."""

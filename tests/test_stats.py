@@ -167,6 +167,45 @@ class StatsCommandTests(SynchronousTestCase):
         self.server.clock.advance(1)
         self.assertEqual(self.conn.ok("stats web")[0]["cpu_percent"], 200.0)
 
+    def test_manyKeepTheirSamples(self) -> None:
+        """
+        With more running than the sampler holds before it forgets ended
+        runs (L{CpuSampler.FORGET_FROM}), a C{stats} of all forgets none of
+        theirs (the supervisor names its alive runs as the sampler keys
+        them), and forgets a stopped one's once it forgets.
+        """
+        count = CpuSampler.FORGET_FROM + 6
+        for i in range(count):
+            self.conn.ok(f"run c{i:02d} memory burn 1")
+        self.server.clock.advance(5)
+        backend: Any = self.server.backend
+        sampler = backend._cpu  # the sampler has no public view
+
+        def aliveRuns() -> set[tuple[str, float]]:
+            return {(r.id, r.started) for r in backend._records.values() if r.state == "running"}
+
+        for _ in range(2):
+            self.assertEqual(len(self.stats()), count)
+            self.assertEqual(set(sampler._samples), aliveRuns())
+        stopped = backend._records["c00"]
+        stoppedRun = (stopped.id, stopped.started)
+        self.conn.ok("stop c00")
+        for _ in range(count):
+            self.conn.ok("run xx memory burn 1")
+            self.stats()
+            self.conn.ok("rm --force xx")
+        self.assertNotIn(stoppedRun, sampler._samples)
+        self.assertLessEqual(aliveRuns(), set(sampler._samples))
+
+    def stats(self) -> list[dict[str, object]]:
+        """A whole C{stats}, read a slice a turn."""
+        self.conn.send("stats\n")
+        for _ in range(10):
+            self.server.clock.advance(0)
+        [(kind, rows)] = self.conn.replies()
+        self.assertEqual(kind, "OK")
+        return list(rows)
+
     def test_namedNotRunning(self) -> None:
         """A named container that is not running is listed with null figures."""
         self.conn.ok("create idle")

@@ -31,7 +31,8 @@ class TurnClock(Clock):
         self.rightNow += amount
         due = [call for call in self.calls if call.getTime() <= self.seconds()]
         for call in due:
-            if call in self.calls:
+            # One an earlier call cancelled or moved (reset) is not due.
+            if call in self.calls and call.getTime() <= self.seconds():
                 self.calls.remove(call)
                 call.called = 1
                 call.func(*call.args, **call.kw)
