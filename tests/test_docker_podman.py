@@ -338,6 +338,35 @@ class PodmanBackendTests(SynchronousTestCase):
         stops = [p for m, p, _ in self.engine.calls if m == "POST"]
         self.assertEqual(len(stops), 2)
 
+    def test_stopRacingAnExit(self) -> None:
+        """
+        Podman fails a stop, or a look at the container while stopping it,
+        that races the exit of a run of its policy (500, reading its gone
+        /proc/PID/cgroup: conformance test_alwaysThenStop on Podman): the
+        backend looks again, stops the run the policy starts, and the stop
+        ends with the container exited.
+        """
+        race = EngineError(500, "read /proc/17389/cgroup: no such process")
+        self.engine.answer(
+            "GET",
+            "/json",
+            [
+                podmanInspect("running"),
+                race,
+                podmanInspect("running"),
+                podmanInspect("exited"),
+                podmanInspect("exited"),
+            ],
+        )
+        self.engine.answer("POST", "/stop", [race, (204, None)])
+        done = self.backend.stop("web", 1)
+        self.clock.advance(0.05)
+        self.feed(podmanEvent("die", 143, self.later()))
+        self.clock.advance(0.05)
+        self.assertEqual(self.successResultOf(done).state, State.EXITED)
+        stops = [p for m, p, _ in self.engine.calls if m == "POST"]
+        self.assertEqual(len(stops), 2)
+
     def test_stopWaitsForTheLastRunsEvents(self) -> None:
         """
         Podman tells events late: a stop that finds the container exited

@@ -35,6 +35,7 @@ from pycm.backends.docker.podman import (
     PodmanHealthChecks,
     killFirst,
     stopBetweenRuns,
+    stopRacingExits,
 )
 from pycm.backends.docker.pull import ImagePuller
 from pycm.backends.docker.reconcile import Reconciler
@@ -364,16 +365,18 @@ class DockerBackend:
         mark = self._journal.mark()
         view.inFlight.beginStop(name, self.reactor.seconds(), restart)
         try:
-            status, _ = yield self.engine.request(
-                "POST",
-                f"/containers/{cid}/{'restart' if restart else 'stop'}",
-                params,
-                timeout=params["t"] + self.engine.timeout,
-            )
             if not restart and self.engine.isPodman:
+                status = yield stopRacingExits(self.engine, cid, params)
                 status = yield stopBetweenRuns(
                     self.reactor, self.engine, self._journal, view.inFlight, name, cid,
                     params, self.podmanSettleTime, status,
+                )
+            else:
+                status, _ = yield self.engine.request(
+                    "POST",
+                    f"/containers/{cid}/{'restart' if restart else 'stop'}",
+                    params,
+                    timeout=params["t"] + self.engine.timeout,
                 )
             if restart:
                 view.signals.forget(name)

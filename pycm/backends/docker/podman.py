@@ -16,6 +16,7 @@ from pycm.backends.docker.containers import EngineView, RequestsInFlight
 from pycm.backends.docker.engine import EngineError
 from pycm.backends.docker.interfaces import IDockerEngine
 from pycm.backends.docker.journal import EventJournal
+from pycm.backends.docker.lookup import isExitRace
 from pycm.backends.docker.translate import isStateConflict
 from pycm.capabilities import HEALTH_OPTIONS, Capabilities
 from pycm.model import Action, ContainerEvent
@@ -104,7 +105,14 @@ def stopBetweenRuns(
     last = firstStop
     deadline = clock.seconds() + settleTime
     while clock.seconds() < deadline:
-        _, data = yield engine.request("GET", f"/containers/{cid}/json")
+        try:
+            _, data = yield engine.request("GET", f"/containers/{cid}/json")
+        except EngineError as e:
+            if not isExitRace(e):
+                raise
+            # It raced the exit of a run: look again.
+            yield task.deferLater(clock, 0.05, lambda: None)
+            continue
         status = str(((data or {}).get("State") or {}).get("Status", ""))
         if status in ("exited", "created", "dead", "removing", ""):
             ended = finishedAt(data) if status == "exited" else None
@@ -116,18 +124,31 @@ def stopBetweenRuns(
             return last
         if status == "running":
             inFlight.stopSent[name] = clock.seconds()
-            stopped, _ = yield engine.request(
-                "POST",
-                f"/containers/{cid}/stop",
-                params,
-                timeout=params["t"] + engine.timeout,
-            )
+            stopped = yield stopRacingExits(engine, cid, params)
             if stopped == 304:
                 inFlight.stopSent.pop(name, None)
             else:
                 last = stopped
         yield task.deferLater(clock, 0.05, lambda: None)
     return last
+
+
+@defer.inlineCallbacks
+def stopRacingExits(engine: IDockerEngine, cid: str, params: dict[str, Any]) -> Any:
+    """
+    C{POST /containers/CID/stop}: its status, and 304 (no stop in effect)
+    when Podman failed it for the exit of a run under way (L{isExitRace}):
+    the caller looks again, and stops the next run if the policy starts one.
+    """
+    try:
+        status, _ = yield engine.request(
+            "POST", f"/containers/{cid}/stop", params, timeout=params["t"] + engine.timeout
+        )
+    except EngineError as e:
+        if not isExitRace(e):
+            raise
+        return 304
+    return status
 
 
 def finishedAt(data: dict[str, Any] | None) -> float | None:
