@@ -35,7 +35,6 @@ from pycm.backends.docker.podman import (
     PodmanHealthChecks,
     killFirst,
     stopBetweenRuns,
-    stopRacingExits,
 )
 from pycm.backends.docker.pull import ImagePuller
 from pycm.backends.docker.reconcile import Reconciler
@@ -366,10 +365,9 @@ class DockerBackend:
         view.inFlight.beginStop(name, self.reactor.seconds(), restart)
         try:
             if not restart and self.engine.isPodman:
-                status = yield stopRacingExits(self.engine, cid, params)
                 status = yield stopBetweenRuns(
                     self.reactor, self.engine, self._journal, view.inFlight, name, cid,
-                    params, self.podmanSettleTime, status,
+                    params, self.podmanSettleTime,
                 )
             else:
                 status, _ = yield self.engine.request(

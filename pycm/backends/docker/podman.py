@@ -80,10 +80,10 @@ def stopBetweenRuns(
     cid: str,
     params: dict[str, Any],
     settleTime: float,
-    firstStop: int = 304,
 ) -> Any:
     """
-    Podman answers 304 to a stop that finds the container between two
+    Stop the container on Podman (L{stopRacingExits}).  Podman answers
+    304 to a stop that finds the container between two
     runs of its restart policy (C{stopped}, not yet C{exited}), and
     starts it again; and a stop it answered 204 can still race the
     policy, which then starts the container again.  So: look until it is
@@ -95,9 +95,9 @@ def stopBetweenRuns(
     not overtake that run's start and die, whichever stop (if any) ended
     it.
 
-    @param firstStop: the first stop's status (204: that stop is in effect).
     @return: Deferred firing with the status of the last stop.
     """
+    firstStop = yield stopRacingExits(engine, cid, params)
     if firstStop == 304:
         # No stop is in effect: the die of a run the policy starts now is
         # not this stop's.
