@@ -38,6 +38,7 @@ from benchmarks.common import (  # noqa: E402
 )
 from benchmarks.daemon import daemonEnv, startProcessDaemon  # noqa: E402
 from benchmarks.report import Report, runAlone  # noqa: E402
+from benchmarks.scale import removeMany, runMany  # noqa: E402
 
 SECTION = "reopen"
 #: The longest a reopened daemon is given to bring every container back.
@@ -55,28 +56,14 @@ class Settings:
         return cls(containers=200)
 
 
-def runAlways(client: LineClient, count: int) -> None:
-    """Run C{count} always containers, pipelined in batches of 50 (untimed)."""
-    for start in range(0, count, 50):
-        names = [f"a{i}" for i in range(start, min(count, start + 50))]
-        lines = b"".join(f"run --restart always {n} host sleep 1000\n".encode() for n in names)
-        client.sock.sendall(lines)
-        for name in names:
-            expectOK(client.readLine(), f"run {name}")
+def names(count: int) -> list[str]:
+    """The names of the section's containers."""
+    return [f"a{i}" for i in range(count)]
 
 
 def countRunning(client: LineClient) -> int:
     """How many containers C{list} shows running."""
     return sum(1 for c in json.loads(client.request("list")[3:]) if c["state"] == "running")
-
-
-def removeAll(client: LineClient, count: int) -> None:
-    """C{rm --force} every container of L{runAlways}, pipelined (untimed)."""
-    for start in range(0, count, 50):
-        names = [f"a{i}" for i in range(start, min(count, start + 50))]
-        client.sock.sendall(b"".join(f"rm --force {n}\n".encode() for n in names))
-        for name in names:
-            expectOK(client.readLine(), f"rm {name}")
 
 
 def connectWhenListening(
@@ -98,7 +85,7 @@ def run(report: Report, quick: bool, children: Children) -> None:
     s = Settings.quick() if quick else Settings()
     raiseFileLimit(4 * s.containers + 1024)
     daemon = startProcessDaemon(children, "reopen")
-    runAlways(LineClient(daemon.port, timeout=DEADLINE), s.containers)
+    runMany(LineClient(daemon.port, timeout=DEADLINE), names(s.containers), "--restart always ")
     with open(f"/proc/{daemon.pid}/cmdline") as f:
         argv = f.read().split("\0")[:-1]
     os.kill(daemon.pid, signal.SIGKILL)
@@ -126,7 +113,7 @@ def run(report: Report, quick: bool, children: Children) -> None:
         time.sleep(0.01)
     allBack = time.perf_counter() - began
     pings = pings[:whileComingBack]
-    removeAll(client, s.containers)
+    removeMany(client, names(s.containers))
     n = s.containers
     report.add(SECTION, f"reopened on {n:,} always containers: listening after (ms)",
                f"{listening * 1000:,.0f}", note="from the exec of the new daemon")

@@ -67,11 +67,12 @@ class Settings:
         return cls(many=600, stops=30, rounds=1, listRequests=20)
 
 
-def runMany(client: LineClient, names: list[str]) -> None:
-    """Run these containers, pipelined in batches of 50 (untimed)."""
+def runMany(client: LineClient, names: list[str], options: str = "") -> None:
+    """Run these containers (with C{options}), pipelined in batches of 50 (untimed)."""
     for start in range(0, len(names), 50):
         batch = names[start:start + 50]
-        client.sock.sendall(b"".join(f"run {n} host sleep 1000\n".encode() for n in batch))
+        client.sock.sendall(
+            b"".join(f"run {options}{n} host sleep 1000\n".encode() for n in batch))
         for n in batch:
             expectOK(client.readLine(), f"run {n}")
 
