@@ -267,7 +267,8 @@ class Lifecycle:
         if transition is None:
             raise IllegalTransition(f"{record.name}: no {event!r} from {source!r}")
         for flag, value in transition.flags:
-            setattr(record, flag, value)
+            if getattr(record, flag) != value:
+                setattr(record, flag, value)
         if transition.target == REMOVED:
             record.removed = True
         else:

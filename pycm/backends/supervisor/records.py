@@ -41,14 +41,15 @@ RECORD_VERSION = 1
 def _forgetSnapshot(record: Record, attribute: Any, value: Any) -> Any:
     """
     Any change to a record makes its L{Record.snapshot} stale, and adds
-    it to its L{Record.changes}.
+    it to its L{Record.changes}.  The snapshot is dropped past the hooks
+    (C{object.__setattr__}): a record changes some twenty times a request,
+    and each change would go through them twice.
     """
-    name = attribute.name
-    if name != "snapshot" and name != "changes":
-        record.snapshot = None
-        changes = record.changes
-        if changes is not None:
-            changes.add(record)
+    if record.snapshot is not None:
+        object.__setattr__(record, "snapshot", None)
+    changes = record.changes
+    if changes is not None:
+        changes.add(record)
     return value
 
 
@@ -144,10 +145,14 @@ class Record:
     followers: list[LogFollower] = attrs.field(factory=list, repr=False)
     lock: DeferredLock = attrs.field(factory=DeferredLock, repr=False)
     #: The last L{toContainer} value, until any field is set again.
-    snapshot: Container | None = attrs.field(default=None, init=False, repr=False)
+    snapshot: Container | None = attrs.field(
+        default=None, init=False, repr=False, on_setattr=attrs.setters.NO_OP
+    )
     #: The records changed of the L{RecordsByName} it is in (it adds
     #: itself at each change), or None.
-    changes: set[Record] | None = attrs.field(default=None, init=False, repr=False)
+    changes: set[Record] | None = attrs.field(
+        default=None, init=False, repr=False, on_setattr=attrs.setters.NO_OP
+    )
 
     _PERSISTED = (
         "name", "id", "backend", "image", "state", "pid", "exitCode",
