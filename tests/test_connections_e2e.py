@@ -343,6 +343,44 @@ class UnauthenticatedBoundsE2ETests(SynchronousTestCase):
         self.assertEqual(closed, 600 - (128 - 1))
 
 
+class FileLimitE2ETests(SynchronousTestCase):
+    """A daemon that runs out of open files says so."""
+
+    def test_runOutOfFilesSaysSo(self) -> None:
+        """
+        Under a hard limit of 128 open files, containers run until the
+        daemon's descriptors are used up (three a running container): the
+        next run's error names the daemon's limit and what to do, not the
+        container's program.  A new connection is still served, and once
+        some are removed, a run works again.
+        """
+        daemon = RealDaemon(
+            self, backend="process", fileLimit=128,
+            args=["--backend-option", "cgroup-parent=/pycm-e2e"],
+        ).start()
+        client = daemon.connect()
+        ran = []
+        for index in range(128):
+            kind, value = client.request(f"run f{index} host sleep 1000")
+            if kind != "OK":
+                break
+            ran.append(f"f{index}")
+        else:
+            self.fail("128 containers ran under a limit of 128 open files")
+        self.assertGreater(len(ran), 10)
+        self.assertEqual(value[0], "backend")
+        self.assertIn(
+            "the daemon has as many files open as its limit allows (128; each running"
+            " container holds 3): raise its limit (LimitNOFILE=", value[1],
+        )
+        self.assertNotIn("exec", value[1])
+        self.assertEqual(client.ok(f"inspect f{len(ran)}")["state"], "dead")
+        self.assertEqual(daemon.connect().ok("ping"), "pong")
+        for name in ran[:3]:
+            client.ok(f"rm --force {name}")
+        self.assertEqual(client.ok("run again host sleep 1000")["state"], "running")
+
+
 def _rss(pid: int) -> int:
     """The resident memory of process C{pid}, in KiB."""
     with open(f"/proc/{pid}/status") as status:

@@ -5,6 +5,7 @@ processes, and the conformance suite against the process backend.
 
 from __future__ import annotations
 
+import errno
 import os
 import resource
 import signal
@@ -31,7 +32,12 @@ from pycm.backends.process.output import MAX_LINE, OutputPacer
 from pycm.backends.process.reclaim import MARK_DUTY, RECLAIM_POLL, CgroupReleaser, MarkSweep
 from pycm.backends.process.run import LINGER, ProcessRun, RunProtocol
 from pycm.backends.process.runtime import ProcessRuntime
-from pycm.backends.process.spawn import EXEC_HELPER, findExecutable, runEnvironment
+from pycm.backends.process.spawn import (
+    EXEC_HELPER,
+    findExecutable,
+    runEnvironment,
+    spawnFailure,
+)
 from pycm.backends.supervisor.backend import RECLAIMED_ERROR, STARTING_ERROR, Record
 from pycm.capabilities import HEALTH_OPTIONS
 from pycm.errors import BackendError, BadRequest
@@ -269,6 +275,26 @@ class HelpersTests(SynchronousTestCase):
         for (command, path), message in cases.items():
             error = self.assertRaises(BackendError, findExecutable, command, path, root)
             self.assertIn(message, str(error))
+
+    def test_spawnFailure(self) -> None:
+        """
+        A failed spawn names what failed; when the daemon or the machine is
+        out of open files, it says that instead (the end-to-end test of the
+        daemon's own limit: tests.test_connections_e2e.FileLimitE2ETests).
+        """
+        failure = spawnFailure("web", "/bin/app", OSError(errno.EACCES, "Permission denied"))
+        self.assertEqual(str(failure), "could not start web: exec /bin/app: Permission denied")
+        failure = spawnFailure("web", None, OSError(errno.EAGAIN, "Try again"))
+        self.assertEqual(str(failure), "could not start web: spawn: Try again")
+        failure = spawnFailure("web", "/bin/app", OSError(errno.ENFILE, "Too many open files"))
+        self.assertEqual(
+            str(failure),
+            "could not start web: the system's table of open files is full"
+            " (sysctl fs.file-max)",
+        )
+        limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        failure = spawnFailure("web", "/bin/app", OSError(errno.EMFILE, "Too many open files"))
+        self.assertIn(f"as many files open as its limit allows ({limit};", str(failure))
 
     def test_makeBackendOptions(self) -> None:
         """Bad backend options are refused when the backend is made."""

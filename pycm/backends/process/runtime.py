@@ -42,6 +42,7 @@ from pycm.backends.process.spawn import (
     findExecutable,
     findLauncher,
     runEnvironment,
+    spawnFailure,
 )
 from pycm.backends.process.usage import UsageReader
 from pycm.backends.process.users import RunUser, checkAllowed, findSetpriv, resolveUser
@@ -331,8 +332,7 @@ class ProcessRuntime:
                 self.cgroupReleaser.release(group)
             if not isinstance(e, OSError):
                 raise
-            what = f"exec {executable}" if native else "spawn"
-            raise BackendError(f"could not start {container.name}: {what}: {e.strerror}") from e
+            raise spawnFailure(container.name, executable if native else None, e) from e
         if native:
             if not protocol.started.called and protocol.run is not None:
                 protocol.started.callback(protocol.run)

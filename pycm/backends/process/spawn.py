@@ -6,8 +6,10 @@ the environment a run gets.  docs/process-backend.md says which way when.
 
 from __future__ import annotations
 
+import errno
 import os
 import pwd
+import resource
 import shutil
 import stat
 import subprocess
@@ -180,6 +182,33 @@ def runEnvironment(
     if runId is not None:
         env["PYCM_RUN_ID"] = runId
     return env
+
+
+#: The descriptors a running container holds in the daemon: its output's
+#: two pipes and its pidfd.
+FILES_PER_RUN = 3
+
+
+def spawnFailure(name: str, executable: str | None, error: OSError) -> BackendError:
+    """
+    The error of a spawn of container C{name} that failed with C{error}:
+    the C{exec} of C{executable} (None: the helper's spawn) failed; or,
+    when the daemon (or the machine) is out of open files, that and what
+    to do, rather than a message that blames the container's program.
+    """
+    if error.errno == errno.EMFILE:
+        limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        problem = (
+            f"the daemon has as many files open as its limit allows ({limit};"
+            f" each running container holds {FILES_PER_RUN}): raise its limit"
+            " (LimitNOFILE= in its systemd unit, ulimit -Hn where twistd starts)"
+        )
+    elif error.errno == errno.ENFILE:
+        problem = "the system's table of open files is full (sysctl fs.file-max)"
+    else:
+        what = f"exec {executable}" if executable else "spawn"
+        problem = f"{what}: {error.strerror}"
+    return BackendError(f"could not start {name}: {problem}")
 
 
 class SpawnedProcess(ReapedProcess):
