@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from twisted.trial.unittest import SynchronousTestCase
 
 from pycm.testing.clock import TurnClock
@@ -20,24 +23,27 @@ class TurnClockTests(SynchronousTestCase):
         clock.advance(0)
         self.assertEqual(ran, ["second"])
 
-    def test_movedByAnEarlierCall(self) -> None:
-        """A call an earlier one of the same turn moved later waits for its time."""
+    def sameTurn(self, label: str, act: Callable[[Any], object]) -> tuple[TurnClock, list[str]]:
+        """
+        Two zero-delay calls of one turn, the first doing C{act} to the
+        second (which appends C{label}); that turn run.
+        """
         clock = TurnClock()
         ran: list[str] = []
         calls = {}
-        clock.callLater(0, lambda: calls["late"].reset(5))
-        calls["late"] = clock.callLater(0, ran.append, "late")
+        clock.callLater(0, lambda: act(calls[label]))
+        calls[label] = clock.callLater(0, ran.append, label)
         clock.advance(0)
+        return clock, ran
+
+    def test_movedByAnEarlierCall(self) -> None:
+        """A call an earlier one of the same turn moved later waits for its time."""
+        clock, ran = self.sameTurn("late", lambda call: call.reset(5))
         self.assertEqual(ran, [])
         clock.advance(5)
         self.assertEqual(ran, ["late"])
 
     def test_cancelledByAnEarlierCall(self) -> None:
         """A call an earlier one of the same turn cancelled does not run."""
-        clock = TurnClock()
-        ran: list[str] = []
-        calls = {}
-        clock.callLater(0, lambda: calls["gone"].cancel())
-        calls["gone"] = clock.callLater(0, ran.append, "gone")
-        clock.advance(0)
+        clock, ran = self.sameTurn("gone", lambda call: call.cancel())
         self.assertEqual(ran, [])
