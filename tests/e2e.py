@@ -265,6 +265,7 @@ class RealDaemon:
         env: dict[str, str] | None = None,
         umask: int = -1,
         fileLimit: int | None = None,
+        cpus: set[int] | None = None,
     ) -> None:
         self.testCase = testCase
         self.backend = backend
@@ -281,6 +282,8 @@ class RealDaemon:
         self.umask = umask
         #: Soft and hard RLIMIT_NOFILE of the daemon, if not inherited.
         self.fileLimit = fileLimit
+        #: The CPUs the daemon is pinned to, if not inherited.
+        self.cpus = cpus
         self.process: subprocess.Popen[bytes] | None = None
         self.logPath = ""
         self.port = 0
@@ -302,7 +305,7 @@ class RealDaemon:
             command, cwd=self.home, env=env,
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             start_new_session=True, umask=self.umask,
-            preexec_fn=None if self.fileLimit is None else self._limitFiles,
+            preexec_fn=None if self.fileLimit is None and self.cpus is None else self._limit,
         )
         self.testCase.addCleanup(self.stop)
         if expectFailure:
@@ -310,12 +313,14 @@ class RealDaemon:
         waitFor(self._ready, "the daemon to listen")
         return self
 
-    def _limitFiles(self) -> None:
-        """In the child: the open-file limit the daemon is to run under."""
+    def _limit(self) -> None:
+        """In the child: the open-file limit and the CPUs the daemon is to run under."""
         import resource
 
-        assert self.fileLimit is not None
-        resource.setrlimit(resource.RLIMIT_NOFILE, (self.fileLimit, self.fileLimit))
+        if self.fileLimit is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (self.fileLimit, self.fileLimit))
+        if self.cpus is not None:
+            os.sched_setaffinity(0, self.cpus)
 
     def _ready(self) -> bool:
         assert self.process is not None

@@ -20,6 +20,7 @@ from typing import Any
 from twisted.internet import process as _process
 
 from pycm.backends.process.reaping import ReapedProcess
+from pycm.backends.process.runcpus import RunCpus, spawnWide
 from pycm.backends.process.spawnclock import timedSpawn
 
 _closedOnExec: list[bool] = []
@@ -75,7 +76,14 @@ class HandedOnProcess(ReapedProcess):
     Twisted's process, started as Twisted starts it (C{posix_spawnp} of
     the executable, searched for on the child's C{PATH}), given only its
     C{childFDs} (L{fileActions}): the launcher and the exec helper.
+
+    @param cpus: asks for every CPU around the spawn (None: the daemon's).
     """
+
+    def __init__(self, reactor: Any, *args: Any, cpus: RunCpus | None = None,
+                 **kwargs: Any) -> None:  # fmt: skip
+        self._cpus = cpus
+        super().__init__(reactor, *args, **kwargs)
 
     def _trySpawnInsteadOfFork(
         self, path: Any, uid: Any, gid: Any, executable: str, args: Any, environment: Any,
@@ -89,8 +97,13 @@ class HandedOnProcess(ReapedProcess):
         actions = fileActions(kwargs["fdmap"])
         ignored = ignoredSignals()
         env = os.environ if environment is None else environment
-        self.pid, self.spawnTicks = timedSpawn(  # type: ignore[assignment]
-            lambda: os.posix_spawnp(executable, args, env, file_actions=actions, setsigdef=ignored)
-        )
+        def spawn() -> tuple[int, int | None]:
+            return timedSpawn(
+                lambda: os.posix_spawnp(
+                    executable, args, env, file_actions=actions, setsigdef=ignored
+                )
+            )
+
+        self.pid, self.spawnTicks = spawnWide(self._cpus, spawn)  # type: ignore[assignment]
         self.status = -1
         return True

@@ -27,6 +27,7 @@ from pycm.backends.process.childfds import (
     ignoredSignals,
 )
 from pycm.backends.process.reaping import ReapedProcess
+from pycm.backends.process.runcpus import RunCpus, spawnWide
 from pycm.backends.process.spawnclock import timedSpawn
 from pycm.errors import BackendError
 from pycm.model import DEFAULT_PATH, Container
@@ -220,6 +221,7 @@ class SpawnedProcess(ReapedProcess):
 
     @param sameAs: child descriptors (not in C{childFDs}) that get the
         same pipe as another (C{{2: 1}}: stderr into stdout's pipe).
+    @param cpus: asks for every CPU around the spawn (None: the daemon's).
     """
 
     log = Logger()
@@ -239,8 +241,10 @@ class SpawnedProcess(ReapedProcess):
         homeDirectory: int,
         ignoredSignals: list[int],
         sameAs: dict[int, int] | None = None,
+        cpus: RunCpus | None = None,
     ) -> None:
         self._sameAs = sameAs or {}
+        self._cpus = cpus
         self._workdir = workdir
         self._join = join
         self._home = home
@@ -264,15 +268,18 @@ class SpawnedProcess(ReapedProcess):
             if self._join is not None:
                 movePid(self._join, me)
             try:
-                self.pid, self.spawnTicks = timedSpawn(  # type: ignore[assignment]
-                    lambda: os.posix_spawn(
-                        executable,
-                        args,
-                        environment,
-                        file_actions=actions,
-                        setsigdef=self._ignoredSignals,
-                        setsid=True,
-                    )
+                self.pid, self.spawnTicks = spawnWide(  # type: ignore[assignment]
+                    self._cpus,
+                    lambda: timedSpawn(
+                        lambda: os.posix_spawn(
+                            executable,
+                            args,
+                            environment,
+                            file_actions=actions,
+                            setsigdef=self._ignoredSignals,
+                            setsid=True,
+                        )
+                    ),
                 )
             finally:
                 if self._join is not None:
@@ -300,11 +307,13 @@ class Spawner:
     """
     Starts a run's process one of the three ways, holding what the daemon
     keeps for that: C{/dev/null} for the runs' stdin, its own working
-    directory, the signals it ignores.
+    directory, the signals it ignores, and what asks for every CPU
+    around each spawn (L{RunCpus}: a run never keeps the daemon's pin).
     """
 
-    def __init__(self, reactor: Any) -> None:
+    def __init__(self, reactor: Any, cpus: RunCpus | None = None) -> None:
         self.reactor = reactor
+        self.cpus = cpus or RunCpus()
         self._devnull: int | None = None
         self._homeDirectory: int | None = None
         self._ignored: list[int] | None = None
@@ -353,6 +362,7 @@ class Spawner:
             home=home,
             homeDirectory=self.homeDirectory(),
             ignoredSignals=self.ignoredSignals(),
+            cpus=self.cpus,
         )
 
     def homeDirectory(self) -> int:
@@ -395,6 +405,7 @@ class Spawner:
             home=None,
             homeDirectory=self.homeDirectory(),
             ignoredSignals=self.ignoredSignals(),
+            cpus=self.cpus,
             sameAs={2: 1},
         )
 
@@ -458,7 +469,10 @@ class Spawner:
         (L{HandedOnProcess}).
         """
         if isinstance(self.reactor, PosixReactorBase):
-            HandedOnProcess(self.reactor, executable, argv, env, None, protocol, childFDs=childFDs)
+            HandedOnProcess(
+                self.reactor, executable, argv, env, None, protocol, childFDs=childFDs,
+                cpus=self.cpus,
+            )
         else:
             self.reactor.spawnProcess(
                 protocol, executable, argv, env=env, path=None, usePTY=False, childFDs=childFDs
