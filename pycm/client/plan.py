@@ -7,13 +7,15 @@ the sending code carries out.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
 from pycm.client.commandtable import BY_WORD, MULTI_NAME
 from pycm.client.format import LIST_COMMANDS
 from pycm.client.template import Template, TemplateError
 from pycm.grammar import splitOptions
+from pycm.services.envfile import isVariableName
 
 #: The commands whose option words the plan splits off (for the others all
 #: of their words are sent as they are, C{--help} read among the leading
@@ -117,7 +119,8 @@ def planCommand(words: Sequence[str]) -> Plan:
       - C{scale NAME=N...}, as C{docker service scale} takes it, is one
         C{scale NAME N} a name;
       - C{run}/C{create --env-file=FILE} (repeatable) is read here and sent
-        as C{-e KEY=VALUE} words (L{expandEnvFiles});
+        as C{-e KEY=VALUE} words, and C{-e KEY} sends this process's KEY
+        (L{expandEnv});
       - C{apply FILE} reads the services file and sends its document
         (L{pycm.client.applying.planApply}).
 
@@ -132,7 +135,7 @@ def planCommand(words: Sequence[str]) -> Plan:
     if command in ("run", "create"):
         kept = [w for w in options if w not in ("-d", "--detach")] if command == "run" \
             else options
-        return Plan(command, ((words[0], *expandEnvFiles(kept), *positional),))
+        return Plan(command, ((words[0], *expandEnv(kept), *positional),))
     if command == "apply":
         from pycm.client.applying import ApplyUsageError, planApply
 
@@ -151,6 +154,52 @@ def planCommand(words: Sequence[str]) -> Plan:
     if command == "scale" and not options:
         return _planScale(words[0], positional)
     return Plan(command, (tuple(words),))
+
+
+def expandEnv(options: list[str], environ: Mapping[str, str] | None = None) -> list[str]:
+    """
+    C{run}/C{create}'s option words with what the client reads for them:
+    each bare C{-e KEY} given KEY's value from C{environ} (L{passOnKeys}),
+    then each C{--env-file FILE} read (L{expandEnvFiles}).
+    """
+    return expandEnvFiles(passOnKeys(options, os.environ if environ is None else environ))
+
+
+def passOnKeys(options: list[str], environ: Mapping[str, str]) -> list[str]:
+    """
+    C{run}/C{create}'s option words with each C{-e KEY}, C{--env KEY} or
+    C{--env=KEY} (no C{=VALUE}) sent as C{KEY=VALUE} with KEY's value in
+    C{environ}, or left out if it has no KEY, as Docker's C{-e} does.  A
+    key that is no variable name (empty, or with a blank or NUL in it) is
+    sent as it is, for the daemon to refuse; so is the value of another
+    option.
+    """
+    valueSpellings = VALUE_OPTIONS["run"]
+    result: list[str] = []
+    index = 0
+    while index < len(options):
+        word = options[index]
+        index += 1
+        if word in ("-e", "--env") and index < len(options) and _bareKey(options[index]):
+            key = options[index]
+            index += 1
+            if key in environ:
+                result += [word, f"{key}={environ[key]}"]
+        elif word.startswith("--env=") and _bareKey(word[len("--env="):]):
+            key = word[len("--env="):]
+            if key in environ:
+                result.append(f"--env={key}={environ[key]}")
+        else:
+            result.append(word)
+            if word in valueSpellings and index < len(options):
+                result.append(options[index])
+                index += 1
+    return result
+
+
+def _bareKey(word: str) -> bool:
+    """Whether C{word} is a variable name alone, without C{=VALUE}."""
+    return "=" not in word and isVariableName(word)
 
 
 def expandEnvFiles(options: list[str]) -> list[str]:

@@ -35,6 +35,11 @@ MAX_ENV_FILE = 1024 * 1024
 _NOT_IN_KEY = re.compile(r"[ \t\0]")
 
 
+def isVariableName(key: str) -> bool:
+    """Whether C{key} may name a variable: not empty, no blank or NUL in it."""
+    return bool(key) and not _NOT_IN_KEY.search(key)
+
+
 class EnvFileError(BadRequest):
     """An environment file cannot be read, or a line of it is wrong (C{FILE:LINE: why})."""
 
@@ -105,7 +110,7 @@ def parseEnvText(text: str, path: str,
         key, sep, value = line.partition("=")
         if not sep:
             key = key.rstrip(" \t")
-        if not key or _NOT_IN_KEY.search(key):
+        if not isVariableName(key):
             why = f"{key!r} is not a variable name" if key else "no variable name"
             raise EnvFileError(
                 f"{path}:{number}: {why}: expected KEY=VALUE (or KEY alone, to pass on "
