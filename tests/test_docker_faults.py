@@ -1,8 +1,9 @@
 """
 Faults of the engine, with a real engine of the tests' own: a dockerd on a
 private socket and data directory (started with C{.ci/docker-setup.sh}'s
-functions) that the tests kill with SIGKILL and start again, and a fake
-engine that never answers.
+functions) that the tests kill with SIGKILL and start again; and, for
+what no real engine can be made to do on cue, an engine that never
+answers and scripted ones whose answers never finish or are cut short.
 
 These run when the docker tests run (see L{tests.test_docker_support}):
 they need C{dockerd} and root, as C{.ci/docker-setup.sh} does.
@@ -312,13 +313,16 @@ class SlowEngineTests(EngineTestCase):
         self.assertFalse(self.backend._events.connected)
 
 
-class _HalfAnswer(Protocol):
+VERSION_BODY = b'{"ApiVersion": "1.41", "Version": "20.10.0"}'
+
+
+class _ScriptedAnswer(Protocol):
     """
-    Answers C{GET /version}; to anything else, an error status with a body
-    it never finishes sending.
+    One connection to a L{_ScriptedEngine}: C{GET /version} answered as an
+    engine answers it, any other request as its server's C{answer} says.
     """
 
-    def __init__(self, server: _HalfAnswerServer) -> None:
+    def __init__(self, server: _ScriptedEngine) -> None:
         self.server = server
 
     def connectionMade(self) -> None:
@@ -331,34 +335,58 @@ class _HalfAnswer(Protocol):
         while b"\r\n\r\n" in self.buffer:
             head, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
             if b" /version " in head.split(b"\r\n", 1)[0]:
-                body = b'{"ApiVersion": "1.41", "Version": "20.10.0"}'
                 self.transport.write(
                     b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                    b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+                    b"Content-Length: %d\r\n\r\n%s" % (len(VERSION_BODY), VERSION_BODY)
                 )
             else:
-                self.transport.write(
-                    b"HTTP/1.1 500 Internal Server Error\r\n"
-                    b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
-                    b'{"message": "this never'
-                )
+                self.server.answer(self.transport)
 
     def connectionLost(self, reason: Any = None) -> None:
         self.server.connections -= 1
 
 
-class _HalfAnswerServer(Factory):
-    """Serves L{_HalfAnswer}, counting its open connections."""
+class _ScriptedEngine(Factory):
+    """
+    An engine that misbehaves in a way no real one can be made to on cue
+    (an answer it never finishes, a body cut short): C{answer} writes what
+    it sends to any request but C{GET /version}.  It counts its open
+    connections, and listens on a socket in a directory of its own.
+    """
 
-    def __init__(self) -> None:
+    def __init__(self, test: TestCase, answer: Callable[[Any], None]) -> None:
+        self.answer = answer
         self.connections = 0
+        directory = tempfile.mkdtemp(prefix="pycm-e.", dir="/tmp")
+        test.addCleanup(shutil.rmtree, directory, True)
+        self.path = os.path.join(directory, "docker.sock")
+        port = reactor.listenUNIX(self.path, self)  # type: ignore[attr-defined]
+        test.addCleanup(port.stopListening)
 
-    def buildProtocol(self, addr: Any) -> _HalfAnswer:
-        return _HalfAnswer(self)
+    def buildProtocol(self, addr: Any) -> _ScriptedAnswer:
+        return _ScriptedAnswer(self)
+
+    def client(self, test: TestCase, timeout: float) -> EngineClient:
+        """An engine client of this engine, closed after C{test}."""
+        engine = EngineClient(reactor, EngineAddress.parse(f"unix://{self.path}"), timeout=timeout)
+        test.addCleanup(engine.close)
+        return engine
+
+
+def _halfAnswer(transport: Any) -> None:
+    """An error status with a body that is never finished."""
+    transport.write(
+        b"HTTP/1.1 500 Internal Server Error\r\n"
+        b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+        b'{"message": "this never'
+    )
 
 
 class SlowErrorBodyTests(TestCase):
-    """An engine that sends an error status and then stalls in its body."""
+    """
+    An engine that sends an error status and then stalls in its body (a
+    scripted one: a real engine cannot be made to on cue).
+    """
 
     timeout = 20
 
@@ -369,14 +397,8 @@ class SlowErrorBodyTests(TestCase):
         never ends fails as unavailable after the request timeout, and its
         connection is closed.
         """
-        directory = tempfile.mkdtemp(prefix="pycm-b.", dir="/tmp")
-        self.addCleanup(shutil.rmtree, directory, True)
-        path = os.path.join(directory, "docker.sock")
-        factory = _HalfAnswerServer()
-        port = reactor.listenUNIX(path, factory)  # type: ignore[attr-defined]
-        self.addCleanup(port.stopListening)
-        engine = EngineClient(reactor, EngineAddress.parse(f"unix://{path}"), timeout=0.5)
-        self.addCleanup(engine.close)
+        factory = _ScriptedEngine(self, _halfAnswer)
+        engine = factory.client(self, timeout=0.5)
         started = reactor.seconds()  # type: ignore[attr-defined]
         error = yield self.assertFailure(
             engine.stream("GET", "/events", None, lambda data: None), Unavailable
@@ -387,67 +409,36 @@ class SlowErrorBodyTests(TestCase):
         yield eventually(lambda: factory.connections == 0, timeout=5)
 
 
-class _LogAnswer(Protocol):
+def _logAnswer(cut: bool) -> Callable[[Any], None]:
     """
-    Answers C{GET /version}; to a log read, the status and the first frame
-    of a body it says is longer, then, as its server says, closes the
-    connection (a body cut short) or keeps it open (an engine still sending).
+    A log read's answer: the status and the first frame of a body it says
+    is longer, then the connection closed (C{cut}: a body cut short) or
+    kept open (an engine still sending).
     """
 
-    def __init__(self, server: _LogServer) -> None:
-        self.server = server
+    def answer(transport: Any) -> None:
+        text = b"2026-11-30T10:00:00Z first\n"
+        body = struct.pack(">BxxxL", 1, len(text)) + text
+        length = len(body) + 1000
+        transport.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (length, body))
+        if cut:
+            transport.loseConnection()
 
-    def connectionMade(self) -> None:
-        self.buffer = b""
-        self.server.connections += 1
-
-    def dataReceived(self, data: bytes) -> None:
-        assert self.transport is not None
-        self.buffer += data
-        while b"\r\n\r\n" in self.buffer:
-            head, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
-            body, missing = b'{"ApiVersion": "1.41", "Version": "20.10.0"}', 0
-            log = b" /version " not in head.split(b"\r\n", 1)[0]
-            if log:
-                text = b"2026-11-30T10:00:00Z first\n"
-                body, missing = struct.pack(">BxxxL", 1, len(text)) + text, 1000
-            self.transport.write(
-                b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body) + missing, body)
-            )
-            if log and self.server.cut:
-                self.transport.loseConnection()
-
-    def connectionLost(self, reason: Any = None) -> None:
-        self.server.connections -= 1
-
-
-class _LogServer(Factory):
-    def __init__(self, cut: bool) -> None:
-        self.cut = cut
-        self.connections = 0
-
-    def buildProtocol(self, addr: Any) -> _LogAnswer:
-        return _LogAnswer(self)
+    return answer
 
 
 class LogReadConnectionTests(TestCase):
     """
-    A log read over a real socket: its body cut short, stalled, or the read
+    A log read over a real socket from a scripted engine (a real one cannot
+    be made to misbehave on cue): its body cut short, stalled, or the read
     abandoned.
     """
 
     timeout = 20
 
-    def engine(self, cut: bool, timeout: float = 5) -> tuple[EngineClient, _LogServer]:
-        directory = tempfile.mkdtemp(prefix="pycm-l.", dir="/tmp")
-        self.addCleanup(shutil.rmtree, directory, True)
-        path = os.path.join(directory, "docker.sock")
-        server = _LogServer(cut)
-        port = reactor.listenUNIX(path, server)  # type: ignore[attr-defined]
-        self.addCleanup(port.stopListening)
-        engine = EngineClient(reactor, EngineAddress.parse(f"unix://{path}"), timeout=timeout)
-        self.addCleanup(engine.close)
-        return engine, server
+    def engine(self, cut: bool, timeout: float = 5) -> tuple[EngineClient, _ScriptedEngine]:
+        server = _ScriptedEngine(self, _logAnswer(cut))
+        return server.client(self, timeout), server
 
     def read(self, engine: EngineClient, lines: list[Any]) -> defer.Deferred[None]:
         """Read container C{web}'s log from C{engine}, its lines into C{lines}."""
