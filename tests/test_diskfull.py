@@ -21,7 +21,7 @@ from pycm.daemon.session import DaemonState
 from pycm.testing.server import FakeConnection
 from tests.test_events import FlakyStore
 from tests.test_logfiles import FakeDisk
-from tests.test_supervisor import CheckingStore
+from tests.test_supervisor_durability import CheckingStore
 
 
 class FullDiskProtocolTests(SynchronousTestCase):

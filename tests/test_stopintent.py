@@ -12,7 +12,8 @@ from pycm.backends.memory import MemoryBackend
 from pycm.backends.supervisor.restartpolicy import comesBackAtOpen, flagsReadAtOpen
 from pycm.model import RestartPolicy, State
 from pycm.testing import advanceClock
-from tests.test_supervisor import CheckingStore, SupervisorTestCase, spec
+from tests.test_supervisor import SupervisorTestCase, spec
+from tests.test_supervisor_durability import CheckingStore
 
 
 class StopIntentTests(SupervisorTestCase):
