@@ -1,11 +1,13 @@
 """
 Requests piped on standard input (C{printf 'ping\nlist\n' | pycm}), in
-the reactor: each line a request, pipelined, each reply printed as it
-comes.
+the reactor: each line a command as the shell takes it (Docker's habits
+included: L{pycm.client.plan}), its requests pipelined, each reply
+printed as it comes.
 """
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
@@ -16,6 +18,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from pycm.client import format as fmt
+from pycm.client.applying import sendApply
 from pycm.client.arguments import CommandLine
 from pycm.client.exits import (
     EXIT_ERR,
@@ -26,6 +29,7 @@ from pycm.client.exits import (
     explainError,
     writeLines,
 )
+from pycm.client.plan import Plan, PlanError, planCommand
 from pycm.client.printable import printable
 from pycm.client.protocol import ClientProtocol, Disconnected, isSilentLine
 from pycm.errors import PycmError
@@ -100,10 +104,43 @@ class PipedRequests(LineOnlyReceiver):
             return
         if self.lost or self.saidBye:
             return
-        command = fmt.commandName(line)
+        try:
+            plan = self._plan(line)
+        except PlanError as e:
+            command = printable(fmt.requestWords(line)[0])
+            writeLines(self.err, [f"line {self.lineNumber} ({command}): Error: {e}"])
+            self._worsen(EXIT_USAGE)
+            return
+        if plan is None:
+            self._sent(self.client.request(line), fmt.commandName(line), line, None)
+            return
+        for request in plan.requests:
+            typed = shlex.join(request)
+            sent = sendApply(lambda text, _: self.client.request(text), request, request)
+            self._sent(sent, plan.command, typed, (plan, request))
+
+    def _plan(self, line: str) -> Plan | None:
+        """
+        The L{Plan} of C{line} when the client does more than send it as
+        it is (C{ps -q}, C{-e KEY}, several names, C{apply FILE}...), else
+        None.
+
+        @raise PlanError: for a usage error (a bad C{--format}, a file
+            that cannot be read).
+        """
+        try:
+            words = shlex.split(line)
+        except ValueError:
+            return None  # the daemon says what is wrong with it
+        if not words:
+            return None
+        plan = planCommand(words)
+        return None if plan == Plan(words[0].lower(), (tuple(words),)) else plan
+
+    def _sent(self, d: Deferred[Any], command: str, line: str,
+              planned: tuple[Plan, Sequence[str]] | None) -> None:  # fmt: skip
         self.inFlight += 1
-        d = self.client.request(line)
-        d.addCallbacks(self._ok, self._err, callbackArgs=(command, line),
+        d.addCallbacks(self._ok, self._err, callbackArgs=(command, line, planned),
                        errbackArgs=(self.lineNumber, line))
         d.addBoth(self._settled)
         if self.inFlight >= self.WINDOW and not self.paused:
@@ -116,15 +153,18 @@ class PipedRequests(LineOnlyReceiver):
         self.eof = True
         self._maybeFinish()
 
-    def _ok(self, value: Any, command: str, line: str) -> None:
+    def _ok(self, value: Any, command: str, line: str,
+            planned: tuple[Plan, Sequence[str]] | None) -> None:  # fmt: skip
         if command in ("exit", "quit"):
             # The daemon closes the connection after this reply: expected.
             self.saidBye = True
         if self.options.json:
             self._writeLines(["OK " + self.client.payload])
-        else:
-            self._writeLines(fmt.formatReply(command, value, self.clock.seconds(),
-                                             fmt.requestWords(line)))
+            return
+        lines = None if planned is None else planned[0].lines(value, planned[1])
+        if lines is None:
+            lines = fmt.formatReply(command, value, self.clock.seconds(), fmt.requestWords(line))
+        self._writeLines(lines)
 
     def _err(self, failure: Failure, number: int, line: str) -> None:
         error = failure.value

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from pycm.client.commandtable import BY_WORD, MULTI_NAME
-from pycm.client.format import LIST_COMMANDS
-from pycm.client.template import Template, TemplateError
+from pycm.client.format import LIST_COMMANDS, LogPrefixes, formatLogEntry
+from pycm.client.template import Template, TemplateError, formatContainers
 from pycm.grammar import splitOptions
 from pycm.services.envfile import isVariableName
 
@@ -84,6 +84,22 @@ class Plan(NamedTuple):
         if self.command not in MULTI_NAME:
             return ()
         return tuple(words[-1] for words in self.requests)
+
+    def lines(self, value: Any, request: Sequence[str]) -> list[str] | None:
+        """
+        The reply C{value} to C{request} (one of this plan's) as the plan
+        shows it (C{ps -q} or C{--format}; C{logs} with its prefixes and
+        times), or None: as the command's replies are always shown
+        (L{pycm.client.format.formatReply}).
+        """
+        if isinstance(value, list) and self.command in LIST_COMMANDS:
+            return formatContainers(value, self.quiet, self.template, self.jsonLines)
+        if self.command == "logs" and isinstance(value, list):
+            prefixes = LogPrefixes(self.names if len(self.requests) > 1 else ())
+            prefixes.widen(request[-1], value)
+            return [formatLogEntry(entry, request[-1], prefixes, self.timestamps)
+                    for entry in value]
+        return None
 
 
 def _isFollow(words: Sequence[str]) -> bool:

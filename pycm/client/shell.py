@@ -30,7 +30,6 @@ from pycm.client.plan import Plan, PlanError, planCommand, wantsHelp
 from pycm.client.protocol import ClientProtocol, canReset, isSilentLine
 from pycm.client.tabcompletion import NAME_COMMANDS as NAME_COMMANDS
 from pycm.client.tabcompletion import TabCompletion
-from pycm.client.template import formatContainers
 from pycm.errors import Unauthorized
 from pycm.grammar import CommandSyntax, commandsByWord, splitOptions
 
@@ -400,16 +399,8 @@ class ShellProtocol(MaskingLineEditor, TabCompletion, HistoricRecvLine):
 
     def _formatPlanned(self, value: Any, plan: Plan, request: Sequence[str]) -> list[str]:
         """A reply to one request of a L{Plan}, as the plan says to show it."""
-        if isinstance(value, list) and plan.command in fmt.LIST_COMMANDS:
-            lines = formatContainers(value, plan.quiet, plan.template, plan.jsonLines)
-            if lines is not None:
-                return lines
-        if plan.command == "logs" and isinstance(value, list):
-            prefixes = fmt.LogPrefixes(plan.names if len(plan.requests) > 1 else ())
-            prefixes.widen(request[-1], value)
-            return [fmt.formatLogEntry(entry, request[-1], prefixes, plan.timestamps)
-                    for entry in value]
-        return self._formatReply(value, plan.command, request)
+        lines = plan.lines(value, request)
+        return self._formatReply(value, plan.command, request) if lines is None else lines
 
     def _formatReply(self, value: Any, command: str,
                      words: Sequence[str]) -> list[str]:

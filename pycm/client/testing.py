@@ -57,24 +57,26 @@ class FakeDaemon(LineOnlyReceiver):
         self.received: list[str] = []
         self._queue: list[dict[str, Any]] = []
 
+    def _answer(self, text: str) -> tuple[str, Any]:
+        """The command word of the request C{text} and the reply to it."""
+        try:
+            words = shlex.split(text)
+        except ValueError as e:
+            return "", f"ERR bad_request {e}"
+        command = words[0].lower()
+        if command in self.handlers:
+            handler = self.handlers[command]
+            return command, handler(words) if callable(handler) else handler
+        replies = {"ping": ok("pong"), "exit": ok("bye"), "quit": ok("bye"),
+                   "auth": ok("authenticated")}
+        return command, replies.get(command, f"ERR bad_request unknown command {command!r}")
+
     def lineReceived(self, line: bytes) -> None:
         text = line.decode("utf-8").rstrip("\r")
         if not text.strip() or text.lstrip().startswith("#"):
             return
         self.received.append(text)
-        words = shlex.split(text)
-        command = words[0].lower()
-        if command in self.handlers:
-            handler = self.handlers[command]
-            reply = handler(words) if callable(handler) else handler
-        elif command == "ping":
-            reply = ok("pong")
-        elif command in ("exit", "quit"):
-            reply = ok("bye")
-        elif command == "auth":
-            reply = ok("authenticated")
-        else:
-            reply = f"ERR bad_request unknown command {command!r}"
+        command, reply = self._answer(text)
         entry: dict[str, Any] = {
             "lines": None,
             "close": command in ("exit", "quit"),

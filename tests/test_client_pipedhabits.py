@@ -1,0 +1,109 @@
+"""
+Piped requests take Docker's habits as the shell does
+(L{pycm.client.piped}, L{pycm.client.plan}): a line is read as it would be
+typed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.trial.unittest import SynchronousTestCase
+
+from pycm.client.testing import FakeDaemon, ok
+from tests.test_client_cli import FakeStdio, Harness, attach, options
+
+WEB = {"name": "web", "state": "running", "image": "host", "command": ["sleep", "1"]}
+DB = {"name": "db", "state": "exited", "image": "host", "command": ["true"]}
+
+
+class PipedHabitsTests(SynchronousTestCase):
+    def piped(self, daemon: FakeDaemon, data: bytes, **kw: Any) -> tuple[Harness, str, int]:
+        """Pipe C{data} in; what was printed, and the exit status."""
+        h = Harness(daemon)
+        stdio = FakeStdio()
+        d: Deferred[int] = h.run(options(**kw), attachStdio=attach(stdio))
+        stdio.protocol.dataReceived(data)
+        stdio.protocol.readConnectionLost()
+        h.flush()
+        return h, stdio.value().decode(), self.successResultOf(d)
+
+    def test_listFormats(self) -> None:
+        """C{ps -q} prints the names, C{ps --format} its template, C{ps -a} is dropped."""
+        daemon = FakeDaemon({"ps": ok([WEB, DB])})
+        _, out, status = self.piped(daemon, b"ps -q\nps -a --format '{{.Name}}={{.State}}'\n")
+        self.assertEqual((out, status), ("web\ndb\nweb=running\ndb=exited\n", 0))
+        self.assertEqual(daemon.received, ["ps", "ps"])
+
+    def test_envFromHere(self) -> None:
+        """C{run -e KEY} sends this process's KEY, and C{--env-file} the file's variables."""
+        self.patch(os, "environ", {"KEY": "from here"})
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("A=1\n")
+        daemon = FakeDaemon({"run": ok(WEB)})
+        _, _, status = self.piped(daemon, f"run -e KEY web\nrun --env-file {path} web\n".encode())
+        self.assertEqual(status, 0)
+        self.assertEqual(daemon.received, ["run -e 'KEY=from here' web", "run -e A=1 web"])
+
+    def test_severalNames(self) -> None:
+        """C{stop web db} is a request a name, each reply printed, in order."""
+        daemon = FakeDaemon({"stop": lambda words: ok(dict(WEB, name=words[-1],
+                                                                state="exited"))})
+        _, out, status = self.piped(daemon, b"stop -t 1 web db\nping\n")
+        self.assertEqual(daemon.received, ["stop -t 1 web", "stop -t 1 db", "ping"])
+        self.assertEqual([line.split()[0] for line in out.splitlines()], ["web", "db", "pong"])
+        self.assertEqual(status, 0)
+
+    def test_apply(self) -> None:
+        """C{apply FILE} reads the services file here and sends its document."""
+        directory = os.path.join(self.mktemp(), "shop")
+        os.makedirs(directory)
+        path = os.path.join(directory, "services.toml")
+        with open(path, "w") as f:
+            f.write('[services.web]\ncommand = ["sleep", "1"]\n')
+        daemon = FakeDaemon({"apply": ok({"project": "shop", "dry_run": False, "services": []})})
+        _, out, status = self.piped(daemon, f"apply {path}\n".encode())
+        self.assertEqual(status, 0)
+        (sent,) = daemon.received
+        document = json.loads(shlex.split(sent)[-1])
+        self.assertEqual((document["project"], list(document["services"])), ("shop", ["web"]))
+        self.assertIn("project shop", out)
+
+    def test_usageErrorSaysWhichLine(self) -> None:
+        """
+        A usage error the client finds (a bad C{--format}, a file that
+        cannot be read) is said with its line, that line is not sent, the
+        others are, and the exit status is 2.
+        """
+        daemon = FakeDaemon({"ps": ok([WEB])})
+        h, out, status = self.piped(
+            daemon, b"ping\nps --format '{{.Nope}}'\nrun --env-file /nonexistent web\nps -q\n"
+        )
+        self.assertEqual((out, status), ("pong\nweb\n", 2))
+        self.assertEqual(daemon.received, ["ping", "ps"])
+        err = h.err.getvalue().splitlines()
+        self.assertTrue(err[0].startswith("line 2 (ps): Error: bad --format: no field 'Nope'"),
+                        err)
+        self.assertTrue(err[1].startswith("line 3 (run): Error: /nonexistent: cannot read"), err)
+
+    def test_asWrittenOtherwise(self) -> None:
+        """
+        A line the client does nothing to is sent exactly as written (its
+        spacing and quoting too); one it cannot split is the daemon's to
+        refuse.
+        """
+        daemon = FakeDaemon({"inspect": ok(WEB), "run": "ERR bad_request unbalanced quote"})
+        _, _, status = self.piped(daemon, b"inspect   'web'\nrun 'web\n")
+        self.assertEqual(daemon.received, ["inspect   'web'", "run 'web"])
+        self.assertEqual(status, 2)
+
+    def test_json(self) -> None:
+        """With C{--json}, the daemon's lines are printed as they came, planned or not."""
+        daemon = FakeDaemon({"ps": ok([WEB])})
+        _, out, _ = self.piped(daemon, b"ps -q\n", json=True)
+        self.assertEqual(out, "OK " + json.dumps([WEB]) + "\n")
