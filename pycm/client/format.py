@@ -206,18 +206,21 @@ def commandName(line: str) -> str:
     return words[0].lower() if words else ""
 
 
-def formatReply(command: str, value: Any, now: float, words: Sequence[str] = ()) -> list[str]:
+def formatReply(command: str, value: Any, now: float, words: Sequence[str] = (),
+                prefixed: bool = False) -> list[str]:  # fmt: skip
     """
     The lines to show a person for the C{OK} reply to C{command}: a log's
     lines as the container wrote them, any other's L{printable}.
 
     @param words: the request's words, when known (the container's name
         then prefixes the log lines of its tasks).
+    @param prefixed: each log line after the container's C{NAME | }, as
+        the lines of a followed log that come as events are shown.
     """
     if command == "logs" and isinstance(value, list):
-        prefixes = LogPrefixes(()).widen(words[-1] if words else "", value)
-        return [formatLogEntry(entry, words[-1] if words else "", prefixes)
-                for entry in value]
+        name = words[-1] if words else ""
+        prefixes = LogPrefixes((name,) if prefixed else ()).widen(name, value)
+        return [formatLogEntry(entry, name, prefixes) for entry in value]
     # Tables and key/value lines escape each field first (their columns
     # line up); this catches the rest.
     return [printable(line) for line in _replyLines(command, value, now)]

@@ -29,7 +29,7 @@ from pycm.client.exits import (
     explainError,
     writeLines,
 )
-from pycm.client.plan import Plan, PlanError, planCommand
+from pycm.client.plan import Plan, PlanError, isFollow, planCommand
 from pycm.client.printable import printable
 from pycm.client.protocol import ClientProtocol, Disconnected, isSilentLine
 from pycm.errors import PycmError
@@ -163,7 +163,9 @@ class PipedRequests(LineOnlyReceiver):
             return
         lines = None if planned is None else planned[0].lines(value, planned[1])
         if lines is None:
-            lines = fmt.formatReply(command, value, self.clock.seconds(), fmt.requestWords(line))
+            words = fmt.requestWords(line)
+            lines = fmt.formatReply(command, value, self.clock.seconds(), words,
+                                    prefixed=command == "logs" and isFollow(words))
         self._writeLines(lines)
 
     def _err(self, failure: Failure, number: int, line: str) -> None:

@@ -69,7 +69,7 @@ class Plan(NamedTuple):
     def follow(self) -> bool:
         """A C{logs --follow}: events go on after the replies."""
         return self.command == "logs" and any(
-            _isFollow(words) for words in self.requests
+            isFollow(words) for words in self.requests
         )
 
     @property
@@ -102,12 +102,15 @@ class Plan(NamedTuple):
         return None
 
 
-def _isFollow(words: Sequence[str]) -> bool:
-    for word in words[1:]:
-        if word == "--" or not word.startswith("-"):
-            return False
-        if word in ("--follow", "-f"):
+def isFollow(words: Sequence[str]) -> bool:
+    """Whether the C{logs} request C{words} follows (C{-f} among its options)."""
+    values = VALUE_OPTIONS["logs"]
+    options, _ = splitOptions(words[1:], values)
+    index = 0
+    while index < len(options):
+        if options[index] in ("-f", "--follow"):
             return True
+        index += 2 if options[index] in values else 1
     return False
 
 

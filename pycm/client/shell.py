@@ -26,7 +26,7 @@ from pycm.client.history import HistoryFile
 from pycm.client.inflight import Reconnection, abandonedLines
 from pycm.client.inflight import progressMessage as progressMessage
 from pycm.client.masking import MaskingLineEditor, shown
-from pycm.client.plan import Plan, PlanError, planCommand, wantsHelp
+from pycm.client.plan import Plan, PlanError, isFollow, planCommand, wantsHelp
 from pycm.client.protocol import ClientProtocol, canReset, isSilentLine
 from pycm.client.tabcompletion import NAME_COMMANDS as NAME_COMMANDS
 from pycm.client.tabcompletion import TabCompletion
@@ -404,7 +404,8 @@ class ShellProtocol(MaskingLineEditor, TabCompletion, HistoricRecvLine):
 
     def _formatReply(self, value: Any, command: str,
                      words: Sequence[str]) -> list[str]:
-        lines = fmt.formatReply(command, value, self.clock.seconds(), words)
+        lines = fmt.formatReply(command, value, self.clock.seconds(), words,
+                                prefixed=command == "logs" and isFollow(words))
         if command == "help" and len(words) == 1:
             lines = [*lines, *SHELL_HELP]
         return lines
