@@ -9,7 +9,7 @@ import os
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pycm.client.plan import passOnKeys, planCommand
+from pycm.client.plan import PlanError, passOnKeys, planCommand
 from pycm.client.testing import FakeDaemon, ok
 from tests.test_client_cli import Harness, options
 from tests.test_client_shell import ShellHarness
@@ -75,3 +75,25 @@ class PassOnKeysTests(SynchronousTestCase):
                                                 "image": "host"})}))
         h.type(b"run -e EMPTY web\r")
         self.assertEqual(h.daemon.received, ["run -e EMPTY= web"])
+
+
+class LineBreakTests(SynchronousTestCase):
+    """A value with a line break cannot go on a request line: said, naming it."""
+
+    def test_passedOn(self) -> None:
+        """C{-e KEY} whose value here holds a line break is a usage error naming KEY."""
+        self.patch(os, "environ", {"MULTI": "a\nb", "CR": "a\rb"})
+        for words, key in ((["run", "-e", "MULTI", "web"], "MULTI"),
+                           (["create", "--env=CR", "web"], "CR")):
+            error = self.assertRaises(PlanError, planCommand, words)
+            self.assertTrue(str(error).startswith(f"-e {key}: its value holds a line break"))
+            self.assertNotIn("a\n", str(error))
+
+    def test_envFile(self) -> None:
+        """So does an env file's bare KEY, naming the file and KEY."""
+        self.patch(os, "environ", {"MULTI": "a\nb"})
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("A=1\nMULTI\n")
+        error = self.assertRaises(PlanError, planCommand, ["run", "--env-file", path, "web"])
+        self.assertTrue(str(error).startswith(f"{path}: MULTI (from this shell): its value"))

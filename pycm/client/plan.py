@@ -192,6 +192,8 @@ def passOnKeys(options: list[str], environ: Mapping[str, str]) -> list[str]:
     key that is no variable name (empty, or with a blank or NUL in it) is
     sent as it is, for the daemon to refuse; so is the value of another
     option.
+
+    @raise PlanError: for a value with a line break (a request is one line).
     """
     valueSpellings = VALUE_OPTIONS["run"]
     result: list[str] = []
@@ -203,17 +205,28 @@ def passOnKeys(options: list[str], environ: Mapping[str, str]) -> list[str]:
             key = options[index]
             index += 1
             if key in environ:
-                result += [word, f"{key}={environ[key]}"]
+                result += [word, f"{key}={_oneLine(key, environ[key])}"]
         elif word.startswith("--env=") and _bareKey(word[len("--env="):]):
             key = word[len("--env="):]
             if key in environ:
-                result.append(f"--env={key}={environ[key]}")
+                result.append(f"--env={key}={_oneLine(key, environ[key])}")
         else:
             result.append(word)
             if word in valueSpellings and index < len(options):
                 result.append(options[index])
                 index += 1
     return result
+
+
+def _oneLine(key: str, value: str, where: str = "") -> str:
+    """
+    C{value}, this process's C{key}, unless it holds a line break: a
+    C{run} request is one line (C{apply}'s JSON document carries them).
+    """
+    if "\n" in value or "\r" in value:
+        raise PlanError(f"{where or '-e ' + key}: its value holds a line break, which"
+                        " run and create cannot send (a request is one line)", hint=False)
+    return value
 
 
 def _bareKey(word: str) -> bool:
@@ -260,9 +273,12 @@ def expandEnvFiles(options: list[str]) -> list[str]:
         if not path:
             raise PlanError("option --env-file needs a FILE")
         try:
-            fromFiles.update(readEnvFile(path))
+            variables = readEnvFile(path)
         except EnvFileError as e:
             raise PlanError(e.message, hint=False) from None
+        for key, value in variables.items():
+            _oneLine(key, value, f"{path}: {key} (from this shell)")
+        fromFiles.update(variables)
     words = [w for key, value in fromFiles.items() if key not in given
              for w in ("-e", f"{key}={value}")]
     return words + result
