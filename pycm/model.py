@@ -132,11 +132,11 @@ class RestartPolicy:
 
     @ivar name: C{no}, C{on-failure}, C{always} or C{unless-stopped}.
     @ivar maxRetries: for C{on-failure}, the most restarts, or None for
-        no limit.
+        no limit (C{on-failure:0}, as Docker reads it).
     """
 
     name: str = "no"
-    maxRetries: int | None = None
+    maxRetries: int | None = attrs.field(default=None, converter=lambda count: count or None)
 
     NAMES = ("no", "on-failure", "always", "unless-stopped")
 

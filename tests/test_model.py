@@ -56,11 +56,13 @@ class RestartPolicyTests(SynchronousTestCase):
             ("always", RestartPolicy("always")),
             ("unless-stopped", RestartPolicy("unless-stopped")),
             ("on-failure", RestartPolicy("on-failure")),
-            ("on-failure:0", RestartPolicy("on-failure", 0)),
             ("on-failure:999999999", RestartPolicy("on-failure", 999999999)),
         ]:
             self.assertEqual(RestartPolicy.parse(text), policy, text)
             self.assertEqual(str(RestartPolicy.parse(text)), text)
+        # Docker's and Swarm's 0: no limit.
+        self.assertEqual(RestartPolicy.parse("on-failure:0"), RestartPolicy("on-failure"))
+        self.assertEqual(str(RestartPolicy.parse("on-failure:0")), "on-failure")
 
     def test_badMax(self) -> None:
         """
