@@ -174,7 +174,8 @@ def splitOptions(
     The leading option words (each with its value) and the rest, as the
     daemon splits them: the first word not starting with C{-} ends the
     options, C{--} too (and is kept with them).  C{valueSpellings} are the
-    options whose value is the next word.
+    options whose value is the next word (a long one in any case, as the
+    daemon reads it).
     """
     index = 0
     while index < len(words):
@@ -184,5 +185,6 @@ def splitOptions(
             break
         if not word.startswith("-") or word == "-":
             break
-        index += 2 if word in valueSpellings else 1
+        spelt = word.lower() if word.startswith("--") else word
+        index += 2 if spelt in valueSpellings else 1
     return list(words[:index]), list(words[index:])

@@ -356,6 +356,16 @@ class ApplyCallMixin(FilesMixin):
         self.assertIn(f"carry it out): run --env-file {shlex.quote(env)} web\n", h.err.getvalue())
         self.assertNotIn("hunter2secret", h.err.getvalue())
 
+    def test_interruptedEnvKey(self: Any) -> None:
+        """The same for C{run -e KEY}: the user's words, not this shell's value of KEY."""
+        self.patch(os, "environ", dict(os.environ, SECRET="hunter2secret"))
+        h = self.harness(FakeDaemon({"run": lambda words: Deferred()}))
+        d = h.run(options("run", "-e", "SECRET", "web"))
+        h.interrupt()
+        self.assertEqual(self.successResultOf(d), 130)
+        self.assertIn("carry it out): run -e SECRET web\n", h.err.getvalue())
+        self.assertNotIn("hunter2secret", h.err.getvalue())
+
     def test_noEventsStillApplies(self: Any) -> None:
         """A daemon that refuses the events subscription still gets the apply."""
         h = self.harness(FakeDaemon({"events": "ERR unauthorized no",

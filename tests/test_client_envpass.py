@@ -34,6 +34,11 @@ class PassOnKeysTests(SynchronousTestCase):
         self.assertEqual(self.request("create", "-e", "FOO", "web"),
                          ("create", "-e", "FOO=it's here", "web"))
 
+    def test_anyCase(self) -> None:
+        """C{--ENV KEY}, as the daemon reads long options in any case."""
+        self.assertEqual(self.request("run", "--ENV", "FOO", "--Env=FOO", "web"),
+                         ("run", "--ENV", "FOO=it's here", "--Env=FOO=it's here", "web"))
+
     def test_unsetLeftOut(self) -> None:
         """A KEY this process does not have is left out, as Docker leaves it."""
         self.assertEqual(self.request("run", "-e", "NOPE", "--env=NOPE", "web"), ("run", "web"))
@@ -96,4 +101,4 @@ class LineBreakTests(SynchronousTestCase):
         with open(path, "w") as f:
             f.write("A=1\nMULTI\n")
         error = self.assertRaises(PlanError, planCommand, ["run", "--env-file", path, "web"])
-        self.assertTrue(str(error).startswith(f"{path}: MULTI (from this shell): its value"))
+        self.assertTrue(str(error).startswith(f"{path}: MULTI: its value holds a line break"))

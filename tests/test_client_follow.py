@@ -20,8 +20,9 @@ BACKLOG = [{"time": "t", "stream": "stdout", "line": "old"}]
 NEW = {"type": "log", "name": "web", "line": "new"}
 
 
-def following(words: list[str]) -> list[str]:
-    return [ok(BACKLOG), event(NEW)]
+def following(words: list[str]) -> Any:
+    """The backlog, then (for a follow) a new line."""
+    return [ok(BACKLOG), event(NEW)] if isFollow(words) else ok(BACKLOG)
 
 
 class IsFollowTests(SynchronousTestCase):
@@ -33,6 +34,8 @@ class IsFollowTests(SynchronousTestCase):
             self.assertTrue(planCommand(words).follow, words)
         for words in (["logs", "web"], ["logs", "--tail", "-f", "web"], ["logs", "web", "-f"]):
             self.assertFalse(isFollow(words), words)
+        # As the daemon reads them, long options in any case.
+        self.assertTrue(isFollow(["logs", "--TAIL", "5", "--Follow", "web"]))
 
 
 class OneShotFollowTests(SynchronousTestCase):
@@ -67,12 +70,19 @@ class SharedOutputTests(SynchronousTestCase):
         self.assertIn(b"web | old\r\n", screen)
         self.assertIn(b"web | new\r\n", screen)
 
+    def test_shellTimestamps(self) -> None:
+        """With C{-t}, the same (and each line's time)."""
+        h = ShellHarness(FakeDaemon({"logs": following}))
+        h.type(b"logs -t -f web\r")
+        self.assertIn(b"web | t old\r\n", h.screen())
+
     def test_piped(self) -> None:
         h = Harness(FakeDaemon({"logs": following}))
         stdio = FakeStdio()
         d = h.run(options(), attachStdio=attach(stdio))
-        stdio.protocol.dataReceived(b"logs -f web\nlogs web\n")
+        stdio.protocol.dataReceived(b"logs -f web\nlogs -t -f web\nlogs web\n")
         stdio.protocol.readConnectionLost()
         h.flush()
         self.assertEqual(self.successResultOf(d), 0)
-        self.assertEqual(stdio.value().decode().splitlines(), ["web | old", "web | new", "old"])
+        self.assertEqual(stdio.value().decode().splitlines(),
+                         ["web | old", "web | new", "web | t old", "web | new", "old"])

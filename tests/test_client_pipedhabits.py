@@ -103,7 +103,40 @@ class PipedHabitsTests(SynchronousTestCase):
         self.assertEqual(status, 2)
 
     def test_json(self) -> None:
-        """With C{--json}, the daemon's lines are printed as they came, planned or not."""
-        daemon = FakeDaemon({"ps": ok([WEB])})
-        _, out, _ = self.piped(daemon, b"ps -q\n", json=True)
-        self.assertEqual(out, "OK " + json.dumps([WEB]) + "\n")
+        """
+        With C{--json}, every line is sent as it is and the daemon's lines
+        are printed as they came: one reply a line, a usage error the
+        daemon's to say.
+        """
+        self.patch(os, "environ", {"KEY": "from here"})
+        daemon = FakeDaemon({"ps": ok([WEB]), "run": "ERR bad_request bad --env 'KEY'"})
+        _, out, status = self.piped(
+            daemon, b"ps -q\nps --format '{{.Nope}}'\nrun -e KEY web\n", json=True
+        )
+        self.assertEqual(daemon.received, ["ps -q", "ps --format '{{.Nope}}'", "run -e KEY web"])
+        self.assertEqual(out.splitlines(), ["OK " + json.dumps([WEB])] * 2
+                         + ["ERR bad_request bad --env 'KEY'"])
+        self.assertEqual(status, 2)
+
+    def test_nothingAfterExit(self) -> None:
+        """The lines after C{exit} are neither planned nor sent: no error for them."""
+        daemon = FakeDaemon({})
+        h, _, status = self.piped(daemon, b"ping\nexit\nps --format '{{.Nope}}'\nping\n")
+        self.assertEqual((daemon.received, status, h.err.getvalue()), (["ping", "exit"], 0, ""))
+
+    def test_applyWithoutOwnProgressId(self) -> None:
+        """
+        A piped C{apply} shows no progress, so it sends no C{--progress-id}
+        of the client's own (which a daemon older than it refuses); one the
+        user gave is kept.
+        """
+        directory = os.path.join(self.mktemp(), "shop")
+        os.makedirs(directory)
+        path = os.path.join(directory, "services.toml")
+        with open(path, "w") as f:
+            f.write('[services.web]\ncommand = ["sleep", "1"]\n')
+        daemon = FakeDaemon({"apply": ok({"project": "shop", "dry_run": False, "services": []})})
+        self.piped(daemon, f"apply {path}\napply --progress-id=mine {path}\n".encode())
+        first, second = daemon.received
+        self.assertNotIn("--progress-id", first)
+        self.assertIn("--progress-id=mine", second)

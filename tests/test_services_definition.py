@@ -247,6 +247,18 @@ class ConfigTests(SynchronousTestCase):
         self.assertEqual(config.changedFields(labels, attrs.evolve(spec, memory=None)),
                          ["memory"])  # fmt: skip
 
+    def test_formerSpelling(self) -> None:
+        """
+        A container an older pycm labelled with C{restart=on-failure:0}
+        (which now reads as C{on-failure}, no limit) is not recreated for
+        it; one labelled C{on-failure:3} still is.
+        """
+        spec = self.spec(restart="on-failure:0")
+        for formerly, changed in (("on-failure:0", []), ("on-failure:3", ["restart"])):
+            digest = config._hash("salt", "restart", formerly)
+            labels = {config.CONFIG_LABEL: f"v1 salt restart={digest}"}
+            self.assertEqual(config.changedFields(labels, spec), changed, formerly)
+
     def test_saltedPerContainer(self) -> None:
         """Two containers of one spec have different hashes (a salt each)."""
         spec = self.spec(env={"A": "1"})

@@ -167,6 +167,20 @@ def withoutOwnProgressId(error: BaseException, request: Sequence[str],
     return kept if len(kept) < len(request) else None
 
 
+def typedProgressIdOnly(request: Sequence[str], typed: Sequence[str]) -> tuple[str, ...]:
+    """
+    The C{apply} request C{request} without the C{--progress-id} the
+    client added by itself (where no progress is watched), keeping one the
+    user gave (C{typed}: their words).
+    """
+    try:
+        if _applyOptions(typed)[3] is not None:
+            return tuple(request)
+    except ApplyUsageError:
+        return tuple(request)
+    return tuple(word for word in request if not word.startswith("--progress-id="))
+
+
 def oldDaemonHint(error: BaseException, request: Sequence[str]) -> str:
     """
     What to say when the daemon refused the C{--progress-id} the user gave

@@ -278,13 +278,11 @@ def _sortTime(when: Any) -> str:
 def _typed(line: str, words: Sequence[str], options: CommandLine) -> str:
     """
     The request an interruption names: C{line} as sent, unless the client
-    put a file's contents in it (C{apply}'s document, C{--env-file}'s
-    variables), which may be secrets the user never typed: then the
-    user's own words.
+    may have put in it what the user never typed (C{apply}'s document, the
+    variables of C{--env-file} or of C{-e KEY}, which may be secrets): then
+    the user's own words.
     """
-    if (words and words[0] == "apply") or any(
-        word == "--env-file" or word.startswith("--env-file=") for word in options.command
-    ):
+    if words and words[0].lower() in ("apply", "run", "create"):
         return shlex.join(options.command)
     return line
 

@@ -18,7 +18,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from pycm.client import format as fmt
-from pycm.client.applying import sendApply
+from pycm.client.applying import typedProgressIdOnly
 from pycm.client.arguments import CommandLine
 from pycm.client.exits import (
     EXIT_ERR,
@@ -69,6 +69,8 @@ class PipedRequests(LineOnlyReceiver):
         self.eof = False
         self.paused = False
         self.saidBye = False
+        #: An C{exit} or C{quit} was sent: no line after it is.
+        self.leaving = False
         self._closing = False
         #: The number of the line being read (from 1), to say which failed.
         self.lineNumber = 0
@@ -102,8 +104,12 @@ class PipedRequests(LineOnlyReceiver):
             return
         if isSilentLine(line):
             return
-        if self.lost or self.saidBye:
+        if self.lost or self.saidBye or self.leaving:
             return
+        if fmt.commandName(line) in ("exit", "quit"):
+            # The daemon closes the connection after this one: the lines
+            # after it are neither read nor sent.
+            self.leaving = True
         try:
             plan = self._plan(line)
         except PlanError as e:
@@ -115,19 +121,25 @@ class PipedRequests(LineOnlyReceiver):
             self._sent(self.client.request(line), fmt.commandName(line), line, None)
             return
         for request in plan.requests:
+            if plan.command == "apply":
+                # No progress is shown here: no id of the client's own, which a
+                # daemon older than --progress-id would refuse.
+                request = typedProgressIdOnly(request, shlex.split(line))
             typed = shlex.join(request)
-            sent = sendApply(lambda text, _: self.client.request(text), request, request)
-            self._sent(sent, plan.command, typed, (plan, request))
+            self._sent(self.client.request(typed), plan.command, typed, (plan, request))
 
     def _plan(self, line: str) -> Plan | None:
         """
         The L{Plan} of C{line} when the client does more than send it as
         it is (C{ps -q}, C{-e KEY}, several names, C{apply FILE}...), else
-        None.
+        None.  With C{--json}, every line is sent as it is (the daemon's
+        lines are printed as they come: one reply a line).
 
         @raise PlanError: for a usage error (a bad C{--format}, a file
             that cannot be read).
         """
+        if self.options.json:
+            return None
         try:
             words = shlex.split(line)
         except ValueError:
@@ -161,7 +173,7 @@ class PipedRequests(LineOnlyReceiver):
         if self.options.json:
             self._writeLines(["OK " + self.client.payload])
             return
-        lines = None if planned is None else planned[0].lines(value, planned[1])
+        lines = None if planned is None else planned[0].lines(value, planned[1], shared=True)
         if lines is None:
             words = fmt.requestWords(line)
             lines = fmt.formatReply(command, value, self.clock.seconds(), words,

@@ -85,17 +85,21 @@ class Plan(NamedTuple):
             return ()
         return tuple(words[-1] for words in self.requests)
 
-    def lines(self, value: Any, request: Sequence[str]) -> list[str] | None:
+    def lines(self, value: Any, request: Sequence[str], shared: bool = False) -> list[str] | None:
         """
         The reply C{value} to C{request} (one of this plan's) as the plan
         shows it (C{ps -q} or C{--format}; C{logs} with its prefixes and
         times), or None: as the command's replies are always shown
         (L{pycm.client.format.formatReply}).
+
+        @param shared: events share the output (the shell, piped lines),
+            where a followed log's later lines come with their prefix.
         """
         if isinstance(value, list) and self.command in LIST_COMMANDS:
             return formatContainers(value, self.quiet, self.template, self.jsonLines)
         if self.command == "logs" and isinstance(value, list):
-            prefixes = LogPrefixes(self.names if len(self.requests) > 1 else ())
+            prefixed = len(self.requests) > 1 or (shared and self.follow)
+            prefixes = LogPrefixes(self.names if prefixed else ())
             prefixes.widen(request[-1], value)
             return [formatLogEntry(entry, request[-1], prefixes, self.timestamps)
                     for entry in value]
@@ -108,10 +112,16 @@ def isFollow(words: Sequence[str]) -> bool:
     options, _ = splitOptions(words[1:], values)
     index = 0
     while index < len(options):
-        if options[index] in ("-f", "--follow"):
+        word = _spelling(options[index])
+        if word in ("-f", "--follow"):
             return True
-        index += 2 if options[index] in values else 1
+        index += 2 if word in values else 1
     return False
+
+
+def _spelling(word: str) -> str:
+    """An option word as the daemon reads it: a long option in any case."""
+    return word.lower() if word.startswith("--") else word
 
 
 def wantsHelp(options: Sequence[str]) -> bool:
@@ -200,19 +210,20 @@ def passOnKeys(options: list[str], environ: Mapping[str, str]) -> list[str]:
     index = 0
     while index < len(options):
         word = options[index]
+        spelt = _spelling(word)
         index += 1
-        if word in ("-e", "--env") and index < len(options) and _bareKey(options[index]):
+        if spelt in ("-e", "--env") and index < len(options) and _bareKey(options[index]):
             key = options[index]
             index += 1
             if key in environ:
                 result += [word, f"{key}={_oneLine(key, environ[key])}"]
-        elif word.startswith("--env=") and _bareKey(word[len("--env="):]):
+        elif spelt.startswith("--env=") and _bareKey(word[len("--env="):]):
             key = word[len("--env="):]
             if key in environ:
-                result.append(f"--env={key}={_oneLine(key, environ[key])}")
+                result.append(f"{word}={_oneLine(key, environ[key])}")
         else:
             result.append(word)
-            if word in valueSpellings and index < len(options):
+            if spelt in valueSpellings and index < len(options):
                 result.append(options[index])
                 index += 1
     return result
@@ -220,8 +231,8 @@ def passOnKeys(options: list[str], environ: Mapping[str, str]) -> list[str]:
 
 def _oneLine(key: str, value: str, where: str = "") -> str:
     """
-    C{value}, this process's C{key}, unless it holds a line break: a
-    C{run} request is one line (C{apply}'s JSON document carries them).
+    C{value}, the value of C{key}, unless it holds a line break: a C{run}
+    request is one line (C{apply}'s JSON document carries them).
     """
     if "\n" in value or "\r" in value:
         raise PlanError(f"{where or '-e ' + key}: its value holds a line break, which"
@@ -277,7 +288,7 @@ def expandEnvFiles(options: list[str]) -> list[str]:
         except EnvFileError as e:
             raise PlanError(e.message, hint=False) from None
         for key, value in variables.items():
-            _oneLine(key, value, f"{path}: {key} (from this shell)")
+            _oneLine(key, value, f"{path}: {key}")
         fromFiles.update(variables)
     words = [w for key, value in fromFiles.items() if key not in given
              for w in ("-e", f"{key}={value}")]

@@ -399,7 +399,7 @@ class ShellProtocol(MaskingLineEditor, TabCompletion, HistoricRecvLine):
 
     def _formatPlanned(self, value: Any, plan: Plan, request: Sequence[str]) -> list[str]:
         """A reply to one request of a L{Plan}, as the plan says to show it."""
-        lines = plan.lines(value, request)
+        lines = plan.lines(value, request, shared=True)
         return self._formatReply(value, plan.command, request) if lines is None else lines
 
     def _formatReply(self, value: Any, command: str,

@@ -54,6 +54,12 @@ def fieldValues(spec: ContainerSpec) -> dict[str, Any]:
     return {key: value for key, value in values.items() if value is not None}
 
 
+#: What an older pycm hashed for a field's value that now reads as
+#: another (C{on-failure:0} is C{on-failure}, no limit, as in Docker): a
+#: container labelled with the old is not recreated for it.
+_FORMERLY: dict[tuple[str, str], tuple[str, ...]] = {("restart", "on-failure"): ("on-failure:0",)}
+
+
 def _hash(salt: str, field: str, value: Any) -> str:
     text = json.dumps(value, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(f"{salt}\0{field}\0{text}".encode()).hexdigest()[:16]
@@ -95,5 +101,15 @@ def changedFields(labels: Mapping[str, str], spec: ContainerSpec) -> list[str]:
     if read is None:
         return ["config"]
     salt, had = read
-    wanted = hashes(spec, salt)
-    return sorted(field for field in set(had) | set(wanted) if had.get(field) != wanted.get(field))
+    values = fieldValues(spec)
+    return sorted(
+        field for field in set(had) | set(values)
+        if field not in had or field not in values
+        or not _same(salt, field, had[field], values[field])
+    )
+
+
+def _same(salt: str, field: str, digest: str, value: Any) -> bool:
+    """Whether C{digest} is the hash of C{value}, or of what it was formerly written as."""
+    formerly = _FORMERLY.get((field, value), ()) if isinstance(value, str) else ()
+    return any(digest == _hash(salt, field, v) for v in (value, *formerly))
