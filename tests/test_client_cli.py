@@ -185,6 +185,21 @@ def attach(stdio: FakeStdio) -> Callable[[Any], None]:
     return attachStdio
 
 
+def pipeInto(test: SynchronousTestCase, daemon: FakeDaemon, data: bytes,
+             **kw: Any) -> tuple[Harness, str, int]:  # fmt: skip
+    """
+    Pipe C{data} into the client (no command: piped requests) against
+    C{daemon}, to its end: the harness, what was printed, the exit status.
+    """
+    h = Harness(daemon)
+    stdio = FakeStdio()
+    d: Deferred[int] = h.run(options(**kw), attachStdio=attach(stdio))
+    stdio.protocol.dataReceived(data)
+    stdio.protocol.readConnectionLost()
+    h.flush()
+    return h, stdio.value().decode(), test.successResultOf(d)
+
+
 class ParseArgumentsTests(SynchronousTestCase):
     """L{cli.parseArguments}."""
 

@@ -13,7 +13,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pycm.client.plan import isFollow, planCommand
 from pycm.client.testing import FakeDaemon, event, ok
-from tests.test_client_cli import FakeStdio, FastHarness, Harness, attach, options
+from tests.test_client_cli import FastHarness, Harness, options, pipeInto
 from tests.test_client_shell import ShellHarness
 
 BACKLOG = [{"time": "t", "stream": "stdout", "line": "old"}]
@@ -77,12 +77,8 @@ class SharedOutputTests(SynchronousTestCase):
         self.assertIn(b"web | t old\r\n", h.screen())
 
     def test_piped(self) -> None:
-        h = Harness(FakeDaemon({"logs": following}))
-        stdio = FakeStdio()
-        d = h.run(options(), attachStdio=attach(stdio))
-        stdio.protocol.dataReceived(b"logs -f web\nlogs -t -f web\nlogs web\n")
-        stdio.protocol.readConnectionLost()
-        h.flush()
-        self.assertEqual(self.successResultOf(d), 0)
-        self.assertEqual(stdio.value().decode().splitlines(),
+        data = b"logs -f web\nlogs -t -f web\nlogs web\n"
+        _, out, status = pipeInto(self, FakeDaemon({"logs": following}), data)
+        self.assertEqual(status, 0)
+        self.assertEqual(out.splitlines(),
                          ["web | old", "web | new", "web | t old", "web | new", "old"])

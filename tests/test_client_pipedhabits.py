@@ -11,11 +11,10 @@ import os
 import shlex
 from typing import Any
 
-from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
 from pycm.client.testing import FakeDaemon, ok
-from tests.test_client_cli import FakeStdio, Harness, attach, options
+from tests.test_client_cli import Harness, pipeInto
 
 WEB = {"name": "web", "state": "running", "image": "host", "command": ["sleep", "1"]}
 DB = {"name": "db", "state": "exited", "image": "host", "command": ["true"]}
@@ -24,13 +23,16 @@ DB = {"name": "db", "state": "exited", "image": "host", "command": ["true"]}
 class PipedHabitsTests(SynchronousTestCase):
     def piped(self, daemon: FakeDaemon, data: bytes, **kw: Any) -> tuple[Harness, str, int]:
         """Pipe C{data} in; what was printed, and the exit status."""
-        h = Harness(daemon)
-        stdio = FakeStdio()
-        d: Deferred[int] = h.run(options(**kw), attachStdio=attach(stdio))
-        stdio.protocol.dataReceived(data)
-        stdio.protocol.readConnectionLost()
-        h.flush()
-        return h, stdio.value().decode(), self.successResultOf(d)
+        return pipeInto(self, daemon, data, **kw)
+
+    def servicesFile(self) -> str:
+        """A services file of one service, in a directory named C{shop}."""
+        directory = os.path.join(self.mktemp(), "shop")
+        os.makedirs(directory)
+        path = os.path.join(directory, "services.toml")
+        with open(path, "w") as f:
+            f.write('[services.web]\ncommand = ["sleep", "1"]\n')
+        return path
 
     def test_listFormats(self) -> None:
         """C{ps -q} prints the names, C{ps --format} its template, C{ps -a} is dropped."""
@@ -61,11 +63,7 @@ class PipedHabitsTests(SynchronousTestCase):
 
     def test_apply(self) -> None:
         """C{apply FILE} reads the services file here and sends its document."""
-        directory = os.path.join(self.mktemp(), "shop")
-        os.makedirs(directory)
-        path = os.path.join(directory, "services.toml")
-        with open(path, "w") as f:
-            f.write('[services.web]\ncommand = ["sleep", "1"]\n')
+        path = self.servicesFile()
         daemon = FakeDaemon({"apply": ok({"project": "shop", "dry_run": False, "services": []})})
         _, out, status = self.piped(daemon, f"apply {path}\n".encode())
         self.assertEqual(status, 0)
@@ -130,11 +128,7 @@ class PipedHabitsTests(SynchronousTestCase):
         of the client's own (which a daemon older than it refuses); one the
         user gave is kept.
         """
-        directory = os.path.join(self.mktemp(), "shop")
-        os.makedirs(directory)
-        path = os.path.join(directory, "services.toml")
-        with open(path, "w") as f:
-            f.write('[services.web]\ncommand = ["sleep", "1"]\n')
+        path = self.servicesFile()
         daemon = FakeDaemon({"apply": ok({"project": "shop", "dry_run": False, "services": []})})
         self.piped(daemon, f"apply {path}\napply --progress-id=mine {path}\n".encode())
         first, second = daemon.received
