@@ -158,12 +158,7 @@ def withoutOwnProgressId(error: BaseException, request: Sequence[str],
     """
     if not request or request[0].lower() != "apply" or not isOldDaemonRefusal(error):
         return None
-    try:
-        if _applyOptions(typed)[3] is not None:
-            return None
-    except ApplyUsageError:
-        return None
-    kept = tuple(word for word in request if not word.startswith("--progress-id="))
+    kept = typedProgressIdOnly(request, typed)
     return kept if len(kept) < len(request) else None
 
 

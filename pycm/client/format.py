@@ -206,20 +206,17 @@ def commandName(line: str) -> str:
     return words[0].lower() if words else ""
 
 
-def formatReply(command: str, value: Any, now: float, words: Sequence[str] = (),
-                prefixed: bool = False) -> list[str]:  # fmt: skip
+def formatReply(command: str, value: Any, now: float, words: Sequence[str] = ()) -> list[str]:
     """
     The lines to show a person for the C{OK} reply to C{command}: a log's
     lines as the container wrote them, any other's L{printable}.
 
     @param words: the request's words, when known (the container's name
         then prefixes the log lines of its tasks).
-    @param prefixed: each log line after the container's C{NAME | }, as
-        the lines of a followed log that come as events are shown.
     """
     if command == "logs" and isinstance(value, list):
         name = words[-1] if words else ""
-        prefixes = LogPrefixes((name,) if prefixed else ()).widen(name, value)
+        prefixes = LogPrefixes(()).widen(name, value)
         return [formatLogEntry(entry, name, prefixes) for entry in value]
     # Tables and key/value lines escape each field first (their columns
     # line up); this catches the rest.

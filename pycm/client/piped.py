@@ -29,7 +29,7 @@ from pycm.client.exits import (
     explainError,
     writeLines,
 )
-from pycm.client.plan import Plan, PlanError, isFollow, planCommand
+from pycm.client.plan import Plan, PlanError, planCommand
 from pycm.client.printable import printable
 from pycm.client.protocol import ClientProtocol, Disconnected, isSilentLine
 from pycm.errors import PycmError
@@ -110,8 +110,9 @@ class PipedRequests(LineOnlyReceiver):
             # The daemon closes the connection after this one: the lines
             # after it are neither read nor sent.
             self.leaving = True
+        words = self._words(line)
         try:
-            plan = self._plan(line)
+            plan = planCommand(words) if words else None
         except PlanError as e:
             command = printable(fmt.requestWords(line)[0])
             writeLines(self.err, [f"line {self.lineNumber} ({command}): Error: {e}"])
@@ -120,34 +121,31 @@ class PipedRequests(LineOnlyReceiver):
         if plan is None:
             self._sent(self.client.request(line), fmt.commandName(line), line, None)
             return
+        if plan == Plan(plan.command, (tuple(words),)):
+            # As written: the line itself goes, shown as its plan shows it.
+            self._sent(self.client.request(line), plan.command, line, (plan, tuple(words)))
+            return
         for request in plan.requests:
             if plan.command == "apply":
                 # No progress is shown here: no id of the client's own, which a
                 # daemon older than --progress-id would refuse.
-                request = typedProgressIdOnly(request, shlex.split(line))
+                request = typedProgressIdOnly(request, words)
             typed = shlex.join(request)
             self._sent(self.client.request(typed), plan.command, typed, (plan, request))
 
-    def _plan(self, line: str) -> Plan | None:
+    def _words(self, line: str) -> list[str]:
         """
-        The L{Plan} of C{line} when the client does more than send it as
-        it is (C{ps -q}, C{-e KEY}, several names, C{apply FILE}...), else
-        None.  With C{--json}, every line is sent as it is (the daemon's
-        lines are printed as they come: one reply a line).
-
-        @raise PlanError: for a usage error (a bad C{--format}, a file
-            that cannot be read).
+        The words of C{line}, to plan as the shell does (C{ps -q}, C{-e
+        KEY}, several names, C{apply FILE}...), or none: a line the client
+        cannot split, or any line with C{--json}, is sent as it is (the
+        daemon's lines are printed as they come: one reply a line).
         """
         if self.options.json:
-            return None
+            return []
         try:
-            words = shlex.split(line)
+            return shlex.split(line)
         except ValueError:
-            return None  # the daemon says what is wrong with it
-        if not words:
-            return None
-        plan = planCommand(words)
-        return None if plan == Plan(words[0].lower(), (tuple(words),)) else plan
+            return []  # the daemon says what is wrong with it
 
     def _sent(self, d: Deferred[Any], command: str, line: str,
               planned: tuple[Plan, Sequence[str]] | None) -> None:  # fmt: skip
@@ -175,9 +173,7 @@ class PipedRequests(LineOnlyReceiver):
             return
         lines = None if planned is None else planned[0].lines(value, planned[1], shared=True)
         if lines is None:
-            words = fmt.requestWords(line)
-            lines = fmt.formatReply(command, value, self.clock.seconds(), words,
-                                    prefixed=command == "logs" and isFollow(words))
+            lines = fmt.formatReply(command, value, self.clock.seconds(), fmt.requestWords(line))
         self._writeLines(lines)
 
     def _err(self, failure: Failure, number: int, line: str) -> None:

@@ -26,7 +26,7 @@ from pycm.client.history import HistoryFile
 from pycm.client.inflight import Reconnection, abandonedLines
 from pycm.client.inflight import progressMessage as progressMessage
 from pycm.client.masking import MaskingLineEditor, shown
-from pycm.client.plan import Plan, PlanError, isFollow, planCommand, wantsHelp
+from pycm.client.plan import Plan, PlanError, planCommand, wantsHelp
 from pycm.client.protocol import ClientProtocol, canReset, isSilentLine
 from pycm.client.tabcompletion import NAME_COMMANDS as NAME_COMMANDS
 from pycm.client.tabcompletion import TabCompletion
@@ -373,10 +373,16 @@ class ShellProtocol(MaskingLineEditor, TabCompletion, HistoricRecvLine):
         self._progress = self.clock.callLater(
             self.PROGRESS_DELAY, self._showProgress, list(words)
         )
-        if plan is None or plan == Plan(command, (tuple(words),)):
+        if plan is None:
             d = self._request(line, words)
             d.addCallbacks(self._formatReply, self._formatError,
                            callbackArgs=(command, words))
+            d.addCallback(self._repliedTo, awaited)
+            return
+        if plan == Plan(command, (tuple(words),)):
+            d = self._request(line, words)
+            d.addCallbacks(self._formatPlanned, self._formatError,
+                           callbackArgs=(plan, tuple(words)))
             d.addCallback(self._repliedTo, awaited)
             return
         replies = [
@@ -404,8 +410,7 @@ class ShellProtocol(MaskingLineEditor, TabCompletion, HistoricRecvLine):
 
     def _formatReply(self, value: Any, command: str,
                      words: Sequence[str]) -> list[str]:
-        lines = fmt.formatReply(command, value, self.clock.seconds(), words,
-                                prefixed=command == "logs" and isFollow(words))
+        lines = fmt.formatReply(command, value, self.clock.seconds(), words)
         if command == "help" and len(words) == 1:
             lines = [*lines, *SHELL_HELP]
         return lines
