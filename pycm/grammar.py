@@ -188,3 +188,69 @@ def splitOptions(
         spelt = word.lower() if word.startswith("--") else word
         index += 2 if spelt in valueSpellings else 1
     return list(words[:index]), list(words[index:])
+
+
+
+def separateShortWord(word: str, byShort: Mapping[str, Option]) -> list[str] | None:
+    """
+    A word of short options written together, as Docker's CLI reads it,
+    written apart: C{-aq} is C{-a -q}; C{-eKEY=VALUE} and C{-e=KEY=VALUE}
+    are C{-e KEY=VALUE}; C{-fn5} is C{-f -n 5}.  Letters are read in turn,
+    and the first that takes a value takes the rest of the word (its C{=}
+    dropped), or the next word if nothing is left.  None if a letter is no
+    option of C{byShort} (short name to option): the word is then unknown.
+    """
+    separated = _separated(word, byShort)
+    return None if separated is None else separated[0]
+
+
+def _separated(word: str, byShort: Mapping[str, Option]) -> tuple[list[str], bool] | None:
+    """L{separateShortWord}'s words, and whether the next word is a value."""
+    separated: list[str] = []
+    letters = word[1:]
+    for index, letter in enumerate(letters):
+        option = byShort.get(letter)
+        if option is None:
+            return None
+        separated.append(f"-{letter}")
+        if option.takesValue:
+            rest = letters[index + 1:]
+            if not rest:
+                return separated, True
+            separated.append(rest[1:] if rest.startswith("=") else rest)
+            break
+    return separated, False
+
+
+def separateShortOptions(words: Sequence[str], options: Iterable[Option]) -> list[str]:
+    """
+    C{words} (a command's, after its name) with each of its leading short
+    option words written apart (L{separateShortWord}); an option's value
+    and what follows the options are left as they are, and so is a word
+    with a letter that is no option, for the reader to refuse.
+    """
+    options = tuple(options)
+    byShort = {option.short: option for option in options if option.short}
+    values = frozenset(
+        spelling for option in options if option.takesValue for spelling in option.spellings()
+    )
+    separated: list[str] = []
+    index = 0
+    while index < len(words):
+        word = words[index]
+        index += 1
+        if word == "--" or not word.startswith("-") or word == "-":
+            index -= 1
+            break
+        apart = _separated(word, byShort) if not word.startswith("--") else None
+        if apart is None:
+            separated.append(word)
+            takesNext = (word.lower() if word.startswith("--") else word) in values
+        else:
+            separated.extend(apart[0])
+            takesNext = apart[1]
+        if takesNext and index < len(words):
+            separated.append(words[index])
+            index += 1
+    separated.extend(words[index:])
+    return separated

@@ -257,13 +257,39 @@ MULTI_NAME_NOTE = (
     "  each error is printed and the others are still done",
 )
 
-#: Options the client reads itself, by command (see L{pycm.client.plan}).
-CLIENT_OPTIONS: dict[str, tuple[str, ...]] = {
-    "run": ("-d", "--detach", "--env-file"),
-    "create": ("--env-file",),
-    "list": ("-a", "--all", "-q", "--quiet", "--format"),
-    "logs": ("-t", "--timestamps"),
+#: Options the client reads itself, by command (see L{pycm.client.plan}),
+#: with two the daemon takes too and the client drops (C{run -d}, C{ps -a}).
+CLIENT_READ: dict[str, tuple[Option, ...]] = {
+    "run": (Option("detach", "d", takesValue=False), Option("env-file", repeat=True)),
+    "create": (Option("env-file", repeat=True),),
+    "list": (
+        Option("all", "a", takesValue=False),
+        Option("quiet", "q", takesValue=False),
+        Option("format"),
+    ),
+    "logs": (Option("timestamps", "t", takesValue=False),),
 }
+
+#: Their spellings, by command.
+CLIENT_OPTIONS: dict[str, tuple[str, ...]] = {
+    command: tuple(spelling for option in options for spelling in option.spellings())
+    for command, options in CLIENT_READ.items()
+}
+
+#: The spellings of those that take a value.
+CLIENT_VALUE_OPTIONS = frozenset(
+    spelling
+    for options in CLIENT_READ.values()
+    for option in options
+    if option.takesValue
+    for spelling in option.spellings()
+)
+
+
+def clientSyntax(row: CommandSyntax) -> tuple[Option, ...]:
+    """The options of command C{row} as the client reads a line of it."""
+    extra = tuple(option for option in CLIENT_READ.get(row.name, ()) if option not in row.options)
+    return (*row.options, *extra)
 
 
 #: The word of a usage line the client's own options of a command go before.

@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
-from pycm.client.commandtable import CLIENT_OPTIONS, COMMANDS
+from pycm.client.commandtable import CLIENT_OPTIONS, CLIENT_VALUE_OPTIONS, COMMANDS
 
 if TYPE_CHECKING:
     from pycm.client.arguments import CommandLine
@@ -46,9 +46,7 @@ MULTI_NAME = frozenset({"stop", "start", "restart", "kill", "rm", "logs", "stats
 ONE_NAME = frozenset({"inspect", "wait", "unfollow", "scale"})
 #: Commands whose positional argument is a file on the client's machine.
 FILE_COMMANDS = frozenset({"apply"})
-#: The options the client reads itself that take a value, and those of
-#: them whose value is a file.
-CLIENT_VALUE_OPTIONS = frozenset({"--format", "--env-file"})
+#: The options the client reads itself whose value is a file.
 FILE_OPTIONS = frozenset({"--env-file"})
 #: How long C{pycm __names} may take, in seconds.
 NAMES_TIMEOUT = 1.0

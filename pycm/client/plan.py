@@ -11,28 +11,29 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
-from pycm.client.commandtable import BY_WORD, MULTI_NAME
+from pycm.client.commandtable import BY_WORD, MULTI_NAME, clientSyntax
 from pycm.client.format import LIST_COMMANDS, LogPrefixes, formatLogEntry
 from pycm.client.template import Template, TemplateError, formatContainers
-from pycm.grammar import splitOptions
+from pycm.grammar import Option, separateShortOptions, splitOptions
 from pycm.services.envfile import isVariableName
 
 #: The commands whose option words the plan splits off (for the others all
 #: of their words are sent as they are, C{--help} read among the leading
-#: ones), and the options the client reads itself that take a value.
+#: ones).
 _SPLIT_COMMANDS = ("stop", "restart", "kill", "logs", "list", "ls", "ps", "run", "create")
-_CLIENT_VALUE_OPTIONS = {
-    "list": frozenset({"--format"}),
-    "run": frozenset({"--env-file"}),
-    "create": frozenset({"--env-file"}),
-}
+
+#: The options of each command word as the client reads a line: the
+#: daemon's table as the client knows it (L{pycm.client.commandtable}),
+#: and those the client reads itself.
+_OPTIONS: dict[str, tuple[Option, ...]] = {word: clientSyntax(row) for word, row in BY_WORD.items()}
 
 #: The options that take a value as the next word, by command word (the
-#: rest are flags): what tells an option's value from a name.  From the
-#: daemon's table as the client knows it (L{pycm.client.commandtable}).
+#: rest are flags): what tells an option's value from a name.
 VALUE_OPTIONS: dict[str, frozenset[str]] = {
-    word: BY_WORD[word].valueSpellings()
-    | _CLIENT_VALUE_OPTIONS.get(BY_WORD[word].name, frozenset())
+    word: frozenset(
+        spelling for option in _OPTIONS[word] if option.takesValue
+        for spelling in option.spellings()
+    )
     for word in _SPLIT_COMMANDS
 }
 
@@ -135,6 +136,8 @@ def planCommand(words: Sequence[str]) -> Plan:
 
     C{pycm COMMAND ...} is sent as it is, except for what the Docker CLI
     has taught people to type:
+      - short options written together are written apart (C{ps -aq},
+        C{logs -tf}, C{run -eKEY=VALUE}: L{separateShortOptions});
       - C{COMMAND --help} (or C{-h}) is C{help COMMAND};
       - C{run -d}/C{--detach} is dropped (pycm always detaches);
       - C{ps -a}/C{--all} is dropped (pycm always lists every container);
@@ -157,6 +160,10 @@ def planCommand(words: Sequence[str]) -> Plan:
         without its NAME and N, a file that cannot be read or is wrong).
     """
     command = words[0].lower()
+    syntax = _OPTIONS.get(command)
+    if syntax:
+        # -aq, -eKEY=VALUE: written apart, as the rest of this module reads them.
+        words = (words[0], *separateShortOptions(words[1:], syntax))
     rest = list(words[1:])
     options, positional = splitOptions(rest, VALUE_OPTIONS.get(command, frozenset()))
     if wantsHelp(options):
@@ -354,11 +361,6 @@ def _planList(
             else:
                 raise PlanError("option --format needs a value: json, or a template "
                                 "like '{{.Name}} {{.State}}'")
-            continue
-        if len(option) > 2 and option[0] == "-" and option[1] != "-" \
-                and set(option[1:]) <= {"a", "q"}:
-            # Combined short flags, as in `docker ps -aq`.
-            quiet = quiet or "q" in option
             continue
         if option in ("-f", "--filter") and index < len(options):
             kept.extend((option, options[index]))

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pycm.errors import BadRequest
-from pycm.grammar import Option
+from pycm.grammar import Option, separateShortWord
 from pycm.units import isDuration, parseDuration
 
 _SHELL_SPECIAL = frozenset("'\"\\")
@@ -71,7 +71,9 @@ def parseOptions(
     words: Sequence[str], options: Sequence[Option]
 ) -> tuple[dict[str, Any], list[str]]:
     """
-    Take the leading options off C{words}.
+    Take the leading options off C{words}: C{--name VALUE}, C{--name=VALUE},
+    C{-n VALUE}, and short options written together as Docker's CLI takes
+    them (C{-aq}, C{-eKEY=VALUE}: L{pycm.grammar.separateShortWord}).
 
     @return: the options given (flags as True, repeatable ones as lists,
         others as strings) and the remaining positional words.
@@ -97,6 +99,15 @@ def parseOptions(
         else:
             name = word[1:]
             option = byShort.get(name)
+            if option is None and len(name) > 1:
+                apart = separateShortWord(word, byShort)
+                if apart is None:
+                    # Named alone: the rest of the word may be a value.
+                    unknown = next(letter for letter in name if letter not in byShort)
+                    raise BadRequest(f"unknown option '-{unknown}'")
+                # -aq, -eKEY=VALUE: read as the words written apart.
+                words = [*words[:index], *apart, *words[index + 1:]]
+                continue
         if option is None:
             raise BadRequest(f"unknown option {word.partition('=')[0]!r}")
         index += 1
