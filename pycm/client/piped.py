@@ -29,7 +29,7 @@ from pycm.client.exits import (
     explainError,
     writeLines,
 )
-from pycm.client.plan import Plan, PlanError, planCommand
+from pycm.client.plan import Plan, PlanError, isFollow, planCommand
 from pycm.client.printable import printable
 from pycm.client.protocol import ClientProtocol, Disconnected, isSilentLine
 from pycm.errors import PycmError
@@ -46,6 +46,9 @@ class PipedRequests(LineOnlyReceiver):
     daemon is lost), as for several names on the command line.  Requests
     are pipelined, at most L{WINDOW} in flight: beyond that, reading
     pauses (the daemon answers in order, so output order is request order).
+    A followed log (C{logs -f NAME}) is printed to its end after the input
+    ends, as C{docker logs -f} prints it: until the container stops, is
+    removed, or an C{unfollow NAME} line ends it.
     """
 
     delimiter = b"\n"
@@ -74,6 +77,8 @@ class PipedRequests(LineOnlyReceiver):
         self._closing = False
         #: The number of the line being read (from 1), to say which failed.
         self.lineNumber = 0
+        #: The containers whose logs these lines follow, until each ends.
+        self.follows: set[str] = set()
 
     def connectionMade(self) -> None:
         self.client.addEventListener(self._event)
@@ -91,6 +96,9 @@ class PipedRequests(LineOnlyReceiver):
             self._writeLines(["EVENT " + self.client.payload])
         else:
             self._writeLines([fmt.formatEvent(event)])
+        if isinstance(event, dict) and event.get("type") == "log_end":
+            self.follows.discard(str(event.get("name")))
+            self._maybeFinish()
 
     def lineReceived(self, raw: bytes) -> None:
         self.lineNumber += 1
@@ -168,6 +176,10 @@ class PipedRequests(LineOnlyReceiver):
         if command in ("exit", "quit"):
             # The daemon closes the connection after this reply: expected.
             self.saidBye = True
+        words = planned[1] if planned is not None else fmt.requestWords(line)
+        if command == "logs" and len(words) > 1 and isFollow(words):
+            # Its log_end comes after this reply, never before.
+            self.follows.add(words[-1])
         if self.options.json:
             self._writeLines(["OK " + self.client.payload])
             return
@@ -202,7 +214,9 @@ class PipedRequests(LineOnlyReceiver):
         self._maybeFinish()
 
     def _daemonLost(self, reason: BaseException) -> None:
-        if self.eof and self.inFlight == 0:
+        # No followed log goes on without the connection.
+        following, self.follows = bool(self.follows), set()
+        if self.eof and self.inFlight == 0 and not following:
             return
         if self.saidBye:
             self.eof = True
@@ -226,7 +240,7 @@ class PipedRequests(LineOnlyReceiver):
         self._finish()
 
     def _maybeFinish(self) -> None:
-        if self.eof and self.inFlight == 0 and not self._closing:
+        if self.eof and self.inFlight == 0 and not self.follows and not self._closing:
             self._closing = True
             self.client.removeEventListener(self._event)
             self.client.disconnect()
