@@ -197,7 +197,8 @@ def separateShortWord(word: str, byShort: Mapping[str, Option]) -> list[str] | N
     written apart: C{-aq} is C{-a -q}; C{-eKEY=VALUE} and C{-e=KEY=VALUE}
     are C{-e KEY=VALUE}; C{-fn5} is C{-f -n 5}.  Letters are read in turn,
     and the first that takes a value takes the rest of the word (its C{=}
-    dropped), or the next word if nothing is left.  None if a letter is no
+    dropped, unless nothing follows it), or the next word if nothing is
+    left.  None if a letter is no
     option of C{byShort} (short name to option): the word is then unknown.
     """
     separated = _separated(word, byShort)
@@ -217,7 +218,8 @@ def _separated(word: str, byShort: Mapping[str, Option]) -> tuple[list[str], boo
             rest = letters[index + 1:]
             if not rest:
                 return separated, True
-            separated.append(rest[1:] if rest.startswith("=") else rest)
+            # pflag's rule: "-e=V" is V, but "-e=" alone is "=".
+            separated.append(rest[1:] if rest.startswith("=") and len(rest) > 1 else rest)
             break
     return separated, False
 
@@ -254,3 +256,19 @@ def separateShortOptions(words: Sequence[str], options: Iterable[Option]) -> lis
             index += 1
     separated.extend(words[index:])
     return separated
+
+
+def takesNextWord(word: str, options: Iterable[Option]) -> bool:
+    """
+    Whether the option word C{word} takes the next word as its value:
+    C{--tail}, C{-n}, or short options written together that end with one
+    (C{-fn}).
+    """
+    options = tuple(options)
+    if word.startswith("--"):
+        spelt = word.lower()
+        return any(option.takesValue and spelt == f"--{option.name}" for option in options)
+    if not word.startswith("-") or word == "-":
+        return False
+    separated = _separated(word, {option.short: option for option in options if option.short})
+    return separated is not None and separated[1]

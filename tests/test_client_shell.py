@@ -19,7 +19,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pycm.client.history import HistoryFile
 from pycm.client.masking import shown
-from pycm.client.shell import ShellProtocol, hasPositional, progressMessage
+from pycm.client.plan import hasPositional
+from pycm.client.shell import ShellProtocol, progressMessage
 from pycm.client.testing import FakeDaemon, connectToFake, ok
 
 GREETING = "Connected to the pycm daemon at 127.0.0.1:8080"

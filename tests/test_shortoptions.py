@@ -7,14 +7,17 @@ the daemon for any request and by the client before it plans a line.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from pycm.client.plan import planCommand
+from pycm.client.plan import hasPositional, planCommand
+from pycm.daemon import requestline
 from pycm.daemon.commands import BY_WORD
+from pycm.daemon.dispatch import describeLine
 from pycm.daemon.requestline import parseOptions
 from pycm.errors import BadRequest
-from pycm.grammar import Option, separateShortOptions, separateShortWord
+from pycm.grammar import Option, separateShortOptions, separateShortWord, takesNextWord
 from pycm.testing.server import FakeServer
 
 from .e2e import RealDaemon
@@ -40,7 +43,8 @@ class SeparateTests(SynchronousTestCase):
         """
         self.assertEqual(self.separate("-eA=1", "-e=B=2", "-fn5", "-tn", "7", "web"),
                          ["-e", "A=1", "-e", "B=2", "-f", "-n", "5", "-t", "-n", "7", "web"])
-        self.assertEqual(self.separate("-e="), ["-e", ""])
+        # pflag's rule: "=" is dropped only when something follows it.
+        self.assertEqual(self.separate("-e="), ["-e", "="])
         self.assertEqual(self.separate("-e-f"), ["-e", "-f"])
 
     def test_valuesAndArgumentsUntouched(self) -> None:
@@ -75,6 +79,41 @@ class DaemonTests(SynchronousTestCase):
                                   BY_WORD["run"].options)
         self.assertEqual(error.message, "unknown option '-E'")
 
+    def test_manyWords(self) -> None:
+        """
+        A line of many such words is read whole, once: the words are
+        written apart in one pass (not the rest of the line again for each).
+        """
+        calls = []
+        real = requestline.separateShortOptions
+
+        def counted(*args: Any) -> list[str]:
+            calls.append(args)
+            return real(*args)
+
+        self.patch(requestline, "separateShortOptions", counted)
+        given, rest = parseOptions(["-eA=1"] * 5000 + ["-dw/tmp", "web"],
+                                   BY_WORD["run"].options)
+        self.assertEqual((len(given["env"]), given["workdir"], rest), (5000, "/tmp", ["web"]))
+        self.assertEqual(len(calls), 1)
+
+    def test_flagGivenAValue(self) -> None:
+        """C{-d=true}: said as for C{--detach=true}, not as an unknown C{=}."""
+        error = self.assertRaises(BadRequest, parseOptions, ["-d=true", "web"],
+                                  BY_WORD["run"].options)
+        self.assertEqual(error.message, "option --detach takes no value")
+
+    def test_logsRedacted(self) -> None:
+        """
+        The debug log's account of a request names the options, never
+        their values, written together or not.
+        """
+        line = describeLine(b"run -deSECRET=hunter2 -w/srv web host true")
+        self.assertNotIn("hunter2", line)
+        self.assertNotIn("/srv", line)
+        self.assertIn("web", line)
+        self.assertNotIn("hunter2", describeLine(b"run -dESECRET=hunter2 web"))
+
     def test_valueStillNeeded(self) -> None:
         """A value letter last with no next word needs its value, as C{-e} alone does."""
         error = self.assertRaises(BadRequest, parseOptions, ["-de"], BY_WORD["run"].options)
@@ -107,6 +146,36 @@ class ClientTests(SynchronousTestCase):
         self.patch(os, "environ", {"KEY": "from here"})
         self.assertEqual(planCommand(["run", "-deKEY", "web"]).requests,
                          (("run", "-e", "KEY=from here", "web"),))
+
+    def test_flagAsAValue(self) -> None:
+        """
+        A value that is spelt like a flag the client drops (C{-d}, C{-t}) is
+        kept: it is another option's value.
+        """
+        self.assertEqual(planCommand(["run", "-l-d", "web", "img"]).requests,
+                         (("run", "-l", "-d", "web", "img"),))
+        self.assertEqual(planCommand(["run", "-w", "-d", "web"]).requests,
+                         (("run", "-w", "-d", "web"),))
+        plan = planCommand(["logs", "-n-t", "web"])
+        self.assertEqual((plan.requests, plan.timestamps), ((("logs", "-n", "-t", "web"),), False))
+
+    def test_shellAsksForTheName(self) -> None:
+        """
+        The shell asks for a name when a line has none, C{run -de KEY=1}
+        (whose C{-e} takes C{KEY=1}) too, and not when it has one.
+        """
+        self.assertFalse(hasPositional(["-de", "KEY=1"]))
+        self.assertFalse(hasPositional(["-d", "-e", "KEY=1"]))
+        self.assertTrue(hasPositional(["-deKEY=1", "web"]))
+        self.assertTrue(hasPositional(["-de", "KEY=1", "web"]))
+
+    def test_completionAfterAValueLetter(self) -> None:
+        """Tab after C{logs -fn} completes no name: the word is C{-n}'s value."""
+        self.assertTrue(takesNextWord("-fn", BY_WORD["logs"].options))
+        self.assertTrue(takesNextWord("--TAIL", BY_WORD["logs"].options))
+        self.assertFalse(takesNextWord("-fn5", BY_WORD["logs"].options))
+        self.assertFalse(takesNextWord("-f", BY_WORD["logs"].options))
+        self.assertFalse(takesNextWord("web", BY_WORD["logs"].options))
 
     def test_clientOptionValueUntouched(self) -> None:
         """The value of an option the client reads itself stays whole too."""

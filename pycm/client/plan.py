@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 from pycm.client.commandtable import BY_WORD, MULTI_NAME, clientSyntax
 from pycm.client.format import LIST_COMMANDS, LogPrefixes, formatLogEntry
 from pycm.client.template import Template, TemplateError, formatContainers
-from pycm.grammar import Option, separateShortOptions, splitOptions
+from pycm.grammar import CommandSyntax, Option, separateShortOptions, splitOptions
 from pycm.services.envfile import isVariableName
 
 #: The commands whose option words the plan splits off (for the others all
@@ -125,6 +125,29 @@ def _spelling(word: str) -> str:
     return word.lower() if word.startswith("--") else word
 
 
+def commandOptions(
+    command: str, table: Mapping[str, CommandSyntax] = BY_WORD
+) -> tuple[Option, ...]:
+    """The options of C{command} as the client reads a line of it."""
+    row = table.get(command.lower())
+    return () if row is None else clientSyntax(row)
+
+
+#: The options of the commands that ask for a name (run, stop).
+NAME_OPTIONS = (*commandOptions("run"), *commandOptions("stop"))
+
+
+def hasPositional(args: Sequence[str], options: Sequence[Option] = NAME_OPTIONS) -> bool:
+    """
+    True when C{args} (the words after the command) hold a positional
+    argument (a container name), not just options (C{-de KEY=1} has none).
+    """
+    values = frozenset(
+        spelling for option in options if option.takesValue for spelling in option.spellings()
+    )
+    return bool(splitOptions(separateShortOptions(args, options), values)[1])
+
+
 def wantsHelp(options: Sequence[str]) -> bool:
     """C{--help} or C{-h} among a command's options."""
     return any(word in ("--help", "-h") for word in options if word != "--")
@@ -169,7 +192,7 @@ def planCommand(words: Sequence[str]) -> Plan:
     if wantsHelp(options):
         return Plan("help", (("help", command),))
     if command in ("run", "create"):
-        kept = [w for w in options if w not in ("-d", "--detach")] if command == "run" \
+        kept = _without(options, ("-d", "--detach"), command) if command == "run" \
             else options
         return Plan(command, ((words[0], *expandEnv(kept), *positional),))
     if command == "apply":
@@ -182,7 +205,7 @@ def planCommand(words: Sequence[str]) -> Plan:
     if command in LIST_COMMANDS:
         return _planList(words[0], command, options, positional)
     if command == "logs":
-        kept = [w for w in options if w not in ("-t", "--timestamps")]
+        kept = _without(options, ("-t", "--timestamps"), command)
         timestamps = len(kept) != len(options)
         return _perName(words[0], command, kept, positional, timestamps=timestamps)
     if command in MULTI_NAME:
@@ -190,6 +213,23 @@ def planCommand(words: Sequence[str]) -> Plan:
     if command == "scale" and not options:
         return _planScale(words[0], positional)
     return Plan(command, (tuple(words),))
+
+
+def _without(options: list[str], flags: tuple[str, ...], command: str) -> list[str]:
+    """C{options} without the flags C{flags}, but where one is another option's value."""
+    values = VALUE_OPTIONS[command]
+    kept: list[str] = []
+    index = 0
+    while index < len(options):
+        word = options[index]
+        index += 1
+        if _spelling(word) in flags:
+            continue
+        kept.append(word)
+        if _spelling(word) in values and index < len(options):
+            kept.append(options[index])
+            index += 1
+    return kept
 
 
 def expandEnv(options: list[str], environ: Mapping[str, str] | None = None) -> list[str]:

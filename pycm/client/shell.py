@@ -26,12 +26,12 @@ from pycm.client.history import HistoryFile
 from pycm.client.inflight import Reconnection, abandonedLines
 from pycm.client.inflight import progressMessage as progressMessage
 from pycm.client.masking import MaskingLineEditor, shown
-from pycm.client.plan import Plan, PlanError, planCommand, wantsHelp
+from pycm.client.plan import Plan, PlanError, commandOptions, hasPositional, planCommand, wantsHelp
 from pycm.client.protocol import ClientProtocol, canReset, isSilentLine
 from pycm.client.tabcompletion import NAME_COMMANDS as NAME_COMMANDS
 from pycm.client.tabcompletion import TabCompletion
 from pycm.errors import Unauthorized
-from pycm.grammar import CommandSyntax, commandsByWord, splitOptions
+from pycm.grammar import CommandSyntax, commandsByWord
 
 #: Command words Tab completes before the daemon's C{help} has said which
 #: (the client's copy of its table, L{pycm.client.commandtable}).
@@ -48,8 +48,6 @@ def valueOptions(
     return row.valueSpellings()
 
 
-#: Options of run/create/stop that take a value as the next word.
-VALUE_OPTIONS = valueOptions("run") | valueOptions("stop")
 #: Commands that ask for a container name when typed without one.
 NAME_REQUIRED = frozenset({"run", "stop"})
 
@@ -65,12 +63,6 @@ CTRL_A, CTRL_C, CTRL_D, CTRL_E = b"\x01", b"\x03", b"\x04", b"\x05"
 CTRL_H, CTRL_L, CTRL_U = b"\x08", b"\x0c", b"\x15"
 
 
-def hasPositional(args: Sequence[str], values: frozenset[str] = VALUE_OPTIONS) -> bool:
-    """
-    True when C{args} (the words after the command) hold a positional
-    argument (a container name), not just options.
-    """
-    return bool(splitOptions(args, values)[1])
 
 
 class ShellProtocol(MaskingLineEditor, TabCompletion, HistoricRecvLine):
@@ -348,7 +340,7 @@ class ShellProtocol(MaskingLineEditor, TabCompletion, HistoricRecvLine):
             self.leave()
             return
         if command in NAME_REQUIRED \
-                and not hasPositional(words[1:], valueOptions(command, self.commands)) \
+                and not hasPositional(words[1:], commandOptions(command, self.commands)) \
                 and not wantsHelp(words[1:]):
             self.asking = words
             self.pn = 1

@@ -10,9 +10,9 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from pycm.client.commandtable import CLIENT_OPTIONS
+from pycm.client.commandtable import CLIENT_OPTIONS, clientSyntax
 from pycm.client.protocol import ClientProtocol
-from pycm.grammar import CommandSyntax
+from pycm.grammar import CommandSyntax, takesNextWord
 
 #: Commands whose arguments are container names Tab completes.
 NAME_COMMANDS = frozenset({
@@ -79,7 +79,7 @@ class TabCompletion:
             self._complete(current, [o for o in spellings if o.startswith(current)])
             return
         if row.name not in NAME_COMMANDS or (
-            len(before) > 1 and before[-1] in row.valueSpellings()
+            len(before) > 1 and takesNextWord(before[-1], clientSyntax(row))
         ):
             return
         self._completeNames(current)

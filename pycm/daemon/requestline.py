@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pycm.errors import BadRequest
-from pycm.grammar import Option, separateShortWord
+from pycm.grammar import Option, separateShortOptions, separateShortWord
 from pycm.units import isDuration, parseDuration
 
 _SHELL_SPECIAL = frozenset("'\"\\")
@@ -82,6 +82,7 @@ def parseOptions(
     """
     byLong, byShort = _optionTables(tuple(options))
     given: dict[str, Any] = {}
+    separated = False
     index = 0
     while index < len(words):
         word = words[index]
@@ -100,13 +101,17 @@ def parseOptions(
             name = word[1:]
             option = byShort.get(name)
             if option is None and len(name) > 1:
-                apart = separateShortWord(word, byShort)
-                if apart is None:
+                if separateShortWord(word, byShort) is None or separated:
                     # Named alone: the rest of the word may be a value.
-                    unknown = next(letter for letter in name if letter not in byShort)
-                    raise BadRequest(f"unknown option '-{unknown}'")
-                # -aq, -eKEY=VALUE: read as the words written apart.
-                words = [*words[:index], *apart, *words[index + 1:]]
+                    at = next((i for i, c in enumerate(name) if c not in byShort), 0)
+                    if name[at] == "=" and at:
+                        # -d=true: pycm's flags take no value at all.
+                        raise BadRequest(f"option --{byShort[name[at - 1]].name} takes no value")
+                    raise BadRequest(f"unknown option '-{name[at]}'")
+                # -aq, -eKEY=VALUE: the rest of the options read as the
+                # words written apart (all of them at once: linear).
+                words = [*words[:index], *separateShortOptions(words[index:], options)]
+                separated = True
                 continue
         if option is None:
             raise BadRequest(f"unknown option {word.partition('=')[0]!r}")
