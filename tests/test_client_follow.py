@@ -195,3 +195,42 @@ class PipedFollowE2ETests(TestCase):
         rest = client.stdout.read()
         self.assertEqual(client.wait(timeout=DEADLINE), 0, client.stderr.read())  # type: ignore
         self.assertEqual(rest.splitlines(), [b"ww | second", b"ww: end of logs"])
+
+
+STAMPED = {"type": "log", "name": "web", "time": "2026-12-02T08:00:01.000Z", "line": "new"}
+
+
+class StampedFollowTests(SynchronousTestCase):
+    """
+    C{logs -t -f}: a line that comes after the reply (an event) is shown
+    with its time too, as the backlog is, in the shell and piped.
+    """
+
+    def stamping(self, words: list[str]) -> Any:
+        return [ok(BACKLOG), event(STAMPED)] if isFollow(words) else ok(BACKLOG)
+
+    def test_shell(self) -> None:
+        h = ShellHarness(FakeDaemon({"logs": self.stamping}))
+        h.type(b"logs -tf web\r")
+        self.assertIn(b"web | 2026-12-02T08:00:01.000Z new\r\n", h.screen())
+
+    def test_piped(self) -> None:
+        data = b"logs -t -f web\n"
+        daemon = FakeDaemon({"logs": lambda words: [*self.stamping(words), event(
+            {"type": "log_end", "name": "web"})]})
+        _, out, status = pipeInto(self, daemon, data)
+        self.assertEqual((status, out.splitlines()),
+                         (0, ["web | t old", "web | 2026-12-02T08:00:01.000Z new",
+                              "web: end of logs"]))
+
+    def test_onlyWhereAsked(self) -> None:
+        """Without C{-t}, and after the log's end, lines come without their time."""
+        h = ShellHarness(FakeDaemon({"logs": self.stamping}))
+        h.type(b"logs -f web\r")
+        self.assertIn(b"web | new\r\n", h.screen())
+        h = ShellHarness(FakeDaemon({"logs": self.stamping}))
+        h.type(b"logs -tf web\r")
+        h.daemon.sendEvent({"type": "log_end", "name": "web"})
+        h.daemon.sendEvent({**STAMPED, "line": "after"})
+        h.pump.flush()
+        self.assertIn(b"web | after\r\n", h.screen())

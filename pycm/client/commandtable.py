@@ -227,7 +227,8 @@ COMMAND_NOTES: dict[str, tuple[str, ...]] = {
         "  --since=DURATION|TIME  the lines since then: a duration ago (10m, 1h30m,",
         "                     45s), an RFC 3339 time or seconds since the epoch",
         "  -f, --follow       then print each new line until the container stops",
-        "                     (or Ctrl-C)",
+        "                     (or Ctrl-C; in the shell, where the lines come",
+        "                     beside the prompt, unfollow NAME)",
         "  -t, --timestamps   print each line's time first",
     ),
     "stats": (

@@ -29,6 +29,7 @@ from pycm.client.exits import (
     explainError,
     writeLines,
 )
+from pycm.client.followed import StampedFollows
 from pycm.client.plan import Plan, PlanError, isFollow, planCommand
 from pycm.client.printable import printable
 from pycm.client.protocol import ClientProtocol, Disconnected, isSilentLine
@@ -79,6 +80,7 @@ class PipedRequests(LineOnlyReceiver):
         self.lineNumber = 0
         #: The containers whose logs these lines follow, until each ends.
         self.follows: set[str] = set()
+        self.stamped = StampedFollows()
 
     def connectionMade(self) -> None:
         self.client.addEventListener(self._event)
@@ -95,7 +97,7 @@ class PipedRequests(LineOnlyReceiver):
             # The daemon's JSON, unchanged.
             self._writeLines(["EVENT " + self.client.payload])
         else:
-            self._writeLines([fmt.formatEvent(event)])
+            self._writeLines([self.stamped.line(event) or fmt.formatEvent(event)])
         if isinstance(event, dict) and event.get("type") == "log_end":
             self.follows.discard(str(event.get("name")))
             self._maybeFinish()
@@ -183,6 +185,8 @@ class PipedRequests(LineOnlyReceiver):
         if self.options.json:
             self._writeLines(["OK " + self.client.payload])
             return
+        if planned is not None:
+            self.stamped.replied(*planned)
         lines = None if planned is None else planned[0].lines(value, planned[1], shared=True)
         if lines is None:
             lines = fmt.formatReply(command, value, self.clock.seconds(), fmt.requestWords(line))

@@ -22,6 +22,7 @@ from twisted.python.failure import Failure
 from pycm.client import format as fmt
 from pycm.client.applying import sendApply
 from pycm.client.commandtable import BY_WORD as KNOWN_BY_WORD
+from pycm.client.followed import StampedFollows
 from pycm.client.history import HistoryFile
 from pycm.client.inflight import Reconnection, abandonedLines
 from pycm.client.inflight import progressMessage as progressMessage
@@ -109,6 +110,8 @@ class ShellProtocol(MaskingLineEditor, TabCompletion, HistoricRecvLine):
         self.commandWords = sorted(self.commands)
         self.history = history
         self._historyProblemShown = False
+        #: Followed logs shown with their time (C{logs -t -f}).
+        self.stamped = StampedFollows()
         self.clock = clock
         #: The terminal's width now (it can change while the shell runs).
         self.columns = columns if columns is not None else (lambda: 80)
@@ -397,6 +400,7 @@ class ShellProtocol(MaskingLineEditor, TabCompletion, HistoricRecvLine):
 
     def _formatPlanned(self, value: Any, plan: Plan, request: Sequence[str]) -> list[str]:
         """A reply to one request of a L{Plan}, as the plan says to show it."""
+        self.stamped.replied(plan, request)
         lines = plan.lines(value, request, shared=True)
         return self._formatReply(value, plan.command, request) if lines is None else lines
 
@@ -441,7 +445,7 @@ class ShellProtocol(MaskingLineEditor, TabCompletion, HistoricRecvLine):
         if self.reconnection is not None:
             self.reconnection.subscriptions.eventSeen(event)
         if not self.leaving:
-            self.printAbove([fmt.formatEvent(event)])
+            self.printAbove([self.stamped.line(event) or fmt.formatEvent(event)])
 
     # -- leaving --------------------------------------------------------------
 
