@@ -433,6 +433,27 @@ class DebugRedactionTests(SynchronousTestCase):
         self.assertNotIn("hunter7", outcome)
 
 
+    def test_cancelledLoggedAsSuch(self) -> None:
+        """
+        A request given up before its reply (its client left, or pressed
+        Ctrl-C) is logged as cancelled, not as an internal error.
+        """
+        from twisted.internet.defer import CancelledError, fail
+
+        self.conn.ok(f"auth {TOKEN}")
+        self.patch(self.server.backend, "create", lambda spec: fail(CancelledError()))
+        self.conn.err("create web")
+        [outcome] = [
+            formatEvent(e) for e in self.events if e.get("log_namespace") == "pycm.requests"
+        ]
+        self.assertTrue(
+            outcome.endswith(": create web: cancelled: the client left before the reply"),
+            outcome,
+        )
+        # (Its client still here, it is answered as an internal error.)
+        self.flushLoggedErrors(CancelledError)
+
+
 class DockerEventLogTests(SynchronousTestCase):
     """The Docker backend's logs never show a container's labels."""
 
