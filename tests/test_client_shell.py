@@ -19,7 +19,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pycm.client.history import HistoryFile
 from pycm.client.masking import shown
-from pycm.client.plan import hasPositional
+from pycm.client.plan import commandOptions, hasPositional
 from pycm.client.shell import ShellProtocol, progressMessage
 from pycm.client.testing import FakeDaemon, connectToFake, ok
 
@@ -551,8 +551,12 @@ class ShellTests(SynchronousTestCase):
         from pycm.daemon import commands
 
         self.assertEqual(list(shell.COMMAND_WORDS), sorted(commands.BY_WORD))
-        self.assertIn("--since", shell.valueOptions("logs"))
-        self.assertNotIn("-f", shell.valueOptions("rm"))
+        def values(command: str) -> set[str]:
+            return {spelling for option in commandOptions(command) if option.takesValue
+                    for spelling in option.spellings()}
+
+        self.assertIn("--since", values("logs"))
+        self.assertNotIn("-f", values("rm"))
 
     def test_commandsFromHelp(self) -> None:
         """

@@ -10,7 +10,7 @@ terminal.
 from __future__ import annotations
 
 import shlex
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from twisted.conch.insults import insults
@@ -37,16 +37,6 @@ from pycm.grammar import CommandSyntax, commandsByWord
 #: Command words Tab completes before the daemon's C{help} has said which
 #: (the client's copy of its table, L{pycm.client.commandtable}).
 COMMAND_WORDS = tuple(sorted(KNOWN_BY_WORD))
-
-
-def valueOptions(
-    command: str, table: Mapping[str, CommandSyntax] = KNOWN_BY_WORD
-) -> frozenset[str]:
-    """The options of C{command} that take the next word as their value."""
-    row = table.get(command.lower())
-    if row is None:
-        return frozenset()
-    return row.valueSpellings()
 
 
 #: Commands that ask for a container name when typed without one.
