@@ -184,6 +184,23 @@ class ApplierOrderTests(SynchronousTestCase):
              ("web", "not started")],
         )
 
+    def test_longChainFails(self) -> None:
+        """
+        A chain of 300 dependents whose root fails: each is not started,
+        and the apply answers (a failure handed down in nested calls went
+        past the recursion limit at about 70, and the apply never did).
+        """
+        names = [f"c{i:03}" for i in range(300)]
+        wanted = services(**{
+            name: {"depends_on": [names[i - 1]]} if i else {} for i, name in enumerate(names)
+        })
+        results = self.apply(wanted)
+        self.backend.failCall("create", "c000", BackendError("no such command"))
+        [failure] = results
+        failure.trap(ApplyFailed)
+        self.assertEqual(failure.value.notStarted, tuple(names[1:]))
+        self.assertEqual(self.backend.calls, [("create", "c000")])
+
     def test_unhealthyFails(self) -> None:
         """A dependency that turns unhealthy fails the apply, saying why."""
         results = self.apply(services(db={"healthcheck": {"cmd": "ready"}},

@@ -11,6 +11,7 @@ not started.
 from __future__ import annotations
 
 import re
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -194,30 +195,55 @@ class Applier:
         return listed.addCallback(planned)
 
 
+class _Deliveries:
+    """
+    Hands results to their waiters in a loop, in the order given, rather
+    than in nested calls: a failure handed down a chain of dependents
+    (each C{not started} because the one before was not) would otherwise
+    go one call deeper a service, past Python's recursion limit at about
+    seventy, and the apply would never answer.
+    """
+
+    def __init__(self) -> None:
+        self._queue: deque[tuple[Deferred[Any], Any]] = deque()
+        self._handing = False
+
+    def hand(self, d: Deferred[Any], result: Any) -> None:
+        """Fire C{d} with C{result} (a L{Failure}: its errback), now or once the loop gets to it."""
+        self._queue.append((d, result))
+        if self._handing:
+            return
+        self._handing = True
+        try:
+            while self._queue:
+                waiter, value = self._queue.popleft()
+                if isinstance(value, Failure):
+                    waiter.errback(value)
+                else:
+                    waiter.callback(value)
+        finally:
+            self._handing = False
+
+
 class _Once:
     """A result many may wait for: each L{when} is a Deferred of its own."""
 
-    def __init__(self) -> None:
+    def __init__(self, deliveries: _Deliveries) -> None:
         self.result: Any = None
         self.done = False
+        self._deliveries = deliveries
         self._waiting: list[Deferred[Any]] = []
 
     def fire(self, result: Any) -> None:
         self.result, self.done = result, True
         waiting, self._waiting = self._waiting, []
         for d in waiting:
-            self._deliver(d)
-
-    def _deliver(self, d: Deferred[Any]) -> None:
-        if isinstance(self.result, Failure):
-            d.errback(self.result)
-        else:
-            d.callback(self.result)
+            self._deliveries.hand(d, result)
 
     def when(self) -> Deferred[Any]:
         d: Deferred[Any] = Deferred()
         if self.done:
-            self._deliver(d)
+            self._deliveries.hand(d, self.result)
         else:
             self._waiting.append(d)
         return d
@@ -232,7 +258,8 @@ class _Run:
         self.services = services
         self.plan = plan
         self.steps = plan.byName()
-        self.started = {name: _Once() for name in services.order}
+        self.deliveries = _Deliveries()
+        self.started = {name: _Once(self.deliveries) for name in services.order}
         self.conditions: dict[tuple[str, str], _Once] = {}
         self.containers: dict[str, Container | None] = {}
         self.failures: dict[str, str] = {}
@@ -352,7 +379,7 @@ class _Run:
         key = (name, condition)
         once = self.conditions.get(key)
         if once is None:
-            once = self.conditions[key] = _Once()
+            once = self.conditions[key] = _Once(self.deliveries)
             d = self.started[name].when()
             if condition == Condition.HEALTHY:
                 d.addCallback(lambda _: self._waitHealthy(name))
