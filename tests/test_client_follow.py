@@ -126,8 +126,8 @@ class PipedFollowTests(SynchronousTestCase):
         self.assertIn(b"db | later\n", stdio.value())
 
     def test_json(self) -> None:
-        """With C{--json} too (the line sent as written)."""
-        h, d, stdio = self.pipe(b"logs --follow web\n", FakeDaemon({"logs": following}),
+        """With C{--json} too (the line sent as written, C{-fn5} as the daemon reads it)."""
+        h, d, stdio = self.pipe(b"logs -fn5 web\n", FakeDaemon({"logs": following}),
                                 json=True)
         self.assertNoResult(d)
         h.daemon.sendEvent({"type": "log_end", "name": "web"})

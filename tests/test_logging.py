@@ -435,23 +435,29 @@ class DebugRedactionTests(SynchronousTestCase):
 
     def test_cancelledLoggedAsSuch(self) -> None:
         """
-        A request given up before its reply (its client left, or pressed
-        Ctrl-C) is logged as cancelled, not as an internal error.
+        A request given up as its client left (gone, or Ctrl-C) is logged
+        as cancelled, not as an internal error; one cancelled while its
+        client is still there (a backend's cancel) is an internal error.
         """
-        from twisted.internet.defer import CancelledError, fail
+        from twisted.internet.defer import CancelledError, Deferred
 
         self.conn.ok(f"auth {TOKEN}")
-        self.patch(self.server.backend, "create", lambda spec: fail(CancelledError()))
-        self.conn.err("create web")
-        [outcome] = [
+        held: list[Deferred[Any]] = []
+        self.patch(self.server.backend, "create",
+                   lambda spec: held.append(Deferred()) or held[-1])
+        self.conn.send("create web\n")
+        self.conn.disconnect()
+        held[0].errback(CancelledError())
+        self.conn = self.server.connect(requireAuth=True)
+        self.conn.ok(f"auth {TOKEN}")
+        self.conn.send("create db\n")
+        held[1].errback(CancelledError())
+        self.flushLoggedErrors(CancelledError)
+        outcomes = [
             formatEvent(e) for e in self.events if e.get("log_namespace") == "pycm.requests"
         ]
-        self.assertTrue(
-            outcome.endswith(": create web: cancelled: the client left before the reply"),
-            outcome,
-        )
-        # (Its client still here, it is answered as an internal error.)
-        self.flushLoggedErrors(CancelledError)
+        self.assertTrue(outcomes[0].endswith(": create web: cancelled"), outcomes)
+        self.assertTrue(outcomes[1].endswith(": create db: internal (CancelledError)"), outcomes)
 
 
 class DockerEventLogTests(SynchronousTestCase):

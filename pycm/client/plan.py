@@ -108,9 +108,12 @@ class Plan(NamedTuple):
 
 
 def isFollow(words: Sequence[str]) -> bool:
-    """Whether the C{logs} request C{words} follows (C{-f} among its options)."""
+    """
+    Whether the C{logs} request C{words} follows: C{-f} among its options,
+    written apart or not (C{-fn5}), as the daemon reads them.
+    """
     values = VALUE_OPTIONS["logs"]
-    options, _ = splitOptions(words[1:], values)
+    options, _ = splitOptions(separateShortOptions(words[1:], _OPTIONS["logs"]), values)
     index = 0
     while index < len(options):
         word = _spelling(options[index])

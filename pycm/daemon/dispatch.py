@@ -109,8 +109,8 @@ def _logOutcome(
 ) -> None:
     """
     Log how a request that changes a container ended: C{ok}, the error's
-    code, C{cancelled} (the client left first), or C{internal} and the
-    exception's type.  Never an error's
+    code, C{cancelled} (given up as its client left), or C{internal} and
+    the exception's type.  Never an error's
     message: it may quote the request (an option's value) or what the
     container was made with (its command, its environment), which the
     request does not show; the client has the message.
@@ -119,9 +119,9 @@ def _logOutcome(
         outcome = "ok"
     elif isinstance(error, PycmError):
         outcome = error.code
-    elif isinstance(error, CancelledError):
-        # The client went away (or gave up with Ctrl-C) before the reply.
-        outcome = "cancelled: the client left before the reply"
+    elif isinstance(error, CancelledError) and session.closed:
+        # Its client went away (or gave up with Ctrl-C) before the reply.
+        outcome = "cancelled"
     else:
         outcome = f"{PycmError.code} ({type(error).__name__})"
     peer = session.peer or "-"
