@@ -201,6 +201,25 @@ class ApplierOrderTests(SynchronousTestCase):
         self.assertEqual(failure.value.notStarted, tuple(names[1:]))
         self.assertEqual(self.backend.calls, [("create", "c000")])
 
+    def test_deliveriesGoOnPastAFault(self) -> None:
+        """
+        A waiter that cannot be fired (fired already) is logged, and the
+        waiters after it still get their result.
+        """
+        from twisted.internet.defer import AlreadyCalledError, Deferred, succeed
+
+        from pycm.services.applier import _Deliveries
+
+        deliveries = _Deliveries()
+        broken: Deferred[Any] = succeed(None)
+        after: Deferred[Any] = Deferred()
+        first: Deferred[Any] = Deferred()
+        # Both queued while the loop runs: the fault must not stop it.
+        first.addCallback(lambda _: (deliveries.hand(broken, 1), deliveries.hand(after, 2)))
+        deliveries.hand(first, 0)
+        self.assertEqual(self.successResultOf(after), 2)
+        self.assertEqual(len(self.flushLoggedErrors(AlreadyCalledError)), 1)
+
     def test_unhealthyFails(self) -> None:
         """A dependency that turns unhealthy fails the apply, saying why."""
         results = self.apply(services(db={"healthcheck": {"cmd": "ready"}},

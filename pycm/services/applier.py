@@ -195,6 +195,9 @@ class Applier:
         return listed.addCallback(planned)
 
 
+_log = Logger()
+
+
 class _Deliveries:
     """
     Hands results to their waiters in a loop, in the order given, rather
@@ -217,10 +220,14 @@ class _Deliveries:
         try:
             while self._queue:
                 waiter, value = self._queue.popleft()
-                if isinstance(value, Failure):
-                    waiter.errback(value)
-                else:
-                    waiter.callback(value)
+                try:
+                    if isinstance(value, Failure):
+                        waiter.errback(value)
+                    else:
+                        waiter.callback(value)
+                except Exception:
+                    # One waiter's fault (fired already) must not hold up the rest.
+                    _log.failure("handing an apply's result to a waiter failed")
         finally:
             self._handing = False
 
