@@ -101,6 +101,18 @@ class Option:
         )
 
 
+def valueSpellings(options: Iterable[Option]) -> frozenset[str]:
+    """The spellings of those of C{options} that take the next word as value."""
+    return frozenset(
+        spelling for option in options if option.takesValue for spelling in option.spellings()
+    )
+
+
+def spelling(word: str) -> str:
+    """An option word as the daemon reads it: a long option in any case."""
+    return word.lower() if word.startswith("--") else word
+
+
 class CommandSyntax(NamedTuple):
     """
     What a client needs to know of one command: its words and its options,
@@ -123,12 +135,7 @@ class CommandSyntax(NamedTuple):
 
     def valueSpellings(self) -> frozenset[str]:
         """The spellings of the options that take the next word as value."""
-        return frozenset(
-            spelling
-            for option in self.options
-            if option.takesValue
-            for spelling in option.spellings()
-        )
+        return valueSpellings(self.options)
 
     def toJSON(self) -> dict[str, Any]:
         return {
@@ -185,8 +192,7 @@ def splitOptions(
             break
         if not word.startswith("-") or word == "-":
             break
-        spelt = word.lower() if word.startswith("--") else word
-        index += 2 if spelt in valueSpellings else 1
+        index += 2 if spelling(word) in valueSpellings else 1
     return list(words[:index]), list(words[index:])
 
 
@@ -233,9 +239,7 @@ def separateShortOptions(words: Sequence[str], options: Iterable[Option]) -> lis
     """
     options = tuple(options)
     byShort = {option.short: option for option in options if option.short}
-    values = frozenset(
-        spelling for option in options if option.takesValue for spelling in option.spellings()
-    )
+    values = valueSpellings(options)
     separated: list[str] = []
     index = 0
     while index < len(words):
@@ -247,7 +251,7 @@ def separateShortOptions(words: Sequence[str], options: Iterable[Option]) -> lis
         apart = _separated(word, byShort) if not word.startswith("--") else None
         if apart is None:
             separated.append(word)
-            takesNext = (word.lower() if word.startswith("--") else word) in values
+            takesNext = spelling(word) in values
         else:
             separated.extend(apart[0])
             takesNext = apart[1]
@@ -266,8 +270,7 @@ def takesNextWord(word: str, options: Iterable[Option]) -> bool:
     """
     options = tuple(options)
     if word.startswith("--"):
-        spelt = word.lower()
-        return any(option.takesValue and spelt == f"--{option.name}" for option in options)
+        return spelling(word) in valueSpellings(options)
     if not word.startswith("-") or word == "-":
         return False
     separated = _separated(word, {option.short: option for option in options if option.short})

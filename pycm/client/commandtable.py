@@ -8,7 +8,7 @@ Both add the options the client reads itself (L{CLIENT_OPTIONS}).
 
 from __future__ import annotations
 
-from pycm.grammar import CommandSyntax, Option, commandsByWord
+from pycm.grammar import CommandSyntax, Option, commandsByWord, valueSpellings
 
 _SPEC_OPTIONS = (
     Option("env", "e", repeat=True),
@@ -278,12 +278,8 @@ CLIENT_OPTIONS: dict[str, tuple[str, ...]] = {
 }
 
 #: The spellings of those that take a value.
-CLIENT_VALUE_OPTIONS = frozenset(
-    spelling
-    for options in CLIENT_READ.values()
-    for option in options
-    if option.takesValue
-    for spelling in option.spellings()
+CLIENT_VALUE_OPTIONS = valueSpellings(
+    option for options in CLIENT_READ.values() for option in options
 )
 
 

@@ -14,7 +14,14 @@ from typing import Any, NamedTuple
 from pycm.client.commandtable import BY_WORD, MULTI_NAME, clientSyntax
 from pycm.client.format import LIST_COMMANDS, LogPrefixes, formatLogEntry
 from pycm.client.template import Template, TemplateError, formatContainers
-from pycm.grammar import CommandSyntax, Option, separateShortOptions, splitOptions
+from pycm.grammar import (
+    CommandSyntax,
+    Option,
+    separateShortOptions,
+    spelling,
+    splitOptions,
+    valueSpellings,
+)
 from pycm.services.envfile import isVariableName
 
 #: The commands whose option words the plan splits off (for the others all
@@ -30,11 +37,7 @@ _OPTIONS: dict[str, tuple[Option, ...]] = {word: clientSyntax(row) for word, row
 #: The options that take a value as the next word, by command word (the
 #: rest are flags): what tells an option's value from a name.
 VALUE_OPTIONS: dict[str, frozenset[str]] = {
-    word: frozenset(
-        spelling for option in _OPTIONS[word] if option.takesValue
-        for spelling in option.spellings()
-    )
-    for word in _SPLIT_COMMANDS
+    word: valueSpellings(_OPTIONS[word]) for word in _SPLIT_COMMANDS
 }
 
 
@@ -116,16 +119,11 @@ def isFollow(words: Sequence[str]) -> bool:
     options, _ = splitOptions(separateShortOptions(words[1:], _OPTIONS["logs"]), values)
     index = 0
     while index < len(options):
-        word = _spelling(options[index])
+        word = spelling(options[index])
         if word in ("-f", "--follow"):
             return True
         index += 2 if word in values else 1
     return False
-
-
-def _spelling(word: str) -> str:
-    """An option word as the daemon reads it: a long option in any case."""
-    return word.lower() if word.startswith("--") else word
 
 
 def commandOptions(
@@ -145,9 +143,7 @@ def hasPositional(args: Sequence[str], options: Sequence[Option] = NAME_OPTIONS)
     True when C{args} (the words after the command) hold a positional
     argument (a container name), not just options (C{-de KEY=1} has none).
     """
-    values = frozenset(
-        spelling for option in options if option.takesValue for spelling in option.spellings()
-    )
+    values = valueSpellings(options)
     return bool(splitOptions(separateShortOptions(args, options), values)[1])
 
 
@@ -226,10 +222,10 @@ def _without(options: list[str], flags: tuple[str, ...], command: str) -> list[s
     while index < len(options):
         word = options[index]
         index += 1
-        if _spelling(word) in flags:
+        if spelling(word) in flags:
             continue
         kept.append(word)
-        if _spelling(word) in values and index < len(options):
+        if spelling(word) in values and index < len(options):
             kept.append(options[index])
             index += 1
     return kept
@@ -255,12 +251,12 @@ def passOnKeys(options: list[str], environ: Mapping[str, str]) -> list[str]:
 
     @raise PlanError: for a value with a line break (a request is one line).
     """
-    valueSpellings = VALUE_OPTIONS["run"]
+    values = VALUE_OPTIONS["run"]
     result: list[str] = []
     index = 0
     while index < len(options):
         word = options[index]
-        spelt = _spelling(word)
+        spelt = spelling(word)
         index += 1
         if spelt in ("-e", "--env") and index < len(options) and _bareKey(options[index]):
             key = options[index]
@@ -273,7 +269,7 @@ def passOnKeys(options: list[str], environ: Mapping[str, str]) -> list[str]:
                 result.append(f"{word}={_oneLine(key, environ[key])}")
         else:
             result.append(word)
-            if spelt in valueSpellings and index < len(options):
+            if spelt in values and index < len(options):
                 result.append(options[index])
                 index += 1
     return result
