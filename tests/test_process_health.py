@@ -383,7 +383,9 @@ class RealChecksTests(TestCase):
         as a container of its own).
         """
         pidFile = os.path.join(self.tmp, "pid")
-        c = container(f"echo $$ > {pidFile}; exec sleep 100")
+        # Not `exec sleep`: while the shell executes it, its environ reads
+        # empty (the new program's is not set up yet).
+        c = container(f"echo $$ > {pidFile}; sleep 100")
         run = yield self.start(c)
         d = self.runtime.probe(c, run, 30)
         d.addErrback(lambda f: f.trap(CancelledError))
