@@ -25,7 +25,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from pycm.daemon.activation import PassedSockets, inspectSocket
-from pycm.daemon.unixlock import lockOwner, releaseTakenLock
+from pycm.daemon.unixlock import lockOwner, releaseTakenLock, takeOverFromZombie
 from pycm.endpoints import splitEndpoint
 
 #: Kinds whose connections are encrypted.
@@ -438,6 +438,7 @@ class ListenerService(StreamServerEndpointService):
         it must not (twistd then reports it and exits non-zero).
         """
         lock = self.listener.lockPath()
+        takeOverFromZombie(lock)
         before = lockOwner(lock)
         waiting = self.endpoint.listen(self.factory)
         waiting.addCallback(self._listening)
