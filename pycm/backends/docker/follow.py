@@ -21,9 +21,67 @@ from pycm.backends.docker.interfaces import IDockerEngine
 from pycm.backends.docker.logbody import readLogBody
 from pycm.backends.docker.stream import Demultiplexer, LogLineSplitter, StreamFormatError
 from pycm.backends.docker.translate import mapEngineError, sinceParam
-from pycm.errors import BackendError
+from pycm.errors import BackendError, BadRequest
 from pycm.model import LogFollow, LogLine, parseTime
 from pycm.slicedwork import SlicedWork
+from pycm.wirejson import encodeJSONBytes
+
+#: The most bytes of log lines one reply may carry, counted as the daemon
+#: counts its reply (L{pycm.daemon.handlers.observing.encodeLogLines}: each
+#: line's JSON and a separator): a read keeps no more of a log than that.
+REPLY_BUDGET = 8 * 2**20
+
+
+def replyCost(line: LogLine) -> int:
+    """The bytes C{line} takes in a C{logs} reply."""
+    return len(encodeJSONBytes(line.toJSON())) + 1
+
+
+class NewestLines:
+    """
+    The newest lines of a read as they come, C{(timestamp, LogLine)}
+    pairs: past C{count} lines (None: no count), or past C{budget} bytes of
+    reply (L{replyCost}), the oldest go.  Whatever the size of the log,
+    what is kept is bounded, and it is exactly what a reply can carry.
+
+    @ivar received: how many lines were given.
+    @ivar cut: whether a line went for the budget (not for the count).
+    """
+
+    def __init__(self, count: int | None, budget: int = REPLY_BUDGET) -> None:
+        self._lines: deque[tuple[str | None, LogLine, int]] = deque(maxlen=count)
+        self.budget = budget
+        self.size = 0
+        self.received = 0
+        self.cut = False
+
+    def append(self, ts: str | None, line: LogLine) -> None:
+        """Keep C{line}, stamped C{ts}, dropping the oldest past the count or the budget."""
+        self.received += 1
+        lines = self._lines
+        if lines.maxlen == 0:
+            return
+        if len(lines) == lines.maxlen:
+            self.size -= lines[0][2]
+        cost = replyCost(line)
+        lines.append((ts, line, cost))
+        self.size += cost
+        while self.size > self.budget and lines:
+            self.size -= lines.popleft()[2]
+            self.cut = True
+
+    def items(self) -> list[tuple[str | None, LogLine]]:
+        """The lines kept, oldest first."""
+        return [(ts, line) for ts, line, _ in self._lines]
+
+    def tooMany(self) -> BadRequest:
+        """The error of a read that was L{cut}: how many of the newest lines fit."""
+        count = self._lines.maxlen
+        asked = self.received if count is None else min(self.received, count)
+        return BadRequest(
+            f"the last {asked} lines are over the {self.budget // 2**20} MiB a "
+            f"reply may carry; the last {len(self._lines)} fit: use --tail={len(self._lines)}"
+        )
 
 
 def engineSince(since: float) -> str:
@@ -69,11 +127,16 @@ class LogReader:
     log = Logger()
 
     def __init__(
-        self, engine: IDockerEngine, clock: IReactorTime, slices: SlicedWork | None = None
+        self,
+        engine: IDockerEngine,
+        clock: IReactorTime,
+        slices: SlicedWork | None = None,
+        budget: int = REPLY_BUDGET,
     ) -> None:
         self.engine = engine
         self.clock = clock
         self.slices = slices
+        self.budget = budget
 
     def read(
         self, cid: str, tail: int | None, since: float | None = None, name: str | None = None
@@ -84,7 +147,9 @@ class LogReader:
         (L{readLogBody}: C{name}, else C{cid}, is the container its
         failures name); cancelling it closes the engine's connection.  An
         answer that is not a multiplexed stream fails it with
-        L{BackendError}.
+        L{BackendError}; one over C{budget} bytes of reply, with
+        L{BadRequest} saying how many of the newest lines fit (only those
+        are held meanwhile: L{NewestLines}).
         """
         params: dict[str, Any] = {
             "stdout": True,
@@ -99,16 +164,22 @@ class LogReader:
             params["since"] = engineSince(since)
             params["tail"] = "all"
             keep = None if tail is None else max(tail, 0)
-        lines: deque[tuple[str | None, LogLine]] = deque(maxlen=keep)
+        lines = NewestLines(keep, self.budget)
 
         def received(stream: str, ts: str | None, text: str) -> None:
             line = logLine(stream, ts, text)
             if since is None or line.time >= since:
-                lines.append((ts, line))
+                lines.append(ts, line)
 
         path = f"/containers/{cid}/logs"
         d = readLogBody(self.engine, self.clock, self.slices, path, params, received, name or cid)
-        return d.addCallbacks(lambda _: list(lines), _notMultiplexed, errbackArgs=(name or cid,))
+
+        def kept(_: Any) -> list[tuple[str | None, LogLine]]:
+            if lines.cut:
+                raise lines.tooMany()
+            return lines.items()
+
+        return d.addCallbacks(kept, _notMultiplexed, errbackArgs=(name or cid,))
 
     @defer.inlineCallbacks
     def follow(

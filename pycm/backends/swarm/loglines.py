@@ -20,9 +20,10 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from pycm.backends.docker.engine import EngineError
+from pycm.backends.docker.follow import REPLY_BUDGET, replyCost
 from pycm.backends.docker.interfaces import IDockerEngine
 from pycm.backends.docker.stream import Demultiplexer, LogLineSplitter
-from pycm.errors import PycmError
+from pycm.errors import BadRequest, PycmError
 from pycm.model import LogLine
 from pycm.slicedwork import Job
 
@@ -130,6 +131,46 @@ def rawLine(stream: str, stamp: str | None, text: str) -> RawLine:
 def inTimeOrder(lines: Iterable[RawLine]) -> list[RawLine]:
     """C{lines} merged in time order (lines of one time keep their order)."""
     return sorted(lines, key=lambda line: line.nanos)
+
+
+class NewestRawLines:
+    """
+    The newest lines of a read by their time, whatever order they come in
+    (task by task): past C{budget} bytes of reply
+    (L{pycm.backends.docker.follow.replyCost}, with node ids for names),
+    the oldest go, so that a read holds no more than a reply can carry.
+
+    @ivar received: how many lines were given.
+    @ivar cut: whether a line went for the budget.
+    """
+
+    def __init__(self, budget: int = REPLY_BUDGET) -> None:
+        self._heap: list[tuple[int, int, int, RawLine]] = []
+        self.budget = budget
+        self.size = 0
+        self.received = 0
+        self.cut = False
+
+    def append(self, line: RawLine) -> None:
+        """Keep C{line}, dropping the oldest past the budget."""
+        cost = replyCost(line.logLine({}))
+        heapq.heappush(self._heap, (line.nanos, self.received, cost, line))
+        self.received += 1
+        self.size += cost
+        while self.size > self.budget and self._heap:
+            self.size -= heapq.heappop(self._heap)[2]
+            self.cut = True
+
+    def items(self) -> list[RawLine]:
+        """The lines kept, in the order they came."""
+        return [entry[3] for entry in sorted(self._heap, key=lambda entry: entry[1])]
+
+    def tooMany(self, asked: int, fit: int) -> BadRequest:
+        """The error of a read that was L{cut}, of C{asked} lines of which C{fit} fit."""
+        return BadRequest(
+            f"the last {asked} lines are over the {self.budget // 2**20} MiB a reply may "
+            f"carry; the last {fit} fit: use --tail={fit}"
+        )
 
 
 #: Lines of L{mergeInTimeOrder}'s work in one slice (a few milliseconds).

@@ -34,12 +34,14 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from pycm.backends.docker.engine import EngineError
+from pycm.backends.docker.follow import REPLY_BUDGET
 from pycm.backends.docker.interfaces import IDockerEngine
 from pycm.backends.docker.logbody import readLogBody
 from pycm.backends.docker.stream import Demultiplexer, LogLineSplitter, StreamFormatError
 from pycm.backends.docker.translate import mapEngineError
 from pycm.backends.swarm.loglines import (
     CLOCK_MARGIN,
+    NewestRawLines,
     NodeNames,
     RawLine,
     TaskCursor,
@@ -65,12 +67,15 @@ class ServiceLogReader:
         clock: Any,
         engine: IDockerEngine,
         nodes: Callable[[], Mapping[str, str]] = dict,
+        budget: int = REPLY_BUDGET,
     ) -> None:
         """
         @param nodes: node id -> hostname as the latest snapshot has them.
+        @param budget: the most bytes of reply one read keeps (L{NewestRawLines}).
         """
         self.clock = clock
         self.engine = engine
+        self.budget = budget
         self.nodeNames = NodeNames(engine, nodes)
         self.slices = SlicedWork(clock)
 
@@ -78,14 +83,15 @@ class ServiceLogReader:
         """The backend is closed: no read goes on."""
         self.slices.stop()
 
-    def request(self, sid: str, name: str, params: dict[str, Any]) -> Deferred[list[RawLine]]:
+    def request(self, sid: str, name: str, params: dict[str, Any]) -> Deferred[NewestRawLines]:
         """
-        The lines of one C{logs} request (L{RawLine}s, as they came), read
-        and split a slice at a time; cancelling it closes the connection.
+        The lines of one C{logs} request (L{RawLine}s), the newest a reply
+        can carry (L{NewestRawLines}), read and split a slice at a time;
+        cancelling it closes the connection.
         """
         query = {"details": True, "stdout": True, "stderr": True, "timestamps": True}
         query.update(params)
-        lines: list[RawLine] = []
+        lines = NewestRawLines(self.budget)
         d = readLogBody(
             self.engine,
             self.clock,
@@ -96,7 +102,7 @@ class ServiceLogReader:
             name,
         )
 
-        def failed(failure: Failure) -> list[RawLine]:
+        def failed(failure: Failure) -> NewestRawLines:
             if failure.check(EngineError):
                 e = failure.value
                 raise mapEngineError(e.status, e.message, name=name) from None
@@ -106,7 +112,7 @@ class ServiceLogReader:
                 name=name,
                 error=failure.value,
             )
-            return []
+            return NewestRawLines(self.budget)
 
         return d.addCallbacks(lambda _: lines, failed)
 
@@ -126,12 +132,16 @@ class ServiceLogReader:
             # streams' lines can be out of their times' order by a line or
             # two: ask for more, so that the cut by time here is exact.
             params = {"tail": "all" if tail is None else max(tail, 0) + TAIL_SLACK}
-        raw = yield self.request(sid, name, params)
+        read = yield self.request(sid, name, params)
+        raw = read.items()
         backlog = yield self.slices.run(
             mergeInTimeOrder(raw, lambda line: since is None or line.nanos / 1e9 >= since)
         )
         if tail is not None:
             backlog = backlog[-tail:] if tail > 0 else []
+        if read.cut and (tail is None or len(backlog) < tail):
+            # Older lines of those asked for went for the budget.
+            raise read.tooMany(read.received if tail is None else tail, len(backlog))
         return raw, backlog
 
     @defer.inlineCallbacks
@@ -355,12 +365,14 @@ class _Follow:
         if self.stream is not None:
             self.stream.cancel()
 
-        def read(lines: list[RawLine]) -> None:
+        def read(lines: NewestRawLines) -> None:
+            # Lines that went for the budget are the oldest: the stream
+            # delivered those.
             admit = self.cursor.replay()
             self._give(
                 [
                     line
-                    for line in inTimeOrder(lines)
+                    for line in inTimeOrder(lines.items())
                     if (self.sinceNanos is None or line.nanos >= self.sinceNanos) and admit(line)
                 ]
             )
