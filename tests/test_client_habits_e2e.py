@@ -239,6 +239,10 @@ class CompletionE2ETests(Client, TestCase):
         self.assertEqual(self.complete("logs", "--s"), ["--since"])
         self.assertEqual(self.complete("ps", "--f"), ["--filter", "--format"])
         self.assertEqual(self.complete("stop", "-t", ""), [])
+        # Short options written together: a value letter last takes the next word.
+        self.assertEqual(self.complete("logs", "-fn", ""), [])
+        self.assertEqual(self.complete("logs", "-fn5", "w"), ["web", "web2"])
+        self.assertEqual(self.complete("logs", "-tf", "w"), ["web", "web2"])
         self.assertEqual(self.complete("run", "w"), [])
         self.assertEqual(self.complete("help", "lo"), ["logs"])
         self.assertEqual(sorted(self.complete("completion", "")), ["bash", "fish", "zsh"])
@@ -281,6 +285,16 @@ class CompletionE2ETests(Client, TestCase):
             "fish", "PYCM completion fish | source; complete -C 'PYCM stop w'"
         )
         self.assertEqual(sorted(line.split("\t")[0] for line in names), ["web", "web2"])
+        # An option's value is not a name, nor a file, even with short
+        # options written together (the value letter last); after it, names.
+        for typed, offered in (("logs -fn ", []), ("logs -n ", []), ("logs --tail ", []),
+                               ("logs -tf w", ["web", "web2"]),
+                               ("logs -fn5 w", ["web", "web2"]),
+                               ("logs -n 5 w", ["web", "web2"])):
+            names = self.runShell(
+                "fish", f"PYCM completion fish | source; complete -C 'PYCM {typed}'"
+            )
+            self.assertEqual(sorted(line.split("\t")[0] for line in names), offered, typed)
 
     def test_zsh(self) -> None:
         """

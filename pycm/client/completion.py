@@ -163,6 +163,19 @@ _pycm() {
     for word in $values; do
         [ "$prev" = "$word" ] && return
     done
+    # Short options written together (-fn): the first letter that takes a
+    # value takes the rest of the word, or the word being typed if none is left.
+    if [[ "$prev" == -[!-]* ]]; then
+        local letters="${prev:1}"
+        while [ -n "$letters" ]; do
+            if [[ " $values " == *" -${letters:0:1} "* ]]; then
+                [ "${#letters}" -eq 1 ] && return
+                break
+            fi
+            [[ " $options " == *" -${letters:0:1} "* ]] || break
+            letters="${letters:1}"
+        done
+    fi
     if [[ "$cur" == -* ]]; then
         COMPREPLY=($(compgen -W "$options" -- "$cur"))
     elif [ "$names" = commands ]; then
@@ -207,6 +220,27 @@ function __pycm_names
         end
     end
     $words[1] $own __names 2>/dev/null
+end
+function __pycm_value_next --argument-names values others
+    # Is the word being typed the value of the option before it?  $values
+    # and $others: the command's options that take a value and the rest.
+    # Short options written together (-fn): the first letter that takes a
+    # value takes the rest of the word, or the next word if none is left.
+    set -l prev (commandline -opc)[-1]
+    set -l values (string split ' ' -- $values)
+    contains -- $prev $values; and return 0
+    string match -qr -- '^-[^-]' $prev; or return 1
+    set -l letters (string split '' -- (string sub -s 2 -- $prev))
+    set -l i 1
+    for letter in $letters
+        if contains -- -$letter $values
+            test $i -eq (count $letters)
+            return
+        end
+        contains -- -$letter (string split ' ' -- $others); or return 1
+        set i (math $i + 1)
+    end
+    return 1
 end
 complete -c pycm -f
 complete -c pycm -n __fish_use_subcommand -l host -s H -r -d "the daemon's endpoint"
@@ -269,14 +303,20 @@ def fishScript(table: Sequence[CommandWords] | None = None) -> str:
         seen = f"'__fish_seen_subcommand_from {' '.join(command.words)}'"
         for option in command.options:
             flag = f"-l {option[2:]}" if option.startswith("--") else f"-s {option[1:]}"
-            needs = " -r" if option in command.valueOptions else ""
+            needs = " -x" if option in command.valueOptions else ""
             if option in command.fileOptions:
-                needs += " -F"
+                needs = " -r -F"
             lines.append(f"complete -c pycm -n {seen} {flag}{needs}")
         if command.files:
             lines.append(f"complete -c pycm -n {seen} -F")
         elif command.names:
-            lines.append(f"complete -c pycm -n {seen} -a '(__pycm_names)'")
+            values = " ".join(command.valueOptions)
+            others = " ".join(o for o in command.options if o not in command.valueOptions)
+            wanted = (
+                f"'__fish_seen_subcommand_from {' '.join(command.words)}"
+                f"; and not __pycm_value_next \"{values}\" \"{others}\"'"
+            )
+            lines.append(f"complete -c pycm -n {wanted} -a '(__pycm_names)'")
         elif command.name == "help":
             words = _fishQuote(" ".join(commandWords(table)))
             lines.append(f"complete -c pycm -n {seen} -a {words}")
