@@ -234,3 +234,14 @@ class StampedFollowTests(SynchronousTestCase):
         h.daemon.sendEvent({**STAMPED, "line": "after"})
         h.pump.flush()
         self.assertIn(b"web | after\r\n", h.screen())
+
+    def test_followedAgainWithoutTimes(self) -> None:
+        """
+        C{logs -f NAME} after C{logs -t -f NAME} (the first given up, or
+        lost with its connection, without a log's end): lines without time.
+        """
+        h = ShellHarness(FakeDaemon({"logs": self.stamping}))
+        h.type(b"logs -tf web\r")
+        h.screen()
+        h.type(b"logs -f web\r")
+        self.assertIn(b"web | new\r\n", h.screen())

@@ -20,10 +20,17 @@ class StampedFollows:
         self.names: set[str] = set()
 
     def replied(self, plan: Plan, request: Sequence[str]) -> None:
-        """The daemon took C{request}, one of C{plan}'s: note a C{logs -t -f NAME}."""
-        if plan.command == "logs" and plan.timestamps and len(request) > 1 \
-                and isFollow(request):
-            self.names.add(request[-1])
+        """
+        The daemon took C{request}, one of C{plan}'s: note a C{logs -t -f
+        NAME}; a follow of C{NAME} without C{-t} forgets it (a name noted
+        before stays noted only while it is followed: a follow a new
+        connection refused shows no line until it is asked again).
+        """
+        if plan.command == "logs" and len(request) > 1 and isFollow(request):
+            if plan.timestamps:
+                self.names.add(request[-1])
+            else:
+                self.names.discard(request[-1])
 
     def line(self, event: Any) -> str | None:
         """
