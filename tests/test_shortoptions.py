@@ -141,6 +141,14 @@ class ClientTests(SynchronousTestCase):
         self.assertEqual(planCommand(["rm", "-f", "a", "b"]).requests,
                          (("rm", "-f", "a"), ("rm", "-f", "b")))
 
+    def test_help(self) -> None:
+        """C{-h} among letters written together asks for help, as C{ps -ah} does in Docker."""
+        for words in (["ps", "-ah"], ["logs", "-fh", "web"], ["stop", "-ht5", "web"]):
+            self.assertEqual(planCommand(words).requests, (("help", words[0]),), words)
+        # A value letter before it takes it as its value.
+        self.assertEqual(planCommand(["logs", "-nh", "web"]).requests,
+                         (("logs", "-n", "h", "web"),))
+
     def test_passOnKey(self) -> None:
         """C{run -eKEY} passes this process's KEY on, as C{-e KEY} does."""
         self.patch(os, "environ", {"KEY": "from here"})

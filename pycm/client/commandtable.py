@@ -283,10 +283,15 @@ CLIENT_VALUE_OPTIONS = valueSpellings(
 )
 
 
+#: Every command's C{-h}/C{--help} (C{COMMAND --help} is C{help COMMAND}):
+#: a letter of a word of short options too, as Docker's CLI reads C{ps -ah}.
+HELP = Option("help", "h", takesValue=False)
+
+
 def clientSyntax(row: CommandSyntax) -> tuple[Option, ...]:
     """The options of command C{row} as the client reads a line of it."""
     extra = tuple(option for option in CLIENT_READ.get(row.name, ()) if option not in row.options)
-    return (*row.options, *extra)
+    return (*row.options, *extra, HELP)
 
 
 #: The word of a usage line the client's own options of a command go before.
