@@ -1155,13 +1155,13 @@ class CommandHelpTests(SynchronousTestCase):
         The commands the client takes several names for say C{NAME...} and
         how they are done; the others keep the daemon's C{NAME}.
         """
-        for name in ("stop", "start", "restart", "kill", "rm", "logs"):
+        for name in ("stop", "start", "restart", "kill", "rm", "logs", "wait"):
             lines = self.help(name)
             self.assertTrue(lines[0].startswith(f"usage: {name} "), lines[0])
             self.assertTrue(lines[0].endswith(" NAME..."), lines[0])
             self.assertIn("one request each", "\n".join(lines))
         self.assertEqual(self.help("stop")[0], "usage: stop [-t|--time=SECONDS] NAME...")
-        for name in ("inspect", "wait", "unfollow"):
+        for name in ("inspect", "unfollow"):
             lines = self.help(name)
             self.assertTrue(lines[0].endswith(" NAME"), lines[0])
             self.assertNotIn("one request each", "\n".join(lines))

@@ -97,6 +97,9 @@ class PlanTests(SynchronousTestCase):
                          (("kill", "--signal=TERM", "a"), ("kill", "--signal=TERM", "b")))
         self.assertEqual(planCommand(["start", "a", "b"]).names, ("a", "b"))
         self.assertEqual(planCommand(["restart", "a"]).requests, (("restart", "a"),))
+        # docker wait a b: each in turn.
+        self.assertEqual(planCommand(["wait", "--for=removed", "a", "b"]).requests,
+                         (("wait", "--for=removed", "a"), ("wait", "--for=removed", "b")))
         # An option after the names is the daemon's to refuse, in one request.
         self.assertEqual(planCommand(["stop", "a", "-t", "3"]).requests,
                          (("stop", "a", "-t", "3"),))

@@ -250,7 +250,7 @@ COMMAND_NOTES: dict[str, tuple[str, ...]] = {
 
 #: Commands the client takes several names for (the daemon one), sending
 #: one request a name (L{pycm.client.plan}).
-MULTI_NAME = frozenset({"stop", "start", "restart", "kill", "rm", "logs"})
+MULTI_NAME = frozenset({"stop", "start", "restart", "kill", "rm", "logs", "wait"})
 
 #: What the usage of a command in L{MULTI_NAME} adds.
 MULTI_NAME_NOTE = (

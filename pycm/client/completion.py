@@ -42,8 +42,8 @@ COMPLETION_USAGE = [
 GLOBAL_OPTIONS = ("--host", "-H", "--token", "--json", "--help", "--version")
 #: Commands whose positional arguments are all container names (several
 #: with Docker's habits), and those that take one name.
-MULTI_NAME = frozenset({"stop", "start", "restart", "kill", "rm", "logs", "stats"})
-ONE_NAME = frozenset({"inspect", "wait", "unfollow", "scale"})
+MULTI_NAME = frozenset({"stop", "start", "restart", "kill", "rm", "logs", "stats", "wait"})
+ONE_NAME = frozenset({"inspect", "unfollow", "scale"})
 #: Commands whose positional argument is a file on the client's machine.
 FILE_COMMANDS = frozenset({"apply"})
 #: The options the client reads itself whose value is a file.
