@@ -12,13 +12,15 @@ import os
 import shutil
 import signal
 import socket
-import stat
 import subprocess
 import tempfile
 
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.internet.error import CannotListenError
+from twisted.internet.protocol import Factory
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from pycm.daemon.unixlock import processState, removeDeadSocket, takeOverFromZombie
+from pycm.daemon.listeners import ListenerService, classifyListener
+from pycm.daemon.unixlock import NO_SUCH_PID, answers, isZombie, takeOverFromZombie
 
 from .e2e import RealDaemon
 
@@ -38,7 +40,9 @@ def leftSocket(path: str) -> None:
         dead.listen(1)
 
 
-class TakeOverTests(SynchronousTestCase):
+class TakeOverTests(TestCase):
+    """On the real reactor: a listener is stopped at the end of its test."""
+
     def setUp(self) -> None:
         # Under /tmp, not the clone: a socket's path must stay under 108 bytes.
         directory = tempfile.mkdtemp(prefix="pycm-zlock-", dir="/tmp")
@@ -46,33 +50,84 @@ class TakeOverTests(SynchronousTestCase):
         self.path = os.path.join(directory, "s")
         self.lock = self.path + ".lock"
 
-    def test_zombieState(self) -> None:
-        """A child that exited and is not reaped reads as C{Z}; this process does not."""
-        self.assertEqual(processState(zombie(self)), "Z")
-        self.assertNotIn(processState(os.getpid()), ("Z", "X", None))
+    def listen(self) -> ListenerService:
+        """Listen on C{self.path} on the real reactor, as the daemon does (its lock too)."""
+        from twisted.internet import reactor
 
-    def test_zombieHolderAndItsSocketGo(self) -> None:
-        """The lock names a zombie and nothing listens on the socket: both go."""
+        service = ListenerService(reactor, classifyListener(f"unix:{self.path}", False),
+                                  Factory(), None)
+        service.privilegedStartService()
+        self.addCleanup(service.stopService)
+        return service
+
+    def test_zombie(self) -> None:
+        """A child that exited and is not reaped is a zombie; this process is not."""
+        self.assertTrue(isZombie(zombie(self)))
+        self.assertFalse(isZombie(os.getpid()))
+        self.assertFalse(isZombie(NO_SUCH_PID))
+
+    def test_zombieHolderTakenOver(self) -> None:
+        """
+        The lock names a zombie and nothing answers on the socket: the
+        listen takes both over (Twisted breaks the lock as a dead
+        daemon's and removes its socket file).
+        """
         leftSocket(self.path)
         os.symlink(str(zombie(self)), self.lock)
+        self.listen()
+        self.assertEqual(os.readlink(self.lock), str(os.getpid()))
+        self.assertTrue(answers(self.path))
+        self.assertFalse([name for name in os.listdir(os.path.dirname(self.path))
+                          if name.endswith(".stale")])
+
+    def test_zombieHolderThroughALink(self) -> None:
+        """The socket path is a link to the dead daemon's socket: taken over too."""
+        leftSocket(self.path + "-real")
+        os.symlink(self.path + "-real", self.path)
+        os.symlink(str(zombie(self)), self.lock)
+        self.listen()
+        self.assertTrue(answers(self.path))
+
+    def test_lockNamesNoSuchPid(self) -> None:
+        """What Twisted is handed: a lock naming a pid no process can have."""
+        os.symlink(str(zombie(self)), self.lock)
         takeOverFromZombie(self.lock)
-        self.assertFalse(os.path.lexists(self.lock))
-        self.assertFalse(os.path.lexists(self.path))
+        self.assertEqual(os.readlink(self.lock), str(NO_SUCH_PID))
+        self.assertRaises(ProcessLookupError, os.kill, NO_SUCH_PID, 0)
 
     def test_liveListenerKept(self) -> None:
         """
-        The lock names a zombie but something listens on the path (a
-        daemon without a lock file): the lock goes, the socket stays, for
-        the bind to refuse.
+        The lock names a zombie but something answers on the path (a
+        daemon without a lock file): nothing is taken over, and the
+        listen fails as before, its socket kept.
         """
         live = socket.socket(socket.AF_UNIX)
         self.addCleanup(live.close)
         live.bind(self.path)
         live.listen(1)
+        holder = str(zombie(self))
+        os.symlink(holder, self.lock)
+        self.assertRaises(CannotListenError, self.listen)
+        self.assertEqual(os.readlink(self.lock), holder)
+        self.assertTrue(answers(self.path))
+
+    def test_takenMeanwhile(self) -> None:
+        """
+        Another daemon took the lock over between the look at its holder
+        and the rename: its lock is left as it is.
+        """
+        from pycm.daemon import unixlock
+
+        def anotherTakesIt(path: str) -> bool:
+            os.remove(self.lock)
+            os.symlink(str(os.getppid()), self.lock)
+            return False
+
         os.symlink(str(zombie(self)), self.lock)
+        self.patch(unixlock, "answers", anotherTakesIt)
         takeOverFromZombie(self.lock)
-        self.assertFalse(os.path.lexists(self.lock))
-        self.assertTrue(stat.S_ISSOCK(os.lstat(self.path).st_mode))
+        self.assertEqual(os.readlink(self.lock), str(os.getppid()))
+        self.assertEqual(sorted(os.listdir(os.path.dirname(self.lock))), ["s.lock"])
 
     def test_liveHolderKept(self) -> None:
         """A lock naming a live process (another daemon) is left, and its socket."""
@@ -82,17 +137,11 @@ class TakeOverTests(SynchronousTestCase):
         self.assertEqual(os.readlink(self.lock), str(os.getppid()))
         self.assertTrue(os.path.lexists(self.path))
 
-    def test_notASocketKept(self) -> None:
-        """A file that is not a socket is never removed (the bind will say so)."""
-        with open(self.path, "w") as f:
-            f.write("data")
-        self.assertFalse(removeDeadSocket(self.path))
-        self.assertTrue(os.path.exists(self.path))
-
     def test_nothingToDo(self) -> None:
         """No lock, no lock file, a lock naming this process or no pid: nothing changes."""
         takeOverFromZombie(None)
         takeOverFromZombie(self.lock)
+        self.assertFalse(os.path.lexists(self.lock))
         for name in (str(os.getpid()), "not-a-pid"):
             os.symlink(name, self.lock)
             takeOverFromZombie(self.lock)
@@ -120,4 +169,5 @@ class KilledDaemonTests(SynchronousTestCase):
         daemon.start()
         self.assertEqual(daemon.connect(unix=True).ok("ping"), "pong")
         self.assertEqual(os.readlink(daemon.socketPath + ".lock"), str(daemon.pid))
-        self.assertIn(f"the daemon it names ({dead.pid}) has exited", daemon.log())
+        self.assertIn(f"names {dead.pid}, a daemon that exited and is not reaped yet",
+                      daemon.log())

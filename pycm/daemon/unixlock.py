@@ -7,10 +7,10 @@ has exited but is not yet reaped, which Twisted takes for a live holder.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import socket
-import stat
 
 from twisted.logger import Logger
 
@@ -42,70 +42,65 @@ def releaseTakenLock(lock: str | None, before: str | None) -> None:
         log.warn("could not remove {lock}: {error}", lock=lock, error=e.strerror)
 
 
+#: A pid no process can have (Linux's pids are at most 2**22): a lock that
+#: names it is one Twisted finds stale and breaks.
+NO_SUCH_PID = 2**22 + 1
+
+
 def takeOverFromZombie(lock: str | None, proc: str = "/proc") -> None:
     """
     Before a C{unix:} listen: if C{lock} names a zombie (a daemon killed,
-    whose parent has not waited for it yet), remove the lock, and the
-    socket file beside it if nothing listens there.  Twisted asks
-    C{kill(pid, 0)}, which a zombie answers as a live process does: it
-    would refuse the listen until the zombie is reaped, and leave the dead
-    daemon's socket file, which only it removes when it breaks a lock.
+    whose parent has not waited for it yet) and nothing answers on the
+    socket, make the lock name L{NO_SUCH_PID} instead, in one rename.
+    Twisted asks C{kill(pid, 0)}, which a zombie answers as a live process
+    does, and refuses the listen until the zombie is reaped; for a pid
+    that is not there it breaks the lock itself, then removes the dead
+    daemon's socket file under the lock it took, as for a daemon reaped.
 
     A zombie holds nothing, whichever process it is (the daemon, or a later
     one given its pid): the daemon that made the lock has exited.  A live
-    holder, or none at all, is left to Twisted.
+    holder, a socket that answers (a daemon listening without a lock), or
+    no lock at all is left as it is, for the listen to say why it fails.
     """
     owner = lockOwner(lock)
     if lock is None or owner is None or not owner.isdigit() or owner == str(os.getpid()):
         return
-    if processState(int(owner), proc) not in ("Z", "X"):
+    if not isZombie(int(owner), proc) or answers(lock[: -len(".lock")]):
         return
+    stale = f"{lock}.{os.getpid()}.stale"
     try:
-        os.remove(lock)
-    except FileNotFoundError:
-        pass
+        os.symlink(str(NO_SUCH_PID), stale)
+        # Not if another daemon took the lock over meanwhile.
+        if lockOwner(lock) == owner:
+            os.rename(stale, lock)
+            log.info(
+                "{lock} names {pid}, a daemon that exited and is not reaped yet:"
+                " taken as a dead daemon's lock",
+                lock=lock, pid=owner,
+            )
     except OSError as e:
-        log.warn("could not remove {lock}: {error}", lock=lock, error=e.strerror)
-        return
-    path = lock[: -len(".lock")]
-    gone = removeDeadSocket(path)
-    log.info(
-        "removed {lock}{andSocket}: the daemon it names ({pid}) has exited"
-        " (its parent has not reaped it yet)",
-        lock=lock, andSocket=f" and {path}" if gone else "", pid=owner,
-    )
+        log.warn("could not take over {lock}: {error}", lock=lock, error=e.strerror)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(stale)
 
 
-def processState(pid: int, proc: str = "/proc") -> str | None:
-    """The state letter of C{pid} (C{Z}: a zombie), or None if there is no such process."""
-    try:
-        with open(f"{proc}/{pid}/stat", "rb") as f:
-            fields = f.read().rpartition(b")")[2].split()
-        return fields[0].decode("ascii")
-    except (OSError, IndexError, UnicodeDecodeError):
-        return None
-
-
-def removeDeadSocket(path: str) -> bool:
+def isZombie(pid: int, proc: str = "/proc") -> bool:
     """
-    Remove the socket file at C{path} if connecting to it is refused:
-    nothing listens there.  A file that is not a socket, or one that
-    answers (or whose backlog is full), is left for the bind to refuse.
-
-    @return: whether it was removed.
+    Has process C{pid} exited, not reaped yet?  Its state is C{Z} and it
+    has no thread left (a process whose first thread exited reads C{Z}
+    too while its other threads run).
     """
     try:
-        if not stat.S_ISSOCK(os.lstat(path).st_mode):
-            return False
-    except OSError:
+        with open(f"{proc}/{pid}/status", "rb") as f:
+            fields = dict(line.partition(b":")[::2] for line in f)
+        return fields[b"State"].split()[0] in (b"Z", b"X") and int(fields[b"Threads"]) <= 1
+    except (OSError, KeyError, IndexError, ValueError):
         return False
+
+
+def answers(path: str) -> bool:
+    """Does something accept connections on the UNIX socket at C{path} (or queue them)?"""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
         probe.setblocking(False)
-        if probe.connect_ex(path) != errno.ECONNREFUSED:
-            return False
-    try:
-        os.remove(path)
-    except OSError as e:
-        log.warn("could not remove {path}: {error}", path=path, error=e.strerror)
-        return False
-    return True
+        return probe.connect_ex(path) in (0, errno.EAGAIN, errno.EINPROGRESS)
