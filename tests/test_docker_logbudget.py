@@ -70,6 +70,19 @@ class NewestLinesTests(SynchronousTestCase):
         self.assertIn("the last 5 lines are over", str(kept.tooMany()))
         self.assertIn("use --tail=2", str(kept.tooMany()))
 
+    def test_sinceWithATail(self) -> None:
+        """
+        With C{--since} and C{--tail=N} (the count kept here): long lines
+        the budget dropped early are no cut if the last N fit.
+        """
+        kept = NewestLines(2, replyCost(line(1, "y" * 100)) + 1)
+        for n in range(5):
+            kept.append(None, line(n, "y" * 100))
+        for n in range(5, 7):
+            kept.append(None, line(n, "z"))
+        self.assertFalse(kept.cut)
+        self.assertEqual([x.line for _, x in kept.items()], ["5 z", "6 z"])
+
     def test_noneAsked(self) -> None:
         """C{--tail=0}: nothing is kept, nothing is cut."""
         kept = NewestLines(0)

@@ -2,7 +2,7 @@
 End-to-end: C{logs} of a container whose engine log is far bigger than a
 reply may carry, on the real C{twistd pycm --backend docker} in front of
 the test engine: the daemon holds only the newest
-L{pycm.backends.docker.follow.READ_BUDGET} bytes of it, and says what
+L{pycm.backends.docker.follow.REPLY_BUDGET} bytes of it, and says what
 C{--tail} fits.
 
 Needs C{PYCM_DOCKER_HOST} (see L{tests.test_docker_support}); skips
@@ -39,7 +39,7 @@ class BigLogTests(SynchronousTestCase):
     def test_bigLogHoldsTheNewestOnly(self) -> None:
         """
         C{logs --tail=all} of a 40 MB log: the daemon's peak memory grows by far less
-        than the log (it grew by about 300 MB when it kept every line), the
+        than the log (it grew by 176 MB when it kept every line), the
         reply says how many of the newest lines fit, and C{--tail} of them
         gives the last line written.
         """

@@ -45,7 +45,6 @@ class NewestLines:
     what is kept is bounded, and it is exactly what a reply can carry.
 
     @ivar received: how many lines were given.
-    @ivar cut: whether a line went for the budget (not for the count).
     """
 
     def __init__(self, count: int | None, budget: int = REPLY_BUDGET) -> None:
@@ -53,7 +52,21 @@ class NewestLines:
         self.budget = budget
         self.size = 0
         self.received = 0
-        self.cut = False
+
+    @property
+    def asked(self) -> int:
+        """How many of the lines given the count keeps (all of them without one)."""
+        count = self._lines.maxlen
+        return self.received if count is None else min(self.received, count)
+
+    @property
+    def cut(self) -> bool:
+        """
+        Did the budget drop a line the count would have kept?  (What is
+        kept is the longest run of newest lines that fits: only a line
+        that did not fit went before its time.)
+        """
+        return len(self._lines) < self.asked
 
     def append(self, ts: str | None, line: LogLine) -> None:
         """Keep C{line}, stamped C{ts}, dropping the oldest past the count or the budget."""
@@ -68,7 +81,6 @@ class NewestLines:
         self.size += cost
         while self.size > self.budget and lines:
             self.size -= lines.popleft()[2]
-            self.cut = True
 
     def items(self) -> list[tuple[str | None, LogLine]]:
         """The lines kept, oldest first."""
@@ -76,12 +88,15 @@ class NewestLines:
 
     def tooMany(self) -> BadRequest:
         """The error of a read that was L{cut}: how many of the newest lines fit."""
-        count = self._lines.maxlen
-        asked = self.received if count is None else min(self.received, count)
-        return BadRequest(
-            f"the last {asked} lines are over the {self.budget // 2**20} MiB a "
-            f"reply may carry; the last {len(self._lines)} fit: use --tail={len(self._lines)}"
-        )
+        return overReply(self.asked, len(self._lines), self.budget)
+
+
+def overReply(asked: int, fit: int, budget: int = REPLY_BUDGET) -> BadRequest:
+    """The error of a C{logs} of C{asked} lines, of which the newest C{fit} fit in a reply."""
+    return BadRequest(
+        f"the last {asked} lines are over the {budget // 2**20} MiB a reply may carry; "
+        f"the last {fit} fit: use --tail={fit}"
+    )
 
 
 def engineSince(since: float) -> str:

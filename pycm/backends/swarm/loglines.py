@@ -23,7 +23,7 @@ from pycm.backends.docker.engine import EngineError
 from pycm.backends.docker.follow import REPLY_BUDGET, replyCost
 from pycm.backends.docker.interfaces import IDockerEngine
 from pycm.backends.docker.stream import Demultiplexer, LogLineSplitter
-from pycm.errors import BadRequest, PycmError
+from pycm.errors import PycmError
 from pycm.model import LogLine
 from pycm.slicedwork import Job
 
@@ -136,9 +136,11 @@ def inTimeOrder(lines: Iterable[RawLine]) -> list[RawLine]:
 class NewestRawLines:
     """
     The newest lines of a read by their time, whatever order they come in
-    (task by task): past C{budget} bytes of reply
-    (L{pycm.backends.docker.follow.replyCost}, with node ids for names),
-    the oldest go, so that a read holds no more than a reply can carry.
+    (task by task): past C{budget} bytes of reply, the oldest go, so that
+    a read holds no more than a reply can carry.  A line is counted
+    without its node (L{pycm.backends.docker.follow.replyCost}): its name
+    is known only later, so what is kept is at least what fits, and
+    L{newestThatFit} then counts exactly.
 
     @ivar received: how many lines were given.
     @ivar cut: whether a line went for the budget.
@@ -153,7 +155,7 @@ class NewestRawLines:
 
     def append(self, line: RawLine) -> None:
         """Keep C{line}, dropping the oldest past the budget."""
-        cost = replyCost(line.logLine({}))
+        cost = replyCost(LogLine(line.nanos / 1e9, line.stream, line.text, task=line.task))
         heapq.heappush(self._heap, (line.nanos, self.received, cost, line))
         self.received += 1
         self.size += cost
@@ -165,12 +167,22 @@ class NewestRawLines:
         """The lines kept, in the order they came."""
         return [entry[3] for entry in sorted(self._heap, key=lambda entry: entry[1])]
 
-    def tooMany(self, asked: int, fit: int) -> BadRequest:
-        """The error of a read that was L{cut}, of C{asked} lines of which C{fit} fit."""
-        return BadRequest(
-            f"the last {asked} lines are over the {self.budget // 2**20} MiB a reply may "
-            f"carry; the last {fit} fit: use --tail={fit}"
-        )
+
+def newestThatFit(lines: list[LogLine], budget: int = REPLY_BUDGET) -> Job[int]:
+    """
+    How many of the newest of C{lines} (in time order, their nodes named)
+    a reply can carry, as a L{pycm.slicedwork.Job} (L{LINES_PER_SLICE}
+    lines a slice).
+    """
+    size = fit = 0
+    for line in reversed(lines):
+        if fit and fit % LINES_PER_SLICE == 0:
+            yield None
+        size += replyCost(line)
+        if size > budget:
+            break
+        fit += 1
+    return fit
 
 
 #: Lines of L{mergeInTimeOrder}'s work in one slice (a few milliseconds).

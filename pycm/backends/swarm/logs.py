@@ -34,7 +34,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from pycm.backends.docker.engine import EngineError
-from pycm.backends.docker.follow import REPLY_BUDGET
+from pycm.backends.docker.follow import REPLY_BUDGET, overReply
 from pycm.backends.docker.interfaces import IDockerEngine
 from pycm.backends.docker.logbody import readLogBody
 from pycm.backends.docker.stream import Demultiplexer, LogLineSplitter, StreamFormatError
@@ -48,6 +48,7 @@ from pycm.backends.swarm.loglines import (
     inTimeOrder,
     mergeInTimeOrder,
     nanosParam,
+    newestThatFit,
     rawLine,
 )
 from pycm.model import LogFollow, LogLine
@@ -119,9 +120,10 @@ class ServiceLogReader:
     @defer.inlineCallbacks
     def _backlog(self, sid: str, name: str, tail: int | None, since: float | None) -> Any:
         """
-        The lines as read (for the cursor) and the backlog: the last
-        C{tail} of those at or after C{since}, in time order (merged a
-        slice at a time).
+        The lines as read (for the cursor), the backlog: the last C{tail}
+        of those at or after C{since}, in time order (merged a slice at a
+        time), how many lines were asked for, and whether the budget left
+        the backlog short of them (L{NewestRawLines}).
         """
         if since is not None:
             # The engine takes its tail before its since: ask for every line
@@ -139,10 +141,24 @@ class ServiceLogReader:
         )
         if tail is not None:
             backlog = backlog[-tail:] if tail > 0 else []
-        if read.cut and (tail is None or len(backlog) < tail):
-            # Older lines of those asked for went for the budget.
-            raise read.tooMany(read.received if tail is None else tail, len(backlog))
-        return raw, backlog
+        # Older lines of those asked for went for the budget?
+        short = read.cut and (tail is None or len(backlog) < tail)
+        asked = (read.received if tail is None else tail) if short else len(backlog)
+        return raw, backlog, asked, short
+
+    @defer.inlineCallbacks
+    def _replyLines(self, backlog: list[RawLine], asked: int, short: bool) -> Any:
+        """
+        The L{LogLine}s of C{backlog}, their nodes named, if a reply can
+        carry them and the budget did not leave them C{short} of the
+        C{asked}; else L{BadRequest} saying how many of the newest fit.
+        """
+        names = yield self.nodeNames.resolve(line.nodeId for line in backlog)
+        lines = [line.logLine(names) for line in backlog]
+        fit = yield self.slices.run(newestThatFit(lines, self.budget))
+        if short or fit < len(lines):
+            raise overReply(asked, fit, self.budget)
+        return lines
 
     @defer.inlineCallbacks
     def read(self, sid: str, name: str, tail: int | None, since: float | None = None) -> Any:
@@ -153,9 +169,9 @@ class ServiceLogReader:
         @return: Deferred firing with a list of L{LogLine}; L{NotFound}
             when the service is gone.
         """
-        _, backlog = yield self._backlog(sid, name, tail, since)
-        names = yield self.nodeNames.resolve(line.nodeId for line in backlog)
-        return [line.logLine(names) for line in backlog]
+        _, backlog, asked, short = yield self._backlog(sid, name, tail, since)
+        lines = yield self._replyLines(backlog, asked, short)
+        return lines
 
     def follow(
         self,
@@ -207,7 +223,7 @@ class ServiceLogReader:
         # With no backlog asked for, each task's last line still says where
         # its new lines begin.
         askTail = 1 if tail == 0 else tail
-        raw, backlog = yield self._backlog(follow.sid, follow.name, askTail, since)
+        raw, backlog, asked, short = yield self._backlog(follow.sid, follow.name, askTail, since)
         for line in raw:
             follow.cursor.given(line)
         if backlog:
@@ -216,8 +232,8 @@ class ServiceLogReader:
             # new if it is not older than the backlog.
             follow.cursor.startFrom(backlog[0].nanos)
         if tail == 0:
-            backlog = []
-        names = yield self.nodeNames.resolve(line.nodeId for line in backlog)
+            backlog, short = [], False
+        lines = yield self._replyLines(backlog, asked, short)
         running = [task for task in follow.cursor.last if task is None or not ended(task)]
         start = follow.cursor.earliest(running)
         lower = int((readAt - CLOCK_MARGIN) * 1e9)
@@ -225,7 +241,7 @@ class ServiceLogReader:
             lower = max(lower, int(since * 1e9))
         follow.fromNanos = lower if start is None else min(start, lower)
         yield follow.open()
-        return [line.logLine(names) for line in backlog]
+        return lines
 
 
 def _cancelledIsNoError(failure: Failure) -> None:
