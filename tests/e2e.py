@@ -74,6 +74,15 @@ def defaultStopSignals() -> None:
     signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
+def memoryOf(pid: int, field: str = "VmRSS") -> int:
+    """A memory figure of process C{pid} (C{VmRSS}, C{VmHWM}: its peak), in bytes."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError(f"no {field} for {pid}")
+
+
 def waitFor(predicate: Callable[[], Any], what: str, deadline: float = DEADLINE) -> Any:
     """Poll C{predicate} until it returns something true, or fail."""
     end = time.monotonic() + deadline

@@ -16,7 +16,7 @@ import time
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from .e2e import DEADLINE, RealDaemon, waitFor
+from .e2e import DEADLINE, RealDaemon, memoryOf, waitFor
 
 
 def _openSockets(pid: int) -> int:
@@ -381,15 +381,6 @@ class FileLimitE2ETests(SynchronousTestCase):
         self.assertEqual(client.ok("run again host sleep 1000")["state"], "running")
 
 
-def _rss(pid: int) -> int:
-    """The resident memory of process C{pid}, in KiB."""
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
-
-
 class FloodE2ETests(SynchronousTestCase):
     def test_clientsThatDoNotReadCostLittle(self) -> None:
         """
@@ -409,7 +400,7 @@ class FloodE2ETests(SynchronousTestCase):
             sock.connect(daemon.socketPath)
             sock.settimeout(0.5)
             floods.append(sock)
-        before = _rss(daemon.pid)
+        before = memoryOf(daemon.pid)
         blocked: set[int] = set()
         started = time.monotonic()
         # The daemon stops reading each flood once its replies fill the
@@ -431,7 +422,7 @@ class FloodE2ETests(SynchronousTestCase):
         self.assertLess(time.monotonic() - asked, 2)
         # Each holds its write buffer and one read at most, not the
         # replies to the thousands of list requests it sent.
-        self.assertLess(_rss(daemon.pid) - before, 64 * 1024)
+        self.assertLess(memoryOf(daemon.pid) - before, 64 * 2**20)
 
     def test_pipelinedThousandsThenShutdown(self) -> None:
         """

@@ -15,21 +15,12 @@ import shlex
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.e2e import waitFor
+from tests.e2e import memoryOf, waitFor
 from tests.test_docker_e2e import dockerDaemon
 from tests.test_docker_support import requireEngine, testImage, uniqueName
 
 #: The container's log: this many lines of 100 bytes (40 MB).
 LINES = 400_000
-
-
-def peakResident(pid: int) -> int:
-    """The most memory C{pid} has held resident (C{VmHWM}), in bytes."""
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no VmHWM")
 
 
 class BigLogTests(SynchronousTestCase):
@@ -51,9 +42,9 @@ class BigLogTests(SynchronousTestCase):
         client.ok(f"run {name} {testImage()} sh -c {shlex.quote(script)}")
         waitFor(lambda: client.ok(f"inspect {name}")["state"] == "exited", "the log written",
                 deadline=120)
-        before = peakResident(daemon.pid)
+        before = memoryOf(daemon.pid, "VmHWM")
         kind, value = client.request(f"logs --tail=all {name}")
-        grown = peakResident(daemon.pid) - before
+        grown = memoryOf(daemon.pid, "VmHWM") - before
         self.assertEqual(kind, "ERR", f"{len(value)} lines")
         self.assertIn("a reply may carry; the last", value[1])
         self.assertLess(grown, 80 * 2**20)

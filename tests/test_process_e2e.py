@@ -18,7 +18,7 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase
 from pycm.backends.process import procfs
 from pycm.backends.process.cgroupdetect import detect
 from pycm.backends.supervisor.backend import LOST_ERROR, RECLAIMED_ERROR, SHUTDOWN_ERROR
-from tests.e2e import LineClient, RealDaemon, waitFor
+from tests.e2e import LineClient, RealDaemon, memoryOf, waitFor
 
 
 def processDaemon(testCase: SynchronousTestCase, stateDir: str | None = None) -> RealDaemon:
@@ -45,15 +45,6 @@ def killGroupLater(testCase: SynchronousTestCase, pgid: int) -> None:
             pass
 
     testCase.addCleanup(kill)
-
-
-def rss(pid: int) -> int:
-    """The resident set size of C{pid}, in bytes."""
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
 
 
 class ProcessDaemonTests(SynchronousTestCase):
@@ -296,7 +287,7 @@ class ProcessDaemonTests(SynchronousTestCase):
 
         def watch() -> None:
             while not done.is_set():
-                worst["rss"] = max(worst["rss"], rss(daemon.pid))
+                worst["rss"] = max(worst["rss"], memoryOf(daemon.pid))
                 started = time.monotonic()
                 self.assertEqual(pinger.ok("ping"), "pong")
                 pings.append(time.monotonic() - started)
