@@ -326,8 +326,12 @@ class DockerBackend:
         except EngineError as e:
             if e.status == 404 and "no such container" in e.message.lower():
                 raise NotFound(name) from None
-            # Another 404 (a missing network) is not about the container.
-            raise BackendError(f"cannot start {name}: {e.message}") from None
+            # Another 404 (a missing network) is not about the container:
+            # it is dead, with the engine's reason, in a list too (whose
+            # cached inspect, taken before, still says created).
+            message = f"cannot start {name}: {e.message}"
+            view.startErrors[cid] = message
+            raise BackendError(message) from None
         finally:
             view.inFlight.endStart(name)
         container = view.container(data)
