@@ -265,6 +265,19 @@ class ApplierOrderTests(SynchronousTestCase):
                          "service web: the held backend cannot honour replicas")
         self.assertEqual((self.backend.listed, self.backend.calls), (0, []))
 
+    def test_refusedHealthKeyNamed(self) -> None:
+        """
+        A health check key the backend cannot honour is named as the file
+        has it (C{healthcheck.on_failure}), not as the whole health check.
+        """
+        self.backend = HeldBackend(ALL_OPTIONS - {"health-on-failure"})
+        self.applier = Applier(self.backend, lambda: 0.0)
+        [failure] = self.apply(services(web={"healthcheck": {
+            "cmd": "true", "on_failure": "restart"}}))
+        failure.trap(BadRequest)
+        self.assertEqual(failure.value.message,
+                         "service web: the held backend cannot honour healthcheck.on_failure")
+
 
 class PlanTests(SynchronousTestCase):
     """L{makePlan}: steps by the containers' labels."""

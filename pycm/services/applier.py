@@ -31,7 +31,7 @@ from pycm.capabilities import ISpecCheck
 from pycm.errors import BackendError, BadRequest, PycmError
 from pycm.interfaces import IContainerBackend
 from pycm.model import Container, ProgressEvent, WaitCondition
-from pycm.services.definition import Condition, ServiceSet
+from pycm.services.definition import HEALTHCHECK_KEYS, Condition, ServiceSet
 from pycm.services.plan import Plan, Step, StepAction, makePlan
 
 #: The C{action} of an apply's progress events.
@@ -114,8 +114,10 @@ def refuseOnHost(backend: IContainerBackend, plan: Plan) -> None:
 
 
 def _documentKey(option: str) -> str:
-    if option.startswith("health-") or option == "no-healthcheck":
-        return "healthcheck"
+    """The key of the services file that stands for C{run}'s C{option}."""
+    for key, healthOption in HEALTHCHECK_KEYS.items():
+        if option == healthOption:
+            return f"healthcheck.{key}"
     return {"label": "labels"}.get(option, option.replace("-", "_"))
 
 
