@@ -33,6 +33,7 @@ from pycm.client.exits import (
     reportError,
     writeLines,
 )
+from pycm.client.logfit import fittingLogs
 from pycm.client.plan import Plan, planCommand
 from pycm.client.template import formatContainers
 from pycm.client.wire import ConnectionGone, ProtocolError
@@ -161,12 +162,20 @@ async def runCommand(
                 value = await client.request(line)
             except PycmError as e:
                 older = withoutOwnProgressId(e, words, options.command)
-                if older is None:
+                fitting = None if options.json else fittingLogs(words, e)
+                if older is not None:
+                    # A daemon older than --progress-id: the apply once more
+                    # without it, and all of its progress shown, as before.
+                    words, line, progressId = older, shlex.join(older), None
+                    value = await client.request(line)
+                elif fitting is not None:
+                    # A log over what a reply may carry: its newest lines.
+                    words, notice = fitting
+                    line = shlex.join(words)
+                    value = await client.request(line)
+                    writeLines(err, [notice])
+                else:
                     raise
-                # A daemon older than --progress-id: the apply once more
-                # without it, and all of its progress shown, as before.
-                words, line, progressId = older, shlex.join(older), None
-                value = await client.request(line)
         except PycmError as e:
             reportError(err, options, e.code, e.message,
                         explainError(e, client, options, words) + oldDaemonHint(e, words))
