@@ -326,12 +326,10 @@ class DockerBackend:
         except EngineError as e:
             if e.status == 404 and "no such container" in e.message.lower():
                 raise NotFound(name) from None
-            # Another 404 (a missing network) is not about the container:
-            # it is dead, with the engine's reason, in a list too (whose
-            # cached inspect, taken before, still says created).
-            message = f"cannot start {name}: {e.message}"
-            view.startErrors[cid] = message
-            raise BackendError(message) from None
+            # Another 404 (a missing network) is not about the container. It
+            # is dead: in a list too, whose cached inspect says created.
+            view.startErrors[cid] = f"cannot start {name}: {e.message}"
+            raise BackendError(view.startErrors[cid]) from None
         finally:
             view.inFlight.endStart(name)
         container = view.container(data)
@@ -490,8 +488,7 @@ class DockerBackend:
     ) -> Any:
         """The backlog, then the lines as they come (L{LogReader.follow})."""
         data = yield self._lookup.resolve(name)
-        follow = yield self._logs.follow(data["Id"], name, tail, observer, since)
-        return follow
+        return (yield self._logs.follow(data["Id"], name, tail, observer, since))
 
     # -- wait -----------------------------------------------------------------
 
