@@ -134,3 +134,38 @@ class PipedHabitsTests(SynchronousTestCase):
         first, second = daemon.received
         self.assertNotIn("--progress-id", first)
         self.assertIn("--progress-id=mine", second)
+
+
+class PipedNameQuestionTests(SynchronousTestCase):
+    """
+    A bare C{run} or C{stop} takes the next line as its name, as the shell
+    asks for it and as a script for the teaching client that pycm grew
+    out of answers its "Enter container name:".
+    """
+
+    def test_nextLineIsTheName(self) -> None:
+        daemon = FakeDaemon({"run": ok(WEB), "stop": ok(dict(WEB, state="exited")),
+                             "list": ok([WEB])})
+        h, _, status = pipeInto(self, daemon, b"run\nweb\nlist\nstop\nweb\nrun -e A=1\n db \n")
+        self.assertEqual(daemon.received, ["run web", "list", "stop web", "run -e A=1 db"])
+        self.assertEqual((status, h.err.getvalue()), (0, ""))
+
+    def test_nameRequired(self) -> None:
+        """An empty answer, or none before the input ends: refused here, the rest sent."""
+        daemon = FakeDaemon({"list": ok([WEB])})
+        h, _, status = pipeInto(self, daemon, b"run\n\nlist\nstop")
+        self.assertEqual(daemon.received, ["list"])
+        self.assertEqual(h.err.getvalue().splitlines(), [
+            "line 2 (run): Container name required",
+            "line 4 (stop): Container name required",
+        ])
+        self.assertEqual(status, 2)
+
+    def test_notAsked(self) -> None:
+        """With a name, C{--help}, or C{--json} (lines as written), nothing is asked."""
+        daemon = FakeDaemon({"run": "ERR bad_request run needs NAME", "help": ok({})})
+        pipeInto(self, daemon, b"run --help\nstop -t 5 web\n")
+        self.assertEqual(daemon.received, ["help run", "stop -t 5 web"])
+        daemon = FakeDaemon({"run": "ERR bad_request run needs NAME", "help": ok({})})
+        pipeInto(self, daemon, b"run\nweb\n", json=True)
+        self.assertEqual(daemon.received, ["run", "web"])

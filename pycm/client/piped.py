@@ -30,7 +30,7 @@ from pycm.client.exits import (
     writeLines,
 )
 from pycm.client.followed import StampedFollows
-from pycm.client.plan import Plan, PlanError, isFollow, planCommand
+from pycm.client.plan import Plan, PlanError, asksForName, isFollow, planCommand
 from pycm.client.printable import printable
 from pycm.client.protocol import ClientProtocol, Disconnected, isSilentLine
 from pycm.errors import PycmError
@@ -81,6 +81,8 @@ class PipedRequests(LineOnlyReceiver):
         #: The containers whose logs these lines follow, until each ends.
         self.follows: set[str] = set()
         self.stamped = StampedFollows()
+        #: A bare C{run} or C{stop} whose name is the next line.
+        self.asking: list[str] | None = None
 
     def connectionMade(self) -> None:
         self.client.addEventListener(self._event)
@@ -112,7 +114,15 @@ class PipedRequests(LineOnlyReceiver):
             writeLines(self.err, ["Error: a request line is not valid UTF-8"])
             self._worsen(EXIT_USAGE)
             return
-        if isSilentLine(line):
+        if self.asking is not None:
+            # The line after a bare `run` or `stop` is its name, as the
+            # shell asks for it ("Enter container name:").
+            asked, self.asking = self.asking, None
+            if not line.strip():
+                self._nameRequired(asked)
+                return
+            line = shlex.join([*asked, line.strip()])
+        elif isSilentLine(line):
             return
         if self.lost or self.saidBye or self.leaving:
             return
@@ -121,6 +131,9 @@ class PipedRequests(LineOnlyReceiver):
             # after it are neither read nor sent.
             self.leaving = True
         words = self._words(line)
+        if asksForName(words):
+            self.asking = words
+            return
         try:
             plan = planCommand(words) if words else None
         except PlanError as e:
@@ -232,11 +245,20 @@ class PipedRequests(LineOnlyReceiver):
         self.eof = True
         self._maybeFinish()
 
+    def _nameRequired(self, words: Sequence[str]) -> None:
+        """A bare C{run} or C{stop} got no name: refused here, as the shell refuses it."""
+        writeLines(self.err, [f"line {self.lineNumber} ({printable(words[0])}): "
+                              "Container name required"])
+        self._worsen(EXIT_USAGE)
+
     def readConnectionLost(self) -> None:
         # A last line without its newline is still a request.
         rest, self._buffer = self._buffer, b""
         if rest:
             self.lineReceived(rest)
+        if self.asking is not None:
+            self._nameRequired(self.asking)
+            self.asking = None
         self.eof = True
         self._maybeFinish()
 

@@ -152,6 +152,18 @@ def wantsHelp(options: Sequence[str]) -> bool:
     return any(word in ("--help", "-h") for word in options if word != "--")
 
 
+#: Commands that ask for a container name when typed without one (the
+#: shell's C{Enter container name:}; piped, the next line is the name).
+NAME_REQUIRED = frozenset({"run", "stop"})
+
+
+def asksForName(words: Sequence[str], table: Mapping[str, CommandSyntax] = BY_WORD) -> bool:
+    """Is C{words} a command that asks for its container name, typed without one?"""
+    command = words[0].lower() if words else ""
+    return command in NAME_REQUIRED and not wantsHelp(words[1:]) \
+        and not hasPositional(words[1:], commandOptions(command, table))
+
+
 def planCommand(words: Sequence[str]) -> Plan:
     """
     The L{Plan} for the words after pycm's own options.

@@ -27,7 +27,7 @@ from pycm.client.history import HistoryFile
 from pycm.client.inflight import Reconnection, abandonedLines
 from pycm.client.inflight import progressMessage as progressMessage
 from pycm.client.masking import MaskingLineEditor, shown
-from pycm.client.plan import Plan, PlanError, commandOptions, hasPositional, planCommand, wantsHelp
+from pycm.client.plan import Plan, PlanError, asksForName, planCommand
 from pycm.client.protocol import ClientProtocol, canReset, isSilentLine
 from pycm.client.tabcompletion import NAME_COMMANDS as NAME_COMMANDS
 from pycm.client.tabcompletion import TabCompletion
@@ -38,9 +38,6 @@ from pycm.grammar import CommandSyntax, commandsByWord
 #: (the client's copy of its table, L{pycm.client.commandtable}).
 COMMAND_WORDS = tuple(sorted(KNOWN_BY_WORD))
 
-
-#: Commands that ask for a container name when typed without one.
-NAME_REQUIRED = frozenset({"run", "stop"})
 
 SHELL_HELP = [
     "",
@@ -332,9 +329,7 @@ class ShellProtocol(MaskingLineEditor, TabCompletion, HistoricRecvLine):
         if command in ("exit", "quit"):
             self.leave()
             return
-        if command in NAME_REQUIRED \
-                and not hasPositional(words[1:], commandOptions(command, self.commands)) \
-                and not wantsHelp(words[1:]):
+        if asksForName(words, self.commands):
             self.asking = words
             self.pn = 1
             self.drawInputLine()
