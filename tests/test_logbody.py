@@ -21,7 +21,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from pycm.backends.docker.engine import EngineError, Stream
 from pycm.backends.docker.execcheck import ExecutableCheck
 from pycm.backends.docker.follow import LogReader
-from pycm.backends.docker.logbody import _Body, readLogBody, splitBody
+from pycm.backends.docker.logbody import UNSPLIT_LIMIT, _Body, readLogBody, splitBody
 from pycm.backends.docker.stream import StreamFormatError
 from pycm.errors import BackendError, Unavailable
 from pycm.slicedwork import SlicedWork
@@ -35,13 +35,25 @@ def framed(text: str, number: int = 1) -> bytes:
 
 
 class Transport:
-    """A stream's transport: C{stopProducing} is the connection closed."""
+    """
+    A stream's transport: C{stopProducing} is the connection closed,
+    C{pauseProducing} and C{resumeProducing} its reading stopped and again.
+    """
 
     def __init__(self) -> None:
         self.stopped = False
+        self.paused = False
+        self.pauses = 0
 
     def stopProducing(self) -> None:
         self.stopped = True
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+        self.pauses += 1
+
+    def resumeProducing(self) -> None:
+        self.paused = False
 
 
 class EndingTransport(Transport):
@@ -160,6 +172,51 @@ class ReadLogBodyTests(SynchronousTestCase):
             [(stream, text) for stream, _, text in self.lines],
             [("stdout", "one"), ("stdout", "two"), ("stderr", "three")],
         )
+
+    def test_engineWaitsWhileUnsplit(self) -> None:
+        """
+        Past L{UNSPLIT_LIMIT} bytes not yet split (several reads share the
+        slices: an engine sends faster than they split), the engine's
+        connection is read no more, and its pause is not taken for a
+        stalled engine; it is read again once the splitting caught up,
+        and every line comes.
+        """
+        d = self.read()
+        self.engine.open()
+        self.settle()
+        data = b"".join(framed(f"2026-11-30T10:00:00Z line {i:06d} " + "x" * 80 + "\n")
+                        for i in range(40_000))
+        sent = 0
+        while not self.engine.transport.paused and sent < len(data):
+            self.send(data[sent:sent + 65536])
+            sent += 65536
+        self.assertLessEqual(sent, UNSPLIT_LIMIT + 65536)
+        self.clock.advance(self.engine.timeout * 3)
+        self.assertNoResult(d)
+        while sent < len(data):
+            self.turns.turn()
+            if not self.engine.transport.paused:
+                self.send(data[sent:sent + 65536])
+                sent += 65536
+        self.engine.end()
+        self.settle()
+        self.assertIsNone(self.successResultOf(d))
+        self.assertEqual(len(self.lines), 40_000)
+        self.assertEqual(self.lines[-1][2][:11], "line 039999")
+        self.assertGreater(self.engine.transport.pauses, 1)
+
+    def test_pausedWithTheAnswer(self) -> None:
+        """Over the limit before the read saw its stream: paused as soon as it does."""
+        d = self.read()
+        self.engine.open()
+        self.send(framed("2026-11-30T10:00:00Z " + "y" * (UNSPLIT_LIMIT + 10) + "\n"))
+        self.assertFalse(self.engine.transport.paused)
+        self.settle()
+        self.assertEqual(self.engine.transport.pauses, 1)
+        self.engine.end()
+        self.settle()
+        self.assertIsNone(self.successResultOf(d))
+        self.assertEqual(len(self.lines), 1)
 
     def test_engineError(self) -> None:
         """The engine's refusal fails the read with it."""

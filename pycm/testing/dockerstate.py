@@ -57,10 +57,16 @@ def parseFilters(value: Any) -> dict[str, list[str]]:
 
 
 class StreamEnd:
-    """The transport of a fake stream: C{stopProducing} ends it."""
+    """
+    The transport of a fake stream: C{stopProducing} ends it, and
+    C{pauseProducing} holds what is written until C{resumeProducing}, as
+    a socket's buffers hold it for a reader that stopped reading.
+    """
 
-    def __init__(self, end: Callable[[], None]) -> None:
-        self.stopProducing = end
+    def __init__(self, feed: Feed) -> None:
+        self.stopProducing = feed.stop
+        self.pauseProducing = feed.pause
+        self.resumeProducing = feed.resume
 
 
 @attrs.define(eq=False)
@@ -73,14 +79,38 @@ class Feed:
     accepts: Callable[[Any], bool] = lambda item: True
     #: Its lines have timestamps (a log follow).
     timestamps: bool = False
+    #: What was written while its reader paused (None: not paused).
+    held: list[bytes] | None = None
+    #: The end, written while its reader paused.
+    endHeld: bool = False
 
     def write(self, data: bytes) -> None:
-        if not self.ended.called:
+        if self.held is not None:
+            self.held.append(data)
+        elif not self.ended.called:
             self.onData(data)
 
     def end(self) -> None:
-        if not self.ended.called:
+        if self.held is not None:
+            self.endHeld = True
+        elif not self.ended.called:
             self.ended.callback(None)
+
+    def stop(self) -> None:
+        """Its reader closed it: it ends now, what was held is dropped."""
+        self.held, self.endHeld = None, False
+        self.end()
+
+    def pause(self) -> None:
+        if self.held is None:
+            self.held = []
+
+    def resume(self) -> None:
+        held, self.held = self.held or [], None
+        for data in held:
+            self.write(data)
+        if self.endHeld:
+            self.end()
 
 
 @attrs.define(eq=False)

@@ -68,7 +68,7 @@ class AnswersLater:
         """A stream to C{onData}, open on a later turn; C{opener} then starts writing to it."""
         ended: Deferred[None] = Deferred()
         feed = Feed(onData, ended)
-        stream = Stream(ended, StreamEnd(feed.end))
+        stream = Stream(ended, StreamEnd(feed))
 
         def opened(_: object) -> Stream:
             opener(feed)

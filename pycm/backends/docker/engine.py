@@ -128,6 +128,16 @@ class Stream:
         if self._transport is not None and not self.ended.called:
             self._transport.stopProducing()
 
+    def pause(self) -> None:
+        """Read no more for now (the engine waits, its socket full): L{resume} goes on."""
+        if self._transport is not None and not self.ended.called:
+            self._transport.pauseProducing()
+
+    def resume(self) -> None:
+        """Read again after L{pause}."""
+        if self._transport is not None and not self.ended.called:
+            self._transport.resumeProducing()
+
 
 @implementer(IDockerEngine)
 class EngineClient:

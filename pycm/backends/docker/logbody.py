@@ -25,6 +25,10 @@ from pycm.slicedwork import Job, SlicedWork, runWaiting
 
 #: Bytes of the body split into lines in one slice (a few milliseconds).
 SLICE_BYTES = 32 * 1024
+#: Bytes of the body come and not split yet past which the engine's
+#: connection is read no more until they are split (to a quarter of it):
+#: however many reads share the slices, what waits is bounded.
+UNSPLIT_LIMIT = 8 * SLICE_BYTES
 
 #: What is called with each line: its stream, timestamp (or None), text.
 LineReceiver = Callable[[str, "str | None", str], None]
@@ -60,20 +64,43 @@ class IdleLimit:
 
 class _Body:
     """
-    The pieces of a body come so far, and a wake-up for who waits on more.
+    The pieces of a body come and not split yet, and a wake-up for who
+    waits on more.  Past C{limit} bytes of them it calls C{pause}, and
+    C{resume} once they are down to a quarter of it.
 
     @ivar stopped: why the body was given up on (L{stop}), or None.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int = UNSPLIT_LIMIT) -> None:
         self.pieces: deque[bytes] = deque()
+        self.size = 0
+        self.limit = limit
+        self.paused = False
+        self.pause: Callable[[], None] = lambda: None
+        self.resume: Callable[[], None] = lambda: None
         self.ended = False
         self.stopped: Exception | None = None
         self._waiting: Deferred[None] | None = None
 
     def received(self, data: bytes) -> None:
         self.pieces.append(data)
+        self.size += len(data)
+        if not self.paused and self.size > self.limit:
+            self.paused = True
+            self.pause()
         self._wake()
+
+    def take(self, most: int) -> bytes:
+        """The next piece, cut to C{most} bytes (the rest stays first)."""
+        piece = self.pieces.popleft()
+        if len(piece) > most:
+            self.pieces.appendleft(piece[most:])
+            piece = piece[:most]
+        self.size -= len(piece)
+        if self.paused and self.size <= self.limit // 4:
+            self.paused = False
+            self.resume()
+        return piece
 
     def end(self, _: object = None) -> None:
         self.ended = True
@@ -122,10 +149,7 @@ def splitBody(
         if done >= sliceBytes:
             yield None
             done = 0
-        piece = body.pieces.popleft()
-        if len(piece) > sliceBytes:
-            body.pieces.appendleft(piece[sliceBytes:])
-            piece = piece[:sliceBytes]
+        piece = body.take(sliceBytes)
         demux.feed(piece)
         done += len(piece)
     splitter.flush()
@@ -173,7 +197,21 @@ def _read(
         if isinstance(outcome[0], Failure):
             outcome.pop().raiseException()
         stream: Stream = outcome[0]
-        idle.start()
+
+        def pause() -> None:
+            # Not the engine's pause: no limit on it meanwhile.
+            idle.stop()
+            stream.pause()
+
+        def resume() -> None:
+            stream.resume()
+            idle.start()
+
+        body.pause, body.resume = pause, resume
+        if body.paused:
+            pause()  # it came with the answer
+        else:
+            idle.start()
         stream.ended.addCallback(ended)
         yield from splitBody(body, lineReceived)
         if stream.failure is not None:
@@ -215,4 +253,4 @@ def readLogBody(
     return runWaiting(job) if slices is None else slices.run(job)
 
 
-__all__ = ["SLICE_BYTES", "IdleLimit", "readLogBody", "splitBody", "stalled"]
+__all__ = ["SLICE_BYTES", "UNSPLIT_LIMIT", "IdleLimit", "readLogBody", "splitBody", "stalled"]
