@@ -106,6 +106,25 @@ class HalfCloseE2ETests(SynchronousTestCase):
         sock.shutdown(socket.SHUT_WR)
         self.assertEqual(_readUntilClosed(sock), b'OK "pong"\n' * 500)
 
+    def test_goneWhileServedOnUnixSocket(self) -> None:
+        """
+        A client that closes its UNIX socket while its request is in
+        flight (a C{wait} that would never end) is seen gone within about
+        a second, and its connection closed (its wait with it), though
+        the daemon does not read a connection while it serves it.
+        """
+        daemon = RealDaemon(self).start()
+        daemon.connect().ok("run web memory sleep 1000")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(DEADLINE)
+        sock.connect(daemon.socketPath)
+        # Read with the ping: the wait behind it is then in flight.
+        sock.sendall(b"ping\nwait --for=removed web\n")
+        self.assertEqual(sock.recv(100), b'OK "pong"\n')
+        sock.close()
+        waitFor(lambda: " closed" in daemon.log(), "the gone client's connection closed",
+                deadline=5)
+
     def test_netcat(self) -> None:
         """printf 'ping\\n' | nc -N 127.0.0.1 PORT prints the reply."""
         nc = shutil.which("nc")

@@ -18,7 +18,7 @@ from twisted.internet.testing import StringTransport
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from pycm.daemon import framing
+from pycm.daemon import framing, gonewatch
 from pycm.daemon.handlers import observing
 from pycm.daemon.protocol import PycmServerFactory, PycmServerProtocol
 from pycm.model import LogFollow, LogLine
@@ -212,6 +212,36 @@ class GoneClientTests(SynchronousTestCase):
             "closed; 5 requests only answering it discarded",
             [formatEvent(event) for event in logged][-1],
         )
+
+    def test_inFlightRequestOfGoneClient(self) -> None:
+        """
+        The client closes while its request is in flight (the daemon not
+        reading it): the watch closes the connection, which stops the
+        request; not before the client went, nor once it only shut its
+        sending side (C{nc -N}), nor with no request in flight.
+        """
+        cancelled: list[object] = []
+        held: Deferred[Any] = Deferred(cancelled.append)
+        self.server.backend.logs = lambda *a, **kw: held  # type: ignore[method-assign]
+        protocol = self.conn.protocol
+        gonewatch.closeGoneClients([protocol])
+        self.conn.send("logs --tail=all web\n")
+        gonewatch.closeGoneClients([protocol])
+        self.clientEnd.shutdown(socket.SHUT_WR)
+        gonewatch.closeGoneClients([protocol])
+        self.assertFalse(self.conn.transport.disconnected)
+        self.clientEnd.close()
+        gonewatch.closeGoneClients([protocol])
+        self.assertTrue(self.conn.transport.disconnected)
+        self.assertEqual(cancelled, [])
+        self.conn.disconnect()
+        self.assertEqual(cancelled, [held])
+
+    def test_noRequestInFlight(self) -> None:
+        """A connection gone with nothing in flight is the reactor's to see (it reads it)."""
+        self.clientEnd.close()
+        gonewatch.closeGoneClients([self.conn.protocol])
+        self.assertFalse(self.conn.transport.disconnected)
 
     def test_halfClosedClientAnswered(self) -> None:
         """

@@ -132,6 +132,17 @@ class RequestOrdering(LineFraming):
             self._clientGone = clientGone(self.transport)
         return self._clientGone
 
+    def closeIfGone(self) -> None:
+        """
+        While a request is in flight the daemon does not read the client,
+        so a close is not seen: if the client has closed altogether
+        (L{clientGone}: a UNIX socket closed, a TCP connection reset), the
+        connection is closed now, which stops what it asked for (a C{logs}
+        being read, a C{wait}) as any lost connection does.
+        """
+        if self._inFlight and not self._lost and self._goneAway():
+            self.transport.abortConnection()
+
     def _gone(self) -> None:
         """
         The connection is gone: tell those waiting for it, and let go of

@@ -20,9 +20,11 @@ from typing import TYPE_CHECKING, Any
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.error import CannotListenError
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 import pycm
+from pycm.daemon.gonewatch import watchGoneClients
 from pycm.daemon.listeners import InsecureListener, boundListener, describeAddress
 from pycm.daemon.notify import SystemdNotifier
 from pycm.daemon.session import DaemonState
@@ -84,6 +86,8 @@ class PycmService(MultiService):
         self.ready: Deferred[None] = Deferred()
         #: The backend could not open; the process exits with status 1.
         self.failed = False
+        #: Closes the connections whose client went while served (once ready).
+        self._goneWatch: LoopingCall | None = None
 
     def startService(self) -> None:
         Service.startService(self)
@@ -103,6 +107,7 @@ class PycmService(MultiService):
     def _listen(self, _: object) -> None:
         for child in self:
             child.startService()
+        self._goneWatch = watchGoneClients(self._reactor, self._state.open)
         self._writeListenersFile()
         self._state.setReady()
         self._whenReady()
@@ -250,6 +255,8 @@ class PycmService(MultiService):
             self._report.failed("pycm was stopped before it was ready")
         self._notifier.stopping()
         self._removeListenersFile()
+        if self._goneWatch is not None and self._goneWatch.running:
+            self._goneWatch.stop()
         stopping = super().stopService()
         # No new connection now, and no new request on those open (nor
         # left by a client that went).
