@@ -137,6 +137,33 @@ class TakeOverTests(TestCase):
         self.assertEqual(os.readlink(self.lock), str(os.getppid()))
         self.assertTrue(os.path.lexists(self.path))
 
+    def test_notALockFile(self) -> None:
+        """
+        A lock that is a regular file, or a link naming no pid: the listen
+        is refused saying what is there and what to do, the file left.
+        """
+        with open(self.lock, "w") as f:
+            f.write("123")
+        error = self.assertRaises(CannotListenError, self.listen)
+        self.assertEqual(str(error.socketError),
+                         f"{self.lock} is not the lock Twisted keeps beside the socket (a link "
+                         f"naming the pid of the daemon listening there): if no daemon listens "
+                         f"on {self.path}, remove {self.lock}")
+        os.remove(self.lock)
+        os.symlink("abc", self.lock)
+        error = self.assertRaises(CannotListenError, self.listen)
+        self.assertEqual(str(error.socketError), f"{self.lock} names 'abc', not a pid: if no "
+                         f"daemon listens on {self.path}, remove {self.lock}")
+        self.assertEqual(os.readlink(self.lock), "abc")
+
+    def test_heldByALiveProcess(self) -> None:
+        """A lock naming a running process: the refusal names it, and the way out."""
+        os.symlink(str(os.getppid()), self.lock)
+        error = self.assertRaises(CannotListenError, self.listen)
+        self.assertEqual(str(error.socketError),
+                         f"{self.lock} names pid {os.getppid()}, a running process: another "
+                         f"daemon listens on {self.path}? If none does, remove {self.lock}")
+
     def test_nothingToDo(self) -> None:
         """No lock, no lock file, a lock naming this process or no pid: nothing changes."""
         takeOverFromZombie(None)

@@ -25,7 +25,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from pycm.daemon.activation import PassedSockets, inspectSocket
-from pycm.daemon.unixlock import lockOwner, releaseTakenLock, takeOverFromZombie
+from pycm.daemon.unixlock import afterFailedListen, prepareLock
 from pycm.endpoints import splitEndpoint
 
 #: Kinds whose connections are encrypted.
@@ -438,15 +438,14 @@ class ListenerService(StreamServerEndpointService):
         it must not (twistd then reports it and exits non-zero).
         """
         lock = self.listener.lockPath()
-        takeOverFromZombie(lock)
-        before = lockOwner(lock)
+        before = prepareLock(lock)
         waiting = self.endpoint.listen(self.factory)
         waiting.addCallback(self._listening)
         failures: list[Any] = []
         waiting.addErrback(failures.append)
         self._waitingForPort = waiting
         if failures:
-            releaseTakenLock(lock, before)
+            afterFailedListen(lock, before, failures[0].value)
             failures[0].raiseException()
 
     def _listening(self, port: Any) -> Any:

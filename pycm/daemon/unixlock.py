@@ -12,6 +12,7 @@ import errno
 import os
 import socket
 
+from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 
 log = Logger()
@@ -104,3 +105,70 @@ def answers(path: str) -> bool:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
         probe.setblocking(False)
         return probe.connect_ex(path) in (0, errno.EAGAIN, errno.EINPROGRESS)
+
+
+class LockProblem(Exception):
+    """Why a C{unix:} listener's lock keeps it from listening, for a person."""
+
+
+def checkLockFile(lock: str | None) -> None:
+    """
+    Before a C{unix:} listen: C{lock}, if there, must be what Twisted
+    makes (a link naming a pid), which it can judge.
+
+    @raise LockProblem: saying what is there instead and what to do.
+    """
+    if lock is None or not os.path.lexists(lock):
+        return
+    path = lock[: -len(".lock")]
+    remedy = f"if no daemon listens on {path}, remove {lock}"
+    if not os.path.islink(lock):
+        raise LockProblem(
+            f"{lock} is not the lock Twisted keeps beside the socket (a link naming"
+            f" the pid of the daemon listening there): {remedy}"
+        )
+    owner = lockOwner(lock)
+    if owner is not None and not owner.isdigit():
+        raise LockProblem(f"{lock} names {owner!r}, not a pid: {remedy}")
+
+
+def heldBy(lock: str | None) -> LockProblem | None:
+    """After Twisted could not take C{lock}: who holds it, and what to do."""
+    owner = lockOwner(lock)
+    if lock is None or owner is None:
+        return None
+    path = lock[: -len(".lock")]
+    return LockProblem(
+        f"{lock} names pid {owner}, a running process: another daemon listens on {path}?"
+        f" If none does, remove {lock}"
+    )
+
+
+def prepareLock(lock: str | None) -> str | None:
+    """
+    Before a C{unix:} listen: refuse a lock file Twisted cannot judge
+    (L{checkLockFile}), take one over from a zombie (L{takeOverFromZombie});
+    who holds it now (for L{afterFailedListen}).
+
+    @raise CannotListenError: for a lock file that is not Twisted's.
+    """
+    try:
+        checkLockFile(lock)
+    except LockProblem as e:
+        raise CannotListenError(None, lock, e) from None
+    takeOverFromZombie(lock)
+    return lockOwner(lock)
+
+
+def afterFailedListen(lock: str | None, before: str | None, error: Exception) -> None:
+    """
+    After a C{unix:} listen failed with C{error}: let go of the lock it
+    took (L{releaseTakenLock}); if it could not take it, say who holds it.
+
+    @raise CannotListenError: naming the lock's holder, for a lock held.
+    """
+    releaseTakenLock(lock, before)
+    if isinstance(error, CannotListenError) and error.socketError == "Cannot acquire lock":
+        held = heldBy(lock)
+        if held is not None:
+            raise CannotListenError(error.interface, error.port, held) from None
