@@ -35,7 +35,7 @@ class FailedStartTests(SynchronousTestCase):
         return self.successResultOf(settleClock(self.clock, d))
 
     def test_listedDeadAtOnce(self) -> None:
-        """Listed C{dead} with the reason right after the failed start, as inspected."""
+        """Listed C{dead} with the engine's reason right after the failed start, as inspected."""
         spec = ContainerSpec(name="web", image="busybox", command=("unstartable",))
         self.settle(self.backend.create(spec))
         self.settle(self.backend.list())  # the created container's inspect, cached
@@ -43,6 +43,7 @@ class FailedStartTests(SynchronousTestCase):
                                        BackendError)
         self.assertIn("cannot start web", str(failure.value))
         [listed] = self.settle(self.backend.list())
-        self.assertEqual((listed.state, listed.error), (State.DEAD, str(failure.value)))
         inspected = self.settle(self.backend.inspect("web"))
-        self.assertEqual(inspected.state, State.DEAD)
+        self.assertEqual((listed.state, inspected.state), (State.DEAD, State.DEAD))
+        self.assertTrue(listed.error)
+        self.assertEqual(listed.error, inspected.error)

@@ -218,6 +218,28 @@ class ReadLogBodyTests(SynchronousTestCase):
         self.assertIsNone(self.successResultOf(d))
         self.assertEqual(len(self.lines), 1)
 
+    def test_endedWhilePaused(self) -> None:
+        """
+        The whole answer came while the read was paused: no idle time is
+        counted after it (nothing more can come), however slow the
+        splitting, and every line comes.
+        """
+        d = self.read()
+        self.engine.open()
+        self.settle()
+        data = b"".join(framed(f"2026-11-30T10:00:00Z line {i} " + "z" * 200 + "\n")
+                        for i in range(3000))
+        self.send(data)
+        self.engine.end()
+        self.assertTrue(self.engine.transport.paused)
+        for _ in range(200):
+            self.assertEqual(self.clock.getDelayedCalls(), [])
+            self.turns.turn()
+        self.clock.advance(self.engine.timeout * 2)
+        self.settle()
+        self.assertIsNone(self.successResultOf(d))
+        self.assertEqual(len(self.lines), 3000)
+
     def test_engineError(self) -> None:
         """The engine's refusal fails the read with it."""
         self.engine.opening = fail(EngineError(404, "No such container: c"))

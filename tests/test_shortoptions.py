@@ -11,7 +11,7 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from pycm.client.plan import hasPositional, planCommand
+from pycm.client.plan import asksForName, hasPositional, planCommand
 from pycm.daemon import requestline
 from pycm.daemon.commands import BY_WORD
 from pycm.daemon.dispatch import describeLine
@@ -145,6 +145,9 @@ class ClientTests(SynchronousTestCase):
         """C{-h} among letters written together asks for help, as C{ps -ah} does in Docker."""
         for words in (["ps", "-ah"], ["logs", "-fh", "web"], ["stop", "-ht5", "web"]):
             self.assertEqual(planCommand(words).requests, (("help", words[0]),), words)
+        # Help among letters is no bare run: nothing is asked.
+        self.assertFalse(asksForName(["run", "-dh"]))
+        self.assertTrue(asksForName(["run", "-d"]))
         # A value letter before it takes it as its value.
         self.assertEqual(planCommand(["logs", "-nh", "web"]).requests,
                          (("logs", "-n", "h", "web"),))

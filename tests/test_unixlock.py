@@ -156,6 +156,14 @@ class TakeOverTests(TestCase):
                          f"daemon listens on {self.path}, remove {self.lock}")
         self.assertEqual(os.readlink(self.lock), "abc")
 
+    def test_notAPid(self) -> None:
+        """Digits that are no pid (0, others' digits, past any pid) are refused so too."""
+        for text in ("0", "\u00b2", "99999999999999999999"):
+            os.symlink(text, self.lock)
+            error = self.assertRaises(CannotListenError, self.listen)
+            self.assertIn(f"names {text!r}, not a pid", str(error.socketError))
+            os.remove(self.lock)
+
     def test_heldByALiveProcess(self) -> None:
         """A lock naming a running process: the refusal names it, and the way out."""
         os.symlink(str(os.getppid()), self.lock)

@@ -160,8 +160,12 @@ NAME_REQUIRED = frozenset({"run", "stop"})
 def asksForName(words: Sequence[str], table: Mapping[str, CommandSyntax] = BY_WORD) -> bool:
     """Is C{words} a command that asks for its container name, typed without one?"""
     command = words[0].lower() if words else ""
-    return command in NAME_REQUIRED and not wantsHelp(words[1:]) \
-        and not hasPositional(words[1:], commandOptions(command, table))
+    if command not in NAME_REQUIRED:
+        return False
+    options = commandOptions(command, table)
+    # -dh: short options written together, help among them.
+    return not wantsHelp(separateShortOptions(words[1:], options)) \
+        and not hasPositional(words[1:], options)
 
 
 def planCommand(words: Sequence[str]) -> Plan:

@@ -64,7 +64,7 @@ def takeOverFromZombie(lock: str | None, proc: str = "/proc") -> None:
     no lock at all is left as it is, for the listen to say why it fails.
     """
     owner = lockOwner(lock)
-    if lock is None or owner is None or not owner.isdigit() or owner == str(os.getpid()):
+    if lock is None or owner is None or not isPid(owner) or owner == str(os.getpid()):
         return
     if not isZombie(int(owner), proc) or answers(lock[: -len(".lock")]):
         return
@@ -128,8 +128,13 @@ def checkLockFile(lock: str | None) -> None:
             f" the pid of the daemon listening there): {remedy}"
         )
     owner = lockOwner(lock)
-    if owner is not None and not owner.isdigit():
+    if owner is not None and not isPid(owner):
         raise LockProblem(f"{lock} names {owner!r}, not a pid: {remedy}")
+
+
+def isPid(text: str) -> bool:
+    """Is C{text} a pid as a lock names one (1 to L{NO_SUCH_PID}, in ASCII digits)?"""
+    return text.isascii() and text.isdigit() and 1 <= int(text) <= NO_SUCH_PID
 
 
 def heldBy(lock: str | None) -> LockProblem | None:

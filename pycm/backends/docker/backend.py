@@ -326,10 +326,10 @@ class DockerBackend:
         except EngineError as e:
             if e.status == 404 and "no such container" in e.message.lower():
                 raise NotFound(name) from None
-            # Another 404 (a missing network) is not about the container. It
-            # is dead: in a list too, whose cached inspect says created.
-            view.startErrors[cid] = f"cannot start {name}: {e.message}"
-            raise BackendError(view.startErrors[cid]) from None
+            # Another 404 (a missing network) is not about the container.
+            # A list asks the engine again (its cached inspect says created).
+            view.details.pop(cid, None)
+            raise BackendError(f"cannot start {name}: {e.message}") from None
         finally:
             view.inFlight.endStart(name)
         container = view.container(data)

@@ -205,7 +205,8 @@ def _read(
 
         def resume() -> None:
             stream.resume()
-            idle.start()
+            if not stream.ended.called:
+                idle.start()
 
         body.pause, body.resume = pause, resume
         if body.paused:
