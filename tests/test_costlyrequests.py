@@ -237,6 +237,21 @@ class GoneClientTests(SynchronousTestCase):
         self.conn.disconnect()
         self.assertEqual(cancelled, [held])
 
+    def test_changeInFlightGoesOn(self) -> None:
+        """
+        A request that changes containers (a slow C{stop}) in flight when
+        the client goes is not cut short: it goes on to its end.
+        """
+        self.conn.send("run slow memory ignore-term\n")
+        self.conn.send("stop --time=5 slow\n")
+        self.assertTrue(self.conn.protocol._inFlight)
+        self.clientEnd.close()
+        gonewatch.closeGoneClients([self.conn.protocol])
+        self.assertFalse(self.conn.transport.disconnected)
+        self.server.clock.advance(6)
+        [stopped] = self.successResultOf(self.server.backend.list())
+        self.assertEqual(stopped.state, "exited")
+
     def test_noRequestInFlight(self) -> None:
         """A connection gone with nothing in flight is the reactor's to see (it reads it)."""
         self.clientEnd.close()

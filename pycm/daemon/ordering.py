@@ -78,8 +78,9 @@ class RequestOrdering(LineFraming):
     _logRequests = False
     _closeAfterReply = False
     _closeReason = ""
-    #: The request in flight, until it settles.
+    #: The request in flight, until it settles, and its line.
     _request: Deferred[Any] | None = None
+    _inFlightLine = b""
     #: The client was seen gone (L{clientGone}) with requests still waiting.
     _clientGone = False
     #: How many of its requests that only answer it were dropped so.
@@ -135,12 +136,16 @@ class RequestOrdering(LineFraming):
     def closeIfGone(self) -> None:
         """
         While a request is in flight the daemon does not read the client,
-        so a close is not seen: if the client has closed altogether
-        (L{clientGone}: a UNIX socket closed, a TCP connection reset), the
-        connection is closed now, which stops what it asked for (a C{logs}
-        being read, a C{wait}) as any lost connection does.
+        so a close is not seen: if that request only answers the client
+        (L{onlyAnswers}: a C{logs} being read, a C{wait}) and the client
+        has closed altogether (L{clientGone}: a UNIX socket closed, a TCP
+        connection reset), the connection is closed now, which stops the
+        request as any lost connection does.  One that changes containers
+        (an C{apply}) goes on to its end, as the client may have sent it
+        and gone.
         """
-        if self._inFlight and not self._lost and self._goneAway():
+        if self._inFlight and not self._lost and onlyAnswers(self._inFlightLine) \
+                and self._goneAway():
             self.transport.abortConnection()
 
     def _gone(self) -> None:
@@ -257,6 +262,7 @@ class RequestOrdering(LineFraming):
             self._reply(reply)
             return
         self._inFlight = True
+        self._inFlightLine = line
         self._request = result
         result.addCallbacks(self._replyOK, self._replyFailure)
         result.addBoth(self._requestDone)
