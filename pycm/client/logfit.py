@@ -8,19 +8,12 @@ not shown, as a log viewer shows what it can rather than nothing.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 from pycm.client.plan import VALUE_OPTIONS
 from pycm.errors import PycmError
 from pycm.grammar import spelling, splitOptions
-
-#: The daemon's words for a reply too big (its number of MiB, and the
-#: lines that fit).
-OVER_REPLY = re.compile(
-    r"the last (\d+) lines are over the (\d+) MiB a reply may carry; "
-    r"the last (\d+) fit: use --tail=\d+$"
-)
+from pycm.logreply import OVER_REPLY
 
 
 def fittingLogs(words: Sequence[str], error: PycmError) -> tuple[tuple[str, ...], str] | None:

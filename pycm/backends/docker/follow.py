@@ -23,6 +23,7 @@ from pycm.backends.docker.logbody import readLogBody
 from pycm.backends.docker.stream import Demultiplexer, LogLineSplitter, StreamFormatError
 from pycm.backends.docker.translate import mapEngineError, sinceParam
 from pycm.errors import BackendError, BadRequest
+from pycm.logreply import REPLY_BYTES, overReply
 from pycm.model import LogFollow, LogLine, parseTime
 from pycm.slicedwork import SlicedWork
 from pycm.wirejson import encodeJSONBytes
@@ -30,7 +31,7 @@ from pycm.wirejson import encodeJSONBytes
 #: The most bytes of log lines one reply may carry, counted as the daemon
 #: counts its reply (L{pycm.daemon.handlers.observing.encodeLogLines}: each
 #: line's JSON and a separator): a read keeps no more of a log than that.
-REPLY_BUDGET = 8 * 2**20
+REPLY_BUDGET = REPLY_BYTES
 
 
 #: The cost of a line of each stream with no text, no task and no node.
@@ -109,14 +110,6 @@ class NewestLines:
     def tooMany(self) -> BadRequest:
         """The error of a read that was L{cut}: how many of the newest lines fit."""
         return overReply(self.asked, len(self._lines), self.budget)
-
-
-def overReply(asked: int, fit: int, budget: int = REPLY_BUDGET) -> BadRequest:
-    """The error of a C{logs} of C{asked} lines, of which the newest C{fit} fit in a reply."""
-    return BadRequest(
-        f"the last {asked} lines are over the {budget // 2**20} MiB a reply may carry; "
-        f"the last {fit} fit: use --tail={fit}"
-    )
 
 
 def engineSince(since: float) -> str:

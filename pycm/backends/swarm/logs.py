@@ -34,7 +34,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from pycm.backends.docker.engine import EngineError
-from pycm.backends.docker.follow import REPLY_BUDGET, overReply
+from pycm.backends.docker.follow import REPLY_BUDGET
 from pycm.backends.docker.interfaces import IDockerEngine
 from pycm.backends.docker.logbody import readLogBody
 from pycm.backends.docker.stream import Demultiplexer, LogLineSplitter, StreamFormatError
@@ -51,6 +51,7 @@ from pycm.backends.swarm.loglines import (
     newestThatFit,
     rawLine,
 )
+from pycm.logreply import overReply
 from pycm.model import LogFollow, LogLine
 from pycm.slicedwork import SlicedWork
 

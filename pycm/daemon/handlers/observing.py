@@ -16,6 +16,7 @@ from pycm.daemon.heldreplies import ReplyArray
 from pycm.daemon.requestline import parseCount, parseSeconds, parseSince
 from pycm.daemon.session import Session
 from pycm.errors import BackendError, BadRequest
+from pycm.logreply import REPLY_BYTES, overReply
 from pycm.model import Container, LogFollow, LogLine, WaitCondition, validateName
 from pycm.slicedwork import Job, runAtOnce
 from pycm.stats import ContainerStats
@@ -24,9 +25,9 @@ from pycm.wirejson import encodeJSONBytes
 #: How many log lines C{logs} returns when no C{--tail} is given.
 DEFAULT_TAIL = 100
 
-#: The most bytes of log lines one C{logs} reply may carry (clients must
-#: hold a reply line in memory; pycm's client takes up to 16 MiB).
-MAX_LOGS_REPLY = 8 * 2**20
+#: The most bytes of log lines one C{logs} reply may carry
+#: (L{pycm.logreply.REPLY_BYTES}).
+MAX_LOGS_REPLY = REPLY_BYTES
 
 #: Log lines encoded in one slice of L{encodeLogLines} (a few milliseconds).
 LINES_PER_SLICE = 1000
@@ -137,10 +138,7 @@ def encodeLogLines(lines: Sequence[LogLine]) -> Job[ReplyArray]:
         item = encodeJSONBytes(line.toJSON())
         size += len(item) + 1
         if size > MAX_LOGS_REPLY:
-            raise BadRequest(
-                f"the last {len(lines)} lines are over the {MAX_LOGS_REPLY // 2**20} MiB "
-                f"a reply may carry; the last {len(result)} fit: use --tail={len(result)}"
-            )
+            raise overReply(len(lines), len(result), MAX_LOGS_REPLY)
         result.append(item)
     result.reverse()
     return ReplyArray(result)
