@@ -249,17 +249,22 @@ class SwarmEngineTests(SwarmStreamTests, SwarmSuiteBase):
 
     @inlineCallbacks
     def test_missingImage(self) -> Generator[Deferred[Any], Any, None]:
-        """A task of an image its node has not is rejected, saying so."""
+        """
+        A task of an image its node has not is rejected, saying so, and is
+        then wanted shut down (the engine may show C{rejected} while it
+        still wants the task C{running}, for a moment: both are waited for).
+        """
         name = f"pycms-{self.runId}-noimage"
         self.names.append(name)
         body = self.body(name, self.fixture.longCommand)
         body["TaskTemplate"]["ContainerSpec"]["Image"] = "pycm-test/no-such-image:1"
         yield self.call("POST", "/services/create", body=body)
-        tasks = yield self.eventually(
-            lambda: self.tasks(name).addCallback(
-                lambda found: found and found[0]["Status"]["State"] == "rejected" and found
-            )
-        )
+
+        def settled(found: list[dict[str, Any]]) -> Any:
+            return (found and found[0]["Status"]["State"] == "rejected"
+                    and found[0]["DesiredState"] == "shutdown" and found)
+
+        tasks = yield self.eventually(lambda: self.tasks(name).addCallback(settled))
         status = tasks[0]["Status"]
         self.assertEqual(status["Err"], "No such image: pycm-test/no-such-image:1")
         self.assertEqual((status["Message"], tasks[0]["DesiredState"]), ("preparing", "shutdown"))
