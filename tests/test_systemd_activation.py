@@ -12,12 +12,13 @@ import os
 import socket
 import tempfile
 
-from twisted.internet.endpoints import AdoptedStreamServerEndpoint, _SystemdParser
+from twisted.internet.endpoints import _SystemdParser
 from twisted.python import usage
 from twisted.python.systemd import ListenFDs
 from twisted.trial.unittest import SynchronousTestCase
 
 from pycm.daemon.activation import PassedSockets, inspectSocket
+from pycm.daemon.adoption import PassedSocketEndpoint
 from pycm.daemon.listeners import classifyListener
 
 
@@ -137,9 +138,8 @@ class ClassifyTests(SocketsTestCase):
         self.assertFalse(listener.requireAuth)  # type: ignore[attr-defined]
         self.assertFalse(listener.capped)  # type: ignore[attr-defined]
         endpoint = listener.endpoint(None)  # type: ignore[attr-defined]
-        self.assertIsInstance(endpoint, AdoptedStreamServerEndpoint)
-        self.assertEqual((endpoint.fileno, endpoint.addressFamily),
-                         (sock.fileno(), socket.AF_UNIX))
+        self.assertIsInstance(endpoint, PassedSocketEndpoint)
+        self.assertEqual((endpoint.fileno, endpoint.family), (sock.fileno(), socket.AF_UNIX))
 
     def test_positionalDomain(self) -> None:
         """C{systemd:UNIX:0} (positional, as Twisted allows) works too."""

@@ -21,6 +21,7 @@ import shlex
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tarfile
@@ -170,7 +171,8 @@ class SocketActivationTests(SynchronousTestCase):
         C{systemd-socket-activate}: the first connection starts the daemon;
         READY=1 comes (its MAINPID the daemon's pid) once it listens; the
         passed socket serves without a token, to a raw socket and the real
-        C{pycm} client; the watchdog pings; SIGTERM gives STOPPING=1, the
+        C{pycm} client, and keeps the unit's C{SocketMode} (and its path,
+        after the daemon stops); the watchdog pings; SIGTERM gives STOPPING=1, the
         container stopped by pycm itself, and a clean exit (by SIGTERM,
         which systemd counts as clean).
         """
@@ -226,6 +228,9 @@ class SocketActivationTests(SynchronousTestCase):
         self.assertEqual(ready["MAINPID"], str(process.pid))
         self.assertIn(f"unix:{socketPath}", ready["STATUS"])
         self.assertEqual(client.ok("ping"), "pong")
+        # Its mode is still the unit's: the guard of a socket with no token.
+        socketMode = int(socketUnit["SocketMode"][0], 8)
+        self.assertEqual(stat.S_IMODE(os.stat(socketPath).st_mode), socketMode)
 
         env = dict(os.environ, PYCM_HOST=f"unix:{socketPath}")
         env.pop("PYCM_TOKEN", None)
@@ -245,6 +250,8 @@ class SocketActivationTests(SynchronousTestCase):
         # counts SIGTERM as a clean exit (SuccessExitStatus), as 0.
         self.assertIn(process.wait(timeout=DEADLINE), (0, -signal.SIGTERM), log())
         self.assertIn("Server Shut Down", log())
+        # The path is systemd's: still there, as it was, for the next start.
+        self.assertEqual(stat.S_IMODE(os.stat(socketPath).st_mode), socketMode)
         waitFor(lambda: procfs.environ(web["pid"]) is None, "the container to be stopped")
         self.assertIn("pycm listening on unix:", log())
         self.assertIn("token not required", log())

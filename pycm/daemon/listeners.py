@@ -16,15 +16,12 @@ from typing import Any
 import attrs
 from twisted.application.internet import StreamServerEndpointService
 from twisted.internet.address import IPv4Address, IPv6Address
-from twisted.internet.endpoints import (
-    AdoptedStreamServerEndpoint,
-    UNIXServerEndpoint,
-    serverFromString,
-)
+from twisted.internet.endpoints import UNIXServerEndpoint, serverFromString
 from twisted.logger import Logger
 from twisted.python import usage
 
 from pycm.daemon.activation import PassedSockets, inspectSocket
+from pycm.daemon.adoption import PassedSocketEndpoint
 from pycm.daemon.unixlock import afterFailedListen, prepareLock
 from pycm.endpoints import splitEndpoint
 
@@ -161,7 +158,8 @@ class Listener:
     def endpoint(self, reactor: Any) -> Any:
         """The Twisted server endpoint to listen on."""
         if self.fileno is not None:
-            return AdoptedStreamServerEndpoint(reactor, self.fileno, self.family)
+            assert self.family is not None
+            return PassedSocketEndpoint(reactor, self.fileno, self.family, defaultBacklog())
         args, kwargs = splitEndpoint(self.description)
         given = givenBacklog(self.kind, args, kwargs)
         if self.kind == "unix":
