@@ -8,6 +8,12 @@ The text is scanned only after C{tomllib} accepted it, so the scanner can
 trust its syntax: it follows table headers (C{[a.b]}, C{[[a]]}), dotted
 keys (C{a.b = 1}), quoted keys, inline tables, arrays and every kind of
 string, and skips comments.
+
+Key paths deeper than L{MAX_DEPTH} are recorded at that depth (a services
+file has none so deep: the reader refuses what is below it, naming the
+line of the deepest recorded table above).  So a hostile file of a
+megabyte of nested arrays costs one pass over its text, not a path copied
+for every item at every depth (minutes of CPU and gigabytes).
 """
 
 from __future__ import annotations
@@ -21,6 +27,10 @@ import tomllib
 KeyPath = tuple[str | int, ...]
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+#: A number, boolean or date: up to what ends a value.
+_SCALAR = re.compile(r"[^,\]}#\r\n]*")
+#: Key paths are recorded down to this depth (see the module docstring).
+MAX_DEPTH = 16
 _BLANK = " \t"
 
 
@@ -38,10 +48,25 @@ class _Scanner:
         return bisect.bisect_right(self.lineStarts, pos)
 
     def record(self, path: KeyPath, pos: int) -> None:
-        """C{path} and each table above it are written at C{pos} (if not before)."""
+        """
+        C{path} (cut at L{MAX_DEPTH}) and each table above it are written at
+        C{pos}, if not before: a path is recorded only with every path
+        above it, so the first one found recorded ends the walk up.
+        """
+        path = path[:MAX_DEPTH]
+        if path in self.lines:
+            return
         line = self.line(pos)
-        for end in range(1, len(path) + 1):
-            self.lines.setdefault(path[:end], line)
+        for end in range(len(path), 0, -1):
+            above = path[:end]
+            if above in self.lines:
+                return
+            self.lines[above] = line
+
+    @staticmethod
+    def below(path: KeyPath, *parts: str | int) -> KeyPath:
+        """C{path} extended by C{parts}, no deeper than L{MAX_DEPTH}."""
+        return path if len(path) >= MAX_DEPTH else (*path, *parts)[:MAX_DEPTH]
 
     def peek(self, offset: int = 0) -> str:
         return self.text[self.pos + offset: self.pos + offset + 1]
@@ -96,7 +121,7 @@ class _Scanner:
 
     def keyValue(self, table: KeyPath) -> None:
         start = self.pos
-        path = (*table, *self.key())
+        path = self.below(table, *self.key())
         self.record(path, start)
         self.skipBlank()
         self.pos += 1  # "="
@@ -135,9 +160,9 @@ class _Scanner:
         elif char == "[":
             self.array(path)
         else:
-            # A number, boolean or date: up to what ends a value.
-            while self.peek() and self.peek() not in ",]}#\r\n":
-                self.pos += 1
+            match = _SCALAR.match(self.text, self.pos)
+            assert match is not None  # it matches the empty string too
+            self.pos = match.end()
 
     def inlineTable(self, path: KeyPath) -> None:
         self.pos += 1
@@ -164,8 +189,9 @@ class _Scanner:
                 self.pos += 1
                 index += 1
                 continue
-            self.record((*path, index), self.pos)
-            self.value((*path, index))
+            item = self.below(path, index)
+            self.record(item, self.pos)
+            self.value(item)
 
     def string(self) -> None:
         quote = self.peek()
