@@ -195,7 +195,7 @@ def parseRequest(session: Session, words: Sequence[str]) -> ParsedRequest:
         options: dict[str, Any] = {}
         args: list[str] = list(words[1:])
     else:
-        options, args = parseOptions(words[1:], command.options)
+        options, args = parseOptions(words[1:], command.options, command.name)
     if len(args) < command.minArgs:
         raise BadRequest(f"not enough arguments; usage: {command.usage()}")
     if command.maxArgs is not None and len(args) > command.maxArgs:

@@ -67,14 +67,42 @@ def _optionTables(
     return byLong, byShort
 
 
+_NAME_FIRST = "the name is the first word: {command} NAME [IMAGE [COMMAND...]]"
+_NO_TERMINAL = "pycm attaches no terminal to a container (logs -f shows its output)"
+#: Docker's options of C{docker run} and C{create} that pycm does not
+#: take, and what to do instead: said with their refusal.
+_RUN_HINTS = {
+    "--name": _NAME_FIRST, "-m": "write --memory",
+    "-p": "pycm publishes no ports", "--publish": "pycm publishes no ports",
+    "-v": "pycm mounts no volumes", "--volume": "pycm mounts no volumes",
+    "--rm": "pycm keeps a container until rm removes it",
+    "-i": _NO_TERMINAL, "-t": _NO_TERMINAL, "--interactive": _NO_TERMINAL, "--tty": _NO_TERMINAL,
+}
+_INSPECT_WHOLE = "inspect shows the whole record (the client's ps --format picks fields)"
+#: The same by command.
+DOCKER_HINTS = {
+    "run": _RUN_HINTS, "create": _RUN_HINTS,
+    "inspect": {"-f": _INSPECT_WHOLE, "--format": _INSPECT_WHOLE},
+}
+
+
+def unknownOption(option: str, command: str = "") -> BadRequest:
+    """The refusal of C{option}, with what to do instead if it is Docker's."""
+    hint = DOCKER_HINTS.get(command, {}).get(option)
+    message = f"unknown option {option!r}"
+    return BadRequest(f"{message}: {hint.format(command=command)}" if hint else message)
+
+
 def parseOptions(
-    words: Sequence[str], options: Sequence[Option]
+    words: Sequence[str], options: Sequence[Option], command: str = ""
 ) -> tuple[dict[str, Any], list[str]]:
     """
     Take the leading options off C{words}: C{--name VALUE}, C{--name=VALUE},
     C{-n VALUE}, and short options written together as Docker's CLI takes
     them (C{-aq}, C{-eKEY=VALUE}: L{pycm.grammar.separateShortWord}).
 
+    @param command: the command's name, for the hint that comes with the
+        refusal of one of Docker's options (L{DOCKER_HINTS}).
     @return: the options given (flags as True, repeatable ones as lists,
         others as strings) and the remaining positional words.
     @raise BadRequest: for an unknown option, a missing value, a flag given
@@ -107,14 +135,14 @@ def parseOptions(
                     if name[at] == "=" and at:
                         # -d=true: pycm's flags take no value at all.
                         raise BadRequest(f"option --{byShort[name[at - 1]].name} takes no value")
-                    raise BadRequest(f"unknown option '-{name[at]}'")
+                    raise unknownOption(f"-{name[at]}", command)
                 # -aq, -eKEY=VALUE: the rest of the options read as the
                 # words written apart (all of them at once: linear).
                 words = [*words[:index], *separateShortOptions(words[index:], options)]
                 separated = True
                 continue
         if option is None:
-            raise BadRequest(f"unknown option {word.partition('=')[0]!r}")
+            raise unknownOption(word.partition("=")[0], command)
         index += 1
         if option.takesValue:
             if value is None:
