@@ -461,6 +461,26 @@ class ApplyCommandTests(SynchronousTestCase):
                          ("ERR", "bad_request", "dependency cycle: ab -> cd -> ab"))
         self.assertEqual(self.conn.ok("list"), [])
 
+    def test_nulRefused(self) -> None:
+        """
+        A NUL character (JSON's C{\\u0000}: the line itself holds none) in
+        a command's word or a health check's cmd is refused as run's line
+        would be, naming the service and the key, before anything is
+        created (not a container that cannot start, or a check that can
+        never run).
+        """
+        for service, message in (
+            ({"command": ["sh", "-c", "echo hi\0there; sleep 100"]},
+             "service svc-nul, key command: word 3 must not hold a NUL character"),
+            ({"healthcheck": {"cmd": "true\0false"}},
+             "service svc-nul, key healthcheck: cmd must not hold a NUL character"),
+        ):  # fmt: skip
+            line = self.line({"project": "nul1", "services": {"svc-nul": service}})
+            self.assertNotIn("\0", line)
+            kind, reply = self.conn.request(line)
+            self.assertEqual((kind, tuple(reply)), ("ERR", ("bad_request", message)))
+        self.assertEqual(self.conn.ok("list"), [])
+
     def test_conflict(self) -> None:
         """A service named as a container that is not the project's: conflict."""
         self.conn.ok("run web")

@@ -131,6 +131,39 @@ class DefinitionTests(SynchronousTestCase):
         self.assertIn("PASSWORD", error.message)
         self.assertNotIn("12345", error.message)
 
+    def test_noNul(self) -> None:
+        """
+        No text of a service may hold a NUL character (JSON's C{\\u0000}),
+        which run's request line cannot carry and no process can be given:
+        a command's word, a health check's cmd, an env or label name or
+        value, a workdir, a user... each refused naming the service and the
+        key, never showing a value.
+        """
+        cases = [
+            ({"command": ["sh", "-c", "echo hi\0there"]},
+             "service web, key command: word 3 must not hold a NUL character"),
+            ({"healthcheck": {"cmd": "true\0false"}},
+             "service web, key healthcheck: cmd must not hold a NUL character"),
+            ({"healthcheck": {"cmd": "true", "interval": "2s\0"}},
+             "service web, key healthcheck: interval must not hold a NUL character"),
+            ({"env": {"PASSWORD": "hunter2\0"}},
+             "service web, key env: variable PASSWORD must not hold a NUL character"),
+            ({"env": {"A\0B": "x"}},
+             "service web, key env: variable name 'A\\x00B' must not hold a NUL character"),
+            ({"labels": {"tier": "a\0b"}},
+             "service web, key labels: label tier must not hold a NUL character"),
+            ({"labels": {"ti\0er": "a"}},
+             "service web, key labels: label name 'ti\\x00er' must not hold a NUL"),
+            ({"workdir": "/srv\0x"},
+             "service web, key workdir: the value must not hold a NUL character"),
+            ({"user": "root\0"}, "service web, key user: the value must not hold a NUL"),
+            ({"image": "host\0"}, "service web, key image: the value must not hold a NUL"),
+        ]  # fmt: skip
+        for value, message in cases:
+            error = self.assertRaises(BadRequest, serviceSetFrom, document(web=value))
+            self.assertEqual(error.message[: len(message)], message, value)
+            self.assertNotIn("hunter2", error.message)
+
     def test_serviceNames(self) -> None:
         """A service's name is a container's: the naming rule applies."""
         self.refused("bad service name 'x'", document(x={}))

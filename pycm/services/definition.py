@@ -5,7 +5,8 @@ each a L{ContainerSpec} and its dependencies.  The document is untrusted:
 every value is read with the grammar of the C{run} option it stands for
 (L{RestartPolicy.parse}, L{parseSignal}, L{parseMemory},
 L{healthCheckFrom}, L{validateName}), and every refusal is a
-L{BadRequest} naming the service and the key.
+L{BadRequest} naming the service and the key.  No text may hold a NUL
+character (L{withoutNul}), as none can be in C{run}'s request line.
 """
 
 from __future__ import annotations
@@ -216,6 +217,8 @@ class _Reader:
     def command(self, value: object) -> tuple[str, Any]:
         if not (isinstance(value, list) and value and all(isinstance(v, str) for v in value)):
             raise BadRequest("expected a list of strings, the program first")
+        for number, word in enumerate(value, 1):
+            withoutNul(word, f"word {number}")
         return "command", tuple(value)
 
     def user(self, value: object) -> tuple[str, Any]:
@@ -278,6 +281,9 @@ class _Reader:
             raise BadRequest(
                 f"unknown key {unknown[0]!r} (known: {', '.join(HEALTHCHECK_KEYS)})"
             )
+        for key, given in value.items():
+            if isinstance(given, str):
+                withoutNul(given, key)
         disable = value.get("disable", False)
         if not isinstance(disable, bool):
             raise BadRequest(f"bad disable {disable!r}: expected true or false")
@@ -318,10 +324,26 @@ _READERS = {
 }
 
 
+def withoutNul(text: str, what: str) -> str:
+    """
+    C{text}, if it holds no NUL character: C{run}'s request line cannot
+    carry one (L{pycm.daemon.requestline.decodeLine}), and no process can
+    be given one (arguments, the environment and paths are C strings).
+    The document's JSON can (C{\\u0000}), so each of its texts is checked.
+
+    @param what: what C{text} is, for the refusal, which never shows a
+        value (it may be a secret).
+    @raise BadRequest: if it does.
+    """
+    if "\0" in text:
+        raise BadRequest(f"{what} must not hold a NUL character")
+    return text
+
+
 def _text(value: object, what: str) -> str:
-    if not isinstance(value, str) or not value or "\0" in value:
+    if not isinstance(value, str) or not value:
         raise BadRequest(f"bad value {value!r}: expected {what}")
-    return value
+    return withoutNul(value, "the value")
 
 
 def _number(value: object, what: str) -> float:
@@ -334,9 +356,11 @@ def _strings(value: object, what: str) -> dict[str, str]:
     if not isinstance(value, dict):
         raise BadRequest(f"expected an object of {what}s: names to strings")
     for key, given in value.items():
-        if not key or "=" in key or "\0" in key:
+        if not key or "=" in key:
             raise BadRequest(f"bad {what} name {key!r}")
-        if not isinstance(given, str) or "\0" in given:
+        withoutNul(key, f"{what} name {key!r}")
+        if not isinstance(given, str):
             # The value may be a secret: say whose it is, not what it is.
             raise BadRequest(f"{what} {key}: expected a string value")
+        withoutNul(given, f"{what} {key}")
     return dict(value)
