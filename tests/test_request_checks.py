@@ -1,7 +1,8 @@
 """
 Requests refused before anything is saved or any code runs out of stack:
-a relative C{run -w}, an C{apply} document nested too deeply.  On the fake
-server (a memory backend, a fake clock).
+a relative C{run -w}, a C{run -l} label that is pycm's own, an C{apply}
+document nested too deeply.  On the fake server (a memory backend, a fake
+clock).
 """
 
 from __future__ import annotations
@@ -79,6 +80,46 @@ class MemoryFloorTests(SynchronousTestCase):
             error = self.assertRaises(BadRequest, serviceSetFrom, document)
             self.assertIn("key memory: bad size", str(error))
             self.assertIn("at least 6m", str(error))
+
+
+class ReservedLabelTests(SynchronousTestCase):
+    """
+    Labels under C{io.pycm.} are pycm's own: C{run} and C{create} refuse
+    them as C{apply} does, by one rule.
+    """
+
+    def test_runRefused(self) -> None:
+        """
+        C{run} and C{create} with a label under C{io.pycm.} (here, one
+        posing as a project's service, which that project's C{apply
+        --prune} would remove) answer C{bad_request} naming it, and leave no
+        container behind; other labels are taken.
+        """
+        conn = FakeServer().connect(requireAuth=False)
+        for line in ("run -l io.pycm.project=proj1 -l io.pycm.service=zzz "
+                     "-l io.pycm.config=x lbl1",
+                     "create -l tier=web --label=io.pycm.service=zzz lbl1",
+                     "run -ltier=web -lio.pycm.managed=true lbl1"):  # fmt: skip
+            kind, value = conn.request(line)
+            self.assertEqual(kind, "ERR", line)
+            self.assertEqual(value[0], "bad_request", line)
+            self.assertRegex(value[1], r"^--label 'io\.pycm\.[a-z]+': io\.pycm\.\* labels "
+                                       "are pycm's own$")  # fmt: skip
+        self.assertEqual(conn.ok("ps -a"), [])
+        self.assertEqual(conn.ok("run -l tier=web -l io.pycmx=1 lbl1")["labels"],
+                         {"tier": "web", "io.pycmx": "1"})  # fmt: skip
+
+    def test_oneRuleWithApply(self) -> None:
+        """A service's labels are refused by the same rule, in the same words."""
+        document = {"project": "proj1", "services": {"web": {
+            "labels": {"io.pycm.project": "proj1"}}}}
+        error = self.assertRaises(BadRequest, serviceSetFrom, document)
+        self.assertEqual(str(error), "service web, key labels: label 'io.pycm.project': "
+                                     "io.pycm.* labels are pycm's own")  # fmt: skip
+        error = self.assertRaises(
+            BadRequest, specFromRequest, {"label": ["io.pycm.project=proj1"]}, ("web",)
+        )
+        self.assertEqual(str(error), "--label 'io.pycm.project': io.pycm.* labels are pycm's own")
 
 
 class NestingTests(SynchronousTestCase):

@@ -23,6 +23,7 @@ from pycm.model import (
     signalName,
     validateName,
 )
+from pycm.services.config import refuseReservedLabels
 from pycm.units import MAX_STOP_TIMEOUT, parseMemory
 
 
@@ -35,6 +36,13 @@ def _readWorkdir(value: str, name: str) -> str:
     if not value.startswith("/"):
         raise BadRequest(f"bad --{name} {value!r}: expected an absolute path")
     return value
+
+
+def _readLabels(values: Sequence[str], name: str) -> dict[str, str]:
+    """C{K=V}s, none of them pycm's own (as a services document's labels)."""
+    labels = parseKeyValues(values, name)
+    refuseReservedLabels(labels, f"--{name}")
+    return labels
 
 
 def _readRestart(value: str, name: str) -> RestartPolicy:
@@ -114,7 +122,7 @@ def _readCpus(value: str, name: str) -> float:
 #: The options of C{run} and C{create}, in C{help}'s order.
 RUN_OPTIONS = (
     Option("env", "e", repeat=True, metavar="K=V", field="env", read=parseKeyValues),
-    Option("label", "l", repeat=True, metavar="K=V", field="labels", read=parseKeyValues),
+    Option("label", "l", repeat=True, metavar="K=V", field="labels", read=_readLabels),
     Option("restart", metavar="no|on-failure[:MAX]|always|unless-stopped",
            field="restartPolicy", read=_readRestart),
     Option("stop-timeout", metavar="SECONDS", field="stopTimeout", read=readStopTimeout),

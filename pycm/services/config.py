@@ -17,17 +17,35 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from pycm.errors import BadRequest
 from pycm.model import ContainerSpec
 
 PROJECT_LABEL = "io.pycm.project"
 SERVICE_LABEL = "io.pycm.service"
 CONFIG_LABEL = "io.pycm.config"
-#: Labels a services document may not set.
+#: Labels only pycm sets: neither a services document nor run may.
 RESERVED_LABEL_PREFIX = "io.pycm."
 _VERSION = "v1"
+
+
+def refuseReservedLabels(names: Iterable[str], what: str = "label") -> None:
+    """
+    The one rule for labels a request sets (C{run} and C{create}'s
+    C{--label}, a service's C{labels}): none under L{RESERVED_LABEL_PREFIX}.
+    pycm sets those itself, and reads them back: a container given
+    L{PROJECT_LABEL} and L{SERVICE_LABEL} by hand would pose as a
+    project's service (the project's C{apply --prune} would remove it, an
+    apply of a service of its name take it for its own).
+
+    @param what: how the request names a label, for the refusal.
+    @raise BadRequest: naming the first of C{names} that is pycm's.
+    """
+    for name in names:
+        if name.startswith(RESERVED_LABEL_PREFIX):
+            raise BadRequest(f"{what} {name!r}: {RESERVED_LABEL_PREFIX}* labels are pycm's own")
 
 
 def fieldValues(spec: ContainerSpec) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from pycm.errors import BadRequest, InvalidName
 from pycm.health import healthCheckFrom
 from pycm.model import ContainerSpec, RestartPolicy, parseSignal, signalName, validateName
 from pycm.services import order
-from pycm.services.config import PROJECT_LABEL, RESERVED_LABEL_PREFIX, SERVICE_LABEL
+from pycm.services.config import PROJECT_LABEL, SERVICE_LABEL, refuseReservedLabels
 from pycm.units import MAX_STOP_TIMEOUT, checkMemory, parseMemory
 
 
@@ -233,9 +233,7 @@ class _Reader:
 
     def labels(self, value: object) -> tuple[str, Any]:
         labels = _strings(value, "label")
-        for key in labels:
-            if key.startswith(RESERVED_LABEL_PREFIX):
-                raise BadRequest(f"label {key!r}: {RESERVED_LABEL_PREFIX}* labels are pycm's own")
+        refuseReservedLabels(labels)
         return "labels", labels
 
     def restart(self, value: object) -> tuple[str, Any]:

@@ -35,6 +35,7 @@ from typing import Any
 
 from pycm.errors import BadRequest, InvalidName
 from pycm.model import RestartPolicy, parseSignal, validateName
+from pycm.services.config import RESERVED_LABEL_PREFIX
 from pycm.services.definition import MIN_CPUS, REPLICAS_LIMIT, USER_PATTERN
 from pycm.services.envfile import EnvFileError, readEnvFile, readTextFile
 from pycm.services.tomllines import KeyPath, keyLines, lineOf
@@ -47,7 +48,7 @@ MAX_SERVICES_FILE = 1024 * 1024
 CONDITIONS = ("started", "healthy", "completed_successfully")
 
 #: The prefix of the labels pycm sets itself (a file may not).
-RESERVED_LABELS = "io.pycm."
+RESERVED_LABELS = RESERVED_LABEL_PREFIX
 
 
 class ServicesFileError(BadRequest):
