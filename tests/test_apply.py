@@ -20,6 +20,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pycm.capabilities import ALL_OPTIONS, Capabilities
 from pycm.daemon import dispatch
+from pycm.daemon.handlers import applying
 from pycm.daemon.handlers.applying import projectLock
 from pycm.errors import BackendError, BadRequest, Conflict
 from pycm.model import Container, ContainerSpec, ProgressEvent, State
@@ -531,6 +532,58 @@ class ApplyCommandTests(SynchronousTestCase):
         lock.release()
         [(kind, reply)] = self.conn.replies()
         self.assertEqual((kind, reply["services"][0]["action"]), ("OK", "create"))
+
+    def test_projectLocksDropped(self) -> None:
+        """
+        A project's lock is kept only while an apply of it holds it or
+        waits for it: 2,000 dry runs of as many projects, pipelined on one
+        connection, leave the backend's table of locks empty (it held one
+        lock a name for ever).
+        """
+        document = {"services": {"db": {}}}
+        self.conn.send("".join(self.line(document, f"--dry-run --project=p{number}") + "\n"
+                               for number in range(2000)))  # fmt: skip
+        replies = self.conn.replies()
+        for _ in range(2000):
+            if len(replies) == 2000:
+                break
+            self.server.clock.advance(0)  # the daemon's next turn of lines
+            replies += self.conn.replies()
+        self.assertEqual(len(replies), 2000)
+        self.assertEqual({kind for kind, reply in replies}, {"OK"})
+        self.assertEqual(applying._locks[self.server.backend], {})
+
+    def test_twoAppliesOfAProjectSerialized(self) -> None:
+        """
+        A second apply of a project waits for the first (here, for a job
+        to complete) to settle, then plans from what it made; a third
+        whose client goes away while it waits leaves the queue.  Once the
+        project is free its lock is dropped, and a later apply takes a
+        new one.
+        """
+        document = {"project": "pj", "services": {
+            "job": {"command": ["sleep", "5"]},
+            "web": {"depends_on": {"job": "completed_successfully"}}}}
+        self.conn.send(self.line(document) + "\n")
+        second, third = self.server.connect(), self.server.connect()
+        second.send(self.line(document) + "\n")
+        third.send(self.line(document) + "\n")
+        self.server.clock.advance(1)
+        self.assertEqual((self.conn.replies(), second.replies()), ([], []))
+        self.assertEqual(list(applying._locks[self.server.backend]), ["pj"])
+        self.assertEqual(len(applying._locks[self.server.backend]["pj"].waiting), 2)
+        third.disconnect()
+        self.assertEqual(len(applying._locks[self.server.backend]["pj"].waiting), 1)
+        self.server.clock.advance(5)
+        [(kind, first)] = self.conn.replies()
+        [(secondKind, then)] = second.replies()
+        self.assertEqual((kind, [s["action"] for s in first["services"]]),
+                         ("OK", ["create", "create"]))  # fmt: skip
+        self.assertEqual((secondKind, [s["action"] for s in then["services"]]),
+                         ("OK", ["keep", "keep"]))  # fmt: skip
+        self.assertEqual(applying._locks[self.server.backend], {})
+        self.conn.ok(self.line(document, "--dry-run"))
+        self.assertEqual(applying._locks[self.server.backend], {})
 
     def test_help(self) -> None:
         """help apply shows its usage."""

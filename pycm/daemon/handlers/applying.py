@@ -66,17 +66,40 @@ def apply(session: Session, options: Mapping[str, Any], args: Sequence[str]) -> 
     return d.addBoth(settled).addCallback(ApplyResult.toJSON)
 
 
-#: Each backend's projects' locks: one apply of a project at a time.
-_locks: WeakKeyDictionary[IContainerBackend, dict[str, DeferredLock]] = WeakKeyDictionary()
+class _ProjectLock(DeferredLock):
+    """
+    A project's lock that leaves its backend's table once released with no
+    one waiting: the table holds only the projects being applied, however
+    many names clients send.
+    """
+
+    def __init__(self, table: dict[str, _ProjectLock], project: str) -> None:
+        super().__init__()
+        self._table = table
+        self._project = project
+
+    def release(self) -> None:
+        super().release()
+        if not self.locked and self._table.get(self._project) is self:
+            del self._table[self._project]
+
+
+#: Each backend's projects' locks, while held: one apply of a project at a time.
+_locks: WeakKeyDictionary[IContainerBackend, dict[str, _ProjectLock]] = WeakKeyDictionary()
 
 
 def projectLock(backend: IContainerBackend, project: str) -> DeferredLock:
     """
     The lock of C{project}'s applies on C{backend}: a second apply of a
     project waits for the first to settle, then plans from what it made
-    (two at once would each create what the other is creating).
+    (two at once would each create what the other is creating).  Acquire
+    it at once: once free, it is dropped, and the next call makes another.
     """
-    return _locks.setdefault(backend, {}).setdefault(project, DeferredLock())
+    table = _locks.setdefault(backend, {})
+    lock = table.get(project)
+    if lock is None:
+        lock = table[project] = _ProjectLock(table, project)
+    return lock
 
 
 # The daemon's --services FILE: read before start-up, applied once ready.
