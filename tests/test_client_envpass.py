@@ -102,3 +102,14 @@ class LineBreakTests(SynchronousTestCase):
             f.write("A=1\nMULTI\n")
         error = self.assertRaises(PlanError, planCommand, ["run", "--env-file", path, "web"])
         self.assertTrue(str(error).startswith(f"{path}: MULTI: its value holds a line break"))
+
+    def test_controlCharacters(self) -> None:
+        """The file's path and the KEY are named with control characters written out."""
+        path = os.path.join(self.mktemp(), "\x1b[2J.env")
+        os.mkdir(os.path.dirname(path))
+        with open(path, "w") as f:
+            f.write("\x1b]0;T=a\rb\n")
+        error = self.assertRaises(PlanError, planCommand, ["run", "--env-file", path, "web"])
+        self.assertEqual(str(error), path.replace("\x1b", "\\x1b") + ": \\x1b]0;T: its "
+                         "value holds a line break, which run and create cannot send (a "
+                         "request is one line)")

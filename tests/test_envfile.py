@@ -134,6 +134,17 @@ class ReadEnvFileTests(SynchronousTestCase):
         error = self.assertRaises(EnvFileError, readEnvFile, path)
         self.assertEqual(str(error), f"{path}:2: the environment file is not UTF-8")
 
+    def test_controlCharacters(self) -> None:
+        """
+        A path holding control characters is named with them written out
+        (C{\\x1b}), whether the file cannot be read or a line is wrong.
+        """
+        path = os.path.join(self.mktemp(), "\x1b[2J.env")
+        error = self.assertRaises(EnvFileError, readEnvFile, path)
+        self.assertTrue(str(error).startswith(path.replace("\x1b", "\\x1b") + ": cannot"))
+        error = self.assertRaises(EnvFileError, parseEnvText, "=1\n", "\x1b]0;T\x07", {})
+        self.assertTrue(str(error).startswith("\\x1b]0;T\\x07:1: "), str(error))
+
     def test_errorClass(self) -> None:
         """L{readTextFile} raises the error class it is given."""
 

@@ -437,6 +437,36 @@ class MistakeTests(SynchronousTestCase):
         self.assertMistake('[services]\nweb = "x"\n', '2: "web" in [services] must be a '
                            "table ([services.web]), not a string")
 
+    def test_controlCharacters(self) -> None:
+        """
+        A key, a dependency or an env file's path holding control
+        characters is shown with them written out (C{\\x1b}), so that no
+        error can act on a terminal; the services file's own path too.
+        """
+        esc = "\\u001b]0;T\\u0007\\u001b[2J"
+        shown = "\\x1b]0;T\\x07\\x1b[2J"
+        self.assertMistake(f'[services.web]\n"{esc}k" = 1\n',
+                           f'2: unknown key "{shown}k" in [services.web] (known: '
+                           + ", ".join(SERVICE_KEYS) + ")")
+        self.assertMistake(f'[services.web.healthcheck]\ncmd = "true"\n"{esc}" = 1\n',
+                           f'3: unknown key "{shown}" in [services.web.healthcheck] (known: '
+                           + ", ".join(HEALTHCHECK_KEYS) + ")")
+        self.assertMistake(f'[services.web]\ndepends_on = ["{esc}"]\n',
+                           f'2: [services.web] depends on "{shown}", which is not a '
+                           "service of this file")
+        self.assertMistake(f'[services.web]\nenv = {{ "{esc}=" = "1" }}\n',
+                           f'2: bad key "{shown}=" in [services.web.env]: it must not be '
+                           "empty or hold '=' or a NUL character")
+        self.assertMistake(f'[services.web]\nlabels = {{ "{esc}" = 1.5 }}\n',
+                           f'2: "{shown}" in [services.web.labels] must be a string, not '
+                           "a float")
+        self.assertMistake(f'[services.web]\nenv_file = "{esc}"\n',
+                           f"2: in env_file of [services.web]: dir/{shown}: cannot read "
+                           "the environment file: No such file or directory")
+        error = self.assertRaises(ServicesFileError, parseServices, "[services]\n",
+                                  "\x1b[2J.toml", "proj")
+        self.assertTrue(str(error).startswith("\\x1b[2J.toml:1: no services"), str(error))
+
     def test_noServices(self) -> None:
         """A file with no service is an error (it would apply nothing)."""
         self.assertMistake("# nothing\n[services]\n",

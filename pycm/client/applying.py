@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from pycm.client.health import stateText
 from pycm.client.wire import ConnectionGone, ProtocolError
 from pycm.errors import PycmError
+from pycm.printable import printable
 
 if TYPE_CHECKING:
     from twisted.internet.defer import Deferred
@@ -89,7 +90,7 @@ def planApply(words: Sequence[str]) -> tuple[str, ...]:
     size = len(shlex.join(request).encode("utf-8"))
     if size > MAX_REQUEST_LINE:
         raise ApplyUsageError(
-            f"{files[0]}: too big to apply in one request: its services make a "
+            f"{printable(files[0])}: too big to apply in one request: its services make a "
             f"request line of {size:,} bytes, and the daemon takes {MAX_REQUEST_LINE:,} "
             "at most; split it into several files, each with its own --project",
             hint=False)

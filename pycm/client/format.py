@@ -25,9 +25,9 @@ from pycm.client.commandtable import (
     clientUsageLine,
 )
 from pycm.client.health import eventStatus, healthLines, oomText, stateText
-from pycm.client.printable import printable
 from pycm.client.stats import statsTable
 from pycm.errors import PycmError
+from pycm.printable import printable
 from pycm.timestamps import parseTime
 
 LIST_COMMANDS = frozenset({"list", "ls", "ps"})

@@ -31,9 +31,9 @@ from pycm.client.exits import (
 )
 from pycm.client.followed import StampedFollows
 from pycm.client.plan import Plan, PlanError, asksForName, isFollow, planCommand
-from pycm.client.printable import printable
 from pycm.client.protocol import ClientProtocol, Disconnected, isSilentLine
 from pycm.errors import PycmError
+from pycm.printable import printable
 
 
 @implementer(IHalfCloseableProtocol)

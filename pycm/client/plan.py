@@ -22,6 +22,7 @@ from pycm.grammar import (
     splitOptions,
     valueSpellings,
 )
+from pycm.printable import printable
 from pycm.services.envfile import isVariableName
 
 #: The commands whose option words the plan splits off (for the others all
@@ -297,8 +298,9 @@ def _oneLine(key: str, value: str, where: str = "") -> str:
     request is one line (C{apply}'s JSON document carries them).
     """
     if "\n" in value or "\r" in value:
-        raise PlanError(f"{where or '-e ' + key}: its value holds a line break, which"
-                        " run and create cannot send (a request is one line)", hint=False)
+        raise PlanError(printable(where or f"-e {key}") + ": its value holds a line break,"
+                        " which run and create cannot send (a request is one line)",
+                        hint=False)
     return value
 
 

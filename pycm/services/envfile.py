@@ -25,6 +25,7 @@ import stat
 from collections.abc import Mapping
 
 from pycm.errors import BadRequest
+from pycm.printable import printable
 
 #: The largest environment file read, in bytes: far more than any request
 #: line can carry (64 KiB), so a mistaken path fails at once.
@@ -51,20 +52,21 @@ def readTextFile(path: str, what: str, limit: int,
 
     @param what: what the file is, for errors (C{"environment file"}).
     @param error: the exception to raise.
-    @raise EnvFileError: (or C{error}) naming C{path}, if it cannot be opened, is not a
-        regular file (a directory, a FIFO, a device), is too big or is not
-        UTF-8.
+    @raise EnvFileError: (or C{error}) naming C{path} (L{printable}), if it
+        cannot be opened, is not a regular file (a directory, a FIFO, a
+        device), is too big or is not UTF-8.
     """
+    shown = printable(path)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as e:
-        raise error(f"{path}: cannot read the {what}: {e.strerror}") from None
+        raise error(f"{shown}: cannot read the {what}: {e.strerror}") from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise error(f"{path}: the {what} is not a regular file")
+            raise error(f"{shown}: the {what} is not a regular file")
         if info.st_size > limit:
-            raise error(f"{path}: the {what} is too big ({info.st_size} bytes; "
+            raise error(f"{shown}: the {what} is too big ({info.st_size} bytes; "
                         f"at most {limit})")
         chunks = []
         size = 0
@@ -75,17 +77,17 @@ def readTextFile(path: str, what: str, limit: int,
             chunks.append(chunk)
             size += len(chunk)
     except OSError as e:
-        raise error(f"{path}: cannot read the {what}: {e.strerror}") from None
+        raise error(f"{shown}: cannot read the {what}: {e.strerror}") from None
     finally:
         os.close(fd)
     data = b"".join(chunks)
     if len(data) > limit:
-        raise error(f"{path}: the {what} is too big (at most {limit} bytes)")
+        raise error(f"{shown}: the {what} is too big (at most {limit} bytes)")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
-        raise error(f"{path}:{line}: the {what} is not UTF-8") from None
+        raise error(f"{shown}:{line}: the {what} is not UTF-8") from None
 
 
 def parseEnvText(text: str, path: str,
@@ -113,11 +115,12 @@ def parseEnvText(text: str, path: str,
         if not isVariableName(key):
             why = f"{key!r} is not a variable name" if key else "no variable name"
             raise EnvFileError(
-                f"{path}:{number}: {why}: expected KEY=VALUE (or KEY alone, to pass on "
+                f"{printable(path)}:{number}: {why}: expected KEY=VALUE (or KEY alone, to pass on "
                 "its value), KEY without blanks"
             )
         if "\0" in value:
-            raise EnvFileError(f"{path}:{number}: the value of {key} holds a NUL character")
+            raise EnvFileError(f"{printable(path)}:{number}: the value of {key} holds a NUL "
+                               "character")
         if sep:
             variables[key] = value
         elif key in environ:

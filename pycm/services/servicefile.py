@@ -35,6 +35,7 @@ from typing import Any
 
 from pycm.errors import BadRequest, InvalidName
 from pycm.model import RestartPolicy, parseSignal, validateName
+from pycm.printable import printable
 from pycm.services.config import RESERVED_LABEL_PREFIX
 from pycm.services.definition import MIN_CPUS, REPLICAS_LIMIT, USER_PATTERN
 from pycm.services.envfile import EnvFileError, readEnvFile, readTextFile
@@ -135,8 +136,8 @@ def _syntaxError(path: str, error: tomllib.TOMLDecodeError) -> str:
     if match is not None:
         reason, line, column = match.group(1), int(match.group(2)), int(match.group(3))
     if line is None:
-        return f"{path}: {reason}"
-    return f"{path}:{line}:{column}: {reason}"
+        return f"{printable(path)}: {reason}"
+    return f"{printable(path)}:{line}:{column}: {reason}"
 
 
 _TYPE_NAMES = ((bool, "a boolean"), (int, "an integer"), (float, "a float"),
@@ -178,7 +179,7 @@ class _Reader:
 
     def error(self, where: KeyPath, message: str) -> ServicesFileError:
         line = lineOf(self.lines, where)
-        prefix = f"{self.path}:{line}" if line is not None else self.path
+        prefix = printable(self.path) + (f":{line}" if line is not None else "")
         return ServicesFileError(f"{prefix}: {message}")
 
     def unknownKeys(self, table: Mapping[str, Any], where: KeyPath,
@@ -415,8 +416,12 @@ class _Reader:
 
 
 def _quote(key: str) -> str:
-    """A key as the errors show it: in double quotes, escaped as JSON would."""
-    return '"' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """
+    A key or name from the file as the errors show it: in double quotes,
+    C{\\} and C{"} escaped, and each control character written out
+    (L{printable}: C{\\x1b}), so that no error can act on a terminal.
+    """
+    return '"' + printable(key.replace("\\", "\\\\").replace('"', '\\"')) + '"'
 
 
 _Check = Callable[[_Reader, Any, KeyPath], Any]

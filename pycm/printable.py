@@ -1,5 +1,6 @@
 """
-Text from the daemon made safe to show on a terminal (L{printable}).
+Text made safe to show on a terminal (L{printable}): what the daemon sent,
+and what a services file or an env file holds, quoted in an error.
 
 The standard library only: the one-shot client imports it.
 """
