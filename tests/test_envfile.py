@@ -80,7 +80,25 @@ class ParseEnvTextTests(SynchronousTestCase):
     def test_nul(self) -> None:
         """A value holding NUL cannot reach an environment: refused, with its line."""
         error = self.assertRaises(EnvFileError, parseEnvText, "A=a\0b", "x.env", {})
-        self.assertEqual(str(error), "x.env:1: the value of A holds a NUL character")
+        self.assertEqual(str(error), "x.env:1: the value holds a NUL character")
+
+    def test_lineNotShown(self) -> None:
+        """
+        An error says which line and what is wrong, never the line's text: a
+        file named by mistake (C{/proc/self/status}, a key file) may hold a
+        secret on it.
+        """
+        for line, why in (
+                ("Name:\tsecret", "not a KEY=VALUE line, nor a KEY alone (a KEY holds no "
+                                  "blank)"),
+                ("my secret=x", "the name before '=' is not a variable name (it holds a "
+                                "blank or NUL)"),
+                ("=secret", "no variable name before '='"),
+                ("A=secret\0", "the value holds a NUL character")):
+            error = self.assertRaises(EnvFileError, parseEnvText, f"# ok\n{line}\n",
+                                      "x.env", {})
+            self.assertEqual(str(error), f"x.env:2: {why}")
+            self.assertNotIn("secret", str(error))
 
     def test_isBadRequest(self) -> None:
         """The error is a L{BadRequest}: one code, whoever reads the file."""

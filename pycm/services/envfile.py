@@ -98,7 +98,8 @@ def parseEnvText(text: str, path: str,
     (C{os.environ} by default).
 
     @raise EnvFileError: C{path:LINE: why}, for a key that is empty or
-        holds a blank or NUL, or a value holding a NUL.
+        holds a blank or NUL, or a value holding a NUL (the line itself is
+        not quoted).
     """
     if environ is None:
         environ = os.environ
@@ -112,15 +113,18 @@ def parseEnvText(text: str, path: str,
         key, sep, value = line.partition("=")
         if not sep:
             key = key.rstrip(" \t")
+        # An error says the line's number and what is wrong, never its text:
+        # a file named by mistake may hold a secret on it.
         if not isVariableName(key):
-            why = f"{key!r} is not a variable name" if key else "no variable name"
-            raise EnvFileError(
-                f"{printable(path)}:{number}: {why}: expected KEY=VALUE (or KEY alone, to pass on "
-                "its value), KEY without blanks"
-            )
+            if not sep:
+                why = "not a KEY=VALUE line, nor a KEY alone (a KEY holds no blank)"
+            elif not key:
+                why = "no variable name before '='"
+            else:
+                why = "the name before '=' is not a variable name (it holds a blank or NUL)"
+            raise EnvFileError(f"{printable(path)}:{number}: {why}")
         if "\0" in value:
-            raise EnvFileError(f"{printable(path)}:{number}: the value of {key} holds a NUL "
-                               "character")
+            raise EnvFileError(f"{printable(path)}:{number}: the value holds a NUL character")
         if sep:
             variables[key] = value
         elif key in environ:
