@@ -26,6 +26,7 @@ from pycm.client.exits import UsageError
 from pycm.client.plan import Plan, PlanError, planCommand
 from pycm.client.testing import FakeDaemon, ok
 from pycm.grammar import CommandSyntax, Option
+from pycm.services import envfile
 from tests.test_client_cli import FastHarness, Harness, options
 from tests.test_client_shell import ShellHarness
 
@@ -494,6 +495,28 @@ class EnvFileTests(FilesMixin, SynchronousTestCase):
         self.assertFalse(error.hint)
         error = self.assertRaises(PlanError, planCommand, ["run", "--env-file=", "web"])
         self.assertEqual(str(error), "option --env-file needs a FILE")
+
+    def test_namedOften(self) -> None:
+        """
+        A file named again is not read again; the files of one C{run} come
+        to 1 MiB at most, each counted every time it is named.
+        """
+        reads = []
+        readTextFile = envfile.readTextFile
+
+        def counted(path: str, what: str, limit: int) -> str:
+            reads.append(path)
+            return readTextFile(path, what, limit)
+
+        self.patch(envfile, "readTextFile", counted)
+        self.assertEqual(self.request("run", *["--env-file", self.second] * 1000, "web"),
+                         ("run", "-e", "B=from second", "-e", "D=it's", "web"))
+        self.assertEqual(reads, [self.second])
+        big = self.write(os.path.dirname(self.first), "big.env",
+                         "#" * (envfile.MAX_ENV_FILES // 2) + "\nB=2\n")
+        error = self.assertRaises(PlanError, planCommand,
+                                  ["run", "--env-file", big, f"--env-file={big}", "web"])
+        self.assertTrue(str(error).startswith(f"{big}: too much to read: "), str(error))
 
     def test_notesAndEpilog(self) -> None:
         """C{run --help} and C{create --help} explain --user, --env-file and --health-*."""

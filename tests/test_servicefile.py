@@ -13,7 +13,8 @@ import textwrap
 from twisted.trial.unittest import SynchronousTestCase
 
 from pycm.errors import BadRequest
-from pycm.services.envfile import EnvFileError
+from pycm.services import envfile
+from pycm.services.envfile import MAX_ENV_FILES, EnvFileError
 from pycm.services.servicefile import (
     HEALTHCHECK_KEYS,
     SERVICE_KEYS,
@@ -157,6 +158,34 @@ class LoadTests(SynchronousTestCase):
         error = self.assertRaises(ServicesFileError, loadServicesFile, self.path)
         self.assertIn(f"{self.directory}/web.env:2: not a KEY=VALUE line", str(error))
         self.assertNotIn("not valid", str(error))
+
+    def test_envFileNamedOften(self) -> None:
+        """
+        An env file named many times is read once; the env files of one
+        services file come to L{MAX_ENV_FILES} bytes at most, each counted
+        every time it is named: more is refused at the env_file line.
+        """
+        reads = []
+        readTextFile = envfile.readTextFile
+
+        def counted(path: str, what: str, limit: int) -> str:
+            reads.append(path)
+            return readTextFile(path, what, limit)
+
+        self.patch(envfile, "readTextFile", counted)
+        self.write("small.env", "A=1\n")
+        self.write("services.toml", '[services.web]\nenv_file = ['
+                   + ", ".join(['"small.env"'] * 1000) + "]\n")
+        self.assertEqual(loadServicesFile(self.path)["services"]["web"], {"env": {"A": "1"}})
+        self.assertEqual(reads, [f"{self.directory}/small.env"])
+        self.write("big.env", "#" * (MAX_ENV_FILES // 2) + "\nB=2\n")
+        self.write("services.toml", '[services.web]\nimage = "x"\n'
+                   'env_file = ["big.env", "small.env", "big.env", "big.env"]\n')
+        error = self.assertRaises(ServicesFileError, loadServicesFile, self.path)
+        self.assertEqual(str(error), f"{self.path}:3: in env_file of [services.web]: "
+                         f"{self.directory}/big.env: too much to read: the environment "
+                         f"files named come to over {MAX_ENV_FILES:,} bytes, each counted "
+                         "every time it is named (a request carries 64 KiB at most)")
 
     def test_projectGiven(self) -> None:
         """A given project wins over the directory's name; a bad one is refused."""

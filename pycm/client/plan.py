@@ -315,14 +315,16 @@ def expandEnvFiles(options: list[str]) -> list[str]:
     C{--env-file=FILE}) replaced by a C{-e KEY=VALUE} word pair per
     variable of FILE (L{pycm.services.envfile}), in place: a later file
     wins over an earlier one, and a variable given with C{-e}/C{--env}
-    wins over every file (it is not sent from the files).
+    wins over every file (it is not sent from the files).  A file named
+    again is not read again (L{pycm.services.envfile.EnvFiles}).
 
     @raise PlanError: for an env file that cannot be read or is wrong
-        (C{FILE:LINE: why}), or C{--env-file} without FILE.
+        (C{FILE:LINE: why}), env files of over 1 MiB in all (a file counted
+        each time it is named), or C{--env-file} without FILE.
     """
     if not any(w == "--env-file" or w.startswith("--env-file=") for w in options):
         return options
-    from pycm.services.envfile import EnvFileError, readEnvFile
+    from pycm.services.envfile import EnvFileError, EnvFiles
 
     given = set()
     for index, word in enumerate(options):
@@ -330,6 +332,7 @@ def expandEnvFiles(options: list[str]) -> list[str]:
             given.add(options[index + 1].partition("=")[0])
         elif word.startswith("--env="):
             given.add(word[len("--env="):].partition("=")[0])
+    files = EnvFiles()
     fromFiles: dict[str, str] = {}
     result: list[str] = []
     index = 0
@@ -348,7 +351,7 @@ def expandEnvFiles(options: list[str]) -> list[str]:
         if not path:
             raise PlanError("option --env-file needs a FILE")
         try:
-            variables = readEnvFile(path)
+            variables = files.read(path)
         except EnvFileError as e:
             raise PlanError(e.message, hint=False) from None
         for key, value in variables.items():

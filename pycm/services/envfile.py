@@ -31,6 +31,11 @@ from pycm.printable import printable
 #: line can carry (64 KiB), so a mistaken path fails at once.
 MAX_ENV_FILE = 1024 * 1024
 
+#: The most bytes of environment files one services file, or one C{run} or
+#: C{create}, reads (L{EnvFiles}): all of them together, a file counted each
+#: time it is named, so that a file named thousands of times fails at once.
+MAX_ENV_FILES = MAX_ENV_FILE
+
 #: What a key cannot hold (Docker's parser refuses blanks; NUL cannot reach
 #: an environment).
 _NOT_IN_KEY = re.compile(r"[ \t\0]")
@@ -145,3 +150,45 @@ def readEnvFile(path: str, environ: Mapping[str, str] | None = None) -> dict[str
     """
     text = readTextFile(path, "environment file", MAX_ENV_FILE)
     return parseEnvText(text, path, environ)
+
+
+class EnvFiles:
+    """
+    The environment files one services file (or one C{run}/C{create})
+    names: each path read once, and at most L{MAX_ENV_FILES} bytes of them
+    in all, a file counted each time it is named.
+
+    @ivar total: the bytes counted so far.
+    """
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        self.environ = environ
+        self.total = 0
+        self._read: dict[str, tuple[int, dict[str, str]]] = {}
+
+    def read(self, path: str) -> dict[str, str]:
+        """
+        The variables the environment file at C{path} sets (as
+        L{readEnvFile}), read once whatever the number of times it is asked
+        for: the caller does not change them.
+
+        @raise EnvFileError: as L{readEnvFile}, and once the files asked for
+            come to over L{MAX_ENV_FILES} bytes.
+        """
+        known = self._read.get(path)
+        if known is None:
+            text = readTextFile(path, "environment file", MAX_ENV_FILE)
+            size = len(text.encode("utf-8"))
+            self._count(path, size)
+            known = self._read[path] = (size, parseEnvText(text, path, self.environ))
+        else:
+            self._count(path, known[0])
+        return known[1]
+
+    def _count(self, path: str, size: int) -> None:
+        self.total += size
+        if self.total > MAX_ENV_FILES:
+            raise EnvFileError(
+                f"{printable(path)}: too much to read: the environment files named come to "
+                f"over {MAX_ENV_FILES:,} bytes, each counted every time it is named "
+                "(a request carries 64 KiB at most)")

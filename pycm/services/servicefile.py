@@ -16,7 +16,8 @@ What the document gets differs from the file in three ways only:
   - C{env_file} (a path, or a list of them, relative to the services
     file's directory) is read here (L{pycm.services.envfile}) and merged
     under C{env}: C{env} wins, then the later file; the path never reaches
-    the daemon;
+    the daemon; each path is read once, and the env files of one services
+    file come to 1 MiB at most (L{pycm.services.envfile.EnvFiles});
   - C{healthcheck = {disable = true}} becomes C{{"disable": true}} alone
     (C{disable = false} is dropped);
   - C{project} is the one given (C{--project}), else the services file's
@@ -38,7 +39,7 @@ from pycm.model import RestartPolicy, parseSignal, validateName
 from pycm.printable import printable
 from pycm.services.config import RESERVED_LABEL_PREFIX
 from pycm.services.definition import MIN_CPUS, REPLICAS_LIMIT, USER_PATTERN
-from pycm.services.envfile import EnvFileError, readEnvFile, readTextFile
+from pycm.services.envfile import EnvFileError, EnvFiles, readTextFile
 from pycm.services.tomllines import KeyPath, keyLines, lineOf
 from pycm.units import MAX_STOP_TIMEOUT, MIN_MEMORY, parseDuration, parseMemory
 
@@ -175,7 +176,7 @@ class _Reader:
                  environ: Mapping[str, str] | None) -> None:
         self.path = path
         self.lines = lines
-        self.environ = environ
+        self.envReader = EnvFiles(environ)
 
     def error(self, where: KeyPath, message: str) -> ServicesFileError:
         line = lineOf(self.lines, where)
@@ -242,7 +243,7 @@ class _Reader:
         env: dict[str, str] = {}
         for item in paths:
             try:
-                env.update(readEnvFile(os.path.join(base, item), self.environ))
+                env.update(self.envReader.read(os.path.join(base, item)))
             except EnvFileError as e:
                 raise self.error(where, f"in env_file of {_table(where[:-1])}: {e.message}"
                                  ) from None
