@@ -1,7 +1,8 @@
 """
 Tests for the escaping of control characters in what the client shows a
-person (L{pycm.client.format.printable}): table cells, C{inspect}'s lines,
-events and error messages are escaped; log lines and C{--json} are not.
+person (L{pycm.client.format.printable}): table cells, C{ps --format}'s
+fields, C{inspect}'s lines, events and error messages are escaped; log
+lines and C{--json} are not.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import threading
 from twisted.trial.unittest import SynchronousTestCase
 
 from pycm.client import format as fmt
+from pycm.client.template import Template, formatContainers
 from pycm.client.wire import errorFromReply
 from tests.e2e import DEADLINE, RealDaemon, pycmCommand
 
@@ -67,6 +69,25 @@ class FormatTests(SynchronousTestCase):
         # The IMAGE column starts at the same place on every row.
         starts = {line.index(word) for line, word in zip(lines, ("IMAGE", "host", "host"))}
         self.assertEqual(len(starts), 1)
+
+    def test_formatTemplate(self) -> None:
+        """
+        C{ps --format TEMPLATE}: each field escaped, as in the table, so a
+        value adds no line nor column; the template's own tabs stay.
+        C{ps -q} too; C{--format json} is JSON.
+        """
+        template = Template.parse("{{.Name}} {{.Labels}} {{.Image}} {{.Command}}")
+        lines = formatContainers([HOSTILE], template=template)
+        self.assertEqual(lines, ["w7 a\\x1b[2J=1\\r\\x7f,b=x\\ty host\\x9b2J "
+                                 "sh -c 'sleep 300\\nzz   running'"])
+        table = Template.parse("table {{.Name}}\\t{{.Labels}}\\t{{.Command}}")
+        self.assertEqual(formatContainers([HOSTILE], template=table), [
+            "NAME   LABELS                    COMMAND",
+            "w7     a\\x1b[2J=1\\r\\x7f,b=x\\ty   sh -c 'sleep 300\\nzz   running'"])
+        self.assertEqual(formatContainers([{**HOSTILE, "name": "w\x1b7"}], quiet=True),
+                         ["w\\x1b7"])
+        (raw,) = formatContainers([HOSTILE], jsonLines=True) or []
+        self.assertEqual(json.loads(raw), HOSTILE)
 
     def test_inspect(self) -> None:
         """C{inspect}: one line per field or label, keys and values escaped."""
@@ -137,6 +158,10 @@ class ClientE2ETests(SynchronousTestCase):
         self.assertIn("  a\\x1b[2J:", inspected.stdout)
         self.assertIn("  A: x\\nfake: line\n", inspected.stdout)
         self.assertNotIn("\nfake: line", inspected.stdout)
+        formatted = self.pycm("ps", "--format", "{{.Name}} {{.Labels}}", host=host)
+        self.assertIsNone(CONTROL.search(formatted.stdout.replace("\n", "")))
+        self.assertTrue(formatted.stdout.startswith("w7 a\\x1b[2J=1,io.pycm."),
+                        formatted.stdout)
         raw = self.pycm("--json", "ls", host=host)
         container = json.loads(raw.stdout)[0]
         self.assertEqual(container["command"], ["sh", "-c", "sleep 300\nzz   running"])

@@ -18,6 +18,7 @@ from typing import Any
 from pycm.client import services
 from pycm.client.format import scalar
 from pycm.client.health import healthStatus, stateText
+from pycm.printable import printable
 
 
 def _labels(container: dict[str, Any]) -> str:
@@ -79,7 +80,10 @@ class Template:
     fields: no functions, no pipelines, nothing is executed.  As Docker's
     does, C{table TEMPLATE} prints a header line first and aligns the
     columns its tabs separate; the header is each field's own name in
-    capitals (C{ID}, where Docker says C{CONTAINER ID}).
+    capitals (C{ID}, where Docker says C{CONTAINER ID}).  Each field's
+    value is L{printable}, as a table's cells are, on a terminal or not:
+    a label or a command the daemon sent cannot act on a terminal, nor
+    add a line or a column.
 
     @ivar parts: literal text and field names, alternately (text first).
     @ivar table: whether it is a C{table} template.
@@ -132,7 +136,7 @@ class Template:
     def render(self, container: dict[str, Any]) -> str:
         out = []
         for index, part in enumerate(self.parts):
-            out.append(TEMPLATE_FIELDS[part](container) if index % 2 else part)
+            out.append(printable(TEMPLATE_FIELDS[part](container)) if index % 2 else part)
         return "".join(out)
 
     def header(self) -> str:
@@ -171,7 +175,8 @@ def formatContainers(
 ) -> list[str] | None:
     """
     C{ps -q}, C{ps --format json} and C{ps --format TEMPLATE}: the lines,
-    or None when none of them is asked for (the table then).
+    or None when none of them is asked for (the table then); L{printable}
+    but for the JSON, escaped already.
     """
     if jsonLines:
         return [json.dumps(c, ensure_ascii=False, separators=(",", ":"))
@@ -181,6 +186,6 @@ def formatContainers(
     if template is not None:
         return [template.render(c) for c in containers]
     if quiet:
-        return [str(c.get("name")) for c in containers]
+        return [printable(str(c.get("name"))) for c in containers]
     return None
 
