@@ -67,7 +67,7 @@ def tokenIn(path: str, data: bytes) -> str:
             "invisible character): remove it")
     if not token:
         raise EmptyTokenFile(path, f"the token file {path} is empty")
-    if any(character.isspace() or not character.isprintable() for character in token):
+    if not all(map(_inWord, token)):
         raise BadTokenFile(
             path, f"the token in {path} has a space or a control character in it: "
             "a token is one word")
@@ -78,6 +78,29 @@ def tokenIn(path: str, data: bytes) -> str:
             f"at least {MIN_TOKEN_LENGTH} are needed (a fresh one: "
             "python3 -c 'import secrets; print(secrets.token_urlsafe(32))')")
     return token
+
+
+def badCharacters(token: str) -> str | None:
+    """
+    Why C{token}, given rather than read from a file, is no token, as the
+    end of a sentence (C{has a line break in it...}); None when it may be
+    one.  A token is one word of UTF-8 text: an environment variable or an
+    argument that was no UTF-8 comes with surrogate escapes, and is not.
+    """
+    try:
+        token.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not UTF-8 text"
+    if "\n" in token or "\r" in token:
+        return "has a line break in it: a token is one word"
+    if not all(map(_inWord, token)):
+        return "has a space or a control character in it: a token is one word"
+    return None
+
+
+def _inWord(character: str) -> bool:
+    """Whether a token may hold C{character}: no space or control character."""
+    return not character.isspace() and character.isprintable()
 
 
 def readRegularFrom(fd: int, limit: int) -> bytes:

@@ -239,6 +239,55 @@ class ParseArgumentsTests(SynchronousTestCase):
         self.assertEqual(opts.token, "t0k")
         self.assertEqual(opts.tokenSource, "$PYCM_TOKEN")
 
+    def test_chosenTokenRefused(self) -> None:
+        """
+        A token given with C{--token} or C{PYCM_TOKEN} that no request line
+        can carry (a line break, bytes that are no UTF-8, a space or a
+        control character) is a usage error saying where it came from and
+        why, not a crash later; the token is never in it.
+        """
+        breaks = "has a line break in it: a token is one word"
+        word = "has a space or a control character in it: a token is one word"
+        for token, why in [("abcdefghijklmnopqrstu\nrm -f victim", breaks),
+                           ("secret\rtoken", breaks),
+                           ("abc\udc85def", "is not UTF-8 text"),
+                           ("secret token", word),
+                           ("secret\x1btoken", word)]:
+            for argv, env, source in [(["ping"], dict(self.ENV, PYCM_TOKEN=token), "$PYCM_TOKEN"),
+                                      (["--token", token, "ping"], self.ENV, "--token")]:
+                error = self.assertRaises(cli.UsageError, cli.parseArguments, argv, env,
+                                          uid=1000)
+                self.assertEqual(str(error),
+                                 f"the token from {source} {why} (the token was not sent)")
+                self.assertFalse(error.hint)
+
+    def test_realClientChosenToken(self) -> None:
+        """
+        The real client given a C{PYCM_TOKEN} no request can carry (a line
+        break, bytes that are no UTF-8) says so in one line and exits 2,
+        on both of its paths, without a traceback and without connecting.
+        """
+        listener = socket.socket()
+        self.addCleanup(listener.close)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(5)
+        home = os.path.abspath(self.mktemp())
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PYCM_")}
+        env.update(HOME=home, XDG_STATE_HOME=home,
+                   PYCM_HOST=f"tcp:127.0.0.1:{listener.getsockname()[1]}")
+        for token, why in [("abcdefghijklmnopqrstu\nrm -f victim",
+                            "has a line break in it: a token is one word"),
+                           ("abc\udc85def", "is not UTF-8 text")]:
+            for client in ("", "twisted"):
+                result = subprocess.run(
+                    [sys.executable, "-m", "pycm.client.cli", "ping"], capture_output=True,
+                    env=dict(env, PYCM_TOKEN=token, PYCM_CLIENT=client), timeout=60)
+                self.assertEqual((result.returncode, result.stdout), (2, b""))
+                self.assertEqual(result.stderr.decode().splitlines(), [
+                    f"pycm: the token from $PYCM_TOKEN {why} (the token was not sent)"])
+        listener.setblocking(False)
+        self.assertRaises(BlockingIOError, listener.accept)
+
     def test_explicitWins(self) -> None:
         """C{--host} and C{--token} beat the environment."""
         env = dict(self.ENV, PYCM_HOST="unix:/x", PYCM_TOKEN="env")

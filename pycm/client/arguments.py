@@ -12,7 +12,13 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, NamedTuple, NoReturn
 
-from pycm.client.config import daemonToken, defaultEndpoint, findToken, refuseClearToTLS
+from pycm.client.config import (
+    chosenToken,
+    daemonToken,
+    defaultEndpoint,
+    findToken,
+    refuseClearToTLS,
+)
 from pycm.client.exits import UsageError
 from pycm.client.plan import Plan, PlanError, planCommand
 from pycm.statepaths import defaultTokenPath
@@ -218,10 +224,10 @@ def parseArguments(
     token = findToken(explicitToken, environ, uid)
     source: str | None = None
     withheld = None
-    if explicitToken:
-        source = "--token"
-    elif environ.get("PYCM_TOKEN"):
-        source = "$PYCM_TOKEN"
+    if token and (explicitToken or environ.get("PYCM_TOKEN")):
+        # Chosen: sent wherever the user says, if a request can carry it.
+        source = "--token" if explicitToken else "$PYCM_TOKEN"
+        token = chosenToken(token, source)
     else:
         # Found, not chosen: only the token of the daemon that listens there.
         found = daemonToken(host, environ, uid)

@@ -72,6 +72,24 @@ def usedTokenFile(path: str) -> str | None:
         raise UsageError(f"{e} (the token was not sent)", hint=False) from None
 
 
+def chosenToken(token: str, source: str) -> str:
+    """
+    C{token}, given with C{source} (C{--token} or C{$PYCM_TOKEN}), when
+    it can be sent: one word of UTF-8 text (L{tokenfile.badCharacters}),
+    which a request line can carry.
+
+    @raise UsageError: saying where it came from and what is wrong, never
+        the token (exit status 2): it is not sent.
+    """
+    wrong = tokenfile.badCharacters(token)
+    if wrong is None:
+        return token
+    from pycm.client.exits import UsageError
+
+    raise UsageError(f"the token from {source} {wrong} (the token was not sent)",
+                     hint=False)
+
+
 def findToken(
     explicit: str | None = None,
     environ: Mapping[str, str] | None = None,
