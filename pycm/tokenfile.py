@@ -103,6 +103,14 @@ def _inWord(character: str) -> bool:
     return not character.isspace() and character.isprintable()
 
 
+def couldBeToken(word: str) -> bool:
+    """
+    Whether C{word} could be a token (a pasted one, say): one word of
+    text and at least L{MIN_TOKEN_LENGTH} bytes, by the rules of token files.
+    """
+    return badCharacters(word) is None and len(word.encode("utf-8")) >= MIN_TOKEN_LENGTH
+
+
 def readRegularFrom(fd: int, limit: int) -> bytes:
     """
     The start of the regular file open on C{fd} (not closed here): at most

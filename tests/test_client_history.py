@@ -6,7 +6,10 @@ import os
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pycm.client.history import HistoryFile, defaultHistoryPath, isPrivate
+from pycm.client.history import HistoryFile, defaultHistoryPath, isPrivate, isPrivateName
+
+#: A token as the daemon makes them (L{pycm.daemon.auth.newToken}).
+TOKEN = "aHYWNXq3s0d9Vb2LkJ7cRtZ1mPxE4uGf8oWiYhNeS5A"
 
 
 class DefaultPathTests(SynchronousTestCase):
@@ -72,11 +75,43 @@ class HistoryFileTests(SynchronousTestCase):
             history.append(line)
         self.assertEqual(self.content(), b"ping\n")
 
+    def test_quotedAuthWithItsToken(self) -> None:
+        """C{"auth TOKEN"} quoted as one word is an C{auth} line too."""
+        for line in ['"auth s3cret"', "'AUTH\ts3cret' ping"]:
+            self.assertTrue(isPrivate(line), line)
+
+    def test_pastedTokenNotKept(self) -> None:
+        """
+        A token pasted on a line of its own (one word that could be a token,
+        and no command) is not kept; a short unknown word (a typo), a
+        command, and an C{-e KEY=VALUE} line are kept as typed.
+        """
+        history = HistoryFile(self.path)
+        for line in [TOKEN, f"  '{TOKEN}' ", "lisst", "unfollow", "ping",
+                     "run -e PASSWORD=hunter2hunter2hunter2 web", "inspect a-web-frontend-name"]:
+            history.append(line)
+        self.assertEqual(self.content(), b"lisst\nunfollow\nping\n"
+                         b"run -e PASSWORD=hunter2hunter2hunter2 web\n"
+                         b"inspect a-web-frontend-name\n")
+        self.assertNotIn(TOKEN.encode(), self.content())
+
+    def test_privateNames(self) -> None:
+        """
+        An answer to "Enter container name:" that is an C{auth} line, or
+        that is hidden as it is typed and could be no name, is private; a
+        name that starts with C{auth} is a name.
+        """
+        for answer in [f"auth {TOKEN}", f"AUTH\t{TOKEN}", f"'auth' {TOKEN}",
+                       f'"auth {TOKEN}"', f"auth:{TOKEN}"]:
+            self.assertTrue(isPrivateName(answer), answer)
+        for answer in ["web", "auth", "authdb", "auth-service.1", TOKEN]:
+            self.assertFalse(isPrivateName(answer), answer)
+
     def test_authLinesDroppedOnLoad(self) -> None:
         """A token written by something else is not offered back."""
         os.makedirs(os.path.dirname(self.path))
         with open(self.path, "wb") as f:
-            f.write(b"ping\nauth s3cret\n\n\xff\xfe bad\n")
+            f.write(b"ping\nauth s3cret\n\n\xff\xfe bad\n" + TOKEN.encode() + b"\n")
         self.assertEqual(HistoryFile(self.path).load(), ["ping", "\ufffd\ufffd bad"])
 
     def test_cutBack(self) -> None:

@@ -17,6 +17,8 @@ from pycm.client.testing import FakeDaemon, ok
 from tests.test_client_cli import Harness, pipeInto
 
 WEB = {"name": "web", "state": "running", "image": "host", "command": ["sleep", "1"]}
+#: A token as the daemon makes them (L{pycm.daemon.auth.newToken}).
+TOKEN = "aHYWNXq3s0d9Vb2LkJ7cRtZ1mPxE4uGf8oWiYhNeS5A"
 DB = {"name": "db", "state": "exited", "image": "host", "command": ["true"]}
 
 
@@ -159,6 +161,22 @@ class PipedNameQuestionTests(SynchronousTestCase):
             "line 2 (run): Container name required",
             "line 4 (stop): Container name required",
         ])
+        self.assertEqual(status, 2)
+
+    def test_authLineAsName(self) -> None:
+        """
+        An C{auth} line as a bare C{stop}'s name line is not sent as a name
+        (the daemon's error would show it): refused here, without it, as
+        a usage error; the rest is sent.
+        """
+        daemon = FakeDaemon({"stop": "ERR invalid_name invalid container name",
+                             "list": ok([WEB])})
+        h, out, status = pipeInto(self, daemon, f"stop\nauth {TOKEN}\nlist\n".encode())
+        self.assertEqual(daemon.received, ["list"])
+        self.assertEqual(h.err.getvalue().splitlines(), [
+            "line 2 (stop): Error: that looks like an auth line, not a container name: "
+            "not sent"])
+        self.assertNotIn(TOKEN, out)
         self.assertEqual(status, 2)
 
     def test_notAsked(self) -> None:

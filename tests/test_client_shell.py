@@ -27,6 +27,8 @@ GREETING = "Connected to the pycm daemon at 127.0.0.1:8080"
 UP = b"\x1b[A"
 DOWN = b"\x1b[B"
 LEFT = b"\x1b[D"
+#: A token as the daemon makes them (L{pycm.daemon.auth.newToken}).
+TOKEN = b"aHYWNXq3s0d9Vb2LkJ7cRtZ1mPxE4uGf8oWiYhNeS5A"
 
 
 class TerminalTransport(StringTransport):
@@ -198,6 +200,61 @@ class ShellTests(SynchronousTestCase):
         self.assertEqual(h.typed(), b"stop web")
         with open(path) as f:
             self.assertEqual(f.read(), "stop\nstop web\n")
+
+    def test_authLineAsName(self) -> None:
+        """
+        An C{auth} line given at "Enter container name:" (hidden as it is
+        typed) is neither sent as a name, nor written down, nor shown
+        again: the shell says what it looks like; Up recalls it for the
+        prompt, where Enter sends it as C{auth}.  A name that starts with
+        C{auth} is a name.
+        """
+        for answer in [b"auth:" + TOKEN, b'"auth ' + TOKEN + b'"', b"auth " + TOKEN]:
+            path = os.path.abspath(self.mktemp())
+            h = ShellHarness(FakeDaemon({"stop": ok({"name": "web"}),
+                                         "auth": ok("authenticated")}),
+                             history=HistoryFile(path))
+            h.type(b"stop\r")
+            for key in answer:
+                h.type(bytes([key]))
+            h.screen()
+            h.type(b"\r")
+            screen = h.screen()
+            self.assertIn(b"Error: that looks like an auth line, not a container name: "
+                          b"not sent", screen)
+            self.assertNotIn(TOKEN, screen)
+            self.assertTrue(screen.endswith(b"pycm> "), screen)
+            self.assertEqual(h.daemon.received, [])
+            with open(path, "rb") as f:
+                self.assertEqual(f.read(), b"stop\n")
+            h.type(UP)
+            self.assertEqual(h.typed(), answer)
+            self.assertNotIn(TOKEN, h.screen())
+        h.type(b"\r")
+        self.assertEqual(h.daemon.received, ["auth " + TOKEN.decode()])
+        h.type(b"stop\rauthdb\r")
+        self.assertEqual(h.daemon.received[-1], "stop authdb")
+
+    def test_pastedToken(self) -> None:
+        """
+        A token pasted on a line of its own at the prompt is not sent (the
+        daemon's error would show it), not written down, and not shown
+        again; a short unknown word (a typo) is sent as ever.
+        """
+        path = os.path.abspath(self.mktemp())
+        h = ShellHarness(FakeDaemon({"lisst": "ERR bad_request unknown command 'lisst'"}),
+                         history=HistoryFile(path))
+        h.type(TOKEN)
+        h.screen()
+        h.type(b"\r")
+        screen = h.screen()
+        self.assertIn(b"Error: that looks like a token, not a command: not sent", screen)
+        self.assertNotIn(TOKEN, screen)
+        self.assertEqual(h.daemon.received, [])
+        h.type(b"lisst\r")
+        self.assertEqual(h.daemon.received, ["lisst"])
+        with open(path, "rb") as f:
+            self.assertEqual(f.read(), b"lisst\n")
 
     def test_historyFileUnusable(self) -> None:
         """A history file that cannot be read is a warning, not a failure."""

@@ -1,22 +1,34 @@
 """
 The shell's history file: the lines typed in earlier sessions, so that Up
 recalls them as in any shell.  Private (0600, never followed through a
-symlink), without C{auth TOKEN} lines; failing to read or write it never
+symlink), without C{auth TOKEN} lines or a token pasted alone; failing to read or write it never
 stops the shell.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import stat
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 
+from pycm.client.commandtable import BY_WORD as COMMAND_WORDS
+from pycm.client.masking import maskedFrom
 from pycm.files import replacePrivately
 from pycm.statepaths import xdgStateHome
+from pycm.tokenfile import couldBeToken
 
 #: Lines kept across sessions.
 MAX_LINES = 1000
+
+#: Why a token pasted at the prompt (L{isPastedToken}), or an auth line
+#: given as a container name (L{isPrivateName}), is not sent: never with it.
+NOT_A_COMMAND = "that looks like a token, not a command: not sent (type auth TOKEN)"
+NOT_A_NAME = "that looks like an auth line, not a container name: not sent"
+
+#: The characters of a container name (the daemon says which are valid).
+_NAME_CHARACTERS = re.compile(r"[A-Za-z0-9_.-]+")
 
 
 def defaultHistoryPath(environ: Mapping[str, str] | None = None) -> str | None:
@@ -32,16 +44,55 @@ def defaultHistoryPath(environ: Mapping[str, str] | None = None) -> str | None:
     return os.path.join(xdgStateHome(environ), "pycm", "history")
 
 
-def isPrivate(line: str) -> bool:
-    """
-    True for a line that must never be written down: an C{auth} line (it
-    holds a token), however it is quoted, split as the shell splits it.
-    """
+def _words(line: str) -> list[str]:
+    """The words of C{line}, split as the shell splits it (by blanks if it cannot)."""
     try:
-        words = shlex.split(line)
+        return shlex.split(line)
     except ValueError:
-        words = line.split()
-    return bool(words) and words[0].lower() == "auth"
+        return line.split()
+
+
+def isPrivate(line: str, commands: Container[str] = COMMAND_WORDS) -> bool:
+    """
+    True for a line that must never be written down: an C{auth} line
+    (L{isAuthLine}), or a token pasted on a line of its own
+    (L{isPastedToken}).
+    """
+    return isAuthLine(line) or isPastedToken(line, commands)
+
+
+def isAuthLine(line: str) -> bool:
+    """
+    True for an C{auth} line (it holds a token), however it is quoted
+    (C{'auth' TOKEN}, C{"auth TOKEN"}), split as the shell splits it.
+    """
+    words = _words(line)
+    first = words[0].split() if words else []
+    return bool(first) and first[0].lower() == "auth"
+
+
+def isPastedToken(line: str, commands: Container[str] = COMMAND_WORDS) -> bool:
+    """
+    True for a line that is one word that could be a token
+    (L{pycm.tokenfile.couldBeToken}) and is no command word: a token
+    pasted at the prompt, which the daemon's log does not show either.
+    """
+    words = _words(line)
+    return len(words) == 1 and words[0].lower() not in commands \
+        and couldBeToken(words[0])
+
+
+def isPrivateName(answer: str) -> bool:
+    """
+    True for an answer to "Enter container name:" that must be neither
+    sent as a name nor written down: an C{auth} line (L{isAuthLine}) or
+    one hidden as it is typed (L{maskedFrom}: C{auth:TOKEN}), with a
+    character no name has; C{auth} or C{authdb} alone is a name.
+    """
+    if _NAME_CHARACTERS.fullmatch(answer):
+        return False
+    characters = [bytes([byte]) for byte in answer.encode("utf-8")]
+    return isAuthLine(answer) or maskedFrom(characters) is not None
 
 
 class HistoryFile:

@@ -30,6 +30,7 @@ from pycm.client.exits import (
     writeLines,
 )
 from pycm.client.followed import StampedFollows
+from pycm.client.history import NOT_A_NAME, isPrivateName
 from pycm.client.plan import Plan, PlanError, asksForName, isFollow, planCommand
 from pycm.client.protocol import ClientProtocol, Disconnected, isSilentLine
 from pycm.errors import PycmError
@@ -120,6 +121,11 @@ class PipedRequests(LineOnlyReceiver):
             asked, self.asking = self.asking, None
             if not line.strip():
                 self._nameRequired(asked)
+                return
+            if isPrivateName(line.strip()):
+                writeLines(self.err, [f"line {self.lineNumber} ({printable(asked[0])}): "
+                                      f"Error: {NOT_A_NAME}"])
+                self._worsen(EXIT_USAGE)
                 return
             line = shlex.join([*asked, line.strip()])
         elif isSilentLine(line):

@@ -23,7 +23,7 @@ from pycm.client import format as fmt
 from pycm.client.applying import sendApply
 from pycm.client.commandtable import BY_WORD as KNOWN_BY_WORD
 from pycm.client.followed import StampedFollows
-from pycm.client.history import HistoryFile
+from pycm.client.history import NOT_A_COMMAND, NOT_A_NAME, HistoryFile, isPastedToken, isPrivateName
 from pycm.client.inflight import Reconnection, abandonedLines
 from pycm.client.inflight import progressMessage as progressMessage
 from pycm.client.masking import MaskingLineEditor, shown
@@ -296,12 +296,19 @@ class ShellProtocol(MaskingLineEditor, TabCompletion, HistoricRecvLine):
             words, self.asking = self.asking, None
             self.pn = 0
             name = text.strip()
-            if self.historyLines and self.historyLines[-1] == line:
+            private = isPrivateName(name)
+            if self.historyLines and self.historyLines[-1] == line and not private:
                 # The answer alone is no command: recall the whole request.
                 self.historyLines.pop()
                 self.historyPosition = len(self.historyLines)
             if not name:
                 self.printAbove(["Container name required"])
+                return
+            if private:
+                # Neither sent nor written down: Up recalls it for the
+                # prompt, as any auth line typed there.
+                self.printAbove([f"Error: {NOT_A_NAME} (to authenticate, "
+                                "type it at the pycm> prompt: Up recalls it)"])
                 return
             request = shlex.join([*words, name])
             self.historyLines.append(request.encode("utf-8"))
@@ -319,6 +326,9 @@ class ShellProtocol(MaskingLineEditor, TabCompletion, HistoricRecvLine):
         """Act on one line typed at the prompt."""
         if isSilentLine(text):
             self.drawInputLine()
+            return
+        if isPastedToken(text, self.commands):
+            self.printAbove([f"Error: {NOT_A_COMMAND}"])
             return
         try:
             words = shlex.split(text)
