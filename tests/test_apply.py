@@ -418,6 +418,24 @@ class MemoryApplyTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(self.backend.list()), [])
 
 
+    def test_dryRunPruneShowsState(self) -> None:
+        """
+        A dry run shows a container it would prune as it is now, as for
+        every other step; the apply that prunes it shows it gone.
+        """
+        self.successResultOf(self.applier.apply(services(db={}, old={})))
+        dry = self.successResultOf(self.applier.apply(services(db={}), prune=True, dryRun=True))
+        entries = {entry["name"]: entry for entry in dry.toJSON()["services"]}
+        self.assertEqual((entries["old"]["action"], entries["old"]["state"]),
+                         ("remove", "running"))
+        applying = self.applier.apply(services(db={}), prune=True)
+        for _ in range(30):
+            self.clock.advance(1)
+        entries = {entry["name"]: entry
+                   for entry in self.successResultOf(applying).toJSON()["services"]}
+        self.assertEqual((entries["old"]["action"], entries["old"]["state"]), ("remove", None))
+
+
 class ApplyCommandTests(SynchronousTestCase):
     """The C{apply} command on the daemon's fake transport."""
 

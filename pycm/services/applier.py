@@ -134,7 +134,8 @@ class ApplyResult:
             "project": self.plan.project,
             "dry_run": self.dryRun,
             "services": [
-                step.toJSON(self.containers.get(step.name)) for step in self.plan.steps
+                step.toJSON(self.containers.get(step.name), done=not self.dryRun)
+                for step in self.plan.steps
             ],
         }
 

@@ -56,10 +56,14 @@ class Step:
     service: Service | None = None
     spec: ContainerSpec | None = None
 
-    def toJSON(self, container: Container | None = None) -> dict[str, Any]:
-        """The reply's entry, the container as C{container} (else as it was)."""
+    def toJSON(self, container: Container | None = None, done: bool = True) -> dict[str, Any]:
+        """
+        The reply's entry, the container as C{container} (else as it was);
+        once C{done}, a removed container is shown as none (a dry run shows
+        it as it is).
+        """
         shown = container if container is not None else self.current
-        if self.action == StepAction.REMOVE and container is None:
+        if self.action == StepAction.REMOVE and container is None and done:
             shown = None
         return {
             "name": self.name,
