@@ -1,8 +1,9 @@
 """
 Tests for L{pycm.daemon.adoption}: a socket systemd passed is listened on
-with the real reactor, and its path keeps the mode systemd gave it and
-outlives the daemon's listening (Twisted's own adoption made it 0666 and
-removed it).
+with the real reactor, and stays systemd's: its path keeps its mode and
+outlives the daemon's listening, and systemd's own copy of the socket
+still accepts connections after it (Twisted's own adoption made the path
+0666, shut the socket down and removed its path).
 """
 
 from __future__ import annotations
@@ -41,8 +42,12 @@ class Reader(Protocol):
 
 
 class PassedUnixSocketTests(TestCase):
-    def passed(self, mode: int) -> tuple[str, int]:
-        """A listening UNIX socket of C{mode}, as systemd passes it: its path and a descriptor."""
+    def passed(self, mode: int) -> tuple[str, socket.socket, int]:
+        """
+        A listening UNIX socket of C{mode}, as systemd passes it: its path,
+        systemd's own copy (kept open, as systemd keeps it) and the
+        descriptor the daemon is given.
+        """
         directory = tempfile.mkdtemp()
         path = os.path.join(directory, "pycm.sock")
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -51,33 +56,52 @@ class PassedUnixSocketTests(TestCase):
         sock.listen()
         self.addCleanup(os.rmdir, directory)
         self.addCleanup(lambda: os.path.exists(path) and os.unlink(path))
-        fileno = os.dup(sock.fileno())
-        sock.close()
-        return path, fileno
+        self.addCleanup(sock.close)
+        return path, sock, os.dup(sock.fileno())
 
     @inlineCallbacks
     def test_modeAndPathKept(self) -> Any:
         """
         Listening keeps the socket's mode (0660), it serves, and once the
-        port stops listening the path is still there (systemd holds it).
+        port stops listening the path is still there, as it was, and
+        systemd's copy still takes connections (it was not shut down).
         """
-        path, fileno = self.passed(0o660)
-        endpoint = PassedSocketEndpoint(reactor, fileno, socket.AF_UNIX, 128)
-        port = yield endpoint.listen(Factory.forProtocol(Greeter))
+        path, systemds, fileno = self.passed(0o660)
+        port = yield PassedSocketEndpoint(reactor, fileno, socket.AF_UNIX).listen(
+            Factory.forProtocol(Greeter))
         self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o660)
         reader = Reader()
         yield UNIXClientEndpoint(reactor, path).connect(Factory.forProtocol(lambda: reader))
         self.assertEqual((yield reader.done), b"hi\n")
         yield port.stopListening()
+        self.assertRaises(OSError, os.fstat, fileno)  # handed over, then closed
         self.assertTrue(stat.S_ISSOCK(os.stat(path).st_mode))
         self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o660)
-        self.assertRaises(OSError, os.fstat, fileno)  # handed over, then closed
+        later = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.addCleanup(later.close)
+        later.connect(path)  # queued for the next daemon systemd starts
+        accepted, _ = systemds.accept()
+        accepted.close()
+
+    @inlineCallbacks
+    def test_pathNotLookedAt(self) -> Any:
+        """
+        The daemon needs nothing of the path (a daemon in another mount
+        namespace, or not its owner, may not reach or change it): with
+        the path gone, the passed socket is still listened on.
+        """
+        path, systemds, fileno = self.passed(0o600)
+        os.unlink(path)
+        port = yield PassedSocketEndpoint(reactor, fileno, socket.AF_UNIX).listen(
+            Factory.forProtocol(Greeter))
+        yield port.stopListening()
+        self.assertFalse(os.path.exists(path))
 
     @inlineCallbacks
     def test_listenedOnOnce(self) -> Any:
         """A second listen on the same endpoint fails; the first goes on."""
-        path, fileno = self.passed(0o600)
-        endpoint = PassedSocketEndpoint(reactor, fileno, socket.AF_UNIX, 128)
+        path, systemds, fileno = self.passed(0o600)
+        endpoint = PassedSocketEndpoint(reactor, fileno, socket.AF_UNIX)
         port = yield endpoint.listen(Factory.forProtocol(Greeter))
         self.addCleanup(port.stopListening)
         yield self.assertFailure(endpoint.listen(Factory.forProtocol(Greeter)), RuntimeError)
@@ -91,7 +115,7 @@ class PassedUnixSocketTests(TestCase):
         address = sock.getsockname()
         fileno = os.dup(sock.fileno())
         sock.close()
-        port = yield PassedSocketEndpoint(reactor, fileno, socket.AF_INET, 128).listen(
+        port = yield PassedSocketEndpoint(reactor, fileno, socket.AF_INET).listen(
             Factory.forProtocol(Greeter))
         self.addCleanup(port.stopListening)
         self.assertEqual(port.getHost().port, address[1])

@@ -3,20 +3,20 @@ A socket systemd passed, listened on as its owner made it
 (L{PassedSocketEndpoint}).
 
 Twisted's own adoption (C{AdoptedStreamServerEndpoint}) treats a passed
-UNIX socket as one it bound itself: it makes its path mode 0666 once
-listening, and removes the path when the daemon stops.  On pycm's socket,
-which needs no token because its mode is the guard, the first made every
-local user able to drive a root daemon; the second left systemd's socket
-unreachable by its path, so no later start of the daemon could listen.
-Here the path's mode and the path itself are left to systemd; the listen
-backlog is pycm's usual one.
+UNIX socket as one it bound itself: it sets its path's mode to 0666 once
+listening, and when the daemon stops it shuts the socket down (which
+systemd shares) and removes its path.  On pycm's socket, which needs no
+token because its mode is the guard, the first let every local user drive
+a root daemon; the others left systemd's socket unusable, so that no later
+start of the daemon could be activated by it.  Here a passed UNIX socket
+is listened on as Twisted listens on a passed TCP one: nothing is done to
+its path, and it is only closed at the end.
 """
 
 from __future__ import annotations
 
 import os
 import socket
-import stat
 from typing import Any
 
 import attrs
@@ -28,14 +28,25 @@ from zope.interface import implementer
 
 
 class PassedUnixPort(unix.Port):
-    """A listening UNIX socket systemd passed: its path's mode and the path stay as they are."""
+    """
+    A listening UNIX socket systemd passed: its path, its mode and its
+    listen backlog stay systemd's, and at the end it is closed, not shut
+    down.
+    """
 
     def startListening(self) -> None:
-        path = self._bindPath
-        if unix._inFilesystemNamespace(path):
-            # Twisted sets the path's mode to self.mode: let it set the one it has.
-            self.mode = stat.S_IMODE(os.stat(path).st_mode)
-        super().startListening()
+        # unix.Port would chmod the path; this is tcp.Port's way with a
+        # passed socket, which is listening already.
+        skt, self._preexistingSocket = self._preexistingSocket, None
+        assert skt is not None, "only a passed socket is listened on so"
+        self._shouldShutdown = False
+        tcp._reservedFD.reserve()
+        self.factory.doStart()  # type: ignore[union-attr]
+        self.connected = True
+        self.socket = skt
+        self.fileno = skt.fileno  # type: ignore[method-assign]
+        self.numberAccepts = 100
+        self.startReading()
 
     def connectionLost(self, reason: Failure) -> None:
         # unix.Port would remove the path, which is systemd's.
@@ -54,7 +65,6 @@ class PassedSocketEndpoint:
     reactor: Any
     fileno: int
     family: int
-    backlog: int
     _used: bool = False
 
     def listen(self, factory: IProtocolFactory) -> Deferred[IListeningPort]:
@@ -71,9 +81,8 @@ class PassedSocketEndpoint:
                 port = tcp.Port._fromListeningDescriptor(
                     self.reactor, self.fileno, self.family, factory
                 )
-            port.backlog = self.backlog
             port.startListening()
             os.close(self.fileno)
-        except BaseException:
+        except Exception:
             return fail()
         return succeed(port)

@@ -159,7 +159,7 @@ class Listener:
         """The Twisted server endpoint to listen on."""
         if self.fileno is not None:
             assert self.family is not None
-            return PassedSocketEndpoint(reactor, self.fileno, self.family, defaultBacklog())
+            return PassedSocketEndpoint(reactor, self.fileno, self.family)
         args, kwargs = splitEndpoint(self.description)
         given = givenBacklog(self.kind, args, kwargs)
         if self.kind == "unix":
