@@ -114,6 +114,26 @@ class HistoryFileTests(SynchronousTestCase):
             f.write(b"ping\nauth s3cret\n\n\xff\xfe bad\n" + TOKEN.encode() + b"\n")
         self.assertEqual(HistoryFile(self.path).load(), ["ping", "\ufffd\ufffd bad"])
 
+    def test_oldLeaksScrubbed(self) -> None:
+        """
+        What an older pycm kept for an answer to "Enter container name:"
+        (C{stop 'auth TOKEN'}), and any line holding the client's own
+        token (C{run TOKEN}), is not loaded, and is gone from the file; a
+        container named C{auth} is kept.
+        """
+        os.makedirs(os.path.dirname(self.path))
+        with open(self.path, "wb") as f:
+            f.write(f"ping\nstop 'auth {TOKEN}'\nrun short web\nrun auth\n".encode())
+        self.assertEqual(HistoryFile(self.path, ("short",)).load(), ["ping", "run auth"])
+        self.assertEqual(self.content(), b"ping\nrun auth\n")
+
+    def test_knownTokenNotKept(self) -> None:
+        """A line holding one of the client's tokens is not written down."""
+        history = HistoryFile(self.path, ("short",))
+        history.append("run -e KEY=short web")
+        history.append("ping")
+        self.assertEqual(self.content(), b"ping\n")
+
     def test_cutBack(self) -> None:
         """Loading cuts the file back to its last C{maxLines} lines."""
         history = HistoryFile(self.path)

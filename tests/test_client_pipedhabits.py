@@ -179,6 +179,17 @@ class PipedNameQuestionTests(SynchronousTestCase):
         self.assertNotIn(TOKEN, out)
         self.assertEqual(status, 2)
 
+    def test_knownTokenAsName(self) -> None:
+        """The client's own token as a bare C{stop}'s name line is refused the same way."""
+        daemon = FakeDaemon({"stop": ok({"name": "x"}), "list": ok([WEB])})
+        h, out, status = pipeInto(self, daemon, f"stop\n{TOKEN}\nlist\n".encode(),
+                                  token=TOKEN)
+        self.assertEqual([line for line in daemon.received if not line.startswith("auth ")],
+                         ["list"])
+        self.assertIn("not a container name: not sent", h.err.getvalue())
+        self.assertNotIn(TOKEN, out + h.err.getvalue())
+        self.assertEqual(status, 2)
+
     def test_notAsked(self) -> None:
         """With a name, C{--help}, or C{--json} (lines as written), nothing is asked."""
         daemon = FakeDaemon({"run": "ERR bad_request run needs NAME", "help": ok({})})

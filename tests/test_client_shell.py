@@ -48,7 +48,7 @@ class ShellHarness:
 
     def __init__(self, daemon: FakeDaemon | None = None,
                  columns: int = 80, history: HistoryFile | None = None,
-                 commands: Any = None) -> None:
+                 commands: Any = None, tokens: tuple[str, ...] = ()) -> None:
         self.client, self.daemon, self.pump = connectToFake(
             daemon if daemon is not None else FakeDaemon()
         )
@@ -56,7 +56,7 @@ class ShellHarness:
         self.done: Deferred[int] = Deferred()
         self.terminal = insults.ServerProtocol(
             ShellProtocol, self.client, self.clock, GREETING, self.done, [],
-            lambda: columns, history, commands,
+            lambda: columns, history, commands, None, tokens,
         )
         self.transport = TerminalTransport()
         self.transport.protocol = self.terminal
@@ -255,6 +255,29 @@ class ShellTests(SynchronousTestCase):
         self.assertEqual(h.daemon.received, ["lisst"])
         with open(path, "rb") as f:
             self.assertEqual(f.read(), b"lisst\n")
+        h.type(UP + UP)
+        self.assertEqual(h.typed(), b"lisst")  # the token is not recalled
+
+    def test_knownTokenAsName(self) -> None:
+        """
+        The client's own token pasted at "Enter container name:" (its
+        characters are a name's) is not sent, nor written down; nor is it,
+        pasted alone at the prompt, however short.
+        """
+        token = TOKEN.decode()
+        path = os.path.abspath(self.mktemp())
+        h = ShellHarness(FakeDaemon({"stop": ok({"name": "web"})}),
+                         history=HistoryFile(path, (token,)), tokens=(token,))
+        h.type(b"stop\r" + TOKEN + b"\r")
+        self.assertIn(b"not a container name: not sent", h.screen())
+        self.assertEqual(h.daemon.received, [])
+        h = ShellHarness(FakeDaemon(), history=HistoryFile(path, ("short",)),
+                         tokens=("short",))
+        h.type(b"short\r")
+        self.assertIn(b"that looks like a token, not a command: not sent", h.screen())
+        self.assertEqual(h.daemon.received, [])
+        with open(path, "rb") as f:
+            self.assertEqual(f.read(), b"stop\n")
 
     def test_historyFileUnusable(self) -> None:
         """A history file that cannot be read is a warning, not a failure."""

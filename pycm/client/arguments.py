@@ -114,6 +114,11 @@ class CommandLine(NamedTuple):
     plan: Plan | None = None
     tokenWithheld: str | None = None
 
+    @property
+    def knownTokens(self) -> tuple[str, ...]:
+        """The tokens this client holds, sent or not: never shown nor kept."""
+        return tuple(token for token in (self.token, self.tokenWithheld) if token)
+
 
 def makeParser() -> argparse.ArgumentParser:
     """The parser of pycm's own options (those before COMMAND)."""

@@ -11,7 +11,7 @@ import os
 import re
 import shlex
 import stat
-from collections.abc import Container, Mapping
+from collections.abc import Container, Mapping, Sequence
 
 from pycm.client.commandtable import BY_WORD as COMMAND_WORDS
 from pycm.client.masking import maskedFrom
@@ -52,13 +52,23 @@ def _words(line: str) -> list[str]:
         return line.split()
 
 
-def isPrivate(line: str, commands: Container[str] = COMMAND_WORDS) -> bool:
+def isPrivate(line: str, commands: Container[str] = COMMAND_WORDS,
+              tokens: Sequence[str] = ()) -> bool:
     """
     True for a line that must never be written down: an C{auth} line
-    (L{isAuthLine}), or a token pasted on a line of its own
-    (L{isPastedToken}).
+    (L{isAuthLine}), or one that holds one (C{stop 'auth TOKEN'}, which
+    an older pycm wrote for an answer to "Enter container name:"), a token
+    pasted on a line of its own (L{isPastedToken}), or a line that holds
+    one of C{tokens} (those the client knows, L{holdsToken}).
     """
-    return isAuthLine(line) or isPastedToken(line, commands)
+    quoted = [word for word in _words(line)[1:] if len(word.split()) > 1]
+    return (isAuthLine(line) or any(isAuthLine(word) for word in quoted)
+            or isPastedToken(line, commands) or holdsToken(line, tokens))
+
+
+def holdsToken(text: str, tokens: Sequence[str]) -> bool:
+    """Whether C{text} holds one of C{tokens} (the client's own) anywhere."""
+    return any(token in text for token in tokens if token)
 
 
 def isAuthLine(line: str) -> bool:
@@ -80,6 +90,16 @@ def isPastedToken(line: str, commands: Container[str] = COMMAND_WORDS) -> bool:
     words = _words(line)
     return len(words) == 1 and words[0].lower() not in commands \
         and couldBeToken(words[0])
+
+
+def isTokenLine(line: str, commands: Container[str], tokens: Sequence[str]) -> bool:
+    """A line not to send: one of C{tokens} alone, or a word that could be one."""
+    return line.strip() in tokens or isPastedToken(line, commands)
+
+
+def isPrivateAnswer(answer: str, tokens: Sequence[str]) -> bool:
+    """An answer to "Enter container name:" not to send: L{isPrivateName}, or holding a token."""
+    return isPrivateName(answer) or holdsToken(answer, tokens)
 
 
 def isPrivateName(answer: str) -> bool:
@@ -107,8 +127,13 @@ class HistoryFile:
 
     maxLines = MAX_LINES
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, tokens: Sequence[str] = ()) -> None:
+        """
+        @param tokens: the tokens the client knows: a line holding one is
+            neither kept nor, if an older pycm kept it, loaded.
+        """
         self.path = path
+        self.tokens = tuple(tokens)
         self.problem: str | None = None
         self._last: str | None = None
 
@@ -127,11 +152,10 @@ class HistoryFile:
         except OSError as e:
             self._keepProblem("read", e)
             return []
-        lines = [
-            line for line in data.decode("utf-8", "replace").split("\n")
-            if line.strip() and not isPrivate(line)
-        ]
-        if len(lines) > self.maxLines:
+        given = [line for line in data.decode("utf-8", "replace").split("\n") if line.strip()]
+        lines = [line for line in given if not isPrivate(line, tokens=self.tokens)]
+        if len(lines) > self.maxLines or len(lines) < len(given):
+            # Cut back, or rid of what an older pycm kept that it should not.
             lines = lines[-self.maxLines:]
             self._rewrite(lines)
         self._last = lines[-1] if lines else None
@@ -139,7 +163,8 @@ class HistoryFile:
 
     def append(self, line: str) -> None:
         """Add a typed line (not blank ones, repeats of the last, or C{auth})."""
-        if self.problem is not None or not line.strip() or isPrivate(line):
+        if self.problem is not None or not line.strip() \
+                or isPrivate(line, tokens=self.tokens):
             return
         if line == self._last or "\n" in line:
             return

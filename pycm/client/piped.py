@@ -30,7 +30,7 @@ from pycm.client.exits import (
     writeLines,
 )
 from pycm.client.followed import StampedFollows
-from pycm.client.history import NOT_A_NAME, isPrivateName
+from pycm.client.history import NOT_A_NAME, isPrivateAnswer
 from pycm.client.plan import Plan, PlanError, asksForName, isFollow, planCommand
 from pycm.client.protocol import ClientProtocol, Disconnected, isSilentLine
 from pycm.errors import PycmError
@@ -122,7 +122,7 @@ class PipedRequests(LineOnlyReceiver):
             if not line.strip():
                 self._nameRequired(asked)
                 return
-            if isPrivateName(line.strip()):
+            if isPrivateAnswer(line.strip(), self.options.knownTokens):
                 writeLines(self.err, [f"line {self.lineNumber} ({printable(asked[0])}): "
                                       f"Error: {NOT_A_NAME}"])
                 self._worsen(EXIT_USAGE)

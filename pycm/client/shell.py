@@ -23,7 +23,7 @@ from pycm.client import format as fmt
 from pycm.client.applying import sendApply
 from pycm.client.commandtable import BY_WORD as KNOWN_BY_WORD
 from pycm.client.followed import StampedFollows
-from pycm.client.history import NOT_A_COMMAND, NOT_A_NAME, HistoryFile, isPastedToken, isPrivateName
+from pycm.client.history import NOT_A_COMMAND, NOT_A_NAME, HistoryFile, isPrivateAnswer, isTokenLine
 from pycm.client.inflight import Reconnection, abandonedLines
 from pycm.client.inflight import progressMessage as progressMessage
 from pycm.client.masking import MaskingLineEditor, shown
@@ -86,8 +86,11 @@ class ShellProtocol(MaskingLineEditor, TabCompletion, HistoricRecvLine):
         history: HistoryFile | None = None,
         commands: Sequence[CommandSyntax] | None = None,
         reconnection: Reconnection | None = None,
+        tokens: Sequence[str] = (),
     ) -> None:
         self.client = client
+        #: The tokens this client knows: never sent as a name, nor alone.
+        self.tokens = tuple(tokens)
         self.reconnection = reconnection
         #: The new connection being made after a Ctrl-C, if one is.
         self._reconnecting: Deferred[Any] | None = None
@@ -296,7 +299,7 @@ class ShellProtocol(MaskingLineEditor, TabCompletion, HistoricRecvLine):
             words, self.asking = self.asking, None
             self.pn = 0
             name = text.strip()
-            private = isPrivateName(name)
+            private = isPrivateAnswer(name, self.tokens)
             if self.historyLines and self.historyLines[-1] == line and not private:
                 # The answer alone is no command: recall the whole request.
                 self.historyLines.pop()
@@ -327,7 +330,11 @@ class ShellProtocol(MaskingLineEditor, TabCompletion, HistoricRecvLine):
         if isSilentLine(text):
             self.drawInputLine()
             return
-        if isPastedToken(text, self.commands):
+        if isTokenLine(text, self.commands, self.tokens):
+            # Not recalled either (conch keeps every line typed).
+            typed = text.encode("utf-8")
+            self.historyLines = [line for line in self.historyLines if line != typed]
+            self.historyPosition = len(self.historyLines)
             self.printAbove([f"Error: {NOT_A_COMMAND}"])
             return
         try:

@@ -97,7 +97,7 @@ async def runShell(
     notices.append("Type `help` for the commands, `exit` or Ctrl-D to leave.")
     done: Deferred[int] = Deferred()
     historyPath = defaultHistoryPath()
-    history = HistoryFile(historyPath) if historyPath else None
+    history = HistoryFile(historyPath, options.knownTokens) if historyPath else None
 
     def columns() -> int:
         try:
@@ -114,7 +114,7 @@ async def runShell(
             insults.ServerProtocol(ShellProtocol, client, reactor, greeting,
                                    done, notices, columns, history, commands,
                                    Reconnection(reconnector(reactor, options),
-                                                subscriptions)),
+                                                subscriptions), options.knownTokens),
             stdin=stdin, stdout=stdout, reactor=reactor,
         )
         return await done
