@@ -27,6 +27,7 @@ from pycm.client.plan import Plan, PlanError, planCommand
 from pycm.client.testing import FakeDaemon, ok
 from pycm.grammar import CommandSyntax, Option
 from pycm.services import envfile
+from tests.envreads import countReads
 from tests.test_client_cli import FastHarness, Harness, options
 from tests.test_client_shell import ShellHarness
 
@@ -501,14 +502,7 @@ class EnvFileTests(FilesMixin, SynchronousTestCase):
         A file named again is not read again; the files of one C{run} come
         to 1 MiB at most, each counted every time it is named.
         """
-        reads = []
-        readTextFile = envfile.readTextFile
-
-        def counted(path: str, what: str, limit: int) -> str:
-            reads.append(path)
-            return readTextFile(path, what, limit)
-
-        self.patch(envfile, "readTextFile", counted)
+        reads = countReads(self)
         self.assertEqual(self.request("run", *["--env-file", self.second] * 1000, "web"),
                          ("run", "-e", "B=from second", "-e", "D=it's", "web"))
         self.assertEqual(reads, [self.second])

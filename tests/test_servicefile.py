@@ -13,7 +13,6 @@ import textwrap
 from twisted.trial.unittest import SynchronousTestCase
 
 from pycm.errors import BadRequest
-from pycm.services import envfile
 from pycm.services.envfile import MAX_ENV_FILES, EnvFileError
 from pycm.services.servicefile import (
     HEALTHCHECK_KEYS,
@@ -25,6 +24,7 @@ from pycm.services.servicefile import (
     projectFromDirectory,
 )
 from pycm.services.tomllines import keyLines, lineOf
+from tests.envreads import countReads
 
 #: The issue's example, every key of a service and of a health check.
 EXAMPLE = """\
@@ -165,14 +165,7 @@ class LoadTests(SynchronousTestCase):
         services file come to L{MAX_ENV_FILES} bytes at most, each counted
         every time it is named: more is refused at the env_file line.
         """
-        reads = []
-        readTextFile = envfile.readTextFile
-
-        def counted(path: str, what: str, limit: int) -> str:
-            reads.append(path)
-            return readTextFile(path, what, limit)
-
-        self.patch(envfile, "readTextFile", counted)
+        reads = countReads(self)
         self.write("small.env", "A=1\n")
         self.write("services.toml", '[services.web]\nenv_file = ['
                    + ", ".join(['"small.env"'] * 1000) + "]\n")
