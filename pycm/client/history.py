@@ -8,14 +8,15 @@ stops the shell.
 from __future__ import annotations
 
 import os
-import re
 import shlex
 import stat
 from collections.abc import Container, Mapping, Sequence
 
 from pycm.client.commandtable import BY_WORD as COMMAND_WORDS
 from pycm.client.masking import maskedFrom
+from pycm.errors import InvalidName
 from pycm.files import replacePrivately
+from pycm.model import validateName
 from pycm.statepaths import xdgStateHome
 from pycm.tokenfile import couldBeToken
 
@@ -26,9 +27,6 @@ MAX_LINES = 1000
 #: given as a container name (L{isPrivateName}), is not sent: never with it.
 NOT_A_COMMAND = "that looks like a token, not a command: not sent (type auth TOKEN)"
 NOT_A_NAME = "that looks like an auth line, not a container name: not sent"
-
-#: The characters of a container name (the daemon says which are valid).
-_NAME_CHARACTERS = re.compile(r"[A-Za-z0-9_.-]+")
 
 
 def defaultHistoryPath(environ: Mapping[str, str] | None = None) -> str | None:
@@ -107,9 +105,13 @@ def isPrivateName(answer: str) -> bool:
     True for an answer to "Enter container name:" that must be neither
     sent as a name nor written down: an C{auth} line (L{isAuthLine}) or
     one hidden as it is typed (L{maskedFrom}: C{auth:TOKEN}), with a
-    character no name has; C{auth} or C{authdb} alone is a name.
+    valid name (L{validateName}); C{auth} or C{authdb} alone is a name.
     """
-    if _NAME_CHARACTERS.fullmatch(answer):
+    try:
+        validateName(answer)
+    except InvalidName:
+        pass
+    else:
         return False
     characters = [bytes([byte]) for byte in answer.encode("utf-8")]
     return isAuthLine(answer) or maskedFrom(characters) is not None

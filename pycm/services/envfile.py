@@ -148,8 +148,7 @@ def readEnvFile(path: str, environ: Mapping[str, str] | None = None) -> dict[str
         read, is not a regular file, is over L{MAX_ENV_FILE} bytes, is not
         UTF-8, or has a wrong line.
     """
-    text = readTextFile(path, "environment file", MAX_ENV_FILE)
-    return parseEnvText(text, path, environ)
+    return EnvFiles(environ).read(path)
 
 
 class EnvFiles:
