@@ -104,7 +104,7 @@ def isPrivateName(answer: str) -> bool:
     """
     True for an answer to "Enter container name:" that must be neither
     sent as a name nor written down: an C{auth} line (L{isAuthLine}) or
-    one hidden as it is typed (L{maskedFrom}: C{auth:TOKEN}), with a
+    one hidden as it is typed (L{maskedFrom}: C{auth:TOKEN}), that is no
     valid name (L{validateName}); C{auth} or C{authdb} alone is a name.
     """
     try:
